@@ -1,0 +1,114 @@
+//! Client-facing errors: each variant's status, OpenAI error `type` and
+//! `code`, and a message that says what to do — in one place.
+
+use crate::request::json_string;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// No `Authorization: Bearer` or `x-api-key` header.
+    MissingKey,
+    /// The key is not a live virtual key of any tenant.
+    UnknownKey,
+    TenantDisabled,
+    /// The body is not a valid chat request; the text says exactly why.
+    BadRequest(String),
+    BodyTooLarge {
+        limit: usize,
+    },
+    ModelNotFound(String),
+    /// The tenant has no key for the provider(s) that could serve it.
+    NoProviderKey(String),
+    ContextTooLong {
+        needed: u64,
+        largest: u64,
+    },
+    /// No reachable model supports what the request uses.
+    Unsupported(String),
+    /// The filter has no routing table (no bootstrap table, no control plane).
+    NoTable,
+    UnknownPath(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> u32 {
+        match self {
+            Self::MissingKey | Self::UnknownKey => 401,
+            Self::TenantDisabled => 403,
+            Self::BadRequest(_) | Self::ContextTooLong { .. } | Self::Unsupported(_) => 400,
+            Self::ModelNotFound(_) | Self::UnknownPath(_) => 404,
+            Self::BodyTooLarge { .. } => 413,
+            Self::NoProviderKey(_) | Self::NoTable => 503,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::MissingKey | Self::UnknownKey => "authentication_error",
+            Self::TenantDisabled => "permission_error",
+            Self::NoProviderKey(_) | Self::NoTable => "service_unavailable",
+            _ => "invalid_request_error",
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::MissingKey => "missing_api_key",
+            Self::UnknownKey => "invalid_api_key",
+            Self::TenantDisabled => "tenant_disabled",
+            Self::BadRequest(_) => "invalid_request",
+            Self::BodyTooLarge { .. } => "request_too_large",
+            Self::ModelNotFound(_) => "model_not_found",
+            Self::NoProviderKey(_) => "no_provider_key",
+            Self::ContextTooLong { .. } => "context_length_exceeded",
+            Self::Unsupported(_) => "unsupported_request",
+            Self::NoTable => "no_routing_table",
+            Self::UnknownPath(_) => "unknown_url",
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            Self::MissingKey => "No API key provided. Send your aipipe virtual key as `Authorization: Bearer <key>` or `x-api-key: <key>`.".into(),
+            Self::UnknownKey => "Invalid API key: it is not a live aipipe virtual key (it may have been revoked). Ask your aipipe operator for a key.".into(),
+            Self::TenantDisabled => "This tenant is disabled. Ask your aipipe operator to enable it.".into(),
+            Self::BadRequest(why) => format!("{why}. Send an OpenAI Chat Completions request body."),
+            Self::BodyTooLarge { limit } => format!("Request body is larger than the {limit}-byte limit. Send a smaller request."),
+            Self::ModelNotFound(m) => format!("The model `{m}` does not exist in this gateway's catalog. Use \"auto\", a catalog id such as \"gpt-4o-mini\", or \"provider/model\"."),
+            Self::NoProviderKey(why) => why.clone(),
+            Self::ContextTooLong { needed, largest } => format!("This request needs about {needed} tokens of context, more than the largest model available to you ({largest}). Shorten the conversation or lower max_tokens."),
+            Self::Unsupported(why) => why.clone(),
+            Self::NoTable => "aipipe has no routing table yet (the control plane has not answered and no bootstrap table is configured). Retry shortly.".into(),
+            Self::UnknownPath(p) => format!("Unknown request path `{p}`. aipipe serves POST /v1/chat/completions."),
+        }
+    }
+
+    /// The OpenAI-shaped JSON body.
+    pub fn body(&self) -> String {
+        format!(
+            "{{\"error\":{{\"message\":{},\"type\":\"{}\",\"param\":null,\"code\":\"{}\"}}}}",
+            json_string(&self.message()),
+            self.kind(),
+            self.code()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_openai_shaped_json() {
+        let e = ApiError::ModelNotFound("gpt-\"99\"".into());
+        let v: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("gpt-\"99\"")
+        );
+        assert_eq!(e.status(), 404);
+    }
+}

@@ -1,0 +1,460 @@
+//! A targeted, borrowed parse of OpenAI Chat Completions bodies.
+//!
+//! Only what routing needs is typed: the messages' roles and text, the
+//! presence of tools, images and a JSON schema, `max_tokens` and `stream`.
+//! Strings borrow from the body unless they contain escapes; every other field
+//! is skipped by serde without building a value. The body itself is never
+//! re-serialised: `model` is kept as a raw slice so the rewrite replaces just
+//! that span (see [`ChatRequest::model_span`]).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+#[derive(Debug, Deserialize)]
+struct Wire<'a> {
+    /// Raw even when `null`, so its span is known for the rewrite.
+    #[serde(borrow, default, deserialize_with = "raw_always")]
+    model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    messages: Vec<Message<'a>>,
+    #[serde(default)]
+    tools: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    functions: Option<Vec<IgnoredAny>>,
+    #[serde(borrow, default)]
+    response_format: Option<ResponseFormat<'a>>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+fn raw_always<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+#[derive(Debug, Deserialize)]
+struct ResponseFormat<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s: Cow<'de, str> = Cow::deserialize(d)?;
+        Ok(match &*s {
+            "system" => Role::System,
+            "developer" => Role::Developer,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            "tool" => Role::Tool,
+            "function" => Role::Function,
+            other => {
+                return Err(de::Error::custom(format_args!(
+                    "unknown message role `{other}`, expected one of system, developer, user, assistant, tool"
+                )));
+            }
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Message<'a> {
+    pub role: Role,
+    #[serde(borrow, default)]
+    pub content: Content<'a>,
+    #[serde(default)]
+    tool_calls: Option<Vec<IgnoredAny>>,
+}
+
+impl Message<'_> {
+    pub fn tool_call_count(&self) -> usize {
+        self.tool_calls.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// Message content: a string, an array of parts, or absent/null (assistant
+/// turns that only carry tool calls).
+#[derive(Debug, Default)]
+pub enum Content<'a> {
+    #[default]
+    None,
+    Text(Cow<'a, str>),
+    Parts(Vec<Part<'a>>),
+}
+
+#[derive(Debug)]
+pub enum Part<'a> {
+    Text(Cow<'a, str>),
+    Image,
+    /// Audio, files and future part types: counted, not read.
+    Other,
+}
+
+impl<'a> Content<'a> {
+    /// Calls `f` on each text fragment of this content.
+    pub fn for_each_text(&self, mut f: impl FnMut(&str)) {
+        match self {
+            Content::None => {}
+            Content::Text(t) => f(t),
+            Content::Parts(parts) => {
+                for p in parts {
+                    if let Part::Text(t) = p {
+                        f(t);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn image_count(&self) -> usize {
+        match self {
+            Content::Parts(parts) => parts.iter().filter(|p| matches!(p, Part::Image)).count(),
+            _ => 0,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Content<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Content::Text(Cow::Owned(v)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Content::None)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Content::None)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(2));
+                while let Some(p) = seq.next_element::<WirePart<'a>>()? {
+                    parts.push(match &*p.kind {
+                        "text" | "input_text" => Part::Text(p.text.ok_or_else(|| {
+                            de::Error::custom("content part of type `text` needs a string `text`")
+                        })?),
+                        "image_url" | "input_image" | "image" => Part::Image,
+                        _ => Part::Other,
+                    });
+                }
+                Ok(Content::Parts(parts))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct WirePart<'a> {
+    #[serde(borrow, rename = "type")]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
+/// What the client asked for in `model`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelChoice<'a> {
+    /// `"auto"`, absent or null: route by complexity.
+    Auto,
+    Named(Cow<'a, str>),
+}
+
+/// A parsed chat request, borrowing from the body it came from.
+#[derive(Debug)]
+pub struct ChatRequest<'a> {
+    pub model: ModelChoice<'a>,
+    /// Byte range of the `model` value in the body, when present.
+    pub model_span: Option<(usize, usize)>,
+    /// Byte offset of the body's opening `{`.
+    pub object_start: usize,
+    pub messages: Vec<Message<'a>>,
+    pub tool_count: usize,
+    pub json_schema: bool,
+    pub max_tokens: Option<u64>,
+    pub stream: bool,
+}
+
+/// A client error in the body: the message says exactly what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl ChatRequest<'_> {
+    pub fn parse(body: &[u8]) -> Result<ChatRequest<'_>, ParseError> {
+        let object_start = body
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .ok_or_else(|| ParseError("request body is empty".into()))?;
+        if body.get(object_start) != Some(&b'{') {
+            return Err(ParseError(
+                "request body must be a JSON object (Chat Completions request)".into(),
+            ));
+        }
+        let wire: Wire<'_> = serde_json::from_slice(body).map_err(|e| {
+            let what = if e.is_syntax() || e.is_eof() {
+                "request body is not valid JSON"
+            } else {
+                "invalid request body"
+            };
+            ParseError(format!("{what}: {e}"))
+        })?;
+
+        let (model, model_span) = match wire.model {
+            None => (ModelChoice::Auto, None),
+            Some(raw) => {
+                let text = raw.get();
+                // `raw` borrows from `body`: its address gives its position.
+                let start = (text.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+                let span = (start, start + text.len());
+                if body.get(span.0..span.1) != Some(text.as_bytes()) {
+                    return Err(ParseError("invalid request body: `model`".into()));
+                }
+                let choice = if text == "null" {
+                    ModelChoice::Auto
+                } else {
+                    let name: Cow<'_, str> = serde_json::from_str(text).map_err(|_| {
+                        ParseError(format!(
+                            "invalid request body: `model` must be a string, got {text}"
+                        ))
+                    })?;
+                    if name == "auto" || name.is_empty() {
+                        ModelChoice::Auto
+                    } else {
+                        ModelChoice::Named(name)
+                    }
+                };
+                (choice, Some(span))
+            }
+        };
+        if wire.messages.is_empty() {
+            return Err(ParseError(
+                "invalid request body: `messages` must contain at least one message".into(),
+            ));
+        }
+        let json_schema = wire
+            .response_format
+            .as_ref()
+            .is_some_and(|f| f.kind == "json_schema");
+        let tool_count =
+            wire.tools.as_ref().map_or(0, Vec::len) + wire.functions.as_ref().map_or(0, Vec::len);
+        Ok(ChatRequest {
+            model,
+            model_span,
+            object_start,
+            messages: wire.messages,
+            tool_count,
+            json_schema,
+            max_tokens: wire.max_completion_tokens.or(wire.max_tokens),
+            stream: wire.stream.unwrap_or(false),
+        })
+    }
+
+    /// Whether any message carries an image part.
+    pub fn has_images(&self) -> bool {
+        self.messages.iter().any(|m| m.content.image_count() > 0)
+    }
+
+    /// Whether the conversation uses tools: definitions, calls or results.
+    pub fn uses_tools(&self) -> bool {
+        self.tool_count > 0
+            || self
+                .messages
+                .iter()
+                .any(|m| m.role == Role::Tool || m.tool_call_count() > 0)
+    }
+
+    /// The smallest edit that makes the body name `upstream_model`: drain the
+    /// first `drain` bytes of the body and put `prefix` in their place.
+    ///
+    /// Envoy's body API can only replace a prefix (or append), so the edit
+    /// covers everything up to the end of the `model` value — a few bytes in
+    /// the usual `{"model":"auto",…` layout — instead of the whole body.
+    pub fn model_rewrite(&self, body: &[u8], upstream_model: &str) -> BodyEdit {
+        let quoted = json_string(upstream_model);
+        match self.model_span {
+            Some((start, end)) => {
+                let mut prefix = Vec::with_capacity(start + quoted.len());
+                prefix.extend_from_slice(body.get(..start).unwrap_or_default());
+                prefix.extend_from_slice(quoted.as_bytes());
+                BodyEdit { drain: end, prefix }
+            }
+            None => {
+                let at = self.object_start + 1;
+                let mut prefix = Vec::with_capacity(at + quoted.len() + 10);
+                prefix.extend_from_slice(body.get(..at).unwrap_or_default());
+                prefix.extend_from_slice(b"\"model\":");
+                prefix.extend_from_slice(quoted.as_bytes());
+                prefix.push(b',');
+                BodyEdit { drain: at, prefix }
+            }
+        }
+    }
+}
+
+/// Replace the first `drain` bytes of a body with `prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyEdit {
+    pub drain: usize,
+    pub prefix: Vec<u8>,
+}
+
+impl BodyEdit {
+    pub fn new_len(&self, old_len: usize) -> usize {
+        old_len - self.drain.min(old_len) + self.prefix.len()
+    }
+
+    /// The edited body (tests and the explain API; the filter edits in place).
+    pub fn apply(&self, body: &[u8]) -> Vec<u8> {
+        let mut out = self.prefix.clone();
+        out.extend_from_slice(body.get(self.drain..).unwrap_or_default());
+        out
+    }
+}
+
+/// `s` as a JSON string literal.
+pub fn json_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<ChatRequest<'_>, ParseError> {
+        ChatRequest::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn parses_string_and_part_content_borrowing_when_unescaped() {
+        let body = r#"{"model":"auto","messages":[{"role":"system","content":"be brief"},
+            {"role":"user","content":[{"type":"text","text":"look\nhere"},{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}],
+            "max_tokens":50,"stream":true,"temperature":0.2,"extra":{"deep":[1,2,{"x":null}]}}"#;
+        let r = parse(body).unwrap();
+        assert_eq!(r.model, ModelChoice::Auto);
+        assert_eq!(r.messages.len(), 2);
+        assert!(matches!(
+            &r.messages[0].content,
+            Content::Text(Cow::Borrowed("be brief"))
+        ));
+        let mut texts = vec![];
+        r.messages[1]
+            .content
+            .for_each_text(|t| texts.push(t.to_owned()));
+        assert_eq!(texts, ["look\nhere"]);
+        assert!(r.has_images());
+        assert_eq!(r.max_tokens, Some(50));
+        assert!(r.stream);
+        assert!(!r.uses_tools());
+    }
+
+    #[test]
+    fn tools_tool_calls_and_schema_are_seen() {
+        let body = r#"{"messages":[{"role":"user","content":"weather?"},
+            {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"w","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"c1","content":"sunny"}],
+            "tools":[{"type":"function","function":{"name":"w","parameters":{"type":"object"}}}],
+            "response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{}}},
+            "max_completion_tokens":99}"#;
+        let r = parse(body).unwrap();
+        assert_eq!(r.tool_count, 1);
+        assert!(r.uses_tools());
+        assert!(r.json_schema);
+        assert_eq!(r.max_tokens, Some(99));
+        assert_eq!(r.messages[1].tool_call_count(), 1);
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let e = |s: &str| parse(s).unwrap_err().0;
+        assert_eq!(e(""), "request body is empty");
+        assert!(e("[1]").contains("must be a JSON object"));
+        assert!(e("{\"messages\": [").starts_with("request body is not valid JSON"));
+        assert!(e("{\"model\":\"auto\"}").contains("missing field `messages`"));
+        assert!(e("{\"messages\":[]}").contains("at least one message"));
+        assert!(
+            e("{\"messages\":\"hi\"}").contains("invalid type: string \"hi\", expected a sequence")
+        );
+        assert!(
+            e("{\"messages\":[{\"role\":\"user\",\"content\":5}]}")
+                .contains("expected a string or an array of content parts")
+        );
+        assert!(
+            e("{\"messages\":[{\"role\":\"wizard\",\"content\":\"x\"}]}")
+                .contains("unknown message role `wizard`")
+        );
+        assert!(
+            e("{\"model\":7,\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}")
+                .contains("`model` must be a string, got 7")
+        );
+        assert!(
+            e("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":\"ten\"}")
+                .contains("invalid type: string \"ten\"")
+        );
+        assert!(
+            e("{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]} trailing")
+                .contains("trailing characters")
+        );
+    }
+
+    #[test]
+    fn model_rewrite_touches_only_the_prefix_and_keeps_valid_json() {
+        let cases = [
+            r#"{"model":"auto","messages":[{"role":"user","content":"hi"}]}"#,
+            r#"  {"messages":[{"role":"user","content":"hi"}],"model" : null }"#,
+            r#"{"messages":[{"role":"user","content":"hi"}]}"#,
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
+            "{\"model\":\"\\u0061uto\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}",
+        ];
+        for body in cases {
+            let r = parse(body).unwrap();
+            let edit = r.model_rewrite(body.as_bytes(), "claude-sonnet-4-5");
+            let out = edit.apply(body.as_bytes());
+            assert_eq!(out.len(), edit.new_len(body.len()));
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v["model"], "claude-sonnet-4-5", "{body}");
+            assert_eq!(v["messages"][0]["content"], "hi");
+        }
+        let body = r#"{"model":"auto","messages":[{"role":"user","content":"hi"}]}"#;
+        let edit = parse(body).unwrap().model_rewrite(body.as_bytes(), "m");
+        assert_eq!(edit.drain, 15);
+        assert_eq!(edit.prefix, b"{\"model\":\"m\"");
+    }
+
+    #[test]
+    fn escaped_model_names_resolve() {
+        let r = parse("{\"model\":\"gpt-4o\\u002dmini\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}")
+            .unwrap();
+        assert_eq!(
+            r.model,
+            ModelChoice::Named(Cow::Owned("gpt-4o-mini".into()))
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! The request path as plain functions: authenticate the virtual key, parse
+//! the body, pick the model, and describe the upstream request. The wasm glue
+//! only moves bytes between Envoy and these.
+
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::request::{BodyEdit, ChatRequest, ModelChoice};
+use crate::score::Score;
+use crate::select::{self, Candidate, Needs, NoCandidate};
+use crate::table::{Capabilities, Table, hash_virtual_key};
+
+/// The virtual key from `Authorization: Bearer <key>` or `x-api-key`.
+pub fn virtual_key<'h>(
+    authorization: Option<&'h str>,
+    x_api_key: Option<&'h str>,
+) -> Option<&'h str> {
+    let bearer = authorization.and_then(|a| {
+        let (scheme, key) = a.trim().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+    });
+    bearer
+        .or(x_api_key.map(str::trim))
+        .filter(|k| !k.is_empty())
+}
+
+/// The tenant a virtual key belongs to.
+pub fn authenticate(table: &Table, key: Option<&str>) -> Result<usize, ApiError> {
+    let key = key.ok_or(ApiError::MissingKey)?;
+    let tenant = table
+        .tenant_by_key_hash(&hash_virtual_key(key))
+        .ok_or(ApiError::UnknownKey)?;
+    if table.tenants.get(tenant).is_some_and(|t| t.disabled) {
+        return Err(ApiError::TenantDisabled);
+    }
+    Ok(tenant)
+}
+
+/// Where and how one request goes.
+#[derive(Debug)]
+pub struct Routed<'t> {
+    pub model: usize,
+    pub provider: usize,
+    /// The tenant's key for that provider.
+    pub key: &'t str,
+    /// Present when the model was chosen by complexity.
+    pub score: Option<Score>,
+    pub edit: BodyEdit,
+    pub stream: bool,
+}
+
+/// What a request needs from a model, read from its parse.
+pub fn needs(req: &ChatRequest<'_>, input_tokens: u64) -> Needs {
+    Needs {
+        input_tokens,
+        max_tokens: req.max_tokens,
+        capabilities: Capabilities {
+            tools: req.uses_tools(),
+            vision: req.has_images(),
+            json_schema: req.json_schema,
+        },
+    }
+}
+
+/// Routes one chat request body for an authenticated tenant.
+pub fn route<'t>(table: &'t Table, tenant: usize, body: &[u8]) -> Result<Routed<'t>, ApiError> {
+    let req = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest(e.0))?;
+    let (model, score) = match &req.model {
+        ModelChoice::Named(name) => {
+            let model = table
+                .resolve_model(name)
+                .filter(|&m| table.models.get(m).is_some_and(|m| m.enabled))
+                .ok_or_else(|| ApiError::ModelNotFound(name.to_string()))?;
+            (model, None)
+        }
+        ModelChoice::Auto => {
+            let score = table.scorer.score(&req);
+            let ranked = select::rank(
+                table,
+                tenant,
+                &needs(&req, score.input_tokens),
+                score.complexity,
+            )
+            .map_err(|e| no_candidate(table, tenant, e))?;
+            let best = ranked
+                .first()
+                .map(|c: &Candidate| c.model)
+                .ok_or(ApiError::NoTable)?;
+            (best, Some(score))
+        }
+    };
+    let m = table.models.get(model).ok_or(ApiError::NoTable)?;
+    let provider = table
+        .model_provider
+        .get(model)
+        .copied()
+        .ok_or(ApiError::NoTable)?;
+    let key = table
+        .provider_key(tenant, provider)
+        .ok_or_else(|| ApiError::NoProviderKey(format!(
+            "The model `{}` needs a `{}` provider key and this tenant has none. Add one with POST /admin/tenants/{}/keys, or use model \"auto\".",
+            m.id,
+            m.provider,
+            table.tenants.get(tenant).map_or("", |t| t.id.as_str())
+        )))?;
+    Ok(Routed {
+        model,
+        provider,
+        key,
+        score,
+        edit: req.model_rewrite(body, m.upstream_name()),
+        stream: req.stream,
+    })
+}
+
+fn no_candidate(table: &Table, tenant: usize, e: NoCandidate) -> ApiError {
+    match e {
+        NoCandidate::NoKeys => {
+            let mut providers: Vec<&str> = table
+                .models
+                .iter()
+                .filter(|m| m.enabled)
+                .map(|m| m.provider.as_str())
+                .collect();
+            providers.dedup();
+            ApiError::NoProviderKey(format!(
+                "This tenant has no provider key for any enabled model: add a key for one of {} with POST /admin/tenants/{}/keys.",
+                providers.join(", "),
+                table.tenants.get(tenant).map_or("", |t| t.id.as_str())
+            ))
+        }
+        NoCandidate::ContextTooLong { needed, largest } => {
+            ApiError::ContextTooLong { needed, largest }
+        }
+        NoCandidate::Unsupported(what) => ApiError::Unsupported(format!(
+            "No model this tenant has a key for supports {} as used by this request. Add a key for a provider whose models do, or remove them from the request.",
+            what.join(" and ")
+        )),
+    }
+}
+
+/// Everything behind one routing decision, for `POST /admin/route/explain`
+/// and the routing report: the score, each signal, the matched words and every
+/// candidate with its adjusted cost.
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub score: Score,
+    pub matched: Vec<(String, f64)>,
+    pub candidates: Vec<ExplainedCandidate>,
+    pub choice: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ExplainedCandidate {
+    pub model: String,
+    pub provider: String,
+    pub raw_cost_usd: f64,
+    pub adjusted_cost: f64,
+}
+
+pub fn explain(table: &Table, tenant: usize, body: &[u8]) -> Result<Explanation, ApiError> {
+    let req = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest(e.0))?;
+    let score = table.scorer.score(&req);
+    let ranked = select::rank(
+        table,
+        tenant,
+        &needs(&req, score.input_tokens),
+        score.complexity,
+    )
+    .unwrap_or_default();
+    let candidates: Vec<ExplainedCandidate> = ranked
+        .iter()
+        .filter_map(|c| {
+            let m = table.models.get(c.model)?;
+            Some(ExplainedCandidate {
+                model: m.id.clone(),
+                provider: m.provider.clone(),
+                raw_cost_usd: c.raw_cost,
+                adjusted_cost: c.adjusted_cost,
+            })
+        })
+        .collect();
+    Ok(Explanation {
+        score,
+        matched: table.scorer.matches(&req),
+        choice: candidates.first().map(|c| c.model.clone()),
+        candidates,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{RoutingTable, Tenant, hex_hash};
+
+    fn table() -> Table {
+        Table::compile(RoutingTable {
+            tenants: vec![
+                Tenant {
+                    id: "acme".into(),
+                    disabled: false,
+                    virtual_key_hashes: vec![hex_hash("vk-acme")],
+                    provider_keys: [("openai", "sk-a"), ("anthropic", "ak-a")]
+                        .map(|(p, k)| (p.to_owned(), k.to_owned()))
+                        .into(),
+                },
+                Tenant {
+                    id: "off".into(),
+                    disabled: true,
+                    virtual_key_hashes: vec![hex_hash("vk-off")],
+                    provider_keys: Default::default(),
+                },
+            ],
+            ..RoutingTable::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn keys_are_read_from_either_header() {
+        assert_eq!(virtual_key(Some("Bearer abc"), None), Some("abc"));
+        assert_eq!(virtual_key(Some("bearer  abc "), Some("x")), Some("abc"));
+        assert_eq!(virtual_key(None, Some("xyz")), Some("xyz"));
+        assert_eq!(virtual_key(Some("Basic abc"), None), None);
+        assert_eq!(virtual_key(Some("Bearer "), None), None);
+        let t = table();
+        assert_eq!(authenticate(&t, Some("vk-acme")), Ok(0));
+        assert_eq!(authenticate(&t, Some("vk-nope")), Err(ApiError::UnknownKey));
+        assert_eq!(authenticate(&t, None), Err(ApiError::MissingKey));
+        assert_eq!(
+            authenticate(&t, Some("vk-off")),
+            Err(ApiError::TenantDisabled)
+        );
+    }
+
+    #[test]
+    fn auto_explicit_and_unknown_models() {
+        let t = table();
+        let hi = br#"{"model":"auto","messages":[{"role":"user","content":"hi there, thanks!"}]}"#;
+        let r = route(&t, 0, hi).unwrap();
+        assert_eq!(t.models[r.model].id, "gpt-4o-mini");
+        assert_eq!(r.key, "sk-a");
+        assert!(r.score.is_some());
+
+        let named = br#"{"model":"anthropic/claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+        let r = route(&t, 0, named).unwrap();
+        assert_eq!(t.models[r.model].id, "claude-sonnet-4-5");
+        assert_eq!(r.key, "ak-a");
+        assert!(r.stream && r.score.is_none());
+
+        let unknown = br#"{"model":"gpt-99","messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(
+            route(&t, 0, unknown).unwrap_err(),
+            ApiError::ModelNotFound("gpt-99".into())
+        );
+
+        let no_key = br#"{"model":"grok-3-mini","messages":[{"role":"user","content":"hi"}]}"#;
+        let e = route(&t, 0, no_key).unwrap_err();
+        assert!(
+            matches!(&e, ApiError::NoProviderKey(m) if m.contains("`xai` provider key")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn explain_lists_candidates_best_first() {
+        let t = table();
+        let body = br#"{"messages":[{"role":"user","content":"Prove by induction that 2^n > n for all n."}]}"#;
+        let e = explain(&t, 0, body).unwrap();
+        assert_eq!(e.choice.as_deref(), Some(e.candidates[0].model.as_str()));
+        assert!(
+            e.candidates
+                .windows(2)
+                .all(|w| w[0].adjusted_cost <= w[1].adjusted_cost)
+        );
+        assert!(e.matched.iter().any(|(p, _)| p == "prove"));
+    }
+}

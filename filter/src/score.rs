@@ -1,0 +1,567 @@
+//! The complexity score of SPEC §5: five signals over a chat request, each
+//! kept for explanation, summed onto a base and clamped to [0.05, 1.0].
+//!
+//! 1. length    — estimated tokens of the conversation, on a log scale;
+//! 2. code      — code blocks and code-like lines, plus markers of harder
+//!    languages and concurrency (Rust lifetimes, goroutines, atomics…);
+//! 3. keywords  — phrases that mark hard work raise it, easy work lowers it,
+//!    in many languages;
+//! 4. structure — several questions, list items, headers, explicit
+//!    constraints in the latest user turn;
+//! 5. depth     — turns, tool definitions and results, system prompt weight.
+//!
+//! Every weight and word list is data ([`ScoringConfig`], part of the routing
+//! table); the defaults were tuned on the calibration set in
+//! `tests/fixtures/routing` (see `make routing-report`). The text is scanned
+//! once: one Aho-Corasick automaton holds every pattern, and one line pass
+//! finds code and structure.
+
+use std::collections::BTreeMap;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use serde::{Deserialize, Serialize};
+
+use crate::request::{ChatRequest, Role};
+
+/// Lowest and highest complexity (SPEC §5).
+pub const MIN_COMPLEXITY: f64 = 0.05;
+pub const MAX_COMPLEXITY: f64 = 1.0;
+
+/// Patterns are matched ASCII-case-insensitively. A pattern that starts (ends)
+/// with a letter or digit only matches at a word start (end); a trailing `*`
+/// makes it a prefix (`summari*` matches summarise, summarize, summarising).
+pub type WordList = BTreeMap<String, f64>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScoringConfig {
+    pub base: f64,
+    pub length: LengthWeights,
+    pub code: CodeWeights,
+    pub keywords: KeywordWeights,
+    pub structure: StructureWeights,
+    pub depth: DepthWeights,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LengthWeights {
+    /// Contribution at `full_tokens` and beyond.
+    pub weight: f64,
+    /// Below this many tokens length adds nothing.
+    pub min_tokens: f64,
+    pub full_tokens: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CodeWeights {
+    /// Added when the request contains code at all.
+    pub present: f64,
+    /// Code-like lines needed, without a fence, to count as code.
+    pub min_lines: u32,
+    /// Markers of harder languages and of concurrency, with their weight.
+    pub markers: WordList,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeywordWeights {
+    pub hard: WordList,
+    pub easy: WordList,
+    pub max_hard: f64,
+    pub max_easy: f64,
+    /// Weight of earlier user turns relative to the latest one.
+    pub history_factor: f64,
+    /// Weight of system/developer prompts relative to the latest user turn.
+    pub system_factor: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StructureWeights {
+    /// Per question beyond the first.
+    pub question: f64,
+    pub list_item: f64,
+    pub header: f64,
+    pub constraints: WordList,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DepthWeights {
+    /// Per user turn beyond the first.
+    pub turn: f64,
+    /// Per tool definition (up to `max_tools`).
+    pub tool: f64,
+    pub max_tools: u32,
+    /// Per tool result message.
+    pub tool_result: f64,
+    /// At `system_full_tokens` of system prompt and beyond.
+    pub system: f64,
+    pub system_full_tokens: f64,
+    pub max: f64,
+}
+
+/// One request's score with each signal's contribution.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Score {
+    pub complexity: f64,
+    pub base: f64,
+    pub length: f64,
+    pub code: f64,
+    pub keywords: f64,
+    pub structure: f64,
+    pub depth: f64,
+    /// Estimated prompt tokens (also used for cost and context checks).
+    pub input_tokens: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Hard,
+    Easy,
+    Code,
+    Constraint,
+}
+
+#[derive(Debug, Clone)]
+struct Pattern {
+    text: String,
+    kind: Kind,
+    weight: f64,
+    word_start: bool,
+    word_end: bool,
+}
+
+/// The compiled scorer: one automaton over every word list.
+#[derive(Debug)]
+pub struct Scorer {
+    config: ScoringConfig,
+    patterns: Vec<Pattern>,
+    automaton: AhoCorasick,
+}
+
+/// Rough token count of a text: four bytes a token for Latin scripts, about
+/// one token per CJK character (three UTF-8 bytes).
+pub fn estimate_tokens(text: &str) -> u64 {
+    (text.len() as u64).div_ceil(4)
+}
+
+/// Tokens each message costs beyond its text (role, separators).
+const MESSAGE_OVERHEAD_TOKENS: u64 = 4;
+/// Rough size of one tool definition.
+const TOOL_DEFINITION_TOKENS: u64 = 80;
+
+impl Scorer {
+    pub fn compile(config: &ScoringConfig) -> Result<Self, String> {
+        let mut patterns = Vec::new();
+        let lists = [
+            ("keywords.hard", &config.keywords.hard, Kind::Hard),
+            ("keywords.easy", &config.keywords.easy, Kind::Easy),
+            ("code.markers", &config.code.markers, Kind::Code),
+            (
+                "structure.constraints",
+                &config.structure.constraints,
+                Kind::Constraint,
+            ),
+        ];
+        for (field, list, kind) in lists {
+            for (raw, &weight) in list {
+                if !weight.is_finite() {
+                    return Err(format!("{field}[{raw:?}]: weight must be finite"));
+                }
+                let prefix = raw.ends_with('*');
+                let text = raw.trim_end_matches('*').to_ascii_lowercase();
+                if text.trim().is_empty() {
+                    return Err(format!("{field}: empty pattern"));
+                }
+                let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+                patterns.push(Pattern {
+                    word_start: word(text.chars().next()),
+                    word_end: !prefix && word(text.chars().last()),
+                    text,
+                    kind,
+                    weight,
+                });
+            }
+        }
+        let automaton = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(patterns.iter().map(|p| p.text.as_str()))
+            .map_err(|e| format!("keywords: {e}"))?;
+        Ok(Self {
+            config: config.clone(),
+            patterns,
+            automaton,
+        })
+    }
+
+    pub fn config(&self) -> &ScoringConfig {
+        &self.config
+    }
+
+    pub fn score(&self, req: &ChatRequest<'_>) -> Score {
+        self.score_with(req, |_, _| {})
+    }
+
+    /// The patterns that matched, with the factor of the text they were in
+    /// (1 for the latest user turn): for the explain API.
+    pub fn matches(&self, req: &ChatRequest<'_>) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        self.score_with(req, |p, f| out.push((p.text.clone(), p.weight * f)));
+        out
+    }
+
+    fn score_with(&self, req: &ChatRequest<'_>, mut on_match: impl FnMut(&Pattern, f64)) -> Score {
+        let c = &self.config;
+        let focus = req.messages.iter().rposition(|m| m.role == Role::User);
+        let mut best = vec![0.0f64; self.patterns.len()];
+        let mut text = TextStats::default();
+        let mut tokens = 0u64;
+        let mut system_tokens = 0u64;
+        let mut user_turns = 0u32;
+        let mut tool_results = 0u32;
+
+        for (i, m) in req.messages.iter().enumerate() {
+            tokens += MESSAGE_OVERHEAD_TOKENS;
+            let factor = match m.role {
+                Role::User if Some(i) == focus => 1.0,
+                Role::User => c.keywords.history_factor,
+                Role::System | Role::Developer => c.keywords.system_factor,
+                _ => 0.0,
+            };
+            match m.role {
+                Role::User => user_turns += 1,
+                Role::Tool | Role::Function => tool_results += 1,
+                _ => {}
+            }
+            m.content.for_each_text(|t| {
+                let n = estimate_tokens(t);
+                tokens += n;
+                if matches!(m.role, Role::System | Role::Developer) {
+                    system_tokens += n;
+                }
+                if factor > 0.0 {
+                    self.scan(t, factor, &mut best);
+                    text.add_lines(t, factor, Some(i) == focus);
+                }
+            });
+        }
+        tokens += req.tool_count as u64 * TOOL_DEFINITION_TOKENS;
+
+        let (mut hard, mut easy, mut code_markers, mut constraints) = (0.0, 0.0, 0.0, 0.0);
+        for (p, &f) in self.patterns.iter().zip(&best) {
+            if f <= 0.0 {
+                continue;
+            }
+            on_match(p, f);
+            let w = p.weight * f;
+            match p.kind {
+                Kind::Hard => hard += w,
+                Kind::Easy => easy += w,
+                Kind::Code => code_markers += w,
+                Kind::Constraint => constraints += w,
+            }
+        }
+
+        let length =
+            c.length.weight * log_ramp(tokens as f64, c.length.min_tokens, c.length.full_tokens);
+        let has_code = text.fences > 0.0 || text.code_lines >= f64::from(c.code.min_lines);
+        let code = if has_code || code_markers > 0.0 {
+            (if has_code { c.code.present } else { 0.0 } + code_markers).min(c.code.max)
+        } else {
+            0.0
+        };
+        let keywords = hard.min(c.keywords.max_hard) - easy.min(c.keywords.max_easy);
+        let s = &c.structure;
+        let structure = ((text.questions - 1.0).max(0.0) * s.question
+            + text.list_items * s.list_item
+            + text.headers * s.header
+            + constraints)
+            .min(s.max);
+        let d = &c.depth;
+        let depth = (f64::from(user_turns.saturating_sub(1)) * d.turn
+            + f64::from((req.tool_count as u32).min(d.max_tools)) * d.tool
+            + f64::from(tool_results) * d.tool_result
+            + d.system * log_ramp(system_tokens as f64, 20.0, d.system_full_tokens))
+        .min(d.max);
+
+        let raw = c.base + length + code + keywords + structure + depth;
+        Score {
+            complexity: raw.clamp(MIN_COMPLEXITY, MAX_COMPLEXITY),
+            base: c.base,
+            length,
+            code,
+            keywords,
+            structure,
+            depth,
+            input_tokens: tokens,
+        }
+    }
+
+    /// Records, per pattern, the largest factor of a text it matched in.
+    fn scan(&self, text: &str, factor: f64, best: &mut [f64]) {
+        let bytes = text.as_bytes();
+        for m in self.automaton.find_iter(text) {
+            let Some(p) = self.patterns.get(m.pattern().as_usize()) else {
+                continue;
+            };
+            let alnum = |i: Option<usize>| {
+                i.and_then(|i| bytes.get(i))
+                    .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            };
+            if p.word_start && alnum(m.start().checked_sub(1)) {
+                continue;
+            }
+            if p.word_end && alnum(Some(m.end())) {
+                continue;
+            }
+            if let Some(slot) = best.get_mut(m.pattern().as_usize()) {
+                *slot = slot.max(factor);
+            }
+        }
+    }
+}
+
+/// 0 below `lo`, 1 above `hi`, logarithmic in between.
+fn log_ramp(x: f64, lo: f64, hi: f64) -> f64 {
+    if x <= lo || hi <= lo {
+        return if x > lo { 1.0 } else { 0.0 };
+    }
+    ((x / lo).ln() / (hi / lo).ln()).clamp(0.0, 1.0)
+}
+
+/// What one line pass finds: code and, in the latest user turn, structure.
+#[derive(Debug, Default)]
+struct TextStats {
+    fences: f64,
+    code_lines: f64,
+    questions: f64,
+    list_items: f64,
+    headers: f64,
+}
+
+impl TextStats {
+    fn add_lines(&mut self, text: &str, factor: f64, focus: bool) {
+        let mut in_fence = false;
+        for line in text.lines() {
+            let trimmed = line.trim();
+            if trimmed.is_empty() {
+                continue;
+            }
+            if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
+                if !in_fence {
+                    self.fences += factor;
+                }
+                in_fence = !in_fence;
+                continue;
+            }
+            if in_fence || looks_like_code(line, trimmed) {
+                self.code_lines += factor;
+                continue;
+            }
+            if !focus {
+                continue;
+            }
+            if trimmed.ends_with('?') || trimmed.ends_with('？') {
+                self.questions += 1.0;
+            }
+            if is_list_item(trimmed) {
+                self.list_items += 1.0;
+            } else if trimmed.starts_with('#') {
+                self.headers += 1.0;
+            }
+        }
+    }
+}
+
+fn looks_like_code(line: &str, trimmed: &str) -> bool {
+    let indented = line.starts_with("    ") || line.starts_with('\t');
+    let last = trimmed.as_bytes().last().copied().unwrap_or(b' ');
+    matches!(last, b';' | b'{' | b'}')
+        || (indented && !is_list_item(trimmed))
+        || trimmed.starts_with("def ")
+        || trimmed.starts_with("#include")
+        || trimmed.starts_with("import ")
+        || trimmed.starts_with("return ")
+}
+
+fn is_list_item(trimmed: &str) -> bool {
+    let b = trimmed.as_bytes();
+    if b.starts_with(b"- ") || b.starts_with(b"* ") || trimmed.starts_with("• ") {
+        return true;
+    }
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    digits > 0
+        && digits < 3
+        && matches!(b.get(digits), Some(b'.' | b')'))
+        && b.get(digits + 1) == Some(&b' ')
+}
+
+fn words(items: &[(&str, f64)]) -> WordList {
+    items.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
+}
+
+impl Default for LengthWeights {
+    fn default() -> Self {
+        Self {
+            weight: 0.12,
+            min_tokens: 40.0,
+            full_tokens: 6000.0,
+        }
+    }
+}
+
+impl Default for CodeWeights {
+    fn default() -> Self {
+        Self {
+            present: 0.08,
+            min_lines: 3,
+            markers: words(crate::words::CODE_MARKERS),
+            max: 0.22,
+        }
+    }
+}
+
+impl Default for KeywordWeights {
+    fn default() -> Self {
+        Self {
+            hard: words(crate::words::HARD),
+            easy: words(crate::words::EASY),
+            max_hard: 0.55,
+            max_easy: 0.25,
+            history_factor: 0.4,
+            system_factor: 0.3,
+        }
+    }
+}
+
+impl Default for StructureWeights {
+    fn default() -> Self {
+        Self {
+            question: 0.02,
+            list_item: 0.012,
+            header: 0.01,
+            constraints: words(crate::words::CONSTRAINTS),
+            max: 0.12,
+        }
+    }
+}
+
+impl Default for DepthWeights {
+    fn default() -> Self {
+        Self {
+            turn: 0.015,
+            tool: 0.015,
+            max_tools: 4,
+            tool_result: 0.015,
+            system: 0.03,
+            system_full_tokens: 1500.0,
+            max: 0.12,
+        }
+    }
+}
+
+impl Default for ScoringConfig {
+    fn default() -> Self {
+        Self {
+            base: 0.22,
+            length: LengthWeights::default(),
+            code: CodeWeights::default(),
+            keywords: KeywordWeights::default(),
+            structure: StructureWeights::default(),
+            depth: DepthWeights::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn score(body: &str) -> Score {
+        let scorer = Scorer::compile(&ScoringConfig::default()).unwrap();
+        scorer.score(&ChatRequest::parse(body.as_bytes()).unwrap())
+    }
+
+    fn user(text: &str) -> String {
+        serde_json::json!({"messages": [{"role": "user", "content": text}]}).to_string()
+    }
+
+    #[test]
+    fn greeting_is_trivial_and_proof_is_frontier() {
+        let hi = score(&user("hello! how are you?"));
+        assert!(hi.complexity <= 0.2, "{hi:?}");
+        let proof = score(&user(
+            "Prove by induction that every tree with n nodes has n-1 edges, then give a formal proof that the bound is tight.",
+        ));
+        assert!(proof.complexity >= 0.8, "{proof:?}");
+    }
+
+    #[test]
+    fn contributions_add_up_and_stay_in_range() {
+        for body in [
+            user(""),
+            user(&"prove theorem lemma induction ".repeat(500)),
+            user(&"hello thanks ".repeat(200)),
+        ] {
+            let s = score(&body);
+            let sum = s.base + s.length + s.code + s.keywords + s.structure + s.depth;
+            assert!((MIN_COMPLEXITY..=MAX_COMPLEXITY).contains(&s.complexity));
+            assert!((s.complexity - sum.clamp(MIN_COMPLEXITY, MAX_COMPLEXITY)).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn keywords_match_whole_words_and_prefixes_case_insensitively() {
+        let scorer = Scorer::compile(&ScoringConfig::default()).unwrap();
+        let matched = |t: &str| {
+            let body = user(t);
+            let req = ChatRequest::parse(body.as_bytes()).unwrap();
+            scorer
+                .matches(&req)
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect::<Vec<_>>()
+        };
+        assert!(matched("Please PROVE it").contains(&"prove".to_owned()));
+        assert!(!matched("we improve it").contains(&"prove".to_owned()));
+        assert!(matched("Summarize this").iter().any(|p| p == "summari"));
+        assert!(matched("请证明这个定理").iter().any(|p| p == "证明"));
+    }
+
+    #[test]
+    fn earlier_turns_count_less_than_the_latest() {
+        let hard_then_thanks = serde_json::json!({"messages": [
+            {"role": "user", "content": "prove this theorem by induction"},
+            {"role": "assistant", "content": "Here is the proof..."},
+            {"role": "user", "content": "thanks!"}]})
+        .to_string();
+        let hard_now = user("prove this theorem by induction");
+        assert!(score(&hard_then_thanks).keywords < score(&hard_now).keywords);
+    }
+
+    #[test]
+    fn code_and_structure_are_detected() {
+        let s = score(&user(
+            "Two questions:\n1. why?\n2. how?\n```rust\nfn main() {\n    let x = Arc::new(Mutex::new(0));\n}\n```",
+        ));
+        assert!(s.code > 0.1, "{s:?}");
+        assert!(s.structure > 0.0, "{s:?}");
+    }
+
+    #[test]
+    fn bad_weights_are_refused_with_the_field() {
+        let mut c = ScoringConfig::default();
+        c.keywords.hard.insert("x".into(), f64::NAN);
+        assert!(
+            Scorer::compile(&c)
+                .unwrap_err()
+                .starts_with("keywords.hard[\"x\"]")
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! Model selection of SPEC §6.
+//!
+//! Candidates are enabled models whose provider the tenant has a key for,
+//! whose context window holds the prompt plus the answer budget, and that
+//! support what the request uses. Each gets
+//!
+//! ```text
+//! adjusted_cost = raw_cost / quality ^ (6 · max(0, complexity − 0.25)) · (1 + penalty)
+//! ```
+//!
+//! The lowest adjusted cost wins; ties go to the lower observed latency. The
+//! whole ranking is returned: the explain API shows it and failover walks it.
+
+use serde::Serialize;
+
+use crate::table::{Capabilities, Table};
+
+/// What the request needs from a model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub input_tokens: u64,
+    /// The client's `max_tokens` / `max_completion_tokens`, if any.
+    pub max_tokens: Option<u64>,
+    pub capabilities: Capabilities,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Candidate {
+    pub model: usize,
+    /// Expected dollars for this request on this model.
+    pub raw_cost: f64,
+    pub adjusted_cost: f64,
+}
+
+/// Why no model could be chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoCandidate {
+    /// The tenant has no key for any provider with an enabled model.
+    NoKeys,
+    /// Models with keys exist, but none fits the context.
+    ContextTooLong { needed: u64, largest: u64 },
+    /// None supports what the request uses (names the missing capabilities).
+    Unsupported(Vec<&'static str>),
+}
+
+impl Needs {
+    fn fits(&self, c: Capabilities) -> bool {
+        (!self.capabilities.tools || c.tools)
+            && (!self.capabilities.vision || c.vision)
+            && (!self.capabilities.json_schema || c.json_schema)
+    }
+
+    fn missing(&self) -> Vec<&'static str> {
+        let c = self.capabilities;
+        [
+            (c.tools, "tools"),
+            (c.vision, "images"),
+            (c.json_schema, "json_schema output"),
+        ]
+        .into_iter()
+        .filter_map(|(used, name)| used.then_some(name))
+        .collect()
+    }
+}
+
+/// Expected dollars for a request: prompt tokens at the input price plus the
+/// expected answer (the client's budget, capped by the table's expectation).
+pub fn raw_cost(table: &Table, model: usize, needs: &Needs) -> f64 {
+    let Some(m) = table.models.get(model) else {
+        return f64::INFINITY;
+    };
+    let expected = table.selection.expected_output_tokens;
+    let output = needs.max_tokens.map_or(expected, |mt| mt.min(expected));
+    (needs.input_tokens as f64 * m.input_per_mtok + output as f64 * m.output_per_mtok) / 1e6
+}
+
+/// The discount better models earn at a given complexity.
+pub fn quality_divisor(table: &Table, quality: f64, complexity: f64) -> f64 {
+    let s = &table.selection;
+    quality.powf(s.quality_exponent * (complexity - s.complexity_knee).max(0.0))
+}
+
+/// Every candidate for this tenant and request, best first.
+pub fn rank(
+    table: &Table,
+    tenant: usize,
+    needs: &Needs,
+    complexity: f64,
+) -> Result<Vec<Candidate>, NoCandidate> {
+    let mut out = Vec::with_capacity(table.models.len());
+    let (mut keyed, mut fitting, mut largest) = (false, false, 0u64);
+    for (i, m) in table.models.iter().enumerate() {
+        let Some(&p) = table.model_provider.get(i) else {
+            continue;
+        };
+        if !m.enabled || table.provider_key(tenant, p).is_none() {
+            continue;
+        }
+        keyed = true;
+        let answer = needs.max_tokens.unwrap_or(0);
+        largest = largest.max(m.context_window);
+        if needs.input_tokens.saturating_add(answer) > m.context_window {
+            continue;
+        }
+        fitting = true;
+        if !needs.fits(m.capabilities) {
+            continue;
+        }
+        let raw = raw_cost(table, i, needs);
+        let adjusted = raw / quality_divisor(table, m.quality, complexity) * (1.0 + m.penalty);
+        out.push(Candidate {
+            model: i,
+            raw_cost: raw,
+            adjusted_cost: adjusted,
+        });
+    }
+    if out.is_empty() {
+        return Err(if !keyed {
+            NoCandidate::NoKeys
+        } else if !fitting {
+            NoCandidate::ContextTooLong {
+                needed: needs.input_tokens + needs.max_tokens.unwrap_or(0),
+                largest,
+            }
+        } else {
+            NoCandidate::Unsupported(needs.missing())
+        });
+    }
+    let latency = |c: &Candidate| {
+        table
+            .models
+            .get(c.model)
+            .and_then(|m| m.latency_ms)
+            .unwrap_or(f64::INFINITY)
+    };
+    out.sort_by(|a, b| {
+        let tie = (a.adjusted_cost - b.adjusted_cost).abs()
+            <= 1e-9 * a.adjusted_cost.max(b.adjusted_cost);
+        if tie {
+            latency(a)
+                .total_cmp(&latency(b))
+                .then(a.model.cmp(&b.model))
+        } else {
+            a.adjusted_cost.total_cmp(&b.adjusted_cost)
+        }
+    });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{RoutingTable, Tenant, hex_hash};
+
+    fn table_with_keys(providers: &[&str]) -> Table {
+        Table::compile(RoutingTable {
+            tenants: vec![Tenant {
+                id: "t".into(),
+                disabled: false,
+                virtual_key_hashes: vec![hex_hash("vk")],
+                provider_keys: providers
+                    .iter()
+                    .map(|p| ((*p).to_owned(), format!("sk-{p}")))
+                    .collect(),
+            }],
+            ..RoutingTable::default()
+        })
+        .unwrap()
+    }
+
+    fn choice(t: &Table, needs: &Needs, c: f64) -> String {
+        let best = rank(t, 0, needs, c).unwrap()[0];
+        t.models[best.model].id.clone()
+    }
+
+    /// SPEC §6: the default catalog with OpenAI + Anthropic keys.
+    #[test]
+    fn table_spec_6() {
+        let t = table_with_keys(&["openai", "anthropic"]);
+        let expected: [(f64, &[&str]); 7] = [
+            (0.10, &["gpt-4o-mini"]),
+            (0.30, &["gpt-4o-mini"]),
+            (0.50, &["gpt-4o-mini"]),
+            (0.62, &["gpt-4o-mini", "gpt-4o"]),
+            (0.75, &["claude-sonnet-4-5"]),
+            (0.85, &["claude-sonnet-4-5", "claude-opus-4-5"]),
+            (0.95, &["claude-sonnet-4-5", "claude-opus-4-5"]),
+        ];
+        // Short and long prompts, with and without a max_tokens budget.
+        for (input_tokens, max_tokens) in [
+            (30, None),
+            (500, None),
+            (500, Some(100)),
+            (4000, Some(2000)),
+            (20_000, None),
+        ] {
+            let needs = Needs {
+                input_tokens,
+                max_tokens,
+                ..Needs::default()
+            };
+            for (c, allowed) in expected {
+                let got = choice(&t, &needs, c);
+                assert!(
+                    allowed.contains(&got.as_str()),
+                    "c={c} in={input_tokens} max={max_tokens:?}: {got}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_keyed_fitting_capable_models_are_candidates() {
+        let t = table_with_keys(&["openai"]);
+        let needs = Needs {
+            input_tokens: 100,
+            ..Needs::default()
+        };
+        for c in rank(&t, 0, &needs, 0.9).unwrap() {
+            assert_eq!(t.models[c.model].provider, "openai");
+        }
+        let huge = Needs {
+            input_tokens: 500_000,
+            ..Needs::default()
+        };
+        assert_eq!(
+            rank(&t, 0, &huge, 0.5),
+            Err(NoCandidate::ContextTooLong {
+                needed: 500_000,
+                largest: 128_000
+            })
+        );
+        let t = table_with_keys(&["moonshot"]);
+        let vision = Needs {
+            input_tokens: 10,
+            capabilities: Capabilities {
+                vision: true,
+                ..Capabilities::default()
+            },
+            ..Needs::default()
+        };
+        assert_eq!(
+            rank(&t, 0, &vision, 0.5),
+            Err(NoCandidate::Unsupported(vec!["images"]))
+        );
+        let none = table_with_keys(&[]);
+        assert_eq!(rank(&none, 0, &needs, 0.5), Err(NoCandidate::NoKeys));
+    }
+
+    #[test]
+    fn penalty_moves_traffic_and_ties_go_to_lower_latency() {
+        let mut raw = RoutingTable::default();
+        raw.tenants.push(Tenant {
+            id: "t".into(),
+            disabled: false,
+            virtual_key_hashes: vec![],
+            provider_keys: [("openai".to_owned(), "k".to_owned())].into(),
+        });
+        let needs = Needs {
+            input_tokens: 100,
+            ..Needs::default()
+        };
+        let mini = raw
+            .models
+            .iter()
+            .position(|m| m.id == "gpt-4o-mini")
+            .unwrap();
+        raw.models[mini].penalty = 100.0;
+        let t = Table::compile(raw.clone()).unwrap();
+        assert_eq!(choice(&t, &needs, 0.1), "gpt-4o");
+
+        // Two identical models: the faster one wins.
+        raw.models[mini].penalty = 0.0;
+        let mut twin = raw.models[mini].clone();
+        twin.id = "gpt-4o-mini-twin".into();
+        twin.latency_ms = Some(100.0);
+        raw.models[mini].latency_ms = Some(300.0);
+        raw.models.push(twin);
+        let t = Table::compile(raw).unwrap();
+        assert_eq!(choice(&t, &needs, 0.1), "gpt-4o-mini-twin");
+    }
+}

@@ -1,0 +1,482 @@
+//! The routing table: everything a filter needs to route — providers, the model
+//! catalog, tenants with their key hashes and provider keys, and the scoring
+//! weights. The control plane pushes this same type (serde JSON, versioned); the
+//! plugin configuration carries one as the bootstrap table.
+//!
+//! [`RoutingTable`] is the wire form. [`Table::compile`] validates it once and
+//! builds every lookup the per-request path needs, so a request never scans a
+//! list or re-parses anything.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog;
+use crate::score::{Scorer, ScoringConfig};
+
+/// Wire form of the routing table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingTable {
+    /// Monotonic version; filters re-compile only when it changes.
+    #[serde(default)]
+    pub version: u64,
+    /// Provider endpoints. Omitted → the built-in seven (see `catalog`).
+    #[serde(default = "catalog::default_providers")]
+    pub providers: Vec<Provider>,
+    /// Model catalog. Omitted → the built-in default catalog.
+    #[serde(default = "catalog::default_models")]
+    pub models: Vec<Model>,
+    #[serde(default)]
+    pub tenants: Vec<Tenant>,
+    #[serde(default)]
+    pub scoring: ScoringConfig,
+    #[serde(default)]
+    pub selection: SelectionConfig,
+}
+
+impl Default for RoutingTable {
+    fn default() -> Self {
+        Self {
+            version: 0,
+            providers: catalog::default_providers(),
+            models: catalog::default_models(),
+            tenants: Vec::new(),
+            scoring: ScoringConfig::default(),
+            selection: SelectionConfig::default(),
+        }
+    }
+}
+
+/// How a provider is reached: the Envoy cluster, the `:authority` and chat path
+/// the upstream expects, and how the tenant's key is presented.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    pub id: String,
+    pub cluster: String,
+    pub authority: String,
+    pub chat_path: String,
+    pub auth: AuthStyle,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthStyle {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// `x-api-key: <key>` (Anthropic's native API).
+    XApiKey,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    #[serde(default)]
+    pub tools: bool,
+    #[serde(default)]
+    pub vision: bool,
+    #[serde(default)]
+    pub json_schema: bool,
+}
+
+/// One catalog entry. Prices are USD per million tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    /// Catalog id clients may name (`gpt-4o-mini`).
+    pub id: String,
+    pub provider: String,
+    /// The model name the provider expects, when it differs from `id`
+    /// (OpenRouter's `meta-llama/llama-3.3-70b-instruct`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_id: Option<String>,
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_mtok: Option<f64>,
+    /// Quality in (0, 1]; see `catalog` for where each figure comes from.
+    pub quality: f64,
+    pub context_window: u64,
+    pub max_output_tokens: u64,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Observed latency, used only to break cost ties. Unknown → last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// Multiplies the adjusted cost: 0 = healthy (SPEC §10 penalties).
+    #[serde(default)]
+    pub penalty: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Model {
+    /// The name sent upstream in the body's `model` field.
+    pub fn upstream_name(&self) -> &str {
+        self.upstream_id.as_deref().unwrap_or(&self.id)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    pub id: String,
+    #[serde(default)]
+    pub disabled: bool,
+    /// Lower-case hex SHA-256 of each live virtual key.
+    #[serde(default)]
+    pub virtual_key_hashes: Vec<String>,
+    /// Provider id → the tenant's own key for it.
+    #[serde(default)]
+    pub provider_keys: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectionConfig {
+    /// Output tokens expected when the request sets no `max_tokens`, and the cap
+    /// on the expectation when it does (few answers use their whole budget).
+    #[serde(default = "default_expected_output")]
+    pub expected_output_tokens: u64,
+    /// Exponent factor of SPEC §6: `quality ^ (k * max(0, c - knee))`.
+    #[serde(default = "default_quality_exponent")]
+    pub quality_exponent: f64,
+    #[serde(default = "default_knee")]
+    pub complexity_knee: f64,
+}
+
+fn default_expected_output() -> u64 {
+    400
+}
+fn default_quality_exponent() -> f64 {
+    6.0
+}
+fn default_knee() -> f64 {
+    0.25
+}
+
+impl Default for SelectionConfig {
+    fn default() -> Self {
+        Self {
+            expected_output_tokens: default_expected_output(),
+            quality_exponent: default_quality_exponent(),
+            complexity_knee: default_knee(),
+        }
+    }
+}
+
+/// A validation failure that names the offending field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableError(pub String);
+
+impl std::fmt::Display for TableError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TableError {}
+
+/// SHA-256 of a virtual key, the form tenants' keys are stored and shipped in.
+pub type KeyHash = [u8; 32];
+
+pub fn hash_virtual_key(key: &str) -> KeyHash {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes()).into()
+}
+
+/// Lower-case hex of a key hash (what `Tenant::virtual_key_hashes` holds).
+pub fn hex_hash(key: &str) -> String {
+    hash_virtual_key(key)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn parse_hex_hash(s: &str) -> Option<KeyHash> {
+    let bytes = s.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        *out.get_mut(i)? = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+/// The compiled, validated table: the wire form plus every index the request
+/// path uses. Built once per table version.
+#[derive(Debug)]
+pub struct Table {
+    pub version: u64,
+    pub providers: Vec<Provider>,
+    pub models: Vec<Model>,
+    pub tenants: Vec<Tenant>,
+    pub selection: SelectionConfig,
+    pub scorer: Scorer,
+    /// Provider index of each model (parallel to `models`).
+    pub model_provider: Vec<usize>,
+    model_by_id: HashMap<String, usize>,
+    /// (provider id, upstream or catalog name) → model, for `provider/model`.
+    model_by_provider_name: HashMap<(String, String), usize>,
+    provider_by_id: HashMap<String, usize>,
+    tenant_by_key: HashMap<KeyHash, usize>,
+    tenant_by_id: HashMap<String, usize>,
+    /// Per tenant, per provider: the key, if the tenant has one.
+    tenant_keys: Vec<Vec<Option<String>>>,
+}
+
+impl Table {
+    pub fn compile(raw: RoutingTable) -> Result<Self, TableError> {
+        let err = |s: String| Err(TableError(s));
+        let mut provider_by_id = HashMap::new();
+        for (i, p) in raw.providers.iter().enumerate() {
+            for (field, value) in [
+                ("id", &p.id),
+                ("cluster", &p.cluster),
+                ("authority", &p.authority),
+            ] {
+                if value.trim().is_empty() {
+                    return err(format!("providers[{i}].{field}: must not be empty"));
+                }
+            }
+            if !p.chat_path.starts_with('/') {
+                return err(format!(
+                    "providers[{i}].chat_path: must start with '/', got {:?}",
+                    p.chat_path
+                ));
+            }
+            if provider_by_id.insert(p.id.clone(), i).is_some() {
+                return err(format!("providers[{i}].id: duplicate provider {:?}", p.id));
+            }
+        }
+
+        let mut model_by_id = HashMap::new();
+        let mut model_by_provider_name = HashMap::new();
+        let mut model_provider = Vec::with_capacity(raw.models.len());
+        for (i, m) in raw.models.iter().enumerate() {
+            let at = |field: &str| format!("models[{i}] ({}).{field}", m.id);
+            if m.id.trim().is_empty() {
+                return err(format!("models[{i}].id: must not be empty"));
+            }
+            let Some(&p) = provider_by_id.get(&m.provider) else {
+                return err(format!(
+                    "{}: unknown provider {:?}",
+                    at("provider"),
+                    m.provider
+                ));
+            };
+            for (field, v) in [
+                ("input_per_mtok", m.input_per_mtok),
+                ("output_per_mtok", m.output_per_mtok),
+                (
+                    "cached_input_per_mtok",
+                    m.cached_input_per_mtok.unwrap_or(0.0),
+                ),
+                ("penalty", m.penalty),
+            ] {
+                if !v.is_finite() || v < 0.0 {
+                    return err(format!(
+                        "{}: must be a finite number >= 0, got {v}",
+                        at(field)
+                    ));
+                }
+            }
+            if !(m.quality > 0.0 && m.quality <= 1.0) {
+                return err(format!(
+                    "{}: must be in (0, 1], got {}",
+                    at("quality"),
+                    m.quality
+                ));
+            }
+            if m.context_window == 0 {
+                return err(format!("{}: must be > 0", at("context_window")));
+            }
+            if let Some(l) = m.latency_ms
+                && (!l.is_finite() || l < 0.0)
+            {
+                return err(format!("{}: must be >= 0, got {l}", at("latency_ms")));
+            }
+            if model_by_id.insert(m.id.clone(), i).is_some() {
+                return err(format!("models[{i}].id: duplicate model {:?}", m.id));
+            }
+            model_by_provider_name.insert((m.provider.clone(), m.id.clone()), i);
+            model_by_provider_name.insert((m.provider.clone(), m.upstream_name().to_owned()), i);
+            model_provider.push(p);
+        }
+
+        let mut tenant_by_key = HashMap::new();
+        let mut tenant_by_id = HashMap::new();
+        let mut tenant_keys = Vec::with_capacity(raw.tenants.len());
+        for (i, t) in raw.tenants.iter().enumerate() {
+            if t.id.trim().is_empty() {
+                return err(format!("tenants[{i}].id: must not be empty"));
+            }
+            if tenant_by_id.insert(t.id.clone(), i).is_some() {
+                return err(format!("tenants[{i}].id: duplicate tenant {:?}", t.id));
+            }
+            for (k, h) in t.virtual_key_hashes.iter().enumerate() {
+                let Some(hash) = parse_hex_hash(h) else {
+                    return err(format!(
+                        "tenants[{i}] ({}).virtual_key_hashes[{k}]: must be 64 hex digits (SHA-256)",
+                        t.id
+                    ));
+                };
+                if tenant_by_key.insert(hash, i).is_some() {
+                    return err(format!(
+                        "tenants[{i}] ({}).virtual_key_hashes[{k}]: hash already used by another key",
+                        t.id
+                    ));
+                }
+            }
+            let mut keys = vec![None; raw.providers.len()];
+            for (provider, key) in &t.provider_keys {
+                let Some(&p) = provider_by_id.get(provider) else {
+                    return err(format!(
+                        "tenants[{i}] ({}).provider_keys: unknown provider {provider:?}",
+                        t.id
+                    ));
+                };
+                if !key.is_empty() {
+                    if let Some(slot) = keys.get_mut(p) {
+                        *slot = Some(key.clone());
+                    }
+                }
+            }
+            tenant_keys.push(keys);
+        }
+
+        let s = &raw.selection;
+        if !(s.quality_exponent.is_finite() && s.quality_exponent >= 0.0) {
+            return err(format!(
+                "selection.quality_exponent: must be >= 0, got {}",
+                s.quality_exponent
+            ));
+        }
+        if !(0.0..=1.0).contains(&s.complexity_knee) {
+            return err(format!(
+                "selection.complexity_knee: must be in [0, 1], got {}",
+                s.complexity_knee
+            ));
+        }
+        let scorer =
+            Scorer::compile(&raw.scoring).map_err(|e| TableError(format!("scoring.{e}")))?;
+
+        Ok(Self {
+            version: raw.version,
+            providers: raw.providers,
+            models: raw.models,
+            tenants: raw.tenants,
+            selection: raw.selection,
+            scorer,
+            model_provider,
+            model_by_id,
+            model_by_provider_name,
+            provider_by_id,
+            tenant_by_key,
+            tenant_by_id,
+            tenant_keys,
+        })
+    }
+
+    pub fn tenant_by_key_hash(&self, hash: &KeyHash) -> Option<usize> {
+        self.tenant_by_key.get(hash).copied()
+    }
+
+    pub fn tenant_by_id(&self, id: &str) -> Option<usize> {
+        self.tenant_by_id.get(id).copied()
+    }
+
+    pub fn provider_by_id(&self, id: &str) -> Option<usize> {
+        self.provider_by_id.get(id).copied()
+    }
+
+    /// The tenant's key for a provider, if it has one.
+    pub fn provider_key(&self, tenant: usize, provider: usize) -> Option<&str> {
+        self.tenant_keys.get(tenant)?.get(provider)?.as_deref()
+    }
+
+    /// Resolves a client-named model: a catalog id, or `provider/model` where
+    /// `model` is the catalog id or the provider's own name for it.
+    pub fn resolve_model(&self, name: &str) -> Option<usize> {
+        if let Some(&i) = self.model_by_id.get(name) {
+            return Some(i);
+        }
+        let (provider, rest) = name.split_once('/')?;
+        self.model_by_provider_name
+            .get(&(provider.to_owned(), rest.to_owned()))
+            .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_tenant() -> RoutingTable {
+        RoutingTable {
+            tenants: vec![Tenant {
+                id: "acme".into(),
+                disabled: false,
+                virtual_key_hashes: vec![hex_hash("vk-acme")],
+                provider_keys: [("openai".to_owned(), "sk-acme".to_owned())].into(),
+            }],
+            ..RoutingTable::default()
+        }
+    }
+
+    #[test]
+    fn default_table_compiles_and_resolves_both_name_forms() {
+        let t = Table::compile(with_tenant()).unwrap();
+        let mini = t.resolve_model("gpt-4o-mini").unwrap();
+        assert_eq!(t.resolve_model("openai/gpt-4o-mini"), Some(mini));
+        assert_eq!(t.resolve_model("anthropic/gpt-4o-mini"), None);
+        assert_eq!(t.resolve_model("gpt-99"), None);
+        let tenant = t.tenant_by_key_hash(&hash_virtual_key("vk-acme")).unwrap();
+        let openai = t.provider_by_id("openai").unwrap();
+        assert_eq!(t.provider_key(tenant, openai), Some("sk-acme"));
+        assert_eq!(
+            t.provider_key(tenant, t.provider_by_id("xai").unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let mut raw = with_tenant();
+        raw.models[1].quality = 1.5;
+        let e = Table::compile(raw).unwrap_err().0;
+        assert!(e.starts_with("models[1] ("), "{e}");
+        assert!(e.contains(".quality: must be in (0, 1], got 1.5"), "{e}");
+
+        let mut raw = with_tenant();
+        raw.tenants[0].virtual_key_hashes = vec!["nothex".into()];
+        let e = Table::compile(raw).unwrap_err().0;
+        assert!(e.contains("tenants[0] (acme).virtual_key_hashes[0]"), "{e}");
+
+        let mut raw = with_tenant();
+        raw.models[0].provider = "nope".into();
+        assert!(
+            Table::compile(raw)
+                .unwrap_err()
+                .0
+                .contains("unknown provider \"nope\"")
+        );
+    }
+
+    #[test]
+    fn wire_form_round_trips() {
+        let raw = with_tenant();
+        let json = serde_json::to_string(&raw).unwrap();
+        let back: RoutingTable = serde_json::from_str(&json).unwrap();
+        assert_eq!(raw, back);
+    }
+}

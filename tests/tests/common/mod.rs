@@ -1,0 +1,108 @@
+//! The stack every integration test runs against: the mock provider server
+//! and Envoy (two workers) with the filter and a bootstrap table of tenants.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use aipipe_tests::{Envoy, Mock, plugin_config};
+use serde_json::{Value, json};
+
+/// A tenant of the test table and its virtual key.
+#[derive(Clone, Copy)]
+pub struct TestTenant {
+    pub id: &'static str,
+    pub key: &'static str,
+}
+
+impl TestTenant {
+    pub fn auth(self) -> Vec<(&'static str, &'static str)> {
+        vec![("authorization", self.bearer())]
+    }
+
+    fn bearer(self) -> &'static str {
+        match self.id {
+            "acme" => "Bearer vk-acme",
+            "beta" => "Bearer vk-beta",
+            "router" => "Bearer vk-router",
+            "off" => "Bearer vk-off",
+            _ => "Bearer vk-keyless",
+        }
+    }
+}
+
+/// OpenAI + Anthropic keys: the SPEC §6 table applies.
+pub const ACME: TestTenant = TestTenant {
+    id: "acme",
+    key: "vk-acme",
+};
+/// OpenAI only, with its own key.
+pub const BETA: TestTenant = TestTenant {
+    id: "beta",
+    key: "vk-beta",
+};
+/// OpenRouter only.
+pub const ROUTER: TestTenant = TestTenant {
+    id: "router",
+    key: "vk-router",
+};
+/// Disabled.
+pub const OFF: TestTenant = TestTenant {
+    id: "off",
+    key: "vk-off",
+};
+/// No provider keys at all.
+pub const KEYLESS: TestTenant = TestTenant {
+    id: "keyless",
+    key: "vk-keyless",
+};
+
+/// Bodies above this get 413 in the test stack.
+pub const MAX_BODY: usize = 1024 * 1024;
+
+pub fn test_plugin_config() -> String {
+    plugin_config(
+        &[
+            (
+                "acme",
+                &["vk-acme"],
+                &[
+                    ("openai", "sk-acme-openai"),
+                    ("anthropic", "sk-acme-anthropic"),
+                ],
+                false,
+            ),
+            ("beta", &["vk-beta"], &[("openai", "sk-beta-openai")], false),
+            (
+                "router",
+                &["vk-router"],
+                &[("openrouter", "sk-router-openrouter")],
+                false,
+            ),
+            ("off", &["vk-off"], &[("openai", "sk-off-openai")], true),
+            ("keyless", &["vk-keyless"], &[], false),
+        ],
+        MAX_BODY,
+    )
+}
+
+pub struct Stack {
+    pub mock: Mock,
+    pub envoy: Envoy,
+}
+
+impl Stack {
+    pub fn start() -> Self {
+        let mock = Mock::start();
+        let envoy =
+            Envoy::start_rendered("demo.yaml", mock.port, Some(test_plugin_config()), true, 2);
+        Self { mock, envoy }
+    }
+
+    pub fn chat_url(&self) -> String {
+        self.envoy.url("/v1/chat/completions")
+    }
+}
+
+/// A one-message chat body.
+pub fn chat(model: &str, text: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}

@@ -1,0 +1,318 @@
+//! Routing through real Envoy with the real filter and the mock providers:
+//! auto routing by complexity, explicit models, streaming, the body rewrite,
+//! key injection and the headers that explain each decision.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use aipipe_tests::{post_json, stream_lines};
+use common::{ACME, ROUTER, Stack, chat};
+use serde_json::json;
+
+#[test]
+fn greeting_goes_to_the_cheap_model_with_headers_that_say_why() {
+    let s = Stack::start();
+    let r = post_json(
+        &s.chat_url(),
+        &ACME.auth(),
+        &chat("auto", "hello! how are you today?"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"));
+    assert_eq!(r.header("x-aipipe-provider"), Some("openai"));
+    assert_eq!(r.header("x-aipipe-route"), Some("auto"));
+    let c: f64 = r.header("x-aipipe-complexity").unwrap().parse().unwrap();
+    assert!(c <= 0.2, "a greeting scored {c}");
+    assert_eq!(
+        r.header("x-aipipe-complexity")
+            .unwrap()
+            .split('.')
+            .nth(1)
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(r.header("x-aipipe-request-id").map(str::len), Some(24));
+    assert_eq!(r.json()["model"], "gpt-4o-mini");
+    assert!(
+        r.json()["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("openai/gpt-4o-mini")
+    );
+}
+
+#[test]
+fn hard_proof_goes_to_a_frontier_model() {
+    let s = Stack::start();
+    let body = chat(
+        "auto",
+        "Prove by induction that every finite tree with n vertices has exactly n-1 edges. \
+         Then give a formal proof that a connected graph with n-1 edges is a tree, and show the bound is tight.",
+    );
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let model = r.header("x-aipipe-model").unwrap();
+    assert!(
+        ["claude-sonnet-4-5", "claude-opus-4-5"].contains(&model),
+        "proof went to {model}"
+    );
+    assert_eq!(r.header("x-aipipe-provider"), Some("anthropic"));
+    let c: f64 = r.header("x-aipipe-complexity").unwrap().parse().unwrap();
+    assert!(c >= 0.7, "a proof scored {c}");
+    let got = s.mock.received();
+    assert_eq!(got.last().unwrap()["provider"], "anthropic");
+    assert_eq!(
+        got.last().unwrap()["authorization"],
+        "Bearer sk-acme-anthropic"
+    );
+}
+
+#[test]
+fn explicit_models_go_where_named() {
+    let s = Stack::start();
+    let cases = [
+        (
+            ACME,
+            "gpt-4o",
+            "openai",
+            "gpt-4o",
+            "api.openai.com",
+            "/v1/chat/completions",
+        ),
+        (
+            ACME,
+            "anthropic/claude-opus-4-5",
+            "anthropic",
+            "claude-opus-4-5",
+            "api.anthropic.com",
+            "/v1/chat/completions",
+        ),
+        (
+            ACME,
+            "openai/gpt-4o-mini",
+            "openai",
+            "gpt-4o-mini",
+            "api.openai.com",
+            "/v1/chat/completions",
+        ),
+        // OpenRouter by catalog id and by its own name; the upstream gets its name.
+        (
+            ROUTER,
+            "llama-3.3-70b-instruct",
+            "openrouter",
+            "meta-llama/llama-3.3-70b-instruct",
+            "openrouter.ai",
+            "/api/v1/chat/completions",
+        ),
+        (
+            ROUTER,
+            "openrouter/meta-llama/llama-3.3-70b-instruct",
+            "openrouter",
+            "meta-llama/llama-3.3-70b-instruct",
+            "openrouter.ai",
+            "/api/v1/chat/completions",
+        ),
+    ];
+    for (tenant, asked, provider, upstream_model, authority, path) in cases {
+        let r = post_json(&s.chat_url(), &tenant.auth(), &chat(asked, "hello"));
+        assert_eq!(r.status, 200, "{asked}: {}", r.text());
+        assert_eq!(r.header("x-aipipe-provider"), Some(provider), "{asked}");
+        assert_eq!(r.header("x-aipipe-route"), Some("explicit"), "{asked}");
+        assert_eq!(
+            r.header("x-aipipe-complexity"),
+            None,
+            "{asked}: explicit models are not scored"
+        );
+        let got = s.mock.received().pop().unwrap();
+        assert_eq!(got["model"], upstream_model, "{asked}");
+        assert_eq!(got["authority"], authority, "{asked}");
+        assert_eq!(got["path"], path, "{asked}");
+    }
+    // "auto", null and an absent model all mean: route by complexity.
+    for body in [
+        json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}),
+        json!({"model": null, "messages": [{"role": "user", "content": "hi"}]}),
+        json!({"messages": [{"role": "user", "content": "hi"}]}),
+    ] {
+        let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+        assert_eq!(r.status, 200, "{body}: {}", r.text());
+        assert_eq!(r.header("x-aipipe-route"), Some("auto"));
+        assert_eq!(s.mock.received().pop().unwrap()["model"], "gpt-4o-mini");
+    }
+}
+
+#[test]
+fn streaming_is_unbuffered_end_to_end() {
+    let s = Stack::start();
+    s.mock
+        .fault(json!({"provider": "openai", "stream_chunk_delay_ms": 250}));
+    let mut body = chat("gpt-4o-mini", "tell me a short story");
+    body["stream"] = json!(true);
+    let (status, lines) = stream_lines(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(status, 200);
+    let events: Vec<_> = lines
+        .iter()
+        .filter(|(_, l)| l.starts_with("data: "))
+        .collect();
+    assert!(events.len() >= 7, "{lines:?}");
+    assert_eq!(events.last().unwrap().1, "data: [DONE]");
+    let first_chunk: serde_json::Value =
+        serde_json::from_str(&events[0].1["data: ".len()..]).unwrap();
+    assert_eq!(first_chunk["object"], "chat.completion.chunk");
+    // Events left the mock 250 ms apart; they must reach the client spread
+    // out the same way, not all at once at the end.
+    let (first, last) = (events[0].0, events.last().unwrap().0);
+    assert!(
+        last - first >= Duration::from_millis(250 * (events.len() as u64 - 2)),
+        "events arrived bunched: first at {first:?}, last at {last:?}"
+    );
+    let content: String = events
+        .iter()
+        .filter_map(|(_, l)| serde_json::from_str::<serde_json::Value>(&l["data: ".len()..]).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(content.contains("openai/gpt-4o-mini"), "{content}");
+}
+
+#[test]
+fn streamed_auto_requests_carry_the_decision_headers() {
+    let s = Stack::start();
+    let mut body = chat("auto", "hi");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"));
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let text = r.text();
+    assert!(
+        text.contains("\"usage\":{"),
+        "include_usage chunk missing: {text}"
+    );
+    assert!(text.trim_end().ends_with("data: [DONE]"));
+}
+
+#[test]
+fn upstream_sees_exactly_the_declared_length_after_rewrite() {
+    let s = Stack::start();
+    let long_text = "Ünïcödé, \"quotes\", \\backslashes\\, tabs\t and 中文 — ".repeat(2000);
+    let bodies = [
+        // model first, last, absent, null, escaped, and a large body after it.
+        r#"{"model":"auto","messages":[{"role":"user","content":"hi"}]}"#.to_owned(),
+        format!(r#"{{"messages":[{{"role":"user","content":{}}}],"temperature":0.5,"model":"gpt-4o-mini"}}"#, json!(long_text)),
+        format!(r#"  {{ "messages" : [ {{"role":"user","content":{}}} ] , "n" : 1 }}  "#, json!(long_text)),
+        r#"{"model":null,"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","properties":{}}}}]}"#.to_owned(),
+        r#"{"model":"gpt-4o\u002dmini","messages":[{"role":"user","content":[{"type":"text","text":"look"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]}"#.to_owned(),
+    ];
+    for body in &bodies {
+        let mut headers = vec![("content-type", "application/json")];
+        headers.extend(ACME.auth());
+        let r = aipipe_tests::request("POST", &s.chat_url(), &headers, Some(body.as_bytes()));
+        assert_eq!(r.status, 200, "{body:.200}: {}", r.text());
+        let got = s.mock.received().pop().unwrap();
+        assert_eq!(got["body_json_valid"], true, "{body:.200}");
+        let declared: usize = got["content_length"].as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            declared,
+            got["body_bytes"].as_u64().unwrap() as usize,
+            "{body:.200}"
+        );
+        // Only `model` changed.
+        let mut sent: serde_json::Value = serde_json::from_str(body).unwrap();
+        let mut seen = got["body"].clone();
+        assert_eq!(seen["model"], "gpt-4o-mini");
+        sent.as_object_mut().unwrap().remove("model");
+        seen.as_object_mut().unwrap().remove("model");
+        assert_eq!(sent, seen, "{body:.200}");
+    }
+}
+
+#[test]
+fn chunked_client_uploads_are_routed_with_a_length() {
+    let s = Stack::start();
+    let body = br#"{"model":"auto","messages":[{"role":"user","content":"hello"}]}"#;
+    let mut raw = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        ACME.key
+    )
+    .into_bytes();
+    for part in body.chunks(10) {
+        raw.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+        raw.extend_from_slice(part);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(aipipe_tests::raw_exchange(s.envoy.port, &raw), Some(200));
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["body_json_valid"], true);
+    assert_eq!(
+        got["content_length"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap(),
+        got["body_bytes"].as_u64().unwrap()
+    );
+}
+
+#[test]
+fn the_tenant_key_reaches_the_provider_never_the_client_key() {
+    let s = Stack::start();
+    // The virtual key in Authorization, a provider-looking key in x-api-key.
+    let mut headers = ACME.auth();
+    headers.push(("x-api-key", "sk-client-own-openai-key"));
+    let r = post_json(&s.chat_url(), &headers, &chat("gpt-4o-mini", "hi"));
+    assert_eq!(r.status, 200);
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["authorization"], "Bearer sk-acme-openai");
+    assert_eq!(got["x_api_key"], serde_json::Value::Null);
+
+    // The virtual key in x-api-key (Anthropic SDK style) works too and is not forwarded.
+    let r = post_json(
+        &s.chat_url(),
+        &[("x-api-key", ACME.key)],
+        &chat("claude-sonnet-4-5", "hi"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["authorization"], "Bearer sk-acme-anthropic");
+    assert_eq!(got["x_api_key"], serde_json::Value::Null);
+    for record in s.mock.received() {
+        let auth = record["authorization"].as_str().unwrap_or_default();
+        assert!(
+            !auth.contains(ACME.key),
+            "a virtual key reached a provider: {record}"
+        );
+    }
+}
+
+#[test]
+fn plain_envoy_baseline_proxies_without_the_filter() {
+    // The benchmark's baseline: same listener and clusters, no filter; the
+    // client names the cluster itself.
+    let mock = aipipe_tests::Mock::start();
+    let envoy = aipipe_tests::Envoy::start_rendered("demo.yaml", mock.port, None, false, 1);
+    let r = post_json(
+        &envoy.url("/v1/chat/completions"),
+        &[
+            ("x-aipipe-cluster", "openai"),
+            ("host", "api.openai.com"),
+            ("authorization", "Bearer k"),
+        ],
+        &chat("gpt-4o-mini", "hi"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-model"), None);
+}
