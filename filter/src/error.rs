@@ -71,9 +71,9 @@ impl ApiError {
             Self::MissingKey => "No API key provided. Send your aipipe virtual key as `Authorization: Bearer <key>` or `x-api-key: <key>`.".into(),
             Self::UnknownKey => "Invalid API key: it is not a live aipipe virtual key (it may have been revoked). Ask your aipipe operator for a key.".into(),
             Self::TenantDisabled => "This tenant is disabled. Ask your aipipe operator to enable it.".into(),
-            Self::BadRequest(why) => format!("{why}. Send an OpenAI Chat Completions request body."),
+            Self::BadRequest(why) => why.clone(),
             Self::BodyTooLarge { limit } => format!("Request body is larger than the {limit}-byte limit. Send a smaller request."),
-            Self::ModelNotFound(m) => format!("The model `{m}` does not exist in this gateway's catalog. Use \"auto\", a catalog id such as \"gpt-4o-mini\", or \"provider/model\"."),
+            Self::ModelNotFound(m) => format!("The model `{}` does not exist in this gateway's catalog. Use \"auto\", a catalog id such as \"gpt-4o-mini\", or \"provider/model\".", clip(m)),
             Self::NoProviderKey(why) => why.clone(),
             Self::ContextTooLong { needed, largest } => format!("This request needs about {needed} tokens of context, more than the largest model available to you ({largest}). Shorten the conversation or lower max_tokens."),
             Self::Unsupported(why) => why.clone(),
@@ -93,6 +93,19 @@ impl ApiError {
     }
 }
 
+/// Client-sent text echoed in a message, cut to a readable length.
+fn clip(s: &str) -> &str {
+    const MAX: usize = 120;
+    if s.len() <= MAX {
+        return s;
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.get(..end).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +123,7 @@ mod tests {
                 .contains("gpt-\"99\"")
         );
         assert_eq!(e.status(), 404);
+        let long = ApiError::ModelNotFound("é".repeat(1000)).message();
+        assert!(long.len() < 400, "{long}");
     }
 }

@@ -215,7 +215,7 @@ impl ChatRequest<'_> {
             .ok_or_else(|| ParseError("request body is empty".into()))?;
         if body.get(object_start) != Some(&b'{') {
             return Err(ParseError(
-                "request body must be a JSON object (Chat Completions request)".into(),
+                "request body must be a JSON object: an OpenAI Chat Completions request".into(),
             ));
         }
         let wire: Wire<'_> = serde_json::from_slice(body).map_err(|e| {
