@@ -14,7 +14,7 @@ pub mod route;
 pub mod score;
 pub mod select;
 pub mod table;
-mod words;
+pub mod words;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;
