@@ -13,12 +13,13 @@
 //! Every weight and word list is data ([`ScoringConfig`], part of the routing
 //! table); the defaults were tuned on the calibration set in
 //! `tests/fixtures/routing` (see `make routing-report`). The text is scanned
-//! once: one Aho-Corasick automaton holds every pattern, and one line pass
+//! once: one Aho-Corasick automaton holds every ASCII pattern (a second, for
+//! other scripts, runs only on non-ASCII text), and one line pass
 //! finds code and structure.
 
 use std::collections::BTreeMap;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use serde::{Deserialize, Serialize};
 
 use crate::request::{ChatRequest, Role};
@@ -79,10 +80,18 @@ pub struct KeywordWeights {
     /// Weight of system/developer prompts relative to the latest user turn.
     pub system_factor: f64,
     /// Instructions sit at the start or the end of a message; what is pasted
-    /// between (an article to summarise, a log, code in fences) says less
-    /// about the work asked for. Words there count at `pasted_factor`.
-    pub instruction_bytes: usize,
+    /// between (an article to summarise, a log) says little about the work
+    /// asked for. Words are read in the first `head_bytes` and the last
+    /// `tail_bytes` of each text; code markers also in `sample_bytes` from
+    /// the middle. This bounds the scorer's work whatever the body's size.
+    pub head_bytes: usize,
+    pub tail_bytes: usize,
+    pub sample_bytes: usize,
+    /// Words inside code fences count at this factor (identifiers such as
+    /// `error` or `lock` are not the request).
     pub pasted_factor: f64,
+    /// Earlier user turns read, newest first, besides the latest.
+    pub history_turns: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,12 +155,18 @@ struct Pattern {
     word_end: bool,
 }
 
-/// The compiled scorer: one automaton over every word list.
+/// The compiled scorer: the word lists as two automata.
 #[derive(Debug)]
 pub struct Scorer {
     config: ScoringConfig,
     patterns: Vec<Pattern>,
-    automaton: AhoCorasick,
+    /// ASCII patterns, as a DFA: the fastest scan, run on every window.
+    ascii: AhoCorasick,
+    /// Pattern index in `patterns` of each `ascii` pattern.
+    ascii_ids: Vec<usize>,
+    /// Patterns in other scripts, run only on windows that are not ASCII.
+    other: AhoCorasick,
+    other_ids: Vec<usize>,
 }
 
 /// Rough token count of a text: four bytes a token for Latin scripts, about
@@ -198,15 +213,31 @@ impl Scorer {
                 });
             }
         }
-        let automaton = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(patterns.iter().map(|p| p.text.as_str()))
-            .map_err(|e| format!("keywords: {e}"))?;
+        let build = |ascii: bool, kind| {
+            let ids: Vec<usize> = (0..patterns.len())
+                .filter(|&i| patterns.get(i).is_some_and(|p| p.text.is_ascii() == ascii))
+                .collect();
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::LeftmostLongest)
+                .kind(Some(kind))
+                .build(
+                    ids.iter()
+                        .filter_map(|&i| patterns.get(i))
+                        .map(|p| p.text.as_str()),
+                )
+                .map(|a| (a, ids))
+                .map_err(|e| format!("keywords: {e}"))
+        };
+        let (ascii, ascii_ids) = build(true, AhoCorasickKind::DFA)?;
+        let (other, other_ids) = build(false, AhoCorasickKind::ContiguousNFA)?;
         Ok(Self {
             config: config.clone(),
             patterns,
-            automaton,
+            ascii,
+            ascii_ids,
+            other,
+            other_ids,
         })
     }
 
@@ -229,7 +260,18 @@ impl Scorer {
     fn score_with(&self, req: &ChatRequest<'_>, mut on_match: impl FnMut(&Pattern, f64)) -> Score {
         let c = &self.config;
         let focus = req.messages.iter().rposition(|m| m.role == Role::User);
-        let mut best = vec![0.0f64; self.patterns.len()];
+        // The oldest user turn still read as history.
+        let oldest_history = req
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| m.role == Role::User && Some(*i) != focus)
+            .map(|(i, _)| i)
+            .rev()
+            .nth(c.keywords.history_turns.saturating_sub(1))
+            .unwrap_or(0);
+        // (pattern, factor) of every match; few per request, deduplicated below.
+        let mut matched: Vec<(usize, f64)> = Vec::new();
         let mut text = TextStats::default();
         let mut tokens = 0u64;
         let mut system_tokens = 0u64;
@@ -240,7 +282,10 @@ impl Scorer {
             tokens += MESSAGE_OVERHEAD_TOKENS;
             let factor = match m.role {
                 Role::User if Some(i) == focus => 1.0,
-                Role::User => c.keywords.history_factor,
+                Role::User if i >= oldest_history && c.keywords.history_turns > 0 => {
+                    c.keywords.history_factor
+                }
+                Role::User => 0.0,
                 Role::System | Role::Developer => c.keywords.system_factor,
                 _ => 0.0,
             };
@@ -256,18 +301,28 @@ impl Scorer {
                     system_tokens += n;
                 }
                 if factor > 0.0 {
-                    self.scan(t, factor, &mut best);
-                    text.add_lines(t, factor, Some(i) == focus);
+                    if t.contains("```") {
+                        text.fences += factor;
+                    }
+                    for (window, part) in windows(t, &c.keywords) {
+                        self.scan(window, factor, part, &mut matched);
+                        if part != Part::Sample {
+                            text.add_lines(window, factor, Some(i) == focus);
+                        }
+                    }
                 }
             });
         }
         tokens += req.tool_count as u64 * TOOL_DEFINITION_TOKENS;
 
         let (mut hard, mut easy, mut code_markers, mut constraints) = (0.0, 0.0, 0.0, 0.0);
-        for (p, &f) in self.patterns.iter().zip(&best) {
-            if f <= 0.0 {
+        // Each pattern counts once, with the largest factor it matched with.
+        matched.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+        matched.dedup_by_key(|m| m.0);
+        for &(i, f) in &matched {
+            let Some(p) = self.patterns.get(i) else {
                 continue;
-            }
+            };
             on_match(p, f);
             let w = p.weight * f;
             match p.kind {
@@ -315,21 +370,39 @@ impl Scorer {
     }
 
     /// Records, per pattern, the largest factor it matched with. Words (not
-    /// code markers) in pasted material — inside code fences, or between the
-    /// opening and closing instruction zones of a long text — count less.
-    fn scan(&self, text: &str, factor: f64, best: &mut [f64]) {
+    /// code markers) inside code fences count less; the middle sample only
+    /// looks for code markers.
+    fn scan(&self, text: &str, factor: f64, part: Part, matched: &mut Vec<(usize, f64)>) {
+        self.scan_with(&self.ascii, &self.ascii_ids, text, factor, part, matched);
+        if !text.is_ascii() {
+            self.scan_with(&self.other, &self.other_ids, text, factor, part, matched);
+        }
+    }
+
+    fn scan_with(
+        &self,
+        automaton: &AhoCorasick,
+        ids: &[usize],
+        text: &str,
+        factor: f64,
+        part: Part,
+        matched: &mut Vec<(usize, f64)>,
+    ) {
         let bytes = text.as_bytes();
-        let k = &self.config.keywords;
-        let fences: Vec<usize> = text.match_indices("```").map(|(i, _)| i).collect();
-        let in_fence = |at: usize| fences.iter().filter(|&&f| f < at).count() % 2 == 1;
-        let zone = k.instruction_bytes;
-        let pasted = |at: usize| {
-            (text.len() > 2 * zone && at > zone && at < text.len() - zone) || in_fence(at)
+        let fenced = |at: usize| {
+            text.get(..at)
+                .is_some_and(|before| before.matches("```").count() % 2 == 1)
         };
-        for m in self.automaton.find_iter(text) {
-            let Some(p) = self.patterns.get(m.pattern().as_usize()) else {
+        for m in automaton.find_iter(text) {
+            let Some(&id) = ids.get(m.pattern().as_usize()) else {
                 continue;
             };
+            let Some(p) = self.patterns.get(id) else {
+                continue;
+            };
+            if part == Part::Sample && p.kind != Kind::Code {
+                continue;
+            }
             let alnum = |i: Option<usize>| {
                 i.and_then(|i| bytes.get(i))
                     .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
@@ -340,16 +413,49 @@ impl Scorer {
             if p.word_end && alnum(Some(m.end())) {
                 continue;
             }
-            let f = if p.kind != Kind::Code && pasted(m.start()) {
-                factor * k.pasted_factor
+            let f = if p.kind != Kind::Code && fenced(m.start()) {
+                factor * self.config.keywords.pasted_factor
             } else {
                 factor
             };
-            if let Some(slot) = best.get_mut(m.pattern().as_usize()) {
-                *slot = slot.max(f);
-            }
+            matched.push((id, f));
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Whole,
+    Head,
+    Sample,
+    Tail,
+}
+
+/// The parts of a text the scorer reads: all of a short text; the head, a
+/// sample from the middle and the tail of a long one. Cut at char boundaries.
+fn windows<'t>(text: &'t str, k: &KeywordWeights) -> Vec<(&'t str, Part)> {
+    let (head, tail, sample) = (k.head_bytes, k.tail_bytes, k.sample_bytes);
+    if text.len() <= head + tail + sample {
+        return vec![(text, Part::Whole)];
+    }
+    let floor = |mut i: usize| {
+        while i > 0 && !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let h = floor(head);
+    let mid = floor(text.len() / 2);
+    let mid_end = floor(mid + sample).max(mid);
+    let t = floor(text.len() - tail);
+    [
+        (text.get(..h), Part::Head),
+        (text.get(mid..mid_end), Part::Sample),
+        (text.get(t..), Part::Tail),
+    ]
+    .into_iter()
+    .filter_map(|(w, p)| Some((w?, p)))
+    .collect()
 }
 
 /// `sum` of matched weights, growing like `sum` while small and never past
@@ -389,9 +495,6 @@ impl TextStats {
                 continue;
             }
             if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
-                if !in_fence {
-                    self.fences += factor;
-                }
                 in_fence = !in_fence;
                 continue;
             }
@@ -405,10 +508,7 @@ impl TextStats {
             if trimmed.ends_with('?') || trimmed.ends_with('？') {
                 self.questions += 1.0;
             }
-            self.clauses += trimmed
-                .chars()
-                .filter(|c| matches!(c, ',' | ';' | '，' | '、' | '；'))
-                .count() as f64;
+            self.clauses += clause_marks(trimmed) as f64;
             if is_list_item(trimmed) {
                 self.list_items += 1.0;
             } else if trimmed.starts_with('#') {
@@ -416,6 +516,22 @@ impl TextStats {
             }
         }
     }
+}
+
+/// Counts `,` `;` and the CJK `，` `、` `；` by bytes (no UTF-8 decoding).
+fn clause_marks(s: &str) -> usize {
+    let b = s.as_bytes();
+    let ascii = b.iter().filter(|&&c| c == b',' || c == b';').count();
+    let cjk = b
+        .windows(3)
+        .filter(|w| {
+            matches!(
+                w,
+                [0xEF, 0xBC, 0x8C] | [0xE3, 0x80, 0x81] | [0xEF, 0xBC, 0x9B]
+            )
+        })
+        .count();
+    ascii + cjk
 }
 
 fn looks_like_code(line: &str, trimmed: &str) -> bool {
@@ -475,8 +591,11 @@ impl Default for KeywordWeights {
             max_easy: 0.15,
             history_factor: 0.4,
             system_factor: 0.3,
-            instruction_bytes: 300,
+            head_bytes: 640,
+            tail_bytes: 320,
+            sample_bytes: 512,
             pasted_factor: 0.18,
+            history_turns: 3,
         }
     }
 }

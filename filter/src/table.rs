@@ -345,10 +345,10 @@ impl Table {
                         t.id
                     ));
                 };
-                if !key.is_empty() {
-                    if let Some(slot) = keys.get_mut(p) {
-                        *slot = Some(key.clone());
-                    }
+                if !key.is_empty()
+                    && let Some(slot) = keys.get_mut(p)
+                {
+                    *slot = Some(key.clone());
                 }
             }
             tenant_keys.push(keys);

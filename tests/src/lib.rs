@@ -4,7 +4,10 @@
 //! their logs when a test fails. The integration tests, `make demo` and
 //! `make bench` all start processes through it.
 
-#![allow(clippy::missing_panics_doc)]
+// A harness that cannot start Envoy or the mock must fail the test (or the
+// demo, or the bench) that called it, loudly and with the logs: panicking
+// with a message is its error handling.
+#![allow(clippy::panic)]
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
@@ -114,9 +117,13 @@ impl Process {
     }
 
     pub fn stop(&mut self) {
+        if !self.alive() {
+            return;
+        }
         // SIGTERM first so servers exit cleanly; SIGKILL if they linger.
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
+            .stderr(Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
@@ -562,12 +569,12 @@ pub fn stream_lines(
     (status, lines)
 }
 
+/// A tenant of a test table: (id, virtual keys, (provider, key)s, disabled).
+pub type TenantSpec<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], bool);
+
 /// Builds a plugin configuration with the given tenants over the default
-/// catalog. Each tenant: (id, virtual keys, provider keys, disabled).
-pub fn plugin_config(
-    tenants: &[(&str, &[&str], &[(&str, &str)], bool)],
-    max_body_bytes: usize,
-) -> String {
+/// catalog.
+pub fn plugin_config(tenants: &[TenantSpec<'_>], max_body_bytes: usize) -> String {
     let tenants: Vec<serde_json::Value> = tenants
         .iter()
         .map(|(id, vkeys, pkeys, disabled)| {

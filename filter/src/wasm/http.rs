@@ -58,7 +58,7 @@ impl Http {
             ("x-aipipe-request-id", self.request_id.as_str()),
         ];
         if let Err(s) = host::send_response(e.status(), headers, body.as_bytes()) {
-            log::warn!("aipipe: local reply failed: {s:?}");
+            log::warn!("local reply failed: {s:?}");
         }
         // Stop here: the local reply ends the request.
         Action::Pause
@@ -148,7 +148,7 @@ impl Http {
         };
         let set = |name: &str, value: Option<&str>| {
             if let Err(s) = host::set_request_header(name, value) {
-                log::warn!("aipipe: setting request header {name} failed: {s:?}");
+                log::warn!("setting request header {name} failed: {s:?}");
             }
         };
         // A stale length truncates the body upstream (ENVOY-NOTES 3).
@@ -171,11 +171,11 @@ impl Http {
             }
         }
         if let Err(s) = host::clear_route_cache() {
-            log::warn!("aipipe: clear_route_cache failed: {s:?}");
+            log::warn!("clear_route_cache failed: {s:?}");
         }
         let complexity = routed.score.map(|s| format!("{:.3}", s.complexity));
         log::debug!(
-            "aipipe: request {} tenant {} -> {}/{} complexity {}",
+            "request {} tenant {} -> {}/{} complexity {}",
             self.request_id,
             table
                 .tenants

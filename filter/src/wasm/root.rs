@@ -53,7 +53,7 @@ impl RootContext for Root {
                     next_id: std::cell::Cell::new(0),
                 }));
                 log::info!(
-                    "aipipe: configured (table version {})",
+                    "configured (table version {})",
                     self.shared
                         .as_ref()
                         .and_then(|s| s.table.as_ref())
@@ -62,7 +62,7 @@ impl RootContext for Root {
                 true
             }
             Err(e) => {
-                log::error!("aipipe: refusing plugin configuration: {e}");
+                log::error!("refusing plugin configuration: {e}");
                 false
             }
         }

@@ -147,8 +147,10 @@ fn config_from(p: &[f64]) -> ScoringConfig {
         math: p[4],
         easy: p[5],
     };
-    let mut c = ScoringConfig::default();
-    c.base = p[0];
+    let mut c = ScoringConfig {
+        base: p[0],
+        ..ScoringConfig::default()
+    };
     c.keywords.hard = words::hard(w);
     c.keywords.easy = words::easy(w);
     c.keywords.max_hard = p[6];

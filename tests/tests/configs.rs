@@ -1,0 +1,68 @@
+//! Every config shipped in `envoy/` is a complete file that Envoy accepts as
+//! it stands. `--mode validate` loads the filter and runs its `on_configure`,
+//! so the bootstrap routing table inside is validated too.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Command;
+
+use aipipe_tests::{envoy_binary, repo_root, wasm_path};
+
+#[test]
+fn every_shipped_envoy_config_validates() {
+    assert!(wasm_path().exists(), "run `make wasm` first");
+    let mut configs: Vec<_> = std::fs::read_dir(repo_root().join("envoy"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    configs.sort();
+    assert!(!configs.is_empty());
+    for config in configs {
+        let out = Command::new(envoy_binary())
+            .current_dir(repo_root())
+            .args(["--mode", "validate", "--log-level", "error", "-c"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{} does not validate:\n{}{}",
+            config.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_bad_plugin_configuration_is_refused_naming_the_field() {
+    // The same check on a rendered copy with a broken bootstrap table.
+    let bad = r#"{"table": {"tenants": [{"id": "t", "virtual_key_hashes": ["xyz"]}]}}"#;
+    let yaml = aipipe_tests::render_envoy_config(
+        "demo.yaml",
+        &aipipe_tests::EnvoyConfig {
+            listener_port: 10000,
+            admin_port: 9901,
+            upstream_port: 18000,
+            plugin_config: Some(bad.to_owned()),
+            with_filter: true,
+        },
+    );
+    let dir = aipipe_tests::TempDir::new("bad-config");
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(envoy_binary())
+        .args(["--mode", "validate", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let log =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        log.contains("table.tenants[0] (t).virtual_key_hashes[0]: must be 64 hex digits"),
+        "{log}"
+    );
+}
