@@ -48,8 +48,10 @@ integration: tools wasm
 	$(CARGO) test -p aipipe-tests
 
 # fmt, clippy (host and wasm), unit tests, the wasm build, integration tests.
+# (--all-targets: there are no doc tests, and their empty "0 tests" sections
+# would otherwise be the run's last word.)
 test: tools lint wasm
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --all-targets
 
 ## ---- run ------------------------------------------------------------------
 
@@ -67,8 +69,9 @@ bench: tools wasm .wrk.stamp
 	$(CARGO) build --release -p aipipe-tests --bin bench --bin mock-provider
 	target/release/bench
 
+# ARGS=--verbose lists every miss; ARGS=--tune searches weights on the tuning split.
 routing-report:
-	$(CARGO) run --release -q -p aipipe-tests --bin routing-report
+	$(CARGO) run --release -q -p aipipe-tests --bin routing-report -- $(ARGS)
 
 clean:
 	$(CARGO) clean

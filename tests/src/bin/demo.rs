@@ -65,7 +65,7 @@ fn main() {
         "    -d '{{\"model\":\"auto\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Prove by induction that every tree with n vertices has n-1 edges.\"}}]}}'"
     );
     println!();
-    println!("  # OpenAI SDK: OPENAI_BASE_URL=http://127.0.0.1:{LISTENER}/v1 OPENAI_API_KEY={key}");
+    println!("  # OpenAI-API clients: base URL http://127.0.0.1:{LISTENER}/v1, API key {key}");
     println!();
     println!("aipipe demo ready");
 
