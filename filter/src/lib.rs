@@ -14,6 +14,7 @@ pub mod route;
 pub mod score;
 pub mod select;
 pub mod table;
+pub mod usage;
 pub mod words;
 
 #[cfg(target_arch = "wasm32")]

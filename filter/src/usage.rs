@@ -1,0 +1,143 @@
+//! Usage records: one per request, built by the filter when the answer ends,
+//! shipped in batches to the control plane, which stores and aggregates them.
+//! The same type on both sides, so nothing is lost in translation.
+//!
+//! Cost is an integer number of nano-dollars (1e-9 USD): catalog prices are
+//! dollars per million tokens with at most three decimals, so every token's
+//! price is a whole number of nano-dollars and sums are exact.
+
+use serde::{Deserialize, Serialize};
+
+use crate::table::Model;
+
+/// The internal API between filters and the control plane (SPEC §9):
+///
+/// - `GET {TABLE_PATH}` with header `{TOKEN_HEADER}: <token>` and, when the
+///   filter has a table, `{VERSION_HEADER}: <its version>` → `200` with the
+///   [`crate::table::RoutingTable`] JSON, or `304` (empty body) when the
+///   version is current.
+/// - `POST {USAGE_PATH}` with the token and a [`UsageBatch`] JSON body →
+///   `200` [`UsageAck`] once every record is durably stored. Idempotent by
+///   record id: a retried batch never counts twice.
+pub const TABLE_PATH: &str = "/internal/v1/table";
+pub const USAGE_PATH: &str = "/internal/v1/usage";
+pub const TOKEN_HEADER: &str = "x-aipipe-internal-token";
+pub const VERSION_HEADER: &str = "x-aipipe-table-version";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageRecord {
+    /// Unique per request (the filter's request id); the idempotency key.
+    pub id: String,
+    pub tenant: String,
+    pub provider: String,
+    /// Catalog id of the model that answered (or was asked for).
+    pub model: String,
+    /// HTTP status the client got (0 when the stream broke before one).
+    pub status: u16,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Prompt tokens served from the provider's cache (priced lower).
+    #[serde(default)]
+    pub cached_tokens: u64,
+    pub cost_nusd: u64,
+    /// Request start to the end of the answer.
+    pub latency_ms: f64,
+    /// Request start to the first byte of the answer.
+    #[serde(default)]
+    pub ttft_ms: Option<f64>,
+    /// Present when the model was chosen by complexity.
+    #[serde(default)]
+    pub complexity: Option<f64>,
+    #[serde(default)]
+    pub stream: bool,
+    /// False when the answer's usage could not be read: then tokens and cost
+    /// are unknown, never silently zero.
+    pub usage_parsed: bool,
+    /// Unix time of the request start, milliseconds.
+    pub ts_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageBatch {
+    pub records: Vec<UsageRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageAck {
+    /// Records newly stored.
+    pub accepted: u64,
+    /// Records already stored before (a retried batch).
+    pub duplicates: u64,
+}
+
+/// Nano-dollars per token for a price in dollars per million tokens.
+fn nusd_per_token(per_mtok: f64) -> u64 {
+    // $/Mtok × 1e9 n$/$ ÷ 1e6 tok/Mtok = $/Mtok × 1000; rounded so 0.15 is 150.
+    (per_mtok * 1000.0).round().max(0.0) as u64
+}
+
+/// Exact cost of a request on a model, in nano-dollars. Cached prompt tokens
+/// are priced at the cached rate where the catalog has one.
+pub fn cost_nusd(
+    model: &Model,
+    prompt_tokens: u64,
+    cached_tokens: u64,
+    completion_tokens: u64,
+) -> u64 {
+    let cached = cached_tokens.min(prompt_tokens);
+    let cached_price = model.cached_input_per_mtok.unwrap_or(model.input_per_mtok);
+    (prompt_tokens - cached) * nusd_per_token(model.input_per_mtok)
+        + cached * nusd_per_token(cached_price)
+        + completion_tokens * nusd_per_token(model.output_per_mtok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::default_models;
+
+    #[test]
+    fn costs_are_exact_nano_dollars() {
+        let models = default_models();
+        let mini = models.iter().find(|m| m.id == "gpt-4o-mini").unwrap();
+        // 1000 prompt tokens at $0.15/M + 500 completion at $0.60/M = $0.00045.
+        assert_eq!(cost_nusd(mini, 1000, 0, 500), 450_000);
+        // 400 of the prompt tokens cached at $0.075/M.
+        assert_eq!(
+            cost_nusd(mini, 1000, 400, 500),
+            600 * 150 + 400 * 75 + 500 * 600
+        );
+        // Cached tokens never exceed the prompt.
+        assert_eq!(cost_nusd(mini, 10, 99, 0), 10 * 75);
+    }
+
+    #[test]
+    fn records_round_trip_and_refuse_unknown_fields() {
+        let r = UsageRecord {
+            id: "r1".into(),
+            tenant: "acme".into(),
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            status: 200,
+            prompt_tokens: 10,
+            completion_tokens: 20,
+            cached_tokens: 0,
+            cost_nusd: 13_500,
+            latency_ms: 12.5,
+            ttft_ms: Some(3.0),
+            complexity: Some(0.42),
+            stream: true,
+            usage_parsed: true,
+            ts_ms: 1_795_000_000_000,
+        };
+        let json = serde_json::to_string(&UsageBatch {
+            records: vec![r.clone()],
+        })
+        .unwrap();
+        let back: UsageBatch = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.records, vec![r]);
+        assert!(serde_json::from_str::<UsageBatch>(r#"{"records":[],"x":1}"#).is_err());
+    }
+}
