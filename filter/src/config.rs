@@ -94,3 +94,93 @@ mod tests {
             .starts_with("table.models[0] (m).provider: unknown provider"));
     }
 }
+
+/// Configuration of the singleton (the bootstrap Wasm service with root id
+/// [`SINGLETON_ROOT_ID`]) that polls the control plane for the routing table
+/// and publishes it to every worker VM through shared data.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SingletonConfig {
+    pub control_plane: ControlPlane,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlane {
+    /// The Envoy cluster of the control plane's internal listener.
+    pub cluster: String,
+    /// `:authority` sent with each call.
+    #[serde(default = "default_authority")]
+    pub authority: String,
+    /// The internal API token (`x-aipipe-internal-token`).
+    pub token: String,
+    #[serde(default = "default_poll_ms")]
+    pub poll_ms: u64,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+pub const SINGLETON_ROOT_ID: &str = "aipipe_singleton";
+/// Shared-data keys: the table JSON, and its version (decimal) which worker
+/// VMs read on every request to notice a new table cheaply.
+pub const SHARED_TABLE_KEY: &str = "aipipe.table";
+pub const SHARED_VERSION_KEY: &str = "aipipe.table.version";
+
+fn default_authority() -> String {
+    "aipipe-control-plane".to_owned()
+}
+fn default_poll_ms() -> u64 {
+    1000
+}
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+impl SingletonConfig {
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let c: Self =
+            serde_json::from_slice(bytes).map_err(|e| format!("singleton configuration: {e}"))?;
+        let cp = &c.control_plane;
+        if cp.cluster.is_empty() {
+            return Err("control_plane.cluster: must not be empty".into());
+        }
+        if cp.token.is_empty() {
+            return Err("control_plane.token: must not be empty".into());
+        }
+        if !(100..=60_000).contains(&cp.poll_ms) {
+            return Err(format!(
+                "control_plane.poll_ms: must be in 100..=60000, got {}",
+                cp.poll_ms
+            ));
+        }
+        if !(100..=60_000).contains(&cp.timeout_ms) {
+            return Err(format!(
+                "control_plane.timeout_ms: must be in 100..=60000, got {}",
+                cp.timeout_ms
+            ));
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod singleton_tests {
+    use super::*;
+
+    #[test]
+    fn singleton_config_defaults_and_errors() {
+        let c =
+            SingletonConfig::parse(br#"{"control_plane":{"cluster":"cp","token":"t"}}"#).unwrap();
+        assert_eq!(c.control_plane.poll_ms, 1000);
+        let e = |s: &str| SingletonConfig::parse(s.as_bytes()).unwrap_err();
+        assert!(
+            e(r#"{"control_plane":{"cluster":"","token":"t"}}"#)
+                .starts_with("control_plane.cluster")
+        );
+        assert!(
+            e(r#"{"control_plane":{"cluster":"c","token":"t","poll_ms":5}}"#)
+                .starts_with("control_plane.poll_ms")
+        );
+        assert!(e(r#"{"control_plane":{"cluster":"c"}}"#).contains("missing field `token`"));
+    }
+}

@@ -251,6 +251,9 @@ pub struct EnvoyConfig {
     pub plugin_config: Option<String>,
     /// false renders plain Envoy: the same listener and clusters, no filter.
     pub with_filter: bool,
+    /// The control plane's internal port and token for the singleton; None
+    /// leaves the singleton out (the filter routes with its bootstrap table).
+    pub control_plane: Option<(u16, String)>,
 }
 
 /// Renders `envoy/<file>` for these ports and settings. Every replacement is
@@ -402,6 +405,25 @@ impl Envoy {
         with_filter: bool,
         concurrency: u32,
     ) -> Self {
+        Self::start_rendered_with(
+            file,
+            upstream_port,
+            plugin_config,
+            with_filter,
+            None,
+            concurrency,
+        )
+    }
+
+    /// As `start_rendered`, with the singleton polling a control plane.
+    pub fn start_rendered_with(
+        file: &str,
+        upstream_port: u16,
+        plugin_config: Option<String>,
+        with_filter: bool,
+        control_plane: Option<(u16, String)>,
+        concurrency: u32,
+    ) -> Self {
         let (listener_port, admin_port) = (free_port(), free_port());
         let yaml = render_envoy_config(
             file,
@@ -411,6 +433,7 @@ impl Envoy {
                 upstream_port,
                 plugin_config,
                 with_filter,
+                control_plane,
             },
         );
         Self::start(&yaml, listener_port, admin_port, concurrency)

@@ -48,6 +48,7 @@ fn a_bad_plugin_configuration_is_refused_naming_the_field() {
             upstream_port: 18000,
             plugin_config: Some(bad.to_owned()),
             with_filter: true,
+            control_plane: None,
         },
     );
     let dir = aipipe_tests::TempDir::new("bad-config");

@@ -112,7 +112,7 @@ impl Http {
         if method != Some(b"POST".as_slice()) {
             return Err(ApiError::BadRequest(format!("{CHAT_PATH} takes POST")));
         }
-        let table = shared.table.clone().ok_or(ApiError::NoTable)?;
+        let table = shared.table().ok_or(ApiError::NoTable)?;
         self.tenant = route::authenticate(&table, route::virtual_key(authorization, api_key))?;
         self.table = Some(table);
         if content_length.is_some_and(|n| n > shared.max_body_bytes) {

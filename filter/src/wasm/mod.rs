@@ -1,10 +1,12 @@
 //! The thin shell between Envoy and the plain-Rust core: the entry point, the
-//! root context (configuration) and the HTTP context (the request phases).
+//! root context (configuration), the HTTP context (the request phases) and the
+//! singleton that fetches the routing table from the control plane.
 //! Only this module imports `proxy_wasm`.
 
 mod host;
 mod http;
 mod root;
+mod singleton;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;

@@ -1,28 +1,69 @@
-//! The root context: parses and validates the plugin configuration once and
-//! hands every request context a shared view of it.
+//! The root context. The same module serves two roles, chosen by the root id:
+//! the filter (parses its configuration once, hands every request context a
+//! shared view of it, and picks up tables the singleton publishes) and the
+//! singleton (see `singleton`).
 
+use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::ContextType;
+use proxy_wasm::types::{Bytes, ContextType};
 
 use super::http::Http;
-use crate::config::Config;
-use crate::table::Table;
+use super::singleton::Singleton;
+use crate::config::{
+    Config, SHARED_TABLE_KEY, SHARED_VERSION_KEY, SINGLETON_ROOT_ID, SingletonConfig,
+};
+use crate::table::{RoutingTable, Table};
 
 /// What every request of this VM shares.
 pub struct Shared {
     pub cluster_header: String,
     pub max_body_bytes: usize,
-    pub table: Option<Rc<Table>>,
+    /// The table in use: the bootstrap table until the singleton publishes one.
+    table: RefCell<Option<Rc<Table>>>,
+    /// The published version this VM last loaded (raw bytes of the key).
+    seen_version: RefCell<Bytes>,
     /// Random per VM, so request ids differ across workers and restarts.
     id_seed: u64,
     next_id: std::cell::Cell<u64>,
 }
 
 impl Shared {
+    /// The current table. One cheap shared-data read per request notices a
+    /// newly published version; only then is the table parsed and compiled.
+    pub fn table(&self) -> Option<Rc<Table>> {
+        if let Ok((Some(version), _)) = hostcalls::get_shared_data(SHARED_VERSION_KEY)
+            && *self.seen_version.borrow() != version
+        {
+            self.load_published(version);
+        }
+        self.table.borrow().clone()
+    }
+
+    fn load_published(&self, version: Bytes) {
+        let loaded = hostcalls::get_shared_data(SHARED_TABLE_KEY)
+            .ok()
+            .and_then(|(bytes, _)| bytes)
+            .ok_or_else(|| "no table behind the published version".to_owned())
+            .and_then(|bytes| {
+                serde_json::from_slice::<RoutingTable>(&bytes).map_err(|e| e.to_string())
+            })
+            .and_then(|raw| Table::compile(raw).map_err(|e| e.to_string()));
+        match loaded {
+            Ok(table) => {
+                log::info!("loaded routing table version {}", table.version);
+                *self.table.borrow_mut() = Some(Rc::new(table));
+            }
+            // Keep routing with the table we have; do not retry every request.
+            Err(e) => log::error!("ignoring published routing table: {e}"),
+        }
+        *self.seen_version.borrow_mut() = version;
+    }
+
     /// A request id unique across this Envoy's VMs.
     pub fn request_id(&self) -> String {
         let n = self.next_id.get().wrapping_add(1);
@@ -34,13 +75,56 @@ impl Shared {
 #[derive(Default)]
 pub struct Root {
     shared: Option<Rc<Shared>>,
+    singleton: Option<Singleton>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Some(s) = &mut self.singleton {
+            s.on_response(token_id, body_size);
+        }
+    }
+}
+
+impl Root {
+    fn configure_singleton(&mut self, bytes: &[u8]) -> bool {
+        match SingletonConfig::parse(bytes) {
+            Ok(config) => {
+                let mut singleton = Singleton::new(config.control_plane);
+                let started = singleton.start();
+                self.singleton = Some(singleton);
+                started
+            }
+            Err(e) => {
+                log::error!("refusing singleton configuration: {e}");
+                false
+            }
+        }
+    }
+}
 
 impl RootContext for Root {
+    fn on_tick(&mut self) {
+        if let Some(s) = &mut self.singleton {
+            s.poll();
+        }
+    }
+
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let root_id = hostcalls::get_property(vec!["plugin_root_id"])
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if root_id == SINGLETON_ROOT_ID.as_bytes() {
+            return self.configure_singleton(&bytes);
+        }
         match Config::parse(&bytes) {
             Ok(config) => {
                 let mut seed = RandomState::new().build_hasher();
@@ -48,16 +132,17 @@ impl RootContext for Root {
                 self.shared = Some(Rc::new(Shared {
                     cluster_header: config.cluster_header,
                     max_body_bytes: config.max_body_bytes,
-                    table: config.table.map(Rc::new),
+                    table: RefCell::new(config.table.map(Rc::new)),
+                    seen_version: RefCell::new(Vec::new()),
                     id_seed: seed.finish(),
                     next_id: std::cell::Cell::new(0),
                 }));
                 log::info!(
-                    "configured (table version {})",
+                    "configured (bootstrap table version {})",
                     self.shared
                         .as_ref()
-                        .and_then(|s| s.table.as_ref())
-                        .map_or_else(|| "none".to_owned(), |t| t.version.to_string())
+                        .and_then(|s| s.table.borrow().as_ref().map(|t| t.version))
+                        .map_or_else(|| "none".to_owned(), |v| v.to_string())
                 );
                 true
             }

@@ -40,6 +40,7 @@ fn main() {
             upstream_port: mock.port,
             plugin_config: None,
             with_filter: true,
+            control_plane: None,
         },
     );
     yaml = yaml.replace(&hex_hash(DEFAULT_KEY), &hex_hash(&key));
