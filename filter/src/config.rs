@@ -118,6 +118,13 @@ pub struct ControlPlane {
     pub poll_ms: u64,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Usage records held while the control plane is unreachable; past this,
+    /// new records are dropped and counted (`aipipe_usage_dropped`).
+    #[serde(default = "default_max_buffered")]
+    pub max_buffered_records: usize,
+    /// Records per usage POST.
+    #[serde(default = "default_batch")]
+    pub batch_records: usize,
 }
 
 pub const SINGLETON_ROOT_ID: &str = "aipipe_singleton";
@@ -125,6 +132,8 @@ pub const SINGLETON_ROOT_ID: &str = "aipipe_singleton";
 /// VMs read on every request to notice a new table cheaply.
 pub const SHARED_TABLE_KEY: &str = "aipipe.table";
 pub const SHARED_VERSION_KEY: &str = "aipipe.table.version";
+/// The shared queue worker VMs put usage records on; the singleton drains it.
+pub const USAGE_QUEUE: &str = "aipipe.usage";
 
 fn default_authority() -> String {
     "aipipe-control-plane".to_owned()
@@ -134,6 +143,12 @@ fn default_poll_ms() -> u64 {
 }
 fn default_timeout_ms() -> u64 {
     2000
+}
+fn default_max_buffered() -> usize {
+    100_000
+}
+fn default_batch() -> usize {
+    500
 }
 
 impl SingletonConfig {
@@ -158,6 +173,9 @@ impl SingletonConfig {
                 "control_plane.timeout_ms: must be in 100..=60000, got {}",
                 cp.timeout_ms
             ));
+        }
+        if cp.max_buffered_records == 0 || cp.batch_records == 0 {
+            return Err("control_plane.max_buffered_records and batch_records: must be > 0".into());
         }
         Ok(c)
     }

@@ -13,6 +13,7 @@ pub mod request;
 pub mod route;
 pub mod score;
 pub mod select;
+pub mod sse;
 pub mod table;
 pub mod usage;
 pub mod words;

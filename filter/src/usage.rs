@@ -72,6 +72,76 @@ pub struct UsageAck {
     pub duplicates: u64,
 }
 
+/// Token counts read from an answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub prompt: u64,
+    pub completion: u64,
+    pub cached: u64,
+}
+
+#[derive(Deserialize)]
+struct WithUsage {
+    #[serde(default)]
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptDetails>,
+    /// Moonshot reports cached tokens at the top level of `usage`.
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct PromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+/// The `usage` of an OpenAI-format answer (a whole `chat.completion` body,
+/// or one streamed chunk). None when absent, null or unreadable.
+pub fn openai_usage(json: &[u8]) -> Option<Tokens> {
+    let u = serde_json::from_slice::<WithUsage>(json).ok()?.usage?;
+    let cached = u
+        .prompt_tokens_details
+        .and_then(|d| d.cached_tokens)
+        .or(u.cached_tokens)
+        .unwrap_or(0);
+    Some(Tokens {
+        prompt: u.prompt_tokens,
+        completion: u.completion_tokens,
+        cached,
+    })
+}
+
+/// Usage of a streamed OpenAI-format answer: feed it each event's data; the
+/// chunk that carries `usage` (sent last when `include_usage` is set) wins.
+#[derive(Debug, Default)]
+pub struct StreamUsage {
+    pub tokens: Option<Tokens>,
+}
+
+impl StreamUsage {
+    pub fn on_event(&mut self, data: &[u8]) {
+        // Only the few events that mention a usage object are parsed.
+        if (contains(data, b"\"usage\":{") || contains(data, b"\"usage\": {"))
+            && let Some(t) = openai_usage(data)
+        {
+            self.tokens = Some(t);
+        }
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
 /// Nano-dollars per token for a price in dollars per million tokens.
 fn nusd_per_token(per_mtok: f64) -> u64 {
     // $/Mtok × 1e9 n$/$ ÷ 1e6 tok/Mtok = $/Mtok × 1000; rounded so 0.15 is 150.
@@ -111,6 +181,37 @@ mod tests {
         );
         // Cached tokens never exceed the prompt.
         assert_eq!(cost_nusd(mini, 10, 99, 0), 10 * 75);
+    }
+
+    #[test]
+    fn usage_is_read_from_plain_and_streamed_answers() {
+        let plain = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":30,"total_tokens":42,"prompt_tokens_details":{"cached_tokens":4}}}"#;
+        assert_eq!(
+            openai_usage(plain),
+            Some(Tokens {
+                prompt: 12,
+                completion: 30,
+                cached: 4
+            })
+        );
+        let moonshot = br#"{"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6,"cached_tokens":2}}"#;
+        assert_eq!(openai_usage(moonshot).map(|t| t.cached), Some(2));
+        assert_eq!(openai_usage(br#"{"usage":null}"#), None);
+        assert_eq!(openai_usage(b"not json"), None);
+
+        let mut s = StreamUsage::default();
+        s.on_event(br#"{"choices":[{"delta":{"content":"hi"}}],"usage":null}"#);
+        assert_eq!(s.tokens, None);
+        s.on_event(br#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":9,"total_tokens":16}}"#);
+        s.on_event(b"[DONE]");
+        assert_eq!(
+            s.tokens,
+            Some(Tokens {
+                prompt: 7,
+                completion: 9,
+                cached: 0
+            })
+        );
     }
 
     #[test]

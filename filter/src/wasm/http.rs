@@ -9,6 +9,7 @@ use proxy_wasm::types::Action;
 
 use super::host;
 use super::root::Shared;
+use super::usage::{Meter, now};
 use crate::error::ApiError;
 use crate::route;
 use crate::table::{AuthStyle, Table};
@@ -28,6 +29,9 @@ pub struct Http {
     decision: Option<Decision>,
     /// A local reply was sent; later phases leave it alone.
     replied: bool,
+    start: Option<std::time::SystemTime>,
+    /// Set once routed: accounting of the answer, and the model it is for.
+    meter: Option<(Meter, usize)>,
 }
 
 struct Decision {
@@ -47,6 +51,8 @@ impl Http {
             request_id: String::new(),
             decision: None,
             replied: false,
+            start: None,
+            meter: None,
         }
     }
 
@@ -69,6 +75,7 @@ impl Http {
             return Err(ApiError::NoTable);
         };
         self.request_id = shared.request_id();
+        self.start = now();
         let (mut method, mut path, mut authorization, mut api_key) = (None, None, None, None);
         let mut content_length = None;
         let mut strip = Vec::new();
@@ -185,6 +192,10 @@ impl Http {
             model.id,
             complexity.as_deref().unwrap_or("explicit"),
         );
+        if let Some(start) = self.start {
+            let c = routed.score.map(|s| s.complexity);
+            self.meter = Some((Meter::new(start, routed.stream, c), routed.model));
+        }
         self.decision = Some(Decision {
             provider: provider.id.clone(),
             model: model.id.clone(),
@@ -232,6 +243,9 @@ impl HttpContext for Http {
             // Our own local reply already carries its headers.
             return Action::Continue;
         }
+        if let Some((meter, _)) = &mut self.meter {
+            meter.on_headers();
+        }
         if let Some(d) = &self.decision {
             let mut headers = vec![
                 ("x-aipipe-request-id", self.request_id.as_str()),
@@ -257,8 +271,22 @@ impl HttpContext for Http {
         Action::Continue
     }
 
-    fn on_http_response_body(&mut self, _body_size: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some((meter, _)) = &mut self.meter {
+            meter.on_body(body_size, end_of_stream);
+        }
         // Stream every chunk to the client as it arrives.
         Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let (Some((meter, model)), Some(table), Some(shared)) =
+            (&self.meter, &self.table, &self.shared)
+        else {
+            return;
+        };
+        if let Some(record) = meter.record(&self.request_id, table, self.tenant, *model) {
+            shared.enqueue_usage(&record);
+        }
     }
 }

@@ -7,6 +7,7 @@ mod host;
 mod http;
 mod root;
 mod singleton;
+mod usage;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;

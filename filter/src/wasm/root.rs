@@ -15,7 +15,7 @@ use proxy_wasm::types::{Bytes, ContextType};
 use super::http::Http;
 use super::singleton::Singleton;
 use crate::config::{
-    Config, SHARED_TABLE_KEY, SHARED_VERSION_KEY, SINGLETON_ROOT_ID, SingletonConfig,
+    Config, SHARED_TABLE_KEY, SHARED_VERSION_KEY, SINGLETON_ROOT_ID, SingletonConfig, USAGE_QUEUE,
 };
 use crate::table::{RoutingTable, Table};
 
@@ -27,6 +27,12 @@ pub struct Shared {
     table: RefCell<Option<Rc<Table>>>,
     /// The published version this VM last loaded (raw bytes of the key).
     seen_version: RefCell<Bytes>,
+    /// This VM's id (the usage queue is looked up under it).
+    vm_id: String,
+    /// The singleton's usage queue, once resolved.
+    usage_queue: std::cell::Cell<Option<u32>>,
+    /// Requests since the last failed lookup of the queue.
+    usage_queue_misses: std::cell::Cell<u32>,
     /// Random per VM, so request ids differ across workers and restarts.
     id_seed: u64,
     next_id: std::cell::Cell<u64>,
@@ -42,6 +48,34 @@ impl Shared {
             self.load_published(version);
         }
         self.table.borrow().clone()
+    }
+
+    /// Puts a usage record on the singleton's queue. Without a singleton
+    /// (no control plane configured) there is nowhere to send it.
+    pub fn enqueue_usage(&self, record: &crate::usage::UsageRecord) {
+        let queue = match self.usage_queue.get() {
+            Some(q) => q,
+            None => {
+                // Look again now and then: the singleton may start later.
+                let misses = self.usage_queue_misses.get();
+                self.usage_queue_misses.set(misses.wrapping_add(1));
+                if !misses.is_multiple_of(256) {
+                    return;
+                }
+                match hostcalls::resolve_shared_queue(&self.vm_id, USAGE_QUEUE) {
+                    Ok(Some(q)) => {
+                        self.usage_queue.set(Some(q));
+                        q
+                    }
+                    _ => return,
+                }
+            }
+        };
+        if let Ok(bytes) = serde_json::to_vec(record)
+            && let Err(s) = hostcalls::enqueue_shared_queue(queue, Some(&bytes))
+        {
+            log::warn!("usage record {} not queued: {s:?}", record.id);
+        }
     }
 
     fn load_published(&self, version: Bytes) {
@@ -110,6 +144,12 @@ impl Root {
 }
 
 impl RootContext for Root {
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        if let Some(s) = &mut self.singleton {
+            s.drain(queue_id);
+        }
+    }
+
     fn on_tick(&mut self) {
         if let Some(s) = &mut self.singleton {
             s.poll();
@@ -134,6 +174,13 @@ impl RootContext for Root {
                     max_body_bytes: config.max_body_bytes,
                     table: RefCell::new(config.table.map(Rc::new)),
                     seen_version: RefCell::new(Vec::new()),
+                    vm_id: hostcalls::get_property(vec!["plugin_vm_id"])
+                        .ok()
+                        .flatten()
+                        .and_then(|v| String::from_utf8(v).ok())
+                        .unwrap_or_default(),
+                    usage_queue: std::cell::Cell::new(None),
+                    usage_queue_misses: std::cell::Cell::new(0),
                     id_seed: seed.finish(),
                     next_id: std::cell::Cell::new(0),
                 }));

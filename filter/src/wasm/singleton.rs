@@ -3,15 +3,22 @@
 //! control plane for the routing table and publishes a changed table to
 //! shared data, where every worker VM's filter picks it up (ENVOY-NOTES 8–9:
 //! polling from the filter's own roots would poll once per worker).
+//!
+//! It also ships usage: worker VMs put one record per request on a shared
+//! queue; the singleton drains it into a bounded buffer and posts batches,
+//! keeping every record until the control plane acknowledged it. While the
+//! control plane is down records wait; past the bound new ones are dropped
+//! and counted.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
+use proxy_wasm::types::{BufferType, MapType, MetricType};
 
-use crate::config::{ControlPlane, SHARED_TABLE_KEY, SHARED_VERSION_KEY};
+use crate::config::{ControlPlane, SHARED_TABLE_KEY, SHARED_VERSION_KEY, USAGE_QUEUE};
 use crate::table::{RoutingTable, Table};
-use crate::usage::{TABLE_PATH, TOKEN_HEADER, VERSION_HEADER};
+use crate::usage::{TABLE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER};
 
 pub struct Singleton {
     cp: ControlPlane,
@@ -21,6 +28,28 @@ pub struct Singleton {
     pending: Option<u32>,
     /// Whether the last call answered; failures are logged on change only.
     reachable: Option<bool>,
+    queue: Option<u32>,
+    /// Usage records (JSON) not yet acknowledged, oldest first.
+    buffered: VecDeque<Vec<u8>>,
+    /// The usage POST in flight and how many records it carries.
+    posting: Option<(u32, usize)>,
+    metrics: Option<Metrics>,
+}
+
+struct Metrics {
+    dropped: u32,
+    buffered: u32,
+    sent: u32,
+}
+
+impl Metrics {
+    fn define() -> Option<Self> {
+        Some(Self {
+            dropped: hostcalls::define_metric(MetricType::Counter, "aipipe.usage.dropped").ok()?,
+            buffered: hostcalls::define_metric(MetricType::Gauge, "aipipe.usage.buffered").ok()?,
+            sent: hostcalls::define_metric(MetricType::Counter, "aipipe.usage.sent").ok()?,
+        })
+    }
 }
 
 impl Singleton {
@@ -30,6 +59,10 @@ impl Singleton {
             version: None,
             pending: None,
             reachable: None,
+            queue: None,
+            buffered: VecDeque::new(),
+            posting: None,
+            metrics: None,
         }
     }
 
@@ -38,12 +71,76 @@ impl Singleton {
             log::error!("singleton: cannot set tick period: {s:?}");
             return false;
         }
+        match hostcalls::register_shared_queue(USAGE_QUEUE) {
+            Ok(q) => self.queue = Some(q),
+            Err(s) => log::error!("singleton: cannot register the usage queue: {s:?}"),
+        }
+        self.metrics = Metrics::define();
         self.poll();
         true
     }
 
-    /// Asks for the table unless a call is still in flight.
+    /// Moves queued usage records into the buffer (bounded).
+    pub fn drain(&mut self, queue_id: u32) {
+        if self.queue != Some(queue_id) {
+            return;
+        }
+        let mut dropped = 0i64;
+        while let Ok(Some(record)) = hostcalls::dequeue_shared_queue(queue_id) {
+            if self.buffered.len() < self.cp.max_buffered_records {
+                self.buffered.push_back(record);
+            } else {
+                dropped += 1;
+            }
+        }
+        if let Some(m) = &self.metrics {
+            if dropped > 0 {
+                let _ = hostcalls::increment_metric(m.dropped, dropped);
+            }
+            let _ = hostcalls::record_metric(m.buffered, self.buffered.len() as u64);
+        }
+        if self.buffered.len() >= self.cp.batch_records {
+            self.post_usage();
+        }
+    }
+
+    /// Posts the oldest buffered records unless a post is in flight.
+    fn post_usage(&mut self) {
+        if self.posting.is_some() || self.buffered.is_empty() {
+            return;
+        }
+        let n = self.buffered.len().min(self.cp.batch_records);
+        let mut body = Vec::with_capacity(n * 320 + 16);
+        body.extend_from_slice(b"{\"records\":[");
+        for (i, r) in self.buffered.iter().take(n).enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(r);
+        }
+        body.extend_from_slice(b"]}");
+        let headers = vec![
+            (":method", "POST"),
+            (":path", USAGE_PATH),
+            (":authority", self.cp.authority.as_str()),
+            ("content-type", "application/json"),
+            (TOKEN_HEADER, self.cp.token.as_str()),
+        ];
+        match hostcalls::dispatch_http_call(
+            &self.cp.cluster,
+            headers,
+            Some(&body),
+            vec![],
+            Duration::from_millis(self.cp.timeout_ms),
+        ) {
+            Ok(token) => self.posting = Some((token, n)),
+            Err(s) => self.mark(false, &format!("cannot post usage: {s:?}")),
+        }
+    }
+
+    /// Asks for the table unless a call is still in flight, and ships usage.
     pub fn poll(&mut self) {
+        self.post_usage();
         if self.pending.is_some() {
             return;
         }
@@ -73,6 +170,12 @@ impl Singleton {
     }
 
     pub fn on_response(&mut self, token: u32, body_size: usize) {
+        if let Some((posting, n)) = self.posting
+            && posting == token
+        {
+            self.posting = None;
+            return self.on_usage_response(n);
+        }
         if self.pending != Some(token) {
             return;
         }
@@ -94,6 +197,33 @@ impl Singleton {
                 false,
                 &format!("table request answered {}", String::from_utf8_lossy(other)),
             ),
+        }
+    }
+
+    /// Only an acknowledged batch leaves the buffer; anything else is retried
+    /// (the control plane ignores records it already has).
+    fn on_usage_response(&mut self, n: usize) {
+        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        if status.as_slice() != b"200" {
+            return self.mark(
+                false,
+                &format!(
+                    "usage batch answered {:?}",
+                    String::from_utf8_lossy(&status)
+                ),
+            );
+        }
+        self.buffered.drain(..n.min(self.buffered.len()));
+        if let Some(m) = &self.metrics {
+            let _ = hostcalls::increment_metric(m.sent, n as i64);
+            let _ = hostcalls::record_metric(m.buffered, self.buffered.len() as u64);
+        }
+        self.mark(true, "");
+        if self.buffered.len() >= self.cp.batch_records {
+            self.post_usage();
         }
     }
 

@@ -1,0 +1,118 @@
+//! An incremental Server-Sent Events parser: feed it the bytes of a streamed
+//! answer as they pass through, chunk by chunk, and it hands back the `data`
+//! of each complete event. Chunk boundaries follow network reads, not events,
+//! so a line can be split anywhere (ENVOY-NOTES 16); nothing here calls the
+//! host.
+
+/// Lines longer than this are dropped (their event is skipped) rather than
+/// buffered without bound.
+const MAX_LINE: usize = 1 << 20;
+
+#[derive(Debug, Default)]
+pub struct SseParser {
+    line: Vec<u8>,
+    data: Vec<u8>,
+    overflow: bool,
+}
+
+impl SseParser {
+    /// Feeds a chunk; calls `on_data` with the data of every event it completes.
+    pub fn feed(&mut self, chunk: &[u8], mut on_data: impl FnMut(&[u8])) {
+        let mut rest = chunk;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            let (head, tail) = rest.split_at(nl);
+            self.push(head);
+            self.end_line(&mut on_data);
+            rest = tail.get(1..).unwrap_or_default();
+        }
+        self.push(rest);
+    }
+
+    /// The stream ended: completes a last event that had no blank line.
+    pub fn finish(&mut self, mut on_data: impl FnMut(&[u8])) {
+        if !self.line.is_empty() {
+            self.end_line(&mut on_data);
+        }
+        self.dispatch(&mut on_data);
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.line.len() + bytes.len() > MAX_LINE {
+            self.overflow = true;
+            self.line.clear();
+        } else if !self.overflow {
+            self.line.extend_from_slice(bytes);
+        }
+    }
+
+    fn end_line(&mut self, on_data: &mut impl FnMut(&[u8])) {
+        let mut line = std::mem::take(&mut self.line);
+        if line.last() == Some(&b'\r') {
+            line.pop();
+        }
+        if std::mem::take(&mut self.overflow) {
+            self.data.clear();
+            return;
+        }
+        if line.is_empty() {
+            self.dispatch(on_data);
+        } else if let Some(value) = line.strip_prefix(b"data:") {
+            let value = value.strip_prefix(b" ").unwrap_or(value);
+            if !self.data.is_empty() {
+                self.data.push(b'\n');
+            }
+            self.data.extend_from_slice(value);
+        }
+        // Other fields (event:, id:, retry:) and comments are not needed.
+        line.clear();
+        self.line = line;
+    }
+
+    fn dispatch(&mut self, on_data: &mut impl FnMut(&[u8])) {
+        if !self.data.is_empty() {
+            on_data(&self.data);
+            self.data.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(chunks: &[&[u8]]) -> Vec<String> {
+        let mut p = SseParser::default();
+        let mut out = Vec::new();
+        for c in chunks {
+            p.feed(c, |d| out.push(String::from_utf8_lossy(d).into_owned()));
+        }
+        p.finish(|d| out.push(String::from_utf8_lossy(d).into_owned()));
+        out
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_events() {
+        let stream = b"data: {\"a\":1}\n\n: keep-alive\n\nevent: x\r\ndata: two\r\ndata: lines\r\n\r\ndata: [DONE]\n\n";
+        let whole = events(&[stream]);
+        assert_eq!(whole, ["{\"a\":1}", "two\nlines", "[DONE]"]);
+        for i in 0..stream.len() {
+            for j in i..stream.len() {
+                let (a, rest) = stream.split_at(i);
+                let (b, c) = rest.split_at(j - i);
+                assert_eq!(events(&[a, b, c]), whole, "split at {i}, {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_last_event_without_blank_line_is_flushed_and_huge_lines_are_dropped() {
+        assert_eq!(events(&[b"data: end"]), ["end"]);
+        let huge = vec![b'x'; MAX_LINE + 10];
+        let mut p = SseParser::default();
+        let mut out = Vec::new();
+        p.feed(b"data: ", |d| out.push(d.to_vec()));
+        p.feed(&huge, |d| out.push(d.to_vec()));
+        p.feed(b"\n\ndata: ok\n\n", |d| out.push(d.to_vec()));
+        assert_eq!(out, [b"ok".to_vec()]);
+    }
+}
