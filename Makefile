@@ -45,6 +45,7 @@ unit:
 # Real Envoy + the real filter + the mock provider server (this also checks
 # that every config in envoy/ passes `envoy --mode validate`).
 integration: tools wasm
+	$(CARGO) build -p aipipe-control-plane
 	$(CARGO) test -p aipipe-tests
 
 # fmt, clippy (host and wasm), unit tests, the wasm build, integration tests.

@@ -308,6 +308,27 @@ pub fn render_envoy_config(file: &str, c: &EnvoyConfig) -> String {
             |_| String::new(),
         );
     }
+    match &c.control_plane {
+        Some((port, token)) if c.with_filter => {
+            replace(
+                &mut yaml,
+                "port_value: 8083 }",
+                &format!("port_value: {port} }}"),
+            );
+            replace(&mut yaml, "aipipe-demo-internal-token", token);
+        }
+        // No control plane: no singleton, and no cluster for it to call.
+        _ => {
+            for block in ["aipipe-singleton", "aipipe-control-plane-cluster"] {
+                yaml = replace_between(
+                    &yaml,
+                    &format!("# BEGIN {block}"),
+                    &format!("# END {block}"),
+                    |_| String::new(),
+                );
+            }
+        }
+    }
     yaml
 }
 
@@ -361,6 +382,10 @@ impl Envoy {
         let dir = TempDir::new("envoy-config");
         let config = dir.path().join("envoy.yaml");
         fs::write(&config, yaml).unwrap_or_else(|e| panic!("cannot write envoy config: {e}"));
+        // AIPIPE_KEEP_ENVOY_CONFIG=<path>: keep a copy of the rendered config to debug with.
+        if let Ok(keep) = std::env::var("AIPIPE_KEEP_ENVOY_CONFIG") {
+            let _ = fs::write(keep, yaml);
+        }
         let mut cmd = Command::new(binary);
         cmd.arg("-c")
             .arg(&config)
@@ -628,4 +653,139 @@ pub fn raw_exchange(port: u16, bytes: &[u8]) -> Option<u16> {
     let mut head = [0u8; 12];
     s.read_exact(&mut head).ok()?;
     std::str::from_utf8(head.get(9..12)?).ok()?.parse().ok()
+}
+
+// ---------------------------------------------------------------- control plane
+
+/// The real control plane (`aipipe-control-plane`) on free loopback ports,
+/// with a SQLite file in its own scratch directory.
+pub struct ControlPlane {
+    pub admin_port: u16,
+    pub internal_port: u16,
+    pub admin_secret: String,
+    pub internal_token: String,
+    pub process: Process,
+    pub data: std::sync::Arc<TempDir>,
+}
+
+/// A fixed test master key (32 bytes, hex).
+pub const TEST_MASTER_KEY: &str =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+impl ControlPlane {
+    pub fn start() -> Self {
+        Self::start_on(
+            std::sync::Arc::new(TempDir::new("control-plane-data")),
+            0,
+            0,
+        )
+    }
+
+    /// Starts on `data` (a restart keeps its database) and the given ports
+    /// (0 = any free one).
+    pub fn start_on(data: std::sync::Arc<TempDir>, admin_port: u16, internal_port: u16) -> Self {
+        let binary = sibling_binary("aipipe-control-plane");
+        assert!(
+            binary.exists(),
+            "{} is missing: run `cargo build -p aipipe-control-plane` (make test does)",
+            binary.display()
+        );
+        let admin_secret = "test-admin-secret-0123456789".to_owned();
+        let internal_token = "test-internal-token-0123456789".to_owned();
+        let mut cmd = Command::new(&binary);
+        cmd.arg("--admin-listen")
+            .arg(format!("127.0.0.1:{admin_port}"))
+            .arg("--internal-listen")
+            .arg(format!("127.0.0.1:{internal_port}"))
+            .arg("--db")
+            .arg(data.path().join("aipipe.db"))
+            .env("AIPIPE_ADMIN_SECRET", &admin_secret)
+            .env("AIPIPE_MASTER_KEY", TEST_MASTER_KEY)
+            .env("AIPIPE_INTERNAL_TOKEN", &internal_token)
+            .env("RUST_LOG", "info");
+        for var in [
+            "OPENAI_API_KEY",
+            "ANTHROPIC_API_KEY",
+            "XAI_API_KEY",
+            "OPENROUTER_API_KEY",
+            "MINIMAX_API_KEY",
+            "MOONSHOT_API_KEY",
+            "GEMINI_API_KEY",
+        ] {
+            cmd.env_remove(var);
+        }
+        let process = Process::spawn("control-plane", cmd)
+            .unwrap_or_else(|e| panic!("cannot start the control plane: {e}"));
+        let ports = eventually(Duration::from_secs(30), || {
+            let logs = process.logs();
+            let line = logs
+                .lines()
+                .find(|l| l.contains("aipipe-control-plane listening"))?;
+            let port = |key: &str| -> Option<u16> {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(key))?
+                    .rsplit(':')
+                    .next()?
+                    .parse()
+                    .ok()
+            };
+            Some((port("admin=")?, port("internal=")?))
+        })
+        .unwrap_or_else(|| panic!("the control plane did not start:\n{}", process.logs()));
+        Self {
+            admin_port: ports.0,
+            internal_port: ports.1,
+            admin_secret,
+            internal_token,
+            process,
+            data,
+        }
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// An admin API call with the secret; the body is JSON.
+    pub fn admin(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> Reply {
+        let text = body.map(serde_json::Value::to_string);
+        request(
+            method,
+            &self.admin_url(path),
+            &[
+                ("x-admin-secret", self.admin_secret.as_str()),
+                ("content-type", "application/json"),
+            ],
+            text.as_deref().map(str::as_bytes),
+        )
+    }
+
+    /// Creates a tenant with provider keys and one virtual key; returns the key.
+    pub fn tenant(&self, id: &str, provider_keys: &[(&str, &str)]) -> String {
+        let r = self.admin(
+            "POST",
+            "/admin/tenants",
+            Some(&serde_json::json!({"id": id, "name": id})),
+        );
+        assert_eq!(r.status, 201, "create tenant {id}: {}", r.text());
+        if !provider_keys.is_empty() {
+            let keys: serde_json::Map<String, serde_json::Value> = provider_keys
+                .iter()
+                .map(|(p, k)| ((*p).to_owned(), serde_json::json!(k)))
+                .collect();
+            let r = self.admin(
+                "POST",
+                &format!("/admin/tenants/{id}/keys"),
+                Some(&serde_json::Value::Object(keys)),
+            );
+            assert_eq!(r.status, 200, "keys for {id}: {}", r.text());
+        }
+        let r = self.admin(
+            "POST",
+            &format!("/admin/tenants/{id}/virtual-keys"),
+            Some(&serde_json::json!({"name": "test"})),
+        );
+        assert_eq!(r.status, 201, "virtual key for {id}: {}", r.text());
+        r.json()["key"].as_str().unwrap_or_default().to_owned()
+    }
 }

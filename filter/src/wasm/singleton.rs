@@ -26,8 +26,9 @@ pub struct Singleton {
     version: Option<u64>,
     /// The table call in flight, if any.
     pending: Option<u32>,
-    /// Whether the last call answered; failures are logged on change only.
+    /// Whether the last call answered, and why not; logged on change only.
     reachable: Option<bool>,
+    last_failure: String,
     queue: Option<u32>,
     /// Usage records (JSON) not yet acknowledged, oldest first.
     buffered: VecDeque<Vec<u8>>,
@@ -59,6 +60,7 @@ impl Singleton {
             version: None,
             pending: None,
             reachable: None,
+            last_failure: String::new(),
             queue: None,
             buffered: VecDeque::new(),
             posting: None,
@@ -258,12 +260,12 @@ impl Singleton {
     }
 
     fn mark(&mut self, ok: bool, why: &str) {
-        if self.reachable != Some(ok) {
-            if ok {
-                log::info!("singleton: control plane reachable");
-            } else {
-                log::warn!("singleton: {why}; filters keep routing with the last table");
-            }
+        if ok && self.reachable != Some(true) {
+            log::info!("singleton: control plane reachable");
+            self.last_failure.clear();
+        } else if !ok && self.last_failure != why {
+            log::warn!("singleton: {why}; filters keep routing with the last table");
+            why.clone_into(&mut self.last_failure);
         }
         self.reachable = Some(ok);
     }

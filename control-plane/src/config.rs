@@ -1,0 +1,212 @@
+//! Settings: flags with environment fallbacks (clap), then resolved into the
+//! secrets the service runs with. Missing secrets stop the start with a
+//! message saying which variable to set, unless `--dev` asks for generated ones.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::crypto;
+
+/// aipipe's control plane: tenants, provider keys, virtual keys, catalog,
+/// usage and stats; serves the routing table to every Envoy.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "aipipe-control-plane", version)]
+pub struct Settings {
+    /// Admin API listener (operators; every route but /healthz and /metrics needs X-Admin-Secret).
+    #[arg(long, env = "AIPIPE_ADMIN_LISTEN", default_value = "127.0.0.1:8082")]
+    pub admin_listen: SocketAddr,
+
+    /// Internal API listener (filters only; token-authenticated).
+    #[arg(long, env = "AIPIPE_INTERNAL_LISTEN", default_value = "127.0.0.1:8083")]
+    pub internal_listen: SocketAddr,
+
+    /// SQLite database file; its directory is created if missing.
+    #[arg(long, env = "AIPIPE_DB", default_value = "./data/aipipe.db")]
+    pub db: PathBuf,
+
+    /// Secret expected in the X-Admin-Secret header. Prefer the environment
+    /// variable: flags are visible in the process list.
+    #[arg(long, env = "AIPIPE_ADMIN_SECRET", hide_env_values = true)]
+    pub admin_secret: Option<String>,
+
+    /// 64 hex digits (32 bytes): encrypts provider keys at rest.
+    #[arg(long, env = "AIPIPE_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// Token filters send in the x-aipipe-internal-token header.
+    #[arg(long, env = "AIPIPE_INTERNAL_TOKEN", hide_env_values = true)]
+    pub internal_token: Option<String>,
+
+    /// Development mode: generate any missing secret (admin secret and
+    /// internal token printed once; master key stored beside the database).
+    #[arg(long, env = "AIPIPE_DEV")]
+    pub dev: bool,
+}
+
+/// The secrets the service runs with.
+#[derive(Clone)]
+pub struct Secrets {
+    pub admin_secret: String,
+    pub master_key: [u8; 32],
+    pub internal_token: String,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(..)")
+    }
+}
+
+/// What resolving generated, for the operator to read once (dev mode only).
+#[derive(Debug, Default)]
+pub struct Generated {
+    pub admin_secret: bool,
+    pub internal_token: bool,
+    pub master_key_file: Option<PathBuf>,
+}
+
+fn present(v: &Option<String>) -> Option<String> {
+    v.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+impl Settings {
+    /// Resolves the secrets; `Err` is the message to print before exiting.
+    pub fn secrets(&self) -> Result<(Secrets, Generated), String> {
+        let mut generated = Generated::default();
+        let mut missing = Vec::new();
+        let admin_secret = match present(&self.admin_secret) {
+            Some(s) => s,
+            None if self.dev => {
+                generated.admin_secret = true;
+                crypto::new_secret().map_err(|e| e.to_string())?
+            }
+            None => {
+                missing.push("AIPIPE_ADMIN_SECRET");
+                String::new()
+            }
+        };
+        let internal_token = match present(&self.internal_token) {
+            Some(s) => s,
+            None if self.dev => {
+                generated.internal_token = true;
+                crypto::new_secret().map_err(|e| e.to_string())?
+            }
+            None => {
+                missing.push("AIPIPE_INTERNAL_TOKEN");
+                String::new()
+            }
+        };
+        let master_key = match present(&self.master_key) {
+            Some(s) => Some(crypto::parse_master_key(&s)?),
+            None if self.dev => {
+                let file = self.dev_master_key_file();
+                let key = dev_master_key(&file)?;
+                generated.master_key_file = Some(file);
+                Some(key)
+            }
+            None => {
+                missing.push("AIPIPE_MASTER_KEY");
+                None
+            }
+        };
+        match (missing.is_empty(), master_key) {
+            (true, Some(master_key)) => Ok((
+                Secrets {
+                    admin_secret,
+                    master_key,
+                    internal_token,
+                },
+                generated,
+            )),
+            _ => Err(format!(
+                "refusing to start: {} not set. Set {} (AIPIPE_MASTER_KEY: `openssl rand -hex 32`), or run with --dev to generate development secrets.",
+                missing.join(", "),
+                if missing.len() == 1 { "it" } else { "them" },
+            )),
+        }
+    }
+
+    pub fn dev_master_key_file(&self) -> PathBuf {
+        self.db
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), PathBuf::from)
+            .join("dev-master-key")
+    }
+}
+
+/// Reads the dev master key, creating it (mode 0600) on first use.
+fn dev_master_key(file: &std::path::Path) -> Result<[u8; 32], String> {
+    if let Ok(text) = std::fs::read_to_string(file) {
+        return crypto::parse_master_key(&text).map_err(|e| format!("{}: {e}", file.display()));
+    }
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let key: [u8; 32] = crypto::random_bytes().map_err(|e| e.to_string())?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(file)
+        .map_err(|e| format!("creating {}: {e}", file.display()))?;
+    std::io::Write::write_all(&mut f, hex::encode(key).as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("writing {}: {e}", file.display()))?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(args: &[&str]) -> Settings {
+        let mut all = vec!["aipipe-control-plane"];
+        all.extend_from_slice(args);
+        Settings::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn missing_secrets_are_named() {
+        let mut s = settings(&[]);
+        s.admin_secret = None;
+        s.master_key = None;
+        s.internal_token = None;
+        let e = s.secrets().unwrap_err();
+        assert!(e.contains("AIPIPE_ADMIN_SECRET"), "{e}");
+        assert!(e.contains("AIPIPE_MASTER_KEY"), "{e}");
+        assert!(e.contains("AIPIPE_INTERNAL_TOKEN"), "{e}");
+        assert!(e.contains("--dev"), "{e}");
+    }
+
+    #[test]
+    fn explicit_secrets_are_used_and_validated() {
+        let key = "11".repeat(32);
+        let s = settings(&[
+            "--admin-secret",
+            "a",
+            "--internal-token",
+            "t",
+            "--master-key",
+            &key,
+        ]);
+        let (secrets, generated) = s.secrets().unwrap();
+        assert_eq!(secrets.master_key, [0x11; 32]);
+        assert!(!generated.admin_secret && generated.master_key_file.is_none());
+        let bad = settings(&[
+            "--admin-secret",
+            "a",
+            "--internal-token",
+            "t",
+            "--master-key",
+            "abc",
+        ]);
+        assert!(bad.secrets().unwrap_err().contains("64 hex digits"));
+    }
+}

@@ -1,0 +1,131 @@
+//! The one error type of both HTTP boundaries: each variant's status, `type`
+//! and `code` live here, in one `IntoResponse`. Client mistakes are answered
+//! with a message that says what to fix and are not logged as errors; internal
+//! failures are logged once, here, and the client only learns that one happened.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug)]
+pub enum Error {
+    /// Missing or wrong `X-Admin-Secret` / internal token.
+    Unauthorized,
+    /// Malformed input: not JSON, a bad query parameter.
+    BadRequest(String),
+    NotFound(String),
+    Conflict(String),
+    /// Well-formed input that fails validation; the message names the field.
+    Invalid(String),
+    /// A failure that is not the client's doing. The text is logged, never sent.
+    Internal(String),
+}
+
+impl Error {
+    pub fn internal(context: &str, e: impl std::fmt::Display) -> Self {
+        Self::Internal(format!("{context}: {e}"))
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "unauthorized",
+            ),
+            Self::BadRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "bad_request",
+            ),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found_error", "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict_error", "conflict"),
+            Self::Invalid(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request_error",
+                "validation_failed",
+            ),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "api_error",
+                "internal_error",
+            ),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Self::Unauthorized => {
+                "Missing or wrong credentials: send the admin secret as `X-Admin-Secret` (internal API: `x-aipipe-internal-token`)."
+            }
+            Self::BadRequest(m) | Self::NotFound(m) | Self::Conflict(m) | Self::Invalid(m) => m,
+            Self::Internal(_) => "Internal error; the control plane logged the details.",
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Internal(m) => write!(f, "internal: {m}"),
+            other => f.write_str(other.message()),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, kind, code) = self.parts();
+        if let Self::Internal(detail) = &self {
+            // The one place internal failures are logged. Details come from
+            // SQLite, the AEAD or the runtime; none carries a secret (key
+            // plaintexts never enter an error message).
+            tracing::error!(detail = %detail, "request failed");
+        }
+        let body = json!({"error": {"message": self.message(), "type": kind, "code": code}});
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::internal("sqlite", e)
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::internal("blocking task", e)
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Self::internal("json", e)
+    }
+}
+
+/// JSON request bodies: read as bytes so a missing `Content-Type` (plain
+/// `curl -d`) still works; syntax errors are 400, shape errors 422 with serde's
+/// message, which names the field.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => Error::Invalid(format!("invalid body: {e}")),
+        _ => Error::BadRequest(format!("body is not valid JSON: {e}")),
+    })
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<rusqlite::types::FromSqlError> for Error {
+    fn from(e: rusqlite::types::FromSqlError) -> Self {
+        Self::internal("sqlite column", e)
+    }
+}

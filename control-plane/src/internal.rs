@@ -1,0 +1,100 @@
+//! The internal API, for filters only (separate listener, token in
+//! `x-aipipe-internal-token`): the routing table, versioned so an unchanged
+//! table costs a 304, and batched usage ingestion, acknowledged only after
+//! the batch is committed. Paths and headers are the filter crate's constants.
+
+use std::sync::atomic::Ordering;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use filter::usage::{TABLE_PATH, TOKEN_HEADER, USAGE_PATH, UsageAck, UsageBatch, VERSION_HEADER};
+
+use crate::AppState;
+use crate::error::{Error, Result};
+use crate::routing;
+
+/// A buffered filter may deliver a large backlog at once.
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route(TABLE_PATH, get(table))
+        .route(USAGE_PATH, post(usage))
+        .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .fallback(|| async { Error::NotFound("no such internal route".into()) })
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let given = req.headers().get(TOKEN_HEADER).map(HeaderValue::as_bytes);
+    if state.internal_token_ok(given) {
+        next.run(req).await
+    } else {
+        Error::Unauthorized.into_response()
+    }
+}
+
+async fn table(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
+    let held = headers
+        .get(VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if let Some(held) = held {
+        // The cheap path every poll takes: one indexed read, no build.
+        if state.db.table_version().await? == held {
+            state
+                .counters
+                .table_not_modified
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(StatusCode::NOT_MODIFIED.into_response());
+        }
+    }
+    let (version, json) =
+        routing::current_json(&state.db, &state.cipher, &state.table_cache).await?;
+    state.counters.table_full.fetch_add(1, Ordering::Relaxed);
+    let mut resp = Response::new(Body::from(json));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(VERSION_HEADER, HeaderValue::from(version));
+    // The table carries provider keys: no intermediary may keep a copy.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+async fn usage(State(state): State<AppState>, body: Bytes) -> Result<Json<UsageAck>> {
+    let batch: UsageBatch = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            state
+                .counters
+                .ingest_rejected
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(Error::BadRequest(format!("not a usage batch: {e}")));
+        }
+    };
+    if let Some(i) = batch.records.iter().position(|r| r.id.is_empty()) {
+        state
+            .counters
+            .ingest_rejected
+            .fetch_add(1, Ordering::Relaxed);
+        return Err(Error::BadRequest(format!(
+            "records[{i}].id: must not be empty (it is the idempotency key)"
+        )));
+    }
+    let ack = state.db.ingest(batch.records).await?;
+    let c = &state.counters;
+    c.ingest_batches.fetch_add(1, Ordering::Relaxed);
+    c.ingest_accepted.fetch_add(ack.accepted, Ordering::Relaxed);
+    c.ingest_duplicates
+        .fetch_add(ack.duplicates, Ordering::Relaxed);
+    Ok(Json(ack))
+}

@@ -1,0 +1,128 @@
+//! `GET /metrics`: Prometheus text. Per tenant/provider/model totals come from
+//! the `usage_totals` rollup that ingestion maintains, so a scrape never scans
+//! the usage table; process counters (ingest, table serving) live in memory.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::AppState;
+use crate::error::Result;
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub ingest_batches: AtomicU64,
+    pub ingest_accepted: AtomicU64,
+    pub ingest_duplicates: AtomicU64,
+    pub ingest_rejected: AtomicU64,
+    pub table_full: AtomicU64,
+    pub table_not_modified: AtomicU64,
+}
+
+/// A label value with Prometheus escaping (\, " and newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub async fn render(state: &AppState) -> Result<String> {
+    let totals = state.db.usage_totals().await?;
+    let version = state.db.table_version().await?;
+    let mut out = String::with_capacity(4096);
+    let _ = writeln!(
+        out,
+        "# HELP aipipe_cp_table_version Current routing table version.\n# TYPE aipipe_cp_table_version gauge"
+    );
+    let _ = writeln!(out, "aipipe_cp_table_version {version}");
+    let c = &state.counters;
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP aipipe_cp_table_requests_total Routing table requests by outcome.\n# TYPE aipipe_cp_table_requests_total counter\naipipe_cp_table_requests_total{{result=\"full\"}} {}\naipipe_cp_table_requests_total{{result=\"not_modified\"}} {}",
+        load(&c.table_full),
+        load(&c.table_not_modified)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP aipipe_cp_ingest_batches_total Usage batches committed.\n# TYPE aipipe_cp_ingest_batches_total counter\naipipe_cp_ingest_batches_total {}\n# HELP aipipe_cp_ingest_rejected_batches_total Usage batches refused as malformed.\n# TYPE aipipe_cp_ingest_rejected_batches_total counter\naipipe_cp_ingest_rejected_batches_total {}\n# HELP aipipe_cp_ingest_records_total Usage records received by outcome.\n# TYPE aipipe_cp_ingest_records_total counter\naipipe_cp_ingest_records_total{{result=\"accepted\"}} {}\naipipe_cp_ingest_records_total{{result=\"duplicate\"}} {}",
+        load(&c.ingest_batches),
+        load(&c.ingest_rejected),
+        load(&c.ingest_accepted),
+        load(&c.ingest_duplicates)
+    );
+
+    type Field = fn(&crate::db::UsageTotals) -> String;
+    let series: [(&str, &str, &str, Field); 6] = [
+        (
+            "aipipe_requests_total",
+            "counter",
+            "Requests recorded.",
+            |t| t.requests.to_string(),
+        ),
+        (
+            "aipipe_errors_total",
+            "counter",
+            "Requests that failed (status >= 400 or none).",
+            |t| t.errors.to_string(),
+        ),
+        ("aipipe_cost_usd_total", "counter", "Spend in USD.", |t| {
+            (t.cost_nusd as f64 / 1e9).to_string()
+        }),
+        (
+            "aipipe_usage_unparsed_total",
+            "counter",
+            "Requests whose usage could not be read.",
+            |t| t.unparsed.to_string(),
+        ),
+        (
+            "aipipe_success_rate",
+            "gauge",
+            "All-time success rate.",
+            |t| {
+                if t.requests == 0 {
+                    "NaN".into()
+                } else {
+                    ((t.requests - t.errors) as f64 / t.requests as f64).to_string()
+                }
+            },
+        ),
+        (
+            "aipipe_cached_tokens_total",
+            "counter",
+            "Prompt tokens served from provider caches.",
+            |t| t.cached_tokens.to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for t in &totals {
+            let _ = writeln!(
+                out,
+                "{name}{{tenant=\"{}\",provider=\"{}\",model=\"{}\"}} {}",
+                label(&t.tenant),
+                label(&t.provider),
+                label(&t.model),
+                value(t)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP aipipe_tokens_total Tokens recorded by kind.\n# TYPE aipipe_tokens_total counter"
+    );
+    for t in &totals {
+        for (kind, v) in [
+            ("prompt", t.prompt_tokens),
+            ("completion", t.completion_tokens),
+        ] {
+            let _ = writeln!(
+                out,
+                "aipipe_tokens_total{{tenant=\"{}\",provider=\"{}\",model=\"{}\",kind=\"{kind}\"}} {v}",
+                label(&t.tenant),
+                label(&t.provider),
+                label(&t.model),
+            );
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,267 @@
+//! Per-tenant statistics over a time window: sums, success rate and
+//! nearest-rank latency / TTFT percentiles by provider and model. The `db`
+//! module streams the window's rows (from a covering index) into a
+//! [`Window`]; everything here is plain arithmetic, tested on known sets.
+
+use serde::Serialize;
+
+/// One stored usage record, as the stats query reads it (borrowed from the row).
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub status: u16,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub cost_nusd: u64,
+    pub usage_parsed: bool,
+    pub latency_ms: f64,
+    pub ttft_ms: Option<f64>,
+}
+
+/// A request counts as an error when the client got status >= 400, or none
+/// at all (0: the stream broke before a status).
+pub fn is_error(status: u16) -> bool {
+    status >= 400 || status == 0
+}
+
+#[derive(Debug, Default, Clone)]
+struct Sums {
+    requests: u64,
+    errors: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    cached_tokens: u64,
+    cost_nusd: u64,
+    unparsed: u64,
+}
+
+impl Sums {
+    fn add(&mut self, r: &Row<'_>) {
+        self.requests += 1;
+        self.errors += u64::from(is_error(r.status));
+        self.prompt_tokens = self.prompt_tokens.saturating_add(r.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(r.completion_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(r.cached_tokens);
+        self.cost_nusd = self.cost_nusd.saturating_add(r.cost_nusd);
+        self.unparsed += u64::from(!r.usage_parsed);
+    }
+}
+
+#[derive(Debug)]
+struct Group {
+    provider: String,
+    model: String,
+    sums: Sums,
+    latency: Vec<f64>,
+    ttft: Vec<f64>,
+}
+
+/// The accumulated window. Models per tenant are few, so a short vector with a
+/// last-hit shortcut beats hashing two strings per row.
+#[derive(Debug, Default)]
+pub struct Window {
+    total: Sums,
+    groups: Vec<Group>,
+    last: usize,
+}
+
+impl Window {
+    pub fn add(&mut self, r: Row<'_>) {
+        self.total.add(&r);
+        let hit = |g: &Group| g.model == r.model && g.provider == r.provider;
+        let i = if self.groups.get(self.last).is_some_and(hit) {
+            self.last
+        } else if let Some(i) = self.groups.iter().position(hit) {
+            i
+        } else {
+            self.groups.push(Group {
+                provider: r.provider.to_owned(),
+                model: r.model.to_owned(),
+                sums: Sums::default(),
+                latency: Vec::new(),
+                ttft: Vec::new(),
+            });
+            self.groups.len() - 1
+        };
+        self.last = i;
+        if let Some(g) = self.groups.get_mut(i) {
+            g.sums.add(&r);
+            g.latency.push(r.latency_ms);
+            if let Some(t) = r.ttft_ms {
+                g.ttft.push(t);
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total.requests == 0
+    }
+
+    pub fn report(self, tenant: &str, since: u64, until: u64) -> Report {
+        let mut by_model: Vec<ModelStats> = self
+            .groups
+            .into_iter()
+            .map(|mut g| {
+                let numbers = Numbers::from(&g.sums);
+                ModelStats {
+                    latency_ms: Percentiles::of(&mut g.latency),
+                    ttft_ms: Percentiles::of(&mut g.ttft),
+                    provider: g.provider,
+                    model: g.model,
+                    numbers,
+                }
+            })
+            .collect();
+        by_model.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
+        Report {
+            tenant: tenant.to_owned(),
+            since,
+            until,
+            totals: Totals {
+                numbers: Numbers::from(&self.total),
+                unparsed: self.total.unparsed,
+            },
+            by_model,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Numbers {
+    pub requests: u64,
+    pub errors: u64,
+    /// (requests − errors) / requests; null when there were no requests.
+    pub success_rate: Option<f64>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub cost_usd: f64,
+}
+
+impl From<&Sums> for Numbers {
+    fn from(s: &Sums) -> Self {
+        Self {
+            requests: s.requests,
+            errors: s.errors,
+            success_rate: (s.requests > 0)
+                .then(|| (s.requests - s.errors) as f64 / s.requests as f64),
+            prompt_tokens: s.prompt_tokens,
+            completion_tokens: s.completion_tokens,
+            cached_tokens: s.cached_tokens,
+            cost_usd: s.cost_nusd as f64 / 1e9,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Totals {
+    #[serde(flatten)]
+    pub numbers: Numbers,
+    /// Records whose usage could not be read (tokens and cost unknown).
+    pub unparsed: u64,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ModelStats {
+    pub provider: String,
+    pub model: String,
+    #[serde(flatten)]
+    pub numbers: Numbers,
+    pub latency_ms: Percentiles,
+    pub ttft_ms: Percentiles,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+impl Percentiles {
+    fn of(values: &mut [f64]) -> Self {
+        values.sort_unstable_by(f64::total_cmp);
+        Self {
+            p50: nearest_rank(values, 50.0),
+            p95: nearest_rank(values, 95.0),
+            p99: nearest_rank(values, 99.0),
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted values: the smallest value such that at
+/// least p % of the values are <= it (rank ⌈p/100 · n⌉).
+pub fn nearest_rank(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted.get(rank.min(sorted.len()) - 1).copied()
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Report {
+    pub tenant: String,
+    pub since: u64,
+    pub until: u64,
+    pub totals: Totals,
+    pub by_model: Vec<ModelStats>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(model: &str, status: u16, latency: f64) -> Row<'_> {
+        Row {
+            provider: "openai",
+            model,
+            status,
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            cached_tokens: 1,
+            cost_nusd: 1_500,
+            usage_parsed: status == 200,
+            latency_ms: latency,
+            ttft_ms: (status == 200).then_some(latency / 2.0),
+        }
+    }
+
+    #[test]
+    fn nearest_rank_matches_the_definition() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(nearest_rank(&v, 50.0), Some(50.0));
+        assert_eq!(nearest_rank(&v, 95.0), Some(95.0));
+        assert_eq!(nearest_rank(&v, 99.0), Some(99.0));
+        assert_eq!(nearest_rank(&[3.0], 99.0), Some(3.0));
+        assert_eq!(nearest_rank(&[1.0, 2.0, 3.0, 4.0, 5.0], 50.0), Some(3.0));
+        assert_eq!(nearest_rank(&[], 50.0), None);
+    }
+
+    #[test]
+    fn window_sums_rates_and_groups() {
+        let mut w = Window::default();
+        for l in [10.0, 20.0, 30.0, 40.0] {
+            w.add(row("a", 200, l));
+        }
+        w.add(row("a", 500, 1.0));
+        w.add(row("b", 0, 7.0));
+        let r = w.report("t", 1, 2);
+        assert_eq!(r.totals.numbers.requests, 6);
+        assert_eq!(r.totals.numbers.errors, 2);
+        assert_eq!(r.totals.unparsed, 2);
+        assert_eq!(r.totals.numbers.prompt_tokens, 60);
+        assert!((r.totals.numbers.cost_usd - 9_000e-9).abs() < 1e-15);
+        let a = &r.by_model[0];
+        assert_eq!((a.model.as_str(), a.numbers.requests), ("a", 5));
+        assert_eq!(a.numbers.success_rate, Some(0.8));
+        assert_eq!(a.latency_ms.p50, Some(20.0));
+        assert_eq!(a.latency_ms.p99, Some(40.0));
+        assert_eq!(a.ttft_ms.p50, Some(10.0));
+        let b = &r.by_model[1];
+        assert_eq!(b.numbers.success_rate, Some(0.0));
+        assert_eq!(b.ttft_ms.p50, None);
+    }
+}

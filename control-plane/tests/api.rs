@@ -1,0 +1,969 @@
+//! The admin and internal APIs driven in-process (`oneshot`, no socket) on a
+//! fresh SQLite file per test: each test states one behaviour of SPEC §8, §9
+//! and §15.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aipipe_control_plane::config::Secrets;
+use aipipe_control_plane::db::Db;
+use aipipe_control_plane::{AppState, admin_app, adopt_env_keys, internal_app};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use filter::table::{RoutingTable, hex_hash};
+use filter::usage::{
+    TABLE_PATH, TOKEN_HEADER, USAGE_PATH, UsageBatch, UsageRecord, VERSION_HEADER,
+};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const ADMIN: &str = "admin-secret-for-tests";
+const TOKEN: &str = "internal-token-for-tests";
+
+struct Harness {
+    state: AppState,
+    dir: PathBuf,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn temp_dir() -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "aipipe-cp-api-{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn secrets() -> Secrets {
+    Secrets {
+        admin_secret: ADMIN.into(),
+        master_key: [0x42; 32],
+        internal_token: TOKEN.into(),
+    }
+}
+
+fn harness() -> Harness {
+    let dir = temp_dir();
+    let db = Db::open(&dir.join("aipipe.db")).unwrap();
+    Harness {
+        state: AppState::new(db, &secrets()),
+        dir,
+    }
+}
+
+async fn send(
+    app: Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(body.map_or_else(Body::empty, Body::from)).unwrap();
+    let resp = app.oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, headers, bytes)
+}
+
+fn json_of(b: &Bytes) -> Value {
+    if b.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(b)
+            .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(b)))
+    }
+}
+
+impl Harness {
+    /// An admin call with the right secret; returns status, JSON and raw text.
+    async fn admin(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value, String) {
+        let body = body.map(|v| serde_json::to_vec(&v).unwrap());
+        let (s, _, b) = send(
+            admin_app(self.state.clone()),
+            method,
+            uri,
+            &[("x-admin-secret", ADMIN)],
+            body,
+        )
+        .await;
+        let json = serde_json::from_slice(&b).unwrap_or(Value::Null);
+        (s, json, String::from_utf8_lossy(&b).into_owned())
+    }
+
+    async fn table(&self) -> (RoutingTable, String) {
+        let (s, _, b) = send(
+            internal_app(self.state.clone()),
+            Method::GET,
+            TABLE_PATH,
+            &[(TOKEN_HEADER, TOKEN)],
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK);
+        let text = String::from_utf8(b.to_vec()).unwrap();
+        (serde_json::from_str(&text).unwrap(), text)
+    }
+
+    async fn ingest(&self, records: &[UsageRecord]) -> (StatusCode, Value) {
+        let body = serde_json::to_vec(&UsageBatch {
+            records: records.to_vec(),
+        })
+        .unwrap();
+        let (s, _, b) = send(
+            internal_app(self.state.clone()),
+            Method::POST,
+            USAGE_PATH,
+            &[(TOKEN_HEADER, TOKEN)],
+            Some(body),
+        )
+        .await;
+        (s, json_of(&b))
+    }
+
+    async fn create_tenant(&self, id: &str) {
+        let (s, v, _) = self
+            .admin(
+                Method::POST,
+                "/admin/tenants",
+                Some(json!({"id": id, "name": id.to_uppercase()})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+
+    fn raw_db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open(self.dir.join("aipipe.db")).unwrap()
+    }
+}
+
+fn record(id: &str, tenant: &str, model: &str, status: u16, latency: f64, ts: u64) -> UsageRecord {
+    UsageRecord {
+        id: id.into(),
+        tenant: tenant.into(),
+        provider: "openai".into(),
+        model: model.into(),
+        status,
+        prompt_tokens: 100,
+        completion_tokens: 50,
+        cached_tokens: 10,
+        cost_nusd: 45_000,
+        latency_ms: latency,
+        ttft_ms: Some(latency / 4.0),
+        complexity: Some(0.3),
+        stream: false,
+        usage_parsed: status < 400,
+        ts_ms: ts,
+    }
+}
+
+fn assert_error_shape(v: &Value, code: &str) {
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert!(v["error"]["message"].is_string(), "{v}");
+    assert!(v["error"]["type"].is_string(), "{v}");
+}
+
+#[tokio::test]
+async fn tenant_lifecycle_create_read_update_delete() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    let (s, v, _) = h.admin(Method::GET, "/admin/tenants/acme", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (
+            v["id"].as_str(),
+            v["name"].as_str(),
+            v["disabled"].as_bool()
+        ),
+        (Some("acme"), Some("ACME"), Some(false))
+    );
+
+    let (s, v, _) = h.admin(Method::GET, "/admin/tenants", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["tenants"].as_array().unwrap().len(), 1);
+
+    let (s, v, _) = h
+        .admin(
+            Method::PATCH,
+            "/admin/tenants/acme",
+            Some(json!({"name": "Acme Inc", "disabled": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (v["name"].as_str(), v["disabled"].as_bool()),
+        (Some("Acme Inc"), Some(true))
+    );
+    let (table, _) = h.table().await;
+    assert!(
+        table.tenants.iter().any(|t| t.id == "acme" && t.disabled),
+        "disabled tenants stay in the table, marked"
+    );
+
+    h.admin(
+        Method::POST,
+        "/admin/tenants/acme/keys",
+        Some(json!({"openai": "sk-acme-1"})),
+    )
+    .await;
+    h.admin(
+        Method::POST,
+        "/admin/tenants/acme/virtual-keys",
+        Some(json!({"name": "ci"})),
+    )
+    .await;
+    h.ingest(&[record("r1", "acme", "gpt-4o-mini", 200, 10.0, 1_000)])
+        .await;
+
+    let (s, _, _) = h.admin(Method::DELETE, "/admin/tenants/acme", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, v, _) = h.admin(Method::GET, "/admin/tenants/acme", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error_shape(&v, "not_found");
+    let (table, _) = h.table().await;
+    assert!(table.tenants.is_empty());
+    let db = h.raw_db();
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(count("SELECT COUNT(*) FROM provider_keys"), 0);
+    assert_eq!(count("SELECT COUNT(*) FROM virtual_keys"), 0);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM usage WHERE tenant = 'acme'"),
+        1,
+        "usage stays for accounting"
+    );
+    let (s, _, _) = h.admin(Method::DELETE, "/admin/tenants/acme", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn provider_keys_are_never_echoed_and_are_encrypted_at_rest() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    let secret_a = "sk-live-PLAINTEXT-openai-123";
+    let secret_b = "sk-ant-PLAINTEXT-anthropic-456";
+    let (s, v, text) = h
+        .admin(
+            Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(json!({"openai": secret_a, "anthropic": secret_b})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        v,
+        json!({"tenant": "acme", "providers": ["anthropic", "openai"]})
+    );
+    assert!(!text.contains("PLAINTEXT"));
+
+    for uri in [
+        "/admin/tenants",
+        "/admin/tenants/acme",
+        "/admin/tenants/acme/virtual-keys",
+        "/admin/tenants/acme/stats",
+        "/admin/openapi.json",
+        "/metrics",
+    ] {
+        let (s, _, text) = h.admin(Method::GET, uri, None).await;
+        assert_eq!(s, StatusCode::OK, "{uri}");
+        assert!(!text.contains("PLAINTEXT"), "{uri} echoed a provider key");
+        assert!(!text.contains(ADMIN), "{uri} echoed the admin secret");
+    }
+
+    let db = h.raw_db();
+    let mut st = db
+        .prepare("SELECT tenant, provider, sealed FROM provider_keys")
+        .unwrap();
+    let rows: Vec<(String, String, Vec<u8>)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for (_, _, sealed) in &rows {
+        assert!(
+            !sealed.windows(9).any(|w| w == b"PLAINTEXT"),
+            "stored in clear"
+        );
+        assert!(sealed.len() > 24 + 16);
+    }
+    // Only the internal table (for filters) carries the opened key.
+    let (table, _) = h.table().await;
+    let acme = table.tenants.iter().find(|t| t.id == "acme").unwrap();
+    assert_eq!(
+        acme.provider_keys.get("openai").map(String::as_str),
+        Some(secret_a)
+    );
+    assert_eq!(
+        acme.provider_keys.get("anthropic").map(String::as_str),
+        Some(secret_b)
+    );
+
+    // Upsert replaces; delete removes one provider.
+    h.admin(
+        Method::POST,
+        "/admin/tenants/acme/keys",
+        Some(json!({"openai": "sk-rotated"})),
+    )
+    .await;
+    let (s, _, _) = h
+        .admin(Method::DELETE, "/admin/tenants/acme/keys/anthropic", None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (table, _) = h.table().await;
+    let acme = table.tenants.iter().find(|t| t.id == "acme").unwrap();
+    assert_eq!(acme.provider_keys.len(), 1);
+    assert_eq!(acme.provider_keys["openai"], "sk-rotated");
+    let (s, _, _) = h
+        .admin(Method::DELETE, "/admin/tenants/acme/keys/anthropic", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn unknown_provider_is_422_and_nothing_is_written() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    let version = h.state.db.table_version().await.unwrap();
+    let (s, v, text) = h
+        .admin(
+            Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(json!({"openai": "sk-good-KEY", "nope": "x-KEY"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_error_shape(&v, "validation_failed");
+    assert!(v["error"]["message"].as_str().unwrap().contains("nope"));
+    assert!(!text.contains("KEY"), "the message never carries a key");
+    let (_, v, _) = h.admin(Method::GET, "/admin/tenants/acme", None).await;
+    assert_eq!(v["providers"], json!([]));
+    assert_eq!(h.state.db.table_version().await.unwrap(), version);
+
+    // A key with a newline would be a header injection upstream.
+    let (s, _, _) = h
+        .admin(
+            Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(json!({"openai": "sk\r\nx: y"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // Keys for a tenant that does not exist.
+    let (s, _, _) = h
+        .admin(
+            Method::POST,
+            "/admin/tenants/ghost/keys",
+            Some(json!({"openai": "sk-1"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_admin_input_gets_400_404_409_422() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    let (s, v, _) = h
+        .admin(Method::POST, "/admin/tenants", Some(json!({"id": "acme"})))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_error_shape(&v, "conflict");
+    for bad in ["", "UPPER", "has space", &"x".repeat(65)] {
+        let (s, _, _) = h
+            .admin(Method::POST, "/admin/tenants", Some(json!({"id": bad})))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad:?}");
+    }
+    let (s, v, _) = h
+        .admin(
+            Method::POST,
+            "/admin/tenants",
+            Some(json!({"id": "x", "color": "red"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("color"),
+        "{v}"
+    );
+    let (s, _, b) = send(
+        admin_app(h.state.clone()),
+        Method::POST,
+        "/admin/tenants",
+        &[("x-admin-secret", ADMIN)],
+        Some(b"{not json".to_vec()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_error_shape(&json_of(&b), "bad_request");
+    let (s, _, _) = h
+        .admin(Method::GET, "/admin/tenants/acme/stats?since=abc", None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, _) = h
+        .admin(
+            Method::GET,
+            "/admin/tenants/acme/stats?since=10&until=5",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _, _) = h
+        .admin(Method::GET, "/admin/tenants/ghost/stats", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v, _) = h.admin(Method::GET, "/admin/nothing-here", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_error_shape(&v, "not_found");
+    let (s, _, _) = h
+        .admin(Method::POST, "/admin/tenants/ghost/virtual-keys", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = h
+        .admin(
+            Method::PATCH,
+            "/admin/tenants/ghost",
+            Some(json!({"disabled": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn virtual_key_is_shipped_as_hash_and_revocation_removes_it() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    let v0 = h.table().await.0.version;
+    let (s, v, _) = h
+        .admin(
+            Method::POST,
+            "/admin/tenants/acme/virtual-keys",
+            Some(json!({"name": "ci"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let key = v["key"].as_str().unwrap().to_owned();
+    let key_id = v["id"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("aip_") && key.len() > 40, "{key}");
+
+    let (table, text) = h.table().await;
+    assert!(table.version > v0);
+    let acme = table.tenants.iter().find(|t| t.id == "acme").unwrap();
+    assert_eq!(acme.virtual_key_hashes, vec![hex_hash(&key)]);
+    assert!(!text.contains(&key), "the table carries only the hash");
+    let stored: String = h
+        .raw_db()
+        .query_row("SELECT key_hash FROM virtual_keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, hex_hash(&key));
+
+    let (s, v, text) = h
+        .admin(Method::GET, "/admin/tenants/acme/virtual-keys", None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!text.contains(&key) && !text.contains(&hex_hash(&key)));
+    assert_eq!(v["virtual_keys"][0]["name"], "ci");
+    assert_eq!(v["virtual_keys"][0]["revoked"], false);
+
+    let v1 = table.version;
+    let (s, _, _) = h
+        .admin(
+            Method::DELETE,
+            &format!("/admin/tenants/acme/virtual-keys/{key_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (table, _) = h.table().await;
+    assert!(table.version > v1, "revocation bumps the version");
+    assert!(table.tenants[0].virtual_key_hashes.is_empty());
+    let (_, v, _) = h
+        .admin(Method::GET, "/admin/tenants/acme/virtual-keys", None)
+        .await;
+    assert_eq!(v["virtual_keys"][0]["revoked"], true);
+    // Another tenant cannot revoke acme's key.
+    h.create_tenant("other").await;
+    let (s, _, _) = h
+        .admin(
+            Method::DELETE,
+            &format!("/admin/tenants/other/virtual-keys/{key_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn table_is_304_when_the_filter_holds_the_current_version() {
+    let h = harness();
+    let (table, _) = h.table().await;
+    let v = table.version.to_string();
+    let (s, headers, body) = send(
+        internal_app(h.state.clone()),
+        Method::GET,
+        TABLE_PATH,
+        &[(TOKEN_HEADER, TOKEN), (VERSION_HEADER, &v)],
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_MODIFIED);
+    assert!(body.is_empty());
+    assert!(headers.get("content-type").is_none());
+    // A stale version gets the full table.
+    h.create_tenant("acme").await;
+    let (s, headers, body) = send(
+        internal_app(h.state.clone()),
+        Method::GET,
+        TABLE_PATH,
+        &[(TOKEN_HEADER, TOKEN), (VERSION_HEADER, &v)],
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let t: RoutingTable = serde_json::from_slice(&body).unwrap();
+    assert_eq!(t.version, table.version + 1);
+    assert_eq!(headers[VERSION_HEADER], t.version.to_string().as_str());
+    assert_eq!(
+        t.models,
+        filter::catalog::default_models(),
+        "seeded from the default catalog"
+    );
+    assert_eq!(t.providers, filter::catalog::default_providers());
+}
+
+#[tokio::test]
+async fn usage_ingest_is_idempotent_by_record_id() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    let batch: Vec<UsageRecord> = (0..20u32)
+        .map(|i| {
+            record(
+                &format!("req-{i}"),
+                "acme",
+                "gpt-4o-mini",
+                200,
+                f64::from(i),
+                1_000 + u64::from(i),
+            )
+        })
+        .collect();
+    let (s, ack) = h.ingest(&batch).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ack, json!({"accepted": 20, "duplicates": 0}));
+    let uri = "/admin/tenants/acme/stats?since=0&until=10000";
+    let (_, before, _) = h.admin(Method::GET, uri, None).await;
+    let (s, ack) = h.ingest(&batch).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(ack, json!({"accepted": 0, "duplicates": 20}));
+    let (_, after, _) = h.admin(Method::GET, uri, None).await;
+    assert_eq!(before, after);
+    assert_eq!(after["totals"]["requests"], 20);
+    // A batch mixing new and old records counts each once.
+    let mut mixed = batch[..5].to_vec();
+    mixed.push(record("req-new", "acme", "gpt-4o-mini", 200, 1.0, 2_000));
+    let (_, ack) = h.ingest(&mixed).await;
+    assert_eq!(ack, json!({"accepted": 1, "duplicates": 5}));
+    let (_, _, metrics) = h.admin(Method::GET, "/metrics", None).await;
+    assert!(
+        metrics.contains(
+            "aipipe_requests_total{tenant=\"acme\",provider=\"openai\",model=\"gpt-4o-mini\"} 21"
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn usage_batches_that_are_not_json_or_not_batches_are_400() {
+    let h = harness();
+    for body in [
+        &b"{nope"[..],
+        br#"{"records":[{"id":"x"}]}"#,
+        br#"{"records":[],"extra":1}"#,
+    ] {
+        let (s, _, b) = send(
+            internal_app(h.state.clone()),
+            Method::POST,
+            USAGE_PATH,
+            &[(TOKEN_HEADER, TOKEN)],
+            Some(body.to_vec()),
+        )
+        .await;
+        assert_eq!(
+            s,
+            StatusCode::BAD_REQUEST,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+        assert_error_shape(&json_of(&b), "bad_request");
+    }
+    let (s, _) = h.ingest(&[record("", "acme", "m", 200, 1.0, 1)]).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn stats_are_exact_on_a_known_set() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    h.create_tenant("other").await;
+    let mut records = Vec::new();
+    // gpt-4o-mini: latencies 1..=100 ms at ts 1000..1099, every 10th fails.
+    for i in 1..=100u32 {
+        let status = if i % 10 == 0 { 500 } else { 200 };
+        records.push(record(
+            &format!("m{i}"),
+            "acme",
+            "gpt-4o-mini",
+            status,
+            f64::from(i),
+            1_000 + u64::from(i),
+        ));
+    }
+    // claude: 3 requests, one with no status (broken stream) and no TTFT.
+    let mut c = record("c1", "acme", "claude-sonnet-4-5", 200, 300.0, 1_050);
+    c.provider = "anthropic".into();
+    let mut c2 = c.clone();
+    c2.id = "c2".into();
+    c2.latency_ms = 100.0;
+    c2.ttft_ms = Some(25.0);
+    let mut c3 = c.clone();
+    c3.id = "c3".into();
+    c3.status = 0;
+    c3.ttft_ms = None;
+    c3.usage_parsed = false;
+    c3.latency_ms = 200.0;
+    records.extend([c, c2, c3]);
+    // Outside the window, and another tenant's: never counted.
+    records.push(record("late", "acme", "gpt-4o-mini", 200, 9_999.0, 5_000));
+    records.push(record("early", "acme", "gpt-4o-mini", 200, 9_999.0, 999));
+    records.push(record("b1", "other", "gpt-4o-mini", 200, 9_999.0, 1_050));
+    h.ingest(&records).await;
+
+    let (s, v, _) = h
+        .admin(
+            Method::GET,
+            "/admin/tenants/acme/stats?since=1000&until=2000",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (
+            v["tenant"].as_str(),
+            v["since"].as_u64(),
+            v["until"].as_u64()
+        ),
+        (Some("acme"), Some(1000), Some(2000))
+    );
+    let t = &v["totals"];
+    assert_eq!(t["requests"], 103);
+    assert_eq!(t["errors"], 11);
+    assert_eq!(t["unparsed"], 11);
+    assert_eq!(t["prompt_tokens"], 103 * 100);
+    assert_eq!(t["completion_tokens"], 103 * 50);
+    assert_eq!(t["cached_tokens"], 103 * 10);
+    assert!((t["cost_usd"].as_f64().unwrap() - 103.0 * 45_000e-9).abs() < 1e-12);
+    assert!((t["success_rate"].as_f64().unwrap() - 92.0 / 103.0).abs() < 1e-12);
+
+    let by = v["by_model"].as_array().unwrap();
+    assert_eq!(by.len(), 2);
+    let claude = &by[0];
+    assert_eq!(
+        (claude["provider"].as_str(), claude["model"].as_str()),
+        (Some("anthropic"), Some("claude-sonnet-4-5"))
+    );
+    assert_eq!(claude["requests"], 3);
+    assert_eq!(claude["errors"], 1);
+    assert_eq!(
+        claude["latency_ms"],
+        json!({"p50": 200.0, "p95": 300.0, "p99": 300.0})
+    );
+    assert_eq!(
+        claude["ttft_ms"],
+        json!({"p50": 25.0, "p95": 75.0, "p99": 75.0})
+    );
+    let mini = &by[1];
+    assert_eq!(mini["model"], "gpt-4o-mini");
+    assert_eq!(mini["requests"], 100);
+    assert_eq!(mini["success_rate"], 0.9);
+    assert_eq!(
+        mini["latency_ms"],
+        json!({"p50": 50.0, "p95": 95.0, "p99": 99.0})
+    );
+    assert_eq!(
+        mini["ttft_ms"],
+        json!({"p50": 12.5, "p95": 23.75, "p99": 24.75})
+    );
+
+    // An empty window: zeros and nulls, not an error.
+    let (s, v, _) = h
+        .admin(
+            Method::GET,
+            "/admin/tenants/acme/stats?since=0&until=10",
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["totals"]["requests"], 0);
+    assert_eq!(v["totals"]["success_rate"], Value::Null);
+    assert_eq!(v["by_model"], json!([]));
+}
+
+#[tokio::test]
+async fn models_are_validated_by_compiling_the_table() {
+    let h = harness();
+    let (s, v, _) = h.admin(Method::GET, "/admin/models", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let mut mini = v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "gpt-4o-mini")
+        .unwrap()
+        .clone();
+    let version = h.state.db.table_version().await.unwrap();
+
+    mini["quality"] = json!(1.5);
+    let (s, v, _) = h
+        .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(mini.clone()))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("quality"),
+        "{v}"
+    );
+    mini["quality"] = json!(0.5);
+    mini["provider"] = json!("nobody");
+    let (s, v, _) = h
+        .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(mini.clone()))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("provider"),
+        "{v}"
+    );
+    mini["provider"] = json!("openai");
+    let (s, _, _) = h
+        .admin(Method::PUT, "/admin/models/other-id", Some(mini.clone()))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, v, _) = h
+        .admin(Method::PUT, "/admin/models/x", Some(json!({"id": "x"})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing field"),
+        "{v}"
+    );
+    assert_eq!(
+        h.state.db.table_version().await.unwrap(),
+        version,
+        "refused changes write nothing"
+    );
+
+    mini["input_per_mtok"] = json!(0.1);
+    let (s, _, _) = h
+        .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(mini.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let mut new = mini.clone();
+    new["id"] = json!("gpt-new");
+    let (s, _, _) = h
+        .admin(Method::PUT, "/admin/models/gpt-new", Some(new))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (table, _) = h.table().await;
+    assert_eq!(table.version, version + 2);
+    let m = table.models.iter().find(|m| m.id == "gpt-4o-mini").unwrap();
+    assert_eq!(m.input_per_mtok, 0.1);
+    assert_eq!(table.models.last().unwrap().id, "gpt-new");
+}
+
+#[tokio::test]
+async fn explain_ranks_candidates_best_first_with_the_filters_code() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    h.admin(
+        Method::POST,
+        "/admin/tenants/acme/keys",
+        Some(json!({"openai": "sk-a", "anthropic": "sk-b"})),
+    )
+    .await;
+    let body = json!({"tenant": "acme", "request": {"model": "auto", "messages": [
+        {"role": "user", "content": "Prove by induction that 2^n > n for all n, then analyze the complexity."}]}});
+    let (s, v, text) = h
+        .admin(Method::POST, "/admin/route/explain", Some(body))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(!text.contains("sk-a"));
+    let c = v["candidates"].as_array().unwrap();
+    assert!(c.len() >= 2, "{v}");
+    assert!(
+        c.iter()
+            .all(|c| c["provider"] == "openai" || c["provider"] == "anthropic"),
+        "only providers with keys"
+    );
+    assert!(
+        c.windows(2)
+            .all(|w| w[0]["adjusted_cost"].as_f64() <= w[1]["adjusted_cost"].as_f64())
+    );
+    assert_eq!(v["choice"], c[0]["model"]);
+    assert!(v["score"]["complexity"].is_number());
+
+    let (s, _, _) = h
+        .admin(
+            Method::POST,
+            "/admin/route/explain",
+            Some(json!({"tenant": "ghost", "request": {"messages": []}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, _) = h
+        .admin(
+            Method::POST,
+            "/admin/route/explain",
+            Some(json!({"tenant": "acme", "request": {"messages": "no"}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn missing_or_wrong_secrets_are_401() {
+    let h = harness();
+    for headers in [
+        vec![],
+        vec![("x-admin-secret", "wrong")],
+        vec![("x-admin-secret", "")],
+        vec![("x-admin-secret", "admin-secret-for-testsX")],
+    ] {
+        for (method, uri) in [
+            (Method::GET, "/admin/tenants"),
+            (Method::POST, "/admin/tenants"),
+            (Method::GET, "/admin/openapi.json"),
+        ] {
+            let (s, _, b) = send(
+                admin_app(h.state.clone()),
+                method,
+                uri,
+                &headers,
+                Some(b"{\"id\":\"x\"}".to_vec()),
+            )
+            .await;
+            assert_eq!(s, StatusCode::UNAUTHORIZED, "{uri} {headers:?}");
+            assert_error_shape(&json_of(&b), "unauthorized");
+        }
+    }
+    assert!(h.state.db.list_tenants().await.unwrap().is_empty());
+    for headers in [
+        vec![],
+        vec![(TOKEN_HEADER, "wrong")],
+        vec![("x-admin-secret", ADMIN)],
+    ] {
+        let (s, _, _) = send(
+            internal_app(h.state.clone()),
+            Method::GET,
+            TABLE_PATH,
+            &headers,
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, _, _) = send(
+            internal_app(h.state.clone()),
+            Method::POST,
+            USAGE_PATH,
+            &headers,
+            Some(b"{\"records\":[]}".to_vec()),
+        )
+        .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+    // The admin secret does not open the internal API nor the reverse.
+    let (s, _, _) = send(
+        admin_app(h.state.clone()),
+        Method::GET,
+        "/admin/tenants",
+        &[("x-admin-secret", TOKEN)],
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _, b) = send(
+        admin_app(h.state.clone()),
+        Method::GET,
+        "/healthz",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!((s, &b[..]), (StatusCode::OK, &b"ok"[..]));
+    let (s, _, _) = send(
+        admin_app(h.state.clone()),
+        Method::GET,
+        "/metrics",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn environment_keys_belong_to_the_default_tenant() {
+    let h = harness();
+    let env = |var: &str| match var {
+        "OPENAI_API_KEY" => Some("sk-env-openai".to_owned()),
+        "GEMINI_API_KEY" => Some("  ".to_owned()),
+        _ => None,
+    };
+    let adopted = adopt_env_keys(&h.state, env).await.unwrap();
+    assert_eq!(adopted, vec!["openai"]);
+    let (table, _) = h.table().await;
+    let d = table.tenants.iter().find(|t| t.id == "default").unwrap();
+    assert_eq!(d.provider_keys.len(), 1);
+    assert_eq!(d.provider_keys["openai"], "sk-env-openai");
+    // A restart with the same environment changes nothing.
+    let adopted = adopt_env_keys(&h.state, env).await.unwrap();
+    assert!(adopted.is_empty());
+    assert_eq!(h.state.db.table_version().await.unwrap(), table.version);
+}
+
+#[tokio::test]
+async fn openapi_lists_every_route() {
+    let h = harness();
+    let (s, v, _) = h.admin(Method::GET, "/admin/openapi.json", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(v["openapi"].as_str().unwrap().starts_with("3."));
+    for (method, path) in aipipe_control_plane::openapi::ROUTES {
+        assert!(v["paths"][path][method].is_object(), "{method} {path}");
+    }
+    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 17);
+}

@@ -1,0 +1,344 @@
+//! The real `aipipe-control-plane` binary: it prints a parseable listening
+//! line, serves on the ports it reports, stops cleanly on SIGTERM, refuses to
+//! start without its secrets, and never loses an acknowledged usage batch to
+//! `kill -9`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use filter::usage::{TOKEN_HEADER, USAGE_PATH, UsageBatch, UsageRecord};
+
+const ADMIN: &str = "process-test-admin-secret";
+const TOKEN: &str = "process-test-internal-token";
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "aipipe-cp-proc-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A running control plane; killed on drop, its stderr printed if a test fails.
+struct Proc {
+    child: Child,
+    admin: String,
+    internal: String,
+    stdout_lines: Vec<String>,
+    log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- control plane stderr ---\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn command(db: &Path, log: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_aipipe-control-plane"));
+    cmd.args([
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--internal-listen",
+        "127.0.0.1:0",
+        "--db",
+    ])
+    .arg(db)
+    .env_clear()
+    .env("RUST_LOG", "info")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(std::fs::File::create(log).unwrap());
+    cmd
+}
+
+fn with_secrets(mut cmd: Command) -> Command {
+    cmd.env("AIPIPE_ADMIN_SECRET", ADMIN)
+        .env("AIPIPE_INTERNAL_TOKEN", TOKEN)
+        .env("AIPIPE_MASTER_KEY", "ab".repeat(32));
+    cmd
+}
+
+fn start(mut cmd: Command, log: &Path) -> Proc {
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut lines = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = rx.recv_timeout(left) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "no listening line; stderr:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            )
+        };
+        if let Some(rest) = line.strip_prefix("aipipe-control-plane listening ") {
+            let mut admin = String::new();
+            let mut internal = String::new();
+            for part in rest.split_whitespace() {
+                if let Some(a) = part.strip_prefix("admin=") {
+                    admin = a.to_owned();
+                } else if let Some(i) = part.strip_prefix("internal=") {
+                    internal = i.to_owned();
+                }
+            }
+            assert!(
+                admin.starts_with("127.0.0.1:") && !admin.ends_with(":0"),
+                "{line}"
+            );
+            assert!(
+                internal.starts_with("127.0.0.1:") && !internal.ends_with(":0"),
+                "{line}"
+            );
+            return Proc {
+                child,
+                admin,
+                internal,
+                stdout_lines: lines,
+                log: log.to_owned(),
+            };
+        }
+        lines.push(line);
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent()
+}
+
+fn wait_exit(child: &mut Child, patience: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + patience;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process did not exit in {patience:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn record(i: u32) -> UsageRecord {
+    UsageRecord {
+        id: format!("durable-{i}"),
+        tenant: "acme".into(),
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        status: 200,
+        prompt_tokens: 10,
+        completion_tokens: 20,
+        cached_tokens: 0,
+        cost_nusd: 13_500,
+        latency_ms: 12.5,
+        ttft_ms: Some(3.0),
+        complexity: None,
+        stream: false,
+        usage_parsed: true,
+        ts_ms: 1_000 + u64::from(i),
+    }
+}
+
+#[test]
+fn serves_health_on_the_reported_ports_and_exits_0_on_sigterm() {
+    let dir = temp_dir("sigterm");
+    let log = dir.join("stderr.log");
+    let mut p = start(
+        with_secrets(command(&dir.join("sub/aipipe.db"), &log)),
+        &log,
+    );
+    let a = agent();
+    let mut r = a.get(format!("http://{}/healthz", p.admin)).call().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.body_mut().read_to_string().unwrap(), "ok");
+    let r = a
+        .get(format!("http://{}/admin/tenants", p.admin))
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = a
+        .get(format!("http://{}/admin/tenants", p.admin))
+        .header("x-admin-secret", ADMIN)
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = a
+        .get(format!(
+            "http://{}{}",
+            p.internal,
+            filter::usage::TABLE_PATH
+        ))
+        .header(TOKEN_HEADER, TOKEN)
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        p.stdout_lines.is_empty(),
+        "nothing else on stdout: {:?}",
+        p.stdout_lines
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = wait_exit(&mut p.child, Duration::from_secs(15));
+    assert!(exit.success(), "exit status {exit:?}");
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !log_text.contains(ADMIN) && !log_text.contains(TOKEN),
+        "a secret reached the log"
+    );
+    assert!(
+        dir.join("sub/aipipe.db").exists(),
+        "the db directory is created"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_acknowledged_batch_survives_kill_9() {
+    let dir = temp_dir("kill9");
+    let db = dir.join("aipipe.db");
+    let log = dir.join("stderr.log");
+    let mut p = start(with_secrets(command(&db, &log)), &log);
+    let batch = UsageBatch {
+        records: (0..500).map(record).collect(),
+    };
+    let mut r = agent()
+        .post(format!("http://{}{USAGE_PATH}", p.internal))
+        .header(TOKEN_HEADER, TOKEN)
+        .send_json(&batch)
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let ack: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert_eq!(ack["accepted"], 500);
+
+    p.child.kill().unwrap(); // SIGKILL: no shutdown path runs.
+    p.child.wait().unwrap();
+    drop(p);
+
+    let log2 = dir.join("stderr2.log");
+    let p = start(with_secrets(command(&db, &log2)), &log2);
+    let a = agent();
+    let mut r = a
+        .get(format!(
+            "http://{}/admin/tenants/acme/stats?since=0&until=100000",
+            p.admin
+        ))
+        .header("x-admin-secret", ADMIN)
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let stats: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert_eq!(stats["totals"]["requests"], 500);
+    // And a retry of the same batch after the restart counts nothing twice.
+    let mut r = a
+        .post(format!("http://{}{USAGE_PATH}", p.internal))
+        .header(TOKEN_HEADER, TOKEN)
+        .send_json(&batch)
+        .unwrap();
+    let ack: serde_json::Value = r.body_mut().read_json().unwrap();
+    assert_eq!(ack, serde_json::json!({"accepted": 0, "duplicates": 500}));
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn refuses_to_start_without_its_secrets_naming_them() {
+    let dir = temp_dir("nosecret");
+    let log = dir.join("stderr.log");
+    let mut cmd = command(&dir.join("aipipe.db"), &log);
+    cmd.env("AIPIPE_ADMIN_SECRET", ADMIN);
+    let mut child = cmd.spawn().unwrap();
+    let exit = wait_exit(&mut child, Duration::from_secs(15));
+    assert!(!exit.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("AIPIPE_MASTER_KEY") && text.contains("AIPIPE_INTERNAL_TOKEN"),
+        "{text}"
+    );
+    assert!(!text.contains(ADMIN));
+
+    // A master key other than the one the database was created with is refused.
+    let db = dir.join("keyed.db");
+    let p = start(with_secrets(command(&db, &log)), &log);
+    drop(p);
+    let log2 = dir.join("stderr2.log");
+    let mut cmd = with_secrets(command(&db, &log2));
+    cmd.env("AIPIPE_MASTER_KEY", "cd".repeat(32));
+    let mut child = cmd.spawn().unwrap();
+    assert!(!wait_exit(&mut child, Duration::from_secs(15)).success());
+    assert!(
+        std::fs::read_to_string(&log2)
+            .unwrap()
+            .contains("AIPIPE_MASTER_KEY is not the key")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn dev_mode_generates_and_prints_the_admin_secret_once() {
+    let dir = temp_dir("dev");
+    let log = dir.join("stderr.log");
+    let mut cmd = command(&dir.join("aipipe.db"), &log);
+    cmd.arg("--dev").env("OPENAI_API_KEY", "sk-from-env-SECRET");
+    let p = start(cmd, &log);
+    let secret = p
+        .stdout_lines
+        .iter()
+        .find_map(|l| l.strip_prefix("admin secret: "))
+        .expect("admin secret printed")
+        .to_owned();
+    assert!(dir.join("dev-master-key").exists());
+    let mut r = agent()
+        .get(format!("http://{}/admin/tenants/default", p.admin))
+        .header("x-admin-secret", &secret)
+        .call()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.body_mut().read_to_string().unwrap();
+    assert!(
+        body.contains("\"openai\"") && !body.contains("SECRET"),
+        "{body}"
+    );
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !log_text.contains(&secret) && !log_text.contains("SECRET"),
+        "{log_text}"
+    );
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}
