@@ -19,6 +19,8 @@ struct RawConfig {
     /// The bootstrap routing table, used until a control plane answers.
     #[serde(default)]
     table: Option<RoutingTable>,
+    #[serde(default)]
+    trust_tenant_header: bool,
 }
 
 #[derive(Debug)]
@@ -28,6 +30,10 @@ pub struct Config {
     pub cluster_header: String,
     pub max_body_bytes: usize,
     pub table: Option<Table>,
+    /// Mesh mode (SPEC §4): a trusted front already authenticated the caller
+    /// and names the tenant in `x-tenant-id`. Off by default, when that header
+    /// is ignored and stripped like every internal header.
+    pub trust_tenant_header: bool,
 }
 
 impl Config {
@@ -37,6 +43,7 @@ impl Config {
                 cluster_header: None,
                 max_body_bytes: None,
                 table: None,
+                trust_tenant_header: false,
             }
         } else {
             serde_json::from_slice(bytes).map_err(|e| format!("plugin configuration: {e}"))?
@@ -59,6 +66,7 @@ impl Config {
                 "max_body_bytes: must be in 1..=67108864, got {max_body_bytes}"
             ));
         }
+        let trust_tenant_header = raw.trust_tenant_header;
         let table = raw
             .table
             .map(Table::compile)
@@ -68,6 +76,7 @@ impl Config {
             cluster_header,
             max_body_bytes,
             table,
+            trust_tenant_header,
         })
     }
 }

@@ -9,6 +9,8 @@ pub enum ApiError {
     MissingKey,
     /// The key is not a live virtual key of any tenant.
     UnknownKey,
+    /// Mesh mode: the trusted `x-tenant-id` names no tenant.
+    UnknownTenant,
     TenantDisabled,
     /// The body is not a valid chat request; the text says exactly why.
     BadRequest(String),
@@ -32,7 +34,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> u32 {
         match self {
-            Self::MissingKey | Self::UnknownKey => 401,
+            Self::MissingKey | Self::UnknownKey | Self::UnknownTenant => 401,
             Self::TenantDisabled => 403,
             Self::BadRequest(_) | Self::ContextTooLong { .. } | Self::Unsupported(_) => 400,
             Self::ModelNotFound(_) | Self::UnknownPath(_) => 404,
@@ -43,7 +45,7 @@ impl ApiError {
 
     fn kind(&self) -> &'static str {
         match self {
-            Self::MissingKey | Self::UnknownKey => "authentication_error",
+            Self::MissingKey | Self::UnknownKey | Self::UnknownTenant => "authentication_error",
             Self::TenantDisabled => "permission_error",
             Self::NoProviderKey(_) | Self::NoTable => "service_unavailable",
             _ => "invalid_request_error",
@@ -54,6 +56,7 @@ impl ApiError {
         match self {
             Self::MissingKey => "missing_api_key",
             Self::UnknownKey => "invalid_api_key",
+            Self::UnknownTenant => "unknown_tenant",
             Self::TenantDisabled => "tenant_disabled",
             Self::BadRequest(_) => "invalid_request",
             Self::BodyTooLarge { .. } => "request_too_large",
@@ -70,6 +73,7 @@ impl ApiError {
         match self {
             Self::MissingKey => "No API key provided. Send your aipipe virtual key as `Authorization: Bearer <key>` or `x-api-key: <key>`.".into(),
             Self::UnknownKey => "Invalid API key: it is not a live aipipe virtual key (it may have been revoked). Ask your aipipe operator for a key.".into(),
+            Self::UnknownTenant => "The x-tenant-id header names no tenant of this gateway.".into(),
             Self::TenantDisabled => "This tenant is disabled. Ask your aipipe operator to enable it.".into(),
             Self::BadRequest(why) => why.clone(),
             Self::BodyTooLarge { limit } => format!("Request body is larger than the {limit}-byte limit. Send a smaller request."),

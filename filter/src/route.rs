@@ -36,6 +36,17 @@ pub fn authenticate(table: &Table, key: Option<&str>) -> Result<usize, ApiError>
     Ok(tenant)
 }
 
+/// The tenant a trusted front named (mesh mode): unknown → 401.
+pub fn tenant_by_id(table: &Table, id: &str) -> Result<usize, ApiError> {
+    let tenant = table
+        .tenant_by_id(id.trim())
+        .ok_or(ApiError::UnknownTenant)?;
+    if table.tenants.get(tenant).is_some_and(|t| t.disabled) {
+        return Err(ApiError::TenantDisabled);
+    }
+    Ok(tenant)
+}
+
 /// Where and how one request goes.
 #[derive(Debug)]
 pub struct Routed<'t> {

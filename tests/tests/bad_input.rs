@@ -351,3 +351,43 @@ fn hostile_inputs_never_kill_a_vm_and_every_worker_still_serves() {
     }
     panic!("not every worker served a good request: {before:?}");
 }
+
+#[test]
+fn a_trusted_tenant_header_is_honoured_only_in_mesh_mode() {
+    // trust_tenant_header on: a trusted front names the tenant, no virtual key.
+    let mut config: serde_json::Value =
+        serde_json::from_str(&common::test_plugin_config()).unwrap();
+    config["trust_tenant_header"] = json!(true);
+    let mock = aipipe_tests::Mock::start();
+    let envoy = aipipe_tests::Envoy::start_rendered(
+        "demo.yaml",
+        mock.port,
+        Some(config.to_string()),
+        true,
+        2,
+    );
+    let url = envoy.url("/v1/chat/completions");
+    let r = post_json(&url, &[("x-tenant-id", "beta")], &chat("gpt-4o-mini", "hi"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        mock.received().pop().unwrap()["authorization"],
+        "Bearer sk-beta-openai"
+    );
+    assert_error(
+        &post_json(&url, &[("x-tenant-id", "nobody")], &body_hi()),
+        401,
+        "unknown_tenant",
+    );
+    assert_error(
+        &post_json(&url, &[("x-tenant-id", "off")], &body_hi()),
+        403,
+        "tenant_disabled",
+    );
+    // Without the header, virtual keys still work.
+    assert_eq!(post_json(&url, &ACME.auth(), &body_hi()).status, 200);
+    assert_eq!(mock.received().len(), 2);
+}
+
+fn body_hi() -> serde_json::Value {
+    chat("auto", "hi")
+}

@@ -77,6 +77,7 @@ impl Http {
         self.request_id = shared.request_id();
         self.start = now();
         let (mut method, mut path, mut authorization, mut api_key) = (None, None, None, None);
+        let mut tenant_header = None;
         let mut content_length = None;
         let mut strip = Vec::new();
         let headers = host::request_headers();
@@ -91,10 +92,11 @@ impl Http {
                         .ok()
                         .and_then(|v| v.parse::<usize>().ok());
                 }
-                n if n.starts_with("x-aipipe-")
-                    || n == "x-tenant-id"
-                    || n == shared.cluster_header =>
-                {
+                "x-tenant-id" => {
+                    tenant_header = std::str::from_utf8(value).ok();
+                    strip.push("x-tenant-id");
+                }
+                n if n.starts_with("x-aipipe-") || n == shared.cluster_header => {
                     strip.push(n);
                 }
                 _ => {}
@@ -120,7 +122,11 @@ impl Http {
             return Err(ApiError::BadRequest(format!("{CHAT_PATH} takes POST")));
         }
         let table = shared.table().ok_or(ApiError::NoTable)?;
-        self.tenant = route::authenticate(&table, route::virtual_key(authorization, api_key))?;
+        self.tenant = match tenant_header.filter(|_| shared.trust_tenant_header) {
+            // Mesh mode: the trusted front named the tenant.
+            Some(id) => route::tenant_by_id(&table, id)?,
+            None => route::authenticate(&table, route::virtual_key(authorization, api_key))?,
+        };
         self.table = Some(table);
         if content_length.is_some_and(|n| n > shared.max_body_bytes) {
             return Err(ApiError::BodyTooLarge {

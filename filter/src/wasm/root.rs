@@ -22,6 +22,7 @@ use crate::table::{RoutingTable, Table};
 /// What every request of this VM shares.
 pub struct Shared {
     pub cluster_header: String,
+    pub trust_tenant_header: bool,
     pub max_body_bytes: usize,
     /// The table in use: the bootstrap table until the singleton publishes one.
     table: RefCell<Option<Rc<Table>>>,
@@ -171,6 +172,7 @@ impl RootContext for Root {
                 seed.write_u64(0x6169_7069_7065);
                 self.shared = Some(Rc::new(Shared {
                     cluster_header: config.cluster_header,
+                    trust_tenant_header: config.trust_tenant_header,
                     max_body_bytes: config.max_body_bytes,
                     table: RefCell::new(config.table.map(Rc::new)),
                     seen_version: RefCell::new(Vec::new()),
