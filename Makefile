@@ -58,6 +58,7 @@ test: tools lint wasm
 
 demo: tools wasm
 	$(CARGO) build --release -p aipipe-tests --bin demo --bin mock-provider
+	$(CARGO) build --release -p aipipe-control-plane --bin aipipe-control-plane
 	exec target/release/demo
 
 ## ---- measure --------------------------------------------------------------
@@ -68,7 +69,9 @@ demo: tools wasm
 
 bench: tools wasm .wrk.stamp
 	$(CARGO) build --release -p aipipe-tests --bin bench --bin mock-provider
+	$(CARGO) build --release -p aipipe-control-plane --bin aipipe-cp-bench
 	target/release/bench
+	target/release/aipipe-cp-bench
 
 # ARGS=--verbose lists every miss; ARGS=--tune searches weights on the tuning split.
 routing-report:

@@ -265,6 +265,10 @@ async fn delete_key(
 struct NewVirtualKey {
     #[serde(default)]
     name: String,
+    /// Import an existing key (a migration, or the demo's fixed key) instead
+    /// of generating one. Only its hash is stored, as for generated keys.
+    #[serde(default)]
+    key: Option<String>,
 }
 
 async fn create_virtual_key(
@@ -278,7 +282,16 @@ async fn create_virtual_key(
         parse_json(&body)?
     };
     check_name(&new.name)?;
-    let key = crypto::new_virtual_key()?;
+    let key = match new.key {
+        Some(k) if k.len() < 12 || k.len() > 256 || !k.bytes().all(|b| b.is_ascii_graphic()) => {
+            return Err(Error::Invalid(
+                "key: an imported key must be 12–256 printable ASCII characters without spaces"
+                    .into(),
+            ));
+        }
+        Some(k) => k,
+        None => crypto::new_virtual_key()?,
+    };
     let key_id = crypto::new_id("vk_")?;
     let hash = filter::table::hex_hash(&key);
     let view = state

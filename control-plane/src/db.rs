@@ -570,6 +570,14 @@ impl Db {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(None);
             }
+            let taken: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM virtual_keys WHERE key_hash = ?1)",
+                [&key_hash],
+                |r| r.get(0),
+            )?;
+            if taken {
+                return Err(Error::Conflict("this virtual key is already registered".into()));
+            }
             let now = now_ms();
             tx.execute(
                 "INSERT INTO virtual_keys (id, tenant, name, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",

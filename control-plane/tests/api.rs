@@ -967,3 +967,37 @@ async fn openapi_lists_every_route() {
     }
     assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 17);
 }
+
+#[tokio::test]
+async fn an_existing_key_can_be_imported_once() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    let path = "/admin/tenants/acme/virtual-keys";
+    let (s, v, _) = h
+        .admin(
+            Method::POST,
+            path,
+            Some(json!({"name": "migrated", "key": "legacy-key-0123456789"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (table, text) = h.table().await;
+    let acme = table.tenants.iter().find(|t| t.id == "acme").unwrap();
+    assert_eq!(
+        acme.virtual_key_hashes,
+        vec![hex_hash("legacy-key-0123456789")]
+    );
+    assert!(!text.contains("legacy-key-0123456789"));
+    let (s, _, _) = h
+        .admin(
+            Method::POST,
+            path,
+            Some(json!({"name": "again", "key": "legacy-key-0123456789"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, _, _) = h
+        .admin(Method::POST, path, Some(json!({"key": "short-key"})))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+}

@@ -668,6 +668,26 @@ pub struct ControlPlane {
     pub data: std::sync::Arc<TempDir>,
 }
 
+/// How to start the control plane.
+pub struct Launch {
+    pub db: PathBuf,
+    pub admin_port: u16,
+    pub internal_port: u16,
+    pub admin_secret: String,
+    pub internal_token: String,
+    /// None: `--dev` (a generated master key kept beside the database).
+    pub master_key: Option<String>,
+}
+
+/// 32 random bytes from the OS, as hex (the demo's generated secrets).
+pub fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .unwrap_or_else(|e| panic!("cannot read /dev/urandom: {e}"));
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A fixed test master key (32 bytes, hex).
 pub const TEST_MASTER_KEY: &str =
     "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -682,27 +702,48 @@ impl ControlPlane {
     }
 
     /// Starts on `data` (a restart keeps its database) and the given ports
-    /// (0 = any free one).
+    /// (0 = any free one), with the fixed test secrets.
     pub fn start_on(data: std::sync::Arc<TempDir>, admin_port: u16, internal_port: u16) -> Self {
+        let db = data.path().join("aipipe.db");
+        let mut cp = Self::launch(&Launch {
+            db,
+            admin_port,
+            internal_port,
+            admin_secret: "test-admin-secret-0123456789".to_owned(),
+            internal_token: "test-internal-token-0123456789".to_owned(),
+            master_key: Some(TEST_MASTER_KEY.to_owned()),
+        });
+        cp.data = data;
+        cp
+    }
+
+    /// Starts the binary as `launch` says. Without a master key it runs with
+    /// `--dev`, which keeps a generated one beside the database.
+    pub fn launch(l: &Launch) -> Self {
         let binary = sibling_binary("aipipe-control-plane");
         assert!(
             binary.exists(),
             "{} is missing: run `cargo build -p aipipe-control-plane` (make test does)",
             binary.display()
         );
-        let admin_secret = "test-admin-secret-0123456789".to_owned();
-        let internal_token = "test-internal-token-0123456789".to_owned();
         let mut cmd = Command::new(&binary);
         cmd.arg("--admin-listen")
-            .arg(format!("127.0.0.1:{admin_port}"))
+            .arg(format!("127.0.0.1:{}", l.admin_port))
             .arg("--internal-listen")
-            .arg(format!("127.0.0.1:{internal_port}"))
+            .arg(format!("127.0.0.1:{}", l.internal_port))
             .arg("--db")
-            .arg(data.path().join("aipipe.db"))
-            .env("AIPIPE_ADMIN_SECRET", &admin_secret)
-            .env("AIPIPE_MASTER_KEY", TEST_MASTER_KEY)
-            .env("AIPIPE_INTERNAL_TOKEN", &internal_token)
+            .arg(&l.db)
+            .env("AIPIPE_ADMIN_SECRET", &l.admin_secret)
+            .env("AIPIPE_INTERNAL_TOKEN", &l.internal_token)
             .env("RUST_LOG", "info");
+        match &l.master_key {
+            Some(k) => {
+                cmd.env("AIPIPE_MASTER_KEY", k);
+            }
+            None => {
+                cmd.env_remove("AIPIPE_MASTER_KEY").arg("--dev");
+            }
+        }
         for var in [
             "OPENAI_API_KEY",
             "ANTHROPIC_API_KEY",
@@ -735,10 +776,10 @@ impl ControlPlane {
         Self {
             admin_port: ports.0,
             internal_port: ports.1,
-            admin_secret,
-            internal_token,
+            admin_secret: l.admin_secret.clone(),
+            internal_token: l.internal_token.clone(),
             process,
-            data,
+            data: std::sync::Arc::new(TempDir::new("control-plane-unused")),
         }
     }
 

@@ -1,37 +1,82 @@
-//! `make demo`: the mock providers on 127.0.0.1:18000 and Envoy with the aipipe
-//! filter on 127.0.0.1:10000 (admin 127.0.0.1:9901), in the foreground until
-//! Ctrl-C or SIGTERM, which stop everything it started.
+//! `make demo`: the whole stack on loopback, in the foreground until Ctrl-C or
+//! SIGTERM, which stop everything it started:
 //!
-//! The demo tenant's virtual key is `$AIPIPE_DEMO_KEY` when set, otherwise the
-//! key the shipped `envoy/demo.yaml` holds the hash of (`aipipe-demo-key`).
+//! - the mock providers on 127.0.0.1:18000;
+//! - the control plane (admin 127.0.0.1:8082, internal 127.0.0.1:8083), its
+//!   SQLite database under `./data/`;
+//! - Envoy with the aipipe filter on 127.0.0.1:10000 (admin 127.0.0.1:9901),
+//!   whose singleton fetches the routing table from the control plane.
+//!
+//! It seeds a `demo` tenant with mock provider keys and the virtual key
+//! `$AIPIPE_DEMO_KEY` (default `aipipe-demo-key`). The admin secret is
+//! `$AIPIPE_ADMIN_SECRET`, or generated and printed.
 
 use std::time::Duration;
 
-use aipipe_tests::{Envoy, EnvoyConfig, Mock, hex_hash, render_envoy_config, sibling_binary};
+use aipipe_tests::{
+    ControlPlane, Envoy, EnvoyConfig, Launch, Mock, eventually, hex_hash, post_json, random_secret,
+    render_envoy_config, repo_root, sibling_binary,
+};
+use serde_json::json;
 
 const DEFAULT_KEY: &str = "aipipe-demo-key";
 const LISTENER: u16 = 10000;
 const ADMIN: u16 = 9901;
 const MOCK: u16 = 18000;
+const CP_ADMIN: u16 = 8082;
+const CP_INTERNAL: u16 = 8083;
+const PROVIDERS: [&str; 7] = [
+    "openai",
+    "anthropic",
+    "gemini",
+    "xai",
+    "openrouter",
+    "minimax",
+    "moonshot",
+];
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
 
 fn main() {
-    let key = std::env::var("AIPIPE_DEMO_KEY")
-        .ok()
-        .filter(|k| !k.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_KEY.to_owned());
+    // Every process started is stopped when `run` returns (on drop), also on
+    // a failure: no orphans on loopback ports.
+    if let Err(why) = run() {
+        eprintln!("demo: {why}");
+        std::process::exit(1);
+    }
+}
 
+fn run() -> Result<(), String> {
+    let key = env("AIPIPE_DEMO_KEY").unwrap_or_else(|| DEFAULT_KEY.to_owned());
+    let admin_secret = env("AIPIPE_ADMIN_SECRET").unwrap_or_else(random_secret);
     for (what, port) in [
         ("Envoy listener", LISTENER),
         ("Envoy admin", ADMIN),
         ("mock provider", MOCK),
+        ("control plane admin", CP_ADMIN),
+        ("control plane internal", CP_INTERNAL),
     ] {
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
-            eprintln!("demo: 127.0.0.1:{port} ({what}) is in use — is another demo running?");
-            std::process::exit(1);
+            return Err(format!(
+                "127.0.0.1:{port} ({what}) is in use — is another demo running?"
+            ));
         }
     }
 
     let mock = Mock::start_with(&sibling_binary("mock-provider"), &[], Some(MOCK));
+    let data = repo_root().join("data");
+    let cp = ControlPlane::launch(&Launch {
+        db: data.join("aipipe.db"),
+        admin_port: CP_ADMIN,
+        internal_port: CP_INTERNAL,
+        admin_secret: admin_secret.clone(),
+        internal_token: random_secret(),
+        master_key: env("AIPIPE_MASTER_KEY"),
+    });
+    seed(&cp, &key)?;
+
     let mut yaml = render_envoy_config(
         "demo.yaml",
         &EnvoyConfig {
@@ -40,13 +85,30 @@ fn main() {
             upstream_port: mock.port,
             plugin_config: None,
             with_filter: true,
-            control_plane: None,
+            control_plane: Some((cp.internal_port, cp.internal_token.clone())),
         },
     );
+    // The bootstrap table (used until the control plane answers) knows the key too.
     yaml = yaml.replace(&hex_hash(DEFAULT_KEY), &hex_hash(&key));
     let envoy = Envoy::start(&yaml, LISTENER, ADMIN, 2);
+    // Ready once the control plane's table serves the demo key.
+    let chat = envoy.url("/v1/chat/completions");
+    let hi = json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]});
+    let served = eventually(Duration::from_secs(15), || {
+        let r = post_json(&chat, &[("authorization", &format!("Bearer {key}"))], &hi);
+        (r.status == 200).then_some(())
+    });
+    if served.is_none() {
+        return Err("Envoy did not serve the demo key".into());
+    }
 
+    let a = format!("http://127.0.0.1:{CP_ADMIN}");
     println!("demo key: {key}");
+    println!("admin secret: {admin_secret}");
+    println!(
+        "admin API: {a}/admin  (OpenAPI: {a}/admin/openapi.json; data in {})",
+        data.display()
+    );
     println!(
         "envoy: http://127.0.0.1:{LISTENER}  (admin http://127.0.0.1:{ADMIN}, mock providers http://127.0.0.1:{MOCK})"
     );
@@ -63,25 +125,83 @@ fn main() {
     println!("  curl -sN http://127.0.0.1:{LISTENER}/v1/chat/completions \\");
     println!("    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\");
     println!(
-        "    -d '{{\"model\":\"auto\",\"stream\":true,\"messages\":[{{\"role\":\"user\",\"content\":\"Prove by induction that every tree with n vertices has n-1 edges.\"}}]}}'"
+        "    -d '{{\"model\":\"auto\",\"stream\":true,\"stream_options\":{{\"include_usage\":true}},\"messages\":[{{\"role\":\"user\",\"content\":\"Prove by induction that every tree with n vertices has n-1 edges.\"}}]}}'"
     );
     println!();
-    println!("  # OpenAI-API clients: base URL http://127.0.0.1:{LISTENER}/v1, API key {key}");
+    println!("The admin API (every call needs the admin secret):");
+    println!();
+    println!("  curl -s {a}/admin/tenants/demo/stats -H 'X-Admin-Secret: {admin_secret}'");
+    println!(
+        "  curl -s {a}/admin/tenants -H 'X-Admin-Secret: {admin_secret}' -H 'Content-Type: application/json' -d '{{\"id\":\"acme\",\"name\":\"Acme\"}}'"
+    );
+    println!(
+        "  curl -s {a}/admin/tenants/acme/keys -H 'X-Admin-Secret: {admin_secret}' -H 'Content-Type: application/json' -d '{{\"openai\":\"sk-acme\"}}'"
+    );
+    println!(
+        "  curl -s {a}/admin/tenants/acme/virtual-keys -H 'X-Admin-Secret: {admin_secret}' -H 'Content-Type: application/json' -d '{{\"name\":\"ci\"}}'"
+    );
+    println!(
+        "  curl -s {a}/admin/route/explain -H 'X-Admin-Secret: {admin_secret}' -H 'Content-Type: application/json' -d '{{\"tenant\":\"demo\",\"request\":{{\"messages\":[{{\"role\":\"user\",\"content\":\"hi\"}}]}}}}'"
+    );
     println!();
     println!("aipipe demo ready");
 
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    wait(mock, cp, envoy)
+}
+
+/// The demo tenant: mock keys for every provider and the demo virtual key.
+/// Idempotent, so a restart on the same `./data/` just finds them.
+fn seed(cp: &ControlPlane, key: &str) -> Result<(), String> {
+    let r = cp.admin(
+        "POST",
+        "/admin/tenants",
+        Some(&json!({"id": "demo", "name": "Demo"})),
+    );
+    if r.status != 201 && r.status != 409 {
+        return Err(format!(
+            "cannot create the demo tenant: {} {}",
+            r.status,
+            r.text()
+        ));
+    }
+    let keys: serde_json::Map<String, serde_json::Value> = PROVIDERS
+        .iter()
+        .map(|p| ((*p).to_owned(), json!(format!("mock-{p}-key"))))
+        .collect();
+    let r = cp.admin(
+        "POST",
+        "/admin/tenants/demo/keys",
+        Some(&serde_json::Value::Object(keys)),
+    );
+    if r.status != 200 {
+        return Err(format!(
+            "cannot store the demo provider keys: {} {}",
+            r.status,
+            r.text()
+        ));
+    }
+    let r = cp.admin(
+        "POST",
+        "/admin/tenants/demo/virtual-keys",
+        Some(&json!({"name": "demo", "key": key})),
+    );
+    if r.status != 201 && r.status != 409 {
+        return Err(format!(
+            "cannot register the demo key: {} {}",
+            r.status,
+            r.text()
+        ));
+    }
+    Ok(())
+}
+
+fn wait(mock: Mock, cp: ControlPlane, envoy: Envoy) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("demo: cannot start the signal listener: {e}");
-            std::process::exit(1);
-        }
-    };
+        .map_err(|e| format!("cannot start the signal listener: {e}"))?;
     let parent = std::os::unix::process::parent_id();
-    let mut processes = (mock, envoy);
+    let mut processes = (mock, cp, envoy);
     let reason = runtime.block_on(async {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -102,13 +222,18 @@ fn main() {
                         return format!("the mock provider exited:\n{}", processes.0.process.logs());
                     }
                     if !processes.1.process.alive() {
-                        return format!("envoy exited:\n{}", processes.1.process.logs());
+                        return format!("the control plane exited:\n{}", processes.1.process.logs());
+                    }
+                    if !processes.2.process.alive() {
+                        return format!("envoy exited:\n{}", processes.2.process.logs());
                     }
                 }
             }
         }
     });
     println!("\ndemo: {reason}; stopping");
+    processes.2.process.stop();
     processes.1.process.stop();
     processes.0.process.stop();
+    Ok(())
 }
