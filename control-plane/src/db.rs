@@ -21,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::stats::{Row, Window, is_error};
+use crate::stats::{Row, Window};
 
 const READERS: usize = 3;
 
@@ -743,7 +743,7 @@ impl Db {
                     stream, usage_parsed, ts_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?;
-            let mut totals: HashMap<(&str, &str, &str), UsageTotals> = HashMap::new();
+            let mut totals: HashMap<(&str, &str, &str), crate::stats::Sums> = HashMap::new();
             let mut accepted = 0u64;
             for r in &records {
                 let n = insert.execute(params![
@@ -767,16 +767,10 @@ impl Db {
                     continue;
                 }
                 accepted += 1;
-                let t = totals
+                totals
                     .entry((&r.tenant, &r.provider, &r.model))
-                    .or_default();
-                t.requests += 1;
-                t.errors += u64::from(is_error(r.status));
-                t.prompt_tokens = t.prompt_tokens.saturating_add(r.prompt_tokens);
-                t.completion_tokens = t.completion_tokens.saturating_add(r.completion_tokens);
-                t.cached_tokens = t.cached_tokens.saturating_add(r.cached_tokens);
-                t.cost_nusd = t.cost_nusd.saturating_add(r.cost_nusd);
-                t.unparsed += u64::from(!r.usage_parsed);
+                    .or_default()
+                    .add_record(r);
             }
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO usage_totals (tenant, provider, model, requests, errors, prompt_tokens,

@@ -26,26 +26,58 @@ pub fn is_error(status: u16) -> bool {
     status >= 400 || status == 0
 }
 
-#[derive(Debug, Default, Clone)]
-struct Sums {
-    requests: u64,
-    errors: u64,
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    cached_tokens: u64,
-    cost_nusd: u64,
-    unparsed: u64,
+/// Summed counts of a set of usage records: the one place a record's numbers
+/// are added up, for stats queries and for the running totals kept at ingest.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Sums {
+    pub requests: u64,
+    pub errors: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub cost_nusd: u64,
+    pub unparsed: u64,
 }
 
 impl Sums {
+    pub fn add_record(&mut self, r: &filter::usage::UsageRecord) {
+        self.add_counts(
+            r.status,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.cached_tokens,
+            r.cost_nusd,
+            r.usage_parsed,
+        );
+    }
+
     fn add(&mut self, r: &Row<'_>) {
+        self.add_counts(
+            r.status,
+            r.prompt_tokens,
+            r.completion_tokens,
+            r.cached_tokens,
+            r.cost_nusd,
+            r.usage_parsed,
+        );
+    }
+
+    fn add_counts(
+        &mut self,
+        status: u16,
+        prompt: u64,
+        completion: u64,
+        cached: u64,
+        cost_nusd: u64,
+        parsed: bool,
+    ) {
         self.requests += 1;
-        self.errors += u64::from(is_error(r.status));
-        self.prompt_tokens = self.prompt_tokens.saturating_add(r.prompt_tokens);
-        self.completion_tokens = self.completion_tokens.saturating_add(r.completion_tokens);
-        self.cached_tokens = self.cached_tokens.saturating_add(r.cached_tokens);
-        self.cost_nusd = self.cost_nusd.saturating_add(r.cost_nusd);
-        self.unparsed += u64::from(!r.usage_parsed);
+        self.errors += u64::from(is_error(status));
+        self.prompt_tokens = self.prompt_tokens.saturating_add(prompt);
+        self.completion_tokens = self.completion_tokens.saturating_add(completion);
+        self.cached_tokens = self.cached_tokens.saturating_add(cached);
+        self.cost_nusd = self.cost_nusd.saturating_add(cost_nusd);
+        self.unparsed += u64::from(!parsed);
     }
 }
 

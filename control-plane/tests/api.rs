@@ -3,8 +3,9 @@
 //! and §15.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::temp_dir;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use aipipe_control_plane::config::Secrets;
 use aipipe_control_plane::db::Db;
@@ -33,21 +34,6 @@ impl Drop for Harness {
     }
 }
 
-fn temp_dir() -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "aipipe-cp-api-{}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn secrets() -> Secrets {
     Secrets {
         admin_secret: ADMIN.into(),
@@ -57,7 +43,7 @@ fn secrets() -> Secrets {
 }
 
 fn harness() -> Harness {
-    let dir = temp_dir();
+    let dir = temp_dir("api");
     let db = Db::open(&dir.join("aipipe.db")).unwrap();
     Harness {
         state: AppState::new(db, &secrets()),

@@ -4,6 +4,8 @@
 //! `kill -9`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::temp_dir;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,19 +16,6 @@ use filter::usage::{TOKEN_HEADER, USAGE_PATH, UsageBatch, UsageRecord};
 
 const ADMIN: &str = "process-test-admin-secret";
 const TOKEN: &str = "process-test-internal-token";
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "aipipe-cp-proc-{name}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A running control plane; killed on drop, its stderr printed if a test fails.
 struct Proc {
