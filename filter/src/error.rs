@@ -82,7 +82,7 @@ impl ApiError {
             Self::ContextTooLong { needed, largest } => format!("This request needs about {needed} tokens of context, more than the largest model available to you ({largest}). Shorten the conversation or lower max_tokens."),
             Self::Unsupported(why) => why.clone(),
             Self::NoTable => "aipipe has no routing table yet (the control plane has not answered and no bootstrap table is configured). Retry shortly.".into(),
-            Self::UnknownPath(p) => format!("Unknown request path `{p}`. aipipe serves POST /v1/chat/completions."),
+            Self::UnknownPath(p) => format!("Unknown request path `{p}`. aipipe serves POST /v1/chat/completions and GET /v1/models."),
         }
     }
 

@@ -287,3 +287,52 @@ mod tests {
         assert!(e.matched.iter().any(|(p, _)| p == "prove"));
     }
 }
+
+/// `GET /v1/models` in OpenAI's list format: `auto`, then every enabled model
+/// the tenant has a provider key for, by catalog id.
+pub fn models_list(table: &Table, tenant: usize) -> String {
+    let mut data = vec![serde_json::json!({
+        "id": "auto", "object": "model", "created": 0, "owned_by": "aipipe",
+    })];
+    for (i, m) in table.models.iter().enumerate() {
+        let keyed = table
+            .model_provider
+            .get(i)
+            .is_some_and(|&p| table.provider_key(tenant, p).is_some());
+        if m.enabled && keyed {
+            data.push(serde_json::json!({
+                "id": m.id, "object": "model", "created": 0, "owned_by": m.provider,
+            }));
+        }
+    }
+    serde_json::json!({"object": "list", "data": data}).to_string()
+}
+
+#[cfg(test)]
+mod models_tests {
+    use super::*;
+    use crate::table::{RoutingTable, Tenant, hex_hash};
+
+    #[test]
+    fn the_list_holds_auto_and_only_reachable_enabled_models() {
+        let t = Table::compile(RoutingTable {
+            tenants: vec![Tenant {
+                id: "a".into(),
+                disabled: false,
+                virtual_key_hashes: vec![hex_hash("k")],
+                provider_keys: [("anthropic".to_owned(), "x".to_owned())].into(),
+            }],
+            ..RoutingTable::default()
+        })
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&models_list(&t, 0)).unwrap();
+        let ids: Vec<&str> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["auto", "claude-sonnet-4-5", "claude-opus-4-5"]);
+        assert_eq!(v["object"], "list");
+    }
+}

@@ -316,3 +316,41 @@ fn plain_envoy_baseline_proxies_without_the_filter() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-aipipe-model"), None);
 }
+
+#[test]
+fn models_lists_auto_and_what_the_tenant_can_reach() {
+    let s = Stack::start();
+    let r = aipipe_tests::get(&s.envoy.url("/v1/models"), &ACME.auth());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["object"], "list");
+    let ids: Vec<String> = r.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "auto",
+            "gpt-4o-mini",
+            "gpt-4o",
+            "claude-sonnet-4-5",
+            "claude-opus-4-5"
+        ]
+    );
+    let r = aipipe_tests::get(&s.envoy.url("/v1/models"), &ROUTER.auth());
+    assert!(
+        r.text().contains("llama-3.3-70b-instruct") && !r.text().contains("gpt-4o"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        aipipe_tests::get(&s.envoy.url("/v1/models"), &[]).status,
+        401
+    );
+    assert!(
+        s.mock.received().is_empty(),
+        "the model list is answered by the filter itself"
+    );
+}

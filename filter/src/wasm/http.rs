@@ -15,6 +15,7 @@ use crate::route;
 use crate::table::{AuthStyle, Table};
 
 const CHAT_PATH: &str = "/v1/chat/completions";
+const MODELS_PATH: &str = "/v1/models";
 
 pub struct Http {
     shared: Option<Rc<Shared>>,
@@ -32,6 +33,14 @@ pub struct Http {
     start: Option<std::time::SystemTime>,
     /// Set once routed: accounting of the answer, and the model it is for.
     meter: Option<(Meter, usize)>,
+}
+
+/// What the headers phase decided.
+enum Next {
+    /// Wait for the body, then route.
+    Body,
+    /// Answer now with this JSON.
+    Answer(String),
 }
 
 struct Decision {
@@ -57,20 +66,24 @@ impl Http {
     }
 
     fn fail(&mut self, e: &ApiError) -> Action {
+        self.reply(e.status(), &e.body())
+    }
+
+    /// Answers the request from the filter itself (JSON).
+    fn reply(&mut self, status: u32, body: &str) -> Action {
         self.replied = true;
-        let body = e.body();
         let headers = vec![
             ("content-type", "application/json"),
             ("x-aipipe-request-id", self.request_id.as_str()),
         ];
-        if let Err(s) = host::send_response(e.status(), headers, body.as_bytes()) {
+        if let Err(s) = host::send_response(status, headers, body.as_bytes()) {
             log::warn!("local reply failed: {s:?}");
         }
         // Stop here: the local reply ends the request.
         Action::Pause
     }
 
-    fn headers(&mut self, end_of_stream: bool) -> Result<(), ApiError> {
+    fn headers(&mut self, end_of_stream: bool) -> Result<Next, ApiError> {
         let Some(shared) = self.shared.clone() else {
             return Err(ApiError::NoTable);
         };
@@ -113,13 +126,20 @@ impl Http {
 
         let path = path.unwrap_or_default();
         let path = path.split(|&b| b == b'?').next().unwrap_or_default();
-        if path != CHAT_PATH.as_bytes() {
+        let list_models = path == MODELS_PATH.as_bytes();
+        if path != CHAT_PATH.as_bytes() && !list_models {
             return Err(ApiError::UnknownPath(
                 String::from_utf8_lossy(path).into_owned(),
             ));
         }
-        if method != Some(b"POST".as_slice()) {
-            return Err(ApiError::BadRequest(format!("{CHAT_PATH} takes POST")));
+        let expected: &[u8] = if list_models { b"GET" } else { b"POST" };
+        if method != Some(expected) {
+            let (p, m) = if list_models {
+                (MODELS_PATH, "GET")
+            } else {
+                (CHAT_PATH, "POST")
+            };
+            return Err(ApiError::BadRequest(format!("{p} takes {m}")));
         }
         let table = shared.table().ok_or(ApiError::NoTable)?;
         self.tenant = match tenant_header.filter(|_| shared.trust_tenant_header) {
@@ -127,6 +147,9 @@ impl Http {
             Some(id) => route::tenant_by_id(&table, id)?,
             None => route::authenticate(&table, route::virtual_key(authorization, api_key))?,
         };
+        if list_models {
+            return Ok(Next::Answer(route::models_list(&table, self.tenant)));
+        }
         self.table = Some(table);
         if content_length.is_some_and(|n| n > shared.max_body_bytes) {
             return Err(ApiError::BodyTooLarge {
@@ -136,7 +159,7 @@ impl Http {
         if end_of_stream || content_length == Some(0) {
             return Err(ApiError::BadRequest("request body is empty".into()));
         }
-        Ok(())
+        Ok(Next::Body)
     }
 
     fn body(&mut self, body_size: usize) -> Result<(), ApiError> {
@@ -218,7 +241,9 @@ impl HttpContext for Http {
         match self.headers(end_of_stream) {
             // Hold the headers until the whole body is here: routing reads it,
             // and routing headers can only change while they are held.
-            Ok(()) => Action::Pause,
+            Ok(Next::Body) => Action::Pause,
+            // Answered by the filter itself (GET /v1/models).
+            Ok(Next::Answer(json)) => self.reply(200, &json),
             Err(e) => self.fail(&e),
         }
     }
