@@ -78,7 +78,8 @@ impl Singleton {
             Err(s) => log::error!("singleton: cannot register the usage queue: {s:?}"),
         }
         self.metrics = Metrics::define();
-        self.poll();
+        // The first poll waits for the first tick: during configuration the
+        // cluster manager is not ready and the call would fail.
         true
     }
 
