@@ -98,8 +98,14 @@ impl Http {
             match name.as_str() {
                 ":method" => method = Some(value.as_slice()),
                 ":path" => path = Some(value.as_slice()),
-                "authorization" => authorization = std::str::from_utf8(value).ok(),
-                "x-api-key" => api_key = std::str::from_utf8(value).ok(),
+                "authorization" => {
+                    self.had_authorization_header = true;
+                    authorization = std::str::from_utf8(value).ok();
+                }
+                "x-api-key" => {
+                    self.had_api_key_header = true;
+                    api_key = std::str::from_utf8(value).ok();
+                }
                 "content-length" => {
                     content_length = std::str::from_utf8(value)
                         .ok()
@@ -115,10 +121,6 @@ impl Http {
                 _ => {}
             }
         }
-        self.had_authorization_header =
-            authorization.is_some() || headers.iter().any(|(n, _)| n == "authorization");
-        self.had_api_key_header =
-            api_key.is_some() || headers.iter().any(|(n, _)| n == "x-api-key");
         // Client-sent internal headers never reach routing or the upstream.
         for name in strip {
             let _ = host::set_request_header(name, None);
