@@ -33,6 +33,23 @@ struct Wire<'a> {
     max_completion_tokens: Option<u64>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
+    stream_options: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// Where a borrowed raw value sits in the body it was parsed from.
+fn span_of(body: &[u8], raw: &RawValue) -> Option<(usize, usize)> {
+    let text = raw.get();
+    // `raw` borrows from `body`: its address gives its position.
+    let start = (text.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let span = (start, start.checked_add(text.len())?);
+    (body.get(span.0..span.1)? == text.as_bytes()).then_some(span)
 }
 
 fn raw_always<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
@@ -201,6 +218,10 @@ pub struct ChatRequest<'a> {
     pub json_schema: bool,
     pub max_tokens: Option<u64>,
     pub stream: bool,
+    /// Byte range of the `stream_options` value, when present.
+    pub stream_options_span: Option<(usize, usize)>,
+    /// The client asked for the usage chunk of a stream.
+    pub include_usage: bool,
 }
 
 /// A client error in the body: the message says exactly what is wrong.
@@ -231,12 +252,8 @@ impl ChatRequest<'_> {
             None => (ModelChoice::Auto, None),
             Some(raw) => {
                 let text = raw.get();
-                // `raw` borrows from `body`: its address gives its position.
-                let start = (text.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
-                let span = (start, start + text.len());
-                if body.get(span.0..span.1) != Some(text.as_bytes()) {
-                    return Err(ParseError("invalid request body: `model`".into()));
-                }
+                let span = span_of(body, raw)
+                    .ok_or_else(|| ParseError("invalid request body: `model`".into()))?;
                 let choice = if text == "null" {
                     ModelChoice::Auto
                 } else {
@@ -254,6 +271,18 @@ impl ChatRequest<'_> {
                 (choice, Some(span))
             }
         };
+        let stream_options_span = match wire.stream_options {
+            Some(raw) => Some(
+                span_of(body, raw)
+                    .ok_or_else(|| ParseError("invalid request body: `stream_options`".into()))?,
+            ),
+            None => None,
+        };
+        let include_usage = wire
+            .stream_options
+            .and_then(|raw| serde_json::from_str::<StreamOptions>(raw.get()).ok())
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
         if wire.messages.is_empty() {
             return Err(ParseError(
                 "invalid request body: `messages` must contain at least one message".into(),
@@ -274,6 +303,8 @@ impl ChatRequest<'_> {
             json_schema,
             max_tokens: wire.max_completion_tokens.or(wire.max_tokens),
             stream: wire.stream.unwrap_or(false),
+            stream_options_span,
+            include_usage,
         })
     }
 
@@ -298,23 +329,60 @@ impl ChatRequest<'_> {
     /// covers everything up to the end of the `model` value — a few bytes in
     /// the usual `{"model":"auto",…` layout — instead of the whole body.
     pub fn model_rewrite(&self, body: &[u8], upstream_model: &str) -> BodyEdit {
+        self.upstream_edit(body, upstream_model, false)
+    }
+
+    /// Whether the filter must ask for the usage chunk the client did not.
+    pub fn needs_usage_forced(&self) -> bool {
+        self.stream && !self.include_usage
+    }
+
+    /// The edit for the upstream request: the model renamed and, with
+    /// `force_usage` on a stream that lacks it, `stream_options.include_usage`
+    /// set so the answer carries its usage (the filter hides it from the
+    /// client again). One prefix edit covering every changed span.
+    pub fn upstream_edit(&self, body: &[u8], upstream_model: &str, force_usage: bool) -> BodyEdit {
+        let insert_at = self.object_start + 1;
         let quoted = json_string(upstream_model);
+        // (start, end, replacement) — an insertion has start == end.
+        let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::with_capacity(2);
         match self.model_span {
-            Some((start, end)) => {
-                let mut prefix = Vec::with_capacity(start + quoted.len());
-                prefix.extend_from_slice(body.get(..start).unwrap_or_default());
-                prefix.extend_from_slice(quoted.as_bytes());
-                BodyEdit { drain: end, prefix }
+            Some((start, end)) => edits.push((start, end, quoted.into_bytes())),
+            None => edits.push((
+                insert_at,
+                insert_at,
+                format!("\"model\":{quoted},").into_bytes(),
+            )),
+        }
+        if force_usage && self.needs_usage_forced() {
+            match self.stream_options_span {
+                Some((start, end)) => {
+                    let mut options = body
+                        .get(start..end)
+                        .and_then(|raw| serde_json::from_slice::<serde_json::Value>(raw).ok())
+                        .filter(serde_json::Value::is_object)
+                        .unwrap_or_else(|| serde_json::json!({}));
+                    options["include_usage"] = serde_json::Value::Bool(true);
+                    edits.push((start, end, options.to_string().into_bytes()));
+                }
+                None => edits.push((
+                    insert_at,
+                    insert_at,
+                    b"\"stream_options\":{\"include_usage\":true},".to_vec(),
+                )),
             }
-            None => {
-                let at = self.object_start + 1;
-                let mut prefix = Vec::with_capacity(at + quoted.len() + 10);
-                prefix.extend_from_slice(body.get(..at).unwrap_or_default());
-                prefix.extend_from_slice(b"\"model\":");
-                prefix.extend_from_slice(quoted.as_bytes());
-                prefix.push(b',');
-                BodyEdit { drain: at, prefix }
-            }
+        }
+        edits.sort_by_key(|e| e.0);
+        let mut prefix = Vec::with_capacity(edits.last().map_or(0, |e| e.1) + 64);
+        let mut cursor = 0;
+        for (start, end, replacement) in edits {
+            prefix.extend_from_slice(body.get(cursor..start).unwrap_or_default());
+            prefix.extend_from_slice(&replacement);
+            cursor = end.max(cursor);
+        }
+        BodyEdit {
+            drain: cursor,
+            prefix,
         }
     }
 }
@@ -446,6 +514,51 @@ mod tests {
         let edit = parse(body).unwrap().model_rewrite(body.as_bytes(), "m");
         assert_eq!(edit.drain, 15);
         assert_eq!(edit.prefix, b"{\"model\":\"m\"");
+    }
+
+    #[test]
+    fn usage_is_forced_on_streams_that_lack_it_and_only_there() {
+        let cases = [
+            (
+                r#"{"model":"auto","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+                true,
+            ),
+            (
+                r#"{"stream":true,"messages":[{"role":"user","content":"hi"}],"stream_options":{"x":1}}"#,
+                true,
+            ),
+            (
+                r#"{"model":"auto","stream":true,"stream_options":{"include_usage":false},"messages":[{"role":"user","content":"hi"}]}"#,
+                true,
+            ),
+            (
+                r#"{"model":"auto","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#,
+                false,
+            ),
+            (
+                r#"{"model":"auto","messages":[{"role":"user","content":"hi"}]}"#,
+                false,
+            ),
+        ];
+        for (body, forced) in cases {
+            let r = parse(body).unwrap();
+            assert_eq!(r.needs_usage_forced(), forced, "{body}");
+            let edit = r.upstream_edit(body.as_bytes(), "m", true);
+            let out = edit.apply(body.as_bytes());
+            assert_eq!(out.len(), edit.new_len(body.len()));
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v["model"], "m", "{body}");
+            let before: serde_json::Value = serde_json::from_str(body).unwrap();
+            if forced {
+                assert_eq!(v["stream_options"]["include_usage"], true, "{body}");
+                if let Some(x) = before["stream_options"].get("x") {
+                    assert_eq!(&v["stream_options"]["x"], x, "other options are kept");
+                }
+            } else {
+                assert_eq!(v["stream_options"], before["stream_options"], "{body}");
+            }
+            assert_eq!(v["messages"], before["messages"]);
+        }
     }
 
     #[test]

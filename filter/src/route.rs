@@ -58,6 +58,9 @@ pub struct Routed<'t> {
     pub score: Option<Score>,
     pub edit: BodyEdit,
     pub stream: bool,
+    /// The filter asked for the stream's usage chunk, which the client did
+    /// not: it must be hidden from the client again.
+    pub hide_usage: bool,
 }
 
 /// What a request needs from a model, read from its parse.
@@ -119,8 +122,10 @@ pub fn route<'t>(table: &'t Table, tenant: usize, body: &[u8]) -> Result<Routed<
         provider,
         key,
         score,
-        edit: req.model_rewrite(body, m.upstream_name()),
+        // Streams always carry their usage upstream, for exact accounting.
+        edit: req.upstream_edit(body, m.upstream_name(), true),
         stream: req.stream,
+        hide_usage: req.needs_usage_forced(),
     })
 }
 

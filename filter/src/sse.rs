@@ -76,6 +76,72 @@ impl SseParser {
     }
 }
 
+/// Gives a client that did not ask for `stream_options.include_usage` the
+/// stream it would have had without it, although the filter asked for it
+/// (to count tokens): the usage-only event goes, and the `"usage":null`
+/// member OpenAI adds to every other chunk is removed. Works on whole
+/// events, so a partial event is held until its end arrives — the stream
+/// still moves event by event.
+#[derive(Debug, Default)]
+pub struct UsageStripper {
+    pending: Vec<u8>,
+}
+
+impl UsageStripper {
+    /// Feeds a chunk of the upstream stream; appends what the client gets.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        self.pending.extend_from_slice(chunk);
+        let mut start = 0;
+        while let Some(end) = event_end(self.pending.get(start..).unwrap_or_default()) {
+            let event = self.pending.get(start..start + end).unwrap_or_default();
+            strip_event(event, out);
+            start += end;
+        }
+        self.pending.drain(..start);
+    }
+
+    /// The stream ended: whatever is left goes out as it is.
+    pub fn finish(&mut self, out: &mut Vec<u8>) {
+        out.append(&mut self.pending);
+    }
+}
+
+/// Length of the first complete event (through its blank line), if any.
+fn event_end(bytes: &[u8]) -> Option<usize> {
+    let lf = bytes.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn strip_event(event: &[u8], out: &mut Vec<u8>) {
+    let usage_only = contains(event, b"\"choices\":[]") && contains(event, b"\"usage\":{");
+    if usage_only {
+        return;
+    }
+    for needle in [&b",\"usage\":null"[..], &b"\"usage\":null,"[..]] {
+        if let Some(at) = find(event, needle) {
+            out.extend_from_slice(event.get(..at).unwrap_or_default());
+            out.extend_from_slice(event.get(at + needle.len()..).unwrap_or_default());
+            return;
+        }
+    }
+    out.extend_from_slice(event);
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    find(haystack, needle).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +168,41 @@ mod tests {
                 assert_eq!(events(&[a, b, c]), whole, "split at {i}, {j}");
             }
         }
+    }
+
+    #[test]
+    fn the_stripped_stream_is_the_one_without_include_usage_at_every_split() {
+        let with = b"data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"role\":\"assistant\"}}],\"usage\":null}\n\n\
+data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n\
+data: {\"id\":\"c\",\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n\
+data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1}}\n\n\
+data: [DONE]\n\n";
+        let without =
+            b"data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"role\":\"assistant\"}}]}\n\n\
+data: {\"id\":\"c\",\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n\
+data: {\"id\":\"c\",\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n\
+data: [DONE]\n\n";
+        for i in 0..=with.len() {
+            let (a, b) = with.split_at(i);
+            let mut s = UsageStripper::default();
+            let mut out = Vec::new();
+            s.feed(a, &mut out);
+            s.feed(b, &mut out);
+            s.finish(&mut out);
+            assert_eq!(
+                String::from_utf8_lossy(&out),
+                String::from_utf8_lossy(without),
+                "split at {i}"
+            );
+        }
+        // Complete events are passed on at once, not held for the end.
+        let mut s = UsageStripper::default();
+        let mut out = Vec::new();
+        s.feed(&with[..60], &mut out);
+        assert!(out.is_empty());
+        let first_event = with.windows(2).position(|w| w == b"\n\n").unwrap() + 2;
+        s.feed(&with[60..first_event + 5], &mut out);
+        assert_eq!(out.len(), first_event - ",\"usage\":null".len());
     }
 
     #[test]

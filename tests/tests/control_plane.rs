@@ -194,6 +194,21 @@ fn usage_flows_back_and_stats_are_exact() {
         completion += c;
         requests += 1;
     }
+    // Streams whose client did not ask for usage are counted all the same:
+    // the filter asked for it. The mock is deterministic, so the same request
+    // with usage shown tells what it was.
+    for i in 0..3 {
+        let mut body = hello(&"quiet stream ".repeat(i + 2));
+        body["stream"] = json!(true);
+        let r = s.chat(&key, &body);
+        assert_eq!(r.status, 200);
+        assert!(!r.text().contains("usage"), "{}", r.text());
+        body["stream_options"] = json!({"include_usage": true});
+        let (p, c) = usage_seen(&s.chat(&key, &body));
+        prompt += 2 * p;
+        completion += 2 * c;
+        requests += 2;
+    }
     let st = eventually(Duration::from_secs(10), || {
         let st = s.stats("acme");
         (st["totals"]["requests"].as_u64()? == requests).then_some(st)

@@ -354,3 +354,37 @@ fn models_lists_auto_and_what_the_tenant_can_reach() {
         "the model list is answered by the filter itself"
     );
 }
+
+#[test]
+fn streams_carry_usage_upstream_but_the_client_gets_the_stream_it_asked_for() {
+    let s = Stack::start();
+    let mut body = chat("gpt-4o-mini", "count my tokens please");
+    body["stream"] = json!(true);
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(
+        !text.contains("usage"),
+        "the client did not ask for usage: {text}"
+    );
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let content: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert!(content.contains("openai/gpt-4o-mini"), "{content}");
+    // The provider was asked for the usage chunk.
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["body"]["stream_options"]["include_usage"], true);
+
+    // A client that asked gets it, once.
+    body["stream_options"] = json!({"include_usage": true});
+    let text = post_json(&s.chat_url(), &ACME.auth(), &body).text();
+    assert_eq!(text.matches("\"usage\":{").count(), 1, "{text}");
+}

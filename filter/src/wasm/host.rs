@@ -31,6 +31,18 @@ pub fn replace_request_body_prefix(drain: usize, prefix: &[u8]) -> Result<(), St
     hostcalls::set_buffer(BufferType::HttpRequestBody, 0, drain, prefix)
 }
 
+pub fn response_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Replaces the whole current response body chunk.
+pub fn replace_response_body(size: usize, bytes: &[u8]) -> Result<(), Status> {
+    hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, bytes)
+}
+
 pub fn send_response(status: u32, headers: Vec<(&str, &str)>, body: &[u8]) -> Result<(), Status> {
     hostcalls::send_http_response(status, headers, Some(body))
 }

@@ -12,6 +12,7 @@ use super::root::Shared;
 use super::usage::{Meter, now};
 use crate::error::ApiError;
 use crate::route;
+use crate::sse::UsageStripper;
 use crate::table::{AuthStyle, Table};
 
 const CHAT_PATH: &str = "/v1/chat/completions";
@@ -33,6 +34,8 @@ pub struct Http {
     start: Option<std::time::SystemTime>,
     /// Set once routed: accounting of the answer, and the model it is for.
     meter: Option<(Meter, usize)>,
+    /// Set when the filter asked for a usage chunk the client did not.
+    stripper: Option<UsageStripper>,
 }
 
 /// What the headers phase decided.
@@ -62,6 +65,7 @@ impl Http {
             replied: false,
             start: None,
             meter: None,
+            stripper: None,
         }
     }
 
@@ -223,6 +227,7 @@ impl Http {
             model.id,
             complexity.as_deref().unwrap_or("explicit"),
         );
+        self.stripper = routed.hide_usage.then(UsageStripper::default);
         if let Some(start) = self.start {
             let c = routed.score.map(|s| s.complexity);
             self.meter = Some((Meter::new(start, routed.stream, c), routed.model));
@@ -305,10 +310,31 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if let Some((meter, _)) = &mut self.meter {
-            meter.on_body(body_size, end_of_stream);
+        let Some((meter, _)) = &mut self.meter else {
+            // Not routed by us (a local reply): pass it on.
+            return Action::Continue;
+        };
+        let chunk = if body_size > 0 {
+            host::response_body(body_size)
+        } else {
+            Vec::new()
+        };
+        meter.on_body(&chunk, end_of_stream);
+        if let Some(stripper) = &mut self.stripper
+            && meter.status() == 200
+        {
+            let mut out = Vec::with_capacity(chunk.len());
+            stripper.feed(&chunk, &mut out);
+            if end_of_stream {
+                stripper.finish(&mut out);
+            }
+            if out != chunk
+                && let Err(s) = host::replace_response_body(body_size, &out)
+            {
+                log::warn!("cannot hide the usage chunk: {s:?}");
+            }
         }
-        // Stream every chunk to the client as it arrives.
+        // Stream every chunk (every complete event) to the client as it arrives.
         Action::Continue
     }
 

@@ -5,7 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType};
+use proxy_wasm::types::MapType;
 
 use crate::sse::SseParser;
 use crate::table::Table;
@@ -60,27 +60,23 @@ impl Meter {
             .unwrap_or(0);
     }
 
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
     /// Each response body chunk, as it passes.
-    pub fn on_body(&mut self, size: usize, end_of_stream: bool) {
-        if size > 0 && self.first_byte.is_none() {
+    pub fn on_body(&mut self, chunk: &[u8], end_of_stream: bool) {
+        if !chunk.is_empty() && self.first_byte.is_none() {
             self.first_byte = now();
         }
-        let chunk = if size > 0 {
-            hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-        } else {
-            Vec::new()
-        };
         if self.stream {
             let usage = &mut self.stream_usage;
-            self.sse.feed(&chunk, |data| usage.on_event(data));
+            self.sse.feed(chunk, |data| usage.on_event(data));
             if end_of_stream {
                 self.sse.finish(|data| usage.on_event(data));
             }
         } else if self.plain.len() + chunk.len() <= MAX_PLAIN_BODY {
-            self.plain.extend_from_slice(&chunk);
+            self.plain.extend_from_slice(chunk);
         } else {
             self.plain_overflow = true;
         }
