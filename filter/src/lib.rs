@@ -6,6 +6,7 @@
 //! plugin configuration. The `wasm` module is the thin shell that talks to
 //! Envoy through proxy-wasm and exists only on `wasm32`.
 
+pub mod anthropic;
 pub mod catalog;
 pub mod config;
 pub mod error;
