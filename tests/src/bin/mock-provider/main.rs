@@ -8,16 +8,28 @@
 //! - The provider is picked by the Host header (`api.openai.com`, …), else by
 //!   a first path segment naming it (`/openai/v1/chat/completions`).
 //! - Chat endpoints answer deterministic OpenAI Chat Completions, plain or
-//!   streamed (SSE), with usage derived from the request ([`openai`]).
+//!   streamed (SSE), with usage derived from the request ([`openai`]), each
+//!   provider with its own usage object and quirks ([`compat`]); cached
+//!   tokens follow one documented rule ([`tokens`]).
+//! - Anthropic also speaks its native Messages API at `/v1/messages`
+//!   ([`anthropic`]): its headers, errors, usage and SSE events.
 //! - `/_mock/health`, `/_mock/received` (what was forwarded) and
 //!   `/_mock/faults` (error statuses, delays, slow streams) drive the tests.
 //! - `--fast` answers every chat request with one precomputed completion and
 //!   records nothing: benchmarks measure the proxy, not the mock.
 
+mod anthropic;
+mod compat;
 mod faults;
+mod gemini;
+mod minimax;
+mod moonshot;
 mod openai;
+mod openrouter;
 mod provider;
 mod received;
+mod tokens;
+mod xai;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -37,7 +49,7 @@ use axum::serve::ListenerExt as _;
 use futures_util::StreamExt as _;
 use serde_json::Value;
 
-use crate::faults::{FaultSpec, Faults};
+use crate::faults::{FaultSpec, Faults, Plan};
 use crate::openai::{ApiError, ChatRequest, json_response};
 use crate::provider::{Dialect, Provider};
 use crate::received::{Received, Record};
@@ -132,10 +144,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--fast`: the constant answers, serialized once.
+struct Fast {
+    /// To every OpenAI-format chat request.
+    chat: Bytes,
+    /// To every Anthropic Messages request.
+    messages: Bytes,
+}
+
 /// Shared by all requests.
 struct App {
-    /// `--fast`: the constant answer to every chat request.
-    fast: Option<Bytes>,
+    fast: Option<Fast>,
     received: Received,
     faults: Faults,
     next_id: AtomicU64,
@@ -143,7 +162,10 @@ struct App {
 
 async fn run(options: Options) -> Result<(), String> {
     let fast = match options.fast {
-        true => Some(openai::fast_completion().map_err(|e| format!("fast answer: {e}"))?),
+        true => Some(Fast {
+            chat: openai::fast_completion().map_err(|e| format!("fast answer: {e}"))?,
+            messages: anthropic::fast_message().map_err(|e| format!("fast answer: {e}"))?,
+        }),
         false => None,
     };
     let app = Arc::new(App {
@@ -229,7 +251,7 @@ async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         return control(&app, parts.method.as_str(), endpoint, body).await;
     }
     match &app.fast {
-        Some(answer) => fast_answer(answer, &parts, body).await,
+        Some(fast) => fast_answer(fast, &parts, body).await,
         None => provider_request(&app, &parts, body).await,
     }
 }
@@ -293,7 +315,6 @@ async fn provider_request(app: &App, parts: &Parts, body: Body) -> Response {
         Err(e) => return e.into_response(),
     };
     let json: Option<Value> = serde_json::from_slice(&bytes).ok();
-    let chat = ChatRequest::from_json(json.as_ref());
     let field = |key: &str| json.as_ref().and_then(|body| body.get(key));
     app.received.push(Record {
         provider: provider.name(),
@@ -303,29 +324,54 @@ async fn provider_request(app: &App, parts: &Parts, body: Body) -> Response {
             .or_else(|| parts.uri.authority().map(ToString::to_string)),
         authorization: header(&parts.headers, &AUTHORIZATION),
         x_api_key: header(&parts.headers, &HeaderName::from_static("x-api-key")),
+        anthropic_version: header(&parts.headers, &anthropic::VERSION_HEADER),
         model: field("model").and_then(Value::as_str).map(str::to_owned),
         stream: field("stream").and_then(Value::as_bool) == Some(true),
         body_bytes: bytes.len(),
         content_length: header(&parts.headers, &CONTENT_LENGTH),
         body_json_valid: json.is_some(),
-        body: json,
+        body: json.clone(),
     });
-    if parts.method != Method::POST || relative != provider.chat_path() {
+    let Some(dialect) = provider.endpoint(parts.method == Method::POST, relative) else {
         return ApiError::not_found(format!("Invalid URL ({} {path})", parts.method))
             .into_response();
-    }
+    };
 
     let plan = app.faults.next_request(provider);
     if !plan.delay.is_zero() {
         tokio::time::sleep(plan.delay).await;
     }
+    match dialect {
+        Dialect::OpenAiChat => openai_chat(app, provider, &parts.headers, json.as_ref(), plan),
+        Dialect::AnthropicMessages => {
+            let id = app.next_id.fetch_add(1, Ordering::Relaxed);
+            anthropic::respond(
+                &parts.headers,
+                json.as_ref(),
+                plan.status,
+                plan.chunk_delay,
+                id,
+            )
+        }
+    }
+}
+
+/// An OpenAI-format chat request, after any delay fault.
+fn openai_chat(
+    app: &App,
+    provider: Provider,
+    headers: &HeaderMap,
+    json: Option<&Value>,
+    plan: Plan,
+) -> Response {
+    let chat = ChatRequest::from_json(json);
     if let Some(status) = plan.status {
         let model = chat
             .as_ref()
             .map_or(openai::UNKNOWN_MODEL, |c| c.model.as_str());
         return ApiError::for_status(status, model).into_response();
     }
-    if !has_bearer_key(&parts.headers) {
+    if !has_bearer_key(headers) {
         return ApiError::missing_api_key().into_response();
     }
     let chat = match chat {
@@ -333,13 +379,11 @@ async fn provider_request(app: &App, parts: &Parts, body: Body) -> Response {
         Err(e) => return e.into_response(),
     };
     let id = app.next_id.fetch_add(1, Ordering::Relaxed);
-    match provider.dialect() {
-        Dialect::OpenAiChat => openai::respond(provider, &chat, id, plan.chunk_delay),
-    }
+    openai::respond(provider, &chat, id, plan.chunk_delay)
 }
 
 /// `--fast`: drain the body, then the constant answer; no parsing, no log.
-async fn fast_answer(answer: &Bytes, parts: &Parts, body: Body) -> Response {
+async fn fast_answer(fast: &Fast, parts: &Parts, body: Body) -> Response {
     let mut data = body.into_data_stream();
     while let Some(chunk) = data.next().await {
         if let Err(e) = chunk {
@@ -348,16 +392,15 @@ async fn fast_answer(answer: &Bytes, parts: &Parts, body: Body) -> Response {
         }
     }
     let path = parts.uri.path();
-    match provider::resolve(host(parts), path) {
-        Some((provider, relative))
-            if parts.method == Method::POST && relative == provider.chat_path() =>
-        {
-            json_response(StatusCode::OK, answer.clone())
-        }
-        Some(_) => {
+    let Some((provider, relative)) = provider::resolve(host(parts), path) else {
+        return unknown_provider(parts);
+    };
+    match provider.endpoint(parts.method == Method::POST, relative) {
+        Some(Dialect::OpenAiChat) => json_response(StatusCode::OK, fast.chat.clone()),
+        Some(Dialect::AnthropicMessages) => json_response(StatusCode::OK, fast.messages.clone()),
+        None => {
             ApiError::not_found(format!("Invalid URL ({} {path})", parts.method)).into_response()
         }
-        None => unknown_provider(parts),
     }
 }
 

@@ -2,10 +2,14 @@
 //! answer and its usage, the `chat.completion` object, the SSE chunks and
 //! OpenAI-shaped error bodies.
 //!
-//! Token rule, used for prompt and completion alike: a text is
-//! `ceil(chars / 4)` tokens (chars = Unicode scalar values). A prompt is that
-//! rule over the text of all messages (string contents and the `text` of
-//! content parts) plus 4 tokens per message.
+//! Token rule ([`crate::tokens`]), used for prompt and completion alike: a
+//! text is `ceil(chars / 4)` tokens (chars = Unicode scalar values). A prompt
+//! is that rule over the text of all messages (string contents and the `text`
+//! of content parts) plus 4 tokens per message. Cached prompt tokens follow
+//! the cache rule there (a long system prompt, or `cache_control` parts).
+//!
+//! Each provider's own usage object and quirks come from its [`Flavor`]
+//! ([`crate::compat`]); [`Reply::new`] is plain OpenAI.
 //!
 //! Answer: `Mock answer from <provider>/<model>:` and filler words, 4 + one
 //! per 4 prompt tokens (at most 200), fewer if `max_completion_tokens` (else
@@ -23,7 +27,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::compat::{Flavor, TopExtra, WireUsage};
+use crate::minimax::{MessageExtra, ReasoningDetail, reasoning_detail};
 use crate::provider::Provider;
+use crate::tokens::{openai_cached_tokens, prompt_tokens, tokens_for_chars};
 
 /// The model named in answers when the request names none.
 pub const UNKNOWN_MODEL: &str = "unknown-model";
@@ -40,6 +47,12 @@ pub struct ChatRequest {
     pub include_usage: bool,
     pub max_tokens: Option<u64>,
     pub prompt_tokens: u64,
+    /// Prompt tokens served from the (always warm) prompt cache.
+    pub cached_tokens: u64,
+    /// Gemini: thinking effort (see [`crate::gemini`]).
+    pub reasoning_effort: Option<String>,
+    /// MiniMax: reasoning apart from the content (see [`crate::minimax`]).
+    pub reasoning_split: bool,
 }
 
 impl ChatRequest {
@@ -82,6 +95,12 @@ impl ChatRequest {
                 == Some(true),
             max_tokens: uint("max_completion_tokens").or_else(|| uint("max_tokens")),
             prompt_tokens: prompt_tokens(messages),
+            cached_tokens: openai_cached_tokens(messages),
+            reasoning_effort: obj
+                .get("reasoning_effort")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            reasoning_split: obj.get("reasoning_split").and_then(Value::as_bool) == Some(true),
         })
     }
 }
@@ -95,31 +114,6 @@ fn json_type(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-/// `ceil(chars / 4)`: the one token rule of the mock.
-pub fn tokens_for_chars(chars: usize) -> u64 {
-    u64::try_from(chars.div_ceil(4)).unwrap_or(u64::MAX)
-}
-
-/// Prompt tokens: the text of all messages by the token rule, plus 4 per message.
-pub fn prompt_tokens(messages: &[Value]) -> u64 {
-    let mut chars = 0usize;
-    for message in messages {
-        match message.get("content") {
-            Some(Value::String(text)) => chars += text.chars().count(),
-            Some(Value::Array(parts)) => {
-                for part in parts {
-                    if let Some(text) = part.get("text").and_then(Value::as_str) {
-                        chars += text.chars().count();
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let per_message = u64::try_from(messages.len()).unwrap_or(u64::MAX / 4) * 4;
-    tokens_for_chars(chars).saturating_add(per_message)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -177,7 +171,10 @@ impl Answer {
                 prompt_tokens: request.prompt_tokens,
                 completion_tokens,
                 total_tokens: request.prompt_tokens.saturating_add(completion_tokens),
-                prompt_tokens_details: PromptTokensDetails::default(),
+                prompt_tokens_details: PromptTokensDetails {
+                    cached_tokens: request.cached_tokens.min(request.prompt_tokens),
+                    audio_tokens: 0,
+                },
                 completion_tokens_details: CompletionTokensDetails::default(),
             },
         }
@@ -185,27 +182,36 @@ impl Answer {
 
     /// The content cut before each space, for one SSE chunk per word.
     fn pieces(&self) -> Vec<&str> {
-        let content = self.content.as_str();
-        let mut pieces = Vec::new();
-        let mut start = 0;
-        for (i, _) in content.match_indices(' ') {
-            if i > start {
-                pieces.push(&content[start..i]);
-                start = i;
-            }
-        }
-        pieces.push(&content[start..]);
-        pieces
+        word_pieces(&self.content)
     }
 }
 
-/// One answer as sent: the completion id, time and model around an [`Answer`].
+/// A text cut before each space (the pieces concatenate back to it).
+pub fn word_pieces(content: &str) -> Vec<&str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for (i, _) in content.match_indices(' ') {
+        if i > start {
+            pieces.push(&content[start..i]);
+            start = i;
+        }
+    }
+    pieces.push(&content[start..]);
+    pieces
+}
+
+/// One answer as sent: the completion id, time and model around an
+/// [`Answer`], shaped by the provider's [`Flavor`].
 #[derive(Debug)]
 pub struct Reply {
     pub id: String,
     pub created: u64,
     pub model: String,
     pub answer: Answer,
+    flavor: Flavor,
+    usage: WireUsage,
+    /// Reasoning sent apart from the content (MiniMax `reasoning_split`).
+    reasoning: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -216,7 +222,9 @@ struct Completion<'a> {
     model: &'a str,
     system_fingerprint: &'static str,
     choices: [Choice<'a>; 1],
-    usage: Usage,
+    usage: &'a WireUsage,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extra: Option<TopExtra>,
 }
 
 #[derive(Serialize)]
@@ -232,6 +240,8 @@ struct Message<'a> {
     role: &'static str,
     content: &'a str,
     refusal: Option<&'a str>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extra: Option<MessageExtra<'a>>,
 }
 
 #[derive(Serialize)]
@@ -244,7 +254,7 @@ struct Chunk<'a> {
     choices: Vec<ChunkChoice<'a>>,
     /// Absent unless usage was asked for; then null on all chunks but the last.
     #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Option<Usage>>,
+    usage: Option<Option<&'a WireUsage>>,
 }
 
 #[derive(Serialize)]
@@ -261,19 +271,36 @@ struct Delta<'a> {
     role: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_details: Option<[ReasoningDetail<'a>; 1]>,
 }
 
 const FINGERPRINT: &str = "fp_mock";
 
 impl Reply {
+    /// A plain OpenAI answer (`provider` only names it in the content).
     pub fn new(provider: &str, request: &ChatRequest, id: u64) -> Reply {
+        Reply::shaped(Flavor::OpenAi, provider, request, id)
+    }
+
+    /// The answer as `provider` sends it.
+    pub fn for_provider(provider: Provider, request: &ChatRequest, id: u64) -> Reply {
+        Reply::shaped(Flavor::of(provider), provider.name(), request, id)
+    }
+
+    fn shaped(flavor: Flavor, provider: &str, request: &ChatRequest, id: u64) -> Reply {
+        let mut answer = Answer::new(provider, request);
+        let (usage, reasoning) = flavor.shape(request, &mut answer);
         Reply {
             id: format!("chatcmpl-mock-{id}"),
             created: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             model: request.model.clone(),
-            answer: Answer::new(provider, request),
+            answer,
+            flavor,
+            usage,
+            reasoning,
         }
     }
 
@@ -291,11 +318,13 @@ impl Reply {
                     role: "assistant",
                     content: &self.answer.content,
                     refusal: None,
+                    extra: self.flavor.message_extra(self.reasoning.as_deref()),
                 },
                 logprobs: None,
                 finish_reason: "stop",
             }],
-            usage: self.answer.usage,
+            usage: &self.usage,
+            extra: self.flavor.top_extra(),
         })
     }
 
@@ -317,7 +346,10 @@ impl Reply {
     }
 
     /// The SSE events of the streamed answer, `data: [DONE]` included.
+    /// Providers that always report usage (OpenRouter) send the usage chunk
+    /// even when `include_usage` is false.
     pub fn sse_events(&self, include_usage: bool) -> serde_json::Result<Vec<Bytes>> {
+        let include_usage = include_usage || self.flavor.always_streams_usage();
         let chunk = |delta, finish_reason| Chunk {
             usage: include_usage.then_some(None),
             ..self.chunk(delta, finish_reason)
@@ -326,14 +358,26 @@ impl Reply {
             Delta {
                 role: Some("assistant"),
                 content: Some(""),
+                ..Delta::default()
             },
             None,
         )];
+        if let Some(reasoning) = &self.reasoning {
+            for piece in word_pieces(reasoning) {
+                chunks.push(chunk(
+                    Delta {
+                        reasoning_details: Some([reasoning_detail(piece)]),
+                        ..Delta::default()
+                    },
+                    None,
+                ));
+            }
+        }
         for piece in self.answer.pieces() {
             chunks.push(chunk(
                 Delta {
-                    role: None,
                     content: Some(piece),
+                    ..Delta::default()
                 },
                 None,
             ));
@@ -342,10 +386,13 @@ impl Reply {
         if include_usage {
             let mut last = chunk(Delta::default(), None);
             last.choices.clear();
-            last.usage = Some(Some(self.answer.usage));
+            last.usage = Some(Some(&self.usage));
             chunks.push(last);
         }
-        let mut events = Vec::with_capacity(chunks.len() + 1);
+        let mut events = Vec::with_capacity(chunks.len() + 2);
+        if let Some(preamble) = self.flavor.stream_preamble() {
+            events.push(Bytes::from_static(preamble));
+        }
         for chunk in &chunks {
             events.push(sse_event(&serde_json::to_vec(chunk)?));
         }
@@ -365,7 +412,7 @@ pub fn sse_event(payload: &[u8]) -> Bytes {
 
 /// Answers a valid chat request, streamed or not.
 pub fn respond(provider: Provider, request: &ChatRequest, id: u64, gap: Duration) -> Response {
-    let reply = Reply::new(provider.name(), request, id);
+    let reply = Reply::for_provider(provider, request, id);
     if !request.stream {
         return match reply.completion_json() {
             Ok(json) => json_response(StatusCode::OK, json),
@@ -380,7 +427,7 @@ pub fn respond(provider: Provider, request: &ChatRequest, id: u64, gap: Duration
 
 /// A streamed body sending the events one by one, `gap` apart. With no gap
 /// it still yields between events so that each one is flushed on its own.
-fn sse_response(events: Vec<Bytes>, gap: Duration) -> Response {
+pub fn sse_response(events: Vec<Bytes>, gap: Duration) -> Response {
     let stream = futures_util::stream::unfold(
         (events.into_iter(), true),
         move |(mut events, first)| async move {
@@ -410,6 +457,9 @@ pub fn fast_completion() -> serde_json::Result<Bytes> {
         include_usage: false,
         max_tokens: None,
         prompt_tokens: 16,
+        cached_tokens: 0,
+        reasoning_effort: None,
+        reasoning_split: false,
     };
     Reply::new("mock", &request, 0)
         .completion_json()
@@ -736,5 +786,141 @@ mod tests {
         assert_eq!(response.headers()[RETRY_AFTER], "1");
         let down = ApiError::for_status(StatusCode::BAD_GATEWAY, "m");
         assert_eq!((down.kind, down.code), ("server_error", None));
+    }
+
+    fn completion(provider: Provider, body: Value) -> Value {
+        let reply = Reply::for_provider(provider, &request(body), 1);
+        serde_json::from_slice(&reply.completion_json().unwrap()).unwrap()
+    }
+
+    fn long_system_chat() -> Value {
+        json!({"model": "m", "messages": [
+            {"role": "system", "content": "s".repeat(4096)},
+            {"role": "user", "content": "Tell me something."}]})
+    }
+
+    #[test]
+    fn each_provider_reports_cached_tokens_its_own_way() {
+        let cached = 1024 + 4;
+        let at = |provider, pointer: &str| {
+            completion(provider, long_system_chat())["usage"]
+                .pointer(pointer)
+                .cloned()
+        };
+        for provider in [
+            Provider::OpenAi,
+            Provider::Anthropic,
+            Provider::Xai,
+            Provider::OpenRouter,
+            Provider::Gemini,
+            Provider::Minimax,
+        ] {
+            assert_eq!(
+                at(provider, "/prompt_tokens_details/cached_tokens"),
+                Some(json!(cached)),
+                "{provider:?}"
+            );
+        }
+        assert_eq!(
+            at(Provider::Moonshot, "/cached_tokens"),
+            Some(json!(cached))
+        );
+        assert_eq!(at(Provider::Moonshot, "/prompt_tokens_details"), None);
+        // Without a long system prompt: zero, or absent where the provider omits it.
+        let short = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        let usage = |p| completion(p, short.clone())["usage"].clone();
+        assert_eq!(
+            usage(Provider::OpenAi)["prompt_tokens_details"]["cached_tokens"],
+            0
+        );
+        assert!(
+            usage(Provider::Gemini)
+                .get("prompt_tokens_details")
+                .is_none()
+        );
+        assert!(
+            usage(Provider::Minimax)
+                .get("prompt_tokens_details")
+                .is_none()
+        );
+        assert_eq!(usage(Provider::Moonshot)["cached_tokens"], 0);
+    }
+
+    #[test]
+    fn openai_shaped_answers_keep_their_exact_form() {
+        let c = completion(Provider::Anthropic, long_system_chat());
+        let keys: Vec<&str> = c.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 7, "{keys:?}");
+        let message = c["choices"][0]["message"].as_object().unwrap();
+        assert_eq!(message.len(), 3);
+        assert_eq!(c["usage"].as_object().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn minimax_and_openrouter_add_their_fields() {
+        let m = completion(Provider::Minimax, long_system_chat());
+        assert_eq!(m["base_resp"], json!({"status_code": 0, "status_msg": ""}));
+        assert_eq!(m["input_sensitive"], false);
+        assert_eq!(m["choices"][0]["message"]["name"], "MiniMax AI");
+        assert!(
+            m["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .starts_with("<think>\n")
+        );
+        assert!(
+            m["choices"][0]["message"]
+                .get("reasoning_details")
+                .is_none()
+        );
+        assert!(
+            m["usage"]["completion_tokens_details"]["reasoning_tokens"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
+        let o = completion(Provider::OpenRouter, long_system_chat());
+        assert_eq!(o["provider"], "Mock");
+        assert!(o["usage"]["cost"].as_f64().unwrap() > 0.0);
+    }
+
+    #[test]
+    fn minimax_streams_split_reasoning_before_the_content() {
+        let body = json!({"model": "MiniMax-M2.7", "stream": true, "reasoning_split": true,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let reply = Reply::for_provider(Provider::Minimax, &request(body), 2);
+        let events = reply.sse_events(false).unwrap();
+        let chunks: Vec<Value> = events[..events.len() - 1].iter().map(parse_event).collect();
+        let reasoning: String = chunks
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"]["reasoning_details"][0]["text"].as_str())
+            .collect();
+        assert_eq!(Some(reasoning.as_str()), reply.reasoning.as_deref());
+        let first_content = chunks
+            .iter()
+            .position(|c| {
+                c["choices"][0]["delta"]["content"]
+                    .as_str()
+                    .is_some_and(|t| !t.is_empty())
+            })
+            .unwrap();
+        let last_reasoning = chunks
+            .iter()
+            .rposition(|c| c["choices"][0]["delta"].get("reasoning_details").is_some())
+            .unwrap();
+        assert!(last_reasoning < first_content);
+    }
+
+    #[test]
+    fn openrouter_streams_a_comment_and_always_the_usage() {
+        let body =
+            json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+        let reply = Reply::for_provider(Provider::OpenRouter, &request(body), 2);
+        let events = reply.sse_events(false).unwrap();
+        assert_eq!(events[0].as_ref(), b": OPENROUTER PROCESSING\n\n");
+        let usage = parse_event(&events[events.len() - 2]);
+        assert_eq!(usage["choices"], json!([]));
+        assert!(usage["usage"]["cost"].is_number());
+        assert_eq!(events.last().unwrap().as_ref(), b"data: [DONE]\n\n");
     }
 }

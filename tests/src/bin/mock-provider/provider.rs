@@ -13,13 +13,17 @@ pub enum Provider {
     Moonshot,
 }
 
-/// The wire format of a provider's chat endpoint. Every provider speaks
-/// OpenAI Chat Completions for now; native Anthropic Messages (and
-/// provider-specific usage fields) get their own variant and module later.
+/// The wire format of an endpoint: OpenAI Chat Completions (every provider,
+/// each with its own quirks, see [`crate::compat`]) or Anthropic's native
+/// Messages API ([`crate::anthropic`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
     OpenAiChat,
+    AnthropicMessages,
 }
+
+/// Anthropic's native Messages endpoint.
+pub const MESSAGES_PATH: &str = "/v1/messages";
 
 impl Provider {
     pub const ALL: [Provider; 7] = [
@@ -71,8 +75,16 @@ impl Provider {
         }
     }
 
-    pub fn dialect(self) -> Dialect {
-        Dialect::OpenAiChat
+    /// The wire format of a request to `relative` (a POST or not), or
+    /// `None` when the provider has no such endpoint.
+    pub fn endpoint(self, post: bool, relative: &str) -> Option<Dialect> {
+        match (post, relative) {
+            (true, path) if path == self.chat_path() => Some(Dialect::OpenAiChat),
+            (true, MESSAGES_PATH) if self == Provider::Anthropic => {
+                Some(Dialect::AnthropicMessages)
+            }
+            _ => None,
+        }
     }
 
     pub fn from_name(name: &str) -> Option<Provider> {
@@ -153,6 +165,18 @@ mod tests {
             assert_eq!(Provider::from_name(p.name()), Some(p));
             assert_eq!(Provider::from_host(p.host()), Some(p));
             assert!(p.chat_path().ends_with("/chat/completions"));
+            assert_eq!(p.endpoint(true, p.chat_path()), Some(Dialect::OpenAiChat));
+            assert_eq!(p.endpoint(false, p.chat_path()), None);
         }
+    }
+
+    #[test]
+    fn only_anthropic_has_native_messages() {
+        assert_eq!(
+            Provider::Anthropic.endpoint(true, "/v1/messages"),
+            Some(Dialect::AnthropicMessages)
+        );
+        assert_eq!(Provider::Anthropic.endpoint(false, "/v1/messages"), None);
+        assert_eq!(Provider::OpenAi.endpoint(true, "/v1/messages"), None);
     }
 }

@@ -20,6 +20,7 @@ pub struct Record {
     pub authority: Option<String>,
     pub authorization: Option<String>,
     pub x_api_key: Option<String>,
+    pub anthropic_version: Option<String>,
     pub model: Option<String>,
     pub stream: bool,
     pub body_bytes: usize,
