@@ -29,6 +29,8 @@ fn provider(id: &str, authority: &str, chat_path: &str) -> Provider {
         authority: authority.to_owned(),
         chat_path: chat_path.to_owned(),
         auth: AuthStyle::Bearer,
+        // openrouter.ai/docs: usage accounting is always on for streams.
+        always_streams_usage: id == "openrouter",
     }
 }
 

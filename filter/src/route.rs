@@ -125,7 +125,11 @@ pub fn route<'t>(table: &'t Table, tenant: usize, body: &[u8]) -> Result<Routed<
         // Streams always carry their usage upstream, for exact accounting.
         edit: req.upstream_edit(body, m.upstream_name(), true),
         stream: req.stream,
-        hide_usage: req.needs_usage_forced(),
+        hide_usage: req.needs_usage_forced()
+            && !table
+                .providers
+                .get(provider)
+                .is_some_and(|p| p.always_streams_usage),
     })
 }
 
@@ -276,6 +280,18 @@ mod tests {
             matches!(&e, ApiError::NoProviderKey(m) if m.contains("`xai` provider key")),
             "{e:?}"
         );
+    }
+
+    #[test]
+    fn a_forced_usage_chunk_is_hidden_except_where_the_provider_always_sends_one() {
+        let t = table();
+        let stream =
+            br#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        assert!(route(&t, 0, stream).unwrap().hide_usage);
+        let asked = br#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
+        assert!(!route(&t, 0, asked).unwrap().hide_usage);
+        let openrouter = t.provider_by_id("openrouter").unwrap();
+        assert!(t.providers[openrouter].always_streams_usage);
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub struct Provider {
     pub authority: String,
     pub chat_path: String,
     pub auth: AuthStyle,
+    /// The provider ends every stream with a usage chunk whether or not the
+    /// client asked (OpenRouter): then the filter does not hide it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub always_streams_usage: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
