@@ -175,6 +175,9 @@ pub fn estimate_tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4)
 }
 
+/// Upper bound of each scan window: the scorer's work per request stays bounded.
+const MAX_WINDOW_BYTES: usize = 64 * 1024;
+
 /// Tokens each message costs beyond its text (role, separators).
 const MESSAGE_OVERHEAD_TOKENS: u64 = 4;
 /// Rough size of one tool definition.
@@ -182,6 +185,18 @@ const TOOL_DEFINITION_TOKENS: u64 = 80;
 
 impl Scorer {
     pub fn compile(config: &ScoringConfig) -> Result<Self, String> {
+        let k = &config.keywords;
+        for (field, v) in [
+            ("head_bytes", k.head_bytes),
+            ("tail_bytes", k.tail_bytes),
+            ("sample_bytes", k.sample_bytes),
+        ] {
+            if v > MAX_WINDOW_BYTES {
+                return Err(format!(
+                    "keywords.{field}: must be at most {MAX_WINDOW_BYTES}, got {v}"
+                ));
+            }
+        }
         let mut patterns = Vec::new();
         let lists = [
             ("keywords.hard", &config.keywords.hard, Kind::Hard),
@@ -435,10 +450,12 @@ enum Part {
 /// sample from the middle and the tail of a long one. Cut at char boundaries.
 fn windows<'t>(text: &'t str, k: &KeywordWeights) -> Vec<(&'t str, Part)> {
     let (head, tail, sample) = (k.head_bytes, k.tail_bytes, k.sample_bytes);
-    if text.len() <= head + tail + sample {
+    if text.len() <= head.saturating_add(tail).saturating_add(sample) {
         return vec![(text, Part::Whole)];
     }
-    let floor = |mut i: usize| {
+    // Clamped to the text first: the walk back to a char boundary is short.
+    let floor = |i: usize| {
+        let mut i = i.min(text.len());
         while i > 0 && !text.is_char_boundary(i) {
             i -= 1;
         }
@@ -446,8 +463,8 @@ fn windows<'t>(text: &'t str, k: &KeywordWeights) -> Vec<(&'t str, Part)> {
     };
     let h = floor(head);
     let mid = floor(text.len() / 2);
-    let mid_end = floor(mid + sample).max(mid);
-    let t = floor(text.len() - tail);
+    let mid_end = floor(mid.saturating_add(sample)).max(mid);
+    let t = floor(text.len().saturating_sub(tail));
     [
         (text.get(..h), Part::Head),
         (text.get(mid..mid_end), Part::Sample),
@@ -713,6 +730,30 @@ mod tests {
         ));
         assert!(s.code > 0.1, "{s:?}");
         assert!(s.structure > 0.0, "{s:?}");
+    }
+
+    #[test]
+    fn window_sizes_are_bounded_and_never_overflow() {
+        let mut c = ScoringConfig::default();
+        c.keywords.head_bytes = usize::MAX;
+        assert!(
+            Scorer::compile(&c)
+                .unwrap_err()
+                .starts_with("keywords.head_bytes")
+        );
+        // Even unvalidated, the windows stay inside the text.
+        let mut k = ScoringConfig::default().keywords;
+        k.head_bytes = usize::MAX;
+        k.tail_bytes = usize::MAX;
+        k.sample_bytes = 1;
+        let text = "é".repeat(5000);
+        for (w, _) in windows(&text, &k) {
+            assert!(w.len() <= text.len());
+        }
+        k.head_bytes = 3;
+        k.tail_bytes = 3;
+        k.sample_bytes = usize::MAX / 2;
+        assert_eq!(windows(&text, &k).len(), 1);
     }
 
     #[test]
