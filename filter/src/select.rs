@@ -119,7 +119,9 @@ pub fn rank(
             NoCandidate::NoKeys
         } else if !fitting {
             NoCandidate::ContextTooLong {
-                needed: needs.input_tokens + needs.max_tokens.unwrap_or(0),
+                needed: needs
+                    .input_tokens
+                    .saturating_add(needs.max_tokens.unwrap_or(0)),
                 largest,
             }
         } else {
@@ -245,6 +247,23 @@ mod tests {
         );
         let none = table_with_keys(&[]);
         assert_eq!(rank(&none, 0, &needs, 0.5), Err(NoCandidate::NoKeys));
+    }
+
+    #[test]
+    fn a_huge_max_tokens_is_too_long_not_an_overflow() {
+        let t = table_with_keys(&["openai"]);
+        let needs = Needs {
+            input_tokens: 10,
+            max_tokens: Some(u64::MAX),
+            ..Needs::default()
+        };
+        assert_eq!(
+            rank(&t, 0, &needs, 0.5),
+            Err(NoCandidate::ContextTooLong {
+                needed: u64::MAX,
+                largest: 128_000
+            })
+        );
     }
 
     #[test]

@@ -158,9 +158,12 @@ pub fn cost_nusd(
 ) -> u64 {
     let cached = cached_tokens.min(prompt_tokens);
     let cached_price = model.cached_input_per_mtok.unwrap_or(model.input_per_mtok);
-    (prompt_tokens - cached) * nusd_per_token(model.input_per_mtok)
-        + cached * nusd_per_token(cached_price)
-        + completion_tokens * nusd_per_token(model.output_per_mtok)
+    // Token counts come from the provider's answer: absurd ones saturate
+    // (and stand out in stats) instead of wrapping into a plausible bill.
+    (prompt_tokens - cached)
+        .saturating_mul(nusd_per_token(model.input_per_mtok))
+        .saturating_add(cached.saturating_mul(nusd_per_token(cached_price)))
+        .saturating_add(completion_tokens.saturating_mul(nusd_per_token(model.output_per_mtok)))
 }
 
 #[cfg(test)]
@@ -181,6 +184,8 @@ mod tests {
         );
         // Cached tokens never exceed the prompt.
         assert_eq!(cost_nusd(mini, 10, 99, 0), 10 * 75);
+        // Absurd counts from a provider saturate rather than wrap.
+        assert_eq!(cost_nusd(mini, u64::MAX, 0, u64::MAX), u64::MAX);
     }
 
     #[test]
