@@ -8,7 +8,7 @@ ENVOY_VERSION := 1.40.0
 WASM := target/wasm32-wasip1/release/filter.wasm
 CARGO ?= cargo
 
-.PHONY: all demo test bench routing-report wasm tools lint unit integration clean
+.PHONY: all demo test bench routing-report fuzz wasm tools lint unit integration clean
 
 all: wasm
 
@@ -76,6 +76,16 @@ bench: tools wasm .wrk.stamp
 # ARGS=--verbose lists every miss; ARGS=--tune searches weights on the tuning split.
 routing-report:
 	$(CARGO) run --release -q -p aipipe-tests --bin routing-report -- $(ARGS)
+
+# Every fuzz target for FUZZ_SECONDS each (default 60), on nightly with
+# cargo-fuzz; fails on any crash. Not part of `make test`.
+.cargo-fuzz.stamp:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
+	@touch $@
+
+fuzz: .cargo-fuzz.stamp
+	filter/fuzz/run.sh $(or $(FUZZ_SECONDS),60)
 
 clean:
 	$(CARGO) clean
