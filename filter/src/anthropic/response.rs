@@ -24,18 +24,19 @@ struct WireMessage {
     usage: Option<WireUsage>,
 }
 
+/// A content block of an answer, whole or as a streamed `content_block_start`.
 #[derive(Deserialize)]
-struct WireBlock {
+pub(super) struct WireBlock {
     #[serde(rename = "type")]
-    kind: String,
+    pub(super) kind: String,
     #[serde(default)]
-    text: Option<String>,
+    pub(super) text: Option<String>,
     #[serde(default)]
-    id: Option<String>,
+    pub(super) id: Option<String>,
     #[serde(default)]
-    name: Option<String>,
+    pub(super) name: Option<String>,
     #[serde(default)]
-    input: Option<Value>,
+    pub(super) input: Option<Value>,
 }
 
 #[derive(Serialize)]

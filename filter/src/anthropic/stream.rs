@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::response::WireError;
+use super::response::{WireBlock, WireError};
 use super::{ChatUsage, JSON_TOOL, WireUsage, error_kind, error_message, finish_reason};
 use crate::sse::SseParser;
 use crate::usage::Tokens;
@@ -116,7 +116,7 @@ enum Event {
     },
     ContentBlockStart {
         index: usize,
-        content_block: StartBlock,
+        content_block: WireBlock,
     },
     ContentBlockDelta {
         index: usize,
@@ -146,20 +146,6 @@ struct StartMessage {
     id: Option<String>,
     #[serde(default)]
     usage: Option<WireUsage>,
-}
-
-#[derive(Deserialize)]
-struct StartBlock {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    input: Option<Value>,
 }
 
 #[derive(Deserialize)]
