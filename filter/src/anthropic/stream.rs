@@ -2,7 +2,6 @@
 //! one event at a time, whatever the network chunk boundaries.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::response::{WireBlock, WireError};
 use super::{ChatUsage, JSON_TOOL, WireUsage, error_kind, error_message, finish_reason};
@@ -508,6 +507,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     /// A recorded stream: thinking, text, then a tool call whose input
     /// arrives in fragments, with cache tokens in `message_start`.
