@@ -171,13 +171,7 @@ pub struct UsageTotals {
     pub tenant: String,
     pub provider: String,
     pub model: String,
-    pub requests: u64,
-    pub errors: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cached_tokens: u64,
-    pub cost_nusd: u64,
-    pub unparsed: u64,
+    pub sums: crate::stats::Sums,
 }
 
 fn configure(conn: &Connection, writer: bool) -> Result<()> {
@@ -865,13 +859,15 @@ impl Db {
                     tenant: r.get(0)?,
                     provider: r.get(1)?,
                     model: r.get(2)?,
-                    requests: to_u64(r.get(3)?),
-                    errors: to_u64(r.get(4)?),
-                    prompt_tokens: to_u64(r.get(5)?),
-                    completion_tokens: to_u64(r.get(6)?),
-                    cached_tokens: to_u64(r.get(7)?),
-                    cost_nusd: to_u64(r.get(8)?),
-                    unparsed: to_u64(r.get(9)?),
+                    sums: crate::stats::Sums {
+                        requests: to_u64(r.get(3)?),
+                        errors: to_u64(r.get(4)?),
+                        prompt_tokens: to_u64(r.get(5)?),
+                        completion_tokens: to_u64(r.get(6)?),
+                        cached_tokens: to_u64(r.get(7)?),
+                        cost_nusd: to_u64(r.get(8)?),
+                        unparsed: to_u64(r.get(9)?),
+                    },
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)

@@ -57,40 +57,38 @@ pub async fn render(state: &AppState) -> Result<String> {
             "aipipe_requests_total",
             "counter",
             "Requests recorded.",
-            |t| t.requests.to_string(),
+            |t| t.sums.requests.to_string(),
         ),
         (
             "aipipe_errors_total",
             "counter",
             "Requests that failed (status >= 400 or none).",
-            |t| t.errors.to_string(),
+            |t| t.sums.errors.to_string(),
         ),
         ("aipipe_cost_usd_total", "counter", "Spend in USD.", |t| {
-            (t.cost_nusd as f64 / 1e9).to_string()
+            t.sums.cost_usd().to_string()
         }),
         (
             "aipipe_usage_unparsed_total",
             "counter",
             "Requests whose usage could not be read.",
-            |t| t.unparsed.to_string(),
+            |t| t.sums.unparsed.to_string(),
         ),
         (
             "aipipe_success_rate",
             "gauge",
             "All-time success rate.",
             |t| {
-                if t.requests == 0 {
-                    "NaN".into()
-                } else {
-                    ((t.requests - t.errors) as f64 / t.requests as f64).to_string()
-                }
+                t.sums
+                    .success_rate()
+                    .map_or_else(|| "NaN".into(), |r| r.to_string())
             },
         ),
         (
             "aipipe_cached_tokens_total",
             "counter",
             "Prompt tokens served from provider caches.",
-            |t| t.cached_tokens.to_string(),
+            |t| t.sums.cached_tokens.to_string(),
         ),
     ];
     for (name, kind, help, value) in series {
@@ -112,8 +110,8 @@ pub async fn render(state: &AppState) -> Result<String> {
     );
     for t in &totals {
         for (kind, v) in [
-            ("prompt", t.prompt_tokens),
-            ("completion", t.completion_tokens),
+            ("prompt", t.sums.prompt_tokens),
+            ("completion", t.sums.completion_tokens),
         ] {
             let _ = writeln!(
                 out,

@@ -40,6 +40,15 @@ pub struct Sums {
 }
 
 impl Sums {
+    /// Share of requests that did not fail; None when there were none.
+    pub fn success_rate(&self) -> Option<f64> {
+        (self.requests > 0).then(|| (self.requests - self.errors) as f64 / self.requests as f64)
+    }
+
+    pub fn cost_usd(&self) -> f64 {
+        self.cost_nusd as f64 / 1e9
+    }
+
     pub fn add_record(&mut self, r: &filter::usage::UsageRecord) {
         self.add_counts(
             r.status,
@@ -177,12 +186,11 @@ impl From<&Sums> for Numbers {
         Self {
             requests: s.requests,
             errors: s.errors,
-            success_rate: (s.requests > 0)
-                .then(|| (s.requests - s.errors) as f64 / s.requests as f64),
+            success_rate: s.success_rate(),
             prompt_tokens: s.prompt_tokens,
             completion_tokens: s.completion_tokens,
             cached_tokens: s.cached_tokens,
-            cost_usd: s.cost_nusd as f64 / 1e9,
+            cost_usd: s.cost_usd(),
         }
     }
 }
