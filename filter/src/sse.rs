@@ -134,11 +134,12 @@ fn strip_event(event: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(event);
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+/// Byte-string search (answers are bytes, not necessarily UTF-8).
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     find(haystack, needle).is_some()
 }
 

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::sse::contains;
 use crate::table::Model;
 
 /// The internal API between filters and the control plane (SPEC §9):
@@ -136,10 +137,6 @@ impl StreamUsage {
             self.tokens = Some(t);
         }
     }
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Nano-dollars per token for a price in dollars per million tokens.
