@@ -170,15 +170,7 @@ fn streaming_is_unbuffered_end_to_end() {
         last - first >= Duration::from_millis(250 * (events.len() as u64 - 2)),
         "events arrived bunched: first at {first:?}, last at {last:?}"
     );
-    let content: String = events
-        .iter()
-        .filter_map(|(_, l)| serde_json::from_str::<serde_json::Value>(&l["data: ".len()..]).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
+    let content = common::streamed_content(events.iter().map(|(_, l)| l.as_str()));
     assert!(content.contains("openai/gpt-4o-mini"), "{content}");
 }
 
@@ -368,16 +360,7 @@ fn streams_carry_usage_upstream_but_the_client_gets_the_stream_it_asked_for() {
         "the client did not ask for usage: {text}"
     );
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
-    let content: String = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("data: "))
-        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        .filter_map(|v| {
-            v["choices"][0]["delta"]["content"]
-                .as_str()
-                .map(str::to_owned)
-        })
-        .collect();
+    let content = common::streamed_content(text.lines());
     assert!(content.contains("openai/gpt-4o-mini"), "{content}");
     // The provider was asked for the usage chunk.
     let got = s.mock.received().pop().unwrap();

@@ -106,3 +106,16 @@ impl Stack {
 pub fn chat(model: &str, text: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }
+
+/// The text a streamed chat answer spelled out: its chunks' `delta.content`.
+pub fn streamed_content<'a>(lines: impl Iterator<Item = &'a str>) -> String {
+    lines
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect()
+}
