@@ -230,12 +230,16 @@ pub struct Table {
     pub model_provider: Vec<usize>,
     model_by_id: HashMap<String, usize>,
     /// (provider id, upstream or catalog name) → model, for `provider/model`.
-    model_by_provider_name: HashMap<(String, String), usize>,
+    /// `provider/name` (catalog or upstream name) → model.
+    model_by_qualified_name: HashMap<String, usize>,
     provider_by_id: HashMap<String, usize>,
     tenant_by_key: HashMap<KeyHash, usize>,
     tenant_by_id: HashMap<String, usize>,
     /// Per tenant, per provider: the key, if the tenant has one.
     tenant_keys: Vec<Vec<Option<String>>>,
+    /// Per tenant, per provider: the auth header value as the provider wants
+    /// it (`Bearer <key>` or the bare key), built once per table.
+    auth_values: Vec<Vec<Option<String>>>,
 }
 
 impl Table {
@@ -264,7 +268,7 @@ impl Table {
         }
 
         let mut model_by_id = HashMap::new();
-        let mut model_by_provider_name = HashMap::new();
+        let mut model_by_qualified_name = HashMap::new();
         let mut model_provider = Vec::with_capacity(raw.models.len());
         for (i, m) in raw.models.iter().enumerate() {
             let at = |field: &str| format!("models[{i}] ({}).{field}", m.id);
@@ -312,14 +316,15 @@ impl Table {
             if model_by_id.insert(m.id.clone(), i).is_some() {
                 return err(format!("models[{i}].id: duplicate model {:?}", m.id));
             }
-            model_by_provider_name.insert((m.provider.clone(), m.id.clone()), i);
-            model_by_provider_name.insert((m.provider.clone(), m.upstream_name().to_owned()), i);
+            model_by_qualified_name.insert(format!("{}/{}", m.provider, m.id), i);
+            model_by_qualified_name.insert(format!("{}/{}", m.provider, m.upstream_name()), i);
             model_provider.push(p);
         }
 
         let mut tenant_by_key = HashMap::new();
         let mut tenant_by_id = HashMap::new();
         let mut tenant_keys = Vec::with_capacity(raw.tenants.len());
+        let mut auth_values = Vec::with_capacity(raw.tenants.len());
         for (i, t) in raw.tenants.iter().enumerate() {
             if t.id.trim().is_empty() {
                 return err(format!("tenants[{i}].id: must not be empty"));
@@ -355,6 +360,17 @@ impl Table {
                     *slot = Some(key.clone());
                 }
             }
+            auth_values.push(
+                keys.iter()
+                    .zip(&raw.providers)
+                    .map(|(k, p)| {
+                        k.as_ref().map(|k| match p.auth {
+                            AuthStyle::Bearer => format!("Bearer {k}"),
+                            AuthStyle::XApiKey => k.clone(),
+                        })
+                    })
+                    .collect(),
+            );
             tenant_keys.push(keys);
         }
 
@@ -383,11 +399,12 @@ impl Table {
             scorer,
             model_provider,
             model_by_id,
-            model_by_provider_name,
+            model_by_qualified_name,
             provider_by_id,
             tenant_by_key,
             tenant_by_id,
             tenant_keys,
+            auth_values,
         })
     }
 
@@ -408,16 +425,18 @@ impl Table {
         self.tenant_keys.get(tenant)?.get(provider)?.as_deref()
     }
 
+    /// The value of the provider's auth header for this tenant.
+    pub fn auth_value(&self, tenant: usize, provider: usize) -> Option<&str> {
+        self.auth_values.get(tenant)?.get(provider)?.as_deref()
+    }
+
     /// Resolves a client-named model: a catalog id, or `provider/model` where
     /// `model` is the catalog id or the provider's own name for it.
     pub fn resolve_model(&self, name: &str) -> Option<usize> {
         if let Some(&i) = self.model_by_id.get(name) {
             return Some(i);
         }
-        let (provider, rest) = name.split_once('/')?;
-        self.model_by_provider_name
-            .get(&(provider.to_owned(), rest.to_owned()))
-            .copied()
+        self.model_by_qualified_name.get(name).copied()
     }
 }
 
@@ -447,6 +466,7 @@ mod tests {
         let tenant = t.tenant_by_key_hash(&hash_virtual_key("vk-acme")).unwrap();
         let openai = t.provider_by_id("openai").unwrap();
         assert_eq!(t.provider_key(tenant, openai), Some("sk-acme"));
+        assert_eq!(t.auth_value(tenant, openai), Some("Bearer sk-acme"));
         assert_eq!(
             t.provider_key(tenant, t.provider_by_id("xai").unwrap()),
             None

@@ -198,15 +198,16 @@ impl Http {
         set(&shared.cluster_header, Some(&provider.cluster));
         set(":path", Some(&provider.chat_path));
         set(":authority", Some(&provider.authority));
+        let auth = table.auth_value(self.tenant, routed.provider);
         match provider.auth {
             AuthStyle::Bearer => {
-                set("authorization", Some(&format!("Bearer {}", routed.key)));
+                set("authorization", auth);
                 if self.had_api_key_header {
                     set("x-api-key", None);
                 }
             }
             AuthStyle::XApiKey => {
-                set("x-api-key", Some(routed.key));
+                set("x-api-key", auth);
                 if self.had_authorization_header {
                     set("authorization", None);
                 }
