@@ -158,6 +158,7 @@ fn record(id: &str, tenant: &str, model: &str, status: u16, latency: f64, ts: u6
         prompt_tokens: 100,
         completion_tokens: 50,
         cached_tokens: 10,
+        cache_write_tokens: 0,
         cost_nusd: 45_000,
         latency_ms: latency,
         ttft_ms: Some(latency / 4.0),
@@ -165,6 +166,7 @@ fn record(id: &str, tenant: &str, model: &str, status: u16, latency: f64, ts: u6
         stream: false,
         usage_parsed: status < 400,
         ts_ms: ts,
+        failed_attempts: Vec::new(),
     }
 }
 

@@ -149,6 +149,7 @@ fn record(i: u32) -> UsageRecord {
         prompt_tokens: 10,
         completion_tokens: 20,
         cached_tokens: 0,
+        cache_write_tokens: 0,
         cost_nusd: 13_500,
         latency_ms: 12.5,
         ttft_ms: Some(3.0),
@@ -156,6 +157,7 @@ fn record(i: u32) -> UsageRecord {
         stream: false,
         usage_parsed: true,
         ts_ms: 1_000 + u64::from(i),
+        failed_attempts: Vec::new(),
     }
 }
 

@@ -33,6 +33,10 @@ pub struct RoutingTable {
     pub scoring: ScoringConfig,
     #[serde(default)]
     pub selection: SelectionConfig,
+    /// Bumped by the control plane when an operator resets penalties: a
+    /// filter that sees a new epoch forgets the penalties it keeps locally.
+    #[serde(default)]
+    pub penalty_epoch: u64,
 }
 
 impl Default for RoutingTable {
@@ -44,6 +48,7 @@ impl Default for RoutingTable {
             tenants: Vec::new(),
             scoring: ScoringConfig::default(),
             selection: SelectionConfig::default(),
+            penalty_epoch: 0,
         }
     }
 }
@@ -97,8 +102,13 @@ pub struct Model {
     pub upstream_id: Option<String>,
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
+    /// Price of a prompt-cache read; None → the input price.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cached_input_per_mtok: Option<f64>,
+    /// Price of a prompt-cache write (Anthropic: 1.25× input); None → the
+    /// input price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_mtok: Option<f64>,
     /// Quality in (0, 1]; see `catalog` for where each figure comes from.
     pub quality: f64,
     pub context_window: u64,
@@ -288,6 +298,10 @@ impl Table {
                 (
                     "cached_input_per_mtok",
                     m.cached_input_per_mtok.unwrap_or(0.0),
+                ),
+                (
+                    "cache_write_per_mtok",
+                    m.cache_write_per_mtok.unwrap_or(0.0),
                 ),
                 ("penalty", m.penalty),
             ] {

@@ -41,6 +41,9 @@ pub struct UsageRecord {
     /// Prompt tokens served from the provider's cache (priced lower).
     #[serde(default)]
     pub cached_tokens: u64,
+    /// Prompt tokens written to the provider's cache (priced higher).
+    #[serde(default)]
+    pub cache_write_tokens: u64,
     pub cost_nusd: u64,
     /// Request start to the end of the answer.
     pub latency_ms: f64,
@@ -57,6 +60,21 @@ pub struct UsageRecord {
     pub usage_parsed: bool,
     /// Unix time of the request start, milliseconds.
     pub ts_ms: u64,
+    /// Attempts that failed before `model` answered (failover, SPEC §10):
+    /// each counts against its model's success rate and penalty, never in
+    /// tokens or cost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_attempts: Vec<FailedAttempt>,
+}
+
+/// One upstream attempt that failed (429, 5xx, timeout, connection failure).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailedAttempt {
+    pub provider: String,
+    pub model: String,
+    /// The upstream status; 504 for a timeout, 503 for a connection failure.
+    pub status: u16,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,7 +96,11 @@ pub struct UsageAck {
 pub struct Tokens {
     pub prompt: u64,
     pub completion: u64,
+    /// Prompt tokens read from the provider's prompt cache (part of `prompt`).
     pub cached: u64,
+    /// Prompt tokens written to the provider's prompt cache (part of
+    /// `prompt`; Anthropic bills them above the input price).
+    pub cache_write: u64,
 }
 
 #[derive(Deserialize)]
@@ -118,6 +140,7 @@ pub fn openai_usage(json: &[u8]) -> Option<Tokens> {
         prompt: u.prompt_tokens,
         completion: u.completion_tokens,
         cached,
+        cache_write: 0,
     })
 }
 
@@ -145,22 +168,24 @@ fn nusd_per_token(per_mtok: f64) -> u64 {
     (per_mtok * 1000.0).round().max(0.0) as u64
 }
 
-/// Exact cost of a request on a model, in nano-dollars. Cached prompt tokens
-/// are priced at the cached rate where the catalog has one.
-pub fn cost_nusd(
-    model: &Model,
-    prompt_tokens: u64,
-    cached_tokens: u64,
-    completion_tokens: u64,
-) -> u64 {
-    let cached = cached_tokens.min(prompt_tokens);
-    let cached_price = model.cached_input_per_mtok.unwrap_or(model.input_per_mtok);
+/// Exact cost of a request on a model, in nano-dollars. Prompt tokens read
+/// from or written to the provider's cache are priced at the catalog's cache
+/// read / write rates where it has them (else at the input price).
+pub fn cost_nusd(model: &Model, t: &Tokens) -> u64 {
+    let cached = t.cached.min(t.prompt);
+    let written = t.cache_write.min(t.prompt - cached);
+    let read_price = model.cached_input_per_mtok.unwrap_or(model.input_per_mtok);
+    let write_price = model.cache_write_per_mtok.unwrap_or(model.input_per_mtok);
     // Token counts come from the provider's answer: absurd ones saturate
     // (and stand out in stats) instead of wrapping into a plausible bill.
-    (prompt_tokens - cached)
+    (t.prompt - cached - written)
         .saturating_mul(nusd_per_token(model.input_per_mtok))
-        .saturating_add(cached.saturating_mul(nusd_per_token(cached_price)))
-        .saturating_add(completion_tokens.saturating_mul(nusd_per_token(model.output_per_mtok)))
+        .saturating_add(cached.saturating_mul(nusd_per_token(read_price)))
+        .saturating_add(written.saturating_mul(nusd_per_token(write_price)))
+        .saturating_add(
+            t.completion
+                .saturating_mul(nusd_per_token(model.output_per_mtok)),
+        )
 }
 
 #[cfg(test)]
@@ -173,16 +198,34 @@ mod tests {
         let models = default_models();
         let mini = models.iter().find(|m| m.id == "gpt-4o-mini").unwrap();
         // 1000 prompt tokens at $0.15/M + 500 completion at $0.60/M = $0.00045.
-        assert_eq!(cost_nusd(mini, 1000, 0, 500), 450_000);
+        let t = |prompt, cached, cache_write, completion| Tokens {
+            prompt,
+            completion,
+            cached,
+            cache_write,
+        };
+        assert_eq!(cost_nusd(mini, &t(1000, 0, 0, 500)), 450_000);
         // 400 of the prompt tokens cached at $0.075/M.
         assert_eq!(
-            cost_nusd(mini, 1000, 400, 500),
+            cost_nusd(mini, &t(1000, 400, 0, 500)),
             600 * 150 + 400 * 75 + 500 * 600
         );
         // Cached tokens never exceed the prompt.
-        assert_eq!(cost_nusd(mini, 10, 99, 0), 10 * 75);
+        assert_eq!(cost_nusd(mini, &t(10, 99, 0, 0)), 10 * 75);
+        // No write price in the catalog: writes cost the input price.
+        assert_eq!(cost_nusd(mini, &t(10, 0, 10, 0)), 10 * 150);
         // Absurd counts from a provider saturate rather than wrap.
-        assert_eq!(cost_nusd(mini, u64::MAX, 0, u64::MAX), u64::MAX);
+        assert_eq!(cost_nusd(mini, &t(u64::MAX, 0, 0, u64::MAX)), u64::MAX);
+
+        // Claude Sonnet 4.5: $3 input, $0.30 cache read, $3.75 cache write
+        // (5-minute cache, 1.25x), $15 output.
+        let sonnet = models.iter().find(|m| m.id == "claude-sonnet-4-5").unwrap();
+        assert_eq!(
+            cost_nusd(sonnet, &t(1000, 200, 300, 100)),
+            500 * 3000 + 200 * 300 + 300 * 3750 + 100 * 15000
+        );
+        // Reads and writes together never exceed the prompt.
+        assert_eq!(cost_nusd(sonnet, &t(100, 80, 80, 0)), 80 * 300 + 20 * 3750);
     }
 
     #[test]
@@ -193,7 +236,8 @@ mod tests {
             Some(Tokens {
                 prompt: 12,
                 completion: 30,
-                cached: 4
+                cached: 4,
+                cache_write: 0
             })
         );
         let moonshot = br#"{"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6,"cached_tokens":2}}"#;
@@ -211,7 +255,8 @@ mod tests {
             Some(Tokens {
                 prompt: 7,
                 completion: 9,
-                cached: 0
+                cached: 0,
+                cache_write: 0
             })
         );
     }
@@ -227,6 +272,7 @@ mod tests {
             prompt_tokens: 10,
             completion_tokens: 20,
             cached_tokens: 0,
+            cache_write_tokens: 0,
             cost_nusd: 13_500,
             latency_ms: 12.5,
             ttft_ms: Some(3.0),
@@ -234,6 +280,11 @@ mod tests {
             stream: true,
             usage_parsed: true,
             ts_ms: 1_795_000_000_000,
+            failed_attempts: vec![FailedAttempt {
+                provider: "anthropic".into(),
+                model: "claude-sonnet-4-5".into(),
+                status: 529,
+            }],
         };
         let json = serde_json::to_string(&UsageBatch {
             records: vec![r.clone()],

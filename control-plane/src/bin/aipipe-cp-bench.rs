@@ -61,6 +61,7 @@ fn record(i: u64, tenant: u64, ts_ms: u64, rng: &mut Rng) -> UsageRecord {
         prompt_tokens: 100 + rng.below(4_000),
         completion_tokens: rng.below(1_000),
         cached_tokens: rng.below(100),
+        cache_write_tokens: 0,
         cost_nusd: rng.below(5_000_000),
         latency_ms: latency,
         ttft_ms: Some(latency / 5.0),
@@ -68,6 +69,7 @@ fn record(i: u64, tenant: u64, ts_ms: u64, rng: &mut Rng) -> UsageRecord {
         stream: rng.below(2) == 0,
         usage_parsed: true,
         ts_ms,
+        failed_attempts: Vec::new(),
     }
 }
 

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     // The filter prices whatever usage the provider reported.
     if let Some(t) = whole {
         for model in &filter_fuzz::default_table().models {
-            let _ = cost_nusd(model, t.prompt, t.cached, t.completion);
+            let _ = cost_nusd(model, &t);
         }
     }
 });

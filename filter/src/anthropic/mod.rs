@@ -89,6 +89,7 @@ impl WireUsage {
                 .saturating_add(self.cache_creation_input_tokens.unwrap_or(0)),
             completion: self.output_tokens.unwrap_or(0),
             cached: read,
+            cache_write: self.cache_creation_input_tokens.unwrap_or(0),
         }
     }
 }

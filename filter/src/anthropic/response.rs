@@ -356,12 +356,13 @@ mod tests {
             Some(Tokens {
                 prompt: 100,
                 completion: 5,
-                cached: 90
+                cached: 90,
+                cache_write: 0
             })
         );
         assert_eq!(
             anthropic_usage(br#"{"usage":{"input_tokens":3,"output_tokens":1,"cache_creation_input_tokens":7}}"#),
-            Some(Tokens { prompt: 10, completion: 1, cached: 0 })
+            Some(Tokens { prompt: 10, completion: 1, cached: 0, cache_write: 7 })
         );
         assert_eq!(anthropic_usage(br#"{"usage":{}}"#), None);
         assert_eq!(anthropic_usage(br#"{"usage":null}"#), None);

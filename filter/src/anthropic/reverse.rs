@@ -937,7 +937,8 @@ mod tests {
             Some(Tokens {
                 prompt: 20,
                 completion: 9,
-                cached: 5
+                cached: 5,
+                cache_write: 0
             })
         );
         let bytes = CHUNKS.as_bytes();

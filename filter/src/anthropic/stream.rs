@@ -597,7 +597,8 @@ mod tests {
             Some(Tokens {
                 prompt: 135,
                 completion: 42,
-                cached: 100
+                cached: 100,
+                cache_write: 10
             })
         );
     }
@@ -690,7 +691,8 @@ mod tests {
             Some(Tokens {
                 prompt: 3,
                 completion: 2,
-                cached: 0
+                cached: 0,
+                cache_write: 0
             })
         );
 

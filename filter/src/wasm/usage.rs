@@ -113,7 +113,8 @@ impl Meter {
             prompt_tokens: t.prompt,
             completion_tokens: t.completion,
             cached_tokens: t.cached,
-            cost_nusd: cost_nusd(m, t.prompt, t.cached, t.completion),
+            cache_write_tokens: t.cache_write,
+            cost_nusd: cost_nusd(m, &t),
             latency_ms: ms_between(self.start, end),
             ttft_ms: self.first_byte.map(|f| ms_between(self.start, f)),
             complexity: self.complexity,
@@ -123,6 +124,7 @@ impl Meter {
                 .start
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            failed_attempts: Vec::new(),
         })
     }
 }
