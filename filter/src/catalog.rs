@@ -96,7 +96,7 @@ impl Entry {
             cached_input_per_mtok: self.prices.1,
             // Anthropic bills 5-minute cache writes at 1.25x input; the
             // others do not bill writes separately.
-            cache_write_per_mtok: (self.provider == "anthropic").then(|| self.prices.0 * 1.25),
+            cache_write_per_mtok: (self.provider == "anthropic").then_some(self.prices.0 * 1.25),
             output_per_mtok: self.prices.2,
             quality: quality_from_gpqa(self.gpqa),
             context_window: self.context_window,
