@@ -15,7 +15,7 @@
 //! names its source. The control plane seeds its catalog from here and the
 //! admin API changes prices and quality at run time.
 
-use crate::table::{AuthStyle, Capabilities, Model, Provider};
+use crate::table::{AuthStyle, Capabilities, Model, Provider, Wire};
 
 /// GPQA Diamond accuracy in percent → quality in (0, 1].
 pub fn quality_from_gpqa(percent: f64) -> f64 {
@@ -31,15 +31,26 @@ fn provider(id: &str, authority: &str, chat_path: &str) -> Provider {
         auth: AuthStyle::Bearer,
         // openrouter.ai/docs: usage accounting is always on for streams.
         always_streams_usage: id == "openrouter",
+        wire: Wire::Openai,
+        // openrouter.ai/api/v1/…; the others' paths start at their version.
+        passthrough_base: if id == "openrouter" { "/api" } else { "" }.to_owned(),
+        // Gemini's native endpoints take the key in x-goog-api-key; its
+        // OpenAI-compatible chat endpoint takes a Bearer key.
+        passthrough_auth: (id == "gemini").then_some(AuthStyle::XGoogApiKey),
     }
 }
 
-/// The seven providers. Every one is reached through its OpenAI-compatible
-/// chat endpoint (Anthropic's is `/v1/chat/completions`).
+/// The seven providers. Anthropic is reached through its native Messages API
+/// (translated both ways); the others through their OpenAI-compatible chat
+/// endpoints.
 pub fn default_providers() -> Vec<Provider> {
     vec![
         provider("openai", "api.openai.com", "/v1/chat/completions"),
-        provider("anthropic", "api.anthropic.com", "/v1/chat/completions"),
+        Provider {
+            auth: AuthStyle::XApiKey,
+            wire: Wire::Anthropic,
+            ..provider("anthropic", "api.anthropic.com", "/v1/messages")
+        },
         provider(
             "gemini",
             "generativelanguage.googleapis.com",
@@ -56,11 +67,6 @@ const ALL: Capabilities = Capabilities {
     tools: true,
     vision: true,
     json_schema: true,
-};
-const TOOLS_VISION: Capabilities = Capabilities {
-    tools: true,
-    vision: true,
-    json_schema: false,
 };
 const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     tools: true,
@@ -122,20 +128,20 @@ const ENTRIES: &[Entry] = &[
         context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true },
 
     // ---- Anthropic — prices: platform.claude.com/docs/en/about-claude/pricing
-    // (cached = cache read). GPQA: Anthropic's launch post of each model.
-    // Through the OpenAI-compatible endpoint Anthropic ignores response_format,
-    // so json_schema waits for the native Messages translation.
+    // (cached = cache read; cache writes 1.25x input). GPQA: Anthropic's
+    // launch post of each model. JSON schema output works through the native
+    // translation (a forced tool, see `anthropic::JSON_TOOL`).
     Entry { id: "claude-sonnet-4-5", provider: "anthropic", upstream_id: None,
         prices: (3.00, Some(0.30), 15.00), gpqa: 83.4,
-        context_window: 200_000, max_output_tokens: 64_000, capabilities: TOOLS_VISION, enabled: true },
+        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true },
     Entry { id: "claude-opus-4-5", provider: "anthropic", upstream_id: None,
         prices: (5.00, Some(0.50), 25.00), gpqa: 87.0,
-        context_window: 200_000, max_output_tokens: 64_000, capabilities: TOOLS_VISION, enabled: true },
+        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true },
     // Shipped disabled: at $1/$5 with GPQA 73.0 it would take SPEC §6's
     // 0.55–0.80 band from gpt-4o-mini / claude-sonnet-4-5. Enable per catalog.
     Entry { id: "claude-haiku-4-5", provider: "anthropic", upstream_id: None,
         prices: (1.00, Some(0.10), 5.00), gpqa: 73.0,
-        context_window: 200_000, max_output_tokens: 64_000, capabilities: TOOLS_VISION, enabled: false },
+        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: false },
 
     // ---- Google Gemini — prices: ai.google.dev/gemini-api/docs/pricing (paid
     // tier, prompts ≤ 200k tokens). GPQA: Google DeepMind's Gemini 2.5 report

@@ -21,7 +21,20 @@ struct RawConfig {
     table: Option<RoutingTable>,
     #[serde(default)]
     trust_tenant_header: bool,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+    #[serde(default)]
+    attempt_timeout_ms: Option<u64>,
+    #[serde(default)]
+    penalty_decay_ms: Option<u64>,
 }
+
+/// Upstream attempts per request, the first included (SPEC §10 failover).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// A failover attempt's timeout (the first attempt's is the Envoy route's).
+pub const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 120_000;
+/// Penalties halve once per this interval (SPEC §10: every 30 s).
+pub const DEFAULT_PENALTY_DECAY_MS: u64 = 30_000;
 
 #[derive(Debug)]
 pub struct Config {
@@ -34,6 +47,14 @@ pub struct Config {
     /// and names the tenant in `x-tenant-id`. Off by default, when that header
     /// is ignored and stripped like every internal header.
     pub trust_tenant_header: bool,
+    /// Upstream attempts per request, the first included: a failing model
+    /// (429, 5xx, timeout, connection failure) hands the request to the next
+    /// candidate until this many were tried.
+    pub max_attempts: u32,
+    /// Timeout of each failover attempt.
+    pub attempt_timeout_ms: u64,
+    /// Penalties halve once per this interval.
+    pub penalty_decay_ms: u64,
 }
 
 impl Config {
@@ -44,6 +65,9 @@ impl Config {
                 max_body_bytes: None,
                 table: None,
                 trust_tenant_header: false,
+                max_attempts: None,
+                attempt_timeout_ms: None,
+                penalty_decay_ms: None,
             }
         } else {
             serde_json::from_slice(bytes).map_err(|e| format!("plugin configuration: {e}"))?
@@ -67,6 +91,22 @@ impl Config {
             ));
         }
         let trust_tenant_header = raw.trust_tenant_header;
+        let max_attempts = raw.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
+        if !(1..=10).contains(&max_attempts) {
+            return Err(format!(
+                "max_attempts: must be in 1..=10, got {max_attempts}"
+            ));
+        }
+        let attempt_timeout_ms = raw.attempt_timeout_ms.unwrap_or(DEFAULT_ATTEMPT_TIMEOUT_MS);
+        if !(1..=3_600_000).contains(&attempt_timeout_ms) {
+            return Err(format!(
+                "attempt_timeout_ms: must be in 1..=3600000, got {attempt_timeout_ms}"
+            ));
+        }
+        let penalty_decay_ms = raw.penalty_decay_ms.unwrap_or(DEFAULT_PENALTY_DECAY_MS);
+        if penalty_decay_ms == 0 {
+            return Err("penalty_decay_ms: must be at least 1".into());
+        }
         let table = raw
             .table
             .map(Table::compile)
@@ -77,6 +117,9 @@ impl Config {
             max_body_bytes,
             table,
             trust_tenant_header,
+            max_attempts,
+            attempt_timeout_ms,
+            penalty_decay_ms,
         })
     }
 }
@@ -97,6 +140,9 @@ mod tests {
 
         let e = |s: &str| Config::parse(s.as_bytes()).unwrap_err();
         assert!(e(r#"{"max_body_bytes":0}"#).starts_with("max_body_bytes:"));
+        assert!(e(r#"{"max_attempts":0}"#).starts_with("max_attempts:"));
+        assert!(e(r#"{"attempt_timeout_ms":0}"#).starts_with("attempt_timeout_ms:"));
+        assert!(e(r#"{"penalty_decay_ms":0}"#).starts_with("penalty_decay_ms:"));
         assert!(e(r#"{"cluster_header":"X Bad"}"#).starts_with("cluster_header:"));
         assert!(e(r#"{"clustr_header":"x"}"#).contains("unknown field `clustr_header`"));
         assert!(e(r#"{"table":{"models":[{"id":"m","provider":"nope","input_per_mtok":1,"output_per_mtok":1,"quality":0.5,"context_window":10,"max_output_tokens":5}]}}"#)

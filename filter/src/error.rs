@@ -29,6 +29,12 @@ pub enum ApiError {
     /// The filter has no routing table (no bootstrap table, no control plane).
     NoTable,
     UnknownPath(String),
+    /// Every candidate failed upstream (SPEC §10): 502, 503 or 504 with a
+    /// message naming each failed attempt.
+    Upstream {
+        status: u16,
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -40,6 +46,7 @@ impl ApiError {
             Self::ModelNotFound(_) | Self::UnknownPath(_) => 404,
             Self::BodyTooLarge { .. } => 413,
             Self::NoProviderKey(_) | Self::NoTable => 503,
+            Self::Upstream { status, .. } => u32::from(*status),
         }
     }
 
@@ -48,6 +55,7 @@ impl ApiError {
             Self::MissingKey | Self::UnknownKey | Self::UnknownTenant => "authentication_error",
             Self::TenantDisabled => "permission_error",
             Self::NoProviderKey(_) | Self::NoTable => "service_unavailable",
+            Self::Upstream { .. } => "upstream_error",
             _ => "invalid_request_error",
         }
     }
@@ -66,6 +74,8 @@ impl ApiError {
             Self::Unsupported(_) => "unsupported_request",
             Self::NoTable => "no_routing_table",
             Self::UnknownPath(_) => "unknown_url",
+            Self::Upstream { status: 504, .. } => "upstream_timeout",
+            Self::Upstream { .. } => "upstream_failed",
         }
     }
 
@@ -82,7 +92,8 @@ impl ApiError {
             Self::ContextTooLong { needed, largest } => format!("This request needs about {needed} tokens of context, more than the largest model available to you ({largest}). Shorten the conversation or lower max_tokens."),
             Self::Unsupported(why) => why.clone(),
             Self::NoTable => "aipipe has no routing table yet (the control plane has not answered and no bootstrap table is configured). Retry shortly.".into(),
-            Self::UnknownPath(p) => format!("Unknown request path `{p}`. aipipe serves POST /v1/chat/completions and GET /v1/models."),
+            Self::UnknownPath(p) => format!("Unknown request path `{}`. aipipe serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models and the provider pass-through paths /<provider>/… (openai, anthropic, gemini, xai, openrouter, minimax, moonshot).", clip(p)),
+            Self::Upstream { message, .. } => message.clone(),
         }
     }
 
@@ -93,6 +104,27 @@ impl ApiError {
             json_string(&self.message()),
             self.kind(),
             self.code()
+        )
+    }
+}
+
+impl ApiError {
+    /// The same error in Anthropic's shape, for `POST /v1/messages` clients.
+    pub fn anthropic_body(&self) -> String {
+        let kind = match self.status() {
+            400 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            503 => "overloaded_error",
+            504 => "timeout_error",
+            _ => "api_error",
+        };
+        format!(
+            "{{\"type\":\"error\",\"error\":{{\"type\":\"{kind}\",\"message\":{}}}}}",
+            json_string(&self.message())
         )
     }
 }

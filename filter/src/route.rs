@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::request::{BodyEdit, ChatRequest, ModelChoice};
 use crate::score::Score;
 use crate::select::{self, Candidate, Needs, NoCandidate};
-use crate::table::{Capabilities, Table, hash_virtual_key};
+use crate::table::{Capabilities, Table, Wire, hash_virtual_key};
 
 /// The virtual key from `Authorization: Bearer <key>` or `x-api-key`.
 pub fn virtual_key<'h>(
@@ -47,6 +47,34 @@ pub fn tenant_by_id(table: &Table, id: &str) -> Result<usize, ApiError> {
     Ok(tenant)
 }
 
+/// What the client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// OpenAI Chat Completions (`POST /v1/chat/completions`).
+    Chat,
+    /// Anthropic Messages (`POST /v1/messages`).
+    Messages,
+}
+
+/// The upstream request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// The client's body with one prefix edit (same wire both sides).
+    Edit(BodyEdit),
+    /// A new body (translated between wire formats).
+    Whole(Vec<u8>),
+}
+
+impl Upstream {
+    /// The upstream body in full.
+    pub fn bytes(&self, body: &[u8]) -> Vec<u8> {
+        match self {
+            Upstream::Edit(e) => e.apply(body),
+            Upstream::Whole(b) => b.clone(),
+        }
+    }
+}
+
 /// Where and how one request goes.
 #[derive(Debug)]
 pub struct Routed<'t> {
@@ -56,8 +84,10 @@ pub struct Routed<'t> {
     pub key: &'t str,
     /// Present when the model was chosen by complexity.
     pub score: Option<Score>,
-    pub edit: BodyEdit,
+    pub upstream: Upstream,
     pub stream: bool,
+    /// The client asked for the usage chunk of its (OpenAI) stream.
+    pub include_usage: bool,
     /// The filter asked for the stream's usage chunk, which the client did
     /// not: it must be hidden from the client again.
     pub hide_usage: bool,
@@ -76,9 +106,45 @@ pub fn needs(req: &ChatRequest<'_>, input_tokens: u64) -> Needs {
     }
 }
 
-/// Routes one chat request body for an authenticated tenant.
+/// `max_tokens` for Anthropic, where it is required, when the client set none.
+const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// Routes one OpenAI chat request body for an authenticated tenant.
 pub fn route<'t>(table: &'t Table, tenant: usize, body: &[u8]) -> Result<Routed<'t>, ApiError> {
-    let req = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest(e.0))?;
+    route_request(table, tenant, Dialect::Chat, body)
+}
+
+/// A request as Chat Completions: the client's body, or for an Anthropic
+/// client its translation (what scoring and OpenAI-format upstreams read).
+pub fn as_chat(dialect: Dialect, body: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, ApiError> {
+    match dialect {
+        Dialect::Chat => Ok(std::borrow::Cow::Borrowed(body)),
+        Dialect::Messages => {
+            #[derive(serde::Deserialize)]
+            struct Named<'a> {
+                #[serde(default, borrow)]
+                model: Option<std::borrow::Cow<'a, str>>,
+            }
+            let name = serde_json::from_slice::<Named<'_>>(body)
+                .ok()
+                .and_then(|n| n.model)
+                .unwrap_or(std::borrow::Cow::Borrowed("auto"));
+            Ok(std::borrow::Cow::Owned(
+                crate::anthropic::messages_request_to_chat(body, &name)?,
+            ))
+        }
+    }
+}
+
+/// Routes one request in either dialect for an authenticated tenant.
+pub fn route_request<'t>(
+    table: &'t Table,
+    tenant: usize,
+    dialect: Dialect,
+    body: &[u8],
+) -> Result<Routed<'t>, ApiError> {
+    let chat = as_chat(dialect, body)?;
+    let req = ChatRequest::parse(&chat).map_err(|e| ApiError::BadRequest(e.0))?;
     let (model, score) = match &req.model {
         ModelChoice::Named(name) => {
             let model = table
@@ -103,12 +169,29 @@ pub fn route<'t>(table: &'t Table, tenant: usize, body: &[u8]) -> Result<Routed<
             (best, Some(score))
         }
     };
+    to_model(table, tenant, dialect, body, &req, &chat, model, score)
+}
+
+/// The upstream request for `model`: the chosen one, or a failover
+/// candidate. `req` is the parse of `chat`, the request as Chat Completions.
+#[allow(clippy::too_many_arguments)]
+pub fn to_model<'t>(
+    table: &'t Table,
+    tenant: usize,
+    dialect: Dialect,
+    body: &[u8],
+    req: &ChatRequest<'_>,
+    chat: &[u8],
+    model: usize,
+    score: Option<Score>,
+) -> Result<Routed<'t>, ApiError> {
     let m = table.models.get(model).ok_or(ApiError::NoTable)?;
     let provider = table
         .model_provider
         .get(model)
         .copied()
         .ok_or(ApiError::NoTable)?;
+    let p = table.providers.get(provider).ok_or(ApiError::NoTable)?;
     let key = table
         .provider_key(tenant, provider)
         .ok_or_else(|| ApiError::NoProviderKey(format!(
@@ -117,20 +200,62 @@ pub fn route<'t>(table: &'t Table, tenant: usize, body: &[u8]) -> Result<Routed<
             m.provider,
             table.tenants.get(tenant).map_or("", |t| t.id.as_str())
         )))?;
+    let name = m.upstream_name();
+    let upstream = match (dialect, p.wire) {
+        // Streams always carry their usage upstream, for exact accounting.
+        (Dialect::Chat, Wire::Openai) => Upstream::Edit(req.upstream_edit(body, name, true)),
+        (Dialect::Chat, Wire::Anthropic) => Upstream::Whole(crate::anthropic::chat_to_messages(
+            body,
+            name,
+            DEFAULT_MAX_TOKENS.min(m.max_output_tokens.max(1)),
+        )?),
+        (Dialect::Messages, Wire::Openai) => {
+            Upstream::Whole(req.upstream_edit(chat, name, true).apply(chat))
+        }
+        (Dialect::Messages, Wire::Anthropic) => Upstream::Whole(rename_model(body, name)?),
+    };
     Ok(Routed {
         model,
         provider,
         key,
         score,
-        // Streams always carry their usage upstream, for exact accounting.
-        edit: req.upstream_edit(body, m.upstream_name(), true),
+        upstream,
         stream: req.stream,
-        hide_usage: req.needs_usage_forced()
-            && !table
-                .providers
-                .get(provider)
-                .is_some_and(|p| p.always_streams_usage),
+        include_usage: req.include_usage,
+        hide_usage: dialect == Dialect::Chat
+            && p.wire == Wire::Openai
+            && req.needs_usage_forced()
+            && !p.always_streams_usage,
     })
+}
+
+/// The next candidates after a failure, best first: the models ranked for
+/// this request by complexity, without those already tried. Only computed
+/// when a failover happens.
+pub fn fallbacks(table: &Table, tenant: usize, chat: &[u8], tried: &[usize]) -> Vec<usize> {
+    let Ok(req) = ChatRequest::parse(chat) else {
+        return Vec::new();
+    };
+    let score = table.scorer.score(&req);
+    select::rank(
+        table,
+        tenant,
+        &needs(&req, score.input_tokens),
+        score.complexity,
+    )
+    .unwrap_or_default()
+    .into_iter()
+    .map(|c| c.model)
+    .filter(|m| !tried.contains(m))
+    .collect()
+}
+
+/// An Anthropic request body naming `model` (Anthropic to Anthropic).
+fn rename_model(body: &[u8], model: &str) -> Result<Vec<u8>, ApiError> {
+    let mut v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not a JSON object: {e}")))?;
+    v.insert("model".into(), model.into());
+    serde_json::to_vec(&v).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 fn no_candidate(table: &Table, tenant: usize, e: NoCandidate) -> ApiError {

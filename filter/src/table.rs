@@ -67,6 +67,32 @@ pub struct Provider {
     /// client asked (OpenRouter): then the filter does not hide it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub always_streams_usage: bool,
+    /// What the chat endpoint speaks: OpenAI Chat Completions (the default)
+    /// or Anthropic Messages, which the filter translates both ways.
+    #[serde(default, skip_serializing_if = "Wire::is_openai")]
+    pub wire: Wire,
+    /// Pass-through (`/<id>/…` → `<passthrough_base>/…` upstream): what
+    /// prefixes the client's path after the provider id (OpenRouter: `/api`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub passthrough_base: String,
+    /// How the key is presented on pass-through requests, when it differs
+    /// from `auth` (Gemini's native API takes `x-goog-api-key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passthrough_auth: Option<AuthStyle>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Wire {
+    #[default]
+    Openai,
+    Anthropic,
+}
+
+impl Wire {
+    fn is_openai(&self) -> bool {
+        *self == Wire::Openai
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +102,27 @@ pub enum AuthStyle {
     Bearer,
     /// `x-api-key: <key>` (Anthropic's native API).
     XApiKey,
+    /// `x-goog-api-key: <key>` (Gemini's native API).
+    XGoogApiKey,
+}
+
+impl AuthStyle {
+    /// The request header that carries the key.
+    pub fn header(self) -> &'static str {
+        match self {
+            AuthStyle::Bearer => "authorization",
+            AuthStyle::XApiKey => "x-api-key",
+            AuthStyle::XGoogApiKey => "x-goog-api-key",
+        }
+    }
+
+    /// The header's value for `key`.
+    pub fn value(self, key: &str) -> String {
+        match self {
+            AuthStyle::Bearer => format!("Bearer {key}"),
+            AuthStyle::XApiKey | AuthStyle::XGoogApiKey => key.to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -377,12 +424,7 @@ impl Table {
             auth_values.push(
                 keys.iter()
                     .zip(&raw.providers)
-                    .map(|(k, p)| {
-                        k.as_ref().map(|k| match p.auth {
-                            AuthStyle::Bearer => format!("Bearer {k}"),
-                            AuthStyle::XApiKey => k.clone(),
-                        })
-                    })
+                    .map(|(k, p)| k.as_ref().map(|k| p.auth.value(k)))
                     .collect(),
             );
             tenant_keys.push(keys);

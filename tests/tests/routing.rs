@@ -64,11 +64,17 @@ fn hard_proof_goes_to_a_frontier_model() {
     let c: f64 = r.header("x-aipipe-complexity").unwrap().parse().unwrap();
     assert!(c >= 0.7, "a proof scored {c}");
     let got = s.mock.received();
-    assert_eq!(got.last().unwrap()["provider"], "anthropic");
-    assert_eq!(
-        got.last().unwrap()["authorization"],
-        "Bearer sk-acme-anthropic"
-    );
+    let last = got.last().unwrap();
+    assert_eq!(last["provider"], "anthropic");
+    // Anthropic's native Messages API: its key header and version.
+    assert_eq!(last["path"], "/v1/messages");
+    assert_eq!(last["x_api_key"], "sk-acme-anthropic");
+    assert_eq!(last["authorization"], serde_json::Value::Null);
+    assert_eq!(last["anthropic_version"], "2023-06-01");
+    // The client still gets an OpenAI chat completion.
+    let answer: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
+    assert_eq!(answer["object"], "chat.completion", "{answer}");
+    assert!(answer["choices"][0]["message"]["content"].is_string());
 }
 
 #[test]
@@ -89,7 +95,7 @@ fn explicit_models_go_where_named() {
             "anthropic",
             "claude-opus-4-5",
             "api.anthropic.com",
-            "/v1/chat/completions",
+            "/v1/messages",
         ),
         (
             ACME,
@@ -279,10 +285,10 @@ fn the_tenant_key_reaches_the_provider_never_the_client_key() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let got = s.mock.received().pop().unwrap();
-    assert_eq!(got["authorization"], "Bearer sk-acme-anthropic");
-    assert_eq!(got["x_api_key"], serde_json::Value::Null);
+    assert_eq!(got["x_api_key"], "sk-acme-anthropic");
+    assert_eq!(got["authorization"], serde_json::Value::Null);
     for record in s.mock.received() {
-        let auth = record["authorization"].as_str().unwrap_or_default();
+        let auth = format!("{} {}", record["authorization"], record["x_api_key"]);
         assert!(
             !auth.contains(ACME.key),
             "a virtual key reached a provider: {record}"

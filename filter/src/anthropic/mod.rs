@@ -77,6 +77,17 @@ struct WireUsage {
 }
 
 impl WireUsage {
+    /// Folds in a later usage object of the same answer: `message_delta`
+    /// counts are cumulative, so the latest value of each field wins.
+    fn merge(&mut self, u: WireUsage) {
+        self.input_tokens = u.input_tokens.or(self.input_tokens);
+        self.output_tokens = u.output_tokens.or(self.output_tokens);
+        self.cache_creation_input_tokens = u
+            .cache_creation_input_tokens
+            .or(self.cache_creation_input_tokens);
+        self.cache_read_input_tokens = u.cache_read_input_tokens.or(self.cache_read_input_tokens);
+    }
+
     /// Anthropic counts cache reads and writes apart from `input_tokens`;
     /// OpenAI's `prompt_tokens` includes cached tokens, so all three add up.
     fn tokens(&self) -> Tokens {
@@ -91,6 +102,47 @@ impl WireUsage {
             cached: read,
             cache_write: self.cache_creation_input_tokens.unwrap_or(0),
         }
+    }
+}
+
+/// Usage of a streamed Anthropic answer read event by event (without
+/// translating it): input and cache counts from `message_start`, output
+/// counts from `message_delta`. Feed it each event's data.
+#[derive(Debug, Default)]
+pub struct StreamUsage {
+    usage: Option<WireUsage>,
+}
+
+impl StreamUsage {
+    pub fn on_event(&mut self, data: &[u8]) {
+        #[derive(Deserialize)]
+        struct Event {
+            #[serde(default)]
+            message: Option<Message>,
+            #[serde(default)]
+            usage: Option<WireUsage>,
+        }
+        #[derive(Deserialize)]
+        struct Message {
+            #[serde(default)]
+            usage: Option<WireUsage>,
+        }
+        // Only the two events that carry usage are parsed.
+        if !crate::sse::contains(data, b"\"usage\"") {
+            return;
+        }
+        if let Ok(e) = serde_json::from_slice::<Event>(data) {
+            for u in [e.message.and_then(|m| m.usage), e.usage]
+                .into_iter()
+                .flatten()
+            {
+                self.usage.get_or_insert_default().merge(u);
+            }
+        }
+    }
+
+    pub fn tokens(&self) -> Option<Tokens> {
+        self.usage.map(|u| u.tokens())
     }
 }
 

@@ -379,14 +379,7 @@ impl State {
     }
 
     fn merge_usage(&mut self, u: WireUsage) {
-        let usage = self.usage.get_or_insert_default();
-        // `message_delta` counts are cumulative: the latest value wins.
-        usage.input_tokens = u.input_tokens.or(usage.input_tokens);
-        usage.output_tokens = u.output_tokens.or(usage.output_tokens);
-        usage.cache_creation_input_tokens = u
-            .cache_creation_input_tokens
-            .or(usage.cache_creation_input_tokens);
-        usage.cache_read_input_tokens = u.cache_read_input_tokens.or(usage.cache_read_input_tokens);
+        self.usage.get_or_insert_default().merge(u);
     }
 
     /// Sends the role chunk once, before anything else.

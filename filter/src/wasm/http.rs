@@ -1,22 +1,34 @@
 //! The HTTP context: one per request. Headers phase: authenticate, strip
-//! internal headers, check the declared size. Body phase: route with the core
-//! and rewrite the request. Response phase: say which model answered and why.
+//! internal headers, check the declared size, and either wait for the body
+//! (chat and messages requests), answer at once (`GET /v1/models`) or send a
+//! pass-through request on its way. Body phase: route with the core and
+//! rewrite (or translate) the request. Response phase: say which model
+//! answered, turn the answer into the client's dialect, fail over to the next
+//! candidate when the chosen one failed before any byte reached the client,
+//! and meter the answer.
 
 use std::rc::Rc;
+use std::time::Duration;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::host;
 use super::root::Shared;
-use super::usage::{Meter, now};
+use super::usage::{Answered, Meter, now};
 use crate::error::ApiError;
-use crate::route;
-use crate::sse::UsageStripper;
-use crate::table::{AuthStyle, Table};
+use crate::request::ChatRequest;
+use crate::reshape::{Reshape, Shape};
+use crate::route::{self, Dialect, Routed, Upstream};
+use crate::table::{Table, Wire};
+use crate::usage::FailedAttempt;
 
 const CHAT_PATH: &str = "/v1/chat/completions";
+const MESSAGES_PATH: &str = "/v1/messages";
 const MODELS_PATH: &str = "/v1/models";
+/// The Messages API version sent when the client named none.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
 
 pub struct Http {
     shared: Option<Rc<Shared>>,
@@ -24,18 +36,24 @@ pub struct Http {
     /// must not shift the indices it holds.
     table: Option<Rc<Table>>,
     tenant: usize,
+    dialect: Dialect,
     had_api_key_header: bool,
     had_authorization_header: bool,
+    had_anthropic_version: bool,
     request_id: String,
-    /// Set once routed: the headers the response phase adds.
+    /// Set once routed (or passed through): who answers.
     decision: Option<Decision>,
     /// A local reply was sent; later phases leave it alone.
     replied: bool,
     start: Option<std::time::SystemTime>,
-    /// Set once routed: accounting of the answer, and the model it is for.
-    meter: Option<(Meter, usize)>,
-    /// Set when the filter asked for a usage chunk the client did not.
-    stripper: Option<UsageStripper>,
+    /// Set once routed: accounting of the answer.
+    meter: Option<Meter>,
+    /// How the answer is changed for the client.
+    reshape: Reshape,
+    /// The answer is an error being buffered to be rewritten in one piece.
+    buffering_error: bool,
+    /// Failover state; None for pass-through requests.
+    failover: Option<Failover>,
 }
 
 /// What the headers phase decided.
@@ -44,12 +62,30 @@ enum Next {
     Body,
     /// Answer now with this JSON.
     Answer(String),
+    /// A pass-through request, already on its way.
+    Passed,
 }
 
 struct Decision {
+    /// Index into the request's table, for routed requests.
+    model: Option<usize>,
     provider: String,
-    model: String,
+    model_id: String,
     complexity: Option<String>,
+    /// The model that failed first, when a failover happened.
+    failed_over_from: Option<String>,
+}
+
+/// What a failover needs: the client's body (each candidate gets its own
+/// translation of it) and what was tried.
+struct Failover {
+    body: Vec<u8>,
+    stream: bool,
+    /// Models tried so far, the first included.
+    tried: Vec<usize>,
+    failed: Vec<FailedAttempt>,
+    /// A failover call is in flight.
+    pending: Option<(u32, usize)>,
 }
 
 impl Http {
@@ -58,33 +94,51 @@ impl Http {
             shared,
             table: None,
             tenant: 0,
+            dialect: Dialect::Chat,
             had_api_key_header: false,
             had_authorization_header: false,
+            had_anthropic_version: false,
             request_id: String::new(),
             decision: None,
             replied: false,
             start: None,
             meter: None,
-            stripper: None,
+            reshape: Reshape::None,
+            buffering_error: false,
+            failover: None,
         }
     }
 
     fn fail(&mut self, e: &ApiError) -> Action {
-        self.reply(e.status(), &e.body())
+        let body = match self.dialect {
+            Dialect::Chat => e.body(),
+            Dialect::Messages => e.anthropic_body(),
+        };
+        self.reply(e.status(), body.as_bytes(), "application/json")
     }
 
-    /// Answers the request from the filter itself (JSON).
-    fn reply(&mut self, status: u32, body: &str) -> Action {
+    /// Answers the request from the filter itself, with the routing headers
+    /// when it was routed.
+    fn reply(&mut self, status: u32, body: &[u8], content_type: &str) -> Action {
         self.replied = true;
-        let headers = vec![
-            ("content-type", "application/json"),
+        let mut headers = vec![
+            ("content-type", content_type),
             ("x-aipipe-request-id", self.request_id.as_str()),
         ];
-        if let Err(s) = host::send_response(status, headers, body.as_bytes()) {
+        if let Some(d) = &self.decision {
+            headers.extend(d.headers());
+        }
+        if let Err(s) = host::send_response(status, headers, body) {
             log::warn!("local reply failed: {s:?}");
         }
         // Stop here: the local reply ends the request.
         Action::Pause
+    }
+
+    fn set_header(name: &str, value: Option<&str>) {
+        if let Err(s) = host::set_request_header(name, value) {
+            log::warn!("setting request header {name} failed: {s:?}");
+        }
     }
 
     fn headers(&mut self, end_of_stream: bool) -> Result<Next, ApiError> {
@@ -110,6 +164,7 @@ impl Http {
                     self.had_api_key_header = true;
                     api_key = std::str::from_utf8(value).ok();
                 }
+                "anthropic-version" => self.had_anthropic_version = true,
                 "content-length" => {
                     content_length = std::str::from_utf8(value)
                         .ok()
@@ -130,42 +185,122 @@ impl Http {
             let _ = host::set_request_header(name, None);
         }
 
-        let path = path.unwrap_or_default();
-        let path = path.split(|&b| b == b'?').next().unwrap_or_default();
-        let list_models = path == MODELS_PATH.as_bytes();
-        if path != CHAT_PATH.as_bytes() && !list_models {
+        let full_path = path.unwrap_or_default();
+        let path = full_path.split(|&b| b == b'?').next().unwrap_or_default();
+        enum Kind {
+            Route,
+            Models,
+            Pass(usize),
+        }
+        let table = shared.table().ok_or(ApiError::NoTable)?;
+        let kind = if path == CHAT_PATH.as_bytes() {
+            Kind::Route
+        } else if path == MESSAGES_PATH.as_bytes() {
+            self.dialect = Dialect::Messages;
+            Kind::Route
+        } else if path == MODELS_PATH.as_bytes() {
+            Kind::Models
+        } else if let Some(p) = pass_through_provider(&table, path) {
+            Kind::Pass(p)
+        } else {
             return Err(ApiError::UnknownPath(
                 String::from_utf8_lossy(path).into_owned(),
             ));
+        };
+        match (&kind, method) {
+            (Kind::Route, Some(b"POST")) | (Kind::Models, Some(b"GET")) | (Kind::Pass(_), _) => {}
+            (Kind::Models, _) => {
+                return Err(ApiError::BadRequest(format!("{MODELS_PATH} takes GET")));
+            }
+            (Kind::Route, _) => {
+                return Err(ApiError::BadRequest(format!(
+                    "{} takes POST",
+                    String::from_utf8_lossy(path)
+                )));
+            }
         }
-        let expected: &[u8] = if list_models { b"GET" } else { b"POST" };
-        if method != Some(expected) {
-            let (p, m) = if list_models {
-                (MODELS_PATH, "GET")
-            } else {
-                (CHAT_PATH, "POST")
-            };
-            return Err(ApiError::BadRequest(format!("{p} takes {m}")));
-        }
-        let table = shared.table().ok_or(ApiError::NoTable)?;
         self.tenant = match tenant_header.filter(|_| shared.trust_tenant_header) {
             // Mesh mode: the trusted front named the tenant.
             Some(id) => route::tenant_by_id(&table, id)?,
             None => route::authenticate(&table, route::virtual_key(authorization, api_key))?,
         };
-        if list_models {
-            return Ok(Next::Answer(route::models_list(&table, self.tenant)));
+        match kind {
+            Kind::Models => Ok(Next::Answer(route::models_list(&table, self.tenant))),
+            Kind::Pass(provider) => {
+                self.pass_through(&shared, &table, provider, full_path)?;
+                self.table = Some(table);
+                Ok(Next::Passed)
+            }
+            Kind::Route => {
+                self.table = Some(table);
+                if content_length.is_some_and(|n| n > shared.max_body_bytes) {
+                    return Err(ApiError::BodyTooLarge {
+                        limit: shared.max_body_bytes,
+                    });
+                }
+                if end_of_stream || content_length == Some(0) {
+                    return Err(ApiError::BadRequest("request body is empty".into()));
+                }
+                Ok(Next::Body)
+            }
         }
-        self.table = Some(table);
-        if content_length.is_some_and(|n| n > shared.max_body_bytes) {
-            return Err(ApiError::BodyTooLarge {
-                limit: shared.max_body_bytes,
-            });
+    }
+
+    /// `/<provider>/<rest>` → the provider's `<passthrough_base>/<rest>`,
+    /// with the tenant's key, any method and body, streamed both ways.
+    fn pass_through(
+        &mut self,
+        shared: &Shared,
+        table: &Table,
+        provider: usize,
+        full_path: &[u8],
+    ) -> Result<(), ApiError> {
+        let p = table.providers.get(provider).ok_or(ApiError::NoTable)?;
+        let key = table.provider_key(self.tenant, provider).ok_or_else(|| {
+            ApiError::NoProviderKey(format!(
+                "This tenant has no `{}` provider key for the pass-through path. Add one with POST /admin/tenants/{}/keys.",
+                p.id,
+                table.tenants.get(self.tenant).map_or("", |t| t.id.as_str())
+            ))
+        })?;
+        let rest = full_path.get(p.id.len() + 1..).unwrap_or_default();
+        let upstream_path = format!("{}{}", p.passthrough_base, String::from_utf8_lossy(rest));
+        let auth = p.passthrough_auth.unwrap_or(p.auth);
+        // The client's virtual key never reaches the provider.
+        for h in ["authorization", "x-api-key", "x-goog-api-key"] {
+            if h != auth.header() {
+                Self::set_header(h, None);
+            }
         }
-        if end_of_stream || content_length == Some(0) {
-            return Err(ApiError::BadRequest("request body is empty".into()));
+        Self::set_header(auth.header(), Some(&auth.value(key)));
+        if p.wire == Wire::Anthropic && !self.had_anthropic_version {
+            Self::set_header("anthropic-version", Some(ANTHROPIC_VERSION));
         }
-        Ok(Next::Body)
+        Self::set_header(&shared.cluster_header, Some(&p.cluster));
+        Self::set_header(":path", Some(&upstream_path));
+        Self::set_header(":authority", Some(&p.authority));
+        if let Err(s) = host::clear_route_cache() {
+            log::warn!("clear_route_cache failed: {s:?}");
+        }
+        if let Some(start) = self.start {
+            let mut meter = Meter::new(start, false, None);
+            meter.read_answer_model();
+            self.meter = Some(meter);
+        }
+        self.decision = Some(Decision {
+            model: None,
+            provider: p.id.clone(),
+            model_id: String::new(),
+            complexity: None,
+            failed_over_from: None,
+        });
+        log::debug!(
+            "request {} pass-through to {} {}",
+            self.request_id,
+            p.id,
+            upstream_path
+        );
+        Ok(())
     }
 
     fn body(&mut self, body_size: usize) -> Result<(), ApiError> {
@@ -173,7 +308,7 @@ impl Http {
             return Err(ApiError::NoTable);
         };
         let body = host::request_body(body_size).unwrap_or_default();
-        let routed = route::route(&table, self.tenant, &body)?;
+        let routed = route::route_request(&table, self.tenant, self.dialect, &body)?;
         let (Some(model), Some(provider)) = (
             table.models.get(routed.model),
             table.providers.get(routed.provider),
@@ -181,37 +316,40 @@ impl Http {
             return Err(ApiError::NoTable);
         };
 
-        let edited =
-            host::replace_request_body_prefix(routed.edit.drain, &routed.edit.prefix).is_ok();
-        let length = if edited {
-            routed.edit.new_len(body.len())
-        } else {
-            body.len()
-        };
-        let set = |name: &str, value: Option<&str>| {
-            if let Err(s) = host::set_request_header(name, value) {
-                log::warn!("setting request header {name} failed: {s:?}");
+        let length = match &routed.upstream {
+            Upstream::Edit(edit) => {
+                if host::replace_request_body_prefix(edit.drain, &edit.prefix).is_ok() {
+                    edit.new_len(body.len())
+                } else {
+                    body.len()
+                }
+            }
+            Upstream::Whole(whole) => {
+                if let Err(s) =
+                    hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body.len(), whole)
+                {
+                    log::warn!("cannot replace the request body: {s:?}");
+                    return Err(ApiError::NoTable);
+                }
+                whole.len()
             }
         };
         // A stale length truncates the body upstream (ENVOY-NOTES 3).
-        set("content-length", Some(&length.to_string()));
-        set(&shared.cluster_header, Some(&provider.cluster));
-        set(":path", Some(&provider.chat_path));
-        set(":authority", Some(&provider.authority));
+        Self::set_header("content-length", Some(&length.to_string()));
+        Self::set_header(&shared.cluster_header, Some(&provider.cluster));
+        Self::set_header(":path", Some(&provider.chat_path));
+        Self::set_header(":authority", Some(&provider.authority));
         let auth = table.auth_value(self.tenant, routed.provider);
-        match provider.auth {
-            AuthStyle::Bearer => {
-                set("authorization", auth);
-                if self.had_api_key_header {
-                    set("x-api-key", None);
-                }
-            }
-            AuthStyle::XApiKey => {
-                set("x-api-key", auth);
-                if self.had_authorization_header {
-                    set("authorization", None);
-                }
-            }
+        let header = provider.auth.header();
+        Self::set_header(header, auth);
+        if header != "authorization" && self.had_authorization_header {
+            Self::set_header("authorization", None);
+        }
+        if header != "x-api-key" && self.had_api_key_header {
+            Self::set_header("x-api-key", None);
+        }
+        if provider.wire == Wire::Anthropic && !self.had_anthropic_version {
+            Self::set_header("anthropic-version", Some(ANTHROPIC_VERSION));
         }
         if let Err(s) = host::clear_route_cache() {
             log::warn!("clear_route_cache failed: {s:?}");
@@ -228,21 +366,338 @@ impl Http {
             model.id,
             complexity.as_deref().unwrap_or("explicit"),
         );
-        self.stripper = routed.hide_usage.then(UsageStripper::default);
+        self.reshape = Reshape::new(Shape {
+            dialect: self.dialect,
+            wire: provider.wire,
+            stream: routed.stream,
+            include_usage: routed.include_usage,
+            hide_usage: routed.hide_usage,
+            model: &model.id,
+            created: self.created(),
+        });
         if let Some(start) = self.start {
             let c = routed.score.map(|s| s.complexity);
-            self.meter = Some((Meter::new(start, routed.stream, c), routed.model));
+            self.meter = Some(Meter::new(start, routed.stream, c));
         }
         self.decision = Some(Decision {
+            model: Some(routed.model),
             provider: provider.id.clone(),
-            model: model.id.clone(),
+            model_id: model.id.clone(),
             complexity,
+            failed_over_from: None,
         });
+        if shared.max_attempts > 1 {
+            self.failover = Some(Failover {
+                body,
+                stream: routed.stream,
+                tried: vec![routed.model],
+                failed: Vec::new(),
+                pending: None,
+            });
+        }
         Ok(())
+    }
+
+    /// The chosen model failed before any byte reached the client: hand the
+    /// request to the next candidate. False when there is none left (then
+    /// the failure goes to the client).
+    fn try_next(&mut self, status: u16) -> bool {
+        let (Some(shared), Some(table)) = (self.shared.clone(), self.table.clone()) else {
+            return false;
+        };
+        let Some(f) = &mut self.failover else {
+            return false;
+        };
+        if let Some(m) = f.tried.last().and_then(|&m| table.models.get(m)) {
+            f.failed.push(FailedAttempt {
+                provider: m.provider.clone(),
+                model: m.id.clone(),
+                status,
+            });
+        }
+        if f.tried.len() >= shared.max_attempts as usize {
+            return false;
+        }
+        let Ok(chat) = route::as_chat(self.dialect, &f.body) else {
+            return false;
+        };
+        let Ok(req) = ChatRequest::parse(&chat) else {
+            return false;
+        };
+        for model in route::fallbacks(&table, self.tenant, &chat, &f.tried) {
+            f.tried.push(model);
+            let Ok(routed) = route::to_model(
+                &table,
+                self.tenant,
+                self.dialect,
+                &f.body,
+                &req,
+                &chat,
+                model,
+                None,
+            ) else {
+                continue;
+            };
+            match dispatch(
+                &table,
+                self.tenant,
+                &routed,
+                &f.body,
+                self.had_anthropic_version,
+                shared.attempt_timeout_ms,
+            ) {
+                Ok(token) => {
+                    f.pending = Some((token, model));
+                    return true;
+                }
+                Err(e) => {
+                    log::warn!("failover call to model {model} not sent: {e}");
+                    if let Some(m) = table.models.get(model) {
+                        f.failed.push(FailedAttempt {
+                            provider: m.provider.clone(),
+                            model: m.id.clone(),
+                            status: 503,
+                        });
+                    }
+                }
+            }
+            if f.tried.len() >= shared.max_attempts as usize {
+                break;
+            }
+        }
+        false
+    }
+
+    /// Every candidate failed: one error naming each attempt.
+    fn all_failed(&self) -> ApiError {
+        let failed = self
+            .failover
+            .as_ref()
+            .map(|f| f.failed.as_slice())
+            .unwrap_or_default();
+        let what: Vec<String> = failed
+            .iter()
+            .map(|a| {
+                let how = match a.status {
+                    504 => "timed out".to_owned(),
+                    0 => "could not be reached".to_owned(),
+                    s => format!("answered HTTP {s}"),
+                };
+                format!("{} ({}) {how}", a.model, a.provider)
+            })
+            .collect();
+        let status = if failed.iter().all(|a| a.status == 504) {
+            504
+        } else if failed
+            .iter()
+            .any(|a| matches!(a.status, 429 | 503 | 529 | 0))
+        {
+            503
+        } else {
+            502
+        };
+        ApiError::Upstream {
+            status,
+            message: format!(
+                "No provider could answer this request: {}. Retry later, or name another model.",
+                what.join("; ")
+            ),
+        }
+    }
+
+    /// A failover call answered (or failed).
+    fn on_call(&mut self, token: u32, body_size: usize) {
+        let Some((expected, model)) = self.failover.as_ref().and_then(|f| f.pending) else {
+            return;
+        };
+        if token != expected {
+            return;
+        }
+        if let Some(f) = &mut self.failover {
+            f.pending = None;
+        }
+        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok())
+            .unwrap_or(503);
+        if is_failover_status(status) && self.try_next(status) {
+            return;
+        }
+        let Some(table) = self.table.clone() else {
+            return;
+        };
+        if is_failover_status(status) {
+            // The last candidate failed too (`try_next` noted it).
+            let e = self.all_failed();
+            if let Some(meter) = &mut self.meter {
+                meter.set_status(e.status() as u16);
+            }
+            self.fail(&e);
+            return;
+        }
+        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let content_type =
+            hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, "content-type")
+                .ok()
+                .flatten()
+                .and_then(|v| String::from_utf8(v).ok())
+                .unwrap_or_else(|| "application/json".to_owned());
+        let (Some(m), Some(p)) = (
+            table.models.get(model),
+            table
+                .model_provider
+                .get(model)
+                .and_then(|&p| table.providers.get(p)),
+        ) else {
+            return;
+        };
+        // The answer is now this model's: its usage, its translation.
+        let first = self.decision.as_ref().map(|d| d.model_id.clone());
+        let complexity = self.decision.as_ref().and_then(|d| d.complexity.clone());
+        self.decision = Some(Decision {
+            model: Some(model),
+            provider: p.id.clone(),
+            model_id: m.id.clone(),
+            complexity,
+            failed_over_from: first,
+        });
+        let stream = self.failover.as_ref().is_some_and(|f| f.stream);
+        if let Some(start) = self.start {
+            let c = self.meter.as_ref().and_then(|m| m.complexity);
+            let mut meter = Meter::new(start, stream, c);
+            meter.set_status(status);
+            meter.on_body(&body, true);
+            self.meter = Some(meter);
+        }
+        let include_usage = self.include_usage();
+        self.reshape = Reshape::new(Shape {
+            dialect: self.dialect,
+            wire: p.wire,
+            stream,
+            include_usage,
+            hide_usage: stream && !include_usage && !p.always_streams_usage,
+            model: &m.id,
+            created: self.created(),
+        });
+        let (status, out) = self.reshape.whole(status, &body);
+        self.reply(u32::from(status), &out, &content_type);
+    }
+
+    /// Unix seconds of the request start.
+    fn created(&self) -> u64 {
+        self.start
+            .and_then(|s| s.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs())
+    }
+
+    /// Whether the (OpenAI) client asked for its stream's usage chunk.
+    fn include_usage(&self) -> bool {
+        self.failover
+            .as_ref()
+            .and_then(|f| {
+                let chat = route::as_chat(self.dialect, &f.body).ok()?;
+                ChatRequest::parse(&chat).ok().map(|r| r.include_usage)
+            })
+            .unwrap_or(false)
     }
 }
 
-impl Context for Http {}
+/// The pass-through provider a path names: `/<provider id>/…`.
+fn pass_through_provider(table: &Table, path: &[u8]) -> Option<usize> {
+    let rest = path.strip_prefix(b"/")?;
+    let id_len = rest.iter().position(|&b| b == b'/')?;
+    let id = rest.get(..id_len)?;
+    table.providers.iter().position(|p| p.id.as_bytes() == id)
+}
+
+/// 429, 5xx (Anthropic's 529 included), Envoy's 503 for a connection failure
+/// and 504 for a timeout: the next candidate may answer.
+fn is_failover_status(status: u16) -> bool {
+    status == 429 || (500..600).contains(&status)
+}
+
+/// Sends a failover attempt to `routed`'s provider.
+fn dispatch(
+    table: &Table,
+    tenant: usize,
+    routed: &Routed<'_>,
+    body: &[u8],
+    client_version: bool,
+    timeout_ms: u64,
+) -> Result<u32, String> {
+    let p = table
+        .providers
+        .get(routed.provider)
+        .ok_or("unknown provider")?;
+    let auth = table
+        .auth_value(tenant, routed.provider)
+        .ok_or("no provider key")?;
+    let upstream = routed.upstream.bytes(body);
+    let mut headers = vec![
+        (":method", "POST"),
+        (":path", p.chat_path.as_str()),
+        (":authority", p.authority.as_str()),
+        ("content-type", "application/json"),
+        (p.auth.header(), auth),
+    ];
+    if p.wire == Wire::Anthropic && !client_version {
+        headers.push(("anthropic-version", ANTHROPIC_VERSION));
+    } else if p.wire == Wire::Anthropic {
+        // The client's own version header is not carried over to a call
+        // built from scratch; the default is the stable one.
+        headers.push(("anthropic-version", ANTHROPIC_VERSION));
+    }
+    hostcalls::dispatch_http_call(
+        &p.cluster,
+        headers,
+        Some(&upstream),
+        Vec::new(),
+        Duration::from_millis(timeout_ms),
+    )
+    .map_err(|s| format!("{s:?}"))
+}
+
+impl Decision {
+    fn headers(&self) -> Vec<(&'static str, &str)> {
+        let mut headers = vec![("x-aipipe-provider", self.provider.as_str())];
+        if self.model.is_some() {
+            headers.push(("x-aipipe-model", self.model_id.as_str()));
+            headers.push((
+                "x-aipipe-route",
+                if self.complexity.is_some() {
+                    "auto"
+                } else {
+                    "explicit"
+                },
+            ));
+        } else {
+            headers.push(("x-aipipe-route", "pass-through"));
+        }
+        if let Some(c) = &self.complexity {
+            headers.push(("x-aipipe-complexity", c.as_str()));
+        }
+        if let Some(f) = &self.failed_over_from {
+            headers.push(("x-aipipe-failover", f.as_str()));
+        }
+        headers
+    }
+}
+
+impl Context for Http {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        self.on_call(token_id, body_size);
+    }
+}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -251,7 +706,9 @@ impl HttpContext for Http {
             // and routing headers can only change while they are held.
             Ok(Next::Body) => Action::Pause,
             // Answered by the filter itself (GET /v1/models).
-            Ok(Next::Answer(json)) => self.reply(200, &json),
+            Ok(Next::Answer(json)) => self.reply(200, json.as_bytes(), "application/json"),
+            // Pass-through: headers are rewritten, the body streams as is.
+            Ok(Next::Passed) => Action::Continue,
             Err(e) => self.fail(&e),
         }
     }
@@ -260,6 +717,10 @@ impl HttpContext for Http {
         if self.replied {
             // The request was already answered locally.
             return Action::Pause;
+        }
+        if self.decision.as_ref().is_some_and(|d| d.model.is_none()) {
+            // Pass-through: the body streams on untouched.
+            return Action::Continue;
         }
         if let Some(limit) = self.shared.as_ref().map(|s| s.max_body_bytes)
             && body_size > limit
@@ -277,33 +738,55 @@ impl HttpContext for Http {
         }
     }
 
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         if self.replied {
             // Our own local reply already carries its headers.
             return Action::Continue;
         }
-        if let Some((meter, _)) = &mut self.meter {
-            meter.on_headers();
+        let status = match &mut self.meter {
+            Some(meter) => {
+                meter.on_headers();
+                meter.status()
+            }
+            None => return Action::Continue,
+        };
+        if is_failover_status(status) && self.try_next(status) {
+            // The next candidate answers instead; hold this answer back.
+            return Action::Pause;
+        }
+        if self.failover.as_ref().is_some_and(|f| !f.failed.is_empty()) {
+            // The last candidate failed too: one error naming every attempt.
+            let e = self.all_failed();
+            if let Some(meter) = &mut self.meter {
+                meter.set_status(e.status() as u16);
+            }
+            return self.fail(&e);
+        }
+        let passed_through = self.decision.as_ref().is_some_and(|d| d.model.is_none());
+        if passed_through {
+            let stream =
+                hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, "content-type")
+                    .ok()
+                    .flatten()
+                    .is_some_and(|v| v.starts_with(b"text/event-stream"));
+            if let Some(meter) = &mut self.meter {
+                meter.stream = stream;
+            }
         }
         if let Some(d) = &self.decision {
-            let mut headers = vec![
-                ("x-aipipe-request-id", self.request_id.as_str()),
-                ("x-aipipe-provider", d.provider.as_str()),
-                ("x-aipipe-model", d.model.as_str()),
-                (
-                    "x-aipipe-route",
-                    if d.complexity.is_some() {
-                        "auto"
-                    } else {
-                        "explicit"
-                    },
-                ),
-            ];
-            if let Some(c) = &d.complexity {
-                headers.push(("x-aipipe-complexity", c.as_str()));
-            }
-            for (name, value) in headers {
+            let _ = host::set_response_header("x-aipipe-request-id", &self.request_id);
+            for (name, value) in d.headers() {
                 let _ = host::set_response_header(name, value);
+            }
+        }
+        if self.reshape.changes_body() {
+            // The body changes length: Envoy sends it chunked instead.
+            let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, "content-length", None);
+            if status >= 400 && !end_of_stream {
+                // An error is rewritten in one piece, status included: hold
+                // the headers until the body is complete.
+                self.buffering_error = true;
+                return Action::Pause;
             }
         }
         // Headers pass straight on; the body follows unbuffered.
@@ -311,42 +794,110 @@ impl HttpContext for Http {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Some((meter, _)) = &mut self.meter else {
+        if self.replied {
+            return Action::Continue;
+        }
+        if self.failover.as_ref().is_some_and(|f| f.pending.is_some()) {
+            // A failover call is in flight; the failed answer goes nowhere.
+            return Action::Pause;
+        }
+        let Some(meter) = &mut self.meter else {
             // Not routed by us (a local reply): pass it on.
             return Action::Continue;
         };
+        if self.buffering_error || self.reshape.buffers() {
+            if !end_of_stream {
+                return Action::Pause;
+            }
+            let whole = host::response_body(body_size);
+            meter.on_body(&whole, true);
+            let status = meter.status();
+            let (new_status, out) = self.reshape.whole(status, &whole);
+            if self.buffering_error {
+                meter.set_status(new_status);
+                let content_type = "application/json";
+                return self.reply(u32::from(new_status), &out, content_type);
+            }
+            if let Err(s) = host::replace_response_body(body_size, &out) {
+                log::warn!("cannot translate the answer: {s:?}");
+            }
+            return Action::Continue;
+        }
         let chunk = if body_size > 0 {
             host::response_body(body_size)
         } else {
             Vec::new()
         };
         meter.on_body(&chunk, end_of_stream);
-        if let Some(stripper) = &mut self.stripper
-            && meter.status() == 200
+        if meter.status() < 400
+            && let Some(out) = self.reshape.chunk(&chunk, end_of_stream)
+            && let Err(s) = host::replace_response_body(body_size, &out)
         {
-            let mut out = Vec::with_capacity(chunk.len());
-            stripper.feed(&chunk, &mut out);
-            if end_of_stream {
-                stripper.finish(&mut out);
-            }
-            if out != chunk
-                && let Err(s) = host::replace_response_body(body_size, &out)
-            {
-                log::warn!("cannot hide the usage chunk: {s:?}");
-            }
+            log::warn!("cannot rewrite the answer: {s:?}");
         }
         // Stream every chunk (every complete event) to the client as it arrives.
         Action::Continue
     }
 
     fn on_log(&mut self) {
-        let (Some((meter, model)), Some(table), Some(shared)) =
-            (&self.meter, &self.table, &self.shared)
+        let (Some(meter), Some(table), Some(shared), Some(d)) =
+            (&self.meter, &self.table, &self.shared, &self.decision)
         else {
             return;
         };
-        if let Some(record) = meter.record(&self.request_id, table, self.tenant, *model) {
-            shared.enqueue_usage(&record);
+        let Some(tenant) = table.tenants.get(self.tenant) else {
+            return;
+        };
+        let mut record = match d.model {
+            Some(m) => meter.record(
+                &self.request_id,
+                &tenant.id,
+                Answered {
+                    provider: &d.provider,
+                    model_id: &d.model_id,
+                    model: table.models.get(m),
+                },
+            ),
+            None => {
+                // Pass-through: recorded when the answer names its model.
+                let Some(name) = meter.answer_model() else {
+                    return;
+                };
+                let model = answer_model(table, &d.provider, &name);
+                meter.record(
+                    &self.request_id,
+                    &tenant.id,
+                    Answered {
+                        provider: &d.provider,
+                        model_id: model.map_or(name.as_str(), |m| m.id.as_str()),
+                        model,
+                    },
+                )
+            }
+        };
+        if let Some(f) = &self.failover {
+            record.failed_attempts = f.failed.clone();
         }
+        shared.enqueue_usage(&record);
     }
+}
+
+/// The catalog model a provider's answer names: its id or upstream name,
+/// or a dated snapshot of one (`gpt-4o-mini-2024-07-18`).
+fn answer_model<'t>(
+    table: &'t Table,
+    provider: &str,
+    name: &str,
+) -> Option<&'t crate::table::Model> {
+    let ours = || table.models.iter().filter(|m| m.provider == provider);
+    ours()
+        .find(|m| m.upstream_name() == name || m.id == name)
+        .or_else(|| {
+            ours()
+                .filter(|m| {
+                    name.strip_prefix(m.upstream_name())
+                        .is_some_and(|rest| rest.starts_with('-'))
+                })
+                .max_by_key(|m| m.upstream_name().len())
+        })
 }

@@ -24,6 +24,8 @@ pub struct Shared {
     pub cluster_header: String,
     pub trust_tenant_header: bool,
     pub max_body_bytes: usize,
+    pub max_attempts: u32,
+    pub attempt_timeout_ms: u64,
     /// The table in use: the bootstrap table until the singleton publishes one.
     table: RefCell<Option<Rc<Table>>>,
     /// The published version this VM last loaded (raw bytes of the key).
@@ -174,6 +176,8 @@ impl RootContext for Root {
                     cluster_header: config.cluster_header,
                     trust_tenant_header: config.trust_tenant_header,
                     max_body_bytes: config.max_body_bytes,
+                    max_attempts: config.max_attempts,
+                    attempt_timeout_ms: config.attempt_timeout_ms,
                     table: RefCell::new(config.table.map(Rc::new)),
                     seen_version: RefCell::new(Vec::new()),
                     vm_id: hostcalls::get_property(vec!["plugin_vm_id"])

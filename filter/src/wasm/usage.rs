@@ -7,8 +7,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MapType;
 
+use serde::Deserialize;
+
+use crate::anthropic;
 use crate::sse::SseParser;
-use crate::table::Table;
+use crate::table::Model;
 use crate::usage::{StreamUsage, Tokens, UsageRecord, cost_nusd, openai_usage};
 
 /// A non-streamed answer is kept (to read its `usage`) up to this size.
@@ -23,7 +26,8 @@ fn ms_between(a: SystemTime, b: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
-/// What one routed request's answer looked like.
+/// What one request's answer looked like. It reads the answer as the
+/// provider sent it (before any translation), in either wire format.
 pub struct Meter {
     pub start: SystemTime,
     pub stream: bool,
@@ -33,7 +37,25 @@ pub struct Meter {
     plain: Vec<u8>,
     plain_overflow: bool,
     sse: SseParser,
-    stream_usage: StreamUsage,
+    openai: StreamUsage,
+    anthropic: anthropic::StreamUsage,
+    /// Pass-through: the model is only known from the answer.
+    answer_model: Option<Option<String>>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    message: Option<Box<Named>>,
+}
+
+/// The `model` an answer names (OpenAI: top level; Anthropic's
+/// `message_start`: inside `message`).
+fn model_named(json: &[u8]) -> Option<String> {
+    let n: Named = serde_json::from_slice(json).ok()?;
+    n.model.or_else(|| n.message.and_then(|m| m.model))
 }
 
 impl Meter {
@@ -47,8 +69,15 @@ impl Meter {
             plain: Vec::new(),
             plain_overflow: false,
             sse: SseParser::default(),
-            stream_usage: StreamUsage::default(),
+            openai: StreamUsage::default(),
+            anthropic: anthropic::StreamUsage::default(),
+            answer_model: None,
         }
+    }
+
+    /// For pass-through requests: also read which model answered.
+    pub fn read_answer_model(&mut self) {
+        self.answer_model = Some(None);
     }
 
     /// Response headers phase.
@@ -60,20 +89,43 @@ impl Meter {
             .unwrap_or(0);
     }
 
+    /// The answer came from elsewhere (a failover call) with this status.
+    pub fn set_status(&mut self, status: u16) {
+        self.status = status;
+    }
+
     pub fn status(&self) -> u16 {
         self.status
     }
 
-    /// Each response body chunk, as it passes.
-    pub fn on_body(&mut self, chunk: &[u8], end_of_stream: bool) {
-        if !chunk.is_empty() && self.first_byte.is_none() {
+    /// The answer's first byte is on its way to the client now.
+    pub fn first_byte_now(&mut self) {
+        if self.first_byte.is_none() {
             self.first_byte = now();
         }
+    }
+
+    /// Each response body chunk, as it passes.
+    pub fn on_body(&mut self, chunk: &[u8], end_of_stream: bool) {
+        if !chunk.is_empty() {
+            self.first_byte_now();
+        }
         if self.stream {
-            let usage = &mut self.stream_usage;
-            self.sse.feed(chunk, |data| usage.on_event(data));
+            let (openai, anthropic, model) = (
+                &mut self.openai,
+                &mut self.anthropic,
+                &mut self.answer_model,
+            );
+            let mut on_data = |data: &[u8]| {
+                openai.on_event(data);
+                anthropic.on_event(data);
+                if let Some(m @ None) = model {
+                    *m = model_named(data);
+                }
+            };
+            self.sse.feed(chunk, &mut on_data);
             if end_of_stream {
-                self.sse.finish(|data| usage.on_event(data));
+                self.sse.finish(&mut on_data);
             }
         } else if self.plain.len() + chunk.len() <= MAX_PLAIN_BODY {
             self.plain.extend_from_slice(chunk);
@@ -84,47 +136,59 @@ impl Meter {
 
     fn tokens(&self) -> Option<Tokens> {
         if self.stream {
-            self.stream_usage.tokens
+            self.openai.tokens.or_else(|| self.anthropic.tokens())
         } else if self.plain_overflow {
             None
         } else {
-            openai_usage(&self.plain)
+            openai_usage(&self.plain).or_else(|| anthropic::anthropic_usage(&self.plain))
         }
     }
 
-    /// The record of this request, when it ends.
-    pub fn record(
-        &self,
-        id: &str,
-        table: &Table,
-        tenant: usize,
-        model: usize,
-    ) -> Option<UsageRecord> {
-        let m = table.models.get(model)?;
+    /// The model a pass-through answer names, if it was asked to read it.
+    pub fn answer_model(&self) -> Option<String> {
+        match &self.answer_model {
+            Some(Some(m)) => Some(m.clone()),
+            Some(None) if !self.stream => model_named(&self.plain),
+            _ => None,
+        }
+    }
+
+    /// The record of this request, when it ends. `model` prices it; without
+    /// one (a pass-through answer naming no catalog model) the cost is
+    /// unknown and the record says its usage was not read.
+    pub fn record(&self, id: &str, tenant: &str, who: Answered<'_>) -> UsageRecord {
         let end = now().unwrap_or(self.start);
         let tokens = self.tokens();
         let t = tokens.unwrap_or_default();
-        Some(UsageRecord {
+        UsageRecord {
             id: id.to_owned(),
-            tenant: table.tenants.get(tenant)?.id.clone(),
-            provider: m.provider.clone(),
-            model: m.id.clone(),
+            tenant: tenant.to_owned(),
+            provider: who.provider.to_owned(),
+            model: who.model_id.to_owned(),
             status: self.status,
             prompt_tokens: t.prompt,
             completion_tokens: t.completion,
             cached_tokens: t.cached,
             cache_write_tokens: t.cache_write,
-            cost_nusd: cost_nusd(m, &t),
+            cost_nusd: who.model.map_or(0, |m| cost_nusd(m, &t)),
             latency_ms: ms_between(self.start, end),
             ttft_ms: self.first_byte.map(|f| ms_between(self.start, f)),
             complexity: self.complexity,
             stream: self.stream,
-            usage_parsed: tokens.is_some(),
+            usage_parsed: tokens.is_some() && who.model.is_some(),
             ts_ms: self
                 .start
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             failed_attempts: Vec::new(),
-        })
+        }
     }
+}
+
+/// Who answered a request, for its usage record.
+pub struct Answered<'a> {
+    pub provider: &'a str,
+    pub model_id: &'a str,
+    /// The catalog entry that prices it.
+    pub model: Option<&'a Model>,
 }
