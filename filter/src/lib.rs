@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 pub mod request;
+pub mod reshape;
 pub mod route;
 pub mod score;
 pub mod select;
