@@ -1,6 +1,10 @@
 //! Every config shipped in `envoy/` is a complete file that Envoy accepts as
 //! it stands. `--mode validate` loads the filter and runs its `on_configure`,
-//! so the bootstrap routing table inside is validated too.
+//! so the bootstrap routing table inside is validated too. It also opens the
+//! files a config names: `production.yaml` needs the system CA bundle at
+//! `/etc/ssl/certs/ca-certificates.crt` (a missing one fails with "Invalid
+//! path"). tls.rs runs that file's provider cluster shape against a real TLS
+//! server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
