@@ -1,0 +1,315 @@
+//! Every provider in its own protocol, through real Envoy and the filter:
+//! chat clients routed to Anthropic's native Messages API (answers and
+//! errors translated back), Anthropic clients on `POST /v1/messages` routed
+//! either way, and the provider pass-through paths.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use aipipe_tests::{post_json, request, stream_lines};
+use common::{ACME, BETA, ROUTER, Stack, chat, streamed_content};
+use serde_json::{Value, json};
+
+fn messages_body(model: &str, text: &str) -> Value {
+    json!({"model": model, "max_tokens": 256, "messages": [{"role": "user", "content": text}]})
+}
+
+/// Anthropic SDK style: the virtual key in `x-api-key`.
+const ACME_ANTHROPIC: [(&str, &str); 2] = [
+    ("x-api-key", "vk-acme"),
+    ("anthropic-version", "2023-06-01"),
+];
+
+#[test]
+fn chat_clients_reach_claude_through_the_messages_api_plain_streamed_and_with_tools() {
+    let s = Stack::start();
+    // Plain.
+    let r = post_json(
+        &s.chat_url(),
+        &ACME.auth(),
+        &chat("claude-sonnet-4-5", "hello"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["object"], "chat.completion", "{v}");
+    assert_eq!(v["model"], "claude-sonnet-4-5");
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .len()
+            > 1
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["path"], "/v1/messages");
+    assert_eq!(got["body"]["max_tokens"], 4096, "the default max_tokens");
+    assert_eq!(got["body"]["messages"][0]["role"], "user");
+
+    // Streamed, without and with the usage chunk.
+    for include_usage in [false, true] {
+        let mut body = chat("claude-sonnet-4-5", "tell me a story");
+        body["stream"] = json!(true);
+        if include_usage {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        let (status, lines) = stream_lines(&s.chat_url(), &ACME.auth(), &body);
+        assert_eq!(status, 200);
+        let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
+        assert!(
+            !streamed_content(text.iter().copied()).is_empty(),
+            "{text:?}"
+        );
+        assert_eq!(
+            text.iter().rev().find(|l| !l.is_empty()),
+            Some(&"data: [DONE]")
+        );
+        let chunks: Vec<Value> = text
+            .iter()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str(d).ok())
+            .collect();
+        assert!(
+            chunks
+                .iter()
+                .all(|c| c["object"] == "chat.completion.chunk")
+        );
+        let usage_chunks = chunks.iter().filter(|c| c["usage"].is_object()).count();
+        assert_eq!(usage_chunks, usize::from(include_usage), "{chunks:?}");
+        assert_eq!(s.mock.received().pop().unwrap()["stream"], true);
+    }
+
+    // Tools: the tool_use block comes back as tool_calls.
+    let body = json!({
+        "model": "claude-sonnet-4-5",
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+        "tool_choice": "required"
+    });
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls", "{v}");
+    let call = &v["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "get_weather");
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert!(args.is_object());
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["body"]["tool_choice"]["type"], "any");
+}
+
+#[test]
+fn anthropic_errors_reach_chat_clients_in_openai_shape() {
+    let s = Stack::start();
+    // A client error is not failed over: it is the client's to fix.
+    s.mock
+        .fault(json!({"provider": "anthropic", "status": 400}));
+    let r = post_json(
+        &s.chat_url(),
+        &ACME.auth(),
+        &chat("claude-sonnet-4-5", "hello"),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    let v = r.json();
+    assert!(v["error"]["message"].as_str().is_some(), "{v}");
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    assert_eq!(r.header("x-aipipe-model"), Some("claude-sonnet-4-5"));
+}
+
+#[test]
+fn anthropic_clients_are_routed_to_claude_as_is_and_to_others_translated() {
+    let s = Stack::start();
+    let url = s.envoy.url("/v1/messages");
+
+    // To an Anthropic model: the request goes on in its own format.
+    let r = post_json(
+        &url,
+        &ACME_ANTHROPIC,
+        &messages_body("claude-sonnet-4-5", "hello"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["type"], "message", "{v}");
+    assert_eq!(v["content"][0]["type"], "text");
+    assert!(v["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["path"], "/v1/messages");
+    assert_eq!(got["x_api_key"], "sk-acme-anthropic");
+    assert_eq!(got["body"]["model"], "claude-sonnet-4-5");
+    assert_eq!(got["body"]["max_tokens"], 256);
+
+    // "auto": a greeting goes to the cheap OpenAI model, translated both ways.
+    let r = post_json(&url, &ACME_ANTHROPIC, &messages_body("auto", "hi there"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"));
+    assert!(r.header("x-aipipe-complexity").is_some());
+    let v = r.json();
+    assert_eq!(v["type"], "message", "{v}");
+    assert_eq!(v["role"], "assistant");
+    assert!(v["content"][0]["text"].as_str().unwrap().len() > 1);
+    assert_eq!(v["stop_reason"], "end_turn");
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["path"], "/v1/chat/completions");
+    assert_eq!(got["authorization"], "Bearer sk-acme-openai");
+    assert_eq!(got["x_api_key"], Value::Null);
+    assert_eq!(got["body"]["model"], "gpt-4o-mini");
+
+    // Streamed both ways: Anthropic's event sequence comes back.
+    for model in ["claude-sonnet-4-5", "gpt-4o-mini"] {
+        let mut body = messages_body(model, "tell me a story");
+        body["stream"] = json!(true);
+        let (status, lines) = stream_lines(&url, &ACME_ANTHROPIC, &body);
+        assert_eq!(status, 200, "{model}");
+        let events: Vec<&str> = lines
+            .iter()
+            .filter_map(|(_, l)| l.strip_prefix("event: "))
+            .collect();
+        assert_eq!(
+            events.first(),
+            Some(&"message_start"),
+            "{model}: {events:?}"
+        );
+        assert!(
+            events.contains(&"content_block_delta"),
+            "{model}: {events:?}"
+        );
+        assert!(events.contains(&"message_delta"), "{model}: {events:?}");
+        assert_eq!(events.last(), Some(&"message_stop"), "{model}: {events:?}");
+        let text: String = lines
+            .iter()
+            .filter_map(|(_, l)| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .filter_map(|v| v["delta"]["text"].as_str().map(str::to_owned))
+            .collect();
+        assert!(!text.is_empty(), "{model}");
+    }
+
+    // Errors come back Anthropic-shaped.
+    let r = post_json(
+        &url,
+        &[("x-api-key", "vk-nobody")],
+        &messages_body("auto", "hi"),
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["type"], "error");
+    assert_eq!(r.json()["error"]["type"], "authentication_error");
+    let r = post_json(
+        &url,
+        &ACME_ANTHROPIC,
+        &json!({"model": "auto", "max_tokens": 5}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+    assert_eq!(r.json()["type"], "error");
+    // Only OpenAI keys: Claude is not reachable, a 503 names the missing key.
+    let r = post_json(
+        &url,
+        &[("x-api-key", BETA.key)],
+        &messages_body("claude-sonnet-4-5", "hi"),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("anthropic")
+    );
+}
+
+#[test]
+fn pass_through_paths_forward_any_endpoint_with_the_tenant_key() {
+    let s = Stack::start();
+    // A chat completion through /openai/v1/…: forwarded as is, accounted.
+    let r = post_json(
+        &s.envoy.url("/openai/v1/chat/completions"),
+        &ACME.auth(),
+        &chat("gpt-4o-mini", "hello"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-provider"), Some("openai"));
+    assert_eq!(r.header("x-aipipe-route"), Some("pass-through"));
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["path"], "/v1/chat/completions");
+    assert_eq!(got["authority"], "api.openai.com");
+    assert_eq!(got["authorization"], "Bearer sk-acme-openai");
+
+    // Any method and endpoint, query string kept.
+    let r = request(
+        "GET",
+        &s.envoy.url("/openai/v1/models?limit=2"),
+        &ACME.auth(),
+        None,
+    );
+    assert!(r.status < 500, "{}", r.text());
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["method"], "GET");
+    assert_eq!(got["path"], "/v1/models");
+    assert_eq!(got["authorization"], "Bearer sk-acme-openai");
+
+    // OpenRouter's API lives under /api.
+    let r = post_json(
+        &s.envoy.url("/openrouter/v1/chat/completions"),
+        &ROUTER.auth(),
+        &chat("meta-llama/llama-3.3-70b-instruct", "hello"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["path"], "/api/v1/chat/completions");
+    assert_eq!(got["authorization"], "Bearer sk-router-openrouter");
+
+    // Anthropic: its key header and a version when the client sent none.
+    let r = post_json(
+        &s.envoy.url("/anthropic/v1/messages"),
+        &ACME.auth(),
+        &messages_body("claude-sonnet-4-5", "hello"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["type"], "message");
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["path"], "/v1/messages");
+    assert_eq!(got["x_api_key"], "sk-acme-anthropic");
+    assert_eq!(got["authorization"], Value::Null);
+    assert_eq!(got["anthropic_version"], "2023-06-01");
+
+    // Streams pass through unbuffered.
+    let mut body = chat("gpt-4o-mini", "tell me a story");
+    body["stream"] = json!(true);
+    let (status, lines) = stream_lines(
+        &s.envoy.url("/openai/v1/chat/completions"),
+        &ACME.auth(),
+        &body,
+    );
+    assert_eq!(status, 200);
+    assert!(!streamed_content(lines.iter().map(|(_, l)| l.as_str())).is_empty());
+
+    // No key for that provider, an unknown key, an unknown provider.
+    let r = post_json(
+        &s.envoy.url("/anthropic/v1/messages"),
+        &BETA.auth(),
+        &messages_body("claude-sonnet-4-5", "hello"),
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    let r = request(
+        "GET",
+        &s.envoy.url("/openai/v1/models"),
+        &[("authorization", "Bearer vk-nobody")],
+        None,
+    );
+    assert_eq!(r.status, 401);
+    let r = request("GET", &s.envoy.url("/nobody/v1/models"), &ACME.auth(), None);
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"]["code"], "unknown_url");
+    // The virtual key never reached a provider.
+    for record in s.mock.received() {
+        let keys = format!("{} {}", record["authorization"], record["x_api_key"]);
+        assert!(
+            !keys.contains("vk-"),
+            "a virtual key reached a provider: {record}"
+        );
+    }
+}
