@@ -3,8 +3,9 @@
 
 Seeds: hostile bodies (deep nesting, lone surrogates, huge numbers, invalid UTF-8,
 duplicate keys, escaped names), realistic SSE streams and answers (sse,
-usage), and tables and configurations (table). `corpus/table/default-table.json`
-is the default RoutingTable serialised by the filter itself and is kept as is.
+usage), tables and configurations (table), and shared-data values (cache).
+`corpus/table/default-table.json` is the default RoutingTable serialised by the
+filter itself and is kept as is.
 Entries libFuzzer found and `-merge=1` kept (hash names) are left alone.
 
 With --fixtures it also writes each request of tests/fixtures/routing/*.jsonl
@@ -320,10 +321,48 @@ def anthropic_seeds():
         chunk({}, "tool_calls"), '{"error":{"message":"boom","type":"server_error"}}', "[DONE]"]))
 
 
+def cache_seeds():
+    # Shared-data values as another VM writes them (layouts in cache.rs and
+    # penalty.rs), plus request bodies and Cache-Control values.
+    import hashlib
+    import struct
+
+    def entry(tenant, body, stored=1_000, expires=301_000, status=200, ctype="application/json", key=None):
+        key = key or hashlib.sha256(body).digest()
+        t = tenant if isinstance(tenant, bytes) else tenant.encode()
+        c = ctype.encode()
+        return (b"aipc" + bytes([1, 0]) + struct.pack("<HQQ", status, stored, expires) + key
+                + struct.pack("<HHI", len(t), len(c), len(body)) + t + c + body)
+
+    answer = json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini",
+                         "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"},
+                                      "finish_reason": "stop"}]}).encode()
+    write("cache", "entry", entry("tenant-a", answer))
+    write("cache", "entry-expired-at-0", entry("", b"", stored=0, expires=0))
+    write("cache", "entry-truncated", entry("tenant-a", answer)[:-3])
+    write("cache", "entry-bad-utf8-tenant", entry(b"\xff", b"{}"))
+
+    def penalties(epoch, models):
+        out = b"aipn" + bytes([1]) + struct.pack("<QH", epoch, len(models))
+        for mid, p, ok, bad, at in models:
+            m = mid.encode()
+            out += struct.pack("<H", len(m)) + m + struct.pack("<dQQQ", p, ok, bad, at)
+        return out
+
+    write("cache", "penalties", penalties(3, [("gpt-4o", 63.0, 10, 3, 30_000), ("claude-sonnet-4-5", 0.0, 7, 0, 0)]))
+    write("cache", "penalties-max", penalties(2**64 - 1, [("m", 1e6, 2**64 - 1, 2**64 - 1, 2**64 - 1)]))
+    write("cache", "penalties-empty", penalties(0, []))
+    write("cache", "request-greedy.json", '{"model":"auto","messages":[{"role":"user","content":"hi"}],"temperature":0,'
+                                          '"response_format":{"type":"json_object"},"max_tokens":50,"n":1,"stream":false}')
+    write("cache", "request-seeded.json", '{"messages":[{"role":"user","content":"hi"}],"seed":1.5e3,"temperature":0.7}')
+    write("cache", "cache-control", "max-age=0, No-Cache=\"x\" ,no-store")
+
+
 if __name__ == "__main__":
     n = chat_seeds("--fixtures" in sys.argv[1:])
     sse_seeds()
     usage_seeds()
     table_seeds()
     anthropic_seeds()
+    cache_seeds()
     print(f"{n} fixture requests, {len(HOSTILE)} hostile bodies")

@@ -7,9 +7,11 @@
 //! Envoy through proxy-wasm and exists only on `wasm32`.
 
 pub mod anthropic;
+pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod error;
+pub mod penalty;
 pub mod request;
 pub mod reshape;
 pub mod route;
