@@ -15,7 +15,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::host;
-use super::root::Shared;
+use super::root::{Metrics, Shared};
 use super::usage::{Answered, Meter, now};
 use crate::error::ApiError;
 use crate::request::ChatRequest;
@@ -468,6 +468,28 @@ impl Http {
         false
     }
 
+    /// Every candidate failed. The request's record is the last attempt's
+    /// (with the status the client gets); the attempts before it are its
+    /// failed attempts.
+    fn give_up(&mut self) -> ApiError {
+        let e = self.all_failed();
+        if let Some(meter) = &mut self.meter {
+            meter.set_status(e.status() as u16);
+        }
+        let last = self.failover.as_mut().and_then(|f| {
+            f.failed.pop();
+            f.tried.last().copied()
+        });
+        if let (Some(model), Some(table), Some(d)) = (last, &self.table, &mut self.decision)
+            && let Some(m) = table.models.get(model)
+        {
+            d.model = Some(model);
+            d.model_id = m.id.clone();
+            d.provider = m.provider.clone();
+        }
+        e
+    }
+
     /// Every candidate failed: one error naming each attempt.
     fn all_failed(&self) -> ApiError {
         let failed = self
@@ -529,10 +551,7 @@ impl Http {
         };
         if is_failover_status(status) {
             // The last candidate failed too (`try_next` noted it).
-            let e = self.all_failed();
-            if let Some(meter) = &mut self.meter {
-                meter.set_status(e.status() as u16);
-            }
+            let e = self.give_up();
             self.fail(&e);
             return;
         }
@@ -756,10 +775,7 @@ impl HttpContext for Http {
         }
         if self.failover.as_ref().is_some_and(|f| !f.failed.is_empty()) {
             // The last candidate failed too: one error naming every attempt.
-            let e = self.all_failed();
-            if let Some(meter) = &mut self.meter {
-                meter.set_status(e.status() as u16);
-            }
+            let e = self.give_up();
             return self.fail(&e);
         }
         let passed_through = self.decision.as_ref().is_some_and(|d| d.model.is_none());
@@ -877,6 +893,14 @@ impl HttpContext for Http {
         };
         if let Some(f) = &self.failover {
             record.failed_attempts = f.failed.clone();
+        }
+        if let Some(m) = &shared.metrics {
+            Metrics::count(
+                m.usage_unparsed,
+                u64::from(!record.usage_parsed && record.status < 400),
+            );
+            Metrics::count(m.attempts_failed, record.failed_attempts.len() as u64);
+            Metrics::count(m.failovers, u64::from(d.failed_over_from.is_some()));
         }
         shared.enqueue_usage(&record);
     }

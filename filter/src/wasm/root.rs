@@ -10,7 +10,7 @@ use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Bytes, ContextType};
+use proxy_wasm::types::{Bytes, ContextType, MetricType};
 
 use super::http::Http;
 use super::singleton::Singleton;
@@ -19,6 +19,34 @@ use crate::config::{
 };
 use crate::table::{RoutingTable, Table};
 
+/// The worker metrics (ENVOY-NOTES 11, 13: defined once per VM; counters
+/// are summed across workers on Envoy's `/stats/prometheus`).
+pub struct Metrics {
+    /// Answers whose usage could not be read (recorded, never as $0).
+    pub usage_unparsed: u32,
+    /// Requests answered by a failover candidate.
+    pub failovers: u32,
+    /// Failed upstream attempts (each failed-over or final failure).
+    pub attempts_failed: u32,
+}
+
+impl Metrics {
+    fn define() -> Option<Self> {
+        let counter = |name| hostcalls::define_metric(MetricType::Counter, name).ok();
+        Some(Self {
+            usage_unparsed: counter("aipipe.usage.unparsed")?,
+            failovers: counter("aipipe.failovers")?,
+            attempts_failed: counter("aipipe.attempts_failed")?,
+        })
+    }
+
+    pub fn count(id: u32, n: u64) {
+        if n > 0 {
+            let _ = hostcalls::increment_metric(id, n as i64);
+        }
+    }
+}
+
 /// What every request of this VM shares.
 pub struct Shared {
     pub cluster_header: String,
@@ -26,6 +54,7 @@ pub struct Shared {
     pub max_body_bytes: usize,
     pub max_attempts: u32,
     pub attempt_timeout_ms: u64,
+    pub metrics: Option<Metrics>,
     /// The table in use: the bootstrap table until the singleton publishes one.
     table: RefCell<Option<Rc<Table>>>,
     /// The published version this VM last loaded (raw bytes of the key).
@@ -178,6 +207,7 @@ impl RootContext for Root {
                     max_body_bytes: config.max_body_bytes,
                     max_attempts: config.max_attempts,
                     attempt_timeout_ms: config.attempt_timeout_ms,
+                    metrics: Metrics::define(),
                     table: RefCell::new(config.table.map(Rc::new)),
                     seen_version: RefCell::new(Vec::new()),
                     vm_id: hostcalls::get_property(vec!["plugin_vm_id"])
