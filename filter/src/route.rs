@@ -111,7 +111,7 @@ const DEFAULT_MAX_TOKENS: u64 = 4096;
 
 /// Routes one OpenAI chat request body for an authenticated tenant.
 pub fn route<'t>(table: &'t Table, tenant: usize, body: &[u8]) -> Result<Routed<'t>, ApiError> {
-    route_request(table, tenant, Dialect::Chat, body)
+    route_request(table, tenant, Dialect::Chat, body, None)
 }
 
 /// A request as Chat Completions: the client's body, or for an Anthropic
@@ -136,12 +136,14 @@ pub fn as_chat(dialect: Dialect, body: &[u8]) -> Result<std::borrow::Cow<'_, [u8
     }
 }
 
-/// Routes one request in either dialect for an authenticated tenant.
+/// Routes one request in either dialect for an authenticated tenant;
+/// `penalties` are this Envoy's own per model index (see `select::rank_with`).
 pub fn route_request<'t>(
     table: &'t Table,
     tenant: usize,
     dialect: Dialect,
     body: &[u8],
+    penalties: Option<&[f64]>,
 ) -> Result<Routed<'t>, ApiError> {
     let chat = as_chat(dialect, body)?;
     let req = ChatRequest::parse(&chat).map_err(|e| ApiError::BadRequest(e.0))?;
@@ -155,11 +157,12 @@ pub fn route_request<'t>(
         }
         ModelChoice::Auto => {
             let score = table.scorer.score(&req);
-            let ranked = select::rank(
+            let ranked = select::rank_with(
                 table,
                 tenant,
                 &needs(&req, score.input_tokens),
                 score.complexity,
+                penalties,
             )
             .map_err(|e| no_candidate(table, tenant, e))?;
             let best = ranked
@@ -232,16 +235,23 @@ pub fn to_model<'t>(
 /// The next candidates after a failure, best first: the models ranked for
 /// this request by complexity, without those already tried. Only computed
 /// when a failover happens.
-pub fn fallbacks(table: &Table, tenant: usize, chat: &[u8], tried: &[usize]) -> Vec<usize> {
+pub fn fallbacks(
+    table: &Table,
+    tenant: usize,
+    chat: &[u8],
+    tried: &[usize],
+    penalties: Option<&[f64]>,
+) -> Vec<usize> {
     let Ok(req) = ChatRequest::parse(chat) else {
         return Vec::new();
     };
     let score = table.scorer.score(&req);
-    select::rank(
+    select::rank_with(
         table,
         tenant,
         &needs(&req, score.input_tokens),
         score.complexity,
+        penalties,
     )
     .unwrap_or_default()
     .into_iter()

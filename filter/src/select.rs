@@ -87,6 +87,18 @@ pub fn rank(
     needs: &Needs,
     complexity: f64,
 ) -> Result<Vec<Candidate>, NoCandidate> {
+    rank_with(table, tenant, needs, complexity, None)
+}
+
+/// [`rank`] with this Envoy's own penalties per model index (`local`): each
+/// model is slowed by the worse of the local and the table's penalty.
+pub fn rank_with(
+    table: &Table,
+    tenant: usize,
+    needs: &Needs,
+    complexity: f64,
+    local: Option<&[f64]>,
+) -> Result<Vec<Candidate>, NoCandidate> {
     let mut out = Vec::with_capacity(table.models.len());
     let (mut keyed, mut fitting, mut largest) = (false, false, 0u64);
     for (i, m) in table.models.iter().enumerate() {
@@ -107,7 +119,11 @@ pub fn rank(
             continue;
         }
         let raw = raw_cost(table, i, needs);
-        let adjusted = raw / quality_divisor(table, m.quality, complexity) * (1.0 + m.penalty);
+        let penalty = match local.and_then(|l| l.get(i)) {
+            Some(&l) => crate::penalty::effective(l, m.penalty),
+            None => m.penalty,
+        };
+        let adjusted = raw / quality_divisor(table, m.quality, complexity) * (1.0 + penalty);
         out.push(Candidate {
             model: i,
             raw_cost: raw,

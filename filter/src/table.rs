@@ -278,6 +278,8 @@ fn parse_hex_hash(s: &str) -> Option<KeyHash> {
 #[derive(Debug)]
 pub struct Table {
     pub version: u64,
+    /// See [`RoutingTable::penalty_epoch`].
+    pub penalty_epoch: u64,
     pub providers: Vec<Provider>,
     pub models: Vec<Model>,
     pub tenants: Vec<Tenant>,
@@ -448,6 +450,7 @@ impl Table {
 
         Ok(Self {
             version: raw.version,
+            penalty_epoch: raw.penalty_epoch,
             providers: raw.providers,
             models: raw.models,
             tenants: raw.tenants,

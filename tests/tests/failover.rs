@@ -146,3 +146,56 @@ fn a_slow_provider_past_the_timeout_is_failed_over() {
     );
     assert_eq!(r.json()["error"]["code"], "upstream_timeout");
 }
+
+/// The stack with a short penalty decay, so recovery shows within seconds.
+fn stack_with(fields: &[(&str, Value)]) -> Stack {
+    let mock = Mock::start();
+    let envoy = Envoy::start_rendered("demo.yaml", mock.port, Some(with(fields)), true, 2);
+    Stack { mock, envoy }
+}
+
+/// Sends a greeting; returns (answering provider, whether it failed over).
+fn greet(s: &Stack) -> (String, bool) {
+    let r = post_json(&s.chat_url(), &ACME.auth(), &chat("auto", "hi"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    (
+        r.header("x-aipipe-provider").unwrap().to_owned(),
+        r.header("x-aipipe-failover").is_some(),
+    )
+}
+
+#[test]
+fn traffic_moves_away_from_a_failing_provider_and_back_after_it_recovers() {
+    let s = stack_with(&[("penalty_decay_ms", json!(500))]);
+    assert_eq!(greet(&s), ("openai".to_owned(), false));
+    for status in [503, 429] {
+        s.mock
+            .fault(json!({"provider": "openai", "status": status}));
+        // Every request is answered; within a few the failing provider is no
+        // longer even tried first (no failover needed).
+        let mut moved_after = None;
+        for i in 1..=6 {
+            let (provider, failed_over) = greet(&s);
+            assert_eq!(provider, "anthropic", "{status}: request {i}");
+            if !failed_over {
+                moved_after = Some(i);
+                break;
+            }
+        }
+        let moved_after = moved_after.unwrap_or_else(|| panic!("{status}: traffic never moved"));
+        assert!(
+            moved_after <= 4,
+            "{status}: moved after {moved_after} requests"
+        );
+        let metrics = s.envoy.stats_text("aipipe");
+        assert!(metrics.contains("gpt-4o-mini"), "{metrics}");
+
+        // Recovered: once the penalty decays, the cheap model wins again.
+        s.mock.clear_faults();
+        let back = aipipe_tests::eventually(std::time::Duration::from_secs(15), || {
+            std::thread::sleep(std::time::Duration::from_millis(250));
+            (greet(&s) == ("openai".to_owned(), false)).then_some(())
+        });
+        assert!(back.is_some(), "{status}: traffic never came back");
+    }
+}

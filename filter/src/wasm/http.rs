@@ -308,7 +308,14 @@ impl Http {
             return Err(ApiError::NoTable);
         };
         let body = host::request_body(body_size).unwrap_or_default();
-        let routed = route::route_request(&table, self.tenant, self.dialect, &body)?;
+        let penalties = shared.local_penalties(&table);
+        let routed = route::route_request(
+            &table,
+            self.tenant,
+            self.dialect,
+            &body,
+            penalties.as_deref(),
+        )?;
         let (Some(model), Some(provider)) = (
             table.models.get(routed.model),
             table.providers.get(routed.provider),
@@ -350,6 +357,10 @@ impl Http {
         }
         if provider.wire == Wire::Anthropic && !self.had_anthropic_version {
             Self::set_header("anthropic-version", Some(ANTHROPIC_VERSION));
+        } else if provider.wire != Wire::Anthropic && self.had_anthropic_version {
+            // An Anthropic client translated for another provider.
+            Self::set_header("anthropic-version", None);
+            Self::set_header("anthropic-beta", None);
         }
         if let Err(s) = host::clear_route_cache() {
             log::warn!("clear_route_cache failed: {s:?}");
@@ -424,7 +435,8 @@ impl Http {
         let Ok(req) = ChatRequest::parse(&chat) else {
             return false;
         };
-        for model in route::fallbacks(&table, self.tenant, &chat, &f.tried) {
+        let penalties = shared.local_penalties(&table);
+        for model in route::fallbacks(&table, self.tenant, &chat, &f.tried, penalties.as_deref()) {
             f.tried.push(model);
             let Ok(routed) = route::to_model(
                 &table,
@@ -543,6 +555,7 @@ impl Http {
             .flatten()
             .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok())
             .unwrap_or(503);
+        self.note_outcome(Some(model), status);
         if is_failover_status(status) && self.try_next(status) {
             return;
         }
@@ -604,6 +617,20 @@ impl Http {
         });
         let (status, out) = self.reshape.whole(status, &body);
         self.reply(u32::from(status), &out, &content_type);
+    }
+
+    /// An attempt on `model` (None: the routed one) ended with `status`:
+    /// its penalty and metrics. Pass-through answers say nothing about a
+    /// catalog model's health.
+    fn note_outcome(&self, model: Option<usize>, status: u16) {
+        let (Some(shared), Some(table), Some(d)) = (&self.shared, &self.table, &self.decision)
+        else {
+            return;
+        };
+        let Some(m) = model.or(d.model).and_then(|m| table.models.get(m)) else {
+            return;
+        };
+        shared.record_outcome(table, &m.id, status);
     }
 
     /// Unix seconds of the request start.
@@ -769,6 +796,7 @@ impl HttpContext for Http {
             }
             None => return Action::Continue,
         };
+        self.note_outcome(None, status);
         if is_failover_status(status) && self.try_next(status) {
             // The next candidate answers instead; hold this answer back.
             return Action::Pause;

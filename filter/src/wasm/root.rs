@@ -4,6 +4,7 @@
 //! singleton (see `singleton`).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
@@ -17,6 +18,7 @@ use super::singleton::Singleton;
 use crate::config::{
     Config, SHARED_TABLE_KEY, SHARED_VERSION_KEY, SINGLETON_ROOT_ID, SingletonConfig, USAGE_QUEUE,
 };
+use crate::penalty::{self, Outcome, Penalties};
 use crate::table::{RoutingTable, Table};
 
 /// The worker metrics (ENVOY-NOTES 11, 13: defined once per VM; counters
@@ -47,6 +49,37 @@ impl Metrics {
     }
 }
 
+/// One model's metrics: attempts that succeeded / failed, and its local
+/// penalty in thousandths (gauges hold integers).
+struct ModelMetrics {
+    ok: u32,
+    failed: u32,
+    penalty_milli: u32,
+}
+
+impl ModelMetrics {
+    fn define(model_id: &str) -> Option<Self> {
+        // Dots separate name parts for Envoy's tag extraction (ENVOY-NOTES 12).
+        let m = model_id.replace('.', "_");
+        let def = |kind, what: &str| {
+            hostcalls::define_metric(kind, &format!("aipipe.model.{m}.{what}")).ok()
+        };
+        Some(Self {
+            ok: def(MetricType::Counter, "attempts_ok")?,
+            failed: def(MetricType::Counter, "attempts_failed")?,
+            penalty_milli: def(MetricType::Gauge, "penalty_milli")?,
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the host clock.
+pub fn now_ms() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// What every request of this VM shares.
 pub struct Shared {
     pub cluster_header: String,
@@ -54,7 +87,12 @@ pub struct Shared {
     pub max_body_bytes: usize,
     pub max_attempts: u32,
     pub attempt_timeout_ms: u64,
+    pub penalty_decay_ms: u64,
     pub metrics: Option<Metrics>,
+    /// The shared penalties as last read: (CAS token, decoded).
+    penalties: RefCell<(Option<u32>, Penalties)>,
+    /// Per-model metric ids, defined on first use.
+    model_metrics: RefCell<HashMap<String, ModelMetrics>>,
     /// The table in use: the bootstrap table until the singleton publishes one.
     table: RefCell<Option<Rc<Table>>>,
     /// The published version this VM last loaded (raw bytes of the key).
@@ -128,6 +166,85 @@ impl Shared {
             Err(e) => log::error!("ignoring published routing table: {e}"),
         }
         *self.seen_version.borrow_mut() = version;
+    }
+
+    /// This Envoy's own penalties per model index of `table`, or None when
+    /// every model is healthy here (the common case: nothing to apply).
+    pub fn local_penalties(&self, table: &Table) -> Option<Vec<f64>> {
+        let Ok((bytes, cas)) = hostcalls::get_shared_data(penalty::SHARED_KEY) else {
+            return None;
+        };
+        let mut cached = self.penalties.borrow_mut();
+        if cas != cached.0 || cas.is_none() {
+            *cached = (
+                cas,
+                bytes.map(|b| Penalties::decode(&b)).unwrap_or_default(),
+            );
+        }
+        let p = &cached.1;
+        if p.models.is_empty() || p.epoch < table.penalty_epoch {
+            // Empty, or from before an operator's reset.
+            return None;
+        }
+        let now = now_ms();
+        let local: Vec<f64> = table
+            .models
+            .iter()
+            .map(|m| p.penalty(&m.id, now, self.penalty_decay_ms))
+            .collect();
+        local.iter().any(|&x| x > 0.0).then_some(local)
+    }
+
+    /// Notes how an attempt on a model went: its metrics, and its penalty in
+    /// the value every worker shares (compare-and-swap, retried on a race).
+    pub fn record_outcome(&self, table: &Table, model_id: &str, status: u16) {
+        let Some(outcome) = Outcome::of_status(status) else {
+            return;
+        };
+        let mut metrics = self.model_metrics.borrow_mut();
+        if !metrics.contains_key(model_id)
+            && let Some(m) = ModelMetrics::define(model_id)
+        {
+            metrics.insert(model_id.to_owned(), m);
+        }
+        let ids = metrics.get(model_id);
+        if let Some(ids) = ids {
+            let id = if outcome == Outcome::Success {
+                ids.ok
+            } else {
+                ids.failed
+            };
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+        let now = now_ms();
+        for _ in 0..8 {
+            let Ok((bytes, cas)) = hostcalls::get_shared_data(penalty::SHARED_KEY) else {
+                return;
+            };
+            let mut p = bytes.map(|b| Penalties::decode(&b)).unwrap_or_default();
+            let reset = p.sync_epoch(table.penalty_epoch);
+            let changed = p.record(model_id, outcome, now, self.penalty_decay_ms);
+            if !changed && !reset {
+                // A success on a healthy model: nothing worth a write.
+                return;
+            }
+            p.retain(|id| table.resolve_model(id).is_some());
+            match hostcalls::set_shared_data(penalty::SHARED_KEY, Some(&p.encode()), cas) {
+                Ok(()) => {
+                    if let Some(ids) = ids {
+                        let milli = p.penalty(model_id, now, self.penalty_decay_ms) * 1000.0;
+                        let _ = hostcalls::record_metric(ids.penalty_milli, milli as u64);
+                    }
+                    return;
+                }
+                // Another worker wrote first: read again and re-apply.
+                Err(proxy_wasm::types::Status::CasMismatch) => continue,
+                Err(s) => {
+                    log::warn!("penalty update failed: {s:?}");
+                    return;
+                }
+            }
+        }
     }
 
     /// A request id unique across this Envoy's VMs.
@@ -207,6 +324,9 @@ impl RootContext for Root {
                     max_body_bytes: config.max_body_bytes,
                     max_attempts: config.max_attempts,
                     attempt_timeout_ms: config.attempt_timeout_ms,
+                    penalty_decay_ms: config.penalty_decay_ms,
+                    penalties: RefCell::new((None, Penalties::default())),
+                    model_metrics: RefCell::new(HashMap::new()),
                     metrics: Metrics::define(),
                     table: RefCell::new(config.table.map(Rc::new)),
                     seen_version: RefCell::new(Vec::new()),
