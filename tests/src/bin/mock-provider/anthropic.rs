@@ -56,6 +56,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use crate::compat::UNREADABLE_USAGE;
 use crate::openai::{Answer, ChatRequest, json_response, sse_response, word_pieces};
 use crate::tokens::{
     MIN_CACHEABLE_TOKENS, content_chars, has_cache_control, marked_prefix_tokens, message_overhead,
@@ -676,6 +677,16 @@ pub struct Reply {
     pub stop_reason: &'static str,
     pub stop_sequence: Option<String>,
     pub usage: Usage,
+    /// An `unreadable_usage` fault: every usage object is sent as a string.
+    pub unreadable_usage: bool,
+}
+
+/// A `usage` as sent: the object, or what an `unreadable_usage` fault sends.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Sent<T> {
+    Usage(T),
+    Unreadable(&'static str),
 }
 
 #[derive(Serialize)]
@@ -688,7 +699,7 @@ struct MessageBody<'a> {
     content: &'a [Block],
     stop_reason: Option<&'a str>,
     stop_sequence: Option<&'a str>,
-    usage: Usage,
+    usage: Sent<Usage>,
 }
 
 #[derive(Serialize)]
@@ -711,7 +722,7 @@ enum Event<'a> {
     },
     MessageDelta {
         delta: StopDelta<'a>,
-        usage: OutputUsage,
+        usage: Sent<OutputUsage>,
     },
     MessageStop,
 }
@@ -800,7 +811,21 @@ impl Reply {
                 output_tokens,
                 service_tier: "standard",
             },
+            unreadable_usage: false,
         }
+    }
+
+    fn sent<T>(&self, usage: T) -> Sent<T> {
+        match self.unreadable_usage {
+            true => Sent::Unreadable(UNREADABLE_USAGE),
+            false => Sent::Usage(usage),
+        }
+    }
+
+    /// The `usage` this answer sends, as JSON (for a stream: the final
+    /// cumulative one, `message_start`'s counts with `message_delta`'s output).
+    pub fn sent_usage(&self) -> Option<Value> {
+        serde_json::to_value(self.sent(self.usage)).ok()
     }
 
     /// The `message` object.
@@ -813,7 +838,7 @@ impl Reply {
             content: &self.content,
             stop_reason: Some(self.stop_reason),
             stop_sequence: self.stop_sequence.as_deref(),
-            usage: self.usage,
+            usage: self.sent(self.usage),
         })
     }
 
@@ -828,10 +853,10 @@ impl Reply {
                 content: &[],
                 stop_reason: None,
                 stop_sequence: None,
-                usage: Usage {
+                usage: self.sent(Usage {
                     output_tokens: 1,
                     ..self.usage
-                },
+                }),
             },
         }];
         let mut json_inputs = Vec::new();
@@ -894,9 +919,9 @@ impl Reply {
                 stop_reason: self.stop_reason,
                 stop_sequence: self.stop_sequence.as_deref(),
             },
-            usage: OutputUsage {
+            usage: self.sent(OutputUsage {
                 output_tokens: self.usage.output_tokens,
-            },
+            }),
         });
         events.push(Event::MessageStop);
         events.iter().map(Event::to_sse).collect()
@@ -985,45 +1010,65 @@ fn has_header(headers: &HeaderMap, name: &HeaderName) -> bool {
         .is_some_and(|v| !v.trim().is_empty())
 }
 
-/// Answers a native Messages request: an injected `fault` status, a header
-/// or body error, or the answer (streamed events `gap` apart).
+/// How a Messages request is to be answered, after the faults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plan {
+    /// An injected error status.
+    pub fault: Option<StatusCode>,
+    /// The pause between streamed events.
+    pub gap: Duration,
+    /// Send the usage as an unreadable string.
+    pub unreadable_usage: bool,
+}
+
+/// Answers a native Messages request: an injected fault status, a header or
+/// body error, or the answer (streamed events `gap` apart). Returns the
+/// response and the usage it carries (None for an error).
 pub fn respond(
     headers: &HeaderMap,
     body: Option<&Value>,
-    fault: Option<StatusCode>,
-    gap: Duration,
+    plan: Plan,
     id: u64,
-) -> Response {
+) -> (Response, Option<Value>) {
     let request_id = format!("req_mock_{id}");
-    if let Some(status) = fault {
-        return AnthropicError::for_status(status).into_response(&request_id);
+    if let Some(status) = plan.fault {
+        return (
+            AnthropicError::for_status(status).into_response(&request_id),
+            None,
+        );
     }
     if !has_header(headers, &API_KEY_HEADER) {
-        return AnthropicError {
+        let error = AnthropicError {
             status: StatusCode::UNAUTHORIZED,
             kind: "authentication_error",
             message: "x-api-key header is required".into(),
-        }
-        .into_response(&request_id);
+        };
+        return (error.into_response(&request_id), None);
     }
     if !has_header(headers, &VERSION_HEADER) {
-        return AnthropicError::invalid_request("anthropic-version: header is required".into())
-            .into_response(&request_id);
+        let error = AnthropicError::invalid_request("anthropic-version: header is required".into());
+        return (error.into_response(&request_id), None);
     }
     let request = match MessagesRequest::from_json(body) {
         Ok(request) => request,
-        Err(e) => return e.into_response(&request_id),
+        Err(e) => return (e.into_response(&request_id), None),
     };
-    let reply = Reply::new(&request, id);
+    let mut reply = Reply::new(&request, id);
+    reply.unreadable_usage = plan.unreadable_usage;
     let response = match request.stream {
         false => reply
             .message_json()
             .map(|json| json_response(StatusCode::OK, json)),
-        true => reply.sse_events().map(|events| sse_response(events, gap)),
+        true => reply
+            .sse_events()
+            .map(|events| sse_response(events, plan.gap)),
     };
     match response {
-        Ok(response) => with_request_id(response, &request_id),
-        Err(e) => AnthropicError::internal(&e).into_response(&request_id),
+        Ok(response) => (with_request_id(response, &request_id), reply.sent_usage()),
+        Err(e) => (
+            AnthropicError::internal(&e).into_response(&request_id),
+            None,
+        ),
     }
 }
 
@@ -1237,23 +1282,47 @@ mod tests {
     #[test]
     fn headers_are_checked_before_the_body() {
         let mut headers = HeaderMap::new();
-        let none = respond(&headers, None, None, Duration::ZERO, 1);
+        let (none, sent) = respond(&headers, None, Plan::default(), 1);
         assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(sent, None);
         headers.insert(API_KEY_HEADER, HeaderValue::from_static("sk-ant-test"));
-        let no_version = respond(&headers, Some(&hello()), None, Duration::ZERO, 1);
+        let (no_version, _) = respond(&headers, Some(&hello()), Plan::default(), 1);
         assert_eq!(no_version.status(), StatusCode::BAD_REQUEST);
         headers.insert(VERSION_HEADER, HeaderValue::from_static("2023-06-01"));
-        let ok = respond(&headers, Some(&hello()), None, Duration::ZERO, 1);
+        let (ok, sent) = respond(&headers, Some(&hello()), Plan::default(), 1);
         assert_eq!(ok.status(), StatusCode::OK);
         assert_eq!(ok.headers()[REQUEST_ID_HEADER], "req_mock_1");
-        let fault = respond(
-            &headers,
-            Some(&hello()),
-            StatusCode::from_u16(529).ok(),
-            Duration::ZERO,
-            2,
-        );
+        assert!(sent.unwrap()["input_tokens"].is_u64());
+        let fault = Plan {
+            fault: StatusCode::from_u16(529).ok(),
+            ..Plan::default()
+        };
+        let (fault, sent) = respond(&headers, Some(&hello()), fault, 2);
         assert_eq!(fault.status().as_u16(), 529);
+        assert_eq!(sent, None);
+    }
+
+    #[test]
+    fn an_unreadable_usage_fault_spoils_every_usage_object() {
+        let mut reply = Reply::new(&request(hello()), 1);
+        reply.unreadable_usage = true;
+        assert_eq!(reply.sent_usage(), Some(Value::from(UNREADABLE_USAGE)));
+        let message: Value = serde_json::from_slice(&reply.message_json().unwrap()).unwrap();
+        assert_eq!(message["usage"], UNREADABLE_USAGE);
+        let with_usage: Vec<(String, Value)> = events(&reply)
+            .into_iter()
+            .filter(|(_, data)| {
+                data.get("usage").is_some() || data["message"].get("usage").is_some()
+            })
+            .collect();
+        assert_eq!(with_usage.len(), 2, "{with_usage:?}");
+        for (name, data) in with_usage {
+            let usage = match name.as_str() {
+                "message_start" => &data["message"]["usage"],
+                _ => &data["usage"],
+            };
+            assert_eq!(usage, UNREADABLE_USAGE, "{name}");
+        }
     }
 
     #[test]

@@ -30,7 +30,12 @@ pub enum WireUsage {
     OpenRouter(openrouter::Usage),
     Minimax(minimax::Usage),
     Moonshot(moonshot::Usage),
+    /// What an `unreadable_usage` fault sends instead (a string).
+    Unreadable(&'static str),
 }
+
+/// The `usage` an `unreadable_usage` fault puts where the object belongs.
+pub const UNREADABLE_USAGE: &str = "unreadable (mock-provider fault: unreadable_usage)";
 
 /// Top-level fields a provider adds to its completions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

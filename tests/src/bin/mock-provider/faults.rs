@@ -1,6 +1,7 @@
 //! Injected faults (`POST /_mock/faults`): per provider, an error status for
-//! the next N chat requests (or until cleared), a delay before answering, and
-//! a pause between SSE events.
+//! the next N chat requests (or until cleared), a delay before answering, a
+//! pause between SSE events, and answers whose `usage` cannot be read (a
+//! string where the object belongs, until cleared).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
@@ -27,6 +28,10 @@ pub struct FaultSpec {
     pub delay_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_chunk_delay_ms: Option<u64>,
+    /// true: successful answers carry `"usage": "<unreadable …>"` (plain and
+    /// streamed, every usage object of the answer); false removes the fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable_usage: Option<bool>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -35,11 +40,15 @@ struct ProviderFaults {
     status: Option<(StatusCode, Option<u32>)>,
     delay_ms: u64,
     stream_chunk_delay_ms: u64,
+    unreadable_usage: bool,
 }
 
 impl ProviderFaults {
     fn is_empty(&self) -> bool {
-        self.status.is_none() && self.delay_ms == 0 && self.stream_chunk_delay_ms == 0
+        self.status.is_none()
+            && self.delay_ms == 0
+            && self.stream_chunk_delay_ms == 0
+            && !self.unreadable_usage
     }
 }
 
@@ -49,6 +58,8 @@ pub struct Plan {
     pub delay: Duration,
     pub status: Option<StatusCode>,
     pub chunk_delay: Duration,
+    /// The answer's usage is to be unreadable.
+    pub unreadable_usage: bool,
 }
 
 #[derive(Debug, Default)]
@@ -62,9 +73,15 @@ impl Faults {
     pub fn apply(&self, spec: &FaultSpec) -> Result<(), String> {
         let provider = Provider::from_name(&spec.provider)
             .ok_or_else(|| format!("unknown provider '{}'", spec.provider))?;
-        if spec.status.is_none() && spec.delay_ms.is_none() && spec.stream_chunk_delay_ms.is_none()
+        if spec.status.is_none()
+            && spec.delay_ms.is_none()
+            && spec.stream_chunk_delay_ms.is_none()
+            && spec.unreadable_usage.is_none()
         {
-            return Err("a fault needs one of: status, delay_ms, stream_chunk_delay_ms".into());
+            return Err(
+                "a fault needs one of: status, delay_ms, stream_chunk_delay_ms, unreadable_usage"
+                    .into(),
+            );
         }
         let status = match spec.status {
             Some(code @ 400..=599) => Some(
@@ -97,6 +114,9 @@ impl Faults {
         }
         if let Some(ms) = spec.stream_chunk_delay_ms {
             entry.stream_chunk_delay_ms = ms;
+        }
+        if let Some(on) = spec.unreadable_usage {
+            entry.unreadable_usage = on;
         }
         if entry.is_empty() {
             table.remove(&provider);
@@ -139,6 +159,12 @@ impl Faults {
                     ..spec()
                 });
             }
+            if f.unreadable_usage {
+                out.push(FaultSpec {
+                    unreadable_usage: Some(true),
+                    ..spec()
+                });
+            }
         }
         out
     }
@@ -161,6 +187,7 @@ impl Faults {
             delay: Duration::from_millis(f.delay_ms),
             status,
             chunk_delay: Duration::from_millis(f.stream_chunk_delay_ms),
+            unreadable_usage: f.unreadable_usage,
         };
         if f.is_empty() {
             table.remove(&provider);
@@ -215,6 +242,31 @@ mod tests {
         assert_eq!(faults.list().len(), 3);
         faults.clear();
         assert_eq!(faults.next_request(Provider::Xai), Plan::default());
+    }
+
+    #[test]
+    fn unreadable_usage_lasts_until_removed() {
+        let faults = Faults::default();
+        faults
+            .apply(&spec(r#"{"provider":"moonshot","unreadable_usage":true}"#))
+            .unwrap();
+        assert!(!faults.next_request(Provider::OpenAi).unreadable_usage);
+        for _ in 0..3 {
+            assert!(faults.next_request(Provider::Moonshot).unreadable_usage);
+        }
+        assert_eq!(faults.list()[0].unreadable_usage, Some(true));
+        faults
+            .apply(&spec(r#"{"provider":"moonshot","unreadable_usage":false}"#))
+            .unwrap();
+        assert!(faults.list().is_empty());
+        assert_eq!(faults.next_request(Provider::Moonshot), Plan::default());
+        assert!(
+            faults
+                .apply(&spec(
+                    r#"{"provider":"openai","unreadable_usage":true,"times":1}"#
+                ))
+                .is_err()
+        );
     }
 
     #[test]

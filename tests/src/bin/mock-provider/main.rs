@@ -13,8 +13,9 @@
 //!   tokens follow one documented rule ([`tokens`]).
 //! - Anthropic also speaks its native Messages API at `/v1/messages`
 //!   ([`anthropic`]): its headers, errors, usage and SSE events.
-//! - `/_mock/health`, `/_mock/received` (what was forwarded) and
-//!   `/_mock/faults` (error statuses, delays, slow streams) drive the tests.
+//! - `/_mock/health`, `/_mock/received` (what was forwarded, and the usage
+//!   each answer carried) and `/_mock/faults` (error statuses, delays, slow
+//!   streams, unreadable usage) drive the tests.
 //! - `--fast` answers every chat request with one precomputed completion and
 //!   records nothing: benchmarks measure the proxy, not the mock.
 
@@ -316,7 +317,7 @@ async fn provider_request(app: &App, parts: &Parts, body: Body) -> Response {
     };
     let json: Option<Value> = serde_json::from_slice(&bytes).ok();
     let field = |key: &str| json.as_ref().and_then(|body| body.get(key));
-    app.received.push(Record {
+    let seq = app.received.push(Record {
         provider: provider.name(),
         method: parts.method.to_string(),
         path: path.to_owned(),
@@ -331,6 +332,8 @@ async fn provider_request(app: &App, parts: &Parts, body: Body) -> Response {
         content_length: header(&parts.headers, &CONTENT_LENGTH),
         body_json_valid: json.is_some(),
         body: json.clone(),
+        sent_usage: None,
+        seq: 0,
     });
     let Some(dialect) = provider.endpoint(parts.method == Method::POST, relative) else {
         return ApiError::not_found(format!("Invalid URL ({} {path})", parts.method))
@@ -341,45 +344,49 @@ async fn provider_request(app: &App, parts: &Parts, body: Body) -> Response {
     if !plan.delay.is_zero() {
         tokio::time::sleep(plan.delay).await;
     }
-    match dialect {
+    let (response, sent_usage) = match dialect {
         Dialect::OpenAiChat => openai_chat(app, provider, &parts.headers, json.as_ref(), plan),
         Dialect::AnthropicMessages => {
             let id = app.next_id.fetch_add(1, Ordering::Relaxed);
-            anthropic::respond(
-                &parts.headers,
-                json.as_ref(),
-                plan.status,
-                plan.chunk_delay,
-                id,
-            )
+            let plan = anthropic::Plan {
+                fault: plan.status,
+                gap: plan.chunk_delay,
+                unreadable_usage: plan.unreadable_usage,
+            };
+            anthropic::respond(&parts.headers, json.as_ref(), plan, id)
         }
+    };
+    if let Some(usage) = sent_usage {
+        app.received.set_sent_usage(seq, usage);
     }
+    response
 }
 
-/// An OpenAI-format chat request, after any delay fault.
+/// An OpenAI-format chat request, after any delay fault: the response and
+/// the usage it carries.
 fn openai_chat(
     app: &App,
     provider: Provider,
     headers: &HeaderMap,
     json: Option<&Value>,
     plan: Plan,
-) -> Response {
+) -> (Response, Option<Value>) {
     let chat = ChatRequest::from_json(json);
     if let Some(status) = plan.status {
         let model = chat
             .as_ref()
             .map_or(openai::UNKNOWN_MODEL, |c| c.model.as_str());
-        return ApiError::for_status(status, model).into_response();
+        return (ApiError::for_status(status, model).into_response(), None);
     }
     if !has_bearer_key(headers) {
-        return ApiError::missing_api_key().into_response();
+        return (ApiError::missing_api_key().into_response(), None);
     }
     let chat = match chat {
         Ok(chat) => chat,
-        Err(e) => return e.into_response(),
+        Err(e) => return (e.into_response(), None),
     };
     let id = app.next_id.fetch_add(1, Ordering::Relaxed);
-    openai::respond(provider, &chat, id, plan.chunk_delay)
+    openai::respond(provider, &chat, id, plan.chunk_delay, plan.unreadable_usage)
 }
 
 /// `--fast`: drain the body, then the constant answer; no parsing, no log.

@@ -27,7 +27,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::compat::{Flavor, TopExtra, WireUsage};
+use crate::compat::{Flavor, TopExtra, UNREADABLE_USAGE, WireUsage};
 use crate::minimax::{MessageExtra, ReasoningDetail, reasoning_detail};
 use crate::provider::Provider;
 use crate::tokens::{openai_cached_tokens, prompt_tokens, tokens_for_chars};
@@ -304,6 +304,19 @@ impl Reply {
         }
     }
 
+    /// Sends an unreadable `usage` instead of the provider's object.
+    pub fn spoil_usage(&mut self) {
+        self.usage = WireUsage::Unreadable(UNREADABLE_USAGE);
+    }
+
+    /// The `usage` this answer sends, as JSON: always when plain; when
+    /// streamed, only if asked for (or the provider always sends it).
+    pub fn sent_usage(&self, stream: bool, include_usage: bool) -> Option<Value> {
+        let sent = !stream || include_usage || self.flavor.always_streams_usage();
+        sent.then(|| serde_json::to_value(self.usage).ok())
+            .flatten()
+    }
+
     /// The `chat.completion` object.
     pub fn completion_json(&self) -> serde_json::Result<Vec<u8>> {
         serde_json::to_vec(&Completion {
@@ -410,19 +423,32 @@ pub fn sse_event(payload: &[u8]) -> Bytes {
     Bytes::from(event)
 }
 
-/// Answers a valid chat request, streamed or not.
-pub fn respond(provider: Provider, request: &ChatRequest, id: u64, gap: Duration) -> Response {
-    let reply = Reply::for_provider(provider, request, id);
-    if !request.stream {
-        return match reply.completion_json() {
+/// Answers a valid chat request, streamed or not (`unreadable_usage`: with
+/// a spoiled `usage`); returns the answer and the usage it carries.
+pub fn respond(
+    provider: Provider,
+    request: &ChatRequest,
+    id: u64,
+    gap: Duration,
+    unreadable_usage: bool,
+) -> (Response, Option<Value>) {
+    let mut reply = Reply::for_provider(provider, request, id);
+    if unreadable_usage {
+        reply.spoil_usage();
+    }
+    let sent = reply.sent_usage(request.stream, request.include_usage);
+    let response = if !request.stream {
+        match reply.completion_json() {
             Ok(json) => json_response(StatusCode::OK, json),
             Err(e) => ApiError::internal(&e).into_response(),
-        };
-    }
-    match reply.sse_events(request.include_usage) {
-        Ok(events) => sse_response(events, gap),
-        Err(e) => ApiError::internal(&e).into_response(),
-    }
+        }
+    } else {
+        match reply.sse_events(request.include_usage) {
+            Ok(events) => sse_response(events, gap),
+            Err(e) => ApiError::internal(&e).into_response(),
+        }
+    };
+    (response, sent)
 }
 
 /// A streamed body sending the events one by one, `gap` apart. With no gap
@@ -909,6 +935,30 @@ mod tests {
             .rposition(|c| c["choices"][0]["delta"].get("reasoning_details").is_some())
             .unwrap();
         assert!(last_reasoning < first_content);
+    }
+
+    #[test]
+    fn an_unreadable_usage_fault_spoils_every_usage_object() {
+        let body = json!({"model": "m", "stream": true, "stream_options": {"include_usage": true},
+            "messages": [{"role": "user", "content": "hi"}]});
+        let mut reply = Reply::for_provider(Provider::Moonshot, &request(body), 3);
+        assert_eq!(
+            reply.sent_usage(true, false),
+            None,
+            "a stream whose usage was not asked for sends none"
+        );
+        assert!(reply.sent_usage(true, true).unwrap()["prompt_tokens"].is_u64());
+        reply.spoil_usage();
+        assert_eq!(
+            reply.sent_usage(false, false),
+            Some(Value::from(UNREADABLE_USAGE))
+        );
+        let completion: Value = serde_json::from_slice(&reply.completion_json().unwrap()).unwrap();
+        assert_eq!(completion["usage"], UNREADABLE_USAGE);
+        let events = reply.sse_events(true).unwrap();
+        let last = parse_event(&events[events.len() - 2]);
+        assert_eq!(last["usage"], UNREADABLE_USAGE);
+        assert_eq!(last["choices"], json!([]));
     }
 
     #[test]

@@ -1,0 +1,729 @@
+//! Usage accounting is exact for every provider (issue #4): for each of the
+//! seven providers, plain and streamed (with and without
+//! `stream_options.include_usage`), with and without prompt-cache tokens, the
+//! record the filter ships and the control plane stores carries the prompt,
+//! completion, cached and cache-write tokens the mock actually sent — read
+//! here from the mock's log of each answer's `usage` (`sent_usage`), in that
+//! provider's own wire format — and the cost the catalog's prices give them.
+//! An answer whose usage cannot be read is recorded as unparsed, never as a
+//! silent $0.
+//!
+//! One stack: the mock, the real control plane (SQLite on disk), Envoy with
+//! the singleton polling it. Between Envoy and the control plane's internal
+//! port sits a tap that forwards everything and keeps a copy of each usage
+//! record the filter ships (the stream flag and exact nano-dollar cost are
+//! only visible there). Every request has its own tenant, so the control
+//! plane's per-tenant stats are that one request's stored record.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aipipe_tests::{
+    ControlPlane, Envoy, Mock, assert_eventually, eventually, post_json, try_request,
+};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use filter::table::Model;
+use filter::usage::{USAGE_PATH, UsageBatch, UsageRecord};
+use serde_json::{Value, json};
+
+// ------------------------------------------------------------------ the tap
+
+/// A forwarding proxy in front of the control plane's internal API that
+/// keeps every usage record shipped through it.
+struct UsageTap {
+    port: u16,
+    records: Arc<Mutex<Vec<UsageRecord>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+#[derive(Clone)]
+struct TapState {
+    upstream: u16,
+    records: Arc<Mutex<Vec<UsageRecord>>>,
+}
+
+impl UsageTap {
+    fn start(upstream: u16) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let state = TapState {
+            upstream,
+            records: records.clone(),
+        };
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = axum::Router::new().fallback(forward).with_state(state);
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            port,
+            records,
+            _runtime: runtime,
+        }
+    }
+
+    /// Every record shipped so far, by tenant (a retried batch counts once).
+    fn by_tenant(&self) -> BTreeMap<String, Vec<UsageRecord>> {
+        let mut seen = BTreeMap::<String, UsageRecord>::new();
+        for r in self.records.lock().unwrap().iter() {
+            seen.insert(r.id.clone(), r.clone());
+        }
+        let mut out = BTreeMap::<String, Vec<UsageRecord>>::new();
+        for r in seen.into_values() {
+            out.entry(r.tenant.clone()).or_default().push(r);
+        }
+        out
+    }
+}
+
+async fn forward(State(tap): State<TapState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 << 20)
+        .await
+        .unwrap_or_default();
+    if parts.uri.path() == USAGE_PATH
+        && let Ok(batch) = serde_json::from_slice::<UsageBatch>(&bytes)
+    {
+        tap.records.lock().unwrap().extend(batch.records);
+    }
+    let url = format!(
+        "http://127.0.0.1:{}{}",
+        tap.upstream,
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter(|(k, _)| !is_hop_header(k.as_str()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let method = parts.method.to_string();
+    let reply = tokio::task::spawn_blocking(move || {
+        let h: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let body = (!bytes.is_empty()).then_some(&bytes[..]);
+        try_request(&method, &url, &h, body)
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(reply) = reply else {
+        let mut r = Response::new(Body::from("control plane unreachable"));
+        *r.status_mut() = StatusCode::BAD_GATEWAY;
+        return r;
+    };
+    let mut response = Response::new(Body::from(reply.body));
+    *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    for (k, v) in reply.headers {
+        if is_hop_header(&k) {
+            continue;
+        }
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
+            response.headers_mut().append(k, v);
+        }
+    }
+    response
+}
+
+fn is_hop_header(name: &str) -> bool {
+    matches!(
+        name.to_ascii_lowercase().as_str(),
+        "host" | "connection" | "content-length" | "transfer-encoding" | "keep-alive"
+    )
+}
+
+// ------------------------------------------------------------------ the cases
+
+const PROVIDERS: [&str; 7] = [
+    "openai",
+    "anthropic",
+    "gemini",
+    "xai",
+    "openrouter",
+    "minimax",
+    "moonshot",
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Plain,
+    /// Streamed, the client asking for the usage chunk.
+    StreamWithUsage,
+    /// Streamed, the client not asking for it (the filter asks upstream).
+    StreamQuiet,
+}
+
+impl Mode {
+    fn stream(self) -> bool {
+        self != Mode::Plain
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Case {
+    tenant: String,
+    provider: &'static str,
+    model: &'static str,
+    mode: Mode,
+    /// A long system prompt (cache reads); for Anthropic also a
+    /// `cache_control` block in the user message (cache writes).
+    cache: bool,
+    /// The mock spoils the answer's `usage`.
+    unreadable: bool,
+}
+
+/// The mock caches a leading system prompt of at least 1024 tokens (4096 chars).
+fn long_system() -> String {
+    "You are a careful assistant who answers briefly and cites the notes. ".repeat(64)
+}
+
+impl Case {
+    fn body(&self) -> Value {
+        let question = format!("case {}: what does a usage record hold?", self.tenant);
+        let mut messages = Vec::new();
+        if self.cache {
+            messages.push(json!({"role": "system", "content": long_system()}));
+        }
+        if self.cache && self.provider == "anthropic" {
+            messages.push(json!({"role": "user", "content": [
+                {"type": "text", "text": "Reference notes on accounting. ".repeat(24),
+                 "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": question}
+            ]}));
+        } else {
+            messages.push(json!({"role": "user", "content": question}));
+        }
+        let mut body = json!({"model": self.model, "messages": messages});
+        if self.mode.stream() {
+            body["stream"] = json!(true);
+        }
+        if self.mode == Mode::StreamWithUsage {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        body
+    }
+}
+
+fn cases() -> Vec<Case> {
+    let mut out = Vec::new();
+    let mut add = |provider, model, mode, cache, unreadable| {
+        let tenant = format!("u{:02}-{provider}", out.len());
+        out.push(Case {
+            tenant,
+            provider,
+            model,
+            mode,
+            cache,
+            unreadable,
+        });
+    };
+    for provider in PROVIDERS {
+        // OpenRouter: one model without a cache price, one with.
+        let (model, cached_model) = match provider {
+            "openai" => ("gpt-4o-mini", "gpt-4o-mini"),
+            "anthropic" => ("claude-sonnet-4-5", "claude-sonnet-4-5"),
+            "gemini" => ("gemini-2.5-flash", "gemini-2.5-flash"),
+            "xai" => ("grok-3-mini", "grok-3-mini"),
+            "openrouter" => ("llama-3.3-70b-instruct", "deepseek-v3.2"),
+            "minimax" => ("MiniMax-M2", "MiniMax-M2"),
+            _ => ("kimi-k2.5", "kimi-k2.5"),
+        };
+        add(provider, model, Mode::Plain, false, false);
+        add(provider, cached_model, Mode::Plain, true, false);
+        add(provider, model, Mode::StreamWithUsage, true, false);
+        add(provider, cached_model, Mode::StreamQuiet, true, false);
+        add(provider, model, Mode::StreamQuiet, false, false);
+    }
+    add("openai", "gpt-4o-mini", Mode::Plain, false, true);
+    add("openai", "gpt-4o-mini", Mode::StreamWithUsage, false, true);
+    add("anthropic", "claude-sonnet-4-5", Mode::Plain, false, true);
+    add(
+        "anthropic",
+        "claude-sonnet-4-5",
+        Mode::StreamWithUsage,
+        false,
+        true,
+    );
+    add("gemini", "gemini-2.5-flash", Mode::StreamQuiet, false, true);
+    out
+}
+
+// ------------------------------------------------------------------ expectations
+
+/// Token counts of one answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Counts {
+    prompt: u64,
+    completion: u64,
+    cached: u64,
+    cache_write: u64,
+}
+
+/// What a `usage` object the mock sent says, read in that provider's own
+/// format (independently of the filter's reader).
+fn read_sent(provider: &str, u: &Value) -> Option<Counts> {
+    let n = |p: &str| u.pointer(p).and_then(Value::as_u64);
+    if provider == "anthropic" {
+        // input_tokens excludes cache reads and writes; all three are prompt.
+        let (input, read, write) = (
+            n("/input_tokens")?,
+            n("/cache_read_input_tokens").unwrap_or(0),
+            n("/cache_creation_input_tokens").unwrap_or(0),
+        );
+        return Some(Counts {
+            prompt: input + read + write,
+            completion: n("/output_tokens")?,
+            cached: read,
+            cache_write: write,
+        });
+    }
+    Some(Counts {
+        prompt: n("/prompt_tokens")?,
+        completion: n("/completion_tokens")?,
+        // Moonshot puts it at the top level; the others in the details.
+        cached: n("/prompt_tokens_details/cached_tokens")
+            .or_else(|| n("/cached_tokens"))
+            .unwrap_or(0),
+        // OpenRouter's cache writes.
+        cache_write: n("/prompt_tokens_details/cache_write_tokens").unwrap_or(0),
+    })
+}
+
+/// Nano-dollars per token for a price in dollars per million tokens.
+fn nusd(per_mtok: f64) -> u64 {
+    (per_mtok * 1000.0).round() as u64
+}
+
+/// The cost the catalog's prices give these counts, in nano-dollars.
+fn expected_cost(m: &Model, c: &Counts) -> u64 {
+    let input = nusd(m.input_per_mtok);
+    let read = m.cached_input_per_mtok.map_or(input, nusd);
+    let write = m.cache_write_per_mtok.map_or(input, nusd);
+    (c.prompt - c.cached - c.cache_write) * input
+        + c.cached * read
+        + c.cache_write * write
+        + c.completion * nusd(m.output_per_mtok)
+}
+
+/// The chunks of an SSE answer (`data:` payloads that are JSON).
+fn chunks(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .collect()
+}
+
+/// What one case got: the client's answer and the usage the mock sent.
+struct Outcome {
+    status: u16,
+    text: String,
+    sent_usage: Value,
+    upstream_requests: usize,
+}
+
+// ------------------------------------------------------------------ the test
+
+#[test]
+fn every_provider_plain_and_streamed_is_recorded_exactly() {
+    let cp = ControlPlane::start();
+    let mock = Mock::start();
+    let tap = UsageTap::start(cp.internal_port);
+    let envoy = Envoy::start_rendered_with(
+        "demo.yaml",
+        mock.port,
+        Some("{}".to_owned()),
+        true,
+        Some((tap.port, cp.internal_token.clone())),
+        2,
+    );
+    let catalog = filter::catalog::default_models();
+    let cases = cases();
+
+    // Every tenant has keys for all seven providers.
+    let mut keys = BTreeMap::new();
+    for case in &cases {
+        let provider_keys: Vec<(&str, String)> = PROVIDERS
+            .iter()
+            .map(|p| (*p, format!("sk-{}-{p}", case.tenant)))
+            .collect();
+        let pk: Vec<(&str, &str)> = provider_keys
+            .iter()
+            .map(|(p, k)| (*p, k.as_str()))
+            .collect();
+        keys.insert(case.tenant.clone(), cp.tenant(&case.tenant, &pk));
+    }
+
+    // A tenant created after all the others: once it is served, the table
+    // Envoy routes with has every case's tenant.
+    let probe = cp.tenant("probe", &[("openai", "sk-probe")]);
+    assert_eventually!(
+        Duration::from_secs(15),
+        post_json(
+            &envoy.url("/v1/chat/completions"),
+            &[("authorization", &format!("Bearer {probe}"))],
+            &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "probe"}]}),
+        )
+        .status
+            == 200,
+        "the routing table with the test tenants never reached Envoy"
+    );
+
+    // One request per case.
+    let mut outcomes = Vec::new();
+    for case in &cases {
+        mock.clear_received();
+        if case.unreadable {
+            mock.fault(json!({"provider": case.provider, "unreadable_usage": true}));
+        }
+        let reply = post_json(
+            &envoy.url("/v1/chat/completions"),
+            &[("authorization", &format!("Bearer {}", keys[&case.tenant]))],
+            &case.body(),
+        );
+        mock.clear_faults();
+        let received = mock.received();
+        let mine: Vec<&Value> = received
+            .iter()
+            .filter(|r| r["body"].to_string().contains(&case.tenant))
+            .collect();
+        outcomes.push(Outcome {
+            status: reply.status,
+            text: reply.text(),
+            sent_usage: mine.last().map_or(Value::Null, |r| r["sent_usage"].clone()),
+            upstream_requests: mine.len(),
+        });
+    }
+
+    // Wait until every record is shipped and stored.
+    let stored = eventually(Duration::from_secs(20), || {
+        let shipped = tap.by_tenant();
+        if cases.iter().any(|c| !shipped.contains_key(&c.tenant)) {
+            return None;
+        }
+        let mut stats = BTreeMap::new();
+        for case in &cases {
+            let r = cp.admin(
+                "GET",
+                &format!("/admin/tenants/{}/stats", case.tenant),
+                None,
+            );
+            let st = r.json();
+            if st["totals"]["requests"].as_u64() != Some(1) {
+                return None;
+            }
+            stats.insert(case.tenant.clone(), st);
+        }
+        Some((shipped, stats))
+    });
+    let (shipped, stats) = stored.unwrap_or_else(|| {
+        let shipped = tap.by_tenant();
+        let missing: Vec<&str> = cases
+            .iter()
+            .filter(|c| !shipped.contains_key(&c.tenant))
+            .map(|c| c.tenant.as_str())
+            .collect();
+        let stored: Vec<String> = cases
+            .iter()
+            .map(|c| {
+                let st = cp
+                    .admin("GET", &format!("/admin/tenants/{}/stats", c.tenant), None)
+                    .json();
+                format!("{}={}", c.tenant, st["totals"]["requests"])
+            })
+            .collect();
+        let statuses: Vec<u16> = outcomes.iter().map(|o| o.status).collect();
+        panic!(
+            "usage never arrived; no record shipped for {missing:?}; stored requests: {stored:?}; statuses {statuses:?}"
+        )
+    });
+
+    // Check everything, then report every mismatch at once.
+    let mut failures = Vec::new();
+    let mut fail = |case: &Case, what: String| {
+        failures.push(format!(
+            "{} {} {:?}{}{}: {what}",
+            case.provider,
+            case.model,
+            case.mode,
+            if case.cache { " cached" } else { "" },
+            if case.unreadable {
+                " unreadable-usage"
+            } else {
+                ""
+            },
+        ));
+    };
+    let mut summary = Vec::new();
+    for (case, out) in cases.iter().zip(&outcomes) {
+        let model = catalog.iter().find(|m| m.id == case.model).unwrap();
+        assert_eq!(model.provider, case.provider, "{case:?}");
+        if out.status != 200 {
+            fail(case, format!("status {}: {}", out.status, out.text));
+            continue;
+        }
+        if out.upstream_requests != 1 {
+            fail(
+                case,
+                format!("{} upstream requests, want 1", out.upstream_requests),
+            );
+        }
+        let records = &shipped[&case.tenant];
+        if records.len() != 1 {
+            fail(
+                case,
+                format!("{} records shipped: {records:?}", records.len()),
+            );
+            continue;
+        }
+        let rec = &records[0];
+        let st = &stats[&case.tenant];
+        let totals = &st["totals"];
+        let stored = |key: &str| totals[key].as_u64();
+        let stored_cost = totals["cost_usd"]
+            .as_f64()
+            .map(|d| (d * 1e9).round() as u64);
+
+        // Who and how, as recorded.
+        if (rec.provider.as_str(), rec.model.as_str()) != (case.provider, case.model)
+            || rec.status != 200
+            || rec.stream != case.mode.stream()
+        {
+            fail(
+                case,
+                format!(
+                    "record says {}/{} status {} stream {}",
+                    rec.provider, rec.model, rec.status, rec.stream
+                ),
+            );
+        }
+        let by_model = &st["by_model"][0];
+        if by_model["provider"] != case.provider || by_model["model"] != case.model {
+            fail(case, format!("stats by model: {by_model}"));
+        }
+
+        if case.unreadable {
+            // Recorded as unparsed, and the stats say so.
+            if rec.usage_parsed {
+                fail(
+                    case,
+                    format!("usage_parsed true for unreadable usage: {rec:?}"),
+                );
+            }
+            if stored("unparsed") != Some(1) {
+                fail(case, format!("stats do not count it unparsed: {totals}"));
+            }
+            if !out.sent_usage.is_string() {
+                fail(case, format!("the mock sent usage {}", out.sent_usage));
+            }
+            summary.push(format!(
+                "{:<10} {:<22} {:<15} unreadable usage -> usage_parsed={} unparsed={:?}",
+                case.provider,
+                case.model,
+                format!("{:?}", case.mode),
+                rec.usage_parsed,
+                stored("unparsed")
+            ));
+            // The client still gets the answer; a stream keeps its shape.
+            check_client_stream_shape(case, out, &mut fail);
+            continue;
+        }
+
+        let Some(sent) = read_sent(case.provider, &out.sent_usage) else {
+            fail(
+                case,
+                format!("the mock sent no readable usage: {}", out.sent_usage),
+            );
+            continue;
+        };
+        // The cases exercise what they are meant to.
+        if sent.completion == 0 || (case.cache && sent.cached == 0) {
+            fail(case, format!("the mock sent no cache hit: {sent:?}"));
+        }
+        if case.cache && case.provider == "anthropic" && sent.cache_write == 0 {
+            fail(case, format!("the mock sent no cache write: {sent:?}"));
+        }
+        let cost = expected_cost(model, &sent);
+        let recorded = Counts {
+            prompt: rec.prompt_tokens,
+            completion: rec.completion_tokens,
+            cached: rec.cached_tokens,
+            cache_write: rec.cache_write_tokens,
+        };
+        if !rec.usage_parsed {
+            fail(case, "usage_parsed false".into());
+        }
+        if recorded != sent {
+            fail(
+                case,
+                format!("recorded {recorded:?}, the mock sent {sent:?}"),
+            );
+        }
+        if rec.cost_nusd != cost {
+            fail(
+                case,
+                format!("recorded cost {} n$, want {cost} n$", rec.cost_nusd),
+            );
+        }
+        // Stored by the control plane as shipped.
+        let stored_counts = Counts {
+            prompt: stored("prompt_tokens").unwrap_or(u64::MAX),
+            completion: stored("completion_tokens").unwrap_or(u64::MAX),
+            cached: stored("cached_tokens").unwrap_or(u64::MAX),
+            cache_write: match totals.get("cache_write_tokens") {
+                Some(v) => v.as_u64().unwrap_or(u64::MAX),
+                None => {
+                    fail(case, "stats do not expose cache_write_tokens".into());
+                    sent.cache_write
+                }
+            },
+        };
+        if stored_counts != sent {
+            fail(
+                case,
+                format!("stats say {stored_counts:?}, the mock sent {sent:?}"),
+            );
+        }
+        if stored_cost != Some(cost) || stored("unparsed") != Some(0) {
+            fail(
+                case,
+                format!(
+                    "stats cost {stored_cost:?} n$ unparsed {:?}, want {cost} n$ and 0",
+                    stored("unparsed")
+                ),
+            );
+        }
+        check_client_usage(case, out, &sent, &mut fail);
+        summary.push(format!(
+            "{:<10} {:<22} {:<15} {:<6} prompt {:>5} completion {:>4} cached {:>5} write {:>3} cost {:>8} n$",
+            case.provider,
+            case.model,
+            format!("{:?}", case.mode),
+            if case.cache { "cache" } else { "" },
+            sent.prompt,
+            sent.completion,
+            sent.cached,
+            sent.cache_write,
+            cost
+        ));
+    }
+    println!("{}", summary.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// What the client saw of the usage: the same numbers, and no usage chunk
+/// in a stream that did not ask for one (unless the provider always sends
+/// it, as OpenRouter does).
+fn check_client_usage(
+    case: &Case,
+    out: &Outcome,
+    sent: &Counts,
+    fail: &mut impl FnMut(&Case, String),
+) {
+    let usage = match case.mode {
+        Mode::Plain => serde_json::from_str::<Value>(&out.text)
+            .map(|v| v["usage"].clone())
+            .unwrap_or(Value::Null),
+        _ => chunks(&out.text)
+            .into_iter()
+            .find(|c| c["usage"].is_object())
+            .map_or(Value::Null, |c| c["usage"].clone()),
+    };
+    let always = case.provider == "openrouter";
+    check_client_stream_shape(case, out, fail);
+    if case.mode == Mode::StreamQuiet && !always {
+        return;
+    }
+    let seen = (
+        usage["prompt_tokens"].as_u64(),
+        usage["completion_tokens"].as_u64(),
+        usage
+            .pointer("/prompt_tokens_details/cached_tokens")
+            .or_else(|| usage.get("cached_tokens"))
+            .and_then(Value::as_u64)
+            .unwrap_or(0),
+    );
+    if seen != (Some(sent.prompt), Some(sent.completion), sent.cached) {
+        fail(
+            case,
+            format!("the client saw usage {usage}, the mock sent {sent:?}"),
+        );
+    }
+}
+
+/// The client gets an OpenAI answer whatever the provider's usage said: a
+/// `chat.completion` with the text, or `chat.completion.chunk`s spelling it
+/// out and `[DONE]`; a stream the client did not ask usage for carries no
+/// `usage` at all (the filter hides what it asked for).
+fn check_client_stream_shape(case: &Case, out: &Outcome, fail: &mut impl FnMut(&Case, String)) {
+    if !case.mode.stream() {
+        let v: Value = serde_json::from_str(&out.text).unwrap_or(Value::Null);
+        let text = v["choices"][0]["message"]["content"].as_str().unwrap_or("");
+        if v["object"] != "chat.completion" || !text.contains("Mock answer") {
+            fail(
+                case,
+                format!("the client got no chat completion: {}", out.text),
+            );
+        }
+        return;
+    }
+    let all = chunks(&out.text);
+    let text: String = all
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    if all.iter().any(|c| c["object"] != "chat.completion.chunk") || !text.contains("Mock answer") {
+        fail(
+            case,
+            format!("the client got no chat completion chunks: {}", out.text),
+        );
+    }
+    if !out.text.trim_end().ends_with("data: [DONE]") {
+        fail(
+            case,
+            format!("the stream did not end with [DONE]: {}", out.text),
+        );
+    }
+    if chunks(&out.text).len() < 3 {
+        fail(case, format!("the stream lost its chunks: {}", out.text));
+    }
+    if case.mode == Mode::StreamQuiet
+        && case.provider != "openrouter"
+        && out.text.contains("\"usage\"")
+    {
+        let leaked: Vec<Value> = chunks(&out.text)
+            .into_iter()
+            .filter(|c| c.get("usage").is_some())
+            .collect();
+        fail(
+            case,
+            format!("the client got usage it did not ask for: {leaked:?}"),
+        );
+    }
+}
