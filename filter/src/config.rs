@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 
+use crate::cache::CacheConfig;
 use crate::table::{RoutingTable, Table};
 
 /// Bodies above this are refused with 413 unless configured otherwise.
@@ -27,6 +28,8 @@ struct RawConfig {
     attempt_timeout_ms: Option<u64>,
     #[serde(default)]
     penalty_decay_ms: Option<u64>,
+    #[serde(default)]
+    cache: CacheConfig,
 }
 
 /// Upstream attempts per request, the first included (SPEC §10 failover).
@@ -55,6 +58,8 @@ pub struct Config {
     pub attempt_timeout_ms: u64,
     /// Penalties halve once per this interval.
     pub penalty_decay_ms: u64,
+    /// The answer cache (SPEC §11).
+    pub cache: CacheConfig,
 }
 
 impl Config {
@@ -68,6 +73,7 @@ impl Config {
                 max_attempts: None,
                 attempt_timeout_ms: None,
                 penalty_decay_ms: None,
+                cache: CacheConfig::default(),
             }
         } else {
             serde_json::from_slice(bytes).map_err(|e| format!("plugin configuration: {e}"))?
@@ -107,6 +113,7 @@ impl Config {
         if penalty_decay_ms == 0 {
             return Err("penalty_decay_ms: must be at least 1".into());
         }
+        raw.cache.validate().map_err(|e| format!("cache.{e}"))?;
         let table = raw
             .table
             .map(Table::compile)
@@ -120,6 +127,7 @@ impl Config {
             max_attempts,
             attempt_timeout_ms,
             penalty_decay_ms,
+            cache: raw.cache,
         })
     }
 }
@@ -143,6 +151,8 @@ mod tests {
         assert!(e(r#"{"max_attempts":0}"#).starts_with("max_attempts:"));
         assert!(e(r#"{"attempt_timeout_ms":0}"#).starts_with("attempt_timeout_ms:"));
         assert!(e(r#"{"penalty_decay_ms":0}"#).starts_with("penalty_decay_ms:"));
+        assert!(e(r#"{"cache":{"slots":0}}"#).starts_with("cache.slots:"));
+        assert!(e(r#"{"cache":{"slot":1}}"#).contains("unknown field `slot`"));
         assert!(e(r#"{"cluster_header":"X Bad"}"#).starts_with("cluster_header:"));
         assert!(e(r#"{"clustr_header":"x"}"#).contains("unknown field `clustr_header`"));
         assert!(e(r#"{"table":{"models":[{"id":"m","provider":"nope","input_per_mtok":1,"output_per_mtok":1,"quality":0.5,"context_window":10,"max_output_tokens":5}]}}"#)

@@ -120,7 +120,11 @@ fn event_end(bytes: &[u8]) -> Option<usize> {
 }
 
 fn strip_event(event: &[u8], out: &mut Vec<u8>) {
-    let usage_only = contains(event, b"\"choices\":[]") && contains(event, b"\"usage\":{");
+    // The usage chunk the filter asked for: whatever its usage holds (even
+    // an unreadable value), the client did not ask for it.
+    let usage_only = contains(event, b"\"choices\":[]")
+        && (contains(event, b"\"usage\":") || contains(event, b"\"usage\" :"))
+        && !contains(event, b"\"usage\":null");
     if usage_only {
         return;
     }

@@ -20,8 +20,15 @@ struct WireMessage {
     content: Vec<WireBlock>,
     #[serde(default)]
     stop_reason: Option<String>,
-    #[serde(default)]
+    /// Unreadable usage loses the accounting (recorded as unparsed), never
+    /// the answer.
+    #[serde(default, deserialize_with = "lenient_usage")]
     usage: Option<WireUsage>,
+}
+
+fn lenient_usage<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireUsage>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).ok())
 }
 
 /// A content block of an answer, whole or as a streamed `content_block_start`.
@@ -346,6 +353,14 @@ mod tests {
         }
         let out = chat(answer(json!([]), "end_turn"));
         assert_eq!(out["choices"][0]["message"]["content"], "");
+    }
+
+    #[test]
+    fn an_answer_with_unreadable_usage_is_still_translated() {
+        let mut a = answer(json!([{"type": "text", "text": "hi"}]), "end_turn");
+        a["usage"] = json!("unreadable");
+        let v = chat(a);
+        assert_eq!(v["choices"][0]["message"]["content"], "hi");
     }
 
     #[test]

@@ -15,8 +15,9 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::host;
-use super::root::{Metrics, Shared};
+use super::root::{Metrics, Shared, now_ms};
 use super::usage::{Answered, Meter, now};
+use crate::cache;
 use crate::error::ApiError;
 use crate::request::ChatRequest;
 use crate::reshape::{Reshape, Shape};
@@ -54,6 +55,10 @@ pub struct Http {
     buffering_error: bool,
     /// Failover state; None for pass-through requests.
     failover: Option<Failover>,
+    /// The client sent `Cache-Control: no-cache` / `no-store`.
+    no_cache: bool,
+    /// A cache miss: the key its answer is stored under.
+    cache_key: Option<cache::Key>,
 }
 
 /// What the headers phase decided.
@@ -74,6 +79,8 @@ struct Decision {
     complexity: Option<String>,
     /// The model that failed first, when a failover happened.
     failed_over_from: Option<String>,
+    /// `x-aipipe-cache`: hit, miss or bypass.
+    cache: Option<&'static str>,
 }
 
 /// What a failover needs: the client's body (each candidate gets its own
@@ -106,6 +113,8 @@ impl Http {
             reshape: Reshape::None,
             buffering_error: false,
             failover: None,
+            no_cache: false,
+            cache_key: None,
         }
     }
 
@@ -165,6 +174,7 @@ impl Http {
                     api_key = std::str::from_utf8(value).ok();
                 }
                 "anthropic-version" => self.had_anthropic_version = true,
+                "cache-control" => self.no_cache = cache::cache_control_bypass(value),
                 "content-length" => {
                     content_length = std::str::from_utf8(value)
                         .ok()
@@ -293,6 +303,7 @@ impl Http {
             model_id: String::new(),
             complexity: None,
             failed_over_from: None,
+            cache: None,
         });
         log::debug!(
             "request {} pass-through to {} {}",
@@ -323,6 +334,26 @@ impl Http {
             return Err(ApiError::NoTable);
         };
 
+        let cache_status = self.cache_lookup(&shared, &table, &routed, &body);
+        if let Some(Ok((answer, content_type))) = &cache_status {
+            // A hit: answered here, nothing goes upstream.
+            let c = routed.score.map(|s| s.complexity);
+            if let Some(start) = self.start {
+                let mut meter = Meter::new(start, false, c);
+                meter.served_from_cache();
+                self.meter = Some(meter);
+            }
+            self.decision = Some(Decision {
+                model: Some(routed.model),
+                provider: provider.id.clone(),
+                model_id: model.id.clone(),
+                complexity: c.map(|c| format!("{c:.3}")),
+                failed_over_from: None,
+                cache: Some("hit"),
+            });
+            self.reply(200, answer, content_type);
+            return Ok(());
+        }
         let length = match &routed.upstream {
             Upstream::Edit(edit) => {
                 if host::replace_request_body_prefix(edit.drain, &edit.prefix).is_ok() {
@@ -396,6 +427,7 @@ impl Http {
             model_id: model.id.clone(),
             complexity,
             failed_over_from: None,
+            cache: cache_status.map(|_| "miss").or(Some("bypass")),
         });
         if shared.max_attempts > 1 {
             self.failover = Some(Failover {
@@ -407,6 +439,98 @@ impl Http {
             });
         }
         Ok(())
+    }
+
+    /// Looks the request up in the shared cache (SPEC §11): None when it
+    /// bypasses the cache, Some(Ok(answer)) on a hit, Some(Err(())) on a miss
+    /// (its key kept to store the answer under).
+    #[allow(clippy::type_complexity)]
+    fn cache_lookup(
+        &mut self,
+        shared: &Shared,
+        table: &Table,
+        routed: &Routed<'_>,
+        body: &[u8],
+    ) -> Option<Result<(Vec<u8>, String), ()>> {
+        if !shared.cache.enabled || self.no_cache || routed.stream {
+            return None;
+        }
+        let (Some(tenant), Some(model), Some(provider)) = (
+            table.tenants.get(self.tenant),
+            table.models.get(routed.model),
+            table.providers.get(routed.provider),
+        ) else {
+            return None;
+        };
+        let prompt = cache::prepare(body, false).ok()?;
+        // Answers differ by the client's dialect too.
+        let model_key = match self.dialect {
+            Dialect::Chat => model.id.clone(),
+            Dialect::Messages => format!("{}|messages", model.id),
+        };
+        let key = prompt.key(&tenant.id, &provider.id, &model_key);
+        let now = now_ms();
+        for slot in cache::slots_for(&key, &shared.cache) {
+            if let Ok((Some(value), _)) = hostcalls::get_shared_data(&cache::slot_name(slot))
+                && let Some(e) = cache::lookup(&value, &key, &tenant.id, now)
+            {
+                return Some(Ok((e.body.to_vec(), e.content_type.to_owned())));
+            }
+        }
+        self.cache_key = Some(key);
+        Some(Err(()))
+    }
+
+    /// Stores a whole success answer under the miss's key, in whichever of
+    /// its two slots `choose_victim` picks. Best effort: a race with another
+    /// worker (CAS mismatch) just leaves the other's entry.
+    fn cache_store(&self, answer: &[u8]) {
+        let (Some(key), Some(shared), Some(table)) = (&self.cache_key, &self.shared, &self.table)
+        else {
+            return;
+        };
+        let Some(tenant) = table.tenants.get(self.tenant) else {
+            return;
+        };
+        let now = now_ms();
+        let slots = cache::slots_for(key, &shared.cache);
+        let read =
+            |slot: u32| hostcalls::get_shared_data(&cache::slot_name(slot)).unwrap_or((None, None));
+        let existing = [read(slots[0]), read(slots[1])];
+        let victim = cache::choose_victim(
+            [existing[0].0.as_deref(), existing[1].0.as_deref()],
+            key,
+            now,
+        );
+        let entry = cache::Entry {
+            key: *key,
+            tenant_id: &tenant.id,
+            stored_ms: now,
+            expires_ms: now.saturating_add(shared.cache.ttl_ms),
+            status: 200,
+            content_type: "application/json",
+            body: answer,
+        };
+        let (Some(bytes), Some(&slot), Some((_, cas))) = (
+            cache::encode_entry(&entry, shared.cache.max_entry_bytes),
+            slots.get(victim),
+            existing.get(victim),
+        ) else {
+            return;
+        };
+        match hostcalls::set_shared_data(&cache::slot_name(slot), Some(&bytes), *cas) {
+            Ok(()) => {
+                if let Some(m) = &shared.metrics {
+                    let replaced = existing.get(victim).and_then(|e| e.0.as_ref());
+                    Metrics::count(m.cache_stored_bytes, bytes.len() as u64);
+                    Metrics::count(
+                        m.cache_evicted_bytes,
+                        replaced.map_or(0, |v| v.len() as u64),
+                    );
+                }
+            }
+            Err(s) => log::debug!("answer not cached: {s:?}"),
+        }
     }
 
     /// The chosen model failed before any byte reached the client: hand the
@@ -596,6 +720,7 @@ impl Http {
             model_id: m.id.clone(),
             complexity,
             failed_over_from: first,
+            cache: Some("miss"),
         });
         let stream = self.failover.as_ref().is_some_and(|f| f.stream);
         if let Some(start) = self.start {
@@ -728,6 +853,9 @@ impl Decision {
         }
         if let Some(f) = &self.failed_over_from {
             headers.push(("x-aipipe-failover", f.as_str()));
+        }
+        if let Some(c) = self.cache {
+            headers.push(("x-aipipe-cache", c));
         }
         headers
     }
@@ -865,6 +993,9 @@ impl HttpContext for Http {
             if let Err(s) = host::replace_response_body(body_size, &out) {
                 log::warn!("cannot translate the answer: {s:?}");
             }
+            if new_status == 200 {
+                self.cache_store(&out);
+            }
             return Action::Continue;
         }
         let chunk = if body_size > 0 {
@@ -873,6 +1004,18 @@ impl HttpContext for Http {
             Vec::new()
         };
         meter.on_body(&chunk, end_of_stream);
+        if end_of_stream
+            && meter.status() == 200
+            && self.cache_key.is_some()
+            && let Some(answer) = meter.plain_body()
+        {
+            // Untranslated: the client got exactly the provider's bytes.
+            let answer = answer.to_vec();
+            self.cache_store(&answer);
+        }
+        let Some(meter) = &mut self.meter else {
+            return Action::Continue;
+        };
         if meter.status() < 400
             && let Some(out) = self.reshape.chunk(&chunk, end_of_stream)
             && let Err(s) = host::replace_response_body(body_size, &out)
@@ -929,6 +1072,15 @@ impl HttpContext for Http {
             );
             Metrics::count(m.attempts_failed, record.failed_attempts.len() as u64);
             Metrics::count(m.failovers, u64::from(d.failed_over_from.is_some()));
+            let cache = match d.cache {
+                Some("hit") => Some(m.cache_hits),
+                Some("miss") => Some(m.cache_misses),
+                Some("bypass") => Some(m.cache_bypasses),
+                _ => None,
+            };
+            if let Some(id) = cache {
+                Metrics::count(id, 1);
+            }
         }
         shared.enqueue_usage(&record);
     }

@@ -30,6 +30,14 @@ pub struct Metrics {
     pub failovers: u32,
     /// Failed upstream attempts (each failed-over or final failure).
     pub attempts_failed: u32,
+    pub cache_hits: u32,
+    pub cache_misses: u32,
+    pub cache_bypasses: u32,
+    /// Bytes written into cache slots, and bytes of the entries they
+    /// replaced: their difference is what the cache holds (≤ slots ×
+    /// max_entry_bytes).
+    pub cache_stored_bytes: u32,
+    pub cache_evicted_bytes: u32,
 }
 
 impl Metrics {
@@ -39,6 +47,11 @@ impl Metrics {
             usage_unparsed: counter("aipipe.usage.unparsed")?,
             failovers: counter("aipipe.failovers")?,
             attempts_failed: counter("aipipe.attempts_failed")?,
+            cache_hits: counter("aipipe.cache.hit")?,
+            cache_misses: counter("aipipe.cache.miss")?,
+            cache_bypasses: counter("aipipe.cache.bypass")?,
+            cache_stored_bytes: counter("aipipe.cache.stored_bytes")?,
+            cache_evicted_bytes: counter("aipipe.cache.evicted_bytes")?,
         })
     }
 
@@ -88,6 +101,7 @@ pub struct Shared {
     pub max_attempts: u32,
     pub attempt_timeout_ms: u64,
     pub penalty_decay_ms: u64,
+    pub cache: crate::cache::CacheConfig,
     pub metrics: Option<Metrics>,
     /// The shared penalties as last read: (CAS token, decoded).
     penalties: RefCell<(Option<u32>, Penalties)>,
@@ -325,6 +339,7 @@ impl RootContext for Root {
                     max_attempts: config.max_attempts,
                     attempt_timeout_ms: config.attempt_timeout_ms,
                     penalty_decay_ms: config.penalty_decay_ms,
+                    cache: config.cache,
                     penalties: RefCell::new((None, Penalties::default())),
                     model_metrics: RefCell::new(HashMap::new()),
                     metrics: Metrics::define(),

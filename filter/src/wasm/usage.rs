@@ -41,6 +41,8 @@ pub struct Meter {
     anthropic: anthropic::StreamUsage,
     /// Pass-through: the model is only known from the answer.
     answer_model: Option<Option<String>>,
+    /// Answered from the cache: nothing was spent.
+    from_cache: bool,
 }
 
 #[derive(Deserialize)]
@@ -72,7 +74,21 @@ impl Meter {
             openai: StreamUsage::default(),
             anthropic: anthropic::StreamUsage::default(),
             answer_model: None,
+            from_cache: false,
         }
+    }
+
+    /// The answer came from the cache: status 200, no tokens, no cost.
+    pub fn served_from_cache(&mut self) {
+        self.status = 200;
+        self.from_cache = true;
+        self.first_byte_now();
+    }
+
+    /// A whole (non-streamed) answer as the provider sent it, when it was
+    /// kept whole.
+    pub fn plain_body(&self) -> Option<&[u8]> {
+        (!self.stream && !self.plain_overflow).then_some(self.plain.as_slice())
     }
 
     /// For pass-through requests: also read which model answered.
@@ -135,7 +151,9 @@ impl Meter {
     }
 
     fn tokens(&self) -> Option<Tokens> {
-        if self.stream {
+        if self.from_cache {
+            Some(Tokens::default())
+        } else if self.stream {
             self.openai.tokens.or_else(|| self.anthropic.tokens())
         } else if self.plain_overflow {
             None
