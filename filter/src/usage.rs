@@ -125,14 +125,18 @@ struct WireUsage {
 struct PromptDetails {
     #[serde(default)]
     cached_tokens: Option<u64>,
+    /// OpenRouter reports prompt-cache writes here.
+    #[serde(default)]
+    cache_write_tokens: Option<u64>,
 }
 
 /// The `usage` of an OpenAI-format answer (a whole `chat.completion` body,
 /// or one streamed chunk). None when absent, null or unreadable.
 pub fn openai_usage(json: &[u8]) -> Option<Tokens> {
     let u = serde_json::from_slice::<WithUsage>(json).ok()?.usage?;
-    let cached = u
-        .prompt_tokens_details
+    let details = u.prompt_tokens_details;
+    let cached = details
+        .as_ref()
         .and_then(|d| d.cached_tokens)
         .or(u.cached_tokens)
         .unwrap_or(0);
@@ -140,7 +144,7 @@ pub fn openai_usage(json: &[u8]) -> Option<Tokens> {
         prompt: u.prompt_tokens,
         completion: u.completion_tokens,
         cached,
-        cache_write: 0,
+        cache_write: details.and_then(|d| d.cache_write_tokens).unwrap_or(0),
     })
 }
 
@@ -242,6 +246,11 @@ mod tests {
         );
         let moonshot = br#"{"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6,"cached_tokens":2}}"#;
         assert_eq!(openai_usage(moonshot).map(|t| t.cached), Some(2));
+        let openrouter = br#"{"usage":{"prompt_tokens":50,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":10,"cache_write_tokens":30}}}"#;
+        assert_eq!(
+            openai_usage(openrouter).map(|t| (t.cached, t.cache_write)),
+            Some((10, 30))
+        );
         assert_eq!(openai_usage(br#"{"usage":null}"#), None);
         assert_eq!(openai_usage(b"not json"), None);
 
