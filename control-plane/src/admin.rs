@@ -1,5 +1,5 @@
 //! The admin API (operators): tenants, provider keys, virtual keys, the model
-//! catalog, route explanations and stats, plus /healthz and /metrics. Every
+//! catalog, penalties, route explanations and stats, plus /healthz and /metrics. Every
 //! /admin route is behind `X-Admin-Secret`. Handlers are thin: parse and
 //! validate, call `db`, shape the answer. Nothing here logs a request body,
 //! so provider keys and virtual keys never reach a log line.
@@ -48,6 +48,8 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/tenants/{id}/stats", get(stats))
         .route("/admin/models", get(list_models))
         .route("/admin/models/{id}", put(put_model))
+        .route("/admin/penalties", get(list_penalties))
+        .route("/admin/penalties/reset", post(reset_penalties))
         .route("/admin/route/explain", post(explain))
         .route("/admin/openapi.json", get(openapi))
         .route_layer(middleware::from_fn_with_state(
@@ -377,6 +379,50 @@ async fn put_model(
         StatusCode::OK
     };
     Ok((status, Json(model)))
+}
+
+// ---- penalties ---------------------------------------------------------------------
+
+async fn list_penalties(State(state): State<AppState>) -> Result<Json<crate::db::Penalties>> {
+    Ok(Json(state.db.penalties().await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PenaltyReset {
+    /// A catalog model id; absent or null = every model.
+    #[serde(default)]
+    model: Option<String>,
+}
+
+async fn reset_penalties(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<crate::db::PenaltyReset>> {
+    let req: PenaltyReset = if body.iter().all(u8::is_ascii_whitespace) {
+        PenaltyReset::default()
+    } else {
+        parse_json(&body)?
+    };
+    if let Some(m) = &req.model
+        && m.trim().is_empty()
+    {
+        return Err(Error::Invalid(
+            "model: must name a model (omit it to reset every model)".into(),
+        ));
+    }
+    let model = req.model.clone();
+    state
+        .db
+        .reset_penalties(req.model)
+        .await?
+        .map(Json)
+        .ok_or_else(|| {
+            Error::NotFound(format!(
+                "model `{}` is not in the catalog and has no penalty",
+                model.unwrap_or_default()
+            ))
+        })
 }
 
 // ---- explain -------------------------------------------------------------------------

@@ -39,6 +39,11 @@ pub struct Settings {
     #[arg(long, env = "AIPIPE_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<String>,
 
+    /// Model penalties halve every this many milliseconds (SPEC §10).
+    #[arg(long, env = "AIPIPE_PENALTY_DECAY_MS", default_value_t = crate::penalty::DEFAULT_DECAY_MS,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub penalty_decay_ms: u64,
+
     /// Development mode: generate any missing secret (admin secret and
     /// internal token printed once; master key stored beside the database).
     #[arg(long, env = "AIPIPE_DEV")]

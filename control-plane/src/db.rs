@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,16 +21,18 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::penalty::{self, Outcome};
 use crate::stats::{Row, Window};
 
 const READERS: usize = 3;
 
 /// Versioned migrations, applied in order, each in its own transaction and
 /// recorded in `schema_migrations`. Never edit one that shipped; add the next.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial schema",
-    r#"
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial schema",
+        r#"
     CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
     CREATE TABLE tenants (
         id TEXT PRIMARY KEY,
@@ -101,7 +103,52 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
         PRIMARY KEY (tenant, provider, model)
     ) WITHOUT ROWID;
     "#,
-)];
+    ),
+    (
+        2,
+        "cache-write tokens, failed attempts, penalties",
+        r#"
+    ALTER TABLE usage ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+    -- The stats query reads the new column too: rebuild its covering index.
+    DROP INDEX usage_stats;
+    CREATE INDEX usage_stats ON usage(tenant, ts_ms, provider, model, status,
+        prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, cost_nusd,
+        usage_parsed, latency_ms, ttft_ms);
+    ALTER TABLE usage_totals ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage_totals ADD COLUMN failed_attempts INTEGER NOT NULL DEFAULT 0;
+    -- Upstream attempts that failed before another model answered (failover).
+    -- Written with their record, in the same transaction, only when the record
+    -- is new: as idempotent as the record. `n` is the attempt's position.
+    CREATE TABLE attempt_failures (
+        record_id TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        tenant TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        PRIMARY KEY (record_id, n)
+    ) WITHOUT ROWID;
+    CREATE INDEX attempt_failures_stats ON attempt_failures(tenant, ts_ms, provider, model);
+    -- Each model's penalty (see penalty.rs) as of its last decay step
+    -- `decayed_ms`, its counts since the last reset, the time of its last
+    -- event (or reset), and `published`: the value the routing table carries.
+    CREATE TABLE penalties (
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        penalty REAL NOT NULL,
+        decayed_ms INTEGER NOT NULL,
+        successes INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        published REAL NOT NULL,
+        PRIMARY KEY (provider, model)
+    ) WITHOUT ROWID;
+    -- Bumped by a penalty reset: filters then forget their local penalties.
+    INSERT OR IGNORE INTO meta (key, value) VALUES ('penalty_epoch', 0);
+    "#,
+    ),
+];
 
 pub fn now_ms() -> u64 {
     SystemTime::now()
@@ -122,6 +169,14 @@ struct Pool {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
+    /// Penalties halve every this many ms (SPEC §10).
+    decay_ms: u64,
+    /// Unix ms from which time decay alone makes the published penalties
+    /// stale (so the table must be republished); set after every commit that
+    /// touches penalties, while the writer is still held. 0 = check now.
+    penalty_due: AtomicU64,
+    /// One republish at a time when many polls find it due together.
+    republishing: tokio::sync::Mutex<()>,
 }
 
 /// The store. Cheap to clone.
@@ -155,6 +210,56 @@ pub struct TableSnapshot {
     pub version: u64,
     pub models: Vec<Model>,
     pub tenants: Vec<TenantRow>,
+    /// (provider, model, penalty) as published at this version.
+    pub penalties: Vec<(String, String, f64)>,
+    pub penalty_epoch: u64,
+}
+
+/// One model's penalty as `GET /admin/penalties` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PenaltyView {
+    pub model: String,
+    pub provider: String,
+    /// Current value, decayed to now.
+    pub penalty: f64,
+    /// The value the current routing table carries (republished when the
+    /// current one differs by more than 5 % in `1 + penalty`, or crosses 0).
+    pub table_penalty: f64,
+    /// successes / (successes + failures); null without either.
+    pub success_rate: Option<f64>,
+    pub successes: u64,
+    pub failures: u64,
+    /// Time of the last event applied (or of the last reset), unix ms; null
+    /// when the model never had one.
+    pub updated_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Penalties {
+    pub penalty_epoch: u64,
+    pub decay_ms: u64,
+    pub table_version: u64,
+    pub penalties: Vec<PenaltyView>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PenaltyReset {
+    /// Models whose penalty was zeroed.
+    pub reset: Vec<String>,
+    pub penalty_epoch: u64,
+    pub table_version: u64,
+}
+
+/// A stored penalty row.
+#[derive(Debug, Clone)]
+struct PenaltyRow {
+    provider: String,
+    model: String,
+    state: penalty::State,
+    successes: u64,
+    failures: u64,
+    updated_ms: u64,
+    published: f64,
 }
 
 #[derive(Debug)]
@@ -238,6 +343,64 @@ fn bump_version(tx: &Transaction<'_>) -> Result<()> {
     Ok(())
 }
 
+fn penalty_epoch(conn: &Connection) -> Result<u64> {
+    let v: i64 = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'penalty_epoch'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(to_u64(v))
+}
+
+fn penalty_rows(conn: &Connection) -> Result<Vec<PenaltyRow>> {
+    let mut st = conn.prepare_cached(
+        "SELECT provider, model, penalty, decayed_ms, successes, failures, updated_ms, published
+         FROM penalties ORDER BY provider, model",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(PenaltyRow {
+            provider: r.get(0)?,
+            model: r.get(1)?,
+            state: penalty::State {
+                penalty: r.get(2)?,
+                decayed_ms: to_u64(r.get(3)?),
+            },
+            successes: to_u64(r.get(4)?),
+            failures: to_u64(r.get(5)?),
+            updated_ms: to_u64(r.get(6)?),
+            published: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Republishes every penalty (and bumps the table version) when any one,
+/// decayed to `now`, differs meaningfully from what the table carries.
+/// Returns when decay alone will next make them differ.
+fn republish(tx: &Transaction<'_>, now: u64, decay_ms: u64) -> Result<u64> {
+    let rows = penalty_rows(tx)?;
+    let stale = rows
+        .iter()
+        .any(|r| penalty::meaningful(r.state.at(now, decay_ms), r.published));
+    let mut due = u64::MAX;
+    let mut update = tx
+        .prepare_cached("UPDATE penalties SET published = ?3 WHERE provider = ?1 AND model = ?2")?;
+    for r in &rows {
+        let published = if stale {
+            let p = r.state.at(now, decay_ms);
+            update.execute(params![r.provider, r.model, p])?;
+            p
+        } else {
+            r.published
+        };
+        due = due.min(r.state.republish_due(published, now, decay_ms));
+    }
+    if stale {
+        bump_version(tx)?;
+    }
+    Ok(due)
+}
+
 fn version(conn: &Connection) -> Result<u64> {
     let v: i64 = conn.query_row(
         "SELECT value FROM meta WHERE key = 'table_version'",
@@ -299,8 +462,14 @@ fn models(conn: &Connection) -> Result<Vec<Model>> {
 }
 
 impl Db {
-    /// Opens (creating the file if needed) and migrates the database.
+    /// Opens (creating the file if needed) and migrates the database, with
+    /// the default penalty decay interval.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, penalty::DEFAULT_DECAY_MS)
+    }
+
+    /// As [`Db::open`], with penalties halving every `penalty_decay_ms` (> 0).
+    pub fn open_with(path: &Path, penalty_decay_ms: u64) -> Result<Self> {
         let mut writer = Connection::open(path)
             .map_err(|e| Error::internal(&format!("opening {}", path.display()), e))?;
         let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
@@ -323,7 +492,14 @@ impl Db {
             writer: Mutex::new(writer),
             readers,
             next: AtomicUsize::new(0),
+            decay_ms: penalty_decay_ms.max(1),
+            penalty_due: AtomicU64::new(0),
+            republishing: tokio::sync::Mutex::new(()),
         })))
+    }
+
+    pub fn penalty_decay_ms(&self) -> u64 {
+        self.0.decay_ms
     }
 
     pub fn path(&self) -> &Path {
@@ -343,6 +519,27 @@ impl Db {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
             tx.commit()?;
+            Ok(out)
+        })
+        .await?
+    }
+
+    /// As [`Db::write`] for writes that touch penalties: `f` also gets the
+    /// decay interval and returns when the published penalties next go stale,
+    /// which is recorded after the commit, while the writer is still held
+    /// (so a slower, older write can never overwrite a newer deadline).
+    async fn write_penalties<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>, u64) -> Result<(T, u64)> + Send + 'static,
+    {
+        let pool = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (out, due) = f(&tx, pool.decay_ms)?;
+            tx.commit()?;
+            pool.penalty_due.store(due, Ordering::Release);
             Ok(out)
         })
         .await?
@@ -716,10 +913,16 @@ impl Db {
                     t.sealed_keys.push((r.get(1)?, r.get(2)?));
                 }
             }
+            let penalties = penalty_rows(tx)?
+                .into_iter()
+                .map(|r| (r.provider, r.model, r.published))
+                .collect();
             Ok(TableSnapshot {
                 version,
                 models,
                 tenants,
+                penalties,
+                penalty_epoch: penalty_epoch(tx)?,
             })
         })
         .await
@@ -728,16 +931,27 @@ impl Db {
     // ---- usage ---------------------------------------------------------------------
 
     /// Stores a batch in one transaction, idempotent by record id; returns
-    /// only after the commit (fsync) so the ack means durable.
+    /// only after the commit (fsync) so the ack means durable. New records
+    /// (never a duplicate) also store their failed attempts, add to the
+    /// running totals and move their models' penalties, in time order; the
+    /// table version is bumped when a penalty changed meaningfully.
     pub async fn ingest(&self, records: Vec<UsageRecord>) -> Result<UsageAck> {
-        self.write(move |tx| {
+        self.write_penalties(move |tx, decay_ms| {
+            let now = now_ms();
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO usage (id, tenant, provider, model, status, prompt_tokens,
-                    completion_tokens, cached_tokens, cost_nusd, latency_ms, ttft_ms, complexity,
-                    stream, usage_parsed, ts_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                    completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, latency_ms,
+                    ttft_ms, complexity, stream, usage_parsed, ts_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?;
+            let mut insert_attempt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO attempt_failures (record_id, n, ts_ms, tenant, provider, model, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let mut totals: HashMap<(&str, &str, &str), crate::stats::Sums> = HashMap::new();
+            // (time, provider, model, outcome): a record's failed attempts
+            // come before its own outcome (they happened first).
+            let mut events: Vec<(u64, &str, &str, Outcome)> = Vec::new();
             let mut accepted = 0u64;
             for r in &records {
                 let n = insert.execute(params![
@@ -749,6 +963,7 @@ impl Db {
                     to_i64(r.prompt_tokens),
                     to_i64(r.completion_tokens),
                     to_i64(r.cached_tokens),
+                    to_i64(r.cache_write_tokens),
                     to_i64(r.cost_nusd),
                     r.latency_ms,
                     r.ttft_ms,
@@ -765,19 +980,39 @@ impl Db {
                     .entry((&r.tenant, &r.provider, &r.model))
                     .or_default()
                     .add_record(r);
+                for (i, a) in r.failed_attempts.iter().enumerate() {
+                    insert_attempt.execute(params![
+                        r.id,
+                        i as i64,
+                        to_i64(r.ts_ms),
+                        r.tenant,
+                        a.provider,
+                        a.model,
+                        a.status,
+                    ])?;
+                    totals
+                        .entry((&r.tenant, &a.provider, &a.model))
+                        .or_default()
+                        .failed_attempts += 1;
+                    events.push((r.ts_ms, &a.provider, &a.model, Outcome::Failure));
+                }
+                events.push((r.ts_ms, &r.provider, &r.model, Outcome::of_status(r.status)));
             }
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO usage_totals (tenant, provider, model, requests, errors, prompt_tokens,
-                    completion_tokens, cached_tokens, cost_nusd, unparsed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                    completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, unparsed,
+                    failed_attempts)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (tenant, provider, model) DO UPDATE SET
                     requests = requests + excluded.requests,
                     errors = errors + excluded.errors,
                     prompt_tokens = prompt_tokens + excluded.prompt_tokens,
                     completion_tokens = completion_tokens + excluded.completion_tokens,
                     cached_tokens = cached_tokens + excluded.cached_tokens,
+                    cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
                     cost_nusd = cost_nusd + excluded.cost_nusd,
-                    unparsed = unparsed + excluded.unparsed",
+                    unparsed = unparsed + excluded.unparsed,
+                    failed_attempts = failed_attempts + excluded.failed_attempts",
             )?;
             for ((tenant, provider, model), t) in &totals {
                 upsert.execute(params![
@@ -789,14 +1024,21 @@ impl Db {
                     to_i64(t.prompt_tokens),
                     to_i64(t.completion_tokens),
                     to_i64(t.cached_tokens),
+                    to_i64(t.cache_write_tokens),
                     to_i64(t.cost_nusd),
                     to_i64(t.unparsed),
+                    to_i64(t.failed_attempts),
                 ])?;
             }
-            Ok(UsageAck {
-                accepted,
-                duplicates: records.len() as u64 - accepted,
-            })
+            apply_penalty_events(tx, events, now, decay_ms)?;
+            let due = republish(tx, now, decay_ms)?;
+            Ok((
+                UsageAck {
+                    accepted,
+                    duplicates: records.len() as u64 - accepted,
+                },
+                due,
+            ))
         })
         .await
     }
@@ -812,7 +1054,7 @@ impl Db {
         self.read(move |tx| {
             let mut st = tx.prepare_cached(
                 "SELECT provider, model, status, prompt_tokens, completion_tokens, cached_tokens,
-                    cost_nusd, usage_parsed, latency_ms, ttft_ms
+                    cache_write_tokens, cost_nusd, usage_parsed, latency_ms, ttft_ms
                  FROM usage INDEXED BY usage_stats
                  WHERE tenant = ?1 AND ts_ms >= ?2 AND ts_ms < ?3",
             )?;
@@ -826,11 +1068,24 @@ impl Db {
                     prompt_tokens: to_u64(r.get(3)?),
                     completion_tokens: to_u64(r.get(4)?),
                     cached_tokens: to_u64(r.get(5)?),
-                    cost_nusd: to_u64(r.get(6)?),
-                    usage_parsed: r.get(7)?,
-                    latency_ms: r.get(8)?,
-                    ttft_ms: r.get(9)?,
+                    cache_write_tokens: to_u64(r.get(6)?),
+                    cost_nusd: to_u64(r.get(7)?),
+                    usage_parsed: r.get(8)?,
+                    latency_ms: r.get(9)?,
+                    ttft_ms: r.get(10)?,
                 });
+            }
+            let mut st = tx.prepare_cached(
+                "SELECT provider, model, COUNT(*) FROM attempt_failures INDEXED BY attempt_failures_stats
+                 WHERE tenant = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 GROUP BY provider, model",
+            )?;
+            let mut rows = st.query(params![tenant, to_i64(since), to_i64(until)])?;
+            while let Some(r) = rows.next()? {
+                w.add_failed_attempts(
+                    r.get_ref(0)?.as_str()?,
+                    r.get_ref(1)?.as_str()?,
+                    to_u64(r.get(2)?),
+                );
             }
             if w.is_empty() && !tenant_exists(tx, &tenant)? {
                 let any: bool = tx.query_row(
@@ -852,7 +1107,8 @@ impl Db {
         self.read(|tx| {
             let mut st = tx.prepare(
                 "SELECT tenant, provider, model, requests, errors, prompt_tokens, completion_tokens,
-                    cached_tokens, cost_nusd, unparsed FROM usage_totals ORDER BY tenant, provider, model",
+                    cached_tokens, cost_nusd, unparsed, cache_write_tokens, failed_attempts
+                 FROM usage_totals ORDER BY tenant, provider, model",
             )?;
             let rows = st.query_map([], |r| {
                 Ok(UsageTotals {
@@ -867,11 +1123,286 @@ impl Db {
                         cached_tokens: to_u64(r.get(7)?),
                         cost_nusd: to_u64(r.get(8)?),
                         unparsed: to_u64(r.get(9)?),
+                        cache_write_tokens: to_u64(r.get(10)?),
+                        failed_attempts: to_u64(r.get(11)?),
                     },
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
+    }
+
+    // ---- penalties ---------------------------------------------------------------
+
+    /// Republishes the penalties if time decay alone has made the table's
+    /// values stale since the last write; free (one atomic load) otherwise.
+    /// Called before every table poll is answered, so a filter is never told
+    /// "not modified" while the decayed values differ meaningfully.
+    pub async fn republish_penalties_if_due(&self) -> Result<()> {
+        if now_ms() < self.0.penalty_due.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one = self.0.republishing.lock().await;
+        if now_ms() < self.0.penalty_due.load(Ordering::Acquire) {
+            return Ok(()); // another poll just did it
+        }
+        self.write_penalties(|tx, decay_ms| Ok(((), republish(tx, now_ms(), decay_ms)?)))
+            .await
+    }
+
+    /// Every catalog model (in catalog order) and every other model with
+    /// recorded outcomes, with penalties decayed to now.
+    pub async fn penalties(&self) -> Result<Penalties> {
+        let decay_ms = self.0.decay_ms;
+        self.read(move |tx| {
+            let now = now_ms();
+            let mut rows: HashMap<(String, String), PenaltyRow> = penalty_rows(tx)?
+                .into_iter()
+                .map(|r| ((r.provider.clone(), r.model.clone()), r))
+                .collect();
+            let view = |provider: String, model: String, row: Option<PenaltyRow>| match row {
+                Some(r) => PenaltyView {
+                    penalty: r.state.at(now, decay_ms),
+                    table_penalty: r.published,
+                    success_rate: (r.successes + r.failures > 0)
+                        .then(|| r.successes as f64 / (r.successes + r.failures) as f64),
+                    successes: r.successes,
+                    failures: r.failures,
+                    updated_ms: Some(r.updated_ms),
+                    provider,
+                    model,
+                },
+                None => PenaltyView {
+                    model,
+                    provider,
+                    penalty: 0.0,
+                    table_penalty: 0.0,
+                    success_rate: None,
+                    successes: 0,
+                    failures: 0,
+                    updated_ms: None,
+                },
+            };
+            let mut out = Vec::new();
+            for m in models(tx)? {
+                let row = rows.remove(&(m.provider.clone(), m.id.clone()));
+                out.push(view(m.provider, m.id, row));
+            }
+            let mut rest: Vec<PenaltyRow> = rows.into_values().collect();
+            rest.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
+            for r in rest {
+                out.push(view(r.provider.clone(), r.model.clone(), Some(r)));
+            }
+            Ok(Penalties {
+                penalty_epoch: penalty_epoch(tx)?,
+                decay_ms,
+                table_version: version(tx)?,
+                penalties: out,
+            })
+        })
+        .await
+    }
+
+    /// Zeroes the penalty and counts of `model` (every provider's model of
+    /// that id), or of every model, bumps the penalty epoch (filters forget
+    /// their local penalties) and the table version. None when `model` is
+    /// neither in the catalog nor has a penalty.
+    pub async fn reset_penalties(&self, model: Option<String>) -> Result<Option<PenaltyReset>> {
+        self.write_penalties(move |tx, decay_ms| {
+            let now = now_ms();
+            let reset: Vec<String> = match &model {
+                Some(m) => {
+                    let known = models(tx)?.iter().any(|c| &c.id == m)
+                        || tx.query_row(
+                            "SELECT EXISTS(SELECT 1 FROM penalties WHERE model = ?1)",
+                            [m],
+                            |r| r.get(0),
+                        )?;
+                    if !known {
+                        // Nothing written; 0 = recheck the deadline at the next poll.
+                        return Ok((None, 0));
+                    }
+                    tx.execute(
+                        "UPDATE penalties SET penalty = 0, decayed_ms = ?2, successes = 0,
+                            failures = 0, published = 0, updated_ms = ?2 WHERE model = ?1",
+                        params![m, to_i64(now)],
+                    )?;
+                    vec![m.clone()]
+                }
+                None => {
+                    let names: Vec<String> = tx
+                        .prepare("SELECT DISTINCT model FROM penalties ORDER BY model")?
+                        .query_map([], |r| r.get(0))?
+                        .collect::<Result<_, _>>()?;
+                    tx.execute(
+                        "UPDATE penalties SET penalty = 0, decayed_ms = ?1, successes = 0,
+                            failures = 0, published = 0, updated_ms = ?1",
+                        [to_i64(now)],
+                    )?;
+                    names
+                }
+            };
+            tx.execute(
+                "UPDATE meta SET value = value + 1 WHERE key = 'penalty_epoch'",
+                [],
+            )?;
+            bump_version(tx)?;
+            let due = republish(tx, now, decay_ms)?;
+            Ok((
+                Some(PenaltyReset {
+                    reset,
+                    penalty_epoch: penalty_epoch(tx)?,
+                    table_version: version(tx)?,
+                }),
+                due,
+            ))
+        })
+        .await
+    }
+}
+
+/// Applies outcome events to the stored penalties, in time order (stable, so
+/// a record's failed attempts stay before its own outcome). An event stamped
+/// in the future (a skewed clock) counts as now.
+fn apply_penalty_events(
+    tx: &Transaction<'_>,
+    mut events: Vec<(u64, &str, &str, Outcome)>,
+    now: u64,
+    decay_ms: u64,
+) -> Result<()> {
+    events.retain(|e| e.3 != Outcome::Neutral);
+    if events.is_empty() {
+        return Ok(());
+    }
+    events.sort_by_key(|e| e.0);
+    let mut load = tx.prepare_cached(
+        "SELECT penalty, decayed_ms, successes, failures, updated_ms FROM penalties
+         WHERE provider = ?1 AND model = ?2",
+    )?;
+    #[derive(Clone, Copy)]
+    struct Touched {
+        state: penalty::State,
+        successes: u64,
+        failures: u64,
+        updated_ms: u64,
+    }
+    let mut touched: HashMap<(&str, &str), Touched> = HashMap::new();
+    for (ts, provider, model, outcome) in events {
+        let at = ts.min(now);
+        let t = match touched.entry((provider, model)) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let stored = load
+                    .query_row(params![provider, model], |r| {
+                        Ok(Touched {
+                            state: penalty::State {
+                                penalty: r.get(0)?,
+                                decayed_ms: to_u64(r.get(1)?),
+                            },
+                            successes: to_u64(r.get(2)?),
+                            failures: to_u64(r.get(3)?),
+                            updated_ms: to_u64(r.get(4)?),
+                        })
+                    })
+                    .optional()?;
+                v.insert(stored.unwrap_or(Touched {
+                    state: penalty::State {
+                        penalty: 0.0,
+                        decayed_ms: at,
+                    },
+                    successes: 0,
+                    failures: 0,
+                    updated_ms: at,
+                }))
+            }
+        };
+        t.state.apply(outcome, at, decay_ms);
+        t.updated_ms = t.updated_ms.max(at);
+        match outcome {
+            Outcome::Success => t.successes = t.successes.saturating_add(1),
+            Outcome::Failure => t.failures = t.failures.saturating_add(1),
+            Outcome::Neutral => {}
+        }
+    }
+    let mut save = tx.prepare_cached(
+        "INSERT INTO penalties (provider, model, penalty, decayed_ms, successes, failures,
+            updated_ms, published)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)
+         ON CONFLICT (provider, model) DO UPDATE SET penalty = excluded.penalty,
+            decayed_ms = excluded.decayed_ms, successes = excluded.successes,
+            failures = excluded.failures, updated_ms = excluded.updated_ms",
+    )?;
+    for ((provider, model), t) in touched {
+        save.execute(params![
+            provider,
+            model,
+            t.state.penalty,
+            to_i64(t.state.decayed_ms),
+            to_i64(t.successes),
+            to_i64(t.failures),
+            to_i64(t.updated_ms),
+        ])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A database written by the first release (migration 1 only, with a
+    /// usage row) opens, is migrated in place, and keeps its data.
+    #[tokio::test]
+    async fn a_version_1_database_is_upgraded_in_place() {
+        let dir = std::env::temp_dir().join(format!(
+            "aipipe-cp-db-v1-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("aipipe.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "PRAGMA journal_mode=WAL;
+                 CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);",
+            )
+            .unwrap();
+            let tx = conn.transaction().unwrap();
+            let (_, _, v1) = MIGRATIONS[0];
+            tx.execute_batch(v1).unwrap();
+            seed(&tx).unwrap();
+            tx.execute_batch(
+                "INSERT INTO schema_migrations VALUES (1, 'initial schema', 0);
+                 INSERT INTO usage (id, tenant, provider, model, status, prompt_tokens,
+                    completion_tokens, cached_tokens, cost_nusd, latency_ms, ttft_ms, complexity,
+                    stream, usage_parsed, ts_ms)
+                 VALUES ('old', 'acme', 'openai', 'gpt-4o-mini', 200, 10, 5, 2, 100, 12.0, NULL, NULL, 0, 1, 1000);
+                 INSERT INTO usage_totals VALUES ('acme', 'openai', 'gpt-4o-mini', 1, 0, 10, 5, 2, 100, 0);",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let w = db
+            .stats_window("acme".into(), 0, 10_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let r = w.report("acme", 0, 10_000);
+        assert_eq!(r.totals.numbers.requests, 1);
+        assert_eq!(r.totals.numbers.cached_tokens, 2);
+        assert_eq!(r.totals.numbers.cache_write_tokens, 0);
+        let totals = db.usage_totals().await.unwrap();
+        assert_eq!(totals.len(), 1);
+        assert_eq!(totals[0].sums.requests, 1);
+        assert_eq!(totals[0].sums.failed_attempts, 0);
+        let p = db.penalties().await.unwrap();
+        assert_eq!(p.penalty_epoch, 0);
+        assert!(p.penalties.iter().all(|v| v.penalty == 0.0));
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -41,6 +41,10 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
 }
 
 async fn table(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
+    // Time decay may have made the published penalties stale: then this
+    // bumps the version first, so the filter gets them instead of a 304.
+    // Free (one atomic load) until then.
+    state.db.republish_penalties_if_due().await?;
     let held = headers
         .get(VERSION_HEADER)
         .and_then(|v| v.to_str().ok())

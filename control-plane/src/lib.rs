@@ -14,6 +14,7 @@ pub mod error;
 pub mod internal;
 pub mod metrics;
 pub mod openapi;
+pub mod penalty;
 pub mod routing;
 pub mod stats;
 
@@ -149,7 +150,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     if let Some(dir) = settings.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
-    let db = Db::open(&settings.db).map_err(|e| e.to_string())?;
+    let db = Db::open_with(&settings.db, settings.penalty_decay_ms).map_err(|e| e.to_string())?;
     let state = AppState::new(db.clone(), &secrets);
     check_master_key(&state).await?;
     let adopted = adopt_env_keys(&state, |v| std::env::var(v).ok())

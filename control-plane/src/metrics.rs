@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text. Per tenant/provider/model totals come from
 //! the `usage_totals` rollup that ingestion maintains, so a scrape never scans
-//! the usage table; process counters (ingest, table serving) live in memory.
+//! the usage table; per-model penalties and success rates come from the small
+//! `penalties` table; process counters (ingest, table serving) live in memory.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,13 +28,19 @@ fn label(v: &str) -> String {
 
 pub async fn render(state: &AppState) -> Result<String> {
     let totals = state.db.usage_totals().await?;
-    let version = state.db.table_version().await?;
+    let penalties = state.db.penalties().await?;
+    let version = penalties.table_version;
     let mut out = String::with_capacity(4096);
     let _ = writeln!(
         out,
         "# HELP aipipe_cp_table_version Current routing table version.\n# TYPE aipipe_cp_table_version gauge"
     );
     let _ = writeln!(out, "aipipe_cp_table_version {version}");
+    let _ = writeln!(
+        out,
+        "# HELP aipipe_cp_penalty_epoch Penalty resets so far (filters forget local penalties when it changes).\n# TYPE aipipe_cp_penalty_epoch gauge\naipipe_cp_penalty_epoch {}",
+        penalties.penalty_epoch
+    );
     let c = &state.counters;
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let _ = writeln!(
@@ -52,7 +59,7 @@ pub async fn render(state: &AppState) -> Result<String> {
     );
 
     type Field = fn(&crate::db::UsageTotals) -> String;
-    let series: [(&str, &str, &str, Field); 6] = [
+    let series: [(&str, &str, &str, Field); 8] = [
         (
             "aipipe_requests_total",
             "counter",
@@ -77,7 +84,7 @@ pub async fn render(state: &AppState) -> Result<String> {
         (
             "aipipe_success_rate",
             "gauge",
-            "All-time success rate.",
+            "All-time success rate of the model's attempts: (requests - errors) / (requests + failed attempts).",
             |t| {
                 t.sums
                     .success_rate()
@@ -89,6 +96,18 @@ pub async fn render(state: &AppState) -> Result<String> {
             "counter",
             "Prompt tokens served from provider caches.",
             |t| t.sums.cached_tokens.to_string(),
+        ),
+        (
+            "aipipe_cache_write_tokens_total",
+            "counter",
+            "Prompt tokens written to provider caches.",
+            |t| t.sums.cache_write_tokens.to_string(),
+        ),
+        (
+            "aipipe_failed_attempts_total",
+            "counter",
+            "Upstream attempts that failed before another model answered (failover).",
+            |t| t.sums.failed_attempts.to_string(),
         ),
     ];
     for (name, kind, help, value) in series {
@@ -121,6 +140,33 @@ pub async fn render(state: &AppState) -> Result<String> {
                 label(&t.model),
             );
         }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP aipipe_model_penalty Current penalty of a model, aggregated over every Envoy (adjusted cost x (1 + penalty)).\n# TYPE aipipe_model_penalty gauge"
+    );
+    for p in &penalties.penalties {
+        let _ = writeln!(
+            out,
+            "aipipe_model_penalty{{provider=\"{}\",model=\"{}\"}} {}",
+            label(&p.provider),
+            label(&p.model),
+            p.penalty
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP aipipe_model_success_rate Share of a model's upstream attempts that succeeded since the last penalty reset.\n# TYPE aipipe_model_success_rate gauge"
+    );
+    for p in &penalties.penalties {
+        let _ = writeln!(
+            out,
+            "aipipe_model_success_rate{{provider=\"{}\",model=\"{}\"}} {}",
+            label(&p.provider),
+            label(&p.model),
+            p.success_rate
+                .map_or_else(|| "NaN".into(), |r| r.to_string())
+        );
     }
     Ok(out)
 }

@@ -21,6 +21,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/tenants/{id}/stats"),
     ("get", "/admin/models"),
     ("put", "/admin/models/{id}"),
+    ("get", "/admin/penalties"),
+    ("post", "/admin/penalties/reset"),
     ("post", "/admin/route/explain"),
     ("get", "/admin/openapi.json"),
 ];
@@ -74,7 +76,7 @@ pub fn document() -> Value {
     let mut paths = json!({
         "/healthz": {"get": {"summary": "Liveness (no secret)", "security": [],
             "responses": {"200": {"description": "ok", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
-        "/metrics": {"get": {"summary": "Prometheus metrics (no secret): per-tenant requests, tokens, cost; ingest counters; table version", "security": [],
+        "/metrics": {"get": {"summary": "Prometheus metrics (no secret): per-tenant requests, tokens, cost, failed attempts; per-model penalty and success rate; ingest counters; table version", "security": [],
             "responses": {"200": {"description": "Prometheus text", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/admin/tenants": {
             "post": with_body(op("Create a tenant", "201", r("Tenant"), &e(&["400", "409", "422"])), r("NewTenant")),
@@ -121,6 +123,20 @@ pub fn document() -> Value {
             "parameters": [param("id", "catalog model id")],
             "put": with_body(op("Create or replace a model (validated by compiling the routing table)", "200", r("Model"), &e(&["400", "422"])), r("Model")),
         },
+        "/admin/penalties": {
+            "get": op("Every model's penalty (decayed to now), the value the routing table carries, and its success rate since the last reset", "200", r("Penalties"), &e(&[])),
+        },
+        "/admin/penalties/reset": {
+            "post": {
+                "summary": "Zero the penalty and counts of one model (body {\"model\": id}) or of every model (no body); bumps penalty_epoch so every filter forgets its local penalties",
+                "requestBody": {"required": false, "content": {"application/json": {"schema": r("PenaltyResetRequest")}}},
+                "responses": {
+                    "200": {"description": "success", "content": {"application/json": {"schema": r("PenaltyReset")}}},
+                    "400": {"$ref": "#/components/responses/E400"}, "401": {"$ref": "#/components/responses/E401"},
+                    "404": {"$ref": "#/components/responses/E404"}, "422": {"$ref": "#/components/responses/E422"},
+                },
+            },
+        },
         "/admin/route/explain": {
             "post": with_body(op("Score a chat request for a tenant and rank every candidate", "200", r("Explanation"), &e(&["400", "404", "422"])),
                 json!({"type": "object", "required": ["tenant", "request"], "properties": {"tenant": {"type": "string"}, "request": {"type": "object", "description": "an OpenAI chat completions body"}}})),
@@ -139,8 +155,12 @@ pub fn document() -> Value {
         "p50": {"type": ["number", "null"]}, "p95": {"type": ["number", "null"]}, "p99": {"type": ["number", "null"]}}});
     let numbers = json!({
         "requests": {"type": "integer"}, "errors": {"type": "integer"},
-        "success_rate": {"type": ["number", "null"]}, "prompt_tokens": {"type": "integer"},
-        "completion_tokens": {"type": "integer"}, "cached_tokens": {"type": "integer"}, "cost_usd": {"type": "number"}});
+        "failed_attempts": {"type": "integer", "description": "upstream attempts that failed before another model answered (failover)"},
+        "success_rate": {"type": ["number", "null"], "description": "by model: (requests - errors) / (requests + failed_attempts); totals: (requests - errors) / requests"},
+        "prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
+        "cached_tokens": {"type": "integer", "description": "prompt tokens read from the provider's cache"},
+        "cache_write_tokens": {"type": "integer", "description": "prompt tokens written to the provider's cache"},
+        "cost_usd": {"type": "number"}});
     let mut totals = numbers.clone();
     let mut by_model = numbers;
     if let (Some(t), Some(m)) = (totals.as_object_mut(), by_model.as_object_mut()) {
@@ -184,10 +204,23 @@ pub fn document() -> Value {
                     "properties": {
                         "id": {"type": "string"}, "provider": {"type": "string"}, "upstream_id": {"type": "string"},
                         "input_per_mtok": {"type": "number"}, "output_per_mtok": {"type": "number"},
-                        "cached_input_per_mtok": {"type": "number"}, "quality": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                        "cached_input_per_mtok": {"type": "number"}, "cache_write_per_mtok": {"type": "number"}, "quality": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                         "context_window": {"type": "integer"}, "max_output_tokens": {"type": "integer"},
                         "capabilities": {"type": "object", "properties": {"tools": {"type": "boolean"}, "vision": {"type": "boolean"}, "json_schema": {"type": "boolean"}}},
                         "enabled": {"type": "boolean"}, "latency_ms": {"type": "number"}, "penalty": {"type": "number"}}},
+                "PenaltyView": {"type": "object", "properties": {
+                    "model": {"type": "string"}, "provider": {"type": "string"},
+                    "penalty": {"type": "number", "description": "current value, decayed to now; adjusted cost is multiplied by 1 + penalty"},
+                    "table_penalty": {"type": "number", "description": "the value the current routing table carries"},
+                    "success_rate": {"type": ["number", "null"], "description": "successes / (successes + failures)"},
+                    "successes": {"type": "integer"}, "failures": {"type": "integer", "description": "429, 5xx, no status, and failed attempts"},
+                    "updated_ms": {"type": ["integer", "null"], "description": "unix ms of the last event or reset"}}},
+                "Penalties": {"type": "object", "properties": {
+                    "penalty_epoch": {"type": "integer"}, "decay_ms": {"type": "integer"}, "table_version": {"type": "integer"},
+                    "penalties": {"type": "array", "items": r("PenaltyView"), "description": "catalog models in catalog order, then other models with recorded outcomes"}}},
+                "PenaltyResetRequest": {"type": "object", "properties": {"model": {"type": ["string", "null"], "description": "catalog model id; absent or null = every model"}}},
+                "PenaltyReset": {"type": "object", "properties": {
+                    "reset": {"type": "array", "items": {"type": "string"}}, "penalty_epoch": {"type": "integer"}, "table_version": {"type": "integer"}}},
                 "Explanation": {"type": "object", "properties": {
                     "score": {"type": "object"}, "matched": {"type": "array"},
                     "candidates": {"type": "array", "description": "best first", "items": {"type": "object", "properties": {

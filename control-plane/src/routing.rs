@@ -1,5 +1,5 @@
 //! The routing table as the control plane builds it: one database snapshot,
-//! provider keys opened, the filter's own wire type. The last built JSON is
+//! provider keys opened, penalties applied, the filter's own wire type. The last built JSON is
 //! kept per version, so many Envoys polling a changed version cost one build.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -28,10 +28,24 @@ pub fn from_snapshot(snap: TableSnapshot, cipher: &Cipher) -> Result<RoutingTabl
             provider_keys,
         });
     }
+    // The aggregated penalty of each model (SPEC §10), as published at this
+    // version. A penalty set in the catalog itself acts as a floor.
+    let penalties: std::collections::HashMap<(&str, &str), f64> = snap
+        .penalties
+        .iter()
+        .map(|(p, m, v)| ((p.as_str(), m.as_str()), *v))
+        .collect();
+    let mut models = snap.models;
+    for m in &mut models {
+        if let Some(&p) = penalties.get(&(m.provider.as_str(), m.id.as_str())) {
+            m.penalty = m.penalty.max(p);
+        }
+    }
     Ok(RoutingTable {
         version: snap.version,
-        models: snap.models,
+        models,
         tenants,
+        penalty_epoch: snap.penalty_epoch,
         ..RoutingTable::default()
     })
 }

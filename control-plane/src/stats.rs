@@ -14,6 +14,7 @@ pub struct Row<'a> {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
     pub cost_nusd: u64,
     pub usage_parsed: bool,
     pub latency_ms: f64,
@@ -35,14 +36,27 @@ pub struct Sums {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
     pub cost_nusd: u64,
     pub unparsed: u64,
+    /// Upstream attempts on this model that failed before another model
+    /// answered (failover); not requests, and never in tokens or cost.
+    pub failed_attempts: u64,
 }
 
 impl Sums {
-    /// Share of requests that did not fail; None when there were none.
+    /// Share of this model's attempts that succeeded:
+    /// (requests − errors) / (requests + failed attempts); None without any.
     pub fn success_rate(&self) -> Option<f64> {
-        (self.requests > 0).then(|| (self.requests - self.errors) as f64 / self.requests as f64)
+        let attempts = self.requests.saturating_add(self.failed_attempts);
+        (attempts > 0).then(|| self.requests.saturating_sub(self.errors) as f64 / attempts as f64)
+    }
+
+    /// Share of client requests that succeeded (a failover that ended in a
+    /// success is one success): (requests − errors) / requests.
+    pub fn client_success_rate(&self) -> Option<f64> {
+        (self.requests > 0)
+            .then(|| self.requests.saturating_sub(self.errors) as f64 / self.requests as f64)
     }
 
     pub fn cost_usd(&self) -> f64 {
@@ -55,6 +69,7 @@ impl Sums {
             r.prompt_tokens,
             r.completion_tokens,
             r.cached_tokens,
+            r.cache_write_tokens,
             r.cost_nusd,
             r.usage_parsed,
         );
@@ -66,17 +81,20 @@ impl Sums {
             r.prompt_tokens,
             r.completion_tokens,
             r.cached_tokens,
+            r.cache_write_tokens,
             r.cost_nusd,
             r.usage_parsed,
         );
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn add_counts(
         &mut self,
         status: u16,
         prompt: u64,
         completion: u64,
         cached: u64,
+        cache_write: u64,
         cost_nusd: u64,
         parsed: bool,
     ) {
@@ -85,6 +103,7 @@ impl Sums {
         self.prompt_tokens = self.prompt_tokens.saturating_add(prompt);
         self.completion_tokens = self.completion_tokens.saturating_add(completion);
         self.cached_tokens = self.cached_tokens.saturating_add(cached);
+        self.cache_write_tokens = self.cache_write_tokens.saturating_add(cache_write);
         self.cost_nusd = self.cost_nusd.saturating_add(cost_nusd);
         self.unparsed += u64::from(!parsed);
     }
@@ -109,17 +128,16 @@ pub struct Window {
 }
 
 impl Window {
-    pub fn add(&mut self, r: Row<'_>) {
-        self.total.add(&r);
-        let hit = |g: &Group| g.model == r.model && g.provider == r.provider;
+    fn group(&mut self, provider: &str, model: &str) -> usize {
+        let hit = |g: &Group| g.model == model && g.provider == provider;
         let i = if self.groups.get(self.last).is_some_and(hit) {
             self.last
         } else if let Some(i) = self.groups.iter().position(hit) {
             i
         } else {
             self.groups.push(Group {
-                provider: r.provider.to_owned(),
-                model: r.model.to_owned(),
+                provider: provider.to_owned(),
+                model: model.to_owned(),
                 sums: Sums::default(),
                 latency: Vec::new(),
                 ttft: Vec::new(),
@@ -127,6 +145,21 @@ impl Window {
             self.groups.len() - 1
         };
         self.last = i;
+        i
+    }
+
+    /// `n` failed attempts on one model in the window.
+    pub fn add_failed_attempts(&mut self, provider: &str, model: &str, n: u64) {
+        self.total.failed_attempts = self.total.failed_attempts.saturating_add(n);
+        let i = self.group(provider, model);
+        if let Some(g) = self.groups.get_mut(i) {
+            g.sums.failed_attempts = g.sums.failed_attempts.saturating_add(n);
+        }
+    }
+
+    pub fn add(&mut self, r: Row<'_>) {
+        self.total.add(&r);
+        let i = self.group(r.provider, r.model);
         if let Some(g) = self.groups.get_mut(i) {
             g.sums.add(&r);
             g.latency.push(r.latency_ms);
@@ -161,7 +194,10 @@ impl Window {
             since,
             until,
             totals: Totals {
-                numbers: Numbers::from(&self.total),
+                numbers: Numbers {
+                    success_rate: self.total.client_success_rate(),
+                    ..Numbers::from(&self.total)
+                },
                 unparsed: self.total.unparsed,
             },
             by_model,
@@ -173,11 +209,17 @@ impl Window {
 pub struct Numbers {
     pub requests: u64,
     pub errors: u64,
-    /// (requests − errors) / requests; null when there were no requests.
+    /// Upstream attempts that failed before another model answered.
+    pub failed_attempts: u64,
+    /// By model: (requests − errors) / (requests + failed_attempts). Totals:
+    /// (requests − errors) / requests, what clients saw. Null without any.
     pub success_rate: Option<f64>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Prompt tokens read from the provider's cache.
     pub cached_tokens: u64,
+    /// Prompt tokens written to the provider's cache.
+    pub cache_write_tokens: u64,
     pub cost_usd: f64,
 }
 
@@ -186,10 +228,12 @@ impl From<&Sums> for Numbers {
         Self {
             requests: s.requests,
             errors: s.errors,
+            failed_attempts: s.failed_attempts,
             success_rate: s.success_rate(),
             prompt_tokens: s.prompt_tokens,
             completion_tokens: s.completion_tokens,
             cached_tokens: s.cached_tokens,
+            cache_write_tokens: s.cache_write_tokens,
             cost_usd: s.cost_usd(),
         }
     }
@@ -262,6 +306,7 @@ mod tests {
             prompt_tokens: 10,
             completion_tokens: 5,
             cached_tokens: 1,
+            cache_write_tokens: 2,
             cost_nusd: 1_500,
             usage_parsed: status == 200,
             latency_ms: latency,
@@ -303,5 +348,30 @@ mod tests {
         let b = &r.by_model[1];
         assert_eq!(b.numbers.success_rate, Some(0.0));
         assert_eq!(b.ttft_ms.p50, None);
+        assert_eq!(r.totals.numbers.cache_write_tokens, 12);
+    }
+
+    #[test]
+    fn failed_attempts_count_against_their_model_not_the_clients() {
+        let mut w = Window::default();
+        for l in [10.0, 20.0, 30.0] {
+            w.add(row("a", 200, l));
+        }
+        w.add_failed_attempts("openai", "b", 2);
+        w.add_failed_attempts("openai", "a", 1);
+        let r = w.report("t", 1, 2);
+        assert_eq!(r.totals.numbers.failed_attempts, 3);
+        assert_eq!(
+            r.totals.numbers.success_rate,
+            Some(1.0),
+            "clients saw 3 of 3"
+        );
+        let a = &r.by_model[0];
+        assert_eq!(a.numbers.failed_attempts, 1);
+        assert_eq!(a.numbers.success_rate, Some(0.75));
+        let b = &r.by_model[1];
+        assert_eq!((b.numbers.requests, b.numbers.failed_attempts), (0, 2));
+        assert_eq!(b.numbers.success_rate, Some(0.0));
+        assert_eq!(b.latency_ms.p50, None);
     }
 }

@@ -15,7 +15,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use filter::table::{RoutingTable, hex_hash};
 use filter::usage::{
-    TABLE_PATH, TOKEN_HEADER, USAGE_PATH, UsageBatch, UsageRecord, VERSION_HEADER,
+    FailedAttempt, TABLE_PATH, TOKEN_HEADER, USAGE_PATH, UsageBatch, UsageRecord, VERSION_HEADER,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -45,6 +45,16 @@ fn secrets() -> Secrets {
 fn harness() -> Harness {
     let dir = temp_dir("api");
     let db = Db::open(&dir.join("aipipe.db")).unwrap();
+    Harness {
+        state: AppState::new(db, &secrets()),
+        dir,
+    }
+}
+
+/// A harness whose penalties halve every `decay_ms`.
+fn harness_with_decay(decay_ms: u64) -> Harness {
+    let dir = temp_dir("api");
+    let db = Db::open_with(&dir.join("aipipe.db"), decay_ms).unwrap();
     Harness {
         state: AppState::new(db, &secrets()),
         dir,
@@ -114,6 +124,26 @@ impl Harness {
         assert_eq!(s, StatusCode::OK);
         let text = String::from_utf8(b.to_vec()).unwrap();
         (serde_json::from_str(&text).unwrap(), text)
+    }
+
+    /// A filter's poll holding `version`: the new table, or None for a 304.
+    async fn poll(&self, version: u64) -> Option<RoutingTable> {
+        let v = version.to_string();
+        let (s, headers, b) = send(
+            internal_app(self.state.clone()),
+            Method::GET,
+            TABLE_PATH,
+            &[(TOKEN_HEADER, TOKEN), (VERSION_HEADER, &v)],
+            None,
+        )
+        .await;
+        if s == StatusCode::NOT_MODIFIED {
+            return None;
+        }
+        assert_eq!(s, StatusCode::OK);
+        let t: RoutingTable = serde_json::from_slice(&b).unwrap();
+        assert_eq!(headers[VERSION_HEADER], t.version.to_string().as_str());
+        Some(t)
     }
 
     async fn ingest(&self, records: &[UsageRecord]) -> (StatusCode, Value) {
@@ -953,7 +983,7 @@ async fn openapi_lists_every_route() {
     for (method, path) in aipipe_control_plane::openapi::ROUTES {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }
-    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 17);
+    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 19);
 }
 
 #[tokio::test]
@@ -988,4 +1018,481 @@ async fn an_existing_key_can_be_imported_once() {
         .admin(Method::POST, path, Some(json!({"key": "short-key"})))
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+// ---- penalties (SPEC §10) ----------------------------------------------------------
+
+fn now_ms() -> u64 {
+    aipipe_control_plane::db::now_ms()
+}
+
+/// `actual` is `expected` give or take 1 % (time decay runs while a test does).
+fn assert_near(actual: f64, expected: f64) {
+    assert!(
+        (actual - expected).abs() <= expected * 0.01 + 1e-9,
+        "{actual} is not {expected}"
+    );
+}
+
+/// Penalties halve every hour: over a test's run they are the arithmetic.
+const HOUR_MS: u64 = 3_600_000;
+
+/// The value of one Prometheus sample.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("{series} missing from\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+fn penalty_of(t: &RoutingTable, model: &str) -> f64 {
+    t.models.iter().find(|m| m.id == model).unwrap().penalty
+}
+
+fn penalty_view<'a>(v: &'a Value, model: &str) -> &'a Value {
+    v["penalties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["model"] == model)
+        .unwrap_or_else(|| panic!("{model} not in {v}"))
+}
+
+#[tokio::test]
+async fn failures_raise_a_penalty_that_the_polled_table_carries() {
+    let h = harness_with_decay(HOUR_MS);
+    h.create_tenant("acme").await;
+    let (t0, _) = h.table().await;
+    assert!(t0.models.iter().all(|m| m.penalty == 0.0));
+    assert_eq!(t0.penalty_epoch, 0);
+    assert!(h.poll(t0.version).await.is_none(), "nothing changed yet");
+
+    // Each failure multiplies 1 + penalty by 4: 0 → 3 → 15.
+    let fail1 = record("f1", "acme", "gpt-4o-mini", 500, 10.0, now_ms());
+    h.ingest(std::slice::from_ref(&fail1)).await;
+    let t1 = h.poll(t0.version).await.expect("a new table");
+    assert!(t1.version > t0.version);
+    assert_near(penalty_of(&t1, "gpt-4o-mini"), 3.0);
+    assert_eq!(penalty_of(&t1, "gpt-4o"), 0.0, "other models untouched");
+    assert!(h.poll(t1.version).await.is_none());
+
+    let fail2 = record("f2", "acme", "gpt-4o-mini", 429, 10.0, now_ms());
+    h.ingest(std::slice::from_ref(&fail2)).await;
+    let t2 = h.poll(t1.version).await.expect("a new table");
+    assert_near(penalty_of(&t2, "gpt-4o-mini"), 15.0);
+
+    // A retried batch (same ids) is a duplicate: no penalty applied twice.
+    let (_, ack) = h.ingest(&[fail1, fail2]).await;
+    assert_eq!(ack, json!({"accepted": 0, "duplicates": 2}));
+    assert!(
+        h.poll(t2.version).await.is_none(),
+        "no change, no new version"
+    );
+
+    // A success halves it; a client error (400) says nothing about the model.
+    h.ingest(&[
+        record("s1", "acme", "gpt-4o-mini", 200, 10.0, now_ms()),
+        record("c1", "acme", "gpt-4o-mini", 400, 10.0, now_ms()),
+    ])
+    .await;
+    let t3 = h.poll(t2.version).await.expect("a new table");
+    assert_near(penalty_of(&t3, "gpt-4o-mini"), 7.5);
+
+    let (s, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["penalty_epoch"], 0);
+    assert_eq!(v["decay_ms"], HOUR_MS);
+    assert_eq!(v["table_version"], t3.version);
+    let mini = penalty_view(&v, "gpt-4o-mini");
+    assert_eq!(mini["provider"], "openai");
+    assert_eq!(
+        (mini["successes"].as_u64(), mini["failures"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_near(mini["success_rate"].as_f64().unwrap(), 1.0 / 3.0);
+    assert_near(mini["penalty"].as_f64().unwrap(), 7.5);
+    assert_eq!(
+        mini["table_penalty"].as_f64(),
+        Some(penalty_of(&t3, "gpt-4o-mini"))
+    );
+    assert!(mini["updated_ms"].as_u64().unwrap() > 0);
+    let idle = penalty_view(&v, "gpt-4o");
+    assert_eq!(idle["penalty"], 0.0);
+    assert_eq!(idle["success_rate"], Value::Null);
+    assert_eq!(idle["updated_ms"], Value::Null);
+    assert_eq!(
+        v["penalties"].as_array().unwrap().len(),
+        filter::catalog::default_models().len(),
+        "every catalog model, in catalog order"
+    );
+
+    // The explain route ranks with the same penalties.
+    let (s, v, _) = h
+        .admin(
+            Method::POST,
+            "/admin/route/explain",
+            Some(json!({"tenant": "acme", "request": {"model": "auto",
+                "messages": [{"role": "user", "content": "hi"}]}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_ne!(v["choice"], "gpt-4o-mini", "{v}");
+
+    let (_, _, metrics) = h.admin(Method::GET, "/metrics", None).await;
+    assert_near(
+        sample(
+            &metrics,
+            "aipipe_model_penalty{provider=\"openai\",model=\"gpt-4o-mini\"}",
+        ),
+        7.5,
+    );
+    assert_near(
+        sample(
+            &metrics,
+            "aipipe_model_success_rate{provider=\"openai\",model=\"gpt-4o-mini\"}",
+        ),
+        1.0 / 3.0,
+    );
+    assert!(
+        metrics.contains("aipipe_model_penalty{provider=\"openai\",model=\"gpt-4o\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("aipipe_cp_penalty_epoch 0\n"), "{metrics}");
+}
+
+#[tokio::test]
+async fn many_failures_cap_and_healthy_traffic_never_bumps_the_version() {
+    let h = harness_with_decay(HOUR_MS);
+    let (t0, _) = h.table().await;
+    let healthy: Vec<UsageRecord> = (0..50)
+        .map(|i| record(&format!("ok{i}"), "acme", "gpt-4o-mini", 200, 1.0, now_ms()))
+        .collect();
+    h.ingest(&healthy).await;
+    assert!(
+        h.poll(t0.version).await.is_none(),
+        "successes of a healthy model change nothing"
+    );
+    let failing: Vec<UsageRecord> = (0..30)
+        .map(|i| {
+            record(
+                &format!("bad{i}"),
+                "acme",
+                "gpt-4o-mini",
+                503,
+                1.0,
+                now_ms(),
+            )
+        })
+        .collect();
+    h.ingest(&failing).await;
+    let t = h.poll(t0.version).await.unwrap();
+    assert_near(penalty_of(&t, "gpt-4o-mini"), 1e6); // capped
+    assert!(filter::table::Table::compile(t).is_ok());
+}
+
+#[tokio::test]
+async fn time_decay_alone_republishes_the_table() {
+    // Penalties halve every 200 ms here.
+    let h = harness_with_decay(200);
+    let (t0, _) = h.table().await;
+    h.ingest(&[record("f1", "acme", "gpt-4o-mini", 500, 1.0, now_ms())])
+        .await;
+    let t1 = h.poll(t0.version).await.unwrap();
+    let p1 = penalty_of(&t1, "gpt-4o-mini");
+    assert!(p1 > 2.5 && p1 <= 3.0, "{p1}");
+
+    // After 1.5 intervals it has halved once (the filter's rule: once per
+    // full interval): a filter holding t1 must not be told "not modified".
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let t2 = h.poll(t1.version).await.expect("decay changed the penalty");
+    let p2 = penalty_of(&t2, "gpt-4o-mini");
+    assert!(p2 <= 1.5 && p2 > 0.0, "{p2}");
+    assert!(t2.version > t1.version);
+
+    // 3 / 2^9 < 0.01: after 1.8 s it is 0, and stays so.
+    tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+    let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
+    assert_eq!(penalty_view(&v, "gpt-4o-mini")["penalty"], 0.0);
+    let t3 = h.poll(t2.version).await.expect("zero is a change");
+    assert_eq!(penalty_of(&t3, "gpt-4o-mini"), 0.0);
+    assert!(h.poll(t3.version).await.is_none());
+    let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
+    let mini = penalty_view(&v, "gpt-4o-mini");
+    assert_eq!(mini["table_penalty"], 0.0);
+    assert_eq!(mini["failures"], 1, "counts do not decay");
+
+    // A failure long ago (a filter's buffered backlog) barely counts.
+    h.ingest(&[record(
+        "old",
+        "acme",
+        "gpt-4o-mini",
+        500,
+        1.0,
+        now_ms() - 60_000,
+    )])
+    .await;
+    assert!(
+        h.poll(t3.version).await.is_none(),
+        "an old failure is decayed"
+    );
+}
+
+#[tokio::test]
+async fn reset_zeroes_penalties_and_bumps_the_epoch() {
+    let h = harness_with_decay(HOUR_MS);
+    h.ingest(&[
+        record("a", "acme", "gpt-4o-mini", 500, 1.0, now_ms()),
+        record("b", "acme", "gpt-4o", 500, 1.0, now_ms()),
+    ])
+    .await;
+    let (t0, _) = h.table().await;
+    assert_near(penalty_of(&t0, "gpt-4o-mini"), 3.0);
+
+    let (s, v, _) = h
+        .admin(
+            Method::POST,
+            "/admin/penalties/reset",
+            Some(json!({"model": "gpt-4o-mini"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["reset"], json!(["gpt-4o-mini"]));
+    assert_eq!(v["penalty_epoch"], 1);
+    let t1 = h.poll(t0.version).await.expect("a reset is a new table");
+    assert_eq!(v["table_version"], t1.version);
+    assert_eq!(t1.penalty_epoch, 1);
+    assert_eq!(penalty_of(&t1, "gpt-4o-mini"), 0.0);
+    assert_near(penalty_of(&t1, "gpt-4o"), 3.0);
+    let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
+    let mini = penalty_view(&v, "gpt-4o-mini");
+    assert_eq!(
+        (
+            &mini["penalty"],
+            &mini["successes"],
+            &mini["failures"],
+            &mini["success_rate"]
+        ),
+        (&json!(0.0), &json!(0), &json!(0), &Value::Null)
+    );
+
+    // No body: every model. A model only in the catalog can be reset too.
+    let (s, v, _) = h.admin(Method::POST, "/admin/penalties/reset", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["penalty_epoch"], 2);
+    let t2 = h.poll(t1.version).await.unwrap();
+    assert_eq!(t2.penalty_epoch, 2);
+    assert!(t2.models.iter().all(|m| m.penalty == 0.0));
+    let (s, v, _) = h
+        .admin(
+            Method::POST,
+            "/admin/penalties/reset",
+            Some(json!({"model": "claude-haiku-4-5"})),
+        )
+        .await;
+    assert_eq!((s, &v["penalty_epoch"]), (StatusCode::OK, &json!(3)));
+
+    // Bad input.
+    let reset = |body: &'static [u8]| {
+        send(
+            admin_app(h.state.clone()),
+            Method::POST,
+            "/admin/penalties/reset",
+            &[("x-admin-secret", ADMIN)],
+            Some(body.to_vec()),
+        )
+    };
+    for (body, status, code) in [
+        (&b"{nope"[..], StatusCode::BAD_REQUEST, "bad_request"),
+        (
+            br#"{"model": 5}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            br#"{"models": "x"}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            br#"{"model": " "}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (br#"{"model": "ghost"}"#, StatusCode::NOT_FOUND, "not_found"),
+    ] {
+        let (s, _, b) = reset(body).await;
+        assert_eq!(s, status, "{}", String::from_utf8_lossy(body));
+        assert_error_shape(&json_of(&b), code);
+    }
+    let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
+    assert_eq!(v["penalty_epoch"], 3, "refused resets change nothing");
+    for (method, uri) in [
+        (Method::GET, "/admin/penalties"),
+        (Method::POST, "/admin/penalties/reset"),
+    ] {
+        let (s, _, _) = send(admin_app(h.state.clone()), method, uri, &[], None).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{uri}");
+    }
+}
+
+#[tokio::test]
+async fn failed_attempts_count_in_the_success_rate_of_their_model() {
+    let h = harness_with_decay(HOUR_MS);
+    h.create_tenant("acme").await;
+    let ts = now_ms();
+    let mut r = record("r1", "acme", "gpt-4o-mini", 200, 10.0, ts);
+    r.failed_attempts = vec![
+        FailedAttempt {
+            provider: "anthropic".into(),
+            model: "claude-sonnet-4-5".into(),
+            status: 529,
+        },
+        FailedAttempt {
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            status: 504,
+        },
+    ];
+    let mut answered = record("r2", "acme", "claude-sonnet-4-5", 200, 10.0, ts + 1);
+    answered.provider = "anthropic".into();
+    let batch = [r, answered];
+    h.ingest(&batch).await;
+    h.ingest(&batch).await; // a retry: nothing counts twice
+
+    let uri = format!(
+        "/admin/tenants/acme/stats?since={}&until={}",
+        ts - 10,
+        ts + 10
+    );
+    let (s, v, _) = h.admin(Method::GET, &uri, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["totals"]["requests"], 2);
+    assert_eq!(v["totals"]["failed_attempts"], 2);
+    assert_eq!(
+        v["totals"]["success_rate"], 1.0,
+        "clients saw two successes"
+    );
+    let by = v["by_model"].as_array().unwrap();
+    let group = |model: &str| by.iter().find(|g| g["model"] == model).unwrap();
+    let claude = group("claude-sonnet-4-5");
+    assert_eq!(
+        (&claude["requests"], &claude["failed_attempts"]),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(claude["success_rate"], 0.5);
+    let gpt4o = group("gpt-4o");
+    assert_eq!(
+        (&gpt4o["requests"], &gpt4o["failed_attempts"]),
+        (&json!(0), &json!(1))
+    );
+    assert_eq!(gpt4o["success_rate"], 0.0);
+    assert_eq!(gpt4o["latency_ms"]["p50"], Value::Null);
+    assert_eq!(gpt4o["prompt_tokens"], 0, "failed attempts carry no tokens");
+    assert_eq!(group("gpt-4o-mini")["success_rate"], 1.0);
+
+    let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
+    let c = penalty_view(&v, "claude-sonnet-4-5");
+    assert_eq!((&c["successes"], &c["failures"]), (&json!(1), &json!(1)));
+    assert_eq!(c["success_rate"], 0.5);
+    // Failed (×4), then the success that answered r2 (÷2): 1.5.
+    assert_near(c["penalty"].as_f64().unwrap(), 1.5);
+    let g = penalty_view(&v, "gpt-4o");
+    assert_eq!((&g["successes"], &g["failures"]), (&json!(0), &json!(1)));
+    assert_near(g["penalty"].as_f64().unwrap(), 3.0);
+    let (t, _) = h.table().await;
+    assert_near(penalty_of(&t, "gpt-4o"), 3.0);
+
+    let (_, _, metrics) = h.admin(Method::GET, "/metrics", None).await;
+    for line in [
+        "aipipe_failed_attempts_total{tenant=\"acme\",provider=\"anthropic\",model=\"claude-sonnet-4-5\"} 1\n",
+        "aipipe_failed_attempts_total{tenant=\"acme\",provider=\"openai\",model=\"gpt-4o\"} 1\n",
+        "aipipe_success_rate{tenant=\"acme\",provider=\"anthropic\",model=\"claude-sonnet-4-5\"} 0.5\n",
+        "aipipe_success_rate{tenant=\"acme\",provider=\"openai\",model=\"gpt-4o\"} 0\n",
+        "aipipe_requests_total{tenant=\"acme\",provider=\"openai\",model=\"gpt-4o\"} 0\n",
+        "aipipe_model_success_rate{provider=\"anthropic\",model=\"claude-sonnet-4-5\"} 0.5\n",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn cache_write_tokens_round_trip_into_stats_and_metrics() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    let mut a = record("w1", "acme", "claude-sonnet-4-5", 200, 10.0, 1_000);
+    a.provider = "anthropic".into();
+    a.cache_write_tokens = 300;
+    let mut b = a.clone();
+    b.id = "w2".into();
+    b.cache_write_tokens = 20;
+    h.ingest(&[a, b]).await;
+    let (_, v, _) = h
+        .admin(
+            Method::GET,
+            "/admin/tenants/acme/stats?since=0&until=5000",
+            None,
+        )
+        .await;
+    assert_eq!(v["totals"]["cache_write_tokens"], 320);
+    assert_eq!(v["totals"]["cached_tokens"], 20);
+    assert_eq!(v["by_model"][0]["cache_write_tokens"], 320);
+    let (_, _, metrics) = h.admin(Method::GET, "/metrics", None).await;
+    assert!(
+        metrics.contains(
+            "aipipe_cache_write_tokens_total{tenant=\"acme\",provider=\"anthropic\",model=\"claude-sonnet-4-5\"} 320\n"
+        ),
+        "{metrics}"
+    );
+    let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
+    assert_eq!(v["decay_ms"], 30_000, "the default interval (SPEC §10)");
+    let db = h.raw_db();
+    let stored: i64 = db
+        .query_row(
+            "SELECT cache_write_tokens FROM usage WHERE id = 'w1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, 300);
+}
+
+#[tokio::test]
+async fn the_catalog_takes_and_returns_a_cache_write_price() {
+    let h = harness();
+    let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
+    let mut sonnet = v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "claude-sonnet-4-5")
+        .unwrap()
+        .clone();
+    sonnet["cache_write_per_mtok"] = json!(4.5);
+    let (s, back, _) = h
+        .admin(Method::PUT, "/admin/models/claude-sonnet-4-5", Some(sonnet))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{back}");
+    assert_eq!(back["cache_write_per_mtok"], 4.5);
+    let (t, _) = h.table().await;
+    let m = t
+        .models
+        .iter()
+        .find(|m| m.id == "claude-sonnet-4-5")
+        .unwrap();
+    assert_eq!(m.cache_write_per_mtok, Some(4.5));
+    let mut bad = serde_json::to_value(m).unwrap();
+    bad["cache_write_per_mtok"] = json!(-1.0);
+    let (s, v, _) = h
+        .admin(Method::PUT, "/admin/models/claude-sonnet-4-5", Some(bad))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cache_write_per_mtok"),
+        "{v}"
+    );
 }

@@ -333,3 +333,96 @@ fn dev_mode_generates_and_prints_the_admin_secret_once() {
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn penalties_persist_across_kill_9_and_the_decay_interval_is_configurable() {
+    let dir = temp_dir("penalties");
+    let db = dir.join("aipipe.db");
+    let log = dir.join("stderr.log");
+    // Env var: an hour, so the penalty barely moves during the test.
+    let mut cmd = with_secrets(command(&db, &log));
+    cmd.env("AIPIPE_PENALTY_DECAY_MS", "3600000");
+    let mut p = start(cmd, &log);
+    let a = agent();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let mut failing = record(1);
+    failing.status = 502;
+    failing.ts_ms = now;
+    let mut failing2 = failing.clone();
+    failing2.id = "durable-2".into();
+    let r = a
+        .post(format!("http://{}{USAGE_PATH}", p.internal))
+        .header(TOKEN_HEADER, TOKEN)
+        .send_json(&UsageBatch {
+            records: vec![failing, failing2],
+        })
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let penalties = |p: &Proc| -> serde_json::Value {
+        agent()
+            .get(format!("http://{}/admin/penalties", p.admin))
+            .header("x-admin-secret", ADMIN)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap()
+    };
+    let mini = |v: &serde_json::Value| -> serde_json::Value {
+        v["penalties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["model"] == "gpt-4o-mini")
+            .unwrap()
+            .clone()
+    };
+    let v = penalties(&p);
+    assert_eq!(v["decay_ms"], 3_600_000);
+    let before = mini(&v)["penalty"].as_f64().unwrap();
+    assert!((before - 15.0).abs() < 0.1, "{v}");
+
+    p.child.kill().unwrap();
+    p.child.wait().unwrap();
+    drop(p);
+
+    // Flag: overrides the environment.
+    let log2 = dir.join("stderr2.log");
+    let mut cmd = with_secrets(command(&db, &log2));
+    cmd.env("AIPIPE_PENALTY_DECAY_MS", "1000")
+        .args(["--penalty-decay-ms", "7200000"]);
+    let p = start(cmd, &log2);
+    let v = penalties(&p);
+    assert_eq!(v["decay_ms"], 7_200_000);
+    assert_eq!(mini(&v)["failures"], 2);
+    let after = mini(&v)["penalty"].as_f64().unwrap();
+    assert!((after - 15.0).abs() < 0.1, "{v}");
+    let table: filter::table::RoutingTable = agent()
+        .get(format!(
+            "http://{}{}",
+            p.internal,
+            filter::usage::TABLE_PATH
+        ))
+        .header(TOKEN_HEADER, TOKEN)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    let m = table.models.iter().find(|m| m.id == "gpt-4o-mini").unwrap();
+    assert!((m.penalty - 15.0).abs() < 0.1, "{}", m.penalty);
+    drop(p);
+
+    // 0 is refused at start, naming the flag.
+    let log3 = dir.join("stderr3.log");
+    let mut cmd = with_secrets(command(&db, &log3));
+    cmd.args(["--penalty-decay-ms", "0"]);
+    let mut child = cmd.spawn().unwrap();
+    assert!(!wait_exit(&mut child, Duration::from_secs(15)).success());
+    let text = std::fs::read_to_string(&log3).unwrap();
+    assert!(text.contains("--penalty-decay-ms"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

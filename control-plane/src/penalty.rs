@@ -1,0 +1,284 @@
+//! Model penalties (SPEC §10), aggregated from what every Envoy reports. The
+//! rules are the filter's (`filter::penalty`), so the numbers agree:
+//!
+//! - a failure (status 429, 5xx, 0 = no status, or a failed attempt) turns
+//!   the factor `f = 1 + penalty` into `4 f` (penalty `4p + 3`), capped at
+//!   [`MAX_PENALTY`];
+//! - a success (status 200–399) halves the penalty; other statuses (client
+//!   errors) leave it alone;
+//! - time halves it once per full decay interval, counted from the last
+//!   decay step (`decayed_ms`; from the first failure when it was 0);
+//! - a penalty below [`FLOOR`] is 0.
+//!
+//! Events apply at their request's time. One stamped before the last decay
+//! step (a filter's buffered backlog, delivered late) is discounted by the
+//! halvings it missed, `w = 2^−⌈age / interval⌉`: a failure adds
+//! `w · 3 (1 + p)`, a success multiplies by `1 − w / 2`. So a late event
+//! from the current interval counts in full, and an hour-old backlog barely
+//! moves a penalty.
+//!
+//! Everything here is plain arithmetic on one model's state; `db` keeps the
+//! state in SQLite and decides, with [`meaningful`], when the routing table
+//! must carry new values.
+
+/// A failure multiplies `1 + penalty` by this.
+pub const FAILURE_FACTOR: f64 = 4.0;
+/// Penalties never exceed this (the factor stays finite and comparable).
+pub const MAX_PENALTY: f64 = 1e6;
+/// Penalties below this are 0.
+pub const FLOOR: f64 = 0.01;
+/// A factor change above this share reaches the routing table.
+pub const REPUBLISH_RATIO: f64 = 1.05;
+/// Default decay interval (SPEC §10: every 30 s).
+pub const DEFAULT_DECAY_MS: u64 = 30_000;
+/// 2^−1100 is 0 for any penalty up to the cap.
+const MAX_HALVINGS: u64 = 1100;
+
+/// How a usage record's status counts for its model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    /// A client error (400, 401, 413, …): says nothing about the model.
+    Neutral,
+}
+
+impl Outcome {
+    pub fn of_status(status: u16) -> Self {
+        match status {
+            0 | 429 | 500.. => Self::Failure,
+            200..=399 => Self::Success,
+            _ => Self::Neutral,
+        }
+    }
+}
+
+/// One model's penalty and the time of its last decay step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct State {
+    pub penalty: f64,
+    pub decayed_ms: u64,
+}
+
+fn floor(p: f64) -> f64 {
+    if p.is_nan() || p < FLOOR {
+        0.0
+    } else {
+        p.min(MAX_PENALTY)
+    }
+}
+
+fn halve(p: f64, times: u64) -> f64 {
+    let n = i32::try_from(times.min(MAX_HALVINGS)).unwrap_or(i32::MAX);
+    p * 0.5f64.powi(n)
+}
+
+impl State {
+    /// The state at `now_ms`: every halving due by then applied, `decayed_ms`
+    /// moved by whole intervals (a partial one is kept). A clock that went
+    /// back decays nothing.
+    pub fn decayed(&self, now_ms: u64, decay_ms: u64) -> State {
+        if self.penalty == 0.0 {
+            return State {
+                penalty: 0.0,
+                decayed_ms: now_ms,
+            };
+        }
+        let d = decay_ms.max(1);
+        let steps = now_ms.saturating_sub(self.decayed_ms) / d;
+        State {
+            penalty: floor(halve(self.penalty, steps)),
+            decayed_ms: self.decayed_ms.saturating_add(steps.saturating_mul(d)),
+        }
+    }
+
+    /// The penalty at `now_ms`.
+    pub fn at(&self, now_ms: u64, decay_ms: u64) -> f64 {
+        self.decayed(now_ms, decay_ms).penalty
+    }
+
+    /// Applies one event that happened at `at_ms`.
+    pub fn apply(&mut self, outcome: Outcome, at_ms: u64, decay_ms: u64) {
+        let failure = match outcome {
+            Outcome::Neutral => return,
+            Outcome::Failure => true,
+            Outcome::Success => false,
+        };
+        if self.penalty == 0.0 || at_ms >= self.decayed_ms {
+            *self = self.decayed(at_ms, decay_ms);
+            if failure {
+                if self.penalty == 0.0 {
+                    // Decay counts from the first failure.
+                    self.decayed_ms = at_ms;
+                }
+                self.penalty = floor((1.0 + self.penalty) * FAILURE_FACTOR - 1.0);
+            } else {
+                self.penalty = floor(self.penalty / 2.0);
+            }
+        } else {
+            let missed = (self.decayed_ms - at_ms).div_ceil(decay_ms.max(1));
+            let w = halve(1.0, missed);
+            let p = self.penalty;
+            self.penalty = floor(if failure {
+                p + w * (FAILURE_FACTOR - 1.0) * (1.0 + p)
+            } else {
+                p * (1.0 - w / 2.0)
+            });
+        }
+    }
+
+    /// The earliest time after `now_ms` at which, with no further events, the
+    /// decayed penalty differs meaningfully from `published`; `u64::MAX` when
+    /// it never will. Call only when it does not differ at `now_ms`.
+    pub fn republish_due(&self, published: f64, now_ms: u64, decay_ms: u64) -> u64 {
+        if published <= 0.0 {
+            // Decay only lowers a penalty: from 0 nothing changes.
+            return u64::MAX;
+        }
+        let d = decay_ms.max(1);
+        let cur = self.decayed(now_ms, d);
+        let mut p = cur.penalty;
+        for k in 1..=MAX_HALVINGS {
+            p = floor(p / 2.0);
+            if meaningful(p, published) {
+                return cur
+                    .decayed_ms
+                    .saturating_add(k.saturating_mul(d))
+                    .max(now_ms.saturating_add(1));
+            }
+        }
+        u64::MAX
+    }
+}
+
+/// True when a filter holding penalty `held` should get `current`: one is 0
+/// and the other not, or the factors `1 + p` differ by more than 5 %.
+pub fn meaningful(current: f64, held: f64) -> bool {
+    if (current > 0.0) != (held > 0.0) {
+        return true;
+    }
+    let (a, b) = (1.0 + current, 1.0 + held);
+    a.max(b) / a.min(b) > REPUBLISH_RATIO
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::float_cmp)]
+    use super::*;
+
+    const D: u64 = 30_000;
+
+    fn fresh() -> State {
+        State {
+            penalty: 0.0,
+            decayed_ms: 0,
+        }
+    }
+
+    #[test]
+    fn failures_quadruple_the_factor_and_successes_halve() {
+        let mut s = fresh();
+        s.apply(Outcome::Failure, 1_000, D);
+        assert_eq!((s.penalty, s.decayed_ms), (3.0, 1_000));
+        s.apply(Outcome::Failure, 1_000, D);
+        assert_eq!(s.penalty, 15.0);
+        s.apply(Outcome::Success, 1_000, D);
+        assert_eq!(s.penalty, 7.5);
+        s.apply(Outcome::Neutral, 1_000, D);
+        assert_eq!(s.penalty, 7.5);
+        for _ in 0..100 {
+            s.apply(Outcome::Failure, 1_000, D);
+        }
+        assert_eq!(s.penalty, MAX_PENALTY);
+        for _ in 0..40 {
+            s.apply(Outcome::Success, 1_000, D);
+        }
+        assert_eq!(s.penalty, 0.0, "below the floor is 0");
+    }
+
+    /// The same sequence as the filter's own test, with the same numbers.
+    #[test]
+    fn time_halves_it_once_per_full_interval_like_the_filter() {
+        let mut s = fresh();
+        s.apply(Outcome::Failure, 1_000, D);
+        s.apply(Outcome::Failure, 1_000, D); // 15
+        assert_eq!(s.at(1_000 + D - 1, D), 15.0);
+        assert_eq!(s.at(1_000 + D, D), 7.5);
+        assert_eq!(s.at(1_000 + 3 * D + 5, D), 1.875);
+        assert_eq!(s.at(u64::MAX, D), 0.0);
+        assert_eq!(s.at(0, D), 15.0, "a clock that went back decays nothing");
+        s.apply(Outcome::Failure, 1_000 + D + D / 2, D); // (1 + 7.5) * 4 - 1
+        assert_eq!(s.at(1_000 + D + D / 2, D), 33.0);
+        assert_eq!(s.at(1_000 + 2 * D, D), 16.5);
+        let mut q = fresh();
+        q.apply(Outcome::Failure, 0, 100);
+        assert_eq!(q.at(250, 100), 0.75);
+    }
+
+    #[test]
+    fn late_events_are_discounted_by_the_halvings_they_missed() {
+        let mut s = fresh();
+        s.apply(Outcome::Failure, 10 * D, D);
+        s.apply(Outcome::Success, 11 * D, D); // decayed to 1.5 at 11 D, then 0.75
+        assert_eq!((s.penalty, s.decayed_ms), (0.75, 11 * D));
+        let mut late = s;
+        late.apply(Outcome::Failure, 10 * D + 1, D);
+        assert_eq!(late.penalty, 0.75 + 0.5 * 3.0 * 1.75);
+        assert_eq!(late.decayed_ms, 11 * D, "a late event does not move time");
+        let mut late = s;
+        late.apply(Outcome::Success, 9 * D, D);
+        assert_eq!(late.penalty, 0.75 * (1.0 - 0.25 / 2.0));
+        let mut ancient = s;
+        ancient.apply(Outcome::Failure, 0, D);
+        assert!(ancient.penalty - 0.75 < 0.01, "{}", ancient.penalty);
+    }
+
+    #[test]
+    fn meaningful_changes_and_when_decay_makes_one() {
+        assert!(meaningful(0.02, 0.0));
+        assert!(meaningful(0.0, 0.02));
+        assert!(!meaningful(0.0, 0.0));
+        assert!(!meaningful(3.0, 3.1));
+        assert!(meaningful(3.0, 3.3));
+        let mut s = fresh();
+        s.apply(Outcome::Failure, 0, D);
+        assert_eq!(s.republish_due(3.0, 5, D), D, "the first halving");
+        // 0.04 → 0.02 → 0.01 are each under 5 % of the factor; → 0 (below
+        // the floor) is a change.
+        let s = State {
+            penalty: 0.04,
+            decayed_ms: 0,
+        };
+        assert!(!meaningful(0.01, 0.04));
+        assert_eq!(s.republish_due(0.04, 0, D), 3 * D);
+        assert_eq!(s.at(3 * D - 1, D), 0.01);
+        assert_eq!(s.at(3 * D, D), 0.0);
+        // Published long ago, decayed since but not enough to matter yet.
+        let s = State {
+            penalty: 0.08,
+            decayed_ms: 0,
+        };
+        assert_eq!(s.republish_due(0.04, D + 7, D), 4 * D);
+        assert_eq!(fresh().republish_due(0.0, 5, D), u64::MAX);
+    }
+
+    #[test]
+    fn statuses_count_as_the_filter_counts_them() {
+        for (status, outcome) in [
+            (200, Outcome::Success),
+            (304, Outcome::Success),
+            (0, Outcome::Failure),
+            (429, Outcome::Failure),
+            (500, Outcome::Failure),
+            (503, Outcome::Failure),
+            (504, Outcome::Failure),
+            (529, Outcome::Failure),
+            (400, Outcome::Neutral),
+            (401, Outcome::Neutral),
+            (413, Outcome::Neutral),
+            (100, Outcome::Neutral),
+        ] {
+            assert_eq!(Outcome::of_status(status), outcome, "{status}");
+        }
+    }
+}
