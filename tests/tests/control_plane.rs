@@ -323,3 +323,98 @@ fn a_control_plane_outage_loses_no_usage() {
         "a record was counted twice"
     );
 }
+
+/// Failover and penalties with the control plane: a failing provider's
+/// failed attempts reach the control plane (usage counted once, for the
+/// model that answered), its penalty shows in the admin API, and an
+/// operator's reset clears every filter's local penalty at once.
+#[test]
+fn failovers_are_counted_once_and_penalties_reach_the_control_plane_and_reset() {
+    let cp = ControlPlane::start();
+    let mock = Mock::start();
+    // A decay far longer than the test: only a reset can clear the penalty.
+    let envoy = Envoy::start_rendered_with(
+        "demo.yaml",
+        mock.port,
+        Some(r#"{"penalty_decay_ms": 600000}"#.to_owned()),
+        true,
+        Some((cp.internal_port, cp.internal_token.clone())),
+        2,
+    );
+    let s = Stack { cp, mock, envoy };
+    let key = s.cp.tenant(
+        "acme",
+        &[
+            ("openai", "sk-acme-openai"),
+            ("anthropic", "sk-acme-anthropic"),
+        ],
+    );
+    let greet = || {
+        s.chat(
+            &key,
+            &json!({"messages": [{"role": "user", "content": "hi"}]}),
+        )
+    };
+    assert_eventually!(
+        Duration::from_secs(10),
+        greet().status == 200,
+        "the tenant never worked"
+    );
+    assert_eq!(greet().header("x-aipipe-model"), Some("gpt-4o-mini"));
+
+    s.mock.fault(json!({"provider": "openai", "status": 503}));
+    let mut failovers = 0;
+    for _ in 0..4 {
+        let r = greet();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-aipipe-provider"), Some("anthropic"));
+        failovers += usize::from(r.header("x-aipipe-failover").is_some());
+    }
+    assert!(failovers >= 1);
+    s.mock.clear_faults();
+    // Still penalised here: the cheap model is not even tried.
+    assert_eq!(greet().header("x-aipipe-provider"), Some("anthropic"));
+
+    // The control plane has the failed attempts and the penalty.
+    let penalty = |model: &str| {
+        let v = s.cp.admin("GET", "/admin/penalties", None).json();
+        v["penalties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["model"] == model)
+            .cloned()
+            .unwrap()
+    };
+    let mini = eventually(Duration::from_secs(10), || {
+        let p = penalty("gpt-4o-mini");
+        (p["penalty"].as_f64().unwrap() > 1.0).then_some(p)
+    })
+    .expect("the penalty never reached the control plane");
+    assert!(mini["failures"].as_u64().unwrap() >= 1, "{mini}");
+    // Usage counted once per request: 2 healthy + 5 answered after the fault.
+    let stats = eventually(Duration::from_secs(10), || {
+        let st = s.stats("acme");
+        (st["totals"]["requests"].as_u64() == Some(7)).then_some(st)
+    })
+    .unwrap_or_else(|| panic!("{}", s.stats("acme")));
+    assert_eq!(stats["totals"]["errors"].as_u64(), Some(0), "{stats}");
+    let by_model = stats["by_model"].as_array().unwrap();
+    let row = |m: &str| by_model.iter().find(|r| r["model"] == m).cloned().unwrap();
+    assert_eq!(row("gpt-4o-mini")["requests"].as_u64(), Some(2), "{stats}");
+    assert!(
+        row("gpt-4o-mini")["failed_attempts"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+
+    // An operator's reset reaches every worker: the cheap model is back at once.
+    let r =
+        s.cp.admin("POST", "/admin/penalties/reset", Some(&json!({})));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eventually!(
+        Duration::from_secs(5),
+        (0..4).all(|_| greet().header("x-aipipe-model") == Some("gpt-4o-mini")),
+        "the reset never reached the filters"
+    );
+    assert_eq!(penalty("gpt-4o-mini")["penalty"].as_f64(), Some(0.0));
+}
