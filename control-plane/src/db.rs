@@ -148,6 +148,21 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     INSERT OR IGNORE INTO meta (key, value) VALUES ('penalty_epoch', 0);
     "#,
     ),
+    (
+        3,
+        "answer-cache hits",
+        r#"
+    -- 1 when the filter answered from its cache (SPEC §11): no provider was
+    -- called, so the row stays out of percentiles, success rates, penalties.
+    ALTER TABLE usage ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0;
+    -- The stats query reads the new column too: rebuild its covering index.
+    DROP INDEX usage_stats;
+    CREATE INDEX usage_stats ON usage(tenant, ts_ms, provider, model, status,
+        prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, cost_nusd,
+        usage_parsed, latency_ms, ttft_ms, cache_hit);
+    ALTER TABLE usage_totals ADD COLUMN cache_hits INTEGER NOT NULL DEFAULT 0;
+    "#,
+    ),
 ];
 
 pub fn now_ms() -> u64 {
@@ -941,8 +956,9 @@ impl Db {
             let mut insert = tx.prepare_cached(
                 "INSERT OR IGNORE INTO usage (id, tenant, provider, model, status, prompt_tokens,
                     completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, latency_ms,
-                    ttft_ms, complexity, stream, usage_parsed, ts_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+                    ttft_ms, complexity, stream, usage_parsed, ts_ms, cache_hit)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                    ?17)",
             )?;
             let mut insert_attempt = tx.prepare_cached(
                 "INSERT OR IGNORE INTO attempt_failures (record_id, n, ts_ms, tenant, provider, model, status)
@@ -971,6 +987,7 @@ impl Db {
                     r.stream,
                     r.usage_parsed,
                     to_i64(r.ts_ms),
+                    r.cache_hit,
                 ])?;
                 if n == 0 {
                     continue;
@@ -996,13 +1013,13 @@ impl Db {
                         .failed_attempts += 1;
                     events.push((r.ts_ms, &a.provider, &a.model, Outcome::Failure));
                 }
-                events.push((r.ts_ms, &r.provider, &r.model, Outcome::of_status(r.status)));
+                events.push((r.ts_ms, &r.provider, &r.model, Outcome::of_record(r)));
             }
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO usage_totals (tenant, provider, model, requests, errors, prompt_tokens,
                     completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, unparsed,
-                    failed_attempts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                    failed_attempts, cache_hits)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                  ON CONFLICT (tenant, provider, model) DO UPDATE SET
                     requests = requests + excluded.requests,
                     errors = errors + excluded.errors,
@@ -1012,7 +1029,8 @@ impl Db {
                     cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
                     cost_nusd = cost_nusd + excluded.cost_nusd,
                     unparsed = unparsed + excluded.unparsed,
-                    failed_attempts = failed_attempts + excluded.failed_attempts",
+                    failed_attempts = failed_attempts + excluded.failed_attempts,
+                    cache_hits = cache_hits + excluded.cache_hits",
             )?;
             for ((tenant, provider, model), t) in &totals {
                 upsert.execute(params![
@@ -1028,6 +1046,7 @@ impl Db {
                     to_i64(t.cost_nusd),
                     to_i64(t.unparsed),
                     to_i64(t.failed_attempts),
+                    to_i64(t.cache_hits),
                 ])?;
             }
             apply_penalty_events(tx, events, now, decay_ms)?;
@@ -1054,7 +1073,7 @@ impl Db {
         self.read(move |tx| {
             let mut st = tx.prepare_cached(
                 "SELECT provider, model, status, prompt_tokens, completion_tokens, cached_tokens,
-                    cache_write_tokens, cost_nusd, usage_parsed, latency_ms, ttft_ms
+                    cache_write_tokens, cost_nusd, usage_parsed, latency_ms, ttft_ms, cache_hit
                  FROM usage INDEXED BY usage_stats
                  WHERE tenant = ?1 AND ts_ms >= ?2 AND ts_ms < ?3",
             )?;
@@ -1073,6 +1092,7 @@ impl Db {
                     usage_parsed: r.get(8)?,
                     latency_ms: r.get(9)?,
                     ttft_ms: r.get(10)?,
+                    cache_hit: r.get(11)?,
                 });
             }
             let mut st = tx.prepare_cached(
@@ -1107,7 +1127,8 @@ impl Db {
         self.read(|tx| {
             let mut st = tx.prepare(
                 "SELECT tenant, provider, model, requests, errors, prompt_tokens, completion_tokens,
-                    cached_tokens, cost_nusd, unparsed, cache_write_tokens, failed_attempts
+                    cached_tokens, cost_nusd, unparsed, cache_write_tokens, failed_attempts,
+                    cache_hits
                  FROM usage_totals ORDER BY tenant, provider, model",
             )?;
             let rows = st.query_map([], |r| {
@@ -1125,6 +1146,7 @@ impl Db {
                         unparsed: to_u64(r.get(9)?),
                         cache_write_tokens: to_u64(r.get(10)?),
                         failed_attempts: to_u64(r.get(11)?),
+                        cache_hits: to_u64(r.get(12)?),
                     },
                 })
             })?;
@@ -1399,6 +1421,8 @@ mod tests {
         assert_eq!(totals.len(), 1);
         assert_eq!(totals[0].sums.requests, 1);
         assert_eq!(totals[0].sums.failed_attempts, 0);
+        assert_eq!(totals[0].sums.cache_hits, 0);
+        assert_eq!(r.totals.numbers.cache_hits, 0);
         let p = db.penalties().await.unwrap();
         assert_eq!(p.penalty_epoch, 0);
         assert!(p.penalties.iter().all(|v| v.penalty == 0.0));

@@ -59,7 +59,7 @@ pub async fn render(state: &AppState) -> Result<String> {
     );
 
     type Field = fn(&crate::db::UsageTotals) -> String;
-    let series: [(&str, &str, &str, Field); 8] = [
+    let series: [(&str, &str, &str, Field); 9] = [
         (
             "aipipe_requests_total",
             "counter",
@@ -84,12 +84,18 @@ pub async fn render(state: &AppState) -> Result<String> {
         (
             "aipipe_success_rate",
             "gauge",
-            "All-time success rate of the model's attempts: (requests - errors) / (requests + failed attempts).",
+            "All-time success rate of the model's upstream attempts: (requests - cache hits - errors) / (requests - cache hits + failed attempts).",
             |t| {
                 t.sums
                     .success_rate()
                     .map_or_else(|| "NaN".into(), |r| r.to_string())
             },
+        ),
+        (
+            "aipipe_cache_hits_total",
+            "counter",
+            "Requests answered from the filter's answer cache (part of aipipe_requests_total; no tokens, no cost).",
+            |t| t.sums.cache_hits.to_string(),
         ),
         (
             "aipipe_cached_tokens_total",

@@ -154,9 +154,10 @@ pub fn document() -> Value {
     let percentiles = json!({"type": "object", "properties": {
         "p50": {"type": ["number", "null"]}, "p95": {"type": ["number", "null"]}, "p99": {"type": ["number", "null"]}}});
     let numbers = json!({
-        "requests": {"type": "integer"}, "errors": {"type": "integer"},
+        "requests": {"type": "integer", "description": "requests recorded, cache hits included"}, "errors": {"type": "integer"},
+        "cache_hits": {"type": "integer", "description": "requests answered from the filter's answer cache: no tokens, no cost, not in latency_ms / ttft_ms nor in the by-model success_rate"},
         "failed_attempts": {"type": "integer", "description": "upstream attempts that failed before another model answered (failover)"},
-        "success_rate": {"type": ["number", "null"], "description": "by model: (requests - errors) / (requests + failed_attempts); totals: (requests - errors) / requests"},
+        "success_rate": {"type": ["number", "null"], "description": "by model: (requests - cache_hits - errors) / (requests - cache_hits + failed_attempts); totals: (requests - errors) / requests"},
         "prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
         "cached_tokens": {"type": "integer", "description": "prompt tokens read from the provider's cache"},
         "cache_write_tokens": {"type": "integer", "description": "prompt tokens written to the provider's cache"},

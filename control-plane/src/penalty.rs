@@ -8,7 +8,9 @@
 //!   errors) leave it alone;
 //! - time halves it once per full decay interval, counted from the last
 //!   decay step (`decayed_ms`; from the first failure when it was 0);
-//! - a penalty below [`FLOOR`] is 0.
+//! - a penalty below [`FLOOR`] is 0;
+//! - an answer from the filter's cache (SPEC §11) called no provider and
+//!   says nothing about its health: it leaves the penalty alone.
 //!
 //! Events apply at their request's time. One stamped before the last decay
 //! step (a filter's buffered backlog, delivered late) is discounted by the
@@ -49,6 +51,16 @@ impl Outcome {
             0 | 429 | 500.. => Self::Failure,
             200..=399 => Self::Success,
             _ => Self::Neutral,
+        }
+    }
+
+    /// How a usage record counts for the model that answered it: by its
+    /// status, except that a cache hit counts for nothing.
+    pub fn of_record(r: &filter::usage::UsageRecord) -> Self {
+        if r.cache_hit {
+            Self::Neutral
+        } else {
+            Self::of_status(r.status)
         }
     }
 }
@@ -280,5 +292,32 @@ mod tests {
         ] {
             assert_eq!(Outcome::of_status(status), outcome, "{status}");
         }
+    }
+
+    #[test]
+    fn a_cache_hit_says_nothing_about_its_model() {
+        let mut r = filter::usage::UsageRecord {
+            id: "r".into(),
+            tenant: "t".into(),
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            status: 200,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cached_tokens: 0,
+            cache_write_tokens: 0,
+            cost_nusd: 0,
+            latency_ms: 0.1,
+            ttft_ms: Some(0.1),
+            complexity: None,
+            stream: false,
+            usage_parsed: true,
+            ts_ms: 0,
+            failed_attempts: Vec::new(),
+            cache_hit: false,
+        };
+        assert_eq!(Outcome::of_record(&r), Outcome::Success);
+        r.cache_hit = true;
+        assert_eq!(Outcome::of_record(&r), Outcome::Neutral);
     }
 }

@@ -2,6 +2,11 @@
 //! nearest-rank latency / TTFT percentiles by provider and model. The `db`
 //! module streams the window's rows (from a covering index) into a
 //! [`Window`]; everything here is plain arithmetic, tested on known sets.
+//!
+//! Answers served from the filter's cache (SPEC §11) are requests the tenant
+//! made and are counted as such (and as `cache_hits`), but no provider was
+//! called: they stay out of the latency and TTFT percentiles and out of the
+//! models' success rates.
 
 use serde::Serialize;
 
@@ -19,6 +24,8 @@ pub struct Row<'a> {
     pub usage_parsed: bool,
     pub latency_ms: f64,
     pub ttft_ms: Option<f64>,
+    /// Answered from the filter's cache.
+    pub cache_hit: bool,
 }
 
 /// A request counts as an error when the client got status >= 400, or none
@@ -42,18 +49,23 @@ pub struct Sums {
     /// Upstream attempts on this model that failed before another model
     /// answered (failover); not requests, and never in tokens or cost.
     pub failed_attempts: u64,
+    /// Requests answered from the filter's cache (part of `requests`).
+    pub cache_hits: u64,
 }
 
 impl Sums {
-    /// Share of this model's attempts that succeeded:
-    /// (requests − errors) / (requests + failed attempts); None without any.
+    /// Share of this model's upstream attempts that succeeded: (requests −
+    /// cache hits − errors) / (requests − cache hits + failed attempts); None
+    /// without any. A cache hit called no provider, so it is not an attempt.
     pub fn success_rate(&self) -> Option<f64> {
-        let attempts = self.requests.saturating_add(self.failed_attempts);
-        (attempts > 0).then(|| self.requests.saturating_sub(self.errors) as f64 / attempts as f64)
+        let upstream = self.requests.saturating_sub(self.cache_hits);
+        let attempts = upstream.saturating_add(self.failed_attempts);
+        (attempts > 0).then(|| upstream.saturating_sub(self.errors) as f64 / attempts as f64)
     }
 
     /// Share of client requests that succeeded (a failover that ended in a
-    /// success is one success): (requests − errors) / requests.
+    /// success is one success, and so is a cache hit: the client got its
+    /// answer): (requests − errors) / requests.
     pub fn client_success_rate(&self) -> Option<f64> {
         (self.requests > 0)
             .then(|| self.requests.saturating_sub(self.errors) as f64 / self.requests as f64)
@@ -72,6 +84,7 @@ impl Sums {
             r.cache_write_tokens,
             r.cost_nusd,
             r.usage_parsed,
+            r.cache_hit,
         );
     }
 
@@ -84,6 +97,7 @@ impl Sums {
             r.cache_write_tokens,
             r.cost_nusd,
             r.usage_parsed,
+            r.cache_hit,
         );
     }
 
@@ -97,8 +111,10 @@ impl Sums {
         cache_write: u64,
         cost_nusd: u64,
         parsed: bool,
+        cache_hit: bool,
     ) {
         self.requests += 1;
+        self.cache_hits += u64::from(cache_hit);
         self.errors += u64::from(is_error(status));
         self.prompt_tokens = self.prompt_tokens.saturating_add(prompt);
         self.completion_tokens = self.completion_tokens.saturating_add(completion);
@@ -162,9 +178,12 @@ impl Window {
         let i = self.group(r.provider, r.model);
         if let Some(g) = self.groups.get_mut(i) {
             g.sums.add(&r);
-            g.latency.push(r.latency_ms);
-            if let Some(t) = r.ttft_ms {
-                g.ttft.push(t);
+            // A cache hit's latency is the filter's, not a provider's.
+            if !r.cache_hit {
+                g.latency.push(r.latency_ms);
+                if let Some(t) = r.ttft_ms {
+                    g.ttft.push(t);
+                }
             }
         }
     }
@@ -209,10 +228,14 @@ impl Window {
 pub struct Numbers {
     pub requests: u64,
     pub errors: u64,
+    /// Requests answered from the filter's cache (part of `requests`; no
+    /// tokens, no cost, not in percentiles).
+    pub cache_hits: u64,
     /// Upstream attempts that failed before another model answered.
     pub failed_attempts: u64,
-    /// By model: (requests − errors) / (requests + failed_attempts). Totals:
-    /// (requests − errors) / requests, what clients saw. Null without any.
+    /// By model: (requests − cache_hits − errors) / (requests − cache_hits +
+    /// failed_attempts), the provider's side. Totals: (requests − errors) /
+    /// requests, what clients saw. Null without any.
     pub success_rate: Option<f64>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -228,6 +251,7 @@ impl From<&Sums> for Numbers {
         Self {
             requests: s.requests,
             errors: s.errors,
+            cache_hits: s.cache_hits,
             failed_attempts: s.failed_attempts,
             success_rate: s.success_rate(),
             prompt_tokens: s.prompt_tokens,
@@ -311,6 +335,19 @@ mod tests {
             usage_parsed: status == 200,
             latency_ms: latency,
             ttft_ms: (status == 200).then_some(latency / 2.0),
+            cache_hit: false,
+        }
+    }
+
+    fn hit(model: &str, latency: f64) -> Row<'_> {
+        Row {
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cached_tokens: 0,
+            cache_write_tokens: 0,
+            cost_nusd: 0,
+            cache_hit: true,
+            ..row(model, 200, latency)
         }
     }
 
@@ -373,5 +410,35 @@ mod tests {
         assert_eq!((b.numbers.requests, b.numbers.failed_attempts), (0, 2));
         assert_eq!(b.numbers.success_rate, Some(0.0));
         assert_eq!(b.latency_ms.p50, None);
+    }
+
+    #[test]
+    fn cache_hits_are_requests_but_not_provider_latency_or_health() {
+        let mut w = Window::default();
+        for l in [10.0, 20.0, 30.0] {
+            w.add(row("a", 200, l));
+        }
+        w.add(row("a", 500, 40.0));
+        w.add(hit("a", 0.1));
+        w.add(hit("a", 0.2));
+        w.add(hit("c", 0.3));
+        let r = w.report("t", 1, 2);
+        assert_eq!(r.totals.numbers.requests, 7);
+        assert_eq!(r.totals.numbers.cache_hits, 3);
+        assert_eq!(r.totals.numbers.errors, 1);
+        assert!((r.totals.numbers.cost_usd - 4.0 * 1_500e-9).abs() < 1e-15);
+        assert_eq!(r.totals.numbers.prompt_tokens, 40);
+        // Clients got 6 answers of 7.
+        assert_eq!(r.totals.numbers.success_rate, Some(6.0 / 7.0));
+        let a = &r.by_model[0];
+        assert_eq!((a.numbers.requests, a.numbers.cache_hits), (6, 2));
+        assert_eq!(a.numbers.success_rate, Some(0.75), "3 of 4 upstream");
+        assert_eq!(a.latency_ms.p50, Some(20.0));
+        assert_eq!(a.latency_ms.p99, Some(40.0));
+        assert_eq!(a.ttft_ms.p50, Some(10.0));
+        let c = &r.by_model[1];
+        assert_eq!((c.numbers.requests, c.numbers.cache_hits), (1, 1));
+        assert_eq!(c.numbers.success_rate, None, "no upstream attempt");
+        assert_eq!((c.latency_ms.p50, c.ttft_ms.p50), (None, None));
     }
 }

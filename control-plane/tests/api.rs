@@ -197,6 +197,7 @@ fn record(id: &str, tenant: &str, model: &str, status: u16, latency: f64, ts: u6
         usage_parsed: status < 400,
         ts_ms: ts,
         failed_attempts: Vec::new(),
+        cache_hit: false,
     }
 }
 
@@ -1495,4 +1496,126 @@ async fn the_catalog_takes_and_returns_a_cache_write_price() {
             .contains("cache_write_per_mtok"),
         "{v}"
     );
+}
+
+/// A filter's answer-cache hit (SPEC §11): no provider was called.
+fn cache_hit(id: &str, tenant: &str, model: &str, ts: u64) -> UsageRecord {
+    UsageRecord {
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        cached_tokens: 0,
+        cost_nusd: 0,
+        latency_ms: 0.2,
+        ttft_ms: Some(0.1),
+        cache_hit: true,
+        ..record(id, tenant, model, 200, 0.2, ts)
+    }
+}
+
+#[tokio::test]
+async fn cache_hits_count_as_requests_but_not_as_latency_cost_or_health() {
+    let h = harness_with_decay(HOUR_MS);
+    h.create_tenant("acme").await;
+    let ts = now_ms();
+    let (s, _) = h
+        .ingest(&[
+            record("r1", "acme", "gpt-4o-mini", 200, 100.0, ts),
+            record("r2", "acme", "gpt-4o-mini", 500, 300.0, ts + 1),
+        ])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let uri = format!(
+        "/admin/tenants/acme/stats?since={}&until={}",
+        ts - 10,
+        ts + 10
+    );
+    let (_, before, _) = h.admin(Method::GET, &uri, None).await;
+    let (_, penalties_before, _) = h.admin(Method::GET, "/admin/penalties", None).await;
+    let version = h.table().await.0.version;
+
+    let hits = [
+        cache_hit("h1", "acme", "gpt-4o-mini", ts + 2),
+        cache_hit("h2", "acme", "gpt-4o", ts + 3),
+    ];
+    let (s, v) = h.ingest(&hits).await;
+    assert_eq!((s, &v["accepted"]), (StatusCode::OK, &json!(2)), "{v}");
+    let (_, v) = h.ingest(&hits).await; // a retry: nothing counts twice
+    assert_eq!(v["duplicates"], 2, "{v}");
+
+    let (s, after, _) = h.admin(Method::GET, &uri, None).await;
+    assert_eq!(s, StatusCode::OK, "{after}");
+    let t = &after["totals"];
+    assert_eq!((&t["requests"], &t["cache_hits"]), (&json!(4), &json!(2)));
+    assert_eq!(t["errors"], 1);
+    assert_eq!(t["cost_usd"], before["totals"]["cost_usd"], "a hit is free");
+    assert_eq!(t["prompt_tokens"], before["totals"]["prompt_tokens"]);
+    assert_eq!(t["success_rate"], 0.75, "clients got 3 answers of 4");
+    assert_eq!(before["totals"]["cache_hits"], 0);
+
+    let group = |v: &Value, model: &str| {
+        v["by_model"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["model"] == model)
+            .unwrap_or_else(|| panic!("{model} not in {v}"))
+            .clone()
+    };
+    let (was, mini) = (group(&before, "gpt-4o-mini"), group(&after, "gpt-4o-mini"));
+    assert_eq!(
+        (&mini["requests"], &mini["cache_hits"]),
+        (&json!(3), &json!(1))
+    );
+    assert_eq!(
+        mini["success_rate"], 0.5,
+        "one success, one failure upstream"
+    );
+    assert_eq!(mini["latency_ms"], was["latency_ms"], "percentiles unmoved");
+    assert_eq!(mini["ttft_ms"], was["ttft_ms"]);
+    assert_eq!(mini["latency_ms"]["p50"], 100.0);
+    let only_hits = group(&after, "gpt-4o");
+    assert_eq!(
+        (&only_hits["requests"], &only_hits["cache_hits"]),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(
+        only_hits["success_rate"],
+        Value::Null,
+        "no upstream attempt"
+    );
+    assert_eq!(only_hits["latency_ms"]["p50"], Value::Null);
+    assert_eq!(only_hits["ttft_ms"]["p50"], Value::Null);
+    assert_eq!(only_hits["cost_usd"], 0.0);
+
+    let (_, penalties, _) = h.admin(Method::GET, "/admin/penalties", None).await;
+    assert_eq!(
+        penalty_view(&penalties, "gpt-4o-mini"),
+        penalty_view(&penalties_before, "gpt-4o-mini"),
+        "a hit moves no penalty and no success count"
+    );
+    let g = penalty_view(&penalties, "gpt-4o");
+    assert_eq!(
+        (&g["successes"], &g["updated_ms"]),
+        (&json!(0), &Value::Null)
+    );
+    assert_eq!(h.table().await.0.version, version, "nothing to republish");
+
+    let (_, _, metrics) = h.admin(Method::GET, "/metrics", None).await;
+    for line in [
+        "aipipe_cache_hits_total{tenant=\"acme\",provider=\"openai\",model=\"gpt-4o-mini\"} 1\n",
+        "aipipe_cache_hits_total{tenant=\"acme\",provider=\"openai\",model=\"gpt-4o\"} 1\n",
+        "aipipe_requests_total{tenant=\"acme\",provider=\"openai\",model=\"gpt-4o-mini\"} 3\n",
+        "aipipe_success_rate{tenant=\"acme\",provider=\"openai\",model=\"gpt-4o-mini\"} 0.5\n",
+        "aipipe_success_rate{tenant=\"acme\",provider=\"openai\",model=\"gpt-4o\"} NaN\n",
+        "aipipe_cost_usd_total{tenant=\"acme\",provider=\"openai\",model=\"gpt-4o\"} 0\n",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    let stored: bool = h
+        .raw_db()
+        .query_row("SELECT cache_hit FROM usage WHERE id = 'h1'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(stored);
 }

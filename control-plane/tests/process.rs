@@ -158,6 +158,7 @@ fn record(i: u32) -> UsageRecord {
         usage_parsed: true,
         ts_ms: 1_000 + u64::from(i),
         failed_attempts: Vec::new(),
+        cache_hit: false,
     }
 }
 

@@ -65,6 +65,13 @@ pub struct UsageRecord {
     /// tokens or cost.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_attempts: Vec<FailedAttempt>,
+    /// Answered from the filter's answer cache (SPEC §11): no provider was
+    /// called, so tokens and cost are 0 and the latency is the filter's own.
+    /// Counted as a request and a cache hit in stats, never in latency or
+    /// TTFT percentiles, success rates or penalties (it says nothing about
+    /// the provider). Absent (false) in records from older filters.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_hit: bool,
 }
 
 /// One upstream attempt that failed (429, 5xx, timeout, connection failure).
@@ -294,13 +301,23 @@ mod tests {
                 model: "claude-sonnet-4-5".into(),
                 status: 529,
             }],
+            cache_hit: false,
         };
         let json = serde_json::to_string(&UsageBatch {
             records: vec![r.clone()],
         })
         .unwrap();
         let back: UsageBatch = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.records, vec![r]);
+        assert_eq!(back.records, vec![r.clone()]);
+        assert!(!json.contains("cache_hit"), "false is left out: {json}");
+        let hit = UsageRecord {
+            cache_hit: true,
+            failed_attempts: Vec::new(),
+            ..r
+        };
+        let json = serde_json::to_string(&hit).unwrap();
+        assert!(json.contains(r#""cache_hit":true"#), "{json}");
+        assert_eq!(serde_json::from_str::<UsageRecord>(&json).unwrap(), hit);
         assert!(serde_json::from_str::<UsageBatch>(r#"{"records":[],"x":1}"#).is_err());
     }
 }

@@ -70,6 +70,7 @@ fn record(i: u64, tenant: u64, ts_ms: u64, rng: &mut Rng) -> UsageRecord {
         usage_parsed: true,
         ts_ms,
         failed_attempts: Vec::new(),
+        cache_hit: false,
     }
 }
 

@@ -199,6 +199,7 @@ impl Meter {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
             failed_attempts: Vec::new(),
+            cache_hit: self.from_cache,
         }
     }
 }
