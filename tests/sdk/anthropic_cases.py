@@ -73,6 +73,7 @@ def message_report(m, headers):
         if b.type == "text":
             text.append(b.text)
         elif b.type == "tool_use":
+            check(isinstance(b, anthropic.types.ToolUseBlock), f"tool_use parsed to {type(b)}")
             check(b.id and b.name, f"tool_use block without id or name: {b}")
             check(isinstance(b.input, dict), f"tool_use input {b.input!r}")
             calls.append({"id": b.id, "name": b.name, "input": b.input})
@@ -118,7 +119,7 @@ def streamed(client, model, prompt, tools=None):
     """`client.messages.stream`: the raw event sequence, the text events and
     the SDK's accumulated final message must agree."""
     kwargs = {"tools": tools} if tools else {}
-    events, text = [], []
+    events, text, deltas = [], [], []
     with client.messages.stream(
         model=model,
         max_tokens=256,
@@ -131,6 +132,8 @@ def streamed(client, model, prompt, tools=None):
         for event in s:
             if event.type in RAW_EVENTS:
                 events.append(event.type)
+                if event.type == "content_block_delta":
+                    deltas.append(event.delta.type)
             elif event.type == "text":
                 text.append(event.text)
         final = s.get_final_message()
@@ -141,6 +144,7 @@ def streamed(client, model, prompt, tools=None):
     report = message_report(final, headers)
     check("".join(text) == report["content"], f"text events {''.join(text)!r} != final {report['content']!r}")
     report["events"] = events
+    report["deltas"] = sorted(set(deltas))
     return report
 
 
@@ -152,11 +156,14 @@ def tools(client, model, prompt):
     """A tool, then the tool result sent back: both answers parsed."""
     question = [{"role": "user", "content": prompt or WEATHER}]
     first = create(client, model=model, messages=question, tools=[WEATHER_TOOL], tool_choice={"type": "auto"})
+    # Both mocks call the tool for a weather question (an OpenAI-format
+    # model's tool_calls translated by the filter): the SDK must have parsed
+    # a real ToolUseBlock.
+    check(len(first["tool_calls"]) == 1, f"want one tool_use block for {question}, got {first['tool_calls']}")
     for t in first["tool_calls"]:
         check(t["name"] == "get_weather", f"called {t['name']!r}, the only tool is get_weather")
-    call = first["tool_calls"][0] if first["tool_calls"] else {
-        "id": "toolu_client_1", "name": "get_weather", "input": {"location": "Paris", "unit": "celsius"},
-    }
+        check(isinstance(t["input"].get("location"), str), f"no location in {t['input']!r}")
+    call = first["tool_calls"][0]
     second = create(
         client,
         model=model,
@@ -175,7 +182,10 @@ def tools(client, model, prompt):
 
 
 def stream_tools(client, model, prompt):
-    return streamed(client, model, prompt or WEATHER, tools=[WEATHER_TOOL])
+    report = streamed(client, model, prompt or WEATHER, tools=[WEATHER_TOOL])
+    check(len(report["tool_calls"]) == 1, f"want one streamed tool_use block, got {report['tool_calls']}")
+    check("input_json_delta" in report["deltas"], f"no input_json_delta in {report['deltas']}")
+    return report
 
 
 def image(client, model, prompt):

@@ -211,14 +211,15 @@ def tools(client, model, prompt):
             model=model, messages=question, tools=[WEATHER_TOOL], tool_choice="auto", max_tokens=256
         )
     )
+    # Both mocks call the tool for a weather question: the SDK must have
+    # parsed a real call (message.tool_calls[0].function.name / .arguments).
+    check(len(first["tool_calls"]) == 1, f"want one tool call for {question}, got {first['tool_calls']}")
     for t in first["tool_calls"]:
         check(t["name"] == "get_weather", f"called {t['name']!r}, the only tool is get_weather")
         check(isinstance(t["arguments"], dict), f"arguments {t['arguments']!r}")
-    # The second turn: the call (the model's own, or a made-up one when it
-    # answered in text) and its result.
-    call = first["tool_calls"][0] if first["tool_calls"] else {
-        "id": "call_client_1", "name": "get_weather", "arguments": {"location": "Paris", "unit": "celsius"},
-    }
+        check(isinstance(t["arguments"].get("location"), str), f"no location in {t['arguments']!r}")
+    # The second turn: the model's own call and its result.
+    call = first["tool_calls"][0]
     second = completion_report(
         client.chat.completions.with_raw_response.create(
             model=model,
@@ -246,7 +247,10 @@ def tools(client, model, prompt):
 
 
 def stream_tools(client, model, prompt):
-    return streamed(client, model, prompt or WEATHER, include_usage=True, tools=[WEATHER_TOOL])
+    report = streamed(client, model, prompt or WEATHER, include_usage=True, tools=[WEATHER_TOOL])
+    check(len(report["tool_calls"]) == 1, f"want one streamed tool call, got {report['tool_calls']}")
+    check(report["finish_reason"] == "tool_calls", f"finish_reason {report['finish_reason']!r}")
+    return report
 
 
 def image(client, model, prompt):

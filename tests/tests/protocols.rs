@@ -313,3 +313,213 @@ fn pass_through_paths_forward_any_endpoint_with_the_tenant_key() {
         );
     }
 }
+
+/// The weather tool in Anthropic's format.
+fn anthropic_weather_tool() -> Value {
+    json!({"name": "get_weather", "description": "The weather now",
+        "input_schema": {"type": "object", "properties": {
+            "location": {"type": "string"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["location", "unit"]}})
+}
+
+/// What the mock's OpenAI-format answer calls `get_weather` with.
+fn weather_input() -> Value {
+    json!({"location": "San Francisco, CA", "unit": "celsius"})
+}
+
+/// Every `data:` line of a stream that is JSON.
+fn stream_data(lines: &[(std::time::Duration, String)]) -> Vec<Value> {
+    lines
+        .iter()
+        .filter_map(|(_, l)| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect()
+}
+
+#[test]
+fn openai_format_tool_calls_reach_anthropic_clients_as_tool_use_and_chat_clients_as_is() {
+    let s = Stack::start();
+    let url = s.envoy.url("/v1/messages");
+
+    // Plain: the mock's tool_calls come back as a tool_use block.
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 256,
+        "tools": [anthropic_weather_tool()],
+        "messages": [{"role": "user", "content": "What's the weather in Paris?"}]});
+    let r = post_json(&url, &ACME_ANTHROPIC, &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"));
+    let v = r.json();
+    assert_eq!(v["type"], "message", "{v}");
+    assert_eq!(v["stop_reason"], "tool_use", "{v}");
+    let blocks = v["content"].as_array().unwrap();
+    let tool_use: Vec<&Value> = blocks.iter().filter(|b| b["type"] == "tool_use").collect();
+    assert_eq!(tool_use.len(), 1, "{v}");
+    assert_eq!(tool_use[0]["name"], "get_weather", "{v}");
+    assert_eq!(tool_use[0]["input"], weather_input(), "{v}");
+    assert!(
+        tool_use[0]["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("call_mock_")),
+        "{v}"
+    );
+    assert!(
+        blocks
+            .iter()
+            .all(|b| b["type"] == "tool_use" || b["type"] == "text" && b["text"] != ""),
+        "no empty text block for a null content: {v}"
+    );
+    assert!(v["usage"]["output_tokens"].as_u64().unwrap() > 0, "{v}");
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["path"], "/v1/chat/completions");
+    assert_eq!(got["body"]["tools"][0]["function"]["name"], "get_weather");
+    let sent = &got["body"];
+    assert!(sent["messages"].is_array(), "{sent}");
+
+    // A forced tool (tool_choice: tool) on a question that does not need it.
+    let mut forced = body.clone();
+    forced["messages"] = json!([{"role": "user", "content": "Say hello."}]);
+    forced["tool_choice"] = json!({"type": "tool", "name": "get_weather"});
+    let r = post_json(&url, &ACME_ANTHROPIC, &forced);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["stop_reason"], "tool_use", "{v}");
+    let last = v["content"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["type"], "tool_use", "{v}");
+    assert_eq!(last["input"], weather_input(), "{v}");
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(
+        got["body"]["tool_choice"],
+        json!({"type": "function", "function": {"name": "get_weather"}})
+    );
+
+    // Streamed: a tool_use block whose input_json_delta pieces make the input.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    streamed["messages"] = json!([{"role": "user", "content": "Is the weather in Oslo cold?"}]);
+    let (status, lines) = stream_lines(&url, &ACME_ANTHROPIC, &streamed);
+    assert_eq!(status, 200, "{lines:?}");
+    let events: Vec<&str> = lines
+        .iter()
+        .filter_map(|(_, l)| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(events.first(), Some(&"message_start"), "{events:?}");
+    assert_eq!(events.last(), Some(&"message_stop"), "{events:?}");
+    let data = stream_data(&lines);
+    let start = data
+        .iter()
+        .find(|d| d["type"] == "content_block_start" && d["content_block"]["type"] == "tool_use")
+        .unwrap_or_else(|| panic!("no tool_use block started: {data:#?}"));
+    assert_eq!(start["content_block"]["name"], "get_weather", "{start}");
+    assert!(
+        start["content_block"]["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("call_mock_")),
+        "{start}"
+    );
+    let index = &start["index"];
+    let deltas: Vec<&Value> = data
+        .iter()
+        .filter(|d| d["type"] == "content_block_delta" && &d["index"] == index)
+        .collect();
+    assert!(
+        deltas
+            .iter()
+            .all(|d| d["delta"]["type"] == "input_json_delta"),
+        "{deltas:#?}"
+    );
+    let json_text: String = deltas
+        .iter()
+        .map(|d| d["delta"]["partial_json"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&json_text).unwrap_or_else(|e| panic!("{json_text}: {e}")),
+        weather_input()
+    );
+    assert!(
+        data.iter()
+            .any(|d| d["type"] == "content_block_stop" && &d["index"] == index),
+        "{data:#?}"
+    );
+    let delta = data
+        .iter()
+        .find(|d| d["type"] == "message_delta")
+        .unwrap_or_else(|| panic!("no message_delta: {data:#?}"));
+    assert_eq!(delta["delta"]["stop_reason"], "tool_use", "{delta}");
+    assert!(
+        delta["usage"]["output_tokens"].as_u64().unwrap() > 0,
+        "{delta}"
+    );
+    assert_eq!(s.mock.received().pop().unwrap()["stream"], true);
+
+    // The tool's result: the mock answers in text, and so does the client's answer.
+    let mut result = body.clone();
+    result["messages"] = json!([
+        {"role": "user", "content": "What's the weather in Paris?"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "call_mock_1",
+            "name": "get_weather", "input": weather_input()}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_mock_1",
+            "content": "18 degrees, sunny"}]}]);
+    let r = post_json(&url, &ACME_ANTHROPIC, &result);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["stop_reason"], "end_turn", "{v}");
+    assert_eq!(v["content"][0]["type"], "text", "{v}");
+
+    // A chat client gets the mock's tool_calls as they are, plain and streamed.
+    let chat_tools = json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": anthropic_weather_tool()["input_schema"]}}]);
+    let body = json!({"model": "gpt-4o-mini", "tools": chat_tools,
+        "messages": [{"role": "user", "content": "Weather in Lima today?"}]});
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let choice = &v["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+    assert!(choice["message"]["content"].is_null(), "{v}");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["type"], "function", "{v}");
+    assert_eq!(call["function"]["name"], "get_weather", "{v}");
+    let args: Value =
+        serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, weather_input());
+    assert!(
+        call["id"].as_str().unwrap().starts_with("call_mock_"),
+        "{v}"
+    );
+
+    let mut body = body;
+    body["stream"] = json!(true);
+    body["messages"] = json!([{"role": "user", "content": "Weather in Quito today?"}]);
+    let (status, lines) = stream_lines(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(status, 200, "{lines:?}");
+    let chunks = stream_data(&lines);
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0))
+        .collect();
+    assert_eq!(calls[0]["function"]["name"], "get_weather", "{chunks:#?}");
+    assert!(calls[0]["id"].as_str().unwrap().starts_with("call_mock_"));
+    let arguments: String = calls
+        .iter()
+        .filter_map(|c| c["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<Value>(&arguments).unwrap(),
+        weather_input()
+    );
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .map(|c| &c["choices"][0]["finish_reason"])
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(finish, [&json!("tool_calls")], "{chunks:#?}");
+    assert_eq!(
+        lines
+            .iter()
+            .rev()
+            .map(|(_, l)| l.as_str())
+            .find(|l| !l.is_empty()),
+        Some("data: [DONE]")
+    );
+}

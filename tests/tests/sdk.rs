@@ -69,6 +69,12 @@ const OPENAI_CASES: &[Case] = &[
         Some("good morning! how are you?"),
     ),
     ("tools_gpt", "tools", "gpt-4o-mini", None),
+    (
+        "stream_tools_gpt",
+        "stream_tools",
+        "gpt-4o-mini",
+        Some("Is the weather in Oslo cold enough for a coat?"),
+    ),
     ("image_gpt", "image", "gpt-4o-mini", None),
     (
         "image_auto",
@@ -115,6 +121,12 @@ const ANTHROPIC_CASES: &[Case] = &[
     ("plain_gpt", "plain", "gpt-4o-mini", None),
     ("stream_gpt", "stream", "gpt-4o-mini", None),
     ("tools_gpt", "tools", "gpt-4o-mini", None),
+    (
+        "stream_tools_gpt",
+        "stream_tools",
+        "gpt-4o-mini",
+        Some("Is the weather in Oslo cold enough for a coat?"),
+    ),
     ("image_gpt", "image", "gpt-4o-mini", None),
     (
         "plain_auto",
@@ -414,8 +426,13 @@ fn assert_anthropic_request(got: &Value, model: &str) {
     }
 }
 
-/// The mock's Anthropic tool call for the weather question.
-fn assert_weather_call(call: &Value, input_field: &str) {
+/// Where a tool call was made: its id's prefix.
+const ANTHROPIC_CALL: &str = "toolu_mock_";
+const OPENAI_CALL: &str = "call_mock_";
+
+/// The mock's tool call for the weather question (Anthropic's `toolu_mock_…`
+/// or the OpenAI format's `call_mock_…`), as the SDK parsed it.
+fn assert_weather_call(call: &Value, input_field: &str, id_prefix: &str) {
     assert_eq!(call["name"], "get_weather", "{call}");
     assert_eq!(
         call[input_field],
@@ -425,7 +442,7 @@ fn assert_weather_call(call: &Value, input_field: &str) {
     assert!(
         call["id"]
             .as_str()
-            .is_some_and(|id| id.starts_with("toolu_mock_")),
+            .is_some_and(|id| id.starts_with(id_prefix)),
         "{call}"
     );
 }
@@ -494,9 +511,15 @@ fn openai_sdk_stream_gpt_4o_mini_with_include_usage() {
 fn openai_sdk_tools_gpt_4o_mini_round_trip() {
     let r = run(Sdk::OpenAi, "tools_gpt");
     assert_answered_by(&r, "openai", "gpt-4o-mini", "explicit");
-    // The OpenAI mock answers tool requests in text; the script sent a
-    // made-up call and its result in the second turn.
+    // The mock called the tool: the SDK parsed message.tool_calls[0].
+    let first = &r.out["first"];
+    assert_eq!(first["finish_reason"], "tool_calls", "{first}");
+    assert_eq!(first["content"], Value::Null, "{first}");
+    let calls = first["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{first}");
+    assert_weather_call(&calls[0], "arguments", OPENAI_CALL);
     assert_mock_text(&r.out["second"]["content"], "openai", "gpt-4o-mini");
+    assert_eq!(r.out["second"]["finish_reason"], "stop");
     let got = r.upstream();
     assert_eq!(got.len(), 2, "{got:#?}");
     for g in &got {
@@ -506,10 +529,30 @@ fn openai_sdk_tools_gpt_4o_mini_round_trip() {
             "{g}"
         );
     }
+    // The second turn sent the model's own call back, then its result.
     let turn = &got[1]["body"]["messages"];
-    assert_eq!(turn[1]["tool_calls"][0]["function"]["name"], "get_weather");
+    let sent = &turn[1]["tool_calls"][0];
+    assert_eq!(sent["id"], calls[0]["id"], "{turn}");
+    assert_eq!(sent["function"]["name"], "get_weather");
+    let args: Value =
+        serde_json::from_str(sent["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert_eq!(args, calls[0]["arguments"]);
     assert_eq!(turn[2]["role"], "tool");
-    assert_eq!(turn[2]["tool_call_id"], turn[1]["tool_calls"][0]["id"]);
+    assert_eq!(turn[2]["tool_call_id"], sent["id"]);
+}
+
+#[test]
+fn openai_sdk_stream_tools_gpt_4o_mini_streams_tool_call_deltas() {
+    let r = run(Sdk::OpenAi, "stream_tools_gpt");
+    assert_answered_by(&r, "openai", "gpt-4o-mini", "explicit");
+    assert_eq!(r.out["finish_reason"], "tool_calls", "{}", r.out);
+    let calls = r.out["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{}", r.out);
+    assert_weather_call(&calls[0], "arguments", OPENAI_CALL);
+    assert!(r.out["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+    let got = r.only_upstream();
+    assert_openai_request(&got, "gpt-4o-mini");
+    assert_eq!(got["stream"], true);
 }
 
 #[test]
@@ -625,7 +668,7 @@ fn openai_sdk_tools_claude_tool_use_becomes_tool_calls() {
     assert_eq!(first["finish_reason"], "tool_calls", "{first}");
     let calls = first["tool_calls"].as_array().unwrap();
     assert_eq!(calls.len(), 1, "{first}");
-    assert_weather_call(&calls[0], "arguments");
+    assert_weather_call(&calls[0], "arguments", ANTHROPIC_CALL);
     assert_mock_text(
         &r.out["second"]["content"],
         "anthropic",
@@ -668,7 +711,7 @@ fn openai_sdk_stream_tools_claude_streams_tool_call_deltas() {
     assert_eq!(r.out["finish_reason"], "tool_calls", "{}", r.out);
     let calls = r.out["tool_calls"].as_array().unwrap();
     assert_eq!(calls.len(), 1, "{}", r.out);
-    assert_weather_call(&calls[0], "arguments");
+    assert_weather_call(&calls[0], "arguments", ANTHROPIC_CALL);
     assert!(r.out["usage"]["completion_tokens"].as_u64().unwrap() > 0);
     assert_anthropic_request(&r.only_upstream(), "claude-sonnet-4-5");
 }
@@ -743,7 +786,7 @@ fn anthropic_sdk_tools_claude_round_trip() {
     assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
     let first = &r.out["first"];
     assert_eq!(first["stop_reason"], "tool_use", "{first}");
-    assert_weather_call(&first["tool_calls"][0], "input");
+    assert_weather_call(&first["tool_calls"][0], "input", ANTHROPIC_CALL);
     assert_eq!(r.out["second"]["stop_reason"], "end_turn");
     let got = r.upstream();
     assert_eq!(got.len(), 2, "{got:#?}");
@@ -762,7 +805,7 @@ fn anthropic_sdk_stream_tools_claude() {
     let r = run(Sdk::Anthropic, "stream_tools_claude");
     assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
     assert_eq!(r.out["stop_reason"], "tool_use", "{}", r.out);
-    assert_weather_call(&r.out["tool_calls"][0], "input");
+    assert_weather_call(&r.out["tool_calls"][0], "input", ANTHROPIC_CALL);
     assert_anthropic_request(&r.only_upstream(), "claude-sonnet-4-5");
 }
 
@@ -818,7 +861,13 @@ fn anthropic_sdk_stream_gpt_4o_mini_becomes_message_events() {
 fn anthropic_sdk_tools_gpt_4o_mini_round_trip() {
     let r = run(Sdk::Anthropic, "tools_gpt");
     assert_answered_by(&r, "openai", "gpt-4o-mini", "explicit");
+    // The mock's tool_calls, translated by the filter: a ToolUseBlock.
+    let first = &r.out["first"];
+    assert_eq!(first["stop_reason"], "tool_use", "{first}");
+    assert_eq!(first["blocks"], json!(["tool_use"]), "{first}");
+    assert_weather_call(&first["tool_calls"][0], "input", OPENAI_CALL);
     assert_mock_text(&r.out["second"]["content"], "openai", "gpt-4o-mini");
+    assert_eq!(r.out["second"]["stop_reason"], "end_turn");
     let got = r.upstream();
     assert_eq!(got.len(), 2, "{got:#?}");
     for g in &got {
@@ -839,14 +888,29 @@ fn anthropic_sdk_tools_gpt_4o_mini_round_trip() {
         .unwrap_or_else(|| panic!("no assistant message in {turn:?}"));
     let call = &assistant["tool_calls"][0];
     assert_eq!(call["function"]["name"], "get_weather", "{assistant}");
+    assert_eq!(call["id"], first["tool_calls"][0]["id"], "{assistant}");
     let args: Value =
         serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
-    assert!(args["location"].is_string(), "{args}");
+    assert_eq!(args, first["tool_calls"][0]["input"], "{args}");
     let result = turn
         .iter()
         .find(|m| m["role"] == "tool")
         .unwrap_or_else(|| panic!("no tool message in {turn:?}"));
     assert_eq!(result["tool_call_id"], call["id"]);
+}
+
+#[test]
+fn anthropic_sdk_stream_tools_gpt_4o_mini_becomes_a_tool_use_block() {
+    let r = run(Sdk::Anthropic, "stream_tools_gpt");
+    assert_answered_by(&r, "openai", "gpt-4o-mini", "explicit");
+    assert_eq!(r.out["stop_reason"], "tool_use", "{}", r.out);
+    assert_eq!(r.out["blocks"], json!(["tool_use"]), "{}", r.out);
+    assert_weather_call(&r.out["tool_calls"][0], "input", OPENAI_CALL);
+    assert_eq!(r.out["deltas"], json!(["input_json_delta"]), "{}", r.out);
+    assert!(r.out["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    let got = r.only_upstream();
+    assert_openai_request(&got, "gpt-4o-mini");
+    assert_eq!(got["stream"], true);
 }
 
 #[test]

@@ -593,8 +593,9 @@ fn asks_for_weather(message: Option<&Value>) -> bool {
     text.to_ascii_lowercase().contains("weather")
 }
 
-/// A deterministic input for a tool's JSON schema.
-fn sample_input(schema: &Value) -> Value {
+/// A deterministic input for a tool's JSON schema (the OpenAI mock's
+/// tool call arguments too).
+pub fn sample_input(schema: &Value) -> Value {
     let mut input = Map::new();
     let Some(properties) = schema.get("properties").and_then(Value::as_object) else {
         return Value::Object(input);
@@ -772,7 +773,7 @@ impl Event<'_> {
 }
 
 /// `text` cut into pieces of at most `max` chars.
-fn fragments(text: &str, max: usize) -> Vec<&str> {
+pub fn fragments(text: &str, max: usize) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     for (count, (i, _)) in text.char_indices().enumerate() {
@@ -942,6 +943,7 @@ fn text_answer(request: &MessagesRequest) -> Content {
         cached_tokens: 0,
         reasoning_effort: None,
         reasoning_split: false,
+        tool_call: None,
     };
     let mut text = Answer::new("anthropic", &chat).content;
     let first_stop = request
