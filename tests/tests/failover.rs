@@ -6,10 +6,8 @@
 
 mod common;
 
-use aipipe_tests::{
-    Envoy, EnvoyConfig, Mock, free_port, post_json, render_envoy_config, stream_lines,
-};
-use common::{ACME, BETA, Stack, chat, streamed_content, test_plugin_config};
+use aipipe_tests::{Envoy, EnvoyConfig, Mock, free_port, post_json, render_envoy_config};
+use common::{ACME, BETA, Stack, chat, complete_stream, test_plugin_config};
 use serde_json::{Value, json};
 
 /// The test plugin configuration with some fields added.
@@ -70,17 +68,7 @@ fn a_streamed_request_still_streams_after_a_failover() {
     s.mock.fault(json!({"provider": "openai", "status": 503}));
     let mut body = chat("gpt-4o-mini", "tell me a story");
     body["stream"] = json!(true);
-    let (status, lines) = stream_lines(&s.chat_url(), &ACME.auth(), &body);
-    assert_eq!(status, 200);
-    let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
-    assert!(
-        !streamed_content(text.iter().copied()).is_empty(),
-        "{text:?}"
-    );
-    assert_eq!(
-        text.iter().rev().find(|l| !l.is_empty()),
-        Some(&"data: [DONE]")
-    );
+    let text = complete_stream(&s.chat_url(), &ACME.auth(), &body);
     // The usage chunk the filter asked for stays hidden.
     assert!(!text.iter().any(|l| l.contains("\"usage\":{")), "{text:?}");
 }

@@ -8,7 +8,7 @@
 mod common;
 
 use aipipe_tests::{post_json, request, stream_lines};
-use common::{ACME, BETA, ROUTER, Stack, chat, streamed_content};
+use common::{ACME, BETA, ROUTER, Stack, chat, complete_stream, streamed_content};
 use serde_json::{Value, json};
 
 fn messages_body(model: &str, text: &str) -> Value {
@@ -56,17 +56,7 @@ fn chat_clients_reach_claude_through_the_messages_api_plain_streamed_and_with_to
         if include_usage {
             body["stream_options"] = json!({"include_usage": true});
         }
-        let (status, lines) = stream_lines(&s.chat_url(), &ACME.auth(), &body);
-        assert_eq!(status, 200);
-        let text: Vec<&str> = lines.iter().map(|(_, l)| l.as_str()).collect();
-        assert!(
-            !streamed_content(text.iter().copied()).is_empty(),
-            "{text:?}"
-        );
-        assert_eq!(
-            text.iter().rev().find(|l| !l.is_empty()),
-            Some(&"data: [DONE]")
-        );
+        let text = complete_stream(&s.chat_url(), &ACME.auth(), &body);
         let chunks: Vec<Value> = text
             .iter()
             .filter_map(|l| l.strip_prefix("data: "))

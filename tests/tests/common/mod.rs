@@ -119,3 +119,23 @@ pub fn streamed_content<'a>(lines: impl Iterator<Item = &'a str>) -> String {
         })
         .collect()
 }
+
+/// Streams a chat request and checks the client got a complete OpenAI
+/// stream: 200, some content, `data: [DONE]` last. Returns its lines.
+pub fn complete_stream(url: &str, headers: &[(&str, &str)], body: &Value) -> Vec<String> {
+    let (status, lines) = aipipe_tests::stream_lines(url, headers, body);
+    assert_eq!(status, 200);
+    let text: Vec<String> = lines.into_iter().map(|(_, l)| l).collect();
+    assert!(
+        !streamed_content(text.iter().map(String::as_str)).is_empty(),
+        "{text:?}"
+    );
+    assert_eq!(
+        text.iter()
+            .rev()
+            .find(|l| !l.is_empty())
+            .map(String::as_str),
+        Some("data: [DONE]")
+    );
+    text
+}
