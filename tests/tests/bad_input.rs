@@ -398,7 +398,7 @@ fn body_hi() -> serde_json::Value {
 fn the_fuzz_corpus_through_envoy_kills_no_vm() {
     let dir = aipipe_tests::repo_root().join("filter/fuzz/corpus");
     let mut inputs = Vec::new();
-    for target in ["chat_request", "route"] {
+    for target in ["chat_request", "route", "anthropic_request"] {
         if let Ok(entries) = std::fs::read_dir(dir.join(target)) {
             inputs.extend(
                 entries
@@ -410,21 +410,26 @@ fn the_fuzz_corpus_through_envoy_kills_no_vm() {
     assert!(!inputs.is_empty(), "no corpus under {}", dir.display());
     let s = Stack::start();
     let vms_created = s.envoy.stat("wasm.envoy.wasm.runtime.v8.created");
+    // Every input as an OpenAI chat request and as an Anthropic Messages
+    // request (translated when routed to an OpenAI-format model).
+    let paths = ["/v1/chat/completions", "/v1/messages"];
     for (i, body) in inputs.iter().enumerate() {
-        let mut raw = format!(
-            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk-acme\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        raw.extend_from_slice(body);
-        // Any answer is fine here (503 no_provider_key is a real one); a VM
-        // that died shows in the stats below.
-        let _ = raw_exchange(s.envoy.port, &raw);
-        assert_eq!(
-            s.envoy.stat("wasm.aipipe.vm_reload"),
-            Some(0),
-            "corpus input {i} killed a VM"
-        );
+        for path in paths {
+            let mut raw = format!(
+                "POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer vk-acme\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            )
+            .into_bytes();
+            raw.extend_from_slice(body);
+            // Any answer is fine here (503 no_provider_key is a real one); a
+            // VM that died shows in the stats below.
+            let _ = raw_exchange(s.envoy.port, &raw);
+            assert_eq!(
+                s.envoy.stat("wasm.aipipe.vm_reload"),
+                Some(0),
+                "corpus input {i} on {path} killed a VM"
+            );
+        }
     }
     assert_eq!(
         s.envoy.stat("wasm.envoy.wasm.runtime.v8.created"),
