@@ -489,6 +489,24 @@ impl Table {
         self.auth_values.get(tenant)?.get(provider)?.as_deref()
     }
 
+    /// The catalog model a provider's answer names (pass-through requests):
+    /// its id or upstream name, or a dated snapshot of one
+    /// (`gpt-4o-mini-2024-07-18`: the name, a dash and a digit).
+    pub fn model_for_answer(&self, provider: &str, name: &str) -> Option<&Model> {
+        let ours = || self.models.iter().filter(|m| m.provider == provider);
+        ours()
+            .find(|m| m.upstream_name() == name || m.id == name)
+            .or_else(|| {
+                ours()
+                    .filter(|m| {
+                        name.strip_prefix(m.upstream_name())
+                            .and_then(|rest| rest.strip_prefix('-'))
+                            .is_some_and(|date| date.starts_with(|c: char| c.is_ascii_digit()))
+                    })
+                    .max_by_key(|m| m.upstream_name().len())
+            })
+    }
+
     /// Resolves a client-named model: a catalog id, or `provider/model` where
     /// `model` is the catalog id or the provider's own name for it.
     pub fn resolve_model(&self, name: &str) -> Option<usize> {
@@ -513,6 +531,25 @@ mod tests {
             }],
             ..RoutingTable::default()
         }
+    }
+
+    #[test]
+    fn answers_name_their_catalog_model_even_as_a_dated_snapshot() {
+        let t = Table::compile(RoutingTable::default()).unwrap();
+        let id = |p: &str, n: &str| t.model_for_answer(p, n).map(|m| m.id.as_str());
+        assert_eq!(id("openai", "gpt-4o-mini"), Some("gpt-4o-mini"));
+        assert_eq!(id("openai", "gpt-4o-mini-2024-07-18"), Some("gpt-4o-mini"));
+        assert_eq!(id("openai", "gpt-4o-2024-11-20"), Some("gpt-4o"));
+        assert_eq!(
+            id("anthropic", "claude-sonnet-4-5-20250929"),
+            Some("claude-sonnet-4-5")
+        );
+        assert_eq!(
+            id("openrouter", "meta-llama/llama-3.3-70b-instruct"),
+            Some("llama-3.3-70b-instruct")
+        );
+        assert_eq!(id("openai", "gpt-4o-minimal"), None);
+        assert_eq!(id("anthropic", "gpt-4o-mini"), None);
     }
 
     #[test]

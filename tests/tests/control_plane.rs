@@ -418,3 +418,42 @@ fn failovers_are_counted_once_and_penalties_reach_the_control_plane_and_reset() 
     );
     assert_eq!(penalty("gpt-4o-mini")["penalty"].as_f64(), Some(0.0));
 }
+
+/// Pass-through answers are accounted where they carry usage, for the
+/// catalog model they name.
+#[test]
+fn pass_through_answers_are_accounted_when_they_carry_usage() {
+    let s = Stack::start();
+    let key = s.cp.tenant("acme", &[("openai", "sk-acme-openai")]);
+    let url = s.envoy.url("/openai/v1/chat/completions");
+    let auth = [("authorization", format!("Bearer {key}"))];
+    let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eventually!(
+        Duration::from_secs(10),
+        post_json(&url, &auth, &hello("hi")).status == 200,
+        "the tenant never worked"
+    );
+    let r = post_json(&url, &auth, &hello("how are you?"));
+    assert_eq!(r.status, 200);
+    let sent = r.json()["usage"].clone();
+    // A request whose answer names no model or usage is not recorded.
+    let models = aipipe_tests::request("GET", &s.envoy.url("/openai/v1/models"), &auth, None);
+    assert!(models.status < 500);
+    let stats = eventually(Duration::from_secs(10), || {
+        let st = s.stats("acme");
+        (st["totals"]["requests"].as_u64() == Some(2)).then_some(st)
+    })
+    .unwrap_or_else(|| panic!("{}", s.stats("acme")));
+    let row = &stats["by_model"][0];
+    assert_eq!(row["model"], "gpt-4o-mini", "{stats}");
+    assert_eq!(stats["totals"]["unparsed"].as_u64(), Some(0), "{stats}");
+    assert!(
+        stats["totals"]["prompt_tokens"].as_u64().unwrap()
+            >= sent["prompt_tokens"].as_u64().unwrap(),
+        "{stats}"
+    );
+    assert!(
+        stats["totals"]["cost_usd"].as_f64().unwrap() > 0.0,
+        "{stats}"
+    );
+}

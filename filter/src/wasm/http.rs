@@ -1050,7 +1050,7 @@ impl HttpContext for Http {
                 let Some(name) = meter.answer_model() else {
                     return;
                 };
-                let model = answer_model(table, &d.provider, &name);
+                let model = table.model_for_answer(&d.provider, &name);
                 meter.record(
                     &self.request_id,
                     &tenant.id,
@@ -1084,24 +1084,4 @@ impl HttpContext for Http {
         }
         shared.enqueue_usage(&record);
     }
-}
-
-/// The catalog model a provider's answer names: its id or upstream name,
-/// or a dated snapshot of one (`gpt-4o-mini-2024-07-18`).
-fn answer_model<'t>(
-    table: &'t Table,
-    provider: &str,
-    name: &str,
-) -> Option<&'t crate::table::Model> {
-    let ours = || table.models.iter().filter(|m| m.provider == provider);
-    ours()
-        .find(|m| m.upstream_name() == name || m.id == name)
-        .or_else(|| {
-            ours()
-                .filter(|m| {
-                    name.strip_prefix(m.upstream_name())
-                        .is_some_and(|rest| rest.starts_with('-'))
-                })
-                .max_by_key(|m| m.upstream_name().len())
-        })
 }
