@@ -356,7 +356,7 @@ fn failovers_are_counted_once_and_penalties_reach_the_control_plane_and_reset() 
         )
     };
     assert_eventually!(
-        Duration::from_secs(10),
+        Duration::from_secs(20),
         greet().status == 200,
         "the tenant never worked"
     );
@@ -386,14 +386,14 @@ fn failovers_are_counted_once_and_penalties_reach_the_control_plane_and_reset() 
             .cloned()
             .unwrap()
     };
-    let mini = eventually(Duration::from_secs(10), || {
+    let mini = eventually(Duration::from_secs(20), || {
         let p = penalty("gpt-4o-mini");
         (p["penalty"].as_f64().unwrap() > 1.0).then_some(p)
     })
     .expect("the penalty never reached the control plane");
     assert!(mini["failures"].as_u64().unwrap() >= 1, "{mini}");
     // Usage counted once per request: 2 healthy + 5 answered after the fault.
-    let stats = eventually(Duration::from_secs(10), || {
+    let stats = eventually(Duration::from_secs(20), || {
         let st = s.stats("acme");
         (st["totals"]["requests"].as_u64() == Some(7)).then_some(st)
     })
@@ -407,12 +407,13 @@ fn failovers_are_counted_once_and_penalties_reach_the_control_plane_and_reset() 
         "{stats}"
     );
 
-    // An operator's reset reaches every worker: the cheap model is back at once.
+    // An operator's reset reaches every worker: the cheap model is back at
+    // once (the window allows for a control plane slowed by a busy machine).
     let r =
         s.cp.admin("POST", "/admin/penalties/reset", Some(&json!({})));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eventually!(
-        Duration::from_secs(5),
+        Duration::from_secs(20),
         (0..4).all(|_| greet().header("x-aipipe-model") == Some("gpt-4o-mini")),
         "the reset never reached the filters"
     );
