@@ -7,23 +7,25 @@
 //! candidate when the chosen one failed before any byte reached the client,
 //! and meter the answer.
 
+mod cache;
+mod failover;
+
 use std::rc::Rc;
-use std::time::Duration;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::host;
-use super::root::{Metrics, Shared, now_ms};
+use super::root::{Metrics, Shared};
 use super::usage::{Answered, Meter, now};
-use crate::cache;
+use crate::cache::cache_control_bypass;
 use crate::error::ApiError;
 use crate::request::ChatRequest;
 use crate::reshape::{Reshape, Shape};
-use crate::route::{self, Dialect, Routed, Upstream};
+use crate::route::{self, Dialect, Upstream};
 use crate::table::{Table, Wire};
-use crate::usage::FailedAttempt;
+use failover::{Failover, is_failover_status};
 
 const CHAT_PATH: &str = "/v1/chat/completions";
 const MESSAGES_PATH: &str = "/v1/messages";
@@ -58,7 +60,7 @@ pub struct Http {
     /// The client sent `Cache-Control: no-cache` / `no-store`.
     no_cache: bool,
     /// A cache miss: the key its answer is stored under.
-    cache_key: Option<cache::Key>,
+    cache_key: Option<crate::cache::Key>,
 }
 
 /// What the headers phase decided.
@@ -81,18 +83,6 @@ struct Decision {
     failed_over_from: Option<String>,
     /// `x-aipipe-cache`: hit, miss or bypass.
     cache: Option<&'static str>,
-}
-
-/// What a failover needs: the client's body (each candidate gets its own
-/// translation of it) and what was tried.
-struct Failover {
-    body: Vec<u8>,
-    stream: bool,
-    /// Models tried so far, the first included.
-    tried: Vec<usize>,
-    failed: Vec<FailedAttempt>,
-    /// A failover call is in flight.
-    pending: Option<(u32, usize)>,
 }
 
 impl Http {
@@ -174,7 +164,7 @@ impl Http {
                     api_key = std::str::from_utf8(value).ok();
                 }
                 "anthropic-version" => self.had_anthropic_version = true,
-                "cache-control" => self.no_cache = cache::cache_control_bypass(value),
+                "cache-control" => self.no_cache = cache_control_bypass(value),
                 "content-length" => {
                     content_length = std::str::from_utf8(value)
                         .ok()
@@ -441,323 +431,6 @@ impl Http {
         Ok(())
     }
 
-    /// Looks the request up in the shared cache (SPEC §11): None when it
-    /// bypasses the cache, Some(Ok(answer)) on a hit, Some(Err(())) on a miss
-    /// (its key kept to store the answer under).
-    #[allow(clippy::type_complexity)]
-    fn cache_lookup(
-        &mut self,
-        shared: &Shared,
-        table: &Table,
-        routed: &Routed<'_>,
-        body: &[u8],
-    ) -> Option<Result<(Vec<u8>, String), ()>> {
-        if !shared.cache.enabled || self.no_cache || routed.stream {
-            return None;
-        }
-        let (Some(tenant), Some(model), Some(provider)) = (
-            table.tenants.get(self.tenant),
-            table.models.get(routed.model),
-            table.providers.get(routed.provider),
-        ) else {
-            return None;
-        };
-        let prompt = cache::prepare(body, false).ok()?;
-        // Answers differ by the client's dialect too.
-        let model_key = match self.dialect {
-            Dialect::Chat => model.id.clone(),
-            Dialect::Messages => format!("{}|messages", model.id),
-        };
-        let key = prompt.key(&tenant.id, &provider.id, &model_key);
-        let now = now_ms();
-        for slot in cache::slots_for(&key, &shared.cache) {
-            if let Ok((Some(value), _)) = hostcalls::get_shared_data(&cache::slot_name(slot))
-                && let Some(e) = cache::lookup(&value, &key, &tenant.id, now)
-            {
-                return Some(Ok((e.body.to_vec(), e.content_type.to_owned())));
-            }
-        }
-        self.cache_key = Some(key);
-        Some(Err(()))
-    }
-
-    /// Stores a whole success answer under the miss's key, in whichever of
-    /// its two slots `choose_victim` picks. Best effort: a race with another
-    /// worker (CAS mismatch) just leaves the other's entry.
-    fn cache_store(&self, answer: &[u8]) {
-        let (Some(key), Some(shared), Some(table)) = (&self.cache_key, &self.shared, &self.table)
-        else {
-            return;
-        };
-        let Some(tenant) = table.tenants.get(self.tenant) else {
-            return;
-        };
-        let now = now_ms();
-        let slots = cache::slots_for(key, &shared.cache);
-        let read =
-            |slot: u32| hostcalls::get_shared_data(&cache::slot_name(slot)).unwrap_or((None, None));
-        let existing = [read(slots[0]), read(slots[1])];
-        let victim = cache::choose_victim(
-            [existing[0].0.as_deref(), existing[1].0.as_deref()],
-            key,
-            now,
-        );
-        let entry = cache::Entry {
-            key: *key,
-            tenant_id: &tenant.id,
-            stored_ms: now,
-            expires_ms: now.saturating_add(shared.cache.ttl_ms),
-            status: 200,
-            content_type: "application/json",
-            body: answer,
-        };
-        let (Some(bytes), Some(&slot), Some((_, cas))) = (
-            cache::encode_entry(&entry, shared.cache.max_entry_bytes),
-            slots.get(victim),
-            existing.get(victim),
-        ) else {
-            return;
-        };
-        match hostcalls::set_shared_data(&cache::slot_name(slot), Some(&bytes), *cas) {
-            Ok(()) => {
-                if let Some(m) = &shared.metrics {
-                    let replaced = existing.get(victim).and_then(|e| e.0.as_ref());
-                    Metrics::count(m.cache_stored_bytes, bytes.len() as u64);
-                    Metrics::count(
-                        m.cache_evicted_bytes,
-                        replaced.map_or(0, |v| v.len() as u64),
-                    );
-                }
-            }
-            Err(s) => log::debug!("answer not cached: {s:?}"),
-        }
-    }
-
-    /// The chosen model failed before any byte reached the client: hand the
-    /// request to the next candidate. False when there is none left (then
-    /// the failure goes to the client).
-    fn try_next(&mut self, status: u16) -> bool {
-        let (Some(shared), Some(table)) = (self.shared.clone(), self.table.clone()) else {
-            return false;
-        };
-        let Some(f) = &mut self.failover else {
-            return false;
-        };
-        if let Some(m) = f.tried.last().and_then(|&m| table.models.get(m)) {
-            f.failed.push(FailedAttempt {
-                provider: m.provider.clone(),
-                model: m.id.clone(),
-                status,
-            });
-        }
-        if f.tried.len() >= shared.max_attempts as usize {
-            return false;
-        }
-        let Ok(chat) = route::as_chat(self.dialect, &f.body) else {
-            return false;
-        };
-        let Ok(req) = ChatRequest::parse(&chat) else {
-            return false;
-        };
-        let penalties = shared.local_penalties(&table);
-        for model in route::fallbacks(&table, self.tenant, &chat, &f.tried, penalties.as_deref()) {
-            f.tried.push(model);
-            let Ok(routed) = route::to_model(
-                &table,
-                self.tenant,
-                self.dialect,
-                &f.body,
-                &req,
-                &chat,
-                model,
-                None,
-            ) else {
-                continue;
-            };
-            match dispatch(
-                &table,
-                self.tenant,
-                &routed,
-                &f.body,
-                self.had_anthropic_version,
-                shared.attempt_timeout_ms,
-            ) {
-                Ok(token) => {
-                    f.pending = Some((token, model));
-                    return true;
-                }
-                Err(e) => {
-                    log::warn!("failover call to model {model} not sent: {e}");
-                    if let Some(m) = table.models.get(model) {
-                        f.failed.push(FailedAttempt {
-                            provider: m.provider.clone(),
-                            model: m.id.clone(),
-                            status: 503,
-                        });
-                    }
-                }
-            }
-            if f.tried.len() >= shared.max_attempts as usize {
-                break;
-            }
-        }
-        false
-    }
-
-    /// Every candidate failed. The request's record is the last attempt's
-    /// (with the status the client gets); the attempts before it are its
-    /// failed attempts.
-    fn give_up(&mut self) -> ApiError {
-        let e = self.all_failed();
-        if let Some(meter) = &mut self.meter {
-            meter.set_status(e.status() as u16);
-        }
-        let last = self.failover.as_mut().and_then(|f| {
-            f.failed.pop();
-            f.tried.last().copied()
-        });
-        if let (Some(model), Some(table), Some(d)) = (last, &self.table, &mut self.decision)
-            && let Some(m) = table.models.get(model)
-        {
-            d.model = Some(model);
-            d.model_id = m.id.clone();
-            d.provider = m.provider.clone();
-        }
-        e
-    }
-
-    /// Every candidate failed: one error naming each attempt.
-    fn all_failed(&self) -> ApiError {
-        let failed = self
-            .failover
-            .as_ref()
-            .map(|f| f.failed.as_slice())
-            .unwrap_or_default();
-        let what: Vec<String> = failed
-            .iter()
-            .map(|a| {
-                let how = match a.status {
-                    504 => "timed out".to_owned(),
-                    0 => "could not be reached".to_owned(),
-                    s => format!("answered HTTP {s}"),
-                };
-                format!("{} ({}) {how}", a.model, a.provider)
-            })
-            .collect();
-        let status = if failed.iter().all(|a| a.status == 504) {
-            504
-        } else if failed
-            .iter()
-            .any(|a| matches!(a.status, 429 | 503 | 529 | 0))
-        {
-            503
-        } else {
-            502
-        };
-        ApiError::Upstream {
-            status,
-            message: format!(
-                "No provider could answer this request: {}. Retry later, or name another model.",
-                what.join("; ")
-            ),
-        }
-    }
-
-    /// A failover call answered (or failed).
-    fn on_call(&mut self, token: u32, body_size: usize) {
-        let Some((expected, model)) = self.failover.as_ref().and_then(|f| f.pending) else {
-            return;
-        };
-        if token != expected {
-            return;
-        }
-        if let Some(f) = &mut self.failover {
-            f.pending = None;
-        }
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok())
-            .unwrap_or(503);
-        self.note_outcome(Some(model), status);
-        if is_failover_status(status) && self.try_next(status) {
-            return;
-        }
-        let Some(table) = self.table.clone() else {
-            return;
-        };
-        if is_failover_status(status) {
-            // The last candidate failed too (`try_next` noted it).
-            let e = self.give_up();
-            self.fail(&e);
-            return;
-        }
-        let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        let content_type =
-            hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, "content-type")
-                .ok()
-                .flatten()
-                .and_then(|v| String::from_utf8(v).ok())
-                .unwrap_or_else(|| "application/json".to_owned());
-        let (Some(m), Some(p)) = (
-            table.models.get(model),
-            table
-                .model_provider
-                .get(model)
-                .and_then(|&p| table.providers.get(p)),
-        ) else {
-            return;
-        };
-        // The answer is now this model's: its usage, its translation.
-        let first = self.decision.as_ref().map(|d| d.model_id.clone());
-        let complexity = self.decision.as_ref().and_then(|d| d.complexity.clone());
-        self.decision = Some(Decision {
-            model: Some(model),
-            provider: p.id.clone(),
-            model_id: m.id.clone(),
-            complexity,
-            failed_over_from: first,
-            cache: Some("miss"),
-        });
-        let stream = self.failover.as_ref().is_some_and(|f| f.stream);
-        if let Some(start) = self.start {
-            let c = self.meter.as_ref().and_then(|m| m.complexity);
-            let mut meter = Meter::new(start, stream, c);
-            meter.set_status(status);
-            meter.on_body(&body, true);
-            self.meter = Some(meter);
-        }
-        let include_usage = self.include_usage();
-        self.reshape = Reshape::new(Shape {
-            dialect: self.dialect,
-            wire: p.wire,
-            stream,
-            include_usage,
-            hide_usage: stream && !include_usage && !p.always_streams_usage,
-            model: &m.id,
-            created: self.created(),
-        });
-        let (status, out) = self.reshape.whole(status, &body);
-        self.reply(u32::from(status), &out, &content_type);
-    }
-
-    /// An attempt on `model` (None: the routed one) ended with `status`:
-    /// its penalty and metrics. Pass-through answers say nothing about a
-    /// catalog model's health.
-    fn note_outcome(&self, model: Option<usize>, status: u16) {
-        let (Some(shared), Some(table), Some(d)) = (&self.shared, &self.table, &self.decision)
-        else {
-            return;
-        };
-        let Some(m) = model.or(d.model).and_then(|m| table.models.get(m)) else {
-            return;
-        };
-        shared.record_outcome(table, &m.id, status);
-    }
-
     /// Unix seconds of the request start.
     fn created(&self) -> u64 {
         self.start
@@ -783,53 +456,6 @@ fn pass_through_provider(table: &Table, path: &[u8]) -> Option<usize> {
     let id_len = rest.iter().position(|&b| b == b'/')?;
     let id = rest.get(..id_len)?;
     table.providers.iter().position(|p| p.id.as_bytes() == id)
-}
-
-/// 429, 5xx (Anthropic's 529 included), Envoy's 503 for a connection failure
-/// and 504 for a timeout: the next candidate may answer.
-fn is_failover_status(status: u16) -> bool {
-    status == 429 || (500..600).contains(&status)
-}
-
-/// Sends a failover attempt to `routed`'s provider.
-fn dispatch(
-    table: &Table,
-    tenant: usize,
-    routed: &Routed<'_>,
-    body: &[u8],
-    client_version: bool,
-    timeout_ms: u64,
-) -> Result<u32, String> {
-    let p = table
-        .providers
-        .get(routed.provider)
-        .ok_or("unknown provider")?;
-    let auth = table
-        .auth_value(tenant, routed.provider)
-        .ok_or("no provider key")?;
-    let upstream = routed.upstream.bytes(body);
-    let mut headers = vec![
-        (":method", "POST"),
-        (":path", p.chat_path.as_str()),
-        (":authority", p.authority.as_str()),
-        ("content-type", "application/json"),
-        (p.auth.header(), auth),
-    ];
-    if p.wire == Wire::Anthropic && !client_version {
-        headers.push(("anthropic-version", ANTHROPIC_VERSION));
-    } else if p.wire == Wire::Anthropic {
-        // The client's own version header is not carried over to a call
-        // built from scratch; the default is the stable one.
-        headers.push(("anthropic-version", ANTHROPIC_VERSION));
-    }
-    hostcalls::dispatch_http_call(
-        &p.cluster,
-        headers,
-        Some(&upstream),
-        Vec::new(),
-        Duration::from_millis(timeout_ms),
-    )
-    .map_err(|s| format!("{s:?}"))
 }
 
 impl Decision {
