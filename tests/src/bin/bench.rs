@@ -10,16 +10,28 @@
 //! measured at concurrency 1. A native profile of the core's stages (parse,
 //! score, select) shows what dominates the filter's own work.
 //!
+//! Then a second pair of Envoys on a second mock (the full one, whose faults
+//! slow its streams down) measures, with a hand-written HTTP/1.1 client on a
+//! kept-alive connection: time to the first body byte of a streamed answer
+//! through each Envoy, interleaved (`ttft_*`), and a full exchange answered
+//! from the filter's cache against a plain proxied one (`cache_hit_*`).
+//!
 //! Environment: `AIPIPE_BENCH_SECONDS` (per run, default 5), `AIPIPE_BENCH_PAIRS`
-//! (default 5), `AIPIPE_BENCH_CONNECTIONS` (throughput runs, default 32).
+//! (default 5), `AIPIPE_BENCH_CONNECTIONS` (throughput runs, default 32),
+//! `AIPIPE_BENCH_TTFT_REQUESTS` (each way, default 200),
+//! `AIPIPE_BENCH_TTFT_CHUNK_MS` (the mock's pause between events, default 10),
+//! `AIPIPE_BENCH_CACHE_REQUESTS` (default 2000).
 
 // A benchmark whose setup fails (no wrk, a non-2xx answer) must stop with the
 // reason rather than print numbers: panicking with a message is the point.
 #![allow(clippy::panic)]
 
 use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::process::Command;
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use aipipe_tests::{Envoy, Mock, TempDir, plugin_config, post_json, sibling_binary};
 use filter::request::ChatRequest;
@@ -139,6 +151,292 @@ fn write_script(dir: &TempDir, name: &str, body: &str) -> std::path::PathBuf {
     script
 }
 
+// ---------------------------------------------------------------- raw HTTP/1.1
+
+/// The children of this run, killed by the panic hook: the release profile
+/// aborts on panic, so their `Drop` would never run.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn track(pid: u32) {
+    if let Ok(mut pids) = CHILDREN.lock() {
+        pids.push(pid);
+    }
+}
+
+fn kill_children_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Ok(pids) = CHILDREN.lock() {
+            for pid in pids.iter() {
+                let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            }
+        }
+        default(info);
+    }));
+}
+
+/// One answer read off a kept-alive connection.
+struct Exchange {
+    status: u16,
+    head: String,
+    body: Vec<u8>,
+    /// From the first byte written to the end of the response head.
+    head_at: Duration,
+    /// From the first byte written to the first body byte read.
+    first_body: Duration,
+    /// From the first byte written to the end of the answer.
+    total: Duration,
+}
+
+impl Exchange {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A chat POST as wrk sends it: same headers for both Envoys.
+fn chat_request(body: &str) -> Vec<u8> {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: api.openai.com\r\nAuthorization: Bearer {KEY}\r\n\
+         x-aipipe-cluster: openai\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Where a chunked body stands: `Some(end)` when complete (the offset just
+/// past the last chunk), and whether a data byte has arrived yet.
+fn chunked_progress(buf: &[u8], start: usize, body: &mut Vec<u8>) -> (Option<usize>, bool) {
+    body.clear();
+    let mut pos = start;
+    let mut any_data = false;
+    loop {
+        let Some(line_len) = find(&buf[pos..], b"\r\n") else {
+            return (None, any_data);
+        };
+        let line = String::from_utf8_lossy(&buf[pos..pos + line_len]);
+        let size_text = line.split(';').next().unwrap_or("").trim();
+        let Ok(size) = usize::from_str_radix(size_text, 16) else {
+            panic!("bad chunk size line {line:?}");
+        };
+        let data = pos + line_len + 2;
+        if size == 0 {
+            // No trailers from Envoy here: the last chunk ends with a blank line.
+            return match buf.get(data..data + 2) {
+                Some(b"\r\n") => (Some(data + 2), any_data),
+                _ => (None, any_data),
+            };
+        }
+        if buf.len() > data {
+            any_data = true;
+        }
+        if buf.len() < data + size + 2 {
+            return (None, any_data);
+        }
+        body.extend_from_slice(&buf[data..data + size]);
+        pos = data + size + 2;
+    }
+}
+
+/// Sends one request and reads its whole answer (content-length or chunked).
+fn exchange(conn: &mut TcpStream, request: &[u8]) -> Exchange {
+    let start = Instant::now();
+    conn.write_all(request)
+        .unwrap_or_else(|e| panic!("cannot send the request: {e}"));
+    let mut buf = Vec::with_capacity(16 * 1024);
+    let mut chunk = [0u8; 16 * 1024];
+    let mut first_body = None;
+    let mut head_at = None;
+    let mut body = Vec::new();
+    loop {
+        let n = conn
+            .read(&mut chunk)
+            .unwrap_or_else(|e| panic!("cannot read the answer: {e}"));
+        assert!(
+            n > 0,
+            "connection closed mid-answer after {} bytes: {}",
+            buf.len(),
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+        let Some(head_end) = find(&buf, b"\r\n\r\n").map(|i| i + 4) else {
+            continue;
+        };
+        let head_at = *head_at.get_or_insert_with(|| start.elapsed());
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let lower = head.to_ascii_lowercase();
+        let (done, any_data) = if lower.contains("transfer-encoding: chunked") {
+            chunked_progress(&buf, head_end, &mut body)
+        } else {
+            let len: usize = lower
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let have = buf.len() - head_end;
+            if have >= len {
+                body = buf[head_end..head_end + len].to_vec();
+            }
+            ((have >= len).then_some(head_end + len), have > 0)
+        };
+        if any_data && first_body.is_none() {
+            first_body = Some(start.elapsed());
+        }
+        if let Some(end) = done {
+            assert_eq!(
+                end,
+                buf.len(),
+                "bytes after the answer on a kept-alive connection"
+            );
+            let total = start.elapsed();
+            let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            return Exchange {
+                status,
+                head,
+                body,
+                head_at,
+                first_body: first_body.unwrap_or(total),
+                total,
+            };
+        }
+    }
+}
+
+fn connect(port: u16) -> TcpStream {
+    let conn = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("cannot connect to 127.0.0.1:{port}: {e}"));
+    let _ = conn.set_nodelay(true);
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    conn
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// Streamed answers through plain Envoy (A) and Envoy + filter (B), in ms:
+/// to the first body byte, and to the end of the response head.
+#[derive(Default)]
+struct Ttft {
+    a: Vec<f64>,
+    b: Vec<f64>,
+    a_head: Vec<f64>,
+    b_head: Vec<f64>,
+}
+
+/// Time to the first byte of a streamed answer through plain Envoy (A) and
+/// Envoy + filter (B), same mock, same request, interleaved.
+fn measure_ttft(plain: &Envoy, filtered: &Envoy, requests: u64) -> Ttft {
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "stream": true,
+        "messages": [{"role": "user", "content": "Write one short sentence about rivers."}],
+    })
+    .to_string();
+    let request = chat_request(&body);
+    let (mut a_conn, mut b_conn) = (connect(plain.port), connect(filtered.port));
+    let one = |conn: &mut TcpStream, who: &str| {
+        let x = exchange(conn, &request);
+        assert!(
+            x.status == 200 && find(&x.body, b"data: [DONE]").is_some(),
+            "{who}: the streamed answer is broken: {}\n{}",
+            x.head,
+            String::from_utf8_lossy(&x.body)
+        );
+        (
+            x.first_body.as_secs_f64() * 1e3,
+            x.head_at.as_secs_f64() * 1e3,
+        )
+    };
+    for _ in 0..10 {
+        one(&mut a_conn, "plain Envoy");
+        one(&mut b_conn, "Envoy + filter");
+    }
+    let mut t = Ttft::default();
+    for i in 0..requests {
+        let (a, b) = if i % 2 == 0 {
+            let a = one(&mut a_conn, "plain Envoy");
+            (a, one(&mut b_conn, "Envoy + filter"))
+        } else {
+            let b = one(&mut b_conn, "Envoy + filter");
+            (one(&mut a_conn, "plain Envoy"), b)
+        };
+        t.a.push(a.0);
+        t.a_head.push(a.1);
+        t.b.push(b.0);
+        t.b_head.push(b.1);
+    }
+    t
+}
+
+/// Full exchanges answered from the filter's cache, and (for comparison) the
+/// same tiny request proxied by plain Envoy to the fast mock; in µs.
+fn measure_cache_hits(plain: &Envoy, filtered: &Envoy, requests: u64) -> (Vec<f64>, Vec<f64>) {
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "temperature": 0,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+    })
+    .to_string();
+    let request = chat_request(&body);
+    let mut b_conn = connect(filtered.port);
+    let first = exchange(&mut b_conn, &request);
+    assert_eq!(
+        (first.status, first.header("x-aipipe-cache")),
+        (200, Some("miss")),
+        "the first deterministic request should fill the cache: {}",
+        first.head
+    );
+    // The answer is stored as it passes; give the store a moment to land.
+    let filled = (0..100).any(|_| {
+        let x = exchange(&mut b_conn, &request);
+        if x.header("x-aipipe-cache") == Some("hit") {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+        false
+    });
+    assert!(filled, "the filter never answered from its cache");
+    let mut a_conn = connect(plain.port);
+    let (mut hits, mut proxied) = (Vec::new(), Vec::new());
+    let block = 100;
+    let mut left = requests + 200; // the first 200 of each warm up
+    while left > 0 {
+        let n = left.min(block);
+        left -= n;
+        for _ in 0..n {
+            let x = exchange(&mut b_conn, &request);
+            assert!(
+                x.status == 200 && x.header("x-aipipe-cache") == Some("hit"),
+                "a measured request was not a cache hit (x-aipipe-cache: {:?}, status {}): {}",
+                x.header("x-aipipe-cache"),
+                x.status,
+                x.head
+            );
+            hits.push(x.total.as_secs_f64() * 1e6);
+        }
+        for _ in 0..n {
+            let x = exchange(&mut a_conn, &request);
+            assert_eq!(x.status, 200, "plain Envoy: {}", x.head);
+            proxied.push(x.total.as_secs_f64() * 1e6);
+        }
+    }
+    (hits.split_off(200), proxied.split_off(200))
+}
+
 /// Native time per request of each stage of the core, in microseconds.
 fn profile_core(table: &Table, body: &str) -> (f64, f64, f64, f64) {
     let n = 2000;
@@ -214,13 +512,17 @@ fn main() {
         print_core_profile(&config, &sizes);
         return;
     }
+    kill_children_on_panic();
     let mock = Mock::start_with(
         &sibling_binary("mock-provider"),
         &["--fast", "--threads", "1"],
         None,
     );
+    track(mock.process.pid());
     let plain = Envoy::start_rendered("demo.yaml", mock.port, None, false, 1);
+    track(plain.process.pid());
     let filtered = Envoy::start_rendered("demo.yaml", mock.port, Some(config.clone()), true, 1);
+    track(filtered.process.pid());
 
     let dir = TempDir::new("bench");
     println!(
@@ -300,6 +602,54 @@ fn main() {
         p99.push(b.p99_us - a.p99_us);
     }
 
+    // Streams and the cache need the full mock (`--fast` ignores faults and
+    // streams): a second pair of Envoys on it.
+    let ttft_requests = env_num("AIPIPE_BENCH_TTFT_REQUESTS", 200);
+    let chunk_ms = env_num("AIPIPE_BENCH_TTFT_CHUNK_MS", 10);
+    let cache_requests = env_num("AIPIPE_BENCH_CACHE_REQUESTS", 2000);
+    let full_mock = Mock::start_with(&sibling_binary("mock-provider"), &["--threads", "1"], None);
+    track(full_mock.process.pid());
+    full_mock.fault(serde_json::json!({"provider": "openai", "stream_chunk_delay_ms": chunk_ms}));
+    let plain_full = Envoy::start_rendered("demo.yaml", full_mock.port, None, false, 1);
+    track(plain_full.process.pid());
+    let filtered_full =
+        Envoy::start_rendered("demo.yaml", full_mock.port, Some(config.clone()), true, 1);
+    track(filtered_full.process.pid());
+
+    println!(
+        "\ntime to first body byte of a streamed answer (gpt-4o-mini, the mock pausing {chunk_ms} ms \
+         between events), {ttft_requests} requests each way, interleaved, one kept-alive connection each"
+    );
+    let ttft = measure_ttft(&plain_full, &filtered_full, ttft_requests);
+    let (ttft_a, ttft_b) = (ttft.a.clone(), ttft.b.clone());
+    let ttft_paired: Vec<f64> = ttft_b.iter().zip(&ttft_a).map(|(b, a)| b - a).collect();
+    println!(
+        "first body byte: A plain p50 {:.3} ms p90 {:.3} ms; B filter p50 {:.3} ms p90 {:.3} ms; median of paired B-A {:.3} ms",
+        median(ttft_a.clone()),
+        percentile(&ttft_a, 90.0),
+        median(ttft_b.clone()),
+        percentile(&ttft_b, 90.0),
+        median(ttft_paired)
+    );
+    println!(
+        "response head:   A plain p50 {:.3} ms; B filter p50 {:.3} ms",
+        median(ttft.a_head),
+        median(ttft.b_head)
+    );
+
+    println!(
+        "\ncache hit: {cache_requests} sequential requests (temperature 0) on one kept-alive connection, \
+         in blocks of 100 alternating with the same request through plain Envoy to the fast mock"
+    );
+    let (hits, proxied) = measure_cache_hits(&plain, &filtered_full, cache_requests);
+    println!(
+        "B cache hit p50 {:.1} µs p99 {:.1} µs; A plain Envoy → mock p50 {:.1} µs p99 {:.1} µs",
+        percentile(&hits, 50.0),
+        percentile(&hits, 99.0),
+        percentile(&proxied, 50.0),
+        percentile(&proxied, 99.0)
+    );
+
     print_core_profile(&config, &sizes);
     println!();
     println!(
@@ -312,4 +662,13 @@ fn main() {
     );
     println!("bench: added_p50_us_1k {:.1}", median(p50));
     println!("bench: added_p99_us_1k {:.1}", median(p99));
+    println!("bench: ttft_plain_ms {:.3}", median(ttft_a.clone()));
+    println!("bench: ttft_filter_ms {:.3}", median(ttft_b.clone()));
+    println!(
+        "bench: ttft_added_ms {:.3}",
+        median(ttft_b) - median(ttft_a)
+    );
+    println!("bench: cache_hit_p50_us {:.1}", percentile(&hits, 50.0));
+    println!("bench: cache_hit_p99_us {:.1}", percentile(&hits, 99.0));
+    println!("bench: plain_tiny_p50_us {:.1}", percentile(&proxied, 50.0));
 }
