@@ -35,6 +35,10 @@ struct Wire<'a> {
     stream: Option<bool>,
     #[serde(borrow, default, deserialize_with = "raw_always")]
     stream_options: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
+    temperature: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
+    seed: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -222,6 +226,10 @@ pub struct ChatRequest<'a> {
     pub stream_options_span: Option<(usize, usize)>,
     /// The client asked for the usage chunk of a stream.
     pub include_usage: bool,
+    /// `temperature` 0 or a `seed`: the answer may be served from the cache
+    /// (which checks the rest, see `cache::prepare`). Lets the filter skip
+    /// the cache without reading the body again.
+    pub deterministic: bool,
 }
 
 /// A client error in the body: the message says exactly what is wrong.
@@ -305,6 +313,11 @@ impl ChatRequest<'_> {
             stream: wire.stream.unwrap_or(false),
             stream_options_span,
             include_usage,
+            deterministic: wire.seed.is_some_and(|s| s.get() != "null")
+                || wire
+                    .temperature
+                    .and_then(|t| t.get().parse::<f64>().ok())
+                    .is_some_and(|t| t == 0.0),
         })
     }
 
@@ -418,6 +431,22 @@ mod tests {
 
     fn parse(s: &str) -> Result<ChatRequest<'_>, ParseError> {
         ChatRequest::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn deterministic_means_temperature_zero_or_a_seed() {
+        let det = |extra: &str| {
+            let body = format!(r#"{{"messages":[{{"role":"user","content":"hi"}}]{extra}}}"#);
+            ChatRequest::parse(body.as_bytes()).unwrap().deterministic
+        };
+        assert!(det(r#","temperature":0"#));
+        assert!(det(r#","temperature":0.0"#));
+        assert!(det(r#","seed":7"#));
+        assert!(det(r#","temperature":0.7,"seed":1"#));
+        assert!(!det(""));
+        assert!(!det(r#","temperature":0.2"#));
+        assert!(!det(r#","seed":null"#));
+        assert!(!det(r#","temperature":"0""#));
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub struct Routed<'t> {
     pub stream: bool,
     /// The client asked for the usage chunk of its (OpenAI) stream.
     pub include_usage: bool,
+    /// See `ChatRequest::deterministic`.
+    pub deterministic: bool,
     /// The filter asked for the stream's usage chunk, which the client did
     /// not: it must be hidden from the client again.
     pub hide_usage: bool,
@@ -225,6 +227,7 @@ pub fn to_model<'t>(
         upstream,
         stream: req.stream,
         include_usage: req.include_usage,
+        deterministic: req.deterministic,
         hide_usage: dialect == Dialect::Chat
             && p.wire == Wire::Openai
             && req.needs_usage_forced()

@@ -231,6 +231,18 @@ impl Shared {
             let _ = hostcalls::increment_metric(id, 1);
         }
         let now = now_ms();
+        if outcome == Outcome::Success
+            && self
+                .penalties
+                .borrow()
+                .1
+                .penalty(model_id, now, self.penalty_decay_ms)
+                == 0.0
+        {
+            // A success on a model this Envoy holds no penalty for (as of
+            // this request's read): nothing to lower, no shared write.
+            return;
+        }
         for _ in 0..8 {
             let Ok((bytes, cas)) = hostcalls::get_shared_data(penalty::SHARED_KEY) else {
                 return;

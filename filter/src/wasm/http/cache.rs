@@ -22,7 +22,7 @@ impl Http {
         routed: &Routed<'_>,
         body: &[u8],
     ) -> Option<Result<(Vec<u8>, String), ()>> {
-        if !shared.cache.enabled || self.no_cache || routed.stream {
+        if !shared.cache.enabled || self.no_cache || routed.stream || !routed.deterministic {
             return None;
         }
         let (Some(tenant), Some(model), Some(provider)) = (
