@@ -48,6 +48,7 @@ fn a_failing_provider_is_failed_over_within_the_request() {
             "{status}"
         );
         assert_eq!(r.header("x-aipipe-provider"), Some("anthropic"), "{status}");
+        assert_eq!(r.header("x-aipipe-cache"), Some("bypass"), "{status}");
         let v = r.json();
         assert_eq!(v["object"], "chat.completion", "{v}");
         assert!(v["choices"][0]["message"]["content"].is_string());

@@ -212,13 +212,15 @@ impl Http {
         // The answer is now this model's: its usage, its translation.
         let first = self.decision.as_ref().map(|d| d.model_id.clone());
         let complexity = self.decision.as_ref().and_then(|d| d.complexity.clone());
+        // A cache miss stays a miss (a failover answer is not stored).
+        let cache = self.decision.as_ref().and_then(|d| d.cache);
         self.decision = Some(Decision {
             model: Some(model),
             provider: p.id.clone(),
             model_id: m.id.clone(),
             complexity,
             failed_over_from: first,
-            cache: Some("miss"),
+            cache,
         });
         let stream = self.failover.as_ref().is_some_and(|f| f.stream);
         if let Some(start) = self.start {
