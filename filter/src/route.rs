@@ -241,18 +241,15 @@ pub fn to_model<'t>(
 pub fn fallbacks(
     table: &Table,
     tenant: usize,
-    chat: &[u8],
+    req: &ChatRequest<'_>,
     tried: &[usize],
     penalties: Option<&[f64]>,
 ) -> Vec<usize> {
-    let Ok(req) = ChatRequest::parse(chat) else {
-        return Vec::new();
-    };
-    let score = table.scorer.score(&req);
+    let score = table.scorer.score(req);
     select::rank_with(
         table,
         tenant,
-        &needs(&req, score.input_tokens),
+        &needs(req, score.input_tokens),
         score.complexity,
         penalties,
     )

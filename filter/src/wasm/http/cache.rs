@@ -10,33 +10,55 @@ use crate::route::{Dialect, Routed};
 use crate::table::Table;
 use crate::wasm::root::{Metrics, Shared, now_ms};
 
+/// What the cache says about a request.
+pub(super) enum Lookup {
+    /// Not looked up (streamed, non-deterministic, `no-cache`, cache off).
+    Bypass,
+    /// Not there: its key is kept to store the answer under.
+    Miss,
+    Hit {
+        answer: Vec<u8>,
+        content_type: String,
+    },
+}
+
+impl Lookup {
+    /// The `x-aipipe-cache` value.
+    pub(super) fn header(&self) -> &'static str {
+        match self {
+            Lookup::Bypass => "bypass",
+            Lookup::Miss => "miss",
+            Lookup::Hit { .. } => "hit",
+        }
+    }
+}
+
 impl Http {
-    /// Looks the request up in the shared cache (SPEC §11): None when it
-    /// bypasses the cache, Some(Ok(answer)) on a hit, Some(Err(())) on a miss
-    /// (its key kept to store the answer under).
-    #[allow(clippy::type_complexity)]
+    /// Looks the request up in the shared cache (SPEC §11).
     pub(super) fn cache_lookup(
         &mut self,
         shared: &Shared,
         table: &Table,
         routed: &Routed<'_>,
         body: &[u8],
-    ) -> Option<Result<(Vec<u8>, String), ()>> {
+    ) -> Lookup {
         if !shared.cache.enabled || self.no_cache || routed.stream || !routed.deterministic {
-            return None;
+            return Lookup::Bypass;
         }
         let (Some(tenant), Some(model), Some(provider)) = (
             table.tenants.get(self.tenant),
             table.models.get(routed.model),
             table.providers.get(routed.provider),
         ) else {
-            return None;
+            return Lookup::Bypass;
         };
-        let prompt = cache::prepare(body, false).ok()?;
+        let Ok(prompt) = cache::prepare(body, false) else {
+            return Lookup::Bypass;
+        };
         // Answers differ by the client's dialect too.
         let model_key = match self.dialect {
-            Dialect::Chat => model.id.clone(),
-            Dialect::Messages => format!("{}|messages", model.id),
+            Dialect::Chat => std::borrow::Cow::Borrowed(model.id.as_str()),
+            Dialect::Messages => std::borrow::Cow::Owned(format!("{}|messages", model.id)),
         };
         let key = prompt.key(&tenant.id, &provider.id, &model_key);
         let now = now_ms();
@@ -44,11 +66,14 @@ impl Http {
             if let Ok((Some(value), _)) = hostcalls::get_shared_data(&cache::slot_name(slot))
                 && let Some(e) = cache::lookup(&value, &key, &tenant.id, now)
             {
-                return Some(Ok((e.body.to_vec(), e.content_type.to_owned())));
+                return Lookup::Hit {
+                    answer: e.body.to_vec(),
+                    content_type: e.content_type.to_owned(),
+                };
             }
         }
         self.cache_key = Some(key);
-        Some(Err(()))
+        Lookup::Miss
     }
 
     /// Stores a whole success answer under the miss's key, in whichever of

@@ -23,6 +23,8 @@ use crate::wasm::usage::Meter;
 pub(super) struct Failover {
     pub(super) body: Vec<u8>,
     pub(super) stream: bool,
+    /// The OpenAI client asked for its stream's usage chunk.
+    pub(super) include_usage: bool,
     /// Models tried so far, the first included.
     pub(super) tried: Vec<usize>,
     pub(super) failed: Vec<FailedAttempt>,
@@ -41,12 +43,8 @@ impl Http {
         let Some(f) = &mut self.failover else {
             return false;
         };
-        if let Some(m) = f.tried.last().and_then(|&m| table.models.get(m)) {
-            f.failed.push(FailedAttempt {
-                provider: m.provider.clone(),
-                model: m.id.clone(),
-                status,
-            });
+        if let Some(&m) = f.tried.last() {
+            f.failed.extend(failed_attempt(&table, m, status));
         }
         if f.tried.len() >= shared.max_attempts as usize {
             return false;
@@ -58,7 +56,7 @@ impl Http {
             return false;
         };
         let penalties = shared.local_penalties(&table);
-        for model in route::fallbacks(&table, self.tenant, &chat, &f.tried, penalties.as_deref()) {
+        for model in route::fallbacks(&table, self.tenant, &req, &f.tried, penalties.as_deref()) {
             f.tried.push(model);
             let Ok(routed) = route::to_model(
                 &table,
@@ -77,7 +75,6 @@ impl Http {
                 self.tenant,
                 &routed,
                 &f.body,
-                self.had_anthropic_version,
                 shared.attempt_timeout_ms,
             ) {
                 Ok(token) => {
@@ -86,13 +83,7 @@ impl Http {
                 }
                 Err(e) => {
                     log::warn!("failover call to model {model} not sent: {e}");
-                    if let Some(m) = table.models.get(model) {
-                        f.failed.push(FailedAttempt {
-                            provider: m.provider.clone(),
-                            model: m.id.clone(),
-                            status: 503,
-                        });
-                    }
+                    f.failed.extend(failed_attempt(&table, model, 503));
                 }
             }
             if f.tried.len() >= shared.max_attempts as usize {
@@ -222,7 +213,10 @@ impl Http {
             failed_over_from: first,
             cache,
         });
-        let stream = self.failover.as_ref().is_some_and(|f| f.stream);
+        let (stream, include_usage) = self
+            .failover
+            .as_ref()
+            .map_or((false, false), |f| (f.stream, f.include_usage));
         if let Some(start) = self.start {
             let c = self.meter.as_ref().and_then(|m| m.complexity);
             let mut meter = Meter::new(start, stream, c);
@@ -230,7 +224,6 @@ impl Http {
             meter.on_body(&body, true);
             self.meter = Some(meter);
         }
-        let include_usage = self.include_usage();
         self.reshape = Reshape::new(Shape {
             dialect: self.dialect,
             wire: p.wire,
@@ -265,13 +258,24 @@ pub(super) fn is_failover_status(status: u16) -> bool {
     status == 429 || (500..600).contains(&status)
 }
 
-/// Sends a failover attempt to `routed`'s provider.
+/// A failed attempt on `model`, for the request's usage record.
+fn failed_attempt(table: &Table, model: usize, status: u16) -> Option<FailedAttempt> {
+    let m = table.models.get(model)?;
+    Some(FailedAttempt {
+        provider: m.provider.clone(),
+        model: m.id.clone(),
+        status,
+    })
+}
+
+/// Sends a failover attempt to `routed`'s provider. The call is built from
+/// scratch, so an Anthropic client's own version header is not carried over:
+/// it gets the stable default.
 fn dispatch(
     table: &Table,
     tenant: usize,
     routed: &Routed<'_>,
     body: &[u8],
-    client_version: bool,
     timeout_ms: u64,
 ) -> Result<u32, String> {
     let p = table
@@ -289,11 +293,7 @@ fn dispatch(
         ("content-type", "application/json"),
         (p.auth.header(), auth),
     ];
-    if p.wire == Wire::Anthropic && !client_version {
-        headers.push(("anthropic-version", super::ANTHROPIC_VERSION));
-    } else if p.wire == Wire::Anthropic {
-        // The client's own version header is not carried over to a call
-        // built from scratch; the default is the stable one.
+    if p.wire == Wire::Anthropic {
         headers.push(("anthropic-version", super::ANTHROPIC_VERSION));
     }
     hostcalls::dispatch_http_call(

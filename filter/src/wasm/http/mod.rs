@@ -21,10 +21,10 @@ use super::root::{Metrics, Shared};
 use super::usage::{Answered, Meter, now};
 use crate::cache::cache_control_bypass;
 use crate::error::ApiError;
-use crate::request::ChatRequest;
 use crate::reshape::{Reshape, Shape};
 use crate::route::{self, Dialect, Upstream};
 use crate::table::{Table, Wire};
+use cache::Lookup;
 use failover::{Failover, is_failover_status};
 
 const CHAT_PATH: &str = "/v1/chat/completions";
@@ -324,8 +324,12 @@ impl Http {
             return Err(ApiError::NoTable);
         };
 
-        let cache_status = self.cache_lookup(&shared, &table, &routed, &body);
-        if let Some(Ok((answer, content_type))) = &cache_status {
+        let lookup = self.cache_lookup(&shared, &table, &routed, &body);
+        if let Lookup::Hit {
+            answer,
+            content_type,
+        } = &lookup
+        {
             // A hit: answered here, nothing goes upstream.
             let c = routed.score.map(|s| s.complexity);
             if let Some(start) = self.start {
@@ -339,7 +343,7 @@ impl Http {
                 model_id: model.id.clone(),
                 complexity: c.map(|c| format!("{c:.3}")),
                 failed_over_from: None,
-                cache: Some("hit"),
+                cache: Some(lookup.header()),
             });
             self.reply(200, answer, content_type);
             return Ok(());
@@ -417,12 +421,13 @@ impl Http {
             model_id: model.id.clone(),
             complexity,
             failed_over_from: None,
-            cache: cache_status.map(|_| "miss").or(Some("bypass")),
+            cache: Some(lookup.header()),
         });
         if shared.max_attempts > 1 {
             self.failover = Some(Failover {
                 body,
                 stream: routed.stream,
+                include_usage: routed.include_usage,
                 tried: vec![routed.model],
                 failed: Vec::new(),
                 pending: None,
@@ -437,17 +442,6 @@ impl Http {
             .and_then(|s| s.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs())
     }
-
-    /// Whether the (OpenAI) client asked for its stream's usage chunk.
-    fn include_usage(&self) -> bool {
-        self.failover
-            .as_ref()
-            .and_then(|f| {
-                let chat = route::as_chat(self.dialect, &f.body).ok()?;
-                ChatRequest::parse(&chat).ok().map(|r| r.include_usage)
-            })
-            .unwrap_or(false)
-    }
 }
 
 /// The pass-through provider a path names: `/<provider id>/…`.
@@ -459,6 +453,11 @@ fn pass_through_provider(table: &Table, path: &[u8]) -> Option<usize> {
 }
 
 impl Decision {
+    /// A pass-through request: no catalog model was chosen.
+    fn passes_through(&self) -> bool {
+        self.model.is_none()
+    }
+
     fn headers(&self) -> Vec<(&'static str, &str)> {
         let mut headers = vec![("x-aipipe-provider", self.provider.as_str())];
         if self.model.is_some() {
@@ -518,7 +517,7 @@ impl HttpContext for Http {
             // The request was already answered locally.
             return Action::Pause;
         }
-        if self.decision.as_ref().is_some_and(|d| d.model.is_none()) {
+        if self.decision.as_ref().is_some_and(Decision::passes_through) {
             // Pass-through: the body streams on untouched.
             return Action::Continue;
         }
@@ -560,8 +559,7 @@ impl HttpContext for Http {
             let e = self.give_up();
             return self.fail(&e);
         }
-        let passed_through = self.decision.as_ref().is_some_and(|d| d.model.is_none());
-        if passed_through {
+        if self.decision.as_ref().is_some_and(Decision::passes_through) {
             let stream =
                 hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, "content-type")
                     .ok()
@@ -630,19 +628,16 @@ impl HttpContext for Http {
             Vec::new()
         };
         meter.on_body(&chunk, end_of_stream);
+        let status = meter.status();
         if end_of_stream
-            && meter.status() == 200
+            && status == 200
             && self.cache_key.is_some()
-            && let Some(answer) = meter.plain_body()
+            && let Some(answer) = self.meter.as_ref().and_then(Meter::plain_body)
         {
             // Untranslated: the client got exactly the provider's bytes.
-            let answer = answer.to_vec();
-            self.cache_store(&answer);
+            self.cache_store(answer);
         }
-        let Some(meter) = &mut self.meter else {
-            return Action::Continue;
-        };
-        if meter.status() < 400
+        if status < 400
             && let Some(out) = self.reshape.chunk(&chunk, end_of_stream)
             && let Err(s) = host::replace_response_body(body_size, &out)
         {
