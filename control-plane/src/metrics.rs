@@ -26,6 +26,11 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A rate, or NaN when there is nothing to divide (Prometheus' "no data").
+fn rate(r: Option<f64>) -> String {
+    r.map_or_else(|| "NaN".into(), |r| r.to_string())
+}
+
 pub async fn render(state: &AppState) -> Result<String> {
     let totals = state.db.usage_totals().await?;
     let penalties = state.db.penalties().await?;
@@ -85,11 +90,7 @@ pub async fn render(state: &AppState) -> Result<String> {
             "aipipe_success_rate",
             "gauge",
             "All-time success rate of the model's upstream attempts: (requests - cache hits - errors) / (requests - cache hits + failed attempts).",
-            |t| {
-                t.sums
-                    .success_rate()
-                    .map_or_else(|| "NaN".into(), |r| r.to_string())
-            },
+            |t| rate(t.sums.success_rate()),
         ),
         (
             "aipipe_cache_hits_total",
@@ -147,32 +148,30 @@ pub async fn render(state: &AppState) -> Result<String> {
             );
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP aipipe_model_penalty Current penalty of a model, aggregated over every Envoy (adjusted cost x (1 + penalty)).\n# TYPE aipipe_model_penalty gauge"
-    );
-    for p in &penalties.penalties {
-        let _ = writeln!(
-            out,
-            "aipipe_model_penalty{{provider=\"{}\",model=\"{}\"}} {}",
-            label(&p.provider),
-            label(&p.model),
-            p.penalty
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP aipipe_model_success_rate Share of a model's upstream attempts that succeeded since the last penalty reset.\n# TYPE aipipe_model_success_rate gauge"
-    );
-    for p in &penalties.penalties {
-        let _ = writeln!(
-            out,
-            "aipipe_model_success_rate{{provider=\"{}\",model=\"{}\"}} {}",
-            label(&p.provider),
-            label(&p.model),
-            p.success_rate
-                .map_or_else(|| "NaN".into(), |r| r.to_string())
-        );
+    type ModelField = fn(&crate::db::PenaltyView) -> String;
+    let per_model: [(&str, &str, ModelField); 2] = [
+        (
+            "aipipe_model_penalty",
+            "Current penalty of a model, aggregated over every Envoy (adjusted cost x (1 + penalty)).",
+            |p| p.penalty.to_string(),
+        ),
+        (
+            "aipipe_model_success_rate",
+            "Share of a model's upstream attempts that succeeded since the last penalty reset.",
+            |p| rate(p.success_rate),
+        ),
+    ];
+    for (name, help, value) in per_model {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for p in &penalties.penalties {
+            let _ = writeln!(
+                out,
+                "{name}{{provider=\"{}\",model=\"{}\"}} {}",
+                label(&p.provider),
+                label(&p.model),
+                value(p)
+            );
+        }
     }
     Ok(out)
 }
