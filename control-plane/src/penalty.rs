@@ -23,17 +23,12 @@
 //! state in SQLite and decides, with [`meaningful`], when the routing table
 //! must carry new values.
 
-/// A failure multiplies `1 + penalty` by this.
-pub const FAILURE_FACTOR: f64 = 4.0;
-/// Penalties never exceed this (the factor stays finite and comparable).
-pub const MAX_PENALTY: f64 = 1e6;
-/// Penalties below this are 0.
-pub const FLOOR: f64 = 0.01;
+pub use filter::penalty::{DEFAULT_DECAY_MS, FAILURE_FACTOR, MAX_PENALTY, MIN_PENALTY as FLOOR};
+use filter::penalty::{after_failure, after_success, decay, floor, halve};
+
 /// A factor change above this share reaches the routing table.
 pub const REPUBLISH_RATIO: f64 = 1.05;
-/// Default decay interval (SPEC §10: every 30 s).
-pub const DEFAULT_DECAY_MS: u64 = 30_000;
-/// 2^−1100 is 0 for any penalty up to the cap.
+/// After this many halvings any penalty up to the cap is 0.
 const MAX_HALVINGS: u64 = 1100;
 
 /// How a usage record's status counts for its model.
@@ -46,11 +41,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The filter's classification (`filter::penalty::Outcome::of_status`).
     pub fn of_status(status: u16) -> Self {
-        match status {
-            0 | 429 | 500.. => Self::Failure,
-            200..=399 => Self::Success,
-            _ => Self::Neutral,
+        match filter::penalty::Outcome::of_status(status) {
+            Some(filter::penalty::Outcome::Failure) => Self::Failure,
+            Some(filter::penalty::Outcome::Success) => Self::Success,
+            None => Self::Neutral,
         }
     }
 
@@ -72,35 +68,15 @@ pub struct State {
     pub decayed_ms: u64,
 }
 
-fn floor(p: f64) -> f64 {
-    if p.is_nan() || p < FLOOR {
-        0.0
-    } else {
-        p.min(MAX_PENALTY)
-    }
-}
-
-fn halve(p: f64, times: u64) -> f64 {
-    let n = i32::try_from(times.min(MAX_HALVINGS)).unwrap_or(i32::MAX);
-    p * 0.5f64.powi(n)
-}
-
 impl State {
     /// The state at `now_ms`: every halving due by then applied, `decayed_ms`
     /// moved by whole intervals (a partial one is kept). A clock that went
     /// back decays nothing.
     pub fn decayed(&self, now_ms: u64, decay_ms: u64) -> State {
-        if self.penalty == 0.0 {
-            return State {
-                penalty: 0.0,
-                decayed_ms: now_ms,
-            };
-        }
-        let d = decay_ms.max(1);
-        let steps = now_ms.saturating_sub(self.decayed_ms) / d;
+        let (penalty, decayed_ms) = decay(self.penalty, self.decayed_ms, now_ms, decay_ms.max(1));
         State {
-            penalty: floor(halve(self.penalty, steps)),
-            decayed_ms: self.decayed_ms.saturating_add(steps.saturating_mul(d)),
+            penalty,
+            decayed_ms,
         }
     }
 
@@ -123,9 +99,9 @@ impl State {
                     // Decay counts from the first failure.
                     self.decayed_ms = at_ms;
                 }
-                self.penalty = floor((1.0 + self.penalty) * FAILURE_FACTOR - 1.0);
+                self.penalty = after_failure(self.penalty);
             } else {
-                self.penalty = floor(self.penalty / 2.0);
+                self.penalty = after_success(self.penalty);
             }
         } else {
             let missed = (self.decayed_ms - at_ms).div_ceil(decay_ms.max(1));
@@ -151,7 +127,7 @@ impl State {
         let cur = self.decayed(now_ms, d);
         let mut p = cur.penalty;
         for k in 1..=MAX_HALVINGS {
-            p = floor(p / 2.0);
+            p = floor(halve(p, 1));
             if meaningful(p, published) {
                 return cur
                     .decayed_ms

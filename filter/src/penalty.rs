@@ -27,7 +27,9 @@ pub const MAX_PENALTY: f64 = 1e6;
 /// Below this a penalty is 0 (the factor would differ from 1 by < 1%).
 pub const MIN_PENALTY: f64 = 0.01;
 /// Factor multiplier per failure.
-const FAILURE_FACTOR: f64 = 4.0;
+pub const FAILURE_FACTOR: f64 = 4.0;
+/// 2^-1100 is 0 for any penalty up to the cap.
+const MAX_HALVINGS: u64 = 1100;
 /// More models than any catalog holds: bounds the value even if `retain` is
 /// never called.
 pub const MAX_MODELS: usize = 1024;
@@ -81,30 +83,55 @@ pub struct ModelPenalty {
 impl ModelPenalty {
     /// The penalty at `now_ms` and the time the last due halving happened.
     fn decayed(&self, now_ms: u64, decay_ms: u64) -> (f64, u64) {
-        if self.penalty == 0.0 || decay_ms == 0 {
-            return (self.penalty, now_ms);
-        }
-        let steps = now_ms.saturating_sub(self.decayed_ms) / decay_ms;
-        if steps == 0 {
-            return (self.penalty, self.decayed_ms);
-        }
-        // 2^-1100 is 0 for any penalty up to the cap.
-        let halvings = i32::try_from(steps.min(1100)).unwrap_or(1100);
-        let p = floor(self.penalty * 0.5f64.powi(halvings));
-        (
-            p,
-            self.decayed_ms
-                .saturating_add(steps.saturating_mul(decay_ms)),
-        )
+        decay(self.penalty, self.decayed_ms, now_ms, decay_ms)
     }
 }
 
-fn floor(p: f64) -> f64 {
-    if p < MIN_PENALTY {
+// The rules as plain functions, shared with the control plane, which
+// applies them to what every Envoy reports.
+
+/// A penalty kept in range: below [`MIN_PENALTY`] (or not a number) it is 0,
+/// above [`MAX_PENALTY`] it is the cap.
+pub fn floor(p: f64) -> f64 {
+    if p.is_nan() || p < MIN_PENALTY {
         0.0
     } else {
         p.min(MAX_PENALTY)
     }
+}
+
+/// `p` halved `times` times.
+pub fn halve(p: f64, times: u64) -> f64 {
+    let n = i32::try_from(times.min(MAX_HALVINGS)).unwrap_or(i32::MAX);
+    p * 0.5f64.powi(n)
+}
+
+/// The penalty after one failure: its factor `1 + p` times [`FAILURE_FACTOR`].
+pub fn after_failure(p: f64) -> f64 {
+    floor((1.0 + p) * FAILURE_FACTOR - 1.0)
+}
+
+/// The penalty after one success: halved.
+pub fn after_success(p: f64) -> f64 {
+    floor(p / 2.0)
+}
+
+/// Penalty `p`, last decayed at `decayed_ms`, at `now_ms`: one halving per
+/// full `decay_ms` interval since, and when the last of them happened (a
+/// partial interval is kept). `decay_ms == 0` turns decay off; a penalty of
+/// 0 restarts its clock at `now_ms`.
+pub fn decay(p: f64, decayed_ms: u64, now_ms: u64, decay_ms: u64) -> (f64, u64) {
+    if p == 0.0 || decay_ms == 0 {
+        return (p, now_ms);
+    }
+    let steps = now_ms.saturating_sub(decayed_ms) / decay_ms;
+    if steps == 0 {
+        return (p, decayed_ms);
+    }
+    (
+        floor(halve(p, steps)),
+        decayed_ms.saturating_add(steps.saturating_mul(decay_ms)),
+    )
 }
 
 /// The decoded shared value: the penalty epoch and one entry per model.
@@ -235,7 +262,7 @@ impl Penalties {
         match outcome {
             Outcome::Success => {
                 m.successes = m.successes.saturating_add(1);
-                m.penalty = floor(m.penalty / 2.0);
+                m.penalty = after_success(m.penalty);
             }
             Outcome::Failure => {
                 m.failures = m.failures.saturating_add(1);
@@ -243,7 +270,7 @@ impl Penalties {
                     // Decay counts from the first failure.
                     m.decayed_ms = now_ms;
                 }
-                m.penalty = floor((1.0 + m.penalty) * FAILURE_FACTOR - 1.0);
+                m.penalty = after_failure(m.penalty);
             }
         }
         m.penalty != before
