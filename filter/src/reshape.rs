@@ -10,6 +10,26 @@ use crate::route::Dialect;
 use crate::sse::UsageStripper;
 use crate::table::Wire;
 
+/// A stream rewritten event by event, whatever the chunk boundaries.
+trait Rewrite {
+    fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>);
+    fn finish(&mut self, out: &mut Vec<u8>);
+}
+
+macro_rules! rewrite {
+    ($($t:ty),*) => {$(
+        impl Rewrite for $t {
+            fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+                <$t>::feed(self, chunk, out);
+            }
+            fn finish(&mut self, out: &mut Vec<u8>) {
+                <$t>::finish(self, out);
+            }
+        }
+    )*};
+}
+rewrite!(UsageStripper, StreamTranslator, ChatToMessagesStream);
+
 #[derive(Debug)]
 pub enum Reshape {
     /// The answer goes to the client as it is.
@@ -82,33 +102,21 @@ impl Reshape {
 
     /// One chunk of a streamed success answer; None when it passes as is.
     pub fn chunk(&mut self, chunk: &[u8], end_of_stream: bool) -> Option<Vec<u8>> {
-        let mut out = Vec::with_capacity(chunk.len() + 64);
-        match self {
-            Reshape::None => return None,
-            Reshape::HideUsage(s) => {
-                s.feed(chunk, &mut out);
-                if end_of_stream {
-                    s.finish(&mut out);
-                }
-            }
+        let stream: &mut dyn Rewrite = match self {
+            Reshape::HideUsage(s) => s,
             Reshape::ToChat {
                 stream: Some(t), ..
-            } => {
-                t.feed(chunk, &mut out);
-                if end_of_stream {
-                    t.finish(&mut out);
-                }
-            }
+            } => t,
             Reshape::ToMessages {
                 stream: Some(t), ..
-            } => {
-                t.feed(chunk, &mut out);
-                if end_of_stream {
-                    t.finish(&mut out);
-                }
-            }
+            } => t,
             // Whole answers go through `whole`.
-            Reshape::ToChat { .. } | Reshape::ToMessages { .. } => return None,
+            Reshape::None | Reshape::ToChat { .. } | Reshape::ToMessages { .. } => return None,
+        };
+        let mut out = Vec::with_capacity(chunk.len() + 64);
+        stream.feed(chunk, &mut out);
+        if end_of_stream {
+            stream.finish(&mut out);
         }
         (out != chunk).then_some(out)
     }
