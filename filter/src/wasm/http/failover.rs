@@ -9,7 +9,7 @@ use std::time::Duration;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 
-use super::{Decision, Http};
+use super::Http;
 use crate::error::ApiError;
 use crate::request::ChatRequest;
 use crate::reshape::{Reshape, Shape};
@@ -106,11 +106,10 @@ impl Http {
             f.tried.last().copied()
         });
         if let (Some(model), Some(table), Some(d)) = (last, &self.table, &mut self.decision)
-            && let Some(m) = table.models.get(model)
+            && let Some(&provider) = table.model_provider.get(model)
         {
             d.model = Some(model);
-            d.model_id = m.id.clone();
-            d.provider = m.provider.clone();
+            d.provider = provider;
         }
         e
     }
@@ -191,28 +190,20 @@ impl Http {
                 .flatten()
                 .and_then(|v| String::from_utf8(v).ok())
                 .unwrap_or_else(|| "application/json".to_owned());
-        let (Some(m), Some(p)) = (
-            table.models.get(model),
-            table
-                .model_provider
-                .get(model)
-                .and_then(|&p| table.providers.get(p)),
-        ) else {
+        let (Some(m), Some(&provider)) = (table.models.get(model), table.model_provider.get(model))
+        else {
             return;
         };
-        // The answer is now this model's: its usage, its translation.
-        let first = self.decision.as_ref().map(|d| d.model_id.clone());
-        let complexity = self.decision.as_ref().and_then(|d| d.complexity.clone());
-        // A cache miss stays a miss (a failover answer is not stored).
-        let cache = self.decision.as_ref().and_then(|d| d.cache);
-        self.decision = Some(Decision {
-            model: Some(model),
-            provider: p.id.clone(),
-            model_id: m.id.clone(),
-            complexity,
-            failed_over_from: first,
-            cache,
-        });
+        let Some(p) = table.providers.get(provider) else {
+            return;
+        };
+        // The answer is now this model's: its usage, its translation. (Its
+        // cache status stays: a failover answer is not stored.)
+        if let Some(d) = &mut self.decision {
+            d.failed_over_from = d.failed_over_from.or(d.model);
+            d.model = Some(model);
+            d.provider = provider;
+        }
         let (stream, include_usage) = self
             .failover
             .as_ref()

@@ -73,14 +73,15 @@ enum Next {
     Passed,
 }
 
+/// Who answers, as indices into the request's table (the names are read
+/// from it when they are needed).
 struct Decision {
-    /// Index into the request's table, for routed requests.
+    provider: usize,
+    /// The chosen model; None for a pass-through request.
     model: Option<usize>,
-    provider: String,
-    model_id: String,
     complexity: Option<String>,
     /// The model that failed first, when a failover happened.
-    failed_over_from: Option<String>,
+    failed_over_from: Option<usize>,
     /// `x-aipipe-cache`: hit, miss or bypass.
     cache: Option<&'static str>,
 }
@@ -125,7 +126,7 @@ impl Http {
             ("x-aipipe-request-id", self.request_id.as_str()),
         ];
         if let Some(d) = &self.decision {
-            headers.extend(d.headers());
+            headers.extend(d.headers(self.table.as_deref()));
         }
         if let Err(s) = host::send_response(status, headers, body) {
             log::warn!("local reply failed: {s:?}");
@@ -288,9 +289,8 @@ impl Http {
             self.meter = Some(meter);
         }
         self.decision = Some(Decision {
+            provider,
             model: None,
-            provider: p.id.clone(),
-            model_id: String::new(),
             complexity: None,
             failed_over_from: None,
             cache: None,
@@ -338,9 +338,8 @@ impl Http {
                 self.meter = Some(meter);
             }
             self.decision = Some(Decision {
+                provider: routed.provider,
                 model: Some(routed.model),
-                provider: provider.id.clone(),
-                model_id: model.id.clone(),
                 complexity: c.map(|c| format!("{c:.3}")),
                 failed_over_from: None,
                 cache: Some(lookup.header()),
@@ -416,9 +415,8 @@ impl Http {
             self.meter = Some(Meter::new(start, routed.stream, c));
         }
         self.decision = Some(Decision {
+            provider: routed.provider,
             model: Some(routed.model),
-            provider: provider.id.clone(),
-            model_id: model.id.clone(),
             complexity,
             failed_over_from: None,
             cache: Some(lookup.header()),
@@ -458,10 +456,17 @@ impl Decision {
         self.model.is_none()
     }
 
-    fn headers(&self) -> Vec<(&'static str, &str)> {
-        let mut headers = vec![("x-aipipe-provider", self.provider.as_str())];
-        if self.model.is_some() {
-            headers.push(("x-aipipe-model", self.model_id.as_str()));
+    /// The `x-aipipe-*` response headers.
+    fn headers<'a>(&'a self, table: Option<&'a Table>) -> Vec<(&'static str, &'a str)> {
+        let name = |i: usize| table.and_then(|t| t.models.get(i)).map(|m| m.id.as_str());
+        let mut headers = Vec::with_capacity(6);
+        if let Some(p) = table.and_then(|t| t.providers.get(self.provider)) {
+            headers.push(("x-aipipe-provider", p.id.as_str()));
+        }
+        if let Some(model) = self.model {
+            if let Some(id) = name(model) {
+                headers.push(("x-aipipe-model", id));
+            }
             headers.push((
                 "x-aipipe-route",
                 if self.complexity.is_some() {
@@ -476,8 +481,8 @@ impl Decision {
         if let Some(c) = &self.complexity {
             headers.push(("x-aipipe-complexity", c.as_str()));
         }
-        if let Some(f) = &self.failed_over_from {
-            headers.push(("x-aipipe-failover", f.as_str()));
+        if let Some(f) = self.failed_over_from.and_then(name) {
+            headers.push(("x-aipipe-failover", f));
         }
         if let Some(c) = self.cache {
             headers.push(("x-aipipe-cache", c));
@@ -571,7 +576,7 @@ impl HttpContext for Http {
         }
         if let Some(d) = &self.decision {
             let _ = host::set_response_header("x-aipipe-request-id", &self.request_id);
-            for (name, value) in d.headers() {
+            for (name, value) in d.headers(self.table.as_deref()) {
                 let _ = host::set_response_header(name, value);
             }
         }
@@ -653,17 +658,21 @@ impl HttpContext for Http {
         else {
             return;
         };
-        let Some(tenant) = table.tenants.get(self.tenant) else {
+        let (Some(tenant), Some(provider)) = (
+            table.tenants.get(self.tenant),
+            table.providers.get(d.provider),
+        ) else {
             return;
         };
-        let mut record = match d.model {
+        let provider = provider.id.as_str();
+        let mut record = match d.model.and_then(|m| table.models.get(m)) {
             Some(m) => meter.record(
                 &self.request_id,
                 &tenant.id,
                 Answered {
-                    provider: &d.provider,
-                    model_id: &d.model_id,
-                    model: table.models.get(m),
+                    provider,
+                    model_id: &m.id,
+                    model: Some(m),
                 },
             ),
             None => {
@@ -671,12 +680,12 @@ impl HttpContext for Http {
                 let Some(name) = meter.answer_model() else {
                     return;
                 };
-                let model = table.model_for_answer(&d.provider, &name);
+                let model = table.model_for_answer(provider, &name);
                 meter.record(
                     &self.request_id,
                     &tenant.id,
                     Answered {
-                        provider: &d.provider,
+                        provider,
                         model_id: model.map_or(name.as_str(), |m| m.id.as_str()),
                         model,
                     },
