@@ -30,6 +30,8 @@ struct RawConfig {
     penalty_decay_ms: Option<u64>,
     #[serde(default)]
     cache: CacheConfig,
+    #[serde(default)]
+    failover_redirect: Option<bool>,
 }
 
 /// Upstream attempts per request, the first included (SPEC §10 failover).
@@ -60,6 +62,11 @@ pub struct Config {
     pub penalty_decay_ms: u64,
     /// The answer cache (SPEC §11).
     pub cache: CacheConfig,
+    /// Fail over by Envoy's internal redirect (the provider clusters run
+    /// the upstream filter, [`UPSTREAM_ROOT_ID`], and the route has an
+    /// `internal_redirect_policy`): the next candidate streams like the
+    /// first. Off: every failover is a buffered `dispatch_http_call`.
+    pub failover_redirect: bool,
 }
 
 impl Config {
@@ -74,6 +81,7 @@ impl Config {
                 attempt_timeout_ms: None,
                 penalty_decay_ms: None,
                 cache: CacheConfig::default(),
+                failover_redirect: None,
             }
         } else {
             serde_json::from_slice(bytes).map_err(|e| format!("plugin configuration: {e}"))?
@@ -128,6 +136,7 @@ impl Config {
             attempt_timeout_ms,
             penalty_decay_ms,
             cache: raw.cache,
+            failover_redirect: raw.failover_redirect.unwrap_or(true),
         })
     }
 }
@@ -135,6 +144,18 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failover_by_redirect_is_on_unless_turned_off() {
+        assert!(Config::parse(b"").unwrap().failover_redirect);
+        assert!(
+            !Config::parse(br#"{"failover_redirect": false}"#)
+                .unwrap()
+                .failover_redirect
+        );
+        let e = Config::parse(br#"{"failover_redirect": "no"}"#).unwrap_err();
+        assert!(e.contains("expected a boolean"), "{e}");
+    }
 
     #[test]
     fn defaults_and_errors_name_the_field() {
@@ -193,6 +214,18 @@ pub struct ControlPlane {
 }
 
 pub const SINGLETON_ROOT_ID: &str = "aipipe_singleton";
+/// The root id of the same module running as an upstream HTTP filter on
+/// each provider cluster: it turns a failed answer into Envoy's internal
+/// redirect to the next candidate (see `wasm::upstream`).
+pub const UPSTREAM_ROOT_ID: &str = "aipipe_upstream";
+/// The request header carrying an attempt's redirect location from the
+/// filter to the upstream filter (which removes it: providers never see it).
+pub const FAILOVER_LOCATION_HEADER: &str = "x-aipipe-failover-location";
+/// On a failed answer the upstream filter turned into a redirect: the
+/// provider's own status.
+pub const FAILED_STATUS_HEADER: &str = "x-aipipe-failed-status";
+/// The query parameter of a failover redirect naming its carried state.
+pub const FAILOVER_PARAM: &str = "aipipe-failover";
 /// Shared-data keys: the table JSON, and its version (decimal) which worker
 /// VMs read on every request to notice a new table cheaply.
 pub const SHARED_TABLE_KEY: &str = "aipipe.table";

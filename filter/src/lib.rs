@@ -8,6 +8,7 @@
 
 pub mod anthropic;
 pub mod cache;
+pub mod carry;
 pub mod catalog;
 pub mod config;
 pub mod error;

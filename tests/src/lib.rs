@@ -307,6 +307,20 @@ pub fn render_envoy_config(file: &str, c: &EnvoyConfig) -> String {
             "# END aipipe-filter",
             |_| String::new(),
         );
+        // The upstream filter too (the other clusters name it by alias).
+        if yaml.contains("# BEGIN aipipe-upstream") {
+            yaml = replace_between(
+                &yaml,
+                "# BEGIN aipipe-upstream",
+                "# END aipipe-upstream",
+                |_| String::new(),
+            );
+            yaml = yaml
+                .lines()
+                .filter(|l| !l.contains("*aipipe_upstream"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+        }
     }
     match &c.control_plane {
         Some((port, token)) if c.with_filter => {

@@ -6,7 +6,11 @@
 
 mod common;
 
-use aipipe_tests::{Envoy, EnvoyConfig, Mock, free_port, post_json, render_envoy_config};
+use std::time::Duration;
+
+use aipipe_tests::{
+    Envoy, EnvoyConfig, Mock, free_port, post_json, render_envoy_config, stream_lines,
+};
 use common::{ACME, BETA, Stack, chat, complete_stream, test_plugin_config};
 use serde_json::{Value, json};
 
@@ -63,15 +67,182 @@ fn a_failing_provider_is_failed_over_within_the_request() {
     }
 }
 
+/// The `data:` lines of a stream with their arrival times; asserts the
+/// events arrived spread out over at least `gap` each (not all at once at
+/// the end, as a buffered failover answer would).
+fn spread_events(lines: &[(Duration, String)], gap: Duration) -> Vec<(Duration, String)> {
+    let events: Vec<_> = lines
+        .iter()
+        .filter(|(_, l)| l.starts_with("data: "))
+        .cloned()
+        .collect();
+    assert!(events.len() >= 7, "{lines:?}");
+    let (first, last) = (events[0].0, events[events.len() - 1].0);
+    assert!(
+        last - first >= gap * (events.len() as u32 - 2),
+        "events arrived bunched: first at {first:?}, last at {last:?}: {lines:?}"
+    );
+    events
+}
+
 #[test]
 fn a_streamed_request_still_streams_after_a_failover() {
     let s = Stack::start();
     s.mock.fault(json!({"provider": "openai", "status": 503}));
+    s.mock
+        .fault(json!({"provider": "anthropic", "stream_chunk_delay_ms": 200}));
     let mut body = chat("gpt-4o-mini", "tell me a story");
     body["stream"] = json!(true);
-    let text = complete_stream(&s.chat_url(), &ACME.auth(), &body);
+    let (status, lines) = stream_lines(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(status, 200, "{lines:?}");
+    // Claude answered (its events translated), event by event as the mock
+    // sent them 200 ms apart.
+    let events = spread_events(&lines, Duration::from_millis(200));
+    assert_eq!(events.last().unwrap().1, "data: [DONE]");
+    let first: Value = serde_json::from_str(&events[0].1["data: ".len()..]).unwrap();
+    assert_eq!(first["object"], "chat.completion.chunk", "{first}");
+    assert!(
+        first["model"].as_str().unwrap().starts_with("claude"),
+        "{first}"
+    );
     // The usage chunk the filter asked for stays hidden.
-    assert!(!text.iter().any(|l| l.contains("\"usage\":{")), "{text:?}");
+    assert!(
+        !lines.iter().any(|(_, l)| l.contains("\"usage\":{")),
+        "{lines:?}"
+    );
+    let hit = s.mock.received();
+    let providers: Vec<_> = hit
+        .iter()
+        .map(|r| r["provider"].as_str().unwrap())
+        .collect();
+    assert_eq!(providers.first(), Some(&"openai"), "{providers:?}");
+    assert_eq!(providers.last(), Some(&"anthropic"), "{providers:?}");
+    // The redirected attempt carries Anthropic's key only, the client's
+    // body translated afresh, and nothing internal.
+    let last = hit.last().unwrap();
+    assert_eq!(last["x_api_key"], "sk-acme-anthropic", "{last}");
+    assert_eq!(last["authorization"], Value::Null, "{last}");
+    assert_eq!(last["path"], "/v1/messages", "{last}");
+    assert_eq!(last["body"]["stream"], true, "{last}");
+    assert!(last["body"]["messages"].is_array(), "{last}");
+    for r in &hit {
+        assert_eq!(r["internal_headers"], json!([]), "{r}");
+    }
+}
+
+#[test]
+fn an_anthropic_client_streams_after_a_failover_to_an_openai_model() {
+    let s = Stack::start();
+    s.mock
+        .fault(json!({"provider": "anthropic", "status": 529}));
+    s.mock
+        .fault(json!({"provider": "openai", "stream_chunk_delay_ms": 200}));
+    let body = json!({
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 200,
+        "stream": true,
+        "messages": [{"role": "user", "content": "tell me a story"}],
+    });
+    let headers = [
+        ("x-api-key", ACME.key),
+        ("anthropic-version", "2023-06-01"),
+        ("anthropic-beta", "some-beta-2025-01-01"),
+    ];
+    let (status, lines) = stream_lines(&s.envoy.url("/v1/messages"), &headers, &body);
+    assert_eq!(status, 200, "{lines:?}");
+    // OpenAI's chunks, as Anthropic events, still spread out.
+    let events = spread_events(&lines, Duration::from_millis(200));
+    assert!(events[0].1.contains("message_start"), "{events:?}");
+    assert!(
+        lines.iter().any(|(_, l)| l == "event: message_stop"),
+        "{lines:?}"
+    );
+    let hit = s.mock.received();
+    let first = hit.first().unwrap();
+    assert_eq!(first["provider"], "anthropic", "{first}");
+    assert_eq!(first["x_api_key"], "sk-acme-anthropic", "{first}");
+    let last = hit.last().unwrap();
+    assert_eq!(last["provider"], "openai", "{last}");
+    // The failed attempt's Anthropic key and headers stay behind.
+    assert_eq!(last["authorization"], "Bearer sk-acme-openai", "{last}");
+    assert_eq!(last["x_api_key"], Value::Null, "{last}");
+    assert_eq!(last["anthropic_version"], Value::Null, "{last}");
+    assert_eq!(last["path"], "/v1/chat/completions", "{last}");
+    assert!(last["body"]["messages"].is_array(), "{last}");
+    assert_eq!(last["body"]["stream"], true, "{last}");
+    for r in &hit {
+        assert_eq!(r["internal_headers"], json!([]), "{r}");
+    }
+}
+
+#[test]
+fn without_the_redirect_policy_failover_still_answers_by_call() {
+    let mock = Mock::start();
+    let (listener_port, admin_port) = (free_port(), free_port());
+    let yaml = render_envoy_config(
+        "demo.yaml",
+        &EnvoyConfig {
+            listener_port,
+            admin_port,
+            upstream_port: mock.port,
+            plugin_config: Some(test_plugin_config()),
+            with_filter: true,
+            control_plane: None,
+        },
+    );
+    // A route without `internal_redirect_policy`: Envoy hands the upstream
+    // filter's 307 back to the filter, which calls the next candidate.
+    let policy = [
+        "internal_redirect_policy:",
+        "redirect_response_codes: [307]",
+        "max_internal_redirects: 9",
+    ];
+    assert!(policy.iter().all(|p| yaml.contains(p)));
+    let yaml: String = yaml
+        .lines()
+        .filter(|l| !policy.contains(&l.trim()))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let envoy = Envoy::start(&yaml, listener_port, admin_port, 2);
+    mock.fault(json!({"provider": "openai", "status": 503}));
+    let r = post_json(
+        &envoy.url("/v1/chat/completions"),
+        &ACME.auth(),
+        &chat("auto", "hi"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-failover"), Some("gpt-4o-mini"));
+    assert_eq!(r.header("x-aipipe-provider"), Some("anthropic"));
+    assert_eq!(r.header("location"), None);
+    assert_eq!(r.header("x-aipipe-failed-status"), None);
+    assert_eq!(r.json()["object"], "chat.completion");
+    let mut body = chat("auto", "tell me a story");
+    body["stream"] = json!(true);
+    complete_stream(&envoy.url("/v1/chat/completions"), &ACME.auth(), &body);
+}
+
+#[test]
+fn a_forged_failover_redirect_is_refused() {
+    let s = Stack::start();
+    s.mock.clear_received();
+    let forged = format!(
+        "{}?aipipe-failover={}&status=503",
+        s.chat_url(),
+        "0123456789abcdef0123456789abcdef"
+    );
+    for auth in [ACME.auth(), Vec::new()] {
+        let r = post_json(&forged, &auth, &chat("auto", "hi"));
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(
+            r.json()["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("failover redirect"),
+            "{}",
+            r.text()
+        );
+    }
+    assert!(s.mock.received().is_empty());
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use aipipe_tests::{Envoy, TempDir, eventually, free_port, get, repo_root};
+use aipipe_tests::{Envoy, TempDir, eventually, free_port, get, repo_root, wasm_path};
 
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -268,7 +268,8 @@ impl Drop for TlsServer {
 // ---------------------------------------------------------------- the test
 
 /// Production's `openai` cluster as cluster `name`, reaching 127.0.0.1:`port`
-/// and trusting only `ca_file`. SNI and the SAN check stay as shipped.
+/// and trusting only `ca_file`. SNI, the SAN check and the upstream filter
+/// stay as shipped.
 fn openai_cluster_as(name: &str, port: u16, ca_file: &Path) -> String {
     let block = production_cluster(&production_yaml(), "openai").unwrap();
     let mut out = block.clone();
@@ -282,6 +283,11 @@ fn openai_cluster_as(name: &str, port: u16, ca_file: &Path) -> String {
         (
             &format!("filename: {SYSTEM_CA_BUNDLE} }}"),
             format!("filename: {} }}", ca_file.display()),
+        ),
+        // The upstream filter, as shipped, from the built module.
+        (
+            "filename: target/wasm32-wasip1/release/filter.wasm }",
+            format!("filename: {} }}", wasm_path().display()),
         ),
     ] {
         assert_eq!(

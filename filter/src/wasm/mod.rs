@@ -7,6 +7,7 @@ mod host;
 mod http;
 mod root;
 mod singleton;
+mod upstream;
 mod usage;
 
 use proxy_wasm::traits::RootContext;

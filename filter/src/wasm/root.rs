@@ -1,7 +1,8 @@
-//! The root context. The same module serves two roles, chosen by the root id:
-//! the filter (parses its configuration once, hands every request context a
-//! shared view of it, and picks up tables the singleton publishes) and the
-//! singleton (see `singleton`).
+//! The root context. The same module serves three roles, chosen by the root
+//! id: the filter (parses its configuration once, hands every request
+//! context a shared view of it, and picks up tables the singleton
+//! publishes), the singleton (see `singleton`) and the upstream filter (see
+//! `upstream`).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,10 +14,12 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Bytes, ContextType, MetricType};
 
-use super::http::Http;
+use super::http::{Carry, Http};
 use super::singleton::Singleton;
+use super::upstream::Upstream;
 use crate::config::{
-    Config, SHARED_TABLE_KEY, SHARED_VERSION_KEY, SINGLETON_ROOT_ID, SingletonConfig, USAGE_QUEUE,
+    Config, SHARED_TABLE_KEY, SHARED_VERSION_KEY, SINGLETON_ROOT_ID, SingletonConfig,
+    UPSTREAM_ROOT_ID, USAGE_QUEUE,
 };
 use crate::penalty::{self, Outcome, Penalties};
 use crate::table::{RoutingTable, Table};
@@ -102,6 +105,9 @@ pub struct Shared {
     pub attempt_timeout_ms: u64,
     pub penalty_decay_ms: u64,
     pub cache: crate::cache::CacheConfig,
+    pub failover_redirect: bool,
+    /// Attempts in flight that may fail over by redirect.
+    pub carries: crate::carry::Carries<Carry>,
     pub metrics: Option<Metrics>,
     /// The shared penalties as last read: (CAS token, decoded).
     penalties: RefCell<(Option<u32>, Penalties)>,
@@ -285,6 +291,8 @@ impl Shared {
 pub struct Root {
     shared: Option<Rc<Shared>>,
     singleton: Option<Singleton>,
+    /// Configured as the upstream filter.
+    upstream: bool,
 }
 
 impl Context for Root {
@@ -340,6 +348,11 @@ impl RootContext for Root {
         if root_id == SINGLETON_ROOT_ID.as_bytes() {
             return self.configure_singleton(&bytes);
         }
+        if root_id == UPSTREAM_ROOT_ID.as_bytes() {
+            // Everything it needs comes with each request.
+            self.upstream = true;
+            return true;
+        }
         match Config::parse(&bytes) {
             Ok(config) => {
                 let mut seed = RandomState::new().build_hasher();
@@ -352,6 +365,8 @@ impl RootContext for Root {
                     attempt_timeout_ms: config.attempt_timeout_ms,
                     penalty_decay_ms: config.penalty_decay_ms,
                     cache: config.cache,
+                    failover_redirect: config.failover_redirect,
+                    carries: Default::default(),
                     penalties: RefCell::new((None, Penalties::default())),
                     model_metrics: RefCell::new(HashMap::new()),
                     metrics: Metrics::define(),
@@ -384,6 +399,9 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        if self.upstream {
+            return Some(Box::new(Upstream::default()));
+        }
         Some(Box::new(Http::new(self.shared.clone())))
     }
 

@@ -13,7 +13,7 @@ use super::Http;
 use crate::error::ApiError;
 use crate::request::ChatRequest;
 use crate::reshape::{Reshape, Shape};
-use crate::route::{self, Routed};
+use crate::route::{self, Dialect, Routed};
 use crate::table::{Table, Wire};
 use crate::usage::FailedAttempt;
 use crate::wasm::usage::Meter;
@@ -46,29 +46,18 @@ impl Http {
         if let Some(&m) = f.tried.last() {
             f.failed.extend(failed_attempt(&table, m, status));
         }
-        if f.tried.len() >= shared.max_attempts as usize {
-            return false;
-        }
-        let Ok(chat) = route::as_chat(self.dialect, &f.body) else {
-            return false;
-        };
-        let Ok(req) = ChatRequest::parse(&chat) else {
-            return false;
-        };
+        let max_attempts = shared.max_attempts as usize;
         let penalties = shared.local_penalties(&table);
-        for model in route::fallbacks(&table, self.tenant, &req, &f.tried, penalties.as_deref()) {
-            f.tried.push(model);
-            let Ok(routed) = route::to_model(
+        while f.tried.len() < max_attempts {
+            let Some(routed) = next_candidate(
+                f,
                 &table,
                 self.tenant,
                 self.dialect,
-                &f.body,
-                &req,
-                &chat,
-                model,
-                None,
+                penalties.as_deref(),
+                max_attempts,
             ) else {
-                continue;
+                break;
             };
             match dispatch(
                 &table,
@@ -78,16 +67,13 @@ impl Http {
                 shared.attempt_timeout_ms,
             ) {
                 Ok(token) => {
-                    f.pending = Some((token, model));
+                    f.pending = Some((token, routed.model));
                     return true;
                 }
                 Err(e) => {
-                    log::warn!("failover call to model {model} not sent: {e}");
-                    f.failed.extend(failed_attempt(&table, model, 503));
+                    log::warn!("failover call to model {} not sent: {e}", routed.model);
+                    f.failed.extend(failed_attempt(&table, routed.model, 503));
                 }
-            }
-            if f.tried.len() >= shared.max_attempts as usize {
-                break;
             }
         }
         false
@@ -249,8 +235,36 @@ pub(super) fn is_failover_status(status: u16) -> bool {
     status == 429 || (500..600).contains(&status)
 }
 
+/// The next candidate for a failed request, best first, with its
+/// translation of the client's body; None when there is none left within
+/// `max_attempts`. Candidates it passes over (no provider key, the body does
+/// not translate for them) count as tried.
+pub(super) fn next_candidate<'t>(
+    f: &mut Failover,
+    table: &'t Table,
+    tenant: usize,
+    dialect: Dialect,
+    penalties: Option<&[f64]>,
+    max_attempts: usize,
+) -> Option<Routed<'t>> {
+    let chat = route::as_chat(dialect, &f.body).ok()?;
+    let req = ChatRequest::parse(&chat).ok()?;
+    for model in route::fallbacks(table, tenant, &req, &f.tried, penalties) {
+        if f.tried.len() >= max_attempts {
+            break;
+        }
+        f.tried.push(model);
+        if let Ok(routed) =
+            route::to_model(table, tenant, dialect, &f.body, &req, &chat, model, None)
+        {
+            return Some(routed);
+        }
+    }
+    None
+}
+
 /// A failed attempt on `model`, for the request's usage record.
-fn failed_attempt(table: &Table, model: usize, status: u16) -> Option<FailedAttempt> {
+pub(super) fn failed_attempt(table: &Table, model: usize, status: u16) -> Option<FailedAttempt> {
     let m = table.models.get(model)?;
     Some(FailedAttempt {
         provider: m.provider.clone(),

@@ -9,6 +9,7 @@
 
 mod cache;
 mod failover;
+mod redirect;
 
 use std::rc::Rc;
 
@@ -26,6 +27,8 @@ use crate::route::{self, Dialect, Upstream};
 use crate::table::{Table, Wire};
 use cache::Lookup;
 use failover::{Failover, is_failover_status};
+pub(super) use redirect::Carry;
+use redirect::Resumed;
 
 const CHAT_PATH: &str = "/v1/chat/completions";
 const MESSAGES_PATH: &str = "/v1/messages";
@@ -42,7 +45,10 @@ pub struct Http {
     dialect: Dialect,
     had_api_key_header: bool,
     had_authorization_header: bool,
-    had_anthropic_version: bool,
+    /// The client's own `anthropic-version` / `anthropic-beta` (an
+    /// Anthropic client): kept for Anthropic providers, dropped for others.
+    anthropic_version: Option<Vec<u8>>,
+    anthropic_beta: Option<Vec<u8>>,
     request_id: String,
     /// Set once routed (or passed through): who answers.
     decision: Option<Decision>,
@@ -61,6 +67,12 @@ pub struct Http {
     no_cache: bool,
     /// A cache miss: the key its answer is stored under.
     cache_key: Option<crate::cache::Key>,
+    /// The attempt in flight may fail over by redirect: the token its
+    /// state is carried under (see `redirect`).
+    carry_token: Option<u128>,
+    /// A redirected attempt: what the failed one decided, for the body
+    /// phase to route the next candidate.
+    resumed: Option<Resumed>,
 }
 
 /// What the headers phase decided.
@@ -95,7 +107,8 @@ impl Http {
             dialect: Dialect::Chat,
             had_api_key_header: false,
             had_authorization_header: false,
-            had_anthropic_version: false,
+            anthropic_version: None,
+            anthropic_beta: None,
             request_id: String::new(),
             decision: None,
             replied: false,
@@ -106,6 +119,8 @@ impl Http {
             failover: None,
             no_cache: false,
             cache_key: None,
+            carry_token: None,
+            resumed: None,
         }
     }
 
@@ -164,7 +179,8 @@ impl Http {
                     self.had_api_key_header = true;
                     api_key = std::str::from_utf8(value).ok();
                 }
-                "anthropic-version" => self.had_anthropic_version = true,
+                "anthropic-version" => self.anthropic_version = Some(value.clone()),
+                "anthropic-beta" => self.anthropic_beta = Some(value.clone()),
                 "cache-control" => self.no_cache = cache_control_bypass(value),
                 "content-length" => {
                     content_length = std::str::from_utf8(value)
@@ -188,6 +204,12 @@ impl Http {
 
         let full_path = path.unwrap_or_default();
         let path = full_path.split(|&b| b == b'?').next().unwrap_or_default();
+        if let Some((token, status)) = crate::carry::redirected(full_path) {
+            // The attempt before this one failed and Envoy sent the request
+            // round again.
+            self.resume(&shared, token, status)?;
+            return Ok(Next::Body);
+        }
         enum Kind {
             Route,
             Models,
@@ -274,7 +296,7 @@ impl Http {
             }
         }
         Self::set_header(auth.header(), Some(&auth.value(key)));
-        if p.wire == Wire::Anthropic && !self.had_anthropic_version {
+        if p.wire == Wire::Anthropic && self.anthropic_version.is_none() {
             Self::set_header("anthropic-version", Some(ANTHROPIC_VERSION));
         }
         Self::set_header(&shared.cluster_header, Some(&p.cluster));
@@ -308,6 +330,9 @@ impl Http {
         let (Some(shared), Some(table)) = (self.shared.clone(), self.table.clone()) else {
             return Err(ApiError::NoTable);
         };
+        if let Some(resumed) = self.resumed.take() {
+            return self.next_attempt(&shared, &table, resumed, body_size);
+        }
         let body = host::request_body(body_size).unwrap_or_default();
         let penalties = shared.local_penalties(&table);
         let routed = route::route_request(
@@ -317,30 +342,23 @@ impl Http {
             &body,
             penalties.as_deref(),
         )?;
-        let (Some(model), Some(provider)) = (
-            table.models.get(routed.model),
-            table.providers.get(routed.provider),
-        ) else {
-            return Err(ApiError::NoTable);
-        };
-
         let lookup = self.cache_lookup(&shared, &table, &routed, &body);
+        let complexity = routed.score.map(|s| s.complexity);
         if let Lookup::Hit {
             answer,
             content_type,
         } = &lookup
         {
             // A hit: answered here, nothing goes upstream.
-            let c = routed.score.map(|s| s.complexity);
             if let Some(start) = self.start {
-                let mut meter = Meter::new(start, false, c);
+                let mut meter = Meter::new(start, false, complexity);
                 meter.served_from_cache();
                 self.meter = Some(meter);
             }
             self.decision = Some(Decision {
                 provider: routed.provider,
                 model: Some(routed.model),
-                complexity: c.map(|c| format!("{c:.3}")),
+                complexity: complexity.map(|c| format!("{c:.3}")),
                 failed_over_from: None,
                 cache: Some(lookup.header()),
             });
@@ -365,6 +383,45 @@ impl Http {
                 whole.len()
             }
         };
+        let failover = Failover {
+            body,
+            stream: routed.stream,
+            include_usage: routed.include_usage,
+            tried: vec![routed.model],
+            failed: Vec::new(),
+            pending: None,
+        };
+        let resumed = Resumed {
+            complexity,
+            cache: Some(lookup.header()),
+            failed_over_from: None,
+        };
+        self.forward(&shared, &table, &routed, length, resumed, failover)
+    }
+
+    /// Sends the routed request on: the routing headers, the provider's key,
+    /// and how its answer is read and reshaped. The body is already in place
+    /// (`length` bytes).
+    fn forward(
+        &mut self,
+        shared: &Shared,
+        table: &Rc<Table>,
+        routed: &route::Routed<'_>,
+        length: usize,
+        how: Resumed,
+        failover: Failover,
+    ) -> Result<(), ApiError> {
+        let (Some(model), Some(provider)) = (
+            table.models.get(routed.model),
+            table.providers.get(routed.provider),
+        ) else {
+            return Err(ApiError::NoTable);
+        };
+        let max_attempts = shared.max_attempts as usize;
+        // Read before `:authority` becomes the provider's.
+        let location = (shared.failover_redirect && failover.tried.len() < max_attempts)
+            .then(redirect::client_origin)
+            .flatten();
         // A stale length truncates the body upstream (ENVOY-NOTES 3).
         Self::set_header("content-length", Some(&length.to_string()));
         Self::set_header(&shared.cluster_header, Some(&provider.cluster));
@@ -379,9 +436,11 @@ impl Http {
         if header != "x-api-key" && self.had_api_key_header {
             Self::set_header("x-api-key", None);
         }
-        if provider.wire == Wire::Anthropic && !self.had_anthropic_version {
-            Self::set_header("anthropic-version", Some(ANTHROPIC_VERSION));
-        } else if provider.wire != Wire::Anthropic && self.had_anthropic_version {
+        if provider.wire == Wire::Anthropic {
+            if self.anthropic_version.is_none() {
+                Self::set_header("anthropic-version", Some(ANTHROPIC_VERSION));
+            }
+        } else if self.anthropic_version.is_some() || self.anthropic_beta.is_some() {
             // An Anthropic client translated for another provider.
             Self::set_header("anthropic-version", None);
             Self::set_header("anthropic-beta", None);
@@ -389,7 +448,7 @@ impl Http {
         if let Err(s) = host::clear_route_cache() {
             log::warn!("clear_route_cache failed: {s:?}");
         }
-        let complexity = routed.score.map(|s| format!("{:.3}", s.complexity));
+        let complexity = how.complexity.map(|c| format!("{c:.3}"));
         log::debug!(
             "request {} tenant {} -> {}/{} complexity {}",
             self.request_id,
@@ -411,25 +470,22 @@ impl Http {
             created: self.created(),
         });
         if let Some(start) = self.start {
-            let c = routed.score.map(|s| s.complexity);
-            self.meter = Some(Meter::new(start, routed.stream, c));
+            self.meter = Some(Meter::new(start, routed.stream, how.complexity));
         }
         self.decision = Some(Decision {
             provider: routed.provider,
             model: Some(routed.model),
             complexity,
-            failed_over_from: None,
-            cache: Some(lookup.header()),
+            failed_over_from: how.failed_over_from,
+            cache: how.cache,
         });
-        if shared.max_attempts > 1 {
-            self.failover = Some(Failover {
-                body,
-                stream: routed.stream,
-                include_usage: routed.include_usage,
-                tried: vec![routed.model],
-                failed: Vec::new(),
-                pending: None,
-            });
+        if max_attempts > 1 {
+            match location {
+                Some((scheme, authority)) => {
+                    self.carry(shared, table, how, failover, &scheme, &authority)
+                }
+                None => self.failover = Some(failover),
+            }
         }
         Ok(())
     }
@@ -547,9 +603,14 @@ impl HttpContext for Http {
             // Our own local reply already carries its headers.
             return Action::Continue;
         }
+        // A redirect Envoy did not follow is the provider's failure.
+        let unfollowed = self.reclaim();
         let status = match &mut self.meter {
             Some(meter) => {
                 meter.on_headers();
+                if let Some(s) = unfollowed {
+                    meter.set_status(s);
+                }
                 meter.status()
             }
             None => return Action::Continue,
@@ -559,7 +620,9 @@ impl HttpContext for Http {
             // The next candidate answers instead; hold this answer back.
             return Action::Pause;
         }
-        if self.failover.as_ref().is_some_and(|f| !f.failed.is_empty()) {
+        if is_failover_status(status)
+            && self.failover.as_ref().is_some_and(|f| !f.failed.is_empty())
+        {
             // The last candidate failed too: one error naming every attempt.
             let e = self.give_up();
             return self.fail(&e);
@@ -695,6 +758,9 @@ impl HttpContext for Http {
         if let Some(f) = &self.failover {
             record.failed_attempts = f.failed.clone();
         }
+        let Some(record) = self.leave_record(record) else {
+            return;
+        };
         if let Some(m) = &shared.metrics {
             Metrics::count(
                 m.usage_unparsed,

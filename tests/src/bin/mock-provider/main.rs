@@ -326,6 +326,17 @@ async fn provider_request(app: &App, parts: &Parts, body: Body) -> Response {
         authorization: header(&parts.headers, &AUTHORIZATION),
         x_api_key: header(&parts.headers, &HeaderName::from_static("x-api-key")),
         anthropic_version: header(&parts.headers, &anthropic::VERSION_HEADER),
+        internal_headers: parts
+            .headers
+            .keys()
+            .map(HeaderName::as_str)
+            .filter(|n| {
+                n.starts_with("x-aipipe-")
+                    || *n == "x-envoy-original-url"
+                    || (*n == "x-goog-api-key" && provider.name() != "gemini")
+            })
+            .map(str::to_owned)
+            .collect(),
         model: field("model").and_then(Value::as_str).map(str::to_owned),
         stream: field("stream").and_then(Value::as_bool) == Some(true),
         body_bytes: bytes.len(),

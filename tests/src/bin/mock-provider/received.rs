@@ -22,6 +22,10 @@ pub struct Record {
     pub authorization: Option<String>,
     pub x_api_key: Option<String>,
     pub anthropic_version: Option<String>,
+    /// Names of received headers no provider should get from the gateway:
+    /// `x-aipipe-*`, `x-envoy-original-url` (an internal redirect's), and
+    /// Gemini's `x-goog-api-key` on any other provider.
+    pub internal_headers: Vec<String>,
     pub model: Option<String>,
     pub stream: bool,
     pub body_bytes: usize,

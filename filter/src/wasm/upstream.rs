@@ -1,0 +1,77 @@
+//! The upstream filter: the same module, root id `aipipe_upstream`, running
+//! in each provider cluster's upstream HTTP filter chain (after the router
+//! picked the cluster, once per attempt).
+//!
+//! It does one thing. When the filter sent an attempt that may fail over, the
+//! request carries [`FAILOVER_LOCATION_HEADER`]; the upstream filter takes
+//! it off (the provider never sees it) and, if the provider answers 429 or
+//! 5xx, turns the answer into `307` with that location plus the provider's
+//! status. The route's `internal_redirect_policy` then makes Envoy's router
+//! send the request through the filter chain again, where the filter picks
+//! the next candidate. The router drops the failed answer, so the next
+//! attempt's answer reaches the client as it streams, exactly like a first
+//! attempt's.
+//!
+//! The redirect has to be made here: the router decides on it from the
+//! upstream answer, before any downstream filter sees the response.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MapType};
+
+use crate::config::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
+use crate::penalty::is_failure;
+
+#[derive(Default)]
+pub struct Upstream {
+    /// Where to send a failed attempt (from the filter).
+    location: Option<String>,
+}
+
+impl Context for Upstream {}
+
+impl HttpContext for Upstream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let location =
+            hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, FAILOVER_LOCATION_HEADER)
+                .ok()
+                .flatten();
+        if let Some(location) = location {
+            let _ = hostcalls::set_map_value(
+                MapType::HttpRequestHeaders,
+                FAILOVER_LOCATION_HEADER,
+                None,
+            );
+            self.location = String::from_utf8(location).ok();
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(location) = self.location.take() else {
+            return Action::Continue;
+        };
+        let status = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
+        let Some(status) = status.filter(|&s| is_failure(s)) else {
+            return Action::Continue;
+        };
+        let status = status.to_string();
+        let location = format!("{location}&status={status}");
+        for (name, value) in [
+            (":status", "307"),
+            ("location", location.as_str()),
+            (FAILED_STATUS_HEADER, status.as_str()),
+        ] {
+            if let Err(s) =
+                hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value))
+            {
+                log::warn!("cannot turn a failed answer into a failover redirect: {s:?}");
+                return Action::Continue;
+            }
+        }
+        Action::Continue
+    }
+}
