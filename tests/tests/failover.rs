@@ -23,6 +23,23 @@ fn with(fields: &[(&str, Value)]) -> String {
     config.to_string()
 }
 
+/// Envoy with the filter on `envoy/demo.yaml`, its YAML changed by `edit`.
+fn envoy_with(mock: &Mock, plugin_config: String, edit: impl FnOnce(String) -> String) -> Envoy {
+    let (listener_port, admin_port) = (free_port(), free_port());
+    let yaml = render_envoy_config(
+        "demo.yaml",
+        &EnvoyConfig {
+            listener_port,
+            admin_port,
+            upstream_port: mock.port,
+            plugin_config: Some(plugin_config),
+            with_filter: true,
+            control_plane: None,
+        },
+    );
+    Envoy::start(&edit(yaml), listener_port, admin_port, 2)
+}
+
 fn providers_hit(s: &Stack) -> Vec<String> {
     s.mock
         .received()
@@ -178,32 +195,21 @@ fn an_anthropic_client_streams_after_a_failover_to_an_openai_model() {
 #[test]
 fn without_the_redirect_policy_failover_still_answers_by_call() {
     let mock = Mock::start();
-    let (listener_port, admin_port) = (free_port(), free_port());
-    let yaml = render_envoy_config(
-        "demo.yaml",
-        &EnvoyConfig {
-            listener_port,
-            admin_port,
-            upstream_port: mock.port,
-            plugin_config: Some(test_plugin_config()),
-            with_filter: true,
-            control_plane: None,
-        },
-    );
-    // A route without `internal_redirect_policy`: Envoy hands the upstream
-    // filter's 307 back to the filter, which calls the next candidate.
-    let policy = [
-        "internal_redirect_policy:",
-        "redirect_response_codes: [307]",
-        "max_internal_redirects: 9",
-    ];
-    assert!(policy.iter().all(|p| yaml.contains(p)));
-    let yaml: String = yaml
-        .lines()
-        .filter(|l| !policy.contains(&l.trim()))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    let envoy = Envoy::start(&yaml, listener_port, admin_port, 2);
+    let envoy = envoy_with(&mock, test_plugin_config(), |yaml| {
+        // A route without `internal_redirect_policy`: Envoy hands the
+        // upstream filter's 307 back to the filter, which calls the next
+        // candidate.
+        let policy = [
+            "internal_redirect_policy:",
+            "redirect_response_codes: [307]",
+            "max_internal_redirects: 9",
+        ];
+        assert!(policy.iter().all(|p| yaml.contains(p)));
+        yaml.lines()
+            .filter(|l| !policy.contains(&l.trim()))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    });
     mock.fault(json!({"provider": "openai", "status": 503}));
     let r = post_json(
         &envoy.url("/v1/chat/completions"),
@@ -270,20 +276,11 @@ fn when_every_candidate_fails_the_error_names_each_attempt() {
 #[test]
 fn a_slow_provider_past_the_timeout_is_failed_over() {
     let mock = Mock::start();
-    let (listener_port, admin_port) = (free_port(), free_port());
-    let yaml = render_envoy_config(
-        "demo.yaml",
-        &EnvoyConfig {
-            listener_port,
-            admin_port,
-            upstream_port: mock.port,
-            plugin_config: Some(with(&[("attempt_timeout_ms", json!(1000))])),
-            with_filter: true,
-            control_plane: None,
-        },
-    )
-    .replace("timeout: 300s", "timeout: 1s");
-    let envoy = Envoy::start(&yaml, listener_port, admin_port, 2);
+    let envoy = envoy_with(
+        &mock,
+        with(&[("attempt_timeout_ms", json!(1000))]),
+        |yaml| yaml.replace("timeout: 300s", "timeout: 1s"),
+    );
     // Every OpenAI model is slow: the first attempt meets the route's
     // timeout, the second (gpt-4o) the failover attempt's, Claude answers.
     mock.fault(json!({"provider": "openai", "delay_ms": 5000}));
