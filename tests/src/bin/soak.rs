@@ -15,9 +15,12 @@
 //!   and a leak would then hide in the free space they leave.
 //! - Streams: `--streams` concurrent streamed chats (`"stream": true`), the
 //!   mock pausing `--chunk-delay-ms` between its ~14 events, opened at
-//!   `--ramp-per-sec`, each on its own connection; a stream counts as held
-//!   when it answered 200 and ended with `data: [DONE]` and the last chunk;
-//!   anything else is dropped, with the reason.
+//!   `--ramp-per-sec`, multiplexed over `--h2-connections` HTTP/2 client
+//!   connections (h2c, prior knowledge: how a load balancer in front of
+//!   Envoy connects), or with `--http1` each on its own HTTP/1.1
+//!   connection; a stream counts as held when it answered 200 and ended
+//!   with `data: [DONE]` and the last chunk (HTTP/1.1's empty chunk,
+//!   HTTP/2's END_STREAM); anything else is dropped, with the reason.
 //!
 //! Memory, at every sample: Envoy's RSS (`/proc/<pid>/status`), tcmalloc's
 //! `allocated` and `heap_size` (admin `/memory`), and each Wasm VM's linear
@@ -31,7 +34,11 @@
 //! Everything binds 127.0.0.1, every phase is bounded, and a watchdog kills
 //! Envoy, the mock and the control plane and exits at `--deadline-secs`. It
 //! raises its own `RLIMIT_NOFILE` (children inherit it) with `prlimit`: Envoy
-//! needs two descriptors per stream (client and upstream side).
+//! needs a descriptor per stream for its upstream connection (the mock
+//! speaks HTTP/1.1), and over HTTP/1.1 one more for the client's. With a
+//! hard limit of 20,000 and no `CAP_SYS_RESOURCE` to raise it, 10,000
+//! HTTP/1.1 streams do not fit in one Envoy (9,981 at most); over HTTP/2
+//! they take 10,000 descriptors plus one per client connection.
 //!
 //! Output: human lines, and `soak: <name> <value>` lines to grep.
 
@@ -51,13 +58,18 @@ use tokio::net::TcpStream;
 /// The virtual key (imported into the control plane with `--control-plane`).
 const KEY: &str = "vk-soak-0123456789";
 const USAGE: &str = "usage: soak [--streams N] [--requests N] [--connections N] \
-    [--chunk-delay-ms N] [--ramp-per-sec N] [--samples N] [--deadline-secs N] [--control-plane]";
+    [--h2-connections N | --http1] [--chunk-delay-ms N] [--ramp-per-sec N] [--samples N] \
+    [--deadline-secs N] [--control-plane]";
 
 #[derive(Debug, Clone)]
 struct Options {
     streams: u64,
     requests: u64,
     connections: u64,
+    /// HTTP/2 connections the streams share (unless `http1`).
+    h2_connections: u64,
+    /// Streams each on their own HTTP/1.1 connection instead.
+    http1: bool,
     chunk_delay_ms: u64,
     ramp_per_sec: u64,
     samples: u64,
@@ -70,6 +82,8 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         streams: 10_000,
         requests: 1_000_000,
         connections: 64,
+        h2_connections: 64,
+        http1: false,
         chunk_delay_ms: 2000,
         ramp_per_sec: 2000,
         samples: 10,
@@ -88,6 +102,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             o.control_plane = true;
             continue;
         }
+        if flag == "--http1" {
+            o.http1 = true;
+            continue;
+        }
         let value = inline
             .or_else(|| args.next())
             .ok_or_else(|| format!("{flag} needs a value"))?;
@@ -99,6 +117,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
             "--streams" => &mut o.streams,
             "--requests" => &mut o.requests,
             "--connections" => &mut o.connections,
+            "--h2-connections" => &mut o.h2_connections,
             "--chunk-delay-ms" => &mut o.chunk_delay_ms,
             "--ramp-per-sec" => &mut o.ramp_per_sec,
             "--samples" => &mut o.samples,
@@ -107,9 +126,16 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Options>,
         };
         *slot = n;
     }
-    if o.connections == 0 || o.ramp_per_sec == 0 || o.samples == 0 || o.deadline_secs == 0 {
+    if o.connections == 0
+        || o.h2_connections == 0
+        || o.ramp_per_sec == 0
+        || o.samples == 0
+        || o.deadline_secs == 0
+    {
         return Err(
-            "--connections, --ramp-per-sec, --samples and --deadline-secs must be > 0".into(),
+            "--connections, --h2-connections, --ramp-per-sec, --samples, \
+             --deadline-secs: each must be > 0"
+                .into(),
         );
     }
     Ok(Some(o))
@@ -387,8 +413,9 @@ fn recorded(cp: Option<&ControlPlane>, expected: u64) {
 
 // ---------------------------------------------------------------- HTTP/1.1
 
-// The workspace's tokio has no `io-util`: reads and writes go through the
-// socket's readiness and `try_read` / `try_write`.
+// The workspace asks tokio for no `io-util` (h2 turns it on for itself):
+// reads and writes go through the socket's readiness and `try_read` /
+// `try_write`.
 async fn write_all(conn: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
     while !data.is_empty() {
         conn.writable().await?;
@@ -443,6 +470,26 @@ enum Failure {
     /// A 200 stream that ended without `data: [DONE]`.
     NoDone,
     Malformed,
+    /// The HTTP/2 connection preface could not be sent.
+    Handshake,
+    /// An HTTP/2 stream reset (`RST_STREAM`), with its reason code.
+    Reset(u32),
+    /// The HTTP/2 connection ended (`GOAWAY`), with its reason code.
+    GoAway(u32),
+    /// Any other HTTP/2 error (h2 refusing a misuse, say).
+    Protocol,
+}
+
+/// How `failures_text` names a failure: HTTP/2 reason codes by name
+/// (`Reset(REFUSED_STREAM)`), the rest as declared.
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            Self::Reset(code) => write!(f, "Reset({:?})", h2::Reason::from(code)),
+            Self::GoAway(code) => write!(f, "GoAway({:?})", h2::Reason::from(code)),
+            other => write!(f, "{other:?}"),
+        }
+    }
 }
 
 /// The parsed head of an answer: (status, body framing).
@@ -550,6 +597,12 @@ struct StreamStats {
     peak_open: AtomicU64,
     completed: AtomicU64,
     failures: Mutex<BTreeMap<Failure, u64>>,
+    /// HTTP/2 connections opened (more than `--h2-connections` if some ended).
+    h2_opened: AtomicU64,
+    /// HTTP/2 connections that ended with an error, by error.
+    h2_ended: Mutex<BTreeMap<Failure, u64>>,
+    /// The smallest SETTINGS_MAX_CONCURRENT_STREAMS Envoy announced.
+    h2_server_max_streams: AtomicU64,
 }
 
 impl StreamStats {
@@ -596,8 +649,166 @@ async fn one_stream(port: u16, request: Arc<Vec<u8>>, patience: Duration, s: Arc
     }
 }
 
-/// Opens `n` streams at `per_sec`, each its own connection; returns when all ended.
-async fn hold_streams(port: u16, n: u64, per_sec: u64, patience: Duration, s: Arc<StreamStats>) {
+/// Receive windows far above one answer (a few KB): flow control never holds
+/// a stream back, whatever Envoy sends at once. h2 returns the window (a
+/// `WINDOW_UPDATE`) as `release_capacity` frees half of it.
+const H2_STREAM_WINDOW: u32 = 1 << 20;
+const H2_CONNECTION_WINDOW: u32 = 16 << 20;
+
+/// One shared HTTP/2 connection: its request handle, and whether the task
+/// driving it still runs.
+struct H2Connection {
+    send: h2::client::SendRequest<bytes::Bytes>,
+    alive: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The streams' HTTP/2 connections, as a load balancer would hold them in
+/// front of Envoy: stream `i` goes on connection `i % n`, opened on first use
+/// and opened again if it has ended (its streams then fail on their own).
+struct H2Pool {
+    port: u16,
+    slots: Vec<tokio::sync::Mutex<Option<H2Connection>>>,
+    s: Arc<StreamStats>,
+}
+
+impl H2Pool {
+    /// A handle on connection `slot`. The slot's lock makes the streams
+    /// waiting on a connection share one connect.
+    async fn handle(&self, slot: usize) -> Result<h2::client::SendRequest<bytes::Bytes>, Failure> {
+        let mut conn = self.slots[slot % self.slots.len()].lock().await;
+        if let Some(c) = conn.as_ref()
+            && c.alive.load(Ordering::Relaxed)
+        {
+            return Ok(c.send.clone());
+        }
+        let c = self.connect().await?;
+        let send = c.send.clone();
+        *conn = Some(c);
+        Ok(send)
+    }
+
+    /// h2c with prior knowledge: the client preface straight away, which
+    /// Envoy's `codec_type: AUTO` (the default) tells from HTTP/1.1.
+    async fn connect(&self) -> Result<H2Connection, Failure> {
+        let tcp = TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .map_err(|_| Failure::Connect)?;
+        let _ = tcp.set_nodelay(true);
+        let (send, connection) = h2::client::Builder::new()
+            .initial_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
+            .handshake::<_, bytes::Bytes>(tcp)
+            .await
+            .map_err(|_| Failure::Handshake)?;
+        self.s.h2_opened.fetch_add(1, Ordering::Relaxed);
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (flag, s) = (alive.clone(), self.s.clone());
+        // The connection does nothing unless polled; it ends once every
+        // handle is dropped and its streams are done.
+        tokio::spawn(async move {
+            if let Err(e) = connection.await
+                && let Ok(mut m) = s.h2_ended.lock()
+            {
+                *m.entry(h2_failure(&e)).or_default() += 1;
+            }
+            flag.store(false, Ordering::Relaxed);
+        });
+        Ok(H2Connection { send, alive })
+    }
+}
+
+fn h2_failure(e: &h2::Error) -> Failure {
+    match e.reason() {
+        Some(reason) if e.is_go_away() => Failure::GoAway(reason.into()),
+        Some(reason) if e.is_reset() => Failure::Reset(reason.into()),
+        _ if e.is_io() => Failure::Read,
+        _ => Failure::Protocol,
+    }
+}
+
+/// One stream over HTTP/2, held to the same test as over HTTP/1.1: 200, and a
+/// body that ends (END_STREAM, no reset) after `data: [DONE]`.
+async fn one_h2_stream(
+    pool: Arc<H2Pool>,
+    slot: usize,
+    body: bytes::Bytes,
+    patience: Duration,
+    s: Arc<StreamStats>,
+) {
+    let run = async {
+        // `ready` waits while the connection has as many streams open as
+        // Envoy's SETTINGS_MAX_CONCURRENT_STREAMS allows.
+        let mut send = pool
+            .handle(slot)
+            .await?
+            .ready()
+            .await
+            .map_err(|e| h2_failure(&e))?;
+        s.started.fetch_add(1, Ordering::Relaxed);
+        let request = http::Request::post("http://aipipe/v1/chat/completions")
+            .header("authorization", format!("Bearer {KEY}"))
+            .header("content-type", "application/json")
+            .header("content-length", body.len())
+            .body(())
+            .map_err(|_| Failure::Malformed)?;
+        let (response, mut upload) = send
+            .send_request(request, false)
+            .map_err(|e| h2_failure(&e))?;
+        upload.send_data(body, true).map_err(|e| h2_failure(&e))?;
+        let response = response.await.map_err(|e| h2_failure(&e))?;
+        // Envoy's SETTINGS came before its answer.
+        s.h2_server_max_streams
+            .fetch_min(send.current_max_send_streams() as u64, Ordering::Relaxed);
+        let status = response.status().as_u16();
+        let mut answer = response.into_body();
+        let mut buf = Vec::with_capacity(8 * 1024);
+        let mut opened = false;
+        let result = async {
+            while let Some(chunk) = answer.data().await {
+                let chunk = chunk.map_err(|e| h2_failure(&e))?;
+                if !opened && !chunk.is_empty() {
+                    opened = true;
+                    let now = s.open.fetch_add(1, Ordering::Relaxed) + 1;
+                    s.peak_open.fetch_max(now, Ordering::Relaxed);
+                }
+                let _ = answer.flow_control().release_capacity(chunk.len());
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(())
+        }
+        .await;
+        if opened {
+            s.open.fetch_sub(1, Ordering::Relaxed);
+        }
+        result?;
+        if status != 200 {
+            return Err(Failure::Status(status));
+        }
+        if find(&buf, b"data: [DONE]").is_none() {
+            return Err(Failure::NoDone);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(patience, run).await {
+        Ok(Ok(())) => {
+            s.completed.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(Err(f)) => s.fail(f),
+        Err(_) => s.fail(Failure::Timeout),
+    }
+}
+
+/// Opens `n` streams at `per_sec` — over `h2_connections` shared HTTP/2
+/// connections, or (`None`) each on its own HTTP/1.1 connection; returns
+/// when all ended.
+async fn hold_streams(
+    port: u16,
+    n: u64,
+    per_sec: u64,
+    h2_connections: Option<u64>,
+    patience: Duration,
+    s: Arc<StreamStats>,
+) {
     let body = serde_json::json!({
         "model": "auto",
         "stream": true,
@@ -606,6 +817,15 @@ async fn hold_streams(port: u16, n: u64, per_sec: u64, patience: Duration, s: Ar
     })
     .to_string();
     let request = Arc::new(chat_request(&body));
+    let body = bytes::Bytes::from(body);
+    let pool = h2_connections.map(|c| {
+        s.h2_server_max_streams.store(u64::MAX, Ordering::Relaxed);
+        Arc::new(H2Pool {
+            port,
+            slots: (0..c).map(|_| tokio::sync::Mutex::new(None)).collect(),
+            s: s.clone(),
+        })
+    });
     let mut tasks = tokio::task::JoinSet::new();
     let tick = Duration::from_millis(50);
     let per_tick = (per_sec / 20).max(1);
@@ -614,11 +834,21 @@ async fn hold_streams(port: u16, n: u64, per_sec: u64, patience: Duration, s: Ar
     while launched < n {
         interval.tick().await;
         for _ in 0..per_tick.min(n - launched) {
-            tasks.spawn(one_stream(port, request.clone(), patience, s.clone()));
+            match &pool {
+                Some(pool) => tasks.spawn(one_h2_stream(
+                    pool.clone(),
+                    launched as usize,
+                    body.clone(),
+                    patience,
+                    s.clone(),
+                )),
+                None => tasks.spawn(one_stream(port, request.clone(), patience, s.clone())),
+            };
             launched += 1;
         }
     }
     while tasks.join_next().await.is_some() {}
+    // The last handles go: each connection's task then sees it end.
 }
 
 // ---------------------------------------------------------------- requests
@@ -735,7 +965,7 @@ fn failures_text(m: &Mutex<BTreeMap<Failure, u64>>) -> String {
     m.lock()
         .map(|m| {
             m.iter()
-                .map(|(f, n)| format!("{f:?}={n}"))
+                .map(|(f, n)| format!("{f}={n}"))
                 .collect::<Vec<_>>()
                 .join(" ")
         })
@@ -773,8 +1003,11 @@ fn run(o: &Options) -> Result<(), String> {
     install_guards(deadline);
     let left = || deadline.saturating_sub(started.elapsed());
 
-    // Envoy holds two descriptors a stream; this process and the mock one.
-    let want = o.streams * 2 + 4096;
+    // Envoy holds a descriptor a stream for its upstream side, and over
+    // HTTP/1.1 one more for the client's; the mock holds one a stream, and
+    // so does this process over HTTP/1.1.
+    let fds_per_stream: u64 = if o.http1 { 2 } else { 1 };
+    let want = o.streams * fds_per_stream + 4096;
     let (soft, hard) = raise_nofile(want);
     println!("soak: nofile_limit {soft} (hard {hard}, wanted {want})");
 
@@ -828,11 +1061,11 @@ fn run(o: &Options) -> Result<(), String> {
     let envoy_pid = envoy.process.pid();
     let (esoft, _) = nofile(&envoy_pid.to_string()).unwrap_or((0, 0));
     println!("soak: envoy_nofile_limit {esoft}");
-    if esoft < o.streams * 2 + 256 {
+    if esoft < o.streams * fds_per_stream + 256 {
         println!(
-            "warning: Envoy may open {esoft} descriptors; {} streams need about {} (two each)",
+            "warning: Envoy may open {esoft} descriptors; {} streams need about {} ({fds_per_stream} each)",
             o.streams,
-            o.streams * 2 + 256
+            o.streams * fds_per_stream + 256
         );
     }
 
@@ -897,12 +1130,12 @@ fn run(o: &Options) -> Result<(), String> {
     let mut sent = 2000;
     let m0 = memory(&envoy);
     println!("soak: memory_start {}", m0.line());
-    // Each HTTP/1.1 stream holds a client-side and an upstream connection.
+    // Each stream holds an upstream connection, and over HTTP/1.1 its own
+    // client-side one.
     let fds0 = fds(envoy_pid);
-    println!(
-        "soak: envoy_fds_idle {fds0} streams_possible_by_nofile {}",
-        esoft.saturating_sub(fds0) / 2
-    );
+    let h2_fds = if o.http1 { 0 } else { o.h2_connections };
+    let streams_possible = esoft.saturating_sub(fds0 + h2_fds) / fds_per_stream;
+    println!("soak: envoy_fds_idle {fds0} streams_possible_by_nofile {streams_possible}");
 
     // ---- requests first: on fresh VMs, whose linear memory has not yet been
     // grown by 10,000 held streams, a leak shows as growth sooner.
@@ -1015,8 +1248,13 @@ fn run(o: &Options) -> Result<(), String> {
         let per_stream = Duration::from_millis(o.chunk_delay_ms * 16);
         let ramp = Duration::from_secs_f64(o.streams as f64 / o.ramp_per_sec as f64);
         let patience = per_stream + ramp + Duration::from_secs(120);
+        let over = if o.http1 {
+            "each on its own HTTP/1.1 connection".to_owned()
+        } else {
+            format!("over {} HTTP/2 connections", o.h2_connections)
+        };
         println!(
-            "\nstreams: {} streams at {}/s (ramp {:.1} s), the mock pausing {} ms between events (~{:.0} s a stream)",
+            "\nstreams: {} streams at {}/s (ramp {:.1} s) {over}, the mock pausing {} ms between events (~{:.0} s a stream)",
             o.streams,
             o.ramp_per_sec,
             ramp.as_secs_f64(),
@@ -1028,10 +1266,12 @@ fn run(o: &Options) -> Result<(), String> {
         }
         let s = Arc::new(StreamStats::default());
         let t = Instant::now();
+        let h2_before = stat(&envoy, "http.aipipe.downstream_cx_http2_total");
         let task = rt.spawn(hold_streams(
             listener_port,
             o.streams,
             o.ramp_per_sec,
+            (!o.http1).then_some(o.h2_connections),
             patience,
             s.clone(),
         ));
@@ -1096,9 +1336,23 @@ fn run(o: &Options) -> Result<(), String> {
         println!("soak: streams_held {completed} dropped {dropped}");
         if dropped > 0 && emfile > 0 {
             println!(
-                "soak: drops_cause Envoy ran out of descriptors (RLIMIT_NOFILE {esoft}: two per stream, \
-                 {} streams at most; raising the hard limit needs CAP_SYS_RESOURCE)",
-                esoft.saturating_sub(fds0) / 2
+                "soak: drops_cause Envoy ran out of descriptors (RLIMIT_NOFILE {esoft}: {fds_per_stream} per stream, \
+                 {streams_possible} streams at most; raising the hard limit needs CAP_SYS_RESOURCE)"
+            );
+        }
+        if !o.http1 {
+            // Envoy counted them as HTTP/2: h2c reached its HTTP/2 codec.
+            println!(
+                "soak: h2_connections {} opened {} envoy_downstream_cx_http2 {} ended_with_error {} ({})",
+                o.h2_connections,
+                s.h2_opened.load(Ordering::Relaxed),
+                stat(&envoy, "http.aipipe.downstream_cx_http2_total").saturating_sub(h2_before),
+                failures_total(&s.h2_ended),
+                failures_text(&s.h2_ended)
+            );
+            println!(
+                "soak: h2_server_max_concurrent_streams {}",
+                s.h2_server_max_streams.load(Ordering::Relaxed)
             );
         }
         println!("soak: envoy_fds_peak {peak_fds} (limit {esoft}) envoy_log_emfile_lines {emfile}");
