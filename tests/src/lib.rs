@@ -537,6 +537,8 @@ impl Reply {
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
+        // Tests see each answer as Envoy sent it, redirects included.
+        .max_redirects(0)
         .timeout_global(Some(Duration::from_secs(30)))
         .max_idle_connections(0)
         .build()

@@ -228,6 +228,25 @@ fn without_the_redirect_policy_failover_still_answers_by_call() {
 }
 
 #[test]
+fn a_providers_own_redirect_goes_to_the_client_not_round_envoy() {
+    let s = Stack::start();
+    s.mock.fault(json!({"provider": "openai", "status": 307}));
+    for url in [s.chat_url(), s.envoy.url("/openai/v1/chat/completions")] {
+        s.mock.clear_received();
+        let r = post_json(&url, &ACME.auth(), &chat("gpt-4o-mini", "hi"));
+        assert_eq!(r.status, 307, "{url}: {}", r.text());
+        assert_eq!(
+            r.header("location"),
+            Some("http://files.example.com/mock/redirected"),
+            "{url}"
+        );
+        assert_eq!(r.header("x-aipipe-provider-location"), None, "{url}");
+        assert_eq!(r.header("x-aipipe-failover"), None, "{url}");
+        assert_eq!(s.mock.received().len(), 1, "{url}");
+    }
+}
+
+#[test]
 fn a_forged_failover_redirect_is_refused() {
     let s = Stack::start();
     s.mock.clear_received();

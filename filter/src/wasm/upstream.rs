@@ -2,7 +2,7 @@
 //! in each provider cluster's upstream HTTP filter chain (after the router
 //! picked the cluster, once per attempt).
 //!
-//! It does one thing. When the filter sent an attempt that may fail over, the
+//! Mainly one thing. When the filter sent an attempt that may fail over, the
 //! request carries [`FAILOVER_LOCATION_HEADER`]; the upstream filter takes
 //! it off (the provider never sees it) and, if the provider answers 429 or
 //! 5xx, turns the answer into `307` with that location plus the provider's
@@ -14,12 +14,17 @@
 //!
 //! The redirect has to be made here: the router decides on it from the
 //! upstream answer, before any downstream filter sees the response.
+//!
+//! And since the route follows 307s, a 307 the provider sent itself (a file
+//! download, say, on a pass-through path) would be followed inside Envoy:
+//! its `location` is moved out of the router's sight, and the filter puts it
+//! back for the client.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use crate::config::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
+use crate::config::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER, PROVIDER_LOCATION_HEADER};
 use crate::penalty::is_failure;
 
 #[derive(Default)]
@@ -48,30 +53,53 @@ impl HttpContext for Upstream {
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(location) = self.location.take() else {
-            return Action::Continue;
-        };
         let status = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
             .ok()
             .flatten()
-            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok());
-        let Some(status) = status.filter(|&s| is_failure(s)) else {
-            return Action::Continue;
-        };
-        let status = status.to_string();
-        let location = format!("{location}&status={status}");
-        for (name, value) in [
-            (":status", "307"),
-            ("location", location.as_str()),
-            (FAILED_STATUS_HEADER, status.as_str()),
-        ] {
-            if let Err(s) =
-                hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value))
-            {
-                log::warn!("cannot turn a failed answer into a failover redirect: {s:?}");
-                return Action::Continue;
-            }
+            .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok())
+            .unwrap_or(0);
+        match self.location.take() {
+            Some(location) if is_failure(status) => redirect(&location, status),
+            _ if status == 307 => keep_providers_redirect(),
+            _ => {}
         }
         Action::Continue
+    }
+}
+
+/// The provider failed: its answer becomes the redirect to the next
+/// candidate.
+fn redirect(location: &str, status: u16) {
+    let status = status.to_string();
+    let location = format!("{location}&status={status}");
+    for (name, value) in [
+        (":status", "307"),
+        ("location", location.as_str()),
+        (FAILED_STATUS_HEADER, status.as_str()),
+    ] {
+        if let Err(s) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
+            log::warn!("cannot turn a failed answer into a failover redirect: {s:?}");
+            return;
+        }
+    }
+}
+
+/// A 307 the provider sent itself is the client's to follow, not Envoy's
+/// (the route follows 307s for failover): its `location` goes under another
+/// name past the router, and the filter puts it back.
+fn keep_providers_redirect() {
+    let location = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, "location")
+        .ok()
+        .flatten();
+    if let Some(location) = location {
+        let moved = hostcalls::set_map_value_bytes(
+            MapType::HttpResponseHeaders,
+            PROVIDER_LOCATION_HEADER,
+            Some(&location),
+        )
+        .and_then(|()| hostcalls::set_map_value(MapType::HttpResponseHeaders, "location", None));
+        if let Err(s) = moved {
+            log::warn!("cannot keep a provider's redirect from Envoy: {s:?}");
+        }
     }
 }

@@ -615,6 +615,9 @@ impl HttpContext for Http {
             }
             None => return Action::Continue,
         };
+        if status == 307 {
+            redirect::restore_providers_redirect();
+        }
         self.note_outcome(None, status);
         if is_failover_status(status) && self.try_next(status) {
             // The next candidate answers instead; hold this answer back.

@@ -31,7 +31,7 @@ use proxy_wasm::types::{BufferType, MapType};
 use super::failover::{Failover, failed_attempt, next_candidate};
 use super::{CHAT_PATH, Decision, Http, MESSAGES_PATH};
 use crate::carry::location;
-use crate::config::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
+use crate::config::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER, PROVIDER_LOCATION_HEADER};
 use crate::error::ApiError;
 use crate::route::Dialect;
 use crate::table::Table;
@@ -74,6 +74,19 @@ const ATTEMPT_HEADERS: [&str; 7] = [
     "x-envoy-original-url",
     "x-envoy-expected-rq-timeout-ms",
 ];
+
+/// A provider's own 307: the upstream filter moved its `location` out of the
+/// router's way; it goes back for the client.
+pub(super) fn restore_providers_redirect() {
+    let Ok(Some(location)) =
+        hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, PROVIDER_LOCATION_HEADER)
+    else {
+        return;
+    };
+    let _ =
+        hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, "location", Some(&location));
+    let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, PROVIDER_LOCATION_HEADER, None);
+}
 
 /// The client's scheme and authority, for a redirect back to the same route.
 pub(super) fn client_origin() -> Option<(String, String)> {

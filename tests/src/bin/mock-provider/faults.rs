@@ -84,10 +84,13 @@ impl Faults {
             );
         }
         let status = match spec.status {
-            Some(code @ 400..=599) => Some(
+            // 307 and 308: a redirect elsewhere (`location` set by the caller).
+            Some(code @ (307 | 308 | 400..=599)) => Some(
                 StatusCode::from_u16(code).map_err(|e| format!("invalid status {code}: {e}"))?,
             ),
-            Some(code) => return Err(format!("status must be 400..=599, got {code}")),
+            Some(code) => {
+                return Err(format!("status must be 307, 308 or 400..=599, got {code}"));
+            }
             None if spec.times.is_some() => return Err("times only goes with status".into()),
             None => None,
         };

@@ -370,8 +370,21 @@ async fn provider_request(app: &App, parts: &Parts, body: Body) -> Response {
     if let Some(usage) = sent_usage {
         app.received.set_sent_usage(seq, usage);
     }
+    let mut response = response;
+    if plan.status.is_some_and(|s| s.is_redirection()) {
+        // A provider's own redirect (as for a file download): somewhere else.
+        response.headers_mut().insert(
+            axum::http::header::LOCATION,
+            axum::http::HeaderValue::from_static(REDIRECT_LOCATION),
+        );
+    }
     response
 }
+
+/// Where a redirect fault (status 3xx) points. Plain http, the tests'
+/// listener's scheme: Envoy follows only same-scheme redirects by default,
+/// which for a TLS listener are the https ones real providers send.
+const REDIRECT_LOCATION: &str = "http://files.example.com/mock/redirected";
 
 /// An OpenAI-format chat request, after any delay fault: the response and
 /// the usage it carries.
