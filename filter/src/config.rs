@@ -31,7 +31,47 @@ struct RawConfig {
     #[serde(default)]
     cache: CacheConfig,
     #[serde(default)]
-    failover_redirect: Option<bool>,
+    failover_redirect: Option<serde_json::Value>,
+}
+
+/// Which requests fail over by Envoy's internal redirect (the others, and
+/// every Envoy-local failure, by `dispatch_http_call`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(
+    rename_all = "snake_case",
+    expecting = "failover_redirect: \"streams\", \"all\" or \"off\""
+)]
+pub enum FailoverRedirect {
+    /// Streamed requests: their next answer streams. The default: a whole
+    /// answer fails over faster by call (`make bench`, `failover_*`).
+    Streams,
+    /// Every request.
+    All,
+    /// None: every failover is a call (no upstream filter needed).
+    Off,
+}
+
+impl FailoverRedirect {
+    fn parse(v: Option<&serde_json::Value>) -> Result<Self, String> {
+        match v.map(|v| (v, v.as_str())) {
+            None => Ok(FailoverRedirect::Streams),
+            Some((_, Some("streams"))) => Ok(FailoverRedirect::Streams),
+            Some((_, Some("all"))) => Ok(FailoverRedirect::All),
+            Some((_, Some("off"))) => Ok(FailoverRedirect::Off),
+            Some((v, _)) => Err(format!(
+                "failover_redirect: must be \"streams\", \"all\" or \"off\", got {v}"
+            )),
+        }
+    }
+
+    /// Whether a request (streamed or not) fails over by redirect.
+    pub fn applies(self, stream: bool) -> bool {
+        match self {
+            FailoverRedirect::Streams => stream,
+            FailoverRedirect::All => true,
+            FailoverRedirect::Off => false,
+        }
+    }
 }
 
 /// Upstream attempts per request, the first included (SPEC §10 failover).
@@ -62,11 +102,11 @@ pub struct Config {
     pub penalty_decay_ms: u64,
     /// The answer cache (SPEC §11).
     pub cache: CacheConfig,
-    /// Fail over by Envoy's internal redirect (the provider clusters run
-    /// the upstream filter, [`UPSTREAM_ROOT_ID`], and the route has an
-    /// `internal_redirect_policy`): the next candidate streams like the
-    /// first. Off: every failover is a buffered `dispatch_http_call`.
-    pub failover_redirect: bool,
+    /// Which requests fail over by Envoy's internal redirect (the provider
+    /// clusters run the upstream filter, [`UPSTREAM_ROOT_ID`], and the route
+    /// has an `internal_redirect_policy`): the next candidate streams like
+    /// the first. The others fail over by a buffered `dispatch_http_call`.
+    pub failover_redirect: FailoverRedirect,
 }
 
 impl Config {
@@ -122,6 +162,7 @@ impl Config {
             return Err("penalty_decay_ms: must be at least 1".into());
         }
         raw.cache.validate().map_err(|e| format!("cache.{e}"))?;
+        let failover_redirect = FailoverRedirect::parse(raw.failover_redirect.as_ref())?;
         let table = raw
             .table
             .map(Table::compile)
@@ -136,7 +177,7 @@ impl Config {
             attempt_timeout_ms,
             penalty_decay_ms,
             cache: raw.cache,
-            failover_redirect: raw.failover_redirect.unwrap_or(true),
+            failover_redirect,
         })
     }
 }
@@ -146,15 +187,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn failover_by_redirect_is_on_unless_turned_off() {
-        assert!(Config::parse(b"").unwrap().failover_redirect);
-        assert!(
-            !Config::parse(br#"{"failover_redirect": false}"#)
-                .unwrap()
-                .failover_redirect
+    fn streams_fail_over_by_redirect_unless_configured_otherwise() {
+        let r = |json: &[u8]| Config::parse(json).map(|c| c.failover_redirect);
+        assert_eq!(r(b""), Ok(FailoverRedirect::Streams));
+        assert!(FailoverRedirect::Streams.applies(true));
+        assert!(!FailoverRedirect::Streams.applies(false));
+        assert_eq!(
+            r(br#"{"failover_redirect": "all"}"#),
+            Ok(FailoverRedirect::All)
         );
-        let e = Config::parse(br#"{"failover_redirect": "no"}"#).unwrap_err();
-        assert!(e.contains("expected a boolean"), "{e}");
+        assert!(FailoverRedirect::All.applies(false));
+        assert_eq!(
+            r(br#"{"failover_redirect": "off"}"#),
+            Ok(FailoverRedirect::Off)
+        );
+        assert!(!FailoverRedirect::Off.applies(true));
+        let e = r(br#"{"failover_redirect": true}"#).unwrap_err();
+        assert_eq!(
+            e,
+            r#"failover_redirect: must be "streams", "all" or "off", got true"#
+        );
     }
 
     #[test]

@@ -195,21 +195,25 @@ fn an_anthropic_client_streams_after_a_failover_to_an_openai_model() {
 #[test]
 fn without_the_redirect_policy_failover_still_answers_by_call() {
     let mock = Mock::start();
-    let envoy = envoy_with(&mock, test_plugin_config(), |yaml| {
-        // A route without `internal_redirect_policy`: Envoy hands the
-        // upstream filter's 307 back to the filter, which calls the next
-        // candidate.
-        let policy = [
-            "internal_redirect_policy:",
-            "redirect_response_codes: [307]",
-            "max_internal_redirects: 9",
-        ];
-        assert!(policy.iter().all(|p| yaml.contains(p)));
-        yaml.lines()
-            .filter(|l| !policy.contains(&l.trim()))
-            .map(|l| format!("{l}\n"))
-            .collect()
-    });
+    let envoy = envoy_with(
+        &mock,
+        with(&[("failover_redirect", json!("all"))]),
+        |yaml| {
+            // A route without `internal_redirect_policy`: Envoy hands the
+            // upstream filter's 307 back to the filter, which calls the next
+            // candidate. ("all": whole answers try the redirect too.)
+            let policy = [
+                "internal_redirect_policy:",
+                "redirect_response_codes: [307]",
+                "max_internal_redirects: 9",
+            ];
+            assert!(policy.iter().all(|p| yaml.contains(p)));
+            yaml.lines()
+                .filter(|l| !policy.contains(&l.trim()))
+                .map(|l| format!("{l}\n"))
+                .collect()
+        },
+    );
     mock.fault(json!({"provider": "openai", "status": 503}));
     let r = post_json(
         &envoy.url("/v1/chat/completions"),

@@ -105,7 +105,7 @@ pub struct Shared {
     pub attempt_timeout_ms: u64,
     pub penalty_decay_ms: u64,
     pub cache: crate::cache::CacheConfig,
-    pub failover_redirect: bool,
+    pub failover_redirect: crate::config::FailoverRedirect,
     /// Attempts in flight that may fail over by redirect.
     pub carries: crate::carry::Carries<Carry>,
     pub metrics: Option<Metrics>,

@@ -16,11 +16,19 @@
 //! through each Envoy, interleaved (`ttft_*`), and a full exchange answered
 //! from the filter's cache against a plain proxied one (`cache_hit_*`).
 //!
+//! Last, on a third mock where OpenAI answers 503, a request that fails over
+//! twice (to Claude) through two Envoys with the filter: one failing over
+//! every request by Envoy's internal redirect (`failover_redirect: "all"`),
+//! one by `dispatch_http_call` (`"off"`). Streamed: time to the first body
+//! byte; not streamed: time to the whole answer (`failover_*`). The default
+//! (`"streams"`) takes the better of the two for each kind.
+//!
 //! Environment: `AIPIPE_BENCH_SECONDS` (per run, default 5), `AIPIPE_BENCH_PAIRS`
 //! (default 5), `AIPIPE_BENCH_CONNECTIONS` (throughput runs, default 32),
 //! `AIPIPE_BENCH_TTFT_REQUESTS` (each way, default 200),
 //! `AIPIPE_BENCH_TTFT_CHUNK_MS` (the mock's pause between events, default 10),
-//! `AIPIPE_BENCH_CACHE_REQUESTS` (default 2000).
+//! `AIPIPE_BENCH_CACHE_REQUESTS` (default 2000), `AIPIPE_BENCH_FAILOVER_REQUESTS`
+//! (each way, default 100).
 
 // A benchmark whose setup fails (no wrk, a non-2xx answer) must stop with the
 // reason rather than print numbers: panicking with a message is the point.
@@ -490,6 +498,56 @@ fn print_core_profile(config: &str, sizes: &[(&str, usize)]) {
     }
 }
 
+/// A request that fails over, through Envoy + filter failing over by
+/// internal redirect (R) and by `dispatch_http_call` (C), interleaved: per
+/// request, ms to the first body byte and to the end of the answer.
+struct Failover {
+    redirect: Vec<(f64, f64)>,
+    call: Vec<(f64, f64)>,
+}
+
+fn measure_failover(redirect: &Envoy, call: &Envoy, stream: bool, requests: u64) -> Failover {
+    let body = serde_json::json!({
+        "model": "gpt-4o-mini",
+        "stream": stream,
+        "messages": [{"role": "user", "content": "Write one short sentence about rivers."}],
+    })
+    .to_string();
+    let request = chat_request(&body);
+    let (mut r_conn, mut c_conn) = (connect(redirect.port), connect(call.port));
+    let one = |conn: &mut TcpStream, who: &str| {
+        let x = exchange(conn, &request);
+        assert!(
+            x.status == 200 && x.header("x-aipipe-failover") == Some("gpt-4o-mini"),
+            "{who}: no failover answer: {}\n{}",
+            x.head,
+            String::from_utf8_lossy(&x.body)
+        );
+        (
+            x.first_body.as_secs_f64() * 1e3,
+            x.total.as_secs_f64() * 1e3,
+        )
+    };
+    for _ in 0..5 {
+        one(&mut r_conn, "redirect");
+        one(&mut c_conn, "call");
+    }
+    let mut f = Failover {
+        redirect: Vec::new(),
+        call: Vec::new(),
+    };
+    for i in 0..requests {
+        if i % 2 == 0 {
+            f.redirect.push(one(&mut r_conn, "redirect"));
+            f.call.push(one(&mut c_conn, "call"));
+        } else {
+            f.call.push(one(&mut c_conn, "call"));
+            f.redirect.push(one(&mut r_conn, "redirect"));
+        }
+    }
+    f
+}
+
 fn main() {
     let seconds = env_num("AIPIPE_BENCH_SECONDS", 5);
     let pairs = env_num("AIPIPE_BENCH_PAIRS", 5);
@@ -650,6 +708,59 @@ fn main() {
         percentile(&proxied, 99.0)
     );
 
+    // Failover: OpenAI answers 503, so gpt-4o-mini and gpt-4o fail and
+    // Claude answers (its stream paced like the TTFT one), through two
+    // Envoys with the filter, one failing over by redirect, one by call.
+    let failover_requests = env_num("AIPIPE_BENCH_FAILOVER_REQUESTS", 100);
+    let fault_mock = Mock::start_with(&sibling_binary("mock-provider"), &["--threads", "1"], None);
+    track(fault_mock.process.pid());
+    fault_mock.fault(serde_json::json!({"provider": "openai", "status": 503}));
+    fault_mock
+        .fault(serde_json::json!({"provider": "anthropic", "stream_chunk_delay_ms": chunk_ms}));
+    let with_failover = |how: &str| {
+        let mut c: serde_json::Value = serde_json::from_str(&config).unwrap_or_default();
+        c["failover_redirect"] = serde_json::json!(how);
+        c.to_string()
+    };
+    let redirecting = Envoy::start_rendered(
+        "demo.yaml",
+        fault_mock.port,
+        Some(with_failover("all")),
+        true,
+        1,
+    );
+    track(redirecting.process.pid());
+    let calling = Envoy::start_rendered(
+        "demo.yaml",
+        fault_mock.port,
+        Some(with_failover("off")),
+        true,
+        1,
+    );
+    track(calling.process.pid());
+    println!(
+        "\nfailover: gpt-4o-mini and gpt-4o answer 503, Claude answers (the mock pausing {chunk_ms} ms \
+         between stream events); {failover_requests} requests each way, interleaved; \
+         R = failover by internal redirect, C = by dispatch_http_call"
+    );
+    let streamed = measure_failover(&redirecting, &calling, true, failover_requests);
+    let plain_answer = measure_failover(&redirecting, &calling, false, failover_requests);
+    // Medians of the first-byte and whole-answer times.
+    let first = |v: &[(f64, f64)]| percentile(&v.iter().map(|x| x.0).collect::<Vec<_>>(), 50.0);
+    let total = |v: &[(f64, f64)]| percentile(&v.iter().map(|x| x.1).collect::<Vec<_>>(), 50.0);
+    println!(
+        "streamed: first body byte R p50 {:.2} ms, C p50 {:.2} ms; whole answer R p50 {:.2} ms, C p50 {:.2} ms",
+        first(&streamed.redirect),
+        first(&streamed.call),
+        total(&streamed.redirect),
+        total(&streamed.call)
+    );
+    println!(
+        "not streamed: whole answer R p50 {:.3} ms, C p50 {:.3} ms",
+        total(&plain_answer.redirect),
+        total(&plain_answer.call)
+    );
+
     print_core_profile(&config, &sizes);
     println!();
     println!(
@@ -671,4 +782,20 @@ fn main() {
     println!("bench: cache_hit_p50_us {:.1}", percentile(&hits, 50.0));
     println!("bench: cache_hit_p99_us {:.1}", percentile(&hits, 99.0));
     println!("bench: plain_tiny_p50_us {:.1}", percentile(&proxied, 50.0));
+    println!(
+        "bench: failover_stream_first_byte_ms_redirect {:.2}",
+        first(&streamed.redirect)
+    );
+    println!(
+        "bench: failover_stream_first_byte_ms_call {:.2}",
+        first(&streamed.call)
+    );
+    println!(
+        "bench: failover_answer_ms_redirect {:.3}",
+        total(&plain_answer.redirect)
+    );
+    println!(
+        "bench: failover_answer_ms_call {:.3}",
+        total(&plain_answer.call)
+    );
 }

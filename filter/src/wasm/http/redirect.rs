@@ -247,23 +247,26 @@ impl Http {
         self.forward(shared, table, &routed, upstream.len(), how, f)
     }
 
-    /// The attempt's answer arrived here, so no redirect followed: its
-    /// carried state comes back. Returns the provider's status when the
-    /// answer is the upstream filter's redirect that Envoy did not follow
-    /// (no `internal_redirect_policy`, or its redirect limit reached).
-    pub(super) fn reclaim(&mut self) -> Option<u16> {
+    /// The attempt's answer (`status`) arrived here, so no redirect
+    /// followed: its carried state comes back. Returns the provider's status
+    /// when the answer is the upstream filter's redirect that Envoy did not
+    /// follow (no `internal_redirect_policy`, or its redirect limit reached).
+    pub(super) fn reclaim(&mut self, status: u16) -> Option<u16> {
         let token = self.carry_token.take()?;
         let c = self.shared.as_ref()?.carries.take(token)?;
         self.failover = Some(c.failover);
+        if status != 307 {
+            return None;
+        }
         let failed =
             hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, FAILED_STATUS_HEADER)
                 .ok()
                 .flatten()?;
-        let status = std::str::from_utf8(&failed).ok()?.parse::<u16>().ok()?;
+        let failed = std::str::from_utf8(&failed).ok()?.parse::<u16>().ok()?;
         for name in ["location", FAILED_STATUS_HEADER] {
             let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, None);
         }
-        Some(status)
+        Some(failed)
     }
 
     /// The request's context ends without having seen an answer while its
