@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
-use crate::config::FAILOVER_PARAM;
+use crate::config::{FAILOVER_AUTHORITY, FAILOVER_PARAM};
 use crate::usage::UsageRecord;
 
 /// An attempt's context that ended without an answer (the client went away,
@@ -134,11 +134,11 @@ impl<T> Carries<T> {
     }
 }
 
-/// The redirect location for an attempt: the client's own path on the
-/// client's own authority (so the redirected request matches the same
-/// route), with the token. The upstream filter appends `&status=<status>`.
-pub fn location(scheme: &str, authority: &str, path: &str, token: u128) -> String {
-    format!("{scheme}://{authority}{path}?{FAILOVER_PARAM}={token:032x}")
+/// The redirect location for an attempt: [`FAILOVER_AUTHORITY`] (routed
+/// to the route that accepts failover redirects) and the client's own path,
+/// with the token. The upstream filter appends `&status=<status>`.
+pub fn location(path: &str, token: u128) -> String {
+    format!("http://{FAILOVER_AUTHORITY}{path}?{FAILOVER_PARAM}={token:032x}")
 }
 
 /// A redirected attempt's token and the failed provider's status, read
@@ -219,8 +219,15 @@ mod tests {
     #[test]
     fn the_location_reads_back() {
         let token = 0x0123_4567_89ab_cdef_0011_2233_4455_6677_u128;
-        let l = location("http", "gw:10000", "/v1/chat/completions", token);
-        let path = format!("{}&status=503", l.trim_start_matches("http://gw:10000"));
+        let l = location("/v1/chat/completions", token);
+        assert!(
+            l.starts_with("http://aipipe.failover/v1/chat/completions?"),
+            "{l}"
+        );
+        let path = format!(
+            "{}&status=503",
+            l.trim_start_matches("http://aipipe.failover")
+        );
         assert_eq!(redirected(path.as_bytes()), Some((Some(token), 503)));
         assert_eq!(redirected(b"/v1/chat/completions"), None);
         assert_eq!(redirected(b"/v1/chat/completions?x=1"), None);

@@ -276,10 +276,10 @@ pub const FAILOVER_LOCATION_HEADER: &str = "x-aipipe-failover-location";
 /// On a failed answer the upstream filter turned into a redirect: the
 /// provider's own status.
 pub const FAILED_STATUS_HEADER: &str = "x-aipipe-failed-status";
-/// A provider's own 307 keeps its `location` under this name through the
-/// router (which would otherwise follow it inside Envoy, as it follows the
-/// failover redirects); the filter puts it back for the client.
-pub const PROVIDER_LOCATION_HEADER: &str = "x-aipipe-provider-location";
+/// The authority of every failover redirect: Envoy's config routes it to
+/// the route named in the redirect policy's allow list (`aipipe_failover`),
+/// so that only these redirects are followed, never a provider's own.
+pub const FAILOVER_AUTHORITY: &str = "aipipe.failover";
 /// The query parameter of a failover redirect naming its carried state.
 pub const FAILOVER_PARAM: &str = "aipipe-failover";
 /// Shared-data keys: the table JSON, and its version (decimal) which worker

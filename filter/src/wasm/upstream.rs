@@ -2,7 +2,7 @@
 //! in each provider cluster's upstream HTTP filter chain (after the router
 //! picked the cluster, once per attempt).
 //!
-//! Mainly one thing. When the filter sent an attempt that may fail over, the
+//! It does one thing. When the filter sent an attempt that may fail over, the
 //! request carries [`FAILOVER_LOCATION_HEADER`]; the upstream filter takes
 //! it off (the provider never sees it) and, if the provider answers 429 or
 //! 5xx, turns the answer into `307` with that location plus the provider's
@@ -15,16 +15,16 @@
 //! The redirect has to be made here: the router decides on it from the
 //! upstream answer, before any downstream filter sees the response.
 //!
-//! And since the route follows 307s, a 307 the provider sent itself (a file
-//! download, say, on a pass-through path) would be followed inside Envoy:
-//! its `location` is moved out of the router's sight, and the filter puts it
-//! back for the client.
+//! Envoy's config runs it only for requests carrying the header (an
+//! `ExtensionWithMatcher` skips it otherwise), and follows only redirects to
+//! [`crate::config::FAILOVER_AUTHORITY`]: a 307 a provider sends itself goes
+//! to the client.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use crate::config::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER, PROVIDER_LOCATION_HEADER};
+use crate::config::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
 use crate::penalty::is_failure;
 
 #[derive(Default)]
@@ -58,10 +58,10 @@ impl HttpContext for Upstream {
             .flatten()
             .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok())
             .unwrap_or(0);
-        match self.location.take() {
-            Some(location) if is_failure(status) => redirect(&location, status),
-            _ if status == 307 => keep_providers_redirect(),
-            _ => {}
+        if let Some(location) = self.location.take()
+            && is_failure(status)
+        {
+            redirect(&location, status);
         }
         Action::Continue
     }
@@ -80,26 +80,6 @@ fn redirect(location: &str, status: u16) {
         if let Err(s) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
             log::warn!("cannot turn a failed answer into a failover redirect: {s:?}");
             return;
-        }
-    }
-}
-
-/// A 307 the provider sent itself is the client's to follow, not Envoy's
-/// (the route follows 307s for failover): its `location` goes under another
-/// name past the router, and the filter puts it back.
-fn keep_providers_redirect() {
-    let location = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, "location")
-        .ok()
-        .flatten();
-    if let Some(location) = location {
-        let moved = hostcalls::set_map_value_bytes(
-            MapType::HttpResponseHeaders,
-            PROVIDER_LOCATION_HEADER,
-            Some(&location),
-        )
-        .and_then(|()| hostcalls::set_map_value(MapType::HttpResponseHeaders, "location", None));
-        if let Err(s) = moved {
-            log::warn!("cannot keep a provider's redirect from Envoy: {s:?}");
         }
     }
 }

@@ -420,11 +420,9 @@ impl Http {
         let max_attempts = shared.max_attempts as usize;
         // By default streams fail over by redirect (their next answer
         // streams); a whole answer fails over faster by call (`make bench`:
-        // failover_*). Read before `:authority` becomes the provider's.
-        let location = (shared.failover_redirect.applies(routed.stream)
-            && failover.tried.len() < max_attempts)
-            .then(redirect::client_origin)
-            .flatten();
+        // failover_*).
+        let redirect =
+            shared.failover_redirect.applies(routed.stream) && failover.tried.len() < max_attempts;
         // A stale length truncates the body upstream (ENVOY-NOTES 3).
         Self::set_header("content-length", Some(&length.to_string()));
         Self::set_header(&shared.cluster_header, Some(&provider.cluster));
@@ -483,11 +481,10 @@ impl Http {
             cache: how.cache,
         });
         if max_attempts > 1 {
-            match location {
-                Some((scheme, authority)) => {
-                    self.carry(shared, table, how, failover, &scheme, &authority)
-                }
-                None => self.failover = Some(failover),
+            if redirect {
+                self.carry(shared, table, how, failover);
+            } else {
+                self.failover = Some(failover);
             }
         }
         Ok(())
@@ -621,10 +618,6 @@ impl HttpContext for Http {
                     meter.set_status(failed);
                 }
                 failed
-            }
-            None if status == 307 => {
-                redirect::restore_providers_redirect();
-                status
             }
             None => status,
         };

@@ -31,7 +31,7 @@ use proxy_wasm::types::{BufferType, MapType};
 use super::failover::{Failover, failed_attempt, next_candidate};
 use super::{CHAT_PATH, Decision, Http, MESSAGES_PATH};
 use crate::carry::location;
-use crate::config::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER, PROVIDER_LOCATION_HEADER};
+use crate::config::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
 use crate::error::ApiError;
 use crate::route::Dialect;
 use crate::table::Table;
@@ -75,33 +75,6 @@ const ATTEMPT_HEADERS: [&str; 7] = [
     "x-envoy-expected-rq-timeout-ms",
 ];
 
-/// A provider's own 307: the upstream filter moved its `location` out of the
-/// router's way; it goes back for the client.
-pub(super) fn restore_providers_redirect() {
-    let Ok(Some(location)) =
-        hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, PROVIDER_LOCATION_HEADER)
-    else {
-        return;
-    };
-    let _ =
-        hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, "location", Some(&location));
-    let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, PROVIDER_LOCATION_HEADER, None);
-}
-
-/// The client's scheme and authority, for a redirect back to the same route.
-pub(super) fn client_origin() -> Option<(String, String)> {
-    let get = |name| {
-        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
-            .ok()
-            .flatten()
-            .and_then(|v| String::from_utf8(v).ok())
-    };
-    Some((
-        get(":scheme").unwrap_or_else(|| "http".to_owned()),
-        get(":authority")?,
-    ))
-}
-
 impl Http {
     /// Keeps the attempt's state for a redirected next attempt and tells the
     /// upstream filter where to redirect.
@@ -111,8 +84,6 @@ impl Http {
         table: &Rc<Table>,
         how: Resumed,
         failover: Failover,
-        scheme: &str,
-        authority: &str,
     ) {
         let carry = Carry {
             table: table.clone(),
@@ -133,7 +104,7 @@ impl Http {
             Dialect::Chat => CHAT_PATH,
             Dialect::Messages => MESSAGES_PATH,
         };
-        let location = location(scheme, authority, path, token);
+        let location = location(path, token);
         Self::set_header(FAILOVER_LOCATION_HEADER, Some(&location));
         self.carry_token = Some(token);
     }

@@ -381,9 +381,9 @@ async fn provider_request(app: &App, parts: &Parts, body: Body) -> Response {
     response
 }
 
-/// Where a redirect fault (status 3xx) points. Plain http, the tests'
-/// listener's scheme: Envoy follows only same-scheme redirects by default,
-/// which for a TLS listener are the https ones real providers send.
+/// Where a redirect fault (status 3xx) points: plain http, the tests'
+/// listener's scheme, so a route's redirect policy would follow it even
+/// without `allow_cross_scheme_redirect` (real providers send https).
 const REDIRECT_LOCATION: &str = "http://files.example.com/mock/redirected";
 
 /// An OpenAI-format chat request, after any delay fault: the response and
