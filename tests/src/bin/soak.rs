@@ -611,6 +611,29 @@ impl StreamStats {
             *m.entry(f).or_default() += 1;
         }
     }
+
+    /// Runs one stream, given `patience`, and counts how it ended.
+    async fn settle(&self, patience: Duration, run: impl Future<Output = Result<(), Failure>>) {
+        match tokio::time::timeout(patience, run).await {
+            Ok(Ok(())) => {
+                self.completed.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(f)) => self.fail(f),
+            Err(_) => self.fail(Failure::Timeout),
+        }
+    }
+}
+
+/// A stream that ended counts as held if it answered 200 and its body says
+/// `data: [DONE]`.
+fn held(status: u16, body: &[u8]) -> Result<(), Failure> {
+    if status != 200 {
+        return Err(Failure::Status(status));
+    }
+    if find(body, b"data: [DONE]").is_none() {
+        return Err(Failure::NoDone);
+    }
+    Ok(())
 }
 
 async fn one_stream(port: u16, request: Arc<Vec<u8>>, patience: Duration, s: Arc<StreamStats>) {
@@ -632,21 +655,9 @@ async fn one_stream(port: u16, request: Arc<Vec<u8>>, patience: Duration, s: Arc
             s.open.fetch_sub(1, Ordering::Relaxed);
         }
         let (status, body_at) = result?;
-        if status != 200 {
-            return Err(Failure::Status(status));
-        }
-        if find(&buf[body_at..], b"data: [DONE]").is_none() {
-            return Err(Failure::NoDone);
-        }
-        Ok(())
+        held(status, &buf[body_at..])
     };
-    match tokio::time::timeout(patience, run).await {
-        Ok(Ok(())) => {
-            s.completed.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(Err(f)) => s.fail(f),
-        Err(_) => s.fail(Failure::Timeout),
-    }
+    s.settle(patience, run).await;
 }
 
 /// Receive windows far above one answer (a few KB): flow control never holds
@@ -781,21 +792,9 @@ async fn one_h2_stream(
             s.open.fetch_sub(1, Ordering::Relaxed);
         }
         result?;
-        if status != 200 {
-            return Err(Failure::Status(status));
-        }
-        if find(&buf, b"data: [DONE]").is_none() {
-            return Err(Failure::NoDone);
-        }
-        Ok(())
+        held(status, &buf)
     };
-    match tokio::time::timeout(patience, run).await {
-        Ok(Ok(())) => {
-            s.completed.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(Err(f)) => s.fail(f),
-        Err(_) => s.fail(Failure::Timeout),
-    }
+    s.settle(patience, run).await;
 }
 
 /// Opens `n` streams at `per_sec` — over `h2_connections` shared HTTP/2
