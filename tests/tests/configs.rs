@@ -71,3 +71,43 @@ fn a_bad_plugin_configuration_is_refused_naming_the_field() {
         "{log}"
     );
 }
+
+/// The lines of cluster `name` in `yaml`: from `  - name: <name>` to the
+/// next item at that indentation.
+fn cluster_block<'a>(yaml: &'a str, name: &str) -> Option<&'a str> {
+    let start = yaml.find(&format!("\n  - name: {name}\n"))? + 1;
+    let rest = &yaml[start..];
+    let end = rest[1..].find("\n  - ").map_or(rest.len(), |i| i + 2);
+    Some(&rest[..end])
+}
+
+#[test]
+fn every_shipped_config_can_fail_over_by_redirect() {
+    // What README's "Failover and penalties" says a config needs: the
+    // upstream filter on each provider cluster, a route that follows only
+    // failover redirects, and the route those come back to.
+    for file in ["demo.yaml", "production.yaml"] {
+        let yaml = std::fs::read_to_string(repo_root().join("envoy").join(file)).unwrap();
+        for p in filter::catalog::default_providers() {
+            let block = cluster_block(&yaml, &p.cluster)
+                .unwrap_or_else(|| panic!("{file} has no cluster `{}`", p.cluster));
+            assert!(
+                block.contains("aipipe_upstream"),
+                "{file}: cluster `{}` lacks the upstream filter:\n{block}",
+                p.cluster
+            );
+        }
+        for needed in [
+            "redirect_response_codes: [307]",
+            "allow_cross_scheme_redirect: true",
+            "allowed_route_names: [aipipe_failover]",
+            &format!("domains: [\"{}\"]", filter::config::FAILOVER_AUTHORITY),
+            "- name: aipipe_failover",
+            &format!("header_name: {}", filter::config::FAILOVER_LOCATION_HEADER),
+            "root_id: aipipe_upstream",
+            "vm_id: aipipe_upstream",
+        ] {
+            assert!(yaml.contains(needed), "{file} lacks `{needed}`");
+        }
+    }
+}

@@ -69,6 +69,9 @@ fn production_has_one_verified_tls_cluster_per_provider() {
             "max_requests:".to_owned(),
             "max_retries:".to_owned(),
             "connect_timeout:".to_owned(),
+            // Failover by redirect: the upstream filter (the anchor's
+            // definition in the first cluster, an alias in the others).
+            "aipipe_upstream".to_owned(),
         ] {
             assert!(
                 block.contains(&needed),
