@@ -458,3 +458,70 @@ fn pass_through_answers_are_accounted_when_they_carry_usage() {
         "{stats}"
     );
 }
+
+/// A streamed request fails over by Envoy's internal redirect: the request
+/// runs through the filter again, and the first attempt's context ends
+/// without an answer. Still one usage record per request, with the failed
+/// attempts, and none more later (no orphaned first attempt is sent).
+#[test]
+fn a_streamed_failover_is_recorded_once_with_its_failed_attempts() {
+    let s = Stack::start();
+    let key = s.cp.tenant(
+        "acme",
+        &[
+            ("openai", "sk-acme-openai"),
+            ("anthropic", "sk-acme-anthropic"),
+        ],
+    );
+    assert_eventually!(
+        Duration::from_secs(10),
+        s.chat(&key, &hello("hi")).status == 200,
+        "the tenant never worked"
+    );
+    let auth = format!("Bearer {key}");
+    let stream = |text: &str| {
+        let mut body = hello(text);
+        body["stream"] = json!(true);
+        let (status, lines) = aipipe_tests::stream_lines(
+            &s.envoy.url("/v1/chat/completions"),
+            &[("authorization", auth.as_str())],
+            &body,
+        );
+        assert_eq!(status, 200, "{lines:?}");
+        assert!(lines.iter().any(|(_, l)| l == "data: [DONE]"), "{lines:?}");
+    };
+    s.mock.fault(json!({"provider": "openai", "status": 503}));
+    for i in 0..3 {
+        stream(&format!("tell me story {i}"));
+    }
+    s.mock.clear_faults();
+    let requests = |n: u64| {
+        eventually(Duration::from_secs(20), || {
+            let st = s.stats("acme");
+            (st["totals"]["requests"].as_u64() == Some(n)).then_some(st)
+        })
+        .unwrap_or_else(|| panic!("expected {n} requests: {}", s.stats("acme")))
+    };
+    let stats = requests(4);
+    assert_eq!(stats["totals"]["errors"].as_u64(), Some(0), "{stats}");
+    assert_eq!(stats["totals"]["unparsed"].as_u64(), Some(0), "{stats}");
+    let by_model = stats["by_model"].as_array().unwrap();
+    let row = |m: &str| by_model.iter().find(|r| r["model"] == m).cloned();
+    let mini = row("gpt-4o-mini").unwrap();
+    assert_eq!(mini["requests"].as_u64(), Some(1), "{stats}");
+    assert!(mini["failed_attempts"].as_u64().unwrap() >= 3, "{stats}");
+    let answered: u64 = by_model
+        .iter()
+        .filter(|r| r["provider"] == "anthropic")
+        .map(|r| r["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(answered, 3, "{stats}");
+    // Past the time an orphaned attempt's record would be sent, another
+    // stream (its carry sweeps orphans out): one more record, no more.
+    std::thread::sleep(Duration::from_millis(1500));
+    stream("one more");
+    requests(5);
+    std::thread::sleep(Duration::from_secs(2));
+    let st = s.stats("acme");
+    assert_eq!(st["totals"]["requests"].as_u64(), Some(5), "{st}");
+}
