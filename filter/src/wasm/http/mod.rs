@@ -28,7 +28,7 @@ use crate::table::{Table, Wire};
 use cache::Lookup;
 use failover::{Failover, is_failover_status};
 pub(super) use redirect::Carry;
-use redirect::Resumed;
+use redirect::Kept;
 
 const CHAT_PATH: &str = "/v1/chat/completions";
 const MESSAGES_PATH: &str = "/v1/messages";
@@ -72,7 +72,7 @@ pub struct Http {
     carry_token: Option<u128>,
     /// A redirected attempt: what the failed one decided, for the body
     /// phase to route the next candidate.
-    resumed: Option<Resumed>,
+    resuming: Option<Kept>,
 }
 
 /// What the headers phase decided.
@@ -120,7 +120,7 @@ impl Http {
             no_cache: false,
             cache_key: None,
             carry_token: None,
-            resumed: None,
+            resuming: None,
         }
     }
 
@@ -330,8 +330,8 @@ impl Http {
         let (Some(shared), Some(table)) = (self.shared.clone(), self.table.clone()) else {
             return Err(ApiError::NoTable);
         };
-        if let Some(resumed) = self.resumed.take() {
-            return self.next_attempt(&shared, &table, resumed, body_size);
+        if let Some(kept) = self.resuming.take() {
+            return self.next_attempt(&shared, &table, kept, body_size);
         }
         let body = host::request_body(body_size).unwrap_or_default();
         let penalties = shared.local_penalties(&table);
@@ -391,12 +391,12 @@ impl Http {
             failed: Vec::new(),
             pending: None,
         };
-        let resumed = Resumed {
+        let kept = Kept {
             complexity,
             cache: Some(lookup.header()),
             failed_over_from: None,
         };
-        self.forward(&shared, &table, &routed, length, resumed, failover)
+        self.forward(&shared, &table, &routed, length, kept, failover)
     }
 
     /// Sends the routed request on: the routing headers, the provider's key,
@@ -408,7 +408,7 @@ impl Http {
         table: &Rc<Table>,
         routed: &route::Routed<'_>,
         length: usize,
-        how: Resumed,
+        how: Kept,
         failover: Failover,
     ) -> Result<(), ApiError> {
         let (Some(model), Some(provider)) = (

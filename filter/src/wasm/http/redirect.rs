@@ -48,12 +48,12 @@ pub(in crate::wasm) struct Carry {
     anthropic_beta: Option<Vec<u8>>,
     request_id: String,
     start: Option<SystemTime>,
-    how: Resumed,
+    how: Kept,
     failover: Failover,
 }
 
-/// What an attempt decided that the next one keeps.
-pub(super) struct Resumed {
+/// What the request keeps from one attempt to the next.
+pub(super) struct Kept {
     /// The request's complexity (None: the client named the model).
     pub(super) complexity: Option<f64>,
     /// `x-aipipe-cache` of the first attempt.
@@ -82,7 +82,7 @@ impl Http {
         &mut self,
         shared: &Shared,
         table: &Rc<Table>,
-        how: Resumed,
+        how: Kept,
         failover: Failover,
     ) {
         let carry = Carry {
@@ -164,7 +164,7 @@ impl Http {
         self.request_id = c.request_id;
         self.start = c.start;
         self.failover = Some(failover);
-        self.resumed = Some(how);
+        self.resuming = Some(how);
         Ok(())
     }
 
@@ -175,7 +175,7 @@ impl Http {
         &mut self,
         shared: &Shared,
         table: &Rc<Table>,
-        how: Resumed,
+        how: Kept,
         body_size: usize,
     ) -> Result<(), ApiError> {
         let Some(mut f) = self.failover.take() else {
