@@ -127,6 +127,10 @@ fn a_streamed_request_still_streams_after_a_failover() {
         !lines.iter().any(|(_, l)| l.contains("\"usage\":{")),
         "{lines:?}"
     );
+    // Two redirects (gpt-4o-mini, then gpt-4o, failed), none handed back.
+    let stat = |name: &str| s.envoy.stat(&format!("wasmcustom.aipipe.failover.{name}"));
+    assert_eq!(stat("redirects"), Some(2));
+    assert_eq!(stat("unfollowed"), Some(0));
     let hit = s.mock.received();
     let providers: Vec<_> = hit
         .iter()
@@ -242,6 +246,14 @@ fn without_the_redirect_policy_failover_still_answers_by_call() {
     let mut body = chat("auto", "tell me a story");
     body["stream"] = json!(true);
     complete_stream(&envoy.url("/v1/chat/completions"), &ACME.auth(), &body);
+    // What tells an operator the config needs a look.
+    let stat = |name: &str| envoy.stat(&format!("wasmcustom.aipipe.failover.{name}"));
+    assert!(
+        stat("unfollowed").unwrap_or(0) >= 2,
+        "{:?}",
+        stat("unfollowed")
+    );
+    assert_eq!(stat("redirects"), Some(0));
 }
 
 #[test]

@@ -33,6 +33,12 @@ pub struct Metrics {
     pub failovers: u32,
     /// Failed upstream attempts (each failed-over or final failure).
     pub attempts_failed: u32,
+    /// Attempts reached by Envoy's internal redirect (the streaming path).
+    pub failover_redirects: u32,
+    /// Failover redirects Envoy handed back instead of following (the
+    /// route lacks the redirect policy, or its limit was reached): those
+    /// failed over by call. Above 0 means the config needs a look.
+    pub failover_unfollowed: u32,
     pub cache_hits: u32,
     pub cache_misses: u32,
     pub cache_bypasses: u32,
@@ -50,6 +56,8 @@ impl Metrics {
             usage_unparsed: counter("aipipe.usage.unparsed")?,
             failovers: counter("aipipe.failovers")?,
             attempts_failed: counter("aipipe.attempts_failed")?,
+            failover_redirects: counter("aipipe.failover.redirects")?,
+            failover_unfollowed: counter("aipipe.failover.unfollowed")?,
             cache_hits: counter("aipipe.cache.hit")?,
             cache_misses: counter("aipipe.cache.miss")?,
             cache_bypasses: counter("aipipe.cache.bypass")?,

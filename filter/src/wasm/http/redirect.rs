@@ -36,7 +36,7 @@ use crate::error::ApiError;
 use crate::route::Dialect;
 use crate::table::Table;
 use crate::usage::UsageRecord;
-use crate::wasm::root::{Shared, now_ms};
+use crate::wasm::root::{Metrics, Shared, now_ms};
 use crate::wasm::usage::Meter;
 
 /// What the next attempt of a request needs.
@@ -143,6 +143,9 @@ impl Http {
                 log::warn!("restoring {name} failed: {s:?}");
             }
         }
+        if let Some(m) = &shared.metrics {
+            Metrics::count(m.failover_redirects, 1);
+        }
         let mut failover = c.failover;
         if let Some(&model) = failover.tried.last() {
             failover
@@ -234,6 +237,9 @@ impl Http {
                 .ok()
                 .flatten()?;
         let failed = std::str::from_utf8(&failed).ok()?.parse::<u16>().ok()?;
+        if let Some(m) = self.shared.as_ref().and_then(|s| s.metrics.as_ref()) {
+            Metrics::count(m.failover_unfollowed, 1);
+        }
         for name in ["location", FAILED_STATUS_HEADER] {
             let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, None);
         }
