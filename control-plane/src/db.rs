@@ -163,6 +163,20 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ALTER TABLE usage_totals ADD COLUMN cache_hits INTEGER NOT NULL DEFAULT 0;
     "#,
     ),
+    (
+        4,
+        "penalty epoch from the clock",
+        r#"
+    -- Filters act only on a higher penalty_epoch than the one they hold, so a
+    -- new database counting resets from 0 had its resets ignored until they
+    -- passed the old database's count. A new database now starts at its
+    -- creation time in ms (a reset adds one), above any epoch before it. A
+    -- database never reset moves there too: filters forget their local
+    -- penalties once, as after a reset.
+    UPDATE meta SET value = CAST(strftime('%s', 'now') AS INTEGER) * 1000
+        WHERE key = 'penalty_epoch' AND value = 0;
+    "#,
+    ),
 ];
 
 pub fn now_ms() -> u64 {
@@ -1424,7 +1438,9 @@ mod tests {
         assert_eq!(totals[0].sums.cache_hits, 0);
         assert_eq!(r.totals.numbers.cache_hits, 0);
         let p = db.penalties().await.unwrap();
-        assert_eq!(p.penalty_epoch, 0);
+        // Creation time in ms: above any epoch an older database reached.
+        assert!(p.penalty_epoch > 1_700_000_000_000, "{}", p.penalty_epoch);
+        assert!(p.penalty_epoch <= now_ms());
         assert!(p.penalties.iter().all(|v| v.penalty == 0.0));
         drop(db);
         let _ = std::fs::remove_dir_all(&dir);

@@ -43,7 +43,7 @@ pub async fn render(state: &AppState) -> Result<String> {
     let _ = writeln!(out, "aipipe_cp_table_version {version}");
     let _ = writeln!(
         out,
-        "# HELP aipipe_cp_penalty_epoch Penalty resets so far (filters forget local penalties when it changes).\n# TYPE aipipe_cp_penalty_epoch gauge\naipipe_cp_penalty_epoch {}",
+        "# HELP aipipe_cp_penalty_epoch Penalty epoch: the database's creation time in ms, plus one per reset (filters forget local penalties when it rises).\n# TYPE aipipe_cp_penalty_epoch gauge\naipipe_cp_penalty_epoch {}",
         penalties.penalty_epoch
     );
     let c = &state.counters;

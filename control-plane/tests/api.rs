@@ -1067,7 +1067,9 @@ async fn failures_raise_a_penalty_that_the_polled_table_carries() {
     h.create_tenant("acme").await;
     let (t0, _) = h.table().await;
     assert!(t0.models.iter().all(|m| m.penalty == 0.0));
-    assert_eq!(t0.penalty_epoch, 0);
+    // A new database's epoch is its creation time (ms), never 0.
+    let e0 = t0.penalty_epoch;
+    assert!(e0 > 1_700_000_000_000, "{e0}");
     assert!(h.poll(t0.version).await.is_none(), "nothing changed yet");
 
     // Each failure multiplies 1 + penalty by 4: 0 → 3 → 15.
@@ -1103,7 +1105,7 @@ async fn failures_raise_a_penalty_that_the_polled_table_carries() {
 
     let (s, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["penalty_epoch"], 0);
+    assert_eq!(v["penalty_epoch"], e0);
     assert_eq!(v["decay_ms"], HOUR_MS);
     assert_eq!(v["table_version"], t3.version);
     let mini = penalty_view(&v, "gpt-4o-mini");
@@ -1160,7 +1162,10 @@ async fn failures_raise_a_penalty_that_the_polled_table_carries() {
         metrics.contains("aipipe_model_penalty{provider=\"openai\",model=\"gpt-4o\"} 0\n"),
         "{metrics}"
     );
-    assert!(metrics.contains("aipipe_cp_penalty_epoch 0\n"), "{metrics}");
+    assert!(
+        metrics.contains(&format!("aipipe_cp_penalty_epoch {e0}\n")),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -1250,6 +1255,7 @@ async fn reset_zeroes_penalties_and_bumps_the_epoch() {
     .await;
     let (t0, _) = h.table().await;
     assert_near(penalty_of(&t0, "gpt-4o-mini"), 3.0);
+    let e0 = t0.penalty_epoch;
 
     let (s, v, _) = h
         .admin(
@@ -1260,10 +1266,10 @@ async fn reset_zeroes_penalties_and_bumps_the_epoch() {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["reset"], json!(["gpt-4o-mini"]));
-    assert_eq!(v["penalty_epoch"], 1);
+    assert_eq!(v["penalty_epoch"], e0 + 1);
     let t1 = h.poll(t0.version).await.expect("a reset is a new table");
     assert_eq!(v["table_version"], t1.version);
-    assert_eq!(t1.penalty_epoch, 1);
+    assert_eq!(t1.penalty_epoch, e0 + 1);
     assert_eq!(penalty_of(&t1, "gpt-4o-mini"), 0.0);
     assert_near(penalty_of(&t1, "gpt-4o"), 3.0);
     let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
@@ -1281,9 +1287,9 @@ async fn reset_zeroes_penalties_and_bumps_the_epoch() {
     // No body: every model. A model only in the catalog can be reset too.
     let (s, v, _) = h.admin(Method::POST, "/admin/penalties/reset", None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(v["penalty_epoch"], 2);
+    assert_eq!(v["penalty_epoch"], e0 + 2);
     let t2 = h.poll(t1.version).await.unwrap();
-    assert_eq!(t2.penalty_epoch, 2);
+    assert_eq!(t2.penalty_epoch, e0 + 2);
     assert!(t2.models.iter().all(|m| m.penalty == 0.0));
     let (s, v, _) = h
         .admin(
@@ -1292,7 +1298,7 @@ async fn reset_zeroes_penalties_and_bumps_the_epoch() {
             Some(json!({"model": "claude-haiku-4-5"})),
         )
         .await;
-    assert_eq!((s, &v["penalty_epoch"]), (StatusCode::OK, &json!(3)));
+    assert_eq!((s, &v["penalty_epoch"]), (StatusCode::OK, &json!(e0 + 3)));
 
     // Bad input.
     let reset = |body: &'static [u8]| {
@@ -1328,7 +1334,7 @@ async fn reset_zeroes_penalties_and_bumps_the_epoch() {
         assert_error_shape(&json_of(&b), code);
     }
     let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
-    assert_eq!(v["penalty_epoch"], 3, "refused resets change nothing");
+    assert_eq!(v["penalty_epoch"], e0 + 3, "refused resets change nothing");
     for (method, uri) in [
         (Method::GET, "/admin/penalties"),
         (Method::POST, "/admin/penalties/reset"),
