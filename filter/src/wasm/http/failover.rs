@@ -32,6 +32,21 @@ pub(super) struct Failover {
     pub(super) pending: Option<(u32, usize)>,
 }
 
+impl Failover {
+    /// The attempt on `model` failed with `status`: one of the request's
+    /// failed attempts.
+    fn fail(&mut self, table: &Table, model: usize, status: u16) {
+        self.failed.extend(failed_attempt(table, model, status));
+    }
+
+    /// The attempt on the model tried last failed; returns that model.
+    pub(super) fn fail_last(&mut self, table: &Table, status: u16) -> Option<usize> {
+        let model = *self.tried.last()?;
+        self.fail(table, model, status);
+        Some(model)
+    }
+}
+
 impl Http {
     /// The chosen model failed before any byte reached the client: hand the
     /// request to the next candidate. False when there is none left (then
@@ -43,9 +58,7 @@ impl Http {
         let Some(f) = &mut self.failover else {
             return false;
         };
-        if let Some(&m) = f.tried.last() {
-            f.failed.extend(failed_attempt(&table, m, status));
-        }
+        f.fail_last(&table, status);
         let max_attempts = shared.max_attempts as usize;
         let penalties = shared.local_penalties(&table);
         while f.tried.len() < max_attempts {
@@ -72,7 +85,7 @@ impl Http {
                 }
                 Err(e) => {
                     log::warn!("failover call to model {} not sent: {e}", routed.model);
-                    f.failed.extend(failed_attempt(&table, routed.model, 503));
+                    f.fail(&table, routed.model, 503);
                 }
             }
         }
@@ -264,7 +277,7 @@ pub(super) fn next_candidate<'t>(
 }
 
 /// A failed attempt on `model`, for the request's usage record.
-pub(super) fn failed_attempt(table: &Table, model: usize, status: u16) -> Option<FailedAttempt> {
+fn failed_attempt(table: &Table, model: usize, status: u16) -> Option<FailedAttempt> {
     let m = table.models.get(model)?;
     Some(FailedAttempt {
         provider: m.provider.clone(),

@@ -28,7 +28,7 @@ use std::time::SystemTime;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 
-use super::failover::{Failover, failed_attempt, next_candidate};
+use super::failover::{Failover, next_candidate};
 use super::{CHAT_PATH, Decision, Http, MESSAGES_PATH};
 use crate::carry::location;
 use crate::config::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
@@ -147,13 +147,11 @@ impl Http {
             Metrics::count(m.failover_redirects, 1);
         }
         let mut failover = c.failover;
-        if let Some(&model) = failover.tried.last() {
-            failover
-                .failed
-                .extend(failed_attempt(&c.table, model, status));
-            if let Some(m) = c.table.models.get(model) {
-                shared.record_outcome(&c.table, &m.id, status);
-            }
+        if let Some(m) = failover
+            .fail_last(&c.table, status)
+            .and_then(|m| c.table.models.get(m))
+        {
+            shared.record_outcome(&c.table, &m.id, status);
         }
         let mut how = c.how;
         how.failed_over_from = how
