@@ -339,7 +339,6 @@ fn percentile(v: &[f64], p: f64) -> f64 {
 
 /// Streamed answers through plain Envoy (A) and Envoy + filter (B), in ms:
 /// to the first body byte, and to the end of the response head.
-#[derive(Default)]
 struct Ttft {
     a: Vec<f64>,
     b: Vec<f64>,
@@ -371,25 +370,44 @@ fn measure_ttft(plain: &Envoy, filtered: &Envoy, requests: u64) -> Ttft {
             x.head_at.as_secs_f64() * 1e3,
         )
     };
-    for _ in 0..10 {
-        one(&mut a_conn, "plain Envoy");
-        one(&mut b_conn, "Envoy + filter");
+    let (a, b) = interleaved(
+        10,
+        requests,
+        || one(&mut a_conn, "plain Envoy"),
+        || one(&mut b_conn, "Envoy + filter"),
+    );
+    Ttft {
+        a: a.iter().map(|x| x.0).collect(),
+        a_head: a.iter().map(|x| x.1).collect(),
+        b: b.iter().map(|x| x.0).collect(),
+        b_head: b.iter().map(|x| x.1).collect(),
     }
-    let mut t = Ttft::default();
+}
+
+/// `warmup` unmeasured rounds, then `requests` measured ones, each sending
+/// one request through A and one through B, in turns (A first in even
+/// rounds, B in odd ones), so the machine's drift hits both alike.
+fn interleaved<T>(
+    warmup: u64,
+    requests: u64,
+    mut a: impl FnMut() -> T,
+    mut b: impl FnMut() -> T,
+) -> (Vec<T>, Vec<T>) {
+    for _ in 0..warmup {
+        a();
+        b();
+    }
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
     for i in 0..requests {
-        let (a, b) = if i % 2 == 0 {
-            let a = one(&mut a_conn, "plain Envoy");
-            (a, one(&mut b_conn, "Envoy + filter"))
+        if i % 2 == 0 {
+            xs.push(a());
+            ys.push(b());
         } else {
-            let b = one(&mut b_conn, "Envoy + filter");
-            (one(&mut a_conn, "plain Envoy"), b)
-        };
-        t.a.push(a.0);
-        t.a_head.push(a.1);
-        t.b.push(b.0);
-        t.b_head.push(b.1);
+            ys.push(b());
+            xs.push(a());
+        }
     }
-    t
+    (xs, ys)
 }
 
 /// Full exchanges answered from the filter's cache, and (for comparison) the
@@ -538,24 +556,13 @@ fn measure_failover(
             x.total.as_secs_f64() * 1e3,
         )
     };
-    for _ in 0..5 {
-        one(&mut r_conn, "redirect");
-        one(&mut c_conn, "call");
-    }
-    let mut f = Failover {
-        redirect: Vec::new(),
-        call: Vec::new(),
-    };
-    for i in 0..requests {
-        if i % 2 == 0 {
-            f.redirect.push(one(&mut r_conn, "redirect"));
-            f.call.push(one(&mut c_conn, "call"));
-        } else {
-            f.call.push(one(&mut c_conn, "call"));
-            f.redirect.push(one(&mut r_conn, "redirect"));
-        }
-    }
-    f
+    let (redirect, call) = interleaved(
+        5,
+        requests,
+        || one(&mut r_conn, "redirect"),
+        || one(&mut c_conn, "call"),
+    );
+    Failover { redirect, call }
 }
 
 fn main() {

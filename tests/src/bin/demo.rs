@@ -25,15 +25,6 @@ const ADMIN: u16 = 9901;
 const MOCK: u16 = 18000;
 const CP_ADMIN: u16 = 8082;
 const CP_INTERNAL: u16 = 8083;
-const PROVIDERS: [&str; 7] = [
-    "openai",
-    "anthropic",
-    "gemini",
-    "xai",
-    "openrouter",
-    "minimax",
-    "moonshot",
-];
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -164,9 +155,13 @@ fn seed(cp: &ControlPlane, key: &str) -> Result<(), String> {
             r.text()
         ));
     }
-    let keys: serde_json::Map<String, serde_json::Value> = PROVIDERS
-        .iter()
-        .map(|p| ((*p).to_owned(), json!(format!("mock-{p}-key"))))
+    // A mock key for every provider of the catalog.
+    let keys: serde_json::Map<String, serde_json::Value> = filter::catalog::default_providers()
+        .into_iter()
+        .map(|p| {
+            let key = json!(format!("mock-{}-key", p.id));
+            (p.id, key)
+        })
         .collect();
     let r = cp.admin(
         "POST",
