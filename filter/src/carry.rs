@@ -125,12 +125,9 @@ impl<T> Carries<T> {
     }
 
     /// Attempts in flight that may still fail over.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.borrow().len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
