@@ -11,9 +11,13 @@ SDKS := $(VENV)/.sdks-openai-$(OPENAI_SDK_VERSION)-anthropic-$(ANTHROPIC_SDK_VER
 WASM := target/wasm32-wasip1/release/filter.wasm
 CARGO ?= cargo
 
-.PHONY: all demo test bench soak routing-report fuzz wasm tools lint unit integration clean
+.PHONY: all help demo test bench soak routing-report fuzz wasm bins tools lint unit integration clean
 
 all: wasm
+
+## help: this list
+help:
+	@grep -hE '^## [a-z-]+:' $(MAKEFILE_LIST) | sed -E 's/^## ([a-z-]+): /  make \1\t/' | expand -t 24
 
 ## ---- installs -------------------------------------------------------------
 
@@ -40,21 +44,31 @@ tools: .wasm-target.stamp $(ENVOY)
 
 ## ---- build ----------------------------------------------------------------
 
+## wasm: build filter.wasm (target/wasm32-wasip1/release/filter.wasm)
 wasm: .wasm-target.stamp
-	$(CARGO) build --release --target wasm32-wasip1 -p filter
+	$(CARGO) build --release --target wasm32-wasip1 -p aipipe-proxy-wasm
+
+# Every native release binary in one cargo call, the same one for demo, bench
+# and soak: packages built together unify their dependencies' features the
+# same way each time, so nothing rebuilds when nothing changed.
+bins:
+	$(CARGO) build --release -p aipipe-tests -p aipipe-tools -p aipipe-control-plane --bins
 
 ## ---- test -----------------------------------------------------------------
 
+## lint: fmt check, clippy on every crate natively and on the wasm host
 lint: .wasm-target.stamp
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p filter --target wasm32-wasip1 -- -D warnings
+	$(CARGO) clippy -p aipipe-proxy-wasm --target wasm32-wasip1 -- -D warnings
 
+## unit: every crate's unit tests, natively (the request flow runs on a fake host)
 unit:
-	$(CARGO) test -p filter
+	$(CARGO) test --workspace --lib --bins
 
 # Real Envoy + the real filter + the mock provider server (this also checks
 # that every config in envoy/ passes `envoy --mode validate`).
+## integration: the tests through real Envoy, the control plane and the mock providers
 integration: tools $(SDKS) wasm
 	$(CARGO) build -p aipipe-control-plane
 	$(CARGO) test -p aipipe-tests
@@ -62,14 +76,14 @@ integration: tools $(SDKS) wasm
 # fmt, clippy (host and wasm), unit tests, the wasm build, integration tests.
 # (--all-targets: there are no doc tests, and their empty "0 tests" sections
 # would otherwise be the run's last word.)
+## test: everything CI runs: lint, the wasm build, unit and integration tests
 test: tools $(SDKS) lint wasm
 	$(CARGO) test --workspace --all-targets
 
 ## ---- run ------------------------------------------------------------------
 
-demo: tools wasm
-	$(CARGO) build --release -p aipipe-tests --bin demo --bin mock-provider
-	$(CARGO) build --release -p aipipe-control-plane --bin aipipe-control-plane
+## demo: mock providers, the control plane and Envoy on loopback, until Ctrl-C
+demo: tools wasm bins
 	exec target/release/demo
 
 ## ---- measure --------------------------------------------------------------
@@ -78,9 +92,8 @@ demo: tools wasm
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	@touch $@
 
-bench: tools wasm .wrk.stamp
-	$(CARGO) build --release -p aipipe-tests --bin bench --bin mock-provider
-	$(CARGO) build --release -p aipipe-control-plane --bin aipipe-cp-bench
+## bench: throughput and latency against plain Envoy in the same run, then the control plane's
+bench: tools wasm bins .wrk.stamp
 	target/release/bench
 	target/release/aipipe-cp-bench
 
@@ -88,14 +101,14 @@ bench: tools wasm .wrk.stamp
 # with memory samples, then 10,000 concurrent slow streams, through one Envoy
 # with the filter. Quick: make soak SOAK_ARGS="--streams 500 --requests 20000";
 # SOAK_ARGS=--control-plane adds the control plane (usage records shipped).
-soak: tools wasm
-	$(CARGO) build --release -p aipipe-tests --bin soak --bin mock-provider
-	$(CARGO) build --release -p aipipe-control-plane --bin aipipe-control-plane
+## soak: 1,000,000 requests and 10,000 streams through one Envoy (not in make test)
+soak: tools wasm bins
 	ulimit -n $$(ulimit -Hn); target/release/soak $(SOAK_ARGS)
 
 # ARGS=--verbose lists every miss; ARGS=--tune searches weights on the tuning split.
-routing-report:
-	$(CARGO) run --release -q -p aipipe-tests --bin routing-report -- $(ARGS)
+## routing-report: the scorer against the labelled corpus in tests/fixtures/routing
+routing-report: bins
+	target/release/routing-report $(ARGS)
 
 # Every fuzz target for FUZZ_SECONDS each (default 60), on nightly with
 # cargo-fuzz; fails on any crash. Not part of `make test`.
@@ -104,6 +117,7 @@ routing-report:
 	rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 	@touch $@
 
+## fuzz: every fuzz target for FUZZ_SECONDS each, on nightly (not in make test)
 fuzz: .cargo-fuzz.stamp
 	filter/fuzz/run.sh $(or $(FUZZ_SECONDS),60)
 

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use aipipe_core::table::{Model, RoutingTable, Table};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
@@ -14,7 +15,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use filter::table::{Model, RoutingTable, Table};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -94,7 +94,7 @@ pub fn check_tenant_id(id: &str) -> Result<()> {
 }
 
 fn known_provider(provider: &str) -> bool {
-    filter::catalog::default_providers()
+    aipipe_core::catalog::default_providers()
         .iter()
         .any(|p| p.id == provider)
 }
@@ -104,7 +104,7 @@ fn known_provider(provider: &str) -> bool {
 /// message names the provider and never contains the key.
 pub fn check_provider_key(provider: &str, key: &str) -> Result<()> {
     if !known_provider(provider) {
-        let known: Vec<String> = filter::catalog::default_providers()
+        let known: Vec<String> = aipipe_core::catalog::default_providers()
             .into_iter()
             .map(|p| p.id)
             .collect();
@@ -295,7 +295,7 @@ async fn create_virtual_key(
         None => crypto::new_virtual_key()?,
     };
     let key_id = crypto::new_id("vk_")?;
-    let hash = filter::table::hex_hash(&key);
+    let hash = aipipe_core::table::hex_hash(&key);
     let view = state
         .db
         .create_virtual_key(id.clone(), key_id, new.name, hash)
@@ -441,7 +441,7 @@ async fn explain(State(state): State<AppState>, body: Bytes) -> Result<Response>
         .tenant_by_id(&req.tenant)
         .ok_or_else(|| tenant_not_found(&req.tenant))?;
     let chat = serde_json::to_vec(&req.request)?;
-    let explanation = filter::route::explain(&table, tenant, &chat)
+    let explanation = aipipe_core::route::explain(&table, tenant, &chat)
         .map_err(|e| Error::Invalid(format!("request: {}", e.message())))?;
     Ok(Json(explanation).into_response())
 }

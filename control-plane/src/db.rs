@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use filter::table::Model;
-use filter::usage::{UsageAck, UsageRecord};
+use aipipe_core::table::Model;
+use aipipe_core::usage::{UsageAck, UsageRecord};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
@@ -354,7 +354,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 /// current time in ms so versions stay increasing even across a wiped database.
 fn seed(tx: &Transaction<'_>) -> Result<()> {
     let mut insert = tx.prepare("INSERT INTO models (id, position, json) VALUES (?1, ?2, ?3)")?;
-    for (i, m) in filter::catalog::default_models().iter().enumerate() {
+    for (i, m) in aipipe_core::catalog::default_models().iter().enumerate() {
         insert.execute(params![m.id, i as i64, serde_json::to_string(m)?])?;
     }
     tx.execute(

@@ -5,6 +5,9 @@
 
 use std::sync::atomic::Ordering;
 
+use aipipe_core::usage::{
+    TABLE_PATH, TOKEN_HEADER, USAGE_PATH, UsageAck, UsageBatch, VERSION_HEADER,
+};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -12,7 +15,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use filter::usage::{TABLE_PATH, TOKEN_HEADER, USAGE_PATH, UsageAck, UsageBatch, VERSION_HEADER};
 
 use crate::AppState;
 use crate::error::{Error, Result};

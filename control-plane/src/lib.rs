@@ -57,8 +57,8 @@ impl AppState {
         Self(Arc::new(Inner {
             db,
             cipher: Arc::new(Cipher::new(&secrets.master_key)),
-            admin_secret_hash: filter::table::hash_virtual_key(&secrets.admin_secret),
-            internal_token_hash: filter::table::hash_virtual_key(&secrets.internal_token),
+            admin_secret_hash: aipipe_core::table::hash_virtual_key(&secrets.admin_secret),
+            internal_token_hash: aipipe_core::table::hash_virtual_key(&secrets.internal_token),
             table_cache: routing::Cache::default(),
             counters: metrics::Counters::default(),
         }))
@@ -78,7 +78,7 @@ fn secret_matches(expected_hash: &[u8; 32], given: Option<&[u8]>) -> bool {
     // Bytes that are not UTF-8 can never equal the secret; they are hashed
     // all the same so the work done does not depend on it.
     let utf8 = std::str::from_utf8(given).is_ok();
-    let hash = filter::table::hash_virtual_key(&String::from_utf8_lossy(given));
+    let hash = aipipe_core::table::hash_virtual_key(&String::from_utf8_lossy(given));
     let same: bool = hash.ct_eq(expected_hash).into();
     same && utf8 && !given.is_empty()
 }

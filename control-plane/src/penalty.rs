@@ -1,5 +1,5 @@
 //! Model penalties (SPEC §10), aggregated from what every Envoy reports. The
-//! rules are the filter's (`filter::penalty`), so the numbers agree:
+//! rules are the filter's (`aipipe_core::penalty`), so the numbers agree:
 //!
 //! - a failure (status 429, 5xx, 0 = no status, or a failed attempt) turns
 //!   the factor `f = 1 + penalty` into `4 f` (penalty `4p + 3`), capped at
@@ -23,8 +23,10 @@
 //! state in SQLite and decides, with [`meaningful`], when the routing table
 //! must carry new values.
 
-pub use filter::penalty::{DEFAULT_DECAY_MS, FAILURE_FACTOR, MAX_PENALTY, MIN_PENALTY as FLOOR};
-use filter::penalty::{after_failure, after_success, decay, floor, halve};
+pub use aipipe_core::penalty::{
+    DEFAULT_DECAY_MS, FAILURE_FACTOR, MAX_PENALTY, MIN_PENALTY as FLOOR,
+};
+use aipipe_core::penalty::{after_failure, after_success, decay, floor, halve};
 
 /// A factor change above this share reaches the routing table.
 pub const REPUBLISH_RATIO: f64 = 1.05;
@@ -41,18 +43,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The filter's classification (`filter::penalty::Outcome::of_status`).
+    /// The filter's classification (`aipipe_core::penalty::Outcome::of_status`).
     pub fn of_status(status: u16) -> Self {
-        match filter::penalty::Outcome::of_status(status) {
-            Some(filter::penalty::Outcome::Failure) => Self::Failure,
-            Some(filter::penalty::Outcome::Success) => Self::Success,
+        match aipipe_core::penalty::Outcome::of_status(status) {
+            Some(aipipe_core::penalty::Outcome::Failure) => Self::Failure,
+            Some(aipipe_core::penalty::Outcome::Success) => Self::Success,
             None => Self::Neutral,
         }
     }
 
     /// How a usage record counts for the model that answered it: by its
     /// status, except that a cache hit counts for nothing.
-    pub fn of_record(r: &filter::usage::UsageRecord) -> Self {
+    pub fn of_record(r: &aipipe_core::usage::UsageRecord) -> Self {
         if r.cache_hit {
             Self::Neutral
         } else {
@@ -272,7 +274,7 @@ mod tests {
 
     #[test]
     fn a_cache_hit_says_nothing_about_its_model() {
-        let mut r = filter::usage::UsageRecord {
+        let mut r = aipipe_core::usage::UsageRecord {
             id: "r".into(),
             tenant: "t".into(),
             provider: "openai".into(),

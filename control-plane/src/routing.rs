@@ -4,8 +4,8 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use aipipe_core::table::{RoutingTable, Table, Tenant};
 use axum::body::Bytes;
-use filter::table::{RoutingTable, Table, Tenant};
 
 use crate::crypto::Cipher;
 use crate::db::{Db, TableSnapshot};

@@ -75,7 +75,7 @@ impl Sums {
         self.cost_nusd as f64 / 1e9
     }
 
-    pub fn add_record(&mut self, r: &filter::usage::UsageRecord) {
+    pub fn add_record(&mut self, r: &aipipe_core::usage::UsageRecord) {
         self.add_counts(
             r.status,
             r.prompt_tokens,

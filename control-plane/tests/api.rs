@@ -10,13 +10,13 @@ use std::path::PathBuf;
 use aipipe_control_plane::config::Secrets;
 use aipipe_control_plane::db::Db;
 use aipipe_control_plane::{AppState, admin_app, adopt_env_keys, internal_app};
+use aipipe_core::table::{RoutingTable, hex_hash};
+use aipipe_core::usage::{
+    FailedAttempt, TABLE_PATH, TOKEN_HEADER, USAGE_PATH, UsageBatch, UsageRecord, VERSION_HEADER,
+};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
-use filter::table::{RoutingTable, hex_hash};
-use filter::usage::{
-    FailedAttempt, TABLE_PATH, TOKEN_HEADER, USAGE_PATH, UsageBatch, UsageRecord, VERSION_HEADER,
-};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -569,10 +569,10 @@ async fn table_is_304_when_the_filter_holds_the_current_version() {
     assert_eq!(headers[VERSION_HEADER], t.version.to_string().as_str());
     assert_eq!(
         t.models,
-        filter::catalog::default_models(),
+        aipipe_core::catalog::default_models(),
         "seeded from the default catalog"
     );
-    assert_eq!(t.providers, filter::catalog::default_providers());
+    assert_eq!(t.providers, aipipe_core::catalog::default_providers());
 }
 
 #[tokio::test]
@@ -1127,7 +1127,7 @@ async fn failures_raise_a_penalty_that_the_polled_table_carries() {
     assert_eq!(idle["updated_ms"], Value::Null);
     assert_eq!(
         v["penalties"].as_array().unwrap().len(),
-        filter::catalog::default_models().len(),
+        aipipe_core::catalog::default_models().len(),
         "every catalog model, in catalog order"
     );
 
@@ -1195,7 +1195,7 @@ async fn many_failures_cap_and_healthy_traffic_never_bumps_the_version() {
     h.ingest(&failing).await;
     let t = h.poll(t0.version).await.unwrap();
     assert_near(penalty_of(&t, "gpt-4o-mini"), 1e6); // capped
-    assert!(filter::table::Table::compile(t).is_ok());
+    assert!(aipipe_core::table::Table::compile(t).is_ok());
 }
 
 #[tokio::test]

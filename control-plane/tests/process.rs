@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use filter::usage::{TOKEN_HEADER, USAGE_PATH, UsageBatch, UsageRecord};
+use aipipe_core::usage::{TOKEN_HEADER, USAGE_PATH, UsageBatch, UsageRecord};
 
 const ADMIN: &str = "process-test-admin-secret";
 const TOKEN: &str = "process-test-internal-token";
@@ -189,7 +189,7 @@ fn serves_health_on_the_reported_ports_and_exits_0_on_sigterm() {
         .get(format!(
             "http://{}{}",
             p.internal,
-            filter::usage::TABLE_PATH
+            aipipe_core::usage::TABLE_PATH
         ))
         .header(TOKEN_HEADER, TOKEN)
         .call()
@@ -401,11 +401,11 @@ fn penalties_persist_across_kill_9_and_the_decay_interval_is_configurable() {
     assert_eq!(mini(&v)["failures"], 2);
     let after = mini(&v)["penalty"].as_f64().unwrap();
     assert!((after - 15.0).abs() < 0.1, "{v}");
-    let table: filter::table::RoutingTable = agent()
+    let table: aipipe_core::table::RoutingTable = agent()
         .get(format!(
             "http://{}{}",
             p.internal,
-            filter::usage::TABLE_PATH
+            aipipe_core::usage::TABLE_PATH
         ))
         .header(TOKEN_HEADER, TOKEN)
         .call()

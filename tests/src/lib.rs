@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub use filter::table::hex_hash;
+pub use aipipe_core::table::hex_hash;
 
 /// The repository root (the workspace that holds `envoy/`, `.venv/`, `target/`).
 pub fn repo_root() -> PathBuf {

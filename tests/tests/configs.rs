@@ -88,7 +88,7 @@ fn every_shipped_config_can_fail_over_by_redirect() {
     // failover redirects, and the route those come back to.
     for file in ["demo.yaml", "production.yaml"] {
         let yaml = std::fs::read_to_string(repo_root().join("envoy").join(file)).unwrap();
-        for p in filter::catalog::default_providers() {
+        for p in aipipe_core::catalog::default_providers() {
             let block = cluster_block(&yaml, &p.cluster)
                 .unwrap_or_else(|| panic!("{file} has no cluster `{}`", p.cluster));
             assert!(
@@ -101,9 +101,12 @@ fn every_shipped_config_can_fail_over_by_redirect() {
             "redirect_response_codes: [307]",
             "allow_cross_scheme_redirect: true",
             "allowed_route_names: [aipipe_failover]",
-            &format!("domains: [\"{}\"]", filter::config::FAILOVER_AUTHORITY),
+            &format!("domains: [\"{}\"]", aipipe_core::config::FAILOVER_AUTHORITY),
             "- name: aipipe_failover",
-            &format!("header_name: {}", filter::config::FAILOVER_LOCATION_HEADER),
+            &format!(
+                "header_name: {}",
+                aipipe_core::config::FAILOVER_LOCATION_HEADER
+            ),
             "root_id: aipipe_upstream",
             "vm_id: aipipe_upstream",
         ] {

@@ -46,7 +46,7 @@ fn production_cluster(yaml: &str, name: &str) -> Option<String> {
 #[test]
 fn production_has_one_verified_tls_cluster_per_provider() {
     let yaml = production_yaml();
-    for p in filter::catalog::default_providers() {
+    for p in aipipe_core::catalog::default_providers() {
         let block = production_cluster(&yaml, &p.cluster).unwrap_or_else(|| {
             panic!(
                 "envoy/production.yaml has no cluster `{}` for provider {}",

@@ -22,6 +22,8 @@ use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use aipipe_core::table::Model;
+use aipipe_core::usage::{USAGE_PATH, UsageBatch, UsageRecord};
 use aipipe_tests::{
     ControlPlane, Envoy, Mock, assert_eventually, eventually, post_json, try_request,
 };
@@ -29,8 +31,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
-use filter::table::Model;
-use filter::usage::{USAGE_PATH, UsageBatch, UsageRecord};
 use serde_json::{Value, json};
 
 // ------------------------------------------------------------------ the tap
@@ -357,7 +357,7 @@ fn every_provider_plain_and_streamed_is_recorded_exactly() {
         Some((tap.port, cp.internal_token.clone())),
         2,
     );
-    let catalog = filter::catalog::default_models();
+    let catalog = aipipe_core::catalog::default_models();
     let cases = cases();
 
     // Every tenant has keys for all seven providers.

@@ -5,8 +5,8 @@
 //! must be one the filter itself can then parse and route.
 #![no_main]
 
-use filter::anthropic::{chat_to_messages, messages_request_to_chat};
-use filter::request::{ChatRequest, ModelChoice};
+use aipipe_core::anthropic::{chat_to_messages, messages_request_to_chat};
+use aipipe_core::request::{ChatRequest, ModelChoice};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

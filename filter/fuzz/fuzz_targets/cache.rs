@@ -5,8 +5,8 @@
 //! value must not panic the key computation either.
 #![no_main]
 
-use filter::cache::{self, CacheConfig, Entry};
-use filter::penalty::{MAX_PENALTY, Outcome, Penalties};
+use aipipe_core::cache::{self, CacheConfig, Entry};
+use aipipe_core::penalty::{MAX_PENALTY, Outcome, Penalties};
 use libfuzzer_sys::fuzz_target;
 
 fn slot(data: &[u8]) {

@@ -4,7 +4,7 @@
 //! same, with the status the upstream filter appends.
 #![no_main]
 
-use filter::carry::{location, redirected};
+use aipipe_core::carry::{location, redirected};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|path: &[u8]| {

@@ -9,9 +9,9 @@
 //!   JSON, the edited body is too and differs from it only in `model`.
 #![no_main]
 
-use filter::request::{ChatRequest, ModelChoice};
-use filter::score::{MAX_COMPLEXITY, MIN_COMPLEXITY};
-use filter::{route, select};
+use aipipe_core::request::{ChatRequest, ModelChoice};
+use aipipe_core::score::{MAX_COMPLEXITY, MIN_COMPLEXITY};
+use aipipe_core::{route, select};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

@@ -4,8 +4,8 @@
 //! choice, and the edit it returns names the routed model.
 #![no_main]
 
-use filter::request::ChatRequest;
-use filter::route;
+use aipipe_core::request::ChatRequest;
+use aipipe_core::route;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
@@ -34,7 +34,7 @@ fuzz_target!(|body: &[u8]| {
         match ChatRequest::parse(&out) {
             Ok(again) => assert_eq!(
                 again.model,
-                filter::request::ModelChoice::Named(model.upstream_name().into())
+                aipipe_core::request::ModelChoice::Named(model.upstream_name().into())
             ),
             Err(e) => panic!("routed body does not parse: {e:?}"),
         }

@@ -8,11 +8,11 @@
 //! 0x20 alone adds a leading empty chunk.
 #![no_main]
 
-use filter::sse::SseParser;
-use filter::usage::StreamUsage;
+use aipipe_core::sse::SseParser;
+use aipipe_core::usage::StreamUsage;
 use libfuzzer_sys::fuzz_target;
 
-/// `filter::sse::MAX_LINE` (private there).
+/// `aipipe_core::sse::MAX_LINE` (private there).
 const MAX_LINE: usize = 1 << 20;
 
 fn events(chunks: &[&[u8]]) -> (Vec<Vec<u8>>, StreamUsage) {

@@ -3,9 +3,9 @@
 //! must then route every request without panicking, whatever its weights.
 #![no_main]
 
-use filter::config::{Config, SingletonConfig};
-use filter::route;
-use filter::table::{RoutingTable, Table};
+use aipipe_core::config::{Config, SingletonConfig};
+use aipipe_core::route;
+use aipipe_core::table::{RoutingTable, Table};
 use libfuzzer_sys::fuzz_target;
 
 /// Requests that reach every part of the scorer and of selection. (Hostile

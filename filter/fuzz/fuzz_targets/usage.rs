@@ -3,7 +3,7 @@
 //! pricing what was read never overflows.
 #![no_main]
 
-use filter::usage::{StreamUsage, cost_nusd, openai_usage};
+use aipipe_core::usage::{StreamUsage, cost_nusd, openai_usage};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 
 use std::sync::OnceLock;
 
-use filter::table::{RoutingTable, Table, Tenant};
+use aipipe_core::table::{RoutingTable, Table, Tenant};
 
 /// Tenant 0 has OpenAI and Anthropic keys (SPEC §6), tenant 1 only OpenAI,
 /// tenant 2 none, tenant 3 is disabled. Index 4 is no tenant at all.
@@ -13,7 +13,7 @@ fn tenant(id: &str, disabled: bool, providers: &[&str]) -> Tenant {
     Tenant {
         id: id.to_owned(),
         disabled,
-        virtual_key_hashes: vec![filter::table::hex_hash(&format!("vk-{id}"))],
+        virtual_key_hashes: vec![aipipe_core::table::hex_hash(&format!("vk-{id}"))],
         provider_keys: providers
             .iter()
             .map(|p| ((*p).to_owned(), format!("sk-{p}-{id}")))
@@ -83,7 +83,7 @@ pub fn chunks<'s>(stream: &'s [u8], fractions: &[u16]) -> Vec<&'s [u8]> {
 
 /// The data of every event of an SSE body (what a client would read).
 pub fn sse_events(body: &[u8]) -> Vec<Vec<u8>> {
-    let mut parser = filter::sse::SseParser::default();
+    let mut parser = aipipe_core::sse::SseParser::default();
     let mut out = Vec::new();
     parser.feed(body, |d| out.push(d.to_vec()));
     parser.finish(|d| out.push(d.to_vec()));

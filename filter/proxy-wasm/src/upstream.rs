@@ -17,15 +17,15 @@
 //!
 //! Envoy's config runs it only for requests carrying the header (an
 //! `ExtensionWithMatcher` skips it otherwise), and follows only redirects to
-//! [`crate::config::FAILOVER_AUTHORITY`]: a 307 a provider sends itself goes
+//! [`aipipe_core::config::FAILOVER_AUTHORITY`]: a 307 a provider sends itself goes
 //! to the client.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use crate::config::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
-use crate::penalty::is_failure;
+use aipipe_core::config::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
+use aipipe_core::penalty::is_failure;
 
 #[derive(Default)]
 pub struct Upstream {

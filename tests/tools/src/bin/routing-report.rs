@@ -13,10 +13,10 @@
 use std::collections::BTreeMap;
 use std::fs;
 
-use filter::request::ChatRequest;
-use filter::score::{Scorer, ScoringConfig};
-use filter::table::{RoutingTable, Table, Tenant, hex_hash};
-use filter::words::{self, CategoryWeights};
+use aipipe_core::request::ChatRequest;
+use aipipe_core::score::{Scorer, ScoringConfig};
+use aipipe_core::table::{RoutingTable, Table, Tenant, hex_hash};
+use aipipe_core::words::{self, CategoryWeights};
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Tier {
@@ -60,7 +60,7 @@ struct Item {
     id: String,
     band: String,
     file: String,
-    score: filter::score::Score,
+    score: aipipe_core::score::Score,
     model: String,
 }
 
@@ -314,7 +314,7 @@ fn main() {
                 is_holdout(v["id"].as_str().unwrap_or("?")),
                 v["band"].as_str().unwrap_or("?").to_owned(),
             ));
-            let explained = filter::route::explain(&table, 0, body.as_bytes());
+            let explained = aipipe_core::route::explain(&table, 0, body.as_bytes());
             let model = explained
                 .ok()
                 .and_then(|e| e.choice)

@@ -156,13 +156,14 @@ fn seed(cp: &ControlPlane, key: &str) -> Result<(), String> {
         ));
     }
     // A mock key for every provider of the catalog.
-    let keys: serde_json::Map<String, serde_json::Value> = filter::catalog::default_providers()
-        .into_iter()
-        .map(|p| {
-            let key = json!(format!("mock-{}-key", p.id));
-            (p.id, key)
-        })
-        .collect();
+    let keys: serde_json::Map<String, serde_json::Value> =
+        aipipe_core::catalog::default_providers()
+            .into_iter()
+            .map(|p| {
+                let key = json!(format!("mock-{}-key", p.id));
+                (p.id, key)
+            })
+            .collect();
     let r = cp.admin(
         "POST",
         "/admin/tenants/demo/keys",

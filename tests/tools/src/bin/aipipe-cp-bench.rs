@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use aipipe_control_plane::config::Secrets;
 use aipipe_control_plane::db::Db;
 use aipipe_control_plane::{AppState, admin_app, internal_app};
-use filter::usage::{TOKEN_HEADER, USAGE_PATH, UsageBatch, UsageRecord};
+use aipipe_core::usage::{TOKEN_HEADER, USAGE_PATH, UsageBatch, UsageRecord};
 
 const ADMIN: &str = "bench-admin";
 const TOKEN: &str = "bench-token";

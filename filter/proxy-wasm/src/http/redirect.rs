@@ -3,7 +3,7 @@
 //!
 //! An attempt that may fail over leaves what the next attempt needs (the
 //! client's body, the tenant, what was tried: a [`Carry`]) in this VM's
-//! carries (`crate::carry`) under a fresh token, and names a redirect
+//! carries (`aipipe_core::carry`) under a fresh token, and names a redirect
 //! location holding the token in [`FAILOVER_LOCATION_HEADER`]. If the
 //! provider answers 429 or 5xx, the upstream filter (`wasm::upstream`)
 //! turns the answer into a 307 to that location, and Envoy's router sends
@@ -30,17 +30,17 @@ use proxy_wasm::types::{BufferType, MapType};
 
 use super::failover::{Failover, next_candidate};
 use super::{CHAT_PATH, Decision, Http, MESSAGES_PATH};
-use crate::carry::location;
-use crate::config::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
-use crate::error::ApiError;
-use crate::route::Dialect;
-use crate::table::Table;
-use crate::usage::UsageRecord;
-use crate::wasm::root::{Metrics, Shared, now_ms};
-use crate::wasm::usage::Meter;
+use crate::meter::Meter;
+use crate::root::{Metrics, Shared, now_ms};
+use aipipe_core::carry::location;
+use aipipe_core::config::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
+use aipipe_core::error::ApiError;
+use aipipe_core::route::Dialect;
+use aipipe_core::table::Table;
+use aipipe_core::usage::UsageRecord;
 
 /// What the next attempt of a request needs.
-pub(in crate::wasm) struct Carry {
+pub(crate) struct Carry {
     table: Rc<Table>,
     tenant: usize,
     dialect: Dialect,

@@ -22,6 +22,3 @@ pub mod sse;
 pub mod table;
 pub mod usage;
 pub mod words;
-
-#[cfg(target_arch = "wasm32")]
-mod wasm;

@@ -5,10 +5,10 @@
 use proxy_wasm::hostcalls;
 
 use super::Http;
-use crate::cache;
-use crate::route::{Dialect, Routed};
-use crate::table::Table;
-use crate::wasm::root::{Metrics, Shared, now_ms};
+use crate::root::{Metrics, Shared, now_ms};
+use aipipe_core::cache;
+use aipipe_core::route::{Dialect, Routed};
+use aipipe_core::table::Table;
 
 /// What the cache says about a request.
 pub(super) enum Lookup {

@@ -19,12 +19,12 @@ use proxy_wasm::types::{Action, BufferType, MapType};
 
 use super::host;
 use super::root::{Metrics, Shared};
-use super::usage::{Answered, Meter, now};
-use crate::cache::cache_control_bypass;
-use crate::error::ApiError;
-use crate::reshape::{Reshape, Shape};
-use crate::route::{self, Dialect, Upstream};
-use crate::table::{Table, Wire};
+use crate::meter::{Answered, Meter, now};
+use aipipe_core::cache::cache_control_bypass;
+use aipipe_core::error::ApiError;
+use aipipe_core::reshape::{Reshape, Shape};
+use aipipe_core::route::{self, Dialect, Upstream};
+use aipipe_core::table::{Table, Wire};
 use cache::Lookup;
 use failover::{Failover, is_failover_status};
 pub(super) use redirect::Carry;
@@ -66,7 +66,7 @@ pub struct Http {
     /// The client sent `Cache-Control: no-cache` / `no-store`.
     no_cache: bool,
     /// A cache miss: the key its answer is stored under.
-    cache_key: Option<crate::cache::Key>,
+    cache_key: Option<aipipe_core::cache::Key>,
     /// The attempt in flight may fail over by redirect: the token its
     /// state is carried under (see `redirect`).
     carry_token: Option<u128>,
@@ -204,7 +204,7 @@ impl Http {
 
         let full_path = path.unwrap_or_default();
         let path = full_path.split(|&b| b == b'?').next().unwrap_or_default();
-        if let Some((token, status)) = crate::carry::redirected(full_path) {
+        if let Some((token, status)) = aipipe_core::carry::redirected(full_path) {
             // The attempt before this one failed and Envoy sent the request
             // round again.
             self.resume(&shared, token, status)?;

@@ -9,10 +9,10 @@ use proxy_wasm::types::MapType;
 
 use serde::Deserialize;
 
-use crate::anthropic;
-use crate::sse::SseParser;
-use crate::table::Model;
-use crate::usage::{StreamUsage, Tokens, UsageRecord, cost_nusd, openai_usage};
+use aipipe_core::anthropic;
+use aipipe_core::sse::SseParser;
+use aipipe_core::table::Model;
+use aipipe_core::usage::{StreamUsage, Tokens, UsageRecord, cost_nusd, openai_usage};
 
 /// A non-streamed answer is kept (to read its `usage`) up to this size.
 const MAX_PLAIN_BODY: usize = 8 * 1024 * 1024;

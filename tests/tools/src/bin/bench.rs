@@ -43,10 +43,10 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use aipipe_core::request::ChatRequest;
+use aipipe_core::route;
+use aipipe_core::table::{RoutingTable, Table};
 use aipipe_tests::{Envoy, Mock, TempDir, plugin_config, post_json, sibling_binary};
-use filter::request::ChatRequest;
-use filter::route;
-use filter::table::{RoutingTable, Table};
 
 const KEY: &str = "vk-bench";
 
@@ -486,7 +486,7 @@ fn profile_core(table: &Table, body: &str) -> (f64, f64, f64, f64) {
     let needs = route::needs(&req, s.input_tokens);
     let t = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(filter::select::rank(table, 0, &needs, s.complexity).is_ok());
+        std::hint::black_box(aipipe_core::select::rank(table, 0, &needs, s.complexity).is_ok());
     }
     let select = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
     let t = Instant::now();

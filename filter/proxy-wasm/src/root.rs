@@ -17,12 +17,12 @@ use proxy_wasm::types::{Bytes, ContextType, MetricType};
 use super::http::{Carry, Http};
 use super::singleton::Singleton;
 use super::upstream::Upstream;
-use crate::config::{
+use aipipe_core::config::{
     Config, SHARED_TABLE_KEY, SHARED_VERSION_KEY, SINGLETON_ROOT_ID, SingletonConfig,
     UPSTREAM_ROOT_ID, USAGE_QUEUE,
 };
-use crate::penalty::{self, Outcome, Penalties};
-use crate::table::{RoutingTable, Table};
+use aipipe_core::penalty::{self, Outcome, Penalties};
+use aipipe_core::table::{RoutingTable, Table};
 
 /// The worker metrics (ENVOY-NOTES 11, 13: defined once per VM; counters
 /// are summed across workers on Envoy's `/stats/prometheus`).
@@ -112,10 +112,10 @@ pub struct Shared {
     pub max_attempts: u32,
     pub attempt_timeout_ms: u64,
     pub penalty_decay_ms: u64,
-    pub cache: crate::cache::CacheConfig,
-    pub failover_redirect: crate::config::FailoverRedirect,
+    pub cache: aipipe_core::cache::CacheConfig,
+    pub failover_redirect: aipipe_core::config::FailoverRedirect,
     /// Attempts in flight that may fail over by redirect.
-    pub carries: crate::carry::Carries<Carry>,
+    pub carries: aipipe_core::carry::Carries<Carry>,
     pub metrics: Option<Metrics>,
     /// The shared penalties as last read: (CAS token, decoded).
     penalties: RefCell<(Option<u32>, Penalties)>,
@@ -150,7 +150,7 @@ impl Shared {
 
     /// Puts a usage record on the singleton's queue. Without a singleton
     /// (no control plane configured) there is nowhere to send it.
-    pub fn enqueue_usage(&self, record: &crate::usage::UsageRecord) {
+    pub fn enqueue_usage(&self, record: &aipipe_core::usage::UsageRecord) {
         let queue = match self.usage_queue.get() {
             Some(q) => q,
             None => {

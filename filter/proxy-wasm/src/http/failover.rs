@@ -10,13 +10,13 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType};
 
 use super::Http;
-use crate::error::ApiError;
-use crate::request::ChatRequest;
-use crate::reshape::{Reshape, Shape};
-use crate::route::{self, Dialect, Routed};
-use crate::table::{Table, Wire};
-use crate::usage::FailedAttempt;
-use crate::wasm::usage::Meter;
+use crate::meter::Meter;
+use aipipe_core::error::ApiError;
+use aipipe_core::request::ChatRequest;
+use aipipe_core::reshape::{Reshape, Shape};
+use aipipe_core::route::{self, Dialect, Routed};
+use aipipe_core::table::{Table, Wire};
+use aipipe_core::usage::FailedAttempt;
 
 /// What a failover needs: the client's body (each candidate gets its own
 /// translation of it) and what was tried.
