@@ -1,0 +1,53 @@
+//! The model catalog.
+
+use aipipe_core::table::Model;
+use rusqlite::{Connection, params};
+
+use super::{Db, bump_version};
+use crate::error::{Error, Result};
+
+pub(super) fn models(conn: &Connection) -> Result<Vec<Model>> {
+    let mut st = conn.prepare_cached("SELECT json FROM models ORDER BY position, id")?;
+    let texts: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    texts
+        .iter()
+        .map(|t| serde_json::from_str(t).map_err(Error::from))
+        .collect()
+}
+
+impl Db {
+    pub async fn models(&self) -> Result<Vec<Model>> {
+        self.read(|tx| models(tx)).await
+    }
+
+    /// Replaces (or appends) one model after `validate` accepted the whole
+    /// resulting catalog, all inside one transaction. True when it was new.
+    pub async fn put_model<V>(&self, model: Model, validate: V) -> Result<bool>
+    where
+        V: FnOnce(Vec<Model>) -> Result<()> + Send + 'static,
+    {
+        self.write(move |tx| {
+            let mut all = models(tx)?;
+            let created = match all.iter_mut().find(|m| m.id == model.id) {
+                Some(slot) => {
+                    *slot = model.clone();
+                    false
+                }
+                None => {
+                    all.push(model.clone());
+                    true
+                }
+            };
+            validate(all)?;
+            tx.execute(
+                "INSERT INTO models (id, position, json)
+                 VALUES (?1, (SELECT COALESCE(MAX(position), -1) + 1 FROM models), ?2)
+                 ON CONFLICT (id) DO UPDATE SET json = excluded.json",
+                params![model.id, serde_json::to_string(&model)?],
+            )?;
+            bump_version(tx)?;
+            Ok(created)
+        })
+        .await
+    }
+}

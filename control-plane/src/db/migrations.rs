@@ -1,0 +1,268 @@
+//! The schema, as versioned migrations applied at open.
+
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+
+use super::{now_ms, to_i64};
+use crate::error::Result;
+
+/// Versioned migrations, applied in order, each in its own transaction and
+/// recorded in `schema_migrations`. Never edit one that shipped; add the next.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial schema",
+        r#"
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+    CREATE TABLE tenants (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- sealed = nonce || XChaCha20-Poly1305(key), tenant+provider as associated data.
+    CREATE TABLE provider_keys (
+        tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        provider TEXT NOT NULL,
+        sealed BLOB NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (tenant, provider)
+    ) WITHOUT ROWID;
+    -- Only the SHA-256 of a virtual key is kept.
+    CREATE TABLE virtual_keys (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    );
+    CREATE INDEX virtual_keys_tenant ON virtual_keys(tenant);
+    CREATE TABLE models (
+        id TEXT PRIMARY KEY,
+        position INTEGER NOT NULL,
+        json TEXT NOT NULL
+    ) WITHOUT ROWID;
+    -- Usage rows outlive their tenant (accounting). The id is the filter's
+    -- request id: the idempotency key of ingestion.
+    CREATE TABLE usage (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        cost_nusd INTEGER NOT NULL,
+        latency_ms REAL NOT NULL,
+        ttft_ms REAL,
+        complexity REAL,
+        stream INTEGER NOT NULL,
+        usage_parsed INTEGER NOT NULL,
+        ts_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- Covering index of the stats query: a tenant's window is one range scan
+    -- that never touches the table.
+    CREATE INDEX usage_stats ON usage(tenant, ts_ms, provider, model, status,
+        prompt_tokens, completion_tokens, cached_tokens, cost_nusd, usage_parsed,
+        latency_ms, ttft_ms);
+    -- Running totals per tenant/provider/model for /metrics, maintained by
+    -- ingestion in the same transaction (a scrape never scans `usage`).
+    CREATE TABLE usage_totals (
+        tenant TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        requests INTEGER NOT NULL,
+        errors INTEGER NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        cached_tokens INTEGER NOT NULL,
+        cost_nusd INTEGER NOT NULL,
+        unparsed INTEGER NOT NULL,
+        PRIMARY KEY (tenant, provider, model)
+    ) WITHOUT ROWID;
+    "#,
+    ),
+    (
+        2,
+        "cache-write tokens, failed attempts, penalties",
+        r#"
+    ALTER TABLE usage ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+    -- The stats query reads the new column too: rebuild its covering index.
+    DROP INDEX usage_stats;
+    CREATE INDEX usage_stats ON usage(tenant, ts_ms, provider, model, status,
+        prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, cost_nusd,
+        usage_parsed, latency_ms, ttft_ms);
+    ALTER TABLE usage_totals ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE usage_totals ADD COLUMN failed_attempts INTEGER NOT NULL DEFAULT 0;
+    -- Upstream attempts that failed before another model answered (failover).
+    -- Written with their record, in the same transaction, only when the record
+    -- is new: as idempotent as the record. `n` is the attempt's position.
+    CREATE TABLE attempt_failures (
+        record_id TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        tenant TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        PRIMARY KEY (record_id, n)
+    ) WITHOUT ROWID;
+    CREATE INDEX attempt_failures_stats ON attempt_failures(tenant, ts_ms, provider, model);
+    -- Each model's penalty (see penalty.rs) as of its last decay step
+    -- `decayed_ms`, its counts since the last reset, the time of its last
+    -- event (or reset), and `published`: the value the routing table carries.
+    CREATE TABLE penalties (
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        penalty REAL NOT NULL,
+        decayed_ms INTEGER NOT NULL,
+        successes INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        published REAL NOT NULL,
+        PRIMARY KEY (provider, model)
+    ) WITHOUT ROWID;
+    -- Bumped by a penalty reset: filters then forget their local penalties.
+    INSERT OR IGNORE INTO meta (key, value) VALUES ('penalty_epoch', 0);
+    "#,
+    ),
+    (
+        3,
+        "answer-cache hits",
+        r#"
+    -- 1 when the filter answered from its cache (SPEC §11): no provider was
+    -- called, so the row stays out of percentiles, success rates, penalties.
+    ALTER TABLE usage ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0;
+    -- The stats query reads the new column too: rebuild its covering index.
+    DROP INDEX usage_stats;
+    CREATE INDEX usage_stats ON usage(tenant, ts_ms, provider, model, status,
+        prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, cost_nusd,
+        usage_parsed, latency_ms, ttft_ms, cache_hit);
+    ALTER TABLE usage_totals ADD COLUMN cache_hits INTEGER NOT NULL DEFAULT 0;
+    "#,
+    ),
+    (
+        4,
+        "penalty epoch from the clock",
+        r#"
+    -- Filters act only on a higher penalty_epoch than the one they hold, so a
+    -- new database counting resets from 0 had its resets ignored until they
+    -- passed the old database's count. A new database now starts at its
+    -- creation time in ms (a reset adds one), above any epoch before it. A
+    -- database never reset moves there too: filters forget their local
+    -- penalties once, as after a reset.
+    UPDATE meta SET value = CAST(strftime('%s', 'now') AS INTEGER) * 1000
+        WHERE key = 'penalty_epoch' AND value = 0;
+    "#,
+    ),
+];
+
+/// Applies every migration the database has not had yet.
+pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )?;
+    for &(version, name, sql) in MIGRATIONS {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let done: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE version = ?1)",
+            [version],
+            |r| r.get(0),
+        )?;
+        if done {
+            continue;
+        }
+        tracing::info!(version, name, "applying migration");
+        tx.execute_batch(sql)?;
+        if version == 1 {
+            seed(&tx)?;
+        }
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            params![version, name, to_i64(now_ms())],
+        )?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// First start: the default catalog, and a table version that starts at the
+/// current time in ms so versions stay increasing even across a wiped database.
+fn seed(tx: &Transaction<'_>) -> Result<()> {
+    let mut insert = tx.prepare("INSERT INTO models (id, position, json) VALUES (?1, ?2, ?3)")?;
+    for (i, m) in aipipe_core::catalog::default_models().iter().enumerate() {
+        insert.execute(params![m.id, i as i64, serde_json::to_string(m)?])?;
+    }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('table_version', ?1)",
+        [to_i64(now_ms())],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::db::Db;
+
+    /// A database written by the first release (migration 1 only, with a
+    /// usage row) opens, is migrated in place, and keeps its data.
+    #[tokio::test]
+    async fn a_version_1_database_is_upgraded_in_place() {
+        let dir = std::env::temp_dir().join(format!(
+            "aipipe-cp-db-v1-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("aipipe.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "PRAGMA journal_mode=WAL;
+                 CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);",
+            )
+            .unwrap();
+            let tx = conn.transaction().unwrap();
+            let (_, _, v1) = MIGRATIONS[0];
+            tx.execute_batch(v1).unwrap();
+            seed(&tx).unwrap();
+            tx.execute_batch(
+                "INSERT INTO schema_migrations VALUES (1, 'initial schema', 0);
+                 INSERT INTO usage (id, tenant, provider, model, status, prompt_tokens,
+                    completion_tokens, cached_tokens, cost_nusd, latency_ms, ttft_ms, complexity,
+                    stream, usage_parsed, ts_ms)
+                 VALUES ('old', 'acme', 'openai', 'gpt-4o-mini', 200, 10, 5, 2, 100, 12.0, NULL, NULL, 0, 1, 1000);
+                 INSERT INTO usage_totals VALUES ('acme', 'openai', 'gpt-4o-mini', 1, 0, 10, 5, 2, 100, 0);",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let w = db
+            .stats_window("acme".into(), 0, 10_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let r = w.report("acme", 0, 10_000);
+        assert_eq!(r.totals.numbers.requests, 1);
+        assert_eq!(r.totals.numbers.cached_tokens, 2);
+        assert_eq!(r.totals.numbers.cache_write_tokens, 0);
+        let totals = db.usage_totals().await.unwrap();
+        assert_eq!(totals.len(), 1);
+        assert_eq!(totals[0].sums.requests, 1);
+        assert_eq!(totals[0].sums.failed_attempts, 0);
+        assert_eq!(totals[0].sums.cache_hits, 0);
+        assert_eq!(r.totals.numbers.cache_hits, 0);
+        let p = db.penalties().await.unwrap();
+        // Creation time in ms: above any epoch an older database reached.
+        assert!(p.penalty_epoch > 1_700_000_000_000, "{}", p.penalty_epoch);
+        assert!(p.penalty_epoch <= now_ms());
+        assert!(p.penalties.iter().all(|v| v.penalty == 0.0));
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,255 @@
+//! Every SQL statement of the control plane. SQLite in WAL mode with
+//! `synchronous=FULL`, so a commit that returned is on disk and an
+//! acknowledged usage batch survives `kill -9` (and power loss). One writer
+//! connection (SQLite serialises writers anyway) and a few reader connections
+//! that WAL lets run beside it; rusqlite connections are not `Sync`, so each
+//! sits behind a `Mutex` and is used from `spawn_blocking`.
+//!
+//! `table_version` in `meta` is bumped inside the same transaction as every
+//! change that reaches the routing table, so a filter holding version N has
+//! exactly what the database held at N.
+//!
+//! One file per aggregate — `tenants`, `keys` (provider and virtual keys),
+//! `catalog`, `usage`, `penalties` — plus `table` (the routing table's one
+//! snapshot) and `migrations`; this file holds the connections, the
+//! transaction helpers and the `meta` counters they share.
+
+mod catalog;
+mod keys;
+mod migrations;
+mod penalties;
+mod table;
+mod tenants;
+mod usage;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::error::{Error, Result};
+use crate::penalty;
+use migrations::migrate;
+
+pub use keys::VirtualKeyView;
+pub use penalties::{Penalties, PenaltyReset, PenaltyView};
+pub use table::{TableSnapshot, TenantRow};
+pub use tenants::TenantView;
+pub use usage::UsageTotals;
+
+const READERS: usize = 3;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+struct Pool {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+    /// Penalties halve every this many ms (SPEC §10).
+    decay_ms: u64,
+    /// Unix ms from which time decay alone makes the published penalties
+    /// stale (so the table must be republished); set after every commit that
+    /// touches penalties, while the writer is still held. 0 = check now.
+    penalty_due: AtomicU64,
+    /// One republish at a time when many polls find it due together.
+    republishing: tokio::sync::Mutex<()>,
+}
+
+/// The store. Cheap to clone.
+#[derive(Clone)]
+pub struct Db(Arc<Pool>);
+
+fn configure(conn: &Connection, writer: bool) -> Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // FULL: the WAL is fsynced at every commit, so "committed" means durable.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    if !writer {
+        // Stats scans read a lot of index pages; keep them cached (64 MiB).
+        conn.pragma_update(None, "cache_size", -65_536)?;
+    }
+    Ok(())
+}
+
+fn bump_version(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute(
+        "UPDATE meta SET value = value + 1 WHERE key = 'table_version'",
+        [],
+    )?;
+    Ok(())
+}
+
+fn penalty_epoch(conn: &Connection) -> Result<u64> {
+    let v: i64 = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'penalty_epoch'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(to_u64(v))
+}
+
+fn version(conn: &Connection) -> Result<u64> {
+    let v: i64 = conn.query_row(
+        "SELECT value FROM meta WHERE key = 'table_version'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(to_u64(v))
+}
+
+impl Db {
+    /// Opens (creating the file if needed) and migrates the database, with
+    /// the default penalty decay interval.
+    pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, penalty::DEFAULT_DECAY_MS)
+    }
+
+    /// As [`Db::open`], with penalties halving every `penalty_decay_ms` (> 0).
+    pub fn open_with(path: &Path, penalty_decay_ms: u64) -> Result<Self> {
+        let mut writer = Connection::open(path)
+            .map_err(|e| Error::internal(&format!("opening {}", path.display()), e))?;
+        let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Internal(format!(
+                "{} could not be put in WAL mode (got {mode})",
+                path.display()
+            )));
+        }
+        configure(&writer, true)?;
+        migrate(&mut writer)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let r = Connection::open(path)?;
+            configure(&r, false)?;
+            readers.push(Mutex::new(r));
+        }
+        Ok(Self(Arc::new(Pool {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers,
+            next: AtomicUsize::new(0),
+            decay_ms: penalty_decay_ms.max(1),
+            penalty_due: AtomicU64::new(0),
+            republishing: tokio::sync::Mutex::new(()),
+        })))
+    }
+
+    pub fn penalty_decay_ms(&self) -> u64 {
+        self.0.decay_ms
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0.path
+    }
+
+    /// Runs `f` in one IMMEDIATE transaction on the writer; commits if it
+    /// returns Ok, rolls back (drops) otherwise — no partial writes.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let pool = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await?
+    }
+
+    /// As [`Db::write`] for writes that touch penalties: `f` also gets the
+    /// decay interval and returns when the published penalties next go stale,
+    /// which is recorded after the commit, while the writer is still held
+    /// (so a slower, older write can never overwrite a newer deadline).
+    async fn write_penalties<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>, u64) -> Result<(T, u64)> + Send + 'static,
+    {
+        let pool = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let (out, due) = f(&tx, pool.decay_ms)?;
+            tx.commit()?;
+            pool.penalty_due.store(due, Ordering::Release);
+            Ok(out)
+        })
+        .await?
+    }
+
+    /// Runs `f` in one read transaction (a consistent snapshot) on a reader.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let pool = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let i = pool.next.fetch_add(1, Ordering::Relaxed) % pool.readers.len().max(1);
+            let Some(slot) = pool.readers.get(i) else {
+                return Err(Error::Internal("no reader connection".into()));
+            };
+            let mut conn = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let tx = conn.transaction()?;
+            f(&tx)
+        })
+        .await?
+    }
+
+    /// Checkpoints the WAL into the main file; called on graceful shutdown.
+    pub async fn checkpoint(&self) -> Result<()> {
+        let pool = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await?
+    }
+
+    // ---- master key check ------------------------------------------------
+
+    pub async fn master_key_check(&self) -> Result<Option<Vec<u8>>> {
+        self.read(|tx| {
+            Ok(tx
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'master_key_check'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    pub async fn set_master_key_check(&self, sealed: Vec<u8>) -> Result<()> {
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('master_key_check', ?1)",
+                [sealed],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,322 @@
+//! Model penalties as stored: each model's state, and what the routing
+//! table carries.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+use super::catalog::models;
+use super::{Db, bump_version, now_ms, penalty_epoch, to_i64, to_u64, version};
+use crate::error::Result;
+use crate::penalty::{self, Outcome};
+
+/// One model's penalty as `GET /admin/penalties` shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PenaltyView {
+    pub model: String,
+    pub provider: String,
+    /// Current value, decayed to now.
+    pub penalty: f64,
+    /// The value the current routing table carries (republished when the
+    /// current one differs by more than 5 % in `1 + penalty`, or crosses 0).
+    pub table_penalty: f64,
+    /// successes / (successes + failures); null without either.
+    pub success_rate: Option<f64>,
+    pub successes: u64,
+    pub failures: u64,
+    /// Time of the last event applied (or of the last reset), unix ms; null
+    /// when the model never had one.
+    pub updated_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Penalties {
+    pub penalty_epoch: u64,
+    pub decay_ms: u64,
+    pub table_version: u64,
+    pub penalties: Vec<PenaltyView>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PenaltyReset {
+    /// Models whose penalty was zeroed.
+    pub reset: Vec<String>,
+    pub penalty_epoch: u64,
+    pub table_version: u64,
+}
+
+/// A stored penalty row.
+#[derive(Debug, Clone)]
+pub(super) struct PenaltyRow {
+    pub(super) provider: String,
+    pub(super) model: String,
+    pub(super) state: penalty::State,
+    pub(super) successes: u64,
+    pub(super) failures: u64,
+    pub(super) updated_ms: u64,
+    pub(super) published: f64,
+}
+
+pub(super) fn penalty_rows(conn: &Connection) -> Result<Vec<PenaltyRow>> {
+    let mut st = conn.prepare_cached(
+        "SELECT provider, model, penalty, decayed_ms, successes, failures, updated_ms, published
+         FROM penalties ORDER BY provider, model",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(PenaltyRow {
+            provider: r.get(0)?,
+            model: r.get(1)?,
+            state: penalty::State {
+                penalty: r.get(2)?,
+                decayed_ms: to_u64(r.get(3)?),
+            },
+            successes: to_u64(r.get(4)?),
+            failures: to_u64(r.get(5)?),
+            updated_ms: to_u64(r.get(6)?),
+            published: r.get(7)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Republishes every penalty (and bumps the table version) when any one,
+/// decayed to `now`, differs meaningfully from what the table carries.
+/// Returns when decay alone will next make them differ.
+pub(super) fn republish(tx: &Transaction<'_>, now: u64, decay_ms: u64) -> Result<u64> {
+    let rows = penalty_rows(tx)?;
+    let stale = rows
+        .iter()
+        .any(|r| penalty::meaningful(r.state.at(now, decay_ms), r.published));
+    let mut due = u64::MAX;
+    let mut update = tx
+        .prepare_cached("UPDATE penalties SET published = ?3 WHERE provider = ?1 AND model = ?2")?;
+    for r in &rows {
+        let published = if stale {
+            let p = r.state.at(now, decay_ms);
+            update.execute(params![r.provider, r.model, p])?;
+            p
+        } else {
+            r.published
+        };
+        due = due.min(r.state.republish_due(published, now, decay_ms));
+    }
+    if stale {
+        bump_version(tx)?;
+    }
+    Ok(due)
+}
+
+impl Db {
+    /// Republishes the penalties if time decay alone has made the table's
+    /// values stale since the last write; free (one atomic load) otherwise.
+    /// Called before every table poll is answered, so a filter is never told
+    /// "not modified" while the decayed values differ meaningfully.
+    pub async fn republish_penalties_if_due(&self) -> Result<()> {
+        if now_ms() < self.0.penalty_due.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let _one = self.0.republishing.lock().await;
+        if now_ms() < self.0.penalty_due.load(Ordering::Acquire) {
+            return Ok(()); // another poll just did it
+        }
+        self.write_penalties(|tx, decay_ms| Ok(((), republish(tx, now_ms(), decay_ms)?)))
+            .await
+    }
+
+    /// Every catalog model (in catalog order) and every other model with
+    /// recorded outcomes, with penalties decayed to now.
+    pub async fn penalties(&self) -> Result<Penalties> {
+        let decay_ms = self.0.decay_ms;
+        self.read(move |tx| {
+            let now = now_ms();
+            let mut rows: HashMap<(String, String), PenaltyRow> = penalty_rows(tx)?
+                .into_iter()
+                .map(|r| ((r.provider.clone(), r.model.clone()), r))
+                .collect();
+            let view = |provider: String, model: String, row: Option<PenaltyRow>| match row {
+                Some(r) => PenaltyView {
+                    penalty: r.state.at(now, decay_ms),
+                    table_penalty: r.published,
+                    success_rate: (r.successes + r.failures > 0)
+                        .then(|| r.successes as f64 / (r.successes + r.failures) as f64),
+                    successes: r.successes,
+                    failures: r.failures,
+                    updated_ms: Some(r.updated_ms),
+                    provider,
+                    model,
+                },
+                None => PenaltyView {
+                    model,
+                    provider,
+                    penalty: 0.0,
+                    table_penalty: 0.0,
+                    success_rate: None,
+                    successes: 0,
+                    failures: 0,
+                    updated_ms: None,
+                },
+            };
+            let mut out = Vec::new();
+            for m in models(tx)? {
+                let row = rows.remove(&(m.provider.clone(), m.id.clone()));
+                out.push(view(m.provider, m.id, row));
+            }
+            let mut rest: Vec<PenaltyRow> = rows.into_values().collect();
+            rest.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
+            for r in rest {
+                out.push(view(r.provider.clone(), r.model.clone(), Some(r)));
+            }
+            Ok(Penalties {
+                penalty_epoch: penalty_epoch(tx)?,
+                decay_ms,
+                table_version: version(tx)?,
+                penalties: out,
+            })
+        })
+        .await
+    }
+
+    /// Zeroes the penalty and counts of `model` (every provider's model of
+    /// that id), or of every model, bumps the penalty epoch (filters forget
+    /// their local penalties) and the table version. None when `model` is
+    /// neither in the catalog nor has a penalty.
+    pub async fn reset_penalties(&self, model: Option<String>) -> Result<Option<PenaltyReset>> {
+        self.write_penalties(move |tx, decay_ms| {
+            let now = now_ms();
+            let reset: Vec<String> = match &model {
+                Some(m) => {
+                    let known = models(tx)?.iter().any(|c| &c.id == m)
+                        || tx.query_row(
+                            "SELECT EXISTS(SELECT 1 FROM penalties WHERE model = ?1)",
+                            [m],
+                            |r| r.get(0),
+                        )?;
+                    if !known {
+                        // Nothing written; 0 = recheck the deadline at the next poll.
+                        return Ok((None, 0));
+                    }
+                    tx.execute(
+                        "UPDATE penalties SET penalty = 0, decayed_ms = ?2, successes = 0,
+                            failures = 0, published = 0, updated_ms = ?2 WHERE model = ?1",
+                        params![m, to_i64(now)],
+                    )?;
+                    vec![m.clone()]
+                }
+                None => {
+                    let names: Vec<String> = tx
+                        .prepare("SELECT DISTINCT model FROM penalties ORDER BY model")?
+                        .query_map([], |r| r.get(0))?
+                        .collect::<Result<_, _>>()?;
+                    tx.execute(
+                        "UPDATE penalties SET penalty = 0, decayed_ms = ?1, successes = 0,
+                            failures = 0, published = 0, updated_ms = ?1",
+                        [to_i64(now)],
+                    )?;
+                    names
+                }
+            };
+            tx.execute(
+                "UPDATE meta SET value = value + 1 WHERE key = 'penalty_epoch'",
+                [],
+            )?;
+            bump_version(tx)?;
+            let due = republish(tx, now, decay_ms)?;
+            Ok((
+                Some(PenaltyReset {
+                    reset,
+                    penalty_epoch: penalty_epoch(tx)?,
+                    table_version: version(tx)?,
+                }),
+                due,
+            ))
+        })
+        .await
+    }
+}
+
+/// Applies outcome events to the stored penalties, in time order (stable, so
+/// a record's failed attempts stay before its own outcome). An event stamped
+/// in the future (a skewed clock) counts as now.
+pub(super) fn apply_penalty_events(
+    tx: &Transaction<'_>,
+    mut events: Vec<(u64, &str, &str, Outcome)>,
+    now: u64,
+    decay_ms: u64,
+) -> Result<()> {
+    events.retain(|e| e.3 != Outcome::Neutral);
+    if events.is_empty() {
+        return Ok(());
+    }
+    events.sort_by_key(|e| e.0);
+    let mut load = tx.prepare_cached(
+        "SELECT penalty, decayed_ms, successes, failures, updated_ms FROM penalties
+         WHERE provider = ?1 AND model = ?2",
+    )?;
+    #[derive(Clone, Copy)]
+    struct Touched {
+        state: penalty::State,
+        successes: u64,
+        failures: u64,
+        updated_ms: u64,
+    }
+    let mut touched: HashMap<(&str, &str), Touched> = HashMap::new();
+    for (ts, provider, model, outcome) in events {
+        let at = ts.min(now);
+        let t = match touched.entry((provider, model)) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let stored = load
+                    .query_row(params![provider, model], |r| {
+                        Ok(Touched {
+                            state: penalty::State {
+                                penalty: r.get(0)?,
+                                decayed_ms: to_u64(r.get(1)?),
+                            },
+                            successes: to_u64(r.get(2)?),
+                            failures: to_u64(r.get(3)?),
+                            updated_ms: to_u64(r.get(4)?),
+                        })
+                    })
+                    .optional()?;
+                v.insert(stored.unwrap_or(Touched {
+                    state: penalty::State {
+                        penalty: 0.0,
+                        decayed_ms: at,
+                    },
+                    successes: 0,
+                    failures: 0,
+                    updated_ms: at,
+                }))
+            }
+        };
+        t.state.apply(outcome, at, decay_ms);
+        t.updated_ms = t.updated_ms.max(at);
+        match outcome {
+            Outcome::Success => t.successes = t.successes.saturating_add(1),
+            Outcome::Failure => t.failures = t.failures.saturating_add(1),
+            Outcome::Neutral => {}
+        }
+    }
+    let mut save = tx.prepare_cached(
+        "INSERT INTO penalties (provider, model, penalty, decayed_ms, successes, failures,
+            updated_ms, published)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)
+         ON CONFLICT (provider, model) DO UPDATE SET penalty = excluded.penalty,
+            decayed_ms = excluded.decayed_ms, successes = excluded.successes,
+            failures = excluded.failures, updated_ms = excluded.updated_ms",
+    )?;
+    for ((provider, model), t) in touched {
+        save.execute(params![
+            provider,
+            model,
+            t.state.penalty,
+            to_i64(t.state.decayed_ms),
+            to_i64(t.successes),
+            to_i64(t.failures),
+            to_i64(t.updated_ms),
+        ])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! Tenants.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::keys::providers_of;
+use super::{Db, bump_version, now_ms, to_i64, to_u64};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TenantView {
+    pub id: String,
+    pub name: String,
+    pub disabled: bool,
+    /// Unix ms.
+    pub created_at: u64,
+    /// Providers the tenant has a key for (never the keys).
+    pub providers: Vec<String>,
+    /// Live (unrevoked) virtual keys.
+    pub virtual_keys: u64,
+}
+
+pub(super) fn tenant_exists(conn: &Connection, id: &str) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)",
+        [id],
+        |r| r.get(0),
+    )?)
+}
+
+fn tenant_view(conn: &Connection, id: &str) -> Result<Option<TenantView>> {
+    let row = conn
+        .query_row(
+            "SELECT id, name, disabled, created_at FROM tenants WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(TenantView {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    disabled: r.get(2)?,
+                    created_at: to_u64(r.get(3)?),
+                    providers: Vec::new(),
+                    virtual_keys: 0,
+                })
+            },
+        )
+        .optional()?;
+    let Some(mut t) = row else { return Ok(None) };
+    t.providers = providers_of(conn, id)?;
+    t.virtual_keys = to_u64(conn.query_row(
+        "SELECT COUNT(*) FROM virtual_keys WHERE tenant = ?1 AND revoked_at IS NULL",
+        [id],
+        |r| r.get(0),
+    )?);
+    Ok(Some(t))
+}
+
+impl Db {
+    pub async fn create_tenant(&self, id: String, name: String) -> Result<TenantView> {
+        self.write(move |tx| {
+            if tenant_exists(tx, &id)? {
+                return Err(Error::Conflict(format!("tenant `{id}` already exists")));
+            }
+            tx.execute(
+                "INSERT INTO tenants (id, name, disabled, created_at) VALUES (?1, ?2, 0, ?3)",
+                params![id, name, to_i64(now_ms())],
+            )?;
+            bump_version(tx)?;
+            tenant_view(tx, &id)?.ok_or_else(|| Error::Internal("tenant vanished".into()))
+        })
+        .await
+    }
+
+    /// Creates the tenant unless it exists; true when created.
+    pub async fn ensure_tenant(&self, id: String, name: String) -> Result<bool> {
+        self.write(move |tx| {
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO tenants (id, name, disabled, created_at) VALUES (?1, ?2, 0, ?3)",
+                params![id, name, to_i64(now_ms())],
+            )?;
+            if n > 0 {
+                bump_version(tx)?;
+            }
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<TenantView>> {
+        self.read(|tx| {
+            let ids: Vec<String> = tx
+                .prepare("SELECT id FROM tenants ORDER BY id")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                out.extend(tenant_view(tx, &id)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub async fn get_tenant(&self, id: String) -> Result<Option<TenantView>> {
+        self.read(move |tx| tenant_view(tx, &id)).await
+    }
+
+    pub async fn update_tenant(
+        &self,
+        id: String,
+        name: Option<String>,
+        disabled: Option<bool>,
+    ) -> Result<Option<TenantView>> {
+        self.write(move |tx| {
+            if !tenant_exists(tx, &id)? {
+                return Ok(None);
+            }
+            if let Some(name) = name {
+                tx.execute(
+                    "UPDATE tenants SET name = ?2 WHERE id = ?1",
+                    params![id, name],
+                )?;
+            }
+            if let Some(disabled) = disabled {
+                let n = tx.execute(
+                    "UPDATE tenants SET disabled = ?2 WHERE id = ?1 AND disabled <> ?2",
+                    params![id, disabled],
+                )?;
+                if n > 0 {
+                    bump_version(tx)?;
+                }
+            }
+            tenant_view(tx, &id)
+        })
+        .await
+    }
+
+    /// Deletes the tenant with its provider keys and virtual keys (cascade);
+    /// its usage rows stay. False when there was no such tenant.
+    pub async fn delete_tenant(&self, id: String) -> Result<bool> {
+        self.write(move |tx| {
+            let n = tx.execute("DELETE FROM tenants WHERE id = ?1", [&id])?;
+            if n > 0 {
+                bump_version(tx)?;
+            }
+            Ok(n > 0)
+        })
+        .await
+    }
+}

@@ -1,0 +1,233 @@
+//! Usage records, their failed attempts and the running totals.
+
+use std::collections::HashMap;
+
+use aipipe_core::usage::{UsageAck, UsageRecord};
+use rusqlite::params;
+
+use super::penalties::{apply_penalty_events, republish};
+use super::tenants::tenant_exists;
+use super::{Db, now_ms, to_i64, to_u64};
+use crate::error::Result;
+use crate::penalty::Outcome;
+use crate::stats::{Row, Window};
+
+#[derive(Debug, Clone, Default)]
+pub struct UsageTotals {
+    pub tenant: String,
+    pub provider: String,
+    pub model: String,
+    pub sums: crate::stats::Sums,
+}
+
+impl Db {
+    /// Stores a batch in one transaction, idempotent by record id; returns
+    /// only after the commit (fsync) so the ack means durable. New records
+    /// (never a duplicate) also store their failed attempts, add to the
+    /// running totals and move their models' penalties, in time order; the
+    /// table version is bumped when a penalty changed meaningfully.
+    pub async fn ingest(&self, records: Vec<UsageRecord>) -> Result<UsageAck> {
+        self.write_penalties(move |tx, decay_ms| {
+            let now = now_ms();
+            let mut insert = tx.prepare_cached(
+                "INSERT OR IGNORE INTO usage (id, tenant, provider, model, status, prompt_tokens,
+                    completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, latency_ms,
+                    ttft_ms, complexity, stream, usage_parsed, ts_ms, cache_hit)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                    ?17)",
+            )?;
+            let mut insert_attempt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO attempt_failures (record_id, n, ts_ms, tenant, provider, model, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            let mut totals: HashMap<(&str, &str, &str), crate::stats::Sums> = HashMap::new();
+            // (time, provider, model, outcome): a record's failed attempts
+            // come before its own outcome (they happened first).
+            let mut events: Vec<(u64, &str, &str, Outcome)> = Vec::new();
+            let mut accepted = 0u64;
+            for r in &records {
+                let n = insert.execute(params![
+                    r.id,
+                    r.tenant,
+                    r.provider,
+                    r.model,
+                    r.status,
+                    to_i64(r.prompt_tokens),
+                    to_i64(r.completion_tokens),
+                    to_i64(r.cached_tokens),
+                    to_i64(r.cache_write_tokens),
+                    to_i64(r.cost_nusd),
+                    r.latency_ms,
+                    r.ttft_ms,
+                    r.complexity,
+                    r.stream,
+                    r.usage_parsed,
+                    to_i64(r.ts_ms),
+                    r.cache_hit,
+                ])?;
+                if n == 0 {
+                    continue;
+                }
+                accepted += 1;
+                totals
+                    .entry((&r.tenant, &r.provider, &r.model))
+                    .or_default()
+                    .add_record(r);
+                for (i, a) in r.failed_attempts.iter().enumerate() {
+                    insert_attempt.execute(params![
+                        r.id,
+                        i as i64,
+                        to_i64(r.ts_ms),
+                        r.tenant,
+                        a.provider,
+                        a.model,
+                        a.status,
+                    ])?;
+                    totals
+                        .entry((&r.tenant, &a.provider, &a.model))
+                        .or_default()
+                        .failed_attempts += 1;
+                    events.push((r.ts_ms, &a.provider, &a.model, Outcome::Failure));
+                }
+                events.push((r.ts_ms, &r.provider, &r.model, Outcome::of_record(r)));
+            }
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO usage_totals (tenant, provider, model, requests, errors, prompt_tokens,
+                    completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, unparsed,
+                    failed_attempts, cache_hits)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT (tenant, provider, model) DO UPDATE SET
+                    requests = requests + excluded.requests,
+                    errors = errors + excluded.errors,
+                    prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+                    completion_tokens = completion_tokens + excluded.completion_tokens,
+                    cached_tokens = cached_tokens + excluded.cached_tokens,
+                    cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+                    cost_nusd = cost_nusd + excluded.cost_nusd,
+                    unparsed = unparsed + excluded.unparsed,
+                    failed_attempts = failed_attempts + excluded.failed_attempts,
+                    cache_hits = cache_hits + excluded.cache_hits",
+            )?;
+            for ((tenant, provider, model), t) in &totals {
+                upsert.execute(params![
+                    tenant,
+                    provider,
+                    model,
+                    to_i64(t.requests),
+                    to_i64(t.errors),
+                    to_i64(t.prompt_tokens),
+                    to_i64(t.completion_tokens),
+                    to_i64(t.cached_tokens),
+                    to_i64(t.cache_write_tokens),
+                    to_i64(t.cost_nusd),
+                    to_i64(t.unparsed),
+                    to_i64(t.failed_attempts),
+                    to_i64(t.cache_hits),
+                ])?;
+            }
+            apply_penalty_events(tx, events, now, decay_ms)?;
+            let due = republish(tx, now, decay_ms)?;
+            Ok((
+                UsageAck {
+                    accepted,
+                    duplicates: records.len() as u64 - accepted,
+                },
+                due,
+            ))
+        })
+        .await
+    }
+
+    /// One tenant's records with `since <= ts_ms < until`, accumulated. None
+    /// when the tenant is unknown and has no usage at all.
+    pub async fn stats_window(
+        &self,
+        tenant: String,
+        since: u64,
+        until: u64,
+    ) -> Result<Option<Window>> {
+        self.read(move |tx| {
+            let mut st = tx.prepare_cached(
+                "SELECT provider, model, status, prompt_tokens, completion_tokens, cached_tokens,
+                    cache_write_tokens, cost_nusd, usage_parsed, latency_ms, ttft_ms, cache_hit
+                 FROM usage INDEXED BY usage_stats
+                 WHERE tenant = ?1 AND ts_ms >= ?2 AND ts_ms < ?3",
+            )?;
+            let mut rows = st.query(params![tenant, to_i64(since), to_i64(until)])?;
+            let mut w = Window::default();
+            while let Some(r) = rows.next()? {
+                w.add(Row {
+                    provider: r.get_ref(0)?.as_str()?,
+                    model: r.get_ref(1)?.as_str()?,
+                    status: u16::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                    prompt_tokens: to_u64(r.get(3)?),
+                    completion_tokens: to_u64(r.get(4)?),
+                    cached_tokens: to_u64(r.get(5)?),
+                    cache_write_tokens: to_u64(r.get(6)?),
+                    cost_nusd: to_u64(r.get(7)?),
+                    usage_parsed: r.get(8)?,
+                    latency_ms: r.get(9)?,
+                    ttft_ms: r.get(10)?,
+                    cache_hit: r.get(11)?,
+                });
+            }
+            let mut st = tx.prepare_cached(
+                "SELECT provider, model, COUNT(*) FROM attempt_failures INDEXED BY attempt_failures_stats
+                 WHERE tenant = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 GROUP BY provider, model",
+            )?;
+            let mut rows = st.query(params![tenant, to_i64(since), to_i64(until)])?;
+            while let Some(r) = rows.next()? {
+                w.add_failed_attempts(
+                    r.get_ref(0)?.as_str()?,
+                    r.get_ref(1)?.as_str()?,
+                    to_u64(r.get(2)?),
+                );
+            }
+            if w.is_empty() && !tenant_exists(tx, &tenant)? {
+                let any: bool = tx.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM usage WHERE tenant = ?1)",
+                    [&tenant],
+                    |r| r.get(0),
+                )?;
+                if !any {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(w))
+        })
+        .await
+    }
+
+    /// All-time totals per tenant/provider/model (for /metrics).
+    pub async fn usage_totals(&self) -> Result<Vec<UsageTotals>> {
+        self.read(|tx| {
+            let mut st = tx.prepare(
+                "SELECT tenant, provider, model, requests, errors, prompt_tokens, completion_tokens,
+                    cached_tokens, cost_nusd, unparsed, cache_write_tokens, failed_attempts,
+                    cache_hits
+                 FROM usage_totals ORDER BY tenant, provider, model",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(UsageTotals {
+                    tenant: r.get(0)?,
+                    provider: r.get(1)?,
+                    model: r.get(2)?,
+                    sums: crate::stats::Sums {
+                        requests: to_u64(r.get(3)?),
+                        errors: to_u64(r.get(4)?),
+                        prompt_tokens: to_u64(r.get(5)?),
+                        completion_tokens: to_u64(r.get(6)?),
+                        cached_tokens: to_u64(r.get(7)?),
+                        cost_nusd: to_u64(r.get(8)?),
+                        unparsed: to_u64(r.get(9)?),
+                        cache_write_tokens: to_u64(r.get(10)?),
+                        failed_attempts: to_u64(r.get(11)?),
+                        cache_hits: to_u64(r.get(12)?),
+                    },
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
