@@ -18,6 +18,7 @@ use axum::{Json, Router};
 
 use crate::AppState;
 use crate::error::{Error, Result};
+use crate::ingest;
 use crate::routing;
 
 /// A buffered filter may deliver a large backlog at once.
@@ -77,26 +78,20 @@ async fn table(State(state): State<AppState>, headers: HeaderMap) -> Result<Resp
 }
 
 async fn usage(State(state): State<AppState>, body: Bytes) -> Result<Json<UsageAck>> {
-    let batch: UsageBatch = match serde_json::from_slice(&body) {
+    let batch = serde_json::from_slice::<UsageBatch>(&body)
+        .map_err(|e| Error::BadRequest(format!("not a usage batch: {e}")))
+        .and_then(ingest::Batch::try_from);
+    let batch = match batch {
         Ok(b) => b,
         Err(e) => {
             state
                 .counters
                 .ingest_rejected
                 .fetch_add(1, Ordering::Relaxed);
-            return Err(Error::BadRequest(format!("not a usage batch: {e}")));
+            return Err(e);
         }
     };
-    if let Some(i) = batch.records.iter().position(|r| r.id.is_empty()) {
-        state
-            .counters
-            .ingest_rejected
-            .fetch_add(1, Ordering::Relaxed);
-        return Err(Error::BadRequest(format!(
-            "records[{i}].id: must not be empty (it is the idempotency key)"
-        )));
-    }
-    let ack = state.db.ingest(batch.records).await?;
+    let ack = ingest::ingest(&state.db, batch).await?;
     let c = &state.counters;
     c.ingest_batches.fetch_add(1, Ordering::Relaxed);
     c.ingest_accepted.fetch_add(ack.accepted, Ordering::Relaxed);

@@ -11,6 +11,7 @@ pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod ingest;
 pub mod internal;
 pub mod metrics;
 pub mod openapi;

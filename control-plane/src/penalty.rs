@@ -19,14 +19,16 @@
 //! from the current interval counts in full, and an hour-old backlog barely
 //! moves a penalty.
 //!
-//! Everything here is plain arithmetic on one model's state; `db` keeps the
-//! state in SQLite and decides, with [`meaningful`], when the routing table
-//! must carry new values.
+//! Everything here is plain arithmetic on models' states: [`apply_events`]
+//! folds a batch's outcomes into them and [`republish`] decides when the
+//! routing table must carry new values; `db` only loads and stores them.
 
 pub use aipipe_core::penalty::{
     DEFAULT_DECAY_MS, FAILURE_FACTOR, MAX_PENALTY, MIN_PENALTY as FLOOR,
 };
 use aipipe_core::penalty::{after_failure, after_success, decay, floor, halve};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 /// A factor change above this share reaches the routing table.
 pub const REPUBLISH_RATIO: f64 = 1.05;
@@ -141,6 +143,112 @@ impl State {
     }
 }
 
+/// One model's stored penalty and its counts since the last reset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tally {
+    pub state: State,
+    pub successes: u64,
+    pub failures: u64,
+    /// Time of the last event applied (or of the last reset), unix ms.
+    pub updated_ms: u64,
+}
+
+impl Tally {
+    /// A model that never had an event, first seen at `at_ms`.
+    fn fresh(at_ms: u64) -> Self {
+        Self {
+            state: State {
+                penalty: 0.0,
+                decayed_ms: at_ms,
+            },
+            successes: 0,
+            failures: 0,
+            updated_ms: at_ms,
+        }
+    }
+}
+
+/// (provider, model).
+pub type ModelKey<'a> = (&'a str, &'a str);
+
+/// One outcome of one model at its request's time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Event<'a> {
+    pub ts_ms: u64,
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub outcome: Outcome,
+}
+
+/// Applies outcome events to the models' tallies, in time order (stable, so
+/// a record's failed attempts stay before its own outcome). An event stamped
+/// in the future (a skewed clock) counts as now. `load` gives a model's
+/// stored tally (None: it never had one), asked once per model touched.
+/// Returns the new tally of every model an event touched.
+pub fn apply_events<'a, E>(
+    mut events: Vec<Event<'a>>,
+    now_ms: u64,
+    decay_ms: u64,
+    mut load: impl FnMut(&str, &str) -> Result<Option<Tally>, E>,
+) -> Result<Vec<(ModelKey<'a>, Tally)>, E> {
+    events.retain(|e| e.outcome != Outcome::Neutral);
+    events.sort_by_key(|e| e.ts_ms);
+    let mut touched: HashMap<ModelKey<'a>, Tally> = HashMap::new();
+    for e in events {
+        let at = e.ts_ms.min(now_ms);
+        let t = match touched.entry((e.provider, e.model)) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                let stored = load(e.provider, e.model)?;
+                v.insert(stored.unwrap_or_else(|| Tally::fresh(at)))
+            }
+        };
+        t.state.apply(e.outcome, at, decay_ms);
+        t.updated_ms = t.updated_ms.max(at);
+        match e.outcome {
+            Outcome::Success => t.successes = t.successes.saturating_add(1),
+            Outcome::Failure => t.failures = t.failures.saturating_add(1),
+            Outcome::Neutral => {}
+        }
+    }
+    Ok(touched.into_iter().collect())
+}
+
+/// What the routing table should carry, given every model's state and the
+/// value the table now carries for it (`(state, published)`, in one order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Republish {
+    /// The values to publish, in the input's order: every model's decayed
+    /// penalty when any one differs meaningfully from what the table
+    /// carries; None when the table stays as it is.
+    pub publish: Option<Vec<f64>>,
+    /// When decay alone will next make one differ (`u64::MAX`: never).
+    pub due_ms: u64,
+}
+
+/// Decides whether the table's penalties must be republished at `now_ms`;
+/// all of them are, together, so one table version carries one instant.
+pub fn republish(models: &[(State, f64)], now_ms: u64, decay_ms: u64) -> Republish {
+    let stale = models
+        .iter()
+        .any(|(s, published)| meaningful(s.at(now_ms, decay_ms), *published));
+    let publish: Option<Vec<f64>> =
+        stale.then(|| models.iter().map(|(s, _)| s.at(now_ms, decay_ms)).collect());
+    let due_ms = models
+        .iter()
+        .enumerate()
+        .map(|(i, (s, published))| {
+            let held = publish
+                .as_ref()
+                .and_then(|p| p.get(i).copied())
+                .unwrap_or(*published);
+            s.republish_due(held, now_ms, decay_ms)
+        })
+        .min()
+        .unwrap_or(u64::MAX);
+    Republish { publish, due_ms }
+}
+
 /// True when a filter holding penalty `held` should get `current`: one is 0
 /// and the other not, or the factors `1 + p` differ by more than 5 %.
 pub fn meaningful(current: f64, held: f64) -> bool {
@@ -250,6 +358,67 @@ mod tests {
         };
         assert_eq!(s.republish_due(0.04, D + 7, D), 4 * D);
         assert_eq!(fresh().republish_due(0.0, 5, D), u64::MAX);
+    }
+
+    fn event(ts_ms: u64, model: &str, outcome: Outcome) -> Event<'_> {
+        Event {
+            ts_ms,
+            provider: "openai",
+            model,
+            outcome,
+        }
+    }
+
+    #[test]
+    fn events_apply_in_time_order_from_the_stored_tally() {
+        let mut loads = Vec::new();
+        let stored = Tally {
+            state: State {
+                penalty: 3.0,
+                decayed_ms: 1_000,
+            },
+            successes: 4,
+            failures: 1,
+            updated_ms: 1_000,
+        };
+        let events = vec![
+            // Listed late, happened first: a success halves 3 before the failure.
+            event(2_000, "a", Outcome::Failure),
+            event(1_500, "a", Outcome::Success),
+            event(1_500, "b", Outcome::Neutral),
+            // Stamped in the future: counts as now.
+            event(99_000, "c", Outcome::Failure),
+        ];
+        let touched = apply_events(events, 5_000, D, |p: &str, m: &str| {
+            loads.push(format!("{p}/{m}"));
+            Ok::<_, ()>((m == "a").then_some(stored))
+        })
+        .unwrap();
+        let get = |m: &str| touched.iter().find(|((_, k), _)| *k == m).map(|(_, t)| *t);
+        let a = get("a").unwrap();
+        assert_eq!(a.state.penalty, (1.0 + 1.5) * 4.0 - 1.0);
+        assert_eq!((a.successes, a.failures, a.updated_ms), (5, 2, 2_000));
+        assert!(get("b").is_none(), "a neutral outcome touches nothing");
+        let c = get("c").unwrap();
+        assert_eq!((c.state.penalty, c.state.decayed_ms), (3.0, 5_000));
+        assert_eq!((c.failures, c.updated_ms), (1, 5_000));
+        loads.sort();
+        assert_eq!(loads, ["openai/a", "openai/c"], "each model loaded once");
+    }
+
+    #[test]
+    fn republishing_moves_every_value_or_none() {
+        let at = |penalty: f64| State {
+            penalty,
+            decayed_ms: 0,
+        };
+        let calm = republish(&[(at(3.0), 3.0), (at(0.0), 0.0)], 5, D);
+        assert_eq!(calm.publish, None);
+        assert_eq!(calm.due_ms, D, "the first halving of 3");
+        let moved = republish(&[(at(3.0), 3.0), (at(15.0), 3.0)], 5, D);
+        assert_eq!(moved.publish, Some(vec![3.0, 15.0]));
+        assert_eq!(moved.due_ms, D);
+        assert_eq!(republish(&[], 5, D).due_ms, u64::MAX);
     }
 
     #[test]

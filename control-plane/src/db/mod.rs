@@ -70,6 +70,21 @@ struct Pool {
     republishing: tokio::sync::Mutex<()>,
 }
 
+/// One open write transaction, handed to a domain service by
+/// [`Db::write_penalties`]: its methods (each aggregate's, in that
+/// aggregate's file) are the only way it writes, so the SQL stays here.
+pub struct Tx<'a> {
+    tx: &'a Transaction<'a>,
+    decay_ms: u64,
+}
+
+impl Tx<'_> {
+    /// Penalties halve every this many ms.
+    pub fn decay_ms(&self) -> u64 {
+        self.decay_ms
+    }
+}
+
 /// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct Db(Arc<Pool>);
@@ -176,20 +191,25 @@ impl Db {
         .await?
     }
 
-    /// As [`Db::write`] for writes that touch penalties: `f` also gets the
-    /// decay interval and returns when the published penalties next go stale,
-    /// which is recorded after the commit, while the writer is still held
-    /// (so a slower, older write can never overwrite a newer deadline).
-    async fn write_penalties<T, F>(&self, f: F) -> Result<T>
+    /// As [`Db::write`] for writes that touch penalties: `f` gets the
+    /// transaction as a [`Tx`] (with the decay interval) and returns when the
+    /// published penalties next go stale, which is recorded after the
+    /// commit, while the writer is still held (so a slower, older write can
+    /// never overwrite a newer deadline). Domain services that must change
+    /// several aggregates atomically (ingest) run their steps through it.
+    pub async fn write_penalties<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>, u64) -> Result<(T, u64)> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<(T, u64)> + Send + 'static,
     {
         let pool = self.0.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.writer.lock().unwrap_or_else(PoisonError::into_inner);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let (out, due) = f(&tx, pool.decay_ms)?;
+            let (out, due) = f(&Tx {
+                tx: &tx,
+                decay_ms: pool.decay_ms,
+            })?;
             tx.commit()?;
             pool.penalty_due.store(due, Ordering::Release);
             Ok(out)

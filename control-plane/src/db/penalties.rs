@@ -8,9 +8,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 use super::catalog::models;
-use super::{Db, bump_version, now_ms, penalty_epoch, to_i64, to_u64, version};
+use super::{Db, Tx, bump_version, now_ms, penalty_epoch, to_i64, to_u64, version};
 use crate::error::Result;
-use crate::penalty::{self, Outcome};
+use crate::penalty::{self, Tally};
 
 /// One model's penalty as `GET /admin/penalties` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -52,11 +52,20 @@ pub struct PenaltyReset {
 pub(super) struct PenaltyRow {
     pub(super) provider: String,
     pub(super) model: String,
-    pub(super) state: penalty::State,
-    pub(super) successes: u64,
-    pub(super) failures: u64,
-    pub(super) updated_ms: u64,
+    pub(super) tally: Tally,
     pub(super) published: f64,
+}
+
+fn tally_of(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Tally> {
+    Ok(Tally {
+        state: penalty::State {
+            penalty: r.get(first)?,
+            decayed_ms: to_u64(r.get(first + 1)?),
+        },
+        successes: to_u64(r.get(first + 2)?),
+        failures: to_u64(r.get(first + 3)?),
+        updated_ms: to_u64(r.get(first + 4)?),
+    })
 }
 
 pub(super) fn penalty_rows(conn: &Connection) -> Result<Vec<PenaltyRow>> {
@@ -68,13 +77,7 @@ pub(super) fn penalty_rows(conn: &Connection) -> Result<Vec<PenaltyRow>> {
         Ok(PenaltyRow {
             provider: r.get(0)?,
             model: r.get(1)?,
-            state: penalty::State {
-                penalty: r.get(2)?,
-                decayed_ms: to_u64(r.get(3)?),
-            },
-            successes: to_u64(r.get(4)?),
-            failures: to_u64(r.get(5)?),
-            updated_ms: to_u64(r.get(6)?),
+            tally: tally_of(r, 2)?,
             published: r.get(7)?,
         })
     })?;
@@ -84,28 +87,63 @@ pub(super) fn penalty_rows(conn: &Connection) -> Result<Vec<PenaltyRow>> {
 /// Republishes every penalty (and bumps the table version) when any one,
 /// decayed to `now`, differs meaningfully from what the table carries.
 /// Returns when decay alone will next make them differ.
-pub(super) fn republish(tx: &Transaction<'_>, now: u64, decay_ms: u64) -> Result<u64> {
+fn republish(tx: &Transaction<'_>, now: u64, decay_ms: u64) -> Result<u64> {
     let rows = penalty_rows(tx)?;
-    let stale = rows
-        .iter()
-        .any(|r| penalty::meaningful(r.state.at(now, decay_ms), r.published));
-    let mut due = u64::MAX;
-    let mut update = tx
-        .prepare_cached("UPDATE penalties SET published = ?3 WHERE provider = ?1 AND model = ?2")?;
-    for r in &rows {
-        let published = if stale {
-            let p = r.state.at(now, decay_ms);
+    let held: Vec<(penalty::State, f64)> =
+        rows.iter().map(|r| (r.tally.state, r.published)).collect();
+    let plan = penalty::republish(&held, now, decay_ms);
+    if let Some(values) = plan.publish {
+        let mut update = tx.prepare_cached(
+            "UPDATE penalties SET published = ?3 WHERE provider = ?1 AND model = ?2",
+        )?;
+        for (r, p) in rows.iter().zip(values) {
             update.execute(params![r.provider, r.model, p])?;
-            p
-        } else {
-            r.published
-        };
-        due = due.min(r.state.republish_due(published, now, decay_ms));
-    }
-    if stale {
+        }
         bump_version(tx)?;
     }
-    Ok(due)
+    Ok(plan.due_ms)
+}
+
+impl Tx<'_> {
+    /// A model's stored tally; None when it never had an event.
+    pub fn penalty_tally(&self, provider: &str, model: &str) -> Result<Option<Tally>> {
+        let mut load = self.tx.prepare_cached(
+            "SELECT penalty, decayed_ms, successes, failures, updated_ms FROM penalties
+             WHERE provider = ?1 AND model = ?2",
+        )?;
+        Ok(load
+            .query_row(params![provider, model], |r| tally_of(r, 0))
+            .optional()?)
+    }
+
+    /// Stores a model's tally; what the table carries (`published`) is left
+    /// to [`Tx::republish_penalties`].
+    pub fn save_penalty_tally(&self, provider: &str, model: &str, t: &Tally) -> Result<()> {
+        let mut save = self.tx.prepare_cached(
+            "INSERT INTO penalties (provider, model, penalty, decayed_ms, successes, failures,
+                updated_ms, published)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)
+             ON CONFLICT (provider, model) DO UPDATE SET penalty = excluded.penalty,
+                decayed_ms = excluded.decayed_ms, successes = excluded.successes,
+                failures = excluded.failures, updated_ms = excluded.updated_ms",
+        )?;
+        save.execute(params![
+            provider,
+            model,
+            t.state.penalty,
+            to_i64(t.state.decayed_ms),
+            to_i64(t.successes),
+            to_i64(t.failures),
+            to_i64(t.updated_ms),
+        ])?;
+        Ok(())
+    }
+
+    /// Republishes the penalties if any changed meaningfully (bumping the
+    /// table version); returns when decay alone will next make one differ.
+    pub fn republish_penalties(&self, now: u64) -> Result<u64> {
+        republish(self.tx, now, self.decay_ms)
+    }
 }
 
 impl Db {
@@ -121,7 +159,7 @@ impl Db {
         if now_ms() < self.0.penalty_due.load(Ordering::Acquire) {
             return Ok(()); // another poll just did it
         }
-        self.write_penalties(|tx, decay_ms| Ok(((), republish(tx, now_ms(), decay_ms)?)))
+        self.write_penalties(|tx| Ok(((), tx.republish_penalties(now_ms())?)))
             .await
     }
 
@@ -136,14 +174,18 @@ impl Db {
                 .map(|r| ((r.provider.clone(), r.model.clone()), r))
                 .collect();
             let view = |provider: String, model: String, row: Option<PenaltyRow>| match row {
-                Some(r) => PenaltyView {
-                    penalty: r.state.at(now, decay_ms),
-                    table_penalty: r.published,
-                    success_rate: (r.successes + r.failures > 0)
-                        .then(|| r.successes as f64 / (r.successes + r.failures) as f64),
-                    successes: r.successes,
-                    failures: r.failures,
-                    updated_ms: Some(r.updated_ms),
+                Some(PenaltyRow {
+                    tally: t,
+                    published,
+                    ..
+                }) => PenaltyView {
+                    penalty: t.state.at(now, decay_ms),
+                    table_penalty: published,
+                    success_rate: (t.successes + t.failures > 0)
+                        .then(|| t.successes as f64 / (t.successes + t.failures) as f64),
+                    successes: t.successes,
+                    failures: t.failures,
+                    updated_ms: Some(t.updated_ms),
                     provider,
                     model,
                 },
@@ -183,8 +225,8 @@ impl Db {
     /// their local penalties) and the table version. None when `model` is
     /// neither in the catalog nor has a penalty.
     pub async fn reset_penalties(&self, model: Option<String>) -> Result<Option<PenaltyReset>> {
-        self.write_penalties(move |tx, decay_ms| {
-            let now = now_ms();
+        self.write_penalties(move |tx| {
+            let (tx, decay_ms, now) = (tx.tx, tx.decay_ms, now_ms());
             let reset: Vec<String> = match &model {
                 Some(m) => {
                     let known = models(tx)?.iter().any(|c| &c.id == m)
@@ -234,89 +276,4 @@ impl Db {
         })
         .await
     }
-}
-
-/// Applies outcome events to the stored penalties, in time order (stable, so
-/// a record's failed attempts stay before its own outcome). An event stamped
-/// in the future (a skewed clock) counts as now.
-pub(super) fn apply_penalty_events(
-    tx: &Transaction<'_>,
-    mut events: Vec<(u64, &str, &str, Outcome)>,
-    now: u64,
-    decay_ms: u64,
-) -> Result<()> {
-    events.retain(|e| e.3 != Outcome::Neutral);
-    if events.is_empty() {
-        return Ok(());
-    }
-    events.sort_by_key(|e| e.0);
-    let mut load = tx.prepare_cached(
-        "SELECT penalty, decayed_ms, successes, failures, updated_ms FROM penalties
-         WHERE provider = ?1 AND model = ?2",
-    )?;
-    #[derive(Clone, Copy)]
-    struct Touched {
-        state: penalty::State,
-        successes: u64,
-        failures: u64,
-        updated_ms: u64,
-    }
-    let mut touched: HashMap<(&str, &str), Touched> = HashMap::new();
-    for (ts, provider, model, outcome) in events {
-        let at = ts.min(now);
-        let t = match touched.entry((provider, model)) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                let stored = load
-                    .query_row(params![provider, model], |r| {
-                        Ok(Touched {
-                            state: penalty::State {
-                                penalty: r.get(0)?,
-                                decayed_ms: to_u64(r.get(1)?),
-                            },
-                            successes: to_u64(r.get(2)?),
-                            failures: to_u64(r.get(3)?),
-                            updated_ms: to_u64(r.get(4)?),
-                        })
-                    })
-                    .optional()?;
-                v.insert(stored.unwrap_or(Touched {
-                    state: penalty::State {
-                        penalty: 0.0,
-                        decayed_ms: at,
-                    },
-                    successes: 0,
-                    failures: 0,
-                    updated_ms: at,
-                }))
-            }
-        };
-        t.state.apply(outcome, at, decay_ms);
-        t.updated_ms = t.updated_ms.max(at);
-        match outcome {
-            Outcome::Success => t.successes = t.successes.saturating_add(1),
-            Outcome::Failure => t.failures = t.failures.saturating_add(1),
-            Outcome::Neutral => {}
-        }
-    }
-    let mut save = tx.prepare_cached(
-        "INSERT INTO penalties (provider, model, penalty, decayed_ms, successes, failures,
-            updated_ms, published)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)
-         ON CONFLICT (provider, model) DO UPDATE SET penalty = excluded.penalty,
-            decayed_ms = excluded.decayed_ms, successes = excluded.successes,
-            failures = excluded.failures, updated_ms = excluded.updated_ms",
-    )?;
-    for ((provider, model), t) in touched {
-        save.execute(params![
-            provider,
-            model,
-            t.state.penalty,
-            to_i64(t.state.decayed_ms),
-            to_i64(t.successes),
-            to_i64(t.failures),
-            to_i64(t.updated_ms),
-        ])?;
-    }
-    Ok(())
 }

@@ -1,143 +1,119 @@
 //! Usage records, their failed attempts and the running totals.
 
-use std::collections::HashMap;
-
-use aipipe_core::usage::{UsageAck, UsageRecord};
+use aipipe_core::usage::UsageRecord;
 use rusqlite::params;
 
-use super::penalties::{apply_penalty_events, republish};
 use super::tenants::tenant_exists;
-use super::{Db, now_ms, to_i64, to_u64};
+use super::{Db, Tx, to_i64, to_u64};
 use crate::error::Result;
-use crate::penalty::Outcome;
-use crate::stats::{Row, Window};
+use crate::stats::{Row, Sums, Window};
 
 #[derive(Debug, Clone, Default)]
 pub struct UsageTotals {
     pub tenant: String,
     pub provider: String,
     pub model: String,
-    pub sums: crate::stats::Sums,
+    pub sums: Sums,
+}
+
+impl Tx<'_> {
+    /// Stores one usage record unless its id is already stored (the id is
+    /// the idempotency key: the insert itself decides, inside the
+    /// transaction). A new record's failed attempts are stored with it.
+    /// True when the record was new.
+    pub fn insert_usage(&self, r: &UsageRecord) -> Result<bool> {
+        let mut insert = self.tx.prepare_cached(
+            "INSERT OR IGNORE INTO usage (id, tenant, provider, model, status, prompt_tokens,
+                completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, latency_ms,
+                ttft_ms, complexity, stream, usage_parsed, ts_ms, cache_hit)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                ?17)",
+        )?;
+        let n = insert.execute(params![
+            r.id,
+            r.tenant,
+            r.provider,
+            r.model,
+            r.status,
+            to_i64(r.prompt_tokens),
+            to_i64(r.completion_tokens),
+            to_i64(r.cached_tokens),
+            to_i64(r.cache_write_tokens),
+            to_i64(r.cost_nusd),
+            r.latency_ms,
+            r.ttft_ms,
+            r.complexity,
+            r.stream,
+            r.usage_parsed,
+            to_i64(r.ts_ms),
+            r.cache_hit,
+        ])?;
+        if n == 0 {
+            return Ok(false);
+        }
+        let mut insert_attempt = self.tx.prepare_cached(
+            "INSERT OR IGNORE INTO attempt_failures (record_id, n, ts_ms, tenant, provider, model, status)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for (i, a) in r.failed_attempts.iter().enumerate() {
+            insert_attempt.execute(params![
+                r.id,
+                i as i64,
+                to_i64(r.ts_ms),
+                r.tenant,
+                a.provider,
+                a.model,
+                a.status,
+            ])?;
+        }
+        Ok(true)
+    }
+
+    /// Adds `sums` to the running totals of (tenant, provider, model).
+    pub fn add_usage_totals(
+        &self,
+        tenant: &str,
+        provider: &str,
+        model: &str,
+        sums: &Sums,
+    ) -> Result<()> {
+        let mut upsert = self.tx.prepare_cached(
+            "INSERT INTO usage_totals (tenant, provider, model, requests, errors, prompt_tokens,
+                completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, unparsed,
+                failed_attempts, cache_hits)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT (tenant, provider, model) DO UPDATE SET
+                requests = requests + excluded.requests,
+                errors = errors + excluded.errors,
+                prompt_tokens = prompt_tokens + excluded.prompt_tokens,
+                completion_tokens = completion_tokens + excluded.completion_tokens,
+                cached_tokens = cached_tokens + excluded.cached_tokens,
+                cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
+                cost_nusd = cost_nusd + excluded.cost_nusd,
+                unparsed = unparsed + excluded.unparsed,
+                failed_attempts = failed_attempts + excluded.failed_attempts,
+                cache_hits = cache_hits + excluded.cache_hits",
+        )?;
+        upsert.execute(params![
+            tenant,
+            provider,
+            model,
+            to_i64(sums.requests),
+            to_i64(sums.errors),
+            to_i64(sums.prompt_tokens),
+            to_i64(sums.completion_tokens),
+            to_i64(sums.cached_tokens),
+            to_i64(sums.cache_write_tokens),
+            to_i64(sums.cost_nusd),
+            to_i64(sums.unparsed),
+            to_i64(sums.failed_attempts),
+            to_i64(sums.cache_hits),
+        ])?;
+        Ok(())
+    }
 }
 
 impl Db {
-    /// Stores a batch in one transaction, idempotent by record id; returns
-    /// only after the commit (fsync) so the ack means durable. New records
-    /// (never a duplicate) also store their failed attempts, add to the
-    /// running totals and move their models' penalties, in time order; the
-    /// table version is bumped when a penalty changed meaningfully.
-    pub async fn ingest(&self, records: Vec<UsageRecord>) -> Result<UsageAck> {
-        self.write_penalties(move |tx, decay_ms| {
-            let now = now_ms();
-            let mut insert = tx.prepare_cached(
-                "INSERT OR IGNORE INTO usage (id, tenant, provider, model, status, prompt_tokens,
-                    completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, latency_ms,
-                    ttft_ms, complexity, stream, usage_parsed, ts_ms, cache_hit)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                    ?17)",
-            )?;
-            let mut insert_attempt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO attempt_failures (record_id, n, ts_ms, tenant, provider, model, status)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            let mut totals: HashMap<(&str, &str, &str), crate::stats::Sums> = HashMap::new();
-            // (time, provider, model, outcome): a record's failed attempts
-            // come before its own outcome (they happened first).
-            let mut events: Vec<(u64, &str, &str, Outcome)> = Vec::new();
-            let mut accepted = 0u64;
-            for r in &records {
-                let n = insert.execute(params![
-                    r.id,
-                    r.tenant,
-                    r.provider,
-                    r.model,
-                    r.status,
-                    to_i64(r.prompt_tokens),
-                    to_i64(r.completion_tokens),
-                    to_i64(r.cached_tokens),
-                    to_i64(r.cache_write_tokens),
-                    to_i64(r.cost_nusd),
-                    r.latency_ms,
-                    r.ttft_ms,
-                    r.complexity,
-                    r.stream,
-                    r.usage_parsed,
-                    to_i64(r.ts_ms),
-                    r.cache_hit,
-                ])?;
-                if n == 0 {
-                    continue;
-                }
-                accepted += 1;
-                totals
-                    .entry((&r.tenant, &r.provider, &r.model))
-                    .or_default()
-                    .add_record(r);
-                for (i, a) in r.failed_attempts.iter().enumerate() {
-                    insert_attempt.execute(params![
-                        r.id,
-                        i as i64,
-                        to_i64(r.ts_ms),
-                        r.tenant,
-                        a.provider,
-                        a.model,
-                        a.status,
-                    ])?;
-                    totals
-                        .entry((&r.tenant, &a.provider, &a.model))
-                        .or_default()
-                        .failed_attempts += 1;
-                    events.push((r.ts_ms, &a.provider, &a.model, Outcome::Failure));
-                }
-                events.push((r.ts_ms, &r.provider, &r.model, Outcome::of_record(r)));
-            }
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO usage_totals (tenant, provider, model, requests, errors, prompt_tokens,
-                    completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, unparsed,
-                    failed_attempts, cache_hits)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                 ON CONFLICT (tenant, provider, model) DO UPDATE SET
-                    requests = requests + excluded.requests,
-                    errors = errors + excluded.errors,
-                    prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-                    completion_tokens = completion_tokens + excluded.completion_tokens,
-                    cached_tokens = cached_tokens + excluded.cached_tokens,
-                    cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
-                    cost_nusd = cost_nusd + excluded.cost_nusd,
-                    unparsed = unparsed + excluded.unparsed,
-                    failed_attempts = failed_attempts + excluded.failed_attempts,
-                    cache_hits = cache_hits + excluded.cache_hits",
-            )?;
-            for ((tenant, provider, model), t) in &totals {
-                upsert.execute(params![
-                    tenant,
-                    provider,
-                    model,
-                    to_i64(t.requests),
-                    to_i64(t.errors),
-                    to_i64(t.prompt_tokens),
-                    to_i64(t.completion_tokens),
-                    to_i64(t.cached_tokens),
-                    to_i64(t.cache_write_tokens),
-                    to_i64(t.cost_nusd),
-                    to_i64(t.unparsed),
-                    to_i64(t.failed_attempts),
-                    to_i64(t.cache_hits),
-                ])?;
-            }
-            apply_penalty_events(tx, events, now, decay_ms)?;
-            let due = republish(tx, now, decay_ms)?;
-            Ok((
-                UsageAck {
-                    accepted,
-                    duplicates: records.len() as u64 - accepted,
-                },
-                due,
-            ))
-        })
-        .await
-    }
-
     /// One tenant's records with `since <= ts_ms < until`, accumulated. None
     /// when the tenant is unknown and has no usage at all.
     pub async fn stats_window(
@@ -212,7 +188,7 @@ impl Db {
                     tenant: r.get(0)?,
                     provider: r.get(1)?,
                     model: r.get(2)?,
-                    sums: crate::stats::Sums {
+                    sums: Sums {
                         requests: to_u64(r.get(3)?),
                         errors: to_u64(r.get(4)?),
                         prompt_tokens: to_u64(r.get(5)?),

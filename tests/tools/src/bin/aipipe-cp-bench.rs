@@ -1,7 +1,7 @@
 //! `aipipe-cp-bench`: the control plane's two SPEC §16 numbers, measured on
 //! this machine. Ingest: batches of 500 usage records POSTed over real
 //! loopback HTTP to the internal API (each acknowledged only after its
-//! fsynced commit). Stats: 1,000,000 records stored through the `db` module
+//! fsynced commit). Stats: 1,000,000 records stored through the ingest service
 //! (10 tenants × 8 models over 30 days), then `GET /admin/tenants/{id}/stats`
 //! over real HTTP for a one-day window of one tenant, p99 of 300 queries.
 //! Extra lines show larger windows, so the cost per scanned row is visible.
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use aipipe_control_plane::config::Secrets;
 use aipipe_control_plane::db::Db;
+use aipipe_control_plane::ingest;
 use aipipe_control_plane::{AppState, admin_app, internal_app};
 use aipipe_core::usage::{TOKEN_HEADER, USAGE_PATH, UsageBatch, UsageRecord};
 
@@ -212,7 +213,7 @@ async fn bench_stats(rt: &tokio::runtime::Handle) -> Result<(), BoxError> {
                 record(n, n % TENANTS, ts, &mut rng)
             })
             .collect();
-        db.ingest(records).await?;
+        ingest::ingest(&db, ingest::Batch::new(records)?).await?;
     }
     eprintln!(
         "bench-info: stored {TOTAL} records ({TENANTS} tenants, {DAYS} days) in {:.1}s",

@@ -1,0 +1,190 @@
+//! Usage ingestion, the one path by which a filter's records reach the
+//! store: a batch is validated, then in ONE write transaction its records
+//! are inserted (the record id is the idempotency key: the insert decides
+//! which are new), and only the new ones add to the running totals and move
+//! their models' penalties (the filter's rules, `crate::penalty`). The ack
+//! is sent only after that transaction's commit, so it means durable.
+
+use std::collections::HashMap;
+
+use aipipe_core::usage::{UsageAck, UsageBatch, UsageRecord};
+
+use crate::db::{Db, now_ms};
+use crate::error::{Error, Result};
+use crate::penalty::{self, Event, Outcome};
+use crate::stats::Sums;
+
+/// A batch whose every record can be stored: each has an id.
+#[derive(Debug, Clone)]
+pub struct Batch(Vec<UsageRecord>);
+
+impl Batch {
+    pub fn new(records: Vec<UsageRecord>) -> Result<Self> {
+        if let Some(i) = records.iter().position(|r| r.id.is_empty()) {
+            return Err(Error::BadRequest(format!(
+                "records[{i}].id: must not be empty (it is the idempotency key)"
+            )));
+        }
+        Ok(Self(records))
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl TryFrom<UsageBatch> for Batch {
+    type Error = Error;
+    fn try_from(batch: UsageBatch) -> Result<Self> {
+        Self::new(batch.records)
+    }
+}
+
+/// What new records add: sums per (tenant, provider, model), and their
+/// models' outcomes in the order they happened.
+#[derive(Debug, Default)]
+pub struct Effects<'a> {
+    pub totals: HashMap<(&'a str, &'a str, &'a str), Sums>,
+    pub events: Vec<Event<'a>>,
+}
+
+impl<'a> Effects<'a> {
+    /// A record counts for the model that answered it; each of its failed
+    /// attempts counts once for its own model, as a failure that came first.
+    pub fn of(records: &[&'a UsageRecord]) -> Self {
+        let mut e = Effects::default();
+        for r in records {
+            e.totals
+                .entry((&r.tenant, &r.provider, &r.model))
+                .or_default()
+                .add_record(r);
+            for a in &r.failed_attempts {
+                e.totals
+                    .entry((&r.tenant, &a.provider, &a.model))
+                    .or_default()
+                    .failed_attempts += 1;
+                e.events.push(Event {
+                    ts_ms: r.ts_ms,
+                    provider: &a.provider,
+                    model: &a.model,
+                    outcome: Outcome::Failure,
+                });
+            }
+            e.events.push(Event {
+                ts_ms: r.ts_ms,
+                provider: &r.provider,
+                model: &r.model,
+                outcome: Outcome::of_record(r),
+            });
+        }
+        e
+    }
+}
+
+/// Stores a batch in one transaction and returns the ack (how many records
+/// were new, how many duplicates) once it is committed. The table version
+/// is bumped when a penalty changed meaningfully.
+pub async fn ingest(db: &Db, batch: Batch) -> Result<UsageAck> {
+    let Batch(records) = batch;
+    db.write_penalties(move |tx| {
+        let now = now_ms();
+        let mut fresh = Vec::with_capacity(records.len());
+        for r in &records {
+            if tx.insert_usage(r)? {
+                fresh.push(r);
+            }
+        }
+        let effects = Effects::of(&fresh);
+        for ((tenant, provider, model), sums) in &effects.totals {
+            tx.add_usage_totals(tenant, provider, model, sums)?;
+        }
+        let touched = penalty::apply_events(effects.events, now, tx.decay_ms(), |p, m| {
+            tx.penalty_tally(p, m)
+        })?;
+        for ((provider, model), tally) in &touched {
+            tx.save_penalty_tally(provider, model, tally)?;
+        }
+        let due = tx.republish_penalties(now)?;
+        let accepted = fresh.len() as u64;
+        Ok((
+            UsageAck {
+                accepted,
+                duplicates: records.len() as u64 - accepted,
+            },
+            due,
+        ))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use aipipe_core::usage::FailedAttempt;
+
+    fn record(id: &str, model: &str, status: u16) -> UsageRecord {
+        UsageRecord {
+            id: id.into(),
+            tenant: "acme".into(),
+            provider: "openai".into(),
+            model: model.into(),
+            status,
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            cached_tokens: 0,
+            cache_write_tokens: 0,
+            cost_nusd: 100,
+            latency_ms: 1.0,
+            ttft_ms: None,
+            complexity: None,
+            stream: false,
+            usage_parsed: true,
+            ts_ms: 7,
+            failed_attempts: Vec::new(),
+            cache_hit: false,
+        }
+    }
+
+    #[test]
+    fn a_record_without_an_id_refuses_the_batch() {
+        let e = Batch::new(vec![record("a", "m", 200), record("", "m", 200)]).unwrap_err();
+        assert!(e.to_string().contains("records[1].id"), "{e}");
+        assert_eq!(Batch::new(vec![record("a", "m", 200)]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn failed_attempts_count_for_their_model_before_the_answer() {
+        let mut r = record("a", "gpt-4o-mini", 200);
+        r.failed_attempts = vec![FailedAttempt {
+            provider: "anthropic".into(),
+            model: "claude-sonnet-4-5".into(),
+            status: 529,
+        }];
+        let hit = UsageRecord {
+            cache_hit: true,
+            ..record("b", "gpt-4o-mini", 200)
+        };
+        let e = Effects::of(&[&r, &hit]);
+        let mini = e.totals[&("acme", "openai", "gpt-4o-mini")];
+        assert_eq!(
+            (mini.requests, mini.cache_hits, mini.failed_attempts),
+            (2, 1, 0)
+        );
+        let claude = e.totals[&("acme", "anthropic", "claude-sonnet-4-5")];
+        assert_eq!((claude.requests, claude.failed_attempts), (0, 1));
+        let order: Vec<(&str, Outcome)> = e.events.iter().map(|e| (e.model, e.outcome)).collect();
+        assert_eq!(
+            order,
+            [
+                ("claude-sonnet-4-5", Outcome::Failure),
+                ("gpt-4o-mini", Outcome::Success),
+                ("gpt-4o-mini", Outcome::Neutral),
+            ]
+        );
+    }
+}
