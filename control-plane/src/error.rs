@@ -18,6 +18,8 @@ pub enum Error {
     Conflict(String),
     /// Well-formed input that fails validation; the message names the field.
     Invalid(String),
+    /// A request body over the route's size limit.
+    TooLarge(String),
     /// A failure that is not the client's doing. The text is logged, never sent.
     Internal(String),
 }
@@ -46,6 +48,11 @@ impl Error {
                 "invalid_request_error",
                 "validation_failed",
             ),
+            Self::TooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "payload_too_large",
+            ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "api_error",
@@ -63,7 +70,11 @@ impl Error {
             Self::Unauthorized => {
                 "Missing or wrong credentials: send the admin secret as `X-Admin-Secret` (internal API: `x-aipipe-internal-token`)."
             }
-            Self::BadRequest(m) | Self::NotFound(m) | Self::Conflict(m) | Self::Invalid(m) => m,
+            Self::BadRequest(m)
+            | Self::NotFound(m)
+            | Self::Conflict(m)
+            | Self::Invalid(m)
+            | Self::TooLarge(m) => m,
             Self::Internal(_) => "Internal error; the control plane logged the details.",
         }
     }
@@ -110,16 +121,6 @@ impl From<serde_json::Error> for Error {
     fn from(e: serde_json::Error) -> Self {
         Self::internal("json", e)
     }
-}
-
-/// JSON request bodies: read as bytes so a missing `Content-Type` (plain
-/// `curl -d`) still works; syntax errors are 400, shape errors 422 with serde's
-/// message, which names the field.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => Error::Invalid(format!("invalid body: {e}")),
-        _ => Error::BadRequest(format!("body is not valid JSON: {e}")),
-    })
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

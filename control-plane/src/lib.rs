@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod body;
 pub mod config;
 pub mod crypto;
 pub mod db;

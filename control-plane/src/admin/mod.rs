@@ -1,0 +1,117 @@
+//! The admin API (operators): tenants, provider keys, virtual keys, the model
+//! catalog, penalties, route explanations and stats, plus /healthz and /metrics. Every
+//! /admin route is behind `X-Admin-Secret`. Handlers are thin: take the body
+//! through [`JsonBody`](crate::body::JsonBody), validate, call `db` (or a
+//! domain service), shape the answer; one file per resource. Nothing here
+//! logs a request body, so provider keys and virtual keys never reach a log line.
+
+mod catalog;
+mod explain;
+mod keys;
+mod ops;
+mod penalties;
+mod tenants;
+mod usage;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+
+use crate::AppState;
+use crate::error::{Error, Result};
+
+pub use keys::{check_provider_key, upsert_provider_keys};
+
+pub const ADMIN_SECRET_HEADER: &str = "x-admin-secret";
+
+/// The admin router. /healthz and /metrics are open (no secrets in them);
+/// everything under /admin needs the admin secret.
+pub fn app(state: AppState) -> Router {
+    let admin = Router::new()
+        .route(
+            "/admin/tenants",
+            post(tenants::create_tenant).get(tenants::list_tenants),
+        )
+        .route(
+            "/admin/tenants/{id}",
+            get(tenants::get_tenant)
+                .patch(tenants::update_tenant)
+                .delete(tenants::delete_tenant),
+        )
+        .route("/admin/tenants/{id}/keys", post(keys::upsert_keys))
+        .route(
+            "/admin/tenants/{id}/keys/{provider}",
+            delete(keys::delete_key),
+        )
+        .route(
+            "/admin/tenants/{id}/virtual-keys",
+            post(keys::create_virtual_key).get(keys::list_virtual_keys),
+        )
+        .route(
+            "/admin/tenants/{id}/virtual-keys/{key_id}",
+            delete(keys::revoke_virtual_key),
+        )
+        .route("/admin/tenants/{id}/stats", get(usage::stats))
+        .route("/admin/models", get(catalog::list_models))
+        .route("/admin/models/{id}", put(catalog::put_model))
+        .route("/admin/penalties", get(penalties::list_penalties))
+        .route("/admin/penalties/reset", post(penalties::reset_penalties))
+        .route("/admin/route/explain", post(explain::explain))
+        .route("/admin/openapi.json", get(ops::openapi))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_secret,
+        ));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .merge(admin)
+        .fallback(|| async { Error::NotFound("no such route; see GET /admin/openapi.json".into()) })
+        .with_state(state)
+}
+
+async fn require_secret(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let given = req
+        .headers()
+        .get(ADMIN_SECRET_HEADER)
+        .map(HeaderValue::as_bytes);
+    if state.admin_secret_ok(given) {
+        next.run(req).await
+    } else {
+        Error::Unauthorized.into_response()
+    }
+}
+
+// ---- validation shared by several resources and with startup (env keys) ----------
+
+/// Tenant ids: 1–64 of `[a-z0-9_-]` (they appear in URLs, metrics labels, logs).
+pub fn check_tenant_id(id: &str) -> Result<()> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(
+            "id: must be 1-64 characters of a-z, 0-9, '_' and '-'".into(),
+        ))
+    }
+}
+
+/// Display names (tenants, virtual keys).
+fn check_name(name: &str) -> Result<()> {
+    if name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(Error::Invalid(
+            "name: at most 200 characters, no control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn tenant_not_found(id: &str) -> Error {
+    Error::NotFound(format!("tenant `{id}` does not exist"))
+}

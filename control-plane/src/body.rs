@@ -1,0 +1,119 @@
+//! The one JSON request-body extractor of the admin API, so every handler
+//! gets the same answers to a bad body in the API's own error shape:
+//! syntax errors (and an empty body where one is required) are 400, shape
+//! errors 422 with serde's message (which names the field), an oversized
+//! body 413. The body is read as bytes, so a missing `Content-Type` (plain
+//! `curl -d`) still works. `Option<JsonBody<T>>` takes an empty (or
+//! all-whitespace) body as None, for routes whose body is optional.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, OptionalFromRequest, Request};
+use axum::http::StatusCode;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+
+/// A JSON body of type `T`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonBody<T>(pub T);
+
+fn unreadable(e: &BytesRejection) -> Error {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::TooLarge(format!("body: {}", e.body_text()))
+    } else {
+        Error::BadRequest(format!("body could not be read: {}", e.body_text()))
+    }
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => Error::Invalid(format!("invalid body: {e}")),
+        _ => Error::BadRequest(format!("body is not valid JSON: {e}")),
+    })
+}
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| unreadable(&e))?;
+        parse(&body).map(JsonBody)
+    }
+}
+
+impl<S, T> OptionalFromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>> {
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| unreadable(&e))?;
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        parse(&body).map(|t| Some(JsonBody(t)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use axum::body::Body;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Named {
+        #[allow(dead_code)]
+        name: String,
+    }
+
+    async fn extract(body: &'static str) -> Result<JsonBody<Named>> {
+        let req = Request::new(Body::from(body));
+        <JsonBody<Named> as FromRequest<()>>::from_request(req, &()).await
+    }
+
+    async fn optional(body: &'static str) -> Result<Option<JsonBody<Named>>> {
+        let req = Request::new(Body::from(body));
+        <JsonBody<Named> as OptionalFromRequest<()>>::from_request(req, &()).await
+    }
+
+    #[tokio::test]
+    async fn syntax_is_400_shape_is_422_and_names_the_field() {
+        assert!(extract(r#"{"name": "x"}"#).await.is_ok());
+        for (body, status) in [
+            ("{nope", StatusCode::BAD_REQUEST),
+            ("", StatusCode::BAD_REQUEST),
+            (r#"{"name": 5}"#, StatusCode::UNPROCESSABLE_ENTITY),
+            (
+                r#"{"name": "x", "color": 1}"#,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ] {
+            let e = extract(body).await.unwrap_err();
+            assert_eq!(e.status(), status, "{body:?}: {e}");
+        }
+        let e = extract(r#"{"name": "x", "color": 1}"#).await.unwrap_err();
+        assert!(e.to_string().contains("color"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_optional_body_may_be_empty_but_not_wrong() {
+        assert!(optional("").await.unwrap().is_none());
+        assert!(optional(" \n").await.unwrap().is_none());
+        assert!(optional(r#"{"name": "x"}"#).await.unwrap().is_some());
+        let e = optional("{nope").await.unwrap_err();
+        assert_eq!(e.status(), StatusCode::BAD_REQUEST);
+    }
+}
