@@ -62,16 +62,15 @@ async fn table(State(state): State<AppState>, headers: HeaderMap) -> Result<Resp
             return Ok(StatusCode::NOT_MODIFIED.into_response());
         }
     }
-    let (version, json) =
-        routing::current_json(&state.db, &state.cipher, &state.table_cache).await?;
+    let built = routing::current(&state.db, &state.cipher, &state.table_cache).await?;
     state.counters.table_full.fetch_add(1, Ordering::Relaxed);
-    let mut resp = Response::new(Body::from(json));
+    let mut resp = Response::new(Body::from(built.json.clone()));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    h.insert(VERSION_HEADER, HeaderValue::from(version));
+    h.insert(VERSION_HEADER, HeaderValue::from(built.version));
     // The table carries provider keys: no intermediary may keep a copy.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)

@@ -1,6 +1,9 @@
 //! The routing table as the control plane builds it: one database snapshot,
-//! provider keys opened, penalties applied, the filter's own wire type. The last built JSON is
-//! kept per version, so many Envoys polling a changed version cost one build.
+//! provider keys opened, penalties applied, the filter's own wire type. The
+//! last built table is kept with its version — its JSON for the filters and
+//! its compiled form for `POST /admin/route/explain` — so many Envoys
+//! polling a changed version, or many explain calls, cost one build (one
+//! decryption of every tenant's keys) per version.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -60,38 +63,88 @@ pub fn compile(raw: RoutingTable) -> Result<Table> {
     Table::compile(raw).map_err(|e| Error::internal("stored routing table does not compile", e))
 }
 
-/// The last table JSON served, by version.
+/// One version of the table, built once: what the filters are sent and
+/// what explain ranks with.
+pub struct Compiled {
+    pub version: u64,
+    /// The wire form served to filters.
+    pub json: Bytes,
+    /// The filter's compiled form of the same table.
+    pub table: Table,
+}
+
+/// The last table built, by version.
 #[derive(Default)]
-pub struct Cache(Mutex<Option<(u64, Bytes)>>);
+pub struct Cache(Mutex<Option<Arc<Compiled>>>);
 
 impl Cache {
-    pub fn get(&self, version: u64) -> Option<Bytes> {
+    pub fn get(&self, version: u64) -> Option<Arc<Compiled>> {
         let slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        slot.as_ref()
-            .filter(|(v, _)| *v == version)
-            .map(|(_, b)| b.clone())
+        slot.as_ref().filter(|c| c.version == version).cloned()
     }
 
-    pub fn put(&self, version: u64, json: Bytes) {
+    /// Keeps `built` unless a newer version is already kept.
+    pub fn put(&self, built: Arc<Compiled>) {
         let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.as_ref().is_none_or(|(v, _)| *v <= version) {
-            *slot = Some((version, json));
+        if slot.as_ref().is_none_or(|c| c.version <= built.version) {
+            *slot = Some(built);
         }
     }
 }
 
-/// The JSON body of the current table and its version.
-pub async fn current_json(db: &Db, cipher: &Arc<Cipher>, cache: &Cache) -> Result<(u64, Bytes)> {
+/// The current table: from the cache when the database is still at its
+/// version (one indexed read), built and kept otherwise.
+pub async fn current(db: &Db, cipher: &Cipher, cache: &Cache) -> Result<Arc<Compiled>> {
     let version = db.table_version().await?;
-    if let Some(json) = cache.get(version) {
-        return Ok((version, json));
+    if let Some(built) = cache.get(version) {
+        return Ok(built);
     }
     let raw = build(db, cipher).await?;
     let version = raw.version;
     // Serialised only after the filter's own compile accepted it: never ship
     // a table the filter would refuse.
     let json = Bytes::from(serde_json::to_vec(&raw)?);
-    compile(raw)?;
-    cache.put(version, json.clone());
-    Ok((version, json))
+    let table = compile(raw)?;
+    let built = Arc::new(Compiled {
+        version,
+        json,
+        table,
+    });
+    cache.put(built.clone());
+    Ok(built)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn one_build_per_version() {
+        let dir = std::env::temp_dir().join(format!(
+            "aipipe-cp-routing-{}-{}",
+            std::process::id(),
+            crate::db::now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Db::open(&dir.join("aipipe.db")).unwrap();
+        let cipher = Cipher::new(&[7; 32]);
+        let cache = Cache::default();
+        let a = current(&db, &cipher, &cache).await.unwrap();
+        let b = current(&db, &cipher, &cache).await.unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "an unchanged version is not rebuilt");
+        db.create_tenant("acme".into(), "Acme".into())
+            .await
+            .unwrap();
+        let c = current(&db, &cipher, &cache).await.unwrap();
+        assert_eq!(c.version, a.version + 1);
+        assert!(c.table.tenant_by_id("acme").is_some());
+        cache.put(a.clone());
+        assert!(
+            cache.get(c.version).is_some(),
+            "an older build never replaces a newer one"
+        );
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

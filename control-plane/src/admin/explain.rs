@@ -23,12 +23,14 @@ pub(crate) async fn explain(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<ExplainRequest>,
 ) -> Result<Json<Explanation>> {
-    let table = routing::compile(routing::build(&state.db, &state.cipher).await?)?;
+    // The table of the current version, compiled once for every caller.
+    let built = routing::current(&state.db, &state.cipher, &state.table_cache).await?;
+    let table = &built.table;
     let tenant = table
         .tenant_by_id(&req.tenant)
         .ok_or_else(|| tenant_not_found(&req.tenant))?;
     let chat = serde_json::to_vec(&req.request)?;
-    let explanation = aipipe_core::route::explain(&table, tenant, &chat)
+    let explanation = aipipe_core::route::explain(table, tenant, &chat)
         .map_err(|e| Error::Invalid(format!("request: {}", e.message())))?;
     Ok(Json(explanation))
 }
