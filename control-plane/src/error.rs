@@ -6,7 +6,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub enum Error {
@@ -91,6 +92,23 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The body of every error answer: `{"error": {"message", "type", "code"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// What went wrong and, for client errors, what to fix.
+    pub message: String,
+    /// The kind: `invalid_request_error`, `authentication_error`, `not_found_error`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A stable code: `bad_request`, `validation_failed`, `not_found`, ...
+    pub code: String,
+}
+
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, kind, code) = self.parts();
@@ -100,7 +118,13 @@ impl IntoResponse for Error {
             // plaintexts never enter an error message).
             tracing::error!(detail = %detail, "request failed");
         }
-        let body = json!({"error": {"message": self.message(), "type": kind, "code": code}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                message: self.message().to_owned(),
+                kind: kind.to_owned(),
+                code: code.to_owned(),
+            },
+        };
         (status, Json(body)).into_response()
     }
 }

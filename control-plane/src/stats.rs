@@ -9,6 +9,7 @@
 //! models' success rates.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// One stored usage record, as the stats query reads it (borrowed from the row).
 #[derive(Debug, Clone, Copy)]
@@ -224,7 +225,7 @@ impl Window {
     }
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct Numbers {
     pub requests: u64,
     pub errors: u64,
@@ -263,7 +264,7 @@ impl From<&Sums> for Numbers {
     }
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct Totals {
     #[serde(flatten)]
     pub numbers: Numbers,
@@ -271,7 +272,7 @@ pub struct Totals {
     pub unparsed: u64,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct ModelStats {
     pub provider: String,
     pub model: String,
@@ -281,7 +282,7 @@ pub struct ModelStats {
     pub ttft_ms: Percentiles,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
 pub struct Percentiles {
     pub p50: Option<f64>,
     pub p95: Option<f64>,
@@ -309,7 +310,8 @@ pub fn nearest_rank(sorted: &[f64], p: f64) -> Option<f64> {
     sorted.get(rank.min(sorted.len()) - 1).copied()
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
+#[schema(as = Stats)]
 pub struct Report {
     pub tenant: String,
     pub since: u64,

@@ -5,16 +5,22 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::body::JsonBody;
 use crate::error::{Error, Result};
+use crate::openapi::{E400, E401, E422, ModelDoc};
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct ModelList {
+    #[schema(value_type = Vec<ModelDoc>)]
     models: Vec<Model>,
 }
 
+#[utoipa::path(get, path = "/admin/models", summary = "The model catalog",
+    responses((status = 200, description = "every model, in catalog order", body = ModelList),
+        (status = 401, response = E401)))]
 pub(crate) async fn list_models(State(state): State<AppState>) -> Result<Json<ModelList>> {
     Ok(Json(ModelList {
         models: state.db.models().await?,
@@ -32,6 +38,13 @@ fn check_catalog(models: Vec<Model>) -> Result<()> {
     .map_err(|e| Error::Invalid(e.0))
 }
 
+#[utoipa::path(put, path = "/admin/models/{id}",
+    summary = "Create or replace a model (validated by compiling the routing table)",
+    params(("id" = String, Path, description = "catalog model id")), request_body = ModelDoc,
+    responses((status = 200, description = "replaced", body = ModelDoc),
+        (status = 201, description = "created", body = ModelDoc),
+        (status = 400, response = E400), (status = 401, response = E401),
+        (status = 422, response = E422)))]
 pub(crate) async fn put_model(
     State(state): State<AppState>,
     Path(id): Path<String>,

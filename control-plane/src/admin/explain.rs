@@ -5,20 +5,29 @@ use aipipe_core::route::Explanation;
 use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
+use utoipa::ToSchema;
 
 use super::tenant_not_found;
 use crate::AppState;
 use crate::body::JsonBody;
 use crate::error::{Error, Result};
+use crate::openapi::{E400, E401, E404, E422, ExplanationDoc};
 use crate::routing;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ExplainRequest {
     tenant: String,
+    /// An OpenAI chat completions body.
+    #[schema(value_type = Object)]
     request: serde_json::Value,
 }
 
+#[utoipa::path(post, path = "/admin/route/explain",
+    summary = "Score a chat request for a tenant and rank every candidate", request_body = ExplainRequest,
+    responses((status = 200, description = "the score, and candidates best first", body = ExplanationDoc),
+        (status = 400, response = E400), (status = 401, response = E401),
+        (status = 404, response = E404), (status = 422, response = E422)))]
 pub(crate) async fn explain(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<ExplainRequest>,

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::{check_name, tenant_not_found};
 use crate::AppState;
@@ -15,6 +16,7 @@ use crate::body::JsonBody;
 use crate::crypto;
 use crate::db::VirtualKeyView;
 use crate::error::{Error, Result};
+use crate::openapi::{E400, E401, E404, E409, E422, TenantId};
 
 fn known_provider(provider: &str) -> bool {
     aipipe_core::catalog::default_providers()
@@ -65,12 +67,19 @@ pub async fn upsert_provider_keys(
 // ---- provider keys -------------------------------------------------------------
 
 /// The providers a tenant has a key for, after an upsert.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct ProviderKeys {
     tenant: String,
     providers: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/admin/tenants/{id}/keys",
+    summary = "Upsert provider keys (stored encrypted, never returned)", params(TenantId),
+    request_body(content = BTreeMap<String, String>, description = "provider id → key",
+        example = json!({"openai": "sk-...", "anthropic": "sk-ant-..."})),
+    responses((status = 200, description = "every provider the tenant now has a key for", body = ProviderKeys),
+        (status = 400, response = E400), (status = 401, response = E401),
+        (status = 404, response = E404), (status = 422, response = E422)))]
 pub(crate) async fn upsert_keys(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -92,6 +101,10 @@ pub(crate) async fn upsert_keys(
     }))
 }
 
+#[utoipa::path(delete, path = "/admin/tenants/{id}/keys/{provider}", summary = "Delete one provider key",
+    params(TenantId, ("provider" = String, Path, description = "provider id")),
+    responses((status = 204, description = "deleted"),
+        (status = 401, response = E401), (status = 404, response = E404)))]
 pub(crate) async fn delete_key(
     State(state): State<AppState>,
     Path((id, provider)): Path<(String, String)>,
@@ -111,7 +124,7 @@ pub(crate) async fn delete_key(
 
 // ---- virtual keys -----------------------------------------------------------------
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewVirtualKey {
     #[serde(default)]
@@ -123,20 +136,28 @@ pub(crate) struct NewVirtualKey {
 }
 
 /// A new virtual key: the only response that ever carries the key.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct IssuedVirtualKey {
     id: String,
+    /// `aip_...`; shown only here.
     key: String,
     tenant: String,
     name: String,
     created_at: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct VirtualKeyList {
     virtual_keys: Vec<VirtualKeyView>,
 }
 
+#[utoipa::path(post, path = "/admin/tenants/{id}/virtual-keys",
+    summary = "Issue a virtual key (the key is shown once)", params(TenantId),
+    request_body(content = NewVirtualKey, description = "optional: no body issues an unnamed key"),
+    responses((status = 201, description = "issued", body = IssuedVirtualKey),
+        (status = 400, response = E400), (status = 401, response = E401),
+        (status = 404, response = E404), (status = 409, response = E409),
+        (status = 422, response = E422)))]
 pub(crate) async fn create_virtual_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -174,6 +195,10 @@ pub(crate) async fn create_virtual_key(
     ))
 }
 
+#[utoipa::path(get, path = "/admin/tenants/{id}/virtual-keys", summary = "List virtual keys (no secrets)",
+    params(TenantId),
+    responses((status = 200, description = "the tenant's virtual keys", body = VirtualKeyList),
+        (status = 401, response = E401), (status = 404, response = E404)))]
 pub(crate) async fn list_virtual_keys(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -186,6 +211,10 @@ pub(crate) async fn list_virtual_keys(
     Ok(Json(VirtualKeyList { virtual_keys: keys }))
 }
 
+#[utoipa::path(delete, path = "/admin/tenants/{id}/virtual-keys/{key_id}", summary = "Revoke a virtual key",
+    params(TenantId, ("key_id" = String, Path, description = "virtual key id")),
+    responses((status = 204, description = "revoked"),
+        (status = 401, response = E401), (status = 404, response = E404)))]
 pub(crate) async fn revoke_virtual_key(
     State(state): State<AppState>,
     Path((id, key_id)): Path<(String, String)>,

@@ -5,13 +5,13 @@
 //! domain service), shape the answer; one file per resource. Nothing here
 //! logs a request body, so provider keys and virtual keys never reach a log line.
 
-mod catalog;
-mod explain;
-mod keys;
-mod ops;
-mod penalties;
-mod tenants;
-mod usage;
+pub(crate) mod catalog;
+pub(crate) mod explain;
+pub(crate) mod keys;
+pub(crate) mod ops;
+pub(crate) mod penalties;
+pub(crate) mod tenants;
+pub(crate) mod usage;
 
 use axum::Router;
 use axum::extract::{Request, State};

@@ -9,10 +9,16 @@ use axum::response::{IntoResponse, Response};
 use crate::AppState;
 use crate::error::Result;
 
+#[utoipa::path(get, path = "/healthz", summary = "Liveness (no secret)", security(()),
+    responses((status = 200, description = "ok", body = String, content_type = "text/plain")))]
 pub(crate) async fn healthz() -> &'static str {
     "ok"
 }
 
+#[utoipa::path(get, path = "/metrics",
+    summary = "Prometheus metrics (no secret): per-tenant requests, tokens, cost, failed attempts; per-model penalty and success rate; ingest counters; table version",
+    security(()),
+    responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response> {
     let text = crate::metrics::render(&state).await?;
     Ok((
@@ -25,6 +31,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response> {
         .into_response())
 }
 
-pub(crate) async fn openapi() -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/admin/openapi.json", summary = "This document",
+    responses((status = 200, description = "the OpenAPI document", body = Object),
+        (status = 401, response = crate::openapi::E401)))]
+pub(crate) async fn openapi() -> Json<&'static serde_json::Value> {
     Json(crate::openapi::document())
 }

@@ -4,22 +4,33 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::tenant_not_found;
 use crate::AppState;
 use crate::db::now_ms;
 use crate::error::{Error, Result};
+use crate::openapi::{E400, E401, E404, TenantId};
 use crate::stats::Report;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Window {
+    /// Unix ms, inclusive (default: until - 24 h).
     since: Option<u64>,
+    /// Unix ms, exclusive (default: now, inclusive).
     until: Option<u64>,
 }
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 
+#[utoipa::path(get, path = "/admin/tenants/{id}/stats",
+    summary = "Requests, errors, success rate, tokens, cost and latency/TTFT percentiles by provider and model",
+    params(TenantId, Window),
+    responses((status = 200, description = "the window's numbers", body = Report),
+        (status = 400, response = E400), (status = 401, response = E401),
+        (status = 404, response = E404)))]
 pub(crate) async fn stats(
     State(state): State<AppState>,
     Path(id): Path<String>,

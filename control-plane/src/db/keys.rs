@@ -2,12 +2,14 @@
 
 use rusqlite::{Connection, params};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::tenants::tenant_exists;
 use super::{Db, bump_version, now_ms, to_i64, to_u64};
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
+#[schema(as = VirtualKey)]
 pub struct VirtualKeyView {
     pub id: String,
     pub name: String,

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::catalog::models;
 use super::{Db, Tx, bump_version, now_ms, penalty_epoch, to_i64, to_u64, version};
@@ -13,7 +14,7 @@ use crate::error::Result;
 use crate::penalty::{self, Tally};
 
 /// One model's penalty as `GET /admin/penalties` shows it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct PenaltyView {
     pub model: String,
     pub provider: String,
@@ -31,7 +32,7 @@ pub struct PenaltyView {
     pub updated_ms: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct Penalties {
     pub penalty_epoch: u64,
     pub decay_ms: u64,
@@ -39,7 +40,7 @@ pub struct Penalties {
     pub penalties: Vec<PenaltyView>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct PenaltyReset {
     /// Models whose penalty was zeroed.
     pub reset: Vec<String>,

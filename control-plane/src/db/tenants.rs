@@ -2,12 +2,14 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::keys::providers_of;
 use super::{Db, bump_version, now_ms, to_i64, to_u64};
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
+#[schema(as = Tenant)]
 pub struct TenantView {
     pub id: String,
     pub name: String,
