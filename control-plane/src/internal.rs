@@ -3,8 +3,6 @@
 //! table costs a 304, and batched usage ingestion, acknowledged only after
 //! the batch is committed. Paths and headers are the filter crate's constants.
 
-use std::sync::atomic::Ordering;
-
 use aipipe_core::usage::{
     TABLE_PATH, TOKEN_HEADER, USAGE_PATH, UsageAck, UsageBatch, VERSION_HEADER,
 };
@@ -55,15 +53,12 @@ async fn table(State(state): State<AppState>, headers: HeaderMap) -> Result<Resp
     if let Some(held) = held {
         // The cheap path every poll takes: one indexed read, no build.
         if state.db.table_version().await? == held {
-            state
-                .counters
-                .table_not_modified
-                .fetch_add(1, Ordering::Relaxed);
+            state.counters.table_not_modified();
             return Ok(StatusCode::NOT_MODIFIED.into_response());
         }
     }
     let built = routing::current(&state.db, &state.cipher, &state.table_cache).await?;
-    state.counters.table_full.fetch_add(1, Ordering::Relaxed);
+    state.counters.table_full();
     let mut resp = Response::new(Body::from(built.json.clone()));
     let h = resp.headers_mut();
     h.insert(
@@ -83,18 +78,11 @@ async fn usage(State(state): State<AppState>, body: Bytes) -> Result<Json<UsageA
     let batch = match batch {
         Ok(b) => b,
         Err(e) => {
-            state
-                .counters
-                .ingest_rejected
-                .fetch_add(1, Ordering::Relaxed);
+            state.counters.ingest_rejected();
             return Err(e);
         }
     };
     let ack = ingest::ingest(&state.db, batch).await?;
-    let c = &state.counters;
-    c.ingest_batches.fetch_add(1, Ordering::Relaxed);
-    c.ingest_accepted.fetch_add(ack.accepted, Ordering::Relaxed);
-    c.ingest_duplicates
-        .fetch_add(ack.duplicates, Ordering::Relaxed);
+    state.counters.ingested(ack.accepted, ack.duplicates);
     Ok(Json(ack))
 }

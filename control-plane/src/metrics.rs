@@ -1,177 +1,394 @@
-//! `GET /metrics`: Prometheus text. Per tenant/provider/model totals come from
-//! the `usage_totals` rollup that ingestion maintains, so a scrape never scans
-//! the usage table; per-model penalties and success rates come from the small
-//! `penalties` table; process counters (ingest, table serving) live in memory.
+//! `GET /metrics`: Prometheus text, written by `prometheus-client`. Per
+//! tenant/provider/model totals come from the `usage_totals` rollup that
+//! ingestion maintains, so a scrape never scans the usage table; per-model
+//! penalties and success rates come from the small `penalties` table; both
+//! are read at scrape time and handed to the registry as a [`Collector`].
+//! Process counters (ingest, table serving) are the library's own atomic
+//! counters, kept in [`Counters`].
 
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeGaugeValue, EncodeLabelSet, EncodeMetric,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 
 use crate::AppState;
-use crate::error::Result;
+use crate::db::{PenaltyView, UsageTotals};
+use crate::error::{Error, Result};
 
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub ingest_batches: AtomicU64,
-    pub ingest_accepted: AtomicU64,
-    pub ingest_duplicates: AtomicU64,
-    pub ingest_rejected: AtomicU64,
-    pub table_full: AtomicU64,
-    pub table_not_modified: AtomicU64,
+/// The `result` label of the process counters that have one.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Outcome {
+    result: &'static str,
 }
 
-/// A label value with Prometheus escaping (\, " and newline).
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+const FULL: Outcome = Outcome { result: "full" };
+const NOT_MODIFIED: Outcome = Outcome {
+    result: "not_modified",
+};
+const ACCEPTED: Outcome = Outcome { result: "accepted" };
+const DUPLICATE: Outcome = Outcome {
+    result: "duplicate",
+};
+
+/// The control plane's own counters, shared by every request.
+#[derive(Debug)]
+pub struct Counters {
+    ingest_batches: Counter,
+    ingest_rejected: Counter,
+    ingest_records: Family<Outcome, Counter>,
+    table_requests: Family<Outcome, Counter>,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        let c = Self {
+            ingest_batches: Counter::default(),
+            ingest_rejected: Counter::default(),
+            ingest_records: Family::default(),
+            table_requests: Family::default(),
+        };
+        // Every series exists from the start, at 0, so rates never begin
+        // with a gap.
+        for (family, outcomes) in [
+            (&c.ingest_records, [ACCEPTED, DUPLICATE]),
+            (&c.table_requests, [FULL, NOT_MODIFIED]),
+        ] {
+            for o in outcomes {
+                drop(family.get_or_create(&o));
+            }
+        }
+        c
+    }
+}
+
+impl Counters {
+    /// A routing table request answered in full.
+    pub fn table_full(&self) {
+        self.table_requests.get_or_create(&FULL).inc();
+    }
+
+    /// A routing table request answered 304.
+    pub fn table_not_modified(&self) {
+        self.table_requests.get_or_create(&NOT_MODIFIED).inc();
+    }
+
+    /// A usage batch committed, with its new and duplicate records.
+    pub fn ingested(&self, accepted: u64, duplicates: u64) {
+        self.ingest_batches.inc();
+        self.ingest_records
+            .get_or_create(&ACCEPTED)
+            .inc_by(accepted);
+        self.ingest_records
+            .get_or_create(&DUPLICATE)
+            .inc_by(duplicates);
+    }
+
+    /// A usage batch refused as malformed.
+    pub fn ingest_rejected(&self) {
+        self.ingest_rejected.inc();
+    }
+}
+
+/// A sample value as /metrics has always written it: a whole number as an
+/// integer (`0`, not the library's `0.0` for an f64), anything else
+/// (fractions, NaN) as the library writes a float.
+#[derive(Debug, Clone, Copy)]
+struct Number(f64);
+
+/// Whole numbers up to 2^53 are exact as integers.
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+impl EncodeCounterValue for Number {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::CounterValueEncoder,
+    ) -> std::fmt::Result {
+        let v = self.0;
+        if v.fract() == 0.0 && (0.0..=EXACT).contains(&v) {
+            EncodeCounterValue::encode(&(v as u64), encoder)
+        } else {
+            EncodeCounterValue::encode(&v, encoder)
+        }
+    }
+}
+
+impl EncodeGaugeValue for Number {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::GaugeValueEncoder,
+    ) -> std::fmt::Result {
+        let v = self.0;
+        if v.fract() == 0.0 && (-EXACT..=EXACT).contains(&v) {
+            EncodeGaugeValue::encode(&(v as i64), encoder)
+        } else {
+            EncodeGaugeValue::encode(&v, encoder)
+        }
+    }
 }
 
 /// A rate, or NaN when there is nothing to divide (Prometheus' "no data").
-fn rate(r: Option<f64>) -> String {
-    r.map_or_else(|| "NaN".into(), |r| r.to_string())
+fn rate(r: Option<f64>) -> Number {
+    Number(r.unwrap_or(f64::NAN))
+}
+
+/// What the database holds at scrape time, written as metric families.
+#[derive(Debug)]
+struct Stored {
+    totals: Vec<UsageTotals>,
+    penalties: Vec<PenaltyView>,
+}
+
+type Field = fn(&UsageTotals) -> Number;
+type ModelField = fn(&PenaltyView) -> Number;
+
+/// Per tenant/provider/model series: (name without `_total`, type, help, value).
+const USAGE_SERIES: [(&str, MetricType, &str, Field); 9] = [
+    (
+        "aipipe_requests",
+        MetricType::Counter,
+        "Requests recorded.",
+        |t| Number(t.sums.requests as f64),
+    ),
+    (
+        "aipipe_errors",
+        MetricType::Counter,
+        "Requests that failed (status >= 400 or none).",
+        |t| Number(t.sums.errors as f64),
+    ),
+    (
+        "aipipe_cost_usd",
+        MetricType::Counter,
+        "Spend in USD.",
+        |t| Number(t.sums.cost_usd()),
+    ),
+    (
+        "aipipe_usage_unparsed",
+        MetricType::Counter,
+        "Requests whose usage could not be read.",
+        |t| Number(t.sums.unparsed as f64),
+    ),
+    (
+        "aipipe_success_rate",
+        MetricType::Gauge,
+        "All-time success rate of the model's upstream attempts: (requests - cache hits - errors) / (requests - cache hits + failed attempts).",
+        |t| rate(t.sums.success_rate()),
+    ),
+    (
+        "aipipe_cache_hits",
+        MetricType::Counter,
+        "Requests answered from the filter's answer cache (part of aipipe_requests_total; no tokens, no cost).",
+        |t| Number(t.sums.cache_hits as f64),
+    ),
+    (
+        "aipipe_cached_tokens",
+        MetricType::Counter,
+        "Prompt tokens served from provider caches.",
+        |t| Number(t.sums.cached_tokens as f64),
+    ),
+    (
+        "aipipe_cache_write_tokens",
+        MetricType::Counter,
+        "Prompt tokens written to provider caches.",
+        |t| Number(t.sums.cache_write_tokens as f64),
+    ),
+    (
+        "aipipe_failed_attempts",
+        MetricType::Counter,
+        "Upstream attempts that failed before another model answered (failover).",
+        |t| Number(t.sums.failed_attempts as f64),
+    ),
+];
+
+/// Per-model gauges: (name, help, value).
+const MODEL_SERIES: [(&str, &str, ModelField); 2] = [
+    (
+        "aipipe_model_penalty",
+        "Current penalty of a model, aggregated over every Envoy (adjusted cost x (1 + penalty)).",
+        |p| Number(p.penalty),
+    ),
+    (
+        "aipipe_model_success_rate",
+        "Share of a model's upstream attempts that succeeded since the last penalty reset.",
+        |p| rate(p.success_rate),
+    ),
+];
+
+fn sample(
+    encoder: prometheus_client::encoding::MetricEncoder<'_>,
+    kind: MetricType,
+    value: Number,
+) -> std::fmt::Result {
+    match kind {
+        MetricType::Counter => ConstCounter::new(value).encode(encoder),
+        _ => ConstGauge::new(value).encode(encoder),
+    }
+}
+
+impl Collector for Stored {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        for (name, kind, help, value) in USAGE_SERIES {
+            let mut family = encoder.encode_descriptor(name, help, None, kind)?;
+            for t in &self.totals {
+                let labels = [
+                    ("tenant", t.tenant.as_str()),
+                    ("provider", t.provider.as_str()),
+                    ("model", t.model.as_str()),
+                ];
+                sample(family.encode_family(&labels)?, kind, value(t))?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "aipipe_tokens",
+            "Tokens recorded by kind.",
+            None,
+            MetricType::Counter,
+        )?;
+        for t in &self.totals {
+            for (kind, v) in [
+                ("prompt", t.sums.prompt_tokens),
+                ("completion", t.sums.completion_tokens),
+            ] {
+                let labels = [
+                    ("tenant", t.tenant.as_str()),
+                    ("provider", t.provider.as_str()),
+                    ("model", t.model.as_str()),
+                    ("kind", kind),
+                ];
+                ConstCounter::new(v).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        for (name, help, value) in MODEL_SERIES {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for p in &self.penalties {
+                let labels = [
+                    ("provider", p.provider.as_str()),
+                    ("model", p.model.as_str()),
+                ];
+                sample(family.encode_family(&labels)?, MetricType::Gauge, value(p))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 pub async fn render(state: &AppState) -> Result<String> {
     let totals = state.db.usage_totals().await?;
     let penalties = state.db.penalties().await?;
-    let version = penalties.table_version;
-    let mut out = String::with_capacity(4096);
-    let _ = writeln!(
-        out,
-        "# HELP aipipe_cp_table_version Current routing table version.\n# TYPE aipipe_cp_table_version gauge"
+    // A registry per scrape: the database's numbers are read now, the
+    // process counters are shared (a registered Counter is a handle).
+    // `register` adds the final period to each help text.
+    let mut registry = Registry::default();
+    registry.register(
+        "aipipe_cp_table_version",
+        "Current routing table version",
+        ConstGauge::new(penalties.table_version),
     );
-    let _ = writeln!(out, "aipipe_cp_table_version {version}");
-    let _ = writeln!(
-        out,
-        "# HELP aipipe_cp_penalty_epoch Penalty epoch: the database's creation time in ms, plus one per reset (filters forget local penalties when it rises).\n# TYPE aipipe_cp_penalty_epoch gauge\naipipe_cp_penalty_epoch {}",
-        penalties.penalty_epoch
+    registry.register(
+        "aipipe_cp_penalty_epoch",
+        "Penalty epoch: the database's creation time in ms, plus one per reset (filters forget local penalties when it rises)",
+        ConstGauge::new(penalties.penalty_epoch),
     );
     let c = &state.counters;
-    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    let _ = writeln!(
-        out,
-        "# HELP aipipe_cp_table_requests_total Routing table requests by outcome.\n# TYPE aipipe_cp_table_requests_total counter\naipipe_cp_table_requests_total{{result=\"full\"}} {}\naipipe_cp_table_requests_total{{result=\"not_modified\"}} {}",
-        load(&c.table_full),
-        load(&c.table_not_modified)
+    registry.register(
+        "aipipe_cp_table_requests",
+        "Routing table requests by outcome",
+        c.table_requests.clone(),
     );
-    let _ = writeln!(
-        out,
-        "# HELP aipipe_cp_ingest_batches_total Usage batches committed.\n# TYPE aipipe_cp_ingest_batches_total counter\naipipe_cp_ingest_batches_total {}\n# HELP aipipe_cp_ingest_rejected_batches_total Usage batches refused as malformed.\n# TYPE aipipe_cp_ingest_rejected_batches_total counter\naipipe_cp_ingest_rejected_batches_total {}\n# HELP aipipe_cp_ingest_records_total Usage records received by outcome.\n# TYPE aipipe_cp_ingest_records_total counter\naipipe_cp_ingest_records_total{{result=\"accepted\"}} {}\naipipe_cp_ingest_records_total{{result=\"duplicate\"}} {}",
-        load(&c.ingest_batches),
-        load(&c.ingest_rejected),
-        load(&c.ingest_accepted),
-        load(&c.ingest_duplicates)
+    registry.register(
+        "aipipe_cp_ingest_batches",
+        "Usage batches committed",
+        c.ingest_batches.clone(),
     );
-
-    type Field = fn(&crate::db::UsageTotals) -> String;
-    let series: [(&str, &str, &str, Field); 9] = [
-        (
-            "aipipe_requests_total",
-            "counter",
-            "Requests recorded.",
-            |t| t.sums.requests.to_string(),
-        ),
-        (
-            "aipipe_errors_total",
-            "counter",
-            "Requests that failed (status >= 400 or none).",
-            |t| t.sums.errors.to_string(),
-        ),
-        ("aipipe_cost_usd_total", "counter", "Spend in USD.", |t| {
-            t.sums.cost_usd().to_string()
-        }),
-        (
-            "aipipe_usage_unparsed_total",
-            "counter",
-            "Requests whose usage could not be read.",
-            |t| t.sums.unparsed.to_string(),
-        ),
-        (
-            "aipipe_success_rate",
-            "gauge",
-            "All-time success rate of the model's upstream attempts: (requests - cache hits - errors) / (requests - cache hits + failed attempts).",
-            |t| rate(t.sums.success_rate()),
-        ),
-        (
-            "aipipe_cache_hits_total",
-            "counter",
-            "Requests answered from the filter's answer cache (part of aipipe_requests_total; no tokens, no cost).",
-            |t| t.sums.cache_hits.to_string(),
-        ),
-        (
-            "aipipe_cached_tokens_total",
-            "counter",
-            "Prompt tokens served from provider caches.",
-            |t| t.sums.cached_tokens.to_string(),
-        ),
-        (
-            "aipipe_cache_write_tokens_total",
-            "counter",
-            "Prompt tokens written to provider caches.",
-            |t| t.sums.cache_write_tokens.to_string(),
-        ),
-        (
-            "aipipe_failed_attempts_total",
-            "counter",
-            "Upstream attempts that failed before another model answered (failover).",
-            |t| t.sums.failed_attempts.to_string(),
-        ),
-    ];
-    for (name, kind, help, value) in series {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for t in &totals {
-            let _ = writeln!(
-                out,
-                "{name}{{tenant=\"{}\",provider=\"{}\",model=\"{}\"}} {}",
-                label(&t.tenant),
-                label(&t.provider),
-                label(&t.model),
-                value(t)
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP aipipe_tokens_total Tokens recorded by kind.\n# TYPE aipipe_tokens_total counter"
+    registry.register(
+        "aipipe_cp_ingest_rejected_batches",
+        "Usage batches refused as malformed",
+        c.ingest_rejected.clone(),
     );
-    for t in &totals {
-        for (kind, v) in [
-            ("prompt", t.sums.prompt_tokens),
-            ("completion", t.sums.completion_tokens),
-        ] {
-            let _ = writeln!(
-                out,
-                "aipipe_tokens_total{{tenant=\"{}\",provider=\"{}\",model=\"{}\",kind=\"{kind}\"}} {v}",
-                label(&t.tenant),
-                label(&t.provider),
-                label(&t.model),
-            );
-        }
-    }
-    type ModelField = fn(&crate::db::PenaltyView) -> String;
-    let per_model: [(&str, &str, ModelField); 2] = [
-        (
-            "aipipe_model_penalty",
-            "Current penalty of a model, aggregated over every Envoy (adjusted cost x (1 + penalty)).",
-            |p| p.penalty.to_string(),
-        ),
-        (
-            "aipipe_model_success_rate",
-            "Share of a model's upstream attempts that succeeded since the last penalty reset.",
-            |p| rate(p.success_rate),
-        ),
-    ];
-    for (name, help, value) in per_model {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-        for p in &penalties.penalties {
-            let _ = writeln!(
-                out,
-                "{name}{{provider=\"{}\",model=\"{}\"}} {}",
-                label(&p.provider),
-                label(&p.model),
-                value(p)
-            );
-        }
-    }
+    registry.register(
+        "aipipe_cp_ingest_records",
+        "Usage records received by outcome",
+        c.ingest_records.clone(),
+    );
+    registry.register_collector(Box::new(Stored {
+        totals,
+        penalties: penalties.penalties,
+    }));
+    let mut out = String::with_capacity(4096);
+    prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+        .map_err(|e| Error::internal("encoding /metrics", e))?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn text(totals: Vec<UsageTotals>, penalties: Vec<PenaltyView>) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Stored { totals, penalties }));
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn families_keep_their_names_labels_and_number_forms() {
+        let mut t = UsageTotals {
+            tenant: "a\"b".into(),
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            ..UsageTotals::default()
+        };
+        t.sums.requests = 3;
+        t.sums.errors = 1;
+        t.sums.cost_nusd = 45_000;
+        t.sums.prompt_tokens = 7;
+        let out = text(vec![t], Vec::new());
+        for line in [
+            "# HELP aipipe_requests_total Requests recorded.\n",
+            "# TYPE aipipe_requests_total counter\n",
+            "aipipe_requests_total{tenant=\"a\\\"b\",provider=\"openai\",model=\"gpt-4o\"} 3\n",
+            "aipipe_cost_usd_total{tenant=\"a\\\"b\",provider=\"openai\",model=\"gpt-4o\"} 0.000045\n",
+            "# TYPE aipipe_success_rate gauge\n",
+            "aipipe_success_rate{tenant=\"a\\\"b\",provider=\"openai\",model=\"gpt-4o\"} 0.6666666666666666\n",
+            "aipipe_usage_unparsed_total{tenant=\"a\\\"b\",provider=\"openai\",model=\"gpt-4o\"} 0\n",
+            "aipipe_tokens_total{tenant=\"a\\\"b\",provider=\"openai\",model=\"gpt-4o\",kind=\"prompt\"} 7\n",
+        ] {
+            assert!(out.contains(line), "{line} missing from\n{out}");
+        }
+    }
+
+    #[test]
+    fn process_counters_start_at_zero_for_every_outcome() {
+        let c = Counters::default();
+        c.ingested(3, 1);
+        c.table_not_modified();
+        let mut registry = Registry::default();
+        registry.register(
+            "aipipe_cp_ingest_records",
+            "Records",
+            c.ingest_records.clone(),
+        );
+        registry.register(
+            "aipipe_cp_table_requests",
+            "Table",
+            c.table_requests.clone(),
+        );
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).unwrap();
+        for line in [
+            "aipipe_cp_ingest_records_total{result=\"accepted\"} 3\n",
+            "aipipe_cp_ingest_records_total{result=\"duplicate\"} 1\n",
+            "aipipe_cp_table_requests_total{result=\"full\"} 0\n",
+            "aipipe_cp_table_requests_total{result=\"not_modified\"} 1\n",
+        ] {
+            assert!(out.contains(line), "{line} missing from\n{out}");
+        }
+    }
 }

@@ -24,7 +24,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response> {
     Ok((
         [(
             header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
         )],
         text,
     )
