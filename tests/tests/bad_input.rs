@@ -1,6 +1,6 @@
-//! SPEC §15 through real Envoy: every bad input the filter alone handles gets
-//! its clear OpenAI-shaped error, nothing reaches a provider, and no input —
-//! however hostile — kills a worker's VM.
+//! Bad input and errors (filter/README.md) through real Envoy: every bad
+//! input the filter alone handles gets its clear OpenAI-shaped error, nothing
+//! reaches a provider, and no input — however hostile — kills a worker's VM.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -1,5 +1,6 @@
-//! The answer cache (SPEC §11) through real Envoy: shared by the workers,
-//! keyed per tenant, bypassed when it must be, bounded in memory.
+//! The answer cache (filter/README.md, "Cache") through real Envoy: shared
+//! by the workers, keyed per tenant, bypassed when it must be, bounded in
+//! memory.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

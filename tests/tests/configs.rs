@@ -83,9 +83,9 @@ fn cluster_block<'a>(yaml: &'a str, name: &str) -> Option<&'a str> {
 
 #[test]
 fn every_shipped_config_can_fail_over_by_redirect() {
-    // What README's "Failover and penalties" says a config needs: the
-    // upstream filter on each provider cluster, a route that follows only
-    // failover redirects, and the route those come back to.
+    // What envoy/README.md, "What a config needs", says failover by redirect
+    // needs: the upstream filter on each provider cluster, a route that
+    // follows only failover redirects, and the route those come back to.
     for file in ["demo.yaml", "production.yaml"] {
         let yaml = std::fs::read_to_string(repo_root().join("envoy").join(file)).unwrap();
         for p in aipipe_core::catalog::default_providers() {

@@ -1,6 +1,7 @@
-//! Failover inside one request (SPEC §10), through real Envoy and the mock's
-//! injected faults: a failing model hands the request to the next candidate
-//! before any byte reached the client; the client sees one success.
+//! Failover inside one request (filter/README.md, "Failover"), through real
+//! Envoy and the mock's injected faults: a failing model hands the request
+//! to the next candidate before any byte reached the client; the client sees
+//! one success.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

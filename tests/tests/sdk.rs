@@ -1,6 +1,7 @@
 //! The official `openai` and `anthropic` Python SDKs (pinned; the Makefile
 //! installs them into `.venv/`) against real Envoy with the real filter and
-//! the mock providers (issue #4, SPEC §4 and §7).
+//! the mock providers (issue #4, filter/README.md, "Client protocols" and
+//! "Providers and catalog").
 //!
 //! - OpenAI SDK → `POST /v1/chat/completions`: OpenAI models as is; Anthropic
 //!   models translated to Anthropic's native Messages API (`/v1/messages`,

@@ -5,8 +5,9 @@ use std::sync::OnceLock;
 
 use aipipe_core::table::{RoutingTable, Table, Tenant};
 
-/// Tenant 0 has OpenAI and Anthropic keys (SPEC §6), tenant 1 only OpenAI,
-/// tenant 2 none, tenant 3 is disabled. Index 4 is no tenant at all.
+/// Tenant 0 has OpenAI and Anthropic keys (filter/README.md,
+/// "Model selection"), tenant 1 only OpenAI, tenant 2 none, tenant 3 is
+/// disabled. Index 4 is no tenant at all.
 pub const TENANTS: [usize; 5] = [0, 1, 2, 3, 4];
 
 fn tenant(id: &str, disabled: bool, providers: &[&str]) -> Tenant {

@@ -29,7 +29,8 @@ impl TestTenant {
     }
 }
 
-/// OpenAI + Anthropic keys: the SPEC §6 table applies.
+/// OpenAI + Anthropic keys: the table (filter/README.md, "Model selection")
+/// applies.
 pub const ACME: TestTenant = TestTenant {
     id: "acme",
     key: "vk-acme",

@@ -1,5 +1,5 @@
 //! `make bench`: what the filter costs, measured against plain Envoy in the
-//! same run (SPEC §16).
+//! same run (tests/README.md, "Performance goals").
 //!
 //! Two Envoys (one worker each, so each is bound by one core's CPU) share one
 //! upstream — the mock provider in `--fast` mode, answering a constant chat

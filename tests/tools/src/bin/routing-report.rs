@@ -1,5 +1,6 @@
 //! `make routing-report`: how well the default scorer sorts the calibration
-//! set in `tests/fixtures/routing/*.jsonl` into SPEC §6's bands.
+//! set in `tests/fixtures/routing/*.jsonl` into the bands
+//! (filter/README.md, "Model selection").
 //!
 //! Prints band accuracy, tier accuracy (cheap below 0.55, mid below 0.70,
 //! frontier above) and under-routing (frontier-needed requests scored into
@@ -262,7 +263,8 @@ fn main() {
         .cloned();
     let dir = aipipe_tests::repo_root().join("tests/fixtures/routing");
 
-    // The SPEC §6 setting: default catalog, OpenAI + Anthropic keys.
+    // The setting (filter/README.md, "Model selection"): default catalog,
+    // OpenAI + Anthropic keys.
     let table = match Table::compile(RoutingTable {
         tenants: vec![Tenant {
             id: "report".into(),

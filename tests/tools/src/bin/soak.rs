@@ -1,5 +1,6 @@
-//! `make soak`: SPEC §16's streaming and memory goals, measured on one Envoy
-//! with the filter (not part of `make test`).
+//! `make soak`: the streaming and memory goals (tests/README.md,
+//! "Performance goals"), measured on one Envoy with the filter (not part of
+//! `make test`).
 //!
 //! One mock provider (the full one: its faults slow streams down) and one
 //! Envoy with the filter (`envoy/demo.yaml` rendered as the tests render it,
