@@ -1,11 +1,10 @@
 //! The internal API, for filters only (separate listener, token in
 //! `x-aipipe-internal-token`): the routing table, versioned so an unchanged
 //! table costs a 304, and batched usage ingestion, acknowledged only after
-//! the batch is committed. Paths and headers are the filter crate's constants.
+//! the batch is committed. Paths and headers are the core's `contract`.
 
-use aipipe_core::usage::{
-    TABLE_PATH, TOKEN_HEADER, USAGE_PATH, UsageAck, UsageBatch, VERSION_HEADER,
-};
+use aipipe_core::contract::{TABLE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER};
+use aipipe_core::usage::{UsageAck, UsageBatch};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

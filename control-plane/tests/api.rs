@@ -10,10 +10,9 @@ use std::path::PathBuf;
 use aipipe_control_plane::config::Secrets;
 use aipipe_control_plane::db::Db;
 use aipipe_control_plane::{AppState, admin_app, adopt_env_keys, internal_app};
+use aipipe_core::contract::{TABLE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER};
 use aipipe_core::table::{RoutingTable, hex_hash};
-use aipipe_core::usage::{
-    FailedAttempt, TABLE_PATH, TOKEN_HEADER, USAGE_PATH, UsageBatch, UsageRecord, VERSION_HEADER,
-};
+use aipipe_core::usage::{FailedAttempt, UsageBatch, UsageRecord};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode};

@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use aipipe_core::usage::{TOKEN_HEADER, USAGE_PATH, UsageBatch, UsageRecord};
+use aipipe_core::contract::{TOKEN_HEADER, USAGE_PATH};
+use aipipe_core::usage::{UsageBatch, UsageRecord};
 
 const ADMIN: &str = "process-test-admin-secret";
 const TOKEN: &str = "process-test-internal-token";
@@ -189,7 +190,7 @@ fn serves_health_on_the_reported_ports_and_exits_0_on_sigterm() {
         .get(format!(
             "http://{}{}",
             p.internal,
-            aipipe_core::usage::TABLE_PATH
+            aipipe_core::contract::TABLE_PATH
         ))
         .header(TOKEN_HEADER, TOKEN)
         .call()
@@ -405,7 +406,7 @@ fn penalties_persist_across_kill_9_and_the_decay_interval_is_configurable() {
         .get(format!(
             "http://{}{}",
             p.internal,
-            aipipe_core::usage::TABLE_PATH
+            aipipe_core::contract::TABLE_PATH
         ))
         .header(TOKEN_HEADER, TOKEN)
         .call()

@@ -101,11 +101,14 @@ fn every_shipped_config_can_fail_over_by_redirect() {
             "redirect_response_codes: [307]",
             "allow_cross_scheme_redirect: true",
             "allowed_route_names: [aipipe_failover]",
-            &format!("domains: [\"{}\"]", aipipe_core::config::FAILOVER_AUTHORITY),
+            &format!(
+                "domains: [\"{}\"]",
+                aipipe_core::contract::FAILOVER_AUTHORITY
+            ),
             "- name: aipipe_failover",
             &format!(
                 "header_name: {}",
-                aipipe_core::config::FAILOVER_LOCATION_HEADER
+                aipipe_core::contract::FAILOVER_LOCATION_HEADER
             ),
             "root_id: aipipe_upstream",
             "vm_id: aipipe_upstream",

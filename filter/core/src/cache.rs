@@ -1,7 +1,6 @@
 //! The exact answer cache (SPEC §11): keys, the slot layout in Envoy shared
-//! data, the entry encoding and the eviction choice. No host calls: the shell
-//! reads and writes the slots (`get_shared_data` / `set_shared_data` with
-//! CAS); this module computes what to read, what a value means and what to
+//! data, the entry encoding and the eviction choice. No host calls: the request
+//! flow reads and writes the slots (the host's shared data, with CAS); this module computes what to read, what a value means and what to
 //! write.
 //!
 //! Layout. Shared data is a key → bytes store with compare-and-swap and no
@@ -22,8 +21,7 @@
 //!
 //! What is cached: non-streamed requests with one choice that are
 //! deterministic (`temperature` 0 or a `seed`; absent `temperature` means
-//! the provider default 1.0) unless the tenant's policy allows
-//! non-deterministic ones ([`cacheability`]). The key covers the tenant, the
+//! the provider default 1.0), see [`prepare`]. The key covers the tenant, the
 //! routed provider and model, and the request with the fields that cannot
 //! change the answer removed ([`IGNORED_FIELDS`]), serialised canonically
 //! (object keys sorted, insignificant whitespace gone, `1` = `1.0`).
@@ -32,10 +30,9 @@ use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 
+use crate::contract::CACHE_SLOT_PREFIX;
 use crate::sse::contains;
 
-/// Prefix of the shared-data keys of the slots.
-pub const SLOT_PREFIX: &str = "aipipe.cache.";
 pub const DEFAULT_SLOTS: u32 = 4096;
 /// Most non-streamed answers are a few KiB; one of 64 KiB is ~16k tokens.
 pub const DEFAULT_MAX_ENTRY_BYTES: usize = 64 * 1024;
@@ -147,21 +144,7 @@ impl Bypass {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cacheability {
-    Cacheable,
-    Bypass(Bypass),
-}
-
-/// Whether a parsed request may be answered from (and stored in) the cache.
-pub fn cacheability(request: &Map<String, Value>, allow_nondeterministic: bool) -> Cacheability {
-    match check(request, allow_nondeterministic) {
-        Ok(()) => Cacheability::Cacheable,
-        Err(b) => Cacheability::Bypass(b),
-    }
-}
-
-fn check(request: &Map<String, Value>, allow_nondeterministic: bool) -> Result<(), Bypass> {
+fn check(request: &Map<String, Value>) -> Result<(), Bypass> {
     // Anything but an explicit `false` may stream: not cacheable.
     if !matches!(
         request.get("stream"),
@@ -174,7 +157,7 @@ fn check(request: &Map<String, Value>, allow_nondeterministic: bool) -> Result<(
         Some(Value::Number(n)) if n.as_f64() == Some(1.0) => {}
         Some(_) => return Err(Bypass::MultipleChoices),
     }
-    if !allow_nondeterministic {
+    {
         let seeded = !matches!(request.get("seed"), None | Some(Value::Null));
         let greedy = match request.get("temperature") {
             // The providers' default temperature is 1.
@@ -195,16 +178,16 @@ fn check(request: &Map<String, Value>, allow_nondeterministic: bool) -> Result<(
 pub struct Prompt([u8; 32]);
 
 /// Parses and normalises a chat request, or says why it bypasses the cache.
-pub fn prepare(body: &[u8], allow_nondeterministic: bool) -> Result<Prompt, Bypass> {
+pub fn prepare(body: &[u8]) -> Result<Prompt, Bypass> {
     // Most requests name neither: they use the default temperature and are
     // refused without a parse. (An escaped key only causes a needless bypass.)
-    if !allow_nondeterministic && !contains(body, b"temperature") && !contains(body, b"seed") {
+    if !contains(body, b"temperature") && !contains(body, b"seed") {
         return Err(Bypass::NonDeterministic);
     }
     let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(body) else {
         return Err(Bypass::NotJson);
     };
-    check(&request, allow_nondeterministic)?;
+    check(&request)?;
     let mut h = Sha256::new();
     h.update(b"aipipe.cache.prompt.v1\0");
     let mut keys: Vec<(&String, &Value)> = request
@@ -228,17 +211,6 @@ impl Prompt {
         h.update(self.0);
         Key(h.finalize().into())
     }
-}
-
-/// [`prepare`] and [`Prompt::key`] in one call.
-pub fn cache_key(
-    tenant_id: &str,
-    provider: &str,
-    model: &str,
-    body: &[u8],
-    allow_nondeterministic: bool,
-) -> Result<Key, Bypass> {
-    Ok(prepare(body, allow_nondeterministic)?.key(tenant_id, provider, model))
 }
 
 // The canonical serialisation: a tag per value, lengths before contents (so
@@ -328,11 +300,6 @@ pub fn cache_control_bypass(header_value: &[u8]) -> bool {
     })
 }
 
-/// Whether an upstream answer with this status may be stored.
-pub fn cacheable_status(status: u16) -> bool {
-    status == 200
-}
-
 /// SHA-256 over the tenant, provider, model and normalised request.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Key(pub [u8; 32]);
@@ -373,7 +340,7 @@ pub fn slots_for(key: &Key, cfg: &CacheConfig) -> [u32; 2] {
 
 /// The shared-data key of a slot.
 pub fn slot_name(slot: u32) -> String {
-    format!("{SLOT_PREFIX}{slot}")
+    format!("{CACHE_SLOT_PREFIX}{slot}")
 }
 
 /// One cached answer, borrowed from the slot's bytes.
@@ -522,7 +489,9 @@ mod tests {
         r#"{"model":"auto","messages":[{"role":"user","content":"hi"}],"temperature":0}"#;
 
     fn key(tenant: &str, body: &str) -> Key {
-        cache_key(tenant, "openai", "gpt-4o-mini", body.as_bytes(), false).unwrap()
+        prepare(body.as_bytes())
+            .unwrap()
+            .key(tenant, "openai", "gpt-4o-mini")
     }
 
     fn entry<'a>(k: Key, tenant: &'a str, stored: u64, body: &'a [u8]) -> Entry<'a> {
@@ -550,7 +519,7 @@ mod tests {
 
     #[test]
     fn provider_and_model_are_part_of_the_key() {
-        let p = prepare(BODY.as_bytes(), false).unwrap();
+        let p = prepare(BODY.as_bytes()).unwrap();
         assert_ne!(
             p.key("t", "openai", "gpt-4o"),
             p.key("t", "openai", "gpt-4o-mini")
@@ -590,77 +559,77 @@ mod tests {
             assert!(!keys.contains(&k), "{body}");
             keys.push(k);
         }
-        // Temperature itself, for a tenant that caches non-deterministic answers.
-        let t = |b: &str| cache_key("t", "p", "m", b.as_bytes(), true).unwrap();
+        // Temperature itself, for seeded requests.
+        let t = |b: &str| prepare(b.as_bytes()).unwrap().key("t", "p", "m");
         assert_ne!(
-            t(r#"{"messages":[],"temperature":0.7}"#),
-            t(r#"{"messages":[],"temperature":0.2}"#)
+            t(r#"{"messages":[],"seed":1,"temperature":0.7}"#),
+            t(r#"{"messages":[],"seed":1,"temperature":0.2}"#)
         );
         assert_ne!(
-            t(r#"{"messages":[]}"#),
-            t(r#"{"messages":[],"temperature":0}"#)
+            t(r#"{"messages":[],"seed":1}"#),
+            t(r#"{"messages":[],"seed":1,"temperature":0}"#)
         );
         // Nested key order is normalised, nested values are not ignored.
         assert_eq!(
             t(
-                r#"{"messages":[],"response_format":{"type":"json_schema","json_schema":{"name":"a","strict":true}}}"#
+                r#"{"messages":[],"seed":1,"response_format":{"type":"json_schema","json_schema":{"name":"a","strict":true}}}"#
             ),
             t(
-                r#"{"messages":[],"response_format":{"json_schema":{"strict":true,"name":"a"},"type":"json_schema"}}"#
+                r#"{"seed":1,"messages":[],"response_format":{"json_schema":{"strict":true,"name":"a"},"type":"json_schema"}}"#
             )
         );
         assert_ne!(
-            t(r#"{"messages":[],"response_format":{"json_schema":{"strict":true}}}"#),
-            t(r#"{"messages":[],"response_format":{"json_schema":{"strict":false}}}"#)
+            t(r#"{"messages":[],"seed":1,"response_format":{"json_schema":{"strict":true}}}"#),
+            t(r#"{"messages":[],"seed":1,"response_format":{"json_schema":{"strict":false}}}"#)
         );
         // Structure is not confused with strings that look like it.
-        assert_ne!(t(r#"{"a":["b","c"]}"#), t(r#"{"a":["bc"]}"#));
-        assert_ne!(t(r#"{"a":"1"}"#), t(r#"{"a":1}"#));
-        assert_ne!(t(r#"{"a":null}"#), t(r#"{}"#));
+        assert_ne!(
+            t(r#"{"seed":1,"a":["b","c"]}"#),
+            t(r#"{"seed":1,"a":["bc"]}"#)
+        );
+        assert_ne!(t(r#"{"seed":1,"a":"1"}"#), t(r#"{"seed":1,"a":1}"#));
+        assert_ne!(t(r#"{"seed":1,"a":null}"#), t(r#"{"seed":1}"#));
     }
 
     #[test]
     fn what_bypasses_the_cache_and_why() {
-        let why = |body: &str, allow| prepare(body.as_bytes(), allow).err();
+        let why = |body: &str| prepare(body.as_bytes()).err();
         let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
         let b = |extra: &str| format!("{{{msgs}{extra}}}");
-        assert_eq!(why(&b(""), false), Some(Bypass::NonDeterministic));
+        assert_eq!(why(&b("")), Some(Bypass::NonDeterministic));
         assert_eq!(
-            why(&b(r#","temperature":0.3"#), false),
+            why(&b(r#","temperature":0.3"#)),
             Some(Bypass::NonDeterministic)
         );
         assert_eq!(
-            why(&b(r#","temperature":"0""#), false),
+            why(&b(r#","temperature":"0""#)),
             Some(Bypass::NonDeterministic)
         );
         assert_eq!(
-            why(&b(r#","temperature":null"#), false),
+            why(&b(r#","temperature":null"#)),
             Some(Bypass::NonDeterministic)
         );
-        assert_eq!(why(&b(r#","temperature":0.3,"seed":7"#), false), None);
-        assert_eq!(why(&b(r#","seed":7"#), false), None);
-        assert_eq!(why(&b(r#","temperature":0"#), false), None);
-        assert_eq!(why(&b(""), true), None);
+        assert_eq!(why(&b(r#","temperature":0.3,"seed":7"#)), None);
+        assert_eq!(why(&b(r#","seed":7"#)), None);
+        assert_eq!(why(&b(r#","temperature":0"#)), None);
         assert_eq!(
-            why(&b(r#","temperature":0,"stream":true"#), false),
+            why(&b(r#","temperature":0,"stream":true"#)),
             Some(Bypass::Streamed)
         );
-        assert_eq!(why(&b(r#","stream":"yes""#), true), Some(Bypass::Streamed));
-        assert_eq!(why(&b(r#","stream":false"#), true), None);
-        assert_eq!(why(&b(r#","n":2"#), true), Some(Bypass::MultipleChoices));
-        assert_eq!(why(&b(r#","n":"1""#), true), Some(Bypass::MultipleChoices));
-        assert_eq!(why(&b(r#","n":1"#), true), None);
-        assert_eq!(why(r#"[{"temperature":0}]"#, false), Some(Bypass::NotJson));
-        assert_eq!(why(r#"{"temperature":0"#, false), Some(Bypass::NotJson));
-        assert_eq!(why("", true), Some(Bypass::NotJson));
-
-        let req: Map<String, Value> = serde_json::from_str(&b(r#","n":3"#)).unwrap();
         assert_eq!(
-            cacheability(&req, true),
-            Cacheability::Bypass(Bypass::MultipleChoices)
+            why(&b(r#","seed":1,"stream":"yes""#)),
+            Some(Bypass::Streamed)
         );
-        let req: Map<String, Value> = serde_json::from_str(&b(r#","seed":1"#)).unwrap();
-        assert_eq!(cacheability(&req, false), Cacheability::Cacheable);
+        assert_eq!(why(&b(r#","seed":1,"stream":false"#)), None);
+        assert_eq!(why(&b(r#","seed":1,"n":2"#)), Some(Bypass::MultipleChoices));
+        assert_eq!(
+            why(&b(r#","seed":1,"n":"1""#)),
+            Some(Bypass::MultipleChoices)
+        );
+        assert_eq!(why(&b(r#","seed":1,"n":1"#)), None);
+        assert_eq!(why(r#"[{"temperature":0}]"#), Some(Bypass::NotJson));
+        assert_eq!(why(r#"{"temperature":0"#), Some(Bypass::NotJson));
+        assert_eq!(why("seed"), Some(Bypass::NotJson));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! State carried across Envoy's internal redirect, for failover that
-//! streams (SPEC §10; the filter side is `wasm::http::redirect`).
+//! streams (SPEC §10; the flow's side is `flow::failover`).
 //!
 //! An attempt that may fail over leaves what the next attempt needs in its
 //! VM's [`Carries`] under a fresh token, and names a redirect [`location`]
@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
-use crate::config::{FAILOVER_AUTHORITY, FAILOVER_PARAM};
+use crate::contract::{FAILOVER_AUTHORITY, FAILOVER_PARAM};
 use crate::usage::UsageRecord;
 
 /// An attempt's context that ended without an answer (the client went away,

@@ -1,5 +1,7 @@
-//! The default catalog: the seven providers of SPEC §7 and their models, with
-//! published prices (USD per million tokens) and a quality score.
+//! The catalog: what a provider and a model are (as the routing table
+//! carries them), and the defaults — the seven providers of SPEC §7 and
+//! their models, with published prices (USD per million tokens) and a
+//! quality score.
 //!
 //! Quality. Every model's quality derives from one public benchmark so that
 //! models compare on one scale: GPQA Diamond accuracy as published by the
@@ -15,7 +17,126 @@
 //! names its source. The control plane seeds its catalog from here and the
 //! admin API changes prices and quality at run time.
 
-use crate::table::{AuthStyle, Capabilities, Model, Provider, Wire};
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Protocol, provider_wire};
+
+/// How a provider is reached: the Envoy cluster, the `:authority` and chat path
+/// the upstream expects, and how the tenant's key is presented.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    pub id: String,
+    pub cluster: String,
+    pub authority: String,
+    pub chat_path: String,
+    pub auth: AuthStyle,
+    /// What the chat endpoint speaks: OpenAI Chat Completions (`"openai"`,
+    /// the default) or Anthropic Messages (`"anthropic"`), which the filter
+    /// translates both ways.
+    #[serde(
+        default,
+        skip_serializing_if = "provider_wire::is_chat",
+        with = "provider_wire"
+    )]
+    pub wire: Protocol,
+    /// Pass-through (`/<id>/…` → `<passthrough_base>/…` upstream): what
+    /// prefixes the client's path after the provider id (OpenRouter: `/api`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub passthrough_base: String,
+    /// How the key is presented on pass-through requests, when it differs
+    /// from `auth` (Gemini's native API takes `x-goog-api-key`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passthrough_auth: Option<AuthStyle>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthStyle {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// `x-api-key: <key>` (Anthropic's native API).
+    XApiKey,
+    /// `x-goog-api-key: <key>` (Gemini's native API).
+    XGoogApiKey,
+}
+
+impl AuthStyle {
+    /// The request header that carries the key.
+    pub fn header(self) -> &'static str {
+        match self {
+            AuthStyle::Bearer => "authorization",
+            AuthStyle::XApiKey => "x-api-key",
+            AuthStyle::XGoogApiKey => "x-goog-api-key",
+        }
+    }
+
+    /// The header's value for `key`.
+    pub fn value(self, key: &str) -> String {
+        match self {
+            AuthStyle::Bearer => format!("Bearer {key}"),
+            AuthStyle::XApiKey | AuthStyle::XGoogApiKey => key.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    #[serde(default)]
+    pub tools: bool,
+    #[serde(default)]
+    pub vision: bool,
+    #[serde(default)]
+    pub json_schema: bool,
+}
+
+/// One catalog entry. Prices are USD per million tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Model {
+    /// Catalog id clients may name (`gpt-4o-mini`).
+    pub id: String,
+    pub provider: String,
+    /// The model name the provider expects, when it differs from `id`
+    /// (OpenRouter's `meta-llama/llama-3.3-70b-instruct`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_id: Option<String>,
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    /// Price of a prompt-cache read; None → the input price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_mtok: Option<f64>,
+    /// Price of a prompt-cache write (Anthropic: 1.25× input); None → the
+    /// input price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_mtok: Option<f64>,
+    /// Quality in (0, 1]; see `catalog` for where each figure comes from.
+    pub quality: f64,
+    pub context_window: u64,
+    pub max_output_tokens: u64,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Observed latency, used only to break cost ties. Unknown → last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// Multiplies the adjusted cost: 0 = healthy (SPEC §10 penalties).
+    #[serde(default)]
+    pub penalty: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Model {
+    /// The name sent upstream in the body's `model` field.
+    pub fn upstream_name(&self) -> &str {
+        self.upstream_id.as_deref().unwrap_or(&self.id)
+    }
+}
 
 /// GPQA Diamond accuracy in percent → quality in (0, 1].
 pub fn quality_from_gpqa(percent: f64) -> f64 {
@@ -29,9 +150,7 @@ fn provider(id: &str, authority: &str, chat_path: &str) -> Provider {
         authority: authority.to_owned(),
         chat_path: chat_path.to_owned(),
         auth: AuthStyle::Bearer,
-        // openrouter.ai/docs: usage accounting is always on for streams.
-        always_streams_usage: id == "openrouter",
-        wire: Wire::Openai,
+        wire: Protocol::Chat,
         // openrouter.ai/api/v1/…; the others' paths start at their version.
         passthrough_base: if id == "openrouter" { "/api" } else { "" }.to_owned(),
         // Gemini's native endpoints take the key in x-goog-api-key; its
@@ -48,7 +167,7 @@ pub fn default_providers() -> Vec<Provider> {
         provider("openai", "api.openai.com", "/v1/chat/completions"),
         Provider {
             auth: AuthStyle::XApiKey,
-            wire: Wire::Anthropic,
+            wire: Protocol::Messages,
             ..provider("anthropic", "api.anthropic.com", "/v1/messages")
         },
         provider(

@@ -4,11 +4,11 @@
 use serde::Deserialize;
 
 use crate::cache::CacheConfig;
+use crate::contract::DEFAULT_CLUSTER_HEADER;
 use crate::table::{RoutingTable, Table};
 
 /// Bodies above this are refused with 413 unless configured otherwise.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-pub const DEFAULT_CLUSTER_HEADER: &str = "x-aipipe-cluster";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,11 +36,7 @@ struct RawConfig {
 
 /// Which requests fail over by Envoy's internal redirect (the others, and
 /// every Envoy-local failure, by `dispatch_http_call`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(
-    rename_all = "snake_case",
-    expecting = "failover_redirect: \"streams\", \"all\" or \"off\""
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailoverRedirect {
     /// Streamed requests: their next answer streams. The default: a whole
     /// answer fails over faster by call (`make bench`, `failover_*`).
@@ -78,8 +74,6 @@ impl FailoverRedirect {
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// A failover attempt's timeout (the first attempt's is the Envoy route's).
 pub const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 120_000;
-/// Penalties halve once per this interval (SPEC §10: every 30 s).
-pub const DEFAULT_PENALTY_DECAY_MS: u64 = 30_000;
 
 #[derive(Debug)]
 pub struct Config {
@@ -103,7 +97,7 @@ pub struct Config {
     /// The answer cache (SPEC §11).
     pub cache: CacheConfig,
     /// Which requests fail over by Envoy's internal redirect (the provider
-    /// clusters run the upstream filter, [`UPSTREAM_ROOT_ID`], and the route
+    /// clusters run the upstream filter, [`crate::contract::UPSTREAM_ROOT_ID`], and the route
     /// has an `internal_redirect_policy`): the next candidate streams like
     /// the first. The others fail over by a buffered `dispatch_http_call`.
     pub failover_redirect: FailoverRedirect,
@@ -157,7 +151,9 @@ impl Config {
                 "attempt_timeout_ms: must be in 1..=3600000, got {attempt_timeout_ms}"
             ));
         }
-        let penalty_decay_ms = raw.penalty_decay_ms.unwrap_or(DEFAULT_PENALTY_DECAY_MS);
+        let penalty_decay_ms = raw
+            .penalty_decay_ms
+            .unwrap_or(crate::penalty::DEFAULT_DECAY_MS);
         if penalty_decay_ms == 0 {
             return Err("penalty_decay_ms: must be at least 1".into());
         }
@@ -234,7 +230,7 @@ mod tests {
 }
 
 /// Configuration of the singleton (the bootstrap Wasm service with root id
-/// [`SINGLETON_ROOT_ID`]) that polls the control plane for the routing table
+/// [`crate::contract::SINGLETON_ROOT_ID`]) that polls the control plane for the routing table
 /// and publishes it to every worker VM through shared data.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,30 +260,6 @@ pub struct ControlPlane {
     #[serde(default = "default_batch")]
     pub batch_records: usize,
 }
-
-pub const SINGLETON_ROOT_ID: &str = "aipipe_singleton";
-/// The root id of the same module running as an upstream HTTP filter on
-/// each provider cluster: it turns a failed answer into Envoy's internal
-/// redirect to the next candidate (see `wasm::upstream`).
-pub const UPSTREAM_ROOT_ID: &str = "aipipe_upstream";
-/// The request header carrying an attempt's redirect location from the
-/// filter to the upstream filter (which removes it: providers never see it).
-pub const FAILOVER_LOCATION_HEADER: &str = "x-aipipe-failover-location";
-/// On a failed answer the upstream filter turned into a redirect: the
-/// provider's own status.
-pub const FAILED_STATUS_HEADER: &str = "x-aipipe-failed-status";
-/// The authority of every failover redirect: Envoy's config routes it to
-/// the route named in the redirect policy's allow list (`aipipe_failover`),
-/// so that only these redirects are followed, never a provider's own.
-pub const FAILOVER_AUTHORITY: &str = "aipipe.failover";
-/// The query parameter of a failover redirect naming its carried state.
-pub const FAILOVER_PARAM: &str = "aipipe-failover";
-/// Shared-data keys: the table JSON, and its version (decimal) which worker
-/// VMs read on every request to notice a new table cheaply.
-pub const SHARED_TABLE_KEY: &str = "aipipe.table";
-pub const SHARED_VERSION_KEY: &str = "aipipe.table.version";
-/// The shared queue worker VMs put usage records on; the singleton drains it.
-pub const USAGE_QUEUE: &str = "aipipe.usage";
 
 fn default_authority() -> String {
     "aipipe-control-plane".to_owned()

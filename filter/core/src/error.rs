@@ -35,6 +35,9 @@ pub enum ApiError {
         status: u16,
         message: String,
     },
+    /// Something that should not happen did (a host call refused, a table
+    /// index out of range). The detail is for the log, never for the client.
+    Internal(String),
 }
 
 impl ApiError {
@@ -47,6 +50,7 @@ impl ApiError {
             Self::BodyTooLarge { .. } => 413,
             Self::NoProviderKey(_) | Self::NoTable => 503,
             Self::Upstream { status, .. } => u32::from(*status),
+            Self::Internal(_) => 500,
         }
     }
 
@@ -56,6 +60,7 @@ impl ApiError {
             Self::TenantDisabled => "permission_error",
             Self::NoProviderKey(_) | Self::NoTable => "service_unavailable",
             Self::Upstream { .. } => "upstream_error",
+            Self::Internal(_) => "internal_error",
             _ => "invalid_request_error",
         }
     }
@@ -76,6 +81,7 @@ impl ApiError {
             Self::UnknownPath(_) => "unknown_url",
             Self::Upstream { status: 504, .. } => "upstream_timeout",
             Self::Upstream { .. } => "upstream_failed",
+            Self::Internal(_) => "internal_error",
         }
     }
 
@@ -94,6 +100,7 @@ impl ApiError {
             Self::NoTable => "aipipe has no routing table yet (the control plane has not answered and no bootstrap table is configured). Retry shortly.".into(),
             Self::UnknownPath(p) => format!("Unknown request path `{}`. aipipe serves POST /v1/chat/completions, POST /v1/messages, GET /v1/models and the provider pass-through paths /<provider>/… (openai, anthropic, gemini, xai, openrouter, minimax, moonshot).", clip(p)),
             Self::Upstream { message, .. } => message.clone(),
+            Self::Internal(_) => "aipipe failed to handle this request. Retry; if it keeps failing, give your operator the x-aipipe-request-id of the answer.".into(),
         }
     }
 

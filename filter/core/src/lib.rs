@@ -1,18 +1,23 @@
-//! aipipe's filter: scores each chat request and sends it to the cheapest
-//! model that can answer it well, with the tenant's own provider key.
+//! aipipe's gateway core: scores each chat request and sends it to the
+//! cheapest model that can answer it well, with the tenant's own provider key.
 //!
-//! Everything but `wasm` is plain Rust with native unit tests: request
-//! parsing, the complexity score, model selection, the routing table and the
-//! plugin configuration. The `wasm` module is the thin shell that talks to
-//! Envoy through proxy-wasm and exists only on `wasm32`.
+//! Everything here is plain Rust with native tests, and nothing imports
+//! proxy-wasm: the domain (routing table, catalog, score, selection, plan,
+//! protocols and their translations, usage, penalties, cache) and the whole
+//! request flow (`flow`), which reaches Envoy only through its `Host` trait.
+//! The hosts (the proxy-wasm module today) adapt Envoy's callbacks to it.
 
 pub mod anthropic;
 pub mod cache;
 pub mod carry;
 pub mod catalog;
 pub mod config;
+pub mod contract;
 pub mod error;
+pub mod flow;
 pub mod penalty;
+pub mod plan;
+pub mod protocol;
 pub mod request;
 pub mod reshape;
 pub mod route;
@@ -22,3 +27,6 @@ pub mod sse;
 pub mod table;
 pub mod usage;
 pub mod words;
+
+#[cfg(test)]
+mod counters;

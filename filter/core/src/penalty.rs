@@ -2,9 +2,9 @@
 //! loses traffic at once, before the control plane's next table says so.
 //!
 //! Every worker VM reads and updates one shared-data value
-//! ([`SHARED_KEY`]) with compare-and-swap; this module decodes it, applies
-//! the rules and encodes it back, without host calls or clocks (time comes in
-//! as ms). The control plane applies the same rules to what all Envoys report:
+//! ([`crate::contract::PENALTIES_KEY`]) with compare-and-swap; this module
+//! decodes it, applies the rules and encodes it back, without host calls or
+//! clocks (time comes in as ms). The control plane applies the same rules to what all Envoys report:
 //!
 //! - a model's cost factor is `1 + penalty`;
 //! - each failure (429, 5xx, timeout, connection failure) multiplies the
@@ -20,8 +20,8 @@
 //! when the table's epoch is newer, an operator reset the penalties and the
 //! local state is dropped ([`Penalties::sync_epoch`]).
 
-/// The shared-data key of the encoded [`Penalties`].
-pub const SHARED_KEY: &str = "aipipe.penalties";
+/// Penalties halve once per this interval (every 30 s), unless configured
+/// otherwise.
 pub const DEFAULT_DECAY_MS: u64 = 30_000;
 pub const MAX_PENALTY: f64 = 1e6;
 /// Below this a penalty is 0 (the factor would differ from 1 by < 1%).
@@ -238,7 +238,7 @@ impl Penalties {
 
     /// Applies one outcome (after the decay due by `now_ms`). Returns whether
     /// the penalty itself changed: when it did not (a success on a healthy
-    /// model), only a counter moved and the shell may skip the write.
+    /// model), only a counter moved and the flow may skip the write.
     pub fn record(&mut self, model_id: &str, outcome: Outcome, now_ms: u64, decay_ms: u64) -> bool {
         let at = match self.models.iter().position(|m| m.id == model_id) {
             Some(i) => i,

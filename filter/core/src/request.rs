@@ -48,7 +48,7 @@ struct StreamOptions {
 }
 
 /// Where a borrowed raw value sits in the body it was parsed from.
-fn span_of(body: &[u8], raw: &RawValue) -> Option<(usize, usize)> {
+pub(crate) fn span_of(body: &[u8], raw: &RawValue) -> Option<(usize, usize)> {
     let text = raw.get();
     // `raw` borrows from `body`: its address gives its position.
     let start = (text.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
@@ -238,6 +238,8 @@ pub struct ParseError(pub String);
 
 impl ChatRequest<'_> {
     pub fn parse(body: &[u8]) -> Result<ChatRequest<'_>, ParseError> {
+        #[cfg(test)]
+        crate::counters::PARSES.with(|n| n.set(n.get() + 1));
         let object_start = body
             .iter()
             .position(|b| !b.is_ascii_whitespace())
@@ -335,26 +337,41 @@ impl ChatRequest<'_> {
                 .any(|m| m.role == Role::Tool || m.tool_call_count() > 0)
     }
 
-    /// The smallest edit that makes the body name `upstream_model`: drain the
-    /// first `drain` bytes of the body and put `prefix` in their place.
+    /// Where the request's own fields sit in its body: enough to build the
+    /// upstream edit for any model without parsing again.
+    pub fn shape(&self) -> BodyShape {
+        BodyShape {
+            object_start: self.object_start,
+            model_span: self.model_span,
+            stream_options_span: self.stream_options_span,
+            force_usage: self.stream && !self.include_usage,
+        }
+    }
+}
+
+/// The spans of a request body that an upstream edit touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BodyShape {
+    /// Byte offset of the body's opening `{`.
+    pub object_start: usize,
+    /// Byte range of the `model` value, when present.
+    pub model_span: Option<(usize, usize)>,
+    /// Byte range of the `stream_options` value, when present.
+    pub stream_options_span: Option<(usize, usize)>,
+    /// A stream whose usage chunk the client did not ask for: the upstream
+    /// request asks for it (the filter hides it from the client again).
+    pub force_usage: bool,
+}
+
+impl BodyShape {
+    /// The smallest edit that makes `body` name `upstream_model` (and, with
+    /// `force_usage`, ask for the stream's usage): drain the first `drain`
+    /// bytes and put `prefix` in their place.
     ///
-    /// Envoy's body API can only replace a prefix (or append), so the edit
-    /// covers everything up to the end of the `model` value — a few bytes in
-    /// the usual `{"model":"auto",…` layout — instead of the whole body.
-    pub fn model_rewrite(&self, body: &[u8], upstream_model: &str) -> BodyEdit {
-        self.upstream_edit(body, upstream_model, false)
-    }
-
-    /// Whether the filter must ask for the usage chunk the client did not.
-    pub fn needs_usage_forced(&self) -> bool {
-        self.stream && !self.include_usage
-    }
-
-    /// The edit for the upstream request: the model renamed and, with
-    /// `force_usage` on a stream that lacks it, `stream_options.include_usage`
-    /// set so the answer carries its usage (the filter hides it from the
-    /// client again). One prefix edit covering every changed span.
-    pub fn upstream_edit(&self, body: &[u8], upstream_model: &str, force_usage: bool) -> BodyEdit {
+    /// Envoy's body API replaces a prefix cheaply, so the edit covers
+    /// everything up to the end of the last changed span — a few bytes in the
+    /// usual `{"model":"auto",…` layout — instead of the whole body.
+    pub fn edit(&self, body: &[u8], upstream_model: &str) -> BodyEdit {
         let insert_at = self.object_start + 1;
         let quoted = json_string(upstream_model);
         // (start, end, replacement) — an insertion has start == end.
@@ -367,7 +384,7 @@ impl ChatRequest<'_> {
                 format!("\"model\":{quoted},").into_bytes(),
             )),
         }
-        if force_usage && self.needs_usage_forced() {
+        if self.force_usage {
             match self.stream_options_span {
                 Some((start, end)) => {
                     let mut options = body
@@ -532,7 +549,11 @@ mod tests {
         ];
         for body in cases {
             let r = parse(body).unwrap();
-            let edit = r.model_rewrite(body.as_bytes(), "claude-sonnet-4-5");
+            let shape = BodyShape {
+                force_usage: false,
+                ..r.shape()
+            };
+            let edit = shape.edit(body.as_bytes(), "claude-sonnet-4-5");
             let out = edit.apply(body.as_bytes());
             assert_eq!(out.len(), edit.new_len(body.len()));
             let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -540,7 +561,7 @@ mod tests {
             assert_eq!(v["messages"][0]["content"], "hi");
         }
         let body = r#"{"model":"auto","messages":[{"role":"user","content":"hi"}]}"#;
-        let edit = parse(body).unwrap().model_rewrite(body.as_bytes(), "m");
+        let edit = parse(body).unwrap().shape().edit(body.as_bytes(), "m");
         assert_eq!(edit.drain, 15);
         assert_eq!(edit.prefix, b"{\"model\":\"m\"");
     }
@@ -571,8 +592,8 @@ mod tests {
         ];
         for (body, forced) in cases {
             let r = parse(body).unwrap();
-            assert_eq!(r.needs_usage_forced(), forced, "{body}");
-            let edit = r.upstream_edit(body.as_bytes(), "m", true);
+            assert_eq!(r.shape().force_usage, forced, "{body}");
+            let edit = r.shape().edit(body.as_bytes(), "m");
             let out = edit.apply(body.as_bytes());
             assert_eq!(out.len(), edit.new_len(body.len()));
             let v: serde_json::Value = serde_json::from_slice(&out).unwrap();

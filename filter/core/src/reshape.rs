@@ -3,12 +3,11 @@
 //! translation between Anthropic Messages and OpenAI Chat Completions —
 //! streamed chunk by chunk, or in one piece for whole answers and errors.
 //!
-//! Plain Rust, no host calls: the shell feeds it the provider's bytes.
+//! Plain Rust, no host calls: the request flow feeds it the provider's bytes.
 
 use crate::anthropic::{self, ChatToMessagesStream, StreamTranslator};
-use crate::route::Dialect;
+use crate::protocol::Protocol;
 use crate::sse::UsageStripper;
-use crate::table::Wire;
 
 /// A stream rewritten event by event, whatever the chunk boundaries.
 trait Rewrite {
@@ -52,9 +51,10 @@ pub enum Reshape {
 /// What the reshaping depends on.
 #[derive(Debug, Clone, Copy)]
 pub struct Shape<'a> {
-    pub dialect: Dialect,
+    /// What the client speaks.
+    pub client: Protocol,
     /// What the provider that answers speaks.
-    pub wire: Wire,
+    pub provider: Protocol,
     pub stream: bool,
     /// The OpenAI client asked for its stream's usage chunk.
     pub include_usage: bool,
@@ -68,19 +68,21 @@ pub struct Shape<'a> {
 
 impl Reshape {
     pub fn new(s: Shape<'_>) -> Self {
-        match (s.dialect, s.wire) {
-            (Dialect::Chat, Wire::Openai) if s.stream && s.hide_usage => {
+        match (s.client, s.provider) {
+            (Protocol::Chat, Protocol::Chat) if s.stream && s.hide_usage => {
                 Reshape::HideUsage(UsageStripper::default())
             }
-            (Dialect::Chat, Wire::Openai) | (Dialect::Messages, Wire::Anthropic) => Reshape::None,
-            (Dialect::Chat, Wire::Anthropic) => Reshape::ToChat {
+            (Protocol::Chat, Protocol::Chat) | (Protocol::Messages, Protocol::Messages) => {
+                Reshape::None
+            }
+            (Protocol::Chat, Protocol::Messages) => Reshape::ToChat {
                 model: s.model.to_owned(),
                 created: s.created,
                 stream: s
                     .stream
                     .then(|| StreamTranslator::new(s.model, s.created, s.include_usage)),
             },
-            (Dialect::Messages, Wire::Openai) => Reshape::ToMessages {
+            (Protocol::Messages, Protocol::Chat) => Reshape::ToMessages {
                 model: s.model.to_owned(),
                 stream: s.stream.then(|| ChatToMessagesStream::new(s.model)),
             },
@@ -172,10 +174,10 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn shape(dialect: Dialect, wire: Wire, stream: bool) -> Shape<'static> {
+    fn shape(client: Protocol, provider: Protocol, stream: bool) -> Shape<'static> {
         Shape {
-            dialect,
-            wire,
+            client,
+            provider,
             stream,
             include_usage: false,
             hide_usage: true,
@@ -186,12 +188,12 @@ mod tests {
 
     #[test]
     fn same_wire_passes_untouched_and_hides_only_a_forced_usage_chunk() {
-        let mut r = Reshape::new(shape(Dialect::Chat, Wire::Openai, false));
+        let mut r = Reshape::new(shape(Protocol::Chat, Protocol::Chat, false));
         assert!(!r.changes_body());
         assert_eq!(r.chunk(b"abc", true), None);
         assert_eq!(r.whole(503, b"x"), (503, b"x".to_vec()));
 
-        let mut r = Reshape::new(shape(Dialect::Chat, Wire::Openai, true));
+        let mut r = Reshape::new(shape(Protocol::Chat, Protocol::Chat, true));
         let usage = b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\n";
         assert_eq!(r.chunk(usage, false), Some(Vec::new()));
         assert_eq!(r.chunk(b"data: [DONE]\n\n", true), None);
@@ -199,7 +201,7 @@ mod tests {
 
     #[test]
     fn anthropic_answers_and_errors_reach_openai_clients_translated() {
-        let mut r = Reshape::new(shape(Dialect::Chat, Wire::Anthropic, false));
+        let mut r = Reshape::new(shape(Protocol::Chat, Protocol::Messages, false));
         assert!(r.buffers());
         let answer = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}"#;
         let (status, out) = r.whole(200, answer);
@@ -223,7 +225,7 @@ mod tests {
 
     #[test]
     fn a_whole_anthropic_stream_becomes_a_whole_openai_stream() {
-        let mut r = Reshape::new(shape(Dialect::Chat, Wire::Anthropic, true));
+        let mut r = Reshape::new(shape(Protocol::Chat, Protocol::Messages, true));
         assert!(!r.buffers());
         let events = concat!(
             "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n",
@@ -243,7 +245,7 @@ mod tests {
 
     #[test]
     fn openai_answers_reach_anthropic_clients_translated() {
-        let mut r = Reshape::new(shape(Dialect::Messages, Wire::Openai, false));
+        let mut r = Reshape::new(shape(Protocol::Messages, Protocol::Chat, false));
         let answer = br#"{"id":"c1","object":"chat.completion","created":1,"model":"gpt","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
         let (status, out) = r.whole(200, answer);
         let v: Value = serde_json::from_slice(&out).unwrap();

@@ -17,8 +17,6 @@
 //! other scripts, runs only on non-ASCII text), and one line pass
 //! finds code and structure.
 
-use std::collections::BTreeMap;
-
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use serde::{Deserialize, Serialize};
 
@@ -28,10 +26,7 @@ use crate::request::{ChatRequest, Role};
 pub const MIN_COMPLEXITY: f64 = 0.05;
 pub const MAX_COMPLEXITY: f64 = 1.0;
 
-/// Patterns are matched ASCII-case-insensitively. A pattern that starts (ends)
-/// with a letter or digit only matches at a word start (end); a trailing `*`
-/// makes it a prefix (`summari*` matches summarise, summarize, summarising).
-pub type WordList = BTreeMap<String, f64>;
+pub use crate::words::WordList;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -261,6 +256,8 @@ impl Scorer {
     }
 
     pub fn score(&self, req: &ChatRequest<'_>) -> Score {
+        #[cfg(test)]
+        crate::counters::SCORES.with(|n| n.set(n.get() + 1));
         self.score_with(req, |_, _| {})
     }
 

@@ -13,7 +13,7 @@
 
 use serde::Serialize;
 
-use crate::table::{Capabilities, Table};
+use crate::table::{Capabilities, ModelIx, Table, TenantIx};
 
 /// What the request needs from a model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub struct Needs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Candidate {
-    pub model: usize,
+    pub model: ModelIx,
     /// Expected dollars for this request on this model.
     pub raw_cost: f64,
     pub adjusted_cost: f64,
@@ -65,8 +65,8 @@ impl Needs {
 
 /// Expected dollars for a request: prompt tokens at the input price plus the
 /// expected answer (the client's budget, capped by the table's expectation).
-pub fn raw_cost(table: &Table, model: usize, needs: &Needs) -> f64 {
-    let Some(m) = table.models.get(model) else {
+pub fn raw_cost(table: &Table, model: ModelIx, needs: &Needs) -> f64 {
+    let Some(m) = table.model(model) else {
         return f64::INFINITY;
     };
     let expected = table.selection.expected_output_tokens;
@@ -83,7 +83,7 @@ pub fn quality_divisor(table: &Table, quality: f64, complexity: f64) -> f64 {
 /// Every candidate for this tenant and request, best first.
 pub fn rank(
     table: &Table,
-    tenant: usize,
+    tenant: TenantIx,
     needs: &Needs,
     complexity: f64,
 ) -> Result<Vec<Candidate>, NoCandidate> {
@@ -94,15 +94,17 @@ pub fn rank(
 /// model is slowed by the worse of the local and the table's penalty.
 pub fn rank_with(
     table: &Table,
-    tenant: usize,
+    tenant: TenantIx,
     needs: &Needs,
     complexity: f64,
     local: Option<&[f64]>,
 ) -> Result<Vec<Candidate>, NoCandidate> {
     let mut out = Vec::with_capacity(table.models.len());
     let (mut keyed, mut fitting, mut largest) = (false, false, 0u64);
-    for (i, m) in table.models.iter().enumerate() {
-        let Some(&p) = table.model_provider.get(i) else {
+    #[cfg(test)]
+    crate::counters::RANKS.with(|n| n.set(n.get() + 1));
+    for (i, m) in table.models_ix() {
+        let Some(p) = table.provider_of(i) else {
             continue;
         };
         if !m.enabled || table.provider_key(tenant, p).is_none() {
@@ -119,7 +121,7 @@ pub fn rank_with(
             continue;
         }
         let raw = raw_cost(table, i, needs);
-        let penalty = match local.and_then(|l| l.get(i)) {
+        let penalty = match local.and_then(|l| l.get(i.0)) {
             Some(&l) => crate::penalty::effective(l, m.penalty),
             None => m.penalty,
         };
@@ -146,8 +148,7 @@ pub fn rank_with(
     }
     let latency = |c: &Candidate| {
         table
-            .models
-            .get(c.model)
+            .model(c.model)
             .and_then(|m| m.latency_ms)
             .unwrap_or(f64::INFINITY)
     };
@@ -187,8 +188,8 @@ mod tests {
     }
 
     fn choice(t: &Table, needs: &Needs, c: f64) -> String {
-        let best = rank(t, 0, needs, c).unwrap()[0];
-        t.models[best.model].id.clone()
+        let best = rank(t, TenantIx(0), needs, c).unwrap()[0];
+        t.models[best.model.0].id.clone()
     }
 
     /// SPEC §6: the default catalog with OpenAI + Anthropic keys.
@@ -234,15 +235,15 @@ mod tests {
             input_tokens: 100,
             ..Needs::default()
         };
-        for c in rank(&t, 0, &needs, 0.9).unwrap() {
-            assert_eq!(t.models[c.model].provider, "openai");
+        for c in rank(&t, TenantIx(0), &needs, 0.9).unwrap() {
+            assert_eq!(t.models[c.model.0].provider, "openai");
         }
         let huge = Needs {
             input_tokens: 500_000,
             ..Needs::default()
         };
         assert_eq!(
-            rank(&t, 0, &huge, 0.5),
+            rank(&t, TenantIx(0), &huge, 0.5),
             Err(NoCandidate::ContextTooLong {
                 needed: 500_000,
                 largest: 128_000
@@ -258,11 +259,14 @@ mod tests {
             ..Needs::default()
         };
         assert_eq!(
-            rank(&t, 0, &vision, 0.5),
+            rank(&t, TenantIx(0), &vision, 0.5),
             Err(NoCandidate::Unsupported(vec!["images"]))
         );
         let none = table_with_keys(&[]);
-        assert_eq!(rank(&none, 0, &needs, 0.5), Err(NoCandidate::NoKeys));
+        assert_eq!(
+            rank(&none, TenantIx(0), &needs, 0.5),
+            Err(NoCandidate::NoKeys)
+        );
     }
 
     #[test]
@@ -274,7 +278,7 @@ mod tests {
             ..Needs::default()
         };
         assert_eq!(
-            rank(&t, 0, &needs, 0.5),
+            rank(&t, TenantIx(0), &needs, 0.5),
             Err(NoCandidate::ContextTooLong {
                 needed: u64::MAX,
                 largest: 128_000

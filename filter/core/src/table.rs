@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog;
+pub use crate::catalog::{AuthStyle, Capabilities, Model, Provider};
 use crate::score::{Scorer, ScoringConfig};
 
 /// Wire form of the routing table.
@@ -50,136 +51,6 @@ impl Default for RoutingTable {
             selection: SelectionConfig::default(),
             penalty_epoch: 0,
         }
-    }
-}
-
-/// How a provider is reached: the Envoy cluster, the `:authority` and chat path
-/// the upstream expects, and how the tenant's key is presented.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Provider {
-    pub id: String,
-    pub cluster: String,
-    pub authority: String,
-    pub chat_path: String,
-    pub auth: AuthStyle,
-    /// The provider ends every stream with a usage chunk whether or not the
-    /// client asked (OpenRouter): then the filter does not hide it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub always_streams_usage: bool,
-    /// What the chat endpoint speaks: OpenAI Chat Completions (the default)
-    /// or Anthropic Messages, which the filter translates both ways.
-    #[serde(default, skip_serializing_if = "Wire::is_openai")]
-    pub wire: Wire,
-    /// Pass-through (`/<id>/…` → `<passthrough_base>/…` upstream): what
-    /// prefixes the client's path after the provider id (OpenRouter: `/api`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub passthrough_base: String,
-    /// How the key is presented on pass-through requests, when it differs
-    /// from `auth` (Gemini's native API takes `x-goog-api-key`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub passthrough_auth: Option<AuthStyle>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Wire {
-    #[default]
-    Openai,
-    Anthropic,
-}
-
-impl Wire {
-    fn is_openai(&self) -> bool {
-        *self == Wire::Openai
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AuthStyle {
-    /// `Authorization: Bearer <key>`.
-    Bearer,
-    /// `x-api-key: <key>` (Anthropic's native API).
-    XApiKey,
-    /// `x-goog-api-key: <key>` (Gemini's native API).
-    XGoogApiKey,
-}
-
-impl AuthStyle {
-    /// The request header that carries the key.
-    pub fn header(self) -> &'static str {
-        match self {
-            AuthStyle::Bearer => "authorization",
-            AuthStyle::XApiKey => "x-api-key",
-            AuthStyle::XGoogApiKey => "x-goog-api-key",
-        }
-    }
-
-    /// The header's value for `key`.
-    pub fn value(self, key: &str) -> String {
-        match self {
-            AuthStyle::Bearer => format!("Bearer {key}"),
-            AuthStyle::XApiKey | AuthStyle::XGoogApiKey => key.to_owned(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Capabilities {
-    #[serde(default)]
-    pub tools: bool,
-    #[serde(default)]
-    pub vision: bool,
-    #[serde(default)]
-    pub json_schema: bool,
-}
-
-/// One catalog entry. Prices are USD per million tokens.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Model {
-    /// Catalog id clients may name (`gpt-4o-mini`).
-    pub id: String,
-    pub provider: String,
-    /// The model name the provider expects, when it differs from `id`
-    /// (OpenRouter's `meta-llama/llama-3.3-70b-instruct`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upstream_id: Option<String>,
-    pub input_per_mtok: f64,
-    pub output_per_mtok: f64,
-    /// Price of a prompt-cache read; None → the input price.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cached_input_per_mtok: Option<f64>,
-    /// Price of a prompt-cache write (Anthropic: 1.25× input); None → the
-    /// input price.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_write_per_mtok: Option<f64>,
-    /// Quality in (0, 1]; see `catalog` for where each figure comes from.
-    pub quality: f64,
-    pub context_window: u64,
-    pub max_output_tokens: u64,
-    #[serde(default)]
-    pub capabilities: Capabilities,
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// Observed latency, used only to break cost ties. Unknown → last.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<f64>,
-    /// Multiplies the adjusted cost: 0 = healthy (SPEC §10 penalties).
-    #[serde(default)]
-    pub penalty: f64,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl Model {
-    /// The name sent upstream in the body's `model` field.
-    pub fn upstream_name(&self) -> &str {
-        self.upstream_id.as_deref().unwrap_or(&self.id)
     }
 }
 
@@ -273,6 +144,19 @@ fn parse_hex_hash(s: &str) -> Option<KeyHash> {
     Some(out)
 }
 
+/// Index of a tenant in one compiled [`Table`] (only meaningful with it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TenantIx(pub usize);
+
+/// Index of a model in one compiled [`Table`]'s `models`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ModelIx(pub usize);
+
+/// Index of a provider in one compiled [`Table`]'s `providers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProviderIx(pub usize);
+
 /// The compiled, validated table: the wire form plus every index the request
 /// path uses. Built once per table version.
 #[derive(Debug)]
@@ -285,8 +169,8 @@ pub struct Table {
     pub tenants: Vec<Tenant>,
     pub selection: SelectionConfig,
     pub scorer: Scorer,
-    /// Provider index of each model (parallel to `models`).
-    pub model_provider: Vec<usize>,
+    /// Provider of each model (parallel to `models`).
+    model_provider: Vec<ProviderIx>,
     model_by_id: HashMap<String, usize>,
     /// (provider id, upstream or catalog name) → model, for `provider/model`.
     /// `provider/name` (catalog or upstream name) → model.
@@ -381,7 +265,7 @@ impl Table {
             }
             model_by_qualified_name.insert(format!("{}/{}", m.provider, m.id), i);
             model_by_qualified_name.insert(format!("{}/{}", m.provider, m.upstream_name()), i);
-            model_provider.push(p);
+            model_provider.push(ProviderIx(p));
         }
 
         let mut tenant_by_key = HashMap::new();
@@ -467,26 +351,48 @@ impl Table {
         })
     }
 
-    pub fn tenant_by_key_hash(&self, hash: &KeyHash) -> Option<usize> {
-        self.tenant_by_key.get(hash).copied()
+    pub fn tenant_by_key_hash(&self, hash: &KeyHash) -> Option<TenantIx> {
+        self.tenant_by_key.get(hash).copied().map(TenantIx)
     }
 
-    pub fn tenant_by_id(&self, id: &str) -> Option<usize> {
-        self.tenant_by_id.get(id).copied()
+    pub fn tenant_by_id(&self, id: &str) -> Option<TenantIx> {
+        self.tenant_by_id.get(id).copied().map(TenantIx)
     }
 
-    pub fn provider_by_id(&self, id: &str) -> Option<usize> {
-        self.provider_by_id.get(id).copied()
+    pub fn provider_by_id(&self, id: &str) -> Option<ProviderIx> {
+        self.provider_by_id.get(id).copied().map(ProviderIx)
+    }
+
+    pub fn tenant(&self, t: TenantIx) -> Option<&Tenant> {
+        self.tenants.get(t.0)
+    }
+
+    pub fn model(&self, m: ModelIx) -> Option<&Model> {
+        self.models.get(m.0)
+    }
+
+    pub fn provider(&self, p: ProviderIx) -> Option<&Provider> {
+        self.providers.get(p.0)
+    }
+
+    /// The provider that serves a model.
+    pub fn provider_of(&self, m: ModelIx) -> Option<ProviderIx> {
+        self.model_provider.get(m.0).copied()
+    }
+
+    /// Every model with its index, in catalog order.
+    pub fn models_ix(&self) -> impl Iterator<Item = (ModelIx, &Model)> {
+        self.models.iter().enumerate().map(|(i, m)| (ModelIx(i), m))
     }
 
     /// The tenant's key for a provider, if it has one.
-    pub fn provider_key(&self, tenant: usize, provider: usize) -> Option<&str> {
-        self.tenant_keys.get(tenant)?.get(provider)?.as_deref()
+    pub fn provider_key(&self, tenant: TenantIx, provider: ProviderIx) -> Option<&str> {
+        self.tenant_keys.get(tenant.0)?.get(provider.0)?.as_deref()
     }
 
     /// The value of the provider's auth header for this tenant.
-    pub fn auth_value(&self, tenant: usize, provider: usize) -> Option<&str> {
-        self.auth_values.get(tenant)?.get(provider)?.as_deref()
+    pub fn auth_value(&self, tenant: TenantIx, provider: ProviderIx) -> Option<&str> {
+        self.auth_values.get(tenant.0)?.get(provider.0)?.as_deref()
     }
 
     /// The catalog model a provider's answer names (pass-through requests):
@@ -509,11 +415,11 @@ impl Table {
 
     /// Resolves a client-named model: a catalog id, or `provider/model` where
     /// `model` is the catalog id or the provider's own name for it.
-    pub fn resolve_model(&self, name: &str) -> Option<usize> {
+    pub fn resolve_model(&self, name: &str) -> Option<ModelIx> {
         if let Some(&i) = self.model_by_id.get(name) {
-            return Some(i);
+            return Some(ModelIx(i));
         }
-        self.model_by_qualified_name.get(name).copied()
+        self.model_by_qualified_name.get(name).copied().map(ModelIx)
     }
 }
 

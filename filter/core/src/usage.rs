@@ -11,20 +11,6 @@ use serde::{Deserialize, Serialize};
 use crate::sse::contains;
 use crate::table::Model;
 
-/// The internal API between filters and the control plane (SPEC §9):
-///
-/// - `GET {TABLE_PATH}` with header `{TOKEN_HEADER}: <token>` and, when the
-///   filter has a table, `{VERSION_HEADER}: <its version>` → `200` with the
-///   [`crate::table::RoutingTable`] JSON, or `304` (empty body) when the
-///   version is current.
-/// - `POST {USAGE_PATH}` with the token and a [`UsageBatch`] JSON body →
-///   `200` [`UsageAck`] once every record is durably stored. Idempotent by
-///   record id: a retried batch never counts twice.
-pub const TABLE_PATH: &str = "/internal/v1/table";
-pub const USAGE_PATH: &str = "/internal/v1/usage";
-pub const TOKEN_HEADER: &str = "x-aipipe-internal-token";
-pub const VERSION_HEADER: &str = "x-aipipe-table-version";
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsageRecord {

@@ -18,7 +18,12 @@
 //! word ending (`vulnerab*`). Non-Latin scripts have no case folding, so
 //! capitalised Cyrillic forms are listed too.
 
-use crate::score::WordList;
+use std::collections::BTreeMap;
+
+/// Patterns are matched ASCII-case-insensitively. A pattern that starts (ends)
+/// with a letter or digit only matches at a word start (end); a trailing `*`
+/// makes it a prefix (`summari*` matches summarise, summarize, summarising).
+pub type WordList = BTreeMap<String, f64>;
 
 /// Weight of each category (tuned on the calibration set's tuning split).
 #[derive(Debug, Clone, Copy)]

@@ -64,8 +64,8 @@ fuzz_target!(|data: &[u8]| {
     slot(data);
     penalties(data);
     let _ = cache::cache_control_bypass(data);
-    for allow in [false, true] {
-        if let Ok(k) = cache::cache_key("t", "openai", "gpt-4o-mini", data, allow) {
+    {
+        if let Ok(k) = cache::prepare(data).map(|p| p.key("t", "openai", "gpt-4o-mini")) {
             let cfg = CacheConfig {
                 slots: 3,
                 ..CacheConfig::default()

@@ -9,8 +9,9 @@
 //!   JSON, the edited body is too and differs from it only in `model`.
 #![no_main]
 
-use aipipe_core::request::{ChatRequest, ModelChoice};
+use aipipe_core::request::{BodyShape, ChatRequest, ModelChoice};
 use aipipe_core::score::{MAX_COMPLEXITY, MIN_COMPLEXITY};
+use aipipe_core::table::TenantIx;
 use aipipe_core::{route, select};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -39,10 +40,10 @@ fuzz_target!(|body: &[u8]| {
 
     let needs = route::needs(&req, score.input_tokens);
     let mut names: Vec<&str> = AWKWARD_NAMES.to_vec();
-    if let Ok(ranked) = select::rank(table, 0, &needs, score.complexity) {
+    if let Ok(ranked) = select::rank(table, TenantIx(0), &needs, score.complexity) {
         assert!(!ranked.is_empty());
         for c in &ranked {
-            assert!(c.model < table.models.len());
+            assert!(c.model.0 < table.models.len());
             assert!(c.raw_cost.is_finite() && c.raw_cost >= 0.0, "{c:?}");
             assert!(
                 c.adjusted_cost.is_finite() && c.adjusted_cost >= 0.0,
@@ -56,12 +57,16 @@ fuzz_target!(|body: &[u8]| {
                 "not best first: {ranked:?}"
             );
         }
-        names.push(table.models[ranked[0].model].upstream_name());
+        names.push(table.models[ranked[0].model.0].upstream_name());
     }
 
     let original: Option<Value> = serde_json::from_slice(body).ok();
     for name in names {
-        let edit = req.model_rewrite(body, name);
+        let shape = BodyShape {
+            force_usage: false,
+            ..req.shape()
+        };
+        let edit = shape.edit(body, name);
         let out = edit.apply(body);
         assert_eq!(out.len(), edit.new_len(body.len()), "new_len for {name:?}");
 

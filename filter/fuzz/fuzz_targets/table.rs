@@ -4,8 +4,10 @@
 #![no_main]
 
 use aipipe_core::config::{Config, SingletonConfig};
+use aipipe_core::plan::Plan;
+use aipipe_core::protocol::Protocol;
 use aipipe_core::route;
-use aipipe_core::table::{RoutingTable, Table};
+use aipipe_core::table::{RoutingTable, Table, TenantIx};
 use libfuzzer_sys::fuzz_target;
 
 /// Requests that reach every part of the scorer and of selection. (Hostile
@@ -18,9 +20,14 @@ const BODIES: [&[u8]; 4] = [
 ];
 
 fn exercise(table: &Table) {
-    for tenant in 0..table.tenants.len().min(3) + 1 {
+    for tenant in (0..table.tenants.len().min(3) + 1).map(TenantIx) {
         for body in BODIES {
-            let _ = route::route(table, tenant, body);
+            for protocol in [Protocol::Chat, Protocol::Messages] {
+                if let Ok(mut plan) = Plan::new(table, tenant, protocol, body.to_vec(), None, true)
+                {
+                    while plan.next_attempt(table, tenant, 10).is_some() {}
+                }
+            }
             let _ = route::explain(table, tenant, body);
         }
     }

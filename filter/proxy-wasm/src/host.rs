@@ -1,54 +1,178 @@
-//! The few host calls the filter makes, each returning a `Result` instead of
-//! unwrapping like the SDK's trait methods do, and reading header values as
-//! bytes (a non-UTF-8 header value must not crash the VM).
+//! aipipe-core's `Host` over Envoy's Wasm ABI: each method is one proxy-wasm
+//! host call, returning an error instead of unwrapping like the SDK's trait
+//! methods do, and reading header values as bytes (a non-UTF-8 header value
+//! must not crash the VM).
 //!
-//! The SDK's `hostcalls` still panic on statuses they do not expect (a call in
-//! the wrong phase): the HTTP context calls each only where Envoy allows it.
+//! The SDK's `hostcalls` still panic on statuses they do not expect (a call
+//! in the wrong phase): the flow calls each only where Envoy allows it.
 
+use std::cell::Cell;
+use std::time::{Duration, SystemTime};
+
+use aipipe_core::contract::USAGE_QUEUE;
+use aipipe_core::flow::{Host, HostError, MetricKind};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, Bytes, MapType, Status};
+use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
 
-pub fn request_headers() -> Vec<(String, Bytes)> {
-    hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+/// One worker VM's host. The usage queue is resolved lazily: the singleton
+/// that registers it may start after the workers.
+pub struct WasmHost {
+    vm_id: String,
+    usage_queue: Cell<Option<u32>>,
+    /// Records since the last failed lookup of the queue.
+    usage_queue_misses: Cell<u32>,
 }
 
-pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status> {
-    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value)
+impl WasmHost {
+    pub fn new() -> Self {
+        Self {
+            vm_id: hostcalls::get_property(vec!["plugin_vm_id"])
+                .ok()
+                .flatten()
+                .and_then(|v| String::from_utf8(v).ok())
+                .unwrap_or_default(),
+            usage_queue: Cell::new(None),
+            usage_queue_misses: Cell::new(0),
+        }
+    }
+
+    fn usage_queue(&self) -> Option<u32> {
+        if let Some(q) = self.usage_queue.get() {
+            return Some(q);
+        }
+        // Look again now and then: the singleton may start later.
+        let misses = self.usage_queue_misses.get();
+        self.usage_queue_misses.set(misses.wrapping_add(1));
+        if !misses.is_multiple_of(256) {
+            return None;
+        }
+        let q = hostcalls::resolve_shared_queue(&self.vm_id, USAGE_QUEUE).ok()??;
+        self.usage_queue.set(Some(q));
+        Some(q)
+    }
 }
 
-pub fn set_response_header(name: &str, value: &str) -> Result<(), Status> {
-    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value))
+fn refused(s: Status) -> HostError {
+    match s {
+        Status::CasMismatch => HostError::CasMismatch,
+        other => HostError::Refused(format!("{other:?}")),
+    }
 }
 
-pub fn request_body(size: usize) -> Option<Bytes> {
-    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
-        .ok()
-        .flatten()
-}
+impl Host for WasmHost {
+    fn now(&self) -> SystemTime {
+        hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH)
+    }
 
-/// Replaces the first `drain` bytes of the buffered request body.
-pub fn replace_request_body_prefix(drain: usize, prefix: &[u8]) -> Result<(), Status> {
-    hostcalls::set_buffer(BufferType::HttpRequestBody, 0, drain, prefix)
-}
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+    }
 
-pub fn response_body(size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
+    fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> Result<(), HostError> {
+        hostcalls::set_map_value_bytes(MapType::HttpRequestHeaders, name, value).map_err(refused)
+    }
 
-/// Replaces the whole current response body chunk.
-pub fn replace_response_body(size: usize, bytes: &[u8]) -> Result<(), Status> {
-    hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, bytes)
-}
+    fn request_body(&self, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
 
-pub fn send_response(status: u32, headers: Vec<(&str, &str)>, body: &[u8]) -> Result<(), Status> {
-    hostcalls::send_http_response(status, headers, Some(body))
-}
+    fn splice_request_body(&self, start: usize, len: usize, with: &[u8]) -> Result<(), HostError> {
+        hostcalls::set_buffer(BufferType::HttpRequestBody, start, len, with).map_err(refused)
+    }
 
-/// Makes Envoy re-match the route after the routing headers changed
-/// (ENVOY-NOTES 2: do not rely on implicit clearing).
-pub fn clear_route_cache() -> Result<(), Status> {
-    hostcalls::call_foreign_function("clear_route_cache", None).map(|_| ())
+    fn clear_route_cache(&self) -> Result<(), HostError> {
+        // Envoy re-matches the route after the routing headers changed (do
+        // not rely on implicit clearing: envoy/README.md).
+        hostcalls::call_foreign_function("clear_route_cache", None)
+            .map(|_| ())
+            .map_err(refused)
+    }
+
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value).map_err(refused)
+    }
+
+    fn response_body(&self, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn replace_response_body(&self, len: usize, with: &[u8]) -> Result<(), HostError> {
+        hostcalls::set_buffer(BufferType::HttpResponseBody, 0, len, with).map_err(refused)
+    }
+
+    fn send_response(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        hostcalls::send_http_response(status, headers.to_vec(), Some(body)).map_err(refused)
+    }
+
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        timeout: Duration,
+    ) -> Result<u32, HostError> {
+        hostcalls::dispatch_http_call(cluster, headers.to_vec(), Some(body), Vec::new(), timeout)
+            .map_err(refused)
+    }
+
+    fn call_response_header(&self, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, name)
+            .ok()
+            .flatten()
+    }
+
+    fn call_response_body(&self, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(refused)
+    }
+
+    fn enqueue_usage(&self, record: &[u8]) -> Result<(), HostError> {
+        let queue = self
+            .usage_queue()
+            .ok_or_else(|| HostError::Refused("no usage queue (no singleton)".into()))?;
+        hostcalls::enqueue_shared_queue(queue, Some(record)).map_err(refused)
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+        };
+        hostcalls::define_metric(kind, name).ok()
+    }
+
+    fn increment_metric(&self, id: u32, by: u64) {
+        let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+    }
+
+    fn record_metric(&self, id: u32, value: u64) {
+        let _ = hostcalls::record_metric(id, value);
+    }
 }

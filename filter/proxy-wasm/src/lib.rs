@@ -5,8 +5,6 @@
 #![cfg(target_arch = "wasm32")]
 
 mod host;
-mod http;
-mod meter;
 mod root;
 mod singleton;
 mod upstream;

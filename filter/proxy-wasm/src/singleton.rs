@@ -16,9 +16,12 @@ use std::time::Duration;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType};
 
-use aipipe_core::config::{ControlPlane, SHARED_TABLE_KEY, SHARED_VERSION_KEY, USAGE_QUEUE};
+use aipipe_core::config::ControlPlane;
+use aipipe_core::contract::{
+    SHARED_TABLE_KEY, SHARED_VERSION_KEY, TABLE_PATH, TOKEN_HEADER, USAGE_PATH, USAGE_QUEUE,
+    VERSION_HEADER,
+};
 use aipipe_core::table::{RoutingTable, Table};
-use aipipe_core::usage::{TABLE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER};
 
 pub struct Singleton {
     cp: ControlPlane,

@@ -17,14 +17,14 @@
 //!
 //! Envoy's config runs it only for requests carrying the header (an
 //! `ExtensionWithMatcher` skips it otherwise), and follows only redirects to
-//! [`aipipe_core::config::FAILOVER_AUTHORITY`]: a 307 a provider sends itself goes
+//! [`aipipe_core::contract::FAILOVER_AUTHORITY`]: a 307 a provider sends itself goes
 //! to the client.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use aipipe_core::config::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
+use aipipe_core::contract::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
 use aipipe_core::penalty::is_failure;
 
 #[derive(Default)]

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::usage::Tokens;
 
-pub use request::chat_to_messages;
+pub use request::{MessagesDraft, chat_to_messages, chat_to_messages_draft};
 pub use response::{anthropic_usage, error_to_openai, messages_to_chat};
 pub use reverse::{
     ChatToMessagesStream, chat_error_to_messages, chat_response_to_messages,

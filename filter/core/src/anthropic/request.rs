@@ -71,6 +71,36 @@ pub fn chat_to_messages(
     upstream_model: &str,
     default_max_tokens: u64,
 ) -> Result<Vec<u8>> {
+    chat_to_messages_draft(body)?.for_model(upstream_model, default_max_tokens)
+}
+
+/// A Chat Completions request translated to Anthropic Messages but for the
+/// model: a request that may be tried on several Anthropic models (failover)
+/// is translated once.
+#[derive(Debug, Clone)]
+pub struct MessagesDraft {
+    body: Map<String, Value>,
+    /// The client's own `max_tokens` / `max_completion_tokens`.
+    max_tokens: Option<u64>,
+}
+
+impl MessagesDraft {
+    /// The upstream body for `upstream_model`; `default_max_tokens` when the
+    /// client set none (Anthropic requires it).
+    pub fn for_model(&self, upstream_model: &str, default_max_tokens: u64) -> Result<Vec<u8>> {
+        let mut out = self.body.clone();
+        out.insert("model".into(), upstream_model.into());
+        out.insert(
+            "max_tokens".into(),
+            self.max_tokens.unwrap_or(default_max_tokens).max(1).into(),
+        );
+        serde_json::to_vec(&Value::Object(out))
+            .map_err(|e| TranslateError(format!("could not encode the Anthropic request: {e}")))
+    }
+}
+
+/// [`chat_to_messages`] up to the model (see [`MessagesDraft`]).
+pub fn chat_to_messages_draft(body: &[u8]) -> Result<MessagesDraft> {
     let req: Value = serde_json::from_slice(body)
         .map_err(|e| TranslateError(format!("request body is not valid JSON: {e}")))?;
     let Value::Object(req) = req else {
@@ -91,15 +121,13 @@ pub fn chat_to_messages(
     conv.finish()?;
 
     let mut out = Map::new();
-    out.insert("model".into(), upstream_model.into());
     let max_tokens = match uint(&req, "max_completion_tokens")? {
-        Some(n) => n,
-        None => uint(&req, "max_tokens")?.unwrap_or(default_max_tokens),
+        Some(n) => Some(n),
+        None => uint(&req, "max_tokens")?,
     };
-    if max_tokens == 0 {
+    if max_tokens == Some(0) {
         return fail("`max_tokens` must be at least 1");
     }
-    out.insert("max_tokens".into(), max_tokens.into());
 
     let mut tools = client_tools(&req)?;
     let mut tool_choice = if tools.is_empty() {
@@ -203,8 +231,10 @@ pub fn chat_to_messages(
             Some(_) => return fail(format!("`{key}` must be a string")),
         }
     }
-    serde_json::to_vec(&Value::Object(out))
-        .map_err(|e| TranslateError(format!("could not encode the Anthropic request: {e}")))
+    Ok(MessagesDraft {
+        body: out,
+        max_tokens,
+    })
 }
 
 fn reject_unsupported(req: &Map<String, Value>) -> Result<()> {

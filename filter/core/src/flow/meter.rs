@@ -1,25 +1,18 @@
-//! Per-request accounting in the worker VMs: watches the answer pass by
-//! (unbuffered), reads its usage, and puts one record on the shared usage
-//! queue when the request ends. The singleton ships the records.
+//! Per-request accounting: watches the answer pass by (unbuffered), reads
+//! its usage in either provider protocol, and makes the request's one usage
+//! record when it ends. Time comes in as arguments.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::MapType;
-
 use serde::Deserialize;
 
-use aipipe_core::anthropic;
-use aipipe_core::sse::SseParser;
-use aipipe_core::table::Model;
-use aipipe_core::usage::{StreamUsage, Tokens, UsageRecord, cost_nusd, openai_usage};
+use crate::anthropic;
+use crate::sse::SseParser;
+use crate::table::Model;
+use crate::usage::{StreamUsage, Tokens, UsageRecord, cost_nusd, openai_usage};
 
 /// A non-streamed answer is kept (to read its `usage`) up to this size.
 const MAX_PLAIN_BODY: usize = 8 * 1024 * 1024;
-
-pub fn now() -> Option<SystemTime> {
-    hostcalls::get_current_time().ok()
-}
 
 fn ms_between(a: SystemTime, b: SystemTime) -> f64 {
     b.duration_since(a)
@@ -79,10 +72,10 @@ impl Meter {
     }
 
     /// The answer came from the cache: status 200, no tokens, no cost.
-    pub fn served_from_cache(&mut self) {
+    pub fn served_from_cache(&mut self, now: SystemTime) {
         self.status = 200;
         self.from_cache = true;
-        self.first_byte_now();
+        self.first_byte_at(now);
     }
 
     /// A whole (non-streamed) answer as the provider sent it, when it was
@@ -96,16 +89,7 @@ impl Meter {
         self.answer_model = Some(None);
     }
 
-    /// Response headers phase.
-    pub fn on_headers(&mut self) {
-        self.status = hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok())
-            .unwrap_or(0);
-    }
-
-    /// The answer came from elsewhere (a failover call) with this status.
+    /// The answer's status (its headers arrived, or it came from a call).
     pub fn set_status(&mut self, status: u16) {
         self.status = status;
     }
@@ -114,17 +98,17 @@ impl Meter {
         self.status
     }
 
-    /// The answer's first byte is on its way to the client now.
-    pub fn first_byte_now(&mut self) {
+    /// The answer's first byte is on its way to the client at `now`.
+    pub fn first_byte_at(&mut self, now: SystemTime) {
         if self.first_byte.is_none() {
-            self.first_byte = now();
+            self.first_byte = Some(now);
         }
     }
 
-    /// Each response body chunk, as it passes.
-    pub fn on_body(&mut self, chunk: &[u8], end_of_stream: bool) {
+    /// Each response body chunk, as it passes at `now`.
+    pub fn on_body(&mut self, chunk: &[u8], end_of_stream: bool, now: SystemTime) {
         if !chunk.is_empty() {
-            self.first_byte_now();
+            self.first_byte_at(now);
         }
         if self.stream {
             let (openai, anthropic, model) = (
@@ -174,8 +158,13 @@ impl Meter {
     /// The record of this request, when it ends. `model` prices it; without
     /// one (a pass-through answer naming no catalog model) the cost is
     /// unknown and the record says its usage was not read.
-    pub fn record(&self, id: &str, tenant: &str, who: Answered<'_>) -> UsageRecord {
-        let end = now().unwrap_or(self.start);
+    pub fn record(
+        &self,
+        id: &str,
+        tenant: &str,
+        who: Answered<'_>,
+        end: SystemTime,
+    ) -> UsageRecord {
         let tokens = self.tokens();
         let t = tokens.unwrap_or_default();
         UsageRecord {

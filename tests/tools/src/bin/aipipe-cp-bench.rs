@@ -17,7 +17,8 @@ use aipipe_control_plane::config::Secrets;
 use aipipe_control_plane::db::Db;
 use aipipe_control_plane::ingest;
 use aipipe_control_plane::{AppState, admin_app, internal_app};
-use aipipe_core::usage::{TOKEN_HEADER, USAGE_PATH, UsageBatch, UsageRecord};
+use aipipe_core::contract::{TOKEN_HEADER, USAGE_PATH};
+use aipipe_core::usage::{UsageBatch, UsageRecord};
 
 const ADMIN: &str = "bench-admin";
 const TOKEN: &str = "bench-token";

@@ -43,9 +43,11 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use aipipe_core::plan::Plan;
+use aipipe_core::protocol::Protocol;
 use aipipe_core::request::ChatRequest;
 use aipipe_core::route;
-use aipipe_core::table::{RoutingTable, Table};
+use aipipe_core::table::{RoutingTable, Table, TenantIx};
 use aipipe_tests::{Envoy, Mock, TempDir, plugin_config, post_json, sibling_binary};
 
 const KEY: &str = "vk-bench";
@@ -486,12 +488,25 @@ fn profile_core(table: &Table, body: &str) -> (f64, f64, f64, f64) {
     let needs = route::needs(&req, s.input_tokens);
     let t = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(aipipe_core::select::rank(table, 0, &needs, s.complexity).is_ok());
+        std::hint::black_box(
+            aipipe_core::select::rank(table, TenantIx(0), &needs, s.complexity).is_ok(),
+        );
     }
     let select = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
     let t = Instant::now();
     for _ in 0..n {
-        std::hint::black_box(route::route(table, 0, std::hint::black_box(bytes)).is_ok());
+        // What the filter does with a body: plan it, take the first attempt.
+        let plan = Plan::new(
+            table,
+            TenantIx(0),
+            Protocol::Chat,
+            std::hint::black_box(bytes).to_vec(),
+            None,
+            false,
+        );
+        std::hint::black_box(
+            plan.is_ok_and(|mut p| p.next_attempt(table, TenantIx(0), 3).is_some()),
+        );
     }
     let total = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
     (parse, score, select, total)

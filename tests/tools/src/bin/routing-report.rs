@@ -316,7 +316,11 @@ fn main() {
                 is_holdout(v["id"].as_str().unwrap_or("?")),
                 v["band"].as_str().unwrap_or("?").to_owned(),
             ));
-            let explained = aipipe_core::route::explain(&table, 0, body.as_bytes());
+            let explained = aipipe_core::route::explain(
+                &table,
+                aipipe_core::table::TenantIx(0),
+                body.as_bytes(),
+            );
             let model = explained
                 .ok()
                 .and_then(|e| e.choice)

@@ -1,0 +1,57 @@
+//! The names Envoy's configs, the filter (in each of its roles) and the
+//! control plane must agree on, in one place. Changing one here changes it
+//! for every Rust side; the YAMLs in `envoy/` spell the same names, and
+//! `tests/tests/configs.rs` checks they still do.
+
+// ---- Envoy config ⇄ filter ------------------------------------------------
+
+/// The request header Envoy's route reads the upstream cluster from
+/// (`route.cluster_header`), unless the plugin config names another.
+pub const DEFAULT_CLUSTER_HEADER: &str = "x-aipipe-cluster";
+/// The root id of the module running as the singleton (a bootstrap Wasm
+/// service on the main thread, same `vm_id` as the filter).
+pub const SINGLETON_ROOT_ID: &str = "aipipe_singleton";
+/// The root id of the same module running as an upstream HTTP filter on
+/// each provider cluster: it turns a failed answer into Envoy's internal
+/// redirect to the next candidate.
+pub const UPSTREAM_ROOT_ID: &str = "aipipe_upstream";
+/// The request header carrying an attempt's redirect location from the
+/// filter to the upstream filter (which removes it: providers never see it).
+pub const FAILOVER_LOCATION_HEADER: &str = "x-aipipe-failover-location";
+/// On a failed answer the upstream filter turned into a redirect: the
+/// provider's own status.
+pub const FAILED_STATUS_HEADER: &str = "x-aipipe-failed-status";
+/// The authority of every failover redirect: Envoy's config routes it to
+/// the route named in the redirect policy's allow list (`aipipe_failover`),
+/// so that only these redirects are followed, never a provider's own.
+pub const FAILOVER_AUTHORITY: &str = "aipipe.failover";
+/// The query parameter of a failover redirect naming its carried state.
+pub const FAILOVER_PARAM: &str = "aipipe-failover";
+
+// ---- between the filter's roles (Envoy shared data and queues) -----------
+
+/// Shared-data keys: the table JSON, and its version (decimal) which worker
+/// VMs read on every request to notice a new table cheaply.
+pub const SHARED_TABLE_KEY: &str = "aipipe.table";
+pub const SHARED_VERSION_KEY: &str = "aipipe.table.version";
+/// The shared queue worker VMs put usage records on; the singleton drains it.
+pub const USAGE_QUEUE: &str = "aipipe.usage";
+/// The shared-data key of this Envoy's encoded penalties.
+pub const PENALTIES_KEY: &str = "aipipe.penalties";
+/// Prefix of the shared-data keys of the answer cache's slots.
+pub const CACHE_SLOT_PREFIX: &str = "aipipe.cache.";
+
+// ---- filter ⇄ control plane (the internal API) ---------------------------
+
+/// The internal API between filters and the control plane:
+///
+/// - `GET {TABLE_PATH}` with header `{TOKEN_HEADER}: <token>` and, when the
+///   filter has a table, `{VERSION_HEADER}: <its version>` → `200` with the
+///   `RoutingTable` JSON, or `304` (empty body) when the version is current.
+/// - `POST {USAGE_PATH}` with the token and a `UsageBatch` JSON body → `200`
+///   `UsageAck` once every record is durably stored. Idempotent by record
+///   id: a retried batch never counts twice.
+pub const TABLE_PATH: &str = "/internal/v1/table";
+pub const USAGE_PATH: &str = "/internal/v1/usage";
+pub const TOKEN_HEADER: &str = "x-aipipe-internal-token";
+pub const VERSION_HEADER: &str = "x-aipipe-table-version";

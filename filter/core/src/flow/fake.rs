@@ -1,0 +1,295 @@
+//! An in-memory host for the flow's tests: one request's headers and body,
+//! the answer the test feeds in, the shared data and queue of one proxy, and
+//! a clock the test moves.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::host::{Host, HostError, MetricKind};
+
+/// A local reply the flow sent.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// A call the flow dispatched.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Default)]
+pub struct FakeHost {
+    pub now_ms: Cell<u64>,
+    pub request_headers: RefCell<Vec<(String, Vec<u8>)>>,
+    pub request_body: RefCell<Vec<u8>>,
+    pub response_headers: RefCell<Vec<(String, String)>>,
+    pub response_body: RefCell<Vec<u8>>,
+    pub replies: RefCell<Vec<Reply>>,
+    pub calls: RefCell<Vec<Call>>,
+    pub call_status: RefCell<Option<u16>>,
+    pub call_body: RefCell<Vec<u8>>,
+    pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+    pub queue: RefCell<Vec<Vec<u8>>>,
+    pub metrics: RefCell<Vec<(String, u64)>>,
+    pub route_cache_cleared: Cell<u32>,
+}
+
+impl FakeHost {
+    pub fn new() -> Self {
+        let h = Self::default();
+        h.now_ms.set(1_700_000_000_000);
+        h
+    }
+
+    /// Starts a new request on the same proxy: its headers and body; the
+    /// previous request's answer and replies are forgotten.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
+        let mut all = vec![
+            (":method".to_owned(), method.as_bytes().to_vec()),
+            (":path".to_owned(), path.as_bytes().to_vec()),
+            (":authority".to_owned(), b"aipipe.test".to_vec()),
+        ];
+        all.extend(
+            headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())),
+        );
+        if !body.is_empty() {
+            all.push(("content-length".into(), body.len().to_string().into_bytes()));
+        }
+        *self.request_headers.borrow_mut() = all;
+        *self.request_body.borrow_mut() = body.to_vec();
+        self.response_headers.borrow_mut().clear();
+        self.response_body.borrow_mut().clear();
+        self.replies.borrow_mut().clear();
+        self.calls.borrow_mut().clear();
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.request_headers
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    pub fn body_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.request_body.borrow()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The upstream's answer headers, as the provider (or Envoy) sent them.
+    pub fn answer(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        let mut all = vec![(":status".to_owned(), status.to_string())];
+        all.extend(headers.iter().map(|(n, v)| (n.to_string(), v.to_string())));
+        *self.response_headers.borrow_mut() = all;
+        *self.response_body.borrow_mut() = body.to_vec();
+    }
+
+    pub fn response_header_value(&self, name: &str) -> Option<String> {
+        self.response_headers
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn reply(&self) -> Option<Reply> {
+        self.replies.borrow().last().cloned()
+    }
+
+    /// The usage records queued so far, parsed.
+    pub fn records(&self) -> Vec<crate::usage::UsageRecord> {
+        self.queue
+            .borrow()
+            .iter()
+            .filter_map(|r| serde_json::from_slice(r).ok())
+            .collect()
+    }
+
+    pub fn metric(&self, name: &str) -> u64 {
+        self.metrics
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v)
+    }
+}
+
+fn set(list: &mut Vec<(String, Vec<u8>)>, name: &str, value: Option<&[u8]>) {
+    list.retain(|(n, _)| n != name);
+    if let Some(v) = value {
+        list.push((name.to_owned(), v.to_vec()));
+    }
+}
+
+impl Host for FakeHost {
+    fn now(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.now_ms.get())
+    }
+
+    fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
+        self.request_headers.borrow().clone()
+    }
+
+    fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> Result<(), HostError> {
+        set(&mut self.request_headers.borrow_mut(), name, value);
+        Ok(())
+    }
+
+    fn request_body(&self, size: usize) -> Vec<u8> {
+        let b = self.request_body.borrow();
+        b.get(..size.min(b.len())).unwrap_or_default().to_vec()
+    }
+
+    fn splice_request_body(&self, start: usize, len: usize, with: &[u8]) -> Result<(), HostError> {
+        let mut b = self.request_body.borrow_mut();
+        if start + len > b.len() {
+            return Err(HostError::Refused("splice past the end".into()));
+        }
+        b.splice(start..start + len, with.iter().copied());
+        Ok(())
+    }
+
+    fn clear_route_cache(&self) -> Result<(), HostError> {
+        self.route_cache_cleared
+            .set(self.route_cache_cleared.get() + 1);
+        Ok(())
+    }
+
+    fn response_header(&self, name: &str) -> Option<Vec<u8>> {
+        self.response_header_value(name).map(String::into_bytes)
+    }
+
+    fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        let mut h = self.response_headers.borrow_mut();
+        h.retain(|(n, _)| n != name);
+        if let Some(v) = value {
+            h.push((name.to_owned(), v.to_owned()));
+        }
+        Ok(())
+    }
+
+    fn response_body(&self, size: usize) -> Vec<u8> {
+        let b = self.response_body.borrow();
+        b.get(..size.min(b.len())).unwrap_or_default().to_vec()
+    }
+
+    fn replace_response_body(&self, len: usize, with: &[u8]) -> Result<(), HostError> {
+        let mut b = self.response_body.borrow_mut();
+        let len = len.min(b.len());
+        b.splice(..len, with.iter().copied());
+        Ok(())
+    }
+
+    fn send_response(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), HostError> {
+        self.replies.borrow_mut().push(Reply {
+            status,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.to_vec(),
+        });
+        Ok(())
+    }
+
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+        _timeout: Duration,
+    ) -> Result<u32, HostError> {
+        let mut calls = self.calls.borrow_mut();
+        calls.push(Call {
+            cluster: cluster.to_owned(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: body.to_vec(),
+        });
+        Ok(calls.len() as u32)
+    }
+
+    fn call_response_header(&self, name: &str) -> Option<Vec<u8>> {
+        match name {
+            ":status" => self
+                .call_status
+                .borrow()
+                .map(|s| s.to_string().into_bytes()),
+            "content-type" => Some(b"application/json".to_vec()),
+            _ => None,
+        }
+    }
+
+    fn call_response_body(&self, size: usize) -> Vec<u8> {
+        let b = self.call_body.borrow();
+        b.get(..size.min(b.len())).unwrap_or_default().to_vec()
+    }
+
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        match self.shared.borrow().get(key) {
+            Some((v, cas)) => (Some(v.clone()), Some(*cas)),
+            None => (None, None),
+        }
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        let mut shared = self.shared.borrow_mut();
+        let current = shared.get(key).map(|(_, c)| *c);
+        if cas.is_some() && cas != current {
+            return Err(HostError::CasMismatch);
+        }
+        shared.insert(key.to_owned(), (value.to_vec(), current.unwrap_or(0) + 1));
+        Ok(())
+    }
+
+    fn enqueue_usage(&self, record: &[u8]) -> Result<(), HostError> {
+        self.queue.borrow_mut().push(record.to_vec());
+        Ok(())
+    }
+
+    fn define_metric(&self, _kind: MetricKind, name: &str) -> Option<u32> {
+        let mut m = self.metrics.borrow_mut();
+        m.push((name.to_owned(), 0));
+        Some(m.len() as u32 - 1)
+    }
+
+    fn increment_metric(&self, id: u32, by: u64) {
+        if let Some(m) = self.metrics.borrow_mut().get_mut(id as usize) {
+            m.1 += by;
+        }
+    }
+
+    fn record_metric(&self, id: u32, value: u64) {
+        if let Some(m) = self.metrics.borrow_mut().get_mut(id as usize) {
+            m.1 = value;
+        }
+    }
+}

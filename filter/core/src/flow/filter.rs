@@ -1,0 +1,278 @@
+//! The filter role's state in one proxy worker (one Wasm VM): the validated
+//! configuration, the routing table in use, this Envoy's penalties as last
+//! read, the failover state carried across internal redirects, metric ids
+//! and request ids. Every request of the worker shares it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::rc::Rc;
+
+use super::host::{Host, HostError, MetricKind, now_ms};
+use super::{Carried, Request};
+use crate::carry::Carries;
+use crate::config::Config;
+use crate::contract::{PENALTIES_KEY, SHARED_TABLE_KEY, SHARED_VERSION_KEY};
+use crate::penalty::{Outcome, Penalties};
+use crate::table::{RoutingTable, Table};
+use crate::usage::UsageRecord;
+
+/// The worker's counters (defined once per worker; a proxy sums them across
+/// workers).
+pub(super) struct Metrics {
+    /// Answers whose usage could not be read (recorded, never as $0).
+    pub usage_unparsed: u32,
+    /// Requests answered by a failover candidate.
+    pub failovers: u32,
+    /// Failed upstream attempts (each failed-over or final failure).
+    pub attempts_failed: u32,
+    /// Attempts reached by Envoy's internal redirect (the streaming path).
+    pub failover_redirects: u32,
+    /// Failover redirects Envoy handed back instead of following (the
+    /// route lacks the redirect policy, or its limit was reached): those
+    /// failed over by call. Above 0 means the config needs a look.
+    pub failover_unfollowed: u32,
+    pub cache_hits: u32,
+    pub cache_misses: u32,
+    pub cache_bypasses: u32,
+    /// Bytes written into cache slots, and bytes of the entries they
+    /// replaced: their difference is what the cache holds (≤ slots ×
+    /// max_entry_bytes).
+    pub cache_stored_bytes: u32,
+    pub cache_evicted_bytes: u32,
+}
+
+impl Metrics {
+    fn define(host: &impl Host) -> Option<Self> {
+        let counter = |name| host.define_metric(MetricKind::Counter, name);
+        Some(Self {
+            usage_unparsed: counter("aipipe.usage.unparsed")?,
+            failovers: counter("aipipe.failovers")?,
+            attempts_failed: counter("aipipe.attempts_failed")?,
+            failover_redirects: counter("aipipe.failover.redirects")?,
+            failover_unfollowed: counter("aipipe.failover.unfollowed")?,
+            cache_hits: counter("aipipe.cache.hit")?,
+            cache_misses: counter("aipipe.cache.miss")?,
+            cache_bypasses: counter("aipipe.cache.bypass")?,
+            cache_stored_bytes: counter("aipipe.cache.stored_bytes")?,
+            cache_evicted_bytes: counter("aipipe.cache.evicted_bytes")?,
+        })
+    }
+}
+
+/// One model's metrics: attempts that succeeded / failed, and its local
+/// penalty in thousandths (gauges hold integers).
+struct ModelMetrics {
+    ok: u32,
+    failed: u32,
+    penalty_milli: u32,
+}
+
+impl ModelMetrics {
+    fn define(host: &impl Host, model_id: &str) -> Option<Self> {
+        // Dots separate name parts for Envoy's tag extraction: none inside
+        // the label value.
+        let m = model_id.replace('.', "_");
+        let def = |kind, what: &str| host.define_metric(kind, &format!("aipipe.model.{m}.{what}"));
+        Some(Self {
+            ok: def(MetricKind::Counter, "attempts_ok")?,
+            failed: def(MetricKind::Counter, "attempts_failed")?,
+            penalty_milli: def(MetricKind::Gauge, "penalty_milli")?,
+        })
+    }
+}
+
+pub struct Filter {
+    pub(super) config: Config,
+    /// The table in use: the bootstrap table until a published one arrives.
+    table: RefCell<Option<Rc<Table>>>,
+    /// The published version this worker last loaded (raw bytes of the key).
+    seen_version: RefCell<Vec<u8>>,
+    /// The shared penalties as last read: (CAS token, decoded).
+    penalties: RefCell<(Option<u32>, Penalties)>,
+    /// Attempts in flight that may fail over by redirect.
+    pub(super) carries: Carries<Carried>,
+    pub(super) metrics: Option<Metrics>,
+    /// Per-model metric ids, defined on first use.
+    model_metrics: RefCell<HashMap<String, ModelMetrics>>,
+    /// Random per worker, so request ids differ across workers and restarts.
+    id_seed: u64,
+    next_id: Cell<u64>,
+}
+
+impl Filter {
+    /// The filter role of one worker, from its validated configuration.
+    pub fn new(mut config: Config, host: &impl Host) -> Rc<Self> {
+        let mut seed = RandomState::new().build_hasher();
+        seed.write_u64(0x6169_7069_7065);
+        let table = config.table.take().map(Rc::new);
+        Rc::new(Self {
+            config,
+            table: RefCell::new(table),
+            seen_version: RefCell::new(Vec::new()),
+            penalties: RefCell::new((None, Penalties::default())),
+            carries: Carries::default(),
+            metrics: Metrics::define(host),
+            model_metrics: RefCell::new(HashMap::new()),
+            id_seed: seed.finish(),
+            next_id: Cell::new(0),
+        })
+    }
+
+    /// A request through this filter (one per HTTP stream).
+    pub fn request(self: &Rc<Self>) -> Request {
+        Request::new(self.clone())
+    }
+
+    /// The version of the table in use, if any (for the configure log line).
+    pub fn table_version(&self) -> Option<u64> {
+        self.table.borrow().as_ref().map(|t| t.version)
+    }
+
+    /// The current table. One cheap shared-data read per request notices a
+    /// newly published version; only then is the table parsed and compiled.
+    pub(super) fn table(&self, host: &impl Host) -> Option<Rc<Table>> {
+        if let (Some(version), _) = host.shared_get(SHARED_VERSION_KEY)
+            && *self.seen_version.borrow() != version
+        {
+            self.load_published(host, version);
+        }
+        self.table.borrow().clone()
+    }
+
+    fn load_published(&self, host: &impl Host, version: Vec<u8>) {
+        let loaded = host
+            .shared_get(SHARED_TABLE_KEY)
+            .0
+            .ok_or_else(|| "no table behind the published version".to_owned())
+            .and_then(|bytes| {
+                serde_json::from_slice::<RoutingTable>(&bytes).map_err(|e| e.to_string())
+            })
+            .and_then(|raw| Table::compile(raw).map_err(|e| e.to_string()));
+        match loaded {
+            Ok(table) => {
+                log::info!("loaded routing table version {}", table.version);
+                *self.table.borrow_mut() = Some(Rc::new(table));
+            }
+            // Keep routing with the table we have; do not retry every request.
+            Err(e) => log::error!("ignoring published routing table: {e}"),
+        }
+        *self.seen_version.borrow_mut() = version;
+    }
+
+    /// A request id unique across this Envoy's workers.
+    pub(super) fn request_id(&self) -> String {
+        let n = self.next_id.get().wrapping_add(1);
+        self.next_id.set(n);
+        format!("{:016x}{:08x}", self.id_seed, n & 0xffff_ffff)
+    }
+
+    pub(super) fn count(&self, host: &impl Host, which: impl Fn(&Metrics) -> u32, n: u64) {
+        if n > 0
+            && let Some(m) = &self.metrics
+        {
+            host.increment_metric(which(m), n);
+        }
+    }
+
+    /// Puts a usage record on the usage queue. Without a singleton (no
+    /// control plane configured) there is nowhere to send it.
+    pub(super) fn enqueue_usage(&self, host: &impl Host, record: &UsageRecord) {
+        if let Ok(bytes) = serde_json::to_vec(record)
+            && let Err(e) = host.enqueue_usage(&bytes)
+        {
+            log::debug!("usage record {} not queued: {e:?}", record.id);
+        }
+    }
+
+    /// This Envoy's own penalties per model index of `table`, or None when
+    /// every model is healthy here (the common case: nothing to apply).
+    pub(super) fn local_penalties(&self, host: &impl Host, table: &Table) -> Option<Vec<f64>> {
+        let (bytes, cas) = host.shared_get(PENALTIES_KEY);
+        let mut cached = self.penalties.borrow_mut();
+        if cas != cached.0 || cas.is_none() {
+            *cached = (
+                cas,
+                bytes.map(|b| Penalties::decode(&b)).unwrap_or_default(),
+            );
+        }
+        let p = &cached.1;
+        if p.models.is_empty() || p.epoch < table.penalty_epoch {
+            // Empty, or from before an operator's reset.
+            return None;
+        }
+        let now = now_ms(host);
+        let decay = self.config.penalty_decay_ms;
+        let local: Vec<f64> = table
+            .models
+            .iter()
+            .map(|m| p.penalty(&m.id, now, decay))
+            .collect();
+        local.iter().any(|&x| x > 0.0).then_some(local)
+    }
+
+    /// Notes how an attempt on a model went: its metrics, and its penalty in
+    /// the value every worker shares (compare-and-swap, retried on a race).
+    pub(super) fn record_outcome(
+        &self,
+        host: &impl Host,
+        table: &Table,
+        model_id: &str,
+        status: u16,
+    ) {
+        let Some(outcome) = Outcome::of_status(status) else {
+            return;
+        };
+        let mut metrics = self.model_metrics.borrow_mut();
+        if !metrics.contains_key(model_id)
+            && let Some(m) = ModelMetrics::define(host, model_id)
+        {
+            metrics.insert(model_id.to_owned(), m);
+        }
+        let ids = metrics.get(model_id);
+        if let Some(ids) = ids {
+            let id = if outcome == Outcome::Success {
+                ids.ok
+            } else {
+                ids.failed
+            };
+            host.increment_metric(id, 1);
+        }
+        let now = now_ms(host);
+        let decay = self.config.penalty_decay_ms;
+        if outcome == Outcome::Success
+            && self.penalties.borrow().1.penalty(model_id, now, decay) == 0.0
+        {
+            // A success on a model this Envoy holds no penalty for (as of
+            // this request's read): nothing to lower, no shared write.
+            return;
+        }
+        for _ in 0..8 {
+            let (bytes, cas) = host.shared_get(PENALTIES_KEY);
+            let mut p = bytes.map(|b| Penalties::decode(&b)).unwrap_or_default();
+            let reset = p.sync_epoch(table.penalty_epoch);
+            let changed = p.record(model_id, outcome, now, decay);
+            if !changed && !reset {
+                // A success on a healthy model: nothing worth a write.
+                return;
+            }
+            p.retain(|id| table.resolve_model(id).is_some());
+            match host.shared_set(PENALTIES_KEY, &p.encode(), cas) {
+                Ok(()) => {
+                    if let Some(ids) = ids {
+                        let milli = p.penalty(model_id, now, decay) * 1000.0;
+                        host.record_metric(ids.penalty_milli, milli as u64);
+                    }
+                    return;
+                }
+                // Another worker wrote first: read again and re-apply.
+                Err(HostError::CasMismatch) => continue,
+                Err(e) => {
+                    log::warn!("penalty update failed: {e:?}");
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,987 @@
+//! The request flow: one HTTP request through the filter, from its headers
+//! to its usage record, as a state machine over explicit phases — headers,
+//! awaiting the body, a routed attempt, pass-through, replied.
+//!
+//! - Headers: authenticate, strip internal headers, check the declared size,
+//!   and either wait for the body (routed paths), answer at once
+//!   (`GET /v1/models`) or send a pass-through request on its way.
+//! - Body: plan the request once (`plan`), look it up in the answer cache,
+//!   and send the first attempt: routing headers, the provider's key, the
+//!   provider's body.
+//! - Answer: say which model answered, reshape the answer for the client's
+//!   protocol, fail over to the next candidate when the chosen one failed
+//!   before any byte reached the client (by Envoy's internal redirect, or by
+//!   a call of its own: `failover`), store a cacheable answer, and meter it.
+//! - Log: the request's one usage record goes to the usage queue.
+//!
+//! Everything the flow needs from the proxy goes through [`Host`]; a host
+//! maps its callbacks onto [`Request`]'s `on_*` methods and does nothing
+//! else. The tests run the flow on a fake host.
+
+mod cache;
+mod failover;
+mod filter;
+pub mod host;
+mod meter;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
+use std::rc::Rc;
+use std::time::SystemTime;
+
+use crate::cache::{Key, cache_control_bypass};
+use crate::carry;
+use crate::error::ApiError;
+use crate::plan::{Attempt, Plan, Upstream};
+use crate::protocol::{ANTHROPIC_VERSION, MODELS_PATH, Protocol};
+use crate::reshape::{Reshape, Shape};
+use crate::route;
+use crate::table::{ModelIx, ProviderIx, Table, TenantIx};
+use crate::usage::FailedAttempt;
+
+pub use filter::Filter;
+pub use host::{Host, HostError, MetricKind};
+use meter::{Answered, Meter};
+
+/// What a callback tells the host to do with the stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Let the headers or data go on.
+    Continue,
+    /// Hold them (buffer the body, wait for a call, or a local reply ended
+    /// the request).
+    Pause,
+}
+
+/// What the request keeps from start to end, whichever attempt is running:
+/// moved whole to the next attempt when a failover redirect re-enters the
+/// filter.
+#[derive(Debug, Clone)]
+struct RequestCtx {
+    id: String,
+    start: SystemTime,
+    protocol: Protocol,
+    /// The table this request started with: a newer one arriving mid-request
+    /// must not shift the indices it holds.
+    table: Option<Rc<Table>>,
+    tenant: TenantIx,
+    client: ClientHeaders,
+}
+
+/// What the client's headers said that later phases need.
+#[derive(Debug, Clone, Default)]
+struct ClientHeaders {
+    authorization: bool,
+    api_key: bool,
+    /// An Anthropic client's own `anthropic-version` / `anthropic-beta`:
+    /// kept for Anthropic providers, dropped for others.
+    anthropic_version: Option<Vec<u8>>,
+    anthropic_beta: Option<Vec<u8>>,
+    /// `Cache-Control: no-cache` / `no-store`.
+    no_cache: bool,
+}
+
+/// A request's course across its attempts: the plan and what failed so far.
+#[derive(Debug)]
+struct Course {
+    plan: Plan,
+    failed: Vec<FailedAttempt>,
+    /// `x-aipipe-cache` of the first attempt.
+    cache: Option<&'static str>,
+    /// The first model that failed.
+    failed_over_from: Option<ModelIx>,
+}
+
+/// What a failover redirect carries to the next attempt.
+type Carried = (RequestCtx, Course);
+
+/// Who answers, as table indices (names are read when needed).
+#[derive(Debug, Clone, Copy)]
+struct Decision {
+    model: ModelIx,
+    provider: ProviderIx,
+    complexity: Option<f64>,
+    failed_over_from: Option<ModelIx>,
+    cache: Option<&'static str>,
+}
+
+/// A routed request's answer in progress.
+struct Routed {
+    /// None while carried for a failover redirect (see `failover`).
+    course: Option<Course>,
+    /// The token the course is carried under.
+    carry_token: Option<u128>,
+    decision: Decision,
+    meter: Meter,
+    reshape: Reshape,
+    /// A cache miss: the key its answer is stored under.
+    cache_key: Option<Key>,
+    /// A failover call in flight: its token and model.
+    pending_call: Option<(u32, ModelIx)>,
+    /// The answer is an error being buffered to be rewritten in one piece.
+    buffering_error: bool,
+}
+
+/// A provider path forwarded as it is.
+struct PassThrough {
+    provider: ProviderIx,
+    meter: Meter,
+}
+
+enum Phase {
+    /// Nothing decided yet.
+    Headers,
+    /// Routed once the whole body is here; a redirected attempt brings its
+    /// course.
+    AwaitingBody(Option<Box<Course>>),
+    /// An attempt was sent upstream; its answer is awaited or passing.
+    Routed(Box<Routed>),
+    PassThrough(Box<PassThrough>),
+    /// Answered by the filter; the routed state its usage record is made
+    /// of, if it was routed.
+    Replied(Option<Box<Routed>>),
+}
+
+/// What the headers phase decided.
+enum Next {
+    Body,
+    /// Answer now with this JSON.
+    Answer(String),
+    Passed,
+}
+
+/// One HTTP request through the filter.
+pub struct Request {
+    filter: Rc<Filter>,
+    ctx: RequestCtx,
+    phase: Phase,
+}
+
+impl Request {
+    fn new(filter: Rc<Filter>) -> Self {
+        Self {
+            filter,
+            ctx: RequestCtx {
+                id: String::new(),
+                start: std::time::UNIX_EPOCH,
+                protocol: Protocol::Chat,
+                table: None,
+                tenant: TenantIx(0),
+                client: ClientHeaders::default(),
+            },
+            phase: Phase::Headers,
+        }
+    }
+
+    pub fn on_request_headers(&mut self, host: &impl Host, end_of_stream: bool) -> Action {
+        match self.headers(host, end_of_stream) {
+            // Hold the headers until the whole body is here: routing reads
+            // it, and routing headers can only change while they are held.
+            Ok(Next::Body) => Action::Pause,
+            // Answered by the filter itself (GET /v1/models).
+            Ok(Next::Answer(json)) => self.reply(host, 200, json.as_bytes(), "application/json"),
+            // Pass-through: headers are rewritten, the body streams as is.
+            Ok(Next::Passed) => Action::Continue,
+            Err(e) => self.fail(host, &e),
+        }
+    }
+
+    pub fn on_request_body(
+        &mut self,
+        host: &impl Host,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        let course = match &mut self.phase {
+            Phase::AwaitingBody(course) => course.take(),
+            // Pass-through: the body streams on untouched.
+            Phase::PassThrough(_) => return Action::Continue,
+            // Answered locally already, or nothing to do with a body.
+            Phase::Replied(_) | Phase::Headers => return Action::Pause,
+            Phase::Routed(_) => return Action::Continue,
+        };
+        let limit = self.filter.config.max_body_bytes;
+        if size > limit {
+            return self.fail(host, &ApiError::BodyTooLarge { limit });
+        }
+        if !end_of_stream {
+            // Keep buffering until the body is complete.
+            self.phase = Phase::AwaitingBody(course);
+            return Action::Pause;
+        }
+        let routed = match course {
+            Some(course) => self.next_attempt(host, *course, size),
+            None => self.route(host, size),
+        };
+        match routed {
+            // Routed: headers and body are rewritten, let Envoy send them.
+            Ok(()) => Action::Continue,
+            Err(e) => self.fail(host, &e),
+        }
+    }
+
+    pub fn on_response_headers(&mut self, host: &impl Host, end_of_stream: bool) -> Action {
+        let status = response_status(host);
+        let r = match &mut self.phase {
+            Phase::Routed(r) => r,
+            Phase::PassThrough(p) => {
+                p.meter.set_status(status);
+                p.meter.stream = host
+                    .response_header("content-type")
+                    .is_some_and(|v| v.starts_with(b"text/event-stream"));
+                let provider = p.provider;
+                self.say_who_answered(host, None, Some(provider));
+                // The answer streams on as the provider sent it.
+                return Action::Continue;
+            }
+            // Our own local reply already carries its headers.
+            _ => return Action::Continue,
+        };
+        r.meter.set_status(status);
+        // The carried state comes back: no redirect followed. A failover
+        // redirect Envoy did not follow is the provider's failure.
+        let status = match failover::reclaim(&self.filter, host, r, status) {
+            Some(failed) => {
+                r.meter.set_status(failed);
+                failed
+            }
+            None => status,
+        };
+        let model = r.decision.model;
+        self.note_outcome(host, model, status);
+        if failover::is_failover_status(status) && self.max_attempts() > 1 {
+            if self.try_next(host, status) {
+                // The next candidate answers instead; hold this answer back.
+                return Action::Pause;
+            }
+            // The last candidate failed too: one error naming every attempt.
+            let e = self.give_up();
+            return self.fail(host, &e);
+        }
+        let Phase::Routed(r) = &mut self.phase else {
+            return Action::Continue;
+        };
+        let decision = r.decision;
+        let changes_body = r.reshape.changes_body();
+        if changes_body {
+            // The body changes length: Envoy sends it chunked instead.
+            let _ = host.set_response_header("content-length", None);
+            if status >= 400 && !end_of_stream {
+                // An error is rewritten in one piece, status included: hold
+                // the headers until the body is complete.
+                r.buffering_error = true;
+                return Action::Pause;
+            }
+        }
+        self.say_who_answered(host, Some(decision), None);
+        // Headers pass straight on; the body follows unbuffered.
+        Action::Continue
+    }
+
+    pub fn on_response_body(
+        &mut self,
+        host: &impl Host,
+        size: usize,
+        end_of_stream: bool,
+    ) -> Action {
+        let now = host.now();
+        let r = match &mut self.phase {
+            Phase::Routed(r) => r,
+            Phase::PassThrough(p) => {
+                let chunk = if size > 0 {
+                    host.response_body(size)
+                } else {
+                    Vec::new()
+                };
+                p.meter.on_body(&chunk, end_of_stream, now);
+                return Action::Continue;
+            }
+            _ => return Action::Continue,
+        };
+        if r.pending_call.is_some() {
+            // A failover call is in flight; the failed answer goes nowhere.
+            return Action::Pause;
+        }
+        if r.buffering_error || r.reshape.buffers() {
+            if !end_of_stream {
+                // The whole answer is translated in one piece.
+                return Action::Pause;
+            }
+            let whole = host.response_body(size);
+            r.meter.on_body(&whole, true, now);
+            let (status, out) = r.reshape.whole(r.meter.status(), &whole);
+            if r.buffering_error {
+                r.meter.set_status(status);
+                return self.reply(host, u32::from(status), &out, "application/json");
+            }
+            if let Err(e) = host.replace_response_body(size, &out) {
+                log::warn!("cannot translate the answer: {e:?}");
+            }
+            if status == 200 {
+                self.cache_store(host, &out);
+            }
+            // The translated answer goes on.
+            return Action::Continue;
+        }
+        let chunk = if size > 0 {
+            host.response_body(size)
+        } else {
+            Vec::new()
+        };
+        r.meter.on_body(&chunk, end_of_stream, now);
+        let status = r.meter.status();
+        if end_of_stream
+            && status == 200
+            && r.cache_key.is_some()
+            && let Some(answer) = r.meter.plain_body().map(<[u8]>::to_vec)
+        {
+            // Untranslated: the client got exactly the provider's bytes.
+            self.cache_store(host, &answer);
+        }
+        let Phase::Routed(r) = &mut self.phase else {
+            return Action::Continue;
+        };
+        if status < 400
+            && let Some(out) = r.reshape.chunk(&chunk, end_of_stream)
+            && let Err(e) = host.replace_response_body(size, &out)
+        {
+            log::warn!("cannot rewrite the answer: {e:?}");
+        }
+        // Stream every chunk (every complete event) to the client as it
+        // arrives.
+        Action::Continue
+    }
+
+    /// The answer to a call the flow dispatched (a failover attempt).
+    pub fn on_call_response(&mut self, host: &impl Host, token: u32, body_size: usize) {
+        failover::on_call(self, host, token, body_size);
+    }
+
+    /// The request is over: its usage record goes to the queue.
+    pub fn on_log(&mut self, host: &impl Host) {
+        let Some(table) = self.ctx.table.clone() else {
+            return;
+        };
+        let Some(tenant) = table.tenant(self.ctx.tenant) else {
+            return;
+        };
+        let now = host.now();
+        let (record, failed_over, cache) = match &self.phase {
+            Phase::Routed(r) | Phase::Replied(Some(r)) => {
+                let d = r.decision;
+                let (Some(m), Some(p)) = (table.model(d.model), table.provider(d.provider)) else {
+                    return;
+                };
+                let mut record = r.meter.record(
+                    &self.ctx.id,
+                    &tenant.id,
+                    Answered {
+                        provider: &p.id,
+                        model_id: &m.id,
+                        model: Some(m),
+                    },
+                    now,
+                );
+                match (&r.course, r.carry_token) {
+                    (Some(course), _) => record.failed_attempts = course.failed.clone(),
+                    (None, Some(token)) => {
+                        // The state is carried: a redirected attempt takes it
+                        // and writes the request's record, or, if none does
+                        // (the client went away), this record (with the
+                        // attempts that failed before) is the request's.
+                        self.filter.carries.orphan(
+                            token,
+                            crate::flow::host::now_ms(host),
+                            |(_, c)| crate::usage::UsageRecord {
+                                failed_attempts: c.failed.clone(),
+                                ..record
+                            },
+                        );
+                        return;
+                    }
+                    (None, None) => {}
+                }
+                (record, d.failed_over_from.is_some(), d.cache)
+            }
+            Phase::PassThrough(pt) => {
+                let Some(p) = table.provider(pt.provider) else {
+                    return;
+                };
+                // Recorded when the answer names its model.
+                let Some(name) = pt.meter.answer_model() else {
+                    return;
+                };
+                let model = table.model_for_answer(&p.id, &name);
+                let record = pt.meter.record(
+                    &self.ctx.id,
+                    &tenant.id,
+                    Answered {
+                        provider: &p.id,
+                        model_id: model.map_or(name.as_str(), |m| m.id.as_str()),
+                        model,
+                    },
+                    now,
+                );
+                (record, false, None)
+            }
+            _ => return,
+        };
+        let f = &self.filter;
+        f.count(
+            host,
+            |m| m.usage_unparsed,
+            u64::from(!record.usage_parsed && record.status < 400),
+        );
+        f.count(
+            host,
+            |m| m.attempts_failed,
+            record.failed_attempts.len() as u64,
+        );
+        f.count(host, |m| m.failovers, u64::from(failed_over));
+        match cache {
+            Some("hit") => f.count(host, |m| m.cache_hits, 1),
+            Some("miss") => f.count(host, |m| m.cache_misses, 1),
+            Some("bypass") => f.count(host, |m| m.cache_bypasses, 1),
+            _ => {}
+        }
+        f.enqueue_usage(host, &record);
+    }
+
+    // ---- the phases' work ---------------------------------------------------
+
+    fn max_attempts(&self) -> usize {
+        self.filter.config.max_attempts as usize
+    }
+
+    fn headers(&mut self, host: &impl Host, end_of_stream: bool) -> Result<Next, ApiError> {
+        self.ctx.id = self.filter.request_id();
+        self.ctx.start = host.now();
+        let config = &self.filter.config;
+        let (mut method, mut path, mut authorization, mut api_key) = (None, None, None, None);
+        let mut tenant_header = None;
+        let mut content_length = None;
+        let mut strip = Vec::new();
+        let headers = host.request_headers();
+        let client = &mut self.ctx.client;
+        for (name, value) in &headers {
+            match name.as_str() {
+                ":method" => method = Some(value.as_slice()),
+                ":path" => path = Some(value.as_slice()),
+                "authorization" => {
+                    client.authorization = true;
+                    authorization = std::str::from_utf8(value).ok();
+                }
+                "x-api-key" => {
+                    client.api_key = true;
+                    api_key = std::str::from_utf8(value).ok();
+                }
+                "anthropic-version" => client.anthropic_version = Some(value.clone()),
+                "anthropic-beta" => client.anthropic_beta = Some(value.clone()),
+                "cache-control" => client.no_cache = cache_control_bypass(value),
+                "content-length" => {
+                    content_length = std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|v| v.parse::<usize>().ok());
+                }
+                "x-tenant-id" => {
+                    tenant_header = std::str::from_utf8(value).ok();
+                    strip.push("x-tenant-id");
+                }
+                n if n.starts_with("x-aipipe-") || n == config.cluster_header => strip.push(n),
+                _ => {}
+            }
+        }
+        // Client-sent internal headers never reach routing or the upstream.
+        for name in strip {
+            let _ = host.set_request_header(name, None);
+        }
+
+        let full_path = path.unwrap_or_default();
+        if let Some((token, status)) = carry::redirected(full_path) {
+            // The attempt before this one failed and Envoy sent the request
+            // round again.
+            let course = failover::resume(self, host, token, status)?;
+            self.phase = Phase::AwaitingBody(Some(Box::new(course)));
+            return Ok(Next::Body);
+        }
+        let path = full_path.split(|&b| b == b'?').next().unwrap_or_default();
+        enum Kind {
+            Route(Protocol),
+            Models,
+            Pass(ProviderIx),
+        }
+        let table = self.filter.table(host).ok_or(ApiError::NoTable)?;
+        let kind = if let Some(protocol) = Protocol::of_path(path) {
+            self.ctx.protocol = protocol;
+            Kind::Route(protocol)
+        } else if path == MODELS_PATH.as_bytes() {
+            Kind::Models
+        } else if let Some(p) = pass_through_provider(&table, path) {
+            Kind::Pass(p)
+        } else {
+            return Err(ApiError::UnknownPath(
+                String::from_utf8_lossy(path).into_owned(),
+            ));
+        };
+        match (&kind, method) {
+            (Kind::Route(_), Some(b"POST")) | (Kind::Models, Some(b"GET")) | (Kind::Pass(_), _) => {
+            }
+            (Kind::Models, _) => {
+                return Err(ApiError::BadRequest(format!("{MODELS_PATH} takes GET")));
+            }
+            (Kind::Route(p), _) => {
+                return Err(ApiError::BadRequest(format!("{} takes POST", p.path())));
+            }
+        }
+        self.ctx.tenant = match tenant_header.filter(|_| config.trust_tenant_header) {
+            // Mesh mode: the trusted front named the tenant.
+            Some(id) => route::tenant_by_id(&table, id)?,
+            None => route::authenticate(&table, route::virtual_key(authorization, api_key))?,
+        };
+        self.ctx.table = Some(table.clone());
+        match kind {
+            Kind::Models => Ok(Next::Answer(route::models_list(&table, self.ctx.tenant))),
+            Kind::Pass(provider) => {
+                self.pass_through(host, &table, provider, full_path)?;
+                Ok(Next::Passed)
+            }
+            Kind::Route(_) => {
+                if content_length.is_some_and(|n| n > config.max_body_bytes) {
+                    return Err(ApiError::BodyTooLarge {
+                        limit: config.max_body_bytes,
+                    });
+                }
+                if end_of_stream || content_length == Some(0) {
+                    return Err(ApiError::BadRequest("request body is empty".into()));
+                }
+                self.phase = Phase::AwaitingBody(None);
+                Ok(Next::Body)
+            }
+        }
+    }
+
+    /// `/<provider>/<rest>` → the provider's `<passthrough_base>/<rest>`,
+    /// with the tenant's key, any method and body, streamed both ways.
+    fn pass_through(
+        &mut self,
+        host: &impl Host,
+        table: &Table,
+        provider: ProviderIx,
+        full_path: &[u8],
+    ) -> Result<(), ApiError> {
+        let p = table
+            .provider(provider)
+            .ok_or_else(|| ApiError::Internal("pass-through provider not in the table".into()))?;
+        let key = table.provider_key(self.ctx.tenant, provider).ok_or_else(|| {
+            ApiError::NoProviderKey(format!(
+                "This tenant has no `{}` provider key for the pass-through path. Add one with POST /admin/tenants/{}/keys.",
+                p.id,
+                table.tenant(self.ctx.tenant).map_or("", |t| t.id.as_str())
+            ))
+        })?;
+        let rest = full_path.get(p.id.len() + 1..).unwrap_or_default();
+        let upstream_path = format!("{}{}", p.passthrough_base, String::from_utf8_lossy(rest));
+        let auth = p.passthrough_auth.unwrap_or(p.auth);
+        // The client's virtual key never reaches the provider.
+        for h in ["authorization", "x-api-key", "x-goog-api-key"] {
+            if h != auth.header() {
+                set_header(host, h, None);
+            }
+        }
+        set_header(host, auth.header(), Some(&auth.value(key)));
+        if p.wire == Protocol::Messages && self.ctx.client.anthropic_version.is_none() {
+            set_header(host, "anthropic-version", Some(ANTHROPIC_VERSION));
+        }
+        set_header(host, &self.filter.config.cluster_header, Some(&p.cluster));
+        set_header(host, ":path", Some(&upstream_path));
+        set_header(host, ":authority", Some(&p.authority));
+        if let Err(e) = host.clear_route_cache() {
+            log::warn!("clear_route_cache failed: {e:?}");
+        }
+        let mut meter = Meter::new(self.ctx.start, false, None);
+        meter.read_answer_model();
+        self.phase = Phase::PassThrough(Box::new(PassThrough { provider, meter }));
+        log::debug!(
+            "request {} pass-through to {} {}",
+            self.ctx.id,
+            p.id,
+            upstream_path
+        );
+        Ok(())
+    }
+
+    /// The body is here: plan the request once, answer it from the cache or
+    /// send the first attempt.
+    fn route(&mut self, host: &impl Host, size: usize) -> Result<(), ApiError> {
+        let table = self.table()?;
+        let body = host.request_body(size);
+        let penalties = self.filter.local_penalties(host, &table);
+        let cache = self.filter.config.cache.enabled && !self.ctx.client.no_cache;
+        let mut plan = Plan::new(
+            &table,
+            self.ctx.tenant,
+            self.ctx.protocol,
+            body,
+            penalties.as_deref(),
+            cache,
+        )?;
+        let attempt = match plan.next_attempt(&table, self.ctx.tenant, self.max_attempts()) {
+            Some(a) => a?,
+            None => return Err(ApiError::Internal("a plan without candidates".into())),
+        };
+        let lookup = cache::lookup(&self.filter, host, &self.ctx, &table, &plan, &attempt);
+        let complexity = plan.complexity();
+        let decision = Decision {
+            model: attempt.model,
+            provider: attempt.provider,
+            complexity,
+            failed_over_from: None,
+            cache: Some(lookup.header()),
+        };
+        let course = Course {
+            plan,
+            failed: Vec::new(),
+            cache: decision.cache,
+            failed_over_from: None,
+        };
+        if let cache::Lookup::Hit {
+            answer,
+            content_type,
+        } = lookup
+        {
+            // A hit: answered here, nothing goes upstream.
+            let mut meter = Meter::new(self.ctx.start, false, complexity);
+            meter.served_from_cache(host.now());
+            self.phase = Phase::Routed(Box::new(Routed {
+                course: Some(course),
+                carry_token: None,
+                decision,
+                meter,
+                reshape: Reshape::None,
+                cache_key: None,
+                pending_call: None,
+                buffering_error: false,
+            }));
+            self.reply(host, 200, &answer, &content_type);
+            return Ok(());
+        }
+        let length = match &attempt.upstream {
+            Upstream::Edit(edit) => {
+                if host
+                    .splice_request_body(0, edit.drain, &edit.prefix)
+                    .is_ok()
+                {
+                    edit.new_len(size)
+                } else {
+                    size
+                }
+            }
+            Upstream::Whole(whole) => {
+                host.splice_request_body(0, size, whole).map_err(|e| {
+                    ApiError::Internal(format!("cannot replace the request body: {e:?}"))
+                })?;
+                whole.len()
+            }
+        };
+        let cache_key = lookup.key();
+        self.forward(host, &table, course, &attempt, decision, length, cache_key)
+    }
+
+    /// A redirected attempt's body phase: the router replayed the body sent
+    /// to the failed provider; the next candidate gets its own body instead.
+    fn next_attempt(
+        &mut self,
+        host: &impl Host,
+        mut course: Course,
+        size: usize,
+    ) -> Result<(), ApiError> {
+        let table = self.table()?;
+        let next = course
+            .plan
+            .next_attempt(&table, self.ctx.tenant, self.max_attempts());
+        let Some(Ok(attempt)) = next else {
+            // Nothing left to try: one error naming every attempt, recorded
+            // as the last one's.
+            let last = course.plan.tried().last().copied();
+            let (Some(model), Some(provider)) = (last, last.and_then(|m| table.provider_of(m)))
+            else {
+                return Err(ApiError::Internal(
+                    "a redirected request tried nothing".into(),
+                ));
+            };
+            self.phase = Phase::Routed(Box::new(Routed {
+                decision: Decision {
+                    model,
+                    provider,
+                    complexity: course.plan.complexity(),
+                    failed_over_from: course.failed_over_from,
+                    cache: course.cache,
+                },
+                meter: Meter::new(self.ctx.start, course.plan.stream, course.plan.complexity()),
+                course: Some(course),
+                carry_token: None,
+                reshape: Reshape::None,
+                cache_key: None,
+                pending_call: None,
+                buffering_error: false,
+            }));
+            return Err(self.give_up());
+        };
+        let upstream = attempt.upstream.bytes(course.plan.body());
+        host.splice_request_body(0, size, &upstream).map_err(|e| {
+            ApiError::Internal(format!("cannot replace the redirected request body: {e:?}"))
+        })?;
+        let decision = Decision {
+            model: attempt.model,
+            provider: attempt.provider,
+            complexity: course.plan.complexity(),
+            failed_over_from: course.failed_over_from,
+            cache: course.cache,
+        };
+        self.forward(
+            host,
+            &table,
+            course,
+            &attempt,
+            decision,
+            upstream.len(),
+            None,
+        )
+    }
+
+    /// Sends the attempt on: the routing headers, the provider's key, and
+    /// how its answer is read and reshaped. The body is already in place
+    /// (`length` bytes).
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &mut self,
+        host: &impl Host,
+        table: &Rc<Table>,
+        course: Course,
+        attempt: &Attempt,
+        decision: Decision,
+        length: usize,
+        cache_key: Option<Key>,
+    ) -> Result<(), ApiError> {
+        let (Some(model), Some(provider)) =
+            (table.model(attempt.model), table.provider(attempt.provider))
+        else {
+            return Err(ApiError::Internal(
+                "an attempt's model is not in the table".into(),
+            ));
+        };
+        let config = &self.filter.config;
+        let client = &self.ctx.client;
+        // A stale length truncates the body upstream (envoy/README.md).
+        set_header(host, "content-length", Some(&length.to_string()));
+        set_header(host, &config.cluster_header, Some(&provider.cluster));
+        set_header(host, ":path", Some(&provider.chat_path));
+        set_header(host, ":authority", Some(&provider.authority));
+        let header = provider.auth.header();
+        let auth = table.auth_value(self.ctx.tenant, attempt.provider);
+        set_header(host, header, auth);
+        if header != "authorization" && client.authorization {
+            set_header(host, "authorization", None);
+        }
+        if header != "x-api-key" && client.api_key {
+            set_header(host, "x-api-key", None);
+        }
+        if provider.wire == Protocol::Messages {
+            if client.anthropic_version.is_none() {
+                set_header(host, "anthropic-version", Some(ANTHROPIC_VERSION));
+            }
+        } else if client.anthropic_version.is_some() || client.anthropic_beta.is_some() {
+            // An Anthropic client translated for another provider.
+            set_header(host, "anthropic-version", None);
+            set_header(host, "anthropic-beta", None);
+        }
+        if let Err(e) = host.clear_route_cache() {
+            log::warn!("clear_route_cache failed: {e:?}");
+        }
+        let plan = &course.plan;
+        log::debug!(
+            "request {} tenant {} -> {}/{} complexity {}",
+            self.ctx.id,
+            table.tenant(self.ctx.tenant).map_or("?", |t| t.id.as_str()),
+            provider.id,
+            model.id,
+            plan.complexity()
+                .map_or_else(|| "explicit".to_owned(), |c| format!("{c:.3}")),
+        );
+        let reshape = Reshape::new(Shape {
+            client: self.ctx.protocol,
+            provider: provider.wire,
+            stream: plan.stream,
+            include_usage: plan.include_usage,
+            hide_usage: plan.hides_usage(provider.wire),
+            model: &model.id,
+            created: unix_seconds(self.ctx.start),
+        });
+        let meter = Meter::new(self.ctx.start, plan.stream, plan.complexity());
+        let max_attempts = self.max_attempts();
+        // By default streams fail over by redirect (their next answer
+        // streams); a whole answer fails over faster by call (`make bench`).
+        let redirect = max_attempts > 1
+            && config.failover_redirect.applies(plan.stream)
+            && plan.tried().len() < max_attempts;
+        let mut routed = Routed {
+            course: Some(course),
+            carry_token: None,
+            decision,
+            meter,
+            reshape,
+            cache_key,
+            pending_call: None,
+            buffering_error: false,
+        };
+        if redirect {
+            failover::carry(&self.filter, host, &self.ctx, &mut routed);
+        }
+        self.phase = Phase::Routed(Box::new(routed));
+        Ok(())
+    }
+
+    fn table(&self) -> Result<Rc<Table>, ApiError> {
+        self.ctx
+            .table
+            .clone()
+            .ok_or_else(|| ApiError::Internal("routing without a table".into()))
+    }
+
+    /// An attempt on `model` ended with `status`: its penalty and metrics.
+    fn note_outcome(&self, host: &impl Host, model: ModelIx, status: u16) {
+        let Some(table) = &self.ctx.table else {
+            return;
+        };
+        if let Some(m) = table.model(model) {
+            self.filter.record_outcome(host, table, &m.id, status);
+        }
+    }
+
+    /// The `x-aipipe-*` response headers of a routed or passed-through answer.
+    fn say_who_answered(&self, host: &impl Host, d: Option<Decision>, pass: Option<ProviderIx>) {
+        let _ = host.set_response_header("x-aipipe-request-id", Some(&self.ctx.id));
+        for (name, value) in answer_headers(self.ctx.table.as_deref(), d, pass) {
+            let _ = host.set_response_header(name, Some(&value));
+        }
+    }
+
+    fn fail(&mut self, host: &impl Host, e: &ApiError) -> Action {
+        if let ApiError::Internal(detail) = e {
+            log::warn!("request {}: {detail}", self.ctx.id);
+        }
+        let body = self.ctx.protocol.error_body(e);
+        self.reply(host, e.status(), body.as_bytes(), "application/json")
+    }
+
+    /// Answers the request from the filter itself, with the routing headers
+    /// when it was routed. The phase becomes `Replied`, keeping what the
+    /// usage record needs.
+    fn reply(&mut self, host: &impl Host, status: u32, body: &[u8], content_type: &str) -> Action {
+        let routed = match std::mem::replace(&mut self.phase, Phase::Replied(None)) {
+            Phase::Routed(r) | Phase::Replied(Some(r)) => Some(r),
+            _ => None,
+        };
+        let mut headers = vec![
+            ("content-type".to_owned(), content_type.to_owned()),
+            ("x-aipipe-request-id".to_owned(), self.ctx.id.clone()),
+        ];
+        let decision = routed.as_ref().map(|r| r.decision);
+        headers.extend(
+            answer_headers(self.ctx.table.as_deref(), decision, None)
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), v)),
+        );
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        if let Err(e) = host.send_response(status, &headers, body) {
+            log::warn!("local reply failed: {e:?}");
+        }
+        self.phase = Phase::Replied(routed);
+        // Stop here: the local reply ends the request.
+        Action::Pause
+    }
+
+    /// Stores a whole success answer under the miss's key.
+    fn cache_store(&self, host: &impl Host, answer: &[u8]) {
+        let Phase::Routed(r) = &self.phase else {
+            return;
+        };
+        let (Some(key), Some(table)) = (&r.cache_key, &self.ctx.table) else {
+            return;
+        };
+        if let Some(tenant) = table.tenant(self.ctx.tenant) {
+            cache::store(&self.filter, host, key, &tenant.id, answer);
+        }
+    }
+}
+
+fn set_header(host: &impl Host, name: &str, value: Option<&str>) {
+    if let Err(e) = host.set_request_header(name, value.map(str::as_bytes)) {
+        log::warn!("setting request header {name} failed: {e:?}");
+    }
+}
+
+fn response_status(host: &impl Host) -> u16 {
+    host.response_header(":status")
+        .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Unix seconds of `t`.
+fn unix_seconds(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The pass-through provider a path names: `/<provider id>/…`.
+fn pass_through_provider(table: &Table, path: &[u8]) -> Option<ProviderIx> {
+    let rest = path.strip_prefix(b"/")?;
+    let id_len = rest.iter().position(|&b| b == b'/')?;
+    let id = rest.get(..id_len)?;
+    table.provider_by_id(std::str::from_utf8(id).ok()?)
+}
+
+/// The `x-aipipe-*` response headers: who answered and how it was chosen.
+fn answer_headers(
+    table: Option<&Table>,
+    d: Option<Decision>,
+    pass: Option<ProviderIx>,
+) -> Vec<(&'static str, String)> {
+    let mut headers = Vec::with_capacity(6);
+    let name = |m: ModelIx| table.and_then(|t| t.model(m)).map(|m| m.id.clone());
+    let provider = d.map(|d| d.provider).or(pass);
+    if let Some(p) = provider.and_then(|p| table.and_then(|t| t.provider(p))) {
+        headers.push(("x-aipipe-provider", p.id.clone()));
+    }
+    let Some(d) = d else {
+        if pass.is_some() {
+            headers.push(("x-aipipe-route", "pass-through".to_owned()));
+        }
+        return headers;
+    };
+    if let Some(id) = name(d.model) {
+        headers.push(("x-aipipe-model", id));
+    }
+    let route = if d.complexity.is_some() {
+        "auto"
+    } else {
+        "explicit"
+    };
+    headers.push(("x-aipipe-route", route.to_owned()));
+    if let Some(c) = d.complexity {
+        headers.push(("x-aipipe-complexity", format!("{c:.3}")));
+    }
+    if let Some(f) = d.failed_over_from.and_then(name) {
+        headers.push(("x-aipipe-failover", f));
+    }
+    if let Some(c) = d.cache {
+        headers.push(("x-aipipe-cache", c.to_owned()));
+    }
+    headers
+}

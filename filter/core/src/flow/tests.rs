@@ -1,0 +1,674 @@
+//! The request flow on a fake host: what the integration tests prove through
+//! real Envoy (routing, bad input, failover by call and by redirect, the
+//! cache, usage records, penalties), in-process and fast.
+
+use std::rc::Rc;
+
+use super::fake::FakeHost;
+use super::{Action, Filter, Request};
+use crate::config::Config;
+use crate::contract::PENALTIES_KEY;
+use crate::contract::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
+use crate::counters;
+use crate::penalty::Penalties;
+use crate::table::hex_hash;
+
+const KEY: &str = "vk-acme";
+const OTHER_KEY: &str = "vk-other";
+const ROUTER_KEY: &str = "vk-router";
+
+fn config(extra: &str) -> Config {
+    let json = format!(
+        r#"{{
+            "table": {{"version": 1, "tenants": [
+                {{"id": "acme", "virtual_key_hashes": ["{}"],
+                  "provider_keys": {{"openai": "sk-acme", "anthropic": "ak-acme"}}}},
+                {{"id": "router", "virtual_key_hashes": ["{}"],
+                  "provider_keys": {{"openrouter": "or-router"}}}},
+                {{"id": "other", "virtual_key_hashes": ["{}"],
+                  "provider_keys": {{"openai": "sk-other"}}}}
+            ]}}
+            {extra}
+        }}"#,
+        hex_hash(KEY),
+        hex_hash(ROUTER_KEY),
+        hex_hash(OTHER_KEY)
+    );
+    Config::parse(json.as_bytes()).unwrap()
+}
+
+fn setup(extra: &str) -> (Rc<Filter>, FakeHost) {
+    let host = FakeHost::new();
+    let filter = Filter::new(config(extra), &host);
+    (filter, host)
+}
+
+fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+/// Sends a request through the headers and body phases.
+fn send(f: &Rc<Filter>, h: &FakeHost, path: &str, key: &str, body: &str) -> (Request, Action) {
+    send_with(f, h, path, &[("authorization", &bearer(key))], body)
+}
+
+fn send_with(
+    f: &Rc<Filter>,
+    h: &FakeHost,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (Request, Action) {
+    h.request("POST", path, headers, body.as_bytes());
+    let mut r = f.request();
+    let a = r.on_request_headers(h, body.is_empty());
+    if a != Action::Pause || h.reply().is_some() {
+        return (r, a);
+    }
+    let size = h.request_body.borrow().len();
+    let a = r.on_request_body(h, size, true);
+    (r, a)
+}
+
+/// Feeds the provider's whole answer through the response phases and ends
+/// the request.
+fn answer(r: &mut Request, h: &FakeHost, status: u16, content_type: &str, body: &str) -> Action {
+    h.answer(status, &[("content-type", content_type)], body.as_bytes());
+    let a = r.on_response_headers(h, false);
+    if a == Action::Pause {
+        return a;
+    }
+    let size = h.response_body.borrow().len();
+    r.on_response_body(h, size, true)
+}
+
+fn chat_answer(model: &str, prompt: u64, completion: u64) -> String {
+    format!(
+        r#"{{"id":"c1","object":"chat.completion","created":1,"model":"{model}","choices":[{{"index":0,"message":{{"role":"assistant","content":"hi"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{}}}}}"#,
+        prompt + completion
+    )
+}
+
+fn messages_answer(prompt: u64, completion: u64) -> String {
+    format!(
+        r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{{"type":"text","text":"hi"}}],"stop_reason":"end_turn","usage":{{"input_tokens":{prompt},"output_tokens":{completion}}}}}"#
+    )
+}
+
+const GREETING: &str =
+    r#"{"model":"auto","messages":[{"role":"user","content":"hello! how are you today?"}]}"#;
+const PROOF: &str = r#"{"model":"auto","messages":[{"role":"user","content":"Prove by induction that the sum of the first n odd numbers is n^2, then give a formal complexity analysis of the proof checking and discuss the architecture trade-offs of a verified implementation."}]}"#;
+
+#[test]
+fn a_greeting_goes_to_the_cheapest_model_with_the_tenants_own_key() {
+    let (f, h) = setup("");
+    let (mut r, a) = send(&f, &h, "/v1/chat/completions", KEY, GREETING);
+    assert_eq!(a, Action::Continue);
+    assert_eq!(h.header("x-aipipe-cluster").as_deref(), Some("openai"));
+    assert_eq!(h.header("authorization").as_deref(), Some("Bearer sk-acme"));
+    assert_eq!(h.header(":path").as_deref(), Some("/v1/chat/completions"));
+    assert_eq!(h.header(":authority").as_deref(), Some("api.openai.com"));
+    assert_eq!(h.body_json()["model"], "gpt-4o-mini");
+    let len = h.request_body.borrow().len().to_string();
+    assert_eq!(
+        h.header("content-length"),
+        Some(len),
+        "the length follows the edit"
+    );
+    assert!(h.route_cache_cleared.get() > 0);
+
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini", 12, 3),
+    );
+    assert_eq!(
+        h.response_header_value("x-aipipe-model").as_deref(),
+        Some("gpt-4o-mini")
+    );
+    assert_eq!(
+        h.response_header_value("x-aipipe-provider").as_deref(),
+        Some("openai")
+    );
+    assert_eq!(
+        h.response_header_value("x-aipipe-route").as_deref(),
+        Some("auto")
+    );
+    assert!(h.response_header_value("x-aipipe-complexity").is_some());
+    r.on_log(&h);
+    let records = h.records();
+    assert_eq!(records.len(), 1);
+    let rec = &records[0];
+    assert_eq!(
+        (rec.tenant.as_str(), rec.model.as_str()),
+        ("acme", "gpt-4o-mini")
+    );
+    assert_eq!(
+        (rec.prompt_tokens, rec.completion_tokens, rec.status),
+        (12, 3, 200)
+    );
+    assert!(rec.usage_parsed && rec.cost_nusd > 0 && rec.complexity.is_some());
+}
+
+#[test]
+fn tenant_b_never_uses_tenant_as_key() {
+    let (f, h) = setup("");
+    let body = r#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#;
+    let (_, _) = send(&f, &h, "/v1/chat/completions", OTHER_KEY, body);
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.json()["error"]["code"], "no_provider_key");
+    assert!(!String::from_utf8_lossy(&reply.body).contains("ak-acme"));
+    assert_eq!(h.header("x-aipipe-cluster"), None, "nothing forwarded");
+    // What it can reach goes with its own key.
+    let (_, a) = send(&f, &h, "/v1/chat/completions", OTHER_KEY, GREETING);
+    assert_eq!(a, Action::Continue);
+    assert_eq!(
+        h.header("authorization").as_deref(),
+        Some("Bearer sk-other")
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_nothing_is_forwarded() {
+    let (f, h) = setup(r#", "max_body_bytes": 200"#);
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, u32, &'a str);
+    let cases: [Case<'_>; 6] = [
+        (
+            "/v1/chat/completions",
+            &[("authorization", "Bearer vk-acme")],
+            "not json",
+            400,
+            "invalid_request",
+        ),
+        (
+            "/v1/chat/completions",
+            &[],
+            GREETING,
+            401,
+            "missing_api_key",
+        ),
+        (
+            "/v1/chat/completions",
+            &[("authorization", "Bearer nope")],
+            GREETING,
+            401,
+            "invalid_api_key",
+        ),
+        (
+            "/v1/chat/completions",
+            &[("authorization", "Bearer vk-acme")],
+            r#"{"model":"gpt-99","messages":[{"role":"user","content":"hi"}]}"#,
+            404,
+            "model_not_found",
+        ),
+        (
+            "/v1/chat/completions",
+            &[("authorization", "Bearer vk-acme")],
+            PROOF,
+            413,
+            "request_too_large",
+        ),
+        (
+            "/v1/nowhere",
+            &[("authorization", "Bearer vk-acme")],
+            GREETING,
+            404,
+            "unknown_url",
+        ),
+    ];
+    for (path, headers, body, status, code) in cases {
+        let (mut r, a) = send_with(&f, &h, path, headers, body);
+        assert_eq!(a, Action::Pause, "{code}");
+        let reply = h.reply().unwrap_or_else(|| panic!("{code}: no reply"));
+        assert_eq!(reply.status, status, "{code}");
+        assert_eq!(reply.json()["error"]["code"], code);
+        assert!(reply.header("x-aipipe-request-id").is_some());
+        assert_eq!(
+            h.header("x-aipipe-cluster"),
+            None,
+            "{code}: nothing forwarded"
+        );
+        r.on_log(&h);
+    }
+    assert!(
+        h.records().is_empty(),
+        "refused requests leave no usage record"
+    );
+}
+
+#[test]
+fn client_sent_internal_headers_are_stripped_and_never_route() {
+    let (f, h) = setup("");
+    let headers = [
+        ("authorization", "Bearer vk-acme"),
+        ("x-aipipe-cluster", "anthropic"),
+        ("x-tenant-id", "other"),
+    ];
+    let (_, a) = send_with(&f, &h, "/v1/chat/completions", &headers, GREETING);
+    assert_eq!(a, Action::Continue);
+    assert_eq!(h.header("x-aipipe-cluster").as_deref(), Some("openai"));
+    assert_eq!(h.header("x-tenant-id"), None);
+    assert_eq!(h.header("authorization").as_deref(), Some("Bearer sk-acme"));
+}
+
+#[test]
+fn an_anthropic_client_gets_its_errors_and_answers_in_its_own_shape() {
+    let (f, h) = setup("");
+    let (_, _) = send_with(&f, &h, "/v1/messages", &[("x-api-key", "nope")], GREETING);
+    let v = h.reply().unwrap().json();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "authentication_error");
+
+    // To an OpenAI model: translated there and back.
+    let body =
+        r#"{"model":"gpt-4o-mini","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#;
+    let (mut r, _) = send_with(
+        &f,
+        &h,
+        "/v1/messages",
+        &[("x-api-key", KEY), ("anthropic-version", "2023-06-01")],
+        body,
+    );
+    assert_eq!(h.header("x-aipipe-cluster").as_deref(), Some("openai"));
+    assert_eq!(
+        h.header("x-api-key"),
+        None,
+        "the virtual key never goes upstream"
+    );
+    assert_eq!(h.header("anthropic-version"), None);
+    assert_eq!(h.body_json()["messages"][0]["content"], "hi");
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini", 5, 1),
+    );
+    let out: serde_json::Value = serde_json::from_slice(&h.response_body.borrow()).unwrap();
+    assert_eq!(out["type"], "message");
+    assert_eq!(out["content"][0]["text"], "hi");
+}
+
+#[test]
+fn an_openai_client_routed_to_claude_is_translated_both_ways() {
+    let (f, h) = setup("");
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, PROOF);
+    assert_eq!(h.header("x-aipipe-cluster").as_deref(), Some("anthropic"));
+    assert_eq!(h.header("x-api-key").as_deref(), Some("ak-acme"));
+    assert_eq!(h.header("authorization"), None);
+    assert_eq!(h.header("anthropic-version").as_deref(), Some("2023-06-01"));
+    assert!(h.body_json()["max_tokens"].is_u64());
+    // A whole answer is buffered, then translated.
+    h.answer(
+        200,
+        &[("content-type", "application/json")],
+        messages_answer(40, 7).as_bytes(),
+    );
+    assert_eq!(r.on_response_headers(&h, false), Action::Continue);
+    assert_eq!(h.response_header_value("content-length"), None);
+    assert_eq!(r.on_response_body(&h, 10, false), Action::Pause);
+    let size = h.response_body.borrow().len();
+    assert_eq!(r.on_response_body(&h, size, true), Action::Continue);
+    let out: serde_json::Value = serde_json::from_slice(&h.response_body.borrow()).unwrap();
+    assert_eq!(out["object"], "chat.completion");
+    assert_eq!(out["usage"]["prompt_tokens"], 40);
+    r.on_log(&h);
+    let rec = &h.records()[0];
+    assert_eq!(
+        (rec.model.as_str(), rec.prompt_tokens, rec.completion_tokens),
+        ("claude-sonnet-4-5", 40, 7)
+    );
+}
+
+#[test]
+fn a_forced_usage_chunk_is_hidden_from_a_chat_stream_but_counted() {
+    let (f, h) = setup("");
+    // OpenRouter sends a usage chunk whether asked or not: hidden too.
+    for (key, model) in [
+        (KEY, "gpt-4o-mini"),
+        (ROUTER_KEY, "openrouter/meta-llama/llama-3.3-70b-instruct"),
+    ] {
+        let body = format!(
+            r#"{{"model":"{model}","stream":true,"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        let (mut r, _) = send(&f, &h, "/v1/chat/completions", key, &body);
+        assert_eq!(
+            h.body_json()["stream_options"]["include_usage"],
+            true,
+            "{model}"
+        );
+        let stream = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2,\"total_tokens\":9}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        answer(&mut r, &h, 200, "text/event-stream", stream);
+        let out = String::from_utf8(h.response_body.borrow().clone()).unwrap();
+        assert!(!out.contains("usage"), "{model}: {out}");
+        assert!(
+            out.contains("\"hi\"") && out.ends_with("data: [DONE]\n\n"),
+            "{out}"
+        );
+        r.on_log(&h);
+    }
+    let records = h.records();
+    assert_eq!(records.len(), 2);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.prompt_tokens == 7 && r.completion_tokens == 2 && r.stream)
+    );
+}
+
+#[test]
+fn failover_by_call_answers_from_the_next_candidate_and_counts_once() {
+    let (f, h) = setup(r#", "failover_redirect": "off""#);
+    let before = counters::snapshot();
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, GREETING);
+    assert_eq!(
+        h.header(FAILOVER_LOCATION_HEADER),
+        None,
+        "no redirect when off"
+    );
+    assert_eq!(
+        answer(
+            &mut r,
+            &h,
+            503,
+            "application/json",
+            r#"{"error":{"message":"down"}}"#
+        ),
+        Action::Pause
+    );
+    let calls = h.calls.borrow().clone();
+    assert_eq!(calls.len(), 1, "the next candidate is called");
+    let next: serde_json::Value = serde_json::from_slice(&calls[0].body).unwrap();
+    assert_ne!(next["model"], "gpt-4o-mini");
+    let key = calls[0]
+        .headers
+        .iter()
+        .find(|(n, _)| n == "authorization" || n == "x-api-key");
+    let key = key.map(|(_, v)| v.as_str());
+    match calls[0].cluster.as_str() {
+        "anthropic" => assert_eq!(key, Some("ak-acme")),
+        _ => assert_eq!(key, Some("Bearer sk-acme")),
+    }
+    // The failed answer's body goes nowhere while the call is out.
+    assert_eq!(r.on_response_body(&h, 0, true), Action::Pause);
+    *h.call_status.borrow_mut() = Some(200);
+    let model = next["model"].as_str().unwrap().to_owned();
+    *h.call_body.borrow_mut() = chat_answer(&model, 9, 4).into_bytes();
+    let size = h.call_body.borrow().len();
+    r.on_call_response(&h, 1, size);
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-aipipe-failover"), Some("gpt-4o-mini"));
+    r.on_log(&h);
+    let rec = &h.records()[0];
+    assert_eq!(rec.failed_attempts.len(), 1);
+    assert_eq!(rec.failed_attempts[0].model, "gpt-4o-mini");
+    assert_eq!(
+        (rec.prompt_tokens, rec.completion_tokens),
+        (9, 4),
+        "counted once, for the model that answered"
+    );
+    assert_eq!(
+        counters::since(before),
+        (1, 1, 1),
+        "the failover attempt parsed, scored and ranked nothing again"
+    );
+    // The failure raised the model's penalty for every worker.
+    let (bytes, _) = h
+        .shared
+        .borrow()
+        .get(PENALTIES_KEY)
+        .cloned()
+        .map_or((None, 0), |(b, c)| (Some(b), c));
+    let p = Penalties::decode(&bytes.unwrap());
+    assert!(p.penalty("gpt-4o-mini", h.now_ms.get(), 30_000) > 0.0);
+    assert_eq!(h.metric("aipipe.model.gpt-4o-mini.attempts_failed"), 1);
+    assert_eq!(h.metric("aipipe.failovers"), 1);
+}
+
+#[test]
+fn when_every_candidate_fails_the_client_gets_one_error_naming_each() {
+    let (f, h) = setup(r#", "failover_redirect": "off", "max_attempts": 2"#);
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, GREETING);
+    answer(&mut r, &h, 429, "application/json", "{}");
+    *h.call_status.borrow_mut() = Some(500);
+    r.on_call_response(&h, 1, 0);
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.status, 503);
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("gpt-4o-mini (openai) answered HTTP 429"),
+        "{message}"
+    );
+    r.on_log(&h);
+    let rec = &h.records()[0];
+    assert_eq!(rec.status, 503);
+    assert_eq!(
+        rec.failed_attempts.len(),
+        1,
+        "the last attempt is the record itself"
+    );
+}
+
+#[test]
+fn failover_by_redirect_streams_the_next_candidate_and_records_once() {
+    let (f, h) = setup("");
+    let body =
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let before = counters::snapshot();
+    let (mut first, _) = send(&f, &h, "/v1/chat/completions", KEY, body);
+    let location = h
+        .header(FAILOVER_LOCATION_HEADER)
+        .expect("a redirect location");
+    let sent_headers: Vec<(String, String)> = h
+        .request_headers
+        .borrow()
+        .iter()
+        .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+        .collect();
+    let sent_body = String::from_utf8(h.request_body.borrow().clone()).unwrap();
+    // Envoy follows the upstream filter's 307: the first stream ends
+    // without an answer, and the request re-enters on the same worker.
+    first.on_log(&h);
+    assert!(
+        h.records().is_empty(),
+        "the first attempt leaves no record of its own"
+    );
+    let path = format!(
+        "{}&status=503",
+        location.trim_start_matches("http://aipipe.failover")
+    );
+    let headers: Vec<(&str, &str)> = sent_headers
+        .iter()
+        .filter(|(n, _)| !n.starts_with(':') && n != "content-length")
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let (mut second, a) = send_with(&f, &h, &path, &headers, &sent_body);
+    assert_eq!(a, Action::Continue);
+    assert_ne!(h.body_json()["model"], "gpt-4o-mini", "the next candidate");
+    let stream = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\ndata: [DONE]\n\n";
+    let event_stream = h.header("x-aipipe-cluster").as_deref() != Some("anthropic");
+    if event_stream {
+        answer(&mut second, &h, 200, "text/event-stream", stream);
+        assert_eq!(
+            h.response_header_value("x-aipipe-failover").as_deref(),
+            Some("gpt-4o-mini")
+        );
+    }
+    second.on_log(&h);
+    let records = h.records();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].failed_attempts.len(), 1);
+    assert_eq!(records[0].failed_attempts[0].status, 503);
+    assert_eq!(h.metric("aipipe.failover.redirects"), 1);
+    assert_eq!(
+        counters::since(before),
+        (1, 1, 1),
+        "the redirected attempt did not plan again"
+    );
+    // The token works once.
+    let (_, _) = send_with(&f, &h, &path, &headers, &sent_body);
+    assert_eq!(h.reply().unwrap().status, 400);
+}
+
+#[test]
+fn a_redirect_envoy_did_not_follow_fails_over_by_call() {
+    let (f, h) = setup("");
+    let body =
+        r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, body);
+    assert!(h.header(FAILOVER_LOCATION_HEADER).is_some());
+    h.answer(
+        307,
+        &[
+            ("location", "http://aipipe.failover/x"),
+            (FAILED_STATUS_HEADER, "502"),
+        ],
+        b"",
+    );
+    assert_eq!(r.on_response_headers(&h, true), Action::Pause);
+    assert_eq!(h.calls.borrow().len(), 1);
+    assert_eq!(h.metric("aipipe.failover.unfollowed"), 1);
+}
+
+#[test]
+fn the_cache_answers_a_repeat_and_respects_no_cache() {
+    let (f, h) = setup("");
+    let body = r#"{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"what is 2+2?"}]}"#;
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, body);
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini", 8, 1),
+    );
+    assert_eq!(
+        h.response_header_value("x-aipipe-cache").as_deref(),
+        Some("miss")
+    );
+    r.on_log(&h);
+
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, body);
+    let reply = h.reply().expect("answered from the cache");
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.header("x-aipipe-cache"), Some("hit"));
+    assert_eq!(reply.json()["usage"]["prompt_tokens"], 8);
+    assert_eq!(h.header("x-aipipe-cluster"), None, "nothing went upstream");
+    r.on_log(&h);
+
+    // Another tenant never gets acme's answer.
+    let (_, _) = send(&f, &h, "/v1/chat/completions", OTHER_KEY, body);
+    assert!(h.reply().is_none());
+    assert_eq!(
+        h.header("authorization").as_deref(),
+        Some("Bearer sk-other")
+    );
+
+    let headers = [
+        ("authorization", "Bearer vk-acme"),
+        ("cache-control", "no-cache"),
+    ];
+    let (mut r, _) = send_with(&f, &h, "/v1/chat/completions", &headers, body);
+    assert!(h.reply().is_none());
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini", 8, 1),
+    );
+    assert_eq!(
+        h.response_header_value("x-aipipe-cache").as_deref(),
+        Some("bypass")
+    );
+    let records = h.records();
+    assert_eq!(records.len(), 2);
+    assert!(records[1].cache_hit && records[1].cost_nusd == 0);
+    assert_eq!(
+        (h.metric("aipipe.cache.hit"), h.metric("aipipe.cache.miss")),
+        (1, 1)
+    );
+}
+
+#[test]
+fn pass_through_forwards_with_the_tenants_key_and_records_the_named_model() {
+    let (f, h) = setup("");
+    h.request(
+        "POST",
+        "/openai/v1/embeddings",
+        &[("authorization", "Bearer vk-acme")],
+        b"{}",
+    );
+    let mut r = f.request();
+    assert_eq!(r.on_request_headers(&h, false), Action::Continue);
+    assert_eq!(h.header(":path").as_deref(), Some("/v1/embeddings"));
+    assert_eq!(h.header("authorization").as_deref(), Some("Bearer sk-acme"));
+    assert_eq!(r.on_request_body(&h, 2, true), Action::Continue);
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini-2024-07-18", 2, 0),
+    );
+    assert_eq!(
+        h.response_header_value("x-aipipe-route").as_deref(),
+        Some("pass-through")
+    );
+    r.on_log(&h);
+    assert_eq!(h.records()[0].model, "gpt-4o-mini");
+}
+
+#[test]
+fn the_models_list_holds_auto_and_what_the_tenant_can_reach() {
+    let (f, h) = setup("");
+    h.request(
+        "GET",
+        "/v1/models",
+        &[("authorization", "Bearer vk-other")],
+        b"",
+    );
+    let mut r = f.request();
+    assert_eq!(r.on_request_headers(&h, true), Action::Pause);
+    let v = h.reply().unwrap().json();
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(ids.first(), Some(&"auto"));
+    assert!(ids.contains(&"gpt-4o-mini") && !ids.contains(&"claude-sonnet-4-5"));
+}
+
+#[test]
+fn a_published_table_replaces_the_bootstrap_one() {
+    let (f, h) = setup("");
+    let table = format!(
+        r#"{{"version": 7, "tenants": [{{"id": "late", "virtual_key_hashes": ["{}"], "provider_keys": {{"openai": "sk-late"}}}}]}}"#,
+        hex_hash("vk-late")
+    );
+    h.shared.borrow_mut().insert(
+        crate::contract::SHARED_TABLE_KEY.into(),
+        (table.into_bytes(), 1),
+    );
+    h.shared.borrow_mut().insert(
+        crate::contract::SHARED_VERSION_KEY.into(),
+        (b"7".to_vec(), 1),
+    );
+    let (_, a) = send(&f, &h, "/v1/chat/completions", "vk-late", GREETING);
+    assert_eq!(a, Action::Continue);
+    assert_eq!(h.header("authorization").as_deref(), Some("Bearer sk-late"));
+    assert_eq!(f.table_version(), Some(7));
+}

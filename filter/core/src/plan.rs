@@ -1,0 +1,457 @@
+//! Route once: a request body is parsed, scored and ranked one time into a
+//! [`Plan`]; every attempt (the first and each failover) takes the next
+//! candidate from it and builds that provider's body from what the plan
+//! kept. A failover attempt never parses, scores or ranks again.
+
+use crate::anthropic::{self, MessagesDraft};
+use crate::cache::{self, Prompt};
+use crate::error::ApiError;
+use crate::protocol::Protocol;
+use crate::request::{BodyEdit, BodyShape, ChatRequest, ModelChoice};
+use crate::route::{needs, no_candidate};
+use crate::score::Score;
+use crate::select;
+use crate::table::{ModelIx, ProviderIx, Table, TenantIx};
+
+/// `max_tokens` for Anthropic, where it is required, when the client set none.
+const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// The upstream request body of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// The client's body with one prefix edit (same protocol both sides).
+    Edit(BodyEdit),
+    /// A new body (translated between protocols).
+    Whole(Vec<u8>),
+}
+
+impl Upstream {
+    /// The upstream body in full, from the client's `body`.
+    pub fn bytes(&self, body: &[u8]) -> Vec<u8> {
+        match self {
+            Upstream::Edit(e) => e.apply(body),
+            Upstream::Whole(b) => b.clone(),
+        }
+    }
+}
+
+/// One attempt: who answers and the body they get.
+#[derive(Debug)]
+pub struct Attempt {
+    pub model: ModelIx,
+    pub provider: ProviderIx,
+    pub upstream: Upstream,
+}
+
+/// Everything routing learned from a request body, kept for every attempt.
+#[derive(Debug)]
+pub struct Plan {
+    pub protocol: Protocol,
+    /// The client's body as it came.
+    body: Vec<u8>,
+    /// Its Chat Completions translation, when the client speaks another
+    /// protocol (what scoring read and OpenAI-format providers get).
+    chat: Option<Vec<u8>>,
+    /// Where the Chat Completions body's own fields sit.
+    chat_shape: BodyShape,
+    /// Where the client body's `model` sits, for a same-protocol edit of a
+    /// non-Chat client (an Anthropic client on an Anthropic model).
+    client_shape: BodyShape,
+    /// The request as Anthropic Messages, once an Anthropic model is tried
+    /// (translated at most once per request).
+    messages: Option<Result<MessagesDraft, ApiError>>,
+    pub stream: bool,
+    /// The client asked for its (OpenAI) stream's usage chunk.
+    pub include_usage: bool,
+    /// `temperature` 0 or a `seed` (see `ChatRequest::deterministic`).
+    pub deterministic: bool,
+    /// The score; routing used it when the client asked for `auto`.
+    pub score: Score,
+    /// The client named `auto` (or nothing): the model was chosen by score.
+    pub auto: bool,
+    /// Candidates, best first (a named model first, the ranking after it).
+    ranked: Vec<ModelIx>,
+    /// Candidates taken so far.
+    taken: usize,
+    /// The cache key material, when the answer may come from the cache.
+    pub prompt: Option<Prompt>,
+}
+
+impl Plan {
+    /// Parses, scores and ranks `body` (in `protocol`) for `tenant`.
+    /// `penalties` are this Envoy's own per model (see `select::rank_with`);
+    /// `cache` asks for the cache key material of a cacheable request.
+    pub fn new(
+        table: &Table,
+        tenant: TenantIx,
+        protocol: Protocol,
+        body: Vec<u8>,
+        penalties: Option<&[f64]>,
+        cache: bool,
+    ) -> Result<Plan, ApiError> {
+        let (chat, client_shape) = match protocol {
+            Protocol::Chat => (None, BodyShape::default()),
+            Protocol::Messages => {
+                let named = client_model(&body)?;
+                let chat = anthropic::messages_request_to_chat(&body, &named.name)?;
+                (Some(chat), named.shape)
+            }
+        };
+        let chat_bytes = chat.as_deref().unwrap_or(&body);
+        let req = ChatRequest::parse(chat_bytes).map_err(|e| ApiError::BadRequest(e.0))?;
+        let score = table.scorer.score(&req);
+        let needs = needs(&req, score.input_tokens);
+        let ranking = select::rank_with(table, tenant, &needs, score.complexity, penalties);
+        let (ranked, auto) = match &req.model {
+            ModelChoice::Named(name) => {
+                let named = table
+                    .resolve_model(name)
+                    .filter(|&m| table.model(m).is_some_and(|m| m.enabled))
+                    .ok_or_else(|| ApiError::ModelNotFound(name.to_string()))?;
+                let mut ranked = vec![named];
+                // Failover from a named model goes down the ranking.
+                ranked.extend(
+                    ranking
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|c| c.model)
+                        .filter(|&m| m != named),
+                );
+                (ranked, false)
+            }
+            ModelChoice::Auto => {
+                let ranking = ranking.map_err(|e| no_candidate(table, tenant, e))?;
+                (ranking.into_iter().map(|c| c.model).collect(), true)
+            }
+        };
+        let prompt = (cache && !req.stream && req.deterministic)
+            .then(|| cache::prepare(chat_bytes).ok())
+            .flatten();
+        Ok(Plan {
+            protocol,
+            chat_shape: req.shape(),
+            client_shape,
+            messages: None,
+            stream: req.stream,
+            include_usage: req.include_usage,
+            deterministic: req.deterministic,
+            score,
+            auto,
+            ranked,
+            taken: 0,
+            prompt,
+            chat,
+            body,
+        })
+    }
+
+    /// The client's body as it came.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The complexity, when it chose the model.
+    pub fn complexity(&self) -> Option<f64> {
+        self.auto.then_some(self.score.complexity)
+    }
+
+    /// The models tried so far (taken from the plan), first to last.
+    pub fn tried(&self) -> &[ModelIx] {
+        self.ranked.get(..self.taken).unwrap_or_default()
+    }
+
+    /// The next attempt, within `max_attempts` in all; None when no candidate
+    /// is left. The first attempt's error (a named model without a provider
+    /// key, a body that does not translate) is the client's; a later
+    /// candidate that cannot take the request is passed over (and counts as
+    /// tried).
+    pub fn next_attempt(
+        &mut self,
+        table: &Table,
+        tenant: TenantIx,
+        max_attempts: usize,
+    ) -> Option<Result<Attempt, ApiError>> {
+        while self.taken < max_attempts {
+            let model = *self.ranked.get(self.taken)?;
+            self.taken += 1;
+            match self.attempt(table, tenant, model) {
+                Ok(a) => return Some(Ok(a)),
+                Err(e) if self.taken == 1 => return Some(Err(e)),
+                Err(e) => log::debug!("failover candidate {} passed over: {e:?}", model.0),
+            }
+        }
+        None
+    }
+
+    /// The body `model` gets.
+    fn attempt(
+        &mut self,
+        table: &Table,
+        tenant: TenantIx,
+        model: ModelIx,
+    ) -> Result<Attempt, ApiError> {
+        let (Some(m), Some(provider)) = (table.model(model), table.provider_of(model)) else {
+            return Err(ApiError::Internal(
+                "a ranked model is not in the table".into(),
+            ));
+        };
+        let Some(p) = table.provider(provider) else {
+            return Err(ApiError::Internal(
+                "a model's provider is not in the table".into(),
+            ));
+        };
+        if table.provider_key(tenant, provider).is_none() {
+            return Err(ApiError::NoProviderKey(format!(
+                "The model `{}` needs a `{}` provider key and this tenant has none. Add one with POST /admin/tenants/{}/keys, or use model \"auto\".",
+                m.id,
+                m.provider,
+                table.tenant(tenant).map_or("", |t| t.id.as_str())
+            )));
+        }
+        let name = m.upstream_name();
+        let upstream = match (self.protocol, p.wire) {
+            // Same protocol: the client's body, renamed (and, for a Chat
+            // stream, asking for its usage, for exact accounting).
+            (Protocol::Chat, Protocol::Chat) => {
+                Upstream::Edit(self.chat_shape.edit(&self.body, name))
+            }
+            (Protocol::Messages, Protocol::Messages) => {
+                Upstream::Edit(self.client_shape.edit(&self.body, name))
+            }
+            (_, Protocol::Chat) => {
+                let chat = self.chat.as_deref().unwrap_or(&self.body);
+                Upstream::Whole(self.chat_shape.edit(chat, name).apply(chat))
+            }
+            (_, Protocol::Messages) => {
+                let chat = self.chat.as_deref().unwrap_or(&self.body);
+                let draft = self.messages.get_or_insert_with(|| {
+                    anthropic::chat_to_messages_draft(chat).map_err(ApiError::from)
+                });
+                let draft = draft.as_ref().map_err(Clone::clone)?;
+                let max = DEFAULT_MAX_TOKENS.min(m.max_output_tokens.max(1));
+                Upstream::Whole(draft.for_model(name, max)?)
+            }
+        };
+        Ok(Attempt {
+            model,
+            provider,
+            upstream,
+        })
+    }
+
+    /// Whether the client's answer hides the usage chunk the upstream
+    /// request asked for: a Chat client's stream to a Chat provider whose
+    /// client did not ask (a provider that always sends one, OpenRouter,
+    /// gets it hidden too). Other clients' answers are translated, and the
+    /// translation reads the usage itself.
+    pub fn hides_usage(&self, provider_protocol: Protocol) -> bool {
+        self.protocol == Protocol::Chat
+            && provider_protocol == Protocol::Chat
+            && self.stream
+            && !self.include_usage
+    }
+}
+
+/// A client body's `model` (as a name to route, `auto` when absent) and where
+/// it sits.
+struct ClientModel {
+    name: String,
+    shape: BodyShape,
+}
+
+fn client_model(body: &[u8]) -> Result<ClientModel, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Named<'a> {
+        #[serde(default, borrow)]
+        model: Option<&'a serde_json::value::RawValue>,
+    }
+    let object_start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .filter(|&i| body.get(i) == Some(&b'{'))
+        .ok_or_else(|| ApiError::BadRequest("request body must be a JSON object".into()))?;
+    let named: Named<'_> = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("request body is not valid JSON: {e}")))?;
+    let (name, model_span) = match named.model {
+        None => ("auto".to_owned(), None),
+        Some(raw) => {
+            let name = serde_json::from_str::<Option<String>>(raw.get())
+                .map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "invalid request body: `model` must be a string, got {}",
+                        raw.get()
+                    ))
+                })?
+                .unwrap_or_else(|| "auto".to_owned());
+            (name, crate::request::span_of(body, raw))
+        }
+    };
+    Ok(ClientModel {
+        name,
+        shape: BodyShape {
+            object_start,
+            model_span,
+            stream_options_span: None,
+            force_usage: false,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counters;
+    use crate::table::{RoutingTable, Tenant, hex_hash};
+
+    fn table() -> Table {
+        Table::compile(RoutingTable {
+            tenants: vec![Tenant {
+                id: "acme".into(),
+                disabled: false,
+                virtual_key_hashes: vec![hex_hash("vk-acme")],
+                provider_keys: [("openai", "sk-a"), ("anthropic", "ak-a")]
+                    .map(|(p, k)| (p.to_owned(), k.to_owned()))
+                    .into(),
+            }],
+            ..RoutingTable::default()
+        })
+        .unwrap()
+    }
+
+    fn plan(t: &Table, protocol: Protocol, body: &str) -> Result<Plan, ApiError> {
+        Plan::new(
+            t,
+            TenantIx(0),
+            protocol,
+            body.as_bytes().to_vec(),
+            None,
+            true,
+        )
+    }
+
+    #[test]
+    fn every_attempt_comes_from_one_parse_score_and_rank() {
+        let t = table();
+        let body = r#"{"model":"auto","messages":[{"role":"user","content":"Prove by induction that 2^n > n."}]}"#;
+        let before = counters::snapshot();
+        let mut p = plan(&t, Protocol::Chat, body).unwrap();
+        assert_eq!(counters::since(before), (1, 1, 1), "one parse, score, rank");
+        let mut names = Vec::new();
+        while let Some(a) = p.next_attempt(&t, TenantIx(0), 10) {
+            let a = a.unwrap();
+            let out: serde_json::Value =
+                serde_json::from_slice(&a.upstream.bytes(p.body())).unwrap();
+            names.push(out["model"].as_str().unwrap().to_owned());
+        }
+        assert!(names.len() >= 3, "{names:?}");
+        assert_eq!(
+            counters::since(before),
+            (1, 1, 1),
+            "attempts after the first parse, score and rank nothing"
+        );
+        assert_eq!(p.tried().len(), names.len());
+    }
+
+    #[test]
+    fn a_named_model_comes_first_then_the_ranking_without_it() {
+        let t = table();
+        let body = r#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#;
+        let mut p = plan(&t, Protocol::Chat, body).unwrap();
+        assert!(!p.auto && p.complexity().is_none());
+        let first = p.next_attempt(&t, TenantIx(0), 3).unwrap().unwrap();
+        assert_eq!(t.model(first.model).unwrap().id, "claude-sonnet-4-5");
+        let second = p.next_attempt(&t, TenantIx(0), 3).unwrap().unwrap();
+        assert_ne!(second.model, first.model);
+        let _third = p.next_attempt(&t, TenantIx(0), 3).unwrap().unwrap();
+        assert!(p.next_attempt(&t, TenantIx(0), 3).is_none(), "max_attempts");
+    }
+
+    #[test]
+    fn an_anthropic_client_keeps_its_body_for_anthropic_and_is_translated_for_others() {
+        let t = table();
+        let body = r#"{"model":"claude-sonnet-4-5","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#;
+        let mut p = plan(&t, Protocol::Messages, body).unwrap();
+        let a = p.next_attempt(&t, TenantIx(0), 3).unwrap().unwrap();
+        let Upstream::Edit(edit) = &a.upstream else {
+            panic!("same protocol: an edit, got {:?}", a.upstream)
+        };
+        let out: serde_json::Value = serde_json::from_slice(&edit.apply(body.as_bytes())).unwrap();
+        assert_eq!(out["model"], "claude-sonnet-4-5");
+        assert_eq!(out["max_tokens"], 50);
+        // Down the ranking, an OpenAI model gets Chat Completions.
+        while let Some(a) = p.next_attempt(&t, TenantIx(0), 10) {
+            let a = a.unwrap();
+            if t.provider(a.provider).unwrap().wire == Protocol::Chat {
+                let out: serde_json::Value =
+                    serde_json::from_slice(&a.upstream.bytes(p.body())).unwrap();
+                assert_eq!(out["messages"][0]["content"], "hi");
+                return;
+            }
+        }
+        panic!("no OpenAI-format candidate");
+    }
+
+    #[test]
+    fn bad_bodies_unknown_models_and_missing_keys_are_the_clients_errors() {
+        let t = table();
+        assert!(matches!(
+            plan(&t, Protocol::Chat, "nope"),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert_eq!(
+            plan(
+                &t,
+                Protocol::Chat,
+                r#"{"model":"gpt-99","messages":[{"role":"user","content":"hi"}]}"#
+            )
+            .unwrap_err(),
+            ApiError::ModelNotFound("gpt-99".into())
+        );
+        let mut p = plan(
+            &t,
+            Protocol::Chat,
+            r#"{"model":"grok-3-mini","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
+        let e = p.next_attempt(&t, TenantIx(0), 3).unwrap().unwrap_err();
+        assert!(
+            matches!(&e, ApiError::NoProviderKey(m) if m.contains("`xai` provider key")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn only_a_chat_clients_unasked_usage_chunk_is_hidden() {
+        let t = table();
+        let s =
+            r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        assert!(
+            plan(&t, Protocol::Chat, s)
+                .unwrap()
+                .hides_usage(Protocol::Chat)
+        );
+        let asked = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"hi"}]}"#;
+        assert!(
+            !plan(&t, Protocol::Chat, asked)
+                .unwrap()
+                .hides_usage(Protocol::Chat)
+        );
+        assert!(
+            !plan(&t, Protocol::Chat, s)
+                .unwrap()
+                .hides_usage(Protocol::Messages)
+        );
+    }
+
+    #[test]
+    fn only_deterministic_whole_answers_get_cache_key_material() {
+        let t = table();
+        let greedy = r#"{"temperature":0,"messages":[{"role":"user","content":"hi"}]}"#;
+        assert!(plan(&t, Protocol::Chat, greedy).unwrap().prompt.is_some());
+        let warm = r#"{"messages":[{"role":"user","content":"hi"}]}"#;
+        assert!(plan(&t, Protocol::Chat, warm).unwrap().prompt.is_none());
+        let streamed =
+            r#"{"temperature":0,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        assert!(plan(&t, Protocol::Chat, streamed).unwrap().prompt.is_none());
+    }
+}

@@ -1,0 +1,105 @@
+//! What a client or a provider speaks. One enum for both sides: a provider's
+//! chat endpoint speaks [`Protocol::Chat`] (OpenAI Chat Completions and the
+//! OpenAI-compatible APIs) or [`Protocol::Messages`] (Anthropic); a client
+//! may speak any of them.
+//!
+//! Every request is routed as Chat Completions: a client speaking another
+//! protocol has its body translated to it once (`plan`), and the answer is
+//! translated back on its way out (`reshape`). The translations live beside
+//! each protocol's wire types (`anthropic`).
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// OpenAI Chat Completions (`POST /v1/chat/completions`).
+    #[default]
+    Chat,
+    /// Anthropic Messages (`POST /v1/messages`).
+    Messages,
+}
+
+/// The client paths the filter routes, and the protocol each speaks.
+pub const CHAT_PATH: &str = "/v1/chat/completions";
+pub const MESSAGES_PATH: &str = "/v1/messages";
+/// `GET`: the tenant's models (OpenAI's list format), answered by the filter.
+pub const MODELS_PATH: &str = "/v1/models";
+
+/// The Messages API version sent upstream when an Anthropic client named none
+/// (or the client speaks another protocol).
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+impl Protocol {
+    /// The protocol a routed client path speaks (the path without its query).
+    pub fn of_path(path: &[u8]) -> Option<Protocol> {
+        match path {
+            p if p == CHAT_PATH.as_bytes() => Some(Protocol::Chat),
+            p if p == MESSAGES_PATH.as_bytes() => Some(Protocol::Messages),
+            _ => None,
+        }
+    }
+
+    /// The client path of this protocol (where a failover redirect goes).
+    pub fn path(self) -> &'static str {
+        match self {
+            Protocol::Chat => CHAT_PATH,
+            Protocol::Messages => MESSAGES_PATH,
+        }
+    }
+
+    /// A filter error in this protocol's error shape.
+    pub fn error_body(self, e: &ApiError) -> String {
+        match self {
+            Protocol::Chat => e.body(),
+            Protocol::Messages => e.anthropic_body(),
+        }
+    }
+}
+
+/// A provider's protocol in the routing table: `"openai"` (the default) or
+/// `"anthropic"`, the names the table has always used.
+pub mod provider_wire {
+    use super::*;
+
+    pub fn is_chat(p: &Protocol) -> bool {
+        *p == Protocol::Chat
+    }
+
+    pub fn serialize<S: Serializer>(p: &Protocol, s: S) -> Result<S::Ok, S::Error> {
+        match p {
+            Protocol::Chat => "openai",
+            Protocol::Messages => "anthropic",
+        }
+        .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Protocol, D::Error> {
+        match <std::borrow::Cow<'de, str>>::deserialize(d)?.as_ref() {
+            "openai" => Ok(Protocol::Chat),
+            "anthropic" => Ok(Protocol::Messages),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown provider wire {other:?}: expected \"openai\" or \"anthropic\""
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_name_their_protocol() {
+        assert_eq!(
+            Protocol::of_path(b"/v1/chat/completions"),
+            Some(Protocol::Chat)
+        );
+        assert_eq!(Protocol::of_path(b"/v1/messages"), Some(Protocol::Messages));
+        assert_eq!(Protocol::of_path(b"/v1/models"), None);
+        for p in [Protocol::Chat, Protocol::Messages] {
+            assert_eq!(Protocol::of_path(p.path().as_bytes()), Some(p));
+        }
+    }
+}
