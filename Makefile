@@ -7,7 +7,8 @@ ENVOY := $(VENV)/bin/envoy
 ENVOY_VERSION := 1.40.0
 OPENAI_SDK_VERSION := 3.54.0
 ANTHROPIC_SDK_VERSION := 2.12.0
-SDKS := $(VENV)/.sdks-openai-$(OPENAI_SDK_VERSION)-anthropic-$(ANTHROPIC_SDK_VERSION).stamp
+OLLAMA_SDK_VERSION := 0.6.3
+SDKS := $(VENV)/.sdks-openai-$(OPENAI_SDK_VERSION)-anthropic-$(ANTHROPIC_SDK_VERSION)-ollama-$(OLLAMA_SDK_VERSION).stamp
 WASM := target/wasm32-wasip1/release/filter.wasm
 CARGO ?= cargo
 
@@ -37,7 +38,7 @@ $(ENVOY):
 # names the versions, so changing a pin reinstalls.
 $(SDKS): $(ENVOY)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
-		openai==$(OPENAI_SDK_VERSION) anthropic==$(ANTHROPIC_SDK_VERSION)
+		openai==$(OPENAI_SDK_VERSION) anthropic==$(ANTHROPIC_SDK_VERSION) ollama==$(OLLAMA_SDK_VERSION)
 	@touch $@
 
 tools: .wasm-target.stamp $(ENVOY)
@@ -97,10 +98,11 @@ bench: tools wasm bins .wrk.stamp
 	target/release/bench
 	target/release/aipipe-cp-bench
 
-# SPEC §16's soak, not part of `make test` (~4 min here): 1,000,000 requests
-# with memory samples, then 10,000 concurrent slow streams, through one Envoy
-# with the filter. Quick: make soak SOAK_ARGS="--streams 500 --requests 20000";
-# SOAK_ARGS=--control-plane adds the control plane (usage records shipped).
+# The soak (tests/README.md, "Performance goals"), not part of `make test` (~4 min
+# here): 1,000,000 requests with memory samples, then 10,000 concurrent slow
+# streams, through one Envoy with the filter. Quick: make soak
+# SOAK_ARGS="--streams 500 --requests 20000"; SOAK_ARGS=--control-plane adds the
+# control plane (usage records shipped).
 ## soak: 1,000,000 requests and 10,000 streams through one Envoy (not in make test)
 soak: tools wasm bins
 	ulimit -n $$(ulimit -Hn); target/release/soak $(SOAK_ARGS)

@@ -39,7 +39,8 @@ pub struct Settings {
     #[arg(long, env = "AIPIPE_INTERNAL_TOKEN", hide_env_values = true)]
     pub internal_token: Option<String>,
 
-    /// Model penalties halve every this many milliseconds (SPEC §10).
+    /// Model penalties halve every this many milliseconds
+    /// (control-plane/README.md, "Penalties").
     #[arg(long, env = "AIPIPE_PENALTY_DECAY_MS", default_value_t = crate::penalty::DEFAULT_DECAY_MS,
         value_parser = clap::value_parser!(u64).range(1..))]
     pub penalty_decay_ms: u64,

@@ -85,8 +85,9 @@ fn secret_matches(expected_hash: &[u8; 32], given: Option<&[u8]>) -> bool {
     same && utf8 && !given.is_empty()
 }
 
-/// Provider keys found in the environment, by provider id (SPEC §8: they
-/// belong to the `default` tenant).
+/// Provider keys found in the environment, by provider id
+/// (control-plane/README.md, "Tenants and keys": they belong to the
+/// `default` tenant).
 pub const ENV_PROVIDER_KEYS: &[(&str, &str)] = &[
     ("OPENAI_API_KEY", "openai"),
     ("ANTHROPIC_API_KEY", "anthropic"),

@@ -1,5 +1,6 @@
-//! Model penalties (SPEC §10), aggregated from what every Envoy reports. The
-//! rules are the filter's (`aipipe_core::penalty`), so the numbers agree:
+//! Model penalties (control-plane/README.md, "Penalties"), aggregated from
+//! what every Envoy reports. The rules are the filter's
+//! (`aipipe_core::penalty`), so the numbers agree:
 //!
 //! - a failure (status 429, 5xx, 0 = no status, or a failed attempt) turns
 //!   the factor `f = 1 + penalty` into `4 f` (penalty `4p + 3`), capped at
@@ -9,8 +10,9 @@
 //! - time halves it once per full decay interval, counted from the last
 //!   decay step (`decayed_ms`; from the first failure when it was 0);
 //! - a penalty below [`FLOOR`] is 0;
-//! - an answer from the filter's cache (SPEC §11) called no provider and
-//!   says nothing about its health: it leaves the penalty alone.
+//! - an answer from the filter's cache (filter/README.md, "Cache") called no
+//!   provider and says nothing about its health: it leaves the penalty
+//!   alone.
 //!
 //! Events apply at their request's time. One stamped before the last decay
 //! step (a filter's buffered backlog, delivered late) is discounted by the

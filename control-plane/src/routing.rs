@@ -31,8 +31,9 @@ pub fn from_snapshot(snap: TableSnapshot, cipher: &Cipher) -> Result<RoutingTabl
             provider_keys,
         });
     }
-    // The aggregated penalty of each model (SPEC §10), as published at this
-    // version. A penalty set in the catalog itself acts as a floor.
+    // The aggregated penalty of each model (control-plane/README.md,
+    // "Penalties"), as published at this version. A penalty set in the
+    // catalog itself acts as a floor.
     let penalties: std::collections::HashMap<(&str, &str), f64> = snap
         .penalties
         .iter()

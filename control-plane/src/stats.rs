@@ -3,10 +3,10 @@
 //! module streams the window's rows (from a covering index) into a
 //! [`Window`]; everything here is plain arithmetic, tested on known sets.
 //!
-//! Answers served from the filter's cache (SPEC §11) are requests the tenant
-//! made and are counted as such (and as `cache_hits`), but no provider was
-//! called: they stay out of the latency and TTFT percentiles and out of the
-//! models' success rates.
+//! Answers served from the filter's cache (filter/README.md, "Cache") are
+//! requests the tenant made and are counted as such (and as `cache_hits`),
+//! but no provider was called: they stay out of the latency and TTFT
+//! percentiles and out of the models' success rates.
 
 use serde::Serialize;
 use utoipa::ToSchema;

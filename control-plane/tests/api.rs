@@ -1,6 +1,7 @@
 //! The admin and internal APIs driven in-process (`oneshot`, no socket) on a
-//! fresh SQLite file per test: each test states one behaviour of SPEC §8, §9
-//! and §15.
+//! fresh SQLite file per test: each test states one behaviour
+//! (control-plane/README.md, "Tenants and keys", "Internal API" and
+//! "Errors and bad input").
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -1020,7 +1021,7 @@ async fn an_existing_key_can_be_imported_once() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
-// ---- penalties (SPEC §10) ----------------------------------------------------------
+// ---- penalties (control-plane/README.md, "Penalties") ------------------------------
 
 fn now_ms() -> u64 {
     aipipe_control_plane::db::now_ms()
@@ -1452,7 +1453,7 @@ async fn cache_write_tokens_round_trip_into_stats_and_metrics() {
         "{metrics}"
     );
     let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
-    assert_eq!(v["decay_ms"], 30_000, "the default interval (SPEC §10)");
+    assert_eq!(v["decay_ms"], 30_000, "the default interval");
     let db = h.raw_db();
     let stored: i64 = db
         .query_row(
@@ -1503,7 +1504,8 @@ async fn the_catalog_takes_and_returns_a_cache_write_price() {
     );
 }
 
-/// A filter's answer-cache hit (SPEC §11): no provider was called.
+/// A filter's answer-cache hit (filter/README.md, "Cache"): no provider was
+/// called.
 fn cache_hit(id: &str, tenant: &str, model: &str, ts: u64) -> UsageRecord {
     UsageRecord {
         prompt_tokens: 0,

@@ -1,5 +1,5 @@
-"""The official `anthropic` Python SDK against aipipe (SPEC §4: POST
-/v1/messages, the virtual key in `x-api-key`):
+"""The official `anthropic` Python SDK against aipipe (filter/README.md,
+"Client protocols": POST /v1/messages, the virtual key in `x-api-key`):
 
     .venv/bin/python tests/sdk/anthropic_cases.py --port 10000 --key <virtual key> CASE [MODEL]
     .venv/bin/python tests/sdk/anthropic_cases.py --port … --key … --mock-port … --batch < cases.json

@@ -1,5 +1,5 @@
-"""The official `openai` Python SDK against aipipe (SPEC §4: POST
-/v1/chat/completions, GET /v1/models):
+"""The official `openai` Python SDK against aipipe (filter/README.md,
+"Client protocols": POST /v1/chat/completions, GET /v1/models):
 
     .venv/bin/python tests/sdk/openai_cases.py --port 10000 --key <virtual key> CASE [MODEL]
     .venv/bin/python tests/sdk/openai_cases.py --port … --key … --mock-port … --batch < cases.json

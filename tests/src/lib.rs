@@ -26,8 +26,13 @@ pub fn repo_root() -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
+/// The filter.wasm Envoy loads: the build's, or `AIPIPE_WASM` (the bench
+/// measures another build against this one that way).
 pub fn wasm_path() -> PathBuf {
-    repo_root().join("target/wasm32-wasip1/release/filter.wasm")
+    std::env::var_os("AIPIPE_WASM").map_or_else(
+        || repo_root().join("target/wasm32-wasip1/release/filter.wasm"),
+        PathBuf::from,
+    )
 }
 
 pub fn envoy_binary() -> PathBuf {

@@ -398,7 +398,7 @@ fn assert_anthropic_request(got: &Value, model: &str) {
     assert_eq!(got["provider"], "anthropic", "{got}");
     assert_eq!(
         got["path"], "/v1/messages",
-        "Anthropic models must be called on the native Messages API (SPEC §7): {got}"
+        "Anthropic models must be called on the native Messages API: {got}"
     );
     assert_eq!(got["x_api_key"], "sk-acme-anthropic", "{got}");
     assert!(

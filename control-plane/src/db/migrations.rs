@@ -131,8 +131,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "answer-cache hits",
         r#"
-    -- 1 when the filter answered from its cache (SPEC §11): no provider was
-    -- called, so the row stays out of percentiles, success rates, penalties.
+    -- 1 when the filter answered from its cache (filter/README.md#cache): no
+    -- provider was called, so the row stays out of percentiles, success rates,
+    -- penalties.
     ALTER TABLE usage ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0;
     -- The stats query reads the new column too: rebuild its covering index.
     DROP INDEX usage_stats;

@@ -60,7 +60,8 @@ struct Pool {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
-    /// Penalties halve every this many ms (SPEC §10).
+    /// Penalties halve every this many ms (control-plane/README.md,
+    /// "Penalties").
     decay_ms: u64,
     /// Unix ms from which time decay alone makes the published penalties
     /// stale (so the table must be republished); set after every commit that

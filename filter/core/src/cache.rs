@@ -1,7 +1,7 @@
-//! The exact answer cache (SPEC §11): keys, the slot layout in Envoy shared
+//! The exact answer cache (filter/README.md, "Cache"): keys, the slot layout in Envoy shared
 //! data, the entry encoding and the eviction choice. No host calls: the request
-//! flow reads and writes the slots (the host's shared data, with CAS); this module computes what to read, what a value means and what to
-//! write.
+//! flow reads and writes the slots (the host's shared data, with CAS); this module computes what
+//! to read, what a value means and what to write.
 //!
 //! Layout. Shared data is a key → bytes store with compare-and-swap and no
 //! delete, shared by every worker VM of one Envoy. The cache owns a fixed

@@ -1,5 +1,6 @@
 //! State carried across Envoy's internal redirect, for failover that
-//! streams (SPEC §10; the flow's side is `flow::failover`).
+//! streams (filter/README.md, "Failover"; the flow's side is
+//! `flow::failover`).
 //!
 //! An attempt that may fail over leaves what the next attempt needs in its
 //! VM's [`Carries`] under a fresh token, and names a redirect [`location`]

@@ -1,17 +1,18 @@
 //! The catalog: what a provider and a model are (as the routing table
-//! carries them), and the defaults — the seven providers of SPEC §7 and
-//! their models, with published prices (USD per million tokens) and a
-//! quality score.
+//! carries them), and the defaults — the seven providers (filter/README.md,
+//! "Providers and catalog") and their models, with published prices (USD per
+//! million tokens) and a quality score.
 //!
 //! Quality. Every model's quality derives from one public benchmark so that
 //! models compare on one scale: GPQA Diamond accuracy as published by the
 //! model's vendor (or the leaderboard named beside it), spread by
 //! `quality = accuracy ^ 1.6`. Raw accuracy differences are narrow (40 % vs
-//! 83 %); SPEC §6's formula `raw_cost / quality ^ (6 · (c − 0.25))` needs the
-//! ratio between a frontier model and a small one to be about 3 so that the
-//! small one serves everything below complexity ≈ 0.65 and the frontier model
-//! wins above ≈ 0.70. The exponent 1.6 is the one transform applied to all
-//! models alike; `table_spec_6` in `select` pins the resulting behaviour.
+//! 83 %); the formula (filter/README.md, "Model selection")
+//! `raw_cost / quality ^ (6 · (c − 0.25))` needs the ratio between a frontier
+//! model and a small one to be about 3 so that the small one serves
+//! everything below complexity ≈ 0.65 and the frontier model wins above ≈
+//! 0.70. The exponent 1.6 is the one transform applied to all models alike;
+//! `table_spec_6` in `select` pins the resulting behaviour.
 //!
 //! Prices are the providers' standard (non-batch) list prices; each entry
 //! names its source. The control plane seeds its catalog from here and the
@@ -122,7 +123,8 @@ pub struct Model {
     /// Observed latency, used only to break cost ties. Unknown → last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
-    /// Multiplies the adjusted cost: 0 = healthy (SPEC §10 penalties).
+    /// Multiplies the adjusted cost: 0 = healthy (filter/README.md,
+    /// "Penalties").
     #[serde(default)]
     pub penalty: f64,
 }
@@ -256,8 +258,9 @@ const ENTRIES: &[Entry] = &[
     Entry { id: "claude-opus-4-5", provider: "anthropic", upstream_id: None,
         prices: (5.00, Some(0.50), 25.00), gpqa: 87.0,
         context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true },
-    // Shipped disabled: at $1/$5 with GPQA 73.0 it would take SPEC §6's
-    // 0.55–0.80 band from gpt-4o-mini / claude-sonnet-4-5. Enable per catalog.
+    // Shipped disabled: at $1/$5 with GPQA 73.0 it would take the 0.55–0.80
+    // band from gpt-4o-mini / claude-sonnet-4-5 (filter/README.md,
+    // "Model selection"). Enable per catalog.
     Entry { id: "claude-haiku-4-5", provider: "anthropic", upstream_id: None,
         prices: (1.00, Some(0.10), 5.00), gpqa: 73.0,
         context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: false },

@@ -70,7 +70,8 @@ impl FailoverRedirect {
     }
 }
 
-/// Upstream attempts per request, the first included (SPEC §10 failover).
+/// Upstream attempts per request, the first included (filter/README.md,
+/// "Failover").
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// A failover attempt's timeout (the first attempt's is the Envoy route's).
 pub const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 120_000;
@@ -82,9 +83,10 @@ pub struct Config {
     pub cluster_header: String,
     pub max_body_bytes: usize,
     pub table: Option<Table>,
-    /// Mesh mode (SPEC §4): a trusted front already authenticated the caller
-    /// and names the tenant in `x-tenant-id`. Off by default, when that header
-    /// is ignored and stripped like every internal header.
+    /// Mesh mode (filter/README.md, "Authentication"): a trusted front already
+    /// authenticated the caller and names the tenant in `x-tenant-id`. Off by
+    /// default, when that header is ignored and stripped like every internal
+    /// header.
     pub trust_tenant_header: bool,
     /// Upstream attempts per request, the first included: a failing model
     /// (429, 5xx, timeout, connection failure) hands the request to the next
@@ -94,7 +96,7 @@ pub struct Config {
     pub attempt_timeout_ms: u64,
     /// Penalties halve once per this interval.
     pub penalty_decay_ms: u64,
-    /// The answer cache (SPEC §11).
+    /// The answer cache (filter/README.md, "Cache").
     pub cache: CacheConfig,
     /// Which requests fail over by Envoy's internal redirect (the provider
     /// clusters run the upstream filter, [`crate::contract::UPSTREAM_ROOT_ID`], and the route

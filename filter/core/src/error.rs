@@ -29,8 +29,8 @@ pub enum ApiError {
     /// The filter has no routing table (no bootstrap table, no control plane).
     NoTable,
     UnknownPath(String),
-    /// Every candidate failed upstream (SPEC §10): 502, 503 or 504 with a
-    /// message naming each failed attempt.
+    /// Every candidate failed upstream (filter/README.md, "Failover"): 502,
+    /// 503 or 504 with a message naming each failed attempt.
     Upstream {
         status: u16,
         message: String,

@@ -1,5 +1,6 @@
-//! Per-model penalties the filter keeps itself (SPEC §10), so a failing model
-//! loses traffic at once, before the control plane's next table says so.
+//! Per-model penalties the filter keeps itself (filter/README.md,
+//! "Penalties"), so a failing model loses traffic at once, before the control
+//! plane's next table says so.
 //!
 //! Every worker VM reads and updates one shared-data value
 //! ([`crate::contract::PENALTIES_KEY`]) with compare-and-swap; this module

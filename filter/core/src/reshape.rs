@@ -125,7 +125,8 @@ impl Reshape {
 
     /// A whole answer (status and body) as the client gets it: errors in the
     /// client's error shape, success answers translated. An answer that
-    /// cannot be translated is passed as it is (SPEC §15).
+    /// cannot be translated is passed as it is (filter/README.md,
+    /// "Bad input and errors").
     pub fn whole(&mut self, status: u16, body: &[u8]) -> (u16, Vec<u8>) {
         if status >= 400 {
             return match self {

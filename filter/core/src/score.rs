@@ -1,5 +1,6 @@
-//! The complexity score of SPEC §5: five signals over a chat request, each
-//! kept for explanation, summed onto a base and clamped to [0.05, 1.0].
+//! The complexity score (filter/README.md, "Complexity score"): five signals
+//! over a chat request, each kept for explanation, summed onto a base and
+//! clamped to [0.05, 1.0].
 //!
 //! 1. length    — estimated tokens of the conversation, on a log scale;
 //! 2. code      — code blocks and code-like lines, plus markers of harder
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::request::{ChatRequest, Role};
 
-/// Lowest and highest complexity (SPEC §5).
+/// Lowest and highest complexity (filter/README.md, "Complexity score").
 pub const MIN_COMPLEXITY: f64 = 0.05;
 pub const MAX_COMPLEXITY: f64 = 1.0;
 

@@ -1,4 +1,4 @@
-//! Model selection of SPEC §6.
+//! Model selection (filter/README.md, "Model selection").
 //!
 //! Candidates are enabled models whose provider the tenant has a key for,
 //! whose context window holds the prompt plus the answer budget, and that
@@ -192,7 +192,8 @@ mod tests {
         t.models[best.model.0].id.clone()
     }
 
-    /// SPEC §6: the default catalog with OpenAI + Anthropic keys.
+    /// Model selection (filter/README.md): the default catalog with OpenAI +
+    /// Anthropic keys.
     #[test]
     fn table_spec_6() {
         let t = table_with_keys(&["openai", "anthropic"]);

@@ -1,8 +1,8 @@
 //! An incremental Server-Sent Events parser: feed it the bytes of a streamed
 //! answer as they pass through, chunk by chunk, and it hands back the `data`
 //! of each complete event. Chunk boundaries follow network reads, not events,
-//! so a line can be split anywhere (ENVOY-NOTES 16); nothing here calls the
-//! host.
+//! so a line can be split anywhere (envoy/README.md, Envoy fact 7); nothing
+//! here calls the host.
 
 /// Lines longer than this are dropped (their event is skipped) rather than
 /// buffered without bound.

@@ -75,7 +75,8 @@ pub struct SelectionConfig {
     /// on the expectation when it does (few answers use their whole budget).
     #[serde(default = "default_expected_output")]
     pub expected_output_tokens: u64,
-    /// Exponent factor of SPEC §6: `quality ^ (k * max(0, c - knee))`.
+    /// Exponent factor (filter/README.md, "Model selection"):
+    /// `quality ^ (k * max(0, c - knee))`.
     #[serde(default = "default_quality_exponent")]
     pub quality_exponent: f64,
     #[serde(default = "default_knee")]

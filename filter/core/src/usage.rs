@@ -46,16 +46,17 @@ pub struct UsageRecord {
     pub usage_parsed: bool,
     /// Unix time of the request start, milliseconds.
     pub ts_ms: u64,
-    /// Attempts that failed before `model` answered (failover, SPEC §10):
-    /// each counts against its model's success rate and penalty, never in
-    /// tokens or cost.
+    /// Attempts that failed before `model` answered (filter/README.md,
+    /// "Failover"): each counts against its model's success rate and
+    /// penalty, never in tokens or cost.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_attempts: Vec<FailedAttempt>,
-    /// Answered from the filter's answer cache (SPEC §11): no provider was
-    /// called, so tokens and cost are 0 and the latency is the filter's own.
-    /// Counted as a request and a cache hit in stats, never in latency or
-    /// TTFT percentiles, success rates or penalties (it says nothing about
-    /// the provider). Absent (false) in records from older filters.
+    /// Answered from the filter's answer cache (filter/README.md, "Cache"):
+    /// no provider was called, so tokens and cost are 0 and the latency is
+    /// the filter's own. Counted as a request and a cache hit in stats,
+    /// never in latency or TTFT percentiles, success rates or penalties (it
+    /// says nothing about the provider). Absent (false) in records from
+    /// older filters.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cache_hit: bool,
 }

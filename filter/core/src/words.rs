@@ -1,5 +1,6 @@
-//! Default word lists of the scorer (SPEC §5). They are only defaults: the
-//! routing table carries the lists (word → weight) the filter really uses.
+//! Default word lists of the scorer (filter/README.md, "Complexity score").
+//! They are only defaults: the routing table carries the lists (word →
+//! weight) the filter really uses.
 //!
 //! The defaults come in a few categories with one weight per category, so the
 //! calibration tunes a handful of numbers rather than hundreds of words (which

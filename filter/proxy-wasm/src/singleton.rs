@@ -1,8 +1,9 @@
 //! The singleton: one root context on Envoy's main thread (a bootstrap Wasm
 //! service with `singleton: true` and the filter's `vm_id`). It polls the
 //! control plane for the routing table and publishes a changed table to
-//! shared data, where every worker VM's filter picks it up (ENVOY-NOTES 8–9:
-//! polling from the filter's own roots would poll once per worker).
+//! shared data, where every worker VM's filter picks it up (envoy/README.md,
+//! Envoy facts 11–12: polling from the filter's own roots would poll once
+//! per worker).
 //!
 //! It also ships usage: worker VMs put one record per request on a shared
 //! queue; the singleton drains it into a bounded buffer and posts batches,

@@ -1,10 +1,11 @@
-//! `aipipe-cp-bench`: the control plane's two SPEC §16 numbers, measured on
-//! this machine. Ingest: batches of 500 usage records POSTed over real
-//! loopback HTTP to the internal API (each acknowledged only after its
-//! fsynced commit). Stats: 1,000,000 records stored through the ingest service
-//! (10 tenants × 8 models over 30 days), then `GET /admin/tenants/{id}/stats`
-//! over real HTTP for a one-day window of one tenant, p99 of 300 queries.
-//! Extra lines show larger windows, so the cost per scanned row is visible.
+//! `aipipe-cp-bench`: the control plane's two numbers (tests/README.md,
+//! "Performance goals"), measured on this machine. Ingest: batches of 500
+//! usage records POSTed over real loopback HTTP to the internal API (each
+//! acknowledged only after its fsynced commit). Stats: 1,000,000 records
+//! stored through the ingest service (10 tenants × 8 models over 30 days),
+//! then `GET /admin/tenants/{id}/stats` over real HTTP for a one-day window of
+//! one tenant, p99 of 300 queries. Extra lines show larger windows, so the
+//! cost per scanned row is visible.
 //!
 //! Prints exactly `bench: ingest_records_per_s <x>` and
 //! `bench: stats_query_p99_ms_1m <x>` (plus `bench-info:` lines).

@@ -30,7 +30,8 @@
 //! `AIPIPE_BENCH_TTFT_REQUESTS` (each way, default 200),
 //! `AIPIPE_BENCH_TTFT_CHUNK_MS` (the mock's pause between events, default 10),
 //! `AIPIPE_BENCH_CACHE_REQUESTS` (default 2000), `AIPIPE_BENCH_FAILOVER_REQUESTS`
-//! (each way, default 100).
+//! (each way, default 100); `AIPIPE_WASM` measures another filter.wasm (an
+//! older build, to compare two builds by their ratios to plain Envoy).
 
 // A benchmark whose setup fails (no wrk, a non-2xx answer) must stop with the
 // reason rather than print numbers: panicking with a message is the point.

@@ -369,7 +369,7 @@ fn main() {
         files.len(),
         dir.display()
     );
-    println!("selection setting: default catalog, OpenAI + Anthropic keys (SPEC §6)\n");
+    println!("selection setting: default catalog, OpenAI + Anthropic keys\n");
     println!("{}", tuning.line("tuning"));
     println!("{}", holdout.line("holdout"));
     println!("{}", all.line("all"));
