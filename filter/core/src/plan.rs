@@ -6,8 +6,10 @@
 use crate::anthropic::{self, MessagesDraft};
 use crate::cache::{self, Prompt};
 use crate::error::ApiError;
+use crate::ollama::{self, Endpoint};
 use crate::protocol::Protocol;
 use crate::request::{BodyEdit, BodyShape, ChatRequest, ModelChoice};
+use crate::responses;
 use crate::route::{needs, no_candidate};
 use crate::score::Score;
 use crate::select;
@@ -96,6 +98,18 @@ impl Plan {
                 let chat = anthropic::messages_request_to_chat(&body, &named.name)?;
                 (Some(chat), named.shape)
             }
+            Protocol::Responses => (
+                Some(responses::request_to_chat(&body)?),
+                BodyShape::default(),
+            ),
+            Protocol::Ollama(Endpoint::Chat) => (
+                Some(ollama::chat_request_to_chat(&body)?),
+                BodyShape::default(),
+            ),
+            Protocol::Ollama(Endpoint::Generate) => (
+                Some(ollama::generate_request_to_chat(&body)?),
+                BodyShape::default(),
+            ),
         };
         let chat_bytes = chat.as_deref().unwrap_or(&body);
         let req = ChatRequest::parse(chat_bytes).map_err(|e| ApiError::BadRequest(e.0))?;
@@ -230,6 +244,13 @@ impl Plan {
                 let draft = draft.as_ref().map_err(Clone::clone)?;
                 let max = DEFAULT_MAX_TOKENS.min(m.max_output_tokens.max(1));
                 Upstream::Whole(draft.for_model(name, max)?)
+            }
+            (_, Protocol::Responses | Protocol::Ollama(_)) => {
+                // The table's provider wire reads only "openai" or "anthropic".
+                return Err(ApiError::Internal(format!(
+                    "provider {} speaks a client-only protocol",
+                    p.id
+                )));
             }
         };
         Ok(Attempt {

@@ -11,19 +11,32 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::ApiError;
+use crate::ollama::{self, Endpoint};
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Protocol {
     /// OpenAI Chat Completions (`POST /v1/chat/completions`).
     #[default]
     Chat,
     /// Anthropic Messages (`POST /v1/messages`).
     Messages,
+    /// The OpenAI Responses API (`POST /v1/responses`); client side only.
+    Responses,
+    /// The Ollama API (`POST /api/chat`, `POST /api/generate`); client side
+    /// only.
+    Ollama(Endpoint),
 }
 
 /// The client paths the filter routes, and the protocol each speaks.
 pub const CHAT_PATH: &str = "/v1/chat/completions";
 pub const MESSAGES_PATH: &str = "/v1/messages";
+pub const RESPONSES_PATH: &str = "/v1/responses";
+pub const OLLAMA_CHAT_PATH: &str = "/api/chat";
+pub const OLLAMA_GENERATE_PATH: &str = "/api/generate";
+/// `GET`: the tenant's models in Ollama's format, answered by the filter.
+pub const OLLAMA_TAGS_PATH: &str = "/api/tags";
+/// `GET`: the Ollama API version this gateway speaks (clients check it).
+pub const OLLAMA_VERSION_PATH: &str = "/api/version";
 /// `GET`: the tenant's models (OpenAI's list format), answered by the filter.
 pub const MODELS_PATH: &str = "/v1/models";
 
@@ -37,6 +50,9 @@ impl Protocol {
         match path {
             p if p == CHAT_PATH.as_bytes() => Some(Protocol::Chat),
             p if p == MESSAGES_PATH.as_bytes() => Some(Protocol::Messages),
+            p if p == RESPONSES_PATH.as_bytes() => Some(Protocol::Responses),
+            p if p == OLLAMA_CHAT_PATH.as_bytes() => Some(Protocol::Ollama(Endpoint::Chat)),
+            p if p == OLLAMA_GENERATE_PATH.as_bytes() => Some(Protocol::Ollama(Endpoint::Generate)),
             _ => None,
         }
     }
@@ -46,14 +62,31 @@ impl Protocol {
         match self {
             Protocol::Chat => CHAT_PATH,
             Protocol::Messages => MESSAGES_PATH,
+            Protocol::Responses => RESPONSES_PATH,
+            Protocol::Ollama(Endpoint::Chat) => OLLAMA_CHAT_PATH,
+            Protocol::Ollama(Endpoint::Generate) => OLLAMA_GENERATE_PATH,
         }
     }
 
     /// A filter error in this protocol's error shape.
-    pub fn error_body(self, e: &ApiError) -> String {
+    pub fn error_body(self, e: &ApiError) -> Vec<u8> {
         match self {
-            Protocol::Chat => e.body(),
-            Protocol::Messages => e.anthropic_body(),
+            // The Responses API's errors are OpenAI's.
+            Protocol::Chat | Protocol::Responses => e.body().into_bytes(),
+            Protocol::Messages => e.anthropic_body().into_bytes(),
+            Protocol::Ollama(_) => ollama::error_body(&e.message()),
+        }
+    }
+
+    /// Answers to this protocol differ from another's for the same request:
+    /// the cache keys them apart.
+    pub fn cache_tag(self) -> &'static str {
+        match self {
+            Protocol::Chat => "",
+            Protocol::Messages => "|messages",
+            Protocol::Responses => "|responses",
+            Protocol::Ollama(Endpoint::Chat) => "|ollama-chat",
+            Protocol::Ollama(Endpoint::Generate) => "|ollama-generate",
         }
     }
 }
@@ -69,8 +102,9 @@ pub mod provider_wire {
 
     pub fn serialize<S: Serializer>(p: &Protocol, s: S) -> Result<S::Ok, S::Error> {
         match p {
-            Protocol::Chat => "openai",
             Protocol::Messages => "anthropic",
+            // Only Chat and Messages are ever read into a provider.
+            _ => "openai",
         }
         .serialize(s)
     }
@@ -98,7 +132,21 @@ mod tests {
         );
         assert_eq!(Protocol::of_path(b"/v1/messages"), Some(Protocol::Messages));
         assert_eq!(Protocol::of_path(b"/v1/models"), None);
-        for p in [Protocol::Chat, Protocol::Messages] {
+        assert_eq!(
+            Protocol::of_path(b"/v1/responses"),
+            Some(Protocol::Responses)
+        );
+        assert_eq!(
+            Protocol::of_path(b"/api/generate"),
+            Some(Protocol::Ollama(Endpoint::Generate))
+        );
+        for p in [
+            Protocol::Chat,
+            Protocol::Messages,
+            Protocol::Responses,
+            Protocol::Ollama(Endpoint::Chat),
+            Protocol::Ollama(Endpoint::Generate),
+        ] {
             assert_eq!(Protocol::of_path(p.path().as_bytes()), Some(p));
         }
     }

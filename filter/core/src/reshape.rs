@@ -1,12 +1,18 @@
-//! How an answer is changed on its way to the client: nothing (same wire
-//! both sides), the usage chunk the filter asked for hidden again, or a
-//! translation between Anthropic Messages and OpenAI Chat Completions —
-//! streamed chunk by chunk, or in one piece for whole answers and errors.
+//! How an answer is changed on its way to the client: nothing (same
+//! protocol both sides), the usage chunk the filter asked for hidden again,
+//! or translated from the provider's protocol to the client's — streamed
+//! chunk by chunk, or in one piece for whole answers and errors.
+//!
+//! A translation is a chain of at most two legs through Chat Completions,
+//! the protocol every request is routed as: an Anthropic answer becomes Chat
+//! Completions, and that becomes what the client speaks.
 //!
 //! Plain Rust, no host calls: the request flow feeds it the provider's bytes.
 
 use crate::anthropic::{self, ChatToMessagesStream, StreamTranslator};
+use crate::ollama::{self, ChatToOllamaStream, Endpoint};
 use crate::protocol::Protocol;
+use crate::responses::{self, ChatToResponsesStream};
 use crate::sse::UsageStripper;
 
 /// A stream rewritten event by event, whatever the chunk boundaries.
@@ -27,25 +33,110 @@ macro_rules! rewrite {
         }
     )*};
 }
-rewrite!(UsageStripper, StreamTranslator, ChatToMessagesStream);
+rewrite!(
+    UsageStripper,
+    StreamTranslator,
+    ChatToMessagesStream,
+    ChatToResponsesStream,
+    ChatToOllamaStream
+);
 
+/// One step of a translation. A streamed answer runs through its stream
+/// rewriter; a whole one (or an error) through its one-piece translation.
 #[derive(Debug)]
-pub enum Reshape {
-    /// The answer goes to the client as it is.
-    None,
+enum Leg {
     /// An OpenAI stream whose usage chunk the client did not ask for.
     HideUsage(UsageStripper),
-    /// Anthropic answer → OpenAI client.
-    ToChat {
+    /// An Anthropic answer → Chat Completions.
+    MessagesToChat {
         model: String,
         created: u64,
         stream: Option<StreamTranslator>,
     },
-    /// OpenAI-format answer → Anthropic client.
-    ToMessages {
+    /// Chat Completions → an Anthropic client's answer.
+    ChatToMessages {
         model: String,
         stream: Option<ChatToMessagesStream>,
     },
+    /// Chat Completions → a Responses API client's answer.
+    ChatToResponses {
+        model: String,
+        created: u64,
+        stream: Option<ChatToResponsesStream>,
+    },
+    /// Chat Completions → an Ollama client's answer.
+    ChatToOllama {
+        model: String,
+        created: u64,
+        endpoint: Endpoint,
+        stream: Option<ChatToOllamaStream>,
+    },
+}
+
+impl Leg {
+    fn stream(&mut self) -> Option<&mut dyn Rewrite> {
+        match self {
+            Leg::HideUsage(s) => Some(s),
+            Leg::MessagesToChat { stream, .. } => stream.as_mut().map(|s| s as &mut dyn Rewrite),
+            Leg::ChatToMessages { stream, .. } => stream.as_mut().map(|s| s as &mut dyn Rewrite),
+            Leg::ChatToResponses { stream, .. } => stream.as_mut().map(|s| s as &mut dyn Rewrite),
+            Leg::ChatToOllama { stream, .. } => stream.as_mut().map(|s| s as &mut dyn Rewrite),
+        }
+    }
+
+    /// An error answer in the next protocol's error shape.
+    fn error(&self, status: u16, body: &[u8]) -> (u16, Vec<u8>) {
+        match self {
+            Leg::MessagesToChat { .. } => anthropic::error_to_openai(status, body),
+            Leg::ChatToMessages { .. } => anthropic::chat_error_to_messages(status, body),
+            // The Responses API's errors are OpenAI's.
+            Leg::HideUsage(_) | Leg::ChatToResponses { .. } => (status, body.to_vec()),
+            Leg::ChatToOllama { .. } => (status, ollama::error_body(&openai_error_message(body))),
+        }
+    }
+
+    /// A whole success answer translated (`None` for a leg that only
+    /// rewrites streams).
+    fn whole(&self, body: &[u8]) -> Option<Result<Vec<u8>, anthropic::TranslateError>> {
+        Some(match self {
+            Leg::HideUsage(_) => return None,
+            Leg::MessagesToChat { model, created, .. } => {
+                anthropic::messages_to_chat(body, model, *created)
+            }
+            Leg::ChatToMessages { model, .. } => anthropic::chat_response_to_messages(body, model),
+            Leg::ChatToResponses { model, created, .. } => {
+                responses::chat_to_response(body, model, *created)
+            }
+            Leg::ChatToOllama {
+                model,
+                created,
+                endpoint,
+                ..
+            } => ollama::chat_to_ollama(body, model, *created, *endpoint),
+        })
+    }
+}
+
+/// The message of an OpenAI-shaped error body, or the body as text.
+fn openai_error_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Wire {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    struct Inner {
+        message: String,
+    }
+    serde_json::from_slice::<Wire>(body).map_or_else(
+        |_| String::from_utf8_lossy(body).into_owned(),
+        |w| w.error.message,
+    )
+}
+
+/// How one answer is changed for its client.
+#[derive(Debug, Default)]
+pub struct Reshape {
+    legs: Vec<Leg>,
 }
 
 /// What the reshaping depends on.
@@ -62,65 +153,100 @@ pub struct Shape<'a> {
     pub hide_usage: bool,
     /// The catalog id the client sees as `model`.
     pub model: &'a str,
-    /// Unix seconds, for `created` in translated OpenAI answers.
+    /// Unix seconds, for `created` in translated answers.
     pub created: u64,
 }
 
 impl Reshape {
+    /// Leaves the answer as it is.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
     pub fn new(s: Shape<'_>) -> Self {
-        match (s.client, s.provider) {
-            (Protocol::Chat, Protocol::Chat) if s.stream && s.hide_usage => {
-                Reshape::HideUsage(UsageStripper::default())
-            }
-            (Protocol::Chat, Protocol::Chat) | (Protocol::Messages, Protocol::Messages) => {
-                Reshape::None
-            }
-            (Protocol::Chat, Protocol::Messages) => Reshape::ToChat {
-                model: s.model.to_owned(),
+        let model = s.model.to_owned();
+        let mut legs = Vec::with_capacity(2);
+        if s.provider == Protocol::Messages && s.client != Protocol::Messages {
+            // Through Chat Completions first. A client that does not speak
+            // it gets the usage chunk: the next leg reads it.
+            let include_usage = s.client != Protocol::Chat || s.include_usage;
+            legs.push(Leg::MessagesToChat {
+                model: model.clone(),
                 created: s.created,
                 stream: s
                     .stream
-                    .then(|| StreamTranslator::new(s.model, s.created, s.include_usage)),
-            },
-            (Protocol::Messages, Protocol::Chat) => Reshape::ToMessages {
-                model: s.model.to_owned(),
-                stream: s.stream.then(|| ChatToMessagesStream::new(s.model)),
-            },
+                    .then(|| StreamTranslator::new(s.model, s.created, include_usage)),
+            });
         }
+        match s.client {
+            Protocol::Chat if s.provider == Protocol::Chat && s.stream && s.hide_usage => {
+                legs.push(Leg::HideUsage(UsageStripper::default()));
+            }
+            Protocol::Chat => {}
+            Protocol::Messages if s.provider == Protocol::Messages => {}
+            Protocol::Messages => legs.push(Leg::ChatToMessages {
+                stream: s.stream.then(|| ChatToMessagesStream::new(s.model)),
+                model,
+            }),
+            Protocol::Responses => legs.push(Leg::ChatToResponses {
+                stream: s
+                    .stream
+                    .then(|| ChatToResponsesStream::new(s.model, s.created)),
+                model,
+                created: s.created,
+            }),
+            Protocol::Ollama(endpoint) => legs.push(Leg::ChatToOllama {
+                stream: s
+                    .stream
+                    .then(|| ChatToOllamaStream::new(s.model, s.created, endpoint)),
+                model,
+                created: s.created,
+                endpoint,
+            }),
+        }
+        Self { legs }
     }
 
     /// The body changes length (so `content-length` must go).
     pub fn changes_body(&self) -> bool {
-        !matches!(self, Reshape::None)
+        !self.legs.is_empty()
+    }
+
+    /// The client's content type when it differs from the provider's (an
+    /// Ollama client's stream is NDJSON, not SSE).
+    pub fn content_type(&self) -> Option<&'static str> {
+        match self.legs.last() {
+            Some(Leg::ChatToOllama {
+                stream: Some(_), ..
+            }) => Some(ollama::NDJSON),
+            _ => None,
+        }
     }
 
     /// A whole answer is translated in one piece: buffer it.
     pub fn buffers(&self) -> bool {
-        matches!(
-            self,
-            Reshape::ToChat { stream: None, .. } | Reshape::ToMessages { stream: None, .. }
-        )
+        self.legs.iter().any(is_whole)
     }
 
     /// One chunk of a streamed success answer; None when it passes as is.
     pub fn chunk(&mut self, chunk: &[u8], end_of_stream: bool) -> Option<Vec<u8>> {
-        let stream: &mut dyn Rewrite = match self {
-            Reshape::HideUsage(s) => s,
-            Reshape::ToChat {
-                stream: Some(t), ..
-            } => t,
-            Reshape::ToMessages {
-                stream: Some(t), ..
-            } => t,
+        if self.legs.is_empty() || self.buffers() {
             // Whole answers go through `whole`.
-            Reshape::None | Reshape::ToChat { .. } | Reshape::ToMessages { .. } => return None,
-        };
-        let mut out = Vec::with_capacity(chunk.len() + 64);
-        stream.feed(chunk, &mut out);
-        if end_of_stream {
-            stream.finish(&mut out);
+            return None;
         }
-        (out != chunk).then_some(out)
+        let mut bytes = chunk.to_vec();
+        for leg in &mut self.legs {
+            let Some(stream) = leg.stream() else {
+                continue;
+            };
+            let mut out = Vec::with_capacity(bytes.len() + 64);
+            stream.feed(&bytes, &mut out);
+            if end_of_stream {
+                stream.finish(&mut out);
+            }
+            bytes = out;
+        }
+        (bytes != chunk).then_some(bytes)
     }
 
     /// A whole answer (status and body) as the client gets it: errors in the
@@ -129,44 +255,42 @@ impl Reshape {
     /// "Bad input and errors").
     pub fn whole(&mut self, status: u16, body: &[u8]) -> (u16, Vec<u8>) {
         if status >= 400 {
-            return match self {
-                Reshape::ToChat { .. } => anthropic::error_to_openai(status, body),
-                Reshape::ToMessages { .. } => anthropic::chat_error_to_messages(status, body),
-                Reshape::None | Reshape::HideUsage(_) => (status, body.to_vec()),
-            };
-        }
-        let translated = match self {
-            Reshape::None => return (status, body.to_vec()),
-            Reshape::HideUsage(_)
-            | Reshape::ToChat {
-                stream: Some(_), ..
+            let (mut status, mut out) = (status, body.to_vec());
+            for leg in &self.legs {
+                (status, out) = leg.error(status, &out);
             }
-            | Reshape::ToMessages {
-                stream: Some(_), ..
-            } => {
-                // A whole stream (a failover answer arrives in one piece).
-                match self.chunk(body, true) {
-                    Some(out) => Ok(out),
-                    None => return (status, body.to_vec()),
+            return (status, out);
+        }
+        if !self.buffers() {
+            // A whole stream (a failover answer arrives in one piece).
+            return (
+                status,
+                self.chunk(body, true).unwrap_or_else(|| body.to_vec()),
+            );
+        }
+        let mut out = body.to_vec();
+        for leg in &self.legs {
+            match leg.whole(&out) {
+                None => {}
+                Some(Ok(translated)) => out = translated,
+                Some(Err(e)) => {
+                    log::warn!("answer passed untranslated: {e}");
+                    return (status, body.to_vec());
                 }
             }
-            Reshape::ToChat {
-                model,
-                created,
-                stream: None,
-            } => anthropic::messages_to_chat(body, model, *created),
-            Reshape::ToMessages {
-                model,
-                stream: None,
-            } => anthropic::chat_response_to_messages(body, model),
-        };
-        match translated {
-            Ok(out) => (status, out),
-            Err(e) => {
-                log::warn!("answer passed untranslated: {e}");
-                (status, body.to_vec())
-            }
         }
+        (status, out)
+    }
+}
+
+/// A translating leg set up for a whole (non-streamed) answer.
+fn is_whole(l: &Leg) -> bool {
+    match l {
+        Leg::HideUsage(_) => false,
+        Leg::MessagesToChat { stream, .. } => stream.is_none(),
+        Leg::ChatToMessages { stream, .. } => stream.is_none(),
+        Leg::ChatToResponses { stream, .. } => stream.is_none(),
+        Leg::ChatToOllama { stream, .. } => stream.is_none(),
     }
 }
 
@@ -190,7 +314,7 @@ mod tests {
     #[test]
     fn same_wire_passes_untouched_and_hides_only_a_forced_usage_chunk() {
         let mut r = Reshape::new(shape(Protocol::Chat, Protocol::Chat, false));
-        assert!(!r.changes_body());
+        assert!(!r.changes_body() && !r.buffers());
         assert_eq!(r.chunk(b"abc", true), None);
         assert_eq!(r.whole(503, b"x"), (503, b"x".to_vec()));
 

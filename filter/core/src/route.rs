@@ -202,17 +202,27 @@ pub fn models_list(table: &Table, tenant: TenantIx) -> String {
     let mut data = vec![serde_json::json!({
         "id": "auto", "object": "model", "created": 0, "owned_by": "aipipe",
     })];
-    for (i, m) in table.models_ix() {
-        let keyed = table
-            .provider_of(i)
-            .is_some_and(|p| table.provider_key(tenant, p).is_some());
-        if m.enabled && keyed {
-            data.push(serde_json::json!({
-                "id": m.id, "object": "model", "created": 0, "owned_by": m.provider,
-            }));
-        }
+    for (id, provider) in reachable_models(table, tenant) {
+        data.push(serde_json::json!({
+            "id": id, "object": "model", "created": 0, "owned_by": provider,
+        }));
     }
     serde_json::json!({"object": "list", "data": data}).to_string()
+}
+
+/// Every enabled model the tenant has a provider key for, as (catalog id,
+/// provider id), in catalog order.
+pub fn reachable_models(table: &Table, tenant: TenantIx) -> Vec<(&str, &str)> {
+    table
+        .models_ix()
+        .filter(|&(i, m)| {
+            m.enabled
+                && table
+                    .provider_of(i)
+                    .is_some_and(|p| table.provider_key(tenant, p).is_some())
+        })
+        .map(|(_, m)| (m.id.as_str(), m.provider.as_str()))
+        .collect()
 }
 
 #[cfg(test)]

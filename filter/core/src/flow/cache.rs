@@ -7,7 +7,6 @@ use super::filter::Filter;
 use super::host::{Host, now_ms};
 use crate::cache::{self, Key};
 use crate::plan::{Attempt, Plan};
-use crate::protocol::Protocol;
 use crate::table::Table;
 
 /// What the cache says about a request.
@@ -63,10 +62,7 @@ pub(super) fn lookup(
         return Lookup::Bypass;
     };
     // Answers differ by the client's protocol too.
-    let model_key = match ctx.protocol {
-        Protocol::Chat => std::borrow::Cow::Borrowed(model.id.as_str()),
-        Protocol::Messages => std::borrow::Cow::Owned(format!("{}|messages", model.id)),
-    };
+    let model_key = format!("{}{}", model.id, ctx.protocol.cache_tag());
     let key = prompt.key(&tenant.id, &provider.id, &model_key);
     let now = now_ms(host);
     for slot in cache::slots_for(&key, config) {

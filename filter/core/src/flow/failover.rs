@@ -331,6 +331,10 @@ pub(super) fn on_call(req: &mut Request, host: &impl Host, token: u32, body_size
         created: super::unix_seconds(start),
     });
     let (status, out) = r.reshape.whole(status, &body);
+    let content_type = match r.reshape.content_type() {
+        Some(ours) if status < 400 => ours.to_owned(),
+        _ => content_type,
+    };
     req.reply(host, u32::from(status), &out, &content_type);
 }
 

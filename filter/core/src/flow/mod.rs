@@ -35,8 +35,11 @@ use std::time::SystemTime;
 use crate::cache::{Key, cache_control_bypass};
 use crate::carry;
 use crate::error::ApiError;
+use crate::ollama;
 use crate::plan::{Attempt, Plan, Upstream};
-use crate::protocol::{ANTHROPIC_VERSION, MODELS_PATH, Protocol};
+use crate::protocol::{
+    ANTHROPIC_VERSION, MODELS_PATH, OLLAMA_TAGS_PATH, OLLAMA_VERSION_PATH, Protocol,
+};
 use crate::reshape::{Reshape, Shape};
 use crate::route;
 use crate::table::{ModelIx, ProviderIx, Table, TenantIx};
@@ -265,10 +268,14 @@ impl Request {
             return Action::Continue;
         };
         let decision = r.decision;
-        let changes_body = r.reshape.changes_body();
-        if changes_body {
+        if r.reshape.changes_body() {
             // The body changes length: Envoy sends it chunked instead.
             let _ = host.set_response_header("content-length", None);
+            if status < 400
+                && let Some(content_type) = r.reshape.content_type()
+            {
+                let _ = host.set_response_header("content-type", Some(content_type));
+            }
             if status >= 400 && !end_of_stream {
                 // An error is rewritten in one piece, status included: hold
                 // the headers until the body is complete.
@@ -511,6 +518,8 @@ impl Request {
         enum Kind {
             Route(Protocol),
             Models,
+            OllamaTags,
+            OllamaVersion,
             Pass(ProviderIx),
         }
         let table = self.filter.table(host).ok_or(ApiError::NoTable)?;
@@ -519,6 +528,10 @@ impl Request {
             Kind::Route(protocol)
         } else if path == MODELS_PATH.as_bytes() {
             Kind::Models
+        } else if path == OLLAMA_TAGS_PATH.as_bytes() {
+            Kind::OllamaTags
+        } else if path == OLLAMA_VERSION_PATH.as_bytes() {
+            Kind::OllamaVersion
         } else if let Some(p) = pass_through_provider(&table, path) {
             Kind::Pass(p)
         } else {
@@ -527,14 +540,22 @@ impl Request {
             ));
         };
         match (&kind, method) {
-            (Kind::Route(_), Some(b"POST")) | (Kind::Models, Some(b"GET")) | (Kind::Pass(_), _) => {
-            }
-            (Kind::Models, _) => {
-                return Err(ApiError::BadRequest(format!("{MODELS_PATH} takes GET")));
+            (Kind::Route(_), Some(b"POST"))
+            | (Kind::Models | Kind::OllamaTags | Kind::OllamaVersion, Some(b"GET" | b"HEAD"))
+            | (Kind::Pass(_), _) => {}
+            (Kind::Models | Kind::OllamaTags | Kind::OllamaVersion, _) => {
+                return Err(ApiError::BadRequest(format!(
+                    "{} takes GET",
+                    String::from_utf8_lossy(path)
+                )));
             }
             (Kind::Route(p), _) => {
                 return Err(ApiError::BadRequest(format!("{} takes POST", p.path())));
             }
+        }
+        if let Kind::OllamaVersion = kind {
+            // Clients ask before they send a key: the version is no secret.
+            return Ok(Next::Answer(ollama::version()));
         }
         self.ctx.tenant = match tenant_header.filter(|_| config.trust_tenant_header) {
             // Mesh mode: the trusted front named the tenant.
@@ -544,6 +565,11 @@ impl Request {
         self.ctx.table = Some(table.clone());
         match kind {
             Kind::Models => Ok(Next::Answer(route::models_list(&table, self.ctx.tenant))),
+            Kind::OllamaTags => Ok(Next::Answer(ollama::tags(&route::reachable_models(
+                &table,
+                self.ctx.tenant,
+            )))),
+            Kind::OllamaVersion => Ok(Next::Answer(ollama::version())),
             Kind::Pass(provider) => {
                 self.pass_through(host, &table, provider, full_path)?;
                 Ok(Next::Passed)
@@ -660,7 +686,7 @@ impl Request {
                 carry_token: None,
                 decision,
                 meter,
-                reshape: Reshape::None,
+                reshape: Reshape::none(),
                 cache_key: None,
                 pending_call: None,
                 buffering_error: false,
@@ -723,7 +749,7 @@ impl Request {
                 meter: Meter::new(self.ctx.start, course.plan.stream, course.plan.complexity()),
                 course: Some(course),
                 carry_token: None,
-                reshape: Reshape::None,
+                reshape: Reshape::none(),
                 cache_key: None,
                 pending_call: None,
                 buffering_error: false,
@@ -874,7 +900,7 @@ impl Request {
             log::warn!("request {}: {detail}", self.ctx.id);
         }
         let body = self.ctx.protocol.error_body(e);
-        self.reply(host, e.status(), body.as_bytes(), "application/json")
+        self.reply(host, e.status(), &body, "application/json")
     }
 
     /// Answers the request from the filter itself, with the routing headers

@@ -672,3 +672,164 @@ fn a_published_table_replaces_the_bootstrap_one() {
     assert_eq!(h.header("authorization").as_deref(), Some("Bearer sk-late"));
     assert_eq!(f.table_version(), Some(7));
 }
+
+#[test]
+fn a_responses_client_is_routed_like_chat_and_answered_in_its_own_format() {
+    let (f, h) = setup("");
+    let body = r#"{"model":"auto","input":"hello! how are you today?","instructions":"Be brief."}"#;
+    let (mut r, a) = send(&f, &h, "/v1/responses", KEY, body);
+    assert_eq!(a, Action::Continue);
+    assert_eq!(h.header("x-aipipe-cluster").as_deref(), Some("openai"));
+    let sent = h.body_json();
+    assert_eq!(sent["model"], "gpt-4o-mini");
+    assert_eq!(sent["messages"][0]["role"], "system");
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini", 11, 2),
+    );
+    let out: serde_json::Value = serde_json::from_slice(&h.response_body.borrow()).unwrap();
+    assert_eq!(out["object"], "response");
+    assert_eq!(out["output"][0]["content"][0]["text"], "hi");
+    assert_eq!(out["usage"]["input_tokens"], 11);
+    r.on_log(&h);
+    let rec = &h.records()[0];
+    assert_eq!((rec.prompt_tokens, rec.completion_tokens), (11, 2));
+
+    // Streamed from Claude: Anthropic events → Responses events.
+    let body = r#"{"model":"claude-sonnet-4-5","input":"hi","stream":true}"#;
+    let (mut r, _) = send(&f, &h, "/v1/responses", KEY, body);
+    assert_eq!(h.header("x-aipipe-cluster").as_deref(), Some("anthropic"));
+    let events = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":3}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+    answer(&mut r, &h, 200, "text/event-stream", events);
+    let out = String::from_utf8(h.response_body.borrow().clone()).unwrap();
+    assert!(out.contains("event: response.output_text.delta"), "{out}");
+    assert!(out.contains("event: response.completed"), "{out}");
+    r.on_log(&h);
+    let rec = &h.records()[1];
+    assert_eq!(
+        (rec.model.as_str(), rec.prompt_tokens, rec.completion_tokens),
+        ("claude-sonnet-4-5", 5, 3)
+    );
+}
+
+#[test]
+fn an_ollama_client_streams_ndjson_lists_its_models_and_gets_its_error_shape() {
+    let (f, h) = setup("");
+    let body =
+        r#"{"model":"auto","messages":[{"role":"user","content":"hello! how are you today?"}]}"#;
+    let (mut r, _) = send(&f, &h, "/api/chat", KEY, body);
+    let sent = h.body_json();
+    assert_eq!(sent["stream"], true, "Ollama streams unless told not to");
+    assert_eq!(sent["stream_options"]["include_usage"], true);
+    let stream = concat!(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n",
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2,\"total_tokens\":9}}\n\n",
+        "data: [DONE]\n\n"
+    );
+    answer(&mut r, &h, 200, "text/event-stream", stream);
+    assert_eq!(
+        h.response_header_value("content-type").as_deref(),
+        Some("application/x-ndjson")
+    );
+    let out = String::from_utf8(h.response_body.borrow().clone()).unwrap();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.first().unwrap()["message"]["content"], "hi");
+    let last = lines.last().unwrap();
+    assert_eq!(
+        (last["done"].as_bool(), last["eval_count"].as_u64()),
+        (Some(true), Some(2))
+    );
+    r.on_log(&h);
+    assert_eq!(h.records()[0].completion_tokens, 2);
+
+    h.request(
+        "GET",
+        "/api/tags",
+        &[("authorization", "Bearer vk-other")],
+        b"",
+    );
+    let mut r = f.request();
+    assert_eq!(r.on_request_headers(&h, true), Action::Pause);
+    let names: Vec<String> = h.reply().unwrap().json()["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(names.first().map(String::as_str), Some("auto"));
+    assert!(
+        names.iter().any(|n| n == "gpt-4o-mini") && !names.iter().any(|n| n == "claude-sonnet-4-5")
+    );
+
+    let (_, _) = send(&f, &h, "/api/chat", "nope", body);
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.status, 401);
+    assert!(
+        reply.json()["error"].is_string(),
+        "Ollama's error shape: {:?}",
+        reply.json()
+    );
+}
+
+#[test]
+fn new_client_protocols_fail_over_and_hit_the_cache_like_chat() {
+    let (f, h) = setup(r#", "failover_redirect": "off""#);
+    // A whole Responses answer, cached and answered again in its format.
+    let body = r#"{"model":"gpt-4o-mini","input":"what is 2+2?","temperature":0}"#;
+    let (mut r, _) = send(&f, &h, "/v1/responses", KEY, body);
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini", 6, 1),
+    );
+    assert_eq!(
+        h.response_header_value("x-aipipe-cache").as_deref(),
+        Some("miss")
+    );
+    let (_, _) = send(&f, &h, "/v1/responses", KEY, body);
+    let reply = h.reply().expect("a cache hit");
+    assert_eq!(reply.json()["object"], "response");
+    // The same prompt as Chat Completions is another answer.
+    let chat = r#"{"model":"gpt-4o-mini","temperature":0,"messages":[{"role":"user","content":"what is 2+2?"}]}"#;
+    let (_, _) = send(&f, &h, "/v1/chat/completions", KEY, chat);
+    assert!(h.reply().is_none(), "keyed apart by protocol");
+
+    // An Ollama request whose first model fails: the next one answers,
+    // in Ollama's shape.
+    let body = r#"{"model":"auto","stream":false,"messages":[{"role":"user","content":"hello!"}]}"#;
+    let (mut r, _) = send(&f, &h, "/api/chat", KEY, body);
+    assert_eq!(
+        answer(&mut r, &h, 503, "application/json", "{}"),
+        Action::Pause
+    );
+    let next: serde_json::Value = serde_json::from_slice(&h.calls.borrow()[0].body).unwrap();
+    let model = next["model"].as_str().unwrap_or_default().to_owned();
+    *h.call_status.borrow_mut() = Some(200);
+    *h.call_body.borrow_mut() = match h.calls.borrow()[0].cluster.as_str() {
+        "anthropic" => messages_answer(4, 2),
+        _ => chat_answer(&model, 4, 2),
+    }
+    .into_bytes();
+    let size = h.call_body.borrow().len();
+    r.on_call_response(&h, 1, size);
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json()["done"], true, "{:?}", reply.json());
+    assert_eq!(reply.header("x-aipipe-failover"), Some("gpt-4o-mini"));
+}
