@@ -11,16 +11,18 @@
 //! Everything here is plain Rust over byte slices: no host calls, no clocks
 //! (the `created` time is an argument), and no panics on any input.
 //!
-//! - [`request`]: OpenAI request → Anthropic request.
-//! - [`response`]: Anthropic answer / error → OpenAI answer / error.
-//! - [`stream`]: Anthropic event stream → OpenAI `chat.completion.chunk` SSE.
-//! - [`reverse`]: the other way round, for clients that speak Anthropic
-//!   (`POST /v1/messages`) routed to an OpenAI-format provider.
+//! - `chat_to_messages.rs`: OpenAI request → Anthropic request.
+//! - `messages_to_chat.rs`: Anthropic answer / error → OpenAI answer / error.
+//! - `messages_stream_to_chat.rs`: Anthropic event stream → OpenAI
+//!   `chat.completion.chunk` SSE.
+//! - `messages_request_to_chat.rs`: the other way round, for clients that
+//!   speak Anthropic (`POST /v1/messages`) routed to an OpenAI-format
+//!   provider.
 
-mod request;
-mod response;
-mod reverse;
-mod stream;
+mod chat_to_messages;
+mod messages_request_to_chat;
+mod messages_stream_to_chat;
+mod messages_to_chat;
 
 use std::fmt;
 
@@ -28,13 +30,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::usage::Tokens;
 
-pub use request::{MessagesDraft, chat_to_messages, chat_to_messages_draft};
-pub use response::{anthropic_usage, error_to_openai, messages_to_chat};
-pub use reverse::{
+pub use chat_to_messages::{MessagesDraft, chat_to_messages, chat_to_messages_draft};
+pub use messages_request_to_chat::{
     ChatToMessagesStream, chat_error_to_messages, chat_response_to_messages,
     messages_request_to_chat,
 };
-pub use stream::StreamTranslator;
+pub use messages_stream_to_chat::StreamTranslator;
+pub use messages_to_chat::{anthropic_usage, error_to_openai, messages_to_chat};
 
 /// A request that cannot be expressed for Anthropic, or an Anthropic answer
 /// that cannot be read. The message names the offending field; for a request

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::response::{WireBlock, WireError};
+use super::messages_to_chat::{WireBlock, WireError};
 use super::{ChatUsage, JSON_TOOL, WireUsage, error_kind, error_message, finish_reason};
 use crate::sse::SseParser;
 use crate::usage::Tokens;
