@@ -1,10 +1,11 @@
 //! Anthropic's streamed Messages events → OpenAI `chat.completion.chunk` SSE,
 //! one event at a time, whatever the network chunk boundaries.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::messages_to_chat::{WireBlock, WireError};
-use super::{ChatUsage, JSON_TOOL, WireUsage, error_kind, error_message, finish_reason};
+use super::JSON_TOOL;
+use super::messages_to_chat::{ChatUsage, error_body, error_kind, error_message, finish_reason};
+use super::wire::{BlockDelta, Event, WireUsage};
 use crate::sse::SseParser;
 use crate::usage::Tokens;
 
@@ -105,65 +106,6 @@ impl StreamTranslator {
     pub fn is_done(&self) -> bool {
         self.state.done
     }
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum Event {
-    MessageStart {
-        message: StartMessage,
-    },
-    ContentBlockStart {
-        index: usize,
-        content_block: WireBlock,
-    },
-    ContentBlockDelta {
-        index: usize,
-        delta: BlockDelta,
-    },
-    ContentBlockStop {
-        index: usize,
-    },
-    MessageDelta {
-        #[serde(default)]
-        delta: MessageDelta,
-        #[serde(default)]
-        usage: Option<WireUsage>,
-    },
-    MessageStop {},
-    Ping {},
-    Error {
-        error: WireError,
-    },
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize)]
-struct StartMessage {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    usage: Option<WireUsage>,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum BlockDelta {
-    TextDelta {
-        text: String,
-    },
-    InputJsonDelta {
-        partial_json: String,
-    },
-    #[serde(other)]
-    Other,
-}
-
-#[derive(Deserialize, Default)]
-struct MessageDelta {
-    #[serde(default)]
-    stop_reason: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -460,7 +402,7 @@ impl State {
 
     fn error(&mut self, message: &str, kind: &str, code: &str, out: &mut Vec<u8>) {
         out.extend_from_slice(b"data: ");
-        out.extend_from_slice(&super::error_body(message, kind, code));
+        out.extend_from_slice(&error_body(message, kind, code));
         out.extend_from_slice(b"\n\n");
         self.done = true;
     }

@@ -1,50 +1,14 @@
-//! Anthropic Messages answers and errors → OpenAI `chat.completion` answers
-//! and errors.
+//! An Anthropic Messages answer or error → an OpenAI `chat.completion`
+//! answer or error. The mappings at the bottom (usage, stop reason, error
+//! type, error body) serve the streamed answer too
+//! (`messages_stream_to_chat.rs`).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
-use super::{
-    ChatUsage, JSON_TOOL, TranslateError, WireUsage, error_body, error_kind, error_message,
-    finish_reason,
-};
+use super::wire::{WireErrorBody, WireMessage};
+use super::{JSON_TOOL, TranslateError};
 use crate::usage::Tokens;
-
-#[derive(Deserialize)]
-struct WireMessage {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
-    #[serde(default)]
-    content: Vec<WireBlock>,
-    #[serde(default)]
-    stop_reason: Option<String>,
-    /// Unreadable usage loses the accounting (recorded as unparsed), never
-    /// the answer.
-    #[serde(default, deserialize_with = "lenient_usage")]
-    usage: Option<WireUsage>,
-}
-
-fn lenient_usage<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireUsage>, D::Error> {
-    let v = serde_json::Value::deserialize(d)?;
-    Ok(serde_json::from_value(v).ok())
-}
-
-/// A content block of an answer, whole or as a streamed `content_block_start`.
-#[derive(Deserialize)]
-pub(super) struct WireBlock {
-    #[serde(rename = "type")]
-    pub(super) kind: String,
-    #[serde(default)]
-    pub(super) text: Option<String>,
-    #[serde(default)]
-    pub(super) id: Option<String>,
-    #[serde(default)]
-    pub(super) name: Option<String>,
-    #[serde(default)]
-    pub(super) input: Option<Value>,
-}
 
 #[derive(Serialize)]
 struct Completion<'a> {
@@ -177,36 +141,6 @@ pub fn messages_to_chat(body: &[u8], model: &str, created: u64) -> Result<Vec<u8
         .map_err(|e| TranslateError(format!("could not encode the chat completion: {e}")))
 }
 
-#[derive(Deserialize)]
-struct WithUsage {
-    #[serde(default)]
-    usage: Option<WireUsage>,
-}
-
-/// Token counts of a non-streamed Anthropic answer: `prompt` counts input,
-/// cache-read and cache-write tokens, `cached` the cache reads. None when the
-/// body has no readable `usage`.
-pub fn anthropic_usage(json: &[u8]) -> Option<Tokens> {
-    let usage = serde_json::from_slice::<WithUsage>(json).ok()?.usage?;
-    if usage.input_tokens.is_none() && usage.output_tokens.is_none() {
-        return None;
-    }
-    Some(usage.tokens())
-}
-
-#[derive(Deserialize)]
-struct WireErrorBody {
-    error: WireError,
-}
-
-#[derive(Deserialize)]
-pub(super) struct WireError {
-    #[serde(rename = "type")]
-    pub(super) kind: String,
-    #[serde(default)]
-    pub(super) message: Option<String>,
-}
-
 /// Translates an Anthropic error answer (HTTP `status`, `body`) into the
 /// status and OpenAI-shaped body the client gets: 529 `overloaded_error` →
 /// 503, `rate_limit_error` → 429, `authentication_error` → 401,
@@ -237,6 +171,119 @@ pub fn error_to_openai(status: u16, body: &[u8]) -> (u16, Vec<u8>) {
             ),
         ),
     }
+}
+
+/// OpenAI's `usage` object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(super) struct ChatUsage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: CachedDetails,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+struct CachedDetails {
+    cached_tokens: u64,
+}
+
+impl From<Tokens> for ChatUsage {
+    fn from(t: Tokens) -> Self {
+        ChatUsage {
+            prompt_tokens: t.prompt,
+            completion_tokens: t.completion,
+            total_tokens: t.prompt.saturating_add(t.completion),
+            prompt_tokens_details: CachedDetails {
+                cached_tokens: t.cached,
+            },
+        }
+    }
+}
+
+/// Anthropic `stop_reason` → OpenAI `finish_reason`. `pause_turn` (a server
+/// tool loop paused) is a normal stop for the client; unknown future values
+/// also read as `stop` rather than failing the answer.
+pub(super) fn finish_reason(stop_reason: &str, real_tool_calls: bool) -> &'static str {
+    match stop_reason {
+        "max_tokens" | "model_context_window_exceeded" => "length",
+        "tool_use" if real_tool_calls => "tool_calls",
+        "refusal" => "content_filter",
+        _ => "stop",
+    }
+}
+
+/// OpenAI's error object, as sent to clients.
+#[derive(Debug, Serialize)]
+struct ChatError<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<()>,
+    code: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+struct ChatErrorBody<'a> {
+    error: ChatError<'a>,
+}
+
+/// How one Anthropic error type reaches the client: status, OpenAI `type`
+/// and `code`, and whether the message should say the provider's key (not
+/// the client's) is at fault. `status` is what Anthropic sent, used for
+/// types it may grow in future.
+pub(super) fn error_kind(anthropic_type: &str, status: u16) -> (u16, &'static str, &'static str) {
+    match anthropic_type {
+        // Anthropic uses this type for other 4xx statuses too: keep theirs.
+        "invalid_request_error" => (
+            if (400..500).contains(&status) {
+                status
+            } else {
+                400
+            },
+            "invalid_request_error",
+            "invalid_request",
+        ),
+        "authentication_error" => (401, "authentication_error", "provider_authentication_error"),
+        "permission_error" => (403, "permission_error", "provider_permission_denied"),
+        "billing_error" => (402, "billing_error", "provider_billing_error"),
+        "not_found_error" => (404, "invalid_request_error", "not_found"),
+        "request_too_large" => (413, "invalid_request_error", "request_too_large"),
+        "rate_limit_error" => (429, "rate_limit_error", "rate_limit_exceeded"),
+        "timeout_error" => (504, "timeout_error", "upstream_timeout"),
+        "api_error" => (502, "api_error", "upstream_error"),
+        "overloaded_error" => (503, "service_unavailable", "provider_overloaded"),
+        _ => match status {
+            529 => (503, "service_unavailable", "provider_overloaded"),
+            400..=499 => (status, "invalid_request_error", "upstream_error"),
+            _ => (502, "api_error", "upstream_error"),
+        },
+    }
+}
+
+/// The client-facing message for an Anthropic error: Anthropic's own text,
+/// except where it would mislead — a key problem is aipipe's provider key,
+/// not the key the client sent.
+pub(super) fn error_message(anthropic_type: &str, message: &str) -> String {
+    match anthropic_type {
+        "authentication_error" | "permission_error" | "billing_error" => format!(
+            "Anthropic rejected the provider key aipipe used for this model ({message}). \
+             Ask your aipipe operator to check the tenant's Anthropic key and account."
+        ),
+        _ => message.to_owned(),
+    }
+}
+
+/// An OpenAI-shaped error body.
+pub(super) fn error_body(message: &str, kind: &str, code: &str) -> Vec<u8> {
+    let body = ChatErrorBody {
+        error: ChatError {
+            message,
+            kind,
+            param: None,
+            code,
+        },
+    };
+    serde_json::to_vec(&body).unwrap_or_else(|_| b"{\"error\":{}}".to_vec())
 }
 
 #[cfg(test)]
@@ -361,36 +408,6 @@ mod tests {
         a["usage"] = json!("unreadable");
         let v = chat(a);
         assert_eq!(v["choices"][0]["message"]["content"], "hi");
-    }
-
-    #[test]
-    fn usage_counts_cache_reads_and_writes_as_prompt_tokens() {
-        let body = br#"{"type":"message","usage":{"input_tokens":10,"output_tokens":5,"cache_creation_input_tokens":null,"cache_read_input_tokens":90}}"#;
-        assert_eq!(
-            anthropic_usage(body),
-            Some(Tokens {
-                prompt: 100,
-                completion: 5,
-                cached: 90,
-                cache_write: 0
-            })
-        );
-        assert_eq!(
-            anthropic_usage(br#"{"usage":{"input_tokens":3,"output_tokens":1,"cache_creation_input_tokens":7}}"#),
-            Some(Tokens { prompt: 10, completion: 1, cached: 0, cache_write: 7 })
-        );
-        assert_eq!(anthropic_usage(br#"{"usage":{}}"#), None);
-        assert_eq!(anthropic_usage(br#"{"usage":null}"#), None);
-        assert_eq!(anthropic_usage(b"garbage"), None);
-        let huge = format!(
-            r#"{{"usage":{{"input_tokens":{},"output_tokens":1,"cache_read_input_tokens":{}}}}}"#,
-            u64::MAX,
-            u64::MAX
-        );
-        assert_eq!(
-            anthropic_usage(huge.as_bytes()).map(|t| t.prompt),
-            Some(u64::MAX)
-        );
     }
 
     #[test]
