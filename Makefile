@@ -63,9 +63,10 @@ lint: .wasm-target.stamp
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p aipipe-proxy-wasm --target wasm32-wasip1 -- -D warnings
 
-## unit: every crate's unit tests, natively (the request flow runs on a fake host)
+## unit: every crate's tests that need no Envoy, natively (the request flow runs on a fake host)
 unit:
-	$(CARGO) test --workspace --lib --bins
+	$(CARGO) test --workspace --exclude aipipe-tests
+	$(CARGO) test -p aipipe-tests --lib --bins
 
 # Real Envoy + the real filter + the mock provider server (this also checks
 # that every config in envoy/ passes `envoy --mode validate`).

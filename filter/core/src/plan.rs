@@ -6,10 +6,10 @@
 use crate::anthropic::{self, MessagesDraft};
 use crate::cache::{self, Prompt};
 use crate::error::ApiError;
-use crate::ollama::{self, Endpoint};
 use crate::protocol::Protocol;
+use crate::protocol::ollama::{self, Endpoint};
+use crate::protocol::responses;
 use crate::request::{BodyEdit, BodyShape, ChatRequest, ModelChoice};
-use crate::responses;
 use crate::route::{needs, no_candidate};
 use crate::score::Score;
 use crate::select;

@@ -10,9 +10,9 @@
 //! Plain Rust, no host calls: the request flow feeds it the provider's bytes.
 
 use crate::anthropic::{self, ChatToMessagesStream, StreamTranslator};
-use crate::ollama::{self, ChatToOllamaStream, Endpoint};
 use crate::protocol::Protocol;
-use crate::responses::{self, ChatToResponsesStream};
+use crate::protocol::ollama::{self, ChatToOllamaStream, Endpoint};
+use crate::protocol::responses::{self, ChatToResponsesStream};
 use crate::sse::UsageStripper;
 
 /// A stream rewritten event by event, whatever the chunk boundaries.

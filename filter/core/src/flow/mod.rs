@@ -35,8 +35,8 @@ use std::time::SystemTime;
 use crate::cache::{Key, cache_control_bypass};
 use crate::carry;
 use crate::error::ApiError;
-use crate::ollama;
 use crate::plan::{Attempt, Plan, Upstream};
+use crate::protocol::ollama;
 use crate::protocol::{
     ANTHROPIC_VERSION, MODELS_PATH, OLLAMA_TAGS_PATH, OLLAMA_VERSION_PATH, Protocol,
 };

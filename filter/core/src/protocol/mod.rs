@@ -11,7 +11,12 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::ApiError;
-use crate::ollama::{self, Endpoint};
+
+pub(crate) mod chat;
+pub mod ollama;
+pub mod responses;
+
+use ollama::Endpoint;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Protocol {

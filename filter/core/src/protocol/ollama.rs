@@ -22,9 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use super::chat;
 use crate::anthropic::TranslateError;
 use crate::error::ApiError;
-use crate::responses::chat;
 use crate::sse::SseParser;
 use crate::table::hex_hash;
 use crate::usage::{Tokens, openai_usage};

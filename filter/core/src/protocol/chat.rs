@@ -1,0 +1,525 @@
+//! Chat Completions on the wire, as the client protocols translated here
+//! write requests and read answers (whole and streamed).
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::anthropic::TranslateError;
+use crate::error::ApiError;
+use crate::usage::{Tokens, openai_usage};
+
+// ------------------------------------------------------------ requests
+
+/// A Chat Completions request. `stream` is always written, so the
+/// request flow never has to guess a protocol's default.
+#[derive(Serialize, Default)]
+pub struct Request<'a> {
+    pub model: Cow<'a, str>,
+    pub messages: Vec<Message<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Tool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_format: Option<ResponseFormat<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<Cow<'a, str>>,
+    pub stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+}
+
+#[derive(Serialize)]
+pub struct StreamOptions {
+    pub include_usage: bool,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(model: Cow<'a, str>, messages: Vec<Message<'a>>) -> Self {
+        Request {
+            model,
+            messages,
+            ..Request::default()
+        }
+    }
+
+    /// A streamed request also asks for the final usage chunk: the
+    /// translated stream reports usage at its end, and accounting needs it.
+    pub fn set_stream(&mut self, stream: bool) {
+        self.stream = stream;
+        self.stream_options = stream.then_some(StreamOptions {
+            include_usage: true,
+        });
+    }
+
+    /// `tool_choice` and `parallel_tool_calls` only mean something with
+    /// tools, and OpenAI refuses them without.
+    pub fn set_tools(
+        &mut self,
+        tools: Vec<Tool<'a>>,
+        choice: Option<ToolChoice<'a>>,
+        parallel: Option<bool>,
+    ) {
+        if !tools.is_empty() {
+            self.tool_choice = choice;
+            self.parallel_tool_calls = parallel;
+        }
+        self.tools = tools;
+    }
+
+    pub fn encode(&self) -> Result<Vec<u8>, ApiError> {
+        serde_json::to_vec(self)
+            .map_err(|e| ApiError::BadRequest(format!("could not encode the chat request: {e}")))
+    }
+}
+
+#[derive(Serialize)]
+pub struct Message<'a> {
+    pub role: &'static str,
+    pub content: Content<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<Cow<'a, str>>,
+}
+
+impl<'a> Message<'a> {
+    pub fn text(role: &'static str, text: impl Into<Cow<'a, str>>) -> Self {
+        Message {
+            role,
+            content: Content::Text(text.into()),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
+    pub fn parts(role: &'static str, parts: Vec<Part<'a>>) -> Self {
+        Message {
+            content: Content::Parts(parts),
+            ..Message::text(role, "")
+        }
+    }
+
+    pub fn tool_result(id: Cow<'a, str>, text: impl Into<Cow<'a, str>>) -> Self {
+        Message {
+            tool_call_id: Some(id),
+            ..Message::text("tool", text)
+        }
+    }
+
+    /// An assistant turn that only calls tools: its content is `null`.
+    pub fn calls(tool_calls: Vec<ToolCall<'a>>) -> Self {
+        Message {
+            role: "assistant",
+            content: Content::Null,
+            tool_calls,
+            tool_call_id: None,
+        }
+    }
+}
+
+/// Adds a tool call to the assistant turn it belongs to: the previous
+/// message when that is an assistant turn (its text, or calls made in
+/// parallel), else a new assistant turn.
+pub fn push_call<'a>(messages: &mut Vec<Message<'a>>, call: ToolCall<'a>) {
+    match messages.last_mut() {
+        Some(m) if m.role == "assistant" => m.tool_calls.push(call),
+        _ => messages.push(Message::calls(vec![call])),
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Content<'a> {
+    Null,
+    Text(Cow<'a, str>),
+    Parts(Vec<Part<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Part<'a> {
+    Text { text: Cow<'a, str> },
+    ImageUrl { image_url: ImageUrl<'a> },
+    File { file: File<'a> },
+}
+
+#[derive(Serialize)]
+pub struct ImageUrl<'a> {
+    pub url: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+pub struct File<'a> {
+    pub file_data: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filename: Option<Cow<'a, str>>,
+}
+
+#[derive(Serialize)]
+pub struct ToolCall<'a> {
+    pub id: Cow<'a, str>,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: FunctionCall<'a>,
+}
+
+impl<'a> ToolCall<'a> {
+    pub fn new(id: Cow<'a, str>, name: Cow<'a, str>, arguments: Cow<'a, str>) -> Self {
+        ToolCall {
+            id,
+            kind: "function",
+            function: FunctionCall { name, arguments },
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct FunctionCall<'a> {
+    pub name: Cow<'a, str>,
+    pub arguments: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+pub struct Tool<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub function: FunctionDef<'a>,
+}
+
+impl<'a> Tool<'a> {
+    pub fn function(
+        name: Cow<'a, str>,
+        description: Option<Cow<'a, str>>,
+        parameters: Option<&'a RawValue>,
+        strict: Option<bool>,
+    ) -> Self {
+        Tool {
+            kind: "function",
+            function: FunctionDef {
+                name,
+                description,
+                parameters,
+                strict,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct FunctionDef<'a> {
+    pub name: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<Cow<'a, str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum ToolChoice<'a> {
+    /// `none`, `auto` or `required`.
+    Mode(&'static str),
+    Function {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        function: Name<'a>,
+    },
+}
+
+impl<'a> ToolChoice<'a> {
+    pub fn function(name: Cow<'a, str>) -> Self {
+        ToolChoice::Function {
+            kind: "function",
+            function: Name { name },
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct Name<'a> {
+    pub name: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat<'a> {
+    JsonObject,
+    JsonSchema { json_schema: JsonSchema<'a> },
+}
+
+#[derive(Serialize)]
+pub struct JsonSchema<'a> {
+    pub name: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<Cow<'a, str>>,
+    pub schema: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+// ------------------------------------------------------------- answers
+
+/// A whole `chat.completion`: what the translations read of it.
+#[derive(Deserialize)]
+pub struct Completion<'a> {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(borrow, default, deserialize_with = "nullable")]
+    pub choices: Vec<Choice<'a>>,
+    #[serde(default)]
+    pub usage: Option<UsageDetails>,
+}
+
+impl<'a> Completion<'a> {
+    pub fn parse(body: &'a [u8]) -> Result<Completion<'a>, TranslateError> {
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(TranslateError(
+                "the provider's answer is not a JSON object".into(),
+            ));
+        }
+        serde_json::from_slice(body).map_err(|e| {
+            TranslateError(format!(
+                "the provider's answer is not a readable chat completion: {e}"
+            ))
+        })
+    }
+
+    /// The first choice: the only one these protocols can express.
+    pub fn into_choice(self) -> Result<(Option<String>, Choice<'a>), TranslateError> {
+        let id = self.id;
+        match self.choices.into_iter().next() {
+            Some(c) => Ok((id, c)),
+            None => Err(TranslateError(
+                "the provider's answer has no choices".into(),
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Choice<'a> {
+    #[serde(borrow, default)]
+    pub message: Option<AnswerMessage<'a>>,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct AnswerMessage<'a> {
+    #[serde(borrow, default)]
+    pub content: Option<TextOr<'a, Vec<TextPart>>>,
+    #[serde(default)]
+    pub refusal: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tool_calls: Vec<AnswerToolCall>,
+}
+
+impl AnswerMessage<'_> {
+    /// The text of the answer, whether sent as a string or as parts.
+    pub fn text(&self) -> String {
+        match &self.content {
+            None => String::new(),
+            Some(TextOr::Text(t)) => t.to_string(),
+            Some(TextOr::Other(parts)) => parts.iter().filter_map(|p| p.text.as_deref()).collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct TextPart {
+    #[serde(default)]
+    pub text: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct AnswerToolCall {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub function: Option<Function>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct Function {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub arguments: Option<String>,
+}
+
+/// One `chat.completion.chunk` (or the error object a provider may send
+/// in its place).
+#[derive(Deserialize)]
+pub struct Chunk {
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub choices: Vec<ChunkChoice>,
+    #[serde(default)]
+    pub usage: Option<UsageDetails>,
+    #[serde(default)]
+    pub error: Option<Value>,
+}
+
+impl Chunk {
+    /// The message of an error chunk, if this is one.
+    pub fn error_message(&self) -> Option<String> {
+        let error = self.error.as_ref().filter(|e| !e.is_null())?;
+        Some(
+            error
+                .get("message")
+                .or(Some(error))
+                .and_then(Value::as_str)
+                .unwrap_or("The upstream provider reported an error.")
+                .to_owned(),
+        )
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ChunkChoice {
+    #[serde(default)]
+    pub delta: Option<Delta>,
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Delta {
+    #[serde(default)]
+    pub content: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub tool_calls: Vec<ChunkToolCall>,
+}
+
+#[derive(Deserialize)]
+pub struct ChunkToolCall {
+    #[serde(default)]
+    pub index: u64,
+    #[serde(default)]
+    pub id: Option<String>,
+    #[serde(default)]
+    pub function: Option<Function>,
+}
+
+/// The part of `usage` that [`openai_usage`] does not read.
+#[derive(Deserialize, Default)]
+pub struct UsageDetails {
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionDetails>,
+}
+
+#[derive(Deserialize, Default)]
+struct CompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+/// Token counts of an answer or chunk, with the reasoning tokens among
+/// the completion tokens. None when it carries no readable usage.
+pub fn usage(json: &[u8], details: Option<&UsageDetails>) -> Option<(Tokens, u64)> {
+    let tokens = openai_usage(json)?;
+    let reasoning = details
+        .and_then(|d| d.completion_tokens_details.as_ref())
+        .and_then(|d| d.reasoning_tokens)
+        .unwrap_or(0);
+    Some((tokens, reasoning))
+}
+
+// ------------------------------------------------------------- helpers
+
+/// Parses a client's request body, with the messages every protocol
+/// gives for an empty body, a non-object or bad JSON.
+pub fn parse_request<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, ApiError> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Err(ApiError::BadRequest("request body is empty".into())),
+        Some(b'{') => {}
+        Some(_) => {
+            return Err(ApiError::BadRequest(format!(
+                "request body must be a JSON object: {what}"
+            )));
+        }
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let why = if e.is_syntax() || e.is_eof() {
+            "request body is not valid JSON"
+        } else {
+            "invalid request body"
+        };
+        ApiError::BadRequest(format!("{why}: {e}"))
+    })
+}
+
+/// `null` read as the type's default (providers and clients send
+/// `"tool_calls": null` and the like).
+pub fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A field that is either a string or something else (a list of parts,
+/// a list of items, an object): `input`, `content`, `tool_choice`, ….
+#[derive(Debug)]
+pub enum TextOr<'a, T> {
+    Text(Cow<'a, str>),
+    Other(T),
+}
+
+impl<'de: 'a, 'a, T: Deserialize<'de>> Deserialize<'de> for TextOr<'a, T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a, T>(PhantomData<(&'a (), T)>);
+        impl<'de: 'a, 'a, T: Deserialize<'de>> Visitor<'de> for V<'a, T> {
+            type Value = TextOr<'a, T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string, a list or an object")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(TextOr::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(TextOr::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(TextOr::Text(Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(SeqAccessDeserializer::new(seq)).map(TextOr::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(TextOr::Other)
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
