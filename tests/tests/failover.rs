@@ -197,6 +197,61 @@ fn an_anthropic_client_streams_after_a_failover_to_an_openai_model() {
     }
 }
 
+#[test]
+fn ollama_and_responses_streams_still_stream_after_a_failover() {
+    let s = Stack::start();
+    s.mock.fault(json!({"provider": "openai", "status": 503}));
+    s.mock
+        .fault(json!({"provider": "anthropic", "stream_chunk_delay_ms": 200}));
+    // Ollama streams NDJSON by default; Claude answers after the redirects.
+    let body = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "tell me a story"}]});
+    let (status, lines) = stream_lines(&s.envoy.url("/api/chat"), &ACME.auth(), &body);
+    assert_eq!(status, 200, "{lines:?}");
+    let first = lines.first().map(|(at, _)| *at).unwrap_or_default();
+    let last = lines.last().map(|(at, _)| *at).unwrap_or_default();
+    assert!(
+        last - first >= Duration::from_millis(400),
+        "lines arrived bunched: {lines:?}"
+    );
+    let done: Value = serde_json::from_str(&lines.last().unwrap().1).unwrap();
+    assert_eq!(done["done"], true, "{done}");
+    assert!(
+        done["model"].as_str().unwrap().starts_with("claude"),
+        "{done}"
+    );
+    assert!(done["eval_count"].as_u64().unwrap() > 0, "{done}");
+
+    // The Responses API, streamed: events, ending in response.completed.
+    let body = json!({"model": "gpt-4o-mini", "input": "tell me a story", "stream": true});
+    let (status, lines) = stream_lines(&s.envoy.url("/v1/responses"), &ACME.auth(), &body);
+    assert_eq!(status, 200, "{lines:?}");
+    // One Anthropic event may become several Responses events: the text
+    // deltas are what must arrive spread out, as the mock sent them.
+    let deltas: Vec<Duration> = lines
+        .iter()
+        .filter(|(_, l)| l == "event: response.output_text.delta")
+        .map(|(at, _)| *at)
+        .collect();
+    assert!(deltas.len() >= 5, "{lines:?}");
+    assert!(
+        deltas
+            .windows(2)
+            .all(|w| w[1] - w[0] >= Duration::from_millis(150)),
+        "deltas arrived bunched: {deltas:?}"
+    );
+    assert!(lines[0].1.contains("response.created"), "{lines:?}");
+    assert!(
+        lines.iter().any(|(_, l)| l == "event: response.completed"),
+        "{lines:?}"
+    );
+    let stat = |name: &str| s.envoy.stat(&format!("wasmcustom.aipipe.failover.{name}"));
+    // Two for the first request; the second may skip gpt-4o, which the
+    // first one's failure penalised below Claude.
+    let redirects = stat("redirects").unwrap_or(0);
+    assert!((3..=4).contains(&redirects), "{redirects} redirects");
+    assert_eq!(stat("unfollowed"), Some(0));
+}
+
 /// The rendered config without the route's `internal_redirect_policy`
 /// block: Envoy then hands the upstream filter's 307 back to the filter,
 /// which calls the next candidate.
