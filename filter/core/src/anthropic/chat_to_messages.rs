@@ -1,11 +1,20 @@
-//! OpenAI Chat Completions request → Anthropic Messages request.
+//! An OpenAI Chat Completions request → an Anthropic Messages request.
 //!
-//! Works on a `serde_json::Value`: this path only runs for requests routed to
-//! Anthropic, and a tree makes every error name the exact field
-//! (`messages[3].tool_calls[0].function.arguments`).
+//! The request is read into borrowed wire structs whose checked fields are
+//! [`Lax`], so that every error names the exact field
+//! (`messages[3].tool_calls[0].function.arguments`), and the Anthropic
+//! request is written from structs that borrow from it. JSON schemas, tool
+//! arguments, `cache_control` and `thinking` pass through as the client
+//! wrote them.
 
-use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::lax::{Lax, List};
+use super::wire::{Block, Source, ToolInput};
 use super::{JSON_TOOL, TranslateError};
 
 type Result<T> = std::result::Result<T, TranslateError>;
@@ -76,10 +85,11 @@ pub fn chat_to_messages(
 
 /// A Chat Completions request translated to Anthropic Messages but for the
 /// model: a request that may be tried on several Anthropic models (failover)
-/// is translated once.
+/// is translated and encoded once.
 #[derive(Debug, Clone)]
 pub struct MessagesDraft {
-    body: Map<String, Value>,
+    /// The encoded request without `model` and `max_tokens`: a JSON object.
+    body: Vec<u8>,
     /// The client's own `max_tokens` / `max_completion_tokens`.
     max_tokens: Option<u64>,
 }
@@ -88,31 +98,53 @@ impl MessagesDraft {
     /// The upstream body for `upstream_model`; `default_max_tokens` when the
     /// client set none (Anthropic requires it).
     pub fn for_model(&self, upstream_model: &str, default_max_tokens: u64) -> Result<Vec<u8>> {
-        let mut out = self.body.clone();
-        out.insert("model".into(), upstream_model.into());
-        out.insert(
-            "max_tokens".into(),
-            self.max_tokens.unwrap_or(default_max_tokens).max(1).into(),
-        );
-        serde_json::to_vec(&Value::Object(out))
-            .map_err(|e| TranslateError(format!("could not encode the Anthropic request: {e}")))
+        #[derive(Serialize)]
+        struct Head<'a> {
+            model: &'a str,
+            max_tokens: u64,
+        }
+        let head = serde_json::to_vec(&Head {
+            model: upstream_model,
+            max_tokens: self.max_tokens.unwrap_or(default_max_tokens).max(1),
+        })
+        .map_err(|e| TranslateError(format!("could not encode the Anthropic request: {e}")))?;
+        // Two encoded objects joined into one: `{head…}` and `{body…}`.
+        match (head.strip_suffix(b"}"), self.body.strip_prefix(b"{")) {
+            (Some(head), Some(b"}")) => Ok([head, b"}"].concat()),
+            (Some(head), Some(body)) => Ok([head, b",", body].concat()),
+            _ => fail("could not encode the Anthropic request"),
+        }
     }
 }
 
 /// [`chat_to_messages`] up to the model (see [`MessagesDraft`]).
 pub fn chat_to_messages_draft(body: &[u8]) -> Result<MessagesDraft> {
-    let req: Value = serde_json::from_slice(body)
-        .map_err(|e| TranslateError(format!("request body is not valid JSON: {e}")))?;
-    let Value::Object(req) = req else {
+    let req = serde_json::from_slice::<Lax<ChatRequest>>(body).map_err(|e| {
+        let why = if e.is_data() {
+            "invalid request body"
+        } else {
+            "request body is not valid JSON"
+        };
+        TranslateError(format!("{why}: {e}"))
+    })?;
+    let Lax::Object(req) = req else {
         return fail("request body must be a JSON object: an OpenAI Chat Completions request");
     };
-    reject_unsupported(&req)?;
+    let (messages, max_tokens) = translate(&req)?;
+    let body = serde_json::to_vec(&messages)
+        .map_err(|e| TranslateError(format!("could not encode the Anthropic request: {e}")))?;
+    Ok(MessagesDraft { body, max_tokens })
+}
 
-    let messages = match req.get("messages") {
-        Some(Value::Array(m)) if !m.is_empty() => m,
-        Some(Value::Array(_)) => return fail("`messages` must contain at least one message"),
-        Some(_) => return fail("`messages` must be an array of messages"),
-        None => return fail("missing field `messages`"),
+/// The Anthropic request for `req`, and the client's own `max_tokens`.
+fn translate<'a>(req: &'a ChatRequest<'a>) -> Result<(MessagesRequest<'a>, Option<u64>)> {
+    reject_unsupported(req)?;
+
+    let messages = match &req.messages {
+        Lax::Array(m) if !m.is_empty() => m,
+        Lax::Array(_) => return fail("`messages` must contain at least one message"),
+        Lax::Absent => return fail("missing field `messages`"),
+        _ => return fail("`messages` must be an array of messages"),
     };
     let mut conv = Conversation::default();
     for (i, m) in messages.iter().enumerate() {
@@ -120,132 +152,117 @@ pub fn chat_to_messages_draft(body: &[u8]) -> Result<MessagesDraft> {
     }
     conv.finish()?;
 
-    let mut out = Map::new();
-    let max_tokens = match uint(&req, "max_completion_tokens")? {
+    let max_tokens = match uint(&req.max_completion_tokens, "max_completion_tokens")? {
         Some(n) => Some(n),
-        None => uint(&req, "max_tokens")?,
+        None => uint(&req.max_tokens, "max_tokens")?,
     };
     if max_tokens == Some(0) {
         return fail("`max_tokens` must be at least 1");
     }
 
-    let mut tools = client_tools(&req)?;
+    let mut tools = client_tools(&req.tools)?;
     let mut tool_choice = if tools.is_empty() {
         None
     } else {
-        tool_choice(&req)?
+        tool_choice(&req.tool_choice)?
     };
-    match json_mode(&req)? {
+    match json_mode(&req.response_format)? {
         JsonMode::Off => {}
-        JsonMode::Object => conv.system.push(text(
+        JsonMode::Object => conv.system.push(Block::text(
             "Respond only with a single valid JSON object, with no other text.",
         )),
         JsonMode::Schema { name, schema } => {
-            if tools.is_empty() && is_object_schema(&schema) {
-                tools.push(json!({
-                    "name": JSON_TOOL,
-                    "description": format!(
+            if tools.is_empty() && is_object_schema(schema) {
+                tools.push(Tool {
+                    name: JSON_TOOL,
+                    description: Some(Cow::Owned(format!(
                         "Give your final answer as this tool's input: a JSON value matching the schema `{name}`."
-                    ),
-                    "input_schema": schema,
-                }));
-                tool_choice = Some(json!({"type": "tool", "name": JSON_TOOL}));
+                    ))),
+                    input_schema: Schema::Raw(Cow::Borrowed(schema)),
+                });
+                tool_choice = Some(ToolChoice {
+                    name: Some(JSON_TOOL),
+                    ..ToolChoice::kind("tool")
+                });
             } else {
-                conv.system.push(text(&format!(
-                    "Respond only with JSON that matches this JSON schema (`{name}`), with no other text:\n{schema}"
+                conv.system.push(Block::text(format!(
+                    "Respond only with JSON that matches this JSON schema (`{name}`), with no other text:\n{}",
+                    compact(schema)
                 )));
             }
         }
     }
     if tools.is_empty() && !conv.tools_used.is_empty() {
         for name in &conv.tools_used {
-            tools.push(json!({
-                "name": name,
-                "description": "A tool this conversation used earlier.",
-                "input_schema": {"type": "object"},
-            }));
+            tools.push(Tool {
+                name,
+                description: Some(Cow::Borrowed("A tool this conversation used earlier.")),
+                input_schema: OPEN_SCHEMA,
+            });
         }
-        tool_choice = Some(json!({"type": "none"}));
+        tool_choice = Some(ToolChoice::kind("none"));
     }
-    if let Some(Value::Object(choice)) = tool_choice.as_mut()
-        && req.get("parallel_tool_calls") == Some(&Value::Bool(false))
-        && choice.get("type").and_then(Value::as_str) != Some("none")
+    if let Some(choice) = tool_choice.as_mut()
+        && req.parallel_tool_calls.as_bool() == Some(false)
+        && choice.kind != "none"
     {
-        choice.insert("disable_parallel_tool_use".into(), true.into());
+        choice.disable_parallel_tool_use = true;
     }
 
-    match conv.system.as_slice() {
-        [] => {}
-        [only] if only.get("cache_control").is_none() => {
-            out.insert(
-                "system".into(),
-                only.get("text").cloned().unwrap_or_default(),
-            );
-        }
-        blocks => {
-            out.insert("system".into(), Value::Array(blocks.to_vec()));
-        }
-    }
-    let turns = conv
-        .turns
-        .into_iter()
-        .map(|t| json!({"role": t.role, "content": t.blocks}))
-        .collect();
-    out.insert("messages".into(), Value::Array(turns));
-    if !tools.is_empty() {
-        out.insert("tools".into(), Value::Array(tools));
-    }
-    if let Some(choice) = tool_choice {
-        out.insert("tool_choice".into(), choice);
-    }
-    if let Some(stop) = stop_sequences(&req)? {
-        out.insert("stop_sequences".into(), stop);
-    }
-    let temperature = number(&req, "temperature")?;
-    if let Some(t) = temperature {
-        out.insert("temperature".into(), t.clamp(0.0, 1.0).into());
-    } else if let Some(p) = number(&req, "top_p")? {
-        out.insert("top_p".into(), p.clamp(0.0, 1.0).into());
-    }
-    if let Some(k) = uint(&req, "top_k")? {
-        out.insert("top_k".into(), k.into());
-    }
-    if let Some(thinking) = req.get("thinking").filter(|t| t.is_object()) {
-        out.insert("thinking".into(), thinking.clone());
-    }
-    match req.get("stream") {
-        None | Some(Value::Null) => {}
-        Some(Value::Bool(b)) => {
-            out.insert("stream".into(), (*b).into());
-        }
-        Some(_) => return fail("`stream` must be a boolean"),
-    }
-    for key in ["safety_identifier", "user"] {
-        match req.get(key) {
-            None | Some(Value::Null) => continue,
-            Some(Value::String(id)) if !id.is_empty() => {
-                out.insert("metadata".into(), json!({ "user_id": id }));
+    let temperature = number(&req.temperature, "temperature")?;
+    let top_p = match temperature {
+        Some(_) => None,
+        None => number(&req.top_p, "top_p")?,
+    };
+    let top_k = uint(&req.top_k, "top_k")?;
+    let stream = match &req.stream {
+        Lax::Absent | Lax::Null => None,
+        Lax::Bool(b) => Some(*b),
+        _ => return fail("`stream` must be a boolean"),
+    };
+    let mut metadata = None;
+    for (key, id) in [
+        ("safety_identifier", &req.safety_identifier),
+        ("user", &req.user),
+    ] {
+        match id {
+            Lax::Absent | Lax::Null => continue,
+            Lax::Str(id) if !id.is_empty() => {
+                metadata = Some(Metadata { user_id: id });
                 break;
             }
-            Some(Value::String(_)) => continue,
-            Some(_) => return fail(format!("`{key}` must be a string")),
+            Lax::Str(_) => continue,
+            _ => return fail(format!("`{key}` must be a string")),
         }
     }
-    Ok(MessagesDraft {
-        body: out,
-        max_tokens,
-    })
+    let out = MessagesRequest {
+        system: system(conv.system),
+        messages: conv.turns,
+        tools,
+        tool_choice,
+        stop_sequences: stop_sequences(&req.stop)?,
+        temperature: temperature.map(|t| t.clamp(0.0, 1.0)),
+        top_p: top_p.map(|p| p.clamp(0.0, 1.0)),
+        top_k,
+        thinking: req.thinking.filter(|t| is_object(t)),
+        stream,
+        metadata,
+    };
+    Ok((out, max_tokens))
 }
 
-fn reject_unsupported(req: &Map<String, Value>) -> Result<()> {
-    for key in ["functions", "function_call"] {
-        if req.get(key).is_some_and(|v| !v.is_null()) {
+fn reject_unsupported(req: &ChatRequest) -> Result<()> {
+    for (key, value) in [
+        ("functions", &req.functions),
+        ("function_call", &req.function_call),
+    ] {
+        if !value.is_none() {
             return fail(format!(
                 "`{key}` (legacy function calling) is not supported for Anthropic models; use `tools` and `tool_choice`"
             ));
         }
     }
-    if uint(req, "n")?.is_some_and(|n| n > 1) {
+    if uint(&req.n, "n")?.is_some_and(|n| n > 1) {
         return fail(
             "`n` greater than 1 is not supported for Anthropic models; send one request per choice",
         );
@@ -253,17 +270,29 @@ fn reject_unsupported(req: &Map<String, Value>) -> Result<()> {
     Ok(())
 }
 
-#[derive(Default)]
-struct Conversation {
-    system: Vec<Value>,
-    turns: Vec<Turn>,
-    /// Tool names called in the history, in first-use order.
-    tools_used: Vec<String>,
+/// The system prompt: a plain string for one text block without a
+/// `cache_control` marker, else the blocks.
+fn system(blocks: Vec<Block<'_>>) -> Option<System<'_>> {
+    match <[Block; 1]>::try_from(blocks) {
+        Ok(
+            [
+                Block::Text {
+                    text,
+                    cache_control: None,
+                },
+            ],
+        ) => Some(System::Text(text)),
+        Ok(one) => Some(System::Blocks(one.into())),
+        Err(blocks) => (!blocks.is_empty()).then_some(System::Blocks(blocks)),
+    }
 }
 
-struct Turn {
-    role: &'static str,
-    blocks: Vec<Value>,
+#[derive(Default)]
+struct Conversation<'a> {
+    system: Vec<Block<'a>>,
+    turns: Vec<Turn<'a>>,
+    /// Tool names called in the history, in first-use order.
+    tools_used: Vec<&'a str>,
 }
 
 /// Where a content part may appear: Anthropic allows images and documents
@@ -274,52 +303,51 @@ enum Allow {
     Media,
 }
 
-impl Conversation {
-    fn add(&mut self, i: usize, message: &Value) -> Result<()> {
+impl<'a> Conversation<'a> {
+    fn add(&mut self, i: usize, message: &'a Lax<'a, ChatMessage<'a>>) -> Result<()> {
         let path = format!("messages[{i}]");
-        let Value::Object(m) = message else {
+        let Lax::Object(m) = message else {
             return fail(format!("{path} must be an object"));
         };
-        let Some(role) = m.get("role").and_then(Value::as_str) else {
+        let Some(role) = m.role.as_str() else {
             return fail(format!("{path}.role must be a string"));
         };
-        let content = m.get("content").unwrap_or(&Value::Null);
         let content_path = format!("{path}.content");
         match role {
             "system" | "developer" => {
-                let blocks = blocks(content, &content_path, Allow::TextOnly)?;
+                let blocks = blocks(&m.content, &content_path, Allow::TextOnly)?;
                 self.system.extend(blocks);
             }
             "user" => {
-                let blocks = blocks(content, &content_path, Allow::Media)?;
+                let blocks = blocks(&m.content, &content_path, Allow::Media)?;
                 self.push("user", blocks);
             }
             "assistant" => {
-                let mut blocks = blocks(content, &content_path, Allow::TextOnly)?;
-                match m.get("tool_calls") {
-                    None | Some(Value::Null) => {}
-                    Some(Value::Array(calls)) => {
+                let mut blocks = blocks(&m.content, &content_path, Allow::TextOnly)?;
+                match &m.tool_calls {
+                    Lax::Absent | Lax::Null => {}
+                    Lax::Array(calls) => {
                         for (j, call) in calls.iter().enumerate() {
                             let block = self.tool_use(call, &format!("{path}.tool_calls[{j}]"))?;
                             blocks.push(block);
                         }
                     }
-                    Some(_) => return fail(format!("{path}.tool_calls must be an array")),
+                    _ => return fail(format!("{path}.tool_calls must be an array")),
                 }
                 self.push("assistant", blocks);
             }
             "tool" => {
-                let Some(id) = m.get("tool_call_id").and_then(Value::as_str) else {
+                let Some(id) = m.tool_call_id.as_str() else {
                     return fail(format!("{path}.tool_call_id must be a string"));
                 };
-                let inner = blocks(content, &content_path, Allow::Media)?;
-                let mut result = Map::new();
-                result.insert("type".into(), "tool_result".into());
-                result.insert("tool_use_id".into(), id.into());
-                if !inner.is_empty() {
-                    result.insert("content".into(), Value::Array(inner));
-                }
-                self.push("user", vec![Value::Object(result)]);
+                let content = blocks(&m.content, &content_path, Allow::Media)?;
+                self.push(
+                    "user",
+                    vec![Block::ToolResult {
+                        tool_use_id: id,
+                        content,
+                    }],
+                );
             }
             "function" => {
                 return fail(format!(
@@ -335,55 +363,43 @@ impl Conversation {
         Ok(())
     }
 
-    fn tool_use(&mut self, call: &Value, path: &str) -> Result<Value> {
-        let Value::Object(c) = call else {
+    fn tool_use(&mut self, call: &'a Lax<'a, ToolCall<'a>>, path: &str) -> Result<Block<'a>> {
+        let Lax::Object(c) = call else {
             return fail(format!("{path} must be an object"));
         };
-        let Some(id) = c.get("id").and_then(Value::as_str) else {
+        let Some(id) = c.id.as_str() else {
             return fail(format!("{path}.id must be a string"));
         };
-        if let Some(kind) = c.get("type").and_then(Value::as_str)
+        if let Some(kind) = c.kind.as_str()
             && kind != "function"
         {
             return fail(format!(
                 "{path}.type `{kind}` is not supported for Anthropic models; only `function` tool calls are"
             ));
         }
-        let Some(f) = c.get("function").and_then(Value::as_object) else {
+        let Some(f) = c.function.object() else {
             return fail(format!("{path}.function must be an object"));
         };
-        let Some(name) = f.get("name").and_then(Value::as_str) else {
+        let Some(name) = f.name.as_str() else {
             return fail(format!("{path}.function.name must be a string"));
         };
-        let input = match f.get("arguments") {
-            None | Some(Value::Null) => Value::Object(Map::new()),
-            Some(Value::String(s)) if s.trim().is_empty() => Value::Object(Map::new()),
-            Some(Value::String(s)) => serde_json::from_str(s).map_err(|e| {
-                TranslateError(format!(
-                    "{path}.function.arguments is not valid JSON ({e}); Anthropic needs tool call arguments as a JSON object"
-                ))
-            })?,
-            Some(v @ Value::Object(_)) => v.clone(),
-            Some(_) => return fail(format!("{path}.function.arguments must be a JSON string")),
-        };
-        if !input.is_object() {
-            return fail(format!(
-                "{path}.function.arguments must encode a JSON object for Anthropic models"
-            ));
+        let input = tool_input(f.arguments, path)?;
+        if !self.tools_used.contains(&name) {
+            self.tools_used.push(name);
         }
-        if !self.tools_used.iter().any(|n| n == name) {
-            self.tools_used.push(name.to_owned());
-        }
-        Ok(json!({"type": "tool_use", "id": id, "name": name, "input": input}))
+        Ok(Block::ToolUse { id, name, input })
     }
 
-    fn push(&mut self, role: &'static str, blocks: Vec<Value>) {
+    fn push(&mut self, role: &'static str, blocks: Vec<Block<'a>>) {
         if blocks.is_empty() {
             return;
         }
         match self.turns.last_mut() {
-            Some(last) if last.role == role => last.blocks.extend(blocks),
-            _ => self.turns.push(Turn { role, blocks }),
+            Some(last) if last.role == role => last.content.extend(blocks),
+            _ => self.turns.push(Turn {
+                role,
+                content: blocks,
+            }),
         }
     }
 
@@ -391,21 +407,19 @@ impl Conversation {
         for turn in &mut self.turns {
             if turn.role == "user" {
                 // Stable: tool results first, everything else in order after.
-                turn.blocks
-                    .sort_by_key(|b| b.get("type").and_then(Value::as_str) != Some("tool_result"));
+                turn.content
+                    .sort_by_key(|b| !matches!(b, Block::ToolResult { .. }));
             }
         }
         if let Some(last) = self.turns.last_mut()
             && last.role == "assistant"
-            && let Some(Value::Object(block)) = last.blocks.last_mut()
-            && let Some(Value::String(t)) = block.get_mut("text")
+            && let Some(Block::Text { text, .. }) = last.content.last_mut()
         {
-            let trimmed = t.trim_end().len();
-            t.truncate(trimmed);
-            if t.is_empty() {
-                last.blocks.pop();
+            trim_end(text);
+            if text.is_empty() {
+                last.content.pop();
             }
-            if last.blocks.is_empty() {
+            if last.content.is_empty() {
                 self.turns.pop();
             }
         }
@@ -418,21 +432,59 @@ impl Conversation {
     }
 }
 
-fn text(t: &str) -> Value {
-    json!({"type": "text", "text": t})
+fn trim_end(text: &mut Cow<'_, str>) {
+    match text {
+        Cow::Borrowed(t) => *t = t.trim_end(),
+        Cow::Owned(t) => t.truncate(t.trim_end().len()),
+    }
+}
+
+/// `function.arguments` as Anthropic's `input`, which must be an object:
+/// JSON text (what OpenAI sends) parsed, or an object passed through.
+fn tool_input<'a>(arguments: Option<&'a RawValue>, path: &str) -> Result<ToolInput<'a>> {
+    let Some(raw) = arguments else {
+        return Ok(ToolInput::Empty {});
+    };
+    let input = match serde_json::from_str::<Lax>(raw.get()) {
+        Ok(Lax::Null) => return Ok(ToolInput::Empty {}),
+        Ok(Lax::Object(_)) => Cow::Borrowed(raw),
+        Ok(Lax::Str(s)) if s.trim().is_empty() => return Ok(ToolInput::Empty {}),
+        Ok(Lax::Str(s)) => Cow::Owned(serde_json::from_str::<Box<RawValue>>(&s).map_err(|e| {
+            TranslateError(format!(
+                "{path}.function.arguments is not valid JSON ({e}); Anthropic needs tool call arguments as a JSON object"
+            ))
+        })?),
+        Ok(_) => return fail(format!("{path}.function.arguments must be a JSON string")),
+        Err(e) => {
+            return fail(format!(
+                "{path}.function.arguments is not valid JSON ({e}); Anthropic needs tool call arguments as a JSON object"
+            ));
+        }
+    };
+    if !is_object(&input) {
+        return fail(format!(
+            "{path}.function.arguments must encode a JSON object for Anthropic models"
+        ));
+    }
+    Ok(ToolInput::Object(input))
+}
+
+/// Whether a raw (whitespace-trimmed) JSON value is an object.
+fn is_object(raw: &RawValue) -> bool {
+    raw.get().starts_with('{')
 }
 
 /// The content of one message as Anthropic blocks.
-fn blocks(content: &Value, path: &str, allow: Allow) -> Result<Vec<Value>> {
+fn blocks<'a>(content: &'a List<'a, Part<'a>>, path: &str, allow: Allow) -> Result<Vec<Block<'a>>> {
     let mut out = Vec::new();
     match content {
-        Value::Null => {}
-        Value::String(s) => {
+        Lax::Absent | Lax::Null => {}
+        Lax::Str(s) => {
             if !s.trim().is_empty() {
-                out.push(text(s));
+                out.push(Block::text(s.as_ref()));
             }
         }
-        Value::Array(parts) => {
+        Lax::Array(parts) => {
             for (j, p) in parts.iter().enumerate() {
                 part(p, &format!("{path}[{j}]"), allow, &mut out)?;
             }
@@ -446,11 +498,16 @@ fn blocks(content: &Value, path: &str, allow: Allow) -> Result<Vec<Value>> {
     Ok(out)
 }
 
-fn part(p: &Value, path: &str, allow: Allow, out: &mut Vec<Value>) -> Result<()> {
-    let Value::Object(p) = p else {
+fn part<'a>(
+    p: &'a Lax<'a, Part<'a>>,
+    path: &str,
+    allow: Allow,
+    out: &mut Vec<Block<'a>>,
+) -> Result<()> {
+    let Lax::Object(p) = p else {
         return fail(format!("{path} must be a content part object"));
     };
-    let Some(kind) = p.get("type").and_then(Value::as_str) else {
+    let Some(kind) = p.kind.as_str() else {
         return fail(format!("{path}.type must be a string"));
     };
     let media_only = |what: &str| {
@@ -460,17 +517,14 @@ fn part(p: &Value, path: &str, allow: Allow, out: &mut Vec<Value>) -> Result<()>
     };
     match kind {
         "text" | "input_text" => {
-            let Some(t) = p.get("text").and_then(Value::as_str) else {
+            let Some(t) = p.text.as_str() else {
                 return fail(format!("{path}.text must be a string"));
             };
             if !t.trim().is_empty() {
-                let mut block = Map::new();
-                block.insert("type".into(), "text".into());
-                block.insert("text".into(), t.into());
-                if let Some(cc) = p.get("cache_control").filter(|c| c.is_object()) {
-                    block.insert("cache_control".into(), cc.clone());
-                }
-                out.push(Value::Object(block));
+                out.push(Block::Text {
+                    text: Cow::Borrowed(t),
+                    cache_control: p.cache_control.filter(|c| is_object(c)),
+                });
             }
         }
         // A refusal the model gave earlier carries nothing to resend.
@@ -479,9 +533,9 @@ fn part(p: &Value, path: &str, allow: Allow, out: &mut Vec<Value>) -> Result<()>
             if allow == Allow::TextOnly {
                 return media_only("images");
             }
-            let url = match p.get("image_url") {
-                Some(Value::String(u)) => Some(u.as_str()),
-                Some(Value::Object(o)) => o.get("url").and_then(Value::as_str),
+            let url = match &p.image_url {
+                Lax::Str(u) => Some(u.as_ref()),
+                Lax::Object(o) => o.url.as_str(),
                 _ => None,
             };
             let Some(url) = url else {
@@ -493,10 +547,7 @@ fn part(p: &Value, path: &str, allow: Allow, out: &mut Vec<Value>) -> Result<()>
             if allow == Allow::TextOnly {
                 return media_only("files");
             }
-            let data = p
-                .get("file")
-                .and_then(|f| f.get("file_data"))
-                .and_then(Value::as_str);
+            let data = p.file.object().and_then(|f| f.file_data.as_str());
             let Some((media, data)) = data.and_then(data_url) else {
                 return fail(format!(
                     "{path}: only inline PDF files (`file.file_data` as a base64 data URL) are supported for Anthropic models"
@@ -507,10 +558,12 @@ fn part(p: &Value, path: &str, allow: Allow, out: &mut Vec<Value>) -> Result<()>
                     "{path}: file type `{media}` is not supported for Anthropic models; only PDF is"
                 ));
             }
-            out.push(json!({
-                "type": "document",
-                "source": {"type": "base64", "media_type": media, "data": data},
-            }));
+            out.push(Block::Document {
+                source: Source::Base64 {
+                    media_type: media,
+                    data,
+                },
+            });
         }
         "input_audio" => {
             return fail(format!(
@@ -526,21 +579,22 @@ fn part(p: &Value, path: &str, allow: Allow, out: &mut Vec<Value>) -> Result<()>
     Ok(())
 }
 
-fn image(url: &str, path: &str) -> Result<Value> {
+fn image<'a>(url: &'a str, path: &str) -> Result<Block<'a>> {
     if url.starts_with("data:") {
-        let Some((media, data)) = data_url(url) else {
+        let Some((media_type, data)) = data_url(url) else {
             return fail(format!(
                 "{path}: an image data URL must be base64, like data:image/png;base64,…"
             ));
         };
-        return Ok(json!({
-            "type": "image",
-            "source": {"type": "base64", "media_type": media, "data": data},
-        }));
+        return Ok(Block::Image {
+            source: Source::Base64 { media_type, data },
+        });
     }
     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
     if lower.starts_with("https://") || lower.starts_with("http://") {
-        return Ok(json!({"type": "image", "source": {"type": "url", "url": url}}));
+        return Ok(Block::Image {
+            source: Source::Url { url },
+        });
     }
     fail(format!(
         "{path}: an image URL must be http(s) or a base64 data URL"
@@ -556,57 +610,79 @@ fn data_url(url: &str) -> Option<(&str, &str)> {
     (base64 && !data.is_empty()).then_some((media, data))
 }
 
-fn client_tools(req: &Map<String, Value>) -> Result<Vec<Value>> {
-    let list = match req.get("tools") {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(list)) => list,
-        Some(_) => return fail("`tools` must be an array"),
+fn client_tools<'a>(tools: &'a List<'a, ChatTool<'a>>) -> Result<Vec<Tool<'a>>> {
+    let list = match tools {
+        Lax::Absent | Lax::Null => return Ok(Vec::new()),
+        Lax::Array(list) => list,
+        _ => return fail("`tools` must be an array"),
     };
-    let mut tools = Vec::with_capacity(list.len());
+    let mut out = Vec::with_capacity(list.len());
     for (k, t) in list.iter().enumerate() {
         let path = format!("tools[{k}]");
-        if let Some(kind) = t.get("type").and_then(Value::as_str)
+        let t = t.object();
+        if let Some(kind) = t.and_then(|t| t.kind.as_str())
             && kind != "function"
         {
             return fail(format!(
                 "{path}: tool type `{kind}` is not supported for Anthropic models; only `function` tools are"
             ));
         }
-        let Some(f) = t.get("function").and_then(Value::as_object) else {
+        let Some(f) = t.and_then(|t| t.function.object()) else {
             return fail(format!("{path}.function must be an object"));
         };
-        let Some(name) = f.get("name").and_then(Value::as_str) else {
+        let Some(name) = f.name.as_str() else {
             return fail(format!("{path}.function.name must be a string"));
         };
-        let mut schema = match f.get("parameters") {
-            None | Some(Value::Null) => Map::new(),
-            Some(Value::Object(s)) => s.clone(),
+        let input_schema = match f.parameters {
+            None => OPEN_SCHEMA,
+            Some(schema) if is_object(schema) => Schema::Raw(with_object_type(schema, &path)?),
             Some(_) => {
                 return fail(format!(
                     "{path}.function.parameters must be a JSON schema object"
                 ));
             }
         };
-        // OpenAI accepts `{}` for a tool without arguments; Anthropic needs
-        // an object schema.
-        schema
-            .entry("type")
-            .or_insert_with(|| Value::String("object".into()));
-        let mut tool = Map::new();
-        tool.insert("name".into(), name.into());
-        if let Some(d) = f.get("description").and_then(Value::as_str) {
-            tool.insert("description".into(), d.into());
-        }
-        tool.insert("input_schema".into(), Value::Object(schema));
-        tools.push(Value::Object(tool));
+        out.push(Tool {
+            name,
+            description: f.description.as_str().map(Cow::Borrowed),
+            input_schema,
+        });
     }
-    Ok(tools)
+    Ok(out)
 }
 
-fn tool_choice(req: &Map<String, Value>) -> Result<Option<Value>> {
-    let kind = match req.get("tool_choice") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => match s.as_str() {
+/// A tool's parameter schema with `"type": "object"` added when it has no
+/// `type`: OpenAI accepts `{}` for a tool without arguments, Anthropic needs
+/// an object schema.
+fn with_object_type<'a>(schema: &'a RawValue, path: &str) -> Result<Cow<'a, RawValue>> {
+    let bad = |e: serde_json::Error| {
+        TranslateError(format!(
+            "{path}.function.parameters must be a JSON schema object ({e})"
+        ))
+    };
+    let head = serde_json::from_str::<SchemaHead>(schema.get()).map_err(bad)?;
+    if !matches!(head.kind, Lax::Absent) {
+        return Ok(Cow::Borrowed(schema));
+    }
+    let members = schema
+        .get()
+        .strip_prefix('{')
+        .unwrap_or_default()
+        .trim_start();
+    let with_type = if members.starts_with('}') {
+        r#"{"type":"object"}"#.to_owned()
+    } else {
+        format!(r#"{{"type":"object",{members}"#)
+    };
+    RawValue::from_string(with_type)
+        .map(Cow::Owned)
+        .map_err(bad)
+}
+
+fn tool_choice<'a>(choice: &'a Lax<'a, ChatToolChoice<'a>>) -> Result<Option<ToolChoice<'a>>> {
+    let kind = match choice {
+        Lax::Absent | Lax::Null => return Ok(None),
+        Lax::Str(s) => match s.as_ref() {
             "auto" => "auto",
             "none" => "none",
             "required" => "any",
@@ -616,22 +692,18 @@ fn tool_choice(req: &Map<String, Value>) -> Result<Option<Value>> {
                 ));
             }
         },
-        Some(Value::Object(o)) => match o.get("type").and_then(Value::as_str) {
+        Lax::Object(o) => match o.kind.as_str() {
             Some("function") => {
-                let Some(name) = o
-                    .get("function")
-                    .and_then(|f| f.get("name"))
-                    .and_then(Value::as_str)
-                else {
+                let Some(name) = o.function.object().and_then(|f| f.name.as_str()) else {
                     return fail("`tool_choice.function.name` must be a string");
                 };
-                return Ok(Some(json!({"type": "tool", "name": name})));
+                return Ok(Some(ToolChoice {
+                    name: Some(name),
+                    ..ToolChoice::kind("tool")
+                }));
             }
             Some("allowed_tools") => {
-                let mode = o
-                    .get("allowed_tools")
-                    .and_then(|a| a.get("mode"))
-                    .and_then(Value::as_str);
+                let mode = o.allowed_tools.object().and_then(|a| a.mode.as_str());
                 if mode == Some("required") {
                     "any"
                 } else {
@@ -644,60 +716,65 @@ fn tool_choice(req: &Map<String, Value>) -> Result<Option<Value>> {
                 );
             }
         },
-        Some(_) => return fail("`tool_choice` must be a string or an object"),
+        _ => return fail("`tool_choice` must be a string or an object"),
     };
-    Ok(Some(json!({ "type": kind })))
+    Ok(Some(ToolChoice::kind(kind)))
 }
 
-enum JsonMode {
+enum JsonMode<'a> {
     Off,
     Object,
-    Schema { name: String, schema: Value },
+    Schema { name: &'a str, schema: &'a RawValue },
 }
 
-fn json_mode(req: &Map<String, Value>) -> Result<JsonMode> {
-    let format = match req.get("response_format") {
-        None | Some(Value::Null) => return Ok(JsonMode::Off),
-        Some(Value::Object(f)) => f,
-        Some(_) => return fail("`response_format` must be an object"),
+fn json_mode<'a>(format: &'a Lax<'a, ResponseFormat<'a>>) -> Result<JsonMode<'a>> {
+    let format = match format {
+        Lax::Absent | Lax::Null => return Ok(JsonMode::Off),
+        Lax::Object(f) => f,
+        _ => return fail("`response_format` must be an object"),
     };
-    match format.get("type").and_then(Value::as_str) {
+    match format.kind.as_str() {
         Some("text") => Ok(JsonMode::Off),
         Some("json_object") => Ok(JsonMode::Object),
         Some("json_schema") => {
-            let Some(spec) = format.get("json_schema").and_then(Value::as_object) else {
+            let Some(spec) = format.json_schema.object() else {
                 return fail("`response_format.json_schema` must be an object");
             };
-            let name = spec
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("response")
-                .to_owned();
-            Ok(match spec.get("schema") {
-                Some(schema @ Value::Object(_)) => JsonMode::Schema {
-                    name,
-                    schema: schema.clone(),
-                },
-                _ => JsonMode::Object,
+            let name = spec.name.as_str().unwrap_or("response");
+            Ok(match spec.schema.filter(|s| is_object(s)) {
+                Some(schema) => JsonMode::Schema { name, schema },
+                None => JsonMode::Object,
             })
         }
         _ => fail("`response_format.type` must be one of text, json_object, json_schema"),
     }
 }
 
-fn is_object_schema(schema: &Value) -> bool {
-    match schema.get("type") {
-        Some(Value::String(t)) => t == "object",
-        None => schema.get("properties").is_some(),
-        _ => false,
+fn is_object_schema(schema: &RawValue) -> bool {
+    match serde_json::from_str::<SchemaHead>(schema.get()) {
+        Ok(head) => match head.kind {
+            Lax::Str(t) => t == "object",
+            Lax::Absent => !matches!(head.properties, Lax::Absent),
+            _ => false,
+        },
+        Err(_) => false,
     }
 }
 
-fn stop_sequences(req: &Map<String, Value>) -> Result<Option<Value>> {
-    let list: Vec<&str> = match req.get("stop") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(items)) => {
+/// A schema as compact JSON for a system instruction. A schema too deeply
+/// nested to be read is given as the client wrote it.
+fn compact(schema: &RawValue) -> Cow<'_, str> {
+    match serde_json::from_str::<Value>(schema.get()) {
+        Ok(v) => Cow::Owned(v.to_string()),
+        Err(_) => Cow::Borrowed(schema.get()),
+    }
+}
+
+fn stop_sequences<'a>(stop: &'a List<'a>) -> Result<Vec<&'a str>> {
+    let list: Vec<&str> = match stop {
+        Lax::Absent | Lax::Null => return Ok(Vec::new()),
+        Lax::Str(s) => vec![s.as_ref()],
+        Lax::Array(items) => {
             let mut list = Vec::with_capacity(items.len());
             for item in items {
                 let Some(s) = item.as_str() else {
@@ -707,40 +784,265 @@ fn stop_sequences(req: &Map<String, Value>) -> Result<Option<Value>> {
             }
             list
         }
-        Some(_) => return fail("`stop` must be a string or an array of strings"),
+        _ => return fail("`stop` must be a string or an array of strings"),
     };
     // Anthropic rejects stop sequences that are only whitespace.
-    let list: Vec<Value> = list
-        .into_iter()
-        .filter(|s| !s.trim().is_empty())
-        .map(Value::from)
-        .collect();
-    Ok((!list.is_empty()).then_some(Value::Array(list)))
+    Ok(list.into_iter().filter(|s| !s.trim().is_empty()).collect())
 }
 
-fn uint(req: &Map<String, Value>, key: &str) -> Result<Option<u64>> {
-    match req.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(n) => Ok(Some(n)),
-            None => fail(format!("`{key}` must be a non-negative integer")),
-        },
+fn uint(field: &Lax, key: &str) -> Result<Option<u64>> {
+    if field.is_none() {
+        return Ok(None);
+    }
+    match field.as_u64() {
+        Some(n) => Ok(Some(n)),
+        None => fail(format!("`{key}` must be a non-negative integer")),
     }
 }
 
-fn number(req: &Map<String, Value>, key: &str) -> Result<Option<f64>> {
-    match req.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => match v.as_f64() {
-            Some(n) => Ok(Some(n)),
-            None => fail(format!("`{key}` must be a number")),
-        },
+fn number(field: &Lax, key: &str) -> Result<Option<f64>> {
+    if field.is_none() {
+        return Ok(None);
     }
+    match field.as_f64() {
+        Some(n) => Ok(Some(n)),
+        None => fail(format!("`{key}` must be a number")),
+    }
+}
+
+// ------------------------------------------------- the request, as read
+
+/// A Chat Completions request: the fields this translation reads.
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct ChatRequest<'a> {
+    messages: List<'a, ChatMessage<'a>>,
+    functions: Lax<'a>,
+    function_call: Lax<'a>,
+    n: Lax<'a>,
+    max_completion_tokens: Lax<'a>,
+    max_tokens: Lax<'a>,
+    tools: List<'a, ChatTool<'a>>,
+    tool_choice: Lax<'a, ChatToolChoice<'a>>,
+    parallel_tool_calls: Lax<'a>,
+    response_format: Lax<'a, ResponseFormat<'a>>,
+    stop: List<'a>,
+    temperature: Lax<'a>,
+    top_p: Lax<'a>,
+    top_k: Lax<'a>,
+    thinking: Option<&'a RawValue>,
+    stream: Lax<'a>,
+    safety_identifier: Lax<'a>,
+    user: Lax<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct ChatMessage<'a> {
+    role: Lax<'a>,
+    /// A string or content parts.
+    content: List<'a, Part<'a>>,
+    tool_calls: List<'a, ToolCall<'a>>,
+    tool_call_id: Lax<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct Part<'a> {
+    #[serde(rename = "type")]
+    kind: Lax<'a>,
+    text: Lax<'a>,
+    cache_control: Option<&'a RawValue>,
+    /// A string, or an object with the `url`.
+    image_url: Lax<'a, Url<'a>>,
+    file: Lax<'a, File<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct Url<'a> {
+    url: Lax<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct File<'a> {
+    file_data: Lax<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct ToolCall<'a> {
+    id: Lax<'a>,
+    #[serde(rename = "type")]
+    kind: Lax<'a>,
+    function: Lax<'a, FunctionCall<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct FunctionCall<'a> {
+    name: Lax<'a>,
+    /// JSON text, as OpenAI sends it, or an object: read raw, so an object
+    /// passes through as it is.
+    arguments: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct ChatTool<'a> {
+    #[serde(rename = "type")]
+    kind: Lax<'a>,
+    function: Lax<'a, FunctionDef<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct FunctionDef<'a> {
+    name: Lax<'a>,
+    description: Lax<'a>,
+    parameters: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct ChatToolChoice<'a> {
+    #[serde(rename = "type")]
+    kind: Lax<'a>,
+    function: Lax<'a, Name<'a>>,
+    allowed_tools: Lax<'a, AllowedTools<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct Name<'a> {
+    name: Lax<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct AllowedTools<'a> {
+    mode: Lax<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct ResponseFormat<'a> {
+    #[serde(rename = "type")]
+    kind: Lax<'a>,
+    json_schema: Lax<'a, JsonSchemaSpec<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct JsonSchemaSpec<'a> {
+    name: Lax<'a>,
+    schema: Option<&'a RawValue>,
+}
+
+/// What the translation needs to know of a JSON schema, read from its raw
+/// text: whether it declares a `type` (even `null`), and `properties`.
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct SchemaHead<'a> {
+    #[serde(rename = "type")]
+    kind: Lax<'a>,
+    properties: Lax<'a>,
+}
+
+// ---------------------------------------------- the request, as written
+
+/// The Anthropic request but for `model` and `max_tokens`, which
+/// [`MessagesDraft::for_model`] adds per attempt.
+#[derive(Serialize)]
+struct MessagesRequest<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system: Option<System<'a>>,
+    messages: Vec<Turn<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<Tool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<ToolChoice<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stop_sequences: Vec<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_k: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Metadata<'a>>,
+}
+
+/// A plain string for one plain text block, else the blocks.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum System<'a> {
+    Text(Cow<'a, str>),
+    Blocks(Vec<Block<'a>>),
+}
+
+#[derive(Serialize)]
+struct Turn<'a> {
+    role: &'static str,
+    content: Vec<Block<'a>>,
+}
+
+#[derive(Serialize)]
+struct Tool<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<Cow<'a, str>>,
+    input_schema: Schema<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Schema<'a> {
+    Raw(Cow<'a, RawValue>),
+    /// `{"type":"object"}`: any arguments.
+    Open {
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+}
+
+const OPEN_SCHEMA: Schema<'static> = Schema::Open { kind: "object" };
+
+#[derive(Serialize)]
+struct ToolChoice<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    disable_parallel_tool_use: bool,
+}
+
+impl ToolChoice<'_> {
+    fn kind(kind: &'static str) -> Self {
+        ToolChoice {
+            kind,
+            name: None,
+            disable_parallel_tool_use: false,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Metadata<'a> {
+    user_id: &'a str,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     fn translate(req: Value) -> Value {
         let body = serde_json::to_vec(&req).unwrap();
@@ -1058,6 +1360,81 @@ mod tests {
             {"role": "user", "content": "a"}, {"role": "assistant", "content": ""}, {"role": "user", "content": "b"}
         ]}));
         assert_eq!(out["messages"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_draft_is_encoded_once_and_named_per_model() {
+        let draft = chat_to_messages_draft(
+            br#"{"messages":[{"role":"user","content":"hi"}],"temperature":0.2}"#,
+        )
+        .unwrap();
+        let a: Value = serde_json::from_slice(&draft.for_model("claude-a", 100).unwrap()).unwrap();
+        let b: Value = serde_json::from_slice(&draft.for_model("claude-b", 7).unwrap()).unwrap();
+        assert_eq!(
+            (&a["model"], &a["max_tokens"]),
+            (&json!("claude-a"), &json!(100))
+        );
+        assert_eq!(
+            (&b["model"], &b["max_tokens"]),
+            (&json!("claude-b"), &json!(7))
+        );
+        assert_eq!(a["messages"], b["messages"]);
+        assert_eq!(a["temperature"], 0.2);
+        // The client's own max_tokens wins over any model's default.
+        let own = chat_to_messages_draft(
+            br#"{"messages":[{"role":"user","content":"hi"}],"max_tokens":5}"#,
+        )
+        .unwrap();
+        let v: Value = serde_json::from_slice(&own.for_model("m", 100).unwrap()).unwrap();
+        assert_eq!(v["max_tokens"], 5);
+    }
+
+    #[test]
+    fn schemas_and_arguments_pass_through_as_the_client_wrote_them() {
+        let out = translate(json!({
+            "messages": [
+                {"role": "user", "content": "line one\nline \"two\""},
+                {"role": "assistant", "tool_calls": [
+                    {"id": "c1", "function": {"name": "f", "arguments": {"already": ["an", "object"]}}},
+                    {"id": "c2", "function": {"name": "f", "arguments": "  {\"a\": {\"b\": null}}  "}},
+                    {"id": "c3", "function": {"name": "f", "arguments": null}}
+                ]}
+            ],
+            "tools": [{"type": "function", "function": {"name": "f", "description": null,
+                "parameters": {"properties": {"a": {"type": "object"}}, "required": ["a"]}}}],
+            "thinking": {"type": "enabled", "budget_tokens": 1024}
+        }));
+        assert_eq!(
+            out["messages"][0]["content"][0]["text"],
+            "line one\nline \"two\""
+        );
+        let calls = &out["messages"][1]["content"];
+        assert_eq!(calls[0]["input"], json!({"already": ["an", "object"]}));
+        assert_eq!(calls[1]["input"], json!({"a": {"b": null}}));
+        assert_eq!(calls[2]["input"], json!({}));
+        assert_eq!(
+            out["tools"],
+            json!([{"name": "f", "input_schema": {"type": "object",
+                "properties": {"a": {"type": "object"}}, "required": ["a"]}}])
+        );
+        assert_eq!(
+            out["thinking"],
+            json!({"type": "enabled", "budget_tokens": 1024})
+        );
+        // A schema whose `type` is set (even to null) is left as it is.
+        let out = translate(json!({
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": null}}}]
+        }));
+        assert_eq!(out["tools"][0]["input_schema"], json!({"type": null}));
+    }
+
+    #[test]
+    fn duplicate_fields_are_named() {
+        assert!(
+            error(r#"{"messages":[{"role":"user","content":"x"}],"tool_choice":"auto","tool_choice":"none"}"#)
+                .contains("duplicate field `tool_choice`")
+        );
     }
 
     #[test]

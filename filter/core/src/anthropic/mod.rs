@@ -29,10 +29,13 @@
 //!   Anthropic event stream.
 //! - `wire.rs`: the Anthropic wire types those share, and usage read from
 //!   Anthropic answers and streams.
+//! - `lax.rs`: request fields read without failing on their JSON type, so
+//!   the request translators can name the field at fault.
 
 mod chat_response_to_messages;
 mod chat_stream_to_messages;
 mod chat_to_messages;
+mod lax;
 mod messages_request_to_chat;
 mod messages_stream_to_chat;
 mod messages_to_chat;

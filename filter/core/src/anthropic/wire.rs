@@ -1,12 +1,74 @@
 //! Anthropic Messages on the wire, where more than one direction needs the
-//! same shape: the answer, its content blocks, its streamed events and its
-//! errors as aipipe reads them, and the `usage` object, read for accounting
-//! and written for Anthropic clients.
+//! same shape: the content blocks aipipe writes (into a request for
+//! Anthropic, or an answer for an Anthropic client); the answer, its
+//! streamed events and its errors as aipipe reads them; and the `usage`
+//! object, read for accounting and written for Anthropic clients.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::usage::Tokens;
+
+// ------------------------------------------------------- written blocks
+
+/// A content block aipipe writes: in a request it sends Anthropic, or in an
+/// answer it gives an Anthropic client.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum Block<'a> {
+    Text {
+        text: Cow<'a, str>,
+        /// The client's prompt-caching marker, as it sent it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_control: Option<&'a RawValue>,
+    },
+    Image {
+        source: Source<'a>,
+    },
+    Document {
+        source: Source<'a>,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: ToolInput<'a>,
+    },
+    ToolResult {
+        tool_use_id: &'a str,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        content: Vec<Block<'a>>,
+    },
+}
+
+impl<'a> Block<'a> {
+    pub(super) fn text(text: impl Into<Cow<'a, str>>) -> Self {
+        Block::Text {
+            text: text.into(),
+            cache_control: None,
+        }
+    }
+}
+
+/// Where an image or document comes from.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum Source<'a> {
+    Base64 { media_type: &'a str, data: &'a str },
+    Url { url: &'a str },
+}
+
+/// A `tool_use` block's `input`, which Anthropic requires to be an object.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(super) enum ToolInput<'a> {
+    /// A JSON object as the client or the model wrote it.
+    Object(Cow<'a, RawValue>),
+    /// No arguments: `{}`.
+    Empty {},
+}
 
 // ---------------------------------------------------------------- usage
 
