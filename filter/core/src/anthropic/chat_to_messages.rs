@@ -14,7 +14,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::lax::{Lax, List};
-use super::wire::{Block, Source, ToolInput};
+use super::wire::{Block, OPEN_SCHEMA, Schema, Source, ToolInput};
 use super::{JSON_TOOL, TranslateError};
 
 type Result<T> = std::result::Result<T, TranslateError>;
@@ -1000,19 +1000,6 @@ struct Tool<'a> {
     description: Option<Cow<'a, str>>,
     input_schema: Schema<'a>,
 }
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Schema<'a> {
-    Raw(Cow<'a, RawValue>),
-    /// `{"type":"object"}`: any arguments.
-    Open {
-        #[serde(rename = "type")]
-        kind: &'static str,
-    },
-}
-
-const OPEN_SCHEMA: Schema<'static> = Schema::Open { kind: "object" };
 
 #[derive(Serialize)]
 struct ToolChoice<'a> {

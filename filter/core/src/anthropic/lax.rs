@@ -16,6 +16,7 @@ use std::marker::PhantomData;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Unexpected, Visitor};
 use serde_json::Number;
+use serde_json::value::RawValue;
 
 /// One field as the client sent it. An object is read as `M` and an array
 /// as `S`; both default to [`Skip`], for fields where one is just the wrong
@@ -140,6 +141,14 @@ impl<'de: 'a, 'a, M: Deserialize<'de>, S: Deserialize<'de>> Visitor<'de> for Lax
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         S::deserialize(SeqAccessDeserializer::new(seq)).map(Lax::Array)
     }
+}
+
+/// For a raw field whose `null` is kept rather than read as absent, as
+/// serde reads an `Option`: `#[serde(deserialize_with = "raw_keeping_null")]`.
+pub(super) fn raw_keeping_null<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// A value passed over. Unlike serde's `IgnoredAny`, which serde_json skips

@@ -3,10 +3,21 @@
 //! SDK, Claude Code) routed to a provider that speaks Chat Completions. The
 //! answer comes back through `chat_response_to_messages.rs` and
 //! `chat_stream_to_messages.rs`.
+//!
+//! As in `chat_to_messages.rs`, the request is read into borrowed wire
+//! structs whose checked fields are [`Lax`], so errors name the field, and
+//! the chat request is written from structs that borrow from them. Tool
+//! schemas and tool inputs pass through as the client wrote them.
 
-use serde_json::{Map, Value, json};
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Number;
+use serde_json::value::RawValue;
 
 use super::TranslateError;
+use super::lax::{Lax, List, raw_keeping_null};
+use super::wire::{OPEN_SCHEMA, Schema};
 
 type Result<T> = std::result::Result<T, TranslateError>;
 
@@ -29,32 +40,44 @@ fn fail<T>(message: impl Into<String>) -> Result<T> {
 /// `cache_control` markers are dropped. Server tools (web search, code
 /// execution, …) are rejected.
 pub fn messages_request_to_chat(body: &[u8], upstream_model: &str) -> Result<Vec<u8>> {
-    let req: Value = serde_json::from_slice(body)
-        .map_err(|e| TranslateError(format!("request body is not valid JSON: {e}")))?;
-    let Value::Object(req) = req else {
+    let req = serde_json::from_slice::<Lax<MessagesRequest>>(body).map_err(|e| {
+        let why = if e.is_data() {
+            "invalid request body"
+        } else {
+            "request body is not valid JSON"
+        };
+        TranslateError(format!("{why}: {e}"))
+    })?;
+    let Lax::Object(req) = req else {
         return fail("request body must be a JSON object: an Anthropic Messages request");
     };
+    let chat = translate(&req, upstream_model)?;
+    serde_json::to_vec(&chat)
+        .map_err(|e| TranslateError(format!("could not encode the chat request: {e}")))
+}
+
+fn translate<'a>(req: &'a MessagesRequest<'a>, model: &'a str) -> Result<ChatRequest<'a>> {
     let mut messages = Vec::new();
-    match req.get("system") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(s)) => {
+    match &req.system {
+        Lax::Absent | Lax::Null => {}
+        Lax::Str(s) => {
             if !s.is_empty() {
-                messages.push(json!({"role": "system", "content": s}));
+                messages.push(ChatMessage::text("system", s.as_ref()));
             }
         }
-        Some(Value::Array(blocks)) => {
-            let mut texts = Vec::new();
+        Lax::Array(blocks) => {
+            let mut texts = Vec::with_capacity(blocks.len());
             for (k, b) in blocks.iter().enumerate() {
-                match b.get("text").and_then(Value::as_str) {
+                match b.object().and_then(|b| b.text.as_str()) {
                     Some(t) => texts.push(t),
                     None => return fail(format!("system[{k}] must be a text block")),
                 }
             }
-            messages.push(json!({"role": "system", "content": texts.join("\n\n")}));
+            messages.push(ChatMessage::text("system", texts.join("\n\n")));
         }
-        Some(_) => return fail("`system` must be a string or an array of text blocks"),
+        _ => return fail("`system` must be a string or an array of text blocks"),
     }
-    let Some(Value::Array(list)) = req.get("messages") else {
+    let Lax::Array(list) = &req.messages else {
         return fail("`messages` must be an array of messages");
     };
     if list.is_empty() {
@@ -64,103 +87,121 @@ pub fn messages_request_to_chat(body: &[u8], upstream_model: &str) -> Result<Vec
         add_message(i, m, &mut messages)?;
     }
 
-    let mut out = Map::new();
-    out.insert("model".into(), upstream_model.into());
-    out.insert("messages".into(), Value::Array(messages));
-    match req.get("max_tokens").map(Value::as_u64) {
-        Some(Some(n)) => {
-            out.insert("max_tokens".into(), n.into());
-        }
-        Some(None) => return fail("`max_tokens` must be a positive integer"),
-        None => return fail("missing field `max_tokens`"),
-    }
-    if let Some(tools) = req.get("tools").filter(|t| !t.is_null()) {
-        let Value::Array(tools) = tools else {
-            return fail("`tools` must be an array");
-        };
-        let mut mapped = Vec::with_capacity(tools.len());
-        for (k, t) in tools.iter().enumerate() {
-            if let Some(kind) = t.get("type").and_then(Value::as_str)
-                && kind != "custom"
-            {
-                return fail(format!(
-                    "tools[{k}]: server tool `{kind}` is only available on Anthropic models"
-                ));
-            }
-            let Some(name) = t.get("name").and_then(Value::as_str) else {
-                return fail(format!("tools[{k}].name must be a string"));
+    let max_tokens = match &req.max_tokens {
+        Lax::Absent => return fail("missing field `max_tokens`"),
+        n => match n.as_u64() {
+            Some(n) => n,
+            None => return fail("`max_tokens` must be a positive integer"),
+        },
+    };
+    let tools = tools(&req.tools)?;
+    let (tool_choice, parallel_tool_calls) = match &req.tool_choice {
+        Lax::Object(choice) => {
+            let mapped = match choice.kind.as_str() {
+                Some("auto") => ChatToolChoice::Mode("auto"),
+                Some("any") => ChatToolChoice::Mode("required"),
+                Some("none") => ChatToolChoice::Mode("none"),
+                Some("tool") => match choice.name.as_str() {
+                    Some(name) => ChatToolChoice::Function {
+                        kind: "function",
+                        function: Name { name },
+                    },
+                    None => return fail("`tool_choice.name` must be a string"),
+                },
+                _ => return fail("`tool_choice.type` must be one of auto, any, tool, none"),
             };
-            let mut function = Map::new();
-            function.insert("name".into(), name.into());
-            if let Some(d) = t.get("description").and_then(Value::as_str) {
-                function.insert("description".into(), d.into());
+            let parallel =
+                (choice.disable_parallel_tool_use.as_bool() == Some(true)).then_some(false);
+            (Some(mapped), parallel)
+        }
+        _ => (None, None),
+    };
+    let stop = match &req.stop_sequences {
+        Lax::Absent | Lax::Null => Vec::new(),
+        Lax::Array(s) => {
+            let mut stop = Vec::with_capacity(s.len());
+            for item in s {
+                let Some(item) = item.as_str() else {
+                    return fail("`stop_sequences` must be an array of strings");
+                };
+                stop.push(item);
             }
-            let schema = t
-                .get("input_schema")
-                .cloned()
-                .unwrap_or_else(|| json!({"type": "object"}));
-            function.insert("parameters".into(), schema);
-            mapped.push(json!({"type": "function", "function": function}));
+            stop
         }
-        if !mapped.is_empty() {
-            out.insert("tools".into(), Value::Array(mapped));
-        }
-    }
-    if let Some(choice) = req.get("tool_choice").and_then(Value::as_object) {
-        let mapped = match choice.get("type").and_then(Value::as_str) {
-            Some("auto") => json!("auto"),
-            Some("any") => json!("required"),
-            Some("none") => json!("none"),
-            Some("tool") => match choice.get("name").and_then(Value::as_str) {
-                Some(name) => json!({"type": "function", "function": {"name": name}}),
-                None => return fail("`tool_choice.name` must be a string"),
-            },
-            _ => return fail("`tool_choice.type` must be one of auto, any, tool, none"),
-        };
-        if out.contains_key("tools") {
-            out.insert("tool_choice".into(), mapped);
-            if choice.get("disable_parallel_tool_use") == Some(&Value::Bool(true)) {
-                out.insert("parallel_tool_calls".into(), false.into());
-            }
-        }
-    }
-    match req.get("stop_sequences") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(s)) if s.iter().all(Value::is_string) => {
-            if !s.is_empty() {
-                out.insert("stop".into(), Value::Array(s.clone()));
-            }
-        }
-        Some(_) => return fail("`stop_sequences` must be an array of strings"),
-    }
-    for key in ["temperature", "top_p"] {
-        match req.get(key) {
-            None | Some(Value::Null) => {}
-            Some(v @ Value::Number(_)) => {
-                out.insert(key.into(), v.clone());
-            }
-            Some(_) => return fail(format!("`{key}` must be a number")),
-        }
-    }
-    if let Some(user) = req
-        .get("metadata")
-        .and_then(|m| m.get("user_id"))
-        .and_then(Value::as_str)
-    {
-        out.insert("user".into(), user.into());
-    }
-    if req.get("stream") == Some(&Value::Bool(true)) {
-        out.insert("stream".into(), true.into());
-        out.insert("stream_options".into(), json!({"include_usage": true}));
-    }
-    serde_json::to_vec(&Value::Object(out))
-        .map_err(|e| TranslateError(format!("could not encode the chat request: {e}")))
+        _ => return fail("`stop_sequences` must be an array of strings"),
+    };
+    let temperature = number(&req.temperature, "temperature")?;
+    let top_p = number(&req.top_p, "top_p")?;
+    let stream = req.stream.as_bool() == Some(true);
+    // `tool_choice` and `parallel_tool_calls` only mean something with tools.
+    let with_tools = !tools.is_empty();
+    Ok(ChatRequest {
+        model,
+        messages,
+        max_tokens,
+        tools,
+        tool_choice: tool_choice.filter(|_| with_tools),
+        parallel_tool_calls: parallel_tool_calls.filter(|_| with_tools),
+        stop,
+        temperature,
+        top_p,
+        user: req.metadata.object().and_then(|m| m.user_id.as_str()),
+        stream,
+        // The translated stream ends with usage only when asked for it.
+        stream_options: stream.then_some(StreamOptions {
+            include_usage: true,
+        }),
+    })
 }
 
-fn add_message(i: usize, m: &Value, messages: &mut Vec<Value>) -> Result<()> {
+fn tools<'a>(tools: &'a List<'a, Tool<'a>>) -> Result<Vec<ChatTool<'a>>> {
+    let list = match tools {
+        Lax::Absent | Lax::Null => return Ok(Vec::new()),
+        Lax::Array(list) => list,
+        _ => return fail("`tools` must be an array"),
+    };
+    let mut out = Vec::with_capacity(list.len());
+    for (k, t) in list.iter().enumerate() {
+        let no_name = || fail(format!("tools[{k}].name must be a string"));
+        let Some(t) = t.object() else {
+            return no_name();
+        };
+        if let Some(kind) = t.kind.as_str()
+            && kind != "custom"
+        {
+            return fail(format!(
+                "tools[{k}]: server tool `{kind}` is only available on Anthropic models"
+            ));
+        }
+        let Some(name) = t.name.as_str() else {
+            return no_name();
+        };
+        out.push(ChatTool {
+            kind: "function",
+            function: FunctionDef {
+                name,
+                description: t.description.as_str(),
+                parameters: t
+                    .input_schema
+                    .map_or(OPEN_SCHEMA, |s| Schema::Raw(Cow::Borrowed(s))),
+            },
+        });
+    }
+    Ok(out)
+}
+
+fn add_message<'a>(
+    i: usize,
+    m: &'a Lax<'a, Message<'a>>,
+    messages: &mut Vec<ChatMessage<'a>>,
+) -> Result<()> {
     let path = format!("messages[{i}]");
-    let role = match m.get("role").and_then(Value::as_str) {
-        Some(r @ ("user" | "assistant")) => r,
+    let Some(m) = m.object() else {
+        return fail(format!("{path}.role must be a string"));
+    };
+    let role = match m.role.as_str() {
+        Some("user") => "user",
+        Some("assistant") => "assistant",
         Some(other) => {
             return fail(format!(
                 "{path}: unknown role `{other}`, expected user or assistant"
@@ -168,12 +209,12 @@ fn add_message(i: usize, m: &Value, messages: &mut Vec<Value>) -> Result<()> {
         }
         None => return fail(format!("{path}.role must be a string")),
     };
-    let blocks = match m.get("content") {
-        Some(Value::String(s)) => {
-            messages.push(json!({"role": role, "content": s}));
+    let blocks = match &m.content {
+        Lax::Str(s) => {
+            messages.push(ChatMessage::text(role, s.as_ref()));
             return Ok(());
         }
-        Some(Value::Array(blocks)) => blocks,
+        Lax::Array(blocks) => blocks,
         _ => {
             return fail(format!(
                 "{path}.content must be a string or an array of content blocks"
@@ -184,49 +225,59 @@ fn add_message(i: usize, m: &Value, messages: &mut Vec<Value>) -> Result<()> {
     let mut tool_calls = Vec::new();
     for (j, b) in blocks.iter().enumerate() {
         let bpath = format!("{path}.content[{j}]");
-        match b.get("type").and_then(Value::as_str) {
-            Some("text") => {
-                let Some(t) = b.get("text").and_then(Value::as_str) else {
+        let Some(b) = b.object() else {
+            return fail(format!("{bpath}.type must be a string"));
+        };
+        let Some(kind) = b.kind.as_str() else {
+            return fail(format!("{bpath}.type must be a string"));
+        };
+        match kind {
+            "text" => {
+                let Some(text) = b.text.as_str() else {
                     return fail(format!("{bpath}.text must be a string"));
                 };
-                parts.push(json!({"type": "text", "text": t}));
+                parts.push(ChatPart::Text { text });
             }
-            Some("image") if role == "user" => {
-                let url = media_url(b.get("source"), &bpath)?;
-                parts.push(json!({"type": "image_url", "image_url": {"url": url}}));
+            "image" if role == "user" => {
+                let url = media_url(&b.source, &bpath)?;
+                parts.push(ChatPart::ImageUrl {
+                    image_url: Url { url },
+                });
             }
-            Some("document") if role == "user" => {
-                let url = media_url(b.get("source"), &bpath)?;
-                parts.push(json!({"type": "file", "file": {"file_data": url}}));
+            "document" if role == "user" => {
+                let file_data = media_url(&b.source, &bpath)?;
+                parts.push(ChatPart::File {
+                    file: File { file_data },
+                });
             }
-            Some("tool_use") if role == "assistant" => {
-                let (Some(id), Some(name)) = (
-                    b.get("id").and_then(Value::as_str),
-                    b.get("name").and_then(Value::as_str),
-                ) else {
+            "tool_use" if role == "assistant" => {
+                let (Some(id), Some(name)) = (b.id.as_str(), b.name.as_str()) else {
                     return fail(format!(
                         "{bpath}: a tool_use block needs a string `id` and `name`"
                     ));
                 };
-                let input = b.get("input").cloned().unwrap_or_else(|| json!({}));
-                tool_calls.push(json!({
-                    "id": id, "type": "function",
-                    "function": {"name": name, "arguments": input.to_string()},
-                }));
+                // The input as the client wrote it is the arguments' JSON text.
+                let arguments = b.input.map_or("{}", RawValue::get);
+                tool_calls.push(ChatToolCall {
+                    id,
+                    kind: "function",
+                    function: FunctionCall { name, arguments },
+                });
             }
-            Some("tool_result") if role == "user" => {
-                let Some(id) = b.get("tool_use_id").and_then(Value::as_str) else {
+            "tool_result" if role == "user" => {
+                let Some(id) = b.tool_use_id.as_str() else {
                     return fail(format!("{bpath}.tool_use_id must be a string"));
                 };
-                let content = match b.get("content") {
-                    None | Some(Value::Null) => String::new(),
-                    Some(Value::String(s)) => s.clone(),
-                    Some(Value::Array(inner)) => {
-                        let mut texts = Vec::new();
+                let content: Cow<str> = match &b.content {
+                    Lax::Absent | Lax::Null => Cow::Borrowed(""),
+                    Lax::Str(s) => Cow::Borrowed(s),
+                    Lax::Array(inner) => {
+                        let mut texts = Vec::with_capacity(inner.len());
                         for c in inner {
+                            let c = c.object();
                             match (
-                                c.get("type").and_then(Value::as_str),
-                                c.get("text").and_then(Value::as_str),
+                                c.and_then(|c| c.kind.as_str()),
+                                c.and_then(|c| c.text.as_str()),
                             ) {
                                 (Some("text"), Some(t)) => texts.push(t),
                                 _ => {
@@ -236,69 +287,68 @@ fn add_message(i: usize, m: &Value, messages: &mut Vec<Value>) -> Result<()> {
                                 }
                             }
                         }
-                        texts.join("\n")
+                        Cow::Owned(texts.join("\n"))
                     }
-                    Some(_) => return fail(format!("{bpath}.content must be a string or blocks")),
+                    _ => return fail(format!("{bpath}.content must be a string or blocks")),
                 };
-                let content = if b.get("is_error") == Some(&Value::Bool(true)) {
-                    format!("Error: {content}")
+                let content = if b.is_error.as_bool() == Some(true) {
+                    Cow::Owned(format!("Error: {content}"))
                 } else {
                     content
                 };
                 // Tool results answer the previous assistant turn, so they
                 // come before the rest of this user turn.
-                messages.push(json!({"role": "tool", "tool_call_id": id, "content": content}));
+                messages.push(ChatMessage {
+                    tool_call_id: Some(id),
+                    ..ChatMessage::text("tool", content)
+                });
             }
-            Some("thinking" | "redacted_thinking") => {}
-            Some(other) => {
+            "thinking" | "redacted_thinking" => {}
+            other => {
                 return fail(format!(
                     "{bpath}: block type `{other}` is not supported in a {role} message for this model"
                 ));
             }
-            None => return fail(format!("{bpath}.type must be a string")),
         }
     }
     if role == "assistant" {
-        let text: String = parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect();
-        let mut msg = Map::new();
-        msg.insert("role".into(), "assistant".into());
-        msg.insert(
-            "content".into(),
-            if text.is_empty() && !tool_calls.is_empty() {
-                Value::Null
+        let text: String = parts.iter().filter_map(ChatPart::text).collect();
+        messages.push(ChatMessage {
+            content: if text.is_empty() && !tool_calls.is_empty() {
+                ChatContent::Null
             } else {
-                text.into()
+                ChatContent::Text(Cow::Owned(text))
             },
-        );
-        if !tool_calls.is_empty() {
-            msg.insert("tool_calls".into(), Value::Array(tool_calls));
-        }
-        messages.push(Value::Object(msg));
+            tool_calls,
+            ..ChatMessage::text("assistant", "")
+        });
     } else if !parts.is_empty() {
-        messages.push(json!({"role": "user", "content": parts}));
+        messages.push(ChatMessage {
+            content: ChatContent::Parts(parts),
+            ..ChatMessage::text("user", "")
+        });
     }
     Ok(())
 }
 
-fn media_url(source: Option<&Value>, path: &str) -> Result<String> {
-    let Some(source) = source else {
+/// An image or document source as the URL a chat content part takes: a
+/// data URL for base64 data.
+fn media_url<'a>(source: &'a Lax<'a, Source<'a>>, path: &str) -> Result<Cow<'a, str>> {
+    if let Lax::Absent = source {
         return fail(format!("{path}.source must be an object"));
-    };
-    match source.get("type").and_then(Value::as_str) {
-        Some("base64") => match (
-            source.get("media_type").and_then(Value::as_str),
-            source.get("data").and_then(Value::as_str),
-        ) {
-            (Some(media), Some(data)) => Ok(format!("data:{media};base64,{data}")),
+    }
+    let source = source.object();
+    match source.and_then(|s| s.kind.as_str()) {
+        Some("base64") => match source.map(|s| (s.media_type.as_str(), s.data.as_str())) {
+            Some((Some(media), Some(data))) => {
+                Ok(Cow::Owned(format!("data:{media};base64,{data}")))
+            }
             _ => fail(format!(
                 "{path}.source needs string `media_type` and `data`"
             )),
         },
-        Some("url") => match source.get("url").and_then(Value::as_str) {
-            Some(url) => Ok(url.to_owned()),
+        Some("url") => match source.and_then(|s| s.url.as_str()) {
+            Some(url) => Ok(Cow::Borrowed(url)),
             None => fail(format!("{path}.source.url must be a string")),
         },
         _ => fail(format!(
@@ -307,9 +357,236 @@ fn media_url(source: Option<&Value>, path: &str) -> Result<String> {
     }
 }
 
+fn number<'a>(field: &'a Lax<'a>, key: &str) -> Result<Option<&'a Number>> {
+    match field {
+        Lax::Absent | Lax::Null => Ok(None),
+        Lax::Number(n) => Ok(Some(n)),
+        _ => fail(format!("`{key}` must be a number")),
+    }
+}
+
+// ------------------------------------------------- the request, as read
+
+/// An Anthropic Messages request: the fields this translation reads.
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct MessagesRequest<'a> {
+    /// A string or text blocks.
+    system: List<'a, Block<'a>>,
+    messages: List<'a, Message<'a>>,
+    max_tokens: Lax<'a>,
+    tools: List<'a, Tool<'a>>,
+    tool_choice: Lax<'a, ToolChoice<'a>>,
+    stop_sequences: List<'a>,
+    temperature: Lax<'a>,
+    top_p: Lax<'a>,
+    metadata: Lax<'a, Metadata<'a>>,
+    stream: Lax<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct Message<'a> {
+    role: Lax<'a>,
+    /// A string or content blocks.
+    content: List<'a, Block<'a>>,
+}
+
+/// A content block of any type: the fields of all the types it may be.
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct Block<'a> {
+    #[serde(rename = "type")]
+    kind: Lax<'a>,
+    text: Lax<'a>,
+    source: Lax<'a, Source<'a>>,
+    id: Lax<'a>,
+    name: Lax<'a>,
+    #[serde(deserialize_with = "raw_keeping_null")]
+    input: Option<&'a RawValue>,
+    tool_use_id: Lax<'a>,
+    /// A `tool_result`'s content: a string or blocks.
+    content: List<'a, Block<'a>>,
+    is_error: Lax<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct Source<'a> {
+    #[serde(rename = "type")]
+    kind: Lax<'a>,
+    media_type: Lax<'a>,
+    data: Lax<'a>,
+    url: Lax<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct Tool<'a> {
+    #[serde(rename = "type")]
+    kind: Lax<'a>,
+    name: Lax<'a>,
+    description: Lax<'a>,
+    #[serde(deserialize_with = "raw_keeping_null")]
+    input_schema: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct ToolChoice<'a> {
+    #[serde(rename = "type")]
+    kind: Lax<'a>,
+    name: Lax<'a>,
+    disable_parallel_tool_use: Lax<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct Metadata<'a> {
+    user_id: Lax<'a>,
+}
+
+// ---------------------------------------------- the request, as written
+
+/// A Chat Completions request.
+#[derive(Serialize)]
+struct ChatRequest<'a> {
+    model: &'a str,
+    messages: Vec<ChatMessage<'a>>,
+    max_tokens: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<ChatTool<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<ChatToolChoice<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel_tool_calls: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    stop: Vec<&'a str>,
+    /// As the client wrote it: an integer stays one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<&'a Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<&'a Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+#[derive(Serialize)]
+struct ChatMessage<'a> {
+    role: &'static str,
+    content: ChatContent<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<ChatToolCall<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
+}
+
+impl<'a> ChatMessage<'a> {
+    fn text(role: &'static str, text: impl Into<Cow<'a, str>>) -> Self {
+        ChatMessage {
+            role,
+            content: ChatContent::Text(text.into()),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ChatContent<'a> {
+    /// An assistant turn that only calls tools.
+    Null,
+    Text(Cow<'a, str>),
+    Parts(Vec<ChatPart<'a>>),
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum ChatPart<'a> {
+    Text { text: &'a str },
+    ImageUrl { image_url: Url<'a> },
+    File { file: File<'a> },
+}
+
+impl<'a> ChatPart<'a> {
+    fn text(&self) -> Option<&'a str> {
+        match self {
+            ChatPart::Text { text } => Some(text),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Url<'a> {
+    url: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct File<'a> {
+    file_data: Cow<'a, str>,
+}
+
+#[derive(Serialize)]
+struct ChatToolCall<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionCall<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionCall<'a> {
+    name: &'a str,
+    arguments: &'a str,
+}
+
+#[derive(Serialize)]
+struct ChatTool<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    function: FunctionDef<'a>,
+}
+
+#[derive(Serialize)]
+struct FunctionDef<'a> {
+    name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<&'a str>,
+    parameters: Schema<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ChatToolChoice<'a> {
+    /// `auto`, `required` or `none`.
+    Mode(&'static str),
+    Function {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        function: Name<'a>,
+    },
+}
+
+#[derive(Serialize)]
+struct Name<'a> {
+    name: &'a str,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{Value, json};
 
     #[test]
     fn an_anthropic_request_becomes_a_chat_request() {
@@ -374,6 +651,65 @@ mod tests {
     }
 
     #[test]
+    fn media_tool_results_and_numbers_keep_their_meaning() {
+        // Raw, so the tool input keeps the client's key order and spacing.
+        let req = r#"{
+            "max_tokens": 64,
+            "system": "Line one\nline \"two\"",
+            "messages": [
+                {"role": "user", "content": [
+                    {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBE"}},
+                    {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "tool_use", "id": "t1", "name": "f", "input": {"b": [1, {"c": null}], "a": "z"}}
+                ]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "t1", "content": "no such file", "is_error": true}
+                ]}
+            ],
+            "tools": [{"name": "f"}],
+            "tool_choice": {"type": "tool", "name": "f"},
+            "temperature": 1,
+            "stream": false
+        }"#;
+        let out: Value =
+            serde_json::from_slice(&messages_request_to_chat(req.as_bytes(), "gpt-4o").unwrap())
+                .unwrap();
+        assert_eq!(
+            out,
+            json!({
+                "model": "gpt-4o",
+                "max_tokens": 64,
+                "messages": [
+                    {"role": "system", "content": "Line one\nline \"two\""},
+                    {"role": "user", "content": [
+                        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBE"}},
+                        {"type": "image_url", "image_url": {"url": "https://x/y.png"}}
+                    ]},
+                    {"role": "assistant", "content": null, "tool_calls": [
+                        {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{\"b\": [1, {\"c\": null}], \"a\": \"z\"}"}}
+                    ]},
+                    {"role": "tool", "tool_call_id": "t1", "content": "Error: no such file"}
+                ],
+                "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+                "tool_choice": {"type": "function", "function": {"name": "f"}},
+                "temperature": 1
+            })
+        );
+        // Without tools, a tool_choice has nothing to choose from.
+        let out: Value = serde_json::from_slice(
+            &messages_request_to_chat(
+                br#"{"max_tokens":1,"messages":[{"role":"user","content":"x"}],"tool_choice":{"type":"any"}}"#,
+                "m",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(out.get("tool_choice").is_none());
+    }
+
+    #[test]
     fn bad_anthropic_requests_are_errors() {
         for (body, want) in [
             ("nope", "not valid JSON"),
@@ -403,6 +739,26 @@ mod tests {
             (
                 r#"{"max_tokens":1,"messages":[{"role":"user","content":"x"}],"tools":[{"type":"web_search_20250305","name":"web_search"}]}"#,
                 "server tool `web_search_20250305`",
+            ),
+            (
+                r#"{"max_tokens":null,"messages":[{"role":"user","content":"x"}]}"#,
+                "`max_tokens` must be a positive integer",
+            ),
+            (
+                r#"{"max_tokens":1,"messages":[{"role":"user","content":["x"]}]}"#,
+                "messages[0].content[0].type must be a string",
+            ),
+            (
+                r#"{"max_tokens":1,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","data":"AA"}}]}]}"#,
+                "messages[0].content[0].source needs string `media_type` and `data`",
+            ),
+            (
+                r#"{"max_tokens":1,"messages":[{"role":"user","content":"x"}],"temperature":"warm"}"#,
+                "`temperature` must be a number",
+            ),
+            (
+                r#"{"max_tokens":1,"max_tokens":2,"messages":[{"role":"user","content":"x"}]}"#,
+                "duplicate field `max_tokens`",
             ),
         ] {
             let e = messages_request_to_chat(body.as_bytes(), "m")

@@ -189,6 +189,22 @@ impl From<Tokens> for MessagesUsage {
     }
 }
 
+/// A tool's JSON schema: Anthropic's `input_schema`, Chat Completions'
+/// `parameters`.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(super) enum Schema<'a> {
+    /// The client's schema, as it wrote it.
+    Raw(Cow<'a, RawValue>),
+    /// `{"type":"object"}`: any arguments.
+    Open {
+        #[serde(rename = "type")]
+        kind: &'static str,
+    },
+}
+
+pub(super) const OPEN_SCHEMA: Schema<'static> = Schema::Open { kind: "object" };
+
 // -------------------------------------------------------------- answers
 
 /// A whole (non-streamed) Anthropic answer.
