@@ -22,23 +22,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::HashMap;
-use std::fs;
-use std::io::Write as _;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::process::{Command, Stdio};
+use std::ops::Deref;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use aipipe_core::table::Model;
-use aipipe_tests::{ControlPlane, Envoy, Mock, TempDir, eventually, post_json, repo_root};
+use aipipe_tests::{ControlPlane, Mock, eventually};
+use common::control_plane::{envoy_polling, tenant_stats, tenant_with_own_keys, tenants_served};
+use common::scripts::{
+    self, Batch, Case, PNG_1X1, SYSTEM, assert_answered_by, assert_mock_text, assert_weather_args,
+    caught, png_data_url, python, spec,
+};
+use common::usage::{Counts, expected_cost, read_sent, stored_cost};
 use serde_json::{Value, json};
 
-const SYSTEM: &str = "You are a helpful assistant.";
 const GREETING: &str = "hello! how are you today?";
 const WEATHER: &str = "What's the weather in Paris right now?";
-/// The same 1x1 PNG as `tests/sdk/_common.py`.
-const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
 /// How long one script's batch may run (each call times out after 20 s).
 const BATCH_PATIENCE: Duration = Duration::from_secs(180);
 
@@ -56,11 +57,24 @@ impl Client {
         }
     }
 
-    fn cases(self) -> &'static [Case] {
-        match self {
-            Client::Responses => RESPONSES_CASES,
-            Client::Ollama => OLLAMA_CASES,
+    /// Every case of the script, in the order it runs them: each case of
+    /// both models on gpt-4o-mini, then on claude-sonnet-4-5, then the
+    /// others.
+    fn cases(self) -> Vec<(String, &'static str, &'static str, Option<&'static str>)> {
+        let (on_both, others) = match self {
+            Client::Responses => (RESPONSES_ON_BOTH, RESPONSES_OTHERS),
+            Client::Ollama => (OLLAMA_ON_BOTH, OLLAMA_OTHERS),
+        };
+        let mut cases = Vec::new();
+        for (suffix, model) in BOTH_MODELS {
+            for &(case, prompt) in on_both {
+                cases.push((format!("{case}_{suffix}"), case, model, prompt));
+            }
         }
+        for &(id, case, model, prompt) in others {
+            cases.push((id.to_owned(), case, model, prompt));
+        }
+        cases
     }
 
     /// The tenant a case runs as: its records are that case's alone.
@@ -73,64 +87,41 @@ impl Client {
     }
 }
 
-/// One case: (id, case function of the script, model, prompt).
-type Case = (
-    &'static str,
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-);
+/// The two models a case of both runs on, as `<case>_<suffix>`: an
+/// OpenAI-format one, answered on Chat Completions, and Claude, answered on
+/// native Messages.
+const BOTH_MODELS: [(&str, &str); 2] = [("gpt", "gpt-4o-mini"), ("claude", "claude-sonnet-4-5")];
 
-const RESPONSES_CASES: &[Case] = &[
-    ("plain_gpt", "plain", "gpt-4o-mini", None),
-    ("stream_gpt", "stream", "gpt-4o-mini", None),
-    ("tools_gpt", "tools", "gpt-4o-mini", None),
+/// A case of both models: (case function of the script, prompt).
+type OnBoth = &'static [(&'static str, Option<&'static str>)];
+
+const RESPONSES_ON_BOTH: OnBoth = &[
+    ("plain", None),
+    ("stream", None),
+    ("tools", None),
     (
-        "stream_tools_gpt",
         "stream_tools",
-        "gpt-4o-mini",
         Some("Is the weather in Oslo cold enough for a coat?"),
-    ),
-    ("plain_claude", "plain", "claude-sonnet-4-5", None),
-    ("stream_claude", "stream", "claude-sonnet-4-5", None),
-    ("tools_claude", "tools", "claude-sonnet-4-5", None),
-    (
-        "stream_tools_claude",
-        "stream_tools",
-        "claude-sonnet-4-5",
-        Some("Is the weather in Oslo cold enough for a coat?"),
-    ),
-    (
-        "plain_auto",
-        "plain",
-        "auto",
-        Some("hi! how is your day going?"),
     ),
 ];
 
-const OLLAMA_CASES: &[Case] = &[
-    ("chat_gpt", "chat", "gpt-4o-mini", None),
-    ("stream_gpt", "stream", "gpt-4o-mini", None),
-    ("generate_gpt", "generate", "gpt-4o-mini", None),
-    (
-        "generate_stream_gpt",
-        "generate_stream",
-        "gpt-4o-mini",
-        None,
-    ),
-    ("tools_gpt", "tools", "gpt-4o-mini", None),
-    ("image_gpt", "image", "gpt-4o-mini", None),
-    ("chat_claude", "chat", "claude-sonnet-4-5", None),
-    ("stream_claude", "stream", "claude-sonnet-4-5", None),
-    ("generate_claude", "generate", "claude-sonnet-4-5", None),
-    (
-        "generate_stream_claude",
-        "generate_stream",
-        "claude-sonnet-4-5",
-        None,
-    ),
-    ("tools_claude", "tools", "claude-sonnet-4-5", None),
-    ("image_claude", "image", "claude-sonnet-4-5", None),
+const RESPONSES_OTHERS: &[Case] = &[(
+    "plain_auto",
+    "plain",
+    "auto",
+    Some("hi! how is your day going?"),
+)];
+
+const OLLAMA_ON_BOTH: OnBoth = &[
+    ("chat", None),
+    ("stream", None),
+    ("generate", None),
+    ("generate_stream", None),
+    ("tools", None),
+    ("image", None),
+];
+
+const OLLAMA_OTHERS: &[Case] = &[
     (
         "chat_auto",
         "chat",
@@ -140,114 +131,70 @@ const OLLAMA_CASES: &[Case] = &[
     ("list", "list", "auto", None),
 ];
 
-/// What both batches printed, by (client, case id), with each case's
-/// control-plane stats, and the logs of the stack.
-struct Batch {
-    lines: HashMap<(&'static str, String), Value>,
+const CLIENTS: [Client; 2] = [Client::Responses, Client::Ollama];
+
+/// What both scripts printed, and each case's control-plane stats by tenant.
+struct Batches {
+    batch: Batch,
     stats: HashMap<String, Value>,
-    stderr: String,
-    logs: String,
 }
 
-fn batch() -> &'static Result<Batch, String> {
-    static BATCH: OnceLock<Result<Batch, String>> = OnceLock::new();
-    BATCH.get_or_init(|| {
-        catch_unwind(AssertUnwindSafe(run_batches)).unwrap_or_else(|e| {
-            let message = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default();
-            Err(format!("the client batches could not run: {message}"))
-        })
-    })
+fn batches() -> &'static Result<Batches, String> {
+    static BATCHES: OnceLock<Result<Batches, String>> = OnceLock::new();
+    BATCHES.get_or_init(|| caught("the client batches", run_batches))
 }
 
 /// Starts the stack, gives every case its tenant, runs both scripts, waits
 /// until every case's usage is stored, stops the stack.
-fn run_batches() -> Result<Batch, String> {
-    let root = repo_root();
-    let python = root.join(".venv/bin/python");
-    if !python.exists() {
-        return Err(format!(
-            "{} is missing: run `make integration` (it creates .venv/ and installs the pinned SDKs)",
-            python.display()
-        ));
-    }
+fn run_batches() -> Result<Batches, String> {
+    let python = python()?;
     let cp = ControlPlane::start();
     let mock = Mock::start();
-    let envoy = Envoy::start_rendered_with(
-        "demo.yaml",
-        mock.port,
-        Some("{}".to_owned()),
-        true,
-        Some((cp.internal_port, cp.internal_token.clone())),
-        2,
-    );
+    let envoy = envoy_polling(&mock, "{}", cp.internal_port, &cp.internal_token);
     let mut keys = HashMap::new();
-    for client in [Client::Responses, Client::Ollama] {
+    for client in CLIENTS {
         for (id, ..) in client.cases() {
-            let tenant = client.tenant(id);
-            let provider_keys = provider_keys(&tenant);
-            let pairs: Vec<(&str, &str)> = provider_keys
-                .iter()
-                .map(|(p, k)| (*p, k.as_str()))
-                .collect();
-            keys.insert(tenant.clone(), cp.tenant(&tenant, &pairs));
+            let tenant = client.tenant(&id);
+            let key = tenant_with_own_keys(&cp, &tenant, &["openai", "anthropic"]);
+            keys.insert(tenant, key);
         }
     }
-    // Created after every case's tenant: once it is served, so are they.
-    let probe = cp.tenant("probe", &[("openai", "sk-probe")]);
-    let ready = eventually(Duration::from_secs(15), || {
-        let r = post_json(
-            &envoy.url("/v1/chat/completions"),
-            &[("authorization", &format!("Bearer {probe}"))],
-            &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "probe"}]}),
-        );
-        (r.status == 200).then_some(())
-    });
-    if ready.is_none() {
+    if !tenants_served(&cp, &envoy) {
         return Err("the routing table with the test tenants never reached Envoy".into());
     }
 
-    let mut lines = HashMap::new();
-    let mut stderr = String::new();
-    for client in [Client::Responses, Client::Ollama] {
-        let specs: Vec<Value> = client
-            .cases()
-            .iter()
-            .map(|(id, case, model, prompt)| {
-                json!({"id": id, "case": case, "model": model, "prompt": prompt,
-                    "key": keys[&client.tenant(id)]})
-            })
-            .collect();
-        let (out, err) = run_script(&python, client, specs, envoy.port, mock.port)?;
-        stderr.push_str(&err);
-        for line in out {
-            if let Some(id) = line["id"].as_str() {
-                lines.insert((client.script(), id.to_owned()), line);
-            }
-        }
-    }
-
-    // Each case's records, stored: as many as the requests the mock got.
-    let expected: Vec<(String, usize)> = [Client::Responses, Client::Ollama]
+    let scripts = CLIENTS
         .iter()
-        .flat_map(|&client| client.cases().iter().map(move |(id, ..)| (client, *id)))
-        .filter_map(|(client, id)| {
-            let line = lines.get(&(client.script(), id.to_owned()))?;
-            let n = line["upstream"].as_array().map_or(0, Vec::len);
-            (n > 0).then(|| (client.tenant(id), n))
+        .map(|&client| {
+            let specs = client
+                .cases()
+                .iter()
+                .map(|(id, case, model, prompt)| {
+                    let mut spec = spec(id, case, model, *prompt);
+                    spec["key"] = json!(keys[&client.tenant(id)]);
+                    spec
+                })
+                .collect();
+            (client.script(), specs)
         })
         .collect();
-    let stats_of = |tenant: &str| {
-        cp.admin("GET", &format!("/admin/tenants/{tenant}/stats"), None)
-            .json()
-    };
+    // Each case names its own key; this one is never used.
+    let batch = Batch::run(&python, scripts, "vk-unused", &envoy, &mock, BATCH_PATIENCE)?;
+
+    // Each case's records, stored: as many as the requests the mock got.
+    let expected: Vec<(String, usize)> = CLIENTS
+        .iter()
+        .flat_map(|&client| client.cases().into_iter().map(move |(id, ..)| (client, id)))
+        .filter_map(|(client, id)| {
+            let line = batch.line(client.script(), &id)?;
+            let n = line["upstream"].as_array().map_or(0, Vec::len);
+            (n > 0).then(|| (client.tenant(&id), n))
+        })
+        .collect();
     let stats = eventually(Duration::from_secs(20), || {
         let mut all = HashMap::new();
         for (tenant, n) in &expected {
-            let st = stats_of(tenant);
+            let st = tenant_stats(&cp, tenant);
             if st["totals"]["requests"].as_u64() != Some(*n as u64) {
                 return None;
             }
@@ -258,202 +205,42 @@ fn run_batches() -> Result<Batch, String> {
     .unwrap_or_else(|| {
         expected
             .iter()
-            .map(|(tenant, _)| (tenant.clone(), stats_of(tenant)))
+            .map(|(tenant, _)| (tenant.clone(), tenant_stats(&cp, tenant)))
             .collect()
     });
-
-    let envoy_log = envoy.process.logs();
-    let filter_lines: Vec<&str> = envoy_log
-        .lines()
-        .filter(|l| l.contains("[wasm]") || l.contains("[critical]") || l.contains("[error]"))
-        .collect();
-    let logs = format!(
-        "----- envoy log, filter lines -----\n{}\n----- mock-provider log -----\n{}",
-        filter_lines.join("\n"),
-        mock.process.logs()
-    );
-    Ok(Batch {
-        lines,
-        stats,
-        stderr,
-        logs,
-    })
+    Ok(Batches { batch, stats })
 }
 
-fn provider_keys(tenant: &str) -> Vec<(&'static str, String)> {
-    ["openai", "anthropic"]
-        .into_iter()
-        .map(|p| (p, format!("sk-{tenant}-{p}")))
-        .collect()
-}
-
-/// Runs one script's batch; returns its JSON lines and its stderr.
-fn run_script(
-    python: &std::path::Path,
-    client: Client,
-    specs: Vec<Value>,
-    envoy_port: u16,
-    mock_port: u16,
-) -> Result<(Vec<Value>, String), String> {
-    let root = repo_root();
-    let dir = TempDir::new("client-protocols");
-    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut cmd = Command::new(python);
-    cmd.current_dir(&root)
-        .arg(root.join(client.script()))
-        // Each case names its own key; this one is never used.
-        .args(["--batch", "--key", "vk-unused"])
-        .args(["--port", &envoy_port.to_string()])
-        .args(["--mock-port", &mock_port.to_string()])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .stdin(Stdio::piped())
-        .stdout(fs::File::create(&out_path).map_err(|e| e.to_string())?)
-        .stderr(fs::File::create(&err_path).map_err(|e| e.to_string())?);
-    // Nothing from the environment may change where the clients go or what they send.
-    for var in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "OPENAI_BASE_URL",
-        "OPENAI_API_KEY",
-        "OPENAI_ORG_ID",
-        "OPENAI_PROJECT_ID",
-        "OLLAMA_HOST",
-        "OLLAMA_API_KEY",
-    ] {
-        cmd.env_remove(var);
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(Value::Array(specs).to_string().as_bytes())
-            .map_err(|e| format!("cannot write the cases to the script: {e}"))?;
-    }
-    let status = eventually(BATCH_PATIENCE, || child.try_wait().ok().flatten());
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let stdout = fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = fs::read_to_string(&err_path).unwrap_or_default();
-    let lines: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .collect();
-    if status.is_none() {
-        return Err(format!(
-            "{} still running after {BATCH_PATIENCE:?}; it printed:\n{stdout}\n{stderr}",
-            client.script()
-        ));
-    }
-    if lines.is_empty() {
-        return Err(format!(
-            "{} reported no case ({}):\n{stdout}\n{stderr}",
-            client.script(),
-            status.map(|s| s.to_string()).unwrap_or_default()
-        ));
-    }
-    Ok((lines, stderr))
-}
-
-/// A case's result: what the client observed, what the mock received, and
-/// the control plane's stats of the case's tenant.
+/// A case's result, with the case's tenant and its control-plane stats.
 struct Run {
+    case: scripts::Run,
     tenant: String,
-    out: Value,
-    upstream: Vec<Value>,
     stats: Value,
 }
 
-impl Run {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.out["headers"][name].as_str()
-    }
-
-    fn only_upstream(&self) -> &Value {
-        assert_eq!(
-            self.upstream.len(),
-            1,
-            "the mock received {} requests: {:#?}",
-            self.upstream.len(),
-            self.upstream
-        );
-        &self.upstream[0]
+impl Deref for Run {
+    type Target = scripts::Run;
+    fn deref(&self) -> &scripts::Run {
+        &self.case
     }
 }
 
 /// The result of case `id` of `client`'s script; panics with the script's
 /// message (and the filter's log lines) if the case failed.
 fn run(client: Client, id: &str) -> Run {
-    let batch = match batch() {
-        Ok(batch) => batch,
+    let batches = match batches() {
+        Ok(batches) => batches,
         Err(e) => panic!("{e}"),
     };
-    let Some(line) = batch.lines.get(&(client.script(), id.to_owned())) else {
-        panic!(
-            "{} printed no line for case {id}; stderr:\n{}\n{}",
-            client.script(),
-            batch.stderr,
-            batch.logs
-        );
-    };
-    println!("{}", serde_json::to_string_pretty(line).unwrap_or_default());
-    let upstream = line["upstream"].as_array().cloned().unwrap_or_default();
-    if line["ok"] != true {
-        panic!(
-            "{}\n\nthe mock received: {upstream:#?}\n\n{}",
-            line["error"].as_str().unwrap_or("(no message)"),
-            batch.logs
-        );
-    }
     let tenant = client.tenant(id);
-    // Whatever the route, the client's virtual key never leaves Envoy.
-    for r in &upstream {
-        for field in ["authorization", "x_api_key"] {
-            assert!(
-                !r[field].as_str().unwrap_or("").contains("vk-"),
-                "the virtual key reached the provider in {field}: {r}"
-            );
-        }
-    }
     Run {
-        stats: batch.stats.get(&tenant).cloned().unwrap_or(Value::Null),
+        case: batches.batch.case(client.script(), id),
+        stats: batches.stats.get(&tenant).cloned().unwrap_or(Value::Null),
         tenant,
-        out: line["observed"].clone(),
-        upstream,
     }
 }
 
 // ------------------------------------------------------------------ checks
-
-/// The answer came from `provider`'s `model`, as the headers say.
-fn assert_answered_by(r: &Run, provider: &str, model: &str, route: &str) {
-    assert_eq!(r.header("x-aipipe-provider"), Some(provider), "{}", r.out);
-    assert_eq!(r.header("x-aipipe-model"), Some(model), "{}", r.out);
-    assert_eq!(r.header("x-aipipe-route"), Some(route), "{}", r.out);
-    assert_eq!(
-        r.header("x-aipipe-request-id").map(str::len),
-        Some(24),
-        "{}",
-        r.out
-    );
-}
-
-/// The mock's text: `Mock answer from <provider>/<model>: …`.
-fn assert_mock_text(text: &Value, provider: &str, model: &str) {
-    let want = format!("Mock answer from {provider}/{model}: ");
-    assert!(
-        text.as_str().is_some_and(|t| t.starts_with(&want)),
-        "the content {text} does not start with {want:?}"
-    );
-}
 
 /// A request that reached `provider`'s API for `model` with the case
 /// tenant's own key: Chat Completions for OpenAI, native Messages for
@@ -507,65 +294,10 @@ fn system_text(got: &Value, provider: &str) -> Value {
     }
 }
 
-/// Token counts of one answer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Counts {
-    prompt: u64,
-    completion: u64,
-    cached: u64,
-    cache_write: u64,
-}
-
-impl std::ops::Add for Counts {
-    type Output = Counts;
-    fn add(self, o: Counts) -> Counts {
-        Counts {
-            prompt: self.prompt + o.prompt,
-            completion: self.completion + o.completion,
-            cached: self.cached + o.cached,
-            cache_write: self.cache_write + o.cache_write,
-        }
-    }
-}
-
-/// What the `usage` the mock sent says, read in the provider's own format.
+/// What the `usage` the mock sent for this request says.
 fn sent(got: &Value) -> Counts {
-    let u = &got["sent_usage"];
-    let n = |p: &str| u.pointer(p).and_then(Value::as_u64);
-    if got["provider"] == "anthropic" {
-        let (input, read, write) = (
-            n("/input_tokens").unwrap(),
-            n("/cache_read_input_tokens").unwrap_or(0),
-            n("/cache_creation_input_tokens").unwrap_or(0),
-        );
-        return Counts {
-            prompt: input + read + write,
-            completion: n("/output_tokens").unwrap(),
-            cached: read,
-            cache_write: write,
-        };
-    }
-    Counts {
-        prompt: n("/prompt_tokens").unwrap_or_else(|| panic!("no usage sent: {got}")),
-        completion: n("/completion_tokens").unwrap(),
-        cached: n("/prompt_tokens_details/cached_tokens").unwrap_or(0),
-        cache_write: n("/prompt_tokens_details/cache_write_tokens").unwrap_or(0),
-    }
-}
-
-/// Nano-dollars per token for a price in dollars per million tokens.
-fn nusd(per_mtok: f64) -> u64 {
-    (per_mtok * 1000.0).round() as u64
-}
-
-fn cost(m: &Model, c: &Counts) -> u64 {
-    let input = nusd(m.input_per_mtok);
-    let read = m.cached_input_per_mtok.map_or(input, nusd);
-    let write = m.cache_write_per_mtok.map_or(input, nusd);
-    (c.prompt - c.cached - c.cache_write) * input
-        + c.cached * read
-        + c.cache_write * write
-        + c.completion * nusd(m.output_per_mtok)
+    read_sent(got["provider"].as_str().unwrap_or(""), &got["sent_usage"])
+        .unwrap_or_else(|| panic!("no usage sent: {got}"))
 }
 
 /// The tenant's stored records hold exactly what the mock sent, one record
@@ -595,10 +327,12 @@ fn assert_usage_recorded(r: &Run, model: &str) {
     assert_eq!(got, want, "stored usage of {}: {}", r.tenant, r.stats);
     let catalog = aipipe_core::catalog::default_models();
     let m = catalog.iter().find(|m| m.id == model).unwrap();
-    let stored_cost = totals["cost_usd"]
-        .as_f64()
-        .map(|d| (d * 1e9).round() as u64);
-    assert_eq!(stored_cost, Some(cost(m, &want)), "{}", r.stats);
+    assert_eq!(
+        stored_cost(totals),
+        Some(expected_cost(m, &want)),
+        "{}",
+        r.stats
+    );
     assert_eq!(r.stats["by_model"][0]["model"], model, "{}", r.stats);
 }
 
@@ -617,6 +351,53 @@ fn assert_ollama_usage(usage: &Value, got: &Value) {
     assert_eq!(usage["eval_count"], c.completion, "{usage} vs {got}");
 }
 
+/// The tool round trip of both clients: the weather question answered by
+/// one `get_weather` call (arguments as an object), the call's result by the
+/// mock's text; each turn one request to `model`, whose usage the client saw
+/// (`assert_usage`). Returns the call the client got.
+fn assert_tool_round_trip<'r>(
+    r: &'r Run,
+    model: &str,
+    assert_usage: fn(&Value, &Value),
+) -> &'r Value {
+    let provider = provider_of(model);
+    assert_answered_by(r, provider, model, "explicit");
+    let first = &r.out["first"];
+    let calls = first["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "{first}");
+    assert_eq!(calls[0]["name"], "get_weather");
+    assert_weather_args(&calls[0]["arguments"]);
+    assert_mock_text(&r.out["second"]["content"], provider, model);
+    assert_eq!(r.upstream.len(), 2, "{:#?}", r.upstream);
+    assert_eq!(last_user_text(&r.upstream[0]), WEATHER);
+    for (g, answer) in r.upstream.iter().zip([first, &r.out["second"]]) {
+        assert_upstream(r, g, provider, model);
+        assert_usage(&answer["usage"], g);
+    }
+    &calls[0]
+}
+
+/// A chat body's assistant message (with the tool call) and tool message
+/// (with its result).
+fn call_and_result_messages(body: &Value) -> (&Value, &Value) {
+    let messages = body["messages"].as_array().unwrap();
+    let with_role = |role: &str| messages.iter().find(|m| m["role"] == role).unwrap();
+    (with_role("assistant"), with_role("tool"))
+}
+
+/// A Messages body's `tool_use` block and `tool_result` block.
+fn call_and_result_blocks(body: &Value) -> (&Value, &Value) {
+    let blocks: Vec<&Value> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["content"].as_array())
+        .flatten()
+        .collect();
+    let of_type = |t: &str| *blocks.iter().find(|b| b["type"] == t).unwrap();
+    (of_type("tool_use"), of_type("tool_result"))
+}
+
 /// Where a tool call was made: its id's prefix.
 fn call_prefix(provider: &str) -> &'static str {
     if provider == "anthropic" {
@@ -624,14 +405,6 @@ fn call_prefix(provider: &str) -> &'static str {
     } else {
         "call_mock_"
     }
-}
-
-fn assert_weather_args(args: &Value) {
-    assert_eq!(
-        *args,
-        json!({"location": "San Francisco, CA", "unit": "celsius"}),
-        "{args}"
-    );
 }
 
 fn provider_of(model: &str) -> &'static str {
@@ -696,46 +469,21 @@ fn responses_stream(id: &str, model: &str) {
 fn responses_tools(id: &str, model: &str) {
     let provider = provider_of(model);
     let r = run(Client::Responses, id);
-    assert_answered_by(&r, provider, model, "explicit");
-    let first = &r.out["first"];
-    let calls = first["tool_calls"].as_array().unwrap();
-    assert_eq!(calls.len(), 1, "{first}");
-    assert_eq!(calls[0]["name"], "get_weather");
-    assert_weather_args(&calls[0]["arguments"]);
-    let call_id = calls[0]["call_id"].as_str().unwrap();
-    assert!(call_id.starts_with(call_prefix(provider)), "{first}");
-    assert!(
-        calls[0]["id"].as_str().unwrap().starts_with("fc_"),
-        "{first}"
-    );
-    assert_mock_text(&r.out["second"]["content"], provider, model);
-    assert_eq!(r.upstream.len(), 2, "{:#?}", r.upstream);
-    assert_eq!(last_user_text(&r.upstream[0]), WEATHER);
-    for (g, answer) in r.upstream.iter().zip([first, &r.out["second"]]) {
-        assert_upstream(&r, g, provider, model);
-        assert_responses_usage(&answer["usage"], g);
-    }
+    let call = assert_tool_round_trip(&r, model, assert_responses_usage);
+    let call_id = call["call_id"].as_str().unwrap();
+    assert!(call_id.starts_with(call_prefix(provider)), "{call}");
+    assert!(call["id"].as_str().unwrap().starts_with("fc_"), "{call}");
     // The second turn carried the call and its output, paired by call id.
     let second = &r.upstream[1]["body"];
     if provider == "openai" {
         assert_eq!(second["tools"][0]["function"]["name"], "get_weather");
-        let messages = second["messages"].as_array().unwrap();
-        let assistant = messages.iter().find(|m| m["role"] == "assistant").unwrap();
+        let (assistant, tool) = call_and_result_messages(second);
         assert_eq!(assistant["tool_calls"][0]["id"], call_id, "{second}");
-        let tool = messages.iter().find(|m| m["role"] == "tool").unwrap();
         assert_eq!(tool["tool_call_id"], call_id, "{second}");
     } else {
         assert_eq!(second["tools"][0]["name"], "get_weather");
-        let blocks: Vec<&Value> = second["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|m| m["content"].as_array())
-            .flatten()
-            .collect();
-        let tool_use = blocks.iter().find(|b| b["type"] == "tool_use").unwrap();
+        let (tool_use, result) = call_and_result_blocks(second);
         assert_eq!(tool_use["id"], call_id, "{second}");
-        let result = blocks.iter().find(|b| b["type"] == "tool_result").unwrap();
         assert_eq!(result["tool_use_id"], call_id, "{second}");
     }
     assert_usage_recorded(&r, model);
@@ -890,44 +638,23 @@ fn ollama_generate_streams_from_claude() {
 fn ollama_tools(id: &str, model: &str) {
     let provider = provider_of(model);
     let r = run(Client::Ollama, id);
-    assert_answered_by(&r, provider, model, "explicit");
-    let first = &r.out["first"];
-    let calls = first["tool_calls"].as_array().unwrap();
-    assert_eq!(calls.len(), 1, "{first}");
-    assert_eq!(calls[0]["name"], "get_weather");
-    // Arguments as an object, as Ollama sends them.
-    assert_weather_args(&calls[0]["arguments"]);
-    assert_mock_text(&r.out["second"]["content"], provider, model);
-    assert_eq!(r.upstream.len(), 2, "{:#?}", r.upstream);
-    assert_eq!(last_user_text(&r.upstream[0]), WEATHER);
-    for (g, answer) in r.upstream.iter().zip([first, &r.out["second"]]) {
-        assert_upstream(&r, g, provider, model);
+    assert_tool_round_trip(&r, model, assert_ollama_usage);
+    for g in &r.upstream {
         assert_eq!(g["stream"], false);
-        assert_ollama_usage(&answer["usage"], g);
     }
     // The result, sent back by `tool_name` only, answers the call it names.
     let second = &r.upstream[1]["body"];
     if provider == "openai" {
-        let messages = second["messages"].as_array().unwrap();
-        let assistant = messages.iter().find(|m| m["role"] == "assistant").unwrap();
+        let (assistant, tool) = call_and_result_messages(second);
         let call = &assistant["tool_calls"][0];
         assert_eq!(call["function"]["name"], "get_weather", "{second}");
         let args: Value =
             serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
         assert_weather_args(&args);
-        let tool = messages.iter().find(|m| m["role"] == "tool").unwrap();
         assert_eq!(tool["tool_call_id"], call["id"], "{second}");
     } else {
-        let blocks: Vec<&Value> = second["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|m| m["content"].as_array())
-            .flatten()
-            .collect();
-        let tool_use = blocks.iter().find(|b| b["type"] == "tool_use").unwrap();
+        let (tool_use, result) = call_and_result_blocks(second);
         assert_weather_args(&tool_use["input"]);
-        let result = blocks.iter().find(|b| b["type"] == "tool_result").unwrap();
         assert_eq!(result["tool_use_id"], tool_use["id"], "{second}");
     }
     assert_usage_recorded(&r, model);
@@ -951,10 +678,7 @@ fn ollama_image_reaches_gpt_4o_mini_as_a_png_data_url() {
     assert_upstream(&r, got, "openai", "gpt-4o-mini");
     let parts = got["body"]["messages"][0]["content"].as_array().unwrap();
     let image = parts.iter().find(|p| p["type"] == "image_url").unwrap();
-    assert_eq!(
-        image["image_url"]["url"],
-        format!("data:image/png;base64,{PNG_1X1}")
-    );
+    assert_eq!(image["image_url"]["url"], png_data_url());
     assert_usage_recorded(&r, "gpt-4o-mini");
 }
 

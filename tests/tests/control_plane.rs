@@ -5,57 +5,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::time::Duration;
 
-use aipipe_tests::{ControlPlane, Envoy, Mock, assert_eventually, eventually, post_json};
+use aipipe_tests::{ControlPlane, assert_eventually, eventually, post_json};
+use common::chat;
+use common::control_plane::CpStack;
 use serde_json::{Value, json};
 
-struct Stack {
-    cp: ControlPlane,
-    mock: Mock,
-    envoy: Envoy,
-}
-
-impl Stack {
-    /// No bootstrap table: everything the filter knows comes from the control plane.
-    fn start() -> Self {
-        let cp = ControlPlane::start();
-        let mock = Mock::start();
-        let envoy = Envoy::start_rendered_with(
-            "demo.yaml",
-            mock.port,
-            Some("{}".to_owned()),
-            true,
-            Some((cp.internal_port, cp.internal_token.clone())),
-            2,
-        );
-        Self { cp, mock, envoy }
-    }
-
-    fn chat(&self, key: &str, body: &Value) -> aipipe_tests::Reply {
-        post_json(
-            &self.envoy.url("/v1/chat/completions"),
-            &[("authorization", &format!("Bearer {key}"))],
-            body,
-        )
-    }
-
-    fn stats(&self, tenant: &str) -> Value {
-        let r = self
-            .cp
-            .admin("GET", &format!("/admin/tenants/{tenant}/stats"), None);
-        assert_eq!(r.status, 200, "{}", r.text());
-        r.json()
-    }
-}
-
 fn hello(text: &str) -> Value {
-    json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": text}]})
+    chat("gpt-4o-mini", text)
 }
 
 #[test]
 fn admin_changes_reach_every_worker_within_two_seconds() {
-    let s = Stack::start();
+    let s = CpStack::start();
     let key = s.cp.tenant("acme", &[("openai", "sk-acme-first")]);
     // First table (Envoy may have started before the tenant existed).
     assert_eventually!(
@@ -155,7 +120,7 @@ fn usage_seen(reply: &aipipe_tests::Reply) -> (u64, u64) {
 
 #[test]
 fn usage_flows_back_and_stats_are_exact() {
-    let s = Stack::start();
+    let s = CpStack::start();
     let key = s.cp.tenant("acme", &[("openai", "sk-acme")]);
     assert_eventually!(
         Duration::from_secs(10),
@@ -239,7 +204,7 @@ fn usage_flows_back_and_stats_are_exact() {
 
 #[test]
 fn tenants_never_use_each_others_keys_under_concurrency() {
-    let s = Stack::start();
+    let s = CpStack::start();
     let a = s.cp.tenant(
         "alpha",
         &[("openai", "sk-alpha"), ("anthropic", "ak-alpha")],
@@ -287,7 +252,7 @@ fn tenants_never_use_each_others_keys_under_concurrency() {
 
 #[test]
 fn a_control_plane_outage_loses_no_usage() {
-    let mut s = Stack::start();
+    let mut s = CpStack::start();
     let key = s.cp.tenant("acme", &[("openai", "sk-acme")]);
     assert_eventually!(
         Duration::from_secs(10),
@@ -330,18 +295,8 @@ fn a_control_plane_outage_loses_no_usage() {
 /// operator's reset clears every filter's local penalty at once.
 #[test]
 fn failovers_are_counted_once_and_penalties_reach_the_control_plane_and_reset() {
-    let cp = ControlPlane::start();
-    let mock = Mock::start();
     // A decay far longer than the test: only a reset can clear the penalty.
-    let envoy = Envoy::start_rendered_with(
-        "demo.yaml",
-        mock.port,
-        Some(r#"{"penalty_decay_ms": 600000}"#.to_owned()),
-        true,
-        Some((cp.internal_port, cp.internal_token.clone())),
-        2,
-    );
-    let s = Stack { cp, mock, envoy };
+    let s = CpStack::start_with(r#"{"penalty_decay_ms": 600000}"#);
     let key = s.cp.tenant(
         "acme",
         &[
@@ -424,7 +379,7 @@ fn failovers_are_counted_once_and_penalties_reach_the_control_plane_and_reset() 
 /// catalog model they name.
 #[test]
 fn pass_through_answers_are_accounted_when_they_carry_usage() {
-    let s = Stack::start();
+    let s = CpStack::start();
     let key = s.cp.tenant("acme", &[("openai", "sk-acme-openai")]);
     let url = s.envoy.url("/openai/v1/chat/completions");
     let auth = [("authorization", format!("Bearer {key}"))];
@@ -465,7 +420,7 @@ fn pass_through_answers_are_accounted_when_they_carry_usage() {
 /// attempts, and none more later (no orphaned first attempt is sent).
 #[test]
 fn a_streamed_failover_is_recorded_once_with_its_failed_attempts() {
-    let s = Stack::start();
+    let s = CpStack::start();
     let key = s.cp.tenant(
         "acme",
         &[

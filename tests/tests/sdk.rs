@@ -26,33 +26,20 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::fs;
-use std::io::Write as _;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use aipipe_tests::{TempDir, eventually, repo_root};
+use common::scripts::{
+    Batch, Case, PNG_1X1, Run, SYSTEM, assert_answered_by, assert_mock_text, assert_weather_args,
+    caught, png_data_url, python, spec,
+};
 use common::{ACME, Stack};
 use serde_json::{Value, json};
 
-/// The same 1x1 PNG as `tests/sdk/_common.py`.
-const PNG_1X1: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
 const HARD_PROMPT: &str = "Prove by induction that every finite tree with n vertices has exactly n-1 edges. \
      Then give a formal proof that a connected graph with n-1 edges is a tree, and show the bound is tight.";
-const SYSTEM: &str = "You are a helpful assistant.";
 /// How long one SDK's batch may run (each call times out after 20 s).
 const BATCH_PATIENCE: Duration = Duration::from_secs(120);
-
-/// One case: (id, case function of the script, model, prompt).
-type Case = (
-    &'static str,
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-);
 
 const OPENAI_CASES: &[Case] = &[
     ("plain_auto", "plain", "auto", None),
@@ -167,221 +154,40 @@ impl Sdk {
             Sdk::OpenAi => &OPENAI,
             Sdk::Anthropic => &ANTHROPIC,
         };
-        cell.get_or_init(|| {
-            catch_unwind(AssertUnwindSafe(|| run_batch(self))).unwrap_or_else(|e| {
-                let message = e
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                    .unwrap_or_default();
-                Err(format!(
-                    "the {} batch could not run: {message}",
-                    self.script()
-                ))
-            })
-        })
+        cell.get_or_init(|| caught(&format!("the {} batch", self.script()), || run_batch(self)))
     }
-}
-
-/// What one SDK's batch printed, by case id, and the logs of its stack.
-struct Batch {
-    lines: HashMap<String, Value>,
-    stderr: String,
-    logs: String,
 }
 
 /// Starts a stack, runs every case of `sdk` in one Python process, stops
 /// the stack. Err: the batch did not run (no interpreter, the script died).
 fn run_batch(sdk: Sdk) -> Result<Batch, String> {
-    let root = repo_root();
-    let python = root.join(".venv/bin/python");
-    if !python.exists() {
-        return Err(format!(
-            "{} is missing: run `make integration` (it creates .venv/ and installs the pinned SDKs)",
-            python.display()
-        ));
-    }
+    let python = python()?;
     let stack = Stack::start();
-    let specs: Vec<Value> = sdk
+    let specs = sdk
         .cases()
         .iter()
-        .map(|(id, case, model, prompt)| json!({"id": id, "case": case, "model": model, "prompt": prompt}))
+        .map(|&(id, case, model, prompt)| spec(id, case, model, prompt))
         .collect();
-    let dir = TempDir::new("sdk");
-    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut cmd = Command::new(&python);
-    cmd.current_dir(&root)
-        .arg(root.join(sdk.script()))
-        .args(["--batch", "--key", ACME.key])
-        .args(["--port", &stack.envoy.port.to_string()])
-        .args(["--mock-port", &stack.mock.port.to_string()])
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .env("no_proxy", "127.0.0.1,localhost")
-        .stdin(Stdio::piped())
-        .stdout(fs::File::create(&out_path).map_err(|e| e.to_string())?)
-        .stderr(fs::File::create(&err_path).map_err(|e| e.to_string())?);
-    // Nothing from the environment may change where the SDKs go or what they send.
-    for var in [
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "OPENAI_BASE_URL",
-        "OPENAI_API_KEY",
-        "OPENAI_ORG_ID",
-        "OPENAI_PROJECT_ID",
-        "ANTHROPIC_BASE_URL",
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_AUTH_TOKEN",
-    ] {
-        cmd.env_remove(var);
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(Value::Array(specs).to_string().as_bytes())
-            .map_err(|e| format!("cannot write the cases to the script: {e}"))?;
-    }
-    let status = eventually(BATCH_PATIENCE, || child.try_wait().ok().flatten());
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let stdout = fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = fs::read_to_string(&err_path).unwrap_or_default();
-    let lines: HashMap<String, Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter_map(|v| Some((v["id"].as_str()?.to_owned(), v)))
-        .collect();
-    if status.is_none() {
-        return Err(format!(
-            "{} still running after {BATCH_PATIENCE:?}; it printed:\n{stdout}\n{stderr}",
-            sdk.script()
-        ));
-    }
-    if lines.is_empty() {
-        return Err(format!(
-            "{} reported no case ({}):\n{stdout}\n{stderr}",
-            sdk.script(),
-            status.map(|s| s.to_string()).unwrap_or_default()
-        ));
-    }
-    // The lines of the logs that tell what the filter did, for failures.
-    let envoy_log = stack.envoy.process.logs();
-    let filter_lines: Vec<&str> = envoy_log
-        .lines()
-        .filter(|l| l.contains("[wasm]") || l.contains("[critical]") || l.contains("[error]"))
-        .collect();
-    let logs = format!(
-        "----- envoy log, filter lines -----\n{}\n----- mock-provider log -----\n{}",
-        filter_lines.join("\n"),
-        stack.mock.process.logs()
-    );
-    Ok(Batch {
-        lines,
-        stderr,
-        logs,
-    })
-}
-
-/// A case's result: what the SDK observed and what the mock received.
-struct Run {
-    out: Value,
-    upstream: Vec<Value>,
-}
-
-impl Run {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.out["headers"][name].as_str()
-    }
-
-    /// What the mock provider received for this case, oldest first.
-    fn upstream(&self) -> Vec<Value> {
-        self.upstream.clone()
-    }
-
-    /// The one request the mock received.
-    fn only_upstream(&self) -> Value {
-        let got = self.upstream();
-        assert_eq!(
-            got.len(),
-            1,
-            "the mock received {} requests: {got:#?}",
-            got.len()
-        );
-        got.into_iter().next().unwrap()
-    }
+    Batch::run(
+        &python,
+        vec![(sdk.script(), specs)],
+        ACME.key,
+        &stack.envoy,
+        &stack.mock,
+        BATCH_PATIENCE,
+    )
 }
 
 /// The result of case `id` of `sdk`'s batch; panics with the script's
 /// message (and the filter's log lines) if the case failed.
 fn run(sdk: Sdk, id: &str) -> Run {
-    let batch = match sdk.batch() {
-        Ok(batch) => batch,
+    match sdk.batch() {
+        Ok(batch) => batch.case(sdk.script(), id),
         Err(e) => panic!("{e}"),
-    };
-    let Some(line) = batch.lines.get(id) else {
-        panic!(
-            "{} printed no line for case {id}; its stderr:\n{}\n{}",
-            sdk.script(),
-            batch.stderr,
-            batch.logs
-        );
-    };
-    // Shown with the failure (or with --nocapture): the whole observation.
-    println!("{}", serde_json::to_string_pretty(line).unwrap_or_default());
-    let upstream = line["upstream"].as_array().cloned().unwrap_or_default();
-    if line["ok"] != true {
-        panic!(
-            "{}\n\nthe mock received: {upstream:#?}\n\n{}",
-            line["error"].as_str().unwrap_or("(no message)"),
-            batch.logs
-        );
-    }
-    // Whatever the route, the client's virtual key never leaves Envoy.
-    for r in &upstream {
-        for field in ["authorization", "x_api_key"] {
-            assert!(
-                !r[field].as_str().unwrap_or("").contains("vk-"),
-                "the virtual key reached the provider in {field}: {r}"
-            );
-        }
-    }
-    Run {
-        out: line["observed"].clone(),
-        upstream,
     }
 }
 
 // ------------------------------------------------------------------ checks
-
-/// The answer came from `provider`'s `model`, as the headers say.
-fn assert_answered_by(r: &Run, provider: &str, model: &str, route: &str) {
-    assert_eq!(r.header("x-aipipe-provider"), Some(provider), "{}", r.out);
-    assert_eq!(r.header("x-aipipe-model"), Some(model), "{}", r.out);
-    assert_eq!(r.header("x-aipipe-route"), Some(route), "{}", r.out);
-    assert_eq!(
-        r.header("x-aipipe-request-id").map(str::len),
-        Some(24),
-        "{}",
-        r.out
-    );
-}
-
-/// The mock's text: `Mock answer from <provider>/<model>: …`.
-fn assert_mock_text(text: &Value, provider: &str, model: &str) {
-    let want = format!("Mock answer from {provider}/{model}: ");
-    assert!(
-        text.as_str().is_some_and(|t| t.starts_with(&want)),
-        "the content {text} does not start with {want:?}"
-    );
-}
 
 /// A request that reached OpenAI's Chat Completions with the tenant's key.
 fn assert_openai_request(got: &Value, model: &str) {
@@ -435,21 +241,13 @@ const OPENAI_CALL: &str = "call_mock_";
 /// or the OpenAI format's `call_mock_…`), as the SDK parsed it.
 fn assert_weather_call(call: &Value, input_field: &str, id_prefix: &str) {
     assert_eq!(call["name"], "get_weather", "{call}");
-    assert_eq!(
-        call[input_field],
-        json!({"location": "San Francisco, CA", "unit": "celsius"}),
-        "{call}"
-    );
+    assert_weather_args(&call[input_field]);
     assert!(
         call["id"]
             .as_str()
             .is_some_and(|id| id.starts_with(id_prefix)),
         "{call}"
     );
-}
-
-fn data_url() -> String {
-    format!("data:image/png;base64,{PNG_1X1}")
 }
 
 // ------------------------------------------------- OpenAI SDK, OpenAI models
@@ -464,7 +262,7 @@ fn openai_sdk_plain_auto_routes_a_greeting_to_gpt_4o_mini() {
     assert_eq!(r.out["finish_reason"], "stop");
     assert_mock_text(&r.out["content"], "openai", "gpt-4o-mini");
     let got = r.only_upstream();
-    assert_openai_request(&got, "gpt-4o-mini");
+    assert_openai_request(got, "gpt-4o-mini");
     assert_eq!(got["body"]["messages"][0]["content"], SYSTEM);
 }
 
@@ -475,7 +273,7 @@ fn openai_sdk_plain_explicit_gpt_4o_mini() {
     assert_eq!(r.header("x-aipipe-complexity"), None);
     assert_mock_text(&r.out["content"], "openai", "gpt-4o-mini");
     let got = r.only_upstream();
-    assert_openai_request(&got, "gpt-4o-mini");
+    assert_openai_request(got, "gpt-4o-mini");
     assert_eq!(got["body"]["max_tokens"], 256);
     assert_eq!(got["body"]["temperature"], 0.5);
 }
@@ -490,7 +288,7 @@ fn openai_sdk_stream_gpt_4o_mini_without_usage() {
     // it upstream, and hid it from a client that did not.
     assert_eq!(r.out["usage"], Value::Null);
     let got = r.only_upstream();
-    assert_openai_request(&got, "gpt-4o-mini");
+    assert_openai_request(got, "gpt-4o-mini");
     assert_eq!(got["stream"], true);
     assert_eq!(got["body"]["stream_options"]["include_usage"], true);
 }
@@ -504,7 +302,7 @@ fn openai_sdk_stream_gpt_4o_mini_with_include_usage() {
     assert!(usage["prompt_tokens"].as_u64().unwrap() > 0, "{usage}");
     assert!(usage["completion_tokens"].as_u64().unwrap() > 0, "{usage}");
     let got = r.only_upstream();
-    assert_openai_request(&got, "gpt-4o-mini");
+    assert_openai_request(got, "gpt-4o-mini");
     assert_eq!(got["body"]["stream_options"]["include_usage"], true);
 }
 
@@ -521,9 +319,9 @@ fn openai_sdk_tools_gpt_4o_mini_round_trip() {
     assert_weather_call(&calls[0], "arguments", OPENAI_CALL);
     assert_mock_text(&r.out["second"]["content"], "openai", "gpt-4o-mini");
     assert_eq!(r.out["second"]["finish_reason"], "stop");
-    let got = r.upstream();
+    let got = &r.upstream;
     assert_eq!(got.len(), 2, "{got:#?}");
-    for g in &got {
+    for g in got {
         assert_openai_request(g, "gpt-4o-mini");
         assert_eq!(
             g["body"]["tools"][0]["function"]["name"], "get_weather",
@@ -552,7 +350,7 @@ fn openai_sdk_stream_tools_gpt_4o_mini_streams_tool_call_deltas() {
     assert_weather_call(&calls[0], "arguments", OPENAI_CALL);
     assert!(r.out["usage"]["completion_tokens"].as_u64().unwrap() > 0);
     let got = r.only_upstream();
-    assert_openai_request(&got, "gpt-4o-mini");
+    assert_openai_request(got, "gpt-4o-mini");
     assert_eq!(got["stream"], true);
 }
 
@@ -562,10 +360,10 @@ fn openai_sdk_image_gpt_4o_mini() {
     assert_answered_by(&r, "openai", "gpt-4o-mini", "explicit");
     assert_mock_text(&r.out["content"], "openai", "gpt-4o-mini");
     let got = r.only_upstream();
-    assert_openai_request(&got, "gpt-4o-mini");
+    assert_openai_request(got, "gpt-4o-mini");
     let parts = &got["body"]["messages"][0]["content"];
     assert_eq!(parts[1]["type"], "image_url", "{parts}");
-    assert_eq!(parts[1]["image_url"]["url"], data_url().as_str());
+    assert_eq!(parts[1]["image_url"]["url"], png_data_url().as_str());
 }
 
 #[test]
@@ -605,7 +403,7 @@ fn openai_sdk_lists_models() {
         );
     }
     assert!(
-        r.upstream().is_empty(),
+        r.upstream.is_empty(),
         "the filter answers /v1/models itself"
     );
 }
@@ -620,7 +418,7 @@ fn openai_sdk_plain_claude_is_translated_to_messages_and_back() {
     assert_eq!(r.out["finish_reason"], "stop");
     assert_eq!(r.out["answer_model"], "claude-sonnet-4-5");
     let got = r.only_upstream();
-    assert_anthropic_request(&got, "claude-sonnet-4-5");
+    assert_anthropic_request(got, "claude-sonnet-4-5");
     let body = &got["body"];
     assert_eq!(body["max_tokens"], 256, "{body}");
     assert_eq!(body["temperature"], 0.5, "{body}");
@@ -641,7 +439,7 @@ fn openai_sdk_stream_claude_becomes_chat_completion_chunks() {
     assert_eq!(r.out["finish_reason"], "stop");
     assert_eq!(r.out["usage"], Value::Null);
     let got = r.only_upstream();
-    assert_anthropic_request(&got, "claude-sonnet-4-5");
+    assert_anthropic_request(got, "claude-sonnet-4-5");
     assert_eq!(got["stream"], true);
 }
 
@@ -654,7 +452,7 @@ fn openai_sdk_stream_claude_with_include_usage() {
     assert!(usage["prompt_tokens"].as_u64().unwrap() > 0, "{usage}");
     assert!(usage["completion_tokens"].as_u64().unwrap() > 0, "{usage}");
     let got = r.only_upstream();
-    assert_anthropic_request(&got, "claude-sonnet-4-5");
+    assert_anthropic_request(got, "claude-sonnet-4-5");
     assert!(
         got["body"].get("stream_options").is_none(),
         "stream_options is not an Anthropic field: {got}"
@@ -676,9 +474,9 @@ fn openai_sdk_tools_claude_tool_use_becomes_tool_calls() {
         "claude-sonnet-4-5",
     );
     assert_eq!(r.out["second"]["finish_reason"], "stop");
-    let got = r.upstream();
+    let got = &r.upstream;
     assert_eq!(got.len(), 2, "{got:#?}");
-    for g in &got {
+    for g in got {
         assert_anthropic_request(g, "claude-sonnet-4-5");
         let tool = &g["body"]["tools"][0];
         assert_eq!(tool["name"], "get_weather", "{g}");
@@ -714,7 +512,7 @@ fn openai_sdk_stream_tools_claude_streams_tool_call_deltas() {
     assert_eq!(calls.len(), 1, "{}", r.out);
     assert_weather_call(&calls[0], "arguments", ANTHROPIC_CALL);
     assert!(r.out["usage"]["completion_tokens"].as_u64().unwrap() > 0);
-    assert_anthropic_request(&r.only_upstream(), "claude-sonnet-4-5");
+    assert_anthropic_request(r.only_upstream(), "claude-sonnet-4-5");
 }
 
 #[test]
@@ -723,7 +521,7 @@ fn openai_sdk_image_claude_becomes_a_base64_image_block() {
     assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
     assert_mock_text(&r.out["content"], "anthropic", "claude-sonnet-4-5");
     let got = r.only_upstream();
-    assert_anthropic_request(&got, "claude-sonnet-4-5");
+    assert_anthropic_request(got, "claude-sonnet-4-5");
     let blocks = got["body"]["messages"][0]["content"].as_array().unwrap();
     let image = blocks
         .iter()
@@ -751,7 +549,7 @@ fn openai_sdk_stream_auto_sends_a_proof_to_claude() {
         "{model}"
     );
     assert_mock_text(&r.out["content"], "anthropic", model);
-    assert_anthropic_request(&r.only_upstream(), model);
+    assert_anthropic_request(r.only_upstream(), model);
 }
 
 // ------------------------------------------- Anthropic SDK, Anthropic models
@@ -764,7 +562,7 @@ fn anthropic_sdk_plain_claude_passes_through() {
     assert_eq!(r.out["stop_reason"], "end_turn");
     assert_eq!(r.out["answer_model"], "claude-sonnet-4-5");
     let got = r.only_upstream();
-    assert_anthropic_request(&got, "claude-sonnet-4-5");
+    assert_anthropic_request(got, "claude-sonnet-4-5");
     assert_eq!(got["body"]["system"], SYSTEM);
     assert_eq!(got["body"]["max_tokens"], 256);
     assert_eq!(got["body"]["stop_sequences"], json!(["###"]));
@@ -777,7 +575,7 @@ fn anthropic_sdk_stream_claude_passes_through() {
     assert_mock_text(&r.out["content"], "anthropic", "claude-sonnet-4-5");
     assert_eq!(r.out["stop_reason"], "end_turn");
     let got = r.only_upstream();
-    assert_anthropic_request(&got, "claude-sonnet-4-5");
+    assert_anthropic_request(got, "claude-sonnet-4-5");
     assert_eq!(got["stream"], true);
 }
 
@@ -789,9 +587,9 @@ fn anthropic_sdk_tools_claude_round_trip() {
     assert_eq!(first["stop_reason"], "tool_use", "{first}");
     assert_weather_call(&first["tool_calls"][0], "input", ANTHROPIC_CALL);
     assert_eq!(r.out["second"]["stop_reason"], "end_turn");
-    let got = r.upstream();
+    let got = &r.upstream;
     assert_eq!(got.len(), 2, "{got:#?}");
-    for g in &got {
+    for g in got {
         assert_anthropic_request(g, "claude-sonnet-4-5");
         assert_eq!(g["body"]["tools"][0]["name"], "get_weather");
     }
@@ -807,7 +605,7 @@ fn anthropic_sdk_stream_tools_claude() {
     assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
     assert_eq!(r.out["stop_reason"], "tool_use", "{}", r.out);
     assert_weather_call(&r.out["tool_calls"][0], "input", ANTHROPIC_CALL);
-    assert_anthropic_request(&r.only_upstream(), "claude-sonnet-4-5");
+    assert_anthropic_request(r.only_upstream(), "claude-sonnet-4-5");
 }
 
 #[test]
@@ -816,7 +614,7 @@ fn anthropic_sdk_image_claude_passes_through() {
     assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
     assert_mock_text(&r.out["content"], "anthropic", "claude-sonnet-4-5");
     let got = r.only_upstream();
-    assert_anthropic_request(&got, "claude-sonnet-4-5");
+    assert_anthropic_request(got, "claude-sonnet-4-5");
     assert_eq!(
         got["body"]["messages"][0]["content"][0]["source"],
         json!({"type": "base64", "media_type": "image/png", "data": PNG_1X1})
@@ -832,7 +630,7 @@ fn anthropic_sdk_plain_gpt_4o_mini_is_translated_to_chat_and_back() {
     assert_mock_text(&r.out["content"], "openai", "gpt-4o-mini");
     assert_eq!(r.out["stop_reason"], "end_turn");
     let got = r.only_upstream();
-    assert_openai_request(&got, "gpt-4o-mini");
+    assert_openai_request(got, "gpt-4o-mini");
     let messages = &got["body"]["messages"];
     assert_eq!(messages[0], json!({"role": "system", "content": SYSTEM}));
     assert_eq!(messages[1]["role"], "user");
@@ -854,7 +652,7 @@ fn anthropic_sdk_stream_gpt_4o_mini_becomes_message_events() {
     assert_mock_text(&r.out["content"], "openai", "gpt-4o-mini");
     assert_eq!(r.out["stop_reason"], "end_turn");
     let got = r.only_upstream();
-    assert_openai_request(&got, "gpt-4o-mini");
+    assert_openai_request(got, "gpt-4o-mini");
     assert_eq!(got["stream"], true);
 }
 
@@ -869,9 +667,9 @@ fn anthropic_sdk_tools_gpt_4o_mini_round_trip() {
     assert_weather_call(&first["tool_calls"][0], "input", OPENAI_CALL);
     assert_mock_text(&r.out["second"]["content"], "openai", "gpt-4o-mini");
     assert_eq!(r.out["second"]["stop_reason"], "end_turn");
-    let got = r.upstream();
+    let got = &r.upstream;
     assert_eq!(got.len(), 2, "{got:#?}");
-    for g in &got {
+    for g in got {
         assert_openai_request(g, "gpt-4o-mini");
         let tool = &g["body"]["tools"][0];
         assert_eq!(tool["type"], "function", "{g}");
@@ -910,7 +708,7 @@ fn anthropic_sdk_stream_tools_gpt_4o_mini_becomes_a_tool_use_block() {
     assert_eq!(r.out["deltas"], json!(["input_json_delta"]), "{}", r.out);
     assert!(r.out["usage"]["output_tokens"].as_u64().unwrap() > 0);
     let got = r.only_upstream();
-    assert_openai_request(&got, "gpt-4o-mini");
+    assert_openai_request(got, "gpt-4o-mini");
     assert_eq!(got["stream"], true);
 }
 
@@ -920,13 +718,13 @@ fn anthropic_sdk_image_gpt_4o_mini_becomes_an_image_url_part() {
     assert_answered_by(&r, "openai", "gpt-4o-mini", "explicit");
     assert_mock_text(&r.out["content"], "openai", "gpt-4o-mini");
     let got = r.only_upstream();
-    assert_openai_request(&got, "gpt-4o-mini");
+    assert_openai_request(got, "gpt-4o-mini");
     let parts = got["body"]["messages"][0]["content"].as_array().unwrap();
     let image = parts
         .iter()
         .find(|p| p["type"] == "image_url")
         .unwrap_or_else(|| panic!("no image_url part in {parts:?}"));
-    assert_eq!(image["image_url"]["url"], data_url().as_str());
+    assert_eq!(image["image_url"]["url"], png_data_url().as_str());
 }
 
 // ------------------------------------------------------ Anthropic SDK, auto
@@ -937,7 +735,7 @@ fn anthropic_sdk_plain_auto_routes_a_greeting_to_gpt_4o_mini() {
     assert_answered_by(&r, "openai", "gpt-4o-mini", "auto");
     assert!(r.header("x-aipipe-complexity").is_some());
     assert_mock_text(&r.out["content"], "openai", "gpt-4o-mini");
-    assert_openai_request(&r.only_upstream(), "gpt-4o-mini");
+    assert_openai_request(r.only_upstream(), "gpt-4o-mini");
 }
 
 #[test]
@@ -956,5 +754,5 @@ fn anthropic_sdk_stream_auto_sends_a_proof_to_claude() {
         "{model}"
     );
     assert_mock_text(&r.out["content"], "anthropic", model);
-    assert_anthropic_request(&r.only_upstream(), model);
+    assert_anthropic_request(r.only_upstream(), model);
 }

@@ -17,21 +17,24 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aipipe_core::contract::USAGE_PATH;
-use aipipe_core::table::Model;
 use aipipe_core::usage::{UsageBatch, UsageRecord};
-use aipipe_tests::{
-    ControlPlane, Envoy, Mock, assert_eventually, eventually, post_json, try_request,
-};
+use aipipe_tests::{ControlPlane, Mock, eventually, try_request};
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
+use common::control_plane::{
+    chat_as, envoy_polling, tenant_stats, tenant_with_own_keys, tenants_served,
+};
+use common::usage::{Counts, expected_cost, read_sent, stored_cost};
 use serde_json::{Value, json};
 
 // ------------------------------------------------------------------ the tap
@@ -272,61 +275,6 @@ fn cases() -> Vec<Case> {
 
 // ------------------------------------------------------------------ expectations
 
-/// Token counts of one answer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Counts {
-    prompt: u64,
-    completion: u64,
-    cached: u64,
-    cache_write: u64,
-}
-
-/// What a `usage` object the mock sent says, read in that provider's own
-/// format (independently of the filter's reader).
-fn read_sent(provider: &str, u: &Value) -> Option<Counts> {
-    let n = |p: &str| u.pointer(p).and_then(Value::as_u64);
-    if provider == "anthropic" {
-        // input_tokens excludes cache reads and writes; all three are prompt.
-        let (input, read, write) = (
-            n("/input_tokens")?,
-            n("/cache_read_input_tokens").unwrap_or(0),
-            n("/cache_creation_input_tokens").unwrap_or(0),
-        );
-        return Some(Counts {
-            prompt: input + read + write,
-            completion: n("/output_tokens")?,
-            cached: read,
-            cache_write: write,
-        });
-    }
-    Some(Counts {
-        prompt: n("/prompt_tokens")?,
-        completion: n("/completion_tokens")?,
-        // Moonshot puts it at the top level; the others in the details.
-        cached: n("/prompt_tokens_details/cached_tokens")
-            .or_else(|| n("/cached_tokens"))
-            .unwrap_or(0),
-        // OpenRouter's cache writes.
-        cache_write: n("/prompt_tokens_details/cache_write_tokens").unwrap_or(0),
-    })
-}
-
-/// Nano-dollars per token for a price in dollars per million tokens.
-fn nusd(per_mtok: f64) -> u64 {
-    (per_mtok * 1000.0).round() as u64
-}
-
-/// The cost the catalog's prices give these counts, in nano-dollars.
-fn expected_cost(m: &Model, c: &Counts) -> u64 {
-    let input = nusd(m.input_per_mtok);
-    let read = m.cached_input_per_mtok.map_or(input, nusd);
-    let write = m.cache_write_per_mtok.map_or(input, nusd);
-    (c.prompt - c.cached - c.cache_write) * input
-        + c.cached * read
-        + c.cache_write * write
-        + c.completion * nusd(m.output_per_mtok)
-}
-
 /// The chunks of an SSE answer (`data:` payloads that are JSON).
 fn chunks(text: &str) -> Vec<Value> {
     text.lines()
@@ -350,43 +298,18 @@ fn every_provider_plain_and_streamed_is_recorded_exactly() {
     let cp = ControlPlane::start();
     let mock = Mock::start();
     let tap = UsageTap::start(cp.internal_port);
-    let envoy = Envoy::start_rendered_with(
-        "demo.yaml",
-        mock.port,
-        Some("{}".to_owned()),
-        true,
-        Some((tap.port, cp.internal_token.clone())),
-        2,
-    );
+    let envoy = envoy_polling(&mock, "{}", tap.port, &cp.internal_token);
     let catalog = aipipe_core::catalog::default_models();
     let cases = cases();
 
     // Every tenant has keys for all seven providers.
     let mut keys = BTreeMap::new();
     for case in &cases {
-        let provider_keys: Vec<(&str, String)> = PROVIDERS
-            .iter()
-            .map(|p| (*p, format!("sk-{}-{p}", case.tenant)))
-            .collect();
-        let pk: Vec<(&str, &str)> = provider_keys
-            .iter()
-            .map(|(p, k)| (*p, k.as_str()))
-            .collect();
-        keys.insert(case.tenant.clone(), cp.tenant(&case.tenant, &pk));
+        let key = tenant_with_own_keys(&cp, &case.tenant, &PROVIDERS);
+        keys.insert(case.tenant.clone(), key);
     }
-
-    // A tenant created after all the others: once it is served, the table
-    // Envoy routes with has every case's tenant.
-    let probe = cp.tenant("probe", &[("openai", "sk-probe")]);
-    assert_eventually!(
-        Duration::from_secs(15),
-        post_json(
-            &envoy.url("/v1/chat/completions"),
-            &[("authorization", &format!("Bearer {probe}"))],
-            &json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "probe"}]}),
-        )
-        .status
-            == 200,
+    assert!(
+        tenants_served(&cp, &envoy),
         "the routing table with the test tenants never reached Envoy"
     );
 
@@ -397,11 +320,7 @@ fn every_provider_plain_and_streamed_is_recorded_exactly() {
         if case.unreadable {
             mock.fault(json!({"provider": case.provider, "unreadable_usage": true}));
         }
-        let reply = post_json(
-            &envoy.url("/v1/chat/completions"),
-            &[("authorization", &format!("Bearer {}", keys[&case.tenant]))],
-            &case.body(),
-        );
+        let reply = chat_as(&envoy, &keys[&case.tenant], &case.body());
         mock.clear_faults();
         let received = mock.received();
         let mine: Vec<&Value> = received
@@ -424,12 +343,7 @@ fn every_provider_plain_and_streamed_is_recorded_exactly() {
         }
         let mut stats = BTreeMap::new();
         for case in &cases {
-            let r = cp.admin(
-                "GET",
-                &format!("/admin/tenants/{}/stats", case.tenant),
-                None,
-            );
-            let st = r.json();
+            let st = tenant_stats(&cp, &case.tenant);
             if st["totals"]["requests"].as_u64() != Some(1) {
                 return None;
             }
@@ -447,9 +361,7 @@ fn every_provider_plain_and_streamed_is_recorded_exactly() {
         let stored: Vec<String> = cases
             .iter()
             .map(|c| {
-                let st = cp
-                    .admin("GET", &format!("/admin/tenants/{}/stats", c.tenant), None)
-                    .json();
+                let st = tenant_stats(&cp, &c.tenant);
                 format!("{}={}", c.tenant, st["totals"]["requests"])
             })
             .collect();
@@ -501,9 +413,7 @@ fn every_provider_plain_and_streamed_is_recorded_exactly() {
         let st = &stats[&case.tenant];
         let totals = &st["totals"];
         let stored = |key: &str| totals[key].as_u64();
-        let stored_cost = totals["cost_usd"]
-            .as_f64()
-            .map(|d| (d * 1e9).round() as u64);
+        let stored_cost = stored_cost(totals);
 
         // Who and how, as recorded.
         if (rec.provider.as_str(), rec.model.as_str()) != (case.provider, case.model)

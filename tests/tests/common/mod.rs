@@ -1,7 +1,13 @@
 //! The stack every integration test runs against: the mock provider server
-//! and Envoy (two workers) with the filter and a bootstrap table of tenants.
+//! and Envoy (two workers) with the filter and a bootstrap table of tenants;
+//! and what several test files share beyond it (each file is its own crate
+//! and uses only part of this, hence `dead_code`).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod control_plane;
+pub mod scripts;
+pub mod usage;
 
 use aipipe_tests::{Envoy, Mock, plugin_config};
 use serde_json::{Value, json};
