@@ -1,12 +1,14 @@
-"""Shared by the SDK case scripts (openai_cases.py, anthropic_cases.py).
+"""Shared by the case scripts of the official SDKs and clients
+(openai_cases.py, anthropic_cases.py, responses_cases.py, ollama_cases.py).
 
 Each case is a real call through the official SDK against the aipipe Envoy
 listener. Each prints one JSON line: what it observed (the parsed answer, the
 x-aipipe-* response headers) and, given --mock-port, what the mock provider
 received; or, failing, a message that says what went wrong (also on stderr,
 and the exit status is 1). The checks here are
-about what the SDK parsed; where the request went is checked by the Rust test
-(tests/tests/sdk.rs) against the mock provider's log.
+about what the SDK parsed; where the request went is checked by the Rust tests
+(tests/tests/sdk.rs, tests/tests/client_protocols.rs) against the mock
+provider's log.
 """
 
 import argparse
@@ -19,11 +21,13 @@ import urllib.request
 PNG_1X1 = (
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 )
+SYSTEM = "You are a helpful assistant."
 GREETING = "hello! how are you today?"
 WEATHER = "What's the weather in Paris right now?"
 IMAGE_QUESTION = "What colour is this image?"
 
-# The weather tool, as a JSON schema (both SDKs' tool formats wrap it).
+# The weather tool: its name, what it does and its JSON schema (each
+# protocol's tool format wraps them).
 WEATHER_SCHEMA = {
     "type": "object",
     "properties": {
@@ -32,6 +36,13 @@ WEATHER_SCHEMA = {
     },
     "required": ["location", "unit"],
 }
+WEATHER_FUNCTION = {
+    "name": "get_weather",
+    "description": "Get the current weather for a location",
+    "parameters": WEATHER_SCHEMA,
+}
+# Chat Completions (and Ollama, which takes the same tools) nest it under `function`.
+CHAT_WEATHER_TOOL = {"type": "function", "function": WEATHER_FUNCTION}
 WEATHER_RESULT = '{"temperature": 18, "unit": "celsius", "sky": "sunny"}'
 
 
@@ -47,6 +58,33 @@ def check(condition, message):
 def aipipe_headers(headers):
     """The x-aipipe-* response headers (httpx headers are case-insensitive)."""
     return {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-aipipe-")}
+
+
+def check_event_stream(headers):
+    ctype = headers.get("content-type", "")
+    check(ctype.startswith("text/event-stream"), f"content-type {ctype!r}")
+
+
+def check_weather_call(calls, question, args="arguments"):
+    """The mocks answer a weather question with one get_weather call, its
+    arguments (`args`) an object with a location; returns that call."""
+    check(len(calls) == 1, f"want one tool call for {question!r}, got {calls}")
+    call = calls[0]
+    check(call["name"] == "get_weather", f"called {call['name']!r}, the only tool is get_weather")
+    check(isinstance(call[args], dict), f"{args} {call[args]!r}")
+    check(isinstance(call[args].get("location"), str), f"no location in {call[args]!r}")
+    return call
+
+
+def openai_client(openai, port, key):
+    """The `openai` SDK's client of the listener: no retries (a refused
+    request is reported as it is), 20 s per call."""
+    return openai.OpenAI(
+        base_url=f"http://127.0.0.1:{port}/v1",
+        api_key=key,
+        max_retries=0,
+        timeout=20.0,
+    )
 
 
 def parse_args(sdk, cases):
@@ -138,8 +176,8 @@ def require(module, version_attr="__version__"):
     except ImportError as e:
         print(
             f"the `{module}` Python SDK is not installed in this interpreter ({sys.executable}): {e}\n"
-            "run `make integration` (or `make test`): it installs the pinned openai and anthropic "
-            "SDKs into .venv/",
+            "run `make integration` (or `make test`): it installs the pinned openai, anthropic "
+            "and ollama clients into .venv/",
             file=sys.stderr,
         )
         sys.exit(2)

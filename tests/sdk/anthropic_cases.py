@@ -21,12 +21,15 @@ from _common import (  # noqa: E402
     GREETING,
     IMAGE_QUESTION,
     PNG_1X1,
+    SYSTEM,
     WEATHER,
+    WEATHER_FUNCTION,
     WEATHER_RESULT,
-    WEATHER_SCHEMA,
     aipipe_headers,
     CaseFailed,
     check,
+    check_event_stream,
+    check_weather_call,
     require,
     run,
 )
@@ -34,9 +37,9 @@ from _common import (  # noqa: E402
 anthropic, VERSION = require("anthropic")
 
 WEATHER_TOOL = {
-    "name": "get_weather",
-    "description": "Get the current weather for a location",
-    "input_schema": WEATHER_SCHEMA,
+    "name": WEATHER_FUNCTION["name"],
+    "description": WEATHER_FUNCTION["description"],
+    "input_schema": WEATHER_FUNCTION["parameters"],
 }
 RAW_EVENTS = {
     "message_start",
@@ -109,7 +112,7 @@ def plain(client, model, prompt):
     return create(
         client,
         model=model,
-        system="You are a helpful assistant.",
+        system=SYSTEM,
         messages=[{"role": "user", "content": prompt or GREETING}],
         stop_sequences=["###"],
     )
@@ -127,8 +130,7 @@ def streamed(client, model, prompt, tools=None):
         **kwargs,
     ) as s:
         headers = aipipe_headers(s.response.headers)
-        ctype = s.response.headers.get("content-type", "")
-        check(ctype.startswith("text/event-stream"), f"content-type {ctype!r}")
+        check_event_stream(s.response.headers)
         for event in s:
             if event.type in RAW_EVENTS:
                 events.append(event.type)
@@ -159,11 +161,7 @@ def tools(client, model, prompt):
     # Both mocks call the tool for a weather question (an OpenAI-format
     # model's tool_calls translated by the filter): the SDK must have parsed
     # a real ToolUseBlock.
-    check(len(first["tool_calls"]) == 1, f"want one tool_use block for {question}, got {first['tool_calls']}")
-    for t in first["tool_calls"]:
-        check(t["name"] == "get_weather", f"called {t['name']!r}, the only tool is get_weather")
-        check(isinstance(t["input"].get("location"), str), f"no location in {t['input']!r}")
-    call = first["tool_calls"][0]
+    call = check_weather_call(first["tool_calls"], question, args="input")
     second = create(
         client,
         model=model,

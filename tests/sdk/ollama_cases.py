@@ -18,32 +18,23 @@ import sys
 sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
 
 from _common import (  # noqa: E402
+    CHAT_WEATHER_TOOL as WEATHER_TOOL,
     GREETING,
     IMAGE_QUESTION,
     PNG_1X1,
+    SYSTEM,
     WEATHER,
     WEATHER_RESULT,
-    WEATHER_SCHEMA,
     aipipe_headers,
     CaseFailed,
     check,
+    check_weather_call,
     require,
     run,
 )
 
 ollama, _ = require("ollama")
 VERSION = importlib.metadata.version("ollama")
-
-SYSTEM = "You are a helpful assistant."
-
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a location",
-        "parameters": WEATHER_SCHEMA,
-    },
-}
 
 
 class Ollama:
@@ -168,10 +159,7 @@ def tools(c, model, prompt):
     question = [{"role": "user", "content": prompt or WEATHER}]
     r = c.call("chat", model=model, messages=question, tools=[WEATHER_TOOL], stream=False)
     first = chat_report(c, r)
-    calls = first["tool_calls"]
-    check(len(calls) == 1, f"want one tool call for {question}, got {calls}")
-    check(calls[0]["name"] == "get_weather", f"called {calls[0]['name']!r}")
-    check(isinstance(calls[0]["arguments"].get("location"), str), f"no location in {calls[0]['arguments']!r}")
+    check_weather_call(first["tool_calls"], question)
     conversation = question + [r.message, {"role": "tool", "tool_name": "get_weather", "content": WEATHER_RESULT}]
     r = c.call("chat", model=model, messages=conversation, tools=[WEATHER_TOOL], stream=False)
     second = chat_report(c, r)

@@ -18,38 +18,28 @@ import sys
 sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
 
 from _common import (  # noqa: E402
+    CHAT_WEATHER_TOOL as WEATHER_TOOL,
     GREETING,
     IMAGE_QUESTION,
     PNG_1X1,
+    SYSTEM,
     WEATHER,
     WEATHER_RESULT,
-    WEATHER_SCHEMA,
     aipipe_headers,
     CaseFailed,
     check,
+    check_event_stream,
+    check_weather_call,
+    openai_client,
     require,
     run,
 )
 
 openai, VERSION = require("openai")
 
-WEATHER_TOOL = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather for a location",
-        "parameters": WEATHER_SCHEMA,
-    },
-}
-
 
 def client_for(port, key):
-    return openai.OpenAI(
-        base_url=f"http://127.0.0.1:{port}/v1",
-        api_key=key,
-        max_retries=0,
-        timeout=20.0,
-    )
+    return openai_client(openai, port, key)
 
 
 def completion_report(raw):
@@ -99,7 +89,7 @@ def plain(client, model, prompt):
     raw = client.chat.completions.with_raw_response.create(
         model=model,
         messages=[
-            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "system", "content": SYSTEM},
             {"role": "user", "content": prompt or GREETING},
         ],
         max_tokens=256,
@@ -123,10 +113,7 @@ def streamed(client, model, prompt, include_usage, tools=None):
         **kwargs,
     )
     headers = aipipe_headers(raw.headers)
-    check(
-        raw.headers.get("content-type", "").startswith("text/event-stream"),
-        f"content-type {raw.headers.get('content-type')!r}",
-    )
+    check_event_stream(raw.headers)
     content, finish, usage, n, ids, roles = [], None, [], 0, set(), []
     calls = {}
     for chunk in raw.parse():
@@ -211,15 +198,9 @@ def tools(client, model, prompt):
             model=model, messages=question, tools=[WEATHER_TOOL], tool_choice="auto", max_tokens=256
         )
     )
-    # Both mocks call the tool for a weather question: the SDK must have
-    # parsed a real call (message.tool_calls[0].function.name / .arguments).
-    check(len(first["tool_calls"]) == 1, f"want one tool call for {question}, got {first['tool_calls']}")
-    for t in first["tool_calls"]:
-        check(t["name"] == "get_weather", f"called {t['name']!r}, the only tool is get_weather")
-        check(isinstance(t["arguments"], dict), f"arguments {t['arguments']!r}")
-        check(isinstance(t["arguments"].get("location"), str), f"no location in {t['arguments']!r}")
+    # The SDK must have parsed a real call (message.tool_calls[0].function.name / .arguments).
+    call = check_weather_call(first["tool_calls"], question)
     # The second turn: the model's own call and its result.
-    call = first["tool_calls"][0]
     second = completion_report(
         client.chat.completions.with_raw_response.create(
             model=model,

@@ -19,37 +19,28 @@ sys.dont_write_bytecode = True  # no __pycache__ beside the scripts
 
 from _common import (  # noqa: E402
     GREETING,
+    SYSTEM,
     WEATHER,
+    WEATHER_FUNCTION,
     WEATHER_RESULT,
-    WEATHER_SCHEMA,
     aipipe_headers,
     CaseFailed,
     check,
+    check_event_stream,
+    check_weather_call,
+    openai_client,
     require,
     run,
 )
 
 openai, VERSION = require("openai")
 
-INSTRUCTIONS = "You are a helpful assistant."
-
 # The Responses API's function tools are flat (no nested `function`).
-WEATHER_TOOL = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Get the current weather for a location",
-    "parameters": WEATHER_SCHEMA,
-    "strict": False,
-}
+WEATHER_TOOL = {"type": "function", **WEATHER_FUNCTION, "strict": False}
 
 
 def client_for(port, key):
-    return openai.OpenAI(
-        base_url=f"http://127.0.0.1:{port}/v1",
-        api_key=key,
-        max_retries=0,
-        timeout=20.0,
-    )
+    return openai_client(openai, port, key)
 
 
 def usage_report(u):
@@ -117,7 +108,7 @@ def plain(client, model, prompt):
     return create(
         client,
         model=model,
-        instructions=INSTRUCTIONS,
+        instructions=SYSTEM,
         input=prompt or GREETING,
         max_output_tokens=256,
         temperature=0.5,
@@ -130,17 +121,14 @@ def streamed(client, model, prompt, tools=None):
     kwargs = {"tools": tools} if tools else {}
     raw = client.responses.with_raw_response.create(
         model=model,
-        instructions=INSTRUCTIONS,
+        instructions=SYSTEM,
         input=[{"role": "user", "content": prompt or GREETING}],
         max_output_tokens=256,
         stream=True,
         **kwargs,
     )
     headers = aipipe_headers(raw.headers)
-    check(
-        raw.headers.get("content-type", "").startswith("text/event-stream"),
-        f"content-type {raw.headers.get('content-type')!r}",
-    )
+    check_event_stream(raw.headers)
     types, text, arguments, added, done_items = [], [], {}, {}, {}
     final = None
     for n, event in enumerate(raw.parse()):
@@ -175,16 +163,9 @@ def stream(client, model, prompt):
     return streamed(client, model, prompt)
 
 
-def assert_weather_calls(calls, question):
-    check(len(calls) == 1, f"want one function call for {question!r}, got {calls}")
-    call = calls[0]
-    check(call["name"] == "get_weather", f"called {call['name']!r}, the only tool is get_weather")
-    check(isinstance(call["arguments"].get("location"), str), f"no location in {call['arguments']!r}")
-
-
 def stream_tools(client, model, prompt):
     report = streamed(client, model, prompt or WEATHER, tools=[WEATHER_TOOL])
-    assert_weather_calls(report["tool_calls"], prompt or WEATHER)
+    check_weather_call(report["tool_calls"], prompt or WEATHER)
     check("response.function_call_arguments.delta" in report["events"], f"events {report['events']}")
     return report
 
@@ -198,8 +179,7 @@ def tools(client, model, prompt):
     )
     first_response = raw.parse()
     first = response_report(first_response, aipipe_headers(raw.headers))
-    assert_weather_calls(first["tool_calls"], question)
-    call = first["tool_calls"][0]
+    call = check_weather_call(first["tool_calls"], question)
     # What the SDK's users do: the earlier output items go back as input.
     conversation = (
         question
