@@ -1,11 +1,15 @@
 //! An OpenAI `chat.completion` answer or error → Anthropic's answer or
 //! error, for Anthropic clients routed to a Chat Completions provider.
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use serde_json::value::RawValue;
 
 use super::TranslateError;
-use super::wire::MessagesUsage;
+use super::lax::{Lax, List, is_object};
+use super::wire::{Block, MessagesUsage, ToolInput};
 use crate::usage::openai_usage;
 
 type Result<T> = std::result::Result<T, TranslateError>;
@@ -24,28 +28,141 @@ pub(super) fn stop_reason(finish: Option<&str>) -> &'static str {
     }
 }
 
+/// Translates an OpenAI `chat.completion` answer into an Anthropic Messages
+/// answer reporting `model`.
+pub fn chat_response_to_messages(body: &[u8], model: &str) -> Result<Vec<u8>> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return fail("the provider's answer is not a JSON object");
+    }
+    let answer: ChatAnswer = serde_json::from_slice(body).map_err(|e| {
+        TranslateError(format!(
+            "the provider's answer is not a readable chat completion: {e}"
+        ))
+    })?;
+    let Some(choice) = answer.choices.first() else {
+        return fail("the provider's answer has no choices");
+    };
+    let mut content = Vec::new();
+    if let Some(m) = &choice.message {
+        match &m.content {
+            Lax::Str(t) if !t.is_empty() => content.push(Block::text(t.as_ref())),
+            Lax::Array(parts) => {
+                for p in parts {
+                    if let Some(t) = p.object().and_then(|p| p.text.as_str()) {
+                        content.push(Block::text(t));
+                    }
+                }
+            }
+            _ => {}
+        }
+        for call in &m.tool_calls {
+            let f = call.function.as_ref();
+            content.push(Block::ToolUse {
+                id: call.id.as_deref().unwrap_or_default(),
+                name: f.and_then(|f| f.name.as_deref()).unwrap_or_default(),
+                input: tool_input(f.and_then(|f| f.arguments.as_deref())),
+            });
+        }
+    }
+    let out = Answer {
+        id: answer.id.as_deref().unwrap_or("msg_unknown"),
+        kind: "message",
+        role: "assistant",
+        model,
+        content,
+        stop_reason: stop_reason(choice.finish_reason.as_deref()),
+        stop_sequence: None,
+        usage: openai_usage(body)
+            .map(MessagesUsage::from)
+            .unwrap_or_default(),
+    };
+    serde_json::to_vec(&out)
+        .map_err(|e| TranslateError(format!("could not encode the message: {e}")))
+}
+
+/// Tool call arguments as Anthropic `input` (always an object): text that
+/// does not parse to one is kept under `_raw` rather than lost.
+fn tool_input(arguments: Option<&str>) -> ToolInput<'_> {
+    match arguments.map(str::trim) {
+        None | Some("") => ToolInput::Empty {},
+        Some(a) => match serde_json::from_str::<&RawValue>(a) {
+            Ok(raw) if is_object(raw) => ToolInput::Object(Cow::Borrowed(raw)),
+            _ => ToolInput::Unparsed { raw: a },
+        },
+    }
+}
+
+/// Translates an OpenAI-shaped error answer into Anthropic's error shape,
+/// keeping the status (Anthropic clients key their retries off it).
+pub fn chat_error_to_messages(status: u16, body: &[u8]) -> (u16, Vec<u8>) {
+    let error = match serde_json::from_slice::<Lax<ErrorBody>>(body) {
+        Ok(Lax::Object(b)) => b.error,
+        _ => Lax::Absent,
+    };
+    // `{"error":{"message":…}}`, or a bare `{"error":"…"}`.
+    let message = match &error {
+        Lax::Object(e) => e.message.as_str(),
+        Lax::Str(s) => Some(s.as_ref()),
+        _ => None,
+    };
+    let message = match message {
+        Some(m) => Cow::Borrowed(m),
+        None => Cow::Owned(format!(
+            "The upstream provider answered HTTP {status} with a body aipipe could not read."
+        )),
+    };
+    let (status, kind) = match status {
+        400 | 422 => (400, "invalid_request_error"),
+        401 => (401, "authentication_error"),
+        402 => (402, "billing_error"),
+        403 => (403, "permission_error"),
+        404 => (404, "not_found_error"),
+        413 => (413, "request_too_large"),
+        429 => (429, "rate_limit_error"),
+        503 | 529 => (529, "overloaded_error"),
+        504 => (504, "timeout_error"),
+        s @ 400..=499 => (s, "invalid_request_error"),
+        _ => (500, "api_error"),
+    };
+    let body = json!({"type": "error", "error": {"type": kind, "message": message}});
+    (status, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+// ----------------------------------------------- the answer, as read
+
+/// A whole `chat.completion`: the fields this translation reads.
 #[derive(Deserialize)]
-struct ChatAnswer {
+#[serde(bound(deserialize = "'de: 'a"))]
+struct ChatAnswer<'a> {
     #[serde(default)]
     id: Option<String>,
     #[serde(default)]
-    choices: Vec<ChatChoice>,
+    choices: Vec<ChatChoice<'a>>,
 }
 
 #[derive(Deserialize)]
-struct ChatChoice {
+#[serde(bound(deserialize = "'de: 'a"))]
+struct ChatChoice<'a> {
     #[serde(default)]
-    message: Option<ChatMessage>,
+    message: Option<ChatMessage<'a>>,
     #[serde(default)]
     finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct ChatMessage {
+#[serde(bound(deserialize = "'de: 'a"))]
+struct ChatMessage<'a> {
+    /// A string or content parts; anything else carries no text.
     #[serde(default)]
-    content: Option<Value>,
+    content: List<'a, TextPart<'a>>,
     #[serde(default)]
     tool_calls: Vec<ChatToolCall>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct TextPart<'a> {
+    text: Lax<'a>,
 }
 
 #[derive(Deserialize)]
@@ -65,110 +182,39 @@ pub(super) struct ChatFunction {
     pub(super) arguments: Option<String>,
 }
 
-/// Tool call arguments as Anthropic `input` (always an object): text that
-/// does not parse to one is kept under `_raw` rather than lost.
-fn tool_input(arguments: Option<&str>) -> Value {
-    match arguments.map(str::trim) {
-        None | Some("") => json!({}),
-        Some(a) => match serde_json::from_str::<Value>(a) {
-            Ok(v @ Value::Object(_)) => v,
-            _ => json!({ "_raw": a }),
-        },
-    }
+/// An OpenAI-shaped error body: its message is all that is kept.
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct ErrorBody<'a> {
+    error: Lax<'a, ErrorObject<'a>>,
 }
 
-/// Translates an OpenAI `chat.completion` answer into an Anthropic Messages
-/// answer reporting `model`.
-pub fn chat_response_to_messages(body: &[u8], model: &str) -> Result<Vec<u8>> {
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return fail("the provider's answer is not a JSON object");
-    }
-    let answer: ChatAnswer = serde_json::from_slice(body).map_err(|e| {
-        TranslateError(format!(
-            "the provider's answer is not a readable chat completion: {e}"
-        ))
-    })?;
-    let Some(choice) = answer.choices.into_iter().next() else {
-        return fail("the provider's answer has no choices");
-    };
-    let mut content = Vec::new();
-    if let Some(m) = &choice.message {
-        match &m.content {
-            Some(Value::String(t)) if !t.is_empty() => {
-                content.push(json!({"type": "text", "text": t}))
-            }
-            Some(Value::Array(parts)) => {
-                for p in parts {
-                    if let Some(t) = p.get("text").and_then(Value::as_str) {
-                        content.push(json!({"type": "text", "text": t}));
-                    }
-                }
-            }
-            _ => {}
-        }
-        for call in &m.tool_calls {
-            let f = call.function.as_ref();
-            content.push(json!({
-                "type": "tool_use",
-                "id": call.id.as_deref().unwrap_or_default(),
-                "name": f.and_then(|f| f.name.as_deref()).unwrap_or_default(),
-                "input": tool_input(f.and_then(|f| f.arguments.as_deref())),
-            }));
-        }
-    }
-    let usage = openai_usage(body)
-        .map(MessagesUsage::from)
-        .unwrap_or_default();
-    let out = json!({
-        "id": answer.id.unwrap_or_else(|| "msg_unknown".into()),
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": stop_reason(choice.finish_reason.as_deref()),
-        "stop_sequence": null,
-        "usage": usage,
-    });
-    serde_json::to_vec(&out)
-        .map_err(|e| TranslateError(format!("could not encode the message: {e}")))
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct ErrorObject<'a> {
+    message: Lax<'a>,
 }
 
-/// Translates an OpenAI-shaped error answer into Anthropic's error shape,
-/// keeping the status (Anthropic clients key their retries off it).
-pub fn chat_error_to_messages(status: u16, body: &[u8]) -> (u16, Vec<u8>) {
-    let message = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| {
-            v.get("error")
-                .and_then(|e| e.get("message").or(Some(e)))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| {
-            format!(
-                "The upstream provider answered HTTP {status} with a body aipipe could not read."
-            )
-        });
-    let (status, kind) = match status {
-        400 | 422 => (400, "invalid_request_error"),
-        401 => (401, "authentication_error"),
-        402 => (402, "billing_error"),
-        403 => (403, "permission_error"),
-        404 => (404, "not_found_error"),
-        413 => (413, "request_too_large"),
-        429 => (429, "rate_limit_error"),
-        503 | 529 => (529, "overloaded_error"),
-        504 => (504, "timeout_error"),
-        s @ 400..=499 => (s, "invalid_request_error"),
-        _ => (500, "api_error"),
-    };
-    let body = json!({"type": "error", "error": {"type": kind, "message": message}});
-    (status, serde_json::to_vec(&body).unwrap_or_default())
+// -------------------------------------------- the answer, as written
+
+/// An Anthropic Messages answer.
+#[derive(Serialize)]
+struct Answer<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    role: &'static str,
+    model: &'a str,
+    content: Vec<Block<'a>>,
+    stop_reason: &'static str,
+    stop_sequence: Option<&'a str>,
+    usage: MessagesUsage,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn a_chat_answer_becomes_an_anthropic_message() {
@@ -210,6 +256,25 @@ mod tests {
         for bad in [&b""[..], b"[]", b"{\"choices\":[]}", b"{\"choices\":7}"] {
             assert!(chat_response_to_messages(bad, "m").is_err());
         }
+    }
+
+    #[test]
+    fn text_parts_and_bare_error_strings_are_read() {
+        let body = br#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},7,{"type":"text","text":"b"}],
+            "tool_calls":[{"id":"c","function":{"name":"f","arguments":" [1] "}}]},"finish_reason":"tool_calls"}]}"#;
+        let out: Value =
+            serde_json::from_slice(&chat_response_to_messages(body, "m").unwrap()).unwrap();
+        assert_eq!(
+            out["content"],
+            json!([
+                {"type": "text", "text": "a"},
+                {"type": "text", "text": "b"},
+                {"type": "tool_use", "id": "c", "name": "f", "input": {"_raw": "[1]"}}
+            ])
+        );
+        let (_, body) = chat_error_to_messages(400, br#"{"error":"model not found"}"#);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["message"], "model not found");
     }
 
     #[test]

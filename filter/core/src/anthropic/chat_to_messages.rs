@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::lax::{Lax, List};
+use super::lax::{Lax, List, is_object};
 use super::wire::{Block, OPEN_SCHEMA, Schema, Source, ToolInput};
 use super::{JSON_TOOL, TranslateError};
 
@@ -467,11 +467,6 @@ fn tool_input<'a>(arguments: Option<&'a RawValue>, path: &str) -> Result<ToolInp
         ));
     }
     Ok(ToolInput::Object(input))
-}
-
-/// Whether a raw (whitespace-trimmed) JSON value is an object.
-fn is_object(raw: &RawValue) -> bool {
-    raw.get().starts_with('{')
 }
 
 /// The content of one message as Anthropic blocks.

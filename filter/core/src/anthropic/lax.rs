@@ -143,6 +143,12 @@ impl<'de: 'a, 'a, M: Deserialize<'de>, S: Deserialize<'de>> Visitor<'de> for Lax
     }
 }
 
+/// Whether a raw JSON value (which serde_json stores without surrounding
+/// whitespace) is an object.
+pub(super) fn is_object(raw: &RawValue) -> bool {
+    raw.get().starts_with('{')
+}
+
 /// For a raw field whose `null` is kept rather than read as absent, as
 /// serde reads an `Option`: `#[serde(deserialize_with = "raw_keeping_null")]`.
 pub(super) fn raw_keeping_null<'de, D: Deserializer<'de>>(

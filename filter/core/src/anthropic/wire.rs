@@ -66,6 +66,11 @@ pub(super) enum Source<'a> {
 pub(super) enum ToolInput<'a> {
     /// A JSON object as the client or the model wrote it.
     Object(Cow<'a, RawValue>),
+    /// Arguments that are not a JSON object, kept as text rather than lost.
+    Unparsed {
+        #[serde(rename = "_raw")]
+        raw: &'a str,
+    },
     /// No arguments: `{}`.
     Empty {},
 }
