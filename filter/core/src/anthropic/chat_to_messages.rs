@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::lax::{Lax, List, is_object};
+use super::lax::{Lax, List, is_object, read_request};
 use super::wire::{Block, OPEN_SCHEMA, Schema, Source, ToolInput};
 use super::{JSON_TOOL, TranslateError};
 
@@ -119,17 +119,7 @@ impl MessagesDraft {
 
 /// [`chat_to_messages`] up to the model (see [`MessagesDraft`]).
 pub fn chat_to_messages_draft(body: &[u8]) -> Result<MessagesDraft> {
-    let req = serde_json::from_slice::<Lax<ChatRequest>>(body).map_err(|e| {
-        let why = if e.is_data() {
-            "invalid request body"
-        } else {
-            "request body is not valid JSON"
-        };
-        TranslateError(format!("{why}: {e}"))
-    })?;
-    let Lax::Object(req) = req else {
-        return fail("request body must be a JSON object: an OpenAI Chat Completions request");
-    };
+    let req: ChatRequest = read_request(body, "an OpenAI Chat Completions request")?;
     let (messages, max_tokens) = translate(&req)?;
     let body = serde_json::to_vec(&messages)
         .map_err(|e| TranslateError(format!("could not encode the Anthropic request: {e}")))?;
@@ -209,6 +199,7 @@ fn translate<'a>(req: &'a ChatRequest<'a>) -> Result<(MessagesRequest<'a>, Optio
         choice.disable_parallel_tool_use = true;
     }
 
+    let stop_sequences = stop_sequences(&req.stop)?;
     let temperature = number(&req.temperature, "temperature")?;
     let top_p = match temperature {
         Some(_) => None,
@@ -240,7 +231,7 @@ fn translate<'a>(req: &'a ChatRequest<'a>) -> Result<(MessagesRequest<'a>, Optio
         messages: conv.turns,
         tools,
         tool_choice,
-        stop_sequences: stop_sequences(&req.stop)?,
+        stop_sequences,
         temperature: temperature.map(|t| t.clamp(0.0, 1.0)),
         top_p: top_p.map(|p| p.clamp(0.0, 1.0)),
         top_k,
@@ -272,19 +263,18 @@ fn reject_unsupported(req: &ChatRequest) -> Result<()> {
 
 /// The system prompt: a plain string for one text block without a
 /// `cache_control` marker, else the blocks.
-fn system(blocks: Vec<Block<'_>>) -> Option<System<'_>> {
-    match <[Block; 1]>::try_from(blocks) {
-        Ok(
-            [
-                Block::Text {
-                    text,
-                    cache_control: None,
-                },
-            ],
-        ) => Some(System::Text(text)),
-        Ok(one) => Some(System::Blocks(one.into())),
-        Err(blocks) => (!blocks.is_empty()).then_some(System::Blocks(blocks)),
+fn system(mut blocks: Vec<Block<'_>>) -> Option<System<'_>> {
+    let plain = matches!(
+        blocks.as_slice(),
+        [Block::Text {
+            cache_control: None,
+            ..
+        }]
+    );
+    if plain && let Some(Block::Text { text, .. }) = blocks.pop() {
+        return Some(System::Text(text));
     }
+    (!blocks.is_empty()).then_some(System::Blocks(blocks))
 }
 
 #[derive(Default)]

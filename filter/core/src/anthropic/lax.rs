@@ -18,6 +18,32 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Unexpecte
 use serde_json::Number;
 use serde_json::value::RawValue;
 
+use super::TranslateError;
+
+/// Reads a client's request body (`what` says which protocol) as the wire
+/// struct `T`, with the errors both request translators give for a body that
+/// is not JSON, or not an object.
+pub(super) fn read_request<'a, T: Deserialize<'a>>(
+    body: &'a [u8],
+    what: &str,
+) -> Result<T, TranslateError> {
+    let req = serde_json::from_slice::<Lax<T>>(body).map_err(|e| {
+        // Data errors are a duplicate field: the JSON itself is fine.
+        let why = if e.is_data() {
+            "invalid request body"
+        } else {
+            "request body is not valid JSON"
+        };
+        TranslateError(format!("{why}: {e}"))
+    })?;
+    match req {
+        Lax::Object(req) => Ok(req),
+        _ => Err(TranslateError(format!(
+            "request body must be a JSON object: {what}"
+        ))),
+    }
+}
+
 /// One field as the client sent it. An object is read as `M` and an array
 /// as `S`; both default to [`Skip`], for fields where one is just the wrong
 /// type.

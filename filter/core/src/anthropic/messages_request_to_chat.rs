@@ -16,7 +16,7 @@ use serde_json::Number;
 use serde_json::value::RawValue;
 
 use super::TranslateError;
-use super::lax::{Lax, List, raw_keeping_null};
+use super::lax::{Lax, List, raw_keeping_null, read_request};
 use super::wire::{OPEN_SCHEMA, Schema};
 
 type Result<T> = std::result::Result<T, TranslateError>;
@@ -40,17 +40,7 @@ fn fail<T>(message: impl Into<String>) -> Result<T> {
 /// `cache_control` markers are dropped. Server tools (web search, code
 /// execution, …) are rejected.
 pub fn messages_request_to_chat(body: &[u8], upstream_model: &str) -> Result<Vec<u8>> {
-    let req = serde_json::from_slice::<Lax<MessagesRequest>>(body).map_err(|e| {
-        let why = if e.is_data() {
-            "invalid request body"
-        } else {
-            "request body is not valid JSON"
-        };
-        TranslateError(format!("{why}: {e}"))
-    })?;
-    let Lax::Object(req) = req else {
-        return fail("request body must be a JSON object: an Anthropic Messages request");
-    };
+    let req: MessagesRequest = read_request(body, "an Anthropic Messages request")?;
     let chat = translate(&req, upstream_model)?;
     serde_json::to_vec(&chat)
         .map_err(|e| TranslateError(format!("could not encode the chat request: {e}")))

@@ -363,4 +363,28 @@ mod tests {
             Some(u64::MAX)
         );
     }
+
+    #[test]
+    fn stream_usage_takes_input_from_the_start_and_output_from_the_last_delta() {
+        let mut u = StreamUsage::default();
+        assert_eq!(u.tokens(), None);
+        for event in [
+            &br#"{"type":"message_start","message":{"id":"m","usage":{"input_tokens":25,"cache_read_input_tokens":100,"cache_creation_input_tokens":10,"output_tokens":1}}}"#[..],
+            br#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"\"usage\""}}"#,
+            br#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":30}}"#,
+            br#"{"type":"message_delta","delta":{},"usage":{"output_tokens":42}}"#,
+            b"not json but \"usage\"",
+        ] {
+            u.on_event(event);
+        }
+        assert_eq!(
+            u.tokens(),
+            Some(Tokens {
+                prompt: 135,
+                completion: 42,
+                cached: 100,
+                cache_write: 10
+            })
+        );
+    }
 }
