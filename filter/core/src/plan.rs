@@ -3,10 +3,10 @@
 //! candidate from it and builds that provider's body from what the plan
 //! kept. A failover attempt never parses, scores or ranks again.
 
-use crate::anthropic::{self, MessagesDraft};
 use crate::cache::{self, Prompt};
 use crate::error::ApiError;
 use crate::protocol::Protocol;
+use crate::protocol::anthropic::{self, MessagesDraft};
 use crate::protocol::ollama::{self, Endpoint};
 use crate::protocol::responses;
 use crate::request::{BodyEdit, BodyShape, ChatRequest, ModelChoice};

@@ -9,8 +9,8 @@
 //!
 //! Plain Rust, no host calls: the request flow feeds it the provider's bytes.
 
-use crate::anthropic::{self, ChatToMessagesStream, StreamTranslator};
 use crate::protocol::Protocol;
+use crate::protocol::anthropic::{self, ChatToMessagesStream, StreamTranslator};
 use crate::protocol::ollama::{self, ChatToOllamaStream, Endpoint};
 use crate::protocol::responses::{self, ChatToResponsesStream};
 use crate::sse::UsageStripper;

@@ -8,7 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::sse::contains;
+use crate::protocol::Tokens;
 use crate::table::Model;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,81 +85,6 @@ pub struct UsageAck {
     pub duplicates: u64,
 }
 
-/// Token counts read from an answer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tokens {
-    pub prompt: u64,
-    pub completion: u64,
-    /// Prompt tokens read from the provider's prompt cache (part of `prompt`).
-    pub cached: u64,
-    /// Prompt tokens written to the provider's prompt cache (part of
-    /// `prompt`; Anthropic bills them above the input price).
-    pub cache_write: u64,
-}
-
-#[derive(Deserialize)]
-struct WithUsage {
-    #[serde(default)]
-    usage: Option<WireUsage>,
-}
-
-#[derive(Deserialize)]
-struct WireUsage {
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-    #[serde(default)]
-    prompt_tokens_details: Option<PromptDetails>,
-    /// Moonshot reports cached tokens at the top level of `usage`.
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct PromptDetails {
-    #[serde(default)]
-    cached_tokens: Option<u64>,
-    /// OpenRouter reports prompt-cache writes here.
-    #[serde(default)]
-    cache_write_tokens: Option<u64>,
-}
-
-/// The `usage` of an OpenAI-format answer (a whole `chat.completion` body,
-/// or one streamed chunk). None when absent, null or unreadable.
-pub fn openai_usage(json: &[u8]) -> Option<Tokens> {
-    let u = serde_json::from_slice::<WithUsage>(json).ok()?.usage?;
-    let details = u.prompt_tokens_details;
-    let cached = details
-        .as_ref()
-        .and_then(|d| d.cached_tokens)
-        .or(u.cached_tokens)
-        .unwrap_or(0);
-    Some(Tokens {
-        prompt: u.prompt_tokens,
-        completion: u.completion_tokens,
-        cached,
-        cache_write: details.and_then(|d| d.cache_write_tokens).unwrap_or(0),
-    })
-}
-
-/// Usage of a streamed OpenAI-format answer: feed it each event's data; the
-/// chunk that carries `usage` (sent last when `include_usage` is set) wins.
-#[derive(Debug, Default)]
-pub struct StreamUsage {
-    pub tokens: Option<Tokens>,
-}
-
-impl StreamUsage {
-    pub fn on_event(&mut self, data: &[u8]) {
-        // Only the few events that mention a usage object are parsed.
-        if (contains(data, b"\"usage\":{") || contains(data, b"\"usage\": {"))
-            && let Some(t) = openai_usage(data)
-        {
-            self.tokens = Some(t);
-        }
-    }
-}
-
 /// Nano-dollars per token for a price in dollars per million tokens.
 fn nusd_per_token(per_mtok: f64) -> u64 {
     // $/Mtok × 1e9 n$/$ ÷ 1e6 tok/Mtok = $/Mtok × 1000; rounded so 0.15 is 150.
@@ -224,44 +149,6 @@ mod tests {
         );
         // Reads and writes together never exceed the prompt.
         assert_eq!(cost_nusd(sonnet, &t(100, 80, 80, 0)), 80 * 300 + 20 * 3750);
-    }
-
-    #[test]
-    fn usage_is_read_from_plain_and_streamed_answers() {
-        let plain = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":12,"completion_tokens":30,"total_tokens":42,"prompt_tokens_details":{"cached_tokens":4}}}"#;
-        assert_eq!(
-            openai_usage(plain),
-            Some(Tokens {
-                prompt: 12,
-                completion: 30,
-                cached: 4,
-                cache_write: 0
-            })
-        );
-        let moonshot = br#"{"usage":{"prompt_tokens":5,"completion_tokens":1,"total_tokens":6,"cached_tokens":2}}"#;
-        assert_eq!(openai_usage(moonshot).map(|t| t.cached), Some(2));
-        let openrouter = br#"{"usage":{"prompt_tokens":50,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":10,"cache_write_tokens":30}}}"#;
-        assert_eq!(
-            openai_usage(openrouter).map(|t| (t.cached, t.cache_write)),
-            Some((10, 30))
-        );
-        assert_eq!(openai_usage(br#"{"usage":null}"#), None);
-        assert_eq!(openai_usage(b"not json"), None);
-
-        let mut s = StreamUsage::default();
-        s.on_event(br#"{"choices":[{"delta":{"content":"hi"}}],"usage":null}"#);
-        assert_eq!(s.tokens, None);
-        s.on_event(br#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":9,"total_tokens":16}}"#);
-        s.on_event(b"[DONE]");
-        assert_eq!(
-            s.tokens,
-            Some(Tokens {
-                prompt: 7,
-                completion: 9,
-                cached: 0,
-                cache_write: 0
-            })
-        );
     }
 
     #[test]

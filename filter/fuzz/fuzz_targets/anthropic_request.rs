@@ -5,7 +5,7 @@
 //! must be one the filter itself can then parse and route.
 #![no_main]
 
-use aipipe_core::anthropic::{chat_to_messages, messages_request_to_chat};
+use aipipe_core::protocol::anthropic::{chat_to_messages, messages_request_to_chat};
 use aipipe_core::request::{ChatRequest, ModelChoice};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;

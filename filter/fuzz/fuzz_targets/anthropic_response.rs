@@ -7,11 +7,11 @@
 //! Input: two bytes of upstream status (little-endian), then the body.
 #![no_main]
 
-use aipipe_core::anthropic::{
+use aipipe_core::protocol::anthropic::{
     anthropic_usage, chat_error_to_messages, chat_response_to_messages, error_to_openai,
     messages_to_chat,
 };
-use aipipe_core::usage::openai_usage;
+use aipipe_core::protocol::chat::openai_usage;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

@@ -8,7 +8,7 @@
 //! Input: see `filter_fuzz::read_cuts`; flag 0x10 sets `include_usage`.
 #![no_main]
 
-use aipipe_core::anthropic::{ChatToMessagesStream, StreamTranslator};
+use aipipe_core::protocol::anthropic::{ChatToMessagesStream, StreamTranslator};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

@@ -8,8 +8,8 @@
 //! 0x20 alone adds a leading empty chunk.
 #![no_main]
 
+use aipipe_core::protocol::chat::StreamUsage;
 use aipipe_core::sse::SseParser;
-use aipipe_core::usage::StreamUsage;
 use libfuzzer_sys::fuzz_target;
 
 /// `aipipe_core::sse::MAX_LINE` (private there).

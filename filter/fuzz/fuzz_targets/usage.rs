@@ -3,7 +3,8 @@
 //! pricing what was read never overflows.
 #![no_main]
 
-use aipipe_core::usage::{StreamUsage, cost_nusd, openai_usage};
+use aipipe_core::protocol::chat::{StreamUsage, openai_usage};
+use aipipe_core::usage::cost_nusd;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

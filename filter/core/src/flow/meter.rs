@@ -6,10 +6,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use crate::anthropic;
+use crate::protocol::Tokens;
+use crate::protocol::anthropic;
+use crate::protocol::chat::{StreamUsage, openai_usage};
 use crate::sse::SseParser;
 use crate::table::Model;
-use crate::usage::{StreamUsage, Tokens, UsageRecord, cost_nusd, openai_usage};
+use crate::usage::{UsageRecord, cost_nusd};
 
 /// A non-streamed answer is kept (to read its `usage`) up to this size.
 const MAX_PLAIN_BODY: usize = 8 * 1024 * 1024;

@@ -12,7 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::ApiError;
 
-pub(crate) mod chat;
+pub mod anthropic;
+pub mod chat;
 pub mod ollama;
 pub mod responses;
 
@@ -94,6 +95,39 @@ impl Protocol {
             Protocol::Ollama(Endpoint::Generate) => "|ollama-generate",
         }
     }
+}
+
+/// A request that cannot be expressed in another protocol, or an answer
+/// that cannot be read. The message names the offending field; for a request
+/// it is meant for the client (a 400).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranslateError(pub String);
+
+impl std::fmt::Display for TranslateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for TranslateError {}
+
+impl From<TranslateError> for crate::error::ApiError {
+    fn from(e: TranslateError) -> Self {
+        crate::error::ApiError::BadRequest(e.0)
+    }
+}
+
+/// Token counts read from an answer, whatever protocol it came in (each
+/// protocol's wire types read their own usage into it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tokens {
+    pub prompt: u64,
+    pub completion: u64,
+    /// Prompt tokens read from the provider's prompt cache (part of `prompt`).
+    pub cached: u64,
+    /// Prompt tokens written to the provider's prompt cache (part of
+    /// `prompt`; Anthropic bills them above the input price).
+    pub cache_write: u64,
 }
 
 /// A provider's protocol in the routing table: `"openai"` (the default) or

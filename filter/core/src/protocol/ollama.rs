@@ -23,11 +23,11 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::chat;
-use crate::anthropic::TranslateError;
 use crate::error::ApiError;
+use crate::protocol::Tokens;
+use crate::protocol::TranslateError;
+use crate::protocol::chat::openai_usage;
 use crate::sse::SseParser;
-use crate::table::hex_hash;
-use crate::usage::{Tokens, openai_usage};
 
 /// The content type of a streamed Ollama answer.
 pub const NDJSON: &str = "application/x-ndjson";
@@ -874,6 +874,16 @@ struct TagDetails<'a> {
     quantization_level: &'static str,
 }
 
+/// A stable stand-in for a local model file's digest: SHA-256 of the name,
+/// in hex.
+fn digest(name: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(name.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// The `GET /api/tags` body: `auto` (routed by complexity) first, then each
 /// (model id, provider id) pair, as Ollama lists its local models. A hosted
 /// model has no file: its size is 0, its digest the SHA-256 of its name, its
@@ -884,7 +894,7 @@ pub fn tags(models: &[(&str, &str)]) -> String {
         model: id,
         modified_at: "1970-01-01T00:00:00Z",
         size: 0,
-        digest: hex_hash(id),
+        digest: digest(id),
         details: TagDetails {
             parent_model: "",
             format: "api",
@@ -1365,7 +1375,7 @@ mod tests {
         assert_eq!(
             t["models"][1],
             json!({"name": "gpt-4o-mini", "model": "gpt-4o-mini", "modified_at": "1970-01-01T00:00:00Z",
-                "size": 0, "digest": hex_hash("gpt-4o-mini"),
+                "size": 0, "digest": digest("gpt-4o-mini"),
                 "details": {"parent_model": "", "format": "api", "family": "openai", "families": ["openai"],
                     "parameter_size": "", "quantization_level": ""}})
         );

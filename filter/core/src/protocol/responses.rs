@@ -24,10 +24,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::chat::{self, TextOr};
-use crate::anthropic::TranslateError;
 use crate::error::ApiError;
+use crate::protocol::Tokens;
+use crate::protocol::TranslateError;
 use crate::sse::SseParser;
-use crate::usage::Tokens;
 
 fn bad<T>(message: impl Into<String>) -> Result<T, ApiError> {
     Err(ApiError::BadRequest(message.into()))

@@ -6,8 +6,9 @@ use serde_json::{Value, json};
 
 use super::chat_response_to_messages::{ChatFunction, stop_reason};
 use super::wire::MessagesUsage;
+use crate::protocol::Tokens;
+use crate::protocol::chat::openai_usage;
 use crate::sse::SseParser;
-use crate::usage::{Tokens, openai_usage};
 
 /// Translates a streamed OpenAI answer (`chat.completion.chunk` SSE) into
 /// Anthropic's event stream, event by event, whatever the chunk boundaries:

@@ -41,8 +41,6 @@ mod messages_stream_to_chat;
 mod messages_to_chat;
 mod wire;
 
-use std::fmt;
-
 pub use chat_response_to_messages::{chat_error_to_messages, chat_response_to_messages};
 pub use chat_stream_to_messages::ChatToMessagesStream;
 pub use chat_to_messages::{MessagesDraft, chat_to_messages, chat_to_messages_draft};
@@ -51,25 +49,7 @@ pub use messages_stream_to_chat::StreamTranslator;
 pub use messages_to_chat::{error_to_openai, messages_to_chat};
 pub use wire::{StreamUsage, anthropic_usage};
 
-/// A request that cannot be expressed for Anthropic, or an Anthropic answer
-/// that cannot be read. The message names the offending field; for a request
-/// it is meant for the client (a 400).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TranslateError(pub String);
-
-impl fmt::Display for TranslateError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for TranslateError {}
-
-impl From<TranslateError> for crate::error::ApiError {
-    fn from(e: TranslateError) -> Self {
-        crate::error::ApiError::BadRequest(e.0)
-    }
-}
+pub use super::TranslateError;
 
 /// The forced tool that carries a `response_format: json_schema` answer (see
 /// [`chat_to_messages()`]). Its `tool_use` comes back to the client as the

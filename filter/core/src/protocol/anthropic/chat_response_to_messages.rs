@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use super::TranslateError;
 use super::lax::{Lax, List, is_object};
 use super::wire::{Block, MessagesUsage, ToolInput};
-use crate::usage::openai_usage;
+use crate::protocol::chat::openai_usage;
 
 type Result<T> = std::result::Result<T, TranslateError>;
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::wire::{WireErrorBody, WireMessage};
 use super::{JSON_TOOL, TranslateError};
-use crate::usage::Tokens;
+use crate::protocol::Tokens;
 
 #[derive(Serialize)]
 struct Completion<'a> {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::usage::Tokens;
+use crate::protocol::Tokens;
 
 // ------------------------------------------------------- written blocks
 

@@ -6,8 +6,8 @@ use serde::Serialize;
 use super::JSON_TOOL;
 use super::messages_to_chat::{ChatUsage, error_body, error_kind, error_message, finish_reason};
 use super::wire::{BlockDelta, Event, WireUsage};
+use crate::protocol::Tokens;
 use crate::sse::SseParser;
-use crate::usage::Tokens;
 
 /// Translates one streamed Anthropic answer into the OpenAI stream the
 /// client expects. Feed it the upstream bytes as they arrive; each complete
