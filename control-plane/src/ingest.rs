@@ -92,12 +92,7 @@ pub async fn ingest(db: &Db, batch: Batch) -> Result<UsageAck> {
     let Batch(records) = batch;
     db.write_penalties(move |tx| {
         let now = now_ms();
-        let mut fresh = Vec::with_capacity(records.len());
-        for r in &records {
-            if tx.insert_usage(r)? {
-                fresh.push(r);
-            }
-        }
+        let fresh = tx.insert_usage(&records)?;
         let effects = Effects::of(&fresh);
         for ((tenant, provider, model), sums) in &effects.totals {
             tx.add_usage_totals(tenant, provider, model, sums)?;

@@ -165,7 +165,8 @@ impl Reshape {
 
     pub fn new(s: Shape<'_>) -> Self {
         let model = s.model.to_owned();
-        let mut legs = Vec::with_capacity(2);
+        // Most answers need no leg: no allocation for them.
+        let mut legs = Vec::new();
         if s.provider == Protocol::Messages && s.client != Protocol::Messages {
             // Through Chat Completions first. A client that does not speak
             // it gets the usage chunk: the next leg reads it.

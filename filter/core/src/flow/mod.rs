@@ -227,11 +227,10 @@ impl Request {
     }
 
     pub fn on_response_headers(&mut self, host: &impl Host, end_of_stream: bool) -> Action {
-        let status = response_status(host);
         let r = match &mut self.phase {
             Phase::Routed(r) => r,
             Phase::PassThrough(p) => {
-                p.meter.set_status(status);
+                p.meter.set_status(response_status(host));
                 p.meter.stream = host
                     .response_header("content-type")
                     .is_some_and(|v| v.starts_with(b"text/event-stream"));
@@ -243,6 +242,7 @@ impl Request {
             // Our own local reply already carries its headers.
             _ => return Action::Continue,
         };
+        let status = response_status(host);
         r.meter.set_status(status);
         // The carried state comes back: no redirect followed. A failover
         // redirect Envoy did not follow is the provider's failure.
@@ -890,8 +890,9 @@ impl Request {
     /// The `x-aipipe-*` response headers of a routed or passed-through answer.
     fn say_who_answered(&self, host: &impl Host, d: Option<Decision>, pass: Option<ProviderIx>) {
         let _ = host.set_response_header("x-aipipe-request-id", Some(&self.ctx.id));
-        for (name, value) in answer_headers(self.ctx.table.as_deref(), d, pass) {
-            let _ = host.set_response_header(name, Some(&value));
+        let mut complexity = String::new();
+        for (name, value) in answer_headers(self.ctx.table.as_deref(), d, pass, &mut complexity) {
+            let _ = host.set_response_header(name, Some(value));
         }
     }
 
@@ -911,20 +912,18 @@ impl Request {
             Phase::Routed(r) | Phase::Replied(Some(r)) => Some(r),
             _ => None,
         };
-        let mut headers = vec![
-            ("content-type".to_owned(), content_type.to_owned()),
-            ("x-aipipe-request-id".to_owned(), self.ctx.id.clone()),
-        ];
         let decision = routed.as_ref().map(|r| r.decision);
-        headers.extend(
-            answer_headers(self.ctx.table.as_deref(), decision, None)
-                .into_iter()
-                .map(|(n, v)| (n.to_owned(), v)),
-        );
-        let headers: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
+        let mut complexity = String::new();
+        let mut headers = vec![
+            ("content-type", content_type),
+            ("x-aipipe-request-id", self.ctx.id.as_str()),
+        ];
+        headers.extend(answer_headers(
+            self.ctx.table.as_deref(),
+            decision,
+            None,
+            &mut complexity,
+        ));
         if let Err(e) = host.send_response(status, &headers, body) {
             log::warn!("local reply failed: {e:?}");
         }
@@ -973,21 +972,23 @@ fn pass_through_provider(table: &Table, path: &[u8]) -> Option<ProviderIx> {
     table.provider_by_id(std::str::from_utf8(id).ok()?)
 }
 
-/// The `x-aipipe-*` response headers: who answered and how it was chosen.
-fn answer_headers(
-    table: Option<&Table>,
+/// The `x-aipipe-*` response headers: who answered and how it was chosen,
+/// borrowed from the table (`complexity` holds the one value written here).
+fn answer_headers<'a>(
+    table: Option<&'a Table>,
     d: Option<Decision>,
     pass: Option<ProviderIx>,
-) -> Vec<(&'static str, String)> {
+    complexity: &'a mut String,
+) -> Vec<(&'static str, &'a str)> {
     let mut headers = Vec::with_capacity(6);
-    let name = |m: ModelIx| table.and_then(|t| t.model(m)).map(|m| m.id.clone());
+    let name = |m: ModelIx| table.and_then(|t| t.model(m)).map(|m| m.id.as_str());
     let provider = d.map(|d| d.provider).or(pass);
     if let Some(p) = provider.and_then(|p| table.and_then(|t| t.provider(p))) {
-        headers.push(("x-aipipe-provider", p.id.clone()));
+        headers.push(("x-aipipe-provider", p.id.as_str()));
     }
     let Some(d) = d else {
         if pass.is_some() {
-            headers.push(("x-aipipe-route", "pass-through".to_owned()));
+            headers.push(("x-aipipe-route", "pass-through"));
         }
         return headers;
     };
@@ -999,15 +1000,17 @@ fn answer_headers(
     } else {
         "explicit"
     };
-    headers.push(("x-aipipe-route", route.to_owned()));
+    headers.push(("x-aipipe-route", route));
     if let Some(c) = d.complexity {
-        headers.push(("x-aipipe-complexity", format!("{c:.3}")));
+        use std::fmt::Write as _;
+        let _ = write!(complexity, "{c:.3}");
+        headers.push(("x-aipipe-complexity", complexity.as_str()));
     }
     if let Some(f) = d.failed_over_from.and_then(name) {
         headers.push(("x-aipipe-failover", f));
     }
     if let Some(c) = d.cache {
-        headers.push(("x-aipipe-cache", c.to_owned()));
+        headers.push(("x-aipipe-cache", c));
     }
     headers
 }
