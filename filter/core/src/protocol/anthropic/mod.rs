@@ -1,14 +1,14 @@
 //! Anthropic Messages ⇄ OpenAI Chat Completions translation.
 //!
 //! aipipe's clients speak OpenAI Chat Completions, but Anthropic only speaks
-//! its own Messages API (SPEC §7). When a request is routed to an Anthropic
-//! model the filter rewrites the body with [`chat_to_messages()`], then turns
-//! the answer back into what the client expects: [`messages_to_chat()`] for a
-//! whole answer, [`StreamTranslator`] for a streamed one, [`error_to_openai`]
-//! for an error, and [`anthropic_usage`] / [`StreamTranslator::tokens`] for
-//! accounting. Clients that speak Anthropic (`POST /v1/messages`: the
-//! Anthropic SDK, Claude Code) routed to an OpenAI-format provider go the
-//! other way round.
+//! its own Messages API (filter/README.md, "Client protocols"). When a
+//! request is routed to an Anthropic model the filter rewrites the body with
+//! [`chat_to_messages()`], then turns the answer back into what the client
+//! expects: [`messages_to_chat()`] for a whole answer, [`StreamTranslator`]
+//! for a streamed one, [`error_to_openai`] for an error, and
+//! [`anthropic_usage`] / [`StreamTranslator::tokens`] for accounting. Clients
+//! that speak Anthropic (`POST /v1/messages`: the Anthropic SDK, Claude Code)
+//! routed to an OpenAI-format provider go the other way round.
 //!
 //! Everything here is plain Rust over byte slices: no host calls, no clocks
 //! (the `created` time is an argument), and no panics on any input.
