@@ -128,7 +128,8 @@ impl Host for WasmHost {
         body: &[u8],
         timeout: Duration,
     ) -> Result<u32, HostError> {
-        hostcalls::dispatch_http_call(cluster, headers.to_vec(), Some(body), Vec::new(), timeout)
+        let body = (!body.is_empty()).then_some(body);
+        hostcalls::dispatch_http_call(cluster, headers.to_vec(), body, Vec::new(), timeout)
             .map_err(refused)
     }
 

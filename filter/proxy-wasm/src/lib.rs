@@ -1,12 +1,12 @@
-//! The proxy-wasm host of aipipe-core: the entry point, the root context
-//! (configuration), the HTTP context (the request phases), the singleton that
-//! fetches the routing table from the control plane and the upstream filter.
+//! The proxy-wasm host of aipipe-core: the entry point, the root contexts of
+//! the three roles (the filter's, the singleton's, the upstream filter's),
+//! and `WasmHost`, aipipe-core's `Host` over proxy-wasm's host calls. The
+//! roles' logic is the core's; this crate maps Envoy's callbacks onto it.
 //! Only this crate imports `proxy_wasm`; natively it is empty.
 #![cfg(target_arch = "wasm32")]
 
 mod host;
 mod root;
-mod singleton;
 mod upstream;
 
 use proxy_wasm::traits::RootContext;

@@ -8,14 +8,13 @@
 use std::rc::Rc;
 
 use aipipe_core::config::{Config, SingletonConfig};
-use aipipe_core::contract::{SINGLETON_ROOT_ID, UPSTREAM_ROOT_ID};
-use aipipe_core::flow::{Action, Filter, Request};
+use aipipe_core::contract::{SINGLETON_ROOT_ID, UPSTREAM_ROOT_ID, USAGE_QUEUE};
+use aipipe_core::flow::{Action, Filter, Request, Singleton};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{self, ContextType};
 
 use crate::host::WasmHost;
-use crate::singleton::Singleton;
 use crate::upstream::Upstream;
 
 /// What this root context turned out to be once configured.
@@ -27,7 +26,12 @@ enum Role {
         filter: Rc<Filter>,
         host: Rc<WasmHost>,
     },
-    Singleton(Singleton),
+    Singleton {
+        singleton: Singleton,
+        host: WasmHost,
+        /// The shared queue the workers put usage records on.
+        queue: Option<u32>,
+    },
     Upstream,
 }
 
@@ -44,22 +48,35 @@ impl Context for Root {
         body_size: usize,
         _num_trailers: usize,
     ) {
-        if let Role::Singleton(s) = &mut self.role {
-            s.on_response(token_id, body_size);
+        if let Role::Singleton {
+            singleton, host, ..
+        } = &mut self.role
+        {
+            singleton.on_call_response(host, token_id, body_size);
         }
     }
 }
 
 impl RootContext for Root {
     fn on_queue_ready(&mut self, queue_id: u32) {
-        if let Role::Singleton(s) = &mut self.role {
-            s.drain(queue_id);
+        if let Role::Singleton {
+            singleton,
+            host,
+            queue,
+        } = &mut self.role
+            && *queue == Some(queue_id)
+        {
+            let records = std::iter::from_fn(|| hostcalls::dequeue_shared_queue(queue_id).ok()?);
+            singleton.take_records(host, records);
         }
     }
 
     fn on_tick(&mut self) {
-        if let Role::Singleton(s) = &mut self.role {
-            s.poll();
+        if let Role::Singleton {
+            singleton, host, ..
+        } = &mut self.role
+        {
+            singleton.poll(host);
         }
     }
 
@@ -72,10 +89,25 @@ impl RootContext for Root {
         if root_id == SINGLETON_ROOT_ID.as_bytes() {
             return match SingletonConfig::parse(&bytes) {
                 Ok(config) => {
-                    let mut singleton = Singleton::new(config.control_plane);
-                    let started = singleton.start();
-                    self.role = Role::Singleton(singleton);
-                    started
+                    let host = WasmHost::new();
+                    let singleton = Singleton::new(config.control_plane, &host);
+                    if let Err(s) = hostcalls::set_tick_period(singleton.poll_interval()) {
+                        log::error!("singleton: cannot set tick period: {s:?}");
+                        return false;
+                    }
+                    let queue = match hostcalls::register_shared_queue(USAGE_QUEUE) {
+                        Ok(q) => Some(q),
+                        Err(s) => {
+                            log::error!("singleton: cannot register the usage queue: {s:?}");
+                            None
+                        }
+                    };
+                    self.role = Role::Singleton {
+                        singleton,
+                        host,
+                        queue,
+                    };
+                    true
                 }
                 Err(e) => {
                     log::error!("refusing singleton configuration: {e}");
@@ -115,7 +147,7 @@ impl RootContext for Root {
                 host: host.clone(),
             })),
             Role::Upstream => Some(Box::new(Upstream::default())),
-            Role::Unconfigured | Role::Singleton(_) => None,
+            Role::Unconfigured | Role::Singleton { .. } => None,
         }
     }
 

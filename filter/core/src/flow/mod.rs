@@ -23,6 +23,7 @@ mod failover;
 mod filter;
 pub mod host;
 mod meter;
+mod singleton;
 
 #[cfg(test)]
 mod fake;
@@ -48,6 +49,7 @@ use crate::usage::FailedAttempt;
 pub use filter::Filter;
 pub use host::{Host, HostError, MetricKind};
 use meter::{Answered, Meter};
+pub use singleton::Singleton;
 
 /// What a callback tells the host to do with the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

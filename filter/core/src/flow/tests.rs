@@ -833,3 +833,103 @@ fn new_client_protocols_fail_over_and_hit_the_cache_like_chat() {
     assert_eq!(reply.json()["done"], true, "{:?}", reply.json());
     assert_eq!(reply.header("x-aipipe-failover"), Some("gpt-4o-mini"));
 }
+
+#[test]
+fn the_singleton_publishes_a_new_table_and_ships_usage_until_acknowledged() {
+    use crate::config::ControlPlane;
+    use crate::flow::Singleton;
+    let h = FakeHost::new();
+    let cp: ControlPlane = serde_json::from_value(serde_json::json!({
+        "cluster": "aipipe_control_plane", "token": "t0ken",
+        "batch_records": 2, "max_buffered_records": 3
+    }))
+    .unwrap();
+    let mut s = Singleton::new(cp, &h);
+
+    // A poll asks for the table; a 200 publishes it, version last.
+    s.poll(&h);
+    let call = h.calls.borrow().last().cloned().unwrap();
+    assert_eq!(call.cluster, "aipipe_control_plane");
+    assert!(
+        call.headers
+            .iter()
+            .any(|(n, v)| n == ":path" && v == "/internal/v1/table")
+    );
+    *h.call_status.borrow_mut() = Some(200);
+    *h.call_body.borrow_mut() = br#"{"version": 9, "tenants": []}"#.to_vec();
+    let size = h.call_body.borrow().len();
+    s.on_call_response(&h, h.calls.borrow().len() as u32, size);
+    let version = h
+        .shared
+        .borrow()
+        .get(crate::contract::SHARED_VERSION_KEY)
+        .cloned();
+    assert_eq!(version.map(|(v, _)| v), Some(b"9".to_vec()));
+    // The next poll names the version it has.
+    s.poll(&h);
+    let call = h.calls.borrow().last().cloned().unwrap();
+    assert!(
+        call.headers
+            .iter()
+            .any(|(n, v)| n == "x-aipipe-table-version" && v == "9")
+    );
+
+    // A table that does not compile is never published.
+    *h.call_body.borrow_mut() = br#"{"version": 10, "tenants": [{"id": ""}]}"#.to_vec();
+    let size = h.call_body.borrow().len();
+    s.on_call_response(&h, h.calls.borrow().len() as u32, size);
+    let version = h
+        .shared
+        .borrow()
+        .get(crate::contract::SHARED_VERSION_KEY)
+        .cloned();
+    assert_eq!(version.map(|(v, _)| v), Some(b"9".to_vec()));
+
+    // Usage: a full batch is posted; past the bound records are dropped and
+    // counted; only an acknowledged batch leaves the buffer.
+    let record = |id: &str| format!(r#"{{"id":"{id}"}}"#).into_bytes();
+    s.take_records(&h, [record("a"), record("b"), record("c"), record("d")]);
+    assert_eq!(h.metric("aipipe.usage.dropped"), 1);
+    let post = h.calls.borrow().last().cloned().unwrap();
+    assert!(
+        post.headers
+            .iter()
+            .any(|(n, v)| n == ":path" && v == "/internal/v1/usage")
+    );
+    assert_eq!(
+        post.body,
+        br#"{"records":[{"id":"a"},{"id":"b"}]}"#.to_vec()
+    );
+    let token = h.calls.borrow().len() as u32;
+    *h.call_status.borrow_mut() = Some(503);
+    s.on_call_response(&h, token, 0);
+    assert_eq!(
+        h.metric("aipipe.usage.sent"),
+        0,
+        "refused: kept for a retry"
+    );
+    s.poll(&h);
+    let retry = h
+        .calls
+        .borrow()
+        .iter()
+        .rev()
+        .find(|c| {
+            c.headers
+                .iter()
+                .any(|(n, v)| n == ":path" && v == "/internal/v1/usage")
+        })
+        .cloned()
+        .unwrap();
+    assert_eq!(retry.body, post.body, "the same records again");
+    let token = 1 + h
+        .calls
+        .borrow()
+        .iter()
+        .rposition(|c| c.body == post.body)
+        .unwrap() as u32;
+    *h.call_status.borrow_mut() = Some(200);
+    s.on_call_response(&h, token, 0);
+    assert_eq!(h.metric("aipipe.usage.sent"), 2);
+    assert_eq!(h.metric("aipipe.usage.buffered"), 1);
+}

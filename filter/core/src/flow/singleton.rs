@@ -1,5 +1,6 @@
-//! The singleton: one root context on Envoy's main thread (a bootstrap Wasm
-//! service with `singleton: true` and the filter's `vm_id`). It polls the
+//! The singleton role: one instance per Envoy (in the proxy-wasm host, a
+//! root context on the main thread: a bootstrap Wasm service with
+//! `singleton: true` and the filter's `vm_id`). It polls the
 //! control plane for the routing table and publishes a changed table to
 //! shared data, where every worker VM's filter picks it up (envoy/README.md,
 //! Envoy facts 11–12: polling from the filter's own roots would poll once
@@ -14,15 +15,12 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, MapType, MetricType};
-
-use aipipe_core::config::ControlPlane;
-use aipipe_core::contract::{
-    SHARED_TABLE_KEY, SHARED_VERSION_KEY, TABLE_PATH, TOKEN_HEADER, USAGE_PATH, USAGE_QUEUE,
-    VERSION_HEADER,
+use super::host::{Host, MetricKind};
+use crate::config::ControlPlane;
+use crate::contract::{
+    SHARED_TABLE_KEY, SHARED_VERSION_KEY, TABLE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER,
 };
-use aipipe_core::table::{RoutingTable, Table};
+use crate::table::{RoutingTable, Table};
 
 pub struct Singleton {
     cp: ControlPlane,
@@ -33,7 +31,6 @@ pub struct Singleton {
     /// Whether the last call answered, and why not; logged on change only.
     reachable: Option<bool>,
     last_failure: String,
-    queue: Option<u32>,
     /// Usage records (JSON) not yet acknowledged, oldest first.
     buffered: VecDeque<Vec<u8>>,
     /// The usage POST in flight and how many records it carries.
@@ -48,52 +45,43 @@ struct Metrics {
 }
 
 impl Metrics {
-    fn define() -> Option<Self> {
+    fn define(host: &impl Host) -> Option<Self> {
         Some(Self {
-            dropped: hostcalls::define_metric(MetricType::Counter, "aipipe.usage.dropped").ok()?,
-            buffered: hostcalls::define_metric(MetricType::Gauge, "aipipe.usage.buffered").ok()?,
-            sent: hostcalls::define_metric(MetricType::Counter, "aipipe.usage.sent").ok()?,
+            dropped: host.define_metric(MetricKind::Counter, "aipipe.usage.dropped")?,
+            buffered: host.define_metric(MetricKind::Gauge, "aipipe.usage.buffered")?,
+            sent: host.define_metric(MetricKind::Counter, "aipipe.usage.sent")?,
         })
     }
 }
 
 impl Singleton {
-    pub fn new(cp: ControlPlane) -> Self {
+    /// The singleton role, its metrics defined. The host ticks it every
+    /// [`Singleton::poll_interval`] and hands it the workers' usage records;
+    /// the first poll waits for the first tick (during configuration the
+    /// cluster manager is not ready and a call would fail).
+    pub fn new(cp: ControlPlane, host: &impl Host) -> Self {
         Self {
             cp,
             version: None,
             pending: None,
             reachable: None,
             last_failure: String::new(),
-            queue: None,
             buffered: VecDeque::new(),
             posting: None,
-            metrics: None,
+            metrics: Metrics::define(host),
         }
     }
 
-    pub fn start(&mut self) -> bool {
-        if let Err(s) = hostcalls::set_tick_period(Duration::from_millis(self.cp.poll_ms)) {
-            log::error!("singleton: cannot set tick period: {s:?}");
-            return false;
-        }
-        match hostcalls::register_shared_queue(USAGE_QUEUE) {
-            Ok(q) => self.queue = Some(q),
-            Err(s) => log::error!("singleton: cannot register the usage queue: {s:?}"),
-        }
-        self.metrics = Metrics::define();
-        // The first poll waits for the first tick: during configuration the
-        // cluster manager is not ready and the call would fail.
-        true
+    /// How often the host should call [`Singleton::poll`].
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.cp.poll_ms)
     }
 
-    /// Moves queued usage records into the buffer (bounded).
-    pub fn drain(&mut self, queue_id: u32) {
-        if self.queue != Some(queue_id) {
-            return;
-        }
-        let mut dropped = 0i64;
-        while let Ok(Some(record)) = hostcalls::dequeue_shared_queue(queue_id) {
+    /// Takes the usage records the workers queued into the buffer (bounded:
+    /// past it, records are dropped and counted).
+    pub fn take_records(&mut self, host: &impl Host, records: impl IntoIterator<Item = Vec<u8>>) {
+        let mut dropped = 0u64;
+        for record in records {
             if self.buffered.len() < self.cp.max_buffered_records {
                 self.buffered.push_back(record);
             } else {
@@ -102,17 +90,17 @@ impl Singleton {
         }
         if let Some(m) = &self.metrics {
             if dropped > 0 {
-                let _ = hostcalls::increment_metric(m.dropped, dropped);
+                host.increment_metric(m.dropped, dropped);
             }
-            let _ = hostcalls::record_metric(m.buffered, self.buffered.len() as u64);
+            host.record_metric(m.buffered, self.buffered.len() as u64);
         }
         if self.buffered.len() >= self.cp.batch_records {
-            self.post_usage();
+            self.post_usage(host);
         }
     }
 
     /// Posts the oldest buffered records unless a post is in flight.
-    fn post_usage(&mut self) {
+    fn post_usage(&mut self, host: &impl Host) {
         if self.posting.is_some() || self.buffered.is_empty() {
             return;
         }
@@ -126,18 +114,17 @@ impl Singleton {
             body.extend_from_slice(r);
         }
         body.extend_from_slice(b"]}");
-        let headers = vec![
+        let headers = [
             (":method", "POST"),
             (":path", USAGE_PATH),
             (":authority", self.cp.authority.as_str()),
             ("content-type", "application/json"),
             (TOKEN_HEADER, self.cp.token.as_str()),
         ];
-        match hostcalls::dispatch_http_call(
+        match host.dispatch(
             &self.cp.cluster,
-            headers,
-            Some(&body),
-            vec![],
+            &headers,
+            &body,
             Duration::from_millis(self.cp.timeout_ms),
         ) {
             Ok(token) => self.posting = Some((token, n)),
@@ -146,8 +133,8 @@ impl Singleton {
     }
 
     /// Asks for the table unless a call is still in flight, and ships usage.
-    pub fn poll(&mut self) {
-        self.post_usage();
+    pub fn poll(&mut self, host: &impl Host) {
+        self.post_usage(host);
         if self.pending.is_some() {
             return;
         }
@@ -161,11 +148,10 @@ impl Singleton {
         if let Some(v) = &version {
             headers.push((VERSION_HEADER, v.as_str()));
         }
-        match hostcalls::dispatch_http_call(
+        match host.dispatch(
             &self.cp.cluster,
-            headers,
-            None,
-            vec![],
+            &headers,
+            &[],
             Duration::from_millis(self.cp.timeout_ms),
         ) {
             Ok(token) => self.pending = Some(token),
@@ -176,29 +162,24 @@ impl Singleton {
         }
     }
 
-    pub fn on_response(&mut self, token: u32, body_size: usize) {
+    /// The answer to one of its calls.
+    pub fn on_call_response(&mut self, host: &impl Host, token: u32, body_size: usize) {
         if let Some((posting, n)) = self.posting
             && posting == token
         {
             self.posting = None;
-            return self.on_usage_response(n);
+            return self.on_usage_response(host, n);
         }
         if self.pending != Some(token) {
             return;
         }
         self.pending = None;
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+        let status = host.call_response_header(":status").unwrap_or_default();
         match status.as_slice() {
             b"304" => self.mark(true, ""),
             b"200" => {
-                let body = hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default();
-                self.publish(&body);
+                let body = host.call_response_body(body_size);
+                self.publish(host, &body);
             }
             other => self.mark(
                 false,
@@ -209,11 +190,8 @@ impl Singleton {
 
     /// Only an acknowledged batch leaves the buffer; anything else is retried
     /// (the control plane ignores records it already has).
-    fn on_usage_response(&mut self, n: usize) {
-        let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten()
-            .unwrap_or_default();
+    fn on_usage_response(&mut self, host: &impl Host, n: usize) {
+        let status = host.call_response_header(":status").unwrap_or_default();
         if status.as_slice() != b"200" {
             return self.mark(
                 false,
@@ -225,19 +203,19 @@ impl Singleton {
         }
         self.buffered.drain(..n.min(self.buffered.len()));
         if let Some(m) = &self.metrics {
-            let _ = hostcalls::increment_metric(m.sent, n as i64);
-            let _ = hostcalls::record_metric(m.buffered, self.buffered.len() as u64);
+            host.increment_metric(m.sent, n as u64);
+            host.record_metric(m.buffered, self.buffered.len() as u64);
         }
         self.mark(true, "");
         if self.buffered.len() >= self.cp.batch_records {
-            self.post_usage();
+            self.post_usage(host);
         }
     }
 
     /// Validates the table exactly as the workers will, then publishes it:
     /// the table first, its version last, so a worker that sees the new
     /// version finds the table behind it.
-    fn publish(&mut self, body: &[u8]) {
+    fn publish(&mut self, host: &impl Host, body: &[u8]) {
         let raw: RoutingTable = match serde_json::from_slice(body) {
             Ok(t) => t,
             Err(e) => return self.mark(false, &format!("table is not valid JSON: {e}")),
@@ -246,13 +224,10 @@ impl Singleton {
         if let Err(e) = Table::compile(raw) {
             return self.mark(false, &format!("table version {version} refused: {e}"));
         }
-        let published =
-            hostcalls::set_shared_data(SHARED_TABLE_KEY, Some(body), None).and_then(|()| {
-                hostcalls::set_shared_data(
-                    SHARED_VERSION_KEY,
-                    Some(version.to_string().as_bytes()),
-                    None,
-                )
+        let published = host
+            .shared_set(SHARED_TABLE_KEY, body, None)
+            .and_then(|()| {
+                host.shared_set(SHARED_VERSION_KEY, version.to_string().as_bytes(), None)
             });
         match published {
             Ok(()) => {
