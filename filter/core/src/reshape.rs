@@ -235,19 +235,21 @@ impl Reshape {
             // Whole answers go through `whole`.
             return None;
         }
-        let mut bytes = chunk.to_vec();
+        // The first leg reads the provider's chunk itself: no copy of it.
+        let mut translated: Option<Vec<u8>> = None;
         for leg in &mut self.legs {
             let Some(stream) = leg.stream() else {
                 continue;
             };
-            let mut out = Vec::with_capacity(bytes.len() + 64);
-            stream.feed(&bytes, &mut out);
+            let input = translated.as_deref().unwrap_or(chunk);
+            let mut out = Vec::with_capacity(input.len() + 64);
+            stream.feed(input, &mut out);
             if end_of_stream {
                 stream.finish(&mut out);
             }
-            bytes = out;
+            translated = Some(out);
         }
-        (bytes != chunk).then_some(bytes)
+        translated.filter(|out| out.as_slice() != chunk)
     }
 
     /// A whole answer (status and body) as the client gets it: errors in the

@@ -329,8 +329,10 @@ impl Request {
             if let Err(e) = host.replace_response_body(size, &out) {
                 log::warn!("cannot translate the answer: {e:?}");
             }
-            if status == 200 {
-                self.cache_store(host, &out);
+            if status == 200
+                && let Some(key) = &r.cache_key
+            {
+                store_answer(&self.filter, &self.ctx, host, key, &out);
             }
             // The translated answer goes on.
             return Action::Continue;
@@ -344,15 +346,11 @@ impl Request {
         let status = r.meter.status();
         if end_of_stream
             && status == 200
-            && r.cache_key.is_some()
-            && let Some(answer) = r.meter.plain_body().map(<[u8]>::to_vec)
+            && let (Some(key), Some(answer)) = (&r.cache_key, r.meter.plain_body())
         {
             // Untranslated: the client got exactly the provider's bytes.
-            self.cache_store(host, &answer);
+            store_answer(&self.filter, &self.ctx, host, key, answer);
         }
-        let Phase::Routed(r) = &mut self.phase else {
-            return Action::Continue;
-        };
         if status < 400
             && let Some(out) = r.reshape.chunk(&chunk, end_of_stream)
             && let Err(e) = host.replace_response_body(size, &out)
@@ -933,18 +931,13 @@ impl Request {
         // Stop here: the local reply ends the request.
         Action::Pause
     }
+}
 
-    /// Stores a whole success answer under the miss's key.
-    fn cache_store(&self, host: &impl Host, answer: &[u8]) {
-        let Phase::Routed(r) = &self.phase else {
-            return;
-        };
-        let (Some(key), Some(table)) = (&r.cache_key, &self.ctx.table) else {
-            return;
-        };
-        if let Some(tenant) = table.tenant(self.ctx.tenant) {
-            cache::store(&self.filter, host, key, &tenant.id, answer);
-        }
+/// Stores a whole success answer under a cache miss's key, for the
+/// request's tenant.
+fn store_answer(filter: &Filter, ctx: &RequestCtx, host: &impl Host, key: &Key, answer: &[u8]) {
+    if let Some(tenant) = ctx.table.as_ref().and_then(|t| t.tenant(ctx.tenant)) {
+        cache::store(filter, host, key, &tenant.id, answer);
     }
 }
 
