@@ -22,6 +22,7 @@ pub mod reshape;
 pub mod route;
 pub mod score;
 pub mod select;
+pub mod sha;
 pub mod sse;
 pub mod table;
 pub mod usage;

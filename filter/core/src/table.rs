@@ -119,16 +119,12 @@ impl std::error::Error for TableError {}
 pub type KeyHash = [u8; 32];
 
 pub fn hash_virtual_key(key: &str) -> KeyHash {
-    use sha2::Digest;
-    sha2::Sha256::digest(key.as_bytes()).into()
+    crate::sha::sha256(key.as_bytes())
 }
 
 /// Lower-case hex of a key hash (what `Tenant::virtual_key_hashes` holds).
 pub fn hex_hash(key: &str) -> String {
-    hash_virtual_key(key)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::sha::sha256_hex(key.as_bytes())
 }
 
 fn parse_hex_hash(s: &str) -> Option<KeyHash> {

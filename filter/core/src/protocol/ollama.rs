@@ -27,6 +27,7 @@ use crate::error::ApiError;
 use crate::protocol::Tokens;
 use crate::protocol::TranslateError;
 use crate::protocol::chat::openai_usage;
+use crate::sha::sha256_hex;
 use crate::sse::SseParser;
 
 /// The content type of a streamed Ollama answer.
@@ -874,16 +875,6 @@ struct TagDetails<'a> {
     quantization_level: &'static str,
 }
 
-/// A stable stand-in for a local model file's digest: SHA-256 of the name,
-/// in hex.
-fn digest(name: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(name.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// The `GET /api/tags` body: `auto` (routed by complexity) first, then each
 /// (model id, provider id) pair, as Ollama lists its local models. A hosted
 /// model has no file: its size is 0, its digest the SHA-256 of its name, its
@@ -894,7 +885,8 @@ pub fn tags(models: &[(&str, &str)]) -> String {
         model: id,
         modified_at: "1970-01-01T00:00:00Z",
         size: 0,
-        digest: digest(id),
+        // A stable stand-in for a local model file's digest.
+        digest: sha256_hex(id.as_bytes()),
         details: TagDetails {
             parent_model: "",
             format: "api",
@@ -1375,7 +1367,7 @@ mod tests {
         assert_eq!(
             t["models"][1],
             json!({"name": "gpt-4o-mini", "model": "gpt-4o-mini", "modified_at": "1970-01-01T00:00:00Z",
-                "size": 0, "digest": digest("gpt-4o-mini"),
+                "size": 0, "digest": sha256_hex(b"gpt-4o-mini"),
                 "details": {"parent_model": "", "format": "api", "family": "openai", "families": ["openai"],
                     "parameter_size": "", "quantization_level": ""}})
         );
