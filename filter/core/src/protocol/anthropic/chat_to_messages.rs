@@ -759,17 +759,10 @@ fn stop_sequences<'a>(stop: &'a List<'a>) -> Result<Vec<&'a str>> {
     let list: Vec<&str> = match stop {
         Lax::Absent | Lax::Null => return Ok(Vec::new()),
         Lax::Str(s) => vec![s.as_ref()],
-        Lax::Array(items) => {
-            let mut list = Vec::with_capacity(items.len());
-            for item in items {
-                let Some(s) = item.as_str() else {
-                    return fail("`stop` must be a string or an array of strings");
-                };
-                list.push(s);
-            }
-            list
-        }
-        _ => return fail("`stop` must be a string or an array of strings"),
+        other => match other.strings() {
+            Some(list) => list,
+            None => return fail("`stop` must be a string or an array of strings"),
+        },
     };
     // Anthropic rejects stop sequences that are only whitespace.
     Ok(list.into_iter().filter(|s| !s.trim().is_empty()).collect())

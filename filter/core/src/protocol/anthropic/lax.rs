@@ -63,6 +63,17 @@ pub(super) enum Lax<'a, M = Skip, S = Skip> {
 /// so an element that is not an object is reported by its index.
 pub(super) type List<'a, T = Skip> = Lax<'a, Skip, Vec<Lax<'a, T>>>;
 
+impl<'a, T> Lax<'a, Skip, Vec<Lax<'a, T>>> {
+    /// An array whose every element is a string, as those strings; None for
+    /// anything else (the caller names the field).
+    pub(super) fn strings(&self) -> Option<Vec<&str>> {
+        match self {
+            Lax::Array(items) => items.iter().map(Lax::as_str).collect(),
+            _ => None,
+        }
+    }
+}
+
 impl<'a, M, S> Lax<'a, M, S> {
     /// Absent or `null`, which every translated field treats alike.
     pub(super) fn is_none(&self) -> bool {

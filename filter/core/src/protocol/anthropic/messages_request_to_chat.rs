@@ -108,17 +108,10 @@ fn translate<'a>(req: &'a MessagesRequest<'a>, model: &'a str) -> Result<ChatReq
     };
     let stop = match &req.stop_sequences {
         Lax::Absent | Lax::Null => Vec::new(),
-        Lax::Array(s) => {
-            let mut stop = Vec::with_capacity(s.len());
-            for item in s {
-                let Some(item) = item.as_str() else {
-                    return fail("`stop_sequences` must be an array of strings");
-                };
-                stop.push(item);
-            }
-            stop
-        }
-        _ => return fail("`stop_sequences` must be an array of strings"),
+        other => match other.strings() {
+            Some(stop) => stop,
+            None => return fail("`stop_sequences` must be an array of strings"),
+        },
     };
     let temperature = number(&req.temperature, "temperature")?;
     let top_p = number(&req.top_p, "top_p")?;
