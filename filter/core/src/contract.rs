@@ -30,10 +30,17 @@ pub const FAILOVER_PARAM: &str = "aipipe-failover";
 
 // ---- between the filter's roles (Envoy shared data and queues) -----------
 
-/// Shared-data keys: the table JSON, and its version (decimal) which worker
-/// VMs read on every request to notice a new table cheaply.
+/// Shared-data keys: the global table's JSON, and its version (decimal)
+/// which worker VMs read on every request to notice a new table cheaply.
 pub const SHARED_TABLE_KEY: &str = "aipipe.table";
 pub const SHARED_VERSION_KEY: &str = "aipipe.table.version";
+/// Shared-data key prefixes of the tenant directory's entries (`directory`):
+/// `aipipe.t.<tenant id>` and `aipipe.k.<hex SHA-256 of a virtual key>`.
+pub const DIRECTORY_TENANT_PREFIX: &str = "aipipe.t.";
+pub const DIRECTORY_KEY_PREFIX: &str = "aipipe.k.";
+/// The directory revision this Envoy holds (decimal): a restarted singleton
+/// resumes from it instead of asking for everything again.
+pub const DIRECTORY_REVISION_KEY: &str = "aipipe.directory.revision";
 /// The shared queue worker VMs put usage records on; the singleton drains it.
 pub const USAGE_QUEUE: &str = "aipipe.usage";
 /// The shared-data key of this Envoy's encoded penalties.
@@ -43,14 +50,21 @@ pub const CACHE_SLOT_PREFIX: &str = "aipipe.cache.";
 
 // ---- filter ⇄ control plane (the internal API) ---------------------------
 
-/// The internal API between filters and the control plane:
+/// The internal API between filters and the control plane (every call
+/// carries `{TOKEN_HEADER}: <token>`):
 ///
-/// - `GET {TABLE_PATH}` with header `{TOKEN_HEADER}: <token>` and, when the
-///   filter has a table, `{VERSION_HEADER}: <its version>` → `200` with the
-///   `RoutingTable` JSON, or `304` (empty body) when the version is current.
-/// - `POST {USAGE_PATH}` with the token and a `UsageBatch` JSON body → `200`
-///   `UsageAck` once every record is durably stored. Idempotent by record
-///   id: a retried batch never counts twice.
+/// - `GET {CHANGES_PATH}?since=R&wait_ms=W` → `200` with a directory delta
+///   (`directory`: the global table if it changed, and every tenant and key
+///   entry changed after revision R, or a page of them) — held up to W ms
+///   while nothing is newer than R, so a change reaches every Envoy as soon
+///   as it commits and an idle fleet costs nothing.
+/// - `GET {TABLE_PATH}` (optionally with `{VERSION_HEADER}: <version>`) →
+///   `200` with the global table's JSON, or `304` when the version is
+///   current: for operators and tools; filters take it from the deltas.
+/// - `POST {USAGE_PATH}` with a `UsageBatch` JSON body → `200` `UsageAck`
+///   once every record is durably stored. Idempotent by record id: a retried
+///   batch never counts twice.
+pub const CHANGES_PATH: &str = "/internal/v1/changes";
 pub const TABLE_PATH: &str = "/internal/v1/table";
 pub const USAGE_PATH: &str = "/internal/v1/usage";
 pub const TOKEN_HEADER: &str = "x-aipipe-internal-token";

@@ -12,6 +12,7 @@ pub mod carry;
 pub mod catalog;
 pub mod config;
 pub mod contract;
+pub mod directory;
 pub mod error;
 pub mod flow;
 pub mod penalty;

@@ -1,0 +1,425 @@
+//! The tenant directory (filter/README.md, "Tenant directory"): one entry
+//! per tenant (its provider keys, whether it is disabled) and one per
+//! virtual-key hash (→ its tenant), each carrying the revision of the change
+//! that wrote it. The control plane sends changed entries in a delta; the
+//! singleton writes each into Envoy's shared data under its own key, byte
+//! for byte as it came; a worker reads the one entry a request needs. Nobody
+//! but the control plane's database ever holds the whole directory.
+//!
+//! Everything here is a compact binary encoding (little-endian integers,
+//! length-prefixed strings) with a decoder that refuses anything malformed:
+//! the bytes cross a process boundary and a worker must never trust them
+//! blindly.
+//!
+//! ```text
+//! tenant entry  u8 format=1 | u64 rev | u8 flags (1 removed, 2 disabled)
+//!               | u16 n | n × (str8 provider | str16 key)
+//! key entry     u8 format=1 | u64 rev | u8 flags (1 removed) | str16 tenant
+//! delta         "APD1" | u64 since | u64 revision | u8 flags (1 more)
+//!               | u32 n | n × (u8 kind | str16 name | bytes32 value)
+//! ```
+//!
+//! A delta's records are the global table (kind 0: the routing table's JSON,
+//! tenants left out), tenant entries (kind 1, named by tenant id) and key
+//! entries (kind 2, named by the key's lower-case hex SHA-256). `since` is
+//! the revision the receiver must hold for the delta to apply; `revision`
+//! the one it holds after; `more` says another page follows at once.
+
+use crate::contract::{DIRECTORY_KEY_PREFIX, DIRECTORY_TENANT_PREFIX};
+
+const FORMAT: u8 = 1;
+const REMOVED: u8 = 1;
+const DISABLED: u8 = 2;
+const MAGIC: &[u8; 4] = b"APD1";
+const MORE: u8 = 1;
+
+/// What one directory entry says about a tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantEntry {
+    pub rev: u64,
+    /// The tenant was deleted at `rev` (a tombstone: an older upsert arriving
+    /// late must not bring it back).
+    pub removed: bool,
+    pub disabled: bool,
+    /// (provider id, key).
+    pub provider_keys: Vec<(String, String)>,
+}
+
+/// What one directory entry says about a virtual key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyEntry {
+    pub rev: u64,
+    /// Revoked (or its tenant deleted) at `rev`.
+    pub removed: bool,
+    pub tenant: String,
+}
+
+/// A malformed entry or delta.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub &'static str);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// The shared-data key of a tenant's entry.
+pub fn tenant_key(id: &str) -> String {
+    format!("{DIRECTORY_TENANT_PREFIX}{id}")
+}
+
+/// The shared-data key of a virtual key's entry (by its hex hash).
+pub fn key_key(hex_hash: &str) -> String {
+    format!("{DIRECTORY_KEY_PREFIX}{hex_hash}")
+}
+
+/// The revision an encoded entry (of either kind) carries, read without
+/// decoding the rest.
+pub fn entry_rev(bytes: &[u8]) -> Option<u64> {
+    let mut r = Reader(bytes);
+    (r.u8().ok()? == FORMAT).then_some(())?;
+    r.u64().ok()
+}
+
+impl TenantEntry {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            12 + self
+                .provider_keys
+                .iter()
+                .map(|(p, k)| p.len() + k.len() + 3)
+                .sum::<usize>(),
+        );
+        out.push(FORMAT);
+        out.extend_from_slice(&self.rev.to_le_bytes());
+        out.push(u8::from(self.removed) * REMOVED | u8::from(self.disabled) * DISABLED);
+        let n = self.provider_keys.len().min(usize::from(u16::MAX));
+        out.extend_from_slice(&(n as u16).to_le_bytes());
+        for (p, k) in self.provider_keys.iter().take(n) {
+            put_str8(&mut out, p);
+            put_str16(&mut out, k);
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader(bytes);
+        if r.u8()? != FORMAT {
+            return Err(DecodeError("unknown tenant entry format"));
+        }
+        let rev = r.u64()?;
+        let flags = r.u8()?;
+        let n = r.u16()?;
+        let mut provider_keys = Vec::with_capacity(usize::from(n).min(64));
+        for _ in 0..n {
+            let p = r.str8()?;
+            let k = r.str16()?;
+            provider_keys.push((p.to_owned(), k.to_owned()));
+        }
+        r.end()?;
+        Ok(Self {
+            rev,
+            removed: flags & REMOVED != 0,
+            disabled: flags & DISABLED != 0,
+            provider_keys,
+        })
+    }
+}
+
+impl KeyEntry {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(12 + self.tenant.len());
+        out.push(FORMAT);
+        out.extend_from_slice(&self.rev.to_le_bytes());
+        out.push(u8::from(self.removed) * REMOVED);
+        put_str16(&mut out, &self.tenant);
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader(bytes);
+        if r.u8()? != FORMAT {
+            return Err(DecodeError("unknown key entry format"));
+        }
+        let rev = r.u64()?;
+        let flags = r.u8()?;
+        let tenant = r.str16()?.to_owned();
+        r.end()?;
+        Ok(Self {
+            rev,
+            removed: flags & REMOVED != 0,
+            tenant,
+        })
+    }
+}
+
+/// What a delta record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The global table (JSON).
+    Global,
+    Tenant,
+    Key,
+}
+
+impl Kind {
+    fn code(self) -> u8 {
+        match self {
+            Kind::Global => 0,
+            Kind::Tenant => 1,
+            Kind::Key => 2,
+        }
+    }
+
+    fn of(code: u8) -> Result<Self, DecodeError> {
+        match code {
+            0 => Ok(Kind::Global),
+            1 => Ok(Kind::Tenant),
+            2 => Ok(Kind::Key),
+            _ => Err(DecodeError("unknown delta record kind")),
+        }
+    }
+}
+
+/// Builds a delta (the control plane's side).
+pub struct DeltaWriter {
+    out: Vec<u8>,
+    count: u32,
+}
+
+const COUNT_AT: usize = 4 + 8 + 8 + 1;
+
+impl DeltaWriter {
+    pub fn new(since: u64) -> Self {
+        let mut out = Vec::with_capacity(4096);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&since.to_le_bytes());
+        out.extend_from_slice(&[0; 8 + 1 + 4]);
+        Self { out, count: 0 }
+    }
+
+    pub fn push(&mut self, kind: Kind, name: &str, value: &[u8]) {
+        self.out.push(kind.code());
+        put_str16(&mut self.out, name);
+        let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+        self.out.extend_from_slice(&len.to_le_bytes());
+        self.out
+            .extend_from_slice(value.get(..len as usize).unwrap_or(value));
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The delta, bringing its receiver to `revision`.
+    pub fn finish(mut self, revision: u64, more: bool) -> Vec<u8> {
+        if let Some(slot) = self.out.get_mut(12..20) {
+            slot.copy_from_slice(&revision.to_le_bytes());
+        }
+        if let Some(flags) = self.out.get_mut(20) {
+            *flags = if more { MORE } else { 0 };
+        }
+        if let Some(slot) = self.out.get_mut(COUNT_AT..COUNT_AT + 4) {
+            slot.copy_from_slice(&self.count.to_le_bytes());
+        }
+        self.out
+    }
+}
+
+/// A parsed delta (the singleton's side); its records borrow the body.
+#[derive(Debug)]
+pub struct Delta<'a> {
+    pub since: u64,
+    pub revision: u64,
+    pub more: bool,
+    pub records: Vec<Record<'a>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub kind: Kind,
+    pub name: &'a str,
+    pub value: &'a [u8],
+}
+
+impl<'a> Delta<'a> {
+    /// Parses a whole delta; any malformed byte refuses all of it.
+    pub fn parse(body: &'a [u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader(body);
+        if r.take(4)? != MAGIC {
+            return Err(DecodeError("not a directory delta"));
+        }
+        let since = r.u64()?;
+        let revision = r.u64()?;
+        let more = r.u8()? & MORE != 0;
+        let n = r.u32()?;
+        let mut records = Vec::with_capacity((n as usize).min(4096));
+        for _ in 0..n {
+            let kind = Kind::of(r.u8()?)?;
+            let name = r.str16()?;
+            let len = r.u32()? as usize;
+            let value = r.take(len)?;
+            records.push(Record { kind, name, value });
+        }
+        r.end()?;
+        if revision < since {
+            return Err(DecodeError("a delta cannot go back in revision"));
+        }
+        Ok(Self {
+            since,
+            revision,
+            more,
+            records,
+        })
+    }
+}
+
+fn put_str8(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    let b = b.get(..b.len().min(usize::from(u8::MAX))).unwrap_or(b);
+    out.push(b.len() as u8);
+    out.extend_from_slice(b);
+}
+
+fn put_str16(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    let b = b.get(..b.len().min(usize::from(u16::MAX))).unwrap_or(b);
+    out.extend_from_slice(&(b.len() as u16).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+const SHORT: DecodeError = DecodeError("truncated");
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(SHORT);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        self.take(N)?.try_into().map_err(|_| SHORT)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(u8::from_le_bytes(self.array()?))
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn str_of(&mut self, n: usize) -> Result<&'a str, DecodeError> {
+        std::str::from_utf8(self.take(n)?).map_err(|_| DecodeError("a string is not UTF-8"))
+    }
+
+    fn str8(&mut self) -> Result<&'a str, DecodeError> {
+        let n = self.u8()?;
+        self.str_of(usize::from(n))
+    }
+
+    fn str16(&mut self) -> Result<&'a str, DecodeError> {
+        let n = self.u16()?;
+        self.str_of(usize::from(n))
+    }
+
+    fn end(&self) -> Result<(), DecodeError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(DecodeError("trailing bytes"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant() -> TenantEntry {
+        TenantEntry {
+            rev: 42,
+            removed: false,
+            disabled: true,
+            provider_keys: vec![
+                ("openai".into(), "sk-a".into()),
+                ("anthropic".into(), "sk-ant-é".into()),
+            ],
+        }
+    }
+
+    #[test]
+    fn entries_round_trip_and_carry_their_revision_up_front() {
+        let t = tenant();
+        let bytes = t.encode();
+        assert_eq!(TenantEntry::decode(&bytes), Ok(t));
+        assert_eq!(entry_rev(&bytes), Some(42));
+        let k = KeyEntry {
+            rev: 7,
+            removed: true,
+            tenant: "acme".into(),
+        };
+        assert_eq!(KeyEntry::decode(&k.encode()), Ok(k));
+    }
+
+    #[test]
+    fn every_truncation_and_corruption_is_refused_without_panic() {
+        let bytes = tenant().encode();
+        for n in 0..bytes.len() {
+            assert!(TenantEntry::decode(&bytes[..n]).is_err(), "prefix {n}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(TenantEntry::decode(&longer), Err(DecodeError("trailing bytes")));
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0xff;
+            let _ = TenantEntry::decode(&b);
+            let _ = KeyEntry::decode(&b);
+            let _ = Delta::parse(&b);
+        }
+    }
+
+    #[test]
+    fn a_delta_round_trips_its_records_in_order() {
+        let mut w = DeltaWriter::new(5);
+        assert!(w.is_empty());
+        w.push(Kind::Global, "", b"{}");
+        w.push(Kind::Tenant, "acme", &tenant().encode());
+        w.push(Kind::Key, "ab12", b"x");
+        let body = w.finish(9, true);
+        let d = Delta::parse(&body).unwrap();
+        assert_eq!((d.since, d.revision, d.more), (5, 9, true));
+        let kinds: Vec<(Kind, &str)> = d.records.iter().map(|r| (r.kind, r.name)).collect();
+        assert_eq!(
+            kinds,
+            [(Kind::Global, ""), (Kind::Tenant, "acme"), (Kind::Key, "ab12")]
+        );
+        assert_eq!(d.records[2].value, b"x");
+        for n in 0..body.len() {
+            assert!(Delta::parse(&body[..n]).is_err(), "prefix {n}");
+        }
+        let back = DeltaWriter::new(9).finish(3, false);
+        assert!(Delta::parse(&back).is_err(), "revision before since");
+    }
+}
