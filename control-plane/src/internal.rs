@@ -1,12 +1,15 @@
 //! The internal API, for filters only (separate listener, token in
-//! `x-aipipe-internal-token`): the routing table, versioned so an unchanged
-//! table costs a 304, and batched usage ingestion, acknowledged only after
-//! the batch is committed. Paths and headers are the core's `contract`.
+//! `x-aipipe-internal-token`): changes after a revision, held until there is
+//! one (a long poll); the global table, versioned so an unchanged one costs
+//! a 304; and batched usage ingestion, acknowledged only after the batch is
+//! committed. Paths and headers are the core's `contract`.
 
-use aipipe_core::contract::{TABLE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER};
+use std::time::Duration;
+
+use aipipe_core::contract::{CHANGES_PATH, TABLE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER};
 use aipipe_core::usage::{UsageAck, UsageBatch};
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -20,9 +23,15 @@ use crate::routing;
 
 /// A buffered filter may deliver a large backlog at once.
 const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+/// Things per delta page: a new Envoy's snapshot arrives in pages of this
+/// many entries (a few hundred KB each), each applied at once.
+const PAGE: usize = 1000;
+/// The longest a change request is held.
+const MAX_WAIT_MS: u64 = 300_000;
 
 pub fn app(state: AppState) -> Router {
     Router::new()
+        .route(CHANGES_PATH, get(changes))
         .route(TABLE_PATH, get(table))
         .route(USAGE_PATH, post(usage))
         .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
@@ -40,23 +49,72 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
     }
 }
 
+#[derive(serde::Deserialize)]
+struct ChangesQuery {
+    since: u64,
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+/// Everything changed after `since` (a page of it), as a directory delta;
+/// while nothing is newer, held until something is, `wait_ms` passes, or the
+/// control plane stops — then an empty delta at the same revision.
+async fn changes(State(state): State<AppState>, Query(q): Query<ChangesQuery>) -> Result<Response> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(q.wait_ms.min(MAX_WAIT_MS));
+    let mut revisions = state.db.subscribe();
+    let mut stopping = state.stopping.subscribe();
+    let page = loop {
+        // Time decay may have made the published penalties stale: then this
+        // records a global change first. Free (one atomic load) until then.
+        state.db.republish_penalties_if_due().await?;
+        revisions.mark_unchanged();
+        let page = state.db.changes_since(q.since, PAGE).await?;
+        if page.revision < q.since {
+            return Err(Error::Conflict(format!(
+                "revision {} is ahead of this control plane's ({}): was its database replaced? Restart the Envoy to start over.",
+                q.since, page.revision
+            )));
+        }
+        let now = tokio::time::Instant::now();
+        if page.revision > q.since || now >= deadline || *stopping.borrow() {
+            break page;
+        }
+        let due = state
+            .db
+            .penalty_due_ms()
+            .saturating_sub(crate::db::now_ms());
+        let wake = deadline.min(now + Duration::from_millis(due.max(10)));
+        tokio::select! {
+            _ = revisions.changed() => {}
+            _ = stopping.changed() => {}
+            () = tokio::time::sleep_until(wake) => {}
+        }
+    };
+    let body = routing::delta(page, &state.cipher, &state.table_cache)?;
+    state.counters.delta(body.len());
+    let mut resp = Response::new(Body::from(body));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    // Deltas carry provider keys: no intermediary may keep a copy.
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// The global table (for operators and tools; filters get it in deltas).
 async fn table(State(state): State<AppState>, headers: HeaderMap) -> Result<Response> {
-    // Time decay may have made the published penalties stale: then this
-    // bumps the version first, so the filter gets them instead of a 304.
-    // Free (one atomic load) until then.
     state.db.republish_penalties_if_due().await?;
     let held = headers
         .get(VERSION_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if let Some(held) = held {
-        // The cheap path every poll takes: one indexed read, no build.
-        if state.db.table_version().await? == held {
-            state.counters.table_not_modified();
-            return Ok(StatusCode::NOT_MODIFIED.into_response());
-        }
+    let built = routing::current(&state.db, &state.table_cache).await?;
+    if held == Some(built.version) {
+        state.counters.table_not_modified();
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
     }
-    let built = routing::current(&state.db, &state.cipher, &state.table_cache).await?;
     state.counters.table_full();
     let mut resp = Response::new(Body::from(built.json.clone()));
     let h = resp.headers_mut();
@@ -65,7 +123,6 @@ async fn table(State(state): State<AppState>, headers: HeaderMap) -> Result<Resp
         HeaderValue::from_static("application/json"),
     );
     h.insert(VERSION_HEADER, HeaderValue::from(built.version));
-    // The table carries provider keys: no intermediary may keep a copy.
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(resp)
 }

@@ -45,6 +45,8 @@ pub struct Inner {
     internal_token_hash: [u8; 32],
     pub table_cache: routing::Cache,
     pub counters: metrics::Counters,
+    /// Set when the process stops: requests held for changes end at once.
+    pub stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::ops::Deref for AppState {
@@ -63,6 +65,7 @@ impl AppState {
             internal_token_hash: aipipe_core::table::hash_virtual_key(&secrets.internal_token),
             table_cache: routing::Cache::default(),
             counters: metrics::Counters::default(),
+            stopping: tokio::sync::watch::Sender::new(false),
         }))
     }
 
@@ -198,10 +201,12 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let held = state.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
         let _ = stop_tx.send(true);
+        held.stopping.send_replace(true);
     });
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

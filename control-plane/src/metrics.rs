@@ -42,6 +42,9 @@ pub struct Counters {
     ingest_rejected: Counter,
     ingest_records: Family<Outcome, Counter>,
     table_requests: Family<Outcome, Counter>,
+    /// Answers to filters' change requests, and the bytes they carried.
+    deltas: Counter,
+    delta_bytes: Counter,
 }
 
 impl Default for Counters {
@@ -51,6 +54,8 @@ impl Default for Counters {
             ingest_rejected: Counter::default(),
             ingest_records: Family::default(),
             table_requests: Family::default(),
+            deltas: Counter::default(),
+            delta_bytes: Counter::default(),
         };
         // Every series exists from the start, at 0, so rates never begin
         // with a gap.
@@ -75,6 +80,12 @@ impl Counters {
     /// A routing table request answered 304.
     pub fn table_not_modified(&self) {
         self.table_requests.get_or_create(&NOT_MODIFIED).inc();
+    }
+
+    /// A change request answered with a delta of `bytes`.
+    pub fn delta(&self, bytes: usize) {
+        self.deltas.inc();
+        self.delta_bytes.inc_by(bytes as u64);
     }
 
     /// A usage batch committed, with its new and duplicate records.
@@ -285,7 +296,7 @@ pub async fn render(state: &AppState) -> Result<String> {
     let mut registry = Registry::default();
     registry.register(
         "aipipe_cp_table_version",
-        "Current routing table version",
+        "Current revision of the change log (what filters hold once current)",
         ConstGauge::new(penalties.table_version),
     );
     registry.register(
@@ -298,6 +309,16 @@ pub async fn render(state: &AppState) -> Result<String> {
         "aipipe_cp_table_requests",
         "Routing table requests by outcome",
         c.table_requests.clone(),
+    );
+    registry.register(
+        "aipipe_cp_deltas",
+        "Change requests answered (directory deltas sent to filters)",
+        c.deltas.clone(),
+    );
+    registry.register(
+        "aipipe_cp_delta_bytes",
+        "Bytes of directory deltas sent to filters",
+        c.delta_bytes.clone(),
     );
     registry.register(
         "aipipe_cp_ingest_batches",

@@ -294,9 +294,9 @@ mod tests {
             ..aipipe_core::table::RoutingTable::default()
         })
         .unwrap();
-        let tenant = table.tenant_by_id("t").unwrap();
+        let tenant = table.account_by_id("t").unwrap();
         let body = br#"{"model":"auto","messages":[{"role":"user","content":"hi"}]}"#;
-        let e = aipipe_core::route::explain(&table, tenant, body).unwrap();
+        let e = aipipe_core::route::explain(&table, &tenant, body).unwrap();
         let served = serde_json::to_value(&e).unwrap();
         assert_eq!(properties("Explanation"), keys_of(&served));
         assert!(!served["candidates"].as_array().unwrap().is_empty());

@@ -1,61 +1,40 @@
-//! The routing table as the control plane builds it: one database snapshot,
-//! provider keys opened, penalties applied, the filter's own wire type. The
-//! last built table is kept with its version — its JSON for the filters and
-//! its compiled form for `POST /admin/route/explain` — so many Envoys
-//! polling a changed version, or many explain calls, cost one build (one
-//! decryption of every tenant's keys) per version.
+//! What the filters are sent (control-plane/README.md, "Change log"): the
+//! global table — default providers, the stored catalog with the published
+//! penalties, no tenants — built and compiled once per version, and deltas:
+//! the change log's pages encoded as the filter's directory entries, provider
+//! keys opened only for the tenants a page carries.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use aipipe_core::table::{RoutingTable, Table, Tenant};
+use aipipe_core::directory::{DeltaWriter, KeyEntry, Kind, TenantEntry};
+use aipipe_core::table::{Account, RoutingTable, Table};
 use axum::body::Bytes;
 
 use crate::crypto::Cipher;
-use crate::db::{Db, TableSnapshot};
+use crate::db::{ChangePage, Changed, Db, GlobalState, TenantState};
 use crate::error::{Error, Result};
 
-/// The filter's table from a snapshot: default providers, the stored catalog,
-/// every tenant (disabled ones marked so the filter can answer 403), each
-/// with its live key hashes and opened provider keys.
-pub fn from_snapshot(snap: TableSnapshot, cipher: &Cipher) -> Result<RoutingTable> {
-    let mut tenants = Vec::with_capacity(snap.tenants.len());
-    for t in snap.tenants {
-        let mut provider_keys = std::collections::BTreeMap::new();
-        for (provider, sealed) in &t.sealed_keys {
-            provider_keys.insert(provider.clone(), cipher.open(&t.id, provider, sealed)?);
-        }
-        tenants.push(Tenant {
-            id: t.id,
-            disabled: t.disabled,
-            virtual_key_hashes: t.virtual_key_hashes,
-            provider_keys,
-        });
-    }
-    // The aggregated penalty of each model (control-plane/README.md,
-    // "Penalties"), as published at this version. A penalty set in the
-    // catalog itself acts as a floor.
-    let penalties: std::collections::HashMap<(&str, &str), f64> = snap
+/// The global table from its stored parts. A penalty set in the catalog
+/// itself acts as a floor under the aggregated one (control-plane/README.md,
+/// "Penalties").
+pub fn global_table(g: GlobalState) -> RoutingTable {
+    let penalties: std::collections::HashMap<(&str, &str), f64> = g
         .penalties
         .iter()
         .map(|(p, m, v)| ((p.as_str(), m.as_str()), *v))
         .collect();
-    let mut models = snap.models;
+    let mut models = g.models;
     for m in &mut models {
         if let Some(&p) = penalties.get(&(m.provider.as_str(), m.id.as_str())) {
             m.penalty = m.penalty.max(p);
         }
     }
-    Ok(RoutingTable {
-        version: snap.version,
+    RoutingTable {
+        version: g.version,
         models,
-        tenants,
-        penalty_epoch: snap.penalty_epoch,
+        penalty_epoch: g.penalty_epoch,
         ..RoutingTable::default()
-    })
-}
-
-pub async fn build(db: &Db, cipher: &Cipher) -> Result<RoutingTable> {
-    from_snapshot(db.table_snapshot().await?, cipher)
+    }
 }
 
 /// Compiles with the filter's own validation; a failure here means the
@@ -64,8 +43,8 @@ pub fn compile(raw: RoutingTable) -> Result<Table> {
     Table::compile(raw).map_err(|e| Error::internal("stored routing table does not compile", e))
 }
 
-/// One version of the table, built once: what the filters are sent and
-/// what explain ranks with.
+/// One version of the global table, built once: what the filters are sent
+/// and what explain ranks with.
 pub struct Compiled {
     pub version: u64,
     /// The wire form served to filters.
@@ -74,7 +53,7 @@ pub struct Compiled {
     pub table: Table,
 }
 
-/// The last table built, by version.
+/// The last global table built, by version.
 #[derive(Default)]
 pub struct Cache(Mutex<Option<Arc<Compiled>>>);
 
@@ -91,60 +70,166 @@ impl Cache {
             *slot = Some(built);
         }
     }
+
+    /// The global table of these parts: from the cache when it is at their
+    /// version, built and kept otherwise.
+    pub fn compiled(&self, g: GlobalState) -> Result<Arc<Compiled>> {
+        if let Some(built) = self.get(g.version) {
+            return Ok(built);
+        }
+        let raw = global_table(g);
+        let version = raw.version;
+        // Serialised only after the filter's own compile accepted it: never
+        // ship a table the filter would refuse.
+        let json = Bytes::from(serde_json::to_vec(&raw)?);
+        let table = compile(raw)?;
+        let built = Arc::new(Compiled {
+            version,
+            json,
+            table,
+        });
+        self.put(built.clone());
+        Ok(built)
+    }
 }
 
-/// The current table: from the cache when the database is still at its
-/// version (one indexed read), built and kept otherwise.
-pub async fn current(db: &Db, cipher: &Cipher, cache: &Cache) -> Result<Arc<Compiled>> {
-    let version = db.table_version().await?;
-    if let Some(built) = cache.get(version) {
-        return Ok(built);
+/// The current global table.
+pub async fn current(db: &Db, cache: &Cache) -> Result<Arc<Compiled>> {
+    cache.compiled(db.global_state().await?)
+}
+
+/// A tenant's provider keys, opened.
+fn open_keys(cipher: &Cipher, id: &str, state: &TenantState) -> Result<Vec<(String, String)>> {
+    state
+        .sealed_keys
+        .iter()
+        .map(|(provider, sealed)| Ok((provider.clone(), cipher.open(id, provider, sealed)?)))
+        .collect()
+}
+
+/// A tenant resolved against `table`, as a request of it would be.
+pub fn account(cipher: &Cipher, table: &Table, id: &str, state: &TenantState) -> Result<Account> {
+    let keys = open_keys(cipher, id, state)?;
+    Ok(table.account(
+        id.to_owned(),
+        state.disabled,
+        keys.iter().map(|(p, k)| (p.as_str(), k.as_str())),
+    ))
+}
+
+/// A page of the change log as the filter's delta.
+pub fn delta(page: ChangePage, cipher: &Cipher, cache: &Cache) -> Result<Vec<u8>> {
+    let mut w = DeltaWriter::new(page.since);
+    for changed in page.changes {
+        match changed {
+            Changed::Global(g) => w.push(Kind::Global, "", &cache.compiled(g)?.json),
+            Changed::Tenant { rev, id, state } => {
+                let entry = match state {
+                    Some(s) => TenantEntry {
+                        rev,
+                        removed: false,
+                        disabled: s.disabled,
+                        provider_keys: open_keys(cipher, &id, &s)?,
+                    },
+                    None => TenantEntry {
+                        rev,
+                        removed: true,
+                        disabled: false,
+                        provider_keys: Vec::new(),
+                    },
+                };
+                w.push(Kind::Tenant, &id, &entry.encode());
+            }
+            Changed::Key { rev, hash, tenant } => {
+                let entry = KeyEntry {
+                    rev,
+                    removed: tenant.is_none(),
+                    tenant: tenant.unwrap_or_default(),
+                };
+                w.push(Kind::Key, &hash, &entry.encode());
+            }
+        }
     }
-    let raw = build(db, cipher).await?;
-    let version = raw.version;
-    // Serialised only after the filter's own compile accepted it: never ship
-    // a table the filter would refuse.
-    let json = Bytes::from(serde_json::to_vec(&raw)?);
-    let table = compile(raw)?;
-    let built = Arc::new(Compiled {
-        version,
-        json,
-        table,
-    });
-    cache.put(built.clone());
-    Ok(built)
+    Ok(w.finish(page.revision, page.more))
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use aipipe_core::directory::Delta;
 
-    #[tokio::test]
-    async fn one_build_per_version() {
+    fn temp_db(name: &str) -> (Db, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!(
-            "aipipe-cp-routing-{}-{}",
+            "aipipe-cp-{name}-{}-{}",
             std::process::id(),
             crate::db::now_ms()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let db = Db::open(&dir.join("aipipe.db")).unwrap();
-        let cipher = Cipher::new(&[7; 32]);
+        (Db::open(&dir.join("aipipe.db")).unwrap(), dir)
+    }
+
+    #[tokio::test]
+    async fn one_build_per_global_version() {
+        let (db, dir) = temp_db("routing");
         let cache = Cache::default();
-        let a = current(&db, &cipher, &cache).await.unwrap();
-        let b = current(&db, &cipher, &cache).await.unwrap();
+        let a = current(&db, &cache).await.unwrap();
+        let b = current(&db, &cache).await.unwrap();
         assert!(Arc::ptr_eq(&a, &b), "an unchanged version is not rebuilt");
         db.create_tenant("acme".into(), "Acme".into())
             .await
             .unwrap();
-        let c = current(&db, &cipher, &cache).await.unwrap();
-        assert_eq!(c.version, a.version + 1);
-        assert!(c.table.tenant_by_id("acme").is_some());
-        cache.put(a.clone());
+        let c = current(&db, &cache).await.unwrap();
         assert!(
-            cache.get(c.version).is_some(),
-            "an older build never replaces a newer one"
+            Arc::ptr_eq(&a, &c),
+            "a tenant is no change of the global table"
         );
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_change_costs_its_own_entries_and_pages_resume_where_they_ended() {
+        let (db, dir) = temp_db("changes");
+        let cipher = Cipher::new(&[7; 32]);
+        let cache = Cache::default();
+        for t in ["a", "b", "c"] {
+            db.create_tenant(t.into(), t.into()).await.unwrap();
+        }
+        // From 0: the global table and the three tenants, two per page.
+        let first = db.changes_since(0, 2).await.unwrap();
+        assert!(first.more);
+        let body = delta(first, &cipher, &cache).unwrap();
+        let d = Delta::parse(&body).unwrap();
+        assert_eq!(d.records.len(), 2);
+        assert_eq!(d.records[0].kind, Kind::Global);
+        let second = db.changes_since(d.revision, 2).await.unwrap();
+        let names: Vec<String> = second
+            .changes
+            .iter()
+            .map(|c| match c {
+                Changed::Tenant { id, .. } => id.clone(),
+                _ => "?".into(),
+            })
+            .collect();
+        assert_eq!(names, ["b", "c"]);
+        let held = db.revision().await.unwrap();
+        assert_eq!(second.revision, held);
+
+        // One more tenant: exactly one entry after the revision held.
+        db.create_tenant("d".into(), "d".into()).await.unwrap();
+        let next = db.changes_since(held, 1000).await.unwrap();
+        assert_eq!(next.changes.len(), 1);
+        assert!(!next.more);
+        // Deleted: a removal for those who held it, nothing from 0.
+        db.delete_tenant("d".into()).await.unwrap();
+        let after = db.changes_since(held, 1000).await.unwrap();
+        assert!(matches!(
+            &after.changes[..],
+            [Changed::Tenant { state: None, .. }]
+        ));
+        let fresh = db.changes_since(0, 1000).await.unwrap();
+        assert_eq!(fresh.changes.len(), 4, "global + a, b, c");
         drop(db);
         let _ = std::fs::remove_dir_all(&dir);
     }

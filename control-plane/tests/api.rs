@@ -11,8 +11,9 @@ use std::path::PathBuf;
 use aipipe_control_plane::config::Secrets;
 use aipipe_control_plane::db::Db;
 use aipipe_control_plane::{AppState, admin_app, adopt_env_keys, internal_app};
-use aipipe_core::contract::{TABLE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER};
-use aipipe_core::table::{RoutingTable, hex_hash};
+use aipipe_core::contract::{CHANGES_PATH, TABLE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER};
+use aipipe_core::directory::{Delta, KeyEntry, Kind, TenantEntry};
+use aipipe_core::table::{RoutingTable, Tenant, hex_hash};
 use aipipe_core::usage::{FailedAttempt, UsageBatch, UsageRecord};
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -112,37 +113,90 @@ impl Harness {
         (s, json, String::from_utf8_lossy(&b).into_owned())
     }
 
+    /// What a new Envoy receives (every page of changes from revision 0),
+    /// as the table it amounts to, with its version the revision reached;
+    /// and the bytes received, as text.
     async fn table(&self) -> (RoutingTable, String) {
-        let (s, _, b) = send(
+        let (mut since, mut text) = (0, String::new());
+        let mut table = RoutingTable::default();
+        let mut tenants = std::collections::BTreeMap::new();
+        let mut keys = Vec::new();
+        loop {
+            let (s, _, b) = send(
+                internal_app(self.state.clone()),
+                Method::GET,
+                &format!("{CHANGES_PATH}?since={since}&wait_ms=0"),
+                &[(TOKEN_HEADER, TOKEN)],
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK);
+            text.push_str(&String::from_utf8_lossy(&b));
+            let d = Delta::parse(&b).unwrap();
+            for r in &d.records {
+                match r.kind {
+                    Kind::Global => table = serde_json::from_slice(r.value).unwrap(),
+                    Kind::Tenant => {
+                        let e = TenantEntry::decode(r.value).unwrap();
+                        assert!(!e.removed, "no removals from revision 0");
+                        tenants.insert(
+                            r.name.to_owned(),
+                            Tenant {
+                                id: r.name.to_owned(),
+                                disabled: e.disabled,
+                                virtual_key_hashes: Vec::new(),
+                                provider_keys: e.provider_keys.into_iter().collect(),
+                            },
+                        );
+                    }
+                    Kind::Key => {
+                        let e = KeyEntry::decode(r.value).unwrap();
+                        assert!(!e.removed, "no removals from revision 0");
+                        keys.push((r.name.to_owned(), e.tenant));
+                    }
+                }
+            }
+            since = d.revision;
+            if !d.more {
+                break;
+            }
+        }
+        for (hash, tenant) in keys {
+            tenants
+                .get_mut(&tenant)
+                .expect("a key's tenant is sent")
+                .virtual_key_hashes
+                .push(hash);
+        }
+        table.version = since;
+        table.tenants = tenants.into_values().collect();
+        (table, text)
+    }
+
+    /// A filter holding revision `since` asks for changes: None when there
+    /// are none, else the global table as it is then, with its version the
+    /// revision reached.
+    async fn poll(&self, since: u64) -> Option<RoutingTable> {
+        let (s, headers, b) = send(
             internal_app(self.state.clone()),
             Method::GET,
-            TABLE_PATH,
+            &format!("{CHANGES_PATH}?since={since}&wait_ms=0"),
             &[(TOKEN_HEADER, TOKEN)],
             None,
         )
         .await;
         assert_eq!(s, StatusCode::OK);
-        let text = String::from_utf8(b.to_vec()).unwrap();
-        (serde_json::from_str(&text).unwrap(), text)
-    }
-
-    /// A filter's poll holding `version`: the new table, or None for a 304.
-    async fn poll(&self, version: u64) -> Option<RoutingTable> {
-        let v = version.to_string();
-        let (s, headers, b) = send(
-            internal_app(self.state.clone()),
-            Method::GET,
-            TABLE_PATH,
-            &[(TOKEN_HEADER, TOKEN), (VERSION_HEADER, &v)],
-            None,
-        )
-        .await;
-        if s == StatusCode::NOT_MODIFIED {
+        assert_eq!(headers["cache-control"], "no-store");
+        let d = Delta::parse(&b).unwrap();
+        if d.revision == since {
+            assert!(d.records.is_empty());
             return None;
         }
-        assert_eq!(s, StatusCode::OK);
-        let t: RoutingTable = serde_json::from_slice(&b).unwrap();
-        assert_eq!(headers[VERSION_HEADER], t.version.to_string().as_str());
+        let mut t = match d.records.iter().find(|r| r.kind == Kind::Global) {
+            Some(r) => serde_json::from_slice(r.value).unwrap(),
+            None => self.table().await.0,
+        };
+        t.version = d.revision;
         Some(t)
     }
 
@@ -367,7 +421,7 @@ async fn provider_keys_are_never_echoed_and_are_encrypted_at_rest() {
 async fn unknown_provider_is_422_and_nothing_is_written() {
     let h = harness();
     h.create_tenant("acme").await;
-    let version = h.state.db.table_version().await.unwrap();
+    let version = h.state.db.revision().await.unwrap();
     let (s, v, text) = h
         .admin(
             Method::POST,
@@ -381,7 +435,7 @@ async fn unknown_provider_is_422_and_nothing_is_written() {
     assert!(!text.contains("KEY"), "the message never carries a key");
     let (_, v, _) = h.admin(Method::GET, "/admin/tenants/acme", None).await;
     assert_eq!(v["providers"], json!([]));
-    assert_eq!(h.state.db.table_version().await.unwrap(), version);
+    assert_eq!(h.state.db.revision().await.unwrap(), version);
 
     // A key with a newline would be a header injection upstream.
     let (s, _, _) = h
@@ -540,39 +594,53 @@ async fn virtual_key_is_shipped_as_hash_and_revocation_removes_it() {
 #[tokio::test]
 async fn table_is_304_when_the_filter_holds_the_current_version() {
     let h = harness();
-    let (table, _) = h.table().await;
-    let v = table.version.to_string();
-    let (s, headers, body) = send(
-        internal_app(h.state.clone()),
-        Method::GET,
-        TABLE_PATH,
-        &[(TOKEN_HEADER, TOKEN), (VERSION_HEADER, &v)],
-        None,
-    )
-    .await;
-    assert_eq!(s, StatusCode::NOT_MODIFIED);
-    assert!(body.is_empty());
-    assert!(headers.get("content-type").is_none());
-    // A stale version gets the full table.
-    h.create_tenant("acme").await;
-    let (s, headers, body) = send(
-        internal_app(h.state.clone()),
-        Method::GET,
-        TABLE_PATH,
-        &[(TOKEN_HEADER, TOKEN), (VERSION_HEADER, &v)],
-        None,
-    )
-    .await;
+    let get = |version: String| {
+        let app = internal_app(h.state.clone());
+        async move {
+            send(
+                app,
+                Method::GET,
+                TABLE_PATH,
+                &[(TOKEN_HEADER, TOKEN), (VERSION_HEADER, &version)],
+                None,
+            )
+            .await
+        }
+    };
+    let (s, headers, body) = get(String::new()).await;
     assert_eq!(s, StatusCode::OK);
-    let t: RoutingTable = serde_json::from_slice(&body).unwrap();
-    assert_eq!(t.version, table.version + 1);
-    assert_eq!(headers[VERSION_HEADER], t.version.to_string().as_str());
+    let table: RoutingTable = serde_json::from_slice(&body).unwrap();
+    assert!(table.tenants.is_empty(), "tenants travel in the directory");
+    assert_eq!(headers[VERSION_HEADER], table.version.to_string().as_str());
     assert_eq!(
-        t.models,
+        table.models,
         aipipe_core::catalog::default_models(),
         "seeded from the default catalog"
     );
-    assert_eq!(t.providers, aipipe_core::catalog::default_providers());
+    assert_eq!(table.providers, aipipe_core::catalog::default_providers());
+    let v = table.version.to_string();
+    let (s, headers, body) = get(v.clone()).await;
+    assert_eq!(s, StatusCode::NOT_MODIFIED);
+    assert!(body.is_empty());
+    assert!(headers.get("content-type").is_none());
+    // A tenant is no change of the global table; a model is.
+    h.create_tenant("acme").await;
+    assert_eq!(get(v.clone()).await.0, StatusCode::NOT_MODIFIED);
+    let mut m = table.models[0].clone();
+    m.input_per_mtok += 0.01;
+    let (s, _, text) = h
+        .admin(
+            Method::PUT,
+            &format!("/admin/models/{}", m.id),
+            Some(serde_json::to_value(&m).unwrap()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let (s, _, body) = get(v).await;
+    assert_eq!(s, StatusCode::OK);
+    let t: RoutingTable = serde_json::from_slice(&body).unwrap();
+    assert!(t.version > table.version);
+    assert_eq!(t.models[0], m);
 }
 
 #[tokio::test]
@@ -764,7 +832,7 @@ async fn models_are_validated_by_compiling_the_table() {
         .find(|m| m["id"] == "gpt-4o-mini")
         .unwrap()
         .clone();
-    let version = h.state.db.table_version().await.unwrap();
+    let version = h.state.db.revision().await.unwrap();
 
     mini["quality"] = json!(1.5);
     let (s, v, _) = h
@@ -802,7 +870,7 @@ async fn models_are_validated_by_compiling_the_table() {
         "{v}"
     );
     assert_eq!(
-        h.state.db.table_version().await.unwrap(),
+        h.state.db.revision().await.unwrap(),
         version,
         "refused changes write nothing"
     );
@@ -972,7 +1040,7 @@ async fn environment_keys_belong_to_the_default_tenant() {
     // A restart with the same environment changes nothing.
     let adopted = adopt_env_keys(&h.state, env).await.unwrap();
     assert!(adopted.is_empty());
-    assert_eq!(h.state.db.table_version().await.unwrap(), table.version);
+    assert_eq!(h.state.db.revision().await.unwrap(), table.version);
 }
 
 #[tokio::test]

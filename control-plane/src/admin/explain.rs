@@ -32,14 +32,18 @@ pub(crate) async fn explain(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<ExplainRequest>,
 ) -> Result<Json<Explanation>> {
-    // The table of the current version, compiled once for every caller.
-    let built = routing::current(&state.db, &state.cipher, &state.table_cache).await?;
+    // The global table of the current version, compiled once for every
+    // caller, and this one tenant's keys.
+    let built = routing::current(&state.db, &state.table_cache).await?;
     let table = &built.table;
-    let tenant = table
-        .tenant_by_id(&req.tenant)
+    let tenant = state
+        .db
+        .tenant_state(req.tenant.clone())
+        .await?
         .ok_or_else(|| tenant_not_found(&req.tenant))?;
+    let account = routing::account(&state.cipher, table, &req.tenant, &tenant)?;
     let chat = serde_json::to_vec(&req.request)?;
-    let explanation = aipipe_core::route::explain(table, tenant, &chat)
+    let explanation = aipipe_core::route::explain(table, &account, &chat)
         .map_err(|e| Error::Invalid(format!("request: {}", e.message())))?;
     Ok(Json(explanation))
 }

@@ -3,7 +3,7 @@
 use aipipe_core::table::Model;
 use rusqlite::{Connection, params};
 
-use super::{Db, bump_version};
+use super::{Change, Db, record_change};
 use crate::error::{Error, Result};
 
 pub(super) fn models(conn: &Connection) -> Result<Vec<Model>> {
@@ -45,7 +45,7 @@ impl Db {
                  ON CONFLICT (id) DO UPDATE SET json = excluded.json",
                 params![model.id, serde_json::to_string(&model)?],
             )?;
-            bump_version(tx)?;
+            record_change(tx, Change::Global)?;
             Ok(created)
         })
         .await

@@ -1,11 +1,11 @@
 //! A tenant's keys: its provider keys (sealed) and its virtual keys (hashed).
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::tenants::tenant_exists;
-use super::{Db, bump_version, now_ms, to_i64, to_u64};
+use super::{Change, Db, now_ms, record_change, to_i64, to_u64};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
@@ -44,7 +44,7 @@ impl Db {
             for (provider, blob) in &sealed {
                 st.execute(params![tenant, provider, blob, now])?;
             }
-            bump_version(tx)?;
+            record_change(tx, Change::Tenant(&tenant))?;
             Ok(Some(providers_of(tx, &tenant)?))
         })
         .await
@@ -68,7 +68,7 @@ impl Db {
                 params![tenant, provider],
             )?;
             if n > 0 {
-                bump_version(tx)?;
+                record_change(tx, Change::Tenant(&tenant))?;
             }
             Ok(n > 0)
         })
@@ -100,7 +100,7 @@ impl Db {
                 "INSERT INTO virtual_keys (id, tenant, name, key_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![id, tenant, name, key_hash, to_i64(now)],
             )?;
-            bump_version(tx)?;
+            record_change(tx, Change::Key(&key_hash))?;
             Ok(Some(VirtualKeyView {
                 id,
                 name,
@@ -145,12 +145,16 @@ impl Db {
             if !exists {
                 return Ok(false);
             }
-            let n = tx.execute(
-                "UPDATE virtual_keys SET revoked_at = ?3 WHERE id = ?1 AND tenant = ?2 AND revoked_at IS NULL",
-                params![key_id, tenant, to_i64(now_ms())],
-            )?;
-            if n > 0 {
-                bump_version(tx)?;
+            let revoked: Option<String> = tx
+                .query_row(
+                    "UPDATE virtual_keys SET revoked_at = ?3 WHERE id = ?1 AND tenant = ?2 AND revoked_at IS NULL
+                     RETURNING key_hash",
+                    params![key_id, tenant, to_i64(now_ms())],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(hash) = revoked {
+                record_change(tx, Change::Key(&hash))?;
             }
             Ok(true)
         })

@@ -157,6 +157,39 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         WHERE key = 'penalty_epoch' AND value = 0;
     "#,
     ),
+    (
+        5,
+        "change log",
+        r#"
+    -- What changed, for deltas (control-plane/README.md, "Change log"): one
+    -- row per thing a filter holds — kind 0 the global table (name ''), 1 a
+    -- tenant (by id), 2 a virtual key (by its hash) — with the revision of its
+    -- last change. Every admin write bumps the revision (meta.table_version)
+    -- once per thing it changed and moves that row to it, in the same
+    -- transaction, so "what changed after R" is one range of `changes_rev`.
+    -- A deleted tenant or revoked key keeps its row: an Envoy that held it
+    -- learns of the removal.
+    CREATE TABLE changes (
+        kind INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        rev INTEGER NOT NULL,
+        PRIMARY KEY (kind, name)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX changes_rev ON changes(rev);
+    -- Everything that existed before the log, each at its own revision.
+    UPDATE meta SET value = value + 1 WHERE key = 'table_version';
+    INSERT INTO changes SELECT 0, '', value FROM meta WHERE key = 'table_version';
+    INSERT INTO changes SELECT 1, id,
+        (SELECT value FROM meta WHERE key = 'table_version') + ROW_NUMBER() OVER (ORDER BY id)
+        FROM tenants;
+    UPDATE meta SET value = value + (SELECT COUNT(*) FROM tenants) WHERE key = 'table_version';
+    INSERT INTO changes SELECT 2, key_hash,
+        (SELECT value FROM meta WHERE key = 'table_version') + ROW_NUMBER() OVER (ORDER BY key_hash)
+        FROM virtual_keys;
+    UPDATE meta SET value = value + (SELECT COUNT(*) FROM virtual_keys)
+        WHERE key = 'table_version';
+    "#,
+    ),
 ];
 
 /// Applies every migration the database has not had yet.

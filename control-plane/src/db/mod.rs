@@ -5,20 +5,22 @@
 //! that WAL lets run beside it; rusqlite connections are not `Sync`, so each
 //! sits behind a `Mutex` and is used from `spawn_blocking`.
 //!
-//! `table_version` in `meta` is bumped inside the same transaction as every
-//! change that reaches the routing table, so a filter holding version N has
-//! exactly what the database held at N.
+//! Every change that reaches the filters is recorded in the change log
+//! (`changes`) inside its own transaction, at a new revision
+//! (`table_version` in `meta`), so a filter holding revision N has exactly
+//! what the database held at N; writers that commit one wake the requests
+//! waiting for changes ([`Db::subscribe`]).
 //!
 //! One file per aggregate — `tenants`, `keys` (provider and virtual keys),
-//! `catalog`, `usage`, `penalties` — plus `table` (the routing table's one
-//! snapshot) and `migrations`; this file holds the connections, the
-//! transaction helpers and the `meta` counters they share.
+//! `catalog`, `usage`, `penalties` — plus `changes` (the log and what the
+//! filters are sent from it) and `migrations`; this file holds the
+//! connections, the transaction helpers and the `meta` counters they share.
 
 mod catalog;
+mod changes;
 mod keys;
 mod migrations;
 mod penalties;
-mod table;
 mod tenants;
 mod usage;
 
@@ -33,9 +35,10 @@ use crate::error::{Error, Result};
 use crate::penalty;
 use migrations::migrate;
 
+use changes::{Change, record_change};
+pub use changes::{ChangePage, Changed, GlobalState, TenantState};
 pub use keys::VirtualKeyView;
 pub use penalties::{Penalties, PenaltyReset, PenaltyView};
-pub use table::{TableSnapshot, TenantRow};
 pub use tenants::TenantView;
 pub use usage::UsageTotals;
 
@@ -69,6 +72,29 @@ struct Pool {
     penalty_due: AtomicU64,
     /// One republish at a time when many polls find it due together.
     republishing: tokio::sync::Mutex<()>,
+    /// The revision as of the last commit: requests waiting for changes
+    /// watch it.
+    revision: tokio::sync::watch::Sender<u64>,
+}
+
+impl Pool {
+    /// Tells the requests waiting for changes about a new revision (one
+    /// indexed read on the writer, still held, so announcements are in
+    /// commit order).
+    fn announce(&self, writer: &Connection) {
+        match version(writer) {
+            Ok(rev) => {
+                self.revision.send_if_modified(|held| {
+                    let newer = rev > *held;
+                    if newer {
+                        *held = rev;
+                    }
+                    newer
+                });
+            }
+            Err(e) => tracing::warn!("reading the revision after a commit: {e}"),
+        }
+    }
 }
 
 /// One open write transaction, handed to a domain service by
@@ -100,14 +126,6 @@ fn configure(conn: &Connection, writer: bool) -> Result<()> {
         // Stats scans read a lot of index pages; keep them cached (64 MiB).
         conn.pragma_update(None, "cache_size", -65_536)?;
     }
-    Ok(())
-}
-
-fn bump_version(tx: &Transaction<'_>) -> Result<()> {
-    tx.execute(
-        "UPDATE meta SET value = value + 1 WHERE key = 'table_version'",
-        [],
-    )?;
     Ok(())
 }
 
@@ -149,6 +167,7 @@ impl Db {
         }
         configure(&writer, true)?;
         migrate(&mut writer)?;
+        let revision = version(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let r = Connection::open(path)?;
@@ -163,7 +182,18 @@ impl Db {
             decay_ms: penalty_decay_ms.max(1),
             penalty_due: AtomicU64::new(0),
             republishing: tokio::sync::Mutex::new(()),
+            revision: tokio::sync::watch::Sender::new(revision),
         })))
+    }
+
+    /// Watches the revision: changes after every commit that recorded one.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.revision.subscribe()
+    }
+
+    /// When decay alone next makes the published penalties stale (unix ms).
+    pub fn penalty_due_ms(&self) -> u64 {
+        self.0.penalty_due.load(Ordering::Acquire)
     }
 
     pub fn penalty_decay_ms(&self) -> u64 {
@@ -187,6 +217,7 @@ impl Db {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
             tx.commit()?;
+            pool.announce(&conn);
             Ok(out)
         })
         .await?
@@ -213,6 +244,7 @@ impl Db {
             })?;
             tx.commit()?;
             pool.penalty_due.store(due, Ordering::Release);
+            pool.announce(&conn);
             Ok(out)
         })
         .await?

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::catalog::models;
-use super::{Db, Tx, bump_version, now_ms, penalty_epoch, to_i64, to_u64, version};
+use super::{Change, Db, Tx, now_ms, penalty_epoch, record_change, to_i64, to_u64, version};
 use crate::error::Result;
 use crate::penalty::{self, Tally};
 
@@ -100,7 +100,7 @@ fn republish(tx: &Transaction<'_>, now: u64, decay_ms: u64) -> Result<u64> {
         for (r, p) in rows.iter().zip(values) {
             update.execute(params![r.provider, r.model, p])?;
         }
-        bump_version(tx)?;
+        record_change(tx, Change::Global)?;
     }
     Ok(plan.due_ms)
 }
@@ -264,7 +264,7 @@ impl Db {
                 "UPDATE meta SET value = value + 1 WHERE key = 'penalty_epoch'",
                 [],
             )?;
-            bump_version(tx)?;
+            record_change(tx, Change::Global)?;
             let due = republish(tx, now, decay_ms)?;
             Ok((
                 Some(PenaltyReset {

@@ -5,7 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::keys::providers_of;
-use super::{Db, bump_version, now_ms, to_i64, to_u64};
+use super::{Change, Db, now_ms, record_change, to_i64, to_u64};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
@@ -67,7 +67,7 @@ impl Db {
                 "INSERT INTO tenants (id, name, disabled, created_at) VALUES (?1, ?2, 0, ?3)",
                 params![id, name, to_i64(now_ms())],
             )?;
-            bump_version(tx)?;
+            record_change(tx, Change::Tenant(&id))?;
             tenant_view(tx, &id)?.ok_or_else(|| Error::Internal("tenant vanished".into()))
         })
         .await
@@ -81,7 +81,7 @@ impl Db {
                 params![id, name, to_i64(now_ms())],
             )?;
             if n > 0 {
-                bump_version(tx)?;
+                record_change(tx, Change::Tenant(&id))?;
             }
             Ok(n > 0)
         })
@@ -129,7 +129,7 @@ impl Db {
                     params![id, disabled],
                 )?;
                 if n > 0 {
-                    bump_version(tx)?;
+                    record_change(tx, Change::Tenant(&id))?;
                 }
             }
             tenant_view(tx, &id)
@@ -138,12 +138,22 @@ impl Db {
     }
 
     /// Deletes the tenant with its provider keys and virtual keys (cascade);
-    /// its usage rows stay. False when there was no such tenant.
+    /// its usage rows stay. False when there was no such tenant. Each live
+    /// key's removal is a change of its own (Envoys hold keys one by one).
     pub async fn delete_tenant(&self, id: String) -> Result<bool> {
         self.write(move |tx| {
+            let live: Vec<String> = tx
+                .prepare(
+                    "SELECT key_hash FROM virtual_keys WHERE tenant = ?1 AND revoked_at IS NULL",
+                )?
+                .query_map([&id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
             let n = tx.execute("DELETE FROM tenants WHERE id = ?1", [&id])?;
             if n > 0 {
-                bump_version(tx)?;
+                record_change(tx, Change::Tenant(&id))?;
+                for hash in &live {
+                    record_change(tx, Change::Key(hash))?;
+                }
             }
             Ok(n > 0)
         })

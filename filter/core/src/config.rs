@@ -250,8 +250,15 @@ pub struct ControlPlane {
     pub authority: String,
     /// The internal API token (`x-aipipe-internal-token`).
     pub token: String,
+    /// How often the singleton ticks: ships usage, and asks again for
+    /// changes after a failed call.
     #[serde(default = "default_poll_ms")]
     pub poll_ms: u64,
+    /// How long the control plane may hold a request for changes while
+    /// nothing changed (a long poll); the call's timeout is this plus
+    /// `timeout_ms`.
+    #[serde(default = "default_wait_ms")]
+    pub wait_ms: u64,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// Usage records held while the control plane is unreachable; past this,
@@ -268,6 +275,9 @@ fn default_authority() -> String {
 }
 fn default_poll_ms() -> u64 {
     1000
+}
+fn default_wait_ms() -> u64 {
+    25_000
 }
 fn default_timeout_ms() -> u64 {
     2000
@@ -300,6 +310,12 @@ impl SingletonConfig {
             return Err(format!(
                 "control_plane.timeout_ms: must be in 100..=60000, got {}",
                 cp.timeout_ms
+            ));
+        }
+        if cp.wait_ms > 300_000 {
+            return Err(format!(
+                "control_plane.wait_ms: must be in 0..=300000, got {}",
+                cp.wait_ms
             ));
         }
         if cp.max_buffered_records == 0 || cp.batch_records == 0 {

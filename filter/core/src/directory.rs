@@ -93,7 +93,7 @@ impl TenantEntry {
         );
         out.push(FORMAT);
         out.extend_from_slice(&self.rev.to_le_bytes());
-        out.push(u8::from(self.removed) * REMOVED | u8::from(self.disabled) * DISABLED);
+        out.push(flag(self.removed, REMOVED) | flag(self.disabled, DISABLED));
         let n = self.provider_keys.len().min(usize::from(u16::MAX));
         out.extend_from_slice(&(n as u16).to_le_bytes());
         for (p, k) in self.provider_keys.iter().take(n) {
@@ -109,7 +109,7 @@ impl TenantEntry {
             return Err(DecodeError("unknown tenant entry format"));
         }
         let rev = r.u64()?;
-        let flags = r.u8()?;
+        let flags = r.flags(REMOVED | DISABLED)?;
         let n = r.u16()?;
         let mut provider_keys = Vec::with_capacity(usize::from(n).min(64));
         for _ in 0..n {
@@ -132,7 +132,7 @@ impl KeyEntry {
         let mut out = Vec::with_capacity(12 + self.tenant.len());
         out.push(FORMAT);
         out.extend_from_slice(&self.rev.to_le_bytes());
-        out.push(u8::from(self.removed) * REMOVED);
+        out.push(flag(self.removed, REMOVED));
         put_str16(&mut out, &self.tenant);
         out
     }
@@ -143,7 +143,7 @@ impl KeyEntry {
             return Err(DecodeError("unknown key entry format"));
         }
         let rev = r.u64()?;
-        let flags = r.u8()?;
+        let flags = r.flags(REMOVED)?;
         let tenant = r.str16()?.to_owned();
         r.end()?;
         Ok(Self {
@@ -258,7 +258,7 @@ impl<'a> Delta<'a> {
         }
         let since = r.u64()?;
         let revision = r.u64()?;
-        let more = r.u8()? & MORE != 0;
+        let more = r.flags(MORE)? & MORE != 0;
         let n = r.u32()?;
         let mut records = Vec::with_capacity((n as usize).min(4096));
         for _ in 0..n {
@@ -279,6 +279,10 @@ impl<'a> Delta<'a> {
             records,
         })
     }
+}
+
+fn flag(set: bool, bit: u8) -> u8 {
+    if set { bit } else { 0 }
 }
 
 fn put_str8(out: &mut Vec<u8>, s: &str) {
@@ -327,6 +331,16 @@ impl<'a> Reader<'a> {
 
     fn u64(&mut self) -> Result<u64, DecodeError> {
         Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    /// A flags byte with no bit outside `known` (so every valid encoding is
+    /// the only one of its value).
+    fn flags(&mut self, known: u8) -> Result<u8, DecodeError> {
+        let f = self.u8()?;
+        if f & !known != 0 {
+            return Err(DecodeError("unknown flags"));
+        }
+        Ok(f)
     }
 
     fn str_of(&mut self, n: usize) -> Result<&'a str, DecodeError> {
@@ -390,7 +404,10 @@ mod tests {
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert_eq!(TenantEntry::decode(&longer), Err(DecodeError("trailing bytes")));
+        assert_eq!(
+            TenantEntry::decode(&longer),
+            Err(DecodeError("trailing bytes"))
+        );
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0xff;
@@ -413,7 +430,11 @@ mod tests {
         let kinds: Vec<(Kind, &str)> = d.records.iter().map(|r| (r.kind, r.name)).collect();
         assert_eq!(
             kinds,
-            [(Kind::Global, ""), (Kind::Tenant, "acme"), (Kind::Key, "ab12")]
+            [
+                (Kind::Global, ""),
+                (Kind::Tenant, "acme"),
+                (Kind::Key, "ab12")
+            ]
         );
         assert_eq!(d.records[2].value, b"x");
         for n in 0..body.len() {

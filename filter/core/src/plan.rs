@@ -13,7 +13,7 @@ use crate::request::{BodyEdit, BodyShape, ChatRequest, ModelChoice};
 use crate::route::{needs, no_candidate};
 use crate::score::Score;
 use crate::select;
-use crate::table::{ModelIx, ProviderIx, Table, TenantIx};
+use crate::table::{Account, ModelIx, ProviderIx, Table};
 
 /// `max_tokens` for Anthropic, where it is required, when the client set none.
 const DEFAULT_MAX_TOKENS: u64 = 4096;
@@ -85,7 +85,7 @@ impl Plan {
     /// `cache` asks for the cache key material of a cacheable request.
     pub fn new(
         table: &Table,
-        tenant: TenantIx,
+        tenant: &Account,
         protocol: Protocol,
         body: Vec<u8>,
         penalties: Option<&[f64]>,
@@ -182,7 +182,7 @@ impl Plan {
     pub fn next_attempt(
         &mut self,
         table: &Table,
-        tenant: TenantIx,
+        tenant: &Account,
         max_attempts: usize,
     ) -> Option<Result<Attempt, ApiError>> {
         while self.taken < max_attempts {
@@ -201,7 +201,7 @@ impl Plan {
     fn attempt(
         &mut self,
         table: &Table,
-        tenant: TenantIx,
+        tenant: &Account,
         model: ModelIx,
     ) -> Result<Attempt, ApiError> {
         let (Some(m), Some(provider)) = (table.model(model), table.provider_of(model)) else {
@@ -214,12 +214,10 @@ impl Plan {
                 "a model's provider is not in the table".into(),
             ));
         };
-        if table.provider_key(tenant, provider).is_none() {
+        if tenant.provider_key(provider).is_none() {
             return Err(ApiError::NoProviderKey(format!(
                 "The model `{}` needs a `{}` provider key and this tenant has none. Add one with POST /admin/tenants/{}/keys, or use model \"auto\".",
-                m.id,
-                m.provider,
-                table.tenant(tenant).map_or("", |t| t.id.as_str())
+                m.id, m.provider, tenant.id
             )));
         }
         let name = m.upstream_name();
@@ -342,7 +340,7 @@ mod tests {
     fn plan(t: &Table, protocol: Protocol, body: &str) -> Result<Plan, ApiError> {
         Plan::new(
             t,
-            TenantIx(0),
+            &t.accounts()[0],
             protocol,
             body.as_bytes().to_vec(),
             None,
@@ -358,7 +356,7 @@ mod tests {
         let mut p = plan(&t, Protocol::Chat, body).unwrap();
         assert_eq!(counters::since(before), (1, 1, 1), "one parse, score, rank");
         let mut names = Vec::new();
-        while let Some(a) = p.next_attempt(&t, TenantIx(0), 10) {
+        while let Some(a) = p.next_attempt(&t, &t.accounts()[0], 10) {
             let a = a.unwrap();
             let out: serde_json::Value =
                 serde_json::from_slice(&a.upstream.bytes(p.body())).unwrap();
@@ -379,12 +377,15 @@ mod tests {
         let body = r#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#;
         let mut p = plan(&t, Protocol::Chat, body).unwrap();
         assert!(!p.auto && p.complexity().is_none());
-        let first = p.next_attempt(&t, TenantIx(0), 3).unwrap().unwrap();
+        let first = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
         assert_eq!(t.model(first.model).unwrap().id, "claude-sonnet-4-5");
-        let second = p.next_attempt(&t, TenantIx(0), 3).unwrap().unwrap();
+        let second = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
         assert_ne!(second.model, first.model);
-        let _third = p.next_attempt(&t, TenantIx(0), 3).unwrap().unwrap();
-        assert!(p.next_attempt(&t, TenantIx(0), 3).is_none(), "max_attempts");
+        let _third = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
+        assert!(
+            p.next_attempt(&t, &t.accounts()[0], 3).is_none(),
+            "max_attempts"
+        );
     }
 
     #[test]
@@ -392,7 +393,7 @@ mod tests {
         let t = table();
         let body = r#"{"model":"claude-sonnet-4-5","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#;
         let mut p = plan(&t, Protocol::Messages, body).unwrap();
-        let a = p.next_attempt(&t, TenantIx(0), 3).unwrap().unwrap();
+        let a = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
         let Upstream::Edit(edit) = &a.upstream else {
             panic!("same protocol: an edit, got {:?}", a.upstream)
         };
@@ -400,7 +401,7 @@ mod tests {
         assert_eq!(out["model"], "claude-sonnet-4-5");
         assert_eq!(out["max_tokens"], 50);
         // Down the ranking, an OpenAI model gets Chat Completions.
-        while let Some(a) = p.next_attempt(&t, TenantIx(0), 10) {
+        while let Some(a) = p.next_attempt(&t, &t.accounts()[0], 10) {
             let a = a.unwrap();
             if t.provider(a.provider).unwrap().wire == Protocol::Chat {
                 let out: serde_json::Value =
@@ -434,7 +435,10 @@ mod tests {
             r#"{"model":"grok-3-mini","messages":[{"role":"user","content":"hi"}]}"#,
         )
         .unwrap();
-        let e = p.next_attempt(&t, TenantIx(0), 3).unwrap().unwrap_err();
+        let e = p
+            .next_attempt(&t, &t.accounts()[0], 3)
+            .unwrap()
+            .unwrap_err();
         assert!(
             matches!(&e, ApiError::NoProviderKey(m) if m.contains("`xai` provider key")),
             "{e:?}"

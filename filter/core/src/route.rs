@@ -2,13 +2,15 @@
 //! models list, and the explain API's view of one routing decision. Routing
 //! a request body is `plan`.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::request::ChatRequest;
 use crate::score::Score;
 use crate::select::{self, Needs, NoCandidate};
-use crate::table::{Capabilities, Table, TenantIx, hash_virtual_key};
+use crate::table::{Account, Capabilities, KeyHash, Table, hash_virtual_key};
 
 /// The virtual key from `Authorization: Bearer <key>` or `x-api-key`.
 pub fn virtual_key<'h>(
@@ -24,27 +26,30 @@ pub fn virtual_key<'h>(
         .filter(|k| !k.is_empty())
 }
 
-/// The tenant a virtual key belongs to.
-pub fn authenticate(table: &Table, key: Option<&str>) -> Result<TenantIx, ApiError> {
+/// The tenant a virtual key belongs to, found by its hash with `lookup`
+/// (the table's own tenants, then the tenant directory): unknown → 401,
+/// disabled → 403.
+pub fn authenticate(
+    key: Option<&str>,
+    lookup: impl FnOnce(&KeyHash) -> Option<Arc<Account>>,
+) -> Result<Arc<Account>, ApiError> {
     let key = key.ok_or(ApiError::MissingKey)?;
-    let tenant = table
-        .tenant_by_key_hash(&hash_virtual_key(key))
-        .ok_or(ApiError::UnknownKey)?;
-    if table.tenant(tenant).is_some_and(|t| t.disabled) {
-        return Err(ApiError::TenantDisabled);
-    }
-    Ok(tenant)
+    admit(lookup(&hash_virtual_key(key)).ok_or(ApiError::UnknownKey)?)
 }
 
 /// The tenant a trusted front named (mesh mode): unknown → 401.
-pub fn tenant_by_id(table: &Table, id: &str) -> Result<TenantIx, ApiError> {
-    let tenant = table
-        .tenant_by_id(id.trim())
-        .ok_or(ApiError::UnknownTenant)?;
-    if table.tenant(tenant).is_some_and(|t| t.disabled) {
+pub fn tenant_by_id(
+    id: &str,
+    lookup: impl FnOnce(&str) -> Option<Arc<Account>>,
+) -> Result<Arc<Account>, ApiError> {
+    admit(lookup(id.trim()).ok_or(ApiError::UnknownTenant)?)
+}
+
+fn admit(account: Arc<Account>) -> Result<Arc<Account>, ApiError> {
+    if account.disabled {
         return Err(ApiError::TenantDisabled);
     }
-    Ok(tenant)
+    Ok(account)
 }
 
 /// What a request needs from a model, read from its parse.
@@ -61,7 +66,7 @@ pub fn needs(req: &ChatRequest<'_>, input_tokens: u64) -> Needs {
 }
 
 /// The client's error when no model can take a request.
-pub(crate) fn no_candidate(table: &Table, tenant: TenantIx, e: NoCandidate) -> ApiError {
+pub(crate) fn no_candidate(table: &Table, tenant: &Account, e: NoCandidate) -> ApiError {
     match e {
         NoCandidate::NoKeys => {
             let mut providers: Vec<&str> = table
@@ -74,7 +79,7 @@ pub(crate) fn no_candidate(table: &Table, tenant: TenantIx, e: NoCandidate) -> A
             ApiError::NoProviderKey(format!(
                 "This tenant has no provider key for any enabled model: add a key for one of {} with POST /admin/tenants/{}/keys.",
                 providers.join(", "),
-                table.tenant(tenant).map_or("", |t| t.id.as_str())
+                tenant.id
             ))
         }
         NoCandidate::ContextTooLong { needed, largest } => {
@@ -106,7 +111,7 @@ pub struct ExplainedCandidate {
     pub adjusted_cost: f64,
 }
 
-pub fn explain(table: &Table, tenant: TenantIx, body: &[u8]) -> Result<Explanation, ApiError> {
+pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanation, ApiError> {
     let req = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest(e.0))?;
     let score = table.scorer.score(&req);
     let ranked = select::rank(
@@ -172,11 +177,20 @@ mod tests {
         assert_eq!(virtual_key(Some("Basic abc"), None), None);
         assert_eq!(virtual_key(Some("Bearer "), None), None);
         let t = table();
-        assert_eq!(authenticate(&t, Some("vk-acme")), Ok(TenantIx(0)));
-        assert_eq!(authenticate(&t, Some("vk-nope")), Err(ApiError::UnknownKey));
-        assert_eq!(authenticate(&t, None), Err(ApiError::MissingKey));
         assert_eq!(
-            authenticate(&t, Some("vk-off")),
+            authenticate(Some("vk-acme"), |h| t.account_by_key_hash(h)),
+            Ok(t.accounts()[0].clone())
+        );
+        assert_eq!(
+            authenticate(Some("vk-nope"), |h| t.account_by_key_hash(h)),
+            Err(ApiError::UnknownKey)
+        );
+        assert_eq!(
+            authenticate(None, |h| t.account_by_key_hash(h)),
+            Err(ApiError::MissingKey)
+        );
+        assert_eq!(
+            authenticate(Some("vk-off"), |h| t.account_by_key_hash(h)),
             Err(ApiError::TenantDisabled)
         );
     }
@@ -185,7 +199,7 @@ mod tests {
     fn explain_lists_candidates_best_first() {
         let t = table();
         let body = br#"{"messages":[{"role":"user","content":"Prove by induction that 2^n > n for all n."}]}"#;
-        let e = explain(&t, TenantIx(0), body).unwrap();
+        let e = explain(&t, &t.accounts()[0], body).unwrap();
         assert_eq!(e.choice.as_deref(), Some(e.candidates[0].model.as_str()));
         assert!(
             e.candidates
@@ -198,7 +212,7 @@ mod tests {
 
 /// `GET /v1/models` in OpenAI's list format: `auto`, then every enabled model
 /// the tenant has a provider key for, by catalog id.
-pub fn models_list(table: &Table, tenant: TenantIx) -> String {
+pub fn models_list(table: &Table, tenant: &Account) -> String {
     let mut data = vec![serde_json::json!({
         "id": "auto", "object": "model", "created": 0, "owned_by": "aipipe",
     })];
@@ -212,14 +226,14 @@ pub fn models_list(table: &Table, tenant: TenantIx) -> String {
 
 /// Every enabled model the tenant has a provider key for, as (catalog id,
 /// provider id), in catalog order.
-pub fn reachable_models(table: &Table, tenant: TenantIx) -> Vec<(&str, &str)> {
+pub fn reachable_models<'t>(table: &'t Table, tenant: &Account) -> Vec<(&'t str, &'t str)> {
     table
         .models_ix()
         .filter(|&(i, m)| {
             m.enabled
                 && table
                     .provider_of(i)
-                    .is_some_and(|p| table.provider_key(tenant, p).is_some())
+                    .is_some_and(|p| tenant.provider_key(p).is_some())
         })
         .map(|(_, m)| (m.id.as_str(), m.provider.as_str()))
         .collect()
@@ -242,7 +256,8 @@ mod models_tests {
             ..RoutingTable::default()
         })
         .unwrap();
-        let v: serde_json::Value = serde_json::from_str(&models_list(&t, TenantIx(0))).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&models_list(&t, &t.accounts()[0])).unwrap();
         let ids: Vec<&str> = v["data"]
             .as_array()
             .unwrap()

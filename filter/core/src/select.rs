@@ -13,7 +13,7 @@
 
 use serde::Serialize;
 
-use crate::table::{Capabilities, ModelIx, Table, TenantIx};
+use crate::table::{Account, Capabilities, ModelIx, Table};
 
 /// What the request needs from a model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub fn quality_divisor(table: &Table, quality: f64, complexity: f64) -> f64 {
 /// Every candidate for this tenant and request, best first.
 pub fn rank(
     table: &Table,
-    tenant: TenantIx,
+    tenant: &Account,
     needs: &Needs,
     complexity: f64,
 ) -> Result<Vec<Candidate>, NoCandidate> {
@@ -94,7 +94,7 @@ pub fn rank(
 /// model is slowed by the worse of the local and the table's penalty.
 pub fn rank_with(
     table: &Table,
-    tenant: TenantIx,
+    tenant: &Account,
     needs: &Needs,
     complexity: f64,
     local: Option<&[f64]>,
@@ -107,7 +107,7 @@ pub fn rank_with(
         let Some(p) = table.provider_of(i) else {
             continue;
         };
-        if !m.enabled || table.provider_key(tenant, p).is_none() {
+        if !m.enabled || tenant.provider_key(p).is_none() {
             continue;
         }
         keyed = true;
@@ -188,7 +188,7 @@ mod tests {
     }
 
     fn choice(t: &Table, needs: &Needs, c: f64) -> String {
-        let best = rank(t, TenantIx(0), needs, c).unwrap()[0];
+        let best = rank(t, &t.accounts()[0], needs, c).unwrap()[0];
         t.models[best.model.0].id.clone()
     }
 
@@ -236,7 +236,7 @@ mod tests {
             input_tokens: 100,
             ..Needs::default()
         };
-        for c in rank(&t, TenantIx(0), &needs, 0.9).unwrap() {
+        for c in rank(&t, &t.accounts()[0], &needs, 0.9).unwrap() {
             assert_eq!(t.models[c.model.0].provider, "openai");
         }
         let huge = Needs {
@@ -244,7 +244,7 @@ mod tests {
             ..Needs::default()
         };
         assert_eq!(
-            rank(&t, TenantIx(0), &huge, 0.5),
+            rank(&t, &t.accounts()[0], &huge, 0.5),
             Err(NoCandidate::ContextTooLong {
                 needed: 500_000,
                 largest: 128_000
@@ -260,12 +260,12 @@ mod tests {
             ..Needs::default()
         };
         assert_eq!(
-            rank(&t, TenantIx(0), &vision, 0.5),
+            rank(&t, &t.accounts()[0], &vision, 0.5),
             Err(NoCandidate::Unsupported(vec!["images"]))
         );
         let none = table_with_keys(&[]);
         assert_eq!(
-            rank(&none, TenantIx(0), &needs, 0.5),
+            rank(&none, &none.accounts()[0], &needs, 0.5),
             Err(NoCandidate::NoKeys)
         );
     }
@@ -279,7 +279,7 @@ mod tests {
             ..Needs::default()
         };
         assert_eq!(
-            rank(&t, TenantIx(0), &needs, 0.5),
+            rank(&t, &t.accounts()[0], &needs, 0.5),
             Err(NoCandidate::ContextTooLong {
                 needed: u64::MAX,
                 largest: 128_000

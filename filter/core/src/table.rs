@@ -8,6 +8,7 @@
 //! list or re-parses anything.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -141,10 +142,6 @@ fn parse_hex_hash(s: &str) -> Option<KeyHash> {
     Some(out)
 }
 
-/// Index of a tenant in one compiled [`Table`] (only meaningful with it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TenantIx(pub usize);
-
 /// Index of a model in one compiled [`Table`]'s `models`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -163,7 +160,6 @@ pub struct Table {
     pub penalty_epoch: u64,
     pub providers: Vec<Provider>,
     pub models: Vec<Model>,
-    pub tenants: Vec<Tenant>,
     pub selection: SelectionConfig,
     pub scorer: Scorer,
     /// Provider of each model (parallel to `models`).
@@ -173,13 +169,72 @@ pub struct Table {
     /// `provider/name` (catalog or upstream name) → model.
     model_by_qualified_name: HashMap<String, usize>,
     provider_by_id: HashMap<String, usize>,
+    /// The bootstrap table's own tenants (a plugin configuration may carry
+    /// some); published tables carry none — their tenants live in the
+    /// directory (`directory`).
     tenant_by_key: HashMap<KeyHash, usize>,
     tenant_by_id: HashMap<String, usize>,
-    /// Per tenant, per provider: the key, if the tenant has one.
-    tenant_keys: Vec<Vec<Option<String>>>,
-    /// Per tenant, per provider: the auth header value as the provider wants
-    /// it (`Bearer <key>` or the bare key), built once per table.
-    auth_values: Vec<Vec<Option<String>>>,
+    accounts: Vec<Arc<Account>>,
+}
+
+/// One tenant as a request sees it, resolved against one table's providers:
+/// its id, whether it is disabled, and per provider its key and the auth
+/// header value the provider wants (`Bearer <key>` or the bare key), built
+/// once. Only meaningful with the table it was resolved against.
+#[derive(Debug, PartialEq)]
+pub struct Account {
+    pub id: String,
+    pub disabled: bool,
+    /// Per provider index: the key, if the tenant has one.
+    keys: Vec<Option<String>>,
+    /// Per provider index: the auth header's value.
+    auth: Vec<Option<String>>,
+}
+
+impl Account {
+    /// The tenant's key for a provider, if it has one.
+    pub fn provider_key(&self, provider: ProviderIx) -> Option<&str> {
+        self.keys.get(provider.0)?.as_deref()
+    }
+
+    /// The value of the provider's auth header for this tenant.
+    pub fn auth_value(&self, provider: ProviderIx) -> Option<&str> {
+        self.auth.get(provider.0)?.as_deref()
+    }
+
+    /// Whether the tenant has a key for this provider.
+    pub fn has_key(&self, provider: ProviderIx) -> bool {
+        self.provider_key(provider).is_some()
+    }
+}
+
+/// A tenant's keys laid out by provider index, with their auth values.
+fn resolve<'k>(
+    providers: &[Provider],
+    provider_by_id: &HashMap<String, usize>,
+    id: String,
+    disabled: bool,
+    provider_keys: impl IntoIterator<Item = (&'k str, &'k str)>,
+) -> Account {
+    let mut keys = vec![None; providers.len()];
+    for (provider, key) in provider_keys {
+        if let Some(slot) = provider_by_id.get(provider).and_then(|&p| keys.get_mut(p))
+            && !key.is_empty()
+        {
+            *slot = Some(key.to_owned());
+        }
+    }
+    let auth = keys
+        .iter()
+        .zip(providers)
+        .map(|(k, p)| k.as_ref().map(|k| p.auth.value(k)))
+        .collect();
+    Account {
+        id,
+        disabled,
+        keys,
+        auth,
+    }
 }
 
 impl Table {
@@ -267,8 +322,7 @@ impl Table {
 
         let mut tenant_by_key = HashMap::new();
         let mut tenant_by_id = HashMap::new();
-        let mut tenant_keys = Vec::with_capacity(raw.tenants.len());
-        let mut auth_values = Vec::with_capacity(raw.tenants.len());
+        let mut accounts = Vec::with_capacity(raw.tenants.len());
         for (i, t) in raw.tenants.iter().enumerate() {
             if t.id.trim().is_empty() {
                 return err(format!("tenants[{i}].id: must not be empty"));
@@ -290,27 +344,25 @@ impl Table {
                     ));
                 }
             }
-            let mut keys = vec![None; raw.providers.len()];
-            for (provider, key) in &t.provider_keys {
-                let Some(&p) = provider_by_id.get(provider) else {
-                    return err(format!(
-                        "tenants[{i}] ({}).provider_keys: unknown provider {provider:?}",
-                        t.id
-                    ));
-                };
-                if !key.is_empty()
-                    && let Some(slot) = keys.get_mut(p)
-                {
-                    *slot = Some(key.clone());
-                }
+            if let Some(provider) = t
+                .provider_keys
+                .keys()
+                .find(|p| !provider_by_id.contains_key(*p))
+            {
+                return err(format!(
+                    "tenants[{i}] ({}).provider_keys: unknown provider {provider:?}",
+                    t.id
+                ));
             }
-            auth_values.push(
-                keys.iter()
-                    .zip(&raw.providers)
-                    .map(|(k, p)| k.as_ref().map(|k| p.auth.value(k)))
-                    .collect(),
-            );
-            tenant_keys.push(keys);
+            accounts.push(Arc::new(resolve(
+                &raw.providers,
+                &provider_by_id,
+                t.id.clone(),
+                t.disabled,
+                t.provider_keys
+                    .iter()
+                    .map(|(p, k)| (p.as_str(), k.as_str())),
+            )));
         }
 
         let s = &raw.selection;
@@ -334,7 +386,6 @@ impl Table {
             penalty_epoch: raw.penalty_epoch,
             providers: raw.providers,
             models: raw.models,
-            tenants: raw.tenants,
             selection: raw.selection,
             scorer,
             model_provider,
@@ -343,25 +394,47 @@ impl Table {
             provider_by_id,
             tenant_by_key,
             tenant_by_id,
-            tenant_keys,
-            auth_values,
+            accounts,
         })
     }
 
-    pub fn tenant_by_key_hash(&self, hash: &KeyHash) -> Option<TenantIx> {
-        self.tenant_by_key.get(hash).copied().map(TenantIx)
+    /// A tenant of the directory resolved against this table. Keys for a
+    /// provider this table does not know are left out (the catalog may have
+    /// changed since the entry was written).
+    pub fn account<'k>(
+        &self,
+        id: String,
+        disabled: bool,
+        provider_keys: impl IntoIterator<Item = (&'k str, &'k str)>,
+    ) -> Account {
+        resolve(
+            &self.providers,
+            &self.provider_by_id,
+            id,
+            disabled,
+            provider_keys,
+        )
     }
 
-    pub fn tenant_by_id(&self, id: &str) -> Option<TenantIx> {
-        self.tenant_by_id.get(id).copied().map(TenantIx)
+    /// A tenant of this table's own (bootstrap) tenants, by virtual-key hash.
+    pub fn account_by_key_hash(&self, hash: &KeyHash) -> Option<Arc<Account>> {
+        let i = self.tenant_by_key.get(hash)?;
+        self.accounts.get(*i).cloned()
+    }
+
+    /// This table's own (bootstrap) tenants, in order.
+    pub fn accounts(&self) -> &[Arc<Account>] {
+        &self.accounts
+    }
+
+    /// A tenant of this table's own (bootstrap) tenants, by id.
+    pub fn account_by_id(&self, id: &str) -> Option<Arc<Account>> {
+        let i = self.tenant_by_id.get(id)?;
+        self.accounts.get(*i).cloned()
     }
 
     pub fn provider_by_id(&self, id: &str) -> Option<ProviderIx> {
         self.provider_by_id.get(id).copied().map(ProviderIx)
-    }
-
-    pub fn tenant(&self, t: TenantIx) -> Option<&Tenant> {
-        self.tenants.get(t.0)
     }
 
     pub fn model(&self, m: ModelIx) -> Option<&Model> {
@@ -380,16 +453,6 @@ impl Table {
     /// Every model with its index, in catalog order.
     pub fn models_ix(&self) -> impl Iterator<Item = (ModelIx, &Model)> {
         self.models.iter().enumerate().map(|(i, m)| (ModelIx(i), m))
-    }
-
-    /// The tenant's key for a provider, if it has one.
-    pub fn provider_key(&self, tenant: TenantIx, provider: ProviderIx) -> Option<&str> {
-        self.tenant_keys.get(tenant.0)?.get(provider.0)?.as_deref()
-    }
-
-    /// The value of the provider's auth header for this tenant.
-    pub fn auth_value(&self, tenant: TenantIx, provider: ProviderIx) -> Option<&str> {
-        self.auth_values.get(tenant.0)?.get(provider.0)?.as_deref()
     }
 
     /// The catalog model a provider's answer names (pass-through requests):
@@ -462,14 +525,12 @@ mod tests {
         assert_eq!(t.resolve_model("openai/gpt-4o-mini"), Some(mini));
         assert_eq!(t.resolve_model("anthropic/gpt-4o-mini"), None);
         assert_eq!(t.resolve_model("gpt-99"), None);
-        let tenant = t.tenant_by_key_hash(&hash_virtual_key("vk-acme")).unwrap();
+        let tenant = t.account_by_key_hash(&hash_virtual_key("vk-acme")).unwrap();
         let openai = t.provider_by_id("openai").unwrap();
-        assert_eq!(t.provider_key(tenant, openai), Some("sk-acme"));
-        assert_eq!(t.auth_value(tenant, openai), Some("Bearer sk-acme"));
-        assert_eq!(
-            t.provider_key(tenant, t.provider_by_id("xai").unwrap()),
-            None
-        );
+        assert_eq!(tenant.provider_key(openai), Some("sk-acme"));
+        assert_eq!(tenant.auth_value(openai), Some("Bearer sk-acme"));
+        assert_eq!(tenant.provider_key(t.provider_by_id("xai").unwrap()), None);
+        assert_eq!(t.account_by_id("acme"), Some(tenant));
     }
 
     #[test]

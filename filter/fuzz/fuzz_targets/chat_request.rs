@@ -11,7 +11,6 @@
 
 use aipipe_core::request::{BodyShape, ChatRequest, ModelChoice};
 use aipipe_core::score::{MAX_COMPLEXITY, MIN_COMPLEXITY};
-use aipipe_core::table::TenantIx;
 use aipipe_core::{route, select};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -40,7 +39,7 @@ fuzz_target!(|body: &[u8]| {
 
     let needs = route::needs(&req, score.input_tokens);
     let mut names: Vec<&str> = AWKWARD_NAMES.to_vec();
-    if let Ok(ranked) = select::rank(table, TenantIx(0), &needs, score.complexity) {
+    if let Ok(ranked) = select::rank(table, &table.accounts()[0], &needs, score.complexity) {
         assert!(!ranked.is_empty());
         for c in &ranked {
             assert!(c.model.0 < table.models.len());

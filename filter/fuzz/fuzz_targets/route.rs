@@ -9,7 +9,6 @@ use aipipe_core::plan::{Plan, Upstream};
 use aipipe_core::protocol::Protocol;
 use aipipe_core::request::ChatRequest;
 use aipipe_core::route;
-use aipipe_core::table::TenantIx;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {
@@ -18,10 +17,11 @@ fuzz_target!(|body: &[u8]| {
     // The headers' text comes from clients too.
     let text = String::from_utf8_lossy(body);
     let key = route::virtual_key(Some(&text), Some(&text));
-    let _ = route::authenticate(table, key);
-    let _ = route::tenant_by_id(table, &text);
+    let _ = route::authenticate(key, |h| table.account_by_key_hash(h));
+    let _ = route::tenant_by_id(&text, |id| table.account_by_id(id));
 
-    for tenant in filter_fuzz::TENANTS.map(TenantIx) {
+    for i in filter_fuzz::TENANTS {
+        let tenant = &table.accounts()[i];
         let explained = route::explain(table, tenant, body);
         for protocol in [Protocol::Chat, Protocol::Messages] {
             let Ok(mut plan) = Plan::new(table, tenant, protocol, body.to_vec(), None, true) else {

@@ -7,7 +7,7 @@ use aipipe_core::config::{Config, SingletonConfig};
 use aipipe_core::plan::Plan;
 use aipipe_core::protocol::Protocol;
 use aipipe_core::route;
-use aipipe_core::table::{RoutingTable, Table, TenantIx};
+use aipipe_core::table::{RoutingTable, Table};
 use libfuzzer_sys::fuzz_target;
 
 /// Requests that reach every part of the scorer and of selection. (Hostile
@@ -20,7 +20,7 @@ const BODIES: [&[u8]; 4] = [
 ];
 
 fn exercise(table: &Table) {
-    for tenant in (0..table.tenants.len().min(3) + 1).map(TenantIx) {
+    for tenant in table.accounts().iter().take(3) {
         for body in BODIES {
             for protocol in [Protocol::Chat, Protocol::Messages] {
                 if let Ok(mut plan) = Plan::new(table, tenant, protocol, body.to_vec(), None, true)

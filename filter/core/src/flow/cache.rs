@@ -55,7 +55,7 @@ pub(super) fn lookup(
         return Lookup::Bypass;
     };
     let (Some(tenant), Some(model), Some(provider)) = (
-        table.tenant(ctx.tenant),
+        ctx.account.as_ref(),
         table.model(attempt.model),
         table.provider(attempt.provider),
     ) else {

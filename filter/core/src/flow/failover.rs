@@ -173,11 +173,11 @@ impl Request {
     /// the next candidate. False when there is none left (then the failure
     /// goes to the client).
     pub(super) fn try_next(&mut self, host: &impl Host, status: u16) -> bool {
-        let Some(table) = self.ctx.table.clone() else {
+        let (Some(table), Some(tenant)) = (self.ctx.table.clone(), self.ctx.account.clone()) else {
             return false;
         };
         let max_attempts = self.max_attempts();
-        let (tenant, timeout) = (self.ctx.tenant, self.filter.config.attempt_timeout_ms);
+        let timeout = self.filter.config.attempt_timeout_ms;
         let Phase::Routed(r) = &mut self.phase else {
             return false;
         };
@@ -185,11 +185,11 @@ impl Request {
             return false;
         };
         course.fail_last(&table, status);
-        while let Some(next) = course.plan.next_attempt(&table, tenant, max_attempts) {
+        while let Some(next) = course.plan.next_attempt(&table, &tenant, max_attempts) {
             let Ok(attempt) = next else {
                 continue;
             };
-            match dispatch(host, &table, tenant, &attempt, course.plan.body(), timeout) {
+            match dispatch(host, &table, &tenant, &attempt, course.plan.body(), timeout) {
                 Ok(token) => {
                     r.pending_call = Some((token, attempt.model));
                     return true;
@@ -344,14 +344,14 @@ pub(super) fn on_call(req: &mut Request, host: &impl Host, token: u32, body_size
 fn dispatch(
     host: &impl Host,
     table: &Table,
-    tenant: crate::table::TenantIx,
+    tenant: &crate::table::Account,
     attempt: &Attempt,
     client_body: &[u8],
     timeout_ms: u64,
 ) -> Result<u32, String> {
     let p = table.provider(attempt.provider).ok_or("unknown provider")?;
-    let auth = table
-        .auth_value(tenant, attempt.provider)
+    let auth = tenant
+        .auth_value(attempt.provider)
         .ok_or("no provider key")?;
     let upstream = attempt.upstream.bytes(client_body);
     let mut headers = vec![

@@ -32,9 +32,20 @@ impl Reply {
 /// A call the flow dispatched.
 #[derive(Debug, Clone)]
 pub struct Call {
+    /// The token `dispatch` returned (unique across the host's life).
+    pub token: u32,
     pub cluster: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+}
+
+impl Call {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 #[derive(Default)]
@@ -46,6 +57,7 @@ pub struct FakeHost {
     pub response_body: RefCell<Vec<u8>>,
     pub replies: RefCell<Vec<Reply>>,
     pub calls: RefCell<Vec<Call>>,
+    next_token: Cell<u32>,
     pub call_status: RefCell<Option<u16>>,
     pub call_body: RefCell<Vec<u8>>,
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
@@ -63,6 +75,11 @@ impl FakeHost {
 
     /// Starts a new request on the same proxy: its headers and body; the
     /// previous request's answer and replies are forgotten.
+    /// The token of the last call dispatched, whoever dispatched it.
+    pub fn last_token(&self) -> u32 {
+        self.next_token.get()
+    }
+
     pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) {
         let mut all = vec![
             (":method".to_owned(), method.as_bytes().to_vec()),
@@ -225,8 +242,10 @@ impl Host for FakeHost {
         body: &[u8],
         _timeout: Duration,
     ) -> Result<u32, HostError> {
-        let mut calls = self.calls.borrow_mut();
-        calls.push(Call {
+        let token = self.next_token.get() + 1;
+        self.next_token.set(token);
+        self.calls.borrow_mut().push(Call {
+            token,
             cluster: cluster.to_owned(),
             headers: headers
                 .iter()
@@ -234,7 +253,7 @@ impl Host for FakeHost {
                 .collect(),
             body: body.to_vec(),
         });
-        Ok(calls.len() as u32)
+        Ok(token)
     }
 
     fn call_response_header(&self, name: &str) -> Option<Vec<u8>> {

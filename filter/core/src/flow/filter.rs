@@ -8,14 +8,16 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use super::host::{Host, HostError, MetricKind, now_ms};
 use super::{Carried, Request};
 use crate::carry::Carries;
 use crate::config::Config;
 use crate::contract::{PENALTIES_KEY, SHARED_TABLE_KEY, SHARED_VERSION_KEY};
+use crate::directory::{self, KeyEntry, TenantEntry};
 use crate::penalty::{Outcome, Penalties};
-use crate::table::{RoutingTable, Table};
+use crate::table::{Account, KeyHash, RoutingTable, Table};
 use crate::usage::UsageRecord;
 
 /// The worker's counters (defined once per worker; a proxy sums them across
@@ -83,12 +85,23 @@ impl ModelMetrics {
     }
 }
 
+/// Decoded directory tenants a worker keeps (each a few hundred bytes).
+const ACCOUNT_CACHE: usize = 4096;
+
+/// A directory tenant as decoded: the entry's CAS, the version of the table
+/// it was resolved against, the account.
+type CachedAccount = (u32, u64, Arc<Account>);
+
 pub struct Filter {
     pub(super) config: Config,
     /// The table in use: the bootstrap table until a published one arrives.
     table: RefCell<Option<Rc<Table>>>,
     /// The published version this worker last loaded (raw bytes of the key).
     seen_version: RefCell<Vec<u8>>,
+    /// Tenants read from the directory, by id: the entry's CAS (Envoy
+    /// changes it on every write), the version of the table it was resolved
+    /// against, the account. Bounded by `ACCOUNT_CACHE`.
+    accounts: RefCell<HashMap<String, CachedAccount>>,
     /// The shared penalties as last read: (CAS token, decoded).
     penalties: RefCell<(Option<u32>, Penalties)>,
     /// Attempts in flight that may fail over by redirect.
@@ -111,6 +124,7 @@ impl Filter {
             config,
             table: RefCell::new(table),
             seen_version: RefCell::new(Vec::new()),
+            accounts: RefCell::new(HashMap::new()),
             penalties: RefCell::new((None, Penalties::default())),
             carries: Carries::default(),
             metrics: Metrics::define(host),
@@ -159,6 +173,74 @@ impl Filter {
             Err(e) => log::error!("ignoring published routing table: {e}"),
         }
         *self.seen_version.borrow_mut() = version;
+    }
+
+    /// The tenant of a virtual key: the table's own tenants (a bootstrap
+    /// table's), then the directory's entry for the key's hash, in this
+    /// Envoy's shared data.
+    pub(super) fn account_by_key(
+        &self,
+        host: &impl Host,
+        table: &Table,
+        hash: &KeyHash,
+    ) -> Option<Arc<Account>> {
+        if let Some(a) = table.account_by_key_hash(hash) {
+            return Some(a);
+        }
+        let name = directory::key_key(&crate::sha::hex(hash));
+        let entry = KeyEntry::decode(&host.shared_get(&name).0?)
+            .inspect_err(|e| log::warn!("directory entry {name}: {e}"))
+            .ok()?;
+        if entry.removed {
+            return None;
+        }
+        self.account_by_id(host, table, &entry.tenant)
+    }
+
+    /// A tenant by id: the table's own, then the directory's. A decoded entry
+    /// is kept while its shared-data CAS and the table stay the same.
+    pub(super) fn account_by_id(
+        &self,
+        host: &impl Host,
+        table: &Table,
+        id: &str,
+    ) -> Option<Arc<Account>> {
+        if let Some(a) = table.account_by_id(id) {
+            return Some(a);
+        }
+        let (bytes, cas) = host.shared_get(&directory::tenant_key(id));
+        let bytes = bytes?;
+        let cas = cas.unwrap_or(0);
+        if let Some((c, v, a)) = self.accounts.borrow().get(id)
+            && *c == cas
+            && *v == table.version
+        {
+            return Some(a.clone());
+        }
+        let entry = TenantEntry::decode(&bytes)
+            .inspect_err(|e| log::warn!("directory entry of tenant {id}: {e}"))
+            .ok()?;
+        if entry.removed {
+            return None;
+        }
+        let account = Arc::new(
+            table.account(
+                id.to_owned(),
+                entry.disabled,
+                entry
+                    .provider_keys
+                    .iter()
+                    .map(|(p, k)| (p.as_str(), k.as_str())),
+            ),
+        );
+        let mut cached = self.accounts.borrow_mut();
+        if cached.len() >= ACCOUNT_CACHE && !cached.contains_key(id) {
+            // Rarely hit (this many distinct tenants on one worker between
+            // two clears); starting over keeps it simple and bounded.
+            cached.clear();
+        }
+        cached.insert(id.to_owned(), (cas, table.version, account.clone()));
+        Some(account)
     }
 
     /// A request id unique across this Envoy's workers.

@@ -31,6 +31,7 @@ mod fake;
 mod tests;
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::cache::{Key, cache_control_bypass};
@@ -43,7 +44,7 @@ use crate::protocol::{
 };
 use crate::reshape::{Reshape, Shape};
 use crate::route;
-use crate::table::{ModelIx, ProviderIx, Table, TenantIx};
+use crate::table::{Account, ModelIx, ProviderIx, Table};
 use crate::usage::FailedAttempt;
 
 pub use filter::Filter;
@@ -72,7 +73,8 @@ struct RequestCtx {
     /// The table this request started with: a newer one arriving mid-request
     /// must not shift the indices it holds.
     table: Option<Rc<Table>>,
-    tenant: TenantIx,
+    /// The tenant, once authenticated (resolved against `table`).
+    account: Option<Arc<Account>>,
     client: ClientHeaders,
 }
 
@@ -174,7 +176,7 @@ impl Request {
                 start: std::time::UNIX_EPOCH,
                 protocol: Protocol::Chat,
                 table: None,
-                tenant: TenantIx(0),
+                account: None,
                 client: ClientHeaders::default(),
             },
             phase: Phase::Headers,
@@ -372,7 +374,7 @@ impl Request {
         let Some(table) = self.ctx.table.clone() else {
             return;
         };
-        let Some(tenant) = table.tenant(self.ctx.tenant) else {
+        let Some(tenant) = self.ctx.account.clone() else {
             return;
         };
         let now = host.now();
@@ -557,21 +559,24 @@ impl Request {
             // Clients ask before they send a key: the version is no secret.
             return Ok(Next::Answer(ollama::version()));
         }
-        self.ctx.tenant = match tenant_header.filter(|_| config.trust_tenant_header) {
+        let filter = &self.filter;
+        let account = match tenant_header.filter(|_| config.trust_tenant_header) {
             // Mesh mode: the trusted front named the tenant.
-            Some(id) => route::tenant_by_id(&table, id)?,
-            None => route::authenticate(&table, route::virtual_key(authorization, api_key))?,
+            Some(id) => route::tenant_by_id(id, |id| filter.account_by_id(host, &table, id))?,
+            None => route::authenticate(route::virtual_key(authorization, api_key), |h| {
+                filter.account_by_key(host, &table, h)
+            })?,
         };
         self.ctx.table = Some(table.clone());
+        self.ctx.account = Some(account.clone());
         match kind {
-            Kind::Models => Ok(Next::Answer(route::models_list(&table, self.ctx.tenant))),
+            Kind::Models => Ok(Next::Answer(route::models_list(&table, &account))),
             Kind::OllamaTags => Ok(Next::Answer(ollama::tags(&route::reachable_models(
-                &table,
-                self.ctx.tenant,
+                &table, &account,
             )))),
             Kind::OllamaVersion => Ok(Next::Answer(ollama::version())),
             Kind::Pass(provider) => {
-                self.pass_through(host, &table, provider, full_path)?;
+                self.pass_through(host, &table, &account, provider, full_path)?;
                 Ok(Next::Passed)
             }
             Kind::Route(_) => {
@@ -595,17 +600,17 @@ impl Request {
         &mut self,
         host: &impl Host,
         table: &Table,
+        tenant: &Account,
         provider: ProviderIx,
         full_path: &[u8],
     ) -> Result<(), ApiError> {
         let p = table
             .provider(provider)
             .ok_or_else(|| ApiError::Internal("pass-through provider not in the table".into()))?;
-        let key = table.provider_key(self.ctx.tenant, provider).ok_or_else(|| {
+        let key = tenant.provider_key(provider).ok_or_else(|| {
             ApiError::NoProviderKey(format!(
                 "This tenant has no `{}` provider key for the pass-through path. Add one with POST /admin/tenants/{}/keys.",
-                p.id,
-                table.tenant(self.ctx.tenant).map_or("", |t| t.id.as_str())
+                p.id, tenant.id
             ))
         })?;
         let rest = full_path.get(p.id.len() + 1..).unwrap_or_default();
@@ -643,18 +648,19 @@ impl Request {
     /// send the first attempt.
     fn route(&mut self, host: &impl Host, size: usize) -> Result<(), ApiError> {
         let table = self.table()?;
+        let account = self.account()?;
         let body = host.request_body(size);
         let penalties = self.filter.local_penalties(host, &table);
         let cache = self.filter.config.cache.enabled && !self.ctx.client.no_cache;
         let mut plan = Plan::new(
             &table,
-            self.ctx.tenant,
+            &account,
             self.ctx.protocol,
             body,
             penalties.as_deref(),
             cache,
         )?;
-        let attempt = match plan.next_attempt(&table, self.ctx.tenant, self.max_attempts()) {
+        let attempt = match plan.next_attempt(&table, &account, self.max_attempts()) {
             Some(a) => a?,
             None => return Err(ApiError::Internal("a plan without candidates".into())),
         };
@@ -725,9 +731,10 @@ impl Request {
         size: usize,
     ) -> Result<(), ApiError> {
         let table = self.table()?;
+        let account = self.account()?;
         let next = course
             .plan
-            .next_attempt(&table, self.ctx.tenant, self.max_attempts());
+            .next_attempt(&table, &account, self.max_attempts());
         let Some(Ok(attempt)) = next else {
             // Nothing left to try: one error naming every attempt, recorded
             // as the last one's.
@@ -807,7 +814,11 @@ impl Request {
         set_header(host, ":path", Some(&provider.chat_path));
         set_header(host, ":authority", Some(&provider.authority));
         let header = provider.auth.header();
-        let auth = table.auth_value(self.ctx.tenant, attempt.provider);
+        let auth = self
+            .ctx
+            .account
+            .as_ref()
+            .and_then(|a| a.auth_value(attempt.provider));
         set_header(host, header, auth);
         if header != "authorization" && client.authorization {
             set_header(host, "authorization", None);
@@ -831,7 +842,7 @@ impl Request {
         log::debug!(
             "request {} tenant {} -> {}/{} complexity {}",
             self.ctx.id,
-            table.tenant(self.ctx.tenant).map_or("?", |t| t.id.as_str()),
+            self.ctx.account.as_ref().map_or("?", |a| a.id.as_str()),
             provider.id,
             model.id,
             plan.complexity()
@@ -875,6 +886,13 @@ impl Request {
             .table
             .clone()
             .ok_or_else(|| ApiError::Internal("routing without a table".into()))
+    }
+
+    fn account(&self) -> Result<Arc<Account>, ApiError> {
+        self.ctx
+            .account
+            .clone()
+            .ok_or_else(|| ApiError::Internal("routing without a tenant".into()))
     }
 
     /// An attempt on `model` ended with `status`: its penalty and metrics.
@@ -936,7 +954,7 @@ impl Request {
 /// Stores a whole success answer under a cache miss's key, for the
 /// request's tenant.
 fn store_answer(filter: &Filter, ctx: &RequestCtx, host: &impl Host, key: &Key, answer: &[u8]) {
-    if let Some(tenant) = ctx.table.as_ref().and_then(|t| t.tenant(ctx.tenant)) {
+    if let Some(tenant) = &ctx.account {
         cache::store(filter, host, key, &tenant.id, answer);
     }
 }

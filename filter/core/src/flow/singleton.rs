@@ -1,10 +1,13 @@
 //! The singleton role: one instance per Envoy (in the proxy-wasm host, a
 //! root context on the main thread: a bootstrap Wasm service with
-//! `singleton: true` and the filter's `vm_id`). It polls the
-//! control plane for the routing table and publishes a changed table to
-//! shared data, where every worker VM's filter picks it up (envoy/README.md,
-//! Envoy facts 11–12: polling from the filter's own roots would poll once
-//! per worker).
+//! `singleton: true` and the filter's `vm_id`). It keeps this Envoy's copy of
+//! the routing state current (filter/README.md, "Tenant directory"): one
+//! request for changes always waits at the control plane, which answers as
+//! soon as something changed after the revision held; the singleton writes
+//! the global table and each changed directory entry into shared data, where
+//! every worker VM reads what a request needs (envoy/README.md, Envoy facts
+//! 11–12: asking from the filter's own roots would ask once per worker). A
+//! new Envoy starts at revision 0 and receives everything, page by page.
 //!
 //! It also ships usage: worker VMs put one record per request on a shared
 //! queue; the singleton drains it into a bounded buffer and posts batches,
@@ -15,19 +18,23 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::host::{Host, MetricKind};
+use super::host::{Host, HostError, MetricKind};
 use crate::config::ControlPlane;
 use crate::contract::{
-    SHARED_TABLE_KEY, SHARED_VERSION_KEY, TABLE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER,
+    CHANGES_PATH, DIRECTORY_REVISION_KEY, SHARED_TABLE_KEY, SHARED_VERSION_KEY, TOKEN_HEADER,
+    USAGE_PATH,
 };
+use crate::directory::{self, Delta, KeyEntry, Kind, TenantEntry};
 use crate::table::{RoutingTable, Table};
 
 pub struct Singleton {
     cp: ControlPlane,
-    /// Version of the table last published.
-    version: Option<u64>,
-    /// The table call in flight, if any.
-    pending: Option<u32>,
+    /// The directory revision this Envoy holds; read from shared data at the
+    /// first call.
+    revision: Option<u64>,
+    /// The changes request waiting at the control plane, and when it was
+    /// sent.
+    pending: Option<(u32, std::time::SystemTime)>,
     /// Whether the last call answered, and why not; logged on change only.
     reachable: Option<bool>,
     last_failure: String,
@@ -62,7 +69,7 @@ impl Singleton {
     pub fn new(cp: ControlPlane, host: &impl Host) -> Self {
         Self {
             cp,
-            version: None,
+            revision: None,
             pending: None,
             reachable: None,
             last_failure: String::new(),
@@ -132,29 +139,29 @@ impl Singleton {
         }
     }
 
-    /// Asks for the table unless a call is still in flight, and ships usage.
+    /// Ships usage, and asks for changes unless a request for them is
+    /// already waiting at the control plane.
     pub fn poll(&mut self, host: &impl Host) {
         self.post_usage(host);
-        if self.pending.is_some() {
-            return;
+        if self.pending.is_none() {
+            self.ask(host);
         }
-        let version = self.version.map(|v| v.to_string());
-        let mut headers = vec![
+    }
+
+    /// Asks for every change after the revision this Envoy holds; the
+    /// control plane holds the request until there is one (or `wait_ms`).
+    fn ask(&mut self, host: &impl Host) {
+        let since = *self.revision.get_or_insert_with(|| held_revision(host));
+        let path = format!("{CHANGES_PATH}?since={since}&wait_ms={}", self.cp.wait_ms);
+        let headers = [
             (":method", "GET"),
-            (":path", TABLE_PATH),
+            (":path", path.as_str()),
             (":authority", self.cp.authority.as_str()),
             (TOKEN_HEADER, self.cp.token.as_str()),
         ];
-        if let Some(v) = &version {
-            headers.push((VERSION_HEADER, v.as_str()));
-        }
-        match host.dispatch(
-            &self.cp.cluster,
-            &headers,
-            &[],
-            Duration::from_millis(self.cp.timeout_ms),
-        ) {
-            Ok(token) => self.pending = Some(token),
+        let timeout = Duration::from_millis(self.cp.wait_ms.saturating_add(self.cp.timeout_ms));
+        match host.dispatch(&self.cp.cluster, &headers, &[], timeout) {
+            Ok(token) => self.pending = Some((token, host.now())),
             Err(s) => self.mark(
                 false,
                 &format!("cannot call cluster {}: {s:?}", self.cp.cluster),
@@ -170,21 +177,37 @@ impl Singleton {
             self.posting = None;
             return self.on_usage_response(host, n);
         }
-        if self.pending != Some(token) {
+        let Some((pending, asked)) = self.pending else {
+            return;
+        };
+        if pending != token {
             return;
         }
         self.pending = None;
         let status = host.call_response_header(":status").unwrap_or_default();
-        match status.as_slice() {
-            b"304" => self.mark(true, ""),
-            b"200" => {
-                let body = host.call_response_body(body_size);
-                self.publish(host, &body);
-            }
-            other => self.mark(
+        if status.as_slice() != b"200" {
+            return self.mark(
                 false,
-                &format!("table request answered {}", String::from_utf8_lossy(other)),
-            ),
+                &format!(
+                    "changes request answered {}",
+                    String::from_utf8_lossy(&status)
+                ),
+            );
+        }
+        let body = host.call_response_body(body_size);
+        match self.apply(host, &body) {
+            // More may be waiting (another page), or the control plane held
+            // the call until now: ask again at once. A quick empty answer
+            // waits for the next tick, so a control plane that does not hold
+            // calls is never asked in a loop.
+            Ok(busy) => {
+                let held = host.now().duration_since(asked).unwrap_or_default()
+                    >= Duration::from_millis(self.cp.wait_ms / 2);
+                if busy || held {
+                    self.ask(host);
+                }
+            }
+            Err(why) => self.mark(false, &why),
         }
     }
 
@@ -212,31 +235,76 @@ impl Singleton {
         }
     }
 
-    /// Validates the table exactly as the workers will, then publishes it:
-    /// the table first, its version last, so a worker that sees the new
-    /// version finds the table behind it.
-    fn publish(&mut self, host: &impl Host, body: &[u8]) {
-        let raw: RoutingTable = match serde_json::from_slice(body) {
-            Ok(t) => t,
-            Err(e) => return self.mark(false, &format!("table is not valid JSON: {e}")),
-        };
-        let version = raw.version;
-        if let Err(e) = Table::compile(raw) {
-            return self.mark(false, &format!("table version {version} refused: {e}"));
+    /// Applies a delta: only one that starts at the revision held, and only
+    /// once every record in it is valid (the global table compiles as the
+    /// workers will compile it, every entry decodes); then the global table
+    /// first, each entry under its own key unless the one there is as new
+    /// (so a delta applied twice, or an entry older than the one held,
+    /// changes nothing), the revision last. True when it carried anything.
+    fn apply(&mut self, host: &impl Host, body: &[u8]) -> Result<bool, String> {
+        let delta = Delta::parse(body).map_err(|e| format!("malformed changes: {e}"))?;
+        let held = self.revision.unwrap_or(0);
+        if delta.since != held {
+            return Err(format!(
+                "changes since revision {} do not apply to revision {held}; asking again",
+                delta.since
+            ));
         }
-        let published = host
-            .shared_set(SHARED_TABLE_KEY, body, None)
-            .and_then(|()| {
-                host.shared_set(SHARED_VERSION_KEY, version.to_string().as_bytes(), None)
-            });
-        match published {
-            Ok(()) => {
-                self.version = Some(version);
-                self.mark(true, "");
-                log::info!("singleton: published routing table version {version}");
+        let mut global = None;
+        for r in &delta.records {
+            match r.kind {
+                Kind::Global => {
+                    let raw: RoutingTable = serde_json::from_slice(r.value)
+                        .map_err(|e| format!("table is not valid JSON: {e}"))?;
+                    let version = raw.version;
+                    Table::compile(raw)
+                        .map_err(|e| format!("table version {version} refused: {e}"))?;
+                    global = Some((r.value, version));
+                }
+                Kind::Tenant => drop(
+                    TenantEntry::decode(r.value)
+                        .map_err(|e| format!("tenant entry {}: {e}", r.name))?,
+                ),
+                Kind::Key => drop(
+                    KeyEntry::decode(r.value).map_err(|e| format!("key entry {}: {e}", r.name))?,
+                ),
             }
-            Err(s) => self.mark(false, &format!("cannot publish the table: {s:?}")),
         }
+        if let Some((json, version)) = global {
+            // The table first, its version last: a worker that sees the new
+            // version finds the table behind it.
+            host.shared_set(SHARED_TABLE_KEY, json, None)
+                .and_then(|()| {
+                    host.shared_set(SHARED_VERSION_KEY, version.to_string().as_bytes(), None)
+                })
+                .map_err(|s| format!("cannot publish the table: {s:?}"))?;
+            log::info!("singleton: published routing table version {version}");
+        }
+        let mut written = 0usize;
+        for r in delta.records.iter().filter(|r| r.kind != Kind::Global) {
+            let name = match r.kind {
+                Kind::Tenant => directory::tenant_key(r.name),
+                _ => directory::key_key(r.name),
+            };
+            if write_entry(host, &name, r.value)? {
+                written += 1;
+            }
+        }
+        host.shared_set(
+            DIRECTORY_REVISION_KEY,
+            delta.revision.to_string().as_bytes(),
+            None,
+        )
+        .map_err(|s| format!("cannot record the directory revision: {s:?}"))?;
+        self.revision = Some(delta.revision);
+        self.mark(true, "");
+        if !delta.records.is_empty() && !delta.more {
+            log::info!(
+                "singleton: directory at revision {} ({written} entries written)",
+                delta.revision
+            );
+        }
+        Ok(!delta.records.is_empty() || delta.more)
     }
 
     fn mark(&mut self, ok: bool, why: &str) {
@@ -249,4 +317,36 @@ impl Singleton {
         }
         self.reachable = Some(ok);
     }
+}
+
+/// The directory revision this Envoy's shared data holds: a singleton
+/// restarted inside a running Envoy (a configuration reload) resumes from
+/// it; a new Envoy starts at 0 and gets everything.
+fn held_revision(host: &impl Host) -> u64 {
+    host.shared_get(DIRECTORY_REVISION_KEY)
+        .0
+        .and_then(|b| std::str::from_utf8(&b).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Writes one directory entry unless the entry there is as new or newer.
+/// True when written.
+fn write_entry(host: &impl Host, name: &str, value: &[u8]) -> Result<bool, String> {
+    let rev = directory::entry_rev(value).unwrap_or(0);
+    // Only the singleton writes entries; the CAS guards the read-compare-write
+    // all the same.
+    for _ in 0..4 {
+        let (current, cas) = host.shared_get(name);
+        if current.as_deref().and_then(directory::entry_rev) >= Some(rev) {
+            return Ok(false);
+        }
+        match host.shared_set(name, value, cas) {
+            Ok(()) => return Ok(true),
+            Err(HostError::CasMismatch) => continue,
+            Err(e) => return Err(format!("cannot write directory entry {name}: {e:?}")),
+        }
+    }
+    Err(format!(
+        "directory entry {name} kept changing under the singleton"
+    ))
 }

@@ -8,8 +8,10 @@ use super::fake::FakeHost;
 use super::{Action, Filter, Request};
 use crate::config::Config;
 use crate::contract::PENALTIES_KEY;
+use crate::contract::{DIRECTORY_REVISION_KEY, SHARED_VERSION_KEY};
 use crate::contract::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
 use crate::counters;
+use crate::directory::{DeltaWriter, KeyEntry, Kind, TenantEntry};
 use crate::penalty::Penalties;
 use crate::table::hex_hash;
 
@@ -402,7 +404,7 @@ fn failover_by_call_answers_from_the_next_candidate_and_counts_once() {
     let model = next["model"].as_str().unwrap().to_owned();
     *h.call_body.borrow_mut() = chat_answer(&model, 9, 4).into_bytes();
     let size = h.call_body.borrow().len();
-    r.on_call_response(&h, 1, size);
+    r.on_call_response(&h, h.calls.borrow()[0].token, size);
     let reply = h.reply().unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("x-aipipe-failover"), Some("gpt-4o-mini"));
@@ -439,7 +441,7 @@ fn when_every_candidate_fails_the_client_gets_one_error_naming_each() {
     let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, GREETING);
     answer(&mut r, &h, 429, "application/json", "{}");
     *h.call_status.borrow_mut() = Some(500);
-    r.on_call_response(&h, 1, 0);
+    r.on_call_response(&h, h.calls.borrow()[0].token, 0);
     let reply = h.reply().unwrap();
     assert_eq!(reply.status, 503);
     let message = reply.json()["error"]["message"]
@@ -827,64 +829,276 @@ fn new_client_protocols_fail_over_and_hit_the_cache_like_chat() {
     }
     .into_bytes();
     let size = h.call_body.borrow().len();
-    r.on_call_response(&h, 1, size);
+    r.on_call_response(&h, h.calls.borrow()[0].token, size);
     let reply = h.reply().unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["done"], true, "{:?}", reply.json());
     assert_eq!(reply.header("x-aipipe-failover"), Some("gpt-4o-mini"));
 }
 
-#[test]
-fn the_singleton_publishes_a_new_table_and_ships_usage_until_acknowledged() {
-    use crate::config::ControlPlane;
-    use crate::flow::Singleton;
-    let h = FakeHost::new();
-    let cp: ControlPlane = serde_json::from_value(serde_json::json!({
-        "cluster": "aipipe_control_plane", "token": "t0ken",
-        "batch_records": 2, "max_buffered_records": 3
-    }))
-    .unwrap();
-    let mut s = Singleton::new(cp, &h);
+/// A directory delta: the global table (if given), then entries.
+fn delta(
+    since: u64,
+    revision: u64,
+    global: Option<&str>,
+    entries: &[(Kind, &str, Vec<u8>)],
+) -> Vec<u8> {
+    let mut w = DeltaWriter::new(since);
+    if let Some(json) = global {
+        w.push(Kind::Global, "", json.as_bytes());
+    }
+    for (kind, name, value) in entries {
+        w.push(*kind, name, value);
+    }
+    w.finish(revision, false)
+}
 
-    // A poll asks for the table; a 200 publishes it, version last.
+fn tenant_entry(rev: u64, disabled: bool, keys: &[(&str, &str)]) -> Vec<u8> {
+    TenantEntry {
+        rev,
+        removed: false,
+        disabled,
+        provider_keys: keys
+            .iter()
+            .map(|(p, k)| ((*p).into(), (*k).into()))
+            .collect(),
+    }
+    .encode()
+}
+
+fn key_entry(rev: u64, removed: bool, tenant: &str) -> Vec<u8> {
+    KeyEntry {
+        rev,
+        removed,
+        tenant: tenant.into(),
+    }
+    .encode()
+}
+
+fn singleton(h: &FakeHost, extra: serde_json::Value) -> crate::flow::Singleton {
+    let mut cp = serde_json::json!({"cluster": "aipipe_control_plane", "token": "t0ken"});
+    if let (Some(cp), Some(extra)) = (cp.as_object_mut(), extra.as_object()) {
+        cp.extend(extra.clone());
+    }
+    crate::flow::Singleton::new(serde_json::from_value(cp).unwrap(), h)
+}
+
+/// Answers the singleton's last call with `body`; returns the path of the
+/// call it makes next, if it makes one at once.
+fn answer_changes(s: &mut crate::flow::Singleton, h: &FakeHost, body: Vec<u8>) -> Option<String> {
+    let token = h.last_token();
+    *h.call_status.borrow_mut() = Some(200);
+    *h.call_body.borrow_mut() = body;
+    let size = h.call_body.borrow().len();
+    s.on_call_response(h, token, size);
+    let calls = h.calls.borrow();
+    let next = calls.last().filter(|c| c.token > token)?;
+    Some(next.header(":path")?.to_owned())
+}
+
+fn shared(h: &FakeHost, key: &str) -> Option<Vec<u8>> {
+    h.shared.borrow().get(key).map(|(v, _)| v.clone())
+}
+
+#[test]
+fn the_singleton_applies_each_delta_once_in_order_and_asks_again_at_once() {
+    let h = FakeHost::new();
+    let mut s = singleton(&h, serde_json::json!({"wait_ms": 0}));
     s.poll(&h);
     let call = h.calls.borrow().last().cloned().unwrap();
     assert_eq!(call.cluster, "aipipe_control_plane");
-    assert!(
-        call.headers
-            .iter()
-            .any(|(n, v)| n == ":path" && v == "/internal/v1/table")
+    assert_eq!(
+        call.header(":path"),
+        Some("/internal/v1/changes?since=0&wait_ms=0")
     );
-    *h.call_status.borrow_mut() = Some(200);
-    *h.call_body.borrow_mut() = br#"{"version": 9, "tenants": []}"#.to_vec();
-    let size = h.call_body.borrow().len();
-    s.on_call_response(&h, h.calls.borrow().len() as u32, size);
-    let version = h
-        .shared
-        .borrow()
-        .get(crate::contract::SHARED_VERSION_KEY)
-        .cloned();
-    assert_eq!(version.map(|(v, _)| v), Some(b"9".to_vec()));
-    // The next poll names the version it has.
+    assert_eq!(call.header("x-aipipe-internal-token"), Some("t0ken"));
+
+    let acme = hex_hash("vk-dir");
+    let next = answer_changes(
+        &mut s,
+        &h,
+        delta(
+            0,
+            4,
+            Some(r#"{"version": 9}"#),
+            &[
+                (
+                    Kind::Tenant,
+                    "acme",
+                    tenant_entry(3, false, &[("openai", "sk-dir")]),
+                ),
+                (Kind::Key, &acme, key_entry(4, false, "acme")),
+            ],
+        ),
+    );
+    assert_eq!(shared(&h, SHARED_VERSION_KEY), Some(b"9".to_vec()));
+    assert_eq!(
+        shared(&h, "aipipe.t.acme"),
+        Some(tenant_entry(3, false, &[("openai", "sk-dir")]))
+    );
+    assert_eq!(shared(&h, DIRECTORY_REVISION_KEY), Some(b"4".to_vec()));
+    assert_eq!(
+        next.as_deref(),
+        Some("/internal/v1/changes?since=4&wait_ms=0"),
+        "a delta that carried something: ask again at once"
+    );
+
+    // The same delta again (or any not starting at 4) changes nothing.
+    let again = delta(
+        0,
+        4,
+        None,
+        &[(Kind::Key, &acme, key_entry(4, true, "acme"))],
+    );
+    answer_changes(&mut s, &h, again);
+    assert_eq!(
+        shared(&h, &format!("aipipe.k.{acme}")),
+        Some(key_entry(4, false, "acme"))
+    );
+    assert_eq!(shared(&h, DIRECTORY_REVISION_KEY), Some(b"4".to_vec()));
+
+    // An entry older than the one held is not written; a newer one is.
     s.poll(&h);
-    let call = h.calls.borrow().last().cloned().unwrap();
-    assert!(
-        call.headers
-            .iter()
-            .any(|(n, v)| n == "x-aipipe-table-version" && v == "9")
+    answer_changes(
+        &mut s,
+        &h,
+        delta(
+            4,
+            6,
+            None,
+            &[
+                (Kind::Tenant, "acme", tenant_entry(2, true, &[])),
+                (Kind::Key, &acme, key_entry(6, true, "acme")),
+            ],
+        ),
+    );
+    assert_eq!(
+        shared(&h, "aipipe.t.acme"),
+        Some(tenant_entry(3, false, &[("openai", "sk-dir")]))
+    );
+    assert_eq!(
+        shared(&h, &format!("aipipe.k.{acme}")),
+        Some(key_entry(6, true, "acme"))
     );
 
-    // A table that does not compile is never published.
-    *h.call_body.borrow_mut() = br#"{"version": 10, "tenants": [{"id": ""}]}"#.to_vec();
-    let size = h.call_body.borrow().len();
-    s.on_call_response(&h, h.calls.borrow().len() as u32, size);
-    let version = h
-        .shared
-        .borrow()
-        .get(crate::contract::SHARED_VERSION_KEY)
-        .cloned();
-    assert_eq!(version.map(|(v, _)| v), Some(b"9".to_vec()));
+    // A table that does not compile refuses the whole delta.
+    s.poll(&h);
+    let bad = delta(
+        6,
+        7,
+        Some(r#"{"version": 10, "tenants": [{"id": ""}]}"#),
+        &[(Kind::Tenant, "acme", tenant_entry(7, true, &[]))],
+    );
+    assert_eq!(
+        answer_changes(&mut s, &h, bad),
+        None,
+        "retried at the next tick"
+    );
+    assert_eq!(shared(&h, SHARED_VERSION_KEY), Some(b"9".to_vec()));
+    assert_eq!(shared(&h, DIRECTORY_REVISION_KEY), Some(b"6".to_vec()));
+    assert_eq!(
+        shared(&h, "aipipe.t.acme"),
+        Some(tenant_entry(3, false, &[("openai", "sk-dir")]))
+    );
 
+    // A new singleton in the same Envoy (a configuration reload) resumes
+    // from the revision held.
+    let mut restarted = singleton(&h, serde_json::json!({}));
+    restarted.poll(&h);
+    let call = h.calls.borrow().last().cloned().unwrap();
+    assert_eq!(
+        call.header(":path"),
+        Some("/internal/v1/changes?since=6&wait_ms=25000")
+    );
+}
+
+#[test]
+fn a_request_finds_its_tenant_in_the_directory_and_loses_it_when_revoked() {
+    let h = FakeHost::new();
+    let f = Filter::new(Config::parse(b"{}").unwrap(), &h);
+    let mut s = singleton(&h, serde_json::json!({"wait_ms": 0}));
+    s.poll(&h);
+    let (a, b) = (hex_hash("vk-a"), hex_hash("vk-b"));
+    answer_changes(
+        &mut s,
+        &h,
+        delta(
+            0,
+            5,
+            Some(r#"{"version": 2}"#),
+            &[
+                (
+                    Kind::Tenant,
+                    "a",
+                    tenant_entry(1, false, &[("openai", "sk-a")]),
+                ),
+                (
+                    Kind::Tenant,
+                    "b",
+                    tenant_entry(2, false, &[("openai", "sk-b")]),
+                ),
+                (Kind::Key, &a, key_entry(3, false, "a")),
+                (Kind::Key, &b, key_entry(4, false, "b")),
+            ],
+        ),
+    );
+    let (_, act) = send(&f, &h, "/v1/chat/completions", "vk-a", GREETING);
+    assert_eq!(act, Action::Continue);
+    assert_eq!(h.header("authorization").as_deref(), Some("Bearer sk-a"));
+    send(&f, &h, "/v1/chat/completions", "vk-b", GREETING);
+    assert_eq!(h.header("authorization").as_deref(), Some("Bearer sk-b"));
+    send(&f, &h, "/v1/chat/completions", "vk-none", GREETING);
+    assert_eq!(h.reply().unwrap().status, 401);
+
+    // A's key is rotated, then B's tenant disabled, then A's key revoked:
+    // each is seen by the next request.
+    s.poll(&h);
+    answer_changes(
+        &mut s,
+        &h,
+        delta(
+            5,
+            7,
+            None,
+            &[
+                (
+                    Kind::Tenant,
+                    "a",
+                    tenant_entry(6, false, &[("openai", "sk-a2")]),
+                ),
+                (
+                    Kind::Tenant,
+                    "b",
+                    tenant_entry(7, true, &[("openai", "sk-b")]),
+                ),
+            ],
+        ),
+    );
+    assert_eq!(
+        shared(&h, "aipipe.t.a"),
+        Some(tenant_entry(6, false, &[("openai", "sk-a2")]))
+    );
+    send(&f, &h, "/v1/chat/completions", "vk-a", GREETING);
+    assert_eq!(h.header("authorization").as_deref(), Some("Bearer sk-a2"));
+    send(&f, &h, "/v1/chat/completions", "vk-b", GREETING);
+    assert_eq!(h.reply().unwrap().status, 403);
+    s.poll(&h);
+    answer_changes(
+        &mut s,
+        &h,
+        delta(7, 8, None, &[(Kind::Key, &a, key_entry(8, true, "a"))]),
+    );
+    send(&f, &h, "/v1/chat/completions", "vk-a", GREETING);
+    assert_eq!(h.reply().unwrap().status, 401);
+}
+
+#[test]
+fn the_singleton_ships_usage_until_acknowledged() {
+    let h = FakeHost::new();
+    let mut s = singleton(
+        &h,
+        serde_json::json!({"batch_records": 2, "max_buffered_records": 3}),
+    );
     // Usage: a full batch is posted; past the bound records are dropped and
     // counted; only an acknowledged batch leaves the buffer.
     let record = |id: &str| format!(r#"{{"id":"{id}"}}"#).into_bytes();
@@ -900,7 +1114,7 @@ fn the_singleton_publishes_a_new_table_and_ships_usage_until_acknowledged() {
         post.body,
         br#"{"records":[{"id":"a"},{"id":"b"}]}"#.to_vec()
     );
-    let token = h.calls.borrow().len() as u32;
+    let token = post.token;
     *h.call_status.borrow_mut() = Some(503);
     s.on_call_response(&h, token, 0);
     assert_eq!(
@@ -922,12 +1136,7 @@ fn the_singleton_publishes_a_new_table_and_ships_usage_until_acknowledged() {
         .cloned()
         .unwrap();
     assert_eq!(retry.body, post.body, "the same records again");
-    let token = 1 + h
-        .calls
-        .borrow()
-        .iter()
-        .rposition(|c| c.body == post.body)
-        .unwrap() as u32;
+    let token = retry.token;
     *h.call_status.borrow_mut() = Some(200);
     s.on_call_response(&h, token, 0);
     assert_eq!(h.metric("aipipe.usage.sent"), 2);

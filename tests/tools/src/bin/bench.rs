@@ -48,7 +48,7 @@ use aipipe_core::plan::Plan;
 use aipipe_core::protocol::Protocol;
 use aipipe_core::request::ChatRequest;
 use aipipe_core::route;
-use aipipe_core::table::{RoutingTable, Table, TenantIx};
+use aipipe_core::table::{RoutingTable, Table};
 use aipipe_tests::{Envoy, Mock, TempDir, plugin_config, post_json, sibling_binary};
 
 const KEY: &str = "vk-bench";
@@ -490,7 +490,7 @@ fn profile_core(table: &Table, body: &str) -> (f64, f64, f64, f64) {
     let t = Instant::now();
     for _ in 0..n {
         std::hint::black_box(
-            aipipe_core::select::rank(table, TenantIx(0), &needs, s.complexity).is_ok(),
+            aipipe_core::select::rank(table, &table.accounts()[0], &needs, s.complexity).is_ok(),
         );
     }
     let select = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
@@ -499,14 +499,14 @@ fn profile_core(table: &Table, body: &str) -> (f64, f64, f64, f64) {
         // What the filter does with a body: plan it, take the first attempt.
         let plan = Plan::new(
             table,
-            TenantIx(0),
+            &table.accounts()[0],
             Protocol::Chat,
             std::hint::black_box(bytes).to_vec(),
             None,
             false,
         );
         std::hint::black_box(
-            plan.is_ok_and(|mut p| p.next_attempt(table, TenantIx(0), 3).is_some()),
+            plan.is_ok_and(|mut p| p.next_attempt(table, &table.accounts()[0], 3).is_some()),
         );
     }
     let total = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);

@@ -318,7 +318,7 @@ fn main() {
             ));
             let explained = aipipe_core::route::explain(
                 &table,
-                aipipe_core::table::TenantIx(0),
+                &table.accounts()[0],
                 body.as_bytes(),
             );
             let model = explained

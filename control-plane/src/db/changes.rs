@@ -1,0 +1,217 @@
+//! The change log (control-plane/README.md, "Change log"): every write that
+//! reaches the filters records what it changed, at a new revision, in the
+//! same transaction; [`Db::changes_since`] reads back everything changed after
+//! a revision, each thing in its current state, a page at a time.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::catalog::models;
+use super::penalties::penalty_rows;
+use super::{Db, penalty_epoch, to_i64, to_u64, version};
+use crate::error::Result;
+use aipipe_core::table::Model;
+
+/// What a change is about.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Change<'a> {
+    /// The catalog, penalties or anything else every request needs.
+    Global,
+    Tenant(&'a str),
+    /// A virtual key, by its hash.
+    Key(&'a str),
+}
+
+impl Change<'_> {
+    /// The `kind` column.
+    fn kind(self) -> i64 {
+        match self {
+            Change::Global => 0,
+            Change::Tenant(_) => 1,
+            Change::Key(_) => 2,
+        }
+    }
+}
+
+/// Bumps the revision and moves the changed thing's row to it. Returns the
+/// new revision.
+pub(super) fn record_change(tx: &Transaction<'_>, change: Change<'_>) -> Result<u64> {
+    let rev: i64 = tx.query_row(
+        "UPDATE meta SET value = value + 1 WHERE key = 'table_version' RETURNING value",
+        [],
+        |r| r.get(0),
+    )?;
+    let name = match change {
+        Change::Global => "",
+        Change::Tenant(n) | Change::Key(n) => n,
+    };
+    tx.prepare_cached(
+        "INSERT INTO changes (kind, name, rev) VALUES (?1, ?2, ?3)
+         ON CONFLICT (kind, name) DO UPDATE SET rev = excluded.rev",
+    )?
+    .execute(params![change.kind(), name, rev])?;
+    Ok(to_u64(rev))
+}
+
+/// The global table's parts as of one revision.
+#[derive(Debug)]
+pub struct GlobalState {
+    /// The revision of the last global change: the table's version.
+    pub version: u64,
+    pub models: Vec<Model>,
+    /// (provider, model, penalty) as published.
+    pub penalties: Vec<(String, String, f64)>,
+    pub penalty_epoch: u64,
+}
+
+/// A tenant as the filters hold it.
+#[derive(Debug)]
+pub struct TenantState {
+    pub disabled: bool,
+    /// (provider, sealed key).
+    pub sealed_keys: Vec<(String, Vec<u8>)>,
+}
+
+/// One changed thing in its current state; None = removed.
+#[derive(Debug)]
+pub enum Changed {
+    Global(GlobalState),
+    Tenant {
+        rev: u64,
+        id: String,
+        state: Option<TenantState>,
+    },
+    Key {
+        rev: u64,
+        hash: String,
+        tenant: Option<String>,
+    },
+}
+
+/// Everything changed after a revision, or the first `limit` of it.
+#[derive(Debug)]
+pub struct ChangePage {
+    pub since: u64,
+    /// The revision the receiver holds once it applied this page.
+    pub revision: u64,
+    /// More changes follow (the page was full).
+    pub more: bool,
+    pub changes: Vec<Changed>,
+}
+
+pub(super) fn global_state(conn: &Connection) -> Result<GlobalState> {
+    let version: i64 = conn
+        .query_row(
+            "SELECT rev FROM changes WHERE kind = 0 AND name = ''",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    Ok(GlobalState {
+        version: to_u64(version),
+        models: models(conn)?,
+        penalties: penalty_rows(conn)?
+            .into_iter()
+            .map(|r| (r.provider, r.model, r.published))
+            .collect(),
+        penalty_epoch: penalty_epoch(conn)?,
+    })
+}
+
+pub(super) fn tenant_state(conn: &Connection, id: &str) -> Result<Option<TenantState>> {
+    let disabled: Option<bool> = conn
+        .prepare_cached("SELECT disabled FROM tenants WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    let Some(disabled) = disabled else {
+        return Ok(None);
+    };
+    let mut st = conn.prepare_cached(
+        "SELECT provider, sealed FROM provider_keys WHERE tenant = ?1 ORDER BY provider",
+    )?;
+    let sealed_keys = st
+        .query_map([id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    Ok(Some(TenantState {
+        disabled,
+        sealed_keys,
+    }))
+}
+
+fn key_tenant(conn: &Connection, hash: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT tenant FROM virtual_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
+        )?
+        .query_row([hash], |r| r.get(0))
+        .optional()?)
+}
+
+impl Db {
+    /// The current revision.
+    pub async fn revision(&self) -> Result<u64> {
+        self.read(|tx| version(tx)).await
+    }
+
+    /// The global table's parts, now.
+    pub async fn global_state(&self) -> Result<GlobalState> {
+        self.read(|tx| global_state(tx)).await
+    }
+
+    /// One tenant as the filters hold it; None when it does not exist.
+    pub async fn tenant_state(&self, id: String) -> Result<Option<TenantState>> {
+        self.read(move |tx| tenant_state(tx, &id)).await
+    }
+
+    /// Everything changed after `since`, oldest change first, at most
+    /// `limit` things, each in its current state, read in one snapshot. From
+    /// revision 0 removals are left out: the receiver holds nothing to remove.
+    pub async fn changes_since(&self, since: u64, limit: usize) -> Result<ChangePage> {
+        self.read(move |tx| {
+            let mut st = tx.prepare_cached(
+                "SELECT kind, name, rev FROM changes WHERE rev > ?1 ORDER BY rev LIMIT ?2",
+            )?;
+            let rows: Vec<(i64, String, i64)> = st
+                .query_map(params![to_i64(since), to_i64(limit as u64)], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            let more = rows.len() >= limit;
+            let revision = match rows.last() {
+                Some((_, _, rev)) if more => to_u64(*rev),
+                _ => version(tx)?,
+            };
+            let mut changes = Vec::with_capacity(rows.len());
+            for (kind, name, rev) in rows {
+                let rev = to_u64(rev);
+                let changed = match kind {
+                    0 => Changed::Global(global_state(tx)?),
+                    1 => Changed::Tenant {
+                        rev,
+                        state: tenant_state(tx, &name)?,
+                        id: name,
+                    },
+                    _ => Changed::Key {
+                        rev,
+                        tenant: key_tenant(tx, &name)?,
+                        hash: name,
+                    },
+                };
+                let removed = matches!(
+                    changed,
+                    Changed::Tenant { state: None, .. } | Changed::Key { tenant: None, .. }
+                );
+                if !(removed && since == 0) {
+                    changes.push(changed);
+                }
+            }
+            Ok(ChangePage {
+                since,
+                revision,
+                more,
+                changes,
+            })
+        })
+        .await
+    }
+}
