@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
 
-use crate::admin::{catalog, explain, keys, ops, penalties, tenants, usage};
+use crate::admin::{catalog, explain, import, keys, ops, penalties, tenants, usage};
 use crate::error::ErrorBody;
 
 /// Every admin route as (method, OpenAPI path): the single list the router
@@ -20,6 +20,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/metrics"),
     ("post", "/admin/tenants"),
     ("get", "/admin/tenants"),
+    ("post", "/admin/tenants/import"),
     ("get", "/admin/tenants/{id}"),
     ("patch", "/admin/tenants/{id}"),
     ("delete", "/admin/tenants/{id}"),
@@ -56,6 +57,11 @@ pub struct E404(ErrorBody);
 #[derive(ToResponse)]
 #[allow(dead_code)]
 pub struct E409(ErrorBody);
+
+/// The body is larger than the route takes.
+#[derive(ToResponse)]
+#[allow(dead_code)]
+pub struct E413(ErrorBody);
 
 /// Invalid input; the message names the field.
 #[derive(ToResponse)]
@@ -169,6 +175,7 @@ impl Modify for AdminSecret {
         ops::metrics,
         tenants::create_tenant,
         tenants::list_tenants,
+        import::import,
         tenants::get_tenant,
         tenants::update_tenant,
         tenants::delete_tenant,
@@ -185,7 +192,7 @@ impl Modify for AdminSecret {
         explain::explain,
         ops::openapi,
     ),
-    components(schemas(ErrorBody), responses(E400, E401, E404, E409, E422)),
+    components(schemas(ErrorBody), responses(E400, E401, E404, E409, E413, E422)),
     modifiers(&AdminSecret),
     security(("adminSecret" = []))
 )]

@@ -7,6 +7,7 @@
 mod common;
 use common::temp_dir;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use aipipe_control_plane::config::Secrets;
 use aipipe_control_plane::db::Db;
@@ -1052,7 +1053,7 @@ async fn openapi_lists_every_route() {
     for (method, path) in aipipe_control_plane::openapi::ROUTES {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }
-    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 19);
+    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 20);
 }
 
 #[tokio::test]
@@ -1279,14 +1280,14 @@ async fn time_decay_alone_republishes_the_table() {
 
     // After 1.5 intervals it has halved once (the filter's rule: once per
     // full interval): a filter holding t1 must not be told "not modified".
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let t2 = h.poll(t1.version).await.expect("decay changed the penalty");
     let p2 = penalty_of(&t2, "gpt-4o-mini");
     assert!(p2 <= 1.5 && p2 > 0.0, "{p2}");
     assert!(t2.version > t1.version);
 
     // 3 / 2^9 < 0.01: after 1.8 s it is 0, and stays so.
-    tokio::time::sleep(std::time::Duration::from_millis(2_000)).await;
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
     let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
     assert_eq!(penalty_view(&v, "gpt-4o-mini")["penalty"], 0.0);
     let t3 = h.poll(t2.version).await.expect("zero is a change");
@@ -1693,4 +1694,140 @@ async fn cache_hits_count_as_requests_but_not_as_latency_cost_or_health() {
         })
         .unwrap();
     assert!(stored);
+}
+
+/// Asks for changes after `since`, held up to `wait_ms`.
+async fn changes(state: &AppState, since: u64, wait_ms: u64) -> Vec<u8> {
+    let (s, _, b) = send(
+        internal_app(state.clone()),
+        Method::GET,
+        &format!("{CHANGES_PATH}?since={since}&wait_ms={wait_ms}"),
+        &[(TOKEN_HEADER, TOKEN)],
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&b));
+    b.to_vec()
+}
+
+#[tokio::test]
+async fn a_held_request_for_changes_answers_when_one_commits_with_only_that_entry() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    let (held, _) = h.table().await;
+    let since = held.version;
+
+    // Nothing newer: held for the whole wait, then an empty delta.
+    let t = std::time::Instant::now();
+    let body = changes(&h.state, since, 150).await;
+    assert!(
+        t.elapsed() >= Duration::from_millis(140),
+        "{:?}",
+        t.elapsed()
+    );
+    let d = Delta::parse(&body).unwrap();
+    assert_eq!((d.since, d.revision, d.records.len()), (since, since, 0));
+
+    // A change while a request waits: answered at once, with that change only.
+    let state = h.state.clone();
+    let waiting = tokio::spawn(async move { changes(&state, since, 30_000).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = std::time::Instant::now();
+    h.create_tenant("late").await;
+    let body = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("answered as soon as the change committed")
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let d = Delta::parse(&body).unwrap();
+    assert_eq!(d.records.len(), 1);
+    assert_eq!(
+        (d.records[0].kind, d.records[0].name),
+        (Kind::Tenant, "late")
+    );
+    assert!(body.len() < 200, "{} bytes for one tenant", body.len());
+
+    // Asked again from the same revision (a retry, or a second Envoy):
+    // the same entry; from a revision ahead of the store: refused.
+    let again = Delta::parse(&changes(&h.state, since, 0).await)
+        .unwrap()
+        .records
+        .len();
+    assert_eq!(again, 1);
+    let (s, _, b) = send(
+        internal_app(h.state.clone()),
+        Method::GET,
+        &format!("{CHANGES_PATH}?since={}&wait_ms=0", d.revision + 1000),
+        &[(TOKEN_HEADER, TOKEN)],
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{}", String::from_utf8_lossy(&b));
+
+    // A stopping control plane ends every held request at once.
+    let state = h.state.clone();
+    let revision = d.revision;
+    let waiting = tokio::spawn(async move { changes(&state, revision, 60_000).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    h.state.stopping.send_replace(true);
+    let body = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("released on stop")
+        .unwrap();
+    assert!(Delta::parse(&body).unwrap().records.is_empty());
+}
+
+#[tokio::test]
+async fn a_bulk_import_writes_valid_lines_and_reports_each_refused_one_without_its_key() {
+    let h = harness();
+    h.create_tenant("taken").await;
+    let hash = |k: &str| hex_hash(k);
+    let lines = [
+        json!({"id": "imp-a", "provider_keys": {"openai": "sk-imp-a", "anthropic": "ak-imp-a"}, "virtual_key_hashes": [hash("vk-imp-a")]}).to_string(),
+        json!({"id": "imp-b", "disabled": true, "virtual_key_hashes": [hash("vk-imp-b1"), hash("vk-imp-b2")]}).to_string(),
+        String::new(),
+        json!({"id": "taken"}).to_string(),
+        json!({"id": "Bad Id"}).to_string(),
+        json!({"id": "imp-c", "provider_keys": {"nope": "sk-secret-c"}}).to_string(),
+        json!({"id": "imp-d", "provider_keys": "sk-secret-d"}).to_string(),
+        json!({"id": "imp-e", "virtual_key_hashes": [hash("vk-imp-a")]}).to_string(),
+        json!({"id": "imp-a"}).to_string(),
+        "{not json".to_owned(),
+    ];
+    let before = h.state.db.revision().await.unwrap();
+    let (s, _, b) = send(
+        admin_app(h.state.clone()),
+        Method::POST,
+        "/admin/tenants/import",
+        &[("x-admin-secret", ADMIN)],
+        Some(lines.join("\n").into_bytes()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let v = json_of(&b);
+    assert_eq!(v["imported"], 2, "{v}");
+    let refused: Vec<u64> = v["refused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(refused, [4, 5, 6, 7, 8, 9, 10], "{v}");
+    let text = v.to_string();
+    assert!(!text.contains("sk-secret"), "no key in the report: {text}");
+    assert!(
+        text.contains("already exists") && text.contains("earlier line"),
+        "{text}"
+    );
+
+    // What filters receive: the two tenants and their three keys, one
+    // change each.
+    assert_eq!(h.state.db.revision().await.unwrap(), before + 5);
+    let (table, _) = h.table().await;
+    let a = table.tenants.iter().find(|t| t.id == "imp-a").unwrap();
+    assert_eq!(a.provider_keys["anthropic"], "ak-imp-a");
+    assert_eq!(a.virtual_key_hashes, [hash("vk-imp-a")]);
+    let b = table.tenants.iter().find(|t| t.id == "imp-b").unwrap();
+    assert!(b.disabled);
+    assert_eq!(b.virtual_key_hashes.len(), 2);
 }

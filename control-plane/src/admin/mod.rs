@@ -7,6 +7,7 @@
 
 pub(crate) mod catalog;
 pub(crate) mod explain;
+pub(crate) mod import;
 pub(crate) mod keys;
 pub(crate) mod ops;
 pub(crate) mod penalties;
@@ -34,6 +35,12 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/admin/tenants",
             post(tenants::create_tenant).get(tenants::list_tenants),
+        )
+        .route(
+            "/admin/tenants/import",
+            post(import::import).layer(axum::extract::DefaultBodyLimit::max(
+                import::MAX_IMPORT_BYTES,
+            )),
         )
         .route(
             "/admin/tenants/{id}",

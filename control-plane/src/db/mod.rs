@@ -18,6 +18,7 @@
 
 mod catalog;
 mod changes;
+mod import;
 mod keys;
 mod migrations;
 mod penalties;
@@ -37,6 +38,7 @@ use migrations::migrate;
 
 use changes::{Change, record_change};
 pub use changes::{ChangePage, Changed, GlobalState, TenantState};
+pub use import::ImportTenant;
 pub use keys::VirtualKeyView;
 pub use penalties::{Penalties, PenaltyReset, PenaltyView};
 pub use tenants::TenantView;
