@@ -40,12 +40,19 @@ fn cp_metric(cp: &ControlPlane, name: &str) -> f64 {
 
 fn revoke_all(cp: &ControlPlane, tenant: &str) {
     let list = cp
-        .admin("GET", &format!("/admin/tenants/{tenant}/virtual-keys"), None)
+        .admin(
+            "GET",
+            &format!("/admin/tenants/{tenant}/virtual-keys"),
+            None,
+        )
         .json();
     for k in list["virtual_keys"].as_array().unwrap() {
         let r = cp.admin(
             "DELETE",
-            &format!("/admin/tenants/{tenant}/virtual-keys/{}", k["id"].as_str().unwrap()),
+            &format!(
+                "/admin/tenants/{tenant}/virtual-keys/{}",
+                k["id"].as_str().unwrap()
+            ),
             None,
         );
         assert!(r.status < 300, "{}", r.text());
@@ -107,7 +114,11 @@ fn an_envoy_away_catches_up_and_a_restarted_control_plane_resumes_by_revision() 
     for key in &keys {
         assert_eq!(s.chat(key, &hello()).status, 200);
     }
-    assert_eq!(s.chat(&early, &hello()).status, 401, "a revocation was lost");
+    assert_eq!(
+        s.chat(&early, &hello()).status,
+        401,
+        "a revocation was lost"
+    );
 
     // The control plane restarts (same database and ports) while the Envoy
     // waits on it: the singleton asks again from its revision, so what the
