@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod carry;
 pub mod catalog;
+pub mod classify;
 pub mod config;
 pub mod contract;
 pub mod directory;

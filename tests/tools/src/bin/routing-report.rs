@@ -10,10 +10,19 @@
 //!
 //! `--verbose` lists every miss with its signals; `--split holdout` or
 //! `--split tuning` limits the listing.
+//!
+//! Then, on the corpus's test split (tests/fixtures/routing/RUBRIC.md,
+//! "Splits"), the old heuristic and the trained classifier
+//! (`aipipe_core::classify`, weights from `filter/core/data/router-model.bin`
+//! or `--model PATH`) side by side: tier and category accuracy, under- and
+//! over-routing, the tier confusion matrix and the estimated saving against
+//! sending everything to the frontier tier.
 
 use std::collections::BTreeMap;
 use std::fs;
 
+use aipipe_core::catalog;
+use aipipe_core::classify::{self, Category, Prediction, Tier as Tier3};
 use aipipe_core::request::ChatRequest;
 use aipipe_core::score::{Scorer, ScoringConfig};
 use aipipe_core::table::{RoutingTable, Table, Tenant, hex_hash};
@@ -59,6 +68,10 @@ fn is_holdout(id: &str) -> bool {
 
 struct Item {
     id: String,
+    /// The corpus split (`split` field, else a hash of the id).
+    split: String,
+    category: Option<Category>,
+    prediction: Option<Prediction>,
     band: String,
     file: String,
     score: aipipe_core::score::Score,
@@ -215,6 +228,9 @@ fn tune(reqs: &[(String, bool, String)]) {
             let score = scorer.score(&req);
             t.add(&Item {
                 id: String::new(),
+                split: String::new(),
+                category: None,
+                prediction: None,
                 band: band.clone(),
                 file: String::new(),
                 score,
@@ -262,6 +278,25 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .cloned();
     let dir = aipipe_tests::repo_root().join("tests/fixtures/routing");
+    let model_path = args
+        .iter()
+        .position(|a| a == "--model")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| aipipe_tests::repo_root().join("filter/core/data/router-model.bin"));
+    let router = match fs::read(&model_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| classify::Model::decode(&b).map_err(|e| e.to_string()))
+    {
+        Ok(m) => Some(m),
+        Err(e) => {
+            eprintln!(
+                "routing-report: {}: {e} (trained model left out)",
+                model_path.display()
+            );
+            None
+        }
+    };
 
     // The setting (filter/README.md, "Model selection"): default catalog,
     // OpenAI + Anthropic keys.
@@ -325,8 +360,12 @@ fn main() {
                 .ok()
                 .and_then(|e| e.choice)
                 .unwrap_or_else(|| "-".into());
+            let prediction = router.as_ref().map(|m| m.predict(&req, &score));
             items.push(Item {
                 id: v["id"].as_str().unwrap_or("?").to_owned(),
+                split: split_of(&v),
+                category: v["category"].as_str().and_then(Category::from_name),
+                prediction,
                 band: v["band"].as_str().unwrap_or("?").to_owned(),
                 file: path
                     .file_name()
@@ -393,6 +432,7 @@ fn main() {
     for ((band, model), n) in &models {
         println!("  {band:<9} {model:<20} {n}");
     }
+    side_by_side(&items, router.as_ref().map(|m| m.version));
     if verbose {
         println!("\nmisses (band or tier wrong):");
         for (item, split, tier_ok) in misses {
@@ -413,5 +453,191 @@ fn main() {
                 s.input_tokens
             );
         }
+    }
+}
+
+/// The split of a row: its `split` field (the generator's, by a hash of the
+/// stem), else 70/15/15 by a hash of its id (tests/fixtures/routing/RUBRIC.md).
+fn split_of(v: &serde_json::Value) -> String {
+    if let Some(s) = v["split"].as_str() {
+        return s.to_owned();
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in v["id"].as_str().unwrap_or("").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let r = h % 100;
+    (if r < 70 {
+        "train"
+    } else if r < 85 {
+        "validation"
+    } else {
+        "test"
+    })
+    .to_owned()
+}
+
+/// Accuracy, routing errors, confusion and cost of one router on a set.
+#[derive(Default)]
+struct Side {
+    n: usize,
+    tier_ok: usize,
+    cat_ok: usize,
+    cat_n: usize,
+    frontier: usize,
+    under: usize,
+    cheap: usize,
+    over: usize,
+    /// [wanted][got]
+    confusion: [[usize; 3]; 3],
+    cost: f64,
+    frontier_cost: f64,
+}
+
+/// USD of one request on each tier's model in the report's setting
+/// (OpenAI + Anthropic keys: gpt-4o-mini, gpt-4o, claude-sonnet-4-5), for
+/// its prompt and the selection's expected 400 answer tokens.
+fn tier_costs(input_tokens: u64) -> [f64; 3] {
+    let models = catalog::default_models();
+    let price = |id: &str| {
+        models.iter().find(|m| m.id == id).map_or(0.0, |m| {
+            (input_tokens as f64 * m.input_per_mtok + 400.0 * m.output_per_mtok) / 1e6
+        })
+    };
+    [
+        price("gpt-4o-mini"),
+        price("gpt-4o"),
+        price("claude-sonnet-4-5"),
+    ]
+}
+
+impl Side {
+    fn add(&mut self, want: Tier3, got: Tier3, cat: Option<(Category, Category)>, costs: [f64; 3]) {
+        self.n += 1;
+        self.tier_ok += usize::from(want == got);
+        if let Some((w, g)) = cat {
+            self.cat_n += 1;
+            self.cat_ok += usize::from(w == g);
+        }
+        if want == Tier3::Frontier {
+            self.frontier += 1;
+            self.under += usize::from(got == Tier3::Cheap);
+        }
+        if want == Tier3::Cheap {
+            self.cheap += 1;
+            self.over += usize::from(got == Tier3::Frontier);
+        }
+        if let Some(c) = self
+            .confusion
+            .get_mut(want.index())
+            .and_then(|row| row.get_mut(got.index()))
+        {
+            *c += 1;
+        }
+        self.cost += costs.get(got.index()).copied().unwrap_or(0.0);
+        self.frontier_cost += costs[2];
+    }
+}
+
+fn side_by_side(items: &[Item], version: Option<u32>) {
+    let test: Vec<&Item> = items.iter().filter(|i| i.split == "test").collect();
+    let (mut old, mut new) = (Side::default(), Side::default());
+    for item in &test {
+        let Some(want) = Tier3::of_band(&item.band) else {
+            continue;
+        };
+        let costs = tier_costs(item.score.input_tokens);
+        old.add(
+            want,
+            Tier3::of_complexity(item.score.complexity),
+            None,
+            costs,
+        );
+        if let Some(p) = item.prediction {
+            new.add(want, p.tier, item.category.map(|c| (c, p.category)), costs);
+        }
+    }
+    let r = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    println!(
+        "\ntest split ({} rows; RUBRIC.md, \"Splits\"): old heuristic vs trained model{}",
+        test.len(),
+        version.map_or(" (no model)".to_owned(), |v| format!(" (version {v:08x})"))
+    );
+    println!("                          heuristic          trained");
+    let row = |name: &str, a: String, b: String| println!("  {name:<22}  {a:<17}  {b}");
+    row(
+        "tier accuracy",
+        format!("{:.3}", r(old.tier_ok, old.n)),
+        format!("{:.3}", r(new.tier_ok, new.n)),
+    );
+    row(
+        "category accuracy",
+        "n/a".into(),
+        format!("{:.3}", r(new.cat_ok, new.cat_n)),
+    );
+    row(
+        "under-routing",
+        format!(
+            "{:.3} ({}/{})",
+            r(old.under, old.frontier),
+            old.under,
+            old.frontier
+        ),
+        format!(
+            "{:.3} ({}/{})",
+            r(new.under, new.frontier),
+            new.under,
+            new.frontier
+        ),
+    );
+    row(
+        "over-routing",
+        format!("{:.3} ({}/{})", r(old.over, old.cheap), old.over, old.cheap),
+        format!("{:.3} ({}/{})", r(new.over, new.cheap), new.over, new.cheap),
+    );
+    let saving = |s: &Side| {
+        if s.frontier_cost > 0.0 {
+            1.0 - s.cost / s.frontier_cost
+        } else {
+            0.0
+        }
+    };
+    row(
+        "saving vs frontier-only",
+        format!("{:.3}", saving(&old)),
+        format!("{:.3}", saving(&new)),
+    );
+    println!("  tier confusion (rows: wanted, columns: got cheap/mid/frontier)");
+    for (i, name) in ["cheap", "mid", "frontier"].iter().enumerate() {
+        let fmt = |s: &Side| {
+            s.confusion
+                .get(i)
+                .map(|r| format!("{:>4} {:>4} {:>4}", r[0], r[1], r[2]))
+                .unwrap_or_default()
+        };
+        row(&format!("  {name}"), fmt(&old), fmt(&new));
+    }
+    let mut by_cat: BTreeMap<&str, (usize, usize, usize, usize)> = BTreeMap::new();
+    for item in &test {
+        let (Some(c), Some(p), Some(want)) =
+            (item.category, item.prediction, Tier3::of_band(&item.band))
+        else {
+            continue;
+        };
+        let e = by_cat.entry(c.name()).or_default();
+        e.0 += 1;
+        e.1 += usize::from(p.category == c);
+        e.2 += usize::from(Tier3::of_complexity(item.score.complexity) == want);
+        e.3 += usize::from(p.tier == want);
+    }
+    println!("  per category            n     category_ok  tier_ok heuristic / trained");
+    for (name, (n, cat_ok, old_ok, new_ok)) in by_cat {
+        println!(
+            "    {name:<20}  {n:<4}  {:.3}        {:.3} / {:.3}",
+            r(cat_ok, n),
+            r(old_ok, n),
+            r(new_ok, n)
+        );
     }
 }

@@ -1,0 +1,1169 @@
+//! The trained request classifier: from a chat request's text and the five
+//! signals of the complexity score (filter/README.md, "Complexity score") it
+//! predicts the difficulty tier, with probabilities and a complexity in
+//! [0.05, 1] that keeps the bands of filter/README.md ("Model selection"), and
+//! the task category (tests/fixtures/routing/RUBRIC.md).
+//!
+//! The model is linear over hashed features: word unigrams and bigrams and
+//! character trigrams of the latest user turn, words of the system prompt,
+//! earlier user turns and tool results, read only in a head and a tail window
+//! of each text (as the scorer reads its keywords), so the cost is flat in the
+//! body's size; plus a few dense features (the five signals, the heuristic
+//! complexity, sizes and counts). Weights are data: [`Model::encode`] and
+//! [`Model::decode`] give a compact, versioned, checksummed blob (weights
+//! quantised to `i8`) that the trainer (`tests/tools/src/bin/train-router.rs`)
+//! writes and the routing table can carry. A corrupt blob is an error, never a
+//! panic.
+
+use crate::request::{ChatRequest, Role};
+use crate::score::{MIN_COMPLEXITY, Score};
+
+/// Difficulty tiers, cheapest first (tests/fixtures/routing/RUBRIC.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tier {
+    Cheap,
+    Mid,
+    Frontier,
+}
+
+pub const TIERS: [Tier; 3] = [Tier::Cheap, Tier::Mid, Tier::Frontier];
+
+/// Complexity at which the mid and the frontier tier start (filter/README.md,
+/// "Model selection": simple ends at 0.55, complex starts at 0.70 for routing).
+pub const MID_FROM: f64 = 0.55;
+pub const FRONTIER_FROM: f64 = 0.70;
+
+impl Tier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Cheap => "cheap",
+            Tier::Mid => "mid",
+            Tier::Frontier => "frontier",
+        }
+    }
+
+    /// The tier a complexity falls in.
+    pub fn of_complexity(c: f64) -> Tier {
+        if c < MID_FROM {
+            Tier::Cheap
+        } else if c < FRONTIER_FROM {
+            Tier::Mid
+        } else {
+            Tier::Frontier
+        }
+    }
+
+    /// The tier of a band label of the calibration set.
+    pub fn of_band(band: &str) -> Option<Tier> {
+        Some(match band {
+            "trivial" | "simple" => Tier::Cheap,
+            "medium" => Tier::Mid,
+            "complex" | "frontier" => Tier::Frontier,
+            _ => return None,
+        })
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Task categories (tests/fixtures/routing/RUBRIC.md, "Categories").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Category {
+    Chat,
+    FactualQa,
+    SummariseRewrite,
+    Translation,
+    Creative,
+    Coding,
+    MathReasoning,
+    AnalysisPlanning,
+    AgenticTools,
+}
+
+pub const CATEGORIES: [Category; 9] = [
+    Category::Chat,
+    Category::FactualQa,
+    Category::SummariseRewrite,
+    Category::Translation,
+    Category::Creative,
+    Category::Coding,
+    Category::MathReasoning,
+    Category::AnalysisPlanning,
+    Category::AgenticTools,
+];
+
+impl Category {
+    pub fn name(self) -> &'static str {
+        match self {
+            Category::Chat => "chat",
+            Category::FactualQa => "factual_qa",
+            Category::SummariseRewrite => "summarise_rewrite",
+            Category::Translation => "translation",
+            Category::Creative => "creative",
+            Category::Coding => "coding",
+            Category::MathReasoning => "math_reasoning",
+            Category::AnalysisPlanning => "analysis_planning",
+            Category::AgenticTools => "agentic_tools",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Category> {
+        CATEGORIES.into_iter().find(|c| c.name() == name)
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+const N_TIERS: usize = TIERS.len();
+const N_CATS: usize = CATEGORIES.len();
+/// Outputs per feature row: the tier logits, then the category logits.
+pub const OUTPUTS: usize = N_TIERS + N_CATS;
+
+/// Dense features, in order (their names, for explanations).
+pub const DENSE_NAMES: [&str; 16] = [
+    "signal.length",
+    "signal.code",
+    "signal.keywords",
+    "signal.structure",
+    "signal.depth",
+    "signal.complexity",
+    "size.input_tokens",
+    "size.latest_turn",
+    "has.images",
+    "count.tools",
+    "count.tool_results",
+    "count.user_turns",
+    "has.system",
+    "has.code_fence",
+    "count.questions",
+    "has.json_schema",
+];
+pub const DENSE: usize = DENSE_NAMES.len();
+
+/// How features are read; part of the model, so a model always scores with
+/// the features it was trained on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FeatureConfig {
+    /// Hash buckets: `1 << bits`.
+    pub bits: u8,
+    /// Bytes read at the start and at the end of each text (all of a text
+    /// shorter than both).
+    pub head_bytes: u32,
+    pub tail_bytes: u32,
+    /// Earlier user turns read, newest first.
+    pub history_turns: u8,
+}
+
+impl Default for FeatureConfig {
+    fn default() -> Self {
+        Self {
+            bits: 13,
+            head_bytes: 640,
+            tail_bytes: 320,
+            history_turns: 2,
+        }
+    }
+}
+
+const MIN_BITS: u8 = 8;
+const MAX_BITS: u8 = 20;
+/// Window bound, as the scorer's (score.rs): work per request stays bounded.
+const MAX_WINDOW_BYTES: u32 = 64 * 1024;
+/// Tool results and earlier turns are context: a smaller window each.
+const CONTEXT_WINDOW_BYTES: usize = 256;
+
+impl FeatureConfig {
+    pub fn buckets(&self) -> usize {
+        1usize << self.bits.clamp(MIN_BITS, MAX_BITS)
+    }
+
+    fn validate(&self) -> Result<(), DecodeError> {
+        if !(MIN_BITS..=MAX_BITS).contains(&self.bits) {
+            return Err(DecodeError::Invalid("bits out of range"));
+        }
+        if self.head_bytes > MAX_WINDOW_BYTES || self.tail_bytes > MAX_WINDOW_BYTES {
+            return Err(DecodeError::Invalid("window larger than 64 KiB"));
+        }
+        Ok(())
+    }
+}
+
+/// Where a text sits in the conversation: each has its own feature space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ns {
+    Latest = 1,
+    System = 2,
+    History = 3,
+    ToolResult = 4,
+}
+
+impl Ns {
+    fn prefix(self) -> &'static str {
+        match self {
+            Ns::Latest => "",
+            Ns::System => "system:",
+            Ns::History => "history:",
+            Ns::ToolResult => "tool:",
+        }
+    }
+}
+
+/// One request's features: hashed bucket ids (repeats count again) and the
+/// dense values. Sparse values are all `scale`, so that a long text does not
+/// outweigh a short one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Features {
+    pub buckets: Vec<u32>,
+    pub dense: [f32; DENSE],
+}
+
+impl Features {
+    /// The value of each sparse occurrence: 1/sqrt(occurrences).
+    pub fn scale(&self) -> f32 {
+        1.0 / (self.buckets.len().max(1) as f32).sqrt()
+    }
+}
+
+/// Reads the features of `req` (with its already computed `score`). `named`
+/// gets every sparse feature's bucket and, when it asks (`want_names`), its
+/// text; the fast path passes a no-op.
+fn visit(
+    cfg: &FeatureConfig,
+    req: &ChatRequest<'_>,
+    score: &Score,
+    want_names: bool,
+    mut sink: impl FnMut(u32, Option<String>),
+    dense: &mut [f32; DENSE],
+) {
+    let mask = (cfg.buckets() - 1) as u32;
+    let focus = req.messages.iter().rposition(|m| m.role == Role::User);
+    let history_from = req
+        .messages
+        .iter()
+        .enumerate()
+        .filter(|(i, m)| m.role == Role::User && Some(*i) != focus)
+        .map(|(i, _)| i)
+        .rev()
+        .nth(usize::from(cfg.history_turns).saturating_sub(1))
+        .unwrap_or(0);
+    let (mut user_turns, mut tool_results, mut has_system, mut images) = (0u32, 0u32, false, 0);
+    let (mut latest_len, mut fences, mut questions) = (0usize, false, 0u32);
+    let head = cfg.head_bytes as usize;
+    let tail = cfg.tail_bytes as usize;
+    for (i, m) in req.messages.iter().enumerate() {
+        images += m.content.image_count();
+        let ns = match m.role {
+            Role::User if Some(i) == focus => Some(Ns::Latest),
+            Role::User if cfg.history_turns > 0 && i >= history_from => Some(Ns::History),
+            Role::System | Role::Developer => Some(Ns::System),
+            Role::Tool | Role::Function => Some(Ns::ToolResult),
+            _ => None,
+        };
+        match m.role {
+            Role::User => user_turns += 1,
+            Role::Tool | Role::Function => tool_results += 1,
+            Role::System | Role::Developer => has_system = true,
+            _ => {}
+        }
+        let Some(ns) = ns else { continue };
+        m.content.for_each_text(|t| {
+            let (h, tl) = match ns {
+                Ns::Latest | Ns::System => (head, tail),
+                Ns::History | Ns::ToolResult => (CONTEXT_WINDOW_BYTES, 0),
+            };
+            if ns == Ns::Latest {
+                latest_len += t.len();
+            }
+            for w in windows(t, h, tl) {
+                if ns == Ns::Latest {
+                    fences |= w.contains("```");
+                    questions += w.matches(['?', '？']).count() as u32;
+                }
+                text_features(w, ns, mask, want_names, &mut sink);
+            }
+        });
+    }
+    let ln = |x: f64| ((1.0 + x).ln() / 10.0) as f32;
+    *dense = [
+        score.length as f32,
+        score.code as f32,
+        score.keywords as f32,
+        score.structure as f32,
+        score.depth as f32,
+        score.complexity as f32,
+        ln(score.input_tokens as f64),
+        ln(latest_len as f64),
+        f32::from(u8::from(images > 0)),
+        (req.tool_count.min(4) as f32) / 4.0,
+        (tool_results.min(4) as f32) / 4.0,
+        (user_turns.min(5) as f32) / 5.0,
+        f32::from(u8::from(has_system)),
+        f32::from(u8::from(fences)),
+        (questions.min(3) as f32) / 3.0,
+        f32::from(u8::from(req.json_schema)),
+    ];
+}
+
+/// Head and tail of a text, cut at char boundaries (all of it when short).
+fn windows(text: &str, head: usize, tail: usize) -> impl Iterator<Item = &str> {
+    let whole = text.len() <= head.saturating_add(tail);
+    let floor = |i: usize| {
+        let mut i = i.min(text.len());
+        while i > 0 && !text.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let (a, b) = if whole {
+        (Some(text), None)
+    } else {
+        let t = floor(text.len().saturating_sub(tail));
+        (
+            text.get(..floor(head)),
+            text.get(t..).filter(|s| !s.is_empty()),
+        )
+    };
+    a.into_iter().chain(b)
+}
+
+/// CJK scripts write words without spaces: each character is a word there.
+fn is_cjk(c: char) -> bool {
+    matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF)
+}
+
+const FNV: u32 = 0x0100_0193;
+
+/// murmur3's finaliser: spreads the bits of a feature hash before masking.
+fn fmix(mut h: u32) -> u32 {
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+fn seed(ns: Ns, kind: u32) -> u32 {
+    0x811c_9dc5 ^ ((ns as u32) << 8 | kind).wrapping_mul(0x9e37_79b9)
+}
+
+const WORD: u32 = 1;
+const BIGRAM: u32 = 2;
+const CHARS: u32 = 3;
+
+/// Words (letters and digits, digits folded to `0`, lowercased), word
+/// bigrams and, in the latest turn, character trigrams (whitespace folded).
+fn text_features(
+    text: &str,
+    ns: Ns,
+    mask: u32,
+    want_names: bool,
+    sink: &mut impl FnMut(u32, Option<String>),
+) {
+    let chars = ns == Ns::Latest;
+    let bigrams = ns == Ns::Latest || ns == Ns::System;
+    let word_seed = seed(ns, WORD);
+    let mut word: Option<u32> = None;
+    let mut word_text = String::new();
+    let mut prev: Option<(u32, String)> = None;
+    let mut tri = [' '; 3];
+    let mut tri_len = 0usize;
+    let mut last_space = true;
+
+    let end_word = |word: &mut Option<u32>,
+                    word_text: &mut String,
+                    prev: &mut Option<(u32, String)>,
+                    sink: &mut dyn FnMut(u32, Option<String>)| {
+        let Some(h) = word.take() else { return };
+        let name = want_names.then(|| format!("{}{}", ns.prefix(), word_text));
+        sink(fmix(h) & mask, name);
+        if bigrams {
+            if let Some((p, ptext)) = prev.as_ref() {
+                let b = (p.rotate_left(7) ^ h ^ seed(ns, BIGRAM)).wrapping_mul(FNV);
+                let name = want_names.then(|| format!("{}{} {}", ns.prefix(), ptext, word_text));
+                sink(fmix(b) & mask, name);
+            }
+            *prev = Some((
+                h,
+                if want_names {
+                    word_text.clone()
+                } else {
+                    String::new()
+                },
+            ));
+        }
+        word_text.clear();
+    };
+
+    for c in text.chars() {
+        let c = if c.is_ascii() {
+            c.to_ascii_lowercase()
+        } else {
+            c.to_lowercase().next().unwrap_or(c)
+        };
+        let c = if c.is_ascii_digit() { '0' } else { c };
+        if chars {
+            let ws = c.is_whitespace();
+            if !(ws && last_space) {
+                let c = if ws { ' ' } else { c };
+                tri = [tri[1], tri[2], c];
+                tri_len += 1;
+                if tri_len >= 3 {
+                    let h = tri
+                        .iter()
+                        .fold(seed(ns, CHARS), |h, &c| (h ^ c as u32).wrapping_mul(FNV));
+                    sink(
+                        fmix(h) & mask,
+                        want_names.then(|| format!("chars:{}", tri.iter().collect::<String>())),
+                    );
+                }
+            }
+            last_space = ws;
+        }
+        if is_cjk(c) {
+            end_word(&mut word, &mut word_text, &mut prev, sink);
+            word = Some((word_seed ^ c as u32).wrapping_mul(FNV));
+            if want_names {
+                word_text.push(c);
+            }
+            end_word(&mut word, &mut word_text, &mut prev, sink);
+        } else if c.is_alphanumeric() || c == '_' {
+            let h = word.unwrap_or(word_seed);
+            word = Some((h ^ c as u32).wrapping_mul(FNV));
+            if want_names {
+                word_text.push(c);
+            }
+        } else {
+            end_word(&mut word, &mut word_text, &mut prev, sink);
+        }
+    }
+    end_word(&mut word, &mut word_text, &mut prev, sink);
+}
+
+/// The features of a request, as the model reads them (the trainer uses this
+/// same function, so training and scoring cannot drift apart).
+pub fn features(cfg: &FeatureConfig, req: &ChatRequest<'_>, score: &Score) -> Features {
+    let mut f = Features::default();
+    let mut dense = [0.0; DENSE];
+    visit(cfg, req, score, false, |b, _| f.buckets.push(b), &mut dense);
+    f.dense = dense;
+    f
+}
+
+/// Weights before quantisation: what the trainer fits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights {
+    pub bias: [f32; OUTPUTS],
+    /// `DENSE` rows of `OUTPUTS`.
+    pub dense: Vec<f32>,
+    /// `buckets` rows of `OUTPUTS`.
+    pub sparse: Vec<f32>,
+    /// Softmax temperatures of the tier and the category head (calibration).
+    pub temperature: [f32; 2],
+}
+
+impl Weights {
+    pub fn zeros(cfg: &FeatureConfig) -> Self {
+        Self {
+            bias: [0.0; OUTPUTS],
+            dense: vec![0.0; DENSE * OUTPUTS],
+            sparse: vec![0.0; cfg.buckets() * OUTPUTS],
+            temperature: [1.0; 2],
+        }
+    }
+
+    /// Raw logits (before temperature) of one example.
+    pub fn logits(&self, f: &Features) -> [f32; OUTPUTS] {
+        let mut out = self.bias;
+        let s = f.scale();
+        for &b in &f.buckets {
+            let start = b as usize * OUTPUTS;
+            if let Some(row) = self.sparse.get(start..start + OUTPUTS) {
+                for (o, w) in out.iter_mut().zip(row) {
+                    *o += s * w;
+                }
+            }
+        }
+        for (x, row) in f.dense.iter().zip(self.dense.chunks_exact(OUTPUTS)) {
+            for (o, w) in out.iter_mut().zip(row) {
+                *o += x * w;
+            }
+        }
+        out
+    }
+}
+
+/// A trained classifier, ready to score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model {
+    /// The trainer's version stamp (a hash of its data and settings).
+    pub version: u32,
+    pub config: FeatureConfig,
+    bias: [f32; OUTPUTS],
+    dense: Vec<f32>,
+    /// Per head: the value of one quantisation step.
+    step: [f32; 2],
+    sparse: Vec<i8>,
+    temperature: [f32; 2],
+}
+
+/// One prediction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    pub tier: Tier,
+    pub tier_probs: [f64; N_TIERS],
+    /// In [0.05, 1], inside the predicted tier's band.
+    pub complexity: f64,
+    pub category: Category,
+    pub category_probs: [f64; N_CATS],
+}
+
+/// A feature's pull towards the predicted tier and category (logit units,
+/// relative to the mean over the other classes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contribution {
+    pub feature: String,
+    pub tier: f64,
+    pub category: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    Truncated,
+    BadMagic,
+    UnsupportedVersion(u16),
+    Checksum,
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::Truncated => f.write_str("router model: blob has the wrong length"),
+            DecodeError::BadMagic => f.write_str("router model: not a router model (bad magic)"),
+            DecodeError::UnsupportedVersion(v) => {
+                write!(f, "router model: format version {v} is not supported")
+            }
+            DecodeError::Checksum => f.write_str("router model: checksum mismatch"),
+            DecodeError::Invalid(why) => write!(f, "router model: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// The model trained on this repository's corpus by `train-router` (see
+/// tests/fixtures/routing/RUBRIC.md): the default until a routing table
+/// carries its own.
+pub const BUNDLED: &[u8] = include_bytes!("../data/router-model.bin");
+
+/// The bundled model, decoded.
+pub fn bundled() -> Result<Model, DecodeError> {
+    Model::decode(BUNDLED)
+}
+
+const MAGIC: &[u8; 4] = b"AIPR";
+const FORMAT_VERSION: u16 = 1;
+/// magic, format, version, bits, tiers, categories, dense, head, tail, history, pad.
+const HEADER_BYTES: usize = 4 + 2 + 4 + 1 + 1 + 1 + 1 + 4 + 4 + 1 + 1;
+const CHECKSUM_BYTES: usize = 8;
+
+fn fnv64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// A bounds-checked little-endian reader.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.at.checked_add(n).ok_or(DecodeError::Truncated)?;
+        let s = self.bytes.get(self.at..end).ok_or(DecodeError::Truncated)?;
+        self.at = end;
+        Ok(s)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        self.take(N)?.try_into().map_err(|_| DecodeError::Truncated)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(u8::from_le_bytes(self.array()?))
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+    fn f32(&mut self) -> Result<f32, DecodeError> {
+        let v = f32::from_le_bytes(self.array()?);
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(DecodeError::Invalid("a weight is not finite"))
+        }
+    }
+}
+
+fn softmax<const N: usize>(logits: &[f32], temperature: f32) -> [f64; N] {
+    let mut out = [0.0f64; N];
+    let t = f64::from(temperature.max(1e-3));
+    let max = logits
+        .iter()
+        .take(N)
+        .fold(f64::NEG_INFINITY, |m, &x| m.max(f64::from(x)));
+    let mut sum = 0.0;
+    for (o, &x) in out.iter_mut().zip(logits) {
+        *o = ((f64::from(x) - max) / t).exp();
+        sum += *o;
+    }
+    if sum > 0.0 {
+        for o in &mut out {
+            *o /= sum;
+        }
+    }
+    out
+}
+
+fn argmax(xs: &[f64]) -> usize {
+    xs.iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv { (i, v) } else { (bi, bv) }
+        })
+        .0
+}
+
+/// A complexity inside the predicted tier's band, higher the more the
+/// probability mass leans to harder tiers: so the bands of filter/README.md
+/// read back the same tier, and selection still sees a graded score.
+pub fn complexity_of(tier: Tier, p: &[f64; N_TIERS]) -> f64 {
+    let [cheap, mid, frontier] = *p;
+    let c = match tier {
+        // cheap is the argmax, so 1 - cheap <= 2/3.
+        Tier::Cheap => {
+            MIN_COMPLEXITY + (MID_FROM - 0.001 - MIN_COMPLEXITY) * (1.5 * (mid + frontier)).min(1.0)
+        }
+        Tier::Mid => {
+            MID_FROM + (FRONTIER_FROM - 0.001 - MID_FROM) * (0.5 + 0.5 * (frontier - cheap))
+        }
+        Tier::Frontier => {
+            FRONTIER_FROM + (1.0 - FRONTIER_FROM) * (1.5 * (frontier - 1.0 / 3.0)).clamp(0.0, 1.0)
+        }
+    };
+    c.clamp(MIN_COMPLEXITY, 1.0)
+}
+
+impl Model {
+    /// Quantises trained weights: each head's sparse weights to `i8` steps.
+    pub fn quantise(
+        version: u32,
+        config: FeatureConfig,
+        w: &Weights,
+    ) -> Result<Model, DecodeError> {
+        config.validate()?;
+        if w.sparse.len() != config.buckets() * OUTPUTS || w.dense.len() != DENSE * OUTPUTS {
+            return Err(DecodeError::Invalid(
+                "weights do not match the feature config",
+            ));
+        }
+        let mut step = [0.0f32; 2];
+        for row in w.sparse.chunks_exact(OUTPUTS) {
+            for (j, v) in row.iter().enumerate() {
+                let h = usize::from(j >= N_TIERS);
+                if let Some(s) = step.get_mut(h) {
+                    *s = s.max(v.abs());
+                }
+            }
+        }
+        let step = step.map(|m| if m > 0.0 { m / 127.0 } else { 1.0 });
+        let sparse = w
+            .sparse
+            .chunks_exact(OUTPUTS)
+            .flat_map(|row| {
+                row.iter().enumerate().map(move |(j, v)| {
+                    let s = if j < N_TIERS { step[0] } else { step[1] };
+                    (v / s).round().clamp(-127.0, 127.0) as i8
+                })
+            })
+            .collect();
+        Ok(Model {
+            version,
+            config,
+            bias: w.bias,
+            dense: w.dense.clone(),
+            step,
+            sparse,
+            temperature: w.temperature,
+        })
+    }
+
+    /// The compact binary form: header, float parameters, `i8` weights, and
+    /// an FNV-1a 64 checksum of everything before it.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            HEADER_BYTES + self.sparse.len() + 4 * (OUTPUTS + self.dense.len() + 4) + 8,
+        );
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&[self.config.bits, N_TIERS as u8, N_CATS as u8, DENSE as u8]);
+        out.extend_from_slice(&self.config.head_bytes.to_le_bytes());
+        out.extend_from_slice(&self.config.tail_bytes.to_le_bytes());
+        out.extend_from_slice(&[self.config.history_turns, 0]);
+        for v in self
+            .step
+            .iter()
+            .chain(&self.temperature)
+            .chain(&self.bias)
+            .chain(&self.dense)
+        {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend(self.sparse.iter().map(|&q| q as u8));
+        let sum = fnv64(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Model, DecodeError> {
+        let body_len = bytes
+            .len()
+            .checked_sub(CHECKSUM_BYTES)
+            .ok_or(DecodeError::Truncated)?;
+        let (body, sum) = bytes.split_at(body_len);
+        let mut r = Reader { bytes: body, at: 0 };
+        if r.take(4)? != MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        let format = r.u16()?;
+        if format != FORMAT_VERSION {
+            return Err(DecodeError::UnsupportedVersion(format));
+        }
+        let expected = u64::from_le_bytes(sum.try_into().map_err(|_| DecodeError::Truncated)?);
+        if fnv64(body) != expected {
+            return Err(DecodeError::Checksum);
+        }
+        let version = r.u32()?;
+        let bits = r.u8()?;
+        if (r.u8()?, r.u8()?, r.u8()?) != (N_TIERS as u8, N_CATS as u8, DENSE as u8) {
+            return Err(DecodeError::Invalid(
+                "tiers, categories or dense features differ from this filter's",
+            ));
+        }
+        let config = FeatureConfig {
+            bits,
+            head_bytes: r.u32()?,
+            tail_bytes: r.u32()?,
+            history_turns: r.u8()?,
+        };
+        r.u8()?;
+        config.validate()?;
+        let mut floats = |n: usize| (0..n).map(|_| r.f32()).collect::<Result<Vec<f32>, _>>();
+        let step = floats(2)?;
+        let temperature = floats(2)?;
+        let bias = floats(OUTPUTS)?;
+        let dense = floats(DENSE * OUTPUTS)?;
+        let step: [f32; 2] = step.try_into().map_err(|_| DecodeError::Truncated)?;
+        let temperature: [f32; 2] = temperature.try_into().map_err(|_| DecodeError::Truncated)?;
+        let bias: [f32; OUTPUTS] = bias.try_into().map_err(|_| DecodeError::Truncated)?;
+        if step.iter().chain(&temperature).any(|&v| v <= 0.0) {
+            return Err(DecodeError::Invalid(
+                "quantisation steps and temperatures must be positive",
+            ));
+        }
+        let sparse_len = config
+            .buckets()
+            .checked_mul(OUTPUTS)
+            .ok_or(DecodeError::Truncated)?;
+        let sparse: Vec<i8> = r.take(sparse_len)?.iter().map(|&b| b as i8).collect();
+        if r.at != body.len() {
+            return Err(DecodeError::Truncated);
+        }
+        Ok(Model {
+            version,
+            config,
+            bias,
+            dense,
+            step,
+            sparse,
+            temperature,
+        })
+    }
+
+    /// Logits of the features visited, with `each` told every sparse
+    /// feature's bucket and (when `names`) text.
+    fn logits_with(
+        &self,
+        req: &ChatRequest<'_>,
+        score: &Score,
+        names: bool,
+        mut each: impl FnMut(u32, Option<String>),
+    ) -> ([f32; OUTPUTS], [f32; DENSE], f32) {
+        let mut acc = [0i32; OUTPUTS];
+        let mut n = 0u32;
+        let mut dense = [0.0f32; DENSE];
+        visit(
+            &self.config,
+            req,
+            score,
+            names,
+            |b, name| {
+                n += 1;
+                let start = b as usize * OUTPUTS;
+                let row: Option<&[i8; OUTPUTS]> = self
+                    .sparse
+                    .get(start..start + OUTPUTS)
+                    .and_then(|r| r.try_into().ok());
+                if let Some(row) = row {
+                    for (a, &q) in acc.iter_mut().zip(row) {
+                        *a += i32::from(q);
+                    }
+                }
+                each(b, name);
+            },
+            &mut dense,
+        );
+        let scale = 1.0 / (n.max(1) as f32).sqrt();
+        let mut out = self.bias;
+        for (j, (o, a)) in out.iter_mut().zip(acc).enumerate() {
+            let step = if j < N_TIERS {
+                self.step[0]
+            } else {
+                self.step[1]
+            };
+            *o += scale * step * a as f32;
+        }
+        for (x, row) in dense.iter().zip(self.dense.chunks_exact(OUTPUTS)) {
+            for (o, w) in out.iter_mut().zip(row) {
+                *o += x * w;
+            }
+        }
+        (out, dense, scale)
+    }
+
+    fn predict_logits(&self, logits: &[f32; OUTPUTS]) -> Prediction {
+        let (t, c) = logits.split_at(N_TIERS);
+        let tier_probs: [f64; N_TIERS] = softmax(t, self.temperature[0]);
+        let category_probs: [f64; N_CATS] = softmax(c, self.temperature[1]);
+        let tier = TIERS
+            .get(argmax(&tier_probs))
+            .copied()
+            .unwrap_or(Tier::Frontier);
+        let category = CATEGORIES
+            .get(argmax(&category_probs))
+            .copied()
+            .unwrap_or(Category::Chat);
+        Prediction {
+            tier,
+            tier_probs,
+            complexity: complexity_of(tier, &tier_probs),
+            category,
+            category_probs,
+        }
+    }
+
+    /// Scores a request whose complexity `score` is already computed.
+    pub fn predict(&self, req: &ChatRequest<'_>, score: &Score) -> Prediction {
+        let (logits, _, _) = self.logits_with(req, score, false, |_, _| {});
+        self.predict_logits(&logits)
+    }
+
+    /// The prediction and the `top` features that pulled hardest towards
+    /// the predicted tier and category (for the explain API).
+    pub fn explain(
+        &self,
+        req: &ChatRequest<'_>,
+        score: &Score,
+        top: usize,
+    ) -> (Prediction, Vec<Contribution>) {
+        let mut seen: Vec<(u32, String)> = Vec::new();
+        let (logits, dense, scale) = self.logits_with(req, score, true, |b, name| {
+            if let Some(name) = name {
+                seen.push((b, name));
+            }
+        });
+        let p = self.predict_logits(&logits);
+        let (ti, ci) = (p.tier.index(), N_TIERS + p.category.index());
+        // Pull of one row towards class `k` of its head, against the head's mean.
+        let pull = |row: &[f32], k: usize, head: std::ops::Range<usize>| -> f64 {
+            let n = head.len() as f64;
+            let mean = row
+                .get(head)
+                .map_or(0.0, |r| r.iter().map(|&v| f64::from(v)).sum::<f64>() / n);
+            row.get(k).map_or(0.0, |&v| f64::from(v)) - mean
+        };
+        let mut by_name: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+        for (b, name) in seen {
+            let start = b as usize * OUTPUTS;
+            let Some(q) = self.sparse.get(start..start + OUTPUTS) else {
+                continue;
+            };
+            let row: Vec<f32> = q
+                .iter()
+                .enumerate()
+                .map(|(j, &q)| {
+                    scale
+                        * f32::from(q)
+                        * if j < N_TIERS {
+                            self.step[0]
+                        } else {
+                            self.step[1]
+                        }
+                })
+                .collect();
+            let e = by_name.entry(name).or_default();
+            e.0 += pull(&row, ti, 0..N_TIERS);
+            e.1 += pull(&row, ci, N_TIERS..OUTPUTS);
+        }
+        for ((name, x), row) in DENSE_NAMES
+            .iter()
+            .zip(dense)
+            .zip(self.dense.chunks_exact(OUTPUTS))
+        {
+            let row: Vec<f32> = row.iter().map(|w| w * x).collect();
+            by_name.insert(
+                (*name).to_owned(),
+                (pull(&row, ti, 0..N_TIERS), pull(&row, ci, N_TIERS..OUTPUTS)),
+            );
+        }
+        let mut out: Vec<Contribution> = by_name
+            .into_iter()
+            .map(|(feature, (tier, category))| Contribution {
+                feature,
+                tier,
+                category,
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (b.tier + b.category)
+                .total_cmp(&(a.tier + a.category))
+                .then(a.feature.cmp(&b.feature))
+        });
+        out.truncate(top);
+        (p, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::{Scorer, ScoringConfig};
+
+    fn body(text: &str) -> String {
+        serde_json::json!({"messages": [{"role": "user", "content": text}]}).to_string()
+    }
+
+    fn toy_model(bits: u8) -> Model {
+        let cfg = FeatureConfig {
+            bits,
+            ..FeatureConfig::default()
+        };
+        let mut w = Weights::zeros(&cfg);
+        // A deterministic, non-trivial pattern.
+        for (i, v) in w.sparse.iter_mut().enumerate() {
+            *v = ((i * 2_654_435_761) % 1000) as f32 / 1000.0 - 0.5;
+        }
+        for (i, v) in w.dense.iter_mut().enumerate() {
+            *v = (i % 7) as f32 / 10.0 - 0.3;
+        }
+        w.bias[0] = 0.5;
+        Model::quantise(7, cfg, &w).unwrap()
+    }
+
+    fn scored(text: &str) -> (String, Score) {
+        let b = body(text);
+        let scorer = Scorer::compile(&ScoringConfig::default()).unwrap();
+        let s = scorer.score(&ChatRequest::parse(b.as_bytes()).unwrap());
+        (b, s)
+    }
+
+    #[test]
+    fn encode_decode_round_trips() {
+        let m = toy_model(10);
+        let blob = m.encode();
+        assert_eq!(Model::decode(&blob).unwrap(), m);
+    }
+
+    #[test]
+    fn decode_rejects_every_truncation_and_flipped_byte() {
+        let blob = toy_model(8).encode();
+        for n in 0..blob.len() {
+            assert!(Model::decode(&blob[..n]).is_err(), "truncated to {n}");
+        }
+        for i in (0..blob.len()).step_by(7) {
+            let mut bad = blob.clone();
+            bad[i] ^= 0x5a;
+            assert!(Model::decode(&bad).is_err(), "byte {i} flipped");
+        }
+        let mut longer = blob.clone();
+        longer.push(0);
+        assert!(Model::decode(&longer).is_err());
+        assert_eq!(Model::decode(b"nope").unwrap_err(), DecodeError::Truncated);
+    }
+
+    #[test]
+    fn decode_rejects_a_valid_checksum_over_bad_contents() {
+        // Re-seal a blob whose bits field is out of range: the checksum
+        // passes, the validation must not.
+        let mut blob = toy_model(8).encode();
+        blob.truncate(blob.len() - CHECKSUM_BYTES);
+        blob[10] = 40;
+        let sum = fnv64(&blob);
+        blob.extend_from_slice(&sum.to_le_bytes());
+        assert!(matches!(Model::decode(&blob), Err(DecodeError::Invalid(_))));
+    }
+
+    #[test]
+    fn predictions_are_deterministic_and_in_band() {
+        let m = toy_model(12);
+        for text in [
+            "hi",
+            "prove that every planar graph is 5-colourable",
+            &"log line\n".repeat(5000),
+            "请严格证明这个定理",
+        ] {
+            let (b, s) = scored(text);
+            let req = ChatRequest::parse(b.as_bytes()).unwrap();
+            let a = m.predict(&req, &s);
+            assert_eq!(a, m.predict(&req, &s));
+            assert!((MIN_COMPLEXITY..=1.0).contains(&a.complexity));
+            assert_eq!(Tier::of_complexity(a.complexity), a.tier, "{a:?}");
+            assert!((a.tier_probs.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            assert!((a.category_probs.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn quantised_model_agrees_with_its_weights() {
+        let cfg = FeatureConfig {
+            bits: 10,
+            ..FeatureConfig::default()
+        };
+        let mut w = Weights::zeros(&cfg);
+        for (i, v) in w.sparse.iter_mut().enumerate() {
+            *v = ((i * 40_503) % 255) as f32 / 127.0 - 1.0;
+        }
+        let m = Model::quantise(1, cfg, &w).unwrap();
+        let (b, s) = scored("write a lock-free queue in C++ and prove it linearizable");
+        let req = ChatRequest::parse(b.as_bytes()).unwrap();
+        let f = features(&cfg, &req, &s);
+        let exact = w.logits(&f);
+        let (quant, _, _) = m.logits_with(&req, &s, false, |_, _| {});
+        for (a, b) in exact.iter().zip(quant) {
+            assert!((a - b).abs() < 0.05, "{exact:?} vs {quant:?}");
+        }
+    }
+
+    #[test]
+    fn complexity_keeps_the_bands() {
+        for p in [
+            [1.0, 0.0, 0.0],
+            [0.34, 0.33, 0.33],
+            [0.4, 0.0, 0.6],
+            [0.0, 1.0, 0.0],
+            [0.3, 0.4, 0.3],
+            [0.0, 0.0, 1.0],
+            [0.33, 0.33, 0.34],
+        ] {
+            for tier in TIERS {
+                let c = complexity_of(tier, &p);
+                assert_eq!(Tier::of_complexity(c), tier, "{tier:?} {p:?} -> {c}");
+            }
+        }
+        assert!(complexity_of(Tier::Cheap, &[1.0, 0.0, 0.0]) < 0.2);
+    }
+
+    #[test]
+    fn features_read_only_head_and_tail_of_long_texts() {
+        let cfg = FeatureConfig::default();
+        let short = "word ".repeat(10);
+        let long = format!(
+            "{}{}{}",
+            "head ".repeat(400),
+            "middle ".repeat(100_000),
+            "tail ".repeat(200)
+        );
+        let (b1, s1) = scored(&short);
+        let (b2, s2) = scored(&long);
+        let n1 = features(&cfg, &ChatRequest::parse(b1.as_bytes()).unwrap(), &s1)
+            .buckets
+            .len();
+        let n2 = features(&cfg, &ChatRequest::parse(b2.as_bytes()).unwrap(), &s2)
+            .buckets
+            .len();
+        assert!(
+            n1 < n2 && n2 < 4 * (cfg.head_bytes + cfg.tail_bytes) as usize,
+            "{n1} {n2}"
+        );
+    }
+
+    #[test]
+    fn windows_cut_at_char_boundaries() {
+        let text = "é".repeat(1000);
+        for (h, t) in [(1, 1), (3, 5), (999, 999), (0, 0), (usize::MAX, 0)] {
+            let total: usize = windows(&text, h, t).map(str::len).sum();
+            assert!(total <= text.len());
+        }
+    }
+
+    #[test]
+    fn explain_names_the_words_it_read() {
+        let m = toy_model(10);
+        let (b, s) = scored("prove the lemma by induction");
+        let req = ChatRequest::parse(b.as_bytes()).unwrap();
+        let (p, top) = m.explain(&req, &s, 200);
+        assert_eq!(p, m.predict(&req, &s));
+        let names: Vec<&str> = top.iter().map(|c| c.feature.as_str()).collect();
+        assert!(names.contains(&"induction"), "{names:?}");
+        assert!(names.contains(&"by induction"), "{names:?}");
+        assert!(names.iter().any(|n| n.starts_with("signal.")), "{names:?}");
+    }
+
+    #[test]
+    fn cjk_characters_are_words() {
+        let cfg = FeatureConfig::default();
+        let (b, s) = scored("证明");
+        let f = features(&cfg, &ChatRequest::parse(b.as_bytes()).unwrap(), &s);
+        // two words, one bigram, no trigram of two characters.
+        assert_eq!(f.buckets.len(), 3);
+    }
+
+    #[test]
+    fn the_bundled_model_decodes_and_sorts_the_obvious_cases() {
+        let m = bundled().unwrap();
+        assert_eq!(Model::decode(&m.encode()).unwrap(), m);
+        let scorer = Scorer::compile(&ScoringConfig::default()).unwrap();
+        let predict = |text: &str| {
+            let b = body(text);
+            let req = ChatRequest::parse(b.as_bytes()).unwrap();
+            m.predict(&req, &scorer.score(&req))
+        };
+        let hi = predict("hello! how are you?");
+        assert_eq!(
+            (hi.tier, hi.category),
+            (Tier::Cheap, Category::Chat),
+            "{hi:?}"
+        );
+        let hard = predict(
+            "Is this lock-free stack linearizable under the C++ memory model? Give an interleaving that breaks it or prove it correct.",
+        );
+        assert_eq!(hard.tier, Tier::Frontier, "{hard:?}");
+    }
+
+    #[test]
+    fn categories_and_tiers_round_trip_their_names() {
+        for c in CATEGORIES {
+            assert_eq!(Category::from_name(c.name()), Some(c));
+        }
+        assert_eq!(Tier::of_band("complex"), Some(Tier::Frontier));
+        assert_eq!(Tier::of_band("x"), None);
+    }
+}

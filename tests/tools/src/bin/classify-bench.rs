@@ -1,0 +1,88 @@
+//! `classify-bench`: how long the trained classifier (`aipipe_core::classify`)
+//! takes per request natively, next to the heuristic score it builds on, for
+//! 1 KB and 16 KB chat bodies; and how long the model blob takes to decode.
+//! Prints numbers only (no assertions): build with `--release`.
+//!
+//! `cargo run --release -p aipipe-tools --bin classify-bench`
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use aipipe_core::classify;
+use aipipe_core::request::ChatRequest;
+use aipipe_core::score::{Scorer, ScoringConfig};
+
+fn body(bytes: usize) -> String {
+    let para = "Here is the incident log from last night; the checkout service timed out \
+                while the payment provider answered slowly, and retries piled up. ";
+    let mut text =
+        String::from("Can you find out why the p99 latency went up and what we should change? ");
+    while text.len() < bytes.saturating_sub(120) {
+        text.push_str(para);
+    }
+    text.push_str(" Please answer with the root cause first.");
+    serde_json::json!({"model": "auto", "messages": [
+        {"role": "system", "content": "You are a senior SRE."},
+        {"role": "user", "content": text}]})
+    .to_string()
+}
+
+/// Median of `rounds` rounds of `iters` calls, in µs per call.
+fn time(rounds: usize, iters: usize, mut f: impl FnMut()) -> f64 {
+    let mut per: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            t.elapsed().as_secs_f64() * 1e6 / iters as f64
+        })
+        .collect();
+    per.sort_by(f64::total_cmp);
+    per.get(per.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn main() {
+    let model = match classify::bundled() {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("classify-bench: {e}");
+            std::process::exit(1);
+        }
+    };
+    let Ok(scorer) = Scorer::compile(&ScoringConfig::default()) else {
+        eprintln!("classify-bench: default scoring config does not compile");
+        std::process::exit(1);
+    };
+    println!(
+        "model: {} bytes, 2^{} buckets, version {:08x}",
+        classify::BUNDLED.len(),
+        model.config.bits,
+        model.version
+    );
+    let decode = time(9, 200, || {
+        black_box(classify::Model::decode(black_box(classify::BUNDLED)).ok());
+    });
+    println!("decode: {decode:.1} µs");
+    for size in [1024usize, 16 * 1024] {
+        let b = body(size);
+        let Ok(req) = ChatRequest::parse(b.as_bytes()) else {
+            continue;
+        };
+        let score = scorer.score(&req);
+        let parse = time(9, 2000, || {
+            black_box(ChatRequest::parse(black_box(b.as_bytes())).ok());
+        });
+        let heuristic = time(9, 2000, || {
+            black_box(scorer.score(black_box(&req)));
+        });
+        let classify = time(9, 2000, || {
+            black_box(model.predict(black_box(&req), black_box(&score)));
+        });
+        println!(
+            "body {:>6} bytes: parse {parse:.2} µs, heuristic score {heuristic:.2} µs, classifier {classify:.2} µs (score + classifier {:.2} µs)",
+            b.len(),
+            heuristic + classify
+        );
+    }
+}

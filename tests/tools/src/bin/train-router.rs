@@ -1,0 +1,545 @@
+//! `train-router`: fits the request classifier of `aipipe_core::classify` on
+//! the corpus in `tests/fixtures/routing/` (labels: RUBRIC.md there) and
+//! writes its weights to `filter/core/data/router-model.bin`.
+//!
+//! Deterministic: files and rows are read in a fixed order, examples are
+//! shuffled by a seeded generator and nothing runs in parallel, so the same
+//! corpus gives the same bytes. Hyperparameters (hash bits, L2, epochs) are
+//! chosen on the validation split; the tier decision offsets (which trade
+//! under-routing against accuracy) and the softmax temperatures are fitted
+//! on validation too. Test is never used to choose anything; it is printed
+//! once at the end. Also reports 5-fold cross-validation over train and
+//! validation, folds by stem (`group`).
+//!
+//! `cargo run --release -p aipipe-tools --bin train-router [-- --out PATH]`
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::time::Instant;
+
+use aipipe_core::classify::{
+    self, CATEGORIES, Category, DENSE, FeatureConfig, Model, OUTPUTS, TIERS, Tier, Weights,
+};
+use aipipe_core::request::ChatRequest;
+use aipipe_core::score::{Scorer, ScoringConfig};
+
+const SEED: u64 = 14;
+const N_TIERS: usize = TIERS.len();
+/// Features are extracted once at the widest hash and masked down per trial.
+const MAX_BITS: u8 = 16;
+
+struct Row {
+    split: String,
+    group: String,
+    tier: Tier,
+    category: Category,
+    /// Sparse features at MAX_BITS, merged: (bucket, count).
+    sparse: Vec<(u32, f32)>,
+    n: usize,
+    dense: [f32; DENSE],
+}
+
+fn fnv64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The split of a row: its own `split` field (written by the generator from
+/// a hash of its stem), else 70/15/15 by a hash of its id.
+fn split_of(v: &serde_json::Value) -> String {
+    if let Some(s) = v["split"].as_str() {
+        return s.to_owned();
+    }
+    let r = fnv64(v["id"].as_str().unwrap_or("").as_bytes()) % 100;
+    (if r < 70 {
+        "train"
+    } else if r < 85 {
+        "validation"
+    } else {
+        "test"
+    })
+    .to_owned()
+}
+
+fn load(cfg: &FeatureConfig) -> Result<(Vec<Row>, u64), String> {
+    let dir = aipipe_tests::repo_root().join("tests/fixtures/routing");
+    let scorer = Scorer::compile(&ScoringConfig::default())?;
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    let mut rows = Vec::new();
+    let mut digest = 0u64;
+    for path in files {
+        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        digest ^= fnv64(text.as_bytes()).rotate_left(rows.len() as u32 % 64);
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let at = format!("{}:{}", path.display(), i + 1);
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| format!("{at}: {e}"))?;
+            let tier =
+                Tier::of_band(v["band"].as_str().unwrap_or("")).ok_or(format!("{at}: band"))?;
+            let category = Category::from_name(v["category"].as_str().unwrap_or(""))
+                .ok_or(format!("{at}: category"))?;
+            let body = v["request"].to_string();
+            let req = ChatRequest::parse(body.as_bytes()).map_err(|e| format!("{at}: {}", e.0))?;
+            let score = scorer.score(&req);
+            let f = classify::features(cfg, &req, &score);
+            let mut counts: BTreeMap<u32, f32> = BTreeMap::new();
+            for b in &f.buckets {
+                *counts.entry(*b).or_default() += 1.0;
+            }
+            rows.push(Row {
+                split: split_of(&v),
+                group: v["group"]
+                    .as_str()
+                    .or(v["id"].as_str())
+                    .unwrap_or("")
+                    .to_owned(),
+                tier,
+                category,
+                sparse: counts.into_iter().collect(),
+                n: f.buckets.len(),
+                dense: f.dense,
+            });
+        }
+    }
+    Ok((rows, digest))
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Hyper {
+    bits: u8,
+    l2: f32,
+    epochs: usize,
+    lr: f32,
+}
+
+/// xorshift64*: the seeded shuffle.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn shuffle<T>(&mut self, xs: &mut [T]) {
+        for i in (1..xs.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            xs.swap(i, j);
+        }
+    }
+}
+
+fn masked(row: &Row, bits: u8) -> classify::Features {
+    let mask = (1u32 << bits) - 1;
+    let mut buckets = Vec::with_capacity(row.n);
+    for &(b, c) in &row.sparse {
+        for _ in 0..c as usize {
+            buckets.push(b & mask);
+        }
+    }
+    classify::Features {
+        buckets,
+        dense: row.dense,
+    }
+}
+
+fn softmax(xs: &[f32]) -> Vec<f32> {
+    let m = xs.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let e: Vec<f32> = xs.iter().map(|x| (x - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.into_iter().map(|x| x / s).collect()
+}
+
+/// Multinomial logistic regression, both heads at once, AdaGrad with L2 on
+/// the weights each example touches.
+fn train(rows: &[&Row], h: Hyper) -> Weights {
+    let cfg = FeatureConfig {
+        bits: h.bits,
+        ..FeatureConfig::default()
+    };
+    let mut w = Weights::zeros(&cfg);
+    let mut g2_sparse = vec![1e-6f32; w.sparse.len()];
+    let mut g2_dense = vec![1e-6f32; w.dense.len()];
+    let mut g2_bias = [1e-6f32; OUTPUTS];
+    let mask = (1u32 << h.bits) - 1;
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    let mut rng = Rng(SEED ^ 0x9e37_79b9_7f4a_7c15);
+    for _ in 0..h.epochs {
+        rng.shuffle(&mut order);
+        for &i in &order {
+            let r = rows[i];
+            let scale = 1.0 / (r.n.max(1) as f32).sqrt();
+            let sparse: Vec<(usize, f32)> = {
+                let mut m: BTreeMap<u32, f32> = BTreeMap::new();
+                for &(b, c) in &r.sparse {
+                    *m.entry(b & mask).or_default() += c * scale;
+                }
+                m.into_iter().map(|(b, x)| (b as usize, x)).collect()
+            };
+            let f = classify::Features {
+                buckets: Vec::new(),
+                dense: r.dense,
+            };
+            let mut logits = w.bias;
+            for &(b, x) in &sparse {
+                for (o, wv) in logits
+                    .iter_mut()
+                    .zip(&w.sparse[b * OUTPUTS..(b + 1) * OUTPUTS])
+                {
+                    *o += x * wv;
+                }
+            }
+            for (x, row) in f.dense.iter().zip(w.dense.chunks_exact(OUTPUTS)) {
+                for (o, wv) in logits.iter_mut().zip(row) {
+                    *o += x * wv;
+                }
+            }
+            let pt = softmax(&logits[..N_TIERS]);
+            let pc = softmax(&logits[N_TIERS..]);
+            let mut grad = [0f32; OUTPUTS];
+            for k in 0..N_TIERS {
+                grad[k] = pt[k] - f32::from(u8::from(k == r.tier.index()));
+            }
+            for k in 0..CATEGORIES.len() {
+                grad[N_TIERS + k] = pc[k] - f32::from(u8::from(k == r.category.index()));
+            }
+            let step = |wv: &mut f32, acc: &mut f32, g: f32| {
+                let g = g + h.l2 * *wv;
+                *acc += g * g;
+                *wv -= h.lr * g / acc.sqrt();
+            };
+            for k in 0..OUTPUTS {
+                step(&mut w.bias[k], &mut g2_bias[k], grad[k]);
+            }
+            for &(b, x) in &sparse {
+                for (k, g) in grad.iter().enumerate() {
+                    let j = b * OUTPUTS + k;
+                    step(&mut w.sparse[j], &mut g2_sparse[j], g * x);
+                }
+            }
+            for (d, x) in r.dense.iter().enumerate() {
+                if *x == 0.0 {
+                    continue;
+                }
+                for (k, g) in grad.iter().enumerate() {
+                    let j = d * OUTPUTS + k;
+                    step(&mut w.dense[j], &mut g2_dense[j], g * x);
+                }
+            }
+        }
+    }
+    w
+}
+
+#[derive(Default, Clone, Copy)]
+struct Metrics {
+    n: usize,
+    tier_ok: usize,
+    cat_ok: usize,
+    frontier: usize,
+    under: usize,
+    cheap: usize,
+    over: usize,
+}
+
+impl Metrics {
+    fn add(&mut self, want: Tier, got: Tier, want_c: Category, got_c: Category) {
+        self.n += 1;
+        self.tier_ok += usize::from(want == got);
+        self.cat_ok += usize::from(want_c == got_c);
+        if want == Tier::Frontier {
+            self.frontier += 1;
+            self.under += usize::from(got == Tier::Cheap);
+        }
+        if want == Tier::Cheap {
+            self.cheap += 1;
+            self.over += usize::from(got == Tier::Frontier);
+        }
+    }
+    fn r(a: usize, b: usize) -> f64 {
+        if b == 0 { 0.0 } else { a as f64 / b as f64 }
+    }
+    fn tier(&self) -> f64 {
+        Self::r(self.tier_ok, self.n)
+    }
+    fn cat(&self) -> f64 {
+        Self::r(self.cat_ok, self.n)
+    }
+    fn under(&self) -> f64 {
+        Self::r(self.under, self.frontier)
+    }
+    fn over(&self) -> f64 {
+        Self::r(self.over, self.cheap)
+    }
+    /// What hyperparameters and offsets are chosen by (validation only).
+    fn objective(&self) -> f64 {
+        self.tier() + self.cat() - 1.5 * self.under() - 0.25 * self.over()
+    }
+    fn line(&self) -> String {
+        format!(
+            "n={:<5} tier_accuracy={:.3} category_accuracy={:.3} under_routing={:.3} ({}/{}) over_routing={:.3} ({}/{})",
+            self.n,
+            self.tier(),
+            self.cat(),
+            self.under(),
+            self.under,
+            self.frontier,
+            self.over(),
+            self.over,
+            self.cheap
+        )
+    }
+}
+
+/// Logits of each row under `w` (float weights).
+fn all_logits(w: &Weights, rows: &[&Row], bits: u8) -> Vec<[f32; OUTPUTS]> {
+    rows.iter().map(|r| w.logits(&masked(r, bits))).collect()
+}
+
+fn decide(l: &[f32; OUTPUTS], offsets: [f32; 2]) -> (Tier, Category) {
+    let t = [l[0], l[1] + offsets[0], l[2] + offsets[1]];
+    let ti = (0..N_TIERS).fold(0, |b, i| if t[i] > t[b] { i } else { b });
+    let c = &l[N_TIERS..];
+    let ci = (0..c.len()).fold(0, |b, i| if c[i] > c[b] { i } else { b });
+    (TIERS[ti], CATEGORIES[ci])
+}
+
+fn evaluate(logits: &[[f32; OUTPUTS]], rows: &[&Row], offsets: [f32; 2]) -> Metrics {
+    let mut m = Metrics::default();
+    for (l, r) in logits.iter().zip(rows) {
+        let (t, c) = decide(l, offsets);
+        m.add(r.tier, t, r.category, c);
+    }
+    m
+}
+
+/// The tier offsets (mid, frontier) that maximise the objective on `rows`.
+fn fit_offsets(logits: &[[f32; OUTPUTS]], rows: &[&Row]) -> ([f32; 2], Metrics) {
+    let mut best = ([0.0, 0.0], evaluate(logits, rows, [0.0, 0.0]));
+    for mi in -4..=8 {
+        for fi in -4..=8 {
+            let o = [mi as f32 * 0.25, fi as f32 * 0.25];
+            let m = evaluate(logits, rows, o);
+            if m.objective() > best.1.objective() + 1e-9 {
+                best = (o, m);
+            }
+        }
+    }
+    best
+}
+
+/// Temperature of each head minimising validation log-loss (calibration).
+fn fit_temperature(logits: &[[f32; OUTPUTS]], rows: &[&Row], offsets: [f32; 2]) -> [f32; 2] {
+    let nll = |t: f32, head: usize| -> f64 {
+        logits
+            .iter()
+            .zip(rows)
+            .map(|(l, r)| {
+                let (xs, k): (Vec<f32>, usize) = if head == 0 {
+                    (
+                        vec![l[0], l[1] + offsets[0], l[2] + offsets[1]],
+                        r.tier.index(),
+                    )
+                } else {
+                    (l[N_TIERS..].to_vec(), r.category.index())
+                };
+                let p = softmax(&xs.iter().map(|x| x / t).collect::<Vec<_>>());
+                -f64::from(p[k].max(1e-9)).ln()
+            })
+            .sum()
+    };
+    let grid: Vec<f32> = (2..=40).map(|i| i as f32 * 0.1).collect();
+    let pick = |head| {
+        grid.iter()
+            .copied()
+            .fold((1.0, f64::INFINITY), |(bt, bv), t| {
+                let v = nll(t, head);
+                if v < bv { (t, v) } else { (bt, bv) }
+            })
+            .0
+    };
+    [pick(0), pick(1)]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let out = args
+        .iter()
+        .position(|a| a == "--out")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| aipipe_tests::repo_root().join("filter/core/data/router-model.bin"));
+    let t0 = Instant::now();
+    let wide = FeatureConfig {
+        bits: MAX_BITS,
+        ..FeatureConfig::default()
+    };
+    let (rows, digest) = match load(&wide) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("train-router: {e}");
+            std::process::exit(1);
+        }
+    };
+    let of = |s: &str| rows.iter().filter(|r| r.split == s).collect::<Vec<&Row>>();
+    let (tr, va, te) = (of("train"), of("validation"), of("test"));
+    println!(
+        "corpus: {} rows (train {}, validation {}, test {}), features read in {:.2}s",
+        rows.len(),
+        tr.len(),
+        va.len(),
+        te.len(),
+        t0.elapsed().as_secs_f64()
+    );
+
+    // Hyperparameters, tier offsets and temperatures are chosen on
+    // out-of-fold predictions over train + validation (5 folds by stem):
+    // every choice sees ~4,900 rows of ~520 stems instead of validation's
+    // ~80 stems, which moved the offsets too much to transfer.
+    let pool: Vec<&Row> = tr.iter().chain(&va).copied().collect();
+    let fold_of = |r: &Row| fnv64(r.group.as_bytes()).rotate_left(17) % 5;
+    let out_of_fold = |h: Hyper| -> (Vec<[f32; OUTPUTS]>, Vec<Metrics>) {
+        let mut logits = vec![[0f32; OUTPUTS]; pool.len()];
+        let mut per_fold = Vec::new();
+        for k in 0..5u64 {
+            let fit: Vec<&Row> = pool.iter().filter(|r| fold_of(r) != k).copied().collect();
+            let w = train(&fit, h);
+            let mut m = Metrics::default();
+            for (i, r) in pool.iter().enumerate().filter(|(_, r)| fold_of(r) == k) {
+                logits[i] = w.logits(&masked(r, h.bits));
+                let (t, c) = decide(&logits[i], [0.0, 0.0]);
+                m.add(r.tier, t, r.category, c);
+            }
+            per_fold.push(m);
+        }
+        (logits, per_fold)
+    };
+    /// Settings, tier offsets, out-of-fold metrics and logits.
+    type Trial = (Hyper, [f32; 2], Metrics, Vec<[f32; OUTPUTS]>);
+    let mut best: Option<Trial> = None;
+    println!(
+        "\nhyperparameters (5-fold CV by stem over train + validation; objective = tier + category - 1.5 under - 0.25 over):"
+    );
+    for bits in [13u8, 14] {
+        for l2 in [3e-5f32, 1e-4, 3e-4] {
+            for epochs in [6usize, 10] {
+                let h = Hyper {
+                    bits,
+                    l2,
+                    epochs,
+                    lr: 0.3,
+                };
+                let (oof, _) = out_of_fold(h);
+                let (off, m) = fit_offsets(&oof, &pool);
+                println!(
+                    "  bits={bits:<2} l2={l2:<6} epochs={epochs:<2} offsets=({:+.2},{:+.2})  {}  objective={:.3}",
+                    off[0],
+                    off[1],
+                    m.line(),
+                    m.objective()
+                );
+                // Ties (within 0.005) go to the smaller, simpler model.
+                if best
+                    .as_ref()
+                    .is_none_or(|b| m.objective() > b.2.objective() + 0.005)
+                {
+                    best = Some((h, off, m, oof));
+                }
+            }
+        }
+    }
+    let Some((h, offsets, cv, oof)) = best else {
+        eprintln!("train-router: no hyperparameters tried");
+        std::process::exit(1);
+    };
+    println!(
+        "chosen: {h:?} offsets={offsets:?}\nout-of-fold, with offsets: {}",
+        cv.line()
+    );
+    let (_, folds) = out_of_fold(h);
+    let folds: Vec<Metrics> = {
+        // Per-fold metrics with the chosen offsets.
+        let mut per = vec![Metrics::default(); 5];
+        for (l, r) in oof.iter().zip(&pool) {
+            let (t, c) = decide(l, offsets);
+            per[fold_of(r) as usize].add(r.tier, t, r.category, c);
+        }
+        let _ = folds;
+        per
+    };
+    for (k, m) in folds.iter().enumerate() {
+        println!("  fold {k}: {}", m.line());
+    }
+    let stat = |f: &dyn Fn(&Metrics) -> f64| {
+        let xs: Vec<f64> = folds.iter().map(f).collect();
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64).sqrt();
+        format!("{mean:.3} ± {sd:.3}")
+    };
+    println!(
+        "5-fold CV (by stem): tier_accuracy {}  category_accuracy {}  under_routing {}  over_routing {}",
+        stat(&Metrics::tier),
+        stat(&Metrics::cat),
+        stat(&Metrics::under),
+        stat(&Metrics::over)
+    );
+
+    // The model: trained on train + validation with the chosen settings.
+    let mut w = train(&pool, h);
+    w.temperature = fit_temperature(&oof, &pool, offsets);
+    let vm = evaluate(&all_logits(&w, &va, h.bits), &va, offsets);
+    println!(
+        "validation (seen in training now, for reference): {}",
+        vm.line()
+    );
+    w.bias[1] += offsets[0];
+    w.bias[2] += offsets[1];
+    // The model: trained on train, offsets and temperatures from validation.
+    let cfg = FeatureConfig {
+        bits: h.bits,
+        ..FeatureConfig::default()
+    };
+    let version = (fnv64(format!("{digest:x}{h:?}{offsets:?}").as_bytes()) >> 32) as u32;
+    let model = match Model::quantise(version, cfg, &w) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("train-router: {e}");
+            std::process::exit(1);
+        }
+    };
+    let blob = model.encode();
+    if let Some(dir) = out.parent() {
+        let _ = fs::create_dir_all(dir);
+    }
+    if let Err(e) = fs::write(&out, &blob) {
+        eprintln!("train-router: {}: {e}", out.display());
+        std::process::exit(1);
+    }
+    println!(
+        "\nwrote {} ({} bytes, version {version:08x}, temperatures {:?}) in {:.1}s total",
+        out.display(),
+        blob.len(),
+        w.temperature,
+        t0.elapsed().as_secs_f64()
+    );
+
+    // Test, read once; never used above. make routing-report scores the
+    // shipped (quantised) blob from the requests themselves.
+    let mut tm = Metrics::default();
+    for r in &te {
+        let (t, c) = decide(&w.logits(&masked(r, h.bits)), [0.0, 0.0]);
+        tm.add(r.tier, t, r.category, c);
+    }
+    println!("test (read once): {}", tm.line());
+}
