@@ -1,45 +1,64 @@
 //! Usage ingestion, the one path by which a filter's records reach the
-//! store: a batch is validated, then in ONE write transaction its records
-//! are inserted (the record id is the idempotency key: the insert decides
-//! which are new), and only the new ones add to the running totals and move
-//! their models' penalties (the filter's rules, `crate::penalty`). The ack
-//! is sent only after that transaction's commit, so it means durable.
+//! store: each record is validated (the core's `validate` rules; a record
+//! for a tenant that never existed is refused too), then in ONE write
+//! transaction the valid ones are inserted (the record id is the idempotency
+//! key: the insert decides which are new), and only the new ones add to the
+//! running totals and move their models' penalties (the filter's rules,
+//! `crate::penalty`). The ack is sent only after that transaction's commit,
+//! so it means durable. Refused records are counted, never stored, and never
+//! refuse the batch: a filter would otherwise retry a poisoned batch forever
+//! and every record behind it would wait.
 
 use std::collections::HashMap;
 
 use aipipe_core::usage::{UsageAck, UsageBatch, UsageRecord};
+use aipipe_core::validate;
 
 use crate::db::{Db, now_ms};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::penalty::{self, Event, Outcome};
 use crate::stats::Sums;
 
-/// A batch whose every record can be stored: each has an id.
+/// A batch split into the records that can be stored and how many could
+/// not.
 #[derive(Debug, Clone)]
-pub struct Batch(Vec<UsageRecord>);
+pub struct Batch {
+    records: Vec<UsageRecord>,
+    refused: u64,
+}
 
 impl Batch {
-    pub fn new(records: Vec<UsageRecord>) -> Result<Self> {
-        if let Some(i) = records.iter().position(|r| r.id.is_empty()) {
-            return Err(Error::BadRequest(format!(
-                "records[{i}].id: must not be empty (it is the idempotency key)"
-            )));
-        }
-        Ok(Self(records))
+    pub fn new(records: Vec<UsageRecord>) -> Self {
+        let total = records.len();
+        let records: Vec<UsageRecord> = records
+            .into_iter()
+            .enumerate()
+            .filter(
+                |(i, r)| match validate::usage_record(&format!("records[{i}]"), r) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!("usage record refused: {e}");
+                        false
+                    }
+                },
+            )
+            .map(|(_, r)| r)
+            .collect();
+        let refused = (total - records.len()) as u64;
+        Self { records, refused }
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.records.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.records.is_empty()
     }
 }
 
-impl TryFrom<UsageBatch> for Batch {
-    type Error = Error;
-    fn try_from(batch: UsageBatch) -> Result<Self> {
+impl From<UsageBatch> for Batch {
+    fn from(batch: UsageBatch) -> Self {
         Self::new(batch.records)
     }
 }
@@ -89,9 +108,32 @@ impl<'a> Effects<'a> {
 /// were new, how many duplicates) once it is committed. The table version
 /// is bumped when a penalty changed meaningfully.
 pub async fn ingest(db: &Db, batch: Batch) -> Result<UsageAck> {
-    let Batch(records) = batch;
+    let Batch {
+        mut records,
+        mut refused,
+    } = batch;
     db.write_penalties(move |tx| {
         let now = now_ms();
+        let mut known: HashMap<String, bool> = HashMap::new();
+        let before = records.len();
+        let mut keep = Vec::with_capacity(before);
+        for r in records.drain(..) {
+            let ok = match known.get(&r.tenant) {
+                Some(&ok) => ok,
+                None => {
+                    let ok = tx.tenant_known(&r.tenant)?;
+                    known.insert(r.tenant.clone(), ok);
+                    ok
+                }
+            };
+            if ok {
+                keep.push(r);
+            } else {
+                tracing::warn!(record = %r.id, "usage record refused: its tenant never existed");
+            }
+        }
+        refused += (before - keep.len()) as u64;
+        let records = keep;
         let fresh = tx.insert_usage(&records)?;
         let effects = Effects::of(&fresh);
         for ((tenant, provider, model), sums) in &effects.totals {
@@ -109,6 +151,7 @@ pub async fn ingest(db: &Db, batch: Batch) -> Result<UsageAck> {
             UsageAck {
                 accepted,
                 duplicates: records.len() as u64 - accepted,
+                refused,
             },
             due,
         ))
@@ -146,10 +189,11 @@ mod tests {
     }
 
     #[test]
-    fn a_record_without_an_id_refuses_the_batch() {
-        let e = Batch::new(vec![record("a", "m", 200), record("", "m", 200)]).unwrap_err();
-        assert!(e.to_string().contains("records[1].id"), "{e}");
-        assert_eq!(Batch::new(vec![record("a", "m", 200)]).unwrap().len(), 1);
+    fn impossible_records_are_refused_one_by_one() {
+        let mut huge = record("b", "m", 200);
+        huge.prompt_tokens = i64::MAX as u64;
+        let b = Batch::new(vec![record("a", "m", 200), record("", "m", 200), huge]);
+        assert_eq!((b.len(), b.refused), (1, 2));
     }
 
     #[test]

@@ -128,17 +128,16 @@ async fn table(State(state): State<AppState>, headers: HeaderMap) -> Result<Resp
 }
 
 async fn usage(State(state): State<AppState>, body: Bytes) -> Result<Json<UsageAck>> {
-    let batch = serde_json::from_slice::<UsageBatch>(&body)
-        .map_err(|e| Error::BadRequest(format!("not a usage batch: {e}")))
-        .and_then(ingest::Batch::try_from);
-    let batch = match batch {
-        Ok(b) => b,
+    let batch = match serde_json::from_slice::<UsageBatch>(&body) {
+        Ok(b) => ingest::Batch::from(b),
         Err(e) => {
             state.counters.ingest_rejected();
-            return Err(e);
+            return Err(Error::BadRequest(format!("not a usage batch: {e}")));
         }
     };
     let ack = ingest::ingest(&state.db, batch).await?;
-    state.counters.ingested(ack.accepted, ack.duplicates);
+    state
+        .counters
+        .ingested(ack.accepted, ack.duplicates, ack.refused);
     Ok(Json(ack))
 }

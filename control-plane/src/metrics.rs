@@ -34,6 +34,7 @@ const ACCEPTED: Outcome = Outcome { result: "accepted" };
 const DUPLICATE: Outcome = Outcome {
     result: "duplicate",
 };
+const REFUSED: Outcome = Outcome { result: "refused" };
 
 /// The control plane's own counters, shared by every request.
 #[derive(Debug)]
@@ -60,11 +61,11 @@ impl Default for Counters {
         // Every series exists from the start, at 0, so rates never begin
         // with a gap.
         for (family, outcomes) in [
-            (&c.ingest_records, [ACCEPTED, DUPLICATE]),
-            (&c.table_requests, [FULL, NOT_MODIFIED]),
+            (&c.ingest_records, &[ACCEPTED, DUPLICATE, REFUSED][..]),
+            (&c.table_requests, &[FULL, NOT_MODIFIED][..]),
         ] {
             for o in outcomes {
-                drop(family.get_or_create(&o));
+                drop(family.get_or_create(o));
             }
         }
         c
@@ -88,8 +89,8 @@ impl Counters {
         self.delta_bytes.inc_by(bytes as u64);
     }
 
-    /// A usage batch committed, with its new and duplicate records.
-    pub fn ingested(&self, accepted: u64, duplicates: u64) {
+    /// A usage batch committed, with its new, duplicate and refused records.
+    pub fn ingested(&self, accepted: u64, duplicates: u64, refused: u64) {
         self.ingest_batches.inc();
         self.ingest_records
             .get_or_create(&ACCEPTED)
@@ -97,6 +98,7 @@ impl Counters {
         self.ingest_records
             .get_or_create(&DUPLICATE)
             .inc_by(duplicates);
+        self.ingest_records.get_or_create(&REFUSED).inc_by(refused);
     }
 
     /// A usage batch refused as malformed.
@@ -388,7 +390,7 @@ mod tests {
     #[test]
     fn process_counters_start_at_zero_for_every_outcome() {
         let c = Counters::default();
-        c.ingested(3, 1);
+        c.ingested(3, 1, 0);
         c.table_not_modified();
         let mut registry = Registry::default();
         registry.register(
@@ -406,6 +408,7 @@ mod tests {
         for line in [
             "aipipe_cp_ingest_records_total{result=\"accepted\"} 3\n",
             "aipipe_cp_ingest_records_total{result=\"duplicate\"} 1\n",
+            "aipipe_cp_ingest_records_total{result=\"refused\"} 0\n",
             "aipipe_cp_table_requests_total{result=\"full\"} 0\n",
             "aipipe_cp_table_requests_total{result=\"not_modified\"} 1\n",
         ] {

@@ -709,8 +709,50 @@ async fn usage_batches_that_are_not_json_or_not_batches_are_400() {
         );
         assert_error_shape(&json_of(&b), "bad_request");
     }
-    let (s, _) = h.ingest(&[record("", "acme", "m", 200, 1.0, 1)]).await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+/// Records that cannot be stored are refused one by one and counted; the
+/// batch is acknowledged, so a filter never retries it forever.
+#[tokio::test]
+async fn impossible_records_and_unknown_tenants_are_refused_counted_and_never_stored() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    h.create_tenant("gone").await;
+    assert_eq!(
+        h.admin(Method::DELETE, "/admin/tenants/gone", None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let mut huge = record("huge", "acme", "gpt-4o-mini", 200, 1.0, 1);
+    huge.prompt_tokens = i64::MAX as u64;
+    let mut costly = record("costly", "acme", "gpt-4o-mini", 200, 1.0, 1);
+    costly.cost_nusd = u64::MAX;
+    let mut nan = record("nan", "acme", "gpt-4o-mini", 200, 1.0, 1);
+    nan.latency_ms = -5.0;
+    let (s, ack) = h
+        .ingest(&[
+            record("ok", "acme", "gpt-4o-mini", 200, 1.0, 1),
+            record("", "acme", "gpt-4o-mini", 200, 1.0, 1),
+            huge,
+            costly,
+            nan,
+            record("stranger", "nobody", "gpt-4o-mini", 200, 1.0, 1),
+            // A tenant deleted a moment ago: its last usage is still accounted.
+            record("late", "gone", "gpt-4o-mini", 200, 1.0, 1),
+        ])
+        .await;
+    assert_eq!(s, StatusCode::OK, "{ack}");
+    assert_eq!(ack, json!({"accepted": 2, "duplicates": 0, "refused": 5}));
+    let stored: i64 = h
+        .raw_db()
+        .query_row("SELECT COUNT(*) FROM usage", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 2);
+    let (s, _, text) = h.admin(Method::GET, "/metrics", None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        text.contains("aipipe_cp_ingest_records_total{result=\"refused\"} 5"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -1053,7 +1095,7 @@ async fn openapi_lists_every_route() {
     for (method, path) in aipipe_control_plane::openapi::ROUTES {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }
-    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 20);
+    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 21);
 }
 
 #[tokio::test]
@@ -1240,6 +1282,7 @@ async fn failures_raise_a_penalty_that_the_polled_table_carries() {
 #[tokio::test]
 async fn many_failures_cap_and_healthy_traffic_never_bumps_the_version() {
     let h = harness_with_decay(HOUR_MS);
+    h.create_tenant("acme").await;
     let (t0, _) = h.table().await;
     let healthy: Vec<UsageRecord> = (0..50)
         .map(|i| record(&format!("ok{i}"), "acme", "gpt-4o-mini", 200, 1.0, now_ms()))
@@ -1271,6 +1314,7 @@ async fn many_failures_cap_and_healthy_traffic_never_bumps_the_version() {
 async fn time_decay_alone_republishes_the_table() {
     // Penalties halve every 200 ms here.
     let h = harness_with_decay(200);
+    h.create_tenant("acme").await;
     let (t0, _) = h.table().await;
     h.ingest(&[record("f1", "acme", "gpt-4o-mini", 500, 1.0, now_ms())])
         .await;
@@ -1317,6 +1361,7 @@ async fn time_decay_alone_republishes_the_table() {
 #[tokio::test]
 async fn reset_zeroes_penalties_and_bumps_the_epoch() {
     let h = harness_with_decay(HOUR_MS);
+    h.create_tenant("acme").await;
     h.ingest(&[
         record("a", "acme", "gpt-4o-mini", 500, 1.0, now_ms()),
         record("b", "acme", "gpt-4o", 500, 1.0, now_ms()),
@@ -1830,4 +1875,88 @@ async fn a_bulk_import_writes_valid_lines_and_reports_each_refused_one_without_i
     let b = table.tenants.iter().find(|t| t.id == "imp-b").unwrap();
     assert!(b.disabled);
     assert_eq!(b.virtual_key_hashes.len(), 2);
+}
+
+/// Catalog input is validated by the core's rules before anything is
+/// written; nothing it refuses can reach a header, the table or the totals.
+#[tokio::test]
+async fn model_ids_prices_and_caps_that_could_do_harm_are_refused_and_models_can_be_removed() {
+    let h = harness();
+    let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
+    let base: Value = v["models"][0].clone();
+    let before = h.state.db.revision().await.unwrap();
+    let put = |id: String, patch: Value| {
+        let mut m = base.clone();
+        m["id"] = json!(id);
+        for (k, v) in patch.as_object().unwrap() {
+            m[k] = v.clone();
+        }
+        m
+    };
+    let long = "x".repeat(300);
+    for (path_id, id, patch) in [
+        (
+            "evil%0D%0Ax-injected:%201",
+            "evil\r\nx-injected: 1",
+            json!({}),
+        ),
+        ("auto", "auto", json!({})),
+        ("..%2Fx", "../x", json!({})),
+        (long.as_str(), long.as_str(), json!({})),
+        ("ok-id", "ok-id", json!({"input_per_mtok": 1e308})),
+        ("ok-id", "ok-id", json!({"output_per_mtok": 1e12})),
+        ("ok-id", "ok-id", json!({"max_output_tokens": 0})),
+        ("ok-id", "ok-id", json!({"context_window": 0})),
+    ] {
+        let (s, v, _) = h
+            .admin(
+                Method::PUT,
+                &format!("/admin/models/{path_id}"),
+                Some(put(id.to_owned(), patch.clone())),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{id:?} {patch}: {v}");
+        assert_error_shape(&v, "validation_failed");
+        let field = v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .next()
+            .unwrap();
+        assert!(
+            [
+                "id",
+                "body.input_per_mtok",
+                "body.output_per_mtok",
+                "body.max_output_tokens",
+                "body.context_window"
+            ]
+            .contains(&field),
+            "{v}"
+        );
+    }
+    assert_eq!(
+        h.state.db.revision().await.unwrap(),
+        before,
+        "nothing written"
+    );
+    let (s, _, _) = h.admin(Method::GET, "/metrics", None).await;
+    assert_eq!(s, StatusCode::OK);
+
+    // A valid new model, then removed: each a change every Envoy receives.
+    let (s, v, _) = h
+        .admin(
+            Method::PUT,
+            "/admin/models/ok-id",
+            Some(put("ok-id".into(), json!({}))),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let (s, _, _) = h.admin(Method::DELETE, "/admin/models/ok-id", None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, v, _) = h.admin(Method::DELETE, "/admin/models/ok-id", None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (table, _) = h.table().await;
+    assert!(table.models.iter().all(|m| m.id != "ok-id"));
+    assert_eq!(table.version, before + 2);
 }

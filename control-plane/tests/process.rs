@@ -140,6 +140,16 @@ fn wait_exit(child: &mut Child, patience: Duration) -> std::process::ExitStatus 
     }
 }
 
+/// Usage is accepted only for tenants that exist (or existed).
+fn create_acme(p: &Proc) {
+    let r = agent()
+        .post(format!("http://{}/admin/tenants", p.admin))
+        .header("x-admin-secret", ADMIN)
+        .send_json(serde_json::json!({"id": "acme"}))
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
 fn record(i: u32) -> UsageRecord {
     UsageRecord {
         id: format!("durable-{i}"),
@@ -227,6 +237,7 @@ fn an_acknowledged_batch_survives_kill_9() {
     let db = dir.join("aipipe.db");
     let log = dir.join("stderr.log");
     let mut p = start(with_secrets(command(&db, &log)), &log);
+    create_acme(&p);
     let batch = UsageBatch {
         records: (0..500).map(record).collect(),
     };
@@ -345,6 +356,7 @@ fn penalties_persist_across_kill_9_and_the_decay_interval_is_configurable() {
     let mut cmd = with_secrets(command(&db, &log));
     cmd.env("AIPIPE_PENALTY_DECAY_MS", "3600000");
     let mut p = start(cmd, &log);
+    create_acme(&p);
     let a = agent();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

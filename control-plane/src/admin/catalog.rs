@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::body::JsonBody;
 use crate::error::{Error, Result};
-use crate::openapi::{E400, E401, E422, ModelDoc};
+use crate::openapi::{E400, E401, E404, E422, ModelDoc};
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ModelList {
@@ -50,6 +50,11 @@ pub(crate) async fn put_model(
     Path(id): Path<String>,
     JsonBody(model): JsonBody<Model>,
 ) -> Result<(StatusCode, Json<Model>)> {
+    // The core's rules, naming the body's fields; then the whole catalog
+    // as the filter will compile it.
+    aipipe_core::validate::model_id("id", &id)
+        .and_then(|()| aipipe_core::validate::model("body", &model))
+        .map_err(|e| Error::Invalid(e.0))?;
     if model.id != id {
         return Err(Error::Invalid(format!(
             "id: the body says `{}` but the path says `{id}`",
@@ -63,4 +68,24 @@ pub(crate) async fn put_model(
         StatusCode::OK
     };
     Ok((status, Json(model)))
+}
+
+#[utoipa::path(delete, path = "/admin/models/{id}", summary = "Remove a model from the catalog",
+    params(("id" = String, Path, description = "catalog model id")),
+    responses((status = 204, description = "removed: no request is routed to it from the next change on"),
+        (status = 401, response = E401), (status = 404, response = E404)))]
+pub(crate) async fn delete_model(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    // Nothing names a model yet (policies, pins and aliases will: then
+    // this refuses with 409 while one does).
+    if state.db.delete_model(id.clone()).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(Error::NotFound(format!(
+            "no model `{}` in the catalog",
+            id.escape_debug()
+        )))
+    }
 }

@@ -63,7 +63,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/admin/tenants/{id}/stats", get(usage::stats))
         .route("/admin/models", get(catalog::list_models))
-        .route("/admin/models/{id}", put(catalog::put_model))
+        .route(
+            "/admin/models/{id}",
+            put(catalog::put_model).delete(catalog::delete_model),
+        )
         .route("/admin/penalties", get(penalties::list_penalties))
         .route("/admin/penalties/reset", post(penalties::reset_penalties))
         .route("/admin/route/explain", post(explain::explain))

@@ -50,4 +50,16 @@ impl Db {
         })
         .await
     }
+
+    /// Removes a model from the catalog. False when there was none.
+    pub async fn delete_model(&self, id: String) -> Result<bool> {
+        self.write(move |tx| {
+            let n = tx.execute("DELETE FROM models WHERE id = ?1", [&id])?;
+            if n > 0 {
+                record_change(tx, Change::Global)?;
+            }
+            Ok(n > 0)
+        })
+        .await
+    }
 }

@@ -23,6 +23,18 @@ impl Tx<'_> {
     /// Returns the records that were new. The statements are prepared once
     /// per batch: looking them up per record cost ingest a tenth of its
     /// throughput (`aipipe-cp-bench`).
+    /// Whether a tenant exists or ever existed (its change-log row outlives
+    /// it): usage of a tenant deleted a moment ago is still accounted.
+    pub fn tenant_known(&self, tenant: &str) -> Result<bool> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)
+                OR EXISTS(SELECT 1 FROM changes WHERE kind = 1 AND name = ?1)",
+            )?
+            .query_row([tenant], |r| r.get(0))?)
+    }
+
     pub fn insert_usage<'r>(&self, records: &'r [UsageRecord]) -> Result<Vec<&'r UsageRecord>> {
         let mut insert = self.tx.prepare_cached(
             "INSERT OR IGNORE INTO usage (id, tenant, provider, model, status, prompt_tokens,
@@ -83,22 +95,24 @@ impl Tx<'_> {
         model: &str,
         sums: &Sums,
     ) -> Result<()> {
+        // Saturating: totals must never overflow into a value /metrics cannot
+        // read (an overflowing `+` turns into a REAL in SQLite).
         let mut upsert = self.tx.prepare_cached(
             "INSERT INTO usage_totals (tenant, provider, model, requests, errors, prompt_tokens,
                 completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, unparsed,
                 failed_attempts, cache_hits)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT (tenant, provider, model) DO UPDATE SET
-                requests = requests + excluded.requests,
-                errors = errors + excluded.errors,
-                prompt_tokens = prompt_tokens + excluded.prompt_tokens,
-                completion_tokens = completion_tokens + excluded.completion_tokens,
-                cached_tokens = cached_tokens + excluded.cached_tokens,
-                cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
-                cost_nusd = cost_nusd + excluded.cost_nusd,
-                unparsed = unparsed + excluded.unparsed,
-                failed_attempts = failed_attempts + excluded.failed_attempts,
-                cache_hits = cache_hits + excluded.cache_hits",
+                requests = MIN(requests + excluded.requests, 9223372036854775807),
+                errors = MIN(errors + excluded.errors, 9223372036854775807),
+                prompt_tokens = MIN(prompt_tokens + excluded.prompt_tokens, 9223372036854775807),
+                completion_tokens = MIN(completion_tokens + excluded.completion_tokens, 9223372036854775807),
+                cached_tokens = MIN(cached_tokens + excluded.cached_tokens, 9223372036854775807),
+                cache_write_tokens = MIN(cache_write_tokens + excluded.cache_write_tokens, 9223372036854775807),
+                cost_nusd = MIN(cost_nusd + excluded.cost_nusd, 9223372036854775807),
+                unparsed = MIN(unparsed + excluded.unparsed, 9223372036854775807),
+                failed_attempts = MIN(failed_attempts + excluded.failed_attempts, 9223372036854775807),
+                cache_hits = MIN(cache_hits + excluded.cache_hits, 9223372036854775807)",
         )?;
         upsert.execute(params![
             tenant,

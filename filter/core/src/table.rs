@@ -267,9 +267,10 @@ impl Table {
         let mut model_provider = Vec::with_capacity(raw.models.len());
         for (i, m) in raw.models.iter().enumerate() {
             let at = |field: &str| format!("models[{i}] ({}).{field}", m.id);
-            if m.id.trim().is_empty() {
-                return err(format!("models[{i}].id: must not be empty"));
-            }
+            // The id first: only a valid one is quoted in later messages.
+            crate::validate::model_id(&format!("models[{i}].id"), &m.id)
+                .and_then(|()| crate::validate::model(&format!("models[{i}] ({})", m.id), m))
+                .map_err(|e| TableError(e.0))?;
             let Some(&p) = provider_by_id.get(&m.provider) else {
                 return err(format!(
                     "{}: unknown provider {:?}",
@@ -277,41 +278,6 @@ impl Table {
                     m.provider
                 ));
             };
-            for (field, v) in [
-                ("input_per_mtok", m.input_per_mtok),
-                ("output_per_mtok", m.output_per_mtok),
-                (
-                    "cached_input_per_mtok",
-                    m.cached_input_per_mtok.unwrap_or(0.0),
-                ),
-                (
-                    "cache_write_per_mtok",
-                    m.cache_write_per_mtok.unwrap_or(0.0),
-                ),
-                ("penalty", m.penalty),
-            ] {
-                if !v.is_finite() || v < 0.0 {
-                    return err(format!(
-                        "{}: must be a finite number >= 0, got {v}",
-                        at(field)
-                    ));
-                }
-            }
-            if !(m.quality > 0.0 && m.quality <= 1.0) {
-                return err(format!(
-                    "{}: must be in (0, 1], got {}",
-                    at("quality"),
-                    m.quality
-                ));
-            }
-            if m.context_window == 0 {
-                return err(format!("{}: must be > 0", at("context_window")));
-            }
-            if let Some(l) = m.latency_ms
-                && (!l.is_finite() || l < 0.0)
-            {
-                return err(format!("{}: must be >= 0, got {l}", at("latency_ms")));
-            }
             if model_by_id.insert(m.id.clone(), i).is_some() {
                 return err(format!("models[{i}].id: duplicate model {:?}", m.id));
             }

@@ -83,6 +83,16 @@ pub struct UsageAck {
     pub accepted: u64,
     /// Records already stored before (a retried batch).
     pub duplicates: u64,
+    /// Records refused and not stored (impossible values, a tenant that
+    /// never existed); counted in the control plane's `/metrics`. A batch
+    /// is acknowledged whatever it held, so one bad record never blocks
+    /// the records queued behind it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub refused: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Nano-dollars per token for a price in dollars per million tokens.

@@ -104,6 +104,15 @@ async fn serve(app: axum::Router) -> Result<SocketAddr, BoxError> {
     Ok(addr)
 }
 
+/// `tenant-0` … `tenant-{n-1}`: usage of tenants that never existed is refused.
+async fn create_tenants(db: &Db, n: u64) -> Result<(), BoxError> {
+    for t in 0..n {
+        db.create_tenant(format!("tenant-{t}"), format!("Tenant {t}"))
+            .await?;
+    }
+    Ok(())
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -127,6 +136,7 @@ async fn bench_ingest(rt: &tokio::runtime::Handle) -> Result<f64, BoxError> {
     const CLIENTS: u64 = 4;
     let path = temp_db("ingest")?;
     let db = Db::open(&path)?;
+    create_tenants(&db, 10).await?;
     let addr = rt.spawn(serve(internal_app(state(db)))).await??;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     // Bodies are serialised up front: the client's JSON work is not the server's.
@@ -203,6 +213,7 @@ async fn bench_stats(rt: &tokio::runtime::Handle) -> Result<(), BoxError> {
     const DAYS: u64 = 30;
     let path = temp_db("stats")?;
     let db = Db::open(&path)?;
+    create_tenants(&db, TENANTS).await?;
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let fill = Instant::now();
     let chunk = 10_000;
@@ -215,7 +226,7 @@ async fn bench_stats(rt: &tokio::runtime::Handle) -> Result<(), BoxError> {
                 record(n, n % TENANTS, ts, &mut rng)
             })
             .collect();
-        ingest::ingest(&db, ingest::Batch::new(records)?).await?;
+        ingest::ingest(&db, ingest::Batch::new(records)).await?;
     }
     eprintln!(
         "bench-info: stored {TOTAL} records ({TENANTS} tenants, {DAYS} days) in {:.1}s",

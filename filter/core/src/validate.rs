@@ -1,0 +1,246 @@
+//! The one set of rules for every input that reaches the catalog, the table
+//! or the store (filter/README.md, "Validation"): the control plane's admin
+//! and internal APIs and the table compiler call the same functions, so what
+//! one accepts the others accept. Each refusal names the field and never
+//! quotes a secret.
+
+use crate::catalog::Model;
+use crate::usage::UsageRecord;
+
+/// The most a model may cost, USD per million tokens (input, output, cache
+/// reads or writes). Today's dearest list price is ~$600; above this it is a
+/// typo, and bounded prices keep every sum of costs far from overflow.
+pub const MAX_PRICE_PER_MTOK: f64 = 10_000.0;
+/// The largest context window and output cap a model may claim (tokens).
+pub const MAX_CONTEXT_TOKENS: u64 = 100_000_000;
+/// The most tokens of one kind one usage record may carry.
+pub const MAX_RECORD_TOKENS: u64 = 1_000_000_000;
+/// The most one record may cost, in nano-USD: its tokens at the highest price.
+pub const MAX_RECORD_COST_NUSD: u64 = 4 * MAX_RECORD_TOKENS * 10_000 * 1_000;
+/// The longest a request may plausibly take (ms): a day.
+pub const MAX_LATENCY_MS: f64 = 86_400_000.0;
+/// The longest model id.
+pub const MAX_MODEL_ID: usize = 128;
+
+/// A refusal, naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub String);
+
+impl std::fmt::Display for Invalid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn invalid<T>(field: &str, why: impl std::fmt::Display) -> Result<T, Invalid> {
+    Err(Invalid(format!("{field}: {why}")))
+}
+
+/// A model id: 1-128 bytes of `[A-Za-z0-9._:/-]`, no `..`, not `auto` (the
+/// router's own name). It travels in paths and response headers
+/// (`x-aipipe-model`), so nothing else may be in it.
+pub fn model_id(field: &str, id: &str) -> Result<(), Invalid> {
+    if id.is_empty() || id.len() > MAX_MODEL_ID {
+        return invalid(field, format_args!("must be 1-{MAX_MODEL_ID} bytes"));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'/' | b'-'))
+    {
+        return invalid(
+            field,
+            "may hold only letters, digits and . _ : / - (it is sent in headers and paths)",
+        );
+    }
+    if id.contains("..") {
+        return invalid(field, "must not contain `..`");
+    }
+    if id.eq_ignore_ascii_case("auto") {
+        return invalid(field, "`auto` is the router's own name");
+    }
+    Ok(())
+}
+
+/// A price in USD per million tokens: finite, 0 to [`MAX_PRICE_PER_MTOK`].
+pub fn price(field: &str, v: f64) -> Result<(), Invalid> {
+    if v.is_finite() && (0.0..=MAX_PRICE_PER_MTOK).contains(&v) {
+        Ok(())
+    } else {
+        invalid(
+            field,
+            format_args!(
+                "must be a number from 0 to {MAX_PRICE_PER_MTOK} (USD per million tokens), got {v}"
+            ),
+        )
+    }
+}
+
+/// A token cap (context window, output cap): 1 to [`MAX_CONTEXT_TOKENS`].
+pub fn token_cap(field: &str, v: u64) -> Result<(), Invalid> {
+    if (1..=MAX_CONTEXT_TOKENS).contains(&v) {
+        Ok(())
+    } else {
+        invalid(
+            field,
+            format_args!("must be from 1 to {MAX_CONTEXT_TOKENS}, got {v}"),
+        )
+    }
+}
+
+/// One catalog entry, every field. `at` names it (`models[3] (gpt-4o)`).
+pub fn model(at: &str, m: &Model) -> Result<(), Invalid> {
+    let f = |name: &str| format!("{at}.{name}");
+    model_id(&f("id"), &m.id)?;
+    if let Some(up) = &m.upstream_id {
+        // The provider's own name goes into the request body only, but it
+        // is named in errors and headers too.
+        model_id(&f("upstream_id"), up)?;
+    }
+    for (name, v) in [
+        ("input_per_mtok", Some(m.input_per_mtok)),
+        ("output_per_mtok", Some(m.output_per_mtok)),
+        ("cached_input_per_mtok", m.cached_input_per_mtok),
+        ("cache_write_per_mtok", m.cache_write_per_mtok),
+    ] {
+        if let Some(v) = v {
+            price(&f(name), v)?;
+        }
+    }
+    if !(m.quality > 0.0 && m.quality <= 1.0) {
+        return invalid(
+            &f("quality"),
+            format_args!("must be in (0, 1], got {}", m.quality),
+        );
+    }
+    token_cap(&f("context_window"), m.context_window)?;
+    token_cap(&f("max_output_tokens"), m.max_output_tokens)?;
+    if let Some(l) = m.latency_ms
+        && !(l.is_finite() && (0.0..=MAX_LATENCY_MS).contains(&l))
+    {
+        return invalid(
+            &f("latency_ms"),
+            format_args!("must be from 0 to {MAX_LATENCY_MS}, got {l}"),
+        );
+    }
+    if !(m.penalty.is_finite() && (0.0..=1e6).contains(&m.penalty)) {
+        return invalid(
+            &f("penalty"),
+            format_args!("must be from 0 to 1000000, got {}", m.penalty),
+        );
+    }
+    Ok(())
+}
+
+/// A usage record as the internal API receives it: counts and costs a
+/// request can have, times that are numbers. `at` names it (`records[4]`).
+pub fn usage_record(at: &str, r: &UsageRecord) -> Result<(), Invalid> {
+    let f = |name: &str| format!("{at}.{name}");
+    if r.id.is_empty() || r.id.len() > 128 {
+        return invalid(&f("id"), "must be 1-128 bytes (it is the idempotency key)");
+    }
+    if r.tenant.is_empty() || r.tenant.len() > 64 {
+        return invalid(&f("tenant"), "must be 1-64 bytes");
+    }
+    if r.provider.is_empty() || r.provider.len() > 64 {
+        return invalid(&f("provider"), "must be 1-64 bytes");
+    }
+    if r.model.is_empty() || r.model.len() > 256 {
+        return invalid(&f("model"), "must be 1-256 bytes");
+    }
+    for (name, v) in [
+        ("prompt_tokens", r.prompt_tokens),
+        ("completion_tokens", r.completion_tokens),
+        ("cached_tokens", r.cached_tokens),
+        ("cache_write_tokens", r.cache_write_tokens),
+    ] {
+        if v > MAX_RECORD_TOKENS {
+            return invalid(
+                &f(name),
+                format_args!("must be at most {MAX_RECORD_TOKENS}"),
+            );
+        }
+    }
+    if r.cost_nusd > MAX_RECORD_COST_NUSD {
+        return invalid(
+            &f("cost_nusd"),
+            format_args!("must be at most {MAX_RECORD_COST_NUSD}"),
+        );
+    }
+    for (name, v) in [("latency_ms", Some(r.latency_ms)), ("ttft_ms", r.ttft_ms)] {
+        if let Some(v) = v
+            && !(v.is_finite() && (0.0..=MAX_LATENCY_MS).contains(&v))
+        {
+            return invalid(&f(name), format_args!("must be from 0 to {MAX_LATENCY_MS}"));
+        }
+    }
+    if let Some(c) = r.complexity
+        && !(c.is_finite() && (0.0..=1.0).contains(&c))
+    {
+        return invalid(&f("complexity"), "must be in [0, 1]");
+    }
+    if r.failed_attempts.len() > 64 {
+        return invalid(&f("failed_attempts"), "at most 64");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::default_models;
+
+    #[test]
+    fn model_ids_that_could_break_a_header_or_a_path_are_refused() {
+        for bad in [
+            "",
+            "evil\r\nx-injected: 1",
+            "auto",
+            "AUTO",
+            "../x",
+            "a..b",
+            "has space",
+            "é",
+            &"x".repeat(129),
+        ] {
+            assert!(model_id("id", bad).is_err(), "{bad:?} accepted");
+        }
+        for good in [
+            "gpt-4o-mini",
+            "meta-llama/llama-3.3-70b-instruct",
+            "o1:2024",
+            "x.y_z",
+            &"x".repeat(128),
+        ] {
+            assert_eq!(model_id("id", good), Ok(()), "{good:?}");
+        }
+        let e = model_id("models[0].id", "a\nb").unwrap_err().0;
+        assert!(e.starts_with("models[0].id: "), "{e}");
+    }
+
+    #[test]
+    fn prices_and_caps_are_bounded_and_the_catalog_passes() {
+        assert!(price("p", 1e308).is_err());
+        assert!(price("p", 1e12).is_err());
+        assert!(price("p", -0.1).is_err());
+        assert!(price("p", f64::NAN).is_err());
+        assert_eq!(price("p", 0.0), Ok(()));
+        assert_eq!(price("p", MAX_PRICE_PER_MTOK), Ok(()));
+        assert!(token_cap("c", 0).is_err());
+        assert!(token_cap("c", MAX_CONTEXT_TOKENS + 1).is_err());
+        for (i, m) in default_models().iter().enumerate() {
+            assert_eq!(model(&format!("models[{i}]"), m), Ok(()), "{}", m.id);
+        }
+        let mut m = default_models().remove(0);
+        m.max_output_tokens = 0;
+        let e = model("models[0] (x)", &m).unwrap_err().0;
+        assert!(e.starts_with("models[0] (x).max_output_tokens: "), "{e}");
+    }
+
+    #[test]
+    fn the_largest_valid_record_fits_the_store_with_room() {
+        // A record's cost and tokens are stored as i64; running totals
+        // saturate (control-plane/README.md, "Usage ingest and durability").
+        assert!(MAX_RECORD_COST_NUSD < i64::MAX as u64 / 200);
+        assert!(MAX_RECORD_TOKENS * 4 < i64::MAX as u64);
+    }
+}
