@@ -28,6 +28,7 @@ pub mod sha;
 pub mod sse;
 pub mod table;
 pub mod usage;
+pub mod validate;
 pub mod words;
 
 #[cfg(test)]
