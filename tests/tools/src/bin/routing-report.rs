@@ -351,11 +351,8 @@ fn main() {
                 is_holdout(v["id"].as_str().unwrap_or("?")),
                 v["band"].as_str().unwrap_or("?").to_owned(),
             ));
-            let explained = aipipe_core::route::explain(
-                &table,
-                &table.accounts()[0],
-                body.as_bytes(),
-            );
+            let explained =
+                aipipe_core::route::explain(&table, &table.accounts()[0], body.as_bytes());
             let model = explained
                 .ok()
                 .and_then(|e| e.choice)
