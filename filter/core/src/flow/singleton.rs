@@ -251,6 +251,7 @@ impl Singleton {
             ));
         }
         let mut global = None;
+        let mut removals = Vec::with_capacity(delta.records.len());
         for r in &delta.records {
             match r.kind {
                 Kind::Global => {
@@ -261,12 +262,15 @@ impl Singleton {
                         .map_err(|e| format!("table version {version} refused: {e}"))?;
                     global = Some((r.value, version));
                 }
-                Kind::Tenant => drop(
+                Kind::Tenant => removals.push(
                     TenantEntry::decode(r.value)
-                        .map_err(|e| format!("tenant entry {}: {e}", r.name))?,
+                        .map_err(|e| format!("tenant entry {}: {e}", r.name))?
+                        .removed,
                 ),
-                Kind::Key => drop(
-                    KeyEntry::decode(r.value).map_err(|e| format!("key entry {}: {e}", r.name))?,
+                Kind::Key => removals.push(
+                    KeyEntry::decode(r.value)
+                        .map_err(|e| format!("key entry {}: {e}", r.name))?
+                        .removed,
                 ),
             }
         }
@@ -281,12 +285,13 @@ impl Singleton {
             log::info!("singleton: published routing table version {version}");
         }
         let mut written = 0usize;
-        for r in delta.records.iter().filter(|r| r.kind != Kind::Global) {
+        let entries = delta.records.iter().filter(|r| r.kind != Kind::Global);
+        for (r, &removal) in entries.zip(&removals) {
             let name = match r.kind {
                 Kind::Tenant => directory::tenant_key(r.name),
                 _ => directory::key_key(r.name),
             };
-            if write_entry(host, &name, r.value)? {
+            if write_entry(host, &name, r.value, removal)? {
                 written += 1;
             }
         }
@@ -329,14 +334,18 @@ fn held_revision(host: &impl Host) -> u64 {
         .unwrap_or(0)
 }
 
-/// Writes one directory entry unless the entry there is as new or newer.
-/// True when written.
-fn write_entry(host: &impl Host, name: &str, value: &[u8]) -> Result<bool, String> {
+/// Writes one directory entry unless the entry there is as new or newer;
+/// a removal of an entry this Envoy never held is not written (shared data
+/// cannot drop a key, so tombstones cost memory). True when written.
+fn write_entry(host: &impl Host, name: &str, value: &[u8], removal: bool) -> Result<bool, String> {
     let rev = directory::entry_rev(value).unwrap_or(0);
     // Only the singleton writes entries; the CAS guards the read-compare-write
     // all the same.
     for _ in 0..4 {
         let (current, cas) = host.shared_get(name);
+        if current.is_none() && removal {
+            return Ok(false);
+        }
         if current.as_deref().and_then(directory::entry_rev) >= Some(rev) {
             return Ok(false);
         }

@@ -957,7 +957,9 @@ fn the_singleton_applies_each_delta_once_in_order_and_asks_again_at_once() {
     );
     assert_eq!(shared(&h, DIRECTORY_REVISION_KEY), Some(b"4".to_vec()));
 
-    // An entry older than the one held is not written; a newer one is.
+    // An entry older than the one held is not written; a newer one is; the
+    // removal of a key this Envoy never held writes nothing.
+    let stranger = hex_hash("vk-never-seen");
     s.poll(&h);
     answer_changes(
         &mut s,
@@ -967,6 +969,7 @@ fn the_singleton_applies_each_delta_once_in_order_and_asks_again_at_once() {
             6,
             None,
             &[
+                (Kind::Key, &stranger, key_entry(5, true, "x")),
                 (Kind::Tenant, "acme", tenant_entry(2, true, &[])),
                 (Kind::Key, &acme, key_entry(6, true, "acme")),
             ],
@@ -980,6 +983,7 @@ fn the_singleton_applies_each_delta_once_in_order_and_asks_again_at_once() {
         shared(&h, &format!("aipipe.k.{acme}")),
         Some(key_entry(6, true, "acme"))
     );
+    assert_eq!(shared(&h, &format!("aipipe.k.{stranger}")), None);
 
     // A table that does not compile refuses the whole delta.
     s.poll(&h);

@@ -49,7 +49,7 @@ use aipipe_core::protocol::Protocol;
 use aipipe_core::request::ChatRequest;
 use aipipe_core::route;
 use aipipe_core::table::{RoutingTable, Table};
-use aipipe_tests::{Envoy, Mock, TempDir, plugin_config, post_json, sibling_binary};
+use aipipe_tests::{ControlPlane, Envoy, Mock, TempDir, plugin_config, post_json, sibling_binary};
 
 const KEY: &str = "vk-bench";
 
@@ -693,6 +693,58 @@ fn main() {
         p99.push(b.p99_us - a.p99_us);
     }
 
+    // The tenant as production finds it: in the tenant directory the control
+    // plane pushes (two shared-data reads per request), not in a bootstrap
+    // table. Same 1 KB request at concurrency 1, interleaved with B.
+    println!(
+        "\ntenant in the directory (D: pushed by a control plane) vs in the bootstrap table (B), c=1, 1 KB"
+    );
+    let cp = ControlPlane::start();
+    track(cp.process.pid());
+    let line = serde_json::json!({
+        "id": "bench",
+        "provider_keys": {"openai": "sk-bench-openai", "anthropic": "sk-bench-anthropic"},
+        "virtual_key_hashes": [aipipe_core::table::hex_hash(KEY)],
+    });
+    // One NDJSON line is one JSON object.
+    let r = cp.admin("POST", "/admin/tenants/import", Some(&line));
+    assert_eq!(r.status, 200, "bench tenant import: {}", r.text());
+    let directory = Envoy::start_rendered_with(
+        "demo.yaml",
+        mock.port,
+        Some(plugin_config(&[], 4 * 1024 * 1024)),
+        true,
+        Some((cp.internal_port, cp.internal_token.clone())),
+        1,
+    );
+    track(directory.process.pid());
+    let ready = (0..200).any(|_| {
+        let ok = post_json(
+            &directory.url("/v1/chat/completions"),
+            &headers,
+            &check_body,
+        )
+        .status
+            == 200;
+        if !ok {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ok
+    });
+    assert!(ready, "the directory Envoy never served the bench tenant");
+    let mut directory_added = Vec::new();
+    for pair in 0..pairs {
+        let b = wrk(filtered.port, &script, 1, seconds);
+        let d = wrk(directory.port, &script, 1, seconds);
+        println!(
+            "{pair:>4} B p50 {:>8.1} µs  D p50 {:>8.1} µs",
+            b.p50_us, d.p50_us
+        );
+        directory_added.push(d.p50_us - b.p50_us);
+    }
+    drop(directory);
+    drop(cp);
+
     // Streams and the cache need the full mock (`--fast` ignores faults and
     // streams): a second pair of Envoys on it.
     let ttft_requests = env_num("AIPIPE_BENCH_TTFT_REQUESTS", 200);
@@ -832,6 +884,10 @@ fn main() {
     );
     println!("bench: added_p50_us_1k {:.1}", median(p50));
     println!("bench: added_p99_us_1k {:.1}", median(p99));
+    println!(
+        "bench: directory_lookup_added_p50_us {:.1}",
+        median(directory_added)
+    );
     println!("bench: ttft_plain_ms {:.3}", median(ttft_a.clone()));
     println!("bench: ttft_filter_ms {:.3}", median(ttft_b.clone()));
     println!(
