@@ -73,7 +73,8 @@ pub struct Effects<'a> {
 
 impl<'a> Effects<'a> {
     /// A record counts for the model that answered it; each of its failed
-    /// attempts counts once for its own model, as a failure that came first.
+    /// attempts counts once for its own model, as an outcome that came
+    /// first (a failure, unless it was about one tenant's key).
     pub fn of(records: &[&'a UsageRecord]) -> Self {
         let mut e = Effects::default();
         for r in records {
@@ -86,11 +87,13 @@ impl<'a> Effects<'a> {
                     .entry((&r.tenant, &a.provider, &a.model))
                     .or_default()
                     .failed_attempts += 1;
+                // A failed attempt moves the model's penalty only when it
+                // speaks about the provider (a 429 speaks about one key).
                 e.events.push(Event {
                     ts_ms: r.ts_ms,
                     provider: &a.provider,
                     model: &a.model,
-                    outcome: Outcome::Failure,
+                    outcome: Outcome::of_status(a.status),
                 });
             }
             e.events.push(Event {

@@ -42,7 +42,8 @@ const MAX_HALVINGS: u64 = 1100;
 pub enum Outcome {
     Success,
     Failure,
-    /// A client error (400, 401, 413, …): says nothing about the model.
+    /// A client error (400, 413, …) or an answer about one provider key
+    /// (401, 402, 403, 429): says nothing about the model for everybody.
     Neutral,
 }
 
@@ -429,7 +430,10 @@ mod tests {
             (200, Outcome::Success),
             (304, Outcome::Success),
             (0, Outcome::Failure),
-            (429, Outcome::Failure),
+            // About one provider key: penalized per key by the filter,
+            // never in the model's penalty for everybody.
+            (429, Outcome::Neutral),
+            (403, Outcome::Neutral),
             (500, Outcome::Failure),
             (503, Outcome::Failure),
             (504, Outcome::Failure),

@@ -1192,7 +1192,16 @@ async fn failures_raise_a_penalty_that_the_polled_table_carries() {
     assert_eq!(penalty_of(&t1, "gpt-4o"), 0.0, "other models untouched");
     assert!(h.poll(t1.version).await.is_none());
 
-    let fail2 = record("f2", "acme", "gpt-4o-mini", 429, 10.0, now_ms());
+    // A 429 speaks about one tenant's provider key: the filters penalize
+    // that key, never the model for everybody.
+    let limited = record("l1", "acme", "gpt-4o-mini", 429, 10.0, now_ms());
+    h.ingest(std::slice::from_ref(&limited)).await;
+    assert!(
+        h.poll(t1.version).await.is_none(),
+        "a 429 moved the model for everybody"
+    );
+
+    let fail2 = record("f2", "acme", "gpt-4o-mini", 502, 10.0, now_ms());
     h.ingest(std::slice::from_ref(&fail2)).await;
     let t2 = h.poll(t1.version).await.expect("a new table");
     assert_near(penalty_of(&t2, "gpt-4o-mini"), 15.0);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aipipe_tests::{ControlPlane, assert_eventually, eventually, post_json};
 use common::chat;
-use common::control_plane::CpStack;
+use common::control_plane::{CpStack, tenant_with_own_keys};
 use serde_json::{Value, json};
 
 fn hello(text: &str) -> Value {
@@ -479,4 +479,66 @@ fn a_streamed_failover_is_recorded_once_with_its_failed_attempts() {
     std::thread::sleep(Duration::from_secs(2));
     let st = s.stats("acme");
     assert_eq!(st["totals"]["requests"].as_u64(), Some(5), "{st}");
+}
+
+/// One tenant's traffic never changes another tenant's routing: tenant A's
+/// own OpenAI key is rate-limited (429s for A's key only) — A routes away
+/// from OpenAI, B's greetings stay on the cheapest model, at this Envoy and
+/// in what the control plane publishes; a provider outage (503 for every
+/// key) still moves both.
+#[test]
+fn a_tenants_rate_limited_key_never_moves_another_tenants_routing() {
+    let s = CpStack::start_with(r#"{"penalty_decay_ms": 600000}"#);
+    let a = tenant_with_own_keys(&s.cp, "tenant-a", &["openai", "anthropic"]);
+    let b = tenant_with_own_keys(&s.cp, "tenant-b", &["openai", "anthropic"]);
+    let greet = |key: &str| s.chat(key, &json!({"messages": [{"role": "user", "content": "hi"}]}));
+    assert_eventually!(
+        Duration::from_secs(20),
+        greet(&a).status == 200 && greet(&b).status == 200,
+        "the tenants never worked"
+    );
+    assert_eq!(greet(&b).header("x-aipipe-model"), Some("gpt-4o-mini"));
+
+    s.mock.fault(json!({"provider": "openai", "key": "sk-tenant-a-openai", "status": 429}));
+    for _ in 0..4 {
+        let r = greet(&a);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-aipipe-provider"), Some("anthropic"));
+    }
+    // A's key is penalized here: its cheap model is not even tried.
+    let before = s.mock.received().len();
+    assert_eq!(greet(&a).header("x-aipipe-provider"), Some("anthropic"));
+    assert_eq!(s.mock.received().len(), before + 1, "A tried OpenAI again");
+    // B never moved, now or after the usage reached the control plane.
+    for _ in 0..3 {
+        let r = greet(&b);
+        assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"), "{}", r.text());
+        assert_eq!(r.header("x-aipipe-failover"), None);
+    }
+    assert_eventually!(
+        Duration::from_secs(10),
+        s.stats("tenant-a")["totals"]["requests"].as_u64() >= Some(5),
+        "A's usage never arrived"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(greet(&b).header("x-aipipe-model"), Some("gpt-4o-mini"));
+    let v = s.cp.admin("GET", "/admin/penalties", None).json();
+    let mini = v["penalties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["model"] == "gpt-4o-mini")
+        .unwrap()
+        .clone();
+    assert_eq!(mini["penalty"], 0.0, "a 429 of one key moved the model: {mini}");
+
+    // The provider itself down: everybody moves.
+    s.mock.clear_faults();
+    s.mock.fault(json!({"provider": "openai", "status": 503}));
+    for _ in 0..3 {
+        assert_eq!(greet(&b).status, 200);
+    }
+    s.mock.clear_faults();
+    assert_eq!(greet(&b).header("x-aipipe-provider"), Some("anthropic"));
+    assert_eq!(greet(&a).header("x-aipipe-provider"), Some("anthropic"));
 }

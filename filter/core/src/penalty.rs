@@ -8,9 +8,13 @@
 //! clocks (time comes in as ms). The control plane applies the same rules to what all Envoys report:
 //!
 //! - a model's cost factor is `1 + penalty`;
-//! - each failure (429, 5xx, timeout, connection failure) multiplies the
-//!   factor by 4, the penalty capped at [`MAX_PENALTY`] (3 failures from
-//!   healthy: factor 64);
+//! - each failure multiplies the factor by 4, the penalty capped at
+//!   [`MAX_PENALTY`] (3 failures from healthy: factor 64);
+//! - a failure is scoped by who earned it ([`classify`]): an answer about
+//!   the provider key (401, 402, 403, 429) penalizes that (model, key)
+//!   pair — tenants sharing a key share it, no other tenant's routing
+//!   moves — while signs that the provider is unwell (5xx, timeouts,
+//!   connection failures) penalize the model for everybody;
 //! - each success halves the penalty;
 //! - time halves it once per full decay interval (default 30 s), computed
 //!   lazily from the time of the last decay step stored with it;
@@ -43,24 +47,55 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// 2xx/3xx is a success, [`is_failure`] a failure; any other status (a
-    /// 4xx: the request itself was refused) says nothing about the model's
-    /// health and is `None`: it neither raises nor lowers the penalty.
+    /// What a status says about the model for everybody (the control
+    /// plane's aggregated penalty): a success, a failure of the model, or —
+    /// for a client error and for an answer about one key — nothing.
     pub fn of_status(status: u16) -> Option<Outcome> {
-        if is_failure(status) {
-            Some(Outcome::Failure)
-        } else if (200..400).contains(&status) {
-            Some(Outcome::Success)
-        } else {
-            None
+        match classify(status)? {
+            (outcome, Scope::Model) => Some(outcome),
+            (_, Scope::Key) => None,
         }
     }
 }
 
 /// 429, 5xx (and anything above), and 0 (no response: connection failure or
-/// timeout). The control plane classifies statuses the same way.
+/// timeout): a failed attempt, whoever earned it (see [`classify`]).
 pub fn is_failure(status: u16) -> bool {
     matches!(status, 0 | 429 | 500..)
+}
+
+/// Who an attempt's outcome speaks about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The model as the provider serves it: everybody's.
+    Model,
+    /// The provider key the attempt was sent with: the tenants that use it.
+    Key,
+}
+
+/// How an attempt ended and about whom: 2xx/3xx a success (of both the
+/// model and the key); 401, 402, 403 and 429 a failure of the key (refused,
+/// unpaid, forbidden, rate-limited: this key's business); 0 and 5xx a
+/// failure of the model. Any other status (a 4xx: the request itself was
+/// refused) says nothing.
+pub fn classify(status: u16) -> Option<(Outcome, Scope)> {
+    match status {
+        200..=399 => Some((Outcome::Success, Scope::Model)),
+        401 | 402 | 403 | 429 => Some((Outcome::Failure, Scope::Key)),
+        0 | 500.. => Some((Outcome::Failure, Scope::Model)),
+        _ => None,
+    }
+}
+
+/// The local penalty entry of a (model, key) pair: the model id and the
+/// key's tag, which no model id can contain (`@` is outside the id rules).
+pub fn key_scoped(model_id: &str, key_tag: &str) -> String {
+    format!("{model_id}@{key_tag}")
+}
+
+/// The model an entry belongs to.
+pub fn model_of(entry: &str) -> &str {
+    entry.split_once('@').map_or(entry, |(m, _)| m)
 }
 
 /// The penalty selection uses: the worse of this Envoy's own view and the
@@ -290,10 +325,15 @@ impl Penalties {
         true
     }
 
-    /// Keeps only the models `known` accepts (those of the current table), so
-    /// the value stays as small as the catalog.
+    /// Keeps only the entries of models `known` accepts (those of the
+    /// current table), so the value stays as small as the catalog.
     pub fn retain(&mut self, known: impl Fn(&str) -> bool) {
-        self.models.retain(|m| known(&m.id));
+        self.models.retain(|m| known(model_of(&m.id)));
+    }
+
+    /// Whether any entry is a (model, key) pair's.
+    pub fn has_key_scoped(&self) -> bool {
+        self.models.iter().any(|m| m.id.contains('@'))
     }
 }
 
@@ -442,19 +482,28 @@ mod tests {
     }
 
     #[test]
-    fn statuses() {
-        for s in [0, 429, 500, 502, 503, 504, 529, 599, 600] {
+    fn statuses_and_who_they_speak_about() {
+        for s in [0, 500, 502, 503, 504, 529, 599, 600] {
             assert!(is_failure(s), "{s}");
+            assert_eq!(classify(s), Some((Outcome::Failure, Scope::Model)));
             assert_eq!(Outcome::of_status(s), Some(Outcome::Failure));
         }
+        for s in [401, 402, 403, 429] {
+            assert_eq!(classify(s), Some((Outcome::Failure, Scope::Key)), "{s}");
+            // Never the model's penalty for everybody.
+            assert_eq!(Outcome::of_status(s), None, "{s}");
+        }
+        assert!(is_failure(429), "a rate-limited attempt still fails over");
         for s in [200, 201, 304] {
             assert!(!is_failure(s));
             assert_eq!(Outcome::of_status(s), Some(Outcome::Success));
         }
-        for s in [100, 400, 401, 404, 413, 499] {
+        for s in [100, 400, 404, 413, 499] {
             assert!(!is_failure(s));
-            assert_eq!(Outcome::of_status(s), None, "{s}");
+            assert_eq!(classify(s), None, "{s}");
         }
+        assert_eq!(model_of(&key_scoped("gpt-4o", "ab12")), "gpt-4o");
+        assert_eq!(model_of("gpt-4o"), "gpt-4o");
         assert_eq!(effective(3.0, 0.5), 3.0);
         assert_eq!(effective(0.0, 7.0), 7.0);
     }

@@ -189,6 +189,10 @@ pub struct Account {
     keys: Vec<Option<String>>,
     /// Per provider index: the auth header's value.
     auth: Vec<Option<String>>,
+    /// Per provider index: a tag of the key (the first 16 hex digits of its
+    /// SHA-256) naming it in penalties: the same key, the same tag, whoever
+    /// holds it; nothing about the key can be read back from it.
+    tags: Vec<Option<String>>,
 }
 
 impl Account {
@@ -205,6 +209,11 @@ impl Account {
     /// Whether the tenant has a key for this provider.
     pub fn has_key(&self, provider: ProviderIx) -> bool {
         self.provider_key(provider).is_some()
+    }
+
+    /// The tag of the tenant's key for a provider (see `tags`).
+    pub fn key_tag(&self, provider: ProviderIx) -> Option<&str> {
+        self.tags.get(provider.0)?.as_deref()
     }
 }
 
@@ -229,11 +238,23 @@ fn resolve<'k>(
         .zip(providers)
         .map(|(k, p)| k.as_ref().map(|k| p.auth.value(k)))
         .collect();
+    let tags = keys
+        .iter()
+        .map(|k| {
+            k.as_ref().map(|k| {
+                crate::sha::sha256_hex(k.as_bytes())
+                    .chars()
+                    .take(16)
+                    .collect()
+            })
+        })
+        .collect();
     Account {
         id,
         disabled,
         keys,
         auth,
+        tags,
     }
 }
 

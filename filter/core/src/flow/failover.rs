@@ -123,9 +123,10 @@ pub(super) fn resume(
     }
     req.filter.count(host, |m| m.failover_redirects, 1);
     if let Some(table) = &ctx.table
-        && let Some(m) = course.fail_last(table, status).and_then(|m| table.model(m))
+        && let Some(m) = course.fail_last(table, status)
     {
-        req.filter.record_outcome(host, table, &m.id, status);
+        req.filter
+            .record_outcome(host, table, ctx.account.as_deref(), m, status);
     }
     course.failed_over_from = course
         .failed_over_from

@@ -16,8 +16,8 @@ use crate::carry::Carries;
 use crate::config::Config;
 use crate::contract::{PENALTIES_KEY, SHARED_TABLE_KEY, SHARED_VERSION_KEY};
 use crate::directory::{self, KeyEntry, TenantEntry};
-use crate::penalty::{Outcome, Penalties};
-use crate::table::{Account, KeyHash, RoutingTable, Table};
+use crate::penalty::{self, Outcome, Penalties, Scope};
+use crate::table::{Account, KeyHash, ModelIx, RoutingTable, Table};
 use crate::usage::UsageRecord;
 
 /// The worker's counters (defined once per worker; a proxy sums them across
@@ -268,9 +268,16 @@ impl Filter {
         }
     }
 
-    /// This Envoy's own penalties per model index of `table`, or None when
-    /// every model is healthy here (the common case: nothing to apply).
-    pub(super) fn local_penalties(&self, host: &impl Host, table: &Table) -> Option<Vec<f64>> {
+    /// This Envoy's own penalties per model index of `table` for `tenant`
+    /// (the model's, or that of the (model, key) pair when the tenant's key
+    /// earned a worse one), or None when every model is healthy here (the
+    /// common case: nothing to apply).
+    pub(super) fn local_penalties(
+        &self,
+        host: &impl Host,
+        table: &Table,
+        tenant: &Account,
+    ) -> Option<Vec<f64>> {
         let (bytes, cas) = host.shared_get(PENALTIES_KEY);
         let mut cached = self.penalties.borrow_mut();
         if cas != cached.0 || cas.is_none() {
@@ -286,26 +293,46 @@ impl Filter {
         }
         let now = now_ms(host);
         let decay = self.config.penalty_decay_ms;
+        let keyed = p.has_key_scoped();
         let local: Vec<f64> = table
-            .models
-            .iter()
-            .map(|m| p.penalty(&m.id, now, decay))
+            .models_ix()
+            .map(|(i, m)| {
+                let own = p.penalty(&m.id, now, decay);
+                let tag = table.provider_of(i).and_then(|pi| tenant.key_tag(pi));
+                match tag {
+                    Some(tag) if keyed => {
+                        own.max(p.penalty(&penalty::key_scoped(&m.id, tag), now, decay))
+                    }
+                    _ => own,
+                }
+            })
             .collect();
         local.iter().any(|&x| x > 0.0).then_some(local)
     }
 
-    /// Notes how an attempt on a model went: its metrics, and its penalty in
-    /// the value every worker shares (compare-and-swap, retried on a race).
+    /// Notes how an attempt on a model with the tenant's key went: its
+    /// metrics, and its penalty in the value every worker shares
+    /// (compare-and-swap, retried on a race) — the model's, or the (model,
+    /// key) pair's when the answer was about the key (`penalty::classify`).
     pub(super) fn record_outcome(
         &self,
         host: &impl Host,
         table: &Table,
-        model_id: &str,
+        tenant: Option<&Account>,
+        model: ModelIx,
         status: u16,
     ) {
-        let Some(outcome) = Outcome::of_status(status) else {
+        let Some((outcome, scope)) = penalty::classify(status) else {
             return;
         };
+        let Some(m) = table.model(model) else {
+            return;
+        };
+        let model_id = m.id.as_str();
+        let tag = table
+            .provider_of(model)
+            .and_then(|p| tenant?.key_tag(p))
+            .map(|t| penalty::key_scoped(model_id, t));
         let mut metrics = self.model_metrics.borrow_mut();
         if !metrics.contains_key(model_id)
             && let Some(m) = ModelMetrics::define(host, model_id)
@@ -321,20 +348,32 @@ impl Filter {
             };
             host.increment_metric(id, 1);
         }
+        // What the outcome moves: a success lowers the model's penalty and
+        // the pair's; a failure raises the one who earned it.
+        let entries: Vec<&str> = match (outcome, scope) {
+            (Outcome::Success, _) => std::iter::once(model_id).chain(tag.as_deref()).collect(),
+            (Outcome::Failure, Scope::Model) => vec![model_id],
+            (Outcome::Failure, Scope::Key) => tag.as_deref().into_iter().collect(),
+        };
         let now = now_ms(host);
         let decay = self.config.penalty_decay_ms;
         if outcome == Outcome::Success
-            && self.penalties.borrow().1.penalty(model_id, now, decay) == 0.0
+            && entries
+                .iter()
+                .all(|e| self.penalties.borrow().1.penalty(e, now, decay) == 0.0)
         {
-            // A success on a model this Envoy holds no penalty for (as of
-            // this request's read): nothing to lower, no shared write.
+            // A success where this Envoy holds no penalty (as of this
+            // request's read): nothing to lower, no shared write.
             return;
         }
         for _ in 0..8 {
             let (bytes, cas) = host.shared_get(PENALTIES_KEY);
             let mut p = bytes.map(|b| Penalties::decode(&b)).unwrap_or_default();
             let reset = p.sync_epoch(table.penalty_epoch);
-            let changed = p.record(model_id, outcome, now, decay);
+            let mut changed = false;
+            for e in &entries {
+                changed |= p.record(e, outcome, now, decay);
+            }
             if !changed && !reset {
                 // A success on a healthy model: nothing worth a write.
                 return;

@@ -650,7 +650,7 @@ impl Request {
         let table = self.table()?;
         let account = self.account()?;
         let body = host.request_body(size);
-        let penalties = self.filter.local_penalties(host, &table);
+        let penalties = self.filter.local_penalties(host, &table, &account);
         let cache = self.filter.config.cache.enabled && !self.ctx.client.no_cache;
         let mut plan = Plan::new(
             &table,
@@ -900,9 +900,8 @@ impl Request {
         let Some(table) = &self.ctx.table else {
             return;
         };
-        if let Some(m) = table.model(model) {
-            self.filter.record_outcome(host, table, &m.id, status);
-        }
+        self.filter
+            .record_outcome(host, table, self.ctx.account.as_deref(), model, status);
     }
 
     /// The `x-aipipe-*` response headers of a routed or passed-through answer.

@@ -1146,3 +1146,49 @@ fn the_singleton_ships_usage_until_acknowledged() {
     assert_eq!(h.metric("aipipe.usage.sent"), 2);
     assert_eq!(h.metric("aipipe.usage.buffered"), 1);
 }
+
+/// The model each tenant's next greeting goes to.
+fn greeting_goes_to(f: &Rc<Filter>, h: &FakeHost, key: &str) -> String {
+    let (mut r, a) = send(f, h, "/v1/chat/completions", key, GREETING);
+    assert_eq!(a, Action::Continue);
+    let model = h.body_json()["model"].as_str().unwrap().to_owned();
+    // End it well without lowering anything: a 400 says nothing.
+    answer(&mut r, h, 400, "application/json", "{}");
+    model
+}
+
+/// One attempt of `key`'s tenant answered `status` by the provider
+/// (failover off and one attempt: nothing else is tried).
+fn one_attempt_answered(f: &Rc<Filter>, h: &FakeHost, key: &str, status: u16) {
+    let (mut r, _) = send(f, h, "/v1/chat/completions", key, GREETING);
+    answer(&mut r, h, status, "application/json", "{}");
+}
+
+#[test]
+fn a_tenants_rate_limited_key_moves_its_own_routing_and_nobody_elses() {
+    let (f, h) = setup(r#", "failover_redirect": "off", "max_attempts": 1"#);
+    assert_eq!(greeting_goes_to(&f, &h, KEY), "gpt-4o-mini");
+    assert_eq!(greeting_goes_to(&f, &h, OTHER_KEY), "gpt-4o-mini");
+
+    // acme's own key is rate-limited: acme moves, other (its own key) stays.
+    for _ in 0..3 {
+        one_attempt_answered(&f, &h, KEY, 429);
+    }
+    assert_ne!(greeting_goes_to(&f, &h, KEY), "gpt-4o-mini");
+    assert_eq!(
+        greeting_goes_to(&f, &h, OTHER_KEY),
+        "gpt-4o-mini",
+        "another tenant's 429s moved this tenant's routing"
+    );
+    let (bytes, _) = h.shared.borrow().get(PENALTIES_KEY).cloned().unwrap();
+    let p = Penalties::decode(&bytes);
+    assert_eq!(p.penalty("gpt-4o-mini", h.now_ms.get(), 30_000), 0.0);
+    assert!(p.has_key_scoped());
+
+    // The provider itself failing (5xx) is everybody's business.
+    for _ in 0..3 {
+        one_attempt_answered(&f, &h, OTHER_KEY, 503);
+    }
+    assert_ne!(greeting_goes_to(&f, &h, OTHER_KEY), "gpt-4o-mini");
+    assert_ne!(greeting_goes_to(&f, &h, KEY), "gpt-4o-mini");
+}

@@ -1,7 +1,8 @@
-//! Injected faults (`POST /_mock/faults`): per provider, an error status for
-//! the next N chat requests (or until cleared), a delay before answering, a
-//! pause between SSE events, and answers whose `usage` cannot be read (a
-//! string where the object belongs, until cleared).
+//! Injected faults (`POST /_mock/faults`): per provider — or per provider and
+//! key, for requests that carry that key (a tenant's rate-limited key) — an
+//! error status for the next N chat requests (or until cleared), a delay
+//! before answering, a pause between SSE events, and answers whose `usage`
+//! cannot be read (a string where the object belongs, until cleared).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
@@ -20,6 +21,10 @@ const MAX_DELAY_MS: u64 = 600_000;
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     pub provider: String,
+    /// Only requests sent with this key (bearer or `x-api-key`); a fault with
+    /// a key is looked up before the provider's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,7 +69,7 @@ pub struct Plan {
 
 #[derive(Debug, Default)]
 pub struct Faults {
-    table: Mutex<BTreeMap<Provider, ProviderFaults>>,
+    table: Mutex<BTreeMap<(Provider, Option<String>), ProviderFaults>>,
 }
 
 impl Faults {
@@ -108,7 +113,8 @@ impl Faults {
             }
         }
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = table.entry(provider).or_default();
+        let at = (provider, spec.key.clone());
+        let entry = table.entry(at.clone()).or_default();
         if let Some(status) = status {
             entry.status = Some((status, spec.times));
         }
@@ -122,7 +128,7 @@ impl Faults {
             entry.unreadable_usage = on;
         }
         if entry.is_empty() {
-            table.remove(&provider);
+            table.remove(&at);
         }
         Ok(())
     }
@@ -138,9 +144,10 @@ impl Faults {
     pub fn list(&self) -> Vec<FaultSpec> {
         let table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out = Vec::new();
-        for (provider, f) in table.iter() {
+        for ((provider, key), f) in table.iter() {
             let spec = || FaultSpec {
                 provider: provider.name().to_owned(),
+                key: key.clone(),
                 ..FaultSpec::default()
             };
             if let Some((status, times)) = f.status {
@@ -172,11 +179,18 @@ impl Faults {
         out
     }
 
-    /// The faults for the next chat request to `provider`; uses up one of a
+    /// The faults for the next chat request to `provider` sent with `key`
+    /// (the key's own faults first, else the provider's); uses up one of a
     /// counted status fault.
-    pub fn next_request(&self, provider: Provider) -> Plan {
+    pub fn next_request(&self, provider: Provider, key: Option<&str>) -> Plan {
         let mut table = self.table.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(f) = table.get_mut(&provider) else {
+        let keyed = (provider, key.map(str::to_owned));
+        let at = if key.is_some() && table.contains_key(&keyed) {
+            keyed
+        } else {
+            (provider, None)
+        };
+        let Some(f) = table.get_mut(&at) else {
             return Plan::default();
         };
         let status = f.status.map(|(status, _)| status);
@@ -193,7 +207,7 @@ impl Faults {
             unreadable_usage: f.unreadable_usage,
         };
         if f.is_empty() {
-            table.remove(&provider);
+            table.remove(&at);
         }
         plan
     }
@@ -214,12 +228,37 @@ mod tests {
             .apply(&spec(r#"{"provider":"openai","status":503,"times":2}"#))
             .unwrap();
         let unavailable = Some(StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(faults.next_request(Provider::Gemini).status, None);
-        assert_eq!(faults.next_request(Provider::OpenAi).status, unavailable);
+        assert_eq!(faults.next_request(Provider::Gemini, None).status, None);
+        assert_eq!(
+            faults.next_request(Provider::OpenAi, None).status,
+            unavailable
+        );
         assert_eq!(faults.list()[0].times, Some(1));
-        assert_eq!(faults.next_request(Provider::OpenAi).status, unavailable);
-        assert_eq!(faults.next_request(Provider::OpenAi), Plan::default());
+        assert_eq!(
+            faults.next_request(Provider::OpenAi, None).status,
+            unavailable
+        );
+        assert_eq!(faults.next_request(Provider::OpenAi, None), Plan::default());
         assert!(faults.list().is_empty());
+    }
+
+    #[test]
+    fn a_keyed_fault_hits_only_requests_with_that_key() {
+        let faults = Faults::default();
+        faults
+            .apply(&spec(r#"{"provider":"openai","key":"sk-a","status":429}"#))
+            .unwrap();
+        let limited = Some(StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            faults.next_request(Provider::OpenAi, Some("sk-a")).status,
+            limited
+        );
+        assert_eq!(
+            faults.next_request(Provider::OpenAi, Some("sk-b")).status,
+            None
+        );
+        assert_eq!(faults.next_request(Provider::OpenAi, None).status, None);
+        assert_eq!(faults.list()[0].key.as_deref(), Some("sk-a"));
     }
 
     #[test]
@@ -237,14 +276,14 @@ mod tests {
             ))
             .unwrap();
         for _ in 0..5 {
-            let plan = faults.next_request(Provider::Xai);
+            let plan = faults.next_request(Provider::Xai, None);
             assert_eq!(plan.status, Some(StatusCode::TOO_MANY_REQUESTS));
             assert_eq!(plan.delay, Duration::from_millis(50));
             assert_eq!(plan.chunk_delay, Duration::from_millis(7));
         }
         assert_eq!(faults.list().len(), 3);
         faults.clear();
-        assert_eq!(faults.next_request(Provider::Xai), Plan::default());
+        assert_eq!(faults.next_request(Provider::Xai, None), Plan::default());
     }
 
     #[test]
@@ -253,16 +292,23 @@ mod tests {
         faults
             .apply(&spec(r#"{"provider":"moonshot","unreadable_usage":true}"#))
             .unwrap();
-        assert!(!faults.next_request(Provider::OpenAi).unreadable_usage);
+        assert!(!faults.next_request(Provider::OpenAi, None).unreadable_usage);
         for _ in 0..3 {
-            assert!(faults.next_request(Provider::Moonshot).unreadable_usage);
+            assert!(
+                faults
+                    .next_request(Provider::Moonshot, None)
+                    .unreadable_usage
+            );
         }
         assert_eq!(faults.list()[0].unreadable_usage, Some(true));
         faults
             .apply(&spec(r#"{"provider":"moonshot","unreadable_usage":false}"#))
             .unwrap();
         assert!(faults.list().is_empty());
-        assert_eq!(faults.next_request(Provider::Moonshot), Plan::default());
+        assert_eq!(
+            faults.next_request(Provider::Moonshot, None),
+            Plan::default()
+        );
         assert!(
             faults
                 .apply(&spec(

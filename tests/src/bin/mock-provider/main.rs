@@ -351,7 +351,10 @@ async fn provider_request(app: &App, parts: &Parts, body: Body) -> Response {
             .into_response();
     };
 
-    let plan = app.faults.next_request(provider);
+    let credential = header(&parts.headers, &axum::http::header::AUTHORIZATION)
+        .map(|a| a.trim_start_matches("Bearer ").to_owned())
+        .or_else(|| header(&parts.headers, &HeaderName::from_static("x-api-key")));
+    let plan = app.faults.next_request(provider, credential.as_deref());
     if !plan.delay.is_zero() {
         tokio::time::sleep(plan.delay).await;
     }
