@@ -491,7 +491,12 @@ fn a_tenants_rate_limited_key_never_moves_another_tenants_routing() {
     let s = CpStack::start_with(r#"{"penalty_decay_ms": 600000}"#);
     let a = tenant_with_own_keys(&s.cp, "tenant-a", &["openai", "anthropic"]);
     let b = tenant_with_own_keys(&s.cp, "tenant-b", &["openai", "anthropic"]);
-    let greet = |key: &str| s.chat(key, &json!({"messages": [{"role": "user", "content": "hi"}]}));
+    let greet = |key: &str| {
+        s.chat(
+            key,
+            &json!({"messages": [{"role": "user", "content": "hi"}]}),
+        )
+    };
     assert_eventually!(
         Duration::from_secs(20),
         greet(&a).status == 200 && greet(&b).status == 200,
@@ -499,7 +504,8 @@ fn a_tenants_rate_limited_key_never_moves_another_tenants_routing() {
     );
     assert_eq!(greet(&b).header("x-aipipe-model"), Some("gpt-4o-mini"));
 
-    s.mock.fault(json!({"provider": "openai", "key": "sk-tenant-a-openai", "status": 429}));
+    s.mock
+        .fault(json!({"provider": "openai", "key": "sk-tenant-a-openai", "status": 429}));
     for _ in 0..4 {
         let r = greet(&a);
         assert_eq!(r.status, 200, "{}", r.text());
@@ -512,7 +518,12 @@ fn a_tenants_rate_limited_key_never_moves_another_tenants_routing() {
     // B never moved, now or after the usage reached the control plane.
     for _ in 0..3 {
         let r = greet(&b);
-        assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"), "{}", r.text());
+        assert_eq!(
+            r.header("x-aipipe-model"),
+            Some("gpt-4o-mini"),
+            "{}",
+            r.text()
+        );
         assert_eq!(r.header("x-aipipe-failover"), None);
     }
     assert_eventually!(
@@ -530,7 +541,10 @@ fn a_tenants_rate_limited_key_never_moves_another_tenants_routing() {
         .find(|p| p["model"] == "gpt-4o-mini")
         .unwrap()
         .clone();
-    assert_eq!(mini["penalty"], 0.0, "a 429 of one key moved the model: {mini}");
+    assert_eq!(
+        mini["penalty"], 0.0,
+        "a 429 of one key moved the model: {mini}"
+    );
 
     // The provider itself down: everybody moves.
     s.mock.clear_faults();
