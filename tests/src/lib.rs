@@ -93,8 +93,24 @@ pub struct Process {
     _dir: TempDir,
 }
 
+/// Whether processes started from now on get a process group of their own
+/// (the demo's: a terminal's Ctrl-C then reaches only the supervisor, which
+/// stops them in order). Tests leave it off, so an interrupted test run
+/// takes its children with it.
+static OWN_PROCESS_GROUPS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// See [`OWN_PROCESS_GROUPS`].
+pub fn start_in_own_process_groups() {
+    OWN_PROCESS_GROUPS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl Process {
     fn spawn(name: &str, mut cmd: Command) -> std::io::Result<Self> {
+        if OWN_PROCESS_GROUPS.load(std::sync::atomic::Ordering::Relaxed) {
+            use std::os::unix::process::CommandExt as _;
+            cmd.process_group(0);
+        }
         let dir = TempDir::new(name);
         let log = dir.path().join(format!("{name}.log"));
         let out = fs::File::create(&log)?;
@@ -501,6 +517,47 @@ impl Envoy {
         body.lines()
             .find_map(|l| l.strip_prefix(&format!("{name}: ")))
             .and_then(|v| v.trim().parse().ok())
+    }
+
+    /// The first half of the stop order that loses no usage
+    /// (control-plane/README.md, "Stopping without losing usage"): close the
+    /// listeners (no new requests; those in flight go on), wait until none
+    /// is in flight, then until the filter holds no usage record for
+    /// `settle` (longer than a flush period, so a record still on its way
+    /// from a worker to the singleton shows up first). Then Envoy can stop.
+    pub fn drain_usage(&self, settle: Duration, patience: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + patience;
+        let admin = |path: &str| {
+            try_request(
+                "POST",
+                &format!("http://127.0.0.1:{}{path}", self.admin_port),
+                &[],
+                None,
+            )
+        };
+        match admin("/drain_listeners") {
+            Some(r) if r.status == 200 => {}
+            other => return Err(format!("drain_listeners: {:?}", other.map(|r| r.status))),
+        }
+        while self.stat("http.aipipe.downstream_rq_active").unwrap_or(0) > 0 {
+            if Instant::now() > deadline {
+                return Err("requests still in flight".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut empty_since = Instant::now();
+        loop {
+            let buffered = self.stat("wasmcustom.aipipe.usage.buffered").unwrap_or(0);
+            if buffered > 0 {
+                empty_since = Instant::now();
+            } else if empty_since.elapsed() >= settle {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{buffered} usage records still buffered"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn stats_text(&self, filter: &str) -> String {

@@ -1,5 +1,10 @@
 //! `make demo`: the whole stack on loopback, in the foreground until Ctrl-C or
-//! SIGTERM, which stop everything it started:
+//! SIGTERM, which stop everything it started in the order that loses no
+//! usage (control-plane/README.md, "Stopping without losing usage"): Envoy
+//! drained and its usage flushed, then Envoy, then the control plane. Each
+//! child runs in its own process group, so the terminal's Ctrl-C reaches
+//! only this supervisor; a control plane that dies is started again (Envoy
+//! keeps serving meanwhile).
 //!
 //! - the mock providers on 127.0.0.1:18000;
 //! - the control plane (admin 127.0.0.1:8082, internal 127.0.0.1:8083), its
@@ -40,6 +45,7 @@ fn main() {
 }
 
 fn run() -> Result<(), String> {
+    aipipe_tests::start_in_own_process_groups();
     let key = env("AIPIPE_DEMO_KEY").unwrap_or_else(|| DEFAULT_KEY.to_owned());
     let admin_secret = env("AIPIPE_ADMIN_SECRET").unwrap_or_else(random_secret);
     for (what, port) in [
@@ -58,14 +64,15 @@ fn run() -> Result<(), String> {
 
     let mock = Mock::start_with(&sibling_binary("mock-provider"), &[], Some(MOCK));
     let data = repo_root().join("data");
-    let cp = ControlPlane::launch(&Launch {
+    let launch = Launch {
         db: data.join("aipipe.db"),
         admin_port: CP_ADMIN,
         internal_port: CP_INTERNAL,
         admin_secret: admin_secret.clone(),
         internal_token: random_secret(),
         master_key: env("AIPIPE_MASTER_KEY"),
-    });
+    };
+    let cp = ControlPlane::launch(&launch);
     seed(&cp, &key)?;
 
     let mut yaml = render_envoy_config(
@@ -137,7 +144,7 @@ fn run() -> Result<(), String> {
     println!();
     println!("aipipe demo ready");
 
-    wait(mock, cp, envoy)
+    wait(mock, cp, envoy, &launch)
 }
 
 /// The demo tenant: mock keys for every provider and the demo virtual key.
@@ -191,13 +198,13 @@ fn seed(cp: &ControlPlane, key: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn wait(mock: Mock, cp: ControlPlane, envoy: Envoy) -> Result<(), String> {
+fn wait(mock: Mock, cp: ControlPlane, envoy: Envoy, launch: &Launch) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the signal listener: {e}"))?;
     let parent = std::os::unix::process::parent_id();
-    let mut processes = (mock, cp, envoy);
+    let (mut mock, mut cp, mut envoy) = (mock, cp, envoy);
     let reason = runtime.block_on(async {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -214,22 +221,34 @@ fn wait(mock: Mock, cp: ControlPlane, envoy: Envoy) -> Result<(), String> {
                     if std::os::unix::process::parent_id() != parent {
                         return "parent exited".to_owned();
                     }
-                    if !processes.0.process.alive() {
-                        return format!("the mock provider exited:\n{}", processes.0.process.logs());
+                    if !mock.process.alive() {
+                        return format!("the mock provider exited:\n{}", mock.process.logs());
                     }
-                    if !processes.1.process.alive() {
-                        return format!("the control plane exited:\n{}", processes.1.process.logs());
+                    if !cp.process.alive() {
+                        // Envoy keeps routing with what it holds and keeps
+                        // the usage until the control plane is back.
+                        println!(
+                            "demo: the control plane exited; starting it again\n{}",
+                            cp.process.logs()
+                        );
+                        cp = ControlPlane::launch(launch);
                     }
-                    if !processes.2.process.alive() {
-                        return format!("envoy exited:\n{}", processes.2.process.logs());
+                    if !envoy.process.alive() {
+                        return format!("envoy exited:\n{}", envoy.process.logs());
                     }
                 }
             }
         }
     });
-    println!("\ndemo: {reason}; stopping");
-    processes.2.process.stop();
-    processes.1.process.stop();
-    processes.0.process.stop();
+    println!("\ndemo: {reason}; stopping (draining Envoy, flushing usage)");
+    if envoy.process.alive()
+        && let Err(e) = envoy.drain_usage(Duration::from_millis(1500), Duration::from_secs(30))
+    {
+        println!("demo: {e}; stopping anyway");
+    }
+    envoy.process.stop();
+    cp.process.stop();
+    mock.process.stop();
+    println!("demo: stopped");
     Ok(())
 }
