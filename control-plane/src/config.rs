@@ -120,6 +120,19 @@ impl Settings {
                 None
             }
         };
+        if !self.dev {
+            for (name, value) in [
+                ("AIPIPE_ADMIN_SECRET", &admin_secret),
+                ("AIPIPE_INTERNAL_TOKEN", &internal_token),
+            ] {
+                let bits = estimated_bits(value);
+                if !value.is_empty() && bits < MIN_SECRET_BITS {
+                    return Err(format!(
+                        "refusing to start: {name} is too weak (about {bits} bits; at least {MIN_SECRET_BITS} needed — e.g. `openssl rand -hex 32`). --dev allows weaker secrets for development."
+                    ));
+                }
+            }
+        }
         match (missing.is_empty(), master_key) {
             (true, Some(master_key)) => Ok((
                 Secrets {
@@ -144,6 +157,31 @@ impl Settings {
             .map_or_else(|| PathBuf::from("."), PathBuf::from)
             .join("dev-master-key")
     }
+}
+
+/// The least strength an admin secret or internal token may have.
+const MIN_SECRET_BITS: u32 = 128;
+
+/// An upper estimate of a secret's strength: its length times the bits of
+/// an alphabet made of the character classes it uses (lower case, upper
+/// case, digits, anything else). A random 32-character hex string is ~165
+/// by this count; `hunter2` is ~37.
+fn estimated_bits(s: &str) -> u32 {
+    let has = |f: fn(&char) -> bool| s.chars().any(|c| f(&c));
+    let alphabet = [
+        (has(char::is_ascii_lowercase), 26.0),
+        (has(char::is_ascii_uppercase), 26.0),
+        (has(char::is_ascii_digit), 10.0),
+        (has(|c| !c.is_ascii_alphanumeric()), 32.0),
+    ]
+    .iter()
+    .filter(|(present, _)| *present)
+    .map(|(_, n)| n)
+    .sum::<f64>();
+    if alphabet <= 1.0 {
+        return 0;
+    }
+    (s.chars().count() as f64 * alphabet.log2()) as u32
 }
 
 /// Reads the dev master key, creating it (mode 0600) on first use.
@@ -192,13 +230,49 @@ mod tests {
     }
 
     #[test]
+    fn weak_secrets_are_refused_unless_in_dev_mode() {
+        let key = "11".repeat(32);
+        let strong = "0123456789abcdef".repeat(2);
+        for (admin, token, refused) in [
+            ("abcd", strong.as_str(), Some("AIPIPE_ADMIN_SECRET")),
+            (strong.as_str(), "password", Some("AIPIPE_INTERNAL_TOKEN")),
+            (strong.as_str(), strong.as_str(), None),
+        ] {
+            let s = settings(&[
+                "--admin-secret",
+                admin,
+                "--internal-token",
+                token,
+                "--master-key",
+                &key,
+            ]);
+            match (s.secrets(), refused) {
+                (Err(e), Some(name)) => {
+                    assert!(e.contains(name) && e.contains("too weak"), "{e}");
+                    assert!(
+                        !e.contains(admin) || admin == strong,
+                        "the secret is echoed: {e}"
+                    );
+                }
+                (Ok(_), None) => {}
+                (other, _) => panic!("{admin}/{token}: {:?}", other.map(|_| ())),
+            }
+        }
+        let dev = settings(&["--admin-secret", "abcd", "--internal-token", "t", "--dev"]);
+        assert!(dev.secrets().is_ok(), "--dev allows weak secrets");
+        assert!(estimated_bits(&"f".repeat(64)) >= 256);
+        assert!(estimated_bits("hunter2") < 64);
+    }
+
+    #[test]
     fn explicit_secrets_are_used_and_validated() {
         let key = "11".repeat(32);
+        let strong = "0123456789abcdef".repeat(2);
         let s = settings(&[
             "--admin-secret",
-            "a",
+            &strong,
             "--internal-token",
-            "t",
+            &strong,
             "--master-key",
             &key,
         ]);
@@ -207,9 +281,9 @@ mod tests {
         assert!(!generated.admin_secret && generated.master_key_file.is_none());
         let bad = settings(&[
             "--admin-secret",
-            "a",
+            &strong,
             "--internal-token",
-            "t",
+            &strong,
             "--master-key",
             "abc",
         ]);

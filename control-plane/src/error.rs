@@ -21,6 +21,9 @@ pub enum Error {
     Invalid(String),
     /// A request body over the route's size limit.
     TooLarge(String),
+    /// Too many wrong admin secrets from this address: try again after this
+    /// many seconds (`retry-after`).
+    Throttled(u64),
     /// A failure that is not the client's doing. The text is logged, never sent.
     Internal(String),
 }
@@ -54,6 +57,11 @@ impl Error {
                 "invalid_request_error",
                 "payload_too_large",
             ),
+            Self::Throttled(_) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_error",
+                "too_many_failures",
+            ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "api_error",
@@ -76,6 +84,9 @@ impl Error {
             | Self::Conflict(m)
             | Self::Invalid(m)
             | Self::TooLarge(m) => m,
+            Self::Throttled(_) => {
+                "Too many wrong admin secrets from this address: wait for `retry-after` seconds."
+            }
             Self::Internal(_) => "Internal error; the control plane logged the details.",
         }
     }
@@ -125,7 +136,12 @@ impl IntoResponse for Error {
                 code: code.to_owned(),
             },
         };
-        (status, Json(body)).into_response()
+        let mut resp = (status, Json(body)).into_response();
+        if let Self::Throttled(secs) = self {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 

@@ -47,6 +47,8 @@ pub struct Inner {
     pub counters: metrics::Counters,
     /// Set when the process stops: requests held for changes end at once.
     pub stopping: tokio::sync::watch::Sender<bool>,
+    /// Wrong admin secrets per client address.
+    pub admin_throttle: admin::throttle::Throttle,
 }
 
 impl std::ops::Deref for AppState {
@@ -66,6 +68,7 @@ impl AppState {
             table_cache: routing::Cache::default(),
             counters: metrics::Counters::default(),
             stopping: tokio::sync::watch::Sender::new(false),
+            admin_throttle: admin::throttle::Throttle::default(),
         }))
     }
 
@@ -211,8 +214,13 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let admin_server = axum::serve(admin, admin_app(state.clone()))
-        .with_graceful_shutdown(stopped(stop_rx.clone()));
+    // The client's address reaches the admin routes (wrong secrets are
+    // throttled per address).
+    let admin_server = axum::serve(
+        admin,
+        admin_app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped(stop_rx.clone()));
     let internal_server =
         axum::serve(internal, internal_app(state.clone())).with_graceful_shutdown(stopped(stop_rx));
     let (a, i) = tokio::join!(admin_server, internal_server);

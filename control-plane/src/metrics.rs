@@ -43,6 +43,10 @@ pub struct Counters {
     ingest_rejected: Counter,
     ingest_records: Family<Outcome, Counter>,
     table_requests: Family<Outcome, Counter>,
+    /// Wrong admin secrets, and requests refused while an address was
+    /// throttled for them.
+    admin_auth_failures: Counter,
+    admin_auth_throttled: Counter,
     /// Answers to filters' change requests, and the bytes they carried.
     deltas: Counter,
     delta_bytes: Counter,
@@ -55,6 +59,8 @@ impl Default for Counters {
             ingest_rejected: Counter::default(),
             ingest_records: Family::default(),
             table_requests: Family::default(),
+            admin_auth_failures: Counter::default(),
+            admin_auth_throttled: Counter::default(),
             deltas: Counter::default(),
             delta_bytes: Counter::default(),
         };
@@ -81,6 +87,16 @@ impl Counters {
     /// A routing table request answered 304.
     pub fn table_not_modified(&self) {
         self.table_requests.get_or_create(&NOT_MODIFIED).inc();
+    }
+
+    /// A wrong admin secret.
+    pub fn admin_auth_failed(&self) {
+        self.admin_auth_failures.inc();
+    }
+
+    /// An admin request refused because its address is throttled.
+    pub fn admin_auth_throttled(&self) {
+        self.admin_auth_throttled.inc();
     }
 
     /// A change request answered with a delta of `bytes`.
@@ -311,6 +327,16 @@ pub async fn render(state: &AppState) -> Result<String> {
         "aipipe_cp_table_requests",
         "Routing table requests by outcome",
         c.table_requests.clone(),
+    );
+    registry.register(
+        "aipipe_cp_admin_auth_failures",
+        "Admin requests with a missing or wrong X-Admin-Secret",
+        c.admin_auth_failures.clone(),
+    );
+    registry.register(
+        "aipipe_cp_admin_auth_throttled",
+        "Admin requests refused (429) while their address was throttled for wrong secrets",
+        c.admin_auth_throttled.clone(),
     );
     registry.register(
         "aipipe_cp_deltas",

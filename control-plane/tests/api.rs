@@ -70,7 +70,22 @@ async fn send(
     headers: &[(&str, &str)],
     body: Option<Vec<u8>>,
 ) -> (StatusCode, HeaderMap, Bytes) {
+    send_from(app, None, method, uri, headers, body).await
+}
+
+/// As `send`, from a client address (what the real server passes on).
+async fn send_from(
+    app: Router,
+    from: Option<std::net::SocketAddr>,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> (StatusCode, HeaderMap, Bytes) {
     let mut req = Request::builder().method(method).uri(uri);
+    if let Some(addr) = from {
+        req = req.extension(axum::extract::ConnectInfo(addr));
+    }
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -988,6 +1003,7 @@ async fn explain_ranks_candidates_best_first_with_the_filters_code() {
 #[tokio::test]
 async fn missing_or_wrong_secrets_are_401() {
     let h = harness();
+    let mut client = 0u8;
     for headers in [
         vec![],
         vec![("x-admin-secret", "wrong")],
@@ -999,8 +1015,11 @@ async fn missing_or_wrong_secrets_are_401() {
             (Method::POST, "/admin/tenants"),
             (Method::GET, "/admin/openapi.json"),
         ] {
-            let (s, _, b) = send(
+            // Each from its own address: no address reaches the throttle.
+            client += 1;
+            let (s, _, b) = send_from(
                 admin_app(h.state.clone()),
+                Some(([10, 0, 0, client], 4000).into()),
                 method,
                 uri,
                 &headers,
@@ -1968,4 +1987,47 @@ async fn model_ids_prices_and_caps_that_could_do_harm_are_refused_and_models_can
     let (table, _) = h.table().await;
     assert!(table.models.iter().all(|m| m.id != "ok-id"));
     assert_eq!(table.version, before + 2);
+}
+
+/// Wrong admin secrets are throttled per client address: after five in a
+/// minute, that address gets 429 with `retry-after` — even with the right
+/// secret, so guessing learns nothing — while other addresses are served;
+/// both are counted in /metrics.
+#[tokio::test]
+async fn wrong_admin_secrets_are_throttled_per_address_and_counted() {
+    let h = harness();
+    let guesser: std::net::SocketAddr = ([192, 0, 2, 7], 5555).into();
+    let operator: std::net::SocketAddr = ([192, 0, 2, 8], 5555).into();
+    let call = |from, secret: &'static str| {
+        let app = admin_app(h.state.clone());
+        async move {
+            send_from(
+                app,
+                Some(from),
+                Method::GET,
+                "/admin/tenants",
+                &[("x-admin-secret", secret)],
+                None,
+            )
+            .await
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(call(guesser, "guess").await.0, StatusCode::UNAUTHORIZED);
+    }
+    let (s, headers, b) = call(guesser, ADMIN).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    assert_error_shape(&json_of(&b), "too_many_failures");
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert_eq!(call(operator, ADMIN).await.0, StatusCode::OK);
+    let (_, _, text) = h.admin(Method::GET, "/metrics", None).await;
+    assert!(
+        text.contains("aipipe_cp_admin_auth_failures_total 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("aipipe_cp_admin_auth_throttled_total 1"),
+        "{text}"
+    );
 }

@@ -344,13 +344,14 @@ pub fn render_envoy_config(file: &str, c: &EnvoyConfig) -> String {
         }
     }
     match &c.control_plane {
-        Some((port, token)) if c.with_filter => {
+        // The token goes into Envoy's environment, not the file
+        // (`Envoy::start_with_env`).
+        Some((port, _token)) if c.with_filter => {
             replace(
                 &mut yaml,
                 "port_value: 8083 }",
                 &format!("port_value: {port} }}"),
             );
-            replace(&mut yaml, "aipipe-demo-internal-token", token);
         }
         // No control plane: no singleton, and no cluster for it to call.
         _ => {
@@ -403,6 +404,18 @@ impl Envoy {
     /// Starts Envoy on `yaml` with `concurrency` workers and waits for
     /// `/ready` on its admin port.
     pub fn start(yaml: &str, listener_port: u16, admin_port: u16, concurrency: u32) -> Self {
+        Self::start_with_env(yaml, listener_port, admin_port, concurrency, &[])
+    }
+
+    /// As [`Envoy::start`], with `env` in Envoy's environment (the internal
+    /// token its singleton reads, `AIPIPE_INTERNAL_TOKEN`).
+    pub fn start_with_env(
+        yaml: &str,
+        listener_port: u16,
+        admin_port: u16,
+        concurrency: u32,
+        env: &[(&str, &str)],
+    ) -> Self {
         let binary = envoy_binary();
         assert!(
             binary.exists(),
@@ -422,6 +435,7 @@ impl Envoy {
             let _ = fs::write(keep, yaml);
         }
         let mut cmd = Command::new(binary);
+        cmd.envs(env.iter().copied());
         cmd.arg("-c")
             .arg(&config)
             .arg("--concurrency")
@@ -485,6 +499,7 @@ impl Envoy {
         concurrency: u32,
     ) -> Self {
         let (listener_port, admin_port) = (free_port(), free_port());
+        let token = control_plane.as_ref().map(|(_, t)| t.clone());
         let yaml = render_envoy_config(
             file,
             &EnvoyConfig {
@@ -496,7 +511,12 @@ impl Envoy {
                 control_plane,
             },
         );
-        Self::start(&yaml, listener_port, admin_port, concurrency)
+        let env: Vec<(&str, &str)> = token
+            .as_deref()
+            .map(|t| ("AIPIPE_INTERNAL_TOKEN", t))
+            .into_iter()
+            .collect();
+        Self::start_with_env(&yaml, listener_port, admin_port, concurrency, &env)
     }
 
     pub fn url(&self, path: &str) -> String {

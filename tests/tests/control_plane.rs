@@ -87,6 +87,18 @@ fn admin_changes_reach_every_worker_within_two_seconds() {
         assert_eq!(s.chat(&key, &hello("hi")).status, 401);
     }
 
+    // The internal token is in Envoy's environment, not its configuration.
+    let dump = aipipe_tests::get(
+        &format!("http://127.0.0.1:{}/config_dump", s.envoy.admin_port),
+        &[],
+    )
+    .text();
+    assert!(dump.contains("aipipe_singleton") && dump.contains("AIPIPE_INTERNAL_TOKEN"));
+    assert!(
+        !dump.contains(&s.cp.internal_token),
+        "the internal token is in /config_dump"
+    );
+
     // No secret in any log line.
     let logs = s.cp.process.logs() + &s.envoy.process.logs();
     for secret in [

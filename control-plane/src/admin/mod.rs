@@ -12,6 +12,7 @@ pub(crate) mod keys;
 pub(crate) mod ops;
 pub(crate) mod penalties;
 pub(crate) mod tenants;
+pub mod throttle;
 pub(crate) mod usage;
 
 use axum::Router;
@@ -84,6 +85,14 @@ pub fn app(state: AppState) -> Router {
 }
 
 async fn require_secret(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let addr = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(secs) = state.admin_throttle.wait(addr) {
+        state.counters.admin_auth_throttled();
+        return Error::Throttled(secs).into_response();
+    }
     let given = req
         .headers()
         .get(ADMIN_SECRET_HEADER)
@@ -91,6 +100,8 @@ async fn require_secret(State(state): State<AppState>, req: Request, next: Next)
     if state.admin_secret_ok(given) {
         next.run(req).await
     } else {
+        state.admin_throttle.failed(addr);
+        state.counters.admin_auth_failed();
         Error::Unauthorized.into_response()
     }
 }

@@ -248,8 +248,16 @@ pub struct ControlPlane {
     /// `:authority` sent with each call.
     #[serde(default = "default_authority")]
     pub authority: String,
-    /// The internal API token (`x-aipipe-internal-token`).
+    /// The internal API token (`x-aipipe-internal-token`), read from the
+    /// environment variable `token_env` of the singleton's VM — never from
+    /// the configuration, so Envoy's `/config_dump` and rendered configs
+    /// hold no secret (filter/README.md, "Singleton configuration").
+    #[serde(default, skip)]
     pub token: String,
+    /// The environment variable holding the token; Envoy passes it to the
+    /// VM when `vm_config.environment_variables.host_env_keys` names it.
+    #[serde(default = "default_token_env")]
+    pub token_env: String,
     /// How often the singleton ticks: ships usage, and asks again for
     /// changes after a failed call.
     #[serde(default = "default_poll_ms")]
@@ -270,6 +278,9 @@ pub struct ControlPlane {
     pub batch_records: usize,
 }
 
+fn default_token_env() -> String {
+    "AIPIPE_INTERNAL_TOKEN".to_owned()
+}
 fn default_authority() -> String {
     "aipipe-control-plane".to_owned()
 }
@@ -290,15 +301,37 @@ fn default_batch() -> usize {
 }
 
 impl SingletonConfig {
+    /// Parses and validates the configuration, the token taken from the
+    /// process environment.
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let c: Self =
+        Self::parse_with(bytes, |name| std::env::var(name).ok())
+    }
+
+    /// As [`SingletonConfig::parse`], with the environment given.
+    pub fn parse_with(bytes: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(bytes)
+            && v["control_plane"].get("token").is_some()
+        {
+            return Err(
+                "control_plane.token: the internal token is never part of the configuration; set it in Envoy's environment and name the variable in vm_config.environment_variables.host_env_keys (control_plane.token_env, default AIPIPE_INTERNAL_TOKEN)"
+                    .into(),
+            );
+        }
+        let mut c: Self =
             serde_json::from_slice(bytes).map_err(|e| format!("singleton configuration: {e}"))?;
+        let cp = &mut c.control_plane;
+        cp.token = env(&cp.token_env)
+            .map(|t| t.trim().to_owned())
+            .unwrap_or_default();
         let cp = &c.control_plane;
         if cp.cluster.is_empty() {
             return Err("control_plane.cluster: must not be empty".into());
         }
         if cp.token.is_empty() {
-            return Err("control_plane.token: must not be empty".into());
+            return Err(format!(
+                "control_plane.token_env: the environment variable {} is not set for the singleton's VM (add it to vm_config.environment_variables.host_env_keys and to Envoy's environment)",
+                cp.token_env
+            ));
         }
         if !(100..=60_000).contains(&cp.poll_ms) {
             return Err(format!(
@@ -329,20 +362,26 @@ impl SingletonConfig {
 mod singleton_tests {
     use super::*;
 
+    fn env(name: &str) -> Option<String> {
+        (name == "AIPIPE_INTERNAL_TOKEN").then(|| "t0ken".to_owned())
+    }
+
     #[test]
     fn singleton_config_defaults_and_errors() {
-        let c =
-            SingletonConfig::parse(br#"{"control_plane":{"cluster":"cp","token":"t"}}"#).unwrap();
+        let c = SingletonConfig::parse_with(br#"{"control_plane":{"cluster":"cp"}}"#, env).unwrap();
         assert_eq!(c.control_plane.poll_ms, 1000);
-        let e = |s: &str| SingletonConfig::parse(s.as_bytes()).unwrap_err();
+        assert_eq!(c.control_plane.token, "t0ken", "from the environment");
+        let e = |s: &str| SingletonConfig::parse_with(s.as_bytes(), env).unwrap_err();
+        assert!(e(r#"{"control_plane":{"cluster":""}}"#).starts_with("control_plane.cluster"));
         assert!(
-            e(r#"{"control_plane":{"cluster":"","token":"t"}}"#)
-                .starts_with("control_plane.cluster")
-        );
-        assert!(
-            e(r#"{"control_plane":{"cluster":"c","token":"t","poll_ms":5}}"#)
+            e(r#"{"control_plane":{"cluster":"c","poll_ms":5}}"#)
                 .starts_with("control_plane.poll_ms")
         );
-        assert!(e(r#"{"control_plane":{"cluster":"c"}}"#).contains("missing field `token`"));
+        let named = e(r#"{"control_plane":{"cluster":"c","token_env":"NOPE"}}"#);
+        assert!(named.contains("NOPE is not set"), "{named}");
+        // A secret in the configuration is refused, never used.
+        let inline = e(r#"{"control_plane":{"cluster":"c","token":"t"}}"#);
+        assert!(inline.starts_with("control_plane.token:"), "{inline}");
+        assert!(!inline.contains("\"t\""), "{inline}");
     }
 }

@@ -876,11 +876,16 @@ fn key_entry(rev: u64, removed: bool, tenant: &str) -> Vec<u8> {
 }
 
 fn singleton(h: &FakeHost, extra: serde_json::Value) -> crate::flow::Singleton {
-    let mut cp = serde_json::json!({"cluster": "aipipe_control_plane", "token": "t0ken"});
+    let mut cp = serde_json::json!({"cluster": "aipipe_control_plane"});
     if let (Some(cp), Some(extra)) = (cp.as_object_mut(), extra.as_object()) {
         cp.extend(extra.clone());
     }
-    crate::flow::Singleton::new(serde_json::from_value(cp).unwrap(), h)
+    let config = serde_json::json!({"control_plane": cp}).to_string();
+    let config = crate::config::SingletonConfig::parse_with(config.as_bytes(), |name| {
+        (name == "AIPIPE_INTERNAL_TOKEN").then(|| "t0ken".to_owned())
+    })
+    .unwrap();
+    crate::flow::Singleton::new(config.control_plane, h)
 }
 
 /// Answers the singleton's last call with `body`; returns the path of the

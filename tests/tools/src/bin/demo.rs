@@ -88,7 +88,13 @@ fn run() -> Result<(), String> {
     );
     // The bootstrap table (used until the control plane answers) knows the key too.
     yaml = yaml.replace(&hex_hash(DEFAULT_KEY), &hex_hash(&key));
-    let envoy = Envoy::start(&yaml, LISTENER, ADMIN, 2);
+    let envoy = Envoy::start_with_env(
+        &yaml,
+        LISTENER,
+        ADMIN,
+        2,
+        &[("AIPIPE_INTERNAL_TOKEN", &launch.internal_token)],
+    );
     // Ready once the control plane's table serves the demo key.
     let chat = envoy.url("/v1/chat/completions");
     let hi = json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]});

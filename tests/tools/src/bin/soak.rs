@@ -1056,7 +1056,13 @@ fn run(o: &Options) -> Result<(), String> {
         ));
     }
     yaml = yaml.replace("    connect_timeout: 2s\n", breakers);
-    let envoy = Envoy::start(&yaml, listener_port, admin_port, 2);
+    let token = cp.as_ref().map(|cp| cp.internal_token.clone());
+    let env: Vec<(&str, &str)> = token
+        .as_deref()
+        .map(|t| ("AIPIPE_INTERNAL_TOKEN", t))
+        .into_iter()
+        .collect();
+    let envoy = Envoy::start_with_env(&yaml, listener_port, admin_port, 2, &env);
     track(envoy.process.pid());
     let envoy_pid = envoy.process.pid();
     let (esoft, _) = nofile(&envoy_pid.to_string()).unwrap_or((0, 0));
