@@ -40,6 +40,26 @@ fn every_shipped_envoy_config_validates() {
     }
 }
 
+/// Every shipped config bounds slow and idle clients and the connection
+/// count, and carries no secret: the singleton's internal token comes from
+/// Envoy's environment.
+#[test]
+fn every_shipped_envoy_config_bounds_clients_and_holds_no_secret() {
+    for name in ["demo.yaml", "production.yaml"] {
+        let text = std::fs::read_to_string(repo_root().join("envoy").join(name)).unwrap();
+        for needed in [
+            "request_headers_timeout:",
+            "request_timeout:",
+            "stream_idle_timeout:",
+            "max_active_downstream_connections:",
+            "host_env_keys: [AIPIPE_INTERNAL_TOKEN]",
+        ] {
+            assert!(text.contains(needed), "{name} lacks {needed}");
+        }
+        assert!(!text.contains("\"token\""), "{name} holds a token");
+    }
+}
+
 #[test]
 fn a_bad_plugin_configuration_is_refused_naming_the_field() {
     // The same check on a rendered copy with a broken bootstrap table.
