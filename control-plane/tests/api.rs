@@ -2031,3 +2031,60 @@ async fn wrong_admin_secrets_are_throttled_per_address_and_counted() {
         "{text}"
     );
 }
+
+/// A deleted tenant's usage stays for accounting, but a new tenant that
+/// takes its id starts at zero, in stats and in /metrics.
+#[tokio::test]
+async fn a_new_tenant_with_a_deleted_ones_id_starts_at_zero() {
+    let h = harness();
+    h.create_tenant("reused").await;
+    let old: Vec<UsageRecord> = (0..3)
+        .map(|i| {
+            record(
+                &format!("old{i}"),
+                "reused",
+                "gpt-4o-mini",
+                200,
+                1.0,
+                now_ms() - 10_000,
+            )
+        })
+        .collect();
+    h.ingest(&old).await;
+    let stats = |h: &Harness| {
+        let state = h.state.clone();
+        async move {
+            let until = now_ms() + 60_000;
+            let (s, _, b) = send(
+                admin_app(state),
+                Method::GET,
+                &format!("/admin/tenants/reused/stats?since=0&until={until}"),
+                &[("x-admin-secret", ADMIN)],
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK);
+            json_of(&b)["totals"]["requests"].as_u64()
+        }
+    };
+    assert_eq!(stats(&h).await, Some(3));
+    assert_eq!(
+        h.admin(Method::DELETE, "/admin/tenants/reused", None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        stats(&h).await,
+        Some(3),
+        "a deleted tenant's usage stays readable"
+    );
+    std::thread::sleep(Duration::from_millis(5));
+    h.create_tenant("reused").await;
+    assert_eq!(stats(&h).await, Some(0), "the new tenant inherited usage");
+    let (_, _, text) = h.admin(Method::GET, "/metrics", None).await;
+    assert!(!text.contains("tenant=\"reused\""), "{text}");
+    h.ingest(&[record("new0", "reused", "gpt-4o-mini", 200, 1.0, now_ms())])
+        .await;
+    assert_eq!(stats(&h).await, Some(1));
+}

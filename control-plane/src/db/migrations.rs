@@ -190,6 +190,20 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         WHERE key = 'table_version';
     "#,
     ),
+    (
+        6,
+        "tenant deletions",
+        r#"
+    -- When each tenant id was deleted: usage rows outlive their tenant (for
+    -- accounting), and a new tenant of the same id counts only usage from
+    -- after the last deletion.
+    CREATE TABLE tenant_deletions (
+        tenant TEXT NOT NULL,
+        deleted_at INTEGER NOT NULL
+    );
+    CREATE INDEX tenant_deletions_tenant ON tenant_deletions(tenant, deleted_at);
+    "#,
+    ),
 ];
 
 /// Applies every migration the database has not had yet.

@@ -137,8 +137,10 @@ impl Db {
         .await
     }
 
-    /// Deletes the tenant with its provider keys and virtual keys (cascade);
-    /// its usage rows stay. False when there was no such tenant. Each live
+    /// Deletes the tenant with its provider keys and virtual keys (cascade)
+    /// and its running totals; its usage rows stay (a new tenant of the same
+    /// id sees only usage from after this deletion). False when there was no
+    /// such tenant. Each live
     /// key's removal is a change of its own (Envoys hold keys one by one).
     pub async fn delete_tenant(&self, id: String) -> Result<bool> {
         self.write(move |tx| {
@@ -150,6 +152,13 @@ impl Db {
                 .collect::<Result<_, _>>()?;
             let n = tx.execute("DELETE FROM tenants WHERE id = ?1", [&id])?;
             if n > 0 {
+                // Its running totals go (a new tenant of the same id starts
+                // at zero); its usage rows stay, for accounting.
+                tx.execute("DELETE FROM usage_totals WHERE tenant = ?1", [&id])?;
+                tx.execute(
+                    "INSERT INTO tenant_deletions (tenant, deleted_at) VALUES (?1, ?2)",
+                    params![id, to_i64(now_ms())],
+                )?;
                 record_change(tx, Change::Tenant(&id))?;
                 for hash in &live {
                     record_change(tx, Change::Key(hash))?;

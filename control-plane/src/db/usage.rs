@@ -143,6 +143,17 @@ impl Db {
         until: u64,
     ) -> Result<Option<Window>> {
         self.read(move |tx| {
+            // A tenant's usage starts after the last deletion of its id:
+            // usage of an earlier tenant of the same id is not its own.
+            let reborn: Option<i64> = if tenant_exists(tx, &tenant)? {
+                tx.prepare_cached(
+                    "SELECT MAX(deleted_at) FROM tenant_deletions WHERE tenant = ?1",
+                )?
+                .query_row([&tenant], |r| r.get(0))?
+            } else {
+                None
+            };
+            let since = since.max(reborn.map_or(0, to_u64));
             let mut st = tx.prepare_cached(
                 "SELECT provider, model, status, prompt_tokens, completion_tokens, cached_tokens,
                     cache_write_tokens, cost_nusd, usage_parsed, latency_ms, ttft_ms, cache_hit
