@@ -17,7 +17,10 @@
 //!
 //! Isolation. A hit requires the entry's full 32-byte key *and* its tenant id
 //! to equal the request's ([`lookup`]): tenants never share answers even if
-//! two keys ever collided.
+//! two keys ever collided. And each tenant's entries live in its own window
+//! of `tenant_share` consecutive slots (starting where the tenant id hashes
+//! to), so one tenant's many distinct requests can evict at most that share
+//! of everybody's entries ([`slots_for`]).
 //!
 //! What is cached: non-streamed requests with one choice that are
 //! deterministic (`temperature` 0 or a `seed`; absent `temperature` means
@@ -63,6 +66,10 @@ pub struct CacheConfig {
     pub enabled: bool,
     /// Shared-data slots, each holding at most one answer.
     pub slots: u32,
+    /// The slots one tenant's entries may occupy (a window of the store):
+    /// what one tenant can evict at most. Defaults to a quarter of `slots`;
+    /// a single-tenant install may set it to `slots`.
+    pub tenant_share: Option<u32>,
     /// Largest encoded entry (answer, content type, tenant id and a 64-byte
     /// header); larger answers are not cached.
     pub max_entry_bytes: usize,
@@ -74,6 +81,7 @@ impl Default for CacheConfig {
         Self {
             enabled: true,
             slots: DEFAULT_SLOTS,
+            tenant_share: None,
             max_entry_bytes: DEFAULT_MAX_ENTRY_BYTES,
             ttl_ms: DEFAULT_TTL_MS,
         }
@@ -86,6 +94,14 @@ impl CacheConfig {
         if !(1..=MAX_SLOTS).contains(&self.slots) {
             return Err(format!(
                 "slots: must be in 1..={MAX_SLOTS}, got {}",
+                self.slots
+            ));
+        }
+        if let Some(share) = self.tenant_share
+            && !(1..=self.slots).contains(&share)
+        {
+            return Err(format!(
+                "tenant_share: must be in 1..=slots ({}), got {share}",
                 self.slots
             ));
         }
@@ -109,6 +125,13 @@ impl CacheConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The slots one tenant's entries may occupy.
+    pub fn share(&self) -> u32 {
+        self.tenant_share
+            .unwrap_or(self.slots / 4)
+            .clamp(1, self.slots.max(1))
     }
 
     /// The most bytes the cache's values can hold in shared data.
@@ -323,14 +346,23 @@ impl Key {
     }
 }
 
-/// The two slots `key` may live in (equal only when there is one slot).
-pub fn slots_for(key: &Key, cfg: &CacheConfig) -> [u32; 2] {
+/// The two slots `key` of `tenant_id` may live in, both inside the
+/// tenant's window of [`CacheConfig::share`] slots (equal only when the
+/// window is one slot).
+pub fn slots_for(key: &Key, tenant_id: &str, cfg: &CacheConfig) -> [u32; 2] {
     let n = u64::from(cfg.slots.max(1));
-    let first = key.word(0) % n;
-    let mut second = key.word(1) % n;
-    if second == first {
-        second = (first + 1) % n;
+    let share = u64::from(cfg.share());
+    // FNV-1a of the tenant id: where its window starts.
+    let base = tenant_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    }) % n;
+    let a = key.word(0) % share;
+    let mut b = key.word(1) % share;
+    if b == a {
+        b = (a + 1) % share;
     }
+    let first = (base + a) % n;
+    let second = (base + b) % n;
     // Both are below `n`, which fits in u32.
     [
         u32::try_from(first).unwrap_or(0),
@@ -739,19 +771,42 @@ mod tests {
     fn slots_are_two_distinct_slots_in_range() {
         let cfg = CacheConfig {
             slots: 7,
+            tenant_share: Some(7),
             ..CacheConfig::default()
         };
         for i in 0..200 {
             let k = key("t", &format!(r#"{{"seed":{i}}}"#));
-            let [a, b] = slots_for(&k, &cfg);
+            let [a, b] = slots_for(&k, "t", &cfg);
             assert!(a < 7 && b < 7 && a != b);
         }
         let one = CacheConfig {
             slots: 1,
             ..CacheConfig::default()
         };
-        assert_eq!(slots_for(&key("t", BODY), &one), [0, 0]);
+        assert_eq!(slots_for(&key("t", BODY), "t", &one), [0, 0]);
         assert_eq!(slot_name(42), "aipipe.cache.42");
+    }
+
+    #[test]
+    fn one_tenant_can_occupy_only_its_share_of_the_slots() {
+        let cfg = CacheConfig {
+            slots: 1024,
+            ..CacheConfig::default()
+        };
+        assert_eq!(cfg.share(), 256);
+        let mut used = std::collections::BTreeSet::new();
+        for i in 0..20_000 {
+            let k = key("greedy", &format!(r#"{{"seed":{i}}}"#));
+            used.extend(slots_for(&k, "greedy", &cfg));
+        }
+        assert_eq!(used.len(), 256, "a tenant reaches exactly its window");
+        let e = CacheConfig {
+            tenant_share: Some(2000),
+            ..cfg
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.starts_with("tenant_share:"), "{e}");
     }
 
     #[test]

@@ -68,9 +68,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(k) = cache::prepare(data).map(|p| p.key("t", "openai", "gpt-4o-mini")) {
             let cfg = CacheConfig {
                 slots: 3,
+                tenant_share: Some(3),
                 ..CacheConfig::default()
             };
-            let [a, b] = cache::slots_for(&k, &cfg);
+            let [a, b] = cache::slots_for(&k, "t", &cfg);
             assert!(a < 3 && b < 3 && a != b);
             let e = Entry {
                 key: k,

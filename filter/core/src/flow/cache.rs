@@ -65,7 +65,7 @@ pub(super) fn lookup(
     let model_key = format!("{}{}", model.id, ctx.protocol.cache_tag());
     let key = prompt.key(&tenant.id, &provider.id, &model_key);
     let now = now_ms(host);
-    for slot in cache::slots_for(&key, config) {
+    for slot in cache::slots_for(&key, &tenant.id, config) {
         if let (Some(value), _) = host.shared_get(&cache::slot_name(slot))
             && let Some(e) = cache::lookup(&value, &key, &tenant.id, now)
         {
@@ -84,7 +84,7 @@ pub(super) fn lookup(
 pub(super) fn store(filter: &Filter, host: &impl Host, key: &Key, tenant_id: &str, answer: &[u8]) {
     let config = &filter.config.cache;
     let now = now_ms(host);
-    let slots = cache::slots_for(key, config);
+    let slots = cache::slots_for(key, tenant_id, config);
     let read = |slot: u32| host.shared_get(&cache::slot_name(slot));
     let existing = [read(slots[0]), read(slots[1])];
     let victim = cache::choose_victim(
