@@ -383,7 +383,7 @@ fn a_slow_provider_past_the_timeout_is_failed_over() {
     let envoy = envoy_with(
         &mock,
         with(&[("attempt_timeout_ms", json!(1000))]),
-        |yaml| yaml.replace("timeout: 300s", "timeout: 1s"),
+        |yaml| yaml.replace(" timeout: 300s", " timeout: 1s"),
     );
     // Every OpenAI model is slow: the first attempt meets the route's
     // timeout, the second (gpt-4o) the failover attempt's, Claude answers.
