@@ -297,6 +297,7 @@ mod tests {
             tenants: vec![aipipe_core::table::Tenant {
                 id: "t".into(),
                 disabled: false,
+                pass_through: true,
                 virtual_key_hashes: Vec::new(),
                 provider_keys: [("openai".to_owned(), "sk-x".to_owned())].into(),
             }],

@@ -113,6 +113,7 @@ pub fn account(cipher: &Cipher, table: &Table, id: &str, state: &TenantState) ->
     Ok(table.account(
         id.to_owned(),
         state.disabled,
+        state.pass_through,
         keys.iter().map(|(p, k)| (p.as_str(), k.as_str())),
     ))
 }
@@ -129,12 +130,14 @@ pub fn delta(page: ChangePage, cipher: &Cipher, cache: &Cache) -> Result<Vec<u8>
                         rev,
                         removed: false,
                         disabled: s.disabled,
+                        pass_through: s.pass_through,
                         provider_keys: open_keys(cipher, &id, &s)?,
                     },
                     None => TenantEntry {
                         rev,
                         removed: true,
                         disabled: false,
+                        pass_through: false,
                         provider_keys: Vec::new(),
                     },
                 };

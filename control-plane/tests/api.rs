@@ -160,6 +160,7 @@ impl Harness {
                             Tenant {
                                 id: r.name.to_owned(),
                                 disabled: e.disabled,
+                                pass_through: e.pass_through,
                                 virtual_key_hashes: Vec::new(),
                                 provider_keys: e.provider_keys.into_iter().collect(),
                             },
@@ -2087,4 +2088,24 @@ async fn a_new_tenant_with_a_deleted_ones_id_starts_at_zero() {
     h.ingest(&[record("new0", "reused", "gpt-4o-mini", 200, 1.0, now_ms())])
         .await;
     assert_eq!(stats(&h).await, Some(1));
+}
+
+#[tokio::test]
+async fn pass_through_can_be_switched_off_per_tenant_and_every_envoy_hears_of_it() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    let (t0, _) = h.table().await;
+    assert!(t0.tenants[0].pass_through, "open by default");
+    let (s, v, _) = h
+        .admin(
+            Method::PATCH,
+            "/admin/tenants/acme",
+            Some(json!({"pass_through": false})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["pass_through"], false);
+    let (t1, _) = h.table().await;
+    assert!(!t1.tenants[0].pass_through);
+    assert!(t1.version > t0.version, "a change every Envoy receives");
 }

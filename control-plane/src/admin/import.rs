@@ -36,6 +36,9 @@ pub(crate) struct ImportLine {
     name: Option<String>,
     #[serde(default)]
     disabled: bool,
+    /// false: the provider pass-through paths answer 403 for it.
+    #[serde(default = "yes")]
+    pass_through: bool,
     /// provider id → key.
     #[serde(default)]
     provider_keys: BTreeMap<String, String>,
@@ -57,6 +60,10 @@ pub(crate) struct ImportReport {
     refused: Vec<Refused>,
 }
 
+fn yes() -> bool {
+    true
+}
+
 fn check_hash(h: &str) -> Result<()> {
     if h.len() == 64
         && h.bytes()
@@ -75,7 +82,7 @@ fn prepare(state: &AppState, line: usize, text: &str) -> Result<ImportTenant> {
     // serde's message can quote a value (a key): say where, not what.
     let l: ImportLine = serde_json::from_str(text).map_err(|e| {
         Error::Invalid(format!(
-            "not a tenant record (at column {}): expected {{\"id\", \"name\"?, \"disabled\"?, \"provider_keys\"?, \"virtual_key_hashes\"?}}",
+            "not a tenant record (at column {}): expected {{\"id\", \"name\"?, \"disabled\"?, \"pass_through\"?, \"provider_keys\"?, \"virtual_key_hashes\"?}}",
             e.column()
         ))
     })?;
@@ -100,6 +107,7 @@ fn prepare(state: &AppState, line: usize, text: &str) -> Result<ImportTenant> {
         id: l.id,
         name,
         disabled: l.disabled,
+        pass_through: l.pass_through,
         sealed_keys,
         key_hashes,
     })

@@ -31,6 +31,9 @@ pub(crate) struct TenantPatch {
     name: Option<String>,
     #[serde(default)]
     disabled: Option<bool>,
+    /// false: the provider pass-through paths answer 403 for this tenant.
+    #[serde(default)]
+    pass_through: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -89,7 +92,7 @@ pub(crate) async fn update_tenant(
     }
     let t = state
         .db
-        .update_tenant(id.clone(), patch.name, patch.disabled)
+        .update_tenant(id.clone(), patch.name, patch.disabled, patch.pass_through)
         .await?;
     t.map(Json).ok_or_else(|| tenant_not_found(&id))
 }

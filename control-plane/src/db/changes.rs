@@ -67,6 +67,7 @@ pub struct GlobalState {
 #[derive(Debug)]
 pub struct TenantState {
     pub disabled: bool,
+    pub pass_through: bool,
     /// (provider, sealed key).
     pub sealed_keys: Vec<(String, Vec<u8>)>,
 }
@@ -119,11 +120,11 @@ pub(super) fn global_state(conn: &Connection) -> Result<GlobalState> {
 }
 
 pub(super) fn tenant_state(conn: &Connection, id: &str) -> Result<Option<TenantState>> {
-    let disabled: Option<bool> = conn
-        .prepare_cached("SELECT disabled FROM tenants WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
+    let flags: Option<(bool, bool)> = conn
+        .prepare_cached("SELECT disabled, pass_through FROM tenants WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let Some(disabled) = disabled else {
+    let Some((disabled, pass_through)) = flags else {
         return Ok(None);
     };
     let mut st = conn.prepare_cached(
@@ -134,6 +135,7 @@ pub(super) fn tenant_state(conn: &Connection, id: &str) -> Result<Option<TenantS
         .collect::<Result<_, _>>()?;
     Ok(Some(TenantState {
         disabled,
+        pass_through,
         sealed_keys,
     }))
 }

@@ -16,6 +16,7 @@ pub struct ImportTenant {
     pub id: String,
     pub name: String,
     pub disabled: bool,
+    pub pass_through: bool,
     /// (provider, sealed key).
     pub sealed_keys: Vec<(String, Vec<u8>)>,
     /// (virtual key id, hash).
@@ -50,9 +51,9 @@ impl Db {
                     continue;
                 }
                 tx.prepare_cached(
-                    "INSERT INTO tenants (id, name, disabled, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO tenants (id, name, disabled, created_at, pass_through) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![t.id, t.name, t.disabled, now])?;
+                .execute(params![t.id, t.name, t.disabled, now, t.pass_through])?;
                 let mut key = tx.prepare_cached(
                     "INSERT INTO provider_keys (tenant, provider, sealed, updated_at) VALUES (?1, ?2, ?3, ?4)",
                 )?;

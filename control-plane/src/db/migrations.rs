@@ -204,6 +204,14 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     CREATE INDEX tenant_deletions_tenant ON tenant_deletions(tenant, deleted_at);
     "#,
     ),
+    (
+        7,
+        "per-tenant pass-through switch",
+        r#"
+    -- 0: the provider pass-through paths (/<provider>/…) answer 403 for it.
+    ALTER TABLE tenants ADD COLUMN pass_through INTEGER NOT NULL DEFAULT 1;
+    "#,
+    ),
 ];
 
 /// Applies every migration the database has not had yet.

@@ -14,6 +14,9 @@ pub struct TenantView {
     pub id: String,
     pub name: String,
     pub disabled: bool,
+    /// Whether the provider pass-through paths (`/<provider>/…`) are open
+    /// to it.
+    pub pass_through: bool,
     /// Unix ms.
     pub created_at: u64,
     /// Providers the tenant has a key for (never the keys).
@@ -33,13 +36,14 @@ pub(super) fn tenant_exists(conn: &Connection, id: &str) -> Result<bool> {
 fn tenant_view(conn: &Connection, id: &str) -> Result<Option<TenantView>> {
     let row = conn
         .query_row(
-            "SELECT id, name, disabled, created_at FROM tenants WHERE id = ?1",
+            "SELECT id, name, disabled, created_at, pass_through FROM tenants WHERE id = ?1",
             [id],
             |r| {
                 Ok(TenantView {
                     id: r.get(0)?,
                     name: r.get(1)?,
                     disabled: r.get(2)?,
+                    pass_through: r.get(4)?,
                     created_at: to_u64(r.get(3)?),
                     providers: Vec::new(),
                     virtual_keys: 0,
@@ -112,6 +116,7 @@ impl Db {
         id: String,
         name: Option<String>,
         disabled: Option<bool>,
+        pass_through: Option<bool>,
     ) -> Result<Option<TenantView>> {
         self.write(move |tx| {
             if !tenant_exists(tx, &id)? {
@@ -123,14 +128,21 @@ impl Db {
                     params![id, name],
                 )?;
             }
+            let mut changed = 0;
             if let Some(disabled) = disabled {
-                let n = tx.execute(
+                changed += tx.execute(
                     "UPDATE tenants SET disabled = ?2 WHERE id = ?1 AND disabled <> ?2",
                     params![id, disabled],
                 )?;
-                if n > 0 {
-                    record_change(tx, Change::Tenant(&id))?;
-                }
+            }
+            if let Some(open) = pass_through {
+                changed += tx.execute(
+                    "UPDATE tenants SET pass_through = ?2 WHERE id = ?1 AND pass_through <> ?2",
+                    params![id, open],
+                )?;
+            }
+            if changed > 0 {
+                record_change(tx, Change::Tenant(&id))?;
             }
             tenant_view(tx, &id)
         })

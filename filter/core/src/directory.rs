@@ -12,7 +12,8 @@
 //! blindly.
 //!
 //! ```text
-//! tenant entry  u8 format=1 | u64 rev | u8 flags (1 removed, 2 disabled)
+//! tenant entry  u8 format=1 | u64 rev | u8 flags (1 removed, 2 disabled,
+//!               4 no pass-through)
 //!               | u16 n | n × (str8 provider | str16 key)
 //! key entry     u8 format=1 | u64 rev | u8 flags (1 removed) | str16 tenant
 //! delta         "APD1" | u64 since | u64 revision | u8 flags (1 more)
@@ -30,6 +31,7 @@ use crate::contract::{DIRECTORY_KEY_PREFIX, DIRECTORY_TENANT_PREFIX};
 const FORMAT: u8 = 1;
 const REMOVED: u8 = 1;
 const DISABLED: u8 = 2;
+const NO_PASS_THROUGH: u8 = 4;
 const MAGIC: &[u8; 4] = b"APD1";
 const MORE: u8 = 1;
 
@@ -41,6 +43,8 @@ pub struct TenantEntry {
     /// late must not bring it back).
     pub removed: bool,
     pub disabled: bool,
+    /// Whether the provider pass-through paths are open to it.
+    pub pass_through: bool,
     /// (provider id, key).
     pub provider_keys: Vec<(String, String)>,
 }
@@ -93,7 +97,11 @@ impl TenantEntry {
         );
         out.push(FORMAT);
         out.extend_from_slice(&self.rev.to_le_bytes());
-        out.push(flag(self.removed, REMOVED) | flag(self.disabled, DISABLED));
+        out.push(
+            flag(self.removed, REMOVED)
+                | flag(self.disabled, DISABLED)
+                | flag(!self.pass_through, NO_PASS_THROUGH),
+        );
         let n = self.provider_keys.len().min(usize::from(u16::MAX));
         out.extend_from_slice(&(n as u16).to_le_bytes());
         for (p, k) in self.provider_keys.iter().take(n) {
@@ -109,7 +117,7 @@ impl TenantEntry {
             return Err(DecodeError("unknown tenant entry format"));
         }
         let rev = r.u64()?;
-        let flags = r.flags(REMOVED | DISABLED)?;
+        let flags = r.flags(REMOVED | DISABLED | NO_PASS_THROUGH)?;
         let n = r.u16()?;
         let mut provider_keys = Vec::with_capacity(usize::from(n).min(64));
         for _ in 0..n {
@@ -122,6 +130,7 @@ impl TenantEntry {
             rev,
             removed: flags & REMOVED != 0,
             disabled: flags & DISABLED != 0,
+            pass_through: flags & NO_PASS_THROUGH == 0,
             provider_keys,
         })
     }
@@ -375,6 +384,7 @@ mod tests {
             rev: 42,
             removed: false,
             disabled: true,
+            pass_through: false,
             provider_keys: vec![
                 ("openai".into(), "sk-a".into()),
                 ("anthropic".into(), "sk-ant-é".into()),

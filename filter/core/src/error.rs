@@ -12,6 +12,8 @@ pub enum ApiError {
     /// Mesh mode: the trusted `x-tenant-id` names no tenant.
     UnknownTenant,
     TenantDisabled,
+    /// The operator switched provider pass-through off for this tenant.
+    PassThroughDisabled,
     /// The body is not a valid chat request; the text says exactly why.
     BadRequest(String),
     BodyTooLarge {
@@ -44,7 +46,7 @@ impl ApiError {
     pub fn status(&self) -> u32 {
         match self {
             Self::MissingKey | Self::UnknownKey | Self::UnknownTenant => 401,
-            Self::TenantDisabled => 403,
+            Self::TenantDisabled | Self::PassThroughDisabled => 403,
             Self::BadRequest(_) | Self::ContextTooLong { .. } | Self::Unsupported(_) => 400,
             Self::ModelNotFound(_) | Self::UnknownPath(_) => 404,
             Self::BodyTooLarge { .. } => 413,
@@ -57,7 +59,7 @@ impl ApiError {
     fn kind(&self) -> &'static str {
         match self {
             Self::MissingKey | Self::UnknownKey | Self::UnknownTenant => "authentication_error",
-            Self::TenantDisabled => "permission_error",
+            Self::TenantDisabled | Self::PassThroughDisabled => "permission_error",
             Self::NoProviderKey(_) | Self::NoTable => "service_unavailable",
             Self::Upstream { .. } => "upstream_error",
             Self::Internal(_) => "internal_error",
@@ -71,6 +73,7 @@ impl ApiError {
             Self::UnknownKey => "invalid_api_key",
             Self::UnknownTenant => "unknown_tenant",
             Self::TenantDisabled => "tenant_disabled",
+            Self::PassThroughDisabled => "pass_through_disabled",
             Self::BadRequest(_) => "invalid_request",
             Self::BodyTooLarge { .. } => "request_too_large",
             Self::ModelNotFound(_) => "model_not_found",
@@ -91,6 +94,7 @@ impl ApiError {
             Self::UnknownKey => "Invalid API key: it is not a live aipipe virtual key (it may have been revoked). Ask your aipipe operator for a key.".into(),
             Self::UnknownTenant => "The x-tenant-id header names no tenant of this gateway.".into(),
             Self::TenantDisabled => "This tenant is disabled. Ask your aipipe operator to enable it.".into(),
+            Self::PassThroughDisabled => "Provider pass-through paths (/<provider>/…) are switched off for this tenant. Use the routed APIs (/v1/chat/completions, /v1/messages, /v1/responses), or ask your aipipe operator.".into(),
             Self::BadRequest(why) => why.clone(),
             Self::BodyTooLarge { limit } => format!("Request body is larger than the {limit}-byte limit. Send a smaller request."),
             Self::ModelNotFound(m) => format!("The model `{}` does not exist in this gateway's catalog. Use \"auto\", a catalog id such as \"gpt-4o-mini\", or \"provider/model\".", clip(m)),

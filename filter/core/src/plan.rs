@@ -327,6 +327,7 @@ mod tests {
             tenants: vec![Tenant {
                 id: "acme".into(),
                 disabled: false,
+                pass_through: true,
                 virtual_key_hashes: vec![hex_hash("vk-acme")],
                 provider_keys: [("openai", "sk-a"), ("anthropic", "ak-a")]
                     .map(|(p, k)| (p.to_owned(), k.to_owned()))

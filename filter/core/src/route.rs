@@ -152,6 +152,7 @@ mod tests {
                 Tenant {
                     id: "acme".into(),
                     disabled: false,
+                    pass_through: true,
                     virtual_key_hashes: vec![hex_hash("vk-acme")],
                     provider_keys: [("openai", "sk-a"), ("anthropic", "ak-a")]
                         .map(|(p, k)| (p.to_owned(), k.to_owned()))
@@ -160,6 +161,7 @@ mod tests {
                 Tenant {
                     id: "off".into(),
                     disabled: true,
+                    pass_through: true,
                     virtual_key_hashes: vec![hex_hash("vk-off")],
                     provider_keys: Default::default(),
                 },
@@ -250,6 +252,7 @@ mod models_tests {
             tenants: vec![Tenant {
                 id: "a".into(),
                 disabled: false,
+                pass_through: true,
                 virtual_key_hashes: vec![hex_hash("k")],
                 provider_keys: [("anthropic".to_owned(), "x".to_owned())].into(),
             }],

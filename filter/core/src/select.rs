@@ -176,6 +176,7 @@ mod tests {
             tenants: vec![Tenant {
                 id: "t".into(),
                 disabled: false,
+                pass_through: true,
                 virtual_key_hashes: vec![hex_hash("vk")],
                 provider_keys: providers
                     .iter()
@@ -293,6 +294,7 @@ mod tests {
         raw.tenants.push(Tenant {
             id: "t".into(),
             disabled: false,
+            pass_through: true,
             virtual_key_hashes: vec![],
             provider_keys: [("openai".to_owned(), "k".to_owned())].into(),
         });

@@ -61,6 +61,9 @@ pub struct Tenant {
     pub id: String,
     #[serde(default)]
     pub disabled: bool,
+    /// Whether the provider pass-through paths are open to it.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub pass_through: bool,
     /// Lower-case hex SHA-256 of each live virtual key.
     #[serde(default)]
     pub virtual_key_hashes: Vec<String>,
@@ -82,6 +85,14 @@ pub struct SelectionConfig {
     pub quality_exponent: f64,
     #[serde(default = "default_knee")]
     pub complexity_knee: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn default_expected_output() -> u64 {
@@ -185,6 +196,8 @@ pub struct Table {
 pub struct Account {
     pub id: String,
     pub disabled: bool,
+    /// Whether the provider pass-through paths are open to it.
+    pub pass_through: bool,
     /// Per provider index: the key, if the tenant has one.
     keys: Vec<Option<String>>,
     /// Per provider index: the auth header's value.
@@ -223,6 +236,7 @@ fn resolve<'k>(
     provider_by_id: &HashMap<String, usize>,
     id: String,
     disabled: bool,
+    pass_through: bool,
     provider_keys: impl IntoIterator<Item = (&'k str, &'k str)>,
 ) -> Account {
     let mut keys = vec![None; providers.len()];
@@ -252,6 +266,7 @@ fn resolve<'k>(
     Account {
         id,
         disabled,
+        pass_through,
         keys,
         auth,
         tags,
@@ -346,6 +361,7 @@ impl Table {
                 &provider_by_id,
                 t.id.clone(),
                 t.disabled,
+                t.pass_through,
                 t.provider_keys
                     .iter()
                     .map(|(p, k)| (p.as_str(), k.as_str())),
@@ -392,6 +408,7 @@ impl Table {
         &self,
         id: String,
         disabled: bool,
+        pass_through: bool,
         provider_keys: impl IntoIterator<Item = (&'k str, &'k str)>,
     ) -> Account {
         resolve(
@@ -399,6 +416,7 @@ impl Table {
             &self.provider_by_id,
             id,
             disabled,
+            pass_through,
             provider_keys,
         )
     }
@@ -479,6 +497,7 @@ mod tests {
             tenants: vec![Tenant {
                 id: "acme".into(),
                 disabled: false,
+                pass_through: true,
                 virtual_key_hashes: vec![hex_hash("vk-acme")],
                 provider_keys: [("openai".to_owned(), "sk-acme".to_owned())].into(),
             }],

@@ -14,6 +14,7 @@ fn tenant(id: &str, disabled: bool, providers: &[&str]) -> Tenant {
     Tenant {
         id: id.to_owned(),
         disabled,
+        pass_through: true,
         virtual_key_hashes: vec![aipipe_core::table::hex_hash(&format!("vk-{id}"))],
         provider_keys: providers
             .iter()

@@ -227,6 +227,7 @@ impl Filter {
             table.account(
                 id.to_owned(),
                 entry.disabled,
+                entry.pass_through,
                 entry
                     .provider_keys
                     .iter()

@@ -575,6 +575,7 @@ impl Request {
                 &table, &account,
             )))),
             Kind::OllamaVersion => Ok(Next::Answer(ollama::version())),
+            Kind::Pass(_) if !account.pass_through => Err(ApiError::PassThroughDisabled),
             Kind::Pass(provider) => {
                 self.pass_through(host, &table, &account, provider, full_path)?;
                 Ok(Next::Passed)

@@ -858,6 +858,7 @@ fn tenant_entry(rev: u64, disabled: bool, keys: &[(&str, &str)]) -> Vec<u8> {
         rev,
         removed: false,
         disabled,
+        pass_through: true,
         provider_keys: keys
             .iter()
             .map(|(p, k)| ((*p).into(), (*k).into()))
@@ -1196,4 +1197,47 @@ fn a_tenants_rate_limited_key_moves_its_own_routing_and_nobody_elses() {
     }
     assert_ne!(greeting_goes_to(&f, &h, OTHER_KEY), "gpt-4o-mini");
     assert_ne!(greeting_goes_to(&f, &h, KEY), "gpt-4o-mini");
+}
+
+#[test]
+fn pass_through_switched_off_for_a_tenant_is_refused_and_routing_still_works() {
+    let h = FakeHost::new();
+    let f = Filter::new(Config::parse(b"{}").unwrap(), &h);
+    let mut s = singleton(&h, serde_json::json!({"wait_ms": 0}));
+    s.poll(&h);
+    let closed = TenantEntry {
+        rev: 1,
+        removed: false,
+        disabled: false,
+        pass_through: false,
+        provider_keys: vec![("openai".into(), "sk-closed".into())],
+    }
+    .encode();
+    let hash = hex_hash("vk-closed");
+    answer_changes(
+        &mut s,
+        &h,
+        delta(
+            0,
+            2,
+            Some(r#"{"version": 1}"#),
+            &[
+                (Kind::Tenant, "closed", closed),
+                (Kind::Key, &hash, key_entry(2, false, "closed")),
+            ],
+        ),
+    );
+    h.request(
+        "GET",
+        "/openai/v1/models",
+        &[("authorization", "Bearer vk-closed")],
+        b"",
+    );
+    let mut r = f.request();
+    r.on_request_headers(&h, true);
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.json()["error"]["code"], "pass_through_disabled");
+    let (_, a) = send(&f, &h, "/v1/chat/completions", "vk-closed", GREETING);
+    assert_eq!(a, Action::Continue, "the routed API stays open");
 }

@@ -304,6 +304,7 @@ fn main() {
         tenants: vec![Tenant {
             id: "report".into(),
             disabled: false,
+            pass_through: true,
             virtual_key_hashes: vec![hex_hash("report")],
             provider_keys: [("openai", "k"), ("anthropic", "k")]
                 .map(|(p, k)| (p.to_owned(), k.to_owned()))
