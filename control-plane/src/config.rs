@@ -258,8 +258,21 @@ mod tests {
                 (other, _) => panic!("{admin}/{token}: {:?}", other.map(|_| ())),
             }
         }
-        let dev = settings(&["--admin-secret", "abcd", "--internal-token", "t", "--dev"]);
+        let key = std::env::temp_dir().join(format!("aipipe-cp-weak-{}", std::process::id()));
+        let db = key.join("aipipe.db");
+        let dev = settings(&[
+            "--admin-secret",
+            "abcd",
+            "--internal-token",
+            "t",
+            "--master-key",
+            &"22".repeat(32),
+            "--db",
+            db.to_str().unwrap(),
+            "--dev",
+        ]);
         assert!(dev.secrets().is_ok(), "--dev allows weak secrets");
+        let _ = std::fs::remove_dir_all(&key);
         assert!(estimated_bits(&"f".repeat(64)) >= 256);
         assert!(estimated_bits("hunter2") < 64);
     }
