@@ -419,10 +419,11 @@ impl Request {
                 let Some(p) = table.provider(pt.provider) else {
                     return;
                 };
-                // Recorded when the answer names its model.
-                let Some(name) = pt.meter.answer_model() else {
-                    return;
-                };
+                // Every pass-through call is recorded: priced when its answer
+                // names a catalog model, else unpriced (usage not read, never
+                // $0 as if free), under the name it gave or `-` (files,
+                // batches and the like name none).
+                let name = pt.meter.answer_model().unwrap_or_else(|| "-".to_owned());
                 let model = table.model_for_answer(&p.id, &name);
                 let record = pt.meter.record(
                     &self.ctx.id,

@@ -1241,3 +1241,57 @@ fn pass_through_switched_off_for_a_tenant_is_refused_and_routing_still_works() {
     let (_, a) = send(&f, &h, "/v1/chat/completions", "vk-closed", GREETING);
     assert_eq!(a, Action::Continue, "the routed API stays open");
 }
+
+#[test]
+fn every_pass_through_call_is_recorded_unpriced_when_no_catalog_model_answered() {
+    let (f, h) = setup("");
+    // A files upload: the answer names no model.
+    h.request(
+        "POST",
+        "/openai/v1/files",
+        &[("authorization", "Bearer vk-acme")],
+        b"--boundary--",
+    );
+    let mut r = f.request();
+    assert_eq!(r.on_request_headers(&h, false), Action::Continue);
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        r#"{"id":"file-1","object":"file"}"#,
+    );
+    r.on_log(&h);
+    // A model the catalog does not know: its tokens, unpriced.
+    h.request(
+        "POST",
+        "/openai/v1/chat/completions",
+        &[("authorization", "Bearer vk-acme")],
+        b"{}",
+    );
+    let mut r = f.request();
+    r.on_request_headers(&h, false);
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("o9-preview", 7, 3),
+    );
+    r.on_log(&h);
+    let records = h.records();
+    assert_eq!(records.len(), 2);
+    assert_eq!(
+        (records[0].model.as_str(), records[0].usage_parsed),
+        ("-", false)
+    );
+    assert_eq!(
+        (records[1].model.as_str(), records[1].usage_parsed),
+        ("o9-preview", false),
+        "never $0 as if free"
+    );
+    assert_eq!(
+        (records[1].prompt_tokens, records[1].completion_tokens),
+        (7, 3)
+    );
+}
