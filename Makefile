@@ -12,7 +12,7 @@ SDKS := $(VENV)/.sdks-openai-$(OPENAI_SDK_VERSION)-anthropic-$(ANTHROPIC_SDK_VER
 WASM := target/wasm32-wasip1/release/filter.wasm
 CARGO ?= cargo
 
-.PHONY: all help demo test bench soak routing-report fuzz wasm bins tools lint unit integration clean
+.PHONY: all help demo test bench soak scale train-router routing-report fuzz wasm bins tools lint unit integration clean
 
 all: wasm
 
@@ -107,6 +107,19 @@ bench: tools wasm bins .wrk.stamp
 ## soak: 1,000,000 requests and 10,000 streams through one Envoy (not in make test)
 soak: tools wasm bins
 	ulimit -n $$(ulimit -Hn); target/release/soak $(SOAK_ARGS)
+
+# The tenant directory at scale (control-plane/README.md, "Change log"): 10k,
+# 100k and 1M tenants imported, then per-change CPU and bytes, a new key's
+# propagation, RSS, a fresh Envoy's snapshot, request latency. Not part of
+# `make test` (~30 min with 1M). Quick: make scale ARGS="--sizes 10000,50000".
+## scale: the tenant directory at 10k, 100k and 1M tenants (not in make test)
+scale: tools wasm bins
+	ulimit -n $$(ulimit -Hn); target/release/scale $(ARGS)
+
+# Deterministic: the same corpus gives the same bytes (filter/core/data/router-model.bin).
+## train-router: train the routing classifier on tests/fixtures/routing
+train-router: bins
+	target/release/train-router $(ARGS)
 
 # ARGS=--verbose lists every miss; ARGS=--tune searches weights on the tuning split.
 ## routing-report: the scorer against the labelled corpus in tests/fixtures/routing
