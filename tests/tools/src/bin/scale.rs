@@ -507,6 +507,8 @@ struct Row {
     snapshot_s: Option<f64>,
     /// From its start until its admin `/ready`.
     ready_s: Option<f64>,
+    /// CPU seconds until it served: the control plane's, the new Envoy's.
+    snapshot_cpu_s: Option<(f64, f64)>,
     fresh_rss_mib: Option<f64>,
     snapshot_bytes: Option<f64>,
     /// Why the row is incomplete.
@@ -643,6 +645,7 @@ impl Stack {
     fn snapshot(&mut self, row: &mut Row) -> Result<(), String> {
         over(self.deadline, "the fresh Envoy's snapshot")?;
         let bytes0 = metric(&self.cp, "aipipe_cp_delta_bytes_total")?;
+        let cp0 = cpu_ticks(self.cp.process.pid())?;
         let start = Instant::now();
         let mut fresh = Envoy::start_rendered_with(
             "demo.yaml",
@@ -666,6 +669,14 @@ impl Stack {
         .map(|_| start.elapsed());
         let result = served.and_then(|took| {
             row.snapshot_s = Some(took.as_secs_f64());
+            // Where the time went: the control plane reading and sealing
+            // entries, or the new Envoy (startup included) writing them.
+            let cp1 = cpu_ticks(self.cp.process.pid())?;
+            let fresh_cpu = cpu_ticks(fresh.process.pid())?;
+            row.snapshot_cpu_s = Some((
+                cp1.saturating_sub(cp0) as f64 / self.ticks,
+                fresh_cpu as f64 / self.ticks,
+            ));
             // The whole directory, not only the last tenant, before its RSS.
             let mut log = LogTail::open(fresh.process.pid())?;
             catch_up(&self.cp, &mut log, fresh.port, self.tenants, patience)?;
@@ -762,7 +773,7 @@ fn thousands(n: u64) -> String {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "| tenants | import + Envoy catch-up | cp CPU / change | Envoy CPU / change | sent / change | new key p50 / p99 (max) | Envoy RSS | cp RSS | fresh Envoy serves | its RSS | request p50 / p99 |"
+        "| tenants | import + Envoy catch-up | cp CPU / change | Envoy CPU / change | sent / change | new key p50 / p99 (max) | Envoy RSS | cp RSS | fresh Envoy serves the last tenant | its RSS | request p50 / p99 |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
@@ -788,8 +799,9 @@ fn print_table(rows: &[Row]) {
             },
             opt(r.envoy_rss_mib, |v| format!("{v:.0} MiB")),
             opt(r.cp_rss_mib, |v| format!("{v:.0} MiB")),
-            match (r.snapshot_s, r.ready_s) {
-                (Some(s), Some(ready)) => format!("{s:.2} s (ready {ready:.2} s)"),
+            match (r.snapshot_s, r.ready_s, r.snapshot_cpu_s) {
+                (Some(s), Some(ready), Some((cp, envoy))) =>
+                    format!("{s:.2} s (ready {ready:.2} s; CPU cp {cp:.1} s, Envoy {envoy:.1} s)"),
                 _ => "—".to_owned(),
             },
             opt(r.fresh_rss_mib, |v| format!("{v:.0} MiB")),
