@@ -8,7 +8,9 @@ ENVOY_VERSION := 1.40.0
 OPENAI_SDK_VERSION := 3.54.0
 ANTHROPIC_SDK_VERSION := 2.12.0
 OLLAMA_SDK_VERSION := 0.6.3
-SDKS := $(VENV)/.sdks-openai-$(OPENAI_SDK_VERSION)-anthropic-$(ANTHROPIC_SDK_VERSION)-ollama-$(OLLAMA_SDK_VERSION).stamp
+# The admin API fuzzer (tests/tests/api_fuzz.rs).
+SCHEMATHESIS_VERSION := 4.32.5
+SDKS := $(VENV)/.sdks-openai-$(OPENAI_SDK_VERSION)-anthropic-$(ANTHROPIC_SDK_VERSION)-ollama-$(OLLAMA_SDK_VERSION)-schemathesis-$(SCHEMATHESIS_VERSION).stamp
 WASM := target/wasm32-wasip1/release/filter.wasm
 CARGO ?= cargo
 
@@ -38,7 +40,8 @@ $(ENVOY):
 # names the versions, so changing a pin reinstalls.
 $(SDKS): $(ENVOY)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
-		openai==$(OPENAI_SDK_VERSION) anthropic==$(ANTHROPIC_SDK_VERSION) ollama==$(OLLAMA_SDK_VERSION)
+		openai==$(OPENAI_SDK_VERSION) anthropic==$(ANTHROPIC_SDK_VERSION) ollama==$(OLLAMA_SDK_VERSION) \
+		schemathesis==$(SCHEMATHESIS_VERSION)
 	@touch $@
 
 tools: .wasm-target.stamp $(ENVOY)

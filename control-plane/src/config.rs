@@ -45,6 +45,12 @@ pub struct Settings {
         value_parser = clap::value_parser!(u64).range(1..))]
     pub penalty_decay_ms: u64,
 
+    /// Wrong admin secrets one client address may send per minute before it
+    /// is answered 429 for the rest of that minute; 0 turns the throttle off
+    /// (control-plane/README.md, "Configuration").
+    #[arg(long, env = "AIPIPE_ADMIN_FAILURES_PER_MINUTE", default_value_t = crate::admin::throttle::DEFAULT_MAX_FAILURES)]
+    pub admin_failures_per_minute: u32,
+
     /// Development mode: generate any missing secret (admin secret and
     /// internal token printed once; master key stored beside the database).
     #[arg(long, env = "AIPIPE_DEV")]

@@ -60,6 +60,15 @@ impl std::ops::Deref for AppState {
 
 impl AppState {
     pub fn new(db: Db, secrets: &Secrets) -> Self {
+        Self::with_throttle(db, secrets, admin::throttle::Throttle::default())
+    }
+
+    /// As [`AppState::new`], with its own throttle for wrong admin secrets.
+    pub fn with_throttle(
+        db: Db,
+        secrets: &Secrets,
+        admin_throttle: admin::throttle::Throttle,
+    ) -> Self {
         Self(Arc::new(Inner {
             db,
             cipher: Arc::new(Cipher::new(&secrets.master_key)),
@@ -68,7 +77,7 @@ impl AppState {
             table_cache: routing::Cache::default(),
             counters: metrics::Counters::default(),
             stopping: tokio::sync::watch::Sender::new(false),
-            admin_throttle: admin::throttle::Throttle::default(),
+            admin_throttle,
         }))
     }
 
@@ -160,7 +169,11 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
     let db = Db::open_with(&settings.db, settings.penalty_decay_ms).map_err(|e| e.to_string())?;
-    let state = AppState::new(db.clone(), &secrets);
+    let state = AppState::with_throttle(
+        db.clone(),
+        &secrets,
+        admin::throttle::Throttle::new(settings.admin_failures_per_minute),
+    );
     check_master_key(&state).await?;
     let adopted = adopt_env_keys(&state, |v| std::env::var(v).ok())
         .await

@@ -775,6 +775,8 @@ pub struct Launch {
     pub internal_token: String,
     /// None: `--dev` (a generated master key kept beside the database).
     pub master_key: Option<String>,
+    /// More environment for the process (`AIPIPE_…` settings).
+    pub env: Vec<(String, String)>,
 }
 
 /// 32 random bytes from the OS, as hex (the demo's generated secrets).
@@ -810,6 +812,7 @@ impl ControlPlane {
             admin_secret: "test-admin-secret-0123456789".to_owned(),
             internal_token: "test-internal-token-0123456789".to_owned(),
             master_key: Some(TEST_MASTER_KEY.to_owned()),
+            env: Vec::new(),
         });
         cp.data = data;
         cp
@@ -833,6 +836,7 @@ impl ControlPlane {
             .arg(&l.db)
             .env("AIPIPE_ADMIN_SECRET", &l.admin_secret)
             .env("AIPIPE_INTERNAL_TOKEN", &l.internal_token)
+            .envs(l.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info");
         match &l.master_key {
             Some(k) => {

@@ -1,5 +1,5 @@
-//! Wrong admin secrets, counted per client address: after
-//! [`MAX_FAILURES`] in a window of [`WINDOW`], the address is answered 429
+//! Wrong admin secrets, counted per client address: after the configured
+//! number in a window of [`WINDOW`], the address is answered 429
 //! with `retry-after` until the window ends — the secret is not even
 //! checked, so guessing gains nothing (control-plane/README.md, "Admin
 //! API"). Every failure and every throttled request is counted in
@@ -10,27 +10,49 @@ use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Wrong secrets an address may send per window.
-pub const MAX_FAILURES: u32 = 5;
+/// Wrong secrets an address may send per window, unless configured.
+pub const DEFAULT_MAX_FAILURES: u32 = 5;
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// Addresses remembered at most; past it, finished windows are forgotten.
 const MAX_ADDRESSES: usize = 10_000;
 
-#[derive(Default)]
-pub struct Throttle(Mutex<HashMap<Option<IpAddr>, (Instant, u32)>>);
+pub struct Throttle {
+    /// Failures per window before an address is throttled; 0 = never.
+    max: u32,
+    seen: Mutex<HashMap<Option<IpAddr>, (Instant, u32)>>,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_FAILURES)
+    }
+}
 
 impl Throttle {
+    pub fn new(max_failures: u32) -> Self {
+        Self {
+            max: max_failures,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Seconds until `addr` may try again, when it is throttled now.
     pub fn wait(&self, addr: Option<IpAddr>) -> Option<u64> {
-        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.max == 0 {
+            return None;
+        }
+        let map = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let (start, failures) = map.get(&addr)?;
         let left = WINDOW.checked_sub(start.elapsed())?;
-        (*failures >= MAX_FAILURES).then(|| left.as_secs().max(1))
+        (*failures >= self.max).then(|| left.as_secs().max(1))
     }
 
     /// Notes one wrong secret from `addr`.
     pub fn failed(&self, addr: Option<IpAddr>) {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.max == 0 {
+            return;
+        }
+        let mut map = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= MAX_ADDRESSES {
             map.retain(|_, (start, _)| start.elapsed() < WINDOW);
         }
@@ -51,7 +73,7 @@ mod tests {
         let t = Throttle::default();
         let a = Some(IpAddr::from([10, 0, 0, 1]));
         let b = Some(IpAddr::from([10, 0, 0, 2]));
-        for _ in 0..MAX_FAILURES - 1 {
+        for _ in 0..DEFAULT_MAX_FAILURES - 1 {
             t.failed(a);
             assert_eq!(t.wait(a), None);
         }

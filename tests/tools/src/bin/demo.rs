@@ -71,6 +71,7 @@ fn run() -> Result<(), String> {
         admin_secret: admin_secret.clone(),
         internal_token: random_secret(),
         master_key: env("AIPIPE_MASTER_KEY"),
+        env: Vec::new(),
     };
     let cp = ControlPlane::launch(&launch);
     seed(&cp, &key)?;
