@@ -188,6 +188,7 @@ mod tests {
             ts_ms: 7,
             failed_attempts: Vec::new(),
             cache_hit: false,
+            estimated: false,
         }
     }
 
@@ -209,6 +210,7 @@ mod tests {
         }];
         let hit = UsageRecord {
             cache_hit: true,
+            estimated: false,
             ..record("b", "gpt-4o-mini", 200)
         };
         let e = Effects::of(&[&r, &hit]);

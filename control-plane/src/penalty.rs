@@ -468,6 +468,7 @@ mod tests {
             ts_ms: 0,
             failed_attempts: Vec::new(),
             cache_hit: false,
+            estimated: false,
         };
         assert_eq!(Outcome::of_record(&r), Outcome::Success);
         r.cache_hit = true;

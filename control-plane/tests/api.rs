@@ -269,6 +269,7 @@ fn record(id: &str, tenant: &str, model: &str, status: u16, latency: f64, ts: u6
         ts_ms: ts,
         failed_attempts: Vec::new(),
         cache_hit: false,
+        estimated: false,
     }
 }
 
@@ -1658,6 +1659,7 @@ fn cache_hit(id: &str, tenant: &str, model: &str, ts: u64) -> UsageRecord {
         latency_ms: 0.2,
         ttft_ms: Some(0.1),
         cache_hit: true,
+        estimated: false,
         ..record(id, tenant, model, 200, 0.2, ts)
     }
 }

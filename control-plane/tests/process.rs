@@ -170,6 +170,7 @@ fn record(i: u32) -> UsageRecord {
         ts_ms: 1_000 + u64::from(i),
         failed_attempts: Vec::new(),
         cache_hit: false,
+        estimated: false,
     }
 }
 

@@ -212,6 +212,15 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ALTER TABLE tenants ADD COLUMN pass_through INTEGER NOT NULL DEFAULT 1;
     "#,
     ),
+    (
+        8,
+        "estimated usage",
+        r#"
+    -- 1 when tokens and cost are the filter's estimate (a stream cut before
+    -- the provider's usage arrived); such rows also have usage_parsed = 0.
+    ALTER TABLE usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0;
+    "#,
+    ),
 ];
 
 /// Applies every migration the database has not had yet.

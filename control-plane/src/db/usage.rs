@@ -39,9 +39,9 @@ impl Tx<'_> {
         let mut insert = self.tx.prepare_cached(
             "INSERT OR IGNORE INTO usage (id, tenant, provider, model, status, prompt_tokens,
                 completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, latency_ms,
-                ttft_ms, complexity, stream, usage_parsed, ts_ms, cache_hit)
+                ttft_ms, complexity, stream, usage_parsed, ts_ms, cache_hit, estimated)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17)",
+                ?17, ?18)",
         )?;
         let mut insert_attempt = self.tx.prepare_cached(
             "INSERT OR IGNORE INTO attempt_failures (record_id, n, ts_ms, tenant, provider, model, status)
@@ -67,6 +67,7 @@ impl Tx<'_> {
                 r.usage_parsed,
                 to_i64(r.ts_ms),
                 r.cache_hit,
+                r.estimated,
             ])?;
             if n == 0 {
                 continue;

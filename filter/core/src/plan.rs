@@ -164,6 +164,11 @@ impl Plan {
         &self.body
     }
 
+    /// The request's prompt, in estimated tokens (the scorer's count).
+    pub fn input_tokens(&self) -> u64 {
+        self.score.input_tokens
+    }
+
     /// The complexity, when it chose the model.
     pub fn complexity(&self) -> Option<f64> {
         self.auto.then_some(self.score.complexity)

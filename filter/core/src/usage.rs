@@ -59,6 +59,11 @@ pub struct UsageRecord {
     /// older filters.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cache_hit: bool,
+    /// Tokens and cost are an estimate (filter/README.md, "Usage and
+    /// accounting"): a stream cut before the provider's usage arrived.
+    /// Such a record also says `usage_parsed: false`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
 }
 
 /// One upstream attempt that failed (429, 5xx, timeout, connection failure).
@@ -186,6 +191,7 @@ mod tests {
                 status: 529,
             }],
             cache_hit: false,
+            estimated: false,
         };
         let json = serde_json::to_string(&UsageBatch {
             records: vec![r.clone()],
@@ -196,6 +202,7 @@ mod tests {
         assert!(!json.contains("cache_hit"), "false is left out: {json}");
         let hit = UsageRecord {
             cache_hit: true,
+            estimated: false,
             failed_attempts: Vec::new(),
             ..r
         };

@@ -318,7 +318,7 @@ pub(super) fn on_call(req: &mut Request, host: &impl Host, token: u32, body_size
         failed_over_from: r.decision.failed_over_from.or(Some(r.decision.model)),
         ..r.decision
     };
-    let mut meter = Meter::new(start, plan.stream, plan.complexity());
+    let mut meter = Meter::for_plan(start, plan);
     meter.set_status(status);
     meter.on_body(&body, true, now);
     r.meter = meter;

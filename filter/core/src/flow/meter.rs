@@ -38,6 +38,12 @@ pub struct Meter {
     answer_model: Option<Option<String>>,
     /// Answered from the cache: nothing was spent.
     from_cache: bool,
+    /// The request's prompt in estimated tokens, and the events a stream
+    /// carried so far, and whether it ended: what a stream the client reset
+    /// before the provider's usage arrived is estimated from.
+    input_estimate: u64,
+    events: u64,
+    ended: bool,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +76,18 @@ impl Meter {
             anthropic: anthropic::StreamUsage::default(),
             answer_model: None,
             from_cache: false,
+            input_estimate: 0,
+            events: 0,
+            ended: false,
+        }
+    }
+
+    /// The meter of a routed request: its stream, complexity and prompt
+    /// estimate from the plan.
+    pub fn for_plan(start: SystemTime, plan: &crate::plan::Plan) -> Self {
+        Self {
+            input_estimate: plan.input_tokens(),
+            ..Self::new(start, plan.stream, plan.complexity())
         }
     }
 
@@ -113,12 +131,14 @@ impl Meter {
             self.first_byte_at(now);
         }
         if self.stream {
-            let (openai, anthropic, model) = (
+            let (openai, anthropic, model, events) = (
                 &mut self.openai,
                 &mut self.anthropic,
                 &mut self.answer_model,
+                &mut self.events,
             );
             let mut on_data = |data: &[u8]| {
+                *events += 1;
                 openai.on_event(data);
                 anthropic.on_event(data);
                 if let Some(m @ None) = model {
@@ -128,6 +148,7 @@ impl Meter {
             self.sse.feed(chunk, &mut on_data);
             if end_of_stream {
                 self.sse.finish(&mut on_data);
+                self.ended = true;
             }
         } else if self.plain.len() + chunk.len() <= MAX_PLAIN_BODY {
             self.plain.extend_from_slice(chunk);
@@ -168,7 +189,24 @@ impl Meter {
         end: SystemTime,
     ) -> UsageRecord {
         let tokens = self.tokens();
-        let t = tokens.unwrap_or_default();
+        // A stream cut before the provider's usage arrived (the client went
+        // away) is charged an estimate, marked so: the prompt as the scorer
+        // counted it, about one token per event that streamed.
+        let estimated = tokens.is_none()
+            && self.stream
+            && !self.ended
+            && !self.from_cache
+            && who.model.is_some()
+            && (200..400).contains(&self.status);
+        let t = match tokens {
+            Some(t) => t,
+            None if estimated => Tokens {
+                prompt: self.input_estimate,
+                completion: self.events,
+                ..Tokens::default()
+            },
+            None => Tokens::default(),
+        };
         UsageRecord {
             id: id.to_owned(),
             tenant: tenant.to_owned(),
@@ -191,6 +229,7 @@ impl Meter {
                 .map_or(0, |d| d.as_millis() as u64),
             failed_attempts: Vec::new(),
             cache_hit: self.from_cache,
+            estimated,
         }
     }
 }

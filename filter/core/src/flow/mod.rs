@@ -755,7 +755,7 @@ impl Request {
                     failed_over_from: course.failed_over_from,
                     cache: course.cache,
                 },
-                meter: Meter::new(self.ctx.start, course.plan.stream, course.plan.complexity()),
+                meter: Meter::for_plan(self.ctx.start, &course.plan),
                 course: Some(course),
                 carry_token: None,
                 reshape: Reshape::none(),
@@ -859,7 +859,7 @@ impl Request {
             model: &model.id,
             created: unix_seconds(self.ctx.start),
         });
-        let meter = Meter::new(self.ctx.start, plan.stream, plan.complexity());
+        let meter = Meter::for_plan(self.ctx.start, plan);
         let max_attempts = self.max_attempts();
         // By default streams fail over by redirect (their next answer
         // streams); a whole answer fails over faster by call (`make bench`).

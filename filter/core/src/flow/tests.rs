@@ -1295,3 +1295,28 @@ fn every_pass_through_call_is_recorded_unpriced_when_no_catalog_model_answered()
         (7, 3)
     );
 }
+
+#[test]
+fn a_stream_cut_before_its_usage_is_charged_an_estimate_marked_so() {
+    let (f, h) = setup("");
+    let body = r#"{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"tell me a long story about a lighthouse keeper and the sea"}]}"#;
+    let (mut r, a) = send(&f, &h, "/v1/chat/completions", KEY, body);
+    assert_eq!(a, Action::Continue);
+    h.answer(200, &[("content-type", "text/event-stream")], b"");
+    r.on_response_headers(&h, false);
+    // Three events, then the client goes away: no end of stream, no usage.
+    let chunk = |text: &str| {
+        format!(
+            "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o-mini\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{text}\"}}}}]}}\n\n"
+        )
+    };
+    let part = chunk("Once") + &chunk(" upon") + &chunk(" a time");
+    *h.response_body.borrow_mut() = part.clone().into_bytes();
+    r.on_response_body(&h, part.len(), false);
+    r.on_log(&h);
+    let rec = &h.records()[0];
+    assert!(rec.estimated && !rec.usage_parsed, "{rec:?}");
+    assert!(rec.prompt_tokens > 0, "{rec:?}");
+    assert_eq!(rec.completion_tokens, 3, "{rec:?}");
+    assert!(rec.cost_nusd > 0, "never $0: {rec:?}");
+}

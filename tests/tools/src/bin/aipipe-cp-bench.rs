@@ -74,6 +74,7 @@ fn record(i: u64, tenant: u64, ts_ms: u64, rng: &mut Rng) -> UsageRecord {
         ts_ms,
         failed_attempts: Vec::new(),
         cache_hit: false,
+        estimated: false,
     }
 }
 
