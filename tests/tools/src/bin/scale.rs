@@ -133,6 +133,27 @@ fn kill_own_children() {
     }
 }
 
+/// The harness's scratch directories of this process (`aipipe-<tag>-<pid>-<n>`
+/// in the temp directory: logs, configs, the database, which at 1M tenants
+/// is large), removed after a panic or a signal, when no `Drop` runs.
+fn remove_own_scratch() {
+    let dir = std::env::temp_dir();
+    let mine = format!("-{}-", std::process::id());
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = name.starts_with("aipipe-")
+            && name
+                .rsplit_once(&mine)
+                .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if ours {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// SIGTERM or SIGINT (`timeout`, Ctrl-C): stop the children, then exit.
 fn kill_children_on_signal() {
     std::thread::spawn(|| {
@@ -156,6 +177,7 @@ fn kill_children_on_signal() {
             }
             eprintln!("scale: stopped by a signal; stopping what it started");
             kill_own_children();
+            remove_own_scratch();
             std::process::exit(130);
         });
     });
@@ -165,6 +187,7 @@ fn kill_children_on_panic() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         kill_own_children();
+        remove_own_scratch();
         default(info);
     }));
 }
