@@ -114,7 +114,7 @@ soak: tools wasm bins
 # The tenant directory at scale (control-plane/README.md, "Change log"): 10k,
 # 100k and 1M tenants imported, then per-change CPU and bytes, a new key's
 # propagation, RSS, a fresh Envoy's snapshot, request latency. Not part of
-# `make test` (~30 min with 1M). Quick: make scale ARGS="--sizes 10000,50000".
+# `make test` (~5 min here with 1M). Quick: make scale ARGS="--sizes 10000,50000".
 ## scale: the tenant directory at 10k, 100k and 1M tenants (not in make test)
 scale: tools wasm bins
 	ulimit -n $$(ulimit -Hn); target/release/scale $(ARGS)

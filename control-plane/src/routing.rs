@@ -199,9 +199,12 @@ mod tests {
         for t in ["a", "b", "c"] {
             db.create_tenant(t.into(), t.into()).await.unwrap();
         }
-        // From 0: the global table and the three tenants, two per page.
+        // From 0: the global table and the three tenants, two per page; a
+        // page that ends exactly at the last change says no more follow.
         let first = db.changes_since(0, 2).await.unwrap();
         assert!(first.more);
+        let exact = db.changes_since(0, 4).await.unwrap();
+        assert!(!exact.more && exact.changes.len() == 4);
         let body = delta(first, &cipher, &cache).unwrap();
         let d = Delta::parse(&body).unwrap();
         assert_eq!(d.records.len(), 2);

@@ -173,12 +173,15 @@ impl Db {
             let mut st = tx.prepare_cached(
                 "SELECT kind, name, rev FROM changes WHERE rev > ?1 ORDER BY rev LIMIT ?2",
             )?;
-            let rows: Vec<(i64, String, i64)> = st
-                .query_map(params![to_i64(since), to_i64(limit as u64)], |r| {
+            // One row past the page says whether more follow (a page that is
+            // exactly full is then the last one).
+            let mut rows: Vec<(i64, String, i64)> = st
+                .query_map(params![to_i64(since), to_i64(limit as u64 + 1)], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })?
                 .collect::<Result<_, _>>()?;
-            let more = rows.len() >= limit;
+            let more = rows.len() > limit;
+            rows.truncate(limit);
             let revision = match rows.last() {
                 Some((_, _, rev)) if more => to_u64(*rev),
                 _ => version(tx)?,
