@@ -15,6 +15,7 @@
 //! writes and the routing table can carry. A corrupt blob is an error, never a
 //! panic.
 
+use crate::bytes;
 use crate::request::{ChatRequest, Role};
 use crate::score::{MIN_COMPLEXITY, Score};
 
@@ -571,39 +572,24 @@ const FORMAT_VERSION: u16 = 1;
 const HEADER_BYTES: usize = 4 + 2 + 4 + 1 + 1 + 1 + 1 + 4 + 4 + 1 + 1;
 const CHECKSUM_BYTES: usize = 8;
 
-fn fnv64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// A bounds-checked little-endian reader.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
+/// The shared reader, with this encoding's errors (a weight must be finite).
+struct Reader<'a>(bytes::Reader<'a>);
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.at.checked_add(n).ok_or(DecodeError::Truncated)?;
-        let s = self.bytes.get(self.at..end).ok_or(DecodeError::Truncated)?;
-        self.at = end;
-        Ok(s)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        self.take(N)?.try_into().map_err(|_| DecodeError::Truncated)
+        self.0.take(n).ok_or(DecodeError::Truncated)
     }
     fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(u8::from_le_bytes(self.array()?))
+        self.0.u8().ok_or(DecodeError::Truncated)
     }
     fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_le_bytes(self.array()?))
+        self.0.u16().ok_or(DecodeError::Truncated)
     }
     fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_le_bytes(self.array()?))
+        self.0.u32().ok_or(DecodeError::Truncated)
     }
     fn f32(&mut self) -> Result<f32, DecodeError> {
-        let v = f32::from_le_bytes(self.array()?);
+        let v = self.0.f32().ok_or(DecodeError::Truncated)?;
         if v.is_finite() {
             Ok(v)
         } else {
@@ -728,7 +714,7 @@ impl Model {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend(self.sparse.iter().map(|&q| q as u8));
-        let sum = fnv64(&out);
+        let sum = bytes::fnv1a64(&out);
         out.extend_from_slice(&sum.to_le_bytes());
         out
     }
@@ -739,7 +725,7 @@ impl Model {
             .checked_sub(CHECKSUM_BYTES)
             .ok_or(DecodeError::Truncated)?;
         let (body, sum) = bytes.split_at(body_len);
-        let mut r = Reader { bytes: body, at: 0 };
+        let mut r = Reader(bytes::Reader::new(body));
         if r.take(4)? != MAGIC {
             return Err(DecodeError::BadMagic);
         }
@@ -748,7 +734,7 @@ impl Model {
             return Err(DecodeError::UnsupportedVersion(format));
         }
         let expected = u64::from_le_bytes(sum.try_into().map_err(|_| DecodeError::Truncated)?);
-        if fnv64(body) != expected {
+        if bytes::fnv1a64(body) != expected {
             return Err(DecodeError::Checksum);
         }
         let version = r.u32()?;
@@ -784,7 +770,7 @@ impl Model {
             .checked_mul(OUTPUTS)
             .ok_or(DecodeError::Truncated)?;
         let sparse: Vec<i8> = r.take(sparse_len)?.iter().map(|&b| b as i8).collect();
-        if r.at != body.len() {
+        if !r.0.at_end() {
             return Err(DecodeError::Truncated);
         }
         Ok(Model {
@@ -1016,7 +1002,7 @@ mod tests {
         let mut blob = toy_model(8).encode();
         blob.truncate(blob.len() - CHECKSUM_BYTES);
         blob[10] = 40;
-        let sum = fnv64(&blob);
+        let sum = bytes::fnv1a64(&blob);
         blob.extend_from_slice(&sum.to_le_bytes());
         assert!(matches!(Model::decode(&blob), Err(DecodeError::Invalid(_))));
     }

@@ -26,6 +26,7 @@
 //! the revision the receiver must hold for the delta to apply; `revision`
 //! the one it holds after; `more` says another page follows at once.
 
+use crate::bytes;
 use crate::contract::{DIRECTORY_KEY_PREFIX, DIRECTORY_TENANT_PREFIX};
 
 const FORMAT: u8 = 1;
@@ -81,7 +82,7 @@ pub fn key_key(hex_hash: &str) -> String {
 /// The revision an encoded entry (of either kind) carries, read without
 /// decoding the rest.
 pub fn entry_rev(bytes: &[u8]) -> Option<u64> {
-    let mut r = Reader(bytes);
+    let mut r = Reader::new(bytes);
     (r.u8().ok()? == FORMAT).then_some(())?;
     r.u64().ok()
 }
@@ -112,7 +113,7 @@ impl TenantEntry {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         if r.u8()? != FORMAT {
             return Err(DecodeError("unknown tenant entry format"));
         }
@@ -147,7 +148,7 @@ impl KeyEntry {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         if r.u8()? != FORMAT {
             return Err(DecodeError("unknown key entry format"));
         }
@@ -261,7 +262,7 @@ pub struct Record<'a> {
 impl<'a> Delta<'a> {
     /// Parses a whole delta; any malformed byte refuses all of it.
     pub fn parse(body: &'a [u8]) -> Result<Self, DecodeError> {
-        let mut r = Reader(body);
+        let mut r = Reader::new(body);
         if r.take(4)? != MAGIC {
             return Err(DecodeError("not a directory delta"));
         }
@@ -308,38 +309,34 @@ fn put_str16(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(b);
 }
 
-struct Reader<'a>(&'a [u8]);
+/// The shared reader, with this encoding's errors.
+struct Reader<'a>(bytes::Reader<'a>);
 
 const SHORT: DecodeError = DecodeError("truncated");
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if self.0.len() < n {
-            return Err(SHORT);
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
+    fn new(b: &'a [u8]) -> Self {
+        Self(bytes::Reader::new(b))
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        self.take(N)?.try_into().map_err(|_| SHORT)
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        self.0.take(n).ok_or(SHORT)
     }
 
     fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(u8::from_le_bytes(self.array()?))
+        self.0.u8().ok_or(SHORT)
     }
 
     fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_le_bytes(self.array()?))
+        self.0.u16().ok_or(SHORT)
     }
 
     fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_le_bytes(self.array()?))
+        self.0.u32().ok_or(SHORT)
     }
 
     fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_le_bytes(self.array()?))
+        self.0.u64().ok_or(SHORT)
     }
 
     /// A flags byte with no bit outside `known` (so every valid encoding is
@@ -367,7 +364,7 @@ impl<'a> Reader<'a> {
     }
 
     fn end(&self) -> Result<(), DecodeError> {
-        if self.0.is_empty() {
+        if self.0.at_end() {
             Ok(())
         } else {
             Err(DecodeError("trailing bytes"))

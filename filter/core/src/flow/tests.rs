@@ -902,6 +902,24 @@ fn answer_changes(s: &mut crate::flow::Singleton, h: &FakeHost, body: Vec<u8>) -
     Some(next.header(":path")?.to_owned())
 }
 
+/// A filter and its singleton on one host, the singleton holding a global
+/// table and the directory `entries` at `revision`.
+fn with_directory(
+    revision: u64,
+    entries: &[(Kind, &str, Vec<u8>)],
+) -> (Rc<Filter>, FakeHost, crate::flow::Singleton) {
+    let h = FakeHost::new();
+    let f = Filter::new(Config::parse(b"{}").unwrap(), &h);
+    let mut s = singleton(&h, serde_json::json!({"wait_ms": 0}));
+    s.poll(&h);
+    answer_changes(
+        &mut s,
+        &h,
+        delta(0, revision, Some(r#"{"version": 1}"#), entries),
+    );
+    (f, h, s)
+}
+
 fn shared(h: &FakeHost, key: &str) -> Option<Vec<u8>> {
     h.shared.borrow().get(key).map(|(v, _)| v.clone())
 }
@@ -1024,33 +1042,23 @@ fn the_singleton_applies_each_delta_once_in_order_and_asks_again_at_once() {
 
 #[test]
 fn a_request_finds_its_tenant_in_the_directory_and_loses_it_when_revoked() {
-    let h = FakeHost::new();
-    let f = Filter::new(Config::parse(b"{}").unwrap(), &h);
-    let mut s = singleton(&h, serde_json::json!({"wait_ms": 0}));
-    s.poll(&h);
     let (a, b) = (hex_hash("vk-a"), hex_hash("vk-b"));
-    answer_changes(
-        &mut s,
-        &h,
-        delta(
-            0,
-            5,
-            Some(r#"{"version": 2}"#),
-            &[
-                (
-                    Kind::Tenant,
-                    "a",
-                    tenant_entry(1, false, &[("openai", "sk-a")]),
-                ),
-                (
-                    Kind::Tenant,
-                    "b",
-                    tenant_entry(2, false, &[("openai", "sk-b")]),
-                ),
-                (Kind::Key, &a, key_entry(3, false, "a")),
-                (Kind::Key, &b, key_entry(4, false, "b")),
-            ],
-        ),
+    let (f, h, mut s) = with_directory(
+        5,
+        &[
+            (
+                Kind::Tenant,
+                "a",
+                tenant_entry(1, false, &[("openai", "sk-a")]),
+            ),
+            (
+                Kind::Tenant,
+                "b",
+                tenant_entry(2, false, &[("openai", "sk-b")]),
+            ),
+            (Kind::Key, &a, key_entry(3, false, "a")),
+            (Kind::Key, &b, key_entry(4, false, "b")),
+        ],
     );
     let (_, act) = send(&f, &h, "/v1/chat/completions", "vk-a", GREETING);
     assert_eq!(act, Action::Continue);
@@ -1201,10 +1209,6 @@ fn a_tenants_rate_limited_key_moves_its_own_routing_and_nobody_elses() {
 
 #[test]
 fn pass_through_switched_off_for_a_tenant_is_refused_and_routing_still_works() {
-    let h = FakeHost::new();
-    let f = Filter::new(Config::parse(b"{}").unwrap(), &h);
-    let mut s = singleton(&h, serde_json::json!({"wait_ms": 0}));
-    s.poll(&h);
     let closed = TenantEntry {
         rev: 1,
         removed: false,
@@ -1214,18 +1218,12 @@ fn pass_through_switched_off_for_a_tenant_is_refused_and_routing_still_works() {
     }
     .encode();
     let hash = hex_hash("vk-closed");
-    answer_changes(
-        &mut s,
-        &h,
-        delta(
-            0,
-            2,
-            Some(r#"{"version": 1}"#),
-            &[
-                (Kind::Tenant, "closed", closed),
-                (Kind::Key, &hash, key_entry(2, false, "closed")),
-            ],
-        ),
+    let (f, h, _s) = with_directory(
+        2,
+        &[
+            (Kind::Tenant, "closed", closed),
+            (Kind::Key, &hash, key_entry(2, false, "closed")),
+        ],
     );
     h.request(
         "GET",
