@@ -1,5 +1,6 @@
 //! `make scale`: what a tenant directory of 10k, 100k and 1M tenants costs
-//! (issue 17: a change should cost its own entries, not the whole directory).
+//! (control-plane/README.md, "Change log": a change should cost its own
+//! entries, not the whole directory).
 //!
 //! One control plane, one Envoy with the filter (`envoy/demo.yaml`, two
 //! workers, its singleton long-polling the control plane) and the mock
@@ -837,7 +838,7 @@ fn print_table(rows: &[Row]) {
 }
 
 /// A row for README's Performance table (measured | result | goal), the
-/// goals being issue 17's.
+/// goals those of tests/README.md, "Performance goals".
 fn readme_line(r: &Row) -> String {
     let f = |v: Option<f64>, digits: usize| {
         v.map_or_else(|| "—".to_owned(), |v| format!("{v:.digits$}"))
