@@ -27,7 +27,8 @@ enum Role {
         host: Rc<WasmHost>,
     },
     Singleton {
-        singleton: Singleton,
+        /// Boxed: the largest role by far, and there is one per Envoy.
+        singleton: Box<Singleton>,
         host: WasmHost,
         /// The shared queue the workers put usage records on.
         queue: Option<u32>,
@@ -90,7 +91,7 @@ impl RootContext for Root {
             return match SingletonConfig::parse(&bytes) {
                 Ok(config) => {
                     let host = WasmHost::new();
-                    let singleton = Singleton::new(config.control_plane, &host);
+                    let singleton = Box::new(Singleton::new(config.control_plane, &host));
                     if let Err(s) = hostcalls::set_tick_period(singleton.poll_interval()) {
                         log::error!("singleton: cannot set tick period: {s:?}");
                         return false;
