@@ -55,11 +55,14 @@ fn schemathesis_finds_no_server_error_and_no_answer_outside_the_schema() {
         ])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "Schemathesis found problems:\n{text}");
     assert!(text.contains("passed"), "{text}");
     assert_eq!(get(&cp.admin_url("/metrics"), &[]).status, 200);
     assert_eq!(get(&cp.admin_url("/healthz"), &[]).status, 200);
-    eprintln!("{}", text.lines().rev().take(3).collect::<Vec<_>>().join("\n"));
+    eprintln!(
+        "{}",
+        text.lines().rev().take(3).collect::<Vec<_>>().join("\n")
+    );
 }
