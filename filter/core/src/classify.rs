@@ -241,16 +241,7 @@ fn visit(
     dense: &mut [f32; DENSE],
 ) {
     let mask = (cfg.buckets() - 1) as u32;
-    let focus = req.messages.iter().rposition(|m| m.role == Role::User);
-    let history_from = req
-        .messages
-        .iter()
-        .enumerate()
-        .filter(|(i, m)| m.role == Role::User && Some(*i) != focus)
-        .map(|(i, _)| i)
-        .rev()
-        .nth(usize::from(cfg.history_turns).saturating_sub(1))
-        .unwrap_or(0);
+    let (focus, history_from) = req.focus_and_history(usize::from(cfg.history_turns));
     let (mut user_turns, mut tool_results, mut has_system, mut images) = (0u32, 0u32, false, 0);
     let (mut latest_len, mut fences, mut questions) = (0usize, false, 0u32);
     let head = cfg.head_bytes as usize;

@@ -329,6 +329,23 @@ impl ChatRequest<'_> {
     }
 
     /// Whether the conversation uses tools: definitions, calls or results.
+    /// The turns a scorer reads as what is asked: the latest user turn (the
+    /// focus), and the index from which earlier user turns count as history
+    /// (the `turns` before the focus; 0 when fewer).
+    pub fn focus_and_history(&self, turns: usize) -> (Option<usize>, usize) {
+        let focus = self.messages.iter().rposition(|m| m.role == Role::User);
+        let history_from = self
+            .messages
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| m.role == Role::User && Some(*i) != focus)
+            .map(|(i, _)| i)
+            .rev()
+            .nth(turns.saturating_sub(1))
+            .unwrap_or(0);
+        (focus, history_from)
+    }
+
     pub fn uses_tools(&self) -> bool {
         self.tool_count > 0
             || self

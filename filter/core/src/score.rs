@@ -272,17 +272,8 @@ impl Scorer {
 
     fn score_with(&self, req: &ChatRequest<'_>, mut on_match: impl FnMut(&Pattern, f64)) -> Score {
         let c = &self.config;
-        let focus = req.messages.iter().rposition(|m| m.role == Role::User);
-        // The oldest user turn still read as history.
-        let oldest_history = req
-            .messages
-            .iter()
-            .enumerate()
-            .filter(|(i, m)| m.role == Role::User && Some(*i) != focus)
-            .map(|(i, _)| i)
-            .rev()
-            .nth(c.keywords.history_turns.saturating_sub(1))
-            .unwrap_or(0);
+        // The latest user turn, and the oldest still read as history.
+        let (focus, oldest_history) = req.focus_and_history(c.keywords.history_turns);
         // (pattern, factor) of every match; few per request, deduplicated below.
         let mut matched: Vec<(usize, f64)> = Vec::new();
         let mut text = TextStats::default();
