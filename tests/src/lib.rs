@@ -173,6 +173,18 @@ impl Drop for Process {
     }
 }
 
+/// The `p`-th percentile of `v` (nearest rank on the sorted values; NaN
+/// when empty): what the tools report.
+pub fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let Some(last) = v.len().checked_sub(1) else {
+        return f64::NAN;
+    };
+    let i = ((p / 100.0) * last as f64).round() as usize;
+    v.get(i.min(last)).copied().unwrap_or(f64::NAN)
+}
+
 /// Polls `f` until it returns `Some`, for at most `patience`.
 pub fn eventually<T>(patience: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + patience;

@@ -49,7 +49,9 @@ use aipipe_core::protocol::Protocol;
 use aipipe_core::request::ChatRequest;
 use aipipe_core::route;
 use aipipe_core::table::{RoutingTable, Table};
-use aipipe_tests::{ControlPlane, Envoy, Mock, TempDir, plugin_config, post_json, sibling_binary};
+use aipipe_tests::{
+    ControlPlane, Envoy, Mock, TempDir, percentile, plugin_config, post_json, sibling_binary,
+};
 
 const KEY: &str = "vk-bench";
 
@@ -328,16 +330,6 @@ fn connect(port: u16) -> TcpStream {
     let _ = conn.set_nodelay(true);
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     conn
-}
-
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
-    v[i.min(v.len() - 1)]
 }
 
 /// Streamed answers through plain Envoy (A) and Envoy + filter (B), in ms:

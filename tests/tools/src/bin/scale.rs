@@ -40,7 +40,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use aipipe_tests::{ControlPlane, Envoy, Mock, hex_hash, sibling_binary, try_request};
+use aipipe_tests::{ControlPlane, Envoy, Mock, hex_hash, percentile, sibling_binary, try_request};
 use serde_json::json;
 
 const USAGE: &str = "usage: scale [--sizes 10000,100000,1000000] [--changes 200] [--samples 200] \
@@ -495,16 +495,6 @@ fn request_latencies(envoy_port: u16, key: &str, n: u32) -> Result<Vec<f64>, Str
         one()?;
     }
     (0..n).map(|_| one()).collect()
-}
-
-fn percentile(v: &[f64], p: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
-    v[i.min(v.len() - 1)]
 }
 
 // ---------------------------------------------------------------- one size
