@@ -136,6 +136,9 @@ struct Routed {
 struct PassThrough {
     provider: ProviderIx,
     meter: Meter,
+    /// A JSON body is held until whole to check the model it names
+    /// against the catalog (a disabled model is refused); false once checked.
+    check_model: bool,
 }
 
 enum Phase {
@@ -204,6 +207,29 @@ impl Request {
     ) -> Action {
         let course = match &mut self.phase {
             Phase::AwaitingBody(course) => course.take(),
+            Phase::PassThrough(pt) if pt.check_model => {
+                if size > self.filter.config.max_body_bytes {
+                    // Too large to hold: it streams on unchecked.
+                    pt.check_model = false;
+                    return Action::Continue;
+                }
+                if !end_of_stream {
+                    return Action::Pause;
+                }
+                pt.check_model = false;
+                let provider = pt.provider;
+                return match self.check_pass_through_model(host, provider, size) {
+                    Ok(()) => Action::Continue,
+                    Err((e, wire)) => {
+                        let body = if wire == Protocol::Messages {
+                            e.anthropic_body()
+                        } else {
+                            e.body()
+                        };
+                        self.reply(host, e.status(), body.as_bytes(), "application/json")
+                    }
+                };
+            }
             // Pass-through: the body streams on untouched.
             Phase::PassThrough(_) => return Action::Continue,
             // Answered locally already, or nothing to do with a body.
@@ -473,6 +499,7 @@ impl Request {
         let (mut method, mut path, mut authorization, mut api_key) = (None, None, None, None);
         let mut tenant_header = None;
         let mut content_length = None;
+        let mut json_body = false;
         let mut strip = Vec::new();
         let headers = host.request_headers();
         let client = &mut self.ctx.client;
@@ -491,6 +518,9 @@ impl Request {
                 "anthropic-version" => client.anthropic_version = Some(value.clone()),
                 "anthropic-beta" => client.anthropic_beta = Some(value.clone()),
                 "cache-control" => client.no_cache = cache_control_bypass(value),
+                "content-type" => {
+                    json_body = value.windows(4).any(|w| w.eq_ignore_ascii_case(b"json"));
+                }
                 "content-length" => {
                     content_length = std::str::from_utf8(value)
                         .ok()
@@ -578,7 +608,17 @@ impl Request {
             Kind::OllamaVersion => Ok(Next::Answer(ollama::version())),
             Kind::Pass(_) if !account.pass_through => Err(ApiError::PassThroughDisabled),
             Kind::Pass(provider) => {
+                // A JSON body is held (up to max_body_bytes) to check the
+                // model it names; anything else streams on at once.
+                let hold = method == Some(b"POST")
+                    && json_body
+                    && !end_of_stream
+                    && content_length.is_none_or(|n| n <= config.max_body_bytes);
                 self.pass_through(host, &table, &account, provider, full_path)?;
+                if let (true, Phase::PassThrough(pt)) = (hold, &mut self.phase) {
+                    pt.check_model = true;
+                    return Ok(Next::Body);
+                }
                 Ok(Next::Passed)
             }
             Kind::Route(_) => {
@@ -593,6 +633,38 @@ impl Request {
                 self.phase = Phase::AwaitingBody(None);
                 Ok(Next::Body)
             }
+        }
+    }
+
+    /// A whole JSON pass-through body: the catalog model it names, if any,
+    /// must not be one the operator disabled (a model the catalog does not
+    /// know passes, and is recorded unpriced). The error comes in the
+    /// provider's own shape.
+    fn check_pass_through_model(
+        &self,
+        host: &impl Host,
+        provider: ProviderIx,
+        size: usize,
+    ) -> Result<(), (ApiError, Protocol)> {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            model: Option<String>,
+        }
+        let (Some(table), body) = (self.ctx.table.as_ref(), host.request_body(size)) else {
+            return Ok(());
+        };
+        let Some(p) = table.provider(provider) else {
+            return Ok(());
+        };
+        let Some(name) = serde_json::from_slice::<Named>(&body)
+            .ok()
+            .and_then(|n| n.model)
+        else {
+            return Ok(());
+        };
+        match table.model_for_answer(&p.id, &name) {
+            Some(m) if !m.enabled => Err((ApiError::ModelDisabled(name), p.wire)),
+            _ => Ok(()),
         }
     }
 
@@ -636,7 +708,11 @@ impl Request {
         }
         let mut meter = Meter::new(self.ctx.start, false, None);
         meter.read_answer_model();
-        self.phase = Phase::PassThrough(Box::new(PassThrough { provider, meter }));
+        self.phase = Phase::PassThrough(Box::new(PassThrough {
+            provider,
+            meter,
+            check_model: false,
+        }));
         log::debug!(
             "request {} pass-through to {} {}",
             self.ctx.id,

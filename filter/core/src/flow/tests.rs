@@ -908,15 +908,20 @@ fn with_directory(
     revision: u64,
     entries: &[(Kind, &str, Vec<u8>)],
 ) -> (Rc<Filter>, FakeHost, crate::flow::Singleton) {
+    with_directory_and(r#"{"version": 1}"#, revision, entries)
+}
+
+/// As `with_directory`, with this global table.
+fn with_directory_and(
+    global: &str,
+    revision: u64,
+    entries: &[(Kind, &str, Vec<u8>)],
+) -> (Rc<Filter>, FakeHost, crate::flow::Singleton) {
     let h = FakeHost::new();
     let f = Filter::new(Config::parse(b"{}").unwrap(), &h);
     let mut s = singleton(&h, serde_json::json!({"wait_ms": 0}));
     s.poll(&h);
-    answer_changes(
-        &mut s,
-        &h,
-        delta(0, revision, Some(r#"{"version": 1}"#), entries),
-    );
+    answer_changes(&mut s, &h, delta(0, revision, Some(global), entries));
     (f, h, s)
 }
 
@@ -1317,4 +1322,78 @@ fn a_stream_cut_before_its_usage_is_charged_an_estimate_marked_so() {
     assert!(rec.prompt_tokens > 0, "{rec:?}");
     assert_eq!(rec.completion_tokens, 3, "{rec:?}");
     assert!(rec.cost_nusd > 0, "never $0: {rec:?}");
+}
+
+#[test]
+fn a_pass_through_body_naming_a_disabled_model_is_refused_in_the_providers_shape() {
+    let mut global = crate::table::RoutingTable {
+        version: 1,
+        ..crate::table::RoutingTable::default()
+    };
+    for m in &mut global.models {
+        if m.id == "gpt-4o" || m.id == "claude-opus-4-5" {
+            m.enabled = false;
+        }
+    }
+    let global = serde_json::to_string(&global).unwrap();
+    let t = TenantEntry {
+        rev: 1,
+        removed: false,
+        disabled: false,
+        pass_through: true,
+        provider_keys: vec![
+            ("openai".into(), "sk-t".into()),
+            ("anthropic".into(), "ak-t".into()),
+        ],
+    }
+    .encode();
+    let hash = hex_hash("vk-t");
+    let (f, h, _s) = with_directory_and(
+        &global,
+        2,
+        &[
+            (Kind::Tenant, "t", t),
+            (Kind::Key, &hash, key_entry(2, false, "t")),
+        ],
+    );
+    let post = |path: &str, body: &str| {
+        let headers = [
+            ("authorization", "Bearer vk-t"),
+            ("content-type", "application/json"),
+        ];
+        send_with(&f, &h, path, &headers, body).1
+    };
+    // Disabled: refused, nothing forwarded, in the provider's own shape.
+    post(
+        "/openai/v1/chat/completions",
+        r#"{"model":"gpt-4o","messages":[]}"#,
+    );
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.json()["error"]["code"], "model_disabled");
+    post(
+        "/anthropic/v1/messages",
+        r#"{"model":"claude-opus-4-5","max_tokens":5,"messages":[]}"#,
+    );
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.json()["type"], "error");
+    assert_eq!(reply.json()["error"]["type"], "permission_error");
+    // Enabled, or unknown to the catalog: forwarded as it came.
+    assert_eq!(
+        post(
+            "/openai/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini","messages":[]}"#
+        ),
+        Action::Continue
+    );
+    assert!(h.reply().is_none());
+    assert_eq!(
+        post(
+            "/openai/v1/chat/completions",
+            r#"{"model":"o9-preview","messages":[]}"#
+        ),
+        Action::Continue
+    );
+    assert_eq!(h.header(":path").as_deref(), Some("/v1/chat/completions"));
 }
