@@ -574,3 +574,86 @@ fn a_tenants_rate_limited_key_never_moves_another_tenants_routing() {
     assert_eq!(greet(&b).header("x-aipipe-provider"), Some("anthropic"));
     assert_eq!(greet(&a).header("x-aipipe-provider"), Some("anthropic"));
 }
+
+/// Admin and internal input that could do harm is refused by the real
+/// binary before anything is written, and what an Envoy routes follows the
+/// catalog: a model id with CR/LF (it would land in `x-aipipe-model`),
+/// `auto`, a 1e308 price; usage with i64::MAX tokens or for a tenant that
+/// never existed (refused and counted, the batch still acknowledged); a
+/// deleted model is no longer routed to.
+#[test]
+fn harmful_admin_and_usage_input_is_refused_and_a_deleted_model_is_not_routed() {
+    let s = CpStack::start();
+    let key = s.cp.tenant("acme", &[("openai", "sk-acme-openai")]);
+    assert_eventually!(
+        Duration::from_secs(10),
+        s.chat(&key, &hello("hi")).status == 200,
+        "the tenant never worked"
+    );
+    let models = s.cp.admin("GET", "/admin/models", None).json();
+    let base = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "gpt-4o")
+        .unwrap()
+        .clone();
+    let revision = || {
+        s.cp.admin("GET", "/metrics", None)
+            .text()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("aipipe_cp_table_version ")
+                    .map(str::to_owned)
+            })
+            .unwrap()
+    };
+    let before = revision();
+    for (path_id, patch) in [
+        (
+            "evil%0D%0Ax-injected:%201",
+            json!({"id": "evil\r\nx-injected: 1"}),
+        ),
+        ("auto", json!({"id": "auto"})),
+        ("gpt-4o", json!({"input_per_mtok": 1e308})),
+        ("gpt-4o", json!({"max_output_tokens": 0})),
+    ] {
+        let mut m = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            m[k] = v.clone();
+        }
+        let r =
+            s.cp.admin("PUT", &format!("/admin/models/{path_id}"), Some(&m));
+        assert_eq!(r.status, 422, "{patch}: {}", r.text());
+    }
+    assert_eq!(revision(), before, "nothing was written");
+    assert_eq!(s.cp.admin("GET", "/metrics", None).status, 200);
+
+    // Usage: impossible counts and strangers refused one by one.
+    let record = |id: &str, tenant: &str, tokens: u64| {
+        json!({"id": id, "tenant": tenant, "provider": "openai", "model": "gpt-4o-mini",
+            "status": 200, "prompt_tokens": tokens, "completion_tokens": 1, "cost_nusd": 1,
+            "latency_ms": 1.0, "usage_parsed": true, "ts_ms": 1})
+    };
+    let r = post_json(
+        &format!("http://127.0.0.1:{}/internal/v1/usage", s.cp.internal_port),
+        &[("x-aipipe-internal-token", &s.cp.internal_token)],
+        &json!({"records": [
+            record("huge", "acme", i64::MAX as u64),
+            record("stranger", "nobody", 1),
+        ]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["refused"], 2, "{}", r.text());
+
+    // A deleted model: the next request naming it gets 404 from Envoy.
+    let r = s.cp.admin("DELETE", "/admin/models/gpt-4o", None);
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eventually!(
+        Duration::from_secs(5),
+        s.chat(&key, &chat("gpt-4o", "hi")).status == 404,
+        "Envoy still routes to the deleted model"
+    );
+    let r = s.chat(&key, &chat("gpt-4o", "hi"));
+    assert_eq!(r.json()["error"]["code"], "model_not_found");
+}
