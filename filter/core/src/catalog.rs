@@ -129,7 +129,7 @@ pub struct Model {
     pub penalty: f64,
 }
 
-fn yes() -> bool {
+pub(crate) fn yes() -> bool {
     true
 }
 

@@ -62,7 +62,7 @@ pub struct Tenant {
     #[serde(default)]
     pub disabled: bool,
     /// Whether the provider pass-through paths are open to it.
-    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    #[serde(default = "catalog::yes", skip_serializing_if = "is_true")]
     pub pass_through: bool,
     /// Lower-case hex SHA-256 of each live virtual key.
     #[serde(default)]
@@ -85,10 +85,6 @@ pub struct SelectionConfig {
     pub quality_exponent: f64,
     #[serde(default = "default_knee")]
     pub complexity_knee: f64,
-}
-
-fn yes() -> bool {
-    true
 }
 
 fn is_true(b: &bool) -> bool {

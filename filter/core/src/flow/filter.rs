@@ -299,12 +299,13 @@ impl Filter {
             .models_ix()
             .map(|(i, m)| {
                 let own = p.penalty(&m.id, now, decay);
-                let tag = table.provider_of(i).and_then(|pi| tenant.key_tag(pi));
+                // The pair's entry is looked up only when some pair has one.
+                let tag = keyed
+                    .then(|| table.provider_of(i).and_then(|pi| tenant.key_tag(pi)))
+                    .flatten();
                 match tag {
-                    Some(tag) if keyed => {
-                        own.max(p.penalty(&penalty::key_scoped(&m.id, tag), now, decay))
-                    }
-                    _ => own,
+                    Some(tag) => own.max(p.penalty(&penalty::key_scoped(&m.id, tag), now, decay)),
+                    None => own,
                 }
             })
             .collect();
@@ -330,9 +331,13 @@ impl Filter {
             return;
         };
         let model_id = m.id.as_str();
-        let tag = table
-            .provider_of(model)
-            .and_then(|p| tenant?.key_tag(p))
+        // A success touches the pair's entry only when some pair has one:
+        // the common case (a success, no key penalized) builds no name.
+        let pair_may_matter =
+            outcome == Outcome::Failure || self.penalties.borrow().1.has_key_scoped();
+        let tag = pair_may_matter
+            .then(|| table.provider_of(model).and_then(|p| tenant?.key_tag(p)))
+            .flatten()
             .map(|t| penalty::key_scoped(model_id, t));
         let mut metrics = self.model_metrics.borrow_mut();
         if !metrics.contains_key(model_id)

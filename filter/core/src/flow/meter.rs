@@ -54,9 +54,9 @@ struct Named {
     message: Option<Box<Named>>,
 }
 
-/// The `model` an answer names (OpenAI: top level; Anthropic's
-/// `message_start`: inside `message`).
-fn model_named(json: &[u8]) -> Option<String> {
+/// The `model` an answer (or a request body) names (OpenAI: top level;
+/// Anthropic's `message_start`: inside `message`).
+pub(super) fn model_named(json: &[u8]) -> Option<String> {
     let n: Named = serde_json::from_slice(json).ok()?;
     n.model.or_else(|| n.message.and_then(|m| m.model))
 }

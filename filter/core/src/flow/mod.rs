@@ -646,20 +646,10 @@ impl Request {
         provider: ProviderIx,
         size: usize,
     ) -> Result<(), (ApiError, Protocol)> {
-        #[derive(serde::Deserialize)]
-        struct Named {
-            model: Option<String>,
-        }
         let (Some(table), body) = (self.ctx.table.as_ref(), host.request_body(size)) else {
             return Ok(());
         };
-        let Some(p) = table.provider(provider) else {
-            return Ok(());
-        };
-        let Some(name) = serde_json::from_slice::<Named>(&body)
-            .ok()
-            .and_then(|n| n.model)
-        else {
+        let (Some(p), Some(name)) = (table.provider(provider), meter::model_named(&body)) else {
             return Ok(());
         };
         match table.model_for_answer(&p.id, &name) {
