@@ -21,13 +21,18 @@ pub(super) enum Change<'a> {
     Key(&'a str),
 }
 
-impl Change<'_> {
-    /// The `kind` column.
-    fn kind(self) -> i64 {
+/// The `kind` column's values.
+const GLOBAL: i64 = 0;
+pub(super) const TENANT: i64 = 1;
+const KEY: i64 = 2;
+
+impl<'a> Change<'a> {
+    /// Its row's key: (`kind`, `name`).
+    fn row(self) -> (i64, &'a str) {
         match self {
-            Change::Global => 0,
-            Change::Tenant(_) => 1,
-            Change::Key(_) => 2,
+            Change::Global => (GLOBAL, ""),
+            Change::Tenant(id) => (TENANT, id),
+            Change::Key(hash) => (KEY, hash),
         }
     }
 }
@@ -40,15 +45,12 @@ pub(super) fn record_change(tx: &Transaction<'_>, change: Change<'_>) -> Result<
         [],
         |r| r.get(0),
     )?;
-    let name = match change {
-        Change::Global => "",
-        Change::Tenant(n) | Change::Key(n) => n,
-    };
+    let (kind, name) = change.row();
     tx.prepare_cached(
         "INSERT INTO changes (kind, name, rev) VALUES (?1, ?2, ?3)
          ON CONFLICT (kind, name) DO UPDATE SET rev = excluded.rev",
     )?
-    .execute(params![change.kind(), name, rev])?;
+    .execute(params![kind, name, rev])?;
     Ok(to_u64(rev))
 }
 
@@ -190,8 +192,8 @@ impl Db {
             for (kind, name, rev) in rows {
                 let rev = to_u64(rev);
                 let changed = match kind {
-                    0 => Changed::Global(global_state(tx)?),
-                    1 => Changed::Tenant {
+                    GLOBAL => Changed::Global(global_state(tx)?),
+                    TENANT => Changed::Tenant {
                         rev,
                         state: tenant_state(tx, &name)?,
                         id: name,

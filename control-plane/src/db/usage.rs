@@ -30,9 +30,9 @@ impl Tx<'_> {
             .tx
             .prepare_cached(
                 "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)
-                OR EXISTS(SELECT 1 FROM changes WHERE kind = 1 AND name = ?1)",
+                OR EXISTS(SELECT 1 FROM changes WHERE kind = ?2 AND name = ?1)",
             )?
-            .query_row([tenant], |r| r.get(0))?)
+            .query_row(params![tenant, super::changes::TENANT], |r| r.get(0))?)
     }
 
     pub fn insert_usage<'r>(&self, records: &'r [UsageRecord]) -> Result<Vec<&'r UsageRecord>> {
