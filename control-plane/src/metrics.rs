@@ -307,7 +307,8 @@ impl Collector for Stored {
 
 pub async fn render(state: &AppState) -> Result<String> {
     let totals = state.db.usage_totals().await?;
-    let penalties = state.db.penalties().await?;
+    // Models only: pairs would label a series per provider key.
+    let penalties = state.db.penalties(Some(Vec::new())).await?;
     // A registry per scrape: the database's numbers are read now, the
     // process counters are shared (a registered Counter is a handle).
     // `register` adds the final period to each help text.

@@ -150,6 +150,11 @@ pub struct CandidateDoc {
     provider: String,
     raw_cost_usd: f64,
     adjusted_cost: f64,
+    /// The model's penalty for everybody (the provider's trouble).
+    penalty: f64,
+    /// The penalty of this model with the tenant's own provider key (its
+    /// 401/402/403/429 answers); the worse of the two applies.
+    key_penalty: f64,
 }
 
 /// The admin secret, for every /admin route.

@@ -7,7 +7,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use aipipe_core::directory::{DeltaWriter, KeyEntry, Kind, TenantEntry};
-use aipipe_core::table::{Account, RoutingTable, Table};
+use aipipe_core::table::{Account, KeyPenalty, MAX_KEY_PENALTIES, RoutingTable, Table};
 use axum::body::Bytes;
 
 use crate::crypto::Cipher;
@@ -16,12 +16,14 @@ use crate::error::{Error, Result};
 
 /// The global table from its stored parts. A penalty set in the catalog
 /// itself acts as a floor under the aggregated one (control-plane/README.md,
-/// "Penalties").
+/// "Penalties"). The non-zero (model, key) pairs of catalog models go along,
+/// the worst [`MAX_KEY_PENALTIES`] when there are more.
 pub fn global_table(g: GlobalState) -> RoutingTable {
     let penalties: std::collections::HashMap<(&str, &str), f64> = g
         .penalties
         .iter()
-        .map(|(p, m, v)| ((p.as_str(), m.as_str()), *v))
+        .filter(|(_, _, tag, _)| tag.is_empty())
+        .map(|(p, m, _, v)| ((p.as_str(), m.as_str()), *v))
         .collect();
     let mut models = g.models;
     for m in &mut models {
@@ -29,10 +31,25 @@ pub fn global_table(g: GlobalState) -> RoutingTable {
             m.penalty = m.penalty.max(p);
         }
     }
+    let mut key_penalties: Vec<KeyPenalty> = g
+        .penalties
+        .into_iter()
+        .filter(|(p, m, tag, v)| {
+            !tag.is_empty() && *v > 0.0 && models.iter().any(|c| c.id == *m && c.provider == *p)
+        })
+        .map(|(_, model, key_tag, penalty)| KeyPenalty {
+            model,
+            key_tag,
+            penalty,
+        })
+        .collect();
+    key_penalties.sort_by(|a, b| b.penalty.total_cmp(&a.penalty));
+    key_penalties.truncate(MAX_KEY_PENALTIES);
     RoutingTable {
         version: g.version,
         models,
         penalty_epoch: g.penalty_epoch,
+        key_penalties,
         ..RoutingTable::default()
     }
 }

@@ -270,6 +270,7 @@ fn record(id: &str, tenant: &str, model: &str, status: u16, latency: f64, ts: u6
         failed_attempts: Vec::new(),
         cache_hit: false,
         estimated: false,
+        key_tag: None,
     }
 }
 
@@ -1388,6 +1389,157 @@ async fn time_decay_alone_republishes_the_table() {
     );
 }
 
+/// The tag the filter names a provider key by (`Account::key_tag`).
+fn tag_of(key: &str) -> String {
+    aipipe_core::sha::sha256_hex(key.as_bytes())[..16].to_owned()
+}
+
+/// A key's own 429s penalize its (model, key) pair: the routing table
+/// carries the pair to every Envoy, `/admin/penalties` and explain show it,
+/// only tenants holding that key are slowed, and a success lowers it.
+#[tokio::test]
+async fn a_keys_429s_penalize_only_its_pair_shown_in_penalties_and_explain() {
+    let h = harness_with_decay(HOUR_MS);
+    for (t, key) in [("acme", "sk-acme-limited"), ("beta", "sk-beta-fine")] {
+        h.create_tenant(t).await;
+        let (s, v, _) = h
+            .admin(
+                Method::POST,
+                &format!("/admin/tenants/{t}/keys"),
+                Some(json!({"openai": key})),
+            )
+            .await;
+        assert!(s.is_success(), "{v}");
+    }
+    let (t0, _) = h.table().await;
+    assert!(t0.key_penalties.is_empty());
+    let limited = tag_of("sk-acme-limited");
+    let keyed = |id: &str, status: u16| UsageRecord {
+        key_tag: Some(limited.clone()),
+        ..record(id, "acme", "gpt-4o-mini", status, 10.0, now_ms())
+    };
+    // Two 429s answered directly, one failed attempt before another model.
+    let mut failed_over = record("k3", "acme", "gpt-4o", 200, 10.0, now_ms());
+    failed_over.failed_attempts = vec![FailedAttempt {
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        status: 429,
+        key_tag: Some(limited.clone()),
+    }];
+    h.ingest(&[keyed("k1", 429), keyed("k2", 429), failed_over])
+        .await;
+    let t1 = h
+        .poll(t0.version)
+        .await
+        .expect("the pair's penalty is news");
+    assert_eq!(penalty_of(&t1, "gpt-4o-mini"), 0.0, "the model is fine");
+    assert_eq!(t1.key_penalties.len(), 1, "{:?}", t1.key_penalties);
+    let kp = &t1.key_penalties[0];
+    assert_eq!(
+        (kp.model.as_str(), kp.key_tag.as_str()),
+        ("gpt-4o-mini", limited.as_str())
+    );
+    assert_near(kp.penalty, 63.0); // three failures: factor 4^3
+
+    let (s, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(penalty_view(&v, "gpt-4o-mini")["penalty"], 0.0);
+    let pairs = v["key_penalties"].as_array().unwrap();
+    assert_eq!(pairs.len(), 1, "{v}");
+    assert_eq!(pairs[0]["key_tag"], limited.as_str());
+    assert_eq!(pairs[0]["provider"], "openai");
+    assert_eq!(pairs[0]["failures"], 3);
+    assert_near(pairs[0]["table_penalty"].as_f64().unwrap(), 63.0);
+    assert!(!v.to_string().contains("sk-acme"), "no key in the answer");
+    for (tenant, n) in [("acme", 1), ("beta", 0)] {
+        let (s, v, _) = h
+            .admin(
+                Method::GET,
+                &format!("/admin/penalties?tenant={tenant}"),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            v["key_penalties"].as_array().unwrap().len(),
+            n,
+            "{tenant}: {v}"
+        );
+    }
+    let (s, v, _) = h
+        .admin(Method::GET, "/admin/penalties?tenant=nope", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, v, _) = h.admin(Method::GET, "/admin/penalties?nope=1", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+
+    // Explain: acme's mini carries the pair's penalty, beta's does not.
+    let explain = |tenant: &'static str| {
+        let h = &h;
+        async move {
+            let (s, v, _) = h
+                .admin(
+                    Method::POST,
+                    "/admin/route/explain",
+                    Some(json!({"tenant": tenant, "request": {"model": "auto",
+                        "messages": [{"role": "user", "content": "hi"}]}})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v
+        }
+    };
+    let mini = |v: &Value| {
+        v["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["model"] == "gpt-4o-mini")
+            .cloned()
+            .unwrap_or_else(|| panic!("{v}"))
+    };
+    let a = explain("acme").await;
+    assert_near(mini(&a)["key_penalty"].as_f64().unwrap(), 63.0);
+    assert_eq!(mini(&a)["penalty"], 0.0);
+    assert_ne!(a["choice"], "gpt-4o-mini", "{a}");
+    let b = explain("beta").await;
+    assert_eq!(mini(&b)["key_penalty"], 0.0);
+    assert_eq!(
+        b["choice"], "gpt-4o-mini",
+        "beta's routing did not move: {b}"
+    );
+
+    // Another tenant's successes never touch the pair; the key's own do.
+    h.ingest(&[UsageRecord {
+        key_tag: Some(tag_of("sk-beta-fine")),
+        ..record("b1", "beta", "gpt-4o-mini", 200, 10.0, now_ms())
+    }])
+    .await;
+    let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
+    assert_eq!(
+        v["key_penalties"].as_array().unwrap().len(),
+        1,
+        "no row for a healthy key: {v}"
+    );
+    h.ingest(&[keyed("k4", 200)]).await;
+    let t2 = h.poll(t1.version).await.expect("halved");
+    assert_near(t2.key_penalties[0].penalty, 31.5);
+
+    // A reset of the model forgets its pairs.
+    let (s, v, _) = h
+        .admin(
+            Method::POST,
+            "/admin/penalties/reset",
+            Some(json!({"model": "gpt-4o-mini"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (t3, _) = h.table().await;
+    assert!(t3.key_penalties.is_empty(), "{:?}", t3.key_penalties);
+    let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
+    assert_eq!(v["key_penalties"], json!([]));
+}
+
 #[tokio::test]
 async fn reset_zeroes_penalties_and_bumps_the_epoch() {
     let h = harness_with_decay(HOUR_MS);
@@ -1499,11 +1651,13 @@ async fn failed_attempts_count_in_the_success_rate_of_their_model() {
             provider: "anthropic".into(),
             model: "claude-sonnet-4-5".into(),
             status: 529,
+            key_tag: None,
         },
         FailedAttempt {
             provider: "openai".into(),
             model: "gpt-4o".into(),
             status: 504,
+            key_tag: None,
         },
     ];
     let mut answered = record("r2", "acme", "claude-sonnet-4-5", 200, 10.0, ts + 1);

@@ -171,6 +171,7 @@ fn record(i: u32) -> UsageRecord {
         failed_attempts: Vec::new(),
         cache_hit: false,
         estimated: false,
+        key_tag: None,
     }
 }
 

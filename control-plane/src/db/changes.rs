@@ -60,8 +60,9 @@ pub struct GlobalState {
     /// The revision of the last global change: the table's version.
     pub version: u64,
     pub models: Vec<Model>,
-    /// (provider, model, penalty) as published.
-    pub penalties: Vec<(String, String, f64)>,
+    /// (provider, model, key tag, penalty) as published; the tag is empty
+    /// for a model's own penalty.
+    pub penalties: Vec<(String, String, String, f64)>,
     pub penalty_epoch: u64,
 }
 
@@ -115,7 +116,7 @@ pub(super) fn global_state(conn: &Connection) -> Result<GlobalState> {
         models: models(conn)?,
         penalties: penalty_rows(conn)?
             .into_iter()
-            .map(|r| (r.provider, r.model, r.published))
+            .map(|r| (r.provider, r.model, r.key_tag, r.published))
             .collect(),
         penalty_epoch: penalty_epoch(conn)?,
     })

@@ -221,6 +221,33 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ALTER TABLE usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0;
     "#,
     ),
+    (
+        9,
+        "key-scoped penalties",
+        r#"
+    -- A penalty row is a model's (key_tag '') or a (model, provider key)
+    -- pair's: a key's 401/402/403/429 moves only its pair (penalty.rs).
+    -- The primary key grows a column, so the table is rebuilt.
+    CREATE TABLE penalties_v9 (
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        key_tag TEXT NOT NULL DEFAULT '',
+        penalty REAL NOT NULL,
+        decayed_ms INTEGER NOT NULL,
+        successes INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        published REAL NOT NULL,
+        PRIMARY KEY (provider, model, key_tag)
+    ) WITHOUT ROWID;
+    INSERT INTO penalties_v9 (provider, model, penalty, decayed_ms, successes, failures,
+        updated_ms, published)
+        SELECT provider, model, penalty, decayed_ms, successes, failures, updated_ms, published
+        FROM penalties;
+    DROP TABLE penalties;
+    ALTER TABLE penalties_v9 RENAME TO penalties;
+    "#,
+    ),
 ];
 
 /// Applies every migration the database has not had yet.
@@ -322,7 +349,7 @@ mod tests {
         assert_eq!(totals[0].sums.failed_attempts, 0);
         assert_eq!(totals[0].sums.cache_hits, 0);
         assert_eq!(r.totals.numbers.cache_hits, 0);
-        let p = db.penalties().await.unwrap();
+        let p = db.penalties(None).await.unwrap();
         // Creation time in ms: above any epoch an older database reached.
         assert!(p.penalty_epoch > 1_700_000_000_000, "{}", p.penalty_epoch);
         assert!(p.penalty_epoch <= now_ms());

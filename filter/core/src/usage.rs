@@ -64,6 +64,11 @@ pub struct UsageRecord {
     /// Such a record also says `usage_parsed: false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub estimated: bool,
+    /// The tag of the provider key that answered (`Account::key_tag`): a
+    /// 401/402/403/429 penalizes that (model, key) pair, a success lowers
+    /// it (filter/README.md, "Penalties"). Absent without a tenant key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_tag: Option<String>,
 }
 
 /// One upstream attempt that failed (429, 5xx, timeout, connection failure).
@@ -74,6 +79,9 @@ pub struct FailedAttempt {
     pub model: String,
     /// The upstream status; 504 for a timeout, 503 for a connection failure.
     pub status: u16,
+    /// The tag of the provider key the attempt was sent with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_tag: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,9 +197,11 @@ mod tests {
                 provider: "anthropic".into(),
                 model: "claude-sonnet-4-5".into(),
                 status: 529,
+                key_tag: None,
             }],
             cache_hit: false,
             estimated: false,
+            key_tag: None,
         };
         let json = serde_json::to_string(&UsageBatch {
             records: vec![r.clone()],

@@ -271,8 +271,8 @@ impl Filter {
 
     /// This Envoy's own penalties per model index of `table` for `tenant`
     /// (the model's, or that of the (model, key) pair when the tenant's key
-    /// earned a worse one), or None when every model is healthy here (the
-    /// common case: nothing to apply).
+    /// earned a worse one here or, as the table says, anywhere), or None
+    /// when every model is healthy (the common case: nothing to apply).
     pub(super) fn local_penalties(
         &self,
         host: &impl Host,
@@ -288,17 +288,24 @@ impl Filter {
             );
         }
         let p = &cached.1;
-        if p.models.is_empty() || p.epoch < table.penalty_epoch {
-            // Empty, or from before an operator's reset.
+        // Empty, or from before an operator's reset: only the table's
+        // key-scoped penalties can apply.
+        let own = !p.models.is_empty() && p.epoch >= table.penalty_epoch;
+        if !own && !table.has_key_penalties() {
             return None;
         }
         let now = now_ms(host);
         let decay = self.config.penalty_decay_ms;
-        let keyed = p.has_key_scoped();
+        let keyed = own && p.has_key_scoped();
         let local: Vec<f64> = table
             .models_ix()
             .map(|(i, m)| {
-                let own = p.penalty(&m.id, now, decay);
+                // The control plane's view of the pair, from every Envoy.
+                let fleet = table.key_penalty(i, tenant);
+                if !own {
+                    return fleet;
+                }
+                let own = p.penalty(&m.id, now, decay).max(fleet);
                 // The pair's entry is looked up only when some pair has one.
                 let tag = keyed
                     .then(|| table.provider_of(i).and_then(|pi| tenant.key_tag(pi)))

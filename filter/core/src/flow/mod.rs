@@ -417,6 +417,7 @@ impl Request {
                         provider: &p.id,
                         model_id: &m.id,
                         model: Some(m),
+                        key_tag: tenant.key_tag(d.provider),
                     },
                     now,
                 );
@@ -458,6 +459,7 @@ impl Request {
                         provider: &p.id,
                         model_id: model.map_or(name.as_str(), |m| m.id.as_str()),
                         model,
+                        key_tag: tenant.key_tag(pt.provider),
                     },
                     now,
                 );

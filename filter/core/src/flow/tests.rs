@@ -20,6 +20,11 @@ const OTHER_KEY: &str = "vk-other";
 const ROUTER_KEY: &str = "vk-router";
 
 fn config(extra: &str) -> Config {
+    config_with("", extra)
+}
+
+/// `table_extra`: more fields of the bootstrap table (after its tenants).
+fn config_with(table_extra: &str, extra: &str) -> Config {
     let json = format!(
         r#"{{
             "table": {{"version": 1, "tenants": [
@@ -29,7 +34,7 @@ fn config(extra: &str) -> Config {
                   "provider_keys": {{"openrouter": "or-router"}}}},
                 {{"id": "other", "virtual_key_hashes": ["{}"],
                   "provider_keys": {{"openai": "sk-other"}}}}
-            ]}}
+            ]{table_extra}}}
             {extra}
         }}"#,
         hex_hash(KEY),
@@ -1210,6 +1215,56 @@ fn a_tenants_rate_limited_key_moves_its_own_routing_and_nobody_elses() {
     }
     assert_ne!(greeting_goes_to(&f, &h, OTHER_KEY), "gpt-4o-mini");
     assert_ne!(greeting_goes_to(&f, &h, KEY), "gpt-4o-mini");
+}
+
+/// The tag a provider key is named by in penalties.
+fn tag(key: &str) -> String {
+    crate::sha::sha256_hex(key.as_bytes())[..16].to_owned()
+}
+
+#[test]
+fn the_tables_key_penalty_moves_the_tenants_holding_that_key_only() {
+    // The control plane saw acme's key 429ed through other Envoys: this one
+    // holds no penalty of its own, yet routes acme around that pair.
+    let table_extra = format!(
+        r#", "key_penalties": [{{"model": "gpt-4o-mini", "key_tag": "{}", "penalty": 63}}]"#,
+        tag("sk-acme")
+    );
+    let h = FakeHost::new();
+    let f = Filter::new(
+        config_with(
+            &table_extra,
+            r#", "failover_redirect": "off", "max_attempts": 1"#,
+        ),
+        &h,
+    );
+    assert_ne!(greeting_goes_to(&f, &h, KEY), "gpt-4o-mini");
+    assert_eq!(greeting_goes_to(&f, &h, OTHER_KEY), "gpt-4o-mini");
+    assert!(
+        h.shared.borrow().get(PENALTIES_KEY).is_none(),
+        "nothing local"
+    );
+}
+
+#[test]
+fn records_name_the_key_each_attempt_was_sent_with() {
+    let (f, h) = setup("");
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", OTHER_KEY, GREETING);
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini", 5, 2),
+    );
+    r.on_log(&h);
+    let records = h.records();
+    let other = records.iter().find(|r| r.tenant == "other").unwrap();
+    assert_eq!(other.key_tag.as_deref(), Some(tag("sk-other").as_str()));
+    assert!(
+        !format!("{records:?}").contains("sk-"),
+        "tags only, never keys"
+    );
 }
 
 #[test]
