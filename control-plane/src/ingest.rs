@@ -189,6 +189,11 @@ pub async fn ingest(db: &Db, batch: Batch) -> Result<UsageAck> {
         for (k, tally) in &touched {
             tx.save_penalty_tally(*k, tally)?;
         }
+        let spend: Vec<(&str, u64, u64)> = fresh
+            .iter()
+            .map(|r| (r.tenant.as_str(), r.ts_ms, r.cost_nusd))
+            .collect();
+        tx.add_spend(&spend)?;
         let due = tx.republish_penalties(now)?;
         let accepted = fresh.len() as u64;
         Ok((
@@ -196,6 +201,9 @@ pub async fn ingest(db: &Db, batch: Batch) -> Result<UsageAck> {
                 accepted,
                 duplicates: records.len() as u64 - accepted,
                 refused,
+                // Everything this transaction changed, budget entries
+                // included, is at or below it.
+                revision: tx.revision()?,
             },
             due,
         ))
@@ -231,6 +239,7 @@ mod tests {
             cache_hit: false,
             estimated: false,
             key_tag: None,
+            reserved_nusd: None,
         }
     }
 

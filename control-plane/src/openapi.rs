@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
 
-use crate::admin::{catalog, explain, import, keys, ops, penalties, tenants, usage};
+use crate::admin::{budgets, catalog, explain, import, keys, ops, penalties, tenants, usage};
 use crate::error::ErrorBody;
 
 /// Every admin route as (method, OpenAPI path): the single list the router
@@ -30,6 +30,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/tenants/{id}/virtual-keys"),
     ("delete", "/admin/tenants/{id}/virtual-keys/{key_id}"),
     ("get", "/admin/tenants/{id}/stats"),
+    ("put", "/admin/tenants/{id}/budget"),
+    ("get", "/admin/tenants/{id}/budget"),
+    ("delete", "/admin/tenants/{id}/budget"),
+    ("put", "/admin/budget-default"),
+    ("get", "/admin/budget-default"),
+    ("delete", "/admin/budget-default"),
     ("get", "/admin/models"),
     ("put", "/admin/models/{id}"),
     ("delete", "/admin/models/{id}"),
@@ -191,6 +197,12 @@ impl Modify for AdminSecret {
         keys::list_virtual_keys,
         keys::revoke_virtual_key,
         usage::stats,
+        budgets::put_budget,
+        budgets::get_budget,
+        budgets::delete_budget,
+        budgets::put_default,
+        budgets::get_default,
+        budgets::delete_default,
         catalog::list_models,
         catalog::put_model,
         catalog::delete_model,

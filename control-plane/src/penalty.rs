@@ -493,6 +493,7 @@ mod tests {
             cache_hit: false,
             estimated: false,
             key_tag: None,
+            reserved_nusd: None,
         };
         assert_eq!(Outcome::of_record(&r), Outcome::Success);
         r.cache_hit = true;

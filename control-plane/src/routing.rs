@@ -6,8 +6,10 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use aipipe_core::directory::{DeltaWriter, KeyEntry, Kind, TenantEntry};
-use aipipe_core::table::{Account, KeyPenalty, MAX_KEY_PENALTIES, RoutingTable, Table};
+use aipipe_core::directory::{BudgetEntry, DeltaWriter, KeyEntry, Kind, TenantEntry};
+use aipipe_core::table::{
+    Account, BudgetDefault, KeyPenalty, MAX_KEY_PENALTIES, RoutingTable, Table,
+};
 use axum::body::Bytes;
 
 use crate::crypto::Cipher;
@@ -50,6 +52,10 @@ pub fn global_table(g: GlobalState) -> RoutingTable {
         models,
         penalty_epoch: g.penalty_epoch,
         key_penalties,
+        budget_default: g.budget_default.map(|l| BudgetDefault {
+            limit_nusd: l.limit_nusd,
+            days: l.days,
+        }),
         ..RoutingTable::default()
     }
 }
@@ -167,6 +173,27 @@ pub fn delta(page: ChangePage, cipher: &Cipher, cache: &Cache) -> Result<Vec<u8>
                     tenant: tenant.unwrap_or_default(),
                 };
                 w.push(Kind::Key, &hash, &entry.encode());
+            }
+            Changed::Budget { rev, tenant, state } => {
+                let entry = match state {
+                    Some(s) => BudgetEntry {
+                        rev,
+                        removed: false,
+                        limit_nusd: s.limit.limit_nusd,
+                        days: s.limit.days,
+                        spent_nusd: s.spent_nusd,
+                        frees: s.frees,
+                    },
+                    None => BudgetEntry {
+                        rev,
+                        removed: true,
+                        limit_nusd: 0,
+                        days: 1,
+                        spent_nusd: 0,
+                        frees: Vec::new(),
+                    },
+                };
+                w.push(Kind::Budget, &tenant, &entry.encode());
             }
         }
     }

@@ -13,7 +13,7 @@ use aipipe_control_plane::config::Secrets;
 use aipipe_control_plane::db::Db;
 use aipipe_control_plane::{AppState, admin_app, adopt_env_keys, internal_app};
 use aipipe_core::contract::{CHANGES_PATH, TABLE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER};
-use aipipe_core::directory::{Delta, KeyEntry, Kind, TenantEntry};
+use aipipe_core::directory::{BudgetEntry, Delta, KeyEntry, Kind, TenantEntry};
 use aipipe_core::table::{RoutingTable, Tenant, hex_hash};
 use aipipe_core::usage::{FailedAttempt, UsageBatch, UsageRecord};
 use axum::Router;
@@ -171,6 +171,10 @@ impl Harness {
                         assert!(!e.removed, "no removals from revision 0");
                         keys.push((r.name.to_owned(), e.tenant));
                     }
+                    Kind::Budget => {
+                        let e = BudgetEntry::decode(r.value).unwrap();
+                        assert!(!e.removed, "no removals from revision 0");
+                    }
                 }
             }
             since = d.revision;
@@ -230,7 +234,15 @@ impl Harness {
             Some(body),
         )
         .await;
-        (s, json_of(&b))
+        let mut ack = json_of(&b);
+        // The revision that shows the batch: checked here, compared by the
+        // budget tests; the others compare the counts.
+        if s == StatusCode::OK {
+            let rev = ack["revision"].as_u64().expect("an ack names its revision");
+            assert!(rev > 0 || ack["accepted"] == 0, "{ack}");
+            ack.as_object_mut().unwrap().remove("revision");
+        }
+        (s, ack)
     }
 
     async fn create_tenant(&self, id: &str) {
@@ -271,6 +283,7 @@ fn record(id: &str, tenant: &str, model: &str, status: u16, latency: f64, ts: u6
         cache_hit: false,
         estimated: false,
         key_tag: None,
+        reserved_nusd: None,
     }
 }
 
@@ -1117,7 +1130,7 @@ async fn openapi_lists_every_route() {
     for (method, path) in aipipe_control_plane::openapi::ROUTES {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }
-    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 21);
+    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 27);
 }
 
 #[tokio::test]
@@ -2264,4 +2277,171 @@ async fn pass_through_can_be_switched_off_per_tenant_and_every_envoy_hears_of_it
     let (t1, _) = h.table().await;
     assert!(!t1.tenants[0].pass_through);
     assert!(t1.version > t0.version, "a change every Envoy receives");
+}
+
+/// The budget routes validate before writing, report spend over the window,
+/// and every change reaches the filters as the tenant's budget entry (the
+/// default in the global table).
+#[tokio::test]
+async fn budgets_are_validated_reported_and_published_as_entries() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    let (s, v, _) = h
+        .admin(Method::GET, "/admin/tenants/acme/budget", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    for bad in [
+        json!({"limit_usd": -1, "days": 30}),
+        json!({"limit_usd": 1e12, "days": 30}),
+        json!({"limit_usd": "NaN", "days": 30}),
+        json!({"limit_usd": 10, "days": 0}),
+        json!({"limit_usd": 10, "days": 367}),
+        json!({"limit_usd": 10, "days": 30, "extra": 1}),
+        json!({"limit_usd": 10}),
+    ] {
+        let (s, v, _) = h
+            .admin(Method::PUT, "/admin/tenants/acme/budget", Some(bad.clone()))
+            .await;
+        assert!(
+            s == StatusCode::BAD_REQUEST || s == StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {s} {v}"
+        );
+        assert!(v["error"]["message"].is_string(), "{v}");
+    }
+    let (s, _, _) = h
+        .admin(
+            Method::PUT,
+            "/admin/tenants/nope/budget",
+            Some(json!({"limit_usd": 10, "days": 30})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (t0, _) = h.table().await;
+    assert_eq!(h.poll(t0.version).await, None, "refusals wrote nothing");
+
+    let (s, v, _) = h
+        .admin(
+            Method::PUT,
+            "/admin/tenants/acme/budget",
+            Some(json!({"limit_usd": 10, "days": 30})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (
+            v["limit_usd"].as_f64(),
+            v["days"].as_u64(),
+            v["spent_usd"].as_f64()
+        ),
+        (Some(10.0), Some(30), Some(0.0))
+    );
+    // Spend today and 40 days ago: only today's is in the window.
+    let now = now_ms();
+    h.ingest(&[
+        UsageRecord {
+            cost_nusd: 2_500_000_000,
+            ..record("b1", "acme", "gpt-4o", 200, 10.0, now)
+        },
+        UsageRecord {
+            cost_nusd: 7_000_000_000,
+            ..record("b2", "acme", "gpt-4o", 200, 10.0, now - 40 * 86_400_000)
+        },
+    ])
+    .await;
+    let (_, v, _) = h
+        .admin(Method::GET, "/admin/tenants/acme/budget", None)
+        .await;
+    assert_eq!(v["spent_usd"], 2.5, "{v}");
+    assert_eq!(v["remaining_usd"], 7.5, "{v}");
+    assert_eq!(v["source"], "tenant");
+    let day = now / 86_400_000;
+    assert_eq!(v["next_free_ms"], (day + 30) * 86_400_000, "{v}");
+
+    // What a new Envoy gets: the entry, with today's spend and when it frees.
+    let entry = |rev: u64| {
+        let h = &h;
+        async move {
+            let (s, _, b) = send(
+                internal_app(h.state.clone()),
+                Method::GET,
+                &format!("{CHANGES_PATH}?since={rev}&wait_ms=0"),
+                &[(TOKEN_HEADER, TOKEN)],
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK);
+            let d = Delta::parse(&b).unwrap();
+            let e = d
+                .records
+                .iter()
+                .find(|r| r.kind == Kind::Budget && r.name == "acme")
+                .map(|r| BudgetEntry::decode(r.value).unwrap());
+            (e, d.revision)
+        }
+    };
+    let (e, rev) = entry(0).await;
+    let e = e.expect("acme's budget entry");
+    assert_eq!(
+        (e.limit_nusd, e.days, e.spent_nusd),
+        (10_000_000_000, 30, 2_500_000_000)
+    );
+    assert_eq!(e.frees, vec![((day + 30) * 86_400_000, 2_500_000_000)]);
+    // New spend: a new entry, at the revision the ack names.
+    let body = serde_json::to_vec(&UsageBatch {
+        records: vec![UsageRecord {
+            cost_nusd: 1_000_000_000,
+            ..record("b3", "acme", "gpt-4o", 200, 10.0, now)
+        }],
+    })
+    .unwrap();
+    let (_, _, b) = send(
+        internal_app(h.state.clone()),
+        Method::POST,
+        USAGE_PATH,
+        &[(TOKEN_HEADER, TOKEN)],
+        Some(body),
+    )
+    .await;
+    let acked = json_of(&b)["revision"].as_u64().unwrap();
+    let (e, after) = entry(rev).await;
+    assert_eq!(e.unwrap().spent_nusd, 3_500_000_000);
+    assert!(acked > rev && acked <= after, "{rev} < {acked} <= {after}");
+
+    // Removed: a tombstone; the default then applies (in the global table).
+    let (s, _, _) = h
+        .admin(Method::DELETE, "/admin/tenants/acme/budget", None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (e, rev) = entry(after).await;
+    assert!(e.unwrap().removed);
+    let (s, _, _) = h
+        .admin(Method::DELETE, "/admin/tenants/acme/budget", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v, _) = h
+        .admin(
+            Method::PUT,
+            "/admin/budget-default",
+            Some(json!({"limit_usd": 5, "days": 7})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let t = h.poll(rev).await.expect("the default is global");
+    assert_eq!(
+        t.budget_default,
+        Some(aipipe_core::table::BudgetDefault {
+            limit_nusd: 5_000_000_000,
+            days: 7
+        })
+    );
+    let (e, _) = entry(rev).await;
+    let e = e.expect("acme has spend: its entry under the default");
+    assert_eq!(
+        (e.limit_nusd, e.days, e.spent_nusd),
+        (5_000_000_000, 7, 3_500_000_000)
+    );
+    let (_, v, _) = h
+        .admin(Method::GET, "/admin/tenants/acme/budget", None)
+        .await;
+    assert_eq!(v["source"], "default", "{v}");
 }

@@ -172,6 +172,7 @@ fn record(i: u32) -> UsageRecord {
         cache_hit: false,
         estimated: false,
         key_tag: None,
+        reserved_nusd: None,
     }
 }
 

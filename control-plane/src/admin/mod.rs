@@ -5,6 +5,7 @@
 //! domain service), shape the answer; one file per resource. Nothing here
 //! logs a request body, so provider keys and virtual keys never reach a log line.
 
+pub(crate) mod budgets;
 pub(crate) mod catalog;
 pub(crate) mod explain;
 pub(crate) mod import;
@@ -63,6 +64,18 @@ pub fn app(state: AppState) -> Router {
             delete(keys::revoke_virtual_key),
         )
         .route("/admin/tenants/{id}/stats", get(usage::stats))
+        .route(
+            "/admin/tenants/{id}/budget",
+            put(budgets::put_budget)
+                .get(budgets::get_budget)
+                .delete(budgets::delete_budget),
+        )
+        .route(
+            "/admin/budget-default",
+            put(budgets::put_default)
+                .get(budgets::get_default)
+                .delete(budgets::delete_default),
+        )
         .route("/admin/models", get(catalog::list_models))
         .route(
             "/admin/models/{id}",

@@ -5,6 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::budgets::{BudgetState, Limit, budget_state, default_limit};
 use super::catalog::models;
 use super::penalties::penalty_rows;
 use super::{Db, penalty_epoch, to_i64, to_u64, version};
@@ -19,12 +20,15 @@ pub(super) enum Change<'a> {
     Tenant(&'a str),
     /// A virtual key, by its hash.
     Key(&'a str),
+    /// A tenant's budget or its spend, by tenant id.
+    Budget(&'a str),
 }
 
 /// The `kind` column's values.
 const GLOBAL: i64 = 0;
 pub(super) const TENANT: i64 = 1;
 const KEY: i64 = 2;
+const BUDGET: i64 = 3;
 
 impl<'a> Change<'a> {
     /// Its row's key: (`kind`, `name`).
@@ -33,6 +37,7 @@ impl<'a> Change<'a> {
             Change::Global => (GLOBAL, ""),
             Change::Tenant(id) => (TENANT, id),
             Change::Key(hash) => (KEY, hash),
+            Change::Budget(id) => (BUDGET, id),
         }
     }
 }
@@ -64,6 +69,8 @@ pub struct GlobalState {
     /// for a model's own penalty.
     pub penalties: Vec<(String, String, String, f64)>,
     pub penalty_epoch: u64,
+    /// The budget of tenants without their own.
+    pub budget_default: Option<Limit>,
 }
 
 /// A tenant as the filters hold it.
@@ -88,6 +95,11 @@ pub enum Changed {
         rev: u64,
         hash: String,
         tenant: Option<String>,
+    },
+    Budget {
+        rev: u64,
+        tenant: String,
+        state: Option<BudgetState>,
     },
 }
 
@@ -119,6 +131,7 @@ pub(super) fn global_state(conn: &Connection) -> Result<GlobalState> {
             .map(|r| (r.provider, r.model, r.key_tag, r.published))
             .collect(),
         penalty_epoch: penalty_epoch(conn)?,
+        budget_default: default_limit(conn)?,
     })
 }
 
@@ -199,6 +212,11 @@ impl Db {
                         state: tenant_state(tx, &name)?,
                         id: name,
                     },
+                    BUDGET => Changed::Budget {
+                        rev,
+                        state: budget_state(tx, &name)?,
+                        tenant: name,
+                    },
                     _ => Changed::Key {
                         rev,
                         tenant: key_tenant(tx, &name)?,
@@ -207,7 +225,9 @@ impl Db {
                 };
                 let removed = matches!(
                     changed,
-                    Changed::Tenant { state: None, .. } | Changed::Key { tenant: None, .. }
+                    Changed::Tenant { state: None, .. }
+                        | Changed::Key { tenant: None, .. }
+                        | Changed::Budget { state: None, .. }
                 );
                 if !(removed && since == 0) {
                     changes.push(changed);

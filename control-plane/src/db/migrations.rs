@@ -248,6 +248,34 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ALTER TABLE penalties_v9 RENAME TO penalties;
     "#,
     ),
+    (
+        10,
+        "budgets",
+        r#"
+    -- A tenant's own budget: a limit (nano-dollars) over a window of whole
+    -- UTC days (db/budgets.rs). The default lives in meta.
+    CREATE TABLE budgets (
+        tenant TEXT PRIMARY KEY,
+        limit_nusd INTEGER NOT NULL,
+        days INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- Spend per tenant per UTC day (unix ms / 86400000), kept by ingest in
+    -- the record's transaction: a budget's window sums at most `days` rows.
+    CREATE TABLE spend_days (
+        tenant TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        cost_nusd INTEGER NOT NULL,
+        PRIMARY KEY (tenant, day)
+    ) WITHOUT ROWID;
+    INSERT INTO spend_days (tenant, day, cost_nusd)
+        SELECT tenant, ts_ms / 86400000, MIN(SUM(cost_nusd), 9223372036854775807)
+        FROM usage WHERE tenant IN (SELECT id FROM tenants)
+            AND ts_ms > COALESCE((SELECT MAX(deleted_at) FROM tenant_deletions d
+                WHERE d.tenant = usage.tenant), 0)
+        GROUP BY tenant, ts_ms / 86400000;
+    "#,
+    ),
 ];
 
 /// Applies every migration the database has not had yet.

@@ -16,6 +16,7 @@
 //! filters are sent from it) and `migrations`; this file holds the
 //! connections, the transaction helpers and the `meta` counters they share.
 
+mod budgets;
 mod catalog;
 mod changes;
 mod import;
@@ -36,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::penalty;
 use migrations::migrate;
 
+pub use budgets::{BudgetState, BudgetView, BudgetWrite, Limit};
 use changes::{Change, record_change};
 pub use changes::{ChangePage, Changed, GlobalState, TenantState};
 pub use import::ImportTenant;
@@ -111,6 +113,11 @@ impl Tx<'_> {
     /// Penalties halve every this many ms.
     pub fn decay_ms(&self) -> u64 {
         self.decay_ms
+    }
+
+    /// The revision as this transaction sees it.
+    pub fn revision(&self) -> Result<u64> {
+        version(self.tx)
     }
 }
 

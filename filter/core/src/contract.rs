@@ -38,6 +38,11 @@ pub const SHARED_VERSION_KEY: &str = "aipipe.table.version";
 /// `aipipe.t.<tenant id>` and `aipipe.k.<hex SHA-256 of a virtual key>`.
 pub const DIRECTORY_TENANT_PREFIX: &str = "aipipe.t.";
 pub const DIRECTORY_KEY_PREFIX: &str = "aipipe.k.";
+/// …and `aipipe.b.<tenant id>`: the tenant's budget (`directory::BudgetEntry`).
+pub const DIRECTORY_BUDGET_PREFIX: &str = "aipipe.b.";
+/// Prefix of the shared-data keys of this Envoy's budget reservations per
+/// tenant (`budget::Held`): `aipipe.rv.<tenant id>`.
+pub const RESERVATIONS_PREFIX: &str = "aipipe.rv.";
 /// The directory revision this Envoy holds (decimal): a restarted singleton
 /// resumes from it instead of asking for everything again.
 pub const DIRECTORY_REVISION_KEY: &str = "aipipe.directory.revision";

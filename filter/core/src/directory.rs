@@ -16,18 +16,21 @@
 //!               4 no pass-through)
 //!               | u16 n | n × (str8 provider | str16 key)
 //! key entry     u8 format=1 | u64 rev | u8 flags (1 removed) | str16 tenant
+//! budget entry  u8 format=1 | u64 rev | u8 flags (1 removed) | u64 limit_nusd
+//!               | u16 days | u64 spent_nusd | u16 n | n × (u64 at_ms | u64 nusd)
 //! delta         "APD1" | u64 since | u64 revision | u8 flags (1 more)
 //!               | u32 n | n × (u8 kind | str16 name | bytes32 value)
 //! ```
 //!
 //! A delta's records are the global table (kind 0: the routing table's JSON,
-//! tenants left out), tenant entries (kind 1, named by tenant id) and key
-//! entries (kind 2, named by the key's lower-case hex SHA-256). `since` is
+//! tenants left out), tenant entries (kind 1, named by tenant id), key
+//! entries (kind 2, named by the key's lower-case hex SHA-256) and budget
+//! entries (kind 3, named by tenant id; `crate::budget`). `since` is
 //! the revision the receiver must hold for the delta to apply; `revision`
 //! the one it holds after; `more` says another page follows at once.
 
 use crate::bytes;
-use crate::contract::{DIRECTORY_KEY_PREFIX, DIRECTORY_TENANT_PREFIX};
+use crate::contract::{DIRECTORY_BUDGET_PREFIX, DIRECTORY_KEY_PREFIX, DIRECTORY_TENANT_PREFIX};
 
 const FORMAT: u8 = 1;
 const REMOVED: u8 = 1;
@@ -60,6 +63,27 @@ pub struct KeyEntry {
 }
 
 /// A malformed entry or delta.
+/// A tenant's budget as the control plane last computed it
+/// (control-plane/README.md, "Budgets"): the limit over a window of whole
+/// UTC days, the spend the window held at `rev`, and when each day's spend
+/// leaves the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetEntry {
+    pub rev: u64,
+    /// The budget was removed at `rev`.
+    pub removed: bool,
+    pub limit_nusd: u64,
+    pub days: u16,
+    /// Spend recorded in the window when the entry was written.
+    pub spent_nusd: u64,
+    /// (unix ms at which it leaves the window, nano-dollars), oldest first:
+    /// one per day of the window that has spend.
+    pub frees: Vec<(u64, u64)>,
+}
+
+/// The most days a budget window spans.
+pub const MAX_BUDGET_DAYS: u16 = 366;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError(pub &'static str);
 
@@ -77,6 +101,10 @@ pub fn tenant_key(id: &str) -> String {
 /// The shared-data key of a virtual key's entry (by its hex hash).
 pub fn key_key(hex_hash: &str) -> String {
     format!("{DIRECTORY_KEY_PREFIX}{hex_hash}")
+}
+
+pub fn budget_key(tenant: &str) -> String {
+    format!("{DIRECTORY_BUDGET_PREFIX}{tenant}")
 }
 
 /// The revision an encoded entry (of either kind) carries, read without
@@ -165,12 +193,64 @@ impl KeyEntry {
 }
 
 /// What a delta record carries.
+impl BudgetEntry {
+    pub fn encode(&self) -> Vec<u8> {
+        let n = self.frees.len().min(usize::from(MAX_BUDGET_DAYS));
+        let mut out = Vec::with_capacity(32 + 16 * n);
+        out.push(FORMAT);
+        out.extend_from_slice(&self.rev.to_le_bytes());
+        out.push(flag(self.removed, REMOVED));
+        out.extend_from_slice(&self.limit_nusd.to_le_bytes());
+        out.extend_from_slice(&self.days.to_le_bytes());
+        out.extend_from_slice(&self.spent_nusd.to_le_bytes());
+        out.extend_from_slice(&(n as u16).to_le_bytes());
+        for (at, nusd) in self.frees.iter().take(n) {
+            out.extend_from_slice(&at.to_le_bytes());
+            out.extend_from_slice(&nusd.to_le_bytes());
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        if r.u8()? != FORMAT {
+            return Err(DecodeError("unknown budget entry format"));
+        }
+        let rev = r.u64()?;
+        let flags = r.flags(REMOVED)?;
+        let limit_nusd = r.u64()?;
+        let days = r.u16()?;
+        if days == 0 || days > MAX_BUDGET_DAYS {
+            return Err(DecodeError("budget window out of range"));
+        }
+        let spent_nusd = r.u64()?;
+        let n = r.u16()?;
+        if n > MAX_BUDGET_DAYS {
+            return Err(DecodeError("more budget days than a window holds"));
+        }
+        let mut frees = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            frees.push((r.u64()?, r.u64()?));
+        }
+        r.end()?;
+        Ok(Self {
+            rev,
+            removed: flags & REMOVED != 0,
+            limit_nusd,
+            days,
+            spent_nusd,
+            frees,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// The global table (JSON).
     Global,
     Tenant,
     Key,
+    Budget,
 }
 
 impl Kind {
@@ -179,6 +259,7 @@ impl Kind {
             Kind::Global => 0,
             Kind::Tenant => 1,
             Kind::Key => 2,
+            Kind::Budget => 3,
         }
     }
 
@@ -187,6 +268,7 @@ impl Kind {
             0 => Ok(Kind::Global),
             1 => Ok(Kind::Tenant),
             2 => Ok(Kind::Key),
+            3 => Ok(Kind::Budget),
             _ => Err(DecodeError("unknown delta record kind")),
         }
     }

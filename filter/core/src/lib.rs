@@ -7,6 +7,7 @@
 //! request flow (`flow`), which reaches Envoy only through its `Host` trait.
 //! The hosts (the proxy-wasm module today) adapt Envoy's callbacks to it.
 
+pub mod budget;
 pub mod bytes;
 pub mod cache;
 pub mod carry;

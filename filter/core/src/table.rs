@@ -45,6 +45,19 @@ pub struct RoutingTable {
     /// every Envoy. At most [`MAX_KEY_PENALTIES`], only non-zero ones.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub key_penalties: Vec<KeyPenalty>,
+    /// The budget of every tenant without one of its own (control-plane/
+    /// README.md, "Budgets"); a tenant's budget entry, once it spent, says
+    /// the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_default: Option<BudgetDefault>,
+}
+
+/// A budget: a limit over a window of whole days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetDefault {
+    pub limit_nusd: u64,
+    pub days: u16,
 }
 
 /// The most key-scoped penalties one table carries.
@@ -72,6 +85,7 @@ impl Default for RoutingTable {
             selection: SelectionConfig::default(),
             penalty_epoch: 0,
             key_penalties: Vec::new(),
+            budget_default: None,
         }
     }
 }
@@ -190,6 +204,8 @@ pub struct Table {
     pub models: Vec<Model>,
     pub selection: SelectionConfig,
     pub scorer: Scorer,
+    /// See [`RoutingTable::budget_default`].
+    pub budget_default: Option<BudgetDefault>,
     /// Provider of each model (parallel to `models`).
     model_provider: Vec<ProviderIx>,
     model_by_id: HashMap<String, usize>,
@@ -441,6 +457,15 @@ impl Table {
             pairs.push((kp.key_tag.clone(), kp.penalty));
         }
         let any_key_penalty = key_penalties.iter().any(|p| !p.is_empty());
+        if let Some(b) = raw.budget_default
+            && !(1..=crate::directory::MAX_BUDGET_DAYS).contains(&b.days)
+        {
+            return err(format!(
+                "budget_default.days: must be in 1..={}, got {}",
+                crate::directory::MAX_BUDGET_DAYS,
+                b.days
+            ));
+        }
 
         Ok(Self {
             version: raw.version,
@@ -449,6 +474,7 @@ impl Table {
             models: raw.models,
             selection: raw.selection,
             scorer,
+            budget_default: raw.budget_default,
             model_provider,
             model_by_id,
             model_by_qualified_name,

@@ -69,6 +69,12 @@ pub struct UsageRecord {
     /// it (filter/README.md, "Penalties"). Absent without a tenant key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_tag: Option<String>,
+    /// What the request reserved against its tenant's budget in the Envoy
+    /// (`crate::budget`); absent when it had none. The Envoy settles the
+    /// reservation with `cost_nusd` and, once this record is acknowledged,
+    /// waits for the control plane's entry to show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_nusd: Option<u64>,
 }
 
 /// One upstream attempt that failed (429, 5xx, timeout, connection failure).
@@ -102,6 +108,11 @@ pub struct UsageAck {
     /// the records queued behind it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub refused: u64,
+    /// The directory revision that shows the stored records' spend: budget
+    /// entries written at it or later count them (`crate::budget`). 0 from
+    /// a control plane that does not say.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -202,6 +213,7 @@ mod tests {
             cache_hit: false,
             estimated: false,
             key_tag: None,
+            reserved_nusd: None,
         };
         let json = serde_json::to_string(&UsageBatch {
             records: vec![r.clone()],

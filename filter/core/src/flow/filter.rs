@@ -262,6 +262,7 @@ impl Filter {
     /// Puts a usage record on the usage queue. Without a singleton (no
     /// control plane configured) there is nowhere to send it.
     pub(super) fn enqueue_usage(&self, host: &impl Host, record: &UsageRecord) {
+        super::budget::settle(host, record);
         if let Ok(bytes) = serde_json::to_vec(record)
             && let Err(e) = host.enqueue_usage(&bytes)
         {

@@ -231,6 +231,7 @@ impl Meter {
             cache_hit: self.from_cache,
             estimated,
             key_tag: who.key_tag.map(str::to_owned),
+            reserved_nusd: None,
         }
     }
 }

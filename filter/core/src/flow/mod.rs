@@ -18,6 +18,7 @@
 //! maps its callbacks onto [`Request`]'s `on_*` methods and does nothing
 //! else. The tests run the flow on a fake host.
 
+mod budget;
 mod cache;
 mod failover;
 mod filter;
@@ -76,6 +77,9 @@ struct RequestCtx {
     /// The tenant, once authenticated (resolved against `table`).
     account: Option<Arc<Account>>,
     client: ClientHeaders,
+    /// What the request reserved of its tenant's budget (`budget`):
+    /// settled by whoever writes its usage record, exactly once.
+    reserved: Option<u64>,
 }
 
 /// What the client's headers said that later phases need.
@@ -181,6 +185,7 @@ impl Request {
                 table: None,
                 account: None,
                 client: ClientHeaders::default(),
+                reserved: None,
             },
             phase: Phase::Headers,
         }
@@ -395,20 +400,32 @@ impl Request {
         failover::on_call(self, host, token, body_size);
     }
 
-    /// The request is over: its usage record goes to the queue.
+    /// The request is over: its usage record goes to the queue (and settles
+    /// its budget reservation). A request that reserved and writes no
+    /// record (it never went upstream) hands the reservation back.
     pub fn on_log(&mut self, host: &impl Host) {
+        let reserved = self.ctx.reserved;
+        if !self.log(host)
+            && let (Some(r), Some(tenant)) = (reserved, &self.ctx.account)
+        {
+            budget::update_held(host, &tenant.id, |h| h.settle(r, 0));
+        }
+    }
+
+    /// Writes the request's record; false when it has none to write.
+    fn log(&mut self, host: &impl Host) -> bool {
         let Some(table) = self.ctx.table.clone() else {
-            return;
+            return false;
         };
         let Some(tenant) = self.ctx.account.clone() else {
-            return;
+            return false;
         };
         let now = host.now();
         let (record, failed_over, cache) = match &self.phase {
             Phase::Routed(r) | Phase::Replied(Some(r)) => {
                 let d = r.decision;
                 let (Some(m), Some(p)) = (table.model(d.model), table.provider(d.provider)) else {
-                    return;
+                    return false;
                 };
                 let mut record = r.meter.record(
                     &self.ctx.id,
@@ -421,6 +438,7 @@ impl Request {
                     },
                     now,
                 );
+                record.reserved_nusd = self.ctx.reserved;
                 match (&r.course, r.carry_token) {
                     (Some(course), _) => record.failed_attempts = course.failed.clone(),
                     (None, Some(token)) => {
@@ -436,7 +454,9 @@ impl Request {
                                 ..record
                             },
                         );
-                        return;
+                        // Its record (and reservation) is the orphan's or
+                        // the redirected attempt's.
+                        return true;
                     }
                     (None, None) => {}
                 }
@@ -444,7 +464,7 @@ impl Request {
             }
             Phase::PassThrough(pt) => {
                 let Some(p) = table.provider(pt.provider) else {
-                    return;
+                    return false;
                 };
                 // Every pass-through call is recorded: priced when its answer
                 // names a catalog model, else unpriced (usage not read, never
@@ -452,7 +472,7 @@ impl Request {
                 // batches and the like name none).
                 let name = pt.meter.answer_model().unwrap_or_else(|| "-".to_owned());
                 let model = table.model_for_answer(&p.id, &name);
-                let record = pt.meter.record(
+                let mut record = pt.meter.record(
                     &self.ctx.id,
                     &tenant.id,
                     Answered {
@@ -463,9 +483,10 @@ impl Request {
                     },
                     now,
                 );
+                record.reserved_nusd = self.ctx.reserved;
                 (record, false, None)
             }
-            _ => return,
+            _ => return false,
         };
         let f = &self.filter;
         f.count(
@@ -486,6 +507,7 @@ impl Request {
             _ => {}
         }
         f.enqueue_usage(host, &record);
+        true
     }
 
     // ---- the phases' work ---------------------------------------------------
@@ -679,6 +701,12 @@ impl Request {
                 p.id, tenant.id
             ))
         })?;
+        if let Some(entry) = budget::budget_of(host, table, &tenant.id) {
+            let budget = &self.filter.config.budget;
+            let cost = budget.pass_through_reserve_nusd();
+            budget::reserve(host, budget, &entry, &tenant.id, cost)?;
+            self.ctx.reserved = Some(cost);
+        }
         let rest = full_path.get(p.id.len() + 1..).unwrap_or_default();
         let upstream_path = format!("{}{}", p.passthrough_base, String::from_utf8_lossy(rest));
         let auth = p.passthrough_auth.unwrap_or(p.auth);
@@ -730,6 +758,18 @@ impl Request {
             penalties.as_deref(),
             cache,
         )?;
+        if let Some(entry) = budget::budget_of(host, &table, &account.id) {
+            // The worst any attempt this request may make can cost.
+            let cost = plan
+                .candidates(self.max_attempts())
+                .iter()
+                .filter_map(|&m| table.model(m))
+                .map(|m| crate::budget::worst_case_nusd(m, plan.input_tokens(), plan.max_tokens))
+                .max()
+                .unwrap_or(0);
+            budget::reserve(host, &self.filter.config.budget, &entry, &account.id, cost)?;
+            self.ctx.reserved = Some(cost);
+        }
         let attempt = match plan.next_attempt(&table, &account, self.max_attempts()) {
             Some(a) => a?,
             None => return Err(ApiError::Internal("a plan without candidates".into())),
@@ -988,13 +1028,27 @@ impl Request {
             log::warn!("request {}: {detail}", self.ctx.id);
         }
         let body = self.ctx.protocol.error_body(e);
-        self.reply(host, e.status(), &body, "application/json")
+        let retry = e.retry_after().map(|s| s.to_string());
+        let extra: Vec<(&str, &str)> = retry.iter().map(|s| ("retry-after", s.as_str())).collect();
+        self.reply_with(host, e.status(), &body, "application/json", &extra)
     }
 
     /// Answers the request from the filter itself, with the routing headers
     /// when it was routed. The phase becomes `Replied`, keeping what the
     /// usage record needs.
     fn reply(&mut self, host: &impl Host, status: u32, body: &[u8], content_type: &str) -> Action {
+        self.reply_with(host, status, body, content_type, &[])
+    }
+
+    /// [`Request::reply`] with `extra` headers.
+    fn reply_with(
+        &mut self,
+        host: &impl Host,
+        status: u32,
+        body: &[u8],
+        content_type: &str,
+        extra: &[(&str, &str)],
+    ) -> Action {
         let routed = match std::mem::replace(&mut self.phase, Phase::Replied(None)) {
             Phase::Routed(r) | Phase::Replied(Some(r)) => Some(r),
             _ => None,
@@ -1011,6 +1065,7 @@ impl Request {
             None,
             &mut complexity,
         ));
+        headers.extend_from_slice(extra);
         if let Err(e) = host.send_response(status, &headers, body) {
             log::warn!("local reply failed: {e:?}");
         }

@@ -1452,3 +1452,133 @@ fn a_pass_through_body_naming_a_disabled_model_is_refused_in_the_providers_shape
     );
     assert_eq!(h.header(":path").as_deref(), Some("/v1/chat/completions"));
 }
+
+fn budget_entry(rev: u64, limit: u64, spent: u64) -> Vec<u8> {
+    crate::directory::BudgetEntry {
+        rev,
+        removed: false,
+        limit_nusd: limit,
+        days: 30,
+        spent_nusd: spent,
+        // Yesterday's spend leaves the window in 29 days.
+        frees: vec![(1_700_000_000_000 + 29 * 86_400_000, spent)],
+    }
+    .encode()
+}
+
+fn held(h: &FakeHost, tenant: &str) -> crate::budget::Held {
+    shared(h, &format!("aipipe.rv.{tenant}"))
+        .and_then(|b| crate::budget::Held::decode(&b))
+        .unwrap_or_default()
+}
+
+/// A budget reserves each request's worst case before it goes upstream,
+/// refuses what would pass this Envoy's lease (429 budget_exceeded with
+/// retry-after), settles with the exact cost, and hands acknowledged spend
+/// over to the control plane's next entry.
+#[test]
+fn a_budget_reserves_refuses_settles_and_hands_spend_to_the_entry() {
+    let hash = hex_hash("vk-b");
+    let entries = |limit: u64, spent: u64, rev: u64| {
+        vec![
+            (
+                Kind::Tenant,
+                "b",
+                tenant_entry(2, false, &[("openai", "sk-b")]),
+            ),
+            (Kind::Key, hash.as_str(), key_entry(3, false, "b")),
+            (Kind::Budget, "b", budget_entry(rev, limit, spent)),
+        ]
+    };
+    let h = FakeHost::new();
+    let f = Filter::new(
+        Config::parse(br#"{"max_attempts": 1, "failover_redirect": "off"}"#).unwrap(),
+        &h,
+    );
+    let mut s = singleton(&h, serde_json::json!({"wait_ms": 0}));
+    s.poll(&h);
+    // Room for exactly two worst cases; measure one first.
+    answer_changes(
+        &mut s,
+        &h,
+        delta(0, 5, Some(r#"{"version": 1}"#), &entries(u64::MAX, 0, 4)),
+    );
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"hello there"}]}"#;
+    let (mut probe, a) = send(&f, &h, "/v1/chat/completions", "vk-b", body);
+    assert_eq!(a, Action::Continue);
+    let worst = held(&h, "b").inflight_nusd;
+    assert!(worst >= 100 * 600, "{worst}");
+    probe.on_log(&h); // never answered: handed back
+    assert_eq!(held(&h, "b").inflight_nusd, 0);
+    h.queue.borrow_mut().clear();
+
+    let limit = 1_000_000_000;
+    let spent = limit - 2 * worst - worst / 2;
+    let mut page = delta(5, 6, None, &entries(limit, spent, 6));
+    answer_changes(&mut s, &h, std::mem::take(&mut page));
+    // The request for changes now waiting at the control plane.
+    let changes_token = h.last_token();
+    let (mut first, a) = send(&f, &h, "/v1/chat/completions", "vk-b", body);
+    assert_eq!(a, Action::Continue);
+    let (_second, a) = send(&f, &h, "/v1/chat/completions", "vk-b", body);
+    assert_eq!(a, Action::Continue);
+    assert_eq!(held(&h, "b").inflight_nusd, 2 * worst);
+    let (_third, _) = send(&f, &h, "/v1/chat/completions", "vk-b", body);
+    let reply = h.reply().expect("refused");
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.json()["error"]["code"], "budget_exceeded");
+    let msg = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(msg.contains("$1.00 per 30 days"), "{msg}");
+    // Yesterday's spend frees up in 29 days.
+    assert_eq!(reply.header("retry-after"), Some("2505600"));
+    assert_eq!(held(&h, "b").inflight_nusd, 2 * worst, "nothing reserved");
+
+    // The first ends: its reservation becomes its exact cost.
+    answer(
+        &mut first,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini", 7, 3),
+    );
+    first.on_log(&h);
+    let cost = 7 * 150 + 3 * 600;
+    let after = held(&h, "b");
+    assert_eq!((after.inflight_nusd, after.unacked_nusd), (worst, cost));
+    let records = h.records();
+    let record = records.last().unwrap();
+    assert_eq!(
+        (record.reserved_nusd, record.cost_nusd),
+        (Some(worst), cost)
+    );
+
+    // Shipped and acknowledged at revision 9: waits for that revision.
+    let queued: Vec<Vec<u8>> = h.queue.borrow_mut().drain(..).collect();
+    s.take_records(&h, queued);
+    s.poll(&h);
+    let post = h
+        .calls
+        .borrow()
+        .iter()
+        .rev()
+        .find(|c| c.header(":path") == Some("/internal/v1/usage"))
+        .cloned()
+        .unwrap();
+    *h.call_status.borrow_mut() = Some(200);
+    *h.call_body.borrow_mut() = br#"{"accepted":1,"duplicates":0,"revision":9}"#.to_vec();
+    s.on_call_response(&h, post.token, h.call_body.borrow().len());
+    let after = held(&h, "b");
+    assert_eq!(
+        (after.unacked_nusd, after.acked.clone()),
+        (0, vec![(9, cost)])
+    );
+    // The entry that counts it arrives: it leaves this Envoy's count.
+    *h.call_body.borrow_mut() = delta(6, 9, None, &entries(limit, spent + cost, 9));
+    let size = h.call_body.borrow().len();
+    s.on_call_response(&h, changes_token, size);
+    let after = held(&h, "b");
+    assert_eq!((after.inflight_nusd, after.outstanding()), (worst, worst));
+}

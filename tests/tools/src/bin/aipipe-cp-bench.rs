@@ -76,6 +76,7 @@ fn record(i: u64, tenant: u64, ts_ms: u64, rng: &mut Rng) -> UsageRecord {
         cache_hit: false,
         estimated: false,
         key_tag: None,
+        reserved_nusd: None,
     }
 }
 
