@@ -43,6 +43,8 @@ pub(super) struct Metrics {
     /// max_entry_bytes).
     pub cache_stored_bytes: u32,
     pub cache_evicted_bytes: u32,
+    /// Requests refused by their tenant's budget (429 budget_exceeded).
+    pub budget_refused: u32,
 }
 
 impl Metrics {
@@ -59,6 +61,7 @@ impl Metrics {
             cache_bypasses: counter("aipipe.cache.bypass")?,
             cache_stored_bytes: counter("aipipe.cache.stored_bytes")?,
             cache_evicted_bytes: counter("aipipe.cache.evicted_bytes")?,
+            budget_refused: counter("aipipe.budget.refused")?,
         })
     }
 }

@@ -512,6 +512,13 @@ impl Request {
 
     // ---- the phases' work ---------------------------------------------------
 
+    /// Counts a budget refusal (`aipipe.budget.refused`).
+    fn count_refusal(&self, host: &impl Host, e: &ApiError) {
+        if matches!(e, ApiError::BudgetExceeded { .. }) {
+            self.filter.count(host, |m| m.budget_refused, 1);
+        }
+    }
+
     fn max_attempts(&self) -> usize {
         self.filter.config.max_attempts as usize
     }
@@ -704,7 +711,8 @@ impl Request {
         if let Some(entry) = budget::budget_of(host, table, &tenant.id) {
             let budget = &self.filter.config.budget;
             let cost = budget.pass_through_reserve_nusd();
-            budget::reserve(host, budget, &entry, &tenant.id, cost)?;
+            budget::reserve(host, budget, &entry, &tenant.id, cost)
+                .inspect_err(|e| self.count_refusal(host, e))?;
             self.ctx.reserved = Some(cost);
         }
         let rest = full_path.get(p.id.len() + 1..).unwrap_or_default();
@@ -767,7 +775,8 @@ impl Request {
                 .map(|m| crate::budget::worst_case_nusd(m, plan.input_tokens(), plan.max_tokens))
                 .max()
                 .unwrap_or(0);
-            budget::reserve(host, &self.filter.config.budget, &entry, &account.id, cost)?;
+            budget::reserve(host, &self.filter.config.budget, &entry, &account.id, cost)
+                .inspect_err(|e| self.count_refusal(host, e))?;
             self.ctx.reserved = Some(cost);
         }
         let attempt = match plan.next_attempt(&table, &account, self.max_attempts()) {
