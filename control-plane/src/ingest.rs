@@ -189,11 +189,7 @@ pub async fn ingest(db: &Db, batch: Batch) -> Result<UsageAck> {
         for (k, tally) in &touched {
             tx.save_penalty_tally(*k, tally)?;
         }
-        let spend: Vec<(&str, u64, u64)> = fresh
-            .iter()
-            .map(|r| (r.tenant.as_str(), r.ts_ms, r.cost_nusd))
-            .collect();
-        tx.add_spend(&spend)?;
+        tx.add_usage_days(&fresh)?;
         let due = tx.republish_penalties(now)?;
         let accepted = fresh.len() as u64;
         Ok((

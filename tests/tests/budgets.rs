@@ -292,3 +292,108 @@ fn pass_through_requests_are_reserved_and_settled_like_routed_ones() {
             .contains("blocked")
     );
 }
+
+/// `GET /usage` through Envoy answers the caller's own tenant only (its key
+/// checked by the filter and again by the control plane); the operator
+/// sees every tenant by day and can overwrite a day's cost, which the
+/// budget and `/usage` then show.
+#[test]
+fn usage_through_envoy_is_the_callers_own_and_operators_can_adjust_a_day() {
+    let s = CpStack::start();
+    let a = s.cp.tenant("tenant-a", &[("openai", "sk-a")]);
+    let b = s.cp.tenant("tenant-b", &[("openai", "sk-b")]);
+    let get = |key: &str, query: &str| {
+        aipipe_tests::get(
+            &s.envoy.url(&format!("/usage{query}")),
+            &[("authorization", &format!("Bearer {key}"))],
+        )
+    };
+    assert_eventually!(
+        Duration::from_secs(20),
+        chat_as(&s.envoy, &b, &common::chat("gpt-4o-mini", "hi")).status == 200,
+        "tenant-b never served"
+    );
+    for i in 0..3 {
+        let r = chat_as(
+            &s.envoy,
+            &a,
+            &common::chat("gpt-4o-mini", &format!("hello {i}")),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eventually!(
+        Duration::from_secs(20),
+        get(&a, "?days=7").json()["usage"][0]["requests"] == 3,
+        "A's usage never arrived: {}",
+        get(&a, "?days=7").text()
+    );
+    let mine = get(&a, "?days=7");
+    assert_eq!(mine.status, 200, "{}", mine.text());
+    let v = mine.json();
+    assert_eq!(v["tenant"], "tenant-a");
+    assert_eq!(v["days"], 7);
+    assert_eq!(v["usage"].as_array().unwrap().len(), 1, "{v}");
+    let today = &v["usage"][0];
+    assert!(today["cost"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(today["prompt_tokens"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(v["limit"], Value::Null, "no budget");
+    let theirs = get(&b, "").json();
+    assert_eq!(theirs["tenant"], "tenant-b");
+    assert_eq!(theirs["usage"][0]["requests"], 1, "{theirs}");
+    // Bad input and strangers.
+    assert_eq!(get(&a, "?days=0").status, 400);
+    assert_eq!(get(&a, "?days=x").status, 400);
+    assert_eq!(get(&a, "?tenant=tenant-b").status, 400);
+    let r = get("vk-nope", "");
+    assert_eq!(r.status, 401, "{}", r.text());
+    let r = aipipe_tests::post_json(
+        &s.envoy.url("/usage"),
+        &[("authorization", &format!("Bearer {a}"))],
+        &json!({}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    // The control plane checks the key itself too.
+    let direct = aipipe_tests::get(
+        &format!(
+            "http://127.0.0.1:{}/internal/v1/tenant-usage?days=7",
+            s.cp.internal_port
+        ),
+        &[("authorization", "Bearer vk-nope")],
+    );
+    assert_eq!(direct.status, 401, "{}", direct.text());
+
+    // The operator: everyone by day; a day's cost overwritten.
+    let all = s.cp.admin("GET", "/admin/usage?days=30", None).json();
+    let ids: Vec<&str> = all["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tenant"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["tenant-a", "tenant-b"], "{all}");
+    let date = v["usage"][0]["date"].as_str().unwrap().to_owned();
+    let r = s.cp.admin(
+        "POST",
+        "/admin/cost",
+        Some(&json!({"tenant": "tenant-a", "date": date, "cost": 1.5})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["cost"], 1.5);
+    assert_eq!(get(&a, "").json()["cost"], 1.5);
+    for bad in [
+        json!({"tenant": "tenant-a", "date": "2026-02-30", "cost": 1}),
+        json!({"tenant": "tenant-a", "date": "2999-01-01", "cost": 1}),
+        json!({"tenant": "tenant-a", "date": date, "cost": -1}),
+        json!({"tenant": "tenant-a", "date": date}),
+    ] {
+        let r = s.cp.admin("POST", "/admin/cost", Some(&bad));
+        assert!(r.status == 400 || r.status == 422, "{bad}: {}", r.text());
+    }
+    let r = s.cp.admin(
+        "POST",
+        "/admin/cost",
+        Some(&json!({"tenant": "nope", "date": date, "cost": 1})),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(get(&a, "").json()["cost"], 1.5, "refusals changed nothing");
+}

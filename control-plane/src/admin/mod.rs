@@ -70,6 +70,8 @@ pub fn app(state: AppState) -> Router {
                 .get(budgets::get_budget)
                 .delete(budgets::delete_budget),
         )
+        .route("/admin/usage", get(usage::all_usage))
+        .route("/admin/cost", post(usage::adjust_cost))
         .route(
             "/admin/budget-default",
             put(budgets::put_default)

@@ -10,6 +10,7 @@ use super::tenants::tenant_exists;
 use super::{Change, Db, now_ms, record_change, to_i64, to_u64};
 use crate::error::Result;
 use aipipe_core::budget::DAY_MS;
+use aipipe_core::usage::UsageRecord;
 
 /// A limit over a window of days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +79,7 @@ pub(super) fn default_limit(conn: &Connection) -> Result<Option<Limit>> {
 }
 
 /// The limit that applies to a tenant and where it comes from.
-fn limit_of(conn: &Connection, tenant: &str) -> Result<Option<(Limit, &'static str)>> {
+pub(super) fn limit_of(conn: &Connection, tenant: &str) -> Result<Option<(Limit, &'static str)>> {
     if let Some(l) = own_limit(conn, tenant)? {
         return Ok(Some((l, "tenant")));
     }
@@ -89,7 +90,7 @@ fn limit_of(conn: &Connection, tenant: &str) -> Result<Option<(Limit, &'static s
 fn window(conn: &Connection, tenant: &str, days: u16, now: u64) -> Result<Vec<(i64, u64)>> {
     let first = day_of(now) - i64::from(days) + 1;
     let mut st = conn.prepare_cached(
-        "SELECT day, cost_nusd FROM spend_days WHERE tenant = ?1 AND day >= ?2 ORDER BY day",
+        "SELECT day, cost_nusd FROM usage_days WHERE tenant = ?1 AND day >= ?2 ORDER BY day",
     )?;
     let rows = st.query_map(params![tenant, first], |r| {
         Ok((r.get::<_, i64>(0)?, to_u64(r.get(1)?)))
@@ -120,22 +121,34 @@ pub(super) fn budget_state(conn: &Connection, tenant: &str) -> Result<Option<Bud
 }
 
 impl super::Tx<'_> {
-    /// Adds new records' cost to their tenants' days; records a budget
-    /// change for each tenant a budget applies to whose spend moved.
-    /// Returns the tenants with a budget whose spend moved.
-    pub fn add_spend(&self, spend: &[(&str, u64, u64)]) -> Result<Vec<String>> {
+    /// Adds new records to their tenants' days; records a budget change for
+    /// each tenant a budget applies to whose spend moved. Returns those
+    /// tenants.
+    pub fn add_usage_days(&self, records: &[&UsageRecord]) -> Result<Vec<String>> {
         let mut add = self.tx.prepare_cached(
-            "INSERT INTO spend_days (tenant, day, cost_nusd) VALUES (?1, ?2, ?3)
-             ON CONFLICT (tenant, day) DO UPDATE SET
+            "INSERT INTO usage_days (tenant, day, requests, prompt_tokens, completion_tokens,
+                cost_nusd)
+             VALUES (?1, ?2, 1, ?3, ?4, ?5)
+             ON CONFLICT (tenant, day) DO UPDATE SET requests = requests + 1,
+                prompt_tokens = MIN(prompt_tokens + excluded.prompt_tokens, 9223372036854775807),
+                completion_tokens = MIN(completion_tokens + excluded.completion_tokens,
+                    9223372036854775807),
                 cost_nusd = MIN(cost_nusd + excluded.cost_nusd, 9223372036854775807)",
         )?;
         let mut moved: Vec<String> = Vec::new();
         let has_default = default_limit(self.tx)?.is_some();
-        for &(tenant, ts_ms, cost) in spend {
-            if cost == 0 {
+        for r in records {
+            add.execute(params![
+                r.tenant,
+                day_of(r.ts_ms),
+                to_i64(r.prompt_tokens),
+                to_i64(r.completion_tokens),
+                to_i64(r.cost_nusd)
+            ])?;
+            let tenant = r.tenant.as_str();
+            if r.cost_nusd == 0 {
                 continue;
             }
-            add.execute(params![tenant, day_of(ts_ms), to_i64(cost)])?;
             if !moved.iter().any(|t| t == tenant)
                 && (has_default || own_limit(self.tx, tenant)?.is_some())
             {
@@ -154,7 +167,7 @@ impl super::Tx<'_> {
 fn tenants_under_default(tx: &Transaction<'_>) -> Result<Vec<String>> {
     let mut st = tx.prepare(
         "SELECT id FROM tenants WHERE id NOT IN (SELECT tenant FROM budgets)
-            AND id IN (SELECT tenant FROM spend_days)",
+            AND id IN (SELECT tenant FROM usage_days)",
     )?;
     let rows = st.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)

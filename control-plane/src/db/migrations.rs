@@ -250,7 +250,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         10,
-        "budgets",
+        "budgets, usage per day, cost adjustments",
         r#"
     -- A tenant's own budget: a limit (nano-dollars) over a window of whole
     -- UTC days (db/budgets.rs). The default lives in meta.
@@ -260,20 +260,37 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         days INTEGER NOT NULL,
         updated_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
-    -- Spend per tenant per UTC day (unix ms / 86400000), kept by ingest in
-    -- the record's transaction: a budget's window sums at most `days` rows.
-    CREATE TABLE spend_days (
+    -- Usage per tenant per UTC day (unix ms / 86400000), kept by ingest in
+    -- the records' transaction: a budget's window and the usage APIs read
+    -- at most `days` rows. `cost_nusd` may be an operator's adjustment
+    -- (`cost_adjustments` keeps each one and what it replaced).
+    CREATE TABLE usage_days (
         tenant TEXT NOT NULL,
         day INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
         cost_nusd INTEGER NOT NULL,
         PRIMARY KEY (tenant, day)
     ) WITHOUT ROWID;
-    INSERT INTO spend_days (tenant, day, cost_nusd)
-        SELECT tenant, ts_ms / 86400000, MIN(SUM(cost_nusd), 9223372036854775807)
+    INSERT INTO usage_days (tenant, day, requests, prompt_tokens, completion_tokens, cost_nusd)
+        SELECT tenant, ts_ms / 86400000, COUNT(*), MIN(SUM(prompt_tokens), 9223372036854775807),
+            MIN(SUM(completion_tokens), 9223372036854775807),
+            MIN(SUM(cost_nusd), 9223372036854775807)
         FROM usage WHERE tenant IN (SELECT id FROM tenants)
             AND ts_ms > COALESCE((SELECT MAX(deleted_at) FROM tenant_deletions d
                 WHERE d.tenant = usage.tenant), 0)
         GROUP BY tenant, ts_ms / 86400000;
+    -- POST /admin/cost: every overwrite of a day's cost, with the value it
+    -- replaced.
+    CREATE TABLE cost_adjustments (
+        id INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        previous_nusd INTEGER NOT NULL,
+        cost_nusd INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
     "#,
     ),
 ];

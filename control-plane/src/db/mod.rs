@@ -25,6 +25,7 @@ mod migrations;
 mod penalties;
 mod tenants;
 mod usage;
+mod usage_days;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -45,6 +46,7 @@ pub use keys::VirtualKeyView;
 pub use penalties::{Penalties, PenaltyReset, PenaltyView};
 pub use tenants::TenantView;
 pub use usage::UsageTotals;
+pub use usage_days::{CostAdjustment, DayUsage, TenantUsage, parse_date};
 
 const READERS: usize = 3;
 

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use crate::cache::CacheConfig;
-use crate::contract::DEFAULT_CLUSTER_HEADER;
+use crate::contract::{DEFAULT_CLUSTER_HEADER, DEFAULT_CONTROL_PLANE_CLUSTER};
 use crate::table::{RoutingTable, Table};
 
 /// Bodies above this are refused with 413 unless configured otherwise.
@@ -34,6 +34,8 @@ struct RawConfig {
     failover_redirect: Option<serde_json::Value>,
     #[serde(default)]
     budget: BudgetConfig,
+    #[serde(default)]
+    control_plane_cluster: Option<String>,
 }
 
 /// How this Envoy enforces budgets (control-plane/README.md, "Budgets").
@@ -144,6 +146,8 @@ pub struct Config {
     /// the first. The others fail over by a buffered `dispatch_http_call`.
     pub failover_redirect: FailoverRedirect,
     pub budget: BudgetConfig,
+    /// The control plane's cluster: where `GET /usage` is sent on.
+    pub control_plane_cluster: String,
 }
 
 impl Config {
@@ -160,6 +164,7 @@ impl Config {
                 cache: CacheConfig::default(),
                 failover_redirect: None,
                 budget: BudgetConfig::default(),
+                control_plane_cluster: None,
             }
         } else {
             serde_json::from_slice(bytes).map_err(|e| format!("plugin configuration: {e}"))?
@@ -184,6 +189,12 @@ impl Config {
         }
         let trust_tenant_header = raw.trust_tenant_header;
         let budget = raw.budget;
+        let control_plane_cluster = raw
+            .control_plane_cluster
+            .unwrap_or_else(|| DEFAULT_CONTROL_PLANE_CLUSTER.to_owned());
+        if control_plane_cluster.trim().is_empty() {
+            return Err("control_plane_cluster: must not be empty".into());
+        }
         if !(1..=100_000).contains(&budget.fleet_size) {
             return Err(format!(
                 "budget.fleet_size: must be in 1..=100000, got {}",
@@ -234,6 +245,7 @@ impl Config {
             cache: raw.cache,
             failover_redirect,
             budget,
+            control_plane_cluster,
         })
     }
 }

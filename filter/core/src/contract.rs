@@ -73,4 +73,15 @@ pub const CHANGES_PATH: &str = "/internal/v1/changes";
 pub const TABLE_PATH: &str = "/internal/v1/table";
 pub const USAGE_PATH: &str = "/internal/v1/usage";
 pub const TOKEN_HEADER: &str = "x-aipipe-internal-token";
+/// A client's `GET /usage?days=N` (its own spend by day) is sent on by the
+/// filter to `GET {TENANT_USAGE_PATH}?days=N` on the control plane's
+/// cluster, with the client's virtual key: the one internal route that
+/// authenticates by virtual key instead of the token, and answers only
+/// that key's tenant.
+pub const TENANT_USAGE_PATH: &str = "/internal/v1/tenant-usage";
+/// The client path of it.
+pub const CLIENT_USAGE_PATH: &str = "/usage";
+/// The control plane's cluster in Envoy, unless the plugin config names
+/// another (`control_plane_cluster`).
+pub const DEFAULT_CONTROL_PLANE_CLUSTER: &str = "aipipe_control_plane";
 pub const VERSION_HEADER: &str = "x-aipipe-table-version";

@@ -31,6 +31,7 @@ mod fake;
 #[cfg(test)]
 mod tests;
 
+use crate::contract::{CLIENT_USAGE_PATH, TENANT_USAGE_PATH};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -584,6 +585,7 @@ impl Request {
             Models,
             OllamaTags,
             OllamaVersion,
+            Usage,
             Pass(ProviderIx),
         }
         let table = self.filter.table(host).ok_or(ApiError::NoTable)?;
@@ -596,6 +598,8 @@ impl Request {
             Kind::OllamaTags
         } else if path == OLLAMA_VERSION_PATH.as_bytes() {
             Kind::OllamaVersion
+        } else if path == CLIENT_USAGE_PATH.as_bytes() {
+            Kind::Usage
         } else if let Some(p) = pass_through_provider(&table, path) {
             Kind::Pass(p)
         } else {
@@ -605,9 +609,12 @@ impl Request {
         };
         match (&kind, method) {
             (Kind::Route(_), Some(b"POST"))
-            | (Kind::Models | Kind::OllamaTags | Kind::OllamaVersion, Some(b"GET" | b"HEAD"))
+            | (
+                Kind::Models | Kind::OllamaTags | Kind::OllamaVersion | Kind::Usage,
+                Some(b"GET" | b"HEAD"),
+            )
             | (Kind::Pass(_), _) => {}
-            (Kind::Models | Kind::OllamaTags | Kind::OllamaVersion, _) => {
+            (Kind::Models | Kind::OllamaTags | Kind::OllamaVersion | Kind::Usage, _) => {
                 return Err(ApiError::BadRequest(format!(
                     "{} takes GET",
                     String::from_utf8_lossy(path)
@@ -637,6 +644,10 @@ impl Request {
                 &table, &account,
             )))),
             Kind::OllamaVersion => Ok(Next::Answer(ollama::version())),
+            Kind::Usage => {
+                self.own_usage(host, full_path, authorization.or(api_key).is_some())?;
+                Ok(Next::Passed)
+            }
             Kind::Pass(_) if !account.pass_through => Err(ApiError::PassThroughDisabled),
             Kind::Pass(provider) => {
                 // A JSON body is held (up to max_body_bytes) to check the
@@ -665,6 +676,60 @@ impl Request {
                 Ok(Next::Body)
             }
         }
+    }
+
+    /// `GET /usage?days=N`: sent on to the control plane with the client's
+    /// virtual key, which the control plane checks again and answers for
+    /// (contract: `TENANT_USAGE_PATH`). The tenant is already authenticated.
+    fn own_usage(&self, host: &impl Host, full_path: &[u8], keyed: bool) -> Result<(), ApiError> {
+        if !keyed {
+            return Err(ApiError::BadRequest(
+                "GET /usage needs your virtual key (Authorization: Bearer <key>).".into(),
+            ));
+        }
+        let query = full_path
+            .iter()
+            .position(|&b| b == b'?')
+            .and_then(|i| full_path.get(i + 1..))
+            .unwrap_or_default();
+        let mut days = 7u32;
+        for pair in query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+            match pair.strip_prefix(b"days=") {
+                Some(v) => {
+                    days = std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .filter(|d| (1..=366).contains(d))
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(
+                                "days: must be a whole number from 1 to 366".into(),
+                            )
+                        })?;
+                }
+                None => {
+                    return Err(ApiError::BadRequest(format!(
+                        "GET /usage takes only ?days=N, got `{}`",
+                        String::from_utf8_lossy(pair)
+                    )));
+                }
+            }
+        }
+        let config = &self.filter.config;
+        set_header(
+            host,
+            &config.cluster_header,
+            Some(&config.control_plane_cluster),
+        );
+        set_header(
+            host,
+            ":path",
+            Some(&format!("{TENANT_USAGE_PATH}?days={days}")),
+        );
+        set_header(host, ":authority", Some("aipipe-control-plane"));
+        if let Err(e) = host.clear_route_cache() {
+            log::warn!("clear_route_cache failed: {e:?}");
+        }
+        Ok(())
     }
 
     /// A whole JSON pass-through body: the catalog model it names, if any,
