@@ -10,7 +10,9 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
 
-use crate::admin::{budgets, catalog, explain, import, keys, ops, penalties, tenants, usage};
+use crate::admin::{
+    budgets, catalog, explain, import, keys, limits, ops, penalties, tenants, usage,
+};
 use crate::error::ErrorBody;
 
 /// Every admin route as (method, OpenAPI path): the single list the router
@@ -33,6 +35,12 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/admin/tenants/{id}/budget"),
     ("get", "/admin/tenants/{id}/budget"),
     ("delete", "/admin/tenants/{id}/budget"),
+    ("put", "/admin/tenants/{id}/limits"),
+    ("get", "/admin/tenants/{id}/limits"),
+    ("delete", "/admin/tenants/{id}/limits"),
+    ("put", "/admin/tenants/{id}/virtual-keys/{key_id}/limits"),
+    ("get", "/admin/tenants/{id}/virtual-keys/{key_id}/limits"),
+    ("delete", "/admin/tenants/{id}/virtual-keys/{key_id}/limits"),
     ("get", "/admin/usage"),
     ("post", "/admin/cost"),
     ("put", "/admin/budget-default"),
@@ -202,6 +210,12 @@ impl Modify for AdminSecret {
         budgets::put_budget,
         budgets::get_budget,
         budgets::delete_budget,
+        limits::put_tenant_limits,
+        limits::get_tenant_limits,
+        limits::delete_tenant_limits,
+        limits::put_key_limits,
+        limits::get_key_limits,
+        limits::delete_key_limits,
         usage::all_usage,
         usage::adjust_cost,
         budgets::put_default,
@@ -321,6 +335,7 @@ mod tests {
                 pass_through: true,
                 virtual_key_hashes: Vec::new(),
                 provider_keys: [("openai".to_owned(), "sk-x".to_owned())].into(),
+                limits: Default::default(),
             }],
             ..aipipe_core::table::RoutingTable::default()
         })

@@ -133,12 +133,14 @@ fn open_keys(cipher: &Cipher, id: &str, state: &TenantState) -> Result<Vec<(Stri
 /// A tenant resolved against `table`, as a request of it would be.
 pub fn account(cipher: &Cipher, table: &Table, id: &str, state: &TenantState) -> Result<Account> {
     let keys = open_keys(cipher, id, state)?;
-    Ok(table.account(
-        id.to_owned(),
-        state.disabled,
-        state.pass_through,
-        keys.iter().map(|(p, k)| (p.as_str(), k.as_str())),
-    ))
+    Ok(table
+        .account(
+            id.to_owned(),
+            state.disabled,
+            state.pass_through,
+            keys.iter().map(|(p, k)| (p.as_str(), k.as_str())),
+        )
+        .with_limits(state.limits))
 }
 
 /// A page of the change log as the filter's delta.
@@ -155,6 +157,7 @@ pub fn delta(page: ChangePage, cipher: &Cipher, cache: &Cache) -> Result<Vec<u8>
                         disabled: s.disabled,
                         pass_through: s.pass_through,
                         provider_keys: open_keys(cipher, &id, &s)?,
+                        limits: s.limits,
                     },
                     None => TenantEntry {
                         rev,
@@ -162,15 +165,21 @@ pub fn delta(page: ChangePage, cipher: &Cipher, cache: &Cache) -> Result<Vec<u8>
                         disabled: false,
                         pass_through: false,
                         provider_keys: Vec::new(),
+                        limits: Default::default(),
                     },
                 };
                 w.push(Kind::Tenant, &id, &entry.encode());
             }
             Changed::Key { rev, hash, tenant } => {
+                let (tenant, limits) = match tenant {
+                    Some((t, l)) => (Some(t), l),
+                    None => (None, Default::default()),
+                };
                 let entry = KeyEntry {
                     rev,
                     removed: tenant.is_none(),
                     tenant: tenant.unwrap_or_default(),
+                    limits,
                 };
                 w.push(Kind::Key, &hash, &entry.encode());
             }

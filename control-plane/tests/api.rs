@@ -163,6 +163,7 @@ impl Harness {
                                 pass_through: e.pass_through,
                                 virtual_key_hashes: Vec::new(),
                                 provider_keys: e.provider_keys.into_iter().collect(),
+                                limits: Default::default(),
                             },
                         );
                     }
@@ -1130,7 +1131,7 @@ async fn openapi_lists_every_route() {
     for (method, path) in aipipe_control_plane::openapi::ROUTES {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }
-    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 29);
+    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 35);
 }
 
 #[tokio::test]

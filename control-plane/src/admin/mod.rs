@@ -10,6 +10,7 @@ pub(crate) mod catalog;
 pub(crate) mod explain;
 pub(crate) mod import;
 pub(crate) mod keys;
+pub(crate) mod limits;
 pub(crate) mod ops;
 pub(crate) mod penalties;
 pub(crate) mod tenants;
@@ -69,6 +70,18 @@ pub fn app(state: AppState) -> Router {
             put(budgets::put_budget)
                 .get(budgets::get_budget)
                 .delete(budgets::delete_budget),
+        )
+        .route(
+            "/admin/tenants/{id}/limits",
+            put(limits::put_tenant_limits)
+                .get(limits::get_tenant_limits)
+                .delete(limits::delete_tenant_limits),
+        )
+        .route(
+            "/admin/tenants/{id}/virtual-keys/{key_id}/limits",
+            put(limits::put_key_limits)
+                .get(limits::get_key_limits)
+                .delete(limits::delete_key_limits),
         )
         .route("/admin/usage", get(usage::all_usage))
         .route("/admin/cost", post(usage::adjust_cost))

@@ -10,6 +10,7 @@ use super::catalog::models;
 use super::penalties::penalty_rows;
 use super::{Db, penalty_epoch, to_i64, to_u64, version};
 use crate::error::Result;
+use aipipe_core::ratelimit::Limits;
 use aipipe_core::table::Model;
 
 /// What a change is about.
@@ -80,6 +81,7 @@ pub struct TenantState {
     pub pass_through: bool,
     /// (provider, sealed key).
     pub sealed_keys: Vec<(String, Vec<u8>)>,
+    pub limits: Limits,
 }
 
 /// One changed thing in its current state; None = removed.
@@ -94,7 +96,8 @@ pub enum Changed {
     Key {
         rev: u64,
         hash: String,
-        tenant: Option<String>,
+        /// The key's tenant and its own rate limits; None = removed.
+        tenant: Option<(String, Limits)>,
     },
     Budget {
         rev: u64,
@@ -153,16 +156,45 @@ pub(super) fn tenant_state(conn: &Connection, id: &str) -> Result<Option<TenantS
         disabled,
         pass_through,
         sealed_keys,
+        limits: rate_limits(conn, id, "")?,
     }))
 }
 
-fn key_tenant(conn: &Connection, hash: &str) -> Result<Option<String>> {
+/// A live key's tenant and its own rate limits.
+fn key_tenant(conn: &Connection, hash: &str) -> Result<Option<(String, Limits)>> {
     Ok(conn
         .prepare_cached(
-            "SELECT tenant FROM virtual_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
+            "SELECT v.tenant, COALESCE(l.requests_per_minute, 0), COALESCE(l.tokens_per_minute, 0)
+             FROM virtual_keys v LEFT JOIN rate_limits l ON l.tenant = v.tenant AND l.key_id = v.id
+             WHERE v.key_hash = ?1 AND v.revoked_at IS NULL",
         )?
-        .query_row([hash], |r| r.get(0))
+        .query_row([hash], |r| {
+            Ok((
+                r.get(0)?,
+                Limits {
+                    requests_per_minute: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
+                    tokens_per_minute: to_u64(r.get(2)?),
+                },
+            ))
+        })
         .optional()?)
+}
+
+/// The rate limits of a tenant (`key_id` "") or of one of its keys.
+pub(super) fn rate_limits(conn: &Connection, tenant: &str, key_id: &str) -> Result<Limits> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT requests_per_minute, tokens_per_minute FROM rate_limits
+             WHERE tenant = ?1 AND key_id = ?2",
+        )?
+        .query_row([tenant, key_id], |r| {
+            Ok(Limits {
+                requests_per_minute: u32::try_from(r.get::<_, i64>(0)?).unwrap_or(u32::MAX),
+                tokens_per_minute: to_u64(r.get(1)?),
+            })
+        })
+        .optional()?
+        .unwrap_or_default())
 }
 
 impl Db {

@@ -250,7 +250,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         10,
-        "budgets, usage per day, cost adjustments",
+        "budgets, usage per day, cost adjustments, rate limits",
         r#"
     -- A tenant's own budget: a limit (nano-dollars) over a window of whole
     -- UTC days (db/budgets.rs). The default lives in meta.
@@ -281,6 +281,17 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
             AND ts_ms > COALESCE((SELECT MAX(deleted_at) FROM tenant_deletions d
                 WHERE d.tenant = usage.tenant), 0)
         GROUP BY tenant, ts_ms / 86400000;
+    -- Requests and tokens per minute (0 = no limit) of a tenant (key_id '')
+    -- or of one of its virtual keys; enforced by each Envoy
+    -- (filter/core/src/ratelimit.rs), shipped in the tenant's and the key's
+    -- directory entries.
+    CREATE TABLE rate_limits (
+        tenant TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        requests_per_minute INTEGER NOT NULL,
+        tokens_per_minute INTEGER NOT NULL,
+        PRIMARY KEY (tenant, key_id)
+    ) WITHOUT ROWID;
     -- POST /admin/cost: every overwrite of a day's cost, with the value it
     -- replaced.
     CREATE TABLE cost_adjustments (

@@ -168,6 +168,7 @@ impl Db {
                 // at zero); its usage rows stay, for accounting.
                 tx.execute("DELETE FROM usage_totals WHERE tenant = ?1", [&id])?;
                 tx.execute("DELETE FROM usage_days WHERE tenant = ?1", [&id])?;
+                tx.execute("DELETE FROM rate_limits WHERE tenant = ?1", [&id])?;
                 if tx.execute("DELETE FROM budgets WHERE tenant = ?1", [&id])? > 0
                     || super::budgets::default_limit(tx)?.is_some()
                 {

@@ -13,9 +13,11 @@
 //!
 //! ```text
 //! tenant entry  u8 format=1 | u64 rev | u8 flags (1 removed, 2 disabled,
-//!               4 no pass-through)
-//!               | u16 n | n × (str8 provider | str16 key)
-//! key entry     u8 format=1 | u64 rev | u8 flags (1 removed) | str16 tenant
+//!               4 no pass-through, 8 limits)
+//!               | u16 n | n × (str8 provider | str16 key) [| limits]
+//! key entry     u8 format=1 | u64 rev | u8 flags (1 removed, 2 limits)
+//!               | str16 tenant [| limits]
+//! limits        u32 requests_per_minute | u64 tokens_per_minute
 //! budget entry  u8 format=1 | u64 rev | u8 flags (1 removed) | u64 limit_nusd
 //!               | u16 days | u64 spent_nusd | u16 n | n × (u64 at_ms | u64 nusd)
 //! delta         "APD1" | u64 since | u64 revision | u8 flags (1 more)
@@ -31,11 +33,14 @@
 
 use crate::bytes;
 use crate::contract::{DIRECTORY_BUDGET_PREFIX, DIRECTORY_KEY_PREFIX, DIRECTORY_TENANT_PREFIX};
+use crate::ratelimit::Limits;
 
 const FORMAT: u8 = 1;
 const REMOVED: u8 = 1;
 const DISABLED: u8 = 2;
 const NO_PASS_THROUGH: u8 = 4;
+const TENANT_LIMITS: u8 = 8;
+const KEY_LIMITS: u8 = 2;
 const MAGIC: &[u8; 4] = b"APD1";
 const MORE: u8 = 1;
 
@@ -51,6 +56,8 @@ pub struct TenantEntry {
     pub pass_through: bool,
     /// (provider id, key).
     pub provider_keys: Vec<(String, String)>,
+    /// Its rate limits (`crate::ratelimit`); none when both are 0.
+    pub limits: Limits,
 }
 
 /// What one directory entry says about a virtual key.
@@ -60,6 +67,8 @@ pub struct KeyEntry {
     /// Revoked (or its tenant deleted) at `rev`.
     pub removed: bool,
     pub tenant: String,
+    /// The key's own rate limits, on top of its tenant's.
+    pub limits: Limits,
 }
 
 /// A malformed entry or delta.
@@ -129,7 +138,8 @@ impl TenantEntry {
         out.push(
             flag(self.removed, REMOVED)
                 | flag(self.disabled, DISABLED)
-                | flag(!self.pass_through, NO_PASS_THROUGH),
+                | flag(!self.pass_through, NO_PASS_THROUGH)
+                | flag(!self.limits.is_none(), TENANT_LIMITS),
         );
         let n = self.provider_keys.len().min(usize::from(u16::MAX));
         out.extend_from_slice(&(n as u16).to_le_bytes());
@@ -137,6 +147,7 @@ impl TenantEntry {
             put_str8(&mut out, p);
             put_str16(&mut out, k);
         }
+        put_limits(&mut out, &self.limits);
         out
     }
 
@@ -146,7 +157,7 @@ impl TenantEntry {
             return Err(DecodeError("unknown tenant entry format"));
         }
         let rev = r.u64()?;
-        let flags = r.flags(REMOVED | DISABLED | NO_PASS_THROUGH)?;
+        let flags = r.flags(REMOVED | DISABLED | NO_PASS_THROUGH | TENANT_LIMITS)?;
         let n = r.u16()?;
         let mut provider_keys = Vec::with_capacity(usize::from(n).min(64));
         for _ in 0..n {
@@ -154,6 +165,7 @@ impl TenantEntry {
             let k = r.str16()?;
             provider_keys.push((p.to_owned(), k.to_owned()));
         }
+        let limits = r.limits(flags & TENANT_LIMITS != 0)?;
         r.end()?;
         Ok(Self {
             rev,
@@ -161,6 +173,7 @@ impl TenantEntry {
             disabled: flags & DISABLED != 0,
             pass_through: flags & NO_PASS_THROUGH == 0,
             provider_keys,
+            limits,
         })
     }
 }
@@ -170,8 +183,9 @@ impl KeyEntry {
         let mut out = Vec::with_capacity(12 + self.tenant.len());
         out.push(FORMAT);
         out.extend_from_slice(&self.rev.to_le_bytes());
-        out.push(flag(self.removed, REMOVED));
+        out.push(flag(self.removed, REMOVED) | flag(!self.limits.is_none(), KEY_LIMITS));
         put_str16(&mut out, &self.tenant);
+        put_limits(&mut out, &self.limits);
         out
     }
 
@@ -181,13 +195,15 @@ impl KeyEntry {
             return Err(DecodeError("unknown key entry format"));
         }
         let rev = r.u64()?;
-        let flags = r.flags(REMOVED)?;
+        let flags = r.flags(REMOVED | KEY_LIMITS)?;
         let tenant = r.str16()?.to_owned();
+        let limits = r.limits(flags & KEY_LIMITS != 0)?;
         r.end()?;
         Ok(Self {
             rev,
             removed: flags & REMOVED != 0,
             tenant,
+            limits,
         })
     }
 }
@@ -373,6 +389,14 @@ impl<'a> Delta<'a> {
     }
 }
 
+/// Limits, written only when there are any (the flag says so).
+fn put_limits(out: &mut Vec<u8>, l: &Limits) {
+    if !l.is_none() {
+        out.extend_from_slice(&l.requests_per_minute.to_le_bytes());
+        out.extend_from_slice(&l.tokens_per_minute.to_le_bytes());
+    }
+}
+
 fn flag(set: bool, bit: u8) -> u8 {
     if set { bit } else { 0 }
 }
@@ -445,6 +469,22 @@ impl<'a> Reader<'a> {
         self.str_of(usize::from(n))
     }
 
+    /// Limits when `present` (none written as such is malformed: the
+    /// encoder writes them only when one is set).
+    fn limits(&mut self, present: bool) -> Result<Limits, DecodeError> {
+        if !present {
+            return Ok(Limits::default());
+        }
+        let l = Limits {
+            requests_per_minute: self.u32()?,
+            tokens_per_minute: self.u64()?,
+        };
+        if l.is_none() {
+            return Err(DecodeError("limits flagged but none set"));
+        }
+        Ok(l)
+    }
+
     fn end(&self) -> Result<(), DecodeError> {
         if self.0.at_end() {
             Ok(())
@@ -468,6 +508,7 @@ mod tests {
                 ("openai".into(), "sk-a".into()),
                 ("anthropic".into(), "sk-ant-é".into()),
             ],
+            limits: Default::default(),
         }
     }
 
@@ -481,6 +522,7 @@ mod tests {
             rev: 7,
             removed: true,
             tenant: "acme".into(),
+            limits: Default::default(),
         };
         assert_eq!(KeyEntry::decode(&k.encode()), Ok(k));
     }

@@ -45,6 +45,12 @@ pub enum ApiError {
         message: String,
         retry_after_s: u64,
     },
+    /// A rate limit of its tenant or key (`crate::ratelimit`): 429 with
+    /// `retry-after`.
+    RateLimited {
+        message: String,
+        retry_after_s: u64,
+    },
     /// Something that should not happen did (a host call refused, a table
     /// index out of range). The detail is for the log, never for the client.
     Internal(String),
@@ -58,7 +64,7 @@ impl ApiError {
             Self::BadRequest(_) | Self::ContextTooLong { .. } | Self::Unsupported(_) => 400,
             Self::ModelNotFound(_) | Self::UnknownPath(_) => 404,
             Self::BodyTooLarge { .. } => 413,
-            Self::BudgetExceeded { .. } => 429,
+            Self::BudgetExceeded { .. } | Self::RateLimited { .. } => 429,
             Self::NoProviderKey(_) | Self::NoTable => 503,
             Self::Upstream { status, .. } => u32::from(*status),
             Self::Internal(_) => 500,
@@ -74,6 +80,7 @@ impl ApiError {
             Self::NoProviderKey(_) | Self::NoTable => "service_unavailable",
             Self::Upstream { .. } => "upstream_error",
             Self::BudgetExceeded { .. } => "insufficient_quota",
+            Self::RateLimited { .. } => "rate_limit_error",
             Self::Internal(_) => "internal_error",
             _ => "invalid_request_error",
         }
@@ -98,6 +105,7 @@ impl ApiError {
             Self::Upstream { status: 504, .. } => "upstream_timeout",
             Self::Upstream { .. } => "upstream_failed",
             Self::BudgetExceeded { .. } => "budget_exceeded",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -118,7 +126,9 @@ impl ApiError {
             Self::Unsupported(why) => why.clone(),
             Self::NoTable => "aipipe has no routing table yet (the control plane has not answered and no bootstrap table is configured). Retry shortly.".into(),
             Self::UnknownPath(p) => format!("Unknown request path `{}`. aipipe serves POST /v1/chat/completions, POST /v1/messages, POST /v1/responses, GET /v1/models, GET /usage, the Ollama API (POST /api/chat, POST /api/generate, GET /api/tags, GET /api/version) and the provider pass-through paths /<provider>/… (openai, anthropic, gemini, xai, openrouter, minimax, moonshot).", clip(p)),
-            Self::Upstream { message, .. } | Self::BudgetExceeded { message, .. } => {
+            Self::Upstream { message, .. }
+            | Self::BudgetExceeded { message, .. }
+            | Self::RateLimited { message, .. } => {
                 message.clone()
             }
             Self::Internal(_) => "aipipe failed to handle this request. Retry; if it keeps failing, give your operator the x-aipipe-request-id of the answer.".into(),
@@ -128,7 +138,8 @@ impl ApiError {
     /// Seconds the client should wait before retrying, when that is known.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Self::BudgetExceeded { retry_after_s, .. } => Some(*retry_after_s),
+            Self::BudgetExceeded { retry_after_s, .. }
+            | Self::RateLimited { retry_after_s, .. } => Some(*retry_after_s),
             _ => None,
         }
     }

@@ -21,6 +21,7 @@ pub mod flow;
 pub mod penalty;
 pub mod plan;
 pub mod protocol;
+pub mod ratelimit;
 pub mod request;
 pub mod reshape;
 pub mod route;

@@ -347,6 +347,7 @@ mod tests {
                 provider_keys: [("openai", "sk-a"), ("anthropic", "ak-a")]
                     .map(|(p, k)| (p.to_owned(), k.to_owned()))
                     .into(),
+                limits: Default::default(),
             }],
             ..RoutingTable::default()
         })

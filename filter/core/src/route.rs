@@ -171,6 +171,7 @@ mod tests {
                     provider_keys: [("openai", "sk-a"), ("anthropic", "ak-a")]
                         .map(|(p, k)| (p.to_owned(), k.to_owned()))
                         .into(),
+                    limits: Default::default(),
                 },
                 Tenant {
                     id: "off".into(),
@@ -178,6 +179,7 @@ mod tests {
                     pass_through: true,
                     virtual_key_hashes: vec![hex_hash("vk-off")],
                     provider_keys: Default::default(),
+                    limits: Default::default(),
                 },
             ],
             ..RoutingTable::default()
@@ -269,6 +271,7 @@ mod models_tests {
                 pass_through: true,
                 virtual_key_hashes: vec![hex_hash("k")],
                 provider_keys: [("anthropic".to_owned(), "x".to_owned())].into(),
+                limits: Default::default(),
             }],
             ..RoutingTable::default()
         })

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog;
 pub use crate::catalog::{AuthStyle, Capabilities, Model, Provider};
+use crate::ratelimit::Limits;
 use crate::score::{Scorer, ScoringConfig};
 
 /// Wire form of the routing table.
@@ -105,6 +106,9 @@ pub struct Tenant {
     /// Provider id → the tenant's own key for it.
     #[serde(default)]
     pub provider_keys: BTreeMap<String, String>,
+    /// Its rate limits (`crate::ratelimit`).
+    #[serde(default, skip_serializing_if = "Limits::is_none")]
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -236,6 +240,8 @@ pub struct Account {
     pub disabled: bool,
     /// Whether the provider pass-through paths are open to it.
     pub pass_through: bool,
+    /// Its rate limits (`crate::ratelimit`).
+    pub limits: Limits,
     /// Per provider index: the key, if the tenant has one.
     keys: Vec<Option<String>>,
     /// Per provider index: the auth header's value.
@@ -260,6 +266,11 @@ impl Account {
     /// Whether the tenant has a key for this provider.
     pub fn has_key(&self, provider: ProviderIx) -> bool {
         self.provider_key(provider).is_some()
+    }
+
+    /// The same account with these rate limits.
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Self { limits, ..self }
     }
 
     /// The tag of the tenant's key for a provider (see `tags`).
@@ -305,6 +316,7 @@ fn resolve<'k>(
         id,
         disabled,
         pass_through,
+        limits: Limits::default(),
         keys,
         auth,
         tags,
@@ -394,16 +406,19 @@ impl Table {
                     t.id
                 ));
             }
-            accounts.push(Arc::new(resolve(
-                &raw.providers,
-                &provider_by_id,
-                t.id.clone(),
-                t.disabled,
-                t.pass_through,
-                t.provider_keys
-                    .iter()
-                    .map(|(p, k)| (p.as_str(), k.as_str())),
-            )));
+            accounts.push(Arc::new(Account {
+                limits: t.limits,
+                ..resolve(
+                    &raw.providers,
+                    &provider_by_id,
+                    t.id.clone(),
+                    t.disabled,
+                    t.pass_through,
+                    t.provider_keys
+                        .iter()
+                        .map(|(p, k)| (p.as_str(), k.as_str())),
+                )
+            }));
         }
 
         let s = &raw.selection;
@@ -606,6 +621,7 @@ mod tests {
                 pass_through: true,
                 virtual_key_hashes: vec![hex_hash("vk-acme")],
                 provider_keys: [("openai".to_owned(), "sk-acme".to_owned())].into(),
+                limits: Default::default(),
             }],
             ..RoutingTable::default()
         }

@@ -20,6 +20,14 @@ use crate::penalty::{self, Outcome, Penalties, Scope};
 use crate::table::{Account, KeyHash, ModelIx, RoutingTable, Table};
 use crate::usage::UsageRecord;
 
+/// A virtual key's own rate limits, and the key (hex SHA-256) they count
+/// under.
+#[derive(Debug, Clone)]
+pub(super) struct KeyLimits {
+    pub key: String,
+    pub limits: crate::ratelimit::Limits,
+}
+
 /// The worker's counters (defined once per worker; a proxy sums them across
 /// workers).
 pub(super) struct Metrics {
@@ -45,6 +53,8 @@ pub(super) struct Metrics {
     pub cache_evicted_bytes: u32,
     /// Requests refused by their tenant's budget (429 budget_exceeded).
     pub budget_refused: u32,
+    /// Requests refused by a rate limit (429 rate_limited).
+    pub rate_limited: u32,
 }
 
 impl Metrics {
@@ -62,6 +72,7 @@ impl Metrics {
             cache_stored_bytes: counter("aipipe.cache.stored_bytes")?,
             cache_evicted_bytes: counter("aipipe.cache.evicted_bytes")?,
             budget_refused: counter("aipipe.budget.refused")?,
+            rate_limited: counter("aipipe.rate_limited")?,
         })
     }
 }
@@ -186,18 +197,23 @@ impl Filter {
         host: &impl Host,
         table: &Table,
         hash: &KeyHash,
-    ) -> Option<Arc<Account>> {
+    ) -> Option<(Arc<Account>, Option<KeyLimits>)> {
         if let Some(a) = table.account_by_key_hash(hash) {
-            return Some(a);
+            return Some((a, None));
         }
-        let name = directory::key_key(&crate::sha::hex(hash));
+        let hex = crate::sha::hex(hash);
+        let name = directory::key_key(&hex);
         let entry = KeyEntry::decode(&host.shared_get(&name).0?)
             .inspect_err(|e| log::warn!("directory entry {name}: {e}"))
             .ok()?;
         if entry.removed {
             return None;
         }
-        self.account_by_id(host, table, &entry.tenant)
+        let limits = (!entry.limits.is_none()).then_some(KeyLimits {
+            key: hex,
+            limits: entry.limits,
+        });
+        Some((self.account_by_id(host, table, &entry.tenant)?, limits))
     }
 
     /// A tenant by id: the table's own, then the directory's. A decoded entry
@@ -227,15 +243,17 @@ impl Filter {
             return None;
         }
         let account = Arc::new(
-            table.account(
-                id.to_owned(),
-                entry.disabled,
-                entry.pass_through,
-                entry
-                    .provider_keys
-                    .iter()
-                    .map(|(p, k)| (p.as_str(), k.as_str())),
-            ),
+            table
+                .account(
+                    id.to_owned(),
+                    entry.disabled,
+                    entry.pass_through,
+                    entry
+                        .provider_keys
+                        .iter()
+                        .map(|(p, k)| (p.as_str(), k.as_str())),
+                )
+                .with_limits(entry.limits),
         );
         let mut cached = self.accounts.borrow_mut();
         if cached.len() >= ACCOUNT_CACHE && !cached.contains_key(id) {

@@ -24,6 +24,7 @@ mod failover;
 mod filter;
 pub mod host;
 mod meter;
+mod ratelimit;
 mod singleton;
 
 #[cfg(test)]
@@ -81,6 +82,12 @@ struct RequestCtx {
     /// What the request reserved of its tenant's budget (`budget`):
     /// settled by whoever writes its usage record, exactly once.
     reserved: Option<u64>,
+    /// The virtual key's own rate limits, when it has any.
+    key_limits: Option<filter::KeyLimits>,
+    /// The rate-limit windows it was counted in, and where the tightest
+    /// stands (its `x-ratelimit-*` headers).
+    rate: Vec<ratelimit::Admitted>,
+    standing: Option<crate::ratelimit::Standing>,
 }
 
 /// What the client's headers said that later phases need.
@@ -187,6 +194,9 @@ impl Request {
                 account: None,
                 client: ClientHeaders::default(),
                 reserved: None,
+                key_limits: None,
+                rate: Vec::new(),
+                standing: None,
             },
             phase: Phase::Headers,
         }
@@ -507,11 +517,35 @@ impl Request {
             Some("bypass") => f.count(host, |m| m.cache_bypasses, 1),
             _ => {}
         }
+        if !self.ctx.rate.is_empty() {
+            let used = record
+                .prompt_tokens
+                .saturating_add(record.completion_tokens);
+            ratelimit::settle(host, &self.ctx.rate, used);
+        }
         f.enqueue_usage(host, &record);
         true
     }
 
     // ---- the phases' work ---------------------------------------------------
+
+    /// Counts the request in its tenant's and key's rate-limit windows
+    /// (reserving `tokens`), or refuses it with 429 `rate_limited`.
+    fn count_rate(
+        &mut self,
+        host: &impl Host,
+        tenant: &Account,
+        tokens: u64,
+    ) -> Result<(), ApiError> {
+        if tenant.limits.is_none() && self.ctx.key_limits.is_none() {
+            return Ok(());
+        }
+        let (rate, standing) = ratelimit::admit(host, tenant, self.ctx.key_limits.as_ref(), tokens)
+            .inspect_err(|_| self.filter.count(host, |m| m.rate_limited, 1))?;
+        self.ctx.rate = rate;
+        self.ctx.standing = standing;
+        Ok(())
+    }
 
     /// Counts a budget refusal (`aipipe.budget.refused`).
     fn count_refusal(&self, host: &impl Host, e: &ApiError) {
@@ -632,9 +666,17 @@ impl Request {
         let account = match tenant_header.filter(|_| config.trust_tenant_header) {
             // Mesh mode: the trusted front named the tenant.
             Some(id) => route::tenant_by_id(id, |id| filter.account_by_id(host, &table, id))?,
-            None => route::authenticate(route::virtual_key(authorization, api_key), |h| {
-                filter.account_by_key(host, &table, h)
-            })?,
+            None => {
+                let mut key_limits = None;
+                let account =
+                    route::authenticate(route::virtual_key(authorization, api_key), |h| {
+                        let (account, limits) = filter.account_by_key(host, &table, h)?;
+                        key_limits = limits;
+                        Some(account)
+                    })?;
+                self.ctx.key_limits = key_limits;
+                account
+            }
         };
         self.ctx.table = Some(table.clone());
         self.ctx.account = Some(account.clone());
@@ -773,6 +815,7 @@ impl Request {
                 p.id, tenant.id
             ))
         })?;
+        self.count_rate(host, tenant, 0)?;
         if let Some(entry) = budget::budget_of(host, table, &tenant.id) {
             let budget = &self.filter.config.budget;
             let cost = budget.pass_through_reserve_nusd();
@@ -830,6 +873,12 @@ impl Request {
             body,
             penalties.as_deref(),
             cache,
+        )?;
+        self.count_rate(
+            host,
+            &account,
+            plan.input_tokens()
+                .saturating_add(plan.max_tokens.unwrap_or(0)),
         )?;
         if let Some(entry) = budget::budget_of(host, &table, &account.id) {
             // The worst any attempt this request may make can cost.
@@ -1091,6 +1140,12 @@ impl Request {
     /// The `x-aipipe-*` response headers of a routed or passed-through answer.
     fn say_who_answered(&self, host: &impl Host, d: Option<Decision>, pass: Option<ProviderIx>) {
         let _ = host.set_response_header("x-aipipe-request-id", Some(&self.ctx.id));
+        if let Some(s) = &self.ctx.standing {
+            // This gateway's limits, not the provider's own.
+            for (name, value) in ratelimit::headers(s) {
+                let _ = host.set_response_header(name, Some(&value));
+            }
+        }
         let mut complexity = String::new();
         for (name, value) in answer_headers(self.ctx.table.as_deref(), d, pass, &mut complexity) {
             let _ = host.set_response_header(name, Some(value));

@@ -868,6 +868,7 @@ fn tenant_entry(rev: u64, disabled: bool, keys: &[(&str, &str)]) -> Vec<u8> {
             .iter()
             .map(|(p, k)| ((*p).into(), (*k).into()))
             .collect(),
+        limits: Default::default(),
     }
     .encode()
 }
@@ -877,6 +878,7 @@ fn key_entry(rev: u64, removed: bool, tenant: &str) -> Vec<u8> {
         rev,
         removed,
         tenant: tenant.into(),
+        limits: Default::default(),
     }
     .encode()
 }
@@ -1275,6 +1277,7 @@ fn pass_through_switched_off_for_a_tenant_is_refused_and_routing_still_works() {
         disabled: false,
         pass_through: false,
         provider_keys: vec![("openai".into(), "sk-closed".into())],
+        limits: Default::default(),
     }
     .encode();
     let hash = hex_hash("vk-closed");
@@ -1400,6 +1403,7 @@ fn a_pass_through_body_naming_a_disabled_model_is_refused_in_the_providers_shape
             ("openai".into(), "sk-t".into()),
             ("anthropic".into(), "ak-t".into()),
         ],
+        limits: Default::default(),
     }
     .encode();
     let hash = hex_hash("vk-t");
