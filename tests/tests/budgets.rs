@@ -397,3 +397,153 @@ fn usage_through_envoy_is_the_callers_own_and_operators_can_adjust_a_day() {
     assert_eq!(r.status, 404);
     assert_eq!(get(&a, "").json()["cost"], 1.5, "refusals changed nothing");
 }
+
+/// A local webhook receiver: records each POSTed body; answers 500 to the
+/// first `fail_first` requests, 200 after.
+fn webhook(fail_first: usize) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        let mut n = 0;
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Headers, then content-length bytes of body.
+            let body = loop {
+                let Ok(k) = conn.read(&mut chunk) else {
+                    break None;
+                };
+                if k == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..k]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len: usize = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().to_owned())
+                        })
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break Some(
+                            String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string(),
+                        );
+                    }
+                }
+            };
+            n += 1;
+            let status = if n <= fail_first {
+                "500 Oops"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                conn,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            if let (Some(b), true) = (body, n > fail_first) {
+                seen.lock().unwrap().push(b);
+            }
+        }
+    });
+    (port, got)
+}
+
+/// The control plane POSTs one JSON event when a tenant's spend reaches
+/// 50 %, 80 % and 100 % of its budget — once per crossing, retried when the
+/// receiver fails, never blocking ingest — and counts them in /metrics.
+#[test]
+fn budget_alerts_fire_once_at_each_threshold() {
+    let (port, got) = webhook(1);
+    let data = aipipe_tests::TempDir::new("alerts");
+    let cp = aipipe_tests::ControlPlane::launch(&aipipe_tests::Launch {
+        db: data.path().join("aipipe.db"),
+        admin_port: 0,
+        internal_port: 0,
+        admin_secret: "test-admin-secret-0123456789".into(),
+        internal_token: "test-internal-token-0123456789".into(),
+        master_key: Some(aipipe_tests::TEST_MASTER_KEY.into()),
+        env: vec![(
+            "AIPIPE_BUDGET_WEBHOOK_URL".into(),
+            format!("http://127.0.0.1:{port}/hooks/budget"),
+        )],
+    });
+    let mock = aipipe_tests::Mock::start();
+    // One attempt: a request reserves the named model's worst case only.
+    let envoy = envoy_polling(
+        &mock,
+        r#"{"max_attempts": 1}"#,
+        cp.internal_port,
+        &cp.internal_token,
+    );
+    let s = CpStack { cp, mock, envoy };
+    // ~9,500 n$ an answer: 50 % after about 6, 80 % after about 9.
+    let key = acme_with_budget(&s, 0.0001, 30);
+    caught_up(&s, &s.envoy, "probe-a");
+    let mut sent = 0;
+    let percent = |s: &CpStack| {
+        let b = budget(s, "acme");
+        b["spent_usd"].as_f64().unwrap() / b["limit_usd"].as_f64().unwrap() * 100.0
+    };
+    while percent(&s) < 80.0 && sent < 40 {
+        let r = chat_as(
+            &s.envoy,
+            &key,
+            &json!({"model": "gpt-4o-mini", "max_tokens": 20,
+            "messages": [{"role": "user", "content": format!("count to {sent} please")}]}),
+        );
+        if r.status == 429 {
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", r.text());
+        sent += 1;
+        // Each answer's record reaches the spend before the next.
+        assert_eventually!(
+            Duration::from_secs(10),
+            tenant_stats(&s.cp, "acme")["totals"]["requests"].as_u64() == Some(sent),
+            "record {sent} never arrived"
+        );
+    }
+    assert!(percent(&s) >= 80.0, "{} after {sent}", percent(&s));
+    // 100 %: the operator lowers the limit under the spend.
+    let spent = budget(&s, "acme")["spent_usd"].as_f64().unwrap();
+    put_budget(&s, spent * 0.9, 30);
+    let thresholds = || -> Vec<u64> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                let v: Value = serde_json::from_str(b).unwrap();
+                assert_eq!(v["type"], "budget.threshold");
+                assert_eq!(v["tenant"], "acme");
+                v["threshold_percent"].as_u64().unwrap()
+            })
+            .collect()
+    };
+    assert_eventually!(
+        Duration::from_secs(15),
+        thresholds() == [50, 80, 100],
+        "alerts: {:?}",
+        thresholds()
+    );
+    // More spend and more writes fire nothing again.
+    put_budget(&s, spent * 0.8, 30);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(thresholds(), [50, 80, 100], "an alert fired twice");
+    let metrics = aipipe_tests::get(&s.cp.admin_url("/metrics"), &[]).text();
+    assert!(
+        metrics.contains("aipipe_cp_budget_alerts_total{result=\"sent\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("aipipe_cp_budget_alerts_total{result=\"retried\"} 1"),
+        "{metrics}"
+    );
+}

@@ -188,7 +188,10 @@ fn tokens_per_minute_and_a_keys_own_limit() {
     let codes: Vec<u16> = (0..5)
         .map(|i| chat_as(&s.envoy, &other, &hi(i)).status)
         .collect();
-    assert!(codes.iter().filter(|&&c| c == 429).count() >= 3, "{codes:?}");
+    assert!(
+        codes.iter().filter(|&&c| c == 429).count() >= 3,
+        "{codes:?}"
+    );
     let r = chat_as(&s.envoy, &other, &hi(9));
     assert!(
         r.json()["error"]["message"]

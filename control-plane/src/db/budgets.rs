@@ -157,6 +157,9 @@ impl super::Tx<'_> {
         }
         for tenant in &moved {
             record_change(self.tx, Change::Budget(tenant))?;
+            if let Some(state) = budget_state(self.tx, tenant)? {
+                self.budget_alerts(tenant, &state)?;
+            }
         }
         Ok(moved)
     }
@@ -214,6 +217,7 @@ impl Db {
 
     /// Sets (Some) or removes (None) a tenant's own budget.
     pub async fn set_budget(&self, tenant: String, limit: Option<Limit>) -> Result<BudgetWrite> {
+        let alerts = self.alerts_on();
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(BudgetWrite::NoTenant);
@@ -229,6 +233,10 @@ impl Db {
             };
             if changed > 0 {
                 record_change(tx, Change::Budget(&tenant))?;
+                // A lower limit may cross a threshold; a higher one re-arms.
+                if let Some(state) = budget_state(tx, &tenant)? {
+                    super::alerts::budget_alerts(tx, alerts, &tenant, &state)?;
+                }
             }
             Ok(BudgetWrite::Done(view(tx, &tenant)?))
         })

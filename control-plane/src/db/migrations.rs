@@ -250,7 +250,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         10,
-        "budgets, usage per day, cost adjustments, rate limits",
+        "budgets, usage per day, cost adjustments, rate limits, budget alerts",
         r#"
     -- A tenant's own budget: a limit (nano-dollars) over a window of whole
     -- UTC days (db/budgets.rs). The default lives in meta.
@@ -292,6 +292,24 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         tokens_per_minute INTEGER NOT NULL,
         PRIMARY KEY (tenant, key_id)
     ) WITHOUT ROWID;
+    -- Budget thresholds (50, 80, 100 %) a tenant's window has reached: an
+    -- alert fires when a row is added; the row goes when spend falls back
+    -- below, so each crossing alerts once.
+    CREATE TABLE budget_alerts (
+        tenant TEXT NOT NULL,
+        threshold INTEGER NOT NULL,
+        fired_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant, threshold)
+    ) WITHOUT ROWID;
+    -- Alerts waiting for the webhook, written in the ingest transaction that
+    -- crossed the threshold; delivered (and deleted) by a task of their own.
+    CREATE TABLE webhook_outbox (
+        id INTEGER PRIMARY KEY,
+        body TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_ms INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_outbox_due ON webhook_outbox(next_ms);
     -- POST /admin/cost: every overwrite of a day's cost, with the value it
     -- replaced.
     CREATE TABLE cost_adjustments (

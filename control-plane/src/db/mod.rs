@@ -16,6 +16,7 @@
 //! filters are sent from it) and `migrations`; this file holds the
 //! connections, the transaction helpers and the `meta` counters they share.
 
+mod alerts;
 mod budgets;
 mod catalog;
 mod changes;
@@ -39,6 +40,7 @@ use crate::error::{Error, Result};
 use crate::penalty;
 use migrations::migrate;
 
+pub use alerts::Alert;
 pub use budgets::{BudgetState, BudgetView, BudgetWrite, Limit};
 use changes::{Change, record_change};
 pub use changes::{ChangePage, Changed, GlobalState, TenantState};
@@ -83,6 +85,8 @@ struct Pool {
     /// The revision as of the last commit: requests waiting for changes
     /// watch it.
     revision: tokio::sync::watch::Sender<u64>,
+    /// A budget webhook is configured: threshold crossings are queued for it.
+    alerts: std::sync::atomic::AtomicBool,
 }
 
 impl Pool {
@@ -111,6 +115,8 @@ impl Pool {
 pub struct Tx<'a> {
     tx: &'a Transaction<'a>,
     decay_ms: u64,
+    /// Budget threshold crossings are queued for the webhook.
+    alerts: bool,
 }
 
 impl Tx<'_> {
@@ -196,7 +202,14 @@ impl Db {
             penalty_due: AtomicU64::new(0),
             republishing: tokio::sync::Mutex::new(()),
             revision: tokio::sync::watch::Sender::new(revision),
+            alerts: std::sync::atomic::AtomicBool::new(false),
         })))
+    }
+
+    /// From now on budget threshold crossings are queued for a webhook
+    /// (`crate::alerts` delivers them).
+    pub fn enable_alerts(&self) {
+        self.0.alerts.store(true, Ordering::Relaxed);
     }
 
     /// Watches the revision: changes after every commit that recorded one.
@@ -254,6 +267,7 @@ impl Db {
             let (out, due) = f(&Tx {
                 tx: &tx,
                 decay_ms: pool.decay_ms,
+                alerts: pool.alerts.load(Ordering::Relaxed),
             })?;
             tx.commit()?;
             pool.penalty_due.store(due, Ordering::Release);

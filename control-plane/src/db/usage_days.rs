@@ -178,6 +178,7 @@ impl Db {
         day: i64,
         cost_nusd: u64,
     ) -> Result<Option<CostAdjustment>> {
+        let alerts = self.alerts_on();
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(None);
@@ -209,6 +210,9 @@ impl Db {
             )?;
             if limit_of(tx, &tenant)?.is_some() {
                 record_change(tx, Change::Budget(&tenant))?;
+                if let Some(state) = budget_state(tx, &tenant)? {
+                    super::alerts::budget_alerts(tx, alerts, &tenant, &state)?;
+                }
             }
             Ok(Some(CostAdjustment {
                 date: civil_from_days(day),
