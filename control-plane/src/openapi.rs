@@ -11,7 +11,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
 
 use crate::admin::{
-    budgets, catalog, explain, import, keys, limits, ops, penalties, tenants, usage,
+    budgets, catalog, explain, import, keys, limits, ops, penalties, policy, tenants, usage,
 };
 use crate::error::ErrorBody;
 
@@ -41,6 +41,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/admin/tenants/{id}/virtual-keys/{key_id}/limits"),
     ("get", "/admin/tenants/{id}/virtual-keys/{key_id}/limits"),
     ("delete", "/admin/tenants/{id}/virtual-keys/{key_id}/limits"),
+    ("put", "/admin/tenants/{id}/policy"),
+    ("get", "/admin/tenants/{id}/policy"),
+    ("delete", "/admin/tenants/{id}/policy"),
     ("get", "/admin/usage"),
     ("post", "/admin/cost"),
     ("put", "/admin/budget-default"),
@@ -216,6 +219,9 @@ impl Modify for AdminSecret {
         limits::put_key_limits,
         limits::get_key_limits,
         limits::delete_key_limits,
+        policy::put_policy,
+        policy::get_policy,
+        policy::delete_policy,
         usage::all_usage,
         usage::adjust_cost,
         budgets::put_default,
@@ -336,6 +342,7 @@ mod tests {
                 virtual_key_hashes: Vec::new(),
                 provider_keys: [("openai".to_owned(), "sk-x".to_owned())].into(),
                 limits: Default::default(),
+                policy: Default::default(),
             }],
             ..aipipe_core::table::RoutingTable::default()
         })

@@ -140,7 +140,20 @@ pub fn account(cipher: &Cipher, table: &Table, id: &str, state: &TenantState) ->
             state.pass_through,
             keys.iter().map(|(p, k)| (p.as_str(), k.as_str())),
         )
-        .with_limits(state.limits))
+        .with_limits(state.limits)
+        .with_policy(policy(table, &state.policy)?))
+}
+
+/// A stored policy resolved against `table`.
+fn policy(table: &Table, json: &str) -> Result<Option<Arc<aipipe_core::policy::Compiled>>> {
+    if json.is_empty() {
+        return Ok(None);
+    }
+    let p: aipipe_core::policy::Policy = serde_json::from_str(json)
+        .map_err(|e| Error::internal("stored policy does not parse", e))?;
+    Ok(Some(Arc::new(aipipe_core::policy::Compiled::compile(
+        &p, table,
+    ))))
 }
 
 /// A page of the change log as the filter's delta.
@@ -158,6 +171,7 @@ pub fn delta(page: ChangePage, cipher: &Cipher, cache: &Cache) -> Result<Vec<u8>
                         pass_through: s.pass_through,
                         provider_keys: open_keys(cipher, &id, &s)?,
                         limits: s.limits,
+                        policy: s.policy,
                     },
                     None => TenantEntry {
                         rev,
@@ -166,6 +180,7 @@ pub fn delta(page: ChangePage, cipher: &Cipher, cache: &Cache) -> Result<Vec<u8>
                         pass_through: false,
                         provider_keys: Vec::new(),
                         limits: Default::default(),
+                        policy: String::new(),
                     },
                 };
                 w.push(Kind::Tenant, &id, &entry.encode());

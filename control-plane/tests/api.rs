@@ -164,6 +164,7 @@ impl Harness {
                                 virtual_key_hashes: Vec::new(),
                                 provider_keys: e.provider_keys.into_iter().collect(),
                                 limits: Default::default(),
+                                policy: Default::default(),
                             },
                         );
                     }
@@ -1131,7 +1132,7 @@ async fn openapi_lists_every_route() {
     for (method, path) in aipipe_control_plane::openapi::ROUTES {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }
-    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 35);
+    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 38);
 }
 
 #[tokio::test]

@@ -73,19 +73,22 @@ pub(crate) async fn put_model(
 #[utoipa::path(delete, path = "/admin/models/{id}", summary = "Remove a model from the catalog",
     params(("id" = String, Path, description = "catalog model id")),
     responses((status = 204, description = "removed: no request is routed to it from the next change on"),
-        (status = 401, response = E401), (status = 404, response = E404)))]
+        (status = 401, response = E401), (status = 404, response = E404),
+        (status = 409, description = "a tenant's policy names it", body = crate::error::ErrorBody)))]
 pub(crate) async fn delete_model(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    // Nothing names a model yet (policies, pins and aliases will: then
-    // this refuses with 409 while one does).
-    if state.db.delete_model(id.clone()).await? {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(Error::NotFound(format!(
+    match state.db.delete_model(id.clone()).await? {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(Error::NotFound(format!(
             "no model `{}` in the catalog",
             id.escape_debug()
-        )))
+        ))),
+        Err(tenants) => Err(Error::Conflict(format!(
+            "model `{}` is named by the policy of {}: change those first",
+            id.escape_debug(),
+            tenants.join(", ")
+        ))),
     }
 }

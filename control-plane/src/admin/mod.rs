@@ -13,6 +13,7 @@ pub(crate) mod keys;
 pub(crate) mod limits;
 pub(crate) mod ops;
 pub(crate) mod penalties;
+pub(crate) mod policy;
 pub(crate) mod tenants;
 pub mod throttle;
 pub(crate) mod usage;
@@ -82,6 +83,13 @@ pub fn app(state: AppState) -> Router {
             put(limits::put_key_limits)
                 .get(limits::get_key_limits)
                 .delete(limits::delete_key_limits),
+        )
+        .route(
+            "/admin/tenants/{id}/policy",
+            put(policy::put_policy)
+                .get(policy::get_policy)
+                .delete(policy::delete_policy)
+                .layer(policy::body_limit()),
         )
         .route("/admin/usage", get(usage::all_usage))
         .route("/admin/cost", post(usage::adjust_cost))

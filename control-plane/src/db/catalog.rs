@@ -1,6 +1,7 @@
 //! The model catalog.
 
 use aipipe_core::table::Model;
+use rusqlite::OptionalExtension;
 use rusqlite::{Connection, params};
 
 use super::{Change, Db, record_change};
@@ -52,13 +53,59 @@ impl Db {
     }
 
     /// Removes a model from the catalog. False when there was none.
-    pub async fn delete_model(&self, id: String) -> Result<bool> {
+    /// Deletes a model unless a tenant's policy names it: Err(tenant ids)
+    /// then; Ok(false) when there is no such model.
+    pub async fn delete_model(&self, id: String) -> Result<std::result::Result<bool, Vec<String>>> {
         self.write(move |tx| {
+            let mut naming = Vec::new();
+            let mut st = tx.prepare("SELECT id, policy FROM tenants WHERE policy IS NOT NULL")?;
+            let rows =
+                st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (tenant, json) = row?;
+                if let Ok(p) = serde_json::from_str::<aipipe_core::policy::Policy>(&json)
+                    && aipipe_core::policy::names(&p).contains(&id.as_str())
+                {
+                    naming.push(tenant);
+                }
+            }
+            if !naming.is_empty() {
+                return Ok(Err(naming));
+            }
             let n = tx.execute("DELETE FROM models WHERE id = ?1", [&id])?;
             if n > 0 {
                 record_change(tx, Change::Global)?;
             }
+            Ok(Ok(n > 0))
+        })
+        .await
+    }
+
+    /// Sets (Some, validated JSON) or removes a tenant's policy; false when
+    /// the tenant does not exist.
+    pub async fn set_policy(&self, tenant: String, json: Option<String>) -> Result<bool> {
+        self.write(move |tx| {
+            let n = tx.execute(
+                "UPDATE tenants SET policy = ?2 WHERE id = ?1",
+                rusqlite::params![tenant, json],
+            )?;
+            if n > 0 {
+                record_change(tx, Change::Tenant(&tenant))?;
+            }
             Ok(n > 0)
+        })
+        .await
+    }
+
+    /// A tenant's policy JSON: Some(None) without one; None without the
+    /// tenant.
+    pub async fn policy(&self, tenant: String) -> Result<Option<Option<String>>> {
+        self.read(move |tx| {
+            Ok(tx
+                .query_row("SELECT policy FROM tenants WHERE id = ?1", [tenant], |r| {
+                    r.get(0)
+                })
+                .optional()?)
         })
         .await
     }

@@ -82,6 +82,8 @@ pub struct TenantState {
     /// (provider, sealed key).
     pub sealed_keys: Vec<(String, Vec<u8>)>,
     pub limits: Limits,
+    /// Its policy's JSON; empty: none.
+    pub policy: String,
 }
 
 /// One changed thing in its current state; None = removed.
@@ -139,11 +141,11 @@ pub(super) fn global_state(conn: &Connection) -> Result<GlobalState> {
 }
 
 pub(super) fn tenant_state(conn: &Connection, id: &str) -> Result<Option<TenantState>> {
-    let flags: Option<(bool, bool)> = conn
-        .prepare_cached("SELECT disabled, pass_through FROM tenants WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+    let flags: Option<(bool, bool, Option<String>)> = conn
+        .prepare_cached("SELECT disabled, pass_through, policy FROM tenants WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let Some((disabled, pass_through)) = flags else {
+    let Some((disabled, pass_through, policy)) = flags else {
         return Ok(None);
     };
     let mut st = conn.prepare_cached(
@@ -157,6 +159,7 @@ pub(super) fn tenant_state(conn: &Connection, id: &str) -> Result<Option<TenantS
         pass_through,
         sealed_keys,
         limits: rate_limits(conn, id, "")?,
+        policy: policy.unwrap_or_default(),
     }))
 }
 

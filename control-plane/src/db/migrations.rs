@@ -250,7 +250,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         10,
-        "budgets, usage per day, cost adjustments, rate limits, budget alerts",
+        "budgets, usage per day, cost adjustments, rate limits, budget alerts, policies",
         r#"
     -- A tenant's own budget: a limit (nano-dollars) over a window of whole
     -- UTC days (db/budgets.rs). The default lives in meta.
@@ -310,6 +310,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         next_ms INTEGER NOT NULL
     );
     CREATE INDEX webhook_outbox_due ON webhook_outbox(next_ms);
+    -- A tenant's routing policy (filter/core/src/policy.rs) as validated
+    -- JSON; NULL: none. Shipped in its directory entry.
+    ALTER TABLE tenants ADD COLUMN policy TEXT;
     -- POST /admin/cost: every overwrite of a day's cost, with the value it
     -- replaced.
     CREATE TABLE cost_adjustments (

@@ -115,6 +115,8 @@ impl FailoverRedirect {
 /// Upstream attempts per request, the first included (filter/README.md,
 /// "Failover").
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// The most `max_attempts` may be.
+pub const MAX_ATTEMPTS_LIMIT: usize = 10;
 /// A failover attempt's timeout (the first attempt's is the Envoy route's).
 pub const DEFAULT_ATTEMPT_TIMEOUT_MS: u64 = 120_000;
 
@@ -210,7 +212,7 @@ impl Config {
             ));
         }
         let max_attempts = raw.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
-        if !(1..=10).contains(&max_attempts) {
+        if !(1..=MAX_ATTEMPTS_LIMIT as u32).contains(&max_attempts) {
             return Err(format!(
                 "max_attempts: must be in 1..=10, got {max_attempts}"
             ));

@@ -13,8 +13,9 @@
 //!
 //! ```text
 //! tenant entry  u8 format=1 | u64 rev | u8 flags (1 removed, 2 disabled,
-//!               4 no pass-through, 8 limits)
+//!               4 no pass-through, 8 limits, 16 policy)
 //!               | u16 n | n × (str8 provider | str16 key) [| limits]
+//!               [| str16 policy JSON]
 //! key entry     u8 format=1 | u64 rev | u8 flags (1 removed, 2 limits)
 //!               | str16 tenant [| limits]
 //! limits        u32 requests_per_minute | u64 tokens_per_minute
@@ -40,6 +41,7 @@ const REMOVED: u8 = 1;
 const DISABLED: u8 = 2;
 const NO_PASS_THROUGH: u8 = 4;
 const TENANT_LIMITS: u8 = 8;
+const TENANT_POLICY: u8 = 16;
 const KEY_LIMITS: u8 = 2;
 const MAGIC: &[u8; 4] = b"APD1";
 const MORE: u8 = 1;
@@ -58,6 +60,8 @@ pub struct TenantEntry {
     pub provider_keys: Vec<(String, String)>,
     /// Its rate limits (`crate::ratelimit`); none when both are 0.
     pub limits: Limits,
+    /// Its routing policy as JSON (`crate::policy::Policy`); empty: none.
+    pub policy: String,
 }
 
 /// What one directory entry says about a virtual key.
@@ -139,7 +143,8 @@ impl TenantEntry {
             flag(self.removed, REMOVED)
                 | flag(self.disabled, DISABLED)
                 | flag(!self.pass_through, NO_PASS_THROUGH)
-                | flag(!self.limits.is_none(), TENANT_LIMITS),
+                | flag(!self.limits.is_none(), TENANT_LIMITS)
+                | flag(!self.policy.is_empty(), TENANT_POLICY),
         );
         let n = self.provider_keys.len().min(usize::from(u16::MAX));
         out.extend_from_slice(&(n as u16).to_le_bytes());
@@ -148,6 +153,9 @@ impl TenantEntry {
             put_str16(&mut out, k);
         }
         put_limits(&mut out, &self.limits);
+        if !self.policy.is_empty() {
+            put_str16(&mut out, &self.policy);
+        }
         out
     }
 
@@ -157,7 +165,8 @@ impl TenantEntry {
             return Err(DecodeError("unknown tenant entry format"));
         }
         let rev = r.u64()?;
-        let flags = r.flags(REMOVED | DISABLED | NO_PASS_THROUGH | TENANT_LIMITS)?;
+        let flags =
+            r.flags(REMOVED | DISABLED | NO_PASS_THROUGH | TENANT_LIMITS | TENANT_POLICY)?;
         let n = r.u16()?;
         let mut provider_keys = Vec::with_capacity(usize::from(n).min(64));
         for _ in 0..n {
@@ -166,6 +175,15 @@ impl TenantEntry {
             provider_keys.push((p.to_owned(), k.to_owned()));
         }
         let limits = r.limits(flags & TENANT_LIMITS != 0)?;
+        let policy = if flags & TENANT_POLICY != 0 {
+            let p = r.str16()?;
+            if p.is_empty() {
+                return Err(DecodeError("policy flagged but empty"));
+            }
+            p.to_owned()
+        } else {
+            String::new()
+        };
         r.end()?;
         Ok(Self {
             rev,
@@ -174,6 +192,7 @@ impl TenantEntry {
             pass_through: flags & NO_PASS_THROUGH == 0,
             provider_keys,
             limits,
+            policy,
         })
     }
 }
@@ -509,6 +528,7 @@ mod tests {
                 ("anthropic".into(), "sk-ant-é".into()),
             ],
             limits: Default::default(),
+            policy: Default::default(),
         }
     }
 

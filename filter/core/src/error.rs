@@ -16,6 +16,8 @@ pub enum ApiError {
     PassThroughDisabled,
     /// A pass-through request names a catalog model the operator disabled.
     ModelDisabled(String),
+    /// The tenant's policy does not allow the model (or any model).
+    ModelNotAllowed(String),
     /// The body is not a valid chat request; the text says exactly why.
     BadRequest(String),
     BodyTooLarge {
@@ -60,7 +62,10 @@ impl ApiError {
     pub fn status(&self) -> u32 {
         match self {
             Self::MissingKey | Self::UnknownKey | Self::UnknownTenant => 401,
-            Self::TenantDisabled | Self::PassThroughDisabled | Self::ModelDisabled(_) => 403,
+            Self::TenantDisabled
+            | Self::PassThroughDisabled
+            | Self::ModelDisabled(_)
+            | Self::ModelNotAllowed(_) => 403,
             Self::BadRequest(_) | Self::ContextTooLong { .. } | Self::Unsupported(_) => 400,
             Self::ModelNotFound(_) | Self::UnknownPath(_) => 404,
             Self::BodyTooLarge { .. } => 413,
@@ -74,9 +79,10 @@ impl ApiError {
     fn kind(&self) -> &'static str {
         match self {
             Self::MissingKey | Self::UnknownKey | Self::UnknownTenant => "authentication_error",
-            Self::TenantDisabled | Self::PassThroughDisabled | Self::ModelDisabled(_) => {
-                "permission_error"
-            }
+            Self::TenantDisabled
+            | Self::PassThroughDisabled
+            | Self::ModelDisabled(_)
+            | Self::ModelNotAllowed(_) => "permission_error",
             Self::NoProviderKey(_) | Self::NoTable => "service_unavailable",
             Self::Upstream { .. } => "upstream_error",
             Self::BudgetExceeded { .. } => "insufficient_quota",
@@ -94,6 +100,7 @@ impl ApiError {
             Self::TenantDisabled => "tenant_disabled",
             Self::PassThroughDisabled => "pass_through_disabled",
             Self::ModelDisabled(_) => "model_disabled",
+            Self::ModelNotAllowed(_) => "model_not_allowed",
             Self::BadRequest(_) => "invalid_request",
             Self::BodyTooLarge { .. } => "request_too_large",
             Self::ModelNotFound(_) => "model_not_found",
@@ -117,6 +124,8 @@ impl ApiError {
             Self::UnknownTenant => "The x-tenant-id header names no tenant of this gateway.".into(),
             Self::TenantDisabled => "This tenant is disabled. Ask your aipipe operator to enable it.".into(),
             Self::ModelDisabled(m) => format!("The model `{}` is switched off in this gateway's catalog. Pick another model, or use the routed API with \"auto\".", clip(m)),
+            Self::ModelNotAllowed(m) if m.is_empty() => "This tenant's policy allows none of the models it has provider keys for. Ask your aipipe operator.".into(),
+            Self::ModelNotAllowed(m) => format!("This tenant's policy does not allow the model `{}`. Use \"auto\" or an allowed model.", clip(m)),
             Self::PassThroughDisabled => "Provider pass-through paths (/<provider>/…) are switched off for this tenant. Use the routed APIs (/v1/chat/completions, /v1/messages, /v1/responses), or ask your aipipe operator.".into(),
             Self::BadRequest(why) => why.clone(),
             Self::BodyTooLarge { limit } => format!("Request body is larger than the {limit}-byte limit. Send a smaller request."),

@@ -20,6 +20,7 @@ pub mod error;
 pub mod flow;
 pub mod penalty;
 pub mod plan;
+pub mod policy;
 pub mod protocol;
 pub mod ratelimit;
 pub mod request;

@@ -4,7 +4,9 @@
 //! kept. A failover attempt never parses, scores or ranks again.
 
 use crate::cache::{self, Prompt};
+use crate::classify::Tier;
 use crate::error::ApiError;
+use crate::policy::Target;
 use crate::protocol::Protocol;
 use crate::protocol::anthropic::{self, MessagesDraft};
 use crate::protocol::ollama::{self, Endpoint};
@@ -117,27 +119,60 @@ impl Plan {
         let req = ChatRequest::parse(chat_bytes).map_err(|e| ApiError::BadRequest(e.0))?;
         let score = table.scorer.score(&req);
         let needs = needs(&req, score.input_tokens);
-        let ranking = select::rank_with(table, tenant, &needs, score.complexity, penalties);
-        let (ranked, auto) = match &req.model {
-            ModelChoice::Named(name) => {
-                let named = table
-                    .resolve_model(name)
-                    .filter(|&m| table.model(m).is_some_and(|m| m.enabled))
-                    .ok_or_else(|| ApiError::ModelNotFound(name.to_string()))?;
-                let mut ranked = vec![named];
-                // Failover from a named model goes down the ranking.
-                ranked.extend(
-                    ranking
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|c| c.model)
-                        .filter(|&m| m != named),
-                );
+        let policy = tenant.policy.as_deref();
+        // A policy's alias names a model, or auto routing under its own cap.
+        let (named, alias_cap): (Option<(ModelIx, &str)>, Option<Tier>) = match &req.model {
+            ModelChoice::Named(name) => match policy.and_then(|p| p.alias(name)) {
+                Some(Target::Model(m)) => (Some((m, name.as_ref())), None),
+                Some(Target::Auto { max_tier }) => (None, max_tier),
+                None => {
+                    let m = table
+                        .resolve_model(name)
+                        .ok_or_else(|| ApiError::ModelNotFound(name.to_string()))?;
+                    (Some((m, name.as_ref())), None)
+                }
+            },
+            ModelChoice::Auto => (None, None),
+        };
+        let tier_cap = crate::policy::tighter(policy.and_then(|p| p.max_tier), alias_cap);
+        let complexity = crate::policy::cap(score.complexity, tier_cap);
+        let ranking = select::rank_with(table, tenant, &needs, complexity, penalties);
+        let (ranked, auto) = match named {
+            Some((named, name)) => {
+                if !table.model(named).is_some_and(|m| m.enabled) {
+                    return Err(ApiError::ModelNotFound(name.to_owned()));
+                }
+                if !tenant.allows(named) {
+                    return Err(ApiError::ModelNotAllowed(name.to_owned()));
+                }
+                let ranked = if policy.is_some_and(|p| !p.substitute_named_models) {
+                    // Retries of the named model only, never another one.
+                    vec![named; crate::config::MAX_ATTEMPTS_LIMIT]
+                } else {
+                    // Failover from a named model goes down the ranking.
+                    let mut ranked = vec![named];
+                    ranked.extend(
+                        ranking
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|c| c.model)
+                            .filter(|&m| m != named),
+                    );
+                    ranked
+                };
                 (ranked, false)
             }
-            ModelChoice::Auto => {
+            None => {
                 let ranking = ranking.map_err(|e| no_candidate(table, tenant, e))?;
-                (ranking.into_iter().map(|c| c.model).collect(), true)
+                let mut ranked: Vec<ModelIx> = ranking.into_iter().map(|c| c.model).collect();
+                // A pinned model goes first when it can take the request.
+                if let Some(pin) = policy.and_then(|p| p.pin)
+                    && let Some(at) = ranked.iter().position(|&m| m == pin)
+                {
+                    ranked.remove(at);
+                    ranked.insert(0, pin);
+                }
+                (ranked, true)
             }
         };
         let prompt = (cache && !req.stream && req.deterministic)
@@ -348,6 +383,7 @@ mod tests {
                     .map(|(p, k)| (p.to_owned(), k.to_owned()))
                     .into(),
                 limits: Default::default(),
+                policy: Default::default(),
             }],
             ..RoutingTable::default()
         })

@@ -85,6 +85,7 @@ pub(crate) fn no_candidate(table: &Table, tenant: &Account, e: NoCandidate) -> A
         NoCandidate::ContextTooLong { needed, largest } => {
             ApiError::ContextTooLong { needed, largest }
         }
+        NoCandidate::NotAllowed => ApiError::ModelNotAllowed(String::new()),
         NoCandidate::Unsupported(what) => ApiError::Unsupported(format!(
             "No model this tenant has a key for supports {} as used by this request. Add a key for a provider whose models do, or remove them from the request.",
             what.join(" and ")
@@ -101,6 +102,22 @@ pub struct Explanation {
     pub matched: Vec<(String, f64)>,
     pub candidates: Vec<ExplainedCandidate>,
     pub choice: Option<String>,
+    /// What the tenant's policy did, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<ExplainedPolicy>,
+}
+
+/// A policy's effect on one decision.
+#[derive(Debug, Serialize)]
+pub struct ExplainedPolicy {
+    /// Models the tenant has keys for that the policy leaves out.
+    pub excluded: Vec<String>,
+    /// The tier `auto` may not go above, and the complexity ranked with.
+    pub max_tier: Option<&'static str>,
+    pub ranked_at_complexity: f64,
+    /// The model tried first whatever the ranking (when it could take the
+    /// request).
+    pub pin: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -125,14 +142,37 @@ pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanati
             .map(|(i, _)| table.key_penalty(i, tenant))
             .collect()
     });
-    let ranked = select::rank_with(
+    let policy = tenant.policy.as_deref();
+    let max_tier = policy.and_then(|p| p.max_tier);
+    let complexity = crate::policy::cap(score.complexity, max_tier);
+    let mut ranked = select::rank_with(
         table,
         tenant,
         &needs(&req, score.input_tokens),
-        score.complexity,
+        complexity,
         keyed.as_deref(),
     )
     .unwrap_or_default();
+    if let Some(pin) = policy.and_then(|p| p.pin)
+        && let Some(at) = ranked.iter().position(|c| c.model == pin)
+    {
+        let c = ranked.remove(at);
+        ranked.insert(0, c);
+    }
+    let explained_policy = policy.map(|p| ExplainedPolicy {
+        excluded: table
+            .models_ix()
+            .filter(|&(i, m)| {
+                m.enabled
+                    && !p.allows(i)
+                    && table.provider_of(i).is_some_and(|pi| tenant.has_key(pi))
+            })
+            .map(|(_, m)| m.id.clone())
+            .collect(),
+        max_tier: p.max_tier.map(crate::classify::Tier::name),
+        ranked_at_complexity: complexity,
+        pin: p.pin.and_then(|m| table.model(m)).map(|m| m.id.clone()),
+    });
     let candidates: Vec<ExplainedCandidate> = ranked
         .iter()
         .filter_map(|c| {
@@ -152,6 +192,7 @@ pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanati
         matched: table.scorer.matches(&req),
         choice: candidates.first().map(|c| c.model.clone()),
         candidates,
+        policy: explained_policy,
     })
 }
 
@@ -172,6 +213,7 @@ mod tests {
                         .map(|(p, k)| (p.to_owned(), k.to_owned()))
                         .into(),
                     limits: Default::default(),
+                    policy: Default::default(),
                 },
                 Tenant {
                     id: "off".into(),
@@ -180,6 +222,7 @@ mod tests {
                     virtual_key_hashes: vec![hex_hash("vk-off")],
                     provider_keys: Default::default(),
                     limits: Default::default(),
+                    policy: Default::default(),
                 },
             ],
             ..RoutingTable::default()
@@ -239,6 +282,12 @@ pub fn models_list(table: &Table, tenant: &Account) -> String {
             "id": id, "object": "model", "created": 0, "owned_by": provider,
         }));
     }
+    // The tenant's aliases, usable as `model` like any id.
+    for alias in tenant.policy.iter().flat_map(|p| p.alias_names()) {
+        data.push(serde_json::json!({
+            "id": alias, "object": "model", "created": 0, "owned_by": "aipipe",
+        }));
+    }
     serde_json::json!({"object": "list", "data": data}).to_string()
 }
 
@@ -249,6 +298,7 @@ pub fn reachable_models<'t>(table: &'t Table, tenant: &Account) -> Vec<(&'t str,
         .models_ix()
         .filter(|&(i, m)| {
             m.enabled
+                && tenant.allows(i)
                 && table
                     .provider_of(i)
                     .is_some_and(|p| tenant.provider_key(p).is_some())
@@ -272,6 +322,7 @@ mod models_tests {
                 virtual_key_hashes: vec![hex_hash("k")],
                 provider_keys: [("anthropic".to_owned(), "x".to_owned())].into(),
                 limits: Default::default(),
+                policy: Default::default(),
             }],
             ..RoutingTable::default()
         })

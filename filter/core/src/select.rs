@@ -41,6 +41,8 @@ pub enum NoCandidate {
     ContextTooLong { needed: u64, largest: u64 },
     /// None supports what the request uses (names the missing capabilities).
     Unsupported(Vec<&'static str>),
+    /// The tenant's policy allows none of the models it has keys for.
+    NotAllowed,
 }
 
 impl Needs {
@@ -100,7 +102,7 @@ pub fn rank_with(
     local: Option<&[f64]>,
 ) -> Result<Vec<Candidate>, NoCandidate> {
     let mut out = Vec::with_capacity(table.models.len());
-    let (mut keyed, mut fitting, mut largest) = (false, false, 0u64);
+    let (mut keyed, mut allowed, mut fitting, mut largest) = (false, false, false, 0u64);
     #[cfg(test)]
     crate::counters::RANKS.with(|n| n.set(n.get() + 1));
     for (i, m) in table.models_ix() {
@@ -111,6 +113,10 @@ pub fn rank_with(
             continue;
         }
         keyed = true;
+        if !tenant.allows(i) {
+            continue;
+        }
+        allowed = true;
         let answer = needs.max_tokens.unwrap_or(0);
         largest = largest.max(m.context_window);
         if needs.input_tokens.saturating_add(answer) > m.context_window {
@@ -125,7 +131,13 @@ pub fn rank_with(
             Some(&l) => crate::penalty::effective(l, m.penalty),
             None => m.penalty,
         };
-        let adjusted = raw / quality_divisor(table, m.quality, complexity) * (1.0 + penalty);
+        // The tenant's own quality figure, where its policy has one.
+        let quality = tenant
+            .policy
+            .as_ref()
+            .and_then(|p| p.quality(i))
+            .unwrap_or(m.quality);
+        let adjusted = raw / quality_divisor(table, quality, complexity) * (1.0 + penalty);
         out.push(Candidate {
             model: i,
             raw_cost: raw,
@@ -135,6 +147,8 @@ pub fn rank_with(
     if out.is_empty() {
         return Err(if !keyed {
             NoCandidate::NoKeys
+        } else if !allowed {
+            NoCandidate::NotAllowed
         } else if !fitting {
             NoCandidate::ContextTooLong {
                 needed: needs
@@ -183,6 +197,7 @@ mod tests {
                     .map(|p| ((*p).to_owned(), format!("sk-{p}")))
                     .collect(),
                 limits: Default::default(),
+                policy: Default::default(),
             }],
             ..RoutingTable::default()
         })
@@ -299,6 +314,7 @@ mod tests {
             virtual_key_hashes: vec![],
             provider_keys: [("openai".to_owned(), "k".to_owned())].into(),
             limits: Default::default(),
+            policy: Default::default(),
         });
         let needs = Needs {
             input_tokens: 100,

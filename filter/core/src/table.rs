@@ -109,6 +109,9 @@ pub struct Tenant {
     /// Its rate limits (`crate::ratelimit`).
     #[serde(default, skip_serializing_if = "Limits::is_none")]
     pub limits: Limits,
+    /// Its routing policy (`crate::policy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::Policy>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -234,7 +237,7 @@ pub struct Table {
 /// its id, whether it is disabled, and per provider its key and the auth
 /// header value the provider wants (`Bearer <key>` or the bare key), built
 /// once. Only meaningful with the table it was resolved against.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Account {
     pub id: String,
     pub disabled: bool,
@@ -242,6 +245,8 @@ pub struct Account {
     pub pass_through: bool,
     /// Its rate limits (`crate::ratelimit`).
     pub limits: Limits,
+    /// Its routing policy, resolved against the table.
+    pub policy: Option<Arc<crate::policy::Compiled>>,
     /// Per provider index: the key, if the tenant has one.
     keys: Vec<Option<String>>,
     /// Per provider index: the auth header's value.
@@ -271,6 +276,16 @@ impl Account {
     /// The same account with these rate limits.
     pub fn with_limits(self, limits: Limits) -> Self {
         Self { limits, ..self }
+    }
+
+    /// The same account under this policy.
+    pub fn with_policy(self, policy: Option<Arc<crate::policy::Compiled>>) -> Self {
+        Self { policy, ..self }
+    }
+
+    /// Whether its policy lets it use a model (no policy: every model).
+    pub fn allows(&self, m: ModelIx) -> bool {
+        self.policy.as_ref().is_none_or(|p| p.allows(m))
     }
 
     /// The tag of the tenant's key for a provider (see `tags`).
@@ -317,6 +332,7 @@ fn resolve<'k>(
         disabled,
         pass_through,
         limits: Limits::default(),
+        policy: None,
         keys,
         auth,
         tags,
@@ -482,7 +498,9 @@ impl Table {
             ));
         }
 
-        Ok(Self {
+        let policies: Vec<Option<crate::policy::Policy>> =
+            raw.tenants.iter().map(|t| t.policy.clone()).collect();
+        let mut table = Self {
             version: raw.version,
             penalty_epoch: raw.penalty_epoch,
             providers: raw.providers,
@@ -499,7 +517,21 @@ impl Table {
             tenant_by_key,
             tenant_by_id,
             accounts,
-        })
+        };
+        // Bootstrap tenants' policies resolve against the finished table.
+        let compiled: Vec<Option<Arc<crate::policy::Compiled>>> = policies
+            .iter()
+            .map(|p| {
+                p.as_ref()
+                    .map(|p| Arc::new(crate::policy::Compiled::compile(p, &table)))
+            })
+            .collect();
+        for (account, policy) in table.accounts.iter_mut().zip(compiled) {
+            if policy.is_some() {
+                *account = Arc::new(Account::clone(account).with_policy(policy));
+            }
+        }
+        Ok(table)
     }
 
     /// A tenant of the directory resolved against this table. Keys for a
@@ -622,6 +654,7 @@ mod tests {
                 virtual_key_hashes: vec![hex_hash("vk-acme")],
                 provider_keys: [("openai".to_owned(), "sk-acme".to_owned())].into(),
                 limits: Default::default(),
+                policy: Default::default(),
             }],
             ..RoutingTable::default()
         }

@@ -20,6 +20,22 @@ use crate::penalty::{self, Outcome, Penalties, Scope};
 use crate::table::{Account, KeyHash, ModelIx, RoutingTable, Table};
 use crate::usage::UsageRecord;
 
+/// A tenant's policy from its entry, resolved against `table`; one that
+/// does not parse (the control plane validated it: cannot happen) is logged
+/// and the tenant may use nothing.
+fn policy_of(json: &str, table: &Table, id: &str) -> Option<Arc<crate::policy::Compiled>> {
+    if json.is_empty() {
+        return None;
+    }
+    let p = serde_json::from_str::<crate::policy::Policy>(json)
+        .inspect_err(|e| log::warn!("policy of tenant {id}: {e}"))
+        .unwrap_or_else(|_| crate::policy::Policy {
+            allow_models: vec![String::new()],
+            ..Default::default()
+        });
+    Some(Arc::new(crate::policy::Compiled::compile(&p, table)))
+}
+
 /// A virtual key's own rate limits, and the key (hex SHA-256) they count
 /// under.
 #[derive(Debug, Clone)]
@@ -253,7 +269,8 @@ impl Filter {
                         .iter()
                         .map(|(p, k)| (p.as_str(), k.as_str())),
                 )
-                .with_limits(entry.limits),
+                .with_limits(entry.limits)
+                .with_policy(policy_of(&entry.policy, table, id)),
         );
         let mut cached = self.accounts.borrow_mut();
         if cached.len() >= ACCOUNT_CACHE && !cached.contains_key(id) {

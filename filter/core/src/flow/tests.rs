@@ -869,6 +869,7 @@ fn tenant_entry(rev: u64, disabled: bool, keys: &[(&str, &str)]) -> Vec<u8> {
             .map(|(p, k)| ((*p).into(), (*k).into()))
             .collect(),
         limits: Default::default(),
+        policy: Default::default(),
     }
     .encode()
 }
@@ -1278,6 +1279,7 @@ fn pass_through_switched_off_for_a_tenant_is_refused_and_routing_still_works() {
         pass_through: false,
         provider_keys: vec![("openai".into(), "sk-closed".into())],
         limits: Default::default(),
+        policy: Default::default(),
     }
     .encode();
     let hash = hex_hash("vk-closed");
@@ -1404,6 +1406,7 @@ fn a_pass_through_body_naming_a_disabled_model_is_refused_in_the_providers_shape
             ("anthropic".into(), "ak-t".into()),
         ],
         limits: Default::default(),
+        policy: Default::default(),
     }
     .encode();
     let hash = hex_hash("vk-t");

@@ -310,6 +310,7 @@ fn main() {
                 .map(|(p, k)| (p.to_owned(), k.to_owned()))
                 .into(),
             limits: Default::default(),
+            policy: Default::default(),
         }],
         ..RoutingTable::default()
     }) {

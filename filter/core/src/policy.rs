@@ -1,0 +1,350 @@
+//! A tenant's routing policy (control-plane/README.md, "Policy"): which
+//! models and providers it may use, a pinned model, its own quality
+//! figures, a cap on how far `auto` goes up the tiers, aliases, and whether
+//! a named model may fail over to another one.
+//!
+//! [`Policy`] is the wire form (the control plane validates it strictly and
+//! ships it in the tenant's directory entry); [`Compiled`] is it resolved
+//! against one table's model indices, once per table and entry, so a
+//! request only looks things up. Compiling is lenient: a name the table
+//! does not know (the catalog changed since) is left out, never an error
+//! on the request path.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::classify::{FRONTIER_FROM, MID_FROM, Tier};
+use crate::table::{ModelIx, Table};
+
+/// The most bytes of policy JSON a tenant may have.
+pub const MAX_POLICY_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TierName {
+    Cheap,
+    Mid,
+    Frontier,
+}
+
+impl TierName {
+    fn tier(self) -> Tier {
+        match self {
+            TierName::Cheap => Tier::Cheap,
+            TierName::Mid => Tier::Mid,
+            TierName::Frontier => Tier::Frontier,
+        }
+    }
+}
+
+/// What an alias names: a model, or auto routing with its own cap.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Alias {
+    Model(String),
+    Auto { auto: AutoAlias },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoAlias {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tier: Option<TierName>,
+}
+
+/// The wire form.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Only these models (catalog ids); empty = every model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_models: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny_models: Vec<String>,
+    /// Only these providers; empty = every provider.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_providers: Vec<String>,
+    /// `auto` always tries this model first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
+    /// This tenant's quality figure of a model, in (0, 1].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub quality: BTreeMap<String, f64>,
+    /// `auto` never goes above this tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tier: Option<TierName>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub aliases: BTreeMap<String, Alias>,
+    /// False: a named model fails over only to itself (retries), never to
+    /// another model.
+    #[serde(default = "crate::catalog::yes", skip_serializing_if = "is_true")]
+    pub substitute_named_models: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// What an alias resolves to in one table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    Model(ModelIx),
+    Auto { max_tier: Option<Tier> },
+}
+
+/// A policy resolved against one table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compiled {
+    /// Per model index: whether the tenant may use it.
+    allowed: Vec<bool>,
+    pub pin: Option<ModelIx>,
+    /// Per model index: the tenant's own quality figure.
+    quality: Vec<Option<f64>>,
+    pub max_tier: Option<Tier>,
+    aliases: HashMap<String, Target>,
+    pub substitute_named_models: bool,
+}
+
+impl Compiled {
+    pub fn compile(p: &Policy, table: &Table) -> Self {
+        let n = table.models.len();
+        let ix = |id: &str| table.resolve_model(id);
+        let allow: Vec<ModelIx> = p.allow_models.iter().filter_map(|m| ix(m)).collect();
+        let deny: Vec<ModelIx> = p.deny_models.iter().filter_map(|m| ix(m)).collect();
+        let allowed = table
+            .models_ix()
+            .map(|(i, m)| {
+                (p.allow_models.is_empty() || allow.contains(&i))
+                    && !deny.contains(&i)
+                    && (p.allow_providers.is_empty() || p.allow_providers.contains(&m.provider))
+            })
+            .collect::<Vec<bool>>();
+        let mut quality = vec![None; n];
+        for (m, q) in &p.quality {
+            if let Some(slot) = ix(m).and_then(|i| quality.get_mut(i.0)) {
+                *slot = Some(*q);
+            }
+        }
+        let aliases = p
+            .aliases
+            .iter()
+            .filter_map(|(name, a)| {
+                let t = match a {
+                    Alias::Model(m) => Target::Model(ix(m)?),
+                    Alias::Auto { auto } => Target::Auto {
+                        max_tier: auto.max_tier.map(TierName::tier),
+                    },
+                };
+                Some((name.clone(), t))
+            })
+            .collect();
+        Self {
+            pin: p
+                .pin
+                .as_deref()
+                .and_then(ix)
+                .filter(|i| allowed.get(i.0) == Some(&true)),
+            allowed,
+            quality,
+            max_tier: p.max_tier.map(TierName::tier),
+            aliases,
+            substitute_named_models: p.substitute_named_models,
+        }
+    }
+
+    pub fn allows(&self, m: ModelIx) -> bool {
+        self.allowed.get(m.0).copied().unwrap_or(false)
+    }
+
+    pub fn quality(&self, m: ModelIx) -> Option<f64> {
+        self.quality.get(m.0).copied().flatten()
+    }
+
+    pub fn alias(&self, name: &str) -> Option<Target> {
+        self.aliases.get(name).copied()
+    }
+
+    /// Alias names, sorted (for `GET /v1/models`).
+    pub fn alias_names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.aliases.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+/// The highest complexity `auto` may route with under a tier cap.
+pub fn cap(complexity: f64, max_tier: Option<Tier>) -> f64 {
+    match max_tier {
+        Some(Tier::Cheap) => complexity.min(MID_FROM - 0.001),
+        Some(Tier::Mid) => complexity.min(FRONTIER_FROM - 0.001),
+        _ => complexity,
+    }
+}
+
+/// The tighter of two caps.
+pub fn tighter(a: Option<Tier>, b: Option<Tier>) -> Option<Tier> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Checks a policy against a catalog and providers strictly (the control
+/// plane, before anything is written): every name must exist, every figure
+/// be in range. The error names the field.
+pub fn validate(p: &Policy, table: &Table) -> Result<(), String> {
+    let known = |m: &str| table.resolve_model(m).is_some();
+    for (field, list) in [
+        ("allow_models", &p.allow_models),
+        ("deny_models", &p.deny_models),
+    ] {
+        if let Some(m) = list.iter().find(|m| !known(m)) {
+            return Err(format!("{field}: unknown model {m:?}"));
+        }
+    }
+    if let Some(pr) = p
+        .allow_providers
+        .iter()
+        .find(|pr| table.provider_by_id(pr).is_none())
+    {
+        return Err(format!("allow_providers: unknown provider {pr:?}"));
+    }
+    let c = Compiled::compile(p, table);
+    if let Some(pin) = &p.pin {
+        let Some(i) = table.resolve_model(pin) else {
+            return Err(format!("pin: unknown model {pin:?}"));
+        };
+        if !c.allows(i) {
+            return Err(format!("pin: {pin:?} is not allowed by this policy"));
+        }
+    }
+    for (m, q) in &p.quality {
+        if !known(m) {
+            return Err(format!("quality: unknown model {m:?}"));
+        }
+        if !(q.is_finite() && *q > 0.0 && *q <= 1.0) {
+            return Err(format!("quality.{m}: must be in (0, 1], got {q}"));
+        }
+    }
+    if p.aliases.len() > 64 {
+        return Err("aliases: at most 64".into());
+    }
+    for (name, a) in &p.aliases {
+        crate::validate::model_id(&format!("aliases.{name}"), name).map_err(|e| e.0)?;
+        if name == "auto" || known(name) {
+            return Err(format!(
+                "aliases.{name}: must not be \"auto\" or a catalog model's name"
+            ));
+        }
+        if let Alias::Model(m) = a {
+            let Some(i) = table.resolve_model(m) else {
+                return Err(format!("aliases.{name}: unknown model {m:?}"));
+            };
+            if !c.allows(i) {
+                return Err(format!(
+                    "aliases.{name}: {m:?} is not allowed by this policy"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every model a policy names (a model it names cannot be deleted).
+pub fn names(p: &Policy) -> Vec<&str> {
+    let mut v: Vec<&str> = p
+        .allow_models
+        .iter()
+        .chain(&p.deny_models)
+        .chain(p.pin.iter())
+        .chain(p.quality.keys())
+        .map(String::as_str)
+        .collect();
+    v.extend(p.aliases.values().filter_map(|a| match a {
+        Alias::Model(m) => Some(m.as_str()),
+        Alias::Auto { .. } => None,
+    }));
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::RoutingTable;
+
+    fn table() -> Table {
+        Table::compile(RoutingTable::default()).unwrap()
+    }
+
+    fn policy(json: &str) -> Policy {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn allow_deny_providers_pin_and_aliases_resolve_against_the_table() {
+        let t = table();
+        let p = policy(
+            r#"{"allow_providers": ["openai", "anthropic"], "deny_models": ["gpt-4o"],
+                "pin": "claude-sonnet-4-5", "quality": {"gpt-4o-mini": 0.5}, "max_tier": "mid",
+                "aliases": {"fast": "gpt-4o-mini", "cheap-auto": {"auto": {"max_tier": "cheap"}}},
+                "substitute_named_models": false}"#,
+        );
+        validate(&p, &t).unwrap();
+        let c = Compiled::compile(&p, &t);
+        let ix = |m: &str| t.resolve_model(m).unwrap();
+        assert!(c.allows(ix("gpt-4o-mini")));
+        assert!(!c.allows(ix("gpt-4o")), "denied");
+        assert!(!c.allows(ix("grok-4.3")), "provider not allowed");
+        assert_eq!(c.pin, Some(ix("claude-sonnet-4-5")));
+        assert_eq!(c.quality(ix("gpt-4o-mini")), Some(0.5));
+        assert_eq!(c.alias("fast"), Some(Target::Model(ix("gpt-4o-mini"))));
+        assert_eq!(
+            c.alias("cheap-auto"),
+            Some(Target::Auto {
+                max_tier: Some(Tier::Cheap)
+            })
+        );
+        assert!(!c.substitute_named_models);
+        assert!(cap(0.9, Some(Tier::Cheap)) < MID_FROM);
+        assert!(cap(0.9, Some(Tier::Mid)) < FRONTIER_FROM);
+        assert_eq!(cap(0.9, None), 0.9);
+        assert_eq!(
+            tighter(Some(Tier::Mid), Some(Tier::Cheap)),
+            Some(Tier::Cheap)
+        );
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let t = table();
+        for (json, says) in [
+            (
+                r#"{"allow_models": ["gpt-99"]}"#,
+                "allow_models: unknown model",
+            ),
+            (r#"{"deny_models": ["x"]}"#, "deny_models"),
+            (r#"{"allow_providers": ["nope"]}"#, "allow_providers"),
+            (r#"{"pin": "gpt-99"}"#, "pin: unknown"),
+            (
+                r#"{"deny_models": ["gpt-4o"], "pin": "gpt-4o"}"#,
+                "pin: \"gpt-4o\" is not allowed",
+            ),
+            (r#"{"quality": {"gpt-4o": 1.5}}"#, "quality.gpt-4o"),
+            (r#"{"aliases": {"auto": "gpt-4o"}}"#, "aliases.auto"),
+            (
+                r#"{"aliases": {"gpt-4o": "gpt-4o-mini"}}"#,
+                "aliases.gpt-4o",
+            ),
+            (
+                r#"{"aliases": {"fast": "gpt-99"}}"#,
+                "aliases.fast: unknown",
+            ),
+        ] {
+            let e = validate(&policy(json), &t).unwrap_err();
+            assert!(e.contains(says), "{json}: {e}");
+        }
+        assert!(serde_json::from_str::<Policy>(r#"{"nope": 1}"#).is_err());
+        assert!(serde_json::from_str::<Policy>(r#"{"max_tier": "huge"}"#).is_err());
+    }
+}
