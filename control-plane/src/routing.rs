@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use aipipe_core::classify::RouterModel;
 use aipipe_core::directory::{DeltaWriter, KeyEntry, Kind, TenantEntry};
 use aipipe_core::table::{Account, RoutingTable, Table};
 use axum::body::Bytes;
@@ -16,7 +17,8 @@ use crate::error::{Error, Result};
 
 /// The global table from its stored parts. A penalty set in the catalog
 /// itself acts as a floor under the aggregated one (control-plane/README.md,
-/// "Penalties").
+/// "Penalties"). Auto requests are routed by the trained router model built
+/// into the filter (filter/README.md, "Complexity score").
 pub fn global_table(g: GlobalState) -> RoutingTable {
     let penalties: std::collections::HashMap<(&str, &str), f64> = g
         .penalties
@@ -33,6 +35,7 @@ pub fn global_table(g: GlobalState) -> RoutingTable {
         version: g.version,
         models,
         penalty_epoch: g.penalty_epoch,
+        router_model: Some(RouterModel::Builtin),
         ..RoutingTable::default()
     }
 }

@@ -983,6 +983,15 @@ async fn explain_ranks_candidates_best_first_with_the_filters_code() {
     );
     assert_eq!(v["choice"], c[0]["model"]);
     assert!(v["score"]["complexity"].is_number());
+    // The control plane ships the built-in router model: it scored, and
+    // says how.
+    let router = &v["router"];
+    assert_eq!(router["model"], "builtin", "{v}");
+    assert_eq!(router["tier"], "frontier", "{v}");
+    assert_eq!(router["category"], "math_reasoning", "{v}");
+    assert_eq!(v["complexity"], router["complexity"]);
+    assert!(router["tier_probabilities"]["frontier"].as_f64() > Some(0.5));
+    assert!(!router["top_features"].as_array().unwrap().is_empty());
 
     let (s, _, _) = h
         .admin(

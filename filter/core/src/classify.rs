@@ -15,6 +15,10 @@
 //! writes and the routing table can carry. A corrupt blob is an error, never a
 //! panic.
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
 use crate::bytes;
 use crate::request::{ChatRequest, Role};
 use crate::score::{MIN_COMPLEXITY, Score};
@@ -515,7 +519,7 @@ pub struct Prediction {
 
 /// A feature's pull towards the predicted tier and category (logit units,
 /// relative to the mean over the other classes).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Contribution {
     pub feature: String,
     pub tier: f64,
@@ -534,13 +538,13 @@ pub enum DecodeError {
 impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DecodeError::Truncated => f.write_str("router model: blob has the wrong length"),
-            DecodeError::BadMagic => f.write_str("router model: not a router model (bad magic)"),
+            DecodeError::Truncated => f.write_str("the model blob has the wrong length"),
+            DecodeError::BadMagic => f.write_str("not a router model (bad magic)"),
             DecodeError::UnsupportedVersion(v) => {
-                write!(f, "router model: format version {v} is not supported")
+                write!(f, "router model format version {v} is not supported")
             }
-            DecodeError::Checksum => f.write_str("router model: checksum mismatch"),
-            DecodeError::Invalid(why) => write!(f, "router model: {why}"),
+            DecodeError::Checksum => f.write_str("the model blob's checksum does not match"),
+            DecodeError::Invalid(why) => f.write_str(why),
         }
     }
 }
@@ -927,6 +931,86 @@ impl Model {
         out.truncate(top);
         (p, out)
     }
+}
+
+/// The router model a routing table names (wire form): the model built into
+/// this filter ([`BUNDLED`]), or another one's blob in standard base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouterModel {
+    Builtin,
+    Blob(String),
+}
+
+/// Which model scored a request (for the explain API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The model this filter was built with.
+    Builtin,
+    /// A blob the routing table carried.
+    Global,
+}
+
+/// A routing table's router model, decoded once per table version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Router {
+    pub source: Source,
+    pub model: Model,
+}
+
+impl Router {
+    /// Decodes the model a table names; a blob that is not base64 or not a
+    /// model of this filter's shape is refused, never a panic.
+    pub fn compile(wire: &RouterModel) -> Result<Router, DecodeError> {
+        use base64::Engine as _;
+        let (source, model) = match wire {
+            RouterModel::Builtin => (Source::Builtin, bundled()?),
+            RouterModel::Blob(text) => {
+                let blob = base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .map_err(|_| DecodeError::Invalid("blob is not standard base64"))?;
+                (Source::Global, Model::decode(&blob)?)
+            }
+        };
+        Ok(Router { source, model })
+    }
+
+    /// The explain API's view of one prediction: tier and category with
+    /// their probabilities and the `top` features that pulled hardest.
+    pub fn explain(&self, req: &ChatRequest<'_>, score: &Score, top: usize) -> Explained {
+        let (p, top_features) = self.model.explain(req, score, top);
+        Explained {
+            model: self.source,
+            version: format!("{:08x}", self.model.version),
+            tier: p.tier.name(),
+            tier_probabilities: TIERS.iter().map(|t| t.name()).zip(p.tier_probs).collect(),
+            complexity: p.complexity,
+            category: p.category.name(),
+            category_probabilities: CATEGORIES
+                .iter()
+                .map(|c| c.name())
+                .zip(p.category_probs)
+                .collect(),
+            top_features,
+        }
+    }
+}
+
+/// What the explain API shows of the router model's prediction.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explained {
+    /// `builtin` or `global`.
+    pub model: Source,
+    /// The trainer's version stamp, hex.
+    pub version: String,
+    pub tier: &'static str,
+    pub tier_probabilities: BTreeMap<&'static str, f64>,
+    /// The complexity routing used: inside the tier's band.
+    pub complexity: f64,
+    pub category: &'static str,
+    pub category_probabilities: BTreeMap<&'static str, f64>,
+    pub top_features: Vec<Contribution>,
 }
 
 #[cfg(test)]

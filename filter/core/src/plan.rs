@@ -67,8 +67,11 @@ pub struct Plan {
     pub include_usage: bool,
     /// `temperature` 0 or a `seed` (see `ChatRequest::deterministic`).
     pub deterministic: bool,
-    /// The score; routing used it when the client asked for `auto`.
+    /// The heuristic score (its estimated tokens count the prompt).
     pub score: Score,
+    /// The complexity that ranked the candidates: the router model's when the
+    /// table has one, else the score's (`Table::complexity`).
+    complexity: f64,
     /// The client named `auto` (or nothing): the model was chosen by score.
     pub auto: bool,
     /// Candidates, best first (a named model first, the ranking after it).
@@ -114,8 +117,9 @@ impl Plan {
         let chat_bytes = chat.as_deref().unwrap_or(&body);
         let req = ChatRequest::parse(chat_bytes).map_err(|e| ApiError::BadRequest(e.0))?;
         let score = table.scorer.score(&req);
+        let complexity = table.complexity(&req, &score);
         let needs = needs(&req, score.input_tokens);
-        let ranking = select::rank_with(table, tenant, &needs, score.complexity, penalties);
+        let ranking = select::rank_with(table, tenant, &needs, complexity, penalties);
         let (ranked, auto) = match &req.model {
             ModelChoice::Named(name) => {
                 let named = table
@@ -150,6 +154,7 @@ impl Plan {
             include_usage: req.include_usage,
             deterministic: req.deterministic,
             score,
+            complexity,
             auto,
             ranked,
             taken: 0,
@@ -171,7 +176,7 @@ impl Plan {
 
     /// The complexity, when it chose the model.
     pub fn complexity(&self) -> Option<f64> {
-        self.auto.then_some(self.score.complexity)
+        self.auto.then_some(self.complexity)
     }
 
     /// The models tried so far (taken from the plan), first to last.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::classify;
 use crate::error::ApiError;
 use crate::request::ChatRequest;
 use crate::score::Score;
@@ -93,12 +94,18 @@ pub(crate) fn no_candidate(table: &Table, tenant: &Account, e: NoCandidate) -> A
 }
 
 /// Everything behind one routing decision, for `POST /admin/route/explain`
-/// and the routing report: the score, each signal, the matched words and every
+/// and the routing report: the score, each signal, the matched words, the
+/// router model's prediction (when the table has a model) and every
 /// candidate with its adjusted cost.
 #[derive(Debug, Serialize)]
 pub struct Explanation {
+    /// The complexity that ranked the candidates: `router.complexity` when
+    /// a model scored, else `score.complexity`.
+    pub complexity: f64,
     pub score: Score,
     pub matched: Vec<(String, f64)>,
+    /// The router model's prediction; null when the heuristic routes alone.
+    pub router: Option<classify::Explained>,
     pub candidates: Vec<ExplainedCandidate>,
     pub choice: Option<String>,
 }
@@ -111,16 +118,19 @@ pub struct ExplainedCandidate {
     pub adjusted_cost: f64,
 }
 
+/// Features the explain API lists, strongest pull first.
+const EXPLAINED_FEATURES: usize = 12;
+
 pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanation, ApiError> {
     let req = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest(e.0))?;
     let score = table.scorer.score(&req);
-    let ranked = select::rank(
-        table,
-        tenant,
-        &needs(&req, score.input_tokens),
-        score.complexity,
-    )
-    .unwrap_or_default();
+    let router = table
+        .router
+        .as_ref()
+        .map(|r| r.explain(&req, &score, EXPLAINED_FEATURES));
+    let complexity = router.as_ref().map_or(score.complexity, |r| r.complexity);
+    let ranked = select::rank(table, tenant, &needs(&req, score.input_tokens), complexity)
+        .unwrap_or_default();
     let candidates: Vec<ExplainedCandidate> = ranked
         .iter()
         .filter_map(|c| {
@@ -134,7 +144,9 @@ pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanati
         })
         .collect();
     Ok(Explanation {
+        complexity,
         score,
+        router,
         matched: table.scorer.matches(&req),
         choice: candidates.first().map(|c| c.model.clone()),
         candidates,
@@ -209,6 +221,32 @@ mod tests {
                 .all(|w| w[0].adjusted_cost <= w[1].adjusted_cost)
         );
         assert!(e.matched.iter().any(|(p, _)| p == "prove"));
+        assert!(e.router.is_none());
+        assert_eq!(
+            e.complexity, e.score.complexity,
+            "no model: the heuristic routes"
+        );
+    }
+
+    #[test]
+    fn explain_shows_the_router_models_prediction_and_routes_by_it() {
+        let raw = RoutingTable {
+            router_model: Some(crate::classify::RouterModel::Builtin),
+            ..RoutingTable::default()
+        };
+        let mut t = table();
+        t.router = Table::compile(raw).unwrap().router;
+        let body = br#"{"messages":[{"role":"user","content":"Why can't you square the circle with ruler and compass?"}]}"#;
+        let e = explain(&t, &t.accounts()[0], body).unwrap();
+        let r = e.router.as_ref().unwrap();
+        assert_eq!(r.model, crate::classify::Source::Builtin);
+        assert_eq!((r.tier, r.category), ("frontier", "math_reasoning"));
+        assert_eq!(e.complexity, r.complexity);
+        assert!(e.complexity >= 0.7 && e.score.complexity < 0.55, "{e:?}");
+        assert!(e.choice.as_deref().is_some_and(|m| m.starts_with("claude")));
+        assert!(r.top_features.len() <= EXPLAINED_FEATURES && !r.top_features.is_empty());
+        let sum: f64 = r.tier_probabilities.values().sum();
+        assert!((sum - 1.0).abs() < 1e-9);
     }
 }
 

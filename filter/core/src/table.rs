@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog;
 pub use crate::catalog::{AuthStyle, Capabilities, Model, Provider};
-use crate::score::{Scorer, ScoringConfig};
+use crate::classify::{Router, RouterModel};
+use crate::request::ChatRequest;
+use crate::score::{Score, Scorer, ScoringConfig};
 
 /// Wire form of the routing table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -39,6 +41,10 @@ pub struct RoutingTable {
     /// filter that sees a new epoch forgets the penalties it keeps locally.
     #[serde(default)]
     pub penalty_epoch: u64,
+    /// The trained router (filter/README.md, "Complexity score"): `"builtin"`
+    /// or `{"blob": "<base64>"}`. Absent → the heuristic score routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_model: Option<RouterModel>,
 }
 
 impl Default for RoutingTable {
@@ -51,6 +57,7 @@ impl Default for RoutingTable {
             scoring: ScoringConfig::default(),
             selection: SelectionConfig::default(),
             penalty_epoch: 0,
+            router_model: None,
         }
     }
 }
@@ -169,6 +176,8 @@ pub struct Table {
     pub models: Vec<Model>,
     pub selection: SelectionConfig,
     pub scorer: Scorer,
+    /// The router model, decoded once per table version.
+    pub router: Option<Router>,
     /// Provider of each model (parallel to `models`).
     model_provider: Vec<ProviderIx>,
     model_by_id: HashMap<String, usize>,
@@ -379,6 +388,12 @@ impl Table {
         }
         let scorer =
             Scorer::compile(&raw.scoring).map_err(|e| TableError(format!("scoring.{e}")))?;
+        let router = raw
+            .router_model
+            .as_ref()
+            .map(Router::compile)
+            .transpose()
+            .map_err(|e| TableError(format!("router_model: {e}")))?;
 
         Ok(Self {
             version: raw.version,
@@ -387,6 +402,7 @@ impl Table {
             models: raw.models,
             selection: raw.selection,
             scorer,
+            router,
             model_provider,
             model_by_id,
             model_by_qualified_name,
@@ -395,6 +411,14 @@ impl Table {
             tenant_by_id,
             accounts,
         })
+    }
+
+    /// The complexity that routes `req` (scored `score`): the router model's
+    /// when this table has one, the heuristic score's otherwise.
+    pub fn complexity(&self, req: &ChatRequest<'_>, score: &Score) -> f64 {
+        self.router
+            .as_ref()
+            .map_or(score.complexity, |r| r.model.predict(req, score).complexity)
     }
 
     /// A tenant of the directory resolved against this table. Keys for a
@@ -559,8 +583,85 @@ mod tests {
     }
 
     #[test]
+    fn a_router_model_is_decoded_at_compile_and_a_bad_one_refused() {
+        use crate::classify::{BUNDLED, RouterModel, Source};
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let compile = |m: RouterModel| {
+            Table::compile(RoutingTable {
+                router_model: Some(m),
+                ..RoutingTable::default()
+            })
+        };
+        let builtin = compile(RouterModel::Builtin).unwrap();
+        assert_eq!(
+            builtin.router.as_ref().map(|r| r.source),
+            Some(Source::Builtin)
+        );
+        let global = compile(RouterModel::Blob(b64(BUNDLED))).unwrap();
+        let router = global.router.as_ref().unwrap();
+        assert_eq!(router.source, Source::Global);
+        assert_eq!(
+            Some(&router.model),
+            builtin.router.as_ref().map(|r| &r.model)
+        );
+        assert!(
+            Table::compile(RoutingTable::default())
+                .unwrap()
+                .router
+                .is_none()
+        );
+
+        let mut corrupt = BUNDLED.to_vec();
+        corrupt[100] ^= 1;
+        for (blob, why) in [
+            (
+                "not base64!".to_owned(),
+                "router_model: blob is not standard base64",
+            ),
+            (
+                b64(&corrupt),
+                "router_model: the model blob's checksum does not match",
+            ),
+            (
+                b64(&BUNDLED[..1000]),
+                "router_model: the model blob's checksum does not match",
+            ),
+            (
+                b64(b"{}"),
+                "router_model: the model blob has the wrong length",
+            ),
+            (
+                b64(&[b'x'; 64]),
+                "router_model: not a router model (bad magic)",
+            ),
+        ] {
+            assert_eq!(compile(RouterModel::Blob(blob)).unwrap_err().0, why);
+        }
+    }
+
+    #[test]
+    fn the_router_model_wire_form_is_builtin_or_a_blob() {
+        use crate::classify::RouterModel;
+        let parse = |s: &str| serde_json::from_str::<RoutingTable>(s).map(|t| t.router_model);
+        assert_eq!(parse("{}").unwrap(), None);
+        assert_eq!(
+            parse(r#"{"router_model": "builtin"}"#).unwrap(),
+            Some(RouterModel::Builtin)
+        );
+        assert_eq!(
+            parse(r#"{"router_model": {"blob": "QUJD"}}"#).unwrap(),
+            Some(RouterModel::Blob("QUJD".into()))
+        );
+        assert!(parse(r#"{"router_model": "mine"}"#).is_err());
+        let json = serde_json::to_string(&RoutingTable::default()).unwrap();
+        assert!(!json.contains("router_model"), "absent stays absent");
+    }
+
+    #[test]
     fn wire_form_round_trips() {
-        let raw = with_tenant();
+        let mut raw = with_tenant();
+        raw.router_model = Some(crate::classify::RouterModel::Builtin);
         let json = serde_json::to_string(&raw).unwrap();
         let back: RoutingTable = serde_json::from_str(&json).unwrap();
         assert_eq!(raw, back);
