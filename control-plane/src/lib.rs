@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod catalog_import;
 pub mod config;
 pub mod crypto;
 pub mod db;

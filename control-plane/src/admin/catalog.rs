@@ -29,7 +29,7 @@ pub(crate) async fn list_models(State(state): State<AppState>) -> Result<Json<Mo
 
 /// Validates a catalog the way the filter will: by compiling a routing table
 /// with it (the filter's own code), so the message names the field.
-fn check_catalog(models: Vec<Model>) -> Result<()> {
+pub(crate) fn check_catalog(models: Vec<Model>) -> Result<()> {
     Table::compile(RoutingTable {
         models,
         ..RoutingTable::default()
