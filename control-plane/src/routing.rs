@@ -17,8 +17,9 @@ use crate::error::{Error, Result};
 
 /// The global table from its stored parts. A penalty set in the catalog
 /// itself acts as a floor under the aggregated one (control-plane/README.md,
-/// "Penalties"). Auto requests are routed by the trained router model built
-/// into the filter (filter/README.md, "Complexity score").
+/// "Penalties"). Auto requests are routed by the trained router model: the
+/// one an operator set, else the one built into the filter (filter/README.md,
+/// "Router model").
 pub fn global_table(g: GlobalState) -> RoutingTable {
     let penalties: std::collections::HashMap<(&str, &str), f64> = g
         .penalties
@@ -35,7 +36,10 @@ pub fn global_table(g: GlobalState) -> RoutingTable {
         version: g.version,
         models,
         penalty_epoch: g.penalty_epoch,
-        router_model: Some(RouterModel::Builtin),
+        router_model: Some(
+            g.router_model
+                .map_or(RouterModel::Builtin, RouterModel::Blob),
+        ),
         ..RoutingTable::default()
     }
 }

@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::catalog::models;
+use super::catalog::{models, router_model};
 use super::penalties::penalty_rows;
 use super::{Db, penalty_epoch, to_i64, to_u64, version};
 use crate::error::Result;
@@ -63,6 +63,9 @@ pub struct GlobalState {
     /// (provider, model, penalty) as published.
     pub penalties: Vec<(String, String, f64)>,
     pub penalty_epoch: u64,
+    /// The router model's blob in base64, when an operator set one; None:
+    /// the filter's built-in model (`Db::set_router_model`).
+    pub router_model: Option<String>,
 }
 
 /// A tenant as the filters hold it.
@@ -118,6 +121,7 @@ pub(super) fn global_state(conn: &Connection) -> Result<GlobalState> {
             .map(|r| (r.provider, r.model, r.published))
             .collect(),
         penalty_epoch: penalty_epoch(conn)?,
+        router_model: router_model(conn)?,
     })
 }
 
