@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use aipipe_tests::{assert_eventually, post_json, stream_lines};
+use base64::Engine as _;
 use common::control_plane::CpStack;
 use common::{ACME, ROUTER, Stack, chat};
 use serde_json::json;
@@ -436,4 +437,40 @@ fn the_control_planes_router_model_routes_auto_requests_by_what_they_ask() {
         let c: f64 = r.header("x-aipipe-complexity").unwrap().parse().unwrap();
         assert!(c < 0.55, "{text} scored {c}");
     }
+
+    // A model set through the admin API (a 130 KB base64 blob in the
+    // table) reaches the workers, which load the table, and routes.
+    let loaded = || {
+        s.envoy
+            .process
+            .logs()
+            .matches("loaded routing table version")
+            .count()
+    };
+    let before = loaded();
+    let blob = base64::engine::general_purpose::STANDARD.encode(aipipe_core::classify::BUNDLED);
+    let r =
+        s.cp.admin("PUT", "/admin/routing/model", Some(&json!({"blob": blob})));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["model"], "global");
+    let hard = chat(
+        "auto",
+        "Why can't you square the circle with ruler and compass?",
+    );
+    assert_eventually!(
+        Duration::from_secs(10),
+        {
+            s.chat(&key, &hard);
+            loaded() > before
+        },
+        "no worker loaded the table with the blob: {}",
+        s.envoy.process.logs()
+    );
+    assert!(
+        !s.envoy.process.logs().contains("refused"),
+        "{}",
+        s.envoy.process.logs()
+    );
+    let r = s.chat(&key, &hard);
+    assert_eq!(r.header("x-aipipe-provider"), Some("anthropic"));
 }
