@@ -23,7 +23,12 @@ pub struct Settings {
     pub internal_listen: SocketAddr,
 
     /// SQLite database file; its directory is created if missing.
-    #[arg(long, env = "AIPIPE_DB", default_value = "./data/aipipe.db")]
+    #[arg(
+        long,
+        env = "AIPIPE_DB",
+        default_value = "./data/aipipe.db",
+        global = true
+    )]
     pub db: PathBuf,
 
     /// Secret expected in the X-Admin-Secret header. Prefer the environment
@@ -56,11 +61,37 @@ pub struct Settings {
     /// (control-plane/README.md, "Budget alerts").
     #[arg(long, env = "AIPIPE_BUDGET_WEBHOOK_URL")]
     pub budget_webhook_url: Option<String>,
+    /// Instead of serving: a one-off command on the database.
+    #[command(subcommand)]
+    pub command: Option<Command>,
 
     /// Development mode: generate any missing secret (admin secret and
     /// internal token printed once; master key stored beside the database).
     #[arg(long, env = "AIPIPE_DEV")]
     pub dev: bool,
+}
+
+/// One-off commands (the service runs when none is given).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// The model catalog.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum CatalogCommand {
+    /// Update the prices and context windows of the catalog's models from a
+    /// price list in LiteLLM's model_prices_and_context_window.json format:
+    /// quality figures are never touched, models the catalog lacks are not
+    /// added (control-plane/README.md, "Catalog import").
+    Import {
+        /// The price list (JSON).
+        file: PathBuf,
+        /// Print what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 /// The secrets the service runs with.
@@ -226,6 +257,25 @@ mod tests {
         let mut all = vec!["aipipe-control-plane"];
         all.extend_from_slice(args);
         Settings::try_parse_from(all).unwrap()
+    }
+
+    #[test]
+    fn catalog_import_is_a_command_that_takes_the_database_flag_anywhere() {
+        let s = settings(&[
+            "catalog",
+            "import",
+            "prices.json",
+            "--db",
+            "/tmp/x.db",
+            "--dry-run",
+        ]);
+        assert_eq!(s.db, PathBuf::from("/tmp/x.db"));
+        assert!(matches!(
+            s.command,
+            Some(Command::Catalog(CatalogCommand::Import { ref file, dry_run: true }))
+                if file == &PathBuf::from("prices.json")
+        ));
+        assert!(settings(&["--dev"]).command.is_none(), "no command: serve");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod alerts;
 pub mod body;
+pub mod catalog_import;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -1,6 +1,7 @@
 //! The `aipipe-control-plane` binary: settings from flags and environment,
 //! logs to stderr (stdout carries only the listening line and, in dev mode,
-//! the generated secrets), then `aipipe_control_plane::run` until SIGTERM.
+//! the generated secrets), then `aipipe_control_plane::run` until SIGTERM;
+//! or a one-off command (`catalog import FILE`) and exit.
 
 use clap::Parser;
 
@@ -23,6 +24,25 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    if let Some(aipipe_control_plane::config::Command::Catalog(
+        aipipe_control_plane::config::CatalogCommand::Import { file, dry_run },
+    )) = &settings.command
+    {
+        return match runtime.block_on(aipipe_control_plane::catalog_import::run(
+            &settings.db,
+            file,
+            *dry_run,
+        )) {
+            Ok(report) => {
+                print!("{report}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("aipipe-control-plane: catalog import: {message}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     match runtime.block_on(aipipe_control_plane::run(settings)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(message) => {

@@ -52,6 +52,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/models"),
     ("put", "/admin/models/{id}"),
     ("delete", "/admin/models/{id}"),
+    ("get", "/admin/routing/model"),
+    ("put", "/admin/routing/model"),
     ("get", "/admin/penalties"),
     ("post", "/admin/penalties/reset"),
     ("post", "/admin/route/explain"),
@@ -149,9 +151,20 @@ pub struct CapabilitiesDoc {
 #[schema(as = Explanation)]
 #[allow(dead_code)]
 pub struct ExplanationDoc {
-    /// The scorer's reading of the request (complexity, estimated tokens, ...).
+    /// The complexity that ranked the candidates: the router model's when one
+    /// scored, else the heuristic score's.
+    complexity: f64,
+    /// The heuristic scorer's reading of the request (its five signals,
+    /// complexity, estimated tokens, ...).
     #[schema(value_type = Object)]
     score: serde_json::Value,
+    /// The trained router model's prediction: `model` (`builtin` or `global`),
+    /// `version`, `tier` and `category` with their probabilities, the
+    /// `complexity` it gives, and the `top_features` that pulled hardest
+    /// (each with its pull on the tier and on the category, in logits).
+    /// Null when the table has no router model.
+    #[schema(value_type = Option<Object>)]
+    router: Option<serde_json::Value>,
     /// The keyword groups that matched, with their weight.
     matched: Vec<(String, f64)>,
     /// Best first.
@@ -230,6 +243,8 @@ impl Modify for AdminSecret {
         catalog::list_models,
         catalog::put_model,
         catalog::delete_model,
+        catalog::get_router_model,
+        catalog::put_router_model,
         penalties::list_penalties,
         penalties::reset_penalties,
         explain::explain,
@@ -344,6 +359,7 @@ mod tests {
                 limits: Default::default(),
                 policy: Default::default(),
             }],
+            router_model: Some(aipipe_core::classify::RouterModel::Builtin),
             ..aipipe_core::table::RoutingTable::default()
         })
         .unwrap();

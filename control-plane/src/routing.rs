@@ -6,6 +6,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use aipipe_core::classify::RouterModel;
 use aipipe_core::directory::{BudgetEntry, DeltaWriter, KeyEntry, Kind, TenantEntry};
 use aipipe_core::table::{
     Account, BudgetDefault, KeyPenalty, MAX_KEY_PENALTIES, RoutingTable, Table,
@@ -19,7 +20,9 @@ use crate::error::{Error, Result};
 /// The global table from its stored parts. A penalty set in the catalog
 /// itself acts as a floor under the aggregated one (control-plane/README.md,
 /// "Penalties"). The non-zero (model, key) pairs of catalog models go along,
-/// the worst [`MAX_KEY_PENALTIES`] when there are more.
+/// the worst [`MAX_KEY_PENALTIES`] when there are more. Auto requests are
+/// routed by the trained router model: the one an operator set, else the one
+/// built into the filter (filter/README.md, "Router model").
 pub fn global_table(g: GlobalState) -> RoutingTable {
     let penalties: std::collections::HashMap<(&str, &str), f64> = g
         .penalties
@@ -56,6 +59,10 @@ pub fn global_table(g: GlobalState) -> RoutingTable {
             limit_nusd: l.limit_nusd,
             days: l.days,
         }),
+        router_model: Some(
+            g.router_model
+                .map_or(RouterModel::Builtin, RouterModel::Blob),
+        ),
         ..RoutingTable::default()
     }
 }

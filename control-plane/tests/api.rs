@@ -970,6 +970,85 @@ async fn models_are_validated_by_compiling_the_table() {
 }
 
 #[tokio::test]
+async fn the_router_model_is_replaced_through_the_api_and_a_bad_blob_refused() {
+    use base64::Engine as _;
+    let h = harness();
+    h.create_tenant("acme").await;
+    h.admin(
+        Method::POST,
+        "/admin/tenants/acme/keys",
+        Some(json!({"openai": "sk-a", "anthropic": "sk-b"})),
+    )
+    .await;
+    let (s, v, _) = h.admin(Method::GET, "/admin/routing/model", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["model"], "builtin");
+    let builtin_version = v["version"].clone();
+
+    // Another blob (here the built-in one's bytes): every filter routes by
+    // it, and explain says a global model scored.
+    let blob = base64::engine::general_purpose::STANDARD.encode(aipipe_core::classify::BUNDLED);
+    let (s, v, _) = h
+        .admin(
+            Method::PUT,
+            "/admin/routing/model",
+            Some(json!({"blob": blob})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["model"], &v["version"]),
+        (&json!("global"), &builtin_version)
+    );
+    let (_, v, _) = h.admin(Method::GET, "/admin/routing/model", None).await;
+    assert_eq!(v["model"], "global");
+    let ask =
+        json!({"tenant": "acme", "request": {"messages": [{"role": "user", "content": "hi"}]}});
+    let (s, v, _) = h
+        .admin(Method::POST, "/admin/route/explain", Some(ask.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["router"]["model"], "global");
+
+    // A blob the filter would refuse is refused here, and nothing changes.
+    let mut bad = aipipe_core::classify::BUNDLED.to_vec();
+    bad[200] ^= 1;
+    for blob in [
+        base64::engine::general_purpose::STANDARD.encode(&bad),
+        "not base64".to_owned(),
+    ] {
+        let (s, v, _) = h
+            .admin(
+                Method::PUT,
+                "/admin/routing/model",
+                Some(json!({"blob": blob})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("blob: "),
+            "{v}"
+        );
+    }
+    let (_, v, _) = h.admin(Method::GET, "/admin/routing/model", None).await;
+    assert_eq!(v["model"], "global");
+
+    // No blob: back to the built-in model.
+    let (s, v, _) = h
+        .admin(Method::PUT, "/admin/routing/model", Some(json!({})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["model"], "builtin");
+    let (_, v, _) = h
+        .admin(Method::POST, "/admin/route/explain", Some(ask))
+        .await;
+    assert_eq!(v["router"]["model"], "builtin");
+}
+
+#[tokio::test]
 async fn explain_ranks_candidates_best_first_with_the_filters_code() {
     let h = harness();
     h.create_tenant("acme").await;
@@ -999,6 +1078,15 @@ async fn explain_ranks_candidates_best_first_with_the_filters_code() {
     );
     assert_eq!(v["choice"], c[0]["model"]);
     assert!(v["score"]["complexity"].is_number());
+    // The control plane ships the built-in router model: it scored, and
+    // says how.
+    let router = &v["router"];
+    assert_eq!(router["model"], "builtin", "{v}");
+    assert_eq!(router["tier"], "frontier", "{v}");
+    assert_eq!(router["category"], "math_reasoning", "{v}");
+    assert_eq!(v["complexity"], router["complexity"]);
+    assert!(router["tier_probabilities"]["frontier"].as_f64() > Some(0.5));
+    assert!(!router["top_features"].as_array().unwrap().is_empty());
 
     let (s, _, _) = h
         .admin(
@@ -1132,7 +1220,7 @@ async fn openapi_lists_every_route() {
     for (method, path) in aipipe_control_plane::openapi::ROUTES {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }
-    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 38);
+    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 40);
 }
 
 #[tokio::test]

@@ -185,6 +185,24 @@ pub fn percentile(v: &[f64], p: f64) -> f64 {
     v.get(i.min(last)).copied().unwrap_or(f64::NAN)
 }
 
+/// USD of one request on each routing tier's model with the default catalog
+/// and OpenAI + Anthropic keys (gpt-4o-mini, gpt-4o, claude-sonnet-4-5), for
+/// its prompt and the selection's expected 400 answer tokens: what the
+/// routing report's and the trainer's estimated saving count.
+pub fn tier_costs(input_tokens: u64) -> [f64; 3] {
+    let models = aipipe_core::catalog::default_models();
+    let price = |id: &str| {
+        models.iter().find(|m| m.id == id).map_or(0.0, |m| {
+            (input_tokens as f64 * m.input_per_mtok + 400.0 * m.output_per_mtok) / 1e6
+        })
+    };
+    [
+        price("gpt-4o-mini"),
+        price("gpt-4o"),
+        price("claude-sonnet-4-5"),
+    ]
+}
+
 /// Polls `f` until it returns `Some`, for at most `patience`.
 pub fn eventually<T>(patience: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + patience;

@@ -246,17 +246,19 @@ fn tenants_never_use_each_others_keys_under_concurrency() {
     let got = s.mock.received();
     assert_eq!(got.len(), 60);
     for r in got {
+        // A string in either wire format (auto may have chosen Claude).
         let content = r["body"]["messages"][0]["content"]
             .as_str()
+            .or(r["body"]["messages"][0]["content"][0]["text"].as_str())
             .unwrap()
             .to_owned();
         let tenant = content.split_whitespace().nth(1).unwrap();
-        let auth = r["authorization"].as_str().unwrap();
-        let expected = match (tenant, r["provider"].as_str().unwrap()) {
-            ("alpha", "openai") => "Bearer sk-alpha",
-            ("alpha", _) => "Bearer ak-alpha",
-            ("beta", "openai") => "Bearer sk-beta",
-            _ => "Bearer ak-beta",
+        // OpenAI takes a bearer token, Anthropic the bare key in x-api-key.
+        let (auth, expected) = match (tenant, r["provider"].as_str().unwrap()) {
+            ("alpha", "openai") => (&r["authorization"], "Bearer sk-alpha"),
+            ("alpha", _) => (&r["x_api_key"], "ak-alpha"),
+            ("beta", "openai") => (&r["authorization"], "Bearer sk-beta"),
+            _ => (&r["x_api_key"], "ak-beta"),
         };
         assert_eq!(auth, expected, "{content} went out with the wrong key");
     }

@@ -8,7 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use aipipe_tests::{post_json, stream_lines};
+use aipipe_tests::{assert_eventually, post_json, stream_lines};
+use base64::Engine as _;
+use common::control_plane::CpStack;
 use common::{ACME, ROUTER, Stack, chat};
 use serde_json::json;
 
@@ -376,4 +378,99 @@ fn streams_carry_usage_upstream_but_the_client_gets_the_stream_it_asked_for() {
     body["stream_options"] = json!({"include_usage": true});
     let text = post_json(&s.chat_url(), &ACME.auth(), &body).text();
     assert_eq!(text.matches("\"usage\":{").count(), 1, "{text}");
+}
+
+#[test]
+fn the_control_planes_router_model_routes_auto_requests_by_what_they_ask() {
+    let s = CpStack::start();
+    let key = s.cp.tenant(
+        "acme",
+        &[
+            ("openai", "sk-acme-openai"),
+            ("anthropic", "sk-acme-anthropic"),
+        ],
+    );
+    assert_eventually!(
+        Duration::from_secs(15),
+        s.chat(&key, &chat("auto", "hi")).status == 200,
+        "the tenant never worked"
+    );
+    // Short, hard and in plain words: the keyword heuristic scores each
+    // cheap; the trained model (built in, shipped by the control plane)
+    // sends them to the frontier tier.
+    for text in [
+        "Why can't you square the circle with ruler and compass?",
+        "Find every integer n for which n^2 + 1 divides n^3 + 3.",
+    ] {
+        let body = chat("auto", text);
+        let r = s.chat(&key, &body);
+        assert_eq!(r.status, 200, "{text}: {}", r.text());
+        assert_eq!(r.header("x-aipipe-route"), Some("auto"));
+        assert_eq!(r.header("x-aipipe-provider"), Some("anthropic"), "{text}");
+        let c: f64 = r.header("x-aipipe-complexity").unwrap().parse().unwrap();
+        assert!(c >= 0.70, "{text} scored {c}");
+        // The explain API says which model scored and why, and that the
+        // heuristic alone would have called it cheap.
+        let e = s.cp.admin(
+            "POST",
+            "/admin/route/explain",
+            Some(&json!({"tenant": "acme", "request": body})),
+        );
+        assert_eq!(e.status, 200, "{}", e.text());
+        let e = e.json();
+        assert_eq!(e["router"]["model"], "builtin", "{e}");
+        assert_eq!(e["router"]["tier"], "frontier", "{e}");
+        assert_eq!(
+            format!("{:.3}", e["complexity"].as_f64().unwrap()),
+            format!("{c:.3}")
+        );
+        assert!(e["score"]["complexity"].as_f64().unwrap() < 0.55, "{e}");
+    }
+    // Easy requests stay cheap, whatever words they carry.
+    for text in [
+        "hello! how are you today?",
+        "Translate 'good morning' into French.",
+    ] {
+        let r = s.chat(&key, &chat("auto", text));
+        assert_eq!(r.status, 200, "{text}: {}", r.text());
+        assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"), "{text}");
+        let c: f64 = r.header("x-aipipe-complexity").unwrap().parse().unwrap();
+        assert!(c < 0.55, "{text} scored {c}");
+    }
+
+    // A model set through the admin API (a 130 KB base64 blob in the
+    // table) reaches the workers, which load the table, and routes.
+    let loaded = || {
+        s.envoy
+            .process
+            .logs()
+            .matches("loaded routing table version")
+            .count()
+    };
+    let before = loaded();
+    let blob = base64::engine::general_purpose::STANDARD.encode(aipipe_core::classify::BUNDLED);
+    let r =
+        s.cp.admin("PUT", "/admin/routing/model", Some(&json!({"blob": blob})));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["model"], "global");
+    let hard = chat(
+        "auto",
+        "Why can't you square the circle with ruler and compass?",
+    );
+    assert_eventually!(
+        Duration::from_secs(10),
+        {
+            s.chat(&key, &hard);
+            loaded() > before
+        },
+        "no worker loaded the table with the blob: {}",
+        s.envoy.process.logs()
+    );
+    assert!(
+        !s.envoy.process.logs().contains("refused"),
+        "{}",
+        s.envoy.process.logs()
+    );
+    let r = s.chat(&key, &hard);
+    assert_eq!(r.header("x-aipipe-provider"), Some("anthropic"));
 }

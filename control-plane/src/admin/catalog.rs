@@ -4,13 +4,14 @@ use aipipe_core::table::{Model, RoutingTable, Table};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::body::JsonBody;
 use crate::error::{Error, Result};
 use crate::openapi::{E400, E401, E404, E422, ModelDoc};
+use crate::routing;
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct ModelList {
@@ -29,7 +30,7 @@ pub(crate) async fn list_models(State(state): State<AppState>) -> Result<Json<Mo
 
 /// Validates a catalog the way the filter will: by compiling a routing table
 /// with it (the filter's own code), so the message names the field.
-fn check_catalog(models: Vec<Model>) -> Result<()> {
+pub(crate) fn check_catalog(models: Vec<Model>) -> Result<()> {
     Table::compile(RoutingTable {
         models,
         ..RoutingTable::default()
@@ -91,4 +92,72 @@ pub(crate) async fn delete_model(
             tenants.join(", ")
         ))),
     }
+}
+
+/// The router model the global table names (filter/README.md, "Router model").
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RouterModelInfo {
+    /// `builtin` (the filter's own) or `global` (set with PUT).
+    model: String,
+    /// The trainer's version stamp, hex.
+    version: String,
+    /// The blob's size in bytes.
+    bytes: usize,
+}
+
+impl RouterModelInfo {
+    fn of(router: &aipipe_core::classify::Router) -> Self {
+        let model = match router.source {
+            aipipe_core::classify::Source::Builtin => "builtin",
+            aipipe_core::classify::Source::Global => "global",
+        };
+        Self {
+            model: model.into(),
+            version: format!("{:08x}", router.model.version),
+            bytes: router.model.encode().len(),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RouterModelBody {
+    /// A model blob (`make train-router`'s output) in standard base64;
+    /// absent or null: the filter's built-in model.
+    #[serde(default)]
+    blob: Option<String>,
+}
+
+#[utoipa::path(get, path = "/admin/routing/model", summary = "The router model auto requests are routed by",
+    responses((status = 200, description = "which model, its version and size", body = RouterModelInfo),
+        (status = 401, response = E401)))]
+pub(crate) async fn get_router_model(
+    State(state): State<AppState>,
+) -> Result<Json<RouterModelInfo>> {
+    let built = routing::current(&state.db, &state.table_cache).await?;
+    let router = built
+        .table
+        .router
+        .as_ref()
+        .ok_or_else(|| Error::internal("the global table names no router model", "none"))?;
+    Ok(Json(RouterModelInfo::of(router)))
+}
+
+#[utoipa::path(put, path = "/admin/routing/model",
+    summary = "Replace the router model (a blob is decoded and checked before it is stored)",
+    request_body = RouterModelBody,
+    responses((status = 200, description = "the model every Envoy now routes by", body = RouterModelInfo),
+        (status = 400, response = E400), (status = 401, response = E401),
+        (status = 422, response = E422)))]
+pub(crate) async fn put_router_model(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<RouterModelBody>,
+) -> Result<Json<RouterModelInfo>> {
+    use aipipe_core::classify::{Router, RouterModel};
+    let blob = body.blob.map(|b| b.trim().to_owned());
+    let wire = blob.clone().map_or(RouterModel::Builtin, RouterModel::Blob);
+    // The filter's own decode: a blob it would refuse is never stored.
+    let router = Router::compile(&wire).map_err(|e| Error::Invalid(format!("blob: {e}")))?;
+    state.db.set_router_model(blob).await?;
+    Ok(Json(RouterModelInfo::of(&router)))
 }

@@ -104,6 +104,10 @@ pub fn app(state: AppState) -> Router {
             "/admin/models/{id}",
             put(catalog::put_model).delete(catalog::delete_model),
         )
+        .route(
+            "/admin/routing/model",
+            get(catalog::get_router_model).put(catalog::put_router_model),
+        )
         .route("/admin/penalties", get(penalties::list_penalties))
         .route("/admin/penalties/reset", post(penalties::reset_penalties))
         .route("/admin/route/explain", post(explain::explain))

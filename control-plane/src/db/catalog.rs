@@ -1,8 +1,7 @@
 //! The model catalog.
 
 use aipipe_core::table::Model;
-use rusqlite::OptionalExtension;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Change, Db, record_change};
 use crate::error::{Error, Result};
@@ -16,7 +15,37 @@ pub(super) fn models(conn: &Connection) -> Result<Vec<Model>> {
         .collect()
 }
 
+/// The router model an operator set (base64 blob); None: the built-in one.
+pub(super) fn router_model(conn: &Connection) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'router_model'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 impl Db {
+    /// Sets the router model the global table names: a base64 blob the
+    /// caller has decoded once already, or None for the filter's built-in
+    /// model. One change of the change log.
+    pub async fn set_router_model(&self, blob: Option<String>) -> Result<()> {
+        self.write(move |tx| {
+            match blob {
+                Some(b) => tx.execute(
+                    "INSERT INTO meta (key, value) VALUES ('router_model', ?1)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    [b],
+                )?,
+                None => tx.execute("DELETE FROM meta WHERE key = 'router_model'", [])?,
+            };
+            record_change(tx, Change::Global)?;
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn models(&self) -> Result<Vec<Model>> {
         self.read(|tx| models(tx)).await
     }

@@ -6,7 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::budgets::{BudgetState, Limit, budget_state, default_limit};
-use super::catalog::models;
+use super::catalog::{models, router_model};
 use super::penalties::penalty_rows;
 use super::{Db, penalty_epoch, to_i64, to_u64, version};
 use crate::error::Result;
@@ -72,6 +72,9 @@ pub struct GlobalState {
     pub penalty_epoch: u64,
     /// The budget of tenants without their own.
     pub budget_default: Option<Limit>,
+    /// The router model's blob in base64, when an operator set one; None:
+    /// the filter's built-in model (`Db::set_router_model`).
+    pub router_model: Option<String>,
 }
 
 /// A tenant as the filters hold it.
@@ -137,6 +140,7 @@ pub(super) fn global_state(conn: &Connection) -> Result<GlobalState> {
             .collect(),
         penalty_epoch: penalty_epoch(conn)?,
         budget_default: default_limit(conn)?,
+        router_model: router_model(conn)?,
     })
 }
 

@@ -15,7 +15,12 @@
 //! writes and the routing table can carry. A corrupt blob is an error, never a
 //! panic.
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
 use crate::bytes;
+use crate::lexicon;
 use crate::request::{ChatRequest, Role};
 use crate::score::{MIN_COMPLEXITY, Score};
 
@@ -124,8 +129,9 @@ const N_CATS: usize = CATEGORIES.len();
 /// Outputs per feature row: the tier logits, then the category logits.
 pub const OUTPUTS: usize = N_TIERS + N_CATS;
 
-/// Dense features, in order (their names, for explanations).
-pub const DENSE_NAMES: [&str; 16] = [
+/// Dense features read from the request's shape, in order (their names, for
+/// explanations); the concepts of [`crate::lexicon`] follow them.
+pub const SHAPE_NAMES: [&str; 18] = [
     "signal.length",
     "signal.code",
     "signal.keywords",
@@ -142,8 +148,22 @@ pub const DENSE_NAMES: [&str; 16] = [
     "has.code_fence",
     "count.questions",
     "has.json_schema",
+    "size.instruction",
+    "count.clauses",
 ];
-pub const DENSE: usize = DENSE_NAMES.len();
+const SHAPE: usize = SHAPE_NAMES.len();
+pub const DENSE: usize = SHAPE + lexicon::COUNT;
+
+/// The name of dense feature `i` (for explanations).
+pub fn dense_name(i: usize) -> String {
+    match SHAPE_NAMES.get(i) {
+        Some(name) => (*name).to_owned(),
+        None => format!(
+            "concept.{}",
+            lexicon::CONCEPTS.get(i - SHAPE).map_or("?", |c| c.0)
+        ),
+    }
+}
 
 /// How features are read; part of the model, so a model always scores with
 /// the features it was trained on.
@@ -157,15 +177,23 @@ pub struct FeatureConfig {
     pub tail_bytes: u32,
     /// Earlier user turns read, newest first.
     pub history_turns: u8,
+    /// Bytes of the latest turn's windows that give character trigrams
+    /// (the first ones read): they catch word forms and scripts the word
+    /// features miss, and cost one feature per byte.
+    pub char_bytes: u32,
+    /// Sparse features count as at least this many (see [`sparse_scale`]).
+    pub norm_floor: u8,
 }
 
 impl Default for FeatureConfig {
     fn default() -> Self {
         Self {
             bits: 13,
-            head_bytes: 640,
-            tail_bytes: 320,
+            head_bytes: 256,
+            tail_bytes: 128,
             history_turns: 2,
+            char_bytes: 128,
+            norm_floor: 32,
         }
     }
 }
@@ -186,7 +214,10 @@ impl FeatureConfig {
         if !(MIN_BITS..=MAX_BITS).contains(&self.bits) {
             return Err(DecodeError::Invalid("bits out of range"));
         }
-        if self.head_bytes > MAX_WINDOW_BYTES || self.tail_bytes > MAX_WINDOW_BYTES {
+        if self.head_bytes > MAX_WINDOW_BYTES
+            || self.tail_bytes > MAX_WINDOW_BYTES
+            || self.char_bytes > MAX_WINDOW_BYTES
+        {
             return Err(DecodeError::Invalid("window larger than 64 KiB"));
         }
         Ok(())
@@ -214,19 +245,29 @@ impl Ns {
 }
 
 /// One request's features: hashed bucket ids (repeats count again) and the
-/// dense values. Sparse values are all `scale`, so that a long text does not
-/// outweigh a short one.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// dense values. Sparse values are all `scale` (see [`sparse_scale`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Features {
     pub buckets: Vec<u32>,
     pub dense: [f32; DENSE],
+    pub scale: f32,
 }
 
-impl Features {
-    /// The value of each sparse occurrence: 1/sqrt(occurrences).
-    pub fn scale(&self) -> f32 {
-        1.0 / (self.buckets.len().max(1) as f32).sqrt()
+impl Default for Features {
+    fn default() -> Self {
+        Self {
+            buckets: Vec::new(),
+            dense: [0.0; DENSE],
+            scale: 1.0,
+        }
     }
+}
+
+/// The value of each of `n` sparse occurrences: 1/sqrt(n), so a long text
+/// does not outweigh a short one; but at most 1/sqrt(floor), so two or three
+/// words are weak evidence, not the whole of it.
+pub fn sparse_scale(n: usize, floor: u8) -> f32 {
+    1.0 / (n.max(usize::from(floor)).max(1) as f32).sqrt()
 }
 
 /// Reads the features of `req` (with its already computed `score`). `named`
@@ -246,6 +287,10 @@ fn visit(
     let (mut latest_len, mut fences, mut questions) = (0usize, false, 0u32);
     let head = cfg.head_bytes as usize;
     let tail = cfg.tail_bytes as usize;
+    let mut chars_left = cfg.char_bytes as usize;
+    // (bytes, clauses) of what the latest turn asks before any pasted part.
+    let mut instruction: Option<(usize, u32)> = None;
+    let mut concepts = [0u8; lexicon::COUNT];
     for (i, m) in req.messages.iter().enumerate() {
         images += m.content.image_count();
         let ns = match m.role {
@@ -274,13 +319,19 @@ fn visit(
                 if ns == Ns::Latest {
                     fences |= w.contains("```");
                     questions += w.matches(['?', '？']).count() as u32;
+                    if instruction.is_none() {
+                        instruction = Some(instruction_of(w));
+                    }
                 }
-                text_features(w, ns, mask, want_names, &mut sink);
+                if ns == Ns::Latest {
+                    count_concepts(w, &mut concepts);
+                }
+                text_features(w, ns, mask, want_names, &mut chars_left, &mut sink);
             }
         });
     }
     let ln = |x: f64| ((1.0 + x).ln() / 10.0) as f32;
-    *dense = [
+    let shape: [f32; SHAPE] = [
         score.length as f32,
         score.code as f32,
         score.keywords as f32,
@@ -297,7 +348,136 @@ fn visit(
         f32::from(u8::from(fences)),
         (questions.min(3) as f32) / 3.0,
         f32::from(u8::from(req.json_schema)),
+        ln(instruction.map_or(0, |i| i.0) as f64),
+        (instruction.map_or(0, |i| i.1).min(8) as f32) / 8.0,
     ];
+    for (d, v) in dense.iter_mut().zip(
+        shape.into_iter().chain(
+            concepts
+                .iter()
+                .map(|&n| f32::from(n.min(CONCEPT_SATURATION)) / f32::from(CONCEPT_SATURATION)),
+        ),
+    ) {
+        *d = v;
+    }
+}
+
+/// The instruction of a turn's first window: its text up to the first blank
+/// line or code fence (what follows is usually pasted material), as its
+/// length in bytes and its clauses (commas, semicolons, colons, sentence
+/// ends and their CJK and Arabic forms): how much is asked, not how much is
+/// pasted.
+fn instruction_of(w: &str) -> (usize, u32) {
+    let end = [w.find("\n\n"), w.find("```")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(w.len());
+    let text = w.get(..end).unwrap_or(w);
+    let clauses = text
+        .chars()
+        .filter(|c| {
+            matches!(
+                c,
+                ',' | ';' | ':' | '.' | '?' | '，' | '；' | '。' | '、' | '،'
+            )
+        })
+        .count();
+    (text.len(), clauses as u32)
+}
+
+/// Matches of one concept beyond this count add nothing.
+const CONCEPT_SATURATION: u8 = 3;
+
+/// The concept lexicon compiled once: one automaton over every pattern.
+struct Lexicon {
+    automaton: aho_corasick::AhoCorasick,
+    /// Per pattern: its concept, whether it must start and end at a word
+    /// boundary.
+    patterns: Vec<(usize, bool, bool)>,
+    /// FNV-1a of every concept and pattern: models carry it.
+    fingerprint: u32,
+}
+
+/// Scripts written with spaces between words, where a pattern that
+/// begins with a letter must begin a word (Arabic and CJK attach words).
+fn starts_words(c: char) -> bool {
+    c.is_alphanumeric() && !is_cjk(c) && !matches!(c as u32, 0x0600..=0x06FF)
+}
+
+fn lexicon() -> Option<&'static Lexicon> {
+    static LEXICON: std::sync::OnceLock<Option<Lexicon>> = std::sync::OnceLock::new();
+    LEXICON
+        .get_or_init(|| {
+            let mut texts = Vec::new();
+            let mut patterns = Vec::new();
+            let mut fp = bytes::fnv1a64(b"lexicon");
+            for (k, (name, words)) in lexicon::CONCEPTS.iter().enumerate() {
+                fp = (fp ^ bytes::fnv1a64(name.as_bytes())).rotate_left(5);
+                for w in *words {
+                    fp = (fp ^ bytes::fnv1a64(w.as_bytes())).rotate_left(5);
+                    let (text, end) = match w.strip_suffix('$') {
+                        Some(t) => (t, true),
+                        None => (*w, false),
+                    };
+                    let start = text.chars().next().is_some_and(starts_words);
+                    let lower = text.to_lowercase();
+                    // Matching folds ASCII case only: a capitalised form of a
+                    // word in another script (Übersetze, Докажи) is added.
+                    let mut first = lower.chars();
+                    let capital: Option<String> = first
+                        .next()
+                        .filter(|c| !c.is_ascii())
+                        .map(|c| c.to_uppercase().chain(first).collect());
+                    for t in std::iter::once(lower)
+                        .chain(capital.filter(|c| c.as_str() != text.to_lowercase()))
+                    {
+                        texts.push(t);
+                        patterns.push((k, start, end));
+                    }
+                }
+            }
+            let automaton = aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                .ascii_case_insensitive(true)
+                // A DFA over these scripts takes 6.6 MB and 15 ms to build
+                // per worker; the contiguous NFA 0.4 MB and 4 ms, and scans
+                // a request's windows as fast (classify-bench).
+                .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
+                .build(&texts)
+                .ok()?;
+            Some(Lexicon {
+                automaton,
+                patterns,
+                fingerprint: (fp ^ (fp >> 32)) as u32,
+            })
+        })
+        .as_ref()
+}
+
+/// The fingerprint of this filter's concept lexicon (0 if it failed to build).
+pub fn lexicon_fingerprint() -> u32 {
+    lexicon().map_or(0, |l| l.fingerprint)
+}
+
+/// Counts each concept's occurrences in `text` into `out`.
+fn count_concepts(text: &str, out: &mut [u8; lexicon::COUNT]) {
+    let Some(lex) = lexicon() else { return };
+    for m in lex.automaton.find_iter(text) {
+        let Some(&(k, start, end)) = lex.patterns.get(m.pattern().as_usize()) else {
+            continue;
+        };
+        let before = text.get(..m.start()).and_then(|t| t.chars().next_back());
+        let after = text.get(m.end()..).and_then(|t| t.chars().next());
+        if (start && before.is_some_and(char::is_alphanumeric))
+            || (end && after.is_some_and(char::is_alphanumeric))
+        {
+            continue;
+        }
+        if let Some(n) = out.get_mut(k) {
+            *n = n.saturating_add(1);
+        }
+    }
 }
 
 /// Head and tail of a text, cut at char boundaries (all of it when short).
@@ -353,6 +533,7 @@ fn text_features(
     ns: Ns,
     mask: u32,
     want_names: bool,
+    chars_left: &mut usize,
     sink: &mut impl FnMut(u32, Option<String>),
 ) {
     let chars = ns == Ns::Latest;
@@ -397,7 +578,8 @@ fn text_features(
             c.to_lowercase().next().unwrap_or(c)
         };
         let c = if c.is_ascii_digit() { '0' } else { c };
-        if chars {
+        if chars && *chars_left > 0 {
+            *chars_left = chars_left.saturating_sub(c.len_utf8());
             let ws = c.is_whitespace();
             if !(ws && last_space) {
                 let c = if ws { ' ' } else { c };
@@ -442,6 +624,7 @@ pub fn features(cfg: &FeatureConfig, req: &ChatRequest<'_>, score: &Score) -> Fe
     let mut dense = [0.0; DENSE];
     visit(cfg, req, score, false, |b, _| f.buckets.push(b), &mut dense);
     f.dense = dense;
+    f.scale = sparse_scale(f.buckets.len(), cfg.norm_floor);
     f
 }
 
@@ -470,7 +653,7 @@ impl Weights {
     /// Raw logits (before temperature) of one example.
     pub fn logits(&self, f: &Features) -> [f32; OUTPUTS] {
         let mut out = self.bias;
-        let s = f.scale();
+        let s = f.scale;
         for &b in &f.buckets {
             let start = b as usize * OUTPUTS;
             if let Some(row) = self.sparse.get(start..start + OUTPUTS) {
@@ -494,6 +677,8 @@ pub struct Model {
     /// The trainer's version stamp (a hash of its data and settings).
     pub version: u32,
     pub config: FeatureConfig,
+    /// The fingerprint of the concept lexicon it was trained with.
+    lexicon: u32,
     bias: [f32; OUTPUTS],
     dense: Vec<f32>,
     /// Per head: the value of one quantisation step.
@@ -515,7 +700,7 @@ pub struct Prediction {
 
 /// A feature's pull towards the predicted tier and category (logit units,
 /// relative to the mean over the other classes).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Contribution {
     pub feature: String,
     pub tier: f64,
@@ -534,13 +719,13 @@ pub enum DecodeError {
 impl std::fmt::Display for DecodeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DecodeError::Truncated => f.write_str("router model: blob has the wrong length"),
-            DecodeError::BadMagic => f.write_str("router model: not a router model (bad magic)"),
+            DecodeError::Truncated => f.write_str("the model blob has the wrong length"),
+            DecodeError::BadMagic => f.write_str("not a router model (bad magic)"),
             DecodeError::UnsupportedVersion(v) => {
-                write!(f, "router model: format version {v} is not supported")
+                write!(f, "router model format version {v} is not supported")
             }
-            DecodeError::Checksum => f.write_str("router model: checksum mismatch"),
-            DecodeError::Invalid(why) => write!(f, "router model: {why}"),
+            DecodeError::Checksum => f.write_str("the model blob's checksum does not match"),
+            DecodeError::Invalid(why) => f.write_str(why),
         }
     }
 }
@@ -558,9 +743,11 @@ pub fn bundled() -> Result<Model, DecodeError> {
 }
 
 const MAGIC: &[u8; 4] = b"AIPR";
-const FORMAT_VERSION: u16 = 1;
-/// magic, format, version, bits, tiers, categories, dense, head, tail, history, pad.
-const HEADER_BYTES: usize = 4 + 2 + 4 + 1 + 1 + 1 + 1 + 4 + 4 + 1 + 1;
+/// 2: character trigrams bounded by `char_bytes`, and the concepts.
+const FORMAT_VERSION: u16 = 2;
+/// magic, format, version, bits, tiers, categories, dense, head, tail,
+/// history, norm floor, char bytes, lexicon fingerprint.
+const HEADER_BYTES: usize = 4 + 2 + 4 + 1 + 1 + 1 + 1 + 4 + 4 + 1 + 1 + 4 + 4;
 const CHECKSUM_BYTES: usize = 8;
 
 /// The shared reader, with this encoding's errors (a weight must be finite).
@@ -674,6 +861,7 @@ impl Model {
         Ok(Model {
             version,
             config,
+            lexicon: lexicon_fingerprint(),
             bias: w.bias,
             dense: w.dense.clone(),
             step,
@@ -694,7 +882,9 @@ impl Model {
         out.extend_from_slice(&[self.config.bits, N_TIERS as u8, N_CATS as u8, DENSE as u8]);
         out.extend_from_slice(&self.config.head_bytes.to_le_bytes());
         out.extend_from_slice(&self.config.tail_bytes.to_le_bytes());
-        out.extend_from_slice(&[self.config.history_turns, 0]);
+        out.extend_from_slice(&[self.config.history_turns, self.config.norm_floor]);
+        out.extend_from_slice(&self.config.char_bytes.to_le_bytes());
+        out.extend_from_slice(&self.lexicon.to_le_bytes());
         for v in self
             .step
             .iter()
@@ -740,9 +930,16 @@ impl Model {
             head_bytes: r.u32()?,
             tail_bytes: r.u32()?,
             history_turns: r.u8()?,
+            norm_floor: r.u8()?,
+            char_bytes: r.u32()?,
         };
-        r.u8()?;
         config.validate()?;
+        let lexicon = r.u32()?;
+        if lexicon != lexicon_fingerprint() {
+            return Err(DecodeError::Invalid(
+                "the model was trained with another concept lexicon than this filter's",
+            ));
+        }
         let mut floats = |n: usize| (0..n).map(|_| r.f32()).collect::<Result<Vec<f32>, _>>();
         let step = floats(2)?;
         let temperature = floats(2)?;
@@ -767,6 +964,7 @@ impl Model {
         Ok(Model {
             version,
             config,
+            lexicon,
             bias,
             dense,
             step,
@@ -808,7 +1006,7 @@ impl Model {
             },
             &mut dense,
         );
-        let scale = 1.0 / (n.max(1) as f32).sqrt();
+        let scale = sparse_scale(n as usize, self.config.norm_floor);
         let mut out = self.bias;
         for (j, (o, a)) in out.iter_mut().zip(acc).enumerate() {
             let step = if j < N_TIERS {
@@ -900,14 +1098,17 @@ impl Model {
             e.0 += pull(&row, ti, 0..N_TIERS);
             e.1 += pull(&row, ci, N_TIERS..OUTPUTS);
         }
-        for ((name, x), row) in DENSE_NAMES
+        for (i, (x, row)) in dense
             .iter()
-            .zip(dense)
             .zip(self.dense.chunks_exact(OUTPUTS))
+            .enumerate()
         {
+            if *x == 0.0 {
+                continue;
+            }
             let row: Vec<f32> = row.iter().map(|w| w * x).collect();
             by_name.insert(
-                (*name).to_owned(),
+                dense_name(i),
                 (pull(&row, ti, 0..N_TIERS), pull(&row, ci, N_TIERS..OUTPUTS)),
             );
         }
@@ -927,6 +1128,86 @@ impl Model {
         out.truncate(top);
         (p, out)
     }
+}
+
+/// The router model a routing table names (wire form): the model built into
+/// this filter ([`BUNDLED`]), or another one's blob in standard base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouterModel {
+    Builtin,
+    Blob(String),
+}
+
+/// Which model scored a request (for the explain API).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The model this filter was built with.
+    Builtin,
+    /// A blob the routing table carried.
+    Global,
+}
+
+/// A routing table's router model, decoded once per table version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Router {
+    pub source: Source,
+    pub model: Model,
+}
+
+impl Router {
+    /// Decodes the model a table names; a blob that is not base64 or not a
+    /// model of this filter's shape is refused, never a panic.
+    pub fn compile(wire: &RouterModel) -> Result<Router, DecodeError> {
+        use base64::Engine as _;
+        let (source, model) = match wire {
+            RouterModel::Builtin => (Source::Builtin, bundled()?),
+            RouterModel::Blob(text) => {
+                let blob = base64::engine::general_purpose::STANDARD
+                    .decode(text.trim())
+                    .map_err(|_| DecodeError::Invalid("blob is not standard base64"))?;
+                (Source::Global, Model::decode(&blob)?)
+            }
+        };
+        Ok(Router { source, model })
+    }
+
+    /// The explain API's view of one prediction: tier and category with
+    /// their probabilities and the `top` features that pulled hardest.
+    pub fn explain(&self, req: &ChatRequest<'_>, score: &Score, top: usize) -> Explained {
+        let (p, top_features) = self.model.explain(req, score, top);
+        Explained {
+            model: self.source,
+            version: format!("{:08x}", self.model.version),
+            tier: p.tier.name(),
+            tier_probabilities: TIERS.iter().map(|t| t.name()).zip(p.tier_probs).collect(),
+            complexity: p.complexity,
+            category: p.category.name(),
+            category_probabilities: CATEGORIES
+                .iter()
+                .map(|c| c.name())
+                .zip(p.category_probs)
+                .collect(),
+            top_features,
+        }
+    }
+}
+
+/// What the explain API shows of the router model's prediction.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explained {
+    /// `builtin` or `global`.
+    pub model: Source,
+    /// The trainer's version stamp, hex.
+    pub version: String,
+    pub tier: &'static str,
+    pub tier_probabilities: BTreeMap<&'static str, f64>,
+    /// The complexity routing used: inside the tier's band.
+    pub complexity: f64,
+    pub category: &'static str,
+    pub category_probabilities: BTreeMap<&'static str, f64>,
+    pub top_features: Vec<Contribution>,
 }
 
 #[cfg(test)]
@@ -1102,6 +1383,7 @@ mod tests {
         assert!(names.contains(&"induction"), "{names:?}");
         assert!(names.contains(&"by induction"), "{names:?}");
         assert!(names.iter().any(|n| n.starts_with("signal.")), "{names:?}");
+        assert!(names.contains(&"concept.proof"), "{names:?}");
     }
 
     #[test]
@@ -1133,6 +1415,77 @@ mod tests {
             "Is this lock-free stack linearizable under the C++ memory model? Give an interleaving that breaks it or prove it correct.",
         );
         assert_eq!(hard.tier, Tier::Frontier, "{hard:?}");
+    }
+
+    /// The value of concept `name` in the features of `text`.
+    fn concept(text: &str, name: &str) -> f32 {
+        let (b, s) = scored(text);
+        let f = features(
+            &FeatureConfig::default(),
+            &ChatRequest::parse(b.as_bytes()).unwrap(),
+            &s,
+        );
+        let k = lexicon::CONCEPTS.iter().position(|c| c.0 == name).unwrap();
+        f.dense[SHAPE + k]
+    }
+
+    #[test]
+    fn concepts_are_read_in_many_languages_at_word_starts() {
+        for text in [
+            "prove it",
+            "Beweise, dass es unendlich viele Primzahlen gibt",
+            "Докажите теорему",
+            "demuestra que",
+            "请严格证明这个定理",
+            "証明してください",
+        ] {
+            assert!(concept(text, "proof") > 0.0, "{text}");
+        }
+        assert_eq!(concept("how can I improve my essay?", "proof"), 0.0);
+        // `log$` is a whole word: logic is not a log.
+        assert!(concept("here is the log: ...", "data") > 0.0);
+        assert_eq!(concept("explain the logic", "data"), 0.0);
+        // Counts saturate.
+        assert_eq!(concept(&"translate ".repeat(20), "translate"), 1.0);
+        assert!(concept("translate this", "translate") < 1.0);
+    }
+
+    #[test]
+    fn the_instruction_is_what_comes_before_pasted_material() {
+        assert_eq!(
+            instruction_of("summarise this, briefly:\n\nlong text, with, commas"),
+            (24, 2)
+        );
+        assert_eq!(instruction_of("fix it ```fn main() {}```"), (7, 0));
+        assert_eq!(
+            instruction_of("是什么？请解释。"),
+            ("是什么？请解释。".len(), 1)
+        );
+    }
+
+    #[test]
+    fn a_few_words_are_weak_evidence() {
+        assert_eq!(sparse_scale(4, 1), 0.5);
+        assert_eq!(sparse_scale(4, 16), 0.25);
+        assert_eq!(sparse_scale(64, 16), 0.125);
+        assert_eq!(sparse_scale(0, 0), 1.0);
+    }
+
+    #[test]
+    fn decode_refuses_a_model_of_another_lexicon() {
+        let mut blob = toy_model(8).encode();
+        blob.truncate(blob.len() - CHECKSUM_BYTES);
+        // The fingerprint is the header's last field.
+        let at = HEADER_BYTES - 4;
+        blob[at] ^= 1;
+        let sum = bytes::fnv1a64(&blob);
+        blob.extend_from_slice(&sum.to_le_bytes());
+        assert_eq!(
+            Model::decode(&blob),
+            Err(DecodeError::Invalid(
+                "the model was trained with another concept lexicon than this filter's"
+            ))
+        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod contract;
 pub mod directory;
 pub mod error;
 pub mod flow;
+pub mod lexicon;
 pub mod penalty;
 pub mod plan;
 pub mod policy;

@@ -69,8 +69,11 @@ pub struct Plan {
     pub include_usage: bool,
     /// `temperature` 0 or a `seed` (see `ChatRequest::deterministic`).
     pub deterministic: bool,
-    /// The score; routing used it when the client asked for `auto`.
+    /// The heuristic score (its estimated tokens count the prompt).
     pub score: Score,
+    /// The complexity that ranked the candidates: the router model's when the
+    /// table has one, else the score's (`Table::complexity`).
+    complexity: f64,
     /// The client named `auto` (or nothing): the model was chosen by score.
     pub auto: bool,
     /// The client's `max_tokens` (or `max_completion_tokens`).
@@ -118,6 +121,7 @@ impl Plan {
         let chat_bytes = chat.as_deref().unwrap_or(&body);
         let req = ChatRequest::parse(chat_bytes).map_err(|e| ApiError::BadRequest(e.0))?;
         let score = table.scorer.score(&req);
+        let complexity = table.complexity(&req, &score);
         let needs = needs(&req, score.input_tokens);
         let policy = tenant.policy.as_deref();
         // A policy's alias names a model, or auto routing under its own cap.
@@ -135,7 +139,7 @@ impl Plan {
             ModelChoice::Auto => (None, None),
         };
         let tier_cap = crate::policy::tighter(policy.and_then(|p| p.max_tier), alias_cap);
-        let complexity = crate::policy::cap(score.complexity, tier_cap);
+        let complexity = crate::policy::cap(complexity, tier_cap);
         let ranking = select::rank_with(table, tenant, &needs, complexity, penalties);
         let (ranked, auto) = match named {
             Some((named, name)) => {
@@ -187,6 +191,7 @@ impl Plan {
             include_usage: req.include_usage,
             deterministic: req.deterministic,
             score,
+            complexity,
             auto,
             max_tokens: req.max_tokens,
             ranked,
@@ -209,7 +214,7 @@ impl Plan {
 
     /// The complexity, when it chose the model.
     pub fn complexity(&self) -> Option<f64> {
-        self.auto.then_some(self.score.complexity)
+        self.auto.then_some(self.complexity)
     }
 
     /// The models this request may try, in order, within `max_attempts`.

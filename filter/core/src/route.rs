@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::classify;
 use crate::error::ApiError;
 use crate::request::ChatRequest;
 use crate::score::Score;
@@ -94,12 +95,18 @@ pub(crate) fn no_candidate(table: &Table, tenant: &Account, e: NoCandidate) -> A
 }
 
 /// Everything behind one routing decision, for `POST /admin/route/explain`
-/// and the routing report: the score, each signal, the matched words and every
+/// and the routing report: the score, each signal, the matched words, the
+/// router model's prediction (when the table has a model) and every
 /// candidate with its adjusted cost.
 #[derive(Debug, Serialize)]
 pub struct Explanation {
+    /// The complexity that ranked the candidates: `router.complexity` when
+    /// a model scored, else `score.complexity`.
+    pub complexity: f64,
     pub score: Score,
     pub matched: Vec<(String, f64)>,
+    /// The router model's prediction; null when the heuristic routes alone.
+    pub router: Option<classify::Explained>,
     pub candidates: Vec<ExplainedCandidate>,
     pub choice: Option<String>,
     /// What the tenant's policy did, when it has one.
@@ -133,6 +140,9 @@ pub struct ExplainedCandidate {
     pub key_penalty: f64,
 }
 
+/// Features the explain API lists, strongest pull first.
+const EXPLAINED_FEATURES: usize = 12;
+
 pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanation, ApiError> {
     let req = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest(e.0))?;
     let score = table.scorer.score(&req);
@@ -142,9 +152,16 @@ pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanati
             .map(|(i, _)| table.key_penalty(i, tenant))
             .collect()
     });
+    let router = table
+        .router
+        .as_ref()
+        .map(|r| r.explain(&req, &score, EXPLAINED_FEATURES));
     let policy = tenant.policy.as_deref();
     let max_tier = policy.and_then(|p| p.max_tier);
-    let complexity = crate::policy::cap(score.complexity, max_tier);
+    let complexity = crate::policy::cap(
+        router.as_ref().map_or(score.complexity, |r| r.complexity),
+        max_tier,
+    );
     let mut ranked = select::rank_with(
         table,
         tenant,
@@ -188,7 +205,9 @@ pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanati
         })
         .collect();
     Ok(Explanation {
+        complexity,
         score,
+        router,
         matched: table.scorer.matches(&req),
         choice: candidates.first().map(|c| c.model.clone()),
         candidates,
@@ -268,6 +287,32 @@ mod tests {
                 .all(|w| w[0].adjusted_cost <= w[1].adjusted_cost)
         );
         assert!(e.matched.iter().any(|(p, _)| p == "prove"));
+        assert!(e.router.is_none());
+        assert_eq!(
+            e.complexity, e.score.complexity,
+            "no model: the heuristic routes"
+        );
+    }
+
+    #[test]
+    fn explain_shows_the_router_models_prediction_and_routes_by_it() {
+        let raw = RoutingTable {
+            router_model: Some(crate::classify::RouterModel::Builtin),
+            ..RoutingTable::default()
+        };
+        let mut t = table();
+        t.router = Table::compile(raw).unwrap().router;
+        let body = br#"{"messages":[{"role":"user","content":"Why can't you square the circle with ruler and compass?"}]}"#;
+        let e = explain(&t, &t.accounts()[0], body).unwrap();
+        let r = e.router.as_ref().unwrap();
+        assert_eq!(r.model, crate::classify::Source::Builtin);
+        assert_eq!((r.tier, r.category), ("frontier", "math_reasoning"));
+        assert_eq!(e.complexity, r.complexity);
+        assert!(e.complexity >= 0.7 && e.score.complexity < 0.55, "{e:?}");
+        assert!(e.choice.as_deref().is_some_and(|m| m.starts_with("claude")));
+        assert!(r.top_features.len() <= EXPLAINED_FEATURES && !r.top_features.is_empty());
+        let sum: f64 = r.tier_probabilities.values().sum();
+        assert!((sum - 1.0).abs() < 1e-9);
     }
 }
 

@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog;
 pub use crate::catalog::{AuthStyle, Capabilities, Model, Provider};
+use crate::classify::{Router, RouterModel};
 use crate::ratelimit::Limits;
-use crate::score::{Scorer, ScoringConfig};
+use crate::request::ChatRequest;
+use crate::score::{Score, Scorer, ScoringConfig};
 
 /// Wire form of the routing table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +53,10 @@ pub struct RoutingTable {
     /// the rest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_default: Option<BudgetDefault>,
+    /// The trained router (filter/README.md, "Complexity score"): `"builtin"`
+    /// or `{"blob": "<base64>"}`. Absent → the heuristic score routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_model: Option<RouterModel>,
 }
 
 /// A budget: a limit over a window of whole days.
@@ -87,6 +93,7 @@ impl Default for RoutingTable {
             penalty_epoch: 0,
             key_penalties: Vec::new(),
             budget_default: None,
+            router_model: None,
         }
     }
 }
@@ -213,6 +220,8 @@ pub struct Table {
     pub scorer: Scorer,
     /// See [`RoutingTable::budget_default`].
     pub budget_default: Option<BudgetDefault>,
+    /// The router model, decoded once per table version.
+    pub router: Option<Router>,
     /// Provider of each model (parallel to `models`).
     model_provider: Vec<ProviderIx>,
     model_by_id: HashMap<String, usize>,
@@ -452,6 +461,12 @@ impl Table {
         }
         let scorer =
             Scorer::compile(&raw.scoring).map_err(|e| TableError(format!("scoring.{e}")))?;
+        let router = raw
+            .router_model
+            .as_ref()
+            .map(Router::compile)
+            .transpose()
+            .map_err(|e| TableError(format!("router_model: {e}")))?;
 
         if raw.key_penalties.len() > MAX_KEY_PENALTIES {
             return err(format!(
@@ -508,6 +523,7 @@ impl Table {
             selection: raw.selection,
             scorer,
             budget_default: raw.budget_default,
+            router,
             model_provider,
             model_by_id,
             model_by_qualified_name,
@@ -532,6 +548,14 @@ impl Table {
             }
         }
         Ok(table)
+    }
+
+    /// The complexity that routes `req` (scored `score`): the router model's
+    /// when this table has one, the heuristic score's otherwise.
+    pub fn complexity(&self, req: &ChatRequest<'_>, score: &Score) -> f64 {
+        self.router
+            .as_ref()
+            .map_or(score.complexity, |r| r.model.predict(req, score).complexity)
     }
 
     /// A tenant of the directory resolved against this table. Keys for a
@@ -770,8 +794,85 @@ mod tests {
     }
 
     #[test]
+    fn a_router_model_is_decoded_at_compile_and_a_bad_one_refused() {
+        use crate::classify::{BUNDLED, RouterModel, Source};
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let compile = |m: RouterModel| {
+            Table::compile(RoutingTable {
+                router_model: Some(m),
+                ..RoutingTable::default()
+            })
+        };
+        let builtin = compile(RouterModel::Builtin).unwrap();
+        assert_eq!(
+            builtin.router.as_ref().map(|r| r.source),
+            Some(Source::Builtin)
+        );
+        let global = compile(RouterModel::Blob(b64(BUNDLED))).unwrap();
+        let router = global.router.as_ref().unwrap();
+        assert_eq!(router.source, Source::Global);
+        assert_eq!(
+            Some(&router.model),
+            builtin.router.as_ref().map(|r| &r.model)
+        );
+        assert!(
+            Table::compile(RoutingTable::default())
+                .unwrap()
+                .router
+                .is_none()
+        );
+
+        let mut corrupt = BUNDLED.to_vec();
+        corrupt[100] ^= 1;
+        for (blob, why) in [
+            (
+                "not base64!".to_owned(),
+                "router_model: blob is not standard base64",
+            ),
+            (
+                b64(&corrupt),
+                "router_model: the model blob's checksum does not match",
+            ),
+            (
+                b64(&BUNDLED[..1000]),
+                "router_model: the model blob's checksum does not match",
+            ),
+            (
+                b64(b"{}"),
+                "router_model: the model blob has the wrong length",
+            ),
+            (
+                b64(&[b'x'; 64]),
+                "router_model: not a router model (bad magic)",
+            ),
+        ] {
+            assert_eq!(compile(RouterModel::Blob(blob)).unwrap_err().0, why);
+        }
+    }
+
+    #[test]
+    fn the_router_model_wire_form_is_builtin_or_a_blob() {
+        use crate::classify::RouterModel;
+        let parse = |s: &str| serde_json::from_str::<RoutingTable>(s).map(|t| t.router_model);
+        assert_eq!(parse("{}").unwrap(), None);
+        assert_eq!(
+            parse(r#"{"router_model": "builtin"}"#).unwrap(),
+            Some(RouterModel::Builtin)
+        );
+        assert_eq!(
+            parse(r#"{"router_model": {"blob": "QUJD"}}"#).unwrap(),
+            Some(RouterModel::Blob("QUJD".into()))
+        );
+        assert!(parse(r#"{"router_model": "mine"}"#).is_err());
+        let json = serde_json::to_string(&RoutingTable::default()).unwrap();
+        assert!(!json.contains("router_model"), "absent stays absent");
+    }
+
+    #[test]
     fn wire_form_round_trips() {
-        let raw = with_tenant();
+        let mut raw = with_tenant();
+        raw.router_model = Some(crate::classify::RouterModel::Builtin);
         let json = serde_json::to_string(&raw).unwrap();
         let back: RoutingTable = serde_json::from_str(&json).unwrap();
         assert_eq!(raw, back);

@@ -23,18 +23,18 @@ fn config(extra: &str) -> Config {
     config_with("", extra)
 }
 
-/// `table_extra`: more fields of the bootstrap table (after its tenants).
+/// `table_extra`: more fields of the bootstrap table (after its version).
 fn config_with(table_extra: &str, extra: &str) -> Config {
     let json = format!(
         r#"{{
-            "table": {{"version": 1, "tenants": [
+            "table": {{"version": 1 {table_extra}, "tenants": [
                 {{"id": "acme", "virtual_key_hashes": ["{}"],
                   "provider_keys": {{"openai": "sk-acme", "anthropic": "ak-acme"}}}},
                 {{"id": "router", "virtual_key_hashes": ["{}"],
                   "provider_keys": {{"openrouter": "or-router"}}}},
                 {{"id": "other", "virtual_key_hashes": ["{}"],
                   "provider_keys": {{"openai": "sk-other"}}}}
-            ]{table_extra}}}
+            ]}}
             {extra}
         }}"#,
         hex_hash(KEY),
@@ -678,6 +678,60 @@ fn a_published_table_replaces_the_bootstrap_one() {
     assert_eq!(a, Action::Continue);
     assert_eq!(h.header("authorization").as_deref(), Some("Bearer sk-late"));
     assert_eq!(f.table_version(), Some(7));
+}
+
+/// Short, hard and in plain words: the heuristic scores it cheap.
+const PLAIN_HARD: &str = r#"{"model":"auto","messages":[{"role":"user","content":"Why can't you square the circle with ruler and compass?"}]}"#;
+
+#[test]
+fn a_tables_router_model_routes_auto_requests_and_sets_the_complexity_header() {
+    let routed = |table_extra: &str, body: &str| {
+        let h = FakeHost::new();
+        let f = Filter::new(config_with(table_extra, ""), &h);
+        let (mut r, a) = send(&f, &h, "/v1/chat/completions", KEY, body);
+        assert_eq!(a, Action::Continue);
+        let cluster = h.header("x-aipipe-cluster").unwrap();
+        let reply = match cluster.as_str() {
+            "anthropic" => messages_answer(10, 5),
+            _ => chat_answer("gpt-4o-mini", 10, 5),
+        };
+        answer(&mut r, &h, 200, "application/json", &reply);
+        let c: f64 = h
+            .response_header_value("x-aipipe-complexity")
+            .unwrap()
+            .parse()
+            .unwrap();
+        (cluster, c)
+    };
+    // The heuristic alone: cheap.
+    let (cluster, c) = routed("", PLAIN_HARD);
+    assert_eq!(cluster, "openai");
+    assert!(c < 0.55, "heuristic {c}");
+    // The model: frontier, and the header says so in SPEC §6's bands.
+    let model = r#", "router_model": "builtin""#;
+    let (cluster, c) = routed(model, PLAIN_HARD);
+    assert_eq!(cluster, "anthropic");
+    assert!(c >= 0.70, "model {c}");
+    let (cluster, c) = routed(model, GREETING);
+    assert_eq!(cluster, "openai");
+    assert!(c < 0.20, "greeting {c}");
+}
+
+#[test]
+fn a_published_table_with_a_bad_router_model_is_refused_and_routing_goes_on() {
+    let (f, h) = setup("");
+    let table = r#"{"version": 9, "router_model": {"blob": "QUlQUgEAAAAAAA=="}}"#;
+    h.shared.borrow_mut().insert(
+        crate::contract::SHARED_TABLE_KEY.into(),
+        (table.as_bytes().to_vec(), 1),
+    );
+    h.shared.borrow_mut().insert(
+        crate::contract::SHARED_VERSION_KEY.into(),
+        (b"9".to_vec(), 1),
+    );
+    let (_, a) = send(&f, &h, "/v1/chat/completions", KEY, GREETING);
+    assert_eq!(a, Action::Continue, "the bootstrap table still routes");
+    assert_eq!(f.table_version(), Some(1));
 }
 
 #[test]

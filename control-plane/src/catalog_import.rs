@@ -1,0 +1,325 @@
+//! `aipipe-control-plane catalog import FILE`: keeps the catalog's prices and
+//! context windows current from a well-kept public price list — LiteLLM's
+//! `model_prices_and_context_window.json` (MIT) — without touching quality
+//! figures and without adding models (a model needs a quality and its
+//! source before it may be routed to).
+//!
+//! A catalog model takes the list's entry named `provider/name` or `name`
+//! (its upstream name, then its id) whose `litellm_provider` is the model's
+//! provider and whose `mode` is chat (or unset); dated snapshots and other
+//! providers' copies are not guessed at. Only positive prices and sizes are
+//! read. The whole updated catalog is validated as the admin API validates
+//! one model (the filter's own table compile) before anything is written,
+//! and each changed model is one change of the change log, so every Envoy
+//! gets the new prices as with `PUT /admin/models/{id}`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use aipipe_core::table::Model;
+use serde_json::Value;
+
+use crate::admin::catalog::check_catalog;
+use crate::db::Db;
+
+/// One field a price list changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldChange {
+    pub field: &'static str,
+    pub from: Option<f64>,
+    pub to: f64,
+}
+
+/// What a price list does to a catalog.
+#[derive(Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Models whose fields change, updated, with what changed.
+    pub updated: Vec<(Model, Vec<FieldChange>)>,
+    /// Models the list has, already current.
+    pub unchanged: Vec<String>,
+    /// Models the list does not have (left as they are).
+    pub missing: Vec<String>,
+}
+
+/// `$ per token` → `$ per million tokens`, without float dust
+/// (0.15000000000000002).
+fn per_mtok(per_token: f64) -> f64 {
+    (per_token * 1e6 * 1e6).round() / 1e6
+}
+
+/// A positive, finite number at `key` of `entry`.
+fn positive(entry: &Value, key: &str) -> Option<f64> {
+    entry[key].as_f64().filter(|v| v.is_finite() && *v > 0.0)
+}
+
+/// The list's entry for `m`, if it names one for the model's provider.
+fn entry_for<'v>(list: &'v Value, m: &Model) -> Option<&'v Value> {
+    let names = [
+        format!("{}/{}", m.provider, m.upstream_name()),
+        format!("{}/{}", m.provider, m.id),
+        m.upstream_name().to_owned(),
+        m.id.clone(),
+    ];
+    names.iter().find_map(|name| {
+        list.get(name).filter(|e| {
+            e["litellm_provider"].as_str() == Some(m.provider.as_str())
+                && e["mode"].as_str().is_none_or(|mode| mode == "chat")
+        })
+    })
+}
+
+/// What `list` (LiteLLM's format) changes in `models`. Pure: nothing is read
+/// or written.
+pub fn plan(models: &[Model], list: &Value) -> Result<Plan, String> {
+    if !list.is_object() {
+        return Err("the price list must be a JSON object of model entries".into());
+    }
+    let mut out = Plan::default();
+    for m in models {
+        let Some(e) = entry_for(list, m) else {
+            out.missing.push(m.id.clone());
+            continue;
+        };
+        let mut next = m.clone();
+        let mut changes = Vec::new();
+        let mut set = |field: &'static str, slot: &mut f64, to: Option<f64>| {
+            if let Some(to) = to.filter(|to| to != slot) {
+                changes.push(FieldChange {
+                    field,
+                    from: Some(*slot),
+                    to,
+                });
+                *slot = to;
+            }
+        };
+        set(
+            "input_per_mtok",
+            &mut next.input_per_mtok,
+            positive(e, "input_cost_per_token").map(per_mtok),
+        );
+        set(
+            "output_per_mtok",
+            &mut next.output_per_mtok,
+            positive(e, "output_cost_per_token").map(per_mtok),
+        );
+        let mut window = next.context_window as f64;
+        set(
+            "context_window",
+            &mut window,
+            positive(e, "max_input_tokens").map(f64::trunc),
+        );
+        next.context_window = window as u64;
+        let mut output = next.max_output_tokens as f64;
+        set(
+            "max_output_tokens",
+            &mut output,
+            positive(e, "max_output_tokens").map(f64::trunc),
+        );
+        next.max_output_tokens = output as u64;
+        for (field, slot, key) in [
+            (
+                "cached_input_per_mtok",
+                &mut next.cached_input_per_mtok,
+                "cache_read_input_token_cost",
+            ),
+            (
+                "cache_write_per_mtok",
+                &mut next.cache_write_per_mtok,
+                "cache_creation_input_token_cost",
+            ),
+        ] {
+            if let Some(to) = positive(e, key)
+                .map(per_mtok)
+                .filter(|to| Some(*to) != *slot)
+            {
+                changes.push(FieldChange {
+                    field,
+                    from: *slot,
+                    to,
+                });
+                *slot = Some(to);
+            }
+        }
+        if changes.is_empty() {
+            out.unchanged.push(m.id.clone());
+        } else {
+            out.updated.push((next, changes));
+        }
+    }
+    Ok(out)
+}
+
+/// The plan as the operator reads it.
+pub fn report(plan: &Plan, written: bool) -> String {
+    let mut out = String::new();
+    for (m, changes) in &plan.updated {
+        let _ = write!(out, "{} ({}):", m.id, m.provider);
+        for c in changes {
+            let from = c.from.map_or("unset".to_owned(), |v| v.to_string());
+            let _ = write!(out, " {} {from} -> {}", c.field, c.to);
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "{} updated{}, {} already current, {} not in the list (left as they are){}{}",
+        plan.updated.len(),
+        if written {
+            ""
+        } else {
+            " (dry run: nothing written)"
+        },
+        plan.unchanged.len(),
+        plan.missing.len(),
+        if plan.missing.is_empty() { "" } else { ": " },
+        plan.missing.join(", ")
+    );
+    out
+}
+
+/// Reads `file`, plans against the catalog in the database at `db_path`,
+/// checks the result compiles, and (unless `dry_run`) writes each changed
+/// model. Returns the report.
+pub async fn run(db_path: &Path, file: &Path, dry_run: bool) -> Result<String, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let list: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", file.display()))?;
+    if !db_path.exists() {
+        return Err(format!(
+            "{}: no database there (start the control plane once, or pass --db)",
+            db_path.display()
+        ));
+    }
+    let db = Db::open(db_path).map_err(|e| e.to_string())?;
+    let models = db.models().await.map_err(|e| e.to_string())?;
+    let plan = plan(&models, &list)?;
+    // The whole catalog as it will be, checked before the first write.
+    let mut after = models.clone();
+    for (m, _) in &plan.updated {
+        if let Some(slot) = after.iter_mut().find(|x| x.id == m.id) {
+            *slot = m.clone();
+        }
+    }
+    check_catalog(after).map_err(|e| format!("the updated catalog is refused: {e}"))?;
+    if !dry_run {
+        for (m, _) in &plan.updated {
+            db.put_model(m.clone(), check_catalog)
+                .await
+                .map_err(|e| format!("{}: {e}", m.id))?;
+        }
+    }
+    Ok(report(&plan, !dry_run))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn fixture() -> Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/model_prices_and_context_window.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn catalog() -> Vec<Model> {
+        aipipe_core::catalog::default_models()
+    }
+
+    #[test]
+    fn known_models_take_the_lists_prices_and_windows_and_keep_their_quality() {
+        let before = catalog();
+        let p = plan(&before, &fixture()).unwrap();
+        let updated = |id: &str| {
+            p.updated
+                .iter()
+                .find(|(m, _)| m.id == id)
+                .map(|(m, _)| m.clone())
+                .unwrap()
+        };
+        let mini = updated("gpt-4o-mini");
+        assert_eq!((mini.input_per_mtok, mini.output_per_mtok), (0.2, 0.8));
+        assert_eq!(mini.context_window, 200_000);
+        assert_eq!(mini.cached_input_per_mtok, Some(0.1));
+        let old = before.iter().find(|m| m.id == "gpt-4o-mini").unwrap();
+        assert_eq!(mini.quality, old.quality, "quality is never imported");
+        // Named with the provider's prefix.
+        let flash = updated("gemini-2.5-flash");
+        assert_eq!(flash.input_per_mtok, 0.35);
+        assert_eq!(flash.max_output_tokens, 70_000);
+    }
+
+    #[test]
+    fn only_the_models_own_provider_chat_entry_counts() {
+        let p = plan(&catalog(), &fixture()).unwrap();
+        let ids: Vec<&str> = p.updated.iter().map(|(m, _)| m.id.as_str()).collect();
+        // gpt-4o's only entry is an embedding; claude-haiku-4-5's is
+        // Bedrock's copy; neither is taken.
+        assert!(!ids.contains(&"gpt-4o"), "{ids:?}");
+        assert!(!ids.contains(&"claude-haiku-4-5"), "{ids:?}");
+        assert!(p.missing.iter().any(|m| m == "gpt-4o"), "{p:?}");
+        // Present and equal: unchanged. Models the list has and the catalog
+        // lacks are not added.
+        assert!(
+            p.unchanged.iter().any(|m| m == "claude-sonnet-4-5"),
+            "{p:?}"
+        );
+        assert_eq!(
+            p.updated.len() + p.unchanged.len() + p.missing.len(),
+            catalog().len()
+        );
+        assert!(!ids.contains(&"some-new-model"));
+    }
+
+    #[test]
+    fn bad_numbers_are_skipped_and_a_non_object_refused() {
+        let list = serde_json::json!({
+            "sample_spec": {"input_cost_per_token": "0.0", "litellm_provider": "openai"},
+            "gpt-4o-mini": {"litellm_provider": "openai", "mode": "chat",
+                "input_cost_per_token": -1.0, "output_cost_per_token": 0.0,
+                "max_input_tokens": null}
+        });
+        let p = plan(&catalog(), &list).unwrap();
+        assert!(p.updated.is_empty(), "{p:?}");
+        assert!(p.unchanged.iter().any(|m| m == "gpt-4o-mini"));
+        assert!(plan(&catalog(), &serde_json::json!([1, 2])).is_err());
+    }
+
+    #[tokio::test]
+    async fn an_import_writes_once_and_a_second_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!(
+            "aipipe-cp-import-{}-{}",
+            std::process::id(),
+            crate::db::now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db_path = dir.join("aipipe.db");
+        let revision = {
+            let db = Db::open(&db_path).unwrap();
+            db.revision().await.unwrap()
+        };
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/model_prices_and_context_window.json");
+        let dry = run(&db_path, &file, true).await.unwrap();
+        assert!(dry.contains("dry run"), "{dry}");
+        let first = run(&db_path, &file, false).await.unwrap();
+        assert!(
+            first.contains("gpt-4o-mini (openai): input_per_mtok 0.15 -> 0.2"),
+            "{first}"
+        );
+        let db = Db::open(&db_path).unwrap();
+        let mini = db
+            .models()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|m| m.id == "gpt-4o-mini")
+            .unwrap();
+        assert_eq!(mini.input_per_mtok, 0.2);
+        assert!(db.revision().await.unwrap() > revision, "filters are told");
+        let second = run(&db_path, &file, false).await.unwrap();
+        assert!(second.starts_with("0 updated"), "{second}");
+        drop(db);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
