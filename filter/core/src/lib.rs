@@ -20,6 +20,7 @@ pub mod flow;
 pub mod penalty;
 pub mod plan;
 pub mod protocol;
+pub mod redirect;
 pub mod request;
 pub mod reshape;
 pub mod route;
