@@ -5,7 +5,7 @@
 //! process's memory (`shared`); metrics are Envoy's, defined while Envoy
 //! configures the module (`Metrics`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -65,6 +65,9 @@ pub struct CallAnswer {
 pub struct NativeHost {
     /// None for the singleton: it has no request.
     stream: Option<StreamHandle>,
+    /// Envoy destroyed the stream inside a hook that is still running: its
+    /// pointer must not be used any more.
+    gone: Cell<bool>,
     config: ConfigHandle,
     metrics: Arc<Metrics>,
     call: RefCell<Option<CallAnswer>>,
@@ -83,6 +86,7 @@ impl NativeHost {
     pub fn for_stream(stream: StreamHandle, config: ConfigHandle, metrics: Arc<Metrics>) -> Self {
         Self {
             stream: Some(stream),
+            gone: Cell::new(false),
             config,
             metrics,
             call: RefCell::new(None),
@@ -92,14 +96,24 @@ impl NativeHost {
     pub fn for_config(config: ConfigHandle, metrics: Arc<Metrics>) -> Self {
         Self {
             stream: None,
+            gone: Cell::new(false),
             config,
             metrics,
             call: RefCell::new(None),
         }
     }
 
+    /// The stream's Envoy side, while Envoy has not destroyed it.
     pub fn stream(&self) -> Option<&StreamHandle> {
+        if self.gone.get() {
+            return None;
+        }
         self.stream.as_ref()
+    }
+
+    /// Envoy destroyed the stream: no more calls through its pointer.
+    pub fn forget_stream(&self) {
+        self.gone.set(true);
     }
 
     /// Holds a call's answer for the flow to read while it handles it.
@@ -121,28 +135,26 @@ impl Host for NativeHost {
     }
 
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
-        self.stream
-            .as_ref()
+        self.stream()
             .map(|s| s.headers(HeaderKind::Request))
             .unwrap_or_default()
     }
 
     fn set_request_header(&self, name: &str, value: Option<&[u8]>) -> Result<(), HostError> {
-        let s = self.stream.as_ref().ok_or_else(|| refused("no request"))?;
+        let s = self.stream().ok_or_else(|| refused("no request"))?;
         s.set_header(HeaderKind::Request, name, value)
             .then_some(())
             .ok_or_else(|| refused("request header not set"))
     }
 
     fn request_body(&self, size: usize) -> Vec<u8> {
-        self.stream
-            .as_ref()
+        self.stream()
             .map(|s| first(s.body(Direction::Request), size))
             .unwrap_or_default()
     }
 
     fn splice_request_body(&self, start: usize, len: usize, with: &[u8]) -> Result<(), HostError> {
-        let s = self.stream.as_ref().ok_or_else(|| refused("no request"))?;
+        let s = self.stream().ok_or_else(|| refused("no request"))?;
         let body = splice(&s.body(Direction::Request), start, len, with);
         s.replace_body(Direction::Request, &body)
             .then_some(())
@@ -150,31 +162,30 @@ impl Host for NativeHost {
     }
 
     fn clear_route_cache(&self) -> Result<(), HostError> {
-        let s = self.stream.as_ref().ok_or_else(|| refused("no request"))?;
+        let s = self.stream().ok_or_else(|| refused("no request"))?;
         s.clear_route_cache();
         Ok(())
     }
 
     fn response_header(&self, name: &str) -> Option<Vec<u8>> {
-        self.stream.as_ref()?.header(HeaderKind::Response, name)
+        self.stream()?.header(HeaderKind::Response, name)
     }
 
     fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
-        let s = self.stream.as_ref().ok_or_else(|| refused("no request"))?;
+        let s = self.stream().ok_or_else(|| refused("no request"))?;
         s.set_header(HeaderKind::Response, name, value.map(str::as_bytes))
             .then_some(())
             .ok_or_else(|| refused("response header not set"))
     }
 
     fn response_body(&self, size: usize) -> Vec<u8> {
-        self.stream
-            .as_ref()
+        self.stream()
             .map(|s| first(s.body(Direction::Response), size))
             .unwrap_or_default()
     }
 
     fn replace_response_body(&self, len: usize, with: &[u8]) -> Result<(), HostError> {
-        let s = self.stream.as_ref().ok_or_else(|| refused("no request"))?;
+        let s = self.stream().ok_or_else(|| refused("no request"))?;
         let body = splice(&s.body(Direction::Response), 0, len, with);
         s.replace_body(Direction::Response, &body)
             .then_some(())
@@ -187,7 +198,7 @@ impl Host for NativeHost {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(), HostError> {
-        let s = self.stream.as_ref().ok_or_else(|| refused("no request"))?;
+        let s = self.stream().ok_or_else(|| refused("no request"))?;
         s.send_response(status, headers, body);
         Ok(())
     }
@@ -201,7 +212,10 @@ impl Host for NativeHost {
     ) -> Result<u32, HostError> {
         let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         let id = match &self.stream {
-            Some(s) => s.callout(cluster, headers, body, ms),
+            Some(_) => {
+                let s = self.stream().ok_or_else(|| refused("the stream is gone"))?;
+                s.callout(cluster, headers, body, ms)
+            }
             None => self.config.callout(cluster, headers, body, ms),
         }
         .map_err(|code| HostError::Refused(format!("callout refused ({code})")))?;

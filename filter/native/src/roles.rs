@@ -146,6 +146,9 @@ impl ModuleConfig {
             host,
             state: RefCell::new(state),
             poisoned: Cell::new(false),
+            depth: Cell::new(0),
+            complete_pending: Cell::new(false),
+            destroy_pending: Cell::new(false),
         }
     }
 
@@ -396,9 +399,51 @@ pub struct Stream {
     state: RefCell<State>,
     /// A hook panicked: the stream got its 500; the rest passes untouched.
     poisoned: Cell<bool>,
+    /// Hooks of this stream running now (more than one: Envoy ran one
+    /// inside another).
+    depth: Cell<u32>,
+    /// Envoy completed the stream inside another hook: the usage record is
+    /// written when that hook is done.
+    complete_pending: Cell<bool>,
+    /// Envoy destroyed the stream inside a hook: it is freed when the
+    /// outermost hook returns (the hooks in `ffi` do that).
+    destroy_pending: Cell<bool>,
 }
 
 impl Stream {
+    /// A hook starts.
+    pub fn enter(&self) {
+        self.depth.set(self.depth.get().saturating_add(1));
+    }
+
+    /// A hook ends. The outermost one runs what Envoy asked for inside it
+    /// (the stream's completion) and says whether the stream must now be
+    /// freed.
+    pub fn leave(&self) -> bool {
+        let depth = self.depth.get().saturating_sub(1);
+        self.depth.set(depth);
+        if depth > 0 {
+            return false;
+        }
+        if self.complete_pending.replace(false) {
+            self.enter();
+            self.complete();
+            self.depth.set(self.depth.get().saturating_sub(1));
+        }
+        self.destroy_pending.get()
+    }
+
+    /// Envoy destroys the stream. True when it can be freed now; false
+    /// inside a hook (freed when that hook returns).
+    pub fn destroy(&self) -> bool {
+        if self.depth.get() == 0 {
+            return true;
+        }
+        self.host.forget_stream();
+        self.destroy_pending.set(true);
+        false
+    }
+
     fn with(&self, f: impl FnOnce(&mut State, &NativeHost) -> Status) -> Status {
         if self.poisoned.get() {
             return Status::Continue;
@@ -477,7 +522,13 @@ impl Stream {
     }
 
     /// The stream is over (before access logs): the usage record goes out.
+    /// Inside another of this stream's hooks (a local reply that ended the
+    /// stream at once), it waits until that hook is done.
     pub fn complete(&self) {
+        if self.depth.get() > 1 {
+            self.complete_pending.set(true);
+            return;
+        }
         self.with(|state, host| {
             if let State::Filter(r) = state {
                 r.on_log(host);

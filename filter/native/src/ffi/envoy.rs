@@ -529,14 +529,38 @@ fn config<'a>(p: ModulePtr) -> Option<&'a ModuleConfig> {
     unsafe { p.cast::<ModuleConfig>().as_ref() }
 }
 
-/// The module's stream behind a pointer this module handed to Envoy.
-fn stream<'a>(p: ModulePtr) -> Option<&'a Stream> {
+/// Runs one of a stream's hooks on the module's stream behind `p` (the
+/// pointer on_http_filter_new handed to Envoy); `default` without one.
+///
+/// Envoy can run a stream's hooks inside one another, and even destroy
+/// the stream inside a hook (a local reply sent from a hook can end the
+/// stream at once). So the stream is only ever borrowed shared (its state
+/// is in a RefCell), and a destroy that arrives inside a hook is carried
+/// out here, when the outermost hook is done with the stream.
+fn run<T>(
+    p: ModulePtr,
+    default: T,
+    body: impl FnOnce(&Stream) -> T,
+    on_panic: impl FnOnce(&Stream) -> T,
+) -> T {
     // SAFETY: Envoy hands back exactly the pointer on_http_filter_new
-    // returned (a leaked Box<Stream>), until on_http_filter_destroy. Only a
-    // shared reference is made: Stream keeps its state in a RefCell, so a
-    // hook Envoy runs inside another (a local reply's own response headers)
-    // cannot alias mutable state.
-    unsafe { p.cast::<Stream>().as_ref() }
+    // returned (a leaked Box<Stream>); it stays allocated until freed below
+    // or in on_http_filter_destroy, never while a hook runs on it (the
+    // depth count).
+    let Some(s) = (unsafe { p.cast::<Stream>().as_ref() }) else {
+        return default;
+    };
+    s.enter();
+    let out = guard(|| body(s), || on_panic(s));
+    // A panic here leaks the stream rather than risk freeing it twice.
+    let free = guard(|| s.leave(), || false);
+    if free {
+        // SAFETY: Envoy destroyed the stream during this hook (leave said
+        // so) and will not use the pointer again; `s` is not used after
+        // this point.
+        drop(unsafe { Box::from_raw(p.cast::<Stream>().cast_mut()) });
+    }
+    out
 }
 
 fn status(s: Status) -> CEnum {
@@ -619,13 +643,18 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
 
 #[unsafe(no_mangle)]
 pub extern "C" fn envoy_dynamic_module_on_http_filter_destroy(filter_module: ModulePtr) {
-    if filter_module.is_null() {
+    // SAFETY: the pointer on_http_filter_new leaked, not yet freed (Envoy
+    // destroys a stream once; `run` frees it only after this call).
+    let Some(s) = (unsafe { filter_module.cast::<Stream>().as_ref() }) else {
         return;
+    };
+    // Inside one of the stream's hooks, the hook frees it when done.
+    if guard(|| s.destroy(), || false) {
+        // SAFETY: no hook runs on the stream, and Envoy uses the pointer no
+        // more.
+        let s = unsafe { Box::from_raw(filter_module.cast::<Stream>().cast_mut()) };
+        guard(move || drop(s), || ());
     }
-    // SAFETY: the pointer on_http_filter_new leaked; Envoy destroys it once
-    // and uses it no more.
-    let s = unsafe { Box::from_raw(filter_module.cast::<Stream>().cast_mut()) };
-    guard(move || drop(s), || ());
 }
 
 #[unsafe(no_mangle)]
@@ -634,10 +663,12 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     filter_module: ModulePtr,
     end_of_stream: bool,
 ) -> CEnum {
-    let Some(s) = stream(filter_module) else {
-        return 0;
-    };
-    status(guard(|| s.request_headers(end_of_stream), || s.on_panic()))
+    status(run(
+        filter_module,
+        Status::Continue,
+        |s| s.request_headers(end_of_stream),
+        Stream::on_panic,
+    ))
 }
 
 #[unsafe(no_mangle)]
@@ -646,10 +677,12 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_request_body(
     filter_module: ModulePtr,
     end_of_stream: bool,
 ) -> CEnum {
-    let Some(s) = stream(filter_module) else {
-        return 0;
-    };
-    status(guard(|| s.request_body(end_of_stream), || s.on_panic()))
+    status(run(
+        filter_module,
+        Status::Continue,
+        |s| s.request_body(end_of_stream),
+        Stream::on_panic,
+    ))
 }
 
 #[unsafe(no_mangle)]
@@ -666,10 +699,12 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     filter_module: ModulePtr,
     end_of_stream: bool,
 ) -> CEnum {
-    let Some(s) = stream(filter_module) else {
-        return 0;
-    };
-    status(guard(|| s.response_headers(end_of_stream), || s.on_panic()))
+    status(run(
+        filter_module,
+        Status::Continue,
+        |s| s.response_headers(end_of_stream),
+        Stream::on_panic,
+    ))
 }
 
 #[unsafe(no_mangle)]
@@ -678,10 +713,12 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_response_body(
     filter_module: ModulePtr,
     end_of_stream: bool,
 ) -> CEnum {
-    let Some(s) = stream(filter_module) else {
-        return 0;
-    };
-    status(guard(|| s.response_body(end_of_stream), || s.on_panic()))
+    status(run(
+        filter_module,
+        Status::Continue,
+        |s| s.response_body(end_of_stream),
+        Stream::on_panic,
+    ))
 }
 
 #[unsafe(no_mangle)]
@@ -697,9 +734,7 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     _filter_envoy: EnvoyPtr,
     filter_module: ModulePtr,
 ) {
-    if let Some(s) = stream(filter_module) {
-        guard(|| s.complete(), || s.count_panic());
-    }
+    run(filter_module, (), Stream::complete, Stream::count_panic);
 }
 
 #[unsafe(no_mangle)]
@@ -713,9 +748,6 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
     body_chunks: *mut EnvoyBuffer,
     body_chunks_size: usize,
 ) {
-    let Some(s) = stream(filter_module) else {
-        return;
-    };
     // Copied before anything else runs: the buffers live until this hook
     // returns. A failed call has neither (no `:status`: the flow's failure).
     // SAFETY: abi.h: headers and body chunks (null when the call failed)
@@ -726,9 +758,11 @@ pub extern "C" fn envoy_dynamic_module_on_http_filter_http_callout_done(
             concat_buffers(body_chunks, body_chunks_size),
         )
     };
-    guard(
-        || s.callout_done(callout_id, headers, body),
-        || {
+    run(
+        filter_module,
+        (),
+        |s| s.callout_done(callout_id, headers, body),
+        |s| {
             s.on_panic();
         },
     );
