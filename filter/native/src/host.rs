@@ -71,15 +71,20 @@ pub struct NativeHost {
     config: ConfigHandle,
     metrics: Arc<Metrics>,
     call: RefCell<Option<CallAnswer>>,
+    /// The body as last read in this hook (the flow reads it, then edits
+    /// it): read from Envoy's chunks once per hook, not once per call.
+    body: RefCell<Option<(Direction, Vec<u8>)>>,
 }
 
 fn refused(what: &str) -> HostError {
     HostError::Refused(what.to_owned())
 }
 
-fn first(mut bytes: Vec<u8>, size: usize) -> Vec<u8> {
-    bytes.truncate(size);
+fn first(bytes: &[u8], size: usize) -> Vec<u8> {
     bytes
+        .get(..size.min(bytes.len()))
+        .unwrap_or_default()
+        .to_vec()
 }
 
 impl NativeHost {
@@ -90,6 +95,7 @@ impl NativeHost {
             config,
             metrics,
             call: RefCell::new(None),
+            body: RefCell::new(None),
         }
     }
 
@@ -100,6 +106,7 @@ impl NativeHost {
             config,
             metrics,
             call: RefCell::new(None),
+            body: RefCell::new(None),
         }
     }
 
@@ -109,6 +116,37 @@ impl NativeHost {
             return None;
         }
         self.stream.as_ref()
+    }
+
+    /// A hook starts: what was read in the last one may have changed.
+    pub fn new_hook(&self) {
+        *self.body.borrow_mut() = None;
+    }
+
+    /// The body (held and this hook's), read once per hook; `f` sees it.
+    fn with_body<T>(&self, dir: Direction, f: impl FnOnce(&[u8]) -> T) -> Option<T> {
+        let s = self.stream()?;
+        let mut cached = self.body.borrow_mut();
+        match &*cached {
+            Some((d, b)) if *d == dir => Some(f(b)),
+            _ => {
+                let b = s.body(dir);
+                let out = f(&b);
+                *cached = Some((dir, b));
+                Some(out)
+            }
+        }
+    }
+
+    /// Replaces the body with `new` (and remembers it as this hook's).
+    fn set_body(&self, dir: Direction, new: Vec<u8>) -> Result<(), HostError> {
+        let s = self.stream().ok_or_else(|| refused("no request"))?;
+        if !s.replace_body(dir, &new) {
+            *self.body.borrow_mut() = None;
+            return Err(refused("body not available"));
+        }
+        *self.body.borrow_mut() = Some((dir, new));
+        Ok(())
     }
 
     /// Envoy destroyed the stream: no more calls through its pointer.
@@ -148,17 +186,15 @@ impl Host for NativeHost {
     }
 
     fn request_body(&self, size: usize) -> Vec<u8> {
-        self.stream()
-            .map(|s| first(s.body(Direction::Request), size))
+        self.with_body(Direction::Request, |b| first(b, size))
             .unwrap_or_default()
     }
 
     fn splice_request_body(&self, start: usize, len: usize, with: &[u8]) -> Result<(), HostError> {
-        let s = self.stream().ok_or_else(|| refused("no request"))?;
-        let body = splice(&s.body(Direction::Request), start, len, with);
-        s.replace_body(Direction::Request, &body)
-            .then_some(())
-            .ok_or_else(|| refused("request body not available"))
+        let body = self
+            .with_body(Direction::Request, |b| splice(b, start, len, with))
+            .ok_or_else(|| refused("no request"))?;
+        self.set_body(Direction::Request, body)
     }
 
     fn clear_route_cache(&self) -> Result<(), HostError> {
@@ -179,17 +215,15 @@ impl Host for NativeHost {
     }
 
     fn response_body(&self, size: usize) -> Vec<u8> {
-        self.stream()
-            .map(|s| first(s.body(Direction::Response), size))
+        self.with_body(Direction::Response, |b| first(b, size))
             .unwrap_or_default()
     }
 
     fn replace_response_body(&self, len: usize, with: &[u8]) -> Result<(), HostError> {
-        let s = self.stream().ok_or_else(|| refused("no request"))?;
-        let body = splice(&s.body(Direction::Response), 0, len, with);
-        s.replace_body(Direction::Response, &body)
-            .then_some(())
-            .ok_or_else(|| refused("response body not available"))
+        let body = self
+            .with_body(Direction::Response, |b| splice(b, 0, len, with))
+            .ok_or_else(|| refused("no request"))?;
+        self.set_body(Direction::Response, body)
     }
 
     fn send_response(

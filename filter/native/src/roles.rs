@@ -449,7 +449,10 @@ impl Stream {
             return Status::Continue;
         }
         match self.state.try_borrow_mut() {
-            Ok(mut state) => f(&mut state, &self.host),
+            Ok(mut state) => {
+                self.host.new_hook();
+                f(&mut state, &self.host)
+            }
             Err(_) => Status::Continue,
         }
     }

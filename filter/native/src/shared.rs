@@ -70,8 +70,8 @@ static QUEUE: Mutex<VecDeque<Vec<u8>>> = Mutex::new(VecDeque::new());
 /// `aipipe.usage.dropped`).
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
-/// What wakes the singleton when the queue stops being empty: set by the
-/// singleton's configuration, cleared when it goes.
+/// What wakes the singleton for a full batch: set by the singleton's
+/// configuration, cleared when it goes.
 type Waker = Arc<dyn Fn() + Send + Sync>;
 static WAKER: Mutex<Option<(u64, Waker)>> = Mutex::new(None);
 
@@ -86,23 +86,31 @@ pub fn set_waker(owner: u64, waker: Option<Waker>) {
     }
 }
 
-/// Queues one record; wakes the singleton if the queue was empty. Without
-/// a singleton there is nobody to ship it to (as in the Wasm build).
+/// Records queued before the singleton is woken for them; fewer wait for
+/// its next tick (every `poll_ms`). Waking it costs a post to the main
+/// thread (a syscall and a context switch): once per request, as the Wasm
+/// build's `on_queue_ready` does, it was a visible part of a request's
+/// cost. The singleton posts a batch when it holds `batch_records` anyway.
+const WAKE_AT: usize = 256;
+
+/// Queues one record; wakes the singleton once the queue holds a batch's
+/// worth. Without a singleton there is nobody to ship it to (as in the
+/// Wasm build).
 pub fn enqueue(record: &[u8]) -> Result<(), HostError> {
     let waker = WAKER.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let Some((_, wake)) = waker else {
         return Err(HostError::Refused("no usage queue (no singleton)".into()));
     };
-    let was_empty = {
+    let full = {
         let mut q = QUEUE.lock().unwrap_or_else(PoisonError::into_inner);
         if q.len() >= MAX_QUEUED {
             DROPPED.fetch_add(1, Ordering::Relaxed);
             return Err(HostError::Refused("usage queue full".into()));
         }
         q.push_back(record.to_vec());
-        q.len() == 1
+        q.len() == WAKE_AT
     };
-    if was_empty {
+    if full {
         wake();
     }
     Ok(())
