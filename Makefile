@@ -18,12 +18,11 @@ CARGO ?= cargo
 FILTER_BUILD := $(if $(filter native,$(AIPIPE_FILTER)),native,wasm)
 # The integration tests `make test` also runs against the native build (the
 # whole suite runs against the Wasm build): everything that goes through the
-# filter. Left out: sdk (the same wire as client_protocols, through slow
-# Python clients), tls (Envoy's own TLS to providers, no filter code) and
+# filter. Left out: tls (Envoy's own TLS to providers: no filter code) and
 # api_fuzz (the control plane alone).
 NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_protocols \
-	--test usage_exact --test failover --test cache --test directory --test control_plane \
-	--test configs --test stop
+	--test sdk --test usage_exact --test failover --test cache --test directory \
+	--test control_plane --test configs --test stop
 
 .PHONY: all help demo test bench soak scale train-router routing-report fuzz wasm native bins tools lint unit integration clean
 
