@@ -2,12 +2,11 @@
 //! the exported hooks (see the parent module's comment).
 
 use std::os::raw::c_char;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::{
     ABI_VERSION, CALLOUT_INIT_SUCCESS, CEnum, Direction, EnvoyBuffer, EnvoyHeader, EnvoyPtr,
     HeaderKind, LogLevel, METRICS_SUCCESS, ModuleBuffer, ModuleHeader, ModulePtr, concat_buffers,
-    copy_bytes, copy_headers, module_headers,
+    copy_bytes, copy_headers, guard, module_headers,
 };
 use crate::roles::{self, ModuleConfig, Status, Stream};
 
@@ -509,18 +508,6 @@ impl Drop for Scheduler {
 }
 
 // ------------------------------------------------------------------ hooks
-
-/// Runs a hook's body; a panic becomes `on_panic`'s value (and never
-/// crosses into Envoy).
-fn guard<T>(body: impl FnOnce() -> T, on_panic: impl FnOnce() -> T) -> T {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(v) => v,
-        Err(_) => catch_unwind(AssertUnwindSafe(on_panic)).unwrap_or_else(|_| {
-            // Even the fallback panicked: nothing more to try.
-            std::process::abort()
-        }),
-    }
-}
 
 /// The module's config behind a pointer this module handed to Envoy.
 fn config<'a>(p: ModulePtr) -> Option<&'a ModuleConfig> {

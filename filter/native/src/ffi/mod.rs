@@ -21,6 +21,7 @@
 
 use std::ffi::c_void;
 use std::os::raw::c_char;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 // The callbacks and hooks: only inside Envoy (an executable that links
 // this crate, a test or the fuzz target, has no Envoy to call).
@@ -219,6 +220,18 @@ pub(crate) unsafe fn copy_headers(
         .collect()
 }
 
+/// Runs a hook's body; a panic becomes `on_panic`'s value and never
+/// crosses into Envoy (the crate's `native` profile unwinds, so it can be
+/// caught). If the fallback panics too, nothing is left to try: abort.
+pub(crate) fn guard<T>(body: impl FnOnce() -> T, on_panic: impl FnOnce() -> T) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(v) => v,
+        Err(_) => {
+            catch_unwind(AssertUnwindSafe(on_panic)).unwrap_or_else(|_| std::process::abort())
+        }
+    }
+}
+
 // ------------------------------------ the same helpers over safe input
 
 /// One buffer as Envoy may hand it over: real bytes, or a null pointer
@@ -308,6 +321,17 @@ mod tests {
         assert_eq!(h[1].1, vec![0xff, 0x00, 0xfe]);
         assert_eq!(h[2], ("\u{fffd}(".into(), Vec::new()));
         assert_eq!(h[3], (String::new(), b"v".to_vec()));
+    }
+
+    #[test]
+    fn a_panic_in_a_hook_body_becomes_the_fallback_value() {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let v: Vec<u8> = vec![];
+        let got = guard(|| u32::from(v[3]), || 500);
+        std::panic::set_hook(prev);
+        assert_eq!(got, 500);
+        assert_eq!(guard(|| 200, || 500), 200);
     }
 
     #[test]
