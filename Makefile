@@ -24,7 +24,7 @@ NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_p
 	--test sdk --test usage_exact --test failover --test cache --test directory \
 	--test control_plane --test configs --test stop
 
-.PHONY: all help demo test bench soak scale train-router routing-report fuzz wasm native bins tools lint unit integration clean
+.PHONY: all help demo test bench soak scale train-router routing-report fuzz wasm native native-probe bins tools lint unit integration clean
 
 all: wasm
 
@@ -68,6 +68,13 @@ wasm: .wasm-target.stamp
 native:
 	$(CARGO) build --profile native -p aipipe-native
 
+# The native module with a panic probe (filter/native/Cargo.toml, feature
+# panic-probe), for tests/tests/native_panic.rs only; its own target dir so
+# it never replaces the real module.
+NATIVE_PROBE := target/probe/native/libaipipe_native.so
+native-probe:
+	$(CARGO) build --profile native -p aipipe-native --features panic-probe --target-dir target/probe
+
 # Every native release binary in one cargo call, the same one for demo, bench
 # and soak: packages built together unify their dependencies' features the
 # same way each time, so nothing rebuilds when nothing changed.
@@ -90,7 +97,7 @@ unit:
 # Real Envoy + the real filter + the mock provider server (this also checks
 # that every config in envoy/ passes `envoy --mode validate`).
 ## integration: the tests through real Envoy, the control plane and the mock providers
-integration: tools $(SDKS) wasm native
+integration: tools $(SDKS) wasm native native-probe
 	$(CARGO) build -p aipipe-control-plane
 	AIPIPE_FILTER=wasm $(CARGO) test -p aipipe-tests
 	AIPIPE_FILTER=native $(CARGO) test -p aipipe-tests $(NATIVE_SUITE)
@@ -101,7 +108,7 @@ integration: tools $(SDKS) wasm native
 # (--all-targets: there are no doc tests, and their empty "0 tests" sections
 # would otherwise be the run's last word.)
 ## test: everything CI runs: lint, the wasm build, unit and integration tests
-test: tools $(SDKS) lint wasm native
+test: tools $(SDKS) lint wasm native native-probe
 	AIPIPE_FILTER=wasm $(CARGO) test --workspace --all-targets
 	AIPIPE_FILTER=native $(CARGO) test -p aipipe-tests $(NATIVE_SUITE)
 

@@ -458,6 +458,18 @@ impl Stream {
     }
 
     pub fn request_headers(&self, end_of_stream: bool) -> Status {
+        #[cfg(feature = "panic-probe")]
+        if self
+            .host
+            .stream()
+            .and_then(|s| s.header(HeaderKind::Request, "x-aipipe-panic-probe"))
+            .is_some()
+        {
+            #[allow(clippy::panic)]
+            {
+                panic!("panic probe");
+            }
+        }
         self.with(|state, host| match state {
             State::Filter(r) => status(r.on_request_headers(host, end_of_stream)),
             State::Upstream(location) => {
