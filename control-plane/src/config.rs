@@ -51,6 +51,12 @@ pub struct Settings {
     #[arg(long, env = "AIPIPE_ADMIN_FAILURES_PER_MINUTE", default_value_t = crate::admin::throttle::DEFAULT_MAX_FAILURES)]
     pub admin_failures_per_minute: u32,
 
+    /// Where budget alerts are POSTed (an http:// URL): a JSON event when a
+    /// tenant's spend reaches 50, 80 and 100 % of its budget
+    /// (control-plane/README.md, "Budget alerts").
+    #[arg(long, env = "AIPIPE_BUDGET_WEBHOOK_URL")]
+    pub budget_webhook_url: Option<String>,
+
     /// Development mode: generate any missing secret (admin secret and
     /// internal token printed once; master key stored beside the database).
     #[arg(long, env = "AIPIPE_DEV")]

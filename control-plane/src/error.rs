@@ -13,6 +13,8 @@ use utoipa::ToSchema;
 pub enum Error {
     /// Missing or wrong `X-Admin-Secret` / internal token.
     Unauthorized,
+    /// A virtual key that is no live key of any tenant (`GET /usage`).
+    UnknownKey,
     /// Malformed input: not JSON, a bad query parameter.
     BadRequest(String),
     NotFound(String),
@@ -39,6 +41,11 @@ impl Error {
                 StatusCode::UNAUTHORIZED,
                 "authentication_error",
                 "unauthorized",
+            ),
+            Self::UnknownKey => (
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "invalid_api_key",
             ),
             Self::BadRequest(_) => (
                 StatusCode::BAD_REQUEST,
@@ -78,6 +85,9 @@ impl Error {
         match self {
             Self::Unauthorized => {
                 "Missing or wrong credentials: send the admin secret as `X-Admin-Secret` (internal API: `x-aipipe-internal-token`)."
+            }
+            Self::UnknownKey => {
+                "Invalid API key: send your aipipe virtual key as `Authorization: Bearer <key>`."
             }
             Self::BadRequest(m)
             | Self::NotFound(m)

@@ -93,15 +93,36 @@ impl<'a> Effects<'a> {
                     ts_ms: r.ts_ms,
                     provider: &a.provider,
                     model: &a.model,
+                    key_tag: "",
                     outcome: Outcome::of_status(a.status),
                 });
+                // …and the (model, key) pair's when it speaks about the key.
+                if let Some(tag) = &a.key_tag {
+                    e.events.push(Event {
+                        ts_ms: r.ts_ms,
+                        provider: &a.provider,
+                        model: &a.model,
+                        key_tag: tag,
+                        outcome: Outcome::of_key_status(a.status),
+                    });
+                }
             }
             e.events.push(Event {
                 ts_ms: r.ts_ms,
                 provider: &r.provider,
                 model: &r.model,
+                key_tag: "",
                 outcome: Outcome::of_record(r),
             });
+            if let Some(tag) = r.key_tag.as_deref().filter(|_| !r.cache_hit) {
+                e.events.push(Event {
+                    ts_ms: r.ts_ms,
+                    provider: &r.provider,
+                    model: &r.model,
+                    key_tag: tag,
+                    outcome: Outcome::of_key_status(r.status),
+                });
+            }
         }
         e
     }
@@ -138,16 +159,37 @@ pub async fn ingest(db: &Db, batch: Batch) -> Result<UsageAck> {
         refused += (before - keep.len()) as u64;
         let records = keep;
         let fresh = tx.insert_usage(&records)?;
-        let effects = Effects::of(&fresh);
+        let mut effects = Effects::of(&fresh);
         for ((tenant, provider, model), sums) in &effects.totals {
             tx.add_usage_totals(tenant, provider, model, sums)?;
         }
-        let touched = penalty::apply_events(effects.events, now, tx.decay_ms(), |p, m| {
-            tx.penalty_tally(p, m)
-        })?;
-        for ((provider, model), tally) in &touched {
-            tx.save_penalty_tally(provider, model, tally)?;
+        // A success lowers a (model, key) pair's penalty only where the pair
+        // has one: most keys never earn one, and keep no row.
+        let mut events = Vec::with_capacity(effects.events.len());
+        let mut held: HashMap<penalty::ModelKey<'_>, bool> = HashMap::new();
+        for e in effects.events.drain(..) {
+            if e.key_tag.is_empty() || e.outcome != Outcome::Success {
+                events.push(e);
+                continue;
+            }
+            let k = (e.provider, e.model, e.key_tag);
+            let has = match held.get(&k) {
+                Some(&has) => has,
+                None => {
+                    let has = tx.penalty_tally(k)?.is_some();
+                    held.insert(k, has);
+                    has
+                }
+            };
+            if has {
+                events.push(e);
+            }
         }
+        let touched = penalty::apply_events(events, now, tx.decay_ms(), |k| tx.penalty_tally(k))?;
+        for (k, tally) in &touched {
+            tx.save_penalty_tally(*k, tally)?;
+        }
+        tx.add_usage_days(&fresh)?;
         let due = tx.republish_penalties(now)?;
         let accepted = fresh.len() as u64;
         Ok((
@@ -155,6 +197,9 @@ pub async fn ingest(db: &Db, batch: Batch) -> Result<UsageAck> {
                 accepted,
                 duplicates: records.len() as u64 - accepted,
                 refused,
+                // Everything this transaction changed, budget entries
+                // included, is at or below it.
+                revision: tx.revision()?,
             },
             due,
         ))
@@ -189,6 +234,8 @@ mod tests {
             failed_attempts: Vec::new(),
             cache_hit: false,
             estimated: false,
+            key_tag: None,
+            reserved_nusd: None,
         }
     }
 
@@ -207,6 +254,7 @@ mod tests {
             provider: "anthropic".into(),
             model: "claude-sonnet-4-5".into(),
             status: 529,
+            key_tag: None,
         }];
         let hit = UsageRecord {
             cache_hit: true,

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use aipipe_core::contract::{CHANGES_PATH, TABLE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER};
+use aipipe_core::contract::{
+    CHANGES_PATH, TABLE_PATH, TENANT_USAGE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER,
+};
 use aipipe_core::usage::{UsageAck, UsageBatch};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
@@ -36,6 +38,8 @@ pub fn app(state: AppState) -> Router {
         .route(USAGE_PATH, post(usage))
         .layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        // Authenticated by the caller's own virtual key, not the token.
+        .route(TENANT_USAGE_PATH, get(tenant_usage))
         .fallback(|| async { Error::NotFound("no such internal route".into()) })
         .with_state(state)
 }
@@ -47,6 +51,53 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
     } else {
         Error::Unauthorized.into_response()
     }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaysQuery {
+    #[serde(default = "a_week")]
+    days: u16,
+}
+
+fn a_week() -> u16 {
+    7
+}
+
+/// A tenant's own usage by day and its budget (`GET /usage` through Envoy:
+/// the filter sends it on with the client's virtual key). The key is
+/// checked here again: only its own tenant's numbers are ever answered.
+async fn tenant_usage(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: std::result::Result<Query<DaysQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<crate::db::TenantUsage>> {
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, key) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+        })
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .filter(|k| !k.is_empty())
+        .ok_or(Error::UnknownKey)?;
+    let tenant = state
+        .db
+        .tenant_of_key(aipipe_core::table::hex_hash(key))
+        .await?
+        .ok_or(Error::UnknownKey)?;
+    let Query(q) =
+        query.map_err(|e| Error::BadRequest(format!("{}; use ?days=N", e.body_text())))?;
+    if !(1..=366).contains(&q.days) {
+        return Err(Error::BadRequest("days: must be from 1 to 366".into()));
+    }
+    state
+        .db
+        .tenant_usage(tenant, q.days)
+        .await?
+        .map(Json)
+        .ok_or(Error::UnknownKey)
 }
 
 #[derive(serde::Deserialize)]

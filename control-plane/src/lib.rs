@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod alerts;
 pub mod body;
 pub mod config;
 pub mod crypto;
@@ -165,6 +166,9 @@ pub async fn adopt_env_keys(
 /// the operator (missing secret, unusable database, address in use).
 pub async fn run(settings: Settings) -> Result<(), String> {
     let (secrets, generated) = settings.secrets()?;
+    if let Some(url) = &settings.budget_webhook_url {
+        alerts::check_url(url)?;
+    }
     if let Some(dir) = settings.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
@@ -216,6 +220,9 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         let _ = std::io::stdout().flush();
     }
 
+    if let Some(url) = &settings.budget_webhook_url {
+        alerts::spawn(state.clone(), url.clone());
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let held = state.clone();
     tokio::spawn(async move {

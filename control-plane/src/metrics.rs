@@ -35,6 +35,9 @@ const DUPLICATE: Outcome = Outcome {
     result: "duplicate",
 };
 const REFUSED: Outcome = Outcome { result: "refused" };
+const SENT: Outcome = Outcome { result: "sent" };
+const RETRIED: Outcome = Outcome { result: "retried" };
+const DROPPED: Outcome = Outcome { result: "dropped" };
 
 /// The control plane's own counters, shared by every request.
 #[derive(Debug)]
@@ -50,6 +53,8 @@ pub struct Counters {
     /// Answers to filters' change requests, and the bytes they carried.
     deltas: Counter,
     delta_bytes: Counter,
+    /// Budget alerts by what became of a delivery attempt.
+    alerts: Family<Outcome, Counter>,
 }
 
 impl Default for Counters {
@@ -63,12 +68,14 @@ impl Default for Counters {
             admin_auth_throttled: Counter::default(),
             deltas: Counter::default(),
             delta_bytes: Counter::default(),
+            alerts: Family::default(),
         };
         // Every series exists from the start, at 0, so rates never begin
         // with a gap.
         for (family, outcomes) in [
             (&c.ingest_records, &[ACCEPTED, DUPLICATE, REFUSED][..]),
             (&c.table_requests, &[FULL, NOT_MODIFIED][..]),
+            (&c.alerts, &[SENT, RETRIED, DROPPED][..]),
         ] {
             for o in outcomes {
                 drop(family.get_or_create(o));
@@ -115,6 +122,16 @@ impl Counters {
             .get_or_create(&DUPLICATE)
             .inc_by(duplicates);
         self.ingest_records.get_or_create(&REFUSED).inc_by(refused);
+    }
+
+    /// A budget alert delivery: "sent", "retried" or "dropped".
+    pub fn alert(&self, result: &'static str) {
+        let o = match result {
+            "sent" => &SENT,
+            "retried" => &RETRIED,
+            _ => &DROPPED,
+        };
+        self.alerts.get_or_create(o).inc();
     }
 
     /// A usage batch refused as malformed.
@@ -307,7 +324,8 @@ impl Collector for Stored {
 
 pub async fn render(state: &AppState) -> Result<String> {
     let totals = state.db.usage_totals().await?;
-    let penalties = state.db.penalties().await?;
+    // Models only: pairs would label a series per provider key.
+    let penalties = state.db.penalties(Some(Vec::new())).await?;
     // A registry per scrape: the database's numbers are read now, the
     // process counters are shared (a registered Counter is a handle).
     // `register` adds the final period to each help text.
@@ -362,6 +380,11 @@ pub async fn render(state: &AppState) -> Result<String> {
         "aipipe_cp_ingest_records",
         "Usage records received by outcome",
         c.ingest_records.clone(),
+    );
+    registry.register(
+        "aipipe_cp_budget_alerts",
+        "Budget alert deliveries to the webhook: sent, retried (a failed attempt) or dropped (given up)",
+        c.alerts.clone(),
     );
     registry.register_collector(Box::new(Stored {
         totals,

@@ -10,7 +10,9 @@ use std::sync::LazyLock;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
 
-use crate::admin::{catalog, explain, import, keys, ops, penalties, tenants, usage};
+use crate::admin::{
+    budgets, catalog, explain, import, keys, limits, ops, penalties, tenants, usage,
+};
 use crate::error::ErrorBody;
 
 /// Every admin route as (method, OpenAPI path): the single list the router
@@ -30,6 +32,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/tenants/{id}/virtual-keys"),
     ("delete", "/admin/tenants/{id}/virtual-keys/{key_id}"),
     ("get", "/admin/tenants/{id}/stats"),
+    ("put", "/admin/tenants/{id}/budget"),
+    ("get", "/admin/tenants/{id}/budget"),
+    ("delete", "/admin/tenants/{id}/budget"),
+    ("put", "/admin/tenants/{id}/limits"),
+    ("get", "/admin/tenants/{id}/limits"),
+    ("delete", "/admin/tenants/{id}/limits"),
+    ("put", "/admin/tenants/{id}/virtual-keys/{key_id}/limits"),
+    ("get", "/admin/tenants/{id}/virtual-keys/{key_id}/limits"),
+    ("delete", "/admin/tenants/{id}/virtual-keys/{key_id}/limits"),
+    ("get", "/admin/usage"),
+    ("post", "/admin/cost"),
+    ("put", "/admin/budget-default"),
+    ("get", "/admin/budget-default"),
+    ("delete", "/admin/budget-default"),
     ("get", "/admin/models"),
     ("put", "/admin/models/{id}"),
     ("delete", "/admin/models/{id}"),
@@ -150,6 +166,11 @@ pub struct CandidateDoc {
     provider: String,
     raw_cost_usd: f64,
     adjusted_cost: f64,
+    /// The model's penalty for everybody (the provider's trouble).
+    penalty: f64,
+    /// The penalty of this model with the tenant's own provider key (its
+    /// 401/402/403/429 answers); the worse of the two applies.
+    key_penalty: f64,
 }
 
 /// The admin secret, for every /admin route.
@@ -186,6 +207,20 @@ impl Modify for AdminSecret {
         keys::list_virtual_keys,
         keys::revoke_virtual_key,
         usage::stats,
+        budgets::put_budget,
+        budgets::get_budget,
+        budgets::delete_budget,
+        limits::put_tenant_limits,
+        limits::get_tenant_limits,
+        limits::delete_tenant_limits,
+        limits::put_key_limits,
+        limits::get_key_limits,
+        limits::delete_key_limits,
+        usage::all_usage,
+        usage::adjust_cost,
+        budgets::put_default,
+        budgets::get_default,
+        budgets::delete_default,
         catalog::list_models,
         catalog::put_model,
         catalog::delete_model,
@@ -300,6 +335,7 @@ mod tests {
                 pass_through: true,
                 virtual_key_hashes: Vec::new(),
                 provider_keys: [("openai".to_owned(), "sk-x".to_owned())].into(),
+                limits: Default::default(),
             }],
             ..aipipe_core::table::RoutingTable::default()
         })

@@ -66,6 +66,19 @@ impl Outcome {
             Self::of_status(r.status)
         }
     }
+
+    /// What a status says about the (model, key) pair it was sent with: a
+    /// success lowers the pair's penalty, a 401/402/403/429 raises it;
+    /// the provider's own trouble (5xx, no answer) is the model's, not the
+    /// key's.
+    pub fn of_key_status(status: u16) -> Self {
+        use aipipe_core::penalty::{Outcome as O, Scope, classify};
+        match classify(status) {
+            Some((O::Success, _)) => Self::Success,
+            Some((O::Failure, Scope::Key)) => Self::Failure,
+            _ => Self::Neutral,
+        }
+    }
 }
 
 /// One model's penalty and the time of its last decay step.
@@ -171,15 +184,19 @@ impl Tally {
     }
 }
 
-/// (provider, model).
-pub type ModelKey<'a> = (&'a str, &'a str);
+/// (provider, model, key tag): a model's own penalty has the tag "", a
+/// (model, provider key) pair's the key's tag.
+pub type ModelKey<'a> = (&'a str, &'a str, &'a str);
 
-/// One outcome of one model at its request's time.
+/// One outcome of one model (or one model with one key) at its request's
+/// time.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Event<'a> {
     pub ts_ms: u64,
     pub provider: &'a str,
     pub model: &'a str,
+    /// "" for the model's own penalty.
+    pub key_tag: &'a str,
     pub outcome: Outcome,
 }
 
@@ -192,17 +209,17 @@ pub fn apply_events<'a, E>(
     mut events: Vec<Event<'a>>,
     now_ms: u64,
     decay_ms: u64,
-    mut load: impl FnMut(&str, &str) -> Result<Option<Tally>, E>,
+    mut load: impl FnMut(ModelKey<'_>) -> Result<Option<Tally>, E>,
 ) -> Result<Vec<(ModelKey<'a>, Tally)>, E> {
     events.retain(|e| e.outcome != Outcome::Neutral);
     events.sort_by_key(|e| e.ts_ms);
     let mut touched: HashMap<ModelKey<'a>, Tally> = HashMap::new();
     for e in events {
         let at = e.ts_ms.min(now_ms);
-        let t = match touched.entry((e.provider, e.model)) {
+        let t = match touched.entry((e.provider, e.model, e.key_tag)) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
-                let stored = load(e.provider, e.model)?;
+                let stored = load((e.provider, e.model, e.key_tag))?;
                 v.insert(stored.unwrap_or_else(|| Tally::fresh(at)))
             }
         };
@@ -368,6 +385,7 @@ mod tests {
             ts_ms,
             provider: "openai",
             model,
+            key_tag: "",
             outcome,
         }
     }
@@ -392,12 +410,17 @@ mod tests {
             // Stamped in the future: counts as now.
             event(99_000, "c", Outcome::Failure),
         ];
-        let touched = apply_events(events, 5_000, D, |p: &str, m: &str| {
+        let touched = apply_events(events, 5_000, D, |(p, m, _)| {
             loads.push(format!("{p}/{m}"));
             Ok::<_, ()>((m == "a").then_some(stored))
         })
         .unwrap();
-        let get = |m: &str| touched.iter().find(|((_, k), _)| *k == m).map(|(_, t)| *t);
+        let get = |m: &str| {
+            touched
+                .iter()
+                .find(|((_, k, _), _)| *k == m)
+                .map(|(_, t)| *t)
+        };
         let a = get("a").unwrap();
         assert_eq!(a.state.penalty, (1.0 + 1.5) * 4.0 - 1.0);
         assert_eq!((a.successes, a.failures, a.updated_ms), (5, 2, 2_000));
@@ -469,6 +492,8 @@ mod tests {
             failed_attempts: Vec::new(),
             cache_hit: false,
             estimated: false,
+            key_tag: None,
+            reserved_nusd: None,
         };
         assert_eq!(Outcome::of_record(&r), Outcome::Success);
         r.cache_hit = true;

@@ -6,8 +6,10 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use aipipe_core::directory::{DeltaWriter, KeyEntry, Kind, TenantEntry};
-use aipipe_core::table::{Account, RoutingTable, Table};
+use aipipe_core::directory::{BudgetEntry, DeltaWriter, KeyEntry, Kind, TenantEntry};
+use aipipe_core::table::{
+    Account, BudgetDefault, KeyPenalty, MAX_KEY_PENALTIES, RoutingTable, Table,
+};
 use axum::body::Bytes;
 
 use crate::crypto::Cipher;
@@ -16,12 +18,14 @@ use crate::error::{Error, Result};
 
 /// The global table from its stored parts. A penalty set in the catalog
 /// itself acts as a floor under the aggregated one (control-plane/README.md,
-/// "Penalties").
+/// "Penalties"). The non-zero (model, key) pairs of catalog models go along,
+/// the worst [`MAX_KEY_PENALTIES`] when there are more.
 pub fn global_table(g: GlobalState) -> RoutingTable {
     let penalties: std::collections::HashMap<(&str, &str), f64> = g
         .penalties
         .iter()
-        .map(|(p, m, v)| ((p.as_str(), m.as_str()), *v))
+        .filter(|(_, _, tag, _)| tag.is_empty())
+        .map(|(p, m, _, v)| ((p.as_str(), m.as_str()), *v))
         .collect();
     let mut models = g.models;
     for m in &mut models {
@@ -29,10 +33,29 @@ pub fn global_table(g: GlobalState) -> RoutingTable {
             m.penalty = m.penalty.max(p);
         }
     }
+    let mut key_penalties: Vec<KeyPenalty> = g
+        .penalties
+        .into_iter()
+        .filter(|(p, m, tag, v)| {
+            !tag.is_empty() && *v > 0.0 && models.iter().any(|c| c.id == *m && c.provider == *p)
+        })
+        .map(|(_, model, key_tag, penalty)| KeyPenalty {
+            model,
+            key_tag,
+            penalty,
+        })
+        .collect();
+    key_penalties.sort_by(|a, b| b.penalty.total_cmp(&a.penalty));
+    key_penalties.truncate(MAX_KEY_PENALTIES);
     RoutingTable {
         version: g.version,
         models,
         penalty_epoch: g.penalty_epoch,
+        key_penalties,
+        budget_default: g.budget_default.map(|l| BudgetDefault {
+            limit_nusd: l.limit_nusd,
+            days: l.days,
+        }),
         ..RoutingTable::default()
     }
 }
@@ -110,12 +133,14 @@ fn open_keys(cipher: &Cipher, id: &str, state: &TenantState) -> Result<Vec<(Stri
 /// A tenant resolved against `table`, as a request of it would be.
 pub fn account(cipher: &Cipher, table: &Table, id: &str, state: &TenantState) -> Result<Account> {
     let keys = open_keys(cipher, id, state)?;
-    Ok(table.account(
-        id.to_owned(),
-        state.disabled,
-        state.pass_through,
-        keys.iter().map(|(p, k)| (p.as_str(), k.as_str())),
-    ))
+    Ok(table
+        .account(
+            id.to_owned(),
+            state.disabled,
+            state.pass_through,
+            keys.iter().map(|(p, k)| (p.as_str(), k.as_str())),
+        )
+        .with_limits(state.limits))
 }
 
 /// A page of the change log as the filter's delta.
@@ -132,6 +157,7 @@ pub fn delta(page: ChangePage, cipher: &Cipher, cache: &Cache) -> Result<Vec<u8>
                         disabled: s.disabled,
                         pass_through: s.pass_through,
                         provider_keys: open_keys(cipher, &id, &s)?,
+                        limits: s.limits,
                     },
                     None => TenantEntry {
                         rev,
@@ -139,17 +165,44 @@ pub fn delta(page: ChangePage, cipher: &Cipher, cache: &Cache) -> Result<Vec<u8>
                         disabled: false,
                         pass_through: false,
                         provider_keys: Vec::new(),
+                        limits: Default::default(),
                     },
                 };
                 w.push(Kind::Tenant, &id, &entry.encode());
             }
             Changed::Key { rev, hash, tenant } => {
+                let (tenant, limits) = match tenant {
+                    Some((t, l)) => (Some(t), l),
+                    None => (None, Default::default()),
+                };
                 let entry = KeyEntry {
                     rev,
                     removed: tenant.is_none(),
                     tenant: tenant.unwrap_or_default(),
+                    limits,
                 };
                 w.push(Kind::Key, &hash, &entry.encode());
+            }
+            Changed::Budget { rev, tenant, state } => {
+                let entry = match state {
+                    Some(s) => BudgetEntry {
+                        rev,
+                        removed: false,
+                        limit_nusd: s.limit.limit_nusd,
+                        days: s.limit.days,
+                        spent_nusd: s.spent_nusd,
+                        frees: s.frees,
+                    },
+                    None => BudgetEntry {
+                        rev,
+                        removed: true,
+                        limit_nusd: 0,
+                        days: 1,
+                        spent_nusd: 0,
+                        frees: Vec::new(),
+                    },
+                };
+                w.push(Kind::Budget, &tenant, &entry.encode());
             }
         }
     }

@@ -13,7 +13,7 @@ use aipipe_control_plane::config::Secrets;
 use aipipe_control_plane::db::Db;
 use aipipe_control_plane::{AppState, admin_app, adopt_env_keys, internal_app};
 use aipipe_core::contract::{CHANGES_PATH, TABLE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER};
-use aipipe_core::directory::{Delta, KeyEntry, Kind, TenantEntry};
+use aipipe_core::directory::{BudgetEntry, Delta, KeyEntry, Kind, TenantEntry};
 use aipipe_core::table::{RoutingTable, Tenant, hex_hash};
 use aipipe_core::usage::{FailedAttempt, UsageBatch, UsageRecord};
 use axum::Router;
@@ -163,6 +163,7 @@ impl Harness {
                                 pass_through: e.pass_through,
                                 virtual_key_hashes: Vec::new(),
                                 provider_keys: e.provider_keys.into_iter().collect(),
+                                limits: Default::default(),
                             },
                         );
                     }
@@ -170,6 +171,10 @@ impl Harness {
                         let e = KeyEntry::decode(r.value).unwrap();
                         assert!(!e.removed, "no removals from revision 0");
                         keys.push((r.name.to_owned(), e.tenant));
+                    }
+                    Kind::Budget => {
+                        let e = BudgetEntry::decode(r.value).unwrap();
+                        assert!(!e.removed, "no removals from revision 0");
                     }
                 }
             }
@@ -230,7 +235,15 @@ impl Harness {
             Some(body),
         )
         .await;
-        (s, json_of(&b))
+        let mut ack = json_of(&b);
+        // The revision that shows the batch: checked here, compared by the
+        // budget tests; the others compare the counts.
+        if s == StatusCode::OK {
+            let rev = ack["revision"].as_u64().expect("an ack names its revision");
+            assert!(rev > 0 || ack["accepted"] == 0, "{ack}");
+            ack.as_object_mut().unwrap().remove("revision");
+        }
+        (s, ack)
     }
 
     async fn create_tenant(&self, id: &str) {
@@ -270,6 +283,8 @@ fn record(id: &str, tenant: &str, model: &str, status: u16, latency: f64, ts: u6
         failed_attempts: Vec::new(),
         cache_hit: false,
         estimated: false,
+        key_tag: None,
+        reserved_nusd: None,
     }
 }
 
@@ -1116,7 +1131,7 @@ async fn openapi_lists_every_route() {
     for (method, path) in aipipe_control_plane::openapi::ROUTES {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }
-    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 21);
+    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 35);
 }
 
 #[tokio::test]
@@ -1388,6 +1403,157 @@ async fn time_decay_alone_republishes_the_table() {
     );
 }
 
+/// The tag the filter names a provider key by (`Account::key_tag`).
+fn tag_of(key: &str) -> String {
+    aipipe_core::sha::sha256_hex(key.as_bytes())[..16].to_owned()
+}
+
+/// A key's own 429s penalize its (model, key) pair: the routing table
+/// carries the pair to every Envoy, `/admin/penalties` and explain show it,
+/// only tenants holding that key are slowed, and a success lowers it.
+#[tokio::test]
+async fn a_keys_429s_penalize_only_its_pair_shown_in_penalties_and_explain() {
+    let h = harness_with_decay(HOUR_MS);
+    for (t, key) in [("acme", "sk-acme-limited"), ("beta", "sk-beta-fine")] {
+        h.create_tenant(t).await;
+        let (s, v, _) = h
+            .admin(
+                Method::POST,
+                &format!("/admin/tenants/{t}/keys"),
+                Some(json!({"openai": key})),
+            )
+            .await;
+        assert!(s.is_success(), "{v}");
+    }
+    let (t0, _) = h.table().await;
+    assert!(t0.key_penalties.is_empty());
+    let limited = tag_of("sk-acme-limited");
+    let keyed = |id: &str, status: u16| UsageRecord {
+        key_tag: Some(limited.clone()),
+        ..record(id, "acme", "gpt-4o-mini", status, 10.0, now_ms())
+    };
+    // Two 429s answered directly, one failed attempt before another model.
+    let mut failed_over = record("k3", "acme", "gpt-4o", 200, 10.0, now_ms());
+    failed_over.failed_attempts = vec![FailedAttempt {
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        status: 429,
+        key_tag: Some(limited.clone()),
+    }];
+    h.ingest(&[keyed("k1", 429), keyed("k2", 429), failed_over])
+        .await;
+    let t1 = h
+        .poll(t0.version)
+        .await
+        .expect("the pair's penalty is news");
+    assert_eq!(penalty_of(&t1, "gpt-4o-mini"), 0.0, "the model is fine");
+    assert_eq!(t1.key_penalties.len(), 1, "{:?}", t1.key_penalties);
+    let kp = &t1.key_penalties[0];
+    assert_eq!(
+        (kp.model.as_str(), kp.key_tag.as_str()),
+        ("gpt-4o-mini", limited.as_str())
+    );
+    assert_near(kp.penalty, 63.0); // three failures: factor 4^3
+
+    let (s, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(penalty_view(&v, "gpt-4o-mini")["penalty"], 0.0);
+    let pairs = v["key_penalties"].as_array().unwrap();
+    assert_eq!(pairs.len(), 1, "{v}");
+    assert_eq!(pairs[0]["key_tag"], limited.as_str());
+    assert_eq!(pairs[0]["provider"], "openai");
+    assert_eq!(pairs[0]["failures"], 3);
+    assert_near(pairs[0]["table_penalty"].as_f64().unwrap(), 63.0);
+    assert!(!v.to_string().contains("sk-acme"), "no key in the answer");
+    for (tenant, n) in [("acme", 1), ("beta", 0)] {
+        let (s, v, _) = h
+            .admin(
+                Method::GET,
+                &format!("/admin/penalties?tenant={tenant}"),
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(
+            v["key_penalties"].as_array().unwrap().len(),
+            n,
+            "{tenant}: {v}"
+        );
+    }
+    let (s, v, _) = h
+        .admin(Method::GET, "/admin/penalties?tenant=nope", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    let (s, v, _) = h.admin(Method::GET, "/admin/penalties?nope=1", None).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+
+    // Explain: acme's mini carries the pair's penalty, beta's does not.
+    let explain = |tenant: &'static str| {
+        let h = &h;
+        async move {
+            let (s, v, _) = h
+                .admin(
+                    Method::POST,
+                    "/admin/route/explain",
+                    Some(json!({"tenant": tenant, "request": {"model": "auto",
+                        "messages": [{"role": "user", "content": "hi"}]}})),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            v
+        }
+    };
+    let mini = |v: &Value| {
+        v["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["model"] == "gpt-4o-mini")
+            .cloned()
+            .unwrap_or_else(|| panic!("{v}"))
+    };
+    let a = explain("acme").await;
+    assert_near(mini(&a)["key_penalty"].as_f64().unwrap(), 63.0);
+    assert_eq!(mini(&a)["penalty"], 0.0);
+    assert_ne!(a["choice"], "gpt-4o-mini", "{a}");
+    let b = explain("beta").await;
+    assert_eq!(mini(&b)["key_penalty"], 0.0);
+    assert_eq!(
+        b["choice"], "gpt-4o-mini",
+        "beta's routing did not move: {b}"
+    );
+
+    // Another tenant's successes never touch the pair; the key's own do.
+    h.ingest(&[UsageRecord {
+        key_tag: Some(tag_of("sk-beta-fine")),
+        ..record("b1", "beta", "gpt-4o-mini", 200, 10.0, now_ms())
+    }])
+    .await;
+    let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
+    assert_eq!(
+        v["key_penalties"].as_array().unwrap().len(),
+        1,
+        "no row for a healthy key: {v}"
+    );
+    h.ingest(&[keyed("k4", 200)]).await;
+    let t2 = h.poll(t1.version).await.expect("halved");
+    assert_near(t2.key_penalties[0].penalty, 31.5);
+
+    // A reset of the model forgets its pairs.
+    let (s, v, _) = h
+        .admin(
+            Method::POST,
+            "/admin/penalties/reset",
+            Some(json!({"model": "gpt-4o-mini"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (t3, _) = h.table().await;
+    assert!(t3.key_penalties.is_empty(), "{:?}", t3.key_penalties);
+    let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
+    assert_eq!(v["key_penalties"], json!([]));
+}
+
 #[tokio::test]
 async fn reset_zeroes_penalties_and_bumps_the_epoch() {
     let h = harness_with_decay(HOUR_MS);
@@ -1499,11 +1665,13 @@ async fn failed_attempts_count_in_the_success_rate_of_their_model() {
             provider: "anthropic".into(),
             model: "claude-sonnet-4-5".into(),
             status: 529,
+            key_tag: None,
         },
         FailedAttempt {
             provider: "openai".into(),
             model: "gpt-4o".into(),
             status: 504,
+            key_tag: None,
         },
     ];
     let mut answered = record("r2", "acme", "claude-sonnet-4-5", 200, 10.0, ts + 1);
@@ -2110,4 +2278,171 @@ async fn pass_through_can_be_switched_off_per_tenant_and_every_envoy_hears_of_it
     let (t1, _) = h.table().await;
     assert!(!t1.tenants[0].pass_through);
     assert!(t1.version > t0.version, "a change every Envoy receives");
+}
+
+/// The budget routes validate before writing, report spend over the window,
+/// and every change reaches the filters as the tenant's budget entry (the
+/// default in the global table).
+#[tokio::test]
+async fn budgets_are_validated_reported_and_published_as_entries() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    let (s, v, _) = h
+        .admin(Method::GET, "/admin/tenants/acme/budget", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    for bad in [
+        json!({"limit_usd": -1, "days": 30}),
+        json!({"limit_usd": 1e12, "days": 30}),
+        json!({"limit_usd": "NaN", "days": 30}),
+        json!({"limit_usd": 10, "days": 0}),
+        json!({"limit_usd": 10, "days": 367}),
+        json!({"limit_usd": 10, "days": 30, "extra": 1}),
+        json!({"limit_usd": 10}),
+    ] {
+        let (s, v, _) = h
+            .admin(Method::PUT, "/admin/tenants/acme/budget", Some(bad.clone()))
+            .await;
+        assert!(
+            s == StatusCode::BAD_REQUEST || s == StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {s} {v}"
+        );
+        assert!(v["error"]["message"].is_string(), "{v}");
+    }
+    let (s, _, _) = h
+        .admin(
+            Method::PUT,
+            "/admin/tenants/nope/budget",
+            Some(json!({"limit_usd": 10, "days": 30})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (t0, _) = h.table().await;
+    assert_eq!(h.poll(t0.version).await, None, "refusals wrote nothing");
+
+    let (s, v, _) = h
+        .admin(
+            Method::PUT,
+            "/admin/tenants/acme/budget",
+            Some(json!({"limit_usd": 10, "days": 30})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (
+            v["limit_usd"].as_f64(),
+            v["days"].as_u64(),
+            v["spent_usd"].as_f64()
+        ),
+        (Some(10.0), Some(30), Some(0.0))
+    );
+    // Spend today and 40 days ago: only today's is in the window.
+    let now = now_ms();
+    h.ingest(&[
+        UsageRecord {
+            cost_nusd: 2_500_000_000,
+            ..record("b1", "acme", "gpt-4o", 200, 10.0, now)
+        },
+        UsageRecord {
+            cost_nusd: 7_000_000_000,
+            ..record("b2", "acme", "gpt-4o", 200, 10.0, now - 40 * 86_400_000)
+        },
+    ])
+    .await;
+    let (_, v, _) = h
+        .admin(Method::GET, "/admin/tenants/acme/budget", None)
+        .await;
+    assert_eq!(v["spent_usd"], 2.5, "{v}");
+    assert_eq!(v["remaining_usd"], 7.5, "{v}");
+    assert_eq!(v["source"], "tenant");
+    let day = now / 86_400_000;
+    assert_eq!(v["next_free_ms"], (day + 30) * 86_400_000, "{v}");
+
+    // What a new Envoy gets: the entry, with today's spend and when it frees.
+    let entry = |rev: u64| {
+        let h = &h;
+        async move {
+            let (s, _, b) = send(
+                internal_app(h.state.clone()),
+                Method::GET,
+                &format!("{CHANGES_PATH}?since={rev}&wait_ms=0"),
+                &[(TOKEN_HEADER, TOKEN)],
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK);
+            let d = Delta::parse(&b).unwrap();
+            let e = d
+                .records
+                .iter()
+                .find(|r| r.kind == Kind::Budget && r.name == "acme")
+                .map(|r| BudgetEntry::decode(r.value).unwrap());
+            (e, d.revision)
+        }
+    };
+    let (e, rev) = entry(0).await;
+    let e = e.expect("acme's budget entry");
+    assert_eq!(
+        (e.limit_nusd, e.days, e.spent_nusd),
+        (10_000_000_000, 30, 2_500_000_000)
+    );
+    assert_eq!(e.frees, vec![((day + 30) * 86_400_000, 2_500_000_000)]);
+    // New spend: a new entry, at the revision the ack names.
+    let body = serde_json::to_vec(&UsageBatch {
+        records: vec![UsageRecord {
+            cost_nusd: 1_000_000_000,
+            ..record("b3", "acme", "gpt-4o", 200, 10.0, now)
+        }],
+    })
+    .unwrap();
+    let (_, _, b) = send(
+        internal_app(h.state.clone()),
+        Method::POST,
+        USAGE_PATH,
+        &[(TOKEN_HEADER, TOKEN)],
+        Some(body),
+    )
+    .await;
+    let acked = json_of(&b)["revision"].as_u64().unwrap();
+    let (e, after) = entry(rev).await;
+    assert_eq!(e.unwrap().spent_nusd, 3_500_000_000);
+    assert!(acked > rev && acked <= after, "{rev} < {acked} <= {after}");
+
+    // Removed: a tombstone; the default then applies (in the global table).
+    let (s, _, _) = h
+        .admin(Method::DELETE, "/admin/tenants/acme/budget", None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (e, rev) = entry(after).await;
+    assert!(e.unwrap().removed);
+    let (s, _, _) = h
+        .admin(Method::DELETE, "/admin/tenants/acme/budget", None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, v, _) = h
+        .admin(
+            Method::PUT,
+            "/admin/budget-default",
+            Some(json!({"limit_usd": 5, "days": 7})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let t = h.poll(rev).await.expect("the default is global");
+    assert_eq!(
+        t.budget_default,
+        Some(aipipe_core::table::BudgetDefault {
+            limit_nusd: 5_000_000_000,
+            days: 7
+        })
+    );
+    let (e, _) = entry(rev).await;
+    let e = e.expect("acme has spend: its entry under the default");
+    assert_eq!(
+        (e.limit_nusd, e.days, e.spent_nusd),
+        (5_000_000_000, 7, 3_500_000_000)
+    );
+    let (_, v, _) = h
+        .admin(Method::GET, "/admin/tenants/acme/budget", None)
+        .await;
+    assert_eq!(v["source"], "default", "{v}");
 }

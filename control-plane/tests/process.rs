@@ -171,6 +171,8 @@ fn record(i: u32) -> UsageRecord {
         failed_attempts: Vec::new(),
         cache_hit: false,
         estimated: false,
+        key_tag: None,
+        reserved_nusd: None,
     }
 }
 
@@ -276,7 +278,11 @@ fn an_acknowledged_batch_survives_kill_9() {
         .send_json(&batch)
         .unwrap();
     let ack: serde_json::Value = r.body_mut().read_json().unwrap();
-    assert_eq!(ack, serde_json::json!({"accepted": 0, "duplicates": 500}));
+    assert_eq!(
+        (&ack["accepted"], &ack["duplicates"]),
+        (&serde_json::json!(0), &serde_json::json!(500)),
+        "{ack}"
+    );
     drop(p);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use aipipe_tests::{ControlPlane, assert_eventually, eventually, post_json};
 use common::chat;
-use common::control_plane::{CpStack, tenant_with_own_keys};
+use common::control_plane::{CpStack, chat_as, envoy_polling, tenant_with_own_keys};
 use serde_json::{Value, json};
 
 fn hello(text: &str) -> Value {
@@ -563,6 +563,84 @@ fn a_tenants_rate_limited_key_never_moves_another_tenants_routing() {
         mini["penalty"], 0.0,
         "a 429 of one key moved the model: {mini}"
     );
+    // …but the (model, A's key) pair has one, shown in penalties (by its
+    // tag, never the key) and in explain for A only.
+    let a_tag = &aipipe_core::sha::sha256_hex(b"sk-tenant-a-openai")[..16];
+    let pairs = v["key_penalties"].as_array().unwrap();
+    assert!(
+        pairs.iter().any(|p| p["model"] == "gpt-4o-mini"
+            && p["key_tag"] == a_tag
+            && p["penalty"].as_f64() > Some(0.0)),
+        "{v}"
+    );
+    assert!(!v.to_string().contains("sk-tenant"), "a key in {v}");
+    let only_b =
+        s.cp.admin("GET", "/admin/penalties?tenant=tenant-b", None)
+            .json();
+    assert_eq!(only_b["key_penalties"], json!([]), "{only_b}");
+    let explain = |tenant: &str| {
+        let v =
+            s.cp.admin(
+                "POST",
+                "/admin/route/explain",
+                Some(&json!({"tenant": tenant, "request": {"model": "auto",
+                    "messages": [{"role": "user", "content": "hi"}]}})),
+            )
+            .json();
+        v["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["model"] == "gpt-4o-mini")
+            .unwrap()["key_penalty"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(explain("tenant-a") > 0.0);
+    assert_eq!(explain("tenant-b"), 0.0);
+    // A second Envoy that never saw a 429 routes A around the pair from its
+    // first request (the published table carries it), and B as before.
+    let second = envoy_polling(
+        &s.mock,
+        r#"{"penalty_decay_ms": 600000}"#,
+        s.cp.internal_port,
+        &s.cp.internal_token,
+    );
+    assert_eventually!(
+        Duration::from_secs(20),
+        chat_as(
+            &second,
+            &b,
+            &json!({"messages": [{"role": "user", "content": "hi"}]})
+        )
+        .status
+            == 200,
+        "the second Envoy never served"
+    );
+    let before = s.mock.received().len();
+    let r = chat_as(
+        &second,
+        &a,
+        &json!({"messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(
+        r.header("x-aipipe-provider"),
+        Some("anthropic"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        s.mock.received().len(),
+        before + 1,
+        "A's key was tried at OpenAI"
+    );
+    let r = chat_as(
+        &second,
+        &b,
+        &json!({"messages": [{"role": "user", "content": "hi"}]}),
+    );
+    assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"));
+    drop(second);
 
     // The provider itself down: everybody moves.
     s.mock.clear_faults();

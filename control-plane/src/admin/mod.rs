@@ -5,10 +5,12 @@
 //! domain service), shape the answer; one file per resource. Nothing here
 //! logs a request body, so provider keys and virtual keys never reach a log line.
 
+pub(crate) mod budgets;
 pub(crate) mod catalog;
 pub(crate) mod explain;
 pub(crate) mod import;
 pub(crate) mod keys;
+pub(crate) mod limits;
 pub(crate) mod ops;
 pub(crate) mod penalties;
 pub(crate) mod tenants;
@@ -63,6 +65,32 @@ pub fn app(state: AppState) -> Router {
             delete(keys::revoke_virtual_key),
         )
         .route("/admin/tenants/{id}/stats", get(usage::stats))
+        .route(
+            "/admin/tenants/{id}/budget",
+            put(budgets::put_budget)
+                .get(budgets::get_budget)
+                .delete(budgets::delete_budget),
+        )
+        .route(
+            "/admin/tenants/{id}/limits",
+            put(limits::put_tenant_limits)
+                .get(limits::get_tenant_limits)
+                .delete(limits::delete_tenant_limits),
+        )
+        .route(
+            "/admin/tenants/{id}/virtual-keys/{key_id}/limits",
+            put(limits::put_key_limits)
+                .get(limits::get_key_limits)
+                .delete(limits::delete_key_limits),
+        )
+        .route("/admin/usage", get(usage::all_usage))
+        .route("/admin/cost", post(usage::adjust_cost))
+        .route(
+            "/admin/budget-default",
+            put(budgets::put_default)
+                .get(budgets::get_default)
+                .delete(budgets::delete_default),
+        )
         .route("/admin/models", get(catalog::list_models))
         .route(
             "/admin/models/{id}",

@@ -5,10 +5,12 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::budgets::{BudgetState, Limit, budget_state, default_limit};
 use super::catalog::models;
 use super::penalties::penalty_rows;
 use super::{Db, penalty_epoch, to_i64, to_u64, version};
 use crate::error::Result;
+use aipipe_core::ratelimit::Limits;
 use aipipe_core::table::Model;
 
 /// What a change is about.
@@ -19,12 +21,15 @@ pub(super) enum Change<'a> {
     Tenant(&'a str),
     /// A virtual key, by its hash.
     Key(&'a str),
+    /// A tenant's budget or its spend, by tenant id.
+    Budget(&'a str),
 }
 
 /// The `kind` column's values.
 const GLOBAL: i64 = 0;
 pub(super) const TENANT: i64 = 1;
 const KEY: i64 = 2;
+const BUDGET: i64 = 3;
 
 impl<'a> Change<'a> {
     /// Its row's key: (`kind`, `name`).
@@ -33,6 +38,7 @@ impl<'a> Change<'a> {
             Change::Global => (GLOBAL, ""),
             Change::Tenant(id) => (TENANT, id),
             Change::Key(hash) => (KEY, hash),
+            Change::Budget(id) => (BUDGET, id),
         }
     }
 }
@@ -60,9 +66,12 @@ pub struct GlobalState {
     /// The revision of the last global change: the table's version.
     pub version: u64,
     pub models: Vec<Model>,
-    /// (provider, model, penalty) as published.
-    pub penalties: Vec<(String, String, f64)>,
+    /// (provider, model, key tag, penalty) as published; the tag is empty
+    /// for a model's own penalty.
+    pub penalties: Vec<(String, String, String, f64)>,
     pub penalty_epoch: u64,
+    /// The budget of tenants without their own.
+    pub budget_default: Option<Limit>,
 }
 
 /// A tenant as the filters hold it.
@@ -72,6 +81,7 @@ pub struct TenantState {
     pub pass_through: bool,
     /// (provider, sealed key).
     pub sealed_keys: Vec<(String, Vec<u8>)>,
+    pub limits: Limits,
 }
 
 /// One changed thing in its current state; None = removed.
@@ -86,7 +96,13 @@ pub enum Changed {
     Key {
         rev: u64,
         hash: String,
-        tenant: Option<String>,
+        /// The key's tenant and its own rate limits; None = removed.
+        tenant: Option<(String, Limits)>,
+    },
+    Budget {
+        rev: u64,
+        tenant: String,
+        state: Option<BudgetState>,
     },
 }
 
@@ -115,9 +131,10 @@ pub(super) fn global_state(conn: &Connection) -> Result<GlobalState> {
         models: models(conn)?,
         penalties: penalty_rows(conn)?
             .into_iter()
-            .map(|r| (r.provider, r.model, r.published))
+            .map(|r| (r.provider, r.model, r.key_tag, r.published))
             .collect(),
         penalty_epoch: penalty_epoch(conn)?,
+        budget_default: default_limit(conn)?,
     })
 }
 
@@ -139,16 +156,45 @@ pub(super) fn tenant_state(conn: &Connection, id: &str) -> Result<Option<TenantS
         disabled,
         pass_through,
         sealed_keys,
+        limits: rate_limits(conn, id, "")?,
     }))
 }
 
-fn key_tenant(conn: &Connection, hash: &str) -> Result<Option<String>> {
+/// A live key's tenant and its own rate limits.
+fn key_tenant(conn: &Connection, hash: &str) -> Result<Option<(String, Limits)>> {
     Ok(conn
         .prepare_cached(
-            "SELECT tenant FROM virtual_keys WHERE key_hash = ?1 AND revoked_at IS NULL",
+            "SELECT v.tenant, COALESCE(l.requests_per_minute, 0), COALESCE(l.tokens_per_minute, 0)
+             FROM virtual_keys v LEFT JOIN rate_limits l ON l.tenant = v.tenant AND l.key_id = v.id
+             WHERE v.key_hash = ?1 AND v.revoked_at IS NULL",
         )?
-        .query_row([hash], |r| r.get(0))
+        .query_row([hash], |r| {
+            Ok((
+                r.get(0)?,
+                Limits {
+                    requests_per_minute: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
+                    tokens_per_minute: to_u64(r.get(2)?),
+                },
+            ))
+        })
         .optional()?)
+}
+
+/// The rate limits of a tenant (`key_id` "") or of one of its keys.
+pub(super) fn rate_limits(conn: &Connection, tenant: &str, key_id: &str) -> Result<Limits> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT requests_per_minute, tokens_per_minute FROM rate_limits
+             WHERE tenant = ?1 AND key_id = ?2",
+        )?
+        .query_row([tenant, key_id], |r| {
+            Ok(Limits {
+                requests_per_minute: u32::try_from(r.get::<_, i64>(0)?).unwrap_or(u32::MAX),
+                tokens_per_minute: to_u64(r.get(1)?),
+            })
+        })
+        .optional()?
+        .unwrap_or_default())
 }
 
 impl Db {
@@ -198,6 +244,11 @@ impl Db {
                         state: tenant_state(tx, &name)?,
                         id: name,
                     },
+                    BUDGET => Changed::Budget {
+                        rev,
+                        state: budget_state(tx, &name)?,
+                        tenant: name,
+                    },
                     _ => Changed::Key {
                         rev,
                         tenant: key_tenant(tx, &name)?,
@@ -206,7 +257,9 @@ impl Db {
                 };
                 let removed = matches!(
                     changed,
-                    Changed::Tenant { state: None, .. } | Changed::Key { tenant: None, .. }
+                    Changed::Tenant { state: None, .. }
+                        | Changed::Key { tenant: None, .. }
+                        | Changed::Budget { state: None, .. }
                 );
                 if !(removed && since == 0) {
                     changes.push(changed);

@@ -221,6 +221,107 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ALTER TABLE usage ADD COLUMN estimated INTEGER NOT NULL DEFAULT 0;
     "#,
     ),
+    (
+        9,
+        "key-scoped penalties",
+        r#"
+    -- A penalty row is a model's (key_tag '') or a (model, provider key)
+    -- pair's: a key's 401/402/403/429 moves only its pair (penalty.rs).
+    -- The primary key grows a column, so the table is rebuilt.
+    CREATE TABLE penalties_v9 (
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        key_tag TEXT NOT NULL DEFAULT '',
+        penalty REAL NOT NULL,
+        decayed_ms INTEGER NOT NULL,
+        successes INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        published REAL NOT NULL,
+        PRIMARY KEY (provider, model, key_tag)
+    ) WITHOUT ROWID;
+    INSERT INTO penalties_v9 (provider, model, penalty, decayed_ms, successes, failures,
+        updated_ms, published)
+        SELECT provider, model, penalty, decayed_ms, successes, failures, updated_ms, published
+        FROM penalties;
+    DROP TABLE penalties;
+    ALTER TABLE penalties_v9 RENAME TO penalties;
+    "#,
+    ),
+    (
+        10,
+        "budgets, usage per day, cost adjustments, rate limits, budget alerts",
+        r#"
+    -- A tenant's own budget: a limit (nano-dollars) over a window of whole
+    -- UTC days (db/budgets.rs). The default lives in meta.
+    CREATE TABLE budgets (
+        tenant TEXT PRIMARY KEY,
+        limit_nusd INTEGER NOT NULL,
+        days INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    -- Usage per tenant per UTC day (unix ms / 86400000), kept by ingest in
+    -- the records' transaction: a budget's window and the usage APIs read
+    -- at most `days` rows. `cost_nusd` may be an operator's adjustment
+    -- (`cost_adjustments` keeps each one and what it replaced).
+    CREATE TABLE usage_days (
+        tenant TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        cost_nusd INTEGER NOT NULL,
+        PRIMARY KEY (tenant, day)
+    ) WITHOUT ROWID;
+    INSERT INTO usage_days (tenant, day, requests, prompt_tokens, completion_tokens, cost_nusd)
+        SELECT tenant, ts_ms / 86400000, COUNT(*), MIN(SUM(prompt_tokens), 9223372036854775807),
+            MIN(SUM(completion_tokens), 9223372036854775807),
+            MIN(SUM(cost_nusd), 9223372036854775807)
+        FROM usage WHERE tenant IN (SELECT id FROM tenants)
+            AND ts_ms > COALESCE((SELECT MAX(deleted_at) FROM tenant_deletions d
+                WHERE d.tenant = usage.tenant), 0)
+        GROUP BY tenant, ts_ms / 86400000;
+    -- Requests and tokens per minute (0 = no limit) of a tenant (key_id '')
+    -- or of one of its virtual keys; enforced by each Envoy
+    -- (filter/core/src/ratelimit.rs), shipped in the tenant's and the key's
+    -- directory entries.
+    CREATE TABLE rate_limits (
+        tenant TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        requests_per_minute INTEGER NOT NULL,
+        tokens_per_minute INTEGER NOT NULL,
+        PRIMARY KEY (tenant, key_id)
+    ) WITHOUT ROWID;
+    -- Budget thresholds (50, 80, 100 %) a tenant's window has reached: an
+    -- alert fires when a row is added; the row goes when spend falls back
+    -- below, so each crossing alerts once.
+    CREATE TABLE budget_alerts (
+        tenant TEXT NOT NULL,
+        threshold INTEGER NOT NULL,
+        fired_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant, threshold)
+    ) WITHOUT ROWID;
+    -- Alerts waiting for the webhook, written in the ingest transaction that
+    -- crossed the threshold; delivered (and deleted) by a task of their own.
+    CREATE TABLE webhook_outbox (
+        id INTEGER PRIMARY KEY,
+        body TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_ms INTEGER NOT NULL
+    );
+    CREATE INDEX webhook_outbox_due ON webhook_outbox(next_ms);
+    -- POST /admin/cost: every overwrite of a day's cost, with the value it
+    -- replaced.
+    CREATE TABLE cost_adjustments (
+        id INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        previous_nusd INTEGER NOT NULL,
+        cost_nusd INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL
+    );
+    "#,
+    ),
 ];
 
 /// Applies every migration the database has not had yet.
@@ -322,7 +423,7 @@ mod tests {
         assert_eq!(totals[0].sums.failed_attempts, 0);
         assert_eq!(totals[0].sums.cache_hits, 0);
         assert_eq!(r.totals.numbers.cache_hits, 0);
-        let p = db.penalties().await.unwrap();
+        let p = db.penalties(None).await.unwrap();
         // Creation time in ms: above any epoch an older database reached.
         assert!(p.penalty_epoch > 1_700_000_000_000, "{}", p.penalty_epoch);
         assert!(p.penalty_epoch <= now_ms());

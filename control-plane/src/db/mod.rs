@@ -16,14 +16,18 @@
 //! filters are sent from it) and `migrations`; this file holds the
 //! connections, the transaction helpers and the `meta` counters they share.
 
+mod alerts;
+mod budgets;
 mod catalog;
 mod changes;
 mod import;
 mod keys;
+mod limits;
 mod migrations;
 mod penalties;
 mod tenants;
 mod usage;
+mod usage_days;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -36,13 +40,17 @@ use crate::error::{Error, Result};
 use crate::penalty;
 use migrations::migrate;
 
+pub use alerts::Alert;
+pub use budgets::{BudgetState, BudgetView, BudgetWrite, Limit};
 use changes::{Change, record_change};
 pub use changes::{ChangePage, Changed, GlobalState, TenantState};
 pub use import::ImportTenant;
 pub use keys::VirtualKeyView;
+pub use limits::{LimitsAt, Scope};
 pub use penalties::{Penalties, PenaltyReset, PenaltyView};
 pub use tenants::TenantView;
 pub use usage::UsageTotals;
+pub use usage_days::{CostAdjustment, DayUsage, TenantUsage, parse_date};
 
 const READERS: usize = 3;
 
@@ -77,6 +85,8 @@ struct Pool {
     /// The revision as of the last commit: requests waiting for changes
     /// watch it.
     revision: tokio::sync::watch::Sender<u64>,
+    /// A budget webhook is configured: threshold crossings are queued for it.
+    alerts: std::sync::atomic::AtomicBool,
 }
 
 impl Pool {
@@ -105,12 +115,19 @@ impl Pool {
 pub struct Tx<'a> {
     tx: &'a Transaction<'a>,
     decay_ms: u64,
+    /// Budget threshold crossings are queued for the webhook.
+    alerts: bool,
 }
 
 impl Tx<'_> {
     /// Penalties halve every this many ms.
     pub fn decay_ms(&self) -> u64 {
         self.decay_ms
+    }
+
+    /// The revision as this transaction sees it.
+    pub fn revision(&self) -> Result<u64> {
+        version(self.tx)
     }
 }
 
@@ -185,7 +202,14 @@ impl Db {
             penalty_due: AtomicU64::new(0),
             republishing: tokio::sync::Mutex::new(()),
             revision: tokio::sync::watch::Sender::new(revision),
+            alerts: std::sync::atomic::AtomicBool::new(false),
         })))
+    }
+
+    /// From now on budget threshold crossings are queued for a webhook
+    /// (`crate::alerts` delivers them).
+    pub fn enable_alerts(&self) {
+        self.0.alerts.store(true, Ordering::Relaxed);
     }
 
     /// Watches the revision: changes after every commit that recorded one.
@@ -243,6 +267,7 @@ impl Db {
             let (out, due) = f(&Tx {
                 tx: &tx,
                 decay_ms: pool.decay_ms,
+                alerts: pool.alerts.load(Ordering::Relaxed),
             })?;
             tx.commit()?;
             pool.penalty_due.store(due, Ordering::Release);

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::catalog::models;
 use super::{Change, Db, Tx, now_ms, penalty_epoch, record_change, to_i64, to_u64, version};
 use crate::error::Result;
-use crate::penalty::{self, Tally};
+use crate::penalty::{self, ModelKey, Tally};
 
 /// One model's penalty as `GET /admin/penalties` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
@@ -32,12 +32,37 @@ pub struct PenaltyView {
     pub updated_ms: Option<u64>,
 }
 
+/// One (model, provider key) pair's penalty: what a key's own 401, 402,
+/// 403 or 429 answers earned it. Only the tenants holding that key route
+/// around it.
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
+pub struct KeyPenaltyView {
+    pub model: String,
+    pub provider: String,
+    /// The key's tag: the first 16 hex digits of its SHA-256 (nothing of
+    /// the key can be read back from it). `printf %s "$KEY" | sha256sum`.
+    pub key_tag: String,
+    /// Current value, decayed to now.
+    pub penalty: f64,
+    /// The value the current routing table carries.
+    pub table_penalty: f64,
+    pub successes: u64,
+    pub failures: u64,
+    /// Time of the last event applied, unix ms.
+    pub updated_ms: u64,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct Penalties {
     pub penalty_epoch: u64,
     pub decay_ms: u64,
     pub table_version: u64,
+    /// Each model's own penalty (the provider's trouble: 5xx, timeouts,
+    /// failed connections), for everybody.
     pub penalties: Vec<PenaltyView>,
+    /// Penalties of (model, key) pairs that have one, worst first (with
+    /// `?tenant=`, only that tenant's keys').
+    pub key_penalties: Vec<KeyPenaltyView>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
@@ -48,11 +73,13 @@ pub struct PenaltyReset {
     pub table_version: u64,
 }
 
-/// A stored penalty row.
+/// A stored penalty row: a model's (`key_tag` empty) or a (model, key)
+/// pair's.
 #[derive(Debug, Clone)]
 pub(super) struct PenaltyRow {
     pub(super) provider: String,
     pub(super) model: String,
+    pub(super) key_tag: String,
     pub(super) tally: Tally,
     pub(super) published: f64,
 }
@@ -71,15 +98,17 @@ fn tally_of(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Tally> {
 
 pub(super) fn penalty_rows(conn: &Connection) -> Result<Vec<PenaltyRow>> {
     let mut st = conn.prepare_cached(
-        "SELECT provider, model, penalty, decayed_ms, successes, failures, updated_ms, published
-         FROM penalties ORDER BY provider, model",
+        "SELECT provider, model, key_tag, penalty, decayed_ms, successes, failures, updated_ms,
+            published
+         FROM penalties ORDER BY provider, model, key_tag",
     )?;
     let rows = st.query_map([], |r| {
         Ok(PenaltyRow {
             provider: r.get(0)?,
             model: r.get(1)?,
-            tally: tally_of(r, 2)?,
-            published: r.get(7)?,
+            key_tag: r.get(2)?,
+            tally: tally_of(r, 3)?,
+            published: r.get(8)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -87,44 +116,65 @@ pub(super) fn penalty_rows(conn: &Connection) -> Result<Vec<PenaltyRow>> {
 
 /// Republishes every penalty (and bumps the table version) when any one,
 /// decayed to `now`, differs meaningfully from what the table carries.
-/// Returns when decay alone will next make them differ.
+/// Returns when decay alone will next make them differ. A (model, key)
+/// pair whose penalty is 0 and published as 0 is forgotten: the rows of
+/// pairs stay as few as the keys currently in trouble.
 fn republish(tx: &Transaction<'_>, now: u64, decay_ms: u64) -> Result<u64> {
     let rows = penalty_rows(tx)?;
     let held: Vec<(penalty::State, f64)> =
         rows.iter().map(|r| (r.tally.state, r.published)).collect();
     let plan = penalty::republish(&held, now, decay_ms);
-    if let Some(values) = plan.publish {
+    if let Some(values) = &plan.publish {
         let mut update = tx.prepare_cached(
-            "UPDATE penalties SET published = ?3 WHERE provider = ?1 AND model = ?2",
+            "UPDATE penalties SET published = ?4
+             WHERE provider = ?1 AND model = ?2 AND key_tag = ?3",
         )?;
         for (r, p) in rows.iter().zip(values) {
-            update.execute(params![r.provider, r.model, p])?;
+            update.execute(params![r.provider, r.model, r.key_tag, p])?;
         }
         record_change(tx, Change::Global)?;
+    }
+    let mut forget = tx.prepare_cached(
+        "DELETE FROM penalties WHERE provider = ?1 AND model = ?2 AND key_tag = ?3",
+    )?;
+    for (i, r) in rows.iter().enumerate() {
+        let published = plan
+            .publish
+            .as_ref()
+            .and_then(|v| v.get(i).copied())
+            .unwrap_or(r.published);
+        if !r.key_tag.is_empty() && published == 0.0 && r.tally.state.at(now, decay_ms) == 0.0 {
+            forget.execute(params![r.provider, r.model, r.key_tag])?;
+        }
     }
     Ok(plan.due_ms)
 }
 
 impl Tx<'_> {
-    /// A model's stored tally; None when it never had an event.
-    pub fn penalty_tally(&self, provider: &str, model: &str) -> Result<Option<Tally>> {
+    /// A model's (or a (model, key) pair's) stored tally; None when it has
+    /// none.
+    pub fn penalty_tally(&self, (provider, model, key_tag): ModelKey<'_>) -> Result<Option<Tally>> {
         let mut load = self.tx.prepare_cached(
             "SELECT penalty, decayed_ms, successes, failures, updated_ms FROM penalties
-             WHERE provider = ?1 AND model = ?2",
+             WHERE provider = ?1 AND model = ?2 AND key_tag = ?3",
         )?;
         Ok(load
-            .query_row(params![provider, model], |r| tally_of(r, 0))
+            .query_row(params![provider, model, key_tag], |r| tally_of(r, 0))
             .optional()?)
     }
 
-    /// Stores a model's tally; what the table carries (`published`) is left
-    /// to [`Tx::republish_penalties`].
-    pub fn save_penalty_tally(&self, provider: &str, model: &str, t: &Tally) -> Result<()> {
+    /// Stores a model's (or pair's) tally; what the table carries
+    /// (`published`) is left to [`Tx::republish_penalties`].
+    pub fn save_penalty_tally(
+        &self,
+        (provider, model, key_tag): ModelKey<'_>,
+        t: &Tally,
+    ) -> Result<()> {
         let mut save = self.tx.prepare_cached(
-            "INSERT INTO penalties (provider, model, penalty, decayed_ms, successes, failures,
-                updated_ms, published)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 0)
-             ON CONFLICT (provider, model) DO UPDATE SET penalty = excluded.penalty,
+            "INSERT INTO penalties (provider, model, key_tag, penalty, decayed_ms, successes,
+                failures, updated_ms, published)
+             VALUES (?1, ?2, ?8, ?3, ?4, ?5, ?6, ?7, 0)
+             ON CONFLICT (provider, model, key_tag) DO UPDATE SET penalty = excluded.penalty,
                 decayed_ms = excluded.decayed_ms, successes = excluded.successes,
                 failures = excluded.failures, updated_ms = excluded.updated_ms",
         )?;
@@ -136,6 +186,7 @@ impl Tx<'_> {
             to_i64(t.successes),
             to_i64(t.failures),
             to_i64(t.updated_ms),
+            key_tag,
         ])?;
         Ok(())
     }
@@ -165,12 +216,32 @@ impl Db {
     }
 
     /// Every catalog model (in catalog order) and every other model with
-    /// recorded outcomes, with penalties decayed to now.
-    pub async fn penalties(&self) -> Result<Penalties> {
+    /// recorded outcomes, with penalties decayed to now, and the (model,
+    /// key) pairs that have one — those of `keys` only, when given (a
+    /// tenant's key tags).
+    pub async fn penalties(&self, keys: Option<Vec<String>>) -> Result<Penalties> {
         let decay_ms = self.0.decay_ms;
         self.read(move |tx| {
             let now = now_ms();
-            let mut rows: HashMap<(String, String), PenaltyRow> = penalty_rows(tx)?
+            let (pairs, models_rows): (Vec<PenaltyRow>, Vec<PenaltyRow>) = penalty_rows(tx)?
+                .into_iter()
+                .partition(|r| !r.key_tag.is_empty());
+            let mut key_penalties: Vec<KeyPenaltyView> = pairs
+                .into_iter()
+                .filter(|r| keys.as_ref().is_none_or(|k| k.contains(&r.key_tag)))
+                .map(|r| KeyPenaltyView {
+                    penalty: r.tally.state.at(now, decay_ms),
+                    table_penalty: r.published,
+                    successes: r.tally.successes,
+                    failures: r.tally.failures,
+                    updated_ms: r.tally.updated_ms,
+                    model: r.model,
+                    provider: r.provider,
+                    key_tag: r.key_tag,
+                })
+                .collect();
+            key_penalties.sort_by(|a, b| b.penalty.total_cmp(&a.penalty));
+            let mut rows: HashMap<(String, String), PenaltyRow> = models_rows
                 .into_iter()
                 .map(|r| ((r.provider.clone(), r.model.clone()), r))
                 .collect();
@@ -216,6 +287,7 @@ impl Db {
                 decay_ms,
                 table_version: version(tx)?,
                 penalties: out,
+                key_penalties,
             })
         })
         .await
@@ -245,6 +317,10 @@ impl Db {
                             failures = 0, published = 0, updated_ms = ?2 WHERE model = ?1",
                         params![m, to_i64(now)],
                     )?;
+                    tx.execute(
+                        "DELETE FROM penalties WHERE model = ?1 AND key_tag != ''",
+                        [m],
+                    )?;
                     vec![m.clone()]
                 }
                 None => {
@@ -257,6 +333,7 @@ impl Db {
                             failures = 0, published = 0, updated_ms = ?1",
                         [to_i64(now)],
                     )?;
+                    tx.execute("DELETE FROM penalties WHERE key_tag != ''", [])?;
                     names
                 }
             };

@@ -167,6 +167,13 @@ impl Db {
                 // Its running totals go (a new tenant of the same id starts
                 // at zero); its usage rows stay, for accounting.
                 tx.execute("DELETE FROM usage_totals WHERE tenant = ?1", [&id])?;
+                tx.execute("DELETE FROM usage_days WHERE tenant = ?1", [&id])?;
+                tx.execute("DELETE FROM rate_limits WHERE tenant = ?1", [&id])?;
+                if tx.execute("DELETE FROM budgets WHERE tenant = ?1", [&id])? > 0
+                    || super::budgets::default_limit(tx)?.is_some()
+                {
+                    record_change(tx, Change::Budget(&id))?;
+                }
                 tx.execute(
                     "INSERT INTO tenant_deletions (tenant, deleted_at) VALUES (?1, ?2)",
                     params![id, to_i64(now_ms())],

@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use crate::cache::CacheConfig;
-use crate::contract::DEFAULT_CLUSTER_HEADER;
+use crate::contract::{DEFAULT_CLUSTER_HEADER, DEFAULT_CONTROL_PLANE_CLUSTER};
 use crate::table::{RoutingTable, Table};
 
 /// Bodies above this are refused with 413 unless configured otherwise.
@@ -32,6 +32,48 @@ struct RawConfig {
     cache: CacheConfig,
     #[serde(default)]
     failover_redirect: Option<serde_json::Value>,
+    #[serde(default)]
+    budget: BudgetConfig,
+    #[serde(default)]
+    control_plane_cluster: Option<String>,
+}
+
+/// How this Envoy enforces budgets (control-plane/README.md, "Budgets").
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// How many Envoys share each budget: each admits up to this share of
+    /// what remains. Set it to the fleet's size (or more).
+    #[serde(default = "one")]
+    pub fleet_size: u32,
+    /// What a pass-through request reserves, in dollars (its cost is not
+    /// known before the answer names a model and its usage).
+    #[serde(default = "default_pass_through_reserve")]
+    pub pass_through_reserve_usd: f64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_pass_through_reserve() -> f64 {
+    0.10
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        Self {
+            fleet_size: 1,
+            pass_through_reserve_usd: default_pass_through_reserve(),
+        }
+    }
+}
+
+impl BudgetConfig {
+    /// A pass-through request's reservation in nano-dollars.
+    pub fn pass_through_reserve_nusd(&self) -> u64 {
+        (self.pass_through_reserve_usd * 1e9).round() as u64
+    }
 }
 
 /// Which requests fail over by Envoy's internal redirect (the others, and
@@ -103,6 +145,9 @@ pub struct Config {
     /// has an `internal_redirect_policy`): the next candidate streams like
     /// the first. The others fail over by a buffered `dispatch_http_call`.
     pub failover_redirect: FailoverRedirect,
+    pub budget: BudgetConfig,
+    /// The control plane's cluster: where `GET /usage` is sent on.
+    pub control_plane_cluster: String,
 }
 
 impl Config {
@@ -118,6 +163,8 @@ impl Config {
                 penalty_decay_ms: None,
                 cache: CacheConfig::default(),
                 failover_redirect: None,
+                budget: BudgetConfig::default(),
+                control_plane_cluster: None,
             }
         } else {
             serde_json::from_slice(bytes).map_err(|e| format!("plugin configuration: {e}"))?
@@ -141,6 +188,27 @@ impl Config {
             ));
         }
         let trust_tenant_header = raw.trust_tenant_header;
+        let budget = raw.budget;
+        let control_plane_cluster = raw
+            .control_plane_cluster
+            .unwrap_or_else(|| DEFAULT_CONTROL_PLANE_CLUSTER.to_owned());
+        if control_plane_cluster.trim().is_empty() {
+            return Err("control_plane_cluster: must not be empty".into());
+        }
+        if !(1..=100_000).contains(&budget.fleet_size) {
+            return Err(format!(
+                "budget.fleet_size: must be in 1..=100000, got {}",
+                budget.fleet_size
+            ));
+        }
+        if !(budget.pass_through_reserve_usd.is_finite()
+            && (0.0..=1000.0).contains(&budget.pass_through_reserve_usd))
+        {
+            return Err(format!(
+                "budget.pass_through_reserve_usd: must be from 0 to 1000, got {}",
+                budget.pass_through_reserve_usd
+            ));
+        }
         let max_attempts = raw.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
         if !(1..=10).contains(&max_attempts) {
             return Err(format!(
@@ -176,6 +244,8 @@ impl Config {
             penalty_decay_ms,
             cache: raw.cache,
             failover_redirect,
+            budget,
+            control_plane_cluster,
         })
     }
 }

@@ -38,6 +38,11 @@ pub const SHARED_VERSION_KEY: &str = "aipipe.table.version";
 /// `aipipe.t.<tenant id>` and `aipipe.k.<hex SHA-256 of a virtual key>`.
 pub const DIRECTORY_TENANT_PREFIX: &str = "aipipe.t.";
 pub const DIRECTORY_KEY_PREFIX: &str = "aipipe.k.";
+/// …and `aipipe.b.<tenant id>`: the tenant's budget (`directory::BudgetEntry`).
+pub const DIRECTORY_BUDGET_PREFIX: &str = "aipipe.b.";
+/// Prefix of the shared-data keys of this Envoy's budget reservations per
+/// tenant (`budget::Held`): `aipipe.rv.<tenant id>`.
+pub const RESERVATIONS_PREFIX: &str = "aipipe.rv.";
 /// The directory revision this Envoy holds (decimal): a restarted singleton
 /// resumes from it instead of asking for everything again.
 pub const DIRECTORY_REVISION_KEY: &str = "aipipe.directory.revision";
@@ -68,4 +73,15 @@ pub const CHANGES_PATH: &str = "/internal/v1/changes";
 pub const TABLE_PATH: &str = "/internal/v1/table";
 pub const USAGE_PATH: &str = "/internal/v1/usage";
 pub const TOKEN_HEADER: &str = "x-aipipe-internal-token";
+/// A client's `GET /usage?days=N` (its own spend by day) is sent on by the
+/// filter to `GET {TENANT_USAGE_PATH}?days=N` on the control plane's
+/// cluster, with the client's virtual key: the one internal route that
+/// authenticates by virtual key instead of the token, and answers only
+/// that key's tenant.
+pub const TENANT_USAGE_PATH: &str = "/internal/v1/tenant-usage";
+/// The client path of it.
+pub const CLIENT_USAGE_PATH: &str = "/usage";
+/// The control plane's cluster in Envoy, unless the plugin config names
+/// another (`control_plane_cluster`).
+pub const DEFAULT_CONTROL_PLANE_CLUSTER: &str = "aipipe_control_plane";
 pub const VERSION_HEADER: &str = "x-aipipe-table-version";

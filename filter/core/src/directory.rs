@@ -13,26 +13,34 @@
 //!
 //! ```text
 //! tenant entry  u8 format=1 | u64 rev | u8 flags (1 removed, 2 disabled,
-//!               4 no pass-through)
-//!               | u16 n | n × (str8 provider | str16 key)
-//! key entry     u8 format=1 | u64 rev | u8 flags (1 removed) | str16 tenant
+//!               4 no pass-through, 8 limits)
+//!               | u16 n | n × (str8 provider | str16 key) [| limits]
+//! key entry     u8 format=1 | u64 rev | u8 flags (1 removed, 2 limits)
+//!               | str16 tenant [| limits]
+//! limits        u32 requests_per_minute | u64 tokens_per_minute
+//! budget entry  u8 format=1 | u64 rev | u8 flags (1 removed) | u64 limit_nusd
+//!               | u16 days | u64 spent_nusd | u16 n | n × (u64 at_ms | u64 nusd)
 //! delta         "APD1" | u64 since | u64 revision | u8 flags (1 more)
 //!               | u32 n | n × (u8 kind | str16 name | bytes32 value)
 //! ```
 //!
 //! A delta's records are the global table (kind 0: the routing table's JSON,
-//! tenants left out), tenant entries (kind 1, named by tenant id) and key
-//! entries (kind 2, named by the key's lower-case hex SHA-256). `since` is
+//! tenants left out), tenant entries (kind 1, named by tenant id), key
+//! entries (kind 2, named by the key's lower-case hex SHA-256) and budget
+//! entries (kind 3, named by tenant id; `crate::budget`). `since` is
 //! the revision the receiver must hold for the delta to apply; `revision`
 //! the one it holds after; `more` says another page follows at once.
 
 use crate::bytes;
-use crate::contract::{DIRECTORY_KEY_PREFIX, DIRECTORY_TENANT_PREFIX};
+use crate::contract::{DIRECTORY_BUDGET_PREFIX, DIRECTORY_KEY_PREFIX, DIRECTORY_TENANT_PREFIX};
+use crate::ratelimit::Limits;
 
 const FORMAT: u8 = 1;
 const REMOVED: u8 = 1;
 const DISABLED: u8 = 2;
 const NO_PASS_THROUGH: u8 = 4;
+const TENANT_LIMITS: u8 = 8;
+const KEY_LIMITS: u8 = 2;
 const MAGIC: &[u8; 4] = b"APD1";
 const MORE: u8 = 1;
 
@@ -48,6 +56,8 @@ pub struct TenantEntry {
     pub pass_through: bool,
     /// (provider id, key).
     pub provider_keys: Vec<(String, String)>,
+    /// Its rate limits (`crate::ratelimit`); none when both are 0.
+    pub limits: Limits,
 }
 
 /// What one directory entry says about a virtual key.
@@ -57,9 +67,32 @@ pub struct KeyEntry {
     /// Revoked (or its tenant deleted) at `rev`.
     pub removed: bool,
     pub tenant: String,
+    /// The key's own rate limits, on top of its tenant's.
+    pub limits: Limits,
 }
 
 /// A malformed entry or delta.
+/// A tenant's budget as the control plane last computed it
+/// (control-plane/README.md, "Budgets"): the limit over a window of whole
+/// UTC days, the spend the window held at `rev`, and when each day's spend
+/// leaves the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetEntry {
+    pub rev: u64,
+    /// The budget was removed at `rev`.
+    pub removed: bool,
+    pub limit_nusd: u64,
+    pub days: u16,
+    /// Spend recorded in the window when the entry was written.
+    pub spent_nusd: u64,
+    /// (unix ms at which it leaves the window, nano-dollars), oldest first:
+    /// one per day of the window that has spend.
+    pub frees: Vec<(u64, u64)>,
+}
+
+/// The most days a budget window spans.
+pub const MAX_BUDGET_DAYS: u16 = 366;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DecodeError(pub &'static str);
 
@@ -77,6 +110,10 @@ pub fn tenant_key(id: &str) -> String {
 /// The shared-data key of a virtual key's entry (by its hex hash).
 pub fn key_key(hex_hash: &str) -> String {
     format!("{DIRECTORY_KEY_PREFIX}{hex_hash}")
+}
+
+pub fn budget_key(tenant: &str) -> String {
+    format!("{DIRECTORY_BUDGET_PREFIX}{tenant}")
 }
 
 /// The revision an encoded entry (of either kind) carries, read without
@@ -101,7 +138,8 @@ impl TenantEntry {
         out.push(
             flag(self.removed, REMOVED)
                 | flag(self.disabled, DISABLED)
-                | flag(!self.pass_through, NO_PASS_THROUGH),
+                | flag(!self.pass_through, NO_PASS_THROUGH)
+                | flag(!self.limits.is_none(), TENANT_LIMITS),
         );
         let n = self.provider_keys.len().min(usize::from(u16::MAX));
         out.extend_from_slice(&(n as u16).to_le_bytes());
@@ -109,6 +147,7 @@ impl TenantEntry {
             put_str8(&mut out, p);
             put_str16(&mut out, k);
         }
+        put_limits(&mut out, &self.limits);
         out
     }
 
@@ -118,7 +157,7 @@ impl TenantEntry {
             return Err(DecodeError("unknown tenant entry format"));
         }
         let rev = r.u64()?;
-        let flags = r.flags(REMOVED | DISABLED | NO_PASS_THROUGH)?;
+        let flags = r.flags(REMOVED | DISABLED | NO_PASS_THROUGH | TENANT_LIMITS)?;
         let n = r.u16()?;
         let mut provider_keys = Vec::with_capacity(usize::from(n).min(64));
         for _ in 0..n {
@@ -126,6 +165,7 @@ impl TenantEntry {
             let k = r.str16()?;
             provider_keys.push((p.to_owned(), k.to_owned()));
         }
+        let limits = r.limits(flags & TENANT_LIMITS != 0)?;
         r.end()?;
         Ok(Self {
             rev,
@@ -133,6 +173,7 @@ impl TenantEntry {
             disabled: flags & DISABLED != 0,
             pass_through: flags & NO_PASS_THROUGH == 0,
             provider_keys,
+            limits,
         })
     }
 }
@@ -142,8 +183,9 @@ impl KeyEntry {
         let mut out = Vec::with_capacity(12 + self.tenant.len());
         out.push(FORMAT);
         out.extend_from_slice(&self.rev.to_le_bytes());
-        out.push(flag(self.removed, REMOVED));
+        out.push(flag(self.removed, REMOVED) | flag(!self.limits.is_none(), KEY_LIMITS));
         put_str16(&mut out, &self.tenant);
+        put_limits(&mut out, &self.limits);
         out
     }
 
@@ -153,24 +195,78 @@ impl KeyEntry {
             return Err(DecodeError("unknown key entry format"));
         }
         let rev = r.u64()?;
-        let flags = r.flags(REMOVED)?;
+        let flags = r.flags(REMOVED | KEY_LIMITS)?;
         let tenant = r.str16()?.to_owned();
+        let limits = r.limits(flags & KEY_LIMITS != 0)?;
         r.end()?;
         Ok(Self {
             rev,
             removed: flags & REMOVED != 0,
             tenant,
+            limits,
         })
     }
 }
 
 /// What a delta record carries.
+impl BudgetEntry {
+    pub fn encode(&self) -> Vec<u8> {
+        let n = self.frees.len().min(usize::from(MAX_BUDGET_DAYS));
+        let mut out = Vec::with_capacity(32 + 16 * n);
+        out.push(FORMAT);
+        out.extend_from_slice(&self.rev.to_le_bytes());
+        out.push(flag(self.removed, REMOVED));
+        out.extend_from_slice(&self.limit_nusd.to_le_bytes());
+        out.extend_from_slice(&self.days.to_le_bytes());
+        out.extend_from_slice(&self.spent_nusd.to_le_bytes());
+        out.extend_from_slice(&(n as u16).to_le_bytes());
+        for (at, nusd) in self.frees.iter().take(n) {
+            out.extend_from_slice(&at.to_le_bytes());
+            out.extend_from_slice(&nusd.to_le_bytes());
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        if r.u8()? != FORMAT {
+            return Err(DecodeError("unknown budget entry format"));
+        }
+        let rev = r.u64()?;
+        let flags = r.flags(REMOVED)?;
+        let limit_nusd = r.u64()?;
+        let days = r.u16()?;
+        if days == 0 || days > MAX_BUDGET_DAYS {
+            return Err(DecodeError("budget window out of range"));
+        }
+        let spent_nusd = r.u64()?;
+        let n = r.u16()?;
+        if n > MAX_BUDGET_DAYS {
+            return Err(DecodeError("more budget days than a window holds"));
+        }
+        let mut frees = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            frees.push((r.u64()?, r.u64()?));
+        }
+        r.end()?;
+        Ok(Self {
+            rev,
+            removed: flags & REMOVED != 0,
+            limit_nusd,
+            days,
+            spent_nusd,
+            frees,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// The global table (JSON).
     Global,
     Tenant,
     Key,
+    Budget,
 }
 
 impl Kind {
@@ -179,6 +275,7 @@ impl Kind {
             Kind::Global => 0,
             Kind::Tenant => 1,
             Kind::Key => 2,
+            Kind::Budget => 3,
         }
     }
 
@@ -187,6 +284,7 @@ impl Kind {
             0 => Ok(Kind::Global),
             1 => Ok(Kind::Tenant),
             2 => Ok(Kind::Key),
+            3 => Ok(Kind::Budget),
             _ => Err(DecodeError("unknown delta record kind")),
         }
     }
@@ -291,6 +389,14 @@ impl<'a> Delta<'a> {
     }
 }
 
+/// Limits, written only when there are any (the flag says so).
+fn put_limits(out: &mut Vec<u8>, l: &Limits) {
+    if !l.is_none() {
+        out.extend_from_slice(&l.requests_per_minute.to_le_bytes());
+        out.extend_from_slice(&l.tokens_per_minute.to_le_bytes());
+    }
+}
+
 fn flag(set: bool, bit: u8) -> u8 {
     if set { bit } else { 0 }
 }
@@ -363,6 +469,22 @@ impl<'a> Reader<'a> {
         self.str_of(usize::from(n))
     }
 
+    /// Limits when `present` (none written as such is malformed: the
+    /// encoder writes them only when one is set).
+    fn limits(&mut self, present: bool) -> Result<Limits, DecodeError> {
+        if !present {
+            return Ok(Limits::default());
+        }
+        let l = Limits {
+            requests_per_minute: self.u32()?,
+            tokens_per_minute: self.u64()?,
+        };
+        if l.is_none() {
+            return Err(DecodeError("limits flagged but none set"));
+        }
+        Ok(l)
+    }
+
     fn end(&self) -> Result<(), DecodeError> {
         if self.0.at_end() {
             Ok(())
@@ -386,6 +508,7 @@ mod tests {
                 ("openai".into(), "sk-a".into()),
                 ("anthropic".into(), "sk-ant-é".into()),
             ],
+            limits: Default::default(),
         }
     }
 
@@ -399,6 +522,7 @@ mod tests {
             rev: 7,
             removed: true,
             tenant: "acme".into(),
+            limits: Default::default(),
         };
         assert_eq!(KeyEntry::decode(&k.encode()), Ok(k));
     }

@@ -39,6 +39,18 @@ pub enum ApiError {
         status: u16,
         message: String,
     },
+    /// The tenant's budget cannot take this request now
+    /// (`crate::budget`): 429 with `retry-after`.
+    BudgetExceeded {
+        message: String,
+        retry_after_s: u64,
+    },
+    /// A rate limit of its tenant or key (`crate::ratelimit`): 429 with
+    /// `retry-after`.
+    RateLimited {
+        message: String,
+        retry_after_s: u64,
+    },
     /// Something that should not happen did (a host call refused, a table
     /// index out of range). The detail is for the log, never for the client.
     Internal(String),
@@ -52,6 +64,7 @@ impl ApiError {
             Self::BadRequest(_) | Self::ContextTooLong { .. } | Self::Unsupported(_) => 400,
             Self::ModelNotFound(_) | Self::UnknownPath(_) => 404,
             Self::BodyTooLarge { .. } => 413,
+            Self::BudgetExceeded { .. } | Self::RateLimited { .. } => 429,
             Self::NoProviderKey(_) | Self::NoTable => 503,
             Self::Upstream { status, .. } => u32::from(*status),
             Self::Internal(_) => 500,
@@ -66,6 +79,8 @@ impl ApiError {
             }
             Self::NoProviderKey(_) | Self::NoTable => "service_unavailable",
             Self::Upstream { .. } => "upstream_error",
+            Self::BudgetExceeded { .. } => "insufficient_quota",
+            Self::RateLimited { .. } => "rate_limit_error",
             Self::Internal(_) => "internal_error",
             _ => "invalid_request_error",
         }
@@ -89,6 +104,8 @@ impl ApiError {
             Self::UnknownPath(_) => "unknown_url",
             Self::Upstream { status: 504, .. } => "upstream_timeout",
             Self::Upstream { .. } => "upstream_failed",
+            Self::BudgetExceeded { .. } => "budget_exceeded",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -108,9 +125,22 @@ impl ApiError {
             Self::ContextTooLong { needed, largest } => format!("This request needs about {needed} tokens of context, more than the largest model available to you ({largest}). Shorten the conversation or lower max_tokens."),
             Self::Unsupported(why) => why.clone(),
             Self::NoTable => "aipipe has no routing table yet (the control plane has not answered and no bootstrap table is configured). Retry shortly.".into(),
-            Self::UnknownPath(p) => format!("Unknown request path `{}`. aipipe serves POST /v1/chat/completions, POST /v1/messages, POST /v1/responses, GET /v1/models, the Ollama API (POST /api/chat, POST /api/generate, GET /api/tags, GET /api/version) and the provider pass-through paths /<provider>/… (openai, anthropic, gemini, xai, openrouter, minimax, moonshot).", clip(p)),
-            Self::Upstream { message, .. } => message.clone(),
+            Self::UnknownPath(p) => format!("Unknown request path `{}`. aipipe serves POST /v1/chat/completions, POST /v1/messages, POST /v1/responses, GET /v1/models, GET /usage, the Ollama API (POST /api/chat, POST /api/generate, GET /api/tags, GET /api/version) and the provider pass-through paths /<provider>/… (openai, anthropic, gemini, xai, openrouter, minimax, moonshot).", clip(p)),
+            Self::Upstream { message, .. }
+            | Self::BudgetExceeded { message, .. }
+            | Self::RateLimited { message, .. } => {
+                message.clone()
+            }
             Self::Internal(_) => "aipipe failed to handle this request. Retry; if it keeps failing, give your operator the x-aipipe-request-id of the answer.".into(),
+        }
+    }
+
+    /// Seconds the client should wait before retrying, when that is known.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::BudgetExceeded { retry_after_s, .. }
+            | Self::RateLimited { retry_after_s, .. } => Some(*retry_after_s),
+            _ => None,
         }
     }
 

@@ -7,6 +7,7 @@
 //! request flow (`flow`), which reaches Envoy only through its `Host` trait.
 //! The hosts (the proxy-wasm module today) adapt Envoy's callbacks to it.
 
+pub mod budget;
 pub mod bytes;
 pub mod cache;
 pub mod carry;
@@ -20,6 +21,7 @@ pub mod flow;
 pub mod penalty;
 pub mod plan;
 pub mod protocol;
+pub mod ratelimit;
 pub mod redirect;
 pub mod request;
 pub mod reshape;

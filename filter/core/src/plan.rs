@@ -71,6 +71,8 @@ pub struct Plan {
     pub score: Score,
     /// The client named `auto` (or nothing): the model was chosen by score.
     pub auto: bool,
+    /// The client's `max_tokens` (or `max_completion_tokens`).
+    pub max_tokens: Option<u64>,
     /// Candidates, best first (a named model first, the ranking after it).
     ranked: Vec<ModelIx>,
     /// Candidates taken so far.
@@ -151,6 +153,7 @@ impl Plan {
             deterministic: req.deterministic,
             score,
             auto,
+            max_tokens: req.max_tokens,
             ranked,
             taken: 0,
             prompt,
@@ -172,6 +175,13 @@ impl Plan {
     /// The complexity, when it chose the model.
     pub fn complexity(&self) -> Option<f64> {
         self.auto.then_some(self.score.complexity)
+    }
+
+    /// The models this request may try, in order, within `max_attempts`.
+    pub fn candidates(&self, max_attempts: usize) -> &[ModelIx] {
+        self.ranked
+            .get(..max_attempts.min(self.ranked.len()))
+            .unwrap_or_default()
     }
 
     /// The models tried so far (taken from the plan), first to last.
@@ -337,6 +347,7 @@ mod tests {
                 provider_keys: [("openai", "sk-a"), ("anthropic", "ak-a")]
                     .map(|(p, k)| (p.to_owned(), k.to_owned()))
                     .into(),
+                limits: Default::default(),
             }],
             ..RoutingTable::default()
         })

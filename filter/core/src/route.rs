@@ -109,16 +109,28 @@ pub struct ExplainedCandidate {
     pub provider: String,
     pub raw_cost_usd: f64,
     pub adjusted_cost: f64,
+    /// The model's penalty for everybody (provider trouble: 5xx, timeouts).
+    pub penalty: f64,
+    /// The penalty of this model with the tenant's own key for its
+    /// provider (the key's 401/402/403/429); the worse of the two applies.
+    pub key_penalty: f64,
 }
 
 pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanation, ApiError> {
     let req = ChatRequest::parse(body).map_err(|e| ApiError::BadRequest(e.0))?;
     let score = table.scorer.score(&req);
-    let ranked = select::rank(
+    let keyed: Option<Vec<f64>> = table.has_key_penalties().then(|| {
+        table
+            .models_ix()
+            .map(|(i, _)| table.key_penalty(i, tenant))
+            .collect()
+    });
+    let ranked = select::rank_with(
         table,
         tenant,
         &needs(&req, score.input_tokens),
         score.complexity,
+        keyed.as_deref(),
     )
     .unwrap_or_default();
     let candidates: Vec<ExplainedCandidate> = ranked
@@ -130,6 +142,8 @@ pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanati
                 provider: m.provider.clone(),
                 raw_cost_usd: c.raw_cost,
                 adjusted_cost: c.adjusted_cost,
+                penalty: m.penalty,
+                key_penalty: table.key_penalty(c.model, tenant),
             })
         })
         .collect();
@@ -157,6 +171,7 @@ mod tests {
                     provider_keys: [("openai", "sk-a"), ("anthropic", "ak-a")]
                         .map(|(p, k)| (p.to_owned(), k.to_owned()))
                         .into(),
+                    limits: Default::default(),
                 },
                 Tenant {
                     id: "off".into(),
@@ -164,6 +179,7 @@ mod tests {
                     pass_through: true,
                     virtual_key_hashes: vec![hex_hash("vk-off")],
                     provider_keys: Default::default(),
+                    limits: Default::default(),
                 },
             ],
             ..RoutingTable::default()
@@ -255,6 +271,7 @@ mod models_tests {
                 pass_through: true,
                 virtual_key_hashes: vec![hex_hash("k")],
                 provider_keys: [("anthropic".to_owned(), "x".to_owned())].into(),
+                limits: Default::default(),
             }],
             ..RoutingTable::default()
         })

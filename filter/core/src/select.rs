@@ -182,6 +182,7 @@ mod tests {
                     .iter()
                     .map(|p| ((*p).to_owned(), format!("sk-{p}")))
                     .collect(),
+                limits: Default::default(),
             }],
             ..RoutingTable::default()
         })
@@ -297,6 +298,7 @@ mod tests {
             pass_through: true,
             virtual_key_hashes: vec![],
             provider_keys: [("openai".to_owned(), "k".to_owned())].into(),
+            limits: Default::default(),
         });
         let needs = Needs {
             input_tokens: 100,

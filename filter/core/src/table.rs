@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog;
 pub use crate::catalog::{AuthStyle, Capabilities, Model, Provider};
+use crate::ratelimit::Limits;
 use crate::score::{Scorer, ScoringConfig};
 
 /// Wire form of the routing table.
@@ -39,6 +40,39 @@ pub struct RoutingTable {
     /// filter that sees a new epoch forgets the penalties it keeps locally.
     #[serde(default)]
     pub penalty_epoch: u64,
+    /// Penalties of (model, provider key) pairs, aggregated by the control
+    /// plane over every Envoy (filter/README.md, "Penalties"): a key's
+    /// 401/402/403/429 slows that model for the tenants holding the key, in
+    /// every Envoy. At most [`MAX_KEY_PENALTIES`], only non-zero ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_penalties: Vec<KeyPenalty>,
+    /// The budget of every tenant without one of its own (control-plane/
+    /// README.md, "Budgets"); a tenant's budget entry, once it spent, says
+    /// the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_default: Option<BudgetDefault>,
+}
+
+/// A budget: a limit over a window of whole days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetDefault {
+    pub limit_nusd: u64,
+    pub days: u16,
+}
+
+/// The most key-scoped penalties one table carries.
+pub const MAX_KEY_PENALTIES: usize = 1000;
+
+/// One (model, key) pair's penalty as the table carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyPenalty {
+    /// Catalog model id.
+    pub model: String,
+    /// The key's tag (`Account::key_tag`).
+    pub key_tag: String,
+    pub penalty: f64,
 }
 
 impl Default for RoutingTable {
@@ -51,6 +85,8 @@ impl Default for RoutingTable {
             scoring: ScoringConfig::default(),
             selection: SelectionConfig::default(),
             penalty_epoch: 0,
+            key_penalties: Vec::new(),
+            budget_default: None,
         }
     }
 }
@@ -70,6 +106,9 @@ pub struct Tenant {
     /// Provider id → the tenant's own key for it.
     #[serde(default)]
     pub provider_keys: BTreeMap<String, String>,
+    /// Its rate limits (`crate::ratelimit`).
+    #[serde(default, skip_serializing_if = "Limits::is_none")]
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -169,6 +208,8 @@ pub struct Table {
     pub models: Vec<Model>,
     pub selection: SelectionConfig,
     pub scorer: Scorer,
+    /// See [`RoutingTable::budget_default`].
+    pub budget_default: Option<BudgetDefault>,
     /// Provider of each model (parallel to `models`).
     model_provider: Vec<ProviderIx>,
     model_by_id: HashMap<String, usize>,
@@ -176,6 +217,11 @@ pub struct Table {
     /// `provider/name` (catalog or upstream name) → model.
     model_by_qualified_name: HashMap<String, usize>,
     provider_by_id: HashMap<String, usize>,
+    /// Per model (parallel to `models`): the key-scoped penalties of its
+    /// pairs, (key tag, penalty); empty for almost every model.
+    key_penalties: Vec<Vec<(String, f64)>>,
+    /// Whether any model has one.
+    any_key_penalty: bool,
     /// The bootstrap table's own tenants (a plugin configuration may carry
     /// some); published tables carry none — their tenants live in the
     /// directory (`directory`).
@@ -194,6 +240,8 @@ pub struct Account {
     pub disabled: bool,
     /// Whether the provider pass-through paths are open to it.
     pub pass_through: bool,
+    /// Its rate limits (`crate::ratelimit`).
+    pub limits: Limits,
     /// Per provider index: the key, if the tenant has one.
     keys: Vec<Option<String>>,
     /// Per provider index: the auth header's value.
@@ -218,6 +266,11 @@ impl Account {
     /// Whether the tenant has a key for this provider.
     pub fn has_key(&self, provider: ProviderIx) -> bool {
         self.provider_key(provider).is_some()
+    }
+
+    /// The same account with these rate limits.
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Self { limits, ..self }
     }
 
     /// The tag of the tenant's key for a provider (see `tags`).
@@ -263,6 +316,7 @@ fn resolve<'k>(
         id,
         disabled,
         pass_through,
+        limits: Limits::default(),
         keys,
         auth,
         tags,
@@ -352,16 +406,19 @@ impl Table {
                     t.id
                 ));
             }
-            accounts.push(Arc::new(resolve(
-                &raw.providers,
-                &provider_by_id,
-                t.id.clone(),
-                t.disabled,
-                t.pass_through,
-                t.provider_keys
-                    .iter()
-                    .map(|(p, k)| (p.as_str(), k.as_str())),
-            )));
+            accounts.push(Arc::new(Account {
+                limits: t.limits,
+                ..resolve(
+                    &raw.providers,
+                    &provider_by_id,
+                    t.id.clone(),
+                    t.disabled,
+                    t.pass_through,
+                    t.provider_keys
+                        .iter()
+                        .map(|(p, k)| (p.as_str(), k.as_str())),
+                )
+            }));
         }
 
         let s = &raw.selection;
@@ -380,6 +437,51 @@ impl Table {
         let scorer =
             Scorer::compile(&raw.scoring).map_err(|e| TableError(format!("scoring.{e}")))?;
 
+        if raw.key_penalties.len() > MAX_KEY_PENALTIES {
+            return err(format!(
+                "key_penalties: at most {MAX_KEY_PENALTIES}, got {}",
+                raw.key_penalties.len()
+            ));
+        }
+        let mut key_penalties: Vec<Vec<(String, f64)>> = vec![Vec::new(); raw.models.len()];
+        for (i, kp) in raw.key_penalties.iter().enumerate() {
+            let at = format!("key_penalties[{i}]");
+            crate::validate::key_tag(&format!("{at}.key_tag"), Some(&kp.key_tag))
+                .map_err(|e| TableError(e.0))?;
+            if !(kp.penalty.is_finite()
+                && (0.0..=crate::penalty::MAX_PENALTY).contains(&kp.penalty))
+            {
+                return err(format!(
+                    "{at}.penalty: must be from 0 to {}, got {}",
+                    crate::penalty::MAX_PENALTY,
+                    kp.penalty
+                ));
+            }
+            let Some(pairs) = model_by_id
+                .get(&kp.model)
+                .and_then(|&m| key_penalties.get_mut(m))
+            else {
+                return err(format!("{at}.model: unknown model {:?}", kp.model));
+            };
+            if pairs.iter().any(|(t, _)| *t == kp.key_tag) {
+                return err(format!(
+                    "{at}: duplicate pair ({}, {})",
+                    kp.model, kp.key_tag
+                ));
+            }
+            pairs.push((kp.key_tag.clone(), kp.penalty));
+        }
+        let any_key_penalty = key_penalties.iter().any(|p| !p.is_empty());
+        if let Some(b) = raw.budget_default
+            && !(1..=crate::directory::MAX_BUDGET_DAYS).contains(&b.days)
+        {
+            return err(format!(
+                "budget_default.days: must be in 1..={}, got {}",
+                crate::directory::MAX_BUDGET_DAYS,
+                b.days
+            ));
+        }
+
         Ok(Self {
             version: raw.version,
             penalty_epoch: raw.penalty_epoch,
@@ -387,10 +489,13 @@ impl Table {
             models: raw.models,
             selection: raw.selection,
             scorer,
+            budget_default: raw.budget_default,
             model_provider,
             model_by_id,
             model_by_qualified_name,
             provider_by_id,
+            key_penalties,
+            any_key_penalty,
             tenant_by_key,
             tenant_by_id,
             accounts,
@@ -446,6 +551,26 @@ impl Table {
         self.providers.get(p.0)
     }
 
+    /// The control plane's penalty of a model with the tenant's key for its
+    /// provider (0 when the pair has none).
+    pub fn key_penalty(&self, m: ModelIx, tenant: &Account) -> f64 {
+        let Some(pairs) = self.key_penalties.get(m.0).filter(|p| !p.is_empty()) else {
+            return 0.0;
+        };
+        let Some(tag) = self.provider_of(m).and_then(|p| tenant.key_tag(p)) else {
+            return 0.0;
+        };
+        pairs
+            .iter()
+            .find(|(t, _)| t == tag)
+            .map_or(0.0, |&(_, p)| p)
+    }
+
+    /// Whether the table carries any key-scoped penalty.
+    pub fn has_key_penalties(&self) -> bool {
+        self.any_key_penalty
+    }
+
     /// The provider that serves a model.
     pub fn provider_of(&self, m: ModelIx) -> Option<ProviderIx> {
         self.model_provider.get(m.0).copied()
@@ -496,6 +621,7 @@ mod tests {
                 pass_through: true,
                 virtual_key_hashes: vec![hex_hash("vk-acme")],
                 provider_keys: [("openai".to_owned(), "sk-acme".to_owned())].into(),
+                limits: Default::default(),
             }],
             ..RoutingTable::default()
         }
@@ -556,6 +682,58 @@ mod tests {
                 .0
                 .contains("unknown provider \"nope\"")
         );
+    }
+
+    #[test]
+    fn key_penalties_name_the_tenants_holding_the_key_and_bad_ones_are_refused() {
+        let tag = crate::sha::sha256_hex(b"sk-acme")[..16].to_owned();
+        let pair = |model: &str, key_tag: &str, penalty: f64| KeyPenalty {
+            model: model.into(),
+            key_tag: key_tag.into(),
+            penalty,
+        };
+        let mut raw = with_tenant();
+        raw.key_penalties = vec![pair("gpt-4o-mini", &tag, 15.0)];
+        let t = Table::compile(raw).unwrap();
+        assert!(t.has_key_penalties());
+        let acme = t.account_by_id("acme").unwrap();
+        let mini = t.resolve_model("gpt-4o-mini").unwrap();
+        assert_eq!(t.key_penalty(mini, &acme), 15.0);
+        assert_eq!(
+            t.key_penalty(t.resolve_model("gpt-4o").unwrap(), &acme),
+            0.0
+        );
+        let other = t.account("b".into(), false, true, [("openai", "sk-b")]);
+        assert_eq!(t.key_penalty(mini, &other), 0.0, "another key");
+
+        for (bad, says) in [
+            (
+                pair("gpt-99", &tag, 1.0),
+                "key_penalties[0].model: unknown model",
+            ),
+            (pair("gpt-4o-mini", "ABC", 1.0), "key_penalties[0].key_tag"),
+            (
+                pair("gpt-4o-mini", &tag, f64::NAN),
+                "key_penalties[0].penalty",
+            ),
+            (pair("gpt-4o-mini", &tag, -1.0), "key_penalties[0].penalty"),
+        ] {
+            let mut raw = with_tenant();
+            raw.key_penalties = vec![bad];
+            let e = Table::compile(raw).unwrap_err().0;
+            assert!(e.contains(says), "{e}");
+        }
+        let mut raw = with_tenant();
+        raw.key_penalties = vec![pair("gpt-4o-mini", &tag, 1.0); 2];
+        assert!(
+            Table::compile(raw)
+                .unwrap_err()
+                .0
+                .contains("duplicate pair")
+        );
+        let mut raw = with_tenant();
+        raw.key_penalties = vec![pair("gpt-4o-mini", &tag, 1.0); MAX_KEY_PENALTIES + 1];
+        assert!(Table::compile(raw).unwrap_err().0.contains("at most"));
     }
 
     #[test]

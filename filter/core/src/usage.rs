@@ -64,6 +64,17 @@ pub struct UsageRecord {
     /// Such a record also says `usage_parsed: false`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub estimated: bool,
+    /// The tag of the provider key that answered (`Account::key_tag`): a
+    /// 401/402/403/429 penalizes that (model, key) pair, a success lowers
+    /// it (filter/README.md, "Penalties"). Absent without a tenant key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_tag: Option<String>,
+    /// What the request reserved against its tenant's budget in the Envoy
+    /// (`crate::budget`); absent when it had none. The Envoy settles the
+    /// reservation with `cost_nusd` and, once this record is acknowledged,
+    /// waits for the control plane's entry to show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_nusd: Option<u64>,
 }
 
 /// One upstream attempt that failed (429, 5xx, timeout, connection failure).
@@ -74,6 +85,9 @@ pub struct FailedAttempt {
     pub model: String,
     /// The upstream status; 504 for a timeout, 503 for a connection failure.
     pub status: u16,
+    /// The tag of the provider key the attempt was sent with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_tag: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,6 +108,11 @@ pub struct UsageAck {
     /// the records queued behind it.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub refused: u64,
+    /// The directory revision that shows the stored records' spend: budget
+    /// entries written at it or later count them (`crate::budget`). 0 from
+    /// a control plane that does not say.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -189,9 +208,12 @@ mod tests {
                 provider: "anthropic".into(),
                 model: "claude-sonnet-4-5".into(),
                 status: 529,
+                key_tag: None,
             }],
             cache_hit: false,
             estimated: false,
+            key_tag: None,
+            reserved_nusd: None,
         };
         let json = serde_json::to_string(&UsageBatch {
             records: vec![r.clone()],

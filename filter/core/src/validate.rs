@@ -181,7 +181,25 @@ pub fn usage_record(at: &str, r: &UsageRecord) -> Result<(), Invalid> {
     if r.failed_attempts.len() > 64 {
         return invalid(&f("failed_attempts"), "at most 64");
     }
+    key_tag(&f("key_tag"), r.key_tag.as_deref())?;
+    for (i, a) in r.failed_attempts.iter().enumerate() {
+        key_tag(
+            &f(&format!("failed_attempts[{i}].key_tag")),
+            a.key_tag.as_deref(),
+        )?;
+    }
     Ok(())
+}
+
+/// A provider key's tag (`Account::key_tag`): 16 lower-case hex digits, so it
+/// can never collide with a model id's characters or carry anything else.
+pub fn key_tag(field: &str, tag: Option<&str>) -> Result<(), Invalid> {
+    match tag {
+        Some(t) if t.len() != 16 || !t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+            invalid(field, "must be 16 lower-case hex digits")
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

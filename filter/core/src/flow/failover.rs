@@ -34,7 +34,7 @@ use crate::error::ApiError;
 use crate::plan::Attempt;
 use crate::protocol::{ANTHROPIC_VERSION, Protocol};
 use crate::reshape::{Reshape, Shape};
-use crate::table::{ModelIx, Table};
+use crate::table::{Account, ModelIx, Table};
 use crate::usage::FailedAttempt;
 
 /// The request headers the routed request was sent with and a redirect
@@ -56,21 +56,37 @@ pub(super) fn is_failover_status(status: u16) -> bool {
     status == 429 || (500..600).contains(&status)
 }
 
-/// A failed attempt on `model`, for the request's usage record.
-fn failed_attempt(table: &Table, model: ModelIx, status: u16) -> Option<FailedAttempt> {
+/// A failed attempt on `model` with the tenant's key, for the request's
+/// usage record.
+fn failed_attempt(
+    table: &Table,
+    tenant: Option<&Account>,
+    model: ModelIx,
+    status: u16,
+) -> Option<FailedAttempt> {
     let m = table.model(model)?;
     Some(FailedAttempt {
         provider: m.provider.clone(),
         model: m.id.clone(),
         status,
+        key_tag: table
+            .provider_of(model)
+            .and_then(|p| tenant?.key_tag(p))
+            .map(str::to_owned),
     })
 }
 
 impl Course {
     /// The attempt on the model tried last failed with `status`.
-    fn fail_last(&mut self, table: &Table, status: u16) -> Option<ModelIx> {
+    fn fail_last(
+        &mut self,
+        table: &Table,
+        tenant: Option<&Account>,
+        status: u16,
+    ) -> Option<ModelIx> {
         let model = *self.plan.tried().last()?;
-        self.failed.extend(failed_attempt(table, model, status));
+        self.failed
+            .extend(failed_attempt(table, tenant, model, status));
         Some(model)
     }
 }
@@ -123,7 +139,7 @@ pub(super) fn resume(
     }
     req.filter.count(host, |m| m.failover_redirects, 1);
     if let Some(table) = &ctx.table
-        && let Some(m) = course.fail_last(table, status)
+        && let Some(m) = course.fail_last(table, ctx.account.as_deref(), status)
     {
         req.filter
             .record_outcome(host, table, ctx.account.as_deref(), m, status);
@@ -185,7 +201,7 @@ impl Request {
         let Some(course) = &mut r.course else {
             return false;
         };
-        course.fail_last(&table, status);
+        course.fail_last(&table, Some(&tenant), status);
         while let Some(next) = course.plan.next_attempt(&table, &tenant, max_attempts) {
             let Ok(attempt) = next else {
                 continue;
@@ -199,7 +215,7 @@ impl Request {
                     log::warn!("failover call to model {} not sent: {e}", attempt.model.0);
                     course
                         .failed
-                        .extend(failed_attempt(&table, attempt.model, 503));
+                        .extend(failed_attempt(&table, Some(&tenant), attempt.model, 503));
                 }
             }
         }

@@ -20,6 +20,14 @@ use crate::penalty::{self, Outcome, Penalties, Scope};
 use crate::table::{Account, KeyHash, ModelIx, RoutingTable, Table};
 use crate::usage::UsageRecord;
 
+/// A virtual key's own rate limits, and the key (hex SHA-256) they count
+/// under.
+#[derive(Debug, Clone)]
+pub(super) struct KeyLimits {
+    pub key: String,
+    pub limits: crate::ratelimit::Limits,
+}
+
 /// The worker's counters (defined once per worker; a proxy sums them across
 /// workers).
 pub(super) struct Metrics {
@@ -43,6 +51,10 @@ pub(super) struct Metrics {
     /// max_entry_bytes).
     pub cache_stored_bytes: u32,
     pub cache_evicted_bytes: u32,
+    /// Requests refused by their tenant's budget (429 budget_exceeded).
+    pub budget_refused: u32,
+    /// Requests refused by a rate limit (429 rate_limited).
+    pub rate_limited: u32,
 }
 
 impl Metrics {
@@ -59,6 +71,8 @@ impl Metrics {
             cache_bypasses: counter("aipipe.cache.bypass")?,
             cache_stored_bytes: counter("aipipe.cache.stored_bytes")?,
             cache_evicted_bytes: counter("aipipe.cache.evicted_bytes")?,
+            budget_refused: counter("aipipe.budget.refused")?,
+            rate_limited: counter("aipipe.rate_limited")?,
         })
     }
 }
@@ -183,18 +197,23 @@ impl Filter {
         host: &impl Host,
         table: &Table,
         hash: &KeyHash,
-    ) -> Option<Arc<Account>> {
+    ) -> Option<(Arc<Account>, Option<KeyLimits>)> {
         if let Some(a) = table.account_by_key_hash(hash) {
-            return Some(a);
+            return Some((a, None));
         }
-        let name = directory::key_key(&crate::sha::hex(hash));
+        let hex = crate::sha::hex(hash);
+        let name = directory::key_key(&hex);
         let entry = KeyEntry::decode(&host.shared_get(&name).0?)
             .inspect_err(|e| log::warn!("directory entry {name}: {e}"))
             .ok()?;
         if entry.removed {
             return None;
         }
-        self.account_by_id(host, table, &entry.tenant)
+        let limits = (!entry.limits.is_none()).then_some(KeyLimits {
+            key: hex,
+            limits: entry.limits,
+        });
+        Some((self.account_by_id(host, table, &entry.tenant)?, limits))
     }
 
     /// A tenant by id: the table's own, then the directory's. A decoded entry
@@ -224,15 +243,17 @@ impl Filter {
             return None;
         }
         let account = Arc::new(
-            table.account(
-                id.to_owned(),
-                entry.disabled,
-                entry.pass_through,
-                entry
-                    .provider_keys
-                    .iter()
-                    .map(|(p, k)| (p.as_str(), k.as_str())),
-            ),
+            table
+                .account(
+                    id.to_owned(),
+                    entry.disabled,
+                    entry.pass_through,
+                    entry
+                        .provider_keys
+                        .iter()
+                        .map(|(p, k)| (p.as_str(), k.as_str())),
+                )
+                .with_limits(entry.limits),
         );
         let mut cached = self.accounts.borrow_mut();
         if cached.len() >= ACCOUNT_CACHE && !cached.contains_key(id) {
@@ -262,6 +283,7 @@ impl Filter {
     /// Puts a usage record on the usage queue. Without a singleton (no
     /// control plane configured) there is nowhere to send it.
     pub(super) fn enqueue_usage(&self, host: &impl Host, record: &UsageRecord) {
+        super::budget::settle(host, record);
         if let Ok(bytes) = serde_json::to_vec(record)
             && let Err(e) = host.enqueue_usage(&bytes)
         {
@@ -271,8 +293,8 @@ impl Filter {
 
     /// This Envoy's own penalties per model index of `table` for `tenant`
     /// (the model's, or that of the (model, key) pair when the tenant's key
-    /// earned a worse one), or None when every model is healthy here (the
-    /// common case: nothing to apply).
+    /// earned a worse one here or, as the table says, anywhere), or None
+    /// when every model is healthy (the common case: nothing to apply).
     pub(super) fn local_penalties(
         &self,
         host: &impl Host,
@@ -288,17 +310,24 @@ impl Filter {
             );
         }
         let p = &cached.1;
-        if p.models.is_empty() || p.epoch < table.penalty_epoch {
-            // Empty, or from before an operator's reset.
+        // Empty, or from before an operator's reset: only the table's
+        // key-scoped penalties can apply.
+        let own = !p.models.is_empty() && p.epoch >= table.penalty_epoch;
+        if !own && !table.has_key_penalties() {
             return None;
         }
         let now = now_ms(host);
         let decay = self.config.penalty_decay_ms;
-        let keyed = p.has_key_scoped();
+        let keyed = own && p.has_key_scoped();
         let local: Vec<f64> = table
             .models_ix()
             .map(|(i, m)| {
-                let own = p.penalty(&m.id, now, decay);
+                // The control plane's view of the pair, from every Envoy.
+                let fleet = table.key_penalty(i, tenant);
+                if !own {
+                    return fleet;
+                }
+                let own = p.penalty(&m.id, now, decay).max(fleet);
                 // The pair's entry is looked up only when some pair has one.
                 let tag = keyed
                     .then(|| table.provider_of(i).and_then(|pi| tenant.key_tag(pi)))

@@ -230,6 +230,8 @@ impl Meter {
             failed_attempts: Vec::new(),
             cache_hit: self.from_cache,
             estimated,
+            key_tag: who.key_tag.map(str::to_owned),
+            reserved_nusd: None,
         }
     }
 }
@@ -240,4 +242,6 @@ pub struct Answered<'a> {
     pub model_id: &'a str,
     /// The catalog entry that prices it.
     pub model: Option<&'a Model>,
+    /// The tag of the tenant's key it was sent with.
+    pub key_tag: Option<&'a str>,
 }

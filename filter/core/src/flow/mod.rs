@@ -18,11 +18,13 @@
 //! maps its callbacks onto [`Request`]'s `on_*` methods and does nothing
 //! else. The tests run the flow on a fake host.
 
+mod budget;
 mod cache;
 mod failover;
 mod filter;
 pub mod host;
 mod meter;
+mod ratelimit;
 mod singleton;
 
 #[cfg(test)]
@@ -30,6 +32,7 @@ mod fake;
 #[cfg(test)]
 mod tests;
 
+use crate::contract::{CLIENT_USAGE_PATH, TENANT_USAGE_PATH};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -76,6 +79,15 @@ struct RequestCtx {
     /// The tenant, once authenticated (resolved against `table`).
     account: Option<Arc<Account>>,
     client: ClientHeaders,
+    /// What the request reserved of its tenant's budget (`budget`):
+    /// settled by whoever writes its usage record, exactly once.
+    reserved: Option<u64>,
+    /// The virtual key's own rate limits, when it has any.
+    key_limits: Option<filter::KeyLimits>,
+    /// The rate-limit windows it was counted in, and where the tightest
+    /// stands (its `x-ratelimit-*` headers).
+    rate: Vec<ratelimit::Admitted>,
+    standing: Option<crate::ratelimit::Standing>,
 }
 
 /// What the client's headers said that later phases need.
@@ -181,6 +193,10 @@ impl Request {
                 table: None,
                 account: None,
                 client: ClientHeaders::default(),
+                reserved: None,
+                key_limits: None,
+                rate: Vec::new(),
+                standing: None,
             },
             phase: Phase::Headers,
         }
@@ -395,20 +411,32 @@ impl Request {
         failover::on_call(self, host, token, body_size);
     }
 
-    /// The request is over: its usage record goes to the queue.
+    /// The request is over: its usage record goes to the queue (and settles
+    /// its budget reservation). A request that reserved and writes no
+    /// record (it never went upstream) hands the reservation back.
     pub fn on_log(&mut self, host: &impl Host) {
+        let reserved = self.ctx.reserved;
+        if !self.log(host)
+            && let (Some(r), Some(tenant)) = (reserved, &self.ctx.account)
+        {
+            budget::update_held(host, &tenant.id, |h| h.settle(r, 0));
+        }
+    }
+
+    /// Writes the request's record; false when it has none to write.
+    fn log(&mut self, host: &impl Host) -> bool {
         let Some(table) = self.ctx.table.clone() else {
-            return;
+            return false;
         };
         let Some(tenant) = self.ctx.account.clone() else {
-            return;
+            return false;
         };
         let now = host.now();
         let (record, failed_over, cache) = match &self.phase {
             Phase::Routed(r) | Phase::Replied(Some(r)) => {
                 let d = r.decision;
                 let (Some(m), Some(p)) = (table.model(d.model), table.provider(d.provider)) else {
-                    return;
+                    return false;
                 };
                 let mut record = r.meter.record(
                     &self.ctx.id,
@@ -417,9 +445,11 @@ impl Request {
                         provider: &p.id,
                         model_id: &m.id,
                         model: Some(m),
+                        key_tag: tenant.key_tag(d.provider),
                     },
                     now,
                 );
+                record.reserved_nusd = self.ctx.reserved;
                 match (&r.course, r.carry_token) {
                     (Some(course), _) => record.failed_attempts = course.failed.clone(),
                     (None, Some(token)) => {
@@ -435,7 +465,9 @@ impl Request {
                                 ..record
                             },
                         );
-                        return;
+                        // Its record (and reservation) is the orphan's or
+                        // the redirected attempt's.
+                        return true;
                     }
                     (None, None) => {}
                 }
@@ -443,7 +475,7 @@ impl Request {
             }
             Phase::PassThrough(pt) => {
                 let Some(p) = table.provider(pt.provider) else {
-                    return;
+                    return false;
                 };
                 // Every pass-through call is recorded: priced when its answer
                 // names a catalog model, else unpriced (usage not read, never
@@ -451,19 +483,21 @@ impl Request {
                 // batches and the like name none).
                 let name = pt.meter.answer_model().unwrap_or_else(|| "-".to_owned());
                 let model = table.model_for_answer(&p.id, &name);
-                let record = pt.meter.record(
+                let mut record = pt.meter.record(
                     &self.ctx.id,
                     &tenant.id,
                     Answered {
                         provider: &p.id,
                         model_id: model.map_or(name.as_str(), |m| m.id.as_str()),
                         model,
+                        key_tag: tenant.key_tag(pt.provider),
                     },
                     now,
                 );
+                record.reserved_nusd = self.ctx.reserved;
                 (record, false, None)
             }
-            _ => return,
+            _ => return false,
         };
         let f = &self.filter;
         f.count(
@@ -483,10 +517,42 @@ impl Request {
             Some("bypass") => f.count(host, |m| m.cache_bypasses, 1),
             _ => {}
         }
+        if !self.ctx.rate.is_empty() {
+            let used = record
+                .prompt_tokens
+                .saturating_add(record.completion_tokens);
+            ratelimit::settle(host, &self.ctx.rate, used);
+        }
         f.enqueue_usage(host, &record);
+        true
     }
 
     // ---- the phases' work ---------------------------------------------------
+
+    /// Counts the request in its tenant's and key's rate-limit windows
+    /// (reserving `tokens`), or refuses it with 429 `rate_limited`.
+    fn count_rate(
+        &mut self,
+        host: &impl Host,
+        tenant: &Account,
+        tokens: u64,
+    ) -> Result<(), ApiError> {
+        if tenant.limits.is_none() && self.ctx.key_limits.is_none() {
+            return Ok(());
+        }
+        let (rate, standing) = ratelimit::admit(host, tenant, self.ctx.key_limits.as_ref(), tokens)
+            .inspect_err(|_| self.filter.count(host, |m| m.rate_limited, 1))?;
+        self.ctx.rate = rate;
+        self.ctx.standing = standing;
+        Ok(())
+    }
+
+    /// Counts a budget refusal (`aipipe.budget.refused`).
+    fn count_refusal(&self, host: &impl Host, e: &ApiError) {
+        if matches!(e, ApiError::BudgetExceeded { .. }) {
+            self.filter.count(host, |m| m.budget_refused, 1);
+        }
+    }
 
     fn max_attempts(&self) -> usize {
         self.filter.config.max_attempts as usize
@@ -553,6 +619,7 @@ impl Request {
             Models,
             OllamaTags,
             OllamaVersion,
+            Usage,
             Pass(ProviderIx),
         }
         let table = self.filter.table(host).ok_or(ApiError::NoTable)?;
@@ -565,6 +632,8 @@ impl Request {
             Kind::OllamaTags
         } else if path == OLLAMA_VERSION_PATH.as_bytes() {
             Kind::OllamaVersion
+        } else if path == CLIENT_USAGE_PATH.as_bytes() {
+            Kind::Usage
         } else if let Some(p) = pass_through_provider(&table, path) {
             Kind::Pass(p)
         } else {
@@ -574,9 +643,12 @@ impl Request {
         };
         match (&kind, method) {
             (Kind::Route(_), Some(b"POST"))
-            | (Kind::Models | Kind::OllamaTags | Kind::OllamaVersion, Some(b"GET" | b"HEAD"))
+            | (
+                Kind::Models | Kind::OllamaTags | Kind::OllamaVersion | Kind::Usage,
+                Some(b"GET" | b"HEAD"),
+            )
             | (Kind::Pass(_), _) => {}
-            (Kind::Models | Kind::OllamaTags | Kind::OllamaVersion, _) => {
+            (Kind::Models | Kind::OllamaTags | Kind::OllamaVersion | Kind::Usage, _) => {
                 return Err(ApiError::BadRequest(format!(
                     "{} takes GET",
                     String::from_utf8_lossy(path)
@@ -594,9 +666,17 @@ impl Request {
         let account = match tenant_header.filter(|_| config.trust_tenant_header) {
             // Mesh mode: the trusted front named the tenant.
             Some(id) => route::tenant_by_id(id, |id| filter.account_by_id(host, &table, id))?,
-            None => route::authenticate(route::virtual_key(authorization, api_key), |h| {
-                filter.account_by_key(host, &table, h)
-            })?,
+            None => {
+                let mut key_limits = None;
+                let account =
+                    route::authenticate(route::virtual_key(authorization, api_key), |h| {
+                        let (account, limits) = filter.account_by_key(host, &table, h)?;
+                        key_limits = limits;
+                        Some(account)
+                    })?;
+                self.ctx.key_limits = key_limits;
+                account
+            }
         };
         self.ctx.table = Some(table.clone());
         self.ctx.account = Some(account.clone());
@@ -606,6 +686,10 @@ impl Request {
                 &table, &account,
             )))),
             Kind::OllamaVersion => Ok(Next::Answer(ollama::version())),
+            Kind::Usage => {
+                self.own_usage(host, full_path, authorization.or(api_key).is_some())?;
+                Ok(Next::Passed)
+            }
             Kind::Pass(_) if !account.pass_through => Err(ApiError::PassThroughDisabled),
             Kind::Pass(provider) => {
                 // A JSON body is held (up to max_body_bytes) to check the
@@ -634,6 +718,60 @@ impl Request {
                 Ok(Next::Body)
             }
         }
+    }
+
+    /// `GET /usage?days=N`: sent on to the control plane with the client's
+    /// virtual key, which the control plane checks again and answers for
+    /// (contract: `TENANT_USAGE_PATH`). The tenant is already authenticated.
+    fn own_usage(&self, host: &impl Host, full_path: &[u8], keyed: bool) -> Result<(), ApiError> {
+        if !keyed {
+            return Err(ApiError::BadRequest(
+                "GET /usage needs your virtual key (Authorization: Bearer <key>).".into(),
+            ));
+        }
+        let query = full_path
+            .iter()
+            .position(|&b| b == b'?')
+            .and_then(|i| full_path.get(i + 1..))
+            .unwrap_or_default();
+        let mut days = 7u32;
+        for pair in query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+            match pair.strip_prefix(b"days=") {
+                Some(v) => {
+                    days = std::str::from_utf8(v)
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .filter(|d| (1..=366).contains(d))
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(
+                                "days: must be a whole number from 1 to 366".into(),
+                            )
+                        })?;
+                }
+                None => {
+                    return Err(ApiError::BadRequest(format!(
+                        "GET /usage takes only ?days=N, got `{}`",
+                        String::from_utf8_lossy(pair)
+                    )));
+                }
+            }
+        }
+        let config = &self.filter.config;
+        set_header(
+            host,
+            &config.cluster_header,
+            Some(&config.control_plane_cluster),
+        );
+        set_header(
+            host,
+            ":path",
+            Some(&format!("{TENANT_USAGE_PATH}?days={days}")),
+        );
+        set_header(host, ":authority", Some("aipipe-control-plane"));
+        if let Err(e) = host.clear_route_cache() {
+            log::warn!("clear_route_cache failed: {e:?}");
+        }
+        Ok(())
     }
 
     /// A whole JSON pass-through body: the catalog model it names, if any,
@@ -677,6 +815,14 @@ impl Request {
                 p.id, tenant.id
             ))
         })?;
+        self.count_rate(host, tenant, 0)?;
+        if let Some(entry) = budget::budget_of(host, table, &tenant.id) {
+            let budget = &self.filter.config.budget;
+            let cost = budget.pass_through_reserve_nusd();
+            budget::reserve(host, budget, &entry, &tenant.id, cost)
+                .inspect_err(|e| self.count_refusal(host, e))?;
+            self.ctx.reserved = Some(cost);
+        }
         let rest = full_path.get(p.id.len() + 1..).unwrap_or_default();
         let upstream_path = format!("{}{}", p.passthrough_base, String::from_utf8_lossy(rest));
         let auth = p.passthrough_auth.unwrap_or(p.auth);
@@ -728,6 +874,25 @@ impl Request {
             penalties.as_deref(),
             cache,
         )?;
+        self.count_rate(
+            host,
+            &account,
+            plan.input_tokens()
+                .saturating_add(plan.max_tokens.unwrap_or(0)),
+        )?;
+        if let Some(entry) = budget::budget_of(host, &table, &account.id) {
+            // The worst any attempt this request may make can cost.
+            let cost = plan
+                .candidates(self.max_attempts())
+                .iter()
+                .filter_map(|&m| table.model(m))
+                .map(|m| crate::budget::worst_case_nusd(m, plan.input_tokens(), plan.max_tokens))
+                .max()
+                .unwrap_or(0);
+            budget::reserve(host, &self.filter.config.budget, &entry, &account.id, cost)
+                .inspect_err(|e| self.count_refusal(host, e))?;
+            self.ctx.reserved = Some(cost);
+        }
         let attempt = match plan.next_attempt(&table, &account, self.max_attempts()) {
             Some(a) => a?,
             None => return Err(ApiError::Internal("a plan without candidates".into())),
@@ -975,6 +1140,12 @@ impl Request {
     /// The `x-aipipe-*` response headers of a routed or passed-through answer.
     fn say_who_answered(&self, host: &impl Host, d: Option<Decision>, pass: Option<ProviderIx>) {
         let _ = host.set_response_header("x-aipipe-request-id", Some(&self.ctx.id));
+        if let Some(s) = &self.ctx.standing {
+            // This gateway's limits, not the provider's own.
+            for (name, value) in ratelimit::headers(s) {
+                let _ = host.set_response_header(name, Some(&value));
+            }
+        }
         let mut complexity = String::new();
         for (name, value) in answer_headers(self.ctx.table.as_deref(), d, pass, &mut complexity) {
             let _ = host.set_response_header(name, Some(value));
@@ -986,13 +1157,27 @@ impl Request {
             log::warn!("request {}: {detail}", self.ctx.id);
         }
         let body = self.ctx.protocol.error_body(e);
-        self.reply(host, e.status(), &body, "application/json")
+        let retry = e.retry_after().map(|s| s.to_string());
+        let extra: Vec<(&str, &str)> = retry.iter().map(|s| ("retry-after", s.as_str())).collect();
+        self.reply_with(host, e.status(), &body, "application/json", &extra)
     }
 
     /// Answers the request from the filter itself, with the routing headers
     /// when it was routed. The phase becomes `Replied`, keeping what the
     /// usage record needs.
     fn reply(&mut self, host: &impl Host, status: u32, body: &[u8], content_type: &str) -> Action {
+        self.reply_with(host, status, body, content_type, &[])
+    }
+
+    /// [`Request::reply`] with `extra` headers.
+    fn reply_with(
+        &mut self,
+        host: &impl Host,
+        status: u32,
+        body: &[u8],
+        content_type: &str,
+        extra: &[(&str, &str)],
+    ) -> Action {
         let routed = match std::mem::replace(&mut self.phase, Phase::Replied(None)) {
             Phase::Routed(r) | Phase::Replied(Some(r)) => Some(r),
             _ => None,
@@ -1009,6 +1194,7 @@ impl Request {
             None,
             &mut complexity,
         ));
+        headers.extend_from_slice(extra);
         if let Err(e) = host.send_response(status, &headers, body) {
             log::warn!("local reply failed: {e:?}");
         }

@@ -24,8 +24,11 @@ use crate::contract::{
     CHANGES_PATH, DIRECTORY_REVISION_KEY, SHARED_TABLE_KEY, SHARED_VERSION_KEY, TOKEN_HEADER,
     USAGE_PATH,
 };
-use crate::directory::{self, Delta, KeyEntry, Kind, TenantEntry};
+use crate::directory::{self, BudgetEntry, Delta, KeyEntry, Kind, TenantEntry};
 use crate::table::{RoutingTable, Table};
+use crate::usage::{UsageAck, UsageRecord};
+
+use super::budget::update_held;
 
 pub struct Singleton {
     cp: ControlPlane,
@@ -42,6 +45,8 @@ pub struct Singleton {
     buffered: VecDeque<Vec<u8>>,
     /// The usage POST in flight and how many records it carries.
     posting: Option<(u32, usize)>,
+    /// Tenants with acknowledged spend waiting for a directory revision.
+    awaiting: std::collections::BTreeSet<String>,
     metrics: Option<Metrics>,
 }
 
@@ -75,6 +80,7 @@ impl Singleton {
             last_failure: String::new(),
             buffered: VecDeque::new(),
             posting: None,
+            awaiting: Default::default(),
             metrics: Metrics::define(host),
         }
     }
@@ -175,7 +181,7 @@ impl Singleton {
             && posting == token
         {
             self.posting = None;
-            return self.on_usage_response(host, n);
+            return self.on_usage_response(host, n, body_size);
         }
         let Some((pending, asked)) = self.pending else {
             return;
@@ -213,7 +219,7 @@ impl Singleton {
 
     /// Only an acknowledged batch leaves the buffer; anything else is retried
     /// (the control plane ignores records it already has).
-    fn on_usage_response(&mut self, host: &impl Host, n: usize) {
+    fn on_usage_response(&mut self, host: &impl Host, n: usize, body_size: usize) {
         let status = host.call_response_header(":status").unwrap_or_default();
         if status.as_slice() != b"200" {
             return self.mark(
@@ -224,7 +230,10 @@ impl Singleton {
                 ),
             );
         }
-        self.buffered.drain(..n.min(self.buffered.len()));
+        let body = host.call_response_body(body_size);
+        let acked_at = serde_json::from_slice::<UsageAck>(&body).map_or(0, |a| a.revision);
+        let acked: Vec<Vec<u8>> = self.buffered.drain(..n.min(self.buffered.len())).collect();
+        self.budgets_acknowledged(host, &acked, acked_at);
         if let Some(m) = &self.metrics {
             host.increment_metric(m.sent, n as u64);
             host.record_metric(m.buffered, self.buffered.len() as u64);
@@ -272,6 +281,11 @@ impl Singleton {
                         .map_err(|e| format!("key entry {}: {e}", r.name))?
                         .removed,
                 ),
+                Kind::Budget => removals.push(
+                    BudgetEntry::decode(r.value)
+                        .map_err(|e| format!("budget entry {}: {e}", r.name))?
+                        .removed,
+                ),
             }
         }
         if let Some((json, version)) = global {
@@ -289,6 +303,7 @@ impl Singleton {
         for (r, &removal) in entries.zip(&removals) {
             let name = match r.kind {
                 Kind::Tenant => directory::tenant_key(r.name),
+                Kind::Budget => directory::budget_key(r.name),
                 _ => directory::key_key(r.name),
             };
             if write_entry(host, &name, r.value, removal)? {
@@ -302,6 +317,7 @@ impl Singleton {
         )
         .map_err(|s| format!("cannot record the directory revision: {s:?}"))?;
         self.revision = Some(delta.revision);
+        self.reflect_budgets(host, delta.revision);
         self.mark(true, "");
         if !delta.records.is_empty() && !delta.more {
             log::info!(
@@ -310,6 +326,44 @@ impl Singleton {
             );
         }
         Ok(!delta.records.is_empty() || delta.more)
+    }
+
+    /// The control plane stored these records at revision `at`: the costs
+    /// of those that were reserved against a budget move from `unacked` to
+    /// waiting for that revision (`budget::Held`).
+    fn budgets_acknowledged(&mut self, host: &impl Host, records: &[Vec<u8>], at: u64) {
+        let mut by_tenant: std::collections::BTreeMap<String, u64> = Default::default();
+        for r in records {
+            if let Ok(r) = serde_json::from_slice::<UsageRecord>(r)
+                && r.reserved_nusd.is_some()
+            {
+                let sum = by_tenant.entry(r.tenant).or_default();
+                *sum = sum.saturating_add(r.cost_nusd);
+            }
+        }
+        let held = self.revision.unwrap_or(0);
+        for (tenant, nusd) in by_tenant {
+            update_held(host, &tenant, |h| h.acknowledged(nusd, at, held));
+            if at > held {
+                self.awaiting.insert(tenant);
+            }
+        }
+    }
+
+    /// This Envoy now holds `revision`: acknowledged spend the budget
+    /// entries written by then show leaves the tenants' held state.
+    fn reflect_budgets(&mut self, host: &impl Host, revision: u64) {
+        let tenants: Vec<String> = self.awaiting.iter().cloned().collect();
+        for tenant in tenants {
+            let mut waiting = false;
+            update_held(host, &tenant, |h| {
+                h.reflected(revision);
+                waiting = !h.acked.is_empty();
+            });
+            if !waiting {
+                self.awaiting.remove(&tenant);
+            }
+        }
     }
 
     fn mark(&mut self, ok: bool, why: &str) {

@@ -20,6 +20,11 @@ const OTHER_KEY: &str = "vk-other";
 const ROUTER_KEY: &str = "vk-router";
 
 fn config(extra: &str) -> Config {
+    config_with("", extra)
+}
+
+/// `table_extra`: more fields of the bootstrap table (after its tenants).
+fn config_with(table_extra: &str, extra: &str) -> Config {
     let json = format!(
         r#"{{
             "table": {{"version": 1, "tenants": [
@@ -29,7 +34,7 @@ fn config(extra: &str) -> Config {
                   "provider_keys": {{"openrouter": "or-router"}}}},
                 {{"id": "other", "virtual_key_hashes": ["{}"],
                   "provider_keys": {{"openai": "sk-other"}}}}
-            ]}}
+            ]{table_extra}}}
             {extra}
         }}"#,
         hex_hash(KEY),
@@ -863,6 +868,7 @@ fn tenant_entry(rev: u64, disabled: bool, keys: &[(&str, &str)]) -> Vec<u8> {
             .iter()
             .map(|(p, k)| ((*p).into(), (*k).into()))
             .collect(),
+        limits: Default::default(),
     }
     .encode()
 }
@@ -872,6 +878,7 @@ fn key_entry(rev: u64, removed: bool, tenant: &str) -> Vec<u8> {
         rev,
         removed,
         tenant: tenant.into(),
+        limits: Default::default(),
     }
     .encode()
 }
@@ -1212,6 +1219,56 @@ fn a_tenants_rate_limited_key_moves_its_own_routing_and_nobody_elses() {
     assert_ne!(greeting_goes_to(&f, &h, KEY), "gpt-4o-mini");
 }
 
+/// The tag a provider key is named by in penalties.
+fn tag(key: &str) -> String {
+    crate::sha::sha256_hex(key.as_bytes())[..16].to_owned()
+}
+
+#[test]
+fn the_tables_key_penalty_moves_the_tenants_holding_that_key_only() {
+    // The control plane saw acme's key 429ed through other Envoys: this one
+    // holds no penalty of its own, yet routes acme around that pair.
+    let table_extra = format!(
+        r#", "key_penalties": [{{"model": "gpt-4o-mini", "key_tag": "{}", "penalty": 63}}]"#,
+        tag("sk-acme")
+    );
+    let h = FakeHost::new();
+    let f = Filter::new(
+        config_with(
+            &table_extra,
+            r#", "failover_redirect": "off", "max_attempts": 1"#,
+        ),
+        &h,
+    );
+    assert_ne!(greeting_goes_to(&f, &h, KEY), "gpt-4o-mini");
+    assert_eq!(greeting_goes_to(&f, &h, OTHER_KEY), "gpt-4o-mini");
+    assert!(
+        h.shared.borrow().get(PENALTIES_KEY).is_none(),
+        "nothing local"
+    );
+}
+
+#[test]
+fn records_name_the_key_each_attempt_was_sent_with() {
+    let (f, h) = setup("");
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", OTHER_KEY, GREETING);
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini", 5, 2),
+    );
+    r.on_log(&h);
+    let records = h.records();
+    let other = records.iter().find(|r| r.tenant == "other").unwrap();
+    assert_eq!(other.key_tag.as_deref(), Some(tag("sk-other").as_str()));
+    assert!(
+        !format!("{records:?}").contains("sk-"),
+        "tags only, never keys"
+    );
+}
+
 #[test]
 fn pass_through_switched_off_for_a_tenant_is_refused_and_routing_still_works() {
     let closed = TenantEntry {
@@ -1220,6 +1277,7 @@ fn pass_through_switched_off_for_a_tenant_is_refused_and_routing_still_works() {
         disabled: false,
         pass_through: false,
         provider_keys: vec![("openai".into(), "sk-closed".into())],
+        limits: Default::default(),
     }
     .encode();
     let hash = hex_hash("vk-closed");
@@ -1345,6 +1403,7 @@ fn a_pass_through_body_naming_a_disabled_model_is_refused_in_the_providers_shape
             ("openai".into(), "sk-t".into()),
             ("anthropic".into(), "ak-t".into()),
         ],
+        limits: Default::default(),
     }
     .encode();
     let hash = hex_hash("vk-t");
@@ -1396,4 +1455,134 @@ fn a_pass_through_body_naming_a_disabled_model_is_refused_in_the_providers_shape
         Action::Continue
     );
     assert_eq!(h.header(":path").as_deref(), Some("/v1/chat/completions"));
+}
+
+fn budget_entry(rev: u64, limit: u64, spent: u64) -> Vec<u8> {
+    crate::directory::BudgetEntry {
+        rev,
+        removed: false,
+        limit_nusd: limit,
+        days: 30,
+        spent_nusd: spent,
+        // Yesterday's spend leaves the window in 29 days.
+        frees: vec![(1_700_000_000_000 + 29 * 86_400_000, spent)],
+    }
+    .encode()
+}
+
+fn held(h: &FakeHost, tenant: &str) -> crate::budget::Held {
+    shared(h, &format!("aipipe.rv.{tenant}"))
+        .and_then(|b| crate::budget::Held::decode(&b))
+        .unwrap_or_default()
+}
+
+/// A budget reserves each request's worst case before it goes upstream,
+/// refuses what would pass this Envoy's lease (429 budget_exceeded with
+/// retry-after), settles with the exact cost, and hands acknowledged spend
+/// over to the control plane's next entry.
+#[test]
+fn a_budget_reserves_refuses_settles_and_hands_spend_to_the_entry() {
+    let hash = hex_hash("vk-b");
+    let entries = |limit: u64, spent: u64, rev: u64| {
+        vec![
+            (
+                Kind::Tenant,
+                "b",
+                tenant_entry(2, false, &[("openai", "sk-b")]),
+            ),
+            (Kind::Key, hash.as_str(), key_entry(3, false, "b")),
+            (Kind::Budget, "b", budget_entry(rev, limit, spent)),
+        ]
+    };
+    let h = FakeHost::new();
+    let f = Filter::new(
+        Config::parse(br#"{"max_attempts": 1, "failover_redirect": "off"}"#).unwrap(),
+        &h,
+    );
+    let mut s = singleton(&h, serde_json::json!({"wait_ms": 0}));
+    s.poll(&h);
+    // Room for exactly two worst cases; measure one first.
+    answer_changes(
+        &mut s,
+        &h,
+        delta(0, 5, Some(r#"{"version": 1}"#), &entries(u64::MAX, 0, 4)),
+    );
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"hello there"}]}"#;
+    let (mut probe, a) = send(&f, &h, "/v1/chat/completions", "vk-b", body);
+    assert_eq!(a, Action::Continue);
+    let worst = held(&h, "b").inflight_nusd;
+    assert!(worst >= 100 * 600, "{worst}");
+    probe.on_log(&h); // never answered: handed back
+    assert_eq!(held(&h, "b").inflight_nusd, 0);
+    h.queue.borrow_mut().clear();
+
+    let limit = 1_000_000_000;
+    let spent = limit - 2 * worst - worst / 2;
+    let mut page = delta(5, 6, None, &entries(limit, spent, 6));
+    answer_changes(&mut s, &h, std::mem::take(&mut page));
+    // The request for changes now waiting at the control plane.
+    let changes_token = h.last_token();
+    let (mut first, a) = send(&f, &h, "/v1/chat/completions", "vk-b", body);
+    assert_eq!(a, Action::Continue);
+    let (_second, a) = send(&f, &h, "/v1/chat/completions", "vk-b", body);
+    assert_eq!(a, Action::Continue);
+    assert_eq!(held(&h, "b").inflight_nusd, 2 * worst);
+    let (_third, _) = send(&f, &h, "/v1/chat/completions", "vk-b", body);
+    let reply = h.reply().expect("refused");
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.json()["error"]["code"], "budget_exceeded");
+    let msg = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(msg.contains("$1.00 per 30 days"), "{msg}");
+    // Yesterday's spend frees up in 29 days.
+    assert_eq!(reply.header("retry-after"), Some("2505600"));
+    assert_eq!(held(&h, "b").inflight_nusd, 2 * worst, "nothing reserved");
+
+    // The first ends: its reservation becomes its exact cost.
+    answer(
+        &mut first,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini", 7, 3),
+    );
+    first.on_log(&h);
+    let cost = 7 * 150 + 3 * 600;
+    let after = held(&h, "b");
+    assert_eq!((after.inflight_nusd, after.unacked_nusd), (worst, cost));
+    let records = h.records();
+    let record = records.last().unwrap();
+    assert_eq!(
+        (record.reserved_nusd, record.cost_nusd),
+        (Some(worst), cost)
+    );
+
+    // Shipped and acknowledged at revision 9: waits for that revision.
+    let queued: Vec<Vec<u8>> = h.queue.borrow_mut().drain(..).collect();
+    s.take_records(&h, queued);
+    s.poll(&h);
+    let post = h
+        .calls
+        .borrow()
+        .iter()
+        .rev()
+        .find(|c| c.header(":path") == Some("/internal/v1/usage"))
+        .cloned()
+        .unwrap();
+    *h.call_status.borrow_mut() = Some(200);
+    *h.call_body.borrow_mut() = br#"{"accepted":1,"duplicates":0,"revision":9}"#.to_vec();
+    s.on_call_response(&h, post.token, h.call_body.borrow().len());
+    let after = held(&h, "b");
+    assert_eq!(
+        (after.unacked_nusd, after.acked.clone()),
+        (0, vec![(9, cost)])
+    );
+    // The entry that counts it arrives: it leaves this Envoy's count.
+    *h.call_body.borrow_mut() = delta(6, 9, None, &entries(limit, spent + cost, 9));
+    let size = h.call_body.borrow().len();
+    s.on_call_response(&h, changes_token, size);
+    let after = held(&h, "b");
+    assert_eq!((after.inflight_nusd, after.outstanding()), (worst, worst));
 }

@@ -75,6 +75,8 @@ fn record(i: u64, tenant: u64, ts_ms: u64, rng: &mut Rng) -> UsageRecord {
         failed_attempts: Vec::new(),
         cache_hit: false,
         estimated: false,
+        key_tag: None,
+        reserved_nusd: None,
     }
 }
 

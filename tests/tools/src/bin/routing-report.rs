@@ -309,6 +309,7 @@ fn main() {
             provider_keys: [("openai", "k"), ("anthropic", "k")]
                 .map(|(p, k)| (p.to_owned(), k.to_owned()))
                 .into(),
+            limits: Default::default(),
         }],
         ..RoutingTable::default()
     }) {

@@ -1,0 +1,169 @@
+//! `/admin/tenants/{id}/budget` and `/admin/budget-default`: a dollar limit
+//! over a rolling window of whole days (control-plane/README.md, "Budgets").
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::tenant_not_found;
+use crate::AppState;
+use crate::body::JsonBody;
+use crate::db::{BudgetView, BudgetWrite, Limit};
+use crate::error::{Error, Result};
+use crate::openapi::{E400, E401, E404, E422, TenantId};
+use aipipe_core::directory::MAX_BUDGET_DAYS;
+
+/// The largest limit: a billion dollars (nano-dollars stay far inside i64).
+const MAX_LIMIT_USD: f64 = 1e9;
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BudgetBody {
+    /// Dollars per window; 0 blocks the tenant.
+    #[schema(minimum = 0.0, maximum = 1e9)]
+    limit_usd: f64,
+    /// The window: today (UTC) and the `days - 1` days before it.
+    #[schema(minimum = 1, maximum = 366)]
+    days: u16,
+}
+
+impl BudgetBody {
+    fn limit(&self) -> Result<Limit> {
+        if !(self.limit_usd.is_finite() && (0.0..=MAX_LIMIT_USD).contains(&self.limit_usd)) {
+            return Err(Error::Invalid(format!(
+                "limit_usd: must be a number from 0 to {MAX_LIMIT_USD}"
+            )));
+        }
+        if !(1..=MAX_BUDGET_DAYS).contains(&self.days) {
+            return Err(Error::Invalid(format!(
+                "days: must be from 1 to {MAX_BUDGET_DAYS}"
+            )));
+        }
+        Ok(Limit {
+            limit_nusd: (self.limit_usd * 1e9).round() as u64,
+            days: self.days,
+        })
+    }
+}
+
+fn no_budget(id: &str) -> Error {
+    Error::NotFound(format!(
+        "tenant `{id}` has no budget (and no default budget is set)"
+    ))
+}
+
+fn answer(id: &str, w: BudgetWrite) -> Result<BudgetView> {
+    match w {
+        BudgetWrite::NoTenant => Err(tenant_not_found(id)),
+        BudgetWrite::Done(None) => Err(no_budget(id)),
+        BudgetWrite::Done(Some(v)) => Ok(v),
+    }
+}
+
+#[utoipa::path(put, path = "/admin/tenants/{id}/budget",
+    summary = "Set a tenant's budget: a dollar limit over a rolling window of days (0 blocks it)",
+    params(TenantId), request_body = BudgetBody,
+    responses((status = 200, description = "the budget with its spend", body = BudgetView),
+        (status = 400, response = E400), (status = 401, response = E401),
+        (status = 404, response = E404), (status = 422, response = E422)))]
+pub(crate) async fn put_budget(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<BudgetBody>,
+) -> Result<Json<BudgetView>> {
+    let limit = body.limit()?;
+    let w = state.db.set_budget(id.clone(), Some(limit)).await?;
+    answer(&id, w).map(Json)
+}
+
+#[utoipa::path(get, path = "/admin/tenants/{id}/budget",
+    summary = "A tenant's budget (its own or the default): limit, window, spent, remaining",
+    params(TenantId),
+    responses((status = 200, description = "the budget with its spend", body = BudgetView),
+        (status = 401, response = E401), (status = 404, response = E404)))]
+pub(crate) async fn get_budget(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<BudgetView>> {
+    let w = state.db.budget(id.clone()).await?;
+    answer(&id, w).map(Json)
+}
+
+#[utoipa::path(delete, path = "/admin/tenants/{id}/budget",
+    summary = "Remove a tenant's own budget (the default, if set, applies again)",
+    params(TenantId),
+    responses((status = 204, description = "removed"),
+        (status = 401, response = E401), (status = 404, response = E404)))]
+pub(crate) async fn delete_budget(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode> {
+    match state.db.budget(id.clone()).await? {
+        BudgetWrite::NoTenant => return Err(tenant_not_found(&id)),
+        BudgetWrite::Done(Some(v)) if v.source == "tenant" => {}
+        BudgetWrite::Done(_) => {
+            return Err(Error::NotFound(format!(
+                "tenant `{id}` has no budget of its own"
+            )));
+        }
+    }
+    match state.db.set_budget(id.clone(), None).await? {
+        BudgetWrite::NoTenant => Err(tenant_not_found(&id)),
+        BudgetWrite::Done(_) => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BudgetDefaultView {
+    limit_usd: f64,
+    days: u16,
+}
+
+#[utoipa::path(put, path = "/admin/budget-default",
+    summary = "Set the budget of every tenant without one of its own",
+    request_body = BudgetBody,
+    responses((status = 200, description = "the default", body = BudgetDefaultView),
+        (status = 400, response = E400), (status = 401, response = E401),
+        (status = 422, response = E422)))]
+pub(crate) async fn put_default(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<BudgetBody>,
+) -> Result<Json<BudgetDefaultView>> {
+    let limit = body.limit()?;
+    state.db.set_budget_default(Some(limit)).await?;
+    Ok(Json(default_view(limit)))
+}
+
+fn default_view(l: Limit) -> BudgetDefaultView {
+    BudgetDefaultView {
+        limit_usd: l.limit_nusd as f64 / 1e9,
+        days: l.days,
+    }
+}
+
+#[utoipa::path(get, path = "/admin/budget-default",
+    summary = "The budget of every tenant without one of its own",
+    responses((status = 200, description = "the default", body = BudgetDefaultView),
+        (status = 401, response = E401), (status = 404, response = E404)))]
+pub(crate) async fn get_default(State(state): State<AppState>) -> Result<Json<BudgetDefaultView>> {
+    state
+        .db
+        .budget_default()
+        .await?
+        .map(|l| Json(default_view(l)))
+        .ok_or_else(|| Error::NotFound("no default budget is set".into()))
+}
+
+#[utoipa::path(delete, path = "/admin/budget-default",
+    summary = "Remove the default budget",
+    responses((status = 204, description = "removed"),
+        (status = 401, response = E401), (status = 404, response = E404)))]
+pub(crate) async fn delete_default(State(state): State<AppState>) -> Result<StatusCode> {
+    if state.db.budget_default().await?.is_none() {
+        return Err(Error::NotFound("no default budget is set".into()));
+    }
+    state.db.set_budget_default(None).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,134 @@
+//! Budget alerts (control-plane/README.md, "Budget alerts"): which
+//! thresholds a tenant's window has reached, and the outbox of alerts the
+//! webhook has not taken yet.
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::budgets::BudgetState;
+use super::{Db, now_ms, to_i64, to_u64};
+use crate::error::Result;
+
+/// The thresholds, in percent of the limit.
+pub const THRESHOLDS: [u64; 3] = [50, 80, 100];
+
+/// One alert waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub id: i64,
+    /// The JSON event.
+    pub body: String,
+    pub attempts: u32,
+}
+
+#[derive(Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    tenant: &'a str,
+    threshold_percent: u64,
+    limit_usd: f64,
+    spent_usd: f64,
+    days: u16,
+    at_ms: u64,
+}
+
+impl super::Tx<'_> {
+    /// See [`budget_alerts`].
+    pub(super) fn budget_alerts(&self, tenant: &str, state: &BudgetState) -> Result<()> {
+        budget_alerts(self.tx, self.alerts, tenant, state)
+    }
+}
+
+/// Queues an alert for each threshold the tenant's spend reached since the
+/// last, and re-arms the ones it fell below (when alerts are `on`).
+pub(super) fn budget_alerts(
+    tx: &rusqlite::Transaction<'_>,
+    on: bool,
+    tenant: &str,
+    state: &BudgetState,
+) -> Result<()> {
+    if !on || state.limit.limit_nusd == 0 {
+        return Ok(());
+    }
+    let now = now_ms();
+    let spent = u128::from(state.spent_nusd) * 100;
+    for t in THRESHOLDS {
+        let reached = spent >= u128::from(state.limit.limit_nusd) * u128::from(t);
+        if !reached {
+            tx.prepare_cached("DELETE FROM budget_alerts WHERE tenant = ?1 AND threshold = ?2")?
+                .execute(params![tenant, to_i64(t)])?;
+            continue;
+        }
+        let new = tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO budget_alerts (tenant, threshold, fired_ms)
+                 VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![tenant, to_i64(t), to_i64(now)])?;
+        if new == 0 {
+            continue;
+        }
+        let body = serde_json::to_string(&Event {
+            kind: "budget.threshold",
+            tenant,
+            threshold_percent: t,
+            limit_usd: state.limit.limit_nusd as f64 / 1e9,
+            spent_usd: state.spent_nusd as f64 / 1e9,
+            days: state.limit.days,
+            at_ms: now,
+        })?;
+        tx.prepare_cached(
+            "INSERT INTO webhook_outbox (body, attempts, next_ms) VALUES (?1, 0, ?2)",
+        )?
+        .execute(params![body, to_i64(now)])?;
+    }
+    Ok(())
+}
+
+impl Db {
+    /// Whether budget alerts are on (a webhook is configured).
+    pub(super) fn alerts_on(&self) -> bool {
+        self.0.alerts.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Alerts due for delivery, oldest first.
+    pub async fn due_alerts(&self, limit: usize) -> Result<Vec<Alert>> {
+        self.read(move |tx| {
+            let mut st = tx.prepare_cached(
+                "SELECT id, body, attempts FROM webhook_outbox WHERE next_ms <= ?1
+                 ORDER BY next_ms, id LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![to_i64(now_ms()), to_i64(limit as u64)], |r| {
+                Ok(Alert {
+                    id: r.get(0)?,
+                    body: r.get(1)?,
+                    attempts: u32::try_from(to_u64(r.get(2)?)).unwrap_or(u32::MAX),
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// The webhook took an alert (or it is given up): it leaves the outbox.
+    pub async fn alert_done(&self, id: i64) -> Result<()> {
+        self.write(move |tx| {
+            tx.execute("DELETE FROM webhook_outbox WHERE id = ?1", [id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// A delivery failed: try again at `next_ms`.
+    pub async fn alert_retry(&self, id: i64, attempts: u32, next_ms: u64) -> Result<()> {
+        self.write(move |tx| {
+            tx.execute(
+                "UPDATE webhook_outbox SET attempts = ?2, next_ms = ?3 WHERE id = ?1",
+                params![id, attempts, to_i64(next_ms)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,283 @@
+//! Budgets (control-plane/README.md, "Budgets"): each tenant's limit over a
+//! window of whole UTC days (its own, or the default), its spend per day,
+//! and the state the filters get in the tenant's budget entry.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::tenants::tenant_exists;
+use super::{Change, Db, now_ms, record_change, to_i64, to_u64};
+use crate::error::Result;
+use aipipe_core::budget::DAY_MS;
+use aipipe_core::usage::UsageRecord;
+
+/// A limit over a window of days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub limit_nusd: u64,
+    pub days: u16,
+}
+
+/// A tenant's budget as the filters hold it (`directory::BudgetEntry`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetState {
+    pub limit: Limit,
+    pub spent_nusd: u64,
+    /// (unix ms at which it leaves the window, nano-dollars), oldest first.
+    pub frees: Vec<(u64, u64)>,
+}
+
+/// `GET /admin/tenants/{id}/budget`.
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
+pub struct BudgetView {
+    pub tenant: String,
+    pub limit_usd: f64,
+    pub days: u16,
+    /// "tenant" (its own) or "default".
+    pub source: &'static str,
+    /// Spend recorded in the window (today and the `days - 1` before, UTC).
+    pub spent_usd: f64,
+    pub remaining_usd: f64,
+    /// When the oldest day with spend leaves the window (unix ms); null
+    /// without spend.
+    pub next_free_ms: Option<u64>,
+}
+
+fn day_of(ms: u64) -> i64 {
+    to_i64(ms / DAY_MS)
+}
+
+pub(super) fn own_limit(conn: &Connection, tenant: &str) -> Result<Option<Limit>> {
+    Ok(conn
+        .prepare_cached("SELECT limit_nusd, days FROM budgets WHERE tenant = ?1")?
+        .query_row([tenant], |r| {
+            Ok(Limit {
+                limit_nusd: to_u64(r.get(0)?),
+                days: u16::try_from(r.get::<_, i64>(1)?).unwrap_or(1),
+            })
+        })
+        .optional()?)
+}
+
+pub(super) fn default_limit(conn: &Connection) -> Result<Option<Limit>> {
+    let get = |key: &str| -> Result<Option<i64>> {
+        Ok(conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    };
+    Ok(
+        match (get("budget_default_nusd")?, get("budget_default_days")?) {
+            (Some(l), Some(d)) => Some(Limit {
+                limit_nusd: to_u64(l),
+                days: u16::try_from(d).unwrap_or(1),
+            }),
+            _ => None,
+        },
+    )
+}
+
+/// The limit that applies to a tenant and where it comes from.
+pub(super) fn limit_of(conn: &Connection, tenant: &str) -> Result<Option<(Limit, &'static str)>> {
+    if let Some(l) = own_limit(conn, tenant)? {
+        return Ok(Some((l, "tenant")));
+    }
+    Ok(default_limit(conn)?.map(|l| (l, "default")))
+}
+
+/// The tenant's spend per day of a window of `days` ending today.
+fn window(conn: &Connection, tenant: &str, days: u16, now: u64) -> Result<Vec<(i64, u64)>> {
+    let first = day_of(now) - i64::from(days) + 1;
+    let mut st = conn.prepare_cached(
+        "SELECT day, cost_nusd FROM usage_days WHERE tenant = ?1 AND day >= ?2 ORDER BY day",
+    )?;
+    let rows = st.query_map(params![tenant, first], |r| {
+        Ok((r.get::<_, i64>(0)?, to_u64(r.get(1)?)))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The tenant's budget state now; None when no budget applies (or the
+/// tenant does not exist).
+pub(super) fn budget_state(conn: &Connection, tenant: &str) -> Result<Option<BudgetState>> {
+    if !tenant_exists(conn, tenant)? {
+        return Ok(None);
+    }
+    let Some((limit, _)) = limit_of(conn, tenant)? else {
+        return Ok(None);
+    };
+    let now = now_ms();
+    let days = window(conn, tenant, limit.days, now)?;
+    Ok(Some(BudgetState {
+        limit,
+        spent_nusd: days.iter().fold(0u64, |a, (_, c)| a.saturating_add(*c)),
+        frees: days
+            .iter()
+            .filter(|(_, c)| *c > 0)
+            .map(|&(d, c)| (to_u64(d + i64::from(limit.days)) * DAY_MS, c))
+            .collect(),
+    }))
+}
+
+impl super::Tx<'_> {
+    /// Adds new records to their tenants' days; records a budget change for
+    /// each tenant a budget applies to whose spend moved. Returns those
+    /// tenants.
+    pub fn add_usage_days(&self, records: &[&UsageRecord]) -> Result<Vec<String>> {
+        let mut add = self.tx.prepare_cached(
+            "INSERT INTO usage_days (tenant, day, requests, prompt_tokens, completion_tokens,
+                cost_nusd)
+             VALUES (?1, ?2, 1, ?3, ?4, ?5)
+             ON CONFLICT (tenant, day) DO UPDATE SET requests = requests + 1,
+                prompt_tokens = MIN(prompt_tokens + excluded.prompt_tokens, 9223372036854775807),
+                completion_tokens = MIN(completion_tokens + excluded.completion_tokens,
+                    9223372036854775807),
+                cost_nusd = MIN(cost_nusd + excluded.cost_nusd, 9223372036854775807)",
+        )?;
+        let mut moved: Vec<String> = Vec::new();
+        let has_default = default_limit(self.tx)?.is_some();
+        for r in records {
+            add.execute(params![
+                r.tenant,
+                day_of(r.ts_ms),
+                to_i64(r.prompt_tokens),
+                to_i64(r.completion_tokens),
+                to_i64(r.cost_nusd)
+            ])?;
+            let tenant = r.tenant.as_str();
+            if r.cost_nusd == 0 {
+                continue;
+            }
+            if !moved.iter().any(|t| t == tenant)
+                && (has_default || own_limit(self.tx, tenant)?.is_some())
+            {
+                moved.push(tenant.to_owned());
+            }
+        }
+        for tenant in &moved {
+            record_change(self.tx, Change::Budget(tenant))?;
+            if let Some(state) = budget_state(self.tx, tenant)? {
+                self.budget_alerts(tenant, &state)?;
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// Every tenant that has spend or a budget of its own: what a change of
+/// the default touches.
+fn tenants_under_default(tx: &Transaction<'_>) -> Result<Vec<String>> {
+    let mut st = tx.prepare(
+        "SELECT id FROM tenants WHERE id NOT IN (SELECT tenant FROM budgets)
+            AND id IN (SELECT tenant FROM usage_days)",
+    )?;
+    let rows = st.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn view(conn: &Connection, tenant: &str) -> Result<Option<BudgetView>> {
+    let Some((limit, source)) = limit_of(conn, tenant)? else {
+        return Ok(None);
+    };
+    let Some(state) = budget_state(conn, tenant)? else {
+        return Ok(None);
+    };
+    let usd = |n: u64| n as f64 / 1e9;
+    Ok(Some(BudgetView {
+        tenant: tenant.to_owned(),
+        limit_usd: usd(limit.limit_nusd),
+        days: limit.days,
+        source,
+        spent_usd: usd(state.spent_nusd),
+        remaining_usd: usd(limit.limit_nusd.saturating_sub(state.spent_nusd)),
+        next_free_ms: state.frees.first().map(|(at, _)| *at),
+    }))
+}
+
+/// What a budget write found.
+#[derive(Debug, PartialEq)]
+pub enum BudgetWrite {
+    Done(Option<BudgetView>),
+    NoTenant,
+}
+
+impl Db {
+    /// The budget that applies to a tenant, with its spend; Done(None) when
+    /// none does.
+    pub async fn budget(&self, tenant: String) -> Result<BudgetWrite> {
+        self.read(move |tx| {
+            if !tenant_exists(tx, &tenant)? {
+                return Ok(BudgetWrite::NoTenant);
+            }
+            Ok(BudgetWrite::Done(view(tx, &tenant)?))
+        })
+        .await
+    }
+
+    /// Sets (Some) or removes (None) a tenant's own budget.
+    pub async fn set_budget(&self, tenant: String, limit: Option<Limit>) -> Result<BudgetWrite> {
+        let alerts = self.alerts_on();
+        self.write(move |tx| {
+            if !tenant_exists(tx, &tenant)? {
+                return Ok(BudgetWrite::NoTenant);
+            }
+            let changed = match limit {
+                Some(l) => tx.execute(
+                    "INSERT INTO budgets (tenant, limit_nusd, days, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (tenant) DO UPDATE SET limit_nusd = excluded.limit_nusd,
+                        days = excluded.days, updated_ms = excluded.updated_ms",
+                    params![tenant, to_i64(l.limit_nusd), l.days, to_i64(now_ms())],
+                )?,
+                None => tx.execute("DELETE FROM budgets WHERE tenant = ?1", [&tenant])?,
+            };
+            if changed > 0 {
+                record_change(tx, Change::Budget(&tenant))?;
+                // A lower limit may cross a threshold; a higher one re-arms.
+                if let Some(state) = budget_state(tx, &tenant)? {
+                    super::alerts::budget_alerts(tx, alerts, &tenant, &state)?;
+                }
+            }
+            Ok(BudgetWrite::Done(view(tx, &tenant)?))
+        })
+        .await
+    }
+
+    /// The default budget (every tenant without its own).
+    pub async fn budget_default(&self) -> Result<Option<Limit>> {
+        self.read(|tx| default_limit(tx)).await
+    }
+
+    /// Sets (Some) or removes (None) the default budget: the global table
+    /// carries it, and each tenant under it with spend gets a new entry.
+    pub async fn set_budget_default(&self, limit: Option<Limit>) -> Result<()> {
+        self.write(move |tx| {
+            match limit {
+                Some(l) => {
+                    for (key, v) in [
+                        ("budget_default_nusd", to_i64(l.limit_nusd)),
+                        ("budget_default_days", i64::from(l.days)),
+                    ] {
+                        tx.execute(
+                            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                            params![key, v],
+                        )?;
+                    }
+                }
+                None => {
+                    tx.execute(
+                        "DELETE FROM meta WHERE key IN ('budget_default_nusd', 'budget_default_days')",
+                        [],
+                    )?;
+                }
+            }
+            record_change(tx, Change::Global)?;
+            for tenant in tenants_under_default(tx)? {
+                record_change(tx, Change::Budget(&tenant))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}
