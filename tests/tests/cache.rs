@@ -140,7 +140,7 @@ fn a_flood_of_distinct_requests_stays_within_the_memory_bound() {
         assert_eq!(r.status, 200);
         assert_eq!(r.header("x-aipipe-cache"), Some("miss"), "{i}");
     }
-    let stat = |name: &str| envoy.stat(&format!("wasmcustom.{name}")).unwrap_or(0);
+    let stat = |name: &str| envoy.stat(&aipipe_tests::custom_stat(name)).unwrap_or(0);
     let (stored, evicted) = (
         stat("aipipe.cache.stored_bytes"),
         stat("aipipe.cache.evicted_bytes"),

@@ -10,11 +10,13 @@
 
 use std::process::Command;
 
-use aipipe_tests::{envoy_binary, repo_root, wasm_path};
+use aipipe_tests::{envoy_binary, native_path, repo_root, wasm_path};
 
 #[test]
 fn every_shipped_envoy_config_validates() {
     assert!(wasm_path().exists(), "run `make wasm` first");
+    // The native build's configs (`*-native.yaml`) load the module too.
+    assert!(native_path().exists(), "run `make native` first");
     let mut configs: Vec<_> = std::fs::read_dir(repo_root().join("envoy"))
         .unwrap()
         .filter_map(Result::ok)
@@ -53,6 +55,19 @@ fn every_shipped_envoy_config_bounds_clients_and_holds_no_secret() {
             "stream_idle_timeout:",
             "max_active_downstream_connections:",
             "host_env_keys: [AIPIPE_INTERNAL_TOKEN]",
+        ] {
+            assert!(text.contains(needed), "{name} lacks {needed}");
+        }
+        assert!(!text.contains("\"token\""), "{name} holds a token");
+    }
+    // The native build reads Envoy's own environment (no VM to pass it to).
+    for name in ["demo-native.yaml", "production-native.yaml"] {
+        let text = std::fs::read_to_string(repo_root().join("envoy").join(name)).unwrap();
+        for needed in [
+            "request_headers_timeout:",
+            "request_timeout:",
+            "stream_idle_timeout:",
+            "max_active_downstream_connections:",
         ] {
             assert!(text.contains(needed), "{name} lacks {needed}");
         }
@@ -106,8 +121,19 @@ fn every_shipped_config_can_fail_over_by_redirect() {
     // What envoy/README.md, "What a config needs", says failover by redirect
     // needs: the upstream filter on each provider cluster, a route that
     // follows only failover redirects, and the route those come back to.
-    for file in ["demo.yaml", "production.yaml"] {
+    for file in [
+        "demo.yaml",
+        "production.yaml",
+        "demo-native.yaml",
+        "production-native.yaml",
+    ] {
         let yaml = std::fs::read_to_string(repo_root().join("envoy").join(file)).unwrap();
+        // The upstream filter's own name in each build.
+        let upstream_role: &[&str] = if file.ends_with("-native.yaml") {
+            &["filter_name: aipipe_upstream"]
+        } else {
+            &["root_id: aipipe_upstream", "vm_id: aipipe_upstream"]
+        };
         for p in aipipe_core::catalog::default_providers() {
             let block = cluster_block(&yaml, &p.cluster)
                 .unwrap_or_else(|| panic!("{file} has no cluster `{}`", p.cluster));
@@ -130,9 +156,10 @@ fn every_shipped_config_can_fail_over_by_redirect() {
                 "header_name: {}",
                 aipipe_core::contract::FAILOVER_LOCATION_HEADER
             ),
-            "root_id: aipipe_upstream",
-            "vm_id: aipipe_upstream",
         ] {
+            assert!(yaml.contains(needed), "{file} lacks `{needed}`");
+        }
+        for needed in upstream_role {
             assert!(yaml.contains(needed), "{file} lacks `{needed}`");
         }
     }

@@ -129,7 +129,11 @@ fn a_streamed_request_still_streams_after_a_failover() {
         "{lines:?}"
     );
     // Two redirects (gpt-4o-mini, then gpt-4o, failed), none handed back.
-    let stat = |name: &str| s.envoy.stat(&format!("wasmcustom.aipipe.failover.{name}"));
+    let stat = |name: &str| {
+        s.envoy.stat(&aipipe_tests::custom_stat(&format!(
+            "aipipe.failover.{name}"
+        )))
+    };
     assert_eq!(stat("redirects"), Some(2));
     assert_eq!(stat("unfollowed"), Some(0));
     let hit = s.mock.received();
@@ -244,7 +248,11 @@ fn ollama_and_responses_streams_still_stream_after_a_failover() {
         lines.iter().any(|(_, l)| l == "event: response.completed"),
         "{lines:?}"
     );
-    let stat = |name: &str| s.envoy.stat(&format!("wasmcustom.aipipe.failover.{name}"));
+    let stat = |name: &str| {
+        s.envoy.stat(&aipipe_tests::custom_stat(&format!(
+            "aipipe.failover.{name}"
+        )))
+    };
     // Two for the first request; the second may skip gpt-4o, which the
     // first one's failure penalised below Claude.
     let redirects = stat("redirects").unwrap_or(0);
@@ -303,7 +311,11 @@ fn without_the_redirect_policy_failover_still_answers_by_call() {
     body["stream"] = json!(true);
     complete_stream(&envoy.url("/v1/chat/completions"), &ACME.auth(), &body);
     // What tells an operator the config needs a look.
-    let stat = |name: &str| envoy.stat(&format!("wasmcustom.aipipe.failover.{name}"));
+    let stat = |name: &str| {
+        envoy.stat(&aipipe_tests::custom_stat(&format!(
+            "aipipe.failover.{name}"
+        )))
+    };
     assert!(
         stat("unfollowed").unwrap_or(0) >= 2,
         "{:?}",

@@ -24,6 +24,7 @@ pub mod plan;
 pub mod policy;
 pub mod protocol;
 pub mod ratelimit;
+pub mod redirect;
 pub mod request;
 pub mod reshape;
 pub mod route;

@@ -24,8 +24,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use aipipe_core::contract::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
-use aipipe_core::penalty::is_failure;
+use aipipe_core::contract::FAILOVER_LOCATION_HEADER;
+use aipipe_core::redirect::failover_redirect;
 
 #[derive(Default)]
 pub struct Upstream {
@@ -58,28 +58,20 @@ impl HttpContext for Upstream {
             .flatten()
             .and_then(|s| std::str::from_utf8(&s).ok()?.parse::<u16>().ok())
             .unwrap_or(0);
-        if let Some(location) = self.location.take()
-            && is_failure(status)
-        {
-            redirect(&location, status);
+        // The provider failed: its answer becomes the redirect to the next
+        // candidate.
+        let headers = self
+            .location
+            .take()
+            .and_then(|location| failover_redirect(&location, status));
+        for (name, value) in headers.iter().flatten() {
+            if let Err(s) =
+                hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value.as_str()))
+            {
+                log::warn!("cannot turn a failed answer into a failover redirect: {s:?}");
+                break;
+            }
         }
         Action::Continue
-    }
-}
-
-/// The provider failed: its answer becomes the redirect to the next
-/// candidate.
-fn redirect(location: &str, status: u16) {
-    let status = status.to_string();
-    let location = format!("{location}&status={status}");
-    for (name, value) in [
-        (":status", "307"),
-        ("location", location.as_str()),
-        (FAILED_STATUS_HEADER, status.as_str()),
-    ] {
-        if let Err(s) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value)) {
-            log::warn!("cannot turn a failed answer into a failover redirect: {s:?}");
-            return;
-        }
     }
 }

@@ -1,14 +1,18 @@
 //! `make bench`: what the filter costs, measured against plain Envoy in the
 //! same run (tests/README.md, "Performance goals").
 //!
-//! Two Envoys (one worker each, so each is bound by one core's CPU) share one
+//! Four Envoys (one worker each, so each is bound by one core's CPU) share one
 //! upstream — the mock provider in `--fast` mode, answering a constant chat
-//! completion. Plain Envoy is `envoy/demo.yaml` without the filter (the client
-//! names the cluster itself); the other runs the filter. wrk sends the same
-//! requests to both, interleaved A/B, five pairs per body size, and the median
-//! of the pair ratios is reported (this 2-core machine is noisy). Latency is
-//! measured at concurrency 1. A native profile of the core's stages (parse,
-//! score, select) shows what dominates the filter's own work.
+//! completion. Plain Envoy (A) is `envoy/demo.yaml` without the filter (the
+//! client names the cluster itself); F is plain Envoy plus Envoy's native
+//! `envoy.filters.http.buffer` filter (what buffering a body costs natively:
+//! the floor of any body-routing filter); N runs the native build of the
+//! filter (`envoy/demo-native.yaml`), B the Wasm build. wrk sends the same
+//! requests to all four, interleaved (the order rotates every round), five
+//! rounds per body size, and the median of each round's ratio to A is
+//! reported (this 2-core machine is noisy). Latency is measured at
+//! concurrency 1. A native profile of the core's stages (parse, score,
+//! select) shows what dominates the filter's own work.
 //!
 //! Then a second pair of Envoys on a second mock (the full one, whose faults
 //! slow its streams down) measures, with a hand-written HTTP/1.1 client on a
@@ -31,7 +35,8 @@
 //! `AIPIPE_BENCH_TTFT_CHUNK_MS` (the mock's pause between events, default 10),
 //! `AIPIPE_BENCH_CACHE_REQUESTS` (default 2000), `AIPIPE_BENCH_FAILOVER_REQUESTS`
 //! (each way, default 100); `AIPIPE_WASM` measures another filter.wasm (an
-//! older build, to compare two builds by their ratios to plain Envoy).
+//! older build, to compare two builds by their ratios to plain Envoy),
+//! `AIPIPE_NATIVE` another native module.
 
 // A benchmark whose setup fails (no wrk, a non-2xx answer) must stop with the
 // reason rather than print numbers: panicking with a message is the point.
@@ -50,7 +55,8 @@ use aipipe_core::request::ChatRequest;
 use aipipe_core::route;
 use aipipe_core::table::{RoutingTable, Table};
 use aipipe_tests::{
-    ControlPlane, Envoy, Mock, TempDir, percentile, plugin_config, post_json, sibling_binary,
+    ControlPlane, Envoy, EnvoyConfig, FilterBuild, Mock, TempDir, free_port, percentile,
+    plugin_config, post_json, render_envoy_config_as, sibling_binary,
 };
 
 const KEY: &str = "vk-bench";
@@ -573,6 +579,47 @@ fn measure_failover(
     Failover { redirect, call }
 }
 
+/// `envoy/demo.yaml` on `upstream_port` for `build`, with the filter and
+/// `config` or (None) without, one worker; `edit` changes the rendered
+/// YAML first.
+fn start_envoy(
+    build: FilterBuild,
+    upstream_port: u16,
+    config: Option<&str>,
+    edit: impl Fn(String) -> String,
+) -> Envoy {
+    let (listener_port, admin_port) = (free_port(), free_port());
+    let yaml = render_envoy_config_as(
+        build,
+        "demo.yaml",
+        &EnvoyConfig {
+            listener_port,
+            admin_port,
+            upstream_port,
+            plugin_config: config.map(str::to_owned),
+            with_filter: config.is_some(),
+            control_plane: None,
+        },
+    );
+    let envoy = Envoy::start(&edit(yaml), listener_port, admin_port, 1);
+    track(envoy.process.pid());
+    envoy
+}
+
+/// Plain Envoy's filter chain with Envoy's own buffer filter before the
+/// router: the whole request body held before it goes upstream, natively.
+fn with_buffer_filter(yaml: String) -> String {
+    let router = "          - name: envoy.filters.http.router\n";
+    assert!(yaml.contains(router), "demo.yaml has no router filter");
+    yaml.replacen(
+        router,
+        &format!(
+            "          - name: envoy.filters.http.buffer\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer\n              max_request_bytes: 4194304\n{router}"
+        ),
+        1,
+    )
+}
+
 fn main() {
     let seconds = env_num("AIPIPE_BENCH_SECONDS", 5);
     let pairs = env_num("AIPIPE_BENCH_PAIRS", 5);
@@ -606,13 +653,16 @@ fn main() {
     track(plain.process.pid());
     let filtered = Envoy::start_rendered("demo.yaml", mock.port, Some(config.clone()), true, 1);
     track(filtered.process.pid());
+    let native = start_envoy(FilterBuild::Native, mock.port, Some(&config), |y| y);
+    let buffered = start_envoy(FilterBuild::Wasm, mock.port, None, with_buffer_filter);
 
     let dir = TempDir::new("bench");
     println!(
-        "aipipe bench — {pairs} interleaved A/B pairs per size, {seconds}s per run, 1 Envoy worker each, wrk -t1 -c{connections}"
+        "aipipe bench — {pairs} interleaved rounds per size, {seconds}s per run, 1 Envoy worker each, wrk -t1 -c{connections}"
     );
     println!(
-        "A = plain Envoy (same listener and clusters, no filter), B = Envoy + aipipe filter\n"
+        "A = plain Envoy (same listener and clusters, no filter), F = plain Envoy + Envoy's buffer filter, \
+         N = Envoy + aipipe native build, B = Envoy + aipipe Wasm build\n"
     );
 
     // Sanity: both answer, and the filter really routes.
@@ -624,12 +674,21 @@ fn main() {
     ];
     let a = post_json(&plain.url("/v1/chat/completions"), &headers, &check_body);
     let b = post_json(&filtered.url("/v1/chat/completions"), &headers, &check_body);
+    let n = post_json(&native.url("/v1/chat/completions"), &headers, &check_body);
+    let f = post_json(&buffered.url("/v1/chat/completions"), &headers, &check_body);
     assert_eq!(
-        (a.status, b.status),
-        (200, 200),
-        "bench setup is broken: {} / {}",
+        (a.status, b.status, n.status, f.status),
+        (200, 200, 200, 200),
+        "bench setup is broken: {} / {} / {} / {}",
         a.text(),
-        b.text()
+        b.text(),
+        n.text(),
+        f.text()
+    );
+    assert_eq!(
+        n.header("x-aipipe-model"),
+        b.header("x-aipipe-model"),
+        "the two builds routed the same request differently"
     );
     println!(
         "filter routed the 1 KB body to {} (complexity {})\n",
@@ -638,52 +697,68 @@ fn main() {
     );
 
     println!(
-        "{:<5} {:>4} {:>12} {:>12} {:>7}",
-        "size", "pair", "A req/s", "B req/s", "B/A"
+        "{:<5} {:>5} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7}",
+        "size", "round", "A req/s", "F req/s", "N req/s", "B req/s", "F/A", "N/A", "B/A"
     );
+    // Per size: the medians of the rounds' F/A, N/A and B/A.
     let mut ratios = std::collections::BTreeMap::new();
+    let mut native_ratios = std::collections::BTreeMap::new();
+    let mut buffer_ratios = std::collections::BTreeMap::new();
+    let ports = [plain.port, buffered.port, native.port, filtered.port];
     for (name, size) in sizes {
         let body = chat_body(size);
         let script = write_script(&dir, name, &body);
-        // Warm both (VM JIT, connection pools).
-        wrk(plain.port, &script, connections, 1);
-        wrk(filtered.port, &script, connections, 1);
-        let mut r = Vec::new();
-        for pair in 0..pairs {
-            let (a, b) = if pair % 2 == 0 {
-                let a = wrk(plain.port, &script, connections, seconds);
-                (a, wrk(filtered.port, &script, connections, seconds))
-            } else {
-                let b = wrk(filtered.port, &script, connections, seconds);
-                (wrk(plain.port, &script, connections, seconds), b)
-            };
-            let ratio = b.rps / a.rps;
-            println!(
-                "{name:<5} {pair:>4} {:>12.0} {:>12.0} {ratio:>7.3}",
-                a.rps, b.rps
-            );
-            r.push(ratio);
+        // Warm all four (VM JIT, connection pools).
+        for port in ports {
+            wrk(port, &script, connections, 1);
         }
-        ratios.insert(name, median(r));
+        let (mut f_r, mut n_r, mut b_r) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..pairs {
+            // Each round starts with another Envoy, so none always runs
+            // first (or last) on a machine whose speed drifts.
+            let mut rps = [0.0f64; 4];
+            for k in 0..4 {
+                let i = (k + round as usize) % 4;
+                rps[i] = wrk(ports[i], &script, connections, seconds).rps;
+            }
+            let [a, f, n, b] = rps;
+            println!(
+                "{name:<5} {round:>5} {a:>10.0} {f:>10.0} {n:>10.0} {b:>10.0} {:>7.3} {:>7.3} {:>7.3}",
+                f / a,
+                n / a,
+                b / a
+            );
+            f_r.push(f / a);
+            n_r.push(n / a);
+            b_r.push(b / a);
+        }
+        ratios.insert(name, median(b_r));
+        native_ratios.insert(name, median(n_r));
+        buffer_ratios.insert(name, median(f_r));
     }
 
     println!("\nlatency at concurrency 1 (1 KB body)");
     println!(
-        "{:>4} {:>10} {:>10} {:>10} {:>10}",
-        "pair", "A p50 µs", "B p50 µs", "A p99 µs", "B p99 µs"
+        "{:>4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "pair", "A p50 µs", "N p50 µs", "B p50 µs", "A p99 µs", "N p99 µs", "B p99 µs"
     );
     let script = write_script(&dir, "lat", &chat_body(1024));
     let (mut p50, mut p99) = (Vec::new(), Vec::new());
+    let (mut native_p50, mut native_p99) = (Vec::new(), Vec::new());
     for pair in 0..pairs {
         let a = wrk(plain.port, &script, 1, seconds);
+        let n = wrk(native.port, &script, 1, seconds);
         let b = wrk(filtered.port, &script, 1, seconds);
         println!(
-            "{pair:>4} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
-            a.p50_us, b.p50_us, a.p99_us, b.p99_us
+            "{pair:>4} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            a.p50_us, n.p50_us, b.p50_us, a.p99_us, n.p99_us, b.p99_us
         );
         p50.push(b.p50_us - a.p50_us);
         p99.push(b.p99_us - a.p99_us);
+        native_p50.push(n.p50_us - a.p50_us);
+        native_p99.push(n.p99_us - a.p99_us);
     }
+    drop(buffered);
 
     // The tenant as production finds it: in the tenant directory the control
     // plane pushes (two shared-data reads per request), not in a bootstrap
@@ -750,6 +825,7 @@ fn main() {
     let filtered_full =
         Envoy::start_rendered("demo.yaml", full_mock.port, Some(config.clone()), true, 1);
     track(filtered_full.process.pid());
+    let native_full = start_envoy(FilterBuild::Native, full_mock.port, Some(&config), |y| y);
 
     println!(
         "\ntime to first body byte of a streamed answer (gpt-4o-mini, the mock pausing {chunk_ms} ms \
@@ -784,6 +860,15 @@ fn main() {
         percentile(&proxied, 50.0),
         percentile(&proxied, 99.0)
     );
+    let (native_hits, native_proxied) = measure_cache_hits(&plain, &native_full, cache_requests);
+    println!(
+        "N cache hit p50 {:.1} µs p99 {:.1} µs; A plain Envoy → mock p50 {:.1} µs p99 {:.1} µs",
+        percentile(&native_hits, 50.0),
+        percentile(&native_hits, 99.0),
+        percentile(&native_proxied, 50.0),
+        percentile(&native_proxied, 99.0)
+    );
+    drop(native_full);
 
     // Failover: OpenAI answers 503, so gpt-4o-mini and gpt-4o fail and
     // Claude answers (its stream paced like the TTFT one), through two
@@ -876,6 +961,23 @@ fn main() {
     );
     println!("bench: added_p50_us_1k {:.1}", median(p50));
     println!("bench: added_p99_us_1k {:.1}", median(p99));
+    for (line, map) in [
+        ("native_throughput_ratio", &native_ratios),
+        ("buffer_filter_ratio", &buffer_ratios),
+    ] {
+        for size in ["1k", "16k"] {
+            println!(
+                "bench: {line}_{size} {:.3}",
+                map.get(size).copied().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    println!("bench: native_added_p50_us_1k {:.1}", median(native_p50));
+    println!("bench: native_added_p99_us_1k {:.1}", median(native_p99));
+    println!(
+        "bench: native_cache_hit_p50_us {:.1}",
+        percentile(&native_hits, 50.0)
+    );
     println!(
         "bench: directory_lookup_added_p50_us {:.1}",
         median(directory_added)
