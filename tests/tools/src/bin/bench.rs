@@ -812,6 +812,35 @@ fn main() {
     drop(directory);
     drop(cp);
 
+    // Budgets and rate limits on the request path: the same tenant with a
+    // budget (reserve before, settle after) and both rate limits (two
+    // windows counted and settled), none ever reached, vs without.
+    println!("\ntenant with a budget and rate limits (L) vs without (B), c=1, 1 KB");
+    let mut governed: serde_json::Value = serde_json::from_str(&config).unwrap_or_default();
+    governed["table"]["tenants"][0]["limits"] = serde_json::json!({"requests_per_minute": 4_000_000_000u32, "tokens_per_minute": 1_000_000_000_000u64});
+    governed["table"]["budget_default"] =
+        serde_json::json!({"limit_nusd": 1_000_000_000_000_000u64, "days": 30});
+    let limited =
+        Envoy::start_rendered("demo.yaml", mock.port, Some(governed.to_string()), true, 1);
+    track(limited.process.pid());
+    let probe = post_json(&limited.url("/v1/chat/completions"), &headers, &check_body);
+    assert_eq!(probe.status, 200, "the governed Envoy: {}", probe.text());
+    assert!(
+        probe.header("x-ratelimit-limit-requests").is_some(),
+        "the governed Envoy does not count requests"
+    );
+    let mut governance_added = Vec::new();
+    for pair in 0..pairs {
+        let b = wrk(filtered.port, &script, 1, seconds);
+        let l = wrk(limited.port, &script, 1, seconds);
+        println!(
+            "{pair:>4} B p50 {:>8.1} µs  L p50 {:>8.1} µs",
+            b.p50_us, l.p50_us
+        );
+        governance_added.push(l.p50_us - b.p50_us);
+    }
+    drop(limited);
+
     // Streams and the cache need the full mock (`--fast` ignores faults and
     // streams): a second pair of Envoys on it.
     let ttft_requests = env_num("AIPIPE_BENCH_TTFT_REQUESTS", 200);
@@ -981,6 +1010,10 @@ fn main() {
     println!(
         "bench: directory_lookup_added_p50_us {:.1}",
         median(directory_added)
+    );
+    println!(
+        "bench: budget_and_rate_limits_added_p50_us {:.1}",
+        median(governance_added)
     );
     println!("bench: ttft_plain_ms {:.3}", median(ttft_a.clone()));
     println!("bench: ttft_filter_ms {:.3}", median(ttft_b.clone()));
