@@ -26,18 +26,7 @@ struct Outcome {
 /// A streamed request whose client reads the head of the answer and hangs
 /// up (when it was admitted).
 fn stream_and_hang_up(envoy: &Envoy, key: &str, body: &Value) -> Outcome {
-    let body = body.to_string();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", envoy.port)).unwrap();
-    write!(
-        s,
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: aipipe\r\nauthorization: Bearer {key}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut head = [0u8; 1024];
-    let n = s.read(&mut head).unwrap();
-    let head = String::from_utf8_lossy(&head[..n]).to_string();
+    let head = common::read_head_and_hang_up(envoy.port, key, body);
     let status = head
         .get(9..12)
         .and_then(|s| s.parse().ok())
@@ -49,7 +38,6 @@ fn stream_and_hang_up(envoy: &Envoy, key: &str, body: &Value) -> Outcome {
     let code = head
         .contains("budget_exceeded")
         .then(|| "budget_exceeded".to_owned());
-    // Dropped: an admitted stream's connection closes mid-answer.
     Outcome {
         status,
         code,

@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use aipipe_tests::{ControlPlane, assert_eventually, stream_lines};
@@ -20,24 +19,9 @@ use serde_json::json;
 /// up.
 fn stream_and_hang_up(port: u16, key: &str, i: usize) {
     let body = json!({"model": "gpt-4o-mini", "stream": true,
-        "messages": [{"role": "user", "content": format!("tell me a long story {i}")}]})
-    .to_string();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "POST /v1/chat/completions HTTP/1.1\r\nhost: aipipe\r\nauthorization: Bearer {key}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut head = [0u8; 256];
-    let n = s.read(&mut head).unwrap();
-    assert!(
-        head[..n].starts_with(b"HTTP/1.1 200"),
-        "{}",
-        String::from_utf8_lossy(&head[..n])
-    );
-    // Dropped: the connection closes mid-stream.
+        "messages": [{"role": "user", "content": format!("tell me a long story {i}")}]});
+    let head = common::read_head_and_hang_up(port, key, &body);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }
 
 #[test]

@@ -11,13 +11,15 @@
 //!
 //! - a request **reserves** its worst-case cost ([`worst_case_nusd`]) before
 //!   it is forwarded, only if this Envoy's outstanding spend plus the
-//!   reservation fits its lease: the remaining budget divided by the number
-//!   of Envoys sharing it (`fleet_size`; [`admit`]);
+//!   reservation fits its lease: an equal share of the remaining budget
+//!   among the Envoys sharing it (`fleet_size`), its own spend the entry
+//!   already shows charged in full ([`admit`]);
 //! - when its usage record is written the reservation is **settled**: the
 //!   reservation leaves `inflight`, the exact cost joins `unacked`;
 //! - when the control plane acknowledges the batch, the amount moves to
-//!   `acked` under the revision the ack names, and leaves once this Envoy
-//!   holds that revision of the directory (the entry then counts it).
+//!   `acked` under the revision the ack names, and once this Envoy holds
+//!   that revision of the directory (the entry then counts it) to
+//!   `reflected`.
 //!
 //! So at every instant the spend no published entry shows is counted here,
 //! once, and no Envoy's outstanding spend passes its share of what remains.
@@ -28,7 +30,9 @@ use crate::protocol::Tokens;
 use crate::usage::cost_nusd;
 
 pub const DAY_MS: u64 = 86_400_000;
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+/// Days of reflected spend kept (the longest window and a day).
+const MAX_REFLECTED_DAYS: usize = crate::directory::MAX_BUDGET_DAYS as usize + 1;
 /// More acknowledged batches than can wait for one revision: the oldest
 /// are merged (still counted, under the newest revision of the two).
 const MAX_ACKED: usize = 64;
@@ -45,6 +49,11 @@ pub struct Held {
     /// Acknowledged, stored at a directory revision this Envoy does not
     /// hold yet: (revision, nano-dollars).
     pub acked: Vec<(u64, u64)>,
+    /// This Envoy's own spend the entry it holds shows, by the UTC day it
+    /// was reflected (never earlier than the day it was spent, so it leaves
+    /// the window no sooner than the entry's does): charged to this Envoy's
+    /// lease in full ([`admit`]).
+    pub reflected: Vec<(u32, u64)>,
 }
 
 impl Held {
@@ -64,9 +73,14 @@ impl Held {
 
     /// The control plane stored `nusd` of it; entries written at `revision`
     /// or later count it. `held` is the directory revision this Envoy holds.
-    pub fn acknowledged(&mut self, nusd: u64, revision: u64, held: u64) {
+    pub fn acknowledged(&mut self, nusd: u64, revision: u64, held: u64, now_ms: u64) {
         self.unacked_nusd = self.unacked_nusd.saturating_sub(nusd);
-        if revision <= held || nusd == 0 {
+        if nusd == 0 {
+            return;
+        }
+        if revision <= held {
+            // Shown already by the entry this Envoy holds.
+            self.add_reflected(nusd, now_ms);
             return;
         }
         match self.acked.iter_mut().find(|(r, _)| *r == revision) {
@@ -83,12 +97,45 @@ impl Held {
         }
     }
 
-    /// This Envoy now holds directory revision `held`: what it shows leaves.
+    /// This Envoy now holds directory revision `held` (at `now_ms`): what
+    /// it shows leaves the count and joins this Envoy's reflected spend.
     /// True when anything changed.
-    pub fn reflected(&mut self, held: u64) -> bool {
+    pub fn reflected(&mut self, held: u64, now_ms: u64) -> bool {
         let before = self.acked.len();
-        self.acked.retain(|(r, _)| *r > held);
+        let mut moved = 0u64;
+        self.acked.retain(|&(r, n)| {
+            if r > held {
+                return true;
+            }
+            moved = moved.saturating_add(n);
+            false
+        });
+        if moved > 0 {
+            self.add_reflected(moved, now_ms);
+        }
         self.acked.len() != before
+    }
+
+    fn add_reflected(&mut self, nusd: u64, now_ms: u64) {
+        let day = u32::try_from(now_ms / DAY_MS).unwrap_or(u32::MAX);
+        match self.reflected.iter_mut().find(|(d, _)| *d == day) {
+            Some((_, n)) => *n = n.saturating_add(nusd),
+            None => self.reflected.push((day, nusd)),
+        }
+        // Days before any window's start are forgotten.
+        let oldest = day.saturating_sub(u32::from(crate::directory::MAX_BUDGET_DAYS));
+        self.reflected.retain(|(d, _)| *d >= oldest);
+    }
+
+    /// This Envoy's reflected spend still inside a window of `days` at
+    /// `now_ms`.
+    pub fn reflected_in(&self, days: u16, now_ms: u64) -> u64 {
+        let today = now_ms / DAY_MS;
+        let first = today.saturating_sub(u64::from(days).saturating_sub(1));
+        self.reflected
+            .iter()
+            .filter(|(d, _)| u64::from(*d) >= first)
+            .fold(0u64, |a, (_, n)| a.saturating_add(*n))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -97,13 +144,19 @@ impl Held {
 
     pub fn encode(&self) -> Vec<u8> {
         let n = self.acked.len().min(MAX_ACKED);
-        let mut out = Vec::with_capacity(19 + 16 * n);
+        let d = self.reflected.len().min(MAX_REFLECTED_DAYS);
+        let mut out = Vec::with_capacity(21 + 16 * n + 12 * d);
         out.push(FORMAT);
         out.extend_from_slice(&self.inflight_nusd.to_le_bytes());
         out.extend_from_slice(&self.unacked_nusd.to_le_bytes());
         out.extend_from_slice(&(n as u16).to_le_bytes());
         for (r, v) in self.acked.iter().take(n) {
             out.extend_from_slice(&r.to_le_bytes());
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&(d as u16).to_le_bytes());
+        for (day, v) in self.reflected.iter().take(d) {
+            out.extend_from_slice(&day.to_le_bytes());
             out.extend_from_slice(&v.to_le_bytes());
         }
         out
@@ -126,10 +179,19 @@ impl Held {
         for _ in 0..n {
             acked.push((r.u64()?, r.u64()?));
         }
+        let d = usize::from(r.u16()?);
+        if d > MAX_REFLECTED_DAYS {
+            return None;
+        }
+        let mut reflected = Vec::with_capacity(d);
+        for _ in 0..d {
+            reflected.push((r.u32()?, r.u64()?));
+        }
         r.at_end().then_some(Self {
             inflight_nusd,
             unacked_nusd,
             acked,
+            reflected,
         })
     }
 }
@@ -177,8 +239,18 @@ pub struct Refusal {
     pub never: bool,
 }
 
-/// Whether a reservation of `cost` fits this Envoy's lease now: its
-/// outstanding spend plus `cost` within `(limit − spent) / fleet_size`.
+/// Whether a reservation of `cost` fits this Envoy's lease now. With `N`
+/// Envoys (`fleet_size`), the window's spend `S` (the entry's), this
+/// Envoy's outstanding spend `o` and its own spend the entry shows `r`:
+///
+/// ```text
+/// N · (o + cost) + (N − 1) · r ≤ limit − S
+/// ```
+///
+/// Summed over the Envoys, outstanding spend plus `S` never passes the
+/// limit: each Envoy's reflected spend is charged to its own lease in full
+/// (`S` charges only a 1/N share of it), so spend one Envoy moves into `S`
+/// never frees room that another's earlier admissions already took.
 pub fn admit(
     entry: &BudgetEntry,
     held: &Held,
@@ -196,9 +268,12 @@ pub fn admit(
             never: true,
         });
     }
-    let share = u64::from(fleet_size.max(1));
-    let need = held.outstanding().saturating_add(cost);
-    let fits = |at: u64| entry.limit_nusd.saturating_sub(spent_at(entry, at)) / share >= need;
+    let n = u128::from(fleet_size.max(1));
+    let need = u128::from(held.outstanding().saturating_add(cost));
+    let fits = |at: u64| {
+        let room = u128::from(entry.limit_nusd.saturating_sub(spent_at(entry, at)));
+        n * need + (n - 1) * u128::from(held.reflected_in(entry.days, at)) <= room
+    };
     if fits(now_ms) {
         return Ok(());
     }
@@ -208,7 +283,7 @@ pub fn admit(
         .map(|(at, _)| *at)
         .filter(|&at| at > now_ms)
         .find(|&at| fits(at));
-    let never = entry.limit_nusd / share < cost;
+    let never = u128::from(entry.limit_nusd) < n * u128::from(cost);
     Err(Refusal {
         limit_nusd: entry.limit_nusd,
         days: entry.days,
@@ -276,6 +351,36 @@ mod tests {
     }
 
     #[test]
+    fn spend_one_envoy_reflects_never_frees_room_another_already_took() {
+        // Two Envoys, limit 1000, nothing spent: each admits 500.
+        let e0 = entry(1000, 0, vec![]);
+        let mut a = Held::default();
+        let mut b = Held::default();
+        for h in [&mut a, &mut b] {
+            admit(&e0, h, 2, 500, 0).unwrap();
+            h.inflight_nusd = 500;
+        }
+        // A's 500 is spent, acknowledged and shown: S = 500.
+        a.settle(500, 500);
+        a.acknowledged(500, 9, 0, 0);
+        a.reflected(9, 0);
+        let e1 = entry(1000, 500, vec![]);
+        // Without charging A's own reflected spend, A's lease would be
+        // (1000 - 500) / 2 = 250 while B still holds 500: 1250 in all.
+        assert!(admit(&e1, &a, 2, 1, 0).is_err(), "A may not spend more");
+        assert!(admit(&e1, &b, 2, 1, 0).is_err(), "B holds its share");
+        // B's request ends cheaper than reserved: room for A again.
+        b.settle(500, 100);
+        b.acknowledged(100, 10, 10, 0);
+        b.reflected(10, 0);
+        let e2 = entry(1000, 600, vec![]);
+        // A: 2 * o + r <= 400  →  o <= -50: still nothing; B: 2 * o + 100 <= 400.
+        assert!(admit(&e2, &a, 2, 1, 0).is_err());
+        assert!(admit(&e2, &b, 2, 150, 0).is_ok());
+        assert!(admit(&e2, &b, 2, 151, 0).is_err());
+    }
+
+    #[test]
     fn retry_after_is_when_enough_of_the_window_frees_up() {
         // 900 spent: 500 leaves at t=10 s, 400 at t=20 s.
         let e = entry(1000, 900, vec![(10_000, 500), (20_000, 400)]);
@@ -307,20 +412,25 @@ mod tests {
         h.settle(300, 120);
         assert_eq!((h.inflight_nusd, h.unacked_nusd), (200, 120));
         // Acknowledged at revision 7 while this Envoy holds 5: waits.
-        h.acknowledged(120, 7, 5);
+        h.acknowledged(120, 7, 5, 0);
         assert_eq!((h.unacked_nusd, h.acked.clone()), (0, vec![(7, 120)]));
-        assert!(!h.reflected(6));
-        assert!(h.reflected(7));
+        assert!(!h.reflected(6, 0));
+        assert!(h.reflected(7, 0));
         assert_eq!(h.outstanding(), 200);
+        assert_eq!(
+            h.reflected_in(30, 0),
+            120,
+            "now the entry's, and charged to this Envoy"
+        );
         // Acknowledged at a revision already held: gone at once.
         h.settle(200, 10);
-        h.acknowledged(10, 3, 7);
+        h.acknowledged(10, 3, 7, 0);
         assert!(h.is_empty());
         assert_eq!(Held::decode(&h.encode()), Some(h.clone()));
         let mut many = Held::default();
         for r in 1..=100 {
             many.unacked_nusd += 1;
-            many.acknowledged(1, r, 0);
+            many.acknowledged(1, r, 0, 0);
         }
         assert!(many.acked.len() <= MAX_ACKED);
         assert_eq!(many.outstanding(), 100, "merged, never lost");

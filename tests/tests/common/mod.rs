@@ -146,3 +146,22 @@ pub fn complete_stream(url: &str, headers: &[(&str, &str)], body: &Value) -> Vec
     );
     text
 }
+
+/// Sends a chat request on a raw connection, reads the head of the answer
+/// and hangs up (mid-stream, for an admitted stream); returns what it read.
+pub fn read_head_and_hang_up(port: u16, key: &str, body: &Value) -> String {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: aipipe\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut head = [0u8; 1024];
+    let n = s.read(&mut head).unwrap();
+    String::from_utf8_lossy(&head[..n]).to_string()
+    // Dropped: the connection closes.
+}

@@ -43,6 +43,9 @@ pub struct Meter {
     /// before the provider's usage arrived is estimated from.
     input_estimate: u64,
     events: u64,
+    /// The most completion tokens the request allowed (`max_tokens`), if it
+    /// said: an estimate never passes it.
+    max_tokens: Option<u64>,
     ended: bool,
 }
 
@@ -78,6 +81,7 @@ impl Meter {
             from_cache: false,
             input_estimate: 0,
             events: 0,
+            max_tokens: None,
             ended: false,
         }
     }
@@ -87,6 +91,7 @@ impl Meter {
     pub fn for_plan(start: SystemTime, plan: &crate::plan::Plan) -> Self {
         Self {
             input_estimate: plan.input_tokens(),
+            max_tokens: plan.max_tokens,
             ..Self::new(start, plan.stream, plan.complexity())
         }
     }
@@ -202,7 +207,7 @@ impl Meter {
             Some(t) => t,
             None if estimated => Tokens {
                 prompt: self.input_estimate,
-                completion: self.events,
+                completion: self.max_tokens.map_or(self.events, |m| self.events.min(m)),
                 ..Tokens::default()
             },
             None => Tokens::default(),

@@ -342,8 +342,9 @@ impl Singleton {
             }
         }
         let held = self.revision.unwrap_or(0);
+        let now = super::host::now_ms(host);
         for (tenant, nusd) in by_tenant {
-            update_held(host, &tenant, |h| h.acknowledged(nusd, at, held));
+            update_held(host, &tenant, |h| h.acknowledged(nusd, at, held, now));
             if at > held {
                 self.awaiting.insert(tenant);
             }
@@ -356,8 +357,9 @@ impl Singleton {
         let tenants: Vec<String> = self.awaiting.iter().cloned().collect();
         for tenant in tenants {
             let mut waiting = false;
+            let now = super::host::now_ms(host);
             update_held(host, &tenant, |h| {
-                h.reflected(revision);
+                h.reflected(revision, now);
                 waiting = !h.acked.is_empty();
             });
             if !waiting {

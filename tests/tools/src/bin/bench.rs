@@ -620,6 +620,28 @@ fn with_buffer_filter(yaml: String) -> String {
     )
 }
 
+/// What Envoy `other` (named by its letter) adds to the bench Envoy B's p50
+/// at concurrency 1, over `pairs` interleaved runs, each printed.
+fn added_p50(
+    b_port: u16,
+    (port, name): (u16, char),
+    script: &std::path::Path,
+    pairs: u64,
+    seconds: u64,
+) -> Vec<f64> {
+    (0..pairs)
+        .map(|pair| {
+            let b = wrk(b_port, script, 1, seconds);
+            let o = wrk(port, script, 1, seconds);
+            println!(
+                "{pair:>4} B p50 {:>8.1} µs  {name} p50 {:>8.1} µs",
+                b.p50_us, o.p50_us
+            );
+            o.p50_us - b.p50_us
+        })
+        .collect()
+}
+
 fn main() {
     let seconds = env_num("AIPIPE_BENCH_SECONDS", 5);
     let pairs = env_num("AIPIPE_BENCH_PAIRS", 5);
@@ -799,16 +821,13 @@ fn main() {
         ok
     });
     assert!(ready, "the directory Envoy never served the bench tenant");
-    let mut directory_added = Vec::new();
-    for pair in 0..pairs {
-        let b = wrk(filtered.port, &script, 1, seconds);
-        let d = wrk(directory.port, &script, 1, seconds);
-        println!(
-            "{pair:>4} B p50 {:>8.1} µs  D p50 {:>8.1} µs",
-            b.p50_us, d.p50_us
-        );
-        directory_added.push(d.p50_us - b.p50_us);
-    }
+    let directory_added = added_p50(
+        filtered.port,
+        (directory.port, 'D'),
+        &script,
+        pairs,
+        seconds,
+    );
     drop(directory);
     drop(cp);
 
@@ -829,16 +848,7 @@ fn main() {
         probe.header("x-ratelimit-limit-requests").is_some(),
         "the governed Envoy does not count requests"
     );
-    let mut governance_added = Vec::new();
-    for pair in 0..pairs {
-        let b = wrk(filtered.port, &script, 1, seconds);
-        let l = wrk(limited.port, &script, 1, seconds);
-        println!(
-            "{pair:>4} B p50 {:>8.1} µs  L p50 {:>8.1} µs",
-            b.p50_us, l.p50_us
-        );
-        governance_added.push(l.p50_us - b.p50_us);
-    }
+    let governance_added = added_p50(filtered.port, (limited.port, 'L'), &script, pairs, seconds);
     drop(limited);
 
     // Streams and the cache need the full mock (`--fast` ignores faults and
