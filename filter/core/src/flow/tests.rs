@@ -707,7 +707,7 @@ fn a_tables_router_model_routes_auto_requests_and_sets_the_complexity_header() {
     let (cluster, c) = routed("", PLAIN_HARD);
     assert_eq!(cluster, "openai");
     assert!(c < 0.55, "heuristic {c}");
-    // The model: frontier, and the header says so in SPEC §6's bands.
+    // The model: frontier, and the header says so in the complexity bands (filter/README.md, "Model selection").
     let model = r#", "router_model": "builtin""#;
     let (cluster, c) = routed(model, PLAIN_HARD);
     assert_eq!(cluster, "anthropic");
