@@ -138,10 +138,6 @@ impl Held {
             .fold(0u64, |a, (_, n)| a.saturating_add(*n))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.outstanding() == 0
-    }
-
     pub fn encode(&self) -> Vec<u8> {
         let n = self.acked.len().min(MAX_ACKED);
         let d = self.reflected.len().min(MAX_REFLECTED_DAYS);
@@ -425,7 +421,7 @@ mod tests {
         // Acknowledged at a revision already held: gone at once.
         h.settle(200, 10);
         h.acknowledged(10, 3, 7, 0);
-        assert!(h.is_empty());
+        assert_eq!(h.outstanding(), 0);
         assert_eq!(Held::decode(&h.encode()), Some(h.clone()));
         let mut many = Held::default();
         for r in 1..=100 {

@@ -167,16 +167,9 @@ impl Plan {
                 (ranked, false)
             }
             None => {
-                let ranking = ranking.map_err(|e| no_candidate(table, tenant, e))?;
-                let mut ranked: Vec<ModelIx> = ranking.into_iter().map(|c| c.model).collect();
-                // A pinned model goes first when it can take the request.
-                if let Some(pin) = policy.and_then(|p| p.pin)
-                    && let Some(at) = ranked.iter().position(|&m| m == pin)
-                {
-                    ranked.remove(at);
-                    ranked.insert(0, pin);
-                }
-                (ranked, true)
+                let mut ranking = ranking.map_err(|e| no_candidate(table, tenant, e))?;
+                crate::policy::pin_first(policy, &mut ranking);
+                (ranking.into_iter().map(|c| c.model).collect(), true)
             }
         };
         let prompt = (cache && !req.stream && req.deterministic)

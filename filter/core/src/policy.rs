@@ -173,6 +173,17 @@ impl Compiled {
     }
 }
 
+/// Moves the policy's pinned model to the front of a ranking, when it is
+/// in it (it can take the request).
+pub fn pin_first(policy: Option<&Compiled>, ranked: &mut Vec<crate::select::Candidate>) {
+    if let Some(pin) = policy.and_then(|p| p.pin)
+        && let Some(at) = ranked.iter().position(|c| c.model == pin)
+    {
+        let c = ranked.remove(at);
+        ranked.insert(0, c);
+    }
+}
+
 /// The highest complexity `auto` may route with under a tier cap.
 pub fn cap(complexity: f64, max_tier: Option<Tier>) -> f64 {
     match max_tier {

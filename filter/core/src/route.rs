@@ -170,12 +170,7 @@ pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanati
         keyed.as_deref(),
     )
     .unwrap_or_default();
-    if let Some(pin) = policy.and_then(|p| p.pin)
-        && let Some(at) = ranked.iter().position(|c| c.model == pin)
-    {
-        let c = ranked.remove(at);
-        ranked.insert(0, c);
-    }
+    crate::policy::pin_first(policy, &mut ranked);
     let explained_policy = policy.map(|p| ExplainedPolicy {
         excluded: table
             .models_ix()

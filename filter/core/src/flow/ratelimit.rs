@@ -119,34 +119,37 @@ pub(super) fn settle(host: &impl Host, admitted: &[Admitted], used: u64) {
 /// OpenAI's `x-ratelimit-*` headers for a standing (a limit of 0 is left
 /// out).
 pub(super) fn headers(s: &Standing) -> Vec<(&'static str, String)> {
-    let mut out = Vec::with_capacity(6);
-    if s.limits.requests_per_minute > 0 {
-        out.push((
-            "x-ratelimit-limit-requests",
-            s.limits.requests_per_minute.to_string(),
-        ));
-        out.push((
-            "x-ratelimit-remaining-requests",
-            s.remaining_requests.to_string(),
-        ));
-        out.push((
-            "x-ratelimit-reset-requests",
-            ratelimit::reset_text(s.reset_requests_ms),
-        ));
-    }
-    if s.limits.tokens_per_minute > 0 {
-        out.push((
-            "x-ratelimit-limit-tokens",
-            s.limits.tokens_per_minute.to_string(),
-        ));
-        out.push((
-            "x-ratelimit-remaining-tokens",
-            s.remaining_tokens.to_string(),
-        ));
-        out.push((
-            "x-ratelimit-reset-tokens",
-            ratelimit::reset_text(s.reset_tokens_ms),
-        ));
-    }
-    out
+    let kinds = [
+        (
+            u64::from(s.limits.requests_per_minute),
+            u64::from(s.remaining_requests),
+            s.reset_requests_ms,
+            [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
+        ),
+        (
+            s.limits.tokens_per_minute,
+            s.remaining_tokens,
+            s.reset_tokens_ms,
+            [
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ],
+        ),
+    ];
+    kinds
+        .into_iter()
+        .filter(|(limit, ..)| *limit > 0)
+        .flat_map(|(limit, remaining, reset, [l, r, t])| {
+            [
+                (l, limit.to_string()),
+                (r, remaining.to_string()),
+                (t, ratelimit::reset_text(reset)),
+            ]
+        })
+        .collect()
 }

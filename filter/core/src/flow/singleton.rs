@@ -26,7 +26,7 @@ use crate::contract::{
 };
 use crate::directory::{self, BudgetEntry, Delta, KeyEntry, Kind, TenantEntry};
 use crate::table::{RoutingTable, Table};
-use crate::usage::{UsageAck, UsageRecord};
+use crate::usage::UsageAck;
 
 use super::budget::update_held;
 
@@ -332,9 +332,21 @@ impl Singleton {
     /// of those that were reserved against a budget move from `unacked` to
     /// waiting for that revision (`budget::Held`).
     fn budgets_acknowledged(&mut self, host: &impl Host, records: &[Vec<u8>], at: u64) {
+        /// The three fields of a usage record this needs (the rest skipped).
+        #[derive(serde::Deserialize)]
+        struct Budgeted {
+            tenant: String,
+            cost_nusd: u64,
+            reserved_nusd: Option<u64>,
+        }
+        const RESERVED: &[u8] = b"\"reserved_nusd\"";
         let mut by_tenant: std::collections::BTreeMap<String, u64> = Default::default();
-        for r in records {
-            if let Ok(r) = serde_json::from_slice::<UsageRecord>(r)
+        // Most records reserved nothing (no budget): not parsed at all.
+        let budgeted = records
+            .iter()
+            .filter(|r| r.windows(RESERVED.len()).any(|w| w == RESERVED));
+        for r in budgeted {
+            if let Ok(r) = serde_json::from_slice::<Budgeted>(r)
                 && r.reserved_nusd.is_some()
             {
                 let sum = by_tenant.entry(r.tenant).or_default();
