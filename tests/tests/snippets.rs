@@ -119,7 +119,12 @@ fn merge(config: &mut Value) {
     // 4. The route, first in the virtual host.
     let vhosts = &mut hcm["route_config"]["virtual_hosts"];
     let routes = array(&mut vhosts[0]["routes"], "routes");
-    for (i, r) in snippet("routes")["routes"].as_array().unwrap().iter().enumerate() {
+    for (i, r) in snippet("routes")["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
         routes.insert(i, r.clone());
     }
     // 5. The failover virtual host.
@@ -147,15 +152,13 @@ fn point_at(config: &mut Value, mock: u16, control_plane: u16) {
             cluster.as_object_mut().unwrap().remove("transport_socket");
             mock
         };
-        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
-            ["socket_address"] = json!({"address": "127.0.0.1", "port_value": port});
+        cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"] =
+            json!({"address": "127.0.0.1", "port_value": port});
     }
-    let text = config
-        .to_string()
-        .replace(
-            "\"target/wasm32-wasip1/release/filter.wasm\"",
-            &format!("\"{}\"", wasm_path().display()),
-        );
+    let text = config.to_string().replace(
+        "\"target/wasm32-wasip1/release/filter.wasm\"",
+        &format!("\"{}\"", wasm_path().display()),
+    );
     *config = serde_json::from_str(&text).unwrap();
 }
 
@@ -164,7 +167,13 @@ fn the_snippets_in_a_third_party_envoy_route_chat_and_leave_its_own_routes_alone
     assert!(wasm_path().exists(), "run `make wasm` first");
     let mock = Mock::start();
     let cp = ControlPlane::start();
-    let key = cp.tenant("acme", &[("openai", "sk-acme-openai"), ("anthropic", "sk-acme-anthropic")]);
+    let key = cp.tenant(
+        "acme",
+        &[
+            ("openai", "sk-acme-openai"),
+            ("anthropic", "sk-acme-anthropic"),
+        ],
+    );
     let (listener, admin) = (free_port(), free_port());
     let mut config = third_party(listener, admin, mock.port);
     merge(&mut config);
@@ -193,11 +202,19 @@ fn the_snippets_in_a_third_party_envoy_route_chat_and_leave_its_own_routes_alone
     })
     .unwrap_or_else(|| {
         let r = post_json(&chat, &[("authorization", &auth)], &body);
-        panic!("no chat answer through the merged config: {} {}", r.status, r.text())
+        panic!(
+            "no chat answer through the merged config: {} {}",
+            r.status,
+            r.text()
+        )
     });
     assert_eq!(answer.header("x-aipipe-provider"), Some("openai"));
     assert_eq!(answer.header("x-aipipe-model"), Some("gpt-4o-mini"));
-    assert_eq!(answer.header("x-third-party"), Some("yes"), "their filter ran too");
+    assert_eq!(
+        answer.header("x-third-party"),
+        Some("yes"),
+        "their filter ran too"
+    );
     let sent = mock.received();
     let last = sent.last().expect("the mock got the request");
     assert_eq!(last["authorization"], "Bearer sk-acme-openai", "{last}");
@@ -209,7 +226,10 @@ fn the_snippets_in_a_third_party_envoy_route_chat_and_leave_its_own_routes_alone
     assert_eq!(theirs.status, 200, "{}", theirs.text());
     assert!(theirs.json().is_array(), "{}", theirs.text());
     assert_eq!(theirs.header("x-third-party"), Some("yes"));
-    assert!(theirs.header("x-aipipe-request-id").is_none(), "the filter ran on their route");
+    assert!(
+        theirs.header("x-aipipe-request-id").is_none(),
+        "the filter ran on their route"
+    );
     // Paths of the filter's without a key: the filter's own answer.
     let no_key = post_json(&chat, &[], &body);
     assert_eq!(no_key.status, 401, "{}", no_key.text());
@@ -220,7 +240,10 @@ fn the_snippets_are_the_production_configs_blocks() {
     let prod = yaml("envoy/production.yaml");
     let same = |what: &str, a: &Value, b: &Value| {
         let d = differences(a, b);
-        assert!(d.is_empty(), "{what} differs from envoy/production.yaml: {d:?}");
+        assert!(
+            d.is_empty(),
+            "{what} differs from envoy/production.yaml: {d:?}"
+        );
     };
     same(
         "the singleton",
@@ -251,17 +274,25 @@ fn the_snippets_are_the_production_configs_blocks() {
     let route = &snippet("routes")["routes"][0];
     let failover = &snippet("virtual-hosts")["virtual_hosts"][0];
     same("the route", &route["route"], &prod_route["route"]);
-    same("the failover route", &failover["routes"][0]["route"], &prod_route["route"]);
+    same(
+        "the failover route",
+        &failover["routes"][0]["route"],
+        &prod_route["route"],
+    );
     assert_eq!(failover["name"], "aipipe_failover");
     assert_eq!(failover["routes"][0]["name"], "aipipe_failover");
     // The route and the filter's matcher cover every provider's
     // pass-through path.
-    let matcher = &filter["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]
-        ["predicate"]["not_matcher"]["single_predicate"]["value_match"]["safe_regex"]["regex"];
+    let matcher = &filter["typed_config"]["xds_matcher"]["matcher_list"]["matchers"][0]["predicate"]
+        ["not_matcher"]["single_predicate"]["value_match"]["safe_regex"]["regex"];
     for regex in [&route["match"]["safe_regex"]["regex"], matcher] {
         let regex = regex.as_str().unwrap();
         for p in aipipe_core::catalog::default_providers() {
-            assert!(regex.contains(&format!("|{}", p.id)), "{regex} lacks /{}/", p.id);
+            assert!(
+                regex.contains(&format!("|{}", p.id)),
+                "{regex} lacks /{}/",
+                p.id
+            );
         }
     }
 }
