@@ -87,12 +87,12 @@ fn array<'a>(v: &'a mut Value, what: &str) -> &'a mut Vec<Value> {
 /// envoy/snippets/README.md's steps, one for one.
 fn merge(config: &mut Value) {
     // 1. The singleton.
-    let extensions = snippet("bootstrap-extensions")["bootstrap_extensions"].clone();
+    let mut extensions = snippet("bootstrap-extensions")["bootstrap_extensions"].clone();
     let slot = &mut config["bootstrap_extensions"];
     if slot.is_null() {
         *slot = json!([]);
     }
-    array(slot, "bootstrap_extensions").extend(array(&mut extensions.clone(), "snippet").drain(..));
+    array(slot, "bootstrap_extensions").append(array(&mut extensions, "snippet"));
     // 2. The clusters.
     let clusters = snippet("clusters")["clusters"].clone();
     array(&mut config["static_resources"]["clusters"], "clusters")
