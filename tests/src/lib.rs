@@ -1061,3 +1061,135 @@ impl ControlPlane {
         r.json()["key"].as_str().unwrap_or_default().to_owned()
     }
 }
+
+// ---------------------------------------------------------------- demo
+
+/// The demo stack's fixed settings and its seed: what `make demo`
+/// (`tests/tools/src/bin/demo.rs`) runs, what the containers of
+/// `docker-compose.yaml` run (`demo-seed`), and what `tests/tests/compose.rs`
+/// checks the compose file against.
+pub mod demo {
+    use super::{Reply, eventually, try_request};
+    use serde_json::json;
+    use std::time::Duration;
+
+    /// The demo virtual key when `AIPIPE_DEMO_KEY` is not set.
+    pub const DEFAULT_KEY: &str = "aipipe-demo-key";
+    /// Envoy's listener.
+    pub const LISTENER: u16 = 10000;
+    /// Envoy's admin interface.
+    pub const ADMIN: u16 = 9901;
+    /// The mock providers.
+    pub const MOCK: u16 = 18000;
+    /// The control plane's admin API.
+    pub const CP_ADMIN: u16 = 8082;
+    /// The control plane's internal API (Envoy's singleton calls it).
+    pub const CP_INTERNAL: u16 = 8083;
+    /// Every port the demo listens on, with what listens there.
+    pub const PORTS: [(&str, u16); 5] = [
+        ("Envoy listener", LISTENER),
+        ("Envoy admin", ADMIN),
+        ("mock provider", MOCK),
+        ("control plane admin", CP_ADMIN),
+        ("control plane internal", CP_INTERNAL),
+    ];
+    /// The settings the demo reads from its environment (README.md, "The
+    /// two commands"); the internal token is generated per run.
+    pub const SETTINGS: [&str; 3] = [
+        "AIPIPE_DEMO_KEY",
+        "AIPIPE_ADMIN_SECRET",
+        "AIPIPE_MASTER_KEY",
+    ];
+
+    /// A non-empty environment variable.
+    pub fn env(name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+
+    fn admin(
+        base: &str,
+        secret: &str,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<Reply, String> {
+        try_request(
+            method,
+            &format!("{base}{path}"),
+            &[
+                ("x-admin-secret", secret),
+                ("content-type", "application/json"),
+            ],
+            Some(body.to_string().as_bytes()),
+        )
+        .ok_or_else(|| format!("{method} {base}{path}: connection failed"))
+    }
+
+    /// Seeds the `demo` tenant through the admin API at `base`
+    /// (`http://host:port`): a mock key for every provider of the catalog
+    /// and the virtual key `key`. Idempotent, so a restart on the same
+    /// database just finds them.
+    pub fn seed(base: &str, secret: &str, key: &str) -> Result<(), String> {
+        let r = admin(
+            base,
+            secret,
+            "POST",
+            "/admin/tenants",
+            &json!({"id": "demo", "name": "Demo"}),
+        )?;
+        if r.status != 201 && r.status != 409 {
+            return Err(format!(
+                "cannot create the demo tenant: {} {}",
+                r.status,
+                r.text()
+            ));
+        }
+        let keys: serde_json::Map<String, serde_json::Value> =
+            aipipe_core::catalog::default_providers()
+                .into_iter()
+                .map(|p| {
+                    let key = json!(format!("mock-{}-key", p.id));
+                    (p.id, key)
+                })
+                .collect();
+        let r = admin(
+            base,
+            secret,
+            "POST",
+            "/admin/tenants/demo/keys",
+            &serde_json::Value::Object(keys),
+        )?;
+        if r.status != 200 {
+            return Err(format!(
+                "cannot store the demo provider keys: {} {}",
+                r.status,
+                r.text()
+            ));
+        }
+        let r = admin(
+            base,
+            secret,
+            "POST",
+            "/admin/tenants/demo/virtual-keys",
+            &json!({"name": "demo", "key": key}),
+        )?;
+        if r.status != 201 && r.status != 409 {
+            return Err(format!(
+                "cannot register the demo key: {} {}",
+                r.status,
+                r.text()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits (at most `patience`) until the control plane at `base` answers
+    /// `/healthz`: a container's seed starts with its control plane.
+    pub fn wait_for_control_plane(base: &str, patience: Duration) -> Result<(), String> {
+        eventually(patience, || {
+            try_request("GET", &format!("{base}/healthz"), &[], None).filter(|r| r.status == 200)
+        })
+        .map(|_| ())
+        .ok_or_else(|| format!("{base}/healthz did not answer within {patience:?}"))
+    }
+}
