@@ -23,11 +23,11 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --locked --release -p aipipe-control-plane -p aipipe-tests \
-        --bin aipipe-control-plane --bin mock-provider --bin demo-seed \
+        --bin aipipe-control-plane --bin mock-provider --bin demo-seed --bin envoy-graceful \
     && cargo build --locked --release --target wasm32-wasip1 -p aipipe-proxy-wasm \
     && mkdir -p /out/bin /out/data \
     && cp target/release/aipipe-control-plane target/release/mock-provider \
-        target/release/demo-seed /out/bin/ \
+        target/release/demo-seed target/release/envoy-graceful /out/bin/ \
     && cp target/wasm32-wasip1/release/filter.wasm /out/filter.wasm
 
 # ---- runtime: Debian 12 (the builder's glibc), an unprivileged user ----------
@@ -62,9 +62,13 @@ FROM envoyproxy/envoy:v1.40.0 AS envoy
 # relative path as envoy/demo.yaml.
 WORKDIR /aipipe
 COPY --from=build /out/filter.wasm /aipipe/target/wasm32-wasip1/release/filter.wasm
+# Envoy exits at once on SIGTERM (a container stop), with the usage its filter
+# still holds; envoy-graceful runs it as a child and drains it first
+# (tests/src/bin/envoy-graceful.rs).
+COPY --from=build /out/bin/envoy-graceful /usr/local/bin/envoy-graceful
 COPY envoy/compose.yaml /aipipe/envoy/compose.yaml
 # The image's own unprivileged `envoy` user (uid 101, what its entrypoint
 # would switch to; started as it, the entrypoint runs Envoy directly).
 USER 101:101
 EXPOSE 10000 9901
-CMD ["envoy", "-c", "envoy/compose.yaml", "--concurrency", "2"]
+CMD ["envoy-graceful", "-c", "envoy/compose.yaml", "--concurrency", "2"]
