@@ -22,7 +22,7 @@ use rusqlite::{Transaction, params};
 use super::tenants::tenant_exists;
 use super::{Db, Tx, to_i64, to_u64};
 use crate::error::Result;
-use crate::stats::{Bands, Cell, Row, Sums, Window};
+use crate::stats::{Bands, Pending, Row, Sums, Window};
 
 pub const MINUTE_MS: u64 = 60_000;
 pub const HOUR_MS: u64 = 60 * MINUTE_MS;
@@ -32,10 +32,21 @@ pub const MINUTE_CELLS_KEPT_MS: u64 = 2 * DAY_MS;
 /// The tenant of the cells that sum every tenant.
 const ALL: &str = "";
 
-/// Cells being accumulated before they are merged into the stored ones.
+/// What new records add to one rollup cell, before it is merged into the
+/// stored one.
 #[derive(Default)]
-pub(super) struct Rollups {
-    cells: HashMap<(String, u64, u64, String, String), Cell>,
+struct NewCell {
+    sums: Sums,
+    bands: Bands,
+    latency: Pending,
+    ttft: Pending,
+}
+
+/// Cells being accumulated before they are merged into the stored ones,
+/// keyed by (tenant, width, start, provider, model) borrowed from the
+/// records.
+pub(super) struct Rollups<'a> {
+    cells: HashMap<(&'a str, u64, u64, &'a str, &'a str), NewCell>,
     /// Records older than this get no minute cell (it would be pruned).
     minute_from: u64,
 }
@@ -49,7 +60,7 @@ fn widths(all: bool) -> &'static [u64] {
     }
 }
 
-impl Rollups {
+impl<'a> Rollups<'a> {
     pub(super) fn new(now: u64) -> Self {
         Self {
             cells: HashMap::new(),
@@ -59,43 +70,40 @@ impl Rollups {
 
     fn each_cell(
         &mut self,
-        tenant: &str,
+        tenant: &'a str,
         ts: u64,
-        provider: &str,
-        model: &str,
-        f: impl Fn(&mut Cell),
+        provider: &'a str,
+        model: &'a str,
+        mut f: impl FnMut(&mut NewCell),
     ) {
         for scope in [tenant, ALL] {
             for &w in widths(scope == ALL) {
                 if w == MINUTE_MS && ts < self.minute_from {
                     continue;
                 }
-                let key = (
-                    scope.to_owned(),
-                    w,
-                    ts - ts % w,
-                    provider.to_owned(),
-                    model.to_owned(),
-                );
+                let key = (scope, w, ts - ts % w, provider, model);
                 f(self.cells.entry(key).or_default());
             }
         }
     }
 
-    pub(super) fn add(&mut self, tenant: &str, ts: u64, r: &Row<'_>) {
-        self.each_cell(tenant, ts, r.provider, r.model, |c| c.add(r));
-    }
-
-    pub(super) fn add_failed(&mut self, tenant: &str, ts: u64, provider: &str, model: &str) {
-        self.each_cell(tenant, ts, provider, model, |c| {
-            c.sums.failed_attempts = c.sums.failed_attempts.saturating_add(1);
+    pub(super) fn add_record(&mut self, r: &'a UsageRecord) {
+        let row = Row::of(r);
+        self.each_cell(&r.tenant, r.ts_ms, &r.provider, &r.model, |c| {
+            c.sums.add_row(&row);
+            c.bands.add(row.complexity);
+            // A cache hit's latency is the filter's, not a provider's.
+            if !row.cache_hit {
+                c.latency.record_ms(row.latency_ms);
+                if let Some(t) = row.ttft_ms {
+                    c.ttft.record_ms(t);
+                }
+            }
         });
-    }
-
-    pub(super) fn add_record(&mut self, r: &UsageRecord) {
-        self.add(&r.tenant, r.ts_ms, &Row::of(r));
         for a in &r.failed_attempts {
-            self.add_failed(&r.tenant, r.ts_ms, &a.provider, &a.model);
+            self.each_cell(&r.tenant, r.ts_ms, &a.provider, &a.model, |c| {
+                c.sums.failed_attempts = c.sums.failed_attempts.saturating_add(1);
+            });
         }
     }
 
@@ -117,13 +125,17 @@ impl Rollups {
         for ((tenant, w, start, provider, model), mut cell) in self.cells.drain() {
             let key = params![tenant, to_i64(w), to_i64(start), provider, model];
             let mut rows = read.query(key)?;
-            if let Some(r) = rows.next()? {
+            let (latency, ttft) = if let Some(r) = rows.next()? {
                 let (sums, bands) = counts_of(r, 0)?;
                 cell.sums.merge(&sums);
                 cell.bands.merge(&bands);
-                cell.latency.merge_bytes(blob(r, 14)?);
-                cell.ttft.merge_bytes(blob(r, 15)?);
-            }
+                (
+                    cell.latency.merge_into(blob(r, 14)?),
+                    cell.ttft.merge_into(blob(r, 15)?),
+                )
+            } else {
+                (cell.latency.merge_into(&[]), cell.ttft.merge_into(&[]))
+            };
             drop(rows);
             let (s, b) = (&cell.sums, &cell.bands);
             write.execute(params![
@@ -146,8 +158,8 @@ impl Rollups {
                 to_i64(b.mid),
                 to_i64(b.frontier),
                 to_i64(b.unscored),
-                cell.latency.to_bytes(),
-                cell.ttft.to_bytes(),
+                latency,
+                ttft,
             ])?;
         }
         Ok(())
@@ -422,34 +434,66 @@ pub(super) fn backfill(tx: &Transaction<'_>, now: u64) -> Result<u64> {
         .query_map([], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let mut n = 0u64;
+    // A tenant's records as the ingest path sees them, 10,000 at a time.
+    let mut chunk: Vec<UsageRecord> = Vec::with_capacity(10_000);
+    let flush = |chunk: &mut Vec<UsageRecord>| -> Result<()> {
+        let mut r = Rollups::new(now);
+        for rec in chunk.iter() {
+            r.add_record(rec);
+        }
+        r.flush(tx)?;
+        chunk.clear();
+        Ok(())
+    };
     for t in &tenants {
-        let mut rollups = Rollups::new(now);
-        let mut pending = 0;
         let mut st = tx.prepare(&format!(
             "SELECT {RECORD_COLUMNS} FROM usage WHERE tenant = ?1"
         ))?;
         let mut rows = st.query([t])?;
         while let Some(r) = rows.next()? {
-            rollups.add(t, to_u64(r.get(0)?), &record_of(r)?);
+            let row = record_of(r)?;
+            chunk.push(UsageRecord {
+                id: String::new(),
+                tenant: t.clone(),
+                provider: row.provider.to_owned(),
+                model: row.model.to_owned(),
+                status: row.status,
+                prompt_tokens: row.prompt_tokens,
+                completion_tokens: row.completion_tokens,
+                cached_tokens: row.cached_tokens,
+                cache_write_tokens: row.cache_write_tokens,
+                cost_nusd: row.cost_nusd,
+                latency_ms: row.latency_ms,
+                ttft_ms: row.ttft_ms,
+                complexity: row.complexity,
+                stream: false,
+                usage_parsed: row.usage_parsed,
+                ts_ms: to_u64(r.get(0)?),
+                failed_attempts: Vec::new(),
+                cache_hit: row.cache_hit,
+                estimated: false,
+                key_tag: None,
+                reserved_nusd: None,
+            });
             n += 1;
-            pending += 1;
-            if pending == 10_000 {
-                rollups.flush(tx)?;
-                pending = 0;
+            if chunk.len() == 10_000 {
+                flush(&mut chunk)?;
             }
         }
+        flush(&mut chunk)?;
+        // Failed attempts: each a record of its own that counts only as one.
         let mut st =
             tx.prepare("SELECT ts_ms, provider, model FROM attempt_failures WHERE tenant = ?1")?;
-        let mut rows = st.query([t])?;
-        while let Some(r) = rows.next()? {
-            rollups.add_failed(
-                t,
-                to_u64(r.get(0)?),
-                r.get_ref(1)?.as_str()?,
-                r.get_ref(2)?.as_str()?,
-            );
+        let attempts: Vec<(u64, String, String)> = st
+            .query_map([t], |r| Ok((to_u64(r.get(0)?), r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut r = Rollups::new(now);
+        for (ts, provider, model) in &attempts {
+            r.each_cell(t, *ts, provider, model, |c| {
+                c.sums.failed_attempts = c.sums.failed_attempts.saturating_add(1);
+            });
         }
-        rollups.flush(tx)?;
+        r.flush(tx)?;
     }
     Ok(n)
 }
