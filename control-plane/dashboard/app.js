@@ -45,7 +45,7 @@
     x = num(x);
     if (x === 0) return "$0";
     const a = Math.abs(x);
-    if (a < 0.0001) return "$" + x.toExponential(1);
+    if (a < 0.0001) return "$" + x.toLocaleString("en-US", { maximumSignificantDigits: 2, maximumFractionDigits: 9 });
     if (a < 0.01) return "$" + x.toFixed(4);
     if (a < 1) return "$" + x.toFixed(3);
     if (a < 10000) return "$" + x.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
@@ -242,30 +242,61 @@
 
   const axis = (extra) => Object.assign({ grid: { color: COLORS.line }, border: { display: false } }, extra);
 
+  // Ticks of a time axis at round times (every 5 min, every 6 h, at local
+  // midnight...), at most 7 across the window.
+  const TICK_STEPS = [MINUTE, 2 * MINUTE, 5 * MINUTE, 10 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR,
+    3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY];
+  function timeTicks(scale) {
+    const span = scale.max - scale.min;
+    const step = TICK_STEPS.find((s) => span / s <= 7) || 30 * DAY;
+    let t;
+    if (step >= DAY) {
+      const d = new Date(scale.min);
+      d.setHours(0, 0, 0, 0);
+      t = d.getTime();
+    } else {
+      // Round in local time: shift by the zone's offset, floor, shift back.
+      const offset = new Date(scale.min).getTimezoneOffset() * MINUTE;
+      t = Math.floor((scale.min - offset) / step) * step + offset;
+    }
+    const ticks = [];
+    for (; t <= scale.max; t += step) if (t >= scale.min) ticks.push({ value: t });
+    scale.ticks = ticks;
+  }
+  const timeAxis = (series, windowMs) => axis({
+    type: "linear", offset: false,
+    min: series ? series.since : undefined, max: series ? series.until : undefined,
+    afterBuildTicks: timeTicks,
+    ticks: { callback: (v) => fmtTime(v, windowMs), maxRotation: 0 },
+  });
+
   function drawTraffic(series, windowMs) {
     const step = num(series && series.step_ms) || 1;
     const pts = (series && series.points) || [];
-    const rps = pts.map((p) => ({ x: p.t, y: num(p.requests) / (step / 1000) }));
+    // Per second, or per minute when that reads better (under one a second).
+    const peak = Math.max(0, ...pts.map((p) => num(p.requests) / (step / 1000)));
+    const unit = peak < 1 ? { per: "min", ms: MINUTE } : { per: "s", ms: 1000 };
+    const rate = pts.map((p) => ({ x: p.t, y: num(p.requests) / (step / unit.ms) }));
+    const fmt = (v) => `${v < 10 ? v.toFixed(v === 0 ? 0 : v < 1 ? 2 : 1) : fmtCount(v)}/${unit.per}`;
     const ok = pts.map((p) => ({ x: p.t, y: p.requests ? (100 * (p.requests - p.errors)) / p.requests : null }));
-    const xAxis = axis({ type: "linear", min: series ? series.since : undefined, max: series ? series.until : undefined,
-      ticks: { maxTicksLimit: 7, callback: (v) => fmtTime(v, windowMs) } });
     draw("chart-traffic", {
       type: "line",
       data: { datasets: [
-        { label: "requests/s", data: rps, borderColor: COLORS.accent, backgroundColor: "rgba(91,156,255,.15)",
+        { label: `requests/${unit.per}`, data: rate, borderColor: COLORS.accent, backgroundColor: "rgba(91,156,255,.15)",
           fill: true, tension: 0.25, yAxisID: "y" },
-        { label: "success rate", data: ok, borderColor: COLORS.good, spanGaps: true, tension: 0.25, yAxisID: "y1" },
+        { label: "success rate", data: ok, borderColor: COLORS.good, spanGaps: true, tension: 0.25, yAxisID: "y1",
+          pointRadius: 2 },
       ] },
       options: {
         interaction: { mode: "index", intersect: false },
         scales: {
-          x: xAxis,
-          y: axis({ beginAtZero: true, ticks: { callback: (v) => fmtRate(v) } }),
+          x: timeAxis(series, windowMs),
+          y: axis({ beginAtZero: true, ticks: { callback: fmt } }),
           y1: axis({ position: "right", min: 0, max: 100, grid: { display: false }, ticks: { callback: (v) => v + "%" } }),
         },
         plugins: { tooltip: { callbacks: {
           title: (items) => (items.length ? new Date(items[0].parsed.x).toLocaleString("en-GB") : ""),
-          label: (c) => (c.datasetIndex === 0 ? ` ${fmtRate(c.parsed.y)}` : ` ${c.parsed.y.toFixed(1)}% succeeded`),
+          label: (c) => (c.datasetIndex === 0 ? ` ${fmt(c.parsed.y)}` : ` ${c.parsed.y.toFixed(1)}% succeeded`),
         } } },
       },
     }, !pts.some((p) => p.requests > 0));
@@ -284,8 +315,7 @@
       options: {
         interaction: { mode: "index", intersect: false },
         scales: {
-          x: axis({ type: "linear", offset: false, min: series ? series.since : undefined, max: series ? series.until : undefined,
-            ticks: { maxTicksLimit: 7, callback: (v) => fmtTime(v, windowMs) } }),
+          x: timeAxis(series, windowMs),
           y: axis({ beginAtZero: true, ticks: { callback: (v) => fmtUsd(v) } }),
           y1: axis({ position: "right", beginAtZero: true, grid: { display: false }, ticks: { callback: (v) => fmtCount(v) } }),
         },
