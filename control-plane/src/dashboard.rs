@@ -113,7 +113,10 @@ static ASSETS: [Asset; 6] = [
 /// No secret needed: nothing here holds one.
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/dashboard", get(|h: HeaderMap| async move { serve("", &h) }))
+        .route(
+            "/dashboard",
+            get(|h: HeaderMap| async move { serve("", &h) }),
+        )
         .route(
             "/dashboard/",
             get(|h: HeaderMap| async move { serve("", &h) }),
@@ -139,7 +142,10 @@ fn serve(path: &str, request: &HeaderMap) -> Response {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
-            [(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type))],
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(asset.content_type),
+            )],
             asset.body,
         )
             .into_response()
@@ -184,6 +190,73 @@ mod tests {
         for tag in page.split("<script").skip(1) {
             assert!(tag.trim_start().starts_with("src=\"/dashboard/"), "{tag}");
         }
+    }
+
+    async fn fetch(path: &str, if_none_match: Option<&str>) -> Response {
+        use tower::ServiceExt as _;
+        let mut req = axum::http::Request::get(path);
+        if let Some(tag) = if_none_match {
+            req = req.header(header::IF_NONE_MATCH, tag);
+        }
+        routes::<()>()
+            .oneshot(req.body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    fn head(r: &Response, name: header::HeaderName) -> &str {
+        r.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    #[tokio::test]
+    async fn the_page_is_served_without_a_secret_under_a_strict_policy() {
+        for path in ["/dashboard", "/dashboard/"] {
+            let r = fetch(path, None).await;
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(head(&r, header::CONTENT_TYPE), "text/html; charset=utf-8");
+            let csp = head(&r, header::CONTENT_SECURITY_POLICY);
+            assert!(csp.starts_with("default-src 'self'"), "{csp}");
+            assert!(!csp.contains("unsafe"), "{csp}");
+            assert_eq!(head(&r, header::CACHE_CONTROL), "no-cache");
+            assert_eq!(head(&r, header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+        }
+    }
+
+    #[tokio::test]
+    async fn each_file_has_its_type_and_the_versioned_library_is_immutable() {
+        for (path, content_type) in [
+            ("/dashboard/app.js", "text/javascript; charset=utf-8"),
+            ("/dashboard/app.css", "text/css; charset=utf-8"),
+            ("/dashboard/icon.svg", "image/svg+xml"),
+            (
+                "/dashboard/vendor/chart.js-LICENSE.md",
+                "text/plain; charset=utf-8",
+            ),
+        ] {
+            let r = fetch(path, None).await;
+            assert_eq!(r.status(), StatusCode::OK, "{path}");
+            assert_eq!(head(&r, header::CONTENT_TYPE), content_type, "{path}");
+        }
+        let r = fetch(&format!("/dashboard/{CHART_JS}"), None).await;
+        assert_eq!(head(&r, header::CACHE_CONTROL), IMMUTABLE);
+        let r = fetch("/dashboard/../Cargo.toml", None).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        let r = fetch("/dashboard/nope.js", None).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_page_kept_open_revalidates_with_its_etag() {
+        let first = fetch("/dashboard/app.js", None).await;
+        let tag = head(&first, header::ETAG).to_owned();
+        let again = fetch("/dashboard/app.js", Some(&tag)).await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        assert_eq!(head(&again, header::ETAG), tag);
+        let other = fetch("/dashboard/app.js", Some("\"0000000000000000\"")).await;
+        assert_eq!(other.status(), StatusCode::OK);
     }
 
     #[test]

@@ -50,8 +50,15 @@ fn the_dashboard_shows_recorded_traffic_in_a_real_browser_and_talks_only_to_its_
     let s = CpStack::start();
     let acme = tenant_with_own_keys(&s.cp, "acme", &["openai", "anthropic"]);
     let beta = tenant_with_own_keys(&s.cp, "beta", &["openai"]);
-    assert!(tenants_served(&s.cp, &s.envoy), "Envoy never served the tenants");
-    put(&s.cp, "/admin/tenants/acme/budget", json!({"limit_usd": 10, "days": 30}));
+    assert!(
+        tenants_served(&s.cp, &s.envoy),
+        "Envoy never served the tenants"
+    );
+    put(
+        &s.cp,
+        "/admin/tenants/acme/budget",
+        json!({"limit_usd": 10, "days": 30}),
+    );
     put(
         &s.cp,
         "/admin/tenants/acme/limits",
@@ -68,7 +75,12 @@ fn the_dashboard_shows_recorded_traffic_in_a_real_browser_and_talks_only_to_its_
         eventually(Duration::from_secs(30), || {
             (stats(tenant)["totals"]["requests"].as_u64() == Some(n)).then_some(())
         })
-        .unwrap_or_else(|| panic!("{tenant}'s {n} requests never all arrived: {}", stats(tenant)));
+        .unwrap_or_else(|| {
+            panic!(
+                "{tenant}'s {n} requests never all arrived: {}",
+                stats(tenant)
+            )
+        });
     }
     let (acme_stats, beta_stats, probe_stats) = (stats("acme"), stats("beta"), stats("probe"));
     let all_requests: u64 = [&acme_stats, &beta_stats, &probe_stats]
@@ -94,7 +106,10 @@ fn the_dashboard_shows_recorded_traffic_in_a_real_browser_and_talks_only_to_its_
     // All tenants: the recorded traffic, as the API counts it.
     let all = step("all");
     assert_eq!(all["state"], "signed-in");
-    assert_eq!(all["field_after_sign_in"], "", "the secret was left in the field");
+    assert_eq!(
+        all["field_after_sign_in"], "",
+        "the secret was left in the field"
+    );
     assert!(all["banner"].is_null(), "{}", all["banner"]);
     assert_eq!(kpi(all, "requests"), all_requests as f64, "{}", all["kpis"]);
     assert!(kpi(all, "cost") > 0.0, "{}", all["kpis"]);
@@ -197,17 +212,14 @@ fn the_dashboard_shows_recorded_traffic_in_a_real_browser_and_talks_only_to_its_
     );
     let card = &acme_view["tenant_card"];
     assert!(
-        card["budget"].as_str().unwrap().contains("of $10.00 over 30 days"),
+        card["budget"]
+            .as_str()
+            .unwrap()
+            .contains("of $10.00 over 30 days"),
         "{card}"
     );
-    assert!(
-        card["rpm"].as_str().unwrap().contains("of 600"),
-        "{card}"
-    );
-    assert!(
-        card["tpm"].as_str().unwrap().contains("of 1.00M"),
-        "{card}"
-    );
+    assert!(card["rpm"].as_str().unwrap().contains("of 600"), "{card}");
+    assert!(card["tpm"].as_str().unwrap().contains("of 1.00M"), "{card}");
     assert_eq!(
         kpi(step("all_again"), "requests"),
         all_requests as f64,
@@ -237,11 +249,9 @@ fn the_dashboard_shows_recorded_traffic_in_a_real_browser_and_talks_only_to_its_
             assert!(url.starts_with(&format!("{origin}admin/")), "{r}");
         }
     }
-    assert!(
-        requests
-            .iter()
-            .any(|r| r["secret_header"] == true && r["url"].as_str().unwrap().contains("/admin/tenants"))
-    );
+    assert!(requests.iter().any(
+        |r| r["secret_header"] == true && r["url"].as_str().unwrap().contains("/admin/tenants")
+    ));
     // No script error and nothing the CSP blocked.
     for line in report["console"].as_array().unwrap() {
         let message = line["message"].as_str().unwrap();
@@ -275,7 +285,10 @@ fn record_traffic(s: &CpStack, acme: &str, beta: &str) -> Sent {
     };
     let mut sent = Sent { acme: 0, beta: 0 };
     for i in 0..6 {
-        ok(acme, &chat("auto", &format!("hello number {i}, how are you?")));
+        ok(
+            acme,
+            &chat("auto", &format!("hello number {i}, how are you?")),
+        );
         sent.acme += 1;
     }
     for i in 0..2 {
@@ -391,7 +404,11 @@ fn kpi(view: &Value, name: &str) -> f64 {
 fn labels(chart: &Value) -> Vec<String> {
     chart["labels"]
         .as_array()
-        .map(|a| a.iter().filter_map(|l| l.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
