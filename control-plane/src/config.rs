@@ -61,6 +61,12 @@ pub struct Settings {
     /// (control-plane/README.md, "Budget alerts").
     #[arg(long, env = "AIPIPE_BUDGET_WEBHOOK_URL")]
     pub budget_webhook_url: Option<String>,
+    /// Raw usage records older than this many days are deleted (the hourly
+    /// and daily rollups that stats read are kept); 0 keeps them forever
+    /// (control-plane/README.md, "Stats").
+    #[arg(long, env = "AIPIPE_USAGE_RETENTION_DAYS", default_value_t = 90)]
+    pub usage_retention_days: u32,
+
     /// Instead of serving: a one-off command on the database.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -124,6 +130,11 @@ fn present(v: &Option<String>) -> Option<String> {
 }
 
 impl Settings {
+    /// How long raw usage records are kept; None: forever.
+    pub fn usage_kept_ms(&self) -> Option<u64> {
+        (self.usage_retention_days > 0).then(|| u64::from(self.usage_retention_days) * 86_400_000)
+    }
+
     /// Resolves the secrets; `Err` is the message to print before exiting.
     pub fn secrets(&self) -> Result<(Secrets, Generated), String> {
         let mut generated = Generated::default();

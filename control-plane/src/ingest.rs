@@ -190,6 +190,7 @@ pub async fn ingest(db: &Db, batch: Batch) -> Result<UsageAck> {
             tx.save_penalty_tally(*k, tally)?;
         }
         tx.add_usage_days(&fresh)?;
+        tx.add_rollups(&fresh, now)?;
         let due = tx.republish_penalties(now)?;
         let accepted = fresh.len() as u64;
         Ok((

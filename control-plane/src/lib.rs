@@ -52,6 +52,9 @@ pub struct Inner {
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Wrong admin secrets per client address.
     pub admin_throttle: admin::throttle::Throttle,
+    /// How long raw usage records are kept (ms; 0: forever): stats round
+    /// window edges older than that to the hour.
+    usage_kept_ms: std::sync::atomic::AtomicU64,
 }
 
 impl std::ops::Deref for AppState {
@@ -81,7 +84,22 @@ impl AppState {
             counters: metrics::Counters::default(),
             stopping: tokio::sync::watch::Sender::new(false),
             admin_throttle,
+            usage_kept_ms: std::sync::atomic::AtomicU64::new(0),
         }))
+    }
+
+    /// How long raw usage records are kept (None: forever).
+    pub fn set_usage_kept_ms(&self, kept: Option<u64>) {
+        self.usage_kept_ms
+            .store(kept.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What stats can read raw, as of now.
+    pub fn horizons(&self) -> db::Horizons {
+        let kept = self
+            .usage_kept_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        db::Horizons::at(db::now_ms(), (kept > 0).then_some(kept))
     }
 
     pub fn admin_secret_ok(&self, given: Option<&[u8]>) -> bool {
@@ -225,6 +243,8 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     if let Some(url) = &settings.budget_webhook_url {
         alerts::spawn(state.clone(), url.clone());
     }
+    state.set_usage_kept_ms(settings.usage_kept_ms());
+    db::spawn_pruning(db.clone(), settings.usage_kept_ms());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let held = state.clone();
     tokio::spawn(async move {

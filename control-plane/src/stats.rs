@@ -8,6 +8,9 @@
 //! but no provider was called: they stay out of the latency and TTFT
 //! percentiles and out of the models' success rates.
 
+use aipipe_core::classify::{FRONTIER_FROM, MID_FROM};
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -27,6 +30,27 @@ pub struct Row<'a> {
     pub ttft_ms: Option<f64>,
     /// Answered from the filter's cache.
     pub cache_hit: bool,
+    pub complexity: Option<f64>,
+}
+
+impl<'a> Row<'a> {
+    pub fn of(r: &'a aipipe_core::usage::UsageRecord) -> Self {
+        Self {
+            provider: &r.provider,
+            model: &r.model,
+            status: r.status,
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            cached_tokens: r.cached_tokens,
+            cache_write_tokens: r.cache_write_tokens,
+            cost_nusd: r.cost_nusd,
+            usage_parsed: r.usage_parsed,
+            latency_ms: r.latency_ms,
+            ttft_ms: r.ttft_ms,
+            cache_hit: r.cache_hit,
+            complexity: r.complexity,
+        }
+    }
 }
 
 /// A request counts as an error when the client got status >= 400, or none
@@ -77,19 +101,24 @@ impl Sums {
     }
 
     pub fn add_record(&mut self, r: &aipipe_core::usage::UsageRecord) {
-        self.add_counts(
-            r.status,
-            r.prompt_tokens,
-            r.completion_tokens,
-            r.cached_tokens,
-            r.cache_write_tokens,
-            r.cost_nusd,
-            r.usage_parsed,
-            r.cache_hit,
-        );
+        self.add_row(&Row::of(r));
     }
 
-    fn add(&mut self, r: &Row<'_>) {
+    /// Adds another set's sums (saturating, like every running total).
+    pub fn merge(&mut self, o: &Sums) {
+        self.requests = self.requests.saturating_add(o.requests);
+        self.errors = self.errors.saturating_add(o.errors);
+        self.prompt_tokens = self.prompt_tokens.saturating_add(o.prompt_tokens);
+        self.completion_tokens = self.completion_tokens.saturating_add(o.completion_tokens);
+        self.cached_tokens = self.cached_tokens.saturating_add(o.cached_tokens);
+        self.cache_write_tokens = self.cache_write_tokens.saturating_add(o.cache_write_tokens);
+        self.cost_nusd = self.cost_nusd.saturating_add(o.cost_nusd);
+        self.unparsed = self.unparsed.saturating_add(o.unparsed);
+        self.failed_attempts = self.failed_attempts.saturating_add(o.failed_attempts);
+        self.cache_hits = self.cache_hits.saturating_add(o.cache_hits);
+    }
+
+    pub fn add_row(&mut self, r: &Row<'_>) {
         self.add_counts(
             r.status,
             r.prompt_tokens,
@@ -126,13 +155,154 @@ impl Sums {
     }
 }
 
+/// A mergeable latency (or TTFT) histogram: HdrHistogram over whole
+/// microseconds from 1 µs to one hour (longer values count as one hour),
+/// two significant digits — a percentile read from it is at most 0.8 %
+/// above the true one. Kept per minute, hour and day in the usage rollups
+/// (db/rollups.rs) in its compact V2 form (a few hundred bytes), so a
+/// window's percentiles are a merge of a few hundred of them.
+#[derive(Debug, Default, Clone)]
+pub struct Sketch(Option<Box<Histogram<u64>>>);
+
+const SKETCH_MAX_US: u64 = 3_600_000_000;
+
+impl Sketch {
+    fn histogram(&mut self) -> Option<&mut Histogram<u64>> {
+        if self.0.is_none() {
+            // Fixed, valid bounds: `new_with_bounds` cannot fail on them.
+            self.0 = Histogram::new_with_bounds(1, SKETCH_MAX_US, 2)
+                .ok()
+                .map(Box::new);
+        }
+        self.0.as_deref_mut()
+    }
+
+    pub fn record_ms(&mut self, ms: f64) {
+        if !ms.is_finite() {
+            return;
+        }
+        let us = (ms * 1000.0).round().clamp(0.0, SKETCH_MAX_US as f64) as u64;
+        if let Some(h) = self.histogram() {
+            h.saturating_record(us);
+        }
+    }
+
+    pub fn merge(&mut self, other: &Sketch) {
+        if let Some(o) = other.0.as_deref().filter(|o| !o.is_empty())
+            && let Some(h) = self.histogram()
+            && let Err(e) = h.add(o)
+        {
+            tracing::warn!("merging a latency sketch: {e}");
+        }
+    }
+
+    /// Adds a stored sketch; a blob that does not decode is skipped (and
+    /// logged): stats lose that bucket's percentiles, never the query.
+    pub fn merge_bytes(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        match Deserializer::new().deserialize::<u64, _>(&mut &bytes[..]) {
+            Ok(o) => {
+                if let Some(h) = self.histogram()
+                    && let Err(e) = h.add(&o)
+                {
+                    tracing::warn!("merging a stored latency sketch: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("a stored latency sketch does not decode: {e}"),
+        }
+    }
+
+    /// The compact form (empty when nothing was recorded).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Some(h) = self.0.as_deref().filter(|h| !h.is_empty())
+            && let Err(e) = V2Serializer::new().serialize(h, &mut out)
+        {
+            tracing::warn!("serialising a latency sketch: {e}");
+            out.clear();
+        }
+        out
+    }
+
+    pub fn count(&self) -> u64 {
+        self.0.as_deref().map_or(0, Histogram::len)
+    }
+
+    /// The value at quantile `q` (0–1) in ms, rounded to the µs; None when empty.
+    fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let h = self.0.as_deref().filter(|h| !h.is_empty())?;
+        Some(h.value_at_quantile(q) as f64 / 1000.0)
+    }
+}
+
+/// Requests by the complexity band they were routed in (the classifier's
+/// tiers, filter/README.md "Router model": cheap below 0.55, mid below
+/// 0.70, frontier from 0.70); `unscored`: no score (a named model, a
+/// pass-through).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Bands {
+    pub cheap: u64,
+    pub mid: u64,
+    pub frontier: u64,
+    pub unscored: u64,
+}
+
+impl Bands {
+    pub fn add(&mut self, complexity: Option<f64>) {
+        match complexity {
+            None => self.unscored += 1,
+            Some(c) if c >= FRONTIER_FROM => self.frontier += 1,
+            Some(c) if c >= MID_FROM => self.mid += 1,
+            Some(_) => self.cheap += 1,
+        }
+    }
+
+    pub fn merge(&mut self, o: &Bands) {
+        self.cheap = self.cheap.saturating_add(o.cheap);
+        self.mid = self.mid.saturating_add(o.mid);
+        self.frontier = self.frontier.saturating_add(o.frontier);
+        self.unscored = self.unscored.saturating_add(o.unscored);
+    }
+}
+
+/// Everything kept about a set of records of one provider/model: the unit
+/// of both the stats window and the stored rollups.
+#[derive(Debug, Default, Clone)]
+pub struct Cell {
+    pub sums: Sums,
+    pub bands: Bands,
+    pub latency: Sketch,
+    pub ttft: Sketch,
+}
+
+impl Cell {
+    pub fn add(&mut self, r: &Row<'_>) {
+        self.sums.add_row(r);
+        self.bands.add(r.complexity);
+        // A cache hit's latency is the filter's, not a provider's.
+        if !r.cache_hit {
+            self.latency.record_ms(r.latency_ms);
+            if let Some(t) = r.ttft_ms {
+                self.ttft.record_ms(t);
+            }
+        }
+    }
+
+    pub fn merge(&mut self, o: &Cell) {
+        self.sums.merge(&o.sums);
+        self.bands.merge(&o.bands);
+        self.latency.merge(&o.latency);
+        self.ttft.merge(&o.ttft);
+    }
+}
+
 #[derive(Debug)]
 struct Group {
     provider: String,
     model: String,
-    sums: Sums,
-    latency: Vec<f64>,
-    ttft: Vec<f64>,
+    cell: Cell,
 }
 
 /// The accumulated window. Models per tenant are few, so a short vector with a
@@ -140,12 +310,13 @@ struct Group {
 #[derive(Debug, Default)]
 pub struct Window {
     total: Sums,
+    bands: Bands,
     groups: Vec<Group>,
     last: usize,
 }
 
 impl Window {
-    fn group(&mut self, provider: &str, model: &str) -> usize {
+    fn group(&mut self, provider: &str, model: &str) -> Option<&mut Cell> {
         let hit = |g: &Group| g.model == model && g.provider == provider;
         let i = if self.groups.get(self.last).is_some_and(hit) {
             self.last
@@ -155,57 +326,61 @@ impl Window {
             self.groups.push(Group {
                 provider: provider.to_owned(),
                 model: model.to_owned(),
-                sums: Sums::default(),
-                latency: Vec::new(),
-                ttft: Vec::new(),
+                cell: Cell::default(),
             });
             self.groups.len() - 1
         };
         self.last = i;
-        i
+        self.groups.get_mut(i).map(|g| &mut g.cell)
     }
 
     /// `n` failed attempts on one model in the window.
     pub fn add_failed_attempts(&mut self, provider: &str, model: &str, n: u64) {
         self.total.failed_attempts = self.total.failed_attempts.saturating_add(n);
-        let i = self.group(provider, model);
-        if let Some(g) = self.groups.get_mut(i) {
-            g.sums.failed_attempts = g.sums.failed_attempts.saturating_add(n);
+        if let Some(c) = self.group(provider, model) {
+            c.sums.failed_attempts = c.sums.failed_attempts.saturating_add(n);
         }
     }
 
     pub fn add(&mut self, r: Row<'_>) {
-        self.total.add(&r);
-        let i = self.group(r.provider, r.model);
-        if let Some(g) = self.groups.get_mut(i) {
-            g.sums.add(&r);
-            // A cache hit's latency is the filter's, not a provider's.
-            if !r.cache_hit {
-                g.latency.push(r.latency_ms);
-                if let Some(t) = r.ttft_ms {
-                    g.ttft.push(t);
-                }
-            }
+        self.total.add_row(&r);
+        self.bands.add(r.complexity);
+        if let Some(c) = self.group(r.provider, r.model) {
+            c.add(&r);
+        }
+    }
+
+    /// A stored rollup cell of one provider/model.
+    pub fn add_cell(&mut self, provider: &str, model: &str, cell: &Cell) {
+        self.total.merge(&cell.sums);
+        self.bands.merge(&cell.bands);
+        if let Some(c) = self.group(provider, model) {
+            c.merge(cell);
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.total.requests == 0
+        self.total.requests == 0 && self.total.failed_attempts == 0
+    }
+
+    /// Per provider/model sums (for the saving estimate).
+    pub fn models(&self) -> impl Iterator<Item = (&str, &str, &Sums)> {
+        self.groups
+            .iter()
+            .map(|g| (g.provider.as_str(), g.model.as_str(), &g.cell.sums))
     }
 
     pub fn report(self, tenant: &str, since: u64, until: u64) -> Report {
         let mut by_model: Vec<ModelStats> = self
             .groups
             .into_iter()
-            .map(|mut g| {
-                let numbers = Numbers::from(&g.sums);
-                ModelStats {
-                    latency_ms: Percentiles::of(&mut g.latency),
-                    ttft_ms: Percentiles::of(&mut g.ttft),
-                    provider: g.provider,
-                    model: g.model,
-                    numbers,
-                }
+            .map(|g| ModelStats {
+                numbers: Numbers::from(&g.cell.sums),
+                bands: g.cell.bands,
+                latency_ms: Percentiles::of(&g.cell.latency),
+                ttft_ms: Percentiles::of(&g.cell.ttft),
+                provider: g.provider,
+                model: g.model,
             })
             .collect();
         by_model.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
@@ -219,8 +394,10 @@ impl Window {
                     ..Numbers::from(&self.total)
                 },
                 unparsed: self.total.unparsed,
+                bands: self.bands,
             },
             by_model,
+            saving: None,
         }
     }
 }
@@ -270,6 +447,8 @@ pub struct Totals {
     pub numbers: Numbers,
     /// Records whose usage could not be read (tokens and cost unknown).
     pub unparsed: u64,
+    /// Requests by the complexity band they were routed in.
+    pub bands: Bands,
 }
 
 #[derive(Debug, Serialize, PartialEq, ToSchema)]
@@ -278,6 +457,7 @@ pub struct ModelStats {
     pub model: String,
     #[serde(flatten)]
     pub numbers: Numbers,
+    pub bands: Bands,
     pub latency_ms: Percentiles,
     pub ttft_ms: Percentiles,
 }
@@ -290,24 +470,56 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(values: &mut [f64]) -> Self {
-        values.sort_unstable_by(f64::total_cmp);
+    fn of(s: &Sketch) -> Self {
         Self {
-            p50: nearest_rank(values, 50.0),
-            p95: nearest_rank(values, 95.0),
-            p99: nearest_rank(values, 99.0),
+            p50: s.quantile_ms(0.50),
+            p95: s.quantile_ms(0.95),
+            p99: s.quantile_ms(0.99),
         }
     }
 }
 
-/// Nearest-rank percentile of sorted values: the smallest value such that at
-/// least p % of the values are <= it (rank ⌈p/100 · n⌉).
-pub fn nearest_rank(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
+/// What the window's traffic would have cost on the most expensive model
+/// it was routed to, against what it cost: every model's tokens priced at
+/// that model's prices (control-plane/README.md, "Stats").
+#[derive(Debug, Serialize, PartialEq, ToSchema)]
+pub struct Saving {
+    pub baseline_provider: String,
+    pub baseline_model: String,
+    pub baseline_cost_usd: f64,
+    pub cost_usd: f64,
+    pub saved_usd: f64,
+}
+
+/// The saving of a window against always using its most expensive model:
+/// the baseline is the model, among those that answered in the window and
+/// are still in the catalog, on which the window's tokens (all models'
+/// prompt, cached and completion tokens) cost the most. An estimate: tokens
+/// are counted by each answering model's tokenizer.
+pub fn saving(window: &Window, catalog: &[aipipe_core::catalog::Model]) -> Option<Saving> {
+    use aipipe_core::protocol::Tokens;
+    let mut tokens = Tokens::default();
+    let mut cost_nusd = 0u64;
+    for (_, _, s) in window.models() {
+        tokens.prompt = tokens.prompt.saturating_add(s.prompt_tokens);
+        tokens.completion = tokens.completion.saturating_add(s.completion_tokens);
+        tokens.cached = tokens.cached.saturating_add(s.cached_tokens);
+        tokens.cache_write = tokens.cache_write.saturating_add(s.cache_write_tokens);
+        cost_nusd = cost_nusd.saturating_add(s.cost_nusd);
     }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
-    sorted.get(rank.min(sorted.len()) - 1).copied()
+    let (model, baseline) = window
+        .models()
+        .filter(|(_, _, s)| s.requests > s.cache_hits)
+        .filter_map(|(p, m, _)| catalog.iter().find(|c| c.id == m && c.provider == p))
+        .map(|m| (m, aipipe_core::usage::cost_nusd(m, &tokens)))
+        .max_by_key(|&(_, c)| c)?;
+    (baseline > 0).then(|| Saving {
+        baseline_provider: model.provider.clone(),
+        baseline_model: model.id.clone(),
+        baseline_cost_usd: baseline as f64 / 1e9,
+        cost_usd: cost_nusd as f64 / 1e9,
+        saved_usd: baseline.saturating_sub(cost_nusd) as f64 / 1e9,
+    })
 }
 
 #[derive(Debug, Serialize, PartialEq, ToSchema)]
@@ -318,6 +530,9 @@ pub struct Report {
     pub until: u64,
     pub totals: Totals,
     pub by_model: Vec<ModelStats>,
+    /// Against always using the most expensive model chosen; null without
+    /// priced traffic.
+    pub saving: Option<Saving>,
 }
 
 #[cfg(test)]
@@ -338,6 +553,7 @@ mod tests {
             latency_ms: latency,
             ttft_ms: (status == 200).then_some(latency / 2.0),
             cache_hit: false,
+            complexity: Some(0.3),
         }
     }
 
@@ -353,15 +569,62 @@ mod tests {
         }
     }
 
+    /// Within the sketch's bound: at most 0.8 % above the true value, never below.
+    fn near(got: Option<f64>, want: f64) -> bool {
+        got.is_some_and(|g| g >= want - 1e-9 && g <= want * 1.008 + 0.001)
+    }
+
     #[test]
-    fn nearest_rank_matches_the_definition() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(nearest_rank(&v, 50.0), Some(50.0));
-        assert_eq!(nearest_rank(&v, 95.0), Some(95.0));
-        assert_eq!(nearest_rank(&v, 99.0), Some(99.0));
-        assert_eq!(nearest_rank(&[3.0], 99.0), Some(3.0));
-        assert_eq!(nearest_rank(&[1.0, 2.0, 3.0, 4.0, 5.0], 50.0), Some(3.0));
-        assert_eq!(nearest_rank(&[], 50.0), None);
+    fn sketch_percentiles_are_nearest_rank_within_the_bound() {
+        let mut s = Sketch::default();
+        for v in 1..=100 {
+            s.record_ms(f64::from(v));
+        }
+        let p = Percentiles::of(&s);
+        assert!(near(p.p50, 50.0), "{p:?}");
+        assert!(near(p.p95, 95.0), "{p:?}");
+        assert!(near(p.p99, 99.0), "{p:?}");
+        // Merged through the stored form, the same.
+        let mut m = Sketch::default();
+        m.merge_bytes(&s.to_bytes());
+        assert_eq!(Percentiles::of(&m), p);
+        assert_eq!(m.count(), 100);
+        // Sub-millisecond and hour-long values keep their scale.
+        let mut t = Sketch::default();
+        t.record_ms(0.25);
+        assert!(near(t.quantile_ms(0.5), 0.25), "{:?}", t.quantile_ms(0.5));
+        t.record_ms(1e12);
+        assert!(near(t.quantile_ms(1.0), 3_600_000.0));
+        assert_eq!(Percentiles::of(&Sketch::default()).p50, None);
+        // Garbage in storage is skipped, not a failure.
+        let mut g = Sketch::default();
+        g.merge_bytes(b"not a sketch");
+        assert_eq!(g.count(), 0);
+    }
+
+    #[test]
+    fn bands_follow_the_classifier_tiers() {
+        let mut b = Bands::default();
+        for c in [
+            Some(0.1),
+            Some(0.549),
+            Some(0.55),
+            Some(0.69),
+            Some(0.7),
+            Some(1.0),
+            None,
+        ] {
+            b.add(c);
+        }
+        assert_eq!(
+            b,
+            Bands {
+                cheap: 2,
+                mid: 2,
+                frontier: 2,
+                unscored: 1
+            }
+        );
     }
 
     #[test]
@@ -381,9 +644,11 @@ mod tests {
         let a = &r.by_model[0];
         assert_eq!((a.model.as_str(), a.numbers.requests), ("a", 5));
         assert_eq!(a.numbers.success_rate, Some(0.8));
-        assert_eq!(a.latency_ms.p50, Some(20.0));
-        assert_eq!(a.latency_ms.p99, Some(40.0));
-        assert_eq!(a.ttft_ms.p50, Some(10.0));
+        assert!(near(a.latency_ms.p50, 20.0), "{:?}", a.latency_ms);
+        assert!(near(a.latency_ms.p99, 40.0), "{:?}", a.latency_ms);
+        assert!(near(a.ttft_ms.p50, 10.0), "{:?}", a.ttft_ms);
+        assert_eq!(a.bands.cheap, 5);
+        assert_eq!(r.totals.bands.cheap, 6);
         let b = &r.by_model[1];
         assert_eq!(b.numbers.success_rate, Some(0.0));
         assert_eq!(b.ttft_ms.p50, None);
@@ -435,9 +700,9 @@ mod tests {
         let a = &r.by_model[0];
         assert_eq!((a.numbers.requests, a.numbers.cache_hits), (6, 2));
         assert_eq!(a.numbers.success_rate, Some(0.75), "3 of 4 upstream");
-        assert_eq!(a.latency_ms.p50, Some(20.0));
-        assert_eq!(a.latency_ms.p99, Some(40.0));
-        assert_eq!(a.ttft_ms.p50, Some(10.0));
+        assert!(near(a.latency_ms.p50, 20.0), "{:?}", a.latency_ms);
+        assert!(near(a.latency_ms.p99, 40.0), "{:?}", a.latency_ms);
+        assert!(near(a.ttft_ms.p50, 10.0), "{:?}", a.ttft_ms);
         let c = &r.by_model[1];
         assert_eq!((c.numbers.requests, c.numbers.cache_hits), (1, 1));
         assert_eq!(c.numbers.success_rate, None, "no upstream attempt");

@@ -861,26 +861,14 @@ async fn stats_are_exact_on_a_known_set() {
     );
     assert_eq!(claude["requests"], 3);
     assert_eq!(claude["errors"], 1);
-    assert_eq!(
-        claude["latency_ms"],
-        json!({"p50": 200.0, "p95": 300.0, "p99": 300.0})
-    );
-    assert_eq!(
-        claude["ttft_ms"],
-        json!({"p50": 25.0, "p95": 75.0, "p99": 75.0})
-    );
+    assert_percentiles(&claude["latency_ms"], [200.0, 300.0, 300.0]);
+    assert_percentiles(&claude["ttft_ms"], [25.0, 75.0, 75.0]);
     let mini = &by[1];
     assert_eq!(mini["model"], "gpt-4o-mini");
     assert_eq!(mini["requests"], 100);
     assert_eq!(mini["success_rate"], 0.9);
-    assert_eq!(
-        mini["latency_ms"],
-        json!({"p50": 50.0, "p95": 95.0, "p99": 99.0})
-    );
-    assert_eq!(
-        mini["ttft_ms"],
-        json!({"p50": 12.5, "p95": 23.75, "p99": 24.75})
-    );
+    assert_percentiles(&mini["latency_ms"], [50.0, 95.0, 99.0]);
+    assert_percentiles(&mini["ttft_ms"], [12.5, 23.75, 24.75]);
 
     // An empty window: zeros and nulls, not an error.
     let (s, v, _) = h
@@ -1220,7 +1208,7 @@ async fn openapi_lists_every_route() {
     for (method, path) in aipipe_control_plane::openapi::ROUTES {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }
-    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 40);
+    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 42);
 }
 
 #[tokio::test]
@@ -1981,7 +1969,7 @@ async fn cache_hits_count_as_requests_but_not_as_latency_cost_or_health() {
     );
     assert_eq!(mini["latency_ms"], was["latency_ms"], "percentiles unmoved");
     assert_eq!(mini["ttft_ms"], was["ttft_ms"]);
-    assert_eq!(mini["latency_ms"]["p50"], 100.0);
+    assert_percentile(&mini["latency_ms"]["p50"], 100.0);
     let only_hits = group(&after, "gpt-4o");
     assert_eq!(
         (&only_hits["requests"], &only_hits["cache_hits"]),
@@ -2534,4 +2522,216 @@ async fn budgets_are_validated_reported_and_published_as_entries() {
         .admin(Method::GET, "/admin/tenants/acme/budget", None)
         .await;
     assert_eq!(v["source"], "default", "{v}");
+}
+
+/// A percentile from the stats' sketches: never below the true value, at
+/// most 0.8 % above it (control-plane/README.md, "Stats").
+fn assert_percentile(got: &Value, want: f64) {
+    let g = got.as_f64().unwrap_or(f64::NAN);
+    assert!(
+        g >= want - 1e-9 && g <= want * 1.008 + 0.001,
+        "percentile {got} for a true {want}"
+    );
+}
+
+fn assert_percentiles(got: &Value, [p50, p95, p99]: [f64; 3]) {
+    assert_percentile(&got["p50"], p50);
+    assert_percentile(&got["p95"], p95);
+    assert_percentile(&got["p99"], p99);
+}
+
+/// What a window should hold, summed straight from the records.
+#[derive(Debug, Default, PartialEq)]
+struct Expected {
+    requests: u64,
+    errors: u64,
+    prompt_tokens: u64,
+    cost_nusd: u64,
+    failed_attempts: u64,
+    cheap: u64,
+    frontier: u64,
+}
+
+fn expected<'a>(records: impl Iterator<Item = &'a UsageRecord>) -> Expected {
+    let mut e = Expected::default();
+    for r in records {
+        e.requests += 1;
+        e.errors += u64::from(r.status >= 400 || r.status == 0);
+        e.prompt_tokens += r.prompt_tokens;
+        e.cost_nusd += r.cost_nusd;
+        e.failed_attempts += r.failed_attempts.len() as u64;
+        e.cheap += u64::from(r.complexity.is_some_and(|c| c < 0.55));
+        e.frontier += u64::from(r.complexity.is_some_and(|c| c >= 0.7));
+    }
+    e
+}
+
+fn got(totals: &Value) -> Expected {
+    let n = |k: &str| totals[k].as_u64().unwrap_or(u64::MAX);
+    Expected {
+        requests: n("requests"),
+        errors: n("errors"),
+        prompt_tokens: n("prompt_tokens"),
+        cost_nusd: (totals["cost_usd"].as_f64().unwrap_or(-1.0) * 1e9).round() as u64,
+        failed_attempts: n("failed_attempts"),
+        cheap: totals["bands"]["cheap"].as_u64().unwrap_or(u64::MAX),
+        frontier: totals["bands"]["frontier"].as_u64().unwrap_or(u64::MAX),
+    }
+}
+
+/// Records spread over 5 days (two tenants, two models, failovers, all
+/// three bands), then random windows: every window's sums from the rollups
+/// (whole days and hours) and the raw edges equal the records' own; the
+/// all-tenant view and the series too; after the raw records age out, the
+/// rollups still hold them.
+#[tokio::test]
+async fn stats_from_rollups_equal_the_records_they_sum() {
+    const HOUR: u64 = 3_600_000;
+    let h = harness();
+    h.create_tenant("acme").await;
+    h.create_tenant("other").await;
+    let now = now_ms();
+    let start = now - 5 * 24 * HOUR;
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let records: Vec<UsageRecord> = (0..3_000)
+        .map(|i| {
+            let tenant = if next() % 3 == 0 { "other" } else { "acme" };
+            let model = if next() % 2 == 0 {
+                "gpt-4o-mini"
+            } else {
+                "gpt-4o"
+            };
+            let status = if next() % 10 == 0 { 500 } else { 200 };
+            let mut r = record(
+                &format!("r{i}"),
+                tenant,
+                model,
+                status,
+                (next() % 5_000) as f64 / 7.0,
+                start + next() % (5 * 24 * HOUR),
+            );
+            r.prompt_tokens = next() % 1_000;
+            r.cost_nusd = next() % 1_000_000;
+            r.complexity = match next() % 4 {
+                0 => None,
+                1 => Some(0.2),
+                2 => Some(0.6),
+                _ => Some(0.9),
+            };
+            if next() % 7 == 0 {
+                r.failed_attempts.push(FailedAttempt {
+                    provider: "anthropic".into(),
+                    model: "claude-sonnet-4-5".into(),
+                    status: 529,
+                    key_tag: None,
+                });
+            }
+            r
+        })
+        .collect();
+    for chunk in records.chunks(500) {
+        assert_eq!(h.ingest(chunk).await.0, StatusCode::OK);
+    }
+    let stats = |path: String| {
+        let state = h.state.clone();
+        async move {
+            let (s, _, b) = send(
+                admin_app(state),
+                Method::GET,
+                &path,
+                &[("x-admin-secret", ADMIN)],
+                None,
+            )
+            .await;
+            let v = json_of(&b);
+            assert_eq!(s, StatusCode::OK, "{path}: {v}");
+            v
+        }
+    };
+    let within =
+        |tenant: Option<&'static str>, s: u64, u: u64| {
+            expected(records.iter().filter(move |r| {
+                tenant.is_none_or(|t| r.tenant == t) && r.ts_ms >= s && r.ts_ms < u
+            }))
+        };
+    for _ in 0..40 {
+        let since = start - HOUR + next() % (5 * 24 * HOUR);
+        let until = since + next() % (3 * 24 * HOUR);
+        let v = stats(format!(
+            "/admin/tenants/acme/stats?since={since}&until={until}"
+        ))
+        .await;
+        assert_eq!(
+            (v["since"].as_u64(), v["until"].as_u64()),
+            (Some(since), Some(until))
+        );
+        assert_eq!(
+            got(&v["totals"]),
+            within(Some("acme"), since, until),
+            "{since}..{until}"
+        );
+        // Every tenant: the answer says which window it covers (whole minutes
+        // here, hours before the minute cells), and holds exactly that.
+        let v = stats(format!("/admin/stats?since={since}&until={until}")).await;
+        let (s, u) = (v["since"].as_u64().unwrap(), v["until"].as_u64().unwrap());
+        assert!(
+            s <= since && u >= until && u - s < until - since + 2 * HOUR,
+            "{v}"
+        );
+        assert_eq!(v["tenant"], "*");
+        assert_eq!(got(&v["totals"]), within(None, s, u), "all {s}..{u}");
+    }
+    // The series: each bucket holds its own records.
+    for (tenant, step) in [("acme", HOUR), ("acme", 15 * 60_000), ("other", 24 * HOUR)] {
+        let v = stats(format!(
+            "/admin/stats/series?tenant={tenant}&since={start}&until={now}&step_ms={step}"
+        ))
+        .await;
+        let points = v["points"].as_array().unwrap();
+        assert_eq!(v["step_ms"].as_u64(), Some(step));
+        let mut total = 0;
+        for p in points {
+            let t = p["t"].as_u64().unwrap();
+            let e = within(Some(tenant), t, t + step);
+            assert_eq!(p["requests"].as_u64(), Some(e.requests), "{tenant} {t}");
+            assert_eq!(p["failed_attempts"].as_u64(), Some(e.failed_attempts));
+            total += e.requests;
+        }
+        assert_eq!(
+            total,
+            records.iter().filter(|r| r.tenant == tenant).count() as u64
+        );
+    }
+    let v = stats(format!(
+        "/admin/stats/series?since={}&until={now}",
+        now - HOUR
+    ))
+    .await;
+    assert_eq!(
+        v["step_ms"].as_u64(),
+        Some(60_000),
+        "an hour in minutes by default"
+    );
+
+    // Raw records older than a day go; whole-hour windows keep their numbers,
+    // and a tenant's edges before the horizon round out to the hour.
+    let deleted = h.state.db.prune(now, Some(24 * HOUR)).await.unwrap();
+    let old = records.iter().filter(|r| r.ts_ms < now - 24 * HOUR).count() as u64;
+    assert_eq!(deleted, old);
+    h.state.set_usage_kept_ms(Some(24 * HOUR));
+    let since = start + 7;
+    let until = now - 2 * 24 * HOUR + 11;
+    let v = stats(format!(
+        "/admin/tenants/acme/stats?since={since}&until={until}"
+    ))
+    .await;
+    let (s, u) = (v["since"].as_u64().unwrap(), v["until"].as_u64().unwrap());
+    assert_eq!((s, u), (since - since % HOUR, until.div_ceil(HOUR) * HOUR));
+    assert_eq!(got(&v["totals"]), within(Some("acme"), s, u));
 }

@@ -92,6 +92,8 @@ pub fn app(state: AppState) -> Router {
                 .layer(policy::body_limit()),
         )
         .route("/admin/usage", get(usage::all_usage))
+        .route("/admin/stats", get(usage::stats_scoped))
+        .route("/admin/stats/series", get(usage::series))
         .route("/admin/cost", post(usage::adjust_cost))
         .route(
             "/admin/budget-default",

@@ -25,6 +25,7 @@ mod keys;
 mod limits;
 mod migrations;
 mod penalties;
+mod rollups;
 mod tenants;
 mod usage;
 mod usage_days;
@@ -48,6 +49,9 @@ pub use import::ImportTenant;
 pub use keys::VirtualKeyView;
 pub use limits::{LimitsAt, Scope};
 pub use penalties::{Penalties, PenaltyReset, PenaltyView};
+pub use rollups::{
+    Answer, DAY_MS, HOUR_MS, Horizons, MINUTE_MS, Piece, Point, plan, spawn_pruning,
+};
 pub use tenants::TenantView;
 pub use usage::UsageTotals;
 pub use usage_days::{CostAdjustment, DayUsage, TenantUsage, parse_date};

@@ -3,10 +3,9 @@
 use aipipe_core::usage::UsageRecord;
 use rusqlite::params;
 
-use super::tenants::tenant_exists;
 use super::{Db, Tx, to_i64, to_u64};
 use crate::error::Result;
-use crate::stats::{Row, Sums, Window};
+use crate::stats::Sums;
 
 #[derive(Debug, Clone, Default)]
 pub struct UsageTotals {
@@ -135,77 +134,6 @@ impl Tx<'_> {
 }
 
 impl Db {
-    /// One tenant's records with `since <= ts_ms < until`, accumulated. None
-    /// when the tenant is unknown and has no usage at all.
-    pub async fn stats_window(
-        &self,
-        tenant: String,
-        since: u64,
-        until: u64,
-    ) -> Result<Option<Window>> {
-        self.read(move |tx| {
-            // A tenant's usage starts after the last deletion of its id:
-            // usage of an earlier tenant of the same id is not its own.
-            let reborn: Option<i64> = if tenant_exists(tx, &tenant)? {
-                tx.prepare_cached(
-                    "SELECT MAX(deleted_at) FROM tenant_deletions WHERE tenant = ?1",
-                )?
-                .query_row([&tenant], |r| r.get(0))?
-            } else {
-                None
-            };
-            let since = since.max(reborn.map_or(0, to_u64));
-            let mut st = tx.prepare_cached(
-                "SELECT provider, model, status, prompt_tokens, completion_tokens, cached_tokens,
-                    cache_write_tokens, cost_nusd, usage_parsed, latency_ms, ttft_ms, cache_hit
-                 FROM usage INDEXED BY usage_stats
-                 WHERE tenant = ?1 AND ts_ms >= ?2 AND ts_ms < ?3",
-            )?;
-            let mut rows = st.query(params![tenant, to_i64(since), to_i64(until)])?;
-            let mut w = Window::default();
-            while let Some(r) = rows.next()? {
-                w.add(Row {
-                    provider: r.get_ref(0)?.as_str()?,
-                    model: r.get_ref(1)?.as_str()?,
-                    status: u16::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
-                    prompt_tokens: to_u64(r.get(3)?),
-                    completion_tokens: to_u64(r.get(4)?),
-                    cached_tokens: to_u64(r.get(5)?),
-                    cache_write_tokens: to_u64(r.get(6)?),
-                    cost_nusd: to_u64(r.get(7)?),
-                    usage_parsed: r.get(8)?,
-                    latency_ms: r.get(9)?,
-                    ttft_ms: r.get(10)?,
-                    cache_hit: r.get(11)?,
-                });
-            }
-            let mut st = tx.prepare_cached(
-                "SELECT provider, model, COUNT(*) FROM attempt_failures INDEXED BY attempt_failures_stats
-                 WHERE tenant = ?1 AND ts_ms >= ?2 AND ts_ms < ?3 GROUP BY provider, model",
-            )?;
-            let mut rows = st.query(params![tenant, to_i64(since), to_i64(until)])?;
-            while let Some(r) = rows.next()? {
-                w.add_failed_attempts(
-                    r.get_ref(0)?.as_str()?,
-                    r.get_ref(1)?.as_str()?,
-                    to_u64(r.get(2)?),
-                );
-            }
-            if w.is_empty() && !tenant_exists(tx, &tenant)? {
-                let any: bool = tx.query_row(
-                    "SELECT EXISTS(SELECT 1 FROM usage WHERE tenant = ?1)",
-                    [&tenant],
-                    |r| r.get(0),
-                )?;
-                if !any {
-                    return Ok(None);
-                }
-            }
-            Ok(Some(w))
-        })
-        .await
-    }
-
     /// All-time totals per tenant/provider/model (for /metrics).
     pub async fn usage_totals(&self) -> Result<Vec<UsageTotals>> {
         self.read(|tx| {
