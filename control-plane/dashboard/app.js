@@ -12,17 +12,18 @@
   const MINUTE = 60 * 1000;
   const HOUR = 60 * MINUTE;
   const DAY = 24 * HOUR;
-  // Buckets of the over-time charts, per window.
+  // Buckets of the over-time charts, per window (whole minutes).
   const STEPS = new Map([
-    [15 * MINUTE, 30 * 1000],
+    [15 * MINUTE, MINUTE],
     [HOUR, MINUTE],
     [DAY, 20 * MINUTE],
-    [7 * DAY, 2 * HOUR],
+    [7 * DAY, 3 * HOUR],
     [30 * DAY, 12 * HOUR],
     [90 * DAY, DAY],
   ]);
-  const BANDS = ["low", "mid", "high", "unscored"];
-  const BAND_COLORS = { low: "#3fb950", mid: "#d29922", high: "#f85149", unscored: "#6e7681" };
+  // The classifier's tiers (control-plane/README.md, "Stats").
+  const BANDS = ["cheap", "mid", "frontier", "unscored"];
+  const BAND_COLORS = { cheap: "#3fb950", mid: "#d29922", frontier: "#f85149", unscored: "#6e7681" };
   const PALETTE = ["#5b9cff", "#3fb950", "#d29922", "#f778ba", "#a371f7", "#39c5cf", "#ff7b72",
     "#e3b341", "#79c0ff", "#56d364", "#8b98a9", "#ffa657"];
   const COLORS = { text: "#e6edf3", muted: "#8b98a9", line: "#263041", accent: "#5b9cff", good: "#3fb950" };
@@ -55,6 +56,7 @@
     if (r === null || r === undefined || !Number.isFinite(r)) return "–";
     const p = r * 100;
     if (p > 99.9 && p < 100) return p.toFixed(2) + "%";
+    if (p > 0 && p < 0.1) return "<0.1%";
     return p.toFixed(p === 100 || p === 0 ? 0 : digits) + "%";
   }
   function fmtMs(ms) {
@@ -122,8 +124,6 @@
     return { status: r.status, body };
   }
   const found = (r) => (r.status === 200 ? r.body : null);
-  // A route this control plane does not have (as opposed to a missing tenant).
-  const noRoute = (r) => r.status === 404 && /no such route/.test(String(r.body && r.body.error && r.body.error.message));
 
   function query(params) {
     const q = new URLSearchParams();
@@ -131,73 +131,11 @@
     return q.toString();
   }
 
-  // The window's numbers: GET /admin/stats (tenant absent: all tenants).
-  async function fetchStats(tenant, since, until) {
-    const r = await get(`/admin/stats?${query({ tenant, since, until })}`);
-    if (!noRoute(r)) return { stats: found(r), compat: false };
-    return { stats: await compatStats(tenant, since, until), compat: true };
-  }
-
-  // The window over time: GET /admin/stats/series.
-  async function fetchSeries(tenant, since, until, step) {
-    const r = await get(`/admin/stats/series?${query({ tenant, since, until, step_ms: step })}`);
-    if (!noRoute(r)) return found(r);
-    return compatSeries(tenant, since, until, step);
-  }
-
-  // ---- until GET /admin/stats and /admin/stats/series exist on this control plane ----
-  // The same shapes from the per-tenant report (control-plane/README.md,
-  // "Stats"): sums add up exactly across tenants; percentiles do not, so
-  // "all tenants" shows none; no complexity bands, no saving.
-
-  const SUMS = ["requests", "errors", "cache_hits", "failed_attempts", "prompt_tokens",
-    "completion_tokens", "cached_tokens", "cache_write_tokens", "cost_usd"];
-  function addSums(into, from) {
-    for (const k of SUMS) into[k] = num(into[k]) + num(from[k]);
-  }
-
-  async function tenantReports(tenant, since, until) {
-    const ids = tenant ? [tenant] : state.tenants.map((t) => t.id);
-    const rs = await Promise.all(ids.map((id) =>
-      get(`/admin/tenants/${encodeURIComponent(id)}/stats?${query({ since, until })}`)));
-    return rs.map(found).filter(Boolean);
-  }
-
-  async function compatStats(tenant, since, until) {
-    const reports = await tenantReports(tenant, since, until);
-    if (tenant) return reports[0] || null;
-    const totals = { unparsed: 0 };
-    const models = new Map();
-    for (const rep of reports) {
-      addSums(totals, rep.totals);
-      totals.unparsed += num(rep.totals.unparsed);
-      for (const m of rep.by_model) {
-        const key = m.provider + "\u0000" + m.model;
-        if (!models.has(key)) {
-          models.set(key, { provider: m.provider, model: m.model,
-            latency_ms: { p50: null, p95: null, p99: null }, ttft_ms: { p50: null, p95: null, p99: null } });
-        }
-        addSums(models.get(key), m);
-      }
-    }
-    totals.success_rate = totals.requests ? (totals.requests - totals.errors) / totals.requests : null;
-    return { tenant: "*", since, until, totals, by_model: [...models.values()] };
-  }
-
-  async function compatSeries(tenant, since, until, step) {
-    // At most 12 windows per refresh: the per-tenant report was not made for this.
-    const n = Math.min(12, Math.ceil((until - since) / step));
-    const width = Math.ceil((until - since) / n);
-    const points = await Promise.all(Array.from({ length: n }, async (_, i) => {
-      const s = since + i * width;
-      const reports = await tenantReports(tenant, s, Math.min(until, s + width));
-      const p = { t: s };
-      for (const rep of reports) addSums(p, rep.totals);
-      for (const k of SUMS) p[k] = num(p[k]);
-      return p;
-    }));
-    return { since, until, step_ms: width, points };
-  }
+  // The window's numbers: GET /admin/stats (tenant absent: every tenant).
+  const fetchStats = (tenant, since, until) => get(`/admin/stats?${query({ tenant, since, until })}`).then(found);
+  // The window over time: GET /admin/stats/series, empty buckets as zeros.
+  const fetchSeries = (tenant, since, until, step) =>
+    get(`/admin/stats/series?${query({ tenant, since, until, step_ms: step })}`).then(found);
 
   // ---- charts ----------------------------------------------------------------------
 
@@ -223,12 +161,10 @@
   }
 
   // Draws (or redraws in place) the chart on canvas `id`; `empty`: show the
-  // card's empty state instead (with `why` as its text when given).
-  function draw(id, config, empty, why) {
+  // card's empty state over it.
+  function draw(id, config, empty) {
     const canvas = $(id);
-    const note = canvas.parentElement.querySelector(".empty");
-    if (why) note.textContent = why;
-    note.hidden = !empty;
+    canvas.parentElement.querySelector(".empty").hidden = !empty;
     let chart = charts.get(id);
     if (!chart) {
       chart = new Chart(canvas, config);
@@ -276,9 +212,9 @@
     // Per second, or per minute when that reads better (under one a second).
     const peak = Math.max(0, ...pts.map((p) => num(p.requests) / (step / 1000)));
     const unit = peak < 1 ? { per: "min", ms: MINUTE } : { per: "s", ms: 1000 };
-    const rate = pts.map((p) => ({ x: p.t, y: num(p.requests) / (step / unit.ms) }));
+    const rate = pts.map((p) => ({ x: p.t + step / 2, y: num(p.requests) / (step / unit.ms) }));
     const fmt = (v) => `${v < 10 ? v.toFixed(v === 0 ? 0 : v < 1 ? 2 : 1) : fmtCount(v)}/${unit.per}`;
-    const ok = pts.map((p) => ({ x: p.t, y: p.requests ? (100 * (p.requests - p.errors)) / p.requests : null }));
+    const ok = pts.map((p) => ({ x: p.t + step / 2, y: p.requests ? (100 * (p.requests - p.errors)) / p.requests : null }));
     draw("chart-traffic", {
       type: "line",
       data: { datasets: [
@@ -295,7 +231,7 @@
           y1: axis({ position: "right", min: 0, max: 100, grid: { display: false }, ticks: { callback: (v) => v + "%" } }),
         },
         plugins: { tooltip: { callbacks: {
-          title: (items) => (items.length ? new Date(items[0].parsed.x).toLocaleString("en-GB") : ""),
+          title: (items) => (items.length ? "from " + new Date(pts[items[0].dataIndex].t).toLocaleString("en-GB") : ""),
           label: (c) => (c.datasetIndex === 0 ? ` ${fmt(c.parsed.y)}` : ` ${c.parsed.y.toFixed(1)}% succeeded`),
         } } },
       },
@@ -304,12 +240,13 @@
 
   function drawSpend(series, windowMs) {
     const pts = (series && series.points) || [];
+    const mid = num(series && series.step_ms) / 2; // a bucket's value at its middle
     draw("chart-spend", {
       type: "bar",
       data: { datasets: [
-        { type: "bar", label: "cost", data: pts.map((p) => ({ x: p.t, y: num(p.cost_usd) })), backgroundColor: "#a371f7",
+        { type: "bar", label: "cost", data: pts.map((p) => ({ x: p.t + mid, y: num(p.cost_usd) })), backgroundColor: "#a371f7",
           yAxisID: "y", barPercentage: 1, categoryPercentage: 0.85, order: 2 },
-        { type: "line", label: "tokens", data: pts.map((p) => ({ x: p.t, y: num(p.prompt_tokens) + num(p.completion_tokens) })),
+        { type: "line", label: "tokens", data: pts.map((p) => ({ x: p.t + mid, y: num(p.prompt_tokens) + num(p.completion_tokens) })),
           borderColor: "#39c5cf", tension: 0.25, yAxisID: "y1", order: 1 },
       ] },
       options: {
@@ -320,7 +257,7 @@
           y1: axis({ position: "right", beginAtZero: true, grid: { display: false }, ticks: { callback: (v) => fmtCount(v) } }),
         },
         plugins: { tooltip: { callbacks: {
-          title: (items) => (items.length ? new Date(items[0].parsed.x).toLocaleString("en-GB") : ""),
+          title: (items) => (items.length ? "from " + new Date(pts[items[0].dataIndex].t).toLocaleString("en-GB") : ""),
           label: (c) => (c.datasetIndex === 0 ? ` cost ${fmtUsd(c.parsed.y)}` : ` ${fmtCount(c.parsed.y)} tokens`),
         } } },
       },
@@ -376,7 +313,7 @@
     }, models.length === 0);
   }
 
-  function drawPercentiles(id, stats, field, emptyWhy) {
+  function drawPercentiles(id, stats, field) {
     const models = ((stats && stats.by_model) || []).filter((m) => m[field] && m[field].p50 !== null && m[field].p50 !== undefined);
     const colors = { p50: "#5b9cff", p95: "#d29922", p99: "#f85149" };
     draw(id, {
@@ -390,10 +327,10 @@
         },
         plugins: { tooltip: { callbacks: { label: (c) => ` ${c.dataset.label} ${fmtMs(c.parsed.y)}` } } },
       },
-    }, models.length === 0, models.length === 0 ? emptyWhy : null);
+    }, models.length === 0);
   }
 
-  function drawBands(stats, compat) {
+  function drawBands(stats) {
     const bands = stats && stats.totals && stats.totals.bands;
     const values = BANDS.map((b) => num(bands && bands[b]));
     const total = values.reduce((a, b) => a + b, 0);
@@ -408,7 +345,7 @@
           tooltip: { callbacks: { label: (c) => ` ${c.label}: ${fmtCount(c.parsed)} (${fmtPct(total ? c.parsed / total : null)})` } },
         },
       },
-    }, total === 0, compat ? "Complexity bands need GET /admin/stats (a newer control plane)." : "No scored requests in this window.");
+    }, total === 0);
   }
 
   function drawRouting(stats) {
@@ -531,7 +468,7 @@
         `${s.baseline_model} (${s.baseline_provider}) would have cost ${fmtUsd(s.baseline_cost_usd)}`;
     } else {
       setKpi("kpi-saved", "–", null, "");
-      setSub("kpi-saved-sub", stats && "saving" in stats ? "no priced baseline in this window" : "needs GET /admin/stats");
+      setSub("kpi-saved-sub", "no priced baseline in this window");
       $("saving-note").textContent = "share of traffic each model gets, by complexity band";
     }
   }
@@ -624,22 +561,20 @@
         get("/admin/envoys").then(found),
         perTenant ? get(`${path}/budget`).then(found) : null,
         perTenant ? get(`${path}/limits`).then(found) : null,
-        perTenant ? fetchStats(tenant, until - MINUTE, until).then((s) => s.stats) : null,
+        perTenant ? fetchStats(tenant, until - MINUTE, until) : null,
       ]);
       if (seq !== state.seq) return; // a newer refresh (another tenant or window) started
       renderTenantPicker();
-      renderKpis(stats.stats, windowMs);
+      renderKpis(stats, windowMs);
       drawTraffic(series, windowMs);
       drawSpend(series, windowMs);
-      drawProviderCost(stats.stats);
-      drawModelCost(stats.stats);
-      drawPercentiles("chart-latency", stats.stats, "latency_ms",
-        stats.compat && !tenant ? "Percentiles across tenants need GET /admin/stats (a newer control plane)." : "No provider calls in this window.");
-      drawPercentiles("chart-ttft", stats.stats, "ttft_ms",
-        stats.compat && !tenant ? "Percentiles across tenants need GET /admin/stats (a newer control plane)." : "No streamed answers in this window.");
-      drawBands(stats.stats, stats.compat);
-      drawRouting(stats.stats);
-      renderPenalties(penalties, stats.stats);
+      drawProviderCost(stats);
+      drawModelCost(stats);
+      drawPercentiles("chart-latency", stats, "latency_ms");
+      drawPercentiles("chart-ttft", stats, "ttft_ms");
+      drawBands(stats);
+      drawRouting(stats);
+      renderPenalties(penalties, stats);
       renderEnvoys(envoys);
       renderTenant(perTenant ? tenant : "", budget, limits, lastMinute);
       banner("");

@@ -66,27 +66,30 @@ fn the_dashboard_shows_recorded_traffic_in_a_real_browser_and_talks_only_to_its_
     );
     let sent = record_traffic(&s, &acme, &beta);
 
-    // Every request recorded before the browser looks.
-    let stats = |tenant: &str| -> Value {
-        s.cp.admin("GET", &format!("/admin/tenants/{tenant}/stats"), None)
-            .json()
+    // Every request recorded before the browser looks; then what the admin
+    // API says of them is what the page must show.
+    let stats = |tenant: Option<&str>| -> Value {
+        let q = tenant.map_or(String::new(), |t| format!("&tenant={t}"));
+        let r = s.cp.admin("GET", &format!("/admin/stats?since=0{q}"), None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
     };
     for (tenant, n) in [("acme", sent.acme), ("beta", sent.beta)] {
         eventually(Duration::from_secs(30), || {
-            (stats(tenant)["totals"]["requests"].as_u64() == Some(n)).then_some(())
+            (stats(Some(tenant))["totals"]["requests"].as_u64() == Some(n)).then_some(())
         })
         .unwrap_or_else(|| {
             panic!(
                 "{tenant}'s {n} requests never all arrived: {}",
-                stats(tenant)
+                stats(Some(tenant))
             )
         });
     }
-    let (acme_stats, beta_stats, probe_stats) = (stats("acme"), stats("beta"), stats("probe"));
-    let all_requests: u64 = [&acme_stats, &beta_stats, &probe_stats]
-        .iter()
-        .map(|v| v["totals"]["requests"].as_u64().unwrap())
-        .sum();
+    let (all_stats, acme_stats, beta_stats) =
+        (stats(None), stats(Some("acme")), stats(Some("beta")));
+    let all_requests = all_stats["totals"]["requests"].as_u64().unwrap();
+    // acme, beta and the probe tenant that showed Envoy had the table.
+    assert_eq!(all_requests, sent.acme + sent.beta + 1, "{all_stats}");
 
     let shots = screenshot_dir();
     let report = drive(&python, &s.cp, &shots);
@@ -113,6 +116,30 @@ fn the_dashboard_shows_recorded_traffic_in_a_real_browser_and_talks_only_to_its_
     assert!(all["banner"].is_null(), "{}", all["banner"]);
     assert_eq!(kpi(all, "requests"), all_requests as f64, "{}", all["kpis"]);
     assert!(kpi(all, "cost") > 0.0, "{}", all["kpis"]);
+    assert!(
+        (kpi(all, "cost") - all_stats["totals"]["cost_usd"].as_f64().unwrap()).abs() < 1e-9,
+        "{} vs {}",
+        all["kpis"],
+        all_stats["totals"]
+    );
+    // Complexity bands: the API's counts, in its order.
+    let bands = &all_stats["totals"]["bands"];
+    let want: Vec<f64> = ["cheap", "mid", "frontier", "unscored"]
+        .iter()
+        .map(|b| bands[b].as_f64().unwrap())
+        .collect();
+    assert_eq!(dataset(all, "chart-bands", ""), want, "{bands}");
+    assert!(
+        want[0] > 0.0 && want[2] > 0.0,
+        "easy and hard prompts: {bands}"
+    );
+    // The saving against the most expensive model chosen.
+    let saved = all_stats["saving"]["saved_usd"].as_f64().unwrap();
+    assert!(saved > 0.0, "{}", all_stats["saving"]);
+    assert!((kpi(all, "saved") - saved).abs() < 1e-9, "{}", all["kpis"]);
+    // Latency percentiles across every tenant.
+    let p50 = dataset(all, "chart-latency", "p50");
+    assert!(!p50.is_empty() && p50.iter().all(|v| *v > 0.0), "{p50:?}");
     assert!(kpi(all, "tokens") > 0.0, "{}", all["kpis"]);
     assert!(kpi(all, "cache") > 0.0, "{}", all["kpis"]);
     assert_eq!(
