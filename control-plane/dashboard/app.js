@@ -9,6 +9,7 @@
 (() => {
   const SECRET_KEY = "aipipe.adminSecret";
   const REFRESH_MS = 5000;
+  const TENANTS_EVERY_MS = 60 * 1000;
   const MINUTE = 60 * 1000;
   const HOUR = 60 * MINUTE;
   const DAY = 24 * HOUR;
@@ -29,7 +30,7 @@
   const COLORS = { text: "#e6edf3", muted: "#8b98a9", line: "#263041", accent: "#5b9cff", good: "#3fb950" };
 
   const $ = (id) => document.getElementById(id);
-  const state = { windowMs: HOUR, tenant: "", tenants: [], timer: null, seq: 0, refreshes: 0 };
+  const state = { windowMs: HOUR, tenant: "", tenants: [], tenantsAt: 0, tenantsFor: null, timer: null, seq: 0, refreshes: 0 };
   const charts = new Map();
 
   // ---- formatting ------------------------------------------------------------------
@@ -442,6 +443,7 @@
   }
   function setSub(id, text) {
     $(id).textContent = text;
+    $(id).title = text; // the whole text when the tile cuts it
   }
 
   function renderKpis(stats, windowMs) {
@@ -550,8 +552,14 @@
     const since = until - windowMs;
     const seriesSince = Math.floor(since / step) * step;
     try {
-      const tenants = found(await get("/admin/tenants"));
-      state.tenants = (tenants && tenants.tenants) || [];
+      // The tenant list (the picker) once a minute, not on every refresh: it
+      // grows with the tenants, the rest with the traffic.
+      if (Date.now() - state.tenantsAt > TENANTS_EVERY_MS || tenant !== state.tenantsFor) {
+        const tenants = found(await get("/admin/tenants"));
+        state.tenants = (tenants && tenants.tenants) || [];
+        state.tenantsAt = Date.now();
+        state.tenantsFor = tenant;
+      }
       const perTenant = tenant && state.tenants.some((t) => t.id === tenant);
       const path = perTenant ? `/admin/tenants/${encodeURIComponent(tenant)}` : "";
       const [stats, series, penalties, envoys, budget, limits, lastMinute] = await Promise.all([
@@ -617,6 +625,7 @@
     clearTimeout(state.timer);
     state.seq += 1;
     sessionStorage.removeItem(SECRET_KEY);
+    state.tenantsAt = 0;
     document.documentElement.dataset.state = "signed-out";
     $("app").hidden = true;
     $("signin").hidden = false;

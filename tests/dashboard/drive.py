@@ -136,6 +136,7 @@ def main():
             error: document.getElementById('signin-error').textContent,
             app_hidden: document.getElementById('app').hidden,
             stored: sessionStorage.getItem('aipipe.adminSecret') };""")
+        out["screenshots"].append(screenshot(driver, os.path.join(spec["out"], "dashboard-signin.png")))
 
         # The right one.
         field = driver.find_element(By.ID, "secret")
