@@ -600,12 +600,15 @@
     }
   }
 
-  function schedule() {
+  // A refresh starts every REFRESH_MS (start to start; at once when one took
+  // longer); one a picker started meanwhile supersedes it (`state.seq`).
+  function schedule(after = REFRESH_MS) {
     clearTimeout(state.timer);
     state.timer = setTimeout(async () => {
+      const started = Date.now();
       await refresh();
-      if (document.documentElement.dataset.state === "signed-in") schedule();
-    }, REFRESH_MS);
+      if (document.documentElement.dataset.state === "signed-in") schedule(Math.max(0, REFRESH_MS - (Date.now() - started)));
+    }, after);
   }
   function refreshNow() {
     refresh();
