@@ -80,12 +80,15 @@
     if (s < 86400) return Math.round(s / 3600) + " h ago";
     return Math.round(s / 86400) + " d ago";
   }
+  // A time axis' tick: the time within a day, the date (and the time, unless
+  // midnight) across days.
   function fmtTime(ms, windowMs) {
     const d = new Date(ms);
     const hm = d.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" });
     if (windowMs <= DAY) return hm;
     const md = d.toLocaleDateString("en-GB", { day: "numeric", month: "short" });
-    return windowMs <= 7 * DAY ? md + " " + hm : md;
+    const midnight = d.getHours() === 0 && d.getMinutes() === 0;
+    return windowMs <= 7 * DAY && !midnight ? md + " " + hm : md;
   }
 
   // ---- the admin API ---------------------------------------------------------------
@@ -499,7 +502,8 @@
       meter("budget-bar", "budget-text", budget.spent_usd, budget.limit_usd,
         `${fmtUsd(budget.spent_usd)} of ${fmtUsd(budget.limit_usd)} over ${budget.days} day${budget.days === 1 ? "" : "s"}` +
         ` (${fmtPct(budget.limit_usd > 0 ? budget.spent_usd / budget.limit_usd : 1)})` +
-        (budget.source === "default" ? " · the default budget" : ""));
+        (budget.source === "default" ? " · the default budget" : "") +
+        (budget.remaining_usd <= 0 ? " · exhausted: requests are refused" : ""));
     } else {
       meter("budget-bar", "budget-text", 0, 0, "No budget: spend is not limited.");
     }
