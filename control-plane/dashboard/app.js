@@ -591,7 +591,10 @@
       renderTenant(perTenant ? tenant : "", budget, limits, lastMinute);
       banner("");
       state.refreshes += 1;
+      // What is on screen, for a test (or a curious operator): how many
+      // refreshes, and of which tenant and window.
       document.documentElement.dataset.refreshes = String(state.refreshes);
+      document.documentElement.dataset.shown = `${tenant}|${windowMs}`;
       setStatus("live", "live · " + new Date().toLocaleTimeString("en-GB"));
     } catch (e) {
       if (seq !== state.seq) return;

@@ -91,12 +91,18 @@ def refreshes(driver):
     return driver.execute_script("return Number(document.documentElement.dataset.refreshes || 0)")
 
 
-def after_next_refresh(driver, what, act):
-    """Runs `act`, then waits for a refresh that completed after it (the page
-    drops refreshes a newer selection superseded)."""
+def shown(driver):
+    return driver.execute_script("return document.documentElement.dataset.shown || ''")
+
+
+def after_next_refresh(driver, what, act, tenant, window_ms):
+    """Runs `act`, then waits for a refresh of `tenant` over `window_ms` that
+    completed after it (the page drops refreshes a newer selection superseded;
+    one that ended just before `act` shows the old selection)."""
     before = refreshes(driver)
     act()
-    wait(driver, what, lambda d: refreshes(d) > before)
+    want = f"{tenant}|{window_ms}"
+    wait(driver, what, lambda d: refreshes(d) > before and shown(d) == want)
     return driver.execute_script(OBSERVE)
 
 
@@ -157,18 +163,22 @@ def main():
             "same_page": driver.execute_script("return window.__samePage === true"),
         }
 
+        hour, quarter = 3600000, 900000
         for tenant in spec["tenants"]:
             observed = after_next_refresh(driver, f"tenant {tenant}",
-                                          lambda: Select(driver.find_element(By.ID, "tenant")).select_by_value(tenant))
+                                          lambda: Select(driver.find_element(By.ID, "tenant")).select_by_value(tenant),
+                                          tenant, hour)
             out["steps"]["tenant:" + tenant] = observed
             if tenant == spec["tenants"][0]:
                 out["screenshots"].append(screenshot(driver, os.path.join(spec["out"], f"dashboard-{tenant}.png")))
 
         observed = after_next_refresh(driver, "all tenants again",
-                                      lambda: Select(driver.find_element(By.ID, "tenant")).select_by_value(""))
+                                      lambda: Select(driver.find_element(By.ID, "tenant")).select_by_value(""),
+                                      "", hour)
         out["steps"]["all_again"] = observed
         observed = after_next_refresh(driver, "the 15 min window",
-                                      lambda: driver.find_element(By.CSS_SELECTOR, "#window button[data-window='900000']").click())
+                                      lambda: driver.find_element(By.CSS_SELECTOR, f"#window button[data-window='{quarter}']").click(),
+                                      "", quarter)
         out["steps"]["window_15m"] = observed
         out["screenshots"].append(screenshot(driver, os.path.join(spec["out"], "dashboard-all.png")))
 
