@@ -268,6 +268,20 @@
     }, !pts.some((p) => p.cost_usd > 0 || p.prompt_tokens > 0));
   }
 
+  // A category axis whose labels stay level: long names are cut (the
+  // tooltip has them whole).
+  const modelAxis = (extra) => axis(Object.assign({
+    grid: { display: false },
+    ticks: {
+      maxRotation: 0, autoSkip: false,
+      callback(value) {
+        const label = String(this.getLabelForValue(value));
+        const room = Math.max(8, Math.floor((0.85 * this.chart.width) / Math.max(1, this.ticks.length) / 7));
+        return label.length > room ? label.slice(0, room - 1) + "…" : label;
+      },
+    },
+  }, extra));
+
   // Model labels: the model's name, with its provider when two providers serve it.
   function modelLabels(models) {
     const count = new Map();
@@ -305,7 +319,7 @@
       ] },
       options: {
         scales: {
-          x: axis({ stacked: true, grid: { display: false } }),
+          x: modelAxis({ stacked: true }),
           y: axis({ beginAtZero: true, ticks: { callback: (v) => fmtUsd(v) } }),
           y1: axis({ stacked: true, position: "right", beginAtZero: true, grid: { display: false }, ticks: { callback: (v) => fmtCount(v) } }),
         },
@@ -326,7 +340,7 @@
         label: p, data: models.map((m) => m[field][p]), backgroundColor: colors[p] })) },
       options: {
         scales: {
-          x: axis({ grid: { display: false } }),
+          x: modelAxis({}),
           y: axis({ beginAtZero: true, ticks: { callback: (v) => fmtMs(v) } }),
         },
         plugins: { tooltip: { callbacks: { label: (c) => ` ${c.dataset.label} ${fmtMs(c.parsed.y)}` } } },
