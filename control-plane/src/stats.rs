@@ -10,7 +10,6 @@
 
 use aipipe_core::classify::{FRONTIER_FROM, MID_FROM};
 use hdrhistogram::Histogram;
-use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -159,12 +158,42 @@ impl Sums {
 /// microseconds from 1 µs to one hour (longer values count as one hour),
 /// two significant digits — a percentile read from it is at most 0.8 %
 /// above the true one. Kept per minute, hour and day in the usage rollups
-/// (db/rollups.rs) in its compact V2 form (a few hundred bytes), so a
-/// window's percentiles are a merge of a few hundred of them.
+/// (db/rollups.rs) as its non-empty buckets ([`Sketch::to_bytes`], a few
+/// hundred bytes), so a window's percentiles are a merge of a few hundred
+/// of them.
 #[derive(Debug, Default, Clone)]
 pub struct Sketch(Option<Box<Histogram<u64>>>);
 
 const SKETCH_MAX_US: u64 = 3_600_000_000;
+/// The first byte of a stored sketch: its format's version.
+const SKETCH_FORMAT: u8 = 1;
+
+fn put_leb128(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Reads one LEB128 number off the front of `bytes`; None when it is cut
+/// short or longer than a u64.
+fn leb128(bytes: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, rest) = bytes.split_first()?;
+        *bytes = rest;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
 
 impl Sketch {
     fn histogram(&mut self) -> Option<&mut Histogram<u64>> {
@@ -187,41 +216,50 @@ impl Sketch {
         }
     }
 
-    pub fn merge(&mut self, other: &Sketch) {
-        if let Some(o) = other.0.as_deref().filter(|o| !o.is_empty())
-            && let Some(h) = self.histogram()
-            && let Err(e) = h.add(o)
-        {
-            tracing::warn!("merging a latency sketch: {e}");
-        }
-    }
-
     /// Adds a stored sketch; a blob that does not decode is skipped (and
     /// logged): stats lose that bucket's percentiles, never the query.
+    /// Decoded straight into this sketch's buckets: no histogram is built
+    /// per blob (allocating one per stored cell was most of a long
+    /// window's cost).
     pub fn merge_bytes(&mut self, bytes: &[u8]) {
-        if bytes.is_empty() {
-            return;
-        }
-        match Deserializer::new().deserialize::<u64, _>(&mut &bytes[..]) {
-            Ok(o) => {
-                if let Some(h) = self.histogram()
-                    && let Err(e) = h.add(&o)
-                {
-                    tracing::warn!("merging a stored latency sketch: {e}");
-                }
+        let Some((&SKETCH_FORMAT, mut rest)) = bytes.split_first() else {
+            if !bytes.is_empty() {
+                tracing::warn!("a stored latency sketch has an unknown format");
             }
-            Err(e) => tracing::warn!("a stored latency sketch does not decode: {e}"),
+            return;
+        };
+        let Some(h) = self.histogram() else {
+            return;
+        };
+        let mut value = 0u64;
+        while !rest.is_empty() {
+            let (Some(delta), Some(count)) = (leb128(&mut rest), leb128(&mut rest)) else {
+                tracing::warn!("a stored latency sketch is truncated");
+                return;
+            };
+            value = value.saturating_add(delta);
+            if h.record_n(value.min(SKETCH_MAX_US), count).is_err() {
+                tracing::warn!("a stored latency sketch holds a value out of range");
+                return;
+            }
         }
     }
 
-    /// The compact form (empty when nothing was recorded).
+    /// The stored form (empty when nothing was recorded): a format byte,
+    /// then per non-empty bucket its value (the bucket's highest, as a
+    /// delta from the previous one) and its count, both LEB128 — a few
+    /// hundred bytes for a busy hour.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        if let Some(h) = self.0.as_deref().filter(|h| !h.is_empty())
-            && let Err(e) = V2Serializer::new().serialize(h, &mut out)
-        {
-            tracing::warn!("serialising a latency sketch: {e}");
-            out.clear();
+        let Some(h) = self.0.as_deref().filter(|h| !h.is_empty()) else {
+            return Vec::new();
+        };
+        let mut out = vec![SKETCH_FORMAT];
+        let mut last = 0u64;
+        for v in h.iter_recorded() {
+            let value = v.value_iterated_to();
+            put_leb128(&mut out, value - last.min(value));
+            put_leb128(&mut out, v.count_at_value());
+            last = value;
         }
         out
     }
@@ -289,13 +327,6 @@ impl Cell {
             }
         }
     }
-
-    pub fn merge(&mut self, o: &Cell) {
-        self.sums.merge(&o.sums);
-        self.bands.merge(&o.bands);
-        self.latency.merge(&o.latency);
-        self.ttft.merge(&o.ttft);
-    }
 }
 
 #[derive(Debug)]
@@ -350,12 +381,23 @@ impl Window {
         }
     }
 
-    /// A stored rollup cell of one provider/model.
-    pub fn add_cell(&mut self, provider: &str, model: &str, cell: &Cell) {
-        self.total.merge(&cell.sums);
-        self.bands.merge(&cell.bands);
+    /// A stored rollup cell of one provider/model: its sums and bands, and
+    /// its latency and TTFT sketches as stored.
+    pub fn add_stored(
+        &mut self,
+        provider: &str,
+        model: &str,
+        sums: &Sums,
+        bands: &Bands,
+        [latency, ttft]: [&[u8]; 2],
+    ) {
+        self.total.merge(sums);
+        self.bands.merge(bands);
         if let Some(c) = self.group(provider, model) {
-            c.merge(cell);
+            c.sums.merge(sums);
+            c.bands.merge(bands);
+            c.latency.merge_bytes(latency);
+            c.ttft.merge_bytes(ttft);
         }
     }
 
@@ -599,7 +641,39 @@ mod tests {
         // Garbage in storage is skipped, not a failure.
         let mut g = Sketch::default();
         g.merge_bytes(b"not a sketch");
+        g.merge_bytes(&[SKETCH_FORMAT, 0x80]);
+        g.merge_bytes(&[
+            SKETCH_FORMAT,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            0xff,
+            1,
+        ]);
         assert_eq!(g.count(), 0);
+        // Every bucket survives the stored form: merging A's and B's bytes
+        // is the histogram of A and B.
+        let (mut a, mut b, mut both) = (Sketch::default(), Sketch::default(), Sketch::default());
+        for i in 0..5_000u32 {
+            let v = f64::from(i * i % 999_983) / 7.0;
+            if i % 3 == 0 {
+                a.record_ms(v)
+            } else {
+                b.record_ms(v)
+            }
+            both.record_ms(v);
+        }
+        let mut m = Sketch::default();
+        m.merge_bytes(&a.to_bytes());
+        m.merge_bytes(&b.to_bytes());
+        assert_eq!(m.to_bytes(), both.to_bytes());
+        assert_eq!(m.count(), 5_000);
     }
 
     #[test]

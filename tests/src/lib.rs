@@ -204,6 +204,23 @@ impl Process {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// SIGTERM, then waits up to `patience` for the process to exit by
+    /// itself; its exit status (None: still running, or not ours to read).
+    pub fn terminate(&mut self, patience: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + patience;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     pub fn stop(&mut self) {
         if !self.alive() {
             return;
@@ -528,6 +545,21 @@ impl Envoy {
         concurrency: u32,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::start_under(yaml, listener_port, admin_port, concurrency, env, None)
+    }
+
+    /// As [`Envoy::start_with_env`]; with `supervisor`, Envoy runs as the
+    /// child of that program (`envoy-graceful`), which gets Envoy's
+    /// arguments, and finds Envoy in `ENVOY_BIN` and its admin port in
+    /// `AIPIPE_ENVOY_ADMIN_PORT`.
+    fn start_under(
+        yaml: &str,
+        listener_port: u16,
+        admin_port: u16,
+        concurrency: u32,
+        env: &[(&str, &str)],
+        supervisor: Option<&Path>,
+    ) -> Self {
         let binary = envoy_binary();
         assert!(
             binary.exists(),
@@ -552,7 +584,15 @@ impl Envoy {
         if let Ok(keep) = std::env::var("AIPIPE_KEEP_ENVOY_CONFIG") {
             let _ = fs::write(keep, yaml);
         }
-        let mut cmd = Command::new(binary);
+        let mut cmd = match supervisor {
+            Some(s) => {
+                let mut c = Command::new(s);
+                c.env("ENVOY_BIN", &binary)
+                    .env("AIPIPE_ENVOY_ADMIN_PORT", admin_port.to_string());
+                c
+            }
+            None => Command::new(binary),
+        };
         cmd.envs(env.iter().copied());
         cmd.arg("-c")
             .arg(&config)
@@ -616,6 +656,28 @@ impl Envoy {
         control_plane: Option<(u16, String)>,
         concurrency: u32,
     ) -> Self {
+        Self::start_rendered_under(
+            file,
+            upstream_port,
+            plugin_config,
+            with_filter,
+            control_plane,
+            concurrency,
+            None,
+        )
+    }
+
+    /// As [`Envoy::start_rendered_with`], run by `supervisor` (see
+    /// [`Envoy::start_under`]).
+    pub fn start_rendered_under(
+        file: &str,
+        upstream_port: u16,
+        plugin_config: Option<String>,
+        with_filter: bool,
+        control_plane: Option<(u16, String)>,
+        concurrency: u32,
+        supervisor: Option<&Path>,
+    ) -> Self {
         let (listener_port, admin_port) = (free_port(), free_port());
         let token = control_plane.as_ref().map(|(_, t)| t.clone());
         let yaml = render_envoy_config(
@@ -634,7 +696,14 @@ impl Envoy {
             .map(|t| ("AIPIPE_INTERNAL_TOKEN", t))
             .into_iter()
             .collect();
-        Self::start_with_env(&yaml, listener_port, admin_port, concurrency, &env)
+        Self::start_under(
+            &yaml,
+            listener_port,
+            admin_port,
+            concurrency,
+            &env,
+            supervisor,
+        )
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -643,18 +712,7 @@ impl Envoy {
 
     /// One stat from the admin `/stats` (None when absent).
     pub fn stat(&self, name: &str) -> Option<u64> {
-        let body = get(
-            &format!(
-                "http://127.0.0.1:{}/stats?filter=^{}$",
-                self.admin_port,
-                name.replace('.', "\\.")
-            ),
-            &[],
-        )
-        .text();
-        body.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-            .and_then(|v| v.trim().parse().ok())
+        admin_stat(self.admin_port, name)
     }
 
     /// How often the filter failed inside Envoy: Wasm VMs reloaded after a
@@ -666,47 +724,9 @@ impl Envoy {
         }
     }
 
-    /// The first half of the stop order that loses no usage
-    /// (control-plane/README.md, "Stopping without losing usage"): close the
-    /// listeners (no new requests; those in flight go on), wait until none
-    /// is in flight, then until the filter holds no usage record for
-    /// `settle` (longer than a flush period, so a record still on its way
-    /// from a worker to the singleton shows up first). Then Envoy can stop.
+    /// The first half of the stop order that loses no usage: [`drain_usage_at`].
     pub fn drain_usage(&self, settle: Duration, patience: Duration) -> Result<(), String> {
-        let deadline = Instant::now() + patience;
-        let admin = |path: &str| {
-            try_request(
-                "POST",
-                &format!("http://127.0.0.1:{}{path}", self.admin_port),
-                &[],
-                None,
-            )
-        };
-        match admin("/drain_listeners") {
-            Some(r) if r.status == 200 => {}
-            other => return Err(format!("drain_listeners: {:?}", other.map(|r| r.status))),
-        }
-        while self.stat("http.aipipe.downstream_rq_active").unwrap_or(0) > 0 {
-            if Instant::now() > deadline {
-                return Err("requests still in flight".into());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let mut empty_since = Instant::now();
-        loop {
-            let buffered = self
-                .stat(&custom_stat("aipipe.usage.buffered"))
-                .unwrap_or(0);
-            if buffered > 0 {
-                empty_since = Instant::now();
-            } else if empty_since.elapsed() >= settle {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!("{buffered} usage records still buffered"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        drain_usage_at(self.admin_port, settle, patience)
     }
 
     pub fn stats_text(&self, filter: &str) -> String {
@@ -758,6 +778,53 @@ fn agent() -> ureq::Agent {
 
 /// One request on a fresh connection (so consecutive requests spread over
 /// Envoy's workers). None if the connection failed.
+/// A counter or gauge of the Envoy whose admin API is on 127.0.0.1:`admin_port`.
+pub fn admin_stat(admin_port: u16, name: &str) -> Option<u64> {
+    let url = format!(
+        "http://127.0.0.1:{admin_port}/stats?filter=^{}$",
+        name.replace('.', "\\.")
+    );
+    let body = try_request("GET", &url, &[], None)?.text();
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The first half of the stop order that loses no usage
+/// (control-plane/README.md, "Stopping without losing usage") for the Envoy
+/// whose admin API is on 127.0.0.1:`admin_port`: close the listeners (no
+/// new requests; those in flight go on), wait until none is in flight,
+/// then until the filter holds no usage record for `settle` (longer than a
+/// flush period, so a record still on its way from a worker to the
+/// singleton shows up first). Then Envoy can stop.
+pub fn drain_usage_at(admin_port: u16, settle: Duration, patience: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + patience;
+    let url = format!("http://127.0.0.1:{admin_port}/drain_listeners");
+    match try_request("POST", &url, &[], None) {
+        Some(r) if r.status == 200 => {}
+        other => return Err(format!("drain_listeners: {:?}", other.map(|r| r.status))),
+    }
+    while admin_stat(admin_port, "http.aipipe.downstream_rq_active").unwrap_or(0) > 0 {
+        if Instant::now() > deadline {
+            return Err("requests still in flight".into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut empty_since = Instant::now();
+    loop {
+        let buffered = admin_stat(admin_port, &custom_stat("aipipe.usage.buffered")).unwrap_or(0);
+        if buffered > 0 {
+            empty_since = Instant::now();
+        } else if empty_since.elapsed() >= settle {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{buffered} usage records still buffered"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn try_request(
     method: &str,
     url: &str,
@@ -1059,5 +1126,137 @@ impl ControlPlane {
         );
         assert_eq!(r.status, 201, "virtual key for {id}: {}", r.text());
         r.json()["key"].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+// ---------------------------------------------------------------- demo
+
+/// The demo stack's fixed settings and its seed: what `make demo`
+/// (`tests/tools/src/bin/demo.rs`) runs, what the containers of
+/// `docker-compose.yaml` run (`demo-seed`), and what `tests/tests/compose.rs`
+/// checks the compose file against.
+pub mod demo {
+    use super::{Reply, eventually, try_request};
+    use serde_json::json;
+    use std::time::Duration;
+
+    /// The demo virtual key when `AIPIPE_DEMO_KEY` is not set.
+    pub const DEFAULT_KEY: &str = "aipipe-demo-key";
+    /// Envoy's listener.
+    pub const LISTENER: u16 = 10000;
+    /// Envoy's admin interface.
+    pub const ADMIN: u16 = 9901;
+    /// The mock providers.
+    pub const MOCK: u16 = 18000;
+    /// The control plane's admin API.
+    pub const CP_ADMIN: u16 = 8082;
+    /// The control plane's internal API (Envoy's singleton calls it).
+    pub const CP_INTERNAL: u16 = 8083;
+    /// Every port the demo listens on, with what listens there.
+    pub const PORTS: [(&str, u16); 5] = [
+        ("Envoy listener", LISTENER),
+        ("Envoy admin", ADMIN),
+        ("mock provider", MOCK),
+        ("control plane admin", CP_ADMIN),
+        ("control plane internal", CP_INTERNAL),
+    ];
+    /// The settings the demo reads from its environment (README.md, "The
+    /// two commands"); the internal token is generated per run.
+    pub const SETTINGS: [&str; 3] = [
+        "AIPIPE_DEMO_KEY",
+        "AIPIPE_ADMIN_SECRET",
+        "AIPIPE_MASTER_KEY",
+    ];
+
+    /// A non-empty environment variable.
+    pub fn env(name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    }
+
+    fn admin(
+        base: &str,
+        secret: &str,
+        method: &str,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<Reply, String> {
+        try_request(
+            method,
+            &format!("{base}{path}"),
+            &[
+                ("x-admin-secret", secret),
+                ("content-type", "application/json"),
+            ],
+            Some(body.to_string().as_bytes()),
+        )
+        .ok_or_else(|| format!("{method} {base}{path}: connection failed"))
+    }
+
+    /// Seeds the `demo` tenant through the admin API at `base`
+    /// (`http://host:port`): a mock key for every provider of the catalog
+    /// and the virtual key `key`. Idempotent, so a restart on the same
+    /// database just finds them.
+    pub fn seed(base: &str, secret: &str, key: &str) -> Result<(), String> {
+        let r = admin(
+            base,
+            secret,
+            "POST",
+            "/admin/tenants",
+            &json!({"id": "demo", "name": "Demo"}),
+        )?;
+        if r.status != 201 && r.status != 409 {
+            return Err(format!(
+                "cannot create the demo tenant: {} {}",
+                r.status,
+                r.text()
+            ));
+        }
+        let keys: serde_json::Map<String, serde_json::Value> =
+            aipipe_core::catalog::default_providers()
+                .into_iter()
+                .map(|p| {
+                    let key = json!(format!("mock-{}-key", p.id));
+                    (p.id, key)
+                })
+                .collect();
+        let r = admin(
+            base,
+            secret,
+            "POST",
+            "/admin/tenants/demo/keys",
+            &serde_json::Value::Object(keys),
+        )?;
+        if r.status != 200 {
+            return Err(format!(
+                "cannot store the demo provider keys: {} {}",
+                r.status,
+                r.text()
+            ));
+        }
+        let r = admin(
+            base,
+            secret,
+            "POST",
+            "/admin/tenants/demo/virtual-keys",
+            &json!({"name": "demo", "key": key}),
+        )?;
+        if r.status != 201 && r.status != 409 {
+            return Err(format!(
+                "cannot register the demo key: {} {}",
+                r.status,
+                r.text()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Waits (at most `patience`) until the control plane at `base` answers
+    /// `/healthz`: a container's seed starts with its control plane.
+    pub fn wait_for_control_plane(base: &str, patience: Duration) -> Result<(), String> {
+        eventually(patience, || {
+            try_request("GET", &format!("{base}/healthz"), &[], None).filter(|r| r.status == 200)
+        })
+        .map(|_| ())
+        .ok_or_else(|| format!("{base}/healthz did not answer within {patience:?}"))
     }
 }

@@ -47,7 +47,7 @@ fn every_shipped_envoy_config_validates() {
 /// Envoy's environment.
 #[test]
 fn every_shipped_envoy_config_bounds_clients_and_holds_no_secret() {
-    for name in ["demo.yaml", "production.yaml"] {
+    for name in ["demo.yaml", "production.yaml", "compose.yaml"] {
         let text = std::fs::read_to_string(repo_root().join("envoy").join(name)).unwrap();
         for needed in [
             "request_headers_timeout:",
@@ -124,6 +124,7 @@ fn every_shipped_config_can_fail_over_by_redirect() {
     for file in [
         "demo.yaml",
         "production.yaml",
+        "compose.yaml",
         "demo-native.yaml",
         "production-native.yaml",
     ] {

@@ -3,7 +3,9 @@
 //! went away mid-answer — then the documented stop order (Envoy's listeners
 //! closed, in-flight requests finished, the filter's buffer flushed, Envoy
 //! stopped, then the control plane), then the control plane started again on
-//! its database: all 200 are recorded, once.
+//! its database: all 200 are recorded, once. And the same through a
+//! container's stop: SIGTERM to `envoy-graceful`, which runs Envoy in the
+//! compose file.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -11,8 +13,8 @@ mod common;
 
 use std::time::Duration;
 
-use aipipe_tests::{ControlPlane, assert_eventually, stream_lines};
-use common::control_plane::{CpStack, tenant_stats, tenant_with_own_keys};
+use aipipe_tests::{ControlPlane, Envoy, Mock, assert_eventually, stream_lines};
+use common::control_plane::{CpStack, chat_as, tenant_stats, tenant_with_own_keys};
 use serde_json::json;
 
 /// A streamed request whose client reads the head of the answer and hangs
@@ -63,4 +65,52 @@ fn the_documented_stop_loses_no_usage_record() {
     s.cp = ControlPlane::start_on(data, admin, internal);
     let requests = tenant_stats(&s.cp, "acme")["totals"]["requests"].as_u64();
     assert_eq!(requests, Some(200), "records lost or counted twice");
+}
+
+/// `docker compose down` sends Envoy's container SIGTERM, on which Envoy
+/// itself exits at once (with no supervisor this test sees 0 of 50
+/// records). Run as the compose file runs it, under `envoy-graceful`, it
+/// drains first: every answer given, streams still running included, is
+/// recorded, and it exits 0.
+#[test]
+fn sigterm_to_envoy_graceful_loses_no_usage_record() {
+    let cp = ControlPlane::start();
+    let mock = Mock::start();
+    let mut envoy = Envoy::start_rendered_under(
+        "demo.yaml",
+        mock.port,
+        Some("{}".into()),
+        true,
+        Some((cp.internal_port, cp.internal_token.clone())),
+        2,
+        Some(std::path::Path::new(env!("CARGO_BIN_EXE_envoy-graceful"))),
+    );
+    let key = tenant_with_own_keys(&cp, "acme", &["openai", "anthropic"]);
+    assert_eventually!(
+        Duration::from_secs(20),
+        chat_as(&envoy, &key, &common::chat("gpt-4o-mini", "hi")).status == 200,
+        "the tenant never worked"
+    );
+    for i in 0..39 {
+        let r = chat_as(
+            &envoy,
+            &key,
+            &common::chat("gpt-4o-mini", &format!("plain {i}")),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // Ten streams paced 100 ms per event, their clients gone after the
+    // head: SIGTERM arrives while their answers still run.
+    mock.fault(json!({"provider": "openai", "stream_chunk_delay_ms": 100}));
+    for i in 0..10 {
+        stream_and_hang_up(envoy.port, &key, i);
+    }
+    let status = envoy.process.terminate(Duration::from_secs(30));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "envoy-graceful: {status:?}\n{}",
+        envoy.process.logs()
+    );
+    let requests = tenant_stats(&cp, "acme")["totals"]["requests"].as_u64();
+    assert_eq!(requests, Some(50), "records lost or counted twice");
 }

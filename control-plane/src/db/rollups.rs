@@ -22,7 +22,7 @@ use rusqlite::{Transaction, params};
 use super::tenants::tenant_exists;
 use super::{Db, Tx, to_i64, to_u64};
 use crate::error::Result;
-use crate::stats::{Bands, Cell, Row, Sketch, Sums, Window};
+use crate::stats::{Bands, Cell, Row, Sums, Window};
 
 pub const MINUTE_MS: u64 = 60_000;
 pub const HOUR_MS: u64 = 60 * MINUTE_MS;
@@ -118,7 +118,11 @@ impl Rollups {
             let key = params![tenant, to_i64(w), to_i64(start), provider, model];
             let mut rows = read.query(key)?;
             if let Some(r) = rows.next()? {
-                cell.merge(&cell_of(r, 0, true)?);
+                let (sums, bands) = counts_of(r, 0)?;
+                cell.sums.merge(&sums);
+                cell.bands.merge(&bands);
+                cell.latency.merge_bytes(blob(r, 14)?);
+                cell.ttft.merge_bytes(blob(r, 15)?);
             }
             drop(rows);
             let (s, b) = (&cell.sums, &cell.bands);
@@ -288,7 +292,7 @@ fn scan(
     scope: &str,
     pieces: &[Piece],
     sketches: bool,
-    mut cells: impl FnMut(u64, &str, &str, &Cell),
+    mut cells: impl FnMut(u64, &str, &str, &Sums, &Bands, [&[u8]; 2]),
     mut raw: impl FnMut(u64, &Row<'_>),
     mut failed: impl FnMut(u64, &str, &str),
 ) -> Result<()> {
@@ -316,13 +320,21 @@ fn scan(
                     by_cells.query(params![scope, to_i64(width), to_i64(start), to_i64(end)])?;
                 while let Some(r) = rows.next()? {
                     let start = to_u64(r.get(0)?);
-                    // The cell columns start at 3.
-                    let cell = cell_of(r, 3, sketches)?;
+                    // The cell columns start at 3; the sketches are handed
+                    // over as stored, to be merged once, where they go.
+                    let (sums, bands) = counts_of(r, 3)?;
+                    let sketches = if sketches {
+                        [blob(r, 17)?, blob(r, 18)?]
+                    } else {
+                        [&[][..], &[][..]]
+                    };
                     cells(
                         start,
                         r.get_ref(1)?.as_str()?,
                         r.get_ref(2)?.as_str()?,
-                        &cell,
+                        &sums,
+                        &bands,
+                        sketches,
                     );
                 }
             }
@@ -345,11 +357,13 @@ fn scan(
     Ok(())
 }
 
-/// A rollup cell from a row whose [`CELL_COLUMNS`] start at column `at`.
-fn cell_of(r: &rusqlite::Row<'_>, at: usize, sketches: bool) -> Result<Cell> {
+/// A rollup cell's sums and bands, from a row whose [`CELL_COLUMNS`] start
+/// at column `at`; its sketches are the two columns after them, read (and
+/// merged) where they are needed.
+fn counts_of(r: &rusqlite::Row<'_>, at: usize) -> Result<(Sums, Bands)> {
     let n = |i: usize| -> rusqlite::Result<u64> { r.get::<_, i64>(at + i).map(to_u64) };
-    let mut cell = Cell {
-        sums: Sums {
+    Ok((
+        Sums {
             requests: n(0)?,
             errors: n(1)?,
             prompt_tokens: n(2)?,
@@ -361,24 +375,18 @@ fn cell_of(r: &rusqlite::Row<'_>, at: usize, sketches: bool) -> Result<Cell> {
             failed_attempts: n(8)?,
             cache_hits: n(9)?,
         },
-        bands: Bands {
+        Bands {
             cheap: n(10)?,
             mid: n(11)?,
             frontier: n(12)?,
             unscored: n(13)?,
         },
-        latency: Sketch::default(),
-        ttft: Sketch::default(),
-    };
-    if sketches {
-        if let Some(b) = r.get_ref(at + 14)?.as_blob_or_null()? {
-            cell.latency.merge_bytes(b);
-        }
-        if let Some(b) = r.get_ref(at + 15)?.as_blob_or_null()? {
-            cell.ttft.merge_bytes(b);
-        }
-    }
-    Ok(cell)
+    ))
+}
+
+/// The stored sketch in column `i` (empty when NULL).
+fn blob<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r [u8]> {
+    Ok(r.get_ref(i)?.as_blob_or_null()?.unwrap_or_default())
 }
 
 /// A stats window as answered: the numbers and the window they cover.
@@ -471,7 +479,9 @@ impl Db {
                 scope,
                 &pieces,
                 true,
-                |_, p, m, c| w.borrow_mut().add_cell(p, m, c),
+                |_, p, m, sums, bands, sketches| {
+                    w.borrow_mut().add_stored(p, m, sums, bands, sketches)
+                },
                 |_, r| w.borrow_mut().add(*r),
                 |_, p, m| w.borrow_mut().add_failed_attempts(p, m, 1),
             )?;
@@ -541,9 +551,9 @@ impl Db {
                 tenant.as_deref().unwrap_or(ALL),
                 &pieces,
                 false,
-                |t, _, _, c| {
+                |t, _, _, sums, _, _| {
                     if let Some(p) = points.borrow_mut().get_mut(at(t)) {
-                        p.sums.merge(&c.sums);
+                        p.sums.merge(sums);
                     }
                 },
                 |t, r| {

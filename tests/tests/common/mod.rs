@@ -8,6 +8,7 @@
 pub mod control_plane;
 pub mod scripts;
 pub mod usage;
+pub mod ways;
 
 use aipipe_tests::{Envoy, Mock, plugin_config};
 use serde_json::{Value, json};

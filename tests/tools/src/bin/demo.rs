@@ -18,22 +18,14 @@
 
 use std::time::Duration;
 
+use aipipe_tests::demo::{
+    ADMIN, CP_ADMIN, CP_INTERNAL, DEFAULT_KEY, LISTENER, MOCK, PORTS, env, seed,
+};
 use aipipe_tests::{
     ControlPlane, Envoy, EnvoyConfig, Launch, Mock, eventually, hex_hash, post_json, random_secret,
     render_envoy_config, repo_root, sibling_binary,
 };
 use serde_json::json;
-
-const DEFAULT_KEY: &str = "aipipe-demo-key";
-const LISTENER: u16 = 10000;
-const ADMIN: u16 = 9901;
-const MOCK: u16 = 18000;
-const CP_ADMIN: u16 = 8082;
-const CP_INTERNAL: u16 = 8083;
-
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
 
 fn main() {
     // Every process started is stopped when `run` returns (on drop), also on
@@ -48,13 +40,7 @@ fn run() -> Result<(), String> {
     aipipe_tests::start_in_own_process_groups();
     let key = env("AIPIPE_DEMO_KEY").unwrap_or_else(|| DEFAULT_KEY.to_owned());
     let admin_secret = env("AIPIPE_ADMIN_SECRET").unwrap_or_else(random_secret);
-    for (what, port) in [
-        ("Envoy listener", LISTENER),
-        ("Envoy admin", ADMIN),
-        ("mock provider", MOCK),
-        ("control plane admin", CP_ADMIN),
-        ("control plane internal", CP_INTERNAL),
-    ] {
+    for (what, port) in PORTS {
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             return Err(format!(
                 "127.0.0.1:{port} ({what}) is in use — is another demo running?"
@@ -74,7 +60,7 @@ fn run() -> Result<(), String> {
         env: Vec::new(),
     };
     let cp = ControlPlane::launch(&launch);
-    seed(&cp, &key)?;
+    seed(&cp.admin_url(""), &cp.admin_secret, &key)?;
 
     let mut yaml = render_envoy_config(
         "demo.yaml",
@@ -153,57 +139,6 @@ fn run() -> Result<(), String> {
     println!("aipipe demo ready");
 
     wait(mock, cp, envoy, &launch)
-}
-
-/// The demo tenant: mock keys for every provider and the demo virtual key.
-/// Idempotent, so a restart on the same `./data/` just finds them.
-fn seed(cp: &ControlPlane, key: &str) -> Result<(), String> {
-    let r = cp.admin(
-        "POST",
-        "/admin/tenants",
-        Some(&json!({"id": "demo", "name": "Demo"})),
-    );
-    if r.status != 201 && r.status != 409 {
-        return Err(format!(
-            "cannot create the demo tenant: {} {}",
-            r.status,
-            r.text()
-        ));
-    }
-    // A mock key for every provider of the catalog.
-    let keys: serde_json::Map<String, serde_json::Value> =
-        aipipe_core::catalog::default_providers()
-            .into_iter()
-            .map(|p| {
-                let key = json!(format!("mock-{}-key", p.id));
-                (p.id, key)
-            })
-            .collect();
-    let r = cp.admin(
-        "POST",
-        "/admin/tenants/demo/keys",
-        Some(&serde_json::Value::Object(keys)),
-    );
-    if r.status != 200 {
-        return Err(format!(
-            "cannot store the demo provider keys: {} {}",
-            r.status,
-            r.text()
-        ));
-    }
-    let r = cp.admin(
-        "POST",
-        "/admin/tenants/demo/virtual-keys",
-        Some(&json!({"name": "demo", "key": key})),
-    );
-    if r.status != 201 && r.status != 409 {
-        return Err(format!(
-            "cannot register the demo key: {} {}",
-            r.status,
-            r.text()
-        ));
-    }
-    Ok(())
 }
 
 fn wait(mock: Mock, cp: ControlPlane, envoy: Envoy, launch: &Launch) -> Result<(), String> {
