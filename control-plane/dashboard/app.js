@@ -101,8 +101,9 @@
     }
   }
 
-  // GET `path` with the secret; resolves to {status, body}. 401 throws
-  // AuthError, 429 and 5xx throw HttpError; 404 is returned to the caller.
+  // GET `path` with the secret; resolves to {status, body} for 200 and 404
+  // (no such tenant, or an endpoint this control plane lacks: the caller
+  // shows an empty state). 401 throws AuthError, any other status HttpError.
   async function get(path, secret = sessionStorage.getItem(SECRET_KEY)) {
     const r = await fetch(path, {
       headers: { "X-Admin-Secret": secret || "" },
