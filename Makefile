@@ -10,7 +10,10 @@ ANTHROPIC_SDK_VERSION := 2.12.0
 OLLAMA_SDK_VERSION := 0.6.3
 # The admin API fuzzer (tests/tests/api_fuzz.rs).
 SCHEMATHESIS_VERSION := 4.32.5
-SDKS := $(VENV)/.sdks-openai-$(OPENAI_SDK_VERSION)-anthropic-$(ANTHROPIC_SDK_VERSION)-ollama-$(OLLAMA_SDK_VERSION)-schemathesis-$(SCHEMATHESIS_VERSION).stamp
+# Drives headless Chromium through the dashboard (tests/tests/dashboard.rs).
+# 4.51.0: 4.52 and later require certifi >= 2026.10.23, which the registry lacked.
+SELENIUM_VERSION := 4.51.0
+SDKS := $(VENV)/.sdks-openai-$(OPENAI_SDK_VERSION)-anthropic-$(ANTHROPIC_SDK_VERSION)-ollama-$(OLLAMA_SDK_VERSION)-schemathesis-$(SCHEMATHESIS_VERSION)-selenium-$(SELENIUM_VERSION).stamp
 WASM := target/wasm32-wasip1/release/filter.wasm
 CARGO ?= cargo
 # Which filter build demo, soak and scale load: AIPIPE_FILTER=native for the
@@ -24,7 +27,7 @@ NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_p
 	--test sdk --test usage_exact --test failover --test cache --test directory \
 	--test control_plane --test rate_limits --test budgets --test policy --test configs --test stop
 
-.PHONY: all help demo compose-env ways-tools test bench soak scale train-router routing-report fuzz wasm native native-probe bins tools lint unit integration clean
+.PHONY: all help demo compose-env ways-tools test bench soak scale train-router routing-report fuzz wasm native native-probe bins tools lint unit integration clean dashboard-vendor
 
 all: wasm
 
@@ -46,12 +49,20 @@ $(ENVOY):
 	@$(ENVOY) --version
 
 # The official OpenAI, Anthropic and Ollama Python SDKs, pinned, in the same venv: the
-# SDK integration tests (tests/tests/sdk.rs) drive Envoy with them. The stamp
-# names the versions, so changing a pin reinstalls.
+# SDK integration tests (tests/tests/sdk.rs) drive Envoy with them; and Selenium,
+# which drives the browser of tests/tests/dashboard.rs. The stamp names the
+# versions, so changing a pin reinstalls.
 $(SDKS): $(ENVOY)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check \
 		openai==$(OPENAI_SDK_VERSION) anthropic==$(ANTHROPIC_SDK_VERSION) ollama==$(OLLAMA_SDK_VERSION) \
-		schemathesis==$(SCHEMATHESIS_VERSION)
+		schemathesis==$(SCHEMATHESIS_VERSION) selenium==$(SELENIUM_VERSION)
+	@touch $@
+
+# Headless Chromium and its WebDriver from Debian (the versions match each
+# other), for the dashboard's browser test.
+.chromium.stamp:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 	@touch $@
 
 tools: .wasm-target.stamp $(ENVOY)
@@ -122,7 +133,7 @@ unit:
 # Real Envoy + the real filter + the mock provider server (this also checks
 # that every config in envoy/ passes `envoy --mode validate`).
 ## integration: the tests through real Envoy, the control plane and the mock providers
-integration: tools $(SDKS) ways-tools wasm native native-probe
+integration: tools $(SDKS) ways-tools .chromium.stamp wasm native native-probe
 	$(CARGO) build -p aipipe-control-plane
 	AIPIPE_FILTER=wasm $(CARGO) test -p aipipe-tests
 	AIPIPE_FILTER=native $(CARGO) test -p aipipe-tests $(NATIVE_SUITE)
@@ -133,9 +144,13 @@ integration: tools $(SDKS) ways-tools wasm native native-probe
 # (--all-targets: there are no doc tests, and their empty "0 tests" sections
 # would otherwise be the run's last word.)
 ## test: everything CI runs: lint, the wasm build, unit and integration tests
-test: tools $(SDKS) ways-tools lint wasm native native-probe
+test: tools $(SDKS) ways-tools .chromium.stamp lint wasm native native-probe
 	AIPIPE_FILTER=wasm $(CARGO) test --workspace --all-targets
 	AIPIPE_FILTER=native $(CARGO) test -p aipipe-tests $(NATIVE_SUITE)
+
+## dashboard-vendor: re-fetch the vendored Chart.js from npm and check it is the same bytes
+dashboard-vendor:
+	control-plane/dashboard/vendor/fetch.sh
 
 ## ---- run ------------------------------------------------------------------
 
@@ -202,4 +217,4 @@ fuzz: .cargo-fuzz.stamp
 
 clean:
 	$(CARGO) clean
-	rm -f .wasm-target.stamp .wrk.stamp
+	rm -f .wasm-target.stamp .wrk.stamp .chromium.stamp

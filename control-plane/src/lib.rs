@@ -12,6 +12,7 @@ pub mod body;
 pub mod catalog_import;
 pub mod config;
 pub mod crypto;
+pub mod dashboard;
 pub mod db;
 pub mod error;
 pub mod ingest;

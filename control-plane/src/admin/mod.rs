@@ -32,8 +32,8 @@ pub use keys::{check_provider_key, upsert_provider_keys};
 
 pub const ADMIN_SECRET_HEADER: &str = "x-admin-secret";
 
-/// The admin router. /healthz and /metrics are open (no secrets in them);
-/// everything under /admin needs the admin secret.
+/// The admin router. /healthz, /metrics and the dashboard's files are open
+/// (no secrets in them); everything under /admin needs the admin secret.
 pub fn app(state: AppState) -> Router {
     let admin = Router::new()
         .route(
@@ -121,6 +121,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
+        .merge(crate::dashboard::routes())
         .merge(admin)
         .fallback(|| async { Error::NotFound("no such route; see GET /admin/openapi.json".into()) })
         .with_state(state)

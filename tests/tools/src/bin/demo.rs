@@ -103,6 +103,7 @@ fn run() -> Result<(), String> {
     println!(
         "envoy: http://127.0.0.1:{LISTENER}  (admin http://127.0.0.1:{ADMIN}, mock providers http://127.0.0.1:{MOCK})"
     );
+    println!("dashboard: {a}/dashboard  (sign in with the admin secret)");
     println!();
     println!("Try it — the answer's headers say which model was chosen and why:");
     println!();
