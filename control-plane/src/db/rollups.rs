@@ -297,6 +297,19 @@ fn reborn_at(tx: &Transaction<'_>, tenant: &str) -> Result<u64> {
     Ok(at.map_or(0, to_u64))
 }
 
+/// A tenant that does not exist and never had usage: its stats are a 404.
+fn unknown(tx: &Transaction<'_>, tenant: &str) -> Result<bool> {
+    if tenant_exists(tx, tenant)? {
+        return Ok(false);
+    }
+    let any: bool = tx.query_row(
+        "SELECT EXISTS(SELECT 1 FROM usage_rollups WHERE tenant = ?1)",
+        [tenant],
+        |r| r.get(0),
+    )?;
+    Ok(!any)
+}
+
 /// Feeds every piece of the plan to `cells` (rollup rows) or `raw`
 /// (records and failed attempts).
 fn scan(
@@ -532,16 +545,9 @@ impl Db {
             let w = w.into_inner();
             if let Some(t) = &tenant
                 && w.is_empty()
-                && !tenant_exists(tx, t)?
+                && unknown(tx, t)?
             {
-                let any: bool = tx.query_row(
-                    "SELECT EXISTS(SELECT 1 FROM usage_rollups WHERE tenant = ?1)",
-                    [t],
-                    |r| r.get(0),
-                )?;
-                if !any {
-                    return Ok(None);
-                }
+                return Ok(None);
             }
             Ok(Some(Answer {
                 window: w,
@@ -612,16 +618,9 @@ impl Db {
                 },
             )?;
             if let Some(t) = &tenant
-                && !tenant_exists(tx, t)?
+                && unknown(tx, t)?
             {
-                let any: bool = tx.query_row(
-                    "SELECT EXISTS(SELECT 1 FROM usage_rollups WHERE tenant = ?1)",
-                    [t],
-                    |r| r.get(0),
-                )?;
-                if !any {
-                    return Ok(None);
-                }
+                return Ok(None);
             }
             Ok(Some((step, points.into_inner().clone())))
         })
