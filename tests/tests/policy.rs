@@ -172,3 +172,61 @@ fn a_policy_allows_denies_aliases_caps_and_keeps_named_models() {
         "removing the policy never arrived"
     );
 }
+
+/// `cache: {nondeterministic, ttl_ms}`: without it a request at the default
+/// temperature is never cached; with it the same request is answered from
+/// the cache (the provider not asked again) until the tenant's own
+/// lifetime ends; another tenant's requests are untouched by it.
+#[test]
+fn a_policy_caches_nondeterministic_answers_for_its_own_lifetime() {
+    let s = CpStack::start();
+    let key = tenant_with_own_keys(&s.cp, "acme", &["openai", "anthropic"]);
+    let other = tenant_with_own_keys(&s.cp, "other", &["openai", "anthropic"]);
+    let warm = |k: &str| {
+        assert_eventually!(
+            Duration::from_secs(20),
+            s.chat(k, &common::chat("gpt-4o-mini", "hi")).status == 200,
+            "the tenant never worked"
+        );
+    };
+    warm(&key);
+    warm(&other);
+    // No temperature: the providers' default, 1.
+    let ask = |k: &str, text: &str| {
+        let r = s.chat(k, &common::chat("gpt-4o-mini", text));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.header("x-aipipe-cache").unwrap_or("").to_owned()
+    };
+    assert_eq!(ask(&key, "a poem"), "bypass");
+    assert_eq!(ask(&key, "a poem"), "bypass");
+
+    let r = s.cp.admin(
+        "PUT",
+        "/admin/tenants/acme/policy",
+        Some(&json!({"cache": {"nondeterministic": true, "ttl_ms": 1500}})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        s.cp.admin(
+            "PUT",
+            "/admin/tenants/acme/policy",
+            Some(&json!({"cache": {"ttl_ms": 0}}))
+        )
+        .status,
+        422
+    );
+    assert_eventually!(
+        Duration::from_secs(20),
+        ask(&key, "policy arrived?") == "miss",
+        "the policy never arrived"
+    );
+    s.mock.clear_received();
+    assert_eq!(ask(&key, "a story"), "miss");
+    assert_eq!(ask(&key, "a story"), "hit");
+    assert_eq!(s.mock.received().len(), 1, "a hit asked the provider");
+    // Another tenant keeps the filter's rules.
+    assert_eq!(ask(&other, "a story"), "bypass");
+    // The tenant's lifetime, not the filter's 5 minutes.
+    std::thread::sleep(Duration::from_millis(1800));
+    assert_eq!(ask(&key, "a story"), "miss");
+}

@@ -44,7 +44,7 @@ const MAX_SLOTS: u32 = 1 << 20;
 const MAX_ENTRY_BYTES_LIMIT: usize = 16 * 1024 * 1024;
 /// What `slots × max_entry_bytes` may reach: shared data is process memory.
 const MAX_MEMORY_BOUND: u64 = 4 * 1024 * 1024 * 1024;
-const MAX_TTL_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+pub const MAX_TTL_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 
 /// Top-level request fields that do not change the answer. `model` is the
 /// name the client asked for; the key holds the routed model instead.
@@ -167,7 +167,9 @@ impl Bypass {
     }
 }
 
-fn check(request: &Map<String, Value>) -> Result<(), Bypass> {
+/// Whether a request may be cached; `any_temperature`: the tenant's policy
+/// caches non-deterministic requests too.
+fn check(request: &Map<String, Value>, any_temperature: bool) -> Result<(), Bypass> {
     // Anything but an explicit `false` may stream: not cacheable.
     if !matches!(
         request.get("stream"),
@@ -188,7 +190,7 @@ fn check(request: &Map<String, Value>) -> Result<(), Bypass> {
             Some(Value::Number(t)) => t.as_f64().is_some_and(|t| t <= 0.0),
             Some(_) => false,
         };
-        if !seeded && !greedy {
+        if !seeded && !greedy && !any_temperature {
             return Err(Bypass::NonDeterministic);
         }
     }
@@ -200,17 +202,19 @@ fn check(request: &Map<String, Value>) -> Result<(), Bypass> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Prompt([u8; 32]);
 
-/// Parses and normalises a chat request, or says why it bypasses the cache.
-pub fn prepare(body: &[u8]) -> Result<Prompt, Bypass> {
+/// Parses and normalises a chat request, or says why it bypasses the cache;
+/// `any_temperature`: the tenant's policy caches non-deterministic requests
+/// too.
+pub fn prepare(body: &[u8], any_temperature: bool) -> Result<Prompt, Bypass> {
     // Most requests name neither: they use the default temperature and are
     // refused without a parse. (An escaped key only causes a needless bypass.)
-    if !contains(body, b"temperature") && !contains(body, b"seed") {
+    if !any_temperature && !contains(body, b"temperature") && !contains(body, b"seed") {
         return Err(Bypass::NonDeterministic);
     }
     let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(body) else {
         return Err(Bypass::NotJson);
     };
-    check(&request)?;
+    check(&request, any_temperature)?;
     let mut h = Sha256::new();
     h.update(b"aipipe.cache.prompt.v1\0");
     let mut keys: Vec<(&String, &Value)> = request
@@ -521,7 +525,7 @@ mod tests {
         r#"{"model":"auto","messages":[{"role":"user","content":"hi"}],"temperature":0}"#;
 
     fn key(tenant: &str, body: &str) -> Key {
-        prepare(body.as_bytes())
+        prepare(body.as_bytes(), false)
             .unwrap()
             .key(tenant, "openai", "gpt-4o-mini")
     }
@@ -551,7 +555,7 @@ mod tests {
 
     #[test]
     fn provider_and_model_are_part_of_the_key() {
-        let p = prepare(BODY.as_bytes()).unwrap();
+        let p = prepare(BODY.as_bytes(), false).unwrap();
         assert_ne!(
             p.key("t", "openai", "gpt-4o"),
             p.key("t", "openai", "gpt-4o-mini")
@@ -592,7 +596,7 @@ mod tests {
             keys.push(k);
         }
         // Temperature itself, for seeded requests.
-        let t = |b: &str| prepare(b.as_bytes()).unwrap().key("t", "p", "m");
+        let t = |b: &str| prepare(b.as_bytes(), false).unwrap().key("t", "p", "m");
         assert_ne!(
             t(r#"{"messages":[],"seed":1,"temperature":0.7}"#),
             t(r#"{"messages":[],"seed":1,"temperature":0.2}"#)
@@ -625,7 +629,7 @@ mod tests {
 
     #[test]
     fn what_bypasses_the_cache_and_why() {
-        let why = |body: &str| prepare(body.as_bytes()).err();
+        let why = |body: &str| prepare(body.as_bytes(), false).err();
         let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
         let b = |extra: &str| format!("{{{msgs}{extra}}}");
         assert_eq!(why(&b("")), Some(Bypass::NonDeterministic));
@@ -644,6 +648,13 @@ mod tests {
         assert_eq!(why(&b(r#","temperature":0.3,"seed":7"#)), None);
         assert_eq!(why(&b(r#","seed":7"#)), None);
         assert_eq!(why(&b(r#","temperature":0"#)), None);
+        // A tenant whose policy caches non-deterministic answers: any
+        // temperature, but still whole, single answers only.
+        let any = |body: &str| prepare(body.as_bytes(), true).err();
+        assert_eq!(any(&b("")), None);
+        assert_eq!(any(&b(r#","temperature":0.9"#)), None);
+        assert_eq!(any(&b(r#","stream":true"#)), Some(Bypass::Streamed));
+        assert_eq!(any(&b(r#","n":2"#)), Some(Bypass::MultipleChoices));
         assert_eq!(
             why(&b(r#","temperature":0,"stream":true"#)),
             Some(Bypass::Streamed)

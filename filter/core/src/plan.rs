@@ -172,8 +172,9 @@ impl Plan {
                 (ranking.into_iter().map(|c| c.model).collect(), true)
             }
         };
-        let prompt = (cache && !req.stream && req.deterministic)
-            .then(|| cache::prepare(chat_bytes).ok())
+        let any_temperature = policy.is_some_and(|p| p.cache_nondeterministic);
+        let prompt = (cache && !req.stream && (req.deterministic || any_temperature))
+            .then(|| cache::prepare(chat_bytes, any_temperature).ok())
             .flatten();
         Ok(Plan {
             protocol,

@@ -80,6 +80,24 @@ pub struct Policy {
     /// another model.
     #[serde(default = "crate::catalog::yes", skip_serializing_if = "is_true")]
     pub substitute_named_models: bool,
+    /// How the answer cache treats this tenant's requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CachePolicy>,
+}
+
+/// A tenant's answer-cache settings (filter/README.md, "Cache").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CachePolicy {
+    /// Also cache answers to requests that are not deterministic (a
+    /// temperature above 0 and no seed): the same request then gets the same
+    /// answer until it expires.
+    #[serde(default)]
+    pub nondeterministic: bool,
+    /// How long this tenant's answers are kept (default: the filter's
+    /// `cache.ttl_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
 }
 
 fn is_true(b: &bool) -> bool {
@@ -104,6 +122,10 @@ pub struct Compiled {
     pub max_tier: Option<Tier>,
     aliases: HashMap<String, Target>,
     pub substitute_named_models: bool,
+    /// Cache answers to non-deterministic requests too.
+    pub cache_nondeterministic: bool,
+    /// This tenant's cache entry lifetime, when it has its own.
+    pub cache_ttl_ms: Option<u64>,
 }
 
 impl Compiled {
@@ -150,6 +172,8 @@ impl Compiled {
             max_tier: p.max_tier.map(TierName::tier),
             aliases,
             substitute_named_models: p.substitute_named_models,
+            cache_nondeterministic: p.cache.as_ref().is_some_and(|c| c.nondeterministic),
+            cache_ttl_ms: p.cache.as_ref().and_then(|c| c.ttl_ms),
         }
     }
 
@@ -240,6 +264,14 @@ pub fn validate(p: &Policy, table: &Table) -> Result<(), String> {
     }
     if p.aliases.len() > 64 {
         return Err("aliases: at most 64".into());
+    }
+    if let Some(ttl) = p.cache.as_ref().and_then(|c| c.ttl_ms)
+        && !(1..=crate::cache::MAX_TTL_MS).contains(&ttl)
+    {
+        return Err(format!(
+            "cache.ttl_ms: must be in 1..={}, got {ttl}",
+            crate::cache::MAX_TTL_MS
+        ));
     }
     for (name, a) in &p.aliases {
         crate::validate::model_id(&format!("aliases.{name}"), name).map_err(|e| e.0)?;
@@ -351,11 +383,23 @@ mod tests {
                 r#"{"aliases": {"fast": "gpt-99"}}"#,
                 "aliases.fast: unknown",
             ),
+            (r#"{"cache": {"ttl_ms": 0}}"#, "cache.ttl_ms"),
+            (r#"{"cache": {"ttl_ms": 604800001}}"#, "cache.ttl_ms"),
         ] {
             let e = validate(&policy(json), &t).unwrap_err();
             assert!(e.contains(says), "{json}: {e}");
         }
         assert!(serde_json::from_str::<Policy>(r#"{"nope": 1}"#).is_err());
         assert!(serde_json::from_str::<Policy>(r#"{"max_tier": "huge"}"#).is_err());
+        assert!(serde_json::from_str::<Policy>(r#"{"cache": {"ttl": 5}}"#).is_err());
+        let c = Compiled::compile(
+            &policy(r#"{"cache": {"nondeterministic": true, "ttl_ms": 1000}}"#),
+            &t,
+        );
+        assert!(c.cache_nondeterministic);
+        assert_eq!(c.cache_ttl_ms, Some(1000));
+        let none = Compiled::compile(&policy("{}"), &t);
+        assert!(!none.cache_nondeterministic);
+        assert_eq!(none.cache_ttl_ms, None);
     }
 }

@@ -79,9 +79,17 @@ pub(super) fn lookup(
 }
 
 /// Stores a whole success answer under `key`, in whichever of its two slots
-/// `choose_victim` picks. Best effort: a race with another worker (CAS
+/// `choose_victim` picks, for `ttl_ms` (the tenant's policy's) or the
+/// configured lifetime. Best effort: a race with another worker (CAS
 /// mismatch) just leaves the other's entry.
-pub(super) fn store(filter: &Filter, host: &impl Host, key: &Key, tenant_id: &str, answer: &[u8]) {
+pub(super) fn store(
+    filter: &Filter,
+    host: &impl Host,
+    key: &Key,
+    tenant_id: &str,
+    ttl_ms: Option<u64>,
+    answer: &[u8],
+) {
     let config = &filter.config.cache;
     let now = now_ms(host);
     let slots = cache::slots_for(key, tenant_id, config);
@@ -96,7 +104,7 @@ pub(super) fn store(filter: &Filter, host: &impl Host, key: &Key, tenant_id: &st
         key: *key,
         tenant_id,
         stored_ms: now,
-        expires_ms: now.saturating_add(config.ttl_ms),
+        expires_ms: now.saturating_add(ttl_ms.unwrap_or(config.ttl_ms)),
         status: 200,
         content_type: "application/json",
         body: answer,

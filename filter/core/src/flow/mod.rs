@@ -1208,7 +1208,8 @@ impl Request {
 /// request's tenant.
 fn store_answer(filter: &Filter, ctx: &RequestCtx, host: &impl Host, key: &Key, answer: &[u8]) {
     if let Some(tenant) = &ctx.account {
-        cache::store(filter, host, key, &tenant.id, answer);
+        let ttl = tenant.policy.as_ref().and_then(|p| p.cache_ttl_ms);
+        cache::store(filter, host, key, &tenant.id, ttl, answer);
     }
 }
 
