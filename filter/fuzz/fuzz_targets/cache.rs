@@ -65,7 +65,9 @@ fuzz_target!(|data: &[u8]| {
     penalties(data);
     let _ = cache::cache_control_bypass(data);
     {
-        if let Ok(k) = cache::prepare(data, data.first().is_some_and(|b| b % 2 == 0)).map(|p| p.key("t", "openai", "gpt-4o-mini")) {
+        if let Ok(k) = cache::prepare(data, data.first().is_some_and(|b| b.is_multiple_of(2)))
+            .map(|p| p.key("t", "openai", "gpt-4o-mini"))
+        {
             let cfg = CacheConfig {
                 slots: 3,
                 tenant_share: Some(3),
