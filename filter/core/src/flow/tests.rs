@@ -1180,6 +1180,7 @@ fn a_request_finds_its_tenant_in_the_directory_and_loses_it_when_revoked() {
 #[test]
 fn the_singleton_ships_usage_until_acknowledged() {
     let h = FakeHost::new();
+    *h.node.borrow_mut() = Some("edge 1".into());
     let mut s = singleton(
         &h,
         serde_json::json!({"batch_records": 2, "max_buffered_records": 3}),
@@ -1195,9 +1196,11 @@ fn the_singleton_ships_usage_until_acknowledged() {
             .iter()
             .any(|(n, v)| n == ":path" && v == "/internal/v1/usage")
     );
+    // Each batch says how this Envoy's queue stands (its node id made
+    // acceptable: the space is not).
     assert_eq!(
-        post.body,
-        br#"{"records":[{"id":"a"},{"id":"b"}]}"#.to_vec()
+        String::from_utf8_lossy(&post.body),
+        r#"{"records":[{"id":"a"},{"id":"b"}],"source":{"node":"edge_1","queued":1,"dropped":1,"sent":0}}"#
     );
     let token = post.token;
     *h.call_status.borrow_mut() = Some(503);
@@ -1226,6 +1229,49 @@ fn the_singleton_ships_usage_until_acknowledged() {
     s.on_call_response(&h, token, 0);
     assert_eq!(h.metric("aipipe.usage.sent"), 2);
     assert_eq!(h.metric("aipipe.usage.buffered"), 1);
+    s.poll(&h);
+    let next = h.calls.borrow().last().cloned().unwrap();
+    let batch: serde_json::Value = serde_json::from_slice(&next.body).unwrap();
+    assert_eq!(
+        serde_json::from_value::<crate::usage::UsageSource>(batch["source"].clone()).unwrap(),
+        crate::usage::UsageSource {
+            node: "edge_1".into(),
+            queued: 0,
+            dropped: 1,
+            sent: 2
+        }
+    );
+}
+
+#[test]
+fn a_singleton_goes_by_its_configured_node_else_the_proxys_else_a_random_name() {
+    let h = FakeHost::new();
+    *h.node.borrow_mut() = Some("sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local".into());
+    assert_eq!(
+        singleton(&h, serde_json::json!({})).node(),
+        "sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local"
+    );
+    assert_eq!(
+        singleton(&h, serde_json::json!({"node": "edge-a"})).node(),
+        "edge-a"
+    );
+    *h.node.borrow_mut() = None;
+    let (a, b) = (
+        singleton(&h, serde_json::json!({})),
+        singleton(&h, serde_json::json!({})),
+    );
+    assert!(
+        a.node().starts_with("envoy-") && a.node().len() == 22,
+        "{}",
+        a.node()
+    );
+    assert_ne!(a.node(), b.node());
+    let bad = crate::config::SingletonConfig::parse_with(
+        br#"{"control_plane":{"cluster":"c","node":"a b"}}"#,
+        |_| Some("t".into()),
+    )
+    .unwrap_err();
+    assert!(bad.starts_with("control_plane.node:"), "{bad}");
 }
 
 /// The model each tenant's next greeting goes to.
