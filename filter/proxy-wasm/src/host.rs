@@ -78,12 +78,18 @@ impl Host for WasmHost {
         hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH)
     }
 
+    /// Envoy 1.40 answers `xds.node.id` (the attribute `node.id` of older
+    /// releases comes back empty in a bootstrap service's root context).
     fn node_id(&self) -> Option<String> {
-        hostcalls::get_property(vec!["node", "id"])
-            .ok()
-            .flatten()
-            .and_then(|v| String::from_utf8(v).ok())
-            .filter(|v| !v.is_empty())
+        [vec!["xds", "node", "id"], vec!["node", "id"]]
+            .into_iter()
+            .find_map(|path| {
+                hostcalls::get_property(path)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| String::from_utf8(v).ok())
+                    .filter(|v| !v.is_empty())
+            })
     }
 
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {

@@ -77,7 +77,8 @@ impl Singleton {
     /// the first poll waits for the first tick (during configuration the
     /// cluster manager is not ready and a call would fail).
     pub fn new(cp: ControlPlane, host: &impl Host) -> Self {
-        let cp_node = cp.node.clone();
+        let node = node_name(&cp.node, host);
+        log::info!("singleton: this Envoy reports its usage queue as node {node}");
         Self {
             cp,
             revision: None,
@@ -88,7 +89,7 @@ impl Singleton {
             posting: None,
             awaiting: Default::default(),
             metrics: Metrics::define(host),
-            node: node_name(&cp_node, host),
+            node,
             dropped: 0,
             sent: 0,
         }

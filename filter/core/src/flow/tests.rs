@@ -638,6 +638,86 @@ fn pass_through_forwards_with_the_tenants_key_and_records_the_named_model() {
 }
 
 #[test]
+fn genai_metrics_name_what_the_client_asked_and_who_answered() {
+    use crate::flow::genai::{REQUEST_DURATION, TOKENS};
+    let (f, h) = setup("");
+    // auto: the cheapest model answers.
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, GREETING);
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini", 9, 4),
+    );
+    r.on_log(&h);
+    // A named model.
+    let named = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, named);
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o", 7, 3),
+    );
+    r.on_log(&h);
+    // Pass-through: the model its body named, and the one its answer names.
+    h.request(
+        "POST",
+        "/openai/v1/chat/completions",
+        &[
+            ("authorization", "Bearer vk-acme"),
+            ("content-type", "application/json"),
+        ],
+        br#"{"model":"gpt-4o-mini"}"#,
+    );
+    let mut r = f.request();
+    r.on_request_headers(&h, false);
+    r.on_request_body(&h, 23, true);
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini", 5, 1),
+    );
+    r.on_log(&h);
+
+    assert_eq!(
+        h.samples(&format!("{REQUEST_DURATION}.chat.openai.auto.gpt-4o-mini"))
+            .len(),
+        1
+    );
+    assert_eq!(
+        h.samples(&format!("{REQUEST_DURATION}.chat.openai.gpt-4o.gpt-4o"))
+            .len(),
+        1
+    );
+    assert_eq!(
+        h.samples(&format!(
+            "{REQUEST_DURATION}.pass_through.openai.gpt-4o-mini.gpt-4o-mini"
+        ))
+        .len(),
+        1
+    );
+    assert_eq!(
+        h.metric(&format!("{TOKENS}.chat.openai.auto.gpt-4o-mini.input")),
+        9
+    );
+    assert_eq!(
+        h.metric(&format!("{TOKENS}.chat.openai.gpt-4o.gpt-4o.output")),
+        3
+    );
+    assert_eq!(
+        h.metric(&format!(
+            "{TOKENS}.pass_through.openai.gpt-4o-mini.gpt-4o-mini.input"
+        )),
+        5
+    );
+}
+
+#[test]
 fn the_models_list_holds_auto_and_what_the_tenant_can_reach() {
     let (f, h) = setup("");
     h.request(
