@@ -110,42 +110,57 @@ impl GenAi {
     }
 
     fn members(&self, host: &impl Host, labels: Labels<'_>) -> Members {
+        // The common case, a combination seen before, builds one string.
+        let key = [
+            labels.operation,
+            labels.provider,
+            labels.request_model,
+            labels.response_model,
+        ]
+        .join("\0");
+        if let Some(m) = self.members.borrow().get(&key) {
+            return *m;
+        }
         let values = [
             label_value(labels.operation),
             label_value(labels.provider),
             label_value(labels.request_model),
             label_value(labels.response_model),
         ];
-        let key = values.join("\0");
-        if let Some(m) = self.members.borrow().get(&key) {
-            return *m;
-        }
         let mut members = self.members.borrow_mut();
-        let (key, values) = if members.len() >= MAX_SERIES {
+        if members.len() >= MAX_SERIES {
+            // Past the cap: this combination shares `other` (its own key
+            // is not kept, so the map stays bounded).
+            let other = [labels.operation, OTHER, OTHER, OTHER].join("\0");
+            if let Some(m) = members.get(&other) {
+                return *m;
+            }
             let values = [values[0].clone(), OTHER.into(), OTHER.into(), OTHER.into()];
-            (values.join("\0"), values)
-        } else {
-            (key, values)
-        };
-        if let Some(m) = members.get(&key) {
-            return *m;
+            let m = self.make(host, &values);
+            members.insert(other, m);
+            return m;
         }
+        let m = self.make(host, &values);
+        members.insert(key, m);
+        m
+    }
+
+    /// The members of one combination of (sanitized) label values.
+    fn make(&self, host: &impl Host, values: &[String; 4]) -> Members {
         let v: Vec<&str> = values.iter().map(String::as_str).collect();
         let with = |family: u32, t: &'static str| {
             let mut v = v.clone();
             v.push(t);
             host.family_member(family, &v)
         };
-        let m = Members {
+        Members {
             input: with(self.tokens, "input"),
             output: with(self.tokens, "output"),
             input_total: with(self.token_totals, "input"),
             output_total: with(self.token_totals, "output"),
             duration: host.family_member(self.duration, &v),
             ttft: host.family_member(self.ttft, &v),
-        };
-        members.insert(key, m);
-        m
+        }
     }
 
     /// Records one request from its usage record: its duration when a

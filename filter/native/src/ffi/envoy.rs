@@ -406,6 +406,9 @@ unsafe impl Send for ConfigHandle {}
 unsafe impl Sync for ConfigHandle {}
 
 impl ConfigHandle {
+    /// The most labels a metric may have (aipipe's have at most five).
+    pub const MAX_LABELS: usize = 8;
+
     /// Defines a counter, gauge or histogram with these label names (none:
     /// a plain metric); main thread, during configuration.
     pub fn define(&self, kind: MetricType, name: &str, labels: &[&str]) -> Option<usize> {
@@ -443,10 +446,15 @@ impl ConfigHandle {
     /// Adds to a counter, sets a gauge or records into a histogram, with
     /// the label values of the metric's definition (none for a plain one).
     pub fn update(&self, kind: MetricType, id: usize, labels: &[String], value: u64) {
-        let mut values: Vec<ModuleBuffer> = labels
-            .iter()
-            .map(|l| ModuleBuffer::of(l.as_bytes()))
-            .collect();
+        // On the stack: this runs for every metric update of every request.
+        let mut buffers = [ModuleBuffer::of(&[]); Self::MAX_LABELS];
+        if labels.len() > Self::MAX_LABELS {
+            return;
+        }
+        for (slot, l) in buffers.iter_mut().zip(labels) {
+            *slot = ModuleBuffer::of(l.as_bytes());
+        }
+        let values = buffers.get_mut(..labels.len()).unwrap_or_default();
         let f = match kind {
             MetricType::Counter => {
                 envoy_dynamic_module_callback_http_filter_config_increment_counter
