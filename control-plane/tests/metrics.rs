@@ -164,6 +164,7 @@ async fn stored_records_make_latency_and_ttft_histograms_and_outcome_counters() 
         record("c", "gpt-4o-mini", 429, 50.0, Some(40.0), false),
         record("d", "gpt-4o-mini", 502, 90.0, None, false),
         record("e", "gpt-4o-mini", 200, 1.0, Some(1.0), true),
+        record("f", "gpt-4o", 200, 1.0, Some(1.0), true),
     ];
     let (s, ack) = h.upload(json!({"records": records})).await;
     assert_eq!(s, StatusCode::OK, "{ack}");
@@ -224,6 +225,18 @@ async fn stored_records_make_latency_and_ttft_histograms_and_outcome_counters() 
             "{outcome}\n{m}"
         );
     }
+    // A model only the cache answered has outcomes, no latency series.
+    assert_eq!(
+        sample(
+            &m,
+            r#"aipipe_cp_request_outcomes_total{provider="openai",model="gpt-4o",outcome="cache_hit"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(
+        !m.contains(r#"seconds_count{provider="openai",model="gpt-4o"}"#),
+        "{m}"
+    );
     // Two batches went through the ingest queue, which is empty again.
     assert_eq!(
         sample(&m, "aipipe_cp_ingest_batch_duration_seconds_count"),
