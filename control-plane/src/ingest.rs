@@ -128,10 +128,44 @@ impl<'a> Effects<'a> {
     }
 }
 
+/// What `/metrics` learns from one newly stored record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed {
+    pub provider: String,
+    pub model: String,
+    pub outcome: &'static str,
+    /// None for a cache hit: no provider answered.
+    pub latency_ms: Option<f64>,
+    pub ttft_ms: Option<f64>,
+}
+
+impl Observed {
+    /// `ok`, `client_error` (4xx), `server_error` (5xx, or no answer) or
+    /// `cache_hit`.
+    pub fn of(r: &UsageRecord) -> Self {
+        let outcome = match r.status {
+            _ if r.cache_hit => "cache_hit",
+            400..=499 => "client_error",
+            100..=399 => "ok",
+            _ => "server_error",
+        };
+        Self {
+            provider: r.provider.clone(),
+            model: r.model.clone(),
+            outcome,
+            latency_ms: (!r.cache_hit).then_some(r.latency_ms),
+            ttft_ms: r
+                .ttft_ms
+                .filter(|_| !r.cache_hit && (100..400).contains(&r.status)),
+        }
+    }
+}
+
 /// Stores a batch in one transaction and returns the ack (how many records
-/// were new, how many duplicates) once it is committed. The table version
-/// is bumped when a penalty changed meaningfully.
-pub async fn ingest(db: &Db, batch: Batch) -> Result<UsageAck> {
+/// were new, how many duplicates) once it is committed, with what the new
+/// records tell `/metrics`. The table version is bumped when a penalty
+/// changed meaningfully.
+pub async fn ingest(db: &Db, batch: Batch) -> Result<(UsageAck, Vec<Observed>)> {
     let Batch {
         mut records,
         mut refused,
@@ -193,15 +227,19 @@ pub async fn ingest(db: &Db, batch: Batch) -> Result<UsageAck> {
         tx.add_rollups(&fresh, now)?;
         let due = tx.republish_penalties(now)?;
         let accepted = fresh.len() as u64;
+        let observed = fresh.iter().map(|r| Observed::of(r)).collect();
         Ok((
-            UsageAck {
-                accepted,
-                duplicates: records.len() as u64 - accepted,
-                refused,
-                // Everything this transaction changed, budget entries
-                // included, is at or below it.
-                revision: tx.revision()?,
-            },
+            (
+                UsageAck {
+                    accepted,
+                    duplicates: records.len() as u64 - accepted,
+                    refused,
+                    // Everything this transaction changed, budget entries
+                    // included, is at or below it.
+                    revision: tx.revision()?,
+                },
+                observed,
+            ),
             due,
         ))
     })

@@ -9,7 +9,7 @@ use std::time::Duration;
 use aipipe_core::contract::{
     CHANGES_PATH, TABLE_PATH, TENANT_USAGE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER,
 };
-use aipipe_core::usage::{UsageAck, UsageBatch};
+use aipipe_core::usage::{UsageAck, UsageUpload};
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -179,16 +179,33 @@ async fn table(State(state): State<AppState>, headers: HeaderMap) -> Result<Resp
 }
 
 async fn usage(State(state): State<AppState>, body: Bytes) -> Result<Json<UsageAck>> {
-    let batch = match serde_json::from_slice::<UsageBatch>(&body) {
-        Ok(b) => ingest::Batch::from(b),
+    let received = std::time::Instant::now();
+    let upload = match serde_json::from_slice::<UsageUpload>(&body) {
+        Ok(b) => b,
         Err(e) => {
             state.counters.ingest_rejected();
             return Err(Error::BadRequest(format!("not a usage batch: {e}")));
         }
     };
-    let ack = ingest::ingest(&state.db, batch).await?;
+    // What the sender says about its queue (filters before it said nothing):
+    // kept only when valid, never a reason to refuse the records.
+    let source = upload.source.filter(|s| {
+        aipipe_core::validate::node_name("source.node", &s.node)
+            .inspect_err(|e| tracing::warn!("usage batch source ignored: {e}"))
+            .is_ok()
+    });
+    let records = upload.records.len() as u64;
+    let batch = ingest::Batch::new(upload.records);
+    let waiting = state.counters.ingest_waiting();
+    let (ack, observed) = ingest::ingest(&state.db, batch).await?;
+    drop(waiting);
     state
         .counters
         .ingested(ack.accepted, ack.duplicates, ack.refused);
+    state.counters.observe(&observed, received.elapsed());
+    // Acknowledged: the Envoy's queue is as it said, this batch sent.
+    if let Some(source) = source {
+        state.envoys.report(&source, records, crate::db::now_ms());
+    }
     Ok(Json(ack))
 }

@@ -13,12 +13,53 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
 use crate::AppState;
-use crate::db::{PenaltyView, UsageTotals};
+use crate::db::{BudgetSpend, PenaltyView, UsageTotals};
+use crate::envoys::EnvoyView;
 use crate::error::{Error, Result};
+use crate::ingest::Observed;
+
+/// Request latency and time to first token buckets, in seconds: 10 ms to
+/// 10 minutes (a long streamed answer).
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 600.0,
+];
+/// Ingest batch latency buckets (seconds): 1 ms to 10 s.
+const BATCH_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+/// (provider, model) pairs with series of their own in the histograms and
+/// outcome counters; later ones are counted under `other`.
+pub const MAX_MODEL_SERIES: usize = 1000;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+type Histograms = Family<ModelLabels, Histogram, fn() -> Histogram>;
+
+/// The labels of the per provider/model histograms.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    provider: String,
+    model: String,
+}
+
+/// The labels of the request outcome counters.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelOutcome {
+    provider: String,
+    model: String,
+    outcome: &'static str,
+}
 
 /// The `result` label of the process counters that have one.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -55,6 +96,26 @@ pub struct Counters {
     delta_bytes: Counter,
     /// Budget alerts by what became of a delivery attempt.
     alerts: Family<Outcome, Counter>,
+    /// Per provider/model, from each newly stored usage record.
+    durations: Histograms,
+    ttfts: Histograms,
+    outcomes: Family<ModelOutcome, Counter>,
+    /// The (provider, model) pairs with series of their own.
+    models: Mutex<HashSet<(String, String)>>,
+    /// Usage batches received and not yet committed, and how long each
+    /// took from its arrival to its commit.
+    ingest_waiting: Gauge,
+    ingest_seconds: Histogram,
+}
+
+/// A usage batch waiting for its commit: counted in the ingest queue while
+/// it lives.
+pub struct Waiting<'a>(&'a Gauge);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl Default for Counters {
@@ -69,6 +130,12 @@ impl Default for Counters {
             deltas: Counter::default(),
             delta_bytes: Counter::default(),
             alerts: Family::default(),
+            durations: Family::new_with_constructor(latency_histogram),
+            ttfts: Family::new_with_constructor(latency_histogram),
+            outcomes: Family::default(),
+            models: Mutex::new(HashSet::new()),
+            ingest_waiting: Gauge::default(),
+            ingest_seconds: Histogram::new(BATCH_BUCKETS),
         };
         // Every series exists from the start, at 0, so rates never begin
         // with a gap.
@@ -138,6 +205,73 @@ impl Counters {
     pub fn ingest_rejected(&self) {
         self.ingest_rejected.inc();
     }
+
+    /// A usage batch arrived: it is in the ingest queue until the guard
+    /// drops (committed or failed).
+    pub fn ingest_waiting(&self) -> Waiting<'_> {
+        self.ingest_waiting.inc();
+        Waiting(&self.ingest_waiting)
+    }
+
+    /// A batch committed `took` after it arrived, with these new records.
+    /// Grouped by (provider, model) first: a batch of 500 records of a few
+    /// models takes each series' lock a few times, not 500.
+    pub fn observe(&self, records: &[Observed], took: Duration) {
+        self.ingest_seconds.observe(took.as_secs_f64());
+        let mut by_model: HashMap<(&str, &str), Vec<&Observed>> = HashMap::new();
+        for r in records {
+            by_model
+                .entry((r.provider.as_str(), r.model.as_str()))
+                .or_default()
+                .push(r);
+        }
+        for ((provider, model), records) in by_model {
+            let (provider, model) = self.model_series(provider, model);
+            let mut outcomes: HashMap<&'static str, u64> = HashMap::new();
+            for r in &records {
+                *outcomes.entry(r.outcome).or_default() += 1;
+            }
+            for (outcome, n) in outcomes {
+                self.outcomes
+                    .get_or_create(&ModelOutcome {
+                        provider: provider.clone(),
+                        model: model.clone(),
+                        outcome,
+                    })
+                    .inc_by(n);
+            }
+            let labels = ModelLabels { provider, model };
+            for (family, value) in [
+                (
+                    &self.durations,
+                    (|r: &Observed| r.latency_ms) as fn(&Observed) -> Option<f64>,
+                ),
+                (&self.ttfts, |r: &Observed| r.ttft_ms),
+            ] {
+                let mut values = records.iter().filter_map(|r| value(r)).peekable();
+                // Only cache hits: no series made for nothing.
+                if values.peek().is_some() {
+                    let histogram = family.get_or_create(&labels);
+                    values.for_each(|ms| histogram.observe(ms / 1000.0));
+                }
+            }
+        }
+    }
+
+    /// The labels a pair is counted under: its own, or `other` once
+    /// [`MAX_MODEL_SERIES`] pairs have theirs.
+    fn model_series(&self, provider: &str, model: &str) -> (String, String) {
+        let mut seen = self.models.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = (provider.to_owned(), model.to_owned());
+        if seen.contains(&key) {
+            return key;
+        }
+        if seen.len() >= MAX_MODEL_SERIES {
+            return ("other".to_owned(), "other".to_owned());
+        }
+        seen.insert(key.clone());
+        key
+    }
 }
 
 /// A sample value as /metrics has always written it: a whole number as an
@@ -187,7 +321,49 @@ fn rate(r: Option<f64>) -> Number {
 struct Stored {
     totals: Vec<UsageTotals>,
     penalties: Vec<PenaltyView>,
+    budgets: Vec<BudgetSpend>,
+    envoys: Vec<EnvoyView>,
 }
+
+/// Nano-dollars as USD.
+fn usd(nusd: u64) -> Number {
+    Number(nusd as f64 / 1e9)
+}
+
+/// Per-tenant budget gauges: (name, help, value).
+type BudgetField = fn(&BudgetSpend) -> Number;
+const BUDGET_SERIES: [(&str, &str, BudgetField); 2] = [
+    (
+        "aipipe_cp_budget_spent_usd",
+        "Spend in USD in the window of a tenant's own budget (tenants under the default budget are not listed).",
+        |b| usd(b.spent_nusd),
+    ),
+    (
+        "aipipe_cp_budget_limit_usd",
+        "The limit in USD of a tenant's own budget.",
+        |b| usd(b.limit_nusd),
+    ),
+];
+
+/// Per-Envoy usage queue gauges: (name, help, value).
+type EnvoyField = fn(&EnvoyView) -> Number;
+const ENVOY_SERIES: [(&str, &str, EnvoyField); 3] = [
+    (
+        "aipipe_cp_envoy_usage_queued",
+        "Usage records an Envoy held behind its last batch (its fail-static queue), as it reported.",
+        |e| Number(e.queued as f64),
+    ),
+    (
+        "aipipe_cp_envoy_usage_dropped",
+        "Usage records an Envoy dropped since its singleton started (its queue was full), as it reported.",
+        |e| Number(e.dropped as f64),
+    ),
+    (
+        "aipipe_cp_envoy_usage_sent",
+        "Usage records acknowledged to an Envoy since its singleton started, as it reported.",
+        |e| Number(e.sent as f64),
+    ),
+];
 
 type Field = fn(&UsageTotals) -> Number;
 type ModelField = fn(&PenaltyView) -> Number;
@@ -308,6 +484,20 @@ impl Collector for Stored {
                 ConstCounter::new(v).encode(family.encode_family(&labels)?)?;
             }
         }
+        for (name, help, value) in BUDGET_SERIES {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for b in &self.budgets {
+                let labels = [("tenant", b.tenant.as_str())];
+                sample(family.encode_family(&labels)?, MetricType::Gauge, value(b))?;
+            }
+        }
+        for (name, help, value) in ENVOY_SERIES {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for e in &self.envoys {
+                let labels = [("node", e.node.as_str())];
+                sample(family.encode_family(&labels)?, MetricType::Gauge, value(e))?;
+            }
+        }
         for (name, help, value) in MODEL_SERIES {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
             for p in &self.penalties {
@@ -324,6 +514,7 @@ impl Collector for Stored {
 
 pub async fn render(state: &AppState) -> Result<String> {
     let totals = state.db.usage_totals().await?;
+    let budgets = state.db.budget_spend().await?;
     // Models only: pairs would label a series per provider key.
     let penalties = state.db.penalties(Some(Vec::new())).await?;
     // A registry per scrape: the database's numbers are read now, the
@@ -386,9 +577,36 @@ pub async fn render(state: &AppState) -> Result<String> {
         "Budget alert deliveries to the webhook: sent, retried (a failed attempt) or dropped (given up)",
         c.alerts.clone(),
     );
+    registry.register(
+        "aipipe_cp_request_duration_seconds",
+        "Request latency by provider and model, from each stored usage record (not cache hits)",
+        c.durations.clone(),
+    );
+    registry.register(
+        "aipipe_cp_time_to_first_token_seconds",
+        "Time to the answer's first byte by provider and model, from each stored usage record that succeeded (not cache hits)",
+        c.ttfts.clone(),
+    );
+    registry.register(
+        "aipipe_cp_request_outcomes",
+        "Stored usage records by provider, model and outcome: ok, client_error (4xx), server_error (5xx or no answer), cache_hit",
+        c.outcomes.clone(),
+    );
+    registry.register(
+        "aipipe_cp_ingest_queue_depth",
+        "Usage batches received and not yet committed",
+        c.ingest_waiting.clone(),
+    );
+    registry.register(
+        "aipipe_cp_ingest_batch_duration_seconds",
+        "Time from a usage batch's arrival to its commit",
+        c.ingest_seconds.clone(),
+    );
     registry.register_collector(Box::new(Stored {
         totals,
         penalties: penalties.penalties,
+        budgets,
+        envoys: state.envoys.list(),
     }));
     let mut out = String::with_capacity(4096);
     prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
@@ -403,7 +621,12 @@ mod tests {
 
     fn text(totals: Vec<UsageTotals>, penalties: Vec<PenaltyView>) -> String {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(Stored { totals, penalties }));
+        registry.register_collector(Box::new(Stored {
+            totals,
+            penalties,
+            budgets: Vec::new(),
+            envoys: Vec::new(),
+        }));
         let mut out = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).unwrap();
         out

@@ -59,6 +59,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/penalties"),
     ("post", "/admin/penalties/reset"),
     ("post", "/admin/route/explain"),
+    ("get", "/admin/envoys"),
     ("get", "/admin/openapi.json"),
 ];
 
@@ -252,6 +253,7 @@ impl Modify for AdminSecret {
         penalties::list_penalties,
         penalties::reset_penalties,
         explain::explain,
+        ops::envoys,
         ops::openapi,
     ),
     components(schemas(ErrorBody), responses(E400, E401, E404, E409, E413, E422)),

@@ -1208,7 +1208,7 @@ async fn openapi_lists_every_route() {
     for (method, path) in aipipe_control_plane::openapi::ROUTES {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }
-    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 42);
+    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 43);
 }
 
 #[tokio::test]

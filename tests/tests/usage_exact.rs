@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aipipe_core::contract::USAGE_PATH;
-use aipipe_core::usage::{UsageBatch, UsageRecord};
+use aipipe_core::usage::{UsageRecord, UsageUpload};
 use aipipe_tests::{ControlPlane, Mock, eventually, try_request};
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -100,7 +100,7 @@ async fn forward(State(tap): State<TapState>, request: Request) -> Response {
         .await
         .unwrap_or_default();
     if parts.uri.path() == USAGE_PATH
-        && let Ok(batch) = serde_json::from_slice::<UsageBatch>(&bytes)
+        && let Ok(batch) = serde_json::from_slice::<UsageUpload>(&bytes)
     {
         tap.records.lock().unwrap().extend(batch.records);
     }

@@ -113,6 +113,7 @@ pub fn app(state: AppState) -> Router {
         .route("/admin/penalties", get(penalties::list_penalties))
         .route("/admin/penalties/reset", post(penalties::reset_penalties))
         .route("/admin/route/explain", post(explain::explain))
+        .route("/admin/envoys", get(ops::envoys))
         .route("/admin/openapi.json", get(ops::openapi))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),

@@ -1,5 +1,6 @@
 //! The operator's endpoints beside the resources: liveness, Prometheus
-//! metrics (both open: no secrets in them) and this API's OpenAPI document.
+//! metrics (both open: no secrets in them), each Envoy's usage queue and
+//! this API's OpenAPI document.
 
 use axum::Json;
 use axum::extract::State;
@@ -29,6 +30,22 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response> {
         text,
     )
         .into_response())
+}
+
+/// `GET /admin/envoys`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Envoys {
+    envoys: Vec<crate::envoys::EnvoyView>,
+}
+
+#[utoipa::path(get, path = "/admin/envoys",
+    summary = "Each Envoy's usage queue as its last usage batch reported it: records queued behind that batch, dropped and acknowledged since its singleton started, and when it was heard from (in memory: at most 1,000 Envoys, the least recently heard forgotten first; empty after a restart until each Envoy sends a batch)",
+    responses((status = 200, description = "by node", body = Envoys),
+        (status = 401, response = crate::openapi::E401)))]
+pub(crate) async fn envoys(State(state): State<AppState>) -> Json<Envoys> {
+    Json(Envoys {
+        envoys: state.envoys.list(),
+    })
 }
 
 #[utoipa::path(get, path = "/admin/openapi.json", summary = "This document",

@@ -26,6 +26,7 @@ mod limits;
 mod migrations;
 mod penalties;
 mod rollups;
+mod scrape;
 mod tenants;
 mod usage;
 mod usage_days;
@@ -52,6 +53,7 @@ pub use penalties::{Penalties, PenaltyReset, PenaltyView};
 pub use rollups::{
     Answer, DAY_MS, HOUR_MS, Horizons, MINUTE_MS, Piece, Point, plan, spawn_pruning,
 };
+pub use scrape::{BudgetSpend, MAX_BUDGET_SERIES};
 pub use tenants::TenantView;
 pub use usage::UsageTotals;
 pub use usage_days::{CostAdjustment, DayUsage, TenantUsage, parse_date};

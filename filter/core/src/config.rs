@@ -348,6 +348,10 @@ pub struct ControlPlane {
     /// Records per usage POST.
     #[serde(default = "default_batch")]
     pub batch_records: usize,
+    /// The name this Envoy reports its usage queue under; default its node
+    /// id (filter/README.md, "Singleton configuration").
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 fn default_token_env() -> String {
@@ -422,6 +426,9 @@ impl SingletonConfig {
                 "control_plane.wait_ms: must be in 0..=300000, got {}",
                 cp.wait_ms
             ));
+        }
+        if let Some(node) = &cp.node {
+            crate::validate::node_name("control_plane.node", node).map_err(|e| e.0)?;
         }
         if cp.max_buffered_records == 0 || cp.batch_records == 0 {
             return Err("control_plane.max_buffered_records and batch_records: must be > 0".into());

@@ -66,8 +66,9 @@ pub const CACHE_SLOT_PREFIX: &str = "aipipe.cache.";
 /// - `GET {TABLE_PATH}` (optionally with `{VERSION_HEADER}: <version>`) →
 ///   `200` with the global table's JSON, or `304` when the version is
 ///   current: for operators and tools; filters take it from the deltas.
-/// - `POST {USAGE_PATH}` with a `UsageBatch` JSON body → `200` `UsageAck`
-///   once every record is durably stored. Idempotent by record id: a retried
+/// - `POST {USAGE_PATH}` with a `UsageUpload` JSON body (a `UsageBatch`,
+///   and from the singleton its queue's `source`) → `200` `UsageAck` once
+///   every record is durably stored. Idempotent by record id: a retried
 ///   batch never counts twice.
 pub const CHANGES_PATH: &str = "/internal/v1/changes";
 pub const TABLE_PATH: &str = "/internal/v1/table";

@@ -212,6 +212,15 @@ impl Plan {
     }
 
     /// The models this request may try, in order, within `max_attempts`.
+    /// The model the client named (None: `auto`).
+    pub fn asked(&self) -> Option<ModelIx> {
+        if self.auto {
+            None
+        } else {
+            self.ranked.first().copied()
+        }
+    }
+
     pub fn candidates(&self, max_attempts: usize) -> &[ModelIx] {
         self.ranked
             .get(..max_attempts.min(self.ranked.len()))

@@ -96,6 +96,50 @@ pub struct UsageBatch {
     pub records: Vec<UsageRecord>,
 }
 
+/// What a filter's singleton POSTs: a batch, and (from filters that send
+/// it) the sender's account of its usage queue. A [`UsageBatch`] is the
+/// same without `source`, which older filters do not send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageUpload {
+    pub records: Vec<UsageRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<UsageSource>,
+}
+
+/// One Envoy's usage queue as its singleton saw it when it posted a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageSource {
+    /// The Envoy (its node id, `node_name`).
+    pub node: String,
+    /// Records held behind this batch (not yet sent).
+    pub queued: u64,
+    /// Records dropped since the singleton started (its buffer was full).
+    pub dropped: u64,
+    /// Records acknowledged since the singleton started (before this
+    /// batch).
+    pub sent: u64,
+}
+
+/// The most bytes of a node name.
+pub const MAX_NODE_NAME: usize = 128;
+
+/// Whether a byte may be in a node name (`crate::validate::node_name`):
+/// what Envoy and Istio node ids are made of (`sidecar~10.0.0.1~pod.ns~…`).
+pub fn node_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"._:/@~+=-".contains(&b)
+}
+
+/// A node name the control plane accepts, from whatever a proxy calls
+/// itself: other bytes become `_`, at most [`MAX_NODE_NAME`] bytes.
+pub fn node_name(raw: &str) -> String {
+    raw.bytes()
+        .take(MAX_NODE_NAME)
+        .map(|b| if node_name_byte(b) { b as char } else { '_' })
+        .collect()
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UsageAck {
     /// Records newly stored.

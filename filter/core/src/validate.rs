@@ -191,6 +191,21 @@ pub fn usage_record(at: &str, r: &UsageRecord) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A node name (`usage::UsageSource::node`): 1-128 bytes of
+/// `[A-Za-z0-9._:/@~+=-]`.
+pub fn node_name(field: &str, node: &str) -> Result<(), Invalid> {
+    if node.is_empty() || node.len() > crate::usage::MAX_NODE_NAME {
+        return invalid(
+            field,
+            format_args!("must be 1-{} bytes", crate::usage::MAX_NODE_NAME),
+        );
+    }
+    if !node.bytes().all(crate::usage::node_name_byte) {
+        return invalid(field, "may hold only letters, digits and . _ : / @ ~ + = -");
+    }
+    Ok(())
+}
+
 /// A provider key's tag (`Account::key_tag`): 16 lower-case hex digits, so it
 /// can never collide with a model id's characters or carry anything else.
 pub fn key_tag(field: &str, tag: Option<&str>) -> Result<(), Invalid> {

@@ -8,23 +8,63 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use aipipe_core::flow::{Host, HostError, MetricKind};
 
 use crate::edit::splice;
-use crate::ffi::{ConfigHandle, Direction, HeaderKind, StreamHandle};
+use crate::ffi::{ConfigHandle, Direction, HeaderKind, MetricType, StreamHandle};
 use crate::shared;
 
 /// One configuration's metrics, by name. Envoy lets a module define
 /// metrics only while it creates the configuration (main thread); after
 /// that the table is frozen and a worker's `define_metric` only looks a
-/// name up. A host's metric id carries Envoy's id and the kind, so
-/// updating a metric costs no lookup.
+/// name up. A family (a metric with label names) is defined the same way;
+/// its members — one per set of label values — are made by Envoy on first
+/// use, at any time, so `family_member` only notes the values.
+///
+/// A host's metric id carries the kind in its low bits and either Envoy's
+/// id (a plain metric) or the index of a member (`MEMBER`), so updating a
+/// plain metric costs no lookup and a member one read lock.
 pub struct Metrics {
     names: Mutex<HashMap<String, u32>>,
     frozen: AtomicBool,
+    /// Families: (kind, Envoy's id, label count), by id.
+    families: Mutex<Vec<(MetricType, usize, usize)>>,
+    /// Members made so far: their family's Envoy id and label values, and
+    /// the index of each set of values (bounded by the callers: aipipe-core
+    /// caps its label combinations).
+    members: RwLock<Vec<(usize, Vec<String>)>>,
+    member_ids: Mutex<HashMap<(u32, Vec<String>), u32>>,
+}
+
+const KIND_MASK: u32 = 0b11;
+const MEMBER: u32 = 0b100;
+const SHIFT: u32 = 3;
+
+fn kind_bits(kind: MetricType) -> u32 {
+    match kind {
+        MetricType::Counter => 0,
+        MetricType::Gauge => 1,
+        MetricType::Histogram => 2,
+    }
+}
+
+fn kind_of(id: u32) -> MetricType {
+    match id & KIND_MASK {
+        0 => MetricType::Counter,
+        1 => MetricType::Gauge,
+        _ => MetricType::Histogram,
+    }
+}
+
+fn envoy_type(kind: MetricKind) -> MetricType {
+    match kind {
+        MetricKind::Counter => MetricType::Counter,
+        MetricKind::Gauge => MetricType::Gauge,
+        MetricKind::Histogram => MetricType::Histogram,
+    }
 }
 
 impl Metrics {
@@ -32,6 +72,9 @@ impl Metrics {
         Self {
             names: Mutex::new(HashMap::new()),
             frozen: AtomicBool::new(false),
+            families: Mutex::new(Vec::new()),
+            members: RwLock::new(Vec::new()),
+            member_ids: Mutex::new(HashMap::new()),
         }
     }
 
@@ -40,7 +83,15 @@ impl Metrics {
         self.frozen.store(true, Ordering::Release);
     }
 
-    fn define(&self, envoy: ConfigHandle, kind: MetricKind, name: &str) -> Option<u32> {
+    /// A metric (no labels) or a family (labels), by name: defined while
+    /// not frozen, looked up after. Envoy's id in the high bits.
+    fn define(
+        &self,
+        envoy: ConfigHandle,
+        kind: MetricKind,
+        name: &str,
+        labels: &[&str],
+    ) -> Option<u32> {
         let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(&id) = names.get(name) {
             return Some(id);
@@ -48,11 +99,71 @@ impl Metrics {
         if self.frozen.load(Ordering::Acquire) {
             return None;
         }
-        let gauge = kind == MetricKind::Gauge;
-        let envoy_id = u32::try_from(envoy.define(gauge, name)?).ok()?;
-        let id = envoy_id.checked_mul(2)? | u32::from(gauge);
+        let kind = envoy_type(kind);
+        let envoy_id = u32::try_from(envoy.define(kind, name, labels)?).ok()?;
+        let id = envoy_id.checked_mul(1 << SHIFT)? | kind_bits(kind);
         names.insert(name.to_owned(), id);
         Some(id)
+    }
+
+    fn define_family(
+        &self,
+        envoy: ConfigHandle,
+        kind: MetricKind,
+        name: &str,
+        labels: &[&str],
+    ) -> Option<u32> {
+        let plain = self.define(envoy, kind, name, labels)?;
+        let mut families = self.families.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = (envoy_type(kind), (plain >> SHIFT) as usize, labels.len());
+        let ix = match families.iter().position(|f| *f == entry) {
+            Some(ix) => ix,
+            None => {
+                families.push(entry);
+                families.len() - 1
+            }
+        };
+        u32::try_from(ix).ok()
+    }
+
+    fn member(&self, family: u32, values: &[&str]) -> Option<u32> {
+        let (kind, envoy_id, n) = *self
+            .families
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(family as usize)?;
+        if n != values.len() {
+            return None;
+        }
+        let values: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
+        let mut ids = self
+            .member_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(&id) = ids.get(&(family, values.clone())) {
+            return Some(id);
+        }
+        let mut members = self.members.write().unwrap_or_else(PoisonError::into_inner);
+        let ix = u32::try_from(members.len()).ok()?;
+        let id = ix.checked_mul(1 << SHIFT)? | MEMBER | kind_bits(kind);
+        members.push((envoy_id, values.clone()));
+        ids.insert((family, values), id);
+        Some(id)
+    }
+
+    fn update(&self, envoy: ConfigHandle, id: u32, value: u64) {
+        let kind = kind_of(id);
+        let ix = (id >> SHIFT) as usize;
+        if id & MEMBER == 0 {
+            envoy.update(kind, ix, &[], value);
+        } else if let Some((envoy_id, labels)) = self
+            .members
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(ix)
+        {
+            envoy.update(kind, *envoy_id, labels, value);
+        }
     }
 }
 
@@ -170,6 +281,16 @@ impl NativeHost {
 impl Host for NativeHost {
     fn now(&self) -> SystemTime {
         SystemTime::now()
+    }
+
+    /// The ABI gives a module no node id outside a request's attributes
+    /// (and the singleton has no request): the host's name stands in for
+    /// it, unless the singleton configuration names the node.
+    fn node_id(&self) -> Option<String> {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
     }
 
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
@@ -291,20 +412,26 @@ impl Host for NativeHost {
     }
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
-        self.metrics.define(self.config, kind, name)
+        self.metrics.define(self.config, kind, name, &[])
+    }
+
+    fn define_family(&self, kind: MetricKind, name: &str, labels: &[&str]) -> Option<u32> {
+        self.metrics.define_family(self.config, kind, name, labels)
+    }
+
+    fn family_member(&self, family: u32, values: &[&str]) -> Option<u32> {
+        self.metrics.member(family, values)
     }
 
     fn increment_metric(&self, id: u32, by: u64) {
-        let envoy_id = (id >> 1) as usize;
-        if id & 1 == 0 {
-            self.config.increment(envoy_id, by);
+        if kind_of(id) == MetricType::Counter {
+            self.metrics.update(self.config, id, by);
         }
     }
 
     fn record_metric(&self, id: u32, value: u64) {
-        let envoy_id = (id >> 1) as usize;
-        if id & 1 == 1 {
-            self.config.set_gauge(envoy_id, value);
+        if kind_of(id) != MetricType::Counter {
+            self.metrics.update(self.config, id, value);
         }
     }
 }

@@ -158,6 +158,7 @@ impl ModuleConfig {
             let (records, dropped) = shared::drain();
             if dropped > 0 {
                 log::warn!("singleton: {dropped} usage records dropped (the usage queue was full)");
+                s.singleton.count_dropped(&s.host, dropped);
             }
             if !records.is_empty() {
                 s.singleton.take_records(&s.host, records);

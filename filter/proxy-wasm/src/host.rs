@@ -6,7 +6,7 @@
 //! The SDK's `hostcalls` still panic on statuses they do not expect (a call
 //! in the wrong phase): the flow calls each only where Envoy allows it.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::time::{Duration, SystemTime};
 
 use aipipe_core::contract::USAGE_QUEUE;
@@ -21,6 +21,11 @@ pub struct WasmHost {
     usage_queue: Cell<Option<u32>>,
     /// Records since the last failed lookup of the queue.
     usage_queue_misses: Cell<u32>,
+    /// Metric families: kind and name. A member is a metric of its own
+    /// whose name carries the label values (`name.v1.v2…`); the Envoy
+    /// config's `stats_tags` make them labels again (filter/README.md,
+    /// "Metrics").
+    families: RefCell<Vec<(MetricType, String)>>,
 }
 
 impl WasmHost {
@@ -33,6 +38,7 @@ impl WasmHost {
                 .unwrap_or_default(),
             usage_queue: Cell::new(None),
             usage_queue_misses: Cell::new(0),
+            families: RefCell::new(Vec::new()),
         }
     }
 
@@ -52,6 +58,14 @@ impl WasmHost {
     }
 }
 
+fn metric_type(kind: MetricKind) -> MetricType {
+    match kind {
+        MetricKind::Counter => MetricType::Counter,
+        MetricKind::Gauge => MetricType::Gauge,
+        MetricKind::Histogram => MetricType::Histogram,
+    }
+}
+
 fn refused(s: Status) -> HostError {
     match s {
         Status::CasMismatch => HostError::CasMismatch,
@@ -62,6 +76,20 @@ fn refused(s: Status) -> HostError {
 impl Host for WasmHost {
     fn now(&self) -> SystemTime {
         hostcalls::get_current_time().unwrap_or(std::time::UNIX_EPOCH)
+    }
+
+    /// Envoy 1.40 answers `xds.node.id` (the attribute `node.id` of older
+    /// releases comes back empty in a bootstrap service's root context).
+    fn node_id(&self) -> Option<String> {
+        [vec!["xds", "node", "id"], vec!["node", "id"]]
+            .into_iter()
+            .find_map(|path| {
+                hostcalls::get_property(path)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| String::from_utf8(v).ok())
+                    .filter(|v| !v.is_empty())
+            })
     }
 
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
@@ -162,11 +190,24 @@ impl Host for WasmHost {
     }
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
-        let kind = match kind {
-            MetricKind::Counter => MetricType::Counter,
-            MetricKind::Gauge => MetricType::Gauge,
-        };
-        hostcalls::define_metric(kind, name).ok()
+        hostcalls::define_metric(metric_type(kind), name).ok()
+    }
+
+    fn define_family(&self, kind: MetricKind, name: &str, _labels: &[&str]) -> Option<u32> {
+        let mut families = self.families.borrow_mut();
+        families.push((metric_type(kind), name.to_owned()));
+        u32::try_from(families.len() - 1).ok()
+    }
+
+    fn family_member(&self, family: u32, values: &[&str]) -> Option<u32> {
+        let families = self.families.borrow();
+        let (kind, name) = families.get(family as usize)?;
+        let mut full = name.clone();
+        for v in values {
+            full.push('.');
+            full.push_str(v);
+        }
+        hostcalls::define_metric(*kind, &full).ok()
     }
 
     fn increment_metric(&self, id: u32, by: u64) {

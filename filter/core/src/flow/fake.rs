@@ -63,6 +63,13 @@ pub struct FakeHost {
     pub shared: RefCell<HashMap<String, (Vec<u8>, u32)>>,
     pub queue: RefCell<Vec<Vec<u8>>>,
     pub metrics: RefCell<Vec<(String, u64)>>,
+    /// Values recorded into histograms, by metric id.
+    pub histograms: RefCell<HashMap<u32, Vec<u64>>>,
+    kinds: RefCell<Vec<MetricKind>>,
+    /// Families: (kind, name, label count); and how many members were made.
+    families: RefCell<Vec<(MetricKind, String, usize)>>,
+    members: Cell<usize>,
+    pub node: RefCell<Option<String>>,
     pub route_cache_cleared: Cell<u32>,
 }
 
@@ -143,6 +150,44 @@ impl FakeHost {
             .collect()
     }
 
+    /// The values a histogram (a family member by its flattened name,
+    /// `name.value1.value2…`) recorded, in order.
+    pub fn samples(&self, name: &str) -> Vec<u64> {
+        let ids: Vec<u32> = self
+            .metrics
+            .borrow()
+            .iter()
+            .enumerate()
+            .filter(|(_, (n, _))| n == name)
+            .map(|(i, _)| i as u32)
+            .collect();
+        let h = self.histograms.borrow();
+        ids.iter()
+            .flat_map(|i| h.get(i).cloned().unwrap_or_default())
+            .collect()
+    }
+
+    /// Every histogram value recorded, by metric name.
+    pub fn all_samples(&self) -> Vec<(String, u64)> {
+        let names = self.metrics.borrow();
+        let mut out: Vec<(String, u64)> = self
+            .histograms
+            .borrow()
+            .iter()
+            .flat_map(|(i, v)| {
+                let n = names.get(*i as usize).map(|(n, _)| n.clone());
+                v.iter().map(move |x| (n.clone().unwrap_or_default(), *x))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// How many family members were made.
+    pub fn family_members(&self) -> usize {
+        self.members.get()
+    }
+
     pub fn metric(&self, name: &str) -> u64 {
         self.metrics
             .borrow()
@@ -162,6 +207,10 @@ fn set(list: &mut Vec<(String, Vec<u8>)>, name: &str, value: Option<&[u8]>) {
 impl Host for FakeHost {
     fn now(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.now_ms.get())
+    }
+
+    fn node_id(&self) -> Option<String> {
+        self.node.borrow().clone()
     }
 
     fn request_headers(&self) -> Vec<(String, Vec<u8>)> {
@@ -294,10 +343,30 @@ impl Host for FakeHost {
         Ok(())
     }
 
-    fn define_metric(&self, _kind: MetricKind, name: &str) -> Option<u32> {
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {
         let mut m = self.metrics.borrow_mut();
         m.push((name.to_owned(), 0));
+        self.kinds.borrow_mut().push(kind);
         Some(m.len() as u32 - 1)
+    }
+
+    fn define_family(&self, kind: MetricKind, name: &str, labels: &[&str]) -> Option<u32> {
+        let mut f = self.families.borrow_mut();
+        f.push((kind, name.to_owned(), labels.len()));
+        Some(f.len() as u32 - 1)
+    }
+
+    /// As the Wasm host: the values flattened into the name.
+    fn family_member(&self, family: u32, values: &[&str]) -> Option<u32> {
+        let (kind, name) = {
+            let f = self.families.borrow();
+            let (kind, name, n) = f.get(family as usize)?;
+            assert_eq!(*n, values.len(), "label values for {name}");
+            assert!(values.iter().all(|v| !v.contains('.')), "{values:?}");
+            (*kind, format!("{name}.{}", values.join(".")))
+        };
+        self.members.set(self.members.get() + 1);
+        self.define_metric(kind, &name)
     }
 
     fn increment_metric(&self, id: u32, by: u64) {
@@ -307,7 +376,13 @@ impl Host for FakeHost {
     }
 
     fn record_metric(&self, id: u32, value: u64) {
-        if let Some(m) = self.metrics.borrow_mut().get_mut(id as usize) {
+        if self.kinds.borrow().get(id as usize) == Some(&MetricKind::Histogram) {
+            self.histograms
+                .borrow_mut()
+                .entry(id)
+                .or_default()
+                .push(value);
+        } else if let Some(m) = self.metrics.borrow_mut().get_mut(id as usize) {
             m.1 = value;
         }
     }

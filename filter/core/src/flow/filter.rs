@@ -137,6 +137,8 @@ pub struct Filter {
     /// Attempts in flight that may fail over by redirect.
     pub(super) carries: Carries<Carried>,
     pub(super) metrics: Option<Metrics>,
+    /// The OpenTelemetry GenAI metrics.
+    pub(super) genai: Option<super::genai::GenAi>,
     /// Per-model metric ids, defined on first use.
     model_metrics: RefCell<HashMap<String, ModelMetrics>>,
     /// Random per worker, so request ids differ across workers and restarts.
@@ -158,6 +160,7 @@ impl Filter {
             penalties: RefCell::new((None, Penalties::default())),
             carries: Carries::default(),
             metrics: Metrics::define(host),
+            genai: super::genai::GenAi::define(host),
             model_metrics: RefCell::new(HashMap::new()),
             id_seed: seed.finish(),
             next_id: Cell::new(0),

@@ -24,11 +24,17 @@ pub enum HostError {
 pub enum MetricKind {
     Counter,
     Gauge,
+    /// Values recorded one by one; the proxy keeps their distribution
+    /// (buckets, count, sum). Integers only.
+    Histogram,
 }
 
 pub trait Host {
     /// The proxy's clock.
     fn now(&self) -> SystemTime;
+    /// What this proxy calls itself (Envoy's node id), if it says: the
+    /// singleton names its Envoy with it when it ships usage.
+    fn node_id(&self) -> Option<String>;
 
     // ---- the request, while its headers or body are held ----------------
 
@@ -89,7 +95,18 @@ pub trait Host {
 
     /// Defines a metric once; the id names it afterwards.
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32>;
+    /// Defines a family of metrics once: one name and its label names;
+    /// its members (one per set of label values) are made on first use by
+    /// [`Host::family_member`]. Call it where `define_metric` may be called
+    /// (a native host defines metrics only while it configures).
+    fn define_family(&self, kind: MetricKind, name: &str, labels: &[&str]) -> Option<u32>;
+    /// The member of `family` for `values` (one per label, in the family's
+    /// order, none holding a `.`): a metric id, made on first use, for
+    /// `increment_metric` / `record_metric`. Ask once per set of values and
+    /// keep the id: making one costs more than using it.
+    fn family_member(&self, family: u32, values: &[&str]) -> Option<u32>;
     fn increment_metric(&self, id: u32, by: u64);
+    /// Sets a gauge, or records one value in a histogram.
     fn record_metric(&self, id: u32, value: u64);
 }
 

@@ -22,6 +22,7 @@ mod budget;
 mod cache;
 mod failover;
 mod filter;
+pub mod genai;
 pub mod host;
 mod meter;
 mod ratelimit;
@@ -151,6 +152,8 @@ struct PassThrough {
     /// A JSON body is held until whole to check the model it names
     /// against the catalog (a disabled model is refused); false once checked.
     check_model: bool,
+    /// The catalog model the checked body named, if any.
+    asked: Option<ModelIx>,
 }
 
 enum Phase {
@@ -235,7 +238,12 @@ impl Request {
                 pt.check_model = false;
                 let provider = pt.provider;
                 return match self.check_pass_through_model(host, provider, size) {
-                    Ok(()) => Action::Continue,
+                    Ok(asked) => {
+                        if let Phase::PassThrough(pt) = &mut self.phase {
+                            pt.asked = asked;
+                        }
+                        Action::Continue
+                    }
                     Err((e, wire)) => {
                         let body = if wire == Protocol::Messages {
                             e.anthropic_body()
@@ -432,7 +440,7 @@ impl Request {
             return false;
         };
         let now = host.now();
-        let (record, failed_over, cache) = match &self.phase {
+        let (record, failed_over, cache, labels) = match &self.phase {
             Phase::Routed(r) | Phase::Replied(Some(r)) => {
                 let d = r.decision;
                 let (Some(m), Some(p)) = (table.model(d.model), table.provider(d.provider)) else {
@@ -471,7 +479,13 @@ impl Request {
                     }
                     (None, None) => {}
                 }
-                (record, d.failed_over_from.is_some(), d.cache)
+                let asked = match r.course.as_ref().map(|c| c.plan.asked()) {
+                    Some(None) => genai::AUTO,
+                    Some(Some(ix)) => table.model(ix).map_or(genai::OTHER, |m| m.id.as_str()),
+                    None => genai::OTHER,
+                };
+                let labels = (genai::CHAT, p.id.as_str(), asked, m.id.as_str());
+                (record, d.failed_over_from.is_some(), d.cache, labels)
             }
             Phase::PassThrough(pt) => {
                 let Some(p) = table.provider(pt.provider) else {
@@ -495,10 +509,26 @@ impl Request {
                     now,
                 );
                 record.reserved_nusd = self.ctx.reserved;
-                (record, false, None)
+                let asked = pt
+                    .asked
+                    .and_then(|ix| table.model(ix))
+                    .map_or(genai::OTHER, |m| m.id.as_str());
+                let answered = model.map_or(genai::OTHER, |m| m.id.as_str());
+                let labels = (genai::PASS_THROUGH, p.id.as_str(), asked, answered);
+                (record, false, None, labels)
             }
             _ => return false,
         };
+        if let Some(g) = &self.filter.genai {
+            let (operation, provider, request_model, response_model) = labels;
+            let labels = genai::Labels {
+                operation,
+                provider,
+                request_model,
+                response_model,
+            };
+            g.record(host, labels, &record);
+        }
         let f = &self.filter;
         f.count(
             host,
@@ -783,16 +813,17 @@ impl Request {
         host: &impl Host,
         provider: ProviderIx,
         size: usize,
-    ) -> Result<(), (ApiError, Protocol)> {
+    ) -> Result<Option<ModelIx>, (ApiError, Protocol)> {
         let (Some(table), body) = (self.ctx.table.as_ref(), host.request_body(size)) else {
-            return Ok(());
+            return Ok(None);
         };
         let (Some(p), Some(name)) = (table.provider(provider), meter::model_named(&body)) else {
-            return Ok(());
+            return Ok(None);
         };
         match table.model_for_answer(&p.id, &name) {
             Some(m) if !m.enabled => Err((ApiError::ModelDisabled(name), p.wire)),
-            _ => Ok(()),
+            Some(m) => Ok(table.resolve_model(&m.id)),
+            None => Ok(None),
         }
     }
 
@@ -848,6 +879,7 @@ impl Request {
             provider,
             meter,
             check_model: false,
+            asked: None,
         }));
         log::debug!(
             "request {} pass-through to {} {}",

@@ -26,7 +26,7 @@ use crate::contract::{
 };
 use crate::directory::{self, BudgetEntry, Delta, KeyEntry, Kind, TenantEntry};
 use crate::table::{RoutingTable, Table};
-use crate::usage::UsageAck;
+use crate::usage::{UsageAck, UsageSource};
 
 use super::budget::update_held;
 
@@ -48,6 +48,11 @@ pub struct Singleton {
     /// Tenants with acknowledged spend waiting for a directory revision.
     awaiting: std::collections::BTreeSet<String>,
     metrics: Option<Metrics>,
+    /// What each batch says about this Envoy's queue (`UsageSource`): the
+    /// name it goes by, records dropped and acknowledged since it started.
+    node: String,
+    dropped: u64,
+    sent: u64,
 }
 
 struct Metrics {
@@ -72,6 +77,8 @@ impl Singleton {
     /// the first poll waits for the first tick (during configuration the
     /// cluster manager is not ready and a call would fail).
     pub fn new(cp: ControlPlane, host: &impl Host) -> Self {
+        let node = node_name(&cp.node, host);
+        log::info!("singleton: this Envoy reports its usage queue as node {node}");
         Self {
             cp,
             revision: None,
@@ -82,6 +89,23 @@ impl Singleton {
             posting: None,
             awaiting: Default::default(),
             metrics: Metrics::define(host),
+            node,
+            dropped: 0,
+            sent: 0,
+        }
+    }
+
+    /// The name this Envoy's usage queue is reported under.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Records dropped before they reached the singleton (a host whose
+    /// queue to it was full).
+    pub fn count_dropped(&mut self, host: &impl Host, n: u64) {
+        self.dropped = self.dropped.saturating_add(n);
+        if let Some(m) = &self.metrics {
+            host.increment_metric(m.dropped, n);
         }
     }
 
@@ -101,10 +125,10 @@ impl Singleton {
                 dropped += 1;
             }
         }
+        if dropped > 0 {
+            self.count_dropped(host, dropped);
+        }
         if let Some(m) = &self.metrics {
-            if dropped > 0 {
-                host.increment_metric(m.dropped, dropped);
-            }
             host.record_metric(m.buffered, self.buffered.len() as u64);
         }
         if self.buffered.len() >= self.cp.batch_records {
@@ -126,7 +150,17 @@ impl Singleton {
             }
             body.extend_from_slice(r);
         }
-        body.extend_from_slice(b"]}");
+        body.extend_from_slice(b"],\"source\":");
+        let source = UsageSource {
+            node: self.node.clone(),
+            queued: self.buffered.len().saturating_sub(n) as u64,
+            dropped: self.dropped,
+            sent: self.sent,
+        };
+        if serde_json::to_writer(&mut body, &source).is_err() {
+            body.extend_from_slice(b"null");
+        }
+        body.push(b'}');
         let headers = [
             (":method", "POST"),
             (":path", USAGE_PATH),
@@ -234,6 +268,7 @@ impl Singleton {
         let acked_at = serde_json::from_slice::<UsageAck>(&body).map_or(0, |a| a.revision);
         let acked: Vec<Vec<u8>> = self.buffered.drain(..n.min(self.buffered.len())).collect();
         self.budgets_acknowledged(host, &acked, acked_at);
+        self.sent = self.sent.saturating_add(n as u64);
         if let Some(m) = &self.metrics {
             host.increment_metric(m.sent, n as u64);
             host.record_metric(m.buffered, self.buffered.len() as u64);
@@ -390,6 +425,24 @@ impl Singleton {
         }
         self.reachable = Some(ok);
     }
+}
+
+/// The name a singleton reports its Envoy's usage queue under: the
+/// configuration's `node`, else the proxy's node id, else a random one
+/// (`envoy-<16 hex digits>`, new at each start) — never empty, and only
+/// characters the control plane accepts.
+fn node_name(configured: &Option<String>, host: &impl Host) -> String {
+    configured
+        .clone()
+        .or_else(|| host.node_id())
+        .map(|n| crate::usage::node_name(&n))
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(crate::flow::host::now_ms(host));
+            format!("envoy-{:016x}", h.finish())
+        })
 }
 
 /// The directory revision this Envoy's shared data holds: a singleton

@@ -638,6 +638,86 @@ fn pass_through_forwards_with_the_tenants_key_and_records_the_named_model() {
 }
 
 #[test]
+fn genai_metrics_name_what_the_client_asked_and_who_answered() {
+    use crate::flow::genai::{REQUEST_DURATION, TOKENS};
+    let (f, h) = setup("");
+    // auto: the cheapest model answers.
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, GREETING);
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini", 9, 4),
+    );
+    r.on_log(&h);
+    // A named model.
+    let named = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, named);
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o", 7, 3),
+    );
+    r.on_log(&h);
+    // Pass-through: the model its body named, and the one its answer names.
+    h.request(
+        "POST",
+        "/openai/v1/chat/completions",
+        &[
+            ("authorization", "Bearer vk-acme"),
+            ("content-type", "application/json"),
+        ],
+        br#"{"model":"gpt-4o-mini"}"#,
+    );
+    let mut r = f.request();
+    r.on_request_headers(&h, false);
+    r.on_request_body(&h, 23, true);
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini", 5, 1),
+    );
+    r.on_log(&h);
+
+    assert_eq!(
+        h.samples(&format!("{REQUEST_DURATION}.chat.openai.auto.gpt-4o-mini"))
+            .len(),
+        1
+    );
+    assert_eq!(
+        h.samples(&format!("{REQUEST_DURATION}.chat.openai.gpt-4o.gpt-4o"))
+            .len(),
+        1
+    );
+    assert_eq!(
+        h.samples(&format!(
+            "{REQUEST_DURATION}.pass_through.openai.gpt-4o-mini.gpt-4o-mini"
+        ))
+        .len(),
+        1
+    );
+    assert_eq!(
+        h.metric(&format!("{TOKENS}.chat.openai.auto.gpt-4o-mini.input")),
+        9
+    );
+    assert_eq!(
+        h.metric(&format!("{TOKENS}.chat.openai.gpt-4o.gpt-4o.output")),
+        3
+    );
+    assert_eq!(
+        h.metric(&format!(
+            "{TOKENS}.pass_through.openai.gpt-4o-mini.gpt-4o-mini.input"
+        )),
+        5
+    );
+}
+
+#[test]
 fn the_models_list_holds_auto_and_what_the_tenant_can_reach() {
     let (f, h) = setup("");
     h.request(
@@ -1180,6 +1260,7 @@ fn a_request_finds_its_tenant_in_the_directory_and_loses_it_when_revoked() {
 #[test]
 fn the_singleton_ships_usage_until_acknowledged() {
     let h = FakeHost::new();
+    *h.node.borrow_mut() = Some("edge 1".into());
     let mut s = singleton(
         &h,
         serde_json::json!({"batch_records": 2, "max_buffered_records": 3}),
@@ -1195,9 +1276,11 @@ fn the_singleton_ships_usage_until_acknowledged() {
             .iter()
             .any(|(n, v)| n == ":path" && v == "/internal/v1/usage")
     );
+    // Each batch says how this Envoy's queue stands (its node id made
+    // acceptable: the space is not).
     assert_eq!(
-        post.body,
-        br#"{"records":[{"id":"a"},{"id":"b"}]}"#.to_vec()
+        String::from_utf8_lossy(&post.body),
+        r#"{"records":[{"id":"a"},{"id":"b"}],"source":{"node":"edge_1","queued":1,"dropped":1,"sent":0}}"#
     );
     let token = post.token;
     *h.call_status.borrow_mut() = Some(503);
@@ -1226,6 +1309,49 @@ fn the_singleton_ships_usage_until_acknowledged() {
     s.on_call_response(&h, token, 0);
     assert_eq!(h.metric("aipipe.usage.sent"), 2);
     assert_eq!(h.metric("aipipe.usage.buffered"), 1);
+    s.poll(&h);
+    let next = h.calls.borrow().last().cloned().unwrap();
+    let batch: serde_json::Value = serde_json::from_slice(&next.body).unwrap();
+    assert_eq!(
+        serde_json::from_value::<crate::usage::UsageSource>(batch["source"].clone()).unwrap(),
+        crate::usage::UsageSource {
+            node: "edge_1".into(),
+            queued: 0,
+            dropped: 1,
+            sent: 2
+        }
+    );
+}
+
+#[test]
+fn a_singleton_goes_by_its_configured_node_else_the_proxys_else_a_random_name() {
+    let h = FakeHost::new();
+    *h.node.borrow_mut() = Some("sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local".into());
+    assert_eq!(
+        singleton(&h, serde_json::json!({})).node(),
+        "sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local"
+    );
+    assert_eq!(
+        singleton(&h, serde_json::json!({"node": "edge-a"})).node(),
+        "edge-a"
+    );
+    *h.node.borrow_mut() = None;
+    let (a, b) = (
+        singleton(&h, serde_json::json!({})),
+        singleton(&h, serde_json::json!({})),
+    );
+    assert!(
+        a.node().starts_with("envoy-") && a.node().len() == 22,
+        "{}",
+        a.node()
+    );
+    assert_ne!(a.node(), b.node());
+    let bad = crate::config::SingletonConfig::parse_with(
+        br#"{"control_plane":{"cluster":"c","node":"a b"}}"#,
+        |_| Some("t".into()),
+    )
+    .unwrap_err();
+    assert!(bad.starts_with("control_plane.node:"), "{bad}");
 }
 
 /// The model each tenant's next greeting goes to.

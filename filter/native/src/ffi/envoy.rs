@@ -5,8 +5,8 @@ use std::os::raw::c_char;
 
 use super::{
     ABI_VERSION, CALLOUT_INIT_SUCCESS, CEnum, Direction, EnvoyBuffer, EnvoyHeader, EnvoyPtr,
-    HeaderKind, LogLevel, METRICS_SUCCESS, ModuleBuffer, ModuleHeader, ModulePtr, concat_buffers,
-    copy_bytes, copy_headers, guard, module_headers,
+    HeaderKind, LogLevel, METRICS_SUCCESS, MetricType, ModuleBuffer, ModuleHeader, ModulePtr,
+    concat_buffers, copy_bytes, copy_headers, guard, module_headers,
 };
 use crate::roles::{self, ModuleConfig, Status, Stream};
 
@@ -118,6 +118,20 @@ unsafe extern "C" {
         value: u64,
     ) -> CEnum;
     fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        config: EnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> CEnum;
+    fn envoy_dynamic_module_callback_http_filter_config_define_histogram(
+        config: EnvoyPtr,
+        name: ModuleBuffer,
+        label_names: *mut ModuleBuffer,
+        label_names_length: usize,
+        histogram_id: *mut usize,
+    ) -> CEnum;
+    fn envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
         config: EnvoyPtr,
         id: usize,
         label_values: *mut ModuleBuffer,
@@ -392,50 +406,76 @@ unsafe impl Send for ConfigHandle {}
 unsafe impl Sync for ConfigHandle {}
 
 impl ConfigHandle {
-    /// Defines a counter or gauge; main thread, during configuration.
-    pub fn define(&self, gauge: bool, name: &str) -> Option<usize> {
+    /// The most labels a metric may have (aipipe's have at most five).
+    pub const MAX_LABELS: usize = 8;
+
+    /// Defines a counter, gauge or histogram with these label names (none:
+    /// a plain metric); main thread, during configuration.
+    pub fn define(&self, kind: MetricType, name: &str, labels: &[&str]) -> Option<usize> {
         let mut id = 0usize;
-        // SAFETY: a live config pointer; `name` lives for the call; no
-        // labels (null array, length 0, as abi.h allows); `id` is a valid
-        // place for the result.
+        let mut names: Vec<ModuleBuffer> = labels
+            .iter()
+            .map(|l| ModuleBuffer::of(l.as_bytes()))
+            .collect();
+        let f = match kind {
+            MetricType::Counter => envoy_dynamic_module_callback_http_filter_config_define_counter,
+            MetricType::Gauge => envoy_dynamic_module_callback_http_filter_config_define_gauge,
+            MetricType::Histogram => {
+                envoy_dynamic_module_callback_http_filter_config_define_histogram
+            }
+        };
+        // SAFETY: a live config pointer; `name` and every label name live
+        // for the call; no labels is a null array of length 0 (abi.h);
+        // `id` is a valid place for the result.
         let r = unsafe {
-            let f = if gauge {
-                envoy_dynamic_module_callback_http_filter_config_define_gauge
-            } else {
-                envoy_dynamic_module_callback_http_filter_config_define_counter
-            };
             f(
                 self.0,
                 ModuleBuffer::of(name.as_bytes()),
-                std::ptr::null_mut(),
-                0,
+                if names.is_empty() {
+                    std::ptr::null_mut()
+                } else {
+                    names.as_mut_ptr()
+                },
+                names.len(),
                 &raw mut id,
             )
         };
         (r == METRICS_SUCCESS).then_some(id)
     }
 
-    pub fn increment(&self, id: usize, by: u64) {
-        // SAFETY: a live config pointer; no labels.
-        unsafe {
-            envoy_dynamic_module_callback_http_filter_config_increment_counter(
-                self.0,
-                id,
-                std::ptr::null_mut(),
-                0,
-                by,
-            );
+    /// Adds to a counter, sets a gauge or records into a histogram, with
+    /// the label values of the metric's definition (none for a plain one).
+    pub fn update(&self, kind: MetricType, id: usize, labels: &[String], value: u64) {
+        // On the stack: this runs for every metric update of every request.
+        let mut buffers = [ModuleBuffer::of(&[]); Self::MAX_LABELS];
+        if labels.len() > Self::MAX_LABELS {
+            return;
         }
-    }
-
-    pub fn set_gauge(&self, id: usize, value: u64) {
-        // SAFETY: a live config pointer; no labels.
+        for (slot, l) in buffers.iter_mut().zip(labels) {
+            *slot = ModuleBuffer::of(l.as_bytes());
+        }
+        let values = buffers.get_mut(..labels.len()).unwrap_or_default();
+        let f = match kind {
+            MetricType::Counter => {
+                envoy_dynamic_module_callback_http_filter_config_increment_counter
+            }
+            MetricType::Gauge => envoy_dynamic_module_callback_http_filter_config_set_gauge,
+            MetricType::Histogram => {
+                envoy_dynamic_module_callback_http_filter_config_record_histogram_value
+            }
+        };
+        // SAFETY: a live config pointer; every label value lives for the
+        // call; no labels is a null array of length 0.
         unsafe {
-            envoy_dynamic_module_callback_http_filter_config_set_gauge(
+            f(
                 self.0,
                 id,
-                std::ptr::null_mut(),
-                0,
+                if values.is_empty() {
+                    std::ptr::null_mut()
+                } else {
+                    values.as_mut_ptr()
+                },
+                values.len(),
                 value,
             );
         }

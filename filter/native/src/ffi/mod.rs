@@ -108,6 +108,15 @@ pub enum HeaderKind {
     Response = 2,
 }
 
+/// Which kind of metric a definition or an update is for (each kind has
+/// its own callbacks and its own ids in Envoy).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
 /// `envoy_dynamic_module_type_http_body_type`: received (this hook's data)
 /// and buffered (what earlier hooks held back), per direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
