@@ -28,6 +28,8 @@ fn snippet(name: &str) -> Value {
 fn third_party(listener: u16, admin: u16, backend: u16) -> Value {
     json!({
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        // Its own stats settings: snippet 7 adds to them.
+        "stats_config": {"stats_tags": [{"tag_name": "team", "fixed_value": "payments"}]},
         "static_resources": {
             "listeners": [{
                 "name": "ingress",
@@ -135,6 +137,15 @@ fn merge(config: &mut Value) {
             .iter()
             .cloned(),
     );
+    // 7. The metric labels and buckets, added to the host's own lists.
+    let stats = snippet("stats-config")["stats_config"].clone();
+    for list in ["stats_tags", "histogram_bucket_settings"] {
+        let slot = &mut config["stats_config"][list];
+        if slot.is_null() {
+            *slot = json!([]);
+        }
+        array(slot, list).extend(stats[list].as_array().unwrap().iter().cloned());
+    }
 }
 
 /// What the test changes on top, as a user would for their site: the
@@ -254,6 +265,11 @@ fn the_snippets_are_the_production_configs_blocks() {
         "the clusters",
         &snippet("clusters")["clusters"],
         &prod["static_resources"]["clusters"],
+    );
+    same(
+        "the stats config",
+        &snippet("stats-config")["stats_config"],
+        &prod["stats_config"],
     );
     let listener = &prod["static_resources"]["listeners"][0];
     same(
