@@ -178,32 +178,31 @@ fn the_dashboard_shows_recorded_traffic_in_a_real_browser_and_talks_only_to_its_
         row[4].as_str().unwrap().parse::<u64>().unwrap() >= 1,
         "{row}"
     );
-    // Until the control plane has GET /admin/envoys the panel says none reported.
+    // Each Envoy's usage queue: its node, and the records it sent (all of
+    // them: the traffic is over).
     let envoys = s.cp.admin("GET", "/admin/envoys", None);
-    if envoys.status == 404 {
-        assert_eq!(all["envoys_empty"], true, "{}", all["envoys"]);
-    } else {
-        // Each Envoy's row: its node, and the records it sent (all of them,
-        // the traffic is over).
-        let listed = envoys.json()["envoys"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let rows = all["envoys"].as_array().unwrap();
-        assert_eq!(rows.len(), listed.len(), "{rows:?} vs {listed:?}");
-        for e in &listed {
-            let row = rows
-                .iter()
-                .find(|r| r[0] == e["node"])
-                .unwrap_or_else(|| panic!("no row for {e} in {rows:?}"));
-            let sent: String = row[3]
-                .as_str()
-                .unwrap()
-                .chars()
-                .filter(char::is_ascii_digit)
-                .collect();
-            assert_eq!(sent, e["sent"].to_string(), "{row} vs {e}");
-        }
+    assert_eq!(envoys.status, 200, "{}", envoys.text());
+    let listed = envoys.json()["envoys"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!listed.is_empty(), "no Envoy reported its queue");
+    assert_eq!(all["envoys_empty"], false, "{}", all["envoys"]);
+    let rows = all["envoys"].as_array().unwrap();
+    assert_eq!(rows.len(), listed.len(), "{rows:?} vs {listed:?}");
+    for e in &listed {
+        let row = rows
+            .iter()
+            .find(|r| r[0] == e["node"])
+            .unwrap_or_else(|| panic!("no row for {e} in {rows:?}"));
+        let sent: String = row[3]
+            .as_str()
+            .unwrap()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect();
+        assert_eq!(sent, e["sent"].to_string(), "{row} vs {e}");
+        assert!(e["sent"].as_u64().unwrap() > 0, "{e}");
     }
 
     let auto = step("auto_refresh");
