@@ -5,12 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::temp_dir;
-use std::path::PathBuf;
+use common::{ADMIN, Harness, TOKEN, harness_named};
 use std::time::Duration;
 
-use aipipe_control_plane::config::Secrets;
-use aipipe_control_plane::db::Db;
 use aipipe_control_plane::{AppState, admin_app, adopt_env_keys, internal_app};
 use aipipe_core::contract::{CHANGES_PATH, TABLE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER};
 use aipipe_core::directory::{BudgetEntry, Delta, KeyEntry, Kind, TenantEntry};
@@ -22,45 +19,13 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const ADMIN: &str = "admin-secret-for-tests";
-const TOKEN: &str = "internal-token-for-tests";
-
-struct Harness {
-    state: AppState,
-    dir: PathBuf,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn secrets() -> Secrets {
-    Secrets {
-        admin_secret: ADMIN.into(),
-        master_key: [0x42; 32],
-        internal_token: TOKEN.into(),
-    }
-}
-
 fn harness() -> Harness {
-    let dir = temp_dir("api");
-    let db = Db::open(&dir.join("aipipe.db")).unwrap();
-    Harness {
-        state: AppState::new(db, &secrets()),
-        dir,
-    }
+    harness_named("api", None)
 }
 
 /// A harness whose penalties halve every `decay_ms`.
 fn harness_with_decay(decay_ms: u64) -> Harness {
-    let dir = temp_dir("api");
-    let db = Db::open_with(&dir.join("aipipe.db"), decay_ms).unwrap();
-    Harness {
-        state: AppState::new(db, &secrets()),
-        dir,
-    }
+    harness_named("api", Some(decay_ms))
 }
 
 async fn send(

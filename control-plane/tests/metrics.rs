@@ -8,46 +8,18 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use aipipe_control_plane::config::Secrets;
-use aipipe_control_plane::db::Db;
-use aipipe_control_plane::{AppState, admin_app, internal_app};
+use aipipe_control_plane::{admin_app, internal_app};
 use aipipe_core::contract::{TOKEN_HEADER, USAGE_PATH};
 use aipipe_core::usage::UsageRecord;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use common::temp_dir;
+use common::{ADMIN, Harness, TOKEN, harness_named};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const ADMIN: &str = "admin-secret-for-tests";
-const TOKEN: &str = "internal-token-for-tests";
-
-struct Harness {
-    state: AppState,
-    dir: PathBuf,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn harness() -> Harness {
-    let dir = temp_dir("metrics");
-    let db = Db::open(&dir.join("aipipe.db")).unwrap();
-    let secrets = Secrets {
-        admin_secret: ADMIN.into(),
-        master_key: [0x42; 32],
-        internal_token: TOKEN.into(),
-    };
-    Harness {
-        state: AppState::new(db, &secrets),
-        dir,
-    }
+    harness_named("metrics", None)
 }
 
 async fn send(
