@@ -122,7 +122,9 @@ pub fn sibling_binary(name: &str) -> PathBuf {
 /// calls for one Envoy (listener, admin) then collide (seen in CI).
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for _ in 0..100 {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
