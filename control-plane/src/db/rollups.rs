@@ -214,8 +214,7 @@ pub fn plan(since: u64, until: u64, widths: &[u64]) -> Vec<Piece> {
             out.push(Piece::Raw { start: s, end: u });
             return;
         };
-        let a = s.div_ceil(w).saturating_mul(w);
-        let b = u - u % w;
+        let (a, b) = (ceil(s, w), floor(u, w));
         if a < b {
             go(s, a, rest, out);
             out.push(Piece::Cells {
@@ -580,7 +579,7 @@ impl Db {
             let t0 = floor(since.max(floor_at), step);
             let end = ceil(until.max(t0 + 1), step);
             let n = usize::try_from((end - t0) / step).unwrap_or(usize::MAX);
-            let mut points: Vec<Point> = (0..n as u64)
+            let points: Vec<Point> = (0..n as u64)
                 .map(|i| Point {
                     start: t0 + i * step,
                     sums: Sums::default(),
@@ -595,7 +594,7 @@ impl Db {
             // what came after counts there.
             let pieces = plan(t0.max(floor_at), end, &usable);
             let at = |t: u64| usize::try_from((t.saturating_sub(t0)) / step).unwrap_or(usize::MAX);
-            let points = std::cell::RefCell::new(&mut points);
+            let points = std::cell::RefCell::new(points);
             scan(
                 tx,
                 tenant.as_deref().unwrap_or(ALL),
@@ -622,7 +621,7 @@ impl Db {
             {
                 return Ok(None);
             }
-            Ok(Some((step, points.into_inner().clone())))
+            Ok(Some((step, points.into_inner())))
         })
         .await
     }
