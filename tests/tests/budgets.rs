@@ -341,6 +341,53 @@ fn a_virtual_keys_budget_binds_that_key_only() {
     assert!(spent <= limit_nusd, "spent {spent} n$ of {limit_nusd}: {b}");
     assert!(spent > limit_nusd / 2, "the budget was barely used: {b}");
     assert_eq!(b["virtual_key"], bound_id.as_str());
+    assert_eq!(b["reserved_usd"], 0.0, "nothing in flight: {b}");
+
+    // Requests in flight: the Envoy reports what they hold reserved, and
+    // the budget shows it until they end.
+    let r = s
+        .cp
+        .admin("PUT", &path, Some(&json!({"limit_usd": 1, "days": 1})));
+    assert_eq!(r.status, 200, "{}", r.text());
+    caught_up(&s, &s.envoy, "probe-b");
+    s.mock.fault(json!({"provider": "openai", "delay_ms": 4000}));
+    let reserved = || s.cp.admin("GET", &path, None).json()["reserved_usd"].as_f64();
+    std::thread::scope(|scope| {
+        let slow: Vec<_> = (0..3)
+            .map(|i| {
+                let (bound, envoy) = (&bound, &s.envoy);
+                scope.spawn(move || {
+                    let body = json!({"model": "gpt-4o-mini", "max_tokens": 20,
+                        "messages": [{"role": "user", "content": format!("slow {i}")}]});
+                    plain(envoy, bound, &body).status
+                })
+            })
+            .collect();
+        assert_eventually!(
+            Duration::from_millis(3500),
+            reserved().is_some_and(|r| r > 0.0),
+            "no reservation reported while requests were in flight: {:?}",
+            reserved()
+        );
+        let held = s.cp.admin("GET", &path, None).json();
+        let (limit, spent, res, left) = (
+            held["limit_usd"].as_f64().unwrap(),
+            held["spent_usd"].as_f64().unwrap(),
+            held["reserved_usd"].as_f64().unwrap(),
+            held["remaining_usd"].as_f64().unwrap(),
+        );
+        assert!((limit - spent - res - left).abs() < 1e-9, "{held}");
+        for h in slow {
+            assert_eq!(h.join().unwrap(), 200);
+        }
+    });
+    s.mock.clear_faults();
+    assert_eventually!(
+        Duration::from_secs(5),
+        reserved() == Some(0.0),
+        "reservations still reported after the requests ended: {:?}",
+        reserved()
+    );
 }
 
 /// A pass-through request reserves `pass_through_reserve_usd` before it is

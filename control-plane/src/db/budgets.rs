@@ -42,6 +42,11 @@ pub struct BudgetView {
     pub source: &'static str,
     /// Spend recorded in the window (today and the `days - 1` before, UTC).
     pub spent_usd: f64,
+    /// Held by requests in flight: their worst cases, reserved in the
+    /// Envoys that reported in the last 30 s (each reports every 10 s while
+    /// any are held, and whenever they change).
+    pub reserved_usd: f64,
+    /// The limit less what is spent and reserved (never below 0).
     pub remaining_usd: f64,
     /// When the oldest day with spend leaves the window (unix ms); null
     /// without spend.
@@ -270,6 +275,7 @@ fn view(conn: &Connection, tenant: &str) -> Result<Option<BudgetView>> {
         days: limit.days,
         source,
         spent_usd: usd(state.spent_nusd),
+        reserved_usd: 0.0,
         remaining_usd: usd(limit.limit_nusd.saturating_sub(state.spent_nusd)),
         next_free_ms: state.frees.first().map(|(at, _)| *at),
     }))
@@ -288,9 +294,22 @@ fn key_view(conn: &Connection, tenant: &str, key_id: &str) -> Result<Option<Budg
         days: state.limit.days,
         source: "virtual_key",
         spent_usd: usd(state.spent_nusd),
+        reserved_usd: 0.0,
         remaining_usd: usd(state.limit.limit_nusd.saturating_sub(state.spent_nusd)),
         next_free_ms: state.frees.first().map(|(at, _)| *at),
     }))
+}
+
+impl BudgetView {
+    /// With what the Envoys hold reserved of it (nano-dollars).
+    pub fn with_reserved(mut self, nusd: u64) -> Self {
+        self.reserved_usd = nusd as f64 / 1e9;
+        self.remaining_usd = ((self.limit_usd - self.spent_usd - self.reserved_usd) * 1e9)
+            .round()
+            .max(0.0)
+            / 1e9;
+        self
+    }
 }
 
 /// What a budget write found.
