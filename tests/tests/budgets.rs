@@ -345,12 +345,12 @@ fn a_virtual_keys_budget_binds_that_key_only() {
 
     // Requests in flight: the Envoy reports what they hold reserved, and
     // the budget shows it until they end.
-    let r = s
-        .cp
-        .admin("PUT", &path, Some(&json!({"limit_usd": 1, "days": 1})));
+    let r =
+        s.cp.admin("PUT", &path, Some(&json!({"limit_usd": 1, "days": 1})));
     assert_eq!(r.status, 200, "{}", r.text());
     caught_up(&s, &s.envoy, "probe-b");
-    s.mock.fault(json!({"provider": "openai", "delay_ms": 4000}));
+    s.mock
+        .fault(json!({"provider": "openai", "delay_ms": 4000}));
     let reserved = || s.cp.admin("GET", &path, None).json()["reserved_usd"].as_f64();
     std::thread::scope(|scope| {
         let slow: Vec<_> = (0..3)
@@ -695,5 +695,41 @@ fn budget_alerts_fire_once_at_each_threshold() {
     assert!(
         metrics.contains("aipipe_cp_budget_alerts_total{result=\"retried\"} 1"),
         "{metrics}"
+    );
+
+    // The key's own budget, set under what the key has spent: its three
+    // thresholds at once, each naming the key.
+    let keys =
+        s.cp.admin("GET", "/admin/tenants/acme/virtual-keys", None)
+            .json();
+    let key_id = keys
+        .as_array()
+        .or_else(|| keys["virtual_keys"].as_array())
+        .and_then(|a| a.first())
+        .and_then(|k| k["id"].as_str())
+        .unwrap_or_else(|| panic!("{keys}"))
+        .to_owned();
+    let r = s.cp.admin(
+        "PUT",
+        &format!("/admin/tenants/acme/virtual-keys/{key_id}/budget"),
+        Some(&json!({"limit_usd": spent * 0.9, "days": 30})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let for_key = || -> Vec<u64> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter_map(|b| {
+                let v: Value = serde_json::from_str(b).unwrap();
+                (v["virtual_key"] == key_id.as_str())
+                    .then(|| v["threshold_percent"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    assert_eventually!(
+        Duration::from_secs(15),
+        for_key() == [50, 80, 100],
+        "key alerts: {:?}",
+        for_key()
     );
 }

@@ -218,7 +218,7 @@ impl super::Tx<'_> {
         for tenant in &moved {
             record_change(self.tx, Change::Budget(tenant))?;
             if let Some(state) = budget_state(self.tx, tenant)? {
-                self.budget_alerts(tenant, &state)?;
+                self.budget_alerts(tenant, None, &state)?;
             }
         }
         Ok(moved)
@@ -232,18 +232,25 @@ impl super::Tx<'_> {
              ON CONFLICT (key_id, day) DO UPDATE SET requests = requests + 1,
                 cost_nusd = MIN(cost_nusd + excluded.cost_nusd, 9223372036854775807)",
         )?;
-        let mut moved: Vec<&str> = Vec::new();
+        // (key id, its tenant)
+        let mut moved: Vec<(&str, &str)> = Vec::new();
         for r in records {
             let Some(key) = r.virtual_key.as_deref() else {
                 continue;
             };
             add.execute(params![key, day_of(r.ts_ms), to_i64(r.cost_nusd)])?;
-            if r.cost_nusd > 0 && !moved.contains(&key) && key_limit(self.tx, key)?.is_some() {
-                moved.push(key);
+            if r.cost_nusd > 0
+                && !moved.iter().any(|(k, _)| *k == key)
+                && key_limit(self.tx, key)?.is_some()
+            {
+                moved.push((key, &r.tenant));
             }
         }
-        for key in moved {
+        for (key, tenant) in moved {
             record_change(self.tx, Change::KeyBudget(key))?;
+            if let Some(state) = key_budget_state(self.tx, key)? {
+                self.budget_alerts(tenant, Some(key), &state)?;
+            }
         }
         Ok(())
     }
@@ -354,7 +361,7 @@ impl Db {
                 record_change(tx, Change::Budget(&tenant))?;
                 // A lower limit may cross a threshold; a higher one re-arms.
                 if let Some(state) = budget_state(tx, &tenant)? {
-                    super::alerts::budget_alerts(tx, alerts, &tenant, &state)?;
+                    super::alerts::budget_alerts(tx, alerts, &tenant, None, &state)?;
                 }
             }
             Ok(BudgetWrite::Done(view(tx, &tenant)?))
@@ -386,6 +393,7 @@ impl Db {
         key_id: String,
         limit: Option<Limit>,
     ) -> Result<BudgetWrite> {
+        let alerts = self.alerts_on();
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(BudgetWrite::NoTenant);
@@ -405,6 +413,9 @@ impl Db {
             };
             if changed > 0 {
                 record_change(tx, Change::KeyBudget(&key_id))?;
+                if let Some(state) = key_budget_state(tx, &key_id)? {
+                    super::alerts::budget_alerts(tx, alerts, &tenant, Some(&key_id), &state)?;
+                }
             }
             Ok(BudgetWrite::Done(key_view(tx, &tenant, &key_id)?))
         })
