@@ -885,6 +885,25 @@ async fn models_are_validated_by_compiling_the_table() {
         "{v}"
     );
     mini["provider"] = json!("openai");
+    for (bad, field) in [
+        (json!({"poetry": 0.5}), "category_quality.poetry"),
+        (json!({"coding": 0}), "category_quality.coding"),
+        (json!({"coding": "high"}), "expected f64"),
+    ] {
+        mini["category_quality"] = bad;
+        let (s, v, _) = h
+            .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(mini.clone()))
+            .await;
+        assert!(
+            s == StatusCode::UNPROCESSABLE_ENTITY || s == StatusCode::BAD_REQUEST,
+            "{s} {v}"
+        );
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(field),
+            "{v}"
+        );
+    }
+    mini["category_quality"] = json!({"coding": 0.62});
     let (s, _, _) = h
         .admin(Method::PUT, "/admin/models/other-id", Some(mini.clone()))
         .await;
@@ -921,6 +940,7 @@ async fn models_are_validated_by_compiling_the_table() {
     assert_eq!(table.version, version + 2);
     let m = table.models.iter().find(|m| m.id == "gpt-4o-mini").unwrap();
     assert_eq!(m.input_per_mtok, 0.1);
+    assert_eq!(m.category_quality.get("coding"), Some(&0.62));
     assert_eq!(table.models.last().unwrap().id, "gpt-new");
 }
 

@@ -18,6 +18,8 @@
 //! names its source. The control plane seeds its catalog from here and the
 //! admin API changes prices and quality at run time.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Protocol, provider_wire};
@@ -114,6 +116,11 @@ pub struct Model {
     pub cache_write_per_mtok: Option<f64>,
     /// Quality in (0, 1]; see `catalog` for where each figure comes from.
     pub quality: f64,
+    /// Quality per task category (`classify::Category` names, in (0, 1]),
+    /// where a benchmark of that category exists; other categories, and
+    /// requests without a predicted category, use `quality`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub category_quality: BTreeMap<String, f64>,
     pub context_window: u64,
     pub max_output_tokens: u64,
     #[serde(default)]
@@ -226,6 +233,7 @@ impl Entry {
             cache_write_per_mtok: (self.provider == "anthropic").then_some(self.prices.0 * 1.25),
             output_per_mtok: self.prices.2,
             quality: quality_from_gpqa(self.gpqa),
+            category_quality: BTreeMap::new(),
             context_window: self.context_window,
             max_output_tokens: self.max_output_tokens,
             capabilities: self.capabilities,

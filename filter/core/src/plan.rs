@@ -121,8 +121,11 @@ impl Plan {
         let chat_bytes = chat.as_deref().unwrap_or(&body);
         let req = ChatRequest::parse(chat_bytes).map_err(|e| ApiError::BadRequest(e.0))?;
         let score = table.scorer.score(&req);
-        let complexity = table.complexity(&req, &score);
-        let needs = needs(&req, score.input_tokens);
+        let (complexity, category) = table.routing_signal(&req, &score);
+        let needs = select::Needs {
+            category,
+            ..needs(&req, score.input_tokens)
+        };
         let policy = tenant.policy.as_deref();
         // A policy's alias names a model, or auto routing under its own cap.
         let (named, alias_cap): (Option<(ModelIx, &str)>, Option<Tier>) = match &req.model {

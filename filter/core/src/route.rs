@@ -63,6 +63,7 @@ pub fn needs(req: &ChatRequest<'_>, input_tokens: u64) -> Needs {
             vision: req.has_images(),
             json_schema: req.json_schema,
         },
+        category: None,
     }
 }
 
@@ -133,6 +134,10 @@ pub struct ExplainedCandidate {
     pub provider: String,
     pub raw_cost_usd: f64,
     pub adjusted_cost: f64,
+    /// The quality it was ranked with: the tenant policy's figure for it,
+    /// else its figure for the predicted task category, else its general
+    /// one.
+    pub quality: f64,
     /// The model's penalty for everybody (provider trouble: 5xx, timeouts).
     pub penalty: f64,
     /// The penalty of this model with the tenant's own key for its
@@ -162,14 +167,14 @@ pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanati
         router.as_ref().map_or(score.complexity, |r| r.complexity),
         max_tier,
     );
-    let mut ranked = select::rank_with(
-        table,
-        tenant,
-        &needs(&req, score.input_tokens),
-        complexity,
-        keyed.as_deref(),
-    )
-    .unwrap_or_default();
+    let needs = select::Needs {
+        category: router
+            .as_ref()
+            .and_then(|r| crate::classify::Category::from_name(r.category)),
+        ..needs(&req, score.input_tokens)
+    };
+    let mut ranked =
+        select::rank_with(table, tenant, &needs, complexity, keyed.as_deref()).unwrap_or_default();
     crate::policy::pin_first(policy, &mut ranked);
     let explained_policy = policy.map(|p| ExplainedPolicy {
         excluded: table
@@ -194,6 +199,9 @@ pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanati
                 provider: m.provider.clone(),
                 raw_cost_usd: c.raw_cost,
                 adjusted_cost: c.adjusted_cost,
+                quality: policy
+                    .and_then(|p| p.quality(c.model))
+                    .unwrap_or_else(|| table.quality(c.model, needs.category)),
                 penalty: m.penalty,
                 key_penalty: table.key_penalty(c.model, tenant),
             })

@@ -22,6 +22,9 @@ pub struct Needs {
     /// The client's `max_tokens` / `max_completion_tokens`, if any.
     pub max_tokens: Option<u64>,
     pub capabilities: Capabilities,
+    /// The task category the router model predicted: models are ranked by
+    /// their quality for it (`Table::quality`).
+    pub category: Option<crate::classify::Category>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -131,12 +134,13 @@ pub fn rank_with(
             Some(&l) => crate::penalty::effective(l, m.penalty),
             None => m.penalty,
         };
-        // The tenant's own quality figure, where its policy has one.
+        // The tenant's own quality figure, where its policy has one; else
+        // the model's for the request's task category.
         let quality = tenant
             .policy
             .as_ref()
             .and_then(|p| p.quality(i))
-            .unwrap_or(m.quality);
+            .unwrap_or_else(|| table.quality(i, needs.category));
         let adjusted = raw / quality_divisor(table, quality, complexity) * (1.0 + penalty);
         out.push(Candidate {
             model: i,
@@ -244,6 +248,77 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A model's quality for the request's task category ranks it: a small
+    /// model as good as the frontier at one category takes that category's
+    /// hard requests, and only those.
+    #[test]
+    fn the_predicted_category_ranks_by_that_categorys_quality() {
+        let mut t = table_with_keys(&["openai", "anthropic"]);
+        let sonnet = t
+            .models
+            .iter()
+            .find(|m| m.id == "claude-sonnet-4-5")
+            .unwrap()
+            .quality;
+        let mut raw = RoutingTable {
+            models: t.models.clone(),
+            providers: t.providers.clone(),
+            tenants: vec![Tenant {
+                id: "t".into(),
+                disabled: false,
+                pass_through: true,
+                virtual_key_hashes: vec![hex_hash("vk")],
+                provider_keys: [("openai", "sk-o"), ("anthropic", "sk-a")]
+                    .iter()
+                    .map(|(p, k)| ((*p).to_owned(), (*k).to_owned()))
+                    .collect(),
+                limits: Default::default(),
+                policy: Default::default(),
+            }],
+            ..RoutingTable::default()
+        };
+        let mini = raw
+            .models
+            .iter_mut()
+            .find(|m| m.id == "gpt-4o-mini")
+            .unwrap();
+        mini.category_quality.insert("coding".into(), sonnet);
+        t = Table::compile(raw).unwrap();
+        let at = |category| {
+            let needs = Needs {
+                input_tokens: 500,
+                category,
+                ..Needs::default()
+            };
+            choice(&t, &needs, 0.85)
+        };
+        assert_eq!(at(Some(crate::classify::Category::Coding)), "gpt-4o-mini");
+        assert_ne!(at(Some(crate::classify::Category::Chat)), "gpt-4o-mini");
+        assert_ne!(at(None), "gpt-4o-mini");
+    }
+
+    #[test]
+    fn category_quality_is_validated() {
+        let mut raw = RoutingTable {
+            models: crate::catalog::default_models(),
+            providers: crate::catalog::default_providers(),
+            ..RoutingTable::default()
+        };
+        raw.models[0].category_quality.insert("poetry".into(), 0.5);
+        let e = Table::compile(raw.clone()).unwrap_err().0;
+        assert!(
+            e.contains("category_quality.poetry: unknown category"),
+            "{e}"
+        );
+        raw.models[0].category_quality.clear();
+        raw.models[0].category_quality.insert("coding".into(), 1.5);
+        let e = Table::compile(raw).unwrap_err().0;
+        assert!(
+            e.contains("category_quality.coding: must be in (0, 1]"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -234,6 +234,10 @@ pub struct Table {
     key_penalties: Vec<Vec<(String, f64)>>,
     /// Whether any model has one.
     any_key_penalty: bool,
+    /// Per model (parallel to `models`): its quality for each task
+    /// category (`Category::index`), its general quality where it has no
+    /// figure of that category.
+    category_quality: Vec<[f64; crate::classify::CATEGORIES.len()]>,
     /// The bootstrap table's own tenants (a plugin configuration may carry
     /// some); published tables carry none — their tenants live in the
     /// directory (`directory`).
@@ -513,6 +517,18 @@ impl Table {
             ));
         }
 
+        let category_quality = raw
+            .models
+            .iter()
+            .map(|m| {
+                crate::classify::CATEGORIES.map(|c| {
+                    m.category_quality
+                        .get(c.name())
+                        .copied()
+                        .unwrap_or(m.quality)
+                })
+            })
+            .collect();
         let policies: Vec<Option<crate::policy::Policy>> =
             raw.tenants.iter().map(|t| t.policy.clone()).collect();
         let mut table = Self {
@@ -530,6 +546,7 @@ impl Table {
             provider_by_id,
             key_penalties,
             any_key_penalty,
+            category_quality,
             tenant_by_key,
             tenant_by_id,
             accounts,
@@ -553,9 +570,37 @@ impl Table {
     /// The complexity that routes `req` (scored `score`): the router model's
     /// when this table has one, the heuristic score's otherwise.
     pub fn complexity(&self, req: &ChatRequest<'_>, score: &Score) -> f64 {
-        self.router
-            .as_ref()
-            .map_or(score.complexity, |r| r.model.predict(req, score).complexity)
+        self.routing_signal(req, score).0
+    }
+
+    /// The complexity that routes `req` and, when the router model
+    /// predicted one, its task category.
+    pub fn routing_signal(
+        &self,
+        req: &ChatRequest<'_>,
+        score: &Score,
+    ) -> (f64, Option<crate::classify::Category>) {
+        match &self.router {
+            Some(r) => {
+                let p = r.model.predict(req, score);
+                (p.complexity, Some(p.category))
+            }
+            None => (score.complexity, None),
+        }
+    }
+
+    /// A model's quality for a task category (its general quality without
+    /// one, or without a figure for it).
+    pub fn quality(&self, model: ModelIx, category: Option<crate::classify::Category>) -> f64 {
+        match category {
+            Some(c) => self
+                .category_quality
+                .get(model.0)
+                .and_then(|q| q.get(c.index()))
+                .copied(),
+            None => self.model(model).map(|m| m.quality),
+        }
+        .unwrap_or(1.0)
     }
 
     /// A tenant of the directory resolved against this table. Keys for a

@@ -112,6 +112,24 @@ pub fn model(at: &str, m: &Model) -> Result<(), Invalid> {
             format_args!("must be in (0, 1], got {}", m.quality),
         );
     }
+    for (c, q) in &m.category_quality {
+        if crate::classify::Category::from_name(c).is_none() {
+            let names: Vec<&str> = crate::classify::CATEGORIES
+                .iter()
+                .map(|c| c.name())
+                .collect();
+            return invalid(
+                &f(&format!("category_quality.{c}")),
+                format_args!("unknown category (known: {})", names.join(", ")),
+            );
+        }
+        if !(*q > 0.0 && *q <= 1.0) {
+            return invalid(
+                &f(&format!("category_quality.{c}")),
+                format_args!("must be in (0, 1], got {q}"),
+            );
+        }
+    }
     token_cap(&f("context_window"), m.context_window)?;
     token_cap(&f("max_output_tokens"), m.max_output_tokens)?;
     if let Some(l) = m.latency_ms
