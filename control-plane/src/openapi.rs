@@ -125,6 +125,10 @@ pub struct ModelDoc {
     /// In (0, 1].
     #[schema(exclusive_minimum = 0, maximum = 1)]
     quality: f64,
+    /// Quality per task category (`coding`, `math_reasoning`, …), each in
+    /// (0, 1]; used when the router model predicts that category.
+    #[schema(required = false)]
+    category_quality: std::collections::BTreeMap<String, f64>,
     context_window: u64,
     max_output_tokens: u64,
     #[schema(required = false)]
@@ -188,6 +192,9 @@ pub struct CandidateDoc {
     provider: String,
     raw_cost_usd: f64,
     adjusted_cost: f64,
+    /// The quality it was ranked with: the tenant policy's figure, else its
+    /// figure for the predicted task category, else its general one.
+    quality: f64,
     /// The model's penalty for everybody (the provider's trouble).
     penalty: f64,
     /// The penalty of this model with the tenant's own provider key (its
@@ -357,6 +364,7 @@ mod tests {
         m.cached_input_per_mtok = Some(1.0);
         m.cache_write_per_mtok = Some(1.0);
         m.latency_ms = Some(1.0);
+        m.category_quality.insert("coding".into(), 0.5);
         let served = serde_json::to_value(&m).unwrap();
         assert_eq!(properties("Model"), keys_of(&served));
         assert_eq!(properties("Capabilities"), keys_of(&served["capabilities"]));

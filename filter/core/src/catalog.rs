@@ -14,6 +14,22 @@
 //! 0.70. The exponent 1.6 is the one transform applied to all models alike;
 //! `table_spec_6` in `select` pins the resulting behaviour.
 //!
+//! Quality by task (`Model::category_quality`): one benchmark per category,
+//! the same for every model, where vendors publish it — `coding`: SWE-bench
+//! Verified; `math_reasoning`: AIME 2025 (pass@1, no tools, thinking on
+//! where the model thinks). A category's scores are first put on GPQA's
+//! scale — divided by the mean over the models that have both of (score /
+//! GPQA) — then spread by the same `^ 1.6`: a model's figure moves it
+//! against its peers without moving the whole category against models that
+//! have none (a model without a published figure keeps its GPQA quality
+//! for that category, which would otherwise win every category whose
+//! benchmark scores run lower than GPQA's). So do the
+//! categories without one common benchmark (agentic tools, translation,
+//! factual QA, chat, writing, analysis). Vendors run these with their own
+//! scaffolds, so a few points apart is noise. Each figure names its source
+//! beside it; "via X" means vendor X's comparison table reporting the
+//! model.
+//!
 //! Prices are the providers' standard (non-batch) list prices; each entry
 //! names its source. The control plane seeds its catalog from here and the
 //! admin API changes prices and quality at run time.
@@ -214,10 +230,31 @@ struct Entry {
     /// input, cached input, output — USD per million tokens.
     prices: (f64, Option<f64>, f64),
     gpqa: f64,
+    /// Per task category (`classify::Category` names): a published score in
+    /// percent of that category's benchmark (below), spread like GPQA.
+    tasks: &'static [(&'static str, f64)],
     context_window: u64,
     max_output_tokens: u64,
     capabilities: Capabilities,
     enabled: bool,
+}
+
+/// A category's benchmark on GPQA's scale: the mean over the entries that
+/// have a figure of (figure / GPQA).
+fn task_scale(category: &str) -> f64 {
+    let ratios: Vec<f64> = ENTRIES
+        .iter()
+        .filter_map(|e| {
+            e.tasks
+                .iter()
+                .find(|(c, _)| *c == category)
+                .map(|(_, p)| p / e.gpqa)
+        })
+        .collect();
+    if ratios.is_empty() {
+        return 1.0;
+    }
+    ratios.iter().sum::<f64>() / ratios.len() as f64
 }
 
 impl Entry {
@@ -233,7 +270,14 @@ impl Entry {
             cache_write_per_mtok: (self.provider == "anthropic").then_some(self.prices.0 * 1.25),
             output_per_mtok: self.prices.2,
             quality: quality_from_gpqa(self.gpqa),
-            category_quality: BTreeMap::new(),
+            category_quality: self
+                .tasks
+                .iter()
+                .map(|&(c, percent)| {
+                    let on_gpqa_scale = (percent / task_scale(c)).min(100.0);
+                    (c.to_owned(), quality_from_gpqa(on_gpqa_scale))
+                })
+                .collect(),
             context_window: self.context_window,
             max_output_tokens: self.max_output_tokens,
             capabilities: self.capabilities,
@@ -248,42 +292,49 @@ impl Entry {
 const ENTRIES: &[Entry] = &[
     // ---- OpenAI — prices: openai.com/api/pricing. GPQA: OpenAI's "GPT-4o mini:
     // advancing cost-efficient intelligence" (40.2) and the GPT-4.1 launch
-    // table for gpt-4o-2024-11-20 (46.0).
+    // table for gpt-4o-2024-11-20 (46.0). SWE-bench Verified: "Introducing
+    // GPT-4.1" ("54.6% … improving by 21.4%abs over GPT-4o": 33.2).
     Entry { id: "gpt-4o-mini", provider: "openai", upstream_id: None,
-        prices: (0.15, Some(0.075), 0.60), gpqa: 40.2,
+        prices: (0.15, Some(0.075), 0.60), gpqa: 40.2, tasks: &[],
         context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true },
     Entry { id: "gpt-4o", provider: "openai", upstream_id: None,
-        prices: (2.50, Some(1.25), 10.00), gpqa: 46.0,
+        prices: (2.50, Some(1.25), 10.00), gpqa: 46.0, tasks: &[("coding", 33.2)],
         context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true },
 
     // ---- Anthropic — prices: platform.claude.com/docs/en/about-claude/pricing
     // (cached = cache read; cache writes 1.25x input). GPQA: Anthropic's
-    // launch post of each model. JSON schema output works through the native
+    // launch post of each model. SWE-bench Verified: the Sonnet 4.5 (77.2,
+    // 10 trials, no test-time compute) and Haiku 4.5 (73.3) launch posts;
+    // Opus 4.5's 80.9 via Moonshot's Kimi K2.5 model card. AIME 2025: Sonnet
+    // 4.5's 87.0 (no tools) via DeepSeek-V3.2's report, Opus 4.5's 92.8 via
+    // the Kimi K2.5 card. JSON schema output works through the native
     // translation (a forced tool, see `anthropic::JSON_TOOL`).
     Entry { id: "claude-sonnet-4-5", provider: "anthropic", upstream_id: None,
-        prices: (3.00, Some(0.30), 15.00), gpqa: 83.4,
+        prices: (3.00, Some(0.30), 15.00), gpqa: 83.4, tasks: &[("coding", 77.2), ("math_reasoning", 87.0)],
         context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true },
     Entry { id: "claude-opus-4-5", provider: "anthropic", upstream_id: None,
-        prices: (5.00, Some(0.50), 25.00), gpqa: 87.0,
+        prices: (5.00, Some(0.50), 25.00), gpqa: 87.0, tasks: &[("coding", 80.9), ("math_reasoning", 92.8)],
         context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true },
     // Shipped disabled: at $1/$5 with GPQA 73.0 it would take the 0.55–0.80
     // band from gpt-4o-mini / claude-sonnet-4-5 (filter/README.md,
     // "Model selection"). Enable per catalog.
     Entry { id: "claude-haiku-4-5", provider: "anthropic", upstream_id: None,
-        prices: (1.00, Some(0.10), 5.00), gpqa: 73.0,
+        prices: (1.00, Some(0.10), 5.00), gpqa: 73.0, tasks: &[("coding", 73.3)],
         context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: false },
 
     // ---- Google Gemini — prices: ai.google.dev/gemini-api/docs/pricing (paid
     // tier, prompts ≤ 200k tokens). GPQA: Google DeepMind's Gemini 2.5 report
-    // and model cards (Flash-Lite: non-thinking).
+    // and model cards (Flash-Lite: non-thinking). 2.5 Pro's SWE-bench
+    // Verified (59.6, single attempt) and AIME 2025 (88.0) from its model
+    // card (2025-06-27); Flash's and Flash-Lite's were found only second-hand.
     Entry { id: "gemini-2.5-flash-lite", provider: "gemini", upstream_id: None,
-        prices: (0.10, Some(0.01), 0.40), gpqa: 64.6,
+        prices: (0.10, Some(0.01), 0.40), gpqa: 64.6, tasks: &[],
         context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true },
     Entry { id: "gemini-2.5-flash", provider: "gemini", upstream_id: None,
-        prices: (0.30, Some(0.03), 2.50), gpqa: 82.8,
+        prices: (0.30, Some(0.03), 2.50), gpqa: 82.8, tasks: &[],
         context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true },
     Entry { id: "gemini-2.5-pro", provider: "gemini", upstream_id: None,
-        prices: (1.25, Some(0.125), 10.00), gpqa: 86.4,
+        prices: (1.25, Some(0.125), 10.00), gpqa: 86.4, tasks: &[("coding", 59.6), ("math_reasoning", 88.0)],
         context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true },
 
     // ---- xAI — prices: docs.x.ai/developers/models. grok-4 and
@@ -291,35 +342,39 @@ const ENTRIES: &[Entry] = &[
     // GPQA: xAI's Grok 3 mini post (84.0). xAI has published no GPQA for
     // grok-4.3; Grok 4's 87.5 (xAI launch) stands in until it does.
     Entry { id: "grok-4.3", provider: "xai", upstream_id: None,
-        prices: (1.25, Some(0.20), 2.50), gpqa: 87.5,
+        prices: (1.25, Some(0.20), 2.50), gpqa: 87.5, tasks: &[],
         context_window: 1_000_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true },
     Entry { id: "grok-3-mini", provider: "xai", upstream_id: None,
-        prices: (0.30, Some(0.075), 0.50), gpqa: 84.0,
+        prices: (0.30, Some(0.075), 0.50), gpqa: 84.0, tasks: &[],
         context_window: 131_072, max_output_tokens: 32_000, capabilities: TEXT_TOOLS_JSON, enabled: true },
 
     // ---- OpenRouter — prices: openrouter.ai/<model>/api. GPQA: Meta's
-    // Llama 3.3 model card (50.5); DeepSeek's V3.2 report (82.4).
+    // Llama 3.3 model card (50.5); DeepSeek's V3.2 report (82.4; thinking:
+    // SWE-bench Verified 73.1, AIME 2025 93.1).
     Entry { id: "llama-3.3-70b-instruct", provider: "openrouter",
         upstream_id: Some("meta-llama/llama-3.3-70b-instruct"),
-        prices: (0.10, None, 0.32), gpqa: 50.5,
+        prices: (0.10, None, 0.32), gpqa: 50.5, tasks: &[],
         context_window: 131_072, max_output_tokens: 16_384, capabilities: TEXT_TOOLS, enabled: true },
     Entry { id: "deepseek-v3.2", provider: "openrouter",
         upstream_id: Some("deepseek/deepseek-v3.2"),
-        prices: (0.28, Some(0.13), 0.40), gpqa: 82.4,
+        prices: (0.28, Some(0.13), 0.40), gpqa: 82.4, tasks: &[("coding", 73.1), ("math_reasoning", 93.1)],
         context_window: 163_840, max_output_tokens: 65_536, capabilities: TEXT_TOOLS_JSON, enabled: true },
 
     // ---- MiniMax — prices: platform.minimax.io/docs/pricing (cache read
-    // 0.03). GPQA: MiniMax-M2 model card (Hugging Face MiniMaxAI/MiniMax-M2).
+    // 0.03). GPQA: MiniMax-M2 model card (Hugging Face MiniMaxAI/MiniMax-M2),
+    // with SWE-bench Verified 69.4 and AIME 2025 78 (Artificial Analysis's
+    // run, as the card reports it).
     // MiniMax drops response_format, so no json_schema.
     Entry { id: "MiniMax-M2", provider: "minimax", upstream_id: None,
-        prices: (0.30, Some(0.03), 1.20), gpqa: 78.0,
+        prices: (0.30, Some(0.03), 1.20), gpqa: 78.0, tasks: &[("coding", 69.4), ("math_reasoning", 78.0)],
         context_window: 204_800, max_output_tokens: 128_000, capabilities: TEXT_TOOLS, enabled: true },
 
     // ---- Moonshot (Kimi) — prices: platform.moonshot.ai/docs/pricing/chat.
     // The kimi-k2 previews were retired on 2026-05-25. GPQA: Moonshot has
     // published none for K2.5; Kimi K2-Instruct's 75.1 (model card) stands in.
+    // SWE-bench Verified 76.8 and AIME 2025 96.1: the Kimi K2.5 model card.
     Entry { id: "kimi-k2.5", provider: "moonshot", upstream_id: None,
-        prices: (0.60, Some(0.10), 3.00), gpqa: 75.1,
+        prices: (0.60, Some(0.10), 3.00), gpqa: 75.1, tasks: &[("coding", 76.8), ("math_reasoning", 96.1)],
         context_window: 262_144, max_output_tokens: 32_768, capabilities: TEXT_TOOLS, enabled: true },
 ];
 
@@ -330,6 +385,27 @@ pub fn default_models() -> Vec<Model> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Task figures move a model against its peers on GPQA's scale: Kimi
+    /// K2.5 codes better than its GPQA says, Gemini 2.5 Pro worse, and a
+    /// model with no figure keeps its general quality.
+    #[test]
+    fn task_figures_are_calibrated_onto_the_general_scale() {
+        let models = default_models();
+        let m = |id: &str| models.iter().find(|m| m.id == id).unwrap();
+        let coding = |id: &str| m(id).category_quality.get("coding").copied();
+        assert!(coding("kimi-k2.5").unwrap() > m("kimi-k2.5").quality);
+        assert!(coding("gemini-2.5-pro").unwrap() < m("gemini-2.5-pro").quality);
+        assert_eq!(coding("grok-3-mini"), None);
+        let scale = task_scale("coding");
+        assert!((0.8..1.0).contains(&scale), "{scale}");
+        for model in &models {
+            for (c, q) in &model.category_quality {
+                assert!(crate::classify::Category::from_name(c).is_some(), "{c}");
+                assert!(*q > 0.0 && *q <= 1.0, "{} {c} {q}", model.id);
+            }
+        }
+    }
 
     #[test]
     fn every_model_names_a_default_provider_and_has_sane_figures() {
