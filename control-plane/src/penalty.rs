@@ -494,6 +494,8 @@ mod tests {
             estimated: false,
             key_tag: None,
             reserved_nusd: None,
+            virtual_key: None,
+            key_reserved_nusd: None,
         };
         assert_eq!(Outcome::of_record(&r), Outcome::Success);
         r.cache_hit = true;

@@ -251,6 +251,8 @@ fn record(id: &str, tenant: &str, model: &str, status: u16, latency: f64, ts: u6
         estimated: false,
         key_tag: None,
         reserved_nusd: None,
+        virtual_key: None,
+        key_reserved_nusd: None,
     }
 }
 

@@ -111,6 +111,8 @@ fn record(
         estimated: false,
         key_tag: None,
         reserved_nusd: None,
+        virtual_key: None,
+        key_reserved_nusd: None,
     }
 }
 

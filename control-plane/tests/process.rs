@@ -173,6 +173,8 @@ fn record(i: u32) -> UsageRecord {
         estimated: false,
         key_tag: None,
         reserved_nusd: None,
+        virtual_key: None,
+        key_reserved_nusd: None,
     }
 }
 

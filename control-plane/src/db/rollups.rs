@@ -486,6 +486,8 @@ pub(super) fn backfill(tx: &Transaction<'_>, now: u64) -> Result<u64> {
                 estimated: false,
                 key_tag: None,
                 reserved_nusd: None,
+                virtual_key: None,
+                key_reserved_nusd: None,
             });
             n += 1;
             if chunk.len() == 10_000 {

@@ -54,9 +54,13 @@ pub const DIRECTORY_TENANT_PREFIX: &str = "aipipe.t.";
 pub const DIRECTORY_KEY_PREFIX: &str = "aipipe.k.";
 /// …and `aipipe.b.<tenant id>`: the tenant's budget (`directory::BudgetEntry`).
 pub const DIRECTORY_BUDGET_PREFIX: &str = "aipipe.b.";
+/// …and `aipipe.kb.<key id>`: a virtual key's budget.
+pub const DIRECTORY_KEY_BUDGET_PREFIX: &str = "aipipe.kb.";
 /// Prefix of the shared-data keys of this Envoy's budget reservations per
 /// tenant (`budget::Held`): `aipipe.rv.<tenant id>`.
 pub const RESERVATIONS_PREFIX: &str = "aipipe.rv.";
+/// …and per virtual key: `aipipe.rk.<key id>`.
+pub const KEY_RESERVATIONS_PREFIX: &str = "aipipe.rk.";
 /// The directory revision this Envoy holds (decimal): a restarted singleton
 /// resumes from it instead of asking for everything again.
 pub const DIRECTORY_REVISION_KEY: &str = "aipipe.directory.revision";

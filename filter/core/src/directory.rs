@@ -16,8 +16,8 @@
 //!               4 no pass-through, 8 limits, 16 policy)
 //!               | u16 n | n × (str8 provider | str16 key) [| limits]
 //!               [| str16 policy JSON]
-//! key entry     u8 format=1 | u64 rev | u8 flags (1 removed, 2 limits)
-//!               | str16 tenant [| limits]
+//! key entry     u8 format=1 | u64 rev | u8 flags (1 removed, 2 limits, 4 id)
+//!               | str16 tenant [| limits] [| str8 key id]
 //! limits        u32 requests_per_minute | u64 tokens_per_minute
 //! budget entry  u8 format=1 | u64 rev | u8 flags (1 removed) | u64 limit_nusd
 //!               | u16 days | u64 spent_nusd | u16 n | n × (u64 at_ms | u64 nusd)
@@ -27,13 +27,17 @@
 //!
 //! A delta's records are the global table (kind 0: the routing table's JSON,
 //! tenants left out), tenant entries (kind 1, named by tenant id), key
-//! entries (kind 2, named by the key's lower-case hex SHA-256) and budget
-//! entries (kind 3, named by tenant id; `crate::budget`). `since` is
+//! entries (kind 2, named by the key's lower-case hex SHA-256), tenant
+//! budget entries (kind 3, named by tenant id; `crate::budget`) and virtual
+//! key budget entries (kind 4, the same encoding, named by key id). `since` is
 //! the revision the receiver must hold for the delta to apply; `revision`
 //! the one it holds after; `more` says another page follows at once.
 
 use crate::bytes;
-use crate::contract::{DIRECTORY_BUDGET_PREFIX, DIRECTORY_KEY_PREFIX, DIRECTORY_TENANT_PREFIX};
+use crate::contract::{
+    DIRECTORY_BUDGET_PREFIX, DIRECTORY_KEY_BUDGET_PREFIX, DIRECTORY_KEY_PREFIX,
+    DIRECTORY_TENANT_PREFIX,
+};
 use crate::ratelimit::Limits;
 
 const FORMAT: u8 = 1;
@@ -43,6 +47,7 @@ const NO_PASS_THROUGH: u8 = 4;
 const TENANT_LIMITS: u8 = 8;
 const TENANT_POLICY: u8 = 16;
 const KEY_LIMITS: u8 = 2;
+const KEY_ID: u8 = 4;
 const MAGIC: &[u8; 4] = b"APD1";
 const MORE: u8 = 1;
 
@@ -73,6 +78,9 @@ pub struct KeyEntry {
     pub tenant: String,
     /// The key's own rate limits, on top of its tenant's.
     pub limits: Limits,
+    /// The key's id (`vk_…`, no secret): what its usage records and its
+    /// budget are named by. Empty in entries of older control planes.
+    pub id: String,
 }
 
 /// A malformed entry or delta.
@@ -118,6 +126,11 @@ pub fn key_key(hex_hash: &str) -> String {
 
 pub fn budget_key(tenant: &str) -> String {
     format!("{DIRECTORY_BUDGET_PREFIX}{tenant}")
+}
+
+/// The shared-data key of a virtual key's budget entry (by key id).
+pub fn key_budget_key(key_id: &str) -> String {
+    format!("{DIRECTORY_KEY_BUDGET_PREFIX}{key_id}")
 }
 
 /// The revision an encoded entry (of either kind) carries, read without
@@ -199,12 +212,21 @@ impl TenantEntry {
 
 impl KeyEntry {
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(12 + self.tenant.len());
+        let id = self.id.get(..usize::from(u8::MAX)).unwrap_or(&self.id);
+        let mut out = Vec::with_capacity(13 + self.tenant.len() + id.len());
         out.push(FORMAT);
         out.extend_from_slice(&self.rev.to_le_bytes());
-        out.push(flag(self.removed, REMOVED) | flag(!self.limits.is_none(), KEY_LIMITS));
+        out.push(
+            flag(self.removed, REMOVED)
+                | flag(!self.limits.is_none(), KEY_LIMITS)
+                | flag(!id.is_empty(), KEY_ID),
+        );
         put_str16(&mut out, &self.tenant);
         put_limits(&mut out, &self.limits);
+        if !id.is_empty() {
+            out.push(id.len() as u8);
+            out.extend_from_slice(id.as_bytes());
+        }
         out
     }
 
@@ -214,15 +236,21 @@ impl KeyEntry {
             return Err(DecodeError("unknown key entry format"));
         }
         let rev = r.u64()?;
-        let flags = r.flags(REMOVED | KEY_LIMITS)?;
+        let flags = r.flags(REMOVED | KEY_LIMITS | KEY_ID)?;
         let tenant = r.str16()?.to_owned();
         let limits = r.limits(flags & KEY_LIMITS != 0)?;
+        let id = if flags & KEY_ID != 0 {
+            r.str8()?.to_owned()
+        } else {
+            String::new()
+        };
         r.end()?;
         Ok(Self {
             rev,
             removed: flags & REMOVED != 0,
             tenant,
             limits,
+            id,
         })
     }
 }
@@ -286,6 +314,8 @@ pub enum Kind {
     Tenant,
     Key,
     Budget,
+    /// A virtual key's budget (a [`BudgetEntry`] named by key id).
+    KeyBudget,
 }
 
 impl Kind {
@@ -295,6 +325,7 @@ impl Kind {
             Kind::Tenant => 1,
             Kind::Key => 2,
             Kind::Budget => 3,
+            Kind::KeyBudget => 4,
         }
     }
 
@@ -304,6 +335,7 @@ impl Kind {
             1 => Ok(Kind::Tenant),
             2 => Ok(Kind::Key),
             3 => Ok(Kind::Budget),
+            4 => Ok(Kind::KeyBudget),
             _ => Err(DecodeError("unknown delta record kind")),
         }
     }
@@ -543,8 +575,14 @@ mod tests {
             removed: true,
             tenant: "acme".into(),
             limits: Default::default(),
+            id: String::new(),
         };
-        assert_eq!(KeyEntry::decode(&k.encode()), Ok(k));
+        assert_eq!(KeyEntry::decode(&k.encode()), Ok(k.clone()));
+        let named = KeyEntry {
+            id: "vk_0123456789abcdef01".into(),
+            ..k
+        };
+        assert_eq!(KeyEntry::decode(&named.encode()), Ok(named));
     }
 
     #[test]

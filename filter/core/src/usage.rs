@@ -75,6 +75,15 @@ pub struct UsageRecord {
     /// waits for the control plane's entry to show it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reserved_nusd: Option<u64>,
+    /// The id of the virtual key the caller used (`vk_…`, no secret), when
+    /// it came from the control plane's directory: what the key's budget
+    /// and the usage by key count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_key: Option<String>,
+    /// What the request reserved against its virtual key's own budget, as
+    /// `reserved_nusd` does against its tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_reserved_nusd: Option<u64>,
 }
 
 /// One upstream attempt that failed (429, 5xx, timeout, connection failure).
@@ -258,6 +267,8 @@ mod tests {
             estimated: false,
             key_tag: None,
             reserved_nusd: None,
+            virtual_key: None,
+            key_reserved_nusd: None,
         };
         let json = serde_json::to_string(&UsageBatch {
             records: vec![r.clone()],

@@ -1,11 +1,11 @@
 //! Budgets in the request flow (the rules are `crate::budget`'s): find a
-//! tenant's budget, reserve a request's worst case before it goes upstream,
+//! tenant's budget and its virtual key's, reserve a request's worst case before it goes upstream,
 //! settle the reservation when its usage record is written.
 
 use super::host::{Host, HostError, now_ms};
 use crate::budget::{self, Held};
 use crate::config::BudgetConfig;
-use crate::contract::RESERVATIONS_PREFIX;
+use crate::contract::{KEY_RESERVATIONS_PREFIX, RESERVATIONS_PREFIX};
 use crate::directory::{self, BudgetEntry};
 use crate::error::ApiError;
 use crate::table::Table;
@@ -14,43 +14,69 @@ use crate::usage::UsageRecord;
 /// Compare-and-swap rounds before a budget update gives up.
 const CAS_ROUNDS: usize = 32;
 
-/// The tenant's budget: its entry, or the table's default when the control
-/// plane wrote none (a tenant that has not spent in the window yet). None:
-/// no budget applies.
-pub(super) fn budget_of(host: &impl Host, table: &Table, tenant: &str) -> Option<BudgetEntry> {
-    let (bytes, _) = host.shared_get(&directory::budget_key(tenant));
+/// Whose budget: a tenant's, or one of its virtual keys' (by key id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope<'a> {
+    Tenant(&'a str),
+    Key(&'a str),
+}
+
+impl Scope<'_> {
+    /// The shared-data key of this Envoy's held spend of it.
+    pub(crate) fn held_key(self) -> String {
+        match self {
+            Scope::Tenant(id) => format!("{RESERVATIONS_PREFIX}{id}"),
+            Scope::Key(id) => format!("{KEY_RESERVATIONS_PREFIX}{id}"),
+        }
+    }
+
+    fn whose(self) -> &'static str {
+        match self {
+            Scope::Tenant(_) => "tenant",
+            Scope::Key(_) => "virtual key",
+        }
+    }
+}
+
+/// The budget of `scope`: its entry; for a tenant without one, the table's
+/// default (a tenant that has not spent in the window yet). None: no
+/// budget applies.
+pub(super) fn budget_of(host: &impl Host, table: &Table, scope: Scope<'_>) -> Option<BudgetEntry> {
+    let name = match scope {
+        Scope::Tenant(id) => directory::budget_key(id),
+        Scope::Key(id) => directory::key_budget_key(id),
+    };
+    let (bytes, _) = host.shared_get(&name);
+    let blocked = BudgetEntry {
+        rev: 0,
+        removed: false,
+        limit_nusd: 0,
+        days: 1,
+        spent_nusd: 0,
+        frees: Vec::new(),
+    };
     match bytes.map(|b| BudgetEntry::decode(&b)) {
         Some(Ok(e)) => (!e.removed).then_some(e),
         // Written by the singleton only after it decoded: cannot happen;
         // refuse rather than spend without a limit.
-        Some(Err(_)) => Some(BudgetEntry {
-            rev: 0,
-            removed: false,
-            limit_nusd: 0,
-            days: 1,
-            spent_nusd: 0,
-            frees: Vec::new(),
-        }),
-        None => table.budget_default.map(|d| BudgetEntry {
-            rev: 0,
-            removed: false,
-            limit_nusd: d.limit_nusd,
-            days: d.days,
-            spent_nusd: 0,
-            frees: Vec::new(),
-        }),
+        Some(Err(_)) => Some(blocked),
+        None => match scope {
+            Scope::Tenant(_) => table.budget_default.map(|d| BudgetEntry {
+                limit_nusd: d.limit_nusd,
+                days: d.days,
+                ..blocked
+            }),
+            Scope::Key(_) => None,
+        },
     }
 }
 
-fn held_key(tenant: &str) -> String {
-    format!("{RESERVATIONS_PREFIX}{tenant}")
-}
-
-/// Applies `f` to the tenant's held spend with compare-and-swap (every
-/// worker and the singleton update it). `f` may be called more than once
-/// (once per round). False when it could not be written.
-pub(crate) fn update_held(host: &impl Host, tenant: &str, mut f: impl FnMut(&mut Held)) -> bool {
-    try_update_held(host, tenant, |h| {
+/// Applies `f` to the held spend under `key` ([`Scope::held_key`]) with
+/// compare-and-swap (every worker and the singleton update it). `f` may be
+/// called more than once (once per round). False when it could not be
+/// written.
+pub(crate) fn update_held(host: &impl Host, key: &str, mut f: impl FnMut(&mut Held)) -> bool {
+    try_update_held(host, key, |h| {
         f(h);
         Ok::<(), ()>(())
     })
@@ -61,67 +87,125 @@ pub(crate) fn update_held(host: &impl Host, tenant: &str, mut f: impl FnMut(&mut
 /// when the store would not take the write.
 fn try_update_held<E>(
     host: &impl Host,
-    tenant: &str,
+    key: &str,
     mut f: impl FnMut(&mut Held) -> Result<(), E>,
 ) -> Result<bool, E> {
-    let key = held_key(tenant);
     for _ in 0..CAS_ROUNDS {
-        let (bytes, cas) = host.shared_get(&key);
+        let (bytes, cas) = host.shared_get(key);
         let mut held = bytes.and_then(|b| Held::decode(&b)).unwrap_or_default();
         f(&mut held)?;
-        match host.shared_set(&key, &held.encode(), cas) {
+        match host.shared_set(key, &held.encode(), cas) {
             Ok(()) => return Ok(true),
             Err(HostError::CasMismatch) => continue,
             Err(e) => {
-                log::warn!("budget state of {tenant} not written: {e:?}");
+                log::warn!("budget state {key} not written: {e:?}");
                 return Ok(false);
             }
         }
     }
-    log::warn!("budget state of {tenant}: too many concurrent writers");
+    log::warn!("budget state {key}: too many concurrent writers");
     Ok(false)
 }
 
-/// Reserves `cost` of `tenant`'s budget `entry`, or refuses the request.
+/// What a request reserved: of its tenant's budget, of its virtual key's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Reserved {
+    pub tenant: Option<u64>,
+    pub key: Option<u64>,
+}
+
+/// Reserves the request's worst case (`cost`, computed only when a budget
+/// applies) of its tenant's budget and of its virtual key's, or refuses it
+/// with nothing held.
 pub(super) fn reserve(
     host: &impl Host,
     config: &BudgetConfig,
-    entry: &BudgetEntry,
+    table: &Table,
     tenant: &str,
+    key: Option<&str>,
+    cost: impl FnOnce() -> u64,
+) -> Result<Reserved, ApiError> {
+    let tenant_entry = budget_of(host, table, Scope::Tenant(tenant));
+    let key_entry = key.and_then(|k| Some((k, budget_of(host, table, Scope::Key(k))?)));
+    if tenant_entry.is_none() && key_entry.is_none() {
+        return Ok(Reserved::default());
+    }
+    let cost = cost();
+    let mut reserved = Reserved::default();
+    if let Some(entry) = &tenant_entry {
+        reserve_in(host, config, entry, Scope::Tenant(tenant), cost)?;
+        reserved.tenant = Some(cost);
+    }
+    if let Some((k, entry)) = &key_entry {
+        if let Err(e) = reserve_in(host, config, entry, Scope::Key(k), cost) {
+            hand_back(host, tenant, key, reserved);
+            return Err(e);
+        }
+        reserved.key = Some(cost);
+    }
+    Ok(reserved)
+}
+
+/// Reserves `cost` of `scope`'s budget `entry`, or refuses the request.
+fn reserve_in(
+    host: &impl Host,
+    config: &BudgetConfig,
+    entry: &BudgetEntry,
+    scope: Scope<'_>,
     cost: u64,
 ) -> Result<(), ApiError> {
     let now = now_ms(host);
-    let written = try_update_held(host, tenant, |held| {
+    let key = scope.held_key();
+    let written = try_update_held(host, &key, |held| {
         budget::admit(entry, held, config.fleet_size, cost, now)?;
         held.inflight_nusd = held.inflight_nusd.saturating_add(cost);
         Ok(())
     })
-    .map_err(|r| refusal(&r, cost))?;
+    .map_err(|r| refusal(&r, scope, cost))?;
     if written {
         Ok(())
     } else {
         // Never forward what could not be counted.
         Err(ApiError::Internal(format!(
-            "the budget reservation of tenant {tenant} could not be written"
+            "the budget reservation of {} {} could not be written",
+            scope.whose(),
+            match scope {
+                Scope::Tenant(id) | Scope::Key(id) => id,
+            }
         )))
     }
 }
 
-fn refusal(r: &budget::Refusal, cost: u64) -> ApiError {
+/// A request that reserved and never went upstream gives it all back.
+pub(super) fn hand_back(host: &impl Host, tenant: &str, key: Option<&str>, reserved: Reserved) {
+    settle_scopes(host, tenant, key, reserved, 0);
+}
+
+fn settle_scopes(host: &impl Host, tenant: &str, key: Option<&str>, r: Reserved, cost: u64) {
+    if let Some(n) = r.tenant {
+        update_held(host, &Scope::Tenant(tenant).held_key(), |h| h.settle(n, cost));
+    }
+    if let (Some(n), Some(k)) = (r.key, key) {
+        update_held(host, &Scope::Key(k).held_key(), |h| h.settle(n, cost));
+    }
+}
+
+fn refusal(r: &budget::Refusal, scope: Scope<'_>, cost: u64) -> ApiError {
     let limit = budget::usd(r.limit_nusd);
     let days = r.days;
+    let whose = scope.whose();
     let message = if r.limit_nusd == 0 {
         format!(
-            "This tenant's budget is $0 per {days} days: requests are blocked. Ask your aipipe operator to raise it."
+            "This {whose}'s budget is $0 per {days} days: requests are blocked. Ask your aipipe operator to raise it."
         )
     } else if r.never {
         format!(
-            "This request may cost up to ${} (its prompt and max_tokens at the model's prices), more than this gateway can reserve of this tenant's budget of ${limit} per {days} days. Lower max_tokens or shorten the request.",
+            "This request may cost up to ${} (its prompt and max_tokens at the model's prices), more than this gateway can reserve of this {whose}'s budget of ${limit} per {days} days. Lower max_tokens or shorten the request.",
             budget::usd(cost)
         )
     } else {
         format!(
-            "This tenant's budget of ${limit} per {days} days is spent (this request may cost up to ${}). Retry after {} seconds, when enough of the window frees up, or ask your aipipe operator to raise it.",
+            "This {whose}'s budget of ${limit} per {days} days is spent (this request may cost up to ${}). Retry after {} seconds, when enough of the window frees up, or ask your aipipe operator to raise it.",
             budget::usd(cost),
             r.retry_after_s
         )
@@ -132,12 +216,13 @@ fn refusal(r: &budget::Refusal, cost: u64) -> ApiError {
     }
 }
 
-/// The request behind `record` ended: its reservation (if it had one) is
+/// The request behind `record` ended: its reservations (if it had any) are
 /// settled with the record's exact cost.
 pub(super) fn settle(host: &impl Host, record: &UsageRecord) {
-    if let Some(reserved) = record.reserved_nusd {
-        update_held(host, &record.tenant, |h| {
-            h.settle(reserved, record.cost_nusd)
-        });
-    }
+    let reserved = Reserved {
+        tenant: record.reserved_nusd,
+        key: record.key_reserved_nusd,
+    };
+    let key = record.virtual_key.as_deref();
+    settle_scopes(host, &record.tenant, key, reserved, record.cost_nusd);
 }

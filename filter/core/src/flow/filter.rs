@@ -44,6 +44,14 @@ pub(super) struct KeyLimits {
     pub limits: crate::ratelimit::Limits,
 }
 
+/// What the directory says about the virtual key a request came with.
+#[derive(Debug, Clone, Default)]
+pub(super) struct KeyFacts {
+    pub limits: Option<KeyLimits>,
+    /// Its id (`vk_…`); None for a bootstrap table's keys.
+    pub id: Option<String>,
+}
+
 /// The worker's counters (defined once per worker; a proxy sums them across
 /// workers).
 pub(super) struct Metrics {
@@ -216,9 +224,9 @@ impl Filter {
         host: &impl Host,
         table: &Table,
         hash: &KeyHash,
-    ) -> Option<(Arc<Account>, Option<KeyLimits>)> {
+    ) -> Option<(Arc<Account>, KeyFacts)> {
         if let Some(a) = table.account_by_key_hash(hash) {
-            return Some((a, None));
+            return Some((a, KeyFacts::default()));
         }
         let hex = crate::sha::hex(hash);
         let name = directory::key_key(&hex);
@@ -228,11 +236,14 @@ impl Filter {
         if entry.removed {
             return None;
         }
-        let limits = (!entry.limits.is_none()).then_some(KeyLimits {
-            key: hex,
-            limits: entry.limits,
-        });
-        Some((self.account_by_id(host, table, &entry.tenant)?, limits))
+        let facts = KeyFacts {
+            limits: (!entry.limits.is_none()).then_some(KeyLimits {
+                key: hex,
+                limits: entry.limits,
+            }),
+            id: (!entry.id.is_empty()).then_some(entry.id),
+        };
+        Some((self.account_by_id(host, table, &entry.tenant)?, facts))
     }
 
     /// A tenant by id: the table's own, then the directory's. A decoded entry

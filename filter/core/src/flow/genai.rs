@@ -226,6 +226,8 @@ mod tests {
             estimated: false,
             key_tag: None,
             reserved_nusd: None,
+            virtual_key: None,
+            key_reserved_nusd: None,
         }
     }
 

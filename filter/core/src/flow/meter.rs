@@ -237,6 +237,8 @@ impl Meter {
             estimated,
             key_tag: who.key_tag.map(str::to_owned),
             reserved_nusd: None,
+            virtual_key: None,
+            key_reserved_nusd: None,
         }
     }
 }

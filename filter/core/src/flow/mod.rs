@@ -34,7 +34,7 @@ mod fake;
 mod tests;
 
 use crate::contract::{
-    CLIENT_USAGE_PATH, RATELIMIT_ERROR_DETAILS, RATELIMIT_OVER_LIMIT_DETAILS, RL_TENANT_HEADER,
+    CLIENT_USAGE_PATH, RATELIMIT_ERROR_DETAILS, RATELIMIT_OVER_LIMIT_DETAILS, RL_KEY_HEADER, RL_TENANT_HEADER,
     TENANT_USAGE_PATH,
 };
 use std::rc::Rc;
@@ -83,15 +83,29 @@ struct RequestCtx {
     /// The tenant, once authenticated (resolved against `table`).
     account: Option<Arc<Account>>,
     client: ClientHeaders,
-    /// What the request reserved of its tenant's budget (`budget`):
-    /// settled by whoever writes its usage record, exactly once.
-    reserved: Option<u64>,
+    /// What the request reserved of its tenant's and its virtual key's
+    /// budgets (`budget`): settled by whoever writes its usage record,
+    /// exactly once.
+    reserved: budget::Reserved,
     /// The virtual key's own rate limits, when it has any.
     key_limits: Option<filter::KeyLimits>,
+    /// The virtual key's id, when the directory named it (records carry
+    /// it; its budget is found by it).
+    key_id: Option<String>,
     /// The rate-limit windows it was counted in, and where the tightest
     /// stands (its `x-ratelimit-*` headers).
     rate: Vec<ratelimit::Admitted>,
     standing: Option<crate::ratelimit::Standing>,
+}
+
+impl RequestCtx {
+    /// What every record of this request says about its virtual key and
+    /// its budget reservations.
+    fn mark(&self, record: &mut crate::usage::UsageRecord) {
+        record.reserved_nusd = self.reserved.tenant;
+        record.key_reserved_nusd = self.reserved.key;
+        record.virtual_key.clone_from(&self.key_id);
+    }
 }
 
 /// What the client's headers said that later phases need.
@@ -199,7 +213,8 @@ impl Request {
                 table: None,
                 account: None,
                 client: ClientHeaders::default(),
-                reserved: None,
+                reserved: Default::default(),
+                key_id: None,
                 key_limits: None,
                 rate: Vec::new(),
                 standing: None,
@@ -449,8 +464,9 @@ impl Request {
     pub fn on_log(&mut self, host: &impl Host) {
         let reserved = self.ctx.reserved;
         if !self.log(host) {
-            if let (Some(r), Some(tenant)) = (reserved, &self.ctx.account) {
-                budget::update_held(host, &tenant.id, |h| h.settle(r, 0));
+            if let Some(tenant) = &self.ctx.account {
+                let key = self.ctx.key_id.as_deref();
+                budget::hand_back(host, &tenant.id, key, reserved);
             }
             // Nor did it use the tokens it reserved in the rate windows.
             ratelimit::settle(host, &self.ctx.rate, 0);
@@ -483,7 +499,7 @@ impl Request {
                     },
                     now,
                 );
-                record.reserved_nusd = self.ctx.reserved;
+                self.ctx.mark(&mut record);
                 match (&r.course, r.carry_token) {
                     (Some(course), _) => record.failed_attempts = course.failed.clone(),
                     (None, Some(token)) => {
@@ -534,7 +550,7 @@ impl Request {
                     },
                     now,
                 );
-                record.reserved_nusd = self.ctx.reserved;
+                self.ctx.mark(&mut record);
                 let asked = pt
                     .asked
                     .and_then(|ix| table.model(ix))
@@ -723,14 +739,15 @@ impl Request {
             // Mesh mode: the trusted front named the tenant.
             Some(id) => route::tenant_by_id(id, |id| filter.account_by_id(host, &table, id))?,
             None => {
-                let mut key_limits = None;
+                let mut facts = filter::KeyFacts::default();
                 let account =
                     route::authenticate(route::virtual_key(authorization, api_key), |h| {
-                        let (account, limits) = filter.account_by_key(host, &table, h)?;
-                        key_limits = limits;
+                        let (account, f) = filter.account_by_key(host, &table, h)?;
+                        facts = f;
                         Some(account)
                     })?;
-                self.ctx.key_limits = key_limits;
+                self.ctx.key_limits = facts.limits;
+                self.ctx.key_id = facts.id;
                 account
             }
         };
@@ -742,6 +759,9 @@ impl Request {
             // filter lets the headers go on. A failover redirect never gets
             // here (it returned above): one client request counts once.
             set_header(host, RL_TENANT_HEADER, Some(&account.id));
+            if let Some(id) = &self.ctx.key_id {
+                set_header(host, RL_KEY_HEADER, Some(id));
+            }
         }
         match kind {
             Kind::Models => Ok(Next::Answer(route::models_list(&table, &account))),
@@ -880,13 +900,12 @@ impl Request {
             ))
         })?;
         self.count_rate(host, tenant, 0)?;
-        if let Some(entry) = budget::budget_of(host, table, &tenant.id) {
-            let budget = &self.filter.config.budget;
-            let cost = budget.pass_through_reserve_nusd();
-            budget::reserve(host, budget, &entry, &tenant.id, cost)
-                .inspect_err(|e| self.count_refusal(host, e))?;
-            self.ctx.reserved = Some(cost);
-        }
+        let budget = &self.filter.config.budget;
+        let key_id = self.ctx.key_id.as_deref();
+        self.ctx.reserved = budget::reserve(host, budget, table, &tenant.id, key_id, || {
+            budget.pass_through_reserve_nusd()
+        })
+        .inspect_err(|e| self.count_refusal(host, e))?;
         let rest = full_path.get(p.id.len() + 1..).unwrap_or_default();
         let upstream_path = format!("{}{}", p.passthrough_base, String::from_utf8_lossy(rest));
         let auth = p.passthrough_auth.unwrap_or(p.auth);
@@ -945,19 +964,18 @@ impl Request {
             plan.input_tokens()
                 .saturating_add(plan.max_tokens.unwrap_or(0)),
         )?;
-        if let Some(entry) = budget::budget_of(host, &table, &account.id) {
+        let budget = &self.filter.config.budget;
+        let key = self.ctx.key_id.as_deref();
+        self.ctx.reserved = budget::reserve(host, budget, &table, &account.id, key, || {
             // The worst any attempt this request may make can cost.
-            let cost = plan
-                .candidates(self.max_attempts())
+            plan.candidates(self.max_attempts())
                 .iter()
                 .filter_map(|&m| table.model(m))
                 .map(|m| crate::budget::worst_case_nusd(m, plan.input_tokens(), plan.max_tokens))
                 .max()
-                .unwrap_or(0);
-            budget::reserve(host, &self.filter.config.budget, &entry, &account.id, cost)
-                .inspect_err(|e| self.count_refusal(host, e))?;
-            self.ctx.reserved = Some(cost);
-        }
+                .unwrap_or(0)
+        })
+        .inspect_err(|e| self.count_refusal(host, e))?;
         let attempt = match plan.next_attempt(&table, &account, self.max_attempts()) {
             Some(a) => a?,
             None => return Err(ApiError::Internal("a plan without candidates".into())),

@@ -28,7 +28,7 @@ use crate::directory::{self, BudgetEntry, Delta, KeyEntry, Kind, TenantEntry};
 use crate::table::{RoutingTable, Table};
 use crate::usage::{UsageAck, UsageSource};
 
-use super::budget::update_held;
+use super::budget::{Scope, update_held};
 
 pub struct Singleton {
     cp: ControlPlane,
@@ -45,7 +45,8 @@ pub struct Singleton {
     buffered: VecDeque<Vec<u8>>,
     /// The usage POST in flight and how many records it carries.
     posting: Option<(u32, usize)>,
-    /// Tenants with acknowledged spend waiting for a directory revision.
+    /// Held spend (by its shared-data key, `Scope::held_key`) acknowledged
+    /// and waiting for a directory revision.
     awaiting: std::collections::BTreeSet<String>,
     metrics: Option<Metrics>,
     /// What each batch says about this Envoy's queue (`UsageSource`): the
@@ -316,7 +317,7 @@ impl Singleton {
                         .map_err(|e| format!("key entry {}: {e}", r.name))?
                         .removed,
                 ),
-                Kind::Budget => removals.push(
+                Kind::Budget | Kind::KeyBudget => removals.push(
                     BudgetEntry::decode(r.value)
                         .map_err(|e| format!("budget entry {}: {e}", r.name))?
                         .removed,
@@ -339,6 +340,7 @@ impl Singleton {
             let name = match r.kind {
                 Kind::Tenant => directory::tenant_key(r.name),
                 Kind::Budget => directory::budget_key(r.name),
+                Kind::KeyBudget => directory::key_budget_key(r.name),
                 _ => directory::key_key(r.name),
             };
             if write_entry(host, &name, r.value, removal)? {
@@ -367,50 +369,59 @@ impl Singleton {
     /// of those that were reserved against a budget move from `unacked` to
     /// waiting for that revision (`budget::Held`).
     fn budgets_acknowledged(&mut self, host: &impl Host, records: &[Vec<u8>], at: u64) {
-        /// The three fields of a usage record this needs (the rest skipped).
+        /// The fields of a usage record this needs (the rest skipped).
         #[derive(serde::Deserialize)]
         struct Budgeted {
             tenant: String,
             cost_nusd: u64,
             reserved_nusd: Option<u64>,
+            virtual_key: Option<String>,
+            key_reserved_nusd: Option<u64>,
         }
-        const RESERVED: &[u8] = b"\"reserved_nusd\"";
-        let mut by_tenant: std::collections::BTreeMap<String, u64> = Default::default();
+        const RESERVED: &[u8] = b"reserved_nusd\"";
+        let mut by_scope: std::collections::BTreeMap<String, u64> = Default::default();
+        let mut add = |key: String, nusd: u64| {
+            let sum = by_scope.entry(key).or_default();
+            *sum = sum.saturating_add(nusd);
+        };
         // Most records reserved nothing (no budget): not parsed at all.
         let budgeted = records
             .iter()
             .filter(|r| r.windows(RESERVED.len()).any(|w| w == RESERVED));
         for r in budgeted {
-            if let Ok(r) = serde_json::from_slice::<Budgeted>(r)
-                && r.reserved_nusd.is_some()
-            {
-                let sum = by_tenant.entry(r.tenant).or_default();
-                *sum = sum.saturating_add(r.cost_nusd);
+            let Ok(r) = serde_json::from_slice::<Budgeted>(r) else {
+                continue;
+            };
+            if r.reserved_nusd.is_some() {
+                add(Scope::Tenant(&r.tenant).held_key(), r.cost_nusd);
+            }
+            if let (Some(_), Some(k)) = (r.key_reserved_nusd, &r.virtual_key) {
+                add(Scope::Key(k).held_key(), r.cost_nusd);
             }
         }
         let held = self.revision.unwrap_or(0);
         let now = super::host::now_ms(host);
-        for (tenant, nusd) in by_tenant {
-            update_held(host, &tenant, |h| h.acknowledged(nusd, at, held, now));
+        for (key, nusd) in by_scope {
+            update_held(host, &key, |h| h.acknowledged(nusd, at, held, now));
             if at > held {
-                self.awaiting.insert(tenant);
+                self.awaiting.insert(key);
             }
         }
     }
 
     /// This Envoy now holds `revision`: acknowledged spend the budget
-    /// entries written by then show leaves the tenants' held state.
+    /// entries written by then show leaves the held state.
     fn reflect_budgets(&mut self, host: &impl Host, revision: u64) {
-        let tenants: Vec<String> = self.awaiting.iter().cloned().collect();
-        for tenant in tenants {
+        let keys: Vec<String> = self.awaiting.iter().cloned().collect();
+        for key in keys {
             let mut waiting = false;
             let now = super::host::now_ms(host);
-            update_held(host, &tenant, |h| {
+            update_held(host, &key, |h| {
                 h.reflected(revision, now);
                 waiting = !h.acked.is_empty();
             });
             if !waiting {
-                self.awaiting.remove(&tenant);
+                self.awaiting.remove(&key);
             }
         }
     }

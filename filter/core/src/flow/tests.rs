@@ -1014,6 +1014,7 @@ fn key_entry(rev: u64, removed: bool, tenant: &str) -> Vec<u8> {
         removed,
         tenant: tenant.into(),
         limits: Default::default(),
+        id: format!("vk_{tenant}"),
     }
     .encode()
 }
@@ -1770,6 +1771,115 @@ fn a_budget_reserves_refuses_settles_and_hands_spend_to_the_entry() {
     assert_eq!((after.inflight_nusd, after.outstanding()), (worst, worst));
 }
 
+/// A virtual key's own budget: reserved and refused by itself (its
+/// tenant has none), another key of the tenant untouched, the record names
+/// the key and what it reserved, and the acknowledgement moves the key's
+/// held spend.
+#[test]
+fn a_virtual_keys_budget_binds_that_key_only() {
+    let (one, two) = (hex_hash("vk-one"), hex_hash("vk-two"));
+    let key = |rev: u64, id: &str| {
+        KeyEntry {
+            rev,
+            removed: false,
+            tenant: "b".into(),
+            limits: Default::default(),
+            id: id.into(),
+        }
+        .encode()
+    };
+    let entries = |limit: u64, rev: u64| {
+        vec![
+            (
+                Kind::Tenant,
+                "b",
+                tenant_entry(2, false, &[("openai", "sk-b")]),
+            ),
+            (Kind::Key, one.as_str(), key(3, "vk_one")),
+            (Kind::Key, two.as_str(), key(4, "vk_two")),
+            (Kind::KeyBudget, "vk_one", budget_entry(rev, limit, 0)),
+        ]
+    };
+    let h = FakeHost::new();
+    let f = Filter::new(
+        Config::parse(br#"{"max_attempts": 1, "failover_redirect": "off"}"#).unwrap(),
+        &h,
+    );
+    let mut s = singleton(&h, serde_json::json!({"wait_ms": 0}));
+    s.poll(&h);
+    answer_changes(
+        &mut s,
+        &h,
+        delta(0, 5, Some(r#"{"version": 1}"#), &entries(u64::MAX, 5)),
+    );
+    let key_held = |id: &str| {
+        shared(&h, &format!("aipipe.rk.{id}"))
+            .and_then(|b| crate::budget::Held::decode(&b))
+            .unwrap_or_default()
+    };
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"hello there"}]}"#;
+    let (mut probe, a) = send(&f, &h, "/v1/chat/completions", "vk-one", body);
+    assert_eq!(a, Action::Continue);
+    let worst = key_held("vk_one").inflight_nusd;
+    assert!(worst >= 100 * 600, "{worst}");
+    assert_eq!(held(&h, "b"), Default::default(), "the tenant has no budget");
+    probe.on_log(&h);
+    assert_eq!(key_held("vk_one").inflight_nusd, 0, "handed back");
+
+    // Room for one worst case.
+    answer_changes(&mut s, &h, delta(5, 6, None, &entries(worst + worst / 2, 6)));
+    let (mut first, a) = send(&f, &h, "/v1/chat/completions", "vk-one", body);
+    assert_eq!(a, Action::Continue);
+    let _ = send(&f, &h, "/v1/chat/completions", "vk-one", body);
+    let reply = h.reply().expect("refused");
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.json()["error"]["code"], "budget_exceeded");
+    let msg = reply.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(msg.contains("virtual key's budget"), "{msg}");
+    // The tenant's other key is not bound by it.
+    let (_other, a) = send(&f, &h, "/v1/chat/completions", "vk-two", body);
+    assert_eq!(a, Action::Continue);
+    assert_eq!(key_held("vk_two"), Default::default());
+
+    answer(
+        &mut first,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o-mini", 7, 3),
+    );
+    first.on_log(&h);
+    let cost = 7 * 150 + 3 * 600;
+    let records = h.records();
+    let record = records.last().unwrap();
+    assert_eq!(record.virtual_key.as_deref(), Some("vk_one"));
+    assert_eq!(
+        (record.reserved_nusd, record.key_reserved_nusd),
+        (None, Some(worst))
+    );
+    let after = key_held("vk_one");
+    assert_eq!((after.inflight_nusd, after.unacked_nusd), (0, cost));
+
+    let queued: Vec<Vec<u8>> = h.queue.borrow_mut().drain(..).collect();
+    s.take_records(&h, queued);
+    s.poll(&h);
+    let post = h
+        .calls
+        .borrow()
+        .iter()
+        .rev()
+        .find(|c| c.header(":path") == Some("/internal/v1/usage"))
+        .cloned()
+        .unwrap();
+    *h.call_status.borrow_mut() = Some(200);
+    *h.call_body.borrow_mut() = br#"{"accepted":1,"duplicates":0,"revision":9}"#.to_vec();
+    s.on_call_response(&h, post.token, h.call_body.borrow().len());
+    let after = key_held("vk_one");
+    assert_eq!(
+        (after.unacked_nusd, after.acked.clone()),
+        (0, vec![(9, cost)])
+    );
+}
 // ---- the fleet-wide rate limits (Envoy's rate-limit filter, envoy/ratelimit/)
 
 #[test]
@@ -1879,4 +1989,34 @@ fn a_rate_limit_service_failure_under_deny_is_a_503_and_a_providers_429_still_fa
     assert_eq!(reply.json()["type"], "error");
     r.on_log(&h);
     assert!(h.records().is_empty());
+}
+
+#[test]
+fn a_directory_keys_id_is_its_rate_limit_descriptor_beside_its_tenant() {
+    let tenant = TenantEntry {
+        rev: 1,
+        removed: false,
+        disabled: false,
+        pass_through: true,
+        provider_keys: vec![("openai".into(), "sk-dir".into())],
+        limits: Default::default(),
+        policy: Default::default(),
+    }
+    .encode();
+    let hash = hex_hash("vk-dir");
+    let (f, h, _s) = with_directory(
+        2,
+        &[
+            (Kind::Tenant, "dir", tenant),
+            (Kind::Key, &hash, key_entry(2, false, "dir")),
+        ],
+    );
+    let spoofed = [
+        ("authorization", "Bearer vk-dir"),
+        ("x-aipipe-rl-key", "vk_acme"),
+    ];
+    let (_, a) = send_with(&f, &h, "/v1/chat/completions", &spoofed, GREETING);
+    assert_eq!(a, Action::Continue);
+    assert_eq!(h.header("x-aipipe-rl-tenant").as_deref(), Some("dir"));
+    assert_eq!(h.header("x-aipipe-rl-key").as_deref(), Some("vk_dir"));
 }

@@ -80,6 +80,8 @@ fn record(i: u64, tenant: u64, ts_ms: u64, rng: &mut Rng) -> UsageRecord {
         estimated: false,
         key_tag: None,
         reserved_nusd: None,
+        virtual_key: None,
+        key_reserved_nusd: None,
     }
 }
 
