@@ -163,6 +163,28 @@ fn policy(table: &Table, json: &str) -> Result<Option<Arc<aipipe_core::policy::C
     ))))
 }
 
+/// A budget (a tenant's or a key's) as its directory entry; None: removed.
+fn budget_entry(rev: u64, state: Option<crate::db::BudgetState>) -> BudgetEntry {
+    match state {
+        Some(s) => BudgetEntry {
+            rev,
+            removed: false,
+            limit_nusd: s.limit.limit_nusd,
+            days: s.limit.days,
+            spent_nusd: s.spent_nusd,
+            frees: s.frees,
+        },
+        None => BudgetEntry {
+            rev,
+            removed: true,
+            limit_nusd: 0,
+            days: 1,
+            spent_nusd: 0,
+            frees: Vec::new(),
+        },
+    }
+}
+
 /// A page of the change log as the filter's delta.
 pub fn delta(page: ChangePage, cipher: &Cipher, cache: &Cache) -> Result<Vec<u8>> {
     let mut w = DeltaWriter::new(page.since);
@@ -193,38 +215,24 @@ pub fn delta(page: ChangePage, cipher: &Cipher, cache: &Cache) -> Result<Vec<u8>
                 w.push(Kind::Tenant, &id, &entry.encode());
             }
             Changed::Key { rev, hash, tenant } => {
-                let (tenant, limits) = match tenant {
-                    Some((t, l)) => (Some(t), l),
-                    None => (None, Default::default()),
+                let (tenant, limits, id) = match tenant {
+                    Some((t, l, id)) => (Some(t), l, id),
+                    None => (None, Default::default(), String::new()),
                 };
                 let entry = KeyEntry {
                     rev,
                     removed: tenant.is_none(),
                     tenant: tenant.unwrap_or_default(),
                     limits,
+                    id,
                 };
                 w.push(Kind::Key, &hash, &entry.encode());
             }
             Changed::Budget { rev, tenant, state } => {
-                let entry = match state {
-                    Some(s) => BudgetEntry {
-                        rev,
-                        removed: false,
-                        limit_nusd: s.limit.limit_nusd,
-                        days: s.limit.days,
-                        spent_nusd: s.spent_nusd,
-                        frees: s.frees,
-                    },
-                    None => BudgetEntry {
-                        rev,
-                        removed: true,
-                        limit_nusd: 0,
-                        days: 1,
-                        spent_nusd: 0,
-                        frees: Vec::new(),
-                    },
-                };
-                w.push(Kind::Budget, &tenant, &entry.encode());
+                w.push(Kind::Budget, &tenant, &budget_entry(rev, state).encode());
+            }
+            Changed::KeyBudget { rev, key_id, state } => {
+                w.push(Kind::KeyBudget, &key_id, &budget_entry(rev, state).encode());
             }
         }
     }

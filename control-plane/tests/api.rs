@@ -138,7 +138,7 @@ impl Harness {
                         assert!(!e.removed, "no removals from revision 0");
                         keys.push((r.name.to_owned(), e.tenant));
                     }
-                    Kind::Budget => {
+                    Kind::Budget | Kind::KeyBudget => {
                         let e = BudgetEntry::decode(r.value).unwrap();
                         assert!(!e.removed, "no removals from revision 0");
                     }
@@ -1175,7 +1175,7 @@ async fn openapi_lists_every_route() {
     for (method, path) in aipipe_control_plane::openapi::ROUTES {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }
-    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 43);
+    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 46);
 }
 
 #[tokio::test]
@@ -2489,6 +2489,123 @@ async fn budgets_are_validated_reported_and_published_as_entries() {
         .admin(Method::GET, "/admin/tenants/acme/budget", None)
         .await;
     assert_eq!(v["source"], "default", "{v}");
+}
+
+/// A virtual key's own budget: validated, 404 for another tenant's key,
+/// its spend counted from records that name the key (and only those), and
+/// published as a key budget entry named by the key id; the key's directory
+/// entry names its id.
+#[tokio::test]
+async fn a_virtual_keys_budget_counts_its_own_records_and_is_published() {
+    let h = harness();
+    h.create_tenant("acme").await;
+    h.create_tenant("other").await;
+    let (_, k, _) = h
+        .admin(
+            Method::POST,
+            "/admin/tenants/acme/virtual-keys",
+            Some(json!({"name": "ci"})),
+        )
+        .await;
+    let key_id = k["id"].as_str().unwrap().to_owned();
+    let path = format!("/admin/tenants/acme/virtual-keys/{key_id}/budget");
+    let (s, v, _) = h.admin(Method::GET, &path, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_error_shape(&v, "not_found");
+    let (t0, _) = h.table().await;
+    for bad in [
+        json!({"limit_usd": -1, "days": 30}),
+        json!({"limit_usd": "NaN", "days": 30}),
+        json!({"limit_usd": 10, "days": 0}),
+        json!({"limit_usd": 10, "days": 30, "extra": 1}),
+    ] {
+        let (s, v, _) = h.admin(Method::PUT, &path, Some(bad.clone())).await;
+        assert!(
+            s == StatusCode::BAD_REQUEST || s == StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {s} {v}"
+        );
+    }
+    let ok = json!({"limit_usd": 2, "days": 7});
+    for wrong in [
+        format!("/admin/tenants/other/virtual-keys/{key_id}/budget"),
+        "/admin/tenants/acme/virtual-keys/vk_nope/budget".to_owned(),
+        format!("/admin/tenants/ghost/virtual-keys/{key_id}/budget"),
+    ] {
+        let (s, v, _) = h.admin(Method::PUT, &wrong, Some(ok.clone())).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{wrong}: {v}");
+    }
+    assert_eq!(h.poll(t0.version).await, None, "refusals wrote nothing");
+
+    let (s, v, _) = h.admin(Method::PUT, &path, Some(ok.clone())).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["virtual_key"], key_id.as_str());
+    assert_eq!(v["source"], "virtual_key");
+    let now = now_ms();
+    h.ingest(&[
+        UsageRecord {
+            cost_nusd: 500_000_000,
+            virtual_key: Some(key_id.clone()),
+            ..record("k1", "acme", "gpt-4o", 200, 10.0, now)
+        },
+        // The tenant's spend without the key: not the key's.
+        UsageRecord {
+            cost_nusd: 900_000_000,
+            ..record("k2", "acme", "gpt-4o", 200, 10.0, now)
+        },
+    ])
+    .await;
+    let (_, v, _) = h.admin(Method::GET, &path, None).await;
+    assert_eq!(
+        (v["spent_usd"].as_f64(), v["remaining_usd"].as_f64()),
+        (Some(0.5), Some(1.5)),
+        "{v}"
+    );
+
+    let (s, _, b) = send(
+        internal_app(h.state.clone()),
+        Method::GET,
+        &format!("{CHANGES_PATH}?since=0&wait_ms=0"),
+        &[(TOKEN_HEADER, TOKEN)],
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let d = Delta::parse(&b).unwrap();
+    let e = d
+        .records
+        .iter()
+        .find(|r| r.kind == Kind::KeyBudget && r.name == key_id)
+        .map(|r| BudgetEntry::decode(r.value).unwrap())
+        .expect("the key's budget entry");
+    assert_eq!(
+        (e.limit_nusd, e.days, e.spent_nusd),
+        (2_000_000_000, 7, 500_000_000)
+    );
+    let k = d
+        .records
+        .iter()
+        .find(|r| r.kind == Kind::Key)
+        .map(|r| aipipe_core::directory::KeyEntry::decode(r.value).unwrap())
+        .expect("the key's entry");
+    assert_eq!(k.id, key_id);
+
+    // A record naming something that is no key id is refused.
+    let (s, ack) = h
+        .ingest(&[UsageRecord {
+            virtual_key: Some("vk bad\n".into()),
+            ..record("k3", "acme", "gpt-4o", 200, 10.0, now)
+        }])
+        .await;
+    assert_eq!(
+        (s, ack["refused"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{ack}"
+    );
+
+    let (s, _, _) = h.admin(Method::DELETE, &path, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _, _) = h.admin(Method::DELETE, &path, None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 /// A percentile from the stats' sketches: never below the true value, at

@@ -228,6 +228,121 @@ fn a_budget_holds_under_concurrent_requests_across_two_envoys() {
     }
 }
 
+/// A virtual key's own budget binds that key alone, on top of its tenant's
+/// (none here): concurrent requests with it are answered or refused with
+/// 429 `budget_exceeded` naming the key's budget, its spend stays within
+/// the limit, and the tenant's other key is never refused.
+#[test]
+fn a_virtual_keys_budget_binds_that_key_only() {
+    let config = r#"{"max_attempts": 1}"#;
+    let s = CpStack::start_with(config);
+    let r = s.cp.admin(
+        "POST",
+        "/admin/tenants",
+        Some(&json!({"id": "acme", "name": "Acme"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = s.cp.admin(
+        "POST",
+        "/admin/tenants/acme/keys",
+        Some(&json!({"openai": "sk-acme-openai"})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let new_key = |name: &str| {
+        let r = s.cp.admin(
+            "POST",
+            "/admin/tenants/acme/virtual-keys",
+            Some(&json!({"name": name})),
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let v = r.json();
+        (
+            v["id"].as_str().unwrap().to_owned(),
+            v["key"].as_str().unwrap().to_owned(),
+        )
+    };
+    let (bound_id, bound) = new_key("bound");
+    let (_, free) = new_key("free");
+    let path = format!("/admin/tenants/acme/virtual-keys/{bound_id}/budget");
+    let limit_nusd = 100_000u64;
+    let r =
+        s.cp.admin("PUT", &path, Some(&json!({"limit_usd": 0.0001, "days": 1})));
+    assert_eq!(r.status, 200, "{}", r.text());
+    caught_up(&s, &s.envoy, "probe-a");
+
+    let outcomes: Vec<(bool, Outcome)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..40)
+            .map(|i| {
+                let (key, is_bound) = if i % 4 == 3 {
+                    (&free, false)
+                } else {
+                    (&bound, true)
+                };
+                let envoy = &s.envoy;
+                scope.spawn(move || {
+                    let body = json!({"model": "gpt-4o-mini", "max_tokens": 20,
+                        "messages": [{"role": "user", "content": format!("count to {i} please")}]});
+                    (is_bound, plain(envoy, key, &body))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut answered = 0u64;
+    let mut bound_answered = 0u64;
+    let mut refused = 0u64;
+    for (is_bound, o) in &outcomes {
+        match (is_bound, o.status) {
+            (_, 200) => {
+                answered += 1;
+                bound_answered += u64::from(*is_bound);
+            }
+            (true, 429) => {
+                assert_eq!(o.code.as_deref(), Some("budget_exceeded"), "{o:?}");
+                refused += 1;
+            }
+            _ => panic!("{is_bound}: {o:?}"),
+        }
+    }
+    assert!(
+        refused >= 5,
+        "the key's limit was never reached: {outcomes:?}"
+    );
+    assert!(bound_answered >= 3, "{outcomes:?}");
+    let r = chat_as(
+        &s.envoy,
+        &bound,
+        &json!({"model": "gpt-4o-mini", "max_tokens": 20,
+            "messages": [{"role": "user", "content": "one more"}]}),
+    );
+    assert_eq!(r.status, 429, "{}", r.text());
+    let m = r.json()["error"]["message"].as_str().unwrap().to_owned();
+    assert!(
+        m.contains("virtual key's budget of $0.000100 per 1 days"),
+        "{m}"
+    );
+    assert_eq!(
+        chat_as(&s.envoy, &free, &common::chat("gpt-4o-mini", "still free")).status,
+        200
+    );
+
+    assert_eventually!(
+        Duration::from_secs(30),
+        tenant_stats(&s.cp, "acme")["totals"]["requests"].as_u64() == Some(answered + 1),
+        "records missing: {} answered, stats {}",
+        answered + 1,
+        tenant_stats(&s.cp, "acme")["totals"]
+    );
+    let b = s.cp.admin("GET", &path, None).json();
+    let spent = (b["spent_usd"].as_f64().unwrap() * 1e9).round() as u64;
+    eprintln!(
+        "{bound_answered} answered with the bound key, {refused} refused, {spent} of {limit_nusd} n$"
+    );
+    assert!(spent <= limit_nusd, "spent {spent} n$ of {limit_nusd}: {b}");
+    assert!(spent > limit_nusd / 2, "the budget was barely used: {b}");
+    assert_eq!(b["virtual_key"], bound_id.as_str());
+}
+
 /// A pass-through request reserves `pass_through_reserve_usd` before it is
 /// forwarded and settles with what its answer cost: refused (in the
 /// provider's error shape) when the reservation cannot fit, counted in the

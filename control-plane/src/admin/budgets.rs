@@ -54,10 +54,27 @@ fn no_budget(id: &str) -> Error {
     ))
 }
 
+fn no_key(id: &str, key_id: &str) -> Error {
+    Error::NotFound(format!("tenant `{id}` has no live virtual key `{key_id}`"))
+}
+
 fn answer(id: &str, w: BudgetWrite) -> Result<BudgetView> {
     match w {
         BudgetWrite::NoTenant => Err(tenant_not_found(id)),
+        // A tenant-wide call never looks for a key.
+        BudgetWrite::NoKey => Err(no_budget(id)),
         BudgetWrite::Done(None) => Err(no_budget(id)),
+        BudgetWrite::Done(Some(v)) => Ok(v),
+    }
+}
+
+fn key_answer(id: &str, key_id: &str, w: BudgetWrite) -> Result<BudgetView> {
+    match w {
+        BudgetWrite::NoTenant => Err(tenant_not_found(id)),
+        BudgetWrite::NoKey => Err(no_key(id, key_id)),
+        BudgetWrite::Done(None) => Err(Error::NotFound(format!(
+            "virtual key `{key_id}` has no budget of its own"
+        ))),
         BudgetWrite::Done(Some(v)) => Ok(v),
     }
 }
@@ -101,7 +118,7 @@ pub(crate) async fn delete_budget(
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
     match state.db.budget(id.clone()).await? {
-        BudgetWrite::NoTenant => return Err(tenant_not_found(&id)),
+        BudgetWrite::NoTenant | BudgetWrite::NoKey => return Err(tenant_not_found(&id)),
         BudgetWrite::Done(Some(v)) if v.source == "tenant" => {}
         BudgetWrite::Done(_) => {
             return Err(Error::NotFound(format!(
@@ -110,8 +127,64 @@ pub(crate) async fn delete_budget(
         }
     }
     match state.db.set_budget(id.clone(), None).await? {
-        BudgetWrite::NoTenant => Err(tenant_not_found(&id)),
+        BudgetWrite::NoTenant | BudgetWrite::NoKey => Err(tenant_not_found(&id)),
         BudgetWrite::Done(_) => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+#[utoipa::path(put, path = "/admin/tenants/{id}/virtual-keys/{key_id}/budget",
+    summary = "Set one virtual key's budget (on top of its tenant's; 0 blocks the key)",
+    params(TenantId, ("key_id" = String, Path, description = "virtual key id")),
+    request_body = BudgetBody,
+    responses((status = 200, description = "the key's budget with its spend", body = BudgetView),
+        (status = 400, response = E400), (status = 401, response = E401),
+        (status = 404, response = E404), (status = 422, response = E422)))]
+pub(crate) async fn put_key_budget(
+    State(state): State<AppState>,
+    Path((id, key_id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<BudgetBody>,
+) -> Result<Json<BudgetView>> {
+    let limit = body.limit()?;
+    let w = (state.db)
+        .set_key_budget(id.clone(), key_id.clone(), Some(limit))
+        .await?;
+    key_answer(&id, &key_id, w).map(Json)
+}
+
+#[utoipa::path(get, path = "/admin/tenants/{id}/virtual-keys/{key_id}/budget",
+    summary = "One virtual key's own budget: limit, window, spent, remaining",
+    params(TenantId, ("key_id" = String, Path, description = "virtual key id")),
+    responses((status = 200, description = "the key's budget with its spend", body = BudgetView),
+        (status = 401, response = E401), (status = 404, response = E404)))]
+pub(crate) async fn get_key_budget(
+    State(state): State<AppState>,
+    Path((id, key_id)): Path<(String, String)>,
+) -> Result<Json<BudgetView>> {
+    let w = state.db.key_budget(id.clone(), key_id.clone()).await?;
+    key_answer(&id, &key_id, w).map(Json)
+}
+
+#[utoipa::path(delete, path = "/admin/tenants/{id}/virtual-keys/{key_id}/budget",
+    summary = "Remove one virtual key's own budget (its tenant's still applies)",
+    params(TenantId, ("key_id" = String, Path, description = "virtual key id")),
+    responses((status = 204, description = "removed"),
+        (status = 401, response = E401), (status = 404, response = E404)))]
+pub(crate) async fn delete_key_budget(
+    State(state): State<AppState>,
+    Path((id, key_id)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    key_answer(
+        &id,
+        &key_id,
+        state.db.key_budget(id.clone(), key_id.clone()).await?,
+    )?;
+    let w = state
+        .db
+        .set_key_budget(id.clone(), key_id.clone(), None)
+        .await?;
+    match w {
+        BudgetWrite::Done(_) => Ok(StatusCode::NO_CONTENT),
+        other => key_answer(&id, &key_id, other).map(|_| StatusCode::NO_CONTENT),
     }
 }
 

@@ -79,6 +79,12 @@ pub fn app(state: AppState) -> Router {
                 .delete(limits::delete_tenant_limits),
         )
         .route(
+            "/admin/tenants/{id}/virtual-keys/{key_id}/budget",
+            put(budgets::put_key_budget)
+                .get(budgets::get_key_budget)
+                .delete(budgets::delete_key_budget),
+        )
+        .route(
             "/admin/tenants/{id}/virtual-keys/{key_id}/limits",
             put(limits::put_key_limits)
                 .get(limits::get_key_limits)

@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::limits::key_hash;
 use super::tenants::tenant_exists;
 use super::{Change, Db, now_ms, record_change, to_i64, to_u64};
 use crate::error::Result;
@@ -34,7 +35,10 @@ pub struct BudgetView {
     pub tenant: String,
     pub limit_usd: f64,
     pub days: u16,
-    /// "tenant" (its own) or "default".
+    /// The virtual key's id, for a key's own budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub virtual_key: Option<String>,
+    /// "tenant" (its own), "default", or "virtual_key" (a key's own).
     pub source: &'static str,
     /// Spend recorded in the window (today and the `days - 1` before, UTC).
     pub spent_usd: f64,
@@ -86,16 +90,59 @@ pub(super) fn limit_of(conn: &Connection, tenant: &str) -> Result<Option<(Limit,
     Ok(default_limit(conn)?.map(|l| (l, "default")))
 }
 
-/// The tenant's spend per day of a window of `days` ending today.
-fn window(conn: &Connection, tenant: &str, days: u16, now: u64) -> Result<Vec<(i64, u64)>> {
+/// A virtual key's own budget.
+fn key_limit(conn: &Connection, key_id: &str) -> Result<Option<Limit>> {
+    Ok(conn
+        .prepare_cached("SELECT limit_nusd, days FROM key_budgets WHERE key_id = ?1")?
+        .query_row([key_id], |r| {
+            Ok(Limit {
+                limit_nusd: to_u64(r.get(0)?),
+                days: u16::try_from(r.get::<_, i64>(1)?).unwrap_or(1),
+            })
+        })
+        .optional()?)
+}
+
+/// The spend per day of a window of `days` ending today: a tenant's
+/// (`usage_days`) or a virtual key's (`usage_key_days`).
+fn window(conn: &Connection, of: Of<'_>, days: u16, now: u64) -> Result<Vec<(i64, u64)>> {
     let first = day_of(now) - i64::from(days) + 1;
-    let mut st = conn.prepare_cached(
-        "SELECT day, cost_nusd FROM usage_days WHERE tenant = ?1 AND day >= ?2 ORDER BY day",
-    )?;
-    let rows = st.query_map(params![tenant, first], |r| {
+    let (sql, name) = match of {
+        Of::Tenant(t) => (
+            "SELECT day, cost_nusd FROM usage_days WHERE tenant = ?1 AND day >= ?2 ORDER BY day",
+            t,
+        ),
+        Of::Key(k) => (
+            "SELECT day, cost_nusd FROM usage_key_days WHERE key_id = ?1 AND day >= ?2 ORDER BY day",
+            k,
+        ),
+    };
+    let mut st = conn.prepare_cached(sql)?;
+    let rows = st.query_map(params![name, first], |r| {
         Ok((r.get::<_, i64>(0)?, to_u64(r.get(1)?)))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Whose spend: a tenant's or a virtual key's (by id).
+#[derive(Debug, Clone, Copy)]
+enum Of<'a> {
+    Tenant(&'a str),
+    Key(&'a str),
+}
+
+/// `limit` with the spend of its window now.
+fn state_of(conn: &Connection, of: Of<'_>, limit: Limit) -> Result<BudgetState> {
+    let days = window(conn, of, limit.days, now_ms())?;
+    Ok(BudgetState {
+        limit,
+        spent_nusd: days.iter().fold(0u64, |a, (_, c)| a.saturating_add(*c)),
+        frees: days
+            .iter()
+            .filter(|(_, c)| *c > 0)
+            .map(|&(d, c)| (to_u64(d + i64::from(limit.days)) * DAY_MS, c))
+            .collect(),
+    })
 }
 
 /// The tenant's budget state now; None when no budget applies (or the
@@ -107,24 +154,32 @@ pub(super) fn budget_state(conn: &Connection, tenant: &str) -> Result<Option<Bud
     let Some((limit, _)) = limit_of(conn, tenant)? else {
         return Ok(None);
     };
-    let now = now_ms();
-    let days = window(conn, tenant, limit.days, now)?;
-    Ok(Some(BudgetState {
-        limit,
-        spent_nusd: days.iter().fold(0u64, |a, (_, c)| a.saturating_add(*c)),
-        frees: days
-            .iter()
-            .filter(|(_, c)| *c > 0)
-            .map(|&(d, c)| (to_u64(d + i64::from(limit.days)) * DAY_MS, c))
-            .collect(),
-    }))
+    Ok(Some(state_of(conn, Of::Tenant(tenant), limit)?))
+}
+
+/// A live virtual key's budget state now; None when it has no budget of
+/// its own (or is revoked or gone).
+pub(super) fn key_budget_state(conn: &Connection, key_id: &str) -> Result<Option<BudgetState>> {
+    let live: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM virtual_keys WHERE id = ?1 AND revoked_at IS NULL)",
+        )?
+        .query_row([key_id], |r| r.get(0))?;
+    if !live {
+        return Ok(None);
+    }
+    let Some(limit) = key_limit(conn, key_id)? else {
+        return Ok(None);
+    };
+    Ok(Some(state_of(conn, Of::Key(key_id), limit)?))
 }
 
 impl super::Tx<'_> {
-    /// Adds new records to their tenants' days; records a budget change for
-    /// each tenant a budget applies to whose spend moved. Returns those
-    /// tenants.
+    /// Adds new records to their tenants' days and their virtual keys';
+    /// records a budget change for each tenant or key a budget applies to
+    /// whose spend moved. Returns those tenants.
     pub fn add_usage_days(&self, records: &[&UsageRecord]) -> Result<Vec<String>> {
+        self.add_key_days(records)?;
         let mut add = self.tx.prepare_cached(
             "INSERT INTO usage_days (tenant, day, requests, prompt_tokens, completion_tokens,
                 cost_nusd)
@@ -165,6 +220,30 @@ impl super::Tx<'_> {
     }
 }
 
+impl super::Tx<'_> {
+    fn add_key_days(&self, records: &[&UsageRecord]) -> Result<()> {
+        let mut add = self.tx.prepare_cached(
+            "INSERT INTO usage_key_days (key_id, day, requests, cost_nusd) VALUES (?1, ?2, 1, ?3)
+             ON CONFLICT (key_id, day) DO UPDATE SET requests = requests + 1,
+                cost_nusd = MIN(cost_nusd + excluded.cost_nusd, 9223372036854775807)",
+        )?;
+        let mut moved: Vec<&str> = Vec::new();
+        for r in records {
+            let Some(key) = r.virtual_key.as_deref() else {
+                continue;
+            };
+            add.execute(params![key, day_of(r.ts_ms), to_i64(r.cost_nusd)])?;
+            if r.cost_nusd > 0 && !moved.contains(&key) && key_limit(self.tx, key)?.is_some() {
+                moved.push(key);
+            }
+        }
+        for key in moved {
+            record_change(self.tx, Change::KeyBudget(key))?;
+        }
+        Ok(())
+    }
+}
+
 /// Every tenant that has spend or a budget of its own: what a change of
 /// the default touches.
 fn tenants_under_default(tx: &Transaction<'_>) -> Result<Vec<String>> {
@@ -186,6 +265,7 @@ fn view(conn: &Connection, tenant: &str) -> Result<Option<BudgetView>> {
     let usd = |n: u64| n as f64 / 1e9;
     Ok(Some(BudgetView {
         tenant: tenant.to_owned(),
+        virtual_key: None,
         limit_usd: usd(limit.limit_nusd),
         days: limit.days,
         source,
@@ -195,11 +275,31 @@ fn view(conn: &Connection, tenant: &str) -> Result<Option<BudgetView>> {
     }))
 }
 
+/// A virtual key's own budget with its spend.
+fn key_view(conn: &Connection, tenant: &str, key_id: &str) -> Result<Option<BudgetView>> {
+    let Some(state) = key_budget_state(conn, key_id)? else {
+        return Ok(None);
+    };
+    let usd = |n: u64| n as f64 / 1e9;
+    Ok(Some(BudgetView {
+        tenant: tenant.to_owned(),
+        virtual_key: Some(key_id.to_owned()),
+        limit_usd: usd(state.limit.limit_nusd),
+        days: state.limit.days,
+        source: "virtual_key",
+        spent_usd: usd(state.spent_nusd),
+        remaining_usd: usd(state.limit.limit_nusd.saturating_sub(state.spent_nusd)),
+        next_free_ms: state.frees.first().map(|(at, _)| *at),
+    }))
+}
+
 /// What a budget write found.
 #[derive(Debug, PartialEq)]
 pub enum BudgetWrite {
     Done(Option<BudgetView>),
     NoTenant,
+    /// The tenant has no live virtual key of that id.
+    NoKey,
 }
 
 impl Db {
@@ -239,6 +339,55 @@ impl Db {
                 }
             }
             Ok(BudgetWrite::Done(view(tx, &tenant)?))
+        })
+        .await
+    }
+
+    /// A virtual key's own budget, with its spend; Done(None) when it has
+    /// none.
+    pub async fn key_budget(&self, tenant: String, key_id: String) -> Result<BudgetWrite> {
+        self.read(move |tx| {
+            if !tenant_exists(tx, &tenant)? {
+                return Ok(BudgetWrite::NoTenant);
+            }
+            if key_hash(tx, &tenant, &key_id)?.is_none() {
+                return Ok(BudgetWrite::NoKey);
+            }
+            Ok(BudgetWrite::Done(key_view(tx, &tenant, &key_id)?))
+        })
+        .await
+    }
+
+    /// Sets (Some) or removes (None) a virtual key's own budget; its entry
+    /// goes to every Envoy (on top of the tenant's budget, which still
+    /// applies).
+    pub async fn set_key_budget(
+        &self,
+        tenant: String,
+        key_id: String,
+        limit: Option<Limit>,
+    ) -> Result<BudgetWrite> {
+        self.write(move |tx| {
+            if !tenant_exists(tx, &tenant)? {
+                return Ok(BudgetWrite::NoTenant);
+            }
+            if key_hash(tx, &tenant, &key_id)?.is_none() {
+                return Ok(BudgetWrite::NoKey);
+            }
+            let changed = match limit {
+                Some(l) => tx.execute(
+                    "INSERT INTO key_budgets (key_id, limit_nusd, days, updated_ms)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (key_id) DO UPDATE SET limit_nusd = excluded.limit_nusd,
+                        days = excluded.days, updated_ms = excluded.updated_ms",
+                    params![key_id, to_i64(l.limit_nusd), l.days, to_i64(now_ms())],
+                )?,
+                None => tx.execute("DELETE FROM key_budgets WHERE key_id = ?1", [&key_id])?,
+            };
+            if changed > 0 {
+                record_change(tx, Change::KeyBudget(&key_id))?;
+            }
+            Ok(BudgetWrite::Done(key_view(tx, &tenant, &key_id)?))
         })
         .await
     }

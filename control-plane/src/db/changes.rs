@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::budgets::{BudgetState, Limit, budget_state, default_limit};
+use super::budgets::{BudgetState, Limit, budget_state, default_limit, key_budget_state};
 use super::catalog::{models, router_model};
 use super::penalties::penalty_rows;
 use super::{Db, penalty_epoch, to_i64, to_u64, version};
@@ -23,6 +23,8 @@ pub(super) enum Change<'a> {
     Key(&'a str),
     /// A tenant's budget or its spend, by tenant id.
     Budget(&'a str),
+    /// A virtual key's budget or its spend, by key id.
+    KeyBudget(&'a str),
 }
 
 /// The `kind` column's values.
@@ -30,6 +32,7 @@ const GLOBAL: i64 = 0;
 pub(super) const TENANT: i64 = 1;
 const KEY: i64 = 2;
 const BUDGET: i64 = 3;
+const KEY_BUDGET: i64 = 4;
 
 impl<'a> Change<'a> {
     /// Its row's key: (`kind`, `name`).
@@ -39,6 +42,7 @@ impl<'a> Change<'a> {
             Change::Tenant(id) => (TENANT, id),
             Change::Key(hash) => (KEY, hash),
             Change::Budget(id) => (BUDGET, id),
+            Change::KeyBudget(id) => (KEY_BUDGET, id),
         }
     }
 }
@@ -101,12 +105,18 @@ pub enum Changed {
     Key {
         rev: u64,
         hash: String,
-        /// The key's tenant and its own rate limits; None = removed.
-        tenant: Option<(String, Limits)>,
+        /// The key's tenant, its own rate limits and its id; None =
+        /// removed.
+        tenant: Option<(String, Limits, String)>,
     },
     Budget {
         rev: u64,
         tenant: String,
+        state: Option<BudgetState>,
+    },
+    KeyBudget {
+        rev: u64,
+        key_id: String,
         state: Option<BudgetState>,
     },
 }
@@ -167,11 +177,12 @@ pub(super) fn tenant_state(conn: &Connection, id: &str) -> Result<Option<TenantS
     }))
 }
 
-/// A live key's tenant and its own rate limits.
-fn key_tenant(conn: &Connection, hash: &str) -> Result<Option<(String, Limits)>> {
+/// A live key's tenant, its own rate limits and its id.
+fn key_tenant(conn: &Connection, hash: &str) -> Result<Option<(String, Limits, String)>> {
     Ok(conn
         .prepare_cached(
-            "SELECT v.tenant, COALESCE(l.requests_per_minute, 0), COALESCE(l.tokens_per_minute, 0)
+            "SELECT v.tenant, COALESCE(l.requests_per_minute, 0), COALESCE(l.tokens_per_minute, 0),
+                v.id
              FROM virtual_keys v LEFT JOIN rate_limits l ON l.tenant = v.tenant AND l.key_id = v.id
              WHERE v.key_hash = ?1 AND v.revoked_at IS NULL",
         )?
@@ -182,6 +193,7 @@ fn key_tenant(conn: &Connection, hash: &str) -> Result<Option<(String, Limits)>>
                     requests_per_minute: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
                     tokens_per_minute: to_u64(r.get(2)?),
                 },
+                r.get(3)?,
             ))
         })
         .optional()?)
@@ -256,6 +268,11 @@ impl Db {
                         state: budget_state(tx, &name)?,
                         tenant: name,
                     },
+                    KEY_BUDGET => Changed::KeyBudget {
+                        rev,
+                        state: key_budget_state(tx, &name)?,
+                        key_id: name,
+                    },
                     _ => Changed::Key {
                         rev,
                         tenant: key_tenant(tx, &name)?,
@@ -267,6 +284,7 @@ impl Db {
                     Changed::Tenant { state: None, .. }
                         | Changed::Key { tenant: None, .. }
                         | Changed::Budget { state: None, .. }
+                        | Changed::KeyBudget { state: None, .. }
                 );
                 if !(removed && since == 0) {
                     changes.push(changed);

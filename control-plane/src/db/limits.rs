@@ -28,7 +28,11 @@ pub enum LimitsAt {
 }
 
 /// The live key's hash, when the key is the tenant's.
-fn key_hash(tx: &rusqlite::Connection, tenant: &str, key_id: &str) -> Result<Option<String>> {
+pub(super) fn key_hash(
+    tx: &rusqlite::Connection,
+    tenant: &str,
+    key_id: &str,
+) -> Result<Option<String>> {
     Ok(tx
         .query_row(
             "SELECT key_hash FROM virtual_keys WHERE id = ?1 AND tenant = ?2 AND revoked_at IS NULL",

@@ -364,6 +364,31 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     CREATE INDEX usage_tenant_ts ON usage(tenant, ts_ms);
     "#,
     ),
+    (
+        12,
+        "virtual key budgets",
+        r#"
+    -- The virtual key a record's request came with (its id; NULL before
+    -- records carried it, and for bootstrap keys).
+    ALTER TABLE usage ADD COLUMN virtual_key TEXT;
+    -- Usage per virtual key per UTC day, kept by ingest like usage_days:
+    -- a key's budget window reads at most `days` rows.
+    CREATE TABLE usage_key_days (
+        key_id TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        requests INTEGER NOT NULL,
+        cost_nusd INTEGER NOT NULL,
+        PRIMARY KEY (key_id, day)
+    ) WITHOUT ROWID;
+    -- A virtual key's own budget (db/budgets.rs), on top of its tenant's.
+    CREATE TABLE key_budgets (
+        key_id TEXT PRIMARY KEY REFERENCES virtual_keys(id) ON DELETE CASCADE,
+        limit_nusd INTEGER NOT NULL,
+        days INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    ),
 ];
 
 /// Applies every migration the database has not had yet.

@@ -38,9 +38,10 @@ impl Tx<'_> {
         let mut insert = self.tx.prepare_cached(
             "INSERT OR IGNORE INTO usage (id, tenant, provider, model, status, prompt_tokens,
                 completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, latency_ms,
-                ttft_ms, complexity, stream, usage_parsed, ts_ms, cache_hit, estimated)
+                ttft_ms, complexity, stream, usage_parsed, ts_ms, cache_hit, estimated,
+                virtual_key)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17, ?18)",
+                ?17, ?18, ?19)",
         )?;
         let mut insert_attempt = self.tx.prepare_cached(
             "INSERT OR IGNORE INTO attempt_failures (record_id, n, ts_ms, tenant, provider, model, status)
@@ -67,6 +68,7 @@ impl Tx<'_> {
                 to_i64(r.ts_ms),
                 r.cache_hit,
                 r.estimated,
+                r.virtual_key,
             ])?;
             if n == 0 {
                 continue;

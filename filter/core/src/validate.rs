@@ -182,6 +182,9 @@ pub fn usage_record(at: &str, r: &UsageRecord) -> Result<(), Invalid> {
         return invalid(&f("failed_attempts"), "at most 64");
     }
     key_tag(&f("key_tag"), r.key_tag.as_deref())?;
+    if let Some(id) = &r.virtual_key {
+        virtual_key_id(&f("virtual_key"), id)?;
+    }
     for (i, a) in r.failed_attempts.iter().enumerate() {
         key_tag(
             &f(&format!("failed_attempts[{i}].key_tag")),
@@ -202,6 +205,20 @@ pub fn node_name(field: &str, node: &str) -> Result<(), Invalid> {
     }
     if !node.bytes().all(crate::usage::node_name_byte) {
         return invalid(field, "may hold only letters, digits and . _ : / @ ~ + = -");
+    }
+    Ok(())
+}
+
+/// A virtual key's id as records carry it (`vk_…`): 1-64 bytes of
+/// `[A-Za-z0-9_-]`.
+pub fn virtual_key_id(field: &str, id: &str) -> Result<(), Invalid> {
+    if id.is_empty()
+        || id.len() > 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return invalid(field, "must be 1-64 bytes of letters, digits, _ and -");
     }
     Ok(())
 }

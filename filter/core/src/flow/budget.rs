@@ -183,7 +183,9 @@ pub(super) fn hand_back(host: &impl Host, tenant: &str, key: Option<&str>, reser
 
 fn settle_scopes(host: &impl Host, tenant: &str, key: Option<&str>, r: Reserved, cost: u64) {
     if let Some(n) = r.tenant {
-        update_held(host, &Scope::Tenant(tenant).held_key(), |h| h.settle(n, cost));
+        update_held(host, &Scope::Tenant(tenant).held_key(), |h| {
+            h.settle(n, cost)
+        });
     }
     if let (Some(n), Some(k)) = (r.key, key) {
         update_held(host, &Scope::Key(k).held_key(), |h| h.settle(n, cost));

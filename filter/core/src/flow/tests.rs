@@ -1822,19 +1822,30 @@ fn a_virtual_keys_budget_binds_that_key_only() {
     assert_eq!(a, Action::Continue);
     let worst = key_held("vk_one").inflight_nusd;
     assert!(worst >= 100 * 600, "{worst}");
-    assert_eq!(held(&h, "b"), Default::default(), "the tenant has no budget");
+    assert_eq!(
+        held(&h, "b"),
+        Default::default(),
+        "the tenant has no budget"
+    );
     probe.on_log(&h);
     assert_eq!(key_held("vk_one").inflight_nusd, 0, "handed back");
 
     // Room for one worst case.
-    answer_changes(&mut s, &h, delta(5, 6, None, &entries(worst + worst / 2, 6)));
+    answer_changes(
+        &mut s,
+        &h,
+        delta(5, 6, None, &entries(worst + worst / 2, 6)),
+    );
     let (mut first, a) = send(&f, &h, "/v1/chat/completions", "vk-one", body);
     assert_eq!(a, Action::Continue);
     let _ = send(&f, &h, "/v1/chat/completions", "vk-one", body);
     let reply = h.reply().expect("refused");
     assert_eq!(reply.status, 429);
     assert_eq!(reply.json()["error"]["code"], "budget_exceeded");
-    let msg = reply.json()["error"]["message"].as_str().unwrap().to_owned();
+    let msg = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(msg.contains("virtual key's budget"), "{msg}");
     // The tenant's other key is not bound by it.
     let (_other, a) = send(&f, &h, "/v1/chat/completions", "vk-two", body);
