@@ -186,7 +186,8 @@ pub fn start_in_own_process_groups() {
 }
 
 impl Process {
-    fn spawn(name: &str, mut cmd: Command) -> std::io::Result<Self> {
+    /// Starts `cmd`, its output into a log of its own (killed on drop).
+    pub fn spawn(name: &str, mut cmd: Command) -> std::io::Result<Self> {
         if OWN_PROCESS_GROUPS.load(std::sync::atomic::Ordering::Relaxed) {
             use std::os::unix::process::CommandExt as _;
             cmd.process_group(0);
