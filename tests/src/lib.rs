@@ -530,10 +530,7 @@ pub fn with_fleet_rate_limits(yaml: &str, rls_port: u16, failure_mode_deny: bool
     assert!(cluster.contains("port_value: 8081 }"));
     let cluster = cluster.replace("port_value: 8081 }", &format!("port_value: {rls_port} }}"));
     let indented = |block: &str, indent: &str| -> String {
-        block
-            .lines()
-            .map(|l| format!("{indent}{l}\n"))
-            .collect()
+        block.lines().map(|l| format!("{indent}{l}\n")).collect()
     };
     let mut out = String::with_capacity(yaml.len() + filter.len() + cluster.len());
     let (mut filter_in, mut cluster_in) = (false, false);
@@ -553,7 +550,10 @@ pub fn with_fleet_rate_limits(yaml: &str, rls_port: u16, failure_mode_deny: bool
             cluster_in = true;
         }
     }
-    assert!(filter_in && cluster_in, "no place for the rate-limit blocks");
+    assert!(
+        filter_in && cluster_in,
+        "no place for the rate-limit blocks"
+    );
     out
 }
 

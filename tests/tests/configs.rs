@@ -171,7 +171,10 @@ fn every_shipped_config_can_fail_over_by_redirect() {
 /// config keeps the rate-limit descriptor headers from the providers.
 #[test]
 fn the_fleet_rate_limit_blocks_validate_and_their_headers_never_reach_a_provider() {
-    for build in [aipipe_tests::FilterBuild::Wasm, aipipe_tests::FilterBuild::Native] {
+    for build in [
+        aipipe_tests::FilterBuild::Wasm,
+        aipipe_tests::FilterBuild::Native,
+    ] {
         let yaml = aipipe_tests::render_envoy_config_as(
             build,
             "demo.yaml",
@@ -203,8 +206,8 @@ fn the_fleet_rate_limit_blocks_validate_and_their_headers_never_reach_a_provider
         }
     }
     use aipipe_core::contract::{RL_KEY_HEADER, RL_TENANT_HEADER};
-    let filter = std::fs::read_to_string(repo_root().join("envoy/ratelimit/http-filter.yaml"))
-        .unwrap();
+    let filter =
+        std::fs::read_to_string(repo_root().join("envoy/ratelimit/http-filter.yaml")).unwrap();
     for header in [RL_TENANT_HEADER, RL_KEY_HEADER] {
         assert!(filter.contains(&format!("header_name: {header}")));
         for file in [

@@ -16,8 +16,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use aipipe_tests::{
-    ControlPlane, Envoy, EnvoyConfig, Mock, Process, Reply, eventually, free_port, get,
-    post_json, render_envoy_config, repo_root, sibling_binary, with_fleet_rate_limits,
+    ControlPlane, Envoy, EnvoyConfig, Mock, Process, Reply, eventually, free_port, get, post_json,
+    render_envoy_config, repo_root, sibling_binary, with_fleet_rate_limits,
 };
 use serde_json::{Value, json};
 
@@ -52,10 +52,7 @@ impl Rls {
 
     /// Every descriptor the service was asked about, and its hits.
     fn hits(&self) -> HashMap<String, u64> {
-        let r = get(
-            &format!("http://127.0.0.1:{}/hits", self.admin_port),
-            &[],
-        );
+        let r = get(&format!("http://127.0.0.1:{}/hits", self.admin_port), &[]);
         assert_eq!(r.status, 200);
         serde_json::from_value(r.json()).unwrap()
     }
@@ -236,7 +233,11 @@ fn a_tenants_limit_holds_across_two_envoys_and_a_keys_within_it() {
         .map(|i| (&envoys[i % 2], keys[i / key_limit].0.as_str()))
         .collect();
     let replies = burst(&requests);
-    assert_eq!(admitted(&replies), tenant_limit, "exactly the limit, in all");
+    assert_eq!(
+        admitted(&replies),
+        tenant_limit,
+        "exactly the limit, in all"
+    );
     assert_refused_properly(&replies);
     let per_envoy: Vec<usize> = (0..2)
         .map(|e| admitted(&replies[e..].iter().step_by(2).cloned().collect::<Vec<_>>()))
@@ -270,7 +271,10 @@ fn a_tenants_limit_holds_across_two_envoys_and_a_keys_within_it() {
     assert_eq!(admitted(&replies), key_limit);
     assert_refused_properly(&replies);
     let hits = rls.hits();
-    assert_eq!(hits[&format!("tenant=demo,key={}", key.1)], 2 * key_limit as u64);
+    assert_eq!(
+        hits[&format!("tenant=demo,key={}", key.1)],
+        2 * key_limit as u64
+    );
 
     // A client naming another tenant or key moves only its own counters,
     // and no provider ever sees the descriptor headers.
@@ -302,7 +306,12 @@ fn with_the_service_down_envoy_fails_open_or_when_set_to_deny_answers_503() {
     let (tenant_limit, _) = demo_limits();
     for i in 0..tenant_limit + 5 {
         let r = chat(&open, "aipipe-demo-key", i, &[]);
-        assert_eq!(r.status, 200, "fail-open admits past the limit: {}", r.text());
+        assert_eq!(
+            r.status,
+            200,
+            "fail-open admits past the limit: {}",
+            r.text()
+        );
     }
     let allowed: u64 = open
         .stats_text("ratelimit.failure_mode_allowed")

@@ -351,7 +351,10 @@ async fn hits(State(rls): State<Arc<Rls>>) -> Json<HashMap<String, u64>> {
 
 async fn reset(State(rls): State<Arc<Rls>>) -> &'static str {
     rls.hits.lock().unwrap_or_else(|e| e.into_inner()).clear();
-    rls.windows.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    rls.windows
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
     "reset\n"
 }
 

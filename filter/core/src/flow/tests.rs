@@ -1904,13 +1904,20 @@ fn the_rate_limit_descriptor_names_the_authenticated_tenant_never_the_clients_pi
     let (_, a) = send_with(&f, &h, "/v1/chat/completions", &spoofed, GREETING);
     assert_eq!(a, Action::Continue);
     assert_eq!(h.header("x-aipipe-rl-tenant").as_deref(), Some("acme"));
-    assert_eq!(h.header("x-aipipe-rl-key"), None, "a client copy is removed");
+    assert_eq!(
+        h.header("x-aipipe-rl-key"),
+        None,
+        "a client copy is removed"
+    );
 
     // Pass-through requests are counted too.
     h.request(
         "GET",
         "/openai/v1/files",
-        &[("authorization", "Bearer vk-other"), ("x-aipipe-rl-tenant", "acme")],
+        &[
+            ("authorization", "Bearer vk-other"),
+            ("x-aipipe-rl-tenant", "acme"),
+        ],
         b"",
     );
     let mut r = f.request();
@@ -1923,7 +1930,10 @@ fn the_rate_limit_descriptor_names_the_authenticated_tenant_never_the_clients_pi
         &f,
         &h,
         "/v1/chat/completions",
-        &[("authorization", "Bearer nope"), ("x-aipipe-rl-tenant", "acme")],
+        &[
+            ("authorization", "Bearer nope"),
+            ("x-aipipe-rl-tenant", "acme"),
+        ],
         GREETING,
     );
     assert_eq!(h.reply().unwrap().status, 401);
