@@ -518,6 +518,7 @@
         `${fmtUsd(budget.spent_usd)} of ${fmtUsd(budget.limit_usd)} over ${budget.days} day${budget.days === 1 ? "" : "s"}` +
         ` (${fmtPct(budget.limit_usd > 0 ? budget.spent_usd / budget.limit_usd : 1)})` +
         (budget.source === "default" ? " · the default budget" : "") +
+        (budget.reserved_usd > 0 ? ` · ${fmtUsd(budget.reserved_usd)} reserved in flight` : "") +
         (budget.remaining_usd <= 0 ? " · exhausted: requests are refused" : ""));
     } else {
       meter("budget-bar", "budget-text", 0, 0, "No budget: spend is not limited.");

@@ -4,7 +4,7 @@
 //! one heard from least recently is forgotten. A restart forgets them all;
 //! each Envoy reports again with its next batch.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, PoisonError};
 
 use aipipe_core::usage::UsageSource;
@@ -31,9 +31,22 @@ pub struct EnvoyView {
     pub last_seen_ms: u64,
 }
 
+/// An Envoy's in-flight budget reservations count this long after its last
+/// report (it reports them every `RESERVATIONS_EVERY`, 10 s, while any are
+/// held): then they are taken for gone with it.
+pub const RESERVATIONS_FRESH_MS: u64 = 30_000;
+
+#[derive(Debug)]
+struct Node {
+    view: EnvoyView,
+    /// Its in-flight budget reservations by tenant and by virtual key id.
+    reserved: BTreeMap<String, u64>,
+    key_reserved: BTreeMap<String, u64>,
+}
+
 #[derive(Debug, Default)]
 pub struct Registry {
-    nodes: Mutex<HashMap<String, EnvoyView>>,
+    nodes: Mutex<HashMap<String, Node>>,
 }
 
 impl Registry {
@@ -45,21 +58,39 @@ impl Registry {
             && !nodes.contains_key(&source.node)
             && let Some(oldest) = nodes
                 .values()
-                .min_by_key(|v| (v.last_seen_ms, v.node.clone()))
-                .map(|v| v.node.clone())
+                .min_by_key(|n| (n.view.last_seen_ms, n.view.node.clone()))
+                .map(|n| n.view.node.clone())
         {
             nodes.remove(&oldest);
         }
         nodes.insert(
             source.node.clone(),
-            EnvoyView {
-                node: source.node.clone(),
-                queued: source.queued,
-                dropped: source.dropped,
-                sent: source.sent.saturating_add(records),
-                last_seen_ms: now_ms,
+            Node {
+                view: EnvoyView {
+                    node: source.node.clone(),
+                    queued: source.queued,
+                    dropped: source.dropped,
+                    sent: source.sent.saturating_add(records),
+                    last_seen_ms: now_ms,
+                },
+                reserved: source.reserved_nusd.clone(),
+                key_reserved: source.key_reserved_nusd.clone(),
             },
         );
+    }
+
+    /// What Envoys that reported lately hold reserved in flight of a
+    /// tenant's budget (`key` None) or of one virtual key's.
+    pub fn reserved(&self, tenant: &str, key: Option<&str>, now_ms: u64) -> u64 {
+        let nodes = self.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        nodes
+            .values()
+            .filter(|n| n.view.last_seen_ms.saturating_add(RESERVATIONS_FRESH_MS) >= now_ms)
+            .filter_map(|n| match key {
+                Some(k) => n.key_reserved.get(k),
+                None => n.reserved.get(tenant),
+            })
+            .fold(0u64, |a, v| a.saturating_add(*v))
     }
 
     /// Every Envoy remembered, by node.
@@ -69,7 +100,7 @@ impl Registry {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .cloned()
+            .map(|n| n.view.clone())
             .collect();
         all.sort_by(|a, b| a.node.cmp(&b.node));
         all
@@ -86,6 +117,8 @@ mod tests {
             queued,
             dropped: 0,
             sent: 1,
+            reserved_nusd: Default::default(),
+            key_reserved_nusd: Default::default(),
         }
     }
 
@@ -113,5 +146,28 @@ mod tests {
                 last_seen_ms: 5_000
             })
         );
+    }
+
+    #[test]
+    fn reservations_are_summed_over_envoys_that_reported_lately() {
+        let r = Registry::default();
+        let mut a = source("a", 0);
+        a.reserved_nusd.insert("acme".into(), 100);
+        a.key_reserved_nusd.insert("vk_1".into(), 40);
+        let mut b = source("b", 0);
+        b.reserved_nusd.insert("acme".into(), 20);
+        r.report(&a, 0, 1_000);
+        r.report(&b, 0, 20_000);
+        assert_eq!(r.reserved("acme", None, 20_000), 120);
+        assert_eq!(r.reserved("acme", Some("vk_1"), 20_000), 40);
+        assert_eq!(r.reserved("other", None, 20_000), 0);
+        // a has not reported for longer than reservations stay fresh.
+        assert_eq!(
+            r.reserved("acme", None, 1_000 + RESERVATIONS_FRESH_MS + 1),
+            20
+        );
+        // A report without reservations clears the node's.
+        r.report(&source("b", 0), 0, 21_000);
+        assert_eq!(r.reserved("acme", None, 21_000), 100);
     }
 }

@@ -189,11 +189,21 @@ async fn usage(State(state): State<AppState>, body: Bytes) -> Result<Json<UsageA
     };
     // What the sender says about its queue (filters before it said nothing):
     // kept only when valid, never a reason to refuse the records.
-    let source = upload.source.filter(|s| {
-        aipipe_core::validate::node_name("source.node", &s.node)
-            .inspect_err(|e| tracing::warn!("usage batch source ignored: {e}"))
-            .is_ok()
-    });
+    let source = upload
+        .source
+        .filter(|s| {
+            aipipe_core::validate::node_name("source.node", &s.node)
+                .inspect_err(|e| tracing::warn!("usage batch source ignored: {e}"))
+                .is_ok()
+        })
+        .map(|mut s| {
+            if let Err(e) = aipipe_core::validate::reservations(&s) {
+                tracing::warn!("usage batch reservations ignored: {e}");
+                s.reserved_nusd.clear();
+                s.key_reserved_nusd.clear();
+            }
+            s
+        });
     let records = upload.records.len() as u64;
     let batch = ingest::Batch::new(upload.records);
     let waiting = state.counters.ingest_waiting();

@@ -341,6 +341,53 @@ fn a_virtual_keys_budget_binds_that_key_only() {
     assert!(spent <= limit_nusd, "spent {spent} n$ of {limit_nusd}: {b}");
     assert!(spent > limit_nusd / 2, "the budget was barely used: {b}");
     assert_eq!(b["virtual_key"], bound_id.as_str());
+    assert_eq!(b["reserved_usd"], 0.0, "nothing in flight: {b}");
+
+    // Requests in flight: the Envoy reports what they hold reserved, and
+    // the budget shows it until they end.
+    let r =
+        s.cp.admin("PUT", &path, Some(&json!({"limit_usd": 1, "days": 1})));
+    assert_eq!(r.status, 200, "{}", r.text());
+    caught_up(&s, &s.envoy, "probe-b");
+    s.mock
+        .fault(json!({"provider": "openai", "delay_ms": 4000}));
+    let reserved = || s.cp.admin("GET", &path, None).json()["reserved_usd"].as_f64();
+    std::thread::scope(|scope| {
+        let slow: Vec<_> = (0..3)
+            .map(|i| {
+                let (bound, envoy) = (&bound, &s.envoy);
+                scope.spawn(move || {
+                    let body = json!({"model": "gpt-4o-mini", "max_tokens": 20,
+                        "messages": [{"role": "user", "content": format!("slow {i}")}]});
+                    plain(envoy, bound, &body).status
+                })
+            })
+            .collect();
+        assert_eventually!(
+            Duration::from_millis(3500),
+            reserved().is_some_and(|r| r > 0.0),
+            "no reservation reported while requests were in flight: {:?}",
+            reserved()
+        );
+        let held = s.cp.admin("GET", &path, None).json();
+        let (limit, spent, res, left) = (
+            held["limit_usd"].as_f64().unwrap(),
+            held["spent_usd"].as_f64().unwrap(),
+            held["reserved_usd"].as_f64().unwrap(),
+            held["remaining_usd"].as_f64().unwrap(),
+        );
+        assert!((limit - spent - res - left).abs() < 1e-9, "{held}");
+        for h in slow {
+            assert_eq!(h.join().unwrap(), 200);
+        }
+    });
+    s.mock.clear_faults();
+    assert_eventually!(
+        Duration::from_secs(5),
+        reserved() == Some(0.0),
+        "reservations still reported after the requests ended: {:?}",
+        reserved()
+    );
 }
 
 /// A pass-through request reserves `pass_through_reserve_usd` before it is
@@ -648,5 +695,41 @@ fn budget_alerts_fire_once_at_each_threshold() {
     assert!(
         metrics.contains("aipipe_cp_budget_alerts_total{result=\"retried\"} 1"),
         "{metrics}"
+    );
+
+    // The key's own budget, set under what the key has spent: its three
+    // thresholds at once, each naming the key.
+    let keys =
+        s.cp.admin("GET", "/admin/tenants/acme/virtual-keys", None)
+            .json();
+    let key_id = keys
+        .as_array()
+        .or_else(|| keys["virtual_keys"].as_array())
+        .and_then(|a| a.first())
+        .and_then(|k| k["id"].as_str())
+        .unwrap_or_else(|| panic!("{keys}"))
+        .to_owned();
+    let r = s.cp.admin(
+        "PUT",
+        &format!("/admin/tenants/acme/virtual-keys/{key_id}/budget"),
+        Some(&json!({"limit_usd": spent * 0.9, "days": 30})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let for_key = || -> Vec<u64> {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter_map(|b| {
+                let v: Value = serde_json::from_str(b).unwrap();
+                (v["virtual_key"] == key_id.as_str())
+                    .then(|| v["threshold_percent"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    assert_eventually!(
+        Duration::from_secs(15),
+        for_key() == [50, 80, 100],
+        "key alerts: {:?}",
+        for_key()
     );
 }

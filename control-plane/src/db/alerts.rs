@@ -26,6 +26,9 @@ struct Event<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     tenant: &'a str,
+    /// For a virtual key's own budget: the key's id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    virtual_key: Option<&'a str>,
     threshold_percent: u64,
     limit_usd: f64,
     spent_usd: f64,
@@ -35,43 +38,61 @@ struct Event<'a> {
 
 impl super::Tx<'_> {
     /// See [`budget_alerts`].
-    pub(super) fn budget_alerts(&self, tenant: &str, state: &BudgetState) -> Result<()> {
-        budget_alerts(self.tx, self.alerts, tenant, state)
+    pub(super) fn budget_alerts(
+        &self,
+        tenant: &str,
+        key: Option<&str>,
+        state: &BudgetState,
+    ) -> Result<()> {
+        budget_alerts(self.tx, self.alerts, tenant, key, state)
     }
 }
 
-/// Queues an alert for each threshold the tenant's spend reached since the
-/// last, and re-arms the ones it fell below (when alerts are `on`).
+/// Queues an alert for each threshold the spend of the tenant's budget (or
+/// of its virtual key `key`'s) reached since the last, and re-arms the ones
+/// it fell below (when alerts are `on`).
 pub(super) fn budget_alerts(
     tx: &rusqlite::Transaction<'_>,
     on: bool,
     tenant: &str,
+    key: Option<&str>,
     state: &BudgetState,
 ) -> Result<()> {
     if !on || state.limit.limit_nusd == 0 {
         return Ok(());
     }
+    let (forget, fire, name) = match key {
+        None => (
+            "DELETE FROM budget_alerts WHERE tenant = ?1 AND threshold = ?2",
+            "INSERT OR IGNORE INTO budget_alerts (tenant, threshold, fired_ms) VALUES (?1, ?2, ?3)",
+            tenant,
+        ),
+        Some(k) => (
+            "DELETE FROM key_budget_alerts WHERE key_id = ?1 AND threshold = ?2",
+            "INSERT OR IGNORE INTO key_budget_alerts (key_id, threshold, fired_ms)
+             VALUES (?1, ?2, ?3)",
+            k,
+        ),
+    };
     let now = now_ms();
     let spent = u128::from(state.spent_nusd) * 100;
     for t in THRESHOLDS {
         let reached = spent >= u128::from(state.limit.limit_nusd) * u128::from(t);
         if !reached {
-            tx.prepare_cached("DELETE FROM budget_alerts WHERE tenant = ?1 AND threshold = ?2")?
-                .execute(params![tenant, to_i64(t)])?;
+            tx.prepare_cached(forget)?
+                .execute(params![name, to_i64(t)])?;
             continue;
         }
         let new = tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO budget_alerts (tenant, threshold, fired_ms)
-                 VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![tenant, to_i64(t), to_i64(now)])?;
+            .prepare_cached(fire)?
+            .execute(params![name, to_i64(t), to_i64(now)])?;
         if new == 0 {
             continue;
         }
         let body = serde_json::to_string(&Event {
             kind: "budget.threshold",
             tenant,
+            virtual_key: key,
             threshold_percent: t,
             limit_usd: state.limit.limit_nusd as f64 / 1e9,
             spent_usd: state.spent_nusd as f64 / 1e9,

@@ -42,6 +42,11 @@ pub struct BudgetView {
     pub source: &'static str,
     /// Spend recorded in the window (today and the `days - 1` before, UTC).
     pub spent_usd: f64,
+    /// Held by requests in flight: their worst cases, reserved in the
+    /// Envoys that reported in the last 30 s (each reports every 10 s while
+    /// any are held, and whenever they change).
+    pub reserved_usd: f64,
+    /// The limit less what is spent and reserved (never below 0).
     pub remaining_usd: f64,
     /// When the oldest day with spend leaves the window (unix ms); null
     /// without spend.
@@ -213,7 +218,7 @@ impl super::Tx<'_> {
         for tenant in &moved {
             record_change(self.tx, Change::Budget(tenant))?;
             if let Some(state) = budget_state(self.tx, tenant)? {
-                self.budget_alerts(tenant, &state)?;
+                self.budget_alerts(tenant, None, &state)?;
             }
         }
         Ok(moved)
@@ -227,18 +232,25 @@ impl super::Tx<'_> {
              ON CONFLICT (key_id, day) DO UPDATE SET requests = requests + 1,
                 cost_nusd = MIN(cost_nusd + excluded.cost_nusd, 9223372036854775807)",
         )?;
-        let mut moved: Vec<&str> = Vec::new();
+        // (key id, its tenant)
+        let mut moved: Vec<(&str, &str)> = Vec::new();
         for r in records {
             let Some(key) = r.virtual_key.as_deref() else {
                 continue;
             };
             add.execute(params![key, day_of(r.ts_ms), to_i64(r.cost_nusd)])?;
-            if r.cost_nusd > 0 && !moved.contains(&key) && key_limit(self.tx, key)?.is_some() {
-                moved.push(key);
+            if r.cost_nusd > 0
+                && !moved.iter().any(|(k, _)| *k == key)
+                && key_limit(self.tx, key)?.is_some()
+            {
+                moved.push((key, &r.tenant));
             }
         }
-        for key in moved {
+        for (key, tenant) in moved {
             record_change(self.tx, Change::KeyBudget(key))?;
+            if let Some(state) = key_budget_state(self.tx, key)? {
+                self.budget_alerts(tenant, Some(key), &state)?;
+            }
         }
         Ok(())
     }
@@ -270,6 +282,7 @@ fn view(conn: &Connection, tenant: &str) -> Result<Option<BudgetView>> {
         days: limit.days,
         source,
         spent_usd: usd(state.spent_nusd),
+        reserved_usd: 0.0,
         remaining_usd: usd(limit.limit_nusd.saturating_sub(state.spent_nusd)),
         next_free_ms: state.frees.first().map(|(at, _)| *at),
     }))
@@ -288,9 +301,22 @@ fn key_view(conn: &Connection, tenant: &str, key_id: &str) -> Result<Option<Budg
         days: state.limit.days,
         source: "virtual_key",
         spent_usd: usd(state.spent_nusd),
+        reserved_usd: 0.0,
         remaining_usd: usd(state.limit.limit_nusd.saturating_sub(state.spent_nusd)),
         next_free_ms: state.frees.first().map(|(at, _)| *at),
     }))
+}
+
+impl BudgetView {
+    /// With what the Envoys hold reserved of it (nano-dollars).
+    pub fn with_reserved(mut self, nusd: u64) -> Self {
+        self.reserved_usd = nusd as f64 / 1e9;
+        self.remaining_usd = ((self.limit_usd - self.spent_usd - self.reserved_usd) * 1e9)
+            .round()
+            .max(0.0)
+            / 1e9;
+        self
+    }
 }
 
 /// What a budget write found.
@@ -335,7 +361,7 @@ impl Db {
                 record_change(tx, Change::Budget(&tenant))?;
                 // A lower limit may cross a threshold; a higher one re-arms.
                 if let Some(state) = budget_state(tx, &tenant)? {
-                    super::alerts::budget_alerts(tx, alerts, &tenant, &state)?;
+                    super::alerts::budget_alerts(tx, alerts, &tenant, None, &state)?;
                 }
             }
             Ok(BudgetWrite::Done(view(tx, &tenant)?))
@@ -367,6 +393,7 @@ impl Db {
         key_id: String,
         limit: Option<Limit>,
     ) -> Result<BudgetWrite> {
+        let alerts = self.alerts_on();
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(BudgetWrite::NoTenant);
@@ -386,6 +413,9 @@ impl Db {
             };
             if changed > 0 {
                 record_change(tx, Change::KeyBudget(&key_id))?;
+                if let Some(state) = key_budget_state(tx, &key_id)? {
+                    super::alerts::budget_alerts(tx, alerts, &tenant, Some(&key_id), &state)?;
+                }
             }
             Ok(BudgetWrite::Done(key_view(tx, &tenant, &key_id)?))
         })

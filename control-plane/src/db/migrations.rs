@@ -387,6 +387,13 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         days INTEGER NOT NULL,
         updated_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
+    -- The thresholds a key's budget window has reached (as budget_alerts).
+    CREATE TABLE key_budget_alerts (
+        key_id TEXT NOT NULL REFERENCES virtual_keys(id) ON DELETE CASCADE,
+        threshold INTEGER NOT NULL,
+        fired_ms INTEGER NOT NULL,
+        PRIMARY KEY (key_id, threshold)
+    ) WITHOUT ROWID;
     "#,
     ),
 ];

@@ -211,7 +211,7 @@ impl Db {
             if limit_of(tx, &tenant)?.is_some() {
                 record_change(tx, Change::Budget(&tenant))?;
                 if let Some(state) = budget_state(tx, &tenant)? {
-                    super::alerts::budget_alerts(tx, alerts, &tenant, &state)?;
+                    super::alerts::budget_alerts(tx, alerts, &tenant, None, &state)?;
                 }
             }
             Ok(Some(CostAdjustment {

@@ -64,6 +64,11 @@ pub const KEY_RESERVATIONS_PREFIX: &str = "aipipe.rk.";
 /// The directory revision this Envoy holds (decimal): a restarted singleton
 /// resumes from it instead of asking for everything again.
 pub const DIRECTORY_REVISION_KEY: &str = "aipipe.directory.revision";
+/// The first byte of a message on the usage queue that is no record (records
+/// are JSON objects): a worker's notice that a budget scope's held spend
+/// (the rest: its shared-data key) went from nothing to something, so the
+/// singleton reports its reservations (`UsageSource::reserved_nusd`).
+pub const RESERVATION_NOTICE: u8 = 0;
 /// The shared queue worker VMs put usage records on; the singleton drains it.
 pub const USAGE_QUEUE: &str = "aipipe.usage";
 /// The shared-data key of this Envoy's encoded penalties.

@@ -6,6 +6,8 @@
 //! dollars per million tokens with at most three decimals, so every token's
 //! price is a whole number of nano-dollars and sums are exact.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::Tokens;
@@ -129,6 +131,15 @@ pub struct UsageSource {
     /// Records acknowledged since the singleton started (before this
     /// batch).
     pub sent: u64,
+    /// Budget reservations of this Envoy's requests in flight, by tenant:
+    /// spend no record shows yet (`GET …/budget` reports the sum over
+    /// Envoys as `reserved_usd`). Every upload carries the whole picture;
+    /// absent: none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reserved_nusd: BTreeMap<String, u64>,
+    /// …and by virtual key id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub key_reserved_nusd: BTreeMap<String, u64>,
 }
 
 /// The most bytes of a node name.

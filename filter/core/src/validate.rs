@@ -209,6 +209,36 @@ pub fn node_name(field: &str, node: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// The most budget scopes one Envoy reports reservations for.
+pub const MAX_REPORTED_RESERVATIONS: usize = 4096;
+
+/// An Envoy's reported reservations (`UsageSource::reserved_nusd`): tenant
+/// ids and key ids as records carry them, amounts a record could cost.
+pub fn reservations(source: &crate::usage::UsageSource) -> Result<(), Invalid> {
+    let n = source.reserved_nusd.len() + source.key_reserved_nusd.len();
+    if n > MAX_REPORTED_RESERVATIONS {
+        return invalid(
+            "source.reserved_nusd",
+            format_args!("at most {MAX_REPORTED_RESERVATIONS} tenants and keys"),
+        );
+    }
+    for (t, v) in &source.reserved_nusd {
+        if t.is_empty() || t.len() > 64 || *v > MAX_RECORD_COST_NUSD {
+            return invalid(
+                "source.reserved_nusd",
+                "tenant ids of 1-64 bytes, amounts a record can cost",
+            );
+        }
+    }
+    for (k, v) in &source.key_reserved_nusd {
+        virtual_key_id("source.key_reserved_nusd", k)?;
+        if *v > MAX_RECORD_COST_NUSD {
+            return invalid("source.key_reserved_nusd", "amounts a record can cost");
+        }
+    }
+    Ok(())
+}
+
 /// A virtual key's id as records carry it (`vk_…`): 1-64 bytes of
 /// `[A-Za-z0-9_-]`.
 pub fn virtual_key_id(field: &str, id: &str) -> Result<(), Invalid> {

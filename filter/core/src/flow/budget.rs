@@ -5,7 +5,7 @@
 use super::host::{Host, HostError, now_ms};
 use crate::budget::{self, Held};
 use crate::config::BudgetConfig;
-use crate::contract::{KEY_RESERVATIONS_PREFIX, RESERVATIONS_PREFIX};
+use crate::contract::{KEY_RESERVATIONS_PREFIX, RESERVATION_NOTICE, RESERVATIONS_PREFIX};
 use crate::directory::{self, BudgetEntry};
 use crate::error::ApiError;
 use crate::table::Table;
@@ -156,13 +156,24 @@ fn reserve_in(
 ) -> Result<(), ApiError> {
     let now = now_ms(host);
     let key = scope.held_key();
+    let mut idle = false;
     let written = try_update_held(host, &key, |held| {
         budget::admit(entry, held, config.fleet_size, cost, now)?;
+        idle = held.outstanding() == 0;
         held.inflight_nusd = held.inflight_nusd.saturating_add(cost);
         Ok(())
     })
     .map_err(|r| refusal(&r, scope, cost))?;
     if written {
+        if idle {
+            // The singleton watches it from now until nothing is held.
+            let mut notice = Vec::with_capacity(1 + key.len());
+            notice.push(RESERVATION_NOTICE);
+            notice.extend_from_slice(key.as_bytes());
+            if let Err(e) = host.enqueue_usage(&notice) {
+                log::debug!("reservation notice for {key} not queued: {e:?}");
+            }
+        }
         Ok(())
     } else {
         // Never forward what could not be counted.

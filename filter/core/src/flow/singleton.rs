@@ -21,8 +21,8 @@ use std::time::Duration;
 use super::host::{Host, HostError, MetricKind};
 use crate::config::ControlPlane;
 use crate::contract::{
-    CHANGES_PATH, DIRECTORY_REVISION_KEY, SHARED_TABLE_KEY, SHARED_VERSION_KEY, TOKEN_HEADER,
-    USAGE_PATH,
+    CHANGES_PATH, DIRECTORY_REVISION_KEY, KEY_RESERVATIONS_PREFIX, RESERVATION_NOTICE,
+    RESERVATIONS_PREFIX, SHARED_TABLE_KEY, SHARED_VERSION_KEY, TOKEN_HEADER, USAGE_PATH,
 };
 use crate::directory::{self, BudgetEntry, Delta, KeyEntry, Kind, TenantEntry};
 use crate::table::{RoutingTable, Table};
@@ -54,7 +54,23 @@ pub struct Singleton {
     node: String,
     dropped: u64,
     sent: u64,
+    /// Budget scopes (their held spend's shared-data key) the workers said
+    /// hold something, until nothing is held; bounded by
+    /// [`crate::validate::MAX_REPORTED_RESERVATIONS`].
+    watched: std::collections::BTreeSet<String>,
+    /// The reservations last sent and when; None: send them again.
+    reported: Option<(Reservations, std::time::SystemTime)>,
 }
+
+/// Reservations are sent when they change, and this often while any are
+/// held (the control plane forgets an Envoy's after three times as long).
+pub const RESERVATIONS_EVERY: Duration = Duration::from_secs(10);
+
+/// In-flight reservations by tenant and by virtual key id.
+type Reservations = (
+    std::collections::BTreeMap<String, u64>,
+    std::collections::BTreeMap<String, u64>,
+);
 
 struct Metrics {
     dropped: u32,
@@ -93,6 +109,9 @@ impl Singleton {
             node,
             dropped: 0,
             sent: 0,
+            watched: Default::default(),
+            // Nothing held: nothing to send until something is.
+            reported: Some((Reservations::default(), std::time::UNIX_EPOCH)),
         }
     }
 
@@ -120,6 +139,10 @@ impl Singleton {
     pub fn take_records(&mut self, host: &impl Host, records: impl IntoIterator<Item = Vec<u8>>) {
         let mut dropped = 0u64;
         for record in records {
+            if let Some((&RESERVATION_NOTICE, key)) = record.split_first() {
+                self.watch(key);
+                continue;
+            }
             if self.buffered.len() < self.cp.max_buffered_records {
                 self.buffered.push_back(record);
             } else {
@@ -137,9 +160,58 @@ impl Singleton {
         }
     }
 
-    /// Posts the oldest buffered records unless a post is in flight.
+    /// A worker's notice: the held spend under `key` is no longer empty.
+    fn watch(&mut self, key: &[u8]) {
+        let Ok(key) = std::str::from_utf8(key) else {
+            return;
+        };
+        if (key.starts_with(RESERVATIONS_PREFIX) || key.starts_with(KEY_RESERVATIONS_PREFIX))
+            && self.watched.len() < crate::validate::MAX_REPORTED_RESERVATIONS
+        {
+            self.watched.insert(key.to_owned());
+        }
+    }
+
+    /// The in-flight reservations of the scopes watched; a scope with
+    /// nothing held any more is no longer watched.
+    fn reservations(&mut self, host: &impl Host) -> Reservations {
+        let mut out = Reservations::default();
+        self.watched.retain(|key| {
+            let held = host
+                .shared_get(key)
+                .0
+                .and_then(|b| crate::budget::Held::decode(&b))
+                .unwrap_or_default();
+            if held.inflight_nusd > 0 {
+                if let Some(t) = key.strip_prefix(RESERVATIONS_PREFIX) {
+                    out.0.insert(t.to_owned(), held.inflight_nusd);
+                } else if let Some(k) = key.strip_prefix(KEY_RESERVATIONS_PREFIX) {
+                    out.1.insert(k.to_owned(), held.inflight_nusd);
+                }
+            }
+            held.outstanding() > 0
+        });
+        out
+    }
+
+    /// Posts the oldest buffered records unless a post is in flight, with
+    /// this Envoy's reservations; with no records, only when those changed
+    /// (or are held and were last sent [`RESERVATIONS_EVERY`] ago).
     fn post_usage(&mut self, host: &impl Host) {
-        if self.posting.is_some() || self.buffered.is_empty() {
+        if self.posting.is_some() {
+            return;
+        }
+        let reservations = self.reservations(host);
+        let now = host.now();
+        let due = match &self.reported {
+            None => true,
+            Some((sent, at)) => {
+                *sent != reservations
+                    || (!(reservations.0.is_empty() && reservations.1.is_empty())
+                        && now.duration_since(*at).unwrap_or_default() >= RESERVATIONS_EVERY)
+            }
+        };
+        if self.buffered.is_empty() && !due {
             return;
         }
         let n = self.buffered.len().min(self.cp.batch_records);
@@ -157,7 +229,10 @@ impl Singleton {
             queued: self.buffered.len().saturating_sub(n) as u64,
             dropped: self.dropped,
             sent: self.sent,
+            reserved_nusd: reservations.0.clone(),
+            key_reserved_nusd: reservations.1.clone(),
         };
+        self.reported = Some((reservations, now));
         if serde_json::to_writer(&mut body, &source).is_err() {
             body.extend_from_slice(b"null");
         }
@@ -176,7 +251,10 @@ impl Singleton {
             Duration::from_millis(self.cp.timeout_ms),
         ) {
             Ok(token) => self.posting = Some((token, n)),
-            Err(s) => self.mark(false, &format!("cannot post usage: {s:?}")),
+            Err(s) => {
+                self.reported = None;
+                self.mark(false, &format!("cannot post usage: {s:?}"));
+            }
         }
     }
 
@@ -257,6 +335,7 @@ impl Singleton {
     fn on_usage_response(&mut self, host: &impl Host, n: usize, body_size: usize) {
         let status = host.call_response_header(":status").unwrap_or_default();
         if status.as_slice() != b"200" {
+            self.reported = None;
             return self.mark(
                 false,
                 &format!(

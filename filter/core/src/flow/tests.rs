@@ -1319,7 +1319,9 @@ fn the_singleton_ships_usage_until_acknowledged() {
             node: "edge_1".into(),
             queued: 0,
             dropped: 1,
-            sent: 2
+            sent: 2,
+            reserved_nusd: Default::default(),
+            key_reserved_nusd: Default::default(),
         }
     );
 }
@@ -1829,6 +1831,7 @@ fn a_virtual_keys_budget_binds_that_key_only() {
     );
     probe.on_log(&h);
     assert_eq!(key_held("vk_one").inflight_nusd, 0, "handed back");
+    h.queue.borrow_mut().clear();
 
     // Room for one worst case.
     answer_changes(
@@ -1851,6 +1854,36 @@ fn a_virtual_keys_budget_binds_that_key_only() {
     let (_other, a) = send(&f, &h, "/v1/chat/completions", "vk-two", body);
     assert_eq!(a, Action::Continue);
     assert_eq!(key_held("vk_two"), Default::default());
+
+    // The singleton reports what is in flight, with no record to send yet.
+    let notices: Vec<Vec<u8>> = h.queue.borrow_mut().drain(..).collect();
+    assert!(!notices.is_empty() && notices.iter().all(|n| n[0] == 0));
+    s.take_records(&h, notices);
+    s.poll(&h);
+    let report = h
+        .calls
+        .borrow()
+        .iter()
+        .rev()
+        .find(|c| c.header(":path") == Some("/internal/v1/usage"))
+        .cloned()
+        .unwrap();
+    let batch: serde_json::Value = serde_json::from_slice(&report.body).unwrap();
+    assert_eq!(batch["records"], serde_json::json!([]));
+    assert_eq!(
+        batch["source"]["key_reserved_nusd"],
+        serde_json::json!({"vk_one": worst})
+    );
+    assert!(batch["source"].get("reserved_nusd").is_none(), "{batch}");
+    *h.call_status.borrow_mut() = Some(200);
+    *h.call_body.borrow_mut() = br#"{"accepted":0,"duplicates":0,"revision":6}"#.to_vec();
+    s.on_call_response(&h, report.token, h.call_body.borrow().len());
+    s.poll(&h);
+    assert_eq!(
+        h.calls.borrow().last().map(|c| c.token),
+        Some(report.token),
+        "unchanged: not sent again"
+    );
 
     answer(
         &mut first,
