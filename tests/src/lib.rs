@@ -186,7 +186,8 @@ pub fn start_in_own_process_groups() {
 }
 
 impl Process {
-    fn spawn(name: &str, mut cmd: Command) -> std::io::Result<Self> {
+    /// Starts `cmd`, its output into a log of its own (killed on drop).
+    pub fn spawn(name: &str, mut cmd: Command) -> std::io::Result<Self> {
         if OWN_PROCESS_GROUPS.load(std::sync::atomic::Ordering::Relaxed) {
             use std::os::unix::process::CommandExt as _;
             cmd.process_group(0);
@@ -508,6 +509,52 @@ pub fn render_envoy_config_as(build: FilterBuild, file: &str, c: &EnvoyConfig) -
         }
     }
     yaml
+}
+
+/// A rendered config with the fleet-wide rate limits of `envoy/ratelimit/`
+/// pasted in as its README says: `http-filter.yaml` right after the aipipe
+/// filter (before the router), `cluster.yaml` into the clusters, pointing
+/// at a rate-limit service on `rls_port`; `failure_mode_deny` as given.
+pub fn with_fleet_rate_limits(yaml: &str, rls_port: u16, failure_mode_deny: bool) -> String {
+    let read = |name: &str| {
+        let path = repo_root().join("envoy/ratelimit").join(name);
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+    };
+    let filter = read("http-filter.yaml");
+    assert!(filter.contains("failure_mode_deny: false"));
+    let filter = filter.replace(
+        "failure_mode_deny: false",
+        &format!("failure_mode_deny: {failure_mode_deny}"),
+    );
+    let cluster = read("cluster.yaml");
+    assert!(cluster.contains("port_value: 8081 }"));
+    let cluster = cluster.replace("port_value: 8081 }", &format!("port_value: {rls_port} }}"));
+    let indented = |block: &str, indent: &str| -> String {
+        block.lines().map(|l| format!("{indent}{l}\n")).collect()
+    };
+    let mut out = String::with_capacity(yaml.len() + filter.len() + cluster.len());
+    let (mut filter_in, mut cluster_in) = (false, false);
+    let mut lines = yaml.lines().peekable();
+    while let Some(line) = lines.next() {
+        out.push_str(line);
+        out.push('\n');
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        if trimmed == "# END aipipe-filter" && !filter_in {
+            out.push_str(&indented(&filter, indent));
+            filter_in = true;
+        } else if line == "  clusters:" && !cluster_in {
+            let next = lines.peek().copied().unwrap_or_default();
+            let item_indent = &next[..next.len() - next.trim_start().len()];
+            out.push_str(&indented(&cluster, item_indent));
+            cluster_in = true;
+        }
+    }
+    assert!(
+        filter_in && cluster_in,
+        "no place for the rate-limit blocks"
+    );
+    out
 }
 
 /// Replaces the lines between two marker comments (markers included) with

@@ -165,3 +165,69 @@ fn every_shipped_config_can_fail_over_by_redirect() {
         }
     }
 }
+
+/// The fleet-wide rate-limit blocks (`envoy/ratelimit/`), pasted into each
+/// build's demo config as their README says, validate; and every shipped
+/// config keeps the rate-limit descriptor headers from the providers.
+#[test]
+fn the_fleet_rate_limit_blocks_validate_and_their_headers_never_reach_a_provider() {
+    for build in [
+        aipipe_tests::FilterBuild::Wasm,
+        aipipe_tests::FilterBuild::Native,
+    ] {
+        let yaml = aipipe_tests::render_envoy_config_as(
+            build,
+            "demo.yaml",
+            &aipipe_tests::EnvoyConfig {
+                listener_port: 10000,
+                admin_port: 9901,
+                upstream_port: 18000,
+                plugin_config: None,
+                with_filter: true,
+                control_plane: None,
+            },
+        );
+        for deny in [false, true] {
+            let merged = aipipe_tests::with_fleet_rate_limits(&yaml, 8081, deny);
+            let dir = aipipe_tests::TempDir::new("ratelimit-config");
+            let path = dir.path().join("ratelimit.yaml");
+            std::fs::write(&path, &merged).unwrap();
+            let out = Command::new(envoy_binary())
+                .args(["--mode", "validate", "--log-level", "error", "-c"])
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{build:?} with envoy/ratelimit/ does not validate:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    use aipipe_core::contract::{RL_KEY_HEADER, RL_TENANT_HEADER};
+    let filter =
+        std::fs::read_to_string(repo_root().join("envoy/ratelimit/http-filter.yaml")).unwrap();
+    for header in [RL_TENANT_HEADER, RL_KEY_HEADER] {
+        assert!(filter.contains(&format!("header_name: {header}")));
+        for file in [
+            "demo.yaml",
+            "production.yaml",
+            "compose.yaml",
+            "demo-native.yaml",
+            "production-native.yaml",
+            "snippets/routes.yaml",
+            "snippets/virtual-hosts.yaml",
+            "istio/envoyfilter.yaml",
+        ] {
+            let yaml = std::fs::read_to_string(repo_root().join("envoy").join(file)).unwrap();
+            let removals = yaml.matches("request_headers_to_remove").count();
+            assert!(removals > 0, "{file}");
+            assert_eq!(
+                yaml.matches(header).count(),
+                removals,
+                "{file}: every route removes {header}"
+            );
+        }
+    }
+}

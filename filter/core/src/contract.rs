@@ -27,6 +27,20 @@ pub const FAILED_STATUS_HEADER: &str = "x-aipipe-failed-status";
 pub const FAILOVER_AUTHORITY: &str = "aipipe.failover";
 /// The query parameter of a failover redirect naming its carried state.
 pub const FAILOVER_PARAM: &str = "aipipe-failover";
+/// The rate-limit descriptor headers: on every authenticated request the
+/// filter sets the tenant's id and, when the caller used a virtual key of
+/// the directory, the key's id, for Envoy's `envoy.filters.http.ratelimit`
+/// (after the filter) to build its descriptors from (envoy/ratelimit/). Any
+/// client copy is stripped first (every `x-aipipe-` header is); the route
+/// removes them before the provider.
+pub const RL_TENANT_HEADER: &str = "x-aipipe-rl-tenant";
+pub const RL_KEY_HEADER: &str = "x-aipipe-rl-key";
+/// Envoy's `response.code_details` of a local reply from its rate-limit
+/// filter: over the fleet-wide limit, or (with `failure_mode_deny`) the
+/// rate-limit service did not answer. The filter answers these itself,
+/// never as a provider's failure.
+pub const RATELIMIT_OVER_LIMIT_DETAILS: &str = "request_rate_limited";
+pub const RATELIMIT_ERROR_DETAILS: &str = "rate_limiter_error";
 
 // ---- between the filter's roles (Envoy shared data and queues) -----------
 

@@ -53,6 +53,9 @@ pub enum ApiError {
         message: String,
         retry_after_s: u64,
     },
+    /// The fleet-wide rate-limit service did not answer and Envoy is set
+    /// to refuse requests then (envoy/ratelimit/README.md).
+    RateLimitUnavailable,
     /// Something that should not happen did (a host call refused, a table
     /// index out of range). The detail is for the log, never for the client.
     Internal(String),
@@ -70,7 +73,7 @@ impl ApiError {
             Self::ModelNotFound(_) | Self::UnknownPath(_) => 404,
             Self::BodyTooLarge { .. } => 413,
             Self::BudgetExceeded { .. } | Self::RateLimited { .. } => 429,
-            Self::NoProviderKey(_) | Self::NoTable => 503,
+            Self::NoProviderKey(_) | Self::NoTable | Self::RateLimitUnavailable => 503,
             Self::Upstream { status, .. } => u32::from(*status),
             Self::Internal(_) => 500,
         }
@@ -83,7 +86,9 @@ impl ApiError {
             | Self::PassThroughDisabled
             | Self::ModelDisabled(_)
             | Self::ModelNotAllowed(_) => "permission_error",
-            Self::NoProviderKey(_) | Self::NoTable => "service_unavailable",
+            Self::NoProviderKey(_) | Self::NoTable | Self::RateLimitUnavailable => {
+                "service_unavailable"
+            }
             Self::Upstream { .. } => "upstream_error",
             Self::BudgetExceeded { .. } => "insufficient_quota",
             Self::RateLimited { .. } => "rate_limit_error",
@@ -113,6 +118,7 @@ impl ApiError {
             Self::Upstream { .. } => "upstream_failed",
             Self::BudgetExceeded { .. } => "budget_exceeded",
             Self::RateLimited { .. } => "rate_limited",
+            Self::RateLimitUnavailable => "rate_limit_unavailable",
             Self::Internal(_) => "internal_error",
         }
     }
@@ -135,6 +141,7 @@ impl ApiError {
             Self::Unsupported(why) => why.clone(),
             Self::NoTable => "aipipe has no routing table yet (the control plane has not answered and no bootstrap table is configured). Retry shortly.".into(),
             Self::UnknownPath(p) => format!("Unknown request path `{}`. aipipe serves POST /v1/chat/completions, POST /v1/messages, POST /v1/responses, GET /v1/models, GET /usage, the Ollama API (POST /api/chat, POST /api/generate, GET /api/tags, GET /api/version) and the provider pass-through paths /<provider>/… (openai, anthropic, gemini, xai, openrouter, minimax, moonshot).", clip(p)),
+            Self::RateLimitUnavailable => "aipipe's fleet-wide rate-limit service did not answer, and this gateway refuses requests until it does. Retry shortly.".into(),
             Self::Upstream { message, .. }
             | Self::BudgetExceeded { message, .. }
             | Self::RateLimited { message, .. } => {

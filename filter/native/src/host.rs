@@ -328,6 +328,10 @@ impl Host for NativeHost {
         self.stream()?.header(HeaderKind::Response, name)
     }
 
+    fn response_code_details(&self) -> Option<String> {
+        String::from_utf8(self.stream()?.response_code_details()?).ok()
+    }
+
     fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
         let s = self.stream().ok_or_else(|| refused("no request"))?;
         s.set_header(HeaderKind::Response, name, value.map(str::as_bytes))

@@ -125,6 +125,13 @@ impl Host for WasmHost {
             .flatten()
     }
 
+    fn response_code_details(&self) -> Option<String> {
+        hostcalls::get_property(vec!["response", "code_details"])
+            .ok()
+            .flatten()
+            .and_then(|v| String::from_utf8(v).ok())
+    }
+
     fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
         hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value).map_err(refused)
     }

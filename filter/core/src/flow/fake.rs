@@ -71,6 +71,9 @@ pub struct FakeHost {
     members: Cell<usize>,
     pub node: RefCell<Option<String>>,
     pub route_cache_cleared: Cell<u32>,
+    /// Envoy's `response.code_details` of the answer (None: as for a
+    /// provider's answer in these tests).
+    pub code_details: RefCell<Option<String>>,
 }
 
 impl FakeHost {
@@ -107,6 +110,7 @@ impl FakeHost {
         self.response_body.borrow_mut().clear();
         self.replies.borrow_mut().clear();
         self.calls.borrow_mut().clear();
+        *self.code_details.borrow_mut() = None;
     }
 
     pub fn header(&self, name: &str) -> Option<String> {
@@ -244,6 +248,10 @@ impl Host for FakeHost {
 
     fn response_header(&self, name: &str) -> Option<Vec<u8>> {
         self.response_header_value(name).map(String::into_bytes)
+    }
+
+    fn response_code_details(&self) -> Option<String> {
+        self.code_details.borrow().clone()
     }
 
     fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {

@@ -53,6 +53,10 @@ pub trait Host {
     // ---- the answer ---------------------------------------------------------
 
     fn response_header(&self, name: &str) -> Option<Vec<u8>>;
+    /// Envoy's `response.code_details` of the answer passing now: who made
+    /// it (`via_upstream` for a provider's, another filter's own words for
+    /// a local reply).
+    fn response_code_details(&self) -> Option<String>;
     fn set_response_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError>;
     /// The first `size` bytes of the response body buffered or passing now.
     fn response_body(&self, size: usize) -> Vec<u8>;

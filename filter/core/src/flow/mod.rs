@@ -33,7 +33,10 @@ mod fake;
 #[cfg(test)]
 mod tests;
 
-use crate::contract::{CLIENT_USAGE_PATH, TENANT_USAGE_PATH};
+use crate::contract::{
+    CLIENT_USAGE_PATH, RATELIMIT_ERROR_DETAILS, RATELIMIT_OVER_LIMIT_DETAILS, RL_KEY_HEADER,
+    RL_TENANT_HEADER, TENANT_USAGE_PATH,
+};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -296,6 +299,27 @@ impl Request {
     }
 
     pub fn on_response_headers(&mut self, host: &impl Host, end_of_stream: bool) -> Action {
+        if matches!(self.phase, Phase::Routed(_) | Phase::PassThrough(_))
+            && let Some(e) = fleet_refusal(host)
+        {
+            // Envoy's rate-limit filter refused the request before any
+            // provider saw it: no failover, no usage record; the client
+            // gets the project's error in its own protocol.
+            let wire = match &self.phase {
+                Phase::PassThrough(pt) => self
+                    .ctx
+                    .table
+                    .as_ref()
+                    .and_then(|t| t.provider(pt.provider))
+                    .map(|p| p.wire),
+                _ => None,
+            };
+            self.phase = Phase::Replied(None);
+            if wire == Some(Protocol::Messages) {
+                self.ctx.protocol = Protocol::Messages;
+            }
+            return self.fail(host, &e);
+        }
         let r = match &mut self.phase {
             Phase::Routed(r) => r,
             Phase::PassThrough(p) => {
@@ -439,11 +463,13 @@ impl Request {
     /// record (it never went upstream) hands the reservation back.
     pub fn on_log(&mut self, host: &impl Host) {
         let reserved = self.ctx.reserved;
-        if !self.log(host)
-            && let Some(tenant) = &self.ctx.account
-        {
-            let key = self.ctx.key_id.as_deref();
-            budget::hand_back(host, &tenant.id, key, reserved);
+        if !self.log(host) {
+            if let Some(tenant) = &self.ctx.account {
+                let key = self.ctx.key_id.as_deref();
+                budget::hand_back(host, &tenant.id, key, reserved);
+            }
+            // Nor did it use the tokens it reserved in the rate windows.
+            ratelimit::settle(host, &self.ctx.rate, 0);
         }
     }
 
@@ -727,6 +753,16 @@ impl Request {
         };
         self.ctx.table = Some(table.clone());
         self.ctx.account = Some(account.clone());
+        if let Kind::Route(_) | Kind::Pass(_) = kind {
+            // Whose fleet-wide limits Envoy's rate-limit filter (after this
+            // one) counts the request in: it reads the header when this
+            // filter lets the headers go on. A failover redirect never gets
+            // here (it returned above): one client request counts once.
+            set_header(host, RL_TENANT_HEADER, Some(&account.id));
+            if let Some(id) = &self.ctx.key_id {
+                set_header(host, RL_KEY_HEADER, Some(id));
+            }
+        }
         match kind {
             Kind::Models => Ok(Next::Answer(route::models_list(&table, &account))),
             Kind::OllamaTags => Ok(Next::Answer(ollama::tags(&route::reachable_models(
@@ -1263,6 +1299,34 @@ fn store_answer(filter: &Filter, ctx: &RequestCtx, host: &impl Host, key: &Key, 
 fn set_header(host: &impl Host, name: &str, value: Option<&str>) {
     if let Err(e) = host.set_request_header(name, value.map(str::as_bytes)) {
         log::warn!("setting request header {name} failed: {e:?}");
+    }
+}
+
+/// The answer is a local reply of Envoy's rate-limit filter (the
+/// fleet-wide limits, envoy/ratelimit/), as the error the client gets: 429
+/// `rate_limited` with the service's reset as `retry-after`, or 503
+/// `rate_limit_unavailable` when the service did not answer and Envoy is
+/// set to refuse then.
+fn fleet_refusal(host: &impl Host) -> Option<ApiError> {
+    let details = host.response_code_details()?;
+    if details == RATELIMIT_OVER_LIMIT_DETAILS {
+        // x-ratelimit-reset: seconds to the window's end, when the filter
+        // has `enable_x_ratelimit_headers`; else a minute, the longest
+        // window the shipped service config uses.
+        let retry_after_s = host
+            .response_header("x-ratelimit-reset")
+            .and_then(|v| std::str::from_utf8(&v).ok()?.trim().parse::<u64>().ok())
+            .map_or(60, |s| s.max(1));
+        Some(ApiError::RateLimited {
+            message: format!(
+                "Rate limit reached: this tenant's or virtual key's fleet-wide limit. Retry after {retry_after_s} seconds."
+            ),
+            retry_after_s,
+        })
+    } else if details == RATELIMIT_ERROR_DETAILS {
+        Some(ApiError::RateLimitUnavailable)
+    } else {
+        None
     }
 }
 

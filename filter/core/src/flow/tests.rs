@@ -1924,3 +1924,153 @@ fn a_virtual_keys_budget_binds_that_key_only() {
         (0, vec![(9, cost)])
     );
 }
+// ---- the fleet-wide rate limits (Envoy's rate-limit filter, envoy/ratelimit/)
+
+#[test]
+fn the_rate_limit_descriptor_names_the_authenticated_tenant_never_the_clients_pick() {
+    let (f, h) = setup("");
+    let spoofed = [
+        ("authorization", "Bearer vk-acme"),
+        ("x-aipipe-rl-tenant", "other"),
+        ("x-aipipe-rl-key", "vk_someone_else"),
+    ];
+    let (_, a) = send_with(&f, &h, "/v1/chat/completions", &spoofed, GREETING);
+    assert_eq!(a, Action::Continue);
+    assert_eq!(h.header("x-aipipe-rl-tenant").as_deref(), Some("acme"));
+    assert_eq!(
+        h.header("x-aipipe-rl-key"),
+        None,
+        "a client copy is removed"
+    );
+
+    // Pass-through requests are counted too.
+    h.request(
+        "GET",
+        "/openai/v1/files",
+        &[
+            ("authorization", "Bearer vk-other"),
+            ("x-aipipe-rl-tenant", "acme"),
+        ],
+        b"",
+    );
+    let mut r = f.request();
+    assert_eq!(r.on_request_headers(&h, true), Action::Continue);
+    assert_eq!(h.header("x-aipipe-rl-tenant").as_deref(), Some("other"));
+
+    // Not authenticated: answered by the filter, nothing set, the client's
+    // copy gone.
+    let (_, _) = send_with(
+        &f,
+        &h,
+        "/v1/chat/completions",
+        &[
+            ("authorization", "Bearer nope"),
+            ("x-aipipe-rl-tenant", "acme"),
+        ],
+        GREETING,
+    );
+    assert_eq!(h.reply().unwrap().status, 401);
+    assert_eq!(h.header("x-aipipe-rl-tenant"), None);
+}
+
+/// Envoy's rate-limit filter answers in the request's place: its local
+/// reply passes through this filter's response phase like a provider's.
+fn envoy_refuses(r: &mut Request, h: &FakeHost, details: &str, status: u16, reset: Option<&str>) {
+    *h.code_details.borrow_mut() = Some(details.to_owned());
+    let mut headers = vec![("content-type", "text/plain")];
+    if let Some(reset) = reset {
+        headers.push(("x-ratelimit-reset", reset));
+    }
+    h.answer(status, &headers, b"");
+    r.on_response_headers(h, false);
+}
+
+#[test]
+fn a_fleet_rate_limit_refusal_is_the_projects_429_with_no_failover_and_no_record() {
+    let (f, h) = setup("");
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, GREETING);
+    envoy_refuses(&mut r, &h, "request_rate_limited", 429, Some("17"));
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.header("retry-after"), Some("17"));
+    let e = &reply.json()["error"];
+    assert_eq!(e["type"], "rate_limit_error");
+    assert_eq!(e["code"], "rate_limited");
+    assert!(h.calls.borrow().is_empty(), "no failover call");
+    r.on_log(&h);
+    assert!(h.records().is_empty(), "no provider answered: no usage");
+
+    // An Anthropic client gets Anthropic's shape; no reset header: a minute.
+    let body = r#"{"model":"auto","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#;
+    let (mut r, a) = send_with(&f, &h, "/v1/messages", &[("x-api-key", KEY)], body);
+    assert_eq!(a, Action::Continue);
+    envoy_refuses(&mut r, &h, "request_rate_limited", 429, None);
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.header("retry-after"), Some("60"));
+    let v = reply.json();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+}
+
+#[test]
+fn a_rate_limit_service_failure_under_deny_is_a_503_and_a_providers_429_still_fails_over() {
+    let (f, h) = setup(r#", "failover_redirect": "off""#);
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, GREETING);
+    envoy_refuses(&mut r, &h, "rate_limiter_error", 500, None);
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.json()["error"]["code"], "rate_limit_unavailable");
+    assert!(h.calls.borrow().is_empty());
+
+    // The same status from a provider is its failure: the next candidate.
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, GREETING);
+    envoy_refuses(&mut r, &h, "via_upstream", 429, Some("17"));
+    assert_eq!(h.calls.borrow().len(), 1, "failed over");
+
+    // A pass-through request to Anthropic gets Anthropic's shape.
+    h.request(
+        "GET",
+        "/anthropic/v1/models",
+        &[("authorization", "Bearer vk-acme")],
+        b"",
+    );
+    let mut r = f.request();
+    r.on_request_headers(&h, true);
+    envoy_refuses(&mut r, &h, "request_rate_limited", 429, Some("3"));
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.status, 429);
+    assert_eq!(reply.json()["error"]["type"], "rate_limit_error");
+    assert_eq!(reply.json()["type"], "error");
+    r.on_log(&h);
+    assert!(h.records().is_empty());
+}
+
+#[test]
+fn a_directory_keys_id_is_its_rate_limit_descriptor_beside_its_tenant() {
+    let tenant = TenantEntry {
+        rev: 1,
+        removed: false,
+        disabled: false,
+        pass_through: true,
+        provider_keys: vec![("openai".into(), "sk-dir".into())],
+        limits: Default::default(),
+        policy: Default::default(),
+    }
+    .encode();
+    let hash = hex_hash("vk-dir");
+    let (f, h, _s) = with_directory(
+        2,
+        &[
+            (Kind::Tenant, "dir", tenant),
+            (Kind::Key, &hash, key_entry(2, false, "dir")),
+        ],
+    );
+    let spoofed = [
+        ("authorization", "Bearer vk-dir"),
+        ("x-aipipe-rl-key", "vk_acme"),
+    ];
+    let (_, a) = send_with(&f, &h, "/v1/chat/completions", &spoofed, GREETING);
+    assert_eq!(a, Action::Continue);
+    assert_eq!(h.header("x-aipipe-rl-tenant").as_deref(), Some("dir"));
+    assert_eq!(h.header("x-aipipe-rl-key").as_deref(), Some("vk_dir"));
+}

@@ -34,6 +34,11 @@ unsafe extern "C" {
         index: usize,
         optional_size: *mut usize,
     ) -> bool;
+    fn envoy_dynamic_module_callback_http_filter_get_attribute_string(
+        filter: EnvoyPtr,
+        attribute_id: CEnum,
+        result: *mut EnvoyBuffer,
+    ) -> bool;
     fn envoy_dynamic_module_callback_http_set_header(
         filter: EnvoyPtr,
         header_type: CEnum,
@@ -226,6 +231,28 @@ impl StreamHandle {
             )
         };
         // SAFETY: on success Envoy points `out` at the value, valid until
+        // the end of this hook.
+        (ok && !out.ptr.is_null()).then(|| unsafe { copy_bytes(out.ptr, out.length) })
+    }
+
+    /// Envoy's `response.code_details` (attribute id 16 of abi.h's
+    /// `envoy_dynamic_module_type_attribute_id`), if set.
+    pub fn response_code_details(&self) -> Option<Vec<u8>> {
+        const RESPONSE_CODE_DETAILS: CEnum = 16;
+        let mut out = EnvoyBuffer {
+            ptr: std::ptr::null(),
+            length: 0,
+        };
+        // SAFETY: a live filter pointer; `out` is a valid place for the
+        // result (abi.h).
+        let ok = unsafe {
+            envoy_dynamic_module_callback_http_filter_get_attribute_string(
+                self.0,
+                RESPONSE_CODE_DETAILS,
+                &raw mut out,
+            )
+        };
+        // SAFETY: on success Envoy points `out` at the details, valid until
         // the end of this hook.
         (ok && !out.ptr.is_null()).then(|| unsafe { copy_bytes(out.ptr, out.length) })
     }
