@@ -727,7 +727,10 @@ fn main() {
     let mut native_ratios = std::collections::BTreeMap::new();
     let mut buffer_ratios = std::collections::BTreeMap::new();
     let ports = [plain.port, buffered.port, native.port, filtered.port];
-    for (name, size) in sizes {
+    // `--latency-only`: the c=1 latencies below and nothing else (a quick
+    // A/B while working on the filter's cost).
+    let latency_only = std::env::args().any(|a| a == "--latency-only");
+    for (name, size) in sizes.into_iter().filter(|_| !latency_only) {
         let body = chat_body(size);
         let script = write_script(&dir, name, &body);
         // Warm all four (VM JIT, connection pools).
@@ -779,6 +782,16 @@ fn main() {
         p99.push(b.p99_us - a.p99_us);
         native_p50.push(n.p50_us - a.p50_us);
         native_p99.push(n.p99_us - a.p99_us);
+    }
+    if latency_only {
+        let f = wrk(buffered.port, &script, 1, seconds);
+        println!(
+            "added p50: native {:.1} µs, wasm {:.1} µs (buffer filter alone: {:.1} µs p50)",
+            median(native_p50),
+            median(p50),
+            f.p50_us - wrk(plain.port, &script, 1, seconds).p50_us
+        );
+        return;
     }
     drop(buffered);
 
