@@ -396,7 +396,50 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ) WITHOUT ROWID;
     "#,
     ),
+    (
+        13,
+        "task quality of the default models",
+        // Rust below (`task_quality`): the stored catalog rows are JSON.
+        "",
+    ),
 ];
+
+/// A database from before per-task quality: each default model whose stored
+/// row still has the default's general quality (the operator has not
+/// changed it) and no task figures gets the default's task figures; the
+/// filters get the new table. Returns the models updated.
+fn task_quality(tx: &Transaction<'_>) -> Result<usize> {
+    let defaults = aipipe_core::catalog::default_models();
+    let rows: Vec<(String, String)> = tx
+        .prepare("SELECT id, json FROM models")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut updated = 0;
+    for (id, json) in rows {
+        let Ok(mut stored) = serde_json::from_str::<aipipe_core::table::Model>(&json) else {
+            continue;
+        };
+        let Some(d) = defaults.iter().find(|d| d.id == id) else {
+            continue;
+        };
+        if d.category_quality.is_empty()
+            || !stored.category_quality.is_empty()
+            || stored.quality.to_bits() != d.quality.to_bits()
+        {
+            continue;
+        }
+        stored.category_quality = d.category_quality.clone();
+        tx.execute(
+            "UPDATE models SET json = ?2 WHERE id = ?1",
+            params![id, serde_json::to_string(&stored)?],
+        )?;
+        updated += 1;
+    }
+    if updated > 0 {
+        super::record_change(tx, super::Change::Global)?;
+    }
+    Ok(updated)
+}
 
 /// Applies every migration the database has not had yet.
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -422,6 +465,10 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         if version == 11 {
             let n = super::rollups::backfill(&tx, now_ms())?;
             tracing::info!(records = n, "usage rollups built from the stored records");
+        }
+        if version == 13 {
+            let n = task_quality(&tx)?;
+            tracing::info!(models = n, "task quality added to the default models");
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
@@ -474,6 +521,13 @@ mod tests {
             let (_, _, v1) = MIGRATIONS[0];
             tx.execute_batch(v1).unwrap();
             seed(&tx).unwrap();
+            // As the first release stored them: no task figures; one model
+            // whose quality the operator changed.
+            tx.execute_batch(
+                "UPDATE models SET json = json_remove(json, '$.category_quality');
+                 UPDATE models SET json = json_set(json, '$.quality', 0.5) WHERE id = 'gpt-4o';",
+            )
+            .unwrap();
             tx.execute_batch(
                 "INSERT INTO schema_migrations VALUES (1, 'initial schema', 0);
                  INSERT INTO usage (id, tenant, provider, model, status, prompt_tokens,
@@ -502,6 +556,12 @@ mod tests {
         assert_eq!(totals[0].sums.failed_attempts, 0);
         assert_eq!(totals[0].sums.cache_hits, 0);
         assert_eq!(r.totals.numbers.cache_hits, 0);
+        // The untouched default models got their task figures.
+        let models = db.models().await.unwrap();
+        let sonnet = models.iter().find(|m| m.id == "claude-sonnet-4-5").unwrap();
+        assert!(sonnet.category_quality.contains_key("coding"), "{sonnet:?}");
+        let gpt4o = models.iter().find(|m| m.id == "gpt-4o").unwrap();
+        assert!(gpt4o.category_quality.is_empty(), "the operator's model: {gpt4o:?}");
         let p = db.penalties(None).await.unwrap();
         // Creation time in ms: above any epoch an older database reached.
         assert!(p.penalty_epoch > 1_700_000_000_000, "{}", p.penalty_epoch);
