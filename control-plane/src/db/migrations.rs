@@ -561,7 +561,10 @@ mod tests {
         let sonnet = models.iter().find(|m| m.id == "claude-sonnet-4-5").unwrap();
         assert!(sonnet.category_quality.contains_key("coding"), "{sonnet:?}");
         let gpt4o = models.iter().find(|m| m.id == "gpt-4o").unwrap();
-        assert!(gpt4o.category_quality.is_empty(), "the operator's model: {gpt4o:?}");
+        assert!(
+            gpt4o.category_quality.is_empty(),
+            "the operator's model: {gpt4o:?}"
+        );
         let p = db.penalties(None).await.unwrap();
         // Creation time in ms: above any epoch an older database reached.
         assert!(p.penalty_epoch > 1_700_000_000_000, "{}", p.penalty_epoch);
