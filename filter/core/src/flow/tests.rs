@@ -2047,16 +2047,7 @@ fn a_rate_limit_service_failure_under_deny_is_a_503_and_a_providers_429_still_fa
 
 #[test]
 fn a_directory_keys_id_is_its_rate_limit_descriptor_beside_its_tenant() {
-    let tenant = TenantEntry {
-        rev: 1,
-        removed: false,
-        disabled: false,
-        pass_through: true,
-        provider_keys: vec![("openai".into(), "sk-dir".into())],
-        limits: Default::default(),
-        policy: Default::default(),
-    }
-    .encode();
+    let tenant = tenant_entry(1, false, &[("openai", "sk-dir")]);
     let hash = hex_hash("vk-dir");
     let (f, h, _s) = with_directory(
         2,
