@@ -2626,6 +2626,36 @@ async fn a_virtual_keys_budget_counts_its_own_records_and_is_published() {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _, _) = h.admin(Method::DELETE, &path, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // A revoked key's budget entry leaves the Envoys (a tombstone).
+    let (s, _, _) = h.admin(Method::PUT, &path, Some(ok.clone())).await;
+    assert_eq!(s, StatusCode::OK);
+    let (before, _) = h.table().await;
+    let since = h.state.db.revision().await.unwrap();
+    let (s, v, _) = h
+        .admin(
+            Method::DELETE,
+            &format!("/admin/tenants/acme/virtual-keys/{key_id}"),
+            None,
+        )
+        .await;
+    assert!(s.is_success(), "{s} {v}");
+    let (_, _, b) = send(
+        internal_app(h.state.clone()),
+        Method::GET,
+        &format!("{CHANGES_PATH}?since={since}&wait_ms=0"),
+        &[(TOKEN_HEADER, TOKEN)],
+        None,
+    )
+    .await;
+    let d = Delta::parse(&b).unwrap();
+    let gone = d
+        .records
+        .iter()
+        .find(|r| r.kind == Kind::KeyBudget && r.name == key_id)
+        .map(|r| BudgetEntry::decode(r.value).unwrap())
+        .expect("the key budget's tombstone");
+    assert!(gone.removed, "{gone:?} (table {})", before.version);
 }
 
 /// A percentile from the stats' sketches: never below the true value, at

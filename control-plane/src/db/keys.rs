@@ -155,6 +155,16 @@ impl Db {
                 .optional()?;
             if let Some(hash) = revoked {
                 record_change(tx, Change::Key(&hash))?;
+                // Its budget entry goes from the Envoys too (the row stays,
+                // with the key's history).
+                let budgeted: bool = tx.query_row(
+                    "SELECT EXISTS(SELECT 1 FROM key_budgets WHERE key_id = ?1)",
+                    [&key_id],
+                    |r| r.get(0),
+                )?;
+                if budgeted {
+                    record_change(tx, Change::KeyBudget(&key_id))?;
+                }
             }
             Ok(true)
         })

@@ -162,6 +162,14 @@ impl Db {
                 )?
                 .query_map([&id], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
+            // Keys with budgets of their own: their entries go too.
+            let budgeted: Vec<String> = tx
+                .prepare(
+                    "SELECT b.key_id FROM key_budgets b JOIN virtual_keys v ON v.id = b.key_id
+                     WHERE v.tenant = ?1",
+                )?
+                .query_map([&id], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
             let n = tx.execute("DELETE FROM tenants WHERE id = ?1", [&id])?;
             if n > 0 {
                 // Its running totals go (a new tenant of the same id starts
@@ -181,6 +189,9 @@ impl Db {
                 record_change(tx, Change::Tenant(&id))?;
                 for hash in &live {
                     record_change(tx, Change::Key(hash))?;
+                }
+                for key_id in &budgeted {
+                    record_change(tx, Change::KeyBudget(key_id))?;
                 }
             }
             Ok(n > 0)
