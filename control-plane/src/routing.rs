@@ -215,16 +215,23 @@ pub fn delta(page: ChangePage, cipher: &Cipher, cache: &Cache) -> Result<Vec<u8>
                 w.push(Kind::Tenant, &id, &entry.encode());
             }
             Changed::Key { rev, hash, tenant } => {
-                let (tenant, limits, id) = match tenant {
-                    Some((t, l, id)) => (Some(t), l, id),
-                    None => (None, Default::default(), String::new()),
-                };
-                let entry = KeyEntry {
-                    rev,
-                    removed: tenant.is_none(),
-                    tenant: tenant.unwrap_or_default(),
-                    limits,
-                    id,
+                let entry = match tenant {
+                    Some(k) => KeyEntry {
+                        rev,
+                        removed: false,
+                        tenant: k.tenant,
+                        limits: k.limits,
+                        id: k.id,
+                        budgeted: k.budgeted,
+                    },
+                    None => KeyEntry {
+                        rev,
+                        removed: true,
+                        tenant: String::new(),
+                        limits: Default::default(),
+                        id: String::new(),
+                        budgeted: false,
+                    },
                 };
                 w.push(Kind::Key, &hash, &entry.encode());
             }

@@ -2608,6 +2608,7 @@ async fn a_virtual_keys_budget_counts_its_own_records_and_is_published() {
         .map(|r| aipipe_core::directory::KeyEntry::decode(r.value).unwrap())
         .expect("the key's entry");
     assert_eq!(k.id, key_id);
+    assert!(k.budgeted, "requests with the key look for its budget");
 
     // A record naming something that is no key id is refused.
     let (s, ack) = h

@@ -398,9 +398,9 @@ impl Db {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(BudgetWrite::NoTenant);
             }
-            if key_hash(tx, &tenant, &key_id)?.is_none() {
+            let Some(hash) = key_hash(tx, &tenant, &key_id)? else {
                 return Ok(BudgetWrite::NoKey);
-            }
+            };
             let changed = match limit {
                 Some(l) => tx.execute(
                     "INSERT INTO key_budgets (key_id, limit_nusd, days, updated_ms)
@@ -412,6 +412,9 @@ impl Db {
                 None => tx.execute("DELETE FROM key_budgets WHERE key_id = ?1", [&key_id])?,
             };
             if changed > 0 {
+                // The key's entry says whether it has a budget (requests
+                // look for one only then), its budget entry what it is.
+                record_change(tx, Change::Key(&hash))?;
                 record_change(tx, Change::KeyBudget(&key_id))?;
                 if let Some(state) = key_budget_state(tx, &key_id)? {
                     super::alerts::budget_alerts(tx, alerts, &tenant, Some(&key_id), &state)?;

@@ -81,6 +81,18 @@ pub struct GlobalState {
     pub router_model: Option<String>,
 }
 
+/// A live virtual key as the filters hold it.
+#[derive(Debug)]
+pub struct KeyState {
+    pub tenant: String,
+    /// Its own rate limits.
+    pub limits: Limits,
+    /// Its id (`vk_…`).
+    pub id: String,
+    /// It has a budget of its own.
+    pub budgeted: bool,
+}
+
 /// A tenant as the filters hold it.
 #[derive(Debug)]
 pub struct TenantState {
@@ -105,9 +117,8 @@ pub enum Changed {
     Key {
         rev: u64,
         hash: String,
-        /// The key's tenant, its own rate limits and its id; None =
-        /// removed.
-        tenant: Option<(String, Limits, String)>,
+        /// None = removed.
+        tenant: Option<KeyState>,
     },
     Budget {
         rev: u64,
@@ -177,24 +188,25 @@ pub(super) fn tenant_state(conn: &Connection, id: &str) -> Result<Option<TenantS
     }))
 }
 
-/// A live key's tenant, its own rate limits and its id.
-fn key_tenant(conn: &Connection, hash: &str) -> Result<Option<(String, Limits, String)>> {
+/// A live key as the filters hold it.
+fn key_tenant(conn: &Connection, hash: &str) -> Result<Option<KeyState>> {
     Ok(conn
         .prepare_cached(
             "SELECT v.tenant, COALESCE(l.requests_per_minute, 0), COALESCE(l.tokens_per_minute, 0),
-                v.id
+                v.id, EXISTS(SELECT 1 FROM key_budgets b WHERE b.key_id = v.id)
              FROM virtual_keys v LEFT JOIN rate_limits l ON l.tenant = v.tenant AND l.key_id = v.id
              WHERE v.key_hash = ?1 AND v.revoked_at IS NULL",
         )?
         .query_row([hash], |r| {
-            Ok((
-                r.get(0)?,
-                Limits {
+            Ok(KeyState {
+                tenant: r.get(0)?,
+                limits: Limits {
                     requests_per_minute: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
                     tokens_per_minute: to_u64(r.get(2)?),
                 },
-                r.get(3)?,
-            ))
+                id: r.get(3)?,
+                budgeted: r.get(4)?,
+            })
         })
         .optional()?)
 }

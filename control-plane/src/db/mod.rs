@@ -45,7 +45,7 @@ use migrations::migrate;
 pub use alerts::Alert;
 pub use budgets::{BudgetState, BudgetView, BudgetWrite, Limit};
 use changes::{Change, record_change};
-pub use changes::{ChangePage, Changed, GlobalState, TenantState};
+pub use changes::{ChangePage, Changed, GlobalState, KeyState, TenantState};
 pub use import::ImportTenant;
 pub use keys::VirtualKeyView;
 pub use limits::{LimitsAt, Scope};

@@ -16,7 +16,8 @@
 //!               4 no pass-through, 8 limits, 16 policy)
 //!               | u16 n | n × (str8 provider | str16 key) [| limits]
 //!               [| str16 policy JSON]
-//! key entry     u8 format=1 | u64 rev | u8 flags (1 removed, 2 limits, 4 id)
+//! key entry     u8 format=1 | u64 rev | u8 flags (1 removed, 2 limits, 4 id,
+//!               8 has a budget)
 //!               | str16 tenant [| limits] [| str8 key id]
 //! limits        u32 requests_per_minute | u64 tokens_per_minute
 //! budget entry  u8 format=1 | u64 rev | u8 flags (1 removed) | u64 limit_nusd
@@ -48,6 +49,7 @@ const TENANT_LIMITS: u8 = 8;
 const TENANT_POLICY: u8 = 16;
 const KEY_LIMITS: u8 = 2;
 const KEY_ID: u8 = 4;
+const KEY_BUDGETED: u8 = 8;
 const MAGIC: &[u8; 4] = b"APD1";
 const MORE: u8 = 1;
 
@@ -81,6 +83,9 @@ pub struct KeyEntry {
     /// The key's id (`vk_…`, no secret): what its usage records and its
     /// budget are named by. Empty in entries of older control planes.
     pub id: String,
+    /// The key has a budget of its own (a key budget entry named by `id`):
+    /// only then does a request look for it.
+    pub budgeted: bool,
 }
 
 /// A malformed entry or delta.
@@ -212,14 +217,21 @@ impl TenantEntry {
 
 impl KeyEntry {
     pub fn encode(&self) -> Vec<u8> {
-        let id = self.id.get(..usize::from(u8::MAX)).unwrap_or(&self.id);
+        // Ids are short (`vk_` and 18 hex digits); one that could not be
+        // written whole is left out rather than cut.
+        let id = if self.id.len() <= usize::from(u8::MAX) {
+            self.id.as_str()
+        } else {
+            ""
+        };
         let mut out = Vec::with_capacity(13 + self.tenant.len() + id.len());
         out.push(FORMAT);
         out.extend_from_slice(&self.rev.to_le_bytes());
         out.push(
             flag(self.removed, REMOVED)
                 | flag(!self.limits.is_none(), KEY_LIMITS)
-                | flag(!id.is_empty(), KEY_ID),
+                | flag(!id.is_empty(), KEY_ID)
+                | flag(self.budgeted, KEY_BUDGETED),
         );
         put_str16(&mut out, &self.tenant);
         put_limits(&mut out, &self.limits);
@@ -236,11 +248,16 @@ impl KeyEntry {
             return Err(DecodeError("unknown key entry format"));
         }
         let rev = r.u64()?;
-        let flags = r.flags(REMOVED | KEY_LIMITS | KEY_ID)?;
+        let flags = r.flags(REMOVED | KEY_LIMITS | KEY_ID | KEY_BUDGETED)?;
         let tenant = r.str16()?.to_owned();
         let limits = r.limits(flags & KEY_LIMITS != 0)?;
         let id = if flags & KEY_ID != 0 {
-            r.str8()?.to_owned()
+            let id = r.str8()?;
+            if id.is_empty() {
+                // Written without its flag: one encoding per entry.
+                return Err(DecodeError("an empty key id"));
+            }
+            id.to_owned()
         } else {
             String::new()
         };
@@ -251,6 +268,7 @@ impl KeyEntry {
             tenant,
             limits,
             id,
+            budgeted: flags & KEY_BUDGETED != 0,
         })
     }
 }
@@ -576,10 +594,12 @@ mod tests {
             tenant: "acme".into(),
             limits: Default::default(),
             id: String::new(),
+            budgeted: false,
         };
         assert_eq!(KeyEntry::decode(&k.encode()), Ok(k.clone()));
         let named = KeyEntry {
             id: "vk_0123456789abcdef01".into(),
+            budgeted: true,
             ..k
         };
         assert_eq!(KeyEntry::decode(&named.encode()), Ok(named));

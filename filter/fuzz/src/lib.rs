@@ -20,6 +20,8 @@ fn tenant(id: &str, disabled: bool, providers: &[&str]) -> Tenant {
             .iter()
             .map(|p| ((*p).to_owned(), format!("sk-{p}-{id}")))
             .collect(),
+        limits: Default::default(),
+        policy: Default::default(),
     }
 }
 

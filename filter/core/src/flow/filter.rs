@@ -50,6 +50,8 @@ pub(super) struct KeyFacts {
     pub limits: Option<KeyLimits>,
     /// Its id (`vk_…`); None for a bootstrap table's keys.
     pub id: Option<String>,
+    /// It has a budget of its own (found by `id`).
+    pub budgeted: bool,
 }
 
 /// The worker's counters (defined once per worker; a proxy sums them across
@@ -241,6 +243,7 @@ impl Filter {
                 key: hex,
                 limits: entry.limits,
             }),
+            budgeted: entry.budgeted && !entry.id.is_empty(),
             id: (!entry.id.is_empty()).then_some(entry.id),
         };
         Some((self.account_by_id(host, table, &entry.tenant)?, facts))

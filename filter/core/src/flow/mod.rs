@@ -92,6 +92,8 @@ struct RequestCtx {
     /// The virtual key's id, when the directory named it (records carry
     /// it; its budget is found by it).
     key_id: Option<String>,
+    /// Whether that key has a budget of its own.
+    key_budgeted: bool,
     /// The rate-limit windows it was counted in, and where the tightest
     /// stands (its `x-ratelimit-*` headers).
     rate: Vec<ratelimit::Admitted>,
@@ -215,6 +217,7 @@ impl Request {
                 client: ClientHeaders::default(),
                 reserved: Default::default(),
                 key_id: None,
+                key_budgeted: false,
                 key_limits: None,
                 rate: Vec::new(),
                 standing: None,
@@ -748,6 +751,7 @@ impl Request {
                     })?;
                 self.ctx.key_limits = facts.limits;
                 self.ctx.key_id = facts.id;
+                self.ctx.key_budgeted = facts.budgeted;
                 account
             }
         };
@@ -901,7 +905,7 @@ impl Request {
         })?;
         self.count_rate(host, tenant, 0)?;
         let budget = &self.filter.config.budget;
-        let key_id = self.ctx.key_id.as_deref();
+        let key_id = self.ctx.key_id.as_deref().filter(|_| self.ctx.key_budgeted);
         self.ctx.reserved = budget::reserve(host, budget, table, &tenant.id, key_id, || {
             budget.pass_through_reserve_nusd()
         })
@@ -965,7 +969,7 @@ impl Request {
                 .saturating_add(plan.max_tokens.unwrap_or(0)),
         )?;
         let budget = &self.filter.config.budget;
-        let key = self.ctx.key_id.as_deref();
+        let key = self.ctx.key_id.as_deref().filter(|_| self.ctx.key_budgeted);
         self.ctx.reserved = budget::reserve(host, budget, &table, &account.id, key, || {
             // The worst any attempt this request may make can cost.
             plan.candidates(self.max_attempts())

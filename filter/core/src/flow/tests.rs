@@ -1015,6 +1015,7 @@ fn key_entry(rev: u64, removed: bool, tenant: &str) -> Vec<u8> {
         tenant: tenant.into(),
         limits: Default::default(),
         id: format!("vk_{tenant}"),
+        budgeted: false,
     }
     .encode()
 }
@@ -1787,6 +1788,7 @@ fn a_virtual_keys_budget_binds_that_key_only() {
             tenant: "b".into(),
             limits: Default::default(),
             id: id.into(),
+            budgeted: id == "vk_one",
         }
         .encode()
     };
