@@ -271,43 +271,33 @@ fn view(conn: &Connection, tenant: &str) -> Result<Option<BudgetView>> {
     let Some((limit, source)) = limit_of(conn, tenant)? else {
         return Ok(None);
     };
-    let Some(state) = budget_state(conn, tenant)? else {
-        return Ok(None);
-    };
-    let usd = |n: u64| n as f64 / 1e9;
-    Ok(Some(BudgetView {
-        tenant: tenant.to_owned(),
-        virtual_key: None,
-        limit_usd: usd(limit.limit_nusd),
-        days: limit.days,
-        source,
-        spent_usd: usd(state.spent_nusd),
-        reserved_usd: 0.0,
-        remaining_usd: usd(limit.limit_nusd.saturating_sub(state.spent_nusd)),
-        next_free_ms: state.frees.first().map(|(at, _)| *at),
-    }))
+    let state = state_of(conn, Of::Tenant(tenant), limit)?;
+    Ok(Some(BudgetView::of(tenant, None, source, &state)))
 }
 
 /// A virtual key's own budget with its spend.
 fn key_view(conn: &Connection, tenant: &str, key_id: &str) -> Result<Option<BudgetView>> {
-    let Some(state) = key_budget_state(conn, key_id)? else {
-        return Ok(None);
-    };
-    let usd = |n: u64| n as f64 / 1e9;
-    Ok(Some(BudgetView {
-        tenant: tenant.to_owned(),
-        virtual_key: Some(key_id.to_owned()),
-        limit_usd: usd(state.limit.limit_nusd),
-        days: state.limit.days,
-        source: "virtual_key",
-        spent_usd: usd(state.spent_nusd),
-        reserved_usd: 0.0,
-        remaining_usd: usd(state.limit.limit_nusd.saturating_sub(state.spent_nusd)),
-        next_free_ms: state.frees.first().map(|(at, _)| *at),
-    }))
+    Ok(key_budget_state(conn, key_id)?
+        .map(|state| BudgetView::of(tenant, Some(key_id), "virtual_key", &state)))
 }
 
 impl BudgetView {
+    /// A budget with its spend (nothing reserved yet: see `with_reserved`).
+    fn of(tenant: &str, key: Option<&str>, source: &'static str, state: &BudgetState) -> Self {
+        let usd = |n: u64| n as f64 / 1e9;
+        BudgetView {
+            tenant: tenant.to_owned(),
+            virtual_key: key.map(str::to_owned),
+            limit_usd: usd(state.limit.limit_nusd),
+            days: state.limit.days,
+            source,
+            spent_usd: usd(state.spent_nusd),
+            reserved_usd: 0.0,
+            remaining_usd: usd(state.limit.limit_nusd.saturating_sub(state.spent_nusd)),
+            next_free_ms: state.frees.first().map(|(at, _)| *at),
+        }
+    }
+
     /// With what the Envoys hold reserved of it (nano-dollars).
     pub fn with_reserved(mut self, nusd: u64) -> Self {
         self.reserved_usd = nusd as f64 / 1e9;
