@@ -21,12 +21,18 @@ pub(crate) enum Scope<'a> {
     Key(&'a str),
 }
 
-impl Scope<'_> {
+impl<'a> Scope<'a> {
     /// The shared-data key of this Envoy's held spend of it.
     pub(crate) fn held_key(self) -> String {
         match self {
             Scope::Tenant(id) => format!("{RESERVATIONS_PREFIX}{id}"),
             Scope::Key(id) => format!("{KEY_RESERVATIONS_PREFIX}{id}"),
+        }
+    }
+
+    fn id(self) -> &'a str {
+        match self {
+            Scope::Tenant(id) | Scope::Key(id) => id,
         }
     }
 
@@ -180,9 +186,7 @@ fn reserve_in(
         Err(ApiError::Internal(format!(
             "the budget reservation of {} {} could not be written",
             scope.whose(),
-            match scope {
-                Scope::Tenant(id) | Scope::Key(id) => id,
-            }
+            scope.id()
         )))
     }
 }

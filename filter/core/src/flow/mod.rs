@@ -101,6 +101,11 @@ struct RequestCtx {
 }
 
 impl RequestCtx {
+    /// The virtual key whose own budget this request reserves against.
+    fn budgeted_key(&self) -> Option<&str> {
+        self.key_id.as_deref().filter(|_| self.key_budgeted)
+    }
+
     /// What every record of this request says about its virtual key and
     /// its budget reservations.
     fn mark(&self, record: &mut crate::usage::UsageRecord) {
@@ -302,7 +307,17 @@ impl Request {
     }
 
     pub fn on_response_headers(&mut self, host: &impl Host, end_of_stream: bool) -> Action {
-        if matches!(self.phase, Phase::Routed(_) | Phase::PassThrough(_))
+        if !matches!(self.phase, Phase::Routed(_) | Phase::PassThrough(_)) {
+            // Our own local reply already carries its headers.
+            return Action::Continue;
+        }
+        let status = response_status(host);
+        // Envoy's rate-limit filter refuses with 400 or more (it takes 429
+        // for a `rate_limited_status` below 400) and, when the service
+        // fails and it denies, with `status_on_error` (500 unless set; an
+        // error status is the only sensible one): a success never needs
+        // the reply's details read.
+        if status >= 400
             && let Some(e) = fleet_refusal(host)
         {
             // Envoy's rate-limit filter refused the request before any
@@ -326,7 +341,7 @@ impl Request {
         let r = match &mut self.phase {
             Phase::Routed(r) => r,
             Phase::PassThrough(p) => {
-                p.meter.set_status(response_status(host));
+                p.meter.set_status(status);
                 p.meter.stream = host
                     .response_header("content-type")
                     .is_some_and(|v| v.starts_with(b"text/event-stream"));
@@ -335,10 +350,8 @@ impl Request {
                 // The answer streams on as the provider sent it.
                 return Action::Continue;
             }
-            // Our own local reply already carries its headers.
             _ => return Action::Continue,
         };
-        let status = response_status(host);
         r.meter.set_status(status);
         // The carried state comes back: no redirect followed. A failover
         // redirect Envoy did not follow is the provider's failure.
@@ -905,7 +918,7 @@ impl Request {
         })?;
         self.count_rate(host, tenant, 0)?;
         let budget = &self.filter.config.budget;
-        let key_id = self.ctx.key_id.as_deref().filter(|_| self.ctx.key_budgeted);
+        let key_id = self.ctx.budgeted_key();
         self.ctx.reserved = budget::reserve(host, budget, table, &tenant.id, key_id, || {
             budget.pass_through_reserve_nusd()
         })
@@ -969,7 +982,7 @@ impl Request {
                 .saturating_add(plan.max_tokens.unwrap_or(0)),
         )?;
         let budget = &self.filter.config.budget;
-        let key = self.ctx.key_id.as_deref().filter(|_| self.ctx.key_budgeted);
+        let key = self.ctx.budgeted_key();
         self.ctx.reserved = budget::reserve(host, budget, &table, &account.id, key, || {
             // The worst any attempt this request may make can cost.
             plan.candidates(self.max_attempts())
