@@ -1045,6 +1045,46 @@ impl Model {
         }
     }
 
+    /// Raw logits (before temperature) of features read with this model's
+    /// configuration ([`features`]): what [`Model::predict`] computes on the
+    /// way, for a trainer that adjusts them (`crate::tenant_router`).
+    pub fn raw_logits(&self, f: &Features) -> [f32; OUTPUTS] {
+        let mut acc = [0i32; OUTPUTS];
+        for &b in &f.buckets {
+            let start = b as usize * OUTPUTS;
+            if let Some(row) = self.sparse.get(start..start + OUTPUTS) {
+                for (a, &q) in acc.iter_mut().zip(row) {
+                    *a += i32::from(q);
+                }
+            }
+        }
+        let mut out = self.bias;
+        for (j, (o, a)) in out.iter_mut().zip(acc).enumerate() {
+            let step = if j < N_TIERS {
+                self.step[0]
+            } else {
+                self.step[1]
+            };
+            *o += f.scale * step * a as f32;
+        }
+        for (x, row) in f.dense.iter().zip(self.dense.chunks_exact(OUTPUTS)) {
+            for (o, w) in out.iter_mut().zip(row) {
+                *o += x * w;
+            }
+        }
+        out
+    }
+
+    /// The prediction raw logits give.
+    pub fn predict_raw(&self, logits: &[f32; OUTPUTS]) -> Prediction {
+        self.predict_logits(logits)
+    }
+
+    /// The softmax temperatures of the tier and the category head.
+    pub fn temperatures(&self) -> [f32; 2] {
+        self.temperature
+    }
+
     /// Scores a request whose complexity `score` is already computed.
     pub fn predict(&self, req: &ChatRequest<'_>, score: &Score) -> Prediction {
         let (logits, _, _) = self.logits_with(req, score, false, |_, _| {});

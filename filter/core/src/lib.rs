@@ -33,6 +33,7 @@ pub mod select;
 pub mod sha;
 pub mod sse;
 pub mod table;
+pub mod tenant_router;
 pub mod usage;
 pub mod validate;
 pub mod words;
