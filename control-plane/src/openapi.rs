@@ -168,7 +168,7 @@ pub struct ExplanationDoc {
     /// complexity, estimated tokens, ...).
     #[schema(value_type = Object)]
     score: serde_json::Value,
-    /// The trained router model's prediction: `model` (`builtin` or `global`),
+    /// The trained router model's prediction: `model` (`builtin`, `global`, or `tenant`: with the tenant's own correction),
     /// `version`, `tier` and `category` with their probabilities, the
     /// `complexity` it gives, and the `top_features` that pulled hardest
     /// (each with its pull on the tier and on the category, in logits).

@@ -201,6 +201,7 @@ pub fn delta(page: ChangePage, cipher: &Cipher, cache: &Cache) -> Result<Vec<u8>
                         provider_keys: open_keys(cipher, &id, &s)?,
                         limits: s.limits,
                         policy: s.policy,
+                        router: Vec::new(),
                     },
                     None => TenantEntry {
                         rev,
@@ -210,6 +211,7 @@ pub fn delta(page: ChangePage, cipher: &Cipher, cache: &Cache) -> Result<Vec<u8>
                         provider_keys: Vec::new(),
                         limits: Default::default(),
                         policy: String::new(),
+                        router: Vec::new(),
                     },
                 };
                 w.push(Kind::Tenant, &id, &entry.encode());

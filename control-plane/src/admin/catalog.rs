@@ -109,7 +109,10 @@ impl RouterModelInfo {
     fn of(router: &aipipe_core::classify::Router) -> Self {
         let model = match router.source {
             aipipe_core::classify::Source::Builtin => "builtin",
-            aipipe_core::classify::Source::Global => "global",
+            // A table's router is never a tenant's.
+            aipipe_core::classify::Source::Global | aipipe_core::classify::Source::Tenant => {
+                "global"
+            }
         };
         Self {
             model: model.into(),

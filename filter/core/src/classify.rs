@@ -1187,6 +1187,9 @@ pub enum Source {
     Builtin,
     /// A blob the routing table carried.
     Global,
+    /// Either of those with the tenant's own correction
+    /// (`crate::tenant_router`).
+    Tenant,
 }
 
 /// A routing table's router model, decoded once per table version.
@@ -1234,10 +1237,29 @@ impl Router {
     }
 }
 
+impl Explained {
+    /// The same explanation with a tenant's corrected prediction (its top
+    /// features stay the global model's).
+    pub fn corrected(mut self, p: &Prediction) -> Self {
+        self.model = Source::Tenant;
+        self.tier = p.tier.name();
+        self.tier_probabilities = TIERS.iter().map(|t| t.name()).zip(p.tier_probs).collect();
+        self.complexity = p.complexity;
+        self.category = p.category.name();
+        self.category_probabilities = CATEGORIES
+            .iter()
+            .map(|c| c.name())
+            .zip(p.category_probs)
+            .collect();
+        self
+    }
+}
+
 /// What the explain API shows of the router model's prediction.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explained {
-    /// `builtin` or `global`.
+    /// `builtin`, `global`, or `tenant` (either with the tenant's own
+    /// correction).
     pub model: Source,
     /// The trainer's version stamp, hex.
     pub version: String,

@@ -47,6 +47,7 @@ const DISABLED: u8 = 2;
 const NO_PASS_THROUGH: u8 = 4;
 const TENANT_LIMITS: u8 = 8;
 const TENANT_POLICY: u8 = 16;
+const TENANT_ROUTER: u8 = 32;
 const KEY_LIMITS: u8 = 2;
 const KEY_ID: u8 = 4;
 const KEY_BUDGETED: u8 = 8;
@@ -69,6 +70,9 @@ pub struct TenantEntry {
     pub limits: Limits,
     /// Its routing policy as JSON (`crate::policy::Policy`); empty: none.
     pub policy: String,
+    /// Its correction to the router model
+    /// (`crate::tenant_router::Adjustment`, encoded); empty: none.
+    pub router: Vec<u8>,
 }
 
 /// What one directory entry says about a virtual key.
@@ -162,7 +166,8 @@ impl TenantEntry {
                 | flag(self.disabled, DISABLED)
                 | flag(!self.pass_through, NO_PASS_THROUGH)
                 | flag(!self.limits.is_none(), TENANT_LIMITS)
-                | flag(!self.policy.is_empty(), TENANT_POLICY),
+                | flag(!self.policy.is_empty(), TENANT_POLICY)
+                | flag(!self.router.is_empty(), TENANT_ROUTER),
         );
         let n = self.provider_keys.len().min(usize::from(u16::MAX));
         out.extend_from_slice(&(n as u16).to_le_bytes());
@@ -174,6 +179,11 @@ impl TenantEntry {
         if !self.policy.is_empty() {
             put_str16(&mut out, &self.policy);
         }
+        if !self.router.is_empty() {
+            let len = u32::try_from(self.router.len()).unwrap_or(u32::MAX);
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(self.router.get(..len as usize).unwrap_or(&self.router));
+        }
         out
     }
 
@@ -183,8 +193,9 @@ impl TenantEntry {
             return Err(DecodeError("unknown tenant entry format"));
         }
         let rev = r.u64()?;
-        let flags =
-            r.flags(REMOVED | DISABLED | NO_PASS_THROUGH | TENANT_LIMITS | TENANT_POLICY)?;
+        let flags = r.flags(
+            REMOVED | DISABLED | NO_PASS_THROUGH | TENANT_LIMITS | TENANT_POLICY | TENANT_ROUTER,
+        )?;
         let n = r.u16()?;
         let mut provider_keys = Vec::with_capacity(usize::from(n).min(64));
         for _ in 0..n {
@@ -202,6 +213,15 @@ impl TenantEntry {
         } else {
             String::new()
         };
+        let router = if flags & TENANT_ROUTER != 0 {
+            let len = r.u32()? as usize;
+            if len == 0 {
+                return Err(DecodeError("router adjustment flagged but empty"));
+            }
+            r.take(len)?.to_vec()
+        } else {
+            Vec::new()
+        };
         r.end()?;
         Ok(Self {
             rev,
@@ -211,6 +231,7 @@ impl TenantEntry {
             provider_keys,
             limits,
             policy,
+            router,
         })
     }
 }
@@ -579,6 +600,7 @@ mod tests {
             ],
             limits: Default::default(),
             policy: Default::default(),
+            router: Vec::new(),
         }
     }
 

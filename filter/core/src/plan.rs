@@ -121,7 +121,7 @@ impl Plan {
         let chat_bytes = chat.as_deref().unwrap_or(&body);
         let req = ChatRequest::parse(chat_bytes).map_err(|e| ApiError::BadRequest(e.0))?;
         let score = table.scorer.score(&req);
-        let (complexity, category) = table.routing_signal(&req, &score);
+        let (complexity, category) = table.routing_signal(&req, &score, Some(tenant));
         let needs = select::Needs {
             category,
             ..needs(&req, score.input_tokens)

@@ -157,10 +157,23 @@ pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanati
             .map(|(i, _)| table.key_penalty(i, tenant))
             .collect()
     });
-    let router = table
-        .router
-        .as_ref()
-        .map(|r| r.explain(&req, &score, EXPLAINED_FEATURES));
+    let router = table.router.as_ref().map(|r| {
+        let explained = r.explain(&req, &score, EXPLAINED_FEATURES);
+        let corrected = tenant
+            .router
+            .as_deref()
+            .filter(|a| a.model_version == r.model.version)
+            .and_then(|a| {
+                a.predict(
+                    &r.model,
+                    &crate::classify::features(&r.model.config, &req, &score),
+                )
+            });
+        match corrected {
+            Some(p) => explained.corrected(&p),
+            None => explained,
+        }
+    });
     let policy = tenant.policy.as_deref();
     let max_tier = policy.and_then(|p| p.max_tier);
     let complexity = crate::policy::cap(

@@ -260,6 +260,8 @@ pub struct Account {
     pub limits: Limits,
     /// Its routing policy, resolved against the table.
     pub policy: Option<Arc<crate::policy::Compiled>>,
+    /// Its correction to the router model, learnt from its own examples.
+    pub router: Option<Arc<crate::tenant_router::Adjustment>>,
     /// Per provider index: the key, if the tenant has one.
     keys: Vec<Option<String>>,
     /// Per provider index: the auth header's value.
@@ -294,6 +296,11 @@ impl Account {
     /// The same account under this policy.
     pub fn with_policy(self, policy: Option<Arc<crate::policy::Compiled>>) -> Self {
         Self { policy, ..self }
+    }
+
+    /// The same account with its own correction to the router model.
+    pub fn with_router(self, router: Option<Arc<crate::tenant_router::Adjustment>>) -> Self {
+        Self { router, ..self }
     }
 
     /// Whether its policy lets it use a model (no policy: every model).
@@ -346,6 +353,7 @@ fn resolve<'k>(
         pass_through,
         limits: Limits::default(),
         policy: None,
+        router: None,
         keys,
         auth,
         tags,
@@ -570,23 +578,31 @@ impl Table {
     /// The complexity that routes `req` (scored `score`): the router model's
     /// when this table has one, the heuristic score's otherwise.
     pub fn complexity(&self, req: &ChatRequest<'_>, score: &Score) -> f64 {
-        self.routing_signal(req, score).0
+        self.routing_signal(req, score, None).0
     }
 
     /// The complexity that routes `req` and, when the router model
-    /// predicted one, its task category.
+    /// predicted one, its task category. A tenant's own correction to the
+    /// router model (`tenant`, when it has one fitted against this model)
+    /// is applied.
     pub fn routing_signal(
         &self,
         req: &ChatRequest<'_>,
         score: &Score,
+        tenant: Option<&Account>,
     ) -> (f64, Option<crate::classify::Category>) {
-        match &self.router {
-            Some(r) => {
-                let p = r.model.predict(req, score);
-                (p.complexity, Some(p.category))
-            }
-            None => (score.complexity, None),
-        }
+        let Some(r) = &self.router else {
+            return (score.complexity, None);
+        };
+        let adjusted = tenant
+            .and_then(|t| t.router.as_deref())
+            .filter(|a| a.model_version == r.model.version)
+            .and_then(|a| {
+                let f = crate::classify::features(&r.model.config, req, score);
+                a.predict(&r.model, &f)
+            });
+        let p = adjusted.unwrap_or_else(|| r.model.predict(req, score));
+        (p.complexity, Some(p.category))
     }
 
     /// A model's quality for a task category (its general quality without

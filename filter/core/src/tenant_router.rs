@@ -281,15 +281,17 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// What the tests here and the request flow's share: a tenant whose short
+/// contract-drafting requests are frontier work.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::classify::{self, bundled};
+    use crate::classify;
     use crate::request::ChatRequest;
     use crate::score::{Scorer, ScoringConfig};
 
-    fn example(model: &Model, scorer: &Scorer, text: &str, tier: Tier, weight: f32) -> Example {
+    pub fn example(model: &Model, scorer: &Scorer, text: &str, tier: Tier, weight: f32) -> Example {
         let body = serde_json::json!({"messages": [{"role": "user", "content": text}]}).to_string();
         let req = ChatRequest::parse(body.as_bytes()).unwrap();
         let score = scorer.score(&req);
@@ -301,19 +303,45 @@ mod tests {
         }
     }
 
-    fn tier_of(model: &Model, adj: Option<&Adjustment>, f: &Features) -> Tier {
+    pub fn tier_of(model: &Model, adj: Option<&Adjustment>, f: &Features) -> Tier {
         match adj {
             Some(a) => a.predict(model, f).unwrap().tier,
             None => model.predict_raw(&model.raw_logits(f)).tier,
         }
     }
 
-    /// Fifty short contract-drafting requests that this tenant calls
-    /// frontier work move new, unseen requests of that kind to the frontier
-    /// tier — and leave requests of other kinds where the model put them.
-    #[test]
-    fn a_tenants_examples_move_their_pattern_and_nothing_else() {
-        let model = bundled().unwrap();
+    pub const UNSEEN: [&str; 3] = [
+        "draft a non-compete clause for a contractor",
+        "draft a liability clause for a catering firm",
+        "draft an exclusivity clause for a distributor",
+    ];
+
+    pub const OTHERS: [&str; 20] = [
+        "hi there",
+        "what is the capital of France?",
+        "translate 'good morning' to Spanish",
+        "write a haiku about autumn",
+        "summarise this paragraph in one line: the meeting moved to Tuesday",
+        "how do I reverse a list in Python?",
+        "what's 17 times 23?",
+        "thanks, that helped",
+        "give me three names for a bakery",
+        "what time zone is Tokyo in?",
+        "prove that the square root of 2 is irrational",
+        "explain what an API is to a child",
+        "list five fruits",
+        "fix the typo: teh cat",
+        "what does HTTP stand for?",
+        "write a short email declining a meeting",
+        "convert 5 km to miles",
+        "who wrote Hamlet?",
+        "design a database schema for a library with loans and fines",
+        "draft a tweet about our product launch",
+    ];
+
+    /// The tenant's 50 examples (frontier) and the background (as the
+    /// model reads them).
+    pub fn drafting(model: &Model) -> (Vec<Example>, Vec<Example>) {
         let scorer = Scorer::compile(&ScoringConfig::default()).unwrap();
         let parties = [
             "a freelance designer",
@@ -339,7 +367,7 @@ mod tests {
             .flat_map(|p| clauses.iter().map(move |c| (p, c)))
             .map(|(p, c)| {
                 example(
-                    &model,
+                    model,
                     &scorer,
                     &format!("draft {c} for {p}"),
                     Tier::Frontier,
@@ -347,45 +375,36 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(tenant.len(), 50);
-        // The background: requests of every kind, labelled as the model
-        // reads them (what it learnt from the global corpus).
-        let others = [
-            "hi there",
-            "what is the capital of France?",
-            "translate 'good morning' to Spanish",
-            "write a haiku about autumn",
-            "summarise this paragraph in one line: the meeting moved to Tuesday",
-            "how do I reverse a list in Python?",
-            "what's 17 times 23?",
-            "thanks, that helped",
-            "give me three names for a bakery",
-            "what time zone is Tokyo in?",
-            "prove that the square root of 2 is irrational",
-            "explain what an API is to a child",
-            "list five fruits",
-            "fix the typo: teh cat",
-            "what does HTTP stand for?",
-            "write a short email declining a meeting",
-            "convert 5 km to miles",
-            "who wrote Hamlet?",
-            "design a database schema for a library with loans and fines",
-            "draft a tweet about our product launch",
-        ];
-        let background: Vec<Example> = others
+        let background: Vec<Example> = OTHERS
             .iter()
             .map(|t| {
-                let mut e = example(&model, &scorer, t, Tier::Cheap, 1.0);
-                e.tier = tier_of(&model, None, &e.features);
+                let mut e = example(model, &scorer, t, Tier::Cheap, 1.0);
+                e.tier = tier_of(model, None, &e.features);
                 e
             })
             .collect();
-        let unseen = [
-            "draft a non-compete clause for a contractor",
-            "draft a liability clause for a catering firm",
-            "draft an exclusivity clause for a distributor",
-        ];
-        let unseen: Vec<Example> = unseen
+        (tenant, background)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::fixtures::*;
+    use super::*;
+    use crate::classify::bundled;
+    use crate::score::{Scorer, ScoringConfig};
+
+    /// Fifty short contract-drafting requests that this tenant calls
+    /// frontier work move new, unseen requests of that kind to the frontier
+    /// tier — and leave requests of other kinds where the model put them.
+    #[test]
+    fn a_tenants_examples_move_their_pattern_and_nothing_else() {
+        let model = bundled().unwrap();
+        let scorer = Scorer::compile(&ScoringConfig::default()).unwrap();
+        let (tenant, background) = drafting(&model);
+        assert_eq!(tenant.len(), 50);
+        let unseen: Vec<Example> = UNSEEN
             .iter()
             .map(|t| example(&model, &scorer, t, Tier::Frontier, 1.0))
             .collect();

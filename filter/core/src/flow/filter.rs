@@ -287,7 +287,8 @@ impl Filter {
                         .map(|(p, k)| (p.as_str(), k.as_str())),
                 )
                 .with_limits(entry.limits)
-                .with_policy(policy_of(&entry.policy, table, id)),
+                .with_policy(policy_of(&entry.policy, table, id))
+                .with_router(router_of(&entry.router, id)),
         );
         let mut cached = self.accounts.borrow_mut();
         if cached.len() >= ACCOUNT_CACHE && !cached.contains_key(id) {
@@ -465,4 +466,16 @@ impl Filter {
             }
         }
     }
+}
+
+/// A tenant entry's correction to the router model; a malformed one is
+/// logged and routing goes on with the global model.
+fn router_of(bytes: &[u8], tenant: &str) -> Option<Arc<crate::tenant_router::Adjustment>> {
+    if bytes.is_empty() {
+        return None;
+    }
+    crate::tenant_router::Adjustment::decode(bytes)
+        .inspect_err(|e| log::warn!("router adjustment of tenant {tenant} ignored: {}", e.0))
+        .ok()
+        .map(Arc::new)
 }

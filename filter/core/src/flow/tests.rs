@@ -1004,6 +1004,7 @@ fn tenant_entry(rev: u64, disabled: bool, keys: &[(&str, &str)]) -> Vec<u8> {
             .collect(),
         limits: Default::default(),
         policy: Default::default(),
+        router: Vec::new(),
     }
     .encode()
 }
@@ -1464,6 +1465,7 @@ fn pass_through_switched_off_for_a_tenant_is_refused_and_routing_still_works() {
         provider_keys: vec![("openai".into(), "sk-closed".into())],
         limits: Default::default(),
         policy: Default::default(),
+        router: Vec::new(),
     }
     .encode();
     let hash = hex_hash("vk-closed");
@@ -1591,6 +1593,7 @@ fn a_pass_through_body_naming_a_disabled_model_is_refused_in_the_providers_shape
         ],
         limits: Default::default(),
         policy: Default::default(),
+        router: Vec::new(),
     }
     .encode();
     let hash = hex_hash("vk-t");
@@ -2066,4 +2069,62 @@ fn a_directory_keys_id_is_its_rate_limit_descriptor_beside_its_tenant() {
     assert_eq!(a, Action::Continue);
     assert_eq!(h.header("x-aipipe-rl-tenant").as_deref(), Some("dir"));
     assert_eq!(h.header("x-aipipe-rl-key").as_deref(), Some("vk_dir"));
+}
+
+/// A tenant whose directory entry carries its own correction to the router
+/// model has its unseen requests of that kind routed to the frontier tier;
+/// another tenant's same request keeps the global model's tier.
+#[test]
+fn a_tenants_router_correction_routes_its_pattern_and_only_its_own() {
+    use crate::tenant_router::{Adjustment, FitOptions, fixtures};
+    let model = crate::classify::bundled().unwrap();
+    let (tenant, background) = fixtures::drafting(&model);
+    let adj = Adjustment::fit(&model, &tenant, &background, FitOptions::default());
+    let entry = |id: &str, router: Vec<u8>| {
+        TenantEntry {
+            rev: 2,
+            removed: false,
+            disabled: false,
+            pass_through: true,
+            provider_keys: vec![
+                ("openai".into(), format!("sk-{id}")),
+                ("anthropic".into(), format!("ska-{id}")),
+            ],
+            limits: Default::default(),
+            policy: Default::default(),
+            router,
+        }
+        .encode()
+    };
+    let (learnt, plain) = (hex_hash("vk-learnt"), hex_hash("vk-plain"));
+    let (f, h, _s) = with_directory_and(
+        r#"{"version": 1, "router_model": "builtin"}"#,
+        3,
+        &[
+            (Kind::Tenant, "learnt", entry("learnt", adj.encode())),
+            (Kind::Tenant, "plain", entry("plain", Vec::new())),
+            (Kind::Key, &learnt, key_entry(3, false, "learnt")),
+            (Kind::Key, &plain, key_entry(3, false, "plain")),
+        ],
+    );
+    let body = format!(
+        r#"{{"model":"auto","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        fixtures::UNSEEN[0]
+    );
+    let complexity = |key: &str| {
+        let (mut r, a) = send(&f, &h, "/v1/chat/completions", key, &body);
+        assert_eq!(a, Action::Continue);
+        let reply = match h.header("x-aipipe-cluster").as_deref() {
+            Some("anthropic") => messages_answer(10, 5),
+            _ => chat_answer("gpt-4o-mini", 10, 5),
+        };
+        answer(&mut r, &h, 200, "application/json", &reply);
+        h.response_header_value("x-aipipe-complexity")
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    let (theirs, others) = (complexity("vk-learnt"), complexity("vk-plain"));
+    assert!(theirs >= 0.70, "the tenant's own: {theirs}");
+    assert!(others < 0.70, "another tenant's: {others}");
 }
