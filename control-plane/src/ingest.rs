@@ -163,9 +163,10 @@ impl Observed {
 
 /// Stores a batch in one transaction and returns the ack (how many records
 /// were new, how many duplicates) once it is committed, with what the new
-/// records tell `/metrics`. The table version is bumped when a penalty
+/// records tell `/metrics` and the tenants a rating was waiting on one of
+/// them for (db/learning.rs). The table version is bumped when a penalty
 /// changed meaningfully.
-pub async fn ingest(db: &Db, batch: Batch) -> Result<(UsageAck, Vec<Observed>)> {
+pub async fn ingest(db: &Db, batch: Batch) -> Result<(UsageAck, Vec<Observed>, Vec<String>)> {
     let Batch {
         mut records,
         mut refused,
@@ -225,6 +226,7 @@ pub async fn ingest(db: &Db, batch: Batch) -> Result<(UsageAck, Vec<Observed>)> 
         }
         tx.add_usage_days(&fresh)?;
         tx.add_rollups(&fresh, now)?;
+        let learnable = tx.add_request_features(&fresh)?;
         let due = tx.republish_penalties(now)?;
         let accepted = fresh.len() as u64;
         let observed = fresh.iter().map(|r| Observed::of(r)).collect();
@@ -239,6 +241,7 @@ pub async fn ingest(db: &Db, batch: Batch) -> Result<(UsageAck, Vec<Observed>)> 
                     revision: tx.revision()?,
                 },
                 observed,
+                learnable,
             ),
             due,
         ))
@@ -277,6 +280,7 @@ mod tests {
             reserved_nusd: None,
             virtual_key: None,
             key_reserved_nusd: None,
+            router_features: None,
         }
     }
 

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use aipipe_core::contract::{
-    CHANGES_PATH, TABLE_PATH, TENANT_USAGE_PATH, TOKEN_HEADER, USAGE_PATH, VERSION_HEADER,
+    CHANGES_PATH, TABLE_PATH, TENANT_FEEDBACK_PATH, TENANT_USAGE_PATH, TOKEN_HEADER, USAGE_PATH,
+    VERSION_HEADER,
 };
 use aipipe_core::usage::{UsageAck, UsageUpload};
 use axum::body::{Body, Bytes};
@@ -40,6 +41,10 @@ pub fn app(state: AppState) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         // Authenticated by the caller's own virtual key, not the token.
         .route(TENANT_USAGE_PATH, get(tenant_usage))
+        .route(
+            TENANT_FEEDBACK_PATH,
+            post(feedback).layer(DefaultBodyLimit::max(4096)),
+        )
         .fallback(|| async { Error::NotFound("no such internal route".into()) })
         .with_state(state)
 }
@@ -72,21 +77,7 @@ async fn tenant_usage(
     headers: HeaderMap,
     query: std::result::Result<Query<DaysQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<crate::db::TenantUsage>> {
-    let key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, key) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
-        })
-        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
-        .filter(|k| !k.is_empty())
-        .ok_or(Error::UnknownKey)?;
-    let tenant = state
-        .db
-        .tenant_of_key(aipipe_core::table::hex_hash(key))
-        .await?
-        .ok_or(Error::UnknownKey)?;
+    let tenant = tenant_of_caller(&state, &headers).await?;
     let Query(q) =
         query.map_err(|e| Error::BadRequest(format!("{}; use ?days=N", e.body_text())))?;
     if !(1..=366).contains(&q.days) {
@@ -98,6 +89,97 @@ async fn tenant_usage(
         .await?
         .map(Json)
         .ok_or(Error::UnknownKey)
+}
+
+/// The tenant of the virtual key a client sent (bearer or `x-api-key`),
+/// which the filter passed on as it came.
+async fn tenant_of_caller(state: &AppState, headers: &HeaderMap) -> Result<String> {
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, key) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+        })
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+        .filter(|k| !k.is_empty())
+        .ok_or(Error::UnknownKey)?;
+    state
+        .db
+        .tenant_of_key(aipipe_core::table::hex_hash(key))
+        .await?
+        .ok_or(Error::UnknownKey)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackBody {
+    request_id: String,
+    rating: String,
+    #[serde(default)]
+    tier: Option<String>,
+}
+
+#[derive(serde::Serialize)]
+struct FeedbackAck {
+    request_id: String,
+    /// The request's router features are here: the rating teaches this
+    /// tenant's router (refitted in a moment). False: it is kept, and
+    /// teaches once the request's usage record arrives — which happens only
+    /// when the tenant's policy has `learning.feedback` on.
+    learns: bool,
+}
+
+/// A client's rating of one of its routed answers (`POST /v1/feedback`
+/// through Envoy), by the `x-aipipe-request-id` it was answered with
+/// (control-plane/README.md, "Per-tenant routing").
+async fn feedback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: crate::body::JsonBody<FeedbackBody>,
+) -> Result<(StatusCode, Json<FeedbackAck>)> {
+    let tenant = tenant_of_caller(&state, &headers).await?;
+    let crate::body::JsonBody(b) = body;
+    let id = b.request_id.trim();
+    if id.is_empty()
+        || id.len() > 128
+        || !id
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(&c))
+    {
+        return Err(Error::Invalid(
+            "request_id: the x-aipipe-request-id header of the answer you rate".into(),
+        ));
+    }
+    let good = match b.rating.as_str() {
+        "good" => true,
+        "bad" => false,
+        other => {
+            return Err(Error::Invalid(format!(
+                "rating: must be \"good\" or \"bad\", got {other:?}"
+            )));
+        }
+    };
+    let tier = match b.tier.as_deref() {
+        None => None,
+        Some(t) => Some(aipipe_core::classify::Tier::from_name(t).ok_or_else(|| {
+            Error::Invalid(format!("tier: must be cheap, mid or frontier, got {t:?}"))
+        })?),
+    };
+    let learns = state
+        .db
+        .add_feedback(tenant.clone(), id.to_owned(), good, tier)
+        .await?;
+    if learns {
+        state.learner.mark([tenant]);
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(FeedbackAck {
+            request_id: id.to_owned(),
+            learns,
+        }),
+    ))
 }
 
 #[derive(serde::Deserialize)]
@@ -207,7 +289,8 @@ async fn usage(State(state): State<AppState>, body: Bytes) -> Result<Json<UsageA
     let records = upload.records.len() as u64;
     let batch = ingest::Batch::new(upload.records);
     let waiting = state.counters.ingest_waiting();
-    let (ack, observed) = ingest::ingest(&state.db, batch).await?;
+    let (ack, observed, learnable) = ingest::ingest(&state.db, batch).await?;
+    state.learner.mark(learnable);
     drop(waiting);
     state
         .counters

@@ -18,6 +18,7 @@ pub mod envoys;
 pub mod error;
 pub mod ingest;
 pub mod internal;
+pub mod learning;
 pub mod metrics;
 pub mod openapi;
 pub mod penalty;
@@ -58,6 +59,8 @@ pub struct Inner {
     /// How long raw usage records are kept (ms; 0: forever): stats round
     /// window edges older than that to the hour.
     usage_kept_ms: std::sync::atomic::AtomicU64,
+    /// Per-tenant router refits.
+    pub learner: learning::Learner,
 }
 
 impl std::ops::Deref for AppState {
@@ -89,6 +92,7 @@ impl AppState {
             stopping: tokio::sync::watch::Sender::new(false),
             admin_throttle,
             usage_kept_ms: std::sync::atomic::AtomicU64::new(0),
+            learner: learning::Learner::default(),
         }))
     }
 
@@ -249,6 +253,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     }
     state.set_usage_kept_ms(settings.usage_kept_ms());
     db::spawn_pruning(db.clone(), settings.usage_kept_ms());
+    learning::spawn(state.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let held = state.clone();
     tokio::spawn(async move {

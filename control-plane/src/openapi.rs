@@ -11,7 +11,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
 
 use crate::admin::{
-    budgets, catalog, explain, import, keys, limits, ops, penalties, policy, tenants, usage,
+    budgets, catalog, explain, import, keys, learning, limits, ops, penalties, policy, tenants,
+    usage,
 };
 use crate::error::ErrorBody;
 
@@ -47,6 +48,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/admin/tenants/{id}/policy"),
     ("get", "/admin/tenants/{id}/policy"),
     ("delete", "/admin/tenants/{id}/policy"),
+    ("get", "/admin/tenants/{id}/routing"),
+    ("post", "/admin/tenants/{id}/routing/examples"),
+    ("delete", "/admin/tenants/{id}/routing/examples"),
     ("get", "/admin/usage"),
     ("get", "/admin/stats"),
     ("get", "/admin/stats/series"),
@@ -253,6 +257,9 @@ impl Modify for AdminSecret {
         policy::put_policy,
         policy::get_policy,
         policy::delete_policy,
+        learning::get_routing,
+        learning::post_examples,
+        learning::delete_examples,
         usage::all_usage,
         usage::adjust_cost,
         budgets::put_default,

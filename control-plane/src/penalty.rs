@@ -496,6 +496,7 @@ mod tests {
             reserved_nusd: None,
             virtual_key: None,
             key_reserved_nusd: None,
+            router_features: None,
         };
         assert_eq!(Outcome::of_record(&r), Outcome::Success);
         r.cache_hit = true;

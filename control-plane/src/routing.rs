@@ -148,7 +148,18 @@ pub fn account(cipher: &Cipher, table: &Table, id: &str, state: &TenantState) ->
             keys.iter().map(|(p, k)| (p.as_str(), k.as_str())),
         )
         .with_limits(state.limits)
-        .with_policy(policy(table, &state.policy)?))
+        .with_policy(policy(table, &state.policy)?)
+        .with_router(tenant_router(&state.router)?))
+}
+
+/// A tenant's stored router correction, decoded (empty: none).
+fn tenant_router(blob: &[u8]) -> Result<Option<Arc<aipipe_core::tenant_router::Adjustment>>> {
+    if blob.is_empty() {
+        return Ok(None);
+    }
+    aipipe_core::tenant_router::Adjustment::decode(blob)
+        .map(|a| Some(Arc::new(a)))
+        .map_err(|e| Error::internal("stored tenant router does not decode", e.0))
 }
 
 /// A stored policy resolved against `table`.
@@ -201,7 +212,7 @@ pub fn delta(page: ChangePage, cipher: &Cipher, cache: &Cache) -> Result<Vec<u8>
                         provider_keys: open_keys(cipher, &id, &s)?,
                         limits: s.limits,
                         policy: s.policy,
-                        router: Vec::new(),
+                        router: s.router,
                     },
                     None => TenantEntry {
                         rev,

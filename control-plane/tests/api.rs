@@ -253,6 +253,7 @@ fn record(id: &str, tenant: &str, model: &str, status: u16, latency: f64, ts: u6
         reserved_nusd: None,
         virtual_key: None,
         key_reserved_nusd: None,
+        router_features: None,
     }
 }
 
@@ -1195,7 +1196,7 @@ async fn openapi_lists_every_route() {
     for (method, path) in aipipe_control_plane::openapi::ROUTES {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }
-    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 46);
+    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 49);
 }
 
 #[tokio::test]

@@ -113,6 +113,7 @@ fn record(
         reserved_nusd: None,
         virtual_key: None,
         key_reserved_nusd: None,
+        router_features: None,
     }
 }
 

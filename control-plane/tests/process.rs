@@ -175,6 +175,7 @@ fn record(i: u32) -> UsageRecord {
         reserved_nusd: None,
         virtual_key: None,
         key_reserved_nusd: None,
+        router_features: None,
     }
 }
 

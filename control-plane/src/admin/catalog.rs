@@ -162,5 +162,7 @@ pub(crate) async fn put_router_model(
     // The filter's own decode: a blob it would refuse is never stored.
     let router = Router::compile(&wire).map_err(|e| Error::Invalid(format!("blob: {e}")))?;
     state.db.set_router_model(blob).await?;
+    // Tenants' corrections were fitted against the old model: refit them.
+    state.learner.mark(state.db.learning_tenants().await?);
     Ok(Json(RouterModelInfo::of(&router)))
 }

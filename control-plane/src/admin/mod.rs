@@ -10,6 +10,7 @@ pub(crate) mod catalog;
 pub(crate) mod explain;
 pub(crate) mod import;
 pub(crate) mod keys;
+pub(crate) mod learning;
 pub(crate) mod limits;
 pub(crate) mod ops;
 pub(crate) mod penalties;
@@ -96,6 +97,13 @@ pub fn app(state: AppState) -> Router {
                 .get(policy::get_policy)
                 .delete(policy::delete_policy)
                 .layer(policy::body_limit()),
+        )
+        .route("/admin/tenants/{id}/routing", get(learning::get_routing))
+        .route(
+            "/admin/tenants/{id}/routing/examples",
+            post(learning::post_examples)
+                .delete(learning::delete_examples)
+                .layer(learning::body_limit()),
         )
         .route("/admin/usage", get(usage::all_usage))
         .route("/admin/stats", get(usage::stats_scoped))

@@ -103,6 +103,9 @@ pub struct TenantState {
     pub limits: Limits,
     /// Its policy's JSON; empty: none.
     pub policy: String,
+    /// Its fitted correction to the router model (db/learning.rs); empty:
+    /// none.
+    pub router: Vec<u8>,
 }
 
 /// One changed thing in its current state; None = removed.
@@ -185,6 +188,7 @@ pub(super) fn tenant_state(conn: &Connection, id: &str) -> Result<Option<TenantS
         sealed_keys,
         limits: rate_limits(conn, id, "")?,
         policy: policy.unwrap_or_default(),
+        router: super::learning::tenant_router_blob(conn, id)?,
     }))
 }
 

@@ -402,6 +402,57 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`task_quality`): the stored catalog rows are JSON.
         "",
     ),
+    (
+        14,
+        "per-tenant routing",
+        r#"
+    -- A tenant's labelled requests (db/learning.rs): imported, or a rated
+    -- request's features once its feedback and its usage record are both in.
+    CREATE TABLE routing_examples (
+        id INTEGER PRIMARY KEY,
+        tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        tier TEXT NOT NULL,
+        category TEXT,
+        -- The request as imported, only when the tenant's policy stores
+        -- prompts; NULL otherwise.
+        request TEXT,
+        -- tenant_router::encode_features: the router model version inside.
+        features BLOB NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+    CREATE INDEX routing_examples_tenant ON routing_examples(tenant, id);
+    -- Ratings of routed answers (POST /v1/feedback), by request id.
+    CREATE TABLE routing_feedback (
+        tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        request_id TEXT NOT NULL,
+        good INTEGER NOT NULL,
+        -- The tier the answer needed, when the rater said.
+        tier TEXT,
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (tenant, request_id)
+    ) WITHOUT ROWID;
+    -- The router's features of auto requests of tenants whose policy learns
+    -- from feedback, from their usage records (pruned with raw usage).
+    CREATE TABLE request_features (
+        tenant TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        ts_ms INTEGER NOT NULL,
+        complexity REAL NOT NULL,
+        features BLOB NOT NULL,
+        PRIMARY KEY (tenant, request_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX request_features_ts ON request_features(ts_ms);
+    -- A tenant's fitted correction to the router model, as shipped.
+    CREATE TABLE tenant_routers (
+        tenant TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
+        model_version INTEGER NOT NULL,
+        examples INTEGER NOT NULL,
+        rows INTEGER NOT NULL,
+        blob BLOB NOT NULL,
+        fitted_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    ),
 ];
 
 /// A database from before per-task quality: each default model whose stored

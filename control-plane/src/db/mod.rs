@@ -22,6 +22,7 @@ mod catalog;
 mod changes;
 mod import;
 mod keys;
+mod learning;
 mod limits;
 mod migrations;
 mod penalties;
@@ -48,6 +49,7 @@ use changes::{Change, record_change};
 pub use changes::{ChangePage, Changed, GlobalState, KeyState, TenantState};
 pub use import::ImportTenant;
 pub use keys::VirtualKeyView;
+pub use learning::{FittedRouter, Labelled, NewExample, RoutingState, rated_tier};
 pub use limits::{LimitsAt, Scope};
 pub use penalties::{Penalties, PenaltyReset, PenaltyView};
 pub use rollups::{

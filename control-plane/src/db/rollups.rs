@@ -488,6 +488,7 @@ pub(super) fn backfill(tx: &Transaction<'_>, now: u64) -> Result<u64> {
                 reserved_nusd: None,
                 virtual_key: None,
                 key_reserved_nusd: None,
+                router_features: None,
             });
             n += 1;
             if chunk.len() == 10_000 {
@@ -695,6 +696,9 @@ pub fn spawn_pruning(db: Db, raw_kept_ms: Option<u64>) {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(records = n, "raw usage records past retention deleted"),
                 Err(e) => tracing::warn!("pruning usage: {e}"),
+            }
+            if let Err(e) = db.prune_request_features(super::now_ms()).await {
+                tracing::warn!("pruning router features: {e}");
             }
         }
     });

@@ -48,6 +48,10 @@ impl Tier {
         }
     }
 
+    pub fn from_name(name: &str) -> Option<Tier> {
+        TIERS.into_iter().find(|t| t.name() == name)
+    }
+
     /// The tier a complexity falls in.
     pub fn of_complexity(c: f64) -> Tier {
         if c < MID_FROM {

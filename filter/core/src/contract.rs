@@ -105,6 +105,12 @@ pub const TOKEN_HEADER: &str = "x-aipipe-internal-token";
 pub const TENANT_USAGE_PATH: &str = "/internal/v1/tenant-usage";
 /// The client path of it.
 pub const CLIENT_USAGE_PATH: &str = "/usage";
+/// A client's `POST /v1/feedback` (a rating of a routed answer, by its
+/// request id) is sent on the same way, body and virtual key as they came,
+/// to `POST {TENANT_FEEDBACK_PATH}`.
+pub const TENANT_FEEDBACK_PATH: &str = "/internal/v1/feedback";
+/// The client path of it.
+pub const CLIENT_FEEDBACK_PATH: &str = "/v1/feedback";
 /// The control plane's cluster in Envoy, unless the plugin config names
 /// another (`control_plane_cluster`).
 pub const DEFAULT_CONTROL_PLANE_CLUSTER: &str = "aipipe_control_plane";

@@ -140,7 +140,7 @@ impl ApiError {
             Self::ContextTooLong { needed, largest } => format!("This request needs about {needed} tokens of context, more than the largest model available to you ({largest}). Shorten the conversation or lower max_tokens."),
             Self::Unsupported(why) => why.clone(),
             Self::NoTable => "aipipe has no routing table yet (the control plane has not answered and no bootstrap table is configured). Retry shortly.".into(),
-            Self::UnknownPath(p) => format!("Unknown request path `{}`. aipipe serves POST /v1/chat/completions, POST /v1/messages, POST /v1/responses, GET /v1/models, GET /usage, the Ollama API (POST /api/chat, POST /api/generate, GET /api/tags, GET /api/version) and the provider pass-through paths /<provider>/… (openai, anthropic, gemini, xai, openrouter, minimax, moonshot).", clip(p)),
+            Self::UnknownPath(p) => format!("Unknown request path `{}`. aipipe serves POST /v1/chat/completions, POST /v1/messages, POST /v1/responses, GET /v1/models, GET /usage, POST /v1/feedback, the Ollama API (POST /api/chat, POST /api/generate, GET /api/tags, GET /api/version) and the provider pass-through paths /<provider>/… (openai, anthropic, gemini, xai, openrouter, minimax, moonshot).", clip(p)),
             Self::RateLimitUnavailable => "aipipe's fleet-wide rate-limit service did not answer, and this gateway refuses requests until it does. Retry shortly.".into(),
             Self::Upstream { message, .. }
             | Self::BudgetExceeded { message, .. }

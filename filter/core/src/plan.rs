@@ -76,6 +76,9 @@ pub struct Plan {
     complexity: f64,
     /// The client named `auto` (or nothing): the model was chosen by score.
     pub auto: bool,
+    /// The router's features of the request, when its tenant learns from
+    /// feedback (`Table::routing_signal`); taken for the usage record.
+    pub router_features: Option<Vec<u8>>,
     /// The client's `max_tokens` (or `max_completion_tokens`).
     pub max_tokens: Option<u64>,
     /// Candidates, best first (a named model first, the ranking after it).
@@ -121,9 +124,10 @@ impl Plan {
         let chat_bytes = chat.as_deref().unwrap_or(&body);
         let req = ChatRequest::parse(chat_bytes).map_err(|e| ApiError::BadRequest(e.0))?;
         let score = table.scorer.score(&req);
-        let (complexity, category) = table.routing_signal(&req, &score, Some(tenant));
+        let signal = table.routing_signal(&req, &score, Some(tenant));
+        let complexity = signal.complexity;
         let needs = select::Needs {
-            category,
+            category: signal.category,
             ..needs(&req, score.input_tokens)
         };
         let policy = tenant.policy.as_deref();
@@ -190,6 +194,7 @@ impl Plan {
             score,
             complexity,
             auto,
+            router_features: signal.features.filter(|_| auto),
             max_tokens: req.max_tokens,
             ranked,
             taken: 0,

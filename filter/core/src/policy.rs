@@ -83,6 +83,25 @@ pub struct Policy {
     /// How the answer cache treats this tenant's requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CachePolicy>,
+    /// What the control plane may keep to learn this tenant's routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<LearningPolicy>,
+}
+
+/// What per-tenant routing may learn from (control-plane/README.md,
+/// "Per-tenant routing").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LearningPolicy {
+    /// Every routed request's usage record carries the router's features of
+    /// it (hashed n-grams, never text), so `POST /v1/feedback` on it can
+    /// teach this tenant's router.
+    #[serde(default)]
+    pub feedback: bool,
+    /// Imported examples keep their request text (else only their
+    /// features), so they can be read again by a new router model.
+    #[serde(default)]
+    pub store_prompts: bool,
 }
 
 /// A tenant's answer-cache settings (filter/README.md, "Cache").
@@ -122,6 +141,8 @@ pub struct Compiled {
     pub max_tier: Option<Tier>,
     aliases: HashMap<String, Target>,
     pub substitute_named_models: bool,
+    /// Usage records carry the router's features of the request.
+    pub learn_from_feedback: bool,
     /// Cache answers to non-deterministic requests too.
     pub cache_nondeterministic: bool,
     /// This tenant's cache entry lifetime, when it has its own.
@@ -172,6 +193,7 @@ impl Compiled {
             max_tier: p.max_tier.map(TierName::tier),
             aliases,
             substitute_named_models: p.substitute_named_models,
+            learn_from_feedback: p.learning.as_ref().is_some_and(|l| l.feedback),
             cache_nondeterministic: p.cache.as_ref().is_some_and(|c| c.nondeterministic),
             cache_ttl_ms: p.cache.as_ref().and_then(|c| c.ttl_ms),
         }

@@ -360,6 +360,17 @@ fn resolve<'k>(
     }
 }
 
+/// What routes one request ([`Table::routing_signal`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    pub complexity: f64,
+    pub category: Option<crate::classify::Category>,
+    /// The router's features of the request
+    /// ([`crate::tenant_router::encode_features`]), when its tenant's policy
+    /// learns from feedback.
+    pub features: Option<Vec<u8>>,
+}
+
 impl Table {
     pub fn compile(raw: RoutingTable) -> Result<Self, TableError> {
         let err = |s: String| Err(TableError(s));
@@ -578,31 +589,50 @@ impl Table {
     /// The complexity that routes `req` (scored `score`): the router model's
     /// when this table has one, the heuristic score's otherwise.
     pub fn complexity(&self, req: &ChatRequest<'_>, score: &Score) -> f64 {
-        self.routing_signal(req, score, None).0
+        self.routing_signal(req, score, None).complexity
     }
 
     /// The complexity that routes `req` and, when the router model
     /// predicted one, its task category. A tenant's own correction to the
     /// router model (`tenant`, when it has one fitted against this model)
-    /// is applied.
+    /// is applied; a tenant whose policy learns from feedback gets the
+    /// features the router read, for the request's usage record.
     pub fn routing_signal(
         &self,
         req: &ChatRequest<'_>,
         score: &Score,
         tenant: Option<&Account>,
-    ) -> (f64, Option<crate::classify::Category>) {
+    ) -> Signal {
         let Some(r) = &self.router else {
-            return (score.complexity, None);
+            return Signal {
+                complexity: score.complexity,
+                category: None,
+                features: None,
+            };
         };
-        let adjusted = tenant
+        let adjustment = tenant
             .and_then(|t| t.router.as_deref())
-            .filter(|a| a.model_version == r.model.version)
-            .and_then(|a| {
-                let f = crate::classify::features(&r.model.config, req, score);
-                a.predict(&r.model, &f)
-            });
-        let p = adjusted.unwrap_or_else(|| r.model.predict(req, score));
-        (p.complexity, Some(p.category))
+            .filter(|a| a.model_version == r.model.version);
+        let keep = tenant
+            .and_then(|t| t.policy.as_deref())
+            .is_some_and(|p| p.learn_from_feedback);
+        if adjustment.is_none() && !keep {
+            let p = r.model.predict(req, score);
+            return Signal {
+                complexity: p.complexity,
+                category: Some(p.category),
+                features: None,
+            };
+        }
+        let f = crate::classify::features(&r.model.config, req, score);
+        let p = adjustment
+            .and_then(|a| a.predict(&r.model, &f))
+            .unwrap_or_else(|| r.model.predict_raw(&r.model.raw_logits(&f)));
+        Signal {
+            complexity: p.complexity,
+            category: Some(p.category),
+            features: keep.then(|| crate::tenant_router::encode_features(r.model.version, &f)),
+        }
     }
 
     /// A model's quality for a task category (its general quality without

@@ -3,12 +3,16 @@
 //! for everybody, plus, for one tenant, per-feature adjustments of its
 //! logits.
 //!
-//! Work in progress on branch `tenant-router` (not yet wired into the
-//! table, the directory or the control plane). The shape chosen:
+//! The control plane fits it (control-plane/README.md, "Per-tenant
+//! routing") and ships it in the tenant's directory entry. The shape chosen:
 //!
 //! - Only sparse (n-gram) rows are adjusted, never the bias or the dense
 //!   features: 50 examples of one label would otherwise move every request
-//!   of the tenant, not the ones that look like them.
+//!   of the tenant, not the ones that look like them. Nor are the rows of
+//!   features common in the background (in more than 5 % of it: function
+//!   words, the commonest trigrams), for the same reason.
+//! - The background's target is the global model's own probabilities, not
+//!   its argmax: it only resists being moved.
 //! - The tenant's examples are fitted together with a background sample of
 //!   the global corpus (weight 1 each, the tenant's examples heavier), so a
 //!   word every request has is held where the global model put it; the
@@ -20,12 +24,15 @@
 
 use std::collections::HashMap;
 
-use crate::classify::{Category, Features, Model, OUTPUTS, Prediction, TIERS, Tier};
+use crate::classify::{Category, DENSE, Features, Model, OUTPUTS, Prediction, TIERS, Tier};
 
 const N_TIERS: usize = TIERS.len();
 const MAGIC: &[u8; 4] = b"APR1";
 /// The most rows an adjustment keeps (the largest by norm).
 pub const MAX_ROWS: usize = 4096;
+/// A feature in more than this share (%) of the background requests is
+/// common to everybody and never adjusted.
+const COMMON_PERCENT: usize = 5;
 
 /// One labelled request, read as the model reads it.
 #[derive(Debug, Clone)]
@@ -101,12 +108,39 @@ impl Adjustment {
     /// Fits the adjustment of `model` that best explains the tenant's
     /// examples together with the `background` ones.
     pub fn fit(model: &Model, tenant: &[Example], background: &[Example], o: FitOptions) -> Self {
-        let all: Vec<(&Example, [f32; OUTPUTS])> = tenant
-            .iter()
-            .chain(background)
-            .map(|e| (e, model.raw_logits(&e.features)))
-            .collect();
         let [t_tier, t_cat] = model.temperatures();
+        // Each example with the global model's logits; a background one
+        // also with the global model's own probabilities, which are its
+        // target: it starts with no gradient and only resists being moved
+        // (its argmax as a hard label would sharpen the model towards the
+        // commonest tier on the commonest words).
+        let all: Vec<(&Example, [f32; OUTPUTS], Option<[f32; OUTPUTS]>)> = tenant
+            .iter()
+            .map(|e| (e, model.raw_logits(&e.features), None))
+            .chain(background.iter().map(|e| {
+                let global = model.raw_logits(&e.features);
+                let mut p = [0.0f32; OUTPUTS];
+                let (pt, pc) = p.split_at_mut(N_TIERS);
+                let (lt, lc) = global.split_at(N_TIERS);
+                softmax_into(lt, t_tier, pt);
+                softmax_into(lc, t_cat, pc);
+                (e, global, Some(p))
+            }))
+            .collect();
+        // Features common in the background (function words, the
+        // commonest character trigrams) are everybody's: they get no row,
+        // or a tenant's examples would move every request that has them.
+        let mut df: HashMap<u32, usize> = HashMap::new();
+        for e in background {
+            let mut seen: Vec<u32> = e.features.buckets.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            for b in seen {
+                *df.entry(b).or_default() += 1;
+            }
+        }
+        let max_df = (background.len() * COMMON_PERCENT / 100).max(1);
+        let adjustable = |b: &u32| df.get(b).is_none_or(|&n| n <= max_df);
         let mut rows: HashMap<u32, [f32; OUTPUTS]> = HashMap::new();
         let mut order: Vec<usize> = (0..all.len()).collect();
         let mut state = o.seed.max(1);
@@ -114,7 +148,7 @@ impl Adjustment {
             shuffle(&mut order, &mut state);
             let lr = o.learning_rate / (1.0 + 0.1 * epoch as f32);
             for &i in &order {
-                let Some((e, global)) = all.get(i) else {
+                let Some((e, global, held)) = all.get(i) else {
                     continue;
                 };
                 let mut logits = *global;
@@ -130,22 +164,38 @@ impl Adjustment {
                 let (tier_logits, cat_logits) = logits.split_at(N_TIERS);
                 let (tier_grad, cat_grad) = grad.split_at_mut(N_TIERS);
                 softmax_into(tier_logits, t_tier, tier_grad);
-                if let Some(g) = tier_grad.get_mut(e.tier.index()) {
-                    *g -= 1.0;
+                softmax_into(cat_logits, t_cat, cat_grad);
+                match held {
+                    // Cross-entropy against the global model's probabilities.
+                    Some(p) => {
+                        for (g, t) in grad.iter_mut().zip(p) {
+                            *g -= t;
+                        }
+                    }
+                    // Against the example's labels; no category label: the
+                    // category head is not moved by it.
+                    None => {
+                        if let Some(g) = tier_grad.get_mut(e.tier.index()) {
+                            *g -= 1.0;
+                        }
+                        match e.category {
+                            Some(c) => {
+                                if let Some(g) = cat_grad.get_mut(c.index()) {
+                                    *g -= 1.0;
+                                }
+                            }
+                            None => cat_grad.iter_mut().for_each(|g| *g = 0.0),
+                        }
+                    }
                 }
+                let (tier_grad, cat_grad) = grad.split_at_mut(N_TIERS);
                 for g in tier_grad.iter_mut() {
                     *g *= e.weight / t_tier.max(1e-3);
                 }
-                if let Some(c) = e.category {
-                    softmax_into(cat_logits, t_cat, cat_grad);
-                    if let Some(g) = cat_grad.get_mut(c.index()) {
-                        *g -= 1.0;
-                    }
-                    for g in cat_grad.iter_mut() {
-                        *g *= e.weight / t_cat.max(1e-3);
-                    }
+                for g in cat_grad.iter_mut() {
+                    *g *= e.weight / t_cat.max(1e-3);
                 }
-                for &b in &e.features.buckets {
+                for &b in e.features.buckets.iter().filter(|b| adjustable(b)) {
                     let row = rows.entry(b).or_insert([0.0; OUTPUTS]);
                     for (w, g) in row.iter_mut().zip(grad) {
                         *w -= lr * (scale * g + o.l2 * *w);
@@ -261,12 +311,74 @@ impl Adjustment {
     }
 }
 
+const FEATURES_MAGIC: &[u8; 4] = b"APF1";
+/// The most sparse features one request gives (its windows are bounded);
+/// more in a stored blob is corruption.
+const MAX_FEATURE_BUCKETS: usize = 1 << 16;
+
+/// One request's features as a usage record or a stored example carries
+/// them, with the version of the model that read them: `"APF1" | u32
+/// model version | f32 scale | DENSE × f32 | u32 n | n × u32 bucket`.
+pub fn encode_features(model_version: u32, f: &Features) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + 4 * (DENSE + f.buckets.len()));
+    out.extend_from_slice(FEATURES_MAGIC);
+    out.extend_from_slice(&model_version.to_le_bytes());
+    out.extend_from_slice(&f.scale.to_le_bytes());
+    for d in &f.dense {
+        out.extend_from_slice(&d.to_le_bytes());
+    }
+    out.extend_from_slice(&(f.buckets.len() as u32).to_le_bytes());
+    for b in &f.buckets {
+        out.extend_from_slice(&b.to_le_bytes());
+    }
+    out
+}
+
+/// The model version and features of [`encode_features`]' bytes; anything
+/// malformed is refused.
+pub fn decode_features(bytes: &[u8]) -> Result<(u32, Features), DecodeError> {
+    let mut r = Cursor(bytes);
+    if r.take(4)? != FEATURES_MAGIC {
+        return Err(DecodeError("not request features"));
+    }
+    let version = r.u32()?;
+    let finite = |v: f32| {
+        v.is_finite()
+            .then_some(v)
+            .ok_or(DecodeError("a value that is not finite"))
+    };
+    let scale = finite(f32::from_bits(r.u32()?))?;
+    let mut dense = [0.0f32; DENSE];
+    for d in dense.iter_mut() {
+        *d = finite(f32::from_bits(r.u32()?))?;
+    }
+    let n = r.u32()? as usize;
+    if n > MAX_FEATURE_BUCKETS {
+        return Err(DecodeError("more features than a request gives"));
+    }
+    let mut buckets = Vec::with_capacity(n);
+    for _ in 0..n {
+        buckets.push(r.u32()?);
+    }
+    if !r.0.is_empty() {
+        return Err(DecodeError("trailing bytes"));
+    }
+    Ok((
+        version,
+        Features {
+            buckets,
+            dense,
+            scale,
+        },
+    ))
+}
+
 struct Cursor<'a>(&'a [u8]);
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.0.len() < n {
-            return Err(DecodeError("truncated adjustment"));
+            return Err(DecodeError("truncated"));
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;

@@ -86,6 +86,11 @@ pub struct UsageRecord {
     /// `reserved_nusd` does against its tenant's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_reserved_nusd: Option<u64>,
+    /// The router's features of an auto request (standard base64 of
+    /// `tenant_router::encode_features`), when its tenant's policy learns
+    /// from feedback: what `POST /v1/feedback` on it teaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router_features: Option<String>,
 }
 
 /// One upstream attempt that failed (429, 5xx, timeout, connection failure).
@@ -280,6 +285,7 @@ mod tests {
             reserved_nusd: None,
             virtual_key: None,
             key_reserved_nusd: None,
+            router_features: None,
         };
         let json = serde_json::to_string(&UsageBatch {
             records: vec![r.clone()],

@@ -203,6 +203,14 @@ pub fn usage_record(at: &str, r: &UsageRecord) -> Result<(), Invalid> {
     if let Some(id) = &r.virtual_key {
         virtual_key_id(&f("virtual_key"), id)?;
     }
+    // The most a request's features take in base64 (its sparse features
+    // are bounded by the router's windows; see tenant_router).
+    if r.router_features
+        .as_ref()
+        .is_some_and(|t| t.len() > 512 * 1024)
+    {
+        return invalid(&f("router_features"), "at most 512 KiB");
+    }
     for (i, a) in r.failed_attempts.iter().enumerate() {
         key_tag(
             &f(&format!("failed_attempts[{i}].key_tag")),

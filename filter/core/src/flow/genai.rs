@@ -228,6 +228,7 @@ mod tests {
             reserved_nusd: None,
             virtual_key: None,
             key_reserved_nusd: None,
+            router_features: None,
         }
     }
 

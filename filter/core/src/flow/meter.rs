@@ -239,6 +239,7 @@ impl Meter {
             reserved_nusd: None,
             virtual_key: None,
             key_reserved_nusd: None,
+            router_features: None,
         }
     }
 }

@@ -34,8 +34,8 @@ mod fake;
 mod tests;
 
 use crate::contract::{
-    CLIENT_USAGE_PATH, RATELIMIT_ERROR_DETAILS, RATELIMIT_OVER_LIMIT_DETAILS, RL_KEY_HEADER,
-    RL_TENANT_HEADER, TENANT_USAGE_PATH,
+    CLIENT_FEEDBACK_PATH, CLIENT_USAGE_PATH, RATELIMIT_ERROR_DETAILS, RATELIMIT_OVER_LIMIT_DETAILS,
+    RL_KEY_HEADER, RL_TENANT_HEADER, TENANT_FEEDBACK_PATH, TENANT_USAGE_PATH,
 };
 use std::rc::Rc;
 use std::sync::Arc;
@@ -98,6 +98,9 @@ struct RequestCtx {
     /// stands (its `x-ratelimit-*` headers).
     rate: Vec<ratelimit::Admitted>,
     standing: Option<crate::ratelimit::Standing>,
+    /// The router's features of an auto request whose tenant learns from
+    /// feedback, in standard base64, for its usage record.
+    router_features: Option<String>,
 }
 
 impl RequestCtx {
@@ -112,6 +115,7 @@ impl RequestCtx {
         record.reserved_nusd = self.reserved.tenant;
         record.key_reserved_nusd = self.reserved.key;
         record.virtual_key.clone_from(&self.key_id);
+        record.router_features.clone_from(&self.router_features);
     }
 }
 
@@ -189,6 +193,9 @@ enum Phase {
     /// An attempt was sent upstream; its answer is awaited or passing.
     Routed(Box<Routed>),
     PassThrough(Box<PassThrough>),
+    /// Sent on to the control plane (`GET /usage`, `POST /v1/feedback`):
+    /// its body streams on untouched, and it makes no usage record.
+    ToControlPlane,
     /// Answered by the filter; the routed state its usage record is made
     /// of, if it was routed.
     Replied(Option<Box<Routed>>),
@@ -226,6 +233,7 @@ impl Request {
                 key_limits: None,
                 rate: Vec::new(),
                 standing: None,
+                router_features: None,
             },
             phase: Phase::Headers,
         }
@@ -281,7 +289,7 @@ impl Request {
                 };
             }
             // Pass-through: the body streams on untouched.
-            Phase::PassThrough(_) => return Action::Continue,
+            Phase::PassThrough(_) | Phase::ToControlPlane => return Action::Continue,
             // Answered locally already, or nothing to do with a body.
             Phase::Replied(_) | Phase::Headers => return Action::Pause,
             Phase::Routed(_) => return Action::Continue,
@@ -708,6 +716,7 @@ impl Request {
             OllamaTags,
             OllamaVersion,
             Usage,
+            Feedback,
             Pass(ProviderIx),
         }
         let table = self.filter.table(host).ok_or(ApiError::NoTable)?;
@@ -722,6 +731,8 @@ impl Request {
             Kind::OllamaVersion
         } else if path == CLIENT_USAGE_PATH.as_bytes() {
             Kind::Usage
+        } else if path == CLIENT_FEEDBACK_PATH.as_bytes() {
+            Kind::Feedback
         } else if let Some(p) = pass_through_provider(&table, path) {
             Kind::Pass(p)
         } else {
@@ -730,7 +741,7 @@ impl Request {
             ));
         };
         match (&kind, method) {
-            (Kind::Route(_), Some(b"POST"))
+            (Kind::Route(_) | Kind::Feedback, Some(b"POST"))
             | (
                 Kind::Models | Kind::OllamaTags | Kind::OllamaVersion | Kind::Usage,
                 Some(b"GET" | b"HEAD"),
@@ -744,6 +755,11 @@ impl Request {
             }
             (Kind::Route(p), _) => {
                 return Err(ApiError::BadRequest(format!("{} takes POST", p.path())));
+            }
+            (Kind::Feedback, _) => {
+                return Err(ApiError::BadRequest(format!(
+                    "{CLIENT_FEEDBACK_PATH} takes POST"
+                )));
             }
         }
         if let Kind::OllamaVersion = kind {
@@ -790,6 +806,15 @@ impl Request {
                 self.own_usage(host, full_path, authorization.or(api_key).is_some())?;
                 Ok(Next::Passed)
             }
+            Kind::Feedback => {
+                if authorization.or(api_key).is_none() {
+                    return Err(ApiError::BadRequest(format!(
+                        "POST {CLIENT_FEEDBACK_PATH} needs your virtual key (Authorization: Bearer <key>)."
+                    )));
+                }
+                self.to_control_plane(host, TENANT_FEEDBACK_PATH);
+                Ok(Next::Passed)
+            }
             Kind::Pass(_) if !account.pass_through => Err(ApiError::PassThroughDisabled),
             Kind::Pass(provider) => {
                 // A JSON body is held (up to max_body_bytes) to check the
@@ -823,7 +848,12 @@ impl Request {
     /// `GET /usage?days=N`: sent on to the control plane with the client's
     /// virtual key, which the control plane checks again and answers for
     /// (contract: `TENANT_USAGE_PATH`). The tenant is already authenticated.
-    fn own_usage(&self, host: &impl Host, full_path: &[u8], keyed: bool) -> Result<(), ApiError> {
+    fn own_usage(
+        &mut self,
+        host: &impl Host,
+        full_path: &[u8],
+        keyed: bool,
+    ) -> Result<(), ApiError> {
         if !keyed {
             return Err(ApiError::BadRequest(
                 "GET /usage needs your virtual key (Authorization: Bearer <key>).".into(),
@@ -856,22 +886,26 @@ impl Request {
                 }
             }
         }
+        self.to_control_plane(host, &format!("{TENANT_USAGE_PATH}?days={days}"));
+        Ok(())
+    }
+
+    /// Sends the request on to `path` on the control plane's cluster, with
+    /// the client's own headers (its virtual key, which the control plane
+    /// checks again) and body.
+    fn to_control_plane(&mut self, host: &impl Host, path: &str) {
         let config = &self.filter.config;
         set_header(
             host,
             &config.cluster_header,
             Some(&config.control_plane_cluster),
         );
-        set_header(
-            host,
-            ":path",
-            Some(&format!("{TENANT_USAGE_PATH}?days={days}")),
-        );
+        set_header(host, ":path", Some(path));
         set_header(host, ":authority", Some("aipipe-control-plane"));
         if let Err(e) = host.clear_route_cache() {
             log::warn!("clear_route_cache failed: {e:?}");
         }
-        Ok(())
+        self.phase = Phase::ToControlPlane;
     }
 
     /// A whole JSON pass-through body: the catalog model it names, if any,
@@ -975,6 +1009,10 @@ impl Request {
             penalties.as_deref(),
             cache,
         )?;
+        if let Some(f) = plan.router_features.take() {
+            use base64::Engine as _;
+            self.ctx.router_features = Some(base64::engine::general_purpose::STANDARD.encode(f));
+        }
         self.count_rate(
             host,
             &account,

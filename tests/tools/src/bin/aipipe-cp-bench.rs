@@ -82,6 +82,7 @@ fn record(i: u64, tenant: u64, ts_ms: u64, rng: &mut Rng) -> UsageRecord {
         reserved_nusd: None,
         virtual_key: None,
         key_reserved_nusd: None,
+        router_features: None,
     }
 }
 

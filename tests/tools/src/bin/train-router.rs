@@ -12,6 +12,8 @@
 //! validation, folds by stem (`group`).
 //!
 //! `cargo run --release -p aipipe-tools --bin train-router [-- --out PATH]`
+//! (`--background-only` writes only the background sample a tenant's
+//! router correction is fitted against, `control-plane/data/router-background.jsonl`)
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -471,8 +473,62 @@ fn fit_temperature(logits: &[[f32; OUTPUTS]], rows: &[&Row], offsets: [f32; 2]) 
     [pick(0), pick(1)]
 }
 
+/// Every `BACKGROUND_EVERY`th train-split request (by a hash of its id),
+/// at most `BACKGROUND_MAX_BYTES` long: the sample of the global corpus a
+/// tenant's correction is fitted against (control-plane/README.md,
+/// "Per-tenant routing").
+const BACKGROUND_EVERY: u64 = 8;
+const BACKGROUND_MAX_BYTES: usize = 4096;
+
+/// Writes the background sample, one request JSON per line, sorted by id.
+fn write_background(out: &std::path::Path) -> Result<usize, String> {
+    let dir = aipipe_tests::repo_root().join("tests/fixtures/routing");
+    let mut picked: Vec<(String, String)> = Vec::new();
+    let mut files: Vec<_> = fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    for path in files {
+        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value =
+                serde_json::from_str(line).map_err(|e| format!("{}: {e}", path.display()))?;
+            let id = v["id"].as_str().unwrap_or("");
+            let body = v["request"].to_string();
+            if split_of(&v) == "train"
+                && fnv64(id.as_bytes()) % BACKGROUND_EVERY == 0
+                && body.len() <= BACKGROUND_MAX_BYTES
+            {
+                picked.push((id.to_owned(), body));
+            }
+        }
+    }
+    picked.sort();
+    let mut text = String::new();
+    for (_, body) in &picked {
+        text.push_str(body);
+        text.push('\n');
+    }
+    fs::write(out, text).map_err(|e| format!("{}: {e}", out.display()))?;
+    Ok(picked.len())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let background = aipipe_tests::repo_root().join("control-plane/data/router-background.jsonl");
+    match write_background(&background) {
+        Ok(n) => println!("wrote {} ({n} requests)", background.display()),
+        Err(e) => {
+            eprintln!("train-router: {e}");
+            std::process::exit(1);
+        }
+    }
+    if args.iter().any(|a| a == "--background-only") {
+        return;
+    }
     let out = args
         .iter()
         .position(|a| a == "--out")
