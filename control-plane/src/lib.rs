@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod db;
 pub mod envoys;
 pub mod error;
+pub mod evals;
 pub mod ingest;
 pub mod internal;
 pub mod metrics;
@@ -58,6 +59,8 @@ pub struct Inner {
     /// How long raw usage records are kept (ms; 0: forever): stats round
     /// window edges older than that to the hour.
     usage_kept_ms: std::sync::atomic::AtomicU64,
+    /// Runs evals through the gateway (`--gateway-url`).
+    pub evals: evals::Runner,
 }
 
 impl std::ops::Deref for AppState {
@@ -89,6 +92,7 @@ impl AppState {
             stopping: tokio::sync::watch::Sender::new(false),
             admin_throttle,
             usage_kept_ms: std::sync::atomic::AtomicU64::new(0),
+            evals: evals::Runner::default(),
         }))
     }
 
@@ -193,6 +197,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     if let Some(url) = &settings.budget_webhook_url {
         alerts::check_url(url)?;
     }
+    evals::run::check_url(&settings.gateway_url)?;
     if let Some(dir) = settings.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
@@ -203,6 +208,17 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         admin::throttle::Throttle::new(settings.admin_failures_per_minute),
     );
     check_master_key(&state).await?;
+    state.evals.set_gateway_url(&settings.gateway_url);
+    let interrupted = db
+        .fail_interrupted_evals()
+        .await
+        .map_err(|e| e.to_string())?;
+    if interrupted > 0 {
+        tracing::warn!(
+            evals = interrupted,
+            "evals left running by the last process marked failed"
+        );
+    }
     let adopted = adopt_env_keys(&state, |v| std::env::var(v).ok())
         .await
         .map_err(|e| e.to_string())?;

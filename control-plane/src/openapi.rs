@@ -11,7 +11,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
 
 use crate::admin::{
-    budgets, catalog, explain, import, keys, limits, ops, penalties, policy, tenants, usage,
+    budgets, catalog, evals, explain, import, keys, limits, ops, penalties, policy, tenants, usage,
 };
 use crate::error::ErrorBody;
 
@@ -47,6 +47,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("put", "/admin/tenants/{id}/policy"),
     ("get", "/admin/tenants/{id}/policy"),
     ("delete", "/admin/tenants/{id}/policy"),
+    ("post", "/admin/evals"),
+    ("get", "/admin/evals/{id}"),
+    ("post", "/admin/evals/{id}/apply"),
+    ("get", "/admin/tenants/{id}/evals"),
+    ("get", "/admin/tenants/{id}/evals/{eval_id}"),
     ("get", "/admin/usage"),
     ("get", "/admin/stats"),
     ("get", "/admin/stats/series"),
@@ -253,6 +258,11 @@ impl Modify for AdminSecret {
         policy::put_policy,
         policy::get_policy,
         policy::delete_policy,
+        evals::create_eval,
+        evals::get_eval,
+        evals::apply_eval,
+        evals::list_evals,
+        evals::get_tenant_eval,
         usage::all_usage,
         usage::adjust_cost,
         budgets::put_default,
