@@ -92,7 +92,7 @@ pub struct TaskResult {
     pub error: bool,
     /// The gateway's status, when it answered.
     pub status: Option<u16>,
-    /// The model call's latency, when it was answered.
+    /// The model call's latency, when the model named answered.
     pub latency_ms: Option<f64>,
     /// Why it failed or erred.
     pub detail: Option<String>,
@@ -237,14 +237,13 @@ fn one(
     }
     if a.model.as_deref() != Some(model.as_str()) {
         let by = a.model.as_deref().unwrap_or("an unnamed model");
-        let mut r = errored(
+        // Another model's latency: not this one's.
+        return errored(
             task,
             model,
             Some(200),
             format!("answered by {by}, not {model} (failover)"),
         );
-        r.latency_ms = Some(a.latency_ms);
-        return r;
     }
     let verdict = match &task.check {
         Check::Judge(criterion) => judge(agent, url, key, suite, task, criterion, &a.text),
@@ -369,11 +368,7 @@ pub fn summarise(models: &[String], results: &[TaskResult]) -> Vec<Summary> {
             }
             let tasks = rs.len() as u32;
             let passed = rs.iter().filter(|r| r.passed).count() as u32;
-            let mut lat: Vec<f64> = rs
-                .iter()
-                .filter(|r| r.status == Some(200))
-                .filter_map(|r| r.latency_ms)
-                .collect();
+            let mut lat: Vec<f64> = rs.iter().filter_map(|r| r.latency_ms).collect();
             lat.sort_by(f64::total_cmp);
             out.push(Summary {
                 model: model.clone(),
