@@ -370,7 +370,8 @@ mod tests {
 
     #[test]
     fn every_bad_field_is_named() {
-        let cases: Vec<(Box<dyn Fn(&mut Value)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut Value)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|v| v["models"] = json!([])), "models: 1-8"),
             (
                 Box::new(|v| v["models"] = json!(["gpt-99"])),
