@@ -2,7 +2,9 @@
 //! the control plane sends each task through Envoy with the filter (the
 //! tenant's virtual key, its own provider keys) to the mock providers, told
 //! which answers to give: `gpt-4o-mini` solves the tenant's coding tasks and
-//! fails its math, `claude-sonnet-4-5` the reverse. Applied, the scores move
+//! fails its math, `claude-sonnet-4-5` the reverse, and a judge model
+//! (`gpt-4o`, asked through the gateway too) passes only one model's polite
+//! refusal. Applied, the scores move
 //! that tenant's `auto` routing — a hard coding request goes to
 //! `gpt-4o-mini`, a hard proof stays with `claude-sonnet-4-5` — and leave
 //! every other tenant's as it was.
@@ -103,7 +105,14 @@ fn an_applied_eval_moves_the_tenants_auto_routing_and_no_one_elses() {
         "What is 17 * 3? Reply with the number only.",
         "What is 40 + 2? Reply as JSON {\"answer\": n}.",
     );
+    // The judge (gpt-4o) passes the polite refusal and nothing else; its
+    // rules come first, as its prompt quotes the task.
+    let decline = "Decline a meeting invitation politely.";
     mock.answers(json!([
+        {"model": "gpt-4o", "contains": "Answer:\nI am sorry, I must decline", "answer": "PASS"},
+        {"model": "gpt-4o", "contains": "Reply PASS or FAIL", "answer": "FAIL"},
+        {"provider": "openai", "contains": "Decline a meeting", "answer": "I am sorry, I must decline."},
+        {"provider": "anthropic", "contains": "Decline a meeting", "answer": "No."},
         {"provider": "openai", "contains": "add(a, b)", "answer": "def add(a, b):\n    return a + b"},
         {"provider": "anthropic", "contains": "add(a, b)", "answer": "I would rather not."},
         {"provider": "openai", "contains": "reverses a string", "answer": "s[::-1]"},
@@ -115,7 +124,7 @@ fn an_applied_eval_moves_the_tenants_auto_routing_and_no_one_elses() {
     ]));
     mock.clear_received();
     let suite = json!({
-        "tenant_id": "acme", "virtual_key": key, "apply": true,
+        "tenant_id": "acme", "virtual_key": key, "apply": true, "judge_model": "gpt-4o",
         "models": ["gpt-4o-mini", "claude-sonnet-4-5"],
         "tasks": [
             task("add", "coding", add, json!({"regex": "def add\\(a, b\\):\\s+return a \\+ b"})),
@@ -124,6 +133,7 @@ fn an_applied_eval_moves_the_tenants_auto_routing_and_no_one_elses() {
             task("json-sum", "math_reasoning", json_sum, json!({"json_schema": {
                 "type": "object", "required": ["answer"],
                 "properties": {"answer": {"type": "integer", "const": 42}}}})),
+            task("decline", "chat", decline, json!({"judge": "politely declines"})),
         ]
     });
     let r = cp.admin("POST", "/admin/evals", Some(&suite));
@@ -150,16 +160,28 @@ fn an_applied_eval_moves_the_tenants_auto_routing_and_no_one_elses() {
     assert_eq!(score("gpt-4o-mini", "math_reasoning"), 0.0, "{e}");
     assert_eq!(score("claude-sonnet-4-5", "coding"), 0.0, "{e}");
     assert_eq!(score("claude-sonnet-4-5", "math_reasoning"), 1.0, "{e}");
+    assert_eq!(
+        score("gpt-4o-mini", "chat"),
+        1.0,
+        "the judge said PASS: {e}"
+    );
+    assert_eq!(
+        score("claude-sonnet-4-5", "chat"),
+        0.0,
+        "the judge said FAIL: {e}"
+    );
     for s in e["summary"].as_array().unwrap() {
         assert!(s["p50_latency_ms"].as_f64().unwrap() > 0.0, "{s}");
         assert_eq!(s["errors"], 0, "{s}");
     }
     assert!(e["applied_ms"].is_u64(), "{e}");
 
-    // It went through Envoy: each call reached its provider with acme's
-    // own key for it, by name.
+    // It went through Envoy: each call (the judge's too) reached its
+    // provider with acme's own key for it.
     let received = mock.received();
-    assert_eq!(received.len(), 8, "4 tasks × 2 models");
+    assert_eq!(received.len(), 12, "5 tasks × 2 models, and 2 judge calls");
+    let judged = received.iter().filter(|r| r["model"] == "gpt-4o").count();
+    assert_eq!(judged, 2, "the judge model, by name");
     for r in &received {
         let auth = r["authorization"]
             .as_str()

@@ -143,6 +143,9 @@ impl Runner {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(CALL_TIMEOUT))
             .http_status_as_error(false)
+            // The gateway is called directly, whatever HTTP_PROXY says: the
+            // virtual key goes to it and nowhere else.
+            .proxy(None)
             .build()
             .into();
         let url = format!("{}/v1/chat/completions", self.gateway_url());
