@@ -306,6 +306,8 @@ async fn an_eval_scores_models_per_category_and_applies_them_to_the_tenants_rout
         p["category_quality"]["gpt-4o-mini"]["math_reasoning"], 1.0,
         "{p}"
     );
+    // Nothing else set: named models still fail over as without a policy.
+    assert_eq!(p.as_object().unwrap().len(), 1, "{p}");
     let (_, after, _) = admin(
         &h,
         Method::POST,

@@ -54,8 +54,8 @@ pub struct AutoAlias {
     pub max_tier: Option<TierName>,
 }
 
-/// The wire form.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The wire form. Its `Default` is the empty policy, `{}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Only these models (catalog ids); empty = every model.
@@ -90,6 +90,25 @@ pub struct Policy {
     /// How the answer cache treats this tenant's requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CachePolicy>,
+}
+
+impl Default for Policy {
+    /// What `{}` parses to: no restriction, and named models may fail over
+    /// to others (`substitute_named_models` is true unless said otherwise).
+    fn default() -> Self {
+        Self {
+            allow_models: Vec::new(),
+            deny_models: Vec::new(),
+            allow_providers: Vec::new(),
+            pin: None,
+            quality: BTreeMap::new(),
+            category_quality: BTreeMap::new(),
+            max_tier: None,
+            aliases: BTreeMap::new(),
+            substitute_named_models: true,
+            cache: None,
+        }
+    }
 }
 
 /// A tenant's answer-cache settings (filter/README.md, "Cache").
@@ -518,6 +537,11 @@ mod tests {
         );
         assert!(c.cache_nondeterministic);
         assert_eq!(c.cache_ttl_ms, Some(1000));
+        assert_eq!(
+            Policy::default(),
+            policy("{}"),
+            "the default is the empty policy"
+        );
         let none = Compiled::compile(&policy("{}"), &t);
         assert!(!none.cache_nondeterministic);
         assert_eq!(none.cache_ttl_ms, None);
