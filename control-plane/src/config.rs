@@ -67,6 +67,11 @@ pub struct Settings {
     #[arg(long, env = "AIPIPE_USAGE_RETENTION_DAYS", default_value_t = 90)]
     pub usage_retention_days: u32,
 
+    /// The gateway (Envoy's listener, http://) evals send their tasks
+    /// through (control-plane/README.md, "Evals").
+    #[arg(long, env = "AIPIPE_GATEWAY_URL", default_value = crate::evals::run::DEFAULT_GATEWAY_URL)]
+    pub gateway_url: String,
+
     /// Instead of serving: a one-off command on the database.
     #[command(subcommand)]
     pub command: Option<Command>,

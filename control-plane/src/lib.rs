@@ -16,6 +16,7 @@ pub mod dashboard;
 pub mod db;
 pub mod envoys;
 pub mod error;
+pub mod evals;
 pub mod ingest;
 pub mod internal;
 pub mod learning;
@@ -61,6 +62,8 @@ pub struct Inner {
     usage_kept_ms: std::sync::atomic::AtomicU64,
     /// Per-tenant router refits.
     pub learner: learning::Learner,
+    /// Runs evals through the gateway (`--gateway-url`).
+    pub evals: evals::Runner,
 }
 
 impl std::ops::Deref for AppState {
@@ -93,6 +96,7 @@ impl AppState {
             admin_throttle,
             usage_kept_ms: std::sync::atomic::AtomicU64::new(0),
             learner: learning::Learner::default(),
+            evals: evals::Runner::default(),
         }))
     }
 
@@ -197,6 +201,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     if let Some(url) = &settings.budget_webhook_url {
         alerts::check_url(url)?;
     }
+    evals::run::check_url(&settings.gateway_url)?;
     if let Some(dir) = settings.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
@@ -207,6 +212,17 @@ pub async fn run(settings: Settings) -> Result<(), String> {
         admin::throttle::Throttle::new(settings.admin_failures_per_minute),
     );
     check_master_key(&state).await?;
+    state.evals.set_gateway_url(&settings.gateway_url);
+    let interrupted = db
+        .fail_interrupted_evals()
+        .await
+        .map_err(|e| e.to_string())?;
+    if interrupted > 0 {
+        tracing::warn!(
+            evals = interrupted,
+            "evals left running by the last process marked failed"
+        );
+    }
     let adopted = adopt_env_keys(&state, |v| std::env::var(v).ok())
         .await
         .map_err(|e| e.to_string())?;

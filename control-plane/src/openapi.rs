@@ -11,8 +11,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
 
 use crate::admin::{
-    budgets, catalog, explain, import, keys, learning, limits, ops, penalties, policy, tenants,
-    usage,
+    budgets, catalog, evals, explain, import, keys, learning, limits, ops, penalties, policy,
+    tenants, usage,
 };
 use crate::error::ErrorBody;
 
@@ -51,6 +51,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/admin/tenants/{id}/routing"),
     ("post", "/admin/tenants/{id}/routing/examples"),
     ("delete", "/admin/tenants/{id}/routing/examples"),
+    ("post", "/admin/evals"),
+    ("get", "/admin/evals/{id}"),
+    ("post", "/admin/evals/{id}/apply"),
+    ("get", "/admin/tenants/{id}/evals"),
+    ("get", "/admin/tenants/{id}/evals/{eval_id}"),
     ("get", "/admin/usage"),
     ("get", "/admin/stats"),
     ("get", "/admin/stats/series"),
@@ -260,6 +265,11 @@ impl Modify for AdminSecret {
         learning::get_routing,
         learning::post_examples,
         learning::delete_examples,
+        evals::create_eval,
+        evals::get_eval,
+        evals::apply_eval,
+        evals::list_evals,
+        evals::get_tenant_eval,
         usage::all_usage,
         usage::adjust_cost,
         budgets::put_default,

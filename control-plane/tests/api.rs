@@ -1196,7 +1196,7 @@ async fn openapi_lists_every_route() {
     for (method, path) in aipipe_control_plane::openapi::ROUTES {
         assert!(v["paths"][path][method].is_object(), "{method} {path}");
     }
-    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 49);
+    assert_eq!(aipipe_control_plane::openapi::ROUTES.len(), 54);
 }
 
 #[tokio::test]

@@ -384,6 +384,17 @@ impl Mock {
         assert_eq!(r.status, 200, "setting a mock fault failed: {}", r.text());
     }
 
+    /// Scripted answers (`POST /_mock/answers`, tests/README.md).
+    pub fn answers(&self, rules: serde_json::Value) {
+        let r = request(
+            "POST",
+            &self.url("/_mock/answers"),
+            &[("content-type", "application/json")],
+            Some(rules.to_string().as_bytes()),
+        );
+        assert_eq!(r.status, 200, "setting mock answers failed: {}", r.text());
+    }
+
     pub fn clear_faults(&self) {
         request("DELETE", &self.url("/_mock/faults"), &[], None);
     }

@@ -1,5 +1,5 @@
 //! The admin API (operators): tenants, provider keys, virtual keys, the model
-//! catalog, penalties, route explanations and stats, plus /healthz and /metrics. Every
+//! catalog, penalties, route explanations, evals and stats, plus /healthz and /metrics. Every
 //! /admin route is behind `X-Admin-Secret`. Handlers are thin: take the body
 //! through [`JsonBody`](crate::body::JsonBody), validate, call `db` (or a
 //! domain service), shape the answer; one file per resource. Nothing here
@@ -7,6 +7,7 @@
 
 pub(crate) mod budgets;
 pub(crate) mod catalog;
+pub(crate) mod evals;
 pub(crate) mod explain;
 pub(crate) mod import;
 pub(crate) mod keys;
@@ -104,6 +105,17 @@ pub fn app(state: AppState) -> Router {
             post(learning::post_examples)
                 .delete(learning::delete_examples)
                 .layer(learning::body_limit()),
+        )
+        .route(
+            "/admin/evals",
+            post(evals::create_eval).layer(evals::body_limit()),
+        )
+        .route("/admin/evals/{id}", get(evals::get_eval))
+        .route("/admin/evals/{id}/apply", post(evals::apply_eval))
+        .route("/admin/tenants/{id}/evals", get(evals::list_evals))
+        .route(
+            "/admin/tenants/{id}/evals/{eval_id}",
+            get(evals::get_tenant_eval),
         )
         .route("/admin/usage", get(usage::all_usage))
         .route("/admin/stats", get(usage::stats_scoped))

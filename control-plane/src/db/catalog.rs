@@ -1,5 +1,6 @@
 //! The model catalog.
 
+use aipipe_core::policy::Policy;
 use aipipe_core::table::Model;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -122,6 +123,37 @@ impl Db {
                 record_change(tx, Change::Tenant(&tenant))?;
             }
             Ok(n > 0)
+        })
+        .await
+    }
+
+    /// Changes a tenant's policy in one transaction: `change` gets the stored
+    /// policy (None without one), returns the new one — validated, or Err
+    /// to write nothing. None when the tenant does not exist.
+    pub async fn update_policy<F>(&self, tenant: String, change: F) -> Result<Option<Policy>>
+    where
+        F: FnOnce(Option<Policy>) -> Result<Policy> + Send + 'static,
+    {
+        self.write(move |tx| {
+            let stored: Option<Option<String>> = tx
+                .query_row("SELECT policy FROM tenants WHERE id = ?1", [&tenant], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(stored) = stored else {
+                return Ok(None);
+            };
+            let current = match stored {
+                Some(json) => Some(serde_json::from_str::<Policy>(&json)?),
+                None => None,
+            };
+            let policy = change(current)?;
+            tx.execute(
+                "UPDATE tenants SET policy = ?2 WHERE id = ?1",
+                rusqlite::params![tenant, serde_json::to_string(&policy)?],
+            )?;
+            record_change(tx, Change::Tenant(&tenant))?;
+            Ok(Some(policy))
         })
         .await
     }

@@ -453,6 +453,27 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ) WITHOUT ROWID;
     "#,
     ),
+    (
+        15,
+        "tenant evals",
+        r#"
+    -- A tenant's evals (db/evals.rs, control-plane/README.md "Evals"): the
+    -- request without its virtual key, and the results once finished.
+    CREATE TABLE evals (
+        id TEXT PRIMARY KEY,
+        tenant TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+        status TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        spec TEXT NOT NULL,
+        results TEXT,
+        error TEXT,
+        applied_ms INTEGER,
+        apply_error TEXT
+    );
+    CREATE INDEX evals_by_tenant ON evals(tenant, created_ms);
+    "#,
+    ),
 ];
 
 /// A database from before per-task quality: each default model whose stored

@@ -1,7 +1,8 @@
 //! A tenant's routing policy (control-plane/README.md, "Policy"): which
 //! models and providers it may use, a pinned model, its own quality
-//! figures, a cap on how far `auto` goes up the tiers, aliases, and whether
-//! a named model may fail over to another one.
+//! figures (general and per task category), a cap on how far `auto` goes
+//! up the tiers, aliases, and whether a named model may fail over to
+//! another one.
 //!
 //! [`Policy`] is the wire form (the control plane validates it strictly and
 //! ships it in the tenant's directory entry); [`Compiled`] is it resolved
@@ -14,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::classify::{FRONTIER_FROM, MID_FROM, Tier};
+use crate::classify::{CATEGORIES, Category, FRONTIER_FROM, MID_FROM, Tier};
 use crate::table::{ModelIx, Table};
 
 /// The most bytes of policy JSON a tenant may have.
@@ -53,8 +54,8 @@ pub struct AutoAlias {
     pub max_tier: Option<TierName>,
 }
 
-/// The wire form.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// The wire form. Its `Default` is the empty policy, `{}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// Only these models (catalog ids); empty = every model.
@@ -71,6 +72,12 @@ pub struct Policy {
     /// This tenant's quality figure of a model, in (0, 1].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub quality: BTreeMap<String, f64>,
+    /// This tenant's quality figure of a model for a task category
+    /// (`classify::Category` names), in (0, 1] — what its own evals measured
+    /// (control-plane/README.md, "Evals"). Wins over `quality` for requests
+    /// the router puts in that category.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub category_quality: BTreeMap<String, BTreeMap<String, f64>>,
     /// `auto` never goes above this tier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tier: Option<TierName>,
@@ -102,6 +109,26 @@ pub struct LearningPolicy {
     /// features), so they can be read again by a new router model.
     #[serde(default)]
     pub store_prompts: bool,
+}
+
+impl Default for Policy {
+    /// What `{}` parses to: no restriction, and named models may fail over
+    /// to others (`substitute_named_models` is true unless said otherwise).
+    fn default() -> Self {
+        Self {
+            allow_models: Vec::new(),
+            deny_models: Vec::new(),
+            allow_providers: Vec::new(),
+            pin: None,
+            quality: BTreeMap::new(),
+            category_quality: BTreeMap::new(),
+            max_tier: None,
+            aliases: BTreeMap::new(),
+            substitute_named_models: true,
+            cache: None,
+            learning: None,
+        }
+    }
 }
 
 /// A tenant's answer-cache settings (filter/README.md, "Cache").
@@ -138,6 +165,10 @@ pub struct Compiled {
     pub pin: Option<ModelIx>,
     /// Per model index: the tenant's own quality figure.
     quality: Vec<Option<f64>>,
+    /// Per model index and category (`Category::index`): the tenant's own
+    /// figure for that task. Empty when the policy has none, so a policy
+    /// without them costs nothing per model.
+    category_quality: Vec<[Option<f64>; CATEGORIES.len()]>,
     pub max_tier: Option<Tier>,
     aliases: HashMap<String, Target>,
     pub substitute_named_models: bool,
@@ -169,6 +200,21 @@ impl Compiled {
                 *slot = Some(*q);
             }
         }
+        let mut category_quality = Vec::new();
+        if !p.category_quality.is_empty() {
+            category_quality = vec![[None; CATEGORIES.len()]; n];
+            for (m, by_category) in &p.category_quality {
+                let Some(row) = ix(m).and_then(|i| category_quality.get_mut(i.0)) else {
+                    continue;
+                };
+                for (c, q) in by_category {
+                    if let Some(slot) = Category::from_name(c).and_then(|c| row.get_mut(c.index()))
+                    {
+                        *slot = Some(*q);
+                    }
+                }
+            }
+        }
         let aliases = p
             .aliases
             .iter()
@@ -190,6 +236,7 @@ impl Compiled {
                 .filter(|i| allowed.get(i.0) == Some(&true)),
             allowed,
             quality,
+            category_quality,
             max_tier: p.max_tier.map(TierName::tier),
             aliases,
             substitute_named_models: p.substitute_named_models,
@@ -205,6 +252,21 @@ impl Compiled {
 
     pub fn quality(&self, m: ModelIx) -> Option<f64> {
         self.quality.get(m.0).copied().flatten()
+    }
+
+    /// The tenant's figure for a model on a request of `category`: its
+    /// figure for that category, else its general one; None when it has
+    /// neither (the table's figures apply).
+    pub fn quality_for(&self, m: ModelIx, category: Option<Category>) -> Option<f64> {
+        category
+            .and_then(|c| {
+                self.category_quality
+                    .get(m.0)?
+                    .get(c.index())
+                    .copied()
+                    .flatten()
+            })
+            .or_else(|| self.quality(m))
     }
 
     pub fn alias(&self, name: &str) -> Option<Target> {
@@ -284,6 +346,24 @@ pub fn validate(p: &Policy, table: &Table) -> Result<(), String> {
             return Err(format!("quality.{m}: must be in (0, 1], got {q}"));
         }
     }
+    for (m, by_category) in &p.category_quality {
+        if !known(m) {
+            return Err(format!("category_quality: unknown model {m:?}"));
+        }
+        for (c, q) in by_category {
+            if Category::from_name(c).is_none() {
+                return Err(format!(
+                    "category_quality.{m}: unknown category {c:?} (one of {})",
+                    CATEGORIES.map(Category::name).join(", ")
+                ));
+            }
+            if !(q.is_finite() && *q > 0.0 && *q <= 1.0) {
+                return Err(format!(
+                    "category_quality.{m}.{c}: must be in (0, 1], got {q}"
+                ));
+            }
+        }
+    }
     if p.aliases.len() > 64 {
         return Err("aliases: at most 64".into());
     }
@@ -324,6 +404,7 @@ pub fn names(p: &Policy) -> Vec<&str> {
         .chain(&p.deny_models)
         .chain(p.pin.iter())
         .chain(p.quality.keys())
+        .chain(p.category_quality.keys())
         .map(String::as_str)
         .collect();
     v.extend(p.aliases.values().filter_map(|a| match a {
@@ -380,6 +461,49 @@ mod tests {
         );
     }
 
+    /// The tenant's figure for the request's category wins over its general
+    /// figure, which wins over nothing; a model or category the table no
+    /// longer knows is left out when compiling, never an error.
+    #[test]
+    fn category_quality_compiles_per_model_and_category() {
+        let t = table();
+        let p = policy(
+            r#"{"quality": {"gpt-4o": 0.4},
+                "category_quality": {"gpt-4o": {"coding": 0.9, "chat": 0.2},
+                                     "gpt-4o-mini": {"math_reasoning": 0.3}}}"#,
+        );
+        validate(&p, &t).unwrap();
+        let c = Compiled::compile(&p, &t);
+        let ix = |m: &str| t.resolve_model(m).unwrap();
+        let (gpt4o, mini) = (ix("gpt-4o"), ix("gpt-4o-mini"));
+        assert_eq!(c.quality_for(gpt4o, Some(Category::Coding)), Some(0.9));
+        assert_eq!(c.quality_for(gpt4o, Some(Category::Chat)), Some(0.2));
+        assert_eq!(c.quality_for(gpt4o, Some(Category::Translation)), Some(0.4));
+        assert_eq!(c.quality_for(gpt4o, None), Some(0.4));
+        assert_eq!(
+            c.quality_for(mini, Some(Category::MathReasoning)),
+            Some(0.3)
+        );
+        assert_eq!(c.quality_for(mini, Some(Category::Coding)), None);
+        assert_eq!(c.quality_for(mini, None), None);
+        assert!(
+            names(&p).contains(&"gpt-4o-mini"),
+            "named: cannot be deleted"
+        );
+
+        // Compiling is lenient (the catalog may have changed since).
+        let stale =
+            policy(r#"{"category_quality": {"gone": {"coding": 0.5}, "gpt-4o": {"poetry": 0.5}}}"#);
+        let c = Compiled::compile(&stale, &t);
+        assert_eq!(c.quality_for(gpt4o, Some(Category::Coding)), None);
+        // Without per-category figures nothing is kept per model.
+        assert!(
+            Compiled::compile(&policy("{}"), &t)
+                .category_quality
+                .is_empty()
+        );
+    }
+
     #[test]
     fn validation_names_the_field() {
         let t = table();
@@ -405,6 +529,22 @@ mod tests {
                 r#"{"aliases": {"fast": "gpt-99"}}"#,
                 "aliases.fast: unknown",
             ),
+            (
+                r#"{"category_quality": {"gpt-99": {"coding": 0.5}}}"#,
+                "category_quality: unknown model \"gpt-99\"",
+            ),
+            (
+                r#"{"category_quality": {"gpt-4o": {"poetry": 0.5}}}"#,
+                "category_quality.gpt-4o: unknown category \"poetry\"",
+            ),
+            (
+                r#"{"category_quality": {"gpt-4o": {"coding": 0}}}"#,
+                "category_quality.gpt-4o.coding: must be in (0, 1]",
+            ),
+            (
+                r#"{"category_quality": {"gpt-4o": {"coding": 1.01}}}"#,
+                "category_quality.gpt-4o.coding: must be in (0, 1]",
+            ),
             (r#"{"cache": {"ttl_ms": 0}}"#, "cache.ttl_ms"),
             (r#"{"cache": {"ttl_ms": 604800001}}"#, "cache.ttl_ms"),
         ] {
@@ -420,6 +560,11 @@ mod tests {
         );
         assert!(c.cache_nondeterministic);
         assert_eq!(c.cache_ttl_ms, Some(1000));
+        assert_eq!(
+            Policy::default(),
+            policy("{}"),
+            "the default is the empty policy"
+        );
         let none = Compiled::compile(&policy("{}"), &t);
         assert!(!none.cache_nondeterministic);
         assert_eq!(none.cache_ttl_ms, None);

@@ -134,9 +134,10 @@ pub struct ExplainedCandidate {
     pub provider: String,
     pub raw_cost_usd: f64,
     pub adjusted_cost: f64,
-    /// The quality it was ranked with: the tenant policy's figure for it,
-    /// else its figure for the predicted task category, else its general
-    /// one.
+    /// The quality it was ranked with (`select::quality`): the tenant
+    /// policy's figure for it and the predicted task category, else the
+    /// policy's general figure, else the model's figure for the category,
+    /// else its general one.
     pub quality: f64,
     /// The model's penalty for everybody (provider trouble: 5xx, timeouts).
     pub penalty: f64,
@@ -212,9 +213,7 @@ pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanati
                 provider: m.provider.clone(),
                 raw_cost_usd: c.raw_cost,
                 adjusted_cost: c.adjusted_cost,
-                quality: policy
-                    .and_then(|p| p.quality(c.model))
-                    .unwrap_or_else(|| table.quality(c.model, needs.category)),
+                quality: select::quality(table, policy, c.model, needs.category),
                 penalty: m.penalty,
                 key_penalty: table.key_penalty(c.model, tenant),
             })

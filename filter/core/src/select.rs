@@ -85,6 +85,21 @@ pub fn quality_divisor(table: &Table, quality: f64, complexity: f64) -> f64 {
     quality.powf(s.quality_exponent * (complexity - s.complexity_knee).max(0.0))
 }
 
+/// The quality a model is ranked with for a request of `category`, most
+/// specific first: the tenant policy's figure for that category, the
+/// policy's general figure, the table's figure for that category, the
+/// table's general figure.
+pub fn quality(
+    table: &Table,
+    policy: Option<&crate::policy::Compiled>,
+    model: ModelIx,
+    category: Option<crate::classify::Category>,
+) -> f64 {
+    policy
+        .and_then(|p| p.quality_for(model, category))
+        .unwrap_or_else(|| table.quality(model, category))
+}
+
 /// Every candidate for this tenant and request, best first.
 pub fn rank(
     table: &Table,
@@ -134,13 +149,7 @@ pub fn rank_with(
             Some(&l) => crate::penalty::effective(l, m.penalty),
             None => m.penalty,
         };
-        // The tenant's own quality figure, where its policy has one; else
-        // the model's for the request's task category.
-        let quality = tenant
-            .policy
-            .as_ref()
-            .and_then(|p| p.quality(i))
-            .unwrap_or_else(|| table.quality(i, needs.category));
+        let quality = quality(table, tenant.policy.as_deref(), i, needs.category);
         let adjusted = raw / quality_divisor(table, quality, complexity) * (1.0 + penalty);
         out.push(Candidate {
             model: i,
@@ -297,6 +306,59 @@ mod tests {
         assert_eq!(at(Some(crate::classify::Category::Coding)), "gpt-4o-mini");
         assert_ne!(at(Some(crate::classify::Category::Chat)), "gpt-4o-mini");
         assert_ne!(at(None), "gpt-4o-mini");
+    }
+
+    /// Quality precedence: the tenant's figure for the category, the
+    /// tenant's general figure, the table's figure for the category, the
+    /// table's general figure — and it moves the choice.
+    #[test]
+    fn a_tenants_category_quality_wins_and_ranks() {
+        use crate::classify::Category;
+        let t = table_with_keys(&["openai", "anthropic"]);
+        let ix = |m: &str| t.resolve_model(m).unwrap();
+        let (mini, sonnet) = (ix("gpt-4o-mini"), ix("claude-sonnet-4-5"));
+        let p: crate::policy::Policy = serde_json::from_str(
+            r#"{"quality": {"gpt-4o-mini": 0.5},
+                "category_quality": {"gpt-4o-mini": {"coding": 1.0},
+                                     "claude-sonnet-4-5": {"coding": 0.05}}}"#,
+        )
+        .unwrap();
+        crate::policy::validate(&p, &t).unwrap();
+        let c = crate::policy::Compiled::compile(&p, &t);
+        let coding = Some(Category::Coding);
+        assert_eq!(quality(&t, Some(&c), mini, coding), 1.0);
+        assert_eq!(quality(&t, Some(&c), mini, Some(Category::Chat)), 0.5);
+        assert_eq!(quality(&t, Some(&c), mini, None), 0.5);
+        let table_coding = t.quality(sonnet, coding);
+        assert_ne!(table_coding, t.quality(sonnet, None));
+        assert_eq!(quality(&t, None, sonnet, coding), table_coding);
+        assert_eq!(
+            quality(&t, Some(&c), sonnet, Some(Category::Chat)),
+            t.quality(sonnet, Some(Category::Chat))
+        );
+        assert_eq!(quality(&t, None, sonnet, None), t.quality(sonnet, None));
+
+        // Hard coding requests go to the model the tenant rates best at
+        // coding; its other hard requests are ranked as before.
+        let p: crate::policy::Policy =
+            serde_json::from_str(r#"{"category_quality": {"gpt-4o-mini": {"coding": 1.0}}}"#)
+                .unwrap();
+        let c = crate::policy::Compiled::compile(&p, &t);
+        let tenant = Account::clone(&t.accounts()[0]).with_policy(Some(std::sync::Arc::new(c)));
+        let needs = |category| Needs {
+            input_tokens: 500,
+            category,
+            ..Needs::default()
+        };
+        let best = |category| {
+            let top = rank(&t, &tenant, &needs(category), 0.85).unwrap()[0];
+            t.models[top.model.0].id.clone()
+        };
+        assert_eq!(best(coding), "gpt-4o-mini");
+        assert_eq!(choice(&t, &needs(coding), 0.85), "claude-sonnet-4-5");
+        let math = Some(Category::MathReasoning);
+        assert_eq!(best(math), choice(&t, &needs(math), 0.85));
+        assert_ne!(best(math), "gpt-4o-mini");
     }
 
     #[test]

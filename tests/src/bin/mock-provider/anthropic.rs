@@ -13,7 +13,7 @@
 //! are not permitted"). Each failure is a 400 `invalid_request_error` whose
 //! message starts with the offending field's path (`messages.1.content.0.text: …`).
 //!
-//! Answer: the same text as the OpenAI path (`Mock answer from
+//! Answer: the same text as the OpenAI path (a scripted answer, else `Mock answer from
 //! anthropic/<model>: …`, capped by `max_tokens`), `stop_reason` `end_turn`
 //! — or `stop_sequence` when one of `stop_sequences` occurs in it (the text
 //! is cut before it), or `max_tokens` when even the shortest answer exceeds
@@ -243,6 +243,8 @@ pub struct MessagesRequest {
     pub stop_sequences: Vec<String>,
     pub tokens: InputTokens,
     pub tool_call: Option<ToolCall>,
+    /// A scripted answer ([`crate::answers`]), set after parsing.
+    pub answer: Option<String>,
 }
 
 fn json_type(value: &Value) -> &'static str {
@@ -403,6 +405,7 @@ impl MessagesRequest {
                 cache_read,
             },
             tool_call,
+            answer: None,
         })
     }
 }
@@ -944,6 +947,7 @@ fn text_answer(request: &MessagesRequest) -> Content {
         reasoning_effort: None,
         reasoning_split: false,
         tool_call: None,
+        answer: request.answer.clone(),
     };
     let mut text = Answer::new("anthropic", &chat).content;
     let first_stop = request
@@ -999,6 +1003,7 @@ pub fn fast_message() -> serde_json::Result<Bytes> {
             ..InputTokens::default()
         },
         tool_call: None,
+        answer: None,
     };
     Reply::new(&request, 0).message_json().map(Bytes::from)
 }
@@ -1031,6 +1036,7 @@ pub fn respond(
     body: Option<&Value>,
     plan: Plan,
     id: u64,
+    answer: Option<String>,
 ) -> (Response, Option<Value>) {
     let request_id = format!("req_mock_{id}");
     if let Some(status) = plan.fault {
@@ -1051,10 +1057,11 @@ pub fn respond(
         let error = AnthropicError::invalid_request("anthropic-version: header is required".into());
         return (error.into_response(&request_id), None);
     }
-    let request = match MessagesRequest::from_json(body) {
+    let mut request = match MessagesRequest::from_json(body) {
         Ok(request) => request,
         Err(e) => return (e.into_response(&request_id), None),
     };
+    request.answer = answer;
     let mut reply = Reply::new(&request, id);
     reply.unreadable_usage = plan.unreadable_usage;
     let response = match request.stream {
@@ -1284,14 +1291,14 @@ mod tests {
     #[test]
     fn headers_are_checked_before_the_body() {
         let mut headers = HeaderMap::new();
-        let (none, sent) = respond(&headers, None, Plan::default(), 1);
+        let (none, sent) = respond(&headers, None, Plan::default(), 1, None);
         assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(sent, None);
         headers.insert(API_KEY_HEADER, HeaderValue::from_static("sk-ant-test"));
-        let (no_version, _) = respond(&headers, Some(&hello()), Plan::default(), 1);
+        let (no_version, _) = respond(&headers, Some(&hello()), Plan::default(), 1, None);
         assert_eq!(no_version.status(), StatusCode::BAD_REQUEST);
         headers.insert(VERSION_HEADER, HeaderValue::from_static("2023-06-01"));
-        let (ok, sent) = respond(&headers, Some(&hello()), Plan::default(), 1);
+        let (ok, sent) = respond(&headers, Some(&hello()), Plan::default(), 1, None);
         assert_eq!(ok.status(), StatusCode::OK);
         assert_eq!(ok.headers()[REQUEST_ID_HEADER], "req_mock_1");
         assert!(sent.unwrap()["input_tokens"].is_u64());
@@ -1299,7 +1306,7 @@ mod tests {
             fault: StatusCode::from_u16(529).ok(),
             ..Plan::default()
         };
-        let (fault, sent) = respond(&headers, Some(&hello()), fault, 2);
+        let (fault, sent) = respond(&headers, Some(&hello()), fault, 2, None);
         assert_eq!(fault.status().as_u16(), 529);
         assert_eq!(sent, None);
     }

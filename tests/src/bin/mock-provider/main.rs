@@ -14,11 +14,14 @@
 //! - Anthropic also speaks its native Messages API at `/v1/messages`
 //!   ([`anthropic`]): its headers, errors, usage and SSE events.
 //! - `/_mock/health`, `/_mock/received` (what was forwarded, and the usage
-//!   each answer carried) and `/_mock/faults` (error statuses, delays, slow
-//!   streams, unreadable usage) drive the tests.
+//!   each answer carried), `/_mock/faults` (error statuses, delays, slow
+//!   streams, unreadable usage) and `/_mock/answers` (what an answer says,
+//!   by provider, model and the last user message: [`answers`]) drive the
+//!   tests.
 //! - `--fast` answers every chat request with one precomputed completion and
 //!   records nothing: benchmarks measure the proxy, not the mock.
 
+mod answers;
 mod anthropic;
 mod compat;
 mod faults;
@@ -59,6 +62,8 @@ const USAGE: &str = "usage: mock-provider --listen 127.0.0.1:PORT [--fast] [--th
 /// Larger provider request bodies get a 413.
 const MAX_BODY_BYTES: usize = 64 << 20;
 const MAX_CONTROL_BODY_BYTES: usize = 64 << 10;
+/// Scripted answers come in suites: a larger body than other controls.
+const MAX_ANSWERS_BODY_BYTES: usize = 4 << 20;
 /// How long in-flight requests may finish after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
@@ -158,6 +163,7 @@ struct App {
     fast: Option<Fast>,
     received: Received,
     faults: Faults,
+    answers: answers::Answers,
     next_id: AtomicU64,
 }
 
@@ -173,6 +179,7 @@ async fn run(options: Options) -> Result<(), String> {
         fast,
         received: Received::default(),
         faults: Faults::default(),
+        answers: answers::Answers::default(),
         next_id: AtomicU64::new(1),
     });
     let listener = tokio::net::TcpListener::bind(options.listen)
@@ -283,11 +290,31 @@ async fn control(app: &App, method: &str, endpoint: &str, body: Body) -> Respons
             }
         }
         ("faults", "GET") => faults_response(app),
+        ("answers", "POST") => {
+            let body = match read_body(body, MAX_ANSWERS_BODY_BYTES).await {
+                Ok(body) => body,
+                Err(e) => return e.into_response(),
+            };
+            let added = serde_json::from_slice::<Vec<answers::AnswerRule>>(&body)
+                .map_err(|e| e.to_string())
+                .and_then(|rules| app.answers.add(rules));
+            match added {
+                Ok(()) => answers_response(app),
+                Err(e) => {
+                    ApiError::invalid_request(format!("Invalid answers: {e}")).into_response()
+                }
+            }
+        }
+        ("answers", "GET") => answers_response(app),
+        ("answers", "DELETE") => {
+            app.answers.clear();
+            StatusCode::NO_CONTENT.into_response()
+        }
         ("faults", "DELETE") => {
             app.faults.clear();
             StatusCode::NO_CONTENT.into_response()
         }
-        ("health" | "received" | "faults", _) => ApiError::new(
+        ("health" | "received" | "faults" | "answers", _) => ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "invalid_request_error",
             format!("{method} is not allowed on /_mock/{endpoint}"),
@@ -295,6 +322,13 @@ async fn control(app: &App, method: &str, endpoint: &str, body: Body) -> Respons
         .into_response(),
         _ => ApiError::not_found(format!("Unknown control endpoint /_mock/{endpoint}"))
             .into_response(),
+    }
+}
+
+fn answers_response(app: &App) -> Response {
+    match serde_json::to_vec(&app.answers.list()) {
+        Ok(json) => json_response(StatusCode::OK, json),
+        Err(e) => ApiError::internal(&e).into_response(),
     }
 }
 
@@ -358,8 +392,11 @@ async fn provider_request(app: &App, parts: &Parts, body: Body) -> Response {
     if !plan.delay.is_zero() {
         tokio::time::sleep(plan.delay).await;
     }
+    let answer = app.answers.find(provider, json.as_ref());
     let (response, sent_usage) = match dialect {
-        Dialect::OpenAiChat => openai_chat(app, provider, &parts.headers, json.as_ref(), plan),
+        Dialect::OpenAiChat => {
+            openai_chat(app, provider, &parts.headers, json.as_ref(), plan, answer)
+        }
         Dialect::AnthropicMessages => {
             let id = app.next_id.fetch_add(1, Ordering::Relaxed);
             let plan = anthropic::Plan {
@@ -367,7 +404,7 @@ async fn provider_request(app: &App, parts: &Parts, body: Body) -> Response {
                 gap: plan.chunk_delay,
                 unreadable_usage: plan.unreadable_usage,
             };
-            anthropic::respond(&parts.headers, json.as_ref(), plan, id)
+            anthropic::respond(&parts.headers, json.as_ref(), plan, id, answer)
         }
     };
     if let Some(usage) = sent_usage {
@@ -397,8 +434,12 @@ fn openai_chat(
     headers: &HeaderMap,
     json: Option<&Value>,
     plan: Plan,
+    answer: Option<String>,
 ) -> (Response, Option<Value>) {
-    let chat = ChatRequest::from_json(json);
+    let chat = ChatRequest::from_json(json).map(|mut c| {
+        c.answer = answer;
+        c
+    });
     if let Some(status) = plan.status {
         let model = chat
             .as_ref()

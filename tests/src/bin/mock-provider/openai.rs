@@ -11,7 +11,8 @@
 //! Each provider's own usage object and quirks come from its [`Flavor`]
 //! ([`crate::compat`]); [`Reply::new`] is plain OpenAI.
 //!
-//! Answer: `Mock answer from <provider>/<model>:` and filler words, 4 + one
+//! Answer: a scripted answer when one matches ([`crate::answers`]), else
+//! `Mock answer from <provider>/<model>:` and filler words, 4 + one
 //! per 4 prompt tokens (at most 200), fewer if `max_completion_tokens` (else
 //! `max_tokens`) would be exceeded; the header and one filler word are always
 //! said, so a tiny cap (under ~12) can be exceeded. The answer is chosen to fit,
@@ -89,6 +90,9 @@ pub struct ChatRequest {
     pub reasoning_split: bool,
     /// The function the answer calls, if the request asks for one.
     pub tool_call: Option<ToolCall>,
+    /// What the answer says instead of the filler: a scripted answer
+    /// ([`crate::answers`]), set after parsing.
+    pub answer: Option<String>,
 }
 
 impl ChatRequest {
@@ -140,6 +144,7 @@ impl ChatRequest {
                 .map(str::to_owned),
             reasoning_split: obj.get("reasoning_split").and_then(Value::as_bool) == Some(true),
             tool_call,
+            answer: None,
         })
     }
 }
@@ -343,7 +348,10 @@ impl Answer {
                     .saturating_add(tokens_for_chars(call.arguments.chars().count())),
             ),
             None => {
-                let content = text_answer(provider, request);
+                let content = match &request.answer {
+                    Some(scripted) => scripted.clone(),
+                    None => text_answer(provider, request),
+                };
                 let tokens = tokens_for_chars(content.chars().count());
                 (content, tokens)
             }
@@ -795,6 +803,7 @@ pub fn fast_completion() -> serde_json::Result<Bytes> {
         reasoning_effort: None,
         reasoning_split: false,
         tool_call: None,
+        answer: None,
     };
     Reply::new("mock", &request, 0)
         .completion_json()
