@@ -104,6 +104,10 @@ fn shuffle(order: &mut [usize], state: &mut u64) {
     }
 }
 
+/// An example as the fit holds it: with the global model's logits and, for
+/// a background one, the global model's probabilities (its target).
+type Fitted<'a> = (&'a Example, [f32; OUTPUTS], Option<[f32; OUTPUTS]>);
+
 impl Adjustment {
     /// Fits the adjustment of `model` that best explains the tenant's
     /// examples together with the `background` ones.
@@ -114,7 +118,7 @@ impl Adjustment {
         // target: it starts with no gradient and only resists being moved
         // (its argmax as a hard label would sharpen the model towards the
         // commonest tier on the commonest words).
-        let all: Vec<(&Example, [f32; OUTPUTS], Option<[f32; OUTPUTS]>)> = tenant
+        let all: Vec<Fitted<'_>> = tenant
             .iter()
             .map(|e| (e, model.raw_logits(&e.features), None))
             .chain(background.iter().map(|e| {

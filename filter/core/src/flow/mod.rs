@@ -812,7 +812,7 @@ impl Request {
                         "POST {CLIENT_FEEDBACK_PATH} needs your virtual key (Authorization: Bearer <key>)."
                     )));
                 }
-                self.to_control_plane(host, TENANT_FEEDBACK_PATH);
+                self.send_to_control_plane(host, TENANT_FEEDBACK_PATH);
                 Ok(Next::Passed)
             }
             Kind::Pass(_) if !account.pass_through => Err(ApiError::PassThroughDisabled),
@@ -886,14 +886,14 @@ impl Request {
                 }
             }
         }
-        self.to_control_plane(host, &format!("{TENANT_USAGE_PATH}?days={days}"));
+        self.send_to_control_plane(host, &format!("{TENANT_USAGE_PATH}?days={days}"));
         Ok(())
     }
 
     /// Sends the request on to `path` on the control plane's cluster, with
     /// the client's own headers (its virtual key, which the control plane
     /// checks again) and body.
-    fn to_control_plane(&mut self, host: &impl Host, path: &str) {
+    fn send_to_control_plane(&mut self, host: &impl Host, path: &str) {
         let config = &self.filter.config;
         set_header(
             host,
