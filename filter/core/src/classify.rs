@@ -1483,6 +1483,35 @@ mod tests {
         assert_eq!(hard.tier, Tier::Frontier, "{hard:?}");
     }
 
+    /// A tenant that learns from feedback is scored from the features the
+    /// router read (kept for its usage record): the same prediction as the
+    /// direct path's, so opting in changes no route.
+    #[test]
+    fn scoring_from_features_is_scoring_directly() {
+        let m = bundled().unwrap();
+        let scorer = Scorer::compile(&ScoringConfig::default()).unwrap();
+        for text in [
+            "hi",
+            "translate 'good morning' to Spanish",
+            "draft an NDA clause for a landlord",
+            "Prove by induction that every tree with n vertices has n-1 edges.",
+            &"log line: request served in 12 ms\n".repeat(400),
+        ] {
+            let b = body(text);
+            let req = ChatRequest::parse(b.as_bytes()).unwrap();
+            let score = scorer.score(&req);
+            let direct = m.predict(&req, &score);
+            let f = features(&m.config, &req, &score);
+            let via = m.predict_raw(&m.raw_logits(&f));
+            assert_eq!(
+                (direct.tier, direct.category),
+                (via.tier, via.category),
+                "{text}"
+            );
+            assert!((direct.complexity - via.complexity).abs() < 1e-6, "{text}");
+        }
+    }
+
     /// The value of concept `name` in the features of `text`.
     fn concept(text: &str, name: &str) -> f32 {
         let (b, s) = scored(text);
