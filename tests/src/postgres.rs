@@ -199,7 +199,14 @@ impl Postgres {
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+            ])
             .args(["-d", db, "-c", sql])
             .stdin(Stdio::null())
             .output();
@@ -253,7 +260,10 @@ mod tests {
         let started = Instant::now();
         let pg = Postgres::start();
         let url = pg.create_database("scratch");
-        assert_eq!(url, format!("postgres://postgres@127.0.0.1:{}/scratch", pg.port()));
+        assert_eq!(
+            url,
+            format!("postgres://postgres@127.0.0.1:{}/scratch", pg.port())
+        );
         assert_eq!(pg.psql("scratch", "SELECT 40 + 2").trim(), "42");
         let pid_file = pg.dir().join("data/postmaster.pid");
         let pid = fs::read_to_string(&pid_file).unwrap();
@@ -270,7 +280,10 @@ mod tests {
             })
             .collect();
         assert!(left.is_empty(), "server processes left: {left:?}");
-        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "postmaster {pid} still runs");
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "postmaster {pid} still runs"
+        );
         assert!(!dir.exists(), "{} is left", dir.display());
     }
 }
