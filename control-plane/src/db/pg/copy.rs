@@ -124,8 +124,9 @@ impl std::fmt::Display for Report {
         if self.partitions_made > 0 {
             let _ = writeln!(
                 out,
-                "({} day partitions of usage made)",
-                self.partitions_made
+                "({} day partitions made for {})",
+                self.partitions_made,
+                partitions::PARTITIONED.join(" and ")
             );
         }
         f.write_str(&out)

@@ -71,10 +71,15 @@ pub fn latest_version() -> i64 {
 /// [`SCHEMA_LOCK`]. Returns the versions applied.
 pub fn migrate(tx: &mut impl GenericClient) -> Result<Vec<i64>, postgres::Error> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-    )?;
+    let fresh: bool = tx
+        .query_one("SELECT to_regclass('schema_migrations') IS NULL", &[])?
+        .get(0);
+    if fresh {
+        tx.batch_execute(
+            "CREATE TABLE schema_migrations (
+                version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )?;
+    }
     let mut applied = Vec::new();
     for &(version, name, sql) in schema::MIGRATIONS {
         let done: bool = tx
