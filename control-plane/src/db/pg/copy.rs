@@ -619,77 +619,97 @@ pub fn run(from: &Path, to: &PostgresUrl) -> Result<Report, String> {
     }
     let expected = source.expected()?;
     let mut client = super::connect(to)?;
-    let target = to.to_string();
-    let mut run = || -> Result<Report, String> {
-        let mut tx = client.transaction().map_err(pg("starting a transaction"))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
-            .map_err(pg("locking the target"))?;
-        let tables = target_tables(&mut tx)?;
-        let outcome = if tables.is_empty() {
-            super::migrate(&mut tx).map_err(pg("creating the schema"))?;
-            Outcome::Copied
+    transfer(
+        &mut client,
+        &source,
+        &fingerprint,
+        &expected,
+        &to.to_string(),
+    )
+    .map_err(|e| to.scrub(&e))
+}
+
+/// Copies `source` into the target `client` is connected to, in one
+/// transaction: into an empty database, or over an untouched previous copy
+/// of the same source; nothing when that copy is current.
+fn transfer(
+    client: &mut postgres::Client,
+    source: &Source,
+    fingerprint: &str,
+    expected: &State,
+    target: &str,
+) -> Result<Report, String> {
+    let mut tx = client.transaction().map_err(pg("starting a transaction"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .map_err(pg("locking the target"))?;
+    let tables = target_tables(&mut tx)?;
+    let outcome = if tables.is_empty() {
+        super::migrate(&mut tx).map_err(pg("creating the schema"))?;
+        Outcome::Copied
+    } else {
+        let previous = if tables.iter().any(|t| t == "migrated_from") {
+            tx.query_opt(
+                "SELECT state FROM migrated_from WHERE source = $1",
+                &[&fingerprint],
+            )
+            .map_err(pg("reading migrated_from"))?
+            .map(|r| r.get::<_, String>(0))
         } else {
-            let previous = if tables.iter().any(|t| t == "migrated_from") {
-                tx.query_opt(
-                    "SELECT state FROM migrated_from WHERE source = $1",
-                    &[&fingerprint],
-                )
-                .map_err(pg("reading migrated_from"))?
-                .map(|r| r.get::<_, String>(0))
-            } else {
-                None
-            };
-            let Some(previous) = previous else {
-                let shown: Vec<&String> = tables.iter().take(5).collect();
-                return Err(format!(
-                    "refusing to migrate into {target}: it is not empty ({} tables, e.g. {shown:?}) \
-                     and holds no copy of {}; give an empty database",
-                    tables.len(),
-                    source.shown
-                ));
-            };
-            super::migrate(&mut tx).map_err(pg("upgrading the schema"))?;
-            let previous: State = serde_json::from_str(&previous)
-                .map_err(|e| format!("{target}: migrated_from.state is unreadable: {e}"))?;
-            let now = target_state(&mut tx)?;
-            if now != previous {
-                return Err(format!(
-                    "refusing to migrate into {target}: it holds a copy of {} that was written \
-                     to since (rows or revision differ from what the copy left), so it may be \
-                     in use; give an empty database",
-                    source.shown
-                ));
-            }
-            if previous == expected {
-                return Ok(Report {
-                    source: source.shown.clone(),
-                    target: target.clone(),
-                    outcome: Outcome::AlreadyCurrent,
-                    state: previous,
-                    partitions_made: 0,
-                });
-            }
-            let list = TABLES.join(", ");
-            tx.batch_execute(&format!("TRUNCATE {list} RESTART IDENTITY"))
-                .map_err(pg("emptying the previous copy"))?;
-            Outcome::Refreshed
+            None
         };
-        let made = copy_all(&source, &mut tx, &expected)?;
-        let state = serde_json::to_string(&expected).map_err(|e| e.to_string())?;
-        tx.execute(
-            "INSERT INTO migrated_from (source, state, copied_ms) VALUES ($1, $2, $3)
-             ON CONFLICT (source) DO UPDATE SET state = excluded.state, copied_ms = excluded.copied_ms",
-            &[&fingerprint, &state, &crate::db::to_i64(crate::db::now_ms())],
-        )
-        .map_err(pg("recording the copy"))?;
-        tx.commit().map_err(pg("committing the copy"))?;
-        Ok(Report {
-            source: source.shown.clone(),
-            target: target.clone(),
-            outcome,
-            state: expected.clone(),
-            partitions_made: made,
-        })
+        let Some(previous) = previous else {
+            let shown: Vec<&String> = tables.iter().take(5).collect();
+            return Err(format!(
+                "refusing to migrate into {target}: it is not empty ({} tables, e.g. {shown:?}) \
+                 and holds no copy of {}; give an empty database",
+                tables.len(),
+                source.shown
+            ));
+        };
+        super::migrate(&mut tx).map_err(pg("upgrading the schema"))?;
+        let previous: State = serde_json::from_str(&previous)
+            .map_err(|e| format!("{target}: migrated_from.state is unreadable: {e}"))?;
+        let now = target_state(&mut tx)?;
+        if now != previous {
+            return Err(format!(
+                "refusing to migrate into {target}: it holds a copy of {} that was written \
+                 to since (rows or revision differ from what the copy left), so it may be \
+                 in use; give an empty database",
+                source.shown
+            ));
+        }
+        if previous == *expected {
+            return Ok(Report {
+                source: source.shown.clone(),
+                target: target.to_owned(),
+                outcome: Outcome::AlreadyCurrent,
+                state: previous,
+                partitions_made: 0,
+            });
+        }
+        let list = TABLES.join(", ");
+        tx.batch_execute(&format!("TRUNCATE {list} RESTART IDENTITY"))
+            .map_err(pg("emptying the previous copy"))?;
+        Outcome::Refreshed
     };
-    run().map_err(|e| to.scrub(&e))
+    let made = copy_all(source, &mut tx, expected)?;
+    let state = serde_json::to_string(expected).map_err(|e| e.to_string())?;
+    tx.execute(
+        "INSERT INTO migrated_from (source, state, copied_ms) VALUES ($1, $2, $3)
+         ON CONFLICT (source) DO UPDATE SET state = excluded.state, copied_ms = excluded.copied_ms",
+        &[
+            &fingerprint,
+            &state,
+            &crate::db::to_i64(crate::db::now_ms()),
+        ],
+    )
+    .map_err(pg("recording the copy"))?;
+    tx.commit().map_err(pg("committing the copy"))?;
+    Ok(Report {
+        source: source.shown.clone(),
+        target: target.to_owned(),
+        outcome,
+        state: expected.clone(),
+        partitions_made: made,
+    })
 }
