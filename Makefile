@@ -66,6 +66,13 @@ $(SDKS): $(ENVOY)
 		{ apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
 	@touch $@
 
+# PostgreSQL from Debian: the tests of the PostgreSQL schema and `migrate`
+# start throwaway servers from its binaries (tests/src/postgres.rs).
+.postgresql.stamp:
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq postgresql; }
+	@touch $@
+
 tools: .wasm-target.stamp $(ENVOY)
 
 # The ways in (tests/tests/compose.rs, snippets.rs, istio.rs), project-local
@@ -127,14 +134,14 @@ lint: .wasm-target.stamp
 	$(CARGO) clippy -p aipipe-proxy-wasm --target wasm32-wasip1 -- -D warnings
 
 ## unit: every crate's tests that need no Envoy, natively (the request flow runs on a fake host)
-unit:
+unit: .postgresql.stamp
 	$(CARGO) test --workspace --exclude aipipe-tests
 	$(CARGO) test -p aipipe-tests --lib --bins
 
 # Real Envoy + the real filter + the mock provider server (this also checks
 # that every config in envoy/ passes `envoy --mode validate`).
 ## integration: the tests through real Envoy, the control plane and the mock providers
-integration: tools $(SDKS) ways-tools .chromium.stamp wasm native native-probe
+integration: tools $(SDKS) ways-tools .chromium.stamp .postgresql.stamp wasm native native-probe
 	$(CARGO) build -p aipipe-control-plane
 	AIPIPE_FILTER=wasm $(CARGO) test -p aipipe-tests
 	AIPIPE_FILTER=native $(CARGO) test -p aipipe-tests $(NATIVE_SUITE)
@@ -145,7 +152,7 @@ integration: tools $(SDKS) ways-tools .chromium.stamp wasm native native-probe
 # (--all-targets: there are no doc tests, and their empty "0 tests" sections
 # would otherwise be the run's last word.)
 ## test: everything CI runs: lint, the wasm build, unit and integration tests
-test: tools $(SDKS) ways-tools .chromium.stamp lint wasm native native-probe
+test: tools $(SDKS) ways-tools .chromium.stamp .postgresql.stamp lint wasm native native-probe
 	AIPIPE_FILTER=wasm $(CARGO) test --workspace --all-targets
 	AIPIPE_FILTER=native $(CARGO) test -p aipipe-tests $(NATIVE_SUITE)
 
@@ -218,4 +225,4 @@ fuzz: .cargo-fuzz.stamp
 
 clean:
 	$(CARGO) clean
-	rm -f .wasm-target.stamp .wrk.stamp .chromium.stamp
+	rm -f .wasm-target.stamp .wrk.stamp .chromium.stamp .postgresql.stamp

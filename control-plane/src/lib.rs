@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod internal;
 pub mod learning;
 pub mod metrics;
+pub mod migrate;
 pub mod openapi;
 pub mod penalty;
 pub mod routing;
@@ -197,15 +198,16 @@ pub async fn adopt_env_keys(
 /// Starts the service and runs until SIGTERM/SIGINT. `Err` is a message for
 /// the operator (missing secret, unusable database, address in use).
 pub async fn run(settings: Settings) -> Result<(), String> {
+    let path = settings.sqlite_path()?;
     let (secrets, generated) = settings.secrets()?;
     if let Some(url) = &settings.budget_webhook_url {
         alerts::check_url(url)?;
     }
     evals::run::check_url(&settings.gateway_url)?;
-    if let Some(dir) = settings.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
-    let db = Db::open_with(&settings.db, settings.penalty_decay_ms).map_err(|e| e.to_string())?;
+    let db = Db::open_with(&path, settings.penalty_decay_ms).map_err(|e| e.to_string())?;
     let state = AppState::with_throttle(
         db.clone(),
         &secrets,

@@ -1,7 +1,7 @@
 //! The `aipipe-control-plane` binary: settings from flags and environment,
 //! logs to stderr (stdout carries only the listening line and, in dev mode,
 //! the generated secrets), then `aipipe_control_plane::run` until SIGTERM;
-//! or a one-off command (`catalog import FILE`) and exit.
+//! or a one-off command (`catalog import FILE`, `migrate --from --to`) and exit.
 
 use clap::Parser;
 
@@ -14,6 +14,19 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    if let Some(aipipe_control_plane::config::Command::Migrate { from, to }) = &settings.command {
+        // The synchronous PostgreSQL client runs its own runtime: no tokio here.
+        return match aipipe_control_plane::migrate::run(&settings, from, to.as_ref()) {
+            Ok(report) => {
+                print!("{report}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("aipipe-control-plane: migrate: {message}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,10 +41,15 @@ fn main() -> std::process::ExitCode {
         aipipe_control_plane::config::CatalogCommand::Import { file, dry_run },
     )) = &settings.command
     {
+        let path = match settings.sqlite_path() {
+            Ok(path) => path,
+            Err(message) => {
+                eprintln!("aipipe-control-plane: catalog import: {message}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
         return match runtime.block_on(aipipe_control_plane::catalog_import::run(
-            &settings.db,
-            file,
-            *dry_run,
+            &path, file, *dry_run,
         )) {
             Ok(report) => {
                 print!("{report}");

@@ -9,6 +9,8 @@
 // with a message is its error handling.
 #![allow(clippy::panic)]
 
+pub mod postgres;
+
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;

@@ -476,6 +476,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// The schema version a database has after every migration of this build.
+pub(super) fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
 /// A database from before per-task quality: each default model whose stored
 /// row still has the default's general quality (the operator has not
 /// changed it) and no task figures gets the default's task figures; the

@@ -13,7 +13,8 @@
 //!
 //! One file per aggregate — `tenants`, `keys` (provider and virtual keys),
 //! `catalog`, `usage`, `penalties` — plus `changes` (the log and what the
-//! filters are sent from it) and `migrations`; this file holds the
+//! filters are sent from it) and `migrations`, and `pg`, the PostgreSQL
+//! engine's foundation (schema, partitions, `migrate`); this file holds the
 //! connections, the transaction helpers and the `meta` counters they share.
 
 mod alerts;
@@ -27,6 +28,7 @@ mod learning;
 mod limits;
 mod migrations;
 mod penalties;
+pub mod pg;
 mod rollups;
 mod scrape;
 mod tenants;

@@ -1,0 +1,112 @@
+//! The PostgreSQL engine's foundation (control-plane/README.md,
+//! "PostgreSQL"): connecting, the versioned schema, the change log's
+//! revision sequence, the day partitions of usage, and `migrate` (a SQLite
+//! database copied in). The engine that serves from it comes next: every
+//! `db/*.rs` function ported with the shape it has on SQLite (a closure over
+//! one transaction on a blocking thread), which is why the driver is the
+//! synchronous `postgres` crate.
+//!
+//! The synchronous client runs its own small runtime: call it from a
+//! blocking thread (`spawn_blocking`) or outside tokio, never from async code.
+
+pub mod copy;
+pub mod partitions;
+mod schema;
+
+use postgres::{Client, GenericClient, NoTls};
+
+use crate::config::PostgresUrl;
+
+/// Every migration runner and every `migrate` holds this advisory
+/// transaction lock, so two processes never apply the schema or copy at once.
+const SCHEMA_LOCK: i64 = 0x6169_7069_7065_0001; // "aipipe" 1
+
+/// A driver error as an operator reads it: the server's message with its
+/// detail and hint when it sent one (the `postgres` crate's own `Display`
+/// says only "db error").
+pub fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{}: {}", db.severity(), db.message());
+            if let Some(d) = db.detail() {
+                s.push_str(&format!(" ({d})"));
+            }
+            if let Some(h) = db.hint() {
+                s.push_str(&format!(" hint: {h}"));
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !s.contains(&text) {
+                    s.push_str(&format!(": {text}"));
+                }
+                source = cause.source();
+            }
+            s
+        }
+    }
+}
+
+/// Connects (plain TCP or a unix socket: TLS is not built in yet, and
+/// `config::parse_database_url` refuses `sslmode=require`). Errors name the
+/// URL without its password.
+pub fn connect(url: &PostgresUrl) -> Result<Client, String> {
+    let config = url.config()?;
+    config
+        .connect(NoTls)
+        .map_err(|e| url.scrub(&format!("connecting to {url}: {}", describe(&e))))
+}
+
+/// The latest schema version this build knows.
+pub fn latest_version() -> i64 {
+    schema::MIGRATIONS.last().map_or(0, |m| m.0)
+}
+
+/// Applies every migration the database has not had, in the caller's
+/// transaction (PostgreSQL's DDL is transactional: all or nothing), under
+/// [`SCHEMA_LOCK`]. Returns the versions applied.
+pub fn migrate(tx: &mut impl GenericClient) -> Result<Vec<i64>, postgres::Error> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])?;
+    let fresh: bool = tx
+        .query_one("SELECT to_regclass('schema_migrations') IS NULL", &[])?
+        .get(0);
+    if fresh {
+        tx.batch_execute(
+            "CREATE TABLE schema_migrations (
+                version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )?;
+    }
+    let mut applied = Vec::new();
+    for &(version, name, sql) in schema::MIGRATIONS {
+        let done: bool = tx
+            .query_one(
+                "SELECT EXISTS(SELECT 1 FROM schema_migrations WHERE version = $1)",
+                &[&version],
+            )?
+            .get(0);
+        if done {
+            continue;
+        }
+        tracing::info!(version, name, "applying PostgreSQL migration");
+        tx.batch_execute(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            &[&version, &name, &super::to_i64(super::now_ms())],
+        )?;
+        applied.push(version);
+    }
+    Ok(applied)
+}
+
+/// The change log's current revision: the last value `change_revision` gave
+/// (or was set to).
+pub fn revision(client: &mut impl GenericClient) -> Result<u64, postgres::Error> {
+    let v: i64 = client
+        .query_one("SELECT last_value FROM change_revision", &[])?
+        .get(0);
+    Ok(super::to_u64(v))
+}
