@@ -245,7 +245,11 @@ fn train(rows: &[&Row], h: Hyper) -> Weights {
     };
     let mut order: Vec<usize> = (0..rows.len()).collect();
     let mut rng = Rng(SEED ^ 0x9e37_79b9_7f4a_7c15);
-    for _ in 0..h.epochs {
+    // --average: the mean of the weights after each epoch of the second half.
+    let average = std::env::args().any(|a| a == "--average");
+    let mut sum: Option<Weights> = None;
+    let mut summed = 0usize;
+    for epoch in 0..h.epochs {
         rng.shuffle(&mut order);
         for &i in &order {
             let r = rows[i];
@@ -327,6 +331,30 @@ fn train(rows: &[&Row], h: Hyper) -> Weights {
                 update(&mut w.dense, &mut g2_dense, d * OUTPUTS, *x, h.l2 * h.l2_dense);
             }
         }
+        if average && 2 * (epoch + 1) > h.epochs {
+            summed += 1;
+            match sum.as_mut() {
+                None => sum = Some(w.clone()),
+                Some(s) => {
+                    for (a, b) in s.bias.iter_mut().zip(&w.bias) {
+                        *a += b;
+                    }
+                    for (a, b) in s.dense.iter_mut().zip(&w.dense) {
+                        *a += b;
+                    }
+                    for (a, b) in s.sparse.iter_mut().zip(&w.sparse) {
+                        *a += b;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(mut s) = sum {
+        let k = summed as f32;
+        for v in s.bias.iter_mut().chain(&mut s.dense).chain(&mut s.sparse) {
+            *v /= k;
+        }
+        return s;
     }
     w
 }
