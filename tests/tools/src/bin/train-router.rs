@@ -328,7 +328,13 @@ fn train(rows: &[&Row], h: Hyper) -> Weights {
                 if *x == 0.0 {
                     continue;
                 }
-                update(&mut w.dense, &mut g2_dense, d * OUTPUTS, *x, h.l2 * h.l2_dense);
+                update(
+                    &mut w.dense,
+                    &mut g2_dense,
+                    d * OUTPUTS,
+                    *x,
+                    h.l2 * h.l2_dense,
+                );
             }
         }
         if average && 2 * (epoch + 1) > h.epochs {
