@@ -540,7 +540,7 @@ fn write_background(out: &std::path::Path) -> Result<usize, String> {
             let id = v["id"].as_str().unwrap_or("");
             let body = v["request"].to_string();
             if split_of(&v) == "train"
-                && fnv64(id.as_bytes()) % BACKGROUND_EVERY == 0
+                && fnv64(id.as_bytes()).is_multiple_of(BACKGROUND_EVERY)
                 && body.len() <= BACKGROUND_MAX_BYTES
             {
                 picked.push((id.to_owned(), body));
