@@ -13,7 +13,7 @@
 
 /// (concept, patterns). Order is the feature order.
 #[rustfmt::skip]
-pub const CONCEPTS: [(&str, &[&str]); 22] = [
+pub const CONCEPTS: [(&str, &[&str]); 25] = [
     ("greeting", &[
         "hello", "hi ", "hi!", "hey$", "good morning", "good night", "thanks", "thank you", "thx", "cheers",
         "hola", "gracias", "buenos d", "salut", "bonjour", "merci", "hallo", "danke", "guten ",
@@ -43,6 +43,12 @@ pub const CONCEPTS: [(&str, &[&str]); 22] = [
         "poesia", "racconto", "verhaal", "стих", "рассказ", "сказк", "诗", "故事", "詩", "物語",
         "시를", "이야기", "कविता", "कहानी", "قصيدة", "قصة", "şiir", "hikaye", "wiersz",
         "opowiadani", "bài thơ", "câu chuyện",
+        // short pieces people ask for: captions, toasts, congratulations, names
+        "caption", "toast$", "blurb", "nickname", "name for", "names for", "riddle", "pun$", "puns$",
+        "verse", "ode$", "ballad", "dialogue", "monologue", "screenplay", "fairy tale", "bedtime",
+        "congratulat", "greeting card", "product description", "felicit", "glückwunsch", "gruß",
+        "filastrocca", "auguri", "parabéns", "поздрав", "тост$", "俳句", "短歌", "祝福", "贺词",
+        "お祝い", "축하", "تهنئة", "tebrik", "życzeni", "chúc mừng",
     ]),
     ("code$", &[
         "function", "implement", "code$", "script", "class ", "method", "refactor", "unit test",
@@ -97,6 +103,10 @@ pub const CONCEPTS: [(&str, &[&str]); 22] = [
         "sequence", "series$", "converge", "real number", "rational$", "rationals$", "irrational", "triangle",
         "geometry", "combinator", "permutation", "expected value", "variance", "bayes", "limit$",
         "x^", "n^", "^0", "≤", "≥", "∑", "∫", "√", "mod ",
+        "square root", "times$", "divided by", "multipl", "percent", "% of", "calculat", "factorial",
+        "fraction", "arithmetic", "raíz cuadrada", "racine carrée", "quadratwurzel", "radice quadrata",
+        "calcula", "berechne", "calcola", "вычисли", "посчитай", "корень", "计算", "平方根", "計算",
+        "제곱근", "계산", "गणना", "احسب", "hesapla", "oblicz", "tính",
         "entero", "primo", "ecuación", "probabilidad", "entier", "premier", "équation",
         "probabilité", "ganze zahl", "primzahl", "gleichung", "wahrscheinlich", "intero",
         "equazione", "probabilit", "inteiro", "equação", "целое", "простое", "уравнени",
@@ -192,6 +202,40 @@ pub const CONCEPTS: [(&str, &[&str]); 22] = [
         "join$", "index$", "log$", "logs$", "metrics", "dashboard", "report$", "tabla", "tableau",
         "tabelle", "tabella", "tabela", "таблиц", "表格", "数据", "データ", "데이터", "표",
         "तालिका", "جدول", "tablo", "dane$", "bảng",
+    ]),
+    // A language named: the target of a translation ("put this in Hindi",
+    // "what's 'cheers' in Portuguese?") or the language a text is in.
+    ("language", &[
+        "english", "french", "german", "spanish", "italian", "portuguese", "dutch", "russian",
+        "chinese", "mandarin", "cantonese", "japanese", "korean", "hindi", "arabic", "turkish",
+        "polish", "vietnamese", "swedish", "norwegian", "danish", "finnish", "greek", "hebrew",
+        "ukrainian", "czech", "indonesian", "thai$", "latin$", "how do you say", "how do i say",
+        "inglés", "francés", "alemán", "español", "portugués", "japonés", "anglais", "français",
+        "allemand", "espagnol", "japonais", "chinois", "englisch", "französisch", "deutsch",
+        "spanisch", "italienisch", "japanisch", "inglese", "francese", "tedesco", "spagnolo",
+        "giapponese", "inglês", "francês", "alemão", "espanhol", "engels", "duits", "spaans",
+        "английск", "французск", "немецк", "испанск", "японск", "китайск", "русск", "英语", "英文",
+        "法语", "德语", "日语", "中文", "英語", "日本語", "中国語", "フランス語", "ドイツ語", "영어",
+        "한국어", "일본어", "중국어", "अंग्रेज़ी", "अंग्रेजी", "हिंदी", "الإنجليزية", "الانجليزية",
+        "العربية", "الفرنسية", "ingilizce", "türkçe", "almanca", "angielski", "polski",
+        "niemiecki", "tiếng anh", "tiếng việt",
+    ]),
+    // Everyday advice: tips, ideas, what to do — small talk's practical side.
+    ("advice", &[
+        "tips", "advice", "ways to", "ideas for", "any ideas", "suggest", "how should i",
+        "what should i", "how can i", "how do i", "what can i", "help me", "is it worth",
+        "consejo", "ideas para", "conseil", "astuce", "tipps", "ratschl", "consigli", "dicas",
+        "tips voor", "совет", "建议", "怎么办", "アドバイス", "コツ", "조언", "팁", "सलाह", "نصائح",
+        "öneri", "porad", "lời khuyên",
+    ]),
+    // Several parts asked at once or a thorough pass: steps, cases, tests.
+    ("multipart", &[
+        "step by step", "step-by-step", "walk me through", "edge case", "with tests", "and tests",
+        "unit tests", "each of", "for each", "both ", "as well as", "and then", "and also",
+        "first ", "second", "third", "including", "cover ", "trade-off", "pros and cons",
+        "paso a paso", "étape par étape", "schritt für schritt", "passo dopo passo", "passo a passo",
+        "пошагово", "по шагам", "一步一步", "逐步", "ステップ", "단계별", "चरण", "خطوة بخطوة",
+        "adım adım", "krok po kroku", "từng bước",
     ]),
 ];
 

@@ -167,8 +167,12 @@ struct Hyper {
     min_groups: usize,
     norm_floor: u8,
     l2: f32,
+    /// L2 of the dense weights (signals, concepts), relative to `l2`.
+    l2_dense: f32,
     epochs: usize,
     lr: f32,
+    /// Loss weight of a row by its wanted tier (cheap, mid, frontier).
+    tier_weights: [f32; N_TIERS],
 }
 
 /// xorshift64*: the seeded shuffle.
@@ -241,7 +245,11 @@ fn train(rows: &[&Row], h: Hyper) -> Weights {
     };
     let mut order: Vec<usize> = (0..rows.len()).collect();
     let mut rng = Rng(SEED ^ 0x9e37_79b9_7f4a_7c15);
-    for _ in 0..h.epochs {
+    // --average: the mean of the weights after each epoch of the second half.
+    let average = std::env::args().any(|a| a == "--average");
+    let mut sum: Option<Weights> = None;
+    let mut summed = 0usize;
+    for epoch in 0..h.epochs {
         rng.shuffle(&mut order);
         for &i in &order {
             let r = rows[i];
@@ -276,50 +284,83 @@ fn train(rows: &[&Row], h: Hyper) -> Weights {
             let pt = softmax(&logits[..N_TIERS]);
             let pc = softmax(&logits[N_TIERS..]);
             let mut grad = [0f32; OUTPUTS];
+            let tw = h.tier_weights[r.tier.index()];
             for k in 0..N_TIERS {
-                grad[k] = pt[k] - f32::from(u8::from(k == r.tier.index()));
+                grad[k] = tw * (pt[k] - f32::from(u8::from(k == r.tier.index())));
             }
             for k in 0..CATEGORIES.len() {
                 grad[N_TIERS + k] = pc[k] - f32::from(u8::from(k == r.category.index()));
             }
-            let step = |wv: &mut f32, acc: &mut f32, g: f32| {
-                let g = g + h.l2 * *wv;
+            let step_l2 = |wv: &mut f32, acc: &mut f32, g: f32, l2: f32| {
+                let g = g + l2 * *wv;
                 *acc += g * g;
                 *wv -= h.lr * g / acc.sqrt();
             };
+            let step = |wv: &mut f32, acc: &mut f32, g: f32| step_l2(wv, acc, g, h.l2);
             for k in 0..OUTPUTS {
                 step(&mut w.bias[k], &mut g2_bias[k], grad[k]);
             }
             // Ordinal tiers: one difficulty weight `v` per feature, the
             // tier logits 0, v, 2v (adjacent-category logits), so mid is
             // the middle of one axis instead of a class of its own.
-            let update = |w: &mut [f32], g2: &mut [f32], base: usize, x: f32| {
+            let update = |w: &mut [f32], g2: &mut [f32], base: usize, x: f32, l2: f32| {
                 for (k, g) in grad.iter().enumerate() {
                     if h.ordinal && k < N_TIERS {
                         continue;
                     }
-                    step(&mut w[base + k], &mut g2[base + k], g * x);
+                    step_l2(&mut w[base + k], &mut g2[base + k], g * x, l2);
                 }
                 if h.ordinal {
-                    step(
+                    step_l2(
                         &mut w[base + 1],
                         &mut g2[base + 1],
                         (grad[1] + 2.0 * grad[2]) * x,
+                        l2,
                     );
                     w[base] = 0.0;
                     w[base + 2] = 2.0 * w[base + 1];
                 }
             };
             for &(b, x) in &sparse {
-                update(&mut w.sparse, &mut g2_sparse, b * OUTPUTS, x);
+                update(&mut w.sparse, &mut g2_sparse, b * OUTPUTS, x, h.l2);
             }
             for (d, x) in r.dense.iter().enumerate() {
                 if *x == 0.0 {
                     continue;
                 }
-                update(&mut w.dense, &mut g2_dense, d * OUTPUTS, *x);
+                update(
+                    &mut w.dense,
+                    &mut g2_dense,
+                    d * OUTPUTS,
+                    *x,
+                    h.l2 * h.l2_dense,
+                );
             }
         }
+        if average && 2 * (epoch + 1) > h.epochs {
+            summed += 1;
+            match sum.as_mut() {
+                None => sum = Some(w.clone()),
+                Some(s) => {
+                    for (a, b) in s.bias.iter_mut().zip(&w.bias) {
+                        *a += b;
+                    }
+                    for (a, b) in s.dense.iter_mut().zip(&w.dense) {
+                        *a += b;
+                    }
+                    for (a, b) in s.sparse.iter_mut().zip(&w.sparse) {
+                        *a += b;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(mut s) = sum {
+        let k = summed as f32;
+        for v in s.bias.iter_mut().chain(&mut s.dense).chain(&mut s.sparse) {
+            *v /= k;
+        }
+        return s;
     }
     w
 }
@@ -588,8 +629,12 @@ fn main() {
     );
     // --quick: one setting, for trying features (the grid is the default).
     let quick = args.iter().any(|a| a == "--quick");
+    let (q_l2, q_epochs) = (
+        [arg("--l2").unwrap_or(1e-4f32)],
+        [arg("--epochs").unwrap_or(6usize)],
+    );
     let (bits_grid, l2_grid, epochs_grid): (&[u8], &[f32], &[usize]) = if quick {
-        (&[13], &[1e-4], &[6])
+        (&[13], &q_l2, &q_epochs)
     } else {
         (&[13, 14], &[3e-5, 1e-4, 3e-4], &[6, 10])
     };
@@ -602,8 +647,14 @@ fn main() {
                     min_groups: arg("--min-groups").unwrap_or(1),
                     norm_floor: arg("--norm-floor").unwrap_or(base_config().norm_floor),
                     l2,
+                    l2_dense: arg("--l2-dense").unwrap_or(1.0),
                     epochs,
-                    lr: 0.3,
+                    lr: arg("--lr").unwrap_or(0.3),
+                    tier_weights: [
+                        1.0,
+                        arg("--mid-weight").unwrap_or(1.0),
+                        arg("--frontier-weight").unwrap_or(1.0),
+                    ],
                 };
                 let (oof, _) = out_of_fold(h);
                 let (off, m) = fit_offsets(&oof, &pool);
@@ -656,10 +707,39 @@ fn main() {
             e.2 += usize::from(c == r.category);
         }
         if std::env::args().any(|a| a == "--misses") {
+            // Every miss, then the stems most of whose variants are missed:
+            // a stem's variants share its labels, so a stem missed
+            // throughout is either hard or mislabelled (RUBRIC.md decides).
+            let mut by_group: BTreeMap<&str, (usize, usize, [usize; N_TIERS], usize, String)> =
+                BTreeMap::new();
             for (l, r) in oof.iter().zip(&pool) {
-                let (t, _) = decide(l, offsets);
-                if t != r.tier {
-                    println!("  miss {} -> {}: {}", r.tier.name(), t.name(), r.text);
+                let (t, c) = decide(l, offsets);
+                if t != r.tier || c != r.category {
+                    println!(
+                        "  miss {} -> {} | {} -> {} [{}]: {}",
+                        r.tier.name(),
+                        t.name(),
+                        r.category.name(),
+                        c.name(),
+                        r.group,
+                        r.text
+                    );
+                }
+                let e = by_group.entry(&r.group).or_default();
+                e.0 += 1;
+                e.1 += usize::from(t != r.tier);
+                e.2[t.index()] += 1;
+                e.3 += usize::from(c != r.category);
+                if e.4.is_empty() {
+                    e.4 = format!("{} {}: {}", r.tier.name(), r.category.name(), r.text);
+                }
+            }
+            for (g, (n, miss, got, cmiss, text)) in &by_group {
+                if *n >= 3 && (2 * miss > *n || 2 * cmiss > *n) {
+                    println!(
+                        "  stem {g}: tier {miss}/{n} missed (got cheap {} mid {} frontier {}), category {cmiss}/{n} missed; {text}",
+                        got[0], got[1], got[2]
+                    );
                 }
             }
         }
