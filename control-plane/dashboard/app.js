@@ -10,6 +10,8 @@
   const SECRET_KEY = "aipipe.adminSecret";
   const REFRESH_MS = 5000;
   const TENANTS_EVERY_MS = 60 * 1000;
+  // Key budgets read per refresh: the first ones of a tenant's keys that have one.
+  const KEY_BUDGETS_SHOWN = 12;
   const MINUTE = 60 * 1000;
   const HOUR = 60 * MINUTE;
   const DAY = 24 * HOUR;
@@ -137,6 +139,16 @@
   }
 
   // The window's numbers: GET /admin/stats (tenant absent: every tenant).
+  /** A tenant's live keys with a budget of their own, each with that budget. */
+  async function fetchKeyBudgets(path) {
+    const list = found(await get(`${path}/virtual-keys`));
+    const keys = ((list && list.virtual_keys) || [])
+      .filter((k) => k.budgeted && !k.revoked)
+      .slice(0, KEY_BUDGETS_SHOWN);
+    const budgets = await Promise.all(keys.map((k) =>
+      get(`${path}/virtual-keys/${encodeURIComponent(k.id)}/budget`).then(found)));
+    return keys.map((key, i) => ({ key, budget: budgets[i] })).filter((kb) => kb.budget);
+  }
   const fetchStats = (tenant, since, until) => get(`/admin/stats?${query({ tenant, since, until })}`).then(found);
   // The window over time: GET /admin/stats/series, empty buckets as zeros.
   const fetchSeries = (tenant, since, until, step) =>
@@ -494,32 +506,63 @@
   }
 
   function meter(bar, text, used, limit, label) {
-    const el = $(bar);
+    fillMeter($(bar), $(text), used, limit, label);
+  }
+
+  function fillMeter(el, textEl, used, limit, label) {
     if (!(limit > 0)) {
       el.style.width = "0";
       el.className = "meter-fill none";
-      $(text).textContent = label;
+      textEl.textContent = label;
       return;
     }
     const share = used / limit;
     el.style.width = Math.min(100, share * 100).toFixed(1) + "%";
     el.className = "meter-fill" + (share >= 0.9 ? " bad" : share >= 0.7 ? " warn" : "");
-    $(text).textContent = label;
+    textEl.textContent = label;
   }
 
-  function renderTenant(tenant, budget, limits, lastMinute) {
+  /** What a budget meter says: spent of limit over the window, and why it matters now. */
+  function budgetLabel(b) {
+    return `${fmtUsd(b.spent_usd)} of ${fmtUsd(b.limit_usd)} over ${b.days} day${b.days === 1 ? "" : "s"}` +
+      ` (${fmtPct(b.limit_usd > 0 ? b.spent_usd / b.limit_usd : 1)})` +
+      (b.source === "default" ? " · the default budget" : "") +
+      (b.reserved_usd > 0 ? ` · ${fmtUsd(b.reserved_usd)} reserved in flight` : "") +
+      (b.remaining_usd <= 0 ? " · exhausted: requests are refused" : "");
+  }
+
+  /** One meter per live virtual key with a budget of its own (at most KEY_BUDGETS_SHOWN). */
+  function renderKeyBudgets(keyBudgets) {
+    const box = $("key-budgets");
+    const list = $("key-budget-list");
+    box.hidden = !(keyBudgets && keyBudgets.length);
+    list.replaceChildren(...(keyBudgets || []).map(({ key, budget }) => {
+      const block = document.createElement("div");
+      block.className = "meter-block key-budget";
+      block.dataset.key = key.id;
+      const name = document.createElement("h4");
+      name.textContent = key.name ? `${key.name} (${key.id})` : key.id;
+      const track = document.createElement("div");
+      track.className = "meter";
+      const bar = document.createElement("div");
+      track.append(bar);
+      const text = document.createElement("p");
+      text.className = "meter-text";
+      block.append(name, track, text);
+      fillMeter(bar, text, budget.spent_usd, budget.limit_usd, budgetLabel(budget));
+      return block;
+    }));
+  }
+
+  function renderTenant(tenant, budget, limits, lastMinute, keyBudgets) {
     const card = $("tenant-card");
     card.hidden = !tenant;
     if (!tenant) return;
+    renderKeyBudgets(keyBudgets);
     const t = state.tenants.find((x) => x.id === tenant);
     $("tenant-name").textContent = t && t.name !== t.id ? `${t.name} (${t.id})` : tenant;
     if (budget) {
-      meter("budget-bar", "budget-text", budget.spent_usd, budget.limit_usd,
-        `${fmtUsd(budget.spent_usd)} of ${fmtUsd(budget.limit_usd)} over ${budget.days} day${budget.days === 1 ? "" : "s"}` +
-        ` (${fmtPct(budget.limit_usd > 0 ? budget.spent_usd / budget.limit_usd : 1)})` +
-        (budget.source === "default" ? " · the default budget" : "") +
-        (budget.reserved_usd > 0 ? ` · ${fmtUsd(budget.reserved_usd)} reserved in flight` : "") +
-        (budget.remaining_usd <= 0 ? " · exhausted: requests are refused" : ""));
+      meter("budget-bar", "budget-text", budget.spent_usd, budget.limit_usd, budgetLabel(budget));
     } else {
       meter("budget-bar", "budget-text", 0, 0, "No budget: spend is not limited.");
     }
@@ -582,7 +625,7 @@
       }
       const perTenant = tenant && state.tenants.some((t) => t.id === tenant);
       const path = perTenant ? `/admin/tenants/${encodeURIComponent(tenant)}` : "";
-      const [stats, series, penalties, envoys, budget, limits, lastMinute] = await Promise.all([
+      const [stats, series, penalties, envoys, budget, limits, lastMinute, keyBudgets] = await Promise.all([
         fetchStats(tenant, since, until),
         fetchSeries(tenant, seriesSince, until, step),
         get("/admin/penalties").then(found),
@@ -590,6 +633,7 @@
         perTenant ? get(`${path}/budget`).then(found) : null,
         perTenant ? get(`${path}/limits`).then(found) : null,
         perTenant ? fetchStats(tenant, until - MINUTE, until) : null,
+        perTenant ? fetchKeyBudgets(path) : null,
       ]);
       if (seq !== state.seq) return; // a newer refresh (another tenant or window) started
       renderTenantPicker();
@@ -604,7 +648,7 @@
       drawRouting(stats);
       renderPenalties(penalties, stats);
       renderEnvoys(envoys);
-      renderTenant(perTenant ? tenant : "", budget, limits, lastMinute);
+      renderTenant(perTenant ? tenant : "", budget, limits, lastMinute, keyBudgets);
       banner("");
       state.refreshes += 1;
       // What is on screen, for a test (or a curious operator): how many

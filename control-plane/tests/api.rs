@@ -2529,6 +2529,13 @@ async fn a_virtual_keys_budget_counts_its_own_records_and_is_published() {
         )
         .await;
     let key_id = k["id"].as_str().unwrap().to_owned();
+    // A second key, without a budget of its own.
+    h.admin(
+        Method::POST,
+        "/admin/tenants/acme/virtual-keys",
+        Some(json!({"name": "other"})),
+    )
+    .await;
     let path = format!("/admin/tenants/acme/virtual-keys/{key_id}/budget");
     let (s, v, _) = h.admin(Method::GET, &path, None).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
@@ -2561,6 +2568,18 @@ async fn a_virtual_keys_budget_counts_its_own_records_and_is_published() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["virtual_key"], key_id.as_str());
     assert_eq!(v["source"], "virtual_key");
+    // The key list says which keys have a budget of their own.
+    let (_, v, _) = h
+        .admin(Method::GET, "/admin/tenants/acme/virtual-keys", None)
+        .await;
+    let listed: Vec<(&str, bool)> = v["virtual_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["id"].as_str().unwrap(), k["budgeted"].as_bool().unwrap()))
+        .collect();
+    assert!(listed.contains(&(key_id.as_str(), true)), "{v}");
+    assert!(listed.iter().any(|(_, b)| !b), "{v}");
     let now = now_ms();
     h.ingest(&[
         UsageRecord {
@@ -2605,10 +2624,10 @@ async fn a_virtual_keys_budget_counts_its_own_records_and_is_published() {
     let k = d
         .records
         .iter()
-        .find(|r| r.kind == Kind::Key)
+        .filter(|r| r.kind == Kind::Key)
         .map(|r| aipipe_core::directory::KeyEntry::decode(r.value).unwrap())
+        .find(|k| k.id == key_id)
         .expect("the key's entry");
-    assert_eq!(k.id, key_id);
     assert!(k.budgeted, "requests with the key look for its budget");
 
     // A record naming something that is no key id is refused.

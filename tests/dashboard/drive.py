@@ -56,7 +56,10 @@ return {
   envoys: rows("envoys"),
   envoys_empty: !d.querySelector("#envoys + .empty").hidden,
   tenant_card: card.hidden ? null : { budget: d.getElementById("budget-text").textContent,
-    rpm: d.getElementById("rpm-text").textContent, tpm: d.getElementById("tpm-text").textContent },
+    rpm: d.getElementById("rpm-text").textContent, tpm: d.getElementById("tpm-text").textContent,
+    key_budgets: Array.from(d.querySelectorAll("#key-budget-list .key-budget")).map((b) => ({
+      key: b.dataset.key, name: b.querySelector("h4").textContent,
+      text: b.querySelector(".meter-text").textContent })) },
   banner: d.getElementById("banner").hidden ? null : d.getElementById("banner").textContent,
 };
 """

@@ -64,6 +64,19 @@ fn the_dashboard_shows_recorded_traffic_in_a_real_browser_and_talks_only_to_its_
         "/admin/tenants/acme/limits",
         json!({"requests_per_minute": 600, "tokens_per_minute": 1_000_000}),
     );
+    // A key of acme's with a budget of its own (its id is no secret).
+    let r = s.cp.admin(
+        "POST",
+        "/admin/tenants/acme/virtual-keys",
+        Some(&json!({"name": "ci-bot"})),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let bot = r.json()["id"].as_str().unwrap().to_owned();
+    put(
+        &s.cp,
+        &format!("/admin/tenants/acme/virtual-keys/{bot}/budget"),
+        json!({"limit_usd": 2, "days": 7}),
+    );
     let sent = record_traffic(&s, &acme, &beta);
 
     // Every request recorded before the browser looks; then what the admin
@@ -262,6 +275,23 @@ fn the_dashboard_shows_recorded_traffic_in_a_real_browser_and_talks_only_to_its_
             .unwrap()
             .contains("of $10.00 over 30 days"),
         "{card}"
+    );
+    let keys = card["key_budgets"].as_array().unwrap();
+    assert_eq!(keys.len(), 1, "{card}");
+    assert_eq!(keys[0]["key"], bot.as_str());
+    assert_eq!(keys[0]["name"], format!("ci-bot ({bot})"));
+    assert!(
+        keys[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("of $2.00 over 7 days"),
+        "{card}"
+    );
+    assert!(
+        beta_view["tenant_card"]["key_budgets"]
+            .as_array()
+            .unwrap()
+            .is_empty()
     );
     assert!(card["rpm"].as_str().unwrap().contains("of 600"), "{card}");
     assert!(card["tpm"].as_str().unwrap().contains("of 1.00M"), "{card}");

@@ -15,6 +15,8 @@ pub struct VirtualKeyView {
     pub name: String,
     pub created_at: u64,
     pub revoked: bool,
+    /// It has a budget of its own (`…/virtual-keys/{key_id}/budget`).
+    pub budgeted: bool,
 }
 
 pub(super) fn providers_of(conn: &Connection, tenant: &str) -> Result<Vec<String>> {
@@ -106,6 +108,7 @@ impl Db {
                 name,
                 created_at: now,
                 revoked: false,
+                budgeted: false,
             }))
         })
         .await
@@ -117,8 +120,9 @@ impl Db {
                 return Ok(None);
             }
             let mut st = tx.prepare(
-                "SELECT id, name, created_at, revoked_at IS NOT NULL FROM virtual_keys
-                 WHERE tenant = ?1 ORDER BY created_at, id",
+                "SELECT v.id, v.name, v.created_at, v.revoked_at IS NOT NULL,
+                    EXISTS(SELECT 1 FROM key_budgets b WHERE b.key_id = v.id)
+                 FROM virtual_keys v WHERE v.tenant = ?1 ORDER BY v.created_at, v.id",
             )?;
             let rows = st.query_map([&tenant], |r| {
                 Ok(VirtualKeyView {
@@ -126,6 +130,7 @@ impl Db {
                     name: r.get(1)?,
                     created_at: to_u64(r.get(2)?),
                     revoked: r.get(3)?,
+                    budgeted: r.get(4)?,
                 })
             })?;
             Ok(Some(rows.collect::<Result<_, _>>()?))
