@@ -14,7 +14,10 @@ use crate::error::Result;
 
 /// How long the router features of a routed request are kept for a rating
 /// to find them.
-pub const FEATURES_KEPT_MS: u64 = 30 * 86_400_000;
+pub const FEATURES_KEPT_MS: u64 = 7 * 86_400_000;
+/// The most routed requests' features kept per tenant (the newest): about
+/// 2 KB each, so at most about 200 MB per tenant that opted in, however busy.
+pub const FEATURES_KEPT_PER_TENANT: u64 = 100_000;
 
 /// One labelled request to store.
 #[derive(Debug, Clone)]
@@ -62,7 +65,8 @@ pub struct RoutingState {
     /// Ratings whose request's features are known (they teach).
     pub ratings_learnable: u64,
     /// Routed requests whose router features are kept for a rating to find
-    /// (30 days; only while the policy has `learning.feedback` on).
+    /// (7 days, the newest 100,000; only while the policy has
+    /// `learning.feedback` on).
     pub features_kept: u64,
     /// The correction the filters route this tenant with; null: the global
     /// router model alone.
@@ -339,13 +343,35 @@ impl Db {
         .await
     }
 
-    /// Deletes router features past [`FEATURES_KEPT_MS`]; returns how many.
+    /// Deletes router features past [`FEATURES_KEPT_MS`], and each tenant's
+    /// beyond its newest [`FEATURES_KEPT_PER_TENANT`]; returns how many.
     pub async fn prune_request_features(&self, now: u64) -> Result<u64> {
+        self.prune_features(now, FEATURES_KEPT_MS, FEATURES_KEPT_PER_TENANT)
+            .await
+    }
+
+    async fn prune_features(&self, now: u64, kept_ms: u64, per_tenant: u64) -> Result<u64> {
+        let per_tenant = per_tenant.max(1);
         self.write(move |tx| {
-            Ok(tx.execute(
+            let mut n = tx.execute(
                 "DELETE FROM request_features WHERE ts_ms < ?1",
-                [to_i64(now.saturating_sub(FEATURES_KEPT_MS))],
-            )? as u64)
+                [to_i64(now.saturating_sub(kept_ms))],
+            )?;
+            let over: Vec<String> = tx
+                .prepare(
+                    "SELECT tenant FROM request_features GROUP BY tenant HAVING COUNT(*) > ?1",
+                )?
+                .query_map([to_i64(per_tenant)], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for tenant in over {
+                n += tx.execute(
+                    "DELETE FROM request_features WHERE tenant = ?1 AND ts_ms < (
+                        SELECT ts_ms FROM request_features WHERE tenant = ?1
+                        ORDER BY ts_ms DESC LIMIT 1 OFFSET ?2)",
+                    params![tenant, to_i64(per_tenant - 1)],
+                )?;
+            }
+            Ok(n as u64)
         })
         .await
     }
@@ -398,7 +424,88 @@ impl super::Tx<'_> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn record(tenant: &str, id: &str, ts_ms: u64) -> UsageRecord {
+        use base64::Engine as _;
+        let f = aipipe_core::classify::Features::default();
+        UsageRecord {
+            id: id.into(),
+            tenant: tenant.into(),
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            status: 200,
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            cached_tokens: 0,
+            cache_write_tokens: 0,
+            cost_nusd: 1,
+            latency_ms: 1.0,
+            ttft_ms: None,
+            complexity: Some(0.3),
+            stream: false,
+            usage_parsed: true,
+            ts_ms,
+            failed_attempts: Vec::new(),
+            cache_hit: false,
+            estimated: false,
+            key_tag: None,
+            reserved_nusd: None,
+            virtual_key: None,
+            key_reserved_nusd: None,
+            router_features: Some(
+                base64::engine::general_purpose::STANDARD
+                    .encode(aipipe_core::tenant_router::encode_features(7, &f)),
+            ),
+        }
+    }
+
+    /// Router features are bounded: by age, and per tenant by count (the
+    /// newest kept), one busy tenant never taking another's.
+    #[tokio::test]
+    async fn router_features_are_kept_for_a_while_and_a_bounded_number() {
+        let dir = std::env::temp_dir().join(format!(
+            "aipipe-cp-features-{}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = Db::open(&dir.join("aipipe.db")).unwrap();
+        for t in ["busy", "quiet"] {
+            db.create_tenant(t.into(), t.into()).await.unwrap();
+        }
+        let now = 1_000_000;
+        let mut records: Vec<UsageRecord> = (0..10)
+            .map(|i| record("busy", &format!("b{i}"), now - 100 + i))
+            .collect();
+        records.push(record("quiet", "q-old", now - 5_000));
+        records.push(record("quiet", "q-new", now - 10));
+        db.write_penalties(move |t| {
+            let refs: Vec<&UsageRecord> = records.iter().collect();
+            Ok((t.add_request_features(&refs)?, 0))
+        })
+        .await
+        .unwrap();
+        let pruned = db.prune_features(now, 1_000, 4).await.unwrap();
+        assert_eq!(pruned, 6 + 1);
+        let kept: Vec<(String, String)> = db
+            .read(|tx| {
+                Ok(tx
+                    .prepare("SELECT tenant, request_id FROM request_features ORDER BY tenant, request_id")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?)
+            })
+            .await
+            .unwrap();
+        let want: Vec<(String, String)> = ["b6", "b7", "b8", "b9"]
+            .iter()
+            .map(|i| ("busy".to_owned(), (*i).to_owned()))
+            .chain([("quiet".to_owned(), "q-new".to_owned())])
+            .collect();
+        assert_eq!(kept, want);
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn a_rating_teaches_the_tier_the_answer_needed() {

@@ -442,6 +442,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         PRIMARY KEY (tenant, request_id)
     ) WITHOUT ROWID;
     CREATE INDEX request_features_ts ON request_features(ts_ms);
+    CREATE INDEX request_features_tenant_ts ON request_features(tenant, ts_ms);
     -- A tenant's fitted correction to the router model, as shipped.
     CREATE TABLE tenant_routers (
         tenant TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,

@@ -252,6 +252,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[(
         PRIMARY KEY (tenant, request_id)
     );
     CREATE INDEX request_features_ts ON request_features(ts_ms);
+    CREATE INDEX request_features_tenant_ts ON request_features(tenant, ts_ms);
     CREATE TABLE tenant_routers (
         tenant TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
         model_version BIGINT NOT NULL,
