@@ -144,7 +144,13 @@ impl Adjustment {
             }
         }
         let max_df = (background.len() * COMMON_PERCENT / 100).max(1);
-        let adjustable = |b: &u32| df.get(b).is_none_or(|&n| n <= max_df);
+        // Only the tenant's own features get rows: the background holds
+        // them in place, it does not earn rows of its own.
+        let own: std::collections::HashSet<u32> = tenant
+            .iter()
+            .flat_map(|e| e.features.buckets.iter().copied())
+            .collect();
+        let adjustable = |b: &u32| own.contains(b) && df.get(b).is_none_or(|&n| n <= max_df);
         let mut rows: HashMap<u32, [f32; OUTPUTS]> = HashMap::new();
         let mut order: Vec<usize> = (0..all.len()).collect();
         let mut state = o.seed.max(1);
@@ -534,7 +540,21 @@ mod tests {
         );
 
         let adj = Adjustment::fit(&model, &tenant, &background, FitOptions::default());
-        assert!(!adj.is_empty() && adj.len() <= MAX_ROWS);
+        // Rows only for the tenant's own features: a small entry.
+        let own: std::collections::HashSet<u32> = tenant
+            .iter()
+            .flat_map(|e| e.features.buckets.iter().copied())
+            .collect();
+        assert!(
+            !adj.is_empty() && adj.len() <= own.len(),
+            "{} rows",
+            adj.len()
+        );
+        assert!(
+            adj.encode().len() < 32 * 1024,
+            "{} bytes",
+            adj.encode().len()
+        );
         for e in &unseen {
             assert_eq!(tier_of(&model, Some(&adj), &e.features), Tier::Frontier);
         }
