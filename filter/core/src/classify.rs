@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bytes;
 use crate::lexicon;
-use crate::request::{ChatRequest, Role, head_of};
+use crate::request::{ChatRequest, Role};
 use crate::score::{MIN_COMPLEXITY, Score};
 
 /// Difficulty tiers, cheapest first (tests/fixtures/routing/RUBRIC.md).
@@ -135,7 +135,7 @@ pub const OUTPUTS: usize = N_TIERS + N_CATS;
 
 /// Dense features read from the request's shape, in order (their names, for
 /// explanations); the concepts of [`crate::lexicon`] follow them.
-pub const SHAPE_NAMES: [&str; 19] = [
+pub const SHAPE_NAMES: [&str; 18] = [
     "signal.length",
     "signal.code",
     "signal.keywords",
@@ -154,7 +154,6 @@ pub const SHAPE_NAMES: [&str; 19] = [
     "has.json_schema",
     "size.instruction",
     "count.clauses",
-    "count.tool_match",
 ];
 const SHAPE: usize = SHAPE_NAMES.len();
 pub const DENSE: usize = SHAPE + lexicon::COUNT;
@@ -188,10 +187,6 @@ pub struct FeatureConfig {
     pub char_bytes: u32,
     /// Sparse features count as at least this many (see [`sparse_scale`]).
     pub norm_floor: u8,
-    /// Bytes of each tool definition's description read (the first
-    /// [`TOOL_DEFS_READ`] definitions, with their names) for the
-    /// `count.tool_match` feature; 0: tool definitions are not read.
-    pub tool_bytes: u32,
 }
 
 impl Default for FeatureConfig {
@@ -203,7 +198,6 @@ impl Default for FeatureConfig {
             history_turns: 2,
             char_bytes: 128,
             norm_floor: 32,
-            tool_bytes: 128,
         }
     }
 }
@@ -214,10 +208,6 @@ const MAX_BITS: u8 = 20;
 const MAX_WINDOW_BYTES: u32 = 64 * 1024;
 /// Tool results and earlier turns are context: a smaller window each.
 const CONTEXT_WINDOW_BYTES: usize = 256;
-/// Tool definitions whose name and description are read, in request order.
-pub const TOOL_DEFS_READ: usize = 8;
-/// Bytes of a tool name read (names are identifiers: short).
-const TOOL_NAME_BYTES: usize = 64;
 
 impl FeatureConfig {
     pub fn buckets(&self) -> usize {
@@ -231,7 +221,6 @@ impl FeatureConfig {
         if self.head_bytes > MAX_WINDOW_BYTES
             || self.tail_bytes > MAX_WINDOW_BYTES
             || self.char_bytes > MAX_WINDOW_BYTES
-            || self.tool_bytes > MAX_WINDOW_BYTES
         {
             return Err(DecodeError::Invalid("window larger than 64 KiB"));
         }
@@ -345,28 +334,6 @@ fn visit(
             }
         });
     }
-    let mut tool_match = 0u32;
-    if cfg.tool_bytes > 0 && !req.tools.is_empty() {
-        let desc_bytes = cfg.tool_bytes as usize;
-        let mut name = String::new();
-        let mut keys = ToolKeys::new();
-        for t in req.tools.iter().take(TOOL_DEFS_READ) {
-            if let Some(n) = &t.name {
-                split_identifier(head_of(n, TOOL_NAME_BYTES), &mut name);
-                keys.add_words(&name);
-            }
-            if let Some(d) = &t.description {
-                keys.add_words(head_of(d, desc_bytes));
-            }
-        }
-        if let Some(m) = focus.and_then(|i| req.messages.get(i)) {
-            m.content.for_each_text(|t| {
-                for w in windows(t, head, tail) {
-                    tool_match += keys.matches(w);
-                }
-            });
-        }
-    }
     let ln = |x: f64| ((1.0 + x).ln() / 10.0) as f32;
     let shape: [f32; SHAPE] = [
         score.length as f32,
@@ -387,7 +354,6 @@ fn visit(
         f32::from(u8::from(req.json_schema)),
         ln(instruction.map_or(0, |i| i.0) as f64),
         (instruction.map_or(0, |i| i.1).min(8) as f32) / 8.0,
-        (tool_match.min(TOOL_MATCH_SATURATION) as f32) / TOOL_MATCH_SATURATION as f32,
     ];
     for (d, v) in dense.iter_mut().zip(
         shape.into_iter().chain(
@@ -397,120 +363,6 @@ fn visit(
         ),
     ) {
         *d = v;
-    }
-}
-
-/// Words of the latest turn that a tool definition names count up to this.
-const TOOL_MATCH_SATURATION: u32 = 2;
-/// Distinct tool words kept per request.
-const TOOL_KEYS: usize = 64;
-/// Words too common in tool descriptions and requests alike to say that a
-/// request asks for a tool (words shorter than four letters are not keys).
-const TOOL_STOPWORDS: [&str; 24] = [
-    "with", "from", "that", "this", "into", "your", "what", "when", "which", "given", "about",
-    "them", "their", "have", "will", "only", "some", "more", "than", "each", "using", "based",
-    "there", "does",
-];
-
-/// The words of the tools' names and descriptions, as keys: lowercased, a
-/// final `s` dropped, the first five characters (`event`/`events`,
-/// `order`/`orders`/`ordered`, `calendar`/`calendars` meet), in a fixed
-/// array.
-struct ToolKeys {
-    keys: [u64; TOOL_KEYS],
-    len: usize,
-}
-
-impl ToolKeys {
-    fn new() -> Self {
-        Self {
-            keys: [0; TOOL_KEYS],
-            len: 0,
-        }
-    }
-
-    /// The key of a word, or `None` for short and stop words.
-    fn key(word: &str) -> Option<u64> {
-        let word = word.strip_suffix('s').unwrap_or(word);
-        if word.chars().count() < 4 || TOOL_STOPWORDS.contains(&word) {
-            return None;
-        }
-        Some(word.chars().take(5).fold(0xcbf2_9ce4_8422_2325u64, |h, c| {
-            (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3)
-        }))
-    }
-
-    fn add_words(&mut self, text: &str) {
-        for_each_word(text, |w| {
-            if let Some(k) = Self::key(w)
-                && self.len < TOOL_KEYS
-                && !self.keys.iter().take(self.len).any(|&x| x == k)
-                && let Some(slot) = self.keys.get_mut(self.len)
-            {
-                *slot = k;
-                self.len += 1;
-            }
-        });
-    }
-
-    /// How many words of `text` are tool words.
-    fn matches(&self, text: &str) -> u32 {
-        let mut n = 0;
-        for_each_word(text, |w| {
-            if let Some(k) = Self::key(w) {
-                n += u32::from(self.keys.iter().take(self.len).any(|&x| x == k));
-            }
-        });
-        n
-    }
-}
-
-/// Calls `f` on each lowercased word (letters and digits) of `text`, at most
-/// 32 bytes of each.
-fn for_each_word(text: &str, mut f: impl FnMut(&str)) {
-    let mut buf = [0u8; 32];
-    let mut len = 0usize;
-    let mut flush = |buf: &[u8; 32], len: &mut usize| {
-        if *len > 0
-            && let Some(w) = buf.get(..*len).and_then(|b| std::str::from_utf8(b).ok())
-        {
-            f(w);
-        }
-        *len = 0;
-    };
-    for c in text.chars() {
-        if c.is_alphanumeric() {
-            let mut tmp = [0u8; 4];
-            for lc in c.to_lowercase() {
-                let enc = lc.encode_utf8(&mut tmp);
-                if let Some(dst) = buf.get_mut(len..len + enc.len()) {
-                    dst.copy_from_slice(enc.as_bytes());
-                    len += enc.len();
-                }
-            }
-        } else {
-            flush(&buf, &mut len);
-        }
-    }
-    flush(&buf, &mut len);
-}
-
-/// An identifier (`get_weather`, `playMusic`, `web-search.v2`) as words
-/// separated by spaces, into `out`: `_`, `-`, `.` and lower-to-upper case
-/// changes end a word.
-fn split_identifier(id: &str, out: &mut String) {
-    out.clear();
-    let mut prev_lower = false;
-    for c in id.chars() {
-        if c.is_uppercase() && prev_lower {
-            out.push(' ');
-        }
-        prev_lower = c.is_lowercase() || c.is_ascii_digit();
-        out.push(if c == '_' || c == '-' || c == '.' {
-            ' '
-        } else {
-            c
-        });
     }
 }
 
@@ -896,11 +748,10 @@ pub fn bundled() -> Result<Model, DecodeError> {
 
 const MAGIC: &[u8; 4] = b"AIPR";
 /// 2: character trigrams bounded by `char_bytes`, and the concepts.
-/// 3: tool definitions' names and descriptions (`tool_bytes`).
-const FORMAT_VERSION: u16 = 3;
+const FORMAT_VERSION: u16 = 2;
 /// magic, format, version, bits, tiers, categories, dense, head, tail,
-/// history, norm floor, char bytes, tool bytes, lexicon fingerprint.
-const HEADER_BYTES: usize = 4 + 2 + 4 + 1 + 1 + 1 + 1 + 4 + 4 + 1 + 1 + 4 + 4 + 4;
+/// history, norm floor, char bytes, lexicon fingerprint.
+const HEADER_BYTES: usize = 4 + 2 + 4 + 1 + 1 + 1 + 1 + 4 + 4 + 1 + 1 + 4 + 4;
 const CHECKSUM_BYTES: usize = 8;
 
 /// The shared reader, with this encoding's errors (a weight must be finite).
@@ -1037,7 +888,6 @@ impl Model {
         out.extend_from_slice(&self.config.tail_bytes.to_le_bytes());
         out.extend_from_slice(&[self.config.history_turns, self.config.norm_floor]);
         out.extend_from_slice(&self.config.char_bytes.to_le_bytes());
-        out.extend_from_slice(&self.config.tool_bytes.to_le_bytes());
         out.extend_from_slice(&self.lexicon.to_le_bytes());
         for v in self
             .step
@@ -1086,7 +936,6 @@ impl Model {
             history_turns: r.u8()?,
             norm_floor: r.u8()?,
             char_bytes: r.u32()?,
-            tool_bytes: r.u32()?,
         };
         config.validate()?;
         let lexicon = r.u32()?;
@@ -1458,90 +1307,6 @@ mod tests {
         let scorer = Scorer::compile(&ScoringConfig::default()).unwrap();
         let s = scorer.score(&ChatRequest::parse(b.as_bytes()).unwrap());
         (b, s)
-    }
-
-    /// The `count.tool_match` value of a request with `tools` and `text`.
-    fn tool_match(tools: serde_json::Value, text: &str, cfg: &FeatureConfig) -> f32 {
-        let b =
-            serde_json::json!({"messages": [{"role": "user", "content": text}], "tools": tools})
-                .to_string();
-        let req = ChatRequest::parse(b.as_bytes()).unwrap();
-        let score = Scorer::compile(&ScoringConfig::default())
-            .unwrap()
-            .score(&req);
-        let i = SHAPE_NAMES
-            .iter()
-            .position(|n| *n == "count.tool_match")
-            .unwrap();
-        features(cfg, &req, &score).dense[i]
-    }
-
-    #[test]
-    fn tool_match_counts_request_words_that_the_tools_name() {
-        let cfg = FeatureConfig::default();
-        let weather = serde_json::json!([{"type": "function", "function": {
-            "name": "get_weather", "description": "Get current weather for a city."}}]);
-        assert_eq!(
-            tool_match(weather.clone(), "weather in paris right now?", &cfg),
-            0.5
-        );
-        // Two words, saturated; a final `s` and the 5-letter prefix fold forms.
-        assert_eq!(
-            tool_match(weather.clone(), "weathers, cities and weather", &cfg),
-            1.0
-        );
-        assert_eq!(
-            tool_match(weather.clone(), "what is the capital of France?", &cfg),
-            0.0
-        );
-        // camelCase names split; the flat form and `functions` read too.
-        let flat = serde_json::json!([{"type": "function", "name": "playMusic"}]);
-        assert_eq!(tool_match(flat, "play some jazz", &cfg), 0.5);
-        let b = serde_json::json!({"messages": [{"role": "user", "content": "list my calendar"}],
-            "functions": [{"name": "x", "description": "Reads the user's calendar"}]})
-        .to_string();
-        let req = ChatRequest::parse(b.as_bytes()).unwrap();
-        let score = Scorer::compile(&ScoringConfig::default())
-            .unwrap()
-            .score(&req);
-        assert!(features(&cfg, &req, &score).dense.contains(&0.5));
-        // Off when the model reads no tool definitions.
-        let off = FeatureConfig {
-            tool_bytes: 0,
-            ..cfg
-        };
-        assert_eq!(tool_match(weather, "weather in paris", &off), 0.0);
-        // Only the first `tool_bytes` of a description are read.
-        let long = serde_json::json!([{"type": "function", "function": {"name": "f",
-            "description": format!("{} calendar", "x ".repeat(200))}}]);
-        assert_eq!(tool_match(long, "my calendar", &cfg), 0.0);
-    }
-
-    #[test]
-    fn tool_definitions_cost_no_more_however_many_and_however_long() {
-        let cfg = FeatureConfig::default();
-        let tool = |i: usize| {
-            serde_json::json!({"type": "function", "function": {
-                "name": format!("tool_{i}"), "description": "word ".repeat(10_000)}})
-        };
-        let few = serde_json::Value::Array((0..TOOL_DEFS_READ).map(tool).collect());
-        let many = serde_json::Value::Array((0..500).map(tool).collect());
-        let count = |tools: serde_json::Value| {
-            let b = serde_json::json!({"messages": [{"role": "user", "content": "hi"}],
-                "tools": tools})
-            .to_string();
-            let req = ChatRequest::parse(b.as_bytes()).unwrap();
-            let score = Scorer::compile(&ScoringConfig::default())
-                .unwrap()
-                .score(&req);
-            (req.tool_count, features(&cfg, &req, &score))
-        };
-        let (n_few, f_few) = count(few);
-        let (n_many, f_many) = count(many);
-        assert_eq!((n_few, n_many), (TOOL_DEFS_READ, 500));
-        // The same features but the tool count: tools past the first are
-        // counted, never read.
-        assert_eq!(f_few.buckets, f_many.buckets);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 #[derive(Debug, Deserialize)]
@@ -21,10 +21,10 @@ struct Wire<'a> {
     model: Option<&'a RawValue>,
     #[serde(borrow)]
     messages: Vec<Message<'a>>,
-    #[serde(borrow, default)]
-    tools: Option<ToolDefs<'a>>,
-    #[serde(borrow, default)]
-    functions: Option<ToolDefs<'a>>,
+    #[serde(default)]
+    tools: Option<Vec<IgnoredAny>>,
+    #[serde(default)]
+    functions: Option<Vec<IgnoredAny>>,
     #[serde(borrow, default)]
     response_format: Option<ResponseFormat<'a>>,
     #[serde(default)]
@@ -201,172 +201,6 @@ struct WirePart<'a> {
     text: Option<Cow<'a, str>>,
 }
 
-/// Tool definitions read (the rest are counted and skipped): what routing
-/// learns from their names and descriptions stays bounded however many a
-/// client sends.
-pub const MAX_TOOL_DEFS: usize = 16;
-/// Bytes of a tool's name or description kept when it has to be copied (it
-/// has escapes); unescaped text is borrowed whole and the reader bounds it.
-pub const MAX_TOOL_TEXT_BYTES: usize = 1024;
-
-/// What a tool definition says about itself: its function's `name` and
-/// `description`, from the Chat Completions form
-/// (`{"type":"function","function":{"name":…}}`), the flat form
-/// (`{"type":"function","name":…}`) or the legacy `functions` array. A field
-/// that is not a string, or a definition that is not an object, reads as
-/// absent: the request is not refused for it (the provider judges it).
-#[derive(Debug, Default)]
-pub struct ToolDef<'a> {
-    pub name: Option<Cow<'a, str>>,
-    pub description: Option<Cow<'a, str>>,
-}
-
-/// A `tools` or `functions` array: the first [`MAX_TOOL_DEFS`] definitions
-/// read, and how many there are.
-#[derive(Debug, Default)]
-struct ToolDefs<'a> {
-    read: Vec<ToolDef<'a>>,
-    count: usize,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for ToolDefs<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = ToolDefs<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an array of tool definitions")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut out = ToolDefs::default();
-                loop {
-                    if out.read.len() < MAX_TOOL_DEFS {
-                        match seq.next_element::<ToolDef<'a>>()? {
-                            Some(t) => out.read.push(t),
-                            None => break,
-                        }
-                    } else if seq.next_element::<IgnoredAny>()?.is_none() {
-                        break;
-                    }
-                    out.count += 1;
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_seq(V(std::marker::PhantomData))
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for ToolDef<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = ToolDef<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a tool definition")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut out = ToolDef::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    match &*key {
-                        "name" => out.name = map.next_value::<ToolText<'a>>()?.0.or(out.name),
-                        "description" => {
-                            out.description =
-                                map.next_value::<ToolText<'a>>()?.0.or(out.description);
-                        }
-                        // The nested form; its fields win over flat ones.
-                        "function" => {
-                            let inner = map.next_value::<ToolDef<'a>>()?;
-                            out.name = inner.name.or(out.name);
-                            out.description = inner.description.or(out.description);
-                        }
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(out)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(ToolDef::default())
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(ToolDef::default())
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(ToolDef::default())
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(ToolDef::default())
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(ToolDef::default())
-            }
-            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-                Ok(ToolDef::default())
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(ToolDef::default())
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
-/// A tool's name or description: borrowed when unescaped, else the first
-/// [`MAX_TOOL_TEXT_BYTES`] copied; `None` when it is not a string.
-struct ToolText<'a>(Option<Cow<'a, str>>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for ToolText<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = ToolText<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(ToolText(Some(Cow::Borrowed(v))))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(ToolText(Some(Cow::Owned(
-                    head_of(v, MAX_TOOL_TEXT_BYTES).to_owned(),
-                ))))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(ToolText(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(ToolText(None))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-                Ok(ToolText(None))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-                Ok(ToolText(None))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-                Ok(ToolText(None))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-                Ok(ToolText(None))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(ToolText(None))
-            }
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
-/// The first `n` bytes of `text` at most, cut at a char boundary.
-pub fn head_of(text: &str, n: usize) -> &str {
-    text.get(..text.floor_char_boundary(n)).unwrap_or("")
-}
-
 /// What the client asked for in `model`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelChoice<'a> {
@@ -384,10 +218,7 @@ pub struct ChatRequest<'a> {
     /// Byte offset of the body's opening `{`.
     pub object_start: usize,
     pub messages: Vec<Message<'a>>,
-    /// Tool definitions in `tools` and `functions`, all of them.
     pub tool_count: usize,
-    /// The first [`MAX_TOOL_DEFS`] of them, read (`tools` first).
-    pub tools: Vec<ToolDef<'a>>,
     pub json_schema: bool,
     pub max_tokens: Option<u64>,
     pub stream: bool,
@@ -471,20 +302,14 @@ impl ChatRequest<'_> {
             .response_format
             .as_ref()
             .is_some_and(|f| f.kind == "json_schema");
-        let tool_count = wire.tools.as_ref().map_or(0, |t| t.count)
-            + wire.functions.as_ref().map_or(0, |t| t.count);
-        let mut tools = wire.tools.map(|t| t.read).unwrap_or_default();
-        if let Some(f) = wire.functions {
-            let room = MAX_TOOL_DEFS.saturating_sub(tools.len());
-            tools.extend(f.read.into_iter().take(room));
-        }
+        let tool_count =
+            wire.tools.as_ref().map_or(0, Vec::len) + wire.functions.as_ref().map_or(0, Vec::len);
         Ok(ChatRequest {
             model,
             model_span,
             object_start,
             messages: wire.messages,
             tool_count,
-            tools,
             json_schema,
             max_tokens: wire.max_completion_tokens.or(wire.max_tokens),
             stream: wire.stream.unwrap_or(false),
@@ -695,68 +520,6 @@ mod tests {
         assert!(r.json_schema);
         assert_eq!(r.max_tokens, Some(99));
         assert_eq!(r.messages[1].tool_call_count(), 1);
-    }
-
-    #[test]
-    fn tool_definitions_are_read_in_every_form_and_never_refused() {
-        let r = parse(
-            r#"{"messages":[{"role":"user","content":"hi"}],
-            "tools":[{"type":"function","function":{"name":"get_weather","description":"Get the weather","parameters":{}}},
-                     {"type":"function","name":"flat","description":"Flat \"form\""},
-                     {"type":"function","function":{"name":42,"description":["not","text"]}},
-                     "not an object", 7, null, [1,2], {"function": null}],
-            "functions":[{"name":"legacy","description":{"nested":1}}]}"#,
-        )
-        .unwrap();
-        assert_eq!(r.tool_count, 9);
-        let names: Vec<Option<&str>> = r.tools.iter().map(|t| t.name.as_deref()).collect();
-        assert_eq!(
-            names,
-            [
-                Some("get_weather"),
-                Some("flat"),
-                None,
-                None,
-                None,
-                None,
-                None,
-                None,
-                Some("legacy")
-            ]
-        );
-        assert!(matches!(
-            r.tools[0].description,
-            Some(Cow::Borrowed("Get the weather"))
-        ));
-        // Escaped: copied, unescaped.
-        assert_eq!(r.tools[1].description.as_deref(), Some("Flat \"form\""));
-        assert!(r.tools[2].description.is_none() && r.tools[8].description.is_none());
-        // Not an array: a client error, as before.
-        assert!(parse(r#"{"messages":[{"role":"user","content":"x"}],"tools":{}}"#).is_err());
-    }
-
-    #[test]
-    fn tool_definitions_read_are_bounded() {
-        let desc = format!("\\n{}", "é".repeat(MAX_TOOL_TEXT_BYTES));
-        let tools: Vec<String> = (0..1000)
-            .map(|i| {
-                format!(
-                    r#"{{"type":"function","function":{{"name":"t{i}","description":"{desc}"}}}}"#
-                )
-            })
-            .collect();
-        let body = format!(
-            r#"{{"messages":[{{"role":"user","content":"x"}}],"tools":[{}],"functions":[{{"name":"f"}}]}}"#,
-            tools.join(",")
-        );
-        let r = parse(&body).unwrap();
-        assert_eq!(r.tool_count, 1001);
-        assert_eq!(r.tools.len(), MAX_TOOL_DEFS);
-        let d = r.tools[0].description.as_deref().unwrap();
-        assert!(d.len() <= MAX_TOOL_TEXT_BYTES && d.starts_with("\n"));
-        // No tools: nothing read, nothing allocated.
-        let r = parse(r#"{"messages":[{"role":"user","content":"x"}]}"#).unwrap();
-        assert_eq!((r.tool_count, r.tools.capacity()), (0, 0));
     }
 
     #[test]

@@ -80,13 +80,11 @@ fn arg<T: std::str::FromStr>(name: &str) -> Option<T> {
 }
 
 /// The feature settings: the filter's defaults unless flags say otherwise
-/// (`--char-bytes`, `--head`, `--tail`, `--tool-bytes`; 0 reads no tool
-/// definitions), for trying features.
+/// (`--char-bytes`, `--head`, `--tail`), for trying features.
 fn base_config() -> FeatureConfig {
     let d = FeatureConfig::default();
     FeatureConfig {
         char_bytes: arg("--char-bytes").unwrap_or(d.char_bytes),
-        tool_bytes: arg("--tool-bytes").unwrap_or(d.tool_bytes),
         head_bytes: arg("--head").unwrap_or(d.head_bytes),
         tail_bytes: arg("--tail").unwrap_or(d.tail_bytes),
         ..d
