@@ -12,6 +12,25 @@ use aipipe_core::classify;
 use aipipe_core::request::ChatRequest;
 use aipipe_core::score::{Scorer, ScoringConfig};
 
+/// A short agentic request with `n` tool definitions (name, a 200-byte
+/// description, a schema): what reading tool definitions costs.
+fn tools_body(n: usize) -> String {
+    let tools: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({"type": "function", "function": {
+                "name": format!("lookup_order_{i}"),
+                "description": "Look up an order by its number and return its status, items, \
+                    shipping address and tracking events, newest first. Use it whenever the \
+                    customer asks where an order is or what it contains.",
+                "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}},
+                    "required": ["order_id"]}}})
+        })
+        .collect();
+    serde_json::json!({"model": "auto", "tools": tools, "messages": [
+        {"role": "user", "content": "where is my order 88213? it should have arrived on monday"}]})
+    .to_string()
+}
+
 fn body(bytes: usize) -> String {
     let para = "Here is the incident log from last night; the checkout service timed out \
                 while the payment provider answered slowly, and retries piled up. ";
@@ -80,8 +99,13 @@ fn main() {
         black_box(classify::Model::decode(black_box(&blob)).ok());
     });
     println!("decode: {decode:.1} µs");
-    for size in [1024usize, 16 * 1024] {
-        let b = body(size);
+    let bodies = [
+        ("chat", body(1024)),
+        ("chat", body(16 * 1024)),
+        ("4 tools", tools_body(4)),
+        ("64 tools", tools_body(64)),
+    ];
+    for (what, b) in bodies {
         let Ok(req) = ChatRequest::parse(b.as_bytes()) else {
             continue;
         };
@@ -96,7 +120,7 @@ fn main() {
             black_box(model.predict(black_box(&req), black_box(&score)));
         });
         println!(
-            "body {:>6} bytes: parse {parse:.2} µs, heuristic score {heuristic:.2} µs, classifier {classify:.2} µs (score + classifier {:.2} µs)",
+            "{what:<8} body {:>6} bytes: parse {parse:.2} µs, heuristic score {heuristic:.2} µs, classifier {classify:.2} µs (score + classifier {:.2} µs)",
             b.len(),
             heuristic + classify
         );
