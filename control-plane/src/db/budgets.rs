@@ -111,7 +111,7 @@ fn key_limit(conn: &Connection, key_id: &str) -> Result<Option<Limit>> {
 /// The spend per day of a window of `days` ending today: a tenant's
 /// (`usage_days`) or a virtual key's (`usage_key_days`).
 fn window(conn: &Connection, of: Of<'_>, days: u16, now: u64) -> Result<Vec<(i64, u64)>> {
-    let first = day_of(now) - i64::from(days) + 1;
+    let first = first_day(days, now);
     let (sql, name) = match of {
         Of::Tenant(t) => (
             "SELECT day, cost_nusd FROM usage_days WHERE tenant = ?1 AND day >= ?2 ORDER BY day",
@@ -138,8 +138,17 @@ enum Of<'a> {
 
 /// `limit` with the spend of its window now.
 fn state_of(conn: &Connection, of: Of<'_>, limit: Limit) -> Result<BudgetState> {
-    let days = window(conn, of, limit.days, now_ms())?;
-    Ok(BudgetState {
+    Ok(state_from(limit, &window(conn, of, limit.days, now_ms())?))
+}
+
+/// The first day of a window of `days` ending on the day of `now`.
+pub(super) fn first_day(days: u16, now: u64) -> i64 {
+    day_of(now) - i64::from(days) + 1
+}
+
+/// `limit` with the spend of its window: (day, nano-dollars), oldest first.
+pub(super) fn state_from(limit: Limit, days: &[(i64, u64)]) -> BudgetState {
+    BudgetState {
         limit,
         spent_nusd: days.iter().fold(0u64, |a, (_, c)| a.saturating_add(*c)),
         frees: days
@@ -147,7 +156,7 @@ fn state_of(conn: &Connection, of: Of<'_>, limit: Limit) -> Result<BudgetState> 
             .filter(|(_, c)| *c > 0)
             .map(|&(d, c)| (to_u64(d + i64::from(limit.days)) * DAY_MS, c))
             .collect(),
-    })
+    }
 }
 
 /// The tenant's budget state now; None when no budget applies (or the

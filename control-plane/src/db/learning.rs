@@ -327,6 +327,9 @@ impl Db {
     /// Tenants that have anything to learn from (refitted when the router
     /// model changes).
     pub async fn learning_tenants(&self) -> Result<Vec<String>> {
+        if self.postgres().is_some() {
+            return self.pg_read(super::pg::learning::learning_tenants).await;
+        }
         self.read(|tx| {
             Ok(tx
                 .prepare(

@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::catalog::models;
-use super::{Change, Db, Tx, now_ms, penalty_epoch, record_change, to_i64, to_u64, version};
+use super::{Change, Db, Tx, now_ms, penalty_epoch, pg, record_change, to_i64, to_u64, version};
 use crate::error::Result;
 use crate::penalty::{self, ModelKey, Tally};
 
@@ -137,17 +137,29 @@ fn republish(tx: &Transaction<'_>, now: u64, decay_ms: u64) -> Result<u64> {
     let mut forget = tx.prepare_cached(
         "DELETE FROM penalties WHERE provider = ?1 AND model = ?2 AND key_tag = ?3",
     )?;
-    for (i, r) in rows.iter().enumerate() {
+    for r in forgotten(&rows, &plan, now, decay_ms) {
+        forget.execute(params![r.provider, r.model, r.key_tag])?;
+    }
+    Ok(plan.due_ms)
+}
+
+/// The (model, key) pairs a republish forgets: at 0 and published as 0
+/// (`republish`'s rule, shared with PostgreSQL's).
+pub(super) fn forgotten<'r>(
+    rows: &'r [PenaltyRow],
+    plan: &penalty::Republish,
+    now: u64,
+    decay_ms: u64,
+) -> impl Iterator<Item = &'r PenaltyRow> {
+    rows.iter().enumerate().filter_map(move |(i, r)| {
         let published = plan
             .publish
             .as_ref()
             .and_then(|v| v.get(i).copied())
             .unwrap_or(r.published);
-        if !r.key_tag.is_empty() && published == 0.0 && r.tally.state.at(now, decay_ms) == 0.0 {
-            forget.execute(params![r.provider, r.model, r.key_tag])?;
-        }
-    }
-    Ok(plan.due_ms)
+        (!r.key_tag.is_empty() && published == 0.0 && r.tally.state.at(now, decay_ms) == 0.0)
+            .then_some(r)
+    })
 }
 
 impl Tx<'_> {
@@ -210,6 +222,14 @@ impl Db {
         let _one = self.0.republishing.lock().await;
         if now_ms() < self.0.penalty_due.load(Ordering::Acquire) {
             return Ok(()); // another poll just did it
+        }
+        if self.postgres().is_some() {
+            let decay_ms = self.0.decay_ms;
+            return self
+                .pg_write_penalties(move |w| {
+                    Ok(((), pg::penalties::republish(w, now_ms(), decay_ms)?))
+                })
+                .await;
         }
         self.write_penalties(|tx| Ok(((), tx.republish_penalties(now_ms())?)))
             .await
