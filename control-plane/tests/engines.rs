@@ -1,0 +1,705 @@
+//! The storage interface on both engines (control-plane/README.md,
+//! "PostgreSQL"): every scenario here runs once on a fresh SQLite file and
+//! once on a fresh database of a throwaway PostgreSQL server
+//! (`aipipe_tests::postgres`), through the admin API, the internal API's
+//! deltas and `Db` itself — so the aggregates ported to PostgreSQL (tenants,
+//! keys, catalog and router model, policy, rate limits, the change log)
+//! answer exactly as on SQLite. Then what only PostgreSQL has: seeding a new
+//! database, and two control planes writing one database at once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::{ADMIN, TOKEN, secrets, temp_dir};
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aipipe_control_plane::config::{Database, parse_database_url};
+use aipipe_control_plane::db::{Changed, Db};
+use aipipe_control_plane::{AppState, admin_app, internal_app};
+use aipipe_core::contract::{CHANGES_PATH, TOKEN_HEADER};
+use aipipe_core::directory::{Delta, KeyEntry, Kind, TenantEntry};
+use aipipe_tests::postgres::Postgres;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// One control plane's state on one engine. Fields drop in order: the
+/// state (and its connections) before the server.
+struct Store {
+    state: AppState,
+    _pg: Option<Postgres>,
+    dir: Option<PathBuf>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+async fn postgres_db(pg: &Postgres, name: &str) -> Db {
+    let Database::Postgres(url) = parse_database_url("test", &pg.create_database(name)).unwrap()
+    else {
+        panic!("not a postgres URL")
+    };
+    Db::open_postgres(&url, aipipe_control_plane::penalty::DEFAULT_DECAY_MS)
+        .await
+        .unwrap()
+}
+
+async fn store(engine: Engine) -> Store {
+    match engine {
+        Engine::Sqlite => {
+            let dir = temp_dir("engines");
+            let db = Db::open(&dir.join("aipipe.db")).unwrap();
+            Store {
+                state: AppState::new(db, &secrets()),
+                _pg: None,
+                dir: Some(dir),
+            }
+        }
+        Engine::Postgres => {
+            let pg = Postgres::start();
+            let db = postgres_db(&pg, "aipipe").await;
+            Store {
+                state: AppState::new(db, &secrets()),
+                _pg: Some(pg),
+                dir: None,
+            }
+        }
+    }
+}
+
+/// Each scenario as two tests, one per engine.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::store(super::Engine::Sqlite).await).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(super::store(super::Engine::Postgres).await).await
+            }
+        }
+    )*};
+}
+
+on_both_engines!(
+    tenants_are_created_read_updated_and_deleted,
+    provider_keys_reach_the_envoys_in_clear_and_never_the_admin_api,
+    a_revoked_virtual_key_leaves_every_envoy_once,
+    models_the_router_model_and_policies_round_trip,
+    rate_limits_travel_in_the_tenant_and_key_entries,
+    changes_are_paged_in_revision_order_without_removals_from_zero,
+    a_waiting_request_for_changes_wakes_when_one_commits,
+);
+
+impl Store {
+    fn db(&self) -> &Db {
+        &self.state.db
+    }
+
+    async fn admin(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("x-admin-secret", ADMIN)
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        let resp = admin_app(self.state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The delta an Envoy holding `since` gets (no wait).
+    async fn changes(&self, since: u64) -> Vec<u8> {
+        let req = Request::builder()
+            .uri(format!("{CHANGES_PATH}?since={since}&wait_ms=0"))
+            .header(TOKEN_HEADER, TOKEN)
+            .body(Body::empty())
+            .unwrap();
+        let resp = internal_app(self.state.clone()).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec()
+    }
+
+    /// Every tenant entry a new Envoy is sent (all pages from 0), by id.
+    async fn tenant_entries(&self) -> Vec<(String, TenantEntry)> {
+        let (mut since, mut out) = (0, Vec::new());
+        loop {
+            let body = self.changes(since).await;
+            let d = Delta::parse(&body).unwrap();
+            for r in d.records.iter().filter(|r| r.kind == Kind::Tenant) {
+                out.push((r.name.to_owned(), TenantEntry::decode(r.value).unwrap()));
+            }
+            since = d.revision;
+            if !d.more {
+                return out;
+            }
+        }
+    }
+
+    async fn create_tenant(&self, id: &str) {
+        let (s, v) = self
+            .admin(
+                Method::POST,
+                "/admin/tenants",
+                Some(json!({"id": id, "name": id.to_uppercase()})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+
+    async fn virtual_key(&self, tenant: &str) -> (String, String) {
+        let (s, v) = self
+            .admin(
+                Method::POST,
+                &format!("/admin/tenants/{tenant}/virtual-keys"),
+                Some(json!({"name": "ci"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        (
+            v["id"].as_str().unwrap().to_owned(),
+            v["key"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+async fn tenants_are_created_read_updated_and_deleted(s: Store) {
+    s.create_tenant("acme").await;
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/admin/tenants",
+            Some(json!({"id": "acme", "name": "again"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let (status, v) = s.admin(Method::GET, "/admin/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            &v["name"],
+            &v["disabled"],
+            &v["pass_through"],
+            &v["virtual_keys"]
+        ),
+        (&json!("ACME"), &json!(false), &json!(true), &json!(0))
+    );
+    let (status, v) = s
+        .admin(
+            Method::PATCH,
+            "/admin/tenants/acme",
+            Some(json!({"name": "Acme Inc", "disabled": true, "pass_through": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["name"], &v["disabled"], &v["pass_through"]),
+        (&json!("Acme Inc"), &json!(true), &json!(false))
+    );
+    let entries = s.tenant_entries().await;
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0].1.disabled && !entries[0].1.pass_through);
+
+    // A patch that changes nothing the Envoys hold records no change.
+    let before = s.db().revision().await.unwrap();
+    s.admin(
+        Method::PATCH,
+        "/admin/tenants/acme",
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(s.db().revision().await.unwrap(), before);
+
+    assert!(
+        s.db()
+            .ensure_tenant("beta".into(), "Beta".into())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.db()
+            .ensure_tenant("beta".into(), "B".into())
+            .await
+            .unwrap()
+    );
+    let (_, v) = s.admin(Method::GET, "/admin/tenants", None).await;
+    let ids: Vec<&str> = v["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["acme", "beta"]);
+
+    s.virtual_key("acme").await;
+    let (status, _) = s.admin(Method::DELETE, "/admin/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, v) = s.admin(Method::GET, "/admin/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    let (status, _) = s.admin(Method::DELETE, "/admin/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let entries = s.tenant_entries().await;
+    let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["beta"], "a new Envoy is sent no removals");
+}
+
+async fn provider_keys_reach_the_envoys_in_clear_and_never_the_admin_api(s: Store) {
+    s.create_tenant("acme").await;
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(json!({"openai": "sk-acme-1", "anthropic": "sk-ant-acme"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["providers"], json!(["anthropic", "openai"]));
+    assert!(!v.to_string().contains("sk-"), "{v}");
+    let sealed = s.db().sealed_keys("acme".into()).await.unwrap();
+    assert_eq!(sealed.len(), 2);
+    assert!(
+        sealed
+            .iter()
+            .all(|(_, b)| !b.windows(3).any(|w| w == b"sk-")),
+        "stored sealed"
+    );
+    let entries = s.tenant_entries().await;
+    assert_eq!(
+        entries[0].1.provider_keys,
+        [
+            ("anthropic".to_owned(), "sk-ant-acme".to_owned()),
+            ("openai".to_owned(), "sk-acme-1".to_owned())
+        ]
+    );
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/tenants/acme/keys/anthropic", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/tenants/acme/keys/anthropic", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, v) = s.admin(Method::GET, "/admin/tenants/acme", None).await;
+    assert_eq!(v["providers"], json!(["openai"]));
+    let (status, _) = s
+        .admin(
+            Method::POST,
+            "/admin/tenants/nobody/keys",
+            Some(json!({"openai": "sk-x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn a_revoked_virtual_key_leaves_every_envoy_once(s: Store) {
+    s.create_tenant("acme").await;
+    let held = s.db().revision().await.unwrap();
+    let (id, key) = s.virtual_key("acme").await;
+    let hash = aipipe_core::table::hex_hash(&key);
+    let body = s.changes(held).await;
+    let d = Delta::parse(&body).unwrap();
+    let [r] = d.records.as_slice() else {
+        panic!("one entry: {:?}", d.records)
+    };
+    assert_eq!((r.kind, r.name), (Kind::Key, hash.as_str()));
+    let e = KeyEntry::decode(r.value).unwrap();
+    assert_eq!(
+        (e.removed, e.tenant.as_str(), e.id.as_str()),
+        (false, "acme", id.as_str())
+    );
+
+    // The same key imported again is refused.
+    let (status, _) = s
+        .admin(
+            Method::POST,
+            "/admin/tenants/acme/virtual-keys",
+            Some(json!({"name": "again", "key": key})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let held = d.revision;
+    let uri = format!("/admin/tenants/acme/virtual-keys/{id}");
+    let (status, _) = s.admin(Method::DELETE, &uri, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let body = s.changes(held).await;
+    let d = Delta::parse(&body).unwrap();
+    let [r] = d.records.as_slice() else {
+        panic!("one entry: {:?}", d.records)
+    };
+    assert!(KeyEntry::decode(r.value).unwrap().removed);
+    let revoked_at = d.revision;
+    let (status, _) = s.admin(Method::DELETE, &uri, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "revoking twice is a no-op");
+    assert_eq!(s.db().revision().await.unwrap(), revoked_at);
+    let (_, v) = s
+        .admin(Method::GET, "/admin/tenants/acme/virtual-keys", None)
+        .await;
+    assert_eq!(v["virtual_keys"][0]["revoked"], json!(true), "{v}");
+    let (status, _) = s
+        .admin(
+            Method::DELETE,
+            "/admin/tenants/acme/virtual-keys/vk_none",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn models_the_router_model_and_policies_round_trip(s: Store) {
+    let (_, v) = s.admin(Method::GET, "/admin/models", None).await;
+    let models = v["models"].as_array().expect("a catalog").clone();
+    assert_eq!(
+        models.len(),
+        aipipe_core::catalog::default_models().len(),
+        "seeded with the default catalog"
+    );
+    let mut changed = models[0].clone();
+    let id = changed["id"].as_str().unwrap().to_owned();
+    changed["input_per_mtok"] = json!(0.123);
+    let (status, v) = s
+        .admin(Method::PUT, &format!("/admin/models/{id}"), Some(changed))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let mut new = models[0].clone();
+    new["id"] = json!("my-model");
+    new["upstream_id"] = json!("my-model");
+    let (status, v) = s
+        .admin(Method::PUT, "/admin/models/my-model", Some(new))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let catalog = s.db().models().await.unwrap();
+    assert_eq!(catalog.last().map(|m| m.id.as_str()), Some("my-model"));
+    assert!(
+        catalog
+            .iter()
+            .any(|m| m.id == id && m.input_per_mtok == 0.123)
+    );
+
+    s.create_tenant("acme").await;
+    let (status, v) = s
+        .admin(
+            Method::PUT,
+            "/admin/tenants/acme/policy",
+            Some(json!({"pin": "my-model"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = s
+        .admin(Method::DELETE, "/admin/models/my-model", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a policy names it: {v}");
+    let (_, v) = s
+        .admin(Method::GET, "/admin/tenants/acme/policy", None)
+        .await;
+    assert_eq!(v["pin"], json!("my-model"), "{v}");
+    let entries = s.tenant_entries().await;
+    assert!(entries[0].1.policy.contains("my-model"));
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/tenants/acme/policy", None)
+        .await;
+    assert!(status.is_success(), "{status}");
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/models/my-model", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/models/my-model", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The router model: none set is the built-in one; setting it is one
+    // global change.
+    assert_eq!(s.db().global_state().await.unwrap().router_model, None);
+    let before = s.db().revision().await.unwrap();
+    let (status, v) = s
+        .admin(Method::PUT, "/admin/routing/model", Some(json!({})))
+        .await;
+    assert!(status.is_success(), "{status} {v}");
+    let g = s.db().global_state().await.unwrap();
+    assert!(g.version > before);
+    assert_eq!(g.router_model, None);
+}
+
+async fn rate_limits_travel_in_the_tenant_and_key_entries(s: Store) {
+    s.create_tenant("acme").await;
+    let (key_id, key) = s.virtual_key("acme").await;
+    let (status, v) = s
+        .admin(
+            Method::PUT,
+            "/admin/tenants/acme/limits",
+            Some(json!({"requests_per_minute": 600, "tokens_per_minute": 200000})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let key_limits = format!("/admin/tenants/acme/virtual-keys/{key_id}/limits");
+    let (status, v) = s
+        .admin(
+            Method::PUT,
+            &key_limits,
+            Some(json!({"requests_per_minute": 10})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, v) = s.admin(Method::GET, &key_limits, None).await;
+    assert_eq!(v["requests_per_minute"], json!(10), "{v}");
+    let entries = s.tenant_entries().await;
+    assert_eq!(
+        (
+            entries[0].1.limits.requests_per_minute,
+            entries[0].1.limits.tokens_per_minute
+        ),
+        (600, 200_000)
+    );
+    let body = s.changes(0).await;
+    let d = Delta::parse(&body).unwrap();
+    let hash = aipipe_core::table::hex_hash(&key);
+    let r = d.records.iter().find(|r| r.name == hash).unwrap();
+    assert_eq!(
+        KeyEntry::decode(r.value)
+            .unwrap()
+            .limits
+            .requests_per_minute,
+        10
+    );
+
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/tenants/acme/limits", None)
+        .await;
+    assert!(status.is_success());
+    let (_, v) = s
+        .admin(Method::GET, "/admin/tenants/acme/limits", None)
+        .await;
+    assert_eq!(v["requests_per_minute"], json!(0), "{v}");
+    let (status, _) = s
+        .admin(
+            Method::GET,
+            "/admin/tenants/acme/virtual-keys/vk_none/limits",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s
+        .admin(Method::GET, "/admin/tenants/nobody/limits", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn changes_are_paged_in_revision_order_without_removals_from_zero(s: Store) {
+    let db = s.db();
+    let start = db.revision().await.unwrap();
+    for i in 0..5 {
+        db.create_tenant(format!("t{i}"), "T".into()).await.unwrap();
+    }
+    assert!(db.delete_tenant("t1".into()).await.unwrap());
+    let end = db.revision().await.unwrap();
+    assert_eq!(end, start + 6, "one revision per change");
+
+    // Read a page at a time: the deletion is the last change, so it comes
+    // in a later page (from a revision above 0), as a removal.
+    let (mut since, mut revs, mut tenants) = (0, Vec::new(), Vec::new());
+    loop {
+        let page = db.changes_since(since, 2).await.unwrap();
+        assert!(page.changes.len() <= 2);
+        for c in &page.changes {
+            match c {
+                Changed::Global(g) => revs.push(g.version),
+                Changed::Tenant { rev, id, state } => {
+                    assert!(state.is_some() || since > 0, "no removals from 0");
+                    revs.push(*rev);
+                    tenants.push((id.clone(), state.is_some()));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        since = page.revision;
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(since, end);
+    assert!(revs.windows(2).all(|w| w[0] < w[1]), "{revs:?}");
+    let live = |id: &str, live: bool| (id.to_owned(), live);
+    assert_eq!(
+        tenants,
+        [
+            live("t0", true),
+            live("t2", true),
+            live("t3", true),
+            live("t4", true),
+            live("t1", false)
+        ]
+    );
+
+    // All at once from 0: the removal is left out.
+    let page = db.changes_since(0, 100).await.unwrap();
+    assert!(!page.more);
+    assert_eq!(page.revision, end);
+    assert_eq!(page.changes.len(), 5, "the global table and four tenants");
+    assert!(
+        page.changes
+            .iter()
+            .all(|c| !matches!(c, Changed::Tenant { state: None, .. }))
+    );
+    assert!(db.changes_since(end, 100).await.unwrap().changes.is_empty());
+}
+
+async fn a_waiting_request_for_changes_wakes_when_one_commits(s: Store) {
+    let mut revisions = s.db().subscribe();
+    let held = *revisions.borrow_and_update();
+    assert_eq!(held, s.db().revision().await.unwrap());
+    let db = s.db().clone();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        db.create_tenant("late".into(), "Late".into())
+            .await
+            .unwrap();
+    });
+    tokio::time::timeout(Duration::from_secs(5), revisions.changed())
+        .await
+        .expect("woken by the commit")
+        .unwrap();
+    let now = *revisions.borrow();
+    assert_eq!(now, held + 1);
+    writer.await.unwrap();
+    let body = s.changes(held).await;
+    let d = Delta::parse(&body).unwrap();
+    assert_eq!(
+        d.records
+            .iter()
+            .map(|r| (r.kind, r.name))
+            .collect::<Vec<_>>(),
+        [(Kind::Tenant, "late")]
+    );
+}
+
+/// A new PostgreSQL database starts as a new SQLite file does: the default
+/// catalog, a penalty epoch and a revision from the clock; opening it again
+/// seeds nothing twice.
+#[tokio::test]
+async fn a_new_postgres_database_is_seeded_as_a_new_sqlite_file_is() {
+    let sqlite = store(Engine::Sqlite).await;
+    let pg = Postgres::start();
+    let before = aipipe_control_plane::db::now_ms();
+    let db = postgres_db(&pg, "seeded").await;
+    let (a, b) = (
+        sqlite.db().global_state().await.unwrap(),
+        db.global_state().await.unwrap(),
+    );
+    assert_eq!(
+        serde_json::to_value(&a.models).unwrap(),
+        serde_json::to_value(&b.models).unwrap()
+    );
+    assert_eq!((a.budget_default, b.budget_default), (None, None));
+    assert!(b.penalties.is_empty());
+    assert!(b.penalty_epoch >= before / 1000 * 1000 && b.penalty_epoch <= b.version);
+    let revision = db.revision().await.unwrap();
+    assert_eq!(
+        revision, b.version,
+        "the global table's change is the first"
+    );
+    assert!(revision > before, "{revision} {before}");
+    let first = db.changes_since(0, 10).await.unwrap();
+    assert_eq!((first.changes.len(), first.revision), (1, revision));
+
+    db.create_tenant("acme".into(), "Acme".into())
+        .await
+        .unwrap();
+    drop(db);
+    let Database::Postgres(url) = parse_database_url("test", &pg.url("seeded")).unwrap() else {
+        panic!()
+    };
+    let again = Db::open_postgres(&url, 1000).await.unwrap();
+    assert_eq!(again.revision().await.unwrap(), revision + 1);
+    assert_eq!(again.models().await.unwrap().len(), b.models.len());
+    assert_eq!(
+        pg.psql(
+            "seeded",
+            "SELECT COUNT(*) FROM meta WHERE key = 'penalty_epoch'"
+        )
+        .trim(),
+        "1"
+    );
+    drop(again);
+}
+
+/// Two control planes on one database, each creating tenants at once: the
+/// change log's revisions commit in the order they were taken, so an Envoy
+/// following either one, a page at a time while they write, misses none.
+#[tokio::test]
+async fn two_replicas_writing_at_once_never_let_an_envoy_miss_a_change() {
+    let pg = Postgres::start();
+    let a = postgres_db(&pg, "shared").await;
+    let Database::Postgres(url) = parse_database_url("test", &pg.url("shared")).unwrap() else {
+        panic!()
+    };
+    let b = Db::open_postgres(&url, 1000).await.unwrap();
+    let start = a.revision().await.unwrap();
+    const EACH: usize = 40;
+    let mut writers = Vec::new();
+    for (name, db) in [("a", a.clone()), ("b", b.clone())] {
+        for w in 0..2 {
+            let db = db.clone();
+            writers.push(tokio::spawn(async move {
+                for i in 0..EACH / 2 {
+                    db.create_tenant(format!("{name}{w}-{i}"), "T".into())
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+    }
+    // An Envoy following replica b while they write.
+    let (mut since, mut seen) = (start, BTreeSet::new());
+    let mut rounds = 0;
+    loop {
+        let done = writers.iter().all(|w| w.is_finished());
+        let page = b.changes_since(since, 7).await.unwrap();
+        for c in page.changes {
+            if let Changed::Tenant { id, .. } = c {
+                seen.insert(id);
+            }
+        }
+        since = page.revision;
+        rounds += 1;
+        if done && !page.more {
+            break;
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(since, start + 4 * (EACH / 2) as u64);
+    assert_eq!(
+        seen.len(),
+        2 * 2 * (EACH / 2),
+        "after {rounds} polls: {seen:?}"
+    );
+    assert_eq!(a.list_tenants().await.unwrap().len(), seen.len());
+    drop((a, b));
+}
