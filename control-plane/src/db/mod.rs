@@ -14,8 +14,11 @@
 //! One file per aggregate — `tenants`, `keys` (provider and virtual keys),
 //! `catalog`, `usage`, `penalties` — plus `changes` (the log and what the
 //! filters are sent from it) and `migrations`, and `pg`, the PostgreSQL
-//! engine's foundation (schema, partitions, `migrate`); this file holds the
-//! connections, the transaction helpers and the `meta` counters they share.
+//! engine (schema, pool, partitions, `migrate`, and one file per ported
+//! aggregate); this file holds the engine choice (`Engine`: each ported
+//! method of [`Db`] matches on it), the connections, the transaction helpers
+//! and the `meta` counters they share (control-plane/README.md,
+//! "PostgreSQL").
 
 mod alerts;
 mod budgets;
