@@ -105,11 +105,27 @@ on_both_engines!(
     rate_limits_travel_in_the_tenant_and_key_entries,
     changes_are_paged_in_revision_order_without_removals_from_zero,
     a_waiting_request_for_changes_wakes_when_one_commits,
+    budgets_are_reported_published_and_alert_once_per_threshold,
 );
 
 impl Store {
     fn db(&self) -> &Db {
         &self.state.db
+    }
+
+    /// Runs SQL on the store's database behind the control plane's back
+    /// (what ingest, not ported to PostgreSQL yet, would have written).
+    fn raw_sql(&self, sql: &str) {
+        match (&self._pg, &self.dir) {
+            (Some(pg), _) => {
+                pg.psql("aipipe", sql);
+            }
+            (None, Some(dir)) => {
+                let conn = rusqlite::Connection::open(dir.join("aipipe.db")).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
+            (None, None) => panic!("a store has a database"),
+        }
     }
 
     async fn admin(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -596,6 +612,120 @@ async fn a_waiting_request_for_changes_wakes_when_one_commits(s: Store) {
             .collect::<Vec<_>>(),
         [(Kind::Tenant, "late")]
     );
+}
+
+async fn budgets_are_reported_published_and_alert_once_per_threshold(s: Store) {
+    s.create_tenant("acme").await;
+    s.db().enable_alerts();
+    let today = aipipe_control_plane::db::now_ms() / 86_400_000;
+    // $0.60 spent today.
+    s.raw_sql(&format!(
+        "INSERT INTO usage_days (tenant, day, requests, prompt_tokens, completion_tokens, cost_nusd)
+         VALUES ('acme', {today}, 3, 30, 20, 600000000)"
+    ));
+    let (status, v) = s
+        .admin(Method::GET, "/admin/tenants/acme/budget", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no budget yet: {v}");
+
+    let held = s.db().revision().await.unwrap();
+    let put = |limit: f64| Some(json!({"limit_usd": limit, "days": 7}));
+    let (status, v) = s
+        .admin(Method::PUT, "/admin/tenants/acme/budget", put(1.0))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["limit_usd"], &v["spent_usd"], &v["source"]),
+        (&json!(1.0), &json!(0.6), &json!("tenant"))
+    );
+    let body = s.changes(held).await;
+    let d = Delta::parse(&body).unwrap();
+    let r = d.records.iter().find(|r| r.kind == Kind::Budget).unwrap();
+    let e = aipipe_core::directory::BudgetEntry::decode(r.value).unwrap();
+    assert_eq!(
+        (e.limit_nusd, e.days, e.spent_nusd, e.frees.len()),
+        (1_000_000_000, 7, 600_000_000, 1)
+    );
+
+    // 60 % of $1 reached 50 %: one alert; lowered to $0.70 (86 %): 80 %
+    // too; set again: nothing new.
+    let thresholds = |alerts: &[aipipe_control_plane::db::Alert]| -> Vec<u64> {
+        alerts
+            .iter()
+            .map(|a| {
+                serde_json::from_str::<Value>(&a.body).unwrap()["threshold_percent"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(thresholds(&s.db().due_alerts(10).await.unwrap()), [50]);
+    s.admin(Method::PUT, "/admin/tenants/acme/budget", put(0.7))
+        .await;
+    s.admin(Method::PUT, "/admin/tenants/acme/budget", put(0.7))
+        .await;
+    let due = s.db().due_alerts(10).await.unwrap();
+    assert_eq!(thresholds(&due), [50, 80]);
+    s.db().alert_done(due[0].id).await.unwrap();
+    s.db()
+        .alert_retry(due[1].id, 1, aipipe_control_plane::db::now_ms() + 60_000)
+        .await
+        .unwrap();
+    assert!(s.db().due_alerts(10).await.unwrap().is_empty());
+
+    // A virtual key's own budget: its key entry says so, its budget entry
+    // carries it.
+    let (key_id, key) = s.virtual_key("acme").await;
+    let held = s.db().revision().await.unwrap();
+    let uri = format!("/admin/tenants/acme/virtual-keys/{key_id}/budget");
+    let (status, v) = s.admin(Method::PUT, &uri, put(2.0)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["source"], &v["spent_usd"]),
+        (&json!("virtual_key"), &json!(0.0))
+    );
+    let body = s.changes(held).await;
+    let d = Delta::parse(&body).unwrap();
+    let hash = aipipe_core::table::hex_hash(&key);
+    let k = d.records.iter().find(|r| r.name == hash).unwrap();
+    assert!(KeyEntry::decode(k.value).unwrap().budgeted);
+    assert!(
+        d.records
+            .iter()
+            .any(|r| r.kind == Kind::KeyBudget && r.name == key_id)
+    );
+
+    // The default applies to tenants without their own.
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/tenants/acme/budget", None)
+        .await;
+    assert!(status.is_success(), "{status}");
+    assert_eq!(s.db().budget_default().await.unwrap(), None);
+    let (status, v) = s
+        .admin(Method::PUT, "/admin/budget-default", put(5.0))
+        .await;
+    assert!(status.is_success(), "{status} {v}");
+    let (_, v) = s
+        .admin(Method::GET, "/admin/tenants/acme/budget", None)
+        .await;
+    assert_eq!(
+        (&v["source"], &v["limit_usd"]),
+        (&json!("default"), &json!(5.0)),
+        "{v}"
+    );
+    assert_eq!(
+        s.db()
+            .global_state()
+            .await
+            .unwrap()
+            .budget_default
+            .map(|l| l.limit_nusd),
+        Some(5_000_000_000)
+    );
+    let (status, _) = s
+        .admin(Method::PUT, "/admin/tenants/nobody/budget", put(1.0))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 /// A new PostgreSQL database starts as a new SQLite file does: the default

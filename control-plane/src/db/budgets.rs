@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::limits::key_hash;
 use super::tenants::tenant_exists;
-use super::{Change, Db, now_ms, record_change, to_i64, to_u64};
+use super::{Change, Db, now_ms, pg, record_change, to_i64, to_u64};
 use crate::error::Result;
 use aipipe_core::budget::DAY_MS;
 use aipipe_core::usage::UsageRecord;
@@ -292,7 +292,12 @@ fn key_view(conn: &Connection, tenant: &str, key_id: &str) -> Result<Option<Budg
 
 impl BudgetView {
     /// A budget with its spend (nothing reserved yet: see `with_reserved`).
-    fn of(tenant: &str, key: Option<&str>, source: &'static str, state: &BudgetState) -> Self {
+    pub(super) fn of(
+        tenant: &str,
+        key: Option<&str>,
+        source: &'static str,
+        state: &BudgetState,
+    ) -> Self {
         let usd = |n: u64| n as f64 / 1e9;
         BudgetView {
             tenant: tenant.to_owned(),
@@ -331,6 +336,11 @@ impl Db {
     /// The budget that applies to a tenant, with its spend; Done(None) when
     /// none does.
     pub async fn budget(&self, tenant: String) -> Result<BudgetWrite> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::budgets::budget(tx, &tenant))
+                .await;
+        }
         self.read(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(BudgetWrite::NoTenant);
@@ -342,6 +352,12 @@ impl Db {
 
     /// Sets (Some) or removes (None) a tenant's own budget.
     pub async fn set_budget(&self, tenant: String, limit: Option<Limit>) -> Result<BudgetWrite> {
+        if self.postgres().is_some() {
+            let alerts = self.alerts_on();
+            return self
+                .pg_write(move |w| pg::budgets::set_budget(w, alerts, &tenant, limit))
+                .await;
+        }
         let alerts = self.alerts_on();
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
@@ -371,6 +387,11 @@ impl Db {
     /// A virtual key's own budget, with its spend; Done(None) when it has
     /// none.
     pub async fn key_budget(&self, tenant: String, key_id: String) -> Result<BudgetWrite> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::budgets::key_budget(tx, &tenant, &key_id))
+                .await;
+        }
         self.read(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(BudgetWrite::NoTenant);
@@ -392,6 +413,12 @@ impl Db {
         key_id: String,
         limit: Option<Limit>,
     ) -> Result<BudgetWrite> {
+        if self.postgres().is_some() {
+            let alerts = self.alerts_on();
+            return self
+                .pg_write(move |w| pg::budgets::set_key_budget(w, alerts, &tenant, &key_id, limit))
+                .await;
+        }
         let alerts = self.alerts_on();
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
@@ -426,12 +453,20 @@ impl Db {
 
     /// The default budget (every tenant without its own).
     pub async fn budget_default(&self) -> Result<Option<Limit>> {
+        if self.postgres().is_some() {
+            return self.pg_read(pg::budgets::default_limit).await;
+        }
         self.read(|tx| default_limit(tx)).await
     }
 
     /// Sets (Some) or removes (None) the default budget: the global table
     /// carries it, and each tenant under it with spend gets a new entry.
     pub async fn set_budget_default(&self, limit: Option<Limit>) -> Result<()> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::budgets::set_default(w, limit))
+                .await;
+        }
         self.write(move |tx| {
             match limit {
                 Some(l) => {

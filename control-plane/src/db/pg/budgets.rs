@@ -1,11 +1,15 @@
-//! Budgets on PostgreSQL (`db/budgets.rs`'s functions; so far the reads the
-//! change log needs).
+//! Budgets on PostgreSQL (`db/budgets.rs`'s functions; the spend written by
+//! ingest comes with ingest's port).
 
 use postgres::Transaction;
 
-use super::super::budgets::{BudgetState, Limit, first_day, state_from};
-use super::super::{now_ms, to_u64};
+use super::super::budgets::{BudgetState, BudgetView, BudgetWrite, Limit, first_day, state_from};
+use super::super::{Change, now_ms, to_i64, to_u64};
+use super::alerts::budget_alerts;
+use super::changes::record_change;
+use super::limits::key_hash;
 use super::meta_int;
+use super::pool::Writer;
 use super::tenants::tenant_exists;
 use crate::error::Result;
 
@@ -75,12 +79,7 @@ pub(in crate::db) fn budget_state(
             None => return Ok(None),
         },
     };
-    Ok(Some(state_of(
-        tx,
-        "SELECT day, cost_nusd FROM usage_days WHERE tenant = $1 AND day >= $2 ORDER BY day",
-        tenant,
-        limit,
-    )?))
+    Ok(Some(state_of(tx, TENANT_DAYS, tenant, limit)?))
 }
 
 pub(in crate::db) fn key_budget_state(
@@ -105,4 +104,158 @@ pub(in crate::db) fn key_budget_state(
         key_id,
         limit,
     )?))
+}
+
+/// The limit that applies to a tenant and where it comes from.
+fn limit_of(tx: &mut Transaction<'_>, tenant: &str) -> Result<Option<(Limit, &'static str)>> {
+    if let Some(l) = own_limit(tx, tenant)? {
+        return Ok(Some((l, "tenant")));
+    }
+    Ok(default_limit(tx)?.map(|l| (l, "default")))
+}
+
+const TENANT_DAYS: &str =
+    "SELECT day, cost_nusd FROM usage_days WHERE tenant = $1 AND day >= $2 ORDER BY day";
+
+fn view(tx: &mut Transaction<'_>, tenant: &str) -> Result<Option<BudgetView>> {
+    let Some((limit, source)) = limit_of(tx, tenant)? else {
+        return Ok(None);
+    };
+    let state = state_of(tx, TENANT_DAYS, tenant, limit)?;
+    Ok(Some(BudgetView::of(tenant, None, source, &state)))
+}
+
+fn key_view(tx: &mut Transaction<'_>, tenant: &str, key_id: &str) -> Result<Option<BudgetView>> {
+    Ok(key_budget_state(tx, key_id)?
+        .map(|state| BudgetView::of(tenant, Some(key_id), "virtual_key", &state)))
+}
+
+pub(in crate::db) fn budget(tx: &mut Transaction<'_>, tenant: &str) -> Result<BudgetWrite> {
+    if !tenant_exists(tx, tenant)? {
+        return Ok(BudgetWrite::NoTenant);
+    }
+    Ok(BudgetWrite::Done(view(tx, tenant)?))
+}
+
+pub(in crate::db) fn set_budget(
+    w: &mut Writer<'_>,
+    alerts: bool,
+    tenant: &str,
+    limit: Option<Limit>,
+) -> Result<BudgetWrite> {
+    if !tenant_exists(w, tenant)? {
+        return Ok(BudgetWrite::NoTenant);
+    }
+    let changed = match limit {
+        Some(l) => w.execute(
+            "INSERT INTO budgets (tenant, limit_nusd, days, updated_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (tenant) DO UPDATE SET limit_nusd = excluded.limit_nusd,
+                days = excluded.days, updated_ms = excluded.updated_ms",
+            &[
+                &tenant,
+                &to_i64(l.limit_nusd),
+                &i64::from(l.days),
+                &to_i64(now_ms()),
+            ],
+        )?,
+        None => w.execute("DELETE FROM budgets WHERE tenant = $1", &[&tenant])?,
+    };
+    if changed > 0 {
+        record_change(w, Change::Budget(tenant))?;
+        // A lower limit may cross a threshold; a higher one re-arms.
+        if let Some(state) = budget_state(w, tenant)? {
+            budget_alerts(w, alerts, tenant, None, &state)?;
+        }
+    }
+    Ok(BudgetWrite::Done(view(w, tenant)?))
+}
+
+pub(in crate::db) fn key_budget(
+    tx: &mut Transaction<'_>,
+    tenant: &str,
+    key_id: &str,
+) -> Result<BudgetWrite> {
+    if !tenant_exists(tx, tenant)? {
+        return Ok(BudgetWrite::NoTenant);
+    }
+    if key_hash(tx, tenant, key_id)?.is_none() {
+        return Ok(BudgetWrite::NoKey);
+    }
+    Ok(BudgetWrite::Done(key_view(tx, tenant, key_id)?))
+}
+
+pub(in crate::db) fn set_key_budget(
+    w: &mut Writer<'_>,
+    alerts: bool,
+    tenant: &str,
+    key_id: &str,
+    limit: Option<Limit>,
+) -> Result<BudgetWrite> {
+    if !tenant_exists(w, tenant)? {
+        return Ok(BudgetWrite::NoTenant);
+    }
+    let Some(hash) = key_hash(w, tenant, key_id)? else {
+        return Ok(BudgetWrite::NoKey);
+    };
+    let changed = match limit {
+        Some(l) => w.execute(
+            "INSERT INTO key_budgets (key_id, limit_nusd, days, updated_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (key_id) DO UPDATE SET limit_nusd = excluded.limit_nusd,
+                days = excluded.days, updated_ms = excluded.updated_ms",
+            &[
+                &key_id,
+                &to_i64(l.limit_nusd),
+                &i64::from(l.days),
+                &to_i64(now_ms()),
+            ],
+        )?,
+        None => w.execute("DELETE FROM key_budgets WHERE key_id = $1", &[&key_id])?,
+    };
+    if changed > 0 {
+        record_change(w, Change::Key(&hash))?;
+        record_change(w, Change::KeyBudget(key_id))?;
+        if let Some(state) = key_budget_state(w, key_id)? {
+            budget_alerts(w, alerts, tenant, Some(key_id), &state)?;
+        }
+    }
+    Ok(BudgetWrite::Done(key_view(w, tenant, key_id)?))
+}
+
+/// Sets (Some) or removes (None) the default budget: one global change, and
+/// one budget change per tenant under it with spend.
+pub(in crate::db) fn set_default(w: &mut Writer<'_>, limit: Option<Limit>) -> Result<()> {
+    match limit {
+        Some(l) => {
+            for (key, v) in [
+                ("budget_default_nusd", to_i64(l.limit_nusd)),
+                ("budget_default_days", i64::from(l.days)),
+            ] {
+                w.execute(
+                    "INSERT INTO meta (key, int_value) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET int_value = excluded.int_value",
+                    &[&key, &v],
+                )?;
+            }
+        }
+        None => {
+            w.execute(
+                "DELETE FROM meta WHERE key IN ('budget_default_nusd', 'budget_default_days')",
+                &[],
+            )?;
+        }
+    }
+    record_change(w, Change::Global)?;
+    let under: Vec<String> = w
+        .query(
+            "SELECT id FROM tenants WHERE id NOT IN (SELECT tenant FROM budgets)
+                AND id IN (SELECT tenant FROM usage_days)",
+            &[],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for tenant in &under {
+        record_change(w, Change::Budget(tenant))?;
+    }
+    Ok(())
 }

@@ -9,6 +9,7 @@
 //! The synchronous client runs its own small runtime: call it from a
 //! blocking thread (`spawn_blocking`) or outside tokio, never from async code.
 
+pub(super) mod alerts;
 pub(super) mod budgets;
 pub(super) mod catalog;
 pub(super) mod changes;
