@@ -106,6 +106,7 @@ on_both_engines!(
     changes_are_paged_in_revision_order_without_removals_from_zero,
     a_waiting_request_for_changes_wakes_when_one_commits,
     budgets_are_reported_published_and_alert_once_per_threshold,
+    penalties_are_shown_decayed_and_reset_with_a_new_epoch,
 );
 
 impl Store {
@@ -726,6 +727,78 @@ async fn budgets_are_reported_published_and_alert_once_per_threshold(s: Store) {
         .admin(Method::PUT, "/admin/tenants/nobody/budget", put(1.0))
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn penalties_are_shown_decayed_and_reset_with_a_new_epoch(s: Store) {
+    let now = aipipe_control_plane::db::now_ms();
+    // What ingest (not ported yet) would have stored: a model's own
+    // penalty and a (model, key) pair's.
+    s.raw_sql(&format!(
+        "INSERT INTO penalties (provider, model, key_tag, penalty, decayed_ms, successes,
+            failures, updated_ms, published)
+         VALUES ('openai', 'gpt-4o', '', 2.0, {now}, 3, 5, {now}, 2.0),
+                ('openai', 'gpt-4o', '0123456789abcdef', 1.0, {now}, 0, 2, {now}, 1.0)"
+    ));
+    let (status, v) = s.admin(Method::GET, "/admin/penalties", None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let p = v["penalties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["model"] == "gpt-4o")
+        .unwrap();
+    assert!(p["penalty"].as_f64().unwrap() > 1.9, "{p}");
+    assert_eq!(
+        (&p["table_penalty"], &p["success_rate"]),
+        (&json!(2.0), &json!(0.375))
+    );
+    assert_eq!(
+        v["key_penalties"][0]["key_tag"],
+        json!("0123456789abcdef"),
+        "{v}"
+    );
+    let epoch = v["penalty_epoch"].as_u64().unwrap();
+    assert_eq!(
+        v["table_version"].as_u64().unwrap(),
+        s.db().revision().await.unwrap()
+    );
+    let table = s.db().global_state().await.unwrap();
+    assert!(
+        table
+            .penalties
+            .iter()
+            .any(|(_, m, _, p)| m == "gpt-4o" && *p == 2.0)
+    );
+
+    let (status, _) = s
+        .admin(
+            Method::POST,
+            "/admin/penalties/reset",
+            Some(json!({"model": "no-such"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let held = s.db().revision().await.unwrap();
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/admin/penalties/reset",
+            Some(json!({"model": "gpt-4o"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["reset"], json!(["gpt-4o"]));
+    assert_eq!(v["penalty_epoch"].as_u64().unwrap(), epoch + 1);
+    assert!(v["table_version"].as_u64().unwrap() > held);
+    let table = s.db().global_state().await.unwrap();
+    assert_eq!(table.penalty_epoch, epoch + 1);
+    assert!(
+        table.penalties.iter().all(|(_, _, _, p)| *p == 0.0),
+        "{:?}",
+        table.penalties
+    );
+    let (_, v) = s.admin(Method::GET, "/admin/penalties", None).await;
+    assert_eq!(v["key_penalties"], json!([]), "the pair is forgotten");
 }
 
 /// A new PostgreSQL database starts as a new SQLite file does: the default

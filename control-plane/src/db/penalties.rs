@@ -210,6 +210,87 @@ impl Tx<'_> {
     }
 }
 
+/// What `GET /admin/penalties` is made of, as read in one snapshot.
+struct Held {
+    rows: Vec<PenaltyRow>,
+    models: Vec<aipipe_core::table::Model>,
+    penalty_epoch: u64,
+    table_version: u64,
+}
+
+impl Held {
+    /// Every catalog model (in catalog order) and every other model with
+    /// recorded outcomes, decayed to `now`, and the (model, key) pairs —
+    /// those of `keys` only, when given.
+    fn view(self, keys: Option<Vec<String>>, now: u64, decay_ms: u64) -> Penalties {
+        let (pairs, models_rows): (Vec<PenaltyRow>, Vec<PenaltyRow>) =
+            self.rows.into_iter().partition(|r| !r.key_tag.is_empty());
+        let mut key_penalties: Vec<KeyPenaltyView> = pairs
+            .into_iter()
+            .filter(|r| keys.as_ref().is_none_or(|k| k.contains(&r.key_tag)))
+            .map(|r| KeyPenaltyView {
+                penalty: r.tally.state.at(now, decay_ms),
+                table_penalty: r.published,
+                successes: r.tally.successes,
+                failures: r.tally.failures,
+                updated_ms: r.tally.updated_ms,
+                model: r.model,
+                provider: r.provider,
+                key_tag: r.key_tag,
+            })
+            .collect();
+        key_penalties.sort_by(|a, b| b.penalty.total_cmp(&a.penalty));
+        let mut rows: HashMap<(String, String), PenaltyRow> = models_rows
+            .into_iter()
+            .map(|r| ((r.provider.clone(), r.model.clone()), r))
+            .collect();
+        let view = |provider: String, model: String, row: Option<PenaltyRow>| match row {
+            Some(PenaltyRow {
+                tally: t,
+                published,
+                ..
+            }) => PenaltyView {
+                penalty: t.state.at(now, decay_ms),
+                table_penalty: published,
+                success_rate: (t.successes + t.failures > 0)
+                    .then(|| t.successes as f64 / (t.successes + t.failures) as f64),
+                successes: t.successes,
+                failures: t.failures,
+                updated_ms: Some(t.updated_ms),
+                provider,
+                model,
+            },
+            None => PenaltyView {
+                model,
+                provider,
+                penalty: 0.0,
+                table_penalty: 0.0,
+                success_rate: None,
+                successes: 0,
+                failures: 0,
+                updated_ms: None,
+            },
+        };
+        let mut out = Vec::new();
+        for m in self.models {
+            let row = rows.remove(&(m.provider.clone(), m.id.clone()));
+            out.push(view(m.provider, m.id, row));
+        }
+        let mut rest: Vec<PenaltyRow> = rows.into_values().collect();
+        rest.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
+        for r in rest {
+            out.push(view(r.provider.clone(), r.model.clone(), Some(r)));
+        }
+        Penalties {
+            penalty_epoch: self.penalty_epoch,
+            decay_ms,
+            table_version: self.table_version,
+            penalties: out,
+            key_penalties,
+        }
+    }
+}
+
 impl Db {
     /// Republishes the penalties if time decay alone has made the table's
     /// values stale since the last write; free (one atomic load) otherwise.
@@ -241,74 +322,27 @@ impl Db {
     /// tenant's key tags).
     pub async fn penalties(&self, keys: Option<Vec<String>>) -> Result<Penalties> {
         let decay_ms = self.0.decay_ms;
-        self.read(move |tx| {
-            let now = now_ms();
-            let (pairs, models_rows): (Vec<PenaltyRow>, Vec<PenaltyRow>) = penalty_rows(tx)?
-                .into_iter()
-                .partition(|r| !r.key_tag.is_empty());
-            let mut key_penalties: Vec<KeyPenaltyView> = pairs
-                .into_iter()
-                .filter(|r| keys.as_ref().is_none_or(|k| k.contains(&r.key_tag)))
-                .map(|r| KeyPenaltyView {
-                    penalty: r.tally.state.at(now, decay_ms),
-                    table_penalty: r.published,
-                    successes: r.tally.successes,
-                    failures: r.tally.failures,
-                    updated_ms: r.tally.updated_ms,
-                    model: r.model,
-                    provider: r.provider,
-                    key_tag: r.key_tag,
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| {
+                    let held = Held {
+                        rows: pg::penalties::penalty_rows(tx)?,
+                        models: pg::catalog::models(tx)?,
+                        penalty_epoch: pg::penalty_epoch(tx)?,
+                        table_version: pg::committed_revision(tx)?,
+                    };
+                    Ok(held.view(keys, now_ms(), decay_ms))
                 })
-                .collect();
-            key_penalties.sort_by(|a, b| b.penalty.total_cmp(&a.penalty));
-            let mut rows: HashMap<(String, String), PenaltyRow> = models_rows
-                .into_iter()
-                .map(|r| ((r.provider.clone(), r.model.clone()), r))
-                .collect();
-            let view = |provider: String, model: String, row: Option<PenaltyRow>| match row {
-                Some(PenaltyRow {
-                    tally: t,
-                    published,
-                    ..
-                }) => PenaltyView {
-                    penalty: t.state.at(now, decay_ms),
-                    table_penalty: published,
-                    success_rate: (t.successes + t.failures > 0)
-                        .then(|| t.successes as f64 / (t.successes + t.failures) as f64),
-                    successes: t.successes,
-                    failures: t.failures,
-                    updated_ms: Some(t.updated_ms),
-                    provider,
-                    model,
-                },
-                None => PenaltyView {
-                    model,
-                    provider,
-                    penalty: 0.0,
-                    table_penalty: 0.0,
-                    success_rate: None,
-                    successes: 0,
-                    failures: 0,
-                    updated_ms: None,
-                },
-            };
-            let mut out = Vec::new();
-            for m in models(tx)? {
-                let row = rows.remove(&(m.provider.clone(), m.id.clone()));
-                out.push(view(m.provider, m.id, row));
-            }
-            let mut rest: Vec<PenaltyRow> = rows.into_values().collect();
-            rest.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
-            for r in rest {
-                out.push(view(r.provider.clone(), r.model.clone(), Some(r)));
-            }
-            Ok(Penalties {
+                .await;
+        }
+        self.read(move |tx| {
+            let held = Held {
+                rows: penalty_rows(tx)?,
+                models: models(tx)?,
                 penalty_epoch: penalty_epoch(tx)?,
-                decay_ms,
                 table_version: version(tx)?,
-                penalties: out,
-                key_penalties,
-            })
+            };
+            Ok(held.view(keys, now_ms(), decay_ms))
         })
         .await
     }
@@ -318,6 +352,12 @@ impl Db {
     /// their local penalties) and the table version. None when `model` is
     /// neither in the catalog nor has a penalty.
     pub async fn reset_penalties(&self, model: Option<String>) -> Result<Option<PenaltyReset>> {
+        if self.postgres().is_some() {
+            let decay_ms = self.0.decay_ms;
+            return self
+                .pg_write_penalties(move |w| pg::penalties::reset(w, model.as_deref(), decay_ms))
+                .await;
+        }
         self.write_penalties(move |tx| {
             let (tx, decay_ms, now) = (tx.tx, tx.decay_ms, now_ms());
             let reset: Vec<String> = match &model {

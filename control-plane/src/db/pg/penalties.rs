@@ -1,12 +1,13 @@
-//! Model penalties on PostgreSQL (`db/penalties.rs`'s functions; so far
-//! what the change log and the time-decay republish need).
+//! Model penalties on PostgreSQL (`db/penalties.rs`'s functions; the
+//! tallies ingest writes come with ingest's port).
 
 use postgres::{Row, Transaction};
 
-use super::super::penalties::{PenaltyRow, forgotten};
-use super::super::{Change, to_u64};
+use super::super::penalties::{PenaltyReset, PenaltyRow, forgotten};
+use super::super::{Change, now_ms, to_i64, to_u64};
 use super::changes::record_change;
 use super::pool::Writer;
+use super::{catalog, committed_revision, penalty_epoch};
 use crate::error::Result;
 use crate::penalty::{self, Tally};
 
@@ -66,4 +67,67 @@ pub(in crate::db) fn republish(w: &mut Writer<'_>, now: u64, decay_ms: u64) -> R
         w.execute(&forget, &[&r.provider, &r.model, &r.key_tag])?;
     }
     Ok(plan.due_ms)
+}
+
+/// `Db::reset_penalties` on PostgreSQL: zeroes `model`'s penalties (or
+/// every model's), bumps the penalty epoch, records a global change and
+/// republishes. None (nothing written, deadline 0) when `model` is neither
+/// in the catalog nor has a penalty.
+pub(in crate::db) fn reset(
+    w: &mut Writer<'_>,
+    model: Option<&str>,
+    decay_ms: u64,
+) -> Result<(Option<PenaltyReset>, u64)> {
+    let now = to_i64(now_ms());
+    let reset: Vec<String> = match model {
+        Some(m) => {
+            let known = catalog::models(w)?.iter().any(|c| c.id == m)
+                || w.query_one(
+                    "SELECT EXISTS(SELECT 1 FROM penalties WHERE model = $1)",
+                    &[&m],
+                )?
+                .get::<_, bool>(0);
+            if !known {
+                return Ok((None, 0));
+            }
+            w.execute(
+                "UPDATE penalties SET penalty = 0, decayed_ms = $2, successes = 0,
+                    failures = 0, published = 0, updated_ms = $2 WHERE model = $1",
+                &[&m, &now],
+            )?;
+            w.execute(
+                "DELETE FROM penalties WHERE model = $1 AND key_tag != ''",
+                &[&m],
+            )?;
+            vec![m.to_owned()]
+        }
+        None => {
+            let names: Vec<String> = w
+                .query("SELECT DISTINCT model FROM penalties ORDER BY model", &[])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            w.execute(
+                "UPDATE penalties SET penalty = 0, decayed_ms = $1, successes = 0,
+                    failures = 0, published = 0, updated_ms = $1",
+                &[&now],
+            )?;
+            w.execute("DELETE FROM penalties WHERE key_tag != ''", &[])?;
+            names
+        }
+    };
+    w.execute(
+        "UPDATE meta SET int_value = int_value + 1 WHERE key = 'penalty_epoch'",
+        &[],
+    )?;
+    record_change(w, Change::Global)?;
+    let due = republish(w, to_u64(now), decay_ms)?;
+    Ok((
+        Some(PenaltyReset {
+            reset,
+            penalty_epoch: penalty_epoch(&mut **w)?,
+            table_version: committed_revision(&mut **w)?,
+        }),
+        due,
+    ))
 }
