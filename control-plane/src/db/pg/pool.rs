@@ -25,7 +25,7 @@ use crate::config::PostgresUrl;
 use crate::error::{Error, Result};
 
 /// Held by every write transaction to its end (see the module's doc).
-pub(crate) const WRITE_LOCK: i64 = 0x6169_7069_7065_0002; // "aipipe" 2
+pub(crate) const WRITE_LOCK: i64 = 0x6169_7069_7065_0003; // "aipipe" 3 (1: schema, 2: partitions)
 
 const READERS: usize = 3;
 
