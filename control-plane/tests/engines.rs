@@ -3,7 +3,8 @@
 //! once on a fresh database of a throwaway PostgreSQL server
 //! (`aipipe_tests::postgres`), through the admin API, the internal API's
 //! deltas and `Db` itself — so the aggregates ported to PostgreSQL (tenants,
-//! keys, catalog and router model, policy, rate limits, the change log)
+//! keys, catalog and router model, policy, rate limits, budgets and their
+//! alerts, penalties, usage ingest, the change log)
 //! answer exactly as on SQLite. Then what only PostgreSQL has: seeding a new
 //! database, and two control planes writing one database at once.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -18,8 +19,9 @@ use std::time::Duration;
 use aipipe_control_plane::config::{Database, parse_database_url};
 use aipipe_control_plane::db::{Changed, Db};
 use aipipe_control_plane::{AppState, admin_app, internal_app};
-use aipipe_core::contract::{CHANGES_PATH, TOKEN_HEADER};
+use aipipe_core::contract::{CHANGES_PATH, TOKEN_HEADER, USAGE_PATH};
 use aipipe_core::directory::{Delta, KeyEntry, Kind, TenantEntry};
+use aipipe_core::usage::{FailedAttempt, UsageBatch, UsageRecord};
 use aipipe_tests::postgres::Postgres;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -107,11 +109,71 @@ on_both_engines!(
     a_waiting_request_for_changes_wakes_when_one_commits,
     budgets_are_reported_published_and_alert_once_per_threshold,
     penalties_are_shown_decayed_and_reset_with_a_new_epoch,
+    usage_is_stored_once_by_record_id_and_counted_in_the_totals,
+    failures_raise_a_penalty_that_the_changes_carry,
+    spend_moves_the_budget_entry_and_fires_its_alert,
 );
 
 impl Store {
     fn db(&self) -> &Db {
         &self.state.db
+    }
+
+    /// The rows a query returns on the store's database, each as its
+    /// columns' text joined by `|` (integers and text only).
+    fn raw_rows(&self, sql: &str) -> Vec<String> {
+        match (&self._pg, &self.dir) {
+            (Some(pg), _) => pg
+                .psql("aipipe", sql)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            (None, Some(dir)) => {
+                let conn = rusqlite::Connection::open(dir.join("aipipe.db")).unwrap();
+                let mut st = conn.prepare(sql).unwrap();
+                let n = st.column_count();
+                st.query_map([], |r| {
+                    Ok((0..n)
+                        .map(|i| match r.get_ref(i).unwrap() {
+                            rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                            rusqlite::types::ValueRef::Text(t) => {
+                                String::from_utf8_lossy(t).into_owned()
+                            }
+                            rusqlite::types::ValueRef::Null => String::new(),
+                            other => panic!("{other:?}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+            }
+            (None, None) => panic!("a store has a database"),
+        }
+    }
+
+    /// Posts a usage batch as a filter does; the ack.
+    async fn ingest(&self, records: &[UsageRecord]) -> Value {
+        let body = serde_json::to_vec(&UsageBatch {
+            records: records.to_vec(),
+        })
+        .unwrap();
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(USAGE_PATH)
+            .header(TOKEN_HEADER, TOKEN)
+            .body(Body::from(body))
+            .unwrap();
+        let resp = internal_app(self.state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v
     }
 
     /// Runs SQL on the store's database behind the control plane's back
@@ -799,6 +861,270 @@ async fn penalties_are_shown_decayed_and_reset_with_a_new_epoch(s: Store) {
     );
     let (_, v) = s.admin(Method::GET, "/admin/penalties", None).await;
     assert_eq!(v["key_penalties"], json!([]), "the pair is forgotten");
+}
+
+fn record(id: &str, tenant: &str, model: &str, status: u16, ts_ms: u64) -> UsageRecord {
+    UsageRecord {
+        id: id.into(),
+        tenant: tenant.into(),
+        provider: "openai".into(),
+        model: model.into(),
+        status,
+        prompt_tokens: 100,
+        completion_tokens: 50,
+        cached_tokens: 10,
+        cache_write_tokens: 5,
+        cost_nusd: 45_000,
+        latency_ms: 120.0,
+        ttft_ms: Some(30.0),
+        complexity: Some(0.3),
+        stream: false,
+        usage_parsed: status < 400,
+        ts_ms,
+        failed_attempts: Vec::new(),
+        cache_hit: false,
+        estimated: false,
+        key_tag: None,
+        reserved_nusd: None,
+        virtual_key: None,
+        key_reserved_nusd: None,
+        router_features: None,
+    }
+}
+
+async fn usage_is_stored_once_by_record_id_and_counted_in_the_totals(s: Store) {
+    s.create_tenant("acme").await;
+    let now = aipipe_control_plane::db::now_ms();
+    let day = 86_400_000;
+    let mut batch: Vec<UsageRecord> = (0..10u64)
+        .map(|i| {
+            record(
+                &format!("r{i}"),
+                "acme",
+                "gpt-4o-mini",
+                200,
+                now - i * day / 4,
+            )
+        })
+        .collect();
+    batch[3].failed_attempts.push(FailedAttempt {
+        provider: "openai".into(),
+        model: "gpt-4o".into(),
+        status: 503,
+        key_tag: None,
+    });
+    batch[4].status = 500;
+    batch[4].usage_parsed = false;
+    // A tenant that never existed, and (on both engines) a record like the
+    // others beside them: refused one by one, never the batch.
+    let mut stranger = batch[0].clone();
+    stranger.id = "x".into();
+    stranger.tenant = "nobody".into();
+    batch.push(stranger);
+    let ack = s.ingest(&batch).await;
+    assert_eq!(
+        (&ack["accepted"], &ack["duplicates"], &ack["refused"]),
+        (&json!(10), &json!(0), &json!(1)),
+        "{ack}"
+    );
+    assert_eq!(
+        ack["revision"].as_u64().unwrap(),
+        s.db().revision().await.unwrap()
+    );
+    let ack = s.ingest(&batch[..6]).await;
+    assert_eq!(
+        (&ack["accepted"], &ack["duplicates"]),
+        (&json!(0), &json!(6)),
+        "{ack}"
+    );
+
+    let totals = s.db().usage_totals().await.unwrap();
+    let by_model: Vec<(String, u64, u64, u64, u64)> = totals
+        .iter()
+        .map(|t| {
+            (
+                t.model.clone(),
+                t.sums.requests,
+                t.sums.errors,
+                t.sums.failed_attempts,
+                t.sums.cost_nusd,
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_model,
+        [
+            ("gpt-4o".to_owned(), 0, 0, 1, 0),
+            ("gpt-4o-mini".to_owned(), 10, 1, 0, 450_000)
+        ]
+    );
+    assert_eq!(s.raw_rows("SELECT COUNT(*) FROM usage"), ["10"]);
+    assert_eq!(
+        s.raw_rows("SELECT record_id, status FROM attempt_failures"),
+        ["r3|503"]
+    );
+    // The rollups: the same cells on both engines (compared as text with
+    // the other engine's in `both_engines_keep_the_same_rollups`).
+    let cells = s.raw_rows(
+        "SELECT COUNT(*), SUM(requests), SUM(cost_nusd), SUM(failed_attempts) FROM usage_rollups
+         WHERE tenant = 'acme' AND width_ms = 86400000",
+    );
+    assert_eq!(cells.len(), 1);
+    assert!(cells[0].ends_with("|10|450000|1"), "{cells:?}");
+    let days: u64 = s.raw_rows("SELECT COUNT(*) FROM usage_days WHERE tenant = 'acme'")[0]
+        .parse()
+        .unwrap();
+    assert!((3..=4).contains(&days), "{days}");
+}
+
+async fn failures_raise_a_penalty_that_the_changes_carry(s: Store) {
+    s.create_tenant("acme").await;
+    let penalty = |g: &aipipe_control_plane::db::GlobalState, model: &str| {
+        g.penalties
+            .iter()
+            .find(|(_, m, tag, _)| m == model && tag.is_empty())
+            .map_or(0.0, |p| p.3)
+    };
+    let g0 = s.db().global_state().await.unwrap();
+    let now = aipipe_control_plane::db::now_ms();
+    // Each failure multiplies 1 + penalty by 4: 0 → 3 → 15.
+    s.ingest(&[record("f1", "acme", "gpt-4o-mini", 500, now)])
+        .await;
+    let g1 = s.db().global_state().await.unwrap();
+    assert!(g1.version > g0.version);
+    assert!(
+        (penalty(&g1, "gpt-4o-mini") - 3.0).abs() < 0.01,
+        "{:?}",
+        g1.penalties
+    );
+    s.ingest(&[record("f2", "acme", "gpt-4o-mini", 502, now)])
+        .await;
+    let g2 = s.db().global_state().await.unwrap();
+    assert!(
+        (penalty(&g2, "gpt-4o-mini") - 15.0).abs() < 0.05,
+        "{:?}",
+        g2.penalties
+    );
+    // A retried batch is a duplicate: no penalty applied twice, no change.
+    s.ingest(&[
+        record("f1", "acme", "gpt-4o-mini", 500, now),
+        record("f2", "acme", "gpt-4o-mini", 502, now),
+    ])
+    .await;
+    assert_eq!(s.db().global_state().await.unwrap().version, g2.version);
+    // A success halves it.
+    s.ingest(&[record("s1", "acme", "gpt-4o-mini", 200, now)])
+        .await;
+    let g3 = s.db().global_state().await.unwrap();
+    assert!(
+        (penalty(&g3, "gpt-4o-mini") - 7.0).abs() < 0.6,
+        "{:?}",
+        g3.penalties
+    );
+    let (_, v) = s.admin(Method::GET, "/admin/penalties", None).await;
+    let p = v["penalties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["model"] == "gpt-4o-mini")
+        .unwrap();
+    assert_eq!(
+        (&p["successes"], &p["failures"]),
+        (&json!(1), &json!(2)),
+        "{p}"
+    );
+}
+
+async fn spend_moves_the_budget_entry_and_fires_its_alert(s: Store) {
+    s.create_tenant("acme").await;
+    s.db().enable_alerts();
+    let (key_id, _) = s.virtual_key("acme").await;
+    s.admin(
+        Method::PUT,
+        "/admin/tenants/acme/budget",
+        Some(json!({"limit_usd": 0.0001, "days": 1})),
+    )
+    .await;
+    s.admin(
+        Method::PUT,
+        &format!("/admin/tenants/acme/virtual-keys/{key_id}/budget"),
+        Some(json!({"limit_usd": 1.0, "days": 1})),
+    )
+    .await;
+    let held = s.db().revision().await.unwrap();
+    let mut r = record(
+        "b1",
+        "acme",
+        "gpt-4o-mini",
+        200,
+        aipipe_control_plane::db::now_ms(),
+    );
+    r.cost_nusd = 60_000; // 60 % of $0.0001
+    r.virtual_key = Some(key_id.clone());
+    s.ingest(&[r]).await;
+    let body = s.changes(held).await;
+    let d = Delta::parse(&body).unwrap();
+    let tenant = d.records.iter().find(|r| r.kind == Kind::Budget).unwrap();
+    let e = aipipe_core::directory::BudgetEntry::decode(tenant.value).unwrap();
+    assert_eq!(e.spent_nusd, 60_000);
+    let key = d
+        .records
+        .iter()
+        .find(|r| r.kind == Kind::KeyBudget)
+        .unwrap();
+    let e = aipipe_core::directory::BudgetEntry::decode(key.value).unwrap();
+    assert_eq!((key.name, e.spent_nusd), (key_id.as_str(), 60_000));
+    let due = s.db().due_alerts(10).await.unwrap();
+    assert_eq!(due.len(), 1, "the tenant's 50 %, not the key's: {due:?}");
+    assert!(
+        due[0].body.contains("\"threshold_percent\":50"),
+        "{}",
+        due[0].body
+    );
+}
+
+/// The same batches make the same rollup cells, day rows and totals on
+/// both engines.
+#[tokio::test]
+async fn both_engines_keep_the_same_rollups() {
+    let (a, b) = (store(Engine::Sqlite).await, store(Engine::Postgres).await);
+    let now = aipipe_control_plane::db::now_ms();
+    let mut batch = Vec::new();
+    for i in 0..200u64 {
+        let mut r = record(
+            &format!("r{i}"),
+            ["t1", "t2"][(i % 2) as usize],
+            ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5"][(i % 3) as usize],
+            [200, 200, 200, 429, 500][(i % 5) as usize],
+            now - i * 3_600_000 / 7,
+        );
+        r.latency_ms = (i * 37 % 1000) as f64 + 0.5;
+        r.complexity = (i % 4 != 0).then_some((i % 10) as f64 / 10.0);
+        r.cache_hit = i % 11 == 0;
+        batch.push(r);
+    }
+    for s in [&a, &b] {
+        s.create_tenant("t1").await;
+        s.create_tenant("t2").await;
+        for chunk in batch.chunks(64) {
+            s.ingest(chunk).await;
+        }
+    }
+    for sql in [
+        "SELECT tenant, width_ms, start_ms, provider, model, requests, errors, prompt_tokens,
+            completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, unparsed,
+            failed_attempts, cache_hits, cheap, mid, frontier, unscored, length(latency),
+            length(ttft)
+         FROM usage_rollups ORDER BY tenant, width_ms, start_ms, provider, model",
+        "SELECT tenant, day, requests, prompt_tokens, completion_tokens, cost_nusd FROM usage_days
+         ORDER BY tenant, day",
+        "SELECT tenant, provider, model, requests, errors, cost_nusd, cache_hits FROM usage_totals
+         ORDER BY tenant, provider, model",
+    ] {
+        let (x, y) = (a.raw_rows(sql), b.raw_rows(sql));
+        assert!(x.len() > 3, "{sql}: {x:?}");
+        assert_eq!(x, y, "{sql}");
+    }
 }
 
 /// A new PostgreSQL database starts as a new SQLite file does: the default

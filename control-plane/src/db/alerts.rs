@@ -36,7 +36,7 @@ struct Event<'a> {
     at_ms: u64,
 }
 
-impl super::Tx<'_> {
+impl super::Tx<'_, '_> {
     /// See [`budget_alerts`].
     pub(super) fn budget_alerts(
         &self,
@@ -44,7 +44,10 @@ impl super::Tx<'_> {
         key: Option<&str>,
         state: &BudgetState,
     ) -> Result<()> {
-        budget_alerts(self.tx, self.alerts, tenant, key, state)
+        if let Some(w) = self.pg() {
+            return pg::alerts::budget_alerts(&mut **w?, self.alerts, tenant, key, state);
+        }
+        budget_alerts(self.sqlite()?, self.alerts, tenant, key, state)
     }
 }
 

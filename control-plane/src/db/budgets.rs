@@ -188,13 +188,17 @@ pub(super) fn key_budget_state(conn: &Connection, key_id: &str) -> Result<Option
     Ok(Some(state_of(conn, Of::Key(key_id), limit)?))
 }
 
-impl super::Tx<'_> {
+impl super::Tx<'_, '_> {
     /// Adds new records to their tenants' days and their virtual keys';
     /// records a budget change for each tenant or key a budget applies to
     /// whose spend moved. Returns those tenants.
     pub fn add_usage_days(&self, records: &[&UsageRecord]) -> Result<Vec<String>> {
+        if let Some(w) = self.pg() {
+            return pg::budgets::add_usage_days(&mut **w?, self.alerts, records);
+        }
         self.add_key_days(records)?;
-        let mut add = self.tx.prepare_cached(
+        let tx = self.sqlite()?;
+        let mut add = tx.prepare_cached(
             "INSERT INTO usage_days (tenant, day, requests, prompt_tokens, completion_tokens,
                 cost_nusd)
              VALUES (?1, ?2, 1, ?3, ?4, ?5)
@@ -205,7 +209,7 @@ impl super::Tx<'_> {
                 cost_nusd = MIN(cost_nusd + excluded.cost_nusd, 9223372036854775807)",
         )?;
         let mut moved: Vec<String> = Vec::new();
-        let has_default = default_limit(self.tx)?.is_some();
+        let has_default = default_limit(tx)?.is_some();
         for r in records {
             add.execute(params![
                 r.tenant,
@@ -219,14 +223,14 @@ impl super::Tx<'_> {
                 continue;
             }
             if !moved.iter().any(|t| t == tenant)
-                && (has_default || own_limit(self.tx, tenant)?.is_some())
+                && (has_default || own_limit(tx, tenant)?.is_some())
             {
                 moved.push(tenant.to_owned());
             }
         }
         for tenant in &moved {
-            record_change(self.tx, Change::Budget(tenant))?;
-            if let Some(state) = budget_state(self.tx, tenant)? {
+            record_change(tx, Change::Budget(tenant))?;
+            if let Some(state) = budget_state(tx, tenant)? {
                 self.budget_alerts(tenant, None, &state)?;
             }
         }
@@ -234,9 +238,10 @@ impl super::Tx<'_> {
     }
 }
 
-impl super::Tx<'_> {
+impl super::Tx<'_, '_> {
     fn add_key_days(&self, records: &[&UsageRecord]) -> Result<()> {
-        let mut add = self.tx.prepare_cached(
+        let tx = self.sqlite()?;
+        let mut add = tx.prepare_cached(
             "INSERT INTO usage_key_days (key_id, day, requests, cost_nusd) VALUES (?1, ?2, 1, ?3)
              ON CONFLICT (key_id, day) DO UPDATE SET requests = requests + 1,
                 cost_nusd = MIN(cost_nusd + excluded.cost_nusd, 9223372036854775807)",
@@ -250,14 +255,14 @@ impl super::Tx<'_> {
             add.execute(params![key, day_of(r.ts_ms), to_i64(r.cost_nusd)])?;
             if r.cost_nusd > 0
                 && !moved.iter().any(|(k, _)| *k == key)
-                && key_limit(self.tx, key)?.is_some()
+                && key_limit(tx, key)?.is_some()
             {
                 moved.push((key, &r.tenant));
             }
         }
         for (key, tenant) in moved {
-            record_change(self.tx, Change::KeyBudget(key))?;
-            if let Some(state) = key_budget_state(self.tx, key)? {
+            record_change(tx, Change::KeyBudget(key))?;
+            if let Some(state) = key_budget_state(tx, key)? {
                 self.budget_alerts(tenant, Some(key), &state)?;
             }
         }

@@ -354,33 +354,45 @@ impl Db {
     }
 }
 
-impl super::Tx<'_> {
+/// The router features a record carries, decoded from base64, when they
+/// decode as features; None (logged) otherwise: the record is kept, its
+/// features are not.
+pub(super) fn features_of(r: &UsageRecord) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = r.router_features.as_ref()?;
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text) else {
+        tracing::warn!(record = %r.id, "router features that are not base64: not kept");
+        return None;
+    };
+    if aipipe_core::tenant_router::decode_features(&bytes).is_err() {
+        tracing::warn!(record = %r.id, "router features that do not decode: not kept");
+        return None;
+    }
+    Some(bytes)
+}
+
+impl super::Tx<'_, '_> {
     /// Keeps the router features new records carry (their tenants' policy
     /// learns from feedback). Features that are not valid base64 are
     /// skipped (the record itself is kept). Returns the tenants for which a
     /// rating was waiting on one of these requests.
     pub fn add_request_features(&self, records: &[&UsageRecord]) -> Result<Vec<String>> {
-        use base64::Engine as _;
-        let mut add = self.tx.prepare_cached(
+        if let Some(w) = self.pg() {
+            return super::pg::learning::add_request_features(&mut **w?, records);
+        }
+        let tx = self.sqlite()?;
+        let mut add = tx.prepare_cached(
             "INSERT OR IGNORE INTO request_features (tenant, request_id, ts_ms, complexity, features)
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        let mut rated = self.tx.prepare_cached(
+        let mut rated = tx.prepare_cached(
             "SELECT EXISTS(SELECT 1 FROM routing_feedback WHERE tenant = ?1 AND request_id = ?2)",
         )?;
         let mut waiting = Vec::new();
         for r in records {
-            let Some(text) = &r.router_features else {
+            let Some(bytes) = features_of(r) else {
                 continue;
             };
-            let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text) else {
-                tracing::warn!(record = %r.id, "router features that are not base64: not kept");
-                continue;
-            };
-            if aipipe_core::tenant_router::decode_features(&bytes).is_err() {
-                tracing::warn!(record = %r.id, "router features that do not decode: not kept");
-                continue;
-            }
             let added = add.execute(params![
                 r.tenant,
                 r.id,

@@ -178,22 +178,61 @@ impl Pool {
 /// One open write transaction, handed to a domain service by
 /// [`Db::write_penalties`]: its methods (each aggregate's, in that
 /// aggregate's file) are the only way it writes, so the SQL stays here.
-pub struct Tx<'a> {
-    tx: &'a Transaction<'a>,
+/// Each method runs its engine's SQL (`db/<aggregate>.rs` for SQLite,
+/// `db/pg/<aggregate>.rs` for PostgreSQL).
+pub struct Tx<'a, 'b> {
+    on: On<'a, 'b>,
     decay_ms: u64,
     /// Budget threshold crossings are queued for the webhook.
     alerts: bool,
 }
 
-impl Tx<'_> {
+/// The engine's open transaction. PostgreSQL's client needs `&mut` for
+/// every statement while `Tx`'s methods take `&self` (a domain service
+/// passes it into closures, as ingest does to the penalty rules): each
+/// method borrows it for its own statements only.
+enum On<'a, 'b> {
+    Sqlite(&'a Transaction<'b>),
+    Postgres(std::cell::RefCell<&'a mut pg::pool::Writer<'b>>),
+}
+
+/// The PostgreSQL transaction of a [`Tx`], borrowed for one method.
+type PgStep<'t, 'a, 'b> = std::cell::RefMut<'t, &'a mut pg::pool::Writer<'b>>;
+
+impl<'a, 'b> Tx<'a, 'b> {
     /// Penalties halve every this many ms.
     pub fn decay_ms(&self) -> u64 {
         self.decay_ms
     }
 
+    /// The PostgreSQL transaction, when this is one (for one method's
+    /// statements; a method never calls another while it holds it).
+    fn pg(&self) -> Option<Result<PgStep<'_, 'a, 'b>>> {
+        match &self.on {
+            On::Postgres(w) => Some(w.try_borrow_mut().map_err(|_| {
+                Error::Internal("a PostgreSQL transaction was borrowed twice".into())
+            })),
+            On::Sqlite(_) => None,
+        }
+    }
+
+    /// The SQLite transaction (an error on PostgreSQL: callers ask
+    /// [`Tx::pg`] first).
+    fn sqlite(&self) -> Result<&'a Transaction<'b>> {
+        match &self.on {
+            On::Sqlite(tx) => Ok(tx),
+            On::Postgres(_) => Err(Error::Internal(
+                "a SQLite statement in a PostgreSQL transaction".into(),
+            )),
+        }
+    }
+
     /// The revision as this transaction sees it.
     pub fn revision(&self) -> Result<u64> {
-        version(self.tx)
+        if let Some(w) = self.pg() {
+            return pg::committed_revision(&mut ***w?);
+        }
+        version(self.sqlite()?)
     }
 }
 
@@ -349,8 +388,20 @@ impl Db {
     pub async fn write_penalties<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Tx<'_>) -> Result<(T, u64)> + Send + 'static,
+        F: FnOnce(&Tx<'_, '_>) -> Result<(T, u64)> + Send + 'static,
     {
+        if self.postgres().is_some() {
+            let (decay_ms, alerts) = (self.0.decay_ms, self.alerts_on());
+            return self
+                .pg_write_penalties(move |w| {
+                    f(&Tx {
+                        on: On::Postgres(std::cell::RefCell::new(w)),
+                        decay_ms,
+                        alerts,
+                    })
+                })
+                .await;
+        }
         let pool = self.0.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = pool
@@ -360,7 +411,7 @@ impl Db {
                 .unwrap_or_else(PoisonError::into_inner);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let (out, due) = f(&Tx {
-                tx: &tx,
+                on: On::Sqlite(&tx),
                 decay_ms: pool.decay_ms,
                 alerts: pool.alerts.load(Ordering::Relaxed),
             })?;
@@ -443,6 +494,43 @@ impl Db {
                 return Err(Error::Internal("not a PostgreSQL store".into()));
             };
             pg.read(f)
+        })
+        .await?
+    }
+
+    /// Whether the store can file a record of this time: any on SQLite; on
+    /// PostgreSQL, one of a day that can have a partition (1970-9999).
+    pub fn takes_time(&self, ts_ms: u64) -> bool {
+        self.postgres().is_none()
+            || pg::partitions::day_of(to_i64(ts_ms)) <= pg::partitions::LAST_DAY
+    }
+
+    /// Makes sure the usage tables can take the records' UTC days
+    /// (unix ms / `DAY_MS`): nothing to do on SQLite; on PostgreSQL, the
+    /// days' partitions (`pg::partitions::ensure_days`), made in a short
+    /// transaction of their own before the ingest transaction — attaching a
+    /// partition locks the parent table until commit. Days made are
+    /// remembered, so a batch of known days costs nothing.
+    pub async fn make_usage_days(&self, records: &[aipipe_core::usage::UsageRecord]) -> Result<()> {
+        let Some(pg) = self.postgres() else {
+            return Ok(());
+        };
+        let mut days: Vec<i64> = records
+            .iter()
+            .map(|r| pg::partitions::day_of(to_i64(r.ts_ms)))
+            .collect();
+        days.sort_unstable();
+        days.dedup();
+        days.retain(|d| !pg.has_day(*d));
+        if days.is_empty() {
+            return Ok(());
+        }
+        let pool = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let Engine::Postgres(pg) = &pool.engine else {
+                return Ok(());
+            };
+            pg.make_days(&days)
         })
         .await?
     }

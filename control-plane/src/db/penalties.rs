@@ -162,11 +162,14 @@ pub(super) fn forgotten<'r>(
     })
 }
 
-impl Tx<'_> {
+impl Tx<'_, '_> {
     /// A model's (or a (model, key) pair's) stored tally; None when it has
     /// none.
     pub fn penalty_tally(&self, (provider, model, key_tag): ModelKey<'_>) -> Result<Option<Tally>> {
-        let mut load = self.tx.prepare_cached(
+        if let Some(w) = self.pg() {
+            return pg::penalties::tally(&mut **w?, (provider, model, key_tag));
+        }
+        let mut load = self.sqlite()?.prepare_cached(
             "SELECT penalty, decayed_ms, successes, failures, updated_ms FROM penalties
              WHERE provider = ?1 AND model = ?2 AND key_tag = ?3",
         )?;
@@ -182,7 +185,10 @@ impl Tx<'_> {
         (provider, model, key_tag): ModelKey<'_>,
         t: &Tally,
     ) -> Result<()> {
-        let mut save = self.tx.prepare_cached(
+        if let Some(w) = self.pg() {
+            return pg::penalties::save_tally(&mut **w?, (provider, model, key_tag), t);
+        }
+        let mut save = self.sqlite()?.prepare_cached(
             "INSERT INTO penalties (provider, model, key_tag, penalty, decayed_ms, successes,
                 failures, updated_ms, published)
              VALUES (?1, ?2, ?8, ?3, ?4, ?5, ?6, ?7, 0)
@@ -206,7 +212,10 @@ impl Tx<'_> {
     /// Republishes the penalties if any changed meaningfully (bumping the
     /// table version); returns when decay alone will next make one differ.
     pub fn republish_penalties(&self, now: u64) -> Result<u64> {
-        republish(self.tx, now, self.decay_ms)
+        if let Some(w) = self.pg() {
+            return pg::penalties::republish(&mut **w?, now, self.decay_ms);
+        }
+        republish(self.sqlite()?, now, self.decay_ms)
     }
 }
 
@@ -359,7 +368,7 @@ impl Db {
                 .await;
         }
         self.write_penalties(move |tx| {
-            let (tx, decay_ms, now) = (tx.tx, tx.decay_ms, now_ms());
+            let (tx, decay_ms, now) = (tx.sqlite()?, tx.decay_ms, now_ms());
             let reset: Vec<String> = match &model {
                 Some(m) => {
                     let known = models(tx)?.iter().any(|c| &c.id == m)

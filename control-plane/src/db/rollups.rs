@@ -35,18 +35,21 @@ const ALL: &str = "";
 /// What new records add to one rollup cell, before it is merged into the
 /// stored one.
 #[derive(Default)]
-struct NewCell {
-    sums: Sums,
-    bands: Bands,
-    latency: Pending,
-    ttft: Pending,
+pub(super) struct NewCell {
+    pub(super) sums: Sums,
+    pub(super) bands: Bands,
+    pub(super) latency: Pending,
+    pub(super) ttft: Pending,
 }
+
+/// A cell's key: (tenant, width, start, provider, model).
+pub(super) type CellKey<'a> = (&'a str, u64, u64, &'a str, &'a str);
 
 /// Cells being accumulated before they are merged into the stored ones,
 /// keyed by (tenant, width, start, provider, model) borrowed from the
 /// records.
 pub(super) struct Rollups<'a> {
-    cells: HashMap<(&'a str, u64, u64, &'a str, &'a str), NewCell>,
+    cells: HashMap<CellKey<'a>, NewCell>,
     /// Records older than this get no minute cell (it would be pruned).
     minute_from: u64,
 }
@@ -105,6 +108,11 @@ impl<'a> Rollups<'a> {
                 c.sums.failed_attempts = c.sums.failed_attempts.saturating_add(1);
             });
         }
+    }
+
+    /// The accumulated cells, taken out (PostgreSQL's flush).
+    pub(super) fn take(self) -> HashMap<CellKey<'a>, NewCell> {
+        self.cells
     }
 
     /// Merges every accumulated cell into its stored row (read, merge,
@@ -167,7 +175,8 @@ impl<'a> Rollups<'a> {
 }
 
 /// The columns [`cell_of`] reads, in its order.
-const CELL_COLUMNS: &str = "requests, errors, prompt_tokens, completion_tokens, cached_tokens,
+pub(super) const CELL_COLUMNS: &str =
+    "requests, errors, prompt_tokens, completion_tokens, cached_tokens,
     cache_write_tokens, cost_nusd, unparsed, failed_attempts, cache_hits, cheap, mid, frontier,
     unscored, latency, ttft";
 
@@ -427,14 +436,17 @@ pub struct Point {
     pub sums: Sums,
 }
 
-impl Tx<'_> {
+impl Tx<'_, '_> {
     /// Adds new records to the rollups (ingest, same transaction).
     pub fn add_rollups(&self, records: &[&UsageRecord], now: u64) -> Result<()> {
         let mut r = Rollups::new(now);
         for rec in records {
             r.add_record(rec);
         }
-        r.flush(self.tx)
+        if let Some(w) = self.pg() {
+            return super::pg::rollups::flush(&mut **w?, r);
+        }
+        r.flush(self.sqlite()?)
     }
 }
 

@@ -1,6 +1,7 @@
-//! Budgets on PostgreSQL (`db/budgets.rs`'s functions; the spend written by
-//! ingest comes with ingest's port).
+//! Budgets on PostgreSQL (`db/budgets.rs`'s functions).
 
+use aipipe_core::budget::DAY_MS;
+use aipipe_core::usage::UsageRecord;
 use postgres::Transaction;
 
 use super::super::budgets::{BudgetState, BudgetView, BudgetWrite, Limit, first_day, state_from};
@@ -256,6 +257,95 @@ pub(in crate::db) fn set_default(w: &mut Writer<'_>, limit: Option<Limit>) -> Re
         .collect();
     for tenant in &under {
         record_change(w, Change::Budget(tenant))?;
+    }
+    Ok(())
+}
+
+/// `Tx::add_usage_days` on PostgreSQL: adds new records to their tenants'
+/// and virtual keys' days (saturating, as `NUMERIC`); records a budget
+/// change for each tenant or key a budget applies to whose spend moved, and
+/// queues its alerts. Returns those tenants.
+pub(in crate::db) fn add_usage_days(
+    w: &mut Writer<'_>,
+    alerts: bool,
+    records: &[&UsageRecord],
+) -> Result<Vec<String>> {
+    add_key_days(w, alerts, records)?;
+    let add = w.prepare(
+        "INSERT INTO usage_days AS d (tenant, day, requests, prompt_tokens, completion_tokens,
+            cost_nusd)
+         VALUES ($1, $2, 1, $3, $4, $5)
+         ON CONFLICT (tenant, day) DO UPDATE SET
+            requests = LEAST(d.requests::numeric + 1, 9223372036854775807)::bigint,
+            prompt_tokens = LEAST(d.prompt_tokens::numeric + excluded.prompt_tokens,
+                9223372036854775807)::bigint,
+            completion_tokens = LEAST(d.completion_tokens::numeric + excluded.completion_tokens,
+                9223372036854775807)::bigint,
+            cost_nusd = LEAST(d.cost_nusd::numeric + excluded.cost_nusd,
+                9223372036854775807)::bigint",
+    )?;
+    let mut moved: Vec<String> = Vec::new();
+    let has_default = default_limit(w)?.is_some();
+    for r in records {
+        w.execute(
+            &add,
+            &[
+                &r.tenant,
+                &(to_i64(r.ts_ms) / DAY_MS as i64),
+                &to_i64(r.prompt_tokens),
+                &to_i64(r.completion_tokens),
+                &to_i64(r.cost_nusd),
+            ],
+        )?;
+        let tenant = r.tenant.as_str();
+        if r.cost_nusd == 0 {
+            continue;
+        }
+        if !moved.iter().any(|t| t == tenant) && (has_default || own_limit(w, tenant)?.is_some()) {
+            moved.push(tenant.to_owned());
+        }
+    }
+    for tenant in &moved {
+        record_change(w, Change::Budget(tenant))?;
+        if let Some(state) = budget_state(w, tenant)? {
+            budget_alerts(w, alerts, tenant, None, &state)?;
+        }
+    }
+    Ok(moved)
+}
+
+fn add_key_days(w: &mut Writer<'_>, alerts: bool, records: &[&UsageRecord]) -> Result<()> {
+    let add = w.prepare(
+        "INSERT INTO usage_key_days AS d (key_id, day, requests, cost_nusd) VALUES ($1, $2, 1, $3)
+         ON CONFLICT (key_id, day) DO UPDATE SET
+            requests = LEAST(d.requests::numeric + 1, 9223372036854775807)::bigint,
+            cost_nusd = LEAST(d.cost_nusd::numeric + excluded.cost_nusd,
+                9223372036854775807)::bigint",
+    )?;
+    // (key id, its tenant)
+    let mut moved: Vec<(&str, &str)> = Vec::new();
+    for r in records {
+        let Some(key) = r.virtual_key.as_deref() else {
+            continue;
+        };
+        w.execute(
+            &add,
+            &[
+                &key,
+                &(to_i64(r.ts_ms) / DAY_MS as i64),
+                &to_i64(r.cost_nusd),
+            ],
+        )?;
+        if r.cost_nusd > 0 && !moved.iter().any(|(k, _)| *k == key) && key_limit(w, key)?.is_some()
+        {
+            moved.push((key, &r.tenant));
+        }
+    }
+    for (key, tenant) in moved {
+        record_change(w, Change::KeyBudget(key))?;
+        if let Some(state) = key_budget_state(w, key)? {
+            budget_alerts(w, alerts, tenant, Some(key), &state)?;
+        }
     }
     Ok(())
 }

@@ -20,8 +20,10 @@ pub(super) mod limits;
 pub mod partitions;
 pub(super) mod penalties;
 pub mod pool;
+pub(super) mod rollups;
 mod schema;
 pub(super) mod tenants;
+pub(super) mod usage;
 
 use postgres::{Client, GenericClient, NoTls};
 

@@ -1,5 +1,4 @@
-//! Model penalties on PostgreSQL (`db/penalties.rs`'s functions; the
-//! tallies ingest writes come with ingest's port).
+//! Model penalties on PostgreSQL (`db/penalties.rs`'s functions).
 
 use postgres::{Row, Transaction};
 
@@ -9,7 +8,7 @@ use super::changes::record_change;
 use super::pool::Writer;
 use super::{catalog, committed_revision, penalty_epoch};
 use crate::error::Result;
-use crate::penalty::{self, Tally};
+use crate::penalty::{self, ModelKey, Tally};
 
 fn tally_of(r: &Row, first: usize) -> Tally {
     Tally {
@@ -130,4 +129,45 @@ pub(in crate::db) fn reset(
         }),
         due,
     ))
+}
+
+/// A model's (or a (model, key) pair's) stored tally; None when it has none.
+pub(in crate::db) fn tally(
+    w: &mut Writer<'_>,
+    (provider, model, key_tag): ModelKey<'_>,
+) -> Result<Option<Tally>> {
+    Ok(w.query_opt(
+        "SELECT penalty, decayed_ms, successes, failures, updated_ms FROM penalties
+         WHERE provider = $1 AND model = $2 AND key_tag = $3",
+        &[&provider, &model, &key_tag],
+    )?
+    .map(|r| tally_of(&r, 0)))
+}
+
+/// Stores a model's (or pair's) tally; what the table carries (`published`)
+/// is left to [`republish`].
+pub(in crate::db) fn save_tally(
+    w: &mut Writer<'_>,
+    (provider, model, key_tag): ModelKey<'_>,
+    t: &Tally,
+) -> Result<()> {
+    w.execute(
+        "INSERT INTO penalties (provider, model, key_tag, penalty, decayed_ms, successes,
+            failures, updated_ms, published)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0)
+         ON CONFLICT (provider, model, key_tag) DO UPDATE SET penalty = excluded.penalty,
+            decayed_ms = excluded.decayed_ms, successes = excluded.successes,
+            failures = excluded.failures, updated_ms = excluded.updated_ms",
+        &[
+            &provider,
+            &model,
+            &key_tag,
+            &t.state.penalty,
+            &to_i64(t.state.decayed_ms),
+            &to_i64(t.successes),
+            &to_i64(t.failures),
+            &to_i64(t.updated_ms),
+        ],
+    )?;
+    Ok(())
 }

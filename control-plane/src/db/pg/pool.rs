@@ -15,6 +15,7 @@
 //! A client whose connection broke is replaced at its next use, so the pool
 //! outlives a database restart (the statement that met the break fails).
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
@@ -61,6 +62,9 @@ pub struct Pool {
     writer: Slot,
     readers: Vec<Slot>,
     next: AtomicUsize,
+    /// The UTC days whose usage partitions exist (made by this process or
+    /// found made): ingest asks for a day's only once.
+    days: Mutex<BTreeSet<i64>>,
 }
 
 impl Pool {
@@ -73,6 +77,7 @@ impl Pool {
             writer: Mutex::new(Some(writer)),
             readers: (0..READERS).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
+            days: Mutex::new(BTreeSet::new()),
         })
     }
 
@@ -138,6 +143,29 @@ impl Pool {
             tx.commit()?;
             Ok(out)
         })
+    }
+}
+
+impl Pool {
+    /// Whether `day`'s usage partitions are known to exist.
+    pub fn has_day(&self, day: i64) -> bool {
+        self.days
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&day)
+    }
+
+    /// Makes the usage partitions of `days` that are missing (on the
+    /// writer, in a transaction of its own) and remembers them.
+    pub fn make_days(&self, days: &[i64]) -> Result<()> {
+        self.with(&self.writer, |client| {
+            super::partitions::ensure_days(client, days).map_err(Error::Internal)
+        })?;
+        self.days
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(days);
+        Ok(())
     }
 }
 
