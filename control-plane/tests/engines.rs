@@ -19,7 +19,7 @@ use std::time::Duration;
 use aipipe_control_plane::config::{Database, parse_database_url};
 use aipipe_control_plane::db::{Changed, Db};
 use aipipe_control_plane::{AppState, admin_app, internal_app};
-use aipipe_core::contract::{CHANGES_PATH, TOKEN_HEADER, USAGE_PATH};
+use aipipe_core::contract::{CHANGES_PATH, TENANT_USAGE_PATH, TOKEN_HEADER, USAGE_PATH};
 use aipipe_core::directory::{Delta, KeyEntry, Kind, TenantEntry};
 use aipipe_core::usage::{FailedAttempt, UsageBatch, UsageRecord};
 use aipipe_tests::postgres::Postgres;
@@ -112,6 +112,7 @@ on_both_engines!(
     usage_is_stored_once_by_record_id_and_counted_in_the_totals,
     failures_raise_a_penalty_that_the_changes_carry,
     spend_moves_the_budget_entry_and_fires_its_alert,
+    usage_by_day_cost_corrections_imports_and_budget_metrics,
 );
 
 impl Store {
@@ -1080,6 +1081,120 @@ async fn spend_moves_the_budget_entry_and_fires_its_alert(s: Store) {
         due[0].body.contains("\"threshold_percent\":50"),
         "{}",
         due[0].body
+    );
+}
+
+async fn usage_by_day_cost_corrections_imports_and_budget_metrics(s: Store) {
+    s.create_tenant("acme").await;
+    let (_, key) = s.virtual_key("acme").await;
+    let now = aipipe_control_plane::db::now_ms();
+    s.ingest(&[
+        record("u1", "acme", "gpt-4o-mini", 200, now),
+        record("u2", "acme", "gpt-4o-mini", 200, now - 86_400_000),
+    ])
+    .await;
+    s.admin(
+        Method::PUT,
+        "/admin/tenants/acme/budget",
+        Some(json!({"limit_usd": 1.0, "days": 7})),
+    )
+    .await;
+
+    // A tenant's own usage, asked with its virtual key.
+    let req = Request::builder()
+        .uri(format!("{TENANT_USAGE_PATH}?days=7"))
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = internal_app(s.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        (
+            &v["tenant"],
+            v["usage"].as_array().map(Vec::len),
+            &v["limit"]
+        ),
+        (&json!("acme"), Some(2), &json!(1.0)),
+        "{v}"
+    );
+    assert!((v["cost"].as_f64().unwrap() - 0.00009).abs() < 1e-12, "{v}");
+
+    // An operator's correction of yesterday: kept, and the budget follows.
+    let yesterday = v["usage"][0]["date"].as_str().unwrap().to_owned();
+    let (status, c) = s
+        .admin(
+            Method::POST,
+            "/admin/cost",
+            Some(json!({"tenant": "acme", "date": yesterday, "cost": 0.5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+    assert!(
+        (c["previous"].as_f64().unwrap() - 0.000045).abs() < 1e-12,
+        "{c}"
+    );
+    let (_, v) = s.admin(Method::GET, "/admin/usage?days=7", None).await;
+    let acme = &v["tenants"][0];
+    assert!(
+        (acme["remaining"].as_f64().unwrap() - 0.499955).abs() < 1e-9,
+        "{v}"
+    );
+    assert_eq!(s.raw_rows("SELECT COUNT(*) FROM cost_adjustments"), ["1"]);
+
+    // /metrics reports the tenant's budget and its spend.
+    let spend = s.db().budget_spend().await.unwrap();
+    assert_eq!(
+        spend
+            .iter()
+            .map(|b| (b.tenant.as_str(), b.limit_nusd, b.spent_nusd))
+            .collect::<Vec<_>>(),
+        [("acme", 1_000_000_000, 500_045_000)]
+    );
+
+    // A bulk import: one new tenant, one refused (exists), one refused
+    // (a key hash already registered).
+    let hash = aipipe_core::table::hex_hash(&key);
+    let lines = [
+        json!({"id": "imp-1", "provider_keys": {"openai": "sk-imp"}, "virtual_key_hashes": ["ab".repeat(32)]}),
+        json!({"id": "acme"}),
+        json!({"id": "imp-2", "virtual_key_hashes": [hash]}),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect::<Vec<_>>()
+    .join("\n");
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/admin/tenants/import")
+        .header("x-admin-secret", ADMIN)
+        .body(Body::from(lines))
+        .unwrap();
+    let resp = admin_app(s.state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(status.is_success(), "{status} {v}");
+    assert_eq!(v["imported"], json!(1), "{v}");
+    assert_eq!(v["refused"].as_array().unwrap().len(), 2, "{v}");
+    let entries = s.tenant_entries().await;
+    let imp = entries.iter().find(|(id, _)| id == "imp-1").unwrap();
+    assert_eq!(
+        imp.1.provider_keys,
+        [("openai".to_owned(), "sk-imp".to_owned())]
+    );
+    assert_eq!(
+        s.db()
+            .tenant_of_key("ab".repeat(32))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("imp-1")
     );
 }
 

@@ -14,6 +14,7 @@ pub(super) mod budgets;
 pub(super) mod catalog;
 pub(super) mod changes;
 pub mod copy;
+pub(super) mod import;
 pub(super) mod keys;
 pub(super) mod learning;
 pub(super) mod limits;
@@ -24,6 +25,7 @@ pub(super) mod rollups;
 mod schema;
 pub(super) mod tenants;
 pub(super) mod usage;
+pub(super) mod usage_days;
 
 use postgres::{Client, GenericClient, NoTls};
 
