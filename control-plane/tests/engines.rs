@@ -113,6 +113,7 @@ on_both_engines!(
     failures_raise_a_penalty_that_the_changes_carry,
     spend_moves_the_budget_entry_and_fires_its_alert,
     usage_by_day_cost_corrections_imports_and_budget_metrics,
+    a_tenants_examples_and_ratings_fit_a_router_its_entry_carries,
 );
 
 impl Store {
@@ -1195,6 +1196,70 @@ async fn usage_by_day_cost_corrections_imports_and_budget_metrics(s: Store) {
             .unwrap()
             .as_deref(),
         Some("imp-1")
+    );
+}
+
+async fn a_tenants_examples_and_ratings_fit_a_router_its_entry_carries(s: Store) {
+    s.create_tenant("acme").await;
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/admin/tenants/acme/routing/examples",
+            Some(json!([
+                {"request": {"messages": [{"role": "user", "content": "Prove that there are infinitely many primes."}]}, "tier": "frontier", "category": "math_reasoning"},
+                {"request": {"messages": [{"role": "user", "content": "hi there"}]}, "tier": "cheap", "category": "chat"},
+            ])),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {v}");
+    assert_eq!(v["examples"], json!(2), "{v}");
+    assert_eq!(v["routing"]["router"]["examples"], json!(2), "{v}");
+    let entries = s.tenant_entries().await;
+    assert!(
+        !entries[0].1.router.is_empty(),
+        "the fitted correction is shipped"
+    );
+    assert_eq!(s.db().learning_tenants().await.unwrap(), ["acme"]);
+
+    // A rating whose request's features are not known yet waits.
+    assert!(
+        !s.db()
+            .add_feedback("acme".into(), "req-1".into(), false, None)
+            .await
+            .unwrap()
+    );
+    let (_, v) = s
+        .admin(Method::GET, "/admin/tenants/acme/routing", None)
+        .await;
+    assert_eq!(
+        (&v["examples"], &v["ratings"], &v["ratings_learnable"]),
+        (&json!(2), &json!(1), &json!(0)),
+        "{v}"
+    );
+    let labelled = s.db().labelled_requests("acme".into()).await.unwrap();
+    assert_eq!(labelled.len(), 2);
+    assert!(labelled.iter().all(|l| !l.feedback && l.request.is_none()));
+
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/tenants/acme/routing/examples", None)
+        .await;
+    assert!(status.is_success());
+    let (_, v) = s
+        .admin(Method::GET, "/admin/tenants/acme/routing", None)
+        .await;
+    assert_eq!(
+        (&v["examples"], &v["router"]),
+        (&json!(0), &json!(null)),
+        "{v}"
+    );
+    let entries = s.tenant_entries().await;
+    assert!(entries[0].1.router.is_empty(), "back to the global model");
+    assert_eq!(
+        s.db()
+            .prune_request_features(aipipe_control_plane::db::now_ms())
+            .await
+            .unwrap(),
+        0
     );
 }
 

@@ -9,7 +9,7 @@ use aipipe_core::usage::UsageRecord;
 use rusqlite::{OptionalExtension, params};
 
 use super::tenants::tenant_exists;
-use super::{Change, Db, now_ms, record_change, to_i64, to_u64};
+use super::{Change, Db, now_ms, pg, record_change, to_i64, to_u64};
 use crate::error::Result;
 
 /// How long the router features of a routed request are kept for a rating
@@ -96,19 +96,74 @@ fn fitted(
         "SELECT model_version, examples, rows, blob, fitted_ms FROM tenant_routers WHERE tenant = ?1",
     )?
     .query_row([tenant], |r| {
-        let blob: Vec<u8> = r.get(3)?;
-        Ok((
-            FittedRouter {
-                model_version: format!("{:08x}", r.get::<_, i64>(0)?),
-                examples: to_u64(r.get(1)?),
-                rows: to_u64(r.get(2)?),
-                bytes: blob.len() as u64,
-                fitted_ms: to_u64(r.get(4)?),
-            },
-            blob,
+        Ok(FittedRouter::of(
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get::<_, Vec<u8>>(3)?,
+            r.get(4)?,
         ))
     })
     .optional()
+}
+
+impl FittedRouter {
+    /// A `tenant_routers` row: (model version, examples, rows, blob, fitted
+    /// ms) as stored.
+    pub(super) fn of(
+        version: i64,
+        examples: i64,
+        rows: i64,
+        blob: Vec<u8>,
+        fitted_ms: i64,
+    ) -> (Self, Vec<u8>) {
+        (
+            FittedRouter {
+                model_version: format!("{version:08x}"),
+                examples: to_u64(examples),
+                rows: to_u64(rows),
+                bytes: blob.len() as u64,
+                fitted_ms: to_u64(fitted_ms),
+            },
+            blob,
+        )
+    }
+}
+
+impl Labelled {
+    /// An imported example's row; None for a tier no longer known.
+    pub(super) fn example(
+        tier: &str,
+        category: Option<&str>,
+        request: Option<String>,
+        features: Vec<u8>,
+    ) -> Option<Self> {
+        Some(Labelled {
+            tier: tier_of(tier)?,
+            category: category.and_then(Category::from_name),
+            request,
+            features,
+            feedback: false,
+        })
+    }
+
+    /// A rating joined with its request's features, as the label it
+    /// teaches; None when it teaches nothing.
+    pub(super) fn rating(
+        good: bool,
+        told: Option<&str>,
+        complexity: f64,
+        features: Vec<u8>,
+    ) -> Option<Self> {
+        let told = told.and_then(tier_of);
+        Some(Labelled {
+            tier: rated_tier(good, told, Tier::of_complexity(complexity))?,
+            category: None,
+            request: None,
+            features,
+            feedback: true,
+        })
+    }
 }
 
 /// The encoded correction a tenant's directory entry carries (empty: none).
@@ -124,6 +179,11 @@ impl Db {
         tenant: String,
         examples: Vec<NewExample>,
     ) -> Result<Option<u64>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::learning::add_routing_examples(w, &tenant, examples))
+                .await;
+        }
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(None);
@@ -156,6 +216,11 @@ impl Db {
     /// Forgets a tenant's examples and ratings; false when there is no such
     /// tenant. The caller refits (to nothing).
     pub async fn clear_routing_examples(&self, tenant: String) -> Result<bool> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::learning::clear_routing_examples(w, &tenant))
+                .await;
+        }
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(false);
@@ -177,6 +242,11 @@ impl Db {
         good: bool,
         tier: Option<Tier>,
     ) -> Result<bool> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::learning::add_feedback(w, &tenant, &request_id, good, tier))
+                .await;
+        }
         self.write(move |tx| {
             tx.prepare_cached(
                 "INSERT INTO routing_feedback (tenant, request_id, good, tier, created_ms)
@@ -203,6 +273,11 @@ impl Db {
     /// Everything a tenant's correction is fitted from: its examples, then
     /// its ratings whose features are known, as the labels they teach.
     pub async fn labelled_requests(&self, tenant: String) -> Result<Vec<Labelled>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::learning::labelled_requests(tx, &tenant))
+                .await;
+        }
         self.read(move |tx| {
             let mut out: Vec<Labelled> = tx
                 .prepare_cached(
@@ -222,13 +297,7 @@ impl Db {
                         Ok(r) => r,
                         Err(e) => return Some(Err(e)),
                     };
-                    Some(Ok(Labelled {
-                        tier: tier_of(&tier)?,
-                        category: category.as_deref().and_then(Category::from_name),
-                        request,
-                        features,
-                        feedback: false,
-                    }))
+                    Labelled::example(&tier, category.as_deref(), request, features).map(Ok)
                 })
                 .collect::<rusqlite::Result<_>>()?;
             let rated = tx
@@ -246,18 +315,13 @@ impl Db {
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            for (good, told, complexity, features) in rated {
-                let told = told.as_deref().and_then(tier_of);
-                if let Some(tier) = rated_tier(good, told, Tier::of_complexity(complexity)) {
-                    out.push(Labelled {
-                        tier,
-                        category: None,
-                        request: None,
-                        features,
-                        feedback: true,
-                    });
-                }
-            }
+            out.extend(
+                rated
+                    .into_iter()
+                    .filter_map(|(good, told, complexity, features)| {
+                        Labelled::rating(good, told.as_deref(), complexity, features)
+                    }),
+            );
             Ok(out)
         })
         .await
@@ -270,6 +334,11 @@ impl Db {
         tenant: String,
         fitted: Option<(u32, u64, u64, Vec<u8>)>,
     ) -> Result<()> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::learning::save_tenant_router(w, &tenant, fitted))
+                .await;
+        }
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(());
@@ -303,6 +372,11 @@ impl Db {
     /// A tenant's examples, ratings and fitted correction; None when there
     /// is no such tenant.
     pub async fn routing_state(&self, tenant: String) -> Result<Option<RoutingState>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::learning::routing_state(tx, &tenant))
+                .await;
+        }
         self.read(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(None);
@@ -344,6 +418,16 @@ impl Db {
 
     /// Deletes router features past [`FEATURES_KEPT_MS`]; returns how many.
     pub async fn prune_request_features(&self, now: u64) -> Result<u64> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| {
+                    Ok(w.execute(
+                        "DELETE FROM request_features WHERE ts_ms < $1",
+                        &[&to_i64(now.saturating_sub(FEATURES_KEPT_MS))],
+                    )?)
+                })
+                .await;
+        }
         self.write(move |tx| {
             Ok(tx.execute(
                 "DELETE FROM request_features WHERE ts_ms < ?1",
