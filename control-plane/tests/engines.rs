@@ -114,6 +114,7 @@ on_both_engines!(
     spend_moves_the_budget_entry_and_fires_its_alert,
     usage_by_day_cost_corrections_imports_and_budget_metrics,
     a_tenants_examples_and_ratings_fit_a_router_its_entry_carries,
+    evals_are_recorded_finished_applied_and_failed_when_interrupted,
 );
 
 impl Store {
@@ -1261,6 +1262,92 @@ async fn a_tenants_examples_and_ratings_fit_a_router_its_entry_carries(s: Store)
             .unwrap(),
         0
     );
+}
+
+async fn evals_are_recorded_finished_applied_and_failed_when_interrupted(s: Store) {
+    let db = s.db();
+    s.create_tenant("acme").await;
+    let (_, key) = s.virtual_key("acme").await;
+    let hash = aipipe_core::table::hex_hash(&key);
+    assert_eq!(
+        db.tenant_key_is_live("acme".into(), hash.clone())
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        db.tenant_key_is_live("acme".into(), "00".repeat(32))
+            .await
+            .unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        db.tenant_key_is_live("nobody".into(), hash).await.unwrap(),
+        None
+    );
+
+    assert!(
+        !db.create_eval("ev_0".into(), "nobody".into(), "{}".into())
+            .await
+            .unwrap()
+    );
+    for id in ["ev_1", "ev_2"] {
+        assert!(
+            db.create_eval(id.into(), "acme".into(), r#"{"tasks":[]}"#.into())
+                .await
+                .unwrap()
+        );
+    }
+    db.finish_eval("ev_1".into(), "done", Some(r#"{"score":1}"#.into()), None)
+        .await
+        .unwrap();
+    // Finishing twice changes nothing: only a running eval ends.
+    db.finish_eval("ev_1".into(), "failed", None, Some("late".into()))
+        .await
+        .unwrap();
+    db.eval_applied("ev_1".into(), Err("no such model".into()))
+        .await
+        .unwrap();
+    let e = db.eval("ev_1".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            e.status.as_str(),
+            e.results.as_deref(),
+            e.error,
+            e.apply_error.as_deref()
+        ),
+        ("done", Some(r#"{"score":1}"#), None, Some("no such model"))
+    );
+    assert!(e.finished_ms.is_some() && e.applied_ms.is_none());
+    db.eval_applied("ev_1".into(), Ok(())).await.unwrap();
+    let e = db.eval("ev_1".into()).await.unwrap().unwrap();
+    assert!(e.applied_ms.is_some() && e.apply_error.is_none());
+
+    assert_eq!(db.fail_interrupted_evals().await.unwrap(), 1);
+    let listed = db.tenant_evals("acme".into(), 10).await.unwrap().unwrap();
+    let states: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|e| (e.id.as_str(), e.status.as_str()))
+        .collect();
+    assert_eq!(states, [("ev_2", "failed"), ("ev_1", "done")]);
+    assert_eq!(
+        db.tenant_evals("acme".into(), 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        db.tenant_evals("nobody".into(), 10)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(db.eval("ev_9".into()).await.unwrap().is_none());
+    // A tenant's evals go with it.
+    assert!(db.delete_tenant("acme".into()).await.unwrap());
+    assert!(db.eval("ev_1".into()).await.unwrap().is_none());
 }
 
 /// The same batches make the same rollup cells, day rows and totals on
