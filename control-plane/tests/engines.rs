@@ -115,6 +115,7 @@ on_both_engines!(
     usage_by_day_cost_corrections_imports_and_budget_metrics,
     a_tenants_examples_and_ratings_fit_a_router_its_entry_carries,
     evals_are_recorded_finished_applied_and_failed_when_interrupted,
+    retention_drops_old_records_and_keeps_their_numbers,
 );
 
 impl Store {
@@ -1350,6 +1351,41 @@ async fn evals_are_recorded_finished_applied_and_failed_when_interrupted(s: Stor
     assert!(db.eval("ev_1".into()).await.unwrap().is_none());
 }
 
+async fn retention_drops_old_records_and_keeps_their_numbers(s: Store) {
+    s.create_tenant("acme").await;
+    let (now, d) = (aipipe_control_plane::db::now_ms(), 86_400_000u64);
+    s.ingest(&[
+        record("old", "acme", "gpt-4o-mini", 200, now - 5 * d),
+        record("new", "acme", "gpt-4o-mini", 200, now),
+    ])
+    .await;
+    let deleted = s.db().prune(now, Some(2 * d)).await.unwrap();
+    assert_eq!(deleted, 1);
+    assert_eq!(s.raw_rows("SELECT id FROM usage"), ["new"]);
+    let (_, v) = s
+        .admin(
+            Method::GET,
+            &format!(
+                "/admin/tenants/acme/stats?since={}&until={}",
+                now - 6 * d,
+                now + 1
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        v["totals"]["requests"],
+        json!(2),
+        "the rollups keep its numbers: {v}"
+    );
+    // A late record of a day retention dropped is still taken.
+    let ack = s
+        .ingest(&[record("late", "acme", "gpt-4o-mini", 200, now - 5 * d)])
+        .await;
+    assert_eq!(ack["accepted"], json!(1), "{ack}");
+    assert_eq!(s.db().prune(now, None).await.unwrap(), 0);
+}
+
 /// The same batches make the same rollup cells, day rows and totals on
 /// both engines.
 #[tokio::test]
@@ -1392,6 +1428,47 @@ async fn both_engines_keep_the_same_rollups() {
         assert!(x.len() > 3, "{sql}: {x:?}");
         assert_eq!(x, y, "{sql}");
     }
+    // And the same stats and series from them, windows with raw edges
+    // included, for one tenant and for all.
+    let (h, d) = (3_600_000u64, 86_400_000u64);
+    for (since, until) in [
+        (now - 3 * d + 12_345, now + 1),
+        (now - 5 * h + 7, now - h + 3),
+        (0, now + 1),
+    ] {
+        // Whole minutes, at most 1,000 buckets.
+        let step = (until - since).div_ceil(1000 * 60_000).max(1) * 60_000;
+        for uri in [
+            format!("/admin/tenants/t1/stats?since={since}&until={until}"),
+            format!("/admin/stats?since={since}&until={until}"),
+            format!("/admin/stats/series?tenant=t2&since={since}&until={until}&step_ms={step}"),
+            format!("/admin/stats/series?since={since}&until={until}&step_ms={step}"),
+        ] {
+            let ((sa, va), (sb, vb)) = (
+                a.admin(Method::GET, &uri, None).await,
+                b.admin(Method::GET, &uri, None).await,
+            );
+            assert_eq!(
+                (sa, sb),
+                (StatusCode::OK, StatusCode::OK),
+                "{uri}: {va} {vb}"
+            );
+            assert_eq!(va, vb, "{uri}");
+            assert!(va.to_string().contains("\"requests\":"), "{uri}: {va}");
+        }
+    }
+    let (_, v) = b
+        .admin(
+            Method::GET,
+            &format!("/admin/tenants/t1/stats?since=0&until={}", now + 1),
+            None,
+        )
+        .await;
+    assert_eq!(v["totals"]["requests"], json!(100), "{v}");
+    let (status, _) = b
+        .admin(Method::GET, "/admin/tenants/nobody/stats", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 /// A new PostgreSQL database starts as a new SQLite file does: the default

@@ -510,7 +510,8 @@ impl Db {
     /// days' partitions (`pg::partitions::ensure_days`), made in a short
     /// transaction of their own before the ingest transaction — attaching a
     /// partition locks the parent table until commit. Days made are
-    /// remembered, so a batch of known days costs nothing.
+    /// remembered, so a batch of recent days costs nothing (older ones are
+    /// asked for each time: retention may have dropped them).
     pub async fn make_usage_days(&self, records: &[aipipe_core::usage::UsageRecord]) -> Result<()> {
         let Some(pg) = self.postgres() else {
             return Ok(());
@@ -521,7 +522,8 @@ impl Db {
             .collect();
         days.sort_unstable();
         days.dedup();
-        days.retain(|d| !pg.has_day(*d));
+        let today = pg::partitions::day_of(to_i64(now_ms()));
+        days.retain(|d| !pg.has_day(*d, today));
         if days.is_empty() {
             return Ok(());
         }

@@ -147,12 +147,31 @@ impl Pool {
 }
 
 impl Pool {
-    /// Whether `day`'s usage partitions are known to exist.
-    pub fn has_day(&self, day: i64) -> bool {
+    /// Whether `day`'s usage partitions are known to exist. Only today's
+    /// and yesterday's are trusted from memory: retention (of this process
+    /// or another) drops nothing younger, but an older day may be gone.
+    pub fn has_day(&self, day: i64, today: i64) -> bool {
+        if day + 1 < today {
+            return false;
+        }
         self.days
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .contains(&day)
+    }
+
+    /// Minute cells past `minutes_before` and, with `raw_before`, the day
+    /// partitions wholly before it (`rollups::prune`); the days dropped are
+    /// forgotten. Returns the records dropped.
+    pub fn prune(&self, minutes_before: u64, raw_before: Option<u64>) -> Result<u64> {
+        let (n, first_kept) = self.with(&self.writer, |client| {
+            super::rollups::prune(client, minutes_before, raw_before)
+        })?;
+        self.days
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|d| *d >= first_kept);
+        Ok(n)
     }
 
     /// Makes the usage partitions of `days` that are missing (on the

@@ -1,17 +1,23 @@
-//! Usage rollups on PostgreSQL (`db/rollups.rs`; so far what ingest
-//! writes — the stats reads and pruning come next).
+//! Usage rollups on PostgreSQL (`db/rollups.rs`): the cells ingest merges
+//! into, the stats reads' snapshot, and pruning by day partition.
 
-use postgres::Row;
+use postgres::{Row, Transaction};
 
-use super::super::rollups::{CELL_COLUMNS, Rollups};
+use super::super::rollups::{ALL, CELL_COLUMNS, DAY_MS, MINUTE_MS, Piece, Rollups, Snapshot};
 use super::super::{to_i64, to_u64};
 use super::pool::Writer;
-use crate::error::Result;
-use crate::stats::{Bands, Sums};
+use super::tenants::tenant_exists;
+use crate::error::{Error, Result};
+use crate::stats::{Bands, Row as StatsRow, Sums};
 
 /// The sums and bands of a stored cell, from `CELL_COLUMNS`' order.
 fn counts_of(r: &Row) -> (Sums, Bands) {
-    let n = |i: usize| to_u64(r.get::<_, i64>(i));
+    counts_at(r, 0)
+}
+
+/// As [`counts_of`], the cell columns starting at column `at`.
+fn counts_at(r: &Row, at: usize) -> (Sums, Bands) {
+    let n = |i: usize| to_u64(r.get::<_, i64>(at + i));
     (
         Sums {
             requests: n(0),
@@ -107,4 +113,145 @@ pub(in crate::db) fn flush(w: &mut Writer<'_>, rollups: Rollups<'_>) -> Result<(
         )?;
     }
     Ok(())
+}
+
+/// PostgreSQL's read transaction as the stats reads' snapshot. No index
+/// hints: the planner takes `usage_tenant_ts` and prunes the day partitions
+/// outside the range.
+impl Snapshot for Transaction<'_> {
+    fn reborn_at(&mut self, tenant: &str) -> Result<u64> {
+        if !tenant_exists(self, tenant)? {
+            return Ok(0);
+        }
+        let at: Option<i64> = self
+            .query_one(
+                "SELECT MAX(deleted_at) FROM tenant_deletions WHERE tenant = $1",
+                &[&tenant],
+            )?
+            .get(0);
+        Ok(at.map_or(0, to_u64))
+    }
+
+    fn unknown(&mut self, tenant: &str) -> Result<bool> {
+        if tenant_exists(self, tenant)? {
+            return Ok(false);
+        }
+        let any: bool = self
+            .query_one(
+                "SELECT EXISTS(SELECT 1 FROM usage_rollups WHERE tenant = $1)",
+                &[&tenant],
+            )?
+            .get(0);
+        Ok(!any)
+    }
+
+    fn scan(
+        &mut self,
+        scope: &str,
+        pieces: &[Piece],
+        sketches: bool,
+        mut cells: impl FnMut(u64, &str, &str, &Sums, &Bands, [&[u8]; 2]),
+        mut raw: impl FnMut(u64, &StatsRow<'_>),
+        mut failed: impl FnMut(u64, &str, &str),
+    ) -> Result<()> {
+        let columns = if sketches {
+            CELL_COLUMNS.to_owned()
+        } else {
+            CELL_COLUMNS.replace(", latency, ttft", "")
+        };
+        let by_cells = self.prepare(&format!(
+            "SELECT start_ms, provider, model, {columns} FROM usage_rollups
+             WHERE tenant = $1 AND width_ms = $2 AND start_ms >= $3 AND start_ms < $4"
+        ))?;
+        let records = self.prepare(
+            "SELECT ts_ms, provider, model, status, prompt_tokens, completion_tokens,
+                cached_tokens, cache_write_tokens, cost_nusd, usage_parsed, latency_ms, ttft_ms,
+                cache_hit, complexity
+             FROM usage WHERE tenant = $1 AND ts_ms >= $2 AND ts_ms < $3",
+        )?;
+        let attempts = self.prepare(
+            "SELECT ts_ms, provider, model FROM attempt_failures
+             WHERE tenant = $1 AND ts_ms >= $2 AND ts_ms < $3",
+        )?;
+        for p in pieces {
+            match *p {
+                Piece::Cells { width, start, end } => {
+                    let rows = self.query(
+                        &by_cells,
+                        &[&scope, &to_i64(width), &to_i64(start), &to_i64(end)],
+                    )?;
+                    for r in &rows {
+                        // The cell columns start at 3.
+                        let (sums, bands) = counts_at(r, 3);
+                        let stored = if sketches {
+                            [
+                                r.get::<_, Option<&[u8]>>(17).unwrap_or_default(),
+                                r.get::<_, Option<&[u8]>>(18).unwrap_or_default(),
+                            ]
+                        } else {
+                            [&[][..], &[][..]]
+                        };
+                        cells(to_u64(r.get(0)), r.get(1), r.get(2), &sums, &bands, stored);
+                    }
+                }
+                Piece::Raw { start, end } => {
+                    let range: [&(dyn postgres::types::ToSql + Sync); 3] =
+                        [&scope, &to_i64(start), &to_i64(end)];
+                    for r in &self.query(&records, &range)? {
+                        raw(
+                            to_u64(r.get(0)),
+                            &StatsRow {
+                                provider: r.get(1),
+                                model: r.get(2),
+                                status: u16::try_from(r.get::<_, i64>(3)).unwrap_or(0),
+                                prompt_tokens: to_u64(r.get(4)),
+                                completion_tokens: to_u64(r.get(5)),
+                                cached_tokens: to_u64(r.get(6)),
+                                cache_write_tokens: to_u64(r.get(7)),
+                                cost_nusd: to_u64(r.get(8)),
+                                usage_parsed: r.get(9),
+                                latency_ms: r.get(10),
+                                ttft_ms: r.get(11),
+                                cache_hit: r.get(12),
+                                complexity: r.get(13),
+                            },
+                        );
+                    }
+                    for r in &self.query(&attempts, &range)? {
+                        failed(to_u64(r.get(0)), r.get(1), r.get(2));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The minute cells past their keeping, and, with a retention age, the
+/// day partitions of raw records wholly older than it (a record is kept
+/// up to a day longer than on SQLite, where rows go one by one). Returns
+/// the records dropped, counted before their partitions go.
+pub(in crate::db) fn prune(
+    client: &mut postgres::Client,
+    minutes_before: u64,
+    raw_before: Option<u64>,
+) -> Result<(u64, i64)> {
+    client.execute(
+        "DELETE FROM usage_rollups WHERE tenant = $1 AND width_ms = $2 AND start_ms < $3",
+        &[&ALL, &to_i64(MINUTE_MS), &to_i64(minutes_before)],
+    )?;
+    let Some(before) = raw_before else {
+        return Ok((0, 0));
+    };
+    let cutoff = to_i64(before);
+    // The rows of the days about to go (whole days before the cutoff).
+    let whole_days_before = super::partitions::day_of(cutoff) * DAY_MS as i64;
+    let n: i64 = client
+        .query_one(
+            "SELECT COUNT(*) FROM usage WHERE ts_ms < $1",
+            &[&whole_days_before],
+        )?
+        .get(0);
+    super::partitions::drop_days_before(client, cutoff).map_err(Error::Internal)?;
+    Ok((to_u64(n), super::partitions::day_of(cutoff)))
 }
