@@ -1576,3 +1576,40 @@ async fn two_replicas_writing_at_once_never_let_an_envoy_miss_a_change() {
     assert_eq!(a.list_tenants().await.unwrap().len(), seen.len());
     drop((a, b));
 }
+
+/// Connections PostgreSQL closed (a restart, a failover, an operator's
+/// `pg_terminate_backend`) are replaced at their next use: the statement
+/// that met the break fails, the next one works, reads and writes alike.
+#[tokio::test]
+async fn broken_connections_are_replaced_at_their_next_use() {
+    let pg = Postgres::start();
+    let db = postgres_db(&pg, "aipipe").await;
+    db.create_tenant("acme".into(), "Acme".into())
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        db.list_tenants().await.unwrap(); // every reader connected
+    }
+    let killed = pg.psql(
+        "postgres",
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = 'aipipe' AND pid <> pg_backend_pid()",
+    );
+    assert!(killed.trim().parse::<u32>().unwrap() >= 2, "{killed}");
+    let mut failed = 0;
+    for i in 0..8 {
+        match db.list_tenants().await {
+            Ok(t) => assert!(!t.is_empty()),
+            Err(_) => failed += 1,
+        }
+        match db.create_tenant(format!("t{i}"), "T".into()).await {
+            Ok(_) => {}
+            Err(_) => failed += 1,
+        }
+    }
+    // At most one failure per broken connection (three readers, a writer).
+    assert!(failed <= 4, "{failed} calls failed");
+    assert!(db.list_tenants().await.unwrap().len() >= 5);
+    assert!(db.create_tenant("last".into(), "L".into()).await.is_ok());
+    drop(db);
+}

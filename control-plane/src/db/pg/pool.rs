@@ -95,9 +95,13 @@ impl Pool {
             return Err(Error::Internal("no PostgreSQL connection".into()));
         };
         let out = f(client);
-        if client.is_closed()
-            && let Some(old) = held.take()
-        {
+        // A connection the server ended may not know it yet when its
+        // statement failed: after a database error, ask it (one round trip,
+        // failures only), so the next call does not fail on it too.
+        let broken = client.is_closed()
+            || (matches!(out, Err(Error::Internal(_)))
+                && client.is_valid(std::time::Duration::from_secs(2)).is_err());
+        if broken && let Some(old) = held.take() {
             drop_off_runtime(vec![old]);
         }
         out
