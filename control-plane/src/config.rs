@@ -375,14 +375,13 @@ impl Settings {
         }
     }
 
-    /// The SQLite file, for commands and the service that run on SQLite
-    /// only: a PostgreSQL URL is refused, saying so.
+    /// The SQLite file, for the commands that run on SQLite only (`catalog
+    /// import`): a PostgreSQL URL is refused, saying so.
     pub fn sqlite_path(&self) -> Result<PathBuf, String> {
         match self.database()? {
             Database::Sqlite(path) => Ok(path),
             Database::Postgres(url) => Err(format!(
-                "{url}: the PostgreSQL engine is not complete yet: the control plane serves from \
-                 SQLite (sqlite://PATH or --db); use a postgres:// URL with `migrate` \
+                "{url}: this command runs on SQLite only for now (sqlite://PATH or --db) \
                  (control-plane/README.md, \"PostgreSQL\")"
             )),
         }
@@ -600,11 +599,11 @@ mod tests {
             );
             assert!(!e.contains(":pw@"), "{bad}: the password is shown: {e}");
         }
-        // The service refuses PostgreSQL until its engine is ported; --db
+        // `catalog import` refuses PostgreSQL, without the password; --db
         // and the URL are one setting.
         let s = settings(&["--database-url", "postgres://u:pw@h/db"]);
         let e = s.sqlite_path().unwrap_err();
-        assert!(e.contains("not complete yet") && !e.contains(":pw@"), "{e}");
+        assert!(e.contains("SQLite only") && !e.contains(":pw@"), "{e}");
         let s = settings(&["--database-url", "sqlite:///tmp/a.db"]);
         assert_eq!(s.sqlite_path().unwrap(), PathBuf::from("/tmp/a.db"));
         assert_eq!(
