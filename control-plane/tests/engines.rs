@@ -1613,3 +1613,51 @@ async fn broken_connections_are_replaced_at_their_next_use() {
     assert!(db.create_tenant("last".into(), "L".into()).await.is_ok());
     drop(db);
 }
+
+/// A commit on one control plane wakes the Envoys waiting on another one
+/// on the same database (LISTEN/NOTIFY), with that revision.
+#[tokio::test]
+async fn a_commit_on_one_replica_wakes_the_envoys_waiting_on_the_other() {
+    let pg = Postgres::start();
+    let a = postgres_db(&pg, "shared").await;
+    let Database::Postgres(url) = parse_database_url("test", &pg.url("shared")).unwrap() else {
+        panic!()
+    };
+    let b = Db::open_postgres(&url, 1000).await.unwrap();
+    let state_b = AppState::new(b.clone(), &secrets());
+    let mut revisions = b.subscribe();
+    let held = *revisions.borrow_and_update();
+    // Give b's listener its LISTEN before the commit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = tokio::spawn(async move {
+        let req = Request::builder()
+            .uri(format!("{CHANGES_PATH}?since={held}&wait_ms=20000"))
+            .header(TOKEN_HEADER, TOKEN)
+            .body(Body::empty())
+            .unwrap();
+        let resp = internal_app(state_b).oneshot(req).await.unwrap();
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = std::time::Instant::now();
+    a.create_tenant("acme".into(), "Acme".into()).await.unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("woken by the other replica's commit")
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let d = Delta::parse(&body).unwrap();
+    assert_eq!(
+        d.records
+            .iter()
+            .map(|r| (r.kind, r.name))
+            .collect::<Vec<_>>(),
+        [(Kind::Tenant, "acme")]
+    );
+    assert_eq!(d.revision, a.revision().await.unwrap());
+    revisions.changed().await.unwrap();
+    assert_eq!(*revisions.borrow(), d.revision);
+    drop((a, b));
+}

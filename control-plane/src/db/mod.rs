@@ -166,11 +166,25 @@ impl Pool {
         }
     }
 
-    /// As [`Pool::announce`], on PostgreSQL's writer.
+    /// As [`Pool::announce`], on PostgreSQL's writer; a new revision is
+    /// also notified to the other control planes on the database
+    /// (`pg::listen`).
     fn announce_pg(&self, writer: &mut postgres::Client) {
-        match pg::committed_revision(writer) {
-            Ok(rev) => self.publish(rev),
-            Err(e) => tracing::warn!("reading the revision after a commit: {e}"),
+        let rev = match pg::committed_revision(writer) {
+            Ok(rev) => rev,
+            Err(e) => {
+                tracing::warn!("reading the revision after a commit: {e}");
+                return;
+            }
+        };
+        if rev > *self.revision.borrow() {
+            self.publish(rev);
+            if let Err(e) = writer.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&pg::listen::CHANNEL, &rev.to_string()],
+            ) {
+                tracing::warn!("notifying revision {rev}: {}", pg::describe(&e));
+            }
         }
     }
 }
@@ -319,11 +333,29 @@ impl Db {
             let pool = pg::pool::Pool::open(&url)?;
             pg::prepare(&pool)?;
             let revision = pool.read(|tx| pg::committed_revision(tx))?;
-            Ok(Self(Arc::new(Pool::new(
+            let db = Self(Arc::new(Pool::new(
                 Engine::Postgres(Box::new(pool)),
                 revision,
                 penalty_decay_ms,
-            ))))
+            )));
+            // Other control planes' commits wake this one's waiting Envoys.
+            let weak = Arc::downgrade(&db.0);
+            let alive = weak.clone();
+            std::thread::Builder::new()
+                .name("aipipe-pg-listen".into())
+                .spawn(move || {
+                    pg::listen::run(
+                        &url,
+                        || alive.strong_count() > 0,
+                        |rev| {
+                            if let Some(pool) = weak.upgrade() {
+                                pool.publish(rev);
+                            }
+                        },
+                    );
+                })
+                .map_err(|e| Error::internal("starting the revision listener", e))?;
+            Ok(db)
         })
         .await?
     }

@@ -19,6 +19,7 @@ pub(super) mod import;
 pub(super) mod keys;
 pub(super) mod learning;
 pub(super) mod limits;
+pub(super) mod listen;
 pub mod partitions;
 pub(super) mod penalties;
 pub mod pool;
