@@ -375,15 +375,13 @@ impl Settings {
         }
     }
 
-    /// The SQLite file, for the commands that run on SQLite only (`catalog
-    /// import`): a PostgreSQL URL is refused, saying so.
+    /// The SQLite file, when the database is one (the dev master key is kept
+    /// beside it); a PostgreSQL URL is an error that names it without its
+    /// password.
     pub fn sqlite_path(&self) -> Result<PathBuf, String> {
         match self.database()? {
             Database::Sqlite(path) => Ok(path),
-            Database::Postgres(url) => Err(format!(
-                "{url}: this command runs on SQLite only for now (sqlite://PATH or --db) \
-                 (control-plane/README.md, \"PostgreSQL\")"
-            )),
+            Database::Postgres(url) => Err(format!("{url} is not a SQLite file")),
         }
     }
 
@@ -599,11 +597,14 @@ mod tests {
             );
             assert!(!e.contains(":pw@"), "{bad}: the password is shown: {e}");
         }
-        // `catalog import` refuses PostgreSQL, without the password; --db
-        // and the URL are one setting.
+        // A PostgreSQL URL has no SQLite path, and says so without its
+        // password; --db and the URL are one setting.
         let s = settings(&["--database-url", "postgres://u:pw@h/db"]);
         let e = s.sqlite_path().unwrap_err();
-        assert!(e.contains("SQLite only") && !e.contains(":pw@"), "{e}");
+        assert!(
+            e.contains("not a SQLite file") && !e.contains(":pw@"),
+            "{e}"
+        );
         let s = settings(&["--database-url", "sqlite:///tmp/a.db"]);
         assert_eq!(s.sqlite_path().unwrap(), PathBuf::from("/tmp/a.db"));
         assert_eq!(

@@ -1661,3 +1661,37 @@ async fn a_commit_on_one_replica_wakes_the_envoys_waiting_on_the_other() {
     assert_eq!(*revisions.borrow(), d.revision);
     drop((a, b));
 }
+
+/// `catalog import` updates a PostgreSQL database's catalog as a SQLite
+/// file's (its plan and checks are shared; `catalog_import.rs` tests them).
+#[tokio::test]
+async fn a_catalog_import_runs_on_postgres() {
+    let pg = Postgres::start();
+    let database = parse_database_url("test", &pg.create_database("cat")).unwrap();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/model_prices_and_context_window.json");
+    let first = aipipe_control_plane::catalog_import::run(&database, &file, false)
+        .await
+        .unwrap();
+    assert!(
+        first.contains("gpt-4o-mini (openai): input_per_mtok 0.15 -> 0.2"),
+        "{first}"
+    );
+    let second = aipipe_control_plane::catalog_import::run(&database, &file, false)
+        .await
+        .unwrap();
+    assert!(second.starts_with("0 updated"), "{second}");
+    let Database::Postgres(url) = &database else {
+        panic!()
+    };
+    let db = Db::open_postgres(url, 1000).await.unwrap();
+    let mini = db
+        .models()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id == "gpt-4o-mini")
+        .unwrap();
+    assert_eq!(mini.input_per_mtok, 0.2);
+    drop(db);
+}
