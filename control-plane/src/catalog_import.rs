@@ -20,6 +20,7 @@ use aipipe_core::table::Model;
 use serde_json::Value;
 
 use crate::admin::catalog::check_catalog;
+use crate::config::Database;
 use crate::db::Db;
 
 /// One field a price list changed.
@@ -177,20 +178,26 @@ pub fn report(plan: &Plan, written: bool) -> String {
     out
 }
 
-/// Reads `file`, plans against the catalog in the database at `db_path`,
-/// checks the result compiles, and (unless `dry_run`) writes each changed
-/// model. Returns the report.
-pub async fn run(db_path: &Path, file: &Path, dry_run: bool) -> Result<String, String> {
+/// Reads `file`, plans against the catalog in `database` (SQLite or
+/// PostgreSQL), checks the result compiles, and (unless `dry_run`) writes
+/// each changed model. Returns the report.
+pub async fn run(database: &Database, file: &Path, dry_run: bool) -> Result<String, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let list: Value =
         serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", file.display()))?;
-    if !db_path.exists() {
-        return Err(format!(
-            "{}: no database there (start the control plane once, or pass --db)",
-            db_path.display()
-        ));
+    let db = match database {
+        Database::Sqlite(db_path) => {
+            if !db_path.exists() {
+                return Err(format!(
+                    "{}: no database there (start the control plane once, or pass --db)",
+                    db_path.display()
+                ));
+            }
+            Db::open(db_path)
+        }
+        Database::Postgres(url) => Db::open_postgres(url, crate::penalty::DEFAULT_DECAY_MS).await,
     }
-    let db = Db::open(db_path).map_err(|e| e.to_string())?;
+    .map_err(|e| format!("{database}: {e}"))?;
     let models = db.models().await.map_err(|e| e.to_string())?;
     let plan = plan(&models, &list)?;
     // The whole catalog as it will be, checked before the first write.
@@ -300,9 +307,10 @@ mod tests {
         };
         let file = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/model_prices_and_context_window.json");
-        let dry = run(&db_path, &file, true).await.unwrap();
+        let database = Database::Sqlite(db_path.clone());
+        let dry = run(&database, &file, true).await.unwrap();
         assert!(dry.contains("dry run"), "{dry}");
-        let first = run(&db_path, &file, false).await.unwrap();
+        let first = run(&database, &file, false).await.unwrap();
         assert!(
             first.contains("gpt-4o-mini (openai): input_per_mtok 0.15 -> 0.2"),
             "{first}"
@@ -317,7 +325,7 @@ mod tests {
             .unwrap();
         assert_eq!(mini.input_per_mtok, 0.2);
         assert!(db.revision().await.unwrap() > revision, "filters are told");
-        let second = run(&db_path, &file, false).await.unwrap();
+        let second = run(&database, &file, false).await.unwrap();
         assert!(second.starts_with("0 updated"), "{second}");
         drop(db);
         let _ = std::fs::remove_dir_all(&dir);

@@ -375,16 +375,13 @@ impl Settings {
         }
     }
 
-    /// The SQLite file, for commands and the service that run on SQLite
-    /// only: a PostgreSQL URL is refused, saying so.
+    /// The SQLite file, when the database is one (the dev master key is kept
+    /// beside it); a PostgreSQL URL is an error that names it without its
+    /// password.
     pub fn sqlite_path(&self) -> Result<PathBuf, String> {
         match self.database()? {
             Database::Sqlite(path) => Ok(path),
-            Database::Postgres(url) => Err(format!(
-                "{url}: the PostgreSQL engine is not complete yet: the control plane serves from \
-                 SQLite (sqlite://PATH or --db); use a postgres:// URL with `migrate` \
-                 (control-plane/README.md, \"PostgreSQL\")"
-            )),
+            Database::Postgres(url) => Err(format!("{url} is not a SQLite file")),
         }
     }
 
@@ -600,11 +597,14 @@ mod tests {
             );
             assert!(!e.contains(":pw@"), "{bad}: the password is shown: {e}");
         }
-        // The service refuses PostgreSQL until its engine is ported; --db
-        // and the URL are one setting.
+        // A PostgreSQL URL has no SQLite path, and says so without its
+        // password; --db and the URL are one setting.
         let s = settings(&["--database-url", "postgres://u:pw@h/db"]);
         let e = s.sqlite_path().unwrap_err();
-        assert!(e.contains("not complete yet") && !e.contains(":pw@"), "{e}");
+        assert!(
+            e.contains("not a SQLite file") && !e.contains(":pw@"),
+            "{e}"
+        );
         let s = settings(&["--database-url", "sqlite:///tmp/a.db"]);
         assert_eq!(s.sqlite_path().unwrap(), PathBuf::from("/tmp/a.db"));
         assert_eq!(

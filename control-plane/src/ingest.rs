@@ -171,6 +171,19 @@ pub async fn ingest(db: &Db, batch: Batch) -> Result<(UsageAck, Vec<Observed>, V
         mut records,
         mut refused,
     } = batch;
+    // A time the store cannot file (PostgreSQL's day partitions span the
+    // years 1970-9999) refuses its record, not the batch.
+    let before = records.len();
+    records.retain(|r| {
+        let ok = db.takes_time(r.ts_ms);
+        if !ok {
+            tracing::warn!(record = %r.id, ts_ms = r.ts_ms, "usage record refused: its time is impossible");
+        }
+        ok
+    });
+    refused += (before - records.len()) as u64;
+    // The days the batch writes must exist first (PostgreSQL's partitions).
+    db.make_usage_days(&records).await?;
     db.write_penalties(move |tx| {
         let now = now_ms();
         let mut known: HashMap<String, bool> = HashMap::new();

@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 use subtle::ConstantTimeEq;
 
-use crate::config::{Secrets, Settings};
+use crate::config::{Database, Secrets, Settings};
 use crate::crypto::Cipher;
 use crate::db::Db;
 
@@ -198,16 +198,25 @@ pub async fn adopt_env_keys(
 /// Starts the service and runs until SIGTERM/SIGINT. `Err` is a message for
 /// the operator (missing secret, unusable database, address in use).
 pub async fn run(settings: Settings) -> Result<(), String> {
-    let path = settings.sqlite_path()?;
+    let database = settings.database()?;
     let (secrets, generated) = settings.secrets()?;
     if let Some(url) = &settings.budget_webhook_url {
         alerts::check_url(url)?;
     }
     evals::run::check_url(&settings.gateway_url)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let db = match &database {
+        Database::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("creating {}: {e}", dir.display()))?;
+            }
+            Db::open_with(path, settings.penalty_decay_ms)
+        }
+        // One control plane per database for now (control-plane/README.md,
+        // "PostgreSQL": replicas are next).
+        Database::Postgres(url) => Db::open_postgres(url, settings.penalty_decay_ms).await,
     }
-    let db = Db::open_with(&path, settings.penalty_decay_ms).map_err(|e| e.to_string())?;
+    .map_err(|e| format!("{database}: {e}"))?;
     let state = AppState::with_throttle(
         db.clone(),
         &secrets,

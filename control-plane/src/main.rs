@@ -41,15 +41,15 @@ fn main() -> std::process::ExitCode {
         aipipe_control_plane::config::CatalogCommand::Import { file, dry_run },
     )) = &settings.command
     {
-        let path = match settings.sqlite_path() {
-            Ok(path) => path,
+        let database = match settings.database() {
+            Ok(database) => database,
             Err(message) => {
                 eprintln!("aipipe-control-plane: catalog import: {message}");
                 return std::process::ExitCode::FAILURE;
             }
         };
         return match runtime.block_on(aipipe_control_plane::catalog_import::run(
-            &path, file, *dry_run,
+            &database, file, *dry_run,
         )) {
             Ok(report) => {
                 print!("{report}");

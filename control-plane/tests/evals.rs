@@ -168,6 +168,19 @@ async fn finished(h: &Harness, id: &str) -> Value {
     panic!("eval {id} never finished");
 }
 
+/// As `finished`, for an eval asked to apply its figures: they are applied
+/// (or refused) after the eval is recorded done, so wait for that too.
+async fn applied(h: &Harness, id: &str) -> Value {
+    for _ in 0..200 {
+        let v = finished(h, id).await;
+        if v["status"] != "done" || v["applied_ms"].is_u64() || !v["apply_error"].is_null() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("eval {id} was never applied");
+}
+
 fn suite(key: &str) -> Value {
     json!({
         "tenant_id": "acme", "virtual_key": key,
@@ -215,7 +228,7 @@ async fn an_eval_scores_models_per_category_and_applies_them_to_the_tenants_rout
     assert!(!text.contains(&key), "the key is never answered");
     let id = v["id"].as_str().unwrap().to_owned();
     assert!(id.starts_with("ev_"));
-    let e = finished(&h, &id).await;
+    let e = applied(&h, &id).await;
     assert_eq!(e["status"], "done", "{e}");
     assert!(!e.to_string().contains(&key), "nor stored");
 

@@ -724,16 +724,23 @@ fn bad_urls_are_refused_clearly_without_the_password() {
         &[],
     );
     assert!(text.contains("no such file"), "{text}");
-    // The service does not run on PostgreSQL yet, and says so before anything else.
+    // A server that cannot be reached is named, never with its password.
+    let (admin, token, key) = ("a1".repeat(16), "b2".repeat(16), "c3".repeat(32));
     let text = run(
-        &["--dev"],
-        &[(
-            "AIPIPE_DATABASE_URL",
-            "postgres://aipipe:hunter2-pw@127.0.0.1:1/aipipe",
-        )],
+        &[],
+        &[
+            (
+                "AIPIPE_DATABASE_URL",
+                "postgres://aipipe:hunter2-pw@127.0.0.1:1/aipipe",
+            ),
+            ("AIPIPE_ADMIN_SECRET", &admin),
+            ("AIPIPE_INTERNAL_TOKEN", &token),
+            ("AIPIPE_MASTER_KEY", &key),
+        ],
     );
     assert!(
-        text.contains("PostgreSQL engine is not complete yet") && text.contains("migrate"),
+        text.contains("connecting to postgres://aipipe:***@127.0.0.1:1/aipipe")
+            && !text.contains("hunter2"),
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);

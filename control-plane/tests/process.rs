@@ -1,7 +1,7 @@
 //! The real `aipipe-control-plane` binary: it prints a parseable listening
 //! line, serves on the ports it reports, stops cleanly on SIGTERM, refuses to
 //! start without its secrets, and never loses an acknowledged usage batch to
-//! `kill -9`.
+//! `kill -9` — on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -40,21 +40,32 @@ impl Drop for Proc {
     }
 }
 
-fn command(db: &Path, log: &Path) -> Command {
+fn base_command(log: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aipipe-control-plane"));
     cmd.args([
         "--admin-listen",
         "127.0.0.1:0",
         "--internal-listen",
         "127.0.0.1:0",
-        "--db",
     ])
-    .arg(db)
     .env_clear()
     .env("RUST_LOG", "info")
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(std::fs::File::create(log).unwrap());
+    cmd
+}
+
+fn command(db: &Path, log: &Path) -> Command {
+    let mut cmd = base_command(log);
+    cmd.arg("--db").arg(db);
+    cmd
+}
+
+/// The control plane on a PostgreSQL database.
+fn command_on(url: &str, log: &Path) -> Command {
+    let mut cmd = base_command(log);
+    cmd.env("AIPIPE_DATABASE_URL", url);
     cmd
 }
 
@@ -241,8 +252,25 @@ fn serves_health_on_the_reported_ports_and_exits_0_on_sigterm() {
 fn an_acknowledged_batch_survives_kill_9() {
     let dir = temp_dir("kill9");
     let db = dir.join("aipipe.db");
+    batch_survives_kill_9(&dir, |log| command(&db, log));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same on PostgreSQL (a throwaway server, its durability off: what
+/// is tested is that the control plane acknowledges only what committed,
+/// and serves it again after `kill -9`).
+#[test]
+fn an_acknowledged_batch_survives_kill_9_on_postgres() {
+    let pg = aipipe_tests::postgres::Postgres::start();
+    let url = pg.create_database("cp");
+    let dir = temp_dir("kill9-pg");
+    batch_survives_kill_9(&dir, |log| command_on(&url, log));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn batch_survives_kill_9(dir: &Path, command: impl Fn(&Path) -> Command) {
     let log = dir.join("stderr.log");
-    let mut p = start(with_secrets(command(&db, &log)), &log);
+    let mut p = start(with_secrets(command(&log)), &log);
     create_acme(&p);
     let batch = UsageBatch {
         records: (0..500).map(record).collect(),
@@ -261,7 +289,7 @@ fn an_acknowledged_batch_survives_kill_9() {
     drop(p);
 
     let log2 = dir.join("stderr2.log");
-    let p = start(with_secrets(command(&db, &log2)), &log2);
+    let p = start(with_secrets(command(&log2)), &log2);
     let a = agent();
     let mut r = a
         .get(format!(
@@ -287,7 +315,6 @@ fn an_acknowledged_batch_survives_kill_9() {
         "{ack}"
     );
     drop(p);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

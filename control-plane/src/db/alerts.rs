@@ -6,7 +6,7 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::budgets::BudgetState;
-use super::{Db, now_ms, to_i64, to_u64};
+use super::{Db, now_ms, pg, to_i64, to_u64};
 use crate::error::Result;
 
 /// The thresholds, in percent of the limit.
@@ -36,7 +36,7 @@ struct Event<'a> {
     at_ms: u64,
 }
 
-impl super::Tx<'_> {
+impl super::Tx<'_, '_> {
     /// See [`budget_alerts`].
     pub(super) fn budget_alerts(
         &self,
@@ -44,7 +44,10 @@ impl super::Tx<'_> {
         key: Option<&str>,
         state: &BudgetState,
     ) -> Result<()> {
-        budget_alerts(self.tx, self.alerts, tenant, key, state)
+        if let Some(w) = self.pg() {
+            return pg::alerts::budget_alerts(&mut **w?, self.alerts, tenant, key, state);
+        }
+        budget_alerts(self.sqlite()?, self.alerts, tenant, key, state)
     }
 }
 
@@ -75,10 +78,8 @@ pub(super) fn budget_alerts(
         ),
     };
     let now = now_ms();
-    let spent = u128::from(state.spent_nusd) * 100;
     for t in THRESHOLDS {
-        let reached = spent >= u128::from(state.limit.limit_nusd) * u128::from(t);
-        if !reached {
+        if !reached(state, t) {
             tx.prepare_cached(forget)?
                 .execute(params![name, to_i64(t)])?;
             continue;
@@ -89,22 +90,37 @@ pub(super) fn budget_alerts(
         if new == 0 {
             continue;
         }
-        let body = serde_json::to_string(&Event {
-            kind: "budget.threshold",
-            tenant,
-            virtual_key: key,
-            threshold_percent: t,
-            limit_usd: state.limit.limit_nusd as f64 / 1e9,
-            spent_usd: state.spent_nusd as f64 / 1e9,
-            days: state.limit.days,
-            at_ms: now,
-        })?;
         tx.prepare_cached(
             "INSERT INTO webhook_outbox (body, attempts, next_ms) VALUES (?1, 0, ?2)",
         )?
-        .execute(params![body, to_i64(now)])?;
+        .execute(params![event(tenant, key, t, state, now)?, to_i64(now)])?;
     }
     Ok(())
+}
+
+/// The spend of `state` has reached `threshold` percent of its limit.
+pub(super) fn reached(state: &BudgetState, threshold: u64) -> bool {
+    u128::from(state.spent_nusd) * 100 >= u128::from(state.limit.limit_nusd) * u128::from(threshold)
+}
+
+/// The JSON event an alert sends.
+pub(super) fn event(
+    tenant: &str,
+    key: Option<&str>,
+    threshold: u64,
+    state: &BudgetState,
+    now: u64,
+) -> Result<String> {
+    Ok(serde_json::to_string(&Event {
+        kind: "budget.threshold",
+        tenant,
+        virtual_key: key,
+        threshold_percent: threshold,
+        limit_usd: state.limit.limit_nusd as f64 / 1e9,
+        spent_usd: state.spent_nusd as f64 / 1e9,
+        days: state.limit.days,
+        at_ms: now,
+    })?)
 }
 
 impl Db {
@@ -115,6 +131,9 @@ impl Db {
 
     /// Alerts due for delivery, oldest first.
     pub async fn due_alerts(&self, limit: usize) -> Result<Vec<Alert>> {
+        if self.postgres().is_some() {
+            return self.pg_read(move |tx| pg::alerts::due(tx, limit)).await;
+        }
         self.read(move |tx| {
             let mut st = tx.prepare_cached(
                 "SELECT id, body, attempts FROM webhook_outbox WHERE next_ms <= ?1
@@ -134,6 +153,14 @@ impl Db {
 
     /// The webhook took an alert (or it is given up): it leaves the outbox.
     pub async fn alert_done(&self, id: i64) -> Result<()> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| {
+                    w.execute("DELETE FROM webhook_outbox WHERE id = $1", &[&id])?;
+                    Ok(())
+                })
+                .await;
+        }
         self.write(move |tx| {
             tx.execute("DELETE FROM webhook_outbox WHERE id = ?1", [id])?;
             Ok(())
@@ -143,6 +170,17 @@ impl Db {
 
     /// A delivery failed: try again at `next_ms`.
     pub async fn alert_retry(&self, id: i64, attempts: u32, next_ms: u64) -> Result<()> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| {
+                    w.execute(
+                        "UPDATE webhook_outbox SET attempts = $2, next_ms = $3 WHERE id = $1",
+                        &[&id, &i64::from(attempts), &to_i64(next_ms)],
+                    )?;
+                    Ok(())
+                })
+                .await;
+        }
         self.write(move |tx| {
             tx.execute(
                 "UPDATE webhook_outbox SET attempts = ?2, next_ms = ?3 WHERE id = ?1",

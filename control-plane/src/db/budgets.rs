@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::limits::key_hash;
 use super::tenants::tenant_exists;
-use super::{Change, Db, now_ms, record_change, to_i64, to_u64};
+use super::{Change, Db, now_ms, pg, record_change, to_i64, to_u64};
 use crate::error::Result;
 use aipipe_core::budget::DAY_MS;
 use aipipe_core::usage::UsageRecord;
@@ -111,7 +111,7 @@ fn key_limit(conn: &Connection, key_id: &str) -> Result<Option<Limit>> {
 /// The spend per day of a window of `days` ending today: a tenant's
 /// (`usage_days`) or a virtual key's (`usage_key_days`).
 fn window(conn: &Connection, of: Of<'_>, days: u16, now: u64) -> Result<Vec<(i64, u64)>> {
-    let first = day_of(now) - i64::from(days) + 1;
+    let first = first_day(days, now);
     let (sql, name) = match of {
         Of::Tenant(t) => (
             "SELECT day, cost_nusd FROM usage_days WHERE tenant = ?1 AND day >= ?2 ORDER BY day",
@@ -138,8 +138,17 @@ enum Of<'a> {
 
 /// `limit` with the spend of its window now.
 fn state_of(conn: &Connection, of: Of<'_>, limit: Limit) -> Result<BudgetState> {
-    let days = window(conn, of, limit.days, now_ms())?;
-    Ok(BudgetState {
+    Ok(state_from(limit, &window(conn, of, limit.days, now_ms())?))
+}
+
+/// The first day of a window of `days` ending on the day of `now`.
+pub(super) fn first_day(days: u16, now: u64) -> i64 {
+    day_of(now) - i64::from(days) + 1
+}
+
+/// `limit` with the spend of its window: (day, nano-dollars), oldest first.
+pub(super) fn state_from(limit: Limit, days: &[(i64, u64)]) -> BudgetState {
+    BudgetState {
         limit,
         spent_nusd: days.iter().fold(0u64, |a, (_, c)| a.saturating_add(*c)),
         frees: days
@@ -147,7 +156,7 @@ fn state_of(conn: &Connection, of: Of<'_>, limit: Limit) -> Result<BudgetState> 
             .filter(|(_, c)| *c > 0)
             .map(|&(d, c)| (to_u64(d + i64::from(limit.days)) * DAY_MS, c))
             .collect(),
-    })
+    }
 }
 
 /// The tenant's budget state now; None when no budget applies (or the
@@ -179,13 +188,17 @@ pub(super) fn key_budget_state(conn: &Connection, key_id: &str) -> Result<Option
     Ok(Some(state_of(conn, Of::Key(key_id), limit)?))
 }
 
-impl super::Tx<'_> {
+impl super::Tx<'_, '_> {
     /// Adds new records to their tenants' days and their virtual keys';
     /// records a budget change for each tenant or key a budget applies to
     /// whose spend moved. Returns those tenants.
     pub fn add_usage_days(&self, records: &[&UsageRecord]) -> Result<Vec<String>> {
+        if let Some(w) = self.pg() {
+            return pg::budgets::add_usage_days(&mut **w?, self.alerts, records);
+        }
         self.add_key_days(records)?;
-        let mut add = self.tx.prepare_cached(
+        let tx = self.sqlite()?;
+        let mut add = tx.prepare_cached(
             "INSERT INTO usage_days (tenant, day, requests, prompt_tokens, completion_tokens,
                 cost_nusd)
              VALUES (?1, ?2, 1, ?3, ?4, ?5)
@@ -196,7 +209,7 @@ impl super::Tx<'_> {
                 cost_nusd = MIN(cost_nusd + excluded.cost_nusd, 9223372036854775807)",
         )?;
         let mut moved: Vec<String> = Vec::new();
-        let has_default = default_limit(self.tx)?.is_some();
+        let has_default = default_limit(tx)?.is_some();
         for r in records {
             add.execute(params![
                 r.tenant,
@@ -210,14 +223,14 @@ impl super::Tx<'_> {
                 continue;
             }
             if !moved.iter().any(|t| t == tenant)
-                && (has_default || own_limit(self.tx, tenant)?.is_some())
+                && (has_default || own_limit(tx, tenant)?.is_some())
             {
                 moved.push(tenant.to_owned());
             }
         }
         for tenant in &moved {
-            record_change(self.tx, Change::Budget(tenant))?;
-            if let Some(state) = budget_state(self.tx, tenant)? {
+            record_change(tx, Change::Budget(tenant))?;
+            if let Some(state) = budget_state(tx, tenant)? {
                 self.budget_alerts(tenant, None, &state)?;
             }
         }
@@ -225,9 +238,10 @@ impl super::Tx<'_> {
     }
 }
 
-impl super::Tx<'_> {
+impl super::Tx<'_, '_> {
     fn add_key_days(&self, records: &[&UsageRecord]) -> Result<()> {
-        let mut add = self.tx.prepare_cached(
+        let tx = self.sqlite()?;
+        let mut add = tx.prepare_cached(
             "INSERT INTO usage_key_days (key_id, day, requests, cost_nusd) VALUES (?1, ?2, 1, ?3)
              ON CONFLICT (key_id, day) DO UPDATE SET requests = requests + 1,
                 cost_nusd = MIN(cost_nusd + excluded.cost_nusd, 9223372036854775807)",
@@ -241,14 +255,14 @@ impl super::Tx<'_> {
             add.execute(params![key, day_of(r.ts_ms), to_i64(r.cost_nusd)])?;
             if r.cost_nusd > 0
                 && !moved.iter().any(|(k, _)| *k == key)
-                && key_limit(self.tx, key)?.is_some()
+                && key_limit(tx, key)?.is_some()
             {
                 moved.push((key, &r.tenant));
             }
         }
         for (key, tenant) in moved {
-            record_change(self.tx, Change::KeyBudget(key))?;
-            if let Some(state) = key_budget_state(self.tx, key)? {
+            record_change(tx, Change::KeyBudget(key))?;
+            if let Some(state) = key_budget_state(tx, key)? {
                 self.budget_alerts(tenant, Some(key), &state)?;
             }
         }
@@ -283,7 +297,12 @@ fn key_view(conn: &Connection, tenant: &str, key_id: &str) -> Result<Option<Budg
 
 impl BudgetView {
     /// A budget with its spend (nothing reserved yet: see `with_reserved`).
-    fn of(tenant: &str, key: Option<&str>, source: &'static str, state: &BudgetState) -> Self {
+    pub(super) fn of(
+        tenant: &str,
+        key: Option<&str>,
+        source: &'static str,
+        state: &BudgetState,
+    ) -> Self {
         let usd = |n: u64| n as f64 / 1e9;
         BudgetView {
             tenant: tenant.to_owned(),
@@ -322,6 +341,11 @@ impl Db {
     /// The budget that applies to a tenant, with its spend; Done(None) when
     /// none does.
     pub async fn budget(&self, tenant: String) -> Result<BudgetWrite> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::budgets::budget(tx, &tenant))
+                .await;
+        }
         self.read(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(BudgetWrite::NoTenant);
@@ -333,6 +357,12 @@ impl Db {
 
     /// Sets (Some) or removes (None) a tenant's own budget.
     pub async fn set_budget(&self, tenant: String, limit: Option<Limit>) -> Result<BudgetWrite> {
+        if self.postgres().is_some() {
+            let alerts = self.alerts_on();
+            return self
+                .pg_write(move |w| pg::budgets::set_budget(w, alerts, &tenant, limit))
+                .await;
+        }
         let alerts = self.alerts_on();
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
@@ -362,6 +392,11 @@ impl Db {
     /// A virtual key's own budget, with its spend; Done(None) when it has
     /// none.
     pub async fn key_budget(&self, tenant: String, key_id: String) -> Result<BudgetWrite> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::budgets::key_budget(tx, &tenant, &key_id))
+                .await;
+        }
         self.read(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(BudgetWrite::NoTenant);
@@ -383,6 +418,12 @@ impl Db {
         key_id: String,
         limit: Option<Limit>,
     ) -> Result<BudgetWrite> {
+        if self.postgres().is_some() {
+            let alerts = self.alerts_on();
+            return self
+                .pg_write(move |w| pg::budgets::set_key_budget(w, alerts, &tenant, &key_id, limit))
+                .await;
+        }
         let alerts = self.alerts_on();
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
@@ -417,12 +458,20 @@ impl Db {
 
     /// The default budget (every tenant without its own).
     pub async fn budget_default(&self) -> Result<Option<Limit>> {
+        if self.postgres().is_some() {
+            return self.pg_read(pg::budgets::default_limit).await;
+        }
         self.read(|tx| default_limit(tx)).await
     }
 
     /// Sets (Some) or removes (None) the default budget: the global table
     /// carries it, and each tenant under it with spend gets a new entry.
     pub async fn set_budget_default(&self, limit: Option<Limit>) -> Result<()> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::budgets::set_default(w, limit))
+                .await;
+        }
         self.write(move |tx| {
             match limit {
                 Some(l) => {

@@ -4,7 +4,7 @@ use aipipe_core::policy::Policy;
 use aipipe_core::table::Model;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Change, Db, record_change};
+use super::{Change, Db, pg, record_change};
 use crate::error::{Error, Result};
 
 pub(super) fn models(conn: &Connection) -> Result<Vec<Model>> {
@@ -27,11 +27,28 @@ pub(super) fn router_model(conn: &Connection) -> Result<Option<String>> {
         .optional()?)
 }
 
+/// The tenants whose policy names model `id`, of (tenant, policy JSON).
+pub(super) fn tenants_naming(policies: Vec<(String, String)>, id: &str) -> Vec<String> {
+    policies
+        .into_iter()
+        .filter(|(_, json)| {
+            serde_json::from_str::<Policy>(json)
+                .is_ok_and(|p| aipipe_core::policy::names(&p).contains(&id))
+        })
+        .map(|(tenant, _)| tenant)
+        .collect()
+}
+
 impl Db {
     /// Sets the router model the global table names: a base64 blob the
     /// caller has decoded once already, or None for the filter's built-in
     /// model. One change of the change log.
     pub async fn set_router_model(&self, blob: Option<String>) -> Result<()> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::catalog::set_router_model(w, blob))
+                .await;
+        }
         self.write(move |tx| {
             match blob {
                 Some(b) => tx.execute(
@@ -48,6 +65,9 @@ impl Db {
     }
 
     pub async fn models(&self) -> Result<Vec<Model>> {
+        if self.postgres().is_some() {
+            return self.pg_read(pg::catalog::models).await;
+        }
         self.read(|tx| models(tx)).await
     }
 
@@ -57,6 +77,11 @@ impl Db {
     where
         V: FnOnce(Vec<Model>) -> Result<()> + Send + 'static,
     {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::catalog::put_model(w, model, validate))
+                .await;
+        }
         self.write(move |tx| {
             let mut all = models(tx)?;
             let created = match all.iter_mut().find(|m| m.id == model.id) {
@@ -86,19 +111,17 @@ impl Db {
     /// Deletes a model unless a tenant's policy names it: Err(tenant ids)
     /// then; Ok(false) when there is no such model.
     pub async fn delete_model(&self, id: String) -> Result<std::result::Result<bool, Vec<String>>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::catalog::delete_model(w, &id))
+                .await;
+        }
         self.write(move |tx| {
-            let mut naming = Vec::new();
-            let mut st = tx.prepare("SELECT id, policy FROM tenants WHERE policy IS NOT NULL")?;
-            let rows =
-                st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-            for row in rows {
-                let (tenant, json) = row?;
-                if let Ok(p) = serde_json::from_str::<aipipe_core::policy::Policy>(&json)
-                    && aipipe_core::policy::names(&p).contains(&id.as_str())
-                {
-                    naming.push(tenant);
-                }
-            }
+            let policies: Vec<(String, String)> = tx
+                .prepare("SELECT id, policy FROM tenants WHERE policy IS NOT NULL")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<_, _>>()?;
+            let naming = tenants_naming(policies, &id);
             if !naming.is_empty() {
                 return Ok(Err(naming));
             }
@@ -114,6 +137,11 @@ impl Db {
     /// Sets (Some, validated JSON) or removes a tenant's policy; false when
     /// the tenant does not exist.
     pub async fn set_policy(&self, tenant: String, json: Option<String>) -> Result<bool> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::catalog::set_policy(w, &tenant, json))
+                .await;
+        }
         self.write(move |tx| {
             let n = tx.execute(
                 "UPDATE tenants SET policy = ?2 WHERE id = ?1",
@@ -134,6 +162,11 @@ impl Db {
     where
         F: FnOnce(Option<Policy>) -> Result<Policy> + Send + 'static,
     {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::catalog::update_policy(w, &tenant, change))
+                .await;
+        }
         self.write(move |tx| {
             let stored: Option<Option<String>> = tx
                 .query_row("SELECT policy FROM tenants WHERE id = ?1", [&tenant], |r| {
@@ -161,6 +194,11 @@ impl Db {
     /// A tenant's policy JSON: Some(None) without one; None without the
     /// tenant.
     pub async fn policy(&self, tenant: String) -> Result<Option<Option<String>>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::catalog::policy(tx, &tenant))
+                .await;
+        }
         self.read(move |tx| {
             Ok(tx
                 .query_row("SELECT policy FROM tenants WHERE id = ?1", [tenant], |r| {

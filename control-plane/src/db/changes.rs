@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use super::budgets::{BudgetState, Limit, budget_state, default_limit, key_budget_state};
 use super::catalog::{models, router_model};
 use super::penalties::penalty_rows;
-use super::{Db, penalty_epoch, to_i64, to_u64, version};
+use super::{Db, penalty_epoch, pg, to_i64, to_u64, version};
 use crate::error::Result;
 use aipipe_core::ratelimit::Limits;
 use aipipe_core::table::Model;
@@ -28,15 +28,15 @@ pub(super) enum Change<'a> {
 }
 
 /// The `kind` column's values.
-const GLOBAL: i64 = 0;
+pub(super) const GLOBAL: i64 = 0;
 pub(super) const TENANT: i64 = 1;
 const KEY: i64 = 2;
-const BUDGET: i64 = 3;
-const KEY_BUDGET: i64 = 4;
+pub(super) const BUDGET: i64 = 3;
+pub(super) const KEY_BUDGET: i64 = 4;
 
 impl<'a> Change<'a> {
     /// Its row's key: (`kind`, `name`).
-    fn row(self) -> (i64, &'a str) {
+    pub(super) fn row(self) -> (i64, &'a str) {
         match self {
             Change::Global => (GLOBAL, ""),
             Change::Tenant(id) => (TENANT, id),
@@ -133,6 +133,19 @@ pub enum Changed {
         key_id: String,
         state: Option<BudgetState>,
     },
+}
+
+impl Changed {
+    /// The thing is gone (a receiver from revision 0 is not sent it).
+    pub(super) fn is_removal(&self) -> bool {
+        matches!(
+            self,
+            Changed::Tenant { state: None, .. }
+                | Changed::Key { tenant: None, .. }
+                | Changed::Budget { state: None, .. }
+                | Changed::KeyBudget { state: None, .. }
+        )
+    }
 }
 
 /// Everything changed after a revision, or the first `limit` of it.
@@ -235,16 +248,27 @@ pub(super) fn rate_limits(conn: &Connection, tenant: &str, key_id: &str) -> Resu
 impl Db {
     /// The current revision.
     pub async fn revision(&self) -> Result<u64> {
+        if self.postgres().is_some() {
+            return self.pg_read(|tx| pg::committed_revision(tx)).await;
+        }
         self.read(|tx| version(tx)).await
     }
 
     /// The global table's parts, now.
     pub async fn global_state(&self) -> Result<GlobalState> {
+        if self.postgres().is_some() {
+            return self.pg_read(pg::changes::global_state).await;
+        }
         self.read(|tx| global_state(tx)).await
     }
 
     /// One tenant as the filters hold it; None when it does not exist.
     pub async fn tenant_state(&self, id: String) -> Result<Option<TenantState>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::changes::tenant_state(tx, &id))
+                .await;
+        }
         self.read(move |tx| tenant_state(tx, &id)).await
     }
 
@@ -252,6 +276,11 @@ impl Db {
     /// `limit` things, each in its current state, read in one snapshot. From
     /// revision 0 removals are left out: the receiver holds nothing to remove.
     pub async fn changes_since(&self, since: u64, limit: usize) -> Result<ChangePage> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::changes::changes_since(tx, since, limit))
+                .await;
+        }
         self.read(move |tx| {
             let mut st = tx.prepare_cached(
                 "SELECT kind, name, rev FROM changes WHERE rev > ?1 ORDER BY rev LIMIT ?2",
@@ -295,14 +324,7 @@ impl Db {
                         hash: name,
                     },
                 };
-                let removed = matches!(
-                    changed,
-                    Changed::Tenant { state: None, .. }
-                        | Changed::Key { tenant: None, .. }
-                        | Changed::Budget { state: None, .. }
-                        | Changed::KeyBudget { state: None, .. }
-                );
-                if !(removed && since == 0) {
+                if !(changed.is_removal() && since == 0) {
                     changes.push(changed);
                 }
             }

@@ -4,7 +4,7 @@
 
 use rusqlite::{OptionalExtension, Row, params};
 
-use super::{Db, now_ms, to_i64, to_u64};
+use super::{Db, now_ms, pg, to_i64, to_u64};
 use crate::error::Result;
 
 /// An eval as stored.
@@ -25,7 +25,7 @@ pub struct EvalRow {
     pub apply_error: Option<String>,
 }
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "id, tenant, status, created_ms, finished_ms, spec, results, error, applied_ms, apply_error";
 
 fn row(r: &Row<'_>) -> rusqlite::Result<EvalRow> {
@@ -51,6 +51,11 @@ impl Db {
         tenant: String,
         key_hash: String,
     ) -> Result<Option<bool>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::evals::tenant_key_is_live(tx, &tenant, &key_hash))
+                .await;
+        }
         self.read(move |tx| {
             if !super::tenants::tenant_exists(tx, &tenant)? {
                 return Ok(None);
@@ -67,6 +72,11 @@ impl Db {
 
     /// Records a new eval as running; false when the tenant does not exist.
     pub async fn create_eval(&self, id: String, tenant: String, spec: String) -> Result<bool> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::evals::create(w, &id, &tenant, &spec))
+                .await;
+        }
         self.write(move |tx| {
             if !super::tenants::tenant_exists(tx, &tenant)? {
                 return Ok(false);
@@ -88,6 +98,11 @@ impl Db {
         results: Option<String>,
         error: Option<String>,
     ) -> Result<()> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::evals::finish(w, &id, status, results, error))
+                .await;
+        }
         self.write(move |tx| {
             tx.execute(
                 "UPDATE evals SET status = ?2, results = ?3, error = ?4, finished_ms = ?5
@@ -106,6 +121,11 @@ impl Db {
         id: String,
         outcome: std::result::Result<(), String>,
     ) -> Result<()> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::evals::applied(w, &id, outcome))
+                .await;
+        }
         self.write(move |tx| {
             match outcome {
                 Ok(()) => tx.execute(
@@ -123,6 +143,9 @@ impl Db {
     }
 
     pub async fn eval(&self, id: String) -> Result<Option<EvalRow>> {
+        if self.postgres().is_some() {
+            return self.pg_read(move |tx| pg::evals::eval(tx, &id)).await;
+        }
         self.read(move |tx| {
             Ok(tx
                 .query_row(
@@ -138,6 +161,11 @@ impl Db {
     /// A tenant's newest evals (at most `limit`); None when the tenant does
     /// not exist.
     pub async fn tenant_evals(&self, tenant: String, limit: u32) -> Result<Option<Vec<EvalRow>>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::evals::tenant_evals(tx, &tenant, limit))
+                .await;
+        }
         self.read(move |tx| {
             if !super::tenants::tenant_exists(tx, &tenant)? {
                 return Ok(None);
@@ -157,6 +185,9 @@ impl Db {
     /// At start: evals left running by a stopped process cannot finish (the
     /// key they ran with was never stored); they are marked failed.
     pub async fn fail_interrupted_evals(&self) -> Result<usize> {
+        if self.postgres().is_some() {
+            return self.pg_write(pg::evals::fail_interrupted).await;
+        }
         self.write(|tx| {
             Ok(tx.execute(
                 "UPDATE evals SET status = 'failed', finished_ms = ?1,

@@ -28,6 +28,11 @@ impl Db {
     /// one of whose key hashes is already registered, is refused as a whole
     /// and reported by line; the others are written.
     pub async fn import_tenants(&self, batch: Vec<ImportTenant>) -> Result<Vec<(usize, String)>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| super::pg::import::import_tenants(w, batch))
+                .await;
+        }
         self.write(move |tx| {
             let mut refused = Vec::new();
             let now = to_i64(now_ms());

@@ -5,7 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::tenants::tenant_exists;
-use super::{Change, Db, now_ms, record_change, to_i64, to_u64};
+use super::{Change, Db, now_ms, pg, record_change, to_i64, to_u64};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
@@ -34,6 +34,11 @@ impl Db {
         tenant: String,
         sealed: Vec<(String, Vec<u8>)>,
     ) -> Result<Option<Vec<String>>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::keys::upsert_provider_keys(w, &tenant, &sealed))
+                .await;
+        }
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(None);
@@ -54,6 +59,11 @@ impl Db {
 
     /// Sealed keys of one tenant (used to skip re-writing unchanged env keys).
     pub async fn sealed_keys(&self, tenant: String) -> Result<Vec<(String, Vec<u8>)>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::keys::sealed_keys(tx, &tenant))
+                .await;
+        }
         self.read(move |tx| {
             let mut st =
                 tx.prepare("SELECT provider, sealed FROM provider_keys WHERE tenant = ?1")?;
@@ -64,6 +74,11 @@ impl Db {
     }
 
     pub async fn delete_provider_key(&self, tenant: String, provider: String) -> Result<bool> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::keys::delete_provider_key(w, &tenant, &provider))
+                .await;
+        }
         self.write(move |tx| {
             let n = tx.execute(
                 "DELETE FROM provider_keys WHERE tenant = ?1 AND provider = ?2",
@@ -85,6 +100,11 @@ impl Db {
         name: String,
         key_hash: String,
     ) -> Result<Option<VirtualKeyView>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::keys::create_virtual_key(w, &tenant, id, name, &key_hash))
+                .await;
+        }
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(None);
@@ -115,6 +135,11 @@ impl Db {
     }
 
     pub async fn list_virtual_keys(&self, tenant: String) -> Result<Option<Vec<VirtualKeyView>>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::keys::list_virtual_keys(tx, &tenant))
+                .await;
+        }
         self.read(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(None);
@@ -141,6 +166,11 @@ impl Db {
     /// Revokes one key of one tenant. False when the tenant has no such key;
     /// revoking twice is a no-op (and does not bump the version).
     pub async fn revoke_virtual_key(&self, tenant: String, key_id: String) -> Result<bool> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::keys::revoke_virtual_key(w, &tenant, &key_id))
+                .await;
+        }
         self.write(move |tx| {
             let exists: bool = tx.query_row(
                 "SELECT EXISTS(SELECT 1 FROM virtual_keys WHERE id = ?1 AND tenant = ?2)",

@@ -9,7 +9,7 @@ use aipipe_core::usage::UsageRecord;
 use rusqlite::{OptionalExtension, params};
 
 use super::tenants::tenant_exists;
-use super::{Change, Db, now_ms, record_change, to_i64, to_u64};
+use super::{Change, Db, now_ms, pg, record_change, to_i64, to_u64};
 use crate::error::Result;
 
 /// How long the router features of a routed request are kept for a rating
@@ -100,19 +100,74 @@ fn fitted(
         "SELECT model_version, examples, rows, blob, fitted_ms FROM tenant_routers WHERE tenant = ?1",
     )?
     .query_row([tenant], |r| {
-        let blob: Vec<u8> = r.get(3)?;
-        Ok((
-            FittedRouter {
-                model_version: format!("{:08x}", r.get::<_, i64>(0)?),
-                examples: to_u64(r.get(1)?),
-                rows: to_u64(r.get(2)?),
-                bytes: blob.len() as u64,
-                fitted_ms: to_u64(r.get(4)?),
-            },
-            blob,
+        Ok(FittedRouter::of(
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get::<_, Vec<u8>>(3)?,
+            r.get(4)?,
         ))
     })
     .optional()
+}
+
+impl FittedRouter {
+    /// A `tenant_routers` row: (model version, examples, rows, blob, fitted
+    /// ms) as stored.
+    pub(super) fn of(
+        version: i64,
+        examples: i64,
+        rows: i64,
+        blob: Vec<u8>,
+        fitted_ms: i64,
+    ) -> (Self, Vec<u8>) {
+        (
+            FittedRouter {
+                model_version: format!("{version:08x}"),
+                examples: to_u64(examples),
+                rows: to_u64(rows),
+                bytes: blob.len() as u64,
+                fitted_ms: to_u64(fitted_ms),
+            },
+            blob,
+        )
+    }
+}
+
+impl Labelled {
+    /// An imported example's row; None for a tier no longer known.
+    pub(super) fn example(
+        tier: &str,
+        category: Option<&str>,
+        request: Option<String>,
+        features: Vec<u8>,
+    ) -> Option<Self> {
+        Some(Labelled {
+            tier: tier_of(tier)?,
+            category: category.and_then(Category::from_name),
+            request,
+            features,
+            feedback: false,
+        })
+    }
+
+    /// A rating joined with its request's features, as the label it
+    /// teaches; None when it teaches nothing.
+    pub(super) fn rating(
+        good: bool,
+        told: Option<&str>,
+        complexity: f64,
+        features: Vec<u8>,
+    ) -> Option<Self> {
+        let told = told.and_then(tier_of);
+        Some(Labelled {
+            tier: rated_tier(good, told, Tier::of_complexity(complexity))?,
+            category: None,
+            request: None,
+            features,
+            feedback: true,
+        })
+    }
 }
 
 /// The encoded correction a tenant's directory entry carries (empty: none).
@@ -128,6 +183,11 @@ impl Db {
         tenant: String,
         examples: Vec<NewExample>,
     ) -> Result<Option<u64>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::learning::add_routing_examples(w, &tenant, examples))
+                .await;
+        }
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(None);
@@ -160,6 +220,11 @@ impl Db {
     /// Forgets a tenant's examples and ratings; false when there is no such
     /// tenant. The caller refits (to nothing).
     pub async fn clear_routing_examples(&self, tenant: String) -> Result<bool> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::learning::clear_routing_examples(w, &tenant))
+                .await;
+        }
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(false);
@@ -181,6 +246,11 @@ impl Db {
         good: bool,
         tier: Option<Tier>,
     ) -> Result<bool> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::learning::add_feedback(w, &tenant, &request_id, good, tier))
+                .await;
+        }
         self.write(move |tx| {
             tx.prepare_cached(
                 "INSERT INTO routing_feedback (tenant, request_id, good, tier, created_ms)
@@ -207,6 +277,11 @@ impl Db {
     /// Everything a tenant's correction is fitted from: its examples, then
     /// its ratings whose features are known, as the labels they teach.
     pub async fn labelled_requests(&self, tenant: String) -> Result<Vec<Labelled>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::learning::labelled_requests(tx, &tenant))
+                .await;
+        }
         self.read(move |tx| {
             let mut out: Vec<Labelled> = tx
                 .prepare_cached(
@@ -226,13 +301,7 @@ impl Db {
                         Ok(r) => r,
                         Err(e) => return Some(Err(e)),
                     };
-                    Some(Ok(Labelled {
-                        tier: tier_of(&tier)?,
-                        category: category.as_deref().and_then(Category::from_name),
-                        request,
-                        features,
-                        feedback: false,
-                    }))
+                    Labelled::example(&tier, category.as_deref(), request, features).map(Ok)
                 })
                 .collect::<rusqlite::Result<_>>()?;
             let rated = tx
@@ -250,18 +319,13 @@ impl Db {
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            for (good, told, complexity, features) in rated {
-                let told = told.as_deref().and_then(tier_of);
-                if let Some(tier) = rated_tier(good, told, Tier::of_complexity(complexity)) {
-                    out.push(Labelled {
-                        tier,
-                        category: None,
-                        request: None,
-                        features,
-                        feedback: true,
-                    });
-                }
-            }
+            out.extend(
+                rated
+                    .into_iter()
+                    .filter_map(|(good, told, complexity, features)| {
+                        Labelled::rating(good, told.as_deref(), complexity, features)
+                    }),
+            );
             Ok(out)
         })
         .await
@@ -274,6 +338,11 @@ impl Db {
         tenant: String,
         fitted: Option<(u32, u64, u64, Vec<u8>)>,
     ) -> Result<()> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::learning::save_tenant_router(w, &tenant, fitted))
+                .await;
+        }
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(());
@@ -307,6 +376,11 @@ impl Db {
     /// A tenant's examples, ratings and fitted correction; None when there
     /// is no such tenant.
     pub async fn routing_state(&self, tenant: String) -> Result<Option<RoutingState>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::learning::routing_state(tx, &tenant))
+                .await;
+        }
         self.read(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(None);
@@ -331,6 +405,9 @@ impl Db {
     /// Tenants that have anything to learn from (refitted when the router
     /// model changes).
     pub async fn learning_tenants(&self) -> Result<Vec<String>> {
+        if self.postgres().is_some() {
+            return self.pg_read(super::pg::learning::learning_tenants).await;
+        }
         self.read(|tx| {
             Ok(tx
                 .prepare(
@@ -346,12 +423,24 @@ impl Db {
     /// Deletes router features past [`FEATURES_KEPT_MS`], and each tenant's
     /// beyond its newest [`FEATURES_KEPT_PER_TENANT`]; returns how many.
     pub async fn prune_request_features(&self, now: u64) -> Result<u64> {
-        self.prune_features(now, FEATURES_KEPT_MS, FEATURES_KEPT_PER_TENANT)
+        self.prune_request_features_to(now, FEATURES_KEPT_MS, FEATURES_KEPT_PER_TENANT)
             .await
     }
 
-    async fn prune_features(&self, now: u64, kept_ms: u64, per_tenant: u64) -> Result<u64> {
+    /// [`Db::prune_request_features`] with its bounds given: features older
+    /// than `kept_ms`, and each tenant's beyond its newest `per_tenant`.
+    pub async fn prune_request_features_to(
+        &self,
+        now: u64,
+        kept_ms: u64,
+        per_tenant: u64,
+    ) -> Result<u64> {
         let per_tenant = per_tenant.max(1);
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::learning::prune_features(w, now, kept_ms, per_tenant))
+                .await;
+        }
         self.write(move |tx| {
             let mut n = tx.execute(
                 "DELETE FROM request_features WHERE ts_ms < ?1",
@@ -377,33 +466,45 @@ impl Db {
     }
 }
 
-impl super::Tx<'_> {
+/// The router features a record carries, decoded from base64, when they
+/// decode as features; None (logged) otherwise: the record is kept, its
+/// features are not.
+pub(super) fn features_of(r: &UsageRecord) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = r.router_features.as_ref()?;
+    let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text) else {
+        tracing::warn!(record = %r.id, "router features that are not base64: not kept");
+        return None;
+    };
+    if aipipe_core::tenant_router::decode_features(&bytes).is_err() {
+        tracing::warn!(record = %r.id, "router features that do not decode: not kept");
+        return None;
+    }
+    Some(bytes)
+}
+
+impl super::Tx<'_, '_> {
     /// Keeps the router features new records carry (their tenants' policy
     /// learns from feedback). Features that are not valid base64 are
     /// skipped (the record itself is kept). Returns the tenants for which a
     /// rating was waiting on one of these requests.
     pub fn add_request_features(&self, records: &[&UsageRecord]) -> Result<Vec<String>> {
-        use base64::Engine as _;
-        let mut add = self.tx.prepare_cached(
+        if let Some(w) = self.pg() {
+            return super::pg::learning::add_request_features(&mut **w?, records);
+        }
+        let tx = self.sqlite()?;
+        let mut add = tx.prepare_cached(
             "INSERT OR IGNORE INTO request_features (tenant, request_id, ts_ms, complexity, features)
              VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        let mut rated = self.tx.prepare_cached(
+        let mut rated = tx.prepare_cached(
             "SELECT EXISTS(SELECT 1 FROM routing_feedback WHERE tenant = ?1 AND request_id = ?2)",
         )?;
         let mut waiting = Vec::new();
         for r in records {
-            let Some(text) = &r.router_features else {
+            let Some(bytes) = features_of(r) else {
                 continue;
             };
-            let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text) else {
-                tracing::warn!(record = %r.id, "router features that are not base64: not kept");
-                continue;
-            };
-            if aipipe_core::tenant_router::decode_features(&bytes).is_err() {
-                tracing::warn!(record = %r.id, "router features that do not decode: not kept");
-                continue;
-            }
             let added = add.execute(params![
                 r.tenant,
                 r.id,
@@ -487,7 +588,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let pruned = db.prune_features(now, 1_000, 4).await.unwrap();
+        let pruned = db.prune_request_features_to(now, 1_000, 4).await.unwrap();
         assert_eq!(pruned, 6 + 1);
         let kept: Vec<(String, String)> = db
             .read(|tx| {

@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::changes::rate_limits;
 use super::tenants::tenant_exists;
-use super::{Change, Db, record_change, to_i64};
+use super::{Change, Db, pg, record_change, to_i64};
 use crate::error::Result;
 use aipipe_core::ratelimit::Limits;
 
@@ -44,6 +44,9 @@ pub(super) fn key_hash(
 
 impl Db {
     pub async fn limits(&self, scope: Scope) -> Result<LimitsAt> {
+        if self.postgres().is_some() {
+            return self.pg_read(move |tx| pg::limits::limits(tx, scope)).await;
+        }
         self.read(move |tx| {
             if !tenant_exists(tx, &scope.tenant)? {
                 return Ok(LimitsAt::NoTenant);
@@ -60,6 +63,11 @@ impl Db {
     /// Sets a scope's limits (both 0 removes them); the tenant's or the
     /// key's directory entry carries them to every Envoy.
     pub async fn set_limits(&self, scope: Scope, limits: Limits) -> Result<LimitsAt> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::limits::set_limits(w, scope, limits))
+                .await;
+        }
         self.write(move |tx| {
             if !tenant_exists(tx, &scope.tenant)? {
                 return Ok(LimitsAt::NoTenant);

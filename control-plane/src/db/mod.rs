@@ -14,8 +14,11 @@
 //! One file per aggregate — `tenants`, `keys` (provider and virtual keys),
 //! `catalog`, `usage`, `penalties` — plus `changes` (the log and what the
 //! filters are sent from it) and `migrations`, and `pg`, the PostgreSQL
-//! engine's foundation (schema, partitions, `migrate`); this file holds the
-//! connections, the transaction helpers and the `meta` counters they share.
+//! engine (schema, pool, partitions, `migrate`, and one file per ported
+//! aggregate); this file holds the engine choice (`Engine`: each ported
+//! method of [`Db`] matches on it), the connections, the transaction helpers
+//! and the `meta` counters they share (control-plane/README.md,
+//! "PostgreSQL").
 
 mod alerts;
 mod budgets;
@@ -35,13 +38,14 @@ mod tenants;
 mod usage;
 mod usage_days;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
+use crate::config::PostgresUrl;
 use crate::error::{Error, Result};
 use crate::penalty;
 use migrations::migrate;
@@ -80,11 +84,27 @@ fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
 
-struct Pool {
-    path: PathBuf,
+/// SQLite's connections: one writer (SQLite serialises writers anyway) and
+/// a few readers that WAL lets run beside it.
+struct Sqlite {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
+}
+
+/// Which database the store runs on. Every public method of [`Db`] that is
+/// ported matches on it and runs its aggregate's SQL for that engine — the
+/// SQLite functions in `db/<aggregate>.rs`, the PostgreSQL ones in
+/// `db/pg/<aggregate>.rs` — so handlers never see which one it is
+/// (control-plane/README.md, "PostgreSQL").
+enum Engine {
+    Sqlite(Sqlite),
+    /// Boxed: the SQLite variant stays small.
+    Postgres(Box<pg::pool::Pool>),
+}
+
+struct Pool {
+    engine: Engine,
     /// Penalties halve every this many ms (control-plane/README.md,
     /// "Penalties").
     decay_ms: u64,
@@ -102,21 +122,69 @@ struct Pool {
 }
 
 impl Pool {
+    fn new(engine: Engine, revision: u64, penalty_decay_ms: u64) -> Self {
+        Self {
+            engine,
+            decay_ms: penalty_decay_ms.max(1),
+            penalty_due: AtomicU64::new(0),
+            republishing: tokio::sync::Mutex::new(()),
+            revision: tokio::sync::watch::Sender::new(revision),
+            alerts: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The SQLite connections; an error on PostgreSQL, for the methods not
+    /// ported to it yet (the service refuses a `postgres://` URL until every
+    /// one is).
+    fn sqlite(&self) -> Result<&Sqlite> {
+        match &self.engine {
+            Engine::Sqlite(s) => Ok(s),
+            Engine::Postgres(_) => Err(Error::Internal(
+                "this operation is not ported to PostgreSQL yet".into(),
+            )),
+        }
+    }
+
+    /// Tells the requests waiting for changes about a new revision.
+    fn publish(&self, rev: u64) {
+        self.revision.send_if_modified(|held| {
+            let newer = rev > *held;
+            if newer {
+                *held = rev;
+            }
+            newer
+        });
+    }
+
     /// Tells the requests waiting for changes about a new revision (one
     /// indexed read on the writer, still held, so announcements are in
     /// commit order).
     fn announce(&self, writer: &Connection) {
         match version(writer) {
-            Ok(rev) => {
-                self.revision.send_if_modified(|held| {
-                    let newer = rev > *held;
-                    if newer {
-                        *held = rev;
-                    }
-                    newer
-                });
-            }
+            Ok(rev) => self.publish(rev),
             Err(e) => tracing::warn!("reading the revision after a commit: {e}"),
+        }
+    }
+
+    /// As [`Pool::announce`], on PostgreSQL's writer; a new revision is
+    /// also notified to the other control planes on the database
+    /// (`pg::listen`).
+    fn announce_pg(&self, writer: &mut postgres::Client) {
+        let rev = match pg::committed_revision(writer) {
+            Ok(rev) => rev,
+            Err(e) => {
+                tracing::warn!("reading the revision after a commit: {e}");
+                return;
+            }
+        };
+        if rev > *self.revision.borrow() {
+            self.publish(rev);
+            if let Err(e) = writer.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&pg::listen::CHANNEL, &rev.to_string()],
+            ) {
+                tracing::warn!("notifying revision {rev}: {}", pg::describe(&e));
+            }
         }
     }
 }
@@ -124,22 +192,61 @@ impl Pool {
 /// One open write transaction, handed to a domain service by
 /// [`Db::write_penalties`]: its methods (each aggregate's, in that
 /// aggregate's file) are the only way it writes, so the SQL stays here.
-pub struct Tx<'a> {
-    tx: &'a Transaction<'a>,
+/// Each method runs its engine's SQL (`db/<aggregate>.rs` for SQLite,
+/// `db/pg/<aggregate>.rs` for PostgreSQL).
+pub struct Tx<'a, 'b> {
+    on: On<'a, 'b>,
     decay_ms: u64,
     /// Budget threshold crossings are queued for the webhook.
     alerts: bool,
 }
 
-impl Tx<'_> {
+/// The engine's open transaction. PostgreSQL's client needs `&mut` for
+/// every statement while `Tx`'s methods take `&self` (a domain service
+/// passes it into closures, as ingest does to the penalty rules): each
+/// method borrows it for its own statements only.
+enum On<'a, 'b> {
+    Sqlite(&'a Transaction<'b>),
+    Postgres(std::cell::RefCell<&'a mut pg::pool::Writer<'b>>),
+}
+
+/// The PostgreSQL transaction of a [`Tx`], borrowed for one method.
+type PgStep<'t, 'a, 'b> = std::cell::RefMut<'t, &'a mut pg::pool::Writer<'b>>;
+
+impl<'a, 'b> Tx<'a, 'b> {
     /// Penalties halve every this many ms.
     pub fn decay_ms(&self) -> u64 {
         self.decay_ms
     }
 
+    /// The PostgreSQL transaction, when this is one (for one method's
+    /// statements; a method never calls another while it holds it).
+    fn pg(&self) -> Option<Result<PgStep<'_, 'a, 'b>>> {
+        match &self.on {
+            On::Postgres(w) => Some(w.try_borrow_mut().map_err(|_| {
+                Error::Internal("a PostgreSQL transaction was borrowed twice".into())
+            })),
+            On::Sqlite(_) => None,
+        }
+    }
+
+    /// The SQLite transaction (an error on PostgreSQL: callers ask
+    /// [`Tx::pg`] first).
+    fn sqlite(&self) -> Result<&'a Transaction<'b>> {
+        match &self.on {
+            On::Sqlite(tx) => Ok(tx),
+            On::Postgres(_) => Err(Error::Internal(
+                "a SQLite statement in a PostgreSQL transaction".into(),
+            )),
+        }
+    }
+
     /// The revision as this transaction sees it.
     pub fn revision(&self) -> Result<u64> {
-        version(self.tx)
+        if let Some(w) = self.pg() {
+            return pg::committed_revision(&mut ***w?);
+        }
+        version(self.sqlite()?)
     }
 }
 
@@ -205,17 +312,60 @@ impl Db {
             configure(&r, false)?;
             readers.push(Mutex::new(r));
         }
-        Ok(Self(Arc::new(Pool {
-            path: path.to_owned(),
+        let engine = Engine::Sqlite(Sqlite {
             writer: Mutex::new(writer),
             readers,
             next: AtomicUsize::new(0),
-            decay_ms: penalty_decay_ms.max(1),
-            penalty_due: AtomicU64::new(0),
-            republishing: tokio::sync::Mutex::new(()),
-            revision: tokio::sync::watch::Sender::new(revision),
-            alerts: std::sync::atomic::AtomicBool::new(false),
-        })))
+        });
+        Ok(Self(Arc::new(Pool::new(
+            engine,
+            revision,
+            penalty_decay_ms,
+        ))))
+    }
+
+    /// Connects to a PostgreSQL database, applies the migrations it has not
+    /// had and, on a new database, seeds it as SQLite's first start does
+    /// (`db::pg::seed`). Penalties halve every `penalty_decay_ms` (> 0).
+    pub async fn open_postgres(url: &PostgresUrl, penalty_decay_ms: u64) -> Result<Self> {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            let pool = pg::pool::Pool::open(&url)?;
+            pg::prepare(&pool)?;
+            let revision = pool.read(|tx| pg::committed_revision(tx))?;
+            let db = Self(Arc::new(Pool::new(
+                Engine::Postgres(Box::new(pool)),
+                revision,
+                penalty_decay_ms,
+            )));
+            // Other control planes' commits wake this one's waiting Envoys.
+            let weak = Arc::downgrade(&db.0);
+            let alive = weak.clone();
+            std::thread::Builder::new()
+                .name("aipipe-pg-listen".into())
+                .spawn(move || {
+                    pg::listen::run(
+                        &url,
+                        || alive.strong_count() > 0,
+                        |rev| {
+                            if let Some(pool) = weak.upgrade() {
+                                pool.publish(rev);
+                            }
+                        },
+                    );
+                })
+                .map_err(|e| Error::internal("starting the revision listener", e))?;
+            Ok(db)
+        })
+        .await?
+    }
+
+    /// The PostgreSQL connections, when the store runs on PostgreSQL.
+    fn postgres(&self) -> Option<&pg::pool::Pool> {
+        match &self.0.engine {
+            Engine::Postgres(p) => Some(p),
+            Engine::Sqlite(_) => None,
+        }
     }
 
     /// From now on budget threshold crossings are queued for a webhook
@@ -238,10 +388,6 @@ impl Db {
         self.0.decay_ms
     }
 
-    pub fn path(&self) -> &Path {
-        &self.0.path
-    }
-
     /// Runs `f` in one IMMEDIATE transaction on the writer; commits if it
     /// returns Ok, rolls back (drops) otherwise — no partial writes.
     async fn write<T, F>(&self, f: F) -> Result<T>
@@ -251,7 +397,11 @@ impl Db {
     {
         let pool = self.0.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut conn = pool
+                .sqlite()?
+                .writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let out = f(&tx)?;
             tx.commit()?;
@@ -270,14 +420,30 @@ impl Db {
     pub async fn write_penalties<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Tx<'_>) -> Result<(T, u64)> + Send + 'static,
+        F: FnOnce(&Tx<'_, '_>) -> Result<(T, u64)> + Send + 'static,
     {
+        if self.postgres().is_some() {
+            let (decay_ms, alerts) = (self.0.decay_ms, self.alerts_on());
+            return self
+                .pg_write_penalties(move |w| {
+                    f(&Tx {
+                        on: On::Postgres(std::cell::RefCell::new(w)),
+                        decay_ms,
+                        alerts,
+                    })
+                })
+                .await;
+        }
         let pool = self.0.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut conn = pool
+                .sqlite()?
+                .writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let (out, due) = f(&Tx {
-                tx: &tx,
+                on: On::Sqlite(&tx),
                 decay_ms: pool.decay_ms,
                 alerts: pool.alerts.load(Ordering::Relaxed),
             })?;
@@ -297,8 +463,9 @@ impl Db {
     {
         let pool = self.0.clone();
         tokio::task::spawn_blocking(move || {
-            let i = pool.next.fetch_add(1, Ordering::Relaxed) % pool.readers.len().max(1);
-            let Some(slot) = pool.readers.get(i) else {
+            let sqlite = pool.sqlite()?;
+            let i = sqlite.next.fetch_add(1, Ordering::Relaxed) % sqlite.readers.len().max(1);
+            let Some(slot) = sqlite.readers.get(i) else {
                 return Err(Error::Internal("no reader connection".into()));
             };
             let mut conn = slot.lock().unwrap_or_else(PoisonError::into_inner);
@@ -308,11 +475,109 @@ impl Db {
         .await?
     }
 
+    /// As [`Db::write`] on PostgreSQL: `f` runs in one write transaction
+    /// (holding the write lock: `db::pg::pool`), committed if it returns Ok.
+    async fn pg_write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut pg::pool::Writer<'_>) -> Result<T> + Send + 'static,
+    {
+        let pool = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let Engine::Postgres(pg) = &pool.engine else {
+                return Err(Error::Internal("not a PostgreSQL store".into()));
+            };
+            pg.write(f, |client, _| pool.announce_pg(client))
+        })
+        .await?
+    }
+
+    /// As [`Db::write_penalties`] on PostgreSQL: `f` returns when the
+    /// published penalties next go stale, recorded after the commit while
+    /// the writer is still held.
+    async fn pg_write_penalties<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut pg::pool::Writer<'_>) -> Result<(T, u64)> + Send + 'static,
+    {
+        let pool = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let Engine::Postgres(pg) = &pool.engine else {
+                return Err(Error::Internal("not a PostgreSQL store".into()));
+            };
+            let (out, _) = pg.write(f, |client, (_, due)| {
+                pool.penalty_due.store(*due, Ordering::Release);
+                pool.announce_pg(client);
+            })?;
+            Ok(out)
+        })
+        .await?
+    }
+
+    /// As [`Db::read`] on PostgreSQL: one read-only snapshot.
+    async fn pg_read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut postgres::Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let pool = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let Engine::Postgres(pg) = &pool.engine else {
+                return Err(Error::Internal("not a PostgreSQL store".into()));
+            };
+            pg.read(f)
+        })
+        .await?
+    }
+
+    /// Whether the store can file a record of this time: any on SQLite; on
+    /// PostgreSQL, one of a day that can have a partition (1970-9999).
+    pub fn takes_time(&self, ts_ms: u64) -> bool {
+        self.postgres().is_none()
+            || pg::partitions::day_of(to_i64(ts_ms)) <= pg::partitions::LAST_DAY
+    }
+
+    /// Makes sure the usage tables can take the records' UTC days
+    /// (unix ms / `DAY_MS`): nothing to do on SQLite; on PostgreSQL, the
+    /// days' partitions (`pg::partitions::ensure_days`), made in a short
+    /// transaction of their own before the ingest transaction — attaching a
+    /// partition locks the parent table until commit. Days made are
+    /// remembered, so a batch of recent days costs nothing (older ones are
+    /// asked for each time: retention may have dropped them).
+    pub async fn make_usage_days(&self, records: &[aipipe_core::usage::UsageRecord]) -> Result<()> {
+        let Some(pg) = self.postgres() else {
+            return Ok(());
+        };
+        let mut days: Vec<i64> = records
+            .iter()
+            .map(|r| pg::partitions::day_of(to_i64(r.ts_ms)))
+            .collect();
+        days.sort_unstable();
+        days.dedup();
+        let today = pg::partitions::day_of(to_i64(now_ms()));
+        days.retain(|d| !pg.has_day(*d, today));
+        if days.is_empty() {
+            return Ok(());
+        }
+        let pool = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let Engine::Postgres(pg) = &pool.engine else {
+                return Ok(());
+            };
+            pg.make_days(&days)
+        })
+        .await?
+    }
+
     /// Checkpoints the WAL into the main file; called on graceful shutdown.
+    /// Nothing to do on PostgreSQL (its commits are durable as they are).
     pub async fn checkpoint(&self) -> Result<()> {
         let pool = self.0.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = pool.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let Engine::Sqlite(sqlite) = &pool.engine else {
+                return Ok(());
+            };
+            let conn = sqlite.writer.lock().unwrap_or_else(PoisonError::into_inner);
             conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
             Ok(())
         })
@@ -322,6 +587,18 @@ impl Db {
     // ---- master key check ------------------------------------------------
 
     pub async fn master_key_check(&self) -> Result<Option<Vec<u8>>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(|tx| {
+                    Ok(tx
+                        .query_opt(
+                            "SELECT bytes_value FROM meta WHERE key = 'master_key_check'",
+                            &[],
+                        )?
+                        .and_then(|r| r.get(0)))
+                })
+                .await;
+        }
         self.read(|tx| {
             Ok(tx
                 .query_row(
@@ -335,6 +612,18 @@ impl Db {
     }
 
     pub async fn set_master_key_check(&self, sealed: Vec<u8>) -> Result<()> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| {
+                    w.execute(
+                        "INSERT INTO meta (key, bytes_value) VALUES ('master_key_check', $1)
+                         ON CONFLICT (key) DO UPDATE SET bytes_value = excluded.bytes_value",
+                        &[&sealed],
+                    )?;
+                    Ok(())
+                })
+                .await;
+        }
         self.write(move |tx| {
             tx.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('master_key_check', ?1)",

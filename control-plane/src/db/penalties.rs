@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::catalog::models;
-use super::{Change, Db, Tx, now_ms, penalty_epoch, record_change, to_i64, to_u64, version};
+use super::{Change, Db, Tx, now_ms, penalty_epoch, pg, record_change, to_i64, to_u64, version};
 use crate::error::Result;
 use crate::penalty::{self, ModelKey, Tally};
 
@@ -137,24 +137,39 @@ fn republish(tx: &Transaction<'_>, now: u64, decay_ms: u64) -> Result<u64> {
     let mut forget = tx.prepare_cached(
         "DELETE FROM penalties WHERE provider = ?1 AND model = ?2 AND key_tag = ?3",
     )?;
-    for (i, r) in rows.iter().enumerate() {
+    for r in forgotten(&rows, &plan, now, decay_ms) {
+        forget.execute(params![r.provider, r.model, r.key_tag])?;
+    }
+    Ok(plan.due_ms)
+}
+
+/// The (model, key) pairs a republish forgets: at 0 and published as 0
+/// (`republish`'s rule, shared with PostgreSQL's).
+pub(super) fn forgotten<'r>(
+    rows: &'r [PenaltyRow],
+    plan: &penalty::Republish,
+    now: u64,
+    decay_ms: u64,
+) -> impl Iterator<Item = &'r PenaltyRow> {
+    rows.iter().enumerate().filter_map(move |(i, r)| {
         let published = plan
             .publish
             .as_ref()
             .and_then(|v| v.get(i).copied())
             .unwrap_or(r.published);
-        if !r.key_tag.is_empty() && published == 0.0 && r.tally.state.at(now, decay_ms) == 0.0 {
-            forget.execute(params![r.provider, r.model, r.key_tag])?;
-        }
-    }
-    Ok(plan.due_ms)
+        (!r.key_tag.is_empty() && published == 0.0 && r.tally.state.at(now, decay_ms) == 0.0)
+            .then_some(r)
+    })
 }
 
-impl Tx<'_> {
+impl Tx<'_, '_> {
     /// A model's (or a (model, key) pair's) stored tally; None when it has
     /// none.
     pub fn penalty_tally(&self, (provider, model, key_tag): ModelKey<'_>) -> Result<Option<Tally>> {
-        let mut load = self.tx.prepare_cached(
+        if let Some(w) = self.pg() {
+            return pg::penalties::tally(&mut **w?, (provider, model, key_tag));
+        }
+        let mut load = self.sqlite()?.prepare_cached(
             "SELECT penalty, decayed_ms, successes, failures, updated_ms FROM penalties
              WHERE provider = ?1 AND model = ?2 AND key_tag = ?3",
         )?;
@@ -170,7 +185,10 @@ impl Tx<'_> {
         (provider, model, key_tag): ModelKey<'_>,
         t: &Tally,
     ) -> Result<()> {
-        let mut save = self.tx.prepare_cached(
+        if let Some(w) = self.pg() {
+            return pg::penalties::save_tally(&mut **w?, (provider, model, key_tag), t);
+        }
+        let mut save = self.sqlite()?.prepare_cached(
             "INSERT INTO penalties (provider, model, key_tag, penalty, decayed_ms, successes,
                 failures, updated_ms, published)
              VALUES (?1, ?2, ?8, ?3, ?4, ?5, ?6, ?7, 0)
@@ -194,7 +212,91 @@ impl Tx<'_> {
     /// Republishes the penalties if any changed meaningfully (bumping the
     /// table version); returns when decay alone will next make one differ.
     pub fn republish_penalties(&self, now: u64) -> Result<u64> {
-        republish(self.tx, now, self.decay_ms)
+        if let Some(w) = self.pg() {
+            return pg::penalties::republish(&mut **w?, now, self.decay_ms);
+        }
+        republish(self.sqlite()?, now, self.decay_ms)
+    }
+}
+
+/// What `GET /admin/penalties` is made of, as read in one snapshot.
+struct Held {
+    rows: Vec<PenaltyRow>,
+    models: Vec<aipipe_core::table::Model>,
+    penalty_epoch: u64,
+    table_version: u64,
+}
+
+impl Held {
+    /// Every catalog model (in catalog order) and every other model with
+    /// recorded outcomes, decayed to `now`, and the (model, key) pairs —
+    /// those of `keys` only, when given.
+    fn view(self, keys: Option<Vec<String>>, now: u64, decay_ms: u64) -> Penalties {
+        let (pairs, models_rows): (Vec<PenaltyRow>, Vec<PenaltyRow>) =
+            self.rows.into_iter().partition(|r| !r.key_tag.is_empty());
+        let mut key_penalties: Vec<KeyPenaltyView> = pairs
+            .into_iter()
+            .filter(|r| keys.as_ref().is_none_or(|k| k.contains(&r.key_tag)))
+            .map(|r| KeyPenaltyView {
+                penalty: r.tally.state.at(now, decay_ms),
+                table_penalty: r.published,
+                successes: r.tally.successes,
+                failures: r.tally.failures,
+                updated_ms: r.tally.updated_ms,
+                model: r.model,
+                provider: r.provider,
+                key_tag: r.key_tag,
+            })
+            .collect();
+        key_penalties.sort_by(|a, b| b.penalty.total_cmp(&a.penalty));
+        let mut rows: HashMap<(String, String), PenaltyRow> = models_rows
+            .into_iter()
+            .map(|r| ((r.provider.clone(), r.model.clone()), r))
+            .collect();
+        let view = |provider: String, model: String, row: Option<PenaltyRow>| match row {
+            Some(PenaltyRow {
+                tally: t,
+                published,
+                ..
+            }) => PenaltyView {
+                penalty: t.state.at(now, decay_ms),
+                table_penalty: published,
+                success_rate: (t.successes + t.failures > 0)
+                    .then(|| t.successes as f64 / (t.successes + t.failures) as f64),
+                successes: t.successes,
+                failures: t.failures,
+                updated_ms: Some(t.updated_ms),
+                provider,
+                model,
+            },
+            None => PenaltyView {
+                model,
+                provider,
+                penalty: 0.0,
+                table_penalty: 0.0,
+                success_rate: None,
+                successes: 0,
+                failures: 0,
+                updated_ms: None,
+            },
+        };
+        let mut out = Vec::new();
+        for m in self.models {
+            let row = rows.remove(&(m.provider.clone(), m.id.clone()));
+            out.push(view(m.provider, m.id, row));
+        }
+        let mut rest: Vec<PenaltyRow> = rows.into_values().collect();
+        rest.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
+        for r in rest {
+            out.push(view(r.provider.clone(), r.model.clone(), Some(r)));
+        }
+        Penalties {
+            penalty_epoch: self.penalty_epoch,
+            decay_ms,
+            table_version: self.table_version,
+            penalties: out,
+            key_penalties,
+        }
     }
 }
 
@@ -211,6 +313,14 @@ impl Db {
         if now_ms() < self.0.penalty_due.load(Ordering::Acquire) {
             return Ok(()); // another poll just did it
         }
+        if self.postgres().is_some() {
+            let decay_ms = self.0.decay_ms;
+            return self
+                .pg_write_penalties(move |w| {
+                    Ok(((), pg::penalties::republish(w, now_ms(), decay_ms)?))
+                })
+                .await;
+        }
         self.write_penalties(|tx| Ok(((), tx.republish_penalties(now_ms())?)))
             .await
     }
@@ -221,74 +331,27 @@ impl Db {
     /// tenant's key tags).
     pub async fn penalties(&self, keys: Option<Vec<String>>) -> Result<Penalties> {
         let decay_ms = self.0.decay_ms;
-        self.read(move |tx| {
-            let now = now_ms();
-            let (pairs, models_rows): (Vec<PenaltyRow>, Vec<PenaltyRow>) = penalty_rows(tx)?
-                .into_iter()
-                .partition(|r| !r.key_tag.is_empty());
-            let mut key_penalties: Vec<KeyPenaltyView> = pairs
-                .into_iter()
-                .filter(|r| keys.as_ref().is_none_or(|k| k.contains(&r.key_tag)))
-                .map(|r| KeyPenaltyView {
-                    penalty: r.tally.state.at(now, decay_ms),
-                    table_penalty: r.published,
-                    successes: r.tally.successes,
-                    failures: r.tally.failures,
-                    updated_ms: r.tally.updated_ms,
-                    model: r.model,
-                    provider: r.provider,
-                    key_tag: r.key_tag,
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| {
+                    let held = Held {
+                        rows: pg::penalties::penalty_rows(tx)?,
+                        models: pg::catalog::models(tx)?,
+                        penalty_epoch: pg::penalty_epoch(tx)?,
+                        table_version: pg::committed_revision(tx)?,
+                    };
+                    Ok(held.view(keys, now_ms(), decay_ms))
                 })
-                .collect();
-            key_penalties.sort_by(|a, b| b.penalty.total_cmp(&a.penalty));
-            let mut rows: HashMap<(String, String), PenaltyRow> = models_rows
-                .into_iter()
-                .map(|r| ((r.provider.clone(), r.model.clone()), r))
-                .collect();
-            let view = |provider: String, model: String, row: Option<PenaltyRow>| match row {
-                Some(PenaltyRow {
-                    tally: t,
-                    published,
-                    ..
-                }) => PenaltyView {
-                    penalty: t.state.at(now, decay_ms),
-                    table_penalty: published,
-                    success_rate: (t.successes + t.failures > 0)
-                        .then(|| t.successes as f64 / (t.successes + t.failures) as f64),
-                    successes: t.successes,
-                    failures: t.failures,
-                    updated_ms: Some(t.updated_ms),
-                    provider,
-                    model,
-                },
-                None => PenaltyView {
-                    model,
-                    provider,
-                    penalty: 0.0,
-                    table_penalty: 0.0,
-                    success_rate: None,
-                    successes: 0,
-                    failures: 0,
-                    updated_ms: None,
-                },
-            };
-            let mut out = Vec::new();
-            for m in models(tx)? {
-                let row = rows.remove(&(m.provider.clone(), m.id.clone()));
-                out.push(view(m.provider, m.id, row));
-            }
-            let mut rest: Vec<PenaltyRow> = rows.into_values().collect();
-            rest.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
-            for r in rest {
-                out.push(view(r.provider.clone(), r.model.clone(), Some(r)));
-            }
-            Ok(Penalties {
+                .await;
+        }
+        self.read(move |tx| {
+            let held = Held {
+                rows: penalty_rows(tx)?,
+                models: models(tx)?,
                 penalty_epoch: penalty_epoch(tx)?,
-                decay_ms,
                 table_version: version(tx)?,
-                penalties: out,
-                key_penalties,
-            })
+            };
+            Ok(held.view(keys, now_ms(), decay_ms))
         })
         .await
     }
@@ -298,8 +361,14 @@ impl Db {
     /// their local penalties) and the table version. None when `model` is
     /// neither in the catalog nor has a penalty.
     pub async fn reset_penalties(&self, model: Option<String>) -> Result<Option<PenaltyReset>> {
+        if self.postgres().is_some() {
+            let decay_ms = self.0.decay_ms;
+            return self
+                .pg_write_penalties(move |w| pg::penalties::reset(w, model.as_deref(), decay_ms))
+                .await;
+        }
         self.write_penalties(move |tx| {
-            let (tx, decay_ms, now) = (tx.tx, tx.decay_ms, now_ms());
+            let (tx, decay_ms, now) = (tx.sqlite()?, tx.decay_ms, now_ms());
             let reset: Vec<String> = match &model {
                 Some(m) => {
                     let known = models(tx)?.iter().any(|c| &c.id == m)

@@ -30,23 +30,26 @@ pub const DAY_MS: u64 = 24 * HOUR_MS;
 /// How long the all-tenant minute cells are kept (they serve the live view).
 pub const MINUTE_CELLS_KEPT_MS: u64 = 2 * DAY_MS;
 /// The tenant of the cells that sum every tenant.
-const ALL: &str = "";
+pub(super) const ALL: &str = "";
 
 /// What new records add to one rollup cell, before it is merged into the
 /// stored one.
 #[derive(Default)]
-struct NewCell {
-    sums: Sums,
-    bands: Bands,
-    latency: Pending,
-    ttft: Pending,
+pub(super) struct NewCell {
+    pub(super) sums: Sums,
+    pub(super) bands: Bands,
+    pub(super) latency: Pending,
+    pub(super) ttft: Pending,
 }
+
+/// A cell's key: (tenant, width, start, provider, model).
+pub(super) type CellKey<'a> = (&'a str, u64, u64, &'a str, &'a str);
 
 /// Cells being accumulated before they are merged into the stored ones,
 /// keyed by (tenant, width, start, provider, model) borrowed from the
 /// records.
 pub(super) struct Rollups<'a> {
-    cells: HashMap<(&'a str, u64, u64, &'a str, &'a str), NewCell>,
+    cells: HashMap<CellKey<'a>, NewCell>,
     /// Records older than this get no minute cell (it would be pruned).
     minute_from: u64,
 }
@@ -105,6 +108,11 @@ impl<'a> Rollups<'a> {
                 c.sums.failed_attempts = c.sums.failed_attempts.saturating_add(1);
             });
         }
+    }
+
+    /// The accumulated cells, taken out (PostgreSQL's flush).
+    pub(super) fn take(self) -> HashMap<CellKey<'a>, NewCell> {
+        self.cells
     }
 
     /// Merges every accumulated cell into its stored row (read, merge,
@@ -167,7 +175,8 @@ impl<'a> Rollups<'a> {
 }
 
 /// The columns [`cell_of`] reads, in its order.
-const CELL_COLUMNS: &str = "requests, errors, prompt_tokens, completion_tokens, cached_tokens,
+pub(super) const CELL_COLUMNS: &str =
+    "requests, errors, prompt_tokens, completion_tokens, cached_tokens,
     cache_write_tokens, cost_nusd, unparsed, failed_attempts, cache_hits, cheap, mid, frontier,
     unscored, latency, ttft";
 
@@ -284,6 +293,154 @@ pub fn effective(
     (since, until)
 }
 
+/// What the stats reads need of one snapshot, on either engine: the
+/// reads differ (SQLite here, PostgreSQL in `db/pg/rollups.rs`), the
+/// answers are assembled once ([`stats_in`], [`series_in`]).
+pub(super) trait Snapshot {
+    /// When the tenant's id was last deleted (0: never, or no such tenant).
+    fn reborn_at(&mut self, tenant: &str) -> Result<u64>;
+    /// A tenant that does not exist and never had usage.
+    fn unknown(&mut self, tenant: &str) -> Result<bool>;
+    /// Feeds every piece of the plan to `cells` (rollup rows) or `raw`
+    /// (records and failed attempts).
+    fn scan(
+        &mut self,
+        scope: &str,
+        pieces: &[Piece],
+        sketches: bool,
+        cells: impl FnMut(u64, &str, &str, &Sums, &Bands, [&[u8]; 2]),
+        raw: impl FnMut(u64, &Row<'_>),
+        failed: impl FnMut(u64, &str, &str),
+    ) -> Result<()>;
+}
+
+/// SQLite's read transaction as a [`Snapshot`].
+struct Lite<'a, 'b>(&'a Transaction<'b>);
+
+impl Snapshot for Lite<'_, '_> {
+    fn reborn_at(&mut self, tenant: &str) -> Result<u64> {
+        reborn_at(self.0, tenant)
+    }
+
+    fn unknown(&mut self, tenant: &str) -> Result<bool> {
+        unknown(self.0, tenant)
+    }
+
+    fn scan(
+        &mut self,
+        scope: &str,
+        pieces: &[Piece],
+        sketches: bool,
+        cells: impl FnMut(u64, &str, &str, &Sums, &Bands, [&[u8]; 2]),
+        raw: impl FnMut(u64, &Row<'_>),
+        failed: impl FnMut(u64, &str, &str),
+    ) -> Result<()> {
+        scan(self.0, scope, pieces, sketches, cells, raw, failed)
+    }
+}
+
+/// The scope of the cells that sum every tenant.
+pub(super) fn scope_of(tenant: Option<&str>) -> &str {
+    tenant.unwrap_or(ALL)
+}
+
+/// `Db::stats` on any engine's snapshot.
+pub(super) fn stats_in(
+    src: &mut impl Snapshot,
+    tenant: Option<&str>,
+    since: u64,
+    until: u64,
+    horizons: Horizons,
+) -> Result<Option<Answer>> {
+    let floor_at = match tenant {
+        Some(t) => src.reborn_at(t)?,
+        None => 0,
+    };
+    let (since, until) = effective(tenant, since, until, floor_at, horizons);
+    let pieces = plan(since, until, widths(tenant.is_none()));
+    let w = std::cell::RefCell::new(Window::default());
+    src.scan(
+        scope_of(tenant),
+        &pieces,
+        true,
+        |_, p, m, sums, bands, sketches| w.borrow_mut().add_stored(p, m, sums, bands, sketches),
+        |_, r| w.borrow_mut().add(*r),
+        |_, p, m| w.borrow_mut().add_failed_attempts(p, m, 1),
+    )?;
+    let w = w.into_inner();
+    if let Some(t) = tenant
+        && w.is_empty()
+        && src.unknown(t)?
+    {
+        return Ok(None);
+    }
+    Ok(Some(Answer {
+        window: w,
+        since,
+        until,
+    }))
+}
+
+/// `Db::series` on any engine's snapshot.
+pub(super) fn series_in(
+    src: &mut impl Snapshot,
+    tenant: Option<&str>,
+    since: u64,
+    until: u64,
+    step: u64,
+) -> Result<Option<(u64, Vec<Point>)>> {
+    let step = step.max(MINUTE_MS);
+    let floor_at = match tenant {
+        Some(t) => src.reborn_at(t)?,
+        None => 0,
+    };
+    let t0 = floor(since.max(floor_at), step);
+    let end = ceil(until.max(t0 + 1), step);
+    let n = usize::try_from((end - t0) / step).unwrap_or(usize::MAX);
+    let points: Vec<Point> = (0..n as u64)
+        .map(|i| Point {
+            start: t0 + i * step,
+            sums: Sums::default(),
+        })
+        .collect();
+    let usable: Vec<u64> = widths(tenant.is_none())
+        .iter()
+        .copied()
+        .filter(|w| step.is_multiple_of(*w))
+        .collect();
+    // A reborn tenant's first bucket starts before its rebirth: only what
+    // came after counts there.
+    let pieces = plan(t0.max(floor_at), end, &usable);
+    let at = |t: u64| usize::try_from((t.saturating_sub(t0)) / step).unwrap_or(usize::MAX);
+    let points = std::cell::RefCell::new(points);
+    src.scan(
+        scope_of(tenant),
+        &pieces,
+        false,
+        |t, _, _, sums, _, _| {
+            if let Some(p) = points.borrow_mut().get_mut(at(t)) {
+                p.sums.merge(sums);
+            }
+        },
+        |t, r| {
+            if let Some(p) = points.borrow_mut().get_mut(at(t)) {
+                p.sums.add_row(r);
+            }
+        },
+        |t, _, _| {
+            if let Some(p) = points.borrow_mut().get_mut(at(t)) {
+                p.sums.failed_attempts += 1;
+            }
+        },
+    )?;
+    if let Some(t) = tenant
+        && src.unknown(t)?
+    {
+        return Ok(None);
+    }
+    Ok(Some((step, points.into_inner())))
+}
+
 /// A tenant's view starts after the last deletion of its id: usage of an
 /// earlier tenant of the same id is not its own.
 fn reborn_at(tx: &Transaction<'_>, tenant: &str) -> Result<u64> {
@@ -309,8 +466,7 @@ fn unknown(tx: &Transaction<'_>, tenant: &str) -> Result<bool> {
     Ok(!any)
 }
 
-/// Feeds every piece of the plan to `cells` (rollup rows) or `raw`
-/// (records and failed attempts).
+/// SQLite's [`Snapshot::scan`].
 fn scan(
     tx: &Transaction<'_>,
     scope: &str,
@@ -427,14 +583,17 @@ pub struct Point {
     pub sums: Sums,
 }
 
-impl Tx<'_> {
+impl Tx<'_, '_> {
     /// Adds new records to the rollups (ingest, same transaction).
     pub fn add_rollups(&self, records: &[&UsageRecord], now: u64) -> Result<()> {
         let mut r = Rollups::new(now);
         for rec in records {
             r.add_record(rec);
         }
-        r.flush(self.tx)
+        if let Some(w) = self.pg() {
+            return super::pg::rollups::flush(&mut **w?, r);
+        }
+        r.flush(self.sqlite()?)
     }
 }
 
@@ -524,40 +683,13 @@ impl Db {
         until: u64,
         horizons: Horizons,
     ) -> Result<Option<Answer>> {
-        self.read(move |tx| {
-            let floor_at = match &tenant {
-                Some(t) => reborn_at(tx, t)?,
-                None => 0,
-            };
-            let (since, until) = effective(tenant.as_deref(), since, until, floor_at, horizons);
-            let scope = tenant.as_deref().unwrap_or(ALL);
-            let pieces = plan(since, until, widths(tenant.is_none()));
-            let w = std::cell::RefCell::new(Window::default());
-            scan(
-                tx,
-                scope,
-                &pieces,
-                true,
-                |_, p, m, sums, bands, sketches| {
-                    w.borrow_mut().add_stored(p, m, sums, bands, sketches)
-                },
-                |_, r| w.borrow_mut().add(*r),
-                |_, p, m| w.borrow_mut().add_failed_attempts(p, m, 1),
-            )?;
-            let w = w.into_inner();
-            if let Some(t) = &tenant
-                && w.is_empty()
-                && unknown(tx, t)?
-            {
-                return Ok(None);
-            }
-            Ok(Some(Answer {
-                window: w,
-                since,
-                until,
-            }))
-        })
-        .await
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| stats_in(tx, tenant.as_deref(), since, until, horizons))
+                .await;
+        }
+        self.read(move |tx| stats_in(&mut Lite(tx), tenant.as_deref(), since, until, horizons))
+            .await
     }
 
     /// Sums per `step` bucket over [since, until) (rounded out to whole
@@ -573,60 +705,13 @@ impl Db {
         until: u64,
         step: u64,
     ) -> Result<Option<(u64, Vec<Point>)>> {
-        self.read(move |tx| {
-            let step = step.max(MINUTE_MS);
-            let floor_at = match &tenant {
-                Some(t) => reborn_at(tx, t)?,
-                None => 0,
-            };
-            let t0 = floor(since.max(floor_at), step);
-            let end = ceil(until.max(t0 + 1), step);
-            let n = usize::try_from((end - t0) / step).unwrap_or(usize::MAX);
-            let points: Vec<Point> = (0..n as u64)
-                .map(|i| Point {
-                    start: t0 + i * step,
-                    sums: Sums::default(),
-                })
-                .collect();
-            let usable: Vec<u64> = widths(tenant.is_none())
-                .iter()
-                .copied()
-                .filter(|w| step.is_multiple_of(*w))
-                .collect();
-            // A reborn tenant's first bucket starts before its rebirth: only
-            // what came after counts there.
-            let pieces = plan(t0.max(floor_at), end, &usable);
-            let at = |t: u64| usize::try_from((t.saturating_sub(t0)) / step).unwrap_or(usize::MAX);
-            let points = std::cell::RefCell::new(points);
-            scan(
-                tx,
-                tenant.as_deref().unwrap_or(ALL),
-                &pieces,
-                false,
-                |t, _, _, sums, _, _| {
-                    if let Some(p) = points.borrow_mut().get_mut(at(t)) {
-                        p.sums.merge(sums);
-                    }
-                },
-                |t, r| {
-                    if let Some(p) = points.borrow_mut().get_mut(at(t)) {
-                        p.sums.add_row(r);
-                    }
-                },
-                |t, _, _| {
-                    if let Some(p) = points.borrow_mut().get_mut(at(t)) {
-                        p.sums.failed_attempts += 1;
-                    }
-                },
-            )?;
-            if let Some(t) = &tenant
-                && unknown(tx, t)?
-            {
-                return Ok(None);
-            }
-            Ok(Some((step, points.into_inner())))
-        })
-        .await
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| series_in(tx, tenant.as_deref(), since, until, step))
+                .await;
+        }
+        self.read(move |tx| series_in(&mut Lite(tx), tenant.as_deref(), since, until, step))
+            .await
     }
 
     /// Deletes the all-tenant minute cells past [`MINUTE_CELLS_KEPT_MS`],
@@ -636,6 +721,9 @@ impl Db {
     /// records deleted.
     pub async fn prune(&self, now: u64, raw_kept_ms: Option<u64>) -> Result<u64> {
         let minutes_before = now.saturating_sub(MINUTE_CELLS_KEPT_MS);
+        if self.postgres().is_some() {
+            return self.prune_pg(now, minutes_before, raw_kept_ms).await;
+        }
         self.write(move |tx| {
             tx.execute(
                 "DELETE FROM usage_rollups WHERE tenant = ?1 AND width_ms = ?2 AND start_ms < ?3",
@@ -681,6 +769,27 @@ impl Db {
             }
         }
         Ok(deleted)
+    }
+}
+
+impl Db {
+    /// `Db::prune` on PostgreSQL: one transaction for the minute cells and
+    /// the day partitions past retention, on the writer; the days dropped
+    /// are forgotten, so ingest makes them again if a late record needs one.
+    async fn prune_pg(
+        &self,
+        now: u64,
+        minutes_before: u64,
+        raw_kept_ms: Option<u64>,
+    ) -> Result<u64> {
+        let pool = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let super::Engine::Postgres(pg) = &pool.engine else {
+                return Ok(0);
+            };
+            pg.prune(minutes_before, raw_kept_ms.map(|k| now.saturating_sub(k)))
+        })
+        .await?
     }
 }
 

@@ -23,6 +23,9 @@ impl Db {
     /// listed: there may be millions), by id, at most
     /// [`MAX_BUDGET_SERIES`].
     pub async fn budget_spend(&self) -> Result<Vec<BudgetSpend>> {
+        if self.postgres().is_some() {
+            return self.pg_read(super::pg::usage_days::budget_spend).await;
+        }
         let today = i64::try_from(now_ms() / DAY_MS).unwrap_or(i64::MAX);
         self.read(move |tx| {
             let mut stmt = tx.prepare_cached(

@@ -5,7 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::keys::providers_of;
-use super::{Change, Db, now_ms, record_change, to_i64, to_u64};
+use super::{Change, Db, now_ms, pg, record_change, to_i64, to_u64};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
@@ -63,6 +63,11 @@ fn tenant_view(conn: &Connection, id: &str) -> Result<Option<TenantView>> {
 
 impl Db {
     pub async fn create_tenant(&self, id: String, name: String) -> Result<TenantView> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::tenants::create(w, &id, &name))
+                .await;
+        }
         self.write(move |tx| {
             if tenant_exists(tx, &id)? {
                 return Err(Error::Conflict(format!("tenant `{id}` already exists")));
@@ -79,6 +84,11 @@ impl Db {
 
     /// Creates the tenant unless it exists; true when created.
     pub async fn ensure_tenant(&self, id: String, name: String) -> Result<bool> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::tenants::ensure(w, &id, &name))
+                .await;
+        }
         self.write(move |tx| {
             let n = tx.execute(
                 "INSERT OR IGNORE INTO tenants (id, name, disabled, created_at) VALUES (?1, ?2, 0, ?3)",
@@ -93,6 +103,9 @@ impl Db {
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<TenantView>> {
+        if self.postgres().is_some() {
+            return self.pg_read(pg::tenants::list).await;
+        }
         self.read(|tx| {
             let ids: Vec<String> = tx
                 .prepare("SELECT id FROM tenants ORDER BY id")?
@@ -108,6 +121,9 @@ impl Db {
     }
 
     pub async fn get_tenant(&self, id: String) -> Result<Option<TenantView>> {
+        if self.postgres().is_some() {
+            return self.pg_read(move |tx| pg::tenants::get(tx, &id)).await;
+        }
         self.read(move |tx| tenant_view(tx, &id)).await
     }
 
@@ -118,6 +134,11 @@ impl Db {
         disabled: Option<bool>,
         pass_through: Option<bool>,
     ) -> Result<Option<TenantView>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::tenants::update(w, &id, name, disabled, pass_through))
+                .await;
+        }
         self.write(move |tx| {
             if !tenant_exists(tx, &id)? {
                 return Ok(None);
@@ -155,6 +176,9 @@ impl Db {
     /// such tenant. Each live
     /// key's removal is a change of its own (Envoys hold keys one by one).
     pub async fn delete_tenant(&self, id: String) -> Result<bool> {
+        if self.postgres().is_some() {
+            return self.pg_write(move |w| pg::tenants::delete(w, &id)).await;
+        }
         self.write(move |tx| {
             let live: Vec<String> = tx
                 .prepare(

@@ -3,7 +3,7 @@
 use aipipe_core::usage::UsageRecord;
 use rusqlite::params;
 
-use super::{Db, Tx, to_i64, to_u64};
+use super::{Db, Tx, pg, to_i64, to_u64};
 use crate::error::Result;
 use crate::stats::Sums;
 
@@ -15,7 +15,7 @@ pub struct UsageTotals {
     pub sums: Sums,
 }
 
-impl Tx<'_> {
+impl Tx<'_, '_> {
     /// Stores each usage record unless its id is already stored (the id is
     /// the idempotency key: the insert itself decides, inside the
     /// transaction). A new record's failed attempts are stored with it.
@@ -25,8 +25,11 @@ impl Tx<'_> {
     /// Whether a tenant exists or ever existed (its change-log row outlives
     /// it): usage of a tenant deleted a moment ago is still accounted.
     pub fn tenant_known(&self, tenant: &str) -> Result<bool> {
+        if let Some(w) = self.pg() {
+            return pg::usage::tenant_known(&mut **w?, tenant);
+        }
         Ok(self
-            .tx
+            .sqlite()?
             .prepare_cached(
                 "SELECT EXISTS(SELECT 1 FROM tenants WHERE id = ?1)
                 OR EXISTS(SELECT 1 FROM changes WHERE kind = ?2 AND name = ?1)",
@@ -35,7 +38,11 @@ impl Tx<'_> {
     }
 
     pub fn insert_usage<'r>(&self, records: &'r [UsageRecord]) -> Result<Vec<&'r UsageRecord>> {
-        let mut insert = self.tx.prepare_cached(
+        if let Some(w) = self.pg() {
+            return pg::usage::insert_usage(&mut **w?, records);
+        }
+        let tx = self.sqlite()?;
+        let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO usage (id, tenant, provider, model, status, prompt_tokens,
                 completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, latency_ms,
                 ttft_ms, complexity, stream, usage_parsed, ts_ms, cache_hit, estimated,
@@ -43,7 +50,7 @@ impl Tx<'_> {
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                 ?17, ?18, ?19)",
         )?;
-        let mut insert_attempt = self.tx.prepare_cached(
+        let mut insert_attempt = tx.prepare_cached(
             "INSERT OR IGNORE INTO attempt_failures (record_id, n, ts_ms, tenant, provider, model, status)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?;
@@ -99,7 +106,10 @@ impl Tx<'_> {
     ) -> Result<()> {
         // Saturating: totals must never overflow into a value /metrics cannot
         // read (an overflowing `+` turns into a REAL in SQLite).
-        let mut upsert = self.tx.prepare_cached(
+        if let Some(w) = self.pg() {
+            return pg::usage::add_usage_totals(&mut **w?, (tenant, provider, model), sums);
+        }
+        let mut upsert = self.sqlite()?.prepare_cached(
             "INSERT INTO usage_totals (tenant, provider, model, requests, errors, prompt_tokens,
                 completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, unparsed,
                 failed_attempts, cache_hits)
@@ -138,6 +148,9 @@ impl Tx<'_> {
 impl Db {
     /// All-time totals per tenant/provider/model (for /metrics).
     pub async fn usage_totals(&self) -> Result<Vec<UsageTotals>> {
+        if self.postgres().is_some() {
+            return self.pg_read(pg::usage::usage_totals).await;
+        }
         self.read(|tx| {
             let mut st = tx.prepare(
                 "SELECT tenant, provider, model, requests, errors, prompt_tokens, completion_tokens,

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 
 use super::budgets::{budget_state, limit_of};
 use super::tenants::tenant_exists;
-use super::{Change, Db, now_ms, record_change, to_i64, to_u64};
+use super::{Change, Db, now_ms, pg, record_change, to_i64, to_u64};
 use crate::error::Result;
 use aipipe_core::budget::DAY_MS;
 
@@ -89,7 +89,7 @@ pub fn parse_date(s: &str) -> Option<i64> {
     (civil_from_days(day) == s).then_some(day)
 }
 
-fn usd(nusd: u64) -> f64 {
+pub(super) fn usd(nusd: u64) -> f64 {
     nusd as f64 / 1e9
 }
 
@@ -114,21 +114,42 @@ fn tenant_usage(conn: &Connection, tenant: &str, days: u16) -> Result<TenantUsag
             ))
         })?
         .collect::<Result<_, _>>()?;
-    let total = usage.iter().fold(0u64, |a, (c, _)| a.saturating_add(*c));
-    let budget = budget_state(conn, tenant)?;
-    Ok(TenantUsage {
-        tenant: tenant.to_owned(),
+    Ok(TenantUsage::of(
+        tenant,
         days,
-        cost: usd(total),
-        usage: usage.into_iter().map(|(_, d)| d).collect(),
-        limit: budget.as_ref().map(|b| usd(b.limit.limit_nusd)),
-        remaining: budget.map(|b| usd(b.limit.limit_nusd.saturating_sub(b.spent_nusd))),
-    })
+        usage,
+        budget_state(conn, tenant)?,
+    ))
+}
+
+impl TenantUsage {
+    /// A tenant's days (with their cost in nano-dollars) and its budget.
+    pub(super) fn of(
+        tenant: &str,
+        days: u16,
+        usage: Vec<(u64, DayUsage)>,
+        budget: Option<super::budgets::BudgetState>,
+    ) -> Self {
+        let total = usage.iter().fold(0u64, |a, (c, _)| a.saturating_add(*c));
+        TenantUsage {
+            tenant: tenant.to_owned(),
+            days,
+            cost: usd(total),
+            usage: usage.into_iter().map(|(_, d)| d).collect(),
+            limit: budget.as_ref().map(|b| usd(b.limit.limit_nusd)),
+            remaining: budget.map(|b| usd(b.limit.limit_nusd.saturating_sub(b.spent_nusd))),
+        }
+    }
 }
 
 impl Db {
     /// A tenant's usage by day; None when it does not exist.
     pub async fn tenant_usage(&self, tenant: String, days: u16) -> Result<Option<TenantUsage>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::usage_days::tenant_usage(tx, &tenant, days))
+                .await;
+        }
         self.read(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(None);
@@ -140,6 +161,11 @@ impl Db {
 
     /// The tenant a live virtual key (by its hex SHA-256) belongs to.
     pub async fn tenant_of_key(&self, hash: String) -> Result<Option<String>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::usage_days::tenant_of_key(tx, &hash))
+                .await;
+        }
         self.read(move |tx| {
             Ok(tx
                 .prepare_cached(
@@ -154,6 +180,11 @@ impl Db {
     /// Every tenant's usage by day (tenants with usage in the window or a
     /// budget), by tenant id.
     pub async fn all_usage(&self, days: u16) -> Result<Vec<TenantUsage>> {
+        if self.postgres().is_some() {
+            return self
+                .pg_read(move |tx| pg::usage_days::all_usage(tx, days))
+                .await;
+        }
         self.read(move |tx| {
             let first = to_i64(now_ms() / DAY_MS) - i64::from(days) + 1;
             let ids: Vec<String> = tx
@@ -179,6 +210,11 @@ impl Db {
         cost_nusd: u64,
     ) -> Result<Option<CostAdjustment>> {
         let alerts = self.alerts_on();
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::usage_days::adjust_cost(w, alerts, tenant, day, cost_nusd))
+                .await;
+        }
         self.write(move |tx| {
             if !tenant_exists(tx, &tenant)? {
                 return Ok(None);

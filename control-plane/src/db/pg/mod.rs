@@ -1,19 +1,38 @@
-//! The PostgreSQL engine's foundation (control-plane/README.md,
-//! "PostgreSQL"): connecting, the versioned schema, the change log's
-//! revision sequence, the day partitions of usage, and `migrate` (a SQLite
-//! database copied in). The engine that serves from it comes next: every
-//! `db/*.rs` function ported with the shape it has on SQLite (a closure over
-//! one transaction on a blocking thread), which is why the driver is the
-//! synchronous `postgres` crate.
+//! The PostgreSQL engine (control-plane/README.md, "PostgreSQL"):
+//! connecting, the versioned schema and first-start seeding, the connection
+//! pool (`pool`), the change log's revision sequence, the day partitions of
+//! usage, `migrate` (a SQLite database copied in), and one file of SQL per
+//! ported aggregate, each function with the shape its SQLite twin in
+//! `db/<aggregate>.rs` has (a function of one transaction, run on a blocking
+//! thread) — which is why the driver is the synchronous `postgres` crate.
 //!
 //! The synchronous client runs its own small runtime: call it from a
 //! blocking thread (`spawn_blocking`) or outside tokio, never from async code.
 
+pub(super) mod alerts;
+pub(super) mod budgets;
+pub(super) mod catalog;
+pub(super) mod changes;
 pub mod copy;
+pub(super) mod evals;
+pub(super) mod import;
+pub(super) mod keys;
+pub(super) mod learning;
+pub(super) mod limits;
+pub(super) mod listen;
 pub mod partitions;
+pub(super) mod penalties;
+pub mod pool;
+pub(super) mod rollups;
 mod schema;
+pub(super) mod tenants;
+pub(super) mod usage;
+pub(super) mod usage_days;
 
 use postgres::{Client, GenericClient, NoTls};
+
+use crate::error::Result;
+use pool::{Pool, Writer};
 
 use crate::config::PostgresUrl;
 
@@ -109,4 +128,62 @@ pub fn revision(client: &mut impl GenericClient) -> Result<u64, postgres::Error>
         .query_one("SELECT last_value FROM change_revision", &[])?
         .get(0);
     Ok(super::to_u64(v))
+}
+
+/// The change log's revision as a snapshot sees it: the newest committed
+/// change's. Writers are serialised to commit (`pool::WRITE_LOCK`), so the
+/// changes a snapshot holds are every revision up to this one — unlike the
+/// sequence's `last_value`, which counts revisions still in flight.
+pub(super) fn committed_revision(c: &mut impl GenericClient) -> Result<u64> {
+    let v: i64 = c
+        .query_one("SELECT COALESCE(MAX(rev), 0) FROM changes", &[])?
+        .get(0);
+    Ok(super::to_u64(v))
+}
+
+/// Applies the migrations the database has not had; on a new database (one
+/// that got migration 1 now), seeds it in the same transaction.
+pub(super) fn prepare(pool: &Pool) -> Result<()> {
+    pool.write(
+        |w| {
+            let applied = migrate(&mut **w)?;
+            if applied.first() == Some(&1) {
+                seed(w)?;
+            }
+            Ok(())
+        },
+        |_, _| {},
+    )
+}
+
+/// First start, as SQLite's (`db/migrations.rs`: the seed of migration 1 and
+/// what migrations 4 and 5 add to a new database): the default catalog, a
+/// penalty epoch and a revision that start at the current time (so both stay
+/// increasing across a wiped database), and the global table's first change.
+fn seed(w: &mut Writer<'_>) -> Result<()> {
+    let insert = w.prepare("INSERT INTO models (id, position, json) VALUES ($1, $2, $3)")?;
+    for (i, m) in aipipe_core::catalog::default_models().iter().enumerate() {
+        w.execute(&insert, &[&m.id, &(i as i64), &serde_json::to_string(m)?])?;
+    }
+    let now = super::to_i64(super::now_ms());
+    w.execute(
+        "INSERT INTO meta (key, int_value) VALUES ('penalty_epoch', $1)",
+        &[&(now / 1000 * 1000)],
+    )?;
+    w.execute("SELECT setval('change_revision', $1)", &[&now])?;
+    changes::record_change(w, super::Change::Global)?;
+    Ok(())
+}
+
+/// An integer `meta` value.
+pub(super) fn meta_int(c: &mut impl GenericClient, key: &str) -> Result<Option<i64>> {
+    Ok(
+        c.query_opt("SELECT int_value FROM meta WHERE key = $1", &[&key])?
+            .and_then(|r| r.get(0)),
+    )
+}
+
+/// The penalty epoch (set at seeding).
+pub(super) fn penalty_epoch(c: &mut impl GenericClient) -> Result<u64> {
+    Ok(super::to_u64(meta_int(c, "penalty_epoch")?.unwrap_or(0)))
 }

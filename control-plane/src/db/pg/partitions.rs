@@ -19,6 +19,9 @@ pub const PARTITIONED: [&str; 2] = ["usage", "attempt_failures"];
 /// process is creating too fails even with `IF NOT EXISTS`).
 const PARTITION_LOCK: i64 = 0x6169_7069_7065_0002; // "aipipe" 2
 
+/// The last day a partition can be made for (9999-12-31).
+pub const LAST_DAY: i64 = 2_932_896;
+
 /// The UTC day of a timestamp.
 pub fn day_of(ts_ms: i64) -> i64 {
     ts_ms.div_euclid(DAY_MS as i64)
@@ -48,7 +51,7 @@ fn day_of_name(table: &str, partition: &str) -> Option<i64> {
 /// inserting, outside a long transaction: attaching a partition locks the
 /// parent table until commit.
 pub fn ensure_days(client: &mut impl GenericClient, days: &[i64]) -> Result<usize, String> {
-    if let Some(bad) = days.iter().find(|d| **d < 0 || **d > 2_932_896) {
+    if let Some(bad) = days.iter().find(|d| **d < 0 || **d > LAST_DAY) {
         return Err(format!(
             "day {bad} is outside the years 1970-9999: a timestamp in ms is wrong"
         ));

@@ -1,0 +1,1743 @@
+//! The storage interface on both engines (control-plane/README.md,
+//! "PostgreSQL"): every scenario here runs once on a fresh SQLite file and
+//! once on a fresh database of a throwaway PostgreSQL server
+//! (`aipipe_tests::postgres`), through the admin API, the internal API's
+//! deltas and `Db` itself — so the aggregates ported to PostgreSQL (tenants,
+//! keys, catalog and router model, policy, rate limits, budgets and their
+//! alerts, penalties, usage ingest, the change log)
+//! answer exactly as on SQLite. Then what only PostgreSQL has: seeding a new
+//! database, and two control planes writing one database at once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+use common::{ADMIN, TOKEN, secrets, temp_dir};
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use aipipe_control_plane::config::{Database, parse_database_url};
+use aipipe_control_plane::db::{Changed, Db};
+use aipipe_control_plane::{AppState, admin_app, internal_app};
+use aipipe_core::contract::{CHANGES_PATH, TENANT_USAGE_PATH, TOKEN_HEADER, USAGE_PATH};
+use aipipe_core::directory::{Delta, KeyEntry, Kind, TenantEntry};
+use aipipe_core::usage::{FailedAttempt, UsageBatch, UsageRecord};
+use aipipe_tests::postgres::Postgres;
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+/// One control plane's state on one engine. Fields drop in order: the
+/// state (and its connections) before the server.
+struct Store {
+    state: AppState,
+    _pg: Option<Postgres>,
+    dir: Option<PathBuf>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+async fn postgres_db(pg: &Postgres, name: &str) -> Db {
+    let Database::Postgres(url) = parse_database_url("test", &pg.create_database(name)).unwrap()
+    else {
+        panic!("not a postgres URL")
+    };
+    Db::open_postgres(&url, aipipe_control_plane::penalty::DEFAULT_DECAY_MS)
+        .await
+        .unwrap()
+}
+
+async fn store(engine: Engine) -> Store {
+    match engine {
+        Engine::Sqlite => {
+            let dir = temp_dir("engines");
+            let db = Db::open(&dir.join("aipipe.db")).unwrap();
+            Store {
+                state: AppState::new(db, &secrets()),
+                _pg: None,
+                dir: Some(dir),
+            }
+        }
+        Engine::Postgres => {
+            let pg = Postgres::start();
+            let db = postgres_db(&pg, "aipipe").await;
+            Store {
+                state: AppState::new(db, &secrets()),
+                _pg: Some(pg),
+                dir: None,
+            }
+        }
+    }
+}
+
+/// Each scenario as two tests, one per engine.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::store(super::Engine::Sqlite).await).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(super::store(super::Engine::Postgres).await).await
+            }
+        }
+    )*};
+}
+
+on_both_engines!(
+    tenants_are_created_read_updated_and_deleted,
+    provider_keys_reach_the_envoys_in_clear_and_never_the_admin_api,
+    a_revoked_virtual_key_leaves_every_envoy_once,
+    models_the_router_model_and_policies_round_trip,
+    rate_limits_travel_in_the_tenant_and_key_entries,
+    changes_are_paged_in_revision_order_without_removals_from_zero,
+    a_waiting_request_for_changes_wakes_when_one_commits,
+    budgets_are_reported_published_and_alert_once_per_threshold,
+    penalties_are_shown_decayed_and_reset_with_a_new_epoch,
+    usage_is_stored_once_by_record_id_and_counted_in_the_totals,
+    failures_raise_a_penalty_that_the_changes_carry,
+    spend_moves_the_budget_entry_and_fires_its_alert,
+    usage_by_day_cost_corrections_imports_and_budget_metrics,
+    a_tenants_examples_and_ratings_fit_a_router_its_entry_carries,
+    evals_are_recorded_finished_applied_and_failed_when_interrupted,
+    retention_drops_old_records_and_keeps_their_numbers,
+);
+
+impl Store {
+    fn db(&self) -> &Db {
+        &self.state.db
+    }
+
+    /// The rows a query returns on the store's database, each as its
+    /// columns' text joined by `|` (integers and text only).
+    fn raw_rows(&self, sql: &str) -> Vec<String> {
+        match (&self._pg, &self.dir) {
+            (Some(pg), _) => pg
+                .psql("aipipe", sql)
+                .lines()
+                .filter(|l| !l.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            (None, Some(dir)) => {
+                let conn = rusqlite::Connection::open(dir.join("aipipe.db")).unwrap();
+                let mut st = conn.prepare(sql).unwrap();
+                let n = st.column_count();
+                st.query_map([], |r| {
+                    Ok((0..n)
+                        .map(|i| match r.get_ref(i).unwrap() {
+                            rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                            rusqlite::types::ValueRef::Text(t) => {
+                                String::from_utf8_lossy(t).into_owned()
+                            }
+                            rusqlite::types::ValueRef::Null => String::new(),
+                            other => panic!("{other:?}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join("|"))
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+            }
+            (None, None) => panic!("a store has a database"),
+        }
+    }
+
+    /// Posts a usage batch as a filter does; the ack.
+    async fn ingest(&self, records: &[UsageRecord]) -> Value {
+        let body = serde_json::to_vec(&UsageBatch {
+            records: records.to_vec(),
+        })
+        .unwrap();
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri(USAGE_PATH)
+            .header(TOKEN_HEADER, TOKEN)
+            .body(Body::from(body))
+            .unwrap();
+        let resp = internal_app(self.state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        assert_eq!(status, StatusCode::OK, "{v}");
+        v
+    }
+
+    /// Runs SQL on the store's database behind the control plane's back
+    /// (what ingest, not ported to PostgreSQL yet, would have written).
+    fn raw_sql(&self, sql: &str) {
+        match (&self._pg, &self.dir) {
+            (Some(pg), _) => {
+                pg.psql("aipipe", sql);
+            }
+            (None, Some(dir)) => {
+                let conn = rusqlite::Connection::open(dir.join("aipipe.db")).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
+            (None, None) => panic!("a store has a database"),
+        }
+    }
+
+    async fn admin(&self, method: Method, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("x-admin-secret", ADMIN)
+            .body(body.map_or_else(Body::empty, |b| Body::from(b.to_string())))
+            .unwrap();
+        let resp = admin_app(self.state.clone()).oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// The delta an Envoy holding `since` gets (no wait).
+    async fn changes(&self, since: u64) -> Vec<u8> {
+        let req = Request::builder()
+            .uri(format!("{CHANGES_PATH}?since={since}&wait_ms=0"))
+            .header(TOKEN_HEADER, TOKEN)
+            .body(Body::empty())
+            .unwrap();
+        let resp = internal_app(self.state.clone()).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec()
+    }
+
+    /// Every tenant entry a new Envoy is sent (all pages from 0), by id.
+    async fn tenant_entries(&self) -> Vec<(String, TenantEntry)> {
+        let (mut since, mut out) = (0, Vec::new());
+        loop {
+            let body = self.changes(since).await;
+            let d = Delta::parse(&body).unwrap();
+            for r in d.records.iter().filter(|r| r.kind == Kind::Tenant) {
+                out.push((r.name.to_owned(), TenantEntry::decode(r.value).unwrap()));
+            }
+            since = d.revision;
+            if !d.more {
+                return out;
+            }
+        }
+    }
+
+    async fn create_tenant(&self, id: &str) {
+        let (s, v) = self
+            .admin(
+                Method::POST,
+                "/admin/tenants",
+                Some(json!({"id": id, "name": id.to_uppercase()})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+
+    async fn virtual_key(&self, tenant: &str) -> (String, String) {
+        let (s, v) = self
+            .admin(
+                Method::POST,
+                &format!("/admin/tenants/{tenant}/virtual-keys"),
+                Some(json!({"name": "ci"})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+        (
+            v["id"].as_str().unwrap().to_owned(),
+            v["key"].as_str().unwrap().to_owned(),
+        )
+    }
+}
+
+async fn tenants_are_created_read_updated_and_deleted(s: Store) {
+    s.create_tenant("acme").await;
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/admin/tenants",
+            Some(json!({"id": "acme", "name": "again"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{v}");
+    let (status, v) = s.admin(Method::GET, "/admin/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            &v["name"],
+            &v["disabled"],
+            &v["pass_through"],
+            &v["virtual_keys"]
+        ),
+        (&json!("ACME"), &json!(false), &json!(true), &json!(0))
+    );
+    let (status, v) = s
+        .admin(
+            Method::PATCH,
+            "/admin/tenants/acme",
+            Some(json!({"name": "Acme Inc", "disabled": true, "pass_through": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["name"], &v["disabled"], &v["pass_through"]),
+        (&json!("Acme Inc"), &json!(true), &json!(false))
+    );
+    let entries = s.tenant_entries().await;
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0].1.disabled && !entries[0].1.pass_through);
+
+    // A patch that changes nothing the Envoys hold records no change.
+    let before = s.db().revision().await.unwrap();
+    s.admin(
+        Method::PATCH,
+        "/admin/tenants/acme",
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(s.db().revision().await.unwrap(), before);
+
+    assert!(
+        s.db()
+            .ensure_tenant("beta".into(), "Beta".into())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.db()
+            .ensure_tenant("beta".into(), "B".into())
+            .await
+            .unwrap()
+    );
+    let (_, v) = s.admin(Method::GET, "/admin/tenants", None).await;
+    let ids: Vec<&str> = v["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["acme", "beta"]);
+
+    s.virtual_key("acme").await;
+    let (status, _) = s.admin(Method::DELETE, "/admin/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, v) = s.admin(Method::GET, "/admin/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{v}");
+    let (status, _) = s.admin(Method::DELETE, "/admin/tenants/acme", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let entries = s.tenant_entries().await;
+    let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, ["beta"], "a new Envoy is sent no removals");
+}
+
+async fn provider_keys_reach_the_envoys_in_clear_and_never_the_admin_api(s: Store) {
+    s.create_tenant("acme").await;
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(json!({"openai": "sk-acme-1", "anthropic": "sk-ant-acme"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["providers"], json!(["anthropic", "openai"]));
+    assert!(!v.to_string().contains("sk-"), "{v}");
+    let sealed = s.db().sealed_keys("acme".into()).await.unwrap();
+    assert_eq!(sealed.len(), 2);
+    assert!(
+        sealed
+            .iter()
+            .all(|(_, b)| !b.windows(3).any(|w| w == b"sk-")),
+        "stored sealed"
+    );
+    let entries = s.tenant_entries().await;
+    assert_eq!(
+        entries[0].1.provider_keys,
+        [
+            ("anthropic".to_owned(), "sk-ant-acme".to_owned()),
+            ("openai".to_owned(), "sk-acme-1".to_owned())
+        ]
+    );
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/tenants/acme/keys/anthropic", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/tenants/acme/keys/anthropic", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, v) = s.admin(Method::GET, "/admin/tenants/acme", None).await;
+    assert_eq!(v["providers"], json!(["openai"]));
+    let (status, _) = s
+        .admin(
+            Method::POST,
+            "/admin/tenants/nobody/keys",
+            Some(json!({"openai": "sk-x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn a_revoked_virtual_key_leaves_every_envoy_once(s: Store) {
+    s.create_tenant("acme").await;
+    let held = s.db().revision().await.unwrap();
+    let (id, key) = s.virtual_key("acme").await;
+    let hash = aipipe_core::table::hex_hash(&key);
+    let body = s.changes(held).await;
+    let d = Delta::parse(&body).unwrap();
+    let [r] = d.records.as_slice() else {
+        panic!("one entry: {:?}", d.records)
+    };
+    assert_eq!((r.kind, r.name), (Kind::Key, hash.as_str()));
+    let e = KeyEntry::decode(r.value).unwrap();
+    assert_eq!(
+        (e.removed, e.tenant.as_str(), e.id.as_str()),
+        (false, "acme", id.as_str())
+    );
+
+    // The same key imported again is refused.
+    let (status, _) = s
+        .admin(
+            Method::POST,
+            "/admin/tenants/acme/virtual-keys",
+            Some(json!({"name": "again", "key": key})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let held = d.revision;
+    let uri = format!("/admin/tenants/acme/virtual-keys/{id}");
+    let (status, _) = s.admin(Method::DELETE, &uri, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let body = s.changes(held).await;
+    let d = Delta::parse(&body).unwrap();
+    let [r] = d.records.as_slice() else {
+        panic!("one entry: {:?}", d.records)
+    };
+    assert!(KeyEntry::decode(r.value).unwrap().removed);
+    let revoked_at = d.revision;
+    let (status, _) = s.admin(Method::DELETE, &uri, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "revoking twice is a no-op");
+    assert_eq!(s.db().revision().await.unwrap(), revoked_at);
+    let (_, v) = s
+        .admin(Method::GET, "/admin/tenants/acme/virtual-keys", None)
+        .await;
+    assert_eq!(v["virtual_keys"][0]["revoked"], json!(true), "{v}");
+    let (status, _) = s
+        .admin(
+            Method::DELETE,
+            "/admin/tenants/acme/virtual-keys/vk_none",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn models_the_router_model_and_policies_round_trip(s: Store) {
+    let (_, v) = s.admin(Method::GET, "/admin/models", None).await;
+    let models = v["models"].as_array().expect("a catalog").clone();
+    assert_eq!(
+        models.len(),
+        aipipe_core::catalog::default_models().len(),
+        "seeded with the default catalog"
+    );
+    let mut changed = models[0].clone();
+    let id = changed["id"].as_str().unwrap().to_owned();
+    changed["input_per_mtok"] = json!(0.123);
+    let (status, v) = s
+        .admin(Method::PUT, &format!("/admin/models/{id}"), Some(changed))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let mut new = models[0].clone();
+    new["id"] = json!("my-model");
+    new["upstream_id"] = json!("my-model");
+    let (status, v) = s
+        .admin(Method::PUT, "/admin/models/my-model", Some(new))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let catalog = s.db().models().await.unwrap();
+    assert_eq!(catalog.last().map(|m| m.id.as_str()), Some("my-model"));
+    assert!(
+        catalog
+            .iter()
+            .any(|m| m.id == id && m.input_per_mtok == 0.123)
+    );
+
+    s.create_tenant("acme").await;
+    let (status, v) = s
+        .admin(
+            Method::PUT,
+            "/admin/tenants/acme/policy",
+            Some(json!({"pin": "my-model"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (status, v) = s
+        .admin(Method::DELETE, "/admin/models/my-model", None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "a policy names it: {v}");
+    let (_, v) = s
+        .admin(Method::GET, "/admin/tenants/acme/policy", None)
+        .await;
+    assert_eq!(v["pin"], json!("my-model"), "{v}");
+    let entries = s.tenant_entries().await;
+    assert!(entries[0].1.policy.contains("my-model"));
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/tenants/acme/policy", None)
+        .await;
+    assert!(status.is_success(), "{status}");
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/models/my-model", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/models/my-model", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The router model: none set is the built-in one; setting it is one
+    // global change.
+    assert_eq!(s.db().global_state().await.unwrap().router_model, None);
+    let before = s.db().revision().await.unwrap();
+    let (status, v) = s
+        .admin(Method::PUT, "/admin/routing/model", Some(json!({})))
+        .await;
+    assert!(status.is_success(), "{status} {v}");
+    let g = s.db().global_state().await.unwrap();
+    assert!(g.version > before);
+    assert_eq!(g.router_model, None);
+}
+
+async fn rate_limits_travel_in_the_tenant_and_key_entries(s: Store) {
+    s.create_tenant("acme").await;
+    let (key_id, key) = s.virtual_key("acme").await;
+    let (status, v) = s
+        .admin(
+            Method::PUT,
+            "/admin/tenants/acme/limits",
+            Some(json!({"requests_per_minute": 600, "tokens_per_minute": 200000})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let key_limits = format!("/admin/tenants/acme/virtual-keys/{key_id}/limits");
+    let (status, v) = s
+        .admin(
+            Method::PUT,
+            &key_limits,
+            Some(json!({"requests_per_minute": 10})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, v) = s.admin(Method::GET, &key_limits, None).await;
+    assert_eq!(v["requests_per_minute"], json!(10), "{v}");
+    let entries = s.tenant_entries().await;
+    assert_eq!(
+        (
+            entries[0].1.limits.requests_per_minute,
+            entries[0].1.limits.tokens_per_minute
+        ),
+        (600, 200_000)
+    );
+    let body = s.changes(0).await;
+    let d = Delta::parse(&body).unwrap();
+    let hash = aipipe_core::table::hex_hash(&key);
+    let r = d.records.iter().find(|r| r.name == hash).unwrap();
+    assert_eq!(
+        KeyEntry::decode(r.value)
+            .unwrap()
+            .limits
+            .requests_per_minute,
+        10
+    );
+
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/tenants/acme/limits", None)
+        .await;
+    assert!(status.is_success());
+    let (_, v) = s
+        .admin(Method::GET, "/admin/tenants/acme/limits", None)
+        .await;
+    assert_eq!(v["requests_per_minute"], json!(0), "{v}");
+    let (status, _) = s
+        .admin(
+            Method::GET,
+            "/admin/tenants/acme/virtual-keys/vk_none/limits",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s
+        .admin(Method::GET, "/admin/tenants/nobody/limits", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn changes_are_paged_in_revision_order_without_removals_from_zero(s: Store) {
+    let db = s.db();
+    let start = db.revision().await.unwrap();
+    for i in 0..5 {
+        db.create_tenant(format!("t{i}"), "T".into()).await.unwrap();
+    }
+    assert!(db.delete_tenant("t1".into()).await.unwrap());
+    let end = db.revision().await.unwrap();
+    assert_eq!(end, start + 6, "one revision per change");
+
+    // Read a page at a time: the deletion is the last change, so it comes
+    // in a later page (from a revision above 0), as a removal.
+    let (mut since, mut revs, mut tenants) = (0, Vec::new(), Vec::new());
+    loop {
+        let page = db.changes_since(since, 2).await.unwrap();
+        assert!(page.changes.len() <= 2);
+        for c in &page.changes {
+            match c {
+                Changed::Global(g) => revs.push(g.version),
+                Changed::Tenant { rev, id, state } => {
+                    assert!(state.is_some() || since > 0, "no removals from 0");
+                    revs.push(*rev);
+                    tenants.push((id.clone(), state.is_some()));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        since = page.revision;
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(since, end);
+    assert!(revs.windows(2).all(|w| w[0] < w[1]), "{revs:?}");
+    let live = |id: &str, live: bool| (id.to_owned(), live);
+    assert_eq!(
+        tenants,
+        [
+            live("t0", true),
+            live("t2", true),
+            live("t3", true),
+            live("t4", true),
+            live("t1", false)
+        ]
+    );
+
+    // All at once from 0: the removal is left out.
+    let page = db.changes_since(0, 100).await.unwrap();
+    assert!(!page.more);
+    assert_eq!(page.revision, end);
+    assert_eq!(page.changes.len(), 5, "the global table and four tenants");
+    assert!(
+        page.changes
+            .iter()
+            .all(|c| !matches!(c, Changed::Tenant { state: None, .. }))
+    );
+    assert!(db.changes_since(end, 100).await.unwrap().changes.is_empty());
+}
+
+async fn a_waiting_request_for_changes_wakes_when_one_commits(s: Store) {
+    let mut revisions = s.db().subscribe();
+    let held = *revisions.borrow_and_update();
+    assert_eq!(held, s.db().revision().await.unwrap());
+    let db = s.db().clone();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        db.create_tenant("late".into(), "Late".into())
+            .await
+            .unwrap();
+    });
+    tokio::time::timeout(Duration::from_secs(5), revisions.changed())
+        .await
+        .expect("woken by the commit")
+        .unwrap();
+    let now = *revisions.borrow();
+    assert_eq!(now, held + 1);
+    writer.await.unwrap();
+    let body = s.changes(held).await;
+    let d = Delta::parse(&body).unwrap();
+    assert_eq!(
+        d.records
+            .iter()
+            .map(|r| (r.kind, r.name))
+            .collect::<Vec<_>>(),
+        [(Kind::Tenant, "late")]
+    );
+}
+
+async fn budgets_are_reported_published_and_alert_once_per_threshold(s: Store) {
+    s.create_tenant("acme").await;
+    s.db().enable_alerts();
+    let today = aipipe_control_plane::db::now_ms() / 86_400_000;
+    // $0.60 spent today.
+    s.raw_sql(&format!(
+        "INSERT INTO usage_days (tenant, day, requests, prompt_tokens, completion_tokens, cost_nusd)
+         VALUES ('acme', {today}, 3, 30, 20, 600000000)"
+    ));
+    let (status, v) = s
+        .admin(Method::GET, "/admin/tenants/acme/budget", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no budget yet: {v}");
+
+    let held = s.db().revision().await.unwrap();
+    let put = |limit: f64| Some(json!({"limit_usd": limit, "days": 7}));
+    let (status, v) = s
+        .admin(Method::PUT, "/admin/tenants/acme/budget", put(1.0))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["limit_usd"], &v["spent_usd"], &v["source"]),
+        (&json!(1.0), &json!(0.6), &json!("tenant"))
+    );
+    let body = s.changes(held).await;
+    let d = Delta::parse(&body).unwrap();
+    let r = d.records.iter().find(|r| r.kind == Kind::Budget).unwrap();
+    let e = aipipe_core::directory::BudgetEntry::decode(r.value).unwrap();
+    assert_eq!(
+        (e.limit_nusd, e.days, e.spent_nusd, e.frees.len()),
+        (1_000_000_000, 7, 600_000_000, 1)
+    );
+
+    // 60 % of $1 reached 50 %: one alert; lowered to $0.70 (86 %): 80 %
+    // too; set again: nothing new.
+    let thresholds = |alerts: &[aipipe_control_plane::db::Alert]| -> Vec<u64> {
+        alerts
+            .iter()
+            .map(|a| {
+                serde_json::from_str::<Value>(&a.body).unwrap()["threshold_percent"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(thresholds(&s.db().due_alerts(10).await.unwrap()), [50]);
+    s.admin(Method::PUT, "/admin/tenants/acme/budget", put(0.7))
+        .await;
+    s.admin(Method::PUT, "/admin/tenants/acme/budget", put(0.7))
+        .await;
+    let due = s.db().due_alerts(10).await.unwrap();
+    assert_eq!(thresholds(&due), [50, 80]);
+    s.db().alert_done(due[0].id).await.unwrap();
+    s.db()
+        .alert_retry(due[1].id, 1, aipipe_control_plane::db::now_ms() + 60_000)
+        .await
+        .unwrap();
+    assert!(s.db().due_alerts(10).await.unwrap().is_empty());
+
+    // A virtual key's own budget: its key entry says so, its budget entry
+    // carries it.
+    let (key_id, key) = s.virtual_key("acme").await;
+    let held = s.db().revision().await.unwrap();
+    let uri = format!("/admin/tenants/acme/virtual-keys/{key_id}/budget");
+    let (status, v) = s.admin(Method::PUT, &uri, put(2.0)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        (&v["source"], &v["spent_usd"]),
+        (&json!("virtual_key"), &json!(0.0))
+    );
+    let body = s.changes(held).await;
+    let d = Delta::parse(&body).unwrap();
+    let hash = aipipe_core::table::hex_hash(&key);
+    let k = d.records.iter().find(|r| r.name == hash).unwrap();
+    assert!(KeyEntry::decode(k.value).unwrap().budgeted);
+    assert!(
+        d.records
+            .iter()
+            .any(|r| r.kind == Kind::KeyBudget && r.name == key_id)
+    );
+
+    // The default applies to tenants without their own.
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/tenants/acme/budget", None)
+        .await;
+    assert!(status.is_success(), "{status}");
+    assert_eq!(s.db().budget_default().await.unwrap(), None);
+    let (status, v) = s
+        .admin(Method::PUT, "/admin/budget-default", put(5.0))
+        .await;
+    assert!(status.is_success(), "{status} {v}");
+    let (_, v) = s
+        .admin(Method::GET, "/admin/tenants/acme/budget", None)
+        .await;
+    assert_eq!(
+        (&v["source"], &v["limit_usd"]),
+        (&json!("default"), &json!(5.0)),
+        "{v}"
+    );
+    assert_eq!(
+        s.db()
+            .global_state()
+            .await
+            .unwrap()
+            .budget_default
+            .map(|l| l.limit_nusd),
+        Some(5_000_000_000)
+    );
+    let (status, _) = s
+        .admin(Method::PUT, "/admin/tenants/nobody/budget", put(1.0))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn penalties_are_shown_decayed_and_reset_with_a_new_epoch(s: Store) {
+    let now = aipipe_control_plane::db::now_ms();
+    // What ingest (not ported yet) would have stored: a model's own
+    // penalty and a (model, key) pair's.
+    s.raw_sql(&format!(
+        "INSERT INTO penalties (provider, model, key_tag, penalty, decayed_ms, successes,
+            failures, updated_ms, published)
+         VALUES ('openai', 'gpt-4o', '', 2.0, {now}, 3, 5, {now}, 2.0),
+                ('openai', 'gpt-4o', '0123456789abcdef', 1.0, {now}, 0, 2, {now}, 1.0)"
+    ));
+    let (status, v) = s.admin(Method::GET, "/admin/penalties", None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let p = v["penalties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["model"] == "gpt-4o")
+        .unwrap();
+    assert!(p["penalty"].as_f64().unwrap() > 1.9, "{p}");
+    assert_eq!(
+        (&p["table_penalty"], &p["success_rate"]),
+        (&json!(2.0), &json!(0.375))
+    );
+    assert_eq!(
+        v["key_penalties"][0]["key_tag"],
+        json!("0123456789abcdef"),
+        "{v}"
+    );
+    let epoch = v["penalty_epoch"].as_u64().unwrap();
+    assert_eq!(
+        v["table_version"].as_u64().unwrap(),
+        s.db().revision().await.unwrap()
+    );
+    let table = s.db().global_state().await.unwrap();
+    assert!(
+        table
+            .penalties
+            .iter()
+            .any(|(_, m, _, p)| m == "gpt-4o" && *p == 2.0)
+    );
+
+    let (status, _) = s
+        .admin(
+            Method::POST,
+            "/admin/penalties/reset",
+            Some(json!({"model": "no-such"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let held = s.db().revision().await.unwrap();
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/admin/penalties/reset",
+            Some(json!({"model": "gpt-4o"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["reset"], json!(["gpt-4o"]));
+    assert_eq!(v["penalty_epoch"].as_u64().unwrap(), epoch + 1);
+    assert!(v["table_version"].as_u64().unwrap() > held);
+    let table = s.db().global_state().await.unwrap();
+    assert_eq!(table.penalty_epoch, epoch + 1);
+    assert!(
+        table.penalties.iter().all(|(_, _, _, p)| *p == 0.0),
+        "{:?}",
+        table.penalties
+    );
+    let (_, v) = s.admin(Method::GET, "/admin/penalties", None).await;
+    assert_eq!(v["key_penalties"], json!([]), "the pair is forgotten");
+}
+
+fn record(id: &str, tenant: &str, model: &str, status: u16, ts_ms: u64) -> UsageRecord {
+    UsageRecord {
+        id: id.into(),
+        tenant: tenant.into(),
+        provider: "openai".into(),
+        model: model.into(),
+        status,
+        prompt_tokens: 100,
+        completion_tokens: 50,
+        cached_tokens: 10,
+        cache_write_tokens: 5,
+        cost_nusd: 45_000,
+        latency_ms: 120.0,
+        ttft_ms: Some(30.0),
+        complexity: Some(0.3),
+        stream: false,
+        usage_parsed: status < 400,
+        ts_ms,
+        failed_attempts: Vec::new(),
+        cache_hit: false,
+        estimated: false,
+        key_tag: None,
+        reserved_nusd: None,
+        virtual_key: None,
+        key_reserved_nusd: None,
+        router_features: None,
+    }
+}
+
+async fn usage_is_stored_once_by_record_id_and_counted_in_the_totals(s: Store) {
+    s.create_tenant("acme").await;
+    let now = aipipe_control_plane::db::now_ms();
+    let day = 86_400_000;
+    let mut batch: Vec<UsageRecord> = (0..10u64)
+        .map(|i| {
+            record(
+                &format!("r{i}"),
+                "acme",
+                "gpt-4o-mini",
+                200,
+                now - i * day / 4,
+            )
+        })
+        .collect();
+    batch[3].failed_attempts.push(FailedAttempt {
+        provider: "openai".into(),
+        model: "gpt-4o".into(),
+        status: 503,
+        key_tag: None,
+    });
+    batch[4].status = 500;
+    batch[4].usage_parsed = false;
+    // A tenant that never existed, and (on both engines) a record like the
+    // others beside them: refused one by one, never the batch.
+    let mut stranger = batch[0].clone();
+    stranger.id = "x".into();
+    stranger.tenant = "nobody".into();
+    batch.push(stranger);
+    let ack = s.ingest(&batch).await;
+    assert_eq!(
+        (&ack["accepted"], &ack["duplicates"], &ack["refused"]),
+        (&json!(10), &json!(0), &json!(1)),
+        "{ack}"
+    );
+    assert_eq!(
+        ack["revision"].as_u64().unwrap(),
+        s.db().revision().await.unwrap()
+    );
+    let ack = s.ingest(&batch[..6]).await;
+    assert_eq!(
+        (&ack["accepted"], &ack["duplicates"]),
+        (&json!(0), &json!(6)),
+        "{ack}"
+    );
+
+    let totals = s.db().usage_totals().await.unwrap();
+    let by_model: Vec<(String, u64, u64, u64, u64)> = totals
+        .iter()
+        .map(|t| {
+            (
+                t.model.clone(),
+                t.sums.requests,
+                t.sums.errors,
+                t.sums.failed_attempts,
+                t.sums.cost_nusd,
+            )
+        })
+        .collect();
+    assert_eq!(
+        by_model,
+        [
+            ("gpt-4o".to_owned(), 0, 0, 1, 0),
+            ("gpt-4o-mini".to_owned(), 10, 1, 0, 450_000)
+        ]
+    );
+    assert_eq!(s.raw_rows("SELECT COUNT(*) FROM usage"), ["10"]);
+    assert_eq!(
+        s.raw_rows("SELECT record_id, status FROM attempt_failures"),
+        ["r3|503"]
+    );
+    // The rollups: the same cells on both engines (compared as text with
+    // the other engine's in `both_engines_keep_the_same_rollups`).
+    let cells = s.raw_rows(
+        "SELECT COUNT(*), SUM(requests), SUM(cost_nusd), SUM(failed_attempts) FROM usage_rollups
+         WHERE tenant = 'acme' AND width_ms = 86400000",
+    );
+    assert_eq!(cells.len(), 1);
+    assert!(cells[0].ends_with("|10|450000|1"), "{cells:?}");
+    let days: u64 = s.raw_rows("SELECT COUNT(*) FROM usage_days WHERE tenant = 'acme'")[0]
+        .parse()
+        .unwrap();
+    assert!((3..=4).contains(&days), "{days}");
+}
+
+async fn failures_raise_a_penalty_that_the_changes_carry(s: Store) {
+    s.create_tenant("acme").await;
+    let penalty = |g: &aipipe_control_plane::db::GlobalState, model: &str| {
+        g.penalties
+            .iter()
+            .find(|(_, m, tag, _)| m == model && tag.is_empty())
+            .map_or(0.0, |p| p.3)
+    };
+    let g0 = s.db().global_state().await.unwrap();
+    let now = aipipe_control_plane::db::now_ms();
+    // Each failure multiplies 1 + penalty by 4: 0 → 3 → 15.
+    s.ingest(&[record("f1", "acme", "gpt-4o-mini", 500, now)])
+        .await;
+    let g1 = s.db().global_state().await.unwrap();
+    assert!(g1.version > g0.version);
+    assert!(
+        (penalty(&g1, "gpt-4o-mini") - 3.0).abs() < 0.01,
+        "{:?}",
+        g1.penalties
+    );
+    s.ingest(&[record("f2", "acme", "gpt-4o-mini", 502, now)])
+        .await;
+    let g2 = s.db().global_state().await.unwrap();
+    assert!(
+        (penalty(&g2, "gpt-4o-mini") - 15.0).abs() < 0.05,
+        "{:?}",
+        g2.penalties
+    );
+    // A retried batch is a duplicate: no penalty applied twice, no change.
+    s.ingest(&[
+        record("f1", "acme", "gpt-4o-mini", 500, now),
+        record("f2", "acme", "gpt-4o-mini", 502, now),
+    ])
+    .await;
+    assert_eq!(s.db().global_state().await.unwrap().version, g2.version);
+    // A success halves it.
+    s.ingest(&[record("s1", "acme", "gpt-4o-mini", 200, now)])
+        .await;
+    let g3 = s.db().global_state().await.unwrap();
+    assert!(
+        (penalty(&g3, "gpt-4o-mini") - 7.0).abs() < 0.6,
+        "{:?}",
+        g3.penalties
+    );
+    let (_, v) = s.admin(Method::GET, "/admin/penalties", None).await;
+    let p = v["penalties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["model"] == "gpt-4o-mini")
+        .unwrap();
+    assert_eq!(
+        (&p["successes"], &p["failures"]),
+        (&json!(1), &json!(2)),
+        "{p}"
+    );
+}
+
+async fn spend_moves_the_budget_entry_and_fires_its_alert(s: Store) {
+    s.create_tenant("acme").await;
+    s.db().enable_alerts();
+    let (key_id, _) = s.virtual_key("acme").await;
+    s.admin(
+        Method::PUT,
+        "/admin/tenants/acme/budget",
+        Some(json!({"limit_usd": 0.0001, "days": 1})),
+    )
+    .await;
+    s.admin(
+        Method::PUT,
+        &format!("/admin/tenants/acme/virtual-keys/{key_id}/budget"),
+        Some(json!({"limit_usd": 1.0, "days": 1})),
+    )
+    .await;
+    let held = s.db().revision().await.unwrap();
+    let mut r = record(
+        "b1",
+        "acme",
+        "gpt-4o-mini",
+        200,
+        aipipe_control_plane::db::now_ms(),
+    );
+    r.cost_nusd = 60_000; // 60 % of $0.0001
+    r.virtual_key = Some(key_id.clone());
+    s.ingest(&[r]).await;
+    let body = s.changes(held).await;
+    let d = Delta::parse(&body).unwrap();
+    let tenant = d.records.iter().find(|r| r.kind == Kind::Budget).unwrap();
+    let e = aipipe_core::directory::BudgetEntry::decode(tenant.value).unwrap();
+    assert_eq!(e.spent_nusd, 60_000);
+    let key = d
+        .records
+        .iter()
+        .find(|r| r.kind == Kind::KeyBudget)
+        .unwrap();
+    let e = aipipe_core::directory::BudgetEntry::decode(key.value).unwrap();
+    assert_eq!((key.name, e.spent_nusd), (key_id.as_str(), 60_000));
+    let due = s.db().due_alerts(10).await.unwrap();
+    assert_eq!(due.len(), 1, "the tenant's 50 %, not the key's: {due:?}");
+    assert!(
+        due[0].body.contains("\"threshold_percent\":50"),
+        "{}",
+        due[0].body
+    );
+}
+
+async fn usage_by_day_cost_corrections_imports_and_budget_metrics(s: Store) {
+    s.create_tenant("acme").await;
+    let (_, key) = s.virtual_key("acme").await;
+    let now = aipipe_control_plane::db::now_ms();
+    s.ingest(&[
+        record("u1", "acme", "gpt-4o-mini", 200, now),
+        record("u2", "acme", "gpt-4o-mini", 200, now - 86_400_000),
+    ])
+    .await;
+    s.admin(
+        Method::PUT,
+        "/admin/tenants/acme/budget",
+        Some(json!({"limit_usd": 1.0, "days": 7})),
+    )
+    .await;
+
+    // A tenant's own usage, asked with its virtual key.
+    let req = Request::builder()
+        .uri(format!("{TENANT_USAGE_PATH}?days=7"))
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap();
+    let resp = internal_app(s.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        (
+            &v["tenant"],
+            v["usage"].as_array().map(Vec::len),
+            &v["limit"]
+        ),
+        (&json!("acme"), Some(2), &json!(1.0)),
+        "{v}"
+    );
+    assert!((v["cost"].as_f64().unwrap() - 0.00009).abs() < 1e-12, "{v}");
+
+    // An operator's correction of yesterday: kept, and the budget follows.
+    let yesterday = v["usage"][0]["date"].as_str().unwrap().to_owned();
+    let (status, c) = s
+        .admin(
+            Method::POST,
+            "/admin/cost",
+            Some(json!({"tenant": "acme", "date": yesterday, "cost": 0.5})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{c}");
+    assert!(
+        (c["previous"].as_f64().unwrap() - 0.000045).abs() < 1e-12,
+        "{c}"
+    );
+    let (_, v) = s.admin(Method::GET, "/admin/usage?days=7", None).await;
+    let acme = &v["tenants"][0];
+    assert!(
+        (acme["remaining"].as_f64().unwrap() - 0.499955).abs() < 1e-9,
+        "{v}"
+    );
+    assert_eq!(s.raw_rows("SELECT COUNT(*) FROM cost_adjustments"), ["1"]);
+
+    // /metrics reports the tenant's budget and its spend.
+    let spend = s.db().budget_spend().await.unwrap();
+    assert_eq!(
+        spend
+            .iter()
+            .map(|b| (b.tenant.as_str(), b.limit_nusd, b.spent_nusd))
+            .collect::<Vec<_>>(),
+        [("acme", 1_000_000_000, 500_045_000)]
+    );
+
+    // A bulk import: one new tenant, one refused (exists), one refused
+    // (a key hash already registered).
+    let hash = aipipe_core::table::hex_hash(&key);
+    let lines = [
+        json!({"id": "imp-1", "provider_keys": {"openai": "sk-imp"}, "virtual_key_hashes": ["ab".repeat(32)]}),
+        json!({"id": "acme"}),
+        json!({"id": "imp-2", "virtual_key_hashes": [hash]}),
+    ]
+    .iter()
+    .map(Value::to_string)
+    .collect::<Vec<_>>()
+    .join("\n");
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/admin/tenants/import")
+        .header("x-admin-secret", ADMIN)
+        .body(Body::from(lines))
+        .unwrap();
+    let resp = admin_app(s.state.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(status.is_success(), "{status} {v}");
+    assert_eq!(v["imported"], json!(1), "{v}");
+    assert_eq!(v["refused"].as_array().unwrap().len(), 2, "{v}");
+    let entries = s.tenant_entries().await;
+    let imp = entries.iter().find(|(id, _)| id == "imp-1").unwrap();
+    assert_eq!(
+        imp.1.provider_keys,
+        [("openai".to_owned(), "sk-imp".to_owned())]
+    );
+    assert_eq!(
+        s.db()
+            .tenant_of_key("ab".repeat(32))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("imp-1")
+    );
+}
+
+async fn a_tenants_examples_and_ratings_fit_a_router_its_entry_carries(s: Store) {
+    s.create_tenant("acme").await;
+    let (status, v) = s
+        .admin(
+            Method::POST,
+            "/admin/tenants/acme/routing/examples",
+            Some(json!([
+                {"request": {"messages": [{"role": "user", "content": "Prove that there are infinitely many primes."}]}, "tier": "frontier", "category": "math_reasoning"},
+                {"request": {"messages": [{"role": "user", "content": "hi there"}]}, "tier": "cheap", "category": "chat"},
+            ])),
+        )
+        .await;
+    assert!(status.is_success(), "{status} {v}");
+    assert_eq!(v["examples"], json!(2), "{v}");
+    assert_eq!(v["routing"]["router"]["examples"], json!(2), "{v}");
+    let entries = s.tenant_entries().await;
+    assert!(
+        !entries[0].1.router.is_empty(),
+        "the fitted correction is shipped"
+    );
+    assert_eq!(s.db().learning_tenants().await.unwrap(), ["acme"]);
+
+    // A rating whose request's features are not known yet waits.
+    assert!(
+        !s.db()
+            .add_feedback("acme".into(), "req-1".into(), false, None)
+            .await
+            .unwrap()
+    );
+    let (_, v) = s
+        .admin(Method::GET, "/admin/tenants/acme/routing", None)
+        .await;
+    assert_eq!(
+        (&v["examples"], &v["ratings"], &v["ratings_learnable"]),
+        (&json!(2), &json!(1), &json!(0)),
+        "{v}"
+    );
+    let labelled = s.db().labelled_requests("acme".into()).await.unwrap();
+    assert_eq!(labelled.len(), 2);
+    assert!(labelled.iter().all(|l| !l.feedback && l.request.is_none()));
+
+    // Its usage record brings the features: the rating teaches. Then the
+    // features are bounded by age and by count per tenant (newest kept).
+    let features = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(
+            aipipe_core::tenant_router::encode_features(
+                7,
+                &aipipe_core::classify::Features::default(),
+            ),
+        )
+    };
+    let now = aipipe_control_plane::db::now_ms();
+    let with_features = |id: &str, ts: u64| UsageRecord {
+        router_features: Some(features.clone()),
+        ..record(id, "acme", "gpt-4o-mini", 200, ts)
+    };
+    s.ingest(&[
+        with_features("req-1", now - 10),
+        with_features("f-old", now - 50_000),
+        with_features("f-1", now - 40),
+        with_features("f-2", now - 30),
+        with_features("f-3", now - 20),
+    ])
+    .await;
+    let (_, v) = s
+        .admin(Method::GET, "/admin/tenants/acme/routing", None)
+        .await;
+    assert_eq!(
+        (&v["ratings_learnable"], &v["features_kept"]),
+        (&json!(1), &json!(5)),
+        "{v}"
+    );
+    let labelled = s.db().labelled_requests("acme".into()).await.unwrap();
+    assert_eq!(labelled.iter().filter(|l| l.feedback).count(), 1);
+    assert_eq!(
+        s.db()
+            .prune_request_features_to(now, 10_000, 2)
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(
+        s.raw_rows("SELECT request_id FROM request_features ORDER BY request_id"),
+        ["f-3", "req-1"]
+    );
+
+    let (status, _) = s
+        .admin(Method::DELETE, "/admin/tenants/acme/routing/examples", None)
+        .await;
+    assert!(status.is_success());
+    let (_, v) = s
+        .admin(Method::GET, "/admin/tenants/acme/routing", None)
+        .await;
+    assert_eq!(
+        (&v["examples"], &v["router"]),
+        (&json!(0), &json!(null)),
+        "{v}"
+    );
+    let entries = s.tenant_entries().await;
+    assert!(entries[0].1.router.is_empty(), "back to the global model");
+    assert_eq!(
+        s.db()
+            .prune_request_features(aipipe_control_plane::db::now_ms())
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn evals_are_recorded_finished_applied_and_failed_when_interrupted(s: Store) {
+    let db = s.db();
+    s.create_tenant("acme").await;
+    let (_, key) = s.virtual_key("acme").await;
+    let hash = aipipe_core::table::hex_hash(&key);
+    assert_eq!(
+        db.tenant_key_is_live("acme".into(), hash.clone())
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        db.tenant_key_is_live("acme".into(), "00".repeat(32))
+            .await
+            .unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        db.tenant_key_is_live("nobody".into(), hash).await.unwrap(),
+        None
+    );
+
+    assert!(
+        !db.create_eval("ev_0".into(), "nobody".into(), "{}".into())
+            .await
+            .unwrap()
+    );
+    for id in ["ev_1", "ev_2"] {
+        assert!(
+            db.create_eval(id.into(), "acme".into(), r#"{"tasks":[]}"#.into())
+                .await
+                .unwrap()
+        );
+    }
+    db.finish_eval("ev_1".into(), "done", Some(r#"{"score":1}"#.into()), None)
+        .await
+        .unwrap();
+    // Finishing twice changes nothing: only a running eval ends.
+    db.finish_eval("ev_1".into(), "failed", None, Some("late".into()))
+        .await
+        .unwrap();
+    db.eval_applied("ev_1".into(), Err("no such model".into()))
+        .await
+        .unwrap();
+    let e = db.eval("ev_1".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            e.status.as_str(),
+            e.results.as_deref(),
+            e.error,
+            e.apply_error.as_deref()
+        ),
+        ("done", Some(r#"{"score":1}"#), None, Some("no such model"))
+    );
+    assert!(e.finished_ms.is_some() && e.applied_ms.is_none());
+    db.eval_applied("ev_1".into(), Ok(())).await.unwrap();
+    let e = db.eval("ev_1".into()).await.unwrap().unwrap();
+    assert!(e.applied_ms.is_some() && e.apply_error.is_none());
+
+    assert_eq!(db.fail_interrupted_evals().await.unwrap(), 1);
+    let listed = db.tenant_evals("acme".into(), 10).await.unwrap().unwrap();
+    let states: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|e| (e.id.as_str(), e.status.as_str()))
+        .collect();
+    assert_eq!(states, [("ev_2", "failed"), ("ev_1", "done")]);
+    assert_eq!(
+        db.tenant_evals("acme".into(), 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        db.tenant_evals("nobody".into(), 10)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(db.eval("ev_9".into()).await.unwrap().is_none());
+    // A tenant's evals go with it.
+    assert!(db.delete_tenant("acme".into()).await.unwrap());
+    assert!(db.eval("ev_1".into()).await.unwrap().is_none());
+}
+
+async fn retention_drops_old_records_and_keeps_their_numbers(s: Store) {
+    s.create_tenant("acme").await;
+    let (now, d) = (aipipe_control_plane::db::now_ms(), 86_400_000u64);
+    s.ingest(&[
+        record("old", "acme", "gpt-4o-mini", 200, now - 5 * d),
+        record("new", "acme", "gpt-4o-mini", 200, now),
+    ])
+    .await;
+    let deleted = s.db().prune(now, Some(2 * d)).await.unwrap();
+    assert_eq!(deleted, 1);
+    assert_eq!(s.raw_rows("SELECT id FROM usage"), ["new"]);
+    let (_, v) = s
+        .admin(
+            Method::GET,
+            &format!(
+                "/admin/tenants/acme/stats?since={}&until={}",
+                now - 6 * d,
+                now + 1
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        v["totals"]["requests"],
+        json!(2),
+        "the rollups keep its numbers: {v}"
+    );
+    // A late record of a day retention dropped is still taken.
+    let ack = s
+        .ingest(&[record("late", "acme", "gpt-4o-mini", 200, now - 5 * d)])
+        .await;
+    assert_eq!(ack["accepted"], json!(1), "{ack}");
+    assert_eq!(s.db().prune(now, None).await.unwrap(), 0);
+}
+
+/// The same batches make the same rollup cells, day rows and totals on
+/// both engines.
+#[tokio::test]
+async fn both_engines_keep_the_same_rollups() {
+    let (a, b) = (store(Engine::Sqlite).await, store(Engine::Postgres).await);
+    let now = aipipe_control_plane::db::now_ms();
+    let mut batch = Vec::new();
+    for i in 0..200u64 {
+        let mut r = record(
+            &format!("r{i}"),
+            ["t1", "t2"][(i % 2) as usize],
+            ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5"][(i % 3) as usize],
+            [200, 200, 200, 429, 500][(i % 5) as usize],
+            now - i * 3_600_000 / 7,
+        );
+        r.latency_ms = (i * 37 % 1000) as f64 + 0.5;
+        r.complexity = (i % 4 != 0).then_some((i % 10) as f64 / 10.0);
+        r.cache_hit = i % 11 == 0;
+        batch.push(r);
+    }
+    for s in [&a, &b] {
+        s.create_tenant("t1").await;
+        s.create_tenant("t2").await;
+        for chunk in batch.chunks(64) {
+            s.ingest(chunk).await;
+        }
+    }
+    for sql in [
+        "SELECT tenant, width_ms, start_ms, provider, model, requests, errors, prompt_tokens,
+            completion_tokens, cached_tokens, cache_write_tokens, cost_nusd, unparsed,
+            failed_attempts, cache_hits, cheap, mid, frontier, unscored, length(latency),
+            length(ttft)
+         FROM usage_rollups ORDER BY tenant, width_ms, start_ms, provider, model",
+        "SELECT tenant, day, requests, prompt_tokens, completion_tokens, cost_nusd FROM usage_days
+         ORDER BY tenant, day",
+        "SELECT tenant, provider, model, requests, errors, cost_nusd, cache_hits FROM usage_totals
+         ORDER BY tenant, provider, model",
+    ] {
+        let (x, y) = (a.raw_rows(sql), b.raw_rows(sql));
+        assert!(x.len() > 3, "{sql}: {x:?}");
+        assert_eq!(x, y, "{sql}");
+    }
+    // And the same stats and series from them, windows with raw edges
+    // included, for one tenant and for all.
+    let (h, d) = (3_600_000u64, 86_400_000u64);
+    for (since, until) in [
+        (now - 3 * d + 12_345, now + 1),
+        (now - 5 * h + 7, now - h + 3),
+        (0, now + 1),
+    ] {
+        // Whole minutes, at most 1,000 buckets.
+        let step = (until - since).div_ceil(1000 * 60_000).max(1) * 60_000;
+        for uri in [
+            format!("/admin/tenants/t1/stats?since={since}&until={until}"),
+            format!("/admin/stats?since={since}&until={until}"),
+            format!("/admin/stats/series?tenant=t2&since={since}&until={until}&step_ms={step}"),
+            format!("/admin/stats/series?since={since}&until={until}&step_ms={step}"),
+        ] {
+            let ((sa, va), (sb, vb)) = (
+                a.admin(Method::GET, &uri, None).await,
+                b.admin(Method::GET, &uri, None).await,
+            );
+            assert_eq!(
+                (sa, sb),
+                (StatusCode::OK, StatusCode::OK),
+                "{uri}: {va} {vb}"
+            );
+            assert_eq!(va, vb, "{uri}");
+            assert!(va.to_string().contains("\"requests\":"), "{uri}: {va}");
+        }
+    }
+    let (_, v) = b
+        .admin(
+            Method::GET,
+            &format!("/admin/tenants/t1/stats?since=0&until={}", now + 1),
+            None,
+        )
+        .await;
+    assert_eq!(v["totals"]["requests"], json!(100), "{v}");
+    let (status, _) = b
+        .admin(Method::GET, "/admin/tenants/nobody/stats", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+/// A new PostgreSQL database starts as a new SQLite file does: the default
+/// catalog, a penalty epoch and a revision from the clock; opening it again
+/// seeds nothing twice.
+#[tokio::test]
+async fn a_new_postgres_database_is_seeded_as_a_new_sqlite_file_is() {
+    let sqlite = store(Engine::Sqlite).await;
+    let pg = Postgres::start();
+    let before = aipipe_control_plane::db::now_ms();
+    let db = postgres_db(&pg, "seeded").await;
+    let (a, b) = (
+        sqlite.db().global_state().await.unwrap(),
+        db.global_state().await.unwrap(),
+    );
+    assert_eq!(
+        serde_json::to_value(&a.models).unwrap(),
+        serde_json::to_value(&b.models).unwrap()
+    );
+    assert_eq!((a.budget_default, b.budget_default), (None, None));
+    assert!(b.penalties.is_empty());
+    assert!(b.penalty_epoch >= before / 1000 * 1000 && b.penalty_epoch <= b.version);
+    let revision = db.revision().await.unwrap();
+    assert_eq!(
+        revision, b.version,
+        "the global table's change is the first"
+    );
+    assert!(revision > before, "{revision} {before}");
+    let first = db.changes_since(0, 10).await.unwrap();
+    assert_eq!((first.changes.len(), first.revision), (1, revision));
+
+    db.create_tenant("acme".into(), "Acme".into())
+        .await
+        .unwrap();
+    drop(db);
+    let Database::Postgres(url) = parse_database_url("test", &pg.url("seeded")).unwrap() else {
+        panic!()
+    };
+    let again = Db::open_postgres(&url, 1000).await.unwrap();
+    assert_eq!(again.revision().await.unwrap(), revision + 1);
+    assert_eq!(again.models().await.unwrap().len(), b.models.len());
+    assert_eq!(
+        pg.psql(
+            "seeded",
+            "SELECT COUNT(*) FROM meta WHERE key = 'penalty_epoch'"
+        )
+        .trim(),
+        "1"
+    );
+    drop(again);
+}
+
+/// Two control planes on one database, each creating tenants at once: the
+/// change log's revisions commit in the order they were taken, so an Envoy
+/// following either one, a page at a time while they write, misses none.
+#[tokio::test]
+async fn two_replicas_writing_at_once_never_let_an_envoy_miss_a_change() {
+    let pg = Postgres::start();
+    let a = postgres_db(&pg, "shared").await;
+    let Database::Postgres(url) = parse_database_url("test", &pg.url("shared")).unwrap() else {
+        panic!()
+    };
+    let b = Db::open_postgres(&url, 1000).await.unwrap();
+    let start = a.revision().await.unwrap();
+    const EACH: usize = 40;
+    let mut writers = Vec::new();
+    for (name, db) in [("a", a.clone()), ("b", b.clone())] {
+        for w in 0..2 {
+            let db = db.clone();
+            writers.push(tokio::spawn(async move {
+                for i in 0..EACH / 2 {
+                    db.create_tenant(format!("{name}{w}-{i}"), "T".into())
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+    }
+    // An Envoy following replica b while they write.
+    let (mut since, mut seen) = (start, BTreeSet::new());
+    let mut rounds = 0;
+    loop {
+        let done = writers.iter().all(|w| w.is_finished());
+        let page = b.changes_since(since, 7).await.unwrap();
+        for c in page.changes {
+            if let Changed::Tenant { id, .. } = c {
+                seen.insert(id);
+            }
+        }
+        since = page.revision;
+        rounds += 1;
+        if done && !page.more {
+            break;
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(since, start + 4 * (EACH / 2) as u64);
+    assert_eq!(
+        seen.len(),
+        2 * 2 * (EACH / 2),
+        "after {rounds} polls: {seen:?}"
+    );
+    assert_eq!(a.list_tenants().await.unwrap().len(), seen.len());
+    drop((a, b));
+}
+
+/// Connections PostgreSQL closed (a restart, a failover, an operator's
+/// `pg_terminate_backend`) are replaced at their next use: the statement
+/// that met the break fails, the next one works, reads and writes alike.
+#[tokio::test]
+async fn broken_connections_are_replaced_at_their_next_use() {
+    let pg = Postgres::start();
+    let db = postgres_db(&pg, "aipipe").await;
+    db.create_tenant("acme".into(), "Acme".into())
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        db.list_tenants().await.unwrap(); // every reader connected
+    }
+    let killed = pg.psql(
+        "postgres",
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+         WHERE datname = 'aipipe' AND pid <> pg_backend_pid()",
+    );
+    assert!(killed.trim().parse::<u32>().unwrap() >= 2, "{killed}");
+    let mut failed = 0;
+    for i in 0..8 {
+        match db.list_tenants().await {
+            Ok(t) => assert!(!t.is_empty()),
+            Err(_) => failed += 1,
+        }
+        match db.create_tenant(format!("t{i}"), "T".into()).await {
+            Ok(_) => {}
+            Err(_) => failed += 1,
+        }
+    }
+    // At most one failure per broken connection (three readers, a writer).
+    assert!(failed <= 4, "{failed} calls failed");
+    assert!(db.list_tenants().await.unwrap().len() >= 5);
+    assert!(db.create_tenant("last".into(), "L".into()).await.is_ok());
+    drop(db);
+}
+
+/// A commit on one control plane wakes the Envoys waiting on another one
+/// on the same database (LISTEN/NOTIFY), with that revision.
+#[tokio::test]
+async fn a_commit_on_one_replica_wakes_the_envoys_waiting_on_the_other() {
+    let pg = Postgres::start();
+    let a = postgres_db(&pg, "shared").await;
+    let Database::Postgres(url) = parse_database_url("test", &pg.url("shared")).unwrap() else {
+        panic!()
+    };
+    let b = Db::open_postgres(&url, 1000).await.unwrap();
+    let state_b = AppState::new(b.clone(), &secrets());
+    let mut revisions = b.subscribe();
+    let held = *revisions.borrow_and_update();
+    // Give b's listener its LISTEN before the commit.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = tokio::spawn(async move {
+        let req = Request::builder()
+            .uri(format!("{CHANGES_PATH}?since={held}&wait_ms=20000"))
+            .header(TOKEN_HEADER, TOKEN)
+            .body(Body::empty())
+            .unwrap();
+        let resp = internal_app(state_b).oneshot(req).await.unwrap();
+        axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = std::time::Instant::now();
+    a.create_tenant("acme".into(), "Acme".into()).await.unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("woken by the other replica's commit")
+        .unwrap();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let d = Delta::parse(&body).unwrap();
+    assert_eq!(
+        d.records
+            .iter()
+            .map(|r| (r.kind, r.name))
+            .collect::<Vec<_>>(),
+        [(Kind::Tenant, "acme")]
+    );
+    assert_eq!(d.revision, a.revision().await.unwrap());
+    revisions.changed().await.unwrap();
+    assert_eq!(*revisions.borrow(), d.revision);
+    drop((a, b));
+}
+
+/// `catalog import` updates a PostgreSQL database's catalog as a SQLite
+/// file's (its plan and checks are shared; `catalog_import.rs` tests them).
+#[tokio::test]
+async fn a_catalog_import_runs_on_postgres() {
+    let pg = Postgres::start();
+    let database = parse_database_url("test", &pg.create_database("cat")).unwrap();
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/model_prices_and_context_window.json");
+    let first = aipipe_control_plane::catalog_import::run(&database, &file, false)
+        .await
+        .unwrap();
+    assert!(
+        first.contains("gpt-4o-mini (openai): input_per_mtok 0.15 -> 0.2"),
+        "{first}"
+    );
+    let second = aipipe_control_plane::catalog_import::run(&database, &file, false)
+        .await
+        .unwrap();
+    assert!(second.starts_with("0 updated"), "{second}");
+    let Database::Postgres(url) = &database else {
+        panic!()
+    };
+    let db = Db::open_postgres(url, 1000).await.unwrap();
+    let mini = db
+        .models()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|m| m.id == "gpt-4o-mini")
+        .unwrap();
+    assert_eq!(mini.input_per_mtok, 0.2);
+    drop(db);
+}
