@@ -32,8 +32,8 @@ pub struct Settings {
     pub db: PathBuf,
 
     /// Where the data lives: `sqlite://PATH` (the default: `--db`'s file) or
-    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (only `migrate`
-    /// writes PostgreSQL yet; control-plane/README.md, "PostgreSQL"). Prefer
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (one control plane
+    /// per database for now; control-plane/README.md, "PostgreSQL"). Prefer
     /// the environment variable when the URL holds a password.
     #[arg(
         long,

@@ -133,9 +133,8 @@ impl Pool {
         }
     }
 
-    /// The SQLite connections; an error on PostgreSQL, for the methods not
-    /// ported to it yet (the service refuses a `postgres://` URL until every
-    /// one is).
+    /// The SQLite connections; an error on PostgreSQL (every method takes
+    /// its PostgreSQL path first, so this error means a method that lost it).
     fn sqlite(&self) -> Result<&Sqlite> {
         match &self.engine {
             Engine::Sqlite(s) => Ok(s),
