@@ -91,10 +91,9 @@ fn base_config() -> FeatureConfig {
     }
 }
 
-fn load(cfg: &FeatureConfig) -> Result<(Vec<Row>, u64), String> {
-    let no_concepts = std::env::args().any(|a| a == "--no-concepts");
+/// The corpus files (`tests/fixtures/routing/*.jsonl`), sorted.
+fn corpus_files() -> Result<Vec<std::path::PathBuf>, String> {
     let dir = aipipe_tests::repo_root().join("tests/fixtures/routing");
-    let scorer = Scorer::compile(&ScoringConfig::default())?;
     let mut files: Vec<_> = fs::read_dir(&dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .filter_map(Result::ok)
@@ -102,6 +101,13 @@ fn load(cfg: &FeatureConfig) -> Result<(Vec<Row>, u64), String> {
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
         .collect();
     files.sort();
+    Ok(files)
+}
+
+fn load(cfg: &FeatureConfig) -> Result<(Vec<Row>, u64), String> {
+    let no_concepts = std::env::args().any(|a| a == "--no-concepts");
+    let scorer = Scorer::compile(&ScoringConfig::default())?;
+    let files = corpus_files()?;
     let mut rows = Vec::new();
     let mut digest = 0u64;
     for path in files {
@@ -523,16 +529,8 @@ const BACKGROUND_MAX_BYTES: usize = 4096;
 
 /// Writes the background sample, one request JSON per line, sorted by id.
 fn write_background(out: &std::path::Path) -> Result<usize, String> {
-    let dir = aipipe_tests::repo_root().join("tests/fixtures/routing");
     let mut picked: Vec<(String, String)> = Vec::new();
-    let mut files: Vec<_> = fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
-    for path in files {
+    for path in corpus_files()? {
         let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             let v: serde_json::Value =
