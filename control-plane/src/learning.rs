@@ -28,6 +28,9 @@ const BACKGROUND: &str = include_str!("../data/router-background.jsonl");
 /// How much one of the tenant's own labelled requests counts against one
 /// background request.
 const TENANT_WEIGHT: f32 = 2.0;
+/// The most labelled requests one fit reads: a fit's time stays bounded
+/// whatever a tenant has stored.
+pub const MAX_FIT_EXAMPLES: usize = 5_000;
 /// A refit waits this long after the last rating that asked for it.
 const SETTLE: Duration = Duration::from_millis(500);
 
@@ -112,7 +115,11 @@ pub async fn current_router(state: &AppState) -> Result<(Arc<crate::routing::Com
 pub async fn refit(state: &AppState, tenant: &str) -> Result<Option<FittedRouter>> {
     let _one = state.learner.fitting.lock().await;
     let (built, model) = current_router(state).await?;
-    let labelled = state.db.labelled_requests(tenant.to_owned()).await?;
+    let mut labelled = state.db.labelled_requests(tenant.to_owned()).await?;
+    // Imported examples come oldest first, then the ratings: dropping from
+    // the front keeps the ratings and the newest examples.
+    let drop = labelled.len().saturating_sub(MAX_FIT_EXAMPLES);
+    labelled.drain(..drop);
     let background = state.learner.background(&model, &built.table.scorer);
     let version = model.version;
     let fitted = tokio::task::spawn_blocking(move || {

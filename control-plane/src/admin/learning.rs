@@ -21,6 +21,9 @@ use crate::openapi::{E400, E401, E404, E422, TenantId};
 
 /// Examples one call may import.
 pub const MAX_EXAMPLES: usize = 1000;
+/// Examples a tenant may keep (a fit reads the newest
+/// `learning::MAX_FIT_EXAMPLES`).
+pub const MAX_STORED_EXAMPLES: u64 = 50_000;
 /// The largest request an example may hold (its JSON).
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
@@ -133,6 +136,17 @@ pub(crate) async fn post_examples(
     let (built, model) = learning::current_router(&state).await?;
     let examples = read_examples(body, &model, &built.table.scorer, keep_text)?;
     let added = examples.len() as u64;
+    let stored = state
+        .db
+        .routing_state(id.clone())
+        .await?
+        .map_or(0, |s| s.examples);
+    if stored + added > MAX_STORED_EXAMPLES {
+        return Err(Error::Invalid(format!(
+            "tenant `{id}` keeps at most {MAX_STORED_EXAMPLES} examples ({stored} stored): \
+             DELETE /admin/tenants/{id}/routing/examples first"
+        )));
+    }
     let total = state
         .db
         .add_routing_examples(id.clone(), examples)
