@@ -45,8 +45,30 @@ pub fn app(state: AppState) -> Router {
             TENANT_FEEDBACK_PATH,
             post(feedback).layer(DefaultBodyLimit::max(4096)),
         )
+        // For Envoy's active health checks of the control-plane cluster (no
+        // token: it says nothing but whether this replica can serve).
+        .route(HEALTH_PATH, get(healthz))
         .fallback(|| async { Error::NotFound("no such internal route".into()) })
         .with_state(state)
+}
+
+/// Where Envoy's health checks ask (`envoy/*.yaml`, `aipipe_control_plane`).
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// 200 while this replica reads its database and is not stopping; 503
+/// otherwise, so Envoys send their polls and uploads to another replica
+/// (control-plane/README.md, "Replicas").
+async fn healthz(State(state): State<AppState>) -> Response {
+    if *state.stopping.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "stopping").into_response();
+    }
+    match state.db.revision().await {
+        Ok(_) => "ok".into_response(),
+        Err(e) => {
+            tracing::warn!("health check: the database cannot be read: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
 }
 
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
