@@ -180,10 +180,15 @@ compose-env:
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	@touch $@
 
+# The control plane's bench runs on SQLite, then on a throwaway PostgreSQL
+# server when PostgreSQL's binaries are installed (make .postgresql.stamp).
 ## bench: throughput and latency against plain Envoy in the same run, then the control plane's
 bench: tools wasm native bins .wrk.stamp
 	target/release/bench
 	target/release/aipipe-cp-bench
+	@if [ -n "$$AIPIPE_PG_BIN" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		target/release/aipipe-cp-bench --postgres; \
+	else echo "bench-info: PostgreSQL is not installed (make .postgresql.stamp): its control-plane bench is skipped"; fi
 
 # The soak (tests/README.md, "Performance goals"), not part of `make test` (~4 min
 # here): 1,000,000 requests with memory samples, then 10,000 concurrent slow

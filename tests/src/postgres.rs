@@ -6,7 +6,9 @@
 //! `initdb` and `postgres` refuse to run as root; as root (CI, the dev
 //! container) they run as the `postgres` user the Debian package creates,
 //! which gets the scratch directory. Durability is off (`fsync`,
-//! `synchronous_commit`, `full_page_writes`): the cluster lives for one test.
+//! `synchronous_commit`, `full_page_writes`): the cluster lives for one test
+//! ([`Postgres::start_durable`] keeps PostgreSQL's defaults, for benches
+//! that compare with SQLite's fsynced commits).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -80,6 +82,17 @@ impl Postgres {
     /// Makes a cluster, starts it and waits until it accepts connections
     /// (about a second). Panics with the server's output if it cannot.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// As [`Postgres::start`], with PostgreSQL's durability defaults
+    /// (`fsync`, `synchronous_commit`, `full_page_writes` on): a commit is
+    /// on disk when it returns, as SQLite's are with `synchronous=FULL`.
+    pub fn start_durable() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Self {
         let Some(bin) = bin_dir() else {
             panic!(
                 "PostgreSQL's binaries were not found under /usr/lib/postgresql/*/bin \
@@ -125,16 +138,17 @@ impl Postgres {
             .arg("-k")
             .arg(dir.path())
             .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-            .args([
+            .args(["-c", "max_connections=40"]);
+        if !durable {
+            cmd.args([
                 "-c",
                 "fsync=off",
                 "-c",
                 "synchronous_commit=off",
                 "-c",
                 "full_page_writes=off",
-                "-c",
-                "max_connections=40",
             ]);
+        }
         as_server_user(&mut cmd, user);
         let server = match Process::spawn("postgres", cmd) {
             Ok(p) => p,

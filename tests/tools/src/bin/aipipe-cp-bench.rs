@@ -1,28 +1,36 @@
 //! `aipipe-cp-bench`: the control plane's numbers (tests/README.md,
 //! "Performance goals"), measured on this machine. Ingest: batches of 500
 //! usage records POSTed over real loopback HTTP to the internal API (each
-//! acknowledged only after its fsynced commit, rollups included), stamped
-//! the last hour so every rollup width is written. Stats: 10,000,000 records
-//! stored through the ingest service (10 tenants × 8 models over 90 days),
-//! then `GET /admin/tenants/{id}/stats` over real HTTP for windows of one
-//! tenant — 1, 7, 30 and 90 days at random offsets and odd millisecond
-//! edges (so raw edges are read too) — p99 of 200 queries each.
+//! acknowledged only after its durable commit, rollups included), stamped
+//! the last hour so every rollup width is written, each with the `source`
+//! a filter sends (its queue and in-flight reservations, stored per Envoy).
+//! Stats: 10,000,000 records stored through the ingest service (10 tenants
+//! × 8 models over 90 days), then `GET /admin/tenants/{id}/stats` over real
+//! HTTP for windows of one tenant — 1, 7, 30 and 90 days at random offsets
+//! and odd millisecond edges (so raw edges are read too) — p99 of 200
+//! queries each.
 //!
-//! Prints `bench: ingest_records_per_s <x>`,
+//! On SQLite (the default: fresh files in the temp directory) it prints
+//! `bench: ingest_records_per_s <x>`,
 //! `bench: stats_query_p99_ms_1d_10m <x>`, `bench: stats_query_p99_ms_7d_10m <x>`,
 //! `bench: stats_query_p99_ms_30d_10m <x>` and `bench: stats_query_p99_ms_90d_10m <x>`
-//! (plus `bench-info:` lines). `AIPIPE_BENCH_STATS_RECORDS` stores fewer.
+//! (plus `bench-info:` lines); on PostgreSQL the same names with `pg_` in
+//! front. `--database-url URL` runs on that database (`sqlite://PATH` or
+//! `postgres://…`; it must hold no tenant: both phases write it, with
+//! tenants of their own); `--postgres` starts a throwaway PostgreSQL server
+//! with its durability defaults (`aipipe_tests::postgres`) and runs on two
+//! fresh databases of it. `AIPIPE_BENCH_STATS_RECORDS` stores fewer.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aipipe_control_plane::config::Secrets;
+use aipipe_control_plane::config::{Database, Secrets, parse_database_url};
 use aipipe_control_plane::db::Db;
 use aipipe_control_plane::ingest;
 use aipipe_control_plane::{AppState, admin_app, internal_app};
 use aipipe_core::contract::{TOKEN_HEADER, USAGE_PATH};
-use aipipe_core::usage::{UsageBatch, UsageRecord};
+use aipipe_core::usage::{UsageBatch, UsageRecord, UsageSource, UsageUpload};
 
 const ADMIN: &str = "bench-admin";
 const TOKEN: &str = "bench-token";
@@ -55,12 +63,12 @@ impl Rng {
     }
 }
 
-fn record(i: u64, tenant: u64, ts_ms: u64, rng: &mut Rng) -> UsageRecord {
+fn record(i: u64, tenant: &str, ts_ms: u64, rng: &mut Rng) -> UsageRecord {
     let (provider, model) = MODELS[(rng.below(MODELS.len() as u64)) as usize];
     let latency = 50.0 + rng.below(5_000) as f64 / 3.0;
     UsageRecord {
         id: format!("bench-{i:016x}-{:08x}", rng.next() as u32),
-        tenant: format!("tenant-{tenant}"),
+        tenant: tenant.to_owned(),
         provider: provider.into(),
         model: model.into(),
         status: if rng.below(50) == 0 { 500 } else { 200 },
@@ -93,6 +101,80 @@ fn temp_db(name: &str) -> Result<PathBuf, BoxError> {
     Ok(dir.join("aipipe.db"))
 }
 
+/// Where the bench stores: fresh SQLite files, or one database per phase
+/// (the same one for both when given by URL).
+enum Target {
+    TempSqlite,
+    Url(Database),
+    /// A throwaway server, kept running until the bench ends.
+    Throwaway(aipipe_tests::postgres::Postgres),
+}
+
+/// A phase's store, opened.
+struct Store {
+    db: Db,
+    /// A temporary SQLite file's directory, removed at the end.
+    scratch: Option<PathBuf>,
+    /// The SQLite file, for its size.
+    file: Option<PathBuf>,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.scratch {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Target {
+    fn postgres(&self) -> bool {
+        matches!(
+            self,
+            Self::Url(Database::Postgres(_)) | Self::Throwaway(_)
+        )
+    }
+
+    /// A `bench:` name on this engine: `pg_` in front on PostgreSQL.
+    fn name(&self, metric: &str) -> String {
+        if self.postgres() {
+            format!("pg_{metric}")
+        } else {
+            metric.to_owned()
+        }
+    }
+
+    /// The store of phase `phase` (`ingest`, `stats`), with no tenant yet.
+    async fn open(&self, phase: &str) -> Result<Store, BoxError> {
+        let database = match self {
+            Self::TempSqlite => {
+                let path = temp_db(phase)?;
+                return Ok(Store {
+                    db: Db::open(&path)?,
+                    scratch: path.parent().map(PathBuf::from),
+                    file: Some(path),
+                });
+            }
+            Self::Url(database) => database.clone(),
+            Self::Throwaway(pg) => {
+                parse_database_url("bench", &pg.create_database(&format!("bench_{phase}")))?
+            }
+        };
+        let (db, file) = match &database {
+            Database::Sqlite(path) => (Db::open(path)?, Some(path.clone())),
+            Database::Postgres(url) => (
+                Db::open_postgres(url, aipipe_control_plane::penalty::DEFAULT_DECAY_MS).await?,
+                None,
+            ),
+        };
+        Ok(Store {
+            db,
+            scratch: None,
+            file,
+        })
+    }
+}
+
 fn state(db: Db) -> AppState {
     AppState::new(
         db,
@@ -113,11 +195,18 @@ async fn serve(app: axum::Router) -> Result<SocketAddr, BoxError> {
     Ok(addr)
 }
 
-/// `tenant-0` … `tenant-{n-1}`: usage of tenants that never existed is refused.
-async fn create_tenants(db: &Db, n: u64) -> Result<(), BoxError> {
+/// `{prefix}-0` … `{prefix}-{n-1}`: usage of tenants that never existed is
+/// refused. A tenant already there means the database was used before:
+/// its records would be duplicates (ids are deterministic), so it is refused.
+async fn create_tenants(db: &Db, prefix: &str, n: u64) -> Result<(), BoxError> {
     for t in 0..n {
-        db.create_tenant(format!("tenant-{t}"), format!("Tenant {t}"))
-            .await?;
+        let id = format!("{prefix}-{t}");
+        if !db.ensure_tenant(id.clone(), format!("Tenant {t}")).await? {
+            return Err(format!(
+                "tenant {id} already exists: give the bench an empty database"
+            )
+            .into());
+        }
     }
     Ok(())
 }
@@ -138,31 +227,51 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// 400 batches of 500 records over `clients` keep-alive connections.
-async fn bench_ingest(rt: &tokio::runtime::Handle) -> Result<f64, BoxError> {
+/// What a filter's singleton sends with a batch: its queue and what its
+/// requests in flight hold reserved (a few tenants' and a key's).
+fn source(client: u64, sent: u64) -> UsageSource {
+    UsageSource {
+        node: format!("bench-envoy-{client}"),
+        queued: 0,
+        dropped: 0,
+        sent,
+        reserved_nusd: (0..3)
+            .map(|t| (format!("ingest-{t}"), 1_000 * (client + 1)))
+            .collect(),
+        key_reserved_nusd: [(format!("vk_bench{client}"), 500)].into_iter().collect(),
+    }
+}
+
+/// 400 batches of 500 records over `clients` keep-alive connections, each
+/// client an Envoy of its own (its batches carry its `source`).
+async fn bench_ingest(rt: &tokio::runtime::Handle, target: &Target) -> Result<f64, BoxError> {
     const BATCHES: u64 = 400;
     const BATCH: u64 = 500;
     const CLIENTS: u64 = 4;
-    let path = temp_db("ingest")?;
-    let db = Db::open(&path)?;
-    create_tenants(&db, 10).await?;
-    let addr = rt.spawn(serve(internal_app(state(db)))).await??;
+    let store = target.open("ingest").await?;
+    create_tenants(&store.db, "ingest", 10).await?;
+    let addr = rt.spawn(serve(internal_app(state(store.db.clone())))).await??;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let t0 = aipipe_control_plane::db::now_ms() - 3_600_000;
     // Bodies are serialised up front: the client's JSON work is not the server's.
     let bodies: Vec<Vec<u8>> = (0..BATCHES)
         .map(|b| {
+            let tenant = format!("ingest-{}", b % 10);
             let records = (0..BATCH)
-                .map(|i| record(b * BATCH + i, b % 10, t0 + b * 1000 + i, &mut rng))
+                .map(|i| record(b * BATCH + i, &tenant, t0 + b * 1000 + i, &mut rng))
                 .collect();
-            serde_json::to_vec(&UsageBatch { records })
+            let client = b % CLIENTS;
+            serde_json::to_vec(&UsageUpload {
+                records,
+                source: Some(source(client, (b / CLIENTS) * BATCH)),
+            })
         })
         .collect::<Result<_, _>>()?;
     let url = format!("http://{addr}{USAGE_PATH}");
     // Warm-up batch (connection, statement cache), not counted.
     let warm = UsageBatch {
         records: (0..BATCH)
-            .map(|i| record(u64::MAX / 2 + i, 0, t0, &mut rng))
+            .map(|i| record(u64::MAX / 2 + i, "ingest-0", t0, &mut rng))
             .collect(),
     };
     agent()
@@ -213,20 +322,20 @@ async fn bench_ingest(rt: &tokio::runtime::Handle) -> Result<f64, BoxError> {
     if accepted != BATCHES * BATCH {
         return Err(format!("accepted {accepted} of {}", BATCHES * BATCH).into());
     }
-    let _ = std::fs::remove_dir_all(path.parent().unwrap_or(&path));
     Ok(accepted as f64 / elapsed)
 }
 
-async fn bench_stats(rt: &tokio::runtime::Handle) -> Result<(), BoxError> {
+async fn bench_stats(rt: &tokio::runtime::Handle, target: &Target) -> Result<(), BoxError> {
     const TENANTS: u64 = 10;
     const DAYS: u64 = 90;
     let total: u64 = std::env::var("AIPIPE_BENCH_STATS_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000_000);
-    let path = temp_db("stats")?;
-    let db = Db::open(&path)?;
-    create_tenants(&db, TENANTS).await?;
+    let store = target.open("stats").await?;
+    let db = store.db.clone();
+    create_tenants(&db, "tenant", TENANTS).await?;
+    let tenants: Vec<String> = (0..TENANTS).map(|t| format!("tenant-{t}")).collect();
     let mut rng = Rng(0x2545_F491_4F6C_DD1D);
     let fill = Instant::now();
     let chunk = 10_000;
@@ -235,7 +344,8 @@ async fn bench_stats(rt: &tokio::runtime::Handle) -> Result<(), BoxError> {
         let records: Vec<UsageRecord> = (c * chunk..((c + 1) * chunk).min(total))
             .map(|n| {
                 // Spread evenly over 90 days, tenants interleaved.
-                record(n, n % TENANTS, T0 + n * step, &mut rng)
+                let tenant = &tenants[(n % TENANTS) as usize];
+                record(n, tenant, T0 + n * step, &mut rng)
             })
             .collect();
         ingest::ingest(&db, ingest::Batch::new(records)).await?;
@@ -245,8 +355,10 @@ async fn bench_stats(rt: &tokio::runtime::Handle) -> Result<(), BoxError> {
         "bench-info: stored {total} records ({TENANTS} tenants, {DAYS} days) in {fill_s:.1}s ({:.0}/s in batches of {chunk})",
         total as f64 / fill_s
     );
-    let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
-    eprintln!("bench-info: database {:.0} MiB", bytes as f64 / 1_048_576.0);
+    if let Some(file) = &store.file {
+        let bytes = std::fs::metadata(file).map_or(0, |m| m.len());
+        eprintln!("bench-info: database {:.0} MiB", bytes as f64 / 1_048_576.0);
+    }
     let addr = rt.spawn(serve(admin_app(state(db)))).await??;
     let a = agent();
     let query = |tenant: u64, since: u64, until: u64| -> Result<(f64, u64), BoxError> {
@@ -287,10 +399,32 @@ async fn bench_stats(rt: &tokio::runtime::Handle) -> Result<(), BoxError> {
     run("warm-up", 20, 1)?;
     for days in [1, 7, 30, 90] {
         let p99 = run(&format!("one tenant, {days}-day window"), 200, days)?;
-        println!("bench: stats_query_p99_ms_{days}d_10m {p99:.2}");
+        let name = target.name(&format!("stats_query_p99_ms_{days}d_10m"));
+        println!("bench: {name} {p99:.2}");
     }
-    let _ = std::fs::remove_dir_all(path.parent().unwrap_or(&path));
+    drop(store);
     Ok(())
+}
+
+/// The store from the arguments: none, `--database-url URL` or `--postgres`.
+fn target(args: &[String]) -> Result<Target, BoxError> {
+    match args {
+        [] => Ok(Target::TempSqlite),
+        [flag, url] if flag == "--database-url" => {
+            Ok(Target::Url(parse_database_url("--database-url", url)?))
+        }
+        [flag] if flag == "--postgres" => {
+            if aipipe_tests::postgres::bin_dir().is_none() {
+                return Err("--postgres: PostgreSQL's binaries were not found under \
+                    /usr/lib/postgresql/*/bin (apt-get install postgresql, or set AIPIPE_PG_BIN)"
+                    .into());
+            }
+            Ok(Target::Throwaway(
+                aipipe_tests::postgres::Postgres::start_durable(),
+            ))
+        }
+        _ => Err("usage: aipipe-cp-bench [--database-url sqlite://PATH|postgres://USER@HOST:PORT/DB | --postgres]".into()),
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -305,10 +439,12 @@ fn main() -> std::process::ExitCode {
         }
     };
     let handle = rt.handle().clone();
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let result: Result<(), BoxError> = rt.block_on(async {
-        let per_s = bench_ingest(&handle).await?;
-        println!("bench: ingest_records_per_s {per_s:.0}");
-        bench_stats(&handle).await
+        let target = target(&args)?;
+        let per_s = bench_ingest(&handle, &target).await?;
+        println!("bench: {} {per_s:.0}", target.name("ingest_records_per_s"));
+        bench_stats(&handle, &target).await
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
