@@ -129,10 +129,7 @@ impl Drop for Store {
 
 impl Target {
     fn postgres(&self) -> bool {
-        matches!(
-            self,
-            Self::Url(Database::Postgres(_)) | Self::Throwaway(_)
-        )
+        matches!(self, Self::Url(Database::Postgres(_)) | Self::Throwaway(_))
     }
 
     /// A `bench:` name on this engine: `pg_` in front on PostgreSQL.
@@ -202,10 +199,9 @@ async fn create_tenants(db: &Db, prefix: &str, n: u64) -> Result<(), BoxError> {
     for t in 0..n {
         let id = format!("{prefix}-{t}");
         if !db.ensure_tenant(id.clone(), format!("Tenant {t}")).await? {
-            return Err(format!(
-                "tenant {id} already exists: give the bench an empty database"
-            )
-            .into());
+            return Err(
+                format!("tenant {id} already exists: give the bench an empty database").into(),
+            );
         }
     }
     Ok(())
@@ -250,7 +246,9 @@ async fn bench_ingest(rt: &tokio::runtime::Handle, target: &Target) -> Result<f6
     const CLIENTS: u64 = 4;
     let store = target.open("ingest").await?;
     create_tenants(&store.db, "ingest", 10).await?;
-    let addr = rt.spawn(serve(internal_app(state(store.db.clone())))).await??;
+    let addr = rt
+        .spawn(serve(internal_app(state(store.db.clone()))))
+        .await??;
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let t0 = aipipe_control_plane::db::now_ms() - 3_600_000;
     // Bodies are serialised up front: the client's JSON work is not the server's.
