@@ -85,6 +85,14 @@ pub struct Settings {
     #[arg(long, env = "AIPIPE_GATEWAY_URL", default_value = crate::evals::run::DEFAULT_GATEWAY_URL)]
     pub gateway_url: String,
 
+    /// A running eval whose control plane has not written its heartbeat for
+    /// this many milliseconds is failed as interrupted by any control plane
+    /// on the database — a replica that died mid-eval (control-plane/README.md,
+    /// "Replicas"). Heartbeats are written six times within it.
+    #[arg(long, env = "AIPIPE_EVAL_STALE_MS", default_value_t = crate::evals::run::DEFAULT_STALE_MS,
+        value_parser = clap::value_parser!(u64).range(1000..))]
+    pub eval_stale_ms: u64,
+
     /// Instead of serving: a one-off command on the database.
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -224,14 +224,23 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     );
     check_master_key(&state).await?;
     state.evals.set_gateway_url(&settings.gateway_url);
+    state.evals.set_stale_ms(settings.eval_stale_ms);
+    // Evals a stopped control plane left running: on SQLite every one (no
+    // other process runs any); on a shared database those whose heartbeat
+    // stopped (control-plane/README.md, "Replicas"), then periodically.
+    let stale_ms = if db.shared() {
+        state.evals.stale_ms()
+    } else {
+        0
+    };
     let interrupted = db
-        .fail_interrupted_evals()
+        .fail_interrupted_evals(stale_ms)
         .await
         .map_err(|e| e.to_string())?;
     if interrupted > 0 {
         tracing::warn!(
             evals = interrupted,
-            "evals left running by the last process marked failed"
+            "evals left running by a stopped control plane marked failed"
         );
     }
     let adopted = adopt_env_keys(&state, |v| std::env::var(v).ok())
@@ -281,6 +290,7 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     state.set_usage_kept_ms(settings.usage_kept_ms());
     db::spawn_pruning(db.clone(), settings.usage_kept_ms());
     learning::spawn(state.clone());
+    evals::spawn_sweeper(state.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let held = state.clone();
     tokio::spawn(async move {

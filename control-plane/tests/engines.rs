@@ -115,12 +115,31 @@ on_both_engines!(
     usage_by_day_cost_corrections_imports_and_budget_metrics,
     a_tenants_examples_and_ratings_fit_a_router_its_entry_carries,
     evals_are_recorded_finished_applied_and_failed_when_interrupted,
+    a_running_eval_is_failed_by_another_control_plane_only_once_its_heartbeat_stops,
     retention_drops_old_records_and_keeps_their_numbers,
 );
 
 impl Store {
     fn db(&self) -> &Db {
         &self.state.db
+    }
+
+    /// Another control plane's store on the same database (a second
+    /// process on the same SQLite file; a replica on PostgreSQL), its
+    /// penalties halving every `decay_ms`.
+    async fn second(&self, decay_ms: u64) -> Db {
+        match (&self._pg, &self.dir) {
+            (Some(pg), _) => {
+                let Database::Postgres(url) =
+                    parse_database_url("test", &pg.url("aipipe")).unwrap()
+                else {
+                    panic!("not a postgres URL")
+                };
+                Db::open_postgres(&url, decay_ms).await.unwrap()
+            }
+            (None, Some(dir)) => Db::open_with(&dir.join("aipipe.db"), decay_ms).unwrap(),
+            (None, None) => panic!("a store has a database"),
+        }
     }
 
     /// The rows a query returns on the store's database, each as its
@@ -1370,7 +1389,22 @@ async fn evals_are_recorded_finished_applied_and_failed_when_interrupted(s: Stor
     let e = db.eval("ev_1".into()).await.unwrap().unwrap();
     assert!(e.applied_ms.is_some() && e.apply_error.is_none());
 
-    assert_eq!(db.fail_interrupted_evals().await.unwrap(), 1);
+    // This control plane's own running eval is its runner's to end; the
+    // next process on the database fails it (at start on SQLite: bound 0).
+    assert_eq!(db.fail_interrupted_evals(0).await.unwrap(), 0);
+    let next = s.second(1000).await;
+    assert_ne!(next.owner(), db.owner());
+    assert_eq!(next.fail_interrupted_evals(0).await.unwrap(), 1);
+    let e = next.eval("ev_2".into()).await.unwrap().unwrap();
+    assert_eq!(
+        (e.status.as_str(), e.error.as_deref()),
+        (
+            "failed",
+            Some("interrupted: the control plane stopped while it ran")
+        )
+    );
+    assert!(!db.eval_heartbeat("ev_2".into()).await.unwrap());
+    drop(next);
     let listed = db.tenant_evals("acme".into(), 10).await.unwrap().unwrap();
     let states: Vec<(&str, &str)> = listed
         .iter()
@@ -1395,6 +1429,67 @@ async fn evals_are_recorded_finished_applied_and_failed_when_interrupted(s: Stor
     // A tenant's evals go with it.
     assert!(db.delete_tenant("acme".into()).await.unwrap());
     assert!(db.eval("ev_1".into()).await.unwrap().is_none());
+}
+
+/// Two control planes on one database, each running an eval: neither fails
+/// the other's while its heartbeat is fresh, whatever the bound; one whose
+/// heartbeat stopped longer ago than the bound (its control plane was
+/// killed) is failed by the other, once, and its runner learns it.
+async fn a_running_eval_is_failed_by_another_control_plane_only_once_its_heartbeat_stops(s: Store) {
+    let a = s.db().clone();
+    let b = s.second(1000).await;
+    s.create_tenant("acme").await;
+    for (db, id) in [(&a, "ev_a"), (&b, "ev_b")] {
+        assert!(
+            db.create_eval(id.into(), "acme".into(), "{}".into())
+                .await
+                .unwrap()
+        );
+    }
+    let owners = s.raw_rows("SELECT id, owner FROM evals ORDER BY id");
+    assert_eq!(
+        owners,
+        [format!("ev_a|{}", a.owner()), format!("ev_b|{}", b.owner())]
+    );
+    // Fresh heartbeats: a 60 s bound fails nothing, on either side.
+    assert_eq!(a.fail_interrupted_evals(60_000).await.unwrap(), 0);
+    assert_eq!(b.fail_interrupted_evals(60_000).await.unwrap(), 0);
+    // ev_b's control plane went silent two minutes ago.
+    let two_minutes_ago = aipipe_control_plane::db::now_ms() - 120_000;
+    s.raw_sql(&format!(
+        "UPDATE evals SET heartbeat_ms = {two_minutes_ago} WHERE id = 'ev_b'"
+    ));
+    // Its own control plane never fails it (its runner ends it)…
+    assert_eq!(b.fail_interrupted_evals(60_000).await.unwrap(), 0);
+    // …a heartbeat written in time keeps it alive…
+    assert!(b.eval_heartbeat("ev_b".into()).await.unwrap());
+    assert_eq!(a.fail_interrupted_evals(60_000).await.unwrap(), 0);
+    // …and once it is stale, the other one fails it, once.
+    s.raw_sql(&format!(
+        "UPDATE evals SET heartbeat_ms = {two_minutes_ago} WHERE id = 'ev_b'"
+    ));
+    assert_eq!(a.fail_interrupted_evals(60_000).await.unwrap(), 1);
+    assert_eq!(a.fail_interrupted_evals(60_000).await.unwrap(), 0);
+    let states = s.raw_rows("SELECT id, status FROM evals ORDER BY id");
+    assert_eq!(states, ["ev_a|running", "ev_b|failed"]);
+    // Its runner's next heartbeat says it no longer runs there, and its
+    // results can no longer be recorded.
+    assert!(!b.eval_heartbeat("ev_b".into()).await.unwrap());
+    b.finish_eval("ev_b".into(), "done", Some("{}".into()), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.eval("ev_b".into()).await.unwrap().unwrap().status,
+        "failed"
+    );
+    // An eval from before owners (none, no heartbeat) counts from its
+    // creation.
+    s.raw_sql(&format!(
+        "UPDATE evals SET owner = NULL, heartbeat_ms = NULL, created_ms = {two_minutes_ago}
+         WHERE id = 'ev_a'"
+    ));
+    assert_eq!(a.fail_interrupted_evals(60_000).await.unwrap(), 1);
+    drop(b);
 }
 
 async fn retention_drops_old_records_and_keeps_their_numbers(s: Store) {

@@ -562,3 +562,97 @@ async fn an_eval_whose_gateway_answers_nothing_fails_and_applies_nothing() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// A gateway stand-in that holds every call until `release` is sent, then
+/// answers it 200 from the model named; counts the calls it received.
+async fn held_gateway() -> (
+    String,
+    Arc<std::sync::atomic::AtomicUsize>,
+    tokio::sync::watch::Sender<bool>,
+) {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (release, released) = tokio::sync::watch::channel(false);
+    let counted = calls.clone();
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let (counted, mut released) = (counted.clone(), released.clone());
+            async move {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = released.wait_for(|r| *r).await;
+                let v: Value = serde_json::from_slice(&body).unwrap();
+                answer(200, v["model"].as_str().unwrap_or(""), "ok")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, calls, release)
+}
+
+/// The `evals` row's (status, heartbeat_ms, created_ms), read behind the
+/// control plane's back.
+fn eval_row(h: &Harness, id: &str) -> (String, i64, i64) {
+    let conn = rusqlite::Connection::open(h.dir.join("aipipe.db")).unwrap();
+    conn.query_row(
+        "SELECT status, heartbeat_ms, created_ms FROM evals WHERE id = ?1",
+        [id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .unwrap()
+}
+
+/// A running eval's heartbeat is written while its calls are out
+/// (control-plane/README.md, "Replicas"), so another control plane on the
+/// database does not take it for interrupted; once another one has failed
+/// it anyway, its runner notices at its next heartbeat and abandons it:
+/// the calls not yet sent are never sent, and it stays failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_eval_writes_its_heartbeat_and_is_abandoned_once_failed_elsewhere() {
+    let h = harness_named("evals-heartbeat", None);
+    let key = tenant(&h, "acme").await;
+    let (url, calls, release) = held_gateway().await;
+    h.state.evals.set_gateway_url(&url);
+    h.state.evals.set_stale_ms(1_200); // a heartbeat every 200 ms
+    let tasks: Vec<Value> = (0..4)
+        .map(|i| json!({"id": format!("t{i}"), "category": "chat", "prompt": "hi", "check": {"contains": "ok"}}))
+        .collect();
+    let body = json!({"tenant_id": "acme", "virtual_key": key,
+        "models": ["gpt-4o-mini", "claude-sonnet-4-5"], "tasks": tasks});
+    let (s, v, _) = admin(&h, Method::POST, "/admin/evals", Some(body)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let id = v["id"].as_str().unwrap().to_owned();
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (status, beat, created) = eval_row(&h, &id);
+    assert_eq!(status, "running");
+    assert!(beat >= created + 200, "heartbeat {beat}, created {created}");
+    // Four calls at a time per eval: four out, four waiting.
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 4);
+
+    // Another control plane on the file: fresh heartbeat, nothing to fail
+    // within the bound; told no bound, it fails the eval.
+    let other = aipipe_control_plane::db::Db::open(&h.dir.join("aipipe.db")).unwrap();
+    assert_eq!(other.fail_interrupted_evals(1_200).await.unwrap(), 0);
+    assert_eq!(other.fail_interrupted_evals(0).await.unwrap(), 1);
+    // Within a heartbeat or two the runner learns it and drops its calls.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    release.send_replace(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::SeqCst),
+        4,
+        "the waiting calls were never sent"
+    );
+    let (_, e, _) = admin(&h, Method::GET, &format!("/admin/evals/{id}"), None).await;
+    assert_eq!(
+        (&e["status"], &e["error"]),
+        (
+            &json!("failed"),
+            &json!("interrupted: the control plane stopped while it ran")
+        ),
+        "{e}"
+    );
+    drop(other);
+}

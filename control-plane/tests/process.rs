@@ -317,6 +317,105 @@ fn batch_survives_kill_9(dir: &Path, command: impl Fn(&Path) -> Command) {
     drop(p);
 }
 
+/// Two control planes on one PostgreSQL database, evals failed as
+/// interrupted after 2 s without a heartbeat (`--eval-stale-ms`): an eval
+/// one of them runs (its calls held by a gateway that never answers) is
+/// left alone by the other for as long as its runner lives, however long
+/// it runs; once its control plane is killed with -9, the survivor fails
+/// it (control-plane/README.md, "Replicas").
+#[test]
+fn an_eval_of_a_replica_killed_mid_run_is_failed_by_the_survivor_and_not_before() {
+    let pg = aipipe_tests::postgres::Postgres::start();
+    let url = pg.create_database("cp");
+    let dir = temp_dir("eval-replicas");
+    // A gateway that takes connections and never answers.
+    let gateway = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gateway_url = format!("http://{}", gateway.local_addr().unwrap());
+    let replica = |name: &str| {
+        let log = dir.join(format!("{name}.log"));
+        let mut cmd = with_secrets(command_on(&url, &log));
+        cmd.args(["--eval-stale-ms", "2000", "--gateway-url", &gateway_url]);
+        start(cmd, &log)
+    };
+    let mut a = replica("a");
+    create_acme(&a);
+    let web = agent();
+    let mut r = web
+        .post(format!(
+            "http://{}/admin/tenants/acme/virtual-keys",
+            a.admin
+        ))
+        .header("x-admin-secret", ADMIN)
+        .send_json(serde_json::json!({"name": "evals"}))
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let key: serde_json::Value = r.body_mut().read_json().unwrap();
+    let suite = serde_json::json!({"tenant_id": "acme", "virtual_key": key["key"],
+        "models": ["gpt-4o-mini"],
+        "tasks": [{"id": "t", "category": "chat", "prompt": "hi", "check": {"contains": "x"}}]});
+    let mut r = web
+        .post(format!("http://{}/admin/evals", a.admin))
+        .header("x-admin-secret", ADMIN)
+        .send_json(&suite)
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.body_mut().read_json::<serde_json::Value>().unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let b = replica("b");
+    let status_on_b = || {
+        let mut r = web
+            .get(format!("http://{}/admin/evals/{id}", b.admin))
+            .header("x-admin-secret", ADMIN)
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.body_mut().read_json::<serde_json::Value>().unwrap()
+    };
+    // Twice the bound with its runner alive: b's start and its sweeps
+    // (every 500 ms) leave it running.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(status_on_b()["status"], "running");
+
+    a.child.kill().unwrap(); // SIGKILL: no shutdown path runs.
+    a.child.wait().unwrap();
+    let killed = Instant::now();
+    let e = loop {
+        let e = status_on_b();
+        if e["status"] != "running" {
+            break e;
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(10),
+            "still running 10 s after its control plane died"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Within the bound plus a sweep (2 s + 0.5 s) of its last heartbeat,
+    // which was at most a heartbeat (333 ms) before the kill.
+    assert!(
+        killed.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        killed.elapsed()
+    );
+    assert_eq!(
+        (&e["status"], &e["error"]),
+        (
+            &serde_json::json!("failed"),
+            &serde_json::json!("interrupted: the control plane stopped while it ran")
+        ),
+        "{e}"
+    );
+    let log = std::fs::read_to_string(dir.join("b.log")).unwrap();
+    assert!(
+        log.contains("evals whose control plane stopped running them marked failed"),
+        "{log}"
+    );
+    drop((a, b, gateway));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn refuses_to_start_without_its_secrets_naming_them() {
     let dir = temp_dir("nosecret");

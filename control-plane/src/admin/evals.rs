@@ -184,7 +184,9 @@ async fn run_eval(
     key: VirtualKey,
     apply: bool,
 ) {
-    let outcome = state.evals.run(suite, key).await;
+    let Some(outcome) = run_beating(&state, &id, suite, key).await else {
+        return;
+    };
     let finished = if outcome.answered() {
         match serde_json::to_string(&outcome) {
             Ok(json) => {
@@ -225,6 +227,38 @@ async fn run_eval(
             .map_err(|e| e.to_string());
         if let Err(e) = state.db.eval_applied(id.clone(), applied).await {
             tracing::warn!(eval = %id, "recording an eval's apply: {e}");
+        }
+    }
+}
+
+/// Runs an eval while writing its heartbeat (`Runner::heartbeat_every`),
+/// so no control plane takes it for interrupted (control-plane/README.md,
+/// "Replicas"). None when it stopped running here — another control plane
+/// failed it as interrupted (this one's heartbeat could not be written for
+/// longer than the bound) — and its calls are abandoned: its results would
+/// not be recorded.
+async fn run_beating(
+    state: &AppState,
+    id: &str,
+    suite: Arc<evals::Suite>,
+    key: VirtualKey,
+) -> Option<Outcome> {
+    let run = state.evals.run(suite, key);
+    tokio::pin!(run);
+    let every = state.evals.heartbeat_every();
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            outcome = &mut run => return Some(outcome),
+            _ = beat.tick() => match state.db.eval_heartbeat(id.to_owned()).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(eval = %id, "eval no longer running here (failed as interrupted elsewhere): abandoned");
+                    return None;
+                }
+                Err(e) => tracing::warn!(eval = %id, "writing an eval's heartbeat: {e}"),
+            },
         }
     }
 }

@@ -1,6 +1,11 @@
 //! Tenant evals (control-plane/README.md, "Evals"): one row per eval, its
 //! request (without the virtual key) and, once finished, its results, as
 //! JSON. A tenant's evals go with it when it is deleted.
+//!
+//! A running eval has an owner — the control plane (process) running it,
+//! [`Db::owner`] — and a heartbeat its runner refreshes; one whose
+//! heartbeat is older than a bound is failed as interrupted by any control
+//! plane on the database (control-plane/README.md, "Replicas").
 
 use rusqlite::{OptionalExtension, Row, params};
 
@@ -24,6 +29,9 @@ pub struct EvalRow {
     pub applied_ms: Option<u64>,
     pub apply_error: Option<String>,
 }
+
+/// Why an eval its control plane stopped running failed.
+pub(super) const INTERRUPTED: &str = "interrupted: the control plane stopped while it ran";
 
 pub(super) const COLUMNS: &str =
     "id, tenant, status, created_ms, finished_ms, spec, results, error, applied_ms, apply_error";
@@ -70,22 +78,46 @@ impl Db {
         .await
     }
 
-    /// Records a new eval as running; false when the tenant does not exist.
+    /// Records a new eval as running, owned by this control plane;
+    /// false when the tenant does not exist.
     pub async fn create_eval(&self, id: String, tenant: String, spec: String) -> Result<bool> {
+        let owner = self.owner().to_owned();
         if self.postgres().is_some() {
             return self
-                .pg_write(move |w| pg::evals::create(w, &id, &tenant, &spec))
+                .pg_write(move |w| pg::evals::create(w, &id, &tenant, &spec, &owner))
                 .await;
         }
         self.write(move |tx| {
             if !super::tenants::tenant_exists(tx, &tenant)? {
                 return Ok(false);
             }
+            let now = to_i64(now_ms());
             tx.execute(
-                "INSERT INTO evals (id, tenant, status, created_ms, spec) VALUES (?1, ?2, 'running', ?3, ?4)",
-                params![id, tenant, to_i64(now_ms()), spec],
+                "INSERT INTO evals (id, tenant, status, created_ms, spec, owner, heartbeat_ms)
+                 VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?3)",
+                params![id, tenant, now, spec, owner],
             )?;
             Ok(true)
+        })
+        .await
+    }
+
+    /// The runner of eval `id` says it still runs it: its heartbeat is now.
+    /// False when the eval is no longer running here (another control plane
+    /// failed it as interrupted, or it ended): the runner stops.
+    pub async fn eval_heartbeat(&self, id: String) -> Result<bool> {
+        let owner = self.owner().to_owned();
+        if self.postgres().is_some() {
+            return self
+                .pg_write(move |w| pg::evals::heartbeat(w, &id, &owner))
+                .await;
+        }
+        self.write(move |tx| {
+            Ok(tx.execute(
+                "UPDATE evals SET heartbeat_ms = ?3
+                 WHERE id = ?1 AND owner = ?2 AND status = 'running'",
+                params![id, owner, to_i64(now_ms())],
+            )? > 0)
         })
         .await
     }
@@ -182,18 +214,28 @@ impl Db {
         .await
     }
 
-    /// At start: evals left running by a stopped process cannot finish (the
-    /// key they ran with was never stored); they are marked failed.
-    pub async fn fail_interrupted_evals(&self) -> Result<usize> {
+    /// Evals another control plane left running and no longer runs — its
+    /// heartbeat (or, from before heartbeats, its creation) older than
+    /// `stale_ms` — cannot finish (the key they ran with was never stored):
+    /// they are marked failed. This control plane's own are never touched
+    /// (its runner ends them). With `stale_ms` 0, every running eval of
+    /// another owner: at start on SQLite, where no other process runs any.
+    pub async fn fail_interrupted_evals(&self, stale_ms: u64) -> Result<usize> {
+        let owner = self.owner().to_owned();
+        let before = now_ms().saturating_sub(stale_ms);
         if self.postgres().is_some() {
-            return self.pg_write(pg::evals::fail_interrupted).await;
+            return self
+                .pg_write(move |w| pg::evals::fail_interrupted(w, &owner, before))
+                .await;
         }
-        self.write(|tx| {
+        self.write(move |tx| {
             Ok(tx.execute(
-                "UPDATE evals SET status = 'failed', finished_ms = ?1,
-                   error = 'interrupted: the control plane stopped while it ran'
-                 WHERE status = 'running'",
-                [to_i64(now_ms())],
+                &format!(
+                    "UPDATE evals SET status = 'failed', finished_ms = ?3, error = '{INTERRUPTED}'
+                     WHERE status = 'running' AND owner IS NOT ?1
+                       AND COALESCE(heartbeat_ms, created_ms) <= ?2"
+                ),
+                params![owner, to_i64(before), to_i64(now_ms())],
             )?)
         })
         .await

@@ -475,6 +475,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     CREATE INDEX evals_by_tenant ON evals(tenant, created_ms);
     "#,
     ),
+    (
+        16,
+        "state shared by replicas",
+        r#"
+    -- Which control plane runs an eval (a random id per process) and when
+    -- it last said it still does (db/evals.rs; control-plane/README.md,
+    -- "Replicas"): a running eval whose heartbeat stopped is failed as
+    -- interrupted by whichever control plane notices first.
+    ALTER TABLE evals ADD COLUMN owner TEXT;
+    ALTER TABLE evals ADD COLUMN heartbeat_ms INTEGER;
+    CREATE INDEX evals_running ON evals(heartbeat_ms) WHERE status = 'running';
+    "#,
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.

@@ -119,18 +119,29 @@ struct Pool {
     revision: tokio::sync::watch::Sender<u64>,
     /// A budget webhook is configured: threshold crossings are queued for it.
     alerts: std::sync::atomic::AtomicBool,
+    /// This control plane among those on the database: a random id, new at
+    /// every start (the owner of the evals it runs).
+    owner: String,
+}
+
+/// A random id for this process's store (16 hex digits).
+fn new_owner() -> Result<String> {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).map_err(|e| Error::internal("a control-plane id", e))?;
+    Ok(hex::encode(b))
 }
 
 impl Pool {
-    fn new(engine: Engine, revision: u64, penalty_decay_ms: u64) -> Self {
-        Self {
+    fn new(engine: Engine, revision: u64, penalty_decay_ms: u64) -> Result<Self> {
+        Ok(Self {
+            owner: new_owner()?,
             engine,
             decay_ms: penalty_decay_ms.max(1),
             penalty_due: AtomicU64::new(0),
             republishing: tokio::sync::Mutex::new(()),
             revision: tokio::sync::watch::Sender::new(revision),
             alerts: std::sync::atomic::AtomicBool::new(false),
-        }
+        })
     }
 
     /// The SQLite connections; an error on PostgreSQL (every method takes
@@ -320,7 +331,7 @@ impl Db {
             engine,
             revision,
             penalty_decay_ms,
-        ))))
+        )?)))
     }
 
     /// Connects to a PostgreSQL database, applies the migrations it has not
@@ -336,7 +347,7 @@ impl Db {
                 Engine::Postgres(Box::new(pool)),
                 revision,
                 penalty_decay_ms,
-            )));
+            )?));
             // Other control planes' commits wake this one's waiting Envoys.
             let weak = Arc::downgrade(&db.0);
             let alive = weak.clone();
@@ -365,6 +376,18 @@ impl Db {
             Engine::Postgres(p) => Some(p),
             Engine::Sqlite(_) => None,
         }
+    }
+
+    /// This control plane's id among those on the database (random, new at
+    /// every open): the owner of the evals it runs.
+    pub fn owner(&self) -> &str {
+        &self.0.owner
+    }
+
+    /// Whether other control planes may share the database: on PostgreSQL
+    /// (replicas); never on SQLite (one process per file).
+    pub fn shared(&self) -> bool {
+        self.postgres().is_some()
     }
 
     /// From now on budget threshold crossings are queued for a webhook

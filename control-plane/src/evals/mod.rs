@@ -332,6 +332,33 @@ pub fn quality_from(summary: &[Summary]) -> BTreeMap<String, BTreeMap<String, f6
     out
 }
 
+/// Fails, every `Runner::sweep_every`, the evals whose control plane
+/// stopped running them (`Db::fail_interrupted_evals`), until the process
+/// stops: a replica killed mid-eval leaves it to the others.
+pub fn spawn_sweeper(state: crate::AppState) {
+    tokio::spawn(async move {
+        let mut stopping = state.stopping.subscribe();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(state.evals.sweep_every()) => {}
+                _ = stopping.wait_for(|s| *s) => return,
+            }
+            match state
+                .db
+                .fail_interrupted_evals(state.evals.stale_ms())
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    evals = n,
+                    "evals whose control plane stopped running them marked failed"
+                ),
+                Err(e) => tracing::warn!("looking for interrupted evals: {e}"),
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -7,6 +7,7 @@
 //! An answer from another model than the one named (the filter failed over)
 //! is an error of that call, not a pass or fail of the model.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -65,10 +66,18 @@ pub fn check_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The gateway evals call and the calls in flight; one per process.
+/// How long a running eval's heartbeat may be silent before any control
+/// plane on the database fails it as interrupted, unless `--eval-stale-ms`
+/// says otherwise (control-plane/README.md, "Replicas").
+pub const DEFAULT_STALE_MS: u64 = 60_000;
+
+/// The gateway evals call, the calls in flight, and how often a running
+/// eval's heartbeat is written; one per process.
 pub struct Runner {
     gateway: OnceLock<String>,
     in_flight: Arc<Semaphore>,
+    /// See [`DEFAULT_STALE_MS`].
+    stale_ms: AtomicU64,
 }
 
 impl Default for Runner {
@@ -76,6 +85,7 @@ impl Default for Runner {
         Self {
             gateway: OnceLock::new(),
             in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+            stale_ms: AtomicU64::new(DEFAULT_STALE_MS),
         }
     }
 }
@@ -135,6 +145,28 @@ impl Runner {
         self.gateway
             .get()
             .map_or(DEFAULT_GATEWAY_URL, String::as_str)
+    }
+
+    /// How long a heartbeat may be silent before its eval is failed as
+    /// interrupted (at least a second).
+    pub fn set_stale_ms(&self, ms: u64) {
+        self.stale_ms.store(ms.max(1000), Ordering::Relaxed);
+    }
+
+    pub fn stale_ms(&self) -> u64 {
+        self.stale_ms.load(Ordering::Relaxed)
+    }
+
+    /// How often a running eval's heartbeat is written: six times within
+    /// the bound, so a few slow or failed writes never let it look stopped.
+    pub fn heartbeat_every(&self) -> Duration {
+        Duration::from_millis(self.stale_ms() / 6)
+    }
+
+    /// How often evals whose heartbeat stopped are looked for: so one is
+    /// failed at most a quarter of the bound after it went stale.
+    pub fn sweep_every(&self) -> Duration {
+        Duration::from_millis(self.stale_ms() / 4)
     }
 
     /// Runs every task against every model; results in task order, then

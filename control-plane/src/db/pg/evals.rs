@@ -2,7 +2,7 @@
 
 use postgres::{Row, Transaction};
 
-use super::super::evals::{COLUMNS, EvalRow};
+use super::super::evals::{COLUMNS, EvalRow, INTERRUPTED};
 use super::super::{now_ms, to_i64, to_u64};
 use super::pool::Writer;
 use super::tenants::tenant_exists;
@@ -46,15 +46,25 @@ pub(in crate::db) fn create(
     id: &str,
     tenant: &str,
     spec: &str,
+    owner: &str,
 ) -> Result<bool> {
     if !tenant_exists(w, tenant)? {
         return Ok(false);
     }
     w.execute(
-        "INSERT INTO evals (id, tenant, status, created_ms, spec) VALUES ($1, $2, 'running', $3, $4)",
-        &[&id, &tenant, &to_i64(now_ms()), &spec],
+        "INSERT INTO evals (id, tenant, status, created_ms, spec, owner, heartbeat_ms)
+         VALUES ($1, $2, 'running', $3, $4, $5, $3)",
+        &[&id, &tenant, &to_i64(now_ms()), &spec, &owner],
     )?;
     Ok(true)
+}
+
+pub(in crate::db) fn heartbeat(w: &mut Writer<'_>, id: &str, owner: &str) -> Result<bool> {
+    Ok(w.execute(
+        "UPDATE evals SET heartbeat_ms = $3
+         WHERE id = $1 AND owner = $2 AND status = 'running'",
+        &[&id, &owner, &to_i64(now_ms())],
+    )? > 0)
 }
 
 pub(in crate::db) fn finish(
@@ -121,15 +131,20 @@ pub(in crate::db) fn tenant_evals(
     ))
 }
 
-/// Every eval still running is marked failed. On one database shared by
-/// several control planes this also fails the evals the others run: evals
-/// need an owner before replicas (control-plane/README.md, "PostgreSQL").
-pub(in crate::db) fn fail_interrupted(w: &mut Writer<'_>) -> Result<usize> {
+/// Every eval running under another owner whose heartbeat is at or before
+/// `before` (unix ms) is marked failed (`Db::fail_interrupted_evals`).
+pub(in crate::db) fn fail_interrupted(
+    w: &mut Writer<'_>,
+    owner: &str,
+    before: u64,
+) -> Result<usize> {
     let n = w.execute(
-        "UPDATE evals SET status = 'failed', finished_ms = $1,
-           error = 'interrupted: the control plane stopped while it ran'
-         WHERE status = 'running'",
-        &[&to_i64(now_ms())],
+        &format!(
+            "UPDATE evals SET status = 'failed', finished_ms = $3, error = '{INTERRUPTED}'
+             WHERE status = 'running' AND owner IS DISTINCT FROM $1
+               AND COALESCE(heartbeat_ms, created_ms) <= $2"
+        ),
+        &[&owner, &to_i64(before), &to_i64(now_ms())],
     )?;
     Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }

@@ -20,12 +20,14 @@
 //!   ingest stays idempotent by record id.
 //!
 //! `migrated_from` records the SQLite database a `migrate` copied in.
+//! Each later migration follows one of SQLite's (its name says which).
 //! Never edit a migration that shipped; add the next.
 
-pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "the SQLite schema of migrations 1-15",
-    r#"
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "the SQLite schema of migrations 1-15",
+        r#"
     CREATE TABLE meta (
         key TEXT PRIMARY KEY,
         int_value BIGINT,
@@ -282,4 +284,17 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[(
         copied_ms BIGINT NOT NULL
     );
     "#,
-)];
+    ),
+    (
+        2,
+        "state shared by replicas (SQLite's migration 16)",
+        r#"
+    -- Which control plane runs an eval (a random id per process) and when
+    -- it last said it still does (db/evals.rs; control-plane/README.md,
+    -- "Replicas"): a running eval whose heartbeat stopped is failed as
+    -- interrupted by whichever control plane notices first.
+    ALTER TABLE evals ADD COLUMN owner TEXT, ADD COLUMN heartbeat_ms BIGINT;
+    CREATE INDEX evals_running ON evals(heartbeat_ms) WHERE status = 'running';
+    "#,
+    ),
+];
