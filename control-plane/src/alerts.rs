@@ -1,8 +1,10 @@
 //! Delivers budget alerts (control-plane/README.md, "Budget alerts"): a task
-//! of its own takes due alerts from the outbox ingest fills and POSTs each
+//! of its own claims due alerts from the outbox ingest fills and POSTs each
 //! to the webhook; a failure is retried with backoff (1 s doubling to
 //! 5 min), an alert given up after [`MAX_ATTEMPTS`]. Ingest never waits for
-//! it.
+//! it. Claims are leases ([`LEASE`]): of several control planes on one
+//! database, one delivers each alert, and an alert claimed by one that died
+//! is delivered by another once its lease has passed ("Replicas").
 
 use std::time::Duration;
 
@@ -14,6 +16,12 @@ pub const MAX_ATTEMPTS: u32 = 10;
 /// How often the outbox is looked at.
 const TICK: Duration = Duration::from_millis(500);
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long claimed alerts are this control plane's to deliver.
+pub const LEASE: Duration = Duration::from_secs(30);
+/// Alerts claimed at a time: delivered one after the other, each within
+/// [`TIMEOUT`], all of them well inside the lease.
+const CLAIM: usize = 4;
+const _: () = assert!(CLAIM as u64 * TIMEOUT.as_secs() * 3 / 2 <= LEASE.as_secs());
 
 /// The webhook URL, checked at startup: plain `http://` (the control plane
 /// makes no TLS connections; put a relay on loopback for an `https://`
@@ -46,15 +54,22 @@ pub fn spawn(state: AppState, url: String) {
                 () = tokio::time::sleep(TICK) => {}
                 _ = stopping.wait_for(|s| *s) => return,
             }
-            let due = match state.db.due_alerts(16).await {
-                Ok(d) => d,
-                Err(e) => {
-                    tracing::warn!("reading the alert outbox: {e}");
-                    continue;
+            // A full claim may leave more due: claim again at once.
+            loop {
+                let claimed = match state.db.claim_alerts(CLAIM, LEASE.as_millis() as u64).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("claiming alerts from the outbox: {e}");
+                        break;
+                    }
+                };
+                let full = claimed.len() == CLAIM;
+                for alert in claimed {
+                    deliver(&state, &agent, &url, alert).await;
                 }
-            };
-            for alert in due {
-                deliver(&state, &agent, &url, alert).await;
+                if !full || *stopping.borrow() {
+                    break;
+                }
             }
         }
     });

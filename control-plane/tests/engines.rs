@@ -116,6 +116,7 @@ on_both_engines!(
     a_tenants_examples_and_ratings_fit_a_router_its_entry_carries,
     evals_are_recorded_finished_applied_and_failed_when_interrupted,
     a_running_eval_is_failed_by_another_control_plane_only_once_its_heartbeat_stops,
+    two_control_planes_deliver_each_budget_alert_once_and_take_over_a_dead_ones,
     retention_drops_old_records_and_keeps_their_numbers,
 );
 
@@ -745,19 +746,22 @@ async fn budgets_are_reported_published_and_alert_once_per_threshold(s: Store) {
             })
             .collect()
     };
-    assert_eq!(thresholds(&s.db().due_alerts(10).await.unwrap()), [50]);
+    // (A claim with no lease leaves them due.)
+    assert_eq!(thresholds(&s.db().claim_alerts(10, 0).await.unwrap()), [50]);
     s.admin(Method::PUT, "/admin/tenants/acme/budget", put(0.7))
         .await;
     s.admin(Method::PUT, "/admin/tenants/acme/budget", put(0.7))
         .await;
-    let due = s.db().due_alerts(10).await.unwrap();
+    let due = s.db().claim_alerts(10, 60_000).await.unwrap();
     assert_eq!(thresholds(&due), [50, 80]);
+    // Claimed: nobody else gets them while the lease runs.
+    assert!(s.db().claim_alerts(10, 60_000).await.unwrap().is_empty());
     s.db().alert_done(due[0].id).await.unwrap();
     s.db()
         .alert_retry(due[1].id, 1, aipipe_control_plane::db::now_ms() + 60_000)
         .await
         .unwrap();
-    assert!(s.db().due_alerts(10).await.unwrap().is_empty());
+    assert!(s.db().claim_alerts(10, 0).await.unwrap().is_empty());
 
     // A virtual key's own budget: its key entry says so, its budget entry
     // carries it.
@@ -1097,7 +1101,7 @@ async fn spend_moves_the_budget_entry_and_fires_its_alert(s: Store) {
         .unwrap();
     let e = aipipe_core::directory::BudgetEntry::decode(key.value).unwrap();
     assert_eq!((key.name, e.spent_nusd), (key_id.as_str(), 60_000));
-    let due = s.db().due_alerts(10).await.unwrap();
+    let due = s.db().claim_alerts(10, 0).await.unwrap();
     assert_eq!(due.len(), 1, "the tenant's 50 %, not the key's: {due:?}");
     assert!(
         due[0].body.contains("\"threshold_percent\":50"),
@@ -1490,6 +1494,83 @@ async fn a_running_eval_is_failed_by_another_control_plane_only_once_its_heartbe
     ));
     assert_eq!(a.fail_interrupted_evals(60_000).await.unwrap(), 1);
     drop(b);
+}
+
+/// A webhook stand-in: every body it was sent, answered 200 after `delay`
+/// (so deliveries of two control planes overlap in time).
+async fn webhook(delay: Duration) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let got: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let log = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: String| {
+            let log = log.clone();
+            async move {
+                tokio::time::sleep(delay).await;
+                log.lock().unwrap().push(body);
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hook"), got)
+}
+
+/// Two control planes with the same webhook on one database: each alert
+/// of the outbox reaches the webhook once, whichever delivers it; alerts a
+/// control plane claimed and never delivered (it died) are delivered by
+/// the others once the claim's lease has passed, not before.
+async fn two_control_planes_deliver_each_budget_alert_once_and_take_over_a_dead_ones(s: Store) {
+    let b = AppState::new(s.second(1000).await, &secrets());
+    let (url, got) = webhook(Duration::from_millis(30)).await;
+    let outbox = |from: usize, to: usize| {
+        let rows: Vec<String> = (from..to)
+            .map(|i| format!("('{{\"n\":{i}}}', 0, 0)"))
+            .collect();
+        format!(
+            "INSERT INTO webhook_outbox (body, attempts, next_ms) VALUES {}",
+            rows.join(", ")
+        )
+    };
+    s.raw_sql(&outbox(0, 24));
+    aipipe_control_plane::alerts::spawn(s.state.clone(), url.clone());
+    aipipe_control_plane::alerts::spawn(b.clone(), url);
+    let left = || s.raw_rows("SELECT COUNT(*) FROM webhook_outbox")[0].clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while left() != "0" {
+        assert!(std::time::Instant::now() < deadline, "{} left", left());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut bodies = got.lock().unwrap().clone();
+    bodies.sort_by_key(|b| serde_json::from_str::<Value>(b).unwrap()["n"].as_u64());
+    let want: Vec<String> = (0..24).map(|i| format!("{{\"n\":{i}}}")).collect();
+    assert_eq!(bodies, want, "each alert delivered once");
+
+    // A control plane claims three alerts for 1.5 s and dies before it
+    // delivers them: the others wait for the lease, then deliver them.
+    s.raw_sql(&outbox(24, 27));
+    let dead = s.second(1000).await;
+    let claimed = dead.claim_alerts(10, 1_500).await.unwrap();
+    let claimed_at = std::time::Instant::now();
+    drop(dead);
+    assert_eq!(claimed.len(), 3, "{claimed:?}");
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(got.lock().unwrap().len(), 24, "delivered inside the lease");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while left() != "0" {
+        assert!(std::time::Instant::now() < deadline, "{} left", left());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(claimed_at.elapsed() >= Duration::from_millis(1_500));
+    let got = got.lock().unwrap().clone();
+    assert_eq!(got.len(), 27, "{got:?}");
+    let mut late: Vec<&String> = got[24..].iter().collect();
+    late.sort();
+    assert_eq!(late, [r#"{"n":24}"#, r#"{"n":25}"#, r#"{"n":26}"#]);
+    s.state.stopping.send_replace(true);
+    b.stopping.send_replace(true);
 }
 
 async fn retention_drops_old_records_and_keeps_their_numbers(s: Store) {

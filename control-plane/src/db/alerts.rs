@@ -129,24 +129,39 @@ impl Db {
         self.0.alerts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Alerts due for delivery, oldest first.
-    pub async fn due_alerts(&self, limit: usize) -> Result<Vec<Alert>> {
+    /// Claims up to `limit` alerts due for delivery, oldest first: in one
+    /// write transaction their next attempt moves `lease_ms` ahead, so no
+    /// other control plane on the database takes them meanwhile; the
+    /// claimer then ends each ([`Db::alert_done`]) or sets its retry
+    /// ([`Db::alert_retry`]). A claimer that dies leaves them to be claimed
+    /// again once the lease has passed (control-plane/README.md, "Replicas").
+    pub async fn claim_alerts(&self, limit: usize, lease_ms: u64) -> Result<Vec<Alert>> {
         if self.postgres().is_some() {
-            return self.pg_read(move |tx| pg::alerts::due(tx, limit)).await;
+            return self
+                .pg_write(move |w| pg::alerts::claim(w, limit, lease_ms))
+                .await;
         }
-        self.read(move |tx| {
-            let mut st = tx.prepare_cached(
-                "SELECT id, body, attempts FROM webhook_outbox WHERE next_ms <= ?1
-                 ORDER BY next_ms, id LIMIT ?2",
-            )?;
-            let rows = st.query_map(params![to_i64(now_ms()), to_i64(limit as u64)], |r| {
-                Ok(Alert {
-                    id: r.get(0)?,
-                    body: r.get(1)?,
-                    attempts: u32::try_from(to_u64(r.get(2)?)).unwrap_or(u32::MAX),
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+        self.write(move |tx| {
+            let now = now_ms();
+            let claimed: Vec<Alert> = tx
+                .prepare_cached(
+                    "SELECT id, body, attempts FROM webhook_outbox WHERE next_ms <= ?1
+                     ORDER BY next_ms, id LIMIT ?2",
+                )?
+                .query_map(params![to_i64(now), to_i64(limit as u64)], |r| {
+                    Ok(Alert {
+                        id: r.get(0)?,
+                        body: r.get(1)?,
+                        attempts: u32::try_from(to_u64(r.get(2)?)).unwrap_or(u32::MAX),
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+            let mut lease =
+                tx.prepare_cached("UPDATE webhook_outbox SET next_ms = ?2 WHERE id = ?1")?;
+            for a in &claimed {
+                lease.execute(params![a.id, to_i64(now.saturating_add(lease_ms))])?;
+            }
+            Ok(claimed)
         })
         .await
     }

@@ -1,8 +1,6 @@
 //! Budget alerts on PostgreSQL (`db/alerts.rs`'s functions): thresholds
 //! reached and the webhook's outbox.
 
-use postgres::Transaction;
-
 use super::super::alerts::{Alert, THRESHOLDS, event, reached};
 use super::super::budgets::BudgetState;
 use super::super::{now_ms, to_i64, to_u64};
@@ -53,13 +51,16 @@ pub(in crate::db) fn budget_alerts(
     Ok(())
 }
 
-/// Alerts due for delivery, oldest first.
-pub(in crate::db) fn due(tx: &mut Transaction<'_>, limit: usize) -> Result<Vec<Alert>> {
-    Ok(tx
+/// Claims up to `limit` alerts due for delivery, oldest first, moving
+/// their next attempt `lease_ms` ahead (`Db::claim_alerts`). The write lock
+/// serialises claims across control planes, so two never take one alert.
+pub(in crate::db) fn claim(w: &mut Writer<'_>, limit: usize, lease_ms: u64) -> Result<Vec<Alert>> {
+    let now = now_ms();
+    let claimed: Vec<Alert> = w
         .query(
             "SELECT id, body, attempts FROM webhook_outbox WHERE next_ms <= $1
              ORDER BY next_ms, id LIMIT $2",
-            &[&to_i64(now_ms()), &to_i64(limit as u64)],
+            &[&to_i64(now), &to_i64(limit as u64)],
         )?
         .iter()
         .map(|r| Alert {
@@ -67,5 +68,13 @@ pub(in crate::db) fn due(tx: &mut Transaction<'_>, limit: usize) -> Result<Vec<A
             body: r.get(1),
             attempts: u32::try_from(to_u64(r.get(2))).unwrap_or(u32::MAX),
         })
-        .collect())
+        .collect();
+    let ids: Vec<i64> = claimed.iter().map(|a| a.id).collect();
+    if !ids.is_empty() {
+        w.execute(
+            "UPDATE webhook_outbox SET next_ms = $2 WHERE id = ANY($1)",
+            &[&ids, &to_i64(now.saturating_add(lease_ms))],
+        )?;
+    }
+    Ok(claimed)
 }
