@@ -1884,6 +1884,83 @@ async fn a_commit_on_one_replica_wakes_the_envoys_waiting_on_the_other() {
     drop((a, b));
 }
 
+/// Penalties written through one control plane go stale by decay alone;
+/// another control plane on the database, which wrote none of them, still
+/// republishes them in time: the first's revision made its deadline "now",
+/// its next poll planned the same deadline from the database. Then the
+/// first hears that republish and re-plans without writing (no ping-pong).
+#[tokio::test]
+async fn a_replica_republishes_decayed_penalties_another_one_wrote() {
+    let pg = Postgres::start();
+    let Database::Postgres(url) =
+        parse_database_url("test", &pg.create_database("shared")).unwrap()
+    else {
+        panic!()
+    };
+    // Penalties halve every second on both.
+    let a = Db::open_postgres(&url, 1000).await.unwrap();
+    let b = Db::open_postgres(&url, 1000).await.unwrap();
+    let penalty = |g: &aipipe_control_plane::db::GlobalState| {
+        g.penalties
+            .iter()
+            .find(|(_, m, tag, _)| m == "gpt-4o-mini" && tag.is_empty())
+            .map_or(0.0, |p| p.3)
+    };
+    let hears = |db: &Db, rev: u64| {
+        let mut revisions = db.subscribe();
+        async move {
+            tokio::time::timeout(Duration::from_secs(5), revisions.wait_for(|r| *r >= rev))
+                .await
+                .expect("the revision arrives through the listener")
+                .unwrap();
+        }
+    };
+    // b plans from a table without penalties: never due.
+    b.republish_penalties_if_due().await.unwrap();
+    assert_eq!(b.penalty_due_ms(), u64::MAX);
+    tokio::time::sleep(Duration::from_millis(300)).await; // b's LISTEN
+    a.create_tenant("acme".into(), "Acme".into()).await.unwrap();
+    let now = aipipe_control_plane::db::now_ms();
+    aipipe_control_plane::ingest::ingest(
+        &a,
+        aipipe_control_plane::ingest::Batch::new(vec![record(
+            "f1",
+            "acme",
+            "gpt-4o-mini",
+            500,
+            now,
+        )]),
+    )
+    .await
+    .unwrap();
+    let written = a.revision().await.unwrap();
+    assert!((penalty(&a.global_state().await.unwrap()) - 3.0).abs() < 0.01);
+    let due = a.penalty_due_ms();
+    assert!(due > now && due < now + 5_000, "{due} {now}");
+
+    hears(&b, written).await;
+    assert!(b.penalty_due_ms() <= due, "b re-plans at its next poll");
+    b.republish_penalties_if_due().await.unwrap();
+    assert_eq!(b.penalty_due_ms(), due, "the same plan, from the database");
+    assert_eq!(b.revision().await.unwrap(), written, "nothing stale yet");
+
+    // Past the deadline, with a silent: b republishes the decayed values.
+    let wait = due.saturating_sub(aipipe_control_plane::db::now_ms()) + 50;
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    b.republish_penalties_if_due().await.unwrap();
+    let republished = b.revision().await.unwrap();
+    assert!(republished > written);
+    let p = penalty(&b.global_state().await.unwrap());
+    assert!(p < 2.0 && p > 0.0, "{p}");
+
+    // a hears it and re-plans; the values are current, so it writes nothing.
+    hears(&a, republished).await;
+    a.republish_penalties_if_due().await.unwrap();
+    assert_eq!(a.revision().await.unwrap(), republished);
+    assert_eq!(a.penalty_due_ms(), b.penalty_due_ms());
+    drop((a, b));
+}
+
 /// `catalog import` updates a PostgreSQL database's catalog as a SQLite
 /// file's (its plan and checks are shared; `catalog_import.rs` tests them).
 #[tokio::test]

@@ -70,6 +70,10 @@ pub use usage_days::{CostAdjustment, DayUsage, TenantUsage, parse_date};
 
 const READERS: usize = 3;
 
+/// Own revisions kept to recognise when they come back through the
+/// listener (one missed while it reconnected is forgotten eventually).
+const OWN_KEPT: usize = 256;
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -110,8 +114,17 @@ struct Pool {
     decay_ms: u64,
     /// Unix ms from which time decay alone makes the published penalties
     /// stale (so the table must be republished); set after every commit that
-    /// touches penalties, while the writer is still held. 0 = check now.
+    /// touches penalties, while the writer is still held. 0 = check now:
+    /// also set when another control plane's revision arrives (it may have
+    /// moved penalties this one has not planned for).
     penalty_due: AtomicU64,
+    /// Other control planes' revisions heard so far; `penalty_due` is
+    /// written under it, so a deadline planned before one arrived never
+    /// overwrites the "check now" it set.
+    foreign: Mutex<u64>,
+    /// Revisions this process committed and notified that its own listener
+    /// has not heard back yet (PostgreSQL; at most [`OWN_KEPT`]).
+    own: Mutex<std::collections::VecDeque<u64>>,
     /// One republish at a time when many polls find it due together.
     republishing: tokio::sync::Mutex<()>,
     /// The revision as of the last commit: requests waiting for changes
@@ -138,6 +151,8 @@ impl Pool {
             engine,
             decay_ms: penalty_decay_ms.max(1),
             penalty_due: AtomicU64::new(0),
+            foreign: Mutex::new(0),
+            own: Mutex::new(std::collections::VecDeque::new()),
             republishing: tokio::sync::Mutex::new(()),
             revision: tokio::sync::watch::Sender::new(revision),
             alerts: std::sync::atomic::AtomicBool::new(false),
@@ -176,26 +191,64 @@ impl Pool {
         }
     }
 
-    /// As [`Pool::announce`], on PostgreSQL's writer; a new revision is
-    /// also notified to the other control planes on the database
-    /// (`pg::listen`).
-    fn announce_pg(&self, writer: &mut postgres::Client) {
-        let rev = match pg::committed_revision(writer) {
-            Ok(rev) => rev,
-            Err(e) => {
-                tracing::warn!("reading the revision after a commit: {e}");
-                return;
-            }
+    /// As [`Pool::announce`], on PostgreSQL's writer: the revision the
+    /// committed transaction recorded its newest change at (`recorded`;
+    /// none recorded, nothing to announce) is published here and notified
+    /// to the other control planes on the database (`pg::listen`). Writers
+    /// are serialised to commit, so every lower revision has committed.
+    fn announce_pg(&self, writer: &mut postgres::Client, recorded: Option<u64>) {
+        let Some(rev) = recorded else {
+            return;
         };
-        if rev > *self.revision.borrow() {
-            self.publish(rev);
-            if let Err(e) = writer.execute(
-                "SELECT pg_notify($1, $2)",
-                &[&pg::listen::CHANNEL, &rev.to_string()],
-            ) {
-                tracing::warn!("notifying revision {rev}: {}", pg::describe(&e));
+        {
+            let mut own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
+            if own.len() >= OWN_KEPT {
+                own.pop_front();
             }
+            own.push_back(rev);
         }
+        self.publish(rev);
+        if let Err(e) = writer.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&pg::listen::CHANNEL, &rev.to_string()],
+        ) {
+            tracing::warn!("notifying revision {rev}: {}", pg::describe(&e));
+        }
+    }
+
+    /// A revision notified on the database (`pg::listen`): published to the
+    /// requests waiting for changes. Another control plane's may have moved
+    /// penalties or what they are published as: this process's penalty
+    /// deadline becomes "now", so the next poll re-plans it (a republish
+    /// writes only values that are stale, so replicas cannot ping-pong).
+    fn heard(&self, rev: u64) {
+        let mine = {
+            let mut own = self.own.lock().unwrap_or_else(PoisonError::into_inner);
+            own.iter()
+                .position(|r| *r == rev)
+                .and_then(|i| own.remove(i))
+                .is_some()
+        };
+        if !mine {
+            let mut foreign = self.foreign.lock().unwrap_or_else(PoisonError::into_inner);
+            *foreign += 1;
+            self.penalty_due.store(0, Ordering::Release);
+        }
+        self.publish(rev);
+    }
+
+    /// Records the penalty deadline a write planned (PostgreSQL), unless
+    /// another control plane's revision arrived since the write began
+    /// (`heard_before`: [`Pool::foreign`] then): it may not have seen that
+    /// one's penalties, so the deadline stays "now".
+    fn plan_penalties(&self, due: u64, heard_before: u64) {
+        let foreign = self.foreign.lock().unwrap_or_else(PoisonError::into_inner);
+        let due = if *foreign == heard_before { due } else { 0 };
+        self.penalty_due.store(due, Ordering::Release);
+    }
+
+    fn foreign_heard(&self) -> u64 {
+        *self.foreign.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -359,7 +412,7 @@ impl Db {
                         || alive.strong_count() > 0,
                         |rev| {
                             if let Some(pool) = weak.upgrade() {
-                                pool.publish(rev);
+                                pool.heard(rev);
                             }
                         },
                     );
@@ -509,7 +562,7 @@ impl Db {
             let Engine::Postgres(pg) = &pool.engine else {
                 return Err(Error::Internal("not a PostgreSQL store".into()));
             };
-            pg.write(f, |client, _| pool.announce_pg(client))
+            pg.write(f, |client, _, rev| pool.announce_pg(client, rev))
         })
         .await?
     }
@@ -527,9 +580,10 @@ impl Db {
             let Engine::Postgres(pg) = &pool.engine else {
                 return Err(Error::Internal("not a PostgreSQL store".into()));
             };
-            let (out, _) = pg.write(f, |client, (_, due)| {
-                pool.penalty_due.store(*due, Ordering::Release);
-                pool.announce_pg(client);
+            let heard = pool.foreign_heard();
+            let (out, _) = pg.write(f, |client, (_, due), rev| {
+                pool.plan_penalties(*due, heard);
+                pool.announce_pg(client, rev);
             })?;
             Ok(out)
         })

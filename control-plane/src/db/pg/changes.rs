@@ -14,7 +14,8 @@ use crate::error::Result;
 use aipipe_core::ratelimit::Limits;
 
 /// Takes the next revision and moves the changed thing's row to it, in one
-/// statement. Returns the new revision.
+/// statement. Returns the new revision (noted in the transaction: it is
+/// what the commit announces).
 pub(in crate::db) fn record_change(w: &mut Writer<'_>, change: Change<'_>) -> Result<u64> {
     let (kind, name) = change.row();
     let rev: i64 = w
@@ -25,7 +26,9 @@ pub(in crate::db) fn record_change(w: &mut Writer<'_>, change: Change<'_>) -> Re
             &[&kind, &name],
         )?
         .get(0);
-    Ok(to_u64(rev))
+    let rev = to_u64(rev);
+    w.recorded(rev);
+    Ok(rev)
 }
 
 pub(in crate::db) fn global_state(tx: &mut Transaction<'_>) -> Result<GlobalState> {

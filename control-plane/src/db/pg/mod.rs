@@ -152,7 +152,7 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
             }
             Ok(())
         },
-        |_, _| {},
+        |_, _, _| {},
     )
 }
 

@@ -4,7 +4,8 @@
 //!
 //! One writer per process keeps what SQLite's single writer gives the code
 //! above it: announcements of new revisions in commit order and the penalty
-//! deadline written by the latest commit. Across processes every write
+//! deadline written by the latest commit (another process's commits make
+//! it "now": `db::Pool::heard`). Across processes every write
 //! transaction takes [`WRITE_LOCK`] first, so writers of all replicas are
 //! serialised as SQLite's `BEGIN IMMEDIATE` serialises them: a check and
 //! the write it guards see the same data, and change-log revisions (taken
@@ -37,19 +38,31 @@ impl From<postgres::Error> for Error {
 }
 
 /// A write transaction that holds [`WRITE_LOCK`]: the only kind the change
-/// log records in (`db::pg::changes::record_change`).
-pub struct Writer<'a>(Transaction<'a>);
+/// log records in (`db::pg::changes::record_change`), which notes the
+/// revisions it takes here.
+pub struct Writer<'a> {
+    tx: Transaction<'a>,
+    /// The newest revision this transaction recorded a change at.
+    recorded: Option<u64>,
+}
+
+impl Writer<'_> {
+    /// This transaction recorded a change at `rev`.
+    pub(in crate::db) fn recorded(&mut self, rev: u64) {
+        self.recorded = Some(self.recorded.map_or(rev, |r| r.max(rev)));
+    }
+}
 
 impl<'a> std::ops::Deref for Writer<'a> {
     type Target = Transaction<'a>;
     fn deref(&self) -> &Transaction<'a> {
-        &self.0
+        &self.tx
     }
 }
 
 impl std::ops::DerefMut for Writer<'_> {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
+        &mut self.tx
     }
 }
 
@@ -109,23 +122,24 @@ impl Pool {
 
     /// Runs `f` in one write transaction holding [`WRITE_LOCK`]; commits if
     /// it returns Ok, rolls back otherwise. `after` runs on the same client
-    /// after the commit, the writer still held (announcements).
+    /// after the commit, the writer still held (announcements), with the
+    /// revision the transaction recorded its newest change at, if any.
     pub fn write<T>(
         &self,
         f: impl FnOnce(&mut Writer<'_>) -> Result<T>,
-        after: impl FnOnce(&mut Client, &T),
+        after: impl FnOnce(&mut Client, &T, Option<u64>),
     ) -> Result<T> {
         self.with(&self.writer, |client| {
-            let out = {
+            let (out, recorded) = {
                 let mut tx = client.transaction()?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
-                let mut w = Writer(tx);
+                let mut w = Writer { tx, recorded: None };
                 let out = f(&mut w)?;
-                let Writer(tx) = w;
+                let Writer { tx, recorded } = w;
                 tx.commit()?;
-                out
+                (out, recorded)
             };
-            after(client, &out);
+            after(client, &out, recorded);
             Ok(out)
         })
     }
