@@ -70,6 +70,15 @@ pub use usage_days::{CostAdjustment, DayUsage, TenantUsage, parse_date};
 
 const READERS: usize = 3;
 
+/// See [`Pool::deadline_moves`].
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct DeadlineMoves {
+    /// Other control planes' revisions heard (each made the deadline "now").
+    heard: u64,
+    /// Deadlines this process's writes planned and kept.
+    written: u64,
+}
+
 /// Own revisions kept to recognise when they come back through the
 /// listener (one missed while it reconnected is forgotten eventually).
 const OWN_KEPT: usize = 256;
@@ -118,10 +127,10 @@ struct Pool {
     /// also set when another control plane's revision arrives (it may have
     /// moved penalties this one has not planned for).
     penalty_due: AtomicU64,
-    /// Other control planes' revisions heard so far; `penalty_due` is
-    /// written under it, so a deadline planned before one arrived never
-    /// overwrites the "check now" it set.
-    foreign: Mutex<u64>,
+    /// What moved `penalty_due` so far — other control planes' revisions
+    /// heard, this one's writes that planned it — written under this lock,
+    /// so a deadline planned before such a move never overwrites it.
+    deadline_moves: Mutex<DeadlineMoves>,
     /// Revisions this process committed and notified that its own listener
     /// has not heard back yet (PostgreSQL; at most [`OWN_KEPT`]).
     own: Mutex<std::collections::VecDeque<u64>>,
@@ -151,7 +160,7 @@ impl Pool {
             engine,
             decay_ms: penalty_decay_ms.max(1),
             penalty_due: AtomicU64::new(0),
-            foreign: Mutex::new(0),
+            deadline_moves: Mutex::new(DeadlineMoves::default()),
             own: Mutex::new(std::collections::VecDeque::new()),
             republishing: tokio::sync::Mutex::new(()),
             revision: tokio::sync::watch::Sender::new(revision),
@@ -230,25 +239,41 @@ impl Pool {
                 .is_some()
         };
         if !mine {
-            let mut foreign = self.foreign.lock().unwrap_or_else(PoisonError::into_inner);
-            *foreign += 1;
+            let mut moves = self.moves();
+            moves.heard += 1;
             self.penalty_due.store(0, Ordering::Release);
         }
         self.publish(rev);
     }
 
+    fn moves(&self) -> std::sync::MutexGuard<'_, DeadlineMoves> {
+        self.deadline_moves
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Records the penalty deadline a write planned (PostgreSQL), unless
     /// another control plane's revision arrived since the write began
-    /// (`heard_before`: [`Pool::foreign`] then): it may not have seen that
-    /// one's penalties, so the deadline stays "now".
-    fn plan_penalties(&self, due: u64, heard_before: u64) {
-        let foreign = self.foreign.lock().unwrap_or_else(PoisonError::into_inner);
-        let due = if *foreign == heard_before { due } else { 0 };
+    /// (`before`: the moves then) — it may hold penalties this write did
+    /// not see — in which case the deadline stays "now", to be planned again.
+    fn keep_write_plan(&self, due: u64, before: DeadlineMoves) {
+        let mut moves = self.moves();
+        let due = if moves.heard == before.heard { due } else { 0 };
+        moves.written += 1;
         self.penalty_due.store(due, Ordering::Release);
     }
 
-    fn foreign_heard(&self) -> u64 {
-        *self.foreign.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Records the deadline a read planned, unless anything moved it since
+    /// the read began (then that move stands: a write saw newer penalties).
+    fn keep_read_plan(&self, due: u64, before: DeadlineMoves) {
+        let moves = self.moves();
+        if *moves == before {
+            self.penalty_due.store(due, Ordering::Release);
+        }
+    }
+
+    fn deadline_moves(&self) -> DeadlineMoves {
+        *self.moves()
     }
 }
 
@@ -580,9 +605,9 @@ impl Db {
             let Engine::Postgres(pg) = &pool.engine else {
                 return Err(Error::Internal("not a PostgreSQL store".into()));
             };
-            let heard = pool.foreign_heard();
+            let before = pool.deadline_moves();
             let (out, _) = pg.write(f, |client, (_, due), rev| {
-                pool.plan_penalties(*due, heard);
+                pool.keep_write_plan(*due, before);
                 pool.announce_pg(client, rev);
             })?;
             Ok(out)

@@ -143,6 +143,16 @@ fn republish(tx: &Transaction<'_>, now: u64, decay_ms: u64) -> Result<u64> {
     Ok(plan.due_ms)
 }
 
+/// When a republish at `now` would write nothing (no value stale, no pair
+/// to forget): the deadline it would plan. None when it would write.
+pub(super) fn nothing_to_write(rows: &[PenaltyRow], now: u64, decay_ms: u64) -> Option<u64> {
+    let held: Vec<(penalty::State, f64)> =
+        rows.iter().map(|r| (r.tally.state, r.published)).collect();
+    let plan = penalty::republish(&held, now, decay_ms);
+    let idle = plan.publish.is_none() && forgotten(rows, &plan, now, decay_ms).next().is_none();
+    idle.then_some(plan.due_ms)
+}
+
 /// The (model, key) pairs a republish forgets: at 0 and published as 0
 /// (`republish`'s rule, shared with PostgreSQL's).
 pub(super) fn forgotten<'r>(
@@ -315,6 +325,20 @@ impl Db {
         }
         if self.postgres().is_some() {
             let decay_ms = self.0.decay_ms;
+            // Re-planning (another control plane's revision made the
+            // deadline "now") mostly finds nothing stale: then a read plans
+            // it, without taking the write lock every replica shares.
+            let before = self.0.deadline_moves();
+            let idle = self
+                .pg_read(move |tx| {
+                    let rows = pg::penalties::penalty_rows(tx)?;
+                    Ok(nothing_to_write(&rows, now_ms(), decay_ms))
+                })
+                .await?;
+            if let Some(due) = idle {
+                self.0.keep_read_plan(due, before);
+                return Ok(());
+            }
             return self
                 .pg_write_penalties(move |w| {
                     Ok(((), pg::penalties::republish(w, now_ms(), decay_ms)?))
@@ -422,5 +446,46 @@ impl Db {
             ))
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(key_tag: &str, penalty: f64, published: f64) -> PenaltyRow {
+        PenaltyRow {
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            key_tag: key_tag.into(),
+            tally: Tally {
+                state: penalty::State {
+                    penalty,
+                    decayed_ms: 10_000,
+                },
+                successes: 0,
+                failures: 1,
+                updated_ms: 10_000,
+            },
+            published,
+        }
+    }
+
+    /// A re-plan is a read when a republish would write nothing: values as
+    /// published (its deadline is the write's), never when one is stale or
+    /// a pair is to be forgotten.
+    #[test]
+    fn a_republish_that_would_write_nothing_is_planned_by_a_read() {
+        let fresh = [row("", 3.0, 3.0)];
+        let due = nothing_to_write(&fresh, 10_000, 1000).unwrap();
+        let held = [(fresh[0].tally.state, 3.0)];
+        assert_eq!(due, penalty::republish(&held, 10_000, 1000).due_ms);
+        assert!(due > 10_000 && due <= 12_000, "{due}");
+        // Decayed past it: stale, a write republishes.
+        assert_eq!(nothing_to_write(&fresh, due, 1000), None);
+        // A pair at 0, published as 0: a write forgets it.
+        assert_eq!(nothing_to_write(&[row("k1", 0.0, 0.0)], 10_000, 1000), None);
+        // No penalties: never due.
+        assert_eq!(nothing_to_write(&[], 10_000, 1000), Some(u64::MAX));
     }
 }
