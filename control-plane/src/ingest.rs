@@ -7,11 +7,12 @@
 //! `crate::penalty`). The ack is sent only after that transaction's commit,
 //! so it means durable. Refused records are counted, never stored, and never
 //! refuse the batch: a filter would otherwise retry a poisoned batch forever
-//! and every record behind it would wait.
+//! and every record behind it would wait. What the sending Envoy reports
+//! about its queue (`source`) is stored in the same transaction.
 
 use std::collections::HashMap;
 
-use aipipe_core::usage::{UsageAck, UsageBatch, UsageRecord};
+use aipipe_core::usage::{UsageAck, UsageBatch, UsageRecord, UsageSource};
 use aipipe_core::validate;
 
 use crate::db::{Db, now_ms};
@@ -25,9 +26,24 @@ use crate::stats::Sums;
 pub struct Batch {
     records: Vec<UsageRecord>,
     refused: u64,
+    /// What the sending Envoy said about its queue, stored with the batch
+    /// (`db/envoys.rs`), and how many records the batch had.
+    source: Option<(UsageSource, u64)>,
 }
 
 impl Batch {
+    /// The records of a batch that can be stored, and the sender's report
+    /// (already validated; `None` from filters that send none). Its `sent`
+    /// is stored counting every record of this batch: it is acknowledged
+    /// once stored.
+    pub fn from_envoy(records: Vec<UsageRecord>, source: Option<UsageSource>) -> Self {
+        let total = records.len() as u64;
+        Self {
+            source: source.map(|s| (s, total)),
+            ..Self::new(records)
+        }
+    }
+
     pub fn new(records: Vec<UsageRecord>) -> Self {
         let total = records.len();
         let records: Vec<UsageRecord> = records
@@ -45,7 +61,11 @@ impl Batch {
             .map(|(_, r)| r)
             .collect();
         let refused = (total - records.len()) as u64;
-        Self { records, refused }
+        Self {
+            records,
+            refused,
+            source: None,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -170,6 +190,7 @@ pub async fn ingest(db: &Db, batch: Batch) -> Result<(UsageAck, Vec<Observed>, V
     let Batch {
         mut records,
         mut refused,
+        source,
     } = batch;
     // A time the store cannot file (PostgreSQL's day partitions span the
     // years 1970-9999) refuses its record, not the batch.
@@ -240,6 +261,9 @@ pub async fn ingest(db: &Db, batch: Batch) -> Result<(UsageAck, Vec<Observed>, V
         tx.add_usage_days(&fresh)?;
         tx.add_rollups(&fresh, now)?;
         let learnable = tx.add_request_features(&fresh)?;
+        if let Some((source, total)) = &source {
+            tx.report_envoy(source, *total, now)?;
+        }
         let due = tx.republish_penalties(now)?;
         let accepted = fresh.len() as u64;
         let observed = fresh.iter().map(|r| Observed::of(r)).collect();

@@ -308,8 +308,7 @@ async fn usage(State(state): State<AppState>, body: Bytes) -> Result<Json<UsageA
             }
             s
         });
-    let records = upload.records.len() as u64;
-    let batch = ingest::Batch::new(upload.records);
+    let batch = ingest::Batch::from_envoy(upload.records, source);
     let waiting = state.counters.ingest_waiting();
     let (ack, observed, learnable) = ingest::ingest(&state.db, batch).await?;
     state.learner.mark(learnable);
@@ -318,9 +317,5 @@ async fn usage(State(state): State<AppState>, body: Bytes) -> Result<Json<UsageA
         .counters
         .ingested(ack.accepted, ack.duplicates, ack.refused);
     state.counters.observe(&observed, received.elapsed());
-    // Acknowledged: the Envoy's queue is as it said, this batch sent.
-    if let Some(source) = source {
-        state.envoys.report(&source, records, crate::db::now_ms());
-    }
     Ok(Json(ack))
 }

@@ -52,8 +52,6 @@ pub struct Inner {
     internal_token_hash: [u8; 32],
     pub table_cache: routing::Cache,
     pub counters: metrics::Counters,
-    /// Each Envoy's usage queue as last reported (`GET /admin/envoys`).
-    pub envoys: envoys::Registry,
     /// Set when the process stops: requests held for changes end at once.
     pub stopping: tokio::sync::watch::Sender<bool>,
     /// Wrong admin secrets per client address.
@@ -92,7 +90,6 @@ impl AppState {
             internal_token_hash: aipipe_core::table::hash_virtual_key(&secrets.internal_token),
             table_cache: routing::Cache::default(),
             counters: metrics::Counters::default(),
-            envoys: envoys::Registry::default(),
             stopping: tokio::sync::watch::Sender::new(false),
             admin_throttle,
             usage_kept_ms: std::sync::atomic::AtomicU64::new(0),

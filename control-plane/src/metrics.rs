@@ -517,6 +517,7 @@ pub async fn render(state: &AppState) -> Result<String> {
     let budgets = state.db.budget_spend().await?;
     // Models only: pairs would label a series per provider key.
     let penalties = state.db.penalties(Some(Vec::new())).await?;
+    let envoys = state.db.envoys().await?;
     // A registry per scrape: the database's numbers are read now, the
     // process counters are shared (a registered Counter is a handle).
     // `register` adds the final period to each help text.
@@ -606,7 +607,7 @@ pub async fn render(state: &AppState) -> Result<String> {
         totals,
         penalties: penalties.penalties,
         budgets,
-        envoys: state.envoys.list(),
+        envoys,
     }));
     let mut out = String::with_capacity(4096);
     prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)

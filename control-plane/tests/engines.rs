@@ -21,7 +21,7 @@ use aipipe_control_plane::db::{Changed, Db};
 use aipipe_control_plane::{AppState, admin_app, internal_app};
 use aipipe_core::contract::{CHANGES_PATH, TENANT_USAGE_PATH, TOKEN_HEADER, USAGE_PATH};
 use aipipe_core::directory::{Delta, KeyEntry, Kind, TenantEntry};
-use aipipe_core::usage::{FailedAttempt, UsageBatch, UsageRecord};
+use aipipe_core::usage::{FailedAttempt, UsageBatch, UsageRecord, UsageSource, UsageUpload};
 use aipipe_tests::postgres::Postgres;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -117,6 +117,7 @@ on_both_engines!(
     evals_are_recorded_finished_applied_and_failed_when_interrupted,
     a_running_eval_is_failed_by_another_control_plane_only_once_its_heartbeat_stops,
     two_control_planes_deliver_each_budget_alert_once_and_take_over_a_dead_ones,
+    each_envoys_report_is_shared_by_every_control_plane_bounded_and_summed_while_fresh,
     retention_drops_old_records_and_keeps_their_numbers,
 );
 
@@ -1571,6 +1572,143 @@ async fn two_control_planes_deliver_each_budget_alert_once_and_take_over_a_dead_
     assert_eq!(late, [r#"{"n":24}"#, r#"{"n":25}"#, r#"{"n":26}"#]);
     s.state.stopping.send_replace(true);
     b.stopping.send_replace(true);
+}
+
+/// Posts a usage batch to `state`'s internal API as an Envoy's singleton
+/// does, with its `source`.
+async fn upload(state: &AppState, records: Vec<UsageRecord>, source: UsageSource) {
+    let body = serde_json::to_vec(&UsageUpload {
+        records,
+        source: Some(source),
+    })
+    .unwrap();
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(USAGE_PATH)
+        .header(TOKEN_HEADER, TOKEN)
+        .body(Body::from(body))
+        .unwrap();
+    let resp = internal_app(state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+fn source(node: &str, queued: u64, reserved: &[(&str, u64)], keys: &[(&str, u64)]) -> UsageSource {
+    UsageSource {
+        node: node.into(),
+        queued,
+        dropped: 1,
+        sent: 10,
+        reserved_nusd: reserved
+            .iter()
+            .map(|(t, n)| ((*t).to_owned(), *n))
+            .collect(),
+        key_reserved_nusd: keys.iter().map(|(k, n)| ((*k).to_owned(), *n)).collect(),
+    }
+}
+
+/// Each Envoy's latest report lives in the database: two control planes,
+/// each uploaded to by one Envoy, both list both Envoys and sum both
+/// Envoys' in-flight reservations into a budget's `reserved_usd`; a report
+/// older than 30 s counts no reservation, a newer report without any
+/// clears its Envoy's; past 1,000 Envoys a new one drops the least
+/// recently seen.
+async fn each_envoys_report_is_shared_by_every_control_plane_bounded_and_summed_while_fresh(
+    s: Store,
+) {
+    let b = AppState::new(s.second(1000).await, &secrets());
+    s.create_tenant("acme").await;
+    let now = aipipe_control_plane::db::now_ms();
+    upload(
+        &s.state,
+        vec![record("r1", "acme", "gpt-4o-mini", 200, now)],
+        source("edge-1", 7, &[("acme", 100)], &[("vk_1", 40)]),
+    )
+    .await;
+    upload(&b, Vec::new(), source("edge-2", 0, &[("acme", 20)], &[])).await;
+    for db in [s.db(), &b.db] {
+        let all = db.envoys().await.unwrap();
+        let nodes: Vec<(&str, u64, u64, u64)> = all
+            .iter()
+            .map(|e| (e.node.as_str(), e.queued, e.dropped, e.sent))
+            .collect();
+        // `sent` counts the batch it came with.
+        assert_eq!(nodes, [("edge-1", 7, 1, 11), ("edge-2", 0, 1, 10)]);
+        assert!(all.iter().all(|e| e.last_seen_ms >= now));
+        let now = aipipe_control_plane::db::now_ms();
+        assert_eq!(db.reserved("acme".into(), None, now).await.unwrap(), 120);
+        assert_eq!(
+            db.reserved("acme".into(), Some("vk_1".into()), now)
+                .await
+                .unwrap(),
+            40
+        );
+        assert_eq!(db.reserved("other".into(), None, now).await.unwrap(), 0);
+    }
+    // The budget answer of either control plane carries both.
+    let (status, v) = s
+        .admin(
+            Method::PUT,
+            "/admin/tenants/acme/budget",
+            Some(json!({"limit_usd": 1, "days": 1})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let req = Request::builder()
+        .uri("/admin/tenants/acme/budget")
+        .header("x-admin-secret", ADMIN)
+        .body(Body::empty())
+        .unwrap();
+    let resp = admin_app(b.clone()).oneshot(req).await.unwrap();
+    let v: Value = serde_json::from_slice(
+        &axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        (v["reserved_usd"].as_f64().unwrap() - 120e-9).abs() < 1e-12,
+        "{v}"
+    );
+
+    // edge-1 has not reported for 31 s: its reservations are gone with it.
+    let old = now - 31_000;
+    s.raw_sql(&format!(
+        "UPDATE envoy_reports SET last_seen_ms = {old} WHERE node = 'edge-1'"
+    ));
+    let at = aipipe_control_plane::db::now_ms();
+    assert_eq!(b.db.reserved("acme".into(), None, at).await.unwrap(), 20);
+    // edge-2 reports none: none.
+    upload(&s.state, Vec::new(), source("edge-2", 3, &[], &[])).await;
+    assert_eq!(s.db().reserved("acme".into(), None, at).await.unwrap(), 0);
+
+    // 1,000 Envoys, then one more: the least recently seen go.
+    let rows: Vec<String> = (0..998)
+        .map(|i| format!("('n{i:03}', 0, 0, 0, {}, '{{}}', '{{}}')", 1_000 + i))
+        .collect();
+    s.raw_sql(&format!(
+        "INSERT INTO envoy_reports (node, queued, dropped, sent, last_seen_ms, reserved, key_reserved)
+         VALUES {}",
+        rows.join(", ")
+    ));
+    assert_eq!(s.db().envoys().await.unwrap().len(), 1000);
+    // A known Envoy's report drops nobody.
+    upload(&b, Vec::new(), source("edge-1", 0, &[], &[])).await;
+    assert_eq!(s.db().envoys().await.unwrap().len(), 1000);
+    upload(&b, Vec::new(), source("new", 0, &[], &[])).await;
+    let nodes: Vec<String> = s
+        .db()
+        .envoys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.node)
+        .collect();
+    assert_eq!(nodes.len(), 1000);
+    assert!(
+        !nodes.contains(&"n000".to_owned()),
+        "the least recently seen"
+    );
+    assert!(nodes.contains(&"n001".to_owned()) && nodes.contains(&"new".to_owned()));
 }
 
 async fn retention_drops_old_records_and_keeps_their_numbers(s: Store) {

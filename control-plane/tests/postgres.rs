@@ -18,7 +18,7 @@ use aipipe_control_plane::db::pg::copy::{self, Outcome, TABLES};
 use aipipe_control_plane::db::pg::partitions;
 use aipipe_control_plane::{admin_app, internal_app};
 use aipipe_core::contract::{TOKEN_HEADER, USAGE_PATH};
-use aipipe_core::usage::{FailedAttempt, UsageBatch, UsageRecord};
+use aipipe_core::usage::{FailedAttempt, UsageRecord, UsageSource, UsageUpload};
 use aipipe_tests::postgres::Postgres;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
@@ -68,8 +68,21 @@ async fn admin(h: &Harness, method: Method, uri: &str, body: Option<Value>) -> V
     v
 }
 
+/// Posts a batch as an Envoy's singleton does, with its `source` (its
+/// queue and one in-flight reservation).
 async fn ingest(h: &Harness, records: Vec<UsageRecord>) {
-    let body = serde_json::to_vec(&UsageBatch { records }).unwrap();
+    let body = serde_json::to_vec(&UsageUpload {
+        records,
+        source: Some(UsageSource {
+            node: "edge-1".into(),
+            queued: 2,
+            dropped: 0,
+            sent: 10,
+            reserved_nusd: [("acme".to_owned(), 1_000)].into_iter().collect(),
+            key_reserved_nusd: Default::default(),
+        }),
+    })
+    .unwrap();
     let (s, v) = call(
         internal_app(h.state.clone()),
         Method::POST,
@@ -118,7 +131,7 @@ fn now_ms() -> u64 {
 /// service makes it: tenants, keys, budgets, limits, policies, usage over
 /// three days with failures, failovers, cache hits and a virtual key,
 /// penalties, a cost adjustment, routing examples and ratings, an eval, a
-/// deleted tenant, alerts waiting for the webhook.
+/// deleted tenant, alerts waiting for the webhook, an Envoy's report.
 async fn populate(h: &Harness) -> String {
     h.state.db.enable_alerts();
     h.state

@@ -59,10 +59,13 @@ fn no_key(id: &str, key_id: &str) -> Error {
 }
 
 /// The view with the Envoys' in-flight reservations of its budget.
-fn reserved(state: &AppState, v: BudgetView) -> BudgetView {
+async fn reserved(state: &AppState, v: BudgetView) -> Result<BudgetView> {
     let now = crate::db::now_ms();
-    let nusd = (state.envoys).reserved(&v.tenant, v.virtual_key.as_deref(), now);
-    v.with_reserved(nusd)
+    let nusd = state
+        .db
+        .reserved(v.tenant.clone(), v.virtual_key.clone(), now)
+        .await?;
+    Ok(v.with_reserved(nusd))
 }
 
 fn answer(id: &str, w: BudgetWrite) -> Result<BudgetView> {
@@ -99,7 +102,7 @@ pub(crate) async fn put_budget(
 ) -> Result<Json<BudgetView>> {
     let limit = body.limit()?;
     let w = state.db.set_budget(id.clone(), Some(limit)).await?;
-    answer(&id, w).map(|v| Json(reserved(&state, v)))
+    Ok(Json(reserved(&state, answer(&id, w)?).await?))
 }
 
 #[utoipa::path(get, path = "/admin/tenants/{id}/budget",
@@ -112,7 +115,7 @@ pub(crate) async fn get_budget(
     Path(id): Path<String>,
 ) -> Result<Json<BudgetView>> {
     let w = state.db.budget(id.clone()).await?;
-    answer(&id, w).map(|v| Json(reserved(&state, v)))
+    Ok(Json(reserved(&state, answer(&id, w)?).await?))
 }
 
 #[utoipa::path(delete, path = "/admin/tenants/{id}/budget",
@@ -155,7 +158,7 @@ pub(crate) async fn put_key_budget(
     let w = (state.db)
         .set_key_budget(id.clone(), key_id.clone(), Some(limit))
         .await?;
-    key_answer(&id, &key_id, w).map(|v| Json(reserved(&state, v)))
+    Ok(Json(reserved(&state, key_answer(&id, &key_id, w)?).await?))
 }
 
 #[utoipa::path(get, path = "/admin/tenants/{id}/virtual-keys/{key_id}/budget",
@@ -168,7 +171,7 @@ pub(crate) async fn get_key_budget(
     Path((id, key_id)): Path<(String, String)>,
 ) -> Result<Json<BudgetView>> {
     let w = state.db.key_budget(id.clone(), key_id.clone()).await?;
-    key_answer(&id, &key_id, w).map(|v| Json(reserved(&state, v)))
+    Ok(Json(reserved(&state, key_answer(&id, &key_id, w)?).await?))
 }
 
 #[utoipa::path(delete, path = "/admin/tenants/{id}/virtual-keys/{key_id}/budget",

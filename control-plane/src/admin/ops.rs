@@ -39,13 +39,13 @@ pub(crate) struct Envoys {
 }
 
 #[utoipa::path(get, path = "/admin/envoys",
-    summary = "Each Envoy's usage queue as its last usage batch reported it: records queued behind that batch, dropped and acknowledged since its singleton started, and when it was heard from (in memory: at most 1,000 Envoys, the least recently heard forgotten first; empty after a restart until each Envoy sends a batch)",
+    summary = "Each Envoy's usage queue as its last usage batch reported it: records queued behind that batch, dropped and acknowledged since its singleton started, and when it was heard from (stored in the database, so every control plane on it answers the same: at most 1,000 Envoys, the least recently heard forgotten first)",
     responses((status = 200, description = "by node", body = Envoys),
         (status = 401, response = crate::openapi::E401)))]
-pub(crate) async fn envoys(State(state): State<AppState>) -> Json<Envoys> {
-    Json(Envoys {
-        envoys: state.envoys.list(),
-    })
+pub(crate) async fn envoys(State(state): State<AppState>) -> crate::error::Result<Json<Envoys>> {
+    Ok(Json(Envoys {
+        envoys: state.db.envoys().await?,
+    }))
 }
 
 #[utoipa::path(get, path = "/admin/openapi.json", summary = "This document",

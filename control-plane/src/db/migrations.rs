@@ -486,6 +486,20 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ALTER TABLE evals ADD COLUMN owner TEXT;
     ALTER TABLE evals ADD COLUMN heartbeat_ms INTEGER;
     CREATE INDEX evals_running ON evals(heartbeat_ms) WHERE status = 'running';
+    -- Each Envoy's latest report, sent with its usage batches (db/envoys.rs):
+    -- its usage queue, and the budget reservations of its requests in
+    -- flight as JSON objects (tenant id or virtual key id → nano-dollars).
+    -- At most envoys::MAX_ENVOYS rows, the least recently seen dropped first.
+    CREATE TABLE envoy_reports (
+        node TEXT PRIMARY KEY,
+        queued INTEGER NOT NULL,
+        dropped INTEGER NOT NULL,
+        sent INTEGER NOT NULL,
+        last_seen_ms INTEGER NOT NULL,
+        reserved TEXT NOT NULL,
+        key_reserved TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX envoy_reports_seen ON envoy_reports(last_seen_ms);
     "#,
     ),
 ];

@@ -24,6 +24,7 @@ mod alerts;
 mod budgets;
 mod catalog;
 mod changes;
+mod envoys;
 mod evals;
 mod import;
 mod keys;

@@ -66,6 +66,7 @@ pub const TABLES: &[&str] = &[
     "request_features",
     "tenant_routers",
     "evals",
+    "envoy_reports",
 ];
 
 /// What a run did.

@@ -14,6 +14,7 @@ pub(super) mod budgets;
 pub(super) mod catalog;
 pub(super) mod changes;
 pub mod copy;
+pub(super) mod envoys;
 pub(super) mod evals;
 pub(super) mod import;
 pub(super) mod keys;

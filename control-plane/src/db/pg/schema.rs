@@ -295,6 +295,20 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     -- interrupted by whichever control plane notices first.
     ALTER TABLE evals ADD COLUMN owner TEXT, ADD COLUMN heartbeat_ms BIGINT;
     CREATE INDEX evals_running ON evals(heartbeat_ms) WHERE status = 'running';
+    -- Each Envoy's latest report, sent with its usage batches (db/envoys.rs):
+    -- its usage queue, and the budget reservations of its requests in
+    -- flight as JSON objects (tenant id or virtual key id → nano-dollars).
+    -- At most envoys::MAX_ENVOYS rows, the least recently seen dropped first.
+    CREATE TABLE envoy_reports (
+        node TEXT PRIMARY KEY,
+        queued BIGINT NOT NULL,
+        dropped BIGINT NOT NULL,
+        sent BIGINT NOT NULL,
+        last_seen_ms BIGINT NOT NULL,
+        reserved TEXT NOT NULL,
+        key_reserved TEXT NOT NULL
+    );
+    CREATE INDEX envoy_reports_seen ON envoy_reports(last_seen_ms);
     "#,
     ),
 ];
