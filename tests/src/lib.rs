@@ -503,11 +503,7 @@ pub fn render_envoy_config_as(build: FilterBuild, file: &str, c: &EnvoyConfig) -
         // The token goes into Envoy's environment, not the file
         // (`Envoy::start_with_env`).
         Some((port, _token)) if c.with_filter => {
-            replace(
-                &mut yaml,
-                "port_value: 8083 }",
-                &format!("port_value: {port} }}"),
-            );
+            yaml = control_plane_endpoints(&yaml, &[*port]);
         }
         // No control plane: no singleton, and no cluster for it to call.
         _ => {
@@ -522,6 +518,46 @@ pub fn render_envoy_config_as(build: FilterBuild, file: &str, c: &EnvoyConfig) -
         }
     }
     yaml
+}
+
+/// `yaml` with the control-plane cluster's endpoints replaced by one per
+/// port on loopback (the shipped configs list one replica, or two: the
+/// harness runs one, or as many as a test starts).
+pub fn control_plane_endpoints(yaml: &str, ports: &[u16]) -> String {
+    let begin = "# BEGIN aipipe-control-plane-cluster";
+    let end = "# END aipipe-control-plane-cluster";
+    let mut out = String::with_capacity(yaml.len());
+    let (mut inside, mut placed) = (false, false);
+    for line in yaml.lines() {
+        if line.contains(begin) {
+            inside = true;
+        } else if line.contains(end) {
+            inside = false;
+        }
+        if inside
+            && line
+                .trim_start()
+                .starts_with("- endpoint: { address: { socket_address:")
+        {
+            if !placed {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                for port in ports {
+                    out.push_str(&format!(
+                        "{indent}- endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
+                    ));
+                }
+                placed = true;
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    assert!(
+        placed,
+        "the config has no control-plane endpoint to replace"
+    );
+    out
 }
 
 /// A rendered config with the fleet-wide rate limits of `envoy/ratelimit/`
@@ -776,6 +812,40 @@ impl Envoy {
             concurrency,
             &env,
             supervisor,
+        )
+    }
+
+    /// Renders `envoy/<file>` on fresh ports with its singleton polling
+    /// every control-plane replica on `internal_ports` (one endpoint each,
+    /// health-checked) with `token`.
+    pub fn start_polling_replicas(
+        file: &str,
+        upstream_port: u16,
+        plugin_config: Option<String>,
+        internal_ports: &[u16],
+        token: &str,
+        concurrency: u32,
+    ) -> Self {
+        let (listener_port, admin_port) = (free_port(), free_port());
+        let first = internal_ports.first().copied().unwrap_or(0);
+        let yaml = render_envoy_config(
+            file,
+            &EnvoyConfig {
+                listener_port,
+                admin_port,
+                upstream_port,
+                plugin_config,
+                with_filter: true,
+                control_plane: Some((first, token.to_owned())),
+            },
+        );
+        let yaml = control_plane_endpoints(&yaml, internal_ports);
+        Self::start_with_env(
+            &yaml,
+            listener_port,
+            admin_port,
+            concurrency,
+            &[("AIPIPE_INTERNAL_TOKEN", token)],
         )
     }
 
@@ -1101,12 +1171,14 @@ impl ControlPlane {
             .arg(format!("127.0.0.1:{}", l.admin_port))
             .arg("--internal-listen")
             .arg(format!("127.0.0.1:{}", l.internal_port))
-            .arg("--db")
-            .arg(&l.db)
             .env("AIPIPE_ADMIN_SECRET", &l.admin_secret)
             .env("AIPIPE_INTERNAL_TOKEN", &l.internal_token)
             .envs(l.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info");
+        // A database URL in the environment (PostgreSQL) takes the place of `--db`.
+        if !l.env.iter().any(|(k, _)| k == "AIPIPE_DATABASE_URL") {
+            cmd.arg("--db").arg(&l.db);
+        }
         match &l.master_key {
             Some(k) => {
                 cmd.env("AIPIPE_MASTER_KEY", k);

@@ -118,13 +118,25 @@ impl Postgres {
             ),
             Err(e) => panic!("running {}: {e}", bin.join("initdb").display()),
         }
-        let port = free_port();
-        let mut cmd = Command::new(bin.join("postgres"));
+        let mut pg = Self {
+            server: None,
+            bin,
+            port: free_port(),
+            dir,
+        };
+        pg.launch();
+        pg
+    }
+
+    /// Starts the server on the cluster and port made by [`Postgres::start`]
+    /// and waits until it accepts connections.
+    fn launch(&mut self) {
+        let mut cmd = Command::new(self.bin.join("postgres"));
         cmd.arg("-D")
-            .arg(&data)
+            .arg(self.dir.path().join("data"))
             .arg("-k")
-            .arg(dir.path())
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .arg(self.dir.path())
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args([
                 "-c",
                 "fsync=off",
@@ -135,19 +147,19 @@ impl Postgres {
                 "-c",
                 "max_connections=40",
             ]);
-        as_server_user(&mut cmd, user);
-        let server = match Process::spawn("postgres", cmd) {
-            Ok(p) => p,
-            Err(e) => panic!("starting {}: {e}", bin.join("postgres").display()),
-        };
-        let mut pg = Self {
-            server: Some(server),
-            bin,
-            port,
-            dir,
-        };
-        pg.wait_ready(Duration::from_secs(30));
-        pg
+        as_server_user(&mut cmd, server_user());
+        match Process::spawn("postgres", cmd) {
+            Ok(p) => self.server = Some(p),
+            Err(e) => panic!("starting {}: {e}", self.bin.join("postgres").display()),
+        }
+        self.wait_ready(Duration::from_secs(30));
+    }
+
+    /// Starts a stopped server again on the same cluster and port (what was
+    /// committed before the stop is there: a fast shutdown checkpoints).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
     }
 
     fn wait_ready(&mut self, patience: Duration) {
