@@ -28,7 +28,7 @@ NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_p
 	--test control_plane --test rate_limits --test global_rate_limit --test budgets --test policy --test configs --test stop \
 	--test metrics --test tenant_routing --test evals
 
-.PHONY: all help demo compose-env ways-tools test bench soak scale train-router routing-report fuzz wasm native native-probe bins tools lint unit integration clean dashboard-vendor
+.PHONY: all help demo demo-ha compose-env ways-tools test bench soak scale train-router routing-report fuzz wasm native native-probe bins tools lint unit integration clean dashboard-vendor
 
 all: wasm
 
@@ -165,6 +165,10 @@ dashboard-vendor:
 ## demo: mock providers, the control plane and Envoy on loopback, until Ctrl-C (AIPIPE_FILTER=native: the native build)
 demo: tools $(FILTER_BUILD) bins
 	exec target/release/demo
+
+## demo-ha: as demo, with two control-plane replicas (admin 8082 and 8182) on a throwaway PostgreSQL
+demo-ha: tools $(FILTER_BUILD) bins .postgresql.stamp
+	exec target/release/demo --ha
 
 # docker-compose.yaml reads its secrets from .env (README.md, "Ways in").
 ## compose-env: write .env for docker compose with fresh secrets (an existing one is kept)

@@ -1297,6 +1297,15 @@ pub mod demo {
     pub const CP_ADMIN: u16 = 8082;
     /// The control plane's internal API (Envoy's singleton calls it).
     pub const CP_INTERNAL: u16 = 8083;
+    /// `make demo-ha`'s second control-plane replica: admin API.
+    pub const CP2_ADMIN: u16 = 8182;
+    /// `make demo-ha`'s second control-plane replica: internal API.
+    pub const CP2_INTERNAL: u16 = 8183;
+    /// The ports `make demo-ha` adds to [`PORTS`].
+    pub const HA_PORTS: [(&str, u16); 2] = [
+        ("second control plane admin", CP2_ADMIN),
+        ("second control plane internal", CP2_INTERNAL),
+    ];
     /// Every port the demo listens on, with what listens there.
     pub const PORTS: [(&str, u16); 5] = [
         ("Envoy listener", LISTENER),
