@@ -153,7 +153,7 @@ fn served(envoy: &Envoy, key: &str) -> bool {
 /// Err says what went wrong.
 fn one(envoy: &Envoy, key: &str, i: usize) -> Result<(), String> {
     let stream = i % 3 == 2;
-    let body = json!({"model": if i % 2 == 0 { "auto" } else { "gpt-4o-mini" },
+    let body = json!({"model": if i.is_multiple_of(2) { "auto" } else { "gpt-4o-mini" },
         "max_tokens": 16, "stream": stream, "stream_options": {"include_usage": true},
         "messages": [{"role": "user", "content": format!("say something about number {i}")}]});
     if stream {
