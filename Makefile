@@ -171,12 +171,14 @@ demo-ha: tools $(FILTER_BUILD) bins .postgresql.stamp
 	exec target/release/demo --ha
 
 # docker-compose.yaml reads its secrets from .env (README.md, "Ways in").
-## compose-env: write .env for docker compose with fresh secrets (an existing one is kept)
+## compose-env: write .env for docker compose with fresh secrets (an existing one is kept; HA=1: for the ha profile)
 compose-env:
 	@if [ -e .env ]; then echo ".env exists: kept"; else \
 	  secret() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }; \
-	  (umask 077; printf 'AIPIPE_ADMIN_SECRET=%s\nAIPIPE_INTERNAL_TOKEN=%s\nAIPIPE_MASTER_KEY=%s\nAIPIPE_DEMO_KEY=aipipe-demo-key\n' \
-	    "$$(secret)" "$$(secret)" "$$(secret)" > .env); echo "wrote .env"; fi
+	  pg="$$(secret)"; url=""; \
+	  if [ -n "$(HA)" ]; then url="postgres://aipipe:$$pg@postgres:5432/aipipe"; fi; \
+	  (umask 077; printf 'AIPIPE_ADMIN_SECRET=%s\nAIPIPE_INTERNAL_TOKEN=%s\nAIPIPE_MASTER_KEY=%s\nAIPIPE_DEMO_KEY=aipipe-demo-key\nAIPIPE_PG_PASSWORD=%s\nAIPIPE_DATABASE_URL=%s\n' \
+	    "$$(secret)" "$$(secret)" "$$(secret)" "$$pg" "$$url" > .env); echo "wrote .env"; fi
 
 ## ---- measure --------------------------------------------------------------
 
