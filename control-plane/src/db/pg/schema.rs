@@ -22,10 +22,11 @@
 //! `migrated_from` records the SQLite database a `migrate` copied in.
 //! Never edit a migration that shipped; add the next.
 
-pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "the SQLite schema of migrations 1-15",
-    r#"
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "the SQLite schema of migrations 1-15",
+        r#"
     CREATE TABLE meta (
         key TEXT PRIMARY KEY,
         int_value BIGINT,
@@ -282,4 +283,13 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[(
         copied_ms BIGINT NOT NULL
     );
     "#,
-)];
+    ),
+    (
+        3,
+        "the catalog of 2026-12-05 (SQLite's migration 17)",
+        // Rows only, no schema: `pg::prepare` writes them
+        // (`db::migrations::catalog_2026_12`). A `migrate` copy brings the
+        // catalog of a SQLite file that had migration 17 instead.
+        "-- the catalog's rows are written by pg::prepare",
+    ),
+];
