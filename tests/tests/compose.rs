@@ -114,7 +114,9 @@ fn compose_publishes_the_demos_ports_on_loopback_only() {
     for (name, service) in &services {
         let ha = ["control-plane-2", "postgres"].contains(&name.as_str());
         assert_eq!(
-            service["profiles"].as_array().is_some_and(|p| p == &[Value::from("ha")]),
+            service["profiles"]
+                .as_array()
+                .is_some_and(|p| p == &[Value::from("ha")]),
             ha,
             "{name}: profiles {}",
             service["profiles"]
@@ -181,11 +183,11 @@ fn compose_runs_envoy_on_a_shipped_config_that_is_the_demos_but_for_addresses() 
                 == ("control-plane-2".to_owned(), u64::from(demo::CP2_INTERNAL));
         let allowed = second_replica
             || (path.ends_with(".socket_address.address")
-            && demo_value == "127.0.0.1"
-            && (compose_value == "0.0.0.0"
-                || compose_value
-                    .as_str()
-                    .is_some_and(|s| services.contains_key(s))))
+                && demo_value == "127.0.0.1"
+                && (compose_value == "0.0.0.0"
+                    || compose_value
+                        .as_str()
+                        .is_some_and(|s| services.contains_key(s))))
             || (path.ends_with(".type") && demo_value == "STATIC" && compose_value == "STRICT_DNS");
         assert!(
             allowed,

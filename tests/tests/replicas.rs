@@ -268,6 +268,13 @@ fn killing_one_of_two_replicas_under_load_loses_nothing_and_stops_no_admin_write
     let (answered, failures) = under_load(&envoy, &load_key, 50, Duration::from_secs(30), || {
         std::thread::sleep(Duration::from_secs(8));
         ha.kill(0);
+        // A caller's own usage, which Envoy asks a replica for: none fails
+        // while Envoy has yet to notice the dead one (it tries the other).
+        let auth = format!("Bearer {probe_key}");
+        for _ in 0..10 {
+            let r = get(&envoy.url("/usage"), &[("authorization", auth.as_str())]);
+            assert_eq!(r.status, 200, "GET /usage after the kill: {}", r.text());
+        }
         // Admin writes keep working on the survivor, and reach Envoy.
         let survivor = &ha.replicas[1];
         let late_key = survivor.tenant("late", &[("openai", "sk-late")]);
