@@ -85,7 +85,12 @@ pub fn connect(url: &PostgresUrl) -> Result<Client, String> {
     };
     connected.map_err(|e| {
         let mut text = describe(&e);
-        if text.contains("TLS") || text.contains("certificate") {
+        if text.contains("does not support TLS") {
+            text.push_str(&format!(
+                " (sslmode={} needs TLS: the server has ssl off)",
+                tls.mode.name()
+            ));
+        } else if text.contains("certificate") {
             text.push_str(&format!(" (sslmode={}: {})", tls.mode.name(), checked(&tls)));
         }
         fail(text)
