@@ -772,7 +772,12 @@ mod tests {
             ("sqlite://", "names no file"),
             ("mysql://root:pw@h/db", "neither sqlite://PATH"),
             ("/var/lib/aipipe.db", "neither sqlite://PATH"),
-            ("postgres://u:pw@h/db?sslmode=require", "TLS to PostgreSQL"),
+            ("postgres://u:pw@h/db?sslmode=verify-ca", "needs sslrootcert"),
+            ("postgres://u:pw@h/db?sslmode=verify-everything", "not one of disable"),
+            (
+                "postgres://u:pw@%2Frun%2Fpostgresql/db?sslmode=require",
+                "unix socket",
+            ),
             (
                 "postgres://u:pw@h:notaport/db",
                 "not a valid PostgreSQL URL",
@@ -809,6 +814,86 @@ mod tests {
             Settings::try_parse_from(all).is_err(),
             "--db and --database-url conflict"
         );
+    }
+
+    /// libpq's rules, resolved without a server (the connections
+    /// themselves: tests/postgres_tls.rs).
+    #[test]
+    fn sslmode_and_sslrootcert_resolve_as_in_libpq() {
+        use RootCerts::{File, System};
+        use Verify::{Chain, ChainAndHost, Nothing};
+        let ca = || Some(File(PathBuf::from("/etc/ca b.pem")));
+        let home = Some(PathBuf::from("/home/a/.postgresql/root.crt"));
+        let home_root = || Some(File(PathBuf::from("/home/a/.postgresql/root.crt")));
+        let q = "postgres://u:pw@h/db?";
+        for (query, default_root, mode, roots, verify) in [
+            ("", None, SslMode::Prefer, None, Nothing),
+            ("sslmode=disable", home.clone(), SslMode::Disable, None, Nothing),
+            ("sslmode=prefer", None, SslMode::Prefer, None, Nothing),
+            ("sslmode=require", None, SslMode::Require, None, Nothing),
+            // A root file makes prefer and require check the chain.
+            ("sslmode=require&sslrootcert=/etc/ca%20b.pem", None, SslMode::Require, ca(), Chain),
+            ("sslmode=require", home.clone(), SslMode::Require, home_root(), Chain),
+            ("", home.clone(), SslMode::Prefer, home_root(), Chain),
+            ("sslmode=verify-ca&sslrootcert=/etc/ca%20b.pem", None, SslMode::VerifyCa, ca(), Chain),
+            ("sslmode=verify-ca", home.clone(), SslMode::VerifyCa, home_root(), Chain),
+            // The given file wins over the default one.
+            (
+                "sslrootcert=/etc/ca%20b.pem&sslmode=verify-full",
+                home.clone(),
+                SslMode::VerifyFull,
+                ca(),
+                ChainAndHost,
+            ),
+            ("sslmode=verify-full", None, SslMode::VerifyFull, Some(System), ChainAndHost),
+            ("sslmode=verify-full", home.clone(), SslMode::VerifyFull, home_root(), ChainAndHost),
+            ("sslrootcert=system", home.clone(), SslMode::VerifyFull, Some(System), ChainAndHost),
+            // The last of a repeated parameter counts.
+            ("sslmode=disable&sslmode=require", None, SslMode::Require, None, Nothing),
+        ] {
+            let url = format!("{q}{query}");
+            let tls = resolve_tls(&url, default_root).unwrap();
+            assert_eq!(
+                tls,
+                Tls {
+                    mode,
+                    roots,
+                    verify
+                },
+                "{query}"
+            );
+        }
+        for (query, says) in [
+            ("sslmode=verify-ca", "needs sslrootcert=PATH"),
+            ("sslmode=verify-ca&sslrootcert=system", "sslrootcert=system"),
+            ("sslmode=require&sslrootcert=system", "use sslmode=verify-full"),
+            ("sslmode=Require", "not one of disable"),
+            ("sslrootcert=", "names no file"),
+        ] {
+            let e = resolve_tls(&format!("{q}{query}&password=pw2"), None).unwrap_err();
+            assert!(e.contains(says), "{query}: {e}");
+            assert!(!e.contains(":pw@") && !e.contains("pw2"), "{query}: {e}");
+        }
+        // The driver gets the URL less the two, and the mode that sends
+        // what was asked for.
+        let Database::Postgres(pg) = parse_database_url(
+            "x",
+            "postgres://u@h/db?sslrootcert=/c.pem&application_name=a&sslmode=verify-ca",
+        )
+        .unwrap() else {
+            panic!("not PostgreSQL");
+        };
+        let config = pg.config().unwrap();
+        assert_eq!(config.get_ssl_mode(), postgres::config::SslMode::Require);
+        assert_eq!(config.get_application_name(), Some("a"));
+        assert_eq!(
+            split_tls_params("postgres://u@h/db?sslmode=disable").0,
+            "postgres://u@h/db"
+        );
+        // Parameters libpq has and this control plane does not (client
+        // certificates, revocation lists) are refused, not ignored.
+        let e = parse_database_url("x", "postgres://u@h/db?sslcert=/c.pem").unwrap_err();
+        assert!(e.contains("not a valid PostgreSQL URL"), "{e}");
     }
 
     #[test]
