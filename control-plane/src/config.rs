@@ -772,8 +772,14 @@ mod tests {
             ("sqlite://", "names no file"),
             ("mysql://root:pw@h/db", "neither sqlite://PATH"),
             ("/var/lib/aipipe.db", "neither sqlite://PATH"),
-            ("postgres://u:pw@h/db?sslmode=verify-ca", "needs sslrootcert"),
-            ("postgres://u:pw@h/db?sslmode=verify-everything", "not one of disable"),
+            (
+                "postgres://u:pw@h/db?sslmode=verify-ca",
+                "needs sslrootcert",
+            ),
+            (
+                "postgres://u:pw@h/db?sslmode=verify-everything",
+                "not one of disable",
+            ),
             (
                 "postgres://u:pw@%2Frun%2Fpostgresql/db?sslmode=require",
                 "unix socket",
@@ -828,15 +834,45 @@ mod tests {
         let q = "postgres://u:pw@h/db?";
         for (query, default_root, mode, roots, verify) in [
             ("", None, SslMode::Prefer, None, Nothing),
-            ("sslmode=disable", home.clone(), SslMode::Disable, None, Nothing),
+            (
+                "sslmode=disable",
+                home.clone(),
+                SslMode::Disable,
+                None,
+                Nothing,
+            ),
             ("sslmode=prefer", None, SslMode::Prefer, None, Nothing),
             ("sslmode=require", None, SslMode::Require, None, Nothing),
             // A root file makes prefer and require check the chain.
-            ("sslmode=require&sslrootcert=/etc/ca%20b.pem", None, SslMode::Require, ca(), Chain),
-            ("sslmode=require", home.clone(), SslMode::Require, home_root(), Chain),
+            (
+                "sslmode=require&sslrootcert=/etc/ca%20b.pem",
+                None,
+                SslMode::Require,
+                ca(),
+                Chain,
+            ),
+            (
+                "sslmode=require",
+                home.clone(),
+                SslMode::Require,
+                home_root(),
+                Chain,
+            ),
             ("", home.clone(), SslMode::Prefer, home_root(), Chain),
-            ("sslmode=verify-ca&sslrootcert=/etc/ca%20b.pem", None, SslMode::VerifyCa, ca(), Chain),
-            ("sslmode=verify-ca", home.clone(), SslMode::VerifyCa, home_root(), Chain),
+            (
+                "sslmode=verify-ca&sslrootcert=/etc/ca%20b.pem",
+                None,
+                SslMode::VerifyCa,
+                ca(),
+                Chain,
+            ),
+            (
+                "sslmode=verify-ca",
+                home.clone(),
+                SslMode::VerifyCa,
+                home_root(),
+                Chain,
+            ),
             // The given file wins over the default one.
             (
                 "sslrootcert=/etc/ca%20b.pem&sslmode=verify-full",
@@ -845,11 +881,35 @@ mod tests {
                 ca(),
                 ChainAndHost,
             ),
-            ("sslmode=verify-full", None, SslMode::VerifyFull, Some(System), ChainAndHost),
-            ("sslmode=verify-full", home.clone(), SslMode::VerifyFull, home_root(), ChainAndHost),
-            ("sslrootcert=system", home.clone(), SslMode::VerifyFull, Some(System), ChainAndHost),
+            (
+                "sslmode=verify-full",
+                None,
+                SslMode::VerifyFull,
+                Some(System),
+                ChainAndHost,
+            ),
+            (
+                "sslmode=verify-full",
+                home.clone(),
+                SslMode::VerifyFull,
+                home_root(),
+                ChainAndHost,
+            ),
+            (
+                "sslrootcert=system",
+                home.clone(),
+                SslMode::VerifyFull,
+                Some(System),
+                ChainAndHost,
+            ),
             // The last of a repeated parameter counts.
-            ("sslmode=disable&sslmode=require", None, SslMode::Require, None, Nothing),
+            (
+                "sslmode=disable&sslmode=require",
+                None,
+                SslMode::Require,
+                None,
+                Nothing,
+            ),
         ] {
             let url = format!("{q}{query}");
             let tls = resolve_tls(&url, default_root).unwrap();
@@ -866,7 +926,10 @@ mod tests {
         for (query, says) in [
             ("sslmode=verify-ca", "needs sslrootcert=PATH"),
             ("sslmode=verify-ca&sslrootcert=system", "sslrootcert=system"),
-            ("sslmode=require&sslrootcert=system", "use sslmode=verify-full"),
+            (
+                "sslmode=require&sslrootcert=system",
+                "use sslmode=verify-full",
+            ),
             ("sslmode=Require", "not one of disable"),
             ("sslrootcert=", "names no file"),
         ] {

@@ -35,7 +35,9 @@ fn make_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
 fn server_cert(ca: &CertifiedIssuer<'static, KeyPair>) -> (String, String) {
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "localhost");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
     let cert = params.signed_by(&key, ca).unwrap();
     (cert.pem(), key.serialize_pem())
 }
@@ -194,7 +196,10 @@ fn each_sslmode_checks_what_libpq_checks_against_a_tls_server() {
         if seen.trim() == "4|0" {
             break;
         }
-        assert!(Instant::now() < deadline, "the control plane's connections: {seen}");
+        assert!(
+            Instant::now() < deadline,
+            "the control plane's connections: {seen}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     drop(db);
@@ -217,9 +222,8 @@ fn a_server_without_tls_is_refused_when_tls_is_required() {
     assert_eq!(try_connect("127.0.0.1", port, ""), Ok(false));
     // Over the unix socket, prefer stays plain; require is refused at once.
     let socket = pg.dir().display().to_string().replace('/', "%2F");
-    let on_socket = |q: &str| {
-        format!("postgres://postgres:{PASSWORD}@{socket}:{port}/aipipe?sslmode={q}")
-    };
+    let on_socket =
+        |q: &str| format!("postgres://postgres:{PASSWORD}@{socket}:{port}/aipipe?sslmode={q}");
     let mut client = pg::connect(&url(&on_socket("prefer"))).unwrap();
     assert!(!encrypted(&mut client));
     let e = parse_database_url("AIPIPE_DATABASE_URL", &on_socket("require")).unwrap_err();

@@ -25,8 +25,8 @@ pub(super) mod penalties;
 pub mod pool;
 pub(super) mod rollups;
 mod schema;
-mod tls;
 pub(super) mod tenants;
+mod tls;
 pub(super) mod usage;
 pub(super) mod usage_days;
 
@@ -91,7 +91,11 @@ pub fn connect(url: &PostgresUrl) -> Result<Client, String> {
                 tls.mode.name()
             ));
         } else if text.contains("certificate") {
-            text.push_str(&format!(" (sslmode={}: {})", tls.mode.name(), checked(&tls)));
+            text.push_str(&format!(
+                " (sslmode={}: {})",
+                tls.mode.name(),
+                checked(&tls)
+            ));
         }
         fail(text)
     })

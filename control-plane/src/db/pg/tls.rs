@@ -24,7 +24,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::{RootCerts, SslMode, Tls, Verify};
@@ -49,27 +51,21 @@ pub(super) fn connector(tls: &Tls) -> Result<Option<MakeRustlsConnect>, String> 
             .with_custom_certificate_verifier(Arc::new(TakeAny(provider)))
             .with_no_client_auth(),
         (Verify::Chain, Some(roots)) => {
-            let webpki = WebPkiServerVerifier::builder_with_provider(
-                Arc::new(root_store(roots)?),
-                provider,
-            )
-            .build()
-            .map_err(|e| format!("TLS: {e}"))?;
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(roots)?), provider)
+                    .build()
+                    .map_err(|e| format!("TLS: {e}"))?;
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(ChainOnly(webpki)))
                 .with_no_client_auth()
         }
         (Verify::ChainAndHost, Some(roots)) => {
-            let webpki = WebPkiServerVerifier::builder_with_provider(
-                Arc::new(root_store(roots)?),
-                provider,
-            )
-            .build()
-            .map_err(|e| format!("TLS: {e}"))?;
-            builder
-                .with_webpki_verifier(webpki)
-                .with_no_client_auth()
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(roots)?), provider)
+                    .build()
+                    .map_err(|e| format!("TLS: {e}"))?;
+            builder.with_webpki_verifier(webpki).with_no_client_auth()
         }
         // Never weakened to taking any certificate: resolve_tls names roots
         // whenever it asks for a check.
@@ -127,13 +123,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
