@@ -7,6 +7,10 @@
 //! container) they run as the `postgres` user the Debian package creates,
 //! which gets the scratch directory. Durability is off (`fsync`,
 //! `synchronous_commit`, `full_page_writes`): the cluster lives for one test.
+//!
+//! [`Postgres::start_with_tls`] starts one with `ssl=on` and a certificate
+//! and key the test made (the TLS tests of control-plane/tests/postgres_tls.rs);
+//! [`Postgres::start`] has TLS off.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -22,6 +26,9 @@ pub struct Postgres {
     server: Option<Process>,
     bin: PathBuf,
     port: u16,
+    /// Whether the server was started with `ssl=on` (its certificate and
+    /// key are `server.crt` and `server.key` in `dir`).
+    tls: bool,
     dir: TempDir,
 }
 
@@ -80,6 +87,18 @@ impl Postgres {
     /// Makes a cluster, starts it and waits until it accepts connections
     /// (about a second). Panics with the server's output if it cannot.
     pub fn start() -> Self {
+        Self::start_inner(None)
+    }
+
+    /// As [`Postgres::start`], with TLS on: `ssl=on`, serving the PEM
+    /// certificate (chain) `cert_pem` with its private key `key_pem`.
+    /// Clients may still connect without TLS (the server's choice is the
+    /// client's `sslmode`).
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::start_inner(Some((cert_pem, key_pem)))
+    }
+
+    fn start_inner(tls: Option<(&str, &str)>) -> Self {
         let Some(bin) = bin_dir() else {
             panic!(
                 "PostgreSQL's binaries were not found under /usr/lib/postgresql/*/bin \
@@ -118,10 +137,28 @@ impl Postgres {
             ),
             Err(e) => panic!("running {}: {e}", bin.join("initdb").display()),
         }
+        if let Some((cert, key)) = tls {
+            // The server refuses a key readable by others; it must own it.
+            use std::os::unix::fs::PermissionsExt as _;
+            for (name, pem, mode) in [("server.crt", cert, 0o644), ("server.key", key, 0o600)] {
+                let path = dir.path().join(name);
+                let written = fs::write(&path, pem)
+                    .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(mode)));
+                if let Err(e) = written {
+                    panic!("writing {}: {e}", path.display());
+                }
+                if let Some((uid, gid)) = user
+                    && let Err(e) = std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                {
+                    panic!("giving {} to the postgres user: {e}", path.display());
+                }
+            }
+        }
         let mut pg = Self {
             server: None,
             bin,
             port: free_port(),
+            tls: tls.is_some(),
             dir,
         };
         pg.launch();
@@ -147,6 +184,14 @@ impl Postgres {
                 "-c",
                 "max_connections=40",
             ]);
+        if self.tls {
+            let file = |name: &str| format!("{}", self.dir.path().join(name).display());
+            cmd.args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!("ssl_cert_file={}", file("server.crt")))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", file("server.key")));
+        }
         as_server_user(&mut cmd, server_user());
         match Process::spawn("postgres", cmd) {
             Ok(p) => self.server = Some(p),
