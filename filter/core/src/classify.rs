@@ -1603,6 +1603,48 @@ mod tests {
         assert!(concept("translate this", "translate") < 1.0);
     }
 
+    /// The value of the instruction's concept `name` in the features of `text`.
+    fn asked(text: &str, name: &str) -> f32 {
+        let (b, s) = scored(text);
+        let f = features(
+            &FeatureConfig::default(),
+            &ChatRequest::parse(b.as_bytes()).unwrap(),
+            &s,
+        );
+        let k = lexicon::CONCEPTS.iter().position(|c| c.0 == name).unwrap();
+        f.dense[SHAPE + lexicon::COUNT + k]
+    }
+
+    #[test]
+    fn the_instructions_concepts_leave_out_pasted_material() {
+        let text = "summarise this for me\n\nQ3 plan: the budget and the roadmap, the schedule";
+        assert!(concept(text, "plan") > 0.0);
+        assert_eq!(asked(text, "plan"), 0.0);
+        assert!(asked(text, "rewrite") > 0.0);
+        // Without pasted material the instruction is the whole turn.
+        assert_eq!(
+            asked("plan a trip to Rome", "plan"),
+            concept("plan a trip to Rome", "plan")
+        );
+        assert_eq!(dense_name(SHAPE + lexicon::COUNT), "instruction.greeting");
+        assert_eq!(dense_name(SHAPE), "concept.greeting");
+    }
+
+    #[test]
+    fn a_pattern_ends_where_the_script_changes() {
+        for text in [
+            "Python으로 함수를 만들어 주세요",
+            "用Python写一个函数",
+            "PHPでファイルを読む方法は？",
+            "Java로 LRU 캐시를 구현해 주세요",
+        ] {
+            assert!(concept(text, "code$") > 0.0, "{text}");
+        }
+        // Within one script a longer word is another word.
+        assert_eq!(concept("a rusty nail", "code$"), 0.0);
+        assert_eq!(concept("Rustyは猫です", "code$"), 0.0);
+    }
+
     #[test]
     fn the_instruction_is_what_comes_before_pasted_material() {
         assert_eq!(
