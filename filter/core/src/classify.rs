@@ -156,27 +156,16 @@ pub const SHAPE_NAMES: [&str; 18] = [
     "count.clauses",
 ];
 const SHAPE: usize = SHAPE_NAMES.len();
-/// The shape features, the concepts of the latest turn's windows, then the
-/// concepts of its instruction alone (what it asks before any pasted part:
-/// a pasted report's words are not the task's).
-pub const DENSE: usize = SHAPE + 2 * lexicon::COUNT;
+pub const DENSE: usize = SHAPE + lexicon::COUNT;
 
 /// The name of dense feature `i` (for explanations).
 pub fn dense_name(i: usize) -> String {
     match SHAPE_NAMES.get(i) {
         Some(name) => (*name).to_owned(),
-        None => {
-            let k = i - SHAPE;
-            let (kind, k) = if k < lexicon::COUNT {
-                ("concept", k)
-            } else {
-                ("instruction", k - lexicon::COUNT)
-            };
-            format!(
-                "{kind}.{}",
-                lexicon::CONCEPTS.get(k).map_or("?", |c| c.0)
-            )
-        }
+        None => format!(
+            "concept.{}",
+            lexicon::CONCEPTS.get(i - SHAPE).map_or("?", |c| c.0)
+        ),
     }
 }
 
@@ -306,7 +295,6 @@ fn visit(
     // (bytes, clauses) of what the latest turn asks before any pasted part.
     let mut instruction: Option<(usize, u32)> = None;
     let mut concepts = [0u8; lexicon::COUNT];
-    let mut asked = [0u8; lexicon::COUNT];
     for (i, m) in req.messages.iter().enumerate() {
         images += m.content.image_count();
         let ns = match m.role {
@@ -335,12 +323,12 @@ fn visit(
                 if ns == Ns::Latest {
                     fences |= w.contains("```");
                     questions += w.matches(['?', '？']).count() as u32;
-                    // The instruction is read from the turn's first window.
-                    let asks = instruction.is_none().then(|| instruction_end(w));
                     if instruction.is_none() {
                         instruction = Some(instruction_of(w));
                     }
-                    count_concepts(w, asks.unwrap_or(0), &mut concepts, &mut asked);
+                }
+                if ns == Ns::Latest {
+                    count_concepts(w, &mut concepts);
                 }
                 text_features(w, ns, mask, want_names, &mut chars_left, &mut sink);
             }
@@ -371,7 +359,6 @@ fn visit(
         shape.into_iter().chain(
             concepts
                 .iter()
-                .chain(&asked)
                 .map(|&n| f32::from(n.min(CONCEPT_SATURATION)) / f32::from(CONCEPT_SATURATION)),
         ),
     ) {
@@ -385,7 +372,12 @@ fn visit(
 /// ends and their CJK and Arabic forms): how much is asked, not how much is
 /// pasted.
 fn instruction_of(w: &str) -> (usize, u32) {
-    let text = w.get(..instruction_end(w)).unwrap_or(w);
+    let end = [w.find("\n\n"), w.find("```")]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(w.len());
+    let text = w.get(..end).unwrap_or(w);
     let clauses = text
         .chars()
         .filter(|c| {
@@ -396,16 +388,6 @@ fn instruction_of(w: &str) -> (usize, u32) {
         })
         .count();
     (text.len(), clauses as u32)
-}
-
-/// Where the instruction of a turn's first window ends: at its first blank
-/// line or code fence, else with the window.
-fn instruction_end(w: &str) -> usize {
-    [w.find("\n\n"), w.find("```")]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(w.len())
 }
 
 /// Matches of one concept beyond this count add nothing.
@@ -482,63 +464,23 @@ pub fn lexicon_fingerprint() -> u32 {
     lexicon().map_or(0, |l| l.fingerprint)
 }
 
-/// Counts each concept's occurrences in `text` into `out`, and those that
-/// end within its first `asks` bytes (the instruction) into `asked` too.
-fn count_concepts(
-    text: &str,
-    asks: usize,
-    out: &mut [u8; lexicon::COUNT],
-    asked: &mut [u8; lexicon::COUNT],
-) {
+/// Counts each concept's occurrences in `text` into `out`.
+fn count_concepts(text: &str, out: &mut [u8; lexicon::COUNT]) {
     let Some(lex) = lexicon() else { return };
     for m in lex.automaton.find_iter(text) {
         let Some(&(k, start, end)) = lex.patterns.get(m.pattern().as_usize()) else {
             continue;
         };
-        let matched = text.get(m.start()..m.end()).unwrap_or("");
         let before = text.get(..m.start()).and_then(|t| t.chars().next_back());
         let after = text.get(m.end()..).and_then(|t| t.chars().next());
-        let first = matched.chars().next();
-        let last = matched.chars().next_back();
-        if (start && joins(before, first)) || (end && joins(last, after)) {
+        if (start && before.is_some_and(char::is_alphanumeric))
+            || (end && after.is_some_and(char::is_alphanumeric))
+        {
             continue;
         }
         if let Some(n) = out.get_mut(k) {
             *n = n.saturating_add(1);
         }
-        if m.end() <= asks {
-            if let Some(n) = asked.get_mut(k) {
-                *n = n.saturating_add(1);
-            }
-        }
-    }
-}
-
-/// Whether two adjacent characters belong to one word: both letters or
-/// digits of one script. A word of another script attached to a pattern
-/// ("Python으로", "PHPで", "用Python写") does not lengthen it.
-fn joins(a: Option<char>, b: Option<char>) -> bool {
-    match (a, b) {
-        (Some(a), Some(b)) => {
-            a.is_alphanumeric() && b.is_alphanumeric() && script(a) == script(b)
-        }
-        _ => false,
-    }
-}
-
-/// A coarse script class of a letter or digit, for [`joins`].
-fn script(c: char) -> u8 {
-    match c as u32 {
-        0..=0x024F | 0x1E00..=0x1EFF => 0,
-        0x0370..=0x03FF => 1,
-        0x0400..=0x052F => 2,
-        0x0590..=0x05FF => 3,
-        0x0600..=0x06FF | 0x0750..=0x077F => 4,
-        0x0900..=0x097F => 5,
-        0x0E00..=0x0E7F => 6,
-        0x1100..=0x11FF | 0x3130..=0x318F | 0xAC00..=0xD7AF => 7,
-        _ if is_cjk(c) => 8,
-        _ => 9,
     }
 }
 
@@ -1601,48 +1543,6 @@ mod tests {
         // Counts saturate.
         assert_eq!(concept(&"translate ".repeat(20), "translate"), 1.0);
         assert!(concept("translate this", "translate") < 1.0);
-    }
-
-    /// The value of the instruction's concept `name` in the features of `text`.
-    fn asked(text: &str, name: &str) -> f32 {
-        let (b, s) = scored(text);
-        let f = features(
-            &FeatureConfig::default(),
-            &ChatRequest::parse(b.as_bytes()).unwrap(),
-            &s,
-        );
-        let k = lexicon::CONCEPTS.iter().position(|c| c.0 == name).unwrap();
-        f.dense[SHAPE + lexicon::COUNT + k]
-    }
-
-    #[test]
-    fn the_instructions_concepts_leave_out_pasted_material() {
-        let text = "summarise this for me\n\nQ3 plan: the budget and the roadmap, the schedule";
-        assert!(concept(text, "plan") > 0.0);
-        assert_eq!(asked(text, "plan"), 0.0);
-        assert!(asked(text, "rewrite") > 0.0);
-        // Without pasted material the instruction is the whole turn.
-        assert_eq!(
-            asked("plan a trip to Rome", "plan"),
-            concept("plan a trip to Rome", "plan")
-        );
-        assert_eq!(dense_name(SHAPE + lexicon::COUNT), "instruction.greeting");
-        assert_eq!(dense_name(SHAPE), "concept.greeting");
-    }
-
-    #[test]
-    fn a_pattern_ends_where_the_script_changes() {
-        for text in [
-            "Python으로 함수를 만들어 주세요",
-            "用Python写一个函数",
-            "PHPでファイルを読む方法は？",
-            "Java로 LRU 캐시를 구현해 주세요",
-        ] {
-            assert!(concept(text, "code$") > 0.0, "{text}");
-        }
-        // Within one script a longer word is another word.
-        assert_eq!(concept("a rusty nail", "code$"), 0.0);
-        assert_eq!(concept("Rustyは猫です", "code$"), 0.0);
     }
 
     #[test]
