@@ -560,6 +560,30 @@ pub fn control_plane_endpoints(yaml: &str, ports: &[u16]) -> String {
     out
 }
 
+/// `envoy/<file>` rendered for a listener and an admin port picked now:
+/// (the config, the listener port, the admin port).
+fn render_on_fresh_ports(
+    file: &str,
+    upstream_port: u16,
+    plugin_config: Option<String>,
+    with_filter: bool,
+    control_plane: Option<(u16, String)>,
+) -> (String, u16, u16) {
+    let (listener_port, admin_port) = (free_port(), free_port());
+    let yaml = render_envoy_config(
+        file,
+        &EnvoyConfig {
+            listener_port,
+            admin_port,
+            upstream_port,
+            plugin_config,
+            with_filter,
+            control_plane,
+        },
+    );
+    (yaml, listener_port, admin_port)
+}
+
 /// A rendered config with the fleet-wide rate limits of `envoy/ratelimit/`
 /// pasted in as its README says: `http-filter.yaml` right after the aipipe
 /// filter (before the router), `cluster.yaml` into the clusters, pointing
@@ -787,18 +811,13 @@ impl Envoy {
         concurrency: u32,
         supervisor: Option<&Path>,
     ) -> Self {
-        let (listener_port, admin_port) = (free_port(), free_port());
         let token = control_plane.as_ref().map(|(_, t)| t.clone());
-        let yaml = render_envoy_config(
+        let (yaml, listener_port, admin_port) = render_on_fresh_ports(
             file,
-            &EnvoyConfig {
-                listener_port,
-                admin_port,
-                upstream_port,
-                plugin_config,
-                with_filter,
-                control_plane,
-            },
+            upstream_port,
+            plugin_config,
+            with_filter,
+            control_plane,
         );
         let env: Vec<(&str, &str)> = token
             .as_deref()
@@ -826,18 +845,13 @@ impl Envoy {
         token: &str,
         concurrency: u32,
     ) -> Self {
-        let (listener_port, admin_port) = (free_port(), free_port());
         let first = internal_ports.first().copied().unwrap_or(0);
-        let yaml = render_envoy_config(
+        let (yaml, listener_port, admin_port) = render_on_fresh_ports(
             file,
-            &EnvoyConfig {
-                listener_port,
-                admin_port,
-                upstream_port,
-                plugin_config,
-                with_filter: true,
-                control_plane: Some((first, token.to_owned())),
-            },
+            upstream_port,
+            plugin_config,
+            true,
+            Some((first, token.to_owned())),
         );
         let yaml = control_plane_endpoints(&yaml, internal_ports);
         Self::start_with_env(

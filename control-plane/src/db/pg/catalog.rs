@@ -71,14 +71,7 @@ pub(in crate::db) fn delete_model(
     w: &mut Writer<'_>,
     id: &str,
 ) -> Result<std::result::Result<bool, Vec<String>>> {
-    let policies: Vec<(String, String)> = w
-        .query(
-            "SELECT id, policy FROM tenants WHERE policy IS NOT NULL",
-            &[],
-        )?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let policies = tenant_policies(w)?;
     let naming = super::super::catalog::tenants_naming(policies, id);
     if !naming.is_empty() {
         return Ok(Err(naming));
@@ -150,14 +143,7 @@ pub(in crate::db) fn catalog_2026_12(w: &mut Writer<'_>) -> Result<usize> {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let policies: Vec<(String, String)> = w
-        .query(
-            "SELECT id, policy FROM tenants WHERE policy IS NOT NULL",
-            &[],
-        )?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let policies = tenant_policies(w)?;
     let steps = plan(&stored, policies)?;
     for step in &steps {
         match step {
@@ -180,4 +166,15 @@ pub(in crate::db) fn catalog_2026_12(w: &mut Writer<'_>) -> Result<usize> {
         record_change(w, Change::Global)?;
     }
     Ok(steps.len())
+}
+
+/// Every tenant's policy JSON that is set, by tenant id.
+fn tenant_policies(w: &mut Writer<'_>) -> Result<Vec<(String, String)>> {
+    Ok(w.query(
+        "SELECT id, policy FROM tenants WHERE policy IS NOT NULL",
+        &[],
+    )?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
 }
