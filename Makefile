@@ -28,7 +28,7 @@ NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_p
 	--test control_plane --test rate_limits --test global_rate_limit --test budgets --test policy --test configs --test stop \
 	--test metrics --test tenant_routing --test evals
 
-.PHONY: all help demo compose-env ways-tools test bench soak scale train-router routing-report fuzz wasm native native-probe bins tools lint unit integration clean dashboard-vendor
+.PHONY: all help demo demo-ha compose-env ways-tools test bench soak scale train-router routing-report fuzz wasm native native-probe bins tools lint unit integration clean dashboard-vendor
 
 all: wasm
 
@@ -166,13 +166,19 @@ dashboard-vendor:
 demo: tools $(FILTER_BUILD) bins
 	exec target/release/demo
 
+## demo-ha: as demo, with two control-plane replicas (admin 8082 and 8182) on a throwaway PostgreSQL
+demo-ha: tools $(FILTER_BUILD) bins .postgresql.stamp
+	exec target/release/demo --ha
+
 # docker-compose.yaml reads its secrets from .env (README.md, "Ways in").
-## compose-env: write .env for docker compose with fresh secrets (an existing one is kept)
+## compose-env: write .env for docker compose with fresh secrets (an existing one is kept; HA=1: for the ha profile)
 compose-env:
 	@if [ -e .env ]; then echo ".env exists: kept"; else \
 	  secret() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }; \
-	  (umask 077; printf 'AIPIPE_ADMIN_SECRET=%s\nAIPIPE_INTERNAL_TOKEN=%s\nAIPIPE_MASTER_KEY=%s\nAIPIPE_DEMO_KEY=aipipe-demo-key\n' \
-	    "$$(secret)" "$$(secret)" "$$(secret)" > .env); echo "wrote .env"; fi
+	  pg="$$(secret)"; url=""; \
+	  if [ -n "$(HA)" ]; then url="postgres://aipipe:$$pg@postgres:5432/aipipe"; fi; \
+	  (umask 077; printf 'AIPIPE_ADMIN_SECRET=%s\nAIPIPE_INTERNAL_TOKEN=%s\nAIPIPE_MASTER_KEY=%s\nAIPIPE_DEMO_KEY=aipipe-demo-key\nAIPIPE_PG_PASSWORD=%s\nAIPIPE_DATABASE_URL=%s\n' \
+	    "$$(secret)" "$$(secret)" "$$(secret)" "$$pg" "$$url" > .env); echo "wrote .env"; fi
 
 ## ---- measure --------------------------------------------------------------
 

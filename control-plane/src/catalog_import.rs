@@ -251,7 +251,7 @@ mod tests {
         let old = before.iter().find(|m| m.id == "gpt-4o-mini").unwrap();
         assert_eq!(mini.quality, old.quality, "quality is never imported");
         // Named with the provider's prefix.
-        let flash = updated("gemini-2.5-flash");
+        let flash = updated("gemini-3.5-flash-lite");
         assert_eq!(flash.input_per_mtok, 0.35);
         assert_eq!(flash.max_output_tokens, 70_000);
     }

@@ -32,8 +32,8 @@ pub struct Settings {
     pub db: PathBuf,
 
     /// Where the data lives: `sqlite://PATH` (the default: `--db`'s file) or
-    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (one control plane
-    /// per database for now; control-plane/README.md, "PostgreSQL"). Prefer
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (several control
+    /// planes may share one: control-plane/README.md, "Replicas"). Prefer
     /// the environment variable when the URL holds a password.
     #[arg(
         long,
@@ -155,12 +155,105 @@ pub enum Database {
 #[derive(Clone, PartialEq, Eq)]
 pub struct PostgresUrl(String);
 
+/// libpq's `sslmode` (control-plane/README.md, "PostgreSQL", "The URL").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// TLS when the server offers it, plain otherwise (the default).
+    Prefer,
+    /// TLS or no connection.
+    Require,
+    /// TLS, and the server's certificate chains to a root of `sslrootcert`.
+    VerifyCa,
+    /// As `VerifyCa`, and the certificate names the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "disable" => Self::Disable,
+            "prefer" => Self::Prefer,
+            "require" => Self::Require,
+            "verify-ca" => Self::VerifyCa,
+            "verify-full" => Self::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Prefer => "prefer",
+            Self::Require => "require",
+            Self::VerifyCa => "verify-ca",
+            Self::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// The certificates a server's is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootCerts {
+    /// A PEM file of CA certificates (`sslrootcert=PATH`, or libpq's default
+    /// `~/.postgresql/root.crt` when it exists).
+    File(PathBuf),
+    /// The system's roots (`sslrootcert=system`, or verify-full without a
+    /// root file).
+    System,
+}
+
+/// What the server's certificate is checked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// Nothing: encrypted, not authenticated (libpq's prefer and require
+    /// without a root certificate).
+    Nothing,
+    /// That it chains to one of the roots, whatever name it holds.
+    Chain,
+    /// That it chains to one of the roots and names the host.
+    ChainAndHost,
+}
+
+/// The TLS a PostgreSQL URL asks for, resolved as libpq resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    pub mode: SslMode,
+    /// The roots, when the server's certificate is checked.
+    pub roots: Option<RootCerts>,
+    pub verify: Verify,
+}
+
 impl PostgresUrl {
-    /// The driver's connection settings.
+    /// The driver's connection settings: the URL less its `sslmode` and
+    /// `sslrootcert` (the driver knows neither verify-* nor root files;
+    /// [`PostgresUrl::tls`] reads them), with the driver's TLS mode set to
+    /// the one that sends what `sslmode` asks for.
     pub fn config(&self) -> Result<postgres::Config, String> {
-        self.0
+        let (rest, _) = split_tls_params(&self.0);
+        let mut config = rest
             .parse::<postgres::Config>()
-            .map_err(|e| scrub(&format!("{}: {e}", redact(&self.0)), &self.0))
+            .map_err(|e| scrub(&format!("{}: {e}", redact(&self.0)), &self.0))?;
+        config.ssl_mode(match self.tls()?.mode {
+            SslMode::Disable => postgres::config::SslMode::Disable,
+            SslMode::Prefer => postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                postgres::config::SslMode::Require
+            }
+        });
+        Ok(config)
+    }
+
+    /// The TLS the URL asks for (libpq's rules; control-plane/README.md,
+    /// "PostgreSQL", "The URL"). libpq's default root file,
+    /// `~/.postgresql/root.crt`, counts when `sslrootcert` is not given and
+    /// it exists, as in libpq: it makes prefer and require check the chain.
+    pub fn tls(&self) -> Result<Tls, String> {
+        let default_root = std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".postgresql/root.crt"))
+            .filter(|p| p.is_file());
+        resolve_tls(&self.0, default_root)
     }
 
     /// The password, if the URL has one: error texts are scrubbed of it.
@@ -190,11 +283,104 @@ impl std::fmt::Display for Database {
     }
 }
 
+/// The URL without its `sslmode` and `sslrootcert` query parameters, and
+/// those parameters (values percent-decoded; the last of a repeated one
+/// counts, as in the driver).
+fn split_tls_params(url: &str) -> (String, Vec<(String, String)>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), Vec::new());
+    };
+    let mut kept = Vec::new();
+    let mut tls = Vec::new();
+    for kv in query.split('&') {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        if k == "sslmode" || k == "sslrootcert" {
+            tls.push((k.to_owned(), percent_decode(v)));
+        } else {
+            kept.push(kv);
+        }
+    }
+    let rest = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (rest, tls)
+}
+
+/// libpq's rules for `sslmode` and `sslrootcert` (`default_root`: libpq's
+/// `~/.postgresql/root.crt` if it exists). Never weaker than libpq:
+/// - a root file, given or default, makes prefer and require check the
+///   chain (libpq checks it whenever it has a root file);
+/// - verify-ca needs a root file: against the system's roots it would take
+///   any certificate any public CA signed (libpq refuses it too);
+/// - verify-full without a root file checks against the system's roots;
+/// - `sslrootcert=system` means the system's roots, makes verify-full the
+///   default and refuses a weaker mode (libpq 16's rule).
+fn resolve_tls(url: &str, default_root: Option<PathBuf>) -> Result<Tls, String> {
+    let shown = redact(url);
+    let (_, params) = split_tls_params(url);
+    let mut mode = None;
+    let mut root = None;
+    for (k, v) in params {
+        if k == "sslmode" {
+            mode = Some(SslMode::parse(&v).ok_or_else(|| {
+                format!(
+                    "`{shown}`: sslmode={v} is not one of disable, prefer, require, verify-ca, verify-full"
+                )
+            })?);
+        } else if v.is_empty() {
+            return Err(format!("`{shown}`: sslrootcert names no file"));
+        } else if v == "system" {
+            root = Some(RootCerts::System);
+        } else {
+            root = Some(RootCerts::File(PathBuf::from(v)));
+        }
+    }
+    let explicit_system = root == Some(RootCerts::System);
+    let root = root.or(default_root.map(RootCerts::File));
+    let mode = match (mode, explicit_system) {
+        (None, true) => SslMode::VerifyFull,
+        (None, false) => SslMode::Prefer,
+        (Some(m), true) if m != SslMode::VerifyFull => {
+            return Err(format!(
+                "`{shown}`: sslrootcert=system checks against the system's roots, which only \
+                 means something with the host name checked: use sslmode=verify-full (or leave sslmode out)"
+            ));
+        }
+        (Some(m), _) => m,
+    };
+    let (roots, verify) = match (mode, root) {
+        (SslMode::Disable, _) => (None, Verify::Nothing),
+        (SslMode::Prefer | SslMode::Require, Some(RootCerts::File(f))) => {
+            (Some(RootCerts::File(f)), Verify::Chain)
+        }
+        (SslMode::Prefer | SslMode::Require, _) => (None, Verify::Nothing),
+        (SslMode::VerifyCa, Some(RootCerts::File(f))) => (Some(RootCerts::File(f)), Verify::Chain),
+        (SslMode::VerifyCa, _) => {
+            return Err(format!(
+                "`{shown}`: sslmode=verify-ca needs sslrootcert=PATH (the CA that signed the \
+                 server's certificate): against the system's roots it would take any publicly \
+                 signed certificate; or use sslmode=verify-full"
+            ));
+        }
+        (SslMode::VerifyFull, root) => (
+            Some(root.unwrap_or(RootCerts::System)),
+            Verify::ChainAndHost,
+        ),
+    };
+    Ok(Tls {
+        mode,
+        roots,
+        verify,
+    })
+}
+
 /// Parses a database URL: `sqlite://PATH` (everything after the scheme is
 /// the path, as written: `sqlite:///var/lib/aipipe.db`,
 /// `sqlite://data/aipipe.db`) or `postgres://…` / `postgresql://…` (the
-/// driver's URL syntax; `sslmode=require` is refused, as TLS to PostgreSQL
-/// is not built in yet). `what` names the setting in errors; a password is
+/// driver's URL syntax, with libpq's `sslmode` and `sslrootcert`: see
+/// [`resolve_tls`]). `what` names the setting in errors; a password is
 /// never part of one.
 pub fn parse_database_url(what: &str, url: &str) -> Result<Database, String> {
     let url = url.trim();
@@ -222,10 +408,16 @@ pub fn parse_database_url(what: &str, url: &str) -> Result<Database, String> {
                 "{what}: `{shown}` names no user: postgres://USER@HOST:PORT/DATABASE"
             ));
         }
-        if config.get_ssl_mode() == postgres::config::SslMode::Require {
+        let tls = pg.tls().map_err(|e| format!("{what}: {e}"))?;
+        let unix = config
+            .get_hosts()
+            .iter()
+            .any(|h| !matches!(h, postgres::config::Host::Tcp(_)));
+        if unix && tls.mode >= SslMode::Require {
             return Err(format!(
-                "{what}: `{shown}` asks for sslmode=require, but TLS to PostgreSQL is not built in \
-                 yet: reach it over loopback, a unix socket or a TLS tunnel, with sslmode=disable or prefer"
+                "{what}: `{shown}` asks for sslmode={} on a unix socket, where PostgreSQL has no \
+                 TLS: use sslmode=disable or prefer for a socket, or a TCP host for TLS",
+                tls.mode.name()
             ));
         }
         return Ok(Database::Postgres(pg));
@@ -588,7 +780,18 @@ mod tests {
             ("sqlite://", "names no file"),
             ("mysql://root:pw@h/db", "neither sqlite://PATH"),
             ("/var/lib/aipipe.db", "neither sqlite://PATH"),
-            ("postgres://u:pw@h/db?sslmode=require", "TLS to PostgreSQL"),
+            (
+                "postgres://u:pw@h/db?sslmode=verify-ca",
+                "needs sslrootcert",
+            ),
+            (
+                "postgres://u:pw@h/db?sslmode=verify-everything",
+                "not one of disable",
+            ),
+            (
+                "postgres://u:pw@%2Frun%2Fpostgresql/db?sslmode=require",
+                "unix socket",
+            ),
             (
                 "postgres://u:pw@h:notaport/db",
                 "not a valid PostgreSQL URL",
@@ -625,6 +828,143 @@ mod tests {
             Settings::try_parse_from(all).is_err(),
             "--db and --database-url conflict"
         );
+    }
+
+    /// libpq's rules, resolved without a server (the connections
+    /// themselves: tests/postgres_tls.rs).
+    #[test]
+    fn sslmode_and_sslrootcert_resolve_as_in_libpq() {
+        use RootCerts::{File, System};
+        use Verify::{Chain, ChainAndHost, Nothing};
+        let ca = || Some(File(PathBuf::from("/etc/ca b.pem")));
+        let home = Some(PathBuf::from("/home/a/.postgresql/root.crt"));
+        let home_root = || Some(File(PathBuf::from("/home/a/.postgresql/root.crt")));
+        let q = "postgres://u:pw@h/db?";
+        for (query, default_root, mode, roots, verify) in [
+            ("", None, SslMode::Prefer, None, Nothing),
+            (
+                "sslmode=disable",
+                home.clone(),
+                SslMode::Disable,
+                None,
+                Nothing,
+            ),
+            ("sslmode=prefer", None, SslMode::Prefer, None, Nothing),
+            ("sslmode=require", None, SslMode::Require, None, Nothing),
+            // A root file makes prefer and require check the chain.
+            (
+                "sslmode=require&sslrootcert=/etc/ca%20b.pem",
+                None,
+                SslMode::Require,
+                ca(),
+                Chain,
+            ),
+            (
+                "sslmode=require",
+                home.clone(),
+                SslMode::Require,
+                home_root(),
+                Chain,
+            ),
+            ("", home.clone(), SslMode::Prefer, home_root(), Chain),
+            (
+                "sslmode=verify-ca&sslrootcert=/etc/ca%20b.pem",
+                None,
+                SslMode::VerifyCa,
+                ca(),
+                Chain,
+            ),
+            (
+                "sslmode=verify-ca",
+                home.clone(),
+                SslMode::VerifyCa,
+                home_root(),
+                Chain,
+            ),
+            // The given file wins over the default one.
+            (
+                "sslrootcert=/etc/ca%20b.pem&sslmode=verify-full",
+                home.clone(),
+                SslMode::VerifyFull,
+                ca(),
+                ChainAndHost,
+            ),
+            (
+                "sslmode=verify-full",
+                None,
+                SslMode::VerifyFull,
+                Some(System),
+                ChainAndHost,
+            ),
+            (
+                "sslmode=verify-full",
+                home.clone(),
+                SslMode::VerifyFull,
+                home_root(),
+                ChainAndHost,
+            ),
+            (
+                "sslrootcert=system",
+                home.clone(),
+                SslMode::VerifyFull,
+                Some(System),
+                ChainAndHost,
+            ),
+            // The last of a repeated parameter counts.
+            (
+                "sslmode=disable&sslmode=require",
+                None,
+                SslMode::Require,
+                None,
+                Nothing,
+            ),
+        ] {
+            let url = format!("{q}{query}");
+            let tls = resolve_tls(&url, default_root).unwrap();
+            assert_eq!(
+                tls,
+                Tls {
+                    mode,
+                    roots,
+                    verify
+                },
+                "{query}"
+            );
+        }
+        for (query, says) in [
+            ("sslmode=verify-ca", "needs sslrootcert=PATH"),
+            ("sslmode=verify-ca&sslrootcert=system", "sslrootcert=system"),
+            (
+                "sslmode=require&sslrootcert=system",
+                "use sslmode=verify-full",
+            ),
+            ("sslmode=Require", "not one of disable"),
+            ("sslrootcert=", "names no file"),
+        ] {
+            let e = resolve_tls(&format!("{q}{query}&password=pw2"), None).unwrap_err();
+            assert!(e.contains(says), "{query}: {e}");
+            assert!(!e.contains(":pw@") && !e.contains("pw2"), "{query}: {e}");
+        }
+        // The driver gets the URL less the two, and the mode that sends
+        // what was asked for.
+        let Database::Postgres(pg) = parse_database_url(
+            "x",
+            "postgres://u@h/db?sslrootcert=/c.pem&application_name=a&sslmode=verify-ca",
+        )
+        .unwrap() else {
+            panic!("not PostgreSQL");
+        };
+        let config = pg.config().unwrap();
+        assert_eq!(config.get_ssl_mode(), postgres::config::SslMode::Require);
+        assert_eq!(config.get_application_name(), Some("a"));
+        assert_eq!(
+            split_tls_params("postgres://u@h/db?sslmode=disable").0,
+            "postgres://u@h/db"
+        );
+        // Parameters libpq has and this control plane does not (client
+        // certificates, revocation lists) are refused, not ignored.
+        let e = parse_database_url("x", "postgres://u@h/db?sslcert=/c.pem").unwrap_err();
+        assert!(e.contains("not a valid PostgreSQL URL"), "{e}");
     }
 
     #[test]

@@ -246,7 +246,7 @@ async fn changes(State(state): State<AppState>, Query(q): Query<ChangesQuery>) -
         }
     };
     let body = routing::delta(page, &state.cipher, &state.table_cache)?;
-    state.counters.delta(body.len());
+    state.counters.delta(body.len(), q.since);
     let mut resp = Response::new(Body::from(body));
     let h = resp.headers_mut();
     h.insert(

@@ -209,8 +209,8 @@ pub async fn run(settings: Settings) -> Result<(), String> {
             }
             Db::open_with(path, settings.penalty_decay_ms)
         }
-        // One control plane per database for now (control-plane/README.md,
-        // "PostgreSQL": replicas are next).
+        // Other control planes may share it (control-plane/README.md,
+        // "Replicas").
         Database::Postgres(url) => Db::open_postgres(url, settings.penalty_decay_ms).await,
     }
     .map_err(|e| format!("{database}: {e}"))?;

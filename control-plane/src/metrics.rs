@@ -94,6 +94,10 @@ pub struct Counters {
     /// Answers to filters' change requests, and the bytes they carried.
     deltas: Counter,
     delta_bytes: Counter,
+    /// Change requests from an Envoy that held nothing (`since=0`): full
+    /// snapshots begun. A restarted replica answers current Envoys with
+    /// deltas only, so this stays still.
+    snapshots: Counter,
     /// Budget alerts by what became of a delivery attempt.
     alerts: Family<Outcome, Counter>,
     /// Per provider/model, from each newly stored usage record.
@@ -129,6 +133,7 @@ impl Default for Counters {
             admin_auth_throttled: Counter::default(),
             deltas: Counter::default(),
             delta_bytes: Counter::default(),
+            snapshots: Counter::default(),
             alerts: Family::default(),
             durations: Family::new_with_constructor(latency_histogram),
             ttfts: Family::new_with_constructor(latency_histogram),
@@ -174,7 +179,10 @@ impl Counters {
     }
 
     /// A change request answered with a delta of `bytes`.
-    pub fn delta(&self, bytes: usize) {
+    pub fn delta(&self, bytes: usize, since: u64) {
+        if since == 0 {
+            self.snapshots.inc();
+        }
         self.deltas.inc();
         self.delta_bytes.inc_by(bytes as u64);
     }
@@ -557,6 +565,11 @@ pub async fn render(state: &AppState) -> Result<String> {
         "aipipe_cp_delta_bytes",
         "Bytes of directory deltas sent to filters",
         c.delta_bytes.clone(),
+    );
+    registry.register(
+        "aipipe_cp_snapshots",
+        "Change requests from Envoys holding nothing yet (since=0): full snapshots begun",
+        c.snapshots.clone(),
     );
     registry.register(
         "aipipe_cp_ingest_batches",

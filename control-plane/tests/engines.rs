@@ -2132,3 +2132,127 @@ async fn a_catalog_import_runs_on_postgres() {
     assert_eq!(mini.input_per_mtok, 0.2);
     drop(db);
 }
+
+/// SQLite's migration 17 and PostgreSQL's 3 (filter/README.md, "Catalog
+/// changes") on a database seeded before them: the Gemini models Google shut
+/// down leave the catalog — removed, or only disabled where a tenant's policy
+/// names one, so that policy keeps its meaning — and the new default models
+/// arrive, except where the operator already has an entry of that id. Opening
+/// the database again changes nothing more.
+async fn the_catalog_of_2026_12_reaches_an_older_database(engine: Engine) {
+    let dir = temp_dir("catalog-2026-12");
+    let pg = matches!(engine, Engine::Postgres).then(Postgres::start);
+    let open = || async {
+        match &pg {
+            Some(pg) => {
+                let Database::Postgres(url) = parse_database_url("test", &pg.url("cat")).unwrap()
+                else {
+                    panic!("not a postgres URL")
+                };
+                Db::open_postgres(&url, 1000).await.unwrap()
+            }
+            None => Db::open(&dir.join("aipipe.db")).unwrap(),
+        }
+    };
+    let exec = |sql: &str| match &pg {
+        Some(pg) => {
+            pg.psql("cat", sql);
+        }
+        None => rusqlite::Connection::open(dir.join("aipipe.db"))
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap(),
+    };
+    if let Some(pg) = &pg {
+        pg.create_database("cat");
+    }
+    let defaults = aipipe_core::catalog::default_models();
+    let default = |id: &str| defaults.iter().find(|m| m.id == id).unwrap().clone();
+
+    // The catalog as the release before it seeded it.
+    let db = open().await;
+    db.create_tenant("acme".into(), "Acme".into())
+        .await
+        .unwrap();
+    let before = db.revision().await.unwrap();
+    drop(db);
+    let old = |id: &str, input: f64| {
+        let mut m = default("gemini-2.5-flash-lite");
+        m.id = id.into();
+        m.input_per_mtok = input;
+        serde_json::to_string(&m).unwrap().replace('\'', "''")
+    };
+    let migration = match engine {
+        Engine::Sqlite => 17,
+        Engine::Postgres => 3,
+    };
+    exec(&format!(
+        "DELETE FROM models WHERE id IN ('gemini-3.5-flash-lite', 'gemini-3.8-flash', 'claude-sonnet-5-5');
+         UPDATE models SET json = '{}' WHERE id = 'claude-opus-5-5';
+         INSERT INTO models (id, position, json) VALUES
+            ('gemini-2.5-pro', 100, '{}'), ('gemini-2.5-flash', 101, '{}');
+         UPDATE tenants SET policy = '{{\"allow_models\":[\"gemini-2.5-flash\"]}}' WHERE id = 'acme';
+         DELETE FROM schema_migrations WHERE version = {migration};",
+        serde_json::to_string(&aipipe_core::table::Model {
+            input_per_mtok: 9.0,
+            ..default("claude-opus-5-5")
+        })
+        .unwrap(),
+        old("gemini-2.5-pro", 1.25),
+        old("gemini-2.5-flash", 0.30),
+    ));
+
+    let db = open().await;
+    let models = db.models().await.unwrap();
+    let find = |id: &str| models.iter().find(|m| m.id == id).cloned();
+    assert!(
+        find("gemini-2.5-pro").is_none(),
+        "named by no policy: removed"
+    );
+    let flash = find("gemini-2.5-flash").expect("acme's policy names it: kept");
+    assert!(!flash.enabled, "{flash:?}");
+    assert_eq!(flash.input_per_mtok, 0.30);
+    for id in [
+        "gemini-3.5-flash-lite",
+        "gemini-3.8-flash",
+        "claude-sonnet-5-5",
+    ] {
+        assert_eq!(find(id), Some(default(id)), "{id}");
+    }
+    assert_eq!(
+        find("claude-opus-5-5").unwrap().input_per_mtok,
+        9.0,
+        "the operator's own entry stays"
+    );
+    assert_eq!(
+        db.policy("acme".into()).await.unwrap(),
+        Some(Some("{\"allow_models\":[\"gemini-2.5-flash\"]}".into()))
+    );
+    let after = db.revision().await.unwrap();
+    let page = db.changes_since(before, 10).await.unwrap();
+    assert!(
+        matches!(page.changes[..], [Changed::Global(_)]),
+        "the global table changed, and only it: {before} -> {after}"
+    );
+    drop(db);
+
+    let again = open().await;
+    assert_eq!(again.models().await.unwrap(), models);
+    assert_eq!(
+        again.revision().await.unwrap(),
+        after,
+        "nothing more on a second start"
+    );
+    drop(again);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn the_catalog_of_2026_12_reaches_an_older_sqlite_file() {
+    the_catalog_of_2026_12_reaches_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn the_catalog_of_2026_12_reaches_an_older_postgres_database() {
+    the_catalog_of_2026_12_reaches_an_older_database(Engine::Postgres).await;
+}

@@ -503,11 +503,7 @@ pub fn render_envoy_config_as(build: FilterBuild, file: &str, c: &EnvoyConfig) -
         // The token goes into Envoy's environment, not the file
         // (`Envoy::start_with_env`).
         Some((port, _token)) if c.with_filter => {
-            replace(
-                &mut yaml,
-                "port_value: 8083 }",
-                &format!("port_value: {port} }}"),
-            );
+            yaml = control_plane_endpoints(&yaml, &[*port]);
         }
         // No control plane: no singleton, and no cluster for it to call.
         _ => {
@@ -522,6 +518,70 @@ pub fn render_envoy_config_as(build: FilterBuild, file: &str, c: &EnvoyConfig) -
         }
     }
     yaml
+}
+
+/// `yaml` with the control-plane cluster's endpoints replaced by one per
+/// port on loopback (the shipped configs list one replica, or two: the
+/// harness runs one, or as many as a test starts).
+pub fn control_plane_endpoints(yaml: &str, ports: &[u16]) -> String {
+    let begin = "# BEGIN aipipe-control-plane-cluster";
+    let end = "# END aipipe-control-plane-cluster";
+    let mut out = String::with_capacity(yaml.len());
+    let (mut inside, mut placed) = (false, false);
+    for line in yaml.lines() {
+        if line.contains(begin) {
+            inside = true;
+        } else if line.contains(end) {
+            inside = false;
+        }
+        if inside
+            && line
+                .trim_start()
+                .starts_with("- endpoint: { address: { socket_address:")
+        {
+            if !placed {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                for port in ports {
+                    out.push_str(&format!(
+                        "{indent}- endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }}\n"
+                    ));
+                }
+                placed = true;
+            }
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    assert!(
+        placed,
+        "the config has no control-plane endpoint to replace"
+    );
+    out
+}
+
+/// `envoy/<file>` rendered for a listener and an admin port picked now:
+/// (the config, the listener port, the admin port).
+fn render_on_fresh_ports(
+    file: &str,
+    upstream_port: u16,
+    plugin_config: Option<String>,
+    with_filter: bool,
+    control_plane: Option<(u16, String)>,
+) -> (String, u16, u16) {
+    let (listener_port, admin_port) = (free_port(), free_port());
+    let yaml = render_envoy_config(
+        file,
+        &EnvoyConfig {
+            listener_port,
+            admin_port,
+            upstream_port,
+            plugin_config,
+            with_filter,
+            control_plane,
+        },
+    );
+    (yaml, listener_port, admin_port)
 }
 
 /// A rendered config with the fleet-wide rate limits of `envoy/ratelimit/`
@@ -751,18 +811,13 @@ impl Envoy {
         concurrency: u32,
         supervisor: Option<&Path>,
     ) -> Self {
-        let (listener_port, admin_port) = (free_port(), free_port());
         let token = control_plane.as_ref().map(|(_, t)| t.clone());
-        let yaml = render_envoy_config(
+        let (yaml, listener_port, admin_port) = render_on_fresh_ports(
             file,
-            &EnvoyConfig {
-                listener_port,
-                admin_port,
-                upstream_port,
-                plugin_config,
-                with_filter,
-                control_plane,
-            },
+            upstream_port,
+            plugin_config,
+            with_filter,
+            control_plane,
         );
         let env: Vec<(&str, &str)> = token
             .as_deref()
@@ -776,6 +831,35 @@ impl Envoy {
             concurrency,
             &env,
             supervisor,
+        )
+    }
+
+    /// Renders `envoy/<file>` on fresh ports with its singleton polling
+    /// every control-plane replica on `internal_ports` (one endpoint each,
+    /// health-checked) with `token`.
+    pub fn start_polling_replicas(
+        file: &str,
+        upstream_port: u16,
+        plugin_config: Option<String>,
+        internal_ports: &[u16],
+        token: &str,
+        concurrency: u32,
+    ) -> Self {
+        let first = internal_ports.first().copied().unwrap_or(0);
+        let (yaml, listener_port, admin_port) = render_on_fresh_ports(
+            file,
+            upstream_port,
+            plugin_config,
+            true,
+            Some((first, token.to_owned())),
+        );
+        let yaml = control_plane_endpoints(&yaml, internal_ports);
+        Self::start_with_env(
+            &yaml,
+            listener_port,
+            admin_port,
+            concurrency,
+            &[("AIPIPE_INTERNAL_TOKEN", token)],
         )
     }
 
@@ -1101,12 +1185,14 @@ impl ControlPlane {
             .arg(format!("127.0.0.1:{}", l.admin_port))
             .arg("--internal-listen")
             .arg(format!("127.0.0.1:{}", l.internal_port))
-            .arg("--db")
-            .arg(&l.db)
             .env("AIPIPE_ADMIN_SECRET", &l.admin_secret)
             .env("AIPIPE_INTERNAL_TOKEN", &l.internal_token)
             .envs(l.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", "info");
+        // A database URL in the environment (PostgreSQL) takes the place of `--db`.
+        if !l.env.iter().any(|(k, _)| k == "AIPIPE_DATABASE_URL") {
+            cmd.arg("--db").arg(&l.db);
+        }
         match &l.master_key {
             Some(k) => {
                 cmd.env("AIPIPE_MASTER_KEY", k);
@@ -1225,6 +1311,15 @@ pub mod demo {
     pub const CP_ADMIN: u16 = 8082;
     /// The control plane's internal API (Envoy's singleton calls it).
     pub const CP_INTERNAL: u16 = 8083;
+    /// `make demo-ha`'s second control-plane replica: admin API.
+    pub const CP2_ADMIN: u16 = 8182;
+    /// `make demo-ha`'s second control-plane replica: internal API.
+    pub const CP2_INTERNAL: u16 = 8183;
+    /// The ports `make demo-ha` adds to [`PORTS`].
+    pub const HA_PORTS: [(&str, u16); 2] = [
+        ("second control plane admin", CP2_ADMIN),
+        ("second control plane internal", CP2_INTERNAL),
+    ];
     /// Every port the demo listens on, with what listens there.
     pub const PORTS: [(&str, u16); 5] = [
         ("Envoy listener", LISTENER),

@@ -6,9 +6,13 @@
 //! `initdb` and `postgres` refuse to run as root; as root (CI, the dev
 //! container) they run as the `postgres` user the Debian package creates,
 //! which gets the scratch directory. Durability is off (`fsync`,
-//! `synchronous_commit`, `full_page_writes`): the cluster lives for one test
-//! ([`Postgres::start_durable`] keeps PostgreSQL's defaults, for benches
-//! that compare with SQLite's fsynced commits).
+//! `synchronous_commit`, `full_page_writes`): the cluster lives for one test.
+//!
+//! [`Postgres::start_with_tls`] starts one with `ssl=on` and a certificate
+//! and key the test made (the TLS tests of control-plane/tests/postgres_tls.rs);
+//! [`Postgres::start`] has TLS off. [`Postgres::start_durable`] keeps
+//! PostgreSQL's durability defaults, for benches that compare with SQLite's
+//! fsynced commits.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -24,6 +28,11 @@ pub struct Postgres {
     server: Option<Process>,
     bin: PathBuf,
     port: u16,
+    /// Whether the server was started with `ssl=on` (its certificate and
+    /// key are `server.crt` and `server.key` in `dir`).
+    tls: bool,
+    /// Whether durability is on (PostgreSQL's defaults) rather than off.
+    durable: bool,
     dir: TempDir,
 }
 
@@ -82,17 +91,25 @@ impl Postgres {
     /// Makes a cluster, starts it and waits until it accepts connections
     /// (about a second). Panics with the server's output if it cannot.
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_inner(None, false)
     }
 
     /// As [`Postgres::start`], with PostgreSQL's durability defaults
     /// (`fsync`, `synchronous_commit`, `full_page_writes` on): a commit is
     /// on disk when it returns, as SQLite's are with `synchronous=FULL`.
     pub fn start_durable() -> Self {
-        Self::start_with(true)
+        Self::start_inner(None, true)
     }
 
-    fn start_with(durable: bool) -> Self {
+    /// As [`Postgres::start`], with TLS on: `ssl=on`, serving the PEM
+    /// certificate (chain) `cert_pem` with its private key `key_pem`.
+    /// Clients may still connect without TLS (the server's choice is the
+    /// client's `sslmode`).
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::start_inner(Some((cert_pem, key_pem)), false)
+    }
+
+    fn start_inner(tls: Option<(&str, &str)>, durable: bool) -> Self {
         let Some(bin) = bin_dir() else {
             panic!(
                 "PostgreSQL's binaries were not found under /usr/lib/postgresql/*/bin \
@@ -131,15 +148,46 @@ impl Postgres {
             ),
             Err(e) => panic!("running {}: {e}", bin.join("initdb").display()),
         }
-        let port = free_port();
-        let mut cmd = Command::new(bin.join("postgres"));
+        if let Some((cert, key)) = tls {
+            // The server refuses a key readable by others; it must own it.
+            use std::os::unix::fs::PermissionsExt as _;
+            for (name, pem, mode) in [("server.crt", cert, 0o644), ("server.key", key, 0o600)] {
+                let path = dir.path().join(name);
+                let written = fs::write(&path, pem)
+                    .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(mode)));
+                if let Err(e) = written {
+                    panic!("writing {}: {e}", path.display());
+                }
+                if let Some((uid, gid)) = user
+                    && let Err(e) = std::os::unix::fs::chown(&path, Some(uid), Some(gid))
+                {
+                    panic!("giving {} to the postgres user: {e}", path.display());
+                }
+            }
+        }
+        let mut pg = Self {
+            server: None,
+            bin,
+            port: free_port(),
+            tls: tls.is_some(),
+            durable,
+            dir,
+        };
+        pg.launch();
+        pg
+    }
+
+    /// Starts the server on the cluster and port made by [`Postgres::start`]
+    /// and waits until it accepts connections.
+    fn launch(&mut self) {
+        let mut cmd = Command::new(self.bin.join("postgres"));
         cmd.arg("-D")
-            .arg(&data)
+            .arg(self.dir.path().join("data"))
             .arg("-k")
-            .arg(dir.path())
-            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .arg(self.dir.path())
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-c", "max_connections=40"]);
-        if !durable {
+        if !self.durable {
             cmd.args([
                 "-c",
                 "fsync=off",
@@ -149,19 +197,27 @@ impl Postgres {
                 "full_page_writes=off",
             ]);
         }
-        as_server_user(&mut cmd, user);
-        let server = match Process::spawn("postgres", cmd) {
-            Ok(p) => p,
-            Err(e) => panic!("starting {}: {e}", bin.join("postgres").display()),
-        };
-        let mut pg = Self {
-            server: Some(server),
-            bin,
-            port,
-            dir,
-        };
-        pg.wait_ready(Duration::from_secs(30));
-        pg
+        if self.tls {
+            let file = |name: &str| format!("{}", self.dir.path().join(name).display());
+            cmd.args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!("ssl_cert_file={}", file("server.crt")))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", file("server.key")));
+        }
+        as_server_user(&mut cmd, server_user());
+        match Process::spawn("postgres", cmd) {
+            Ok(p) => self.server = Some(p),
+            Err(e) => panic!("starting {}: {e}", self.bin.join("postgres").display()),
+        }
+        self.wait_ready(Duration::from_secs(30));
+    }
+
+    /// Starts a stopped server again on the same cluster and port (what was
+    /// committed before the stop is there: a fast shutdown checkpoints).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.launch();
     }
 
     fn wait_ready(&mut self, patience: Duration) {

@@ -66,6 +66,8 @@ fn service_for(what: &str) -> &'static str {
         "mock"
     } else if what.starts_with("control plane") {
         "control-plane"
+    } else if what.starts_with("second control plane") {
+        "control-plane-2"
     } else {
         panic!("no service for the demo's {what}")
     }
@@ -92,21 +94,34 @@ fn compose_publishes_the_demos_ports_on_loopback_only() {
             published.insert((name.clone(), parts[1].parse::<u16>().unwrap()));
         }
     }
+    // The `ha` profile's second replica publishes make demo-ha's ports.
     let expected: BTreeSet<(String, u16)> = demo::PORTS
         .iter()
+        .chain(demo::HA_PORTS.iter())
         .map(|(what, port)| (service_for(what).to_owned(), *port))
         .collect();
-    assert_eq!(published, expected, "not make demo's ports");
+    assert_eq!(published, expected, "not make demo's (and demo-ha's) ports");
     // Each listens where it is published.
-    let cp = &services["control-plane"]["environment"];
-    assert_eq!(
-        cp["AIPIPE_ADMIN_LISTEN"],
-        format!("0.0.0.0:{}", demo::CP_ADMIN)
-    );
-    assert_eq!(
-        cp["AIPIPE_INTERNAL_LISTEN"],
-        format!("0.0.0.0:{}", demo::CP_INTERNAL)
-    );
+    for (service, admin, internal) in [
+        ("control-plane", demo::CP_ADMIN, demo::CP_INTERNAL),
+        ("control-plane-2", demo::CP2_ADMIN, demo::CP2_INTERNAL),
+    ] {
+        let cp = &services[service]["environment"];
+        assert_eq!(cp["AIPIPE_ADMIN_LISTEN"], format!("0.0.0.0:{admin}"));
+        assert_eq!(cp["AIPIPE_INTERNAL_LISTEN"], format!("0.0.0.0:{internal}"));
+    }
+    // Only the `ha` profile runs the second replica and PostgreSQL.
+    for (name, service) in &services {
+        let ha = ["control-plane-2", "postgres"].contains(&name.as_str());
+        assert_eq!(
+            service["profiles"]
+                .as_array()
+                .is_some_and(|p| p == &[Value::from("ha")]),
+            ha,
+            "{name}: profiles {}",
+            service["profiles"]
+        );
+    }
     assert!(
         read("Dockerfile").contains(&format!(
             "CMD [\"/usr/local/bin/mock-provider\", \"--listen\", \"0.0.0.0:{}\"]",
@@ -161,12 +176,18 @@ fn compose_runs_envoy_on_a_shipped_config_that_is_the_demos_but_for_addresses() 
     let theirs = yaml("envoy/demo.yaml");
     let services = services();
     for (path, demo_value, compose_value) in differences(&theirs, &ours) {
-        let allowed = (path.ends_with(".socket_address.address")
-            && demo_value == "127.0.0.1"
-            && (compose_value == "0.0.0.0"
-                || compose_value
-                    .as_str()
-                    .is_some_and(|s| services.contains_key(s))))
+        // The second replica of the `ha` profile: an endpoint more.
+        let second_replica = path.ends_with(".lb_endpoints[1]")
+            && demo_value.is_null()
+            && socket(&compose_value["endpoint"]["address"])
+                == ("control-plane-2".to_owned(), u64::from(demo::CP2_INTERNAL));
+        let allowed = second_replica
+            || (path.ends_with(".socket_address.address")
+                && demo_value == "127.0.0.1"
+                && (compose_value == "0.0.0.0"
+                    || compose_value
+                        .as_str()
+                        .is_some_and(|s| services.contains_key(s))))
             || (path.ends_with(".type") && demo_value == "STATIC" && compose_value == "STRICT_DNS");
         assert!(
             allowed,
@@ -195,6 +216,10 @@ fn compose_runs_envoy_on_a_shipped_config_that_is_the_demos_but_for_addresses() 
     }
 }
 
+/// What only the `ha` profile reads: the database of both replicas and the
+/// postgres service's password.
+const HA_SETTINGS: [&str; 2] = ["AIPIPE_DATABASE_URL", "AIPIPE_PG_PASSWORD"];
+
 /// Every `${NAME…}` the compose file interpolates.
 fn interpolated(text: &str) -> BTreeSet<String> {
     text.split("${")
@@ -212,7 +237,11 @@ fn compose_reads_the_demos_settings_and_takes_secrets_only_from_env() {
     let text = read(COMPOSE);
     // make demo's own settings, and the internal token it generates for the
     // control plane and Envoy's singleton (demo.yaml's host_env_keys).
-    let mut expected: BTreeSet<String> = demo::SETTINGS.iter().map(|s| (*s).to_owned()).collect();
+    let mut expected: BTreeSet<String> = demo::SETTINGS
+        .iter()
+        .chain(HA_SETTINGS.iter())
+        .map(|s| (*s).to_owned())
+        .collect();
     let demo_yaml = yaml("envoy/demo.yaml");
     let singleton = &demo_yaml["bootstrap_extensions"][0]["typed_config"]["config"];
     for key in singleton["vm_config"]["environment_variables"]["host_env_keys"]
@@ -243,6 +272,13 @@ fn compose_reads_the_demos_settings_and_takes_secrets_only_from_env() {
                 let v = value.as_str().unwrap_or_default();
                 assert!(
                     v.starts_with(&format!("${{{key}")),
+                    "{name}: {key} is not taken from .env"
+                );
+            }
+            if key.contains("PASSWORD") {
+                let v = value.as_str().unwrap_or_default();
+                assert!(
+                    v.starts_with("${AIPIPE_PG_PASSWORD"),
                     "{name}: {key} is not taken from .env"
                 );
             }

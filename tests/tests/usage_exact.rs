@@ -247,7 +247,7 @@ fn cases() -> Vec<Case> {
         let (model, cached_model) = match provider {
             "openai" => ("gpt-4o-mini", "gpt-4o-mini"),
             "anthropic" => ("claude-sonnet-4-5", "claude-sonnet-4-5"),
-            "gemini" => ("gemini-2.5-flash", "gemini-2.5-flash"),
+            "gemini" => ("gemini-3.8-flash", "gemini-3.8-flash"),
             "xai" => ("grok-3-mini", "grok-3-mini"),
             "openrouter" => ("llama-3.3-70b-instruct", "deepseek-v3.2"),
             "minimax" => ("MiniMax-M2", "MiniMax-M2"),
@@ -269,7 +269,7 @@ fn cases() -> Vec<Case> {
         false,
         true,
     );
-    add("gemini", "gemini-2.5-flash", Mode::StreamQuiet, false, true);
+    add("gemini", "gemini-3.8-flash", Mode::StreamQuiet, false, true);
     out
 }
 

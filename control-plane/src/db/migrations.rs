@@ -502,6 +502,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     CREATE INDEX envoy_reports_seen ON envoy_reports(last_seen_ms);
     "#,
     ),
+    (
+        17,
+        "the catalog of 2026-12-05",
+        // Rust below (`catalog_2026_12`): the stored catalog rows are JSON.
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -546,6 +552,123 @@ fn task_quality(tx: &Transaction<'_>) -> Result<usize> {
     Ok(updated)
 }
 
+/// The catalog as of 2026-12-05 (filter/README.md, "Catalog changes") onto a
+/// database seeded before it: SQLite's migration 17, PostgreSQL's migration 3
+/// (`pg::prepare`). The models their provider shut down are removed as
+/// `DELETE /admin/models/{id}` removes one — unless a tenant's policy names
+/// the model (the admin API answers 409 then), in which case it is only
+/// disabled, so the policy stays valid and keeps its meaning (a tenant allowed
+/// only that model is not opened to every model). A row whose upstream name
+/// the operator changed is left alone. The models added are inserted where
+/// no row of that id exists (an operator's own entry of that id stays).
+pub(in crate::db) mod catalog_2026_12 {
+    use aipipe_core::table::Model;
+
+    use crate::error::Result;
+
+    /// Shut down on the Gemini API on 2026-12-01.
+    pub const RETIRED: &[&str] = &["gemini-2.5-pro", "gemini-2.5-flash"];
+    /// New in the default catalog.
+    pub const ADDED: &[&str] = &[
+        "gemini-3.5-flash-lite",
+        "gemini-3.8-flash",
+        "claude-sonnet-5-5",
+        "claude-opus-5-5",
+    ];
+
+    /// One write of the migration.
+    #[derive(Debug, PartialEq)]
+    pub enum Step {
+        Delete(String),
+        /// The row's new JSON: the stored model, disabled.
+        Disable {
+            id: String,
+            json: String,
+        },
+        Insert(Model),
+    }
+
+    /// The writes for `stored` (id, JSON of every catalog row) given every
+    /// tenant's (id, policy JSON). A row that does not parse is left alone.
+    pub fn plan(stored: &[(String, String)], policies: Vec<(String, String)>) -> Result<Vec<Step>> {
+        let mut steps = Vec::new();
+        for &id in RETIRED {
+            let Some((_, json)) = stored.iter().find(|(s, _)| s == id) else {
+                continue;
+            };
+            let Ok(mut model) = serde_json::from_str::<Model>(json) else {
+                tracing::warn!(model = id, "catalog row unreadable: left as it is");
+                continue;
+            };
+            if model.upstream_name() != id {
+                tracing::info!(
+                    model = id,
+                    "retired model's upstream name was changed: left as it is"
+                );
+                continue;
+            }
+            let naming = super::super::catalog::tenants_naming(policies.clone(), id);
+            if naming.is_empty() {
+                steps.push(Step::Delete(id.to_owned()));
+            } else if model.enabled {
+                tracing::info!(model = id, tenants = ?naming, "retired model named by policies: disabled, not removed");
+                model.enabled = false;
+                steps.push(Step::Disable {
+                    id: id.to_owned(),
+                    json: serde_json::to_string(&model)?,
+                });
+            }
+        }
+        let defaults = aipipe_core::catalog::default_models();
+        for &id in ADDED {
+            if stored.iter().any(|(s, _)| s == id) {
+                continue;
+            }
+            if let Some(m) = defaults.iter().find(|m| m.id == id) {
+                steps.push(Step::Insert(m.clone()));
+            }
+        }
+        Ok(steps)
+    }
+}
+
+/// SQLite's migration 17 (`catalog_2026_12`). Returns the writes made.
+fn catalog_2026_12(tx: &Transaction<'_>) -> Result<usize> {
+    let stored: Vec<(String, String)> = tx
+        .prepare("SELECT id, json FROM models")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let policies: Vec<(String, String)> = tx
+        .prepare("SELECT id, policy FROM tenants WHERE policy IS NOT NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let steps = catalog_2026_12::plan(&stored, policies)?;
+    for step in &steps {
+        match step {
+            catalog_2026_12::Step::Delete(id) => {
+                tx.execute("DELETE FROM models WHERE id = ?1", [id])?;
+            }
+            catalog_2026_12::Step::Disable { id, json } => {
+                tx.execute(
+                    "UPDATE models SET json = ?2 WHERE id = ?1",
+                    params![id, json],
+                )?;
+            }
+            catalog_2026_12::Step::Insert(m) => {
+                tx.execute(
+                    "INSERT INTO models (id, position, json)
+                     VALUES (?1, (SELECT COALESCE(MAX(position), -1) + 1 FROM models), ?2)",
+                    params![m.id, serde_json::to_string(m)?],
+                )?;
+            }
+        }
+    }
+    if !steps.is_empty() {
+        super::record_change(tx, super::Change::Global)?;
+    }
+    Ok(steps.len())
+}
+
 /// Applies every migration the database has not had yet.
 pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
     conn.execute_batch(
@@ -575,6 +698,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
             let n = task_quality(&tx)?;
             tracing::info!(models = n, "task quality added to the default models");
         }
+        // A no-op on a new database: migration 1 seeded this catalog.
+        if version == 17 {
+            let n = catalog_2026_12(&tx)?;
+            tracing::info!(writes = n, "catalog of 2026-12-05 applied");
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
             params![version, name, to_i64(now_ms())],
@@ -603,6 +731,31 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::db::Db;
+
+    /// Migration 17 leaves a retired model alone when the operator pointed
+    /// its entry at another upstream model, and adds nothing already there.
+    #[test]
+    fn a_retired_model_the_operator_repointed_is_left_alone() {
+        let defaults = aipipe_core::catalog::default_models();
+        let mut pro = defaults
+            .iter()
+            .find(|m| m.id == "gemini-3.8-flash")
+            .unwrap()
+            .clone();
+        pro.id = "gemini-2.5-pro".into();
+        let mut stored = vec![(pro.id.clone(), serde_json::to_string(&pro).unwrap())];
+        for m in &defaults {
+            stored.push((m.id.clone(), serde_json::to_string(m).unwrap()));
+        }
+        let steps = catalog_2026_12::plan(&stored, vec![]).unwrap();
+        assert_eq!(
+            steps,
+            vec![catalog_2026_12::Step::Delete("gemini-2.5-pro".into())]
+        );
+        pro.upstream_id = Some("gemini-3.8-flash".into());
+        stored[0].1 = serde_json::to_string(&pro).unwrap();
+        assert_eq!(catalog_2026_12::plan(&stored, vec![]).unwrap(), vec![]);
+    }
 
     /// A database written by the first release (migration 1 only, with a
     /// usage row) opens, is migrated in place, and keeps its data.

@@ -217,6 +217,11 @@ const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     vision: false,
     json_schema: true,
 };
+const TOOLS_VISION: Capabilities = Capabilities {
+    tools: true,
+    vision: true,
+    json_schema: false,
+};
 const TEXT_TOOLS: Capabilities = Capabilities {
     tools: true,
     vision: false,
@@ -321,20 +326,46 @@ const ENTRIES: &[Entry] = &[
     Entry { id: "claude-haiku-4-5", provider: "anthropic", upstream_id: None,
         prices: (1.00, Some(0.10), 5.00), gpqa: 73.0, tasks: &[("coding", 73.3)],
         context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: false },
+    // The current Sonnet and Opus (platform.claude.com/docs/en/models/
+    // sonnet-5-5/overview and the "What's new in Claude Opus 5" comparison
+    // table: 1M context, 128K output; cache reads $0.10 and $0.20 — Sonnet
+    // 5.5's was cut from $0.20 on 2026-10-07). They replace claude-sonnet-4-5
+    // and claude-opus-4-5, which Anthropic has deprecated (Opus 4.5 retires
+    // on 2027-01-22) but still serves. Shipped disabled: this generation
+    // answers 400 to a non-default temperature or top_p and refuses a forced
+    // tool, both of which the chat translation sends (`chat_to_messages`,
+    // `anthropic::JSON_TOOL`), so auto routing to them would fail such
+    // requests; hence no json_schema either. Anthropic publishes no GPQA
+    // Diamond figure for them: each stands in with its predecessor's.
+    Entry { id: "claude-sonnet-5-5", provider: "anthropic", upstream_id: None,
+        prices: (2.00, Some(0.10), 10.00), gpqa: 83.4, tasks: &[],
+        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: TOOLS_VISION, enabled: false },
+    Entry { id: "claude-opus-5-5", provider: "anthropic", upstream_id: None,
+        prices: (4.00, Some(0.20), 20.00), gpqa: 87.0, tasks: &[],
+        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: TOOLS_VISION, enabled: false },
 
     // ---- Google Gemini — prices: ai.google.dev/gemini-api/docs/pricing (paid
-    // tier, prompts ≤ 200k tokens). GPQA: Google DeepMind's Gemini 2.5 report
-    // and model cards (Flash-Lite: non-thinking). 2.5 Pro's SWE-bench
-    // Verified (59.6, single attempt) and AIME 2025 (88.0) from its model
-    // card (2025-06-27); Flash's and Flash-Lite's were found only second-hand.
+    // tier, prompts ≤ 200k tokens). gemini-2.5-pro and gemini-2.5-flash were
+    // shut down on the Gemini API on 2026-12-01 (ai.google.dev/gemini-api/
+    // docs/deprecations, replacements gemini-3.8-flash and
+    // gemini-3.5-flash-lite; filter/README.md, "Catalog changes").
+    // GPQA: Google DeepMind's Gemini 2.5 report and model cards (Flash-Lite:
+    // non-thinking). Google publishes no GPQA Diamond, SWE-bench Verified or
+    // AIME 2025 figure for the 3.x models that replace them, so each stands
+    // in with the figure of the model Google names it the replacement of
+    // (3.8 Flash: 2.5 Pro's 86.4; 3.5 Flash-Lite: 2.5 Flash's 82.8) until
+    // one is published. gemini-3.8-flash is priced at its rate through
+    // 2026-12-31 ($0.75 / $3.75, cache read $0.075); from 2027-01-01 it is
+    // $1.50 / $7.50. gemini-3.5-flash-lite's cache-read price was not found:
+    // cached tokens are billed at the input price.
     Entry { id: "gemini-2.5-flash-lite", provider: "gemini", upstream_id: None,
         prices: (0.10, Some(0.01), 0.40), gpqa: 64.6, tasks: &[],
         context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true },
-    Entry { id: "gemini-2.5-flash", provider: "gemini", upstream_id: None,
-        prices: (0.30, Some(0.03), 2.50), gpqa: 82.8, tasks: &[],
+    Entry { id: "gemini-3.5-flash-lite", provider: "gemini", upstream_id: None,
+        prices: (0.30, None, 2.50), gpqa: 82.8, tasks: &[],
         context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true },
-    Entry { id: "gemini-2.5-pro", provider: "gemini", upstream_id: None,
-        prices: (1.25, Some(0.125), 10.00), gpqa: 86.4, tasks: &[("coding", 59.6), ("math_reasoning", 88.0)],
+    Entry { id: "gemini-3.8-flash", provider: "gemini", upstream_id: None,
+        prices: (0.75, Some(0.075), 3.75), gpqa: 86.4, tasks: &[],
         context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true },
 
     // ---- xAI — prices: docs.x.ai/developers/models. grok-4 and
@@ -387,15 +418,15 @@ mod tests {
     use super::*;
 
     /// Task figures move a model against its peers on GPQA's scale: Kimi
-    /// K2.5 codes better than its GPQA says, Gemini 2.5 Pro worse, and a
-    /// model with no figure keeps its general quality.
+    /// K2.5 codes better than its GPQA says, GPT-4o worse, and a model with
+    /// no figure keeps its general quality.
     #[test]
     fn task_figures_are_calibrated_onto_the_general_scale() {
         let models = default_models();
         let m = |id: &str| models.iter().find(|m| m.id == id).unwrap();
         let coding = |id: &str| m(id).category_quality.get("coding").copied();
         assert!(coding("kimi-k2.5").unwrap() > m("kimi-k2.5").quality);
-        assert!(coding("gemini-2.5-pro").unwrap() < m("gemini-2.5-pro").quality);
+        assert!(coding("gpt-4o").unwrap() < m("gpt-4o").quality);
         assert_eq!(coding("grok-3-mini"), None);
         let scale = task_scale("coding");
         assert!((0.8..1.0).contains(&scale), "{scale}");

@@ -71,14 +71,7 @@ pub(in crate::db) fn delete_model(
     w: &mut Writer<'_>,
     id: &str,
 ) -> Result<std::result::Result<bool, Vec<String>>> {
-    let policies: Vec<(String, String)> = w
-        .query(
-            "SELECT id, policy FROM tenants WHERE policy IS NOT NULL",
-            &[],
-        )?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let policies = tenant_policies(w)?;
     let naming = super::super::catalog::tenants_naming(policies, id);
     if !naming.is_empty() {
         return Ok(Err(naming));
@@ -139,4 +132,49 @@ pub(in crate::db) fn policy(
     Ok(tx
         .query_opt("SELECT policy FROM tenants WHERE id = $1", &[&tenant])?
         .map(|r| r.get(0)))
+}
+
+/// PostgreSQL's migration 3: the catalog of 2026-12-05, as SQLite's 17
+/// (`db::migrations::catalog_2026_12`). Returns the writes made.
+pub(in crate::db) fn catalog_2026_12(w: &mut Writer<'_>) -> Result<usize> {
+    use crate::db::migrations::catalog_2026_12::{Step, plan};
+    let stored: Vec<(String, String)> = w
+        .query("SELECT id, json FROM models", &[])?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let policies = tenant_policies(w)?;
+    let steps = plan(&stored, policies)?;
+    for step in &steps {
+        match step {
+            Step::Delete(id) => {
+                w.execute("DELETE FROM models WHERE id = $1", &[id])?;
+            }
+            Step::Disable { id, json } => {
+                w.execute("UPDATE models SET json = $2 WHERE id = $1", &[id, json])?;
+            }
+            Step::Insert(m) => {
+                w.execute(
+                    "INSERT INTO models (id, position, json)
+                     VALUES ($1, (SELECT COALESCE(MAX(position), -1) + 1 FROM models), $2)",
+                    &[&m.id, &serde_json::to_string(m)?],
+                )?;
+            }
+        }
+    }
+    if !steps.is_empty() {
+        record_change(w, Change::Global)?;
+    }
+    Ok(steps.len())
+}
+
+/// Every tenant's policy JSON that is set, by tenant id.
+fn tenant_policies(w: &mut Writer<'_>) -> Result<Vec<(String, String)>> {
+    Ok(w.query(
+        "SELECT id, policy FROM tenants WHERE policy IS NOT NULL",
+        &[],
+    )?
+    .iter()
+    .map(|r| (r.get(0), r.get(1)))
+    .collect())
 }

@@ -27,6 +27,7 @@ pub mod pool;
 pub(super) mod rollups;
 mod schema;
 pub(super) mod tenants;
+mod tls;
 pub(super) mod usage;
 pub(super) mod usage_days;
 
@@ -71,14 +72,51 @@ pub fn describe(e: &postgres::Error) -> String {
     }
 }
 
-/// Connects (plain TCP or a unix socket: TLS is not built in yet, and
-/// `config::parse_database_url` refuses `sslmode=require`). Errors name the
-/// URL without its password.
+/// Connects: every connection the control plane makes to PostgreSQL (the
+/// pool, the listener, `migrate`, `catalog import`) comes here, with the TLS
+/// the URL's `sslmode` and `sslrootcert` ask for (`tls`). Errors name the
+/// URL without its password, and say what was checked when TLS failed.
 pub fn connect(url: &PostgresUrl) -> Result<Client, String> {
-    let config = url.config()?;
-    config
-        .connect(NoTls)
-        .map_err(|e| url.scrub(&format!("connecting to {url}: {}", describe(&e))))
+    let fail = |e: String| url.scrub(&format!("connecting to {url}: {e}"));
+    let config = url.config().map_err(&fail)?;
+    let tls = url.tls().map_err(&fail)?;
+    let connected = match tls::connector(&tls).map_err(&fail)? {
+        None => config.connect(NoTls),
+        Some(connector) => config.connect(connector),
+    };
+    connected.map_err(|e| {
+        let mut text = describe(&e);
+        if text.contains("does not support TLS") {
+            text.push_str(&format!(
+                " (sslmode={} needs TLS: the server has ssl off)",
+                tls.mode.name()
+            ));
+        } else if text.contains("certificate") {
+            text.push_str(&format!(
+                " (sslmode={}: {})",
+                tls.mode.name(),
+                checked(&tls)
+            ));
+        }
+        fail(text)
+    })
+}
+
+/// What the server's certificate was checked for, in words.
+fn checked(tls: &crate::config::Tls) -> String {
+    use crate::config::{RootCerts, Verify};
+    let roots = match &tls.roots {
+        Some(RootCerts::File(path)) => format!("the CA certificates of {}", path.display()),
+        Some(RootCerts::System) => "the system's root certificates".to_owned(),
+        None => "no roots".to_owned(),
+    };
+    match tls.verify {
+        Verify::Nothing => "encrypted, the certificate not checked".to_owned(),
+        Verify::Chain => format!("the certificate must be signed by {roots}"),
+        Verify::ChainAndHost => {
+            format!("the certificate must be signed by {roots} and name the host")
+        }
+    }
 }
 
 /// The latest schema version this build knows.
@@ -150,6 +188,11 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
             let applied = migrate(&mut **w)?;
             if applied.first() == Some(&1) {
                 seed(w)?;
+            }
+            // A no-op on a database seeded just now.
+            if applied.contains(&3) {
+                let n = catalog::catalog_2026_12(w)?;
+                tracing::info!(writes = n, "catalog of 2026-12-05 applied");
             }
             Ok(())
         },

@@ -311,4 +311,12 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     CREATE INDEX envoy_reports_seen ON envoy_reports(last_seen_ms);
     "#,
     ),
+    (
+        3,
+        "the catalog of 2026-12-05 (SQLite's migration 17)",
+        // Rows only, no schema: `pg::prepare` writes them
+        // (`db::migrations::catalog_2026_12`). A `migrate` copy brings the
+        // catalog of a SQLite file that had migration 17 instead.
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];

@@ -902,6 +902,16 @@ impl Request {
         );
         set_header(host, ":path", Some(path));
         set_header(host, ":authority", Some("aipipe-control-plane"));
+        // Several replicas (control-plane/README.md, "Replicas"): one that is
+        // gone refuses the connection, and Envoy tries another before the
+        // client sees it. Only failures before a replica had the request:
+        // it is never run twice.
+        set_header(
+            host,
+            "x-envoy-retry-on",
+            Some("connect-failure,refused-stream"),
+        );
+        set_header(host, "x-envoy-max-retries", Some("2"));
         if let Err(e) = host.clear_route_cache() {
             log::warn!("clear_route_cache failed: {e:?}");
         }

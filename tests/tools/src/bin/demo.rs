@@ -15,15 +15,23 @@
 //! It seeds a `demo` tenant with mock provider keys and the virtual key
 //! `$AIPIPE_DEMO_KEY` (default `aipipe-demo-key`). The admin secret is
 //! `$AIPIPE_ADMIN_SECRET`, or generated and printed.
+//!
+//! `demo --ha` (`make demo-ha`): the control plane as two replicas on one
+//! PostgreSQL (control-plane/README.md, "Replicas") — a throwaway cluster in a
+//! temporary directory on loopback, removed at the end — the second replica
+//! on admin 127.0.0.1:8182, internal 127.0.0.1:8183; Envoy's control-plane
+//! cluster lists both, health-checked.
 
 use std::time::Duration;
 
 use aipipe_tests::demo::{
-    ADMIN, CP_ADMIN, CP_INTERNAL, DEFAULT_KEY, LISTENER, MOCK, PORTS, env, seed,
+    ADMIN, CP_ADMIN, CP_INTERNAL, CP2_ADMIN, CP2_INTERNAL, DEFAULT_KEY, HA_PORTS, LISTENER, MOCK,
+    PORTS, env, seed,
 };
+use aipipe_tests::postgres::{self, Postgres};
 use aipipe_tests::{
-    ControlPlane, Envoy, EnvoyConfig, Launch, Mock, eventually, hex_hash, post_json, random_secret,
-    render_envoy_config, repo_root, sibling_binary,
+    ControlPlane, Envoy, EnvoyConfig, Launch, Mock, control_plane_endpoints, eventually, hex_hash,
+    post_json, random_secret, render_envoy_config, repo_root, sibling_binary,
 };
 use serde_json::json;
 
@@ -38,28 +46,58 @@ fn main() {
 
 fn run() -> Result<(), String> {
     aipipe_tests::start_in_own_process_groups();
+    let ha = std::env::args().skip(1).any(|a| a == "--ha");
     let key = env("AIPIPE_DEMO_KEY").unwrap_or_else(|| DEFAULT_KEY.to_owned());
     let admin_secret = env("AIPIPE_ADMIN_SECRET").unwrap_or_else(random_secret);
-    for (what, port) in PORTS {
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+    let ports = PORTS
+        .iter()
+        .chain(if ha { HA_PORTS.iter() } else { [].iter() });
+    for (what, port) in ports {
+        if std::net::TcpListener::bind(("127.0.0.1", *port)).is_err() {
             return Err(format!(
                 "127.0.0.1:{port} ({what}) is in use — is another demo running?"
             ));
         }
     }
+    if ha && postgres::bin_dir().is_none() {
+        return Err(
+            "PostgreSQL's binaries are missing: `make demo-ha` installs Debian's postgresql".into(),
+        );
+    }
 
     let mock = Mock::start_with(&sibling_binary("mock-provider"), &[], Some(MOCK));
     let data = repo_root().join("data");
-    let launch = Launch {
+    let internal_token = random_secret();
+    let launch = |admin_port, internal_port, env: Vec<(String, String)>, master_key| Launch {
         db: data.join("aipipe.db"),
-        admin_port: CP_ADMIN,
-        internal_port: CP_INTERNAL,
+        admin_port,
+        internal_port,
         admin_secret: admin_secret.clone(),
-        internal_token: random_secret(),
-        master_key: env("AIPIPE_MASTER_KEY"),
-        env: Vec::new(),
+        internal_token: internal_token.clone(),
+        master_key,
+        env,
     };
-    let cp = ControlPlane::launch(&launch);
+    let (pg, launches) = if ha {
+        let pg = Postgres::start();
+        let url = pg.create_database("aipipe");
+        // The database lives as long as the demo: so may its master key.
+        let master_key = Some(env("AIPIPE_MASTER_KEY").unwrap_or_else(random_secret));
+        let env = vec![("AIPIPE_DATABASE_URL".to_owned(), url)];
+        let launches = vec![
+            launch(CP_ADMIN, CP_INTERNAL, env.clone(), master_key.clone()),
+            launch(CP2_ADMIN, CP2_INTERNAL, env, master_key),
+        ];
+        (Some(pg), launches)
+    } else {
+        let master_key = env("AIPIPE_MASTER_KEY");
+        (
+            None,
+            vec![launch(CP_ADMIN, CP_INTERNAL, Vec::new(), master_key)],
+        )
+    };
+    // One after the other: the first applies the schema to a new database.
+    let cps: Vec<ControlPlane> = launches.iter().map(ControlPlane::launch).collect();
+    let cp = cps.first().ok_or("no control plane")?;
     seed(&cp.admin_url(""), &cp.admin_secret, &key)?;
 
     let mut yaml = render_envoy_config(
@@ -70,9 +108,12 @@ fn run() -> Result<(), String> {
             upstream_port: mock.port,
             plugin_config: None,
             with_filter: true,
-            control_plane: Some((cp.internal_port, cp.internal_token.clone())),
+            control_plane: Some((cp.internal_port, internal_token.clone())),
         },
     );
+    if ha {
+        yaml = control_plane_endpoints(&yaml, &[CP_INTERNAL, CP2_INTERNAL]);
+    }
     // The bootstrap table (used until the control plane answers) knows the key too.
     yaml = yaml.replace(&hex_hash(DEFAULT_KEY), &hex_hash(&key));
     let envoy = Envoy::start_with_env(
@@ -80,7 +121,7 @@ fn run() -> Result<(), String> {
         LISTENER,
         ADMIN,
         2,
-        &[("AIPIPE_INTERNAL_TOKEN", &launch.internal_token)],
+        &[("AIPIPE_INTERNAL_TOKEN", &internal_token)],
     );
     // Ready once the control plane's table serves the demo key.
     let chat = envoy.url("/v1/chat/completions");
@@ -96,10 +137,21 @@ fn run() -> Result<(), String> {
     let a = format!("http://127.0.0.1:{CP_ADMIN}");
     println!("demo key: {key}");
     println!("admin secret: {admin_secret}");
-    println!(
-        "admin API: {a}/admin  (OpenAPI: {a}/admin/openapi.json; data in {})",
-        data.display()
-    );
+    match &pg {
+        Some(pg) => {
+            println!(
+                "admin API: {a}/admin and http://127.0.0.1:{CP2_ADMIN}/admin — two replicas on one PostgreSQL ({}, removed at the end)",
+                pg.url("aipipe")
+            );
+            println!(
+                "  try: kill -9 one replica (`pkill -9 -f 'admin-listen 127.0.0.1:{CP_ADMIN}'`): Envoy and the admin API on the other go on; the demo starts it again"
+            );
+        }
+        None => println!(
+            "admin API: {a}/admin  (OpenAPI: {a}/admin/openapi.json; data in {})",
+            data.display()
+        ),
+    }
     println!(
         "envoy: http://127.0.0.1:{LISTENER}  (admin http://127.0.0.1:{ADMIN}, mock providers http://127.0.0.1:{MOCK})"
     );
@@ -138,16 +190,22 @@ fn run() -> Result<(), String> {
     println!();
     println!("aipipe demo ready");
 
-    wait(mock, cp, envoy, &launch)
+    wait(mock, cps, envoy, &launches, pg)
 }
 
-fn wait(mock: Mock, cp: ControlPlane, envoy: Envoy, launch: &Launch) -> Result<(), String> {
+fn wait(
+    mock: Mock,
+    cps: Vec<ControlPlane>,
+    envoy: Envoy,
+    launches: &[Launch],
+    pg: Option<Postgres>,
+) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the signal listener: {e}"))?;
     let parent = std::os::unix::process::parent_id();
-    let (mut mock, mut cp, mut envoy) = (mock, cp, envoy);
+    let (mut mock, mut cps, mut envoy, mut pg) = (mock, cps, envoy, pg);
     let reason = runtime.block_on(async {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -167,14 +225,18 @@ fn wait(mock: Mock, cp: ControlPlane, envoy: Envoy, launch: &Launch) -> Result<(
                     if !mock.process.alive() {
                         return format!("the mock provider exited:\n{}", mock.process.logs());
                     }
-                    if !cp.process.alive() {
-                        // Envoy keeps routing with what it holds and keeps
-                        // the usage until the control plane is back.
-                        println!(
-                            "demo: the control plane exited; starting it again\n{}",
-                            cp.process.logs()
-                        );
-                        cp = ControlPlane::launch(launch);
+                    for (cp, launch) in cps.iter_mut().zip(launches) {
+                        if !cp.process.alive() {
+                            // Envoy keeps routing with what it holds (and
+                            // with the other replica, if any) and keeps the
+                            // usage until a control plane takes it.
+                            println!(
+                                "demo: the control plane on {} exited; starting it again\n{}",
+                                launch.admin_port,
+                                cp.process.logs()
+                            );
+                            *cp = ControlPlane::launch(launch);
+                        }
                     }
                     if !envoy.process.alive() {
                         return format!("envoy exited:\n{}", envoy.process.logs());
@@ -190,8 +252,13 @@ fn wait(mock: Mock, cp: ControlPlane, envoy: Envoy, launch: &Launch) -> Result<(
         println!("demo: {e}; stopping anyway");
     }
     envoy.process.stop();
-    cp.process.stop();
+    for cp in &mut cps {
+        cp.process.stop();
+    }
     mock.process.stop();
+    if let Some(pg) = &mut pg {
+        pg.stop();
+    }
     println!("demo: stopped");
     Ok(())
 }

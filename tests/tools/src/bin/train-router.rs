@@ -696,9 +696,11 @@ fn main() {
         // Where the out-of-fold tiers go, and the accuracy per category.
         let mut conf = [[0usize; N_TIERS]; N_TIERS];
         let mut per_cat = [(0usize, 0usize, 0usize); CATEGORIES.len()];
+        let mut cat_conf = [[0usize; CATEGORIES.len()]; CATEGORIES.len()];
         for (l, r) in oof.iter().zip(&pool) {
             let (t, c) = decide(l, offsets);
             conf[r.tier.index()][t.index()] += 1;
+            cat_conf[r.category.index()][c.index()] += 1;
             let e = &mut per_cat[r.category.index()];
             e.0 += 1;
             e.1 += usize::from(t == r.tier);
@@ -750,6 +752,12 @@ fn main() {
                 row[1],
                 row[2]
             );
+        }
+        // Which categories are taken for which: the pairs to work on.
+        println!("out-of-fold category confusion (rows wanted, columns got, in this order):");
+        for (c, row) in CATEGORIES.iter().zip(cat_conf) {
+            let cells: Vec<String> = row.iter().map(|n| format!("{n:>4}")).collect();
+            println!("  {:<18} {}", c.name(), cells.join(" "));
         }
         for (c, (n, t, k)) in CATEGORIES.iter().zip(per_cat) {
             println!(
