@@ -23,6 +23,9 @@ FILTER_BUILD := $(if $(filter native,$(AIPIPE_FILTER)),native,wasm)
 # whole suite runs against the Wasm build): everything that goes through the
 # filter. Left out: tls (Envoy's own TLS to providers: no filter code) and
 # api_fuzz (the control plane alone).
+# The control plane's API suites again on a throwaway PostgreSQL (tests/engines.rs runs
+# every storage scenario on both engines already).
+CP_API_SUITE := --test api --test metrics --test evals
 NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_protocols \
 	--test sdk --test usage_exact --test failover --test cache --test directory \
 	--test control_plane --test rate_limits --test global_rate_limit --test budgets --test policy --test configs --test stop \
@@ -155,6 +158,7 @@ integration: tools $(SDKS) ways-tools .chromium.stamp .postgresql.stamp wasm nat
 test: tools $(SDKS) ways-tools .chromium.stamp .postgresql.stamp lint wasm native native-probe
 	AIPIPE_FILTER=wasm $(CARGO) test --workspace --all-targets
 	AIPIPE_FILTER=native $(CARGO) test -p aipipe-tests $(NATIVE_SUITE)
+	AIPIPE_TEST_DATABASE=postgres $(CARGO) test -p aipipe-control-plane $(CP_API_SUITE)
 
 ## dashboard-vendor: re-fetch the vendored Chart.js from npm and check it is the same bytes
 dashboard-vendor:

@@ -19,13 +19,13 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-fn harness() -> Harness {
-    harness_named("api", None)
+async fn harness() -> Harness {
+    harness_named("api", None).await
 }
 
 /// A harness whose penalties halve every `decay_ms`.
-fn harness_with_decay(decay_ms: u64) -> Harness {
-    harness_named("api", Some(decay_ms))
+async fn harness_with_decay(decay_ms: u64) -> Harness {
+    harness_named("api", Some(decay_ms)).await
 }
 
 async fn send(
@@ -222,10 +222,6 @@ impl Harness {
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
     }
-
-    fn raw_db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.dir.join("aipipe.db")).unwrap()
-    }
 }
 
 fn record(id: &str, tenant: &str, model: &str, status: u16, latency: f64, ts: u64) -> UsageRecord {
@@ -265,7 +261,7 @@ fn assert_error_shape(v: &Value, code: &str) {
 
 #[tokio::test]
 async fn tenant_lifecycle_create_read_update_delete() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     let (s, v, _) = h.admin(Method::GET, "/admin/tenants/acme", None).await;
     assert_eq!(s, StatusCode::OK);
@@ -322,7 +318,7 @@ async fn tenant_lifecycle_create_read_update_delete() {
     assert_error_shape(&v, "not_found");
     let (table, _) = h.table().await;
     assert!(table.tenants.is_empty());
-    let db = h.raw_db();
+    let Some(db) = h.raw_db() else { return };
     let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
     assert_eq!(count("SELECT COUNT(*) FROM provider_keys"), 0);
     assert_eq!(count("SELECT COUNT(*) FROM virtual_keys"), 0);
@@ -337,7 +333,7 @@ async fn tenant_lifecycle_create_read_update_delete() {
 
 #[tokio::test]
 async fn provider_keys_are_never_echoed_and_are_encrypted_at_rest() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     let secret_a = "sk-live-PLAINTEXT-openai-123";
     let secret_b = "sk-ant-PLAINTEXT-anthropic-456";
@@ -369,7 +365,7 @@ async fn provider_keys_are_never_echoed_and_are_encrypted_at_rest() {
         assert!(!text.contains(ADMIN), "{uri} echoed the admin secret");
     }
 
-    let db = h.raw_db();
+    let Some(db) = h.raw_db() else { return };
     let mut st = db
         .prepare("SELECT tenant, provider, sealed FROM provider_keys")
         .unwrap();
@@ -421,7 +417,7 @@ async fn provider_keys_are_never_echoed_and_are_encrypted_at_rest() {
 
 #[tokio::test]
 async fn unknown_provider_is_422_and_nothing_is_written() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     let version = h.state.db.revision().await.unwrap();
     let (s, v, text) = h
@@ -461,7 +457,7 @@ async fn unknown_provider_is_422_and_nothing_is_written() {
 
 #[tokio::test]
 async fn bad_admin_input_gets_400_404_409_422() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     let (s, v, _) = h
         .admin(Method::POST, "/admin/tenants", Some(json!({"id": "acme"})))
@@ -531,7 +527,7 @@ async fn bad_admin_input_gets_400_404_409_422() {
 
 #[tokio::test]
 async fn virtual_key_is_shipped_as_hash_and_revocation_removes_it() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     let v0 = h.table().await.0.version;
     let (s, v, _) = h
@@ -551,11 +547,12 @@ async fn virtual_key_is_shipped_as_hash_and_revocation_removes_it() {
     let acme = table.tenants.iter().find(|t| t.id == "acme").unwrap();
     assert_eq!(acme.virtual_key_hashes, vec![hex_hash(&key)]);
     assert!(!text.contains(&key), "the table carries only the hash");
-    let stored: String = h
-        .raw_db()
-        .query_row("SELECT key_hash FROM virtual_keys", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(stored, hex_hash(&key));
+    if let Some(db) = h.raw_db() {
+        let stored: String = db
+            .query_row("SELECT key_hash FROM virtual_keys", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, hex_hash(&key));
+    }
 
     let (s, v, text) = h
         .admin(Method::GET, "/admin/tenants/acme/virtual-keys", None)
@@ -595,7 +592,7 @@ async fn virtual_key_is_shipped_as_hash_and_revocation_removes_it() {
 
 #[tokio::test]
 async fn table_is_304_when_the_filter_holds_the_current_version() {
-    let h = harness();
+    let h = harness().await;
     let get = |version: String| {
         let app = internal_app(h.state.clone());
         async move {
@@ -647,7 +644,7 @@ async fn table_is_304_when_the_filter_holds_the_current_version() {
 
 #[tokio::test]
 async fn usage_ingest_is_idempotent_by_record_id() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     let batch: Vec<UsageRecord> = (0..20u32)
         .map(|i| {
@@ -688,7 +685,7 @@ async fn usage_ingest_is_idempotent_by_record_id() {
 
 #[tokio::test]
 async fn usage_batches_that_are_not_json_or_not_batches_are_400() {
-    let h = harness();
+    let h = harness().await;
     for body in [
         &b"{nope"[..],
         br#"{"records":[{"id":"x"}]}"#,
@@ -716,7 +713,7 @@ async fn usage_batches_that_are_not_json_or_not_batches_are_400() {
 /// batch is acknowledged, so a filter never retries it forever.
 #[tokio::test]
 async fn impossible_records_and_unknown_tenants_are_refused_counted_and_never_stored() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     h.create_tenant("gone").await;
     assert_eq!(
@@ -743,11 +740,12 @@ async fn impossible_records_and_unknown_tenants_are_refused_counted_and_never_st
         .await;
     assert_eq!(s, StatusCode::OK, "{ack}");
     assert_eq!(ack, json!({"accepted": 2, "duplicates": 0, "refused": 5}));
-    let stored: i64 = h
-        .raw_db()
-        .query_row("SELECT COUNT(*) FROM usage", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(stored, 2);
+    if let Some(db) = h.raw_db() {
+        let stored: i64 = db
+            .query_row("SELECT COUNT(*) FROM usage", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 2);
+    }
     let (s, _, text) = h.admin(Method::GET, "/metrics", None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(
@@ -758,7 +756,7 @@ async fn impossible_records_and_unknown_tenants_are_refused_counted_and_never_st
 
 #[tokio::test]
 async fn stats_are_exact_on_a_known_set() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     h.create_tenant("other").await;
     let mut records = Vec::new();
@@ -854,7 +852,7 @@ async fn stats_are_exact_on_a_known_set() {
 
 #[tokio::test]
 async fn models_are_validated_by_compiling_the_table() {
-    let h = harness();
+    let h = harness().await;
     let (s, v, _) = h.admin(Method::GET, "/admin/models", None).await;
     assert_eq!(s, StatusCode::OK);
     let mut mini = v["models"]
@@ -948,7 +946,7 @@ async fn models_are_validated_by_compiling_the_table() {
 #[tokio::test]
 async fn the_router_model_is_replaced_through_the_api_and_a_bad_blob_refused() {
     use base64::Engine as _;
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     h.admin(
         Method::POST,
@@ -1026,7 +1024,7 @@ async fn the_router_model_is_replaced_through_the_api_and_a_bad_blob_refused() {
 
 #[tokio::test]
 async fn explain_ranks_candidates_best_first_with_the_filters_code() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     h.admin(
         Method::POST,
@@ -1084,7 +1082,7 @@ async fn explain_ranks_candidates_best_first_with_the_filters_code() {
 
 #[tokio::test]
 async fn missing_or_wrong_secrets_are_401() {
-    let h = harness();
+    let h = harness().await;
     let mut client = 0u8;
     for headers in [
         vec![],
@@ -1169,7 +1167,7 @@ async fn missing_or_wrong_secrets_are_401() {
 
 #[tokio::test]
 async fn environment_keys_belong_to_the_default_tenant() {
-    let h = harness();
+    let h = harness().await;
     let env = |var: &str| match var {
         "OPENAI_API_KEY" => Some("sk-env-openai".to_owned()),
         "GEMINI_API_KEY" => Some("  ".to_owned()),
@@ -1189,7 +1187,7 @@ async fn environment_keys_belong_to_the_default_tenant() {
 
 #[tokio::test]
 async fn openapi_lists_every_route() {
-    let h = harness();
+    let h = harness().await;
     let (s, v, _) = h.admin(Method::GET, "/admin/openapi.json", None).await;
     assert_eq!(s, StatusCode::OK);
     assert!(v["openapi"].as_str().unwrap().starts_with("3."));
@@ -1201,7 +1199,7 @@ async fn openapi_lists_every_route() {
 
 #[tokio::test]
 async fn an_existing_key_can_be_imported_once() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     let path = "/admin/tenants/acme/virtual-keys";
     let (s, v, _) = h
@@ -1275,7 +1273,7 @@ fn penalty_view<'a>(v: &'a Value, model: &str) -> &'a Value {
 
 #[tokio::test]
 async fn failures_raise_a_penalty_that_the_polled_table_carries() {
-    let h = harness_with_decay(HOUR_MS);
+    let h = harness_with_decay(HOUR_MS).await;
     h.create_tenant("acme").await;
     let (t0, _) = h.table().await;
     assert!(t0.models.iter().all(|m| m.penalty == 0.0));
@@ -1391,7 +1389,7 @@ async fn failures_raise_a_penalty_that_the_polled_table_carries() {
 
 #[tokio::test]
 async fn many_failures_cap_and_healthy_traffic_never_bumps_the_version() {
-    let h = harness_with_decay(HOUR_MS);
+    let h = harness_with_decay(HOUR_MS).await;
     h.create_tenant("acme").await;
     let (t0, _) = h.table().await;
     let healthy: Vec<UsageRecord> = (0..50)
@@ -1423,7 +1421,7 @@ async fn many_failures_cap_and_healthy_traffic_never_bumps_the_version() {
 #[tokio::test]
 async fn time_decay_alone_republishes_the_table() {
     // Penalties halve every 200 ms here.
-    let h = harness_with_decay(200);
+    let h = harness_with_decay(200).await;
     h.create_tenant("acme").await;
     let (t0, _) = h.table().await;
     h.ingest(&[record("f1", "acme", "gpt-4o-mini", 500, 1.0, now_ms())])
@@ -1478,7 +1476,7 @@ fn tag_of(key: &str) -> String {
 /// only tenants holding that key are slowed, and a success lowers it.
 #[tokio::test]
 async fn a_keys_429s_penalize_only_its_pair_shown_in_penalties_and_explain() {
-    let h = harness_with_decay(HOUR_MS);
+    let h = harness_with_decay(HOUR_MS).await;
     for (t, key) in [("acme", "sk-acme-limited"), ("beta", "sk-beta-fine")] {
         h.create_tenant(t).await;
         let (s, v, _) = h
@@ -1621,7 +1619,7 @@ async fn a_keys_429s_penalize_only_its_pair_shown_in_penalties_and_explain() {
 
 #[tokio::test]
 async fn reset_zeroes_penalties_and_bumps_the_epoch() {
-    let h = harness_with_decay(HOUR_MS);
+    let h = harness_with_decay(HOUR_MS).await;
     h.create_tenant("acme").await;
     h.ingest(&[
         record("a", "acme", "gpt-4o-mini", 500, 1.0, now_ms()),
@@ -1721,7 +1719,7 @@ async fn reset_zeroes_penalties_and_bumps_the_epoch() {
 
 #[tokio::test]
 async fn failed_attempts_count_in_the_success_rate_of_their_model() {
-    let h = harness_with_decay(HOUR_MS);
+    let h = harness_with_decay(HOUR_MS).await;
     h.create_tenant("acme").await;
     let ts = now_ms();
     let mut r = record("r1", "acme", "gpt-4o-mini", 200, 10.0, ts);
@@ -1803,7 +1801,7 @@ async fn failed_attempts_count_in_the_success_rate_of_their_model() {
 
 #[tokio::test]
 async fn cache_write_tokens_round_trip_into_stats_and_metrics() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     let mut a = record("w1", "acme", "claude-sonnet-4-5", 200, 10.0, 1_000);
     a.provider = "anthropic".into();
@@ -1831,7 +1829,7 @@ async fn cache_write_tokens_round_trip_into_stats_and_metrics() {
     );
     let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
     assert_eq!(v["decay_ms"], 30_000, "the default interval");
-    let db = h.raw_db();
+    let Some(db) = h.raw_db() else { return };
     let stored: i64 = db
         .query_row(
             "SELECT cache_write_tokens FROM usage WHERE id = 'w1'",
@@ -1844,7 +1842,7 @@ async fn cache_write_tokens_round_trip_into_stats_and_metrics() {
 
 #[tokio::test]
 async fn the_catalog_takes_and_returns_a_cache_write_price() {
-    let h = harness();
+    let h = harness().await;
     let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
     let mut sonnet = v["models"]
         .as_array()
@@ -1899,7 +1897,7 @@ fn cache_hit(id: &str, tenant: &str, model: &str, ts: u64) -> UsageRecord {
 
 #[tokio::test]
 async fn cache_hits_count_as_requests_but_not_as_latency_cost_or_health() {
-    let h = harness_with_decay(HOUR_MS);
+    let h = harness_with_decay(HOUR_MS).await;
     h.create_tenant("acme").await;
     let ts = now_ms();
     let (s, _) = h
@@ -1996,13 +1994,14 @@ async fn cache_hits_count_as_requests_but_not_as_latency_cost_or_health() {
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
-    let stored: bool = h
-        .raw_db()
-        .query_row("SELECT cache_hit FROM usage WHERE id = 'h1'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert!(stored);
+    if let Some(db) = h.raw_db() {
+        let stored: bool = db
+            .query_row("SELECT cache_hit FROM usage WHERE id = 'h1'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert!(stored);
+    }
 }
 
 /// Asks for changes after `since`, held up to `wait_ms`.
@@ -2021,7 +2020,7 @@ async fn changes(state: &AppState, since: u64, wait_ms: u64) -> Vec<u8> {
 
 #[tokio::test]
 async fn a_held_request_for_changes_answers_when_one_commits_with_only_that_entry() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     let (held, _) = h.table().await;
     let since = held.version;
@@ -2088,7 +2087,7 @@ async fn a_held_request_for_changes_answers_when_one_commits_with_only_that_entr
 
 #[tokio::test]
 async fn a_bulk_import_writes_valid_lines_and_reports_each_refused_one_without_its_key() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("taken").await;
     let hash = |k: &str| hex_hash(k);
     let lines = [
@@ -2145,7 +2144,7 @@ async fn a_bulk_import_writes_valid_lines_and_reports_each_refused_one_without_i
 /// written; nothing it refuses can reach a header, the table or the totals.
 #[tokio::test]
 async fn model_ids_prices_and_caps_that_could_do_harm_are_refused_and_models_can_be_removed() {
-    let h = harness();
+    let h = harness().await;
     let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
     let base: Value = v["models"][0].clone();
     let before = h.state.db.revision().await.unwrap();
@@ -2231,7 +2230,7 @@ async fn model_ids_prices_and_caps_that_could_do_harm_are_refused_and_models_can
 /// both are counted in /metrics.
 #[tokio::test]
 async fn wrong_admin_secrets_are_throttled_per_address_and_counted() {
-    let h = harness();
+    let h = harness().await;
     let guesser: std::net::SocketAddr = ([192, 0, 2, 7], 5555).into();
     let operator: std::net::SocketAddr = ([192, 0, 2, 8], 5555).into();
     let call = |from, secret: &'static str| {
@@ -2272,7 +2271,7 @@ async fn wrong_admin_secrets_are_throttled_per_address_and_counted() {
 /// takes its id starts at zero, in stats and in /metrics.
 #[tokio::test]
 async fn a_new_tenant_with_a_deleted_ones_id_starts_at_zero() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("reused").await;
     let old: Vec<UsageRecord> = (0..3)
         .map(|i| {
@@ -2327,7 +2326,7 @@ async fn a_new_tenant_with_a_deleted_ones_id_starts_at_zero() {
 
 #[tokio::test]
 async fn pass_through_can_be_switched_off_per_tenant_and_every_envoy_hears_of_it() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     let (t0, _) = h.table().await;
     assert!(t0.tenants[0].pass_through, "open by default");
@@ -2350,7 +2349,7 @@ async fn pass_through_can_be_switched_off_per_tenant_and_every_envoy_hears_of_it
 /// default in the global table).
 #[tokio::test]
 async fn budgets_are_validated_reported_and_published_as_entries() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     let (s, v, _) = h
         .admin(Method::GET, "/admin/tenants/acme/budget", None)
@@ -2518,7 +2517,7 @@ async fn budgets_are_validated_reported_and_published_as_entries() {
 /// entry names its id.
 #[tokio::test]
 async fn a_virtual_keys_budget_counts_its_own_records_and_is_published() {
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     h.create_tenant("other").await;
     let (_, k, _) = h
@@ -2742,7 +2741,7 @@ fn got(totals: &Value) -> Expected {
 #[tokio::test]
 async fn stats_from_rollups_equal_the_records_they_sum() {
     const HOUR: u64 = 3_600_000;
-    let h = harness();
+    let h = harness().await;
     h.create_tenant("acme").await;
     h.create_tenant("other").await;
     let now = now_ms();
@@ -2876,6 +2875,11 @@ async fn stats_from_rollups_equal_the_records_they_sum() {
 
     // Raw records older than a day go; whole-hour windows keep their numbers,
     // and a tenant's edges before the horizon round out to the hour.
+    // (PostgreSQL drops whole day partitions, keeping a record up to a day
+    // longer: tests/engines.rs checks retention on both engines.)
+    if h.pg.is_some() {
+        return;
+    }
     let deleted = h.state.db.prune(now, Some(24 * HOUR)).await.unwrap();
     let old = records.iter().filter(|r| r.ts_ms < now - 24 * HOUR).count() as u64;
     assert_eq!(deleted, old);

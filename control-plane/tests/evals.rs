@@ -203,7 +203,7 @@ fn suite(key: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_eval_scores_models_per_category_and_applies_them_to_the_tenants_routing() {
-    let h = harness_named("evals", None);
+    let h = harness_named("evals", None).await;
     let key = tenant(&h, "acme").await;
     let other_key = tenant(&h, "globex").await;
     let (url, seen) = gateway(key.clone()).await;
@@ -412,7 +412,7 @@ async fn an_eval_scores_models_per_category_and_applies_them_to_the_tenants_rout
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_suites_are_refused_by_field_and_store_nothing() {
-    let h = harness_named("evals-bad", None);
+    let h = harness_named("evals-bad", None).await;
     let key = tenant(&h, "acme").await;
     let cases: Vec<(Value, &str)> = vec![
         (
@@ -521,7 +521,7 @@ async fn bad_suites_are_refused_by_field_and_store_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_eval_whose_gateway_answers_nothing_fails_and_applies_nothing() {
-    let h = harness_named("evals-down", None);
+    let h = harness_named("evals-down", None).await;
     let key = tenant(&h, "acme").await;
     // A port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -610,7 +610,7 @@ fn eval_row(h: &Harness, id: &str) -> (String, i64, i64) {
 /// the calls not yet sent are never sent, and it stays failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_eval_writes_its_heartbeat_and_is_abandoned_once_failed_elsewhere() {
-    let h = harness_named("evals-heartbeat", None);
+    let h = harness_named("evals-heartbeat", None).await;
     let key = tenant(&h, "acme").await;
     let (url, calls, release) = held_gateway().await;
     h.state.evals.set_gateway_url(&url);

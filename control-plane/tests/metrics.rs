@@ -18,8 +18,8 @@ use common::{ADMIN, Harness, TOKEN, harness_named};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-fn harness() -> Harness {
-    harness_named("metrics", None)
+async fn harness() -> Harness {
+    harness_named("metrics", None).await
 }
 
 async fn send(
@@ -126,7 +126,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn stored_records_make_latency_and_ttft_histograms_and_outcome_counters() {
-    let h = harness();
+    let h = harness().await;
     h.admin(
         Method::POST,
         "/admin/tenants",
@@ -223,7 +223,7 @@ async fn stored_records_make_latency_and_ttft_histograms_and_outcome_counters() 
 
 #[tokio::test]
 async fn a_tenants_own_budget_is_two_gauges_read_at_scrape_time() {
-    let h = harness();
+    let h = harness().await;
     h.admin(
         Method::POST,
         "/admin/tenants",
@@ -278,7 +278,7 @@ async fn a_tenants_own_budget_is_two_gauges_read_at_scrape_time() {
 
 #[tokio::test]
 async fn each_envoy_reports_its_usage_queue_with_its_batches() {
-    let h = harness();
+    let h = harness().await;
     h.admin(
         Method::POST,
         "/admin/tenants",

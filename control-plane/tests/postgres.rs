@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{ADMIN, Harness, TOKEN, harness_named, temp_dir};
+use common::{ADMIN, Harness, TOKEN, sqlite_harness, temp_dir};
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -353,7 +353,7 @@ fn pg_url(url: &str) -> PostgresUrl {
 
 #[test]
 fn a_populated_database_is_copied_verified_and_a_rerun_adds_nothing() {
-    let h = harness_named("pg-migrate", None);
+    let h = sqlite_harness("pg-migrate", None);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let vk_id = rt.block_on(populate(&h));
     let path = h.dir.join("aipipe.db");
@@ -601,7 +601,7 @@ fn a_populated_database_is_copied_verified_and_a_rerun_adds_nothing() {
 
 #[test]
 fn a_target_holding_other_data_is_refused_untouched() {
-    let h = harness_named("pg-foreign", None);
+    let h = sqlite_harness("pg-foreign", None);
     let path = h.dir.join("aipipe.db");
     let pg = Postgres::start();
     let url = pg.create_database("shared");
@@ -621,7 +621,7 @@ fn a_target_holding_other_data_is_refused_untouched() {
     );
 
     // A copy of another SQLite database is not this one's either.
-    let other = harness_named("pg-other", None);
+    let other = sqlite_harness("pg-other", None);
     let url = pg.create_database("copy");
     assert_eq!(
         copy::run(&other.dir.join("aipipe.db"), &pg_url(&url))

@@ -12,10 +12,33 @@ use aipipe_control_plane::db::Db;
 pub const ADMIN: &str = "admin-secret-for-tests";
 pub const TOKEN: &str = "internal-token-for-tests";
 
-/// The control plane's state on a fresh SQLite file, removed afterwards.
+/// The control plane's state on a fresh SQLite file, removed afterwards —
+/// or, with `AIPIPE_TEST_DATABASE=postgres` (`make test` runs these suites
+/// both ways), on a fresh database of a throwaway PostgreSQL server.
 pub struct Harness {
     pub state: AppState,
     pub dir: PathBuf,
+    // Dropped after `state`: the server outlives the store's connections.
+    pub pg: Option<aipipe_tests::postgres::Postgres>,
+}
+
+impl Harness {
+    /// The SQLite file, for the few checks that read it directly; None on
+    /// PostgreSQL (those facts are checked there by `tests/engines.rs`).
+    pub fn raw_db(&self) -> Option<rusqlite::Connection> {
+        if self.pg.is_some() {
+            eprintln!(
+                "on PostgreSQL: a check that reads the SQLite file is skipped (tests/engines.rs checks storage there)"
+            );
+            return None;
+        }
+        Some(rusqlite::Connection::open(self.dir.join("aipipe.db")).unwrap())
+    }
+}
+
+/// Whether these suites run on PostgreSQL (`AIPIPE_TEST_DATABASE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("AIPIPE_TEST_DATABASE").is_ok_and(|v| v == "postgres")
 }
 
 impl Drop for Harness {
@@ -34,8 +57,34 @@ pub fn secrets() -> Secrets {
 
 /// A harness named `name` (its directory's), its penalties halving every
 /// `decay_ms` (None: the default).
-pub fn harness_named(name: &str, decay_ms: Option<u64>) -> Harness {
+pub async fn harness_named(name: &str, decay_ms: Option<u64>) -> Harness {
     let dir = temp_dir(name);
+    if on_postgres() {
+        let pg = aipipe_tests::postgres::Postgres::start();
+        let url = pg.create_database("aipipe");
+        let Ok(aipipe_control_plane::config::Database::Postgres(url)) =
+            aipipe_control_plane::config::parse_database_url("test", &url)
+        else {
+            panic!("not a PostgreSQL URL: {url}")
+        };
+        let decay = decay_ms.unwrap_or(aipipe_control_plane::penalty::DEFAULT_DECAY_MS);
+        let db = Db::open_postgres(&url, decay).await.unwrap();
+        return Harness {
+            state: AppState::new(db, &secrets()),
+            dir,
+            pg: Some(pg),
+        };
+    }
+    sqlite_harness_in(dir, decay_ms)
+}
+
+/// A harness on a fresh SQLite file whatever `AIPIPE_TEST_DATABASE` says
+/// (the source of a `migrate`, for one).
+pub fn sqlite_harness(name: &str, decay_ms: Option<u64>) -> Harness {
+    sqlite_harness_in(temp_dir(name), decay_ms)
+}
+
+fn sqlite_harness_in(dir: PathBuf, decay_ms: Option<u64>) -> Harness {
     let path = dir.join("aipipe.db");
     let db = match decay_ms {
         Some(d) => Db::open_with(&path, d),
@@ -45,6 +94,7 @@ pub fn harness_named(name: &str, decay_ms: Option<u64>) -> Harness {
     Harness {
         state: AppState::new(db, &secrets()),
         dir,
+        pg: None,
     }
 }
 
