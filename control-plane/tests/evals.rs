@@ -610,7 +610,9 @@ fn eval_row(h: &Harness, id: &str) -> (String, i64, i64) {
 /// the calls not yet sent are never sent, and it stays failed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_eval_writes_its_heartbeat_and_is_abandoned_once_failed_elsewhere() {
-    let h = harness_named("evals-heartbeat", None).await;
+    // It reads the SQLite file and opens a second store on it: on
+    // PostgreSQL, tests/engines.rs and tests/process.rs check the same.
+    let h = common::sqlite_harness("evals-heartbeat", None);
     let key = tenant(&h, "acme").await;
     let (url, calls, release) = held_gateway().await;
     h.state.evals.set_gateway_url(&url);

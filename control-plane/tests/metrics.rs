@@ -341,16 +341,17 @@ async fn each_envoy_reports_its_usage_queue_with_its_batches() {
     );
 
     // A source that is not valid is ignored, never the records with it.
-    for node in ["", "a b", "x\"y", &"n".repeat(129)] {
-        let (s, ack) = h.upload(batch(&["e"], node, 1, 1)).await;
+    for (i, node) in ["", "a b", "x\"y", &"n".repeat(129)].iter().enumerate() {
+        let (s, ack) = h.upload(batch(&[&format!("e{i}")], node, 1, 1)).await;
         assert_eq!(s, StatusCode::OK, "{ack}");
+        assert!(ack.contains("\"accepted\":1"), "{ack}");
     }
     assert_eq!(h.envoys().await["envoys"].as_array().unwrap().len(), 2);
     let (_, stats) = h
         .admin(Method::GET, "/admin/tenants/acme/stats", None)
         .await;
     let stats: Value = serde_json::from_str(&stats).unwrap();
-    assert_eq!(stats["totals"]["requests"], 5, "{stats}");
+    assert_eq!(stats["totals"]["requests"], 8, "{stats}");
     // Unknown fields in a source are a malformed batch, like anywhere else.
     let (s, body) = h
         .upload(json!({"records": [], "source": {"node": "n", "queued": 0, "dropped": 0, "sent": 0, "x": 1}}))
