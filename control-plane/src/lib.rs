@@ -63,6 +63,9 @@ pub struct Inner {
     pub learner: learning::Learner,
     /// Runs evals through the gateway (`--gateway-url`).
     pub evals: evals::Runner,
+    /// When the database was last read for a health check, and whether it
+    /// could be (`internal::healthz`): every Envoy asks every second.
+    pub db_checked: tokio::sync::Mutex<Option<(tokio::time::Instant, bool)>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -95,6 +98,7 @@ impl AppState {
             usage_kept_ms: std::sync::atomic::AtomicU64::new(0),
             learner: learning::Learner::default(),
             evals: evals::Runner::default(),
+            db_checked: tokio::sync::Mutex::new(None),
         }))
     }
 
