@@ -7,6 +7,7 @@
 //! in the wrong phase): the flow calls each only where Envoy allows it.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use aipipe_core::contract::USAGE_QUEUE;
@@ -26,7 +27,15 @@ pub struct WasmHost {
     /// config's `stats_tags` make them labels again (filter/README.md,
     /// "Metrics").
     families: RefCell<Vec<(MetricType, String)>>,
+    /// Each family member's id by its full name, defined once per VM: Envoy
+    /// runs its stats tag regexes over a name each time it is defined, and
+    /// the flow asks for six members a request.
+    members: RefCell<HashMap<String, u32>>,
 }
+
+/// Members remembered per VM; past this (a catalog of thousands of models)
+/// the cache starts again, and a name defined again keeps its id.
+const MEMBER_CACHE: usize = 4096;
 
 impl WasmHost {
     pub fn new() -> Self {
@@ -39,6 +48,7 @@ impl WasmHost {
             usage_queue: Cell::new(None),
             usage_queue_misses: Cell::new(0),
             families: RefCell::new(Vec::new()),
+            members: RefCell::new(HashMap::new()),
         }
     }
 
@@ -214,7 +224,16 @@ impl Host for WasmHost {
             full.push('.');
             full.push_str(v);
         }
-        hostcalls::define_metric(*kind, &full).ok()
+        if let Some(&id) = self.members.borrow().get(&full) {
+            return Some(id);
+        }
+        let id = hostcalls::define_metric(*kind, &full).ok()?;
+        let mut members = self.members.borrow_mut();
+        if members.len() >= MEMBER_CACHE {
+            members.clear();
+        }
+        members.insert(full, id);
+        Some(id)
     }
 
     fn increment_metric(&self, id: u32, by: u64) {
