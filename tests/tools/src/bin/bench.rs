@@ -95,6 +95,8 @@ fn chat_body(size: usize) -> String {
 
 struct Run {
     rps: f64,
+    /// Requests wrk completed.
+    requests: f64,
     p50_us: f64,
     p99_us: f64,
 }
@@ -138,9 +140,58 @@ fn wrk(port: u16, script: &std::path::Path, connections: u64, seconds: u64) -> R
     };
     Run {
         rps: field("Requests/sec:").trim().parse().unwrap_or(0.0),
+        requests: text
+            .lines()
+            .find_map(|l| l.trim().split_once(" requests in "))
+            .and_then(|(n, _)| n.trim().parse().ok())
+            .unwrap_or(0.0),
         p50_us: parse_duration_us(&field("50%")).unwrap_or(f64::NAN),
         p99_us: parse_duration_us(&field("99%")).unwrap_or(f64::NAN),
     }
+}
+
+/// CPU seconds (user + system, every thread) a process has used so far,
+/// from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let ticks = *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    });
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces): state is
+    // the first, utime the 12th and stime the 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (tick(11) + tick(12)) / ticks
+}
+
+/// A throughput run that also reads the Envoy's CPU: µs of Envoy CPU per
+/// request, which the other processes on this machine (wrk, the mock, other
+/// builds) do not move the way they move requests per second.
+fn wrk_cpu(envoy: &Envoy, script: &std::path::Path, connections: u64, seconds: u64) -> (Run, f64) {
+    let pid = envoy.process.pid();
+    let before = cpu_seconds(pid);
+    let run = wrk(envoy.port, script, connections, seconds);
+    let used = cpu_seconds(pid) - before;
+    let per = if run.requests > 0.0 {
+        used * 1e6 / run.requests
+    } else {
+        f64::NAN
+    };
+    (run, per)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -719,14 +770,26 @@ fn main() {
     );
 
     println!(
-        "{:<5} {:>5} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7}",
-        "size", "round", "A req/s", "F req/s", "N req/s", "B req/s", "F/A", "N/A", "B/A"
+        "{:<5} {:>5} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7}   {}",
+        "size",
+        "round",
+        "A req/s",
+        "F req/s",
+        "N req/s",
+        "B req/s",
+        "F/A",
+        "N/A",
+        "B/A",
+        "Envoy CPU µs/request A F N B"
     );
-    // Per size: the medians of the rounds' F/A, N/A and B/A.
+    // Per size: the medians of the rounds' F/A, N/A and B/A, and of each
+    // Envoy's CPU per request.
     let mut ratios = std::collections::BTreeMap::new();
     let mut native_ratios = std::collections::BTreeMap::new();
     let mut buffer_ratios = std::collections::BTreeMap::new();
-    let ports = [plain.port, buffered.port, native.port, filtered.port];
+    let mut cpu_per_request = std::collections::BTreeMap::new();
+    let envoys = [&plain, &buffered, &native, &filtered];
+    let ports = envoys.map(|e| e.port);
     // `--latency-only`: the c=1 latencies below and nothing else (a quick
     // A/B while working on the filter's cost).
     let latency_only = std::env::args().any(|a| a == "--latency-only");
@@ -738,25 +801,37 @@ fn main() {
             wrk(port, &script, connections, 1);
         }
         let (mut f_r, mut n_r, mut b_r) = (Vec::new(), Vec::new(), Vec::new());
+        let mut cpu: [Vec<f64>; 4] = Default::default();
         for round in 0..pairs {
             // Each round starts with another Envoy, so none always runs
             // first (or last) on a machine whose speed drifts.
             let mut rps = [0.0f64; 4];
+            let mut us = [0.0f64; 4];
             for k in 0..4 {
                 let i = (k + round as usize) % 4;
-                rps[i] = wrk(ports[i], &script, connections, seconds).rps;
+                let (run, per) = wrk_cpu(envoys[i], &script, connections, seconds);
+                rps[i] = run.rps;
+                us[i] = per;
             }
             let [a, f, n, b] = rps;
             println!(
-                "{name:<5} {round:>5} {a:>10.0} {f:>10.0} {n:>10.0} {b:>10.0} {:>7.3} {:>7.3} {:>7.3}",
+                "{name:<5} {round:>5} {a:>10.0} {f:>10.0} {n:>10.0} {b:>10.0} {:>7.3} {:>7.3} {:>7.3}   {:.1} {:.1} {:.1} {:.1}",
                 f / a,
                 n / a,
-                b / a
+                b / a,
+                us[0],
+                us[1],
+                us[2],
+                us[3]
             );
             f_r.push(f / a);
             n_r.push(n / a);
             b_r.push(b / a);
+            for (v, u) in cpu.iter_mut().zip(us) {
+                v.push(u);
+            }
         }
+        cpu_per_request.insert(name, cpu.map(median));
         ratios.insert(name, median(b_r));
         native_ratios.insert(name, median(n_r));
         buffer_ratios.insert(name, median(f_r));
@@ -1023,6 +1098,18 @@ fn main() {
                 map.get(size).copied().unwrap_or(f64::NAN)
             );
         }
+    }
+    // Envoy's own CPU per request, and plain Envoy's over each build's: the
+    // throughput ratio Envoy would reach if it alone were the bottleneck.
+    for size in ["1k", "16k"] {
+        let Some([a, f, n, b]) = cpu_per_request.get(size).copied() else {
+            continue;
+        };
+        for (who, v) in [("plain", a), ("buffer", f), ("native", n), ("wasm", b)] {
+            println!("bench: cpu_us_per_request_{who}_{size} {v:.1}");
+        }
+        println!("bench: native_cpu_ratio_{size} {:.3}", a / n);
+        println!("bench: wasm_cpu_ratio_{size} {:.3}", a / b);
     }
     println!("bench: native_added_p50_us_1k {:.1}", median(native_p50));
     println!("bench: native_added_p99_us_1k {:.1}", median(native_p99));
