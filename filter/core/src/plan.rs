@@ -599,13 +599,15 @@ mod tests {
         assert_eq!(out["temperature"], 0.7);
 
         // An Anthropic client's body, same protocol: rewritten only then.
-        let messages = r#"{"model":"claude-sonnet-5-5","max_tokens":50,"temperature":0.2,"top_k":4,"messages":[{"role":"user","content":"hi"}]}"#;
+        let messages = r#"{"model":"claude-sonnet-5-5","max_tokens":50,"temperature":0.2,"top_k":4,"top_p":null,"messages":[{"role":"user","content":"hi"}]}"#;
         let (model, out, dropped) = first(&t, Protocol::Messages, messages);
         assert_eq!(model, "claude-sonnet-5-5");
-        assert_eq!(dropped.names(), "temperature,top_k");
+        assert_eq!(dropped.names(), "temperature,top_k", "a null is not set");
         assert_eq!(out["max_tokens"], 50);
         assert!(
-            out.get("temperature").is_none() && out.get("top_k").is_none(),
+            ["temperature", "top_k", "top_p"]
+                .iter()
+                .all(|p| out.get(p).is_none()),
             "{out}"
         );
         let mut p = plan(&t, Protocol::Messages, &messages.replace("5-5", "4-5")).unwrap();
