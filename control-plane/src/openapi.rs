@@ -163,6 +163,15 @@ pub struct CapabilitiesDoc {
     vision: bool,
     #[schema(required = false)]
     json_schema: bool,
+    /// Accepts `temperature`, `top_p`, `top_k` (default true); false: the
+    /// filter drops them for this model and names them in
+    /// `x-aipipe-dropped-params`.
+    #[schema(required = false)]
+    sampling_params: bool,
+    /// Accepts a forced tool choice (default true); false: a request that
+    /// forces a tool is not routed to it, and naming it gets a 400.
+    #[schema(required = false)]
+    forced_tool_choice: bool,
 }
 
 /// How the filter would route a request (`aipipe_core::route::Explanation`).

@@ -1879,6 +1879,64 @@ async fn the_catalog_takes_and_returns_a_cache_write_price() {
     );
 }
 
+/// The two capabilities of what a model accepts (filter/README.md, "Model
+/// selection"): served for every model, Claude 5.x's false; settable like the
+/// others and shipped in the table; absent they read as true (rows written
+/// before them); a value that is not a boolean is a 422, as for the others.
+#[tokio::test]
+async fn the_catalog_says_which_models_refuse_sampling_parameters_or_a_forced_tool() {
+    let h = harness().await;
+    let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
+    let models = v["models"].as_array().unwrap();
+    for m in models {
+        let refuses = m["id"].as_str().unwrap().ends_with("-5-5");
+        let caps = &m["capabilities"];
+        assert_eq!(caps["sampling_params"], !refuses, "{m}");
+        assert_eq!(caps["forced_tool_choice"], !refuses, "{m}");
+        if refuses {
+            assert_eq!(m["enabled"], true, "{m}");
+        }
+    }
+    let mut mini = models
+        .iter()
+        .find(|m| m["id"] == "gpt-4o-mini")
+        .unwrap()
+        .clone();
+    mini["capabilities"]["sampling_params"] = json!(false);
+    let (s, back, _) = h
+        .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(mini.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{back}");
+    assert_eq!(back["capabilities"]["sampling_params"], false);
+    assert_eq!(back["capabilities"]["forced_tool_choice"], true);
+    let (t, _) = h.table().await;
+    let shipped = t.models.iter().find(|m| m.id == "gpt-4o-mini").unwrap();
+    assert!(!shipped.capabilities.sampling_params && shipped.capabilities.forced_tool_choice);
+
+    let mut older = mini.clone();
+    older["capabilities"] = json!({"tools": true, "vision": true, "json_schema": true});
+    let (s, back, _) = h
+        .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(older))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{back}");
+    assert_eq!(back["capabilities"]["sampling_params"], true);
+    assert_eq!(back["capabilities"]["forced_tool_choice"], true);
+
+    let mut bad = mini;
+    bad["capabilities"]["forced_tool_choice"] = json!("no");
+    let (s, v, _) = h
+        .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(bad))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected a boolean"),
+        "{v}"
+    );
+}
+
 /// A filter's answer-cache hit (filter/README.md, "Cache"): no provider was
 /// called.
 fn cache_hit(id: &str, tenant: &str, model: &str, ts: u64) -> UsageRecord {

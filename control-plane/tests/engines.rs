@@ -2256,3 +2256,109 @@ async fn the_catalog_of_2026_12_reaches_an_older_sqlite_file() {
 async fn the_catalog_of_2026_12_reaches_an_older_postgres_database() {
     the_catalog_of_2026_12_reaches_an_older_database(Engine::Postgres).await;
 }
+
+/// SQLite's migration 18 and PostgreSQL's 4 (filter/README.md, "Catalog
+/// changes"): on a database seeded before them, a Claude 5.x row exactly as
+/// the release before shipped it (disabled, without the two capabilities)
+/// becomes today's default, enabled; a row the operator changed keeps its
+/// changes, `enabled: false` included, and only learns what the model
+/// refuses. Opening the database again changes nothing more.
+async fn claude_5_is_enabled_on_an_older_database(engine: Engine) {
+    let dir = temp_dir("claude-5");
+    let pg = matches!(engine, Engine::Postgres).then(Postgres::start);
+    let open = || async {
+        match &pg {
+            Some(pg) => {
+                let Database::Postgres(url) = parse_database_url("test", &pg.url("c5")).unwrap()
+                else {
+                    panic!("not a postgres URL")
+                };
+                Db::open_postgres(&url, 1000).await.unwrap()
+            }
+            None => Db::open(&dir.join("aipipe.db")).unwrap(),
+        }
+    };
+    let exec = |sql: &str| match &pg {
+        Some(pg) => {
+            pg.psql("c5", sql);
+        }
+        None => rusqlite::Connection::open(dir.join("aipipe.db"))
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap(),
+    };
+    if let Some(pg) = &pg {
+        pg.create_database("c5");
+    }
+    let defaults = aipipe_core::catalog::default_models();
+    let default = |id: &str| defaults.iter().find(|m| m.id == id).unwrap().clone();
+    // A row as the release before wrote it: no `sampling_params` or
+    // `forced_tool_choice` member at all.
+    let before = |id: &str, change: &dyn Fn(&mut Value)| {
+        let mut v = serde_json::to_value(default(id)).unwrap();
+        v["enabled"] = json!(false);
+        let caps = v["capabilities"].as_object_mut().unwrap();
+        caps.remove("sampling_params");
+        caps.remove("forced_tool_choice");
+        change(&mut v);
+        v.to_string().replace('\'', "''")
+    };
+
+    let db = open().await;
+    let revision = db.revision().await.unwrap();
+    assert_eq!(
+        db.models().await.unwrap(),
+        defaults,
+        "a new database: today's catalog, the migration a no-op"
+    );
+    drop(db);
+    let migration = match engine {
+        Engine::Sqlite => 18,
+        Engine::Postgres => 4,
+    };
+    exec(&format!(
+        "UPDATE models SET json = '{}' WHERE id = 'claude-sonnet-5-5';
+         UPDATE models SET json = '{}' WHERE id = 'claude-opus-5-5';
+         DELETE FROM schema_migrations WHERE version = {migration};",
+        before("claude-sonnet-5-5", &|_| {}),
+        before("claude-opus-5-5", &|v| v["input_per_mtok"] = json!(9.0)),
+    ));
+
+    let db = open().await;
+    let models = db.models().await.unwrap();
+    let find = |id: &str| models.iter().find(|m| m.id == id).cloned().unwrap();
+    assert_eq!(find("claude-sonnet-5-5"), default("claude-sonnet-5-5"));
+    assert!(find("claude-sonnet-5-5").enabled);
+    let opus = find("claude-opus-5-5");
+    assert_eq!(opus.input_per_mtok, 9.0, "the operator's change stays");
+    assert!(!opus.enabled, "changed by the operator: left disabled");
+    assert!(!opus.capabilities.sampling_params && !opus.capabilities.forced_tool_choice);
+    assert_eq!(
+        models.len(),
+        defaults.len(),
+        "nothing added or removed: {models:?}"
+    );
+    let after = db.revision().await.unwrap();
+    assert!(after > revision);
+    drop(db);
+
+    let again = open().await;
+    assert_eq!(again.models().await.unwrap(), models);
+    assert_eq!(
+        again.revision().await.unwrap(),
+        after,
+        "nothing more on a second start"
+    );
+    drop(again);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn claude_5_is_enabled_on_an_older_sqlite_file() {
+    claude_5_is_enabled_on_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn claude_5_is_enabled_on_an_older_postgres_database() {
+    claude_5_is_enabled_on_an_older_database(Engine::Postgres).await;
+}

@@ -368,7 +368,7 @@ fn record_traffic(s: &CpStack, acme: &str, beta: &str) -> Sent {
     }
     for i in 0..2 {
         let r = ok(acme, &chat("auto", &format!("{HARD_PROMPT} ({i})")));
-        assert_eq!(r.header("x-aipipe-model"), Some("claude-sonnet-4-5"));
+        assert_eq!(r.header("x-aipipe-model"), Some("claude-sonnet-5-5"));
         sent.acme += 1;
     }
     for i in 0..2 {

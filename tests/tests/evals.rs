@@ -2,11 +2,11 @@
 //! the control plane sends each task through Envoy with the filter (the
 //! tenant's virtual key, its own provider keys) to the mock providers, told
 //! which answers to give: `gpt-4o-mini` solves the tenant's coding tasks and
-//! fails its math, `claude-sonnet-4-5` the reverse, and a judge model
+//! fails its math, `claude-sonnet-5-5` the reverse, and a judge model
 //! (`gpt-4o`, asked through the gateway too) passes only one model's polite
 //! refusal. Applied, the scores move
 //! that tenant's `auto` routing — a hard coding request goes to
-//! `gpt-4o-mini`, a hard proof stays with `claude-sonnet-4-5` — and leave
+//! `gpt-4o-mini`, a hard proof stays with `claude-sonnet-5-5` — and leave
 //! every other tenant's as it was.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -93,12 +93,12 @@ fn an_applied_eval_moves_the_tenants_auto_routing_and_no_one_elses() {
     );
     // Before: both hard requests go to the frontier model, for both.
     for k in [&key, &other] {
-        assert_eq!(model_for(k, HARD_CODING), "claude-sonnet-4-5");
-        assert_eq!(model_for(k, HARD_MATH), "claude-sonnet-4-5");
+        assert_eq!(model_for(k, HARD_CODING), "claude-sonnet-5-5");
+        assert_eq!(model_for(k, HARD_MATH), "claude-sonnet-5-5");
     }
 
     // OpenAI's model (gpt-4o-mini) writes the code and fumbles the
-    // arithmetic; Anthropic's (claude-sonnet-4-5) the reverse.
+    // arithmetic; Anthropic's (claude-sonnet-5-5) the reverse.
     let (add, reverse, product, json_sum) = (
         "Write a Python function add(a, b) that returns their sum.",
         "Write a Python one-liner that reverses a string s.",
@@ -125,7 +125,7 @@ fn an_applied_eval_moves_the_tenants_auto_routing_and_no_one_elses() {
     mock.clear_received();
     let suite = json!({
         "tenant_id": "acme", "virtual_key": key, "apply": true, "judge_model": "gpt-4o",
-        "models": ["gpt-4o-mini", "claude-sonnet-4-5"],
+        "models": ["gpt-4o-mini", "claude-sonnet-5-5"],
         "tasks": [
             task("add", "coding", add, json!({"regex": "def add\\(a, b\\):\\s+return a \\+ b"})),
             task("reverse", "coding", reverse, json!({"contains": "[::-1]"})),
@@ -158,15 +158,15 @@ fn an_applied_eval_moves_the_tenants_auto_routing_and_no_one_elses() {
     };
     assert_eq!(score("gpt-4o-mini", "coding"), 1.0, "{e}");
     assert_eq!(score("gpt-4o-mini", "math_reasoning"), 0.0, "{e}");
-    assert_eq!(score("claude-sonnet-4-5", "coding"), 0.0, "{e}");
-    assert_eq!(score("claude-sonnet-4-5", "math_reasoning"), 1.0, "{e}");
+    assert_eq!(score("claude-sonnet-5-5", "coding"), 0.0, "{e}");
+    assert_eq!(score("claude-sonnet-5-5", "math_reasoning"), 1.0, "{e}");
     assert_eq!(
         score("gpt-4o-mini", "chat"),
         1.0,
         "the judge said PASS: {e}"
     );
     assert_eq!(
-        score("claude-sonnet-4-5", "chat"),
+        score("claude-sonnet-5-5", "chat"),
         0.0,
         "the judge said FAIL: {e}"
     );
@@ -202,9 +202,9 @@ fn an_applied_eval_moves_the_tenants_auto_routing_and_no_one_elses() {
         "acme's coding never moved: {}",
         model_for(&key, HARD_CODING)
     );
-    assert_eq!(model_for(&key, HARD_MATH), "claude-sonnet-4-5");
-    assert_eq!(model_for(&other, HARD_CODING), "claude-sonnet-4-5");
-    assert_eq!(model_for(&other, HARD_MATH), "claude-sonnet-4-5");
+    assert_eq!(model_for(&key, HARD_MATH), "claude-sonnet-5-5");
+    assert_eq!(model_for(&other, HARD_CODING), "claude-sonnet-5-5");
+    assert_eq!(model_for(&other, HARD_MATH), "claude-sonnet-5-5");
 
     // The explain API says why: the quality each was ranked with.
     let explain = cp.admin(
@@ -225,7 +225,7 @@ fn an_applied_eval_moves_the_tenants_auto_routing_and_no_one_elses() {
             .unwrap()
     };
     assert_eq!(quality("gpt-4o-mini"), 1.0);
-    assert!((quality("claude-sonnet-4-5") - 0.05).abs() < 1e-9, "{v}");
+    assert!((quality("claude-sonnet-5-5") - 0.05).abs() < 1e-9, "{v}");
 
     // Scoped to its tenant.
     assert_eq!(

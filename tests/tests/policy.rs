@@ -34,7 +34,7 @@ fn a_policy_allows_denies_aliases_caps_and_keeps_named_models() {
     );
     assert_eq!(
         chat("auto", PROOF).header("x-aipipe-model"),
-        Some("claude-sonnet-4-5")
+        Some("claude-sonnet-5-5")
     );
 
     // Bad policies: refused, nothing stored.

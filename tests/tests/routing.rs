@@ -59,7 +59,7 @@ fn hard_proof_goes_to_a_frontier_model() {
     assert_eq!(r.status, 200, "{}", r.text());
     let model = r.header("x-aipipe-model").unwrap();
     assert!(
-        ["claude-sonnet-4-5", "claude-opus-4-5"].contains(&model),
+        ["claude-sonnet-5-5", "claude-opus-5-5"].contains(&model),
         "proof went to {model}"
     );
     assert_eq!(r.header("x-aipipe-provider"), Some("anthropic"));
@@ -336,7 +336,9 @@ fn models_lists_auto_and_what_the_tenant_can_reach() {
             "gpt-4o-mini",
             "gpt-4o",
             "claude-sonnet-4-5",
-            "claude-opus-4-5"
+            "claude-opus-4-5",
+            "claude-sonnet-5-5",
+            "claude-opus-5-5"
         ]
     );
     let r = aipipe_tests::get(&s.envoy.url("/v1/models"), &ROUTER.auth());
@@ -473,4 +475,217 @@ fn the_control_planes_router_model_routes_auto_requests_by_what_they_ask() {
     );
     let r = s.chat(&key, &hard);
     assert_eq!(r.header("x-aipipe-provider"), Some("anthropic"));
+}
+
+// ---- Claude 5.x: sampling parameters dropped, forced tools routed elsewhere
+// (filter/README.md, "Model selection"). The mock refuses both for a
+// `claude-*-5-5` model as the real API does, so a request that reached it
+// with either would fail.
+
+const HARD_PROOF: &str = "Prove by induction that every finite tree with n vertices has exactly n-1 edges. \
+     Then give a formal proof that a connected graph with n-1 edges is a tree, and show the bound is tight.";
+
+fn weather_tools() -> serde_json::Value {
+    json!([{"type": "function", "function": {"name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])
+}
+
+/// The body the mock received last, from `provider`.
+fn last_sent(s: &common::Stack, provider: &str) -> serde_json::Value {
+    let got = s.mock.received();
+    let last = got.last().unwrap().clone();
+    assert_eq!(last["provider"], provider, "{last}");
+    last["body"].clone()
+}
+
+#[test]
+fn a_temperature_reaches_claude_5_dropped_and_the_answer_says_so() {
+    let s = Stack::start();
+    let mut body = chat("auto", HARD_PROOF);
+    body["temperature"] = json!(0.7);
+    body["top_p"] = json!(0.9);
+
+    // The provider's own API, through the pass-through path (forwarded
+    // untouched): the mock refuses the temperature, as Anthropic does.
+    let direct = json!({"model": "claude-sonnet-5-5", "max_tokens": 50, "temperature": 0.7,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let r = post_json(
+        &s.envoy.url("/anthropic/v1/messages"),
+        &ACME.auth(),
+        &direct,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+    assert!(r.text().contains("temperature"), "{}", r.text());
+
+    // Routed: the hard request goes to Claude Sonnet 5.5 without them.
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-model"), Some("claude-sonnet-5-5"));
+    assert_eq!(r.header("x-aipipe-route"), Some("auto"));
+    assert_eq!(
+        r.header("x-aipipe-dropped-params"),
+        Some("temperature,top_p")
+    );
+    assert_eq!(r.json()["object"], "chat.completion");
+    let sent = last_sent(&s, "anthropic");
+    assert_eq!(sent["model"], "claude-sonnet-5-5");
+    assert!(
+        sent.get("temperature").is_none() && sent.get("top_p").is_none(),
+        "{sent}"
+    );
+
+    // Streamed, and named.
+    body["stream"] = json!(true);
+    body["model"] = json!("claude-opus-5-5");
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-model"), Some("claude-opus-5-5"));
+    assert_eq!(r.header("x-aipipe-route"), Some("explicit"));
+    assert_eq!(
+        r.header("x-aipipe-dropped-params"),
+        Some("temperature,top_p")
+    );
+    let text = r.text();
+    assert!(
+        !common::streamed_content(text.lines()).is_empty()
+            && text.trim_end().ends_with("data: [DONE]"),
+        "{text}"
+    );
+    let sent = last_sent(&s, "anthropic");
+    assert_eq!(sent["stream"], true);
+    assert!(
+        sent.get("temperature").is_none() && sent.get("top_p").is_none(),
+        "{sent}"
+    );
+
+    // A model that takes them gets them, and nothing is said.
+    body["model"] = json!("claude-opus-4-5");
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-dropped-params"), None);
+    assert_eq!(last_sent(&s, "anthropic")["temperature"], 0.7);
+}
+
+#[test]
+fn a_forced_tool_is_routed_to_a_model_that_can_force_one() {
+    let s = Stack::start();
+    let mut body = chat("auto", HARD_PROOF);
+    body["tools"] = weather_tools();
+    body["tool_choice"] = json!("required");
+    for stream in [false, true] {
+        body["stream"] = json!(stream);
+        let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        // Claude Sonnet 4.5: the model the table names for this band when
+        // Claude 5.x is out of the running.
+        assert_eq!(
+            r.header("x-aipipe-model"),
+            Some("claude-sonnet-4-5"),
+            "stream {stream}"
+        );
+        let sent = last_sent(&s, "anthropic");
+        assert_eq!(sent["tool_choice"], json!({"type": "any"}), "{sent}");
+        assert!(
+            r.text().contains("get_weather"),
+            "the forced call: {}",
+            r.text()
+        );
+    }
+    // Not forced: Claude 5.x takes it.
+    body["tool_choice"] = json!("auto");
+    body["stream"] = json!(false);
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-model"), Some("claude-sonnet-5-5"));
+
+    // Failover from a named model never lands on Claude 5.x either.
+    s.mock.fault(json!({"provider": "openai", "status": 503}));
+    body["model"] = json!("gpt-4o");
+    body["tool_choice"] = json!({"type": "function", "function": {"name": "get_weather"}});
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-failover"), Some("gpt-4o"));
+    assert_eq!(r.header("x-aipipe-model"), Some("claude-sonnet-4-5"));
+    assert_eq!(
+        last_sent(&s, "anthropic")["tool_choice"],
+        json!({"type": "tool", "name": "get_weather"})
+    );
+}
+
+#[test]
+fn naming_claude_5_with_a_forced_tool_is_the_gateways_400() {
+    let s = Stack::start();
+    let mut body = chat("claude-sonnet-5-5", "What is the weather in Paris?");
+    body["tools"] = weather_tools();
+    body["tool_choice"] = json!("required");
+    for stream in [false, true] {
+        body["stream"] = json!(stream);
+        let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+        assert_eq!(r.status, 400, "{}", r.text());
+        let e = &r.json()["error"];
+        assert_eq!(e["code"], "unsupported_request", "{e}");
+        let message = e["message"].as_str().unwrap();
+        assert!(
+            message.contains("`claude-sonnet-5-5`") && message.contains("tool_choice"),
+            "{message}"
+        );
+        assert!(r.header("x-aipipe-request-id").is_some());
+    }
+    assert!(s.mock.received().is_empty(), "no provider round trip");
+}
+
+/// The Anthropic-protocol entry point (`POST /v1/messages`): the client's
+/// own body goes to Claude 5.x without its sampling parameters (`top_k`
+/// too), whole or streamed; its forced tool (`any`, `tool`) routes to a
+/// model that can force one, and naming Claude 5.x with one is a 400 in
+/// Anthropic's shape.
+#[test]
+fn an_anthropic_client_gets_the_same_from_claude_5() {
+    let s = Stack::start();
+    let url = s.envoy.url("/v1/messages");
+    let headers = [("x-api-key", ACME.key), ("anthropic-version", "2023-06-01")];
+    let mut body = json!({"model": "claude-sonnet-5-5", "max_tokens": 200, "temperature": 0.5, "top_k": 5,
+        "messages": [{"role": "user", "content": "hi"}]});
+    for stream in [false, true] {
+        body["stream"] = json!(stream);
+        let r = post_json(&url, &headers, &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-aipipe-model"), Some("claude-sonnet-5-5"));
+        assert_eq!(
+            r.header("x-aipipe-dropped-params"),
+            Some("temperature,top_k")
+        );
+        let sent = last_sent(&s, "anthropic");
+        assert!(
+            sent.get("temperature").is_none() && sent.get("top_k").is_none(),
+            "{sent}"
+        );
+        assert_eq!(sent["max_tokens"], 200);
+        if stream {
+            assert!(r.text().contains("event: message_stop"), "{}", r.text());
+        } else {
+            assert_eq!(r.json()["type"], "message", "{}", r.text());
+        }
+    }
+
+    let tools = json!([{"name": "get_weather", "input_schema": {"type": "object",
+        "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
+    let forced = json!({"model": "auto", "max_tokens": 200, "tools": tools,
+        "tool_choice": {"type": "any"}, "messages": [{"role": "user", "content": HARD_PROOF}]});
+    let r = post_json(&url, &headers, &forced);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-model"), Some("claude-sonnet-4-5"));
+    assert_eq!(r.json()["stop_reason"], "tool_use", "{}", r.text());
+
+    let mut named = forced.clone();
+    named["model"] = json!("claude-opus-5-5");
+    named["tool_choice"] = json!({"type": "tool", "name": "get_weather"});
+    s.mock.clear_received();
+    let r = post_json(&url, &headers, &named);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["type"], "error");
+    assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+    assert!(r.text().contains("claude-opus-5-5"), "{}", r.text());
+    assert!(s.mock.received().is_empty(), "no provider round trip");
 }

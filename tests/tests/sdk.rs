@@ -392,6 +392,8 @@ fn openai_sdk_lists_models() {
         "gpt-4o",
         "claude-sonnet-4-5",
         "claude-opus-4-5",
+        "claude-sonnet-5-5",
+        "claude-opus-5-5",
     ] {
         assert!(ids.contains(&id), "{id} missing from {ids:?}");
     }
@@ -545,7 +547,7 @@ fn openai_sdk_stream_auto_sends_a_proof_to_claude() {
     assert_eq!(r.header("x-aipipe-route"), Some("auto"));
     let model = r.header("x-aipipe-model").unwrap();
     assert!(
-        ["claude-sonnet-4-5", "claude-opus-4-5"].contains(&model),
+        ["claude-sonnet-5-5", "claude-opus-5-5"].contains(&model),
         "{model}"
     );
     assert_mock_text(&r.out["content"], "anthropic", model);
@@ -750,7 +752,7 @@ fn anthropic_sdk_stream_auto_sends_a_proof_to_claude() {
     assert_eq!(r.header("x-aipipe-route"), Some("auto"));
     let model = r.header("x-aipipe-model").unwrap();
     assert!(
-        ["claude-sonnet-4-5", "claude-opus-4-5"].contains(&model),
+        ["claude-sonnet-5-5", "claude-opus-5-5"].contains(&model),
         "{model}"
     );
     assert_mock_text(&r.out["content"], "anthropic", model);

@@ -508,6 +508,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`catalog_2026_12`): the stored catalog rows are JSON.
         "",
     ),
+    (
+        18,
+        "Claude 5.x enabled (2026-12-05)",
+        // Rust below (`claude_5`): the stored catalog rows are JSON.
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -632,6 +638,99 @@ pub(in crate::db) mod catalog_2026_12 {
     }
 }
 
+/// Claude 5.x enabled (filter/README.md, "Catalog changes", second entry of
+/// 2026-12-05) on a database seeded before it: SQLite's migration 18,
+/// PostgreSQL's migration 4. `claude-sonnet-5-5` and `claude-opus-5-5`
+/// shipped disabled because the filter sent them what they refuse; the
+/// filter now knows what they refuse (`Capabilities::sampling_params`,
+/// `forced_tool_choice`). A row exactly as the release before shipped it
+/// becomes today's default (enabled). A row the operator changed keeps every
+/// change, `enabled` included, and only learns what the model refuses (a
+/// fact about the model, not a choice). A row pointed at another upstream
+/// model is left alone.
+pub(in crate::db) mod claude_5 {
+    use aipipe_core::table::Model;
+
+    /// The models this migration updates.
+    pub const MODELS: &[&str] = &["claude-sonnet-5-5", "claude-opus-5-5"];
+
+    /// The writes for `stored` (id, JSON of every catalog row): each the
+    /// model's id and its row's new JSON.
+    pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
+        let defaults = aipipe_core::catalog::default_models();
+        let mut writes = Vec::new();
+        for &id in MODELS {
+            let (Some((_, json)), Some(default)) = (
+                stored.iter().find(|(s, _)| s == id),
+                defaults.iter().find(|m| m.id == id),
+            ) else {
+                continue;
+            };
+            let Ok(stored) = serde_json::from_str::<Model>(json) else {
+                tracing::warn!(model = id, "catalog row unreadable: left as it is");
+                continue;
+            };
+            if stored.upstream_name() != id {
+                tracing::info!(model = id, "upstream name was changed: left as it is");
+                continue;
+            }
+            let new = if as_shipped_before(&stored, default) {
+                default.clone()
+            } else {
+                let mut m = stored.clone();
+                m.capabilities.sampling_params = default.capabilities.sampling_params;
+                m.capabilities.forced_tool_choice = default.capabilities.forced_tool_choice;
+                if m != stored {
+                    tracing::info!(
+                        model = id,
+                        "changed by the operator: kept, told what the model refuses"
+                    );
+                }
+                m
+            };
+            if new != stored {
+                writes.push((id.to_owned(), serde_json::to_string(&new)?));
+            }
+        }
+        Ok(writes)
+    }
+
+    /// `stored` is `default` as the release before shipped it: disabled, and
+    /// without the two capabilities (which read as true when absent). Its
+    /// observed latency and penalty are not the operator's choices.
+    fn as_shipped_before(stored: &Model, default: &Model) -> bool {
+        let mut before = default.clone();
+        before.enabled = false;
+        before.capabilities.sampling_params = true;
+        before.capabilities.forced_tool_choice = true;
+        let stored = Model {
+            latency_ms: before.latency_ms,
+            penalty: before.penalty,
+            ..stored.clone()
+        };
+        stored == before
+    }
+}
+
+/// SQLite's migration 18 (`claude_5`). Returns the writes made.
+fn claude_5(tx: &Transaction<'_>) -> Result<usize> {
+    let stored: Vec<(String, String)> = tx
+        .prepare("SELECT id, json FROM models")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let writes = claude_5::plan(&stored)?;
+    for (id, json) in &writes {
+        tx.execute(
+            "UPDATE models SET json = ?2 WHERE id = ?1",
+            params![id, json],
+        )?;
+    }
+    if !writes.is_empty() {
+        super::record_change(tx, super::Change::Global)?;
+    }
+    Ok(writes.len())
+}
+
 /// SQLite's migration 17 (`catalog_2026_12`). Returns the writes made.
 fn catalog_2026_12(tx: &Transaction<'_>) -> Result<usize> {
     let stored: Vec<(String, String)> = tx
@@ -702,6 +801,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         if version == 17 {
             let n = catalog_2026_12(&tx)?;
             tracing::info!(writes = n, "catalog of 2026-12-05 applied");
+        }
+        // A no-op on a new database: migration 1 seeded today's catalog.
+        if version == 18 {
+            let n = claude_5(&tx)?;
+            tracing::info!(writes = n, "Claude 5.x enabled");
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",

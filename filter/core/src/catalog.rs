@@ -99,7 +99,11 @@ impl AuthStyle {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// What a model supports. The first three are what a request may use and
+/// a model may lack (absent: false); the last two are what a model accepts
+/// of a request's parameters (absent: true, as every model did before a
+/// generation refused them — filter/README.md, "Model selection").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Capabilities {
     #[serde(default)]
@@ -108,6 +112,30 @@ pub struct Capabilities {
     pub vision: bool,
     #[serde(default)]
     pub json_schema: bool,
+    /// Accepts `temperature`, `top_p` and `top_k`. A model that does not
+    /// gets a request without them (the answer's `x-aipipe-dropped-params`
+    /// names what was dropped).
+    #[serde(default = "yes")]
+    pub sampling_params: bool,
+    /// Accepts a forced tool choice (OpenAI `tool_choice` `"required"` or a
+    /// named function; Anthropic's `any` or `tool`). A request that forces a
+    /// tool never routes to a model that does not.
+    #[serde(default = "yes")]
+    pub forced_tool_choice: bool,
+}
+
+impl Default for Capabilities {
+    /// Nothing optional supported, every request parameter accepted (what a
+    /// catalog entry without `capabilities` means).
+    fn default() -> Self {
+        Capabilities {
+            tools: false,
+            vision: false,
+            json_schema: false,
+            sampling_params: true,
+            forced_tool_choice: true,
+        }
+    }
 }
 
 /// One catalog entry. Prices are USD per million tokens.
@@ -211,21 +239,33 @@ const ALL: Capabilities = Capabilities {
     tools: true,
     vision: true,
     json_schema: true,
+    sampling_params: true,
+    forced_tool_choice: true,
 };
 const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     tools: true,
     vision: false,
     json_schema: true,
+    sampling_params: true,
+    forced_tool_choice: true,
 };
-const TOOLS_VISION: Capabilities = Capabilities {
+/// Claude 5.x (Sonnet 5.5, Opus 5.5): images and tools, but no forced tool
+/// — so no JSON schema either, which the Anthropic translation asks for
+/// with a forced tool (`anthropic::JSON_TOOL`) — and no sampling
+/// parameters.
+const CLAUDE_5: Capabilities = Capabilities {
     tools: true,
     vision: true,
     json_schema: false,
+    sampling_params: false,
+    forced_tool_choice: false,
 };
 const TEXT_TOOLS: Capabilities = Capabilities {
     tools: true,
     vision: false,
     json_schema: false,
+    sampling_params: true,
+    forced_tool_choice: true,
 };
 
 struct Entry {
@@ -331,18 +371,19 @@ const ENTRIES: &[Entry] = &[
     // table: 1M context, 128K output; cache reads $0.10 and $0.20 — Sonnet
     // 5.5's was cut from $0.20 on 2026-10-07). They replace claude-sonnet-4-5
     // and claude-opus-4-5, which Anthropic has deprecated (Opus 4.5 retires
-    // on 2027-01-22) but still serves. Shipped disabled: this generation
-    // answers 400 to a non-default temperature or top_p and refuses a forced
-    // tool, both of which the chat translation sends (`chat_to_messages`,
-    // `anthropic::JSON_TOOL`), so auto routing to them would fail such
-    // requests; hence no json_schema either. Anthropic publishes no GPQA
-    // Diamond figure for them: each stands in with its predecessor's.
+    // on 2027-01-22) but still serves. This generation answers 400 to a
+    // non-default temperature, top_p or top_k and refuses a forced tool
+    // (`CLAUDE_5`): the filter drops the sampling parameters for them and
+    // routes a request that forces a tool elsewhere (filter/README.md,
+    // "Model selection"); no json_schema, which the translation forces a
+    // tool for. Anthropic publishes no GPQA Diamond figure for them: each
+    // stands in with its predecessor's.
     Entry { id: "claude-sonnet-5-5", provider: "anthropic", upstream_id: None,
         prices: (2.00, Some(0.10), 10.00), gpqa: 83.4, tasks: &[],
-        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: TOOLS_VISION, enabled: false },
+        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true },
     Entry { id: "claude-opus-5-5", provider: "anthropic", upstream_id: None,
         prices: (4.00, Some(0.20), 20.00), gpqa: 87.0, tasks: &[],
-        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: TOOLS_VISION, enabled: false },
+        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true },
 
     // ---- Google Gemini — prices: ai.google.dev/gemini-api/docs/pricing (paid
     // tier, prompts ≤ 200k tokens). gemini-2.5-pro and gemini-2.5-flash were

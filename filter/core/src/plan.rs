@@ -11,7 +11,7 @@ use crate::protocol::Protocol;
 use crate::protocol::anthropic::{self, MessagesDraft};
 use crate::protocol::ollama::{self, Endpoint};
 use crate::protocol::responses;
-use crate::request::{BodyEdit, BodyShape, ChatRequest, ModelChoice};
+use crate::request::{BodyEdit, BodyShape, ChatRequest, ModelChoice, Sampling, without_members};
 use crate::route::{needs, no_candidate};
 use crate::score::Score;
 use crate::select;
@@ -45,6 +45,9 @@ pub struct Attempt {
     pub model: ModelIx,
     pub provider: ProviderIx,
     pub upstream: Upstream,
+    /// The client's sampling parameters left out of the body because the
+    /// model refuses them (`x-aipipe-dropped-params`).
+    pub dropped: Sampling,
 }
 
 /// Everything routing learned from a request body, kept for every attempt.
@@ -69,6 +72,10 @@ pub struct Plan {
     pub include_usage: bool,
     /// `temperature` 0 or a `seed` (see `ChatRequest::deterministic`).
     pub deterministic: bool,
+    /// The sampling parameters the client set (in its own protocol: an
+    /// Anthropic client's `top_k` too), dropped for a model that refuses
+    /// them.
+    sampling: Sampling,
     /// The heuristic score (its estimated tokens count the prompt).
     pub score: Score,
     /// The complexity that ranked the candidates: the router model's when the
@@ -101,11 +108,13 @@ impl Plan {
         penalties: Option<&[f64]>,
         cache: bool,
     ) -> Result<Plan, ApiError> {
+        let mut client_sampling = None;
         let (chat, client_shape) = match protocol {
             Protocol::Chat => (None, BodyShape::default()),
             Protocol::Messages => {
                 let named = client_model(&body)?;
                 let chat = anthropic::messages_request_to_chat(&body, &named.name)?;
+                client_sampling = Some(named.sampling);
                 (Some(chat), named.shape)
             }
             Protocol::Responses => (
@@ -156,6 +165,15 @@ impl Plan {
                 if !tenant.allows(named) {
                     return Err(ApiError::ModelNotAllowed(name.to_owned()));
                 }
+                if needs.forced_tool
+                    && table
+                        .model(named)
+                        .is_some_and(|m| !m.capabilities.forced_tool_choice)
+                {
+                    return Err(ApiError::Unsupported(format!(
+                        "The model `{name}` does not accept a forced tool choice (`tool_choice` \"required\" or a named function; Anthropic's `any` or `tool`). Send `tool_choice` \"auto\", name another model, or use model \"auto\" to be routed to one that does."
+                    )));
+                }
                 let ranked = if policy.is_some_and(|p| !p.substitute_named_models) {
                     // Retries of the named model only, never another one.
                     vec![named; crate::config::MAX_ATTEMPTS_LIMIT]
@@ -191,6 +209,7 @@ impl Plan {
             stream: req.stream,
             include_usage: req.include_usage,
             deterministic: req.deterministic,
+            sampling: client_sampling.unwrap_or(req.sampling),
             score,
             complexity,
             auto,
@@ -287,7 +306,8 @@ impl Plan {
             )));
         }
         let name = m.upstream_name();
-        let upstream = match (self.protocol, p.wire) {
+        let dropped = self.dropped_for(m);
+        let mut upstream = match (self.protocol, p.wire) {
             // Same protocol: the client's body, renamed (and, for a Chat
             // stream, asking for its usage, for exact accounting).
             (Protocol::Chat, Protocol::Chat) => {
@@ -317,11 +337,32 @@ impl Plan {
                 )));
             }
         };
+        if !dropped.is_empty() {
+            // A model that refuses sampling parameters gets the body without
+            // them (filter/README.md, "Model selection"): only then is a
+            // same-protocol body rewritten whole.
+            let whole = upstream.bytes(&self.body);
+            upstream = Upstream::Whole(
+                without_members(&whole, &Sampling::PARAMS)
+                    .map_err(|e| ApiError::BadRequest(e.0))?,
+            );
+        }
         Ok(Attempt {
             model,
             provider,
             upstream,
+            dropped,
         })
+    }
+
+    /// The client's sampling parameters `model` gets without: all of them
+    /// when it refuses them, else none.
+    pub fn dropped_for(&self, model: &crate::table::Model) -> Sampling {
+        if model.capabilities.sampling_params {
+            Sampling::default()
+        } else {
+            self.sampling
+        }
     }
 
     /// Whether the client's answer hides the usage chunk the upstream
@@ -342,6 +383,9 @@ impl Plan {
 struct ClientModel {
     name: String,
     shape: BodyShape,
+    /// The sampling parameters it sets (`top_k` included, which the Chat
+    /// translation leaves out).
+    sampling: Sampling,
 }
 
 fn client_model(body: &[u8]) -> Result<ClientModel, ApiError> {
@@ -349,6 +393,12 @@ fn client_model(body: &[u8]) -> Result<ClientModel, ApiError> {
     struct Named<'a> {
         #[serde(default, borrow)]
         model: Option<&'a serde_json::value::RawValue>,
+        #[serde(default, borrow)]
+        temperature: Option<&'a serde_json::value::RawValue>,
+        #[serde(default, borrow)]
+        top_p: Option<&'a serde_json::value::RawValue>,
+        #[serde(default, borrow)]
+        top_k: Option<&'a serde_json::value::RawValue>,
     }
     let object_start = body
         .iter()
@@ -371,8 +421,11 @@ fn client_model(body: &[u8]) -> Result<ClientModel, ApiError> {
             (name, crate::request::span_of(body, raw))
         }
     };
+    // `Option<&RawValue>` reads `null` as None: only values that are set.
+    let sampling = Sampling::of([named.temperature, named.top_p, named.top_k].map(|v| v.is_some()));
     Ok(ClientModel {
         name,
+        sampling,
         shape: BodyShape {
             object_start,
             model_span,
@@ -389,7 +442,11 @@ mod tests {
     use crate::table::{RoutingTable, Tenant, hex_hash};
 
     fn table() -> Table {
-        Table::compile(RoutingTable {
+        Table::compile(raw_table()).unwrap()
+    }
+
+    fn raw_table() -> RoutingTable {
+        RoutingTable {
             tenants: vec![Tenant {
                 id: "acme".into(),
                 disabled: false,
@@ -402,8 +459,7 @@ mod tests {
                 policy: Default::default(),
             }],
             ..RoutingTable::default()
-        })
-        .unwrap()
+        }
     }
 
     fn plan(t: &Table, protocol: Protocol, body: &str) -> Result<Plan, ApiError> {
@@ -510,6 +566,131 @@ mod tests {
             .unwrap_err();
         assert!(
             matches!(&e, ApiError::NoProviderKey(m) if m.contains("`xai` provider key")),
+            "{e:?}"
+        );
+    }
+
+    fn first(t: &Table, protocol: Protocol, body: &str) -> (String, serde_json::Value, Sampling) {
+        let mut p = plan(t, protocol, body).unwrap();
+        let a = p.next_attempt(t, &t.accounts()[0], 3).unwrap().unwrap();
+        let out = serde_json::from_slice(&a.upstream.bytes(p.body())).unwrap();
+        (t.model(a.model).unwrap().id.clone(), out, a.dropped)
+    }
+
+    /// Claude 5.x refuses sampling parameters: a request that sets them
+    /// reaches it without them, named or routed, from either client
+    /// protocol, and the attempt says what was dropped. Other models get them.
+    #[test]
+    fn a_model_that_refuses_sampling_parameters_gets_the_request_without_them() {
+        let t = table();
+        let chat = r#"{"model":"claude-opus-5-5","temperature":0.7,"top_p":0.9,"messages":[{"role":"user","content":"hi"}]}"#;
+        let (model, out, dropped) = first(&t, Protocol::Chat, chat);
+        assert_eq!(model, "claude-opus-5-5");
+        assert_eq!(dropped.names(), "temperature,top_p");
+        assert!(
+            out.get("temperature").is_none() && out.get("top_p").is_none(),
+            "{out}"
+        );
+        assert_eq!(out["messages"][0]["content"][0]["text"], "hi");
+
+        let older = chat.replace("claude-opus-5-5", "claude-opus-4-5");
+        let (_, out, dropped) = first(&t, Protocol::Chat, &older);
+        assert!(dropped.is_empty());
+        assert_eq!(out["temperature"], 0.7);
+
+        // An Anthropic client's body, same protocol: rewritten only then.
+        let messages = r#"{"model":"claude-sonnet-5-5","max_tokens":50,"temperature":0.2,"top_k":4,"top_p":null,"messages":[{"role":"user","content":"hi"}]}"#;
+        let (model, out, dropped) = first(&t, Protocol::Messages, messages);
+        assert_eq!(model, "claude-sonnet-5-5");
+        assert_eq!(dropped.names(), "temperature,top_k", "a null is not set");
+        assert_eq!(out["max_tokens"], 50);
+        assert!(
+            ["temperature", "top_k", "top_p"]
+                .iter()
+                .all(|p| out.get(p).is_none()),
+            "{out}"
+        );
+        let mut p = plan(&t, Protocol::Messages, &messages.replace("5-5", "4-5")).unwrap();
+        let a = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
+        assert!(matches!(a.upstream, Upstream::Edit(_)) && a.dropped.is_empty());
+
+        // Routed: a hard request at a temperature goes to Claude 5.x without it.
+        let routed = r#"{"model":"auto","temperature":0.5,"messages":[{"role":"user","content":"Prove by induction that the sum of the first n odd numbers is n^2, then give a formal complexity analysis of the proof checking and discuss the architecture trade-offs of a verified implementation."}]}"#;
+        let (model, out, dropped) = first(&t, Protocol::Chat, routed);
+        assert!(model.ends_with("-5-5"), "{model}");
+        assert_eq!(dropped.names(), "temperature");
+        assert!(out.get("temperature").is_none(), "{out}");
+    }
+
+    /// A request that forces a tool is never routed to a model that cannot
+    /// force one, nor failed over to one; naming one is the client's 400.
+    #[test]
+    fn a_forced_tool_choice_excludes_the_models_that_refuse_it() {
+        let t = table();
+        let tools = r#""tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]"#;
+        let hard = "Prove by induction that the sum of the first n odd numbers is n^2, then give a formal complexity analysis of the proof checking and discuss the architecture trade-offs of a verified implementation.";
+        let body = |model: &str, choice: &str| {
+            format!(
+                r#"{{"model":"{model}",{tools},"tool_choice":{choice},"messages":[{{"role":"user","content":"{hard}"}}]}}"#
+            )
+        };
+        let refuses = |m: ModelIx| !t.model(m).unwrap().capabilities.forced_tool_choice;
+        let free = plan(&t, Protocol::Chat, &body("auto", r#""auto""#)).unwrap();
+        assert!(
+            refuses(free.ranked[0]),
+            "unforced, Claude 5.x wins: {:?}",
+            free.ranked
+        );
+        for choice in [
+            r#""required""#,
+            r#"{"type":"function","function":{"name":"f"}}"#,
+        ] {
+            let p = plan(&t, Protocol::Chat, &body("auto", choice)).unwrap();
+            assert!(!p.ranked.is_empty());
+            assert!(
+                !p.ranked.iter().any(|&m| refuses(m)),
+                "{choice}: {:?}",
+                p.ranked
+            );
+            // Named elsewhere, its failover candidates exclude them too.
+            let p = plan(&t, Protocol::Chat, &body("gpt-4o", choice)).unwrap();
+            assert!(p.ranked.len() > 1 && !p.ranked.iter().any(|&m| refuses(m)));
+            let e = plan(&t, Protocol::Chat, &body("claude-opus-5-5", choice)).unwrap_err();
+            assert_eq!(e.status(), 400);
+            let ApiError::Unsupported(message) = &e else {
+                panic!("{e:?}")
+            };
+            assert!(
+                message.contains("`claude-opus-5-5`") && message.contains("tool_choice"),
+                "{message}"
+            );
+        }
+        // The Anthropic client's forms: `any` and `tool`.
+        for choice in [r#"{"type":"any"}"#, r#"{"type":"tool","name":"f"}"#] {
+            let messages = format!(
+                r#"{{"model":"claude-sonnet-5-5","max_tokens":10,"tools":[{{"name":"f","input_schema":{{"type":"object"}}}}],"tool_choice":{choice},"messages":[{{"role":"user","content":"hi"}}]}}"#
+            );
+            let e = plan(&t, Protocol::Messages, &messages).unwrap_err();
+            assert!(
+                matches!(&e, ApiError::Unsupported(m) if m.contains("claude-sonnet-5-5")),
+                "{e:?}"
+            );
+            let routed = messages.replace("claude-sonnet-5-5", "auto");
+            let p = plan(&t, Protocol::Messages, &routed).unwrap();
+            assert!(!p.ranked.iter().any(|&m| refuses(m)), "{choice}");
+        }
+        // Every candidate refusing: no candidate, named as such.
+        let only = Table::compile(RoutingTable {
+            models: crate::catalog::default_models()
+                .into_iter()
+                .filter(|m| m.id.ends_with("-5-5"))
+                .collect(),
+            ..raw_table()
+        })
+        .unwrap();
+        let e = plan(&only, Protocol::Chat, &body("auto", r#""required""#)).unwrap_err();
+        assert!(
+            matches!(&e, ApiError::Unsupported(m) if m.contains("a forced tool choice")),
             "{e:?}"
         );
     }

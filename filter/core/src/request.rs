@@ -38,7 +38,80 @@ struct Wire<'a> {
     #[serde(borrow, default, deserialize_with = "raw_always")]
     temperature: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "raw_always")]
+    top_p: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
+    top_k: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
     seed: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
+    tool_choice: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
+    function_call: Option<&'a RawValue>,
+}
+
+/// A raw member that is present and not `null`.
+fn set(raw: Option<&RawValue>) -> bool {
+    raw.is_some_and(|r| r.get() != "null")
+}
+
+/// Whether a Chat Completions `tool_choice` forces a tool call: `"required"`,
+/// a named function, or `allowed_tools` in mode `required` (what the
+/// Anthropic translation turns into `any` / `tool`). Anything else —
+/// `auto`, `none`, a malformed value (the translation names it) — does not.
+fn forces_a_tool(choice: &RawValue) -> bool {
+    match serde_json::from_str::<serde_json::Value>(choice.get()) {
+        Ok(serde_json::Value::String(s)) => s == "required",
+        Ok(serde_json::Value::Object(o)) => match o.get("type").and_then(|t| t.as_str()) {
+            Some("function") => true,
+            Some("allowed_tools") => {
+                o.get("allowed_tools")
+                    .and_then(|a| a.get("mode"))
+                    .and_then(|m| m.as_str())
+                    == Some("required")
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Which of the sampling parameters `temperature`, `top_p` and `top_k` a
+/// request sets: what is dropped for a model that refuses them
+/// (`catalog::Capabilities::sampling_params`), named in the answer's
+/// `x-aipipe-dropped-params`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sampling(u8);
+
+impl Sampling {
+    /// The parameters, in the order `names` lists them.
+    pub const PARAMS: [&'static str; 3] = ["temperature", "top_p", "top_k"];
+
+    /// From whether each of [`Self::PARAMS`] is set.
+    pub fn of(set: [bool; 3]) -> Sampling {
+        Sampling(
+            set.iter()
+                .enumerate()
+                .fold(0, |bits, (i, &on)| bits | (u8::from(on) << i)),
+        )
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The parameters set, comma-separated (`temperature,top_p`).
+    pub fn names(self) -> &'static str {
+        match self.0 & 7 {
+            0 => "",
+            1 => "temperature",
+            2 => "top_p",
+            3 => "temperature,top_p",
+            4 => "top_k",
+            5 => "temperature,top_k",
+            6 => "top_p,top_k",
+            _ => "temperature,top_p,top_k",
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -230,6 +303,12 @@ pub struct ChatRequest<'a> {
     /// (which checks the rest, see `cache::prepare`). Lets the filter skip
     /// the cache without reading the body again.
     pub deterministic: bool,
+    /// The sampling parameters the request sets.
+    pub sampling: Sampling,
+    /// The request forces a tool call (`tool_choice` `"required"` or a named
+    /// function, with tools; or a legacy `function_call` naming one of its
+    /// `functions`).
+    pub forces_tool: bool,
 }
 
 /// A client error in the body: the message says exactly what is wrong.
@@ -302,8 +381,15 @@ impl ChatRequest<'_> {
             .response_format
             .as_ref()
             .is_some_and(|f| f.kind == "json_schema");
-        let tool_count =
-            wire.tools.as_ref().map_or(0, Vec::len) + wire.functions.as_ref().map_or(0, Vec::len);
+        let tools = wire.tools.as_ref().map_or(0, Vec::len);
+        let functions = wire.functions.as_ref().map_or(0, Vec::len);
+        let tool_count = tools + functions;
+        let forces_tool = (tools > 0 && wire.tool_choice.is_some_and(forces_a_tool))
+            || (functions > 0
+                && wire
+                    .function_call
+                    .is_some_and(|c| c.get().trim_start().starts_with('{')));
+        let sampling = Sampling::of([wire.temperature, wire.top_p, wire.top_k].map(set));
         Ok(ChatRequest {
             model,
             model_span,
@@ -320,6 +406,8 @@ impl ChatRequest<'_> {
                     .temperature
                     .and_then(|t| t.get().parse::<f64>().ok())
                     .is_some_and(|t| t == 0.0),
+            sampling,
+            forces_tool,
         })
     }
 
@@ -459,12 +547,142 @@ pub fn json_string(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""))
 }
 
+/// `body`, a JSON object, without its top-level members named in `names`:
+/// the others are kept as written and in their order. Used to drop the
+/// sampling parameters a model refuses ([`Sampling`]).
+pub fn without_members(body: &[u8], names: &[&str]) -> Result<Vec<u8>, ParseError> {
+    struct Members<'a>(Vec<(String, &'a RawValue)>);
+    impl<'de> Deserialize<'de> for Members<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Members<'de>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Members<'de>, A::Error> {
+                    let mut out = Vec::new();
+                    while let Some(member) = map.next_entry::<String, &'de RawValue>()? {
+                        out.push(member);
+                    }
+                    Ok(Members(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    let members: Members<'_> = serde_json::from_slice(body)
+        .map_err(|e| ParseError(format!("invalid request body: {e}")))?;
+    let mut out = Vec::with_capacity(body.len());
+    out.push(b'{');
+    for (key, value) in members
+        .0
+        .iter()
+        .filter(|(k, _)| !names.contains(&k.as_str()))
+    {
+        if out.len() > 1 {
+            out.push(b',');
+        }
+        out.extend_from_slice(json_string(key).as_bytes());
+        out.push(b':');
+        out.extend_from_slice(value.get().as_bytes());
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn parse(s: &str) -> Result<ChatRequest<'_>, ParseError> {
         ChatRequest::parse(s.as_bytes())
+    }
+
+    /// What a model that cannot force a tool must not get, and only that:
+    /// `"required"`, a named function or `allowed_tools` in mode required,
+    /// with tools; a legacy `function_call` naming a function.
+    #[test]
+    fn a_forced_tool_choice_is_read_in_each_of_its_forms() {
+        let tools = r#""tools":[{"type":"function","function":{"name":"f"}}]"#;
+        let forces = |rest: &str| {
+            parse(&format!(
+                r#"{{"messages":[{{"role":"user","content":"x"}}],{rest}}}"#
+            ))
+            .unwrap()
+            .forces_tool
+        };
+        for forced in [
+            format!(r#"{tools},"tool_choice":"required""#),
+            format!(r#"{tools},"tool_choice":{{"type":"function","function":{{"name":"f"}}}}"#),
+            format!(
+                r#"{tools},"tool_choice":{{"type":"allowed_tools","allowed_tools":{{"mode":"required","tools":[]}}}}"#
+            ),
+            r#""functions":[{"name":"f"}],"function_call":{"name":"f"}"#.to_owned(),
+        ] {
+            assert!(forces(&forced), "{forced}");
+        }
+        for free in [
+            format!(r#"{tools},"tool_choice":"auto""#),
+            format!(r#"{tools},"tool_choice":"none""#),
+            format!(r#"{tools},"tool_choice":null"#),
+            format!(
+                r#"{tools},"tool_choice":{{"type":"allowed_tools","allowed_tools":{{"mode":"auto"}}}}"#
+            ),
+            format!(r#"{tools},"tool_choice":7"#),
+            r#""tool_choice":"required""#.to_owned(), // no tools: nothing to force
+            r#""functions":[{"name":"f"}],"function_call":"auto""#.to_owned(),
+        ] {
+            assert!(!forces(&free), "{free}");
+        }
+    }
+
+    #[test]
+    fn the_sampling_parameters_set_are_named_in_order() {
+        let sampling = |rest: &str| {
+            parse(&format!(
+                r#"{{"messages":[{{"role":"user","content":"x"}}]{rest}}}"#
+            ))
+            .unwrap()
+            .sampling
+        };
+        assert!(sampling("").is_empty());
+        assert!(sampling(r#","temperature":null,"top_p":null"#).is_empty());
+        assert_eq!(
+            sampling(r#","top_p":0.9,"temperature":1"#).names(),
+            "temperature,top_p"
+        );
+        assert_eq!(sampling(r#","top_k":3"#).names(), "top_k");
+        assert_eq!(
+            sampling(r#","top_k":3,"temperature":0,"top_p":1"#).names(),
+            "temperature,top_p,top_k"
+        );
+        for bits in 0..8u8 {
+            let s = Sampling::of([bits & 1 != 0, bits & 2 != 0, bits & 4 != 0]);
+            let expected: Vec<&str> = Sampling::PARAMS
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| bits & (1 << i) != 0)
+                .map(|(_, p)| *p)
+                .collect();
+            assert_eq!(s.names(), expected.join(","), "{bits}");
+        }
+    }
+
+    #[test]
+    fn members_are_dropped_and_the_rest_kept_as_written() {
+        let body = br#" {"model":"m","temperature":0.70,"messages":[{"role":"user","content":"a\"b"}],"top_k":5,"x":{"top_p":1},"top_p":1e0}"#;
+        let out = without_members(body, &Sampling::PARAMS).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            r#"{"model":"m","messages":[{"role":"user","content":"a\"b"}],"x":{"top_p":1}}"#
+        );
+        assert_eq!(without_members(b"{}", &["a"]).unwrap(), b"{}");
+        assert!(without_members(b"[1]", &["a"]).is_err());
+        assert!(without_members(b"{\"a\":", &["a"]).is_err());
     }
 
     #[test]

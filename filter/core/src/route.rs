@@ -62,7 +62,9 @@ pub fn needs(req: &ChatRequest<'_>, input_tokens: u64) -> Needs {
             tools: req.uses_tools(),
             vision: req.has_images(),
             json_schema: req.json_schema,
+            ..Capabilities::default()
         },
+        forced_tool: req.forces_tool,
         category: None,
     }
 }
@@ -395,7 +397,16 @@ mod models_tests {
             .iter()
             .map(|m| m["id"].as_str().unwrap())
             .collect();
-        assert_eq!(ids, ["auto", "claude-sonnet-4-5", "claude-opus-4-5"]);
+        assert_eq!(
+            ids,
+            [
+                "auto",
+                "claude-sonnet-4-5",
+                "claude-opus-4-5",
+                "claude-sonnet-5-5",
+                "claude-opus-5-5"
+            ]
+        );
         assert_eq!(v["object"], "list");
     }
 }

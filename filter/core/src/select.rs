@@ -22,6 +22,9 @@ pub struct Needs {
     /// The client's `max_tokens` / `max_completion_tokens`, if any.
     pub max_tokens: Option<u64>,
     pub capabilities: Capabilities,
+    /// The request forces a tool call: only models that accept a forced
+    /// tool choice are candidates (`Capabilities::forced_tool_choice`).
+    pub forced_tool: bool,
     /// The task category the router model predicted: models are ranked by
     /// their quality for it (`Table::quality`).
     pub category: Option<crate::classify::Category>,
@@ -53,6 +56,7 @@ impl Needs {
         (!self.capabilities.tools || c.tools)
             && (!self.capabilities.vision || c.vision)
             && (!self.capabilities.json_schema || c.json_schema)
+            && (!self.forced_tool || c.forced_tool_choice)
     }
 
     fn missing(&self) -> Vec<&'static str> {
@@ -61,6 +65,7 @@ impl Needs {
             (c.tools, "tools"),
             (c.vision, "images"),
             (c.json_schema, "json_schema output"),
+            (self.forced_tool, "a forced tool choice"),
         ]
         .into_iter()
         .filter_map(|(used, name)| used.then_some(name))
@@ -223,18 +228,28 @@ mod tests {
     }
 
     /// Model selection (filter/README.md): the default catalog with OpenAI +
-    /// Anthropic keys.
+    /// Anthropic keys. Claude Sonnet 5.5 has Sonnet 4.5's quality figure at
+    /// two thirds of its price, so it takes every band above the cheap one;
+    /// a request that forces a tool, which Claude 5.x refuses, goes to
+    /// Sonnet 4.5 there instead (`forced`).
     #[test]
     fn table_spec_6() {
         let t = table_with_keys(&["openai", "anthropic"]);
-        let expected: [(f64, &[&str]); 7] = [
-            (0.10, &["gpt-4o-mini"]),
-            (0.30, &["gpt-4o-mini"]),
-            (0.50, &["gpt-4o-mini"]),
-            (0.62, &["gpt-4o-mini", "gpt-4o"]),
-            (0.75, &["claude-sonnet-4-5"]),
-            (0.85, &["claude-sonnet-4-5", "claude-opus-4-5"]),
-            (0.95, &["claude-sonnet-4-5", "claude-opus-4-5"]),
+        // (complexity, any request, a request forcing a tool)
+        let expected: [(f64, &[&str], &[&str]); 9] = [
+            (0.10, &["gpt-4o-mini"], &["gpt-4o-mini"]),
+            (0.30, &["gpt-4o-mini"], &["gpt-4o-mini"]),
+            (0.50, &["gpt-4o-mini"], &["gpt-4o-mini"]),
+            (0.62, &["gpt-4o-mini"], &["gpt-4o-mini"]),
+            (
+                0.65,
+                &["gpt-4o-mini", "claude-sonnet-5-5"],
+                &["gpt-4o-mini"],
+            ),
+            (0.68, &["claude-sonnet-5-5"], &["gpt-4o-mini"]),
+            (0.72, &["claude-sonnet-5-5"], &["claude-sonnet-4-5"]),
+            (0.85, &["claude-sonnet-5-5"], &["claude-sonnet-4-5"]),
+            (0.95, &["claude-sonnet-5-5"], &["claude-sonnet-4-5"]),
         ];
         // Short and long prompts, with and without a max_tokens budget.
         for (input_tokens, max_tokens) in [
@@ -249,11 +264,20 @@ mod tests {
                 max_tokens,
                 ..Needs::default()
             };
-            for (c, allowed) in expected {
+            let forced = Needs {
+                forced_tool: true,
+                ..needs
+            };
+            for (c, allowed, allowed_forced) in expected {
                 let got = choice(&t, &needs, c);
                 assert!(
                     allowed.contains(&got.as_str()),
                     "c={c} in={input_tokens} max={max_tokens:?}: {got}"
+                );
+                let got = choice(&t, &forced, c);
+                assert!(
+                    allowed_forced.contains(&got.as_str()),
+                    "forced: c={c} in={input_tokens} max={max_tokens:?}: {got}"
                 );
             }
         }
@@ -355,7 +379,7 @@ mod tests {
             t.models[top.model.0].id.clone()
         };
         assert_eq!(best(coding), "gpt-4o-mini");
-        assert_eq!(choice(&t, &needs(coding), 0.85), "claude-sonnet-4-5");
+        assert_eq!(choice(&t, &needs(coding), 0.85), "claude-sonnet-5-5");
         let math = Some(Category::MathReasoning);
         assert_eq!(best(math), choice(&t, &needs(math), 0.85));
         assert_ne!(best(math), "gpt-4o-mini");

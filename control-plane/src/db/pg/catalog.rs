@@ -168,6 +168,24 @@ pub(in crate::db) fn catalog_2026_12(w: &mut Writer<'_>) -> Result<usize> {
     Ok(steps.len())
 }
 
+/// PostgreSQL's migration 4: Claude 5.x enabled, as SQLite's 18
+/// (`db::migrations::claude_5`). Returns the writes made.
+pub(in crate::db) fn claude_5(w: &mut Writer<'_>) -> Result<usize> {
+    let stored: Vec<(String, String)> = w
+        .query("SELECT id, json FROM models", &[])?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let writes = crate::db::migrations::claude_5::plan(&stored)?;
+    for (id, json) in &writes {
+        w.execute("UPDATE models SET json = $2 WHERE id = $1", &[id, json])?;
+    }
+    if !writes.is_empty() {
+        record_change(w, Change::Global)?;
+    }
+    Ok(writes.len())
+}
+
 /// Every tenant's policy JSON that is set, by tenant id.
 fn tenant_policies(w: &mut Writer<'_>) -> Result<Vec<(String, String)>> {
     Ok(w.query(

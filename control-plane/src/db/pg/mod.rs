@@ -194,6 +194,10 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
                 let n = catalog::catalog_2026_12(w)?;
                 tracing::info!(writes = n, "catalog of 2026-12-05 applied");
             }
+            if applied.contains(&4) {
+                let n = catalog::claude_5(w)?;
+                tracing::info!(writes = n, "Claude 5.x enabled");
+            }
             Ok(())
         },
         |_, _, _| {},

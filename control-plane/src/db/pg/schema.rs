@@ -319,4 +319,10 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         // catalog of a SQLite file that had migration 17 instead.
         "-- the catalog's rows are written by pg::prepare",
     ),
+    (
+        4,
+        "Claude 5.x enabled (SQLite's migration 18)",
+        // Rows only, as 3 (`db::migrations::claude_5`).
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];

@@ -332,6 +332,7 @@ pub(super) fn on_call(req: &mut Request, host: &impl Host, token: u32, body_size
         model,
         provider,
         failed_over_from: r.decision.failed_over_from.or(Some(r.decision.model)),
+        dropped: plan.dropped_for(m),
         ..r.decision
     };
     let mut meter = Meter::for_plan(start, plan);

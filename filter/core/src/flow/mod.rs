@@ -154,6 +154,9 @@ struct Decision {
     complexity: Option<f64>,
     failed_over_from: Option<ModelIx>,
     cache: Option<&'static str>,
+    /// The sampling parameters left out for this model
+    /// (`x-aipipe-dropped-params`).
+    dropped: crate::request::Sampling,
 }
 
 /// A routed request's answer in progress.
@@ -1053,6 +1056,7 @@ impl Request {
             complexity,
             failed_over_from: None,
             cache: Some(lookup.header()),
+            dropped: attempt.dropped,
         };
         let course = Course {
             plan,
@@ -1133,6 +1137,7 @@ impl Request {
                     complexity: course.plan.complexity(),
                     failed_over_from: course.failed_over_from,
                     cache: course.cache,
+                    dropped: Default::default(),
                 },
                 meter: Meter::for_plan(self.ctx.start, &course.plan),
                 course: Some(course),
@@ -1154,6 +1159,7 @@ impl Request {
             complexity: course.plan.complexity(),
             failed_over_from: course.failed_over_from,
             cache: course.cache,
+            dropped: attempt.dropped,
         };
         self.forward(
             host,
@@ -1454,6 +1460,9 @@ fn answer_headers<'a>(
     }
     if let Some(c) = d.cache {
         headers.push(("x-aipipe-cache", c));
+    }
+    if !d.dropped.is_empty() {
+        headers.push(("x-aipipe-dropped-params", d.dropped.names()));
     }
     headers
 }

@@ -326,7 +326,7 @@ fn an_openai_client_routed_to_claude_is_translated_both_ways() {
     let rec = &h.records()[0];
     assert_eq!(
         (rec.model.as_str(), rec.prompt_tokens, rec.completion_tokens),
-        ("claude-sonnet-4-5", 40, 7)
+        ("claude-sonnet-5-5", 40, 7)
     );
 }
 
@@ -503,15 +503,25 @@ fn failover_by_redirect_streams_the_next_candidate_and_records_once() {
     let (mut second, a) = send_with(&f, &h, &path, &headers, &sent_body);
     assert_eq!(a, Action::Continue);
     assert_ne!(h.body_json()["model"], "gpt-4o-mini", "the next candidate");
-    let stream = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\ndata: [DONE]\n\n";
-    let event_stream = h.header("x-aipipe-cluster").as_deref() != Some("anthropic");
-    if event_stream {
-        answer(&mut second, &h, 200, "text/event-stream", stream);
-        assert_eq!(
-            h.response_header_value("x-aipipe-failover").as_deref(),
-            Some("gpt-4o-mini")
-        );
-    }
+    // The next candidate's own event stream: Chat Completions or, for
+    // Claude (the next cheapest since Claude 5.x), Anthropic's.
+    let stream = if h.header("x-aipipe-cluster").as_deref() == Some("anthropic") {
+        concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":1}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        )
+    } else {
+        "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\ndata: [DONE]\n\n"
+    };
+    answer(&mut second, &h, 200, "text/event-stream", stream);
+    assert_eq!(
+        h.response_header_value("x-aipipe-failover").as_deref(),
+        Some("gpt-4o-mini")
+    );
     second.on_log(&h);
     let records = h.records();
     assert_eq!(records.len(), 1);
@@ -2127,4 +2137,82 @@ fn a_tenants_router_correction_routes_its_pattern_and_only_its_own() {
     let (theirs, others) = (complexity("vk-learnt"), complexity("vk-plain"));
     assert!(theirs >= 0.70, "the tenant's own: {theirs}");
     assert!(others < 0.70, "another tenant's: {others}");
+}
+
+/// Claude 5.x refuses sampling parameters: routed there, the request goes
+/// without them and the answer names what was dropped; a model that takes
+/// them gets them, and its answer names nothing.
+#[test]
+fn dropped_sampling_parameters_are_named_in_the_answer() {
+    let (f, h) = setup("");
+    let hot = PROOF.replace(
+        r#""model":"auto","#,
+        r#""model":"auto","temperature":0.7,"top_p":0.9,"#,
+    );
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, &hot);
+    assert_eq!(h.header("x-aipipe-cluster").as_deref(), Some("anthropic"));
+    let sent = h.body_json();
+    assert!(sent["model"].as_str().unwrap().ends_with("-5-5"), "{sent}");
+    assert!(sent.get("temperature").is_none() && sent.get("top_p").is_none());
+    assert_eq!(
+        h.header("content-length"),
+        Some(h.request_body.borrow().len().to_string())
+    );
+    answer(&mut r, &h, 200, "application/json", &messages_answer(40, 7));
+    assert_eq!(
+        h.response_header_value("x-aipipe-dropped-params")
+            .as_deref(),
+        Some("temperature,top_p")
+    );
+
+    let named = hot.replace(r#""model":"auto""#, r#""model":"gpt-4o""#);
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, &named);
+    assert_eq!(h.body_json()["temperature"], 0.7);
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o", 9, 2),
+    );
+    assert_eq!(h.response_header_value("x-aipipe-dropped-params"), None);
+}
+
+/// Naming Claude 5.x with a forced tool is the gateway's 400, in the
+/// client's shape, and nothing goes upstream.
+#[test]
+fn a_forced_tool_to_a_model_that_refuses_it_is_refused_before_any_provider() {
+    let (f, h) = setup("");
+    let chat = r#"{"model":"claude-sonnet-5-5","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"required","messages":[{"role":"user","content":"hi"}]}"#;
+    send(&f, &h, "/v1/chat/completions", KEY, chat);
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.status, 400);
+    let v = reply.json();
+    assert_eq!(v["error"]["code"], "unsupported_request");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("claude-sonnet-5-5")
+    );
+    assert_eq!(h.header("x-aipipe-cluster"), None, "nothing forwarded");
+
+    let messages = r#"{"model":"claude-opus-5-5","max_tokens":10,"tools":[{"name":"f","input_schema":{"type":"object"}}],"tool_choice":{"type":"any"},"messages":[{"role":"user","content":"hi"}]}"#;
+    send_with(
+        &f,
+        &h,
+        "/v1/messages",
+        &[("x-api-key", KEY), ("anthropic-version", "2023-06-01")],
+        messages,
+    );
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.status, 400);
+    let v = reply.json();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("claude-opus-5-5")
+    );
 }

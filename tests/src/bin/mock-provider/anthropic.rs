@@ -12,6 +12,9 @@
 //! field (OpenAI-only fields such as `stream_options` or `n` are "Extra inputs
 //! are not permitted"). Each failure is a 400 `invalid_request_error` whose
 //! message starts with the offending field's path (`messages.1.content.0.text: …`).
+//! A `claude-*-5-5` model (Claude 5.x) also refuses, like the real API, any
+//! `temperature`, `top_p` or `top_k` and a forced `tool_choice` (`any`,
+//! `tool`): 400 `invalid_request_error` naming the field.
 //!
 //! Answer: the same text as the OpenAI path (a scripted answer, else `Mock answer from
 //! anthropic/<model>: …`, capped by `max_tokens`), `stop_reason` `end_turn`
@@ -379,6 +382,9 @@ impl MessagesRequest {
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err(invalid("stream", "Input should be a valid boolean")),
         };
+        if refuses_sampling_and_forced_tools(&model) {
+            check_claude_5(obj)?;
+        }
         let tool_call = tool_to_call(&tools, obj.get("tool_choice"), messages)?;
 
         let message_chars: usize = messages
@@ -521,6 +527,43 @@ fn check_tools(tools: Option<&Value>) -> Result<Vec<(&str, &Value)>, AnthropicEr
         }
     }
     Ok(out)
+}
+
+/// The Claude 5.x generation (`claude-sonnet-5-5`, `claude-opus-5-5`, any
+/// `claude-*-5-5`): reported to answer 400 to a non-default `temperature`,
+/// `top_p` or `top_k` and to refuse a forced tool choice (filter/README.md,
+/// "Catalog changes").
+fn refuses_sampling_and_forced_tools(model: &str) -> bool {
+    model.starts_with("claude-") && model.ends_with("-5-5")
+}
+
+/// What such a model refuses. Stricter than the real API, which is reported
+/// to take a parameter left at its default: any value set is refused, so
+/// that a gateway that stops dropping them is caught whatever value a test
+/// sends.
+fn check_claude_5(obj: &Map<String, Value>) -> Result<(), AnthropicError> {
+    for param in ["temperature", "top_p", "top_k"] {
+        if obj.get(param).is_some_and(|v| !v.is_null()) {
+            return Err(invalid(
+                param,
+                "this model does not support sampling parameters: remove it from the request",
+            ));
+        }
+    }
+    let forced = obj
+        .get("tool_choice")
+        .and_then(|c| c.get("type"))
+        .and_then(Value::as_str)
+        .filter(|t| matches!(*t, "any" | "tool"));
+    if let Some(kind) = forced {
+        return Err(invalid(
+            "tool_choice.type",
+            &format!(
+                "'{kind}' is not supported for this model: a forced tool choice is not available; use 'auto' or 'none'"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn tool_to_call(
@@ -1255,6 +1298,42 @@ mod tests {
             MessagesRequest::from_json(None).unwrap_err().kind,
             "invalid_request_error"
         );
+    }
+
+    #[test]
+    fn claude_5_refuses_sampling_parameters_and_forced_tools() {
+        let body = |extra: Value| {
+            let mut b = json!({"model": "claude-opus-5-5", "max_tokens": 10,
+                "messages": [{"role": "user", "content": "hi"}],
+                "tools": [{"name": "f", "input_schema": {"type": "object"}}]});
+            b.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            b
+        };
+        for (extra, field) in [
+            (json!({"temperature": 0.5}), "temperature"),
+            (json!({"top_p": 0.9}), "top_p"),
+            (json!({"top_k": 5}), "top_k"),
+            (json!({"tool_choice": {"type": "any"}}), "tool_choice.type"),
+            (
+                json!({"tool_choice": {"type": "tool", "name": "f"}}),
+                "tool_choice.type",
+            ),
+        ] {
+            let e = error(body(extra.clone()));
+            assert_eq!(e.kind, "invalid_request_error", "{extra}");
+            assert!(
+                e.message.starts_with(&format!("{field}: ")),
+                "{extra}: {}",
+                e.message
+            );
+        }
+        // What it takes, and what an older model takes.
+        request(body(json!({"tool_choice": {"type": "auto"}})));
+        let mut older = body(json!({"temperature": 0.5, "tool_choice": {"type": "any"}}));
+        older["model"] = json!("claude-opus-4-5");
+        request(older);
     }
 
     #[test]
