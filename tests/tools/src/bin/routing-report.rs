@@ -16,7 +16,10 @@
 //! (`aipipe_core::classify`, weights from `filter/core/data/router-model.bin`
 //! or `--model PATH`) side by side: tier and category accuracy, under- and
 //! over-routing, the tier confusion matrix and the estimated saving against
-//! sending everything to the frontier tier.
+//! sending everything to the frontier tier; then the same for the held-out
+//! stems (split `holdout`, `holdout.jsonl`). The held-out stems are in no
+//! other line: not in the heuristic's tuning or held-out ids, not in
+//! `--tune`, not in `--verbose`'s misses.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -67,6 +70,8 @@ fn is_holdout(id: &str) -> bool {
 
 struct Item {
     id: String,
+    /// The stem a generated row comes from (its id for hand-written rows).
+    group: String,
     /// The corpus split (`split` field, else a hash of the id).
     split: String,
     category: Option<Category>,
@@ -227,6 +232,7 @@ fn tune(reqs: &[(String, bool, String)]) {
             let score = scorer.score(&req);
             t.add(&Item {
                 id: String::new(),
+                group: String::new(),
                 split: String::new(),
                 category: None,
                 prediction: None,
@@ -348,11 +354,15 @@ fn main() {
                 }
             };
             let score = table.scorer.score(&req);
-            raw_reqs.push((
-                body.clone(),
-                is_holdout(v["id"].as_str().unwrap_or("?")),
-                v["band"].as_str().unwrap_or("?").to_owned(),
-            ));
+            let split = split_of(&v);
+            let held_out_stem = split == HOLDOUT_STEMS;
+            if !held_out_stem {
+                raw_reqs.push((
+                    body.clone(),
+                    is_holdout(v["id"].as_str().unwrap_or("?")),
+                    v["band"].as_str().unwrap_or("?").to_owned(),
+                ));
+            }
             let explained =
                 aipipe_core::route::explain(&table, &table.accounts()[0], body.as_bytes());
             let model = explained
@@ -362,7 +372,12 @@ fn main() {
             let prediction = router.as_ref().map(|m| m.predict(&req, &score));
             items.push(Item {
                 id: v["id"].as_str().unwrap_or("?").to_owned(),
-                split: split_of(&v),
+                group: v["group"]
+                    .as_str()
+                    .or(v["id"].as_str())
+                    .unwrap_or("?")
+                    .to_owned(),
+                split,
                 category: v["category"].as_str().and_then(Category::from_name),
                 prediction,
                 band: v["band"].as_str().unwrap_or("?").to_owned(),
@@ -383,7 +398,7 @@ fn main() {
     let (mut tuning, mut holdout, mut all) = (Tally::default(), Tally::default(), Tally::default());
     let mut by_band: BTreeMap<&str, (usize, usize, f64)> = BTreeMap::new();
     let mut misses = Vec::new();
-    for item in &items {
+    for item in items.iter().filter(|i| i.split != HOLDOUT_STEMS) {
         let held = is_holdout(&item.id);
         let (band_ok, tier_ok) = all.add(item);
         if held {
@@ -401,8 +416,9 @@ fn main() {
         }
     }
 
+    let held_out_stems = items.iter().filter(|i| i.split == HOLDOUT_STEMS).count();
     println!(
-        "routing report — {} labelled requests in {} files ({})",
+        "routing report — {} labelled requests in {} files ({}); the heuristic's lines below leave out the {held_out_stems} rows of held-out stems",
         items.len(),
         files.len(),
         dir.display()
@@ -422,7 +438,7 @@ fn main() {
         }
     }
     let mut models: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-    for item in &items {
+    for item in items.iter().filter(|i| i.split != HOLDOUT_STEMS) {
         *models
             .entry((item.band.as_str(), item.model.as_str()))
             .or_default() += 1;
@@ -431,7 +447,9 @@ fn main() {
     for ((band, model), n) in &models {
         println!("  {band:<9} {model:<20} {n}");
     }
-    side_by_side(&items, router.as_ref().map(|m| m.version));
+    let version = router.as_ref().map(|m| m.version);
+    side_by_side(&items, "test", version);
+    side_by_side(&items, HOLDOUT_STEMS, version);
     if verbose {
         println!("\nmisses (band or tier wrong):");
         for (item, split, tier_ok) in misses {
@@ -454,6 +472,10 @@ fn main() {
         }
     }
 }
+
+/// The split of the held-out stems (RUBRIC.md, "Splits"): printed only in
+/// its own section, after the test split.
+const HOLDOUT_STEMS: &str = "holdout";
 
 /// The split of a row: its `split` field (the generator's, by a hash of the
 /// stem), else 70/15/15 by a hash of its id (tests/fixtures/routing/RUBRIC.md).
@@ -522,8 +544,15 @@ impl Side {
     }
 }
 
-fn side_by_side(items: &[Item], version: Option<u32>) {
-    let test: Vec<&Item> = items.iter().filter(|i| i.split == "test").collect();
+/// The heuristic and the model side by side on one corpus split (`test`, or
+/// the held-out stems).
+fn side_by_side(items: &[Item], split: &str, version: Option<u32>) {
+    let test: Vec<&Item> = items.iter().filter(|i| i.split == split).collect();
+    let stems = test
+        .iter()
+        .map(|i| i.group.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let (mut old, mut new, mut perfect) = (Side::default(), Side::default(), Side::default());
     for item in &test {
         let Some(want) = Tier3::of_band(&item.band) else {
@@ -543,7 +572,7 @@ fn side_by_side(items: &[Item], version: Option<u32>) {
     }
     let r = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     println!(
-        "\ntest split ({} rows; RUBRIC.md, \"Splits\"): old heuristic vs trained model{}",
+        "\n{split} split ({} rows, {stems} stems; RUBRIC.md, \"Splits\"): old heuristic vs trained model{}",
         test.len(),
         version.map_or(" (no model)".to_owned(), |v| format!(" (version {v:08x})"))
     );

@@ -53,8 +53,12 @@ fn fnv64(bytes: &[u8]) -> u64 {
     })
 }
 
+/// The held-out stems' split (RUBRIC.md, "Splits"): never trained on,
+/// never used to choose anything, not even read into memory here.
+const HOLDOUT: &str = "holdout";
+
 /// The split of a row: its own `split` field (written by the generator from
-/// a hash of its stem), else 70/15/15 by a hash of its id.
+/// a hash of its stem, or `holdout`), else 70/15/15 by a hash of its id.
 fn split_of(v: &serde_json::Value) -> String {
     if let Some(s) = v["split"].as_str() {
         return s.to_owned();
@@ -104,12 +108,15 @@ fn corpus_files() -> Result<Vec<std::path::PathBuf>, String> {
     Ok(files)
 }
 
-fn load(cfg: &FeatureConfig) -> Result<(Vec<Row>, u64), String> {
+/// The corpus's rows except the held-out ones, a digest of its files, and how
+/// many held-out rows were skipped.
+fn load(cfg: &FeatureConfig) -> Result<(Vec<Row>, u64, usize), String> {
     let no_concepts = std::env::args().any(|a| a == "--no-concepts");
     let scorer = Scorer::compile(&ScoringConfig::default())?;
     let files = corpus_files()?;
     let mut rows = Vec::new();
     let mut digest = 0u64;
+    let mut held_out = 0;
     for path in files {
         let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         digest ^= fnv64(text.as_bytes()).rotate_left(rows.len() as u32 % 64);
@@ -121,6 +128,15 @@ fn load(cfg: &FeatureConfig) -> Result<(Vec<Row>, u64), String> {
             let at = format!("{}:{}", path.display(), i + 1);
             let v: serde_json::Value =
                 serde_json::from_str(line).map_err(|e| format!("{at}: {e}"))?;
+            let split = split_of(&v);
+            match split.as_str() {
+                "train" | "validation" | "test" => {}
+                HOLDOUT => {
+                    held_out += 1;
+                    continue;
+                }
+                other => return Err(format!("{at}: unknown split {other:?}")),
+            }
             let tier =
                 Tier::of_band(v["band"].as_str().unwrap_or("")).ok_or(format!("{at}: band"))?;
             let category = Category::from_name(v["category"].as_str().unwrap_or(""))
@@ -149,7 +165,7 @@ fn load(cfg: &FeatureConfig) -> Result<(Vec<Row>, u64), String> {
             rows.push(Row {
                 costs: aipipe_tests::tier_costs(score.input_tokens),
                 text,
-                split: split_of(&v),
+                split,
                 group: v["group"]
                     .as_str()
                     .or(v["id"].as_str())
@@ -163,7 +179,7 @@ fn load(cfg: &FeatureConfig) -> Result<(Vec<Row>, u64), String> {
             });
         }
     }
-    Ok((rows, digest))
+    Ok((rows, digest, held_out))
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -579,7 +595,7 @@ fn main() {
         bits: MAX_BITS,
         ..base_config()
     };
-    let (rows, digest) = match load(&wide) {
+    let (rows, digest, held_out) = match load(&wide) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("train-router: {e}");
@@ -589,7 +605,7 @@ fn main() {
     let of = |s: &str| rows.iter().filter(|r| r.split == s).collect::<Vec<&Row>>();
     let (tr, va, te) = (of("train"), of("validation"), of("test"));
     println!(
-        "corpus: {} rows (train {}, validation {}, test {}), features read in {:.2}s",
+        "corpus: {} rows (train {}, validation {}, test {}; {held_out} held-out rows skipped, see make routing-report), features read in {:.2}s",
         rows.len(),
         tr.len(),
         va.len(),
