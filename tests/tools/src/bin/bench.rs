@@ -770,17 +770,8 @@ fn main() {
     );
 
     println!(
-        "{:<5} {:>5} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7}   {}",
-        "size",
-        "round",
-        "A req/s",
-        "F req/s",
-        "N req/s",
-        "B req/s",
-        "F/A",
-        "N/A",
-        "B/A",
-        "Envoy CPU µs/request A F N B"
+        "{:<5} {:>5} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7}   Envoy CPU µs/request A F N B",
+        "size", "round", "A req/s", "F req/s", "N req/s", "B req/s", "F/A", "N/A", "B/A",
     );
     // Per size: the medians of the rounds' F/A, N/A and B/A, and of each
     // Envoy's CPU per request.
