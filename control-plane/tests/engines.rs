@@ -2133,6 +2133,55 @@ async fn a_catalog_import_runs_on_postgres() {
     drop(db);
 }
 
+/// A database a migration test seeds as an older release would have, then
+/// opens again: a file in a temporary directory on SQLite, database `name`
+/// of a throwaway server on PostgreSQL.
+struct OlderDb {
+    dir: PathBuf,
+    pg: Option<Postgres>,
+    name: &'static str,
+}
+
+impl OlderDb {
+    fn new(engine: Engine, dir: &str, name: &'static str) -> Self {
+        let pg = matches!(engine, Engine::Postgres).then(Postgres::start);
+        if let Some(pg) = &pg {
+            pg.create_database(name);
+        }
+        OlderDb {
+            dir: temp_dir(dir),
+            pg,
+            name,
+        }
+    }
+
+    async fn open(&self) -> Db {
+        match &self.pg {
+            Some(pg) => {
+                let Database::Postgres(url) =
+                    parse_database_url("test", &pg.url(self.name)).unwrap()
+                else {
+                    panic!("not a postgres URL")
+                };
+                Db::open_postgres(&url, 1000).await.unwrap()
+            }
+            None => Db::open(&self.dir.join("aipipe.db")).unwrap(),
+        }
+    }
+
+    fn exec(&self, sql: &str) {
+        match &self.pg {
+            Some(pg) => {
+                pg.psql(self.name, sql);
+            }
+            None => rusqlite::Connection::open(self.dir.join("aipipe.db"))
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap(),
+        }
+    }
+}
+
 /// SQLite's migration 17 and PostgreSQL's 3 (filter/README.md, "Catalog
 /// changes") on a database seeded before them: the Gemini models Google shut
 /// down leave the catalog — removed, or only disabled where a tenant's policy
@@ -2140,32 +2189,9 @@ async fn a_catalog_import_runs_on_postgres() {
 /// arrive, except where the operator already has an entry of that id. Opening
 /// the database again changes nothing more.
 async fn the_catalog_of_2026_12_reaches_an_older_database(engine: Engine) {
-    let dir = temp_dir("catalog-2026-12");
-    let pg = matches!(engine, Engine::Postgres).then(Postgres::start);
-    let open = || async {
-        match &pg {
-            Some(pg) => {
-                let Database::Postgres(url) = parse_database_url("test", &pg.url("cat")).unwrap()
-                else {
-                    panic!("not a postgres URL")
-                };
-                Db::open_postgres(&url, 1000).await.unwrap()
-            }
-            None => Db::open(&dir.join("aipipe.db")).unwrap(),
-        }
-    };
-    let exec = |sql: &str| match &pg {
-        Some(pg) => {
-            pg.psql("cat", sql);
-        }
-        None => rusqlite::Connection::open(dir.join("aipipe.db"))
-            .unwrap()
-            .execute_batch(sql)
-            .unwrap(),
-    };
-    if let Some(pg) = &pg {
-        pg.create_database("cat");
-    }
+    let older = OlderDb::new(engine, "catalog-2026-12", "cat");
+    let open = || older.open();
+    let exec = |sql: &str| older.exec(sql);
     let defaults = aipipe_core::catalog::default_models();
     let default = |id: &str| defaults.iter().find(|m| m.id == id).unwrap().clone();
 
@@ -2244,7 +2270,7 @@ async fn the_catalog_of_2026_12_reaches_an_older_database(engine: Engine) {
         "nothing more on a second start"
     );
     drop(again);
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&older.dir);
 }
 
 #[tokio::test]
@@ -2264,32 +2290,9 @@ async fn the_catalog_of_2026_12_reaches_an_older_postgres_database() {
 /// changes, `enabled: false` included, and only learns what the model
 /// refuses. Opening the database again changes nothing more.
 async fn claude_5_is_enabled_on_an_older_database(engine: Engine) {
-    let dir = temp_dir("claude-5");
-    let pg = matches!(engine, Engine::Postgres).then(Postgres::start);
-    let open = || async {
-        match &pg {
-            Some(pg) => {
-                let Database::Postgres(url) = parse_database_url("test", &pg.url("c5")).unwrap()
-                else {
-                    panic!("not a postgres URL")
-                };
-                Db::open_postgres(&url, 1000).await.unwrap()
-            }
-            None => Db::open(&dir.join("aipipe.db")).unwrap(),
-        }
-    };
-    let exec = |sql: &str| match &pg {
-        Some(pg) => {
-            pg.psql("c5", sql);
-        }
-        None => rusqlite::Connection::open(dir.join("aipipe.db"))
-            .unwrap()
-            .execute_batch(sql)
-            .unwrap(),
-    };
-    if let Some(pg) = &pg {
-        pg.create_database("c5");
-    }
+    let older = OlderDb::new(engine, "claude-5", "c5");
+    let open = || older.open();
+    let exec = |sql: &str| older.exec(sql);
     let defaults = aipipe_core::catalog::default_models();
     let default = |id: &str| defaults.iter().find(|m| m.id == id).unwrap().clone();
     // A row as the release before wrote it: no `sampling_params` or
@@ -2350,7 +2353,7 @@ async fn claude_5_is_enabled_on_an_older_database(engine: Engine) {
         "nothing more on a second start"
     );
     drop(again);
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&older.dir);
 }
 
 #[tokio::test]

@@ -134,15 +134,19 @@ pub(in crate::db) fn policy(
         .map(|r| r.get(0)))
 }
 
+/// Every stored model row as (id, JSON), what the catalog migrations plan from.
+fn stored_models(w: &mut Writer<'_>) -> Result<Vec<(String, String)>> {
+    Ok(w.query("SELECT id, json FROM models", &[])?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
 /// PostgreSQL's migration 3: the catalog of 2026-12-05, as SQLite's 17
 /// (`db::migrations::catalog_2026_12`). Returns the writes made.
 pub(in crate::db) fn catalog_2026_12(w: &mut Writer<'_>) -> Result<usize> {
     use crate::db::migrations::catalog_2026_12::{Step, plan};
-    let stored: Vec<(String, String)> = w
-        .query("SELECT id, json FROM models", &[])?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let stored = stored_models(w)?;
     let policies = tenant_policies(w)?;
     let steps = plan(&stored, policies)?;
     for step in &steps {
@@ -171,11 +175,7 @@ pub(in crate::db) fn catalog_2026_12(w: &mut Writer<'_>) -> Result<usize> {
 /// PostgreSQL's migration 4: Claude 5.x enabled, as SQLite's 18
 /// (`db::migrations::claude_5`). Returns the writes made.
 pub(in crate::db) fn claude_5(w: &mut Writer<'_>) -> Result<usize> {
-    let stored: Vec<(String, String)> = w
-        .query("SELECT id, json FROM models", &[])?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    let stored = stored_models(w)?;
     let writes = crate::db::migrations::claude_5::plan(&stored)?;
     for (id, json) in &writes {
         w.execute("UPDATE models SET json = $2 WHERE id = $1", &[id, json])?;
