@@ -2169,6 +2169,20 @@ impl OlderDb {
         }
     }
 
+    /// Opening it again changes nothing more (the same models, the same
+    /// revision); then the files go.
+    async fn reopens_unchanged(&self, models: &[aipipe_core::catalog::Model], revision: u64) {
+        let again = self.open().await;
+        assert_eq!(again.models().await.unwrap(), models);
+        assert_eq!(
+            again.revision().await.unwrap(),
+            revision,
+            "nothing more on a second start"
+        );
+        drop(again);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
     fn exec(&self, sql: &str) {
         match &self.pg {
             Some(pg) => {
@@ -2262,15 +2276,7 @@ async fn the_catalog_of_2026_12_reaches_an_older_database(engine: Engine) {
     );
     drop(db);
 
-    let again = open().await;
-    assert_eq!(again.models().await.unwrap(), models);
-    assert_eq!(
-        again.revision().await.unwrap(),
-        after,
-        "nothing more on a second start"
-    );
-    drop(again);
-    let _ = std::fs::remove_dir_all(&older.dir);
+    older.reopens_unchanged(&models, after).await;
 }
 
 #[tokio::test]
@@ -2345,15 +2351,7 @@ async fn claude_5_is_enabled_on_an_older_database(engine: Engine) {
     assert!(after > revision);
     drop(db);
 
-    let again = open().await;
-    assert_eq!(again.models().await.unwrap(), models);
-    assert_eq!(
-        again.revision().await.unwrap(),
-        after,
-        "nothing more on a second start"
-    );
-    drop(again);
-    let _ = std::fs::remove_dir_all(&older.dir);
+    older.reopens_unchanged(&models, after).await;
 }
 
 #[tokio::test]
