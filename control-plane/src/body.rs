@@ -1,7 +1,9 @@
 //! The one JSON request-body extractor of the admin API, so every handler
 //! gets the same answers to a bad body in the API's own error shape:
 //! syntax errors (and an empty body where one is required) are 400, shape
-//! errors 422 with serde's message (which names the field), an oversized
+//! errors 422 naming the field (`capabilities.vision: invalid type: a
+//! string, expected a boolean`; the string itself is never echoed, as it
+//! may be a key), an oversized
 //! body 413. The body is read as bytes, so a missing `Content-Type` (plain
 //! `curl -d`) still works. `Option<JsonBody<T>>` takes an empty (or
 //! all-whitespace) body as None, for routes whose body is optional.
@@ -27,10 +29,50 @@ fn unreadable(e: &BytesRejection) -> Error {
 }
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => Error::Invalid(format!("invalid body: {e}")),
-        _ => Error::BadRequest(format!("body is not valid JSON: {e}")),
-    })
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let at = match e.path().to_string() {
+            root if root == "." => String::new(),
+            path => format!("{path}: "),
+        };
+        let e = e.into_inner();
+        match e.classify() {
+            serde_json::error::Category::Data => Error::Invalid(format!(
+                "invalid body: {at}{}",
+                without_strings(&e.to_string())
+            )),
+            _ => Error::BadRequest(format!("body is not valid JSON: {e}")),
+        }
+    })?;
+    // Trailing characters after the value, as `serde_json::from_slice`.
+    de.end()
+        .map_err(|e| Error::BadRequest(format!("body is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+/// serde's message without the string it was given (`invalid type: string
+/// "sk-…", expected a map` → `invalid type: a string, expected a map`): a
+/// key sent where the body wants something else never comes back.
+fn without_strings(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some((before, quoted)) = rest.split_once("string \"") {
+        out.push_str(before);
+        out.push_str("a string");
+        // Past the closing quote of serde's `{:?}` of the string.
+        let mut escaped = false;
+        let end = quoted
+            .char_indices()
+            .find(|&(_, c)| {
+                let close = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                close
+            })
+            .map_or(quoted.len(), |(i, _)| i + 1);
+        rest = quoted.get(end..).unwrap_or_default();
+    }
+    out.push_str(rest);
+    out
 }
 
 impl<S, T> FromRequest<S> for JsonBody<T>

@@ -1929,11 +1929,10 @@ async fn the_catalog_says_which_models_refuse_sampling_parameters_or_a_forced_to
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("expected a boolean"),
-        "{v}"
+        v["error"]["message"].as_str().unwrap().contains(
+            "capabilities.forced_tool_choice: invalid type: a string, expected a boolean"
+        ),
+        "the 422 names the field: {v}"
     );
 }
 
