@@ -150,6 +150,46 @@ mod tests {
         assert!(e.to_string().contains("color"), "{e}");
     }
 
+    #[test]
+    fn a_bad_body_names_its_field_by_path_and_never_echoes_a_string() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Caps {
+            #[allow(dead_code)]
+            vision: bool,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        struct Model {
+            #[allow(dead_code)]
+            capabilities: Caps,
+            #[allow(dead_code)]
+            keys: std::collections::BTreeMap<String, String>,
+        }
+        let message = |body: &str| match parse::<Model>(body.as_bytes()) {
+            Err(Error::Invalid(m)) => m,
+            other => format!("not a 422: {other:?}"),
+        };
+        let m = message(r#"{"capabilities":{"vision":"sk-secret \"quoted\" yes"},"keys":{}}"#);
+        assert!(
+            m.starts_with(
+                "invalid body: capabilities.vision: invalid type: a string, expected a boolean"
+            ),
+            "{m}"
+        );
+        assert!(!m.contains("sk-secret") && !m.contains("quoted"), "{m}");
+        let m = message(r#"{"capabilities":{"vision":true},"keys":"sk-secret"}"#);
+        assert!(
+            m.contains("keys: invalid type: a string, expected a map"),
+            "{m}"
+        );
+        assert!(!m.contains("sk-secret"), "{m}");
+        assert!(message(r#"{"keys":{}}"#).contains("missing field `capabilities`"));
+        // Trailing characters after the value are not JSON, as before.
+        assert!(matches!(
+            parse::<Model>(br#"{"capabilities":{"vision":true},"keys":{}} x"#),
+            Err(Error::BadRequest(_))
+        ));
+    }
+
     #[tokio::test]
     async fn an_optional_body_may_be_empty_but_not_wrong() {
         assert!(optional("").await.unwrap().is_none());
