@@ -638,8 +638,11 @@ async fn a_running_eval_writes_its_heartbeat_and_is_abandoned_once_failed_elsewh
     let other = aipipe_control_plane::db::Db::open(&h.dir.join("aipipe.db")).unwrap();
     assert_eq!(other.fail_interrupted_evals(1_200).await.unwrap(), 0);
     assert_eq!(other.fail_interrupted_evals(0).await.unwrap(), 1);
-    // Within a heartbeat or two the runner learns it and drops its calls.
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // At its next heartbeat (every 200 ms) the runner learns it and drops
+    // its calls. Fifteen heartbeats' time: on a loaded machine (the whole
+    // suite on two cores) three were once not enough for the runtime to
+    // get to one.
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
     release.send_replace(true);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
