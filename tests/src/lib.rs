@@ -119,14 +119,44 @@ pub fn sibling_binary(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// A port nobody listens on right now, and never handed out before by this
-/// process: the kernel may give a port just released straight back, and two
-/// calls for one Envoy (listener, admin) then collide (seen in CI).
+/// A port nobody listens on right now, never handed out before by this
+/// process, and outside the kernel's ephemeral range.
+///
+/// Asking the kernel for port 0 hands out ephemeral ports, the same range
+/// every outgoing connection on the machine takes its local port from: in CI an
+/// Envoy once failed to bind a listener port that a client socket of another
+/// stack had taken between the pick and the bind. Ports below that range are
+/// only ever taken by a bind, so the window is closed but for another process
+/// picking the very same one; the start is spread by process id and time.
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Above the fixed ports `make demo` binds (see [`demo::PORTS`]).
+    let floor: u32 = 20_000;
+    let ceiling = ephemeral_floor().unwrap_or(32_768);
+    if ceiling > floor + 1_000 {
+        let span = ceiling - floor;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let seed = std::process::id()
+            .wrapping_mul(2_654_435_761)
+            .wrapping_add(nanos);
+        for step in 0..span {
+            // A stride coprime to most spans walks the range without clustering.
+            let port = floor + (seed.wrapping_add(step.wrapping_mul(7_919))) % span;
+            let Ok(port) = u16::try_from(port) else {
+                continue;
+            };
+            if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                given.push(port);
+                return port;
+            }
+        }
+    }
     for _ in 0..100 {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -138,6 +168,16 @@ pub fn free_port() -> u16 {
         }
     }
     0
+}
+
+/// The lowest port the kernel hands to outgoing connections.
+fn ephemeral_floor() -> Option<u32> {
+    fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// A scratch directory removed on drop.
