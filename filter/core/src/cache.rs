@@ -24,7 +24,9 @@
 //!
 //! What is cached: non-streamed requests with one choice that are
 //! deterministic (`temperature` 0 or a `seed`; absent `temperature` means
-//! the provider default 1.0), see [`prepare`]. The key covers the tenant, the
+//! the provider default 1.0), see [`prepare`], and only where the routed
+//! model sees the `temperature` (one that refuses sampling parameters gets
+//! the request without it, so the flow bypasses the cache). The key covers the tenant, the
 //! routed provider and model, and the request with the fields that cannot
 //! change the answer removed ([`IGNORED_FIELDS`]), serialised canonically
 //! (object keys sorted, insignificant whitespace gone, `1` = `1.0`).

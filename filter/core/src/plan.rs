@@ -94,6 +94,8 @@ pub struct Plan {
     taken: usize,
     /// The cache key material, when the answer may come from the cache.
     pub prompt: Option<Prompt>,
+    /// The tenant's policy caches answers to non-deterministic requests.
+    pub cache_nondeterministic: bool,
 }
 
 impl Plan {
@@ -218,6 +220,7 @@ impl Plan {
             ranked,
             taken: 0,
             prompt,
+            cache_nondeterministic: any_temperature,
             chat,
             body,
         })

@@ -54,6 +54,12 @@ pub(super) fn lookup(
     let Some(prompt) = &plan.prompt else {
         return Lookup::Bypass;
     };
+    // A model that refuses sampling parameters never sees the `temperature`
+    // 0 that made the request deterministic: its answer is one sample, not
+    // the answer, unless the tenant caches those anyway.
+    if !attempt.dropped.is_empty() && !plan.cache_nondeterministic {
+        return Lookup::Bypass;
+    }
     let (Some(tenant), Some(model), Some(provider)) = (
         ctx.account.as_ref(),
         table.model(attempt.model),

@@ -2171,6 +2171,47 @@ fn dropped_sampling_parameters_are_named_in_the_answer() {
     assert_eq!(h.response_header_value("x-aipipe-dropped-params"), None);
 }
 
+/// `temperature` 0 makes a request cacheable, but a model that refuses
+/// sampling parameters never sees it: its answer is not replayed.
+#[test]
+fn a_temperature_a_model_never_saw_does_not_make_its_answer_cacheable() {
+    let (f, h) = setup("");
+    let cold = PROOF.replace(r#""model":"auto","#, r#""model":"auto","temperature":0,"#);
+    for _ in 0..2 {
+        let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, &cold);
+        assert!(h.reply().is_none(), "went upstream, not to the cache");
+        assert_eq!(h.header("x-aipipe-cluster").as_deref(), Some("anthropic"));
+        answer(&mut r, &h, 200, "application/json", &messages_answer(40, 7));
+        assert_eq!(
+            h.response_header_value("x-aipipe-cache").as_deref(),
+            Some("bypass")
+        );
+        assert_eq!(
+            h.response_header_value("x-aipipe-dropped-params")
+                .as_deref(),
+            Some("temperature")
+        );
+        r.on_log(&h);
+    }
+    // The same request named to a model that takes the temperature is cached.
+    let named = cold.replace(r#""model":"auto""#, r#""model":"gpt-4o""#);
+    let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, &named);
+    answer(
+        &mut r,
+        &h,
+        200,
+        "application/json",
+        &chat_answer("gpt-4o", 9, 2),
+    );
+    assert_eq!(
+        h.response_header_value("x-aipipe-cache").as_deref(),
+        Some("miss")
+    );
+    r.on_log(&h);
+    let _ = send(&f, &h, "/v1/chat/completions", KEY, &named);
+    assert_eq!(h.reply().map(|r| r.status), Some(200), "a hit");
+}
+
 /// Naming Claude 5.x with a forced tool is the gateway's 400, in the
 /// client's shape, and nothing goes upstream.
 #[test]
