@@ -1,8 +1,19 @@
 //! Reading the project's little-endian binary encodings (tenant directory
 //! entries and deltas, the router model), bounds-checked: a short input is
 //! `None`, never a panic; and FNV-1a, the cheap stable hash used where a
-//! spread is wanted, not secrecy (cache windows, checksums). A leaf module:
-//! anything may use it.
+//! spread is wanted, not secrecy (cache windows, checksums); and substring
+//! search. A leaf module: anything may use it.
+
+/// Where `needle` first occurs in `haystack` (bytes: answers are not
+/// necessarily UTF-8). `memchr`'s searcher: on every request path, several
+/// times a request.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(haystack, needle)
+}
+
+pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    find(haystack, needle).is_some()
+}
 
 /// A cursor over bytes.
 pub struct Reader<'a> {

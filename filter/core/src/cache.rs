@@ -35,8 +35,8 @@ use serde::Deserialize;
 use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 
+use crate::bytes::contains;
 use crate::contract::CACHE_SLOT_PREFIX;
-use crate::sse::contains;
 
 pub const DEFAULT_SLOTS: u32 = 4096;
 /// Most non-streamed answers are a few KiB; one of 64 KiB is ~16k tokens.

@@ -321,7 +321,7 @@ fn visit(
             }
             for w in windows(t, h, tl) {
                 if ns == Ns::Latest {
-                    fences |= w.contains("```");
+                    fences |= crate::bytes::contains(w.as_bytes(), b"```");
                     questions += w.matches(['?', '？']).count() as u32;
                     if instruction.is_none() {
                         instruction = Some(instruction_of(w));
@@ -372,11 +372,14 @@ fn visit(
 /// ends and their CJK and Arabic forms): how much is asked, not how much is
 /// pasted.
 fn instruction_of(w: &str) -> (usize, u32) {
-    let end = [w.find("\n\n"), w.find("```")]
-        .into_iter()
-        .flatten()
-        .min()
-        .unwrap_or(w.len());
+    let end = [
+        crate::bytes::find(w.as_bytes(), b"\n\n"),
+        crate::bytes::find(w.as_bytes(), b"```"),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+    .unwrap_or(w.len());
     let text = w.get(..end).unwrap_or(w);
     let clauses = text
         .chars()

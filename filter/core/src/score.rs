@@ -305,7 +305,7 @@ impl Scorer {
                     system_tokens += n;
                 }
                 if factor > 0.0 {
-                    if t.contains("```") {
+                    if crate::bytes::contains(t.as_bytes(), b"```") {
                         text.fences += factor;
                     }
                     for (window, part) in windows(t, &c.keywords) {
@@ -394,8 +394,9 @@ impl Scorer {
     ) {
         let bytes = text.as_bytes();
         let fenced = |at: usize| {
-            text.get(..at)
-                .is_some_and(|before| before.matches("```").count() % 2 == 1)
+            text.get(..at).is_some_and(|before| {
+                memchr::memmem::find_iter(before.as_bytes(), b"```").count() % 2 == 1
+            })
         };
         for m in automaton.find_iter(text) {
             let Some(&id) = ids.get(m.pattern().as_usize()) else {

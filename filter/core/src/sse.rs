@@ -4,6 +4,8 @@
 //! so a line can be split anywhere (envoy/README.md, Envoy fact 7); nothing
 //! here calls the host.
 
+use crate::bytes::{contains, find};
+
 /// Lines longer than this are dropped (their event is skipped) rather than
 /// buffered without bound.
 const MAX_LINE: usize = 1 << 20;
@@ -136,15 +138,6 @@ fn strip_event(event: &[u8], out: &mut Vec<u8>) {
         }
     }
     out.extend_from_slice(event);
-}
-
-/// Byte-string search (answers are bytes, not necessarily UTF-8).
-pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    find(haystack, needle).is_some()
 }
 
 #[cfg(test)]

@@ -12,9 +12,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::Tokens;
+use crate::bytes::contains;
 use crate::error::ApiError;
 use crate::protocol::TranslateError;
-use crate::sse::contains;
 
 // ------------------------------------------------------------ requests
 

@@ -155,7 +155,7 @@ impl StreamUsage {
             usage: Option<WireUsage>,
         }
         // Only the two events that carry usage are parsed.
-        if !crate::sse::contains(data, b"\"usage\"") {
+        if !crate::bytes::contains(data, b"\"usage\"") {
             return;
         }
         if let Ok(e) = serde_json::from_slice::<Event>(data) {
