@@ -93,6 +93,25 @@ fn chat_body(size: usize) -> String {
     .to_string()
 }
 
+/// A ~1 KB request that the heuristic and the trained router model both
+/// send to the same model (a meeting transcript to summarise), so an A/B of
+/// the two measures the classifier and not two different routes (the bench
+/// body above goes to Claude with the router). Checked at run time.
+fn router_body() -> String {
+    let turn = "Anna: we shipped the new onboarding flow last week and signups are up. \
+        Ben: support tickets about passwords dropped too. Carla: next we should look at the \
+        mobile layout, some buttons overlap on small screens. ";
+    serde_json::json!({
+        "model": "auto",
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": format!("Summarise this meeting transcript in three bullet points:\n\n{}", turn.repeat(4))},
+        ],
+        "temperature": 0.2,
+    })
+    .to_string()
+}
+
 struct Run {
     rps: f64,
     /// Requests wrk completed.
@@ -861,11 +880,92 @@ fn main() {
     }
     drop(buffered);
 
+    // The trained router model vs the heuristic alone: the same bootstrap
+    // table with and without `router_model: "builtin"`, on a body both send
+    // to the same model.
+    let router_json = router_body();
+    let router_script = write_script(&dir, "router", &router_json);
+    let router_request: serde_json::Value = serde_json::from_str(&router_json).unwrap_or_default();
+    let with_router = {
+        let mut c: serde_json::Value = serde_json::from_str(&config).unwrap_or_default();
+        c["table"]["router_model"] = serde_json::json!("builtin");
+        c.to_string()
+    };
+    let router_wasm =
+        Envoy::start_rendered("demo.yaml", mock.port, Some(with_router.clone()), true, 1);
+    track(router_wasm.process.pid());
+    let router_native = start_envoy(FilterBuild::Native, mock.port, Some(&with_router), |y| y);
+    let mut router_model = String::new();
+    for (without, with) in [(&filtered, &router_wasm), (&native, &router_native)] {
+        let a = post_json(
+            &without.url("/v1/chat/completions"),
+            &headers,
+            &router_request,
+        );
+        let r = post_json(&with.url("/v1/chat/completions"), &headers, &router_request);
+        assert_eq!(
+            (a.status, r.status),
+            (200, 200),
+            "{} / {}",
+            a.text(),
+            r.text()
+        );
+        assert_eq!(
+            a.header("x-aipipe-model"),
+            r.header("x-aipipe-model"),
+            "the router body is routed differently with the router model (complexity {:?} vs {:?}): choose another",
+            a.header("x-aipipe-complexity"),
+            r.header("x-aipipe-complexity")
+        );
+        assert_ne!(
+            a.header("x-aipipe-complexity"),
+            r.header("x-aipipe-complexity"),
+            "the router model did not score the request"
+        );
+        router_model = r.header("x-aipipe-model").unwrap_or("?").to_owned();
+    }
+    println!(
+        "\nthe router model (R: Wasm, M: native) vs the heuristic alone (B, N), one ~1 KB body both route to {router_model}; c=1"
+    );
+    let router_added = added_p50(
+        filtered.port,
+        (router_wasm.port, 'R'),
+        &router_script,
+        pairs,
+        seconds,
+    );
+    let native_router_added = added_p50(
+        native.port,
+        (router_native.port, 'M'),
+        &router_script,
+        pairs,
+        seconds,
+    );
+    println!("Envoy CPU µs/request at c={connections}: B R N M");
+    let router_envoys = [&filtered, &router_wasm, &native, &router_native];
+    let mut router_cpu: [Vec<f64>; 4] = Default::default();
+    for round in 0..pairs {
+        let mut us = [0.0f64; 4];
+        for k in 0..4 {
+            let i = (k + round as usize) % 4;
+            us[i] = wrk_cpu(router_envoys[i], &router_script, connections, seconds).1;
+        }
+        println!(
+            "{round:>5} {:.1} {:.1} {:.1} {:.1}",
+            us[0], us[1], us[2], us[3]
+        );
+        for (v, u) in router_cpu.iter_mut().zip(us) {
+            v.push(u);
+        }
+    }
+    let router_cpu = router_cpu.map(median);
+    drop(router_native);
+
     // The tenant as production finds it: in the tenant directory the control
     // plane pushes (two shared-data reads per request), not in a bootstrap
     // table. Same 1 KB request at concurrency 1, interleaved with B.
     println!(
-        "\ntenant in the directory (D: pushed by a control plane) vs in the bootstrap table (B), c=1, 1 KB"
+        "\ntenant in the directory (D: pushed by a control plane) vs in the bootstrap table (R: with the router model as D has it), c=1, the router body"
     );
     let cp = ControlPlane::start();
     track(cp.process.pid());
@@ -900,14 +1000,27 @@ fn main() {
         ok
     });
     assert!(ready, "the directory Envoy never served the bench tenant");
+    // The control plane ships the router model too: D against R, on the
+    // body both route alike.
+    let d = post_json(
+        &directory.url("/v1/chat/completions"),
+        &headers,
+        &router_request,
+    );
+    assert_eq!(
+        d.header("x-aipipe-model"),
+        Some(router_model.as_str()),
+        "the directory Envoy routes the router body elsewhere"
+    );
     let directory_added = added_p50(
-        filtered.port,
+        router_wasm.port,
         (directory.port, 'D'),
-        &script,
+        &router_script,
         pairs,
         seconds,
     );
     drop(directory);
+    drop(router_wasm);
     drop(cp);
 
     // Budgets and rate limits on the request path: the same tenant with a
@@ -1108,6 +1221,14 @@ fn main() {
         "bench: native_cache_hit_p50_us {:.1}",
         percentile(&native_hits, 50.0)
     );
+    println!("bench: router_added_p50_us_1k {:.1}", median(router_added));
+    println!(
+        "bench: native_router_added_p50_us_1k {:.1}",
+        median(native_router_added)
+    );
+    let [b_cpu, r_cpu, n_cpu, m_cpu] = router_cpu;
+    println!("bench: router_added_cpu_us_1k {:.1}", r_cpu - b_cpu);
+    println!("bench: native_router_added_cpu_us_1k {:.1}", m_cpu - n_cpu);
     println!(
         "bench: directory_lookup_added_p50_us {:.1}",
         median(directory_added)
