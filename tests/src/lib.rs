@@ -325,22 +325,73 @@ pub fn percentile(v: &[f64], p: f64) -> f64 {
     v.get(i.min(last)).copied().unwrap_or(f64::NAN)
 }
 
-/// USD of one request on each routing tier's model with the default catalog
-/// and OpenAI + Anthropic keys (gpt-4o-mini, gpt-4o, claude-sonnet-4-5), for
-/// its prompt and the selection's expected 400 answer tokens: what the
-/// routing report's and the trainer's estimated saving count.
-pub fn tier_costs(input_tokens: u64) -> [f64; 3] {
-    let models = aipipe_core::catalog::default_models();
-    let price = |id: &str| {
-        models.iter().find(|m| m.id == id).map_or(0.0, |m| {
-            (input_tokens as f64 * m.input_per_mtok + 400.0 * m.output_per_mtok) / 1e6
+/// What routing picks, priced: the default catalog and selection with
+/// OpenAI + Anthropic keys (filter/README.md, "Model selection"), ranked by
+/// the filter's own `select::rank`. The routing report's and the trainer's
+/// estimated saving count each request at the model picked for the
+/// complexity (and task category) it was routed with, and "frontier-only"
+/// at the model picked at complexity 1: so the saving follows the catalog
+/// (today claude-sonnet-5-5 takes the frontier band and the top of the mid
+/// band, gpt-4o-mini the rest) instead of a hard-coded model per tier.
+pub struct Pricing {
+    table: aipipe_core::table::Table,
+}
+
+impl Pricing {
+    /// The default table with one OpenAI and one Anthropic key.
+    pub fn openai_anthropic() -> Result<Self, String> {
+        use aipipe_core::table::{RoutingTable, Table, Tenant};
+        let table = Table::compile(RoutingTable {
+            tenants: vec![Tenant {
+                id: "pricing".into(),
+                disabled: false,
+                pass_through: true,
+                virtual_key_hashes: vec![hex_hash("pricing")],
+                provider_keys: [("openai", "sk-o"), ("anthropic", "sk-a")]
+                    .iter()
+                    .map(|(p, k)| ((*p).to_owned(), (*k).to_owned()))
+                    .collect(),
+                limits: Default::default(),
+                policy: Default::default(),
+            }],
+            ..RoutingTable::default()
         })
-    };
-    [
-        price("gpt-4o-mini"),
-        price("gpt-4o"),
-        price("claude-sonnet-4-5"),
-    ]
+        .map_err(|e| format!("the default table does not compile: {e:?}"))?;
+        Ok(Self { table })
+    }
+
+    /// The model routing picks for a plain text request of `input_tokens`
+    /// at `complexity` (the selection's expected 400 answer tokens), and its
+    /// expected USD; `None` when nothing can take it.
+    pub fn pick(
+        &self,
+        input_tokens: u64,
+        complexity: f64,
+        category: Option<aipipe_core::classify::Category>,
+    ) -> Option<(&str, f64)> {
+        let needs = aipipe_core::select::Needs {
+            input_tokens,
+            category,
+            ..Default::default()
+        };
+        let account = self.table.accounts().first()?;
+        let best = *aipipe_core::select::rank(&self.table, account, &needs, complexity)
+            .ok()?
+            .first()?;
+        let model = self.table.models.get(best.model.0)?;
+        Some((model.id.as_str(), best.raw_cost))
+    }
+
+    /// USD of the pick (0 when nothing can take it).
+    pub fn cost(
+        &self,
+        input_tokens: u64,
+        complexity: f64,
+        category: Option<aipipe_core::classify::Category>,
+    ) -> f64 {
+        self.pick(input_tokens, complexity, category)
+            .map_or(0.0, |(_, c)| c)
+    }
 }
 
 /// Polls `f` until it returns `Some`, for at most `patience`.

@@ -517,7 +517,15 @@ struct Side {
 }
 
 impl Side {
-    fn add(&mut self, want: Tier3, got: Tier3, cat: Option<(Category, Category)>, costs: [f64; 3]) {
+    /// One request routed to `got`, costing `cost` there and `frontier_cost`
+    /// at the frontier-only baseline (USD, `aipipe_tests::Pricing`).
+    fn add(
+        &mut self,
+        want: Tier3,
+        got: Tier3,
+        cat: Option<(Category, Category)>,
+        (cost, frontier_cost): (f64, f64),
+    ) {
         self.n += 1;
         self.tier_ok += usize::from(want == got);
         if let Some((w, g)) = cat {
@@ -539,8 +547,8 @@ impl Side {
         {
             *c += 1;
         }
-        self.cost += costs.get(got.index()).copied().unwrap_or(0.0);
-        self.frontier_cost += costs[2];
+        self.cost += cost;
+        self.frontier_cost += frontier_cost;
     }
 }
 
@@ -554,20 +562,49 @@ fn side_by_side(items: &[Item], split: &str, version: Option<u32>) {
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     let (mut old, mut new, mut perfect) = (Side::default(), Side::default(), Side::default());
+    // Each request priced at what routing picks for the complexity it was
+    // routed with; "every tier right" as a router certain of the right tier
+    // (`complexity_of` of a one-hot: the cheap band's floor, the mid band's
+    // middle, 1.0).
+    let pricing = match aipipe_tests::Pricing::openai_anthropic() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("routing-report: {e}");
+            std::process::exit(1);
+        }
+    };
     for item in &test {
         let Some(want) = Tier3::of_band(&item.band) else {
             continue;
         };
-        let costs = aipipe_tests::tier_costs(item.score.input_tokens);
-        perfect.add(want, want, None, costs);
+        let tokens = item.score.input_tokens;
+        let at = |c: f64, cat: Option<Category>| {
+            (
+                pricing.cost(tokens, c, cat),
+                pricing.cost(tokens, 1.0, None),
+            )
+        };
+        let certain = {
+            let mut p = [0.0; 3];
+            if let Some(x) = p.get_mut(want.index()) {
+                *x = 1.0;
+            }
+            classify::complexity_of(want, &p)
+        };
+        perfect.add(want, want, None, at(certain, None));
         old.add(
             want,
             Tier3::of_complexity(item.score.complexity),
             None,
-            costs,
+            at(item.score.complexity, None),
         );
         if let Some(p) = item.prediction {
-            new.add(want, p.tier, item.category.map(|c| (c, p.category)), costs);
+            new.add(
+                want,
+                p.tier,
+                item.category.map(|c| (c, p.category)),
+                at(p.complexity, Some(p.category)),
+            );
         }
     }
     let r = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
