@@ -394,6 +394,33 @@ impl Pricing {
     }
 }
 
+#[cfg(test)]
+mod pricing_tests {
+    use super::Pricing;
+
+    /// The picks filter/README.md ("Model selection") states for the
+    /// default catalog with OpenAI + Anthropic keys: gpt-4o-mini below the
+    /// middle of the mid band, claude-sonnet-5-5 from its top on.
+    #[test]
+    fn pricing_picks_what_the_selection_table_says() {
+        let Ok(p) = Pricing::openai_anthropic() else {
+            panic!("the default table does not compile")
+        };
+        for tokens in [30, 500, 20_000] {
+            let model = |c: f64| p.pick(tokens, c, None).map(|(m, _)| m.to_owned());
+            assert_eq!(model(0.30).as_deref(), Some("gpt-4o-mini"), "{tokens}");
+            assert_eq!(model(0.62).as_deref(), Some("gpt-4o-mini"), "{tokens}");
+            assert_eq!(
+                model(0.68).as_deref(),
+                Some("claude-sonnet-5-5"),
+                "{tokens}"
+            );
+            assert_eq!(model(1.0).as_deref(), Some("claude-sonnet-5-5"), "{tokens}");
+            assert!(p.cost(tokens, 1.0, None) > 5.0 * p.cost(tokens, 0.30, None));
+        }
+    }
+}
+
 /// Polls `f` until it returns `Some`, for at most `patience`.
 pub fn eventually<T>(patience: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + patience;
