@@ -593,11 +593,12 @@ impl Eval {
 #[derive(Clone, Copy, Debug)]
 enum Objective {
     /// Tier + category accuracy + saving, minus 10 × the pooled
-    /// out-of-fold under-routing above `cap` (`--objective sum`; until
-    /// issue #14's third round).
+    /// out-of-fold under-routing above `cap` (`--objective sum`, the
+    /// default: what chose the shipped model).
     Sum { cap: f64 },
     /// Tier + category accuracy, among the offsets whose out-of-fold
-    /// under-routing is at most `cap` in every fold (`per_fold`) or pooled,
+    /// under-routing is at most `cap` in every fold (`per_fold`,
+    /// `--objective per-fold`) or pooled (`--objective accuracy`),
     /// and whose saving meets SAVING_GOAL; the least violation when none
     /// does.
     Accuracy { cap: f64, per_fold: bool },
@@ -607,15 +608,19 @@ impl Objective {
     fn from_args() -> Self {
         let cap = arg("--cap").unwrap_or(UNDER_ROUTING_CAP);
         match arg::<String>("--objective").as_deref() {
-            Some("sum") => Objective::Sum { cap },
+            None | Some("sum") => Objective::Sum { cap },
+            Some("accuracy") => Objective::Accuracy {
+                cap,
+                per_fold: false,
+            },
             Some("per-fold") => Objective::Accuracy {
                 cap,
                 per_fold: true,
             },
-            _ => Objective::Accuracy {
-                cap,
-                per_fold: false,
-            },
+            Some(other) => {
+                eprintln!("train-router: --objective {other}: expected sum, accuracy or per-fold");
+                std::process::exit(2);
+            }
         }
     }
 }
