@@ -848,26 +848,34 @@ fn main() {
     }
 
     println!("\nlatency at concurrency 1 (1 KB body)");
+    // Each Envoy's CPU per request at c=1 too: one request at a time costs
+    // more CPU than under load (tests/README.md, "The latest numbers"), and
+    // the added latency follows the CPU at c=1, not at c=32.
     println!(
-        "{:>4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "{:>4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}   Envoy CPU µs/request A N B",
         "pair", "A p50 µs", "N p50 µs", "B p50 µs", "A p99 µs", "N p99 µs", "B p99 µs"
     );
     let script = write_script(&dir, "lat", &chat_body(1024));
     let (mut p50, mut p99) = (Vec::new(), Vec::new());
     let (mut native_p50, mut native_p99) = (Vec::new(), Vec::new());
+    let mut c1_cpu: [Vec<f64>; 3] = Default::default();
     for pair in 0..pairs {
-        let a = wrk(plain.port, &script, 1, seconds);
-        let n = wrk(native.port, &script, 1, seconds);
-        let b = wrk(filtered.port, &script, 1, seconds);
+        let (a, a_cpu) = wrk_cpu(&plain, &script, 1, seconds);
+        let (n, n_cpu) = wrk_cpu(&native, &script, 1, seconds);
+        let (b, b_cpu) = wrk_cpu(&filtered, &script, 1, seconds);
         println!(
-            "{pair:>4} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}",
+            "{pair:>4} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1} {:>10.1}   {a_cpu:.1} {n_cpu:.1} {b_cpu:.1}",
             a.p50_us, n.p50_us, b.p50_us, a.p99_us, n.p99_us, b.p99_us
         );
         p50.push(b.p50_us - a.p50_us);
         p99.push(b.p99_us - a.p99_us);
         native_p50.push(n.p50_us - a.p50_us);
         native_p99.push(n.p99_us - a.p99_us);
+        for (v, c) in c1_cpu.iter_mut().zip([a_cpu, n_cpu, b_cpu]) {
+            v.push(c);
+        }
     }
+    let c1_cpu = c1_cpu.map(median);
     if latency_only {
         let f = wrk(buffered.port, &script, 1, seconds);
         println!(
@@ -876,6 +884,8 @@ fn main() {
             median(p50),
             f.p50_us - wrk(plain.port, &script, 1, seconds).p50_us
         );
+        let [a, n, b] = c1_cpu;
+        println!("Envoy CPU per request at c=1: plain {a:.1} µs, native {n:.1} µs, wasm {b:.1} µs");
         return;
     }
     drop(buffered);
@@ -1214,6 +1224,9 @@ fn main() {
         }
         println!("bench: native_cpu_ratio_{size} {:.3}", a / n);
         println!("bench: wasm_cpu_ratio_{size} {:.3}", a / b);
+    }
+    for (who, v) in ["plain", "native", "wasm"].iter().zip(c1_cpu) {
+        println!("bench: cpu_us_per_request_c1_{who}_1k {v:.1}");
     }
     println!("bench: native_added_p50_us_1k {:.1}", median(native_p50));
     println!("bench: native_added_p99_us_1k {:.1}", median(native_p99));
