@@ -360,6 +360,12 @@ impl Pricing {
         Ok(Self { table })
     }
 
+    /// The table it prices with (default catalog, OpenAI + Anthropic keys):
+    /// also what the routing report scores and explains with.
+    pub fn table(&self) -> &aipipe_core::table::Table {
+        &self.table
+    }
+
     /// The model routing picks for a plain text request of `input_tokens`
     /// at `complexity` (the selection's expected 400 answer tokens), and its
     /// expected USD; `None` when nothing can take it.

@@ -27,7 +27,6 @@ use std::fs;
 use aipipe_core::classify::{self, Category, Prediction, Tier as Tier3};
 use aipipe_core::request::ChatRequest;
 use aipipe_core::score::{Scorer, ScoringConfig};
-use aipipe_core::table::{RoutingTable, Table, Tenant, hex_hash};
 use aipipe_core::words::{self, CategoryWeights};
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -304,27 +303,15 @@ fn main() {
     };
 
     // The setting (filter/README.md, "Model selection"): default catalog,
-    // OpenAI + Anthropic keys.
-    let table = match Table::compile(RoutingTable {
-        tenants: vec![Tenant {
-            id: "report".into(),
-            disabled: false,
-            pass_through: true,
-            virtual_key_hashes: vec![hex_hash("report")],
-            provider_keys: [("openai", "k"), ("anthropic", "k")]
-                .map(|(p, k)| (p.to_owned(), k.to_owned()))
-                .into(),
-            limits: Default::default(),
-            policy: Default::default(),
-        }],
-        ..RoutingTable::default()
-    }) {
-        Ok(t) => t,
+    // OpenAI + Anthropic keys; the saving below is priced on the same table.
+    let pricing = match aipipe_tests::Pricing::openai_anthropic() {
+        Ok(p) => p,
         Err(e) => {
-            eprintln!("routing-report: default table is invalid: {e}");
+            eprintln!("routing-report: {e}");
             std::process::exit(1);
         }
     };
+    let table = pricing.table();
 
     let mut files: Vec<_> = fs::read_dir(&dir)
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
@@ -364,7 +351,7 @@ fn main() {
                 ));
             }
             let explained =
-                aipipe_core::route::explain(&table, &table.accounts()[0], body.as_bytes());
+                aipipe_core::route::explain(table, &table.accounts()[0], body.as_bytes());
             let model = explained
                 .ok()
                 .and_then(|e| e.choice)
@@ -448,8 +435,8 @@ fn main() {
         println!("  {band:<9} {model:<20} {n}");
     }
     let version = router.as_ref().map(|m| m.version);
-    side_by_side(&items, "test", version);
-    side_by_side(&items, HOLDOUT_STEMS, version);
+    side_by_side(&items, "test", version, &pricing);
+    side_by_side(&items, HOLDOUT_STEMS, version, &pricing);
     if verbose {
         println!("\nmisses (band or tier wrong):");
         for (item, split, tier_ok) in misses {
@@ -554,7 +541,12 @@ impl Side {
 
 /// The heuristic and the model side by side on one corpus split (`test`, or
 /// the held-out stems).
-fn side_by_side(items: &[Item], split: &str, version: Option<u32>) {
+fn side_by_side(
+    items: &[Item],
+    split: &str,
+    version: Option<u32>,
+    pricing: &aipipe_tests::Pricing,
+) {
     let test: Vec<&Item> = items.iter().filter(|i| i.split == split).collect();
     let stems = test
         .iter()
@@ -566,13 +558,6 @@ fn side_by_side(items: &[Item], split: &str, version: Option<u32>) {
     // routed with; "every tier right" as a router certain of the right tier
     // (`complexity_of` of a one-hot: the cheap band's floor, the mid band's
     // middle, 1.0).
-    let pricing = match aipipe_tests::Pricing::openai_anthropic() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("routing-report: {e}");
-            std::process::exit(1);
-        }
-    };
     for item in &test {
         let Some(want) = Tier3::of_band(&item.band) else {
             continue;
