@@ -211,12 +211,9 @@ fn load(cfg: &FeatureConfig) -> Result<(Vec<Row>, u64, usize), String> {
                 .chars()
                 .take(150)
                 .collect();
-            let steps = match by_tokens.get(&score.input_tokens) {
-                Some(s) => s,
-                None => by_tokens
-                    .entry(score.input_tokens)
-                    .or_insert_with(|| cost_steps(&pricing, score.input_tokens)),
-            };
+            let steps = by_tokens
+                .entry(score.input_tokens)
+                .or_insert_with(|| cost_steps(&pricing, score.input_tokens));
             rows.push(Row {
                 cost_steps: steps.clone(),
                 frontier_cost: pricing.cost(score.input_tokens, 1.0, None),
