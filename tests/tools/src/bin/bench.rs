@@ -213,6 +213,27 @@ fn wrk_cpu(envoy: &Envoy, script: &std::path::Path, connections: u64, seconds: u
     (run, per)
 }
 
+/// One round of throughput runs over four Envoys: requests per second and
+/// Envoy CPU µs per request of each, in `envoys`' order. Each round starts
+/// with another Envoy, so none always runs first (or last) on a machine
+/// whose speed drifts.
+fn rotated_round(
+    envoys: [&Envoy; 4],
+    script: &std::path::Path,
+    connections: u64,
+    seconds: u64,
+    round: u64,
+) -> ([f64; 4], [f64; 4]) {
+    let (mut rps, mut us) = ([0.0f64; 4], [0.0f64; 4]);
+    for k in 0..4 {
+        let i = (k + round as usize) % 4;
+        let (run, per) = wrk_cpu(envoys[i], script, connections, seconds);
+        rps[i] = run.rps;
+        us[i] = per;
+    }
+    (rps, us)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -813,16 +834,7 @@ fn main() {
         let (mut f_r, mut n_r, mut b_r) = (Vec::new(), Vec::new(), Vec::new());
         let mut cpu: [Vec<f64>; 4] = Default::default();
         for round in 0..pairs {
-            // Each round starts with another Envoy, so none always runs
-            // first (or last) on a machine whose speed drifts.
-            let mut rps = [0.0f64; 4];
-            let mut us = [0.0f64; 4];
-            for k in 0..4 {
-                let i = (k + round as usize) % 4;
-                let (run, per) = wrk_cpu(envoys[i], &script, connections, seconds);
-                rps[i] = run.rps;
-                us[i] = per;
-            }
+            let (rps, us) = rotated_round(envoys, &script, connections, seconds, round);
             let [a, f, n, b] = rps;
             println!(
                 "{name:<5} {round:>5} {a:>10.0} {f:>10.0} {n:>10.0} {b:>10.0} {:>7.3} {:>7.3} {:>7.3}   {:.1} {:.1} {:.1} {:.1}",
@@ -955,11 +967,7 @@ fn main() {
     let router_envoys = [&filtered, &router_wasm, &native, &router_native];
     let mut router_cpu: [Vec<f64>; 4] = Default::default();
     for round in 0..pairs {
-        let mut us = [0.0f64; 4];
-        for k in 0..4 {
-            let i = (k + round as usize) % 4;
-            us[i] = wrk_cpu(router_envoys[i], &router_script, connections, seconds).1;
-        }
+        let (_, us) = rotated_round(router_envoys, &router_script, connections, seconds, round);
         println!(
             "{round:>5} {:.1} {:.1} {:.1} {:.1}",
             us[0], us[1], us[2], us[3]
