@@ -639,9 +639,9 @@ async fn a_running_eval_writes_its_heartbeat_and_is_abandoned_once_failed_elsewh
     assert_eq!(other.fail_interrupted_evals(1_200).await.unwrap(), 0);
     assert_eq!(other.fail_interrupted_evals(0).await.unwrap(), 1);
     // At its next heartbeat (every 200 ms) the runner learns it and drops
-    // its calls. Fifteen heartbeats' time: on a loaded machine (the whole
-    // suite on two cores) three were once not enough for the runtime to
-    // get to one.
+    // its calls; a waiting call must not take the permits the aborted ones
+    // hand back (a fifth call once went out that way, under the whole suite
+    // on two cores). Fifteen heartbeats' time.
     tokio::time::sleep(Duration::from_millis(3_000)).await;
     release.send_replace(true);
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -7,7 +7,7 @@
 //! An answer from another model than the one named (the filter failed over)
 //! is an error of that call, not a pass or fail of the model.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -182,28 +182,36 @@ impl Runner {
             .into();
         let url = format!("{}/v1/chat/completions", self.gateway_url());
         let per_eval = Arc::new(Semaphore::new(PER_EVAL));
-        let mut set = tokio::task::JoinSet::new();
+        let mut calls = Calls {
+            set: tokio::task::JoinSet::new(),
+            abandoned: Arc::new(AtomicBool::new(false)),
+        };
         for ti in 0..suite.tasks.len() {
             for mi in 0..suite.models.len() {
                 let (suite, key, agent, url) =
                     (suite.clone(), key.clone(), agent.clone(), url.clone());
                 let (mine, all) = (per_eval.clone(), self.in_flight.clone());
-                set.spawn(async move {
+                let abandoned = calls.abandoned.clone();
+                calls.set.spawn(async move {
                     let _mine = mine.acquire_owned().await;
                     let _all = all.acquire_owned().await;
+                    if abandoned.load(Ordering::SeqCst) {
+                        return None;
+                    }
                     let r = tokio::task::spawn_blocking(move || {
                         one(&agent, &url, &key, &suite, ti, mi)
                     })
                     .await;
-                    (ti, mi, r)
+                    Some((ti, mi, r))
                 });
             }
         }
         let mut results: Vec<(usize, usize, TaskResult)> = Vec::new();
-        while let Some(joined) = set.join_next().await {
+        while let Some(joined) = calls.set.join_next().await {
             match joined {
-                Ok((ti, mi, Ok(r))) => results.push((ti, mi, r)),
-                Ok((ti, mi, Err(e))) => {
+                Ok(None) => {}
+                Ok(Some((ti, mi, Ok(r)))) => results.push((ti, mi, r)),
+                Ok(Some((ti, mi, Err(e)))) => {
                     tracing::warn!("an eval call's task failed: {e}");
                     if let (Some(t), Some(m)) = (suite.tasks.get(ti), suite.models.get(mi)) {
                         results.push((ti, mi, errored(t, m, None, "internal error".into())));
@@ -218,6 +226,25 @@ impl Runner {
             summary: summarise(&suite.models, &results),
             results,
         }
+    }
+}
+
+/// One call's task, model and result (None: abandoned before it went out).
+type Call = (usize, usize, Result<TaskResult, tokio::task::JoinError>);
+
+/// An eval's calls in flight. Dropped (the run abandoned: its eval was
+/// failed elsewhere), it marks them abandoned before it aborts them: an
+/// aborted call hands its permits back at once, and a call waiting for one
+/// could otherwise take it and go out before its own abort lands.
+struct Calls {
+    set: tokio::task::JoinSet<Option<Call>>,
+    abandoned: Arc<AtomicBool>,
+}
+
+impl Drop for Calls {
+    fn drop(&mut self) {
+        self.abandoned.store(true, Ordering::SeqCst);
+        self.set.abort_all();
     }
 }
 
