@@ -114,3 +114,61 @@ fn sigterm_to_envoy_graceful_loses_no_usage_record() {
     let requests = tenant_stats(&cp, "acme")["totals"]["requests"].as_u64();
     assert_eq!(requests, Some(50), "records lost or counted twice");
 }
+
+/// A worker holds usage records while its streams go on (the Wasm build
+/// sends them to the singleton as one message when none is in flight:
+/// `aipipe_core::flow::batch`), but not for long: with a slow stream open on
+/// Envoy's only worker, a plain request's record reaches the control plane
+/// while the stream still runs.
+#[test]
+fn a_record_is_shipped_while_the_worker_serves_a_long_stream() {
+    let cp = ControlPlane::start();
+    let mock = Mock::start();
+    let envoy = Envoy::start_rendered_with(
+        "demo.yaml",
+        mock.port,
+        Some("{}".into()),
+        true,
+        Some((cp.internal_port, cp.internal_token.clone())),
+        1,
+    );
+    let key = tenant_with_own_keys(&cp, "acme", &["openai", "anthropic"]);
+    assert_eventually!(
+        Duration::from_secs(20),
+        chat_as(&envoy, &key, &common::chat("gpt-4o-mini", "hi")).status == 200,
+        "the tenant never worked"
+    );
+    assert_eventually!(
+        Duration::from_secs(10),
+        tenant_stats(&cp, "acme")["totals"]["requests"].as_u64() == Some(1),
+        "the first record never arrived"
+    );
+    // About 14 events 600 ms apart: the stream runs for some 8 s.
+    mock.fault(json!({"provider": "openai", "stream_chunk_delay_ms": 600}));
+    let url = envoy.url("/v1/chat/completions");
+    let auth = format!("Bearer {key}");
+    let stream = std::thread::spawn(move || {
+        let body = json!({"model": "gpt-4o-mini", "stream": true,
+            "messages": [{"role": "user", "content": "tell me a long story"}]});
+        stream_lines(&url, &[("authorization", &auth)], &body).0
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let r = chat_as(
+        &envoy,
+        &key,
+        &common::chat("gpt-4o-mini", "while it streams"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eventually!(
+        Duration::from_secs(4),
+        tenant_stats(&cp, "acme")["totals"]["requests"].as_u64() == Some(2),
+        "the plain request's record was held while the stream ran"
+    );
+    assert!(!stream.is_finished(), "the stream ended too soon to tell");
+    assert_eq!(stream.join().ok(), Some(200));
+    assert_eventually!(
+        Duration::from_secs(10),
+        tenant_stats(&cp, "acme")["totals"]["requests"].as_u64() == Some(3),
+        "the stream's record never arrived"
+    );
+}

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use aipipe_core::contract::USAGE_QUEUE;
+use aipipe_core::flow::batch::UsageBatch;
 use aipipe_core::flow::{Host, HostError, MetricKind};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, MetricType, Status};
@@ -31,7 +32,16 @@ pub struct WasmHost {
     /// runs its stats tag regexes over a name each time it is defined, and
     /// the flow asks for six members a request.
     members: RefCell<HashMap<String, u32>>,
+    /// Usage records not yet on the queue: sent as one message when no
+    /// stream is in flight on this worker, when the batch is full, or on
+    /// the worker's tick (`aipipe_core::flow::batch`).
+    usage: RefCell<UsageBatch>,
+    /// Streams this worker's filter has begun and not yet logged.
+    in_flight: Cell<u32>,
 }
+
+/// How often a worker sends records held while its streams go on.
+pub const USAGE_FLUSH: Duration = Duration::from_millis(250);
 
 /// Members remembered per VM; past this (a catalog of thousands of models)
 /// the cache starts again, and a name defined again keeps its id.
@@ -49,6 +59,42 @@ impl WasmHost {
             usage_queue_misses: Cell::new(0),
             families: RefCell::new(Vec::new()),
             members: RefCell::new(HashMap::new()),
+            usage: RefCell::new(UsageBatch::default()),
+            in_flight: Cell::new(0),
+        }
+    }
+
+    /// A stream through the filter began on this worker.
+    pub fn stream_began(&self) {
+        self.in_flight.set(self.in_flight.get().saturating_add(1));
+    }
+
+    /// A stream through the filter was logged (its record, if any, is
+    /// held); the last one in flight sends what is held.
+    pub fn stream_logged(&self) {
+        let left = self.in_flight.get().saturating_sub(1);
+        self.in_flight.set(left);
+        if left == 0 {
+            self.flush_usage();
+        }
+    }
+
+    /// A stream left without being logged (no record of its own to send).
+    pub fn stream_ended_unlogged(&self) {
+        self.in_flight.set(self.in_flight.get().saturating_sub(1));
+    }
+
+    /// Puts the held records on the usage queue as one message.
+    pub fn flush_usage(&self) {
+        let Some(message) = self.usage.borrow_mut().take() else {
+            return;
+        };
+        let sent = self
+            .usage_queue()
+            .ok_or(Status::NotFound)
+            .and_then(|q| hostcalls::enqueue_shared_queue(q, Some(&message)));
+        if let Err(s) = sent {
+            log::debug!("usage records not queued: {s:?}");
         }
     }
 
@@ -200,10 +246,14 @@ impl Host for WasmHost {
     }
 
     fn enqueue_usage(&self, record: &[u8]) -> Result<(), HostError> {
-        let queue = self
-            .usage_queue()
+        // Without a singleton there is nowhere to send it: do not hold it.
+        self.usage_queue()
             .ok_or_else(|| HostError::Refused("no usage queue (no singleton)".into()))?;
-        hostcalls::enqueue_shared_queue(queue, Some(record)).map_err(refused)
+        let full = self.usage.borrow_mut().push(record);
+        if full {
+            self.flush_usage();
+        }
+        Ok(())
     }
 
     fn define_metric(&self, kind: MetricKind, name: &str) -> Option<u32> {

@@ -9,12 +9,12 @@ use std::rc::Rc;
 
 use aipipe_core::config::{Config, SingletonConfig};
 use aipipe_core::contract::{SINGLETON_ROOT_ID, UPSTREAM_ROOT_ID, USAGE_QUEUE};
-use aipipe_core::flow::{Action, Filter, Request, Singleton};
+use aipipe_core::flow::{Action, Filter, Request, Singleton, batch};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{self, ContextType};
 
-use crate::host::WasmHost;
+use crate::host::{USAGE_FLUSH, WasmHost};
 use crate::upstream::Upstream;
 
 /// What this root context turned out to be once configured.
@@ -67,17 +67,21 @@ impl RootContext for Root {
         } = &mut self.role
             && *queue == Some(queue_id)
         {
-            let records = std::iter::from_fn(|| hostcalls::dequeue_shared_queue(queue_id).ok()?);
+            // Each message is one worker's batch of records.
+            let messages = std::iter::from_fn(|| hostcalls::dequeue_shared_queue(queue_id).ok()?);
+            let records =
+                messages.flat_map(|m| batch::records(&m).map(<[u8]>::to_vec).collect::<Vec<_>>());
             singleton.take_records(host, records);
         }
     }
 
     fn on_tick(&mut self) {
-        if let Role::Singleton {
-            singleton, host, ..
-        } = &mut self.role
-        {
-            singleton.poll(host);
+        match &mut self.role {
+            Role::Singleton {
+                singleton, host, ..
+            } => singleton.poll(host),
+            Role::Filter { host, .. } => host.flush_usage(),
+            Role::Unconfigured | Role::Upstream => {}
         }
     }
 
@@ -125,6 +129,11 @@ impl RootContext for Root {
             Ok(config) => {
                 let host = Rc::new(WasmHost::new());
                 let filter = Filter::new(config, host.as_ref());
+                // Each worker's tick sends the usage records it holds.
+                if let Err(s) = hostcalls::set_tick_period(USAGE_FLUSH) {
+                    log::error!("cannot set the usage flush tick: {s:?}");
+                    return false;
+                }
                 log::info!(
                     "configured (bootstrap table version {})",
                     filter
@@ -143,10 +152,14 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         match &self.role {
-            Role::Filter { filter, host } => Some(Box::new(Http {
-                request: filter.request(),
-                host: host.clone(),
-            })),
+            Role::Filter { filter, host } => {
+                host.stream_began();
+                Some(Box::new(Http {
+                    request: filter.request(),
+                    host: host.clone(),
+                    logged: false,
+                }))
+            }
             Role::Upstream => Some(Box::new(Upstream::default())),
             Role::Unconfigured | Role::Singleton { .. } => None,
         }
@@ -161,6 +174,18 @@ impl RootContext for Root {
 struct Http {
     request: Request,
     host: Rc<WasmHost>,
+    /// Whether `on_log` ran (the stream left the worker's in-flight count).
+    logged: bool,
+}
+
+impl Drop for Http {
+    // A stream Envoy ends without logging it still leaves the count (what
+    // it held goes with the next flush).
+    fn drop(&mut self) {
+        if !self.logged {
+            self.host.stream_ended_unlogged();
+        }
+    }
 }
 
 fn action(a: Action) -> types::Action {
@@ -222,5 +247,9 @@ impl HttpContext for Http {
 
     fn on_log(&mut self) {
         self.request.on_log(self.host.as_ref());
+        if !self.logged {
+            self.logged = true;
+            self.host.stream_logged();
+        }
     }
 }

@@ -18,6 +18,7 @@
 //! maps its callbacks onto [`Request`]'s `on_*` methods and does nothing
 //! else. The tests run the flow on a fake host.
 
+pub mod batch;
 mod budget;
 mod cache;
 mod failover;

@@ -679,6 +679,18 @@ fn start_envoy(
     config: Option<&str>,
     edit: impl Fn(String) -> String,
 ) -> Envoy {
+    start_envoy_with(build, upstream_port, config, None, edit)
+}
+
+/// As [`start_envoy`], with the singleton polling `control_plane` and
+/// shipping usage to it (its internal port and token).
+fn start_envoy_with(
+    build: FilterBuild,
+    upstream_port: u16,
+    config: Option<&str>,
+    control_plane: Option<&ControlPlane>,
+    edit: impl Fn(String) -> String,
+) -> Envoy {
     let (listener_port, admin_port) = (free_port(), free_port());
     let yaml = render_envoy_config_as(
         build,
@@ -689,10 +701,15 @@ fn start_envoy(
             upstream_port,
             plugin_config: config.map(str::to_owned),
             with_filter: config.is_some(),
-            control_plane: None,
+            control_plane: control_plane.map(|cp| (cp.internal_port, cp.internal_token.clone())),
         },
     );
-    let envoy = Envoy::start(&edit(yaml), listener_port, admin_port, 1);
+    let token = control_plane.map(|cp| cp.internal_token.as_str());
+    let env: Vec<(&str, &str)> = token
+        .map(|t| ("AIPIPE_INTERNAL_TOKEN", t))
+        .into_iter()
+        .collect();
+    let envoy = Envoy::start_with_env(&edit(yaml), listener_port, admin_port, 1, &env);
     track(envoy.process.pid());
     envoy
 }
@@ -709,6 +726,83 @@ fn with_buffer_filter(yaml: String) -> String {
         ),
         1,
     )
+}
+
+/// `--ab FILE`: this build of the filter (X) against another (Y: FILE, a
+/// filter.wasm or a native module, which says which build X is), on the 1 KB
+/// body: Envoy CPU per request at c=connections over rotated rounds of X, Y,
+/// X, Y, then added p50 at c=1. What a change to the filter's cost looks like
+/// without the whole bench: build Y from the change, copy it aside, run this.
+/// Both run as production does: the tenant in the directory a control plane
+/// pushes, and every request's usage record shipped to it by the singleton.
+fn ab(other: &str, upstream_port: u16, seconds: u64, pairs: u64, connections: u64) {
+    let build = if other.ends_with(".wasm") {
+        FilterBuild::Wasm
+    } else {
+        FilterBuild::Native
+    };
+    let cp = ControlPlane::start();
+    track(cp.process.pid());
+    let line = serde_json::json!({
+        "id": "bench",
+        "provider_keys": {"openai": "sk-bench-openai", "anthropic": "sk-bench-anthropic"},
+        "virtual_key_hashes": [aipipe_core::table::hex_hash(KEY)],
+    });
+    let r = cp.admin("POST", "/admin/tenants/import", Some(&line));
+    assert_eq!(r.status, 200, "bench tenant import: {}", r.text());
+    let config = plugin_config(&[], 4 * 1024 * 1024);
+    let mine = build.artifact().0.display().to_string();
+    let x = start_envoy_with(build, upstream_port, Some(&config), Some(&cp), |y| y);
+    let y = start_envoy_with(build, upstream_port, Some(&config), Some(&cp), |y| {
+        assert!(
+            y.contains(&mine),
+            "the rendered config does not load {mine}"
+        );
+        y.replace(&mine, other)
+    });
+    let dir = TempDir::new("bench-ab");
+    let body = chat_body(1024);
+    let request: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let headers = [
+        ("authorization", "Bearer vk-bench"),
+        ("host", "api.openai.com"),
+    ];
+    for e in [&x, &y] {
+        let ready = (0..200).any(|_| {
+            let ok = post_json(&e.url("/v1/chat/completions"), &headers, &request).status == 200;
+            if !ok {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            ok
+        });
+        assert!(
+            ready,
+            "an Envoy never served the bench tenant from the directory"
+        );
+    }
+    let script = write_script(&dir, "ab", &body);
+    for e in [&x, &y] {
+        wrk(e.port, &script, connections, 1);
+    }
+    println!("X = {mine}\nY = {other}\nEnvoy CPU µs/request at c={connections}, 1 KB: X Y X Y");
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for round in 0..pairs {
+        let (_, us) = rotated_round([&x, &y, &x, &y], &script, connections, seconds, round);
+        println!(
+            "{round:>5} {:.1} {:.1} {:.1} {:.1}",
+            us[0], us[1], us[2], us[3]
+        );
+        xs.extend([us[0], us[2]]);
+        ys.extend([us[1], us[3]]);
+    }
+    println!("c=1 p50, 1 KB (B = X)");
+    let added = added_p50(x.port, (y.port, 'Y'), &script, pairs, seconds);
+    println!(
+        "ab: cpu_us_per_request X {:.1} Y {:.1}; added p50 at c=1 Y - X {:.1} µs",
+        median(xs),
+        median(ys),
+        median(added)
+    );
 }
 
 /// What Envoy `other` (named by its letter) adds to the bench Envoy B's p50
@@ -762,6 +856,15 @@ fn main() {
         None,
     );
     track(mock.process.pid());
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(other) = args
+        .iter()
+        .position(|a| a == "--ab")
+        .and_then(|i| args.get(i + 1))
+    {
+        ab(other, mock.port, seconds, pairs, connections);
+        return;
+    }
     let plain = Envoy::start_rendered("demo.yaml", mock.port, None, false, 1);
     track(plain.process.pid());
     let filtered = Envoy::start_rendered("demo.yaml", mock.port, Some(config.clone()), true, 1);
