@@ -780,6 +780,12 @@ fn ab(other: &str, upstream_port: u16, seconds: u64, pairs: u64, connections: u6
             "an Envoy never served the bench tenant from the directory"
         );
     }
+    let r = post_json(&x.url("/v1/chat/completions"), &headers, &request);
+    println!(
+        "the 1 KB body goes to {} (complexity {})",
+        r.header("x-aipipe-model").unwrap_or("?"),
+        r.header("x-aipipe-complexity").unwrap_or("?")
+    );
     let script = write_script(&dir, "ab", &body);
     for e in [&x, &y] {
         wrk(e.port, &script, connections, 1);
