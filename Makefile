@@ -31,7 +31,7 @@ NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_p
 	--test control_plane --test rate_limits --test global_rate_limit --test budgets --test policy --test configs --test stop \
 	--test metrics --test tenant_routing --test evals
 
-.PHONY: all help demo demo-ha compose-env ways-tools test bench soak scale train-router routing-report fuzz wasm native native-probe bins tools lint unit integration clean dashboard-vendor
+.PHONY: all help demo demo-ha compose-env ways-tools test bench soak scale train-router routing-report fuzz wasm wasm-floor native native-probe bins tools lint unit integration clean dashboard-vendor
 
 all: wasm
 
@@ -194,7 +194,12 @@ compose-env:
 # server when PostgreSQL's binaries are installed (make .postgresql.stamp), its stats
 # over 1,000,000 records (10,000,000 at its ~3,000 records/s would take ~50 min).
 ## bench: throughput and latency against plain Envoy in the same run, then the control plane's
-bench: tools wasm native bins .wrk.stamp
+# The Wasm floor (tests/wasm-floor): a proxy-wasm filter that only holds and
+# reads the request body, which make bench measures beside the filter.
+wasm-floor: .wasm-target.stamp
+	$(CARGO) build --release --target wasm32-wasip1 -p aipipe-wasm-floor
+
+bench: tools wasm wasm-floor native bins .wrk.stamp
 	target/release/bench
 	target/release/aipipe-cp-bench
 	@if [ -n "$$AIPIPE_PG_BIN" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \

@@ -213,20 +213,20 @@ fn wrk_cpu(envoy: &Envoy, script: &std::path::Path, connections: u64, seconds: u
     (run, per)
 }
 
-/// One round of throughput runs over four Envoys: requests per second and
+/// One round of throughput runs over N Envoys: requests per second and
 /// Envoy CPU µs per request of each, in `envoys`' order. Each round starts
 /// with another Envoy, so none always runs first (or last) on a machine
 /// whose speed drifts.
-fn rotated_round(
-    envoys: [&Envoy; 4],
+fn rotated_round<const N: usize>(
+    envoys: [&Envoy; N],
     script: &std::path::Path,
     connections: u64,
     seconds: u64,
     round: u64,
-) -> ([f64; 4], [f64; 4]) {
-    let (mut rps, mut us) = ([0.0f64; 4], [0.0f64; 4]);
-    for k in 0..4 {
-        let i = (k + round as usize) % 4;
+) -> ([f64; N], [f64; N]) {
+    let (mut rps, mut us) = ([0.0f64; N], [0.0f64; N]);
+    for k in 0..N {
+        let i = (k + round as usize) % N;
         let (run, per) = wrk_cpu(envoys[i], script, connections, seconds);
         rps[i] = run.rps;
         us[i] = per;
@@ -811,6 +811,27 @@ fn ab(other: &str, upstream_port: u16, seconds: u64, pairs: u64, connections: u6
     );
 }
 
+/// Plain Envoy's filter chain with the Wasm floor (`tests/wasm-floor`) before
+/// the router: the least a body-routing proxy-wasm filter does, in V8.
+fn with_wasm_floor(yaml: String) -> String {
+    let router = "          - name: envoy.filters.http.router\n";
+    assert!(yaml.contains(router), "demo.yaml has no router filter");
+    let floor = aipipe_tests::repo_root().join("target/wasm32-wasip1/release/wasm_floor.wasm");
+    assert!(
+        floor.exists(),
+        "{} is missing: make wasm-floor (make bench builds it)",
+        floor.display()
+    );
+    yaml.replacen(
+        router,
+        &format!(
+            "          - name: wasm_floor\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n              config:\n                name: wasm_floor\n                vm_config:\n                  vm_id: wasm_floor\n                  runtime: envoy.wasm.runtime.v8\n                  code: {{ local: {{ filename: {} }} }}\n{router}",
+            floor.display()
+        ),
+        1,
+    )
+}
+
 /// What Envoy `other` (named by its letter) adds to the bench Envoy B's p50
 /// at concurrency 1, over `pairs` interleaved runs, each printed.
 fn added_p50(
@@ -877,6 +898,7 @@ fn main() {
     track(filtered.process.pid());
     let native = start_envoy(FilterBuild::Native, mock.port, Some(&config), |y| y);
     let buffered = start_envoy(FilterBuild::Wasm, mock.port, None, with_buffer_filter);
+    let floor = start_envoy(FilterBuild::Wasm, mock.port, None, with_wasm_floor);
 
     let dir = TempDir::new("bench");
     println!(
@@ -884,7 +906,8 @@ fn main() {
     );
     println!(
         "A = plain Envoy (same listener and clusters, no filter), F = plain Envoy + Envoy's buffer filter, \
-         N = Envoy + aipipe native build, B = Envoy + aipipe Wasm build\n"
+         N = Envoy + aipipe native build, B = Envoy + aipipe Wasm build, \
+         W = plain Envoy + the Wasm floor (a proxy-wasm filter that only holds and reads the request body)\n"
     );
 
     // Sanity: both answer, and the filter really routes.
@@ -898,14 +921,16 @@ fn main() {
     let b = post_json(&filtered.url("/v1/chat/completions"), &headers, &check_body);
     let n = post_json(&native.url("/v1/chat/completions"), &headers, &check_body);
     let f = post_json(&buffered.url("/v1/chat/completions"), &headers, &check_body);
+    let w = post_json(&floor.url("/v1/chat/completions"), &headers, &check_body);
     assert_eq!(
-        (a.status, b.status, n.status, f.status),
-        (200, 200, 200, 200),
-        "bench setup is broken: {} / {} / {} / {}",
+        (a.status, b.status, n.status, f.status, w.status),
+        (200, 200, 200, 200, 200),
+        "bench setup is broken: {} / {} / {} / {} / {}",
         a.text(),
         b.text(),
         n.text(),
-        f.text()
+        f.text(),
+        w.text()
     );
     assert_eq!(
         n.header("x-aipipe-model"),
@@ -919,16 +944,27 @@ fn main() {
     );
 
     println!(
-        "{:<5} {:>5} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7}   Envoy CPU µs/request A F N B",
-        "size", "round", "A req/s", "F req/s", "N req/s", "B req/s", "F/A", "N/A", "B/A",
+        "{:<5} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7} {:>7}   Envoy CPU µs/request A F N B W",
+        "size",
+        "round",
+        "A req/s",
+        "F req/s",
+        "N req/s",
+        "B req/s",
+        "W req/s",
+        "F/A",
+        "N/A",
+        "B/A",
+        "W/A",
     );
-    // Per size: the medians of the rounds' F/A, N/A and B/A, and of each
-    // Envoy's CPU per request.
+    // Per size: the medians of the rounds' F/A, N/A, B/A and W/A, and of
+    // each Envoy's CPU per request.
     let mut ratios = std::collections::BTreeMap::new();
     let mut native_ratios = std::collections::BTreeMap::new();
     let mut buffer_ratios = std::collections::BTreeMap::new();
+    let mut floor_ratios = std::collections::BTreeMap::new();
     let mut cpu_per_request = std::collections::BTreeMap::new();
-    let envoys = [&plain, &buffered, &native, &filtered];
+    let envoys = [&plain, &buffered, &native, &filtered, &floor];
     let ports = envoys.map(|e| e.port);
     // `--latency-only`: the c=1 latencies below and nothing else (a quick
     // A/B while working on the filter's cost).
@@ -936,28 +972,31 @@ fn main() {
     for (name, size) in sizes.into_iter().filter(|_| !latency_only) {
         let body = chat_body(size);
         let script = write_script(&dir, name, &body);
-        // Warm all four (VM JIT, connection pools).
+        // Warm them all (VM JIT, connection pools).
         for port in ports {
             wrk(port, &script, connections, 1);
         }
-        let (mut f_r, mut n_r, mut b_r) = (Vec::new(), Vec::new(), Vec::new());
-        let mut cpu: [Vec<f64>; 4] = Default::default();
+        let (mut f_r, mut n_r, mut b_r, mut w_r) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut cpu: [Vec<f64>; 5] = Default::default();
         for round in 0..pairs {
             let (rps, us) = rotated_round(envoys, &script, connections, seconds, round);
-            let [a, f, n, b] = rps;
+            let [a, f, n, b, w] = rps;
             println!(
-                "{name:<5} {round:>5} {a:>10.0} {f:>10.0} {n:>10.0} {b:>10.0} {:>7.3} {:>7.3} {:>7.3}   {:.1} {:.1} {:.1} {:.1}",
+                "{name:<5} {round:>5} {a:>10.0} {f:>10.0} {n:>10.0} {b:>10.0} {w:>10.0} {:>7.3} {:>7.3} {:>7.3} {:>7.3}   {:.1} {:.1} {:.1} {:.1} {:.1}",
                 f / a,
                 n / a,
                 b / a,
+                w / a,
                 us[0],
                 us[1],
                 us[2],
-                us[3]
+                us[3],
+                us[4]
             );
             f_r.push(f / a);
             n_r.push(n / a);
             b_r.push(b / a);
+            w_r.push(w / a);
             for (v, u) in cpu.iter_mut().zip(us) {
                 v.push(u);
             }
@@ -966,6 +1005,7 @@ fn main() {
         ratios.insert(name, median(b_r));
         native_ratios.insert(name, median(n_r));
         buffer_ratios.insert(name, median(f_r));
+        floor_ratios.insert(name, median(w_r));
     }
 
     println!("\nlatency at concurrency 1 (1 KB body)");
@@ -999,17 +1039,21 @@ fn main() {
     let c1_cpu = c1_cpu.map(median);
     if latency_only {
         let f = wrk(buffered.port, &script, 1, seconds);
+        let w = wrk(floor.port, &script, 1, seconds);
+        let a = wrk(plain.port, &script, 1, seconds);
         println!(
-            "added p50: native {:.1} µs, wasm {:.1} µs (buffer filter alone: {:.1} µs p50)",
+            "added p50: native {:.1} µs, wasm {:.1} µs (buffer filter alone: {:.1} µs, Wasm floor alone: {:.1} µs p50)",
             median(native_p50),
             median(p50),
-            f.p50_us - wrk(plain.port, &script, 1, seconds).p50_us
+            f.p50_us - a.p50_us,
+            w.p50_us - a.p50_us
         );
         let [a, n, b] = c1_cpu;
         println!("Envoy CPU per request at c=1: plain {a:.1} µs, native {n:.1} µs, wasm {b:.1} µs");
         return;
     }
     drop(buffered);
+    drop(floor);
 
     // The trained router model vs the heuristic alone: the same bootstrap
     // table with and without `router_model: "builtin"`, on a body both send
@@ -1322,6 +1366,7 @@ fn main() {
     for (line, map) in [
         ("native_throughput_ratio", &native_ratios),
         ("buffer_filter_ratio", &buffer_ratios),
+        ("wasm_floor_ratio", &floor_ratios),
     ] {
         for size in ["1k", "16k"] {
             println!(
@@ -1333,10 +1378,16 @@ fn main() {
     // Envoy's own CPU per request, and plain Envoy's over each build's: the
     // throughput ratio Envoy would reach if it alone were the bottleneck.
     for size in ["1k", "16k"] {
-        let Some([a, f, n, b]) = cpu_per_request.get(size).copied() else {
+        let Some([a, f, n, b, w]) = cpu_per_request.get(size).copied() else {
             continue;
         };
-        for (who, v) in [("plain", a), ("buffer", f), ("native", n), ("wasm", b)] {
+        for (who, v) in [
+            ("plain", a),
+            ("buffer", f),
+            ("native", n),
+            ("wasm", b),
+            ("wasm_floor", w),
+        ] {
             println!("bench: cpu_us_per_request_{who}_{size} {v:.1}");
         }
         println!("bench: native_cpu_ratio_{size} {:.3}", a / n);
