@@ -846,8 +846,8 @@ fn added_p50(
             let b = wrk(b_port, script, 1, seconds);
             let o = wrk(port, script, 1, seconds);
             println!(
-                "{pair:>4} B p50 {:>8.1} µs  {name} p50 {:>8.1} µs",
-                b.p50_us, o.p50_us
+                "{pair:>4} B p50 {:>8.1} µs  {name} p50 {:>8.1} µs   (p99 {:.1} / {:.1})",
+                b.p50_us, o.p50_us, b.p99_us, o.p99_us
             );
             o.p50_us - b.p50_us
         })
