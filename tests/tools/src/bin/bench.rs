@@ -734,26 +734,37 @@ fn with_buffer_filter(yaml: String) -> String {
 /// X, Y, then added p50 at c=1. What a change to the filter's cost looks like
 /// without the whole bench: build Y from the change, copy it aside, run this.
 /// Both run as production does: the tenant in the directory a control plane
-/// pushes, and every request's usage record shipped to it by the singleton.
-fn ab(other: &str, upstream_port: u16, seconds: u64, pairs: u64, connections: u64) {
+/// pushes, and every request's usage record shipped to it by the singleton —
+/// or, given `bootstrap` (the bench's own table, `--ab-bootstrap`), as the
+/// throughput rows run them: no control plane, the body routed to
+/// gpt-4o-mini.
+fn ab(
+    other: &str,
+    bootstrap: Option<&str>,
+    upstream_port: u16,
+    (seconds, pairs, connections): (u64, u64, u64),
+) {
     let build = if other.ends_with(".wasm") {
         FilterBuild::Wasm
     } else {
         FilterBuild::Native
     };
-    let cp = ControlPlane::start();
-    track(cp.process.pid());
-    let line = serde_json::json!({
-        "id": "bench",
-        "provider_keys": {"openai": "sk-bench-openai", "anthropic": "sk-bench-anthropic"},
-        "virtual_key_hashes": [aipipe_core::table::hex_hash(KEY)],
+    let cp = bootstrap.is_none().then(|| {
+        let cp = ControlPlane::start();
+        track(cp.process.pid());
+        let line = serde_json::json!({
+            "id": "bench",
+            "provider_keys": {"openai": "sk-bench-openai", "anthropic": "sk-bench-anthropic"},
+            "virtual_key_hashes": [aipipe_core::table::hex_hash(KEY)],
+        });
+        let r = cp.admin("POST", "/admin/tenants/import", Some(&line));
+        assert_eq!(r.status, 200, "bench tenant import: {}", r.text());
+        cp
     });
-    let r = cp.admin("POST", "/admin/tenants/import", Some(&line));
-    assert_eq!(r.status, 200, "bench tenant import: {}", r.text());
-    let config = plugin_config(&[], 4 * 1024 * 1024);
+    let config = bootstrap.map_or_else(|| plugin_config(&[], 4 * 1024 * 1024), str::to_owned);
     let mine = build.artifact().0.display().to_string();
-    let x = start_envoy_with(build, upstream_port, Some(&config), Some(&cp), |y| y);
-    let y = start_envoy_with(build, upstream_port, Some(&config), Some(&cp), |y| {
+    let x = start_envoy_with(build, upstream_port, Some(&config), cp.as_ref(), |y| y);
+    let y = start_envoy_with(build, upstream_port, Some(&config), cp.as_ref(), |y| {
         assert!(
             y.contains(&mine),
             "the rendered config does not load {mine}"
@@ -765,6 +776,7 @@ fn ab(other: &str, upstream_port: u16, seconds: u64, pairs: u64, connections: u6
     let request: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
     let headers = [
         ("authorization", "Bearer vk-bench"),
+        ("x-aipipe-cluster", "openai"),
         ("host", "api.openai.com"),
     ];
     for e in [&x, &y] {
@@ -884,13 +896,16 @@ fn main() {
     );
     track(mock.process.pid());
     let args: Vec<String> = std::env::args().collect();
-    if let Some(other) = args
-        .iter()
-        .position(|a| a == "--ab")
-        .and_then(|i| args.get(i + 1))
-    {
-        ab(other, mock.port, seconds, pairs, connections);
-        return;
+    for flag in ["--ab", "--ab-bootstrap"] {
+        if let Some(other) = args
+            .iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+        {
+            let bootstrap = (flag == "--ab-bootstrap").then_some(config.as_str());
+            ab(other, bootstrap, mock.port, (seconds, pairs, connections));
+            return;
+        }
     }
     let plain = Envoy::start_rendered("demo.yaml", mock.port, None, false, 1);
     track(plain.process.pid());
