@@ -134,7 +134,7 @@ bins:
 lint: .wasm-target.stamp
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p aipipe-proxy-wasm --target wasm32-wasip1 -- -D warnings
+	$(CARGO) clippy -p aipipe-proxy-wasm -p aipipe-wasm-floor --target wasm32-wasip1 -- -D warnings
 
 ## unit: every crate's tests that need no Envoy, natively (the request flow runs on a fake host)
 unit: .postgresql.stamp
