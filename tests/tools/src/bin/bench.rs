@@ -728,6 +728,22 @@ fn with_buffer_filter(yaml: String) -> String {
     )
 }
 
+/// A control plane whose directory holds the bench tenant (its key, and
+/// keys for OpenAI and Anthropic), imported as an operator would.
+fn control_plane_with_bench_tenant() -> ControlPlane {
+    let cp = ControlPlane::start();
+    track(cp.process.pid());
+    let line = serde_json::json!({
+        "id": "bench",
+        "provider_keys": {"openai": "sk-bench-openai", "anthropic": "sk-bench-anthropic"},
+        "virtual_key_hashes": [aipipe_core::table::hex_hash(KEY)],
+    });
+    // One NDJSON line is one JSON object.
+    let r = cp.admin("POST", "/admin/tenants/import", Some(&line));
+    assert_eq!(r.status, 200, "bench tenant import: {}", r.text());
+    cp
+}
+
 /// `--ab FILE`: this build of the filter (X) against another (Y: FILE, a
 /// filter.wasm or a native module, which says which build X is), on the 1 KB
 /// body: Envoy CPU per request at c=connections over rotated rounds of X, Y,
@@ -749,18 +765,7 @@ fn ab(
     } else {
         FilterBuild::Native
     };
-    let cp = bootstrap.is_none().then(|| {
-        let cp = ControlPlane::start();
-        track(cp.process.pid());
-        let line = serde_json::json!({
-            "id": "bench",
-            "provider_keys": {"openai": "sk-bench-openai", "anthropic": "sk-bench-anthropic"},
-            "virtual_key_hashes": [aipipe_core::table::hex_hash(KEY)],
-        });
-        let r = cp.admin("POST", "/admin/tenants/import", Some(&line));
-        assert_eq!(r.status, 200, "bench tenant import: {}", r.text());
-        cp
-    });
+    let cp = bootstrap.is_none().then(control_plane_with_bench_tenant);
     let config = bootstrap.map_or_else(|| plugin_config(&[], 4 * 1024 * 1024), str::to_owned);
     let mine = build.artifact().0.display().to_string();
     let x = start_envoy_with(build, upstream_port, Some(&config), cp.as_ref(), |y| y);
@@ -1153,16 +1158,7 @@ fn main() {
     println!(
         "\ntenant in the directory (D: pushed by a control plane) vs in the bootstrap table (R: with the router model as D has it), c=1, the router body"
     );
-    let cp = ControlPlane::start();
-    track(cp.process.pid());
-    let line = serde_json::json!({
-        "id": "bench",
-        "provider_keys": {"openai": "sk-bench-openai", "anthropic": "sk-bench-anthropic"},
-        "virtual_key_hashes": [aipipe_core::table::hex_hash(KEY)],
-    });
-    // One NDJSON line is one JSON object.
-    let r = cp.admin("POST", "/admin/tenants/import", Some(&line));
-    assert_eq!(r.status, 200, "bench tenant import: {}", r.text());
+    let cp = control_plane_with_bench_tenant();
     let directory = Envoy::start_rendered_with(
         "demo.yaml",
         mock.port,
