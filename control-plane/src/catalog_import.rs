@@ -266,11 +266,10 @@ mod tests {
         assert!(!ids.contains(&"claude-haiku-4-5"), "{ids:?}");
         assert!(p.missing.iter().any(|m| m == "gpt-4o"), "{p:?}");
         // Present and equal: unchanged. Models the list has and the catalog
-        // lacks are not added.
-        assert!(
-            p.unchanged.iter().any(|m| m == "claude-sonnet-4-5"),
-            "{p:?}"
-        );
+        // lacks are not added: a new one, or one the catalog retired
+        // (claude-sonnet-4-5, which LiteLLM's list still carries).
+        assert!(p.unchanged.iter().any(|m| m == "claude-opus-4-5"), "{p:?}");
+        assert!(!ids.contains(&"claude-sonnet-4-5"));
         assert_eq!(
             p.updated.len() + p.unchanged.len() + p.missing.len(),
             catalog().len()

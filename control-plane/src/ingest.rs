@@ -334,7 +334,7 @@ mod tests {
         let mut r = record("a", "gpt-4o-mini", 200);
         r.failed_attempts = vec![FailedAttempt {
             provider: "anthropic".into(),
-            model: "claude-sonnet-4-5".into(),
+            model: "claude-opus-4-5".into(),
             status: 529,
             key_tag: None,
         }];
@@ -349,13 +349,13 @@ mod tests {
             (mini.requests, mini.cache_hits, mini.failed_attempts),
             (2, 1, 0)
         );
-        let claude = e.totals[&("acme", "anthropic", "claude-sonnet-4-5")];
+        let claude = e.totals[&("acme", "anthropic", "claude-opus-4-5")];
         assert_eq!((claude.requests, claude.failed_attempts), (0, 1));
         let order: Vec<(&str, Outcome)> = e.events.iter().map(|e| (e.model, e.outcome)).collect();
         assert_eq!(
             order,
             [
-                ("claude-sonnet-4-5", Outcome::Failure),
+                ("claude-opus-4-5", Outcome::Failure),
                 ("gpt-4o-mini", Outcome::Success),
                 ("gpt-4o-mini", Outcome::Neutral),
             ]

@@ -773,7 +773,7 @@ async fn stats_are_exact_on_a_known_set() {
         ));
     }
     // claude: 3 requests, one with no status (broken stream) and no TTFT.
-    let mut c = record("c1", "acme", "claude-sonnet-4-5", 200, 300.0, 1_050);
+    let mut c = record("c1", "acme", "claude-opus-4-5", 200, 300.0, 1_050);
     c.provider = "anthropic".into();
     let mut c2 = c.clone();
     c2.id = "c2".into();
@@ -823,7 +823,7 @@ async fn stats_are_exact_on_a_known_set() {
     let claude = &by[0];
     assert_eq!(
         (claude["provider"].as_str(), claude["model"].as_str()),
-        (Some("anthropic"), Some("claude-sonnet-4-5"))
+        (Some("anthropic"), Some("claude-opus-4-5"))
     );
     assert_eq!(claude["requests"], 3);
     assert_eq!(claude["errors"], 1);
@@ -1726,7 +1726,7 @@ async fn failed_attempts_count_in_the_success_rate_of_their_model() {
     r.failed_attempts = vec![
         FailedAttempt {
             provider: "anthropic".into(),
-            model: "claude-sonnet-4-5".into(),
+            model: "claude-opus-4-5".into(),
             status: 529,
             key_tag: None,
         },
@@ -1737,7 +1737,7 @@ async fn failed_attempts_count_in_the_success_rate_of_their_model() {
             key_tag: None,
         },
     ];
-    let mut answered = record("r2", "acme", "claude-sonnet-4-5", 200, 10.0, ts + 1);
+    let mut answered = record("r2", "acme", "claude-opus-4-5", 200, 10.0, ts + 1);
     answered.provider = "anthropic".into();
     let batch = [r, answered];
     h.ingest(&batch).await;
@@ -1758,7 +1758,7 @@ async fn failed_attempts_count_in_the_success_rate_of_their_model() {
     );
     let by = v["by_model"].as_array().unwrap();
     let group = |model: &str| by.iter().find(|g| g["model"] == model).unwrap();
-    let claude = group("claude-sonnet-4-5");
+    let claude = group("claude-opus-4-5");
     assert_eq!(
         (&claude["requests"], &claude["failed_attempts"]),
         (&json!(1), &json!(1))
@@ -1775,7 +1775,7 @@ async fn failed_attempts_count_in_the_success_rate_of_their_model() {
     assert_eq!(group("gpt-4o-mini")["success_rate"], 1.0);
 
     let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
-    let c = penalty_view(&v, "claude-sonnet-4-5");
+    let c = penalty_view(&v, "claude-opus-4-5");
     assert_eq!((&c["successes"], &c["failures"]), (&json!(1), &json!(1)));
     assert_eq!(c["success_rate"], 0.5);
     // Failed (×4), then the success that answered r2 (÷2): 1.5.
@@ -1788,12 +1788,12 @@ async fn failed_attempts_count_in_the_success_rate_of_their_model() {
 
     let (_, _, metrics) = h.admin(Method::GET, "/metrics", None).await;
     for line in [
-        "aipipe_failed_attempts_total{tenant=\"acme\",provider=\"anthropic\",model=\"claude-sonnet-4-5\"} 1\n",
+        "aipipe_failed_attempts_total{tenant=\"acme\",provider=\"anthropic\",model=\"claude-opus-4-5\"} 1\n",
         "aipipe_failed_attempts_total{tenant=\"acme\",provider=\"openai\",model=\"gpt-4o\"} 1\n",
-        "aipipe_success_rate{tenant=\"acme\",provider=\"anthropic\",model=\"claude-sonnet-4-5\"} 0.5\n",
+        "aipipe_success_rate{tenant=\"acme\",provider=\"anthropic\",model=\"claude-opus-4-5\"} 0.5\n",
         "aipipe_success_rate{tenant=\"acme\",provider=\"openai\",model=\"gpt-4o\"} 0\n",
         "aipipe_requests_total{tenant=\"acme\",provider=\"openai\",model=\"gpt-4o\"} 0\n",
-        "aipipe_model_success_rate{provider=\"anthropic\",model=\"claude-sonnet-4-5\"} 0.5\n",
+        "aipipe_model_success_rate{provider=\"anthropic\",model=\"claude-opus-4-5\"} 0.5\n",
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
@@ -1803,7 +1803,7 @@ async fn failed_attempts_count_in_the_success_rate_of_their_model() {
 async fn cache_write_tokens_round_trip_into_stats_and_metrics() {
     let h = harness().await;
     h.create_tenant("acme").await;
-    let mut a = record("w1", "acme", "claude-sonnet-4-5", 200, 10.0, 1_000);
+    let mut a = record("w1", "acme", "claude-opus-4-5", 200, 10.0, 1_000);
     a.provider = "anthropic".into();
     a.cache_write_tokens = 300;
     let mut b = a.clone();
@@ -1823,7 +1823,7 @@ async fn cache_write_tokens_round_trip_into_stats_and_metrics() {
     let (_, _, metrics) = h.admin(Method::GET, "/metrics", None).await;
     assert!(
         metrics.contains(
-            "aipipe_cache_write_tokens_total{tenant=\"acme\",provider=\"anthropic\",model=\"claude-sonnet-4-5\"} 320\n"
+            "aipipe_cache_write_tokens_total{tenant=\"acme\",provider=\"anthropic\",model=\"claude-opus-4-5\"} 320\n"
         ),
         "{metrics}"
     );
@@ -1848,26 +1848,22 @@ async fn the_catalog_takes_and_returns_a_cache_write_price() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["id"] == "claude-sonnet-4-5")
+        .find(|m| m["id"] == "claude-opus-4-5")
         .unwrap()
         .clone();
     sonnet["cache_write_per_mtok"] = json!(4.5);
     let (s, back, _) = h
-        .admin(Method::PUT, "/admin/models/claude-sonnet-4-5", Some(sonnet))
+        .admin(Method::PUT, "/admin/models/claude-opus-4-5", Some(sonnet))
         .await;
     assert_eq!(s, StatusCode::OK, "{back}");
     assert_eq!(back["cache_write_per_mtok"], 4.5);
     let (t, _) = h.table().await;
-    let m = t
-        .models
-        .iter()
-        .find(|m| m.id == "claude-sonnet-4-5")
-        .unwrap();
+    let m = t.models.iter().find(|m| m.id == "claude-opus-4-5").unwrap();
     assert_eq!(m.cache_write_per_mtok, Some(4.5));
     let mut bad = serde_json::to_value(m).unwrap();
     bad["cache_write_per_mtok"] = json!(-1.0);
     let (s, v, _) = h
-        .admin(Method::PUT, "/admin/models/claude-sonnet-4-5", Some(bad))
+        .admin(Method::PUT, "/admin/models/claude-opus-4-5", Some(bad))
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
@@ -2838,7 +2834,7 @@ async fn stats_from_rollups_equal_the_records_they_sum() {
             if next() % 7 == 0 {
                 r.failed_attempts.push(FailedAttempt {
                     provider: "anthropic".into(),
-                    model: "claude-sonnet-4-5".into(),
+                    model: "claude-opus-4-5".into(),
                     status: 529,
                     key_tag: None,
                 });

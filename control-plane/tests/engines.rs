@@ -1757,7 +1757,7 @@ async fn both_engines_keep_the_same_rollups() {
         let mut r = record(
             &format!("r{i}"),
             ["t1", "t2"][(i % 2) as usize],
-            ["gpt-4o-mini", "gpt-4o", "claude-sonnet-4-5"][(i % 3) as usize],
+            ["gpt-4o-mini", "gpt-4o", "claude-opus-4-5"][(i % 3) as usize],
             [200, 200, 200, 429, 500][(i % 5) as usize],
             now - i * 3_600_000 / 7,
         );
@@ -2362,4 +2362,105 @@ async fn claude_5_is_enabled_on_an_older_sqlite_file() {
 #[tokio::test]
 async fn claude_5_is_enabled_on_an_older_postgres_database() {
     claude_5_is_enabled_on_an_older_database(Engine::Postgres).await;
+}
+
+/// SQLite's migration 19 and PostgreSQL's 5 (filter/README.md, "Catalog
+/// changes", claude-sonnet-4-5 retired): on a database seeded before them,
+/// claude-sonnet-4-5 leaves the catalog by migration 17's rule — only
+/// disabled while a tenant's policy names it, so that policy keeps its
+/// meaning; removed once none does. Nothing is added. Opening the database
+/// again changes nothing more.
+async fn sonnet_4_5_is_retired_from_an_older_database(engine: Engine) {
+    let older = OlderDb::new(engine, "sonnet-4-5", "s45");
+    let open = || older.open();
+    let exec = |sql: &str| older.exec(sql);
+    let defaults = aipipe_core::catalog::default_models();
+    assert!(defaults.iter().all(|m| m.id != "claude-sonnet-4-5"));
+    // The row as the release before shipped it.
+    let mut sonnet = defaults
+        .iter()
+        .find(|m| m.id == "claude-opus-4-5")
+        .unwrap()
+        .clone();
+    sonnet.id = "claude-sonnet-4-5".into();
+    sonnet.input_per_mtok = 3.0;
+    sonnet.output_per_mtok = 15.0;
+    let row = serde_json::to_string(&sonnet).unwrap().replace('\'', "''");
+    let migration = match engine {
+        Engine::Sqlite => 19,
+        Engine::Postgres => 5,
+    };
+
+    let db = open().await;
+    db.create_tenant("acme".into(), "Acme".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        db.models().await.unwrap(),
+        defaults,
+        "a new database: today's catalog, the migration a no-op"
+    );
+    let before = db.revision().await.unwrap();
+    drop(db);
+    let policy = "{\"allow_models\":[\"claude-sonnet-4-5\",\"gpt-4o-mini\"]}";
+    exec(&format!(
+        "INSERT INTO models (id, position, json) VALUES ('claude-sonnet-4-5', 100, '{row}');
+         UPDATE tenants SET policy = '{policy}' WHERE id = 'acme';
+         DELETE FROM schema_migrations WHERE version = {migration};"
+    ));
+
+    // Named by acme's policy: kept, disabled, the policy unchanged.
+    let db = open().await;
+    let models = db.models().await.unwrap();
+    let kept = models
+        .iter()
+        .find(|m| m.id == "claude-sonnet-4-5")
+        .expect("acme's policy names it: kept");
+    assert_eq!(
+        kept,
+        &aipipe_core::table::Model {
+            enabled: false,
+            ..sonnet.clone()
+        }
+    );
+    assert_eq!(
+        models.len(),
+        defaults.len() + 1,
+        "nothing added: {models:?}"
+    );
+    assert_eq!(
+        db.policy("acme".into()).await.unwrap(),
+        Some(Some(policy.into()))
+    );
+    let after = db.revision().await.unwrap();
+    let page = db.changes_since(before, 10).await.unwrap();
+    assert!(
+        matches!(page.changes[..], [Changed::Global(_)]),
+        "the global table changed, and only it: {before} -> {after}"
+    );
+    drop(db);
+
+    // Named by no policy: removed, as DELETE /admin/models/{id} would.
+    exec(&format!(
+        "UPDATE models SET json = '{row}' WHERE id = 'claude-sonnet-4-5';
+         UPDATE tenants SET policy = NULL WHERE id = 'acme';
+         DELETE FROM schema_migrations WHERE version = {migration};"
+    ));
+    let db = open().await;
+    let models = db.models().await.unwrap();
+    assert_eq!(models, defaults, "named by no policy: removed");
+    let after = db.revision().await.unwrap();
+    drop(db);
+
+    older.reopens_unchanged(&models, after).await;
+}
+
+#[tokio::test]
+async fn sonnet_4_5_is_retired_from_an_older_sqlite_file() {
+    sonnet_4_5_is_retired_from_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn sonnet_4_5_is_retired_from_an_older_postgres_database() {
+    sonnet_4_5_is_retired_from_an_older_database(Engine::Postgres).await;
 }

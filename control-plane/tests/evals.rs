@@ -84,7 +84,7 @@ async fn tenant(h: &Harness, id: &str) -> String {
 type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
 
 /// A gateway stand-in: `gpt-4o-mini` solves what mentions "2+2" and fails
-/// the rest, `claude-sonnet-4-5` the reverse, except that a prompt with
+/// the rest, `claude-opus-4-5` the reverse, except that a prompt with
 /// "failover" is answered by another model and one with "boom" gets a 503;
 /// the judge `gpt-4o` says PASS when the answer it is shown says "Paris".
 async fn gateway(key: String) -> (String, Seen) {
@@ -184,7 +184,7 @@ async fn applied(h: &Harness, id: &str) -> Value {
 fn suite(key: &str) -> Value {
     json!({
         "tenant_id": "acme", "virtual_key": key,
-        "models": ["gpt-4o-mini", "claude-sonnet-4-5"], "judge_model": "gpt-4o",
+        "models": ["gpt-4o-mini", "claude-opus-4-5"], "judge_model": "gpt-4o",
         "tasks": [
             {"id": "add", "category": "math_reasoning", "prompt": "What is 2+2? Answer as JSON.",
              "check": {"json_schema": {"type": "object", "required": ["answer"],
@@ -257,27 +257,27 @@ async fn an_eval_scores_models_per_category_and_applies_them_to_the_tenants_rout
     };
     assert_eq!(result("add", "gpt-4o-mini")["passed"], true);
     assert_eq!(result("add-exact", "gpt-4o-mini")["passed"], true);
-    let r = result("add", "claude-sonnet-4-5");
+    let r = result("add", "claude-opus-4-5");
     assert_eq!(
         (r["passed"].clone(), r["error"].clone()),
         (json!(false), json!(false))
     );
     assert!(r["detail"].as_str().unwrap().starts_with("not JSON"), "{r}");
     assert_eq!(
-        result("capital", "claude-sonnet-4-5")["passed"],
+        result("capital", "claude-opus-4-5")["passed"],
         true,
         "the judge said PASS"
     );
     let r = result("capital", "gpt-4o-mini");
     assert_eq!(r["detail"], "the judge (gpt-4o) said FAIL", "{r}");
-    assert_eq!(result("proof", "claude-sonnet-4-5")["passed"], true);
+    assert_eq!(result("proof", "claude-opus-4-5")["passed"], true);
     let r = result("flaky", "gpt-4o-mini");
     assert_eq!(
         (r["error"].clone(), r["status"].clone()),
         (json!(true), json!(503))
     );
     assert!(r["detail"].as_str().unwrap().contains("HTTP 503"), "{r}");
-    let r = result("moved", "claude-sonnet-4-5");
+    let r = result("moved", "claude-opus-4-5");
     assert_eq!(r["error"], true);
     assert!(
         r["detail"].as_str().unwrap().contains("answered by gpt-4o"),
@@ -299,15 +299,15 @@ async fn an_eval_scores_models_per_category_and_applies_them_to_the_tenants_rout
         (json!(2), json!(2), json!(1.0))
     );
     assert!(s["p50_latency_ms"].as_f64().unwrap() > 0.0);
-    assert_eq!(summary("claude-sonnet-4-5", "math_reasoning")["score"], 0.0);
-    assert_eq!(summary("claude-sonnet-4-5", "factual_qa")["score"], 1.0);
+    assert_eq!(summary("claude-opus-4-5", "math_reasoning")["score"], 0.0);
+    assert_eq!(summary("claude-opus-4-5", "factual_qa")["score"], 1.0);
     let chat = summary("gpt-4o-mini", "chat");
     assert_eq!(
         (chat["errors"].clone(), chat["p50_latency_ms"].clone()),
         (json!(2), Value::Null)
     );
     assert_eq!(e["quality"]["gpt-4o-mini"]["math_reasoning"], 1.0);
-    assert_eq!(e["quality"]["claude-sonnet-4-5"]["math_reasoning"], 0.05);
+    assert_eq!(e["quality"]["claude-opus-4-5"]["math_reasoning"], 0.05);
 
     // Applied: the policy holds the figures, and hard math for acme now
     // goes to the model that solved acme's math — explain shows the quality
@@ -621,7 +621,7 @@ async fn a_running_eval_writes_its_heartbeat_and_is_abandoned_once_failed_elsewh
         .map(|i| json!({"id": format!("t{i}"), "category": "chat", "prompt": "hi", "check": {"contains": "ok"}}))
         .collect();
     let body = json!({"tenant_id": "acme", "virtual_key": key,
-        "models": ["gpt-4o-mini", "claude-sonnet-4-5"], "tasks": tasks});
+        "models": ["gpt-4o-mini", "claude-opus-4-5"], "tasks": tasks});
     let (s, v, _) = admin(&h, Method::POST, "/admin/evals", Some(body)).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     let id = v["id"].as_str().unwrap().to_owned();

@@ -8,7 +8,7 @@
 
 CASE: plain, stream, tools, stream_tools, image.
 MODEL: "auto" (routed by complexity, like chat completions), an Anthropic
-model (claude-sonnet-4-5: forwarded as Anthropic Messages) or an
+model (claude-opus-4-5: forwarded as Anthropic Messages) or an
 OpenAI-format one (gpt-4o-mini: translated to Chat Completions and back) —
 the SDK must parse every answer the same way.
 """

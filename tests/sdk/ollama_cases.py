@@ -8,7 +8,7 @@ Ollama server (POST /api/chat and /api/generate, GET /api/tags):
 
 CASE: chat, stream, generate, generate_stream, tools, image, list.
 MODEL: "auto" (routed by complexity) or a catalog id (gpt-4o-mini,
-claude-sonnet-4-5, …). The virtual key goes as `Authorization: Bearer`, the
+claude-opus-4-5, …). The virtual key goes as `Authorization: Bearer`, the
 way Open WebUI sends an Ollama connection's key.
 """
 

@@ -8,7 +8,7 @@
 
 CASE: plain, stream, stream_usage, tools, stream_tools, image, models.
 MODEL: "auto" (routed by complexity), a catalog id (gpt-4o-mini,
-claude-sonnet-4-5, …) — Anthropic models are answered through the filter's
+claude-opus-4-5, …) — Anthropic models are answered through the filter's
 OpenAI ⇄ Anthropic translation, so the SDK must parse them the same way.
 """
 

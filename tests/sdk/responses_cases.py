@@ -8,7 +8,7 @@
 
 CASE: plain, stream, tools, stream_tools.
 MODEL: "auto" (routed by complexity) or a catalog id: gpt-4o-mini (the
-provider answers Chat Completions) or claude-sonnet-4-5 (the filter also
+provider answers Chat Completions) or claude-opus-4-5 (the filter also
 translates to and from Anthropic Messages) — the SDK must parse both alike.
 """
 

@@ -206,9 +206,11 @@ fn unknown_models_get_404_model_not_found() {
     let s = Stack::start();
     for model in [
         "gpt-99",
-        "openai/claude-sonnet-4-5",
+        "openai/claude-opus-4-5",
         "nobody/gpt-4o",
         "claude-haiku-4-5",
+        // Retired by Anthropic on 2026-11-30: no longer in the catalog.
+        "claude-sonnet-4-5",
     ] {
         let r = post_json(&s.chat_url(), &ACME.auth(), &chat(model, "hi"));
         assert_error(&r, 404, "model_not_found");
@@ -233,11 +235,7 @@ fn a_tenant_without_usable_provider_keys_gets_503_naming_the_key() {
             .unwrap()
             .contains("openai")
     );
-    let r = post_json(
-        &s.chat_url(),
-        &BETA.auth(),
-        &chat("claude-sonnet-4-5", "hi"),
-    );
+    let r = post_json(&s.chat_url(), &BETA.auth(), &chat("claude-opus-4-5", "hi"));
     assert_error(&r, 503, "no_provider_key");
     assert!(
         r.json()["error"]["message"]

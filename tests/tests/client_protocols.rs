@@ -11,7 +11,7 @@
 //!   calls answered by `tool_name`, images, the model list.
 //!
 //! Every request is routed internally as Chat Completions: an OpenAI-format
-//! model (gpt-4o-mini) gets a chat request, Claude (claude-sonnet-4-5) its
+//! model (gpt-4o-mini) gets a chat request, Claude (claude-opus-4-5) its
 //! native Messages request, and the answer comes back in the client's
 //! protocol. Each case runs as its own tenant, so the control plane's stats
 //! for that tenant are that case's usage records: they must hold exactly the
@@ -58,7 +58,7 @@ impl Client {
     }
 
     /// Every case of the script, in the order it runs them: each case of
-    /// both models on gpt-4o-mini, then on claude-sonnet-4-5, then the
+    /// both models on gpt-4o-mini, then on claude-opus-4-5, then the
     /// others.
     fn cases(self) -> Vec<(String, &'static str, &'static str, Option<&'static str>)> {
         let (on_both, others) = match self {
@@ -90,7 +90,7 @@ impl Client {
 /// The two models a case of both runs on, as `<case>_<suffix>`: an
 /// OpenAI-format one, answered on Chat Completions, and Claude, answered on
 /// native Messages.
-const BOTH_MODELS: [(&str, &str); 2] = [("gpt", "gpt-4o-mini"), ("claude", "claude-sonnet-4-5")];
+const BOTH_MODELS: [(&str, &str); 2] = [("gpt", "gpt-4o-mini"), ("claude", "claude-opus-4-5")];
 
 /// A case of both models: (case function of the script, prompt).
 type OnBoth = &'static [(&'static str, Option<&'static str>)];
@@ -516,7 +516,7 @@ fn responses_plain_gpt_4o_mini_becomes_a_chat_request_and_back() {
 
 #[test]
 fn responses_plain_claude_goes_to_anthropic_messages_and_back() {
-    responses_plain("plain_claude", "claude-sonnet-4-5");
+    responses_plain("plain_claude", "claude-opus-4-5");
 }
 
 #[test]
@@ -526,7 +526,7 @@ fn responses_stream_gpt_4o_mini_becomes_response_events() {
 
 #[test]
 fn responses_stream_claude_becomes_response_events() {
-    responses_stream("stream_claude", "claude-sonnet-4-5");
+    responses_stream("stream_claude", "claude-opus-4-5");
 }
 
 #[test]
@@ -536,7 +536,7 @@ fn responses_function_tool_round_trip_on_gpt_4o_mini() {
 
 #[test]
 fn responses_function_tool_round_trip_on_claude() {
-    responses_tools("tools_claude", "claude-sonnet-4-5");
+    responses_tools("tools_claude", "claude-opus-4-5");
 }
 
 #[test]
@@ -546,7 +546,7 @@ fn responses_streamed_function_call_on_gpt_4o_mini() {
 
 #[test]
 fn responses_streamed_function_call_on_claude() {
-    responses_stream_tools("stream_tools_claude", "claude-sonnet-4-5");
+    responses_stream_tools("stream_tools_claude", "claude-opus-4-5");
 }
 
 #[test]
@@ -590,7 +590,7 @@ fn ollama_chat_gpt_4o_mini_becomes_a_chat_request_and_back() {
 
 #[test]
 fn ollama_chat_claude_goes_to_anthropic_messages_and_back() {
-    let r = ollama_answer("chat_claude", "claude-sonnet-4-5", false, GREETING);
+    let r = ollama_answer("chat_claude", "claude-opus-4-5", false, GREETING);
     let got = r.only_upstream();
     assert_eq!(system_text(got, "anthropic"), SYSTEM);
     assert_eq!(got["body"]["max_tokens"], 256, "{got}");
@@ -604,7 +604,7 @@ fn ollama_chat_streams_ndjson_by_default_from_gpt_4o_mini() {
 
 #[test]
 fn ollama_chat_streams_ndjson_by_default_from_claude() {
-    let r = ollama_answer("stream_claude", "claude-sonnet-4-5", true, GREETING);
+    let r = ollama_answer("stream_claude", "claude-opus-4-5", true, GREETING);
     assert!(r.out["lines"].as_u64().unwrap() > 2, "{}", r.out);
 }
 
@@ -616,7 +616,7 @@ fn ollama_generate_gpt_4o_mini_answers_a_response_string() {
 
 #[test]
 fn ollama_generate_claude_answers_a_response_string() {
-    let r = ollama_answer("generate_claude", "claude-sonnet-4-5", false, GREETING);
+    let r = ollama_answer("generate_claude", "claude-opus-4-5", false, GREETING);
     assert_eq!(system_text(r.only_upstream(), "anthropic"), SYSTEM);
 }
 
@@ -627,12 +627,7 @@ fn ollama_generate_streams_from_gpt_4o_mini() {
 
 #[test]
 fn ollama_generate_streams_from_claude() {
-    ollama_answer(
-        "generate_stream_claude",
-        "claude-sonnet-4-5",
-        true,
-        GREETING,
-    );
+    ollama_answer("generate_stream_claude", "claude-opus-4-5", true, GREETING);
 }
 
 fn ollama_tools(id: &str, model: &str) {
@@ -667,7 +662,7 @@ fn ollama_tool_call_round_trip_on_gpt_4o_mini() {
 
 #[test]
 fn ollama_tool_call_round_trip_on_claude() {
-    ollama_tools("tools_claude", "claude-sonnet-4-5");
+    ollama_tools("tools_claude", "claude-opus-4-5");
 }
 
 #[test]
@@ -685,16 +680,16 @@ fn ollama_image_reaches_gpt_4o_mini_as_a_png_data_url() {
 #[test]
 fn ollama_image_reaches_claude_as_a_base64_image_block() {
     let r = run(Client::Ollama, "image_claude");
-    assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
+    assert_answered_by(&r, "anthropic", "claude-opus-4-5", "explicit");
     let got = r.only_upstream();
-    assert_upstream(&r, got, "anthropic", "claude-sonnet-4-5");
+    assert_upstream(&r, got, "anthropic", "claude-opus-4-5");
     let blocks = got["body"]["messages"][0]["content"].as_array().unwrap();
     let image = blocks.iter().find(|b| b["type"] == "image").unwrap();
     assert_eq!(
         image["source"],
         json!({"type": "base64", "media_type": "image/png", "data": PNG_1X1})
     );
-    assert_usage_recorded(&r, "claude-sonnet-4-5");
+    assert_usage_recorded(&r, "claude-opus-4-5");
 }
 
 #[test]
@@ -722,7 +717,7 @@ fn ollama_list_shows_auto_and_the_tenants_models() {
         .map(|m| m.as_str().unwrap())
         .collect();
     assert_eq!(models.first(), Some(&"auto"), "{models:?}");
-    for m in ["gpt-4o-mini", "claude-sonnet-4-5"] {
+    for m in ["gpt-4o-mini", "claude-opus-4-5"] {
         assert!(models.contains(&m), "{m} missing from {models:?}");
     }
     // Only the providers the tenant has keys for.

@@ -165,7 +165,7 @@ fn an_anthropic_client_streams_after_a_failover_to_an_openai_model() {
     s.mock
         .fault(json!({"provider": "openai", "stream_chunk_delay_ms": 200}));
     let body = json!({
-        "model": "claude-sonnet-4-5",
+        "model": "claude-opus-4-5",
         "max_tokens": 200,
         "stream": true,
         "messages": [{"role": "user", "content": "tell me a story"}],

@@ -169,18 +169,15 @@ fn genai_series_and_the_queues_show_exactly_the_requests_sent() {
     let mut asked = vec![
         ("auto", send(greeting("auto", false))),
         ("auto", send(greeting("auto", true))),
-        (
-            "claude-sonnet-4-5",
-            send(greeting("claude-sonnet-4-5", false)),
-        ),
+        ("claude-opus-4-5", send(greeting("claude-opus-4-5", false))),
     ];
     // A failover: Anthropic fails once, the streamed request goes on to the
     // next candidate (by Envoy's internal redirect).
     mock.fault(json!({"provider": "anthropic", "status": 529, "times": 1}));
-    let failed_over = send(greeting("claude-sonnet-4-5", true));
-    assert_eq!(failed_over.2.as_deref(), Some("claude-sonnet-4-5"));
-    assert_ne!(failed_over.1, "claude-sonnet-4-5");
-    asked.push(("claude-sonnet-4-5", failed_over));
+    let failed_over = send(greeting("claude-opus-4-5", true));
+    assert_eq!(failed_over.2.as_deref(), Some("claude-opus-4-5"));
+    assert_ne!(failed_over.1, "claude-opus-4-5");
+    asked.push(("claude-opus-4-5", failed_over));
     mock.clear_faults();
     assert_ne!(asked[0].1.1, asked[2].1.1, "two models answered");
 
@@ -326,7 +323,7 @@ fn genai_series_and_the_queues_show_exactly_the_requests_sent() {
     .expect("the control plane never stored every record");
     let c = parse(&cp_text);
     let e = parse(&scrape_envoy(&envoy));
-    for model in ["gpt-4o-mini", "claude-sonnet-4-5"] {
+    for model in ["gpt-4o-mini", "claude-opus-4-5"] {
         let answered = value(
             &e,
             "gen_ai_server_request_duration_count",

@@ -65,7 +65,7 @@ fn a_policy_allows_denies_aliases_caps_and_keeps_named_models() {
         "PUT",
         "/admin/tenants/acme/policy",
         Some(&json!({"deny_models": ["gpt-4o"], "max_tier": "cheap",
-            "aliases": {"fast": "claude-sonnet-4-5", "cheap-auto": {"auto": {"max_tier": "cheap"}}},
+            "aliases": {"fast": "claude-opus-4-5", "cheap-auto": {"auto": {"max_tier": "cheap"}}},
             "substitute_named_models": false})),
     );
     assert_eq!(r.status, 200, "{}", r.text());
@@ -101,7 +101,7 @@ fn a_policy_allows_denies_aliases_caps_and_keeps_named_models() {
     // Aliases route where they say, and are listed.
     let r = chat("fast", "hi");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("x-aipipe-model"), Some("claude-sonnet-4-5"));
+    assert_eq!(r.header("x-aipipe-model"), Some("claude-opus-4-5"));
     assert_eq!(r.header("x-aipipe-route"), Some("explicit"));
     let r = chat("cheap-auto", PROOF);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -126,7 +126,7 @@ fn a_policy_allows_denies_aliases_caps_and_keeps_named_models() {
     s.mock
         .fault(json!({"provider": "anthropic", "status": 503}));
     s.mock.clear_received();
-    let r = chat("claude-sonnet-4-5", "hi");
+    let r = chat("claude-opus-4-5", "hi");
     assert_eq!(r.status, 503, "{}", r.text());
     let got = s.mock.received();
     assert!(got.len() >= 2, "no retry: {got:?}");

@@ -28,12 +28,12 @@ fn chat_clients_reach_claude_through_the_messages_api_plain_streamed_and_with_to
     let r = post_json(
         &s.chat_url(),
         &ACME.auth(),
-        &chat("claude-sonnet-4-5", "hello"),
+        &chat("claude-opus-4-5", "hello"),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["object"], "chat.completion", "{v}");
-    assert_eq!(v["model"], "claude-sonnet-4-5");
+    assert_eq!(v["model"], "claude-opus-4-5");
     assert_eq!(v["choices"][0]["message"]["role"], "assistant");
     assert!(
         v["choices"][0]["message"]["content"]
@@ -51,7 +51,7 @@ fn chat_clients_reach_claude_through_the_messages_api_plain_streamed_and_with_to
 
     // Streamed, without and with the usage chunk.
     for include_usage in [false, true] {
-        let mut body = chat("claude-sonnet-4-5", "tell me a story");
+        let mut body = chat("claude-opus-4-5", "tell me a story");
         body["stream"] = json!(true);
         if include_usage {
             body["stream_options"] = json!({"include_usage": true});
@@ -74,7 +74,7 @@ fn chat_clients_reach_claude_through_the_messages_api_plain_streamed_and_with_to
 
     // Tools: the tool_use block comes back as tool_calls.
     let body = json!({
-        "model": "claude-sonnet-4-5",
+        "model": "claude-opus-4-5",
         "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
         "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
             "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
@@ -102,13 +102,13 @@ fn anthropic_errors_reach_chat_clients_in_openai_shape() {
     let r = post_json(
         &s.chat_url(),
         &ACME.auth(),
-        &chat("claude-sonnet-4-5", "hello"),
+        &chat("claude-opus-4-5", "hello"),
     );
     assert_eq!(r.status, 400, "{}", r.text());
     let v = r.json();
     assert!(v["error"]["message"].as_str().is_some(), "{v}");
     assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
-    assert_eq!(r.header("x-aipipe-model"), Some("claude-sonnet-4-5"));
+    assert_eq!(r.header("x-aipipe-model"), Some("claude-opus-4-5"));
 }
 
 #[test]
@@ -120,7 +120,7 @@ fn anthropic_clients_are_routed_to_claude_as_is_and_to_others_translated() {
     let r = post_json(
         &url,
         &ACME_ANTHROPIC,
-        &messages_body("claude-sonnet-4-5", "hello"),
+        &messages_body("claude-opus-4-5", "hello"),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
@@ -130,7 +130,7 @@ fn anthropic_clients_are_routed_to_claude_as_is_and_to_others_translated() {
     let got = s.mock.received().pop().unwrap();
     assert_eq!(got["path"], "/v1/messages");
     assert_eq!(got["x_api_key"], "sk-acme-anthropic");
-    assert_eq!(got["body"]["model"], "claude-sonnet-4-5");
+    assert_eq!(got["body"]["model"], "claude-opus-4-5");
     assert_eq!(got["body"]["max_tokens"], 256);
 
     // "auto": a greeting goes to the cheap OpenAI model, translated both ways.
@@ -150,7 +150,7 @@ fn anthropic_clients_are_routed_to_claude_as_is_and_to_others_translated() {
     assert_eq!(got["body"]["model"], "gpt-4o-mini");
 
     // Streamed both ways: Anthropic's event sequence comes back.
-    for model in ["claude-sonnet-4-5", "gpt-4o-mini"] {
+    for model in ["claude-opus-4-5", "gpt-4o-mini"] {
         let mut body = messages_body(model, "tell me a story");
         body["stream"] = json!(true);
         let (status, lines) = stream_lines(&url, &ACME_ANTHROPIC, &body);
@@ -200,7 +200,7 @@ fn anthropic_clients_are_routed_to_claude_as_is_and_to_others_translated() {
     let r = post_json(
         &url,
         &[("x-api-key", BETA.key)],
-        &messages_body("claude-sonnet-4-5", "hi"),
+        &messages_body("claude-opus-4-5", "hi"),
     );
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(
@@ -256,7 +256,7 @@ fn pass_through_paths_forward_any_endpoint_with_the_tenant_key() {
     let r = post_json(
         &s.envoy.url("/anthropic/v1/messages"),
         &ACME.auth(),
-        &messages_body("claude-sonnet-4-5", "hello"),
+        &messages_body("claude-opus-4-5", "hello"),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["type"], "message");
@@ -281,7 +281,7 @@ fn pass_through_paths_forward_any_endpoint_with_the_tenant_key() {
     let r = post_json(
         &s.envoy.url("/anthropic/v1/messages"),
         &BETA.auth(),
-        &messages_body("claude-sonnet-4-5", "hello"),
+        &messages_body("claude-opus-4-5", "hello"),
     );
     assert_eq!(r.status, 503, "{}", r.text());
     let r = request(

@@ -283,7 +283,7 @@ fn the_tenant_key_reaches_the_provider_never_the_client_key() {
     let r = post_json(
         &s.chat_url(),
         &[("x-api-key", ACME.key)],
-        &chat("claude-sonnet-4-5", "hi"),
+        &chat("claude-opus-4-5", "hi"),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let got = s.mock.received().pop().unwrap();
@@ -335,7 +335,6 @@ fn models_lists_auto_and_what_the_tenant_can_reach() {
             "auto",
             "gpt-4o-mini",
             "gpt-4o",
-            "claude-sonnet-4-5",
             "claude-opus-4-5",
             "claude-sonnet-5-5",
             "claude-opus-5-5"
@@ -577,11 +576,13 @@ fn a_forced_tool_is_routed_to_a_model_that_can_force_one() {
         body["stream"] = json!(stream);
         let r = post_json(&s.chat_url(), &ACME.auth(), &body);
         assert_eq!(r.status, 200, "{}", r.text());
-        // Claude Sonnet 4.5: the model the table names for this band when
-        // Claude 5.x is out of the running.
+        // Claude Opus 4.5: the model the table names for this band when
+        // Claude 5.x is out of the running (claude-sonnet-4-5, which took it
+        // before, is retired; gpt-4o-mini keeps only forced requests below
+        // about 0.75: filter/README.md, "Model selection").
         assert_eq!(
             r.header("x-aipipe-model"),
-            Some("claude-sonnet-4-5"),
+            Some("claude-opus-4-5"),
             "stream {stream}"
         );
         let sent = last_sent(&s, "anthropic");
@@ -606,7 +607,8 @@ fn a_forced_tool_is_routed_to_a_model_that_can_force_one() {
     let r = post_json(&s.chat_url(), &ACME.auth(), &body);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-aipipe-failover"), Some("gpt-4o"));
-    assert_eq!(r.header("x-aipipe-model"), Some("claude-sonnet-4-5"));
+    // OpenAI is failing: the next candidate that can force a tool.
+    assert_eq!(r.header("x-aipipe-model"), Some("claude-opus-4-5"));
     assert_eq!(
         last_sent(&s, "anthropic")["tool_choice"],
         json!({"type": "tool", "name": "get_weather"})
@@ -675,7 +677,8 @@ fn an_anthropic_client_gets_the_same_from_claude_5() {
         "tool_choice": {"type": "any"}, "messages": [{"role": "user", "content": HARD_PROOF}]});
     let r = post_json(&url, &headers, &forced);
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("x-aipipe-model"), Some("claude-sonnet-4-5"));
+    // As above: Claude Opus 4.5 takes a hard forced-tool request.
+    assert_eq!(r.header("x-aipipe-model"), Some("claude-opus-4-5"));
     assert_eq!(r.json()["stop_reason"], "tool_use", "{}", r.text());
 
     let mut named = forced.clone();

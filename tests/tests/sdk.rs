@@ -71,22 +71,22 @@ const OPENAI_CASES: &[Case] = &[
         Some("Describe this image in one word."),
     ),
     ("models", "models", "auto", None),
-    ("plain_claude", "plain", "claude-sonnet-4-5", None),
-    ("stream_claude", "stream", "claude-sonnet-4-5", None),
+    ("plain_claude", "plain", "claude-opus-4-5", None),
+    ("stream_claude", "stream", "claude-opus-4-5", None),
     (
         "stream_usage_claude",
         "stream_usage",
-        "claude-sonnet-4-5",
+        "claude-opus-4-5",
         Some("good morning! how are you?"),
     ),
-    ("tools_claude", "tools", "claude-sonnet-4-5", None),
+    ("tools_claude", "tools", "claude-opus-4-5", None),
     (
         "stream_tools_claude",
         "stream_tools",
-        "claude-sonnet-4-5",
+        "claude-opus-4-5",
         Some("Is the weather in Oslo cold enough for a coat?"),
     ),
-    ("image_claude", "image", "claude-sonnet-4-5", None),
+    ("image_claude", "image", "claude-opus-4-5", None),
     (
         "stream_auto_proof",
         "stream_usage",
@@ -96,16 +96,16 @@ const OPENAI_CASES: &[Case] = &[
 ];
 
 const ANTHROPIC_CASES: &[Case] = &[
-    ("plain_claude", "plain", "claude-sonnet-4-5", None),
-    ("stream_claude", "stream", "claude-sonnet-4-5", None),
-    ("tools_claude", "tools", "claude-sonnet-4-5", None),
+    ("plain_claude", "plain", "claude-opus-4-5", None),
+    ("stream_claude", "stream", "claude-opus-4-5", None),
+    ("tools_claude", "tools", "claude-opus-4-5", None),
     (
         "stream_tools_claude",
         "stream_tools",
-        "claude-sonnet-4-5",
+        "claude-opus-4-5",
         Some("Is the weather in Oslo cold enough for a coat?"),
     ),
-    ("image_claude", "image", "claude-sonnet-4-5", None),
+    ("image_claude", "image", "claude-opus-4-5", None),
     ("plain_gpt", "plain", "gpt-4o-mini", None),
     ("stream_gpt", "stream", "gpt-4o-mini", None),
     ("tools_gpt", "tools", "gpt-4o-mini", None),
@@ -390,7 +390,7 @@ fn openai_sdk_lists_models() {
     for id in [
         "gpt-4o-mini",
         "gpt-4o",
-        "claude-sonnet-4-5",
+        "claude-opus-4-5",
         "claude-opus-4-5",
         "claude-sonnet-5-5",
         "claude-opus-5-5",
@@ -415,12 +415,12 @@ fn openai_sdk_lists_models() {
 #[test]
 fn openai_sdk_plain_claude_is_translated_to_messages_and_back() {
     let r = run(Sdk::OpenAi, "plain_claude");
-    assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
-    assert_mock_text(&r.out["content"], "anthropic", "claude-sonnet-4-5");
+    assert_answered_by(&r, "anthropic", "claude-opus-4-5", "explicit");
+    assert_mock_text(&r.out["content"], "anthropic", "claude-opus-4-5");
     assert_eq!(r.out["finish_reason"], "stop");
-    assert_eq!(r.out["answer_model"], "claude-sonnet-4-5");
+    assert_eq!(r.out["answer_model"], "claude-opus-4-5");
     let got = r.only_upstream();
-    assert_anthropic_request(got, "claude-sonnet-4-5");
+    assert_anthropic_request(got, "claude-opus-4-5");
     let body = &got["body"];
     assert_eq!(body["max_tokens"], 256, "{body}");
     assert_eq!(body["temperature"], 0.5, "{body}");
@@ -436,25 +436,25 @@ fn openai_sdk_plain_claude_is_translated_to_messages_and_back() {
 #[test]
 fn openai_sdk_stream_claude_becomes_chat_completion_chunks() {
     let r = run(Sdk::OpenAi, "stream_claude");
-    assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
-    assert_mock_text(&r.out["content"], "anthropic", "claude-sonnet-4-5");
+    assert_answered_by(&r, "anthropic", "claude-opus-4-5", "explicit");
+    assert_mock_text(&r.out["content"], "anthropic", "claude-opus-4-5");
     assert_eq!(r.out["finish_reason"], "stop");
     assert_eq!(r.out["usage"], Value::Null);
     let got = r.only_upstream();
-    assert_anthropic_request(got, "claude-sonnet-4-5");
+    assert_anthropic_request(got, "claude-opus-4-5");
     assert_eq!(got["stream"], true);
 }
 
 #[test]
 fn openai_sdk_stream_claude_with_include_usage() {
     let r = run(Sdk::OpenAi, "stream_usage_claude");
-    assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
-    assert_mock_text(&r.out["content"], "anthropic", "claude-sonnet-4-5");
+    assert_answered_by(&r, "anthropic", "claude-opus-4-5", "explicit");
+    assert_mock_text(&r.out["content"], "anthropic", "claude-opus-4-5");
     let usage = &r.out["usage"];
     assert!(usage["prompt_tokens"].as_u64().unwrap() > 0, "{usage}");
     assert!(usage["completion_tokens"].as_u64().unwrap() > 0, "{usage}");
     let got = r.only_upstream();
-    assert_anthropic_request(got, "claude-sonnet-4-5");
+    assert_anthropic_request(got, "claude-opus-4-5");
     assert!(
         got["body"].get("stream_options").is_none(),
         "stream_options is not an Anthropic field: {got}"
@@ -464,22 +464,18 @@ fn openai_sdk_stream_claude_with_include_usage() {
 #[test]
 fn openai_sdk_tools_claude_tool_use_becomes_tool_calls() {
     let r = run(Sdk::OpenAi, "tools_claude");
-    assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
+    assert_answered_by(&r, "anthropic", "claude-opus-4-5", "explicit");
     let first = &r.out["first"];
     assert_eq!(first["finish_reason"], "tool_calls", "{first}");
     let calls = first["tool_calls"].as_array().unwrap();
     assert_eq!(calls.len(), 1, "{first}");
     assert_weather_call(&calls[0], "arguments", ANTHROPIC_CALL);
-    assert_mock_text(
-        &r.out["second"]["content"],
-        "anthropic",
-        "claude-sonnet-4-5",
-    );
+    assert_mock_text(&r.out["second"]["content"], "anthropic", "claude-opus-4-5");
     assert_eq!(r.out["second"]["finish_reason"], "stop");
     let got = &r.upstream;
     assert_eq!(got.len(), 2, "{got:#?}");
     for g in got {
-        assert_anthropic_request(g, "claude-sonnet-4-5");
+        assert_anthropic_request(g, "claude-opus-4-5");
         let tool = &g["body"]["tools"][0];
         assert_eq!(tool["name"], "get_weather", "{g}");
         assert_eq!(
@@ -508,22 +504,22 @@ fn openai_sdk_tools_claude_tool_use_becomes_tool_calls() {
 #[test]
 fn openai_sdk_stream_tools_claude_streams_tool_call_deltas() {
     let r = run(Sdk::OpenAi, "stream_tools_claude");
-    assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
+    assert_answered_by(&r, "anthropic", "claude-opus-4-5", "explicit");
     assert_eq!(r.out["finish_reason"], "tool_calls", "{}", r.out);
     let calls = r.out["tool_calls"].as_array().unwrap();
     assert_eq!(calls.len(), 1, "{}", r.out);
     assert_weather_call(&calls[0], "arguments", ANTHROPIC_CALL);
     assert!(r.out["usage"]["completion_tokens"].as_u64().unwrap() > 0);
-    assert_anthropic_request(r.only_upstream(), "claude-sonnet-4-5");
+    assert_anthropic_request(r.only_upstream(), "claude-opus-4-5");
 }
 
 #[test]
 fn openai_sdk_image_claude_becomes_a_base64_image_block() {
     let r = run(Sdk::OpenAi, "image_claude");
-    assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
-    assert_mock_text(&r.out["content"], "anthropic", "claude-sonnet-4-5");
+    assert_answered_by(&r, "anthropic", "claude-opus-4-5", "explicit");
+    assert_mock_text(&r.out["content"], "anthropic", "claude-opus-4-5");
     let got = r.only_upstream();
-    assert_anthropic_request(got, "claude-sonnet-4-5");
+    assert_anthropic_request(got, "claude-opus-4-5");
     let blocks = got["body"]["messages"][0]["content"].as_array().unwrap();
     let image = blocks
         .iter()
@@ -559,12 +555,12 @@ fn openai_sdk_stream_auto_sends_a_proof_to_claude() {
 #[test]
 fn anthropic_sdk_plain_claude_passes_through() {
     let r = run(Sdk::Anthropic, "plain_claude");
-    assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
-    assert_mock_text(&r.out["content"], "anthropic", "claude-sonnet-4-5");
+    assert_answered_by(&r, "anthropic", "claude-opus-4-5", "explicit");
+    assert_mock_text(&r.out["content"], "anthropic", "claude-opus-4-5");
     assert_eq!(r.out["stop_reason"], "end_turn");
-    assert_eq!(r.out["answer_model"], "claude-sonnet-4-5");
+    assert_eq!(r.out["answer_model"], "claude-opus-4-5");
     let got = r.only_upstream();
-    assert_anthropic_request(got, "claude-sonnet-4-5");
+    assert_anthropic_request(got, "claude-opus-4-5");
     assert_eq!(got["body"]["system"], SYSTEM);
     assert_eq!(got["body"]["max_tokens"], 256);
     assert_eq!(got["body"]["stop_sequences"], json!(["###"]));
@@ -573,18 +569,18 @@ fn anthropic_sdk_plain_claude_passes_through() {
 #[test]
 fn anthropic_sdk_stream_claude_passes_through() {
     let r = run(Sdk::Anthropic, "stream_claude");
-    assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
-    assert_mock_text(&r.out["content"], "anthropic", "claude-sonnet-4-5");
+    assert_answered_by(&r, "anthropic", "claude-opus-4-5", "explicit");
+    assert_mock_text(&r.out["content"], "anthropic", "claude-opus-4-5");
     assert_eq!(r.out["stop_reason"], "end_turn");
     let got = r.only_upstream();
-    assert_anthropic_request(got, "claude-sonnet-4-5");
+    assert_anthropic_request(got, "claude-opus-4-5");
     assert_eq!(got["stream"], true);
 }
 
 #[test]
 fn anthropic_sdk_tools_claude_round_trip() {
     let r = run(Sdk::Anthropic, "tools_claude");
-    assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
+    assert_answered_by(&r, "anthropic", "claude-opus-4-5", "explicit");
     let first = &r.out["first"];
     assert_eq!(first["stop_reason"], "tool_use", "{first}");
     assert_weather_call(&first["tool_calls"][0], "input", ANTHROPIC_CALL);
@@ -592,7 +588,7 @@ fn anthropic_sdk_tools_claude_round_trip() {
     let got = &r.upstream;
     assert_eq!(got.len(), 2, "{got:#?}");
     for g in got {
-        assert_anthropic_request(g, "claude-sonnet-4-5");
+        assert_anthropic_request(g, "claude-opus-4-5");
         assert_eq!(g["body"]["tools"][0]["name"], "get_weather");
     }
     assert_eq!(
@@ -604,19 +600,19 @@ fn anthropic_sdk_tools_claude_round_trip() {
 #[test]
 fn anthropic_sdk_stream_tools_claude() {
     let r = run(Sdk::Anthropic, "stream_tools_claude");
-    assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
+    assert_answered_by(&r, "anthropic", "claude-opus-4-5", "explicit");
     assert_eq!(r.out["stop_reason"], "tool_use", "{}", r.out);
     assert_weather_call(&r.out["tool_calls"][0], "input", ANTHROPIC_CALL);
-    assert_anthropic_request(r.only_upstream(), "claude-sonnet-4-5");
+    assert_anthropic_request(r.only_upstream(), "claude-opus-4-5");
 }
 
 #[test]
 fn anthropic_sdk_image_claude_passes_through() {
     let r = run(Sdk::Anthropic, "image_claude");
-    assert_answered_by(&r, "anthropic", "claude-sonnet-4-5", "explicit");
-    assert_mock_text(&r.out["content"], "anthropic", "claude-sonnet-4-5");
+    assert_answered_by(&r, "anthropic", "claude-opus-4-5", "explicit");
+    assert_mock_text(&r.out["content"], "anthropic", "claude-opus-4-5");
     let got = r.only_upstream();
-    assert_anthropic_request(got, "claude-sonnet-4-5");
+    assert_anthropic_request(got, "claude-opus-4-5");
     assert_eq!(
         got["body"]["messages"][0]["content"][0]["source"],
         json!({"type": "base64", "media_type": "image/png", "data": PNG_1X1})

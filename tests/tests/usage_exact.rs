@@ -246,7 +246,7 @@ fn cases() -> Vec<Case> {
         // OpenRouter: one model without a cache price, one with.
         let (model, cached_model) = match provider {
             "openai" => ("gpt-4o-mini", "gpt-4o-mini"),
-            "anthropic" => ("claude-sonnet-4-5", "claude-sonnet-4-5"),
+            "anthropic" => ("claude-opus-4-5", "claude-opus-4-5"),
             "gemini" => ("gemini-3.8-flash", "gemini-3.8-flash"),
             "xai" => ("grok-3-mini", "grok-3-mini"),
             "openrouter" => ("llama-3.3-70b-instruct", "deepseek-v3.2"),
@@ -261,10 +261,10 @@ fn cases() -> Vec<Case> {
     }
     add("openai", "gpt-4o-mini", Mode::Plain, false, true);
     add("openai", "gpt-4o-mini", Mode::StreamWithUsage, false, true);
-    add("anthropic", "claude-sonnet-4-5", Mode::Plain, false, true);
+    add("anthropic", "claude-opus-4-5", Mode::Plain, false, true);
     add(
         "anthropic",
-        "claude-sonnet-4-5",
+        "claude-opus-4-5",
         Mode::StreamWithUsage,
         false,
         true,

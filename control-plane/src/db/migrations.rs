@@ -514,6 +514,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`claude_5`): the stored catalog rows are JSON.
         "",
     ),
+    (
+        19,
+        "claude-sonnet-4-5 retired (2026-12-05)",
+        // Rust below (`sonnet_4_5`): migration 17's rule on one more model.
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -567,6 +573,8 @@ fn task_quality(tx: &Transaction<'_>) -> Result<usize> {
 /// only that model is not opened to every model). A row whose upstream name
 /// the operator changed is left alone. The models added are inserted where
 /// no row of that id exists (an operator's own entry of that id stays).
+/// `plan` takes the lists, so a later retirement applies the same rule
+/// (`sonnet_4_5`).
 pub(in crate::db) mod catalog_2026_12 {
     use aipipe_core::table::Model;
 
@@ -595,10 +603,17 @@ pub(in crate::db) mod catalog_2026_12 {
     }
 
     /// The writes for `stored` (id, JSON of every catalog row) given every
-    /// tenant's (id, policy JSON). A row that does not parse is left alone.
-    pub fn plan(stored: &[(String, String)], policies: Vec<(String, String)>) -> Result<Vec<Step>> {
+    /// tenant's (id, policy JSON): the models of `retired` removed (or
+    /// disabled), those of `added` inserted from the default catalog. A row
+    /// that does not parse is left alone.
+    pub fn plan(
+        stored: &[(String, String)],
+        policies: Vec<(String, String)>,
+        retired: &[&str],
+        added: &[&str],
+    ) -> Result<Vec<Step>> {
         let mut steps = Vec::new();
-        for &id in RETIRED {
+        for &id in retired {
             let Some((_, json)) = stored.iter().find(|(s, _)| s == id) else {
                 continue;
             };
@@ -626,7 +641,7 @@ pub(in crate::db) mod catalog_2026_12 {
             }
         }
         let defaults = aipipe_core::catalog::default_models();
-        for &id in ADDED {
+        for &id in added {
             if stored.iter().any(|(s, _)| s == id) {
                 continue;
             }
@@ -636,6 +651,18 @@ pub(in crate::db) mod catalog_2026_12 {
         }
         Ok(steps)
     }
+}
+
+/// claude-sonnet-4-5 retired (filter/README.md, "Catalog changes", third
+/// entry of 2026-12-05: Anthropic retired it on 2026-11-30) on a database
+/// seeded before it: SQLite's migration 19, PostgreSQL's migration 5. The
+/// rule of migration 17 (`catalog_2026_12`): removed as `DELETE
+/// /admin/models/{id}` would, only disabled where a tenant's policy names it,
+/// left alone where the operator changed its upstream name. Nothing is added:
+/// `claude-sonnet-5-5`, its replacement, came with migration 17.
+pub(in crate::db) mod sonnet_4_5 {
+    /// Retired by Anthropic on 2026-11-30.
+    pub const RETIRED: &[&str] = &["claude-sonnet-4-5"];
 }
 
 /// Claude 5.x enabled (filter/README.md, "Catalog changes", second entry of
@@ -731,8 +758,10 @@ fn claude_5(tx: &Transaction<'_>) -> Result<usize> {
     Ok(writes.len())
 }
 
-/// SQLite's migration 17 (`catalog_2026_12`). Returns the writes made.
-fn catalog_2026_12(tx: &Transaction<'_>) -> Result<usize> {
+/// SQLite's migration 17 (`catalog_2026_12`) and 19 (`sonnet_4_5`): the
+/// models of `retired` removed (or disabled), those of `added` inserted.
+/// Returns the writes made.
+fn catalog_2026_12(tx: &Transaction<'_>, retired: &[&str], added: &[&str]) -> Result<usize> {
     let stored: Vec<(String, String)> = tx
         .prepare("SELECT id, json FROM models")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -741,7 +770,7 @@ fn catalog_2026_12(tx: &Transaction<'_>) -> Result<usize> {
         .prepare("SELECT id, policy FROM tenants WHERE policy IS NOT NULL")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let steps = catalog_2026_12::plan(&stored, policies)?;
+    let steps = catalog_2026_12::plan(&stored, policies, retired, added)?;
     for step in &steps {
         match step {
             catalog_2026_12::Step::Delete(id) => {
@@ -799,13 +828,18 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         }
         // A no-op on a new database: migration 1 seeded this catalog.
         if version == 17 {
-            let n = catalog_2026_12(&tx)?;
+            let n = catalog_2026_12(&tx, catalog_2026_12::RETIRED, catalog_2026_12::ADDED)?;
             tracing::info!(writes = n, "catalog of 2026-12-05 applied");
         }
         // A no-op on a new database: migration 1 seeded today's catalog.
         if version == 18 {
             let n = claude_5(&tx)?;
             tracing::info!(writes = n, "Claude 5.x enabled");
+        }
+        // A no-op on a new database: migration 1 seeded today's catalog.
+        if version == 19 {
+            let n = catalog_2026_12(&tx, sonnet_4_5::RETIRED, &[])?;
+            tracing::info!(writes = n, "claude-sonnet-4-5 retired");
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
@@ -851,14 +885,79 @@ mod tests {
         for m in &defaults {
             stored.push((m.id.clone(), serde_json::to_string(m).unwrap()));
         }
-        let steps = catalog_2026_12::plan(&stored, vec![]).unwrap();
+        let steps = catalog_2026_12::plan(
+            &stored,
+            vec![],
+            catalog_2026_12::RETIRED,
+            catalog_2026_12::ADDED,
+        )
+        .unwrap();
         assert_eq!(
             steps,
             vec![catalog_2026_12::Step::Delete("gemini-2.5-pro".into())]
         );
         pro.upstream_id = Some("gemini-3.8-flash".into());
         stored[0].1 = serde_json::to_string(&pro).unwrap();
-        assert_eq!(catalog_2026_12::plan(&stored, vec![]).unwrap(), vec![]);
+        assert_eq!(
+            catalog_2026_12::plan(
+                &stored,
+                vec![],
+                catalog_2026_12::RETIRED,
+                catalog_2026_12::ADDED
+            )
+            .unwrap(),
+            vec![]
+        );
+    }
+
+    /// Migration 19 removes claude-sonnet-4-5 by migration 17's rule: gone
+    /// as the admin API would delete it, only disabled while a policy names
+    /// it, left alone when pointed at another upstream model; adds nothing.
+    #[test]
+    fn sonnet_4_5_is_retired_by_migration_17s_rule() {
+        let defaults = aipipe_core::catalog::default_models();
+        assert!(defaults.iter().all(|m| m.id != "claude-sonnet-4-5"));
+        let mut sonnet = defaults
+            .iter()
+            .find(|m| m.id == "claude-opus-4-5")
+            .unwrap()
+            .clone();
+        sonnet.id = "claude-sonnet-4-5".into();
+        let mut stored = vec![(sonnet.id.clone(), serde_json::to_string(&sonnet).unwrap())];
+        for m in &defaults {
+            stored.push((m.id.clone(), serde_json::to_string(m).unwrap()));
+        }
+        let plan = |stored: &[(String, String)], policies| {
+            catalog_2026_12::plan(stored, policies, sonnet_4_5::RETIRED, &[]).unwrap()
+        };
+        assert_eq!(
+            plan(&stored, vec![]),
+            vec![catalog_2026_12::Step::Delete("claude-sonnet-4-5".into())]
+        );
+        let named = vec![(
+            "acme".to_owned(),
+            r#"{"allow_models": ["claude-sonnet-4-5"]}"#.to_owned(),
+        )];
+        let steps = plan(&stored, named.clone());
+        let [catalog_2026_12::Step::Disable { id, json }] = steps.as_slice() else {
+            panic!("{steps:?}")
+        };
+        assert_eq!(id, "claude-sonnet-4-5");
+        let disabled: aipipe_core::table::Model = serde_json::from_str(json).unwrap();
+        assert!(!disabled.enabled);
+        assert_eq!(
+            disabled,
+            aipipe_core::table::Model {
+                enabled: false,
+                ..sonnet.clone()
+            }
+        );
+        // Already disabled: nothing to write.
+        stored[0].1 = json.clone();
+        assert_eq!(plan(&stored, named), vec![]);
+        sonnet.upstream_id = Some("claude-sonnet-5-5".into());
+        stored[0].1 = serde_json::to_string(&sonnet).unwrap();
+        assert_eq!(plan(&stored, vec![]), vec![]);
     }
 
     /// A database written by the first release (migration 1 only, with a
@@ -920,8 +1019,8 @@ mod tests {
         assert_eq!(r.totals.numbers.cache_hits, 0);
         // The untouched default models got their task figures.
         let models = db.models().await.unwrap();
-        let sonnet = models.iter().find(|m| m.id == "claude-sonnet-4-5").unwrap();
-        assert!(sonnet.category_quality.contains_key("coding"), "{sonnet:?}");
+        let opus = models.iter().find(|m| m.id == "claude-opus-4-5").unwrap();
+        assert!(opus.category_quality.contains_key("coding"), "{opus:?}");
         let gpt4o = models.iter().find(|m| m.id == "gpt-4o").unwrap();
         assert!(
             gpt4o.category_quality.is_empty(),

@@ -495,7 +495,7 @@ mod tests {
         v["models"] = json!([
             "gpt-4o-mini",
             "gpt-4o",
-            "claude-sonnet-4-5",
+            "claude-sonnet-5-5",
             "claude-opus-4-5",
             "grok-4.3"
         ]);

@@ -325,8 +325,8 @@ mod tests {
         assert_eq!(worst_case_nusd(mini, 0, None), cap * 600);
         assert_eq!(worst_case_nusd(mini, 0, Some(u64::MAX)), cap * 600);
         // Anthropic writes cost 1.25x input: the prompt is reserved at that.
-        let sonnet = models.iter().find(|m| m.id == "claude-sonnet-4-5").unwrap();
-        assert_eq!(worst_case_nusd(sonnet, 1000, Some(0)), 1000 * 3750);
+        let sonnet = models.iter().find(|m| m.id == "claude-sonnet-5-5").unwrap();
+        assert_eq!(worst_case_nusd(sonnet, 1000, Some(0)), 1000 * 2500);
     }
 
     #[test]

@@ -348,20 +348,17 @@ const ENTRIES: &[Entry] = &[
 
     // ---- Anthropic — prices: platform.claude.com/docs/en/about-claude/pricing
     // (cached = cache read; cache writes 1.25x input). GPQA: Anthropic's
-    // launch post of each model. SWE-bench Verified: the Sonnet 4.5 (77.2,
-    // 10 trials, no test-time compute) and Haiku 4.5 (73.3) launch posts;
-    // Opus 4.5's 80.9 via Moonshot's Kimi K2.5 model card. AIME 2025: Sonnet
-    // 4.5's 87.0 (no tools) via DeepSeek-V3.2's report, Opus 4.5's 92.8 via
-    // the Kimi K2.5 card. JSON schema output works through the native
-    // translation (a forced tool, see `anthropic::JSON_TOOL`).
-    Entry { id: "claude-sonnet-4-5", provider: "anthropic", upstream_id: None,
-        prices: (3.00, Some(0.30), 15.00), gpqa: 83.4, tasks: &[("coding", 77.2), ("math_reasoning", 87.0)],
-        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true },
+    // launch post of each model. SWE-bench Verified: the Haiku 4.5 (73.3)
+    // launch post; Opus 4.5's 80.9 via Moonshot's Kimi K2.5 model card.
+    // AIME 2025: Opus 4.5's 92.8 via the Kimi K2.5 card. JSON schema output
+    // works through the native translation (a forced tool, see
+    // `anthropic::JSON_TOOL`). claude-sonnet-4-5 was retired by Anthropic on
+    // 2026-11-30 and left this catalog (filter/README.md, "Catalog changes").
     Entry { id: "claude-opus-4-5", provider: "anthropic", upstream_id: None,
         prices: (5.00, Some(0.50), 25.00), gpqa: 87.0, tasks: &[("coding", 80.9), ("math_reasoning", 92.8)],
         context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true },
-    // Shipped disabled: at $1/$5 with GPQA 73.0 it would take the 0.55–0.80
-    // band from gpt-4o-mini / claude-sonnet-4-5 (filter/README.md,
+    // Shipped disabled: at $1/$5 with GPQA 73.0 it would take about the
+    // 0.60–0.80 band from gpt-4o-mini / claude-sonnet-5-5 (filter/README.md,
     // "Model selection"). Enable per catalog.
     Entry { id: "claude-haiku-4-5", provider: "anthropic", upstream_id: None,
         prices: (1.00, Some(0.10), 5.00), gpqa: 73.0, tasks: &[("coding", 73.3)],
@@ -370,14 +367,16 @@ const ENTRIES: &[Entry] = &[
     // sonnet-5-5/overview and the "What's new in Claude Opus 5" comparison
     // table: 1M context, 128K output; cache reads $0.10 and $0.20 — Sonnet
     // 5.5's was cut from $0.20 on 2026-10-07). They replace claude-sonnet-4-5
-    // and claude-opus-4-5, which Anthropic has deprecated (Opus 4.5 retires
-    // on 2027-01-22) but still serves. This generation answers 400 to a
+    // (retired 2026-11-30, gone from this catalog) and claude-opus-4-5, which
+    // Anthropic has deprecated (it retires on 2027-01-22) but still serves.
+    // This generation answers 400 to a
     // non-default temperature, top_p or top_k and refuses a forced tool
     // (`CLAUDE_5`): the filter drops the sampling parameters for them and
     // routes a request that forces a tool elsewhere (filter/README.md,
     // "Model selection"); no json_schema, which the translation forces a
     // tool for. Anthropic publishes no GPQA Diamond figure for them: each
-    // stands in with its predecessor's.
+    // stands in with its predecessor's (Sonnet 4.5's 83.4 and Opus 4.5's
+    // 87.0, their launch posts).
     Entry { id: "claude-sonnet-5-5", provider: "anthropic", upstream_id: None,
         prices: (2.00, Some(0.10), 10.00), gpqa: 83.4, tasks: &[],
         context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true },

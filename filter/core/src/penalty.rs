@@ -429,7 +429,7 @@ mod tests {
             ..Penalties::default()
         };
         fail(&mut p, "gpt-4o", 5);
-        p.record("claude-sonnet-4-5", Outcome::Success, 6, D);
+        p.record("claude-sonnet-5-5", Outcome::Success, 6, D);
         fail(&mut p, "模型", 7);
         let bytes = p.encode();
         assert_eq!(bytes.len(), HEADER_LEN + 3 * MODEL_LEN + 6 + 17 + 6);

@@ -502,11 +502,11 @@ mod tests {
     #[test]
     fn a_named_model_comes_first_then_the_ranking_without_it() {
         let t = table();
-        let body = r#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#;
+        let body = r#"{"model":"claude-opus-4-5","messages":[{"role":"user","content":"hi"}]}"#;
         let mut p = plan(&t, Protocol::Chat, body).unwrap();
         assert!(!p.auto && p.complexity().is_none());
         let first = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
-        assert_eq!(t.model(first.model).unwrap().id, "claude-sonnet-4-5");
+        assert_eq!(t.model(first.model).unwrap().id, "claude-opus-4-5");
         let second = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
         assert_ne!(second.model, first.model);
         let _third = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
@@ -519,14 +519,14 @@ mod tests {
     #[test]
     fn an_anthropic_client_keeps_its_body_for_anthropic_and_is_translated_for_others() {
         let t = table();
-        let body = r#"{"model":"claude-sonnet-4-5","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#;
+        let body = r#"{"model":"claude-opus-4-5","max_tokens":50,"messages":[{"role":"user","content":"hi"}]}"#;
         let mut p = plan(&t, Protocol::Messages, body).unwrap();
         let a = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
         let Upstream::Edit(edit) = &a.upstream else {
             panic!("same protocol: an edit, got {:?}", a.upstream)
         };
         let out: serde_json::Value = serde_json::from_slice(&edit.apply(body.as_bytes())).unwrap();
-        assert_eq!(out["model"], "claude-sonnet-4-5");
+        assert_eq!(out["model"], "claude-opus-4-5");
         assert_eq!(out["max_tokens"], 50);
         // Down the ranking, an OpenAI model gets Chat Completions.
         while let Some(a) = p.next_attempt(&t, &t.accounts()[0], 10) {
@@ -613,7 +613,12 @@ mod tests {
                 .all(|p| out.get(p).is_none()),
             "{out}"
         );
-        let mut p = plan(&t, Protocol::Messages, &messages.replace("5-5", "4-5")).unwrap();
+        let mut p = plan(
+            &t,
+            Protocol::Messages,
+            &messages.replace("claude-sonnet-5-5", "claude-opus-4-5"),
+        )
+        .unwrap();
         let a = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
         assert!(matches!(a.upstream, Upstream::Edit(_)) && a.dropped.is_empty());
 

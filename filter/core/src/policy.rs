@@ -432,7 +432,7 @@ mod tests {
         let t = table();
         let p = policy(
             r#"{"allow_providers": ["openai", "anthropic"], "deny_models": ["gpt-4o"],
-                "pin": "claude-sonnet-4-5", "quality": {"gpt-4o-mini": 0.5}, "max_tier": "mid",
+                "pin": "claude-sonnet-5-5", "quality": {"gpt-4o-mini": 0.5}, "max_tier": "mid",
                 "aliases": {"fast": "gpt-4o-mini", "cheap-auto": {"auto": {"max_tier": "cheap"}}},
                 "substitute_named_models": false}"#,
         );
@@ -442,7 +442,7 @@ mod tests {
         assert!(c.allows(ix("gpt-4o-mini")));
         assert!(!c.allows(ix("gpt-4o")), "denied");
         assert!(!c.allows(ix("grok-4.3")), "provider not allowed");
-        assert_eq!(c.pin, Some(ix("claude-sonnet-4-5")));
+        assert_eq!(c.pin, Some(ix("claude-sonnet-5-5")));
         assert_eq!(c.quality(ix("gpt-4o-mini")), Some(0.5));
         assert_eq!(c.alias("fast"), Some(Target::Model(ix("gpt-4o-mini"))));
         assert_eq!(

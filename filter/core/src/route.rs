@@ -401,7 +401,6 @@ mod models_tests {
             ids,
             [
                 "auto",
-                "claude-sonnet-4-5",
                 "claude-opus-4-5",
                 "claude-sonnet-5-5",
                 "claude-opus-5-5"

@@ -228,15 +228,17 @@ mod tests {
     }
 
     /// Model selection (filter/README.md): the default catalog with OpenAI +
-    /// Anthropic keys. Claude Sonnet 5.5 has Sonnet 4.5's quality figure at
-    /// two thirds of its price, so it takes every band above the cheap one;
-    /// a request that forces a tool, which Claude 5.x refuses, goes to
-    /// Sonnet 4.5 there instead (`forced`).
+    /// Anthropic keys. Claude Sonnet 5.5 takes every band above the cheap
+    /// one. A request that forces a tool, which Claude 5.x refuses, ranks
+    /// only gpt-4o-mini, gpt-4o and claude-opus-4-5 (claude-sonnet-4-5 was
+    /// retired, claude-haiku-4-5 ships disabled): gpt-4o-mini keeps it up to
+    /// about 0.73–0.75 (by prompt length), Opus 4.5 takes it above
+    /// (`forced`), and gpt-4o never wins.
     #[test]
     fn table_spec_6() {
         let t = table_with_keys(&["openai", "anthropic"]);
         // (complexity, any request, a request forcing a tool)
-        let expected: [(f64, &[&str], &[&str]); 9] = [
+        let expected: [(f64, &[&str], &[&str]); 10] = [
             (0.10, &["gpt-4o-mini"], &["gpt-4o-mini"]),
             (0.30, &["gpt-4o-mini"], &["gpt-4o-mini"]),
             (0.50, &["gpt-4o-mini"], &["gpt-4o-mini"]),
@@ -247,9 +249,10 @@ mod tests {
                 &["gpt-4o-mini"],
             ),
             (0.68, &["claude-sonnet-5-5"], &["gpt-4o-mini"]),
-            (0.72, &["claude-sonnet-5-5"], &["claude-sonnet-4-5"]),
-            (0.85, &["claude-sonnet-5-5"], &["claude-sonnet-4-5"]),
-            (0.95, &["claude-sonnet-5-5"], &["claude-sonnet-4-5"]),
+            (0.72, &["claude-sonnet-5-5"], &["gpt-4o-mini"]),
+            (0.78, &["claude-sonnet-5-5"], &["claude-opus-4-5"]),
+            (0.85, &["claude-sonnet-5-5"], &["claude-opus-4-5"]),
+            (0.95, &["claude-sonnet-5-5"], &["claude-opus-4-5"]),
         ];
         // Short and long prompts, with and without a max_tokens budget.
         for (input_tokens, max_tokens) in [
@@ -292,7 +295,7 @@ mod tests {
         let sonnet = t
             .models
             .iter()
-            .find(|m| m.id == "claude-sonnet-4-5")
+            .find(|m| m.id == "claude-sonnet-5-5")
             .unwrap()
             .quality;
         let mut raw = RoutingTable {
@@ -340,11 +343,11 @@ mod tests {
         use crate::classify::Category;
         let t = table_with_keys(&["openai", "anthropic"]);
         let ix = |m: &str| t.resolve_model(m).unwrap();
-        let (mini, sonnet) = (ix("gpt-4o-mini"), ix("claude-sonnet-4-5"));
+        let (mini, opus) = (ix("gpt-4o-mini"), ix("claude-opus-4-5"));
         let p: crate::policy::Policy = serde_json::from_str(
             r#"{"quality": {"gpt-4o-mini": 0.5},
                 "category_quality": {"gpt-4o-mini": {"coding": 1.0},
-                                     "claude-sonnet-4-5": {"coding": 0.05}}}"#,
+                                     "claude-opus-4-5": {"coding": 0.05}}}"#,
         )
         .unwrap();
         crate::policy::validate(&p, &t).unwrap();
@@ -353,14 +356,14 @@ mod tests {
         assert_eq!(quality(&t, Some(&c), mini, coding), 1.0);
         assert_eq!(quality(&t, Some(&c), mini, Some(Category::Chat)), 0.5);
         assert_eq!(quality(&t, Some(&c), mini, None), 0.5);
-        let table_coding = t.quality(sonnet, coding);
-        assert_ne!(table_coding, t.quality(sonnet, None));
-        assert_eq!(quality(&t, None, sonnet, coding), table_coding);
+        let table_coding = t.quality(opus, coding);
+        assert_ne!(table_coding, t.quality(opus, None));
+        assert_eq!(quality(&t, None, opus, coding), table_coding);
         assert_eq!(
-            quality(&t, Some(&c), sonnet, Some(Category::Chat)),
-            t.quality(sonnet, Some(Category::Chat))
+            quality(&t, Some(&c), opus, Some(Category::Chat)),
+            t.quality(opus, Some(Category::Chat))
         );
-        assert_eq!(quality(&t, None, sonnet, None), t.quality(sonnet, None));
+        assert_eq!(quality(&t, None, opus, None), t.quality(opus, None));
 
         // Hard coding requests go to the model the tenant rates best at
         // coding; its other hard requests are ranked as before.

@@ -783,9 +783,11 @@ mod tests {
         assert_eq!(id("openai", "gpt-4o-mini-2024-07-18"), Some("gpt-4o-mini"));
         assert_eq!(id("openai", "gpt-4o-2024-11-20"), Some("gpt-4o"));
         assert_eq!(
-            id("anthropic", "claude-sonnet-4-5-20250929"),
-            Some("claude-sonnet-4-5")
+            id("anthropic", "claude-opus-4-5-20251101"),
+            Some("claude-opus-4-5")
         );
+        // A retired model's snapshot names no catalog model.
+        assert_eq!(id("anthropic", "claude-sonnet-4-5-20250929"), None);
         assert_eq!(
             id("openrouter", "meta-llama/llama-3.3-70b-instruct"),
             Some("llama-3.3-70b-instruct")

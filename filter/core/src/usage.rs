@@ -243,15 +243,15 @@ mod tests {
         // Absurd counts from a provider saturate rather than wrap.
         assert_eq!(cost_nusd(mini, &t(u64::MAX, 0, 0, u64::MAX)), u64::MAX);
 
-        // Claude Sonnet 4.5: $3 input, $0.30 cache read, $3.75 cache write
-        // (5-minute cache, 1.25x), $15 output.
-        let sonnet = models.iter().find(|m| m.id == "claude-sonnet-4-5").unwrap();
+        // Claude Sonnet 5.5: $2 input, $0.10 cache read, $2.50 cache write
+        // (5-minute cache, 1.25x), $10 output.
+        let sonnet = models.iter().find(|m| m.id == "claude-sonnet-5-5").unwrap();
         assert_eq!(
             cost_nusd(sonnet, &t(1000, 200, 300, 100)),
-            500 * 3000 + 200 * 300 + 300 * 3750 + 100 * 15000
+            500 * 2000 + 200 * 100 + 300 * 2500 + 100 * 10000
         );
         // Reads and writes together never exceed the prompt.
-        assert_eq!(cost_nusd(sonnet, &t(100, 80, 80, 0)), 80 * 300 + 20 * 3750);
+        assert_eq!(cost_nusd(sonnet, &t(100, 80, 80, 0)), 80 * 100 + 20 * 2500);
     }
 
     #[test]
@@ -275,7 +275,7 @@ mod tests {
             ts_ms: 1_795_000_000_000,
             failed_attempts: vec![FailedAttempt {
                 provider: "anthropic".into(),
-                model: "claude-sonnet-4-5".into(),
+                model: "claude-sonnet-5-5".into(),
                 status: 529,
                 key_tag: None,
             }],

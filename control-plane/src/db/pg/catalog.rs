@@ -143,12 +143,19 @@ fn stored_models(w: &mut Writer<'_>) -> Result<Vec<(String, String)>> {
 }
 
 /// PostgreSQL's migration 3: the catalog of 2026-12-05, as SQLite's 17
-/// (`db::migrations::catalog_2026_12`). Returns the writes made.
-pub(in crate::db) fn catalog_2026_12(w: &mut Writer<'_>) -> Result<usize> {
+/// (`db::migrations::catalog_2026_12`), and migration 5: claude-sonnet-4-5
+/// retired, as SQLite's 19 (`db::migrations::sonnet_4_5`). The models of
+/// `retired` removed (or disabled), those of `added` inserted. Returns the
+/// writes made.
+pub(in crate::db) fn catalog_2026_12(
+    w: &mut Writer<'_>,
+    retired: &[&str],
+    added: &[&str],
+) -> Result<usize> {
     use crate::db::migrations::catalog_2026_12::{Step, plan};
     let stored = stored_models(w)?;
     let policies = tenant_policies(w)?;
-    let steps = plan(&stored, policies)?;
+    let steps = plan(&stored, policies, retired, added)?;
     for step in &steps {
         match step {
             Step::Delete(id) => {

@@ -191,12 +191,18 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
             }
             // A no-op on a database seeded just now.
             if applied.contains(&3) {
-                let n = catalog::catalog_2026_12(w)?;
+                use crate::db::migrations::catalog_2026_12::{ADDED, RETIRED};
+                let n = catalog::catalog_2026_12(w, RETIRED, ADDED)?;
                 tracing::info!(writes = n, "catalog of 2026-12-05 applied");
             }
             if applied.contains(&4) {
                 let n = catalog::claude_5(w)?;
                 tracing::info!(writes = n, "Claude 5.x enabled");
+            }
+            if applied.contains(&5) {
+                let retired = crate::db::migrations::sonnet_4_5::RETIRED;
+                let n = catalog::catalog_2026_12(w, retired, &[])?;
+                tracing::info!(writes = n, "claude-sonnet-4-5 retired");
             }
             Ok(())
         },

@@ -325,4 +325,10 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rows only, as 3 (`db::migrations::claude_5`).
         "-- the catalog's rows are written by pg::prepare",
     ),
+    (
+        5,
+        "claude-sonnet-4-5 retired (SQLite's migration 19)",
+        // Rows only, as 3 (`db::migrations::sonnet_4_5`).
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];

@@ -98,7 +98,7 @@ fn chat_answer(model: &str, prompt: u64, completion: u64) -> String {
 
 fn messages_answer(prompt: u64, completion: u64) -> String {
     format!(
-        r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{{"type":"text","text":"hi"}}],"stop_reason":"end_turn","usage":{{"input_tokens":{prompt},"output_tokens":{completion}}}}}"#
+        r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-opus-4-5","content":[{{"type":"text","text":"hi"}}],"stop_reason":"end_turn","usage":{{"input_tokens":{prompt},"output_tokens":{completion}}}}}"#
     )
 }
 
@@ -162,7 +162,7 @@ fn a_greeting_goes_to_the_cheapest_model_with_the_tenants_own_key() {
 #[test]
 fn tenant_b_never_uses_tenant_as_key() {
     let (f, h) = setup("");
-    let body = r#"{"model":"claude-sonnet-4-5","messages":[{"role":"user","content":"hi"}]}"#;
+    let body = r#"{"model":"claude-opus-4-5","messages":[{"role":"user","content":"hi"}]}"#;
     let (_, _) = send(&f, &h, "/v1/chat/completions", OTHER_KEY, body);
     let reply = h.reply().unwrap();
     assert_eq!(reply.status, 503);
@@ -739,7 +739,7 @@ fn the_models_list_holds_auto_and_what_the_tenant_can_reach() {
         .filter_map(|m| m["id"].as_str())
         .collect();
     assert_eq!(ids.first(), Some(&"auto"));
-    assert!(ids.contains(&"gpt-4o-mini") && !ids.contains(&"claude-sonnet-4-5"));
+    assert!(ids.contains(&"gpt-4o-mini") && !ids.contains(&"claude-opus-4-5"));
 }
 
 #[test]
@@ -843,7 +843,7 @@ fn a_responses_client_is_routed_like_chat_and_answered_in_its_own_format() {
     assert_eq!((rec.prompt_tokens, rec.completion_tokens), (11, 2));
 
     // Streamed from Claude: Anthropic events → Responses events.
-    let body = r#"{"model":"claude-sonnet-4-5","input":"hi","stream":true}"#;
+    let body = r#"{"model":"claude-opus-4-5","input":"hi","stream":true}"#;
     let (mut r, _) = send(&f, &h, "/v1/responses", KEY, body);
     assert_eq!(h.header("x-aipipe-cluster").as_deref(), Some("anthropic"));
     let events = concat!(
@@ -862,7 +862,7 @@ fn a_responses_client_is_routed_like_chat_and_answered_in_its_own_format() {
     let rec = &h.records()[1];
     assert_eq!(
         (rec.model.as_str(), rec.prompt_tokens, rec.completion_tokens),
-        ("claude-sonnet-4-5", 5, 3)
+        ("claude-opus-4-5", 5, 3)
     );
 }
 
@@ -916,7 +916,7 @@ fn an_ollama_client_streams_ndjson_lists_its_models_and_gets_its_error_shape() {
         .collect();
     assert_eq!(names.first().map(String::as_str), Some("auto"));
     assert!(
-        names.iter().any(|n| n == "gpt-4o-mini") && !names.iter().any(|n| n == "claude-sonnet-4-5")
+        names.iter().any(|n| n == "gpt-4o-mini") && !names.iter().any(|n| n == "claude-opus-4-5")
     );
 
     let (_, _) = send(&f, &h, "/api/chat", "nope", body);

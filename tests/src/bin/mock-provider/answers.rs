@@ -252,7 +252,7 @@ mod tests {
         }
 
         // Anthropic's Messages API, plain and streamed.
-        let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 1024,
+        let body = json!({"model": "claude-opus-4-5", "max_tokens": 1024,
                           "messages": [{"role": "user", "content": "sort"}]});
         let mut request = crate::anthropic::MessagesRequest::from_json(Some(&body)).unwrap();
         request.answer = Some(said.into());

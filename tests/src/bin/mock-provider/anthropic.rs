@@ -1138,7 +1138,7 @@ mod tests {
     }
 
     fn hello() -> Value {
-        json!({"model": "claude-sonnet-4-5", "max_tokens": 1024,
+        json!({"model": "claude-opus-4-5", "max_tokens": 1024,
                "messages": [{"role": "user", "content": "Hello there"}]})
     }
 
@@ -1168,12 +1168,12 @@ mod tests {
         assert_eq!(m["id"], "msg_mock_3");
         assert_eq!(m["type"], "message");
         assert_eq!(m["role"], "assistant");
-        assert_eq!(m["model"], "claude-sonnet-4-5");
+        assert_eq!(m["model"], "claude-opus-4-5");
         assert_eq!(m["stop_reason"], "end_turn");
         assert!(m["stop_sequence"].is_null());
         assert_eq!(m["content"][0]["type"], "text");
         let text = m["content"][0]["text"].as_str().unwrap();
-        assert!(text.starts_with("Mock answer from anthropic/claude-sonnet-4-5: "));
+        assert!(text.starts_with("Mock answer from anthropic/claude-opus-4-5: "));
         // "Hello there": 11 chars -> 3 tokens, + 4 for the message.
         let u = &m["usage"];
         assert_eq!(u["input_tokens"], 7);
@@ -1423,7 +1423,7 @@ mod tests {
         let Block::Text { text } = &reply.content[0] else {
             panic!()
         };
-        assert!(text.ends_with("claude-sonnet-4-5: this "), "{text}");
+        assert!(text.ends_with("claude-opus-4-5: this "), "{text}");
         let mut body = hello();
         body["max_tokens"] = json!(1);
         assert_eq!(Reply::new(&request(body), 1).stop_reason, "max_tokens");
@@ -1442,7 +1442,7 @@ mod tests {
 
     #[test]
     fn weather_questions_call_the_weather_tool() {
-        let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 200, "tools": weather_tools(),
+        let body = json!({"model": "claude-opus-4-5", "max_tokens": 200, "tools": weather_tools(),
             "messages": [{"role": "user", "content": "What's the Weather in Paris?"}]});
         let reply = Reply::new(&request(body.clone()), 9);
         assert_eq!(reply.stop_reason, "tool_use");

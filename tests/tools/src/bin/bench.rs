@@ -1337,7 +1337,7 @@ fn main() {
     let ready = measure_failover(
         &redirecting,
         &calling,
-        "claude-sonnet-4-5",
+        "claude-opus-4-5",
         true,
         failover_requests,
     );
