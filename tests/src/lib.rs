@@ -342,18 +342,11 @@ impl Pricing {
     pub fn openai_anthropic() -> Result<Self, String> {
         use aipipe_core::table::{RoutingTable, Table, Tenant};
         let table = Table::compile(RoutingTable {
-            tenants: vec![Tenant {
-                id: "pricing".into(),
-                disabled: false,
-                pass_through: true,
-                virtual_key_hashes: vec![hex_hash("pricing")],
-                provider_keys: [("openai", "sk-o"), ("anthropic", "sk-a")]
-                    .iter()
-                    .map(|(p, k)| ((*p).to_owned(), (*k).to_owned()))
-                    .collect(),
-                limits: Default::default(),
-                policy: Default::default(),
-            }],
+            tenants: vec![Tenant::with_keys(
+                "pricing",
+                "pricing",
+                &[("openai", "sk-o"), ("anthropic", "sk-a")],
+            )],
             ..RoutingTable::default()
         })
         .map_err(|e| format!("the default table does not compile: {e:?}"))?;

@@ -442,7 +442,7 @@ fn client_model(body: &[u8]) -> Result<ClientModel, ApiError> {
 mod tests {
     use super::*;
     use crate::counters;
-    use crate::table::{RoutingTable, Tenant, hex_hash};
+    use crate::table::{RoutingTable, Tenant};
 
     fn table() -> Table {
         Table::compile(raw_table()).unwrap()
@@ -450,17 +450,11 @@ mod tests {
 
     fn raw_table() -> RoutingTable {
         RoutingTable {
-            tenants: vec![Tenant {
-                id: "acme".into(),
-                disabled: false,
-                pass_through: true,
-                virtual_key_hashes: vec![hex_hash("vk-acme")],
-                provider_keys: [("openai", "sk-a"), ("anthropic", "ak-a")]
-                    .map(|(p, k)| (p.to_owned(), k.to_owned()))
-                    .into(),
-                limits: Default::default(),
-                policy: Default::default(),
-            }],
+            tenants: vec![Tenant::with_keys(
+                "acme",
+                "vk-acme",
+                &[("openai", "sk-a"), ("anthropic", "ak-a")],
+            )],
             ..RoutingTable::default()
         }
     }

@@ -235,30 +235,19 @@ pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{RoutingTable, Tenant, hex_hash};
+    use crate::table::{RoutingTable, Tenant};
 
     fn table() -> Table {
         Table::compile(RoutingTable {
             tenants: vec![
+                Tenant::with_keys(
+                    "acme",
+                    "vk-acme",
+                    &[("openai", "sk-a"), ("anthropic", "ak-a")],
+                ),
                 Tenant {
-                    id: "acme".into(),
-                    disabled: false,
-                    pass_through: true,
-                    virtual_key_hashes: vec![hex_hash("vk-acme")],
-                    provider_keys: [("openai", "sk-a"), ("anthropic", "ak-a")]
-                        .map(|(p, k)| (p.to_owned(), k.to_owned()))
-                        .into(),
-                    limits: Default::default(),
-                    policy: Default::default(),
-                },
-                Tenant {
-                    id: "off".into(),
                     disabled: true,
-                    pass_through: true,
-                    virtual_key_hashes: vec![hex_hash("vk-off")],
-                    provider_keys: Default::default(),
-                    limits: Default::default(),
-                    policy: Default::default(),
+                    ..Tenant::with_keys("off", "vk-off", &[])
                 },
             ],
             ..RoutingTable::default()
@@ -372,20 +361,12 @@ pub fn reachable_models<'t>(table: &'t Table, tenant: &Account) -> Vec<(&'t str,
 #[cfg(test)]
 mod models_tests {
     use super::*;
-    use crate::table::{RoutingTable, Tenant, hex_hash};
+    use crate::table::{RoutingTable, Tenant};
 
     #[test]
     fn the_list_holds_auto_and_only_reachable_enabled_models() {
         let t = Table::compile(RoutingTable {
-            tenants: vec![Tenant {
-                id: "a".into(),
-                disabled: false,
-                pass_through: true,
-                virtual_key_hashes: vec![hex_hash("k")],
-                provider_keys: [("anthropic".to_owned(), "x".to_owned())].into(),
-                limits: Default::default(),
-                policy: Default::default(),
-            }],
+            tenants: vec![Tenant::with_keys("a", "k", &[("anthropic", "x")])],
             ..RoutingTable::default()
         })
         .unwrap();

@@ -201,21 +201,16 @@ pub fn rank_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::table::{RoutingTable, Tenant, hex_hash};
+    use crate::table::{RoutingTable, Tenant};
 
     fn table_with_keys(providers: &[&str]) -> Table {
         Table::compile(RoutingTable {
             tenants: vec![Tenant {
-                id: "t".into(),
-                disabled: false,
-                pass_through: true,
-                virtual_key_hashes: vec![hex_hash("vk")],
                 provider_keys: providers
                     .iter()
                     .map(|p| ((*p).to_owned(), format!("sk-{p}")))
                     .collect(),
-                limits: Default::default(),
-                policy: Default::default(),
+                ..Tenant::with_keys("t", "vk", &[])
             }],
             ..RoutingTable::default()
         })
@@ -301,18 +296,11 @@ mod tests {
         let mut raw = RoutingTable {
             models: t.models.clone(),
             providers: t.providers.clone(),
-            tenants: vec![Tenant {
-                id: "t".into(),
-                disabled: false,
-                pass_through: true,
-                virtual_key_hashes: vec![hex_hash("vk")],
-                provider_keys: [("openai", "sk-o"), ("anthropic", "sk-a")]
-                    .iter()
-                    .map(|(p, k)| ((*p).to_owned(), (*k).to_owned()))
-                    .collect(),
-                limits: Default::default(),
-                policy: Default::default(),
-            }],
+            tenants: vec![Tenant::with_keys(
+                "t",
+                "vk",
+                &[("openai", "sk-o"), ("anthropic", "sk-a")],
+            )],
             ..RoutingTable::default()
         };
         let mini = raw

@@ -121,6 +121,26 @@ pub struct Tenant {
     pub policy: Option<crate::policy::Policy>,
 }
 
+impl Tenant {
+    /// An enabled tenant with pass-through open, one virtual key and these
+    /// provider keys (provider, key), no limits and no policy: what tests,
+    /// benches and the savings estimate build a table around.
+    pub fn with_keys(id: &str, virtual_key: &str, provider_keys: &[(&str, &str)]) -> Self {
+        Self {
+            id: id.to_owned(),
+            disabled: false,
+            pass_through: true,
+            virtual_key_hashes: vec![hex_hash(virtual_key)],
+            provider_keys: provider_keys
+                .iter()
+                .map(|(p, k)| ((*p).to_owned(), (*k).to_owned()))
+                .collect(),
+            limits: Limits::default(),
+            policy: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SelectionConfig {
@@ -762,15 +782,11 @@ mod tests {
 
     fn with_tenant() -> RoutingTable {
         RoutingTable {
-            tenants: vec![Tenant {
-                id: "acme".into(),
-                disabled: false,
-                pass_through: true,
-                virtual_key_hashes: vec![hex_hash("vk-acme")],
-                provider_keys: [("openai".to_owned(), "sk-acme".to_owned())].into(),
-                limits: Default::default(),
-                policy: Default::default(),
-            }],
+            tenants: vec![Tenant::with_keys(
+                "acme",
+                "vk-acme",
+                &[("openai", "sk-acme")],
+            )],
             ..RoutingTable::default()
         }
     }
