@@ -23,6 +23,7 @@ use crate::bytes;
 use crate::lexicon;
 use crate::request::{ChatRequest, Role};
 use crate::score::{MIN_COMPLEXITY, Score};
+use crate::starts::Starts;
 
 /// Difficulty tiers, cheapest first (tests/fixtures/routing/RUBRIC.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -396,12 +397,12 @@ fn instruction_of(w: &str) -> (usize, u32) {
 /// Matches of one concept beyond this count add nothing.
 const CONCEPT_SATURATION: u8 = 3;
 
-/// The concept lexicon compiled once: one automaton over every pattern.
+/// The concept lexicon compiled once: one automaton over every pattern,
+/// walked from where a pattern may begin ([`crate::starts`]).
 struct Lexicon {
-    automaton: aho_corasick::AhoCorasick,
-    /// Per pattern: its concept, whether it must start and end at a word
-    /// boundary.
-    patterns: Vec<(usize, bool, bool)>,
+    automaton: Starts<aho_corasick::nfa::contiguous::NFA>,
+    /// Per pattern: its concept, whether it must end at a word boundary.
+    patterns: Vec<(usize, bool)>,
     /// FNV-1a of every concept and pattern: models carry it.
     fingerprint: u32,
 }
@@ -427,7 +428,6 @@ fn lexicon() -> Option<&'static Lexicon> {
                         Some(t) => (t, true),
                         None => (*w, false),
                     };
-                    let start = text.chars().next().is_some_and(starts_words);
                     let lower = text.to_lowercase();
                     // Matching folds ASCII case only: a capitalised form of a
                     // word in another script (Übersetze, Докажи) is added.
@@ -440,19 +440,13 @@ fn lexicon() -> Option<&'static Lexicon> {
                         .chain(capital.filter(|c| c.as_str() != text.to_lowercase()))
                     {
                         texts.push(t);
-                        patterns.push((k, start, end));
+                        patterns.push((k, end));
                     }
                 }
             }
-            let automaton = aho_corasick::AhoCorasick::builder()
-                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-                .ascii_case_insensitive(true)
-                // A DFA over these scripts takes 6.6 MB and 15 ms to build
-                // per worker; the contiguous NFA 0.4 MB and 4 ms, and scans
-                // a request's windows as fast (classify-bench).
-                .kind(Some(aho_corasick::AhoCorasickKind::ContiguousNFA))
-                .build(&texts)
-                .ok()?;
+            // A DFA over these scripts takes 6.6 MB and 15 ms to build per
+            // worker; the contiguous NFA 0.4 MB and 4 ms (classify-bench).
+            let automaton = Starts::nfa(&texts).ok()?;
             Some(Lexicon {
                 automaton,
                 patterns,
@@ -470,21 +464,31 @@ pub fn lexicon_fingerprint() -> u32 {
 /// Counts each concept's occurrences in `text` into `out`.
 fn count_concepts(text: &str, out: &mut [u8; lexicon::COUNT]) {
     let Some(lex) = lexicon() else { return };
-    for m in lex.automaton.find_iter(text) {
-        let Some(&(k, start, end)) = lex.patterns.get(m.pattern().as_usize()) else {
-            continue;
-        };
-        let before = text.get(..m.start()).and_then(|t| t.chars().next_back());
-        let after = text.get(m.end()..).and_then(|t| t.chars().next());
-        if (start && before.is_some_and(char::is_alphanumeric))
-            || (end && after.is_some_and(char::is_alphanumeric))
-        {
-            continue;
-        }
-        if let Some(n) = out.get_mut(k) {
-            *n = n.saturating_add(1);
-        }
-    }
+    // A pattern that begins with a letter of a script with spaces begins a
+    // word; the others (CJK, Arabic, punctuation) may begin anywhere.
+    let may_start = |_: &[u8], at: usize| {
+        !text
+            .get(at..)
+            .and_then(|t| t.chars().next())
+            .is_some_and(starts_words)
+            || !text
+                .get(..at)
+                .and_then(|t| t.chars().next_back())
+                .is_some_and(char::is_alphanumeric)
+    };
+    lex.automaton
+        .find(text.as_bytes(), may_start, |pattern, _, end| {
+            let Some(&(k, end_word)) = lex.patterns.get(pattern) else {
+                return;
+            };
+            let after = text.get(end..).and_then(|t| t.chars().next());
+            if end_word && after.is_some_and(char::is_alphanumeric) {
+                return;
+            }
+            if let Some(n) = out.get_mut(k) {
+                *n = n.saturating_add(1);
+            }
+        });
 }
 
 /// Head and tail of a text, cut at char boundaries (all of it when short).

@@ -32,6 +32,7 @@ pub mod score;
 pub mod select;
 pub mod sha;
 pub mod sse;
+pub mod starts;
 pub mod table;
 pub mod tenant_router;
 pub mod usage;

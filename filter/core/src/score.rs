@@ -13,15 +13,19 @@
 //!
 //! Every weight and word list is data ([`ScoringConfig`], part of the routing
 //! table); the defaults were tuned on the calibration set in
-//! `tests/fixtures/routing` (see `make routing-report`). The text is scanned
-//! once: one Aho-Corasick automaton holds every ASCII pattern (a second, for
-//! other scripts, runs only on non-ASCII text), and one line pass
-//! finds code and structure.
+//! `tests/fixtures/routing` (see `make routing-report`). The text is read
+//! once for words: one Aho-Corasick automaton holds every ASCII pattern (a
+//! second, for other scripts, runs only on non-ASCII text), walked from
+//! where a word may start ([`crate::starts`]); and one line pass finds code
+//! and structure.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::dfa::DFA;
+use aho_corasick::nfa::contiguous::NFA;
 use serde::{Deserialize, Serialize};
 
 use crate::request::{ChatRequest, Role};
+use crate::starts::Starts;
 
 /// Lowest and highest complexity (filter/README.md, "Complexity score").
 pub const MIN_COMPLEXITY: f64 = 0.05;
@@ -147,7 +151,6 @@ struct Pattern {
     text: String,
     kind: Kind,
     weight: f64,
-    word_start: bool,
     word_end: bool,
 }
 
@@ -156,12 +159,12 @@ struct Pattern {
 pub struct Scorer {
     config: ScoringConfig,
     patterns: Vec<Pattern>,
-    /// ASCII patterns, as a DFA: the fastest scan, run on every window.
-    ascii: AhoCorasick,
+    /// ASCII patterns, as a DFA: the fastest walk, run on every window.
+    ascii: Starts<DFA>,
     /// Pattern index in `patterns` of each `ascii` pattern.
     ascii_ids: Vec<usize>,
     /// Patterns in other scripts, run only on windows that are not ASCII.
-    other: AhoCorasick,
+    other: Starts<NFA>,
     other_ids: Vec<usize>,
 }
 
@@ -216,7 +219,6 @@ impl Scorer {
                 }
                 let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
                 patterns.push(Pattern {
-                    word_start: word(text.chars().next()),
                     word_end: !prefix && word(text.chars().last()),
                     text,
                     kind,
@@ -224,24 +226,18 @@ impl Scorer {
                 });
             }
         }
-        let build = |ascii: bool, kind| {
-            let ids: Vec<usize> = (0..patterns.len())
-                .filter(|&i| patterns.get(i).is_some_and(|p| p.text.is_ascii() == ascii))
-                .collect();
-            AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
-                .match_kind(MatchKind::LeftmostLongest)
-                .kind(Some(kind))
-                .build(
-                    ids.iter()
-                        .filter_map(|&i| patterns.get(i))
-                        .map(|p| p.text.as_str()),
-                )
-                .map(|a| (a, ids))
-                .map_err(|e| format!("keywords: {e}"))
+        let split = |ascii: bool| -> (Vec<usize>, Vec<&str>) {
+            patterns
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.text.is_ascii() == ascii)
+                .map(|(i, p)| (i, p.text.as_str()))
+                .unzip()
         };
-        let (ascii, ascii_ids) = build(true, AhoCorasickKind::DFA)?;
-        let (other, other_ids) = build(false, AhoCorasickKind::ContiguousNFA)?;
+        let (ascii_ids, texts) = split(true);
+        let ascii = Starts::dfa(&texts).map_err(|e| format!("keywords: {e}"))?;
+        let (other_ids, texts) = split(false);
+        let other = Starts::nfa(&texts).map_err(|e| format!("keywords: {e}"))?;
         Ok(Self {
             config: config.clone(),
             patterns,
@@ -383,9 +379,9 @@ impl Scorer {
         }
     }
 
-    fn scan_with(
+    fn scan_with<A: Automaton>(
         &self,
-        automaton: &AhoCorasick,
+        automaton: &Starts<A>,
         ids: &[usize],
         text: &str,
         factor: f64,
@@ -393,38 +389,40 @@ impl Scorer {
         matched: &mut Vec<(usize, f64)>,
     ) {
         let bytes = text.as_bytes();
-        let fenced = |at: usize| {
-            text.get(..at).is_some_and(|before| {
-                memchr::memmem::find_iter(before.as_bytes(), b"```").count() % 2 == 1
-            })
+        let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+        // A pattern that begins with a letter or digit begins a word (the
+        // others, such as `->` or `__asm__`, may begin anywhere).
+        let may_start = |t: &[u8], at: usize| {
+            !t.get(at).is_some_and(u8::is_ascii_alphanumeric)
+                || !at.checked_sub(1).and_then(|i| t.get(i)).is_some_and(word)
         };
-        for m in automaton.find_iter(text) {
-            let Some(&id) = ids.get(m.pattern().as_usize()) else {
-                continue;
+        // Code fences before a match: read once, and only when there are any.
+        let mut fences: Option<Vec<usize>> = None;
+        automaton.find(bytes, may_start, |pattern, start, end| {
+            let Some(&id) = ids.get(pattern) else {
+                return;
             };
             let Some(p) = self.patterns.get(id) else {
-                continue;
+                return;
             };
             if part == Part::Sample && p.kind != Kind::Code {
-                continue;
+                return;
             }
-            let alnum = |i: Option<usize>| {
-                i.and_then(|i| bytes.get(i))
-                    .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            if p.word_end && bytes.get(end).is_some_and(word) {
+                return;
+            }
+            let fenced = p.kind != Kind::Code && {
+                let at = fences
+                    .get_or_insert_with(|| memchr::memmem::find_iter(bytes, b"```").collect());
+                at.iter().take_while(|&&f| f + 3 <= start).count() % 2 == 1
             };
-            if p.word_start && alnum(m.start().checked_sub(1)) {
-                continue;
-            }
-            if p.word_end && alnum(Some(m.end())) {
-                continue;
-            }
-            let f = if p.kind != Kind::Code && fenced(m.start()) {
+            let f = if fenced {
                 factor * self.config.keywords.pasted_factor
             } else {
                 factor
             };
             matched.push((id, f));
-        }
+        });
     }
 }
 

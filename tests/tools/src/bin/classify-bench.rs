@@ -4,6 +4,9 @@
 //! Prints numbers only (no assertions): build with `--release`.
 //!
 //! `cargo run --release -p aipipe-tools --bin classify-bench`
+//!
+//! `--spin score|classify` runs only that step on the 1 KB chat body for
+//! five seconds and prints nothing else: a loop for `perf record`.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -99,6 +102,14 @@ fn main() {
         black_box(classify::Model::decode(black_box(&blob)).ok());
     });
     println!("decode: {decode:.1} µs");
+    if let Some(what) = args
+        .iter()
+        .position(|a| a == "--spin")
+        .and_then(|i| args.get(i + 1))
+    {
+        spin(what, &scorer, &model);
+        return;
+    }
     let bodies = [
         ("chat", body(1024)),
         ("chat", body(16 * 1024)),
@@ -125,4 +136,31 @@ fn main() {
             heuristic + classify
         );
     }
+}
+
+fn spin(what: &str, scorer: &Scorer, model: &classify::Model) {
+    let b = body(1024);
+    let Ok(req) = ChatRequest::parse(b.as_bytes()) else {
+        return;
+    };
+    let score = scorer.score(&req);
+    let t = Instant::now();
+    let mut n = 0u64;
+    while t.elapsed().as_secs() < 5 {
+        for _ in 0..1000 {
+            match what {
+                "score" => {
+                    black_box(scorer.score(black_box(&req)));
+                }
+                _ => {
+                    black_box(model.predict(black_box(&req), black_box(&score)));
+                }
+            }
+        }
+        n += 1000;
+    }
+    println!(
+        "{what}: {:.2} µs",
+        t.elapsed().as_secs_f64() * 1e6 / n as f64
+    );
 }
