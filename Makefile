@@ -31,7 +31,7 @@ NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_p
 	--test control_plane --test rate_limits --test global_rate_limit --test budgets --test policy --test configs --test stop \
 	--test metrics --test tenant_routing --test evals
 
-.PHONY: all help demo demo-ha compose-env ways-tools test bench soak scale train-router routing-report fuzz wasm wasm-floor native native-probe bins tools lint unit integration clean dashboard-vendor
+.PHONY: all help demo demo-ha compose-env ways-tools test bench flow-bench soak scale train-router routing-report fuzz wasm wasm-floor native native-probe bins tools lint unit integration clean dashboard-vendor
 
 all: wasm
 
@@ -198,6 +198,17 @@ compose-env:
 # reads the request body, which make bench measures beside the filter.
 wasm-floor: .wasm-target.stamp
 	$(CARGO) build --release --target wasm32-wasip1 -p aipipe-wasm-floor
+
+## flow-bench: the request flow alone (no Envoy) natively and in Node's V8, µs by phase
+# (tests/README.md, "Where the Wasm build's time goes"); `node --cpu-prof` on the
+# second command profiles it function by function (build with
+# CARGO_PROFILE_RELEASE_STRIP=false to keep the names).
+flow-bench: .wasm-target.stamp
+	command -v node >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs; }
+	$(CARGO) build --release -p aipipe-flow-bench
+	$(CARGO) build --release --target wasm32-wasip1 -p aipipe-flow-bench
+	target/release/flow-bench
+	node --no-warnings tests/flow-bench/flow-bench.mjs target/wasm32-wasip1/release/flow-bench.wasm
 
 bench: tools wasm wasm-floor native bins .wrk.stamp
 	target/release/bench

@@ -79,7 +79,10 @@ impl<A: Automaton> Starts<A> {
     /// at each position of `text` that `may_start(text, at)` allows, left to
     /// right; the search goes on after a match's end (matches never overlap)
     /// or, where none begins, at the next byte. `may_start` sees only
-    /// positions whose byte begins some pattern.
+    /// positions whose byte begins some pattern, and never an ASCII letter or
+    /// digit that follows one: every caller's rule refuses those (a pattern
+    /// that begins with one begins a word), so the rest of a word is skipped
+    /// without asking.
     pub fn find(
         &self,
         text: &[u8],
@@ -93,37 +96,48 @@ impl<A: Automaton> Starts<A> {
         let mut at = 0;
         while let Some(&b) = text.get(at) {
             let begins = self.first.get(usize::from(b)).copied().unwrap_or(false);
-            if !begins || !may_start(text, at) {
-                at += 1;
-                continue;
-            }
-            let mut sid = start;
             let mut longest = None;
-            for (i, &b) in text.get(at..).unwrap_or_default().iter().enumerate() {
-                sid = a.next_state(Anchored::Yes, sid, b);
-                if !a.is_special(sid) {
-                    continue;
-                }
-                if a.is_dead(sid) {
-                    break;
-                }
-                if a.is_match(sid) {
-                    // A state's matches include patterns that are suffixes
-                    // of what was read: only one that begins at `at` counts.
-                    let len = i + 1;
-                    longest = (0..a.match_len(sid))
-                        .map(|k| a.match_pattern(sid, k))
-                        .find(|&p| a.pattern_len(p) == len)
-                        .map(|p| (p.as_usize(), at + len))
-                        .or(longest);
+            if begins && may_start(text, at) {
+                let mut sid = start;
+                for (i, &b) in text.get(at..).unwrap_or_default().iter().enumerate() {
+                    sid = a.next_state(Anchored::Yes, sid, b);
+                    if !a.is_special(sid) {
+                        continue;
+                    }
+                    if a.is_dead(sid) {
+                        break;
+                    }
+                    if a.is_match(sid) {
+                        // A state's matches include patterns that are suffixes
+                        // of what was read: only one that begins at `at` counts.
+                        let len = i + 1;
+                        longest = (0..a.match_len(sid))
+                            .map(|k| a.match_pattern(sid, k))
+                            .find(|&p| a.pattern_len(p) == len)
+                            .map(|p| (p.as_usize(), at + len))
+                            .or(longest);
+                    }
                 }
             }
-            match longest {
+            at = match longest {
                 Some((pattern, end)) => {
                     found(pattern, at, end);
-                    at = end;
+                    end
                 }
-                None => at += 1,
+                None => at + 1,
+            };
+            // Inside a word: no match may begin until the next non-letter.
+            if at
+                .checked_sub(1)
+                .and_then(|i| text.get(i))
+                .is_some_and(u8::is_ascii_alphanumeric)
+            {
+                at += text
+                    .get(at..)
+                    .unwrap_or_default()
+                    .iter()
+                    .position(|b| !b.is_ascii_alphanumeric())
+                    .unwrap_or(text.len().saturating_sub(at));
             }
         }
     }

@@ -29,8 +29,9 @@ mod meter;
 mod ratelimit;
 mod singleton;
 
-#[cfg(test)]
-mod fake;
+/// The in-memory host: the flow's tests, and `flow-bench` (feature `fake`).
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
 #[cfg(test)]
 mod tests;
 

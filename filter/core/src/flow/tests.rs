@@ -2250,3 +2250,50 @@ fn a_forced_tool_to_a_model_that_refuses_it_is_refused_before_any_provider() {
             .contains("claude-opus-5-5")
     );
 }
+
+/// Every host call is a crossing out of the VM (in Wasm, with a copy into
+/// it for those that return data): a routed request's count is held here,
+/// so a new one is a decision, not an accident (tests/README.md, "Where
+/// the Wasm build's time goes"). The first request of a worker also
+/// defines its metrics.
+#[test]
+fn a_routed_request_makes_a_bounded_number_of_host_calls() {
+    let (f, h) = setup("");
+    let mut counts = Vec::new();
+    for _ in 0..2 {
+        h.host_calls.borrow_mut().clear();
+        let (mut r, a) = send(&f, &h, "/v1/chat/completions", KEY, GREETING);
+        assert_eq!(a, Action::Continue);
+        let request = h.host_calls.borrow().len();
+        answer(
+            &mut r,
+            &h,
+            200,
+            "application/json",
+            &chat_answer("gpt-4o-mini", 9, 3),
+        );
+        r.on_log(&h);
+        let calls = h.host_calls.borrow();
+        let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
+        for c in calls.iter() {
+            *by.entry(c).or_default() += 1;
+        }
+        counts.push((request, calls.len(), by));
+    }
+    let (request, total, by) = &counts[1];
+    // Request side: the headers read, the tenant's shared state (table
+    // version, penalties, directory), the body read and its model spliced,
+    // six headers set, the route cleared; the answer: its headers read and
+    // six x-aipipe-* set, its body read; the metrics and the usage record.
+    assert!(
+        *request <= 14 && *total <= 34,
+        "{request} / {total}: {by:?}"
+    );
+    assert_eq!(by.get("request_body"), Some(&1), "{by:?}");
+    assert_eq!(
+        by.get("define_metric"),
+        None,
+        "defined once a worker: {by:?}"
+    );
+    assert!(counts[0].1 > *total, "{:?}", counts[0]);
+}
