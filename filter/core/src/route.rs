@@ -65,6 +65,7 @@ pub fn needs(req: &ChatRequest<'_>, input_tokens: u64) -> Needs {
             ..Capabilities::default()
         },
         forced_tool: req.forces_tool,
+        reasoning_with_tools: req.tool_count > 0 && req.effort == crate::request::Effort::Reasons,
         category: None,
     }
 }
@@ -315,7 +316,9 @@ mod tests {
         assert_eq!((r.tier, r.category), ("frontier", "math_reasoning"));
         assert_eq!(e.complexity, r.complexity);
         assert!(e.complexity >= 0.7 && e.score.complexity < 0.55, "{e:?}");
-        assert!(e.choice.as_deref().is_some_and(|m| m.starts_with("claude")));
+        // Frontier, and still gpt-6-luna: with OpenAI and Anthropic keys it
+        // takes every band (`select::tests::table_spec_6`).
+        assert_eq!(e.choice.as_deref(), Some("gpt-6-luna"));
         assert!(r.top_features.len() <= EXPLAINED_FEATURES && !r.top_features.is_empty());
         let sum: f64 = r.tier_probabilities.values().sum();
         assert!((sum - 1.0).abs() < 1e-9);

@@ -25,6 +25,10 @@ pub struct Needs {
     /// The request forces a tool call: only models that accept a forced
     /// tool choice are candidates (`Capabilities::forced_tool_choice`).
     pub forced_tool: bool,
+    /// The request has tools and sets a `reasoning_effort` other than
+    /// `"none"`: models that take tools only without reasoning
+    /// (`Capabilities::reasoning_effort_none`) are not candidates.
+    pub reasoning_with_tools: bool,
     /// The task category the router model predicted: models are ranked by
     /// their quality for it (`Table::quality`).
     pub category: Option<crate::classify::Category>,
@@ -57,6 +61,7 @@ impl Needs {
             && (!self.capabilities.vision || c.vision)
             && (!self.capabilities.json_schema || c.json_schema)
             && (!self.forced_tool || c.forced_tool_choice)
+            && !(self.reasoning_with_tools && c.reasoning_effort_none)
     }
 
     fn missing(&self) -> Vec<&'static str> {
@@ -66,6 +71,10 @@ impl Needs {
             (c.vision, "images"),
             (c.json_schema, "json_schema output"),
             (self.forced_tool, "a forced tool choice"),
+            (
+                self.reasoning_with_tools,
+                "tools with a reasoning effort other than none",
+            ),
         ]
         .into_iter()
         .filter_map(|(used, name)| used.then_some(name))
@@ -223,16 +232,34 @@ mod tests {
     }
 
     /// Model selection (filter/README.md): the default catalog with OpenAI +
-    /// Anthropic keys. Claude Sonnet 5.5 takes every band above the cheap
-    /// one. A request that forces a tool, which Claude 5.x refuses, ranks
-    /// only gpt-4o-mini, gpt-4o and claude-opus-4-5 (claude-sonnet-4-5 was
-    /// retired, claude-haiku-4-5 ships disabled): gpt-4o-mini keeps it up to
-    /// about 0.73–0.75 (by prompt length), Opus 4.5 takes it above
-    /// (`forced`), and gpt-4o never wins.
+    /// Anthropic keys. gpt-6-luna takes every band, forced tool or not: at
+    /// GPT-4.1's GPQA figure (its stand-in, `catalog`) and a twentieth of
+    /// Claude Sonnet 5.5's price, the quality discount (at most 1.44^4.5 ≈
+    /// 5.2× at complexity 1) never earns Sonnet back its price, nor Opus.
+    /// Without it (`without_luna`, what a tenant that disables it gets) the
+    /// table is the one before it: gpt-4o-mini up to about 0.63–0.65,
+    /// Claude Sonnet 5.5 above; a request that forces a tool, which Claude
+    /// 5.x refuses, ranks only gpt-4o-mini, gpt-4o and claude-opus-4-5:
+    /// gpt-4o-mini keeps it up to about 0.73–0.75 (by prompt length), Opus
+    /// 4.5 takes it above, and gpt-4o never wins.
     #[test]
     fn table_spec_6() {
         let t = table_with_keys(&["openai", "anthropic"]);
-        // (complexity, any request, a request forcing a tool)
+        let mut raw = RoutingTable {
+            models: t.models.clone(),
+            providers: t.providers.clone(),
+            tenants: vec![Tenant::with_keys(
+                "t",
+                "vk",
+                &[("openai", "sk-o"), ("anthropic", "sk-a")],
+            )],
+            ..RoutingTable::default()
+        };
+        raw.models.retain(|m| m.id != "gpt-6-luna");
+        let without_luna = Table::compile(raw).unwrap();
+        let luna: &[&str] = &["gpt-6-luna"];
+        // (complexity, any request, a request forcing a tool), without
+        // gpt-6-luna
         let expected: [(f64, &[&str], &[&str]); 10] = [
             (0.10, &["gpt-4o-mini"], &["gpt-4o-mini"]),
             (0.30, &["gpt-4o-mini"], &["gpt-4o-mini"]),
@@ -267,16 +294,21 @@ mod tests {
                 ..needs
             };
             for (c, allowed, allowed_forced) in expected {
-                let got = choice(&t, &needs, c);
-                assert!(
-                    allowed.contains(&got.as_str()),
-                    "c={c} in={input_tokens} max={max_tokens:?}: {got}"
-                );
-                let got = choice(&t, &forced, c);
-                assert!(
-                    allowed_forced.contains(&got.as_str()),
-                    "forced: c={c} in={input_tokens} max={max_tokens:?}: {got}"
-                );
+                for (t, allowed, allowed_forced, which) in [
+                    (&t, luna, luna, "default"),
+                    (&without_luna, allowed, allowed_forced, "without gpt-6-luna"),
+                ] {
+                    let got = choice(t, &needs, c);
+                    assert!(
+                        allowed.contains(&got.as_str()),
+                        "{which}: c={c} in={input_tokens} max={max_tokens:?}: {got}"
+                    );
+                    let got = choice(t, &forced, c);
+                    assert!(
+                        allowed_forced.contains(&got.as_str()),
+                        "{which}, forced: c={c} in={input_tokens} max={max_tokens:?}: {got}"
+                    );
+                }
             }
         }
     }
@@ -370,7 +402,7 @@ mod tests {
             t.models[top.model.0].id.clone()
         };
         assert_eq!(best(coding), "gpt-4o-mini");
-        assert_eq!(choice(&t, &needs(coding), 0.85), "claude-sonnet-5-5");
+        assert_eq!(choice(&t, &needs(coding), 0.85), "gpt-6-luna");
         let math = Some(Category::MathReasoning);
         assert_eq!(best(math), choice(&t, &needs(math), 0.85));
         assert_ne!(best(math), "gpt-4o-mini");
@@ -409,14 +441,14 @@ mod tests {
             assert_eq!(t.models[c.model.0].provider, "openai");
         }
         let huge = Needs {
-            input_tokens: 500_000,
+            input_tokens: 2_000_000,
             ..Needs::default()
         };
         assert_eq!(
             rank(&t, &t.accounts()[0], &huge, 0.5),
             Err(NoCandidate::ContextTooLong {
-                needed: 500_000,
-                largest: 128_000
+                needed: 2_000_000,
+                largest: 1_050_000
             })
         );
         let t = table_with_keys(&["moonshot"]);
@@ -451,7 +483,7 @@ mod tests {
             rank(&t, &t.accounts()[0], &needs, 0.5),
             Err(NoCandidate::ContextTooLong {
                 needed: u64::MAX,
-                largest: 128_000
+                largest: 1_050_000
             })
         );
     }
@@ -472,6 +504,9 @@ mod tests {
             input_tokens: 100,
             ..Needs::default()
         };
+        // OpenAI's older pair: without gpt-6-luna, gpt-4o-mini is the
+        // cheapest OpenAI model and gpt-4o the next.
+        raw.models.retain(|m| m.id != "gpt-6-luna");
         let mini = raw
             .models
             .iter()
