@@ -133,10 +133,11 @@ fn anthropic_clients_are_routed_to_claude_as_is_and_to_others_translated() {
     assert_eq!(got["body"]["model"], "claude-opus-4-5");
     assert_eq!(got["body"]["max_tokens"], 256);
 
-    // "auto": a greeting goes to the cheap OpenAI model, translated both ways.
+    // "auto": a greeting goes to the cheap OpenAI model, gpt-6-luna,
+    // translated both ways (its max_tokens sent as max_completion_tokens).
     let r = post_json(&url, &ACME_ANTHROPIC, &messages_body("auto", "hi there"));
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"));
+    assert_eq!(r.header("x-aipipe-model"), Some("gpt-6-luna"));
     assert!(r.header("x-aipipe-complexity").is_some());
     let v = r.json();
     assert_eq!(v["type"], "message", "{v}");
@@ -147,7 +148,8 @@ fn anthropic_clients_are_routed_to_claude_as_is_and_to_others_translated() {
     assert_eq!(got["path"], "/v1/chat/completions");
     assert_eq!(got["authorization"], "Bearer sk-acme-openai");
     assert_eq!(got["x_api_key"], Value::Null);
-    assert_eq!(got["body"]["model"], "gpt-4o-mini");
+    assert_eq!(got["body"]["model"], "gpt-6-luna");
+    assert_eq!(got["body"]["max_completion_tokens"], 256);
 
     // Streamed both ways: Anthropic's event sequence comes back.
     for model in ["claude-opus-4-5", "gpt-4o-mini"] {
