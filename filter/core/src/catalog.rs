@@ -403,9 +403,15 @@ const ENTRIES: &[Entry] = &[
     // GPT-4.x models it replaces, which OpenAI's migration guide (Help
     // Center, "Migrating from GPT-4.x to GPT-6 Luna") calls less capable
     // than it at reasoning effort none, the effort the filter sends.
+    // Shipped disabled: at a twentieth of claude-sonnet-5-5's price it would
+    // take every band from gpt-4o-mini / claude-sonnet-5-5 / claude-opus-4-5
+    // with OpenAI + Anthropic keys, frontier work included, on the strength
+    // of a stand-in figure (filter/README.md, "Catalog changes"; pinned by
+    // `select::tests::gpt_6_luna_enabled_takes_every_band`). Enable per
+    // catalog.
     Entry { id: "gpt-6-luna", provider: "openai", upstream_id: None,
         prices: (0.10, Some(0.01), 0.50), gpqa: 66.3, tasks: &[],
-        context_window: 1_050_000, max_output_tokens: 128_000, capabilities: GPT_6, enabled: true },
+        context_window: 1_050_000, max_output_tokens: 128_000, capabilities: GPT_6, enabled: false },
 
     // ---- Anthropic — prices: platform.claude.com/docs/en/about-claude/pricing
     // (cached = cache read; cache writes 1.25x input). GPQA: Anthropic's
@@ -572,6 +578,8 @@ mod tests {
         let models = default_models();
         let luna = models.iter().find(|m| m.id == "gpt-6-luna").unwrap();
         assert!(luna.capabilities.max_completion_tokens && luna.capabilities.reasoning_effort_none);
+        // Shipped disabled (its entry says why).
+        assert!(!luna.enabled);
         let json = serde_json::to_value(&models).unwrap();
         let with = |field: &str| {
             json.as_array()
