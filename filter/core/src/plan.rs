@@ -513,12 +513,13 @@ mod tests {
         }
     }
 
-    /// The default table without gpt-6-luna, which otherwise takes every
-    /// band with these keys (`select::tests::table_spec_6`): for the tests
-    /// that route a hard request to Claude 5.x.
-    fn table_without_luna() -> Table {
+    /// The default table with gpt-6-luna enabled (it ships disabled,
+    /// `catalog`): for the tests of how its requests are written.
+    fn table_with_luna() -> Table {
         let mut raw = raw_table();
-        raw.models.retain(|m| m.id != "gpt-6-luna");
+        for m in raw.models.iter_mut().filter(|m| m.id == "gpt-6-luna") {
+            m.enabled = true;
+        }
         Table::compile(raw).unwrap()
     }
 
@@ -681,7 +682,7 @@ mod tests {
 
         // Routed: a hard request at a temperature goes to Claude 5.x without it.
         let routed = r#"{"model":"auto","temperature":0.5,"messages":[{"role":"user","content":"Prove by induction that the sum of the first n odd numbers is n^2, then give a formal complexity analysis of the proof checking and discuss the architecture trade-offs of a verified implementation."}]}"#;
-        let (model, out, dropped) = first(&table_without_luna(), Protocol::Chat, routed);
+        let (model, out, dropped) = first(&t, Protocol::Chat, routed);
         assert!(model.ends_with("-5-5"), "{model}");
         assert_eq!(dropped.names(), "temperature");
         assert!(out.get("temperature").is_none(), "{out}");
@@ -691,7 +692,7 @@ mod tests {
     /// force one, nor failed over to one; naming one is the client's 400.
     #[test]
     fn a_forced_tool_choice_excludes_the_models_that_refuse_it() {
-        let t = table_without_luna();
+        let t = table();
         let tools = r#""tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]"#;
         let hard = "Prove by induction that the sum of the first n odd numbers is n^2, then give a formal complexity analysis of the proof checking and discuss the architecture trade-offs of a verified implementation.";
         let body = |model: &str, choice: &str| {
@@ -795,6 +796,33 @@ mod tests {
         assert!(plan(&t, Protocol::Chat, streamed).unwrap().prompt.is_none());
     }
 
+    /// gpt-6-luna ships disabled (`catalog`): as any disabled model, naming
+    /// it is a 404 `model_not_found` and "auto" never picks it, whatever the
+    /// request; enabled, the same requests reach it.
+    #[test]
+    fn gpt_6_luna_ships_disabled() {
+        let hard = "Prove by induction that the sum of the first n odd numbers is n^2, then give a formal complexity analysis of the proof checking and discuss the architecture trade-offs of a verified implementation.";
+        let named = r#"{"model":"gpt-6-luna","messages":[{"role":"user","content":"hi"}]}"#;
+        let routed = |text: &str| {
+            format!(r#"{{"model":"auto","messages":[{{"role":"user","content":"{text}"}}]}}"#)
+        };
+        let t = table();
+        let luna = t.resolve_model("gpt-6-luna").unwrap();
+        assert_eq!(
+            plan(&t, Protocol::Chat, named).unwrap_err(),
+            ApiError::ModelNotFound("gpt-6-luna".into())
+        );
+        for text in ["hi", hard] {
+            let p = plan(&t, Protocol::Chat, &routed(text)).unwrap();
+            assert!(!p.ranked.is_empty() && !p.ranked.contains(&luna), "{text}");
+        }
+        let t = table_with_luna();
+        assert_eq!(plan(&t, Protocol::Chat, named).unwrap().ranked[0], luna);
+        for text in ["hi", hard] {
+            assert_eq!(plan(&t, Protocol::Chat, &routed(text)).unwrap().ranked[0], luna);
+        }
+    }
+
     /// gpt-6-luna (`catalog::GPT_6`) gets its Chat Completions body written
     /// the way OpenAI takes it: `max_tokens` as `max_completion_tokens`,
     /// and `reasoning_effort` `"none"` when the client set none, so that its
@@ -802,7 +830,7 @@ mod tests {
     /// client's body.
     #[test]
     fn gpt_6_luna_gets_max_completion_tokens_and_no_reasoning() {
-        let t = table();
+        let t = table_with_luna();
         let tools = r#""tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]"#;
         let body = format!(
             r#"{{"model":"gpt-6-luna","max_tokens":50,"temperature":0.2,{tools},"messages":[{{"role":"user","content":"hi"}}]}}"#
@@ -877,7 +905,7 @@ mod tests {
     /// effort none, it takes the request.
     #[test]
     fn gpt_6_luna_is_never_sent_tools_with_reasoning() {
-        let t = table();
+        let t = table_with_luna();
         let luna = t.resolve_model("gpt-6-luna").unwrap();
         let body = |model: &str, effort: &str, tools: bool| {
             let tools = if tools {

@@ -232,34 +232,16 @@ mod tests {
     }
 
     /// Model selection (filter/README.md): the default catalog with OpenAI +
-    /// Anthropic keys. gpt-6-luna takes every band, forced tool or not: at
-    /// GPT-4.1's GPQA figure (its stand-in, `catalog`) and a twentieth of
-    /// Claude Sonnet 5.5's price, the quality discount (at most 1.44^4.5 ≈
-    /// 5.2× at complexity 1) never earns Sonnet back its price, nor Opus.
-    /// Without it (`without_luna`, what a tenant that disables it gets) the
-    /// table is the one before it: gpt-4o-mini up to about 0.63–0.65,
-    /// Claude Sonnet 5.5 above; a request that forces a tool, which Claude
-    /// 5.x refuses, ranks only gpt-4o-mini, gpt-4o and claude-opus-4-5:
-    /// gpt-4o-mini keeps it up to about 0.73–0.75 (by prompt length), Opus
-    /// 4.5 takes it above, and gpt-4o never wins.
+    /// Anthropic keys. Claude Sonnet 5.5 takes every band above the cheap
+    /// one. A request that forces a tool, which Claude 5.x refuses, ranks
+    /// only gpt-4o-mini, gpt-4o and claude-opus-4-5 (claude-sonnet-4-5 was
+    /// retired, claude-haiku-4-5 ships disabled): gpt-4o-mini keeps it up to
+    /// about 0.73–0.75 (by prompt length), Opus 4.5 takes it above
+    /// (`forced`), and gpt-4o never wins.
     #[test]
     fn table_spec_6() {
         let t = table_with_keys(&["openai", "anthropic"]);
-        let mut raw = RoutingTable {
-            models: t.models.clone(),
-            providers: t.providers.clone(),
-            tenants: vec![Tenant::with_keys(
-                "t",
-                "vk",
-                &[("openai", "sk-o"), ("anthropic", "sk-a")],
-            )],
-            ..RoutingTable::default()
-        };
-        raw.models.retain(|m| m.id != "gpt-6-luna");
-        let without_luna = Table::compile(raw).unwrap();
-        let luna: &[&str] = &["gpt-6-luna"];
-        // (complexity, any request, a request forcing a tool), without
-        // gpt-6-luna
+        // (complexity, any request, a request forcing a tool)
         let expected: [(f64, &[&str], &[&str]); 10] = [
             (0.10, &["gpt-4o-mini"], &["gpt-4o-mini"]),
             (0.30, &["gpt-4o-mini"], &["gpt-4o-mini"]),
@@ -294,21 +276,96 @@ mod tests {
                 ..needs
             };
             for (c, allowed, allowed_forced) in expected {
-                for (t, allowed, allowed_forced, which) in [
-                    (&t, luna, luna, "default"),
-                    (&without_luna, allowed, allowed_forced, "without gpt-6-luna"),
-                ] {
-                    let got = choice(t, &needs, c);
-                    assert!(
-                        allowed.contains(&got.as_str()),
-                        "{which}: c={c} in={input_tokens} max={max_tokens:?}: {got}"
-                    );
-                    let got = choice(t, &forced, c);
-                    assert!(
-                        allowed_forced.contains(&got.as_str()),
-                        "{which}, forced: c={c} in={input_tokens} max={max_tokens:?}: {got}"
+                let got = choice(&t, &needs, c);
+                assert!(
+                    allowed.contains(&got.as_str()),
+                    "c={c} in={input_tokens} max={max_tokens:?}: {got}"
+                );
+                let got = choice(&t, &forced, c);
+                assert!(
+                    allowed_forced.contains(&got.as_str()),
+                    "forced: c={c} in={input_tokens} max={max_tokens:?}: {got}"
+                );
+            }
+        }
+    }
+
+    /// Why gpt-6-luna ships disabled (`catalog`, filter/README.md "Catalog
+    /// changes"): enabled, at GPT-4.1's GPQA figure (its stand-in) and a
+    /// twentieth of Claude Sonnet 5.5's price, the quality discount (at most
+    /// 1.44^4.5 ≈ 5.2× at complexity 1) never earns Sonnet back its price,
+    /// nor either Opus, so with OpenAI + Anthropic keys it takes every band
+    /// of `table_spec_6`, forced tool or not. With keys for all seven
+    /// providers it takes only long prompts of medium complexity.
+    #[test]
+    fn gpt_6_luna_enabled_takes_every_band() {
+        let with_luna = |providers: &[&str]| {
+            let mut raw = RoutingTable {
+                tenants: vec![Tenant {
+                    provider_keys: providers
+                        .iter()
+                        .map(|p| ((*p).to_owned(), format!("sk-{p}")))
+                        .collect(),
+                    ..Tenant::with_keys("t", "vk", &[])
+                }],
+                ..RoutingTable::default()
+            };
+            for m in raw.models.iter_mut().filter(|m| m.id == "gpt-6-luna") {
+                m.enabled = true;
+            }
+            Table::compile(raw).unwrap()
+        };
+        let t = with_luna(&["openai", "anthropic"]);
+        for (input_tokens, max_tokens) in [
+            (30, None),
+            (500, None),
+            (500, Some(100)),
+            (4000, Some(2000)),
+            (20_000, None),
+        ] {
+            for c in [0.10, 0.30, 0.50, 0.62, 0.65, 0.68, 0.72, 0.78, 0.85, 0.95, 1.0] {
+                for forced_tool in [false, true] {
+                    let needs = Needs {
+                        input_tokens,
+                        max_tokens,
+                        forced_tool,
+                        ..Needs::default()
+                    };
+                    assert_eq!(
+                        choice(&t, &needs, c),
+                        "gpt-6-luna",
+                        "c={c} in={input_tokens} max={max_tokens:?} forced={forced_tool}"
                     );
                 }
+            }
+        }
+        let providers: Vec<String> = crate::catalog::default_providers()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        let providers: Vec<&str> = providers.iter().map(String::as_str).collect();
+        let all = with_luna(&providers);
+        let at = |input_tokens, c| {
+            choice(
+                &all,
+                &Needs {
+                    input_tokens,
+                    ..Needs::default()
+                },
+                c,
+            )
+        };
+        // All seven: long (20K-token) prompts of medium complexity, where
+        // its $0.10 input beats deepseek-v3.2's $0.28; nothing else.
+        for c in [0.10, 0.30, 0.50, 0.62, 0.68, 0.72, 0.85, 0.95] {
+            for tokens in [30, 500, 4000, 20_000] {
+                let luna = tokens == 20_000 && (0.5..=0.68).contains(&c);
+                assert_eq!(
+                    at(tokens, c) == "gpt-6-luna",
+                    luna,
+                    "all providers: c={c} in={tokens}: {}",
+                    at(tokens, c)
+                );
             }
         }
     }
@@ -402,7 +459,7 @@ mod tests {
             t.models[top.model.0].id.clone()
         };
         assert_eq!(best(coding), "gpt-4o-mini");
-        assert_eq!(choice(&t, &needs(coding), 0.85), "gpt-6-luna");
+        assert_eq!(choice(&t, &needs(coding), 0.85), "claude-sonnet-5-5");
         let math = Some(Category::MathReasoning);
         assert_eq!(best(math), choice(&t, &needs(math), 0.85));
         assert_ne!(best(math), "gpt-4o-mini");
@@ -441,14 +498,14 @@ mod tests {
             assert_eq!(t.models[c.model.0].provider, "openai");
         }
         let huge = Needs {
-            input_tokens: 2_000_000,
+            input_tokens: 500_000,
             ..Needs::default()
         };
         assert_eq!(
             rank(&t, &t.accounts()[0], &huge, 0.5),
             Err(NoCandidate::ContextTooLong {
-                needed: 2_000_000,
-                largest: 1_050_000
+                needed: 500_000,
+                largest: 128_000
             })
         );
         let t = table_with_keys(&["moonshot"]);
@@ -483,7 +540,7 @@ mod tests {
             rank(&t, &t.accounts()[0], &needs, 0.5),
             Err(NoCandidate::ContextTooLong {
                 needed: u64::MAX,
-                largest: 1_050_000
+                largest: 128_000
             })
         );
     }
@@ -504,9 +561,6 @@ mod tests {
             input_tokens: 100,
             ..Needs::default()
         };
-        // OpenAI's older pair: without gpt-6-luna, gpt-4o-mini is the
-        // cheapest OpenAI model and gpt-4o the next.
-        raw.models.retain(|m| m.id != "gpt-6-luna");
         let mini = raw
             .models
             .iter()

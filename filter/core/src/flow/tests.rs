@@ -44,24 +44,6 @@ fn config_with(table_extra: &str, extra: &str) -> Config {
     Config::parse(json.as_bytes()).unwrap()
 }
 
-/// The bootstrap table's `models` without gpt-6-luna, which takes every
-/// band with acme's keys (`select::tests::table_spec_6`): for the tests of
-/// the Anthropic path, which route a hard request there.
-fn without_luna() -> String {
-    let models: Vec<_> = crate::catalog::default_models()
-        .into_iter()
-        .filter(|m| m.id != "gpt-6-luna")
-        .collect();
-    format!(r#", "models": {}"#, serde_json::to_string(&models).unwrap())
-}
-
-/// [`setup`] with the table [`without_luna`].
-fn setup_without_luna(extra: &str) -> (Rc<Filter>, FakeHost) {
-    let host = FakeHost::new();
-    let filter = Filter::new(config_with(&without_luna(), extra), &host);
-    (filter, host)
-}
-
 fn setup(extra: &str) -> (Rc<Filter>, FakeHost) {
     let host = FakeHost::new();
     let filter = Filter::new(config(extra), &host);
@@ -133,10 +115,7 @@ fn a_greeting_goes_to_the_cheapest_model_with_the_tenants_own_key() {
     assert_eq!(h.header("authorization").as_deref(), Some("Bearer sk-acme"));
     assert_eq!(h.header(":path").as_deref(), Some("/v1/chat/completions"));
     assert_eq!(h.header(":authority").as_deref(), Some("api.openai.com"));
-    // gpt-6-luna: the cheapest model acme has a key for.
-    assert_eq!(h.body_json()["model"], "gpt-6-luna");
-    // It reasons unless told not to: the body says not to (`GPT_6`).
-    assert_eq!(h.body_json()["reasoning_effort"], "none");
+    assert_eq!(h.body_json()["model"], "gpt-4o-mini");
     let len = h.request_body.borrow().len().to_string();
     assert_eq!(
         h.header("content-length"),
@@ -150,11 +129,11 @@ fn a_greeting_goes_to_the_cheapest_model_with_the_tenants_own_key() {
         &h,
         200,
         "application/json",
-        &chat_answer("gpt-6-luna", 12, 3),
+        &chat_answer("gpt-4o-mini", 12, 3),
     );
     assert_eq!(
         h.response_header_value("x-aipipe-model").as_deref(),
-        Some("gpt-6-luna")
+        Some("gpt-4o-mini")
     );
     assert_eq!(
         h.response_header_value("x-aipipe-provider").as_deref(),
@@ -171,7 +150,7 @@ fn a_greeting_goes_to_the_cheapest_model_with_the_tenants_own_key() {
     let rec = &records[0];
     assert_eq!(
         (rec.tenant.as_str(), rec.model.as_str()),
-        ("acme", "gpt-6-luna")
+        ("acme", "gpt-4o-mini")
     );
     assert_eq!(
         (rec.prompt_tokens, rec.completion_tokens, rec.status),
@@ -322,7 +301,7 @@ fn an_anthropic_client_gets_its_errors_and_answers_in_its_own_shape() {
 
 #[test]
 fn an_openai_client_routed_to_claude_is_translated_both_ways() {
-    let (f, h) = setup_without_luna("");
+    let (f, h) = setup("");
     let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, PROOF);
     assert_eq!(h.header("x-aipipe-cluster").as_deref(), Some("anthropic"));
     assert_eq!(h.header("x-api-key").as_deref(), Some("ak-acme"));
@@ -414,7 +393,7 @@ fn failover_by_call_answers_from_the_next_candidate_and_counts_once() {
     let calls = h.calls.borrow().clone();
     assert_eq!(calls.len(), 1, "the next candidate is called");
     let next: serde_json::Value = serde_json::from_slice(&calls[0].body).unwrap();
-    assert_ne!(next["model"], "gpt-6-luna");
+    assert_ne!(next["model"], "gpt-4o-mini");
     let key = calls[0]
         .headers
         .iter()
@@ -433,11 +412,11 @@ fn failover_by_call_answers_from_the_next_candidate_and_counts_once() {
     r.on_call_response(&h, h.calls.borrow()[0].token, size);
     let reply = h.reply().unwrap();
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.header("x-aipipe-failover"), Some("gpt-6-luna"));
+    assert_eq!(reply.header("x-aipipe-failover"), Some("gpt-4o-mini"));
     r.on_log(&h);
     let rec = &h.records()[0];
     assert_eq!(rec.failed_attempts.len(), 1);
-    assert_eq!(rec.failed_attempts[0].model, "gpt-6-luna");
+    assert_eq!(rec.failed_attempts[0].model, "gpt-4o-mini");
     assert_eq!(
         (rec.prompt_tokens, rec.completion_tokens),
         (9, 4),
@@ -456,8 +435,8 @@ fn failover_by_call_answers_from_the_next_candidate_and_counts_once() {
         .cloned()
         .map_or((None, 0), |(b, c)| (Some(b), c));
     let p = Penalties::decode(&bytes.unwrap());
-    assert!(p.penalty("gpt-6-luna", h.now_ms.get(), 30_000) > 0.0);
-    assert_eq!(h.metric("aipipe.model.gpt-6-luna.attempts_failed"), 1);
+    assert!(p.penalty("gpt-4o-mini", h.now_ms.get(), 30_000) > 0.0);
+    assert_eq!(h.metric("aipipe.model.gpt-4o-mini.attempts_failed"), 1);
     assert_eq!(h.metric("aipipe.failovers"), 1);
 }
 
@@ -475,7 +454,7 @@ fn when_every_candidate_fails_the_client_gets_one_error_naming_each() {
         .unwrap()
         .to_owned();
     assert!(
-        message.contains("gpt-6-luna (openai) answered HTTP 429"),
+        message.contains("gpt-4o-mini (openai) answered HTTP 429"),
         "{message}"
     );
     r.on_log(&h);
@@ -672,7 +651,7 @@ fn genai_metrics_name_what_the_client_asked_and_who_answered() {
         &h,
         200,
         "application/json",
-        &chat_answer("gpt-6-luna", 9, 4),
+        &chat_answer("gpt-4o-mini", 9, 4),
     );
     r.on_log(&h);
     // A named model.
@@ -709,7 +688,7 @@ fn genai_metrics_name_what_the_client_asked_and_who_answered() {
     r.on_log(&h);
 
     assert_eq!(
-        h.samples(&format!("{REQUEST_DURATION}.chat.openai.auto.gpt-6-luna"))
+        h.samples(&format!("{REQUEST_DURATION}.chat.openai.auto.gpt-4o-mini"))
             .len(),
         1
     );
@@ -726,7 +705,7 @@ fn genai_metrics_name_what_the_client_asked_and_who_answered() {
         1
     );
     assert_eq!(
-        h.metric(&format!("{TOKENS}.chat.openai.auto.gpt-6-luna.input")),
+        h.metric(&format!("{TOKENS}.chat.openai.auto.gpt-4o-mini.input")),
         9
     );
     assert_eq!(
@@ -789,11 +768,9 @@ const PLAIN_HARD: &str = r#"{"model":"auto","messages":[{"role":"user","content"
 
 #[test]
 fn a_tables_router_model_routes_auto_requests_and_sets_the_complexity_header() {
-    // Without gpt-6-luna, which takes every band with acme's keys, the
-    // complexity shows in where the request goes.
     let routed = |table_extra: &str, body: &str| {
         let h = FakeHost::new();
-        let f = Filter::new(config_with(&(without_luna() + table_extra), ""), &h);
+        let f = Filter::new(config_with(table_extra, ""), &h);
         let (mut r, a) = send(&f, &h, "/v1/chat/completions", KEY, body);
         assert_eq!(a, Action::Continue);
         let cluster = h.header("x-aipipe-cluster").unwrap();
@@ -848,7 +825,7 @@ fn a_responses_client_is_routed_like_chat_and_answered_in_its_own_format() {
     assert_eq!(a, Action::Continue);
     assert_eq!(h.header("x-aipipe-cluster").as_deref(), Some("openai"));
     let sent = h.body_json();
-    assert_eq!(sent["model"], "gpt-6-luna");
+    assert_eq!(sent["model"], "gpt-4o-mini");
     assert_eq!(sent["messages"][0]["role"], "system");
     answer(
         &mut r,
@@ -998,7 +975,7 @@ fn new_client_protocols_fail_over_and_hit_the_cache_like_chat() {
     let reply = h.reply().unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json()["done"], true, "{:?}", reply.json());
-    assert_eq!(reply.header("x-aipipe-failover"), Some("gpt-6-luna"));
+    assert_eq!(reply.header("x-aipipe-failover"), Some("gpt-4o-mini"));
 }
 
 /// A directory delta: the global table (if given), then entries.
@@ -1405,30 +1382,30 @@ fn one_attempt_answered(f: &Rc<Filter>, h: &FakeHost, key: &str, status: u16) {
 #[test]
 fn a_tenants_rate_limited_key_moves_its_own_routing_and_nobody_elses() {
     let (f, h) = setup(r#", "failover_redirect": "off", "max_attempts": 1"#);
-    assert_eq!(greeting_goes_to(&f, &h, KEY), "gpt-6-luna");
-    assert_eq!(greeting_goes_to(&f, &h, OTHER_KEY), "gpt-6-luna");
+    assert_eq!(greeting_goes_to(&f, &h, KEY), "gpt-4o-mini");
+    assert_eq!(greeting_goes_to(&f, &h, OTHER_KEY), "gpt-4o-mini");
 
     // acme's own key is rate-limited: acme moves, other (its own key) stays.
     for _ in 0..3 {
         one_attempt_answered(&f, &h, KEY, 429);
     }
-    assert_ne!(greeting_goes_to(&f, &h, KEY), "gpt-6-luna");
+    assert_ne!(greeting_goes_to(&f, &h, KEY), "gpt-4o-mini");
     assert_eq!(
         greeting_goes_to(&f, &h, OTHER_KEY),
-        "gpt-6-luna",
+        "gpt-4o-mini",
         "another tenant's 429s moved this tenant's routing"
     );
     let (bytes, _) = h.shared.borrow().get(PENALTIES_KEY).cloned().unwrap();
     let p = Penalties::decode(&bytes);
-    assert_eq!(p.penalty("gpt-6-luna", h.now_ms.get(), 30_000), 0.0);
+    assert_eq!(p.penalty("gpt-4o-mini", h.now_ms.get(), 30_000), 0.0);
     assert!(p.has_key_scoped());
 
     // The provider itself failing (5xx) is everybody's business.
     for _ in 0..3 {
         one_attempt_answered(&f, &h, OTHER_KEY, 503);
     }
-    assert_ne!(greeting_goes_to(&f, &h, OTHER_KEY), "gpt-6-luna");
-    assert_ne!(greeting_goes_to(&f, &h, KEY), "gpt-6-luna");
+    assert_ne!(greeting_goes_to(&f, &h, OTHER_KEY), "gpt-4o-mini");
+    assert_ne!(greeting_goes_to(&f, &h, KEY), "gpt-4o-mini");
 }
 
 /// The tag a provider key is named by in penalties.
@@ -1441,7 +1418,7 @@ fn the_tables_key_penalty_moves_the_tenants_holding_that_key_only() {
     // The control plane saw acme's key 429ed through other Envoys: this one
     // holds no penalty of its own, yet routes acme around that pair.
     let table_extra = format!(
-        r#", "key_penalties": [{{"model": "gpt-6-luna", "key_tag": "{}", "penalty": 63}}]"#,
+        r#", "key_penalties": [{{"model": "gpt-4o-mini", "key_tag": "{}", "penalty": 63}}]"#,
         tag("sk-acme")
     );
     let h = FakeHost::new();
@@ -1452,8 +1429,8 @@ fn the_tables_key_penalty_moves_the_tenants_holding_that_key_only() {
         ),
         &h,
     );
-    assert_ne!(greeting_goes_to(&f, &h, KEY), "gpt-6-luna");
-    assert_eq!(greeting_goes_to(&f, &h, OTHER_KEY), "gpt-6-luna");
+    assert_ne!(greeting_goes_to(&f, &h, KEY), "gpt-4o-mini");
+    assert_eq!(greeting_goes_to(&f, &h, OTHER_KEY), "gpt-4o-mini");
     assert!(
         h.shared.borrow().get(PENALTIES_KEY).is_none(),
         "nothing local"
@@ -2160,7 +2137,7 @@ fn a_tenants_router_correction_routes_its_pattern_and_only_its_own() {
 /// them gets them, and its answer names nothing.
 #[test]
 fn dropped_sampling_parameters_are_named_in_the_answer() {
-    let (f, h) = setup_without_luna("");
+    let (f, h) = setup("");
     let hot = PROOF.replace(
         r#""model":"auto","#,
         r#""model":"auto","temperature":0.7,"top_p":0.9,"#,
@@ -2198,7 +2175,7 @@ fn dropped_sampling_parameters_are_named_in_the_answer() {
 /// sampling parameters never sees it: its answer is not replayed.
 #[test]
 fn a_temperature_a_model_never_saw_does_not_make_its_answer_cacheable() {
-    let (f, h) = setup_without_luna("");
+    let (f, h) = setup("");
     let cold = PROOF.replace(r#""model":"auto","#, r#""model":"auto","temperature":0,"#);
     for _ in 0..2 {
         let (mut r, _) = send(&f, &h, "/v1/chat/completions", KEY, &cold);
