@@ -2467,9 +2467,10 @@ async fn sonnet_4_5_is_retired_from_an_older_postgres_database() {
 
 /// SQLite's migration 20 and PostgreSQL's 6 (filter/README.md, "Catalog
 /// changes", gpt-6-luna added): on a database seeded before them, the
-/// default catalog's gpt-6-luna arrives and gpt-4o / gpt-4o-mini stay; an
-/// operator's own row of that id is left alone. Opening the database again
-/// changes nothing more.
+/// default catalog's gpt-6-luna arrives disabled (as it ships) and gpt-4o /
+/// gpt-4o-mini stay; an operator's own row of that id — here one the
+/// operator enabled at another price — is left alone. Opening the database
+/// again changes nothing more.
 async fn gpt_6_luna_is_added_to_an_older_database(engine: Engine) {
     let older = OlderDb::new(engine, "gpt-6-luna", "luna");
     let open = || older.open();
@@ -2506,6 +2507,7 @@ async fn gpt_6_luna_is_added_to_an_older_database(engine: Engine) {
     let models = db.models().await.unwrap();
     let find = |id: &str| models.iter().find(|m| m.id == id).cloned();
     assert_eq!(find("gpt-6-luna"), Some(luna.clone()), "added as shipped");
+    assert!(!luna.enabled, "shipped, and so added, disabled");
     assert_eq!(models.len(), defaults.len(), "{models:?}");
     for id in ["gpt-4o", "gpt-4o-mini"] {
         assert!(find(id).is_some_and(|m| m.enabled), "{id} stays");
@@ -2521,7 +2523,7 @@ async fn gpt_6_luna_is_added_to_an_older_database(engine: Engine) {
     // An operator's own row of that id: left alone, nothing published.
     let own = aipipe_core::table::Model {
         input_per_mtok: 0.2,
-        enabled: false,
+        enabled: true,
         ..luna
     };
     let row = serde_json::to_string(&own).unwrap().replace('\'', "''");

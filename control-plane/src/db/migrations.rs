@@ -522,7 +522,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         20,
-        "gpt-6-luna added (2026-12-05)",
+        "gpt-6-luna added, disabled (2026-12-05)",
         // Rust below (`gpt_6_luna`): migration 17's insert of a new model.
         "",
     ),
@@ -675,9 +675,11 @@ pub(in crate::db) mod sonnet_4_5 {
 /// 2026-12-05: OpenAI's named replacement for gpt-4o and gpt-4o-mini, which
 /// it shuts down on 2027-01-14) to a database seeded before it: SQLite's
 /// migration 20, PostgreSQL's migration 6. Migration 17's insert
-/// (`catalog_2026_12::plan` with nothing retired): the default catalog's row,
-/// unless a row of that id is already stored (an operator's own, left
-/// alone). gpt-4o and gpt-4o-mini stay: they answer until their shutdown.
+/// (`catalog_2026_12::plan` with nothing retired): the default catalog's row
+/// — disabled, as the catalog ships it, so no deployment's routing moves
+/// until its operator enables it — unless a row of that id is already
+/// stored (an operator's own, left alone). gpt-4o and gpt-4o-mini stay: they
+/// answer until their shutdown.
 pub(in crate::db) mod gpt_6_luna {
     /// New in the default catalog.
     pub const ADDED: &[&str] = &["gpt-6-luna"];
@@ -777,8 +779,8 @@ fn claude_5(tx: &Transaction<'_>) -> Result<usize> {
 }
 
 /// SQLite's migration 17 (`catalog_2026_12`), 19 (`sonnet_4_5`) and 20
-/// (`gpt_6_luna`): the
-/// models of `retired` removed (or disabled), those of `added` inserted.
+/// (`gpt_6_luna`): the models of `retired` removed (or disabled), those of
+/// `added` inserted as the default catalog ships them.
 /// Returns the writes made.
 fn catalog_2026_12(tx: &Transaction<'_>, retired: &[&str], added: &[&str]) -> Result<usize> {
     let stored: Vec<(String, String)> = tx
@@ -863,7 +865,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         // A no-op on a new database: migration 1 seeded today's catalog.
         if version == 20 {
             let n = catalog_2026_12(&tx, &[], gpt_6_luna::ADDED)?;
-            tracing::info!(writes = n, "gpt-6-luna added");
+            tracing::info!(writes = n, "gpt-6-luna added, disabled");
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",

@@ -207,7 +207,7 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
             if applied.contains(&6) {
                 let added = crate::db::migrations::gpt_6_luna::ADDED;
                 let n = catalog::catalog_2026_12(w, &[], added)?;
-                tracing::info!(writes = n, "gpt-6-luna added");
+                tracing::info!(writes = n, "gpt-6-luna added, disabled");
             }
             Ok(())
         },

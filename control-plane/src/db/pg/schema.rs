@@ -333,7 +333,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         6,
-        "gpt-6-luna added (SQLite's migration 20)",
+        "gpt-6-luna added, disabled (SQLite's migration 20)",
         // Rows only, as 3 (`db::migrations::gpt_6_luna`).
         "-- the catalog's rows are written by pg::prepare",
     ),
