@@ -1477,7 +1477,6 @@ fn tag_of(key: &str) -> String {
 #[tokio::test]
 async fn a_keys_429s_penalize_only_its_pair_shown_in_penalties_and_explain() {
     let h = harness_with_decay(HOUR_MS).await;
-    // gpt-6-luna: where both tenants' greetings go (the cheapest OpenAI model).
     for (t, key) in [("acme", "sk-acme-limited"), ("beta", "sk-beta-fine")] {
         h.create_tenant(t).await;
         let (s, v, _) = h
@@ -1494,13 +1493,13 @@ async fn a_keys_429s_penalize_only_its_pair_shown_in_penalties_and_explain() {
     let limited = tag_of("sk-acme-limited");
     let keyed = |id: &str, status: u16| UsageRecord {
         key_tag: Some(limited.clone()),
-        ..record(id, "acme", "gpt-6-luna", status, 10.0, now_ms())
+        ..record(id, "acme", "gpt-4o-mini", status, 10.0, now_ms())
     };
     // Two 429s answered directly, one failed attempt before another model.
     let mut failed_over = record("k3", "acme", "gpt-4o", 200, 10.0, now_ms());
     failed_over.failed_attempts = vec![FailedAttempt {
         provider: "openai".into(),
-        model: "gpt-6-luna".into(),
+        model: "gpt-4o-mini".into(),
         status: 429,
         key_tag: Some(limited.clone()),
     }];
@@ -1510,18 +1509,18 @@ async fn a_keys_429s_penalize_only_its_pair_shown_in_penalties_and_explain() {
         .poll(t0.version)
         .await
         .expect("the pair's penalty is news");
-    assert_eq!(penalty_of(&t1, "gpt-6-luna"), 0.0, "the model is fine");
+    assert_eq!(penalty_of(&t1, "gpt-4o-mini"), 0.0, "the model is fine");
     assert_eq!(t1.key_penalties.len(), 1, "{:?}", t1.key_penalties);
     let kp = &t1.key_penalties[0];
     assert_eq!(
         (kp.model.as_str(), kp.key_tag.as_str()),
-        ("gpt-6-luna", limited.as_str())
+        ("gpt-4o-mini", limited.as_str())
     );
     assert_near(kp.penalty, 63.0); // three failures: factor 4^3
 
     let (s, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(penalty_view(&v, "gpt-6-luna")["penalty"], 0.0);
+    assert_eq!(penalty_view(&v, "gpt-4o-mini")["penalty"], 0.0);
     let pairs = v["key_penalties"].as_array().unwrap();
     assert_eq!(pairs.len(), 1, "{v}");
     assert_eq!(pairs[0]["key_tag"], limited.as_str());
@@ -1572,25 +1571,25 @@ async fn a_keys_429s_penalize_only_its_pair_shown_in_penalties_and_explain() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["model"] == "gpt-6-luna")
+            .find(|c| c["model"] == "gpt-4o-mini")
             .cloned()
             .unwrap_or_else(|| panic!("{v}"))
     };
     let a = explain("acme").await;
     assert_near(mini(&a)["key_penalty"].as_f64().unwrap(), 63.0);
     assert_eq!(mini(&a)["penalty"], 0.0);
-    assert_ne!(a["choice"], "gpt-6-luna", "{a}");
+    assert_ne!(a["choice"], "gpt-4o-mini", "{a}");
     let b = explain("beta").await;
     assert_eq!(mini(&b)["key_penalty"], 0.0);
     assert_eq!(
-        b["choice"], "gpt-6-luna",
+        b["choice"], "gpt-4o-mini",
         "beta's routing did not move: {b}"
     );
 
     // Another tenant's successes never touch the pair; the key's own do.
     h.ingest(&[UsageRecord {
         key_tag: Some(tag_of("sk-beta-fine")),
-        ..record("b1", "beta", "gpt-6-luna", 200, 10.0, now_ms())
+        ..record("b1", "beta", "gpt-4o-mini", 200, 10.0, now_ms())
     }])
     .await;
     let (_, v, _) = h.admin(Method::GET, "/admin/penalties", None).await;
@@ -1608,7 +1607,7 @@ async fn a_keys_429s_penalize_only_its_pair_shown_in_penalties_and_explain() {
         .admin(
             Method::POST,
             "/admin/penalties/reset",
-            Some(json!({"model": "gpt-6-luna"})),
+            Some(json!({"model": "gpt-4o-mini"})),
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");

@@ -331,10 +331,8 @@ pub fn percentile(v: &[f64], p: f64) -> f64 {
 /// estimated saving count each request at the model picked for the
 /// complexity (and task category) it was routed with, and "frontier-only"
 /// at the model picked at complexity 1: so the saving follows the catalog
-/// instead of a hard-coded model per tier. Since gpt-6-luna joined the
-/// catalog (2026-12-05) it takes every band with these keys, so every
-/// request is priced alike and the estimated saving is 0 whatever the
-/// router predicts (filter/README.md, "Router model").
+/// (today claude-sonnet-5-5 takes the frontier band and the top of the mid
+/// band, gpt-4o-mini the rest) instead of a hard-coded model per tier.
 pub struct Pricing {
     table: aipipe_core::table::Table,
 }
@@ -400,8 +398,8 @@ mod pricing_tests {
     use super::Pricing;
 
     /// The picks filter/README.md ("Model selection") states for the
-    /// default catalog with OpenAI + Anthropic keys: gpt-6-luna at every
-    /// complexity, so a request costs the same whatever its complexity.
+    /// default catalog with OpenAI + Anthropic keys: gpt-4o-mini below the
+    /// middle of the mid band, claude-sonnet-5-5 from its top on.
     #[test]
     fn pricing_picks_what_the_selection_table_says() {
         let Ok(p) = Pricing::openai_anthropic() else {
@@ -409,11 +407,15 @@ mod pricing_tests {
         };
         for tokens in [30, 500, 20_000] {
             let model = |c: f64| p.pick(tokens, c, None).map(|(m, _)| m.to_owned());
-            for c in [0.05, 0.30, 0.62, 0.68, 1.0] {
-                assert_eq!(model(c).as_deref(), Some("gpt-6-luna"), "{tokens} {c}");
-            }
-            assert_eq!(p.cost(tokens, 1.0, None), p.cost(tokens, 0.30, None));
-            assert!(p.cost(tokens, 0.30, None) > 0.0);
+            assert_eq!(model(0.30).as_deref(), Some("gpt-4o-mini"), "{tokens}");
+            assert_eq!(model(0.62).as_deref(), Some("gpt-4o-mini"), "{tokens}");
+            assert_eq!(
+                model(0.68).as_deref(),
+                Some("claude-sonnet-5-5"),
+                "{tokens}"
+            );
+            assert_eq!(model(1.0).as_deref(), Some("claude-sonnet-5-5"), "{tokens}");
+            assert!(p.cost(tokens, 1.0, None) > 5.0 * p.cost(tokens, 0.30, None));
         }
     }
 }

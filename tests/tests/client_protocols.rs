@@ -550,15 +550,14 @@ fn responses_streamed_function_call_on_claude() {
 }
 
 #[test]
-fn responses_auto_routes_a_greeting_to_gpt_6_luna() {
-    // gpt-6-luna: the cheapest model with OpenAI and Anthropic keys.
+fn responses_auto_routes_a_greeting_to_gpt_4o_mini() {
     let r = run(Client::Responses, "plain_auto");
-    assert_answered_by(&r, "openai", "gpt-6-luna", "auto");
+    assert_answered_by(&r, "openai", "gpt-4o-mini", "auto");
     assert!(r.header("x-aipipe-complexity").is_some(), "{}", r.out);
-    assert_mock_text(&r.out["content"], "openai", "gpt-6-luna");
+    assert_mock_text(&r.out["content"], "openai", "gpt-4o-mini");
     let got = r.only_upstream();
-    assert_upstream(&r, got, "openai", "gpt-6-luna");
-    assert_usage_recorded(&r, "gpt-6-luna");
+    assert_upstream(&r, got, "openai", "gpt-4o-mini");
+    assert_usage_recorded(&r, "gpt-4o-mini");
 }
 
 // -------------------------------------------------------------- Ollama
@@ -694,14 +693,13 @@ fn ollama_image_reaches_claude_as_a_base64_image_block() {
 }
 
 #[test]
-fn ollama_auto_routes_a_greeting_to_gpt_6_luna() {
-    // gpt-6-luna: the cheapest model with OpenAI and Anthropic keys.
+fn ollama_auto_routes_a_greeting_to_gpt_4o_mini() {
     let r = run(Client::Ollama, "chat_auto");
-    assert_answered_by(&r, "openai", "gpt-6-luna", "auto");
+    assert_answered_by(&r, "openai", "gpt-4o-mini", "auto");
     assert!(r.header("x-aipipe-complexity").is_some(), "{}", r.out);
-    assert_mock_text(&r.out["content"], "openai", "gpt-6-luna");
-    assert_upstream(&r, r.only_upstream(), "openai", "gpt-6-luna");
-    assert_usage_recorded(&r, "gpt-6-luna");
+    assert_mock_text(&r.out["content"], "openai", "gpt-4o-mini");
+    assert_upstream(&r, r.only_upstream(), "openai", "gpt-4o-mini");
+    assert_usage_recorded(&r, "gpt-4o-mini");
 }
 
 #[test]

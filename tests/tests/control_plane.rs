@@ -329,8 +329,7 @@ fn failovers_are_counted_once_and_penalties_reach_the_control_plane_and_reset() 
         greet().status == 200,
         "the tenant never worked"
     );
-    // gpt-6-luna: the cheapest model with OpenAI and Anthropic keys.
-    assert_eq!(greet().header("x-aipipe-model"), Some("gpt-6-luna"));
+    assert_eq!(greet().header("x-aipipe-model"), Some("gpt-4o-mini"));
 
     s.mock.fault(json!({"provider": "openai", "status": 503}));
     let mut failovers = 0;
@@ -357,7 +356,7 @@ fn failovers_are_counted_once_and_penalties_reach_the_control_plane_and_reset() 
             .unwrap()
     };
     let mini = eventually(Duration::from_secs(20), || {
-        let p = penalty("gpt-6-luna");
+        let p = penalty("gpt-4o-mini");
         (p["penalty"].as_f64().unwrap() > 1.0).then_some(p)
     })
     .expect("the penalty never reached the control plane");
@@ -371,9 +370,9 @@ fn failovers_are_counted_once_and_penalties_reach_the_control_plane_and_reset() 
     assert_eq!(stats["totals"]["errors"].as_u64(), Some(0), "{stats}");
     let by_model = stats["by_model"].as_array().unwrap();
     let row = |m: &str| by_model.iter().find(|r| r["model"] == m).cloned().unwrap();
-    assert_eq!(row("gpt-6-luna")["requests"].as_u64(), Some(2), "{stats}");
+    assert_eq!(row("gpt-4o-mini")["requests"].as_u64(), Some(2), "{stats}");
     assert!(
-        row("gpt-6-luna")["failed_attempts"].as_u64().unwrap() >= 1,
+        row("gpt-4o-mini")["failed_attempts"].as_u64().unwrap() >= 1,
         "{stats}"
     );
 
@@ -384,10 +383,10 @@ fn failovers_are_counted_once_and_penalties_reach_the_control_plane_and_reset() 
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eventually!(
         Duration::from_secs(20),
-        (0..4).all(|_| greet().header("x-aipipe-model") == Some("gpt-6-luna")),
+        (0..4).all(|_| greet().header("x-aipipe-model") == Some("gpt-4o-mini")),
         "the reset never reached the filters"
     );
-    assert_eq!(penalty("gpt-6-luna")["penalty"].as_f64(), Some(0.0));
+    assert_eq!(penalty("gpt-4o-mini")["penalty"].as_f64(), Some(0.0));
 }
 
 /// Pass-through answers are accounted where they carry usage, for the
@@ -523,8 +522,7 @@ fn a_tenants_rate_limited_key_never_moves_another_tenants_routing() {
         greet(&a).status == 200 && greet(&b).status == 200,
         "the tenants never worked"
     );
-    // gpt-6-luna: the cheapest model with OpenAI and Anthropic keys.
-    assert_eq!(greet(&b).header("x-aipipe-model"), Some("gpt-6-luna"));
+    assert_eq!(greet(&b).header("x-aipipe-model"), Some("gpt-4o-mini"));
 
     s.mock
         .fault(json!({"provider": "openai", "key": "sk-tenant-a-openai", "status": 429}));
@@ -542,7 +540,7 @@ fn a_tenants_rate_limited_key_never_moves_another_tenants_routing() {
         let r = greet(&b);
         assert_eq!(
             r.header("x-aipipe-model"),
-            Some("gpt-6-luna"),
+            Some("gpt-4o-mini"),
             "{}",
             r.text()
         );
@@ -554,13 +552,13 @@ fn a_tenants_rate_limited_key_never_moves_another_tenants_routing() {
         "A's usage never arrived"
     );
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(greet(&b).header("x-aipipe-model"), Some("gpt-6-luna"));
+    assert_eq!(greet(&b).header("x-aipipe-model"), Some("gpt-4o-mini"));
     let v = s.cp.admin("GET", "/admin/penalties", None).json();
     let mini = v["penalties"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["model"] == "gpt-6-luna")
+        .find(|p| p["model"] == "gpt-4o-mini")
         .unwrap()
         .clone();
     assert_eq!(
@@ -572,7 +570,7 @@ fn a_tenants_rate_limited_key_never_moves_another_tenants_routing() {
     let a_tag = &aipipe_core::sha::sha256_hex(b"sk-tenant-a-openai")[..16];
     let pairs = v["key_penalties"].as_array().unwrap();
     assert!(
-        pairs.iter().any(|p| p["model"] == "gpt-6-luna"
+        pairs.iter().any(|p| p["model"] == "gpt-4o-mini"
             && p["key_tag"] == a_tag
             && p["penalty"].as_f64() > Some(0.0)),
         "{v}"
@@ -595,7 +593,7 @@ fn a_tenants_rate_limited_key_never_moves_another_tenants_routing() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["model"] == "gpt-6-luna")
+            .find(|c| c["model"] == "gpt-4o-mini")
             .unwrap()["key_penalty"]
             .as_f64()
             .unwrap()
@@ -643,7 +641,7 @@ fn a_tenants_rate_limited_key_never_moves_another_tenants_routing() {
         &b,
         &json!({"messages": [{"role": "user", "content": "hi"}]}),
     );
-    assert_eq!(r.header("x-aipipe-model"), Some("gpt-6-luna"));
+    assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"));
     drop(second);
 
     // The provider itself down: everybody moves.

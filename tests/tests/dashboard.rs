@@ -48,11 +48,6 @@ fn the_dashboard_shows_recorded_traffic_in_a_real_browser_and_talks_only_to_its_
         );
     }
     let s = CpStack::start();
-    // Without gpt-6-luna, which takes every band with acme's keys
-    // (filter/README.md, "Model selection"), acme's easy and hard prompts
-    // go to two models, and the dashboard has both to show.
-    let r = s.cp.admin("DELETE", "/admin/models/gpt-6-luna", None);
-    assert_eq!(r.status, 204, "{}", r.text());
     let acme = tenant_with_own_keys(&s.cp, "acme", &["openai", "anthropic"]);
     let beta = tenant_with_own_keys(&s.cp, "beta", &["openai"]);
     assert!(

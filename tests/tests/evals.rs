@@ -74,11 +74,6 @@ fn task(id: &str, category: &str, prompt: &str, check: Value) -> Value {
 #[test]
 fn an_applied_eval_moves_the_tenants_auto_routing_and_no_one_elses() {
     let (cp, mock, envoy, _data) = stack();
-    // Without gpt-6-luna, which takes every band with these keys
-    // (filter/README.md, "Model selection"): the eval weighs the two models
-    // below, and what it applies shows in where hard requests go.
-    let r = cp.admin("DELETE", "/admin/models/gpt-6-luna", None);
-    assert_eq!(r.status, 204, "{}", r.text());
     let key = tenant_with_own_keys(&cp, "acme", &["openai", "anthropic"]);
     let other = tenant_with_own_keys(&cp, "globex", &["openai", "anthropic"]);
     let model_for = |key: &str, text: &str| {

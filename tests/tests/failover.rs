@@ -62,12 +62,11 @@ fn a_failing_provider_is_failed_over_within_the_request() {
         s.mock.clear_received();
         s.mock
             .fault(json!({"provider": "openai", "status": status}));
-        // gpt-6-luna first: the cheapest model with acme's keys.
         let r = post_json(&s.chat_url(), &ACME.auth(), &chat("auto", "hi"));
         assert_eq!(r.status, 200, "{status}: {}", r.text());
         assert_eq!(
             r.header("x-aipipe-failover"),
-            Some("gpt-6-luna"),
+            Some("gpt-4o-mini"),
             "{status}"
         );
         assert_eq!(r.header("x-aipipe-provider"), Some("anthropic"), "{status}");
@@ -78,7 +77,7 @@ fn a_failing_provider_is_failed_over_within_the_request() {
         let hit = providers_hit(&s);
         assert_eq!(
             hit.first().map(String::as_str),
-            Some("openai:gpt-6-luna"),
+            Some("openai:gpt-4o-mini"),
             "{hit:?}"
         );
         assert!(hit.last().unwrap().starts_with("anthropic:"), "{hit:?}");
@@ -129,15 +128,14 @@ fn a_streamed_request_still_streams_after_a_failover() {
         !lines.iter().any(|(_, l)| l.contains("\"usage\":{")),
         "{lines:?}"
     );
-    // Two redirects (gpt-4o-mini failed; the next candidate, gpt-6-luna,
-    // is at OpenAI too and failed; then Claude Sonnet 5.5, cheaper than
-    // gpt-4o), none handed back.
+    // One redirect (gpt-4o-mini failed; the next candidate is Claude
+    // Sonnet 5.5, cheaper than gpt-4o), none handed back.
     let stat = |name: &str| {
         s.envoy.stat(&aipipe_tests::custom_stat(&format!(
             "aipipe.failover.{name}"
         )))
     };
-    assert_eq!(stat("redirects"), Some(2));
+    assert_eq!(stat("redirects"), Some(1));
     assert_eq!(stat("unfollowed"), Some(0));
     let hit = s.mock.received();
     let providers: Vec<_> = hit
@@ -256,9 +254,8 @@ fn ollama_and_responses_streams_still_stream_after_a_failover() {
             "aipipe.failover.{name}"
         )))
     };
-    // Two for each request: gpt-6-luna (at the failing OpenAI too), then
-    // Claude Sonnet 5.5, follow gpt-4o-mini.
-    assert_eq!(stat("redirects"), Some(4));
+    // One for each request: Claude Sonnet 5.5 follows gpt-4o-mini.
+    assert_eq!(stat("redirects"), Some(2));
     assert_eq!(stat("unfollowed"), Some(0));
 }
 
@@ -304,7 +301,7 @@ fn without_the_redirect_policy_failover_still_answers_by_call() {
         &chat("auto", "hi"),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("x-aipipe-failover"), Some("gpt-6-luna"));
+    assert_eq!(r.header("x-aipipe-failover"), Some("gpt-4o-mini"));
     assert_eq!(r.header("x-aipipe-provider"), Some("anthropic"));
     assert_eq!(r.header("location"), None);
     assert_eq!(r.header("x-aipipe-failed-status"), None);
@@ -399,14 +396,13 @@ fn a_slow_provider_past_the_timeout_is_failed_over() {
         with(&[("attempt_timeout_ms", json!(1000))]),
         |yaml| yaml.replace(" timeout: 300s", " timeout: 1s"),
     );
-    // Every OpenAI model is slow: the first attempt (gpt-6-luna) meets the
-    // route's timeout, the second (gpt-4o-mini) the failover attempt's,
-    // Claude answers.
+    // Every OpenAI model is slow: the first attempt meets the route's
+    // timeout, the second (gpt-4o) the failover attempt's, Claude answers.
     mock.fault(json!({"provider": "openai", "delay_ms": 5000}));
     let url = envoy.url("/v1/chat/completions");
     let r = post_json(&url, &ACME.auth(), &chat("auto", "hi"));
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("x-aipipe-failover"), Some("gpt-6-luna"));
+    assert_eq!(r.header("x-aipipe-failover"), Some("gpt-4o-mini"));
     assert_eq!(r.header("x-aipipe-provider"), Some("anthropic"));
     let v: Value = r.json();
     assert_eq!(v["object"], "chat.completion");
@@ -417,7 +413,7 @@ fn a_slow_provider_past_the_timeout_is_failed_over() {
     assert_eq!(r.status, 504, "{}", r.text());
     let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
     assert!(
-        message.contains("gpt-6-luna (openai) timed out"),
+        message.contains("gpt-4o-mini (openai) timed out"),
         "{message}"
     );
     assert_eq!(r.json()["error"]["code"], "upstream_timeout");

@@ -23,9 +23,7 @@ fn greeting_goes_to_the_cheap_model_with_headers_that_say_why() {
         &chat("auto", "hello! how are you today?"),
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    // gpt-6-luna: the cheapest model acme has a key for (filter/README.md,
-    // "Model selection").
-    assert_eq!(r.header("x-aipipe-model"), Some("gpt-6-luna"));
+    assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"));
     assert_eq!(r.header("x-aipipe-provider"), Some("openai"));
     assert_eq!(r.header("x-aipipe-route"), Some("auto"));
     let c: f64 = r.header("x-aipipe-complexity").unwrap().parse().unwrap();
@@ -40,32 +38,23 @@ fn greeting_goes_to_the_cheap_model_with_headers_that_say_why() {
         3
     );
     assert_eq!(r.header("x-aipipe-request-id").map(str::len), Some(24));
-    assert_eq!(r.json()["model"], "gpt-6-luna");
+    assert_eq!(r.json()["model"], "gpt-4o-mini");
     assert!(
         r.json()["choices"][0]["message"]["content"]
             .as_str()
             .unwrap()
-            .contains("openai/gpt-6-luna")
+            .contains("openai/gpt-4o-mini")
     );
 }
 
 #[test]
 fn hard_proof_goes_to_a_frontier_model() {
-    // With the default catalog acme's proof goes to gpt-6-luna, which takes
-    // every band with its keys (filter/README.md, "Model selection"); a
-    // tenant without it gets a Claude frontier model, through Anthropic's
-    // own API.
+    let s = Stack::start();
     let body = chat(
         "auto",
         "Prove by induction that every finite tree with n vertices has exactly n-1 edges. \
          Then give a formal proof that a connected graph with n-1 edges is a tree, and show the bound is tight.",
     );
-    let s = Stack::start();
-    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("x-aipipe-model"), Some("gpt-6-luna"));
-    drop(s);
-    let s = Stack::start_without_luna();
     let r = post_json(&s.chat_url(), &ACME.auth(), &body);
     assert_eq!(r.status, 200, "{}", r.text());
     let model = r.header("x-aipipe-model").unwrap();
@@ -160,7 +149,7 @@ fn explicit_models_go_where_named() {
         let r = post_json(&s.chat_url(), &ACME.auth(), &body);
         assert_eq!(r.status, 200, "{body}: {}", r.text());
         assert_eq!(r.header("x-aipipe-route"), Some("auto"));
-        assert_eq!(s.mock.received().pop().unwrap()["model"], "gpt-6-luna");
+        assert_eq!(s.mock.received().pop().unwrap()["model"], "gpt-4o-mini");
     }
 }
 
@@ -201,7 +190,7 @@ fn streamed_auto_requests_carry_the_decision_headers() {
     body["stream_options"] = json!({"include_usage": true});
     let r = post_json(&s.chat_url(), &ACME.auth(), &body);
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("x-aipipe-model"), Some("gpt-6-luna"));
+    assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"));
     assert!(
         r.header("content-type")
             .unwrap()
@@ -240,17 +229,10 @@ fn upstream_sees_exactly_the_declared_length_after_rewrite() {
             got["body_bytes"].as_u64().unwrap() as usize,
             "{body:.200}"
         );
-        // Only `model` changed — and, for gpt-6-luna (where "auto" sends
-        // these), `reasoning_effort` "none" added: its body is rewritten
-        // whole, and its length must follow too.
+        // Only `model` changed.
         let mut sent: serde_json::Value = serde_json::from_str(body).unwrap();
         let mut seen = got["body"].clone();
-        if seen["model"] == "gpt-6-luna" {
-            assert_eq!(seen["reasoning_effort"], "none", "{body:.200}");
-            seen.as_object_mut().unwrap().remove("reasoning_effort");
-        } else {
-            assert_eq!(seen["model"], "gpt-4o-mini");
-        }
+        assert_eq!(seen["model"], "gpt-4o-mini");
         sent.as_object_mut().unwrap().remove("model");
         seen.as_object_mut().unwrap().remove("model");
         assert_eq!(sent, seen, "{body:.200}");
@@ -353,7 +335,6 @@ fn models_lists_auto_and_what_the_tenant_can_reach() {
             "auto",
             "gpt-4o-mini",
             "gpt-4o",
-            "gpt-6-luna",
             "claude-opus-4-5",
             "claude-sonnet-5-5",
             "claude-opus-5-5"
@@ -410,18 +391,10 @@ fn the_control_planes_router_model_routes_auto_requests_by_what_they_ask() {
             ("anthropic", "sk-acme-anthropic"),
         ],
     );
-    // Without gpt-6-luna, which takes every band with these keys
-    // (filter/README.md, "Model selection"), the complexity shows in where
-    // a request goes.
-    let r = s.cp.admin("DELETE", "/admin/models/gpt-6-luna", None);
-    assert!(r.status == 200 || r.status == 204, "{}", r.text());
     assert_eventually!(
         Duration::from_secs(15),
-        {
-            let r = s.chat(&key, &chat("auto", "hi"));
-            r.status == 200 && r.header("x-aipipe-model") == Some("gpt-4o-mini")
-        },
-        "the tenant never worked without gpt-6-luna"
+        s.chat(&key, &chat("auto", "hi")).status == 200,
+        "the tenant never worked"
     );
     // Short, hard and in plain words: the keyword heuristic scores each
     // cheap; the trained model (built in, shipped by the control plane)
@@ -526,8 +499,7 @@ fn last_sent(s: &common::Stack, provider: &str) -> serde_json::Value {
 
 #[test]
 fn a_temperature_reaches_claude_5_dropped_and_the_answer_says_so() {
-    // Without gpt-6-luna, which takes every band with acme's keys.
-    let s = Stack::start_without_luna();
+    let s = Stack::start();
     let mut body = chat("auto", HARD_PROOF);
     body["temperature"] = json!(0.7);
     body["top_p"] = json!(0.9);
@@ -596,28 +568,10 @@ fn a_temperature_reaches_claude_5_dropped_and_the_answer_says_so() {
 
 #[test]
 fn a_forced_tool_is_routed_to_a_model_that_can_force_one() {
+    let s = Stack::start();
     let mut body = chat("auto", HARD_PROOF);
     body["tools"] = weather_tools();
     body["tool_choice"] = json!("required");
-    // With the default catalog: gpt-6-luna, which takes a forced tool with
-    // reasoning effort none (what the filter sends it), takes every band.
-    let s = Stack::start();
-    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("x-aipipe-model"), Some("gpt-6-luna"));
-    assert!(
-        r.text().contains("get_weather"),
-        "the forced call: {}",
-        r.text()
-    );
-    let sent = last_sent(&s, "openai");
-    assert_eq!(
-        (&sent["tool_choice"], &sent["reasoning_effort"]),
-        (&json!("required"), &json!("none"))
-    );
-    drop(s);
-    // Without it (a tenant that disabled it): the older models.
-    let s = Stack::start_without_luna();
     for stream in [false, true] {
         body["stream"] = json!(stream);
         let r = post_json(&s.chat_url(), &ACME.auth(), &body);
@@ -690,8 +644,7 @@ fn naming_claude_5_with_a_forced_tool_is_the_gateways_400() {
 /// Anthropic's shape.
 #[test]
 fn an_anthropic_client_gets_the_same_from_claude_5() {
-    // Without gpt-6-luna, which takes every band with acme's keys.
-    let s = Stack::start_without_luna();
+    let s = Stack::start();
     let url = s.envoy.url("/v1/messages");
     let headers = [("x-api-key", ACME.key), ("anthropic-version", "2023-06-01")];
     let mut body = json!({"model": "claude-sonnet-5-5", "max_tokens": 200, "temperature": 0.5, "top_k": 5,

@@ -220,8 +220,7 @@ fn the_snippets_in_a_third_party_envoy_route_chat_and_leave_its_own_routes_alone
         )
     });
     assert_eq!(answer.header("x-aipipe-provider"), Some("openai"));
-    // gpt-6-luna: the cheapest model the tenant's OpenAI key reaches.
-    assert_eq!(answer.header("x-aipipe-model"), Some("gpt-6-luna"));
+    assert_eq!(answer.header("x-aipipe-model"), Some("gpt-4o-mini"));
     assert_eq!(
         answer.header("x-third-party"),
         Some("yes"),

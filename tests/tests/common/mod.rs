@@ -92,20 +92,6 @@ pub fn test_plugin_config() -> String {
     )
 }
 
-/// [`test_plugin_config`] over the default catalog without gpt-6-luna,
-/// which takes every band with acme's keys (filter/README.md, "Model
-/// selection"): for the tests of what Claude gets, which route a hard
-/// request there as a tenant that disabled gpt-6-luna would.
-pub fn test_plugin_config_without_luna() -> String {
-    let mut config: Value = serde_json::from_str(&test_plugin_config()).unwrap_or_default();
-    let models: Vec<_> = aipipe_core::catalog::default_models()
-        .into_iter()
-        .filter(|m| m.id != "gpt-6-luna")
-        .collect();
-    config["table"]["models"] = serde_json::to_value(models).unwrap_or_default();
-    config.to_string()
-}
-
 pub struct Stack {
     pub mock: Mock,
     pub envoy: Envoy,
@@ -113,18 +99,9 @@ pub struct Stack {
 
 impl Stack {
     pub fn start() -> Self {
-        Self::start_with(test_plugin_config())
-    }
-
-    /// The stack over the catalog without gpt-6-luna
-    /// ([`test_plugin_config_without_luna`]).
-    pub fn start_without_luna() -> Self {
-        Self::start_with(test_plugin_config_without_luna())
-    }
-
-    fn start_with(config: String) -> Self {
         let mock = Mock::start();
-        let envoy = Envoy::start_rendered("demo.yaml", mock.port, Some(config), true, 2);
+        let envoy =
+            Envoy::start_rendered("demo.yaml", mock.port, Some(test_plugin_config()), true, 2);
         Self { mock, envoy }
     }
 
