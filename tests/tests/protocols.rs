@@ -133,11 +133,10 @@ fn anthropic_clients_are_routed_to_claude_as_is_and_to_others_translated() {
     assert_eq!(got["body"]["model"], "claude-opus-4-5");
     assert_eq!(got["body"]["max_tokens"], 256);
 
-    // "auto": a greeting goes to the cheap OpenAI model, gpt-6-luna,
-    // translated both ways (its max_tokens sent as max_completion_tokens).
+    // "auto": a greeting goes to the cheap OpenAI model, translated both ways.
     let r = post_json(&url, &ACME_ANTHROPIC, &messages_body("auto", "hi there"));
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("x-aipipe-model"), Some("gpt-6-luna"));
+    assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"));
     assert!(r.header("x-aipipe-complexity").is_some());
     let v = r.json();
     assert_eq!(v["type"], "message", "{v}");
@@ -148,8 +147,7 @@ fn anthropic_clients_are_routed_to_claude_as_is_and_to_others_translated() {
     assert_eq!(got["path"], "/v1/chat/completions");
     assert_eq!(got["authorization"], "Bearer sk-acme-openai");
     assert_eq!(got["x_api_key"], Value::Null);
-    assert_eq!(got["body"]["model"], "gpt-6-luna");
-    assert_eq!(got["body"]["max_completion_tokens"], 256);
+    assert_eq!(got["body"]["model"], "gpt-4o-mini");
 
     // Streamed both ways: Anthropic's event sequence comes back.
     for model in ["claude-opus-4-5", "gpt-4o-mini"] {
@@ -516,16 +514,25 @@ fn openai_format_tool_calls_reach_anthropic_clients_as_tool_use_and_chat_clients
     );
 }
 
-/// gpt-6-luna (filter/README.md, "Catalog changes", gpt-6-luna added): a
-/// chat request with tools, `max_tokens` and a temperature, named or routed
-/// there, reaches OpenAI written the way it takes it — the budget as
-/// `max_completion_tokens`, `reasoning_effort` `"none"` — where the mock,
-/// like OpenAI, answers 400 to the body as the client wrote it. A client
-/// that asks it to reason with tools gets the gateway's own 400, and no
-/// provider is called.
+/// gpt-6-luna (filter/README.md, "Catalog changes", gpt-6-luna added),
+/// which ships disabled: named, it is a 404 until the catalog enables it.
+/// Enabled, a chat request with tools, `max_tokens` and a temperature, named
+/// or routed there, reaches OpenAI written the way it takes it — the budget
+/// as `max_completion_tokens`, `reasoning_effort` `"none"` — where the mock,
+/// like OpenAI, answers 400 to the body as the client wrote it; an Anthropic
+/// client's request is translated the same way. A client that asks it to
+/// reason with tools gets the gateway's own 400, and no provider is called.
 #[test]
 fn gpt_6_luna_gets_its_chat_body_written_the_way_openai_takes_it() {
     let s = Stack::start();
+    let r = post_json(&s.chat_url(), &ACME.auth(), &chat("gpt-6-luna", "hi"));
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "model_not_found");
+    let r = post_json(&s.chat_url(), &ACME.auth(), &chat("auto", "hi"));
+    assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"));
+    drop(s);
+
+    let s = Stack::start_with_luna();
     let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {
         "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
     for model in ["gpt-6-luna", "auto"] {
@@ -548,6 +555,19 @@ fn gpt_6_luna_gets_its_chat_body_written_the_way_openai_takes_it() {
         assert_eq!(sent["reasoning_effort"], "none");
         assert_eq!(sent["temperature"], 0.3);
     }
+
+    // An Anthropic client's request, translated: the same budget rename.
+    let r = post_json(
+        &s.envoy.url("/v1/messages"),
+        &ACME_ANTHROPIC,
+        &messages_body("gpt-6-luna", "hi there"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["type"], "message");
+    let sent = &s.mock.received().pop().unwrap()["body"];
+    assert_eq!(sent["max_completion_tokens"], 256, "{sent}");
+    assert!(sent.get("max_tokens").is_none(), "{sent}");
+    assert_eq!(sent["reasoning_effort"], "none");
 
     // Asked to reason with tools: the client's 400, nothing sent.
     let before = s.mock.received().len();
