@@ -819,7 +819,10 @@ mod tests {
         let t = table_with_luna();
         assert_eq!(plan(&t, Protocol::Chat, named).unwrap().ranked[0], luna);
         for text in ["hi", hard] {
-            assert_eq!(plan(&t, Protocol::Chat, &routed(text)).unwrap().ranked[0], luna);
+            assert_eq!(
+                plan(&t, Protocol::Chat, &routed(text)).unwrap().ranked[0],
+                luna
+            );
         }
     }
 

@@ -323,7 +323,9 @@ mod tests {
             (4000, Some(2000)),
             (20_000, None),
         ] {
-            for c in [0.10, 0.30, 0.50, 0.62, 0.65, 0.68, 0.72, 0.78, 0.85, 0.95, 1.0] {
+            for c in [
+                0.10, 0.30, 0.50, 0.62, 0.65, 0.68, 0.72, 0.78, 0.85, 0.95, 1.0,
+            ] {
                 for forced_tool in [false, true] {
                     let needs = Needs {
                         input_tokens,
