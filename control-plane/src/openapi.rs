@@ -172,6 +172,18 @@ pub struct CapabilitiesDoc {
     /// forces a tool is not routed to it, and naming it gets a 400.
     #[schema(required = false)]
     forced_tool_choice: bool,
+    /// Takes the answer budget only as `max_completion_tokens` (default
+    /// false); true: the filter sends a request's `max_tokens` under that
+    /// name.
+    #[schema(required = false)]
+    max_completion_tokens: bool,
+    /// Reasons unless told not to, and takes tools and sampling parameters
+    /// only with `reasoning_effort` "none" (default false); true: the filter
+    /// sends "none" when the request sets no effort, drops the sampling
+    /// parameters of a request that sets another, and never sends it tools
+    /// with another effort (naming it is a 400).
+    #[schema(required = false)]
+    reasoning_effort_none: bool,
 }
 
 /// How the filter would route a request (`aipipe_core::route::Explanation`).
@@ -391,6 +403,8 @@ mod tests {
         m.cache_write_per_mtok = Some(1.0);
         m.latency_ms = Some(1.0);
         m.category_quality.insert("coding".into(), 0.5);
+        m.capabilities.max_completion_tokens = true;
+        m.capabilities.reasoning_effort_none = true;
         let served = serde_json::to_value(&m).unwrap();
         assert_eq!(properties("Model"), keys_of(&served));
         assert_eq!(properties("Capabilities"), keys_of(&served["capabilities"]));

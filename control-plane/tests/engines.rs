@@ -2464,3 +2464,92 @@ async fn sonnet_4_5_is_retired_from_an_older_sqlite_file() {
 async fn sonnet_4_5_is_retired_from_an_older_postgres_database() {
     sonnet_4_5_is_retired_from_an_older_database(Engine::Postgres).await;
 }
+
+/// SQLite's migration 20 and PostgreSQL's 6 (filter/README.md, "Catalog
+/// changes", gpt-6-luna added): on a database seeded before them, the
+/// default catalog's gpt-6-luna arrives disabled (as it ships) and gpt-4o /
+/// gpt-4o-mini stay; an operator's own row of that id — here one the
+/// operator enabled at another price — is left alone. Opening the database
+/// again changes nothing more.
+async fn gpt_6_luna_is_added_to_an_older_database(engine: Engine) {
+    let older = OlderDb::new(engine, "gpt-6-luna", "luna");
+    let open = || older.open();
+    let exec = |sql: &str| older.exec(sql);
+    let defaults = aipipe_core::catalog::default_models();
+    let luna = defaults
+        .iter()
+        .find(|m| m.id == "gpt-6-luna")
+        .unwrap()
+        .clone();
+    let migration = match engine {
+        Engine::Sqlite => 20,
+        Engine::Postgres => 6,
+    };
+
+    let db = open().await;
+    db.create_tenant("acme".into(), "Acme".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        db.models().await.unwrap(),
+        defaults,
+        "a new database: today's catalog, the migration a no-op"
+    );
+    let before = db.revision().await.unwrap();
+    drop(db);
+    // The catalog as the release before it seeded it: no gpt-6-luna.
+    exec(&format!(
+        "DELETE FROM models WHERE id = 'gpt-6-luna';
+         DELETE FROM schema_migrations WHERE version = {migration};"
+    ));
+
+    let db = open().await;
+    let models = db.models().await.unwrap();
+    let find = |id: &str| models.iter().find(|m| m.id == id).cloned();
+    assert_eq!(find("gpt-6-luna"), Some(luna.clone()), "added as shipped");
+    assert!(!luna.enabled, "shipped, and so added, disabled");
+    assert_eq!(models.len(), defaults.len(), "{models:?}");
+    for id in ["gpt-4o", "gpt-4o-mini"] {
+        assert!(find(id).is_some_and(|m| m.enabled), "{id} stays");
+    }
+    let after = db.revision().await.unwrap();
+    let page = db.changes_since(before, 10).await.unwrap();
+    assert!(
+        matches!(page.changes[..], [Changed::Global(_)]),
+        "the global table changed, and only it: {before} -> {after}"
+    );
+    drop(db);
+
+    // An operator's own row of that id: left alone, nothing published.
+    let own = aipipe_core::table::Model {
+        input_per_mtok: 0.2,
+        enabled: true,
+        ..luna
+    };
+    let row = serde_json::to_string(&own).unwrap().replace('\'', "''");
+    exec(&format!(
+        "UPDATE models SET json = '{row}' WHERE id = 'gpt-6-luna';
+         DELETE FROM schema_migrations WHERE version = {migration};"
+    ));
+    let db = open().await;
+    let models = db.models().await.unwrap();
+    assert_eq!(
+        models.iter().find(|m| m.id == "gpt-6-luna"),
+        Some(&own),
+        "the operator's own entry stays"
+    );
+    assert_eq!(db.revision().await.unwrap(), after, "nothing written");
+    drop(db);
+
+    older.reopens_unchanged(&models, after).await;
+}
+
+#[tokio::test]
+async fn gpt_6_luna_is_added_to_an_older_sqlite_file() {
+    gpt_6_luna_is_added_to_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn gpt_6_luna_is_added_to_an_older_postgres_database() {
+    gpt_6_luna_is_added_to_an_older_database(Engine::Postgres).await;
+}

@@ -513,3 +513,83 @@ fn openai_format_tool_calls_reach_anthropic_clients_as_tool_use_and_chat_clients
         Some("data: [DONE]")
     );
 }
+
+/// gpt-6-luna (filter/README.md, "Catalog changes", gpt-6-luna added),
+/// which ships disabled: named, it is a 404 until the catalog enables it.
+/// Enabled, a chat request with tools, `max_tokens` and a temperature, named
+/// or routed there, reaches OpenAI written the way it takes it — the budget
+/// as `max_completion_tokens`, `reasoning_effort` `"none"` — where the mock,
+/// like OpenAI, answers 400 to the body as the client wrote it; an Anthropic
+/// client's request is translated the same way. A client that asks it to
+/// reason with tools gets the gateway's own 400, and no provider is called.
+#[test]
+fn gpt_6_luna_gets_its_chat_body_written_the_way_openai_takes_it() {
+    let s = Stack::start();
+    let r = post_json(&s.chat_url(), &ACME.auth(), &chat("gpt-6-luna", "hi"));
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "model_not_found");
+    let r = post_json(&s.chat_url(), &ACME.auth(), &chat("auto", "hi"));
+    assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"));
+    drop(s);
+
+    let s = Stack::start_with_luna();
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+    for model in ["gpt-6-luna", "auto"] {
+        let body = json!({
+            "model": model, "max_tokens": 200, "temperature": 0.3, "tools": tools,
+            "messages": [{"role": "user", "content": "What is the weather in Paris?"}]
+        });
+        let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        assert_eq!(r.header("x-aipipe-model"), Some("gpt-6-luna"), "{model}");
+        assert_eq!(r.header("x-aipipe-dropped-params"), None, "{model}");
+        let v = r.json();
+        assert_eq!(v["choices"][0]["finish_reason"], "tool_calls", "{v}");
+        let got = s.mock.received().pop().unwrap();
+        assert_eq!(got["path"], "/v1/chat/completions");
+        let sent = &got["body"];
+        assert_eq!(sent["model"], "gpt-6-luna");
+        assert_eq!(sent["max_completion_tokens"], 200, "{sent}");
+        assert!(sent.get("max_tokens").is_none(), "{sent}");
+        assert_eq!(sent["reasoning_effort"], "none");
+        assert_eq!(sent["temperature"], 0.3);
+    }
+
+    // An Anthropic client's request, translated: the same budget rename.
+    let r = post_json(
+        &s.envoy.url("/v1/messages"),
+        &ACME_ANTHROPIC,
+        &messages_body("gpt-6-luna", "hi there"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["type"], "message");
+    let sent = &s.mock.received().pop().unwrap()["body"];
+    assert_eq!(sent["max_completion_tokens"], 256, "{sent}");
+    assert!(sent.get("max_tokens").is_none(), "{sent}");
+    assert_eq!(sent["reasoning_effort"], "none");
+
+    // Asked to reason with tools: the client's 400, nothing sent.
+    let before = s.mock.received().len();
+    let body = json!({
+        "model": "gpt-6-luna", "reasoning_effort": "high", "tools": tools,
+        "messages": [{"role": "user", "content": "What is the weather in Paris?"}]
+    });
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "unsupported_request");
+    assert_eq!(s.mock.received().len(), before, "no provider called");
+
+    // Without tools it may reason: the temperature it would refuse is
+    // dropped and named.
+    let body = json!({
+        "model": "gpt-6-luna", "reasoning_effort": "low", "temperature": 0.3,
+        "messages": [{"role": "user", "content": "hello"}]
+    });
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-dropped-params"), Some("temperature"));
+    let sent = &s.mock.received().pop().unwrap()["body"];
+    assert_eq!(sent["reasoning_effort"], "low");
+    assert!(sent.get("temperature").is_none(), "{sent}");
+}

@@ -520,6 +520,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`sonnet_4_5`): migration 17's rule on one more model.
         "",
     ),
+    (
+        20,
+        "gpt-6-luna added, disabled (2026-12-05)",
+        // Rust below (`gpt_6_luna`): migration 17's insert of a new model.
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -665,6 +671,20 @@ pub(in crate::db) mod sonnet_4_5 {
     pub const RETIRED: &[&str] = &["claude-sonnet-4-5"];
 }
 
+/// gpt-6-luna added (filter/README.md, "Catalog changes", fourth entry of
+/// 2026-12-05: OpenAI's named replacement for gpt-4o and gpt-4o-mini, which
+/// it shuts down on 2027-01-14) to a database seeded before it: SQLite's
+/// migration 20, PostgreSQL's migration 6. Migration 17's insert
+/// (`catalog_2026_12::plan` with nothing retired): the default catalog's row
+/// — disabled, as the catalog ships it, so no deployment's routing moves
+/// until its operator enables it — unless a row of that id is already
+/// stored (an operator's own, left alone). gpt-4o and gpt-4o-mini stay: they
+/// answer until their shutdown.
+pub(in crate::db) mod gpt_6_luna {
+    /// New in the default catalog.
+    pub const ADDED: &[&str] = &["gpt-6-luna"];
+}
+
 /// Claude 5.x enabled (filter/README.md, "Catalog changes", second entry of
 /// 2026-12-05) on a database seeded before it: SQLite's migration 18,
 /// PostgreSQL's migration 4. `claude-sonnet-5-5` and `claude-opus-5-5`
@@ -758,8 +778,9 @@ fn claude_5(tx: &Transaction<'_>) -> Result<usize> {
     Ok(writes.len())
 }
 
-/// SQLite's migration 17 (`catalog_2026_12`) and 19 (`sonnet_4_5`): the
-/// models of `retired` removed (or disabled), those of `added` inserted.
+/// SQLite's migration 17 (`catalog_2026_12`), 19 (`sonnet_4_5`) and 20
+/// (`gpt_6_luna`): the models of `retired` removed (or disabled), those of
+/// `added` inserted as the default catalog ships them.
 /// Returns the writes made.
 fn catalog_2026_12(tx: &Transaction<'_>, retired: &[&str], added: &[&str]) -> Result<usize> {
     let stored: Vec<(String, String)> = tx
@@ -840,6 +861,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         if version == 19 {
             let n = catalog_2026_12(&tx, sonnet_4_5::RETIRED, &[])?;
             tracing::info!(writes = n, "claude-sonnet-4-5 retired");
+        }
+        // A no-op on a new database: migration 1 seeded today's catalog.
+        if version == 20 {
+            let n = catalog_2026_12(&tx, &[], gpt_6_luna::ADDED)?;
+            tracing::info!(writes = n, "gpt-6-luna added, disabled");
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",

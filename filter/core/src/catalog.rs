@@ -100,9 +100,11 @@ impl AuthStyle {
 }
 
 /// What a model supports. The first three are what a request may use and
-/// a model may lack (absent: false); the last two are what a model accepts
+/// a model may lack (absent: false); the next two are what a model accepts
 /// of a request's parameters (absent: true, as every model did before a
-/// generation refused them — filter/README.md, "Model selection").
+/// generation refused them — filter/README.md, "Model selection"); the last
+/// two say how its Chat Completions body must be written (absent: false,
+/// the body is sent as the client wrote it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Capabilities {
@@ -122,6 +124,22 @@ pub struct Capabilities {
     /// tool never routes to a model that does not.
     #[serde(default = "yes")]
     pub forced_tool_choice: bool,
+    /// Takes the answer budget only as `max_completion_tokens` and answers
+    /// 400 to `max_tokens` (OpenAI's reasoning models): the filter sends a
+    /// request's `max_tokens` under that name.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub max_completion_tokens: bool,
+    /// Reasons unless told not to, and takes tools and sampling parameters
+    /// on Chat Completions only with `reasoning_effort` `"none"` (OpenAI's
+    /// GPT-5.6 and GPT-6 generations): a request that sets no effort is sent
+    /// `"none"`; one that sets another has its sampling parameters dropped,
+    /// and with tools is never routed to the model (naming it is a 400).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reasoning_effort_none: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for Capabilities {
@@ -134,6 +152,8 @@ impl Default for Capabilities {
             json_schema: false,
             sampling_params: true,
             forced_tool_choice: true,
+            max_completion_tokens: false,
+            reasoning_effort_none: false,
         }
     }
 }
@@ -241,6 +261,8 @@ const ALL: Capabilities = Capabilities {
     json_schema: true,
     sampling_params: true,
     forced_tool_choice: true,
+    max_completion_tokens: false,
+    reasoning_effort_none: false,
 };
 const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     tools: true,
@@ -248,6 +270,8 @@ const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     json_schema: true,
     sampling_params: true,
     forced_tool_choice: true,
+    max_completion_tokens: false,
+    reasoning_effort_none: false,
 };
 /// Claude 5.x (Sonnet 5.5, Opus 5.5): images and tools, but no forced tool
 /// — so no JSON schema either, which the Anthropic translation asks for
@@ -259,6 +283,22 @@ const CLAUDE_5: Capabilities = Capabilities {
     json_schema: false,
     sampling_params: false,
     forced_tool_choice: false,
+    max_completion_tokens: false,
+    reasoning_effort_none: false,
+};
+/// OpenAI's GPT-6 generation on Chat Completions: images, tools, a JSON
+/// schema and a forced tool, with `max_completion_tokens` for the answer
+/// budget and `reasoning_effort` `"none"` sent unless the client sets one
+/// (it reasons by default, and takes tools and sampling parameters only
+/// without reasoning).
+const GPT_6: Capabilities = Capabilities {
+    tools: true,
+    vision: true,
+    json_schema: true,
+    sampling_params: true,
+    forced_tool_choice: true,
+    max_completion_tokens: true,
+    reasoning_effort_none: true,
 };
 const TEXT_TOOLS: Capabilities = Capabilities {
     tools: true,
@@ -266,6 +306,8 @@ const TEXT_TOOLS: Capabilities = Capabilities {
     json_schema: false,
     sampling_params: true,
     forced_tool_choice: true,
+    max_completion_tokens: false,
+    reasoning_effort_none: false,
 };
 
 struct Entry {
@@ -345,6 +387,31 @@ const ENTRIES: &[Entry] = &[
     Entry { id: "gpt-4o", provider: "openai", upstream_id: None,
         prices: (2.50, Some(1.25), 10.00), gpqa: 46.0, tasks: &[("coding", 33.2)],
         context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true },
+    // OpenAI's named replacement for gpt-4o and gpt-4o-mini (deprecations
+    // page, section of 2026-10-14; both shut down 2027-01-14), released
+    // 2026-09-22 and listed by the openai SDK this repository pins (3.54.0,
+    // types/shared/chat_model.py). Prices: OpenAI's pricing as quoted by
+    // Vercel's AI Gateway and inference.sh ($0.10 / cached $0.01 / $0.50;
+    // cache writes $0.125 and every rate higher above 272K input tokens,
+    // which this one-price catalog does not model). 1,050,000 context
+    // (922K of it input), 128,000 output. It reasons by default (medium)
+    // and Chat Completions takes its tools and sampling parameters only
+    // with reasoning effort none, its answer budget only as
+    // max_completion_tokens (`GPT_6`; filter/README.md, "Catalog changes").
+    // OpenAI publishes no GPQA Diamond figure for it: GPT-4.1's 66.3 (the
+    // GPT-4.1 launch table above) stands in — the strongest of the four
+    // GPT-4.x models it replaces, which OpenAI's migration guide (Help
+    // Center, "Migrating from GPT-4.x to GPT-6 Luna") calls less capable
+    // than it at reasoning effort none, the effort the filter sends.
+    // Shipped disabled: at a twentieth of claude-sonnet-5-5's price it would
+    // take every band from gpt-4o-mini / claude-sonnet-5-5 / claude-opus-4-5
+    // with OpenAI + Anthropic keys, frontier work included, on the strength
+    // of a stand-in figure (filter/README.md, "Catalog changes"; pinned by
+    // `select::tests::gpt_6_luna_enabled_takes_every_band`). Enable per
+    // catalog.
+    Entry { id: "gpt-6-luna", provider: "openai", upstream_id: None,
+        prices: (0.10, Some(0.01), 0.50), gpqa: 66.3, tasks: &[],
+        context_window: 1_050_000, max_output_tokens: 128_000, capabilities: GPT_6, enabled: false },
 
     // ---- Anthropic — prices: platform.claude.com/docs/en/about-claude/pricing
     // (cached = cache read; cache writes 1.25x input). GPQA: Anthropic's
@@ -498,5 +565,32 @@ mod tests {
                 p.id
             );
         }
+    }
+
+    /// A table or admin input written before the two body capabilities
+    /// existed still parses, meaning "send the body as written"; the
+    /// default catalog writes them only where they are set.
+    #[test]
+    fn the_body_capabilities_default_to_off() {
+        let c: Capabilities = serde_json::from_str(r#"{"tools":true}"#).unwrap();
+        assert!(!c.max_completion_tokens && !c.reasoning_effort_none);
+        assert!(c.sampling_params && c.forced_tool_choice);
+        let models = default_models();
+        let luna = models.iter().find(|m| m.id == "gpt-6-luna").unwrap();
+        assert!(luna.capabilities.max_completion_tokens && luna.capabilities.reasoning_effort_none);
+        // Shipped disabled (its entry says why).
+        assert!(!luna.enabled);
+        let json = serde_json::to_value(&models).unwrap();
+        let with = |field: &str| {
+            json.as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m["capabilities"].get(field).is_some())
+                .count()
+        };
+        assert_eq!(
+            (with("max_completion_tokens"), with("reasoning_effort_none")),
+            (1, 1)
+        );
     }
 }

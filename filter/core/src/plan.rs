@@ -11,7 +11,9 @@ use crate::protocol::Protocol;
 use crate::protocol::anthropic::{self, MessagesDraft};
 use crate::protocol::ollama::{self, Endpoint};
 use crate::protocol::responses;
-use crate::request::{BodyEdit, BodyShape, ChatRequest, ModelChoice, Sampling, without_members};
+use crate::request::{
+    BodyEdit, BodyShape, ChatRequest, Effort, ModelChoice, Rewrite, Sampling, rewrite_members,
+};
 use crate::route::{needs, no_candidate};
 use crate::score::Score;
 use crate::select;
@@ -76,6 +78,11 @@ pub struct Plan {
     /// Anthropic client's `top_k` too), dropped for a model that refuses
     /// them.
     sampling: Sampling,
+    /// The `reasoning_effort` the Chat Completions body sets.
+    effort: Effort,
+    /// The Chat Completions body sets `max_tokens` / `max_completion_tokens`.
+    sets_max_tokens: bool,
+    sets_max_completion_tokens: bool,
     /// The heuristic score (its estimated tokens count the prompt).
     pub score: Score,
     /// The complexity that ranked the candidates: the router model's when the
@@ -176,6 +183,15 @@ impl Plan {
                         "The model `{name}` does not accept a forced tool choice (`tool_choice` \"required\" or a named function; Anthropic's `any` or `tool`). Send `tool_choice` \"auto\", name another model, or use model \"auto\" to be routed to one that does."
                     )));
                 }
+                if needs.reasoning_with_tools
+                    && table
+                        .model(named)
+                        .is_some_and(|m| m.capabilities.reasoning_effort_none)
+                {
+                    return Err(ApiError::Unsupported(format!(
+                        "The model `{name}` takes tools only with `reasoning_effort` \"none\" (its provider answers 400 to tools with any other effort). Send \"none\" or leave `reasoning_effort` out, name another model, or use model \"auto\" to be routed to one that takes both."
+                    )));
+                }
                 let ranked = if policy.is_some_and(|p| !p.substitute_named_models) {
                     // Retries of the named model only, never another one.
                     vec![named; crate::config::MAX_ATTEMPTS_LIMIT]
@@ -212,6 +228,9 @@ impl Plan {
             include_usage: req.include_usage,
             deterministic: req.deterministic,
             sampling: client_sampling.unwrap_or(req.sampling),
+            effort: req.effort,
+            sets_max_tokens: req.sets_max_tokens,
+            sets_max_completion_tokens: req.sets_max_completion_tokens,
             score,
             complexity,
             auto,
@@ -340,14 +359,15 @@ impl Plan {
                 )));
             }
         };
-        if !dropped.is_empty() {
+        let rewrite = self.rewrite_for(m, p.wire, dropped);
+        if !rewrite.is_empty() {
             // A model that refuses sampling parameters gets the body without
-            // them (filter/README.md, "Model selection"): only then is a
-            // same-protocol body rewritten whole.
+            // them, and one that takes its budget or tools otherwise gets
+            // them written its way (filter/README.md, "Model selection"):
+            // only then is a same-protocol body rewritten whole.
             let whole = upstream.bytes(&self.body);
             upstream = Upstream::Whole(
-                without_members(&whole, &Sampling::PARAMS)
-                    .map_err(|e| ApiError::BadRequest(e.0))?,
+                rewrite_members(&whole, &rewrite).map_err(|e| ApiError::BadRequest(e.0))?,
             );
         }
         Ok(Attempt {
@@ -361,11 +381,45 @@ impl Plan {
     /// The client's sampling parameters `model` gets without: all of them
     /// when it refuses them, else none.
     pub fn dropped_for(&self, model: &crate::table::Model) -> Sampling {
-        if model.capabilities.sampling_params {
+        let c = model.capabilities;
+        if c.sampling_params && !(c.reasoning_effort_none && self.effort == Effort::Reasons) {
             Sampling::default()
         } else {
             self.sampling
         }
+    }
+
+    /// How the body `model` (reached over `wire`) gets differs from the
+    /// client's: the `dropped` sampling parameters left out; for a Chat
+    /// Completions model that takes its budget only as
+    /// `max_completion_tokens`, `max_tokens` renamed to it (or left out
+    /// beside it); for one that reasons unless told not to, `reasoning_effort`
+    /// `"none"` when the client set none (`catalog::Capabilities`).
+    fn rewrite_for(
+        &self,
+        model: &crate::table::Model,
+        wire: Protocol,
+        dropped: Sampling,
+    ) -> Rewrite<'static> {
+        let mut rewrite = Rewrite::default();
+        if !dropped.is_empty() {
+            rewrite.drop.extend(Sampling::PARAMS);
+        }
+        let c = model.capabilities;
+        if wire != Protocol::Chat {
+            return rewrite;
+        }
+        if c.max_completion_tokens && self.sets_max_tokens {
+            if self.sets_max_completion_tokens {
+                rewrite.drop.push("max_tokens");
+            } else {
+                rewrite.rename.push(("max_tokens", "max_completion_tokens"));
+            }
+        }
+        if c.reasoning_effort_none && self.effort == Effort::Unset {
+            rewrite.add.push(("reasoning_effort", "\"none\""));
+        }
+        rewrite
     }
 
     /// Whether the client's answer hides the usage chunk the upstream
@@ -457,6 +511,16 @@ mod tests {
             )],
             ..RoutingTable::default()
         }
+    }
+
+    /// The default table with gpt-6-luna enabled (it ships disabled,
+    /// `catalog`): for the tests of how its requests are written.
+    fn table_with_luna() -> Table {
+        let mut raw = raw_table();
+        for m in raw.models.iter_mut().filter(|m| m.id == "gpt-6-luna") {
+            m.enabled = true;
+        }
+        Table::compile(raw).unwrap()
     }
 
     fn plan(t: &Table, protocol: Protocol, body: &str) -> Result<Plan, ApiError> {
@@ -730,5 +794,148 @@ mod tests {
         let streamed =
             r#"{"temperature":0,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
         assert!(plan(&t, Protocol::Chat, streamed).unwrap().prompt.is_none());
+    }
+
+    /// gpt-6-luna ships disabled (`catalog`): as any disabled model, naming
+    /// it is a 404 `model_not_found` and "auto" never picks it, whatever the
+    /// request; enabled, the same requests reach it.
+    #[test]
+    fn gpt_6_luna_ships_disabled() {
+        let hard = "Prove by induction that the sum of the first n odd numbers is n^2, then give a formal complexity analysis of the proof checking and discuss the architecture trade-offs of a verified implementation.";
+        let named = r#"{"model":"gpt-6-luna","messages":[{"role":"user","content":"hi"}]}"#;
+        let routed = |text: &str| {
+            format!(r#"{{"model":"auto","messages":[{{"role":"user","content":"{text}"}}]}}"#)
+        };
+        let t = table();
+        let luna = t.resolve_model("gpt-6-luna").unwrap();
+        assert_eq!(
+            plan(&t, Protocol::Chat, named).unwrap_err(),
+            ApiError::ModelNotFound("gpt-6-luna".into())
+        );
+        for text in ["hi", hard] {
+            let p = plan(&t, Protocol::Chat, &routed(text)).unwrap();
+            assert!(!p.ranked.is_empty() && !p.ranked.contains(&luna), "{text}");
+        }
+        let t = table_with_luna();
+        assert_eq!(plan(&t, Protocol::Chat, named).unwrap().ranked[0], luna);
+        for text in ["hi", hard] {
+            assert_eq!(
+                plan(&t, Protocol::Chat, &routed(text)).unwrap().ranked[0],
+                luna
+            );
+        }
+    }
+
+    /// gpt-6-luna (`catalog::GPT_6`) gets its Chat Completions body written
+    /// the way OpenAI takes it: `max_tokens` as `max_completion_tokens`,
+    /// and `reasoning_effort` `"none"` when the client set none, so that its
+    /// tools and sampling parameters are accepted. Other models get the
+    /// client's body.
+    #[test]
+    fn gpt_6_luna_gets_max_completion_tokens_and_no_reasoning() {
+        let t = table_with_luna();
+        let tools = r#""tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]"#;
+        let body = format!(
+            r#"{{"model":"gpt-6-luna","max_tokens":50,"temperature":0.2,{tools},"messages":[{{"role":"user","content":"hi"}}]}}"#
+        );
+        let (model, out, dropped) = first(&t, Protocol::Chat, &body);
+        assert_eq!(model, "gpt-6-luna");
+        assert!(dropped.is_empty());
+        assert_eq!(out["max_completion_tokens"], 50, "{out}");
+        assert!(out.get("max_tokens").is_none(), "{out}");
+        assert_eq!(out["reasoning_effort"], "none");
+        assert_eq!(out["temperature"], 0.2);
+        assert_eq!(out["tools"][0]["function"]["name"], "f");
+
+        // Both budgets set: the one it takes is kept.
+        let both = r#"{"model":"gpt-6-luna","max_tokens":50,"max_completion_tokens":70,"messages":[{"role":"user","content":"hi"}]}"#;
+        let (_, out, _) = first(&t, Protocol::Chat, both);
+        assert_eq!(out["max_completion_tokens"], 70);
+        assert!(out.get("max_tokens").is_none(), "{out}");
+
+        // The client's own "none", or a null, is sent once.
+        for effort in [r#""none""#, "null"] {
+            let b = format!(
+                r#"{{"model":"gpt-6-luna","reasoning_effort":{effort},"temperature":1,"messages":[{{"role":"user","content":"hi"}}]}}"#
+            );
+            let (_, out, dropped) = first(&t, Protocol::Chat, &b);
+            assert_eq!(out["reasoning_effort"], "none", "{out}");
+            assert!(dropped.is_empty());
+            let sent = String::from_utf8(
+                plan(&t, Protocol::Chat, &b)
+                    .unwrap()
+                    .next_attempt(&t, &t.accounts()[0], 1)
+                    .unwrap()
+                    .unwrap()
+                    .upstream
+                    .bytes(b.as_bytes()),
+            )
+            .unwrap();
+            assert_eq!(sent.matches("reasoning_effort").count(), 1, "{sent}");
+        }
+
+        // The client asks it to reason: its effort stands, and the sampling
+        // parameters it would refuse with it are dropped and named.
+        let reasons = r#"{"model":"gpt-6-luna","reasoning_effort":"low","temperature":0.2,"top_p":0.5,"messages":[{"role":"user","content":"hi"}]}"#;
+        let (_, out, dropped) = first(&t, Protocol::Chat, reasons);
+        assert_eq!(out["reasoning_effort"], "low");
+        assert_eq!(dropped.names(), "temperature,top_p");
+        assert!(out.get("temperature").is_none() && out.get("top_p").is_none());
+
+        // An Anthropic client's request, translated: the same adaptation.
+        let messages =
+            r#"{"model":"gpt-6-luna","max_tokens":40,"messages":[{"role":"user","content":"hi"}]}"#;
+        let (_, out, _) = first(&t, Protocol::Messages, messages);
+        assert_eq!(out["max_completion_tokens"], 40, "{out}");
+        assert!(out.get("max_tokens").is_none(), "{out}");
+        assert_eq!(out["reasoning_effort"], "none");
+
+        // Another OpenAI model gets the client's body as it came.
+        let other = body.replace("gpt-6-luna", "gpt-4o");
+        let mut p = plan(&t, Protocol::Chat, &other).unwrap();
+        let a = p.next_attempt(&t, &t.accounts()[0], 1).unwrap().unwrap();
+        assert!(matches!(a.upstream, Upstream::Edit(_)));
+        let out: serde_json::Value = serde_json::from_slice(&a.upstream.bytes(p.body())).unwrap();
+        assert_eq!(out["max_tokens"], 50);
+        assert!(
+            out.get("reasoning_effort").is_none() && out.get("max_completion_tokens").is_none()
+        );
+    }
+
+    /// Tools with a reasoning effort other than none are what gpt-6-luna
+    /// refuses on Chat Completions: naming it is the client's 400 before any
+    /// provider is called, and routing ranks it out; without tools, or with
+    /// effort none, it takes the request.
+    #[test]
+    fn gpt_6_luna_is_never_sent_tools_with_reasoning() {
+        let t = table_with_luna();
+        let luna = t.resolve_model("gpt-6-luna").unwrap();
+        let body = |model: &str, effort: &str, tools: bool| {
+            let tools = if tools {
+                r#""tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"#
+            } else {
+                ""
+            };
+            format!(
+                r#"{{"model":"{model}",{tools}"reasoning_effort":{effort},"messages":[{{"role":"user","content":"hi"}}]}}"#
+            )
+        };
+        let e = plan(&t, Protocol::Chat, &body("gpt-6-luna", r#""high""#, true)).unwrap_err();
+        assert_eq!(e.status(), 400);
+        let ApiError::Unsupported(message) = &e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            message.contains("`gpt-6-luna`") && message.contains("reasoning_effort"),
+            "{message}"
+        );
+        let routed = plan(&t, Protocol::Chat, &body("auto", r#""high""#, true)).unwrap();
+        assert!(!routed.ranked.is_empty() && !routed.ranked.contains(&luna));
+        let named = plan(&t, Protocol::Chat, &body("gpt-4o", r#""high""#, true)).unwrap();
+        assert!(named.ranked.len() > 1 && !named.ranked.contains(&luna));
+        for (effort, tools) in [(r#""none""#, true), (r#""high""#, false), ("null", true)] {
+            let p = plan(&t, Protocol::Chat, &body("auto", effort, tools)).unwrap();
+            assert_eq!(p.ranked[0], luna, "{effort} tools={tools}");
+        }
     }
 }

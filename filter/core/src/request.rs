@@ -47,6 +47,33 @@ struct Wire<'a> {
     tool_choice: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "raw_always")]
     function_call: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
+    reasoning_effort: Option<&'a RawValue>,
+}
+
+/// The `reasoning_effort` a request sets, as far as a model that takes
+/// tools and sampling parameters only without reasoning cares
+/// (`catalog::Capabilities::reasoning_effort_none`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Effort {
+    /// Absent or `null`: the model's default (the filter sends `"none"` to
+    /// such a model).
+    #[default]
+    Unset,
+    /// `"none"`.
+    None,
+    /// Any other value (`"low"`, `"medium"`, …): the model reasons.
+    Reasons,
+}
+
+impl Effort {
+    fn of(raw: Option<&RawValue>) -> Effort {
+        match raw.map(RawValue::get) {
+            None | Some("null") => Effort::Unset,
+            Some(r#""none""#) => Effort::None,
+            Some(_) => Effort::Reasons,
+        }
+    }
 }
 
 /// A raw member that is present and not `null`.
@@ -309,6 +336,12 @@ pub struct ChatRequest<'a> {
     /// function, with tools; or a legacy `function_call` naming one of its
     /// `functions`).
     pub forces_tool: bool,
+    /// The `reasoning_effort` it sets.
+    pub effort: Effort,
+    /// It sets `max_tokens` / `max_completion_tokens` (not `null`): what a
+    /// model that takes only the second gets renamed.
+    pub sets_max_tokens: bool,
+    pub sets_max_completion_tokens: bool,
 }
 
 /// A client error in the body: the message says exactly what is wrong.
@@ -408,6 +441,9 @@ impl ChatRequest<'_> {
                     .is_some_and(|t| t == 0.0),
             sampling,
             forces_tool,
+            effort: Effort::of(wire.reasoning_effort),
+            sets_max_tokens: wire.max_tokens.is_some(),
+            sets_max_completion_tokens: wire.max_completion_tokens.is_some(),
         })
     }
 
@@ -551,6 +587,37 @@ pub fn json_string(s: &str) -> String {
 /// the others are kept as written and in their order. Used to drop the
 /// sampling parameters a model refuses ([`Sampling`]).
 pub fn without_members(body: &[u8], names: &[&str]) -> Result<Vec<u8>, ParseError> {
+    rewrite_members(
+        body,
+        &Rewrite {
+            drop: names.to_vec(),
+            ..Rewrite::default()
+        },
+    )
+}
+
+/// How [`rewrite_members`] changes a body's top-level members: what a
+/// model gets written differently from what the client sent
+/// (`catalog::Capabilities`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rewrite<'a> {
+    /// Left out.
+    pub drop: Vec<&'a str>,
+    /// Renamed (from, to), the value kept where it was.
+    pub rename: Vec<(&'a str, &'a str)>,
+    /// Appended (name, raw JSON value), replacing a member of that name.
+    pub add: Vec<(&'a str, &'a str)>,
+}
+
+impl Rewrite<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.drop.is_empty() && self.rename.is_empty() && self.add.is_empty()
+    }
+}
+
+/// `body`, a JSON object, rewritten by `rewrite`: the members it does not
+/// touch are kept as written and in their order.
+pub fn rewrite_members(body: &[u8], rewrite: &Rewrite<'_>) -> Result<Vec<u8>, ParseError> {
     struct Members<'a>(Vec<(String, &'a RawValue)>);
     impl<'de> Deserialize<'de> for Members<'de> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -578,17 +645,26 @@ pub fn without_members(body: &[u8], names: &[&str]) -> Result<Vec<u8>, ParseErro
         .map_err(|e| ParseError(format!("invalid request body: {e}")))?;
     let mut out = Vec::with_capacity(body.len());
     out.push(b'{');
-    for (key, value) in members
-        .0
-        .iter()
-        .filter(|(k, _)| !names.contains(&k.as_str()))
-    {
+    let member = |out: &mut Vec<u8>, key: &str, value: &str| {
         if out.len() > 1 {
             out.push(b',');
         }
         out.extend_from_slice(json_string(key).as_bytes());
         out.push(b':');
-        out.extend_from_slice(value.get().as_bytes());
+        out.extend_from_slice(value.as_bytes());
+    };
+    for (key, value) in members.0.iter().filter(|(k, _)| {
+        !rewrite.drop.contains(&k.as_str()) && !rewrite.add.iter().any(|(a, _)| a == k)
+    }) {
+        let key = rewrite
+            .rename
+            .iter()
+            .find(|(from, _)| from == key)
+            .map_or(key.as_str(), |(_, to)| to);
+        member(&mut out, key, value.get());
+    }
+    for (key, value) in &rewrite.add {
+        member(&mut out, key, value);
     }
     out.push(b'}');
     Ok(out)
@@ -854,5 +930,36 @@ mod tests {
             r.model,
             ModelChoice::Named(Cow::Owned("gpt-4o-mini".into()))
         );
+    }
+
+    #[test]
+    fn members_are_renamed_and_added_in_place() {
+        let body = br#"{"model":"m","max_tokens":5,"reasoning_effort":null,"messages":[]}"#;
+        let out = rewrite_members(
+            body,
+            &Rewrite {
+                drop: vec![],
+                rename: vec![("max_tokens", "max_completion_tokens")],
+                add: vec![("reasoning_effort", r#""none""#)],
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"model":"m","max_completion_tokens":5,"messages":[],"reasoning_effort":"none"}"#
+        );
+        assert!(Rewrite::default().is_empty());
+    }
+
+    #[test]
+    fn the_reasoning_effort_is_read() {
+        let effort = |v: &str| {
+            let body = format!(r#"{{"messages":[{{"role":"user","content":"x"}}]{v}}}"#);
+            ChatRequest::parse(body.as_bytes()).unwrap().effort
+        };
+        assert_eq!(effort(""), Effort::Unset);
+        assert_eq!(effort(r#","reasoning_effort":null"#), Effort::Unset);
+        assert_eq!(effort(r#","reasoning_effort":"none""#), Effort::None);
+        assert_eq!(effort(r#","reasoning_effort":"minimal""#), Effort::Reasons);
     }
 }

@@ -25,6 +25,10 @@ pub struct Needs {
     /// The request forces a tool call: only models that accept a forced
     /// tool choice are candidates (`Capabilities::forced_tool_choice`).
     pub forced_tool: bool,
+    /// The request has tools and sets a `reasoning_effort` other than
+    /// `"none"`: models that take tools only without reasoning
+    /// (`Capabilities::reasoning_effort_none`) are not candidates.
+    pub reasoning_with_tools: bool,
     /// The task category the router model predicted: models are ranked by
     /// their quality for it (`Table::quality`).
     pub category: Option<crate::classify::Category>,
@@ -57,6 +61,7 @@ impl Needs {
             && (!self.capabilities.vision || c.vision)
             && (!self.capabilities.json_schema || c.json_schema)
             && (!self.forced_tool || c.forced_tool_choice)
+            && !(self.reasoning_with_tools && c.reasoning_effort_none)
     }
 
     fn missing(&self) -> Vec<&'static str> {
@@ -66,6 +71,10 @@ impl Needs {
             (c.vision, "images"),
             (c.json_schema, "json_schema output"),
             (self.forced_tool, "a forced tool choice"),
+            (
+                self.reasoning_with_tools,
+                "tools with a reasoning effort other than none",
+            ),
         ]
         .into_iter()
         .filter_map(|(used, name)| used.then_some(name))
@@ -276,6 +285,88 @@ mod tests {
                 assert!(
                     allowed_forced.contains(&got.as_str()),
                     "forced: c={c} in={input_tokens} max={max_tokens:?}: {got}"
+                );
+            }
+        }
+    }
+
+    /// Why gpt-6-luna ships disabled (`catalog`, filter/README.md "Catalog
+    /// changes"): enabled, at GPT-4.1's GPQA figure (its stand-in) and a
+    /// twentieth of Claude Sonnet 5.5's price, the quality discount (at most
+    /// 1.44^4.5 ≈ 5.2× at complexity 1) never earns Sonnet back its price,
+    /// nor either Opus, so with OpenAI + Anthropic keys it takes every band
+    /// of `table_spec_6`, forced tool or not. With keys for all seven
+    /// providers it takes only long prompts of medium complexity.
+    #[test]
+    fn gpt_6_luna_enabled_takes_every_band() {
+        let with_luna = |providers: &[&str]| {
+            let mut raw = RoutingTable {
+                tenants: vec![Tenant {
+                    provider_keys: providers
+                        .iter()
+                        .map(|p| ((*p).to_owned(), format!("sk-{p}")))
+                        .collect(),
+                    ..Tenant::with_keys("t", "vk", &[])
+                }],
+                ..RoutingTable::default()
+            };
+            for m in raw.models.iter_mut().filter(|m| m.id == "gpt-6-luna") {
+                m.enabled = true;
+            }
+            Table::compile(raw).unwrap()
+        };
+        let t = with_luna(&["openai", "anthropic"]);
+        for (input_tokens, max_tokens) in [
+            (30, None),
+            (500, None),
+            (500, Some(100)),
+            (4000, Some(2000)),
+            (20_000, None),
+        ] {
+            for c in [
+                0.10, 0.30, 0.50, 0.62, 0.65, 0.68, 0.72, 0.78, 0.85, 0.95, 1.0,
+            ] {
+                for forced_tool in [false, true] {
+                    let needs = Needs {
+                        input_tokens,
+                        max_tokens,
+                        forced_tool,
+                        ..Needs::default()
+                    };
+                    assert_eq!(
+                        choice(&t, &needs, c),
+                        "gpt-6-luna",
+                        "c={c} in={input_tokens} max={max_tokens:?} forced={forced_tool}"
+                    );
+                }
+            }
+        }
+        let providers: Vec<String> = crate::catalog::default_providers()
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        let providers: Vec<&str> = providers.iter().map(String::as_str).collect();
+        let all = with_luna(&providers);
+        let at = |input_tokens, c| {
+            choice(
+                &all,
+                &Needs {
+                    input_tokens,
+                    ..Needs::default()
+                },
+                c,
+            )
+        };
+        // All seven: long (20K-token) prompts of medium complexity, where
+        // its $0.10 input beats deepseek-v3.2's $0.28; nothing else.
+        for c in [0.10, 0.30, 0.50, 0.62, 0.68, 0.72, 0.85, 0.95] {
+            for tokens in [30, 500, 4000, 20_000] {
+                let luna = tokens == 20_000 && (0.5..=0.68).contains(&c);
+                assert_eq!(
+                    at(tokens, c) == "gpt-6-luna",
+                    luna,
+                    "all providers: c={c} in={tokens}: {}",
+                    at(tokens, c)
                 );
             }
         }

@@ -92,6 +92,19 @@ pub fn test_plugin_config() -> String {
     )
 }
 
+/// [`test_plugin_config`] over the default catalog with gpt-6-luna
+/// enabled, as an operator enables it (it ships disabled: filter/README.md,
+/// "Catalog changes").
+pub fn test_plugin_config_with_luna() -> String {
+    let mut config: Value = serde_json::from_str(&test_plugin_config()).unwrap_or_default();
+    let mut models = aipipe_core::catalog::default_models();
+    for m in models.iter_mut().filter(|m| m.id == "gpt-6-luna") {
+        m.enabled = true;
+    }
+    config["table"]["models"] = serde_json::to_value(models).unwrap_or_default();
+    config.to_string()
+}
+
 pub struct Stack {
     pub mock: Mock,
     pub envoy: Envoy,
@@ -99,9 +112,18 @@ pub struct Stack {
 
 impl Stack {
     pub fn start() -> Self {
+        Self::start_with(test_plugin_config())
+    }
+
+    /// The stack over the catalog with gpt-6-luna enabled
+    /// ([`test_plugin_config_with_luna`]).
+    pub fn start_with_luna() -> Self {
+        Self::start_with(test_plugin_config_with_luna())
+    }
+
+    fn start_with(config: String) -> Self {
         let mock = Mock::start();
-        let envoy =
-            Envoy::start_rendered("demo.yaml", mock.port, Some(test_plugin_config()), true, 2);
+        let envoy = Envoy::start_rendered("demo.yaml", mock.port, Some(config), true, 2);
         Self { mock, envoy }
     }
 

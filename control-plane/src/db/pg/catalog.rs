@@ -144,7 +144,8 @@ fn stored_models(w: &mut Writer<'_>) -> Result<Vec<(String, String)>> {
 
 /// PostgreSQL's migration 3: the catalog of 2026-12-05, as SQLite's 17
 /// (`db::migrations::catalog_2026_12`), and migration 5: claude-sonnet-4-5
-/// retired, as SQLite's 19 (`db::migrations::sonnet_4_5`). The models of
+/// retired, as SQLite's 19 (`db::migrations::sonnet_4_5`), and migration 6:
+/// gpt-6-luna added, as SQLite's 20 (`db::migrations::gpt_6_luna`). The models of
 /// `retired` removed (or disabled), those of `added` inserted. Returns the
 /// writes made.
 pub(in crate::db) fn catalog_2026_12(

@@ -204,6 +204,11 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
                 let n = catalog::catalog_2026_12(w, retired, &[])?;
                 tracing::info!(writes = n, "claude-sonnet-4-5 retired");
             }
+            if applied.contains(&6) {
+                let added = crate::db::migrations::gpt_6_luna::ADDED;
+                let n = catalog::catalog_2026_12(w, &[], added)?;
+                tracing::info!(writes = n, "gpt-6-luna added, disabled");
+            }
             Ok(())
         },
         |_, _, _| {},
@@ -211,7 +216,7 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
 }
 
 /// First start, as SQLite's (`db/migrations.rs`: the seed of migration 1 and
-/// what migrations 4 and 5 add to a new database): the default catalog, a
+/// what migrations 4, 5 and 6 add to a new database): the default catalog, a
 /// penalty epoch and a revision that start at the current time (so both stay
 /// increasing across a wiped database), and the global table's first change.
 fn seed(w: &mut Writer<'_>) -> Result<()> {

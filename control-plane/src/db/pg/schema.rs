@@ -331,4 +331,10 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rows only, as 3 (`db::migrations::sonnet_4_5`).
         "-- the catalog's rows are written by pg::prepare",
     ),
+    (
+        6,
+        "gpt-6-luna added, disabled (SQLite's migration 20)",
+        // Rows only, as 3 (`db::migrations::gpt_6_luna`).
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];

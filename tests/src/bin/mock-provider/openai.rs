@@ -122,6 +122,7 @@ impl ChatRequest {
             }
         };
         let tools = function_tools(obj.get("tools"))?;
+        check_gpt_6(obj, tools.is_some())?;
         let tool_call = tool_to_call(tools.as_deref(), obj.get("tool_choice"), messages)?;
         let uint = |key: &str| obj.get(key).and_then(Value::as_u64);
         Ok(ChatRequest {
@@ -147,6 +148,44 @@ impl ChatRequest {
             answer: None,
         })
     }
+}
+
+/// OpenAI's GPT-6 generation (`gpt-6-*`) on Chat Completions, as reported
+/// for it and for GPT-5.6 (filter/README.md, "Catalog changes", gpt-6-luna
+/// added): `max_tokens` is refused (use `max_completion_tokens`), and the
+/// model reasons unless `reasoning_effort` is `"none"` (absent: medium), in
+/// which case function tools and `temperature` / `top_p` are refused. Each
+/// a 400 in OpenAI's words, so that a gateway that stops adapting the body
+/// is caught.
+fn check_gpt_6(obj: &serde_json::Map<String, Value>, has_tools: bool) -> Result<(), ApiError> {
+    let model = obj.get("model").and_then(Value::as_str).unwrap_or_default();
+    if !model.starts_with("gpt-6-") {
+        return Ok(());
+    }
+    let set = |key: &str| obj.get(key).is_some_and(|v| !v.is_null());
+    if set("max_tokens") {
+        return Err(ApiError::invalid_request(
+            "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.".into(),
+        )
+        .with_param("max_tokens", "unsupported_parameter"));
+    }
+    let reasons = obj.get("reasoning_effort").and_then(Value::as_str) != Some("none");
+    if reasons && has_tools {
+        let mut e = ApiError::invalid_request(format!(
+            "Function tools with reasoning_effort are not supported for {model} in /v1/chat/completions. To use function tools, use /v1/responses or set reasoning_effort to 'none'."
+        ));
+        e.param = Some("reasoning_effort");
+        return Err(e);
+    }
+    for (param, name) in [("temperature", "'temperature'"), ("top_p", "'top_p'")] {
+        if reasons && set(param) {
+            return Err(ApiError::invalid_request(format!(
+                "Unsupported parameter: {name} is not supported with this model unless reasoning_effort is 'none'."
+            ))
+            .with_param(param, "unsupported_parameter"));
+        }
+    }
+    Ok(())
 }
 
 /// The function tools of a request (`(name, parameters)`; `None`: no
