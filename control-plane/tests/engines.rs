@@ -2169,6 +2169,21 @@ impl OlderDb {
         }
     }
 
+    /// A new database with tenant `acme` and today's catalog (the migration
+    /// under test a no-op there); its revision.
+    async fn new_with_acme(&self) -> u64 {
+        let db = self.open().await;
+        db.create_tenant("acme".into(), "Acme".into())
+            .await
+            .unwrap();
+        assert_eq!(
+            db.models().await.unwrap(),
+            aipipe_core::catalog::default_models(),
+            "a new database: today's catalog, the migration a no-op"
+        );
+        db.revision().await.unwrap()
+    }
+
     /// Opening it again changes nothing more (the same models, the same
     /// revision); then the files go.
     async fn reopens_unchanged(&self, models: &[aipipe_core::catalog::Model], revision: u64) {
@@ -2391,17 +2406,7 @@ async fn sonnet_4_5_is_retired_from_an_older_database(engine: Engine) {
         Engine::Postgres => 5,
     };
 
-    let db = open().await;
-    db.create_tenant("acme".into(), "Acme".into())
-        .await
-        .unwrap();
-    assert_eq!(
-        db.models().await.unwrap(),
-        defaults,
-        "a new database: today's catalog, the migration a no-op"
-    );
-    let before = db.revision().await.unwrap();
-    drop(db);
+    let before = older.new_with_acme().await;
     let policy = "{\"allow_models\":[\"claude-sonnet-4-5\",\"gpt-4o-mini\"]}";
     exec(&format!(
         "INSERT INTO models (id, position, json) VALUES ('claude-sonnet-4-5', 100, '{row}');
@@ -2486,17 +2491,7 @@ async fn gpt_6_luna_is_added_to_an_older_database(engine: Engine) {
         Engine::Postgres => 6,
     };
 
-    let db = open().await;
-    db.create_tenant("acme".into(), "Acme".into())
-        .await
-        .unwrap();
-    assert_eq!(
-        db.models().await.unwrap(),
-        defaults,
-        "a new database: today's catalog, the migration a no-op"
-    );
-    let before = db.revision().await.unwrap();
-    drop(db);
+    let before = older.new_with_acme().await;
     // The catalog as the release before it seeded it: no gpt-6-luna.
     exec(&format!(
         "DELETE FROM models WHERE id = 'gpt-6-luna';

@@ -14,32 +14,9 @@ use aipipe_core::config::Config;
 use aipipe_core::flow::fake::FakeHost;
 use aipipe_core::flow::{Action, Filter};
 use aipipe_core::table::hex_hash;
+use aipipe_flow_bench::chat_body;
 
 const KEY: &str = "vk-bench";
-
-/// The bench's 1 KB chat body (tests/tools/src/bin/bench.rs `chat_body`).
-fn chat_body(size: usize) -> String {
-    let prose = "Our service ingests events from many tenants and writes them to a log; \
-        please look at the handler below and explain what it does, then suggest a clearer name \
-        for each function and point out anything that looks wrong. ";
-    let code = "```python\ndef handle(event, store):\n    if not event.get(\"tenant\"):\n        return None\n    store.append(event[\"tenant\"], event)\n    return len(store)\n```\n";
-    let mut text = String::new();
-    while text.len() + 200 < size {
-        text.push_str(prose);
-        if text.len().is_multiple_of(3) {
-            text.push_str(code);
-        }
-    }
-    serde_json::json!({
-        "model": "auto",
-        "messages": [
-            {"role": "system", "content": "You are a helpful senior engineer."},
-            {"role": "user", "content": text},
-        ],
-        "temperature": 0.2,
-    })
-    .to_string()
-}
 
 const ANSWER: &str = r#"{"id":"c1","object":"chat.completion","created":1,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"It appends each tenant's event to the store."},"finish_reason":"stop"}],"usage":{"prompt_tokens":260,"completion_tokens":12,"total_tokens":272}}"#;
 

@@ -54,6 +54,7 @@ use aipipe_core::protocol::Protocol;
 use aipipe_core::request::ChatRequest;
 use aipipe_core::route;
 use aipipe_core::table::{RoutingTable, Table};
+use aipipe_flow_bench::chat_body;
 use aipipe_tests::{
     ControlPlane, Envoy, EnvoyConfig, FilterBuild, Mock, TempDir, free_port, percentile,
     plugin_config, post_json, render_envoy_config_as, sibling_binary,
@@ -68,35 +69,10 @@ fn env_num(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// A realistic chat body of about `size` bytes: a system prompt and a user
-/// turn of prose with a code block, as an assistant integration sends.
-fn chat_body(size: usize) -> String {
-    let prose = "Our service ingests events from many tenants and writes them to a log; \
-        please look at the handler below and explain what it does, then suggest a clearer name \
-        for each function and point out anything that looks wrong. ";
-    let code = "```python\ndef handle(event, store):\n    if not event.get(\"tenant\"):\n        return None\n    store.append(event[\"tenant\"], event)\n    return len(store)\n```\n";
-    let mut text = String::new();
-    while text.len() + 200 < size {
-        text.push_str(prose);
-        if text.len().is_multiple_of(3) {
-            text.push_str(code);
-        }
-    }
-    serde_json::json!({
-        "model": "auto",
-        "messages": [
-            {"role": "system", "content": "You are a helpful senior engineer."},
-            {"role": "user", "content": text},
-        ],
-        "temperature": 0.2,
-    })
-    .to_string()
-}
-
 /// A ~1 KB request that the heuristic and the trained router model both
 /// send to the same model (a meeting transcript to summarise), so an A/B of
 /// the two measures the classifier and not two different routes (the bench
-/// body above goes to Claude with the router). Checked at run time.
+/// body, `chat_body`, goes to Claude with the router). Checked at run time.
 fn router_body() -> String {
     let turn = "Anna: we shipped the new onboarding flow last week and signups are up. \
         Ben: support tickets about passwords dropped too. Carla: next we should look at the \
