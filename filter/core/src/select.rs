@@ -212,8 +212,9 @@ mod tests {
     use super::*;
     use crate::table::{RoutingTable, Tenant};
 
-    fn table_with_keys(providers: &[&str]) -> Table {
-        Table::compile(RoutingTable {
+    /// The default catalog, one tenant with a key for each of `providers`.
+    fn raw_with_keys(providers: &[&str]) -> RoutingTable {
+        RoutingTable {
             tenants: vec![Tenant {
                 provider_keys: providers
                     .iter()
@@ -222,8 +223,11 @@ mod tests {
                 ..Tenant::with_keys("t", "vk", &[])
             }],
             ..RoutingTable::default()
-        })
-        .unwrap()
+        }
+    }
+
+    fn table_with_keys(providers: &[&str]) -> Table {
+        Table::compile(raw_with_keys(providers)).unwrap()
     }
 
     fn choice(t: &Table, needs: &Needs, c: f64) -> String {
@@ -300,16 +304,7 @@ mod tests {
     #[test]
     fn gpt_6_luna_enabled_takes_every_band() {
         let with_luna = |providers: &[&str]| {
-            let mut raw = RoutingTable {
-                tenants: vec![Tenant {
-                    provider_keys: providers
-                        .iter()
-                        .map(|p| ((*p).to_owned(), format!("sk-{p}")))
-                        .collect(),
-                    ..Tenant::with_keys("t", "vk", &[])
-                }],
-                ..RoutingTable::default()
-            };
+            let mut raw = raw_with_keys(providers);
             for m in raw.models.iter_mut().filter(|m| m.id == "gpt-6-luna") {
                 m.enabled = true;
             }
