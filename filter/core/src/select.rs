@@ -212,6 +212,16 @@ mod tests {
     use super::*;
     use crate::table::{RoutingTable, Tenant};
 
+    /// Short and long prompts, with and without a max_tokens budget: the
+    /// shapes the selection-table tests check each complexity at.
+    const PROMPT_SHAPES: [(u64, Option<u64>); 5] = [
+        (30, None),
+        (500, None),
+        (500, Some(100)),
+        (4000, Some(2000)),
+        (20_000, None),
+    ];
+
     /// The default catalog, one tenant with a key for each of `providers`.
     fn raw_with_keys(providers: &[&str]) -> RoutingTable {
         RoutingTable {
@@ -262,14 +272,7 @@ mod tests {
             (0.85, &["claude-sonnet-5-5"], &["claude-opus-4-5"]),
             (0.95, &["claude-sonnet-5-5"], &["claude-opus-4-5"]),
         ];
-        // Short and long prompts, with and without a max_tokens budget.
-        for (input_tokens, max_tokens) in [
-            (30, None),
-            (500, None),
-            (500, Some(100)),
-            (4000, Some(2000)),
-            (20_000, None),
-        ] {
+        for (input_tokens, max_tokens) in PROMPT_SHAPES {
             let needs = Needs {
                 input_tokens,
                 max_tokens,
@@ -311,13 +314,7 @@ mod tests {
             Table::compile(raw).unwrap()
         };
         let t = with_luna(&["openai", "anthropic"]);
-        for (input_tokens, max_tokens) in [
-            (30, None),
-            (500, None),
-            (500, Some(100)),
-            (4000, Some(2000)),
-            (20_000, None),
-        ] {
+        for (input_tokens, max_tokens) in PROMPT_SHAPES {
             for c in [
                 0.10, 0.30, 0.50, 0.62, 0.65, 0.68, 0.72, 0.78, 0.85, 0.95, 1.0,
             ] {

@@ -43,14 +43,12 @@ fn first_bytes<P: AsRef<[u8]>>(patterns: &[P]) -> [bool; 256] {
     first
 }
 
-impl Starts<aho_corasick::dfa::DFA> {
-    /// ASCII-case-insensitive, longest match first.
-    pub fn dfa<P: AsRef<[u8]>>(patterns: &[P]) -> Result<Self, String> {
-        aho_corasick::dfa::Builder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostLongest)
-            .start_kind(StartKind::Anchored)
-            .build(patterns)
+impl<A> Starts<A> {
+    fn built<P: AsRef<[u8]>>(
+        automaton: Result<A, aho_corasick::BuildError>,
+        patterns: &[P],
+    ) -> Result<Self, String> {
+        automaton
             .map(|automaton| Starts {
                 automaton,
                 first: first_bytes(patterns),
@@ -59,18 +57,26 @@ impl Starts<aho_corasick::dfa::DFA> {
     }
 }
 
+impl Starts<aho_corasick::dfa::DFA> {
+    /// ASCII-case-insensitive, longest match first.
+    pub fn dfa<P: AsRef<[u8]>>(patterns: &[P]) -> Result<Self, String> {
+        let dfa = aho_corasick::dfa::Builder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .start_kind(StartKind::Anchored)
+            .build(patterns);
+        Self::built(dfa, patterns)
+    }
+}
+
 impl Starts<aho_corasick::nfa::contiguous::NFA> {
     /// ASCII-case-insensitive, longest match first.
     pub fn nfa<P: AsRef<[u8]>>(patterns: &[P]) -> Result<Self, String> {
-        aho_corasick::nfa::contiguous::Builder::new()
+        let nfa = aho_corasick::nfa::contiguous::Builder::new()
             .ascii_case_insensitive(true)
             .match_kind(MatchKind::LeftmostLongest)
-            .build(patterns)
-            .map(|automaton| Starts {
-                automaton,
-                first: first_bytes(patterns),
-            })
-            .map_err(|e| e.to_string())
+            .build(patterns);
+        Self::built(nfa, patterns)
     }
 }
 
