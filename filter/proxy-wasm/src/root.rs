@@ -50,7 +50,22 @@ impl Context for Root {
                 Self::filter_done(host);
                 true
             }
-            Role::Singleton { .. } | Role::Upstream | Role::Unconfigured => true,
+            // The singleton is a bootstrap extension: no listener or filter
+            // update reaches it, and Envoy tears it down only as it exits,
+            // after its main loop has stopped, when no call can go out any
+            // more (so waiting for one, returning false, would gain nothing).
+            // What it still holds is lost unless Envoy was drained first
+            // (control-plane/README.md, "Stopping without losing usage").
+            Role::Singleton { singleton, .. } => {
+                let held = singleton.unacknowledged();
+                if held > 0 {
+                    log::warn!(
+                        "singleton: Envoy exits with {held} usage records not acknowledged by the control plane: they are lost (drain Envoy before stopping it)"
+                    );
+                }
+                true
+            }
+            Role::Upstream | Role::Unconfigured => true,
         }
     }
 
