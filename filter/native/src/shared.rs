@@ -178,7 +178,11 @@ mod tests {
         );
         enqueue(b"new").unwrap();
         requeue(vec![b"old 1".to_vec(), b"old 2".to_vec()]);
-        assert_eq!(woken.load(Ordering::Relaxed), 1, "the next singleton is woken");
+        assert_eq!(
+            woken.load(Ordering::Relaxed),
+            1,
+            "the next singleton is woken"
+        );
         let (records, dropped) = drain();
         assert_eq!(records, [&b"old 1"[..], b"old 2", b"new"]);
         assert_eq!(dropped, 0);

@@ -1345,7 +1345,10 @@ fn a_replaced_singleton_hands_over_what_it_has_not_shipped() {
     crate::flow::Host::shared_set(&h, &watched, &held.encode(), None).unwrap();
     // A batch of two is in flight, a third record waits behind it, and a
     // budget scope is watched.
-    s.take_records(&h, [record("a"), record("b"), record("c"), notice(&watched)]);
+    s.take_records(
+        &h,
+        [record("a"), record("b"), record("c"), notice(&watched)],
+    );
     let posted = h.calls.borrow().last().cloned().unwrap();
     assert_eq!(posted.header(":path"), Some("/internal/v1/usage"));
     assert_eq!(s.unacknowledged(), 3);
