@@ -1137,6 +1137,16 @@ impl LdsEnvoy {
         self.apply()
     }
 
+    /// Edits the listeners (as JSON) with `edit` and waits until Envoy took
+    /// them.
+    pub fn edit_listeners(
+        &mut self,
+        edit: impl FnOnce(&mut Vec<serde_json::Value>),
+    ) -> Result<(), String> {
+        edit(&mut self.listeners);
+        self.apply()
+    }
+
     /// Waits until no replaced listener or filter chain is draining any
     /// more: Envoy has dropped the configurations they held (and with them
     /// the old plugin).

@@ -27,11 +27,14 @@ fn recorded(cp: &ControlPlane) -> Option<u64> {
     tenant_stats(cp, "acme")["totals"]["requests"].as_u64()
 }
 
-/// Three times: a slow stream keeps Envoy's only worker busy, so the
-/// records of the plain requests answered meanwhile are held by the worker
-/// (Wasm build), when the plugin's configuration is replaced; more requests
-/// go to the new plugin; the old one is torn down once the drain time (1 s)
-/// has closed its last connection, the stream's (recorded as cut short).
+/// Four times: a slow stream keeps Envoy's only worker busy, so the records
+/// of the plain requests answered meanwhile are held by the worker (Wasm
+/// build), when the listener is updated; more requests follow on the new
+/// listener; the old one is dropped once the drain time (1 s) has closed
+/// its last connection, the stream's (recorded as cut short). The first
+/// three updates replace the plugin's configuration (a new plugin; the old
+/// one is torn down), the last one only an HTTP connection manager setting
+/// (the plugin, its configuration unchanged, goes on as it was).
 #[test]
 fn replacing_the_plugin_configuration_loses_no_usage_record() {
     let cp = ControlPlane::start();
@@ -52,7 +55,7 @@ fn replacing_the_plugin_configuration_loses_no_usage_record() {
     );
     let mut answered = 1u64;
     mock.fault(json!({"provider": "openai", "stream_chunk_delay_ms": 150}));
-    for round in 1..=3 {
+    for round in 1..=4 {
         let url = lds.envoy.url("/v1/chat/completions");
         let auth = format!("Bearer {key}");
         let stream = std::thread::spawn(move || {
@@ -71,8 +74,18 @@ fn replacing_the_plugin_configuration_loses_no_usage_record() {
             answered += 1;
         }
         assert!(!stream.is_finished(), "the stream ended too soon to tell");
-        lds.set_filter_config("aipipe", "aipipe", &plugin(round))
+        if round < 4 {
+            lds.set_filter_config("aipipe", "aipipe", &plugin(round))
+                .unwrap();
+        } else {
+            lds.edit_listeners(|listeners| {
+                let aipipe = listeners.iter_mut().find(|l| l["name"] == "aipipe");
+                let hcm = &mut aipipe.unwrap()["filter_chains"][0]["filters"][0]["typed_config"];
+                assert!(hcm["stream_idle_timeout"].is_string());
+                hcm["stream_idle_timeout"] = "301s".into();
+            })
             .unwrap();
+        }
         for i in 5..10 {
             let r = chat_as(
                 &lds.envoy,
