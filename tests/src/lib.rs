@@ -795,7 +795,7 @@ impl Envoy {
         concurrency: u32,
         env: &[(&str, &str)],
     ) -> Self {
-        Self::start_under(yaml, listener_port, admin_port, concurrency, env, None)
+        Self::start_under(yaml, listener_port, admin_port, concurrency, env, None, &[])
     }
 
     /// As [`Envoy::start_with_env`]; with `supervisor`, Envoy runs as the
@@ -809,6 +809,7 @@ impl Envoy {
         concurrency: u32,
         env: &[(&str, &str)],
         supervisor: Option<&Path>,
+        extra_args: &[&str],
     ) -> Self {
         let binary = envoy_binary();
         assert!(
@@ -850,7 +851,8 @@ impl Envoy {
             .arg(concurrency.to_string())
             .arg("--disable-hot-restart")
             .arg("--log-level")
-            .arg(std::env::var("AIPIPE_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "info".into()));
+            .arg(std::env::var("AIPIPE_ENVOY_LOG_LEVEL").unwrap_or_else(|_| "info".into()))
+            .args(extra_args);
         let mut process =
             Process::spawn("envoy", cmd).unwrap_or_else(|e| panic!("cannot start envoy: {e}"));
         let ready = eventually(Duration::from_secs(60), || {
@@ -948,6 +950,7 @@ impl Envoy {
             concurrency,
             &env,
             supervisor,
+            &[],
         )
     }
 
@@ -1010,6 +1013,210 @@ impl Envoy {
         )
         .text()
     }
+}
+
+// ---------------------------------------------------------------- lds
+
+/// Envoy whose listeners come from a file it watches (LDS from the
+/// filesystem: `dynamic_resources.lds_config.path_config_source`) instead of
+/// its bootstrap, so a test can replace a listener, or the aipipe plugin's
+/// configuration in one, while requests run, as an xDS server or a config
+/// tool would. Envoy reads the file again when a new one is renamed into
+/// place.
+pub struct LdsEnvoy {
+    pub envoy: Envoy,
+    /// The listeners as last written, as JSON.
+    listeners: Vec<serde_json::Value>,
+    path: PathBuf,
+    version: u64,
+    _dir: TempDir,
+}
+
+impl LdsEnvoy {
+    /// `envoy/<file>` rendered for the build under test as
+    /// [`Envoy::start_rendered_with`] renders it, its listeners moved into
+    /// the LDS file. `drain_time_s` is Envoy's `--drain-time-s`: how long a
+    /// replaced listener's connections go on with the old configuration
+    /// before Envoy closes them and drops it.
+    pub fn start(
+        file: &str,
+        upstream_port: u16,
+        plugin_config: Option<String>,
+        control_plane: Option<(u16, String)>,
+        concurrency: u32,
+        drain_time_s: u32,
+    ) -> Self {
+        let token = control_plane.as_ref().map(|(_, t)| t.clone());
+        let (yaml, listener_port, admin_port) =
+            render_on_fresh_ports(file, upstream_port, plugin_config, true, control_plane);
+        let mut bootstrap: serde_json::Value = serde_yaml_ng::from_str(&yaml)
+            .unwrap_or_else(|e| panic!("the rendered {file} is not YAML: {e}"));
+        let listeners = bootstrap
+            .get_mut("static_resources")
+            .and_then(|r| r.as_object_mut())
+            .and_then(|r| r.remove("listeners"))
+            .and_then(|l| match l {
+                serde_json::Value::Array(l) => Some(l),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{file} has no static listeners to move"));
+        let dir = TempDir::new("envoy-lds");
+        let path = dir.path().join("listeners.json");
+        // Envoy takes xDS only with a node id and cluster.
+        if bootstrap.get("node").is_none() {
+            bootstrap["node"] = serde_json::json!({"id": "aipipe-lds", "cluster": "aipipe"});
+        }
+        bootstrap["dynamic_resources"] = serde_json::json!({
+            "lds_config": {
+                "resource_api_version": "V3",
+                "path_config_source": { "path": path.display().to_string() },
+            }
+        });
+        write_lds(&path, 1, &listeners)
+            .unwrap_or_else(|e| panic!("cannot write the LDS file: {e}"));
+        let env: Vec<(&str, &str)> = token
+            .as_deref()
+            .map(|t| ("AIPIPE_INTERNAL_TOKEN", t))
+            .into_iter()
+            .collect();
+        let drain = drain_time_s.to_string();
+        let envoy = Envoy::start_under(
+            &bootstrap.to_string(),
+            listener_port,
+            admin_port,
+            concurrency,
+            &env,
+            None,
+            &["--drain-time-s", &drain],
+        );
+        Self {
+            envoy,
+            listeners,
+            path,
+            version: 1,
+            _dir: dir,
+        }
+    }
+
+    /// Replaces the configuration string of the HTTP filter `filter` on
+    /// listener `listener` (a Wasm filter's `config.configuration`, a
+    /// dynamic module's `filter_config`) and waits until Envoy took the new
+    /// listeners. A new string makes a new plugin: Envoy builds it, moves
+    /// new connections to it and tears the old one down once the old
+    /// connections are gone (at most the drain time).
+    pub fn set_filter_config(
+        &mut self,
+        listener: &str,
+        filter: &str,
+        value: &str,
+    ) -> Result<(), String> {
+        let l = self
+            .listeners
+            .iter_mut()
+            .find(|l| l["name"] == listener)
+            .ok_or_else(|| format!("no listener {listener}"))?;
+        let mut replaced = 0;
+        for chain in l["filter_chains"].as_array_mut().into_iter().flatten() {
+            for f in chain["filters"].as_array_mut().into_iter().flatten() {
+                let http = f["typed_config"]["http_filters"].as_array_mut();
+                for h in http.into_iter().flatten().filter(|h| h["name"] == filter) {
+                    let typed = &mut h["typed_config"];
+                    let slot = if typed["config"]["configuration"].is_object() {
+                        &mut typed["config"]["configuration"]
+                    } else {
+                        &mut typed["filter_config"]
+                    };
+                    slot["value"] = serde_json::Value::String(value.to_owned());
+                    replaced += 1;
+                }
+            }
+        }
+        if replaced == 0 {
+            return Err(format!("listener {listener} has no HTTP filter {filter}"));
+        }
+        self.apply()
+    }
+
+    /// Edits the listeners (as JSON) with `edit` and waits until Envoy took
+    /// them.
+    pub fn edit_listeners(
+        &mut self,
+        edit: impl FnOnce(&mut Vec<serde_json::Value>),
+    ) -> Result<(), String> {
+        edit(&mut self.listeners);
+        self.apply()
+    }
+
+    /// Waits until no replaced listener or filter chain is draining any
+    /// more: Envoy has dropped the configurations they held (and with them
+    /// the old plugin).
+    pub fn wait_drained(&self, patience: Duration) -> Result<(), String> {
+        let admin = self.envoy.admin_port;
+        let draining = || {
+            [
+                "listener_manager.total_listeners_draining",
+                "listener_manager.total_filter_chains_draining",
+            ]
+            .iter()
+            .map(|s| admin_stat(admin, s).unwrap_or(0))
+            .sum::<u64>()
+        };
+        eventually(patience, || (draining() == 0).then_some(()))
+            .ok_or_else(|| "the replaced listeners are still draining".to_owned())
+    }
+
+    /// Writes the listeners as they are now and waits until Envoy took them
+    /// (`listener_manager.lds.update_success` counted them, none warming).
+    fn apply(&mut self) -> Result<(), String> {
+        let admin = self.envoy.admin_port;
+        let stat = |name: &str| admin_stat(admin, name).unwrap_or(0);
+        let before = stat("listener_manager.lds.update_success");
+        let rejected = stat("listener_manager.lds.update_rejected");
+        self.write()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if stat("listener_manager.lds.update_rejected") > rejected {
+                return Err(format!(
+                    "Envoy rejected the listeners:\n{}",
+                    self.envoy.process.logs()
+                ));
+            }
+            if stat("listener_manager.lds.update_success") > before
+                && stat("listener_manager.total_listeners_warming") == 0
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err("Envoy never took the new listeners".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn write(&mut self) -> Result<(), String> {
+        self.version += 1;
+        write_lds(&self.path, self.version, &self.listeners)
+    }
+}
+
+/// `listeners` as an LDS discovery response at `path`, renamed into place
+/// (Envoy watches for that, not for writes).
+fn write_lds(path: &Path, version: u64, listeners: &[serde_json::Value]) -> Result<(), String> {
+    let resources: Vec<serde_json::Value> = listeners
+        .iter()
+        .map(|l| {
+            let mut l = l.clone();
+            l["@type"] = "type.googleapis.com/envoy.config.listener.v3.Listener".into();
+            l
+        })
+        .collect();
+    let response = serde_json::json!({
+        "version_info": version.to_string(),
+        "resources": resources,
+    });
+    let tmp = path.with_extension("json.tmp");
+    fs::write(&tmp, response.to_string()).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 // ---------------------------------------------------------------- http

@@ -198,7 +198,24 @@ impl Drop for ModuleConfig {
             }
             Role::Singleton { .. } => {
                 shared::set_waker(self.id, None);
-                let _ = SINGLETONS.try_with(|s| s.borrow_mut().remove(&self.id));
+                // Its configuration was replaced (or Envoy exits): what it
+                // had not shipped goes back on the queue, for the singleton
+                // that takes its place (filter/README.md, "Usage and
+                // accounting").
+                let state = SINGLETONS
+                    .try_with(|s| s.borrow_mut().remove(&self.id))
+                    .ok()
+                    .flatten();
+                if let Some(mut state) = state {
+                    let records = state.singleton.hand_over();
+                    if !records.is_empty() {
+                        log::info!(
+                            "singleton: configuration gone: {} usage records and notices handed to the next singleton",
+                            records.len()
+                        );
+                    }
+                    shared::requeue(records);
+                }
             }
             Role::Upstream => {}
         }

@@ -116,6 +116,28 @@ pub fn enqueue(record: &[u8]) -> Result<(), HostError> {
     Ok(())
 }
 
+/// Puts records a replaced singleton had not shipped back at the head of
+/// the queue, in their order, for the singleton that takes its place
+/// (`Singleton::hand_over`), and wakes that one if there is one already
+/// (otherwise they wait for the next). They were accepted once, so the
+/// bound does not refuse them: it refuses new records until they are
+/// drained.
+pub fn requeue(records: Vec<Vec<u8>>) {
+    if records.is_empty() {
+        return;
+    }
+    {
+        let mut q = QUEUE.lock().unwrap_or_else(PoisonError::into_inner);
+        for r in records.into_iter().rev() {
+            q.push_front(r);
+        }
+    }
+    let waker = WAKER.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    if let Some((_, wake)) = waker {
+        wake();
+    }
+}
+
 /// Everything queued, oldest first, and how many records were refused
 /// since the last call.
 pub fn drain() -> (Vec<Vec<u8>>, u64) {
@@ -141,6 +163,32 @@ mod tests {
         let (_, cas) = get("t.a");
         set("t.a", b"3", cas).unwrap();
         assert_eq!(get("t.a").0.as_deref(), Some(&b"3"[..]));
+    }
+
+    #[test]
+    fn handed_over_records_go_first_and_in_their_order() {
+        // The queue is process-wide: this is the only test that uses it.
+        let woken = Arc::new(AtomicU64::new(0));
+        let count = woken.clone();
+        set_waker(
+            7,
+            Some(Arc::new(move || {
+                count.fetch_add(1, Ordering::Relaxed);
+            })),
+        );
+        enqueue(b"new").unwrap();
+        requeue(vec![b"old 1".to_vec(), b"old 2".to_vec()]);
+        assert_eq!(
+            woken.load(Ordering::Relaxed),
+            1,
+            "the next singleton is woken"
+        );
+        let (records, dropped) = drain();
+        assert_eq!(records, [&b"old 1"[..], b"old 2", b"new"]);
+        assert_eq!(dropped, 0);
+        set_waker(7, None);
+        requeue(vec![b"waits".to_vec()]);
+        assert_eq!(drain().0, [b"waits"], "kept for a singleton to come");
     }
 
     #[test]

@@ -79,9 +79,20 @@ impl WasmHost {
         }
     }
 
-    /// A stream left without being logged (no record of its own to send).
+    /// A stream left without being logged (no record of its own to send);
+    /// the last one in flight sends what is held all the same, as a logged
+    /// one does (Envoy may tear the plugin down right after it).
     pub fn stream_ended_unlogged(&self) {
-        self.in_flight.set(self.in_flight.get().saturating_sub(1));
+        let left = self.in_flight.get().saturating_sub(1);
+        self.in_flight.set(left);
+        if left == 0 {
+            self.flush_usage();
+        }
+    }
+
+    /// Records held now (not yet on the queue).
+    pub fn held_usage(&self) -> usize {
+        self.usage.borrow().len()
     }
 
     /// Puts the held records on the usage queue as one message.
@@ -111,6 +122,15 @@ impl WasmHost {
         let q = hostcalls::resolve_shared_queue(&self.vm_id, USAGE_QUEUE).ok()??;
         self.usage_queue.set(Some(q));
         Some(q)
+    }
+}
+
+impl Drop for WasmHost {
+    /// A host that goes (its root context deleted, or configured again with
+    /// streams of the old configuration still running on it) sends what it
+    /// still holds.
+    fn drop(&mut self) {
+        self.flush_usage();
     }
 }
 

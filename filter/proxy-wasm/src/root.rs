@@ -42,6 +42,33 @@ pub struct Root {
 }
 
 impl Context for Root {
+    /// Envoy asks whether this root context may go (proxy-wasm's contract:
+    /// true, it is deleted now; false, it stays until it calls `done()`).
+    fn on_done(&mut self) -> bool {
+        match &self.role {
+            Role::Filter { host, .. } => {
+                Self::filter_done(host);
+                true
+            }
+            // The singleton is a bootstrap extension: no listener or filter
+            // update reaches it, and Envoy tears it down only as it exits,
+            // after its main loop has stopped, when no call can go out any
+            // more (so waiting for one, returning false, would gain nothing).
+            // What it still holds is lost unless Envoy was drained first
+            // (control-plane/README.md, "Stopping without losing usage").
+            Role::Singleton { singleton, .. } => {
+                let held = singleton.unacknowledged();
+                if held > 0 {
+                    log::warn!(
+                        "singleton: Envoy exits with {held} usage records not acknowledged by the control plane: they are lost (drain Envoy before stopping it)"
+                    );
+                }
+                true
+            }
+            Role::Upstream | Role::Unconfigured => true,
+        }
+    }
+
     fn on_http_call_response(
         &mut self,
         token_id: u32,
@@ -54,6 +81,19 @@ impl Context for Root {
         } = &mut self.role
         {
             singleton.on_call_response(host, token_id, body_size);
+        }
+    }
+}
+
+impl Root {
+    /// The filter role is done (Envoy tears this plugin down: its listener or
+    /// filter configuration was replaced or removed): what its worker holds
+    /// goes on the usage queue now, not on a tick that will not come.
+    fn filter_done(host: &WasmHost) {
+        let held = host.held_usage();
+        host.flush_usage();
+        if held > 0 {
+            log::info!("plugin torn down: {held} held usage records handed to the singleton");
         }
     }
 }

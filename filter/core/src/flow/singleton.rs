@@ -160,6 +160,31 @@ impl Singleton {
         }
     }
 
+    /// Usage records held and not yet acknowledged (a batch in flight
+    /// included).
+    pub fn unacknowledged(&self) -> usize {
+        self.buffered.len()
+    }
+
+    /// Everything this singleton still owes the control plane, for the one
+    /// that takes its place when its configuration is replaced inside a
+    /// running Envoy (the native build's singleton is a listener's filter
+    /// configuration): every record not acknowledged, oldest first (a batch
+    /// in flight included: the control plane ignores a record it already
+    /// has), then a reservation notice for each budget scope it watches, as
+    /// the workers send them. It holds none of it afterwards.
+    pub fn hand_over(&mut self) -> Vec<Vec<u8>> {
+        self.posting = None;
+        let mut out: Vec<Vec<u8>> = self.buffered.drain(..).collect();
+        out.extend(std::mem::take(&mut self.watched).into_iter().map(|key| {
+            let mut notice = Vec::with_capacity(1 + key.len());
+            notice.push(RESERVATION_NOTICE);
+            notice.extend_from_slice(key.as_bytes());
+            notice
+        }));
+        out
+    }
+
     /// A worker's notice: the held spend under `key` is no longer empty.
     fn watch(&mut self, key: &[u8]) {
         let Ok(key) = std::str::from_utf8(key) else {

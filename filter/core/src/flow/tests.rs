@@ -1332,6 +1332,55 @@ fn the_singleton_ships_usage_until_acknowledged() {
 }
 
 #[test]
+fn a_replaced_singleton_hands_over_what_it_has_not_shipped() {
+    let h = FakeHost::new();
+    let mut s = singleton(&h, serde_json::json!({"batch_records": 2}));
+    let record = |id: &str| format!(r#"{{"id":"{id}"}}"#).into_bytes();
+    let notice = |key: &str| [&[crate::contract::RESERVATION_NOTICE][..], key.as_bytes()].concat();
+    let watched = format!("{}acme", crate::contract::RESERVATIONS_PREFIX);
+    let held = crate::budget::Held {
+        inflight_nusd: 5,
+        ..Default::default()
+    };
+    crate::flow::Host::shared_set(&h, &watched, &held.encode(), None).unwrap();
+    // A batch of two is in flight, a third record waits behind it, and a
+    // budget scope is watched.
+    s.take_records(
+        &h,
+        [record("a"), record("b"), record("c"), notice(&watched)],
+    );
+    let posted = h.calls.borrow().last().cloned().unwrap();
+    assert_eq!(posted.header(":path"), Some("/internal/v1/usage"));
+    assert_eq!(s.unacknowledged(), 3);
+    let handed = s.hand_over();
+    assert_eq!(
+        handed,
+        [record("a"), record("b"), record("c"), notice(&watched)],
+        "oldest first, the batch in flight included, then the notices"
+    );
+    assert_eq!(s.unacknowledged(), 0);
+    assert!(s.hand_over().is_empty(), "nothing is handed over twice");
+    // The next singleton takes them as the workers' own records and ships
+    // them all.
+    let h2 = FakeHost::new();
+    let mut next = singleton(&h2, serde_json::json!({"batch_records": 10}));
+    next.take_records(&h2, handed);
+    next.poll(&h2);
+    let post = h2
+        .calls
+        .borrow()
+        .iter()
+        .find(|c| c.header(":path") == Some("/internal/v1/usage"))
+        .cloned()
+        .unwrap();
+    let batch: serde_json::Value = serde_json::from_slice(&post.body).unwrap();
+    assert_eq!(
+        batch["records"],
+        serde_json::json!([{"id": "a"}, {"id": "b"}, {"id": "c"}])
+    );
+}
+
+#[test]
 fn a_singleton_goes_by_its_configured_node_else_the_proxys_else_a_random_name() {
     let h = FakeHost::new();
     *h.node.borrow_mut() = Some("sidecar~10.0.0.1~pod.ns~ns.svc.cluster.local".into());
