@@ -19,7 +19,7 @@ use std::path::Path;
 use aipipe_core::table::Model;
 use serde_json::Value;
 
-use crate::admin::catalog::check_catalog;
+use crate::admin::catalog::{check_catalog, priced_now};
 use crate::config::Database;
 use crate::db::Db;
 
@@ -69,8 +69,11 @@ fn entry_for<'v>(list: &'v Value, m: &Model) -> Option<&'v Value> {
     })
 }
 
-/// What `list` (LiteLLM's format) changes in `models`. Pure: nothing is read
-/// or written.
+/// What `list` (LiteLLM's format) changes in `models` — the catalog as
+/// priced now (`priced_now`: passed scheduled changes folded in), so the
+/// list is compared with the prices in force. A model's changes still to
+/// come stay scheduled: the list says what a model costs today, not what
+/// its provider announced for later. Pure: nothing is read or written.
 pub fn plan(models: &[Model], list: &Value) -> Result<Plan, String> {
     if !list.is_object() {
         return Err("the price list must be a JSON object of model entries".into());
@@ -198,7 +201,7 @@ pub async fn run(database: &Database, file: &Path, dry_run: bool) -> Result<Stri
         Database::Postgres(url) => Db::open_postgres(url, crate::penalty::DEFAULT_DECAY_MS).await,
     }
     .map_err(|e| format!("{database}: {e}"))?;
-    let models = db.models().await.map_err(|e| e.to_string())?;
+    let models = priced_now(db.models().await.map_err(|e| e.to_string())?);
     let plan = plan(&models, &list)?;
     // The whole catalog as it will be, checked before the first write.
     let mut after = models.clone();
@@ -254,6 +257,47 @@ mod tests {
         let flash = updated("gemini-3.5-flash-lite");
         assert_eq!(flash.input_per_mtok, 0.35);
         assert_eq!(flash.max_output_tokens, 70_000);
+    }
+
+    /// Scheduled price changes survive an import: the list sets the
+    /// prices in force now, a change still to come stays scheduled; a
+    /// change whose instant passed is compared (and written) folded into
+    /// the prices, so a list that shows it is already current.
+    #[test]
+    fn an_import_keeps_the_changes_still_to_come() {
+        use aipipe_core::catalog::{PriceChange, Timestamp};
+        let list = serde_json::json!({"gemini/gemini-3.8-flash": {
+            "litellm_provider": "gemini", "mode": "chat",
+            "input_cost_per_token": 0.0000008, "output_cost_per_token": 0.000004}});
+        let p = plan(&catalog(), &list).unwrap();
+        let (flash, changes) = &p.updated[0];
+        assert_eq!((flash.input_per_mtok, flash.output_per_mtok), (0.8, 4.0));
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        let default = catalog()
+            .into_iter()
+            .find(|m| m.id == "gemini-3.8-flash")
+            .unwrap();
+        assert_eq!(
+            flash.price_changes, default.price_changes,
+            "still scheduled"
+        );
+        assert_eq!(flash.price_changes[0].input_per_mtok, 1.5);
+
+        // A change that came into force an hour ago, at the list's prices.
+        let mut passed = catalog();
+        for m in passed.iter_mut().filter(|m| m.id == "gemini-3.8-flash") {
+            m.price_changes = vec![PriceChange {
+                from: Timestamp(crate::db::now_ms() - 3_600_000),
+                input_per_mtok: 0.8,
+                output_per_mtok: 4.0,
+                cached_input_per_mtok: None,
+                cache_write_per_mtok: None,
+            }];
+            m.cached_input_per_mtok = None;
+        }
+        let p = plan(&priced_now(passed), &list).unwrap();
+        assert!(p.updated.is_empty(), "{:?}", p.updated);
+        assert_eq!(p.unchanged, ["gemini-3.8-flash"]);
     }
 
     #[test]

@@ -46,7 +46,9 @@ fn query_error(e: &QueryRejection, usage: &str) -> Error {
 }
 
 /// The report of one tenant (or every tenant: None) over a window, with
-/// the saving priced from the current catalog.
+/// the saving priced from the current catalog at the prices in force at
+/// the window's end (a scheduled change inside the window is not split:
+/// control-plane/README.md, "Stats").
 async fn report(
     state: &AppState,
     tenant: Option<String>,
@@ -59,7 +61,13 @@ async fn report(
         .stats(tenant, since, until, state.horizons())
         .await?
         .ok_or_else(|| tenant_not_found(&label))?;
-    let catalog = state.db.models().await?;
+    let catalog: Vec<_> = state
+        .db
+        .models()
+        .await?
+        .into_iter()
+        .map(|m| m.folded_at(answer.until))
+        .collect();
     let saving = stats::saving(&answer.window, &catalog);
     let mut r = answer.window.report(&label, answer.since, answer.until);
     r.saving = saving;
