@@ -800,6 +800,10 @@ pub(in crate::db) mod scheduled_prices {
                 tracing::info!(model = id, "upstream name was changed: left as it is");
                 continue;
             }
+            if row.price_changes == default.price_changes {
+                // A database seeded with today's catalog: already there.
+                continue;
+            }
             if !row.price_changes.is_empty() {
                 tracing::info!(model = id, "has a price schedule of its own: left as it is");
                 continue;
@@ -1022,6 +1026,58 @@ mod tests {
     /// Migration 19 removes claude-sonnet-4-5 by migration 17's rule: gone
     /// as the admin API would delete it, only disabled while a policy names
     /// it, left alone when pointed at another upstream model; adds nothing.
+    /// Migration 21 schedules gemini-3.8-flash's change only on a row at
+    /// every default price with no schedule: a row already scheduled (a
+    /// new database), one whose cache-read price the operator changed, one
+    /// with a schedule of its own and one pointed at another upstream model
+    /// get nothing.
+    #[test]
+    fn the_flash_schedule_reaches_only_rows_at_the_default_prices() {
+        let defaults = aipipe_core::catalog::default_models();
+        let flash = defaults
+            .iter()
+            .find(|m| m.id == "gemini-3.8-flash")
+            .unwrap()
+            .clone();
+        let rows =
+            |m: &aipipe_core::table::Model| vec![(m.id.clone(), serde_json::to_string(m).unwrap())];
+        let plain = aipipe_core::table::Model {
+            price_changes: Vec::new(),
+            ..flash.clone()
+        };
+        let writes = scheduled_prices::plan(&rows(&plain)).unwrap();
+        assert_eq!(writes.len(), 1);
+        let written: aipipe_core::table::Model = serde_json::from_str(&writes[0].1).unwrap();
+        assert_eq!(written, flash);
+        assert_eq!(scheduled_prices::plan(&rows(&flash)).unwrap(), vec![]);
+        for changed in [
+            aipipe_core::table::Model {
+                cached_input_per_mtok: Some(0.1),
+                ..plain.clone()
+            },
+            aipipe_core::table::Model {
+                price_changes: vec![aipipe_core::catalog::PriceChange {
+                    from: aipipe_core::catalog::Timestamp(1_800_000_000_000),
+                    input_per_mtok: 1.0,
+                    output_per_mtok: 5.0,
+                    cached_input_per_mtok: None,
+                    cache_write_per_mtok: None,
+                }],
+                ..plain.clone()
+            },
+            aipipe_core::table::Model {
+                upstream_id: Some("gemini-3.9-flash".into()),
+                ..plain.clone()
+            },
+        ] {
+            assert_eq!(
+                scheduled_prices::plan(&rows(&changed)).unwrap(),
+                vec![],
+                "{changed:?}"
+            );
+        }
+    }
+
     #[test]
     fn sonnet_4_5_is_retired_by_migration_17s_rule() {
         let defaults = aipipe_core::catalog::default_models();
