@@ -417,7 +417,7 @@ struct Entry {
     provider: &'static str,
     upstream_id: Option<&'static str>,
     /// input, cached input, output — USD per million tokens.
-    prices: (f64, Option<f64>, f64),
+    prices: EntryPrices,
     gpqa: f64,
     /// Per task category (`classify::Category` names): a published score in
     /// percent of that category's benchmark (below), spread like GPQA.
@@ -426,10 +426,13 @@ struct Entry {
     max_output_tokens: u64,
     capabilities: Capabilities,
     enabled: bool,
-    /// Scheduled price changes: (from, ms since the epoch; input, cached
-    /// input, output — USD per million tokens).
-    changes: &'static [(u64, (f64, Option<f64>, f64))],
+    /// Scheduled price changes: (from, ms since the epoch; prices as
+    /// `prices`).
+    changes: &'static [(u64, EntryPrices)],
 }
+
+/// input, cached input, output — USD per million tokens.
+type EntryPrices = (f64, Option<f64>, f64);
 
 /// A category's benchmark on GPQA's scale: the mean over the entries that
 /// have a figure of (figure / GPQA).
