@@ -1096,6 +1096,44 @@ async fn price_changes_are_validated_stored_shipped_and_listed_as_now() {
     assert_eq!(s, StatusCode::OK);
     let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
     assert_eq!(model(&v, "gpt-4o-mini"), listed);
+
+    // Explain ranks at the prices in force when asked: a change that
+    // passed makes gpt-4o-mini dearer than gpt-4o, and a greeting moves.
+    h.create_tenant("acme").await;
+    h.admin(
+        Method::POST,
+        "/admin/tenants/acme/keys",
+        Some(json!({"openai": "sk-a"})),
+    )
+    .await;
+    let ask =
+        json!({"tenant": "acme", "request": {"messages": [{"role": "user", "content": "hi"}]}});
+    let (s, v, _) = h
+        .admin(Method::POST, "/admin/route/explain", Some(ask.clone()))
+        .await;
+    assert_eq!(
+        (s, &v["choice"]),
+        (StatusCode::OK, &json!("gpt-4o-mini")),
+        "{v}"
+    );
+    let mut dear = listed.clone();
+    dear["price_changes"] =
+        json!([{"from": past, "input_per_mtok": 30.0, "output_per_mtok": 120.0}]);
+    let (s, _, _) = h
+        .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(dear))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v, _) = h
+        .admin(Method::POST, "/admin/route/explain", Some(ask))
+        .await;
+    assert_eq!(v["choice"], "gpt-4o", "{v}");
+    let mini = v["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["model"] == "gpt-4o-mini")
+        .unwrap();
+    assert!(mini["raw_cost_usd"].as_f64().unwrap() > 0.005, "{mini}");
 }
 
 #[tokio::test]

@@ -61,14 +61,8 @@ async fn report(
         .stats(tenant, since, until, state.horizons())
         .await?
         .ok_or_else(|| tenant_not_found(&label))?;
-    let catalog: Vec<_> = state
-        .db
-        .models()
-        .await?
-        .into_iter()
-        .map(|m| m.folded_at(answer.until))
-        .collect();
-    let saving = stats::saving(&answer.window, &catalog);
+    let catalog = state.db.models().await?;
+    let saving = stats::saving(&answer.window, &catalog, answer.until);
     let mut r = answer.window.report(&label, answer.since, answer.until);
     r.saving = saving;
     Ok(r)
