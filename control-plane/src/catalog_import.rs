@@ -69,14 +69,19 @@ fn entry_for<'v>(list: &'v Value, m: &Model) -> Option<&'v Value> {
     })
 }
 
-/// What `list` (LiteLLM's format) changes in `models`. Pure: nothing is read
-/// or written.
-pub fn plan(models: &[Model], list: &Value) -> Result<Plan, String> {
+/// What `list` (LiteLLM's format) changes in `models` (the catalog as
+/// stored), each model compared at the prices in force at `at_ms` (its
+/// passed scheduled changes folded in, `Model::folded_at`) and written so.
+/// A model's changes still to come stay scheduled: the list says what a
+/// model costs today, not what its provider announced for later. Pure:
+/// nothing is read or written.
+pub fn plan(models: &[Model], list: &Value, at_ms: u64) -> Result<Plan, String> {
     if !list.is_object() {
         return Err("the price list must be a JSON object of model entries".into());
     }
     let mut out = Plan::default();
-    for m in models {
+    for stored in models {
+        let m = &stored.clone().folded_at(at_ms);
         let Some(e) = entry_for(list, m) else {
             out.missing.push(m.id.clone());
             continue;
@@ -199,7 +204,7 @@ pub async fn run(database: &Database, file: &Path, dry_run: bool) -> Result<Stri
     }
     .map_err(|e| format!("{database}: {e}"))?;
     let models = db.models().await.map_err(|e| e.to_string())?;
-    let plan = plan(&models, &list)?;
+    let plan = plan(&models, &list, crate::db::now_ms())?;
     // The whole catalog as it will be, checked before the first write.
     let mut after = models.clone();
     for (m, _) in &plan.updated {
@@ -236,7 +241,7 @@ mod tests {
     #[test]
     fn known_models_take_the_lists_prices_and_windows_and_keep_their_quality() {
         let before = catalog();
-        let p = plan(&before, &fixture()).unwrap();
+        let p = plan(&before, &fixture(), crate::db::now_ms()).unwrap();
         let updated = |id: &str| {
             p.updated
                 .iter()
@@ -256,9 +261,50 @@ mod tests {
         assert_eq!(flash.max_output_tokens, 70_000);
     }
 
+    /// Scheduled price changes survive an import: the list sets the
+    /// prices in force now, a change still to come stays scheduled; a
+    /// change whose instant passed is compared (and written) folded into
+    /// the prices, so a list that shows it is already current.
+    #[test]
+    fn an_import_keeps_the_changes_still_to_come() {
+        use aipipe_core::catalog::{PriceChange, Timestamp};
+        let list = serde_json::json!({"gemini/gemini-3.8-flash": {
+            "litellm_provider": "gemini", "mode": "chat",
+            "input_cost_per_token": 0.0000008, "output_cost_per_token": 0.000004}});
+        let p = plan(&catalog(), &list, crate::db::now_ms()).unwrap();
+        let (flash, changes) = &p.updated[0];
+        assert_eq!((flash.input_per_mtok, flash.output_per_mtok), (0.8, 4.0));
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        let default = catalog()
+            .into_iter()
+            .find(|m| m.id == "gemini-3.8-flash")
+            .unwrap();
+        assert_eq!(
+            flash.price_changes, default.price_changes,
+            "still scheduled"
+        );
+        assert_eq!(flash.price_changes[0].input_per_mtok, 1.5);
+
+        // A change that came into force an hour ago, at the list's prices.
+        let mut passed = catalog();
+        for m in passed.iter_mut().filter(|m| m.id == "gemini-3.8-flash") {
+            m.price_changes = vec![PriceChange {
+                from: Timestamp(crate::db::now_ms() - 3_600_000),
+                input_per_mtok: 0.8,
+                output_per_mtok: 4.0,
+                cached_input_per_mtok: None,
+                cache_write_per_mtok: None,
+            }];
+            m.cached_input_per_mtok = None;
+        }
+        let p = plan(&passed, &list, crate::db::now_ms()).unwrap();
+        assert!(p.updated.is_empty(), "{:?}", p.updated);
+        assert_eq!(p.unchanged, ["gemini-3.8-flash"]);
+    }
+
     #[test]
     fn only_the_models_own_provider_chat_entry_counts() {
-        let p = plan(&catalog(), &fixture()).unwrap();
+        let p = plan(&catalog(), &fixture(), crate::db::now_ms()).unwrap();
         let ids: Vec<&str> = p.updated.iter().map(|(m, _)| m.id.as_str()).collect();
         // gpt-4o's only entry is an embedding; claude-haiku-4-5's is
         // Bedrock's copy; neither is taken.
@@ -285,10 +331,10 @@ mod tests {
                 "input_cost_per_token": -1.0, "output_cost_per_token": 0.0,
                 "max_input_tokens": null}
         });
-        let p = plan(&catalog(), &list).unwrap();
+        let p = plan(&catalog(), &list, crate::db::now_ms()).unwrap();
         assert!(p.updated.is_empty(), "{p:?}");
         assert!(p.unchanged.iter().any(|m| m == "gpt-4o-mini"));
-        assert!(plan(&catalog(), &serde_json::json!([1, 2])).is_err());
+        assert!(plan(&catalog(), &serde_json::json!([1, 2]), 0).is_err());
     }
 
     #[tokio::test]

@@ -150,6 +150,31 @@ pub struct ModelDoc {
     /// Multiplies the adjusted cost by 1 + penalty; default 0.
     #[schema(required = false)]
     penalty: f64,
+    /// Scheduled price changes, in order of `from` (at most 16, one per
+    /// instant): from each instant on, requests are priced at its prices.
+    /// `GET /admin/models` lists the prices in force now, a change whose
+    /// instant has passed folded into them (control-plane/README.md,
+    /// "Scheduled price changes").
+    #[schema(required = false)]
+    price_changes: Vec<PriceChangeDoc>,
+}
+
+/// A scheduled price change (`aipipe_core::catalog::PriceChange`): every
+/// price of the model from `from` on, USD per million tokens.
+#[derive(ToSchema)]
+#[schema(as = PriceChange)]
+#[allow(dead_code)]
+pub struct PriceChangeDoc {
+    /// An RFC 3339 date and time (`2027-01-01T00:00:00Z`; an offset such as
+    /// `+01:00` is accepted, at most millisecond precision), listed in UTC.
+    #[schema(format = DateTime, example = "2027-01-01T00:00:00Z")]
+    from: String,
+    input_per_mtok: f64,
+    output_per_mtok: f64,
+    /// Absent: the change's input price.
+    cached_input_per_mtok: Option<f64>,
+    /// Absent: the change's input price.
+    cache_write_per_mtok: Option<f64>,
 }
 
 /// What a model supports.
@@ -405,8 +430,19 @@ mod tests {
         m.category_quality.insert("coding".into(), 0.5);
         m.capabilities.max_completion_tokens = true;
         m.capabilities.reasoning_effort_none = true;
+        m.price_changes = vec![aipipe_core::catalog::PriceChange {
+            from: aipipe_core::catalog::Timestamp(1_798_761_600_000),
+            input_per_mtok: 1.0,
+            output_per_mtok: 2.0,
+            cached_input_per_mtok: Some(0.1),
+            cache_write_per_mtok: Some(1.25),
+        }];
         let served = serde_json::to_value(&m).unwrap();
         assert_eq!(properties("Model"), keys_of(&served));
+        assert_eq!(
+            properties("PriceChange"),
+            keys_of(&served["price_changes"][0])
+        );
         assert_eq!(properties("Capabilities"), keys_of(&served["capabilities"]));
 
         let table = aipipe_core::table::Table::compile(aipipe_core::table::RoutingTable {

@@ -622,9 +622,15 @@ pub struct Saving {
 /// The saving of a window against always using its most expensive model:
 /// the baseline is the model, among those that answered in the window and
 /// are still in the catalog, on which the window's tokens (all models'
-/// prompt, cached and completion tokens) cost the most. An estimate: tokens
-/// are counted by each answering model's tokenizer.
-pub fn saving(window: &Window, catalog: &[aipipe_core::catalog::Model]) -> Option<Saving> {
+/// prompt, cached and completion tokens) cost the most, at the prices in
+/// force at `at_ms` (the window's end: a scheduled price change inside the
+/// window is not split). An estimate: tokens are counted by each answering
+/// model's tokenizer.
+pub fn saving(
+    window: &Window,
+    catalog: &[aipipe_core::catalog::Model],
+    at_ms: u64,
+) -> Option<Saving> {
     use aipipe_core::protocol::Tokens;
     let mut tokens = Tokens::default();
     let mut cost_nusd = 0u64;
@@ -639,7 +645,10 @@ pub fn saving(window: &Window, catalog: &[aipipe_core::catalog::Model]) -> Optio
         .models()
         .filter(|(_, _, s)| s.requests > s.cache_hits)
         .filter_map(|(p, m, _)| catalog.iter().find(|c| c.id == m && c.provider == p))
-        .map(|m| (m, aipipe_core::usage::cost_nusd(m, &tokens)))
+        .map(|m| {
+            let priced = m.clone().folded_at(at_ms);
+            (m, aipipe_core::usage::cost_nusd(&priced, &tokens))
+        })
         .max_by_key(|&(_, c)| c)?;
     (baseline > 0).then(|| Saving {
         baseline_provider: model.provider.clone(),
@@ -836,6 +845,39 @@ mod tests {
         assert_eq!(b.numbers.success_rate, Some(0.0));
         assert_eq!(b.ttft_ms.p50, None);
         assert_eq!(r.totals.numbers.cache_write_tokens, 12);
+    }
+
+    /// The saving's baseline is priced at the prices in force at the
+    /// instant asked for (the window's end): before a scheduled change, the
+    /// model's own; from it, the change's.
+    #[test]
+    fn the_saving_prices_its_baseline_at_the_windows_end() {
+        let mut w = Window::default();
+        w.add(row("gpt-4o-mini", 200, 10.0));
+        let mut mini = aipipe_core::catalog::default_models()
+            .into_iter()
+            .find(|m| m.id == "gpt-4o-mini")
+            .unwrap();
+        mini.price_changes = vec![aipipe_core::catalog::PriceChange {
+            from: aipipe_core::catalog::Timestamp(1_000),
+            input_per_mtok: 1.5,
+            output_per_mtok: 6.0,
+            cached_input_per_mtok: None,
+            cache_write_per_mtok: None,
+        }];
+        let catalog = [mini];
+        // 10 prompt tokens (1 cached, 2 written), 5 completion.
+        let before = saving(&w, &catalog, 999).unwrap();
+        assert_eq!(
+            (before.baseline_cost_usd * 1e9).round() as u64,
+            7 * 150 + 75 + 2 * 150 + 5 * 600
+        );
+        let after = saving(&w, &catalog, 1_000).unwrap();
+        assert_eq!(
+            (after.baseline_cost_usd * 1e9).round() as u64,
+            10 * 1_500 + 5 * 6_000
+        );
+        assert_eq!(after.cost_usd, before.cost_usd, "the records' own costs");
     }
 
     #[test]

@@ -943,6 +943,199 @@ async fn models_are_validated_by_compiling_the_table() {
     assert_eq!(table.models.last().unwrap().id, "gpt-new");
 }
 
+/// Scheduled price changes through the admin API (control-plane/README.md,
+/// "Scheduled price changes"): a bad schedule is refused naming the change
+/// and field, nothing written; a good one is stored, one change of the
+/// change log, shipped whole in the table (the filters resolve it by their
+/// clocks) and listed priced as now — a passed change folded into the
+/// prices, only the later ones listed.
+#[tokio::test]
+async fn price_changes_are_validated_stored_shipped_and_listed_as_now() {
+    use aipipe_core::catalog::Timestamp;
+    let h = harness().await;
+    let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
+    let model = |v: &Value, id: &str| {
+        v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        model(&v, "gemini-3.8-flash")["price_changes"],
+        json!([{"from": "2027-01-01T00:00:00Z", "input_per_mtok": 1.5,
+            "output_per_mtok": 7.5, "cached_input_per_mtok": 0.15}]),
+        "the default catalog schedules it"
+    );
+    let mut mini = model(&v, "gpt-4o-mini");
+    let version = h.state.db.revision().await.unwrap();
+    let change = |from: &str, input: Value| json!({"from": from, "input_per_mtok": input, "output_per_mtok": 1.2});
+    let later: Vec<Value> = (0..17)
+        .map(|i| change(&format!("2030-01-{:02}T00:00:00Z", i + 1), json!(0.3)))
+        .collect();
+    for (bad, says) in [
+        (
+            json!([change("2027-13-01T00:00:00Z", json!(0.3))]),
+            "price_changes[0].from: must be an RFC 3339 date and time",
+        ),
+        (
+            json!([change("2027-01-01", json!(0.3))]),
+            "price_changes[0].from: must be an RFC 3339 date and time",
+        ),
+        (
+            json!([{"from": 1798761600000u64, "input_per_mtok": 0.3, "output_per_mtok": 1.2}]),
+            "price_changes[0].from",
+        ),
+        (
+            json!([change("2027-01-01T00:00:00Z", json!(-0.3))]),
+            "body.price_changes[0].input_per_mtok: must be a number from 0 to 10000",
+        ),
+        (
+            json!([change("2027-01-01T00:00:00Z", json!("NaN"))]),
+            "price_changes[0].input_per_mtok: invalid type",
+        ),
+        (
+            json!([change("2027-01-01T00:00:00Z", json!(null))]),
+            "price_changes[0].input_per_mtok: invalid type",
+        ),
+        (
+            json!([change("2027-01-01T00:00:00Z", json!(1e5))]),
+            "body.price_changes[0].input_per_mtok: must be a number from 0 to 10000",
+        ),
+        (
+            json!([
+                change("2027-01-01T00:00:00Z", json!(0.3)),
+                change("2027-01-01T01:00:00+01:00", json!(0.4))
+            ]),
+            "body.price_changes[1].from: 2027-01-01T00:00:00Z is also body.price_changes[0].from: one change per instant",
+        ),
+        (
+            json!([
+                change("2027-02-01T00:00:00Z", json!(0.3)),
+                change("2027-01-01T00:00:00Z", json!(0.4))
+            ]),
+            "body.price_changes[1].from: 2027-01-01T00:00:00Z is before body.price_changes[0].from",
+        ),
+        (
+            Value::Array(later),
+            "body.price_changes: at most 16 changes, got 17",
+        ),
+        (
+            json!([{"from": "2027-01-01T00:00:00Z", "input": 0.3, "output_per_mtok": 1.2}]),
+            "price_changes[0].input: unknown field `input`",
+        ),
+        (
+            json!({"from": "2027-01-01T00:00:00Z"}),
+            "price_changes: invalid type",
+        ),
+    ] {
+        mini["price_changes"] = bad.clone();
+        let (s, v, _) = h
+            .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(mini.clone()))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{bad}: {message}");
+    }
+    assert_eq!(
+        h.state.db.revision().await.unwrap(),
+        version,
+        "refused schedules write nothing"
+    );
+
+    // One change an hour ago, one a day ahead.
+    let now = aipipe_control_plane::db::now_ms();
+    let past = Timestamp(now / 1000 * 1000 - 3_600_000).to_string();
+    let ahead = Timestamp(now / 1000 * 1000 + 86_400_000).to_string();
+    mini["price_changes"] = json!([
+        {"from": past, "input_per_mtok": 0.3, "output_per_mtok": 1.2},
+        {"from": ahead, "input_per_mtok": 0.5, "output_per_mtok": 2.0, "cached_input_per_mtok": 0.05}
+    ]);
+    let (s, v, _) = h
+        .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(mini.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        h.state.db.revision().await.unwrap(),
+        version + 1,
+        "one change"
+    );
+    // Shipped whole: the filters price by their own clocks.
+    let (table, _) = h.table().await;
+    let shipped = table.models.iter().find(|m| m.id == "gpt-4o-mini").unwrap();
+    assert_eq!(shipped.input_per_mtok, 0.15);
+    assert_eq!(shipped.price_changes.len(), 2);
+    assert_eq!(shipped.prices_at(now).input_per_mtok, 0.3);
+    // Listed as priced now: the passed change folded in, the later listed.
+    let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
+    let listed = model(&v, "gpt-4o-mini");
+    assert_eq!(
+        (
+            &listed["input_per_mtok"],
+            &listed["output_per_mtok"],
+            &listed["cached_input_per_mtok"]
+        ),
+        (&json!(0.3), &json!(1.2), &Value::Null),
+        "{listed}"
+    );
+    assert_eq!(
+        listed["price_changes"],
+        json!([{"from": ahead, "input_per_mtok": 0.5, "output_per_mtok": 2.0,
+            "cached_input_per_mtok": 0.05}])
+    );
+    // What is listed can be put back as it is (GET, edit, PUT).
+    let (s, _, _) = h
+        .admin(
+            Method::PUT,
+            "/admin/models/gpt-4o-mini",
+            Some(listed.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
+    assert_eq!(model(&v, "gpt-4o-mini"), listed);
+
+    // Explain ranks at the prices in force when asked: a change that
+    // passed makes gpt-4o-mini dearer than gpt-4o, and a greeting moves.
+    h.create_tenant("acme").await;
+    h.admin(
+        Method::POST,
+        "/admin/tenants/acme/keys",
+        Some(json!({"openai": "sk-a"})),
+    )
+    .await;
+    let ask =
+        json!({"tenant": "acme", "request": {"messages": [{"role": "user", "content": "hi"}]}});
+    let (s, v, _) = h
+        .admin(Method::POST, "/admin/route/explain", Some(ask.clone()))
+        .await;
+    assert_eq!(
+        (s, &v["choice"]),
+        (StatusCode::OK, &json!("gpt-4o-mini")),
+        "{v}"
+    );
+    let mut dear = listed.clone();
+    dear["price_changes"] =
+        json!([{"from": past, "input_per_mtok": 30.0, "output_per_mtok": 120.0}]);
+    let (s, _, _) = h
+        .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(dear))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, v, _) = h
+        .admin(Method::POST, "/admin/route/explain", Some(ask))
+        .await;
+    assert_eq!(v["choice"], "gpt-4o", "{v}");
+    let mini = v["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["model"] == "gpt-4o-mini")
+        .unwrap();
+    assert!(mini["raw_cost_usd"].as_f64().unwrap() > 0.005, "{mini}");
+}
+
 #[tokio::test]
 async fn the_router_model_is_replaced_through_the_api_and_a_bad_blob_refused() {
     use base64::Engine as _;

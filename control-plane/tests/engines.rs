@@ -2548,3 +2548,83 @@ async fn gpt_6_luna_is_added_to_an_older_sqlite_file() {
 async fn gpt_6_luna_is_added_to_an_older_postgres_database() {
     gpt_6_luna_is_added_to_an_older_database(Engine::Postgres).await;
 }
+
+/// SQLite's migration 21 and PostgreSQL's 7 (filter/README.md, "Catalog
+/// changes": gemini-3.8-flash's price change of 2027-01-01): on a database
+/// seeded before them, a gemini-3.8-flash row still at the default prices
+/// gets the default's schedule ($1.50 / $7.50 from 2027-01-01), as one
+/// change of the change log; a row whose prices the operator changed keeps
+/// them and gets no schedule, nothing published. Opening the database again
+/// changes nothing more.
+async fn gemini_3_8_flash_price_change_is_scheduled_on_an_older_database(engine: Engine) {
+    let older = OlderDb::new(engine, "scheduled-prices", "sched");
+    let open = || older.open();
+    let exec = |sql: &str| older.exec(sql);
+    let defaults = aipipe_core::catalog::default_models();
+    let flash = defaults
+        .iter()
+        .find(|m| m.id == "gemini-3.8-flash")
+        .unwrap()
+        .clone();
+    assert_eq!(flash.price_changes.len(), 1);
+    let migration = match engine {
+        Engine::Sqlite => 21,
+        Engine::Postgres => 7,
+    };
+    let row_sql = |m: &aipipe_core::table::Model| {
+        let row = serde_json::to_string(m).unwrap().replace('\'', "''");
+        format!(
+            "UPDATE models SET json = '{row}' WHERE id = 'gemini-3.8-flash';
+             DELETE FROM schema_migrations WHERE version = {migration};"
+        )
+    };
+
+    let before = older.new_with_acme().await;
+    // The row as the release before it seeded it: no schedule.
+    let unscheduled = aipipe_core::table::Model {
+        price_changes: Vec::new(),
+        ..flash.clone()
+    };
+    exec(&row_sql(&unscheduled));
+    let db = open().await;
+    let models = db.models().await.unwrap();
+    let find = |id: &str| models.iter().find(|m| m.id == id).cloned();
+    assert_eq!(find("gemini-3.8-flash"), Some(flash.clone()), "scheduled");
+    assert_eq!(models, defaults, "today's catalog, nothing else moved");
+    let after = db.revision().await.unwrap();
+    let page = db.changes_since(before, 10).await.unwrap();
+    assert!(
+        matches!(page.changes[..], [Changed::Global(_)]),
+        "the global table changed, and only it: {before} -> {after}"
+    );
+    drop(db);
+
+    // An operator who changed the prices keeps them: no schedule added,
+    // nothing written.
+    let own = aipipe_core::table::Model {
+        input_per_mtok: 0.8,
+        ..unscheduled.clone()
+    };
+    exec(&row_sql(&own));
+    let db = open().await;
+    let models = db.models().await.unwrap();
+    assert_eq!(
+        models.iter().find(|m| m.id == "gemini-3.8-flash"),
+        Some(&own),
+        "the operator's prices stay, unscheduled"
+    );
+    assert_eq!(db.revision().await.unwrap(), after, "nothing written");
+    drop(db);
+
+    older.reopens_unchanged(&models, after).await;
+}
+
+#[tokio::test]
+async fn gemini_3_8_flash_price_change_is_scheduled_on_an_older_sqlite_file() {
+    gemini_3_8_flash_price_change_is_scheduled_on_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn gemini_3_8_flash_price_change_is_scheduled_on_an_older_postgres_database() {
+    gemini_3_8_flash_price_change_is_scheduled_on_an_older_database(Engine::Postgres).await;
+}

@@ -333,6 +333,9 @@ pub fn percentile(v: &[f64], p: f64) -> f64 {
 /// at the model picked at complexity 1: so the saving follows the catalog
 /// (today claude-sonnet-5-5 takes the frontier band and the top of the mid
 /// band, gpt-4o-mini the rest) instead of a hard-coded model per tier.
+/// Prices are the catalog's own, before any scheduled change (the table is
+/// compiled and never repriced: the figures do not move with the clock);
+/// no model it can pick has one (gemini-3.8-flash's needs a Gemini key).
 pub struct Pricing {
     table: aipipe_core::table::Table,
 }

@@ -20,12 +20,23 @@ pub(crate) struct ModelList {
 }
 
 #[utoipa::path(get, path = "/admin/models", summary = "The model catalog",
-    responses((status = 200, description = "every model, in catalog order", body = ModelList),
+    responses((status = 200, description = "every model, in catalog order, priced as now: a \
+        scheduled price change whose instant has passed is folded into its prices", body = ModelList),
         (status = 401, response = E401)))]
 pub(crate) async fn list_models(State(state): State<AppState>) -> Result<Json<ModelList>> {
     Ok(Json(ModelList {
-        models: state.db.models().await?,
+        models: priced_now(state.db.models().await?),
     }))
+}
+
+/// The catalog as it is priced now (control-plane/README.md, "Scheduled
+/// price changes"): each stored row with the changes whose instant has
+/// passed folded into its prices, only the later ones still listed. The
+/// rows stay as written; the filters resolve the same schedule by their
+/// own clocks.
+pub(crate) fn priced_now(models: Vec<Model>) -> Vec<Model> {
+    let now = crate::db::now_ms();
+    models.into_iter().map(|m| m.folded_at(now)).collect()
 }
 
 /// Validates a catalog the way the filter will: by compiling a routing table

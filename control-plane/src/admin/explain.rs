@@ -35,7 +35,11 @@ pub(crate) async fn explain(
     // The global table of the current version, compiled once for every
     // caller, and this one tenant's keys.
     let built = routing::current(&state.db, &state.table_cache).await?;
-    let table = &built.table;
+    // Priced as a request starting now would be: a scheduled price change
+    // that came into force since the table was built applies (a copy, only
+    // then).
+    let priced = built.table.priced_at(crate::db::now_ms());
+    let table: &aipipe_core::table::Table = &priced;
     let tenant = state
         .db
         .tenant_state(req.tenant.clone())

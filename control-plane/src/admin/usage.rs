@@ -46,7 +46,9 @@ fn query_error(e: &QueryRejection, usage: &str) -> Error {
 }
 
 /// The report of one tenant (or every tenant: None) over a window, with
-/// the saving priced from the current catalog.
+/// the saving priced from the current catalog at the prices in force at
+/// the window's end (a scheduled change inside the window is not split:
+/// control-plane/README.md, "Stats").
 async fn report(
     state: &AppState,
     tenant: Option<String>,
@@ -60,7 +62,7 @@ async fn report(
         .await?
         .ok_or_else(|| tenant_not_found(&label))?;
     let catalog = state.db.models().await?;
-    let saving = stats::saving(&answer.window, &catalog);
+    let saving = stats::saving(&answer.window, &catalog, answer.until);
     let mut r = answer.window.report(&label, answer.since, answer.until);
     r.saving = saving;
     Ok(r)

@@ -526,6 +526,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`gpt_6_luna`): migration 17's insert of a new model.
         "",
     ),
+    (
+        21,
+        "gemini-3.8-flash price change of 2027-01-01 scheduled (2026-12-05)",
+        // Rust below (`scheduled_prices`): the stored catalog rows are JSON.
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -759,6 +765,82 @@ pub(in crate::db) mod claude_5 {
     }
 }
 
+/// gemini-3.8-flash's price rise of 2027-01-01 scheduled (filter/README.md,
+/// "Catalog changes": $0.75 / $3.75 until then, $1.50 / $7.50 from then) on
+/// a database seeded before the catalog carried it: SQLite's migration 21,
+/// PostgreSQL's migration 7. A row still at the default catalog's prices
+/// (every one of them) with no schedule of its own gets the default's
+/// schedule, so the filters switch at the instant by their own clocks. A row
+/// whose prices the operator changed keeps them and gets nothing (its
+/// operator decides what it costs); so does a row with a schedule of its
+/// own, one pointed at another upstream model, or a deleted one.
+pub(in crate::db) mod scheduled_prices {
+    use aipipe_core::table::Model;
+
+    /// The default models whose schedule this migration brings.
+    pub const MODELS: &[&str] = &["gemini-3.8-flash"];
+
+    /// The writes for `stored` (id, JSON of every catalog row): each the
+    /// model's id and its row's new JSON.
+    pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
+        let defaults = aipipe_core::catalog::default_models();
+        let mut writes = Vec::new();
+        for &id in MODELS {
+            let (Some((_, json)), Some(default)) = (
+                stored.iter().find(|(s, _)| s == id),
+                defaults.iter().find(|m| m.id == id),
+            ) else {
+                continue;
+            };
+            let Ok(mut row) = serde_json::from_str::<Model>(json) else {
+                tracing::warn!(model = id, "catalog row unreadable: left as it is");
+                continue;
+            };
+            if row.upstream_name() != id {
+                tracing::info!(model = id, "upstream name was changed: left as it is");
+                continue;
+            }
+            if row.price_changes == default.price_changes {
+                // A database seeded with today's catalog: already there.
+                continue;
+            }
+            if !row.price_changes.is_empty() {
+                tracing::info!(model = id, "has a price schedule of its own: left as it is");
+                continue;
+            }
+            if row.listed_prices() != default.listed_prices() {
+                tracing::info!(
+                    model = id,
+                    "prices changed by the operator: kept, no change scheduled"
+                );
+                continue;
+            }
+            row.price_changes = default.price_changes.clone();
+            writes.push((id.to_owned(), serde_json::to_string(&row)?));
+        }
+        Ok(writes)
+    }
+}
+
+/// SQLite's migration 21 (`scheduled_prices`). Returns the writes made.
+fn scheduled_prices(tx: &Transaction<'_>) -> Result<usize> {
+    let stored: Vec<(String, String)> = tx
+        .prepare("SELECT id, json FROM models")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let writes = scheduled_prices::plan(&stored)?;
+    for (id, json) in &writes {
+        tx.execute(
+            "UPDATE models SET json = ?2 WHERE id = ?1",
+            params![id, json],
+        )?;
+    }
+    if !writes.is_empty() {
+        super::record_change(tx, super::Change::Global)?;
+    }
+    Ok(writes.len())
+}
+
 /// SQLite's migration 18 (`claude_5`). Returns the writes made.
 fn claude_5(tx: &Transaction<'_>) -> Result<usize> {
     let stored: Vec<(String, String)> = tx
@@ -867,6 +949,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
             let n = catalog_2026_12(&tx, &[], gpt_6_luna::ADDED)?;
             tracing::info!(writes = n, "gpt-6-luna added, disabled");
         }
+        // A no-op on a new database: migration 1 seeded today's catalog.
+        if version == 21 {
+            let n = scheduled_prices(&tx)?;
+            tracing::info!(writes = n, "gemini-3.8-flash price change scheduled");
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
             params![version, name, to_i64(now_ms())],
@@ -939,6 +1026,58 @@ mod tests {
     /// Migration 19 removes claude-sonnet-4-5 by migration 17's rule: gone
     /// as the admin API would delete it, only disabled while a policy names
     /// it, left alone when pointed at another upstream model; adds nothing.
+    /// Migration 21 schedules gemini-3.8-flash's change only on a row at
+    /// every default price with no schedule: a row already scheduled (a
+    /// new database), one whose cache-read price the operator changed, one
+    /// with a schedule of its own and one pointed at another upstream model
+    /// get nothing.
+    #[test]
+    fn the_flash_schedule_reaches_only_rows_at_the_default_prices() {
+        let defaults = aipipe_core::catalog::default_models();
+        let flash = defaults
+            .iter()
+            .find(|m| m.id == "gemini-3.8-flash")
+            .unwrap()
+            .clone();
+        let rows =
+            |m: &aipipe_core::table::Model| vec![(m.id.clone(), serde_json::to_string(m).unwrap())];
+        let plain = aipipe_core::table::Model {
+            price_changes: Vec::new(),
+            ..flash.clone()
+        };
+        let writes = scheduled_prices::plan(&rows(&plain)).unwrap();
+        assert_eq!(writes.len(), 1);
+        let written: aipipe_core::table::Model = serde_json::from_str(&writes[0].1).unwrap();
+        assert_eq!(written, flash);
+        assert_eq!(scheduled_prices::plan(&rows(&flash)).unwrap(), vec![]);
+        for changed in [
+            aipipe_core::table::Model {
+                cached_input_per_mtok: Some(0.1),
+                ..plain.clone()
+            },
+            aipipe_core::table::Model {
+                price_changes: vec![aipipe_core::catalog::PriceChange {
+                    from: aipipe_core::catalog::Timestamp(1_800_000_000_000),
+                    input_per_mtok: 1.0,
+                    output_per_mtok: 5.0,
+                    cached_input_per_mtok: None,
+                    cache_write_per_mtok: None,
+                }],
+                ..plain.clone()
+            },
+            aipipe_core::table::Model {
+                upstream_id: Some("gemini-3.9-flash".into()),
+                ..plain.clone()
+            },
+        ] {
+            assert_eq!(
+                scheduled_prices::plan(&rows(&changed)).unwrap(),
+                vec![],
+                "{changed:?}"
+            );
+        }
+    }
+
     #[test]
     fn sonnet_4_5_is_retired_by_migration_17s_rule() {
         let defaults = aipipe_core::catalog::default_models();

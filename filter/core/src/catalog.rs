@@ -39,6 +39,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Protocol, provider_wire};
+pub use crate::timestamp::Timestamp;
 
 /// How a provider is reached: the Envoy cluster, the `:authority` and chat path
 /// the upstream expects, and how the tenant's key is presented.
@@ -158,6 +159,50 @@ impl Default for Capabilities {
     }
 }
 
+/// The four prices of a model, USD per million tokens: what a
+/// [`PriceChange`] sets and what [`Model::prices_at`] answers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prices {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    /// None → the input price.
+    pub cached_input_per_mtok: Option<f64>,
+    /// None → the input price.
+    pub cache_write_per_mtok: Option<f64>,
+}
+
+/// A scheduled change of a model's prices: from the instant `from` on, a
+/// request is priced (its cost, its budget reservation, its selection) at
+/// these prices instead of the model's own (filter/README.md, "Scheduled
+/// price changes"). A change sets all four prices; a cache price it leaves
+/// out is the change's input price, as for the model itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceChange {
+    /// RFC 3339 (`2027-01-01T00:00:00Z`).
+    pub from: Timestamp,
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_per_mtok: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_per_mtok: Option<f64>,
+}
+
+impl PriceChange {
+    pub fn prices(&self) -> Prices {
+        Prices {
+            input_per_mtok: self.input_per_mtok,
+            output_per_mtok: self.output_per_mtok,
+            cached_input_per_mtok: self.cached_input_per_mtok,
+            cache_write_per_mtok: self.cache_write_per_mtok,
+        }
+    }
+}
+
+/// The most scheduled price changes one model may carry.
+pub const MAX_PRICE_CHANGES: usize = 16;
+
 /// One catalog entry. Prices are USD per million tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -198,6 +243,11 @@ pub struct Model {
     /// "Penalties").
     #[serde(default)]
     pub penalty: f64,
+    /// Scheduled price changes, in order of `from`, at most
+    /// [`MAX_PRICE_CHANGES`]: the prices above are those in force before
+    /// the first one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub price_changes: Vec<PriceChange>,
 }
 
 pub(crate) fn yes() -> bool {
@@ -208,6 +258,58 @@ impl Model {
     /// The name sent upstream in the body's `model` field.
     pub fn upstream_name(&self) -> &str {
         self.upstream_id.as_deref().unwrap_or(&self.id)
+    }
+
+    /// Its own prices: those in force before its first scheduled change.
+    pub fn listed_prices(&self) -> Prices {
+        Prices {
+            input_per_mtok: self.input_per_mtok,
+            output_per_mtok: self.output_per_mtok,
+            cached_input_per_mtok: self.cached_input_per_mtok,
+            cache_write_per_mtok: self.cache_write_per_mtok,
+        }
+    }
+
+    /// Sets its own prices.
+    pub fn set_prices(&mut self, p: Prices) {
+        self.input_per_mtok = p.input_per_mtok;
+        self.output_per_mtok = p.output_per_mtok;
+        self.cached_input_per_mtok = p.cached_input_per_mtok;
+        self.cache_write_per_mtok = p.cache_write_per_mtok;
+    }
+
+    /// The scheduled change in force at `at_ms` (ms since the epoch): the
+    /// latest whose instant is not after it. None before the first.
+    pub fn change_in_force(&self, at_ms: u64) -> Option<&PriceChange> {
+        self.price_changes
+            .iter()
+            .filter(|c| c.from.ms() <= at_ms)
+            .max_by_key(|c| c.from)
+    }
+
+    /// The prices in force at `at_ms`.
+    pub fn prices_at(&self, at_ms: u64) -> Prices {
+        self.change_in_force(at_ms)
+            .map_or_else(|| self.listed_prices(), PriceChange::prices)
+    }
+
+    /// The first scheduled change after `at_ms`, if any.
+    pub fn next_change_after(&self, at_ms: u64) -> Option<Timestamp> {
+        self.price_changes
+            .iter()
+            .map(|c| c.from)
+            .filter(|f| f.ms() > at_ms)
+            .min()
+    }
+
+    /// The model as it is priced at `at_ms`: the changes whose instant has
+    /// passed folded into its own prices (the last of them in force), only
+    /// the later ones still scheduled. What the control plane lists.
+    pub fn folded_at(mut self, at_ms: u64) -> Self {
+        let now = self.prices_at(at_ms);
+        self.set_prices(now);
+        self.price_changes.retain(|c| c.from.ms() > at_ms);
+        self
     }
 }
 
@@ -315,7 +417,7 @@ struct Entry {
     provider: &'static str,
     upstream_id: Option<&'static str>,
     /// input, cached input, output — USD per million tokens.
-    prices: (f64, Option<f64>, f64),
+    prices: EntryPrices,
     gpqa: f64,
     /// Per task category (`classify::Category` names): a published score in
     /// percent of that category's benchmark (below), spread like GPQA.
@@ -324,7 +426,13 @@ struct Entry {
     max_output_tokens: u64,
     capabilities: Capabilities,
     enabled: bool,
+    /// Scheduled price changes: (from, ms since the epoch; prices as
+    /// `prices`).
+    changes: &'static [(u64, EntryPrices)],
 }
+
+/// input, cached input, output — USD per million tokens.
+type EntryPrices = (f64, Option<f64>, f64);
 
 /// A category's benchmark on GPQA's scale: the mean over the entries that
 /// have a figure of (figure / GPQA).
@@ -371,9 +479,23 @@ impl Entry {
             enabled: self.enabled,
             latency_ms: None,
             penalty: 0.0,
+            price_changes: self
+                .changes
+                .iter()
+                .map(|&(from, (input, cached, output))| PriceChange {
+                    from: Timestamp(from),
+                    input_per_mtok: input,
+                    output_per_mtok: output,
+                    cached_input_per_mtok: cached,
+                    cache_write_per_mtok: (self.provider == "anthropic").then_some(input * 1.25),
+                })
+                .collect(),
         }
     }
 }
+
+/// 2027-01-01T00:00:00Z, ms since the epoch (`date -u -d 2027-01-01 +%s`).
+const JAN_1_2027: u64 = 1_798_761_600_000;
 
 #[rustfmt::skip]
 const ENTRIES: &[Entry] = &[
@@ -383,10 +505,10 @@ const ENTRIES: &[Entry] = &[
     // GPT-4.1" ("54.6% … improving by 21.4%abs over GPT-4o": 33.2).
     Entry { id: "gpt-4o-mini", provider: "openai", upstream_id: None,
         prices: (0.15, Some(0.075), 0.60), gpqa: 40.2, tasks: &[],
-        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true },
+        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[] },
     Entry { id: "gpt-4o", provider: "openai", upstream_id: None,
         prices: (2.50, Some(1.25), 10.00), gpqa: 46.0, tasks: &[("coding", 33.2)],
-        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true },
+        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[] },
     // OpenAI's named replacement for gpt-4o and gpt-4o-mini (deprecations
     // page, section of 2026-10-14; both shut down 2027-01-14), released
     // 2026-09-22 and listed by the openai SDK this repository pins (3.54.0,
@@ -411,7 +533,7 @@ const ENTRIES: &[Entry] = &[
     // catalog.
     Entry { id: "gpt-6-luna", provider: "openai", upstream_id: None,
         prices: (0.10, Some(0.01), 0.50), gpqa: 66.3, tasks: &[],
-        context_window: 1_050_000, max_output_tokens: 128_000, capabilities: GPT_6, enabled: false },
+        context_window: 1_050_000, max_output_tokens: 128_000, capabilities: GPT_6, enabled: false, changes: &[] },
 
     // ---- Anthropic — prices: platform.claude.com/docs/en/about-claude/pricing
     // (cached = cache read; cache writes 1.25x input). GPQA: Anthropic's
@@ -423,13 +545,13 @@ const ENTRIES: &[Entry] = &[
     // 2026-11-30 and left this catalog (filter/README.md, "Catalog changes").
     Entry { id: "claude-opus-4-5", provider: "anthropic", upstream_id: None,
         prices: (5.00, Some(0.50), 25.00), gpqa: 87.0, tasks: &[("coding", 80.9), ("math_reasoning", 92.8)],
-        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true },
+        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true, changes: &[] },
     // Shipped disabled: at $1/$5 with GPQA 73.0 it would take about the
     // 0.60–0.80 band from gpt-4o-mini / claude-sonnet-5-5 (filter/README.md,
     // "Model selection"). Enable per catalog.
     Entry { id: "claude-haiku-4-5", provider: "anthropic", upstream_id: None,
         prices: (1.00, Some(0.10), 5.00), gpqa: 73.0, tasks: &[("coding", 73.3)],
-        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: false },
+        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: false, changes: &[] },
     // The current Sonnet and Opus (platform.claude.com/docs/en/models/
     // sonnet-5-5/overview and the "What's new in Claude Opus 5" comparison
     // table: 1M context, 128K output; cache reads $0.10 and $0.20 — Sonnet
@@ -446,10 +568,10 @@ const ENTRIES: &[Entry] = &[
     // 87.0, their launch posts).
     Entry { id: "claude-sonnet-5-5", provider: "anthropic", upstream_id: None,
         prices: (2.00, Some(0.10), 10.00), gpqa: 83.4, tasks: &[],
-        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true },
+        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[] },
     Entry { id: "claude-opus-5-5", provider: "anthropic", upstream_id: None,
         prices: (4.00, Some(0.20), 20.00), gpqa: 87.0, tasks: &[],
-        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true },
+        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[] },
 
     // ---- Google Gemini — prices: ai.google.dev/gemini-api/docs/pricing (paid
     // tier, prompts ≤ 200k tokens). gemini-2.5-pro and gemini-2.5-flash were
@@ -463,17 +585,21 @@ const ENTRIES: &[Entry] = &[
     // (3.8 Flash: 2.5 Pro's 86.4; 3.5 Flash-Lite: 2.5 Flash's 82.8) until
     // one is published. gemini-3.8-flash is priced at its rate through
     // 2026-12-31 ($0.75 / $3.75, cache read $0.075); from 2027-01-01 it is
-    // $1.50 / $7.50. gemini-3.5-flash-lite's cache-read price was not found:
-    // cached tokens are billed at the input price.
+    // $1.50 / $7.50, scheduled below so the filters switch at that instant
+    // by their own clock (filter/README.md, "Scheduled price changes"). The
+    // page gives no cache-read price from 2027-01-01: $0.15 keeps today's
+    // ratio (a tenth of input). gemini-3.5-flash-lite's cache-read price was
+    // not found: cached tokens are billed at the input price.
     Entry { id: "gemini-2.5-flash-lite", provider: "gemini", upstream_id: None,
         prices: (0.10, Some(0.01), 0.40), gpqa: 64.6, tasks: &[],
-        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true },
+        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true, changes: &[] },
     Entry { id: "gemini-3.5-flash-lite", provider: "gemini", upstream_id: None,
         prices: (0.30, None, 2.50), gpqa: 82.8, tasks: &[],
-        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true },
+        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true, changes: &[] },
     Entry { id: "gemini-3.8-flash", provider: "gemini", upstream_id: None,
         prices: (0.75, Some(0.075), 3.75), gpqa: 86.4, tasks: &[],
-        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true },
+        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true,
+        changes: &[(JAN_1_2027, (1.50, Some(0.15), 7.50))] },
 
     // ---- xAI — prices: docs.x.ai/developers/models. grok-4 and
     // grok-4-fast were retired on 2026-05-15 (docs.x.ai migration note).
@@ -481,10 +607,10 @@ const ENTRIES: &[Entry] = &[
     // grok-4.3; Grok 4's 87.5 (xAI launch) stands in until it does.
     Entry { id: "grok-4.3", provider: "xai", upstream_id: None,
         prices: (1.25, Some(0.20), 2.50), gpqa: 87.5, tasks: &[],
-        context_window: 1_000_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true },
+        context_window: 1_000_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true, changes: &[] },
     Entry { id: "grok-3-mini", provider: "xai", upstream_id: None,
         prices: (0.30, Some(0.075), 0.50), gpqa: 84.0, tasks: &[],
-        context_window: 131_072, max_output_tokens: 32_000, capabilities: TEXT_TOOLS_JSON, enabled: true },
+        context_window: 131_072, max_output_tokens: 32_000, capabilities: TEXT_TOOLS_JSON, enabled: true, changes: &[] },
 
     // ---- OpenRouter — prices: openrouter.ai/<model>/api. GPQA: Meta's
     // Llama 3.3 model card (50.5); DeepSeek's V3.2 report (82.4; thinking:
@@ -492,11 +618,11 @@ const ENTRIES: &[Entry] = &[
     Entry { id: "llama-3.3-70b-instruct", provider: "openrouter",
         upstream_id: Some("meta-llama/llama-3.3-70b-instruct"),
         prices: (0.10, None, 0.32), gpqa: 50.5, tasks: &[],
-        context_window: 131_072, max_output_tokens: 16_384, capabilities: TEXT_TOOLS, enabled: true },
+        context_window: 131_072, max_output_tokens: 16_384, capabilities: TEXT_TOOLS, enabled: true, changes: &[] },
     Entry { id: "deepseek-v3.2", provider: "openrouter",
         upstream_id: Some("deepseek/deepseek-v3.2"),
         prices: (0.28, Some(0.13), 0.40), gpqa: 82.4, tasks: &[("coding", 73.1), ("math_reasoning", 93.1)],
-        context_window: 163_840, max_output_tokens: 65_536, capabilities: TEXT_TOOLS_JSON, enabled: true },
+        context_window: 163_840, max_output_tokens: 65_536, capabilities: TEXT_TOOLS_JSON, enabled: true, changes: &[] },
 
     // ---- MiniMax — prices: platform.minimax.io/docs/pricing (cache read
     // 0.03). GPQA: MiniMax-M2 model card (Hugging Face MiniMaxAI/MiniMax-M2),
@@ -505,7 +631,7 @@ const ENTRIES: &[Entry] = &[
     // MiniMax drops response_format, so no json_schema.
     Entry { id: "MiniMax-M2", provider: "minimax", upstream_id: None,
         prices: (0.30, Some(0.03), 1.20), gpqa: 78.0, tasks: &[("coding", 69.4), ("math_reasoning", 78.0)],
-        context_window: 204_800, max_output_tokens: 128_000, capabilities: TEXT_TOOLS, enabled: true },
+        context_window: 204_800, max_output_tokens: 128_000, capabilities: TEXT_TOOLS, enabled: true, changes: &[] },
 
     // ---- Moonshot (Kimi) — prices: platform.moonshot.ai/docs/pricing/chat.
     // The kimi-k2 previews were retired on 2026-05-25. GPQA: Moonshot has
@@ -513,7 +639,7 @@ const ENTRIES: &[Entry] = &[
     // SWE-bench Verified 76.8 and AIME 2025 96.1: the Kimi K2.5 model card.
     Entry { id: "kimi-k2.5", provider: "moonshot", upstream_id: None,
         prices: (0.60, Some(0.10), 3.00), gpqa: 75.1, tasks: &[("coding", 76.8), ("math_reasoning", 96.1)],
-        context_window: 262_144, max_output_tokens: 32_768, capabilities: TEXT_TOOLS, enabled: true },
+        context_window: 262_144, max_output_tokens: 32_768, capabilities: TEXT_TOOLS, enabled: true, changes: &[] },
 ];
 
 pub fn default_models() -> Vec<Model> {
@@ -565,6 +691,72 @@ mod tests {
                 p.id
             );
         }
+    }
+
+    /// Gemini 3.8 Flash's 2027-01-01 price rise is scheduled in the default
+    /// catalog (filter/README.md, "Catalog changes"): $0.75 / $3.75 (cache
+    /// read $0.075) before the instant, $1.50 / $7.50 ($0.15) from it; no
+    /// other default model has a change.
+    #[test]
+    fn gemini_3_8_flash_doubles_on_2027_01_01() {
+        let models = default_models();
+        let flash = models.iter().find(|m| m.id == "gemini-3.8-flash").unwrap();
+        let at = Timestamp::parse("2027-01-01T00:00:00Z").unwrap().ms();
+        assert_eq!(flash.price_changes.len(), 1);
+        assert_eq!(
+            flash.price_changes[0].from.to_string(),
+            "2027-01-01T00:00:00Z"
+        );
+        let p = |ms| {
+            let p = flash.prices_at(ms);
+            (p.input_per_mtok, p.cached_input_per_mtok, p.output_per_mtok)
+        };
+        assert_eq!(p(0), (0.75, Some(0.075), 3.75));
+        assert_eq!(p(at - 1), (0.75, Some(0.075), 3.75));
+        assert_eq!(p(at), (1.50, Some(0.15), 7.50));
+        assert_eq!(p(at + 86_400_000), (1.50, Some(0.15), 7.50));
+        assert_eq!(flash.next_change_after(at - 1).map(Timestamp::ms), Some(at));
+        assert_eq!(flash.next_change_after(at), None);
+        assert_eq!(
+            models
+                .iter()
+                .filter(|m| !m.price_changes.is_empty())
+                .count(),
+            1
+        );
+        // The wire form names the instant as RFC 3339.
+        let json = serde_json::to_value(flash).unwrap();
+        assert_eq!(
+            json["price_changes"],
+            serde_json::json!([{"from": "2027-01-01T00:00:00Z", "input_per_mtok": 1.5,
+                "output_per_mtok": 7.5, "cached_input_per_mtok": 0.15}])
+        );
+    }
+
+    /// Folded at an instant, a model lists the prices in force then and
+    /// only the changes still to come; the last passed change wins.
+    #[test]
+    fn passed_changes_fold_into_the_listed_prices() {
+        let change = |from: u64, input: f64| PriceChange {
+            from: Timestamp(from),
+            input_per_mtok: input,
+            output_per_mtok: input * 4.0,
+            cached_input_per_mtok: None,
+            cache_write_per_mtok: None,
+        };
+        let mut m = default_models().remove(0);
+        m.cached_input_per_mtok = Some(0.01);
+        m.price_changes = vec![change(100, 1.0), change(200, 2.0), change(300, 3.0)];
+        let before = m.clone().folded_at(99);
+        assert_eq!(before, m, "nothing passed: unchanged");
+        let f = m.clone().folded_at(250);
+        assert_eq!((f.input_per_mtok, f.output_per_mtok), (2.0, 8.0));
+        assert_eq!(f.cached_input_per_mtok, None, "a change sets every price");
+        assert_eq!(f.price_changes, vec![change(300, 3.0)]);
+        assert_eq!(f.prices_at(250), m.prices_at(250));
+        assert_eq!(f.prices_at(300), m.prices_at(300));
+        let all = m.clone().folded_at(u64::MAX);
+        assert_eq!((all.input_per_mtok, all.price_changes.len()), (3.0, 0));
     }
 
     /// A table or admin input written before the two body capabilities

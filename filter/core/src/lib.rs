@@ -35,6 +35,7 @@ pub mod sse;
 pub mod starts;
 pub mod table;
 pub mod tenant_router;
+pub mod timestamp;
 pub mod usage;
 pub mod validate;
 pub mod words;

@@ -297,6 +297,36 @@ mod tests {
         }
     }
 
+    /// Selection ranks with the prices in force at the table's instant
+    /// (filter/README.md, "Scheduled price changes"): gpt-4o-mini takes the
+    /// cheap band until its scheduled change to twenty times its price
+    /// comes into force, and loses it from that instant.
+    #[test]
+    fn selection_ranks_with_the_prices_in_force() {
+        use crate::catalog::{PriceChange, Timestamp};
+        const T: u64 = 1_798_761_600_000;
+        let mut raw = raw_with_keys(&["openai", "anthropic"]);
+        for m in raw.models.iter_mut().filter(|m| m.id == "gpt-4o-mini") {
+            m.price_changes = vec![PriceChange {
+                from: Timestamp(T),
+                input_per_mtok: 3.0,
+                output_per_mtok: 12.0,
+                cached_input_per_mtok: None,
+                cache_write_per_mtok: None,
+            }];
+        }
+        let t = Table::compile(raw).unwrap();
+        let needs = Needs {
+            input_tokens: 200,
+            max_tokens: None,
+            ..Needs::default()
+        };
+        assert_eq!(choice(&t.priced_at(T - 1), &needs, 0.3), "gpt-4o-mini");
+        let after = choice(&t.priced_at(T), &needs, 0.3);
+        assert_ne!(after, "gpt-4o-mini");
+        assert_eq!(choice(&t.priced_at(T + 3_600_000), &needs, 0.3), after);
+    }
+
     /// Why gpt-6-luna ships disabled (`catalog`, filter/README.md "Catalog
     /// changes"): enabled, at GPT-4.1's GPQA figure (its stand-in) and a
     /// twentieth of Claude Sonnet 5.5's price, the quality discount (at most

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog;
-pub use crate::catalog::{AuthStyle, Capabilities, Model, Provider};
+pub use crate::catalog::{AuthStyle, Capabilities, Model, PriceChange, Prices, Provider};
 use crate::classify::{Router, RouterModel};
 use crate::ratelimit::Limits;
 use crate::request::ChatRequest;
@@ -228,20 +228,32 @@ pub struct ModelIx(pub usize);
 pub struct ProviderIx(pub usize);
 
 /// The compiled, validated table: the wire form plus every index the request
-/// path uses. Built once per table version.
-#[derive(Debug)]
+/// path uses. Built once per table version; cloned (to be repriced) only
+/// when a scheduled price change comes into force ([`Table::priced_at`]).
+#[derive(Debug, Clone)]
 pub struct Table {
     pub version: u64,
     /// See [`RoutingTable::penalty_epoch`].
     pub penalty_epoch: u64,
     pub providers: Vec<Provider>,
+    /// The catalog, each model's prices those in force at `priced_at_ms`
+    /// (its scheduled changes still listed, passed ones included).
     pub models: Vec<Model>,
     pub selection: SelectionConfig,
-    pub scorer: Scorer,
+    pub scorer: Arc<Scorer>,
     /// See [`RoutingTable::budget_default`].
     pub budget_default: Option<BudgetDefault>,
     /// The router model, decoded once per table version.
     pub router: Option<Router>,
+    /// Each model's own prices, as the wire form lists them (parallel to
+    /// `models`): what is in force before its first scheduled change.
+    listed_prices: Vec<Prices>,
+    /// The instant (ms) the models' prices are resolved at; 0 as compiled.
+    priced_at_ms: u64,
+    /// The first scheduled change after `priced_at_ms` (ms), of any model;
+    /// `u64::MAX` when none is left. A request at or after it needs the
+    /// table repriced — one comparison per request ([`Table::price_change_due`]).
+    next_price_change_ms: u64,
     /// Provider of each model (parallel to `models`).
     model_provider: Vec<ProviderIx>,
     model_by_id: HashMap<String, usize>,
@@ -570,13 +582,17 @@ impl Table {
             .collect();
         let policies: Vec<Option<crate::policy::Policy>> =
             raw.tenants.iter().map(|t| t.policy.clone()).collect();
+        let listed_prices = raw.models.iter().map(Model::listed_prices).collect();
         let mut table = Self {
             version: raw.version,
             penalty_epoch: raw.penalty_epoch,
             providers: raw.providers,
             models: raw.models,
             selection: raw.selection,
-            scorer,
+            scorer: Arc::new(scorer),
+            listed_prices,
+            priced_at_ms: 0,
+            next_price_change_ms: 0,
             budget_default: raw.budget_default,
             router,
             model_provider,
@@ -603,7 +619,59 @@ impl Table {
                 *account = Arc::new(Account::clone(account).with_policy(policy));
             }
         }
+        // The core reads no clock: compiled, a table is priced at the
+        // epoch, so its first change is due at once and the first request
+        // reprices it at the host's time ([`Table::price_change_due`]).
+        table.reprice(0);
         Ok(table)
+    }
+
+    /// Whether a request that starts at `now_ms` must have the table
+    /// repriced first: a scheduled price change came into force since it
+    /// was priced. One comparison, so the flow asks on every request.
+    pub fn price_change_due(&self, now_ms: u64) -> bool {
+        now_ms >= self.next_price_change_ms
+    }
+
+    /// Resolves every model's prices at `at_ms`: the scheduled change in
+    /// force then (the latest not after it), else the model's own prices;
+    /// and the next instant a change comes into force.
+    pub fn reprice(&mut self, at_ms: u64) {
+        let mut next = u64::MAX;
+        for (m, listed) in self.models.iter_mut().zip(&self.listed_prices) {
+            let prices = m
+                .change_in_force(at_ms)
+                .map_or(*listed, crate::catalog::PriceChange::prices);
+            m.set_prices(prices);
+            if let Some(n) = m.next_change_after(at_ms) {
+                next = next.min(n.ms());
+            }
+        }
+        self.priced_at_ms = at_ms;
+        self.next_price_change_ms = next;
+    }
+
+    /// The instant (ms since the epoch) the models' prices are those of.
+    pub fn priced_at_ms(&self) -> u64 {
+        self.priced_at_ms
+    }
+
+    /// The first instant (ms) after [`Table::priced_at_ms`] at which a
+    /// scheduled change comes into force; None when none is left.
+    pub fn next_price_change_ms(&self) -> Option<u64> {
+        (self.next_price_change_ms != u64::MAX).then_some(self.next_price_change_ms)
+    }
+
+    /// This table as priced at `at_ms`: itself when no change came into
+    /// force since it was priced, else a repriced copy (the compiled
+    /// scorer shared, the rest copied once per change).
+    pub fn priced_at(&self, at_ms: u64) -> std::borrow::Cow<'_, Self> {
+        if !self.price_change_due(at_ms) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut t = self.clone();
+        t.reprice(at_ms);
+        std::borrow::Cow::Owned(t)
     }
 
     /// The complexity that routes `req` (scored `score`): the router model's
@@ -976,6 +1044,84 @@ mod tests {
         assert!(parse(r#"{"router_model": "mine"}"#).is_err());
         let json = serde_json::to_string(&RoutingTable::default()).unwrap();
         assert!(!json.contains("router_model"), "absent stays absent");
+    }
+
+    /// A table carries each model's schedule and is priced at an instant:
+    /// compiled, at the epoch; repriced when a change is due, the change
+    /// in force (the latest not after the instant) sets every price, and the
+    /// next instant is the first change still to come. Costs are exact
+    /// nano-dollars at the prices in force.
+    #[test]
+    fn a_table_is_priced_at_an_instant_by_its_schedules() {
+        use crate::catalog::{PriceChange, Timestamp};
+        use crate::protocol::Tokens;
+        const T: u64 = 1_798_761_600_000;
+        let change = |from: u64, input: f64, output: f64| PriceChange {
+            from: Timestamp(from),
+            input_per_mtok: input,
+            output_per_mtok: output,
+            cached_input_per_mtok: None,
+            cache_write_per_mtok: None,
+        };
+        let mut raw = with_tenant();
+        for m in raw.models.iter_mut() {
+            m.price_changes.clear();
+        }
+        raw.models[0].price_changes = vec![change(T, 0.30, 1.20), change(T + 1000, 0.5, 2.0)];
+        let mini_id = raw.models[0].id.clone();
+        let mut t = Table::compile(raw).unwrap();
+        let mini = t.resolve_model(&mini_id).unwrap();
+        let tokens = Tokens {
+            prompt: 1000,
+            completion: 500,
+            cached: 400,
+            cache_write: 0,
+        };
+        let cost = |t: &Table| crate::usage::cost_nusd(t.model(mini).unwrap(), &tokens);
+        assert_eq!(t.priced_at_ms(), 0);
+        assert_eq!(t.next_price_change_ms(), Some(T));
+        // Before: $0.15 / cached $0.075 / $0.60.
+        assert_eq!(cost(&t), 600 * 150 + 400 * 75 + 500 * 600);
+        assert!(!t.price_change_due(T - 1));
+        assert!(t.price_change_due(T));
+        assert!(matches!(t.priced_at(T - 1), std::borrow::Cow::Borrowed(_)));
+        let at = t.priced_at(T).into_owned();
+        // At the instant: $0.30 / $1.20, cached reads at the input price (the
+        // change names none).
+        assert_eq!(cost(&at), 1000 * 300 + 500 * 1200);
+        assert_eq!(
+            (at.priced_at_ms(), at.next_price_change_ms()),
+            (T, Some(T + 1000))
+        );
+        assert_eq!(
+            cost(&t),
+            600 * 150 + 400 * 75 + 500 * 600,
+            "the original stays"
+        );
+        t.reprice(T + 999);
+        assert_eq!(cost(&t), 1000 * 300 + 500 * 1200);
+        t.reprice(T + 1000);
+        assert_eq!(cost(&t), 1000 * 500 + 500 * 2000);
+        assert_eq!(t.next_price_change_ms(), None);
+        assert!(!t.price_change_due(u64::MAX - 1));
+        // Back before every change: the model's own prices again.
+        t.reprice(T - 1);
+        assert_eq!(cost(&t), 600 * 150 + 400 * 75 + 500 * 600);
+        // The wire form keeps the schedule (the filter resolves it).
+        let mut raw = with_tenant();
+        raw.models[0].price_changes = vec![change(T, 0.30, 1.20)];
+        let compiled = Table::compile(raw.clone())
+            .unwrap()
+            .priced_at(T)
+            .into_owned();
+        assert_eq!(
+            compiled.models[0].price_changes,
+            raw.models[0].price_changes
+        );
+        // An unordered schedule does not compile.
+        raw.models[0].price_changes = vec![change(T, 0.30, 1.20), change(T - 1, 1.0, 1.0)];
+        let e = Table::compile(raw).unwrap_err().0;
+        assert!(e.contains(".price_changes[1].from:"), "{e}");
     }
 
     #[test]

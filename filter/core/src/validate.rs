@@ -4,7 +4,7 @@
 //! one accepts the others accept. Each refusal names the field and never
 //! quotes a secret.
 
-use crate::catalog::Model;
+use crate::catalog::{MAX_PRICE_CHANGES, Model, PriceChange};
 use crate::usage::UsageRecord;
 
 /// The most a model may cost, USD per million tokens (input, output, cache
@@ -106,6 +106,7 @@ pub fn model(at: &str, m: &Model) -> Result<(), Invalid> {
             price(&f(name), v)?;
         }
     }
+    price_changes(&f("price_changes"), &m.price_changes)?;
     if !(m.quality > 0.0 && m.quality <= 1.0) {
         return invalid(
             &f("quality"),
@@ -145,6 +146,57 @@ pub fn model(at: &str, m: &Model) -> Result<(), Invalid> {
             &f("penalty"),
             format_args!("must be from 0 to 1000000, got {}", m.penalty),
         );
+    }
+    Ok(())
+}
+
+/// A model's scheduled price changes (`field` names the list): at most
+/// [`MAX_PRICE_CHANGES`], each price as [`price`] wants it, in strictly
+/// increasing order of `from` (two changes at one instant would leave the
+/// price at that instant undefined). The instants themselves were checked
+/// when they were read (`Timestamp`).
+pub fn price_changes(field: &str, changes: &[PriceChange]) -> Result<(), Invalid> {
+    if changes.len() > MAX_PRICE_CHANGES {
+        return invalid(
+            field,
+            format_args!("at most {MAX_PRICE_CHANGES} changes, got {}", changes.len()),
+        );
+    }
+    for (i, c) in changes.iter().enumerate() {
+        let at = |name: &str| format!("{field}[{i}].{name}");
+        for (name, v) in [
+            ("input_per_mtok", Some(c.input_per_mtok)),
+            ("output_per_mtok", Some(c.output_per_mtok)),
+            ("cached_input_per_mtok", c.cached_input_per_mtok),
+            ("cache_write_per_mtok", c.cache_write_per_mtok),
+        ] {
+            if let Some(v) = v {
+                price(&at(name), v)?;
+            }
+        }
+        if let Some(prev) = i.checked_sub(1).and_then(|p| changes.get(p)) {
+            if prev.from == c.from {
+                return invalid(
+                    &at("from"),
+                    format_args!(
+                        "{} is also {field}[{}].from: one change per instant",
+                        c.from,
+                        i - 1
+                    ),
+                );
+            }
+            if prev.from > c.from {
+                return invalid(
+                    &at("from"),
+                    format_args!(
+                        "{} is before {field}[{}].from ({}): list the changes in order",
+                        c.from,
+                        i - 1,
+                        prev.from
+                    ),
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -294,6 +346,85 @@ pub fn key_tag(field: &str, tag: Option<&str>) -> Result<(), Invalid> {
 mod tests {
     use super::*;
     use crate::catalog::default_models;
+
+    /// A schedule is refused, naming the change and field, when it has
+    /// too many changes, a price out of range (negative, not finite, above
+    /// the bound), two changes at one instant or changes out of order; an
+    /// instant that is not RFC 3339 is refused when it is read.
+    #[test]
+    fn bad_price_schedules_are_refused_naming_the_change() {
+        use crate::catalog::{PriceChange, Timestamp};
+        let change = |from: u64, input: f64| PriceChange {
+            from: Timestamp(from),
+            input_per_mtok: input,
+            output_per_mtok: 1.0,
+            cached_input_per_mtok: None,
+            cache_write_per_mtok: None,
+        };
+        let check = |changes: Vec<PriceChange>| {
+            let mut m = crate::catalog::default_models().remove(0);
+            m.price_changes = changes;
+            model("body", &m).map_err(|e| e.0)
+        };
+        assert_eq!(check(vec![]), Ok(()));
+        assert_eq!(check(vec![change(1, 0.0), change(2, 1.0)]), Ok(()));
+        let max: Vec<_> = (0..MAX_PRICE_CHANGES as u64)
+            .map(|i| change(i, 1.0))
+            .collect();
+        assert_eq!(check(max.clone()), Ok(()));
+        let mut over = max;
+        over.push(change(99, 1.0));
+        let e = check(over).unwrap_err();
+        assert_eq!(e, "body.price_changes: at most 16 changes, got 17");
+        for (bad, says) in [
+            (
+                -1.0,
+                "body.price_changes[1].input_per_mtok: must be a number from 0",
+            ),
+            (
+                f64::NAN,
+                "body.price_changes[1].input_per_mtok: must be a number from 0",
+            ),
+            (f64::INFINITY, "body.price_changes[1].input_per_mtok"),
+            (
+                MAX_PRICE_PER_MTOK * 2.0,
+                "body.price_changes[1].input_per_mtok",
+            ),
+        ] {
+            let e = check(vec![change(1, 1.0), change(2, bad)]).unwrap_err();
+            assert!(e.starts_with(says), "{bad}: {e}");
+        }
+        let mut cached = change(5, 1.0);
+        cached.cached_input_per_mtok = Some(-0.5);
+        let e = check(vec![cached]).unwrap_err();
+        assert!(
+            e.starts_with("body.price_changes[0].cached_input_per_mtok"),
+            "{e}"
+        );
+        let mut write = change(5, 1.0);
+        write.cache_write_per_mtok = Some(f64::NAN);
+        let e = check(vec![write]).unwrap_err();
+        assert!(
+            e.starts_with("body.price_changes[0].cache_write_per_mtok"),
+            "{e}"
+        );
+        let e = check(vec![change(0, 1.0), change(7, 1.0), change(7, 2.0)]).unwrap_err();
+        assert_eq!(
+            e,
+            "body.price_changes[2].from: 1970-01-01T00:00:00.007Z is also \
+             body.price_changes[1].from: one change per instant"
+        );
+        let e = check(vec![change(8, 1.0), change(7, 2.0)]).unwrap_err();
+        assert!(
+            e.starts_with("body.price_changes[1].from: 1970-01-01T00:00:00.007Z is before"),
+            "{e}"
+        );
+        let bad_instant = r#"{"from": "2027-01-01", "input_per_mtok": 1, "output_per_mtok": 1}"#;
+        assert!(serde_json::from_str::<PriceChange>(bad_instant).is_err());
+        let unknown = r#"{"from": "2027-01-01T00:00:00Z", "input_per_mtok": 1,
+            "output_per_mtok": 1, "input": 2}"#;
+        assert!(serde_json::from_str::<PriceChange>(unknown).is_err());
+    }
 
     #[test]
     fn model_ids_that_could_break_a_header_or_a_path_are_refused() {

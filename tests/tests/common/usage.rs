@@ -61,15 +61,23 @@ fn nusd(per_mtok: f64) -> u64 {
     (per_mtok * 1000.0).round() as u64
 }
 
-/// The cost the catalog's prices give these counts, in nano-dollars.
+/// The cost the catalog's prices in force now give these counts, in
+/// nano-dollars: a scheduled price change that has come into force (the
+/// default catalog's gemini-3.8-flash from 2027-01-01) prices the requests
+/// just sent, as the filter does (filter/README.md, "Scheduled price
+/// changes").
 pub fn expected_cost(m: &Model, c: &Counts) -> u64 {
-    let input = nusd(m.input_per_mtok);
-    let read = m.cached_input_per_mtok.map_or(input, nusd);
-    let write = m.cache_write_per_mtok.map_or(input, nusd);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let p = m.prices_at(now);
+    let input = nusd(p.input_per_mtok);
+    let read = p.cached_input_per_mtok.map_or(input, nusd);
+    let write = p.cache_write_per_mtok.map_or(input, nusd);
     (c.prompt - c.cached - c.cache_write) * input
         + c.cached * read
         + c.cache_write * write
-        + c.completion * nusd(m.output_per_mtok)
+        + c.completion * nusd(p.output_per_mtok)
 }
 
 /// The cost the control plane's stats `totals` say, in nano-dollars.

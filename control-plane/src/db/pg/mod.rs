@@ -209,6 +209,10 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
                 let n = catalog::catalog_2026_12(w, &[], added)?;
                 tracing::info!(writes = n, "gpt-6-luna added, disabled");
             }
+            if applied.contains(&7) {
+                let n = catalog::scheduled_prices(w)?;
+                tracing::info!(writes = n, "gemini-3.8-flash price change scheduled");
+            }
             Ok(())
         },
         |_, _, _| {},
@@ -216,7 +220,7 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
 }
 
 /// First start, as SQLite's (`db/migrations.rs`: the seed of migration 1 and
-/// what migrations 4, 5 and 6 add to a new database): the default catalog, a
+/// what migrations 4, 5, 6 and 7 add to a new database): the default catalog, a
 /// penalty epoch and a revision that start at the current time (so both stay
 /// increasing across a wiped database), and the global table's first change.
 fn seed(w: &mut Writer<'_>) -> Result<()> {

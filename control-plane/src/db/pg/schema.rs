@@ -337,4 +337,10 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rows only, as 3 (`db::migrations::gpt_6_luna`).
         "-- the catalog's rows are written by pg::prepare",
     ),
+    (
+        7,
+        "gemini-3.8-flash price change of 2027-01-01 scheduled (SQLite's migration 21)",
+        // Rows only, as 3 (`db::migrations::scheduled_prices`).
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];

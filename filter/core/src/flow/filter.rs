@@ -187,15 +187,33 @@ impl Filter {
         self.table.borrow().as_ref().map(|t| t.version)
     }
 
-    /// The current table. One cheap shared-data read per request notices a
-    /// newly published version; only then is the table parsed and compiled.
-    pub(super) fn table(&self, host: &impl Host) -> Option<Rc<Table>> {
+    /// The current table, priced for a request that starts at `start_ms`.
+    /// One cheap shared-data read per request notices a newly published
+    /// version; only then is the table parsed and compiled. One comparison
+    /// notices a scheduled price change that came into force; only then is
+    /// the table repriced (a copy: requests in flight keep the table, and so
+    /// the prices, they started with). filter/README.md, "Scheduled price
+    /// changes".
+    pub(super) fn table(&self, host: &impl Host, start_ms: u64) -> Option<Rc<Table>> {
         if let (Some(version), _) = host.shared_get(SHARED_VERSION_KEY)
             && *self.seen_version.borrow() != version
         {
             self.load_published(host, version);
         }
-        self.table.borrow().clone()
+        let mut slot = self.table.borrow_mut();
+        if let Some(t) = slot.as_mut()
+            && t.price_change_due(start_ms)
+        {
+            let mut repriced = Table::clone(t);
+            repriced.reprice(start_ms);
+            log::info!(
+                "routing table version {} repriced: scheduled price changes in force at {}",
+                repriced.version,
+                crate::timestamp::Timestamp(start_ms)
+            );
+            *t = Rc::new(repriced);
+        }
+        slot.clone()
     }
 
     fn load_published(&self, host: &impl Host, version: Vec<u8>) {

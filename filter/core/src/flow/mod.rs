@@ -724,7 +724,12 @@ impl Request {
             Feedback,
             Pass(ProviderIx),
         }
-        let table = self.filter.table(host).ok_or(ApiError::NoTable)?;
+        let start_ms = self
+            .ctx
+            .start
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let table = self.filter.table(host, start_ms).ok_or(ApiError::NoTable)?;
         let kind = if let Some(protocol) = Protocol::of_path(path) {
             self.ctx.protocol = protocol;
             Kind::Route(protocol)

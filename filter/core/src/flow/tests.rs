@@ -2346,3 +2346,58 @@ fn a_routed_request_makes_a_bounded_number_of_host_calls() {
     );
     assert!(counts[0].1 > *total, "{:?}", counts[0]);
 }
+
+/// A scheduled price change (filter/README.md, "Scheduled price changes"):
+/// a request is priced — its cost, and the model selection — at the prices
+/// in force when it started, by the host's clock, with no new table: one
+/// that started a millisecond before the instant is costed at the old
+/// prices even when it ends after it; one that starts at the instant is
+/// costed at the new ones, and auto routing ranks with them.
+#[test]
+fn a_scheduled_price_change_prices_requests_by_their_start() {
+    const AT: u64 = 1_800_000_000_000;
+    let mut models = crate::catalog::default_models();
+    for m in models.iter_mut().filter(|m| m.id == "gpt-4o-mini") {
+        m.price_changes = vec![crate::catalog::PriceChange {
+            from: crate::timestamp::Timestamp(AT),
+            input_per_mtok: 30.0,
+            output_per_mtok: 120.0,
+            cached_input_per_mtok: None,
+            cache_write_per_mtok: None,
+        }];
+    }
+    let extra = format!(r#", "models": {}"#, serde_json::to_string(&models).unwrap());
+    let h = FakeHost::new();
+    let f = Filter::new(config_with(&extra, ""), &h);
+    let named = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let cost = |r: &mut Request| {
+        answer(
+            r,
+            &h,
+            200,
+            "application/json",
+            &chat_answer("gpt-4o-mini", 1000, 500),
+        );
+        r.on_log(&h);
+        h.records().last().map(|rec| rec.cost_nusd)
+    };
+
+    h.now_ms.set(AT - 1);
+    let (mut before, _) = send(&f, &h, "/v1/chat/completions", KEY, named);
+    let (mut greeting, _) = send(&f, &h, "/v1/chat/completions", KEY, GREETING);
+    assert_eq!(h.body_json()["model"], "gpt-4o-mini", "the cheapest before");
+    assert_eq!(cost(&mut greeting), Some(1000 * 150 + 500 * 600));
+
+    h.now_ms.set(AT);
+    let (mut at, _) = send(&f, &h, "/v1/chat/completions", KEY, named);
+    // Ends after the instant, after the worker repriced its table: still
+    // its start's prices.
+    h.now_ms.set(AT + 5);
+    assert_eq!(cost(&mut before), Some(1000 * 150 + 500 * 600));
+    assert_eq!(cost(&mut at), Some(1000 * 30_000 + 500 * 120_000));
+    // Auto routing ranks with the new prices: $30 / $120 is no longer the
+    // cheapest.
+    let (_, a) = send(&f, &h, "/v1/chat/completions", KEY, GREETING);
+    assert_eq!(a, Action::Continue);
+    assert_ne!(h.body_json()["model"], "gpt-4o-mini");
+}

@@ -1,0 +1,162 @@
+//! A scheduled price change through real Envoy and the control plane
+//! (control-plane/README.md and filter/README.md, "Scheduled price
+//! changes"): the change is set through the admin API a few seconds ahead;
+//! a request before its instant is costed at the old prices, one after it at
+//! the new ones — the filter switches by its own clock, no table is pushed
+//! at the instant — and the admin API then lists the new prices as the
+//! model's own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aipipe_core::catalog::Timestamp;
+use aipipe_tests::{assert_eventually, eventually};
+use common::chat;
+use common::control_plane::CpStack;
+use serde_json::{Value, json};
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The usage the client saw: (prompt, completion).
+fn usage_seen(reply: &aipipe_tests::Reply) -> (u64, u64) {
+    let u = &reply.json()["usage"];
+    (
+        u["prompt_tokens"].as_u64().unwrap(),
+        u["completion_tokens"].as_u64().unwrap(),
+    )
+}
+
+/// The tenant's stats once they count `requests` requests.
+fn stats_at(s: &CpStack, requests: u64) -> Value {
+    eventually(Duration::from_secs(15), || {
+        let st = s.stats("acme");
+        (st["totals"]["requests"].as_u64()? == requests).then_some(st)
+    })
+    .unwrap_or_else(|| panic!("usage did not arrive: {}", s.stats("acme")))
+}
+
+/// The version of the global table the control plane serves to Envoys.
+fn table_version(s: &CpStack) -> u64 {
+    let r = aipipe_tests::request(
+        "GET",
+        &format!("http://127.0.0.1:{}/internal/v1/table", s.cp.internal_port),
+        &[("x-aipipe-internal-token", s.cp.internal_token.as_str())],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["version"].as_u64().unwrap()
+}
+
+/// Nano-dollars of the tenant's stats so far.
+fn cost_nusd(st: &Value) -> u64 {
+    (st["totals"]["cost_usd"].as_f64().unwrap() * 1e9).round() as u64
+}
+
+#[test]
+fn a_scheduled_price_change_costs_requests_before_and_after_its_instant() {
+    let s = CpStack::start();
+    let key = s.cp.tenant("acme", &[("openai", "sk-acme")]);
+    let mini = |text: &str| chat("gpt-4o-mini", text);
+    assert_eventually!(
+        Duration::from_secs(10),
+        s.chat(&key, &mini("warm up")).status == 200,
+        "tenant never worked"
+    );
+    let base = cost_nusd(&stats_at(&s, 1));
+
+    // gpt-4o-mini from $0.15 / $0.60 to $3.00 / $12.00, 4 s from now.
+    let models = s.cp.admin("GET", "/admin/models", None).json();
+    let mut entry = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "gpt-4o-mini")
+        .unwrap()
+        .clone();
+    let at = (now_ms() / 1000 + 4) * 1000;
+    let from = Timestamp(at).to_string();
+    entry["price_changes"] =
+        json!([{"from": from, "input_per_mtok": 3.0, "output_per_mtok": 12.0}]);
+    let r = s.cp.admin("PUT", "/admin/models/gpt-4o-mini", Some(&entry));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Listed as scheduled, not yet in force. The table reaches Envoy
+    // within milliseconds of the commit (control-plane/README.md, "Admin
+    // API"); the pause leaves it 300 ms.
+    let table = s.cp.admin("GET", "/admin/models", None).json();
+    let listed = table["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "gpt-4o-mini")
+        .unwrap()
+        .clone();
+    assert_eq!(listed["input_per_mtok"], json!(0.15), "{listed}");
+    assert_eq!(listed["price_changes"][0]["from"], json!(from), "{listed}");
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Before the instant: the old prices.
+    let (mut p_before, mut c_before) = (0, 0);
+    for i in 0..3 {
+        let r = s.chat(&key, &mini(&"before the change ".repeat(i + 1)));
+        assert_eq!(r.status, 200);
+        let (p, c) = usage_seen(&r);
+        p_before += p;
+        c_before += c;
+    }
+    assert!(
+        now_ms() + 200 < at,
+        "the requests before the change took too long to test anything"
+    );
+    let before = stats_at(&s, 4);
+    assert_eq!(
+        cost_nusd(&before) - base,
+        p_before * 150 + c_before * 600,
+        "{before}"
+    );
+
+    // After it: the new prices, and no new table (the same version is
+    // served before and after the instant: nothing was pushed).
+    let version = table_version(&s);
+    while now_ms() < at + 100 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (mut p_after, mut c_after) = (0, 0);
+    for i in 0..3 {
+        let r = s.chat(&key, &mini(&"after the change ".repeat(i + 1)));
+        assert_eq!(r.status, 200);
+        let (p, c) = usage_seen(&r);
+        p_after += p;
+        c_after += c;
+    }
+    assert_eq!(table_version(&s), version, "no table pushed at the instant");
+    let after = stats_at(&s, 7);
+    assert_eq!(
+        cost_nusd(&after) - cost_nusd(&before),
+        p_after * 3_000 + c_after * 12_000,
+        "{after}"
+    );
+
+    // The admin API lists the prices in force: the change folded in.
+    let models = s.cp.admin("GET", "/admin/models", None).json();
+    let listed = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "gpt-4o-mini")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&listed["input_per_mtok"], &listed["output_per_mtok"]),
+        (&json!(3.0), &json!(12.0)),
+        "{listed}"
+    );
+    assert_eq!(listed.get("price_changes"), None, "{listed}");
+}
