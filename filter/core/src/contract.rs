@@ -69,6 +69,11 @@ pub const DIRECTORY_REVISION_KEY: &str = "aipipe.directory.revision";
 /// (the rest: its shared-data key) went from nothing to something, so the
 /// singleton reports its reservations (`UsageSource::reserved_nusd`).
 pub const RESERVATION_NOTICE: u8 = 0;
+/// The first byte of a message a replaced singleton leaves on the usage
+/// queue for the next one (`Singleton::hand_over`): a budget scope (the
+/// rest: its shared-data key) whose acknowledged spend waits for a
+/// directory revision, so the next singleton settles it when that arrives.
+pub const AWAITING_NOTICE: u8 = 1;
 /// The shared queue worker VMs put usage records on; the singleton drains it.
 pub const USAGE_QUEUE: &str = "aipipe.usage";
 /// The shared-data key of this Envoy's encoded penalties.

@@ -21,8 +21,9 @@ use std::time::Duration;
 use super::host::{Host, HostError, MetricKind};
 use crate::config::ControlPlane;
 use crate::contract::{
-    CHANGES_PATH, DIRECTORY_REVISION_KEY, KEY_RESERVATIONS_PREFIX, RESERVATION_NOTICE,
-    RESERVATIONS_PREFIX, SHARED_TABLE_KEY, SHARED_VERSION_KEY, TOKEN_HEADER, USAGE_PATH,
+    AWAITING_NOTICE, CHANGES_PATH, DIRECTORY_REVISION_KEY, KEY_RESERVATIONS_PREFIX,
+    RESERVATION_NOTICE, RESERVATIONS_PREFIX, SHARED_TABLE_KEY, SHARED_VERSION_KEY, TOKEN_HEADER,
+    USAGE_PATH,
 };
 use crate::directory::{self, BudgetEntry, Delta, KeyEntry, Kind, TenantEntry};
 use crate::table::{RoutingTable, Table};
@@ -139,9 +140,16 @@ impl Singleton {
     pub fn take_records(&mut self, host: &impl Host, records: impl IntoIterator<Item = Vec<u8>>) {
         let mut dropped = 0u64;
         for record in records {
-            if let Some((&RESERVATION_NOTICE, key)) = record.split_first() {
-                self.watch(key);
-                continue;
+            match record.split_first() {
+                Some((&RESERVATION_NOTICE, key)) => {
+                    self.watch(key);
+                    continue;
+                }
+                Some((&AWAITING_NOTICE, key)) => {
+                    self.await_revision(key);
+                    continue;
+                }
+                _ => {}
             }
             if self.buffered.len() < self.cp.max_buffered_records {
                 self.buffered.push_back(record);
@@ -176,21 +184,32 @@ impl Singleton {
     pub fn hand_over(&mut self) -> Vec<Vec<u8>> {
         self.posting = None;
         let mut out: Vec<Vec<u8>> = self.buffered.drain(..).collect();
-        out.extend(std::mem::take(&mut self.watched).into_iter().map(|key| {
+        let notice = |kind: u8, key: String| {
             let mut notice = Vec::with_capacity(1 + key.len());
-            notice.push(RESERVATION_NOTICE);
+            notice.push(kind);
             notice.extend_from_slice(key.as_bytes());
             notice
-        }));
+        };
+        let watched = std::mem::take(&mut self.watched);
+        out.extend(watched.into_iter().map(|k| notice(RESERVATION_NOTICE, k)));
+        let awaiting = std::mem::take(&mut self.awaiting);
+        out.extend(awaiting.into_iter().map(|k| notice(AWAITING_NOTICE, k)));
         out
+    }
+
+    /// A replaced singleton's notice: acknowledged spend under `key` waits
+    /// for a directory revision (settled by `reflect_budgets`).
+    fn await_revision(&mut self, key: &[u8]) {
+        if let Some(key) = budget_scope(key)
+            && self.awaiting.len() < crate::validate::MAX_REPORTED_RESERVATIONS
+        {
+            self.awaiting.insert(key.to_owned());
+        }
     }
 
     /// A worker's notice: the held spend under `key` is no longer empty.
     fn watch(&mut self, key: &[u8]) {
-        let Ok(key) = std::str::from_utf8(key) else {
-            return;
-        };
-        if (key.starts_with(RESERVATIONS_PREFIX) || key.starts_with(KEY_RESERVATIONS_PREFIX))
+        if let Some(key) = budget_scope(key)
             && self.watched.len() < crate::validate::MAX_REPORTED_RESERVATIONS
         {
             self.watched.insert(key.to_owned());
@@ -540,6 +559,13 @@ impl Singleton {
         }
         self.reachable = Some(ok);
     }
+}
+
+/// The budget scope's shared-data key a notice names, if it names one.
+fn budget_scope(key: &[u8]) -> Option<&str> {
+    let key = std::str::from_utf8(key).ok()?;
+    (key.starts_with(RESERVATIONS_PREFIX) || key.starts_with(KEY_RESERVATIONS_PREFIX))
+        .then_some(key)
 }
 
 /// The name a singleton reports its Envoy's usage queue under: the

@@ -1724,6 +1724,18 @@ fn held(h: &FakeHost, tenant: &str) -> crate::budget::Held {
 /// over to the control plane's next entry.
 #[test]
 fn a_budget_reserves_refuses_settles_and_hands_spend_to_the_entry() {
+    budget_flow(false);
+}
+
+/// As above, with the singleton replaced (a native configuration reload)
+/// between the acknowledgement and the entry that counts it: the next one
+/// is handed the scope that waits, so the spend still leaves the count.
+#[test]
+fn acknowledged_spend_waiting_for_its_entry_survives_a_replaced_singleton() {
+    budget_flow(true);
+}
+
+fn budget_flow(replace_singleton: bool) {
     let hash = hex_hash("vk-b");
     let entries = |limit: u64, spent: u64, rev: u64| {
         vec![
@@ -1822,9 +1834,18 @@ fn a_budget_reserves_refuses_settles_and_hands_spend_to_the_entry() {
         (0, vec![(9, cost)])
     );
     // The entry that counts it arrives: it leaves this Envoy's count.
-    *h.call_body.borrow_mut() = delta(6, 9, None, &entries(limit, spent + cost, 9));
-    let size = h.call_body.borrow().len();
-    s.on_call_response(&h, changes_token, size);
+    let counted = delta(6, 9, None, &entries(limit, spent + cost, 9));
+    if replace_singleton {
+        let handed = s.hand_over();
+        let mut next = singleton(&h, serde_json::json!({"wait_ms": 0}));
+        next.take_records(&h, handed);
+        next.poll(&h);
+        answer_changes(&mut next, &h, counted);
+    } else {
+        *h.call_body.borrow_mut() = counted;
+        let size = h.call_body.borrow().len();
+        s.on_call_response(&h, changes_token, size);
+    }
     let after = held(&h, "b");
     assert_eq!((after.inflight_nusd, after.outstanding()), (worst, worst));
 }
