@@ -168,6 +168,13 @@ impl Plan {
         let ranking = select::rank_with(table, tenant, &needs, complexity, penalties);
         let (ranked, auto) = match named {
             Some((named, name)) => {
+                if let Some(on) = table.retired(named) {
+                    return Err(ApiError::ModelRetired {
+                        model: name.to_owned(),
+                        on,
+                        pass_through: false,
+                    });
+                }
                 if !table.model(named).is_some_and(|m| m.enabled) {
                     return Err(ApiError::ModelNotFound(name.to_owned()));
                 }
