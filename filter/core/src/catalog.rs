@@ -763,6 +763,25 @@ mod tests {
         );
     }
 
+    /// The providers' announced shutdowns (filter/README.md, "Catalog
+    /// changes"): gpt-4o and gpt-4o-mini on 2027-01-14, claude-opus-4-5 on
+    /// 2027-01-22, each from the start of that day (UTC); no other model
+    /// has a date.
+    #[test]
+    fn the_announced_shutdowns_are_scheduled() {
+        let dated: Vec<(String, String)> = default_models()
+            .into_iter()
+            .filter_map(|m| Some((m.id, m.retires_at?.to_string())))
+            .collect();
+        let want = [
+            ("gpt-4o-mini", "2027-01-14T00:00:00Z"),
+            ("gpt-4o", "2027-01-14T00:00:00Z"),
+            ("claude-opus-4-5", "2027-01-22T00:00:00Z"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()));
+        assert_eq!(dated, want);
+    }
+
     /// Folded at an instant, a model lists the prices in force then and
     /// only the changes still to come; the last passed change wins.
     #[test]
