@@ -225,7 +225,7 @@ impl ApiError {
 /// "on 2027-01-14" for an instant at midnight UTC (a provider's date),
 /// "at 2027-01-14T12:00:00Z" otherwise.
 fn retired_when(on: crate::timestamp::Timestamp) -> String {
-    if on.ms() % 86_400_000 == 0 {
+    if on.ms().is_multiple_of(86_400_000) {
         format!("on {}", on.date())
     } else {
         format!("at {on}")
