@@ -29,7 +29,7 @@ CP_API_SUITE := --test api --test metrics --test evals
 NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_protocols \
 	--test sdk --test usage_exact --test failover --test cache --test directory \
 	--test control_plane --test rate_limits --test global_rate_limit --test budgets --test policy --test configs --test stop --test reload \
-	--test metrics --test tenant_routing --test evals --test scheduled_prices
+	--test metrics --test tenant_routing --test evals --test scheduled_prices --test retirements
 
 .PHONY: all help demo demo-ha compose-env ways-tools test bench flow-bench soak scale train-router routing-report fuzz wasm wasm-floor native native-probe bins tools lint unit integration clean dashboard-vendor
 

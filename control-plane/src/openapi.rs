@@ -157,6 +157,13 @@ pub struct ModelDoc {
     /// "Scheduled price changes").
     #[schema(required = false)]
     price_changes: Vec<PriceChangeDoc>,
+    /// The instant its provider shuts it down (RFC 3339; a past instant
+    /// means retired now): from then on it is never routed to, a request
+    /// naming it is refused with the date, and `/v1/models` no longer lists
+    /// it; before, its answers carry `Sunset`. Absent or null: no date
+    /// (control-plane/README.md, "Scheduled retirements").
+    #[schema(format = DateTime, example = "2027-01-14T00:00:00Z")]
+    retires_at: Option<String>,
 }
 
 /// A scheduled price change (`aipipe_core::catalog::PriceChange`): every
@@ -437,6 +444,7 @@ mod tests {
             cached_input_per_mtok: Some(0.1),
             cache_write_per_mtok: Some(1.25),
         }];
+        m.retires_at = Some(aipipe_core::catalog::Timestamp(1_799_884_800_000));
         let served = serde_json::to_value(&m).unwrap();
         assert_eq!(properties("Model"), keys_of(&served));
         assert_eq!(

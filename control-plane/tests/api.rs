@@ -1136,6 +1136,163 @@ async fn price_changes_are_validated_stored_shipped_and_listed_as_now() {
     assert!(mini["raw_cost_usd"].as_f64().unwrap() > 0.005, "{mini}");
 }
 
+/// Scheduled retirements through the admin API (control-plane/README.md,
+/// "Scheduled retirements"): the default catalog dates gpt-4o, gpt-4o-mini
+/// and claude-opus-4-5; a `retires_at` that is not an RFC 3339 instant is
+/// refused naming the field, nothing written; a past one is accepted and
+/// means retired now — stored, one change of the change log, shipped in
+/// the table, listed as set with the model named in `retired`, and explain
+/// no longer ranks the model; null clears it and the model is back.
+#[tokio::test]
+async fn retirements_are_validated_stored_shipped_and_listed() {
+    use aipipe_core::catalog::Timestamp;
+    let h = harness().await;
+    let model = |v: &Value, id: &str| {
+        v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    let now = aipipe_control_plane::db::now_ms();
+    let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
+    for (id, date) in [
+        ("gpt-4o-mini", "2027-01-14T00:00:00Z"),
+        ("gpt-4o", "2027-01-14T00:00:00Z"),
+        ("claude-opus-4-5", "2027-01-22T00:00:00Z"),
+    ] {
+        assert_eq!(model(&v, id)["retires_at"], date, "{id}");
+    }
+    assert_eq!(model(&v, "claude-sonnet-5-5").get("retires_at"), None);
+    // Retired now: those whose date has passed by this machine's clock.
+    let due: Vec<String> = aipipe_core::catalog::default_models()
+        .into_iter()
+        .filter(|m| m.retired_at(now))
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(v["retired"], json!(due));
+
+    let mut mini = model(&v, "gpt-4o-mini");
+    let version = h.state.db.revision().await.unwrap();
+    for (bad, says) in [
+        (
+            json!("2027-01-14"),
+            "retires_at: must be an RFC 3339 date and time",
+        ),
+        (
+            json!("2027-02-30T00:00:00Z"),
+            "retires_at: must be an RFC 3339 date and time",
+        ),
+        (
+            json!("1969-12-31T23:59:59Z"),
+            "retires_at: must be an RFC 3339 date and time",
+        ),
+        (json!(1_799_884_800_000u64), "retires_at"),
+        (json!(true), "retires_at"),
+    ] {
+        mini["retires_at"] = bad.clone();
+        let (s, v, _) = h
+            .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(mini.clone()))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{bad}: {message}");
+    }
+    assert_eq!(
+        h.state.db.revision().await.unwrap(),
+        version,
+        "refused dates write nothing"
+    );
+
+    h.create_tenant("acme").await;
+    h.admin(
+        Method::POST,
+        "/admin/tenants/acme/keys",
+        Some(json!({"openai": "sk-a"})),
+    )
+    .await;
+    let ask =
+        json!({"tenant": "acme", "request": {"messages": [{"role": "user", "content": "hi"}]}});
+    let explain = || async {
+        let (s, v, _) = h
+            .admin(Method::POST, "/admin/route/explain", Some(ask.clone()))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let ranked: Vec<String> = v["candidates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["model"].as_str().unwrap().to_owned())
+            .collect();
+        (v["choice"].clone(), ranked)
+    };
+    let (choice, ranked) = explain().await;
+    assert_eq!(choice, "gpt-4o-mini");
+    assert!(ranked.contains(&"gpt-4o-mini".to_owned()), "{ranked:?}");
+    let version = h.state.db.revision().await.unwrap();
+
+    // An hour ago: accepted, retired now.
+    let past = Timestamp(now / 1000 * 1000 - 3_600_000).to_string();
+    mini["retires_at"] = json!(past);
+    let (s, v, _) = h
+        .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(mini.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["retires_at"], json!(past));
+    let (table, _) = h.table().await;
+    assert_eq!(
+        h.state.db.revision().await.unwrap(),
+        version + 1,
+        "one change"
+    );
+    let shipped = table.models.iter().find(|m| m.id == "gpt-4o-mini").unwrap();
+    assert_eq!(
+        shipped.retires_at.map(|t| t.to_string()),
+        Some(past.clone())
+    );
+    let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
+    let listed = model(&v, "gpt-4o-mini");
+    assert_eq!(listed["retires_at"], json!(past));
+    assert!(
+        v["retired"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("gpt-4o-mini")),
+        "{}",
+        v["retired"]
+    );
+    let (choice, ranked) = explain().await;
+    assert_eq!(choice, "gpt-4o", "the only OpenAI model left");
+    assert!(!ranked.contains(&"gpt-4o-mini".to_owned()), "{ranked:?}");
+    // What is listed can be put back as it is.
+    let (s, _, _) = h
+        .admin(
+            Method::PUT,
+            "/admin/models/gpt-4o-mini",
+            Some(listed.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+
+    // Cleared: no date, in service again.
+    mini["retires_at"] = Value::Null;
+    let (s, v, _) = h
+        .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(mini.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
+    assert_eq!(model(&v, "gpt-4o-mini").get("retires_at"), None);
+    assert!(
+        !v["retired"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("gpt-4o-mini"))
+    );
+    assert_eq!(explain().await.0, "gpt-4o-mini");
+}
+
 #[tokio::test]
 async fn the_router_model_is_replaced_through_the_api_and_a_bad_blob_refused() {
     use base64::Engine as _;

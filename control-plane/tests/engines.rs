@@ -2628,3 +2628,101 @@ async fn gemini_3_8_flash_price_change_is_scheduled_on_an_older_sqlite_file() {
 async fn gemini_3_8_flash_price_change_is_scheduled_on_an_older_postgres_database() {
     gemini_3_8_flash_price_change_is_scheduled_on_an_older_database(Engine::Postgres).await;
 }
+
+/// SQLite's migration 22 and PostgreSQL's 8 (filter/README.md, "Catalog
+/// changes": the shutdowns of 2027-01-14 and 2027-01-22): on a database
+/// seeded before them, gpt-4o, gpt-4o-mini and claude-opus-4-5 get the
+/// default's `retires_at` where the row is still the catalog's model —
+/// the operator's other changes (a price, `enabled`) kept — as one change
+/// of the change log; a row pointed at another upstream model is left as
+/// it is. Opening the database again changes nothing more.
+async fn retirements_are_scheduled_on_an_older_database(engine: Engine) {
+    let older = OlderDb::new(engine, "scheduled-retirements", "retire");
+    let open = || older.open();
+    let exec = |sql: &str| older.exec(sql);
+    let defaults = aipipe_core::catalog::default_models();
+    let default = |id: &str| defaults.iter().find(|m| m.id == id).unwrap().clone();
+    let migration = match engine {
+        Engine::Sqlite => 22,
+        Engine::Postgres => 8,
+    };
+    let row_sql = |m: &aipipe_core::table::Model| {
+        let row = serde_json::to_string(m).unwrap().replace('\'', "''");
+        format!("UPDATE models SET json = '{row}' WHERE id = '{}';", m.id)
+    };
+    let undated = |m: aipipe_core::table::Model| aipipe_core::table::Model {
+        retires_at: None,
+        ..m
+    };
+
+    let before = older.new_with_acme().await;
+    // The rows as the release before seeded them (no dates); the operator
+    // had changed gpt-4o's price and disabled it.
+    let own_gpt_4o = aipipe_core::table::Model {
+        input_per_mtok: 2.0,
+        enabled: false,
+        ..undated(default("gpt-4o"))
+    };
+    exec(&format!(
+        "{}{}{}DELETE FROM schema_migrations WHERE version = {migration};",
+        row_sql(&undated(default("gpt-4o-mini"))),
+        row_sql(&own_gpt_4o),
+        row_sql(&undated(default("claude-opus-4-5"))),
+    ));
+    let db = open().await;
+    let models = db.models().await.unwrap();
+    let find = |id: &str| models.iter().find(|m| m.id == id).cloned().unwrap();
+    assert_eq!(find("gpt-4o-mini"), default("gpt-4o-mini"), "dated");
+    assert_eq!(find("claude-opus-4-5"), default("claude-opus-4-5"), "dated");
+    assert_eq!(
+        find("gpt-4o"),
+        aipipe_core::table::Model {
+            retires_at: default("gpt-4o").retires_at,
+            ..own_gpt_4o.clone()
+        },
+        "dated, the operator's price and switch kept"
+    );
+    assert_eq!(
+        find("gpt-4o").retires_at.map(|t| t.to_string()).as_deref(),
+        Some("2027-01-14T00:00:00Z")
+    );
+    let after = db.revision().await.unwrap();
+    let page = db.changes_since(before, 10).await.unwrap();
+    assert!(
+        matches!(page.changes[..], [Changed::Global(_)]),
+        "the global table changed, and only it: {before} -> {after}"
+    );
+    drop(db);
+
+    // A row pointed at another upstream model is not the one shut down:
+    // left undated, nothing written.
+    let elsewhere = aipipe_core::table::Model {
+        upstream_id: Some("claude-opus-4-6".into()),
+        ..undated(default("claude-opus-4-5"))
+    };
+    exec(&format!(
+        "{}DELETE FROM schema_migrations WHERE version = {migration};",
+        row_sql(&elsewhere)
+    ));
+    let db = open().await;
+    let models = db.models().await.unwrap();
+    assert_eq!(
+        models.iter().find(|m| m.id == "claude-opus-4-5"),
+        Some(&elsewhere),
+        "left as it is"
+    );
+    assert_eq!(db.revision().await.unwrap(), after, "nothing written");
+    drop(db);
+
+    older.reopens_unchanged(&models, after).await;
+}
+
+#[tokio::test]
+async fn retirements_are_scheduled_on_an_older_sqlite_file() {
+    retirements_are_scheduled_on_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn retirements_are_scheduled_on_an_older_postgres_database() {
+    retirements_are_scheduled_on_an_older_database(Engine::Postgres).await;
+}

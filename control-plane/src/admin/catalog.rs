@@ -17,16 +17,26 @@ use crate::routing;
 pub(crate) struct ModelList {
     #[schema(value_type = Vec<ModelDoc>)]
     models: Vec<Model>,
+    /// The ids of the models retired now (their `retires_at` has passed),
+    /// in catalog order: listed above as stored, never routed to
+    /// (control-plane/README.md, "Scheduled retirements").
+    retired: Vec<String>,
 }
 
 #[utoipa::path(get, path = "/admin/models", summary = "The model catalog",
     responses((status = 200, description = "every model, in catalog order, priced as now: a \
-        scheduled price change whose instant has passed is folded into its prices", body = ModelList),
+        scheduled price change whose instant has passed is folded into its prices; `retired` \
+        names the models whose retirement instant has passed", body = ModelList),
         (status = 401, response = E401)))]
 pub(crate) async fn list_models(State(state): State<AppState>) -> Result<Json<ModelList>> {
-    Ok(Json(ModelList {
-        models: priced_now(state.db.models().await?),
-    }))
+    let now = crate::db::now_ms();
+    let models = priced_now(state.db.models().await?);
+    let retired = models
+        .iter()
+        .filter(|m| m.retired_at(now))
+        .map(|m| m.id.clone())
+        .collect();
+    Ok(Json(ModelList { models, retired }))
 }
 
 /// The catalog as it is priced now (control-plane/README.md, "Scheduled

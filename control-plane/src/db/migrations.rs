@@ -532,6 +532,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`scheduled_prices`): the stored catalog rows are JSON.
         "",
     ),
+    (
+        22,
+        "gpt-4o, gpt-4o-mini and claude-opus-4-5 retirements scheduled (2026-12-05)",
+        // Rust below (`scheduled_retirements`): the stored catalog rows are JSON.
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -822,6 +828,79 @@ pub(in crate::db) mod scheduled_prices {
     }
 }
 
+/// The providers' announced shutdowns scheduled (filter/README.md, "Catalog
+/// changes": gpt-4o and gpt-4o-mini on 2027-01-14, claude-opus-4-5 on
+/// 2027-01-22; control-plane/README.md, "Scheduled retirements") on a
+/// database seeded before the catalog carried them: SQLite's migration 22,
+/// PostgreSQL's migration 8. A row that is still the catalog's model — its
+/// upstream name unchanged — gets the default's `retires_at`, whatever else
+/// the operator changed in it (prices, `enabled`): a shutdown is a fact
+/// about the upstream model, as migration 18's refusals are. A row pointed
+/// at another upstream model is left as it is (that model is not shut
+/// down), and so is one with a date of its own or a deleted one.
+pub(in crate::db) mod scheduled_retirements {
+    use aipipe_core::table::Model;
+
+    /// The default models whose retirement this migration brings.
+    pub const MODELS: &[&str] = &["gpt-4o-mini", "gpt-4o", "claude-opus-4-5"];
+
+    /// The writes for `stored` (id, JSON of every catalog row): each the
+    /// model's id and its row's new JSON.
+    pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
+        let defaults = aipipe_core::catalog::default_models();
+        let mut writes = Vec::new();
+        for &id in MODELS {
+            let (Some((_, json)), Some(default)) = (
+                stored.iter().find(|(s, _)| s == id),
+                defaults.iter().find(|m| m.id == id),
+            ) else {
+                continue;
+            };
+            let Ok(mut row) = serde_json::from_str::<Model>(json) else {
+                tracing::warn!(model = id, "catalog row unreadable: left as it is");
+                continue;
+            };
+            if row.upstream_name() != id {
+                tracing::info!(model = id, "upstream name was changed: left as it is");
+                continue;
+            }
+            if row.retires_at == default.retires_at {
+                // A database seeded with today's catalog: already there.
+                continue;
+            }
+            if row.retires_at.is_some() {
+                tracing::info!(
+                    model = id,
+                    "has a retirement date of its own: left as it is"
+                );
+                continue;
+            }
+            row.retires_at = default.retires_at;
+            writes.push((id.to_owned(), serde_json::to_string(&row)?));
+        }
+        Ok(writes)
+    }
+}
+
+/// SQLite's migration 22 (`scheduled_retirements`). Returns the writes made.
+fn scheduled_retirements(tx: &Transaction<'_>) -> Result<usize> {
+    let stored: Vec<(String, String)> = tx
+        .prepare("SELECT id, json FROM models")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let writes = scheduled_retirements::plan(&stored)?;
+    for (id, json) in &writes {
+        tx.execute(
+            "UPDATE models SET json = ?2 WHERE id = ?1",
+            params![id, json],
+        )?;
+    }
+    if !writes.is_empty() {
+        super::record_change(tx, super::Change::Global)?;
+    }
+    Ok(writes.len())
+}
+
 /// SQLite's migration 21 (`scheduled_prices`). Returns the writes made.
 fn scheduled_prices(tx: &Transaction<'_>) -> Result<usize> {
     let stored: Vec<(String, String)> = tx
@@ -954,6 +1033,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
             let n = scheduled_prices(&tx)?;
             tracing::info!(writes = n, "gemini-3.8-flash price change scheduled");
         }
+        // A no-op on a new database: migration 1 seeded today's catalog.
+        if version == 22 {
+            let n = scheduled_retirements(&tx)?;
+            tracing::info!(writes = n, "retirements of 2027-01 scheduled");
+        }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
             params![version, name, to_i64(now_ms())],
@@ -1074,6 +1158,77 @@ mod tests {
                 scheduled_prices::plan(&rows(&changed)).unwrap(),
                 vec![],
                 "{changed:?}"
+            );
+        }
+    }
+
+    /// Migration 22 dates the three models on rows still pointed at them,
+    /// the operator's other changes (price, enabled) kept; a row already
+    /// dated (a new database), one with its own date, one pointed at
+    /// another upstream model get nothing; an absent row is skipped.
+    #[test]
+    fn the_retirement_dates_reach_rows_still_pointed_at_the_model() {
+        use aipipe_core::table::Model;
+        let defaults = aipipe_core::catalog::default_models();
+        let find = |id: &str| defaults.iter().find(|m| m.id == id).unwrap().clone();
+        let rows = |ms: &[Model]| {
+            ms.iter()
+                .map(|m| (m.id.clone(), serde_json::to_string(m).unwrap()))
+                .collect::<Vec<_>>()
+        };
+        let undated = |m: Model| Model {
+            retires_at: None,
+            ..m
+        };
+        let mini = find("gpt-4o-mini");
+        let opus = find("claude-opus-4-5");
+        let own_price = Model {
+            input_per_mtok: 0.2,
+            enabled: false,
+            ..undated(mini.clone())
+        };
+        let writes = scheduled_retirements::plan(&rows(&[
+            own_price.clone(),
+            undated(opus.clone()),
+            find("claude-sonnet-5-5"),
+        ]))
+        .unwrap();
+        let written: Vec<(String, Model)> = writes
+            .iter()
+            .map(|(id, j)| (id.clone(), serde_json::from_str(j).unwrap()))
+            .collect();
+        assert_eq!(
+            written,
+            vec![
+                (
+                    "gpt-4o-mini".to_owned(),
+                    Model {
+                        retires_at: mini.retires_at,
+                        ..own_price
+                    }
+                ),
+                ("claude-opus-4-5".to_owned(), opus.clone()),
+            ]
+        );
+        assert_eq!(
+            scheduled_retirements::plan(&rows(&[mini.clone(), opus.clone()])).unwrap(),
+            vec![],
+            "already dated"
+        );
+        for kept in [
+            Model {
+                retires_at: Some(aipipe_core::catalog::Timestamp(1_900_000_000_000)),
+                ..mini.clone()
+            },
+            Model {
+                upstream_id: Some("gpt-4o-mini-2024-07-18".into()),
+                ..undated(mini.clone())
+            },
+        ] {
+            assert_eq!(
+                scheduled_retirements::plan(&rows(std::slice::from_ref(&kept))).unwrap(),
+                vec![],
+                "{kept:?}"
             );
         }
     }

@@ -248,6 +248,12 @@ pub struct Model {
     /// the first one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub price_changes: Vec<PriceChange>,
+    /// The instant its provider stops serving it (RFC 3339): from then on
+    /// the model is retired — never routed to, a request naming it refused
+    /// with the date, no longer listed; before it, answers from it carry a
+    /// `Sunset` header (filter/README.md, "Scheduled retirements").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retires_at: Option<Timestamp>,
 }
 
 pub(crate) fn yes() -> bool {
@@ -300,6 +306,12 @@ impl Model {
             .map(|c| c.from)
             .filter(|f| f.ms() > at_ms)
             .min()
+    }
+
+    /// Whether it is retired at `at_ms` (ms since the epoch): its
+    /// retirement instant is not after it.
+    pub fn retired_at(&self, at_ms: u64) -> bool {
+        self.retires_at.is_some_and(|r| r.ms() <= at_ms)
     }
 
     /// The model as it is priced at `at_ms`: the changes whose instant has
@@ -429,6 +441,8 @@ struct Entry {
     /// Scheduled price changes: (from, ms since the epoch; prices as
     /// `prices`).
     changes: &'static [(u64, EntryPrices)],
+    /// Its provider's shutdown instant, ms since the epoch.
+    retires: Option<u64>,
 }
 
 /// input, cached input, output — USD per million tokens.
@@ -490,9 +504,20 @@ impl Entry {
                     cache_write_per_mtok: (self.provider == "anthropic").then_some(input * 1.25),
                 })
                 .collect(),
+            retires_at: self.retires.map(Timestamp),
         }
     }
 }
+
+/// 2027-01-14T00:00:00Z, ms since the epoch (`date -u -d 2027-01-14 +%s`):
+/// OpenAI's shutdown date of gpt-4o and gpt-4o-mini. The provider gives a
+/// date, not a time: the start of that day (UTC) is the first instant the
+/// model may answer 404, so the catalog retires it then.
+const JAN_14_2027: u64 = 1_799_884_800_000;
+
+/// 2027-01-22T00:00:00Z (`date -u -d 2027-01-22 +%s`): Anthropic's
+/// retirement date of claude-opus-4-5, at the start of the day as above.
+const JAN_22_2027: u64 = 1_800_576_000_000;
 
 /// 2027-01-01T00:00:00Z, ms since the epoch (`date -u -d 2027-01-01 +%s`).
 const JAN_1_2027: u64 = 1_798_761_600_000;
@@ -503,12 +528,15 @@ const ENTRIES: &[Entry] = &[
     // advancing cost-efficient intelligence" (40.2) and the GPT-4.1 launch
     // table for gpt-4o-2024-11-20 (46.0). SWE-bench Verified: "Introducing
     // GPT-4.1" ("54.6% … improving by 21.4%abs over GPT-4o": 33.2).
+    // Both shut down on 2027-01-14 (OpenAI's deprecations page, section of
+    // 2026-10-14): retired from that instant (`retires`, filter/README.md
+    // "Scheduled retirements").
     Entry { id: "gpt-4o-mini", provider: "openai", upstream_id: None,
         prices: (0.15, Some(0.075), 0.60), gpqa: 40.2, tasks: &[],
-        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[] },
+        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_14_2027) },
     Entry { id: "gpt-4o", provider: "openai", upstream_id: None,
         prices: (2.50, Some(1.25), 10.00), gpqa: 46.0, tasks: &[("coding", 33.2)],
-        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[] },
+        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_14_2027) },
     // OpenAI's named replacement for gpt-4o and gpt-4o-mini (deprecations
     // page, section of 2026-10-14; both shut down 2027-01-14), released
     // 2026-09-22 and listed by the openai SDK this repository pins (3.54.0,
@@ -533,7 +561,7 @@ const ENTRIES: &[Entry] = &[
     // catalog.
     Entry { id: "gpt-6-luna", provider: "openai", upstream_id: None,
         prices: (0.10, Some(0.01), 0.50), gpqa: 66.3, tasks: &[],
-        context_window: 1_050_000, max_output_tokens: 128_000, capabilities: GPT_6, enabled: false, changes: &[] },
+        context_window: 1_050_000, max_output_tokens: 128_000, capabilities: GPT_6, enabled: false, changes: &[], retires: None },
 
     // ---- Anthropic — prices: platform.claude.com/docs/en/about-claude/pricing
     // (cached = cache read; cache writes 1.25x input). GPQA: Anthropic's
@@ -543,15 +571,17 @@ const ENTRIES: &[Entry] = &[
     // works through the native translation (a forced tool, see
     // `anthropic::JSON_TOOL`). claude-sonnet-4-5 was retired by Anthropic on
     // 2026-11-30 and left this catalog (filter/README.md, "Catalog changes").
+    // claude-opus-4-5 is deprecated and retires on 2027-01-22 (below):
+    // retired from that instant (`retires`).
     Entry { id: "claude-opus-4-5", provider: "anthropic", upstream_id: None,
         prices: (5.00, Some(0.50), 25.00), gpqa: 87.0, tasks: &[("coding", 80.9), ("math_reasoning", 92.8)],
-        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true, changes: &[] },
+        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_22_2027) },
     // Shipped disabled: at $1/$5 with GPQA 73.0 it would take about the
     // 0.60–0.80 band from gpt-4o-mini / claude-sonnet-5-5 (filter/README.md,
     // "Model selection"). Enable per catalog.
     Entry { id: "claude-haiku-4-5", provider: "anthropic", upstream_id: None,
         prices: (1.00, Some(0.10), 5.00), gpqa: 73.0, tasks: &[("coding", 73.3)],
-        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: false, changes: &[] },
+        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: false, changes: &[], retires: None },
     // The current Sonnet and Opus (platform.claude.com/docs/en/models/
     // sonnet-5-5/overview and the "What's new in Claude Opus 5" comparison
     // table: 1M context, 128K output; cache reads $0.10 and $0.20 — Sonnet
@@ -568,10 +598,10 @@ const ENTRIES: &[Entry] = &[
     // 87.0, their launch posts).
     Entry { id: "claude-sonnet-5-5", provider: "anthropic", upstream_id: None,
         prices: (2.00, Some(0.10), 10.00), gpqa: 83.4, tasks: &[],
-        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[] },
+        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[], retires: None },
     Entry { id: "claude-opus-5-5", provider: "anthropic", upstream_id: None,
         prices: (4.00, Some(0.20), 20.00), gpqa: 87.0, tasks: &[],
-        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[] },
+        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[], retires: None },
 
     // ---- Google Gemini — prices: ai.google.dev/gemini-api/docs/pricing (paid
     // tier, prompts ≤ 200k tokens). gemini-2.5-pro and gemini-2.5-flash were
@@ -592,14 +622,14 @@ const ENTRIES: &[Entry] = &[
     // not found: cached tokens are billed at the input price.
     Entry { id: "gemini-2.5-flash-lite", provider: "gemini", upstream_id: None,
         prices: (0.10, Some(0.01), 0.40), gpqa: 64.6, tasks: &[],
-        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true, changes: &[] },
+        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true, changes: &[], retires: None },
     Entry { id: "gemini-3.5-flash-lite", provider: "gemini", upstream_id: None,
         prices: (0.30, None, 2.50), gpqa: 82.8, tasks: &[],
-        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true, changes: &[] },
+        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true, changes: &[], retires: None },
     Entry { id: "gemini-3.8-flash", provider: "gemini", upstream_id: None,
         prices: (0.75, Some(0.075), 3.75), gpqa: 86.4, tasks: &[],
         context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true,
-        changes: &[(JAN_1_2027, (1.50, Some(0.15), 7.50))] },
+        changes: &[(JAN_1_2027, (1.50, Some(0.15), 7.50))], retires: None },
 
     // ---- xAI — prices: docs.x.ai/developers/models. grok-4 and
     // grok-4-fast were retired on 2026-05-15 (docs.x.ai migration note).
@@ -607,10 +637,10 @@ const ENTRIES: &[Entry] = &[
     // grok-4.3; Grok 4's 87.5 (xAI launch) stands in until it does.
     Entry { id: "grok-4.3", provider: "xai", upstream_id: None,
         prices: (1.25, Some(0.20), 2.50), gpqa: 87.5, tasks: &[],
-        context_window: 1_000_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true, changes: &[] },
+        context_window: 1_000_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true, changes: &[], retires: None },
     Entry { id: "grok-3-mini", provider: "xai", upstream_id: None,
         prices: (0.30, Some(0.075), 0.50), gpqa: 84.0, tasks: &[],
-        context_window: 131_072, max_output_tokens: 32_000, capabilities: TEXT_TOOLS_JSON, enabled: true, changes: &[] },
+        context_window: 131_072, max_output_tokens: 32_000, capabilities: TEXT_TOOLS_JSON, enabled: true, changes: &[], retires: None },
 
     // ---- OpenRouter — prices: openrouter.ai/<model>/api. GPQA: Meta's
     // Llama 3.3 model card (50.5); DeepSeek's V3.2 report (82.4; thinking:
@@ -618,11 +648,11 @@ const ENTRIES: &[Entry] = &[
     Entry { id: "llama-3.3-70b-instruct", provider: "openrouter",
         upstream_id: Some("meta-llama/llama-3.3-70b-instruct"),
         prices: (0.10, None, 0.32), gpqa: 50.5, tasks: &[],
-        context_window: 131_072, max_output_tokens: 16_384, capabilities: TEXT_TOOLS, enabled: true, changes: &[] },
+        context_window: 131_072, max_output_tokens: 16_384, capabilities: TEXT_TOOLS, enabled: true, changes: &[], retires: None },
     Entry { id: "deepseek-v3.2", provider: "openrouter",
         upstream_id: Some("deepseek/deepseek-v3.2"),
         prices: (0.28, Some(0.13), 0.40), gpqa: 82.4, tasks: &[("coding", 73.1), ("math_reasoning", 93.1)],
-        context_window: 163_840, max_output_tokens: 65_536, capabilities: TEXT_TOOLS_JSON, enabled: true, changes: &[] },
+        context_window: 163_840, max_output_tokens: 65_536, capabilities: TEXT_TOOLS_JSON, enabled: true, changes: &[], retires: None },
 
     // ---- MiniMax — prices: platform.minimax.io/docs/pricing (cache read
     // 0.03). GPQA: MiniMax-M2 model card (Hugging Face MiniMaxAI/MiniMax-M2),
@@ -631,7 +661,7 @@ const ENTRIES: &[Entry] = &[
     // MiniMax drops response_format, so no json_schema.
     Entry { id: "MiniMax-M2", provider: "minimax", upstream_id: None,
         prices: (0.30, Some(0.03), 1.20), gpqa: 78.0, tasks: &[("coding", 69.4), ("math_reasoning", 78.0)],
-        context_window: 204_800, max_output_tokens: 128_000, capabilities: TEXT_TOOLS, enabled: true, changes: &[] },
+        context_window: 204_800, max_output_tokens: 128_000, capabilities: TEXT_TOOLS, enabled: true, changes: &[], retires: None },
 
     // ---- Moonshot (Kimi) — prices: platform.moonshot.ai/docs/pricing/chat.
     // The kimi-k2 previews were retired on 2026-05-25. GPQA: Moonshot has
@@ -639,7 +669,7 @@ const ENTRIES: &[Entry] = &[
     // SWE-bench Verified 76.8 and AIME 2025 96.1: the Kimi K2.5 model card.
     Entry { id: "kimi-k2.5", provider: "moonshot", upstream_id: None,
         prices: (0.60, Some(0.10), 3.00), gpqa: 75.1, tasks: &[("coding", 76.8), ("math_reasoning", 96.1)],
-        context_window: 262_144, max_output_tokens: 32_768, capabilities: TEXT_TOOLS, enabled: true, changes: &[] },
+        context_window: 262_144, max_output_tokens: 32_768, capabilities: TEXT_TOOLS, enabled: true, changes: &[], retires: None },
 ];
 
 pub fn default_models() -> Vec<Model> {
@@ -731,6 +761,25 @@ mod tests {
             serde_json::json!([{"from": "2027-01-01T00:00:00Z", "input_per_mtok": 1.5,
                 "output_per_mtok": 7.5, "cached_input_per_mtok": 0.15}])
         );
+    }
+
+    /// The providers' announced shutdowns (filter/README.md, "Catalog
+    /// changes"): gpt-4o and gpt-4o-mini on 2027-01-14, claude-opus-4-5 on
+    /// 2027-01-22, each from the start of that day (UTC); no other model
+    /// has a date.
+    #[test]
+    fn the_announced_shutdowns_are_scheduled() {
+        let dated: Vec<(String, String)> = default_models()
+            .into_iter()
+            .filter_map(|m| Some((m.id, m.retires_at?.to_string())))
+            .collect();
+        let want = [
+            ("gpt-4o-mini", "2027-01-14T00:00:00Z"),
+            ("gpt-4o", "2027-01-14T00:00:00Z"),
+            ("claude-opus-4-5", "2027-01-22T00:00:00Z"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()));
+        assert_eq!(dated, want);
     }
 
     /// Folded at an instant, a model lists the prices in force then and

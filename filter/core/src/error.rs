@@ -24,6 +24,15 @@ pub enum ApiError {
         limit: usize,
     },
     ModelNotFound(String),
+    /// The model its provider retired at `on` (filter/README.md,
+    /// "Scheduled retirements"): named on a routed API, 404
+    /// `model_not_found`; in a pass-through body, as a disabled model (403
+    /// `model_disabled`). Either way the message gives the date.
+    ModelRetired {
+        model: String,
+        on: crate::timestamp::Timestamp,
+        pass_through: bool,
+    },
     /// The tenant has no key for the provider(s) that could serve it.
     NoProviderKey(String),
     ContextTooLong {
@@ -68,9 +77,12 @@ impl ApiError {
             Self::TenantDisabled
             | Self::PassThroughDisabled
             | Self::ModelDisabled(_)
-            | Self::ModelNotAllowed(_) => 403,
+            | Self::ModelNotAllowed(_)
+            | Self::ModelRetired {
+                pass_through: true, ..
+            } => 403,
             Self::BadRequest(_) | Self::ContextTooLong { .. } | Self::Unsupported(_) => 400,
-            Self::ModelNotFound(_) | Self::UnknownPath(_) => 404,
+            Self::ModelNotFound(_) | Self::UnknownPath(_) | Self::ModelRetired { .. } => 404,
             Self::BodyTooLarge { .. } => 413,
             Self::BudgetExceeded { .. } | Self::RateLimited { .. } => 429,
             Self::NoProviderKey(_) | Self::NoTable | Self::RateLimitUnavailable => 503,
@@ -85,7 +97,10 @@ impl ApiError {
             Self::TenantDisabled
             | Self::PassThroughDisabled
             | Self::ModelDisabled(_)
-            | Self::ModelNotAllowed(_) => "permission_error",
+            | Self::ModelNotAllowed(_)
+            | Self::ModelRetired {
+                pass_through: true, ..
+            } => "permission_error",
             Self::NoProviderKey(_) | Self::NoTable | Self::RateLimitUnavailable => {
                 "service_unavailable"
             }
@@ -109,6 +124,10 @@ impl ApiError {
             Self::BadRequest(_) => "invalid_request",
             Self::BodyTooLarge { .. } => "request_too_large",
             Self::ModelNotFound(_) => "model_not_found",
+            Self::ModelRetired {
+                pass_through: true, ..
+            } => "model_disabled",
+            Self::ModelRetired { .. } => "model_not_found",
             Self::NoProviderKey(_) => "no_provider_key",
             Self::ContextTooLong { .. } => "context_length_exceeded",
             Self::Unsupported(_) => "unsupported_request",
@@ -136,6 +155,17 @@ impl ApiError {
             Self::BadRequest(why) => why.clone(),
             Self::BodyTooLarge { limit } => format!("Request body is larger than the {limit}-byte limit. Send a smaller request."),
             Self::ModelNotFound(m) => format!("The model `{}` does not exist in this gateway's catalog. Use \"auto\", a catalog id such as \"gpt-4o-mini\", or \"provider/model\".", clip(m)),
+            Self::ModelRetired { model, on, pass_through } => format!(
+                "The model `{}` was retired by its provider {} and this gateway no longer {}. {}",
+                clip(model),
+                retired_when(*on),
+                if *pass_through { "passes requests to it" } else { "routes to it" },
+                if *pass_through {
+                    "Pick another model, or use the routed API with \"auto\"."
+                } else {
+                    "Use \"auto\" or another model (GET /v1/models lists them)."
+                }
+            ),
             Self::NoProviderKey(why) => why.clone(),
             Self::ContextTooLong { needed, largest } => format!("This request needs about {needed} tokens of context, more than the largest model available to you ({largest}). Shorten the conversation or lower max_tokens."),
             Self::Unsupported(why) => why.clone(),
@@ -192,6 +222,16 @@ impl ApiError {
     }
 }
 
+/// "on 2027-01-14" for an instant at midnight UTC (a provider's date),
+/// "at 2027-01-14T12:00:00Z" otherwise.
+fn retired_when(on: crate::timestamp::Timestamp) -> String {
+    if on.ms().is_multiple_of(86_400_000) {
+        format!("on {}", on.date())
+    } else {
+        format!("at {on}")
+    }
+}
+
 /// Client-sent text echoed in a message, cut to a readable length.
 fn clip(s: &str) -> &str {
     const MAX: usize = 120;
@@ -224,5 +264,41 @@ mod tests {
         assert_eq!(e.status(), 404);
         let long = ApiError::ModelNotFound("é".repeat(1000)).message();
         assert!(long.len() < 400, "{long}");
+    }
+
+    /// A retired model: named on a routed API, a 404 `model_not_found`
+    /// that gives the provider's date; in a pass-through body, the disabled
+    /// model's 403 `model_disabled`, with the date too.
+    #[test]
+    fn a_retired_model_is_not_found_or_disabled_with_its_date() {
+        let on = crate::timestamp::Timestamp(1_799_884_800_000);
+        let routed = ApiError::ModelRetired {
+            model: "gpt-4o".into(),
+            on,
+            pass_through: false,
+        };
+        let v: serde_json::Value = serde_json::from_str(&routed.body()).unwrap();
+        assert_eq!(routed.status(), 404);
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(
+            v["error"]["message"],
+            "The model `gpt-4o` was retired by its provider on 2027-01-14 and this gateway \
+             no longer routes to it. Use \"auto\" or another model (GET /v1/models lists them)."
+        );
+        let pass = ApiError::ModelRetired {
+            model: "gpt-4o".into(),
+            on: crate::timestamp::Timestamp(1_799_884_800_500),
+            pass_through: true,
+        };
+        let v: serde_json::Value = serde_json::from_str(&pass.body()).unwrap();
+        assert_eq!(pass.status(), 403);
+        assert_eq!(v["error"]["code"], "model_disabled");
+        assert_eq!(v["error"]["type"], "permission_error");
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(
+            m.contains("retired by its provider at 2027-01-14T00:00:00.500Z"),
+            "{m}"
+        );
     }
 }

@@ -168,6 +168,13 @@ impl Plan {
         let ranking = select::rank_with(table, tenant, &needs, complexity, penalties);
         let (ranked, auto) = match named {
             Some((named, name)) => {
+                if let Some(on) = table.retired(named) {
+                    return Err(ApiError::ModelRetired {
+                        model: name.to_owned(),
+                        on,
+                        pass_through: false,
+                    });
+                }
                 if !table.model(named).is_some_and(|m| m.enabled) {
                     return Err(ApiError::ModelNotFound(name.to_owned()));
                 }
@@ -824,6 +831,58 @@ mod tests {
                 luna
             );
         }
+    }
+
+    /// A tenant policy naming a model that retires (filter/README.md,
+    /// "Scheduled retirements") is treated as for a disabled model: before
+    /// the instant its alias and pin reach the model; from the instant the
+    /// alias is refused as naming it would be (404, with the date, where a
+    /// disabled model's is a plain 404) and the pin no longer applies.
+    #[test]
+    fn a_policy_naming_a_retired_model_is_treated_as_for_a_disabled_one() {
+        const R: u64 = 1_799_884_800_000; // gpt-4o-mini's 2027-01-14
+        let mut raw = raw_table();
+        raw.tenants[0].policy = Some(
+            serde_json::from_str(r#"{"aliases": {"cheap": "gpt-4o-mini"}, "pin": "gpt-4o-mini"}"#)
+                .unwrap(),
+        );
+        let t = Table::compile(raw.clone()).unwrap();
+        let mini = t.resolve_model("gpt-4o-mini").unwrap();
+        let alias = r#"{"model":"cheap","messages":[{"role":"user","content":"hi"}]}"#;
+        let auto = r#"{"model":"auto","messages":[{"role":"user","content":"hi"}]}"#;
+        let hard = r#"{"model":"auto","messages":[{"role":"user","content":"Prove that the square root of 2 is irrational, formally."}]}"#;
+        let before = t.priced_at(R - 1);
+        assert_eq!(
+            plan(&before, Protocol::Chat, alias).unwrap().ranked[0],
+            mini
+        );
+        assert_eq!(
+            plan(&before, Protocol::Chat, hard).unwrap().ranked[0],
+            mini,
+            "pinned"
+        );
+        let after = t.priced_at(R);
+        assert_eq!(
+            plan(&after, Protocol::Chat, alias).unwrap_err(),
+            ApiError::ModelRetired {
+                model: "cheap".into(),
+                on: crate::timestamp::Timestamp(R),
+                pass_through: false,
+            }
+        );
+        for body in [auto, hard] {
+            let p = plan(&after, Protocol::Chat, body).unwrap();
+            assert!(!p.ranked.is_empty() && !p.ranked.contains(&mini), "{body}");
+        }
+        // The same policy with the model disabled instead: the plain 404.
+        for m in raw.models.iter_mut().filter(|m| m.id == "gpt-4o-mini") {
+            m.enabled = false;
+        }
+        let disabled = Table::compile(raw).unwrap();
+        assert_eq!(
+            plan(&disabled.priced_at(R - 1), Protocol::Chat, alias).unwrap_err(),
+            ApiError::ModelNotFound("cheap".into())
+        );
     }
 
     /// gpt-6-luna (`catalog::GPT_6`) gets its Chat Completions body written

@@ -237,7 +237,9 @@ pub struct Table {
     pub penalty_epoch: u64,
     pub providers: Vec<Provider>,
     /// The catalog, each model's prices those in force at `priced_at_ms`
-    /// (its scheduled changes still listed, passed ones included).
+    /// (its scheduled changes still listed, passed ones included), and a
+    /// model retired at `priced_at_ms` not `enabled` (filter/README.md,
+    /// "Scheduled retirements").
     pub models: Vec<Model>,
     pub selection: SelectionConfig,
     pub scorer: Arc<Scorer>,
@@ -248,11 +250,19 @@ pub struct Table {
     /// Each model's own prices, as the wire form lists them (parallel to
     /// `models`): what is in force before its first scheduled change.
     listed_prices: Vec<Prices>,
+    /// Each model's own `enabled`, as the wire form lists it (parallel to
+    /// `models`): a retired model is disabled on top of it.
+    listed_enabled: Vec<bool>,
+    /// Each model's retirement instant as an HTTP-date, the `Sunset`
+    /// header its answers carry before it (parallel to `models`; None for
+    /// a model without one). Written once per table version.
+    sunset: Vec<Option<String>>,
     /// The instant (ms) the models' prices are resolved at; 0 as compiled.
     priced_at_ms: u64,
-    /// The first scheduled change after `priced_at_ms` (ms), of any model;
-    /// `u64::MAX` when none is left. A request at or after it needs the
-    /// table repriced — one comparison per request ([`Table::price_change_due`]).
+    /// The first scheduled change after `priced_at_ms` (ms) of any model —
+    /// a price change or a retirement; `u64::MAX` when none is left. A
+    /// request at or after it needs the table repriced — one comparison per
+    /// request ([`Table::price_change_due`]).
     next_price_change_ms: u64,
     /// Provider of each model (parallel to `models`).
     model_provider: Vec<ProviderIx>,
@@ -583,6 +593,12 @@ impl Table {
         let policies: Vec<Option<crate::policy::Policy>> =
             raw.tenants.iter().map(|t| t.policy.clone()).collect();
         let listed_prices = raw.models.iter().map(Model::listed_prices).collect();
+        let listed_enabled = raw.models.iter().map(|m| m.enabled).collect();
+        let sunset = raw
+            .models
+            .iter()
+            .map(|m| m.retires_at.map(crate::timestamp::Timestamp::http_date))
+            .collect();
         let mut table = Self {
             version: raw.version,
             penalty_epoch: raw.penalty_epoch,
@@ -591,6 +607,8 @@ impl Table {
             selection: raw.selection,
             scorer: Arc::new(scorer),
             listed_prices,
+            listed_enabled,
+            sunset,
             priced_at_ms: 0,
             next_price_change_ms: 0,
             budget_default: raw.budget_default,
@@ -627,18 +645,26 @@ impl Table {
     }
 
     /// Whether a request that starts at `now_ms` must have the table
-    /// repriced first: a scheduled price change came into force since it
-    /// was priced. One comparison, so the flow asks on every request.
+    /// repriced first: a scheduled price change came into force, or a
+    /// model retired, since it was priced. One comparison, so the flow asks
+    /// on every request.
     pub fn price_change_due(&self, now_ms: u64) -> bool {
         now_ms >= self.next_price_change_ms
     }
 
     /// Resolves every model's prices at `at_ms`: the scheduled change in
     /// force then (the latest not after it), else the model's own prices;
-    /// and the next instant a change comes into force.
+    /// whether it is retired then (a retired model is not `enabled`, so no
+    /// path routes to or lists it); and the next instant a change comes
+    /// into force or a model retires.
     pub fn reprice(&mut self, at_ms: u64) {
         let mut next = u64::MAX;
-        for (m, listed) in self.models.iter_mut().zip(&self.listed_prices) {
+        for ((m, listed), &enabled) in self
+            .models
+            .iter_mut()
+            .zip(&self.listed_prices)
+            .zip(&self.listed_enabled)
+        {
             let prices = m
                 .change_in_force(at_ms)
                 .map_or(*listed, crate::catalog::PriceChange::prices);
@@ -646,9 +672,32 @@ impl Table {
             if let Some(n) = m.next_change_after(at_ms) {
                 next = next.min(n.ms());
             }
+            m.enabled = enabled && !m.retired_at(at_ms);
+            if let Some(r) = m.retires_at.filter(|r| r.ms() > at_ms) {
+                next = next.min(r.ms());
+            }
         }
         self.priced_at_ms = at_ms;
         self.next_price_change_ms = next;
+    }
+
+    /// The instant `model` retired, when it is retired at
+    /// [`Table::priced_at_ms`]; None for a model in service.
+    pub fn retired(&self, model: ModelIx) -> Option<crate::timestamp::Timestamp> {
+        self.models
+            .get(model.0)
+            .filter(|m| m.retired_at(self.priced_at_ms))
+            .and_then(|m| m.retires_at)
+    }
+
+    /// The `Sunset` header value (an HTTP-date) for an answer from
+    /// `model`: Some only for a model with a retirement instant that has
+    /// not passed at [`Table::priced_at_ms`].
+    pub fn sunset(&self, model: ModelIx) -> Option<&str> {
+        if self.retired(model).is_some() {
+            return None;
+        }
+        self.sunset.get(model.0)?.as_deref()
     }
 
     /// The instant (ms since the epoch) the models' prices are those of.
@@ -1066,6 +1115,7 @@ mod tests {
         let mut raw = with_tenant();
         for m in raw.models.iter_mut() {
             m.price_changes.clear();
+            m.retires_at = None;
         }
         raw.models[0].price_changes = vec![change(T, 0.30, 1.20), change(T + 1000, 0.5, 2.0)];
         let mini_id = raw.models[0].id.clone();
@@ -1122,6 +1172,70 @@ mod tests {
         raw.models[0].price_changes = vec![change(T, 0.30, 1.20), change(T - 1, 1.0, 1.0)];
         let e = Table::compile(raw).unwrap_err().0;
         assert!(e.contains(".price_changes[1].from:"), "{e}");
+    }
+
+    /// A retirement is part of the table's schedule: the next instant due
+    /// is the earlier of a price change and a retirement; repriced at or
+    /// after its instant the model is retired (not `enabled`, `retired`
+    /// gives the instant, no `Sunset`), before it in service with its
+    /// `Sunset` HTTP-date; a model without a date has none; a model the
+    /// operator disabled stays disabled either side, and is not "retired"
+    /// before its instant.
+    #[test]
+    fn a_retirement_is_due_like_a_price_change_and_disables_the_model() {
+        use crate::catalog::Timestamp;
+        const R: u64 = 1_799_884_800_000; // 2027-01-14T00:00:00Z
+        let mut raw = with_tenant();
+        for m in raw.models.iter_mut() {
+            m.price_changes.clear();
+            m.retires_at = None;
+        }
+        raw.models[0].retires_at = Some(Timestamp(R));
+        raw.models[1].retires_at = Some(Timestamp(R + 5000));
+        raw.models[1].enabled = false;
+        let (a_id, b_id, c_id) = (
+            raw.models[0].id.clone(),
+            raw.models[1].id.clone(),
+            "claude-sonnet-5-5".to_owned(),
+        );
+        let mut t = Table::compile(raw.clone()).unwrap();
+        let (a, b, c) = (
+            t.resolve_model(&a_id).unwrap(),
+            t.resolve_model(&b_id).unwrap(),
+            t.resolve_model(&c_id).unwrap(),
+        );
+        assert_eq!(t.next_price_change_ms(), Some(R), "compiled at the epoch");
+        t.reprice(R - 1);
+        assert!(!t.price_change_due(R - 1) && t.price_change_due(R));
+        assert!(t.model(a).unwrap().enabled);
+        assert_eq!(t.retired(a), None);
+        assert_eq!(t.sunset(a), Some("Thu, 14 Jan 2027 00:00:00 GMT"));
+        assert_eq!(t.sunset(c), None, "no date, no header");
+        assert!(!t.model(b).unwrap().enabled && t.retired(b).is_none());
+
+        let at = t.priced_at(R).into_owned();
+        assert!(!at.model(a).unwrap().enabled, "retired at the instant");
+        assert_eq!(at.retired(a), Some(Timestamp(R)));
+        assert_eq!(at.sunset(a), None);
+        assert!(at.model(c).unwrap().enabled);
+        assert_eq!(at.next_price_change_ms(), Some(R + 5000));
+        assert!(t.model(a).unwrap().enabled, "the original stays");
+
+        t.reprice(R + 5000);
+        assert_eq!(t.retired(b), Some(Timestamp(R + 5000)));
+        assert!(!t.model(b).unwrap().enabled);
+        assert_eq!(t.next_price_change_ms(), None);
+        // Back before it: in service again, as the wire form lists it.
+        t.reprice(0);
+        assert!(t.model(a).unwrap().enabled && !t.model(b).unwrap().enabled);
+
+        // The wire form carries the instant as RFC 3339, only when set.
+        let json = serde_json::to_value(&raw).unwrap();
+        assert_eq!(json["models"][0]["retires_at"], "2027-01-14T00:00:00Z");
+        assert_eq!(json["models"][5]["id"], "claude-sonnet-5-5");
+        assert_eq!(json["models"][5].get("retires_at"), None);
+        let back: RoutingTable = serde_json::from_value(json).unwrap();
+        assert_eq!(back.models, raw.models);
     }
 
     #[test]

@@ -137,6 +137,38 @@ impl Timestamp {
     pub fn ms(self) -> u64 {
         self.0
     }
+
+    /// The instant as an HTTP-date (RFC 9110 IMF-fixdate, what RFC 8594's
+    /// `Sunset` header carries), to the second: `Thu, 14 Jan 2027 00:00:00
+    /// GMT`.
+    pub fn http_date(self) -> String {
+        const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+        const MONTHS: [&str; 12] = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        let secs = self.0 / 1000;
+        let days = secs / 86_400;
+        let t = secs % 86_400;
+        let (y, m, d) = civil_from_days(days as i64);
+        // 1970-01-01 was a Thursday.
+        let weekday = DAYS.get((days % 7) as usize).copied().unwrap_or("Thu");
+        let month = MONTHS
+            .get((m as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or("Jan");
+        format!(
+            "{weekday}, {d:02} {month} {y:04} {:02}:{:02}:{:02} GMT",
+            t / 3600,
+            t / 60 % 60,
+            t % 60
+        )
+    }
+
+    /// The UTC calendar date, `2027-01-14`.
+    pub fn date(self) -> String {
+        let (y, m, d) = civil_from_days((self.0 / 1000 / 86_400) as i64);
+        format!("{y:04}-{m:02}-{d:02}")
+    }
 }
 
 impl std::fmt::Display for Timestamp {
@@ -233,5 +265,33 @@ mod tests {
             .to_string();
         assert!(e.contains(EXPECTED) && !e.contains("tomorrow"), "{e}");
         assert!(serde_json::from_str::<Timestamp>("1798761600000").is_err());
+    }
+
+    /// `Sunset`'s HTTP-date and the calendar date a retirement is told by.
+    #[test]
+    fn instants_print_as_http_dates_and_calendar_dates() {
+        let t = |s: &str| Timestamp::parse(s).unwrap();
+        // date -u -R -d 2027-01-14 → Thu, 14 Jan 2027 00:00:00 +0000
+        assert_eq!(
+            t("2027-01-14T00:00:00Z").http_date(),
+            "Thu, 14 Jan 2027 00:00:00 GMT"
+        );
+        assert_eq!(t("2027-01-14T00:00:00Z").date(), "2027-01-14");
+        // date -u -R -d 2027-01-22 → Fri, 22 Jan 2027 00:00:00 +0000
+        assert_eq!(
+            t("2027-01-22T00:00:00Z").http_date(),
+            "Fri, 22 Jan 2027 00:00:00 GMT"
+        );
+        assert_eq!(Timestamp(0).http_date(), "Thu, 01 Jan 1970 00:00:00 GMT");
+        // date -u -R -d 2024-02-29T23:59:59.999Z → Thu, 29 Feb 2024 23:59:59
+        assert_eq!(
+            t("2024-02-29T23:59:59.999Z").http_date(),
+            "Thu, 29 Feb 2024 23:59:59 GMT"
+        );
+        assert_eq!(t("2026-12-05T21:30:00-05:00").date(), "2026-12-06");
+        assert_eq!(
+            t("2026-12-06T02:30:00Z").http_date(),
+            "Sun, 06 Dec 2026 02:30:00 GMT"
+        );
     }
 }

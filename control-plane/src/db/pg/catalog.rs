@@ -209,6 +209,21 @@ pub(in crate::db) fn scheduled_prices(w: &mut Writer<'_>) -> Result<usize> {
     Ok(writes.len())
 }
 
+/// PostgreSQL's migration 8: the retirements of 2027-01 scheduled, as
+/// SQLite's 22 (`db::migrations::scheduled_retirements`). Returns the
+/// writes made.
+pub(in crate::db) fn scheduled_retirements(w: &mut Writer<'_>) -> Result<usize> {
+    let stored = stored_models(w)?;
+    let writes = crate::db::migrations::scheduled_retirements::plan(&stored)?;
+    for (id, json) in &writes {
+        w.execute("UPDATE models SET json = $2 WHERE id = $1", &[id, json])?;
+    }
+    if !writes.is_empty() {
+        record_change(w, Change::Global)?;
+    }
+    Ok(writes.len())
+}
+
 /// Every tenant's policy JSON that is set, by tenant id.
 fn tenant_policies(w: &mut Writer<'_>) -> Result<Vec<(String, String)>> {
     Ok(w.query(

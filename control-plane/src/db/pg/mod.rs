@@ -213,6 +213,10 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
                 let n = catalog::scheduled_prices(w)?;
                 tracing::info!(writes = n, "gemini-3.8-flash price change scheduled");
             }
+            if applied.contains(&8) {
+                let n = catalog::scheduled_retirements(w)?;
+                tracing::info!(writes = n, "retirements of 2027-01 scheduled");
+            }
             Ok(())
         },
         |_, _, _| {},
@@ -220,7 +224,7 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
 }
 
 /// First start, as SQLite's (`db/migrations.rs`: the seed of migration 1 and
-/// what migrations 4, 5, 6 and 7 add to a new database): the default catalog, a
+/// what migrations 4, 5, 6, 7 and 8 add to a new database): the default catalog, a
 /// penalty epoch and a revision that start at the current time (so both stay
 /// increasing across a wiped database), and the global table's first change.
 fn seed(w: &mut Writer<'_>) -> Result<()> {

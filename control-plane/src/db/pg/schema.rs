@@ -343,4 +343,10 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rows only, as 3 (`db::migrations::scheduled_prices`).
         "-- the catalog's rows are written by pg::prepare",
     ),
+    (
+        8,
+        "gpt-4o, gpt-4o-mini and claude-opus-4-5 retirements scheduled (SQLite's migration 22)",
+        // Rows only, as 3 (`db::migrations::scheduled_retirements`).
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];

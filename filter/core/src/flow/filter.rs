@@ -190,10 +190,11 @@ impl Filter {
     /// The current table, priced for a request that starts at `start_ms`.
     /// One cheap shared-data read per request notices a newly published
     /// version; only then is the table parsed and compiled. One comparison
-    /// notices a scheduled price change that came into force; only then is
-    /// the table repriced (a copy: requests in flight keep the table, and so
-    /// the prices, they started with). filter/README.md, "Scheduled price
-    /// changes".
+    /// notices a scheduled price change that came into force or a model
+    /// that retired; only then is the table repriced (a copy: requests in
+    /// flight keep the table, and so the prices and models, they started
+    /// with). filter/README.md, "Scheduled price changes" and "Scheduled
+    /// retirements".
     pub(super) fn table(&self, host: &impl Host, start_ms: u64) -> Option<Rc<Table>> {
         if let (Some(version), _) = host.shared_get(SHARED_VERSION_KEY)
             && *self.seen_version.borrow() != version
@@ -207,7 +208,7 @@ impl Filter {
             let mut repriced = Table::clone(t);
             repriced.reprice(start_ms);
             log::info!(
-                "routing table version {} repriced: scheduled price changes in force at {}",
+                "routing table version {} repriced: scheduled price changes and retirements as of {}",
                 repriced.version,
                 crate::timestamp::Timestamp(start_ms)
             );

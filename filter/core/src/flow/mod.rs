@@ -945,7 +945,18 @@ impl Request {
             return Ok(None);
         };
         match table.model_for_answer(&p.id, &name) {
-            Some(m) if !m.enabled => Err((ApiError::ModelDisabled(name), p.wire)),
+            Some(m) if !m.enabled => {
+                let retired = table.resolve_model(&m.id).and_then(|ix| table.retired(ix));
+                let e = match retired {
+                    Some(on) => ApiError::ModelRetired {
+                        model: name,
+                        on,
+                        pass_through: true,
+                    },
+                    None => ApiError::ModelDisabled(name),
+                };
+                Err((e, p.wire))
+            }
             Some(m) => Ok(table.resolve_model(&m.id)),
             None => Ok(None),
         }
@@ -1436,7 +1447,7 @@ fn answer_headers<'a>(
     pass: Option<ProviderIx>,
     complexity: &'a mut String,
 ) -> Vec<(&'static str, &'a str)> {
-    let mut headers = Vec::with_capacity(6);
+    let mut headers = Vec::with_capacity(8);
     let name = |m: ModelIx| table.and_then(|t| t.model(m)).map(|m| m.id.as_str());
     let provider = d.map(|d| d.provider).or(pass);
     if let Some(p) = provider.and_then(|p| table.and_then(|t| t.provider(p))) {
@@ -1450,6 +1461,13 @@ fn answer_headers<'a>(
     };
     if let Some(id) = name(d.model) {
         headers.push(("x-aipipe-model", id));
+    }
+    // RFC 8594: the answering model's provider shuts it down at this
+    // instant. Only a model with a retirement date has one, so the
+    // common answer adds no header (filter/README.md, "Scheduled
+    // retirements").
+    if let Some(sunset) = table.and_then(|t| t.sunset(d.model)) {
+        headers.push(("sunset", sunset));
     }
     let route = if d.complexity.is_some() {
         "auto"

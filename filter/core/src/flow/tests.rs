@@ -2328,7 +2328,17 @@ fn a_forced_tool_to_a_model_that_refuses_it_is_refused_before_any_provider() {
 /// defines its metrics.
 #[test]
 fn a_routed_request_makes_a_bounded_number_of_host_calls() {
-    let (f, h) = setup("");
+    // The common path: the answering model has no retirement date, so no
+    // `Sunset` header (gpt-4o-mini has one in the default catalog; it is
+    // taken off here, and `a_retiring_model_is_sunset_then_retired`
+    // counts the one header a dated model adds).
+    let mut models = crate::catalog::default_models();
+    for m in &mut models {
+        m.retires_at = None;
+    }
+    let extra = format!(r#", "models": {}"#, serde_json::to_string(&models).unwrap());
+    let h = FakeHost::new();
+    let f = Filter::new(config_with(&extra, ""), &h);
     let mut counts = Vec::new();
     for _ in 0..2 {
         h.host_calls.borrow_mut().clear();
@@ -2366,6 +2376,166 @@ fn a_routed_request_makes_a_bounded_number_of_host_calls() {
         "defined once a worker: {by:?}"
     );
     assert!(counts[0].1 > *total, "{:?}", counts[0]);
+    assert_eq!(
+        h.response_header_value("sunset"),
+        None,
+        "no date, no header"
+    );
+}
+
+/// A scheduled retirement (filter/README.md, "Scheduled retirements"),
+/// by the host's clock with no new table: before the instant, gpt-4o-mini
+/// (retiring 2027-01-14 in the default catalog) is routed to and its
+/// answers carry `Sunset` — one header more than a model without a date,
+/// whose answers carry none; from the instant, `auto` never picks it, a
+/// request naming it is a 404 `model_not_found` giving the date, a
+/// pass-through body naming it is refused as a disabled model is (403,
+/// the provider's shape, the date), and `/v1/models` no longer lists it.
+#[test]
+fn a_retiring_model_is_sunset_then_retired() {
+    const R: u64 = 1_799_884_800_000; // 2027-01-14T00:00:00Z
+    let global = serde_json::to_string(&crate::table::RoutingTable {
+        version: 1,
+        ..crate::table::RoutingTable::default()
+    })
+    .unwrap();
+    let t = TenantEntry {
+        rev: 1,
+        removed: false,
+        disabled: false,
+        pass_through: true,
+        provider_keys: vec![
+            ("openai".into(), "sk-t".into()),
+            ("anthropic".into(), "ak-t".into()),
+        ],
+        limits: Default::default(),
+        policy: Default::default(),
+        router: Vec::new(),
+    }
+    .encode();
+    let hash = hex_hash("vk-t");
+    let (f, h, _s) = with_directory_and(
+        &global,
+        2,
+        &[
+            (Kind::Tenant, "t", t),
+            (Kind::Key, &hash, key_entry(2, false, "t")),
+        ],
+    );
+    let headers = [
+        ("authorization", "Bearer vk-t"),
+        ("content-type", "application/json"),
+    ];
+    let post = |path: &str, body: &str| send_with(&f, &h, path, &headers, body);
+    let named =
+        |m: &str| format!(r#"{{"model":"{m}","messages":[{{"role":"user","content":"hi"}}]}}"#);
+    // Answers a routed request; the number of response headers set.
+    let answered = |r: &mut Request, model: &str| {
+        h.host_calls.borrow_mut().clear();
+        let body = if model.starts_with("claude") {
+            messages_answer(9, 3)
+        } else {
+            chat_answer(model, 9, 3)
+        };
+        answer(r, &h, 200, "application/json", &body);
+        r.on_log(&h);
+        h.host_calls
+            .borrow()
+            .iter()
+            .filter(|c| **c == "set_response_header")
+            .count()
+    };
+    let listed = || {
+        h.request("GET", "/v1/models", &headers, b"");
+        let mut r = f.request();
+        assert_eq!(r.on_request_headers(&h, true), Action::Pause);
+        let v = h.reply().unwrap().json();
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .collect::<Vec<_>>()
+    };
+
+    h.now_ms.set(R - 1);
+    let (mut r, a) = post("/v1/chat/completions", &named("gpt-4o-mini"));
+    assert_eq!(a, Action::Continue);
+    answered(&mut r, "gpt-4o-mini");
+    assert_eq!(
+        h.response_header_value("sunset").as_deref(),
+        Some("Thu, 14 Jan 2027 00:00:00 GMT")
+    );
+    // Two models of one provider, the same request: the dated one's answer
+    // sets one header more.
+    let (mut r, a) = post("/v1/chat/completions", &named("claude-opus-4-5"));
+    assert_eq!(a, Action::Continue);
+    let dated = answered(&mut r, "claude-opus-4-5");
+    assert_eq!(
+        h.response_header_value("sunset").as_deref(),
+        Some("Fri, 22 Jan 2027 00:00:00 GMT")
+    );
+    let (mut r, a) = post("/v1/chat/completions", &named("claude-sonnet-5-5"));
+    assert_eq!(a, Action::Continue);
+    let undated = answered(&mut r, "claude-sonnet-5-5");
+    assert_eq!(h.response_header_value("sunset"), None);
+    assert_eq!(
+        dated,
+        undated + 1,
+        "one header more, only for a dated model"
+    );
+    post("/v1/chat/completions", GREETING);
+    assert_eq!(h.body_json()["model"], "gpt-4o-mini", "the cheapest before");
+    assert!(listed().iter().any(|m| m == "gpt-4o-mini"));
+
+    h.now_ms.set(R);
+    let (_, a) = post("/v1/chat/completions", GREETING);
+    assert_eq!(a, Action::Continue);
+    let routed = h.body_json()["model"].as_str().unwrap().to_owned();
+    assert!(
+        !["gpt-4o-mini", "gpt-4o"].contains(&routed.as_str()),
+        "{routed}"
+    );
+    post("/v1/chat/completions", &named("gpt-4o-mini"));
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.status, 404);
+    let v = reply.json();
+    assert_eq!(v["error"]["code"], "model_not_found");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`gpt-4o-mini` was retired by its provider on 2027-01-14"),
+        "{message}"
+    );
+    assert!(!message.contains("sk-t"), "{message}");
+    post(
+        "/openai/v1/chat/completions",
+        r#"{"model":"gpt-4o","messages":[]}"#,
+    );
+    let reply = h.reply().unwrap();
+    assert_eq!(reply.status, 403);
+    assert_eq!(reply.json()["error"]["code"], "model_disabled");
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("retired by its provider on 2027-01-14"),
+        "{message}"
+    );
+    // claude-opus-4-5 retires later: still served, its Sunset its own date.
+    let (mut r, a) = post("/v1/chat/completions", &named("claude-opus-4-5"));
+    assert_eq!(a, Action::Continue);
+    answered(&mut r, "claude-opus-4-5");
+    assert_eq!(
+        h.response_header_value("sunset").as_deref(),
+        Some("Fri, 22 Jan 2027 00:00:00 GMT")
+    );
+    let ids = listed();
+    assert!(
+        !ids.iter().any(|m| m == "gpt-4o-mini" || m == "gpt-4o"),
+        "{ids:?}"
+    );
+    assert!(ids.iter().any(|m| m == "claude-opus-4-5"), "{ids:?}");
 }
 
 /// A scheduled price change (filter/README.md, "Scheduled price changes"):
@@ -2376,7 +2546,8 @@ fn a_routed_request_makes_a_bounded_number_of_host_calls() {
 /// costed at the new ones, and auto routing ranks with them.
 #[test]
 fn a_scheduled_price_change_prices_requests_by_their_start() {
-    const AT: u64 = 1_800_000_000_000;
+    // 2027-01-03, before gpt-4o-mini retires (2027-01-14).
+    const AT: u64 = 1_799_000_000_000;
     let mut models = crate::catalog::default_models();
     for m in models.iter_mut().filter(|m| m.id == "gpt-4o-mini") {
         m.price_changes = vec![crate::catalog::PriceChange {

@@ -1,0 +1,163 @@
+//! A scheduled retirement through real Envoy and the control plane
+//! (control-plane/README.md and filter/README.md, "Scheduled
+//! retirements"): gpt-4o-mini's `retires_at` is set through the admin API
+//! a few seconds ahead; before the instant it is routed to (the cheapest
+//! for `auto`) and its answers carry `Sunset`; from the instant the next
+//! `auto` request goes elsewhere, a request naming it gets 404
+//! `model_not_found` with the date, a pass-through body naming it 403
+//! `model_disabled`, `/v1/models` no longer lists it — the filter switches
+//! by its own clock, no table is pushed at the instant — and the admin API
+//! lists it as retired.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aipipe_core::catalog::Timestamp;
+use aipipe_tests::assert_eventually;
+use common::chat;
+use common::control_plane::CpStack;
+use serde_json::json;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The version of the global table the control plane serves to Envoys.
+fn table_version(s: &CpStack) -> u64 {
+    let r = aipipe_tests::request(
+        "GET",
+        &format!("http://127.0.0.1:{}/internal/v1/table", s.cp.internal_port),
+        &[("x-aipipe-internal-token", s.cp.internal_token.as_str())],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["version"].as_u64().unwrap()
+}
+
+/// The ids `GET /v1/models` lists to the tenant, through Envoy.
+fn listed(s: &CpStack, key: &str) -> Vec<String> {
+    let r = aipipe_tests::get(
+        &s.envoy.url("/v1/models"),
+        &[("authorization", &format!("Bearer {key}"))],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_model_retires_at_its_instant() {
+    let s = CpStack::start();
+    let key =
+        s.cp.tenant("acme", &[("openai", "sk-acme"), ("anthropic", "ak-acme")]);
+    // A model without a date: its answers carry no Sunset.
+    assert_eventually!(
+        Duration::from_secs(10),
+        s.chat(&key, &chat("claude-sonnet-5-5", "warm up")).status == 200,
+        "tenant never worked"
+    );
+    let r = s.chat(&key, &chat("claude-sonnet-5-5", "no date"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("sunset"), None);
+
+    // gpt-4o-mini retires 4 s from now.
+    let models = s.cp.admin("GET", "/admin/models", None).json();
+    let mut entry = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "gpt-4o-mini")
+        .unwrap()
+        .clone();
+    let at = (now_ms() / 1000 + 4) * 1000;
+    let instant = Timestamp(at);
+    entry["retires_at"] = json!(instant.to_string());
+    let r = s.cp.admin("PUT", "/admin/models/gpt-4o-mini", Some(&entry));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let listed_admin = s.cp.admin("GET", "/admin/models", None).json();
+    assert!(
+        !listed_admin["retired"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("gpt-4o-mini")),
+        "{}",
+        listed_admin["retired"]
+    );
+    // The table reaches Envoy within milliseconds of the commit.
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Before the instant: named and auto reach it, with its Sunset.
+    let r = s.chat(&key, &chat("gpt-4o-mini", "before"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("sunset"), Some(instant.http_date().as_str()));
+    let r = s.chat(&key, &chat("auto", "hi"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"));
+    assert!(listed(&s, &key).contains(&"gpt-4o-mini".to_owned()));
+    assert!(
+        now_ms() + 200 < at,
+        "the requests before the instant took too long to test anything"
+    );
+
+    // From the instant: retired, with no new table.
+    let version = table_version(&s);
+    while now_ms() < at + 100 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let r = s.chat(&key, &chat("auto", "hi"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let routed = r.header("x-aipipe-model").unwrap_or_default().to_owned();
+    assert!(!routed.is_empty() && routed != "gpt-4o-mini", "{routed}");
+    assert_eq!(
+        r.header("sunset").is_some(),
+        routed == "gpt-4o" || routed == "claude-opus-4-5"
+    );
+
+    let r = s.chat(&key, &chat("gpt-4o-mini", "after"));
+    assert_eq!(r.status, 404, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"]["code"], "model_not_found", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "`gpt-4o-mini` was retired by its provider at {instant}"
+        )),
+        "{message}"
+    );
+    assert!(!message.contains("sk-acme"), "{message}");
+
+    let r = aipipe_tests::request(
+        "POST",
+        &s.envoy.url("/openai/v1/chat/completions"),
+        &[
+            ("authorization", &format!("Bearer {key}")),
+            ("content-type", "application/json"),
+        ],
+        Some(chat("gpt-4o-mini", "pass").to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "model_disabled", "{}", r.text());
+    assert!(r.text().contains("retired by its provider"), "{}", r.text());
+
+    assert!(!listed(&s, &key).contains(&"gpt-4o-mini".to_owned()));
+    assert_eq!(table_version(&s), version, "no table pushed at the instant");
+    let listed_admin = s.cp.admin("GET", "/admin/models", None).json();
+    assert!(
+        listed_admin["retired"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("gpt-4o-mini")),
+        "{}",
+        listed_admin["retired"]
+    );
+}
