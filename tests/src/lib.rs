@@ -583,7 +583,13 @@ pub fn render_envoy_config_as(build: FilterBuild, file: &str, c: &EnvoyConfig) -
             &format!("filename: {}", native_path().display()),
         ),
     }
-    if let Some(json) = &c.plugin_config {
+    // The file's own bootstrap table, when the test gives none: undated too
+    // (`undated_catalog`).
+    let json = c
+        .plugin_config
+        .clone()
+        .or_else(|| bootstrap_config(&yaml).map(|j| with_undated_catalog(&j)));
+    if let Some(json) = &json {
         yaml = replace_between(
             &yaml,
             "# BEGIN aipipe-config",
@@ -752,6 +758,35 @@ pub fn with_fleet_rate_limits(yaml: &str, rls_port: u16, failure_mode_deny: bool
 
 /// Replaces the lines between two marker comments (markers included) with
 /// what `with` returns for the first marker's indentation.
+/// The plugin configuration (JSON) between a config file's
+/// `# BEGIN aipipe-config` and `# END aipipe-config` (after `value: |`).
+fn bootstrap_config(yaml: &str) -> Option<String> {
+    let start = yaml.find("# BEGIN aipipe-config")?;
+    let end = yaml.find("# END aipipe-config")?;
+    let block = yaml.get(start..end)?;
+    let json: Vec<&str> = block
+        .lines()
+        .skip(1)
+        .filter(|l| l.trim_start() != "value: |")
+        .collect();
+    Some(json.join("\n"))
+}
+
+/// A plugin configuration whose bootstrap table names no catalog gets the
+/// undated one (`undated_catalog`); anything else is kept as it is.
+fn with_undated_catalog(json: &str) -> String {
+    let Ok(mut config) = serde_json::from_str::<serde_json::Value>(json) else {
+        return json.to_owned();
+    };
+    match config.get_mut("table").and_then(|t| t.as_object_mut()) {
+        Some(table) if !table.contains_key("models") => {
+            table.insert("models".into(), serde_json::json!(undated_catalog()));
+            serde_json::to_string_pretty(&config).unwrap_or_else(|_| json.to_owned())
+        }
+        _ => json.to_owned(),
+    }
+}
+
 fn replace_between(yaml: &str, begin: &str, end: &str, with: impl Fn(&str) -> String) -> String {
     let mut out = String::with_capacity(yaml.len());
     let mut inside = false;
@@ -1398,8 +1433,18 @@ pub fn stream_lines(
 /// A tenant of a test table: (id, virtual keys, (provider, key)s, disabled).
 pub type TenantSpec<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], bool);
 
+/// The default catalog as the suite routes with it: without the providers'
+/// announced retirements ([`ControlPlane::launch`] says why).
+pub fn undated_catalog() -> Vec<aipipe_core::catalog::Model> {
+    let mut models = aipipe_core::catalog::default_models();
+    for m in &mut models {
+        m.retires_at = None;
+    }
+    models
+}
+
 /// Builds a plugin configuration with the given tenants over the default
-/// catalog.
+/// catalog (undated: [`undated_catalog`]).
 pub fn plugin_config(tenants: &[TenantSpec<'_>], max_body_bytes: usize) -> String {
     let tenants: Vec<serde_json::Value> = tenants
         .iter()
@@ -1415,7 +1460,7 @@ pub fn plugin_config(tenants: &[TenantSpec<'_>], max_body_bytes: usize) -> Strin
     serde_json::to_string_pretty(&serde_json::json!({
         "cluster_header": "x-aipipe-cluster",
         "max_body_bytes": max_body_bytes,
-        "table": {"version": 1, "tenants": tenants},
+        "table": {"version": 1, "tenants": tenants, "models": undated_catalog()},
     }))
     .unwrap_or_default()
 }
@@ -1557,13 +1602,40 @@ impl ControlPlane {
             Some((port("admin=")?, port("internal=")?))
         })
         .unwrap_or_else(|| panic!("the control plane did not start:\n{}", process.logs()));
-        Self {
+        let cp = Self {
             admin_port: ports.0,
             internal_port: ports.1,
             admin_secret: l.admin_secret.clone(),
             internal_token: l.internal_token.clone(),
             process,
             data: std::sync::Arc::new(TempDir::new("control-plane-unused")),
+        };
+        cp.undate_catalog();
+        cp
+    }
+
+    /// Clears every catalog entry's `retires_at`. The suite's Envoys run on
+    /// the real clock, and most tests route to models the catalog dates
+    /// (gpt-4o-mini retires on 2027-01-14): with the dates they would start
+    /// failing on the day. Retirements themselves are tested with instants
+    /// of their own (`tests/retirements.rs`, and the core's tests on a fixed
+    /// clock).
+    fn undate_catalog(&self) {
+        let r = self.admin("GET", "/admin/models", None);
+        let Ok(listed) = serde_json::from_slice::<serde_json::Value>(&r.body) else {
+            return;
+        };
+        let dated = listed["models"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| !m["retires_at"].is_null());
+        for m in dated {
+            let mut m = m.clone();
+            m["retires_at"] = serde_json::Value::Null;
+            let id = m["id"].as_str().unwrap_or_default().to_owned();
+            let put = self.admin("PUT", &format!("/admin/models/{id}"), Some(&m));
+            assert_eq!(put.status, 200, "clear {id}'s retirement: {}", put.text());
         }
     }
 
