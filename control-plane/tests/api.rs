@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{ADMIN, Harness, TOKEN, harness_named};
+use common::{ADMIN, Harness, TOKEN, harness_dated, harness_named};
 use std::time::Duration;
 
 use aipipe_control_plane::{AppState, admin_app, adopt_env_keys, internal_app};
@@ -592,7 +592,8 @@ async fn virtual_key_is_shipped_as_hash_and_revocation_removes_it() {
 
 #[tokio::test]
 async fn table_is_304_when_the_filter_holds_the_current_version() {
-    let h = harness().await;
+    // The catalog as seeded, dates included.
+    let h = harness_dated("api", None).await;
     let get = |version: String| {
         let app = internal_app(h.state.clone());
         async move {
@@ -1146,7 +1147,7 @@ async fn price_changes_are_validated_stored_shipped_and_listed_as_now() {
 #[tokio::test]
 async fn retirements_are_validated_stored_shipped_and_listed() {
     use aipipe_core::catalog::Timestamp;
-    let h = harness().await;
+    let h = harness_dated("api", None).await;
     let model = |v: &Value, id: &str| {
         v["models"]
             .as_array()

@@ -56,8 +56,29 @@ pub fn secrets() -> Secrets {
 }
 
 /// A harness named `name` (its directory's), its penalties halving every
-/// `decay_ms` (None: the default).
+/// `decay_ms` (None: the default), its catalog without the providers'
+/// retirement dates ([`undate_catalog`]).
 pub async fn harness_named(name: &str, decay_ms: Option<u64>) -> Harness {
+    let h = harness_dated(name, decay_ms).await;
+    undate_catalog(&h.state).await;
+    h
+}
+
+/// Clears every catalog entry's `retires_at`, as the Envoy suite does
+/// (tests/README.md, "How the tests are built"): explain and the listing
+/// read the real clock, and tests rank gpt-4o-mini, which the catalog
+/// retires on 2027-01-14. Retirements are tested on a harness that keeps
+/// the dates ([`harness_dated`]) with instants of their own.
+pub async fn undate_catalog(state: &AppState) {
+    for mut m in state.db.models().await.unwrap() {
+        if m.retires_at.take().is_some() {
+            state.db.put_model(m, |_| Ok(())).await.unwrap();
+        }
+    }
+}
+
+/// As [`harness_named`], with the default catalog's retirement dates.
+pub async fn harness_dated(name: &str, decay_ms: Option<u64>) -> Harness {
     let dir = temp_dir(name);
     if on_postgres() {
         let pg = aipipe_tests::postgres::Postgres::start();
