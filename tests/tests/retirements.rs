@@ -13,32 +13,13 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aipipe_core::catalog::Timestamp;
 use aipipe_tests::assert_eventually;
-use common::chat;
 use common::control_plane::CpStack;
+use common::{chat, now_ms};
 use serde_json::json;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
-/// The version of the global table the control plane serves to Envoys.
-fn table_version(s: &CpStack) -> u64 {
-    let r = aipipe_tests::request(
-        "GET",
-        &format!("http://127.0.0.1:{}/internal/v1/table", s.cp.internal_port),
-        &[("x-aipipe-internal-token", s.cp.internal_token.as_str())],
-        None,
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["version"].as_u64().unwrap()
-}
 
 /// The ids `GET /v1/models` lists to the tenant, through Envoy.
 fn listed(s: &CpStack, key: &str) -> Vec<String> {
@@ -71,14 +52,7 @@ fn a_model_retires_at_its_instant() {
     assert_eq!(r.header("sunset"), None);
 
     // gpt-4o-mini retires 4 s from now.
-    let models = s.cp.admin("GET", "/admin/models", None).json();
-    let mut entry = models["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == "gpt-4o-mini")
-        .unwrap()
-        .clone();
+    let mut entry = s.listed_model("gpt-4o-mini");
     let at = (now_ms() / 1000 + 4) * 1000;
     let instant = Timestamp(at);
     entry["retires_at"] = json!(instant.to_string());
@@ -110,7 +84,7 @@ fn a_model_retires_at_its_instant() {
     );
 
     // From the instant: retired, with no new table.
-    let version = table_version(&s);
+    let version = s.table_version();
     while now_ms() < at + 100 {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -150,7 +124,7 @@ fn a_model_retires_at_its_instant() {
     assert!(r.text().contains("retired by its provider"), "{}", r.text());
 
     assert!(!listed(&s, &key).contains(&"gpt-4o-mini".to_owned()));
-    assert_eq!(table_version(&s), version, "no table pushed at the instant");
+    assert_eq!(s.table_version(), version, "no table pushed at the instant");
     let listed_admin = s.cp.admin("GET", "/admin/models", None).json();
     assert!(
         listed_admin["retired"]

@@ -10,20 +10,13 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aipipe_core::catalog::Timestamp;
 use aipipe_tests::{assert_eventually, eventually};
-use common::chat;
 use common::control_plane::CpStack;
+use common::{chat, now_ms};
 use serde_json::{Value, json};
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
 
 /// The usage the client saw: (prompt, completion).
 fn usage_seen(reply: &aipipe_tests::Reply) -> (u64, u64) {
@@ -41,18 +34,6 @@ fn stats_at(s: &CpStack, requests: u64) -> Value {
         (st["totals"]["requests"].as_u64()? == requests).then_some(st)
     })
     .unwrap_or_else(|| panic!("usage did not arrive: {}", s.stats("acme")))
-}
-
-/// The version of the global table the control plane serves to Envoys.
-fn table_version(s: &CpStack) -> u64 {
-    let r = aipipe_tests::request(
-        "GET",
-        &format!("http://127.0.0.1:{}/internal/v1/table", s.cp.internal_port),
-        &[("x-aipipe-internal-token", s.cp.internal_token.as_str())],
-        None,
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["version"].as_u64().unwrap()
 }
 
 /// Nano-dollars of the tenant's stats so far.
@@ -73,14 +54,7 @@ fn a_scheduled_price_change_costs_requests_before_and_after_its_instant() {
     let base = cost_nusd(&stats_at(&s, 1));
 
     // gpt-4o-mini from $0.15 / $0.60 to $3.00 / $12.00, 4 s from now.
-    let models = s.cp.admin("GET", "/admin/models", None).json();
-    let mut entry = models["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == "gpt-4o-mini")
-        .unwrap()
-        .clone();
+    let mut entry = s.listed_model("gpt-4o-mini");
     let at = (now_ms() / 1000 + 4) * 1000;
     let from = Timestamp(at).to_string();
     entry["price_changes"] =
@@ -90,14 +64,7 @@ fn a_scheduled_price_change_costs_requests_before_and_after_its_instant() {
     // Listed as scheduled, not yet in force. The table reaches Envoy
     // within milliseconds of the commit (control-plane/README.md, "Admin
     // API"); the pause leaves it 300 ms.
-    let table = s.cp.admin("GET", "/admin/models", None).json();
-    let listed = table["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == "gpt-4o-mini")
-        .unwrap()
-        .clone();
+    let listed = s.listed_model("gpt-4o-mini");
     assert_eq!(listed["input_per_mtok"], json!(0.15), "{listed}");
     assert_eq!(listed["price_changes"][0]["from"], json!(from), "{listed}");
     std::thread::sleep(Duration::from_millis(300));
@@ -124,7 +91,7 @@ fn a_scheduled_price_change_costs_requests_before_and_after_its_instant() {
 
     // After it: the new prices, and no new table (the same version is
     // served before and after the instant: nothing was pushed).
-    let version = table_version(&s);
+    let version = s.table_version();
     while now_ms() < at + 100 {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -136,7 +103,7 @@ fn a_scheduled_price_change_costs_requests_before_and_after_its_instant() {
         p_after += p;
         c_after += c;
     }
-    assert_eq!(table_version(&s), version, "no table pushed at the instant");
+    assert_eq!(s.table_version(), version, "no table pushed at the instant");
     let after = stats_at(&s, 7);
     assert_eq!(
         cost_nusd(&after) - cost_nusd(&before),
@@ -145,14 +112,7 @@ fn a_scheduled_price_change_costs_requests_before_and_after_its_instant() {
     );
 
     // The admin API lists the prices in force: the change folded in.
-    let models = s.cp.admin("GET", "/admin/models", None).json();
-    let listed = models["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == "gpt-4o-mini")
-        .unwrap()
-        .clone();
+    let listed = s.listed_model("gpt-4o-mini");
     assert_eq!(
         (&listed["input_per_mtok"], &listed["output_per_mtok"]),
         (&json!(3.0), &json!(12.0)),

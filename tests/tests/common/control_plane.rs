@@ -47,6 +47,33 @@ impl CpStack {
         chat_as(&self.envoy, key, body)
     }
 
+    /// The version of the global table the control plane serves to Envoys.
+    pub fn table_version(&self) -> u64 {
+        let r = aipipe_tests::request(
+            "GET",
+            &format!(
+                "http://127.0.0.1:{}/internal/v1/table",
+                self.cp.internal_port
+            ),
+            &[("x-aipipe-internal-token", self.cp.internal_token.as_str())],
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["version"].as_u64().unwrap_or_default()
+    }
+
+    /// Catalog entry `id` as `GET /admin/models` lists it.
+    pub fn listed_model(&self, id: &str) -> Value {
+        let models = self.cp.admin("GET", "/admin/models", None).json();
+        models["models"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {id} in {models}"))
+    }
+
     /// The tenant's stats; the admin API must answer them.
     pub fn stats(&self, tenant: &str) -> Value {
         let r = stats_reply(&self.cp, tenant);

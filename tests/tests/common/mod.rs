@@ -97,7 +97,7 @@ pub fn test_plugin_config() -> String {
 /// "Catalog changes").
 pub fn test_plugin_config_with_luna() -> String {
     let mut config: Value = serde_json::from_str(&test_plugin_config()).unwrap_or_default();
-    let mut models = aipipe_core::catalog::default_models();
+    let mut models = aipipe_tests::undated_catalog();
     for m in models.iter_mut().filter(|m| m.id == "gpt-6-luna") {
         m.enabled = true;
     }
@@ -133,6 +133,13 @@ impl Stack {
 }
 
 /// A one-message chat body.
+/// Milliseconds since the Unix epoch, by this machine's clock (Envoy's).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 pub fn chat(model: &str, text: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }
