@@ -882,51 +882,20 @@ pub(in crate::db) mod scheduled_retirements {
     }
 }
 
-/// SQLite's migration 22 (`scheduled_retirements`). Returns the writes made.
-fn scheduled_retirements(tx: &Transaction<'_>) -> Result<usize> {
-    let stored: Vec<(String, String)> = tx
-        .prepare("SELECT id, json FROM models")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let writes = scheduled_retirements::plan(&stored)?;
-    for (id, json) in &writes {
-        tx.execute(
-            "UPDATE models SET json = ?2 WHERE id = ?1",
-            params![id, json],
-        )?;
-    }
-    if !writes.is_empty() {
-        super::record_change(tx, super::Change::Global)?;
-    }
-    Ok(writes.len())
-}
+/// A catalog migration's pure plan: from the stored rows (id, JSON), the
+/// rows to write.
+pub(super) type ModelsPlan = fn(&[(String, String)]) -> Result<Vec<(String, String)>>;
 
-/// SQLite's migration 21 (`scheduled_prices`). Returns the writes made.
-fn scheduled_prices(tx: &Transaction<'_>) -> Result<usize> {
+/// SQLite's migrations 18 (`claude_5::plan`), 21 (`scheduled_prices::plan`)
+/// and 22 (`scheduled_retirements::plan`): each rewrites the model rows its
+/// pure plan names, one change of the change log if any. Returns the
+/// writes made.
+fn rewrite_models(tx: &Transaction<'_>, plan: ModelsPlan) -> Result<usize> {
     let stored: Vec<(String, String)> = tx
         .prepare("SELECT id, json FROM models")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let writes = scheduled_prices::plan(&stored)?;
-    for (id, json) in &writes {
-        tx.execute(
-            "UPDATE models SET json = ?2 WHERE id = ?1",
-            params![id, json],
-        )?;
-    }
-    if !writes.is_empty() {
-        super::record_change(tx, super::Change::Global)?;
-    }
-    Ok(writes.len())
-}
-
-/// SQLite's migration 18 (`claude_5`). Returns the writes made.
-fn claude_5(tx: &Transaction<'_>) -> Result<usize> {
-    let stored: Vec<(String, String)> = tx
-        .prepare("SELECT id, json FROM models")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    let writes = claude_5::plan(&stored)?;
+    let writes = plan(&stored)?;
     for (id, json) in &writes {
         tx.execute(
             "UPDATE models SET json = ?2 WHERE id = ?1",
@@ -1015,7 +984,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         }
         // A no-op on a new database: migration 1 seeded today's catalog.
         if version == 18 {
-            let n = claude_5(&tx)?;
+            let n = rewrite_models(&tx, claude_5::plan)?;
             tracing::info!(writes = n, "Claude 5.x enabled");
         }
         // A no-op on a new database: migration 1 seeded today's catalog.
@@ -1030,12 +999,12 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         }
         // A no-op on a new database: migration 1 seeded today's catalog.
         if version == 21 {
-            let n = scheduled_prices(&tx)?;
+            let n = rewrite_models(&tx, scheduled_prices::plan)?;
             tracing::info!(writes = n, "gemini-3.8-flash price change scheduled");
         }
         // A no-op on a new database: migration 1 seeded today's catalog.
         if version == 22 {
-            let n = scheduled_retirements(&tx)?;
+            let n = rewrite_models(&tx, scheduled_retirements::plan)?;
             tracing::info!(writes = n, "retirements of 2027-01 scheduled");
         }
         tx.execute(

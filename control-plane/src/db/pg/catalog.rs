@@ -180,41 +180,15 @@ pub(in crate::db) fn catalog_2026_12(
     Ok(steps.len())
 }
 
-/// PostgreSQL's migration 4: Claude 5.x enabled, as SQLite's 18
-/// (`db::migrations::claude_5`). Returns the writes made.
-pub(in crate::db) fn claude_5(w: &mut Writer<'_>) -> Result<usize> {
+/// PostgreSQL's migrations 4, 7 and 8, as SQLite's 18, 21 and 22
+/// (`db::migrations::rewrite_models`): the model rows `plan` names
+/// rewritten, one change of the change log if any. Returns the writes made.
+pub(in crate::db) fn rewrite_models(
+    w: &mut Writer<'_>,
+    plan: crate::db::migrations::ModelsPlan,
+) -> Result<usize> {
     let stored = stored_models(w)?;
-    let writes = crate::db::migrations::claude_5::plan(&stored)?;
-    for (id, json) in &writes {
-        w.execute("UPDATE models SET json = $2 WHERE id = $1", &[id, json])?;
-    }
-    if !writes.is_empty() {
-        record_change(w, Change::Global)?;
-    }
-    Ok(writes.len())
-}
-
-/// PostgreSQL's migration 7: gemini-3.8-flash's price change scheduled, as
-/// SQLite's 21 (`db::migrations::scheduled_prices`). Returns the writes
-/// made.
-pub(in crate::db) fn scheduled_prices(w: &mut Writer<'_>) -> Result<usize> {
-    let stored = stored_models(w)?;
-    let writes = crate::db::migrations::scheduled_prices::plan(&stored)?;
-    for (id, json) in &writes {
-        w.execute("UPDATE models SET json = $2 WHERE id = $1", &[id, json])?;
-    }
-    if !writes.is_empty() {
-        record_change(w, Change::Global)?;
-    }
-    Ok(writes.len())
-}
-
-/// PostgreSQL's migration 8: the retirements of 2027-01 scheduled, as
-/// SQLite's 22 (`db::migrations::scheduled_retirements`). Returns the
-/// writes made.
-pub(in crate::db) fn scheduled_retirements(w: &mut Writer<'_>) -> Result<usize> {
-    let stored = stored_models(w)?;
-    let writes = crate::db::migrations::scheduled_retirements::plan(&stored)?;
+    let writes = plan(&stored)?;
     for (id, json) in &writes {
         w.execute("UPDATE models SET json = $2 WHERE id = $1", &[id, json])?;
     }

@@ -196,7 +196,7 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
                 tracing::info!(writes = n, "catalog of 2026-12-05 applied");
             }
             if applied.contains(&4) {
-                let n = catalog::claude_5(w)?;
+                let n = catalog::rewrite_models(w, crate::db::migrations::claude_5::plan)?;
                 tracing::info!(writes = n, "Claude 5.x enabled");
             }
             if applied.contains(&5) {
@@ -210,11 +210,12 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
                 tracing::info!(writes = n, "gpt-6-luna added, disabled");
             }
             if applied.contains(&7) {
-                let n = catalog::scheduled_prices(w)?;
+                let n = catalog::rewrite_models(w, crate::db::migrations::scheduled_prices::plan)?;
                 tracing::info!(writes = n, "gemini-3.8-flash price change scheduled");
             }
             if applied.contains(&8) {
-                let n = catalog::scheduled_retirements(w)?;
+                let n =
+                    catalog::rewrite_models(w, crate::db::migrations::scheduled_retirements::plan)?;
                 tracing::info!(writes = n, "retirements of 2027-01 scheduled");
             }
             Ok(())
