@@ -1073,6 +1073,34 @@ fn with_directory_and(
     (f, h, s)
 }
 
+/// A filter and its singleton holding `global` and tenant `t` (virtual key
+/// `vk-t`, OpenAI and Anthropic keys, pass-through allowed).
+fn pass_through_tenant(global: &str) -> (Rc<Filter>, FakeHost, crate::flow::Singleton) {
+    let t = TenantEntry {
+        rev: 1,
+        removed: false,
+        disabled: false,
+        pass_through: true,
+        provider_keys: vec![
+            ("openai".into(), "sk-t".into()),
+            ("anthropic".into(), "ak-t".into()),
+        ],
+        limits: Default::default(),
+        policy: Default::default(),
+        router: Vec::new(),
+    }
+    .encode();
+    let hash = hex_hash("vk-t");
+    with_directory_and(
+        global,
+        2,
+        &[
+            (Kind::Tenant, "t", t),
+            (Kind::Key, &hash, key_entry(2, false, "t")),
+        ],
+    )
+}
+
 fn shared(h: &FakeHost, key: &str) -> Option<Vec<u8>> {
     h.shared.borrow().get(key).map(|(v, _)| v.clone())
 }
@@ -1634,29 +1662,7 @@ fn a_pass_through_body_naming_a_disabled_model_is_refused_in_the_providers_shape
         }
     }
     let global = serde_json::to_string(&global).unwrap();
-    let t = TenantEntry {
-        rev: 1,
-        removed: false,
-        disabled: false,
-        pass_through: true,
-        provider_keys: vec![
-            ("openai".into(), "sk-t".into()),
-            ("anthropic".into(), "ak-t".into()),
-        ],
-        limits: Default::default(),
-        policy: Default::default(),
-        router: Vec::new(),
-    }
-    .encode();
-    let hash = hex_hash("vk-t");
-    let (f, h, _s) = with_directory_and(
-        &global,
-        2,
-        &[
-            (Kind::Tenant, "t", t),
-            (Kind::Key, &hash, key_entry(2, false, "t")),
-        ],
-    );
+    let (f, h, _s) = pass_through_tenant(&global);
     let post = |path: &str, body: &str| {
         let headers = [
             ("authorization", "Bearer vk-t"),
@@ -2399,29 +2405,7 @@ fn a_retiring_model_is_sunset_then_retired() {
         ..crate::table::RoutingTable::default()
     })
     .unwrap();
-    let t = TenantEntry {
-        rev: 1,
-        removed: false,
-        disabled: false,
-        pass_through: true,
-        provider_keys: vec![
-            ("openai".into(), "sk-t".into()),
-            ("anthropic".into(), "ak-t".into()),
-        ],
-        limits: Default::default(),
-        policy: Default::default(),
-        router: Vec::new(),
-    }
-    .encode();
-    let hash = hex_hash("vk-t");
-    let (f, h, _s) = with_directory_and(
-        &global,
-        2,
-        &[
-            (Kind::Tenant, "t", t),
-            (Kind::Key, &hash, key_entry(2, false, "t")),
-        ],
-    );
+    let (f, h, _s) = pass_through_tenant(&global);
     let headers = [
         ("authorization", "Bearer vk-t"),
         ("content-type", "application/json"),
