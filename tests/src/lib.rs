@@ -583,24 +583,12 @@ pub fn render_envoy_config_as(build: FilterBuild, file: &str, c: &EnvoyConfig) -
             &format!("filename: {}", native_path().display()),
         ),
     }
-    // The file's own bootstrap table, when the test gives none: undated too
-    // (`undated_catalog`).
-    let json = c
-        .plugin_config
-        .clone()
-        .or_else(|| bootstrap_config(&yaml).map(|j| with_undated_catalog(&j)));
-    if let Some(json) = &json {
+    if let Some(json) = &c.plugin_config {
         yaml = replace_between(
             &yaml,
             "# BEGIN aipipe-config",
             "# END aipipe-config",
-            |indent| {
-                let mut block = format!("{indent}value: |\n");
-                for line in json.lines() {
-                    block.push_str(&format!("{indent}  {line}\n"));
-                }
-                block
-            },
+            |indent| value_block(indent, json),
         );
     }
     if !c.with_filter {
@@ -696,6 +684,7 @@ fn render_on_fresh_ports(
     control_plane: Option<(u16, String)>,
 ) -> (String, u16, u16) {
     let (listener_port, admin_port) = (free_port(), free_port());
+    let own_table = plugin_config.is_none();
     let yaml = render_envoy_config(
         file,
         &EnvoyConfig {
@@ -707,6 +696,13 @@ fn render_on_fresh_ports(
             control_plane,
         },
     );
+    // A test's Envoy routes with the undated catalog, the file's own
+    // bootstrap table included (`undated_catalog`).
+    let yaml = if own_table {
+        undate_bootstrap(&yaml)
+    } else {
+        yaml
+    };
     (yaml, listener_port, admin_port)
 }
 
@@ -770,6 +766,30 @@ fn bootstrap_config(yaml: &str) -> Option<String> {
         .filter(|l| l.trim_start() != "value: |")
         .collect();
     Some(json.join("\n"))
+}
+
+/// A plugin configuration as the YAML block `value: |` at `indent`.
+fn value_block(indent: &str, json: &str) -> String {
+    let mut block = format!("{indent}value: |\n");
+    for line in json.lines() {
+        block.push_str(&format!("{indent}  {line}\n"));
+    }
+    block
+}
+
+/// `yaml` with its bootstrap table over the undated catalog, if it has one
+/// that names no catalog of its own.
+pub fn undate_bootstrap(yaml: &str) -> String {
+    let Some(json) = bootstrap_config(yaml) else {
+        return yaml.to_owned();
+    };
+    let json = with_undated_catalog(&json);
+    replace_between(
+        yaml,
+        "# BEGIN aipipe-config",
+        "# END aipipe-config",
+        |indent| value_block(indent, &json),
+    )
 }
 
 /// A plugin configuration whose bootstrap table names no catalog gets the
@@ -1434,7 +1454,7 @@ pub fn stream_lines(
 pub type TenantSpec<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], bool);
 
 /// The default catalog as the suite routes with it: without the providers'
-/// announced retirements ([`ControlPlane::launch`] says why).
+/// announced retirements ([`ControlPlane::undate_catalog`] says why).
 pub fn undated_catalog() -> Vec<aipipe_core::catalog::Model> {
     let mut models = aipipe_core::catalog::default_models();
     for m in &mut models {
@@ -1540,6 +1560,7 @@ impl ControlPlane {
             env: Vec::new(),
         });
         cp.data = data;
+        cp.undate_catalog();
         cp
     }
 
@@ -1602,25 +1623,24 @@ impl ControlPlane {
             Some((port("admin=")?, port("internal=")?))
         })
         .unwrap_or_else(|| panic!("the control plane did not start:\n{}", process.logs()));
-        let cp = Self {
+        Self {
             admin_port: ports.0,
             internal_port: ports.1,
             admin_secret: l.admin_secret.clone(),
             internal_token: l.internal_token.clone(),
             process,
             data: std::sync::Arc::new(TempDir::new("control-plane-unused")),
-        };
-        cp.undate_catalog();
-        cp
+        }
     }
 
-    /// Clears every catalog entry's `retires_at`. The suite's Envoys run on
+    /// Clears every catalog entry's `retires_at` (what `start_on` does; a
+    /// test that `launch`es calls it itself, the demo never). The suite's Envoys run on
     /// the real clock, and most tests route to models the catalog dates
     /// (gpt-4o-mini retires on 2027-01-14): with the dates they would start
     /// failing on the day. Retirements themselves are tested with instants
     /// of their own (`tests/retirements.rs`, and the core's tests on a fixed
     /// clock).
-    fn undate_catalog(&self) {
+    pub fn undate_catalog(&self) {
         let r = self.admin("GET", "/admin/models", None);
         let Ok(listed) = serde_json::from_slice::<serde_json::Value>(&r.body) else {
             return;

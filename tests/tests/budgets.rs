@@ -645,6 +645,7 @@ fn budget_alerts_fire_once_at_each_threshold() {
             format!("http://127.0.0.1:{port}/hooks/budget"),
         )],
     });
+    cp.undate_catalog();
     let mock = aipipe_tests::Mock::start();
     // One attempt: a request reserves the named model's worst case only.
     let envoy = envoy_polling(

@@ -44,6 +44,7 @@ fn stack() -> (ControlPlane, Mock, Envoy, TempDir) {
             format!("http://127.0.0.1:{listener_port}"),
         )],
     });
+    cp.undate_catalog();
     let mock = Mock::start();
     let yaml = render_envoy_config(
         "demo.yaml",

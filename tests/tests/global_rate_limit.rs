@@ -107,6 +107,9 @@ fn envoy_with_fleet_limits(
             control_plane: cp.map(|cp| (cp.internal_port, cp.internal_token.clone())),
         },
     );
+    // Without a control plane, demo.yaml's own table, over the suite's
+    // undated catalog (`aipipe_tests::undated_catalog`).
+    let yaml = aipipe_tests::undate_bootstrap(&yaml);
     let yaml = with_fleet_rate_limits(&yaml, rls_port, failure_mode_deny);
     let env: Vec<(&str, &str)> = cp
         .map(|cp| ("AIPIPE_INTERNAL_TOKEN", cp.internal_token.as_str()))

@@ -67,7 +67,11 @@ impl Ha {
                 env: vec![("AIPIPE_DATABASE_URL".to_owned(), url.clone())],
             })
             .collect();
-        let replicas = launches.iter().map(ControlPlane::launch).collect();
+        let replicas: Vec<ControlPlane> = launches.iter().map(ControlPlane::launch).collect();
+        // They share one database: clearing the dates through one is enough.
+        if let Some(first) = replicas.first() {
+            first.undate_catalog();
+        }
         Self {
             pg,
             db: "aipipe".to_owned(),
