@@ -164,6 +164,14 @@ pub struct ModelDoc {
     /// (control-plane/README.md, "Scheduled retirements").
     #[schema(format = DateTime, example = "2027-01-14T00:00:00Z")]
     retires_at: Option<String>,
+    /// The instant it enters service (RFC 3339; before `retires_at`):
+    /// until then it is treated as disabled — never routed to, a request
+    /// naming it refused with the date, not listed by `/v1/models` — and
+    /// from then as `enabled` says. `GET /admin/models` drops a passed one.
+    /// Absent or null: in service now (control-plane/README.md, "Scheduled
+    /// retirements").
+    #[schema(format = DateTime, example = "2027-01-14T00:00:00Z")]
+    enabled_from: Option<String>,
 }
 
 /// A scheduled price change (`aipipe_core::catalog::PriceChange`): every
@@ -445,6 +453,7 @@ mod tests {
             cache_write_per_mtok: Some(1.25),
         }];
         m.retires_at = Some(aipipe_core::catalog::Timestamp(1_799_884_800_000));
+        m.enabled_from = Some(aipipe_core::catalog::Timestamp(1_798_761_600_000));
         let served = serde_json::to_value(&m).unwrap();
         assert_eq!(properties("Model"), keys_of(&served));
         assert_eq!(

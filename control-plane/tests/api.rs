@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
-use common::{ADMIN, Harness, TOKEN, harness_dated, harness_named};
+use common::{ADMIN, Harness, TOKEN, harness_dated, harness_named, undate_catalog};
 use std::time::Duration;
 
 use aipipe_control_plane::{AppState, admin_app, adopt_env_keys, internal_app};
@@ -1207,6 +1207,9 @@ async fn retirements_are_validated_stored_shipped_and_listed() {
         "refused dates write nothing"
     );
 
+    // From here on the catalog as it is before its dates (explain reads the
+    // real clock), with this test's own instants.
+    undate_catalog(&h.state).await;
     h.create_tenant("acme").await;
     h.admin(
         Method::POST,
@@ -1292,6 +1295,89 @@ async fn retirements_are_validated_stored_shipped_and_listed() {
             .contains(&json!("gpt-4o-mini"))
     );
     assert_eq!(explain().await.0, "gpt-4o-mini");
+}
+
+/// A model dated to enter service through the admin API (control-plane/
+/// README.md, "Scheduled retirements"): the default catalog dates
+/// gpt-6-luna to the instant gpt-4o and gpt-4o-mini retire; an
+/// `enabled_from` not before `retires_at` is refused naming the field,
+/// nothing written; until the instant explain does not rank it; a passed
+/// instant puts it in service at once (an OpenAI-only tenant's cheapest
+/// model) and the listing drops the passed date.
+#[tokio::test]
+async fn a_model_enters_service_at_its_enabled_from() {
+    let h = harness_dated("api", None).await;
+    let luna = |v: &Value| {
+        v["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == "gpt-6-luna")
+            .unwrap()
+            .clone()
+    };
+    let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
+    let now = aipipe_control_plane::db::now_ms();
+    let mut m = luna(&v);
+    if now < 1_799_884_800_000 {
+        assert_eq!(m["enabled_from"], "2027-01-14T00:00:00Z");
+    }
+    assert_eq!(m["enabled"], true);
+    undate_catalog(&h.state).await;
+    h.create_tenant("acme").await;
+    h.admin(
+        Method::POST,
+        "/admin/tenants/acme/keys",
+        Some(json!({"openai": "sk-a"})),
+    )
+    .await;
+    let ask =
+        json!({"tenant": "acme", "request": {"messages": [{"role": "user", "content": "hi"}]}});
+    let explain = || async {
+        let (s, v, _) = h
+            .admin(Method::POST, "/admin/route/explain", Some(ask.clone()))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["choice"].clone()
+    };
+    let h = &h;
+    let put = |m: Value| async move {
+        h.admin(Method::PUT, "/admin/models/gpt-6-luna", Some(m))
+            .await
+    };
+
+    m["enabled"] = json!(true);
+    m["enabled_from"] = json!("2040-01-01T00:00:00Z");
+    m["retires_at"] = json!("2040-01-01T00:00:00Z");
+    let version = h.state.db.revision().await.unwrap();
+    let (s, v, _) = put(m.clone()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("enabled_from: must be before retires_at"),
+        "{message}"
+    );
+    assert_eq!(h.state.db.revision().await.unwrap(), version);
+
+    m["retires_at"] = Value::Null;
+    let (s, v, _) = put(m.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(explain().await, "gpt-4o-mini", "not before its instant");
+
+    let past = aipipe_core::catalog::Timestamp(now / 1000 * 1000 - 3_600_000).to_string();
+    m["enabled_from"] = json!(past);
+    let (s, v, _) = put(m.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (table, _) = h.table().await;
+    let shipped = table.models.iter().find(|m| m.id == "gpt-6-luna").unwrap();
+    assert_eq!(shipped.enabled_from.map(|t| t.to_string()), Some(past));
+    let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
+    assert_eq!(
+        luna(&v).get("enabled_from"),
+        None,
+        "a passed date is folded"
+    );
+    assert_eq!(explain().await, "gpt-6-luna", "in service from its instant");
 }
 
 #[tokio::test]

@@ -1551,8 +1551,10 @@ async fn two_control_planes_deliver_each_budget_alert_once_and_take_over_a_dead_
 
     // A control plane claims three alerts for 1.5 s and dies before it
     // delivers them: the others wait for the lease, then deliver them.
-    s.raw_sql(&outbox(24, 27));
+    // Opened before the rows go in: opening a store takes long enough
+    // (a PostgreSQL pool, under load) for the live workers to claim them.
     let dead = s.second(1000).await;
+    s.raw_sql(&outbox(24, 27));
     let claimed = dead.claim_alerts(10, 1_500).await.unwrap();
     let claimed_at = std::time::Instant::now();
     drop(dead);
@@ -2472,7 +2474,8 @@ async fn sonnet_4_5_is_retired_from_an_older_postgres_database() {
 
 /// SQLite's migration 20 and PostgreSQL's 6 (filter/README.md, "Catalog
 /// changes", gpt-6-luna added): on a database seeded before them, the
-/// default catalog's gpt-6-luna arrives disabled (as it ships) and gpt-4o /
+/// default catalog's gpt-6-luna arrives as it ships (today: in service
+/// from 2027-01-14; migration 23 / 9 dates one added disabled) and gpt-4o /
 /// gpt-4o-mini stay; an operator's own row of that id — here one the
 /// operator enabled at another price — is left alone. Opening the database
 /// again changes nothing more.
@@ -2502,7 +2505,7 @@ async fn gpt_6_luna_is_added_to_an_older_database(engine: Engine) {
     let models = db.models().await.unwrap();
     let find = |id: &str| models.iter().find(|m| m.id == id).cloned();
     assert_eq!(find("gpt-6-luna"), Some(luna.clone()), "added as shipped");
-    assert!(!luna.enabled, "shipped, and so added, disabled");
+    assert!(luna.enabled_from.is_some(), "shipped, and so added, dated");
     assert_eq!(models.len(), defaults.len(), "{models:?}");
     for id in ["gpt-4o", "gpt-4o-mini"] {
         assert!(find(id).is_some_and(|m| m.enabled), "{id} stays");
@@ -2725,4 +2728,83 @@ async fn retirements_are_scheduled_on_an_older_sqlite_file() {
 #[tokio::test]
 async fn retirements_are_scheduled_on_an_older_postgres_database() {
     retirements_are_scheduled_on_an_older_database(Engine::Postgres).await;
+}
+
+/// SQLite's migration 23 and PostgreSQL's 9 (filter/README.md, "Catalog
+/// changes": gpt-6-luna in service from 2027-01-14): on a database that got
+/// gpt-6-luna disabled (migration 20 / 6 of the release before), the row
+/// becomes the default — enabled, in service from the instant gpt-4o and
+/// gpt-4o-mini retire — as one change of the change log; a row the operator
+/// enabled is the operator's decision and is left as it is. Opening the
+/// database again changes nothing more.
+async fn gpt_6_luna_is_dated_on_an_older_database(engine: Engine) {
+    let older = OlderDb::new(engine, "luna-in-service", "lunadate");
+    let open = || older.open();
+    let exec = |sql: &str| older.exec(sql);
+    let luna = aipipe_core::catalog::default_models()
+        .into_iter()
+        .find(|m| m.id == "gpt-6-luna")
+        .unwrap();
+    let migration = match engine {
+        Engine::Sqlite => 23,
+        Engine::Postgres => 9,
+    };
+    let row_sql = |m: &aipipe_core::table::Model| {
+        let row = serde_json::to_string(m).unwrap().replace('\'', "''");
+        format!(
+            "UPDATE models SET json = '{row}' WHERE id = '{}';
+             DELETE FROM schema_migrations WHERE version = {migration};",
+            m.id
+        )
+    };
+
+    let before = older.new_with_acme().await;
+    exec(&row_sql(&aipipe_core::table::Model {
+        enabled: false,
+        enabled_from: None,
+        ..luna.clone()
+    }));
+    let db = open().await;
+    let models = db.models().await.unwrap();
+    let find = |id: &str| models.iter().find(|m| m.id == id).cloned().unwrap();
+    assert_eq!(find("gpt-6-luna"), luna, "dated as the catalog ships it");
+    assert_eq!(
+        luna.enabled_from.map(|t| t.to_string()).as_deref(),
+        Some("2027-01-14T00:00:00Z")
+    );
+    let after = db.revision().await.unwrap();
+    let page = db.changes_since(before, 10).await.unwrap();
+    assert!(
+        matches!(page.changes[..], [Changed::Global(_)]),
+        "the global table changed, and only it: {before} -> {after}"
+    );
+    drop(db);
+
+    // Enabled by its operator already: in service now, left as it is.
+    let own = aipipe_core::table::Model {
+        enabled_from: None,
+        ..luna
+    };
+    exec(&row_sql(&own));
+    let db = open().await;
+    let models = db.models().await.unwrap();
+    assert_eq!(
+        models.iter().find(|m| m.id == "gpt-6-luna"),
+        Some(&own),
+        "left as it is"
+    );
+    assert_eq!(db.revision().await.unwrap(), after, "nothing written");
+    drop(db);
+
+    older.reopens_unchanged(&models, after).await;
+}
+
+#[tokio::test]
+async fn gpt_6_luna_is_dated_on_an_older_sqlite_file() {
+    gpt_6_luna_is_dated_on_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn gpt_6_luna_is_dated_on_an_older_postgres_database() {
+    gpt_6_luna_is_dated_on_an_older_database(Engine::Postgres).await;
 }

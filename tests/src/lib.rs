@@ -1453,14 +1453,32 @@ pub fn stream_lines(
 /// A tenant of a test table: (id, virtual keys, (provider, key)s, disabled).
 pub type TenantSpec<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)], bool);
 
-/// The default catalog as the suite routes with it: without the providers'
-/// announced retirements ([`ControlPlane::undate_catalog`] says why).
+/// The default catalog as the suite routes with it: as it is before its
+/// first scheduled instant, forever — without the providers' announced
+/// retirements, and a model dated to enter service (`enabled_from`)
+/// disabled without its date ([`ControlPlane::undate_catalog`] says why).
 pub fn undated_catalog() -> Vec<aipipe_core::catalog::Model> {
     let mut models = aipipe_core::catalog::default_models();
     for m in &mut models {
-        m.retires_at = None;
+        undate(m);
     }
     models
+}
+
+/// `GET /admin/models`'s body, as far as the harness reads it.
+#[derive(serde::Deserialize)]
+struct ModelList {
+    models: Vec<aipipe_core::catalog::Model>,
+}
+
+/// One catalog entry as [`undated_catalog`] has it; whether it changed.
+pub fn undate(m: &mut aipipe_core::catalog::Model) -> bool {
+    let changed = m.retires_at.is_some() || m.enabled_from.is_some();
+    if m.enabled_from.take().is_some() {
+        m.enabled = false;
+    }
+    m.retires_at = None;
+    changed
 }
 
 /// Builds a plugin configuration with the given tenants over the default
@@ -1633,29 +1651,29 @@ impl ControlPlane {
         }
     }
 
-    /// Clears every catalog entry's `retires_at` (what `start_on` does; a
-    /// test that `launch`es calls it itself, the demo never). The suite's Envoys run on
-    /// the real clock, and most tests route to models the catalog dates
-    /// (gpt-4o-mini retires on 2027-01-14): with the dates they would start
-    /// failing on the day. Retirements themselves are tested with instants
-    /// of their own (`tests/retirements.rs`, and the core's tests on a fixed
-    /// clock).
+    /// Freezes the catalog as it is before its first scheduled instant
+    /// ([`undated_catalog`]; what `start_on` does; a test that `launch`es
+    /// calls it itself, the demo never): every `retires_at` cleared, a
+    /// model dated to enter service disabled without its date. The suite's
+    /// Envoys run on the real clock, and most tests route to models the
+    /// catalog dates (gpt-4o-mini retires on 2027-01-14, when gpt-6-luna
+    /// enters service): with the dates they would start failing on the day.
+    /// The schedules themselves are tested with instants of their own
+    /// (`tests/retirements.rs`, and the core's tests on a fixed clock).
     pub fn undate_catalog(&self) {
         let r = self.admin("GET", "/admin/models", None);
-        let Ok(listed) = serde_json::from_slice::<serde_json::Value>(&r.body) else {
+        let Ok(listed) = serde_json::from_slice::<ModelList>(&r.body) else {
             return;
         };
-        let dated = listed["models"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|m| !m["retires_at"].is_null());
-        for m in dated {
-            let mut m = m.clone();
-            m["retires_at"] = serde_json::Value::Null;
-            let id = m["id"].as_str().unwrap_or_default().to_owned();
-            let put = self.admin("PUT", &format!("/admin/models/{id}"), Some(&m));
-            assert_eq!(put.status, 200, "clear {id}'s retirement: {}", put.text());
+        for mut m in listed.models {
+            if undate(&mut m) {
+                let put = self.admin(
+                    "PUT",
+                    &format!("/admin/models/{}", m.id),
+                    Some(&serde_json::json!(m)),
+                );
+                assert_eq!(put.status, 200, "undate {}: {}", m.id, put.text());
+            }
         }
     }
 

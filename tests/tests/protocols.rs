@@ -515,8 +515,9 @@ fn openai_format_tool_calls_reach_anthropic_clients_as_tool_use_and_chat_clients
 }
 
 /// gpt-6-luna (filter/README.md, "Catalog changes", gpt-6-luna added),
-/// which ships disabled: named, it is a 404 until the catalog enables it.
-/// Enabled, a chat request with tools, `max_tokens` and a temperature, named
+/// out of service until 2027-01-14 (the suite's undated catalog: disabled):
+/// named, it is a 404 until the catalog puts it in service. In service, a
+/// chat request with tools, `max_tokens` and a temperature, named
 /// or routed there, reaches OpenAI written the way it takes it — the budget
 /// as `max_completion_tokens`, `reasoning_effort` `"none"` — where the mock,
 /// like OpenAI, answers 400 to the body as the client wrote it; an Anthropic

@@ -7,7 +7,9 @@
 //! `model_not_found` with the date, a pass-through body naming it 403
 //! `model_disabled`, `/v1/models` no longer lists it — the filter switches
 //! by its own clock, no table is pushed at the instant — and the admin API
-//! lists it as retired.
+//! lists it as retired. A replacement dated to enter service at that
+//! instant (`enabled_from`, as the catalog dates gpt-6-luna) takes over
+//! there, so a tenant with one provider is never without a model.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -134,4 +136,84 @@ fn a_model_retires_at_its_instant() {
         "{}",
         listed_admin["retired"]
     );
+}
+
+/// A replacement scheduled for its predecessors' retirement takes over at
+/// that one instant (filter/README.md, "Scheduled retirements": what the
+/// catalog does with gpt-6-luna on 2027-01-14): for a tenant with only an
+/// OpenAI key, before the instant `auto` reaches gpt-4o-mini and a request
+/// naming gpt-6-luna is refused with the instant it enters service (404 on
+/// the routed API, 403 in a pass-through body); from the instant `auto`
+/// and the name reach gpt-6-luna, `/v1/models` lists it instead of the
+/// retired ones, and no table was pushed — never a moment without a model.
+#[test]
+fn a_replacement_enters_service_as_its_predecessors_retire() {
+    let s = CpStack::start();
+    let key = s.cp.tenant("acme", &[("openai", "sk-acme")]);
+    assert_eventually!(
+        Duration::from_secs(10),
+        s.chat(&key, &chat("auto", "warm up")).status == 200,
+        "tenant never worked"
+    );
+    let at = (now_ms() / 1000 + 4) * 1000;
+    let instant = Timestamp(at);
+    for id in ["gpt-4o-mini", "gpt-4o"] {
+        let mut entry = s.listed_model(id);
+        entry["retires_at"] = json!(instant.to_string());
+        let r =
+            s.cp.admin("PUT", &format!("/admin/models/{id}"), Some(&entry));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let mut luna = s.listed_model("gpt-6-luna");
+    luna["enabled"] = json!(true);
+    luna["enabled_from"] = json!(instant.to_string());
+    let r = s.cp.admin("PUT", "/admin/models/gpt-6-luna", Some(&luna));
+    assert_eq!(r.status, 200, "{}", r.text());
+    std::thread::sleep(Duration::from_millis(300));
+
+    let r = s.chat(&key, &chat("auto", "before"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"));
+    let r = s.chat(&key, &chat("gpt-6-luna", "too early"));
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "model_not_found", "{}", r.text());
+    let says = format!("`gpt-6-luna` enters service in this gateway at {instant}");
+    assert!(r.text().contains(&says), "{}", r.text());
+    let pass = || {
+        aipipe_tests::request(
+            "POST",
+            &s.envoy.url("/openai/v1/chat/completions"),
+            &[
+                ("authorization", &format!("Bearer {key}")),
+                ("content-type", "application/json"),
+            ],
+            Some(chat("gpt-6-luna", "pass").to_string().as_bytes()),
+        )
+    };
+    let r = pass();
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "model_disabled", "{}", r.text());
+    assert!(r.text().contains(&says), "{}", r.text());
+    let models = listed(&s, &key);
+    assert!(
+        models.contains(&"gpt-4o-mini".to_owned()) && !models.contains(&"gpt-6-luna".to_owned()),
+        "{models:?}"
+    );
+    assert!(
+        now_ms() + 200 < at,
+        "the requests before the instant took too long to test anything"
+    );
+
+    let version = s.table_version();
+    while now_ms() < at + 100 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for model in ["auto", "gpt-6-luna"] {
+        let r = s.chat(&key, &chat(model, "after"));
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        assert_eq!(r.header("x-aipipe-model"), Some("gpt-6-luna"), "{model}");
+    }
+    assert_eq!(pass().status, 200);
+    assert_eq!(listed(&s, &key), ["auto", "gpt-6-luna"]);
+    assert_eq!(s.table_version(), version, "no table pushed at the instant");
 }

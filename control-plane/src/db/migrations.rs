@@ -538,6 +538,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`scheduled_retirements`): the stored catalog rows are JSON.
         "",
     ),
+    (
+        23,
+        "gpt-6-luna in service from 2027-01-14 (2026-12-05)",
+        // Rust below (`luna_in_service`): the stored catalog rows are JSON.
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -617,7 +623,7 @@ pub(in crate::db) mod catalog_2026_12 {
             id: String,
             json: String,
         },
-        Insert(Model),
+        Insert(Box<Model>),
     }
 
     /// The writes for `stored` (id, JSON of every catalog row) given every
@@ -664,7 +670,7 @@ pub(in crate::db) mod catalog_2026_12 {
                 continue;
             }
             if let Some(m) = defaults.iter().find(|m| m.id == id) {
-                steps.push(Step::Insert(m.clone()));
+                steps.push(Step::Insert(Box::new(m.clone())));
             }
         }
         Ok(steps)
@@ -718,21 +724,7 @@ pub(in crate::db) mod claude_5 {
     pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
         let defaults = aipipe_core::catalog::default_models();
         let mut writes = Vec::new();
-        for &id in MODELS {
-            let (Some((_, json)), Some(default)) = (
-                stored.iter().find(|(s, _)| s == id),
-                defaults.iter().find(|m| m.id == id),
-            ) else {
-                continue;
-            };
-            let Ok(stored) = serde_json::from_str::<Model>(json) else {
-                tracing::warn!(model = id, "catalog row unreadable: left as it is");
-                continue;
-            };
-            if stored.upstream_name() != id {
-                tracing::info!(model = id, "upstream name was changed: left as it is");
-                continue;
-            }
+        for (id, stored, default) in super::catalog_rows(stored, &defaults, MODELS) {
             let new = if as_shipped_before(&stored, default) {
                 default.clone()
             } else {
@@ -781,8 +773,6 @@ pub(in crate::db) mod claude_5 {
 /// operator decides what it costs); so does a row with a schedule of its
 /// own, one pointed at another upstream model, or a deleted one.
 pub(in crate::db) mod scheduled_prices {
-    use aipipe_core::table::Model;
-
     /// The default models whose schedule this migration brings.
     pub const MODELS: &[&str] = &["gemini-3.8-flash"];
 
@@ -791,21 +781,7 @@ pub(in crate::db) mod scheduled_prices {
     pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
         let defaults = aipipe_core::catalog::default_models();
         let mut writes = Vec::new();
-        for &id in MODELS {
-            let (Some((_, json)), Some(default)) = (
-                stored.iter().find(|(s, _)| s == id),
-                defaults.iter().find(|m| m.id == id),
-            ) else {
-                continue;
-            };
-            let Ok(mut row) = serde_json::from_str::<Model>(json) else {
-                tracing::warn!(model = id, "catalog row unreadable: left as it is");
-                continue;
-            };
-            if row.upstream_name() != id {
-                tracing::info!(model = id, "upstream name was changed: left as it is");
-                continue;
-            }
+        for (id, mut row, default) in super::catalog_rows(stored, &defaults, MODELS) {
             if row.price_changes == default.price_changes {
                 // A database seeded with today's catalog: already there.
                 continue;
@@ -839,8 +815,6 @@ pub(in crate::db) mod scheduled_prices {
 /// at another upstream model is left as it is (that model is not shut
 /// down), and so is one with a date of its own or a deleted one.
 pub(in crate::db) mod scheduled_retirements {
-    use aipipe_core::table::Model;
-
     /// The default models whose retirement this migration brings.
     pub const MODELS: &[&str] = &["gpt-4o-mini", "gpt-4o", "claude-opus-4-5"];
 
@@ -849,21 +823,7 @@ pub(in crate::db) mod scheduled_retirements {
     pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
         let defaults = aipipe_core::catalog::default_models();
         let mut writes = Vec::new();
-        for &id in MODELS {
-            let (Some((_, json)), Some(default)) = (
-                stored.iter().find(|(s, _)| s == id),
-                defaults.iter().find(|m| m.id == id),
-            ) else {
-                continue;
-            };
-            let Ok(mut row) = serde_json::from_str::<Model>(json) else {
-                tracing::warn!(model = id, "catalog row unreadable: left as it is");
-                continue;
-            };
-            if row.upstream_name() != id {
-                tracing::info!(model = id, "upstream name was changed: left as it is");
-                continue;
-            }
+        for (id, mut row, default) in super::catalog_rows(stored, &defaults, MODELS) {
             if row.retires_at == default.retires_at {
                 // A database seeded with today's catalog: already there.
                 continue;
@@ -882,12 +842,88 @@ pub(in crate::db) mod scheduled_retirements {
     }
 }
 
+/// gpt-6-luna put in service from 2027-01-14T00:00:00Z (filter/README.md,
+/// "Catalog changes": the instant gpt-4o and gpt-4o-mini, which it replaces,
+/// retire) on a database that got it disabled (SQLite's migration 20,
+/// PostgreSQL's 6): SQLite's migration 23, PostgreSQL's 9. A row exactly as
+/// migration 20 wrote it — disabled, no date — becomes today's default
+/// (enabled, `enabled_from` that instant), so no routing moves before it and
+/// an OpenAI key keeps a model after. A row the operator changed (enabled
+/// it, dated it, repriced it) is the operator's decision and is left alone,
+/// as is one pointed at another upstream model or a deleted one.
+pub(in crate::db) mod luna_in_service {
+    use aipipe_core::table::Model;
+
+    /// The models this migration updates.
+    pub const MODELS: &[&str] = &["gpt-6-luna"];
+
+    /// The writes for `stored` (id, JSON of every catalog row): each the
+    /// model's id and its row's new JSON.
+    pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
+        let defaults = aipipe_core::catalog::default_models();
+        let mut writes = Vec::new();
+        for (id, row, default) in super::catalog_rows(stored, &defaults, MODELS) {
+            // Observed latency and penalty are not the operator's choices:
+            // compared as the default's, kept as they are.
+            let (latency_ms, penalty) = (row.latency_ms, row.penalty);
+            let mut before = default.clone();
+            (before.enabled, before.enabled_from) = (false, None);
+            let row = Model {
+                latency_ms: before.latency_ms,
+                penalty: before.penalty,
+                ..row
+            };
+            if row == before {
+                let new = Model {
+                    latency_ms,
+                    penalty,
+                    ..default.clone()
+                };
+                writes.push((id.to_owned(), serde_json::to_string(&new)?));
+            } else if row != *default {
+                tracing::info!(model = id, "changed by the operator: left as it is");
+            }
+        }
+        Ok(writes)
+    }
+}
+
+/// The stored rows a catalog migration may rewrite: for each of `ids` that
+/// is both stored and in `defaults`, its id, its stored row and its default.
+/// A row that does not parse, or that the operator pointed at another
+/// upstream model, is left alone (and said so in the log).
+fn catalog_rows<'a>(
+    stored: &'a [(String, String)],
+    defaults: &'a [aipipe_core::table::Model],
+    ids: &'a [&'a str],
+) -> impl Iterator<
+    Item = (
+        &'a str,
+        aipipe_core::table::Model,
+        &'a aipipe_core::table::Model,
+    ),
+> + 'a {
+    ids.iter().filter_map(move |&id| {
+        let json = stored.iter().find(|(s, _)| s == id).map(|(_, j)| j)?;
+        let default = defaults.iter().find(|m| m.id == id)?;
+        let Ok(row) = serde_json::from_str::<aipipe_core::table::Model>(json) else {
+            tracing::warn!(model = id, "catalog row unreadable: left as it is");
+            return None;
+        };
+        if row.upstream_name() != id {
+            tracing::info!(model = id, "upstream name was changed: left as it is");
+            return None;
+        }
+        Some((id, row, default))
+    })
+}
+
 /// A catalog migration's pure plan: from the stored rows (id, JSON), the
 /// rows to write.
 pub(super) type ModelsPlan = fn(&[(String, String)]) -> Result<Vec<(String, String)>>;
 
-/// SQLite's migrations 18 (`claude_5::plan`), 21 (`scheduled_prices::plan`)
-/// and 22 (`scheduled_retirements::plan`): each rewrites the model rows its
+/// SQLite's migrations 18 (`claude_5::plan`), 21 (`scheduled_prices::plan`),
+/// 22 (`scheduled_retirements::plan`) and 23 (`luna_in_service::plan`): each rewrites the model rows its
 /// pure plan names, one change of the change log if any. Returns the
 /// writes made.
 fn rewrite_models(tx: &Transaction<'_>, plan: ModelsPlan) -> Result<usize> {
@@ -1006,6 +1042,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         if version == 22 {
             let n = rewrite_models(&tx, scheduled_retirements::plan)?;
             tracing::info!(writes = n, "retirements of 2027-01 scheduled");
+        }
+        // A no-op on a new database: migration 1 seeded today's catalog.
+        if version == 23 {
+            let n = rewrite_models(&tx, luna_in_service::plan)?;
+            tracing::info!(writes = n, "gpt-6-luna in service from 2027-01-14");
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
@@ -1196,6 +1237,60 @@ mod tests {
         ] {
             assert_eq!(
                 scheduled_retirements::plan(&rows(std::slice::from_ref(&kept))).unwrap(),
+                vec![],
+                "{kept:?}"
+            );
+        }
+    }
+
+    /// Migration 23: gpt-6-luna as migration 20 wrote it (disabled, no
+    /// date; a penalty or latency observed since is not the operator's
+    /// choice) becomes the default, in service from 2027-01-14; a row the
+    /// operator enabled, dated or repriced is left alone, as is today's
+    /// default.
+    #[test]
+    fn luna_as_migration_20_wrote_it_enters_service_at_the_retirements() {
+        use aipipe_core::table::Model;
+        let luna = aipipe_core::catalog::default_models()
+            .into_iter()
+            .find(|m| m.id == "gpt-6-luna")
+            .unwrap();
+        assert_eq!(
+            luna.enabled_from.map(|t| t.to_string()).as_deref(),
+            Some("2027-01-14T00:00:00Z")
+        );
+        let row = |m: &Model| vec![(m.id.clone(), serde_json::to_string(m).unwrap())];
+        let as_20 = Model {
+            enabled: false,
+            enabled_from: None,
+            penalty: 0.4,
+            ..luna.clone()
+        };
+        let writes = luna_in_service::plan(&row(&as_20)).unwrap();
+        assert_eq!(
+            writes,
+            row(&Model {
+                penalty: 0.4,
+                ..luna.clone()
+            })
+        );
+        for kept in [
+            luna.clone(),
+            Model {
+                enabled_from: None,
+                ..luna.clone()
+            },
+            Model {
+                input_per_mtok: 0.2,
+                ..as_20.clone()
+            },
+            Model {
+                upstream_id: Some("gpt-6-luna-2026-09-22".into()),
+                ..as_20.clone()
+            },
+        ] {
+            assert_eq!(
+                luna_in_service::plan(&row(&kept)).unwrap(),
                 vec![],
                 "{kept:?}"
             );

@@ -64,14 +64,20 @@ pub async fn harness_named(name: &str, decay_ms: Option<u64>) -> Harness {
     h
 }
 
-/// Clears every catalog entry's `retires_at`, as the Envoy suite does
-/// (tests/README.md, "How the tests are built"): explain and the listing
-/// read the real clock, and tests rank gpt-4o-mini, which the catalog
-/// retires on 2027-01-14. Retirements are tested on a harness that keeps
-/// the dates ([`harness_dated`]) with instants of their own.
+/// Freezes the catalog as it is before its first scheduled instant, as the
+/// Envoy suite does (tests/README.md, "How the tests are built"): every
+/// `retires_at` cleared, a model dated to enter service (`enabled_from`)
+/// disabled without its date. Explain and the listing read the real clock,
+/// and tests rank gpt-4o-mini, which the catalog retires on 2027-01-14 when
+/// gpt-6-luna enters service. The schedules are tested on a harness that
+/// keeps the dates ([`harness_dated`]) with instants of their own.
 pub async fn undate_catalog(state: &AppState) {
     for mut m in state.db.models().await.unwrap() {
-        if m.retires_at.take().is_some() {
+        let dated = m.retires_at.take().is_some() | m.enabled_from.is_some();
+        if m.enabled_from.take().is_some() {
+            m.enabled = false;
+        }
+        if dated {
             state.db.put_model(m, |_| Ok(())).await.unwrap();
         }
     }

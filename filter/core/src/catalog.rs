@@ -254,6 +254,13 @@ pub struct Model {
     /// `Sunset` header (filter/README.md, "Scheduled retirements").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retires_at: Option<Timestamp>,
+    /// The instant it enters service (RFC 3339): before it the model is
+    /// treated as disabled — never routed to or listed, a request naming it
+    /// refused with the date — and from it as `enabled` says. A replacement
+    /// scheduled for its predecessor's retirement takes over at that instant
+    /// in every Envoy (filter/README.md, "Scheduled retirements").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled_from: Option<Timestamp>,
 }
 
 pub(crate) fn yes() -> bool {
@@ -314,6 +321,18 @@ impl Model {
         self.retires_at.is_some_and(|r| r.ms() <= at_ms)
     }
 
+    /// Whether it is still waiting to enter service at `at_ms`: its
+    /// `enabled_from` instant is after it.
+    pub fn pending_at(&self, at_ms: u64) -> bool {
+        self.enabled_from.is_some_and(|f| f.ms() > at_ms)
+    }
+
+    /// Whether a request at `at_ms` may be routed to it: enabled, in
+    /// service and not retired.
+    pub fn in_service_at(&self, at_ms: u64) -> bool {
+        self.enabled && !self.retired_at(at_ms) && !self.pending_at(at_ms)
+    }
+
     /// The model as it is priced at `at_ms`: the changes whose instant has
     /// passed folded into its own prices (the last of them in force), only
     /// the later ones still scheduled. What the control plane lists.
@@ -321,6 +340,7 @@ impl Model {
         let now = self.prices_at(at_ms);
         self.set_prices(now);
         self.price_changes.retain(|c| c.from.ms() > at_ms);
+        self.enabled_from = self.enabled_from.filter(|f| f.ms() > at_ms);
         self
     }
 }
@@ -443,6 +463,8 @@ struct Entry {
     changes: &'static [(u64, EntryPrices)],
     /// Its provider's shutdown instant, ms since the epoch.
     retires: Option<u64>,
+    /// The instant it enters service, ms since the epoch.
+    enabled_from: Option<u64>,
 }
 
 /// input, cached input, output — USD per million tokens.
@@ -505,6 +527,7 @@ impl Entry {
                 })
                 .collect(),
             retires_at: self.retires.map(Timestamp),
+            enabled_from: self.enabled_from.map(Timestamp),
         }
     }
 }
@@ -533,35 +556,38 @@ const ENTRIES: &[Entry] = &[
     // "Scheduled retirements").
     Entry { id: "gpt-4o-mini", provider: "openai", upstream_id: None,
         prices: (0.15, Some(0.075), 0.60), gpqa: 40.2, tasks: &[],
-        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_14_2027) },
+        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_14_2027), enabled_from: None },
     Entry { id: "gpt-4o", provider: "openai", upstream_id: None,
         prices: (2.50, Some(1.25), 10.00), gpqa: 46.0, tasks: &[("coding", 33.2)],
-        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_14_2027) },
-    // OpenAI's named replacement for gpt-4o and gpt-4o-mini (deprecations
-    // page, section of 2026-10-14; both shut down 2027-01-14), released
-    // 2026-09-22 and listed by the openai SDK this repository pins (3.54.0,
-    // types/shared/chat_model.py). Prices: OpenAI's pricing as quoted by
-    // Vercel's AI Gateway and inference.sh ($0.10 / cached $0.01 / $0.50;
-    // cache writes $0.125 and every rate higher above 272K input tokens,
-    // which this one-price catalog does not model). 1,050,000 context
-    // (922K of it input), 128,000 output. It reasons by default (medium)
-    // and Chat Completions takes its tools and sampling parameters only
-    // with reasoning effort none, its answer budget only as
+        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_14_2027), enabled_from: None },
+    // OpenAI's named replacement for gpt-4o, gpt-4o-mini, gpt-4.1 and
+    // gpt-4.1-mini (deprecations page, section of 2026-10-14; all shut down
+    // 2027-01-14), released 2026-09-22 and listed by the openai SDK this
+    // repository pins (3.54.0, types/shared/chat_model.py). Prices and
+    // limits: its model page (developers.openai.com/api/docs/models/
+    // gpt-6-luna: $0.10 / cached $0.01 / $0.50; cache writes $0.125 and
+    // every rate higher above 272K input tokens, which this one-price
+    // catalog does not model; 1,050,000 context, 128,000 output). It
+    // reasons by default (medium) and Chat Completions takes its tools and
+    // sampling parameters only with reasoning effort none (the same page;
+    // OpenAI's deployment checklist), its answer budget only as
     // max_completion_tokens (`GPT_6`; filter/README.md, "Catalog changes").
-    // OpenAI publishes no GPQA Diamond figure for it: GPT-4.1's 66.3 (the
-    // GPT-4.1 launch table above) stands in — the strongest of the four
-    // GPT-4.x models it replaces, which OpenAI's migration guide (Help
-    // Center, "Migrating from GPT-4.x to GPT-6 Luna") calls less capable
-    // than it at reasoning effort none, the effort the filter sends.
-    // Shipped disabled: at a twentieth of claude-sonnet-5-5's price it would
-    // take every band from gpt-4o-mini / claude-sonnet-5-5 / claude-opus-4-5
-    // with OpenAI + Anthropic keys, frontier work included, on the strength
-    // of a stand-in figure (filter/README.md, "Catalog changes"; pinned by
-    // `select::tests::gpt_6_luna_enabled_takes_every_band`). Enable per
-    // catalog.
+    // OpenAI publishes no GPQA Diamond figure for it (nor for any GPT-6
+    // model): GPT-4.1's 66.3 (the GPT-4.1 launch table above) stands in —
+    // the strongest of the four GPT-4.x models it replaces, which OpenAI's
+    // migration guide (Help Center, "Migrating from GPT-4.x to GPT-6 Luna")
+    // calls less capable than it at reasoning effort none, the effort the
+    // filter sends.
+    // In service from 2027-01-14T00:00:00Z (`enabled_from`), the instant the
+    // models it replaces retire: until then no routing moves; from then an
+    // OpenAI key still has a model. It then takes every band with OpenAI +
+    // Anthropic keys (a twentieth of claude-sonnet-5-5's price; the
+    // stand-in buys Sonnet back nowhere): filter/README.md, "Catalog
+    // changes", pinned by `select::tests::after_each_retirement_the_catalog_
+    // routes_to_what_is_left`.
     Entry { id: "gpt-6-luna", provider: "openai", upstream_id: None,
         prices: (0.10, Some(0.01), 0.50), gpqa: 66.3, tasks: &[],
-        context_window: 1_050_000, max_output_tokens: 128_000, capabilities: GPT_6, enabled: false, changes: &[], retires: None },
+        context_window: 1_050_000, max_output_tokens: 128_000, capabilities: GPT_6, enabled: true, changes: &[], retires: None, enabled_from: Some(JAN_14_2027) },
 
     // ---- Anthropic — prices: platform.claude.com/docs/en/about-claude/pricing
     // (cached = cache read; cache writes 1.25x input). GPQA: Anthropic's
@@ -575,13 +601,13 @@ const ENTRIES: &[Entry] = &[
     // retired from that instant (`retires`).
     Entry { id: "claude-opus-4-5", provider: "anthropic", upstream_id: None,
         prices: (5.00, Some(0.50), 25.00), gpqa: 87.0, tasks: &[("coding", 80.9), ("math_reasoning", 92.8)],
-        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_22_2027) },
+        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_22_2027), enabled_from: None },
     // Shipped disabled: at $1/$5 with GPQA 73.0 it would take about the
     // 0.60–0.80 band from gpt-4o-mini / claude-sonnet-5-5 (filter/README.md,
     // "Model selection"). Enable per catalog.
     Entry { id: "claude-haiku-4-5", provider: "anthropic", upstream_id: None,
         prices: (1.00, Some(0.10), 5.00), gpqa: 73.0, tasks: &[("coding", 73.3)],
-        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: false, changes: &[], retires: None },
+        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: false, changes: &[], retires: None, enabled_from: None },
     // The current Sonnet and Opus (platform.claude.com/docs/en/models/
     // sonnet-5-5/overview and the "What's new in Claude Opus 5" comparison
     // table: 1M context, 128K output; cache reads $0.10 and $0.20 — Sonnet
@@ -598,10 +624,10 @@ const ENTRIES: &[Entry] = &[
     // 87.0, their launch posts).
     Entry { id: "claude-sonnet-5-5", provider: "anthropic", upstream_id: None,
         prices: (2.00, Some(0.10), 10.00), gpqa: 83.4, tasks: &[],
-        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[], retires: None },
+        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[], retires: None, enabled_from: None },
     Entry { id: "claude-opus-5-5", provider: "anthropic", upstream_id: None,
         prices: (4.00, Some(0.20), 20.00), gpqa: 87.0, tasks: &[],
-        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[], retires: None },
+        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[], retires: None, enabled_from: None },
 
     // ---- Google Gemini — prices: ai.google.dev/gemini-api/docs/pricing (paid
     // tier, prompts ≤ 200k tokens). gemini-2.5-pro and gemini-2.5-flash were
@@ -622,14 +648,14 @@ const ENTRIES: &[Entry] = &[
     // not found: cached tokens are billed at the input price.
     Entry { id: "gemini-2.5-flash-lite", provider: "gemini", upstream_id: None,
         prices: (0.10, Some(0.01), 0.40), gpqa: 64.6, tasks: &[],
-        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true, changes: &[], retires: None },
+        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true, changes: &[], retires: None, enabled_from: None },
     Entry { id: "gemini-3.5-flash-lite", provider: "gemini", upstream_id: None,
         prices: (0.30, None, 2.50), gpqa: 82.8, tasks: &[],
-        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true, changes: &[], retires: None },
+        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true, changes: &[], retires: None, enabled_from: None },
     Entry { id: "gemini-3.8-flash", provider: "gemini", upstream_id: None,
         prices: (0.75, Some(0.075), 3.75), gpqa: 86.4, tasks: &[],
         context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true,
-        changes: &[(JAN_1_2027, (1.50, Some(0.15), 7.50))], retires: None },
+        changes: &[(JAN_1_2027, (1.50, Some(0.15), 7.50))], retires: None, enabled_from: None },
 
     // ---- xAI — prices: docs.x.ai/developers/models. grok-4 and
     // grok-4-fast were retired on 2026-05-15 (docs.x.ai migration note).
@@ -637,10 +663,10 @@ const ENTRIES: &[Entry] = &[
     // grok-4.3; Grok 4's 87.5 (xAI launch) stands in until it does.
     Entry { id: "grok-4.3", provider: "xai", upstream_id: None,
         prices: (1.25, Some(0.20), 2.50), gpqa: 87.5, tasks: &[],
-        context_window: 1_000_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true, changes: &[], retires: None },
+        context_window: 1_000_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true, changes: &[], retires: None, enabled_from: None },
     Entry { id: "grok-3-mini", provider: "xai", upstream_id: None,
         prices: (0.30, Some(0.075), 0.50), gpqa: 84.0, tasks: &[],
-        context_window: 131_072, max_output_tokens: 32_000, capabilities: TEXT_TOOLS_JSON, enabled: true, changes: &[], retires: None },
+        context_window: 131_072, max_output_tokens: 32_000, capabilities: TEXT_TOOLS_JSON, enabled: true, changes: &[], retires: None, enabled_from: None },
 
     // ---- OpenRouter — prices: openrouter.ai/<model>/api. GPQA: Meta's
     // Llama 3.3 model card (50.5); DeepSeek's V3.2 report (82.4; thinking:
@@ -648,11 +674,11 @@ const ENTRIES: &[Entry] = &[
     Entry { id: "llama-3.3-70b-instruct", provider: "openrouter",
         upstream_id: Some("meta-llama/llama-3.3-70b-instruct"),
         prices: (0.10, None, 0.32), gpqa: 50.5, tasks: &[],
-        context_window: 131_072, max_output_tokens: 16_384, capabilities: TEXT_TOOLS, enabled: true, changes: &[], retires: None },
+        context_window: 131_072, max_output_tokens: 16_384, capabilities: TEXT_TOOLS, enabled: true, changes: &[], retires: None, enabled_from: None },
     Entry { id: "deepseek-v3.2", provider: "openrouter",
         upstream_id: Some("deepseek/deepseek-v3.2"),
         prices: (0.28, Some(0.13), 0.40), gpqa: 82.4, tasks: &[("coding", 73.1), ("math_reasoning", 93.1)],
-        context_window: 163_840, max_output_tokens: 65_536, capabilities: TEXT_TOOLS_JSON, enabled: true, changes: &[], retires: None },
+        context_window: 163_840, max_output_tokens: 65_536, capabilities: TEXT_TOOLS_JSON, enabled: true, changes: &[], retires: None, enabled_from: None },
 
     // ---- MiniMax — prices: platform.minimax.io/docs/pricing (cache read
     // 0.03). GPQA: MiniMax-M2 model card (Hugging Face MiniMaxAI/MiniMax-M2),
@@ -661,7 +687,7 @@ const ENTRIES: &[Entry] = &[
     // MiniMax drops response_format, so no json_schema.
     Entry { id: "MiniMax-M2", provider: "minimax", upstream_id: None,
         prices: (0.30, Some(0.03), 1.20), gpqa: 78.0, tasks: &[("coding", 69.4), ("math_reasoning", 78.0)],
-        context_window: 204_800, max_output_tokens: 128_000, capabilities: TEXT_TOOLS, enabled: true, changes: &[], retires: None },
+        context_window: 204_800, max_output_tokens: 128_000, capabilities: TEXT_TOOLS, enabled: true, changes: &[], retires: None, enabled_from: None },
 
     // ---- Moonshot (Kimi) — prices: platform.moonshot.ai/docs/pricing/chat.
     // The kimi-k2 previews were retired on 2026-05-25. GPQA: Moonshot has
@@ -669,7 +695,7 @@ const ENTRIES: &[Entry] = &[
     // SWE-bench Verified 76.8 and AIME 2025 96.1: the Kimi K2.5 model card.
     Entry { id: "kimi-k2.5", provider: "moonshot", upstream_id: None,
         prices: (0.60, Some(0.10), 3.00), gpqa: 75.1, tasks: &[("coding", 76.8), ("math_reasoning", 96.1)],
-        context_window: 262_144, max_output_tokens: 32_768, capabilities: TEXT_TOOLS, enabled: true, changes: &[], retires: None },
+        context_window: 262_144, max_output_tokens: 32_768, capabilities: TEXT_TOOLS, enabled: true, changes: &[], retires: None, enabled_from: None },
 ];
 
 pub fn default_models() -> Vec<Model> {
@@ -819,8 +845,12 @@ mod tests {
         let models = default_models();
         let luna = models.iter().find(|m| m.id == "gpt-6-luna").unwrap();
         assert!(luna.capabilities.max_completion_tokens && luna.capabilities.reasoning_effort_none);
-        // Shipped disabled (its entry says why).
-        assert!(!luna.enabled);
+        // In service from the instant the models it replaces retire (its
+        // entry says why), not before.
+        assert!(luna.enabled && luna.pending_at(JAN_14_2027 - 1) && !luna.pending_at(JAN_14_2027));
+        assert!(!luna.in_service_at(JAN_14_2027 - 1) && luna.in_service_at(JAN_14_2027));
+        let folded = luna.clone().folded_at(JAN_14_2027);
+        assert_eq!(folded.enabled_from, None, "a passed instant is folded away");
         let json = serde_json::to_value(&models).unwrap();
         let with = |field: &str| {
             json.as_array()

@@ -24,13 +24,14 @@ pub enum ApiError {
         limit: usize,
     },
     ModelNotFound(String),
-    /// The model its provider retired at `on` (filter/README.md,
-    /// "Scheduled retirements"): named on a routed API, 404
-    /// `model_not_found`; in a pass-through body, as a disabled model (403
-    /// `model_disabled`). Either way the message gives the date.
-    ModelRetired {
+    /// A model out of service by its schedule (filter/README.md,
+    /// "Scheduled retirements"): retired, or not in service yet. Named on a
+    /// routed API, 404 `model_not_found`; in a pass-through body, as a
+    /// disabled model (403 `model_disabled`). Either way the message gives
+    /// the date.
+    ModelOutOfService {
         model: String,
-        on: crate::timestamp::Timestamp,
+        why: OutOfService,
         pass_through: bool,
     },
     /// The tenant has no key for the provider(s) that could serve it.
@@ -78,11 +79,11 @@ impl ApiError {
             | Self::PassThroughDisabled
             | Self::ModelDisabled(_)
             | Self::ModelNotAllowed(_)
-            | Self::ModelRetired {
+            | Self::ModelOutOfService {
                 pass_through: true, ..
             } => 403,
             Self::BadRequest(_) | Self::ContextTooLong { .. } | Self::Unsupported(_) => 400,
-            Self::ModelNotFound(_) | Self::UnknownPath(_) | Self::ModelRetired { .. } => 404,
+            Self::ModelNotFound(_) | Self::UnknownPath(_) | Self::ModelOutOfService { .. } => 404,
             Self::BodyTooLarge { .. } => 413,
             Self::BudgetExceeded { .. } | Self::RateLimited { .. } => 429,
             Self::NoProviderKey(_) | Self::NoTable | Self::RateLimitUnavailable => 503,
@@ -98,7 +99,7 @@ impl ApiError {
             | Self::PassThroughDisabled
             | Self::ModelDisabled(_)
             | Self::ModelNotAllowed(_)
-            | Self::ModelRetired {
+            | Self::ModelOutOfService {
                 pass_through: true, ..
             } => "permission_error",
             Self::NoProviderKey(_) | Self::NoTable | Self::RateLimitUnavailable => {
@@ -124,10 +125,10 @@ impl ApiError {
             Self::BadRequest(_) => "invalid_request",
             Self::BodyTooLarge { .. } => "request_too_large",
             Self::ModelNotFound(_) => "model_not_found",
-            Self::ModelRetired {
+            Self::ModelOutOfService {
                 pass_through: true, ..
             } => "model_disabled",
-            Self::ModelRetired { .. } => "model_not_found",
+            Self::ModelOutOfService { .. } => "model_not_found",
             Self::NoProviderKey(_) => "no_provider_key",
             Self::ContextTooLong { .. } => "context_length_exceeded",
             Self::Unsupported(_) => "unsupported_request",
@@ -155,11 +156,14 @@ impl ApiError {
             Self::BadRequest(why) => why.clone(),
             Self::BodyTooLarge { limit } => format!("Request body is larger than the {limit}-byte limit. Send a smaller request."),
             Self::ModelNotFound(m) => format!("The model `{}` does not exist in this gateway's catalog. Use \"auto\", a catalog id such as \"gpt-4o-mini\", or \"provider/model\".", clip(m)),
-            Self::ModelRetired { model, on, pass_through } => format!(
-                "The model `{}` was retired by its provider {} and this gateway no longer {}. {}",
+            Self::ModelOutOfService { model, why, pass_through } => format!(
+                "The model `{}` {}. {}",
                 clip(model),
-                retired_when(*on),
-                if *pass_through { "passes requests to it" } else { "routes to it" },
+                match (why, pass_through) {
+                    (OutOfService::Retired(on), true) => format!("was retired by its provider {} and this gateway no longer passes requests to it", when(*on)),
+                    (OutOfService::Retired(on), false) => format!("was retired by its provider {} and this gateway no longer routes to it", when(*on)),
+                    (OutOfService::Until(from), _) => format!("enters service in this gateway {}", when(*from)),
+                },
                 if *pass_through {
                     "Pick another model, or use the routed API with \"auto\"."
                 } else {
@@ -224,7 +228,17 @@ impl ApiError {
 
 /// "on 2027-01-14" for an instant at midnight UTC (a provider's date),
 /// "at 2027-01-14T12:00:00Z" otherwise.
-fn retired_when(on: crate::timestamp::Timestamp) -> String {
+/// Why a catalog model is out of service by its schedule, and the instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutOfService {
+    /// Retired by its provider at this instant (`retires_at`).
+    Retired(crate::timestamp::Timestamp),
+    /// Not in service until this instant (`enabled_from`).
+    Until(crate::timestamp::Timestamp),
+}
+
+/// "on 2027-01-14" for an instant at midnight UTC, else "at <RFC 3339>".
+fn when(on: crate::timestamp::Timestamp) -> String {
     if on.ms().is_multiple_of(86_400_000) {
         format!("on {}", on.date())
     } else {
@@ -272,9 +286,9 @@ mod tests {
     #[test]
     fn a_retired_model_is_not_found_or_disabled_with_its_date() {
         let on = crate::timestamp::Timestamp(1_799_884_800_000);
-        let routed = ApiError::ModelRetired {
+        let routed = ApiError::ModelOutOfService {
             model: "gpt-4o".into(),
-            on,
+            why: OutOfService::Retired(on),
             pass_through: false,
         };
         let v: serde_json::Value = serde_json::from_str(&routed.body()).unwrap();
@@ -286,9 +300,9 @@ mod tests {
             "The model `gpt-4o` was retired by its provider on 2027-01-14 and this gateway \
              no longer routes to it. Use \"auto\" or another model (GET /v1/models lists them)."
         );
-        let pass = ApiError::ModelRetired {
+        let pass = ApiError::ModelOutOfService {
             model: "gpt-4o".into(),
-            on: crate::timestamp::Timestamp(1_799_884_800_500),
+            why: OutOfService::Retired(crate::timestamp::Timestamp(1_799_884_800_500)),
             pass_through: true,
         };
         let v: serde_json::Value = serde_json::from_str(&pass.body()).unwrap();
@@ -300,5 +314,33 @@ mod tests {
             m.contains("retired by its provider at 2027-01-14T00:00:00.500Z"),
             "{m}"
         );
+    }
+
+    /// A model scheduled to enter service: the same statuses as a retired
+    /// one, with the instant it starts.
+    #[test]
+    fn a_model_not_in_service_yet_gives_the_instant_it_starts() {
+        let from = crate::timestamp::Timestamp(1_799_884_800_000);
+        let routed = ApiError::ModelOutOfService {
+            model: "gpt-6-luna".into(),
+            why: OutOfService::Until(from),
+            pass_through: false,
+        };
+        let v: serde_json::Value = serde_json::from_str(&routed.body()).unwrap();
+        assert_eq!(
+            (routed.status(), v["error"]["code"].as_str()),
+            (404, Some("model_not_found"))
+        );
+        assert_eq!(
+            v["error"]["message"],
+            "The model `gpt-6-luna` enters service in this gateway on 2027-01-14. \
+             Use \"auto\" or another model (GET /v1/models lists them)."
+        );
+        let pass = ApiError::ModelOutOfService {
+            model: "gpt-6-luna".into(),
+            why: OutOfService::Until(from),
+            pass_through: true,
+        };
+        assert_eq!((pass.status(), pass.code()), (403, "model_disabled"));
     }
 }

@@ -168,10 +168,10 @@ impl Plan {
         let ranking = select::rank_with(table, tenant, &needs, complexity, penalties);
         let (ranked, auto) = match named {
             Some((named, name)) => {
-                if let Some(on) = table.retired(named) {
-                    return Err(ApiError::ModelRetired {
+                if let Some(why) = table.out_of_service(named) {
+                    return Err(ApiError::ModelOutOfService {
                         model: name.to_owned(),
-                        on,
+                        why,
                         pass_through: false,
                     });
                 }
@@ -525,7 +525,7 @@ mod tests {
     fn table_with_luna() -> Table {
         let mut raw = raw_table();
         for m in raw.models.iter_mut().filter(|m| m.id == "gpt-6-luna") {
-            m.enabled = true;
+            m.enabled_from = None;
         }
         Table::compile(raw).unwrap()
     }
@@ -803,11 +803,12 @@ mod tests {
         assert!(plan(&t, Protocol::Chat, streamed).unwrap().prompt.is_none());
     }
 
-    /// gpt-6-luna ships disabled (`catalog`): as any disabled model, naming
-    /// it is a 404 `model_not_found` and "auto" never picks it, whatever the
-    /// request; enabled, the same requests reach it.
+    /// gpt-6-luna enters service at 2027-01-14 (`catalog`): before, naming
+    /// it is a 404 `model_not_found` with that date and "auto" never picks
+    /// it, whatever the request; from the instant (or with the date
+    /// cleared) the same requests reach it.
     #[test]
-    fn gpt_6_luna_ships_disabled() {
+    fn gpt_6_luna_waits_for_its_instant() {
         let hard = "Prove by induction that the sum of the first n odd numbers is n^2, then give a formal complexity analysis of the proof checking and discuss the architecture trade-offs of a verified implementation.";
         let named = r#"{"model":"gpt-6-luna","messages":[{"role":"user","content":"hi"}]}"#;
         let routed = |text: &str| {
@@ -815,21 +816,27 @@ mod tests {
         };
         let t = table();
         let luna = t.resolve_model("gpt-6-luna").unwrap();
+        let from = crate::timestamp::Timestamp(1_799_884_800_000);
         assert_eq!(
             plan(&t, Protocol::Chat, named).unwrap_err(),
-            ApiError::ModelNotFound("gpt-6-luna".into())
+            ApiError::ModelOutOfService {
+                model: "gpt-6-luna".into(),
+                why: crate::error::OutOfService::Until(from),
+                pass_through: false,
+            }
         );
         for text in ["hi", hard] {
             let p = plan(&t, Protocol::Chat, &routed(text)).unwrap();
             assert!(!p.ranked.is_empty() && !p.ranked.contains(&luna), "{text}");
         }
-        let t = table_with_luna();
-        assert_eq!(plan(&t, Protocol::Chat, named).unwrap().ranked[0], luna);
-        for text in ["hi", hard] {
-            assert_eq!(
-                plan(&t, Protocol::Chat, &routed(text)).unwrap().ranked[0],
-                luna
-            );
+        for t in [t.priced_at(from.ms()).into_owned(), table_with_luna()] {
+            assert_eq!(plan(&t, Protocol::Chat, named).unwrap().ranked[0], luna);
+            for text in ["hi", hard] {
+                assert_eq!(
+                    plan(&t, Protocol::Chat, &routed(text)).unwrap().ranked[0],
+                    luna
+                );
+            }
         }
     }
 
@@ -864,9 +871,9 @@ mod tests {
         let after = t.priced_at(R);
         assert_eq!(
             plan(&after, Protocol::Chat, alias).unwrap_err(),
-            ApiError::ModelRetired {
+            ApiError::ModelOutOfService {
                 model: "cheap".into(),
-                on: crate::timestamp::Timestamp(R),
+                why: crate::error::OutOfService::Retired(crate::timestamp::Timestamp(R)),
                 pass_through: false,
             }
         );

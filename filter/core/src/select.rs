@@ -328,14 +328,17 @@ mod tests {
     }
 
     /// What the default catalog routes once its scheduled retirements pass
-    /// (filter/README.md, "Catalog changes"; gpt-6-luna stays disabled).
-    /// From 2027-01-14 (gpt-4o and gpt-4o-mini retired), OpenAI + Anthropic
-    /// keys: Claude Sonnet 5.5 takes every band (the cheap one included);
-    /// a request forcing a tool has only claude-opus-4-5. From 2027-01-22
-    /// (claude-opus-4-5 retired too): Sonnet 5.5 still takes every band, a
-    /// forced tool has no model at all — a 400 `unsupported_request`. An
-    /// OpenAI-only tenant has no model from 2027-01-14: a 503
-    /// `no_provider_key` naming the providers it could add a key for.
+    /// (filter/README.md, "Catalog changes"). At 2027-01-14 gpt-4o and
+    /// gpt-4o-mini retire and gpt-6-luna, OpenAI's named replacement,
+    /// enters service (`enabled_from`). With OpenAI + Anthropic keys it
+    /// takes every band, forced tool or not: at GPT-4.1's GPQA figure (its
+    /// stand-in) and a twentieth of Claude Sonnet 5.5's price, the quality
+    /// discount (at most 1.44^4.5 ≈ 5.2× at complexity 1) never earns
+    /// Sonnet back its price, nor either Opus. It still does from
+    /// 2027-01-22 (claude-opus-4-5 retired), so a forced tool keeps a model.
+    /// An OpenAI-only tenant goes from gpt-4o-mini to it at the instant,
+    /// never without a model. With keys for all seven providers it takes
+    /// only long prompts of medium complexity.
     #[test]
     fn after_each_retirement_the_catalog_routes_to_what_is_left() {
         let at = |s: &str| crate::timestamp::Timestamp::parse(s).unwrap().ms();
@@ -344,9 +347,6 @@ mod tests {
         let bands = [
             0.10, 0.30, 0.50, 0.62, 0.65, 0.68, 0.72, 0.78, 0.85, 0.95, 1.0,
         ];
-        let forced_choice = |t: &Table, needs: &Needs, c: f64| {
-            rank(t, &t.accounts()[0], needs, c).map(|r| t.models[r[0].model.0].id.clone())
-        };
         for (input_tokens, max_tokens) in PROMPT_SHAPES {
             let needs = Needs {
                 input_tokens,
@@ -359,103 +359,36 @@ mod tests {
             };
             let before = t.priced_at(jan_14 - 1);
             assert_eq!(choice(&before, &needs, 0.10), "gpt-4o-mini");
-            let after_14 = t.priced_at(jan_14);
-            let after_22 = t.priced_at(jan_22);
             for c in bands {
-                let at = format!("c={c} in={input_tokens} max={max_tokens:?}");
-                assert_eq!(choice(&after_14, &needs, c), "claude-sonnet-5-5", "{at}");
-                assert_eq!(
-                    forced_choice(&after_14, &forced, c).as_deref(),
-                    Ok("claude-opus-4-5"),
-                    "forced, {at}"
-                );
-                assert_eq!(choice(&after_22, &needs, c), "claude-sonnet-5-5", "{at}");
-                assert_eq!(
-                    forced_choice(&after_22, &forced, c),
-                    Err(NoCandidate::Unsupported(vec!["a forced tool choice"])),
-                    "forced, {at}"
-                );
+                let shape = format!("c={c} in={input_tokens} max={max_tokens:?}");
+                assert_ne!(choice(&before, &needs, c), "gpt-6-luna", "{shape}");
+                for after in [t.priced_at(jan_14), t.priced_at(jan_22)] {
+                    assert_eq!(choice(&after, &needs, c), "gpt-6-luna", "{shape}");
+                    assert_eq!(choice(&after, &forced, c), "gpt-6-luna", "forced, {shape}");
+                }
             }
         }
-        let after_22 = t.priced_at(jan_22);
-        let e = crate::route::no_candidate(
-            &after_22,
-            &after_22.accounts()[0],
-            NoCandidate::Unsupported(vec!["a forced tool choice"]),
-        );
-        assert_eq!(
-            (e.status(), e.body().contains("unsupported_request")),
-            (400, true)
-        );
-        assert_eq!(
-            e.message(),
-            "No model this tenant has a key for supports a forced tool choice as used by \
-             this request. Add a key for a provider whose models do, or remove them from the request."
-        );
 
         let openai = table_with_keys(&["openai"]);
         let needs = Needs {
             input_tokens: 30,
             ..Needs::default()
         };
-        assert_eq!(
-            choice(&openai.priced_at(jan_14 - 1), &needs, 0.5),
-            "gpt-4o-mini"
-        );
-        let after = openai.priced_at(jan_14);
-        let no = rank(&after, &after.accounts()[0], &needs, 0.5).unwrap_err();
-        assert_eq!(no, NoCandidate::NoKeys);
-        let e = crate::route::no_candidate(&after, &after.accounts()[0], no);
-        assert_eq!(e.status(), 503);
-        assert_eq!(
-            e.message(),
-            "This tenant has no provider key for any enabled model: add a key for one of \
-             anthropic, gemini, xai, openrouter, minimax, moonshot with POST /admin/tenants/t/keys."
-        );
-    }
-
-    /// Why gpt-6-luna ships disabled (`catalog`, filter/README.md "Catalog
-    /// changes"): enabled, at GPT-4.1's GPQA figure (its stand-in) and a
-    /// twentieth of Claude Sonnet 5.5's price, the quality discount (at most
-    /// 1.44^4.5 ≈ 5.2× at complexity 1) never earns Sonnet back its price,
-    /// nor either Opus, so with OpenAI + Anthropic keys it takes every band
-    /// of `table_spec_6`, forced tool or not. With keys for all seven
-    /// providers it takes only long prompts of medium complexity.
-    #[test]
-    fn gpt_6_luna_enabled_takes_every_band() {
-        let with_luna = |providers: &[&str]| {
-            let mut raw = raw_with_keys(providers);
-            for m in raw.models.iter_mut().filter(|m| m.id == "gpt-6-luna") {
-                m.enabled = true;
-            }
-            Table::compile(raw).unwrap()
-        };
-        let t = with_luna(&["openai", "anthropic"]);
-        for (input_tokens, max_tokens) in PROMPT_SHAPES {
-            for c in [
-                0.10, 0.30, 0.50, 0.62, 0.65, 0.68, 0.72, 0.78, 0.85, 0.95, 1.0,
-            ] {
-                for forced_tool in [false, true] {
-                    let needs = Needs {
-                        input_tokens,
-                        max_tokens,
-                        forced_tool,
-                        ..Needs::default()
-                    };
-                    assert_eq!(
-                        choice(&t, &needs, c),
-                        "gpt-6-luna",
-                        "c={c} in={input_tokens} max={max_tokens:?} forced={forced_tool}"
-                    );
-                }
-            }
+        for c in [0.1, 0.5, 0.9] {
+            assert_eq!(
+                choice(&openai.priced_at(jan_14 - 1), &needs, c),
+                "gpt-4o-mini"
+            );
+            assert_eq!(choice(&openai.priced_at(jan_14), &needs, c), "gpt-6-luna");
         }
+
         let providers: Vec<String> = crate::catalog::default_providers()
             .into_iter()
             .map(|p| p.id)
             .collect();
         let providers: Vec<&str> = providers.iter().map(String::as_str).collect();
-        let all = with_luna(&providers);
+        let all = table_with_keys(&providers);
+        let all = all.priced_at(jan_14);
         let at = |input_tokens, c| {
             choice(
                 &all,

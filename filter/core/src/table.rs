@@ -654,9 +654,10 @@ impl Table {
 
     /// Resolves every model's prices at `at_ms`: the scheduled change in
     /// force then (the latest not after it), else the model's own prices;
-    /// whether it is retired then (a retired model is not `enabled`, so no
-    /// path routes to or lists it); and the next instant a change comes
-    /// into force or a model retires.
+    /// whether it is retired or not in service yet then (either way it is
+    /// not `enabled`, so no path routes to or lists it); and the next
+    /// instant a change comes into force, a model retires or one enters
+    /// service.
     pub fn reprice(&mut self, at_ms: u64) {
         let mut next = u64::MAX;
         for ((m, listed), &enabled) in self
@@ -672,22 +673,40 @@ impl Table {
             if let Some(n) = m.next_change_after(at_ms) {
                 next = next.min(n.ms());
             }
-            m.enabled = enabled && !m.retired_at(at_ms);
-            if let Some(r) = m.retires_at.filter(|r| r.ms() > at_ms) {
-                next = next.min(r.ms());
+            // Its listed flag, then what its schedule says at `at_ms`.
+            m.enabled = enabled;
+            m.enabled = m.in_service_at(at_ms);
+            for due in [m.retires_at, m.enabled_from].into_iter().flatten() {
+                if due.ms() > at_ms {
+                    next = next.min(due.ms());
+                }
             }
         }
         self.priced_at_ms = at_ms;
         self.next_price_change_ms = next;
     }
 
+    /// Why `model` is out of service at [`Table::priced_at_ms`], with the
+    /// instant: retired, or not in service yet. None for a model in
+    /// service (or one merely disabled, which carries no date).
+    pub fn out_of_service(&self, model: ModelIx) -> Option<crate::error::OutOfService> {
+        use crate::error::OutOfService;
+        let m = self.models.get(model.0)?;
+        let at = self.priced_at_ms;
+        match (m.retires_at, m.enabled_from) {
+            (Some(r), _) if m.retired_at(at) => Some(OutOfService::Retired(r)),
+            (_, Some(f)) if m.pending_at(at) => Some(OutOfService::Until(f)),
+            _ => None,
+        }
+    }
+
     /// The instant `model` retired, when it is retired at
     /// [`Table::priced_at_ms`]; None for a model in service.
     pub fn retired(&self, model: ModelIx) -> Option<crate::timestamp::Timestamp> {
-        self.models
-            .get(model.0)
-            .filter(|m| m.retired_at(self.priced_at_ms))
-            .and_then(|m| m.retires_at)
+        match self.out_of_service(model)? {
+            crate::error::OutOfService::Retired(on) => Some(on),
+            crate::error::OutOfService::Until(_) => None,
+        }
     }
 
     /// The `Sunset` header value (an HTTP-date) for an answer from
@@ -1115,7 +1134,7 @@ mod tests {
         let mut raw = with_tenant();
         for m in raw.models.iter_mut() {
             m.price_changes.clear();
-            m.retires_at = None;
+            (m.retires_at, m.enabled_from) = (None, None);
         }
         raw.models[0].price_changes = vec![change(T, 0.30, 1.20), change(T + 1000, 0.5, 2.0)];
         let mini_id = raw.models[0].id.clone();
@@ -1234,6 +1253,59 @@ mod tests {
         assert_eq!(json["models"][0]["retires_at"], "2027-01-14T00:00:00Z");
         assert_eq!(json["models"][5]["id"], "claude-sonnet-5-5");
         assert_eq!(json["models"][5].get("retires_at"), None);
+        let back: RoutingTable = serde_json::from_value(json).unwrap();
+        assert_eq!(back.models, raw.models);
+    }
+
+    /// `enabled_from` is the mirror of a retirement: the instant is due
+    /// like a price change, before it the model is out of service with the
+    /// instant (`out_of_service`), from it in service as `enabled` says; a
+    /// replacement dated at its predecessor's retirement takes over at
+    /// that one instant. A disabled model stays disabled either side.
+    #[test]
+    fn a_model_enters_service_at_its_instant() {
+        use crate::catalog::Timestamp;
+        use crate::error::OutOfService;
+        const R: u64 = 1_799_884_800_000; // 2027-01-14T00:00:00Z
+        let mut raw = with_tenant();
+        for m in raw.models.iter_mut() {
+            m.price_changes.clear();
+            (m.retires_at, m.enabled_from) = (None, None);
+        }
+        raw.models[0].retires_at = Some(Timestamp(R));
+        raw.models[1].enabled_from = Some(Timestamp(R));
+        raw.models[2].enabled_from = Some(Timestamp(R));
+        raw.models[2].enabled = false;
+        let ids: Vec<String> = raw.models[..3].iter().map(|m| m.id.clone()).collect();
+        let mut t = Table::compile(raw.clone()).unwrap();
+        let [old, new, off] = [0, 1, 2].map(|i| t.resolve_model(&ids[i]).unwrap());
+        t.reprice(R - 1);
+        assert_eq!(t.next_price_change_ms(), Some(R));
+        assert!(t.model(old).unwrap().enabled && !t.model(new).unwrap().enabled);
+        assert_eq!(
+            t.out_of_service(new),
+            Some(OutOfService::Until(Timestamp(R)))
+        );
+        assert_eq!(t.retired(new), None);
+        assert_eq!(
+            t.out_of_service(off),
+            Some(OutOfService::Until(Timestamp(R)))
+        );
+
+        t.reprice(R);
+        assert!(!t.model(old).unwrap().enabled && t.model(new).unwrap().enabled);
+        assert_eq!(
+            t.out_of_service(old),
+            Some(OutOfService::Retired(Timestamp(R)))
+        );
+        assert_eq!(t.out_of_service(new), None);
+        assert!(!t.model(off).unwrap().enabled, "disabled stays disabled");
+        assert_eq!(t.out_of_service(off), None);
+        assert_eq!(t.next_price_change_ms(), None);
+
+        let json = serde_json::to_value(&raw).unwrap();
+        assert_eq!(json["models"][1]["enabled_from"], "2027-01-14T00:00:00Z");
+        assert_eq!(json["models"][3].get("enabled_from"), None);
         let back: RoutingTable = serde_json::from_value(json).unwrap();
         assert_eq!(back.models, raw.models);
     }

@@ -107,6 +107,14 @@ pub fn model(at: &str, m: &Model) -> Result<(), Invalid> {
         }
     }
     price_changes(&f("price_changes"), &m.price_changes)?;
+    if let (Some(from), Some(retires)) = (m.enabled_from, m.retires_at)
+        && from >= retires
+    {
+        return invalid(
+            &f("enabled_from"),
+            format_args!("must be before retires_at ({retires}), got {from}"),
+        );
+    }
     if !(m.quality > 0.0 && m.quality <= 1.0) {
         return invalid(
             &f("quality"),
@@ -351,6 +359,23 @@ mod tests {
     /// too many changes, a price out of range (negative, not finite, above
     /// the bound), two changes at one instant or changes out of order; an
     /// instant that is not RFC 3339 is refused when it is read.
+    #[test]
+    fn a_model_must_enter_service_before_it_retires() {
+        use crate::catalog::Timestamp;
+        let check = |from: Option<u64>, retires: Option<u64>| {
+            let mut m = crate::catalog::default_models().remove(0);
+            (m.enabled_from, m.retires_at) = (from.map(Timestamp), retires.map(Timestamp));
+            model("body", &m).map_err(|e| e.0)
+        };
+        assert_eq!(check(Some(1), Some(2)), Ok(()));
+        assert_eq!(check(Some(5), None), Ok(()));
+        assert_eq!(check(None, Some(5)), Ok(()));
+        assert_eq!(
+            check(Some(1_799_884_800_000), Some(1_799_884_800_000)).unwrap_err(),
+            "body.enabled_from: must be before retires_at (2027-01-14T00:00:00Z), got 2027-01-14T00:00:00Z"
+        );
+    }
+
     #[test]
     fn bad_price_schedules_are_refused_naming_the_change() {
         use crate::catalog::{PriceChange, Timestamp};

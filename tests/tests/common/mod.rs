@@ -92,9 +92,10 @@ pub fn test_plugin_config() -> String {
     )
 }
 
-/// [`test_plugin_config`] over the default catalog with gpt-6-luna
-/// enabled, as an operator enables it (it ships disabled: filter/README.md,
-/// "Catalog changes").
+/// [`test_plugin_config`] over the default catalog with gpt-6-luna in
+/// service now, as an operator puts it there before its date (it enters
+/// service on 2027-01-14, and the suite's undated catalog has it as before
+/// that date, disabled: filter/README.md, "Catalog changes").
 pub fn test_plugin_config_with_luna() -> String {
     let mut config: Value = serde_json::from_str(&test_plugin_config()).unwrap_or_default();
     let mut models = aipipe_tests::undated_catalog();

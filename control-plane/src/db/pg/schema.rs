@@ -349,4 +349,10 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rows only, as 3 (`db::migrations::scheduled_retirements`).
         "-- the catalog's rows are written by pg::prepare",
     ),
+    (
+        9,
+        "gpt-6-luna in service from 2027-01-14 (SQLite's migration 23)",
+        // Rows only, as 3 (`db::migrations::luna_in_service`).
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];

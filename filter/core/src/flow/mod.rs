@@ -946,11 +946,13 @@ impl Request {
         };
         match table.model_for_answer(&p.id, &name) {
             Some(m) if !m.enabled => {
-                let retired = table.resolve_model(&m.id).and_then(|ix| table.retired(ix));
-                let e = match retired {
-                    Some(on) => ApiError::ModelRetired {
+                let dated = table
+                    .resolve_model(&m.id)
+                    .and_then(|ix| table.out_of_service(ix));
+                let e = match dated {
+                    Some(why) => ApiError::ModelOutOfService {
                         model: name,
-                        on,
+                        why,
                         pass_through: true,
                     },
                     None => ApiError::ModelDisabled(name),
