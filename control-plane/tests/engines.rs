@@ -2186,6 +2186,18 @@ impl OlderDb {
         db.revision().await.unwrap()
     }
 
+    /// `db`'s revision, after asserting that the global table changed
+    /// since `before`, and only it.
+    async fn one_global_change(db: &Db, before: u64) -> u64 {
+        let after = db.revision().await.unwrap();
+        let page = db.changes_since(before, 10).await.unwrap();
+        assert!(
+            matches!(page.changes[..], [Changed::Global(_)]),
+            "the global table changed, and only it: {before} -> {after}"
+        );
+        after
+    }
+
     /// Opening it again changes nothing more (the same models, the same
     /// revision); then the files go.
     async fn reopens_unchanged(&self, models: &[aipipe_core::catalog::Model], revision: u64) {
@@ -2198,6 +2210,18 @@ impl OlderDb {
         );
         drop(again);
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// Writes each of `rows` over its catalog row and forgets that
+    /// `migration` ran, so the next open runs it again on them.
+    fn rows_before(&self, migration: i64, rows: &[&aipipe_core::table::Model]) {
+        let mut sql = String::new();
+        for m in rows {
+            let json = serde_json::to_string(m).unwrap().replace('\'', "''");
+            sql += &format!("UPDATE models SET json = '{json}' WHERE id = '{}';", m.id);
+        }
+        sql += &format!("DELETE FROM schema_migrations WHERE version = {migration};");
+        self.exec(&sql);
     }
 
     fn exec(&self, sql: &str) {
@@ -2285,12 +2309,7 @@ async fn the_catalog_of_2026_12_reaches_an_older_database(engine: Engine) {
         db.policy("acme".into()).await.unwrap(),
         Some(Some("{\"allow_models\":[\"gemini-2.5-flash\"]}".into()))
     );
-    let after = db.revision().await.unwrap();
-    let page = db.changes_since(before, 10).await.unwrap();
-    assert!(
-        matches!(page.changes[..], [Changed::Global(_)]),
-        "the global table changed, and only it: {before} -> {after}"
-    );
+    let after = OlderDb::one_global_change(&db, before).await;
     drop(db);
 
     older.reopens_unchanged(&models, after).await;
@@ -2439,12 +2458,7 @@ async fn sonnet_4_5_is_retired_from_an_older_database(engine: Engine) {
         db.policy("acme".into()).await.unwrap(),
         Some(Some(policy.into()))
     );
-    let after = db.revision().await.unwrap();
-    let page = db.changes_since(before, 10).await.unwrap();
-    assert!(
-        matches!(page.changes[..], [Changed::Global(_)]),
-        "the global table changed, and only it: {before} -> {after}"
-    );
+    OlderDb::one_global_change(&db, before).await;
     drop(db);
 
     // Named by no policy: removed, as DELETE /admin/models/{id} would.
@@ -2510,12 +2524,7 @@ async fn gpt_6_luna_is_added_to_an_older_database(engine: Engine) {
     for id in ["gpt-4o", "gpt-4o-mini"] {
         assert!(find(id).is_some_and(|m| m.enabled), "{id} stays");
     }
-    let after = db.revision().await.unwrap();
-    let page = db.changes_since(before, 10).await.unwrap();
-    assert!(
-        matches!(page.changes[..], [Changed::Global(_)]),
-        "the global table changed, and only it: {before} -> {after}"
-    );
+    let after = OlderDb::one_global_change(&db, before).await;
     drop(db);
 
     // An operator's own row of that id: left alone, nothing published.
@@ -2562,7 +2571,6 @@ async fn gpt_6_luna_is_added_to_an_older_postgres_database() {
 async fn gemini_3_8_flash_price_change_is_scheduled_on_an_older_database(engine: Engine) {
     let older = OlderDb::new(engine, "scheduled-prices", "sched");
     let open = || older.open();
-    let exec = |sql: &str| older.exec(sql);
     let defaults = aipipe_core::catalog::default_models();
     let flash = defaults
         .iter()
@@ -2574,13 +2582,6 @@ async fn gemini_3_8_flash_price_change_is_scheduled_on_an_older_database(engine:
         Engine::Sqlite => 21,
         Engine::Postgres => 7,
     };
-    let row_sql = |m: &aipipe_core::table::Model| {
-        let row = serde_json::to_string(m).unwrap().replace('\'', "''");
-        format!(
-            "UPDATE models SET json = '{row}' WHERE id = 'gemini-3.8-flash';
-             DELETE FROM schema_migrations WHERE version = {migration};"
-        )
-    };
 
     let before = older.new_with_acme().await;
     // The row as the release before it seeded it: no schedule.
@@ -2588,18 +2589,13 @@ async fn gemini_3_8_flash_price_change_is_scheduled_on_an_older_database(engine:
         price_changes: Vec::new(),
         ..flash.clone()
     };
-    exec(&row_sql(&unscheduled));
+    older.rows_before(migration, &[&unscheduled]);
     let db = open().await;
     let models = db.models().await.unwrap();
     let find = |id: &str| models.iter().find(|m| m.id == id).cloned();
     assert_eq!(find("gemini-3.8-flash"), Some(flash.clone()), "scheduled");
     assert_eq!(models, defaults, "today's catalog, nothing else moved");
-    let after = db.revision().await.unwrap();
-    let page = db.changes_since(before, 10).await.unwrap();
-    assert!(
-        matches!(page.changes[..], [Changed::Global(_)]),
-        "the global table changed, and only it: {before} -> {after}"
-    );
+    let after = OlderDb::one_global_change(&db, before).await;
     drop(db);
 
     // An operator who changed the prices keeps them: no schedule added,
@@ -2608,7 +2604,7 @@ async fn gemini_3_8_flash_price_change_is_scheduled_on_an_older_database(engine:
         input_per_mtok: 0.8,
         ..unscheduled.clone()
     };
-    exec(&row_sql(&own));
+    older.rows_before(migration, &[&own]);
     let db = open().await;
     let models = db.models().await.unwrap();
     assert_eq!(
@@ -2642,16 +2638,11 @@ async fn gemini_3_8_flash_price_change_is_scheduled_on_an_older_postgres_databas
 async fn retirements_are_scheduled_on_an_older_database(engine: Engine) {
     let older = OlderDb::new(engine, "scheduled-retirements", "retire");
     let open = || older.open();
-    let exec = |sql: &str| older.exec(sql);
     let defaults = aipipe_core::catalog::default_models();
     let default = |id: &str| defaults.iter().find(|m| m.id == id).unwrap().clone();
     let migration = match engine {
         Engine::Sqlite => 22,
         Engine::Postgres => 8,
-    };
-    let row_sql = |m: &aipipe_core::table::Model| {
-        let row = serde_json::to_string(m).unwrap().replace('\'', "''");
-        format!("UPDATE models SET json = '{row}' WHERE id = '{}';", m.id)
     };
     let undated = |m: aipipe_core::table::Model| aipipe_core::table::Model {
         retires_at: None,
@@ -2666,12 +2657,14 @@ async fn retirements_are_scheduled_on_an_older_database(engine: Engine) {
         enabled: false,
         ..undated(default("gpt-4o"))
     };
-    exec(&format!(
-        "{}{}{}DELETE FROM schema_migrations WHERE version = {migration};",
-        row_sql(&undated(default("gpt-4o-mini"))),
-        row_sql(&own_gpt_4o),
-        row_sql(&undated(default("claude-opus-4-5"))),
-    ));
+    older.rows_before(
+        migration,
+        &[
+            &undated(default("gpt-4o-mini")),
+            &own_gpt_4o,
+            &undated(default("claude-opus-4-5")),
+        ],
+    );
     let db = open().await;
     let models = db.models().await.unwrap();
     let find = |id: &str| models.iter().find(|m| m.id == id).cloned().unwrap();
@@ -2689,12 +2682,7 @@ async fn retirements_are_scheduled_on_an_older_database(engine: Engine) {
         find("gpt-4o").retires_at.map(|t| t.to_string()).as_deref(),
         Some("2027-01-14T00:00:00Z")
     );
-    let after = db.revision().await.unwrap();
-    let page = db.changes_since(before, 10).await.unwrap();
-    assert!(
-        matches!(page.changes[..], [Changed::Global(_)]),
-        "the global table changed, and only it: {before} -> {after}"
-    );
+    let after = OlderDb::one_global_change(&db, before).await;
     drop(db);
 
     // A row pointed at another upstream model is not the one shut down:
@@ -2703,10 +2691,7 @@ async fn retirements_are_scheduled_on_an_older_database(engine: Engine) {
         upstream_id: Some("claude-opus-4-6".into()),
         ..undated(default("claude-opus-4-5"))
     };
-    exec(&format!(
-        "{}DELETE FROM schema_migrations WHERE version = {migration};",
-        row_sql(&elsewhere)
-    ));
+    older.rows_before(migration, &[&elsewhere]);
     let db = open().await;
     let models = db.models().await.unwrap();
     assert_eq!(
@@ -2740,7 +2725,6 @@ async fn retirements_are_scheduled_on_an_older_postgres_database() {
 async fn gpt_6_luna_is_dated_on_an_older_database(engine: Engine) {
     let older = OlderDb::new(engine, "luna-in-service", "lunadate");
     let open = || older.open();
-    let exec = |sql: &str| older.exec(sql);
     let luna = aipipe_core::catalog::default_models()
         .into_iter()
         .find(|m| m.id == "gpt-6-luna")
@@ -2749,21 +2733,16 @@ async fn gpt_6_luna_is_dated_on_an_older_database(engine: Engine) {
         Engine::Sqlite => 23,
         Engine::Postgres => 9,
     };
-    let row_sql = |m: &aipipe_core::table::Model| {
-        let row = serde_json::to_string(m).unwrap().replace('\'', "''");
-        format!(
-            "UPDATE models SET json = '{row}' WHERE id = '{}';
-             DELETE FROM schema_migrations WHERE version = {migration};",
-            m.id
-        )
-    };
 
     let before = older.new_with_acme().await;
-    exec(&row_sql(&aipipe_core::table::Model {
-        enabled: false,
-        enabled_from: None,
-        ..luna.clone()
-    }));
+    older.rows_before(
+        migration,
+        &[&aipipe_core::table::Model {
+            enabled: false,
+            enabled_from: None,
+            ..luna.clone()
+        }],
+    );
     let db = open().await;
     let models = db.models().await.unwrap();
     let find = |id: &str| models.iter().find(|m| m.id == id).cloned().unwrap();
@@ -2772,12 +2751,7 @@ async fn gpt_6_luna_is_dated_on_an_older_database(engine: Engine) {
         luna.enabled_from.map(|t| t.to_string()).as_deref(),
         Some("2027-01-14T00:00:00Z")
     );
-    let after = db.revision().await.unwrap();
-    let page = db.changes_since(before, 10).await.unwrap();
-    assert!(
-        matches!(page.changes[..], [Changed::Global(_)]),
-        "the global table changed, and only it: {before} -> {after}"
-    );
+    let after = OlderDb::one_global_change(&db, before).await;
     drop(db);
 
     // Enabled by its operator already: in service now, left as it is.
@@ -2785,7 +2759,7 @@ async fn gpt_6_luna_is_dated_on_an_older_database(engine: Engine) {
         enabled_from: None,
         ..luna
     };
-    exec(&row_sql(&own));
+    older.rows_before(migration, &[&own]);
     let db = open().await;
     let models = db.models().await.unwrap();
     assert_eq!(
