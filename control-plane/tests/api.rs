@@ -1210,28 +1210,8 @@ async fn retirements_are_validated_stored_shipped_and_listed() {
     // From here on the catalog as it is before its dates (explain reads the
     // real clock), with this test's own instants.
     undate_catalog(&h.state).await;
-    h.create_tenant("acme").await;
-    h.admin(
-        Method::POST,
-        "/admin/tenants/acme/keys",
-        Some(json!({"openai": "sk-a"})),
-    )
-    .await;
-    let ask =
-        json!({"tenant": "acme", "request": {"messages": [{"role": "user", "content": "hi"}]}});
-    let explain = || async {
-        let (s, v, _) = h
-            .admin(Method::POST, "/admin/route/explain", Some(ask.clone()))
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        let ranked: Vec<String> = v["candidates"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["model"].as_str().unwrap().to_owned())
-            .collect();
-        (v["choice"].clone(), ranked)
-    };
+    acme_with_openai_key(&h).await;
+    let explain = || explain_hi(&h);
     let (choice, ranked) = explain().await;
     assert_eq!(choice, "gpt-4o-mini");
     assert!(ranked.contains(&"gpt-4o-mini".to_owned()), "{ranked:?}");
@@ -1297,6 +1277,37 @@ async fn retirements_are_validated_stored_shipped_and_listed() {
     assert_eq!(explain().await.0, "gpt-4o-mini");
 }
 
+/// Tenant `acme` with one OpenAI key.
+async fn acme_with_openai_key(h: &Harness) {
+    h.create_tenant("acme").await;
+    let (s, _, _) = h
+        .admin(
+            Method::POST,
+            "/admin/tenants/acme/keys",
+            Some(json!({"openai": "sk-a"})),
+        )
+        .await;
+    assert!(s.is_success(), "{s}");
+}
+
+/// Where explain routes a "hi" from `acme` now: its choice and the ranked
+/// candidates.
+async fn explain_hi(h: &Harness) -> (Value, Vec<String>) {
+    let ask =
+        json!({"tenant": "acme", "request": {"messages": [{"role": "user", "content": "hi"}]}});
+    let (s, v, _) = h
+        .admin(Method::POST, "/admin/route/explain", Some(ask))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let ranked = v["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["model"].as_str().unwrap().to_owned())
+        .collect();
+    (v["choice"].clone(), ranked)
+}
+
 /// A model dated to enter service through the admin API (control-plane/
 /// README.md, "Scheduled retirements"): the default catalog dates
 /// gpt-6-luna to the instant gpt-4o and gpt-4o-mini retire; an
@@ -1324,22 +1335,8 @@ async fn a_model_enters_service_at_its_enabled_from() {
     }
     assert_eq!(m["enabled"], true);
     undate_catalog(&h.state).await;
-    h.create_tenant("acme").await;
-    h.admin(
-        Method::POST,
-        "/admin/tenants/acme/keys",
-        Some(json!({"openai": "sk-a"})),
-    )
-    .await;
-    let ask =
-        json!({"tenant": "acme", "request": {"messages": [{"role": "user", "content": "hi"}]}});
-    let explain = || async {
-        let (s, v, _) = h
-            .admin(Method::POST, "/admin/route/explain", Some(ask.clone()))
-            .await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        v["choice"].clone()
-    };
+    acme_with_openai_key(&h).await;
+    let explain = || async { explain_hi(&h).await.0 };
     let h = &h;
     let put = |m: Value| async move {
         h.admin(Method::PUT, "/admin/models/gpt-6-luna", Some(m))

@@ -38,6 +38,21 @@ fn listed(s: &CpStack, key: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits past the instant `at` (ms since the epoch), after checking that
+/// the requests meant for before it were all made before it; the table
+/// version served then, for the caller to see that none was pushed.
+fn cross(s: &CpStack, at: u64) -> u64 {
+    assert!(
+        now_ms() + 200 < at,
+        "the requests before the instant took too long to test anything"
+    );
+    let version = s.table_version();
+    while now_ms() < at + 100 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    version
+}
+
 #[test]
 fn a_model_retires_at_its_instant() {
     let s = CpStack::start();
@@ -80,16 +95,8 @@ fn a_model_retires_at_its_instant() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-aipipe-model"), Some("gpt-4o-mini"));
     assert!(listed(&s, &key).contains(&"gpt-4o-mini".to_owned()));
-    assert!(
-        now_ms() + 200 < at,
-        "the requests before the instant took too long to test anything"
-    );
-
     // From the instant: retired, with no new table.
-    let version = s.table_version();
-    while now_ms() < at + 100 {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let version = cross(&s, at);
     let r = s.chat(&key, &chat("auto", "hi"));
     assert_eq!(r.status, 200, "{}", r.text());
     let routed = r.header("x-aipipe-model").unwrap_or_default().to_owned();
@@ -199,15 +206,7 @@ fn a_replacement_enters_service_as_its_predecessors_retire() {
         models.contains(&"gpt-4o-mini".to_owned()) && !models.contains(&"gpt-6-luna".to_owned()),
         "{models:?}"
     );
-    assert!(
-        now_ms() + 200 < at,
-        "the requests before the instant took too long to test anything"
-    );
-
-    let version = s.table_version();
-    while now_ms() < at + 100 {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let version = cross(&s, at);
     for model in ["auto", "gpt-6-luna"] {
         let r = s.chat(&key, &chat(model, "after"));
         assert_eq!(r.status, 200, "{model}: {}", r.text());
