@@ -212,6 +212,11 @@ pub struct CapabilitiesDoc {
     /// forces a tool is not routed to it, and naming it gets a 400.
     #[schema(required = false)]
     forced_tool_choice: bool,
+    /// Continues a conversation that ends with an assistant message, a
+    /// prefill (default true); false: such a request is not routed to it,
+    /// and naming it gets a 400.
+    #[schema(required = false)]
+    assistant_prefill: bool,
     /// Takes the answer budget only as `max_completion_tokens` (default
     /// false); true: the filter sends a request's `max_tokens` under that
     /// name.
@@ -445,6 +450,7 @@ mod tests {
         m.category_quality.insert("coding".into(), 0.5);
         m.capabilities.max_completion_tokens = true;
         m.capabilities.reasoning_effort_none = true;
+        m.capabilities.assistant_prefill = false;
         m.price_changes = vec![aipipe_core::catalog::PriceChange {
             from: aipipe_core::catalog::Timestamp(1_798_761_600_000),
             input_per_mtok: 1.0,

@@ -2782,3 +2782,52 @@ async fn gpt_6_luna_is_dated_on_an_older_sqlite_file() {
 async fn gpt_6_luna_is_dated_on_an_older_postgres_database() {
     gpt_6_luna_is_dated_on_an_older_database(Engine::Postgres).await;
 }
+
+/// SQLite's migration 24 and PostgreSQL's 10 (filter/README.md, "Catalog
+/// changes": Claude 5.x refuse a prefill): on a database seeded before
+/// them, the Claude 5.x rows learn it, the operator's price kept, as one
+/// change of the change log. Opening the database again changes nothing
+/// more.
+async fn claude_5_learn_they_refuse_a_prefill_on_an_older_database(engine: Engine) {
+    let older = OlderDb::new(engine, "claude-5-prefill", "prefill");
+    let defaults = aipipe_core::catalog::default_models();
+    let default = |id: &str| defaults.iter().find(|m| m.id == id).unwrap().clone();
+    let migration = match engine {
+        Engine::Sqlite => 24,
+        Engine::Postgres => 10,
+    };
+    let before_it = |m: aipipe_core::table::Model| {
+        let mut m = m;
+        m.capabilities.assistant_prefill = true;
+        m
+    };
+    let before = older.new_with_acme().await;
+    let own_sonnet = aipipe_core::table::Model {
+        input_per_mtok: 1.5,
+        ..before_it(default("claude-sonnet-5-5"))
+    };
+    older.rows_before(
+        migration,
+        &[&own_sonnet, &before_it(default("claude-opus-5-5"))],
+    );
+    let db = older.open().await;
+    let models = db.models().await.unwrap();
+    let find = |id: &str| models.iter().find(|m| m.id == id).cloned().unwrap();
+    assert_eq!(find("claude-opus-5-5"), default("claude-opus-5-5"));
+    let mut want = own_sonnet.clone();
+    want.capabilities.assistant_prefill = false;
+    assert_eq!(find("claude-sonnet-5-5"), want, "told, the price kept");
+    let after = OlderDb::one_global_change(&db, before).await;
+    drop(db);
+    older.reopens_unchanged(&models, after).await;
+}
+
+#[tokio::test]
+async fn claude_5_learn_they_refuse_a_prefill_on_an_older_sqlite_file() {
+    claude_5_learn_they_refuse_a_prefill_on_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn claude_5_learn_they_refuse_a_prefill_on_an_older_postgres_database() {
+    claude_5_learn_they_refuse_a_prefill_on_an_older_database(Engine::Postgres).await;
+}

@@ -692,3 +692,52 @@ fn an_anthropic_client_gets_the_same_from_claude_5() {
     assert!(r.text().contains("claude-opus-5-5"), "{}", r.text());
     assert!(s.mock.received().is_empty(), "no provider round trip");
 }
+
+/// A conversation that ends with an assistant message (a prefill, which
+/// Claude 5.x answer 400 to — as the mock does): a hard one, which Claude
+/// Sonnet 5.5 would take, goes to a model that continues it, from an
+/// OpenAI client and an Anthropic client alike, whole or streamed, and the
+/// prefill reaches it; naming Claude 5.x with one is the gateway's 400, no
+/// provider called.
+#[test]
+fn a_prefill_is_routed_to_a_model_that_continues_one() {
+    let s = Stack::start();
+    let mut body = chat("auto", HARD_PROOF);
+    body["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "assistant", "content": "Proof. Let n = 1:"}));
+    for stream in [false, true] {
+        body["stream"] = json!(stream);
+        let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        let model = r.header("x-aipipe-model").unwrap_or_default().to_owned();
+        assert!(
+            !model.is_empty() && !model.ends_with("-5-5"),
+            "stream {stream}: {model}"
+        );
+    }
+    let url = s.envoy.url("/v1/messages");
+    let headers = [("x-api-key", ACME.key), ("anthropic-version", "2023-06-01")];
+    let messages = json!({"model": "auto", "max_tokens": 200, "messages": [
+        {"role": "user", "content": HARD_PROOF},
+        {"role": "assistant", "content": "Proof. Let n = 1:"}]});
+    let r = post_json(&url, &headers, &messages);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-model"), Some("claude-opus-4-5"));
+    let sent = last_sent(&s, "anthropic");
+    assert_eq!(
+        sent["messages"][1]["role"], "assistant",
+        "the prefill reaches it: {sent}"
+    );
+
+    s.mock.clear_received();
+    body["model"] = json!("claude-sonnet-5-5");
+    body["stream"] = json!(false);
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let e = &r.json()["error"];
+    assert_eq!(e["code"], "unsupported_request", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("prefill"), "{e}");
+    assert!(s.mock.received().is_empty(), "no provider round trip");
+}

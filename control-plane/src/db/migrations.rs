@@ -544,6 +544,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`luna_in_service`): the stored catalog rows are JSON.
         "",
     ),
+    (
+        24,
+        "Claude 5.x refuse a prefill (2026-12-06)",
+        // Rust below (`claude_5_prefill`): the stored catalog rows are JSON.
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -888,6 +894,32 @@ pub(in crate::db) mod luna_in_service {
     }
 }
 
+/// The Claude 5.x models told that they refuse a prefill (filter/README.md,
+/// "Catalog changes", first change of 2026-12-06): SQLite's migration 24,
+/// PostgreSQL's 10. A row still pointed at the model gets
+/// `assistant_prefill` false whatever else the operator changed in it — what
+/// a model refuses is a fact about the model, not a choice (as migration 18
+/// told them what else they refuse); a row pointed at another upstream
+/// model, or a deleted one, is left as it is.
+pub(in crate::db) mod claude_5_prefill {
+    /// The models this migration updates.
+    pub const MODELS: &[&str] = &["claude-sonnet-5-5", "claude-opus-5-5"];
+
+    /// The writes for `stored` (id, JSON of every catalog row): each the
+    /// model's id and its row's new JSON.
+    pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
+        let defaults = aipipe_core::catalog::default_models();
+        let mut writes = Vec::new();
+        for (id, mut row, default) in super::catalog_rows(stored, &defaults, MODELS) {
+            if row.capabilities.assistant_prefill != default.capabilities.assistant_prefill {
+                row.capabilities.assistant_prefill = default.capabilities.assistant_prefill;
+                writes.push((id.to_owned(), serde_json::to_string(&row)?));
+            }
+        }
+        Ok(writes)
+    }
+}
+
 /// The stored rows a catalog migration may rewrite: for each of `ids` that
 /// is both stored and in `defaults`, its id, its stored row and its default.
 /// A row that does not parse, or that the operator pointed at another
@@ -923,7 +955,8 @@ fn catalog_rows<'a>(
 pub(super) type ModelsPlan = fn(&[(String, String)]) -> Result<Vec<(String, String)>>;
 
 /// SQLite's migrations 18 (`claude_5::plan`), 21 (`scheduled_prices::plan`),
-/// 22 (`scheduled_retirements::plan`) and 23 (`luna_in_service::plan`): each rewrites the model rows its
+/// 22 (`scheduled_retirements::plan`), 23 (`luna_in_service::plan`) and 24
+/// (`claude_5_prefill::plan`): each rewrites the model rows its
 /// pure plan names, one change of the change log if any. Returns the
 /// writes made.
 fn rewrite_models(tx: &Transaction<'_>, plan: ModelsPlan) -> Result<usize> {
@@ -1047,6 +1080,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         if version == 23 {
             let n = rewrite_models(&tx, luna_in_service::plan)?;
             tracing::info!(writes = n, "gpt-6-luna in service from 2027-01-14");
+        }
+        // A no-op on a new database: migration 1 seeded today's catalog.
+        if version == 24 {
+            let n = rewrite_models(&tx, claude_5_prefill::plan)?;
+            tracing::info!(writes = n, "Claude 5.x refuse a prefill");
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
@@ -1295,6 +1333,31 @@ mod tests {
                 "{kept:?}"
             );
         }
+    }
+
+    /// Migration 24: the Claude 5.x rows learn that they refuse a prefill,
+    /// the operator's other changes kept; a row pointed elsewhere, or one
+    /// that already says so, is not written.
+    #[test]
+    fn claude_5_rows_learn_they_refuse_a_prefill() {
+        let defaults = aipipe_core::catalog::default_models();
+        let mut sonnet = defaults
+            .iter()
+            .find(|m| m.id == "claude-sonnet-5-5")
+            .unwrap()
+            .clone();
+        assert!(!sonnet.capabilities.assistant_prefill);
+        let row =
+            |m: &aipipe_core::table::Model| vec![(m.id.clone(), serde_json::to_string(m).unwrap())];
+        sonnet.capabilities.assistant_prefill = true;
+        sonnet.input_per_mtok = 1.5;
+        let writes = claude_5_prefill::plan(&row(&sonnet)).unwrap();
+        let mut want = sonnet.clone();
+        want.capabilities.assistant_prefill = false;
+        assert_eq!(writes, row(&want), "told, its price kept");
+        assert_eq!(claude_5_prefill::plan(&row(&want)).unwrap(), vec![]);
+        sonnet.upstream_id = Some("claude-sonnet-4-6".into());
+        assert_eq!(claude_5_prefill::plan(&row(&sonnet)).unwrap(), vec![]);
     }
 
     #[test]

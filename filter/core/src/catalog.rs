@@ -125,6 +125,11 @@ pub struct Capabilities {
     /// tool never routes to a model that does not.
     #[serde(default = "yes")]
     pub forced_tool_choice: bool,
+    /// Continues a conversation that ends with an assistant message (a
+    /// prefill). A request that ends so never routes to a model that does
+    /// not (naming it is a 400): the Claude 5.x models answer 400 to it.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub assistant_prefill: bool,
     /// Takes the answer budget only as `max_completion_tokens` and answers
     /// 400 to `max_tokens` (OpenAI's reasoning models): the filter sends a
     /// request's `max_tokens` under that name.
@@ -143,6 +148,10 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 impl Default for Capabilities {
     /// Nothing optional supported, every request parameter accepted (what a
     /// catalog entry without `capabilities` means).
@@ -153,6 +162,7 @@ impl Default for Capabilities {
             json_schema: false,
             sampling_params: true,
             forced_tool_choice: true,
+            assistant_prefill: true,
             max_completion_tokens: false,
             reasoning_effort_none: false,
         }
@@ -395,6 +405,7 @@ const ALL: Capabilities = Capabilities {
     json_schema: true,
     sampling_params: true,
     forced_tool_choice: true,
+    assistant_prefill: true,
     max_completion_tokens: false,
     reasoning_effort_none: false,
 };
@@ -404,19 +415,21 @@ const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     json_schema: true,
     sampling_params: true,
     forced_tool_choice: true,
+    assistant_prefill: true,
     max_completion_tokens: false,
     reasoning_effort_none: false,
 };
 /// Claude 5.x (Sonnet 5.5, Opus 5.5): images and tools, but no forced tool
 /// — so no JSON schema either, which the Anthropic translation asks for
-/// with a forced tool (`anthropic::JSON_TOOL`) — and no sampling
-/// parameters.
+/// with a forced tool (`anthropic::JSON_TOOL`) — no sampling parameters,
+/// and no prefill (a conversation ending with an assistant message).
 const CLAUDE_5: Capabilities = Capabilities {
     tools: true,
     vision: true,
     json_schema: false,
     sampling_params: false,
     forced_tool_choice: false,
+    assistant_prefill: false,
     max_completion_tokens: false,
     reasoning_effort_none: false,
 };
@@ -431,6 +444,7 @@ const GPT_6: Capabilities = Capabilities {
     json_schema: true,
     sampling_params: true,
     forced_tool_choice: true,
+    assistant_prefill: true,
     max_completion_tokens: true,
     reasoning_effort_none: true,
 };
@@ -440,6 +454,7 @@ const TEXT_TOOLS: Capabilities = Capabilities {
     json_schema: false,
     sampling_params: true,
     forced_tool_choice: true,
+    assistant_prefill: true,
     max_completion_tokens: false,
     reasoning_effort_none: false,
 };

@@ -190,6 +190,15 @@ impl Plan {
                         "The model `{name}` does not accept a forced tool choice (`tool_choice` \"required\" or a named function; Anthropic's `any` or `tool`). Send `tool_choice` \"auto\", name another model, or use model \"auto\" to be routed to one that does."
                     )));
                 }
+                if needs.prefill
+                    && table
+                        .model(named)
+                        .is_some_and(|m| !m.capabilities.assistant_prefill)
+                {
+                    return Err(ApiError::Unsupported(format!(
+                        "The model `{name}` does not continue a conversation that ends with an assistant message (a prefill; its provider answers 400 to one). Send the conversation without the final assistant message, name another model, or use model \"auto\" to be routed to one that does."
+                    )));
+                }
                 if needs.reasoning_with_tools
                     && table
                         .model(named)
@@ -697,6 +706,54 @@ mod tests {
 
     /// A request that forces a tool is never routed to a model that cannot
     /// force one, nor failed over to one; naming one is the client's 400.
+    /// A conversation that ends with an assistant message (a prefill) is
+    /// never routed to the models that refuse one (Claude 5.x), from either
+    /// client protocol; naming one is a 400 before any provider is called.
+    #[test]
+    fn a_prefill_excludes_the_models_that_refuse_it() {
+        let t = table();
+        let refuses = |m: ModelIx| !t.model(m).unwrap().capabilities.assistant_prefill;
+        let hard = "Prove by induction that the sum of the first n odd numbers is n^2, then give a formal complexity analysis of the proof checking and discuss the architecture trade-offs of a verified implementation.";
+        let chat = |model: &str, last: &str| {
+            format!(
+                r#"{{"model":"{model}","messages":[{{"role":"user","content":"{hard}"}}{last}]}}"#
+            )
+        };
+        let free = plan(&t, Protocol::Chat, &chat("auto", "")).unwrap();
+        assert!(
+            refuses(free.ranked[0]),
+            "no prefill, Claude 5.x wins: {:?}",
+            free.ranked
+        );
+        let prefill = r#",{"role":"assistant","content":"Proof. Let"}"#;
+        let p = plan(&t, Protocol::Chat, &chat("auto", prefill)).unwrap();
+        assert!(
+            !p.ranked.is_empty() && !p.ranked.iter().any(|&m| refuses(m)),
+            "{:?}",
+            p.ranked
+        );
+        let messages = format!(
+            r#"{{"model":"auto","max_tokens":10,"messages":[{{"role":"user","content":"{hard}"}},{{"role":"assistant","content":"Proof. Let"}}]}}"#
+        );
+        let p = plan(&t, Protocol::Messages, &messages).unwrap();
+        assert!(
+            !p.ranked.is_empty() && !p.ranked.iter().any(|&m| refuses(m)),
+            "{:?}",
+            p.ranked
+        );
+        let e = plan(&t, Protocol::Chat, &chat("claude-sonnet-5-5", prefill)).unwrap_err();
+        let ApiError::Unsupported(message) = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(e.status(), 400);
+        assert!(
+            message.contains("`claude-sonnet-5-5`") && message.contains("prefill"),
+            "{message}"
+        );
+        // A model that continues one takes it, named.
+        assert!(plan(&t, Protocol::Chat, &chat("claude-opus-4-5", prefill)).is_ok());
+    }
+
     #[test]
     fn a_forced_tool_choice_excludes_the_models_that_refuse_it() {
         let t = table();

@@ -336,6 +336,10 @@ pub struct ChatRequest<'a> {
     /// function, with tools; or a legacy `function_call` naming one of its
     /// `functions`).
     pub forces_tool: bool,
+    /// The conversation ends with an assistant message that has text and
+    /// no tool calls: a prefill, which Anthropic continues (and the Claude
+    /// 5.x models refuse: `Capabilities::assistant_prefill`).
+    pub prefill: bool,
     /// The `reasoning_effort` it sets.
     pub effort: Effort,
     /// It sets `max_tokens` / `max_completion_tokens` (not `null`): what a
@@ -423,6 +427,11 @@ impl ChatRequest<'_> {
                     .function_call
                     .is_some_and(|c| c.get().trim_start().starts_with('{')));
         let sampling = Sampling::of([wire.temperature, wire.top_p, wire.top_k].map(set));
+        let prefill = wire.messages.last().is_some_and(|m| {
+            let mut text = false;
+            m.content.for_each_text(|t| text |= !t.trim().is_empty());
+            m.role == Role::Assistant && m.tool_call_count() == 0 && text
+        });
         Ok(ChatRequest {
             model,
             model_span,
@@ -441,6 +450,7 @@ impl ChatRequest<'_> {
                     .is_some_and(|t| t == 0.0),
             sampling,
             forces_tool,
+            prefill,
             effort: Effort::of(wire.reasoning_effort),
             sets_max_tokens: wire.max_tokens.is_some(),
             sets_max_completion_tokens: wire.max_completion_tokens.is_some(),
@@ -681,6 +691,31 @@ mod tests {
     /// What a model that cannot force a tool must not get, and only that:
     /// `"required"`, a named function or `allowed_tools` in mode required,
     /// with tools; a legacy `function_call` naming a function.
+    /// A prefill is a final assistant message with text and no tool
+    /// calls: a whitespace-only or tool-calling last turn is not one.
+    #[test]
+    fn a_prefill_is_a_final_assistant_message_with_text() {
+        let prefill = |last: &str| {
+            parse(&format!(
+                r#"{{"messages":[{{"role":"user","content":"x"}},{last}]}}"#
+            ))
+            .unwrap()
+            .prefill
+        };
+        assert!(prefill(r#"{"role":"assistant","content":"The answer is"}"#));
+        assert!(prefill(
+            r#"{"role":"assistant","content":[{"type":"text","text":"{"}]}"#
+        ));
+        for not in [
+            r#"{"role":"user","content":"y"}"#,
+            r#"{"role":"assistant","content":"  "}"#,
+            r#"{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]}"#,
+            r#"{"role":"assistant","content":"x"},{"role":"tool","tool_call_id":"c","content":"r"}"#,
+        ] {
+            assert!(!prefill(not), "{not}");
+        }
+    }
+
     #[test]
     fn a_forced_tool_choice_is_read_in_each_of_its_forms() {
         let tools = r#""tools":[{"type":"function","function":{"name":"f"}}]"#;

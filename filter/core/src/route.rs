@@ -65,6 +65,7 @@ pub fn needs(req: &ChatRequest<'_>, input_tokens: u64) -> Needs {
             ..Capabilities::default()
         },
         forced_tool: req.forces_tool,
+        prefill: req.prefill,
         reasoning_with_tools: req.tool_count > 0 && req.effort == crate::request::Effort::Reasons,
         category: None,
     }

@@ -25,6 +25,10 @@ pub struct Needs {
     /// The request forces a tool call: only models that accept a forced
     /// tool choice are candidates (`Capabilities::forced_tool_choice`).
     pub forced_tool: bool,
+    /// The conversation ends with an assistant message (a prefill): only
+    /// models that continue one are candidates
+    /// (`Capabilities::assistant_prefill`).
+    pub prefill: bool,
     /// The request has tools and sets a `reasoning_effort` other than
     /// `"none"`: models that take tools only without reasoning
     /// (`Capabilities::reasoning_effort_none`) are not candidates.
@@ -61,6 +65,7 @@ impl Needs {
             && (!self.capabilities.vision || c.vision)
             && (!self.capabilities.json_schema || c.json_schema)
             && (!self.forced_tool || c.forced_tool_choice)
+            && (!self.prefill || c.assistant_prefill)
             && !(self.reasoning_with_tools && c.reasoning_effort_none)
     }
 
@@ -71,6 +76,7 @@ impl Needs {
             (c.vision, "images"),
             (c.json_schema, "json_schema output"),
             (self.forced_tool, "a forced tool choice"),
+            (self.prefill, "a final assistant message (a prefill)"),
             (
                 self.reasoning_with_tools,
                 "tools with a reasoning effort other than none",

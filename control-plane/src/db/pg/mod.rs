@@ -222,6 +222,10 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
                 let n = catalog::rewrite_models(w, crate::db::migrations::luna_in_service::plan)?;
                 tracing::info!(writes = n, "gpt-6-luna in service from 2027-01-14");
             }
+            if applied.contains(&10) {
+                let n = catalog::rewrite_models(w, crate::db::migrations::claude_5_prefill::plan)?;
+                tracing::info!(writes = n, "Claude 5.x refuse a prefill");
+            }
             Ok(())
         },
         |_, _, _| {},
@@ -229,7 +233,7 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
 }
 
 /// First start, as SQLite's (`db/migrations.rs`: the seed of migration 1 and
-/// what migrations 4 to 9 add to a new database): the default catalog, a
+/// what migrations 4 to 10 add to a new database): the default catalog, a
 /// penalty epoch and a revision that start at the current time (so both stay
 /// increasing across a wiped database), and the global table's first change.
 fn seed(w: &mut Writer<'_>) -> Result<()> {

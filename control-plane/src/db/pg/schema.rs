@@ -355,4 +355,10 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rows only, as 3 (`db::migrations::luna_in_service`).
         "-- the catalog's rows are written by pg::prepare",
     ),
+    (
+        10,
+        "Claude 5.x refuse a prefill (SQLite's migration 24)",
+        // Rows only, as 3 (`db::migrations::claude_5_prefill`).
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];

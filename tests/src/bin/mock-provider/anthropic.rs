@@ -383,7 +383,7 @@ impl MessagesRequest {
             Some(_) => return Err(invalid("stream", "Input should be a valid boolean")),
         };
         if refuses_sampling_and_forced_tools(&model) {
-            check_claude_5(obj)?;
+            check_claude_5(obj, messages)?;
         }
         let tool_call = tool_to_call(&tools, obj.get("tool_choice"), messages)?;
 
@@ -531,7 +531,8 @@ fn check_tools(tools: Option<&Value>) -> Result<Vec<(&str, &Value)>, AnthropicEr
 
 /// The Claude 5.x generation (`claude-sonnet-5-5`, `claude-opus-5-5`, any
 /// `claude-*-5-5`): reported to answer 400 to a non-default `temperature`,
-/// `top_p` or `top_k` and to refuse a forced tool choice (filter/README.md,
+/// `top_p` or `top_k`, to refuse a forced tool choice, and a conversation
+/// that ends with an assistant message (a prefill; filter/README.md,
 /// "Catalog changes").
 fn refuses_sampling_and_forced_tools(model: &str) -> bool {
     model.starts_with("claude-") && model.ends_with("-5-5")
@@ -541,7 +542,16 @@ fn refuses_sampling_and_forced_tools(model: &str) -> bool {
 /// to take a parameter left at its default: any value set is refused, so
 /// that a gateway that stops dropping them is caught whatever value a test
 /// sends.
-fn check_claude_5(obj: &Map<String, Value>) -> Result<(), AnthropicError> {
+fn check_claude_5(obj: &Map<String, Value>, messages: &[Value]) -> Result<(), AnthropicError> {
+    if messages
+        .last()
+        .is_some_and(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+    {
+        return Err(invalid(
+            &format!("messages.{}", messages.len() - 1),
+            "this model does not support assistant message prefill: the conversation must end with a user message",
+        ));
+    }
     for param in ["temperature", "top_p", "top_k"] {
         if obj.get(param).is_some_and(|v| !v.is_null()) {
             return Err(invalid(
@@ -1301,7 +1311,7 @@ mod tests {
     }
 
     #[test]
-    fn claude_5_refuses_sampling_parameters_and_forced_tools() {
+    fn claude_5_refuses_sampling_parameters_forced_tools_and_a_prefill() {
         let body = |extra: Value| {
             let mut b = json!({"model": "claude-opus-5-5", "max_tokens": 10,
                 "messages": [{"role": "user", "content": "hi"}],
@@ -1320,6 +1330,11 @@ mod tests {
                 json!({"tool_choice": {"type": "tool", "name": "f"}}),
                 "tool_choice.type",
             ),
+            (
+                json!({"messages": [{"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "Hello"}]}),
+                "messages.1",
+            ),
         ] {
             let e = error(body(extra.clone()));
             assert_eq!(e.kind, "invalid_request_error", "{extra}");
@@ -1331,7 +1346,8 @@ mod tests {
         }
         // What it takes, and what an older model takes.
         request(body(json!({"tool_choice": {"type": "auto"}})));
-        let mut older = body(json!({"temperature": 0.5, "tool_choice": {"type": "any"}}));
+        let mut older = body(json!({"temperature": 0.5, "tool_choice": {"type": "any"},
+            "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello"}]}));
         older["model"] = json!("claude-opus-4-5");
         request(older);
     }
