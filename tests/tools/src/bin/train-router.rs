@@ -1004,10 +1004,22 @@ fn main() {
         norm_floor: h.norm_floor,
         ..base_config()
     };
+    // The version names the weights too: a change of the feature code
+    // (which the corpus digest and settings do not see) retrains to other
+    // weights, and must not ship under the same version.
+    let weights: Vec<u8> = w
+        .bias
+        .iter()
+        .chain(&w.dense)
+        .chain(&w.sparse)
+        .chain(&w.temperature)
+        .flat_map(|v| v.to_bits().to_le_bytes())
+        .collect();
     let version = (fnv64(
         format!(
-            "{digest:x}{h:?}{offsets:?}{cfg:?}{:x}",
-            classify::lexicon_fingerprint()
+            "{digest:x}{h:?}{offsets:?}{cfg:?}{:x}{:x}",
+            classify::lexicon_fingerprint(),
+            fnv64(&weights)
         )
         .as_bytes(),
     ) >> 32) as u32;
