@@ -94,6 +94,28 @@ fn cost_steps(pricing: &aipipe_tests::Pricing, input_tokens: u64) -> Vec<(f64, f
     steps
 }
 
+/// Where the shipped model's features digest is kept, beside the model.
+const FEATURES_FILE: &str = "filter/core/data/router-model.features";
+
+/// A digest of every training row's features (sparse buckets and counts,
+/// dense values) as the filter's code computes them today: written beside
+/// the shipped model, and checked by a test, so a change of the feature
+/// code that is not followed by a retrain fails the suite.
+fn features_digest(rows: &[Row]) -> u64 {
+    let mut bytes = Vec::new();
+    for r in rows {
+        for (b, c) in &r.sparse {
+            bytes.extend(b.to_le_bytes());
+            bytes.extend(c.to_bits().to_le_bytes());
+        }
+        for d in &r.dense {
+            bytes.extend(d.to_bits().to_le_bytes());
+        }
+        bytes.push(0xff);
+    }
+    fnv64(&bytes)
+}
+
 fn fnv64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
@@ -1038,6 +1060,13 @@ fn main() {
         eprintln!("train-router: {}: {e}", out.display());
         std::process::exit(1);
     }
+    if !args.iter().any(|a| a == "--out") {
+        let file = aipipe_tests::repo_root().join(FEATURES_FILE);
+        if let Err(e) = fs::write(&file, format!("{:016x}\n", features_digest(&rows))) {
+            eprintln!("train-router: {}: {e}", file.display());
+            std::process::exit(1);
+        }
+    }
     println!(
         "\nwrote {} ({} bytes, version {version:08x}, temperatures {:?}) in {:.1}s total",
         out.display(),
@@ -1100,4 +1129,31 @@ fn main() {
         );
     }
     println!("test (read once): {}", tm.line());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shipped router model was trained on the features the filter's
+    /// code computes today: a change of the feature code (the tokenizer,
+    /// the concept lexicon, the keyword walk, the signals) that is not
+    /// followed by `make train-router` fails here, instead of shipping a
+    /// model scored on features it never saw.
+    #[test]
+    fn the_shipped_model_was_trained_on_todays_features() {
+        let wide = FeatureConfig {
+            bits: MAX_BITS,
+            ..base_config()
+        };
+        let (rows, _, _) = load(&wide).unwrap_or_else(|e| panic!("{e}"));
+        let shipped =
+            fs::read_to_string(aipipe_tests::repo_root().join(FEATURES_FILE)).unwrap_or_default();
+        assert_eq!(
+            format!("{:016x}", features_digest(&rows)),
+            shipped.trim(),
+            "the classifier's features of the corpus changed since the shipped router model \
+             was trained: run `make train-router` and commit {FEATURES_FILE} with the model"
+        );
+    }
 }
