@@ -856,13 +856,7 @@ async fn models_are_validated_by_compiling_the_table() {
     let h = harness().await;
     let (s, v, _) = h.admin(Method::GET, "/admin/models", None).await;
     assert_eq!(s, StatusCode::OK);
-    let mut mini = v["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == "gpt-4o-mini")
-        .unwrap()
-        .clone();
+    let mut mini = listed_model(&v, "gpt-4o-mini");
     let version = h.state.db.revision().await.unwrap();
 
     mini["quality"] = json!(1.5);
@@ -955,22 +949,13 @@ async fn price_changes_are_validated_stored_shipped_and_listed_as_now() {
     use aipipe_core::catalog::Timestamp;
     let h = harness().await;
     let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
-    let model = |v: &Value, id: &str| {
-        v["models"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == id)
-            .unwrap()
-            .clone()
-    };
     assert_eq!(
-        model(&v, "gemini-3.8-flash")["price_changes"],
+        listed_model(&v, "gemini-3.8-flash")["price_changes"],
         json!([{"from": "2027-01-01T00:00:00Z", "input_per_mtok": 1.5,
             "output_per_mtok": 7.5, "cached_input_per_mtok": 0.15}]),
         "the default catalog schedules it"
     );
-    let mut mini = model(&v, "gpt-4o-mini");
+    let mut mini = listed_model(&v, "gpt-4o-mini");
     let version = h.state.db.revision().await.unwrap();
     let change = |from: &str, input: Value| json!({"from": from, "input_per_mtok": input, "output_per_mtok": 1.2});
     let later: Vec<Value> = (0..17)
@@ -1071,7 +1056,7 @@ async fn price_changes_are_validated_stored_shipped_and_listed_as_now() {
     assert_eq!(shipped.prices_at(now).input_per_mtok, 0.3);
     // Listed as priced now: the passed change folded in, the later listed.
     let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
-    let listed = model(&v, "gpt-4o-mini");
+    let listed = listed_model(&v, "gpt-4o-mini");
     assert_eq!(
         (
             &listed["input_per_mtok"],
@@ -1096,7 +1081,7 @@ async fn price_changes_are_validated_stored_shipped_and_listed_as_now() {
         .await;
     assert_eq!(s, StatusCode::OK);
     let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
-    assert_eq!(model(&v, "gpt-4o-mini"), listed);
+    assert_eq!(listed_model(&v, "gpt-4o-mini"), listed);
 
     // Explain ranks at the prices in force when asked: a change that
     // passed makes gpt-4o-mini dearer than gpt-4o, and a greeting moves.
@@ -1148,15 +1133,6 @@ async fn price_changes_are_validated_stored_shipped_and_listed_as_now() {
 async fn retirements_are_validated_stored_shipped_and_listed() {
     use aipipe_core::catalog::Timestamp;
     let h = harness_dated("api", None).await;
-    let model = |v: &Value, id: &str| {
-        v["models"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == id)
-            .unwrap()
-            .clone()
-    };
     let now = aipipe_control_plane::db::now_ms();
     let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
     for (id, date) in [
@@ -1164,9 +1140,12 @@ async fn retirements_are_validated_stored_shipped_and_listed() {
         ("gpt-4o", "2027-01-14T00:00:00Z"),
         ("claude-opus-4-5", "2027-01-22T00:00:00Z"),
     ] {
-        assert_eq!(model(&v, id)["retires_at"], date, "{id}");
+        assert_eq!(listed_model(&v, id)["retires_at"], date, "{id}");
     }
-    assert_eq!(model(&v, "claude-sonnet-5-5").get("retires_at"), None);
+    assert_eq!(
+        listed_model(&v, "claude-sonnet-5-5").get("retires_at"),
+        None
+    );
     // Retired now: those whose date has passed by this machine's clock.
     let due: Vec<String> = aipipe_core::catalog::default_models()
         .into_iter()
@@ -1175,7 +1154,7 @@ async fn retirements_are_validated_stored_shipped_and_listed() {
         .collect();
     assert_eq!(v["retired"], json!(due));
 
-    let mut mini = model(&v, "gpt-4o-mini");
+    let mut mini = listed_model(&v, "gpt-4o-mini");
     let version = h.state.db.revision().await.unwrap();
     for (bad, says) in [
         (
@@ -1237,7 +1216,7 @@ async fn retirements_are_validated_stored_shipped_and_listed() {
         Some(past.clone())
     );
     let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
-    let listed = model(&v, "gpt-4o-mini");
+    let listed = listed_model(&v, "gpt-4o-mini");
     assert_eq!(listed["retires_at"], json!(past));
     assert!(
         v["retired"]
@@ -1267,7 +1246,7 @@ async fn retirements_are_validated_stored_shipped_and_listed() {
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
-    assert_eq!(model(&v, "gpt-4o-mini").get("retires_at"), None);
+    assert_eq!(listed_model(&v, "gpt-4o-mini").get("retires_at"), None);
     assert!(
         !v["retired"]
             .as_array()
@@ -1275,6 +1254,17 @@ async fn retirements_are_validated_stored_shipped_and_listed() {
             .contains(&json!("gpt-4o-mini"))
     );
     assert_eq!(explain().await.0, "gpt-4o-mini");
+}
+
+/// The entry `id` of a `GET /admin/models` body.
+fn listed_model(v: &Value, id: &str) -> Value {
+    v["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+        .unwrap()
+        .clone()
 }
 
 /// Tenant `acme` with one OpenAI key.
@@ -1318,15 +1308,7 @@ async fn explain_hi(h: &Harness) -> (Value, Vec<String>) {
 #[tokio::test]
 async fn a_model_enters_service_at_its_enabled_from() {
     let h = harness_dated("api", None).await;
-    let luna = |v: &Value| {
-        v["models"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["id"] == "gpt-6-luna")
-            .unwrap()
-            .clone()
-    };
+    let luna = |v: &Value| listed_model(v, "gpt-6-luna");
     let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
     let now = aipipe_control_plane::db::now_ms();
     let mut m = luna(&v);
@@ -2278,13 +2260,7 @@ async fn cache_write_tokens_round_trip_into_stats_and_metrics() {
 async fn the_catalog_takes_and_returns_a_cache_write_price() {
     let h = harness().await;
     let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
-    let mut sonnet = v["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == "claude-opus-4-5")
-        .unwrap()
-        .clone();
+    let mut sonnet = listed_model(&v, "claude-opus-4-5");
     sonnet["cache_write_per_mtok"] = json!(4.5);
     let (s, back, _) = h
         .admin(Method::PUT, "/admin/models/claude-opus-4-5", Some(sonnet))
