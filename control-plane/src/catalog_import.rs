@@ -271,7 +271,10 @@ mod tests {
         let list = serde_json::json!({"gemini/gemini-3.8-flash": {
             "litellm_provider": "gemini", "mode": "chat",
             "input_cost_per_token": 0.0000008, "output_cost_per_token": 0.000004}});
-        let p = plan(&catalog(), &list, crate::db::now_ms()).unwrap();
+        // A day before the default catalog's 2027-01-01 change: it is still
+        // to come (the test reads no clock, so it does not expire).
+        let before = 1_798_761_600_000 - 86_400_000;
+        let p = plan(&catalog(), &list, before).unwrap();
         let (flash, changes) = &p.updated[0];
         assert_eq!((flash.input_per_mtok, flash.output_per_mtok), (0.8, 4.0));
         assert_eq!(changes.len(), 2, "{changes:?}");

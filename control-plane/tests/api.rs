@@ -949,12 +949,21 @@ async fn price_changes_are_validated_stored_shipped_and_listed_as_now() {
     use aipipe_core::catalog::Timestamp;
     let h = harness().await;
     let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
-    assert_eq!(
-        listed_model(&v, "gemini-3.8-flash")["price_changes"],
-        json!([{"from": "2027-01-01T00:00:00Z", "input_per_mtok": 1.5,
-            "output_per_mtok": 7.5, "cached_input_per_mtok": 0.15}]),
-        "the default catalog schedules it"
-    );
+    let flash = listed_model(&v, "gemini-3.8-flash");
+    if aipipe_control_plane::db::now_ms() < 1_798_761_600_000 {
+        assert_eq!(
+            flash["price_changes"],
+            json!([{"from": "2027-01-01T00:00:00Z", "input_per_mtok": 1.5,
+                "output_per_mtok": 7.5, "cached_input_per_mtok": 0.15}]),
+            "the default catalog schedules it"
+        );
+    } else {
+        // From 2027-01-01 the listing shows it folded into the prices.
+        assert_eq!(
+            (flash["input_per_mtok"].clone(), flash.get("price_changes")),
+            (json!(1.5), None)
+        );
+    }
     let mut mini = listed_model(&v, "gpt-4o-mini");
     let version = h.state.db.revision().await.unwrap();
     let change = |from: &str, input: Value| json!({"from": from, "input_per_mtok": input, "output_per_mtok": 1.2});
