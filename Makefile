@@ -31,7 +31,7 @@ NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_p
 	--test control_plane --test rate_limits --test global_rate_limit --test budgets --test policy --test configs --test stop --test reload \
 	--test metrics --test tenant_routing --test evals --test scheduled_prices --test retirements
 
-.PHONY: all help demo demo-ha compose-env ways-tools test bench flow-bench soak scale train-router routing-report fuzz wasm wasm-floor native native-probe bins tools lint unit integration clean dashboard-vendor
+.PHONY: all help demo demo-ha compose-env ways-tools test future bench flow-bench soak scale train-router routing-report fuzz wasm wasm-floor native native-probe bins tools lint unit integration clean dashboard-vendor
 
 all: wasm
 
@@ -74,6 +74,13 @@ $(SDKS): $(ENVOY)
 .postgresql.stamp:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 		{ apt-get update -qq && apt-get install -y -qq postgresql; }
+	@touch $@
+
+# libfaketime from Debian: `make future` runs the suites that start no
+# Envoy with the clock 400 days ahead (tests/future.sh).
+.faketime.stamp:
+	command -v faketime >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq faketime; }
 	@touch $@
 
 tools: .wasm-target.stamp $(ENVOY)
@@ -155,10 +162,15 @@ integration: tools $(SDKS) ways-tools .chromium.stamp .postgresql.stamp wasm nat
 # (--all-targets: there are no doc tests, and their empty "0 tests" sections
 # would otherwise be the run's last word.)
 ## test: everything CI runs: lint, the wasm build, unit and integration tests
-test: tools $(SDKS) ways-tools .chromium.stamp .postgresql.stamp lint wasm native native-probe
+test: tools $(SDKS) ways-tools .chromium.stamp .postgresql.stamp .faketime.stamp lint wasm native native-probe
 	AIPIPE_FILTER=wasm $(CARGO) test --workspace --all-targets
 	AIPIPE_FILTER=native $(CARGO) test -p aipipe-tests $(NATIVE_SUITE)
 	AIPIPE_TEST_DATABASE=postgres $(CARGO) test -p aipipe-control-plane $(CP_API_SUITE)
+	tests/future.sh
+
+## future: the suites that start no Envoy, with the clock 400 days ahead (a test that depends on today's date fails now)
+future: .faketime.stamp .postgresql.stamp
+	tests/future.sh
 
 ## dashboard-vendor: re-fetch the vendored Chart.js from npm and check it is the same bytes
 dashboard-vendor:
