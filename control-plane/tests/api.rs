@@ -1027,12 +1027,7 @@ async fn price_changes_are_validated_stored_shipped_and_listed_as_now() {
         ),
     ] {
         mini["price_changes"] = bad.clone();
-        let (s, v, _) = h
-            .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(mini.clone()))
-            .await;
-        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
-        let message = v["error"]["message"].as_str().unwrap();
-        assert!(message.contains(says), "{bad}: {message}");
+        refused(&h, &mini, says).await;
     }
     assert_eq!(
         h.state.db.revision().await.unwrap(),
@@ -1182,12 +1177,7 @@ async fn retirements_are_validated_stored_shipped_and_listed() {
         (json!(true), "retires_at"),
     ] {
         mini["retires_at"] = bad.clone();
-        let (s, v, _) = h
-            .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(mini.clone()))
-            .await;
-        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
-        let message = v["error"]["message"].as_str().unwrap();
-        assert!(message.contains(says), "{bad}: {message}");
+        refused(&h, &mini, says).await;
     }
     assert_eq!(
         h.state.db.revision().await.unwrap(),
@@ -1265,6 +1255,22 @@ async fn retirements_are_validated_stored_shipped_and_listed() {
     assert_eq!(explain().await.0, "gpt-4o-mini");
 }
 
+/// `PUT /admin/models/{id}` of `entry` is refused with a 422 whose message
+/// says `says`.
+async fn refused(h: &Harness, entry: &Value, says: &str) {
+    let id = entry["id"].as_str().unwrap();
+    let (s, v, _) = h
+        .admin(
+            Method::PUT,
+            &format!("/admin/models/{id}"),
+            Some(entry.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{entry}: {v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains(says), "{message}");
+}
+
 /// The entry `id` of a `GET /admin/models` body.
 fn listed_model(v: &Value, id: &str) -> Value {
     v["models"]
@@ -1338,13 +1344,7 @@ async fn a_model_enters_service_at_its_enabled_from() {
     m["enabled_from"] = json!("2040-01-01T00:00:00Z");
     m["retires_at"] = json!("2040-01-01T00:00:00Z");
     let version = h.state.db.revision().await.unwrap();
-    let (s, v, _) = put(m.clone()).await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    let message = v["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("enabled_from: must be before retires_at"),
-        "{message}"
-    );
+    refused(h, &m, "enabled_from: must be before retires_at").await;
     assert_eq!(h.state.db.revision().await.unwrap(), version);
 
     m["retires_at"] = Value::Null;
