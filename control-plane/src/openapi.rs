@@ -172,6 +172,29 @@ pub struct ModelDoc {
     /// retirements").
     #[schema(format = DateTime, example = "2027-01-14T00:00:00Z")]
     enabled_from: Option<String>,
+    /// Higher rates for a long prompt: a request whose prompt (input, cache
+    /// reads and cache writes together) is longer than `above_tokens` is
+    /// billed, reserved and ranked with every input-side price times
+    /// `input_multiplier` and the output price times `output_multiplier`.
+    /// Absent or null: one rate at every length (control-plane/README.md,
+    /// "Long-context prices").
+    long_context: Option<LongContextDoc>,
+}
+
+/// A model's long-context rates (`aipipe_core::catalog::LongContext`).
+#[derive(ToSchema)]
+#[schema(as = LongContext)]
+#[allow(dead_code)]
+pub struct LongContextDoc {
+    /// A prompt longer than this many tokens is billed at these rates.
+    #[schema(minimum = 1, maximum = 100_000_000)]
+    above_tokens: u64,
+    /// Multiplies the input, cache-read and cache-write prices; 1 to 100.
+    #[schema(minimum = 1, maximum = 100)]
+    input_multiplier: f64,
+    /// Multiplies the output price; 1 to 100.
+    #[schema(minimum = 1, maximum = 100)]
+    output_multiplier: f64,
 }
 
 /// A scheduled price change (`aipipe_core::catalog::PriceChange`): every
@@ -460,6 +483,11 @@ mod tests {
         }];
         m.retires_at = Some(aipipe_core::catalog::Timestamp(1_799_884_800_000));
         m.enabled_from = Some(aipipe_core::catalog::Timestamp(1_798_761_600_000));
+        m.long_context = Some(aipipe_core::catalog::LongContext {
+            above_tokens: 100_000,
+            input_multiplier: 5.0,
+            output_multiplier: 5.0,
+        });
         let served = serde_json::to_value(&m).unwrap();
         assert_eq!(properties("Model"), keys_of(&served));
         assert_eq!(
@@ -467,6 +495,7 @@ mod tests {
             keys_of(&served["price_changes"][0])
         );
         assert_eq!(properties("Capabilities"), keys_of(&served["capabilities"]));
+        assert_eq!(properties("LongContext"), keys_of(&served["long_context"]));
 
         let table = aipipe_core::table::Table::compile(aipipe_core::table::RoutingTable {
             tenants: vec![aipipe_core::table::Tenant {

@@ -624,7 +624,7 @@ pub struct Saving {
 /// are still in the catalog, on which the window's tokens (all models'
 /// prompt, cached and completion tokens) cost the most, at the prices in
 /// force at `at_ms` (the window's end: a scheduled price change inside the
-/// window is not split). An estimate: tokens are counted by each answering
+/// window is not split), long-context rates left out. An estimate: tokens are counted by each answering
 /// model's tokenizer.
 pub fn saving(
     window: &Window,
@@ -647,7 +647,10 @@ pub fn saving(
         .filter_map(|(p, m, _)| catalog.iter().find(|c| c.id == m && c.provider == p))
         .map(|m| {
             let priced = m.clone().folded_at(at_ms);
-            (m, aipipe_core::usage::cost_nusd(&priced, &tokens))
+            // Its listed rates: long-context rates apply per request, and
+            // the window's sums say nothing of any one request's size.
+            let rates = priced.listed_prices();
+            (m, aipipe_core::usage::cost_at(&rates, &tokens))
         })
         .max_by_key(|&(_, c)| c)?;
     (baseline > 0).then(|| Saving {

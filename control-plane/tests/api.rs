@@ -1255,6 +1255,74 @@ async fn retirements_are_validated_stored_shipped_and_listed() {
     assert_eq!(explain().await.0, "gpt-4o-mini");
 }
 
+/// A model's long-context rates are validated before anything is written
+/// (a 422 naming the field), stored, shipped in the table and listed; a
+/// `null` removes them.
+#[tokio::test]
+async fn long_context_rates_are_validated_stored_shipped_and_listed() {
+    let h = harness().await;
+    let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
+    let mut mini = listed_model(&v, "gpt-4o-mini");
+    let version = h.state.db.revision().await.unwrap();
+    for (bad, says) in [
+        (
+            json!({"above_tokens": 0, "input_multiplier": 2, "output_multiplier": 2}),
+            "body.long_context.above_tokens: must be from 1 to 100000000, got 0",
+        ),
+        (
+            json!({"above_tokens": 1000, "input_multiplier": 0.5, "output_multiplier": 2}),
+            "body.long_context.input_multiplier: must be a number from 1 to 100, got 0.5",
+        ),
+        (
+            json!({"above_tokens": 1000, "input_multiplier": 2, "output_multiplier": 101}),
+            "body.long_context.output_multiplier: must be a number from 1 to 100, got 101",
+        ),
+        (
+            json!({"above_tokens": 1000, "input_multiplier": 2}),
+            "long_context: missing field `output_multiplier`",
+        ),
+        (
+            json!({"above_tokens": 1000, "input_multiplier": 2, "output_multiplier": 2, "tier": 1}),
+            "long_context.tier: unknown field `tier`",
+        ),
+    ] {
+        mini["long_context"] = bad;
+        refused(&h, &mini, says).await;
+    }
+    assert_eq!(
+        h.state.db.revision().await.unwrap(),
+        version,
+        "nothing written"
+    );
+
+    let rates = json!({"above_tokens": 128000, "input_multiplier": 2.0, "output_multiplier": 1.5});
+    mini["long_context"] = rates.clone();
+    let (s, v, _) = h
+        .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(mini.clone()))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
+    assert_eq!(listed_model(&v, "gpt-4o-mini")["long_context"], rates);
+    let (table, _) = h.table().await;
+    let shipped = table.models.iter().find(|m| m.id == "gpt-4o-mini").unwrap();
+    assert_eq!(
+        shipped.long_context,
+        Some(aipipe_core::catalog::LongContext {
+            above_tokens: 128_000,
+            input_multiplier: 2.0,
+            output_multiplier: 1.5
+        })
+    );
+
+    mini["long_context"] = Value::Null;
+    let (s, v, _) = h
+        .admin(Method::PUT, "/admin/models/gpt-4o-mini", Some(mini))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, v, _) = h.admin(Method::GET, "/admin/models", None).await;
+    assert_eq!(listed_model(&v, "gpt-4o-mini").get("long_context"), None);
+}
+
 /// `PUT /admin/models/{id}` of `entry` is refused with a 422 whose message
 /// says `says`.
 async fn refused(h: &Harness, entry: &Value, says: &str) {

@@ -2831,3 +2831,54 @@ async fn claude_5_learn_they_refuse_a_prefill_on_an_older_sqlite_file() {
 async fn claude_5_learn_they_refuse_a_prefill_on_an_older_postgres_database() {
     claude_5_learn_they_refuse_a_prefill_on_an_older_database(Engine::Postgres).await;
 }
+
+/// SQLite's migration 25 and PostgreSQL's 11 (filter/README.md,
+/// "Long-context prices"): on a database seeded before them, gpt-6-luna's
+/// row gets its long-context rates, the operator's price kept, as one
+/// change of the change log. Opening the database again changes nothing
+/// more.
+async fn luna_gets_its_long_context_rates_on_an_older_database(engine: Engine) {
+    let older = OlderDb::new(engine, "long-context", "long");
+    let defaults = aipipe_core::catalog::default_models();
+    let luna = defaults
+        .iter()
+        .find(|m| m.id == "gpt-6-luna")
+        .unwrap()
+        .clone();
+    let migration = match engine {
+        Engine::Sqlite => 25,
+        Engine::Postgres => 11,
+    };
+    let before = older.new_with_acme().await;
+    let own_luna = aipipe_core::table::Model {
+        input_per_mtok: 0.08,
+        long_context: None,
+        ..luna.clone()
+    };
+    older.rows_before(migration, &[&own_luna]);
+    let db = older.open().await;
+    let models = db.models().await.unwrap();
+    let got = models
+        .iter()
+        .find(|m| m.id == "gpt-6-luna")
+        .cloned()
+        .unwrap();
+    let want = aipipe_core::table::Model {
+        long_context: luna.long_context,
+        ..own_luna
+    };
+    assert_eq!(got, want, "given, the price kept");
+    let after = OlderDb::one_global_change(&db, before).await;
+    drop(db);
+    older.reopens_unchanged(&models, after).await;
+}
+
+#[tokio::test]
+async fn luna_gets_its_long_context_rates_on_an_older_sqlite_file() {
+    luna_gets_its_long_context_rates_on_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn luna_gets_its_long_context_rates_on_an_older_postgres_database() {
+    luna_gets_its_long_context_rates_on_an_older_database(Engine::Postgres).await;
+}

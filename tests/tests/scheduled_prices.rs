@@ -4,7 +4,8 @@
 //! a request before its instant is costed at the old prices, one after it at
 //! the new ones — the filter switches by its own clock, no table is pushed
 //! at the instant — and the admin API then lists the new prices as the
-//! model's own.
+//! model's own. Long-context rates the same way: a prompt past the
+//! threshold costed at them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -119,4 +120,53 @@ fn a_scheduled_price_change_costs_requests_before_and_after_its_instant() {
         "{listed}"
     );
     assert_eq!(listed.get("price_changes"), None, "{listed}");
+}
+
+/// Long-context rates through real Envoy (filter/README.md, "Long-context
+/// prices"): set through the admin API, they cost a request whose prompt —
+/// as the provider counts it — is past the threshold at the higher rates,
+/// the whole request, and one at or under it at the listed ones.
+#[test]
+fn a_prompt_past_the_long_context_threshold_is_billed_at_its_rates() {
+    let s = CpStack::start();
+    let key = s.cp.tenant("acme", &[("openai", "sk-acme")]);
+    let mini = |text: &str| chat("gpt-4o-mini", text);
+    assert_eventually!(
+        Duration::from_secs(10),
+        s.chat(&key, &mini("warm up")).status == 200,
+        "tenant never worked"
+    );
+    let base = cost_nusd(&stats_at(&s, 1));
+
+    // gpt-4o-mini at 4× its input and 3× its output price above 100 tokens.
+    let mut entry = s.listed_model("gpt-4o-mini");
+    entry["long_context"] =
+        json!({"above_tokens": 100, "input_multiplier": 4, "output_multiplier": 3});
+    let r = s.cp.admin("PUT", "/admin/models/gpt-4o-mini", Some(&entry));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The table reaches Envoy within milliseconds of the commit
+    // (control-plane/README.md, "Admin API"); the pause leaves it 500 ms.
+    std::thread::sleep(Duration::from_millis(500));
+
+    let short = s.chat(&key, &mini("a short question"));
+    assert_eq!(short.status, 200);
+    let (p_short, c_short) = usage_seen(&short);
+    assert!(p_short <= 100, "the short prompt has {p_short} tokens");
+    let after_short = stats_at(&s, 2);
+    assert_eq!(
+        cost_nusd(&after_short) - base,
+        p_short * 150 + c_short * 600,
+        "{after_short}"
+    );
+
+    let long = s.chat(&key, &mini(&"a longer question ".repeat(40)));
+    assert_eq!(long.status, 200);
+    let (p_long, c_long) = usage_seen(&long);
+    assert!(p_long > 100, "the long prompt has {p_long} tokens");
+    let after_long = stats_at(&s, 3);
+    assert_eq!(
+        cost_nusd(&after_long) - cost_nusd(&after_short),
+        p_long * 600 + c_long * 1_800,
+        "{after_long}"
+    );
 }

@@ -550,6 +550,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`claude_5_prefill`): the stored catalog rows are JSON.
         "",
     ),
+    (
+        25,
+        "gpt-6-luna's long-context rates (2026-12-06)",
+        // Rust below (`long_context_rates`): the stored catalog rows are JSON.
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -920,6 +926,32 @@ pub(in crate::db) mod claude_5_prefill {
     }
 }
 
+/// The long-context rates of the default catalog given to its stored rows
+/// (filter/README.md, "Long-context prices"): SQLite's migration 25,
+/// PostgreSQL's 11. A row still pointed at the model and without rates of
+/// its own gets the default's, whatever else the operator changed in it —
+/// what a provider bills a long prompt is a fact about the model, as its
+/// capabilities are (migration 24); rates the operator set are kept, and a
+/// row pointed at another upstream model, or a deleted one, is left alone.
+pub(in crate::db) mod long_context_rates {
+    /// The models this migration updates.
+    pub const MODELS: &[&str] = &["gpt-6-luna"];
+
+    /// The writes for `stored` (id, JSON of every catalog row): each the
+    /// model's id and its row's new JSON.
+    pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
+        let defaults = aipipe_core::catalog::default_models();
+        let mut writes = Vec::new();
+        for (id, mut row, default) in super::catalog_rows(stored, &defaults, MODELS) {
+            if row.long_context.is_none() && default.long_context.is_some() {
+                row.long_context = default.long_context;
+                writes.push((id.to_owned(), serde_json::to_string(&row)?));
+            }
+        }
+        Ok(writes)
+    }
+}
+
 /// The stored rows a catalog migration may rewrite: for each of `ids` that
 /// is both stored and in `defaults`, its id, its stored row and its default.
 /// A row that does not parse, or that the operator pointed at another
@@ -955,8 +987,8 @@ fn catalog_rows<'a>(
 pub(super) type ModelsPlan = fn(&[(String, String)]) -> Result<Vec<(String, String)>>;
 
 /// SQLite's migrations 18 (`claude_5::plan`), 21 (`scheduled_prices::plan`),
-/// 22 (`scheduled_retirements::plan`), 23 (`luna_in_service::plan`) and 24
-/// (`claude_5_prefill::plan`): each rewrites the model rows its
+/// 22 (`scheduled_retirements::plan`), 23 (`luna_in_service::plan`), 24
+/// (`claude_5_prefill::plan`) and 25 (`long_context_rates::plan`): each rewrites the model rows its
 /// pure plan names, one change of the change log if any. Returns the
 /// writes made.
 fn rewrite_models(tx: &Transaction<'_>, plan: ModelsPlan) -> Result<usize> {
@@ -1085,6 +1117,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         if version == 24 {
             let n = rewrite_models(&tx, claude_5_prefill::plan)?;
             tracing::info!(writes = n, "Claude 5.x refuse a prefill");
+        }
+        // A no-op on a new database: migration 1 seeded today's catalog.
+        if version == 25 {
+            let n = rewrite_models(&tx, long_context_rates::plan)?;
+            tracing::info!(writes = n, "long-context rates given");
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
@@ -1358,6 +1395,39 @@ mod tests {
         assert_eq!(claude_5_prefill::plan(&row(&want)).unwrap(), vec![]);
         sonnet.upstream_id = Some("claude-sonnet-4-6".into());
         assert_eq!(claude_5_prefill::plan(&row(&sonnet)).unwrap(), vec![]);
+    }
+
+    /// Migration 25: a luna row without long-context rates gets the
+    /// default's, the operator's other changes kept; rates of the
+    /// operator's own, or a row pointed elsewhere, are left alone.
+    #[test]
+    fn rows_without_long_context_rates_get_the_defaults() {
+        let defaults = aipipe_core::catalog::default_models();
+        let mut luna = defaults
+            .iter()
+            .find(|m| m.id == "gpt-6-luna")
+            .unwrap()
+            .clone();
+        let rates = luna.long_context;
+        assert!(rates.is_some());
+        let row =
+            |m: &aipipe_core::table::Model| vec![(m.id.clone(), serde_json::to_string(m).unwrap())];
+        luna.long_context = None;
+        luna.input_per_mtok = 0.08;
+        let writes = long_context_rates::plan(&row(&luna)).unwrap();
+        let mut want = luna.clone();
+        want.long_context = rates;
+        assert_eq!(writes, row(&want), "given, its price kept");
+        assert_eq!(long_context_rates::plan(&row(&want)).unwrap(), vec![]);
+        let mut own = want.clone();
+        own.long_context = Some(aipipe_core::catalog::LongContext {
+            above_tokens: 200_000,
+            input_multiplier: 3.0,
+            output_multiplier: 3.0,
+        });
+        assert_eq!(long_context_rates::plan(&row(&own)).unwrap(), vec![]);
+        luna.upstream_id = Some("gpt-6.1-terra".into());
+        assert_eq!(long_context_rates::plan(&row(&luna)).unwrap(), vec![]);
     }
 
     #[test]

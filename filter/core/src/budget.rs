@@ -27,7 +27,7 @@
 use crate::catalog::Model;
 use crate::directory::BudgetEntry;
 use crate::protocol::Tokens;
-use crate::usage::cost_nusd;
+use crate::usage::cost_at;
 
 pub const DAY_MS: u64 = 86_400_000;
 const FORMAT: u8 = 2;
@@ -195,14 +195,17 @@ impl Held {
 /// The most a request on `model` can cost: its prompt (the scorer's
 /// estimate) at the dearer of the input and cache-write prices, and the
 /// answer's whole allowance — `max_tokens` when the client set it, else the
-/// model's output cap — at the output price.
+/// model's output cap — at the output price. A model's long-context rates
+/// count from half their threshold: the estimate (bytes ÷ 4) can fall short
+/// of the provider's own count, which decides the bill.
 pub fn worst_case_nusd(model: &Model, prompt_tokens: u64, max_tokens: Option<u64>) -> u64 {
     let answer = max_tokens.map_or(model.max_output_tokens, |m| m.min(model.max_output_tokens));
-    let writes_dearer = model
+    let prices = model.rates(prompt_tokens.saturating_mul(2));
+    let writes_dearer = prices
         .cache_write_per_mtok
-        .is_some_and(|w| w > model.input_per_mtok);
-    cost_nusd(
-        model,
+        .is_some_and(|w| w > prices.input_per_mtok);
+    cost_at(
+        &prices,
         &Tokens {
             prompt: prompt_tokens,
             completion: answer,
@@ -327,6 +330,22 @@ mod tests {
         // Anthropic writes cost 1.25x input: the prompt is reserved at that.
         let sonnet = models.iter().find(|m| m.id == "claude-sonnet-5-5").unwrap();
         assert_eq!(worst_case_nusd(sonnet, 1000, Some(0)), 1000 * 2500);
+        // Long-context rates count from half their threshold (the estimate
+        // may fall short of the provider's count).
+        let mut long = sonnet.clone();
+        long.long_context = Some(crate::catalog::LongContext {
+            above_tokens: 1000,
+            input_multiplier: 5.0,
+            output_multiplier: 4.0,
+        });
+        assert_eq!(
+            worst_case_nusd(&long, 500, Some(10)),
+            500 * 2500 + 10 * 10000
+        );
+        assert_eq!(
+            worst_case_nusd(&long, 501, Some(10)),
+            501 * 12500 + 10 * 40000
+        );
     }
 
     #[test]

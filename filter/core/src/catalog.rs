@@ -213,6 +213,41 @@ impl PriceChange {
 /// The most scheduled price changes one model may carry.
 pub const MAX_PRICE_CHANGES: usize = 16;
 
+/// A provider's higher rates for a long prompt: a request whose prompt —
+/// its input tokens, cache reads and cache writes together — is longer than
+/// `above_tokens` is billed, whole, at every input-side price (input, cache
+/// read, cache write) times `input_multiplier` and the output price times
+/// `output_multiplier` (filter/README.md, "Long-context prices").
+/// Anthropic's Claude Haiku 5.5 is 5× on every rate above 100,000 tokens;
+/// Google's and OpenAI's long-context rates have the same shape. It applies
+/// to the prices in force, scheduled changes included.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongContext {
+    pub above_tokens: u64,
+    pub input_multiplier: f64,
+    pub output_multiplier: f64,
+}
+
+impl Prices {
+    /// These prices for a prompt of `prompt_tokens` on a model with
+    /// `long_context` rates.
+    pub fn for_prompt(self, long_context: Option<&LongContext>, prompt_tokens: u64) -> Prices {
+        match long_context {
+            Some(l) if prompt_tokens > l.above_tokens => {
+                let i = l.input_multiplier;
+                Prices {
+                    input_per_mtok: self.input_per_mtok * i,
+                    output_per_mtok: self.output_per_mtok * l.output_multiplier,
+                    cached_input_per_mtok: self.cached_input_per_mtok.map(|p| p * i),
+                    cache_write_per_mtok: self.cache_write_per_mtok.map(|p| p * i),
+                }
+            }
+            _ => self,
+        }
+    }
+}
+
 /// One catalog entry. Prices are USD per million tokens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -271,6 +306,9 @@ pub struct Model {
     /// in every Envoy (filter/README.md, "Scheduled retirements").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled_from: Option<Timestamp>,
+    /// Higher rates for a long prompt; absent: one rate at every length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_context: Option<LongContext>,
 }
 
 pub(crate) fn yes() -> bool {
@@ -291,6 +329,15 @@ impl Model {
             cached_input_per_mtok: self.cached_input_per_mtok,
             cache_write_per_mtok: self.cache_write_per_mtok,
         }
+    }
+
+    /// The rates a request with a prompt of `prompt_tokens` is billed at:
+    /// its prices (those of a table priced at an instant:
+    /// `Table::priced_at`), times its long-context multipliers when the
+    /// prompt is longer than their threshold.
+    pub fn rates(&self, prompt_tokens: u64) -> Prices {
+        self.listed_prices()
+            .for_prompt(self.long_context.as_ref(), prompt_tokens)
     }
 
     /// Sets its own prices.
@@ -480,6 +527,7 @@ struct Entry {
     retires: Option<u64>,
     /// The instant it enters service, ms since the epoch.
     enabled_from: Option<u64>,
+    long_context: Option<LongContext>,
 }
 
 /// input, cached input, output — USD per million tokens.
@@ -543,6 +591,7 @@ impl Entry {
                 .collect(),
             retires_at: self.retires.map(Timestamp),
             enabled_from: self.enabled_from.map(Timestamp),
+            long_context: self.long_context,
         }
     }
 }
@@ -571,18 +620,20 @@ const ENTRIES: &[Entry] = &[
     // "Scheduled retirements").
     Entry { id: "gpt-4o-mini", provider: "openai", upstream_id: None,
         prices: (0.15, Some(0.075), 0.60), gpqa: 40.2, tasks: &[],
-        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_14_2027), enabled_from: None },
+        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_14_2027), enabled_from: None, long_context: None },
     Entry { id: "gpt-4o", provider: "openai", upstream_id: None,
         prices: (2.50, Some(1.25), 10.00), gpqa: 46.0, tasks: &[("coding", 33.2)],
-        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_14_2027), enabled_from: None },
+        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_14_2027), enabled_from: None, long_context: None },
     // OpenAI's named replacement for gpt-4o, gpt-4o-mini, gpt-4.1 and
     // gpt-4.1-mini (deprecations page, section of 2026-10-14; all shut down
     // 2027-01-14), released 2026-09-22 and listed by the openai SDK this
     // repository pins (3.54.0, types/shared/chat_model.py). Prices and
     // limits: its model page (developers.openai.com/api/docs/models/
-    // gpt-6-luna: $0.10 / cached $0.01 / $0.50; cache writes $0.125 and
-    // every rate higher above 272K input tokens, which this one-price
-    // catalog does not model; 1,050,000 context, 128,000 output). It
+    // gpt-6-luna: $0.10 / cached $0.01 / $0.50; cache writes $0.125, which
+    // OpenAI's usage does not report apart; 1,050,000 context, 128,000
+    // output). Above 272K input tokens "input and cache rates double and
+    // output costs 1.5 times the short-context rate for the full request"
+    // (the same rule on every GPT-6 model page): `long_context`. It
     // reasons by default (medium) and Chat Completions takes its tools and
     // sampling parameters only with reasoning effort none (the same page;
     // OpenAI's deployment checklist), its answer budget only as
@@ -602,7 +653,8 @@ const ENTRIES: &[Entry] = &[
     // routes_to_what_is_left`.
     Entry { id: "gpt-6-luna", provider: "openai", upstream_id: None,
         prices: (0.10, Some(0.01), 0.50), gpqa: 66.3, tasks: &[],
-        context_window: 1_050_000, max_output_tokens: 128_000, capabilities: GPT_6, enabled: true, changes: &[], retires: None, enabled_from: Some(JAN_14_2027) },
+        context_window: 1_050_000, max_output_tokens: 128_000, capabilities: GPT_6, enabled: true, changes: &[], retires: None, enabled_from: Some(JAN_14_2027),
+        long_context: Some(LongContext { above_tokens: 272_000, input_multiplier: 2.0, output_multiplier: 1.5 }) },
 
     // ---- Anthropic — prices: platform.claude.com/docs/en/about-claude/pricing
     // (cached = cache read; cache writes 1.25x input). GPQA: Anthropic's
@@ -616,13 +668,13 @@ const ENTRIES: &[Entry] = &[
     // retired from that instant (`retires`).
     Entry { id: "claude-opus-4-5", provider: "anthropic", upstream_id: None,
         prices: (5.00, Some(0.50), 25.00), gpqa: 87.0, tasks: &[("coding", 80.9), ("math_reasoning", 92.8)],
-        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_22_2027), enabled_from: None },
+        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_22_2027), enabled_from: None, long_context: None },
     // Shipped disabled: at $1/$5 with GPQA 73.0 it would take about the
     // 0.60–0.80 band from gpt-4o-mini / claude-sonnet-5-5 (filter/README.md,
     // "Model selection"). Enable per catalog.
     Entry { id: "claude-haiku-4-5", provider: "anthropic", upstream_id: None,
         prices: (1.00, Some(0.10), 5.00), gpqa: 73.0, tasks: &[("coding", 73.3)],
-        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: false, changes: &[], retires: None, enabled_from: None },
+        context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: false, changes: &[], retires: None, enabled_from: None, long_context: None },
     // The current Sonnet and Opus (platform.claude.com/docs/en/models/
     // sonnet-5-5/overview and the "What's new in Claude Opus 5" comparison
     // table: 1M context, 128K output; cache reads $0.10 and $0.20 — Sonnet
@@ -639,10 +691,10 @@ const ENTRIES: &[Entry] = &[
     // 87.0, their launch posts).
     Entry { id: "claude-sonnet-5-5", provider: "anthropic", upstream_id: None,
         prices: (2.00, Some(0.10), 10.00), gpqa: 83.4, tasks: &[],
-        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[], retires: None, enabled_from: None },
+        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[], retires: None, enabled_from: None, long_context: None },
     Entry { id: "claude-opus-5-5", provider: "anthropic", upstream_id: None,
         prices: (4.00, Some(0.20), 20.00), gpqa: 87.0, tasks: &[],
-        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[], retires: None, enabled_from: None },
+        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[], retires: None, enabled_from: None, long_context: None },
 
     // ---- Google Gemini — prices: ai.google.dev/gemini-api/docs/pricing (paid
     // tier, prompts ≤ 200k tokens). gemini-2.5-pro and gemini-2.5-flash were
@@ -663,14 +715,14 @@ const ENTRIES: &[Entry] = &[
     // not found: cached tokens are billed at the input price.
     Entry { id: "gemini-2.5-flash-lite", provider: "gemini", upstream_id: None,
         prices: (0.10, Some(0.01), 0.40), gpqa: 64.6, tasks: &[],
-        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true, changes: &[], retires: None, enabled_from: None },
+        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true, changes: &[], retires: None, enabled_from: None, long_context: None },
     Entry { id: "gemini-3.5-flash-lite", provider: "gemini", upstream_id: None,
         prices: (0.30, None, 2.50), gpqa: 82.8, tasks: &[],
-        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true, changes: &[], retires: None, enabled_from: None },
+        context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true, changes: &[], retires: None, enabled_from: None, long_context: None },
     Entry { id: "gemini-3.8-flash", provider: "gemini", upstream_id: None,
         prices: (0.75, Some(0.075), 3.75), gpqa: 86.4, tasks: &[],
         context_window: 1_048_576, max_output_tokens: 65_536, capabilities: ALL, enabled: true,
-        changes: &[(JAN_1_2027, (1.50, Some(0.15), 7.50))], retires: None, enabled_from: None },
+        changes: &[(JAN_1_2027, (1.50, Some(0.15), 7.50))], retires: None, enabled_from: None, long_context: None },
 
     // ---- xAI — prices: docs.x.ai/developers/models. grok-4 and
     // grok-4-fast were retired on 2026-05-15 (docs.x.ai migration note).
@@ -678,10 +730,10 @@ const ENTRIES: &[Entry] = &[
     // grok-4.3; Grok 4's 87.5 (xAI launch) stands in until it does.
     Entry { id: "grok-4.3", provider: "xai", upstream_id: None,
         prices: (1.25, Some(0.20), 2.50), gpqa: 87.5, tasks: &[],
-        context_window: 1_000_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true, changes: &[], retires: None, enabled_from: None },
+        context_window: 1_000_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true, changes: &[], retires: None, enabled_from: None, long_context: None },
     Entry { id: "grok-3-mini", provider: "xai", upstream_id: None,
         prices: (0.30, Some(0.075), 0.50), gpqa: 84.0, tasks: &[],
-        context_window: 131_072, max_output_tokens: 32_000, capabilities: TEXT_TOOLS_JSON, enabled: true, changes: &[], retires: None, enabled_from: None },
+        context_window: 131_072, max_output_tokens: 32_000, capabilities: TEXT_TOOLS_JSON, enabled: true, changes: &[], retires: None, enabled_from: None, long_context: None },
 
     // ---- OpenRouter — prices: openrouter.ai/<model>/api. GPQA: Meta's
     // Llama 3.3 model card (50.5); DeepSeek's V3.2 report (82.4; thinking:
@@ -689,11 +741,11 @@ const ENTRIES: &[Entry] = &[
     Entry { id: "llama-3.3-70b-instruct", provider: "openrouter",
         upstream_id: Some("meta-llama/llama-3.3-70b-instruct"),
         prices: (0.10, None, 0.32), gpqa: 50.5, tasks: &[],
-        context_window: 131_072, max_output_tokens: 16_384, capabilities: TEXT_TOOLS, enabled: true, changes: &[], retires: None, enabled_from: None },
+        context_window: 131_072, max_output_tokens: 16_384, capabilities: TEXT_TOOLS, enabled: true, changes: &[], retires: None, enabled_from: None, long_context: None },
     Entry { id: "deepseek-v3.2", provider: "openrouter",
         upstream_id: Some("deepseek/deepseek-v3.2"),
         prices: (0.28, Some(0.13), 0.40), gpqa: 82.4, tasks: &[("coding", 73.1), ("math_reasoning", 93.1)],
-        context_window: 163_840, max_output_tokens: 65_536, capabilities: TEXT_TOOLS_JSON, enabled: true, changes: &[], retires: None, enabled_from: None },
+        context_window: 163_840, max_output_tokens: 65_536, capabilities: TEXT_TOOLS_JSON, enabled: true, changes: &[], retires: None, enabled_from: None, long_context: None },
 
     // ---- MiniMax — prices: platform.minimax.io/docs/pricing (cache read
     // 0.03). GPQA: MiniMax-M2 model card (Hugging Face MiniMaxAI/MiniMax-M2),
@@ -702,7 +754,7 @@ const ENTRIES: &[Entry] = &[
     // MiniMax drops response_format, so no json_schema.
     Entry { id: "MiniMax-M2", provider: "minimax", upstream_id: None,
         prices: (0.30, Some(0.03), 1.20), gpqa: 78.0, tasks: &[("coding", 69.4), ("math_reasoning", 78.0)],
-        context_window: 204_800, max_output_tokens: 128_000, capabilities: TEXT_TOOLS, enabled: true, changes: &[], retires: None, enabled_from: None },
+        context_window: 204_800, max_output_tokens: 128_000, capabilities: TEXT_TOOLS, enabled: true, changes: &[], retires: None, enabled_from: None, long_context: None },
 
     // ---- Moonshot (Kimi) — prices: platform.moonshot.ai/docs/pricing/chat.
     // The kimi-k2 previews were retired on 2026-05-25. GPQA: Moonshot has
@@ -710,7 +762,7 @@ const ENTRIES: &[Entry] = &[
     // SWE-bench Verified 76.8 and AIME 2025 96.1: the Kimi K2.5 model card.
     Entry { id: "kimi-k2.5", provider: "moonshot", upstream_id: None,
         prices: (0.60, Some(0.10), 3.00), gpqa: 75.1, tasks: &[("coding", 76.8), ("math_reasoning", 96.1)],
-        context_window: 262_144, max_output_tokens: 32_768, capabilities: TEXT_TOOLS, enabled: true, changes: &[], retires: None, enabled_from: None },
+        context_window: 262_144, max_output_tokens: 32_768, capabilities: TEXT_TOOLS, enabled: true, changes: &[], retires: None, enabled_from: None, long_context: None },
 ];
 
 pub fn default_models() -> Vec<Model> {

@@ -89,14 +89,16 @@ impl Needs {
 }
 
 /// Expected dollars for a request: prompt tokens at the input price plus the
-/// expected answer (the client's budget, capped by the table's expectation).
+/// expected answer (the client's budget, capped by the table's expectation),
+/// at the model's long-context rates for a prompt past their threshold.
 pub fn raw_cost(table: &Table, model: ModelIx, needs: &Needs) -> f64 {
     let Some(m) = table.model(model) else {
         return f64::INFINITY;
     };
     let expected = table.selection.expected_output_tokens;
     let output = needs.max_tokens.map_or(expected, |mt| mt.min(expected));
-    (needs.input_tokens as f64 * m.input_per_mtok + output as f64 * m.output_per_mtok) / 1e6
+    let p = m.rates(needs.input_tokens);
+    (needs.input_tokens as f64 * p.input_per_mtok + output as f64 * p.output_per_mtok) / 1e6
 }
 
 /// The discount better models earn at a given complexity.
@@ -301,6 +303,29 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A model whose long-context rates are twenty times its listed ones
+    /// keeps the cheap band for a prompt at its threshold and loses it one
+    /// token past (filter/README.md, "Long-context prices").
+    #[test]
+    fn selection_ranks_a_long_prompt_at_the_long_context_rates() {
+        let mut raw = raw_with_keys(&["openai", "anthropic"]);
+        for m in raw.models.iter_mut().filter(|m| m.id == "gpt-4o-mini") {
+            m.long_context = Some(crate::catalog::LongContext {
+                above_tokens: 50_000,
+                input_multiplier: 20.0,
+                output_multiplier: 20.0,
+            });
+        }
+        let t = Table::compile(raw).unwrap();
+        let needs = |input_tokens| Needs {
+            input_tokens,
+            max_tokens: None,
+            ..Needs::default()
+        };
+        assert_eq!(choice(&t, &needs(50_000), 0.3), "gpt-4o-mini");
+        assert_ne!(choice(&t, &needs(50_001), 0.3), "gpt-4o-mini");
     }
 
     /// Selection ranks with the prices in force at the table's instant

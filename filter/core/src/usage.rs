@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::Prices;
 use crate::protocol::Tokens;
 use crate::table::Model;
 
@@ -196,21 +197,29 @@ fn nusd_per_token(per_mtok: f64) -> u64 {
 
 /// Exact cost of a request on a model, in nano-dollars. Prompt tokens read
 /// from or written to the provider's cache are priced at the catalog's cache
-/// read / write rates where it has them (else at the input price).
+/// read / write rates where it has them (else at the input price); a prompt
+/// past the model's long-context threshold at its long-context rates.
 pub fn cost_nusd(model: &Model, t: &Tokens) -> u64 {
+    cost_at(&model.rates(t.prompt), t)
+}
+
+/// The cost of `t` at `prices`, in nano-dollars.
+pub fn cost_at(prices: &Prices, t: &Tokens) -> u64 {
     let cached = t.cached.min(t.prompt);
     let written = t.cache_write.min(t.prompt - cached);
-    let read_price = model.cached_input_per_mtok.unwrap_or(model.input_per_mtok);
-    let write_price = model.cache_write_per_mtok.unwrap_or(model.input_per_mtok);
+    let read_price = prices
+        .cached_input_per_mtok
+        .unwrap_or(prices.input_per_mtok);
+    let write_price = prices.cache_write_per_mtok.unwrap_or(prices.input_per_mtok);
     // Token counts come from the provider's answer: absurd ones saturate
     // (and stand out in stats) instead of wrapping into a plausible bill.
     (t.prompt - cached - written)
-        .saturating_mul(nusd_per_token(model.input_per_mtok))
+        .saturating_mul(nusd_per_token(prices.input_per_mtok))
         .saturating_add(cached.saturating_mul(nusd_per_token(read_price)))
         .saturating_add(written.saturating_mul(nusd_per_token(write_price)))
         .saturating_add(
             t.completion
-                .saturating_mul(nusd_per_token(model.output_per_mtok)),
+                .saturating_mul(nusd_per_token(prices.output_per_mtok)),
         )
 }
 
@@ -252,6 +261,44 @@ mod tests {
         );
         // Reads and writes together never exceed the prompt.
         assert_eq!(cost_nusd(sonnet, &t(100, 80, 80, 0)), 80 * 100 + 20 * 2500);
+    }
+
+    /// A prompt past the long-context threshold — cache reads and writes
+    /// counted — is billed whole at the higher rates: every input-side
+    /// price times the input multiplier, the answer at the output one.
+    #[test]
+    fn a_long_prompt_is_billed_at_the_long_context_rates() {
+        let mut sonnet = default_models()
+            .into_iter()
+            .find(|m| m.id == "claude-sonnet-5-5")
+            .unwrap();
+        sonnet.long_context = Some(crate::catalog::LongContext {
+            above_tokens: 1000,
+            input_multiplier: 2.0,
+            output_multiplier: 1.5,
+        });
+        let t = |prompt, cached, cache_write| Tokens {
+            prompt,
+            completion: 100,
+            cached,
+            cache_write,
+        };
+        // At the threshold: the listed rates.
+        assert_eq!(
+            cost_nusd(&sonnet, &t(1000, 200, 300)),
+            500 * 2000 + 200 * 100 + 300 * 2500 + 100 * 10000
+        );
+        // One token past it, through the cache alone: everything moves.
+        assert_eq!(
+            cost_nusd(&sonnet, &t(1001, 201, 300)),
+            500 * 4000 + 201 * 200 + 300 * 5000 + 100 * 15000
+        );
+        // A model without long-context rates: one rate at every length.
+        sonnet.long_context = None;
+        assert_eq!(
+            cost_nusd(&sonnet, &t(1_000_000, 0, 0)),
+            1_000_000 * 2000 + 100 * 10000
+        );
     }
 
     #[test]

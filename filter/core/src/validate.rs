@@ -4,7 +4,7 @@
 //! one accepts the others accept. Each refusal names the field and never
 //! quotes a secret.
 
-use crate::catalog::{MAX_PRICE_CHANGES, Model, PriceChange};
+use crate::catalog::{LongContext, MAX_PRICE_CHANGES, Model, PriceChange};
 use crate::usage::UsageRecord;
 
 /// The most a model may cost, USD per million tokens (input, output, cache
@@ -107,6 +107,9 @@ pub fn model(at: &str, m: &Model) -> Result<(), Invalid> {
         }
     }
     price_changes(&f("price_changes"), &m.price_changes)?;
+    if let Some(l) = &m.long_context {
+        long_context(&f("long_context"), l)?;
+    }
     if let (Some(from), Some(retires)) = (m.enabled_from, m.retires_at)
         && from >= retires
     {
@@ -154,6 +157,36 @@ pub fn model(at: &str, m: &Model) -> Result<(), Invalid> {
             &f("penalty"),
             format_args!("must be from 0 to 1000000, got {}", m.penalty),
         );
+    }
+    Ok(())
+}
+
+/// The most a long-context rate may multiply a price by.
+pub const MAX_LONG_CONTEXT_MULTIPLIER: f64 = 100.0;
+
+/// A model's long-context rates: a threshold a prompt can pass (1 to
+/// [`MAX_CONTEXT_TOKENS`]) and multipliers from 1 (no change) to
+/// [`MAX_LONG_CONTEXT_MULTIPLIER`].
+pub fn long_context(field: &str, l: &LongContext) -> Result<(), Invalid> {
+    if !(1..=MAX_CONTEXT_TOKENS).contains(&l.above_tokens) {
+        return invalid(
+            &format!("{field}.above_tokens"),
+            format_args!(
+                "must be from 1 to {MAX_CONTEXT_TOKENS}, got {}",
+                l.above_tokens
+            ),
+        );
+    }
+    for (name, v) in [
+        ("input_multiplier", l.input_multiplier),
+        ("output_multiplier", l.output_multiplier),
+    ] {
+        if !(v.is_finite() && (1.0..=MAX_LONG_CONTEXT_MULTIPLIER).contains(&v)) {
+            return invalid(
+                &format!("{field}.{name}"),
+                format_args!("must be a number from 1 to {MAX_LONG_CONTEXT_MULTIPLIER}, got {v}"),
+            );
+        }
     }
     Ok(())
 }
@@ -374,6 +407,42 @@ mod tests {
             check(Some(1_799_884_800_000), Some(1_799_884_800_000)).unwrap_err(),
             "body.enabled_from: must be before retires_at (2027-01-14T00:00:00Z), got 2027-01-14T00:00:00Z"
         );
+    }
+
+    #[test]
+    fn long_context_rates_are_bounded_and_named() {
+        use crate::catalog::LongContext;
+        let check = |above_tokens: u64, input_multiplier: f64, output_multiplier: f64| {
+            let mut m = crate::catalog::default_models().remove(0);
+            m.long_context = Some(LongContext {
+                above_tokens,
+                input_multiplier,
+                output_multiplier,
+            });
+            model("body", &m).map_err(|e| e.0)
+        };
+        assert_eq!(check(100_000, 5.0, 5.0), Ok(()));
+        assert_eq!(check(1, 1.0, 100.0), Ok(()));
+        for (bad, says) in [
+            (
+                check(0, 2.0, 2.0),
+                "body.long_context.above_tokens: must be from 1 to 100000000, got 0",
+            ),
+            (
+                check(200_000, 0.5, 2.0),
+                "body.long_context.input_multiplier: must be a number from 1 to 100, got 0.5",
+            ),
+            (
+                check(200_000, 2.0, f64::INFINITY),
+                "body.long_context.output_multiplier: must be a number from 1 to 100, got inf",
+            ),
+            (
+                check(200_000, f64::NAN, 2.0),
+                "body.long_context.input_multiplier: must be a number from 1 to 100, got NaN",
+            ),
+        ] {
+            assert_eq!(bad.unwrap_err(), says);
+        }
     }
 
     #[test]

@@ -226,6 +226,11 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
                 let n = catalog::rewrite_models(w, crate::db::migrations::claude_5_prefill::plan)?;
                 tracing::info!(writes = n, "Claude 5.x refuse a prefill");
             }
+            if applied.contains(&11) {
+                let plan = crate::db::migrations::long_context_rates::plan;
+                let n = catalog::rewrite_models(w, plan)?;
+                tracing::info!(writes = n, "long-context rates given");
+            }
             Ok(())
         },
         |_, _, _| {},
@@ -233,7 +238,7 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
 }
 
 /// First start, as SQLite's (`db/migrations.rs`: the seed of migration 1 and
-/// what migrations 4 to 10 add to a new database): the default catalog, a
+/// what migrations 4 to 11 add to a new database): the default catalog, a
 /// penalty epoch and a revision that start at the current time (so both stay
 /// increasing across a wiped database), and the global table's first change.
 fn seed(w: &mut Writer<'_>) -> Result<()> {

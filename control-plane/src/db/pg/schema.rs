@@ -361,4 +361,10 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rows only, as 3 (`db::migrations::claude_5_prefill`).
         "-- the catalog's rows are written by pg::prepare",
     ),
+    (
+        11,
+        "gpt-6-luna's long-context rates (SQLite's migration 25)",
+        // Rows only, as 3 (`db::migrations::long_context_rates`).
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];
