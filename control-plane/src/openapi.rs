@@ -252,6 +252,12 @@ pub struct CapabilitiesDoc {
     /// with another effort (naming it is a 400).
     #[schema(required = false)]
     reasoning_effort_none: bool,
+    /// An Anthropic model that thinks unless told not to and takes
+    /// `thinking` disabled (default false); true: the filter sends that when
+    /// the request asks for no reasoning and sets no `thinking` or
+    /// `output_config` of its own.
+    #[schema(required = false)]
+    disable_thinking: bool,
 }
 
 /// How the filter would route a request (`aipipe_core::route::Explanation`).
@@ -473,6 +479,7 @@ mod tests {
         m.category_quality.insert("coding".into(), 0.5);
         m.capabilities.max_completion_tokens = true;
         m.capabilities.reasoning_effort_none = true;
+        m.capabilities.disable_thinking = true;
         m.capabilities.assistant_prefill = false;
         m.price_changes = vec![aipipe_core::catalog::PriceChange {
             from: aipipe_core::catalog::Timestamp(1_798_761_600_000),

@@ -2376,8 +2376,9 @@ async fn the_catalog_says_which_models_refuse_sampling_parameters_or_a_forced_to
         let caps = &m["capabilities"];
         assert_eq!(caps["sampling_params"], !refuses, "{m}");
         assert_eq!(caps["forced_tool_choice"], !refuses, "{m}");
+        // Sonnet and Opus 5.5 enabled; Haiku 5.5 ships disabled.
         if refuses {
-            assert_eq!(m["enabled"], true, "{m}");
+            assert_eq!(m["enabled"], m["id"] != "claude-haiku-5-5", "{m}");
         }
     }
     let mut mini = models

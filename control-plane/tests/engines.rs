@@ -2882,3 +2882,59 @@ async fn luna_gets_its_long_context_rates_on_an_older_sqlite_file() {
 async fn luna_gets_its_long_context_rates_on_an_older_postgres_database() {
     luna_gets_its_long_context_rates_on_an_older_database(Engine::Postgres).await;
 }
+
+/// SQLite's migration 26 and PostgreSQL's 12 (filter/README.md, "Catalog
+/// changes", 2026-12-06, third change): a database seeded before them gets
+/// claude-haiku-5-5 as the catalog ships it (disabled), as one change of the
+/// change log; an operator's own row of that id is left alone.
+async fn claude_haiku_5_5_is_added_to_an_older_database(engine: Engine) {
+    let older = OlderDb::new(engine, "claude-haiku-5-5", "haiku55");
+    let defaults = aipipe_core::catalog::default_models();
+    let haiku = defaults
+        .iter()
+        .find(|m| m.id == "claude-haiku-5-5")
+        .unwrap()
+        .clone();
+    assert!(!haiku.enabled, "shipped disabled");
+    let migration = match engine {
+        Engine::Sqlite => 26,
+        Engine::Postgres => 12,
+    };
+    let before = older.new_with_acme().await;
+    older.exec(&format!(
+        "DELETE FROM models WHERE id = 'claude-haiku-5-5';
+         DELETE FROM schema_migrations WHERE version = {migration};"
+    ));
+    let db = older.open().await;
+    let models = db.models().await.unwrap();
+    let got = models.iter().find(|m| m.id == "claude-haiku-5-5").cloned();
+    assert_eq!(got, Some(haiku.clone()), "added as shipped");
+    assert_eq!(models.len(), defaults.len(), "{models:?}");
+    let after = OlderDb::one_global_change(&db, before).await;
+    drop(db);
+
+    // An operator's own row of that id: left alone, nothing published.
+    let own = aipipe_core::table::Model {
+        input_per_mtok: 0.2,
+        enabled: true,
+        ..haiku
+    };
+    older.rows_before(migration, &[&own]);
+    let db = older.open().await;
+    let models = db.models().await.unwrap();
+    let got = models.iter().find(|m| m.id == "claude-haiku-5-5").cloned();
+    assert_eq!(got, Some(own), "the operator's row kept");
+    assert_eq!(db.revision().await.unwrap(), after, "nothing written");
+    drop(db);
+    older.reopens_unchanged(&models, after).await;
+}
+
+#[tokio::test]
+async fn claude_haiku_5_5_is_added_to_an_older_sqlite_file() {
+    claude_haiku_5_5_is_added_to_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn claude_haiku_5_5_is_added_to_an_older_postgres_database() {
+    claude_haiku_5_5_is_added_to_an_older_database(Engine::Postgres).await;
+}

@@ -594,3 +594,55 @@ fn gpt_6_luna_gets_its_chat_body_written_the_way_openai_takes_it() {
     assert_eq!(sent["reasoning_effort"], "low");
     assert!(sent.get("temperature").is_none(), "{sent}");
 }
+
+/// claude-haiku-5-5 (filter/README.md, "Catalog changes", 2026-12-06, third
+/// change), enabled here (it ships disabled): it thinks unless told not to,
+/// so a request that asks for no reasoning reaches it with `thinking`
+/// disabled — routed or named, from an OpenAI or an Anthropic client —
+/// where the mock, like Anthropic, takes that only from Haiku 5.5; one that
+/// asks for reasoning gets the model's default. The other Claude 5.x never
+/// get it (the mock answers 400 to them with it).
+#[test]
+fn claude_haiku_5_5_is_told_not_to_think_unless_the_client_asks() {
+    let s = Stack::start_enabling(&["claude-haiku-5-5"]);
+    let disabled = json!({"type": "disabled"});
+    let sent = || s.mock.received().pop().unwrap();
+    for model in ["auto", "claude-haiku-5-5"] {
+        let r = post_json(&s.chat_url(), &ACME.auth(), &chat(model, "hi"));
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        assert_eq!(
+            r.header("x-aipipe-model"),
+            Some("claude-haiku-5-5"),
+            "{model}"
+        );
+        let got = sent();
+        assert_eq!(got["path"], "/v1/messages");
+        assert_eq!(got["body"]["thinking"], disabled, "{model}: {got}");
+    }
+    let r = post_json(
+        &s.envoy.url("/v1/messages"),
+        &ACME_ANTHROPIC,
+        &messages_body("auto", "hi there"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["type"], "message");
+    assert_eq!(sent()["body"]["thinking"], disabled);
+
+    // Asked to reason: the model's own default.
+    let body = json!({"model": "claude-haiku-5-5", "reasoning_effort": "low",
+        "messages": [{"role": "user", "content": "hello"}]});
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = sent();
+    assert!(got["body"].get("thinking").is_none(), "{got}");
+
+    // Sonnet 5.5, which refuses it, never gets it.
+    let r = post_json(
+        &s.chat_url(),
+        &ACME.auth(),
+        &chat("claude-sonnet-5-5", "hi"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = sent();
+    assert!(got["body"].get("thinking").is_none(), "{got}");
+}

@@ -556,6 +556,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`long_context_rates`): the stored catalog rows are JSON.
         "",
     ),
+    (
+        26,
+        "claude-haiku-5-5 added, disabled (2026-12-06)",
+        // Rust below (`claude_haiku_5_5`, migration 20's rule).
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -713,6 +719,16 @@ pub(in crate::db) mod sonnet_4_5 {
 pub(in crate::db) mod gpt_6_luna {
     /// New in the default catalog.
     pub const ADDED: &[&str] = &["gpt-6-luna"];
+}
+
+/// claude-haiku-5-5 added to the catalog, disabled (filter/README.md,
+/// "Catalog changes", 2026-12-06, third change): SQLite's migration 26,
+/// PostgreSQL's 12, by migration 20's rule (`catalog_2026_12`) — inserted
+/// as the default catalog ships it, a row of that id the operator made
+/// left alone.
+pub(in crate::db) mod claude_haiku_5_5 {
+    /// New in the default catalog.
+    pub const ADDED: &[&str] = &["claude-haiku-5-5"];
 }
 
 /// Claude 5.x enabled (filter/README.md, "Catalog changes", second entry of
@@ -1009,8 +1025,8 @@ fn rewrite_models(tx: &Transaction<'_>, plan: ModelsPlan) -> Result<usize> {
     Ok(writes.len())
 }
 
-/// SQLite's migration 17 (`catalog_2026_12`), 19 (`sonnet_4_5`) and 20
-/// (`gpt_6_luna`): the models of `retired` removed (or disabled), those of
+/// SQLite's migration 17 (`catalog_2026_12`), 19 (`sonnet_4_5`), 20
+/// (`gpt_6_luna`) and 26 (`claude_haiku_5_5`): the models of `retired` removed (or disabled), those of
 /// `added` inserted as the default catalog ships them.
 /// Returns the writes made.
 fn catalog_2026_12(tx: &Transaction<'_>, retired: &[&str], added: &[&str]) -> Result<usize> {
@@ -1122,6 +1138,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         if version == 25 {
             let n = rewrite_models(&tx, long_context_rates::plan)?;
             tracing::info!(writes = n, "long-context rates given");
+        }
+        // A no-op on a new database: migration 1 seeded today's catalog.
+        if version == 26 {
+            let n = catalog_2026_12(&tx, &[], claude_haiku_5_5::ADDED)?;
+            tracing::info!(writes = n, "claude-haiku-5-5 added, disabled");
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",

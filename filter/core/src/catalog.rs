@@ -142,6 +142,13 @@ pub struct Capabilities {
     /// and with tools is never routed to the model (naming it is a 400).
     #[serde(default, skip_serializing_if = "is_false")]
     pub reasoning_effort_none: bool,
+    /// Thinks unless told not to, and takes `thinking` `{"type":
+    /// "disabled"}` (Anthropic's Claude Haiku 5.5, at its default effort):
+    /// a request that asks for no reasoning — no `reasoning_effort` or
+    /// `"none"`, no `thinking` or `output_config` of its own — is sent that,
+    /// as a model with `reasoning_effort_none` is sent `"none"`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disable_thinking: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -165,6 +172,7 @@ impl Default for Capabilities {
             assistant_prefill: true,
             max_completion_tokens: false,
             reasoning_effort_none: false,
+            disable_thinking: false,
         }
     }
 }
@@ -455,6 +463,7 @@ const ALL: Capabilities = Capabilities {
     assistant_prefill: true,
     max_completion_tokens: false,
     reasoning_effort_none: false,
+    disable_thinking: false,
 };
 const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     tools: true,
@@ -465,6 +474,7 @@ const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     assistant_prefill: true,
     max_completion_tokens: false,
     reasoning_effort_none: false,
+    disable_thinking: false,
 };
 /// Claude 5.x (Sonnet 5.5, Opus 5.5): images and tools, but no forced tool
 /// — so no JSON schema either, which the Anthropic translation asks for
@@ -479,6 +489,14 @@ const CLAUDE_5: Capabilities = Capabilities {
     assistant_prefill: false,
     max_completion_tokens: false,
     reasoning_effort_none: false,
+    disable_thinking: false,
+};
+/// Claude Haiku 5.5: what the other Claude 5.x refuse (a forced tool is not
+/// documented either way: refused until it is), and thinking, on by
+/// default, turned off unless the client asks for reasoning.
+const CLAUDE_HAIKU_5: Capabilities = Capabilities {
+    disable_thinking: true,
+    ..CLAUDE_5
 };
 /// OpenAI's GPT-6 generation on Chat Completions: images, tools, a JSON
 /// schema and a forced tool, with `max_completion_tokens` for the answer
@@ -494,6 +512,7 @@ const GPT_6: Capabilities = Capabilities {
     assistant_prefill: true,
     max_completion_tokens: true,
     reasoning_effort_none: true,
+    disable_thinking: false,
 };
 const TEXT_TOOLS: Capabilities = Capabilities {
     tools: true,
@@ -504,6 +523,7 @@ const TEXT_TOOLS: Capabilities = Capabilities {
     assistant_prefill: true,
     max_completion_tokens: false,
     reasoning_effort_none: false,
+    disable_thinking: false,
 };
 
 struct Entry {
@@ -671,10 +691,35 @@ const ENTRIES: &[Entry] = &[
         context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_22_2027), enabled_from: None, long_context: None },
     // Shipped disabled: at $1/$5 with GPQA 73.0 it would take about the
     // 0.60–0.80 band from gpt-4o-mini / claude-sonnet-5-5 (filter/README.md,
-    // "Model selection"). Enable per catalog.
+    // "Model selection"). Anthropic calls it legacy (no retirement date)
+    // and names claude-haiku-5-5 (below) its current Haiku.
     Entry { id: "claude-haiku-4-5", provider: "anthropic", upstream_id: None,
         prices: (1.00, Some(0.10), 5.00), gpqa: 73.0, tasks: &[("coding", 73.3)],
         context_window: 200_000, max_output_tokens: 64_000, capabilities: ALL, enabled: false, changes: &[], retires: None, enabled_from: None, long_context: None },
+    // The current Haiku (platform.claude.com/docs/en/models/haiku-5-5/
+    // overview: released 2026-10-07; $0.10 input, $0.50 output, cache writes
+    // $0.125 — 1.25x input, as below — for prompts up to 100,000 tokens and
+    // every rate 5x above, `long_context`; 1M context, 128K output; the
+    // $0.01 cache read from three tools that checked the live pricing page,
+    // the Anthropic page's excerpt ending before it). Anthropic calls
+    // Haiku 4.5 legacy and names this one its current Haiku. It thinks by
+    // default (effort medium; thinking counts against `max_tokens` and is
+    // billed as output) and takes `thinking` disabled at that effort
+    // ("Prompting Claude Haiku 5.5", read in a Chinese copy), which the
+    // filter sends unless the client asks for reasoning
+    // (`CLAUDE_HAIKU_5`); it refuses sampling parameters and a prefill, as
+    // the other 5.x do ("What's new in Claude Haiku 5.5"). Anthropic
+    // publishes no GPQA Diamond figure for it: Haiku 4.5's 73.0 stands in.
+    // Shipped disabled: at that figure and a twentieth of Sonnet 5.5's
+    // price it would take every band it can serve from gpt-4o-mini and
+    // claude-sonnet-5-5 at once (`select::tests::claude_haiku_5_5_enabled_
+    // takes_every_band_it_can_serve`) on a stand-in number and on thinking
+    // handling no live call has checked. Enable per catalog
+    // (filter/README.md, "Catalog changes", 2026-12-06, third change).
+    Entry { id: "claude-haiku-5-5", provider: "anthropic", upstream_id: None,
+        prices: (0.10, Some(0.01), 0.50), gpqa: 73.0, tasks: &[],
+        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_HAIKU_5, enabled: false, changes: &[], retires: None, enabled_from: None,
+        long_context: Some(LongContext { above_tokens: 100_000, input_multiplier: 5.0, output_multiplier: 5.0 }) },
     // The current Sonnet and Opus (platform.claude.com/docs/en/models/
     // sonnet-5-5/overview and the "What's new in Claude Opus 5" comparison
     // table: 1M context, 128K output; cache reads $0.10 and $0.20 — Sonnet

@@ -80,6 +80,8 @@ pub struct Plan {
     sampling: Sampling,
     /// The `reasoning_effort` the Chat Completions body sets.
     effort: Effort,
+    /// The client sets Anthropic's `thinking` or `output_config`.
+    sets_thinking: bool,
     /// The Chat Completions body sets `max_tokens` / `max_completion_tokens`.
     sets_max_tokens: bool,
     sets_max_completion_tokens: bool,
@@ -117,13 +119,14 @@ impl Plan {
         penalties: Option<&[f64]>,
         cache: bool,
     ) -> Result<Plan, ApiError> {
-        let mut client_sampling = None;
+        let (mut client_sampling, mut client_thinking) = (None, None);
         let (chat, client_shape) = match protocol {
             Protocol::Chat => (None, BodyShape::default()),
             Protocol::Messages => {
                 let named = client_model(&body)?;
                 let chat = anthropic::messages_request_to_chat(&body, &named.name)?;
                 client_sampling = Some(named.sampling);
+                client_thinking = Some(named.sets_thinking);
                 (Some(chat), named.shape)
             }
             Protocol::Responses => (
@@ -245,6 +248,7 @@ impl Plan {
             deterministic: req.deterministic,
             sampling: client_sampling.unwrap_or(req.sampling),
             effort: req.effort,
+            sets_thinking: client_thinking.unwrap_or(req.sets_thinking),
             sets_max_tokens: req.sets_max_tokens,
             sets_max_completion_tokens: req.sets_max_completion_tokens,
             score,
@@ -410,7 +414,9 @@ impl Plan {
     /// Completions model that takes its budget only as
     /// `max_completion_tokens`, `max_tokens` renamed to it (or left out
     /// beside it); for one that reasons unless told not to, `reasoning_effort`
-    /// `"none"` when the client set none (`catalog::Capabilities`).
+    /// `"none"` when the client set none; for an Anthropic model that thinks
+    /// unless told not to, `thinking` disabled when the client asked for no
+    /// reasoning and said nothing of thinking (`catalog::Capabilities`).
     fn rewrite_for(
         &self,
         model: &crate::table::Model,
@@ -422,6 +428,13 @@ impl Plan {
             rewrite.drop.extend(Sampling::PARAMS);
         }
         let c = model.capabilities;
+        if wire == Protocol::Messages
+            && c.disable_thinking
+            && self.effort != Effort::Reasons
+            && !self.sets_thinking
+        {
+            rewrite.add.push(("thinking", r#"{"type":"disabled"}"#));
+        }
         if wire != Protocol::Chat {
             return rewrite;
         }
@@ -459,6 +472,9 @@ struct ClientModel {
     /// The sampling parameters it sets (`top_k` included, which the Chat
     /// translation leaves out).
     sampling: Sampling,
+    /// It sets `thinking` or `output_config` (which the Chat translation
+    /// leaves out).
+    sets_thinking: bool,
 }
 
 fn client_model(body: &[u8]) -> Result<ClientModel, ApiError> {
@@ -472,6 +488,10 @@ fn client_model(body: &[u8]) -> Result<ClientModel, ApiError> {
         top_p: Option<&'a serde_json::value::RawValue>,
         #[serde(default, borrow)]
         top_k: Option<&'a serde_json::value::RawValue>,
+        #[serde(default, borrow)]
+        thinking: Option<&'a serde_json::value::RawValue>,
+        #[serde(default, borrow)]
+        output_config: Option<&'a serde_json::value::RawValue>,
     }
     let object_start = body
         .iter()
@@ -499,6 +519,7 @@ fn client_model(body: &[u8]) -> Result<ClientModel, ApiError> {
     Ok(ClientModel {
         name,
         sampling,
+        sets_thinking: named.thinking.is_some() || named.output_config.is_some(),
         shape: BodyShape {
             object_start,
             model_span,
@@ -752,6 +773,70 @@ mod tests {
         );
         // A model that continues one takes it, named.
         assert!(plan(&t, Protocol::Chat, &chat("claude-opus-4-5", prefill)).is_ok());
+    }
+
+    /// Claude Haiku 5.5 thinks unless told not to (`disable_thinking`): a
+    /// request that asks for no reasoning and says nothing of thinking
+    /// reaches it with `thinking` disabled, from either client protocol; one
+    /// that asks for reasoning, or sets `thinking` or `output_config`, gets
+    /// the model's own default or its own setting. The other Claude 5.x,
+    /// which refuse `disabled`, never get it.
+    #[test]
+    fn claude_haiku_5_5_is_told_not_to_think_unless_the_client_asks() {
+        let mut raw = raw_table();
+        for m in raw.models.iter_mut().filter(|m| m.id == "claude-haiku-5-5") {
+            m.enabled = true;
+        }
+        let t = Table::compile(raw).unwrap();
+        let disabled = serde_json::json!({"type": "disabled"});
+        let chat = |extra: &str| {
+            format!(
+                r#"{{"model":"claude-haiku-5-5"{extra},"messages":[{{"role":"user","content":"hi"}}]}}"#
+            )
+        };
+        for extra in [
+            "",
+            r#","reasoning_effort":"none""#,
+            r#","reasoning_effort":null"#,
+        ] {
+            let (model, out, _) = first(&t, Protocol::Chat, &chat(extra));
+            assert_eq!(model, "claude-haiku-5-5");
+            assert_eq!(out["thinking"], disabled, "{extra}: {out}");
+        }
+        let (_, out, _) = first(&t, Protocol::Chat, &chat(r#","reasoning_effort":"low""#));
+        assert!(out.get("thinking").is_none(), "{out}");
+        let (_, out, _) = first(
+            &t,
+            Protocol::Chat,
+            &chat(r#","thinking":{"type":"adaptive"}"#),
+        );
+        assert_eq!(out["thinking"], serde_json::json!({"type": "adaptive"}));
+
+        let messages = |extra: &str| {
+            format!(
+                r#"{{"model":"claude-haiku-5-5","max_tokens":10{extra},"messages":[{{"role":"user","content":"hi"}}]}}"#
+            )
+        };
+        let (_, out, _) = first(&t, Protocol::Messages, &messages(""));
+        assert_eq!(out["thinking"], disabled, "{out}");
+        let (_, out, _) = first(&t, Protocol::Messages, &messages(r#","thinking":null"#));
+        assert_eq!(out["thinking"], disabled, "a null is replaced: {out}");
+        let (_, out, _) = first(
+            &t,
+            Protocol::Messages,
+            &messages(r#","output_config":{"effort":"max"}"#),
+        );
+        assert!(out.get("thinking").is_none(), "{out}");
+        let own = r#","thinking":{"type":"adaptive"}"#;
+        let (_, out, _) = first(&t, Protocol::Messages, &messages(own));
+        assert_eq!(out["thinking"], serde_json::json!({"type": "adaptive"}));
+
+        for model in ["claude-sonnet-5-5", "claude-opus-5-5", "claude-opus-4-5"] {
+            let body = chat("").replace("claude-haiku-5-5", model);
+            let (got, out, _) = first(&t, Protocol::Chat, &body);
+            assert_eq!(got, model);
+            assert!(out.get("thinking").is_none(), "{model}: {out}");
+        }
     }
 
     #[test]

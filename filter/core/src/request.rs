@@ -49,6 +49,10 @@ struct Wire<'a> {
     function_call: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "raw_always")]
     reasoning_effort: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
+    thinking: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
+    output_config: Option<&'a RawValue>,
 }
 
 /// The `reasoning_effort` a request sets, as far as a model that takes
@@ -342,6 +346,10 @@ pub struct ChatRequest<'a> {
     pub prefill: bool,
     /// The `reasoning_effort` it sets.
     pub effort: Effort,
+    /// It sets Anthropic's `thinking` or `output_config` (extensions a
+    /// Chat body may carry to an Anthropic model): its own say on thinking
+    /// (`catalog::Capabilities::disable_thinking`).
+    pub sets_thinking: bool,
     /// It sets `max_tokens` / `max_completion_tokens` (not `null`): what a
     /// model that takes only the second gets renamed.
     pub sets_max_tokens: bool,
@@ -452,6 +460,7 @@ impl ChatRequest<'_> {
             forces_tool,
             prefill,
             effort: Effort::of(wire.reasoning_effort),
+            sets_thinking: [wire.thinking, wire.output_config].into_iter().any(set),
             sets_max_tokens: wire.max_tokens.is_some(),
             sets_max_completion_tokens: wire.max_completion_tokens.is_some(),
         })

@@ -305,6 +305,47 @@ mod tests {
         }
     }
 
+    /// What enabling claude-haiku-5-5 would do (it ships disabled,
+    /// `catalog`): with OpenAI + Anthropic keys it takes every band of every
+    /// prompt shape from gpt-4o-mini and claude-sonnet-5-5 (at its stand-in
+    /// GPQA figure and a twentieth of Sonnet's price), but no request that
+    /// forces a tool, which it is not known to take; past its long-context
+    /// threshold (100,000 tokens, every rate 5×) the cheap band goes back to
+    /// gpt-4o-mini.
+    #[test]
+    fn claude_haiku_5_5_enabled_takes_every_band_it_can_serve() {
+        let mut raw = raw_with_keys(&["openai", "anthropic"]);
+        for m in raw.models.iter_mut().filter(|m| m.id == "claude-haiku-5-5") {
+            m.enabled = true;
+        }
+        let t = Table::compile(raw).unwrap();
+        for (input_tokens, max_tokens) in PROMPT_SHAPES {
+            for c in [0.1, 0.3, 0.5, 0.62, 0.65, 0.68, 0.72, 0.78, 0.85, 0.95] {
+                let needs = Needs {
+                    input_tokens,
+                    max_tokens,
+                    ..Needs::default()
+                };
+                assert_eq!(
+                    choice(&t, &needs, c),
+                    "claude-haiku-5-5",
+                    "c={c} in={input_tokens}"
+                );
+                let forced = Needs {
+                    forced_tool: true,
+                    ..needs
+                };
+                assert_ne!(choice(&t, &forced, c), "claude-haiku-5-5", "forced c={c}");
+            }
+        }
+        let long = Needs {
+            input_tokens: 100_001,
+            max_tokens: None,
+            ..Needs::default()
+        };
+        assert_eq!(choice(&t, &long, 0.3), "gpt-4o-mini");
+    }
+
     /// A model whose long-context rates are twenty times its listed ones
     /// keeps the cheap band for a prompt at its threshold and loses it one
     /// token past (filter/README.md, "Long-context prices").

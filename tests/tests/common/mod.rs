@@ -97,9 +97,15 @@ pub fn test_plugin_config() -> String {
 /// service on 2027-01-14, and the suite's undated catalog has it as before
 /// that date, disabled: filter/README.md, "Catalog changes").
 pub fn test_plugin_config_with_luna() -> String {
+    test_plugin_config_enabling(&["gpt-6-luna"])
+}
+
+/// The test configuration over the suite's catalog with the models `ids`
+/// (which ship disabled or dated) enabled.
+pub fn test_plugin_config_enabling(ids: &[&str]) -> String {
     let mut config: Value = serde_json::from_str(&test_plugin_config()).unwrap_or_default();
     let mut models = aipipe_tests::undated_catalog();
-    for m in models.iter_mut().filter(|m| m.id == "gpt-6-luna") {
+    for m in models.iter_mut().filter(|m| ids.contains(&m.id.as_str())) {
         m.enabled = true;
     }
     config["table"]["models"] = serde_json::to_value(models).unwrap_or_default();
@@ -120,6 +126,12 @@ impl Stack {
     /// ([`test_plugin_config_with_luna`]).
     pub fn start_with_luna() -> Self {
         Self::start_with(test_plugin_config_with_luna())
+    }
+
+    /// The stack over the catalog with the models `ids` enabled
+    /// ([`test_plugin_config_enabling`]).
+    pub fn start_enabling(ids: &[&str]) -> Self {
+        Self::start_with(test_plugin_config_enabling(ids))
     }
 
     fn start_with(config: String) -> Self {

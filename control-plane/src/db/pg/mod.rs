@@ -231,6 +231,11 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
                 let n = catalog::rewrite_models(w, plan)?;
                 tracing::info!(writes = n, "long-context rates given");
             }
+            if applied.contains(&12) {
+                let added = crate::db::migrations::claude_haiku_5_5::ADDED;
+                let n = catalog::catalog_2026_12(w, &[], added)?;
+                tracing::info!(writes = n, "claude-haiku-5-5 added, disabled");
+            }
             Ok(())
         },
         |_, _, _| {},
@@ -238,7 +243,7 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
 }
 
 /// First start, as SQLite's (`db/migrations.rs`: the seed of migration 1 and
-/// what migrations 4 to 11 add to a new database): the default catalog, a
+/// what migrations 4 to 12 add to a new database): the default catalog, a
 /// penalty epoch and a revision that start at the current time (so both stay
 /// increasing across a wiped database), and the global table's first change.
 fn seed(w: &mut Writer<'_>) -> Result<()> {

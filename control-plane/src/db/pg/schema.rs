@@ -367,4 +367,10 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rows only, as 3 (`db::migrations::long_context_rates`).
         "-- the catalog's rows are written by pg::prepare",
     ),
+    (
+        12,
+        "claude-haiku-5-5 added, disabled (SQLite's migration 26)",
+        // Rows only, as 3 (`db::migrations::claude_haiku_5_5`).
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];

@@ -14,7 +14,10 @@
 //! message starts with the offending field's path (`messages.1.content.0.text: …`).
 //! A `claude-*-5-5` model (Claude 5.x) also refuses, like the real API, any
 //! `temperature`, `top_p` or `top_k` and a forced `tool_choice` (`any`,
-//! `tool`): 400 `invalid_request_error` naming the field.
+//! `tool`): 400 `invalid_request_error` naming the field. Of them only
+//! `claude-haiku-5-5` takes `thinking` `{"type":"disabled"}` (the others,
+//! which think always or whose `between_tools` replaced it, answer 400), and
+//! none takes `{"type":"enabled"}` (adaptive thinking only).
 //!
 //! Answer: the same text as the OpenAI path (a scripted answer, else `Mock answer from
 //! anthropic/<model>: …`, capped by `max_tokens`), `stop_reason` `end_turn`
@@ -383,7 +386,7 @@ impl MessagesRequest {
             Some(_) => return Err(invalid("stream", "Input should be a valid boolean")),
         };
         if refuses_sampling_and_forced_tools(&model) {
-            check_claude_5(obj, messages)?;
+            check_claude_5(&model, obj, messages)?;
         }
         let tool_call = tool_to_call(&tools, obj.get("tool_choice"), messages)?;
 
@@ -542,7 +545,30 @@ fn refuses_sampling_and_forced_tools(model: &str) -> bool {
 /// to take a parameter left at its default: any value set is refused, so
 /// that a gateway that stops dropping them is caught whatever value a test
 /// sends.
-fn check_claude_5(obj: &Map<String, Value>, messages: &[Value]) -> Result<(), AnthropicError> {
+fn check_claude_5(
+    model: &str,
+    obj: &Map<String, Value>,
+    messages: &[Value],
+) -> Result<(), AnthropicError> {
+    let thinking = obj
+        .get("thinking")
+        .and_then(|t| t.get("type"))
+        .and_then(Value::as_str);
+    match thinking {
+        Some("disabled") if model != "claude-haiku-5-5" => {
+            return Err(invalid(
+                "thinking.type",
+                "'disabled' is not supported for this model: thinking can't be turned off",
+            ));
+        }
+        Some("enabled") => {
+            return Err(invalid(
+                "thinking.type",
+                "'enabled' is not supported for this model: use 'adaptive'",
+            ));
+        }
+        _ => {}
+    }
     if messages
         .last()
         .is_some_and(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
@@ -1335,6 +1361,11 @@ mod tests {
                     {"role": "assistant", "content": "Hello"}]}),
                 "messages.1",
             ),
+            (json!({"thinking": {"type": "disabled"}}), "thinking.type"),
+            (
+                json!({"thinking": {"type": "enabled", "budget_tokens": 1024}}),
+                "thinking.type",
+            ),
         ] {
             let e = error(body(extra.clone()));
             assert_eq!(e.kind, "invalid_request_error", "{extra}");
@@ -1344,8 +1375,13 @@ mod tests {
                 e.message
             );
         }
-        // What it takes, and what an older model takes.
+        // What it takes, and what an older model takes; Haiku 5.5 takes
+        // thinking disabled.
         request(body(json!({"tool_choice": {"type": "auto"}})));
+        request(body(json!({"thinking": {"type": "adaptive"}})));
+        let mut haiku = body(json!({"thinking": {"type": "disabled"}}));
+        haiku["model"] = json!("claude-haiku-5-5");
+        request(haiku);
         let mut older = body(json!({"temperature": 0.5, "tool_choice": {"type": "any"},
             "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello"}]}));
         older["model"] = json!("claude-opus-4-5");
