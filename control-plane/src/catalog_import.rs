@@ -8,7 +8,8 @@
 //! (its upstream name, then its id) whose `litellm_provider` is the model's
 //! provider and whose `mode` is chat (or unset); dated snapshots and other
 //! providers' copies are not guessed at. Only positive prices and sizes are
-//! read. The whole updated catalog is validated as the admin API validates
+//! read; a long-context tier (`…_above_{N}k_tokens`) becomes the model's
+//! `long_context`. The whole updated catalog is validated as the admin API validates
 //! one model (the filter's own table compile) before anything is written,
 //! and each changed model is one change of the change log, so every Envoy
 //! gets the new prices as with `PUT /admin/models/{id}`.
@@ -16,6 +17,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use aipipe_core::catalog::LongContext;
 use aipipe_core::table::Model;
 use serde_json::Value;
 
@@ -51,6 +53,36 @@ fn per_mtok(per_token: f64) -> f64 {
 /// A positive, finite number at `key` of `entry`.
 fn positive(entry: &Value, key: &str) -> Option<f64> {
     entry[key].as_f64().filter(|v| v.is_finite() && *v > 0.0)
+}
+
+/// The list's long-context tier of `e`, as the catalog's `long_context`: the
+/// lowest threshold of its `input_cost_per_token_above_{N}k_tokens` keys (N
+/// thousand tokens; the `_priority` tiers are not read), each rate as a
+/// multiple of the list's own base rate (the output's 1 when the list has no
+/// output rate for that threshold). None when the list has none, or when a
+/// multiple falls outside what the catalog takes (1 to 100).
+fn long_context_of(e: &Value) -> Option<LongContext> {
+    let base_in = positive(e, "input_cost_per_token")?;
+    let base_out = positive(e, "output_cost_per_token")?;
+    let thousands = e
+        .as_object()?
+        .keys()
+        .filter_map(|k| {
+            k.strip_prefix("input_cost_per_token_above_")?
+                .strip_suffix("k_tokens")?
+                .parse::<u64>()
+                .ok()
+        })
+        .min()?;
+    let above = |key: &str| positive(e, &format!("{key}_above_{thousands}k_tokens"));
+    let ratio = |x: f64, base: f64| (x / base * 1e6).round() / 1e6;
+    let l = LongContext {
+        above_tokens: thousands.checked_mul(1000)?,
+        input_multiplier: ratio(above("input_cost_per_token")?, base_in),
+        output_multiplier: above("output_cost_per_token").map_or(1.0, |o| ratio(o, base_out)),
+    };
+    let takes = |m: f64| (1.0..=aipipe_core::validate::MAX_LONG_CONTEXT_MULTIPLIER).contains(&m);
+    (takes(l.input_multiplier) && takes(l.output_multiplier)).then_some(l)
 }
 
 /// The list's entry for `m`, if it names one for the model's provider.
@@ -145,6 +177,31 @@ pub fn plan(models: &[Model], list: &Value, at_ms: u64) -> Result<Plan, String> 
                 });
                 *slot = Some(to);
             }
+        }
+        if let Some(l) = long_context_of(e).filter(|l| Some(*l) != next.long_context) {
+            let was = next.long_context;
+            for (field, from, to) in [
+                (
+                    "long_context.above_tokens",
+                    was.map(|w| w.above_tokens as f64),
+                    l.above_tokens as f64,
+                ),
+                (
+                    "long_context.input_multiplier",
+                    was.map(|w| w.input_multiplier),
+                    l.input_multiplier,
+                ),
+                (
+                    "long_context.output_multiplier",
+                    was.map(|w| w.output_multiplier),
+                    l.output_multiplier,
+                ),
+            ] {
+                if from != Some(to) {
+                    changes.push(FieldChange { field, from, to });
+                }
+            }
+            next.long_context = Some(l);
         }
         if changes.is_empty() {
             out.unchanged.push(m.id.clone());
@@ -259,6 +316,57 @@ mod tests {
         let flash = updated("gemini-3.5-flash-lite");
         assert_eq!(flash.input_per_mtok, 0.35);
         assert_eq!(flash.max_output_tokens, 70_000);
+    }
+
+    /// A long-context tier in the list becomes the model's `long_context`,
+    /// as multiples of the list's base rates at its lowest threshold (the
+    /// `_priority` tiers are not read); a tier the catalog already has is
+    /// current; one whose multiple the catalog would refuse is skipped.
+    #[test]
+    fn a_long_context_tier_is_imported_as_multipliers() {
+        let list = serde_json::json!({
+            "claude-opus-4-5": {"litellm_provider": "anthropic", "mode": "chat",
+                "input_cost_per_token": 0.000005, "output_cost_per_token": 0.000025,
+                "cache_read_input_token_cost": 0.0000005, "cache_creation_input_token_cost": 0.00000625,
+                "max_input_tokens": 200000, "max_output_tokens": 64000,
+                "input_cost_per_token_above_200k_tokens": 0.00001,
+                "output_cost_per_token_above_200k_tokens": 0.0000375,
+                "input_cost_per_token_above_128k_tokens_priority": 0.00002},
+            "gpt-6-luna": {"litellm_provider": "openai", "mode": "chat",
+                "input_cost_per_token": 0.0000001, "output_cost_per_token": 0.0000005,
+                "input_cost_per_token_above_272k_tokens": 0.0000002,
+                "output_cost_per_token_above_272k_tokens": 0.00000075},
+            "gpt-4o-mini": {"litellm_provider": "openai", "mode": "chat",
+                "input_cost_per_token": 0.00000015, "output_cost_per_token": 0.0000006,
+                "input_cost_per_token_above_128k_tokens": 0.0000001}
+        });
+        let p = plan(&catalog(), &list, 0).unwrap();
+        let (opus, changes) = p
+            .updated
+            .iter()
+            .find(|(m, _)| m.id == "claude-opus-4-5")
+            .unwrap();
+        assert_eq!(
+            opus.long_context,
+            Some(LongContext {
+                above_tokens: 200_000,
+                input_multiplier: 2.0,
+                output_multiplier: 1.5
+            })
+        );
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert!(
+            report(&p, false).contains(
+                "claude-opus-4-5 (anthropic): long_context.above_tokens unset -> 200000 long_context.input_multiplier unset -> 2 long_context.output_multiplier unset -> 1.5"
+            ),
+            "{}",
+            report(&p, false)
+        );
+        assert!(p.unchanged.iter().any(|m| m == "gpt-6-luna"), "{p:?}");
+        assert!(
+            p.unchanged.iter().any(|m| m == "gpt-4o-mini"),
+            "a discount tier: {p:?}"
+        );
     }
 
     /// Scheduled price changes survive an import: the list sets the
