@@ -187,6 +187,17 @@ async fn run_eval(
     let Some(outcome) = run_beating(&state, &id, suite, key).await else {
         return;
     };
+    // Applied (or refused) before the eval is done: a client that sees
+    // `done` sees `applied_ms` or `apply_error` with it.
+    if apply && outcome.answered() {
+        let applied = apply_quality(&state, &tenant, evals::quality_from(&outcome.summary))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        if let Err(e) = state.db.eval_applied(id.clone(), applied).await {
+            tracing::warn!(eval = %id, "recording an eval's apply: {e}");
+        }
+    }
     let finished = if outcome.answered() {
         match serde_json::to_string(&outcome) {
             Ok(json) => {
@@ -218,16 +229,6 @@ async fn run_eval(
     };
     if let Err(e) = finished {
         tracing::warn!(eval = %id, "recording an eval's results: {e}");
-        return;
-    }
-    if apply && outcome.answered() {
-        let applied = apply_quality(&state, &tenant, evals::quality_from(&outcome.summary))
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        if let Err(e) = state.db.eval_applied(id.clone(), applied).await {
-            tracing::warn!(eval = %id, "recording an eval's apply: {e}");
-        }
     }
 }
 
