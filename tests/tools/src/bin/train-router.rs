@@ -270,6 +270,17 @@ struct Hyper {
     lr: f32,
     /// Loss weight of a row by its wanted tier (cheap, mid, frontier).
     tier_weights: [f32; N_TIERS],
+    /// Models trained with different shuffle seeds whose weights are
+    /// averaged (a linear model: the mean of their logits).
+    bag: usize,
+    /// L2 and epochs of the category head (the heads share no weight, so
+    /// each can have its own).
+    l2_cat: f32,
+    epochs_cat: usize,
+    /// Label smoothing of the category head's target.
+    smooth: f32,
+    /// Category loss weighted by the inverse of the category's frequency.
+    balance: bool,
 }
 
 /// xorshift64*: the seeded shuffle.
@@ -311,9 +322,59 @@ fn softmax(xs: &[f32]) -> Vec<f32> {
     e.into_iter().map(|x| x / s).collect()
 }
 
+/// The model: `h.bag` models of different shuffle seeds, averaged; the
+/// tier head trained with `h.l2`/`h.epochs`, the category head with
+/// `h.l2_cat`/`h.epochs_cat`.
+fn train(rows: &[&Row], h: Hyper) -> Weights {
+    let base = arg("--seed").unwrap_or(SEED);
+    let one = |seed: u64| {
+        let mut w = train_one(rows, h, seed);
+        if h.l2_cat != h.l2 || h.epochs_cat != h.epochs {
+            let c = train_one(
+                rows,
+                Hyper {
+                    l2: h.l2_cat,
+                    epochs: h.epochs_cat,
+                    ..h
+                },
+                seed,
+            );
+            let copy = |a: &mut [f32], b: &[f32]| {
+                for (x, y) in a.chunks_exact_mut(OUTPUTS).zip(b.chunks_exact(OUTPUTS)) {
+                    x[N_TIERS..].copy_from_slice(&y[N_TIERS..]);
+                }
+            };
+            copy(&mut w.bias, &c.bias);
+            copy(&mut w.dense, &c.dense);
+            copy(&mut w.sparse, &c.sparse);
+        }
+        w
+    };
+    let mut w = one(base);
+    if h.bag > 1 {
+        for i in 1..h.bag {
+            let o = one(base.wrapping_add(1000 * i as u64));
+            for (a, b) in w
+                .bias
+                .iter_mut()
+                .chain(&mut w.dense)
+                .chain(&mut w.sparse)
+                .zip(o.bias.iter().chain(&o.dense).chain(&o.sparse))
+            {
+                *a += b;
+            }
+        }
+        let k = h.bag as f32;
+        for v in w.bias.iter_mut().chain(&mut w.dense).chain(&mut w.sparse) {
+            *v /= k;
+        }
+    }
+    w
+}
+
 /// Multinomial logistic regression, both heads at once, AdaGrad with L2 on
 /// the weights each example touches.
-fn train(rows: &[&Row], h: Hyper) -> Weights {
+fn train_one(rows: &[&Row], h: Hyper, seed: u64) -> Weights {
     let cfg = FeatureConfig {
         bits: h.bits,
         ..FeatureConfig::default()
@@ -341,7 +402,24 @@ fn train(rows: &[&Row], h: Hyper) -> Weights {
         groups.iter().map(|g| g.len() >= h.min_groups).collect()
     };
     let mut order: Vec<usize> = (0..rows.len()).collect();
-    let mut rng = Rng(arg("--seed").unwrap_or(SEED) ^ 0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
+    // Class-balanced category loss: each category's rows weigh n / (C * n_c).
+    let cat_weight: Vec<f32> = {
+        let mut n = vec![0usize; CATEGORIES.len()];
+        for r in rows {
+            n[r.category.index()] += 1;
+        }
+        n.iter()
+            .map(|&c| {
+                if h.balance && c > 0 {
+                    rows.len() as f32 / (CATEGORIES.len() * c) as f32
+                } else {
+                    1.0
+                }
+            })
+            .collect()
+    };
+    let smooth_off = h.smooth / CATEGORIES.len() as f32;
     // --average: the mean of the weights after each epoch of the second half.
     let average = std::env::args().any(|a| a == "--average");
     let mut sum: Option<Weights> = None;
@@ -386,7 +464,9 @@ fn train(rows: &[&Row], h: Hyper) -> Weights {
                 grad[k] = tw * (pt[k] - f32::from(u8::from(k == r.tier.index())));
             }
             for k in 0..CATEGORIES.len() {
-                grad[N_TIERS + k] = pc[k] - f32::from(u8::from(k == r.category.index()));
+                let target = (1.0 - h.smooth) * f32::from(u8::from(k == r.category.index()))
+                    + smooth_off;
+                grad[N_TIERS + k] = cat_weight[r.category.index()] * (pc[k] - target);
             }
             let step_l2 = |wv: &mut f32, acc: &mut f32, g: f32, l2: f32| {
                 let g = g + l2 * *wv;
@@ -846,6 +926,11 @@ fn main() {
                         arg("--mid-weight").unwrap_or(1.0),
                         arg("--frontier-weight").unwrap_or(1.0),
                     ],
+                    bag: arg("--bag").unwrap_or(1),
+                    l2_cat: arg("--l2-cat").unwrap_or(l2),
+                    epochs_cat: arg("--epochs-cat").unwrap_or(epochs),
+                    smooth: arg("--smooth").unwrap_or(0.0),
+                    balance: args.iter().any(|a| a == "--balance"),
                 };
                 let oof = out_of_fold(h);
                 let (off, e) = fit_offsets(&oof, &pool, &pool_folds, objective);
