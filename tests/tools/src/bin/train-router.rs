@@ -283,6 +283,34 @@ struct Hyper {
     balance: bool,
 }
 
+impl Hyper {
+    /// The settings as the model's version names them: as before the bag,
+    /// per-head and loss options existed while those are at their defaults
+    /// (so a retrain without them keeps the shipped version), else all.
+    fn version_key(&self) -> String {
+        let plain = self.bag == 1
+            && self.l2_cat == self.l2
+            && self.epochs_cat == self.epochs
+            && self.smooth == 0.0
+            && !self.balance;
+        if !plain {
+            return format!("{self:?}");
+        }
+        format!(
+            "Hyper {{ bits: {:?}, ordinal: {:?}, min_groups: {:?}, norm_floor: {:?}, l2: {:?}, l2_dense: {:?}, epochs: {:?}, lr: {:?}, tier_weights: {:?} }}",
+            self.bits,
+            self.ordinal,
+            self.min_groups,
+            self.norm_floor,
+            self.l2,
+            self.l2_dense,
+            self.epochs,
+            self.lr,
+            self.tier_weights
+        )
+    }
+}
+
 /// xorshift64*: the seeded shuffle.
 struct Rng(u64);
 impl Rng {
@@ -1124,7 +1152,8 @@ fn main() {
         .collect();
     let version = (fnv64(
         format!(
-            "{digest:x}{h:?}{offsets:?}{cfg:?}{:x}{:x}",
+            "{digest:x}{}{offsets:?}{cfg:?}{:x}{:x}",
+            h.version_key(),
             classify::lexicon_fingerprint(),
             fnv64(&weights)
         )
