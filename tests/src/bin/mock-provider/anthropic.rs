@@ -17,7 +17,8 @@
 //! `tool`): 400 `invalid_request_error` naming the field. Of them only
 //! `claude-haiku-5-5` takes `thinking` `{"type":"disabled"}` (the others,
 //! which think always or whose `between_tools` replaced it, answer 400), and
-//! none takes `{"type":"enabled"}` (adaptive thinking only).
+//! it refuses `{"type":"enabled"}` (adaptive thinking only; documented for
+//! Haiku 5.5 alone).
 //!
 //! Answer: the same text as the OpenAI path (a scripted answer, else `Mock answer from
 //! anthropic/<model>: …`, capped by `max_tokens`), `stop_reason` `end_turn`
@@ -561,7 +562,7 @@ fn check_claude_5(
                 "'disabled' is not supported for this model: thinking can't be turned off",
             ));
         }
-        Some("enabled") => {
+        Some("enabled") if model == "claude-haiku-5-5" => {
             return Err(invalid(
                 "thinking.type",
                 "'enabled' is not supported for this model: use 'adaptive'",
@@ -1362,10 +1363,6 @@ mod tests {
                 "messages.1",
             ),
             (json!({"thinking": {"type": "disabled"}}), "thinking.type"),
-            (
-                json!({"thinking": {"type": "enabled", "budget_tokens": 1024}}),
-                "thinking.type",
-            ),
         ] {
             let e = error(body(extra.clone()));
             assert_eq!(e.kind, "invalid_request_error", "{extra}");
@@ -1381,7 +1378,9 @@ mod tests {
         request(body(json!({"thinking": {"type": "adaptive"}})));
         let mut haiku = body(json!({"thinking": {"type": "disabled"}}));
         haiku["model"] = json!("claude-haiku-5-5");
-        request(haiku);
+        request(haiku.clone());
+        haiku["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
+        assert!(error(haiku).message.starts_with("thinking.type: "));
         let mut older = body(json!({"temperature": 0.5, "tool_choice": {"type": "any"},
             "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello"}]}));
         older["model"] = json!("claude-opus-4-5");
