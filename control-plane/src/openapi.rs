@@ -258,6 +258,12 @@ pub struct CapabilitiesDoc {
     /// `output_config` of its own.
     #[schema(required = false)]
     disable_thinking: bool,
+    /// An Anthropic model that takes `output_config.effort` (default
+    /// false; true for the Claude 5.x): the filter sends a Chat request's
+    /// `reasoning_effort` so, unless the request sets `thinking` or
+    /// `output_config` of its own.
+    #[schema(required = false)]
+    output_effort: bool,
 }
 
 /// How the filter would route a request (`aipipe_core::route::Explanation`).
@@ -480,6 +486,7 @@ mod tests {
         m.capabilities.max_completion_tokens = true;
         m.capabilities.reasoning_effort_none = true;
         m.capabilities.disable_thinking = true;
+        m.capabilities.output_effort = true;
         m.capabilities.assistant_prefill = false;
         m.price_changes = vec![aipipe_core::catalog::PriceChange {
             from: aipipe_core::catalog::Timestamp(1_798_761_600_000),

@@ -2938,3 +2938,56 @@ async fn claude_haiku_5_5_is_added_to_an_older_sqlite_file() {
 async fn claude_haiku_5_5_is_added_to_an_older_postgres_database() {
     claude_haiku_5_5_is_added_to_an_older_database(Engine::Postgres).await;
 }
+
+/// SQLite's migration 27 and PostgreSQL's 13 (filter/README.md, "Catalog
+/// changes", 2026-12-06, fourth change): on a database seeded before them,
+/// the Claude 5.x rows learn that they take a reasoning effort, the
+/// operator's price kept, as one change of the change log. Opening the
+/// database again changes nothing more.
+async fn claude_5_learn_they_take_an_effort_on_an_older_database(engine: Engine) {
+    let older = OlderDb::new(engine, "output-effort", "effort");
+    let defaults = aipipe_core::catalog::default_models();
+    let default = |id: &str| defaults.iter().find(|m| m.id == id).unwrap().clone();
+    let migration = match engine {
+        Engine::Sqlite => 27,
+        Engine::Postgres => 13,
+    };
+    let before_it = |mut m: aipipe_core::table::Model| {
+        m.capabilities.output_effort = false;
+        m
+    };
+    let before = older.new_with_acme().await;
+    let own_opus = aipipe_core::table::Model {
+        input_per_mtok: 3.5,
+        ..before_it(default("claude-opus-5-5"))
+    };
+    older.rows_before(
+        migration,
+        &[
+            &own_opus,
+            &before_it(default("claude-sonnet-5-5")),
+            &before_it(default("claude-haiku-5-5")),
+        ],
+    );
+    let db = older.open().await;
+    let models = db.models().await.unwrap();
+    let find = |id: &str| models.iter().find(|m| m.id == id).cloned().unwrap();
+    assert_eq!(find("claude-sonnet-5-5"), default("claude-sonnet-5-5"));
+    assert_eq!(find("claude-haiku-5-5"), default("claude-haiku-5-5"));
+    let mut want = own_opus.clone();
+    want.capabilities.output_effort = true;
+    assert_eq!(find("claude-opus-5-5"), want, "told, the price kept");
+    let after = OlderDb::one_global_change(&db, before).await;
+    drop(db);
+    older.reopens_unchanged(&models, after).await;
+}
+
+#[tokio::test]
+async fn claude_5_learn_they_take_an_effort_on_an_older_sqlite_file() {
+    claude_5_learn_they_take_an_effort_on_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn claude_5_learn_they_take_an_effort_on_an_older_postgres_database() {
+    claude_5_learn_they_take_an_effort_on_an_older_database(Engine::Postgres).await;
+}

@@ -628,13 +628,18 @@ fn claude_haiku_5_5_is_told_not_to_think_unless_the_client_asks() {
     assert_eq!(r.json()["type"], "message");
     assert_eq!(sent()["body"]["thinking"], disabled);
 
-    // Asked to reason: the model's own default.
+    // Asked to reason: the model's own thinking, at the effort asked for.
     let body = json!({"model": "claude-haiku-5-5", "reasoning_effort": "low",
         "messages": [{"role": "user", "content": "hello"}]});
     let r = post_json(&s.chat_url(), &ACME.auth(), &body);
     assert_eq!(r.status, 200, "{}", r.text());
     let got = sent();
     assert!(got["body"].get("thinking").is_none(), "{got}");
+    assert_eq!(
+        got["body"]["output_config"],
+        json!({"effort": "low"}),
+        "{got}"
+    );
 
     // Sonnet 5.5, which refuses it, never gets it.
     let r = post_json(
@@ -645,4 +650,37 @@ fn claude_haiku_5_5_is_told_not_to_think_unless_the_client_asks() {
     assert_eq!(r.status, 200, "{}", r.text());
     let got = sent();
     assert!(got["body"].get("thinking").is_none(), "{got}");
+}
+
+/// A Chat client's `reasoning_effort` reaches the Claude 5.x as
+/// `output_config.effort` (filter/README.md, "Model selection", "What a
+/// model accepts"): `minimal` as `low`, `"none"` — which Sonnet and Opus 5.5
+/// cannot honour — as the least; the mock, like Anthropic, refuses an
+/// effort from an earlier model, which gets none.
+#[test]
+fn a_reasoning_effort_reaches_claude_5_as_its_output_effort() {
+    let s = Stack::start();
+    let ask = |model: &str, effort: &str| {
+        let body = json!({"model": model, "reasoning_effort": effort,
+            "messages": [{"role": "user", "content": "hello"}]});
+        let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+        assert_eq!(r.status, 200, "{model} {effort}: {}", r.text());
+        s.mock.received().pop().unwrap()["body"].clone()
+    };
+    for (model, effort, sent) in [
+        ("claude-sonnet-5-5", "minimal", "low"),
+        ("claude-sonnet-5-5", "high", "high"),
+        ("claude-opus-5-5", "none", "low"),
+        ("claude-opus-5-5", "xhigh", "xhigh"),
+    ] {
+        let body = ask(model, effort);
+        assert_eq!(
+            body["output_config"],
+            json!({"effort": sent}),
+            "{model} {effort}: {body}"
+        );
+        assert!(body.get("reasoning_effort").is_none(), "{body}");
+    }
+    let body = ask("claude-opus-4-5", "low");
+    assert!(body.get("output_config").is_none(), "{body}");
 }

@@ -562,6 +562,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`claude_haiku_5_5`, migration 20's rule).
         "",
     ),
+    (
+        27,
+        "Claude 5.x take a reasoning effort (2026-12-06)",
+        // Rust below (`output_effort`): the stored catalog rows are JSON.
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -930,16 +936,45 @@ pub(in crate::db) mod claude_5_prefill {
     /// The writes for `stored` (id, JSON of every catalog row): each the
     /// model's id and its row's new JSON.
     pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
-        let defaults = aipipe_core::catalog::default_models();
-        let mut writes = Vec::new();
-        for (id, mut row, default) in super::catalog_rows(stored, &defaults, MODELS) {
-            if row.capabilities.assistant_prefill != default.capabilities.assistant_prefill {
-                row.capabilities.assistant_prefill = default.capabilities.assistant_prefill;
-                writes.push((id.to_owned(), serde_json::to_string(&row)?));
-            }
-        }
-        Ok(writes)
+        super::capability_as_default(stored, MODELS, |c| &mut c.assistant_prefill)
     }
+}
+
+/// The Claude 5.x models told that they take a reasoning effort as
+/// `output_config.effort` (filter/README.md, "Catalog changes", 2026-12-06,
+/// fourth change): SQLite's migration 27, PostgreSQL's 13, by migration
+/// 24's rule — a row still pointed at the model gets the capability
+/// whatever else the operator changed in it.
+pub(in crate::db) mod output_effort {
+    /// The models this migration updates.
+    pub const MODELS: &[&str] = &["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5"];
+
+    /// The writes for `stored` (id, JSON of every catalog row): each the
+    /// model's id and its row's new JSON.
+    pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
+        super::capability_as_default(stored, MODELS, |c| &mut c.output_effort)
+    }
+}
+
+/// The writes that give the stored rows of `ids` the default catalog's
+/// value of one capability (`field`), keeping everything else in them:
+/// what a model takes or refuses is a fact about it, not a choice.
+fn capability_as_default(
+    stored: &[(String, String)],
+    ids: &[&str],
+    field: fn(&mut aipipe_core::table::Capabilities) -> &mut bool,
+) -> crate::error::Result<Vec<(String, String)>> {
+    let defaults = aipipe_core::catalog::default_models();
+    let mut writes = Vec::new();
+    for (id, mut row, default) in catalog_rows(stored, &defaults, ids) {
+        let want = *field(&mut default.capabilities.clone());
+        let slot = field(&mut row.capabilities);
+        if *slot != want {
+            *slot = want;
+            writes.push((id.to_owned(), serde_json::to_string(&row)?));
+        }
+    }
+    Ok(writes)
 }
 
 /// The long-context rates of the default catalog given to its stored rows
@@ -1004,7 +1039,8 @@ pub(super) type ModelsPlan = fn(&[(String, String)]) -> Result<Vec<(String, Stri
 
 /// SQLite's migrations 18 (`claude_5::plan`), 21 (`scheduled_prices::plan`),
 /// 22 (`scheduled_retirements::plan`), 23 (`luna_in_service::plan`), 24
-/// (`claude_5_prefill::plan`) and 25 (`long_context_rates::plan`): each rewrites the model rows its
+/// (`claude_5_prefill::plan`), 25 (`long_context_rates::plan`) and 27
+/// (`output_effort::plan`): each rewrites the model rows its
 /// pure plan names, one change of the change log if any. Returns the
 /// writes made.
 fn rewrite_models(tx: &Transaction<'_>, plan: ModelsPlan) -> Result<usize> {
@@ -1143,6 +1179,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         if version == 26 {
             let n = catalog_2026_12(&tx, &[], claude_haiku_5_5::ADDED)?;
             tracing::info!(writes = n, "claude-haiku-5-5 added, disabled");
+        }
+        // A no-op on a new database: migration 1 seeded today's catalog.
+        if version == 27 {
+            let n = rewrite_models(&tx, output_effort::plan)?;
+            tracing::info!(writes = n, "Claude 5.x take a reasoning effort");
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
@@ -1416,6 +1457,28 @@ mod tests {
         assert_eq!(claude_5_prefill::plan(&row(&want)).unwrap(), vec![]);
         sonnet.upstream_id = Some("claude-sonnet-4-6".into());
         assert_eq!(claude_5_prefill::plan(&row(&sonnet)).unwrap(), vec![]);
+    }
+
+    /// Migration 27: the Claude 5.x rows learn that they take an effort,
+    /// the operator's other changes kept; a row pointed elsewhere, or one
+    /// that already says so, is not written.
+    #[test]
+    fn claude_5_rows_learn_they_take_an_effort() {
+        let defaults = aipipe_core::catalog::default_models();
+        let row =
+            |m: &aipipe_core::table::Model| vec![(m.id.clone(), serde_json::to_string(m).unwrap())];
+        for id in output_effort::MODELS {
+            let mut m = defaults.iter().find(|m| m.id == *id).unwrap().clone();
+            assert!(m.capabilities.output_effort, "{id}");
+            m.capabilities.output_effort = false;
+            m.enabled = !m.enabled;
+            let mut want = m.clone();
+            want.capabilities.output_effort = true;
+            assert_eq!(output_effort::plan(&row(&m)).unwrap(), row(&want), "{id}");
+            assert_eq!(output_effort::plan(&row(&want)).unwrap(), vec![]);
+            m.upstream_id = Some("claude-sonnet-4-6".into());
+            assert_eq!(output_effort::plan(&row(&m)).unwrap(), vec![]);
+        }
     }
 
     /// Migration 25: a luna row without long-context rates gets the

@@ -149,6 +149,13 @@ pub struct Capabilities {
     /// as a model with `reasoning_effort_none` is sent `"none"`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub disable_thinking: bool,
+    /// Takes Anthropic's `output_config.effort` (the Claude 5.x
+    /// generation): a Chat Completions request's `reasoning_effort` is sent
+    /// as that effort (`minimal` and `low` as `low`; `"none"`, to a model
+    /// that cannot stop thinking, as `low`) unless the client set
+    /// `thinking` or `output_config` of its own.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub output_effort: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -173,6 +180,7 @@ impl Default for Capabilities {
             max_completion_tokens: false,
             reasoning_effort_none: false,
             disable_thinking: false,
+            output_effort: false,
         }
     }
 }
@@ -464,6 +472,7 @@ const ALL: Capabilities = Capabilities {
     max_completion_tokens: false,
     reasoning_effort_none: false,
     disable_thinking: false,
+    output_effort: false,
 };
 const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     tools: true,
@@ -475,11 +484,13 @@ const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     max_completion_tokens: false,
     reasoning_effort_none: false,
     disable_thinking: false,
+    output_effort: false,
 };
 /// Claude 5.x (Sonnet 5.5, Opus 5.5): images and tools, but no forced tool
 /// — so no JSON schema either, which the Anthropic translation asks for
 /// with a forced tool (`anthropic::JSON_TOOL`) — no sampling parameters,
-/// and no prefill (a conversation ending with an assistant message).
+/// and no prefill (a conversation ending with an assistant message); a
+/// reasoning effort as `output_config.effort`.
 const CLAUDE_5: Capabilities = Capabilities {
     tools: true,
     vision: true,
@@ -490,6 +501,7 @@ const CLAUDE_5: Capabilities = Capabilities {
     max_completion_tokens: false,
     reasoning_effort_none: false,
     disable_thinking: false,
+    output_effort: true,
 };
 /// Claude Haiku 5.5: what the other Claude 5.x refuse (a forced tool is not
 /// documented either way: refused until it is), and thinking, on by
@@ -513,6 +525,7 @@ const GPT_6: Capabilities = Capabilities {
     max_completion_tokens: true,
     reasoning_effort_none: true,
     disable_thinking: false,
+    output_effort: false,
 };
 const TEXT_TOOLS: Capabilities = Capabilities {
     tools: true,
@@ -524,6 +537,7 @@ const TEXT_TOOLS: Capabilities = Capabilities {
     max_completion_tokens: false,
     reasoning_effort_none: false,
     disable_thinking: false,
+    output_effort: false,
 };
 
 struct Entry {

@@ -82,6 +82,8 @@ pub struct Plan {
     effort: Effort,
     /// The client sets Anthropic's `thinking` or `output_config`.
     sets_thinking: bool,
+    /// The Chat body's `reasoning_effort` as Anthropic's effort.
+    anthropic_effort: Option<&'static str>,
     /// The Chat Completions body sets `max_tokens` / `max_completion_tokens`.
     sets_max_tokens: bool,
     sets_max_completion_tokens: bool,
@@ -249,6 +251,7 @@ impl Plan {
             sampling: client_sampling.unwrap_or(req.sampling),
             effort: req.effort,
             sets_thinking: client_thinking.unwrap_or(req.sets_thinking),
+            anthropic_effort: req.anthropic_effort,
             sets_max_tokens: req.sets_max_tokens,
             sets_max_completion_tokens: req.sets_max_completion_tokens,
             score,
@@ -416,7 +419,9 @@ impl Plan {
     /// beside it); for one that reasons unless told not to, `reasoning_effort`
     /// `"none"` when the client set none; for an Anthropic model that thinks
     /// unless told not to, `thinking` disabled when the client asked for no
-    /// reasoning and said nothing of thinking (`catalog::Capabilities`).
+    /// reasoning and said nothing of thinking; for one that takes an effort,
+    /// the client's `reasoning_effort` as `output_config.effort`
+    /// (`catalog::Capabilities`).
     fn rewrite_for(
         &self,
         model: &crate::table::Model,
@@ -428,12 +433,19 @@ impl Plan {
             rewrite.drop.extend(Sampling::PARAMS);
         }
         let c = model.capabilities;
-        if wire == Protocol::Messages
-            && c.disable_thinking
-            && self.effort != Effort::Reasons
-            && !self.sets_thinking
-        {
-            rewrite.add.push(("thinking", r#"{"type":"disabled"}"#));
+        if wire == Protocol::Messages && !self.sets_thinking {
+            if c.disable_thinking && self.effort != Effort::Reasons {
+                rewrite.add.push(("thinking", r#"{"type":"disabled"}"#));
+            }
+            // The client's effort, or the least for "none" to a model that
+            // cannot stop thinking.
+            let effort = match self.effort {
+                Effort::None if !c.disable_thinking => Some("low"),
+                _ => self.anthropic_effort,
+            };
+            if let Some(effort) = effort.filter(|_| c.output_effort) {
+                rewrite.add.push(("output_config", output_config(effort)));
+            }
         }
         if wire != Protocol::Chat {
             return rewrite;
@@ -461,6 +473,17 @@ impl Plan {
             && provider_protocol == Protocol::Chat
             && self.stream
             && !self.include_usage
+    }
+}
+
+/// Anthropic's `output_config` asking for `effort` (one of
+/// `request::anthropic_effort`'s).
+fn output_config(effort: &str) -> &'static str {
+    match effort {
+        "low" => r#"{"effort":"low"}"#,
+        "medium" => r#"{"effort":"medium"}"#,
+        "xhigh" => r#"{"effort":"xhigh"}"#,
+        _ => r#"{"effort":"high"}"#,
     }
 }
 
@@ -805,6 +828,7 @@ mod tests {
         }
         let (_, out, _) = first(&t, Protocol::Chat, &chat(r#","reasoning_effort":"low""#));
         assert!(out.get("thinking").is_none(), "{out}");
+        assert_eq!(out["output_config"], serde_json::json!({"effort": "low"}));
         let (_, out, _) = first(
             &t,
             Protocol::Chat,
@@ -837,6 +861,51 @@ mod tests {
             assert_eq!(got, model);
             assert!(out.get("thinking").is_none(), "{model}: {out}");
         }
+    }
+
+    /// The Claude 5.x take a reasoning effort as `output_config.effort`
+    /// (`output_effort`): a Chat client's `reasoning_effort` is sent so —
+    /// `"none"`, which Sonnet and Opus 5.5 cannot honour, as the least —
+    /// unless the client set `thinking` or `output_config` of its own;
+    /// other Claude models never get it.
+    #[test]
+    fn a_reasoning_effort_reaches_claude_5_as_its_output_effort() {
+        let t = table();
+        let body = |model: &str, extra: &str| {
+            format!(r#"{{"model":"{model}"{extra},"messages":[{{"role":"user","content":"hi"}}]}}"#)
+        };
+        for model in ["claude-sonnet-5-5", "claude-opus-5-5"] {
+            for (effort, sent) in [
+                ("minimal", Some("low")),
+                ("low", Some("low")),
+                ("medium", Some("medium")),
+                ("high", Some("high")),
+                ("xhigh", Some("xhigh")),
+                ("none", Some("low")),
+                ("turbo", None),
+            ] {
+                let extra = format!(r#","reasoning_effort":"{effort}""#);
+                let (got, out, _) = first(&t, Protocol::Chat, &body(model, &extra));
+                assert_eq!(got, model);
+                assert_eq!(
+                    out.get("output_config"),
+                    sent.map(|e| serde_json::json!({"effort": e})).as_ref(),
+                    "{model} {effort}: {out}"
+                );
+                assert!(out.get("reasoning_effort").is_none(), "{out}");
+            }
+            let (_, out, _) = first(&t, Protocol::Chat, &body(model, ""));
+            assert!(out.get("output_config").is_none(), "{out}");
+            let own = r#","reasoning_effort":"high","output_config":{"effort":"max"}"#;
+            let (_, out, _) = first(&t, Protocol::Chat, &body(model, own));
+            assert_eq!(out["output_config"], serde_json::json!({"effort": "max"}));
+        }
+        let (_, out, _) = first(
+            &t,
+            Protocol::Chat,
+            &body("claude-opus-4-5", r#","reasoning_effort":"low""#),
+        );
+        assert!(out.get("output_config").is_none(), "{out}");
     }
 
     #[test]

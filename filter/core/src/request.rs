@@ -70,6 +70,19 @@ pub enum Effort {
     Reasons,
 }
 
+/// Anthropic's `output_config.effort` for a `reasoning_effort` (raw JSON)
+/// that asks for reasoning: `minimal` and `low` → `low`, `medium`, `high`,
+/// `xhigh` as they are; None for `"none"`, absent and unknown values.
+fn anthropic_effort(raw: Option<&RawValue>) -> Option<&'static str> {
+    match raw.map(RawValue::get)? {
+        r#""minimal""# | r#""low""# => Some("low"),
+        r#""medium""# => Some("medium"),
+        r#""high""# => Some("high"),
+        r#""xhigh""# => Some("xhigh"),
+        _ => None,
+    }
+}
+
 impl Effort {
     fn of(raw: Option<&RawValue>) -> Effort {
         match raw.map(RawValue::get) {
@@ -350,6 +363,9 @@ pub struct ChatRequest<'a> {
     /// Chat body may carry to an Anthropic model): its own say on thinking
     /// (`catalog::Capabilities::disable_thinking`).
     pub sets_thinking: bool,
+    /// Its `reasoning_effort` as Anthropic's `output_config.effort`
+    /// (`catalog::Capabilities::output_effort`).
+    pub anthropic_effort: Option<&'static str>,
     /// It sets `max_tokens` / `max_completion_tokens` (not `null`): what a
     /// model that takes only the second gets renamed.
     pub sets_max_tokens: bool,
@@ -460,6 +476,7 @@ impl ChatRequest<'_> {
             forces_tool,
             prefill,
             effort: Effort::of(wire.reasoning_effort),
+            anthropic_effort: anthropic_effort(wire.reasoning_effort),
             sets_thinking: [wire.thinking, wire.output_config].into_iter().any(set),
             sets_max_tokens: wire.max_tokens.is_some(),
             sets_max_completion_tokens: wire.max_completion_tokens.is_some(),

@@ -373,4 +373,10 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rows only, as 3 (`db::migrations::claude_haiku_5_5`).
         "-- the catalog's rows are written by pg::prepare",
     ),
+    (
+        13,
+        "Claude 5.x take a reasoning effort (SQLite's migration 27)",
+        // Rows only, as 3 (`db::migrations::output_effort`).
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];

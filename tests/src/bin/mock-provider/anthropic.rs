@@ -18,7 +18,9 @@
 //! `claude-haiku-5-5` takes `thinking` `{"type":"disabled"}` (the others,
 //! which think always or whose `between_tools` replaced it, answer 400), and
 //! it refuses `{"type":"enabled"}` (adaptive thinking only; documented for
-//! Haiku 5.5 alone).
+//! Haiku 5.5 alone). `output_config.effort` (`low` … `max`) is taken by the
+//! Claude 5.x alone (earlier models: 400, as Opus 4.5 takes it only behind
+//! a beta header).
 //!
 //! Answer: the same text as the OpenAI path (a scripted answer, else `Mock answer from
 //! anthropic/<model>: …`, capped by `max_tokens`), `stop_reason` `end_turn`
@@ -386,6 +388,24 @@ impl MessagesRequest {
             Some(Value::Bool(b)) => *b,
             Some(_) => return Err(invalid("stream", "Input should be a valid boolean")),
         };
+        let effort = obj.get("output_config").and_then(|c| c.get("effort"));
+        if let Some(effort) = effort {
+            if !refuses_sampling_and_forced_tools(&model) {
+                return Err(invalid(
+                    "output_config.effort",
+                    "this model does not support the effort parameter",
+                ));
+            }
+            if !effort
+                .as_str()
+                .is_some_and(|e| ["low", "medium", "high", "xhigh", "max"].contains(&e))
+            {
+                return Err(invalid(
+                    "output_config.effort",
+                    "Input should be 'low', 'medium', 'high', 'xhigh' or 'max'",
+                ));
+            }
+        }
         if refuses_sampling_and_forced_tools(&model) {
             check_claude_5(&model, obj, messages)?;
         }
@@ -1381,10 +1401,19 @@ mod tests {
         request(haiku.clone());
         haiku["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
         assert!(error(haiku).message.starts_with("thinking.type: "));
+        // An effort: the 5.x take one of theirs, an earlier model none.
+        request(body(json!({"output_config": {"effort": "xhigh"}})));
+        assert!(
+            error(body(json!({"output_config": {"effort": "minimal"}})))
+                .message
+                .starts_with("output_config.effort: ")
+        );
         let mut older = body(json!({"temperature": 0.5, "tool_choice": {"type": "any"},
             "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello"}]}));
         older["model"] = json!("claude-opus-4-5");
-        request(older);
+        request(older.clone());
+        older["output_config"] = json!({"effort": "low"});
+        assert!(error(older).message.starts_with("output_config.effort: "));
     }
 
     #[test]

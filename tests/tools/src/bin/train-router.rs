@@ -492,8 +492,8 @@ fn train_one(rows: &[&Row], h: Hyper, seed: u64) -> Weights {
                 grad[k] = tw * (pt[k] - f32::from(u8::from(k == r.tier.index())));
             }
             for k in 0..CATEGORIES.len() {
-                let target = (1.0 - h.smooth) * f32::from(u8::from(k == r.category.index()))
-                    + smooth_off;
+                let target =
+                    (1.0 - h.smooth) * f32::from(u8::from(k == r.category.index())) + smooth_off;
                 grad[N_TIERS + k] = cat_weight[r.category.index()] * (pc[k] - target);
             }
             let step_l2 = |wv: &mut f32, acc: &mut f32, g: f32, l2: f32| {

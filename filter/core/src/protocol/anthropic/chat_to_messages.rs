@@ -4,7 +4,7 @@
 //! [`Lax`], so that every error names the exact field
 //! (`messages[3].tool_calls[0].function.arguments`), and the Anthropic
 //! request is written from structs that borrow from it. JSON schemas, tool
-//! arguments, `cache_control` and `thinking` pass through as the client
+//! arguments, `cache_control`, `thinking` and `output_config` pass through as the client
 //! wrote them.
 
 use std::borrow::Cow;
@@ -63,7 +63,8 @@ fn fail<T>(message: impl Into<String>) -> Result<T> {
 ///   client tools (a forced tool would stop them) or a non-object schema, the
 ///   schema goes into a system instruction instead; `json_object` is a system
 ///   instruction too. `text` needs nothing.
-/// - Passed through as Anthropic extensions: `top_k`, `thinking`.
+/// - Passed through as Anthropic extensions: `top_k`, `thinking`,
+///   `output_config`.
 ///
 /// Rejected with an error naming them: legacy `functions` / `function_call`
 /// and role `function`, `n` > 1, audio input, non-PDF files and file ids,
@@ -73,7 +74,8 @@ fn fail<T>(message: impl Into<String>) -> Result<T> {
 /// `presence_penalty`, `logit_bias`, `logprobs`, `top_logprobs`, `seed`,
 /// `stream_options` (Anthropic streams always carry usage), `metadata`,
 /// `store`, `service_tier`, `modalities`, `audio`, `prediction`,
-/// `reasoning_effort`, `verbosity`, `web_search_options`, `prompt_cache_key`,
+/// `reasoning_effort` (a model that takes an effort gets it as
+/// `output_config.effort` from the plan: `catalog::Capabilities::output_effort`), `verbosity`, `web_search_options`, `prompt_cache_key`,
 /// tools' `strict`, image `detail`, and any other unknown field.
 pub fn chat_to_messages(
     body: &[u8],
@@ -236,6 +238,7 @@ fn translate<'a>(req: &'a ChatRequest<'a>) -> Result<(MessagesRequest<'a>, Optio
         top_p: top_p.map(|p| p.clamp(0.0, 1.0)),
         top_k,
         thinking: req.thinking.filter(|t| is_object(t)),
+        output_config: req.output_config.filter(|t| is_object(t)),
         stream,
         metadata,
     };
@@ -809,6 +812,7 @@ struct ChatRequest<'a> {
     top_p: Lax<'a>,
     top_k: Lax<'a>,
     thinking: Option<&'a RawValue>,
+    output_config: Option<&'a RawValue>,
     stream: Lax<'a>,
     safety_identifier: Lax<'a>,
     user: Lax<'a>,
@@ -951,6 +955,8 @@ struct MessagesRequest<'a> {
     top_k: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     thinking: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_config: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
