@@ -2783,43 +2783,61 @@ async fn gpt_6_luna_is_dated_on_an_older_postgres_database() {
     gpt_6_luna_is_dated_on_an_older_database(Engine::Postgres).await;
 }
 
-/// SQLite's migration 24 and PostgreSQL's 10 (filter/README.md, "Catalog
-/// changes": Claude 5.x refuse a prefill): on a database seeded before
-/// them, the Claude 5.x rows learn it, the operator's price kept, as one
-/// change of the change log. Opening the database again changes nothing
-/// more.
-async fn claude_5_learn_they_refuse_a_prefill_on_an_older_database(engine: Engine) {
-    let older = OlderDb::new(engine, "claude-5-prefill", "prefill");
+/// A catalog migration that tells stored rows one capability of theirs
+/// (`field`, as the default catalog has it), keeping what else the
+/// operator changed: on a database seeded before it (`migrations`:
+/// SQLite's, PostgreSQL's), the rows of `ids` learn it — the first with
+/// the operator's own price, kept — as one change of the change log.
+/// Opening the database again changes nothing more.
+async fn rows_learn_a_capability_on_an_older_database(
+    engine: Engine,
+    name: &'static str,
+    migrations: (i64, i64),
+    ids: &[&str],
+    field: fn(&mut aipipe_core::table::Capabilities) -> &mut bool,
+) {
+    let older = OlderDb::new(engine, name, name);
     let defaults = aipipe_core::catalog::default_models();
     let default = |id: &str| defaults.iter().find(|m| m.id == id).unwrap().clone();
     let migration = match engine {
-        Engine::Sqlite => 24,
-        Engine::Postgres => 10,
+        Engine::Sqlite => migrations.0,
+        Engine::Postgres => migrations.1,
     };
-    let before_it = |m: aipipe_core::table::Model| {
-        let mut m = m;
-        m.capabilities.assistant_prefill = true;
+    let before_it = |mut m: aipipe_core::table::Model| {
+        let slot = field(&mut m.capabilities);
+        *slot = !*slot;
         m
     };
     let before = older.new_with_acme().await;
-    let own_sonnet = aipipe_core::table::Model {
-        input_per_mtok: 1.5,
-        ..before_it(default("claude-sonnet-5-5"))
-    };
-    older.rows_before(
-        migration,
-        &[&own_sonnet, &before_it(default("claude-opus-5-5"))],
-    );
+    let mut rows: Vec<aipipe_core::table::Model> =
+        ids.iter().map(|id| before_it(default(id))).collect();
+    rows[0].input_per_mtok = 1.5;
+    older.rows_before(migration, &rows.iter().collect::<Vec<_>>());
     let db = older.open().await;
     let models = db.models().await.unwrap();
     let find = |id: &str| models.iter().find(|m| m.id == id).cloned().unwrap();
-    assert_eq!(find("claude-opus-5-5"), default("claude-opus-5-5"));
-    let mut want = own_sonnet.clone();
-    want.capabilities.assistant_prefill = false;
-    assert_eq!(find("claude-sonnet-5-5"), want, "told, the price kept");
+    for id in &ids[1..] {
+        assert_eq!(find(id), default(id), "{id}");
+    }
+    let mut want = rows[0].clone();
+    *field(&mut want.capabilities) = *field(&mut default(ids[0]).capabilities);
+    assert_eq!(find(ids[0]), want, "told, the price kept");
     let after = OlderDb::one_global_change(&db, before).await;
     drop(db);
     older.reopens_unchanged(&models, after).await;
+}
+
+/// SQLite's migration 24 and PostgreSQL's 10 (filter/README.md, "Catalog
+/// changes": Claude 5.x refuse a prefill).
+async fn claude_5_learn_they_refuse_a_prefill_on_an_older_database(engine: Engine) {
+    rows_learn_a_capability_on_an_older_database(
+        engine,
+        "prefill",
+        (24, 10),
+        &["claude-sonnet-5-5", "claude-opus-5-5"],
+        |c| &mut c.assistant_prefill,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -2940,46 +2958,16 @@ async fn claude_haiku_5_5_is_added_to_an_older_postgres_database() {
 }
 
 /// SQLite's migration 27 and PostgreSQL's 13 (filter/README.md, "Catalog
-/// changes", 2026-12-06, fourth change): on a database seeded before them,
-/// the Claude 5.x rows learn that they take a reasoning effort, the
-/// operator's price kept, as one change of the change log. Opening the
-/// database again changes nothing more.
+/// changes", 2026-12-06, fourth change: Claude 5.x take a reasoning effort).
 async fn claude_5_learn_they_take_an_effort_on_an_older_database(engine: Engine) {
-    let older = OlderDb::new(engine, "output-effort", "effort");
-    let defaults = aipipe_core::catalog::default_models();
-    let default = |id: &str| defaults.iter().find(|m| m.id == id).unwrap().clone();
-    let migration = match engine {
-        Engine::Sqlite => 27,
-        Engine::Postgres => 13,
-    };
-    let before_it = |mut m: aipipe_core::table::Model| {
-        m.capabilities.output_effort = false;
-        m
-    };
-    let before = older.new_with_acme().await;
-    let own_opus = aipipe_core::table::Model {
-        input_per_mtok: 3.5,
-        ..before_it(default("claude-opus-5-5"))
-    };
-    older.rows_before(
-        migration,
-        &[
-            &own_opus,
-            &before_it(default("claude-sonnet-5-5")),
-            &before_it(default("claude-haiku-5-5")),
-        ],
-    );
-    let db = older.open().await;
-    let models = db.models().await.unwrap();
-    let find = |id: &str| models.iter().find(|m| m.id == id).cloned().unwrap();
-    assert_eq!(find("claude-sonnet-5-5"), default("claude-sonnet-5-5"));
-    assert_eq!(find("claude-haiku-5-5"), default("claude-haiku-5-5"));
-    let mut want = own_opus.clone();
-    want.capabilities.output_effort = true;
-    assert_eq!(find("claude-opus-5-5"), want, "told, the price kept");
-    let after = OlderDb::one_global_change(&db, before).await;
-    drop(db);
-    older.reopens_unchanged(&models, after).await;
+    rows_learn_a_capability_on_an_older_database(
+        engine,
+        "effort",
+        (27, 13),
+        &["claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5"],
+        |c| &mut c.output_effort,
+    )
+    .await;
 }
 
 #[tokio::test]

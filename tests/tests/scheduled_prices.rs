@@ -42,17 +42,24 @@ fn cost_nusd(st: &Value) -> u64 {
     (st["totals"]["cost_usd"].as_f64().unwrap() * 1e9).round() as u64
 }
 
-#[test]
-fn a_scheduled_price_change_costs_requests_before_and_after_its_instant() {
+/// A stack whose tenant `acme` has an OpenAI key and has had one request
+/// answered by gpt-4o-mini: the stack, its key, and the cost so far.
+fn acme_on_mini() -> (CpStack, String, u64) {
     let s = CpStack::start();
     let key = s.cp.tenant("acme", &[("openai", "sk-acme")]);
-    let mini = |text: &str| chat("gpt-4o-mini", text);
     assert_eventually!(
         Duration::from_secs(10),
-        s.chat(&key, &mini("warm up")).status == 200,
+        s.chat(&key, &chat("gpt-4o-mini", "warm up")).status == 200,
         "tenant never worked"
     );
     let base = cost_nusd(&stats_at(&s, 1));
+    (s, key, base)
+}
+
+#[test]
+fn a_scheduled_price_change_costs_requests_before_and_after_its_instant() {
+    let (s, key, base) = acme_on_mini();
+    let mini = |text: &str| chat("gpt-4o-mini", text);
 
     // gpt-4o-mini from $0.15 / $0.60 to $3.00 / $12.00, 4 s from now.
     let mut entry = s.listed_model("gpt-4o-mini");
@@ -128,15 +135,8 @@ fn a_scheduled_price_change_costs_requests_before_and_after_its_instant() {
 /// the whole request, and one at or under it at the listed ones.
 #[test]
 fn a_prompt_past_the_long_context_threshold_is_billed_at_its_rates() {
-    let s = CpStack::start();
-    let key = s.cp.tenant("acme", &[("openai", "sk-acme")]);
+    let (s, key, base) = acme_on_mini();
     let mini = |text: &str| chat("gpt-4o-mini", text);
-    assert_eventually!(
-        Duration::from_secs(10),
-        s.chat(&key, &mini("warm up")).status == 200,
-        "tenant never worked"
-    );
-    let base = cost_nusd(&stats_at(&s, 1));
 
     // gpt-4o-mini at 4× its input and 3× its output price above 100 tokens.
     let mut entry = s.listed_model("gpt-4o-mini");
