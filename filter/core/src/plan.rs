@@ -12,7 +12,8 @@ use crate::protocol::anthropic::{self, MessagesDraft};
 use crate::protocol::ollama::{self, Endpoint};
 use crate::protocol::responses;
 use crate::request::{
-    BodyEdit, BodyShape, ChatRequest, Effort, ModelChoice, Rewrite, Sampling, rewrite_members,
+    BodyEdit, BodyShape, ChatRequest, Effort, ModelChoice, OutputEffort, Rewrite, Sampling,
+    rewrite_members,
 };
 use crate::route::{needs, no_candidate};
 use crate::score::Score;
@@ -83,7 +84,7 @@ pub struct Plan {
     /// The client sets Anthropic's `thinking` or `output_config`.
     sets_thinking: bool,
     /// The Chat body's `reasoning_effort` as Anthropic's effort.
-    anthropic_effort: Option<&'static str>,
+    output_effort: Option<OutputEffort>,
     /// The Chat Completions body sets `max_tokens` / `max_completion_tokens`.
     sets_max_tokens: bool,
     sets_max_completion_tokens: bool,
@@ -186,32 +187,11 @@ impl Plan {
                 if !tenant.allows(named) {
                     return Err(ApiError::ModelNotAllowed(name.to_owned()));
                 }
-                if needs.forced_tool
-                    && table
-                        .model(named)
-                        .is_some_and(|m| !m.capabilities.forced_tool_choice)
+                if let Some(refused) = table
+                    .model(named)
+                    .and_then(|m| needs.refused_by(m.capabilities))
                 {
-                    return Err(ApiError::Unsupported(format!(
-                        "The model `{name}` does not accept a forced tool choice (`tool_choice` \"required\" or a named function; Anthropic's `any` or `tool`). Send `tool_choice` \"auto\", name another model, or use model \"auto\" to be routed to one that does."
-                    )));
-                }
-                if needs.prefill
-                    && table
-                        .model(named)
-                        .is_some_and(|m| !m.capabilities.assistant_prefill)
-                {
-                    return Err(ApiError::Unsupported(format!(
-                        "The model `{name}` does not continue a conversation that ends with an assistant message (a prefill; its provider answers 400 to one). Send the conversation without the final assistant message, name another model, or use model \"auto\" to be routed to one that does."
-                    )));
-                }
-                if needs.reasoning_with_tools
-                    && table
-                        .model(named)
-                        .is_some_and(|m| m.capabilities.reasoning_effort_none)
-                {
-                    return Err(ApiError::Unsupported(format!(
-                        "The model `{name}` takes tools only with `reasoning_effort` \"none\" (its provider answers 400 to tools with any other effort). Send \"none\" or leave `reasoning_effort` out, name another model, or use model \"auto\" to be routed to one that takes both."
-                    )));
+                    return Err(ApiError::Unsupported(refusal(name, refused)));
                 }
                 let ranked = if policy.is_some_and(|p| !p.substitute_named_models) {
                     // Retries of the named model only, never another one.
@@ -251,7 +231,7 @@ impl Plan {
             sampling: client_sampling.unwrap_or(req.sampling),
             effort: req.effort,
             sets_thinking: client_thinking.unwrap_or(req.sets_thinking),
-            anthropic_effort: req.anthropic_effort,
+            output_effort: req.output_effort,
             sets_max_tokens: req.sets_max_tokens,
             sets_max_completion_tokens: req.sets_max_completion_tokens,
             score,
@@ -440,11 +420,11 @@ impl Plan {
             // The client's effort, or the least for "none" to a model that
             // cannot stop thinking.
             let effort = match self.effort {
-                Effort::None if !c.disable_thinking => Some("low"),
-                _ => self.anthropic_effort,
+                Effort::None if !c.disable_thinking => Some(OutputEffort::Low),
+                _ => self.output_effort,
             };
             if let Some(effort) = effort.filter(|_| c.output_effort) {
-                rewrite.add.push(("output_config", output_config(effort)));
+                rewrite.add.push(("output_config", effort.output_config()));
             }
         }
         if wire != Protocol::Chat {
@@ -476,14 +456,18 @@ impl Plan {
     }
 }
 
-/// Anthropic's `output_config` asking for `effort` (one of
-/// `request::anthropic_effort`'s).
-fn output_config(effort: &str) -> &'static str {
-    match effort {
-        "low" => r#"{"effort":"low"}"#,
-        "medium" => r#"{"effort":"medium"}"#,
-        "xhigh" => r#"{"effort":"xhigh"}"#,
-        _ => r#"{"effort":"high"}"#,
+/// Why a named model cannot take the request, and what to do instead.
+fn refusal(name: &str, refused: select::Refused) -> String {
+    match refused {
+        select::Refused::ForcedTool => format!(
+            "The model `{name}` does not accept a forced tool choice (`tool_choice` \"required\" or a named function; Anthropic's `any` or `tool`). Send `tool_choice` \"auto\", name another model, or use model \"auto\" to be routed to one that does."
+        ),
+        select::Refused::Prefill => format!(
+            "The model `{name}` does not continue a conversation that ends with an assistant message (a prefill; its provider answers 400 to one). Send the conversation without the final assistant message, name another model, or use model \"auto\" to be routed to one that does."
+        ),
+        select::Refused::ReasoningWithTools => format!(
+            "The model `{name}` takes tools only with `reasoning_effort` \"none\" (its provider answers 400 to tools with any other effort). Send \"none\" or leave `reasoning_effort` out, name another model, or use model \"auto\" to be routed to one that takes both."
+        ),
     }
 }
 

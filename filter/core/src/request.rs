@@ -70,16 +70,38 @@ pub enum Effort {
     Reasons,
 }
 
-/// Anthropic's `output_config.effort` for a `reasoning_effort` (raw JSON)
-/// that asks for reasoning: `minimal` and `low` → `low`, `medium`, `high`,
-/// `xhigh` as they are; None for `"none"`, absent and unknown values.
-fn anthropic_effort(raw: Option<&RawValue>) -> Option<&'static str> {
-    match raw.map(RawValue::get)? {
-        r#""minimal""# | r#""low""# => Some("low"),
-        r#""medium""# => Some("medium"),
-        r#""high""# => Some("high"),
-        r#""xhigh""# => Some("xhigh"),
-        _ => None,
+/// Anthropic's `output_config.effort` levels a `reasoning_effort` maps to
+/// (`catalog::Capabilities::output_effort`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputEffort {
+    Low,
+    Medium,
+    High,
+    XHigh,
+}
+
+impl OutputEffort {
+    /// The level for a `reasoning_effort` (raw JSON) that asks for
+    /// reasoning: `minimal` and `low` → low, `medium`, `high`, `xhigh` as
+    /// they are; None for `"none"`, absent and unknown values.
+    fn of(raw: Option<&RawValue>) -> Option<OutputEffort> {
+        match raw.map(RawValue::get)? {
+            r#""minimal""# | r#""low""# => Some(OutputEffort::Low),
+            r#""medium""# => Some(OutputEffort::Medium),
+            r#""high""# => Some(OutputEffort::High),
+            r#""xhigh""# => Some(OutputEffort::XHigh),
+            _ => None,
+        }
+    }
+
+    /// Anthropic's `output_config` member asking for it.
+    pub fn output_config(self) -> &'static str {
+        match self {
+            OutputEffort::Low => r#"{"effort":"low"}"#,
+            OutputEffort::Medium => r#"{"effort":"medium"}"#,
+            OutputEffort::High => r#"{"effort":"high"}"#,
+            OutputEffort::XHigh => r#"{"effort":"xhigh"}"#,
+        }
     }
 }
 
@@ -363,9 +385,8 @@ pub struct ChatRequest<'a> {
     /// Chat body may carry to an Anthropic model): its own say on thinking
     /// (`catalog::Capabilities::disable_thinking`).
     pub sets_thinking: bool,
-    /// Its `reasoning_effort` as Anthropic's `output_config.effort`
-    /// (`catalog::Capabilities::output_effort`).
-    pub anthropic_effort: Option<&'static str>,
+    /// Its `reasoning_effort` as Anthropic's `output_config.effort`.
+    pub output_effort: Option<OutputEffort>,
     /// It sets `max_tokens` / `max_completion_tokens` (not `null`): what a
     /// model that takes only the second gets renamed.
     pub sets_max_tokens: bool,
@@ -476,7 +497,7 @@ impl ChatRequest<'_> {
             forces_tool,
             prefill,
             effort: Effort::of(wire.reasoning_effort),
-            anthropic_effort: anthropic_effort(wire.reasoning_effort),
+            output_effort: OutputEffort::of(wire.reasoning_effort),
             sets_thinking: [wire.thinking, wire.output_config].into_iter().any(set),
             sets_max_tokens: wire.max_tokens.is_some(),
             sets_max_completion_tokens: wire.max_completion_tokens.is_some(),
@@ -714,9 +735,6 @@ mod tests {
         ChatRequest::parse(s.as_bytes())
     }
 
-    /// What a model that cannot force a tool must not get, and only that:
-    /// `"required"`, a named function or `allowed_tools` in mode required,
-    /// with tools; a legacy `function_call` naming a function.
     /// A prefill is a final assistant message with text and no tool
     /// calls: a whitespace-only or tool-calling last turn is not one.
     #[test]
@@ -742,6 +760,9 @@ mod tests {
         }
     }
 
+    /// What a model that cannot force a tool must not get, and only that:
+    /// `"required"`, a named function or `allowed_tools` in mode required,
+    /// with tools; a legacy `function_call` naming a function.
     #[test]
     fn a_forced_tool_choice_is_read_in_each_of_its_forms() {
         let tools = r#""tools":[{"type":"function","function":{"name":"f"}}]"#;

@@ -59,14 +59,39 @@ pub enum NoCandidate {
     NotAllowed,
 }
 
+/// A shape of request that some models' providers answer 400 to: such a
+/// model is never a candidate for it, and naming one is the gateway's own
+/// 400 (`plan`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// A forced tool choice (`Capabilities::forced_tool_choice`).
+    ForcedTool,
+    /// A final assistant message (`Capabilities::assistant_prefill`).
+    Prefill,
+    /// Tools with a reasoning effort other than none
+    /// (`Capabilities::reasoning_effort_none`).
+    ReasoningWithTools,
+}
+
 impl Needs {
     fn fits(&self, c: Capabilities) -> bool {
         (!self.capabilities.tools || c.tools)
             && (!self.capabilities.vision || c.vision)
             && (!self.capabilities.json_schema || c.json_schema)
-            && (!self.forced_tool || c.forced_tool_choice)
-            && (!self.prefill || c.assistant_prefill)
-            && !(self.reasoning_with_tools && c.reasoning_effort_none)
+            && self.refused_by(c).is_none()
+    }
+
+    /// The first shape of this request that a model with `c` refuses.
+    pub fn refused_by(&self, c: Capabilities) -> Option<Refused> {
+        if self.forced_tool && !c.forced_tool_choice {
+            Some(Refused::ForcedTool)
+        } else if self.prefill && !c.assistant_prefill {
+            Some(Refused::Prefill)
+        } else if self.reasoning_with_tools && c.reasoning_effort_none {
+            Some(Refused::ReasoningWithTools)
+        } else {
+            None
+        }
     }
 
     fn missing(&self) -> Vec<&'static str> {
