@@ -967,7 +967,8 @@ fn capability_as_default(
     let defaults = aipipe_core::catalog::default_models();
     let mut writes = Vec::new();
     for (id, mut row, default) in catalog_rows(stored, &defaults, ids) {
-        let want = *field(&mut default.capabilities.clone());
+        let mut defaults_caps = default.capabilities;
+        let want = *field(&mut defaults_caps);
         let slot = field(&mut row.capabilities);
         if *slot != want {
             *slot = want;
