@@ -31,7 +31,7 @@ NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_p
 	--test control_plane --test rate_limits --test global_rate_limit --test budgets --test policy --test configs --test stop --test reload \
 	--test metrics --test tenant_routing --test evals --test scheduled_prices --test retirements
 
-.PHONY: all help demo demo-ha compose-env ways-tools test future bench flow-bench soak scale train-router routing-report fuzz wasm wasm-floor native native-probe bins tools lint unit integration clean dashboard-vendor
+.PHONY: all help demo demo-ha compose-env ways-tools test future bench flow-bench soak scale train-router routing-report fuzz wasm wasm-floor native native-probe native-floor bins tools lint unit integration clean dashboard-vendor
 
 all: wasm
 
@@ -129,6 +129,10 @@ NATIVE_PROBE := target/probe/native/libaipipe_native.so
 native-probe:
 	$(CARGO) build --profile native -p aipipe-native --features panic-probe --target-dir target/probe
 
+## native-floor: the native floor for make bench (filter/native/src/floor.rs): a dynamic module that only holds and reads the request body
+native-floor:
+	$(CARGO) build --profile native -p aipipe-native --features floor --target-dir target/floor
+
 # Every native release binary in one cargo call, the same one for demo, bench
 # and soak: packages built together unify their dependencies' features the
 # same way each time, so nothing rebuilds when nothing changed.
@@ -222,7 +226,7 @@ flow-bench: .wasm-target.stamp
 	target/release/flow-bench
 	node --no-warnings tests/flow-bench/flow-bench.mjs target/wasm32-wasip1/release/flow-bench.wasm
 
-bench: tools wasm wasm-floor native bins .wrk.stamp
+bench: tools wasm wasm-floor native native-floor bins .wrk.stamp
 	target/release/bench
 	target/release/aipipe-cp-bench
 	@if [ -n "$$AIPIPE_PG_BIN" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \

@@ -18,6 +18,8 @@ mod edit;
 pub mod ffi;
 mod shared;
 
+#[cfg(all(feature = "envoy", feature = "floor", not(test)))]
+mod floor;
 #[cfg(all(feature = "envoy", not(test)))]
 mod host;
 #[cfg(all(feature = "envoy", not(test)))]

@@ -136,6 +136,9 @@ impl ModuleConfig {
         let host = NativeHost::for_stream(envoy, self.envoy, self.metrics.clone());
         let state = match &self.role {
             Role::Filter { json } => match worker_filter(self.id, json, &host) {
+                #[cfg(feature = "floor")]
+                Some(_) => State::Floor,
+                #[cfg(not(feature = "floor"))]
                 Some(filter) => State::Filter(filter.request()),
                 None => State::Inert,
             },
@@ -400,12 +403,17 @@ impl Drop for Ticker {
 // allocation (the Box Envoy keeps): the small variants waste nothing worth
 // a second allocation per request.
 #[allow(clippy::large_enum_variant)]
+// The floor (bench builds only) never routes.
+#[cfg_attr(feature = "floor", allow(dead_code))]
 enum State {
     Filter(Request),
     /// The upstream role: the failover location the attempt carried.
     Upstream(Option<String>),
     /// Nothing to do (the singleton's streams, or a filter without config).
     Inert,
+    /// Bench builds only: the native floor (`floor.rs`).
+    #[cfg(feature = "floor")]
+    Floor,
 }
 
 /// One HTTP stream through the module (lives from `on_http_filter_new` to
@@ -494,6 +502,8 @@ impl Stream {
         }
         self.with(|state, host| match state {
             State::Filter(r) => status(r.on_request_headers(host, end_of_stream)),
+            #[cfg(feature = "floor")]
+            State::Floor => crate::floor::request_headers(host.stream(), end_of_stream),
             State::Upstream(location) => {
                 if let Some(s) = host.stream()
                     && let Some(l) = s.header(HeaderKind::Request, FAILOVER_LOCATION_HEADER)
@@ -516,6 +526,8 @@ impl Stream {
                     .map_or(0, |s| s.body_len(ffi::Direction::Request));
                 status(r.on_request_body(host, size, end_of_stream))
             }
+            #[cfg(feature = "floor")]
+            State::Floor => crate::floor::request_body(host.stream(), end_of_stream),
             _ => Status::Continue,
         })
     }
@@ -523,6 +535,8 @@ impl Stream {
     pub fn response_headers(&self, end_of_stream: bool) -> Status {
         self.with(|state, host| match state {
             State::Filter(r) => status(r.on_response_headers(host, end_of_stream)),
+            #[cfg(feature = "floor")]
+            State::Floor => crate::floor::response_headers(host.stream(), end_of_stream),
             State::Upstream(location) => {
                 let Some(s) = host.stream() else {
                     return Status::Continue;
@@ -554,6 +568,8 @@ impl Stream {
                     .map_or(0, |s| s.body_len(ffi::Direction::Response));
                 status(r.on_response_body(host, size, end_of_stream))
             }
+            #[cfg(feature = "floor")]
+            State::Floor => crate::floor::response_body(host.stream(), end_of_stream),
             _ => Status::Continue,
         })
     }

@@ -804,6 +804,30 @@ fn ab(
     );
 }
 
+/// The native build's Envoy with the native floor (`make native-floor`,
+/// filter/native/src/floor.rs) loaded in place of the module: what a
+/// dynamic module that only holds and reads the request body costs, the
+/// native counterpart of the Wasm floor. It runs the native build's
+/// configuration, so the request reaches the provider the bench's
+/// `x-aipipe-cluster` header names.
+fn start_native_floor(upstream_port: u16, config: &str) -> Envoy {
+    let module = FilterBuild::Native.artifact().0.display().to_string();
+    let floor = aipipe_tests::repo_root().join("target/floor/native/libaipipe_native.so");
+    assert!(
+        floor.exists(),
+        "{} is missing: make native-floor (make bench builds it)",
+        floor.display()
+    );
+    let floor = floor.display().to_string();
+    start_envoy(FilterBuild::Native, upstream_port, Some(config), |y| {
+        assert!(
+            y.contains(&module),
+            "the rendered config does not load {module}"
+        );
+        y.replace(&module, &floor)
+    })
+}
+
 /// Plain Envoy's filter chain with the Wasm floor (`tests/wasm-floor`) before
 /// the router: the least a body-routing proxy-wasm filter does, in V8.
 fn with_wasm_floor(yaml: String) -> String {
@@ -895,6 +919,7 @@ fn main() {
     let native = start_envoy(FilterBuild::Native, mock.port, Some(&config), |y| y);
     let buffered = start_envoy(FilterBuild::Wasm, mock.port, None, with_buffer_filter);
     let floor = start_envoy(FilterBuild::Wasm, mock.port, None, with_wasm_floor);
+    let native_floor = start_native_floor(mock.port, &config);
 
     let dir = TempDir::new("bench");
     println!(
@@ -903,7 +928,8 @@ fn main() {
     println!(
         "A = plain Envoy (same listener and clusters, no filter), F = plain Envoy + Envoy's buffer filter, \
          N = Envoy + aipipe native build, B = Envoy + aipipe Wasm build, \
-         W = plain Envoy + the Wasm floor (a proxy-wasm filter that only holds and reads the request body)\n"
+         W = plain Envoy + the Wasm floor (a proxy-wasm filter that only holds and reads the request body), \
+         D = Envoy + the native floor (a dynamic module that only holds and reads the request body)\n"
     );
 
     // Sanity: both answer, and the filter really routes.
@@ -918,15 +944,26 @@ fn main() {
     let n = post_json(&native.url("/v1/chat/completions"), &headers, &check_body);
     let f = post_json(&buffered.url("/v1/chat/completions"), &headers, &check_body);
     let w = post_json(&floor.url("/v1/chat/completions"), &headers, &check_body);
+    let d = post_json(
+        &native_floor.url("/v1/chat/completions"),
+        &headers,
+        &check_body,
+    );
     assert_eq!(
-        (a.status, b.status, n.status, f.status, w.status),
-        (200, 200, 200, 200, 200),
-        "bench setup is broken: {} / {} / {} / {} / {}",
+        (a.status, b.status, n.status, f.status, w.status, d.status),
+        (200, 200, 200, 200, 200, 200),
+        "bench setup is broken: {} / {} / {} / {} / {} / {}",
         a.text(),
         b.text(),
         n.text(),
         f.text(),
-        w.text()
+        w.text(),
+        d.text()
+    );
+    assert_eq!(
+        d.header("x-aipipe-model"),
+        None,
+        "the native floor routed: it is the real module"
     );
     assert_eq!(
         n.header("x-aipipe-model"),
@@ -940,7 +977,7 @@ fn main() {
     );
 
     println!(
-        "{:<5} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7} {:>7}   Envoy CPU µs/request A F N B W",
+        "{:<5} {:>5} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>7} {:>7} {:>7} {:>7}   Envoy CPU µs/request A F N B W D",
         "size",
         "round",
         "A req/s",
@@ -948,19 +985,22 @@ fn main() {
         "N req/s",
         "B req/s",
         "W req/s",
+        "D req/s",
         "F/A",
         "N/A",
         "B/A",
         "W/A",
+        "D/A",
     );
-    // Per size: the medians of the rounds' F/A, N/A, B/A and W/A, and of
-    // each Envoy's CPU per request.
+    // Per size: the medians of the rounds' F/A, N/A, B/A, W/A and D/A, and
+    // of each Envoy's CPU per request.
     let mut ratios = std::collections::BTreeMap::new();
     let mut native_ratios = std::collections::BTreeMap::new();
     let mut buffer_ratios = std::collections::BTreeMap::new();
     let mut floor_ratios = std::collections::BTreeMap::new();
+    let mut native_floor_ratios = std::collections::BTreeMap::new();
     let mut cpu_per_request = std::collections::BTreeMap::new();
-    let envoys = [&plain, &buffered, &native, &filtered, &floor];
+    let envoys = [&plain, &buffered, &native, &filtered, &floor, &native_floor];
     let ports = envoys.map(|e| e.port);
     // `--latency-only`: the c=1 latencies below and nothing else (a quick
     // A/B while working on the filter's cost).
@@ -972,27 +1012,26 @@ fn main() {
         for port in ports {
             wrk(port, &script, connections, 1);
         }
-        let (mut f_r, mut n_r, mut b_r, mut w_r) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut cpu: [Vec<f64>; 5] = Default::default();
+        let (mut f_r, mut n_r, mut b_r, mut w_r, mut d_r) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut cpu: [Vec<f64>; 6] = Default::default();
         for round in 0..pairs {
             let (rps, us) = rotated_round(envoys, &script, connections, seconds, round);
-            let [a, f, n, b, w] = rps;
+            let [a, f, n, b, w, d] = rps;
+            let [ua, uf, un, ub, uw, ud] = us;
             println!(
-                "{name:<5} {round:>5} {a:>10.0} {f:>10.0} {n:>10.0} {b:>10.0} {w:>10.0} {:>7.3} {:>7.3} {:>7.3} {:>7.3}   {:.1} {:.1} {:.1} {:.1} {:.1}",
+                "{name:<5} {round:>5} {a:>10.0} {f:>10.0} {n:>10.0} {b:>10.0} {w:>10.0} {d:>10.0} {:>7.3} {:>7.3} {:>7.3} {:>7.3} {:>7.3}   {ua:.1} {uf:.1} {un:.1} {ub:.1} {uw:.1} {ud:.1}",
                 f / a,
                 n / a,
                 b / a,
                 w / a,
-                us[0],
-                us[1],
-                us[2],
-                us[3],
-                us[4]
+                d / a,
             );
             f_r.push(f / a);
             n_r.push(n / a);
             b_r.push(b / a);
             w_r.push(w / a);
+            d_r.push(d / a);
             for (v, u) in cpu.iter_mut().zip(us) {
                 v.push(u);
             }
@@ -1002,6 +1041,7 @@ fn main() {
         native_ratios.insert(name, median(n_r));
         buffer_ratios.insert(name, median(f_r));
         floor_ratios.insert(name, median(w_r));
+        native_floor_ratios.insert(name, median(d_r));
     }
 
     println!("\nlatency at concurrency 1 (1 KB body)");
@@ -1036,13 +1076,15 @@ fn main() {
     if latency_only {
         let f = wrk(buffered.port, &script, 1, seconds);
         let w = wrk(floor.port, &script, 1, seconds);
+        let d = wrk(native_floor.port, &script, 1, seconds);
         let a = wrk(plain.port, &script, 1, seconds);
         println!(
-            "added p50: native {:.1} µs, wasm {:.1} µs (buffer filter alone: {:.1} µs, Wasm floor alone: {:.1} µs p50)",
+            "added p50: native {:.1} µs, wasm {:.1} µs (buffer filter alone: {:.1} µs, Wasm floor alone: {:.1} µs, native floor alone: {:.1} µs p50)",
             median(native_p50),
             median(p50),
             f.p50_us - a.p50_us,
-            w.p50_us - a.p50_us
+            w.p50_us - a.p50_us,
+            d.p50_us - a.p50_us
         );
         let [a, n, b] = c1_cpu;
         println!("Envoy CPU per request at c=1: plain {a:.1} µs, native {n:.1} µs, wasm {b:.1} µs");
@@ -1050,6 +1092,7 @@ fn main() {
     }
     drop(buffered);
     drop(floor);
+    drop(native_floor);
 
     // The trained router model vs the heuristic alone: the same bootstrap
     // table with and without `router_model: "builtin"`, on a body both send
@@ -1354,6 +1397,7 @@ fn main() {
         ("native_throughput_ratio", &native_ratios),
         ("buffer_filter_ratio", &buffer_ratios),
         ("wasm_floor_ratio", &floor_ratios),
+        ("native_floor_ratio", &native_floor_ratios),
     ] {
         for size in ["1k", "16k"] {
             println!(
@@ -1365,7 +1409,7 @@ fn main() {
     // Envoy's own CPU per request, and plain Envoy's over each build's: the
     // throughput ratio Envoy would reach if it alone were the bottleneck.
     for size in ["1k", "16k"] {
-        let Some([a, f, n, b, w]) = cpu_per_request.get(size).copied() else {
+        let Some([a, f, n, b, w, d]) = cpu_per_request.get(size).copied() else {
             continue;
         };
         for (who, v) in [
@@ -1374,6 +1418,7 @@ fn main() {
             ("native", n),
             ("wasm", b),
             ("wasm_floor", w),
+            ("native_floor", d),
         ] {
             println!("bench: cpu_us_per_request_{who}_{size} {v:.1}");
         }
