@@ -264,6 +264,12 @@ pub struct CapabilitiesDoc {
     /// `output_config` of its own.
     #[schema(required = false)]
     output_effort: bool,
+    /// Takes Chat Completions' `reasoning_effort` (default true; false for
+    /// OpenAI's GPT-4o generation, which answers 400 to it): false, the
+    /// filter sends the request without it and names it in
+    /// `x-aipipe-dropped-params`.
+    #[schema(required = false)]
+    reasoning_effort: bool,
 }
 
 /// How the filter would route a request (`aipipe_core::route::Explanation`).
@@ -487,6 +493,7 @@ mod tests {
         m.capabilities.reasoning_effort_none = true;
         m.capabilities.disable_thinking = true;
         m.capabilities.output_effort = true;
+        m.capabilities.reasoning_effort = false;
         m.capabilities.assistant_prefill = false;
         m.price_changes = vec![aipipe_core::catalog::PriceChange {
             from: aipipe_core::catalog::Timestamp(1_798_761_600_000),

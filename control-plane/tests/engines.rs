@@ -2979,3 +2979,27 @@ async fn claude_5_learn_they_take_an_effort_on_an_older_sqlite_file() {
 async fn claude_5_learn_they_take_an_effort_on_an_older_postgres_database() {
     claude_5_learn_they_take_an_effort_on_an_older_database(Engine::Postgres).await;
 }
+
+/// SQLite's migration 28 and PostgreSQL's 14 (filter/README.md, "Catalog
+/// changes", 2026-12-06, fifth change: the GPT-4o generation takes no
+/// reasoning effort).
+async fn gpt_4o_learn_they_take_no_effort_on_an_older_database(engine: Engine) {
+    rows_learn_a_capability_on_an_older_database(
+        engine,
+        "no-effort",
+        (28, 14),
+        &["gpt-4o-mini", "gpt-4o"],
+        |c| &mut c.reasoning_effort,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gpt_4o_learn_they_take_no_effort_on_an_older_sqlite_file() {
+    gpt_4o_learn_they_take_no_effort_on_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn gpt_4o_learn_they_take_no_effort_on_an_older_postgres_database() {
+    gpt_4o_learn_they_take_no_effort_on_an_older_database(Engine::Postgres).await;
+}

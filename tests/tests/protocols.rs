@@ -684,3 +684,41 @@ fn a_reasoning_effort_reaches_claude_5_as_its_output_effort() {
     let body = ask("claude-opus-4-5", "low");
     assert!(body.get("output_config").is_none(), "{body}");
 }
+
+/// OpenAI's GPT-4o generation takes no `reasoning_effort` (filter/README.md,
+/// "Model selection", "What a model accepts"): a Chat client's, `"none"`
+/// too, named or routed there, is left out and named in
+/// `x-aipipe-dropped-params` — the mock, like OpenAI, answers 400 to it —
+/// while a model that takes one gets it as written.
+#[test]
+fn a_reasoning_effort_is_left_out_for_a_model_that_takes_none() {
+    let s = Stack::start();
+    for (model, effort) in [("gpt-4o-mini", "low"), ("auto", "high"), ("gpt-4o", "none")] {
+        let body = json!({"model": model, "reasoning_effort": effort, "temperature": 0.2,
+            "messages": [{"role": "user", "content": "hello"}]});
+        let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+        assert_eq!(r.status, 200, "{model} {effort}: {}", r.text());
+        assert!(
+            r.header("x-aipipe-model")
+                .is_some_and(|m| m.starts_with("gpt-4o")),
+            "{model}: {:?}",
+            r.header("x-aipipe-model")
+        );
+        assert_eq!(
+            r.header("x-aipipe-dropped-params"),
+            Some("reasoning_effort")
+        );
+        let sent = &s.mock.received().pop().unwrap()["body"];
+        assert!(sent.get("reasoning_effort").is_none(), "{sent}");
+        assert_eq!(sent["temperature"], 0.2, "{sent}");
+    }
+    let body = json!({"model": "deepseek-v3.2", "reasoning_effort": "low",
+        "messages": [{"role": "user", "content": "hello"}]});
+    let r = post_json(&s.chat_url(), &ROUTER.auth(), &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-dropped-params"), None);
+    assert_eq!(
+        s.mock.received().pop().unwrap()["body"]["reasoning_effort"],
+        "low"
+    );
+}

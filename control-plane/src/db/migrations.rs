@@ -568,6 +568,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`output_effort`): the stored catalog rows are JSON.
         "",
     ),
+    (
+        28,
+        "the GPT-4o generation takes no reasoning effort (2026-12-06)",
+        // Rust below (`reasoning_effort`): the stored catalog rows are JSON.
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -956,6 +962,22 @@ pub(in crate::db) mod output_effort {
     }
 }
 
+/// OpenAI's GPT-4o generation told that it takes no `reasoning_effort`
+/// (filter/README.md, "Catalog changes", 2026-12-06, fifth change):
+/// SQLite's migration 28, PostgreSQL's 14, by migration 24's rule — a row
+/// still pointed at the model gets the capability whatever else the
+/// operator changed in it.
+pub(in crate::db) mod reasoning_effort {
+    /// The models this migration updates.
+    pub const MODELS: &[&str] = &["gpt-4o-mini", "gpt-4o"];
+
+    /// The writes for `stored` (id, JSON of every catalog row): each the
+    /// model's id and its row's new JSON.
+    pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
+        super::capability_as_default(stored, MODELS, |c| &mut c.reasoning_effort)
+    }
+}
+
 /// The writes that give the stored rows of `ids` the default catalog's
 /// value of one capability (`field`), keeping everything else in them:
 /// what a model takes or refuses is a fact about it, not a choice.
@@ -1040,8 +1062,8 @@ pub(super) type ModelsPlan = fn(&[(String, String)]) -> Result<Vec<(String, Stri
 
 /// SQLite's migrations 18 (`claude_5::plan`), 21 (`scheduled_prices::plan`),
 /// 22 (`scheduled_retirements::plan`), 23 (`luna_in_service::plan`), 24
-/// (`claude_5_prefill::plan`), 25 (`long_context_rates::plan`) and 27
-/// (`output_effort::plan`): each rewrites the model rows its
+/// (`claude_5_prefill::plan`), 25 (`long_context_rates::plan`), 27
+/// (`output_effort::plan`) and 28 (`reasoning_effort::plan`): each rewrites the model rows its
 /// pure plan names, one change of the change log if any. Returns the
 /// writes made.
 fn rewrite_models(tx: &Transaction<'_>, plan: ModelsPlan) -> Result<usize> {
@@ -1185,6 +1207,14 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         if version == 27 {
             let n = rewrite_models(&tx, output_effort::plan)?;
             tracing::info!(writes = n, "Claude 5.x take a reasoning effort");
+        }
+        // A no-op on a new database: migration 1 seeded today's catalog.
+        if version == 28 {
+            let n = rewrite_models(&tx, reasoning_effort::plan)?;
+            tracing::info!(
+                writes = n,
+                "the GPT-4o generation takes no reasoning effort"
+            );
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
@@ -1460,25 +1490,37 @@ mod tests {
         assert_eq!(claude_5_prefill::plan(&row(&sonnet)).unwrap(), vec![]);
     }
 
-    /// Migration 27: the Claude 5.x rows learn that they take an effort,
-    /// the operator's other changes kept; a row pointed elsewhere, or one
-    /// that already says so, is not written.
+    /// Migrations 27 and 28: the Claude 5.x rows learn that they take an
+    /// effort, the GPT-4o rows that they take no `reasoning_effort`, the
+    /// operator's other changes kept; a row pointed elsewhere, or one that
+    /// already says so, is not written.
     #[test]
-    fn claude_5_rows_learn_they_take_an_effort() {
+    fn rows_learn_what_effort_they_take() {
         let defaults = aipipe_core::catalog::default_models();
         let row =
             |m: &aipipe_core::table::Model| vec![(m.id.clone(), serde_json::to_string(m).unwrap())];
-        for id in output_effort::MODELS {
-            let mut m = defaults.iter().find(|m| m.id == *id).unwrap().clone();
-            assert!(m.capabilities.output_effort, "{id}");
-            m.capabilities.output_effort = false;
-            m.enabled = !m.enabled;
-            let mut want = m.clone();
-            want.capabilities.output_effort = true;
-            assert_eq!(output_effort::plan(&row(&m)).unwrap(), row(&want), "{id}");
-            assert_eq!(output_effort::plan(&row(&want)).unwrap(), vec![]);
-            m.upstream_id = Some("claude-sonnet-4-6".into());
-            assert_eq!(output_effort::plan(&row(&m)).unwrap(), vec![]);
+        type Field = fn(&mut aipipe_core::table::Capabilities) -> &mut bool;
+        let cases: [(ModelsPlan, &[&str], Field); 2] = [
+            (output_effort::plan, output_effort::MODELS, |c| {
+                &mut c.output_effort
+            }),
+            (reasoning_effort::plan, reasoning_effort::MODELS, |c| {
+                &mut c.reasoning_effort
+            }),
+        ];
+        for (plan, ids, field) in cases {
+            for id in ids {
+                let mut m = defaults.iter().find(|m| m.id == *id).unwrap().clone();
+                let want_value = *field(&mut m.capabilities);
+                *field(&mut m.capabilities) = !want_value;
+                m.enabled = !m.enabled;
+                let mut want = m.clone();
+                *field(&mut want.capabilities) = want_value;
+                assert_eq!(plan(&row(&m)).unwrap(), row(&want), "{id}");
+                assert_eq!(plan(&row(&want)).unwrap(), vec![]);
+                m.upstream_id = Some("elsewhere-1".into());
+                assert_eq!(plan(&row(&m)).unwrap(), vec![]);
+            }
         }
     }
 

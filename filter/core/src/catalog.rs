@@ -156,6 +156,12 @@ pub struct Capabilities {
     /// `thinking` or `output_config` of its own.
     #[serde(default, skip_serializing_if = "is_false")]
     pub output_effort: bool,
+    /// Accepts Chat Completions' `reasoning_effort` (absent: true). A model
+    /// that does not — OpenAI's GPT-4o generation answers 400 to it, even
+    /// `"none"` — gets the request without it, named in the answer's
+    /// `x-aipipe-dropped-params`, as sampling parameters are.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub reasoning_effort: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -181,6 +187,7 @@ impl Default for Capabilities {
             reasoning_effort_none: false,
             disable_thinking: false,
             output_effort: false,
+            reasoning_effort: true,
         }
     }
 }
@@ -473,6 +480,7 @@ const ALL: Capabilities = Capabilities {
     reasoning_effort_none: false,
     disable_thinking: false,
     output_effort: false,
+    reasoning_effort: true,
 };
 const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     tools: true,
@@ -485,6 +493,13 @@ const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     reasoning_effort_none: false,
     disable_thinking: false,
     output_effort: false,
+    reasoning_effort: true,
+};
+/// OpenAI's GPT-4o generation: everything, but no `reasoning_effort`
+/// (OpenAI answers 400 `unsupported_parameter` to it on these models).
+const GPT_4O: Capabilities = Capabilities {
+    reasoning_effort: false,
+    ..ALL
 };
 /// Claude 5.x (Sonnet 5.5, Opus 5.5): images and tools, but no forced tool
 /// — so no JSON schema either, which the Anthropic translation asks for
@@ -502,6 +517,7 @@ const CLAUDE_5: Capabilities = Capabilities {
     reasoning_effort_none: false,
     disable_thinking: false,
     output_effort: true,
+    reasoning_effort: true,
 };
 /// Claude Haiku 5.5: what the other Claude 5.x refuse (a forced tool is not
 /// documented either way: refused until it is), and thinking, on by
@@ -526,6 +542,7 @@ const GPT_6: Capabilities = Capabilities {
     reasoning_effort_none: true,
     disable_thinking: false,
     output_effort: false,
+    reasoning_effort: true,
 };
 const TEXT_TOOLS: Capabilities = Capabilities {
     tools: true,
@@ -538,6 +555,7 @@ const TEXT_TOOLS: Capabilities = Capabilities {
     reasoning_effort_none: false,
     disable_thinking: false,
     output_effort: false,
+    reasoning_effort: true,
 };
 
 struct Entry {
@@ -654,10 +672,10 @@ const ENTRIES: &[Entry] = &[
     // "Scheduled retirements").
     Entry { id: "gpt-4o-mini", provider: "openai", upstream_id: None,
         prices: (0.15, Some(0.075), 0.60), gpqa: 40.2, tasks: &[],
-        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_14_2027), enabled_from: None, long_context: None },
+        context_window: 128_000, max_output_tokens: 16_384, capabilities: GPT_4O, enabled: true, changes: &[], retires: Some(JAN_14_2027), enabled_from: None, long_context: None },
     Entry { id: "gpt-4o", provider: "openai", upstream_id: None,
         prices: (2.50, Some(1.25), 10.00), gpqa: 46.0, tasks: &[("coding", 33.2)],
-        context_window: 128_000, max_output_tokens: 16_384, capabilities: ALL, enabled: true, changes: &[], retires: Some(JAN_14_2027), enabled_from: None, long_context: None },
+        context_window: 128_000, max_output_tokens: 16_384, capabilities: GPT_4O, enabled: true, changes: &[], retires: Some(JAN_14_2027), enabled_from: None, long_context: None },
     // OpenAI's named replacement for gpt-4o, gpt-4o-mini, gpt-4.1 and
     // gpt-4.1-mini (deprecations page, section of 2026-10-14; all shut down
     // 2027-01-14), released 2026-09-22 and listed by the openai SDK this

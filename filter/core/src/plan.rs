@@ -12,8 +12,8 @@ use crate::protocol::anthropic::{self, MessagesDraft};
 use crate::protocol::ollama::{self, Endpoint};
 use crate::protocol::responses;
 use crate::request::{
-    BodyEdit, BodyShape, ChatRequest, Effort, ModelChoice, OutputEffort, Rewrite, Sampling,
-    rewrite_members,
+    BodyEdit, BodyShape, ChatRequest, Dropped, Effort, ModelChoice, OutputEffort, Rewrite,
+    Sampling, rewrite_members,
 };
 use crate::route::{needs, no_candidate};
 use crate::score::Score;
@@ -48,9 +48,9 @@ pub struct Attempt {
     pub model: ModelIx,
     pub provider: ProviderIx,
     pub upstream: Upstream,
-    /// The client's sampling parameters left out of the body because the
-    /// model refuses them (`x-aipipe-dropped-params`).
-    pub dropped: Sampling,
+    /// What the client set that the body goes without because the model
+    /// refuses it (`x-aipipe-dropped-params`).
+    pub dropped: Dropped,
 }
 
 /// Everything routing learned from a request body, kept for every attempt.
@@ -381,19 +381,26 @@ impl Plan {
         })
     }
 
-    /// The client's sampling parameters `model` gets without: all of them
-    /// when it refuses them, else none.
-    pub fn dropped_for(&self, model: &crate::table::Model) -> Sampling {
+    /// What of the client's `model` gets without: all its sampling
+    /// parameters when it refuses them, and its `reasoning_effort` (any,
+    /// `"none"` too) when the model does not take one.
+    pub fn dropped_for(&self, model: &crate::table::Model) -> Dropped {
         let c = model.capabilities;
-        if c.sampling_params && !(c.reasoning_effort_none && self.effort == Effort::Reasons) {
-            Sampling::default()
-        } else {
-            self.sampling
-        }
+        let sampling =
+            if c.sampling_params && !(c.reasoning_effort_none && self.effort == Effort::Reasons) {
+                Sampling::default()
+            } else {
+                self.sampling
+            };
+        Dropped::new(
+            sampling,
+            !c.reasoning_effort && self.effort != Effort::Unset,
+        )
     }
 
     /// How the body `model` (reached over `wire`) gets differs from the
-    /// client's: the `dropped` sampling parameters left out; for a Chat
+    /// client's: what is `dropped` left out (`reasoning_effort` from a Chat
+    /// Completions body only: other wires never carry it); for a Chat
     /// Completions model that takes its budget only as
     /// `max_completion_tokens`, `max_tokens` renamed to it (or left out
     /// beside it); for one that reasons unless told not to, `reasoning_effort`
@@ -406,11 +413,14 @@ impl Plan {
         &self,
         model: &crate::table::Model,
         wire: Protocol,
-        dropped: Sampling,
+        dropped: Dropped,
     ) -> Rewrite<'static> {
         let mut rewrite = Rewrite::default();
-        if !dropped.is_empty() {
+        if dropped.sampling() {
             rewrite.drop.extend(Sampling::PARAMS);
+        }
+        if dropped.reasoning_effort() && wire == Protocol::Chat {
+            rewrite.drop.push("reasoning_effort");
         }
         let c = model.capabilities;
         if wire == Protocol::Messages && !self.sets_thinking {
@@ -675,11 +685,57 @@ mod tests {
         );
     }
 
-    fn first(t: &Table, protocol: Protocol, body: &str) -> (String, serde_json::Value, Sampling) {
+    fn first(t: &Table, protocol: Protocol, body: &str) -> (String, serde_json::Value, Dropped) {
         let mut p = plan(t, protocol, body).unwrap();
         let a = p.next_attempt(t, &t.accounts()[0], 3).unwrap().unwrap();
         let out = serde_json::from_slice(&a.upstream.bytes(p.body())).unwrap();
         (t.model(a.model).unwrap().id.clone(), out, a.dropped)
+    }
+
+    /// OpenAI's GPT-4o generation answers 400 to `reasoning_effort`, even
+    /// `"none"` (catalog `reasoning_effort: false`): a Chat request that
+    /// sets one reaches it without, named or routed, and the attempt says
+    /// so; sampling parameters it takes stay. A model that takes an effort
+    /// gets it as the client wrote it.
+    #[test]
+    fn a_reasoning_effort_is_dropped_for_a_model_that_does_not_take_one() {
+        let t = table();
+        for effort in [r#""low""#, r#""none""#, r#""high""#] {
+            let body = format!(
+                r#"{{"model":"gpt-4o-mini","reasoning_effort":{effort},"temperature":0.3,"messages":[{{"role":"user","content":"hi"}}]}}"#
+            );
+            let (model, out, dropped) = first(&t, Protocol::Chat, &body);
+            assert_eq!(model, "gpt-4o-mini");
+            assert_eq!(dropped.names(), "reasoning_effort", "{effort}");
+            assert!(out.get("reasoning_effort").is_none(), "{out}");
+            assert_eq!(out["temperature"], 0.3);
+        }
+        // Not set (or null): nothing to drop, the body passes as written.
+        let unset = r#"{"model":"gpt-4o-mini","reasoning_effort":null,"messages":[{"role":"user","content":"hi"}]}"#;
+        let mut p = plan(&t, Protocol::Chat, unset).unwrap();
+        let a = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
+        assert!(matches!(a.upstream, Upstream::Edit(_)) && a.dropped.is_empty());
+
+        // Routed (to gpt-4o-mini today; its successor once it retires): the
+        // effort goes exactly when the model does not take one.
+        let routed = r#"{"model":"auto","reasoning_effort":"low","messages":[{"role":"user","content":"hi"}]}"#;
+        let (model, out, dropped) = first(&t, Protocol::Chat, routed);
+        let takes = t
+            .model(t.resolve_model(&model).unwrap())
+            .unwrap()
+            .capabilities
+            .reasoning_effort;
+        assert_eq!(dropped.reasoning_effort(), !takes, "{model}");
+        assert_eq!(
+            out.get("reasoning_effort").is_some(),
+            takes,
+            "{model}: {out}"
+        );
+
+        // A model that takes one keeps it.
+        let grok = r#"{"model":"grok-3-mini","reasoning_effort":"low","messages":[{"role":"user","content":"hi"}]}"#;
+        let p = plan(&t, Protocol::Chat, grok).unwrap();
+        assert!(p.dropped_for(t.model(p.ranked[0]).unwrap()).is_empty());
     }
 
     /// Claude 5.x refuses sampling parameters: a request that sets them

@@ -167,16 +167,61 @@ impl Sampling {
 
     /// The parameters set, comma-separated (`temperature,top_p`).
     pub fn names(self) -> &'static str {
-        match self.0 & 7 {
-            0 => "",
-            1 => "temperature",
-            2 => "top_p",
-            3 => "temperature,top_p",
-            4 => "top_k",
-            5 => "temperature,top_k",
-            6 => "top_p,top_k",
-            _ => "temperature,top_p,top_k",
-        }
+        Dropped::new(self, false).names()
+    }
+}
+
+/// What an attempt's body goes without of what the client set, named in
+/// the answer's `x-aipipe-dropped-params`: the sampling parameters of a
+/// model that refuses them, and a `reasoning_effort` the model does not
+/// take (`catalog::Capabilities`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped(u8);
+
+impl Dropped {
+    /// Bit i of the set is `NAMES[i]`.
+    pub const NAMES: [&'static str; 4] = ["temperature", "top_p", "top_k", "reasoning_effort"];
+
+    pub fn new(sampling: Sampling, reasoning_effort: bool) -> Dropped {
+        Dropped((sampling.0 & 7) | (u8::from(reasoning_effort) << 3))
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Any of the sampling parameters.
+    pub fn sampling(self) -> bool {
+        self.0 & 7 != 0
+    }
+
+    pub fn reasoning_effort(self) -> bool {
+        self.0 & 8 != 0
+    }
+
+    /// The parameters, comma-separated in `NAMES` order
+    /// (`temperature,reasoning_effort`), without allocating: the answer's
+    /// headers borrow it.
+    pub fn names(self) -> &'static str {
+        const ALL: [&str; 16] = [
+            "",
+            "temperature",
+            "top_p",
+            "temperature,top_p",
+            "top_k",
+            "temperature,top_k",
+            "top_p,top_k",
+            "temperature,top_p,top_k",
+            "reasoning_effort",
+            "temperature,reasoning_effort",
+            "top_p,reasoning_effort",
+            "temperature,top_p,reasoning_effort",
+            "top_k,reasoning_effort",
+            "temperature,top_k,reasoning_effort",
+            "top_p,top_k,reasoning_effort",
+            "temperature,top_p,top_k,reasoning_effort",
+        ];
+        ALL.get(usize::from(self.0 & 15)).copied().unwrap_or("")
     }
 }
 
@@ -818,16 +863,23 @@ mod tests {
             sampling(r#","top_k":3,"temperature":0,"top_p":1"#).names(),
             "temperature,top_p,top_k"
         );
-        for bits in 0..8u8 {
+        for bits in 0..16u8 {
             let s = Sampling::of([bits & 1 != 0, bits & 2 != 0, bits & 4 != 0]);
-            let expected: Vec<&str> = Sampling::PARAMS
+            let d = Dropped::new(s, bits & 8 != 0);
+            let expected: Vec<&str> = Dropped::NAMES
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| bits & (1 << i) != 0)
                 .map(|(_, p)| *p)
                 .collect();
-            assert_eq!(s.names(), expected.join(","), "{bits}");
+            assert_eq!(d.names(), expected.join(","), "{bits}");
+            assert_eq!(d.is_empty(), bits == 0);
+            assert_eq!(d.sampling(), !s.is_empty());
+            if bits < 8 {
+                assert_eq!(s.names(), d.names(), "{bits}");
+            }
         }
+        assert_eq!(&Dropped::NAMES[..3], &Sampling::PARAMS[..]);
     }
 
     #[test]

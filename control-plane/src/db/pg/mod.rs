@@ -240,6 +240,13 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
                 let n = catalog::rewrite_models(w, crate::db::migrations::output_effort::plan)?;
                 tracing::info!(writes = n, "Claude 5.x take a reasoning effort");
             }
+            if applied.contains(&14) {
+                let n = catalog::rewrite_models(w, crate::db::migrations::reasoning_effort::plan)?;
+                tracing::info!(
+                    writes = n,
+                    "the GPT-4o generation takes no reasoning effort"
+                );
+            }
             Ok(())
         },
         |_, _, _| {},
@@ -247,7 +254,7 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
 }
 
 /// First start, as SQLite's (`db/migrations.rs`: the seed of migration 1 and
-/// what migrations 4 to 13 add to a new database): the default catalog, a
+/// what migrations 4 to 14 add to a new database): the default catalog, a
 /// penalty epoch and a revision that start at the current time (so both stay
 /// increasing across a wiped database), and the global table's first change.
 fn seed(w: &mut Writer<'_>) -> Result<()> {

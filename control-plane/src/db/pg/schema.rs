@@ -379,4 +379,10 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rows only, as 3 (`db::migrations::output_effort`).
         "-- the catalog's rows are written by pg::prepare",
     ),
+    (
+        14,
+        "the GPT-4o generation takes no reasoning effort (SQLite's migration 28)",
+        // Rows only, as 3 (`db::migrations::reasoning_effort`).
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];

@@ -156,9 +156,9 @@ struct Decision {
     complexity: Option<f64>,
     failed_over_from: Option<ModelIx>,
     cache: Option<&'static str>,
-    /// The sampling parameters left out for this model
+    /// What the client set that this model's body went without
     /// (`x-aipipe-dropped-params`).
-    dropped: crate::request::Sampling,
+    dropped: crate::request::Dropped,
 }
 
 /// A routed request's answer in progress.

@@ -123,6 +123,7 @@ impl ChatRequest {
         };
         let tools = function_tools(obj.get("tools"))?;
         check_gpt_6(obj, tools.is_some())?;
+        check_gpt_4o(obj)?;
         let tool_call = tool_to_call(tools.as_deref(), obj.get("tool_choice"), messages)?;
         let uint = |key: &str| obj.get(key).and_then(Value::as_u64);
         Ok(ChatRequest {
@@ -184,6 +185,21 @@ fn check_gpt_6(obj: &serde_json::Map<String, Value>, has_tools: bool) -> Result<
             ))
             .with_param(param, "unsupported_parameter"));
         }
+    }
+    Ok(())
+}
+
+/// OpenAI's GPT-4o generation (`gpt-4o`, `gpt-4o-mini` and their dated
+/// snapshots) is not a reasoning model: any `reasoning_effort`, `"none"`
+/// too, is a 400 in OpenAI's words (filter/README.md, "Catalog changes").
+fn check_gpt_4o(obj: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
+    let model = obj.get("model").and_then(Value::as_str).unwrap_or_default();
+    let gpt_4o = model == "gpt-4o" || model.starts_with("gpt-4o-");
+    if gpt_4o && obj.get("reasoning_effort").is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::invalid_request(
+            "Unsupported parameter: 'reasoning_effort' is not supported with this model.".into(),
+        )
+        .with_param("reasoning_effort", "unsupported_parameter"));
     }
     Ok(())
 }
@@ -1038,6 +1054,21 @@ mod tests {
             .strip_suffix("\n\n")
             .unwrap();
         serde_json::from_str(payload).unwrap()
+    }
+
+    /// The GPT-4o generation refuses any `reasoning_effort` as OpenAI
+    /// does; other models, and a null, pass.
+    #[test]
+    fn gpt_4o_refuses_a_reasoning_effort() {
+        for model in ["gpt-4o-mini", "gpt-4o", "gpt-4o-2024-11-20"] {
+            for effort in [json!("low"), json!("none")] {
+                let body = json!({"model": model, "reasoning_effort": effort, "messages": []});
+                let e = ChatRequest::from_json(Some(&body)).err().unwrap();
+                assert_eq!(e.param, Some("reasoning_effort"), "{model}");
+            }
+            request(json!({"model": model, "reasoning_effort": null, "messages": []}));
+        }
+        request(json!({"model": "grok-3-mini", "reasoning_effort": "low", "messages": []}));
     }
 
     #[test]
