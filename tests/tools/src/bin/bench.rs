@@ -746,11 +746,7 @@ fn ab(
     let mine = build.artifact().0.display().to_string();
     let x = start_envoy_with(build, upstream_port, Some(&config), cp.as_ref(), |y| y);
     let y = start_envoy_with(build, upstream_port, Some(&config), cp.as_ref(), |y| {
-        assert!(
-            y.contains(&mine),
-            "the rendered config does not load {mine}"
-        );
-        y.replace(&mine, other)
+        loading_instead(build, y, other)
     });
     let dir = TempDir::new("bench-ab");
     let body = chat_body(1024);
@@ -811,7 +807,6 @@ fn ab(
 /// configuration, so the request reaches the provider the bench's
 /// `x-aipipe-cluster` header names.
 fn start_native_floor(upstream_port: u16, config: &str) -> Envoy {
-    let module = FilterBuild::Native.artifact().0.display().to_string();
     let floor = aipipe_tests::repo_root().join("target/floor/native/libaipipe_native.so");
     assert!(
         floor.exists(),
@@ -820,12 +815,19 @@ fn start_native_floor(upstream_port: u16, config: &str) -> Envoy {
     );
     let floor = floor.display().to_string();
     start_envoy(FilterBuild::Native, upstream_port, Some(config), |y| {
-        assert!(
-            y.contains(&module),
-            "the rendered config does not load {module}"
-        );
-        y.replace(&module, &floor)
+        loading_instead(FilterBuild::Native, y, &floor)
     })
+}
+
+/// `yaml`, a rendered config of `build`, loading the filter from `other`
+/// wherever it loads this build's artifact.
+fn loading_instead(build: FilterBuild, yaml: String, other: &str) -> String {
+    let mine = build.artifact().0.display().to_string();
+    assert!(
+        yaml.contains(&mine),
+        "the rendered config does not load {mine}"
+    );
+    yaml.replace(&mine, other)
 }
 
 /// Plain Envoy's filter chain with the Wasm floor (`tests/wasm-floor`) before
