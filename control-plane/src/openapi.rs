@@ -249,7 +249,8 @@ pub struct CapabilitiesDoc {
     /// only with `reasoning_effort` "none" (default false); true: the filter
     /// sends "none" when the request sets no effort, drops the sampling
     /// parameters of a request that sets another, and never sends it tools
-    /// with another effort (naming it is a 400).
+    /// with another effort over Chat Completions (naming it is a 400, unless
+    /// it has `responses_api`).
     #[schema(required = false)]
     reasoning_effort_none: bool,
     /// An Anthropic model that thinks unless told not to and takes
@@ -270,6 +271,14 @@ pub struct CapabilitiesDoc {
     /// `x-aipipe-dropped-params`.
     #[schema(required = false)]
     reasoning_effort: bool,
+    /// Also answers on OpenAI's Responses API, which takes tools with a
+    /// reasoning effort (default false; true for gpt-6-luna): a request with
+    /// tools and an effort other than "none" is sent there (the provider's
+    /// chat path with `/responses` for `/chat/completions`) instead of being
+    /// routed around a `reasoning_effort_none` model. Only on an
+    /// OpenAI-format provider whose chat path ends in `/chat/completions`.
+    #[schema(required = false)]
+    responses_api: bool,
 }
 
 /// How the filter would route a request (`aipipe_core::route::Explanation`).
@@ -494,6 +503,7 @@ mod tests {
         m.capabilities.disable_thinking = true;
         m.capabilities.output_effort = true;
         m.capabilities.reasoning_effort = false;
+        m.capabilities.responses_api = true;
         m.capabilities.assistant_prefill = false;
         m.price_changes = vec![aipipe_core::catalog::PriceChange {
             from: aipipe_core::catalog::Timestamp(1_798_761_600_000),

@@ -3003,3 +3003,27 @@ async fn gpt_4o_learn_they_take_no_effort_on_an_older_sqlite_file() {
 async fn gpt_4o_learn_they_take_no_effort_on_an_older_postgres_database() {
     gpt_4o_learn_they_take_no_effort_on_an_older_database(Engine::Postgres).await;
 }
+
+/// SQLite's migration 29 and PostgreSQL's 15 (filter/README.md, "Catalog
+/// changes", 2026-12-06, sixth change: gpt-6-luna takes tools with an effort
+/// over the Responses API).
+async fn gpt_6_luna_learns_the_responses_api_on_an_older_database(engine: Engine) {
+    rows_learn_a_capability_on_an_older_database(
+        engine,
+        "responses",
+        (29, 15),
+        &["gpt-6-luna"],
+        |c| &mut c.responses_api,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn gpt_6_luna_learns_the_responses_api_on_an_older_sqlite_file() {
+    gpt_6_luna_learns_the_responses_api_on_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn gpt_6_luna_learns_the_responses_api_on_an_older_postgres_database() {
+    gpt_6_luna_learns_the_responses_api_on_an_older_database(Engine::Postgres).await;
+}

@@ -574,6 +574,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`reasoning_effort`): the stored catalog rows are JSON.
         "",
     ),
+    (
+        29,
+        "gpt-6-luna takes tools with an effort over the Responses API (2026-12-06)",
+        // Rust below (`responses_api`): the stored catalog rows are JSON.
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -978,6 +984,22 @@ pub(in crate::db) mod reasoning_effort {
     }
 }
 
+/// gpt-6-luna told that OpenAI's Responses API takes its tools with a
+/// reasoning effort (filter/README.md, "Catalog changes", 2026-12-06, sixth
+/// change): SQLite's migration 29, PostgreSQL's 15, by migration 24's rule —
+/// a row still pointed at the model gets the capability whatever else the
+/// operator changed in it.
+pub(in crate::db) mod responses_api {
+    /// The models this migration updates.
+    pub const MODELS: &[&str] = &["gpt-6-luna"];
+
+    /// The writes for `stored` (id, JSON of every catalog row): each the
+    /// model's id and its row's new JSON.
+    pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
+        super::capability_as_default(stored, MODELS, |c| &mut c.responses_api)
+    }
+}
+
 /// The writes that give the stored rows of `ids` the default catalog's
 /// value of one capability (`field`), keeping everything else in them:
 /// what a model takes or refuses is a fact about it, not a choice.
@@ -1063,7 +1085,8 @@ pub(super) type ModelsPlan = fn(&[(String, String)]) -> Result<Vec<(String, Stri
 /// SQLite's migrations 18 (`claude_5::plan`), 21 (`scheduled_prices::plan`),
 /// 22 (`scheduled_retirements::plan`), 23 (`luna_in_service::plan`), 24
 /// (`claude_5_prefill::plan`), 25 (`long_context_rates::plan`), 27
-/// (`output_effort::plan`) and 28 (`reasoning_effort::plan`): each rewrites the model rows its
+/// (`output_effort::plan`), 28 (`reasoning_effort::plan`) and 29
+/// (`responses_api::plan`): each rewrites the model rows its
 /// pure plan names, one change of the change log if any. Returns the
 /// writes made.
 fn rewrite_models(tx: &Transaction<'_>, plan: ModelsPlan) -> Result<usize> {
@@ -1214,6 +1237,14 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
             tracing::info!(
                 writes = n,
                 "the GPT-4o generation takes no reasoning effort"
+            );
+        }
+        // A no-op on a new database: migration 1 seeded today's catalog.
+        if version == 29 {
+            let n = rewrite_models(&tx, responses_api::plan)?;
+            tracing::info!(
+                writes = n,
+                "gpt-6-luna takes tools with an effort over the Responses API"
             );
         }
         tx.execute(
@@ -1490,8 +1521,9 @@ mod tests {
         assert_eq!(claude_5_prefill::plan(&row(&sonnet)).unwrap(), vec![]);
     }
 
-    /// Migrations 27 and 28: the Claude 5.x rows learn that they take an
-    /// effort, the GPT-4o rows that they take no `reasoning_effort`, the
+    /// Migrations 27, 28 and 29: the Claude 5.x rows learn that they take
+    /// an effort, the GPT-4o rows that they take no `reasoning_effort`, the
+    /// luna row that it takes tools with one over the Responses API, the
     /// operator's other changes kept; a row pointed elsewhere, or one that
     /// already says so, is not written.
     #[test]
@@ -1500,12 +1532,15 @@ mod tests {
         let row =
             |m: &aipipe_core::table::Model| vec![(m.id.clone(), serde_json::to_string(m).unwrap())];
         type Field = fn(&mut aipipe_core::table::Capabilities) -> &mut bool;
-        let cases: [(ModelsPlan, &[&str], Field); 2] = [
+        let cases: [(ModelsPlan, &[&str], Field); 3] = [
             (output_effort::plan, output_effort::MODELS, |c| {
                 &mut c.output_effort
             }),
             (reasoning_effort::plan, reasoning_effort::MODELS, |c| {
                 &mut c.reasoning_effort
+            }),
+            (responses_api::plan, responses_api::MODELS, |c| {
+                &mut c.responses_api
             }),
         ];
         for (plan, ids, field) in cases {

@@ -70,6 +70,21 @@ pub struct Provider {
     pub passthrough_auth: Option<AuthStyle>,
 }
 
+impl Provider {
+    /// Where the provider's Responses API is, for a model with
+    /// `responses_api`: the chat path with `/responses` for
+    /// `/chat/completions`. None for a provider that speaks another
+    /// protocol, or whose chat path ends otherwise.
+    pub fn responses_path(&self) -> Option<String> {
+        if self.wire != Protocol::Chat {
+            return None;
+        }
+        self.chat_path
+            .strip_suffix("/chat/completions")
+            .map(|base| format!("{base}/responses"))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthStyle {
@@ -162,6 +177,15 @@ pub struct Capabilities {
     /// `x-aipipe-dropped-params`, as sampling parameters are.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub reasoning_effort: bool,
+    /// Also answers on OpenAI's Responses API, which takes function tools
+    /// with a reasoning effort where Chat Completions takes them only with
+    /// `"none"` (`reasoning_effort_none`): such a request is sent there
+    /// (the provider's chat path with `/responses` for `/chat/completions`)
+    /// instead of being routed around the model; every other request keeps
+    /// Chat Completions. Needs an OpenAI-format provider whose chat path
+    /// ends in `/chat/completions`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub responses_api: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -188,6 +212,7 @@ impl Default for Capabilities {
             disable_thinking: false,
             output_effort: false,
             reasoning_effort: true,
+            responses_api: false,
         }
     }
 }
@@ -481,6 +506,7 @@ const ALL: Capabilities = Capabilities {
     disable_thinking: false,
     output_effort: false,
     reasoning_effort: true,
+    responses_api: false,
 };
 const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     tools: true,
@@ -494,11 +520,13 @@ const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     disable_thinking: false,
     output_effort: false,
     reasoning_effort: true,
+    responses_api: false,
 };
 /// OpenAI's GPT-4o generation: everything, but no `reasoning_effort`
 /// (OpenAI answers 400 `unsupported_parameter` to it on these models).
 const GPT_4O: Capabilities = Capabilities {
     reasoning_effort: false,
+    responses_api: false,
     ..ALL
 };
 /// Claude 5.x (Sonnet 5.5, Opus 5.5): images and tools, but no forced tool
@@ -518,6 +546,7 @@ const CLAUDE_5: Capabilities = Capabilities {
     disable_thinking: false,
     output_effort: true,
     reasoning_effort: true,
+    responses_api: false,
 };
 /// Claude Haiku 5.5: what the other Claude 5.x refuse (a forced tool is not
 /// documented either way: refused until it is), and thinking, on by
@@ -543,6 +572,7 @@ const GPT_6: Capabilities = Capabilities {
     disable_thinking: false,
     output_effort: false,
     reasoning_effort: true,
+    responses_api: true,
 };
 const TEXT_TOOLS: Capabilities = Capabilities {
     tools: true,
@@ -556,6 +586,7 @@ const TEXT_TOOLS: Capabilities = Capabilities {
     disable_thinking: false,
     output_effort: false,
     reasoning_effort: true,
+    responses_api: false,
 };
 
 struct Entry {

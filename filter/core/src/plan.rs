@@ -10,7 +10,7 @@ use crate::policy::Target;
 use crate::protocol::Protocol;
 use crate::protocol::anthropic::{self, MessagesDraft};
 use crate::protocol::ollama::{self, Endpoint};
-use crate::protocol::responses;
+use crate::protocol::{responses, responses_upstream};
 use crate::request::{
     BodyEdit, BodyShape, ChatRequest, Dropped, Effort, ModelChoice, OutputEffort, Rewrite,
     Sampling, rewrite_members,
@@ -48,6 +48,9 @@ pub struct Attempt {
     pub model: ModelIx,
     pub provider: ProviderIx,
     pub upstream: Upstream,
+    /// What the body is written in: the provider's wire, or OpenAI's
+    /// Responses API for a request only it takes ([`Plan::wire_for`]).
+    pub wire: Protocol,
     /// What the client set that the body goes without because the model
     /// refuses it (`x-aipipe-dropped-params`).
     pub dropped: Dropped,
@@ -81,6 +84,9 @@ pub struct Plan {
     sampling: Sampling,
     /// The `reasoning_effort` the Chat Completions body sets.
     effort: Effort,
+    /// It has tools and a reasoning effort other than none
+    /// (`select::Needs::reasoning_with_tools`).
+    reasoning_with_tools: bool,
     /// The client sets Anthropic's `thinking` or `output_config`.
     sets_thinking: bool,
     /// The Chat body's `reasoning_effort` as Anthropic's effort.
@@ -230,6 +236,7 @@ impl Plan {
             deterministic: req.deterministic,
             sampling: client_sampling.unwrap_or(req.sampling),
             effort: req.effort,
+            reasoning_with_tools: needs.reasoning_with_tools,
             sets_thinking: client_thinking.unwrap_or(req.sets_thinking),
             output_effort: req.output_effort,
             sets_max_tokens: req.sets_max_tokens,
@@ -332,7 +339,8 @@ impl Plan {
         }
         let name = m.upstream_name();
         let dropped = self.dropped_for(m);
-        let mut upstream = match (self.protocol, p.wire) {
+        let wire = self.wire_for(m, p);
+        let mut upstream = match (self.protocol, wire) {
             // Same protocol: the client's body, renamed (and, for a Chat
             // stream, asking for its usage, for exact accounting).
             (Protocol::Chat, Protocol::Chat) => {
@@ -354,7 +362,11 @@ impl Plan {
                 let max = DEFAULT_MAX_TOKENS.min(m.max_output_tokens.max(1));
                 Upstream::Whole(draft.for_model(name, max)?)
             }
-            (_, Protocol::Responses | Protocol::Ollama(_)) => {
+            (_, Protocol::Responses) => {
+                let chat = self.chat.as_deref().unwrap_or(&self.body);
+                Upstream::Whole(responses_upstream::chat_to_request(chat, name)?)
+            }
+            (_, Protocol::Ollama(_)) => {
                 // The table's provider wire reads only "openai" or "anthropic".
                 return Err(ApiError::Internal(format!(
                     "provider {} speaks a client-only protocol",
@@ -362,7 +374,7 @@ impl Plan {
                 )));
             }
         };
-        let rewrite = self.rewrite_for(m, p.wire, dropped);
+        let rewrite = self.rewrite_for(m, wire, dropped);
         if !rewrite.is_empty() {
             // A model that refuses sampling parameters gets the body without
             // them, and one that takes its budget or tools otherwise gets
@@ -377,8 +389,30 @@ impl Plan {
             model,
             provider,
             upstream,
+            wire,
             dropped,
         })
+    }
+
+    /// What `model`'s body is written in: OpenAI's Responses API for a
+    /// request with tools and a reasoning effort to a model that takes
+    /// those only there (`Capabilities::responses_api`), else its
+    /// provider's wire.
+    pub fn wire_for(
+        &self,
+        model: &crate::table::Model,
+        provider: &crate::catalog::Provider,
+    ) -> Protocol {
+        let c = model.capabilities;
+        if self.reasoning_with_tools
+            && c.reasoning_effort_none
+            && c.responses_api
+            && provider.wire == Protocol::Chat
+        {
+            Protocol::Responses
+        } else {
+            provider.wire
+        }
     }
 
     /// What of the client's `model` gets without: all its sampling
@@ -419,8 +453,12 @@ impl Plan {
         if dropped.sampling() {
             rewrite.drop.extend(Sampling::PARAMS);
         }
-        if dropped.reasoning_effort() && wire == Protocol::Chat {
-            rewrite.drop.push("reasoning_effort");
+        if dropped.reasoning_effort() {
+            match wire {
+                Protocol::Chat => rewrite.drop.push("reasoning_effort"),
+                Protocol::Responses => rewrite.drop.push("reasoning"),
+                _ => {}
+            }
         }
         let c = model.capabilities;
         if wire == Protocol::Messages && !self.sets_thinking {
@@ -1220,13 +1258,12 @@ mod tests {
     }
 
     /// Tools with a reasoning effort other than none are what gpt-6-luna
-    /// refuses on Chat Completions: naming it is the client's 400 before any
-    /// provider is called, and routing ranks it out; without tools, or with
-    /// effort none, it takes the request.
+    /// refuses on Chat Completions and takes on OpenAI's Responses API: such
+    /// a request goes there, and every other keeps Chat Completions. A model
+    /// without the Responses API is never sent one (a 400 when named,
+    /// ranked out when routed).
     #[test]
-    fn gpt_6_luna_is_never_sent_tools_with_reasoning() {
-        let t = table_with_luna();
-        let luna = t.resolve_model("gpt-6-luna").unwrap();
+    fn gpt_6_luna_takes_tools_with_reasoning_over_the_responses_api() {
         let body = |model: &str, effort: &str, tools: bool| {
             let tools = if tools {
                 r#""tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"#
@@ -1234,9 +1271,46 @@ mod tests {
                 ""
             };
             format!(
-                r#"{{"model":"{model}",{tools}"reasoning_effort":{effort},"messages":[{{"role":"user","content":"hi"}}]}}"#
+                r#"{{"model":"{model}",{tools}"reasoning_effort":{effort},"temperature":0.5,"messages":[{{"role":"user","content":"hi"}}]}}"#
             )
         };
+        let t = table_with_luna();
+        let luna = t.resolve_model("gpt-6-luna").unwrap();
+        // Tools with an effort: named or routed, luna gets a Responses API
+        // body (the cheapest model, so first when routed); its sampling
+        // parameters go, as on Chat Completions.
+        for model in ["gpt-6-luna", "auto"] {
+            let mut p = plan(&t, Protocol::Chat, &body(model, r#""high""#, true)).unwrap();
+            assert_eq!(p.ranked[0], luna, "{model}");
+            let a = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
+            assert_eq!(a.wire, Protocol::Responses, "{model}");
+            let out: serde_json::Value =
+                serde_json::from_slice(&a.upstream.bytes(p.body())).unwrap();
+            assert_eq!(out["reasoning"]["effort"], "high");
+            assert_eq!(out["tools"][0]["name"], "f");
+            assert_eq!(out["store"], false);
+            assert!(
+                out.get("temperature").is_none() && out.get("messages").is_none(),
+                "{out}"
+            );
+            assert_eq!(a.dropped.names(), "temperature");
+        }
+        // Anything else keeps Chat Completions.
+        for (effort, tools) in [(r#""none""#, true), (r#""high""#, false), ("null", true)] {
+            let mut p = plan(&t, Protocol::Chat, &body("auto", effort, tools)).unwrap();
+            assert_eq!(p.ranked[0], luna, "{effort} tools={tools}");
+            let a = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
+            assert_eq!(a.wire, Protocol::Chat, "{effort} tools={tools}");
+        }
+
+        // Without the Responses API, such a model is never sent tools with
+        // reasoning: naming it is a 400, routing goes around it.
+        let mut raw = raw_table();
+        for m in raw.models.iter_mut().filter(|m| m.id == "gpt-6-luna") {
+            m.enabled_from = None;
+            m.capabilities.responses_api = false;
+        }
+        let t = Table::compile(raw).unwrap();
         let e = plan(&t, Protocol::Chat, &body("gpt-6-luna", r#""high""#, true)).unwrap_err();
         assert_eq!(e.status(), 400);
         let ApiError::Unsupported(message) = &e else {
@@ -1250,9 +1324,17 @@ mod tests {
         assert!(!routed.ranked.is_empty() && !routed.ranked.contains(&luna));
         let named = plan(&t, Protocol::Chat, &body("gpt-4o", r#""high""#, true)).unwrap();
         assert!(named.ranked.len() > 1 && !named.ranked.contains(&luna));
-        for (effort, tools) in [(r#""none""#, true), (r#""high""#, false), ("null", true)] {
-            let p = plan(&t, Protocol::Chat, &body("auto", effort, tools)).unwrap();
-            assert_eq!(p.ranked[0], luna, "{effort} tools={tools}");
+
+        // Only an OpenAI-format provider with a chat path to swap has one.
+        let mut raw = raw_table();
+        for p in raw.providers.iter_mut().filter(|p| p.id == "openai") {
+            p.chat_path = "/openai/deployments/x/chat".into();
         }
+        let e = Table::compile(raw).unwrap_err();
+        assert!(
+            e.0.contains("gpt-6-luna") && e.0.contains("responses_api"),
+            "{}",
+            e.0
+        );
     }
 }

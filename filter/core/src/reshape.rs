@@ -4,8 +4,9 @@
 //! chunk by chunk, or in one piece for whole answers and errors.
 //!
 //! A translation is a chain of at most two legs through Chat Completions,
-//! the protocol every request is routed as: an Anthropic answer becomes Chat
-//! Completions, and that becomes what the client speaks.
+//! the protocol every request is routed as: an Anthropic (or OpenAI
+//! Responses API) answer becomes Chat Completions, and that becomes what the
+//! client speaks.
 //!
 //! Plain Rust, no host calls: the request flow feeds it the provider's bytes.
 
@@ -13,6 +14,7 @@ use crate::protocol::Protocol;
 use crate::protocol::anthropic::{self, ChatToMessagesStream, StreamTranslator};
 use crate::protocol::ollama::{self, ChatToOllamaStream, Endpoint};
 use crate::protocol::responses::{self, ChatToResponsesStream};
+use crate::protocol::responses_upstream::{self, ResponsesToChatStream};
 use crate::sse::UsageStripper;
 
 /// A stream rewritten event by event, whatever the chunk boundaries.
@@ -38,7 +40,8 @@ rewrite!(
     StreamTranslator,
     ChatToMessagesStream,
     ChatToResponsesStream,
-    ChatToOllamaStream
+    ChatToOllamaStream,
+    ResponsesToChatStream
 );
 
 /// One step of a translation. A streamed answer runs through its stream
@@ -52,6 +55,12 @@ enum Leg {
         model: String,
         created: u64,
         stream: Option<StreamTranslator>,
+    },
+    /// An OpenAI Responses API answer → Chat Completions.
+    ResponsesToChat {
+        model: String,
+        created: u64,
+        stream: Option<ResponsesToChatStream>,
     },
     /// Chat Completions → an Anthropic client's answer.
     ChatToMessages {
@@ -78,6 +87,7 @@ impl Leg {
         match self {
             Leg::HideUsage(s) => Some(s),
             Leg::MessagesToChat { stream, .. } => stream.as_mut().map(|s| s as &mut dyn Rewrite),
+            Leg::ResponsesToChat { stream, .. } => stream.as_mut().map(|s| s as &mut dyn Rewrite),
             Leg::ChatToMessages { stream, .. } => stream.as_mut().map(|s| s as &mut dyn Rewrite),
             Leg::ChatToResponses { stream, .. } => stream.as_mut().map(|s| s as &mut dyn Rewrite),
             Leg::ChatToOllama { stream, .. } => stream.as_mut().map(|s| s as &mut dyn Rewrite),
@@ -90,7 +100,9 @@ impl Leg {
             Leg::MessagesToChat { .. } => anthropic::error_to_openai(status, body),
             Leg::ChatToMessages { .. } => anthropic::chat_error_to_messages(status, body),
             // The Responses API's errors are OpenAI's.
-            Leg::HideUsage(_) | Leg::ChatToResponses { .. } => (status, body.to_vec()),
+            Leg::HideUsage(_) | Leg::ChatToResponses { .. } | Leg::ResponsesToChat { .. } => {
+                (status, body.to_vec())
+            }
             Leg::ChatToOllama { .. } => (status, ollama::error_body(&openai_error_message(body))),
         }
     }
@@ -102,6 +114,9 @@ impl Leg {
             Leg::HideUsage(_) => return None,
             Leg::MessagesToChat { model, created, .. } => {
                 anthropic::messages_to_chat(body, model, *created)
+            }
+            Leg::ResponsesToChat { model, created, .. } => {
+                responses_upstream::response_to_chat(body, model, *created)
             }
             Leg::ChatToMessages { model, .. } => anthropic::chat_response_to_messages(body, model),
             Leg::ChatToResponses { model, created, .. } => {
@@ -177,6 +192,17 @@ impl Reshape {
                 stream: s
                     .stream
                     .then(|| StreamTranslator::new(s.model, s.created, include_usage)),
+            });
+        }
+        if s.provider == Protocol::Responses {
+            // Through Chat Completions first, as for Anthropic answers.
+            let include_usage = s.client != Protocol::Chat || s.include_usage;
+            legs.push(Leg::ResponsesToChat {
+                model: model.clone(),
+                created: s.created,
+                stream: s
+                    .stream
+                    .then(|| ResponsesToChatStream::new(s.model, s.created, include_usage)),
             });
         }
         match s.client {
@@ -291,6 +317,7 @@ fn is_whole(l: &Leg) -> bool {
     match l {
         Leg::HideUsage(_) => false,
         Leg::MessagesToChat { stream, .. } => stream.is_none(),
+        Leg::ResponsesToChat { stream, .. } => stream.is_none(),
         Leg::ChatToMessages { stream, .. } => stream.is_none(),
         Leg::ChatToResponses { stream, .. } => stream.is_none(),
         Leg::ChatToOllama { stream, .. } => stream.is_none(),

@@ -69,7 +69,8 @@ pub enum Refused {
     /// A final assistant message (`Capabilities::assistant_prefill`).
     Prefill,
     /// Tools with a reasoning effort other than none
-    /// (`Capabilities::reasoning_effort_none`).
+    /// (`Capabilities::reasoning_effort_none`, unless the model also takes
+    /// them over the Responses API: `Capabilities::responses_api`).
     ReasoningWithTools,
 }
 
@@ -87,7 +88,7 @@ impl Needs {
             Some(Refused::ForcedTool)
         } else if self.prefill && !c.assistant_prefill {
             Some(Refused::Prefill)
-        } else if self.reasoning_with_tools && c.reasoning_effort_none {
+        } else if self.reasoning_with_tools && c.reasoning_effort_none && !c.responses_api {
             Some(Refused::ReasoningWithTools)
         } else {
             None

@@ -454,6 +454,18 @@ impl Table {
                     m.provider
                 ));
             };
+            if m.capabilities.responses_api
+                && raw
+                    .providers
+                    .get(p)
+                    .is_none_or(|p| p.responses_path().is_none())
+            {
+                return err(format!(
+                    "{}: provider {:?} has no OpenAI Responses API (its wire must be \"openai\" and its chat_path end in /chat/completions)",
+                    at("capabilities.responses_api"),
+                    m.provider
+                ));
+            }
             if model_by_id.insert(m.id.clone(), i).is_some() {
                 return err(format!("models[{i}].id: duplicate model {:?}", m.id));
             }

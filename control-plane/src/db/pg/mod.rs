@@ -247,6 +247,13 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
                     "the GPT-4o generation takes no reasoning effort"
                 );
             }
+            if applied.contains(&15) {
+                let n = catalog::rewrite_models(w, crate::db::migrations::responses_api::plan)?;
+                tracing::info!(
+                    writes = n,
+                    "gpt-6-luna takes tools with an effort over the Responses API"
+                );
+            }
             Ok(())
         },
         |_, _, _| {},
@@ -254,7 +261,7 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
 }
 
 /// First start, as SQLite's (`db/migrations.rs`: the seed of migration 1 and
-/// what migrations 4 to 14 add to a new database): the default catalog, a
+/// what migrations 4 to 15 add to a new database): the default catalog, a
 /// penalty epoch and a revision that start at the current time (so both stay
 /// increasing across a wiped database), and the global table's first change.
 fn seed(w: &mut Writer<'_>) -> Result<()> {

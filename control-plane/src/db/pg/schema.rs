@@ -385,4 +385,10 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rows only, as 3 (`db::migrations::reasoning_effort`).
         "-- the catalog's rows are written by pg::prepare",
     ),
+    (
+        15,
+        "gpt-6-luna takes tools with an effort over the Responses API (SQLite's migration 29)",
+        // Rows only, as 3 (`db::migrations::responses_api`).
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];

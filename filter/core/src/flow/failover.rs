@@ -339,12 +339,13 @@ pub(super) fn on_call(req: &mut Request, host: &impl Host, token: u32, body_size
     meter.set_status(status);
     meter.on_body(&body, true, now);
     r.meter = meter;
+    let wire = plan.wire_for(m, p);
     r.reshape = Reshape::new(Shape {
         client,
-        provider: p.wire,
+        provider: wire,
         stream: plan.stream,
         include_usage: plan.include_usage,
-        hide_usage: plan.hides_usage(p.wire),
+        hide_usage: plan.hides_usage(wire),
         model: &m.id,
         created: super::unix_seconds(start),
     });
@@ -372,9 +373,10 @@ fn dispatch(
         .auth_value(attempt.provider)
         .ok_or("no provider key")?;
     let upstream = attempt.upstream.bytes(client_body);
+    let path = super::upstream_path(p, attempt.wire);
     let mut headers = vec![
         (":method", "POST"),
-        (":path", p.chat_path.as_str()),
+        (":path", path.as_ref()),
         (":authority", p.authority.as_str()),
         ("content-type", "application/json"),
         (p.auth.header(), auth),

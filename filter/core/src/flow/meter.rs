@@ -9,6 +9,7 @@ use serde::Deserialize;
 use crate::protocol::Tokens;
 use crate::protocol::anthropic;
 use crate::protocol::chat::{StreamUsage, openai_usage};
+use crate::protocol::responses_upstream::{may_carry_usage, responses_usage};
 use crate::sse::SseParser;
 use crate::table::Model;
 use crate::usage::{UsageRecord, cost_nusd};
@@ -22,7 +23,7 @@ fn ms_between(a: SystemTime, b: SystemTime) -> f64 {
 }
 
 /// What one request's answer looked like. It reads the answer as the
-/// provider sent it (before any translation), in either wire format.
+/// provider sent it (before any translation), in any wire format.
 pub struct Meter {
     pub start: SystemTime,
     pub stream: bool,
@@ -34,6 +35,8 @@ pub struct Meter {
     sse: SseParser,
     openai: StreamUsage,
     anthropic: anthropic::StreamUsage,
+    /// A Responses API stream's usage (its `response.completed`).
+    responses: Option<Tokens>,
     /// Pass-through: the model is only known from the answer.
     answer_model: Option<Option<String>>,
     /// Answered from the cache: nothing was spent.
@@ -77,6 +80,7 @@ impl Meter {
             sse: SseParser::default(),
             openai: StreamUsage::default(),
             anthropic: anthropic::StreamUsage::default(),
+            responses: None,
             answer_model: None,
             from_cache: false,
             input_estimate: 0,
@@ -136,9 +140,10 @@ impl Meter {
             self.first_byte_at(now);
         }
         if self.stream {
-            let (openai, anthropic, model, events) = (
+            let (openai, anthropic, responses, model, events) = (
                 &mut self.openai,
                 &mut self.anthropic,
+                &mut self.responses,
                 &mut self.answer_model,
                 &mut self.events,
             );
@@ -146,6 +151,11 @@ impl Meter {
                 *events += 1;
                 openai.on_event(data);
                 anthropic.on_event(data);
+                if may_carry_usage(data)
+                    && let Some(t) = responses_usage(data)
+                {
+                    *responses = Some(t);
+                }
                 if let Some(m @ None) = model {
                     *m = model_named(data);
                 }
@@ -166,11 +176,18 @@ impl Meter {
         if self.from_cache {
             Some(Tokens::default())
         } else if self.stream {
-            self.openai.tokens.or_else(|| self.anthropic.tokens())
+            self.openai
+                .tokens
+                .or(self.responses)
+                .or_else(|| self.anthropic.tokens())
         } else if self.plain_overflow {
             None
         } else {
-            openai_usage(&self.plain).or_else(|| anthropic::anthropic_usage(&self.plain))
+            // A Responses API answer names itself (`"object":"response"`);
+            // Anthropic's usage has the same field names.
+            openai_usage(&self.plain)
+                .or_else(|| responses_usage(&self.plain))
+                .or_else(|| anthropic::anthropic_usage(&self.plain))
         }
     }
 

@@ -39,6 +39,7 @@ use crate::contract::{
     CLIENT_FEEDBACK_PATH, CLIENT_USAGE_PATH, RATELIMIT_ERROR_DETAILS, RATELIMIT_OVER_LIMIT_DETAILS,
     RL_KEY_HEADER, RL_TENANT_HEADER, TENANT_FEEDBACK_PATH, TENANT_USAGE_PATH,
 };
+use std::borrow::Cow;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -1218,7 +1219,7 @@ impl Request {
         // A stale length truncates the body upstream (envoy/README.md).
         set_header(host, "content-length", Some(&length.to_string()));
         set_header(host, &config.cluster_header, Some(&provider.cluster));
-        set_header(host, ":path", Some(&provider.chat_path));
+        set_header(host, ":path", Some(&upstream_path(provider, attempt.wire)));
         set_header(host, ":authority", Some(&provider.authority));
         let header = provider.auth.header();
         let auth = self
@@ -1257,10 +1258,10 @@ impl Request {
         );
         let reshape = Reshape::new(Shape {
             client: self.ctx.protocol,
-            provider: provider.wire,
+            provider: attempt.wire,
             stream: plan.stream,
             include_usage: plan.include_usage,
-            hide_usage: plan.hides_usage(provider.wire),
+            hide_usage: plan.hides_usage(attempt.wire),
             model: &model.id,
             created: unix_seconds(self.ctx.start),
         });
@@ -1425,6 +1426,18 @@ fn response_status(host: &impl Host) -> u16 {
     host.response_header(":status")
         .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// The upstream path of a body written in `wire`: the provider's chat path,
+/// or its Responses API (`catalog::Provider::responses_path`; the table
+/// refuses a `responses_api` model on a provider without one).
+fn upstream_path(provider: &crate::catalog::Provider, wire: Protocol) -> Cow<'_, str> {
+    match wire {
+        Protocol::Responses => provider
+            .responses_path()
+            .map_or(Cow::Borrowed(provider.chat_path.as_str()), Cow::Owned),
+        _ => Cow::Borrowed(provider.chat_path.as_str()),
+    }
 }
 
 /// Unix seconds of `t`.

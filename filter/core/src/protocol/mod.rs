@@ -16,6 +16,7 @@ pub mod anthropic;
 pub mod chat;
 pub mod ollama;
 pub mod responses;
+pub mod responses_upstream;
 
 use ollama::Endpoint;
 
