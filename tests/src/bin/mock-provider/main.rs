@@ -13,13 +13,18 @@
 //!   tokens follow one documented rule ([`tokens`]).
 //! - Anthropic also speaks its native Messages API at `/v1/messages`
 //!   ([`anthropic`]): its headers, errors, usage and SSE events.
+//! - OpenAI also speaks its Responses API at `/v1/responses`
+//!   ([`responses`]): the chat endpoint's answer to the same conversation
+//!   as a `response` object or its SSE events, with reasoning items and
+//!   reasoning tokens for `gpt-6-*`, and OpenAI's 400s for parameters that
+//!   belong to Chat Completions.
 //! - `/_mock/health`, `/_mock/received` (what was forwarded, and the usage
 //!   each answer carried), `/_mock/faults` (error statuses, delays, slow
 //!   streams, unreadable usage) and `/_mock/answers` (what an answer says,
 //!   by provider, model and the last user message: [`answers`]) drive the
 //!   tests.
-//! - `--fast` answers every chat request with one precomputed completion and
-//!   records nothing: benchmarks measure the proxy, not the mock.
+//! - `--fast` answers every request with one precomputed answer per wire
+//!   format and records nothing: benchmarks measure the proxy, not the mock.
 
 mod answers;
 mod anthropic;
@@ -32,6 +37,7 @@ mod openai;
 mod openrouter;
 mod provider;
 mod received;
+mod responses;
 mod tokens;
 mod xai;
 
@@ -156,6 +162,8 @@ struct Fast {
     chat: Bytes,
     /// To every Anthropic Messages request.
     messages: Bytes,
+    /// To every OpenAI Responses request.
+    responses: Bytes,
 }
 
 /// Shared by all requests.
@@ -172,6 +180,7 @@ async fn run(options: Options) -> Result<(), String> {
         true => Some(Fast {
             chat: openai::fast_completion().map_err(|e| format!("fast answer: {e}"))?,
             messages: anthropic::fast_message().map_err(|e| format!("fast answer: {e}"))?,
+            responses: responses::fast_response().map_err(|e| format!("fast answer: {e}"))?,
         }),
         false => None,
     };
@@ -392,12 +401,14 @@ async fn provider_request(app: &App, parts: &Parts, body: Body) -> Response {
     if !plan.delay.is_zero() {
         tokio::time::sleep(plan.delay).await;
     }
-    let answer = app.answers.find(provider, json.as_ref());
     let (response, sent_usage) = match dialect {
         Dialect::OpenAiChat => {
+            let answer = app.answers.find(provider, json.as_ref());
             openai_chat(app, provider, &parts.headers, json.as_ref(), plan, answer)
         }
+        Dialect::OpenAiResponses => openai_responses(app, &parts.headers, json.as_ref(), plan),
         Dialect::AnthropicMessages => {
+            let answer = app.answers.find(provider, json.as_ref());
             let id = app.next_id.fetch_add(1, Ordering::Relaxed);
             let plan = anthropic::Plan {
                 fault: plan.status,
@@ -457,6 +468,37 @@ fn openai_chat(
     openai::respond(provider, &chat, id, plan.chunk_delay, plan.unreadable_usage)
 }
 
+/// An OpenAI Responses request, after any delay fault: checked in the chat
+/// endpoint's order (fault status, key, body), answered with the chat
+/// answer, scripted answers included, for the same conversation.
+fn openai_responses(
+    app: &App,
+    headers: &HeaderMap,
+    json: Option<&Value>,
+    plan: Plan,
+) -> (Response, Option<Value>) {
+    let request = responses::ResponsesRequest::from_json(json);
+    if let Some(status) = plan.status {
+        let model = json
+            .and_then(|body| body.get("model"))
+            .and_then(Value::as_str)
+            .unwrap_or(openai::UNKNOWN_MODEL);
+        return (ApiError::for_status(status, model).into_response(), None);
+    }
+    if !has_bearer_key(headers) {
+        return (ApiError::missing_api_key().into_response(), None);
+    }
+    let mut request = match request {
+        Ok(request) => request,
+        Err(e) => return (e.into_response(), None),
+    };
+    request.chat.answer = app
+        .answers
+        .find(Provider::OpenAi, Some(&request.answers_body()));
+    let id = app.next_id.fetch_add(1, Ordering::Relaxed);
+    responses::respond(&request, id, plan.chunk_delay, plan.unreadable_usage)
+}
+
 /// `--fast`: drain the body, then the constant answer; no parsing, no log.
 async fn fast_answer(fast: &Fast, parts: &Parts, body: Body) -> Response {
     let mut data = body.into_data_stream();
@@ -473,6 +515,7 @@ async fn fast_answer(fast: &Fast, parts: &Parts, body: Body) -> Response {
     match provider.endpoint(parts.method == Method::POST, relative) {
         Some(Dialect::OpenAiChat) => json_response(StatusCode::OK, fast.chat.clone()),
         Some(Dialect::AnthropicMessages) => json_response(StatusCode::OK, fast.messages.clone()),
+        Some(Dialect::OpenAiResponses) => json_response(StatusCode::OK, fast.responses.clone()),
         None => {
             ApiError::not_found(format!("Invalid URL ({} {path})", parts.method)).into_response()
         }

@@ -41,6 +41,7 @@
 //! unknown choice, a named function not in `tools`, a choice without tools)
 //! are OpenAI's 400s.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -175,7 +176,7 @@ fn check_gpt_6(obj: &serde_json::Map<String, Value>, has_tools: bool) -> Result<
         let mut e = ApiError::invalid_request(format!(
             "Function tools with reasoning_effort are not supported for {model} in /v1/chat/completions. To use function tools, use /v1/responses or set reasoning_effort to 'none'."
         ));
-        e.param = Some("reasoning_effort");
+        e.param = Some("reasoning_effort".into());
         return Err(e);
     }
     for (param, name) in [("temperature", "'temperature'"), ("top_p", "'top_p'")] {
@@ -260,8 +261,9 @@ fn function_tools(tools: Option<&Value>) -> Result<Option<Vec<(&str, &Value)>>, 
 }
 
 /// The function the answer calls (see the module doc), or a 400 for a
-/// `tool_choice` OpenAI refuses.
-fn tool_to_call(
+/// `tool_choice` OpenAI refuses. `choice` is in Chat's shape; `messages`
+/// are Chat messages (the Responses API converts its input to them).
+pub fn tool_to_call(
     tools: Option<&[(&str, &Value)]>,
     choice: Option<&Value>,
     messages: &[Value],
@@ -350,7 +352,7 @@ fn asks_for_weather(message: Option<&Value>) -> bool {
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
+pub fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -880,7 +882,9 @@ pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
     pub kind: &'static str,
-    pub param: Option<&'static str>,
+    /// `'static` in almost every error; built for the indexed or nested
+    /// names of the Responses API (`tools[0].name`, `stream_options.x`).
+    pub param: Option<Cow<'static, str>>,
     pub code: Option<&'static str>,
 }
 
@@ -914,8 +918,12 @@ impl ApiError {
         self
     }
 
-    pub fn with_param(mut self, param: &'static str, code: &'static str) -> ApiError {
-        self.param = Some(param);
+    pub fn with_param(
+        mut self,
+        param: impl Into<Cow<'static, str>>,
+        code: &'static str,
+    ) -> ApiError {
+        self.param = Some(param.into());
         self.with_code(code)
     }
 
@@ -1020,7 +1028,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 message: &self.message,
                 kind: self.kind,
-                param: self.param,
+                param: self.param.as_deref(),
                 code: self.code,
             },
         };
@@ -1064,7 +1072,7 @@ mod tests {
             for effort in [json!("low"), json!("none")] {
                 let body = json!({"model": model, "reasoning_effort": effort, "messages": []});
                 let e = ChatRequest::from_json(Some(&body)).err().unwrap();
-                assert_eq!(e.param, Some("reasoning_effort"), "{model}");
+                assert_eq!(e.param.as_deref(), Some("reasoning_effort"), "{model}");
             }
             request(json!({"model": model, "reasoning_effort": null, "messages": []}));
         }
@@ -1475,7 +1483,7 @@ mod tests {
         let refused = |body: Value, param: &str| {
             let err = ChatRequest::from_json(Some(&body)).unwrap_err();
             assert_eq!(err.status, StatusCode::BAD_REQUEST, "{body}");
-            assert_eq!(err.param, Some(param), "{body}: {}", err.message);
+            assert_eq!(err.param.as_deref(), Some(param), "{body}: {}", err.message);
         };
         let hi = json!([{"role": "user", "content": "hi"}]);
         refused(

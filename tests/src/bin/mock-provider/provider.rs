@@ -1,5 +1,5 @@
 //! Which provider a request is for, where its chat endpoint lives and which
-//! wire format that endpoint speaks.
+//! wire format each endpoint speaks.
 
 /// The providers the mock impersonates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -14,16 +14,20 @@ pub enum Provider {
 }
 
 /// The wire format of an endpoint: OpenAI Chat Completions (every provider,
-/// each with its own quirks, see [`crate::compat`]) or Anthropic's native
-/// Messages API ([`crate::anthropic`]).
+/// each with its own quirks, see [`crate::compat`]), Anthropic's native
+/// Messages API ([`crate::anthropic`]) or OpenAI's Responses API
+/// ([`crate::responses`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
     OpenAiChat,
     AnthropicMessages,
+    OpenAiResponses,
 }
 
 /// Anthropic's native Messages endpoint.
 pub const MESSAGES_PATH: &str = "/v1/messages";
+/// OpenAI's Responses endpoint.
+pub const RESPONSES_PATH: &str = "/v1/responses";
 
 impl Provider {
     pub const ALL: [Provider; 7] = [
@@ -83,6 +87,7 @@ impl Provider {
             (true, MESSAGES_PATH) if self == Provider::Anthropic => {
                 Some(Dialect::AnthropicMessages)
             }
+            (true, RESPONSES_PATH) if self == Provider::OpenAi => Some(Dialect::OpenAiResponses),
             _ => None,
         }
     }
@@ -178,5 +183,22 @@ mod tests {
         );
         assert_eq!(Provider::Anthropic.endpoint(false, "/v1/messages"), None);
         assert_eq!(Provider::OpenAi.endpoint(true, "/v1/messages"), None);
+    }
+
+    #[test]
+    fn only_openai_has_the_responses_api() {
+        assert_eq!(
+            Provider::OpenAi.endpoint(true, "/v1/responses"),
+            Some(Dialect::OpenAiResponses)
+        );
+        assert_eq!(Provider::OpenAi.endpoint(false, "/v1/responses"), None);
+        for p in Provider::ALL.into_iter().filter(|p| *p != Provider::OpenAi) {
+            assert_eq!(p.endpoint(true, "/v1/responses"), None, "{p:?}");
+        }
+        // The first-segment rule reaches it too.
+        assert_eq!(
+            resolve(Some("127.0.0.1:18000"), "/openai/v1/responses"),
+            Some((Provider::OpenAi, "/v1/responses"))
+        );
     }
 }
