@@ -570,16 +570,8 @@ fn gpt_6_luna_gets_its_chat_body_written_the_way_openai_takes_it() {
     assert!(sent.get("max_tokens").is_none(), "{sent}");
     assert_eq!(sent["reasoning_effort"], "none");
 
-    // Asked to reason with tools: the client's 400, nothing sent.
-    let before = s.mock.received().len();
-    let body = json!({
-        "model": "gpt-6-luna", "reasoning_effort": "high", "tools": tools,
-        "messages": [{"role": "user", "content": "What is the weather in Paris?"}]
-    });
-    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
-    assert_eq!(r.status, 400, "{}", r.text());
-    assert_eq!(r.json()["error"]["code"], "unsupported_request");
-    assert_eq!(s.mock.received().len(), before, "no provider called");
+    // Asked to reason with tools it goes over the Responses API instead
+    // (`gpt_6_luna_reasons_with_tools_over_the_responses_api`).
 
     // Without tools it may reason: the temperature it would refuse is
     // dropped and named.
@@ -593,6 +585,143 @@ fn gpt_6_luna_gets_its_chat_body_written_the_way_openai_takes_it() {
     let sent = &s.mock.received().pop().unwrap()["body"];
     assert_eq!(sent["reasoning_effort"], "low");
     assert!(sent.get("temperature").is_none(), "{sent}");
+}
+
+/// gpt-6-luna takes tools with a reasoning effort only over OpenAI's
+/// Responses API (filter/README.md, "What a model accepts"): such a
+/// request, named or routed, whole or streamed, reaches the mock's
+/// `/v1/responses` in that API's shape — where the mock, like OpenAI, answers
+/// 400 to Chat Completions fields — and its answer comes back as Chat
+/// Completions: the tool call, the text, the usage with the reasoning
+/// tokens counted as output. The same request with effort none, or without
+/// tools, keeps Chat Completions.
+#[test]
+fn gpt_6_luna_reasons_with_tools_over_the_responses_api() {
+    let s = Stack::start_with_luna();
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+    let ask = |model: &str, effort: &str, text: &str| {
+        json!({
+            "model": model, "reasoning_effort": effort, "max_tokens": 500, "temperature": 0.2,
+            "tools": tools, "messages": [{"role": "user", "content": text}]
+        })
+    };
+    for model in ["gpt-6-luna", "auto"] {
+        let r = post_json(
+            &s.chat_url(),
+            &ACME.auth(),
+            &ask(model, "high", "What is the weather in Paris?"),
+        );
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        assert_eq!(r.header("x-aipipe-model"), Some("gpt-6-luna"), "{model}");
+        assert_eq!(r.header("x-aipipe-dropped-params"), Some("temperature"));
+        let v = r.json();
+        assert_eq!(v["object"], "chat.completion", "{v}");
+        assert_eq!(v["model"], "gpt-6-luna");
+        let choice = &v["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls", "{v}");
+        let call = &choice["message"]["tool_calls"][0];
+        assert_eq!(call["function"]["name"], "get_weather", "{v}");
+        let args: Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert!(args["city"].is_string(), "{args}");
+        let got = s.mock.received().pop().unwrap();
+        assert_eq!(got["path"], "/v1/responses", "{got}");
+        let sent = &got["body"];
+        assert_eq!(sent["model"], "gpt-6-luna");
+        assert_eq!(sent["store"], false);
+        assert_eq!(sent["reasoning"], json!({"effort": "high"}));
+        assert_eq!(sent["max_output_tokens"], 500);
+        assert_eq!(sent["tools"][0]["name"], "get_weather", "{sent}");
+        assert_eq!(sent["input"][0]["content"], "What is the weather in Paris?");
+        for chat_only in ["messages", "max_tokens", "reasoning_effort", "temperature"] {
+            assert!(sent.get(chat_only).is_none(), "{chat_only}: {sent}");
+        }
+        // The usage the client sees is the mock's, reasoning included.
+        let usage = &v["usage"];
+        assert_eq!(usage["prompt_tokens"], got["sent_usage"]["input_tokens"]);
+        assert_eq!(
+            usage["completion_tokens"],
+            got["sent_usage"]["output_tokens"]
+        );
+        assert_eq!(
+            usage["completion_tokens_details"]["reasoning_tokens"],
+            got["sent_usage"]["output_tokens_details"]["reasoning_tokens"]
+        );
+        assert!(usage["completion_tokens_details"]["reasoning_tokens"].as_u64() > Some(0));
+    }
+
+    // Streamed: text, then a tool call, as Chat Completions chunks.
+    let mut body = ask("gpt-6-luna", "low", "Tell me about lighthouses.");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let lines = complete_stream(&s.chat_url(), &ACME.auth(), &body);
+    let chunks: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
+    let finish: Vec<&Value> = chunks
+        .iter()
+        .filter(|c| !c["choices"][0]["finish_reason"].is_null())
+        .map(|c| &c["choices"][0]["finish_reason"])
+        .collect();
+    assert_eq!(finish, [&json!("stop")]);
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["path"], "/v1/responses");
+    assert_eq!(got["body"]["stream"], true);
+    assert!(got["body"].get("stream_options").is_none(), "{got}");
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!(
+        usage["completion_tokens"], got["sent_usage"]["output_tokens"],
+        "{usage}"
+    );
+
+    body["messages"] = json!([{"role": "user", "content": "What is the weather in Oslo?"}]);
+    body.as_object_mut().unwrap().remove("stream_options");
+    let (status, lines) = stream_lines(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(status, 200);
+    let chunks: Vec<Value> = lines
+        .iter()
+        .filter_map(|(_, l)| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str(d).ok())
+        .collect();
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0))
+        .collect();
+    assert_eq!(calls[0]["function"]["name"], "get_weather", "{chunks:?}");
+    assert!(calls[0]["id"].as_str().is_some_and(|id| !id.is_empty()));
+    let args: String = calls
+        .iter()
+        .filter_map(|c| c["function"]["arguments"].as_str())
+        .collect();
+    let args: Value = serde_json::from_str(&args).unwrap();
+    assert!(args["city"].is_string(), "{args}");
+    assert!(
+        chunks.iter().all(|c| c.get("usage").is_none()),
+        "no usage asked for"
+    );
+    let last = lines.iter().rev().find(|(_, l)| !l.is_empty());
+    assert_eq!(last.map(|(_, l)| l.as_str()), Some("data: [DONE]"));
+
+    // Effort none keeps Chat Completions (where tools are taken with it).
+    let r = post_json(
+        &s.chat_url(),
+        &ACME.auth(),
+        &ask("gpt-6-luna", "none", "What is the weather in Rome?"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        s.mock.received().pop().unwrap()["path"],
+        "/v1/chat/completions"
+    );
 }
 
 /// claude-haiku-5-5 (filter/README.md, "Catalog changes", 2026-12-06, third

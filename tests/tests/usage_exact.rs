@@ -219,6 +219,15 @@ impl Case {
             messages.push(json!({"role": "user", "content": question}));
         }
         let mut body = json!({"model": self.model, "messages": messages});
+        if self.model == LUNA {
+            // Tools with an effort: what gpt-6-luna takes only over OpenAI's
+            // Responses API (filter/README.md, "What a model accepts"), so
+            // its usage comes in that API's own shape, reasoning tokens
+            // billed as output.
+            body["reasoning_effort"] = json!("low");
+            body["tools"] = json!([{"type": "function", "function": {"name": "lookup",
+                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]);
+        }
         if self.mode.stream() {
             body["stream"] = json!(true);
         }
@@ -270,8 +279,16 @@ fn cases() -> Vec<Case> {
         true,
     );
     add("gemini", "gemini-3.8-flash", Mode::StreamQuiet, false, true);
+    add("openai", LUNA, Mode::Plain, false, false);
+    add("openai", LUNA, Mode::StreamWithUsage, true, false);
+    add("openai", LUNA, Mode::StreamQuiet, false, false);
+    add("openai", LUNA, Mode::Plain, false, true);
     out
 }
+
+/// Enabled here (it enters service on 2027-01-14), asked with tools and an
+/// effort: the cases of OpenAI's Responses API upstream.
+const LUNA: &str = "gpt-6-luna";
 
 // ------------------------------------------------------------------ expectations
 
@@ -303,6 +320,19 @@ fn every_provider_plain_and_streamed_is_recorded_exactly() {
     let cases = cases();
 
     // Every tenant has keys for all seven providers.
+    let models = cp.admin("GET", "/admin/models", None).json();
+    let mut luna = models["models"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["id"] == LUNA)
+        .cloned()
+        .unwrap();
+    luna.as_object_mut().unwrap().remove("enabled_from");
+    luna["enabled"] = json!(true);
+    let r = cp.admin("PUT", &format!("/admin/models/{LUNA}"), Some(&luna));
+    assert_eq!(r.status, 200, "{}", r.text());
+
     let mut keys = BTreeMap::new();
     for case in &cases {
         let key = tenant_with_own_keys(&cp, &case.tenant, &PROVIDERS);

@@ -44,6 +44,16 @@ pub fn read_sent(provider: &str, u: &Value) -> Option<Counts> {
             cache_write: write,
         });
     }
+    if let Some(input) = n("/input_tokens") {
+        // OpenAI's Responses API: cached tokens are part of the input, and
+        // reasoning tokens of the output.
+        return Some(Counts {
+            prompt: input,
+            completion: n("/output_tokens")?,
+            cached: n("/input_tokens_details/cached_tokens").unwrap_or(0),
+            cache_write: 0,
+        });
+    }
     Some(Counts {
         prompt: n("/prompt_tokens")?,
         completion: n("/completion_tokens")?,

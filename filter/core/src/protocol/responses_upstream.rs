@@ -602,10 +602,16 @@ struct ResponseIn {
     output: Vec<OutputIn>,
     #[serde(default)]
     incomplete_details: Option<Incomplete>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "readable")]
     usage: Option<UsageIn>,
     #[serde(default)]
     error: Option<ErrorIn>,
+}
+
+/// A `usage` that cannot be read is no usage: the answer still reaches the
+/// client (and its record says the usage was not read).
+fn readable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<UsageIn>, D::Error> {
+    Ok(serde_json::from_value(Value::deserialize(d)?).ok())
 }
 
 #[derive(Deserialize)]
@@ -1370,6 +1376,18 @@ mod tests {
         assert_eq!(v["choices"][0]["finish_reason"], "length");
         assert_eq!(v["choices"][0]["message"]["content"], Value::Null);
         assert!(response_to_chat(b"nope", "m", 1).is_err());
+        let spoiled = WHOLE.replace(
+            r#""usage":{"input_tokens":20,"input_tokens_details":{"cached_tokens":8},"output_tokens":30,"output_tokens_details":{"reasoning_tokens":16},"total_tokens":50}"#,
+            r#""usage":"unreadable""#,
+        );
+        let v: Value =
+            serde_json::from_slice(&response_to_chat(spoiled.as_bytes(), "m", 1).unwrap()).unwrap();
+        assert_eq!(
+            v["choices"][0]["message"]["content"], "Hello there",
+            "the answer, without usage"
+        );
+        assert!(v.get("usage").is_none());
+        assert_eq!(responses_usage(spoiled.as_bytes()), None);
         // Anthropic's usage has the same names; it is not a response.
         let anthropic = br#"{"type":"message","usage":{"input_tokens":3,"output_tokens":4}}"#;
         assert_eq!(responses_usage(anthropic), None);
