@@ -711,6 +711,48 @@ fn gpt_6_luna_reasons_with_tools_over_the_responses_api() {
     let last = lines.iter().rev().find(|(_, l)| !l.is_empty());
     assert_eq!(last.map(|(_, l)| l.as_str()), Some("data: [DONE]"));
 
+    // Failover, whole (by call) and streamed (by redirect): from a named
+    // model that failed to luna over the Responses API, and from luna (or,
+    // once its failures have raised its penalty, the model ranked before
+    // it) to the next candidate's own protocol. Every attempt at luna goes
+    // over the Responses API, every other over its provider's.
+    for (fails, named) in [("anthropic", "claude-sonnet-5-5"), ("openai", "auto")] {
+        for stream in [false, true] {
+            s.mock.clear_received();
+            s.mock.fault(json!({"provider": fails, "status": 500, "times": 1}));
+            let mut body = ask(named, "high", "What is the weather in Lima?");
+            body["stream"] = json!(stream);
+            let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+            s.mock.clear_faults();
+            let case = format!("{fails} fails, stream={stream}");
+            assert_eq!(r.status, 200, "{case}: {}", r.text());
+            let got = s.mock.received();
+            assert_eq!(got.len(), 2, "{case}: {got:?}");
+            let failed = r.header("x-aipipe-failover");
+            assert_eq!(failed, got[0]["body"]["model"].as_str(), "{case}");
+            assert_eq!(r.header("x-aipipe-model"), got[1]["body"]["model"].as_str(), "{case}");
+            for g in &got {
+                let want = match g["body"]["model"].as_str() {
+                    Some("gpt-6-luna") => "/v1/responses",
+                    Some(m) if m.starts_with("claude") => "/v1/messages",
+                    _ => "/v1/chat/completions",
+                };
+                assert_eq!(g["path"], want, "{case}: {g}");
+            }
+            assert!(
+                got.iter().any(|g| g["body"]["model"] == "gpt-6-luna"),
+                "{case}: luna tried"
+            );
+            let text = r.text();
+            assert!(text.contains("get_weather"), "{case}: {text}");
+            if stream {
+                assert!(text.trim_end().ends_with("data: [DONE]"), "{case}: {text}");
+            } else {
+                assert_eq!(r.json()["object"], "chat.completion", "{case}: {text}");
+            }
+        }
+    }
+
     // Effort none keeps Chat Completions (where tools are taken with it).
     let r = post_json(
         &s.chat_url(),
