@@ -753,6 +753,33 @@ fn gpt_6_luna_reasons_with_tools_over_the_responses_api() {
         }
     }
 
+    // A Responses API client's effort reaches the model too: with tools,
+    // luna over the Responses API (its answer back as a response object);
+    // gpt-4o-mini, which takes no effort, without it.
+    let flat = json!([{"type": "function", "name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]);
+    let responses = |model: &str| {
+        json!({"model": model, "reasoning": {"effort": "medium"}, "tools": flat,
+            "input": "What is the weather in Quito?"})
+    };
+    s.mock.clear_received();
+    let r = post_json(&s.envoy.url("/v1/responses"), &ACME.auth(), &responses("gpt-6-luna"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["object"], "response", "{v}");
+    let call = v["output"].as_array().unwrap().iter().find(|o| o["type"] == "function_call");
+    assert_eq!(call.map(|c| &c["name"]), Some(&json!("get_weather")), "{v}");
+    assert!(v["usage"]["output_tokens_details"]["reasoning_tokens"].as_u64() > Some(0), "{v}");
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["path"], "/v1/responses");
+    assert_eq!(got["body"]["reasoning"], json!({"effort": "medium"}));
+    let r = post_json(&s.envoy.url("/v1/responses"), &ACME.auth(), &responses("gpt-4o-mini"));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-dropped-params"), Some("reasoning_effort"));
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["path"], "/v1/chat/completions");
+    assert!(got["body"].get("reasoning_effort").is_none(), "{got}");
+
     // Effort none keeps Chat Completions (where tools are taken with it).
     let r = post_json(
         &s.chat_url(),

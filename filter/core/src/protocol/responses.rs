@@ -71,6 +71,14 @@ struct Wire<'a> {
     prompt: Option<&'a RawValue>,
     #[serde(default)]
     background: Option<bool>,
+    #[serde(borrow, default)]
+    reasoning: Option<WireReasoning<'a>>,
+}
+
+#[derive(Deserialize)]
+struct WireReasoning<'a> {
+    #[serde(borrow, default)]
+    effort: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -191,9 +199,11 @@ const STATELESS: &str = "aipipe is stateless and stores no responses or conversa
 /// `tool_choice` (`allowed_tools` keeps only the allowed tools),
 /// `parallel_tool_calls`, `max_output_tokens` → `max_tokens`,
 /// `temperature`, `top_p`, `text.format` (json_object, json_schema) →
-/// `response_format`, `user` (or `safety_identifier`) and `stream` (with
+/// `response_format`, `reasoning.effort` → `reasoning_effort` (which the
+/// answering model gets its own way, or not at all: filter/README.md, "What
+/// a model accepts"), `user` (or `safety_identifier`) and `stream` (with
 /// `stream_options.include_usage`, which [`ChatToResponsesStream`] needs) are
-/// mapped. `store`, `metadata`, `include`, `reasoning`, `truncation`,
+/// mapped. `store`, `metadata`, `include`, `reasoning.summary`, `truncation`,
 /// `service_tier` and the like are accepted and dropped: nothing is stored.
 pub fn request_to_chat(body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let wire: Wire<'_> = chat::parse_request(body, "an OpenAI Responses request")?;
@@ -302,6 +312,7 @@ pub fn request_to_chat(body: &[u8]) -> Result<Vec<u8>, ApiError> {
     req.temperature = wire.temperature;
     req.top_p = wire.top_p;
     req.user = wire.user.or(wire.safety_identifier);
+    req.reasoning_effort = wire.reasoning.and_then(|r| r.effort);
     req.set_stream(wire.stream == Some(true));
     req.encode()
 }
@@ -1385,6 +1396,7 @@ mod tests {
                 "temperature": 0.25,
                 "top_p": 0.5,
                 "user": "u1",
+                "reasoning_effort": "low",
                 "stream": true,
                 "stream_options": {"include_usage": true}
             })
