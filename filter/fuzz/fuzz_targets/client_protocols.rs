@@ -3,13 +3,19 @@
 //! parse and route, or an error), as a whole Chat Completions answer, and as
 //! a streamed one cut at arbitrary points (the output is the same whatever
 //! the cuts; every Responses event is a JSON object, every Ollama line a JSON
-//! object).
+//! object). And through the Responses API upstream: as a Chat Completions
+//! request (a JSON object that stores nothing, or an error), as a whole
+//! Responses answer (a chat completion the other translations read, or an
+//! error) and as a streamed one cut anywhere (the same chunks whatever the
+//! cuts, each a JSON object or `[DONE]`).
 //!
 //! Input: see `filter_fuzz::read_cuts`.
 #![no_main]
 
 use aipipe_core::protocol::ollama::{self, ChatToOllamaStream, Endpoint};
+use aipipe_core::protocol::chat::Completion;
 use aipipe_core::protocol::responses::{self, ChatToResponsesStream};
+use aipipe_core::protocol::responses_upstream::{self, ResponsesToChatStream};
 use aipipe_core::request::ChatRequest;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -68,6 +74,17 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(out) = responses::chat_to_response(body, "gpt-4o-mini", 1_763_860_000) {
         object(&out, "chat_to_response");
     }
+    if let Ok(out) = responses_upstream::chat_to_request(body, "gpt-6-luna") {
+        let v: Value = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(v["store"], false, "chat_to_request: {v}");
+    }
+    if let Ok(out) = responses_upstream::response_to_chat(body, "gpt-6-luna", 1_763_860_000) {
+        assert!(
+            Completion::parse(&out).is_ok(),
+            "response_to_chat gave what the next leg cannot read: {:?}",
+            String::from_utf8_lossy(&out)
+        );
+    }
     for endpoint in [Endpoint::Chat, Endpoint::Generate] {
         if let Ok(out) = ollama::chat_to_ollama(body, "gpt-4o-mini", 1_763_860_000, endpoint) {
             object(&out, "chat_to_ollama");
@@ -91,6 +108,25 @@ fuzz_target!(|data: &[u8]| {
     );
     for e in filter_fuzz::sse_events(&whole) {
         object(&e, "a Responses event");
+    }
+    for include_usage in [false, true] {
+        let upstream = |chunks: &[&[u8]]| {
+            stream(
+                chunks,
+                ResponsesToChatStream::new("gpt-6-luna", 1_763_860_000, include_usage),
+                ResponsesToChatStream::feed,
+                ResponsesToChatStream::finish,
+            )
+        };
+        let whole = upstream(&[body]);
+        assert_eq!(
+            upstream(&chunks),
+            whole,
+            "ResponsesToChatStream depends on the chunking"
+        );
+        for e in filter_fuzz::sse_events(&whole).into_iter().filter(|e| e.as_slice() != b"[DONE]") {
+            object(&e, "a translated chunk");
+        }
     }
     for endpoint in [Endpoint::Chat, Endpoint::Generate] {
         let ollama = |chunks: &[&[u8]]| {
