@@ -719,7 +719,8 @@ fn gpt_6_luna_reasons_with_tools_over_the_responses_api() {
     for (fails, named) in [("anthropic", "claude-sonnet-5-5"), ("openai", "auto")] {
         for stream in [false, true] {
             s.mock.clear_received();
-            s.mock.fault(json!({"provider": fails, "status": 500, "times": 1}));
+            s.mock
+                .fault(json!({"provider": fails, "status": 500, "times": 1}));
             let mut body = ask(named, "high", "What is the weather in Lima?");
             body["stream"] = json!(stream);
             let r = post_json(&s.chat_url(), &ACME.auth(), &body);
@@ -730,7 +731,11 @@ fn gpt_6_luna_reasons_with_tools_over_the_responses_api() {
             assert_eq!(got.len(), 2, "{case}: {got:?}");
             let failed = r.header("x-aipipe-failover");
             assert_eq!(failed, got[0]["body"]["model"].as_str(), "{case}");
-            assert_eq!(r.header("x-aipipe-model"), got[1]["body"]["model"].as_str(), "{case}");
+            assert_eq!(
+                r.header("x-aipipe-model"),
+                got[1]["body"]["model"].as_str(),
+                "{case}"
+            );
             for g in &got {
                 let want = match g["body"]["model"].as_str() {
                     Some("gpt-6-luna") => "/v1/responses",
@@ -763,19 +768,37 @@ fn gpt_6_luna_reasons_with_tools_over_the_responses_api() {
             "input": "What is the weather in Quito?"})
     };
     s.mock.clear_received();
-    let r = post_json(&s.envoy.url("/v1/responses"), &ACME.auth(), &responses("gpt-6-luna"));
+    let r = post_json(
+        &s.envoy.url("/v1/responses"),
+        &ACME.auth(),
+        &responses("gpt-6-luna"),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let v = r.json();
     assert_eq!(v["object"], "response", "{v}");
-    let call = v["output"].as_array().unwrap().iter().find(|o| o["type"] == "function_call");
+    let call = v["output"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["type"] == "function_call");
     assert_eq!(call.map(|c| &c["name"]), Some(&json!("get_weather")), "{v}");
-    assert!(v["usage"]["output_tokens_details"]["reasoning_tokens"].as_u64() > Some(0), "{v}");
+    assert!(
+        v["usage"]["output_tokens_details"]["reasoning_tokens"].as_u64() > Some(0),
+        "{v}"
+    );
     let got = s.mock.received().pop().unwrap();
     assert_eq!(got["path"], "/v1/responses");
     assert_eq!(got["body"]["reasoning"], json!({"effort": "medium"}));
-    let r = post_json(&s.envoy.url("/v1/responses"), &ACME.auth(), &responses("gpt-4o-mini"));
+    let r = post_json(
+        &s.envoy.url("/v1/responses"),
+        &ACME.auth(),
+        &responses("gpt-4o-mini"),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("x-aipipe-dropped-params"), Some("reasoning_effort"));
+    assert_eq!(
+        r.header("x-aipipe-dropped-params"),
+        Some("reasoning_effort")
+    );
     let got = s.mock.received().pop().unwrap();
     assert_eq!(got["path"], "/v1/chat/completions");
     assert!(got["body"].get("reasoning_effort").is_none(), "{got}");

@@ -228,16 +228,14 @@ enum ContentOut<'a> {
 }
 
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type")]
 enum PartOut<'a> {
-    InputText {
-        text: &'a str,
-    },
-    InputImage {
-        image_url: &'a str,
-        detail: &'a str,
-    },
-    InputFile {
+    #[serde(rename = "input_text")]
+    Text { text: &'a str },
+    #[serde(rename = "input_image")]
+    Image { image_url: &'a str, detail: &'a str },
+    #[serde(rename = "input_file")]
+    File {
         #[serde(skip_serializing_if = "Option::is_none")]
         file_data: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -395,7 +393,7 @@ pub fn chat_to_request(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, Api
             other => return bad(format!("response_format.type: unknown type {other:?}")),
         }),
     };
-    let text = (format.is_some() || req.verbosity.is_some()).then(|| TextOut {
+    let text = (format.is_some() || req.verbosity.is_some()).then_some(TextOut {
         format,
         verbosity: req.verbosity.as_deref(),
     });
@@ -517,22 +515,22 @@ fn user_part<'a>(i: usize, j: usize, p: &'a PartIn<'a>) -> Result<PartOut<'a>, A
     let at = || format!("messages[{i}].content[{j}]");
     match p.kind.as_ref() {
         "text" => match &p.text {
-            Some(text) => Ok(PartOut::InputText { text }),
+            Some(text) => Ok(PartOut::Text { text }),
             None => bad(format!("{}.text: missing", at())),
         },
         "image_url" => match &p.image_url {
-            Some(TextOr::Text(url)) => Ok(PartOut::InputImage {
+            Some(TextOr::Text(url)) => Ok(PartOut::Image {
                 image_url: url,
                 detail: "auto",
             }),
-            Some(TextOr::Other(image)) => Ok(PartOut::InputImage {
+            Some(TextOr::Other(image)) => Ok(PartOut::Image {
                 image_url: &image.url,
                 detail: image.detail.as_deref().unwrap_or("auto"),
             }),
             None => bad(format!("{}.image_url: missing", at())),
         },
         "file" => match &p.file {
-            Some(f) if f.file_data.is_some() || f.file_id.is_some() => Ok(PartOut::InputFile {
+            Some(f) if f.file_data.is_some() || f.file_id.is_some() => Ok(PartOut::File {
                 file_data: f.file_data.as_deref(),
                 file_id: f.file_id.as_deref(),
                 filename: f.filename.as_deref(),
