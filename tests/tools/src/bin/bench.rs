@@ -831,7 +831,10 @@ fn loading_instead(build: FilterBuild, yaml: String, other: &str) -> String {
 }
 
 /// Plain Envoy's filter chain with the Wasm floor (`tests/wasm-floor`) before
-/// the router: the least a body-routing proxy-wasm filter does, in V8.
+/// the router: the least a body-routing proxy-wasm filter does, in V8. Like
+/// aipipe's filter it holds the request headers until the body is whole
+/// (envoy/README.md, Envoy fact 2: without `allow_on_headers_stop_iteration`
+/// such a request hangs).
 fn with_wasm_floor(yaml: String) -> String {
     let router = "          - name: envoy.filters.http.router\n";
     assert!(yaml.contains(router), "demo.yaml has no router filter");
@@ -844,7 +847,7 @@ fn with_wasm_floor(yaml: String) -> String {
     yaml.replacen(
         router,
         &format!(
-            "          - name: wasm_floor\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n              config:\n                name: wasm_floor\n                vm_config:\n                  vm_id: wasm_floor\n                  runtime: envoy.wasm.runtime.v8\n                  code: {{ local: {{ filename: {} }} }}\n{router}",
+            "          - name: wasm_floor\n            typed_config:\n              \"@type\": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\n              config:\n                name: wasm_floor\n                vm_config:\n                  vm_id: wasm_floor\n                  runtime: envoy.wasm.runtime.v8\n                  code: {{ local: {{ filename: {} }} }}\n                allow_on_headers_stop_iteration: true\n{router}",
             floor.display()
         ),
         1,
