@@ -288,6 +288,103 @@ pub struct JsonSchema<'a> {
     pub strict: Option<bool>,
 }
 
+// ------------------------------------------------- streamed chunks written
+
+/// A `chat.completion.chunk` as the stream translations write it (an
+/// Anthropic or a Responses API stream becoming Chat Completions); `U` is
+/// the translation's `usage` object.
+#[derive(Serialize)]
+pub struct ChunkOut<'a, U> {
+    pub id: &'a str,
+    pub object: &'static str,
+    pub created: u64,
+    pub model: &'a str,
+    pub choices: Vec<ChunkChoiceOut<'a>>,
+    /// With `include_usage`, OpenAI sends `"usage": null` on every chunk but
+    /// the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Option<U>>,
+}
+
+#[derive(Serialize)]
+pub struct ChunkChoiceOut<'a> {
+    pub index: u32,
+    pub delta: DeltaOut<'a>,
+    pub logprobs: Option<()>,
+    pub finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize, Default)]
+pub struct DeltaOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<[ToolDeltaOut<'a>; 1]>,
+}
+
+#[derive(Serialize)]
+pub struct ToolDeltaOut<'a> {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    pub function: FunctionDeltaOut<'a>,
+}
+
+#[derive(Serialize)]
+pub struct FunctionDeltaOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    pub arguments: &'a str,
+}
+
+impl<'a> ToolDeltaOut<'a> {
+    /// The first chunk of a tool call: its id and name, no arguments yet.
+    pub fn start(index: usize, id: &'a str, name: &'a str) -> Self {
+        ToolDeltaOut {
+            index,
+            id: Some(id),
+            kind: Some("function"),
+            function: FunctionDeltaOut {
+                name: Some(name),
+                arguments: "",
+            },
+        }
+    }
+
+    /// A fragment of a tool call's arguments.
+    pub fn arguments(index: usize, fragment: &'a str) -> Self {
+        ToolDeltaOut {
+            index,
+            id: None,
+            kind: None,
+            function: FunctionDeltaOut {
+                name: None,
+                arguments: fragment,
+            },
+        }
+    }
+}
+
+/// Appends `chunk` as one SSE event (`data: …`); nothing when it cannot be
+/// encoded.
+pub fn write_chunk<U: Serialize>(chunk: &ChunkOut<'_, U>, out: &mut Vec<u8>) {
+    let mark = out.len();
+    out.extend_from_slice(b"data: ");
+    match serde_json::to_writer(&mut *out, chunk) {
+        Ok(()) => out.extend_from_slice(b"\n\n"),
+        Err(e) => {
+            out.truncate(mark);
+            log::warn!("could not encode a chat.completion.chunk: {e}");
+        }
+    }
+}
+
 // ------------------------------------------------------------- answers
 
 /// A whole `chat.completion`: what the translations read of it.

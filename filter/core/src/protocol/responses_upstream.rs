@@ -22,7 +22,7 @@ use serde_json::value::RawValue;
 
 use super::Tokens;
 use super::TranslateError;
-use super::chat::{self, TextOr};
+use super::chat::{self, ChunkChoiceOut, ChunkOut, DeltaOut, TextOr, ToolDeltaOut, write_chunk};
 use crate::error::ApiError;
 use crate::sse::SseParser;
 
@@ -927,54 +927,6 @@ struct StreamState {
     done: bool,
 }
 
-#[derive(Serialize)]
-struct ChunkOut<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: Vec<ChunkChoiceOut<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Option<ChatUsage>>,
-}
-
-#[derive(Serialize)]
-struct ChunkChoiceOut<'a> {
-    index: u32,
-    delta: DeltaOut<'a>,
-    logprobs: Option<()>,
-    finish_reason: Option<&'static str>,
-}
-
-#[derive(Serialize, Default)]
-struct DeltaOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    refusal: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<[ToolDeltaOut<'a>; 1]>,
-}
-
-#[derive(Serialize)]
-struct ToolDeltaOut<'a> {
-    index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    function: FunctionDeltaOut<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionDeltaOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    arguments: &'a str,
-}
-
 impl ResponsesToChatStream {
     /// `model` is the name the client sees; `created` the unix time of the
     /// request; `include_usage` whether the client asked for the usage
@@ -1066,15 +1018,11 @@ impl StreamState {
                 let index = self.calls.len();
                 self.calls.push((at, index));
                 self.tool_delta(
-                    ToolDeltaOut {
+                    ToolDeltaOut::start(
                         index,
-                        id: Some(item.call_id.as_deref().unwrap_or_default()),
-                        kind: Some("function"),
-                        function: FunctionDeltaOut {
-                            name: Some(item.name.as_deref().unwrap_or_default()),
-                            arguments: "",
-                        },
-                    },
+                        item.call_id.as_deref().unwrap_or_default(),
+                        item.name.as_deref().unwrap_or_default(),
+                    ),
                     out,
                 );
             }
@@ -1188,18 +1136,7 @@ impl StreamState {
     }
 
     fn arguments(&mut self, index: usize, fragment: &str, out: &mut Vec<u8>) {
-        self.tool_delta(
-            ToolDeltaOut {
-                index,
-                id: None,
-                kind: None,
-                function: FunctionDeltaOut {
-                    name: None,
-                    arguments: fragment,
-                },
-            },
-            out,
-        );
+        self.tool_delta(ToolDeltaOut::arguments(index, fragment), out);
     }
 
     fn choice<'a>(&self, delta: DeltaOut<'a>, finish: Option<&'static str>) -> ChunkChoiceOut<'a> {
@@ -1232,11 +1169,7 @@ impl StreamState {
             choices,
             usage,
         };
-        if let Ok(json) = serde_json::to_vec(&chunk) {
-            out.extend_from_slice(b"data: ");
-            out.extend_from_slice(&json);
-            out.extend_from_slice(b"\n\n");
-        }
+        write_chunk(&chunk, out);
     }
 
     fn error(&mut self, message: &str, code: &str, out: &mut Vec<u8>) {

@@ -1,12 +1,13 @@
 //! Anthropic's streamed Messages events → OpenAI `chat.completion.chunk` SSE,
 //! one event at a time, whatever the network chunk boundaries.
 
-use serde::Serialize;
-
 use super::JSON_TOOL;
 use super::messages_to_chat::{ChatUsage, error_body, error_kind, error_message, finish_reason};
 use super::wire::{BlockDelta, Event, WireUsage};
 use crate::protocol::Tokens;
+use crate::protocol::chat::{
+    ChunkChoiceOut as ChunkChoice, ChunkOut, DeltaOut as Delta, ToolDeltaOut, write_chunk,
+};
 use crate::sse::SseParser;
 
 /// Translates one streamed Anthropic answer into the OpenAI stream the
@@ -108,54 +109,6 @@ impl StreamTranslator {
     }
 }
 
-#[derive(Serialize)]
-struct Chunk<'a> {
-    id: &'a str,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: Vec<ChunkChoice<'a>>,
-    /// With `include_usage`, OpenAI sends `"usage": null` on every chunk but
-    /// the last.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<Option<ChatUsage>>,
-}
-
-#[derive(Serialize)]
-struct ChunkChoice<'a> {
-    index: u32,
-    delta: Delta<'a>,
-    logprobs: Option<()>,
-    finish_reason: Option<&'static str>,
-}
-
-#[derive(Serialize, Default)]
-struct Delta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<[ToolDelta<'a>; 1]>,
-}
-
-#[derive(Serialize)]
-struct ToolDelta<'a> {
-    index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    kind: Option<&'static str>,
-    function: FunctionDelta<'a>,
-}
-
-#[derive(Serialize)]
-struct FunctionDelta<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    arguments: &'a str,
-}
-
 impl State {
     fn on_event(&mut self, data: &[u8], out: &mut Vec<u8>) {
         if self.done {
@@ -198,15 +151,11 @@ impl State {
                         self.tool_calls += 1;
                         self.emit_delta(
                             Delta {
-                                tool_calls: Some([ToolDelta {
-                                    index: tool,
-                                    id: Some(b.id.as_deref().unwrap_or_default()),
-                                    kind: Some("function"),
-                                    function: FunctionDelta {
-                                        name: Some(b.name.as_deref().unwrap_or_default()),
-                                        arguments: "",
-                                    },
-                                }]),
+                                tool_calls: Some([ToolDeltaOut::start(
+                                    tool,
+                                    b.id.as_deref().unwrap_or_default(),
+                                    b.name.as_deref().unwrap_or_default(),
+                                )]),
                                 ..Delta::default()
                             },
                             None,
@@ -355,15 +304,7 @@ impl State {
     fn arguments(&mut self, tool: usize, fragment: &str, out: &mut Vec<u8>) {
         self.emit_delta(
             Delta {
-                tool_calls: Some([ToolDelta {
-                    index: tool,
-                    id: None,
-                    kind: None,
-                    function: FunctionDelta {
-                        name: None,
-                        arguments: fragment,
-                    },
-                }]),
+                tool_calls: Some([ToolDeltaOut::arguments(tool, fragment)]),
                 ..Delta::default()
             },
             None,
@@ -385,7 +326,7 @@ impl State {
         if self.include_usage {
             let usage = self.usage.unwrap_or_default().tokens();
             self.emit(
-                &Chunk {
+                &ChunkOut {
                     id: &self.id,
                     object: "chat.completion.chunk",
                     created: self.created,
@@ -409,7 +350,7 @@ impl State {
 
     fn emit_delta(&self, delta: Delta<'_>, finish: Option<&'static str>, out: &mut Vec<u8>) {
         self.emit(
-            &Chunk {
+            &ChunkOut {
                 id: &self.id,
                 object: "chat.completion.chunk",
                 created: self.created,
@@ -426,16 +367,8 @@ impl State {
         );
     }
 
-    fn emit(&self, chunk: &Chunk<'_>, out: &mut Vec<u8>) {
-        let mark = out.len();
-        out.extend_from_slice(b"data: ");
-        match serde_json::to_writer(&mut *out, chunk) {
-            Ok(()) => out.extend_from_slice(b"\n\n"),
-            Err(e) => {
-                out.truncate(mark);
-                log::warn!("could not encode a chat.completion.chunk: {e}");
-            }
-        }
+    fn emit(&self, chunk: &ChunkOut<'_, ChatUsage>, out: &mut Vec<u8>) {
+        write_chunk(chunk, out);
     }
 }
 
