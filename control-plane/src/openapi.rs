@@ -279,6 +279,13 @@ pub struct CapabilitiesDoc {
     /// OpenAI-format provider whose chat path ends in `/chat/completions`.
     #[schema(required = false)]
     responses_api: bool,
+    /// Takes Anthropic's `thinking` and `output_config` as members of a
+    /// Chat Completions body (default true; false for OpenAI's models,
+    /// which answer 400 to a parameter they do not know): false, the filter
+    /// sends a Chat client's request without them and names them in
+    /// `x-aipipe-dropped-params`.
+    #[schema(required = false)]
+    thinking_extensions: bool,
 }
 
 /// How the filter would route a request (`aipipe_core::route::Explanation`).
@@ -504,6 +511,7 @@ mod tests {
         m.capabilities.output_effort = true;
         m.capabilities.reasoning_effort = false;
         m.capabilities.responses_api = true;
+        m.capabilities.thinking_extensions = false;
         m.capabilities.assistant_prefill = false;
         m.price_changes = vec![aipipe_core::catalog::PriceChange {
             from: aipipe_core::catalog::Timestamp(1_798_761_600_000),

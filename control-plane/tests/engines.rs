@@ -3027,3 +3027,27 @@ async fn gpt_6_luna_learns_the_responses_api_on_an_older_sqlite_file() {
 async fn gpt_6_luna_learns_the_responses_api_on_an_older_postgres_database() {
     gpt_6_luna_learns_the_responses_api_on_an_older_database(Engine::Postgres).await;
 }
+
+/// SQLite's migration 30 and PostgreSQL's 16 (filter/README.md, "Catalog
+/// changes", 2026-12-06, seventh change: OpenAI's models take no Anthropic
+/// extensions).
+async fn openai_models_learn_they_take_no_extensions_on_an_older_database(engine: Engine) {
+    rows_learn_a_capability_on_an_older_database(
+        engine,
+        "no-extensions",
+        (30, 16),
+        &["gpt-4o-mini", "gpt-4o", "gpt-6-luna"],
+        |c| &mut c.thinking_extensions,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn openai_models_learn_they_take_no_extensions_on_an_older_sqlite_file() {
+    openai_models_learn_they_take_no_extensions_on_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn openai_models_learn_they_take_no_extensions_on_an_older_postgres_database() {
+    openai_models_learn_they_take_no_extensions_on_an_older_database(Engine::Postgres).await;
+}

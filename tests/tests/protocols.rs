@@ -906,6 +906,54 @@ fn a_reasoning_effort_reaches_claude_5_as_its_output_effort() {
     assert!(body.get("output_config").is_none(), "{body}");
 }
 
+/// OpenAI's models take no Anthropic extensions in a Chat body
+/// (filter/README.md, "What a model accepts"): a Chat client's `thinking` or
+/// `output_config`, named or routed there, whole or streamed, is left out and
+/// named in `x-aipipe-dropped-params` — the mock, like OpenAI, answers 400 to
+/// a parameter it does not know — while a Claude model gets it translated.
+#[test]
+fn anthropic_extensions_are_left_out_for_openai_models() {
+    let s = Stack::start();
+    let thinking = json!({"type": "enabled", "budget_tokens": 2048});
+    for (model, stream) in [("gpt-4o-mini", false), ("auto", false), ("gpt-4o", true)] {
+        let body = json!({"model": model, "stream": stream, "thinking": thinking,
+            "output_config": {"effort": "low"}, "messages": [{"role": "user", "content": "hello"}]});
+        let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+        assert_eq!(r.status, 200, "{model}: {}", r.text());
+        assert!(
+            r.header("x-aipipe-model")
+                .is_some_and(|m| m.starts_with("gpt-4o")),
+            "{model}: {:?}",
+            r.header("x-aipipe-model")
+        );
+        assert_eq!(
+            r.header("x-aipipe-dropped-params"),
+            Some("thinking,output_config"),
+            "{model}"
+        );
+        let sent = &s.mock.received().pop().unwrap()["body"];
+        assert!(
+            sent.get("thinking").is_none() && sent.get("output_config").is_none(),
+            "{sent}"
+        );
+        if stream {
+            assert!(
+                r.text().trim_end().ends_with("data: [DONE]"),
+                "{}",
+                r.text()
+            );
+        }
+    }
+    let body = json!({"model": "claude-sonnet-5-5", "thinking": thinking,
+        "messages": [{"role": "user", "content": "hello"}]});
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-dropped-params"), None);
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["path"], "/v1/messages");
+    assert_eq!(got["body"]["thinking"], thinking, "{got}");
+}
+
 /// OpenAI's GPT-4o generation takes no `reasoning_effort` (filter/README.md,
 /// "Model selection", "What a model accepts"): a Chat client's, `"none"`
 /// too, named or routed there, is left out and named in

@@ -580,6 +580,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`responses_api`): the stored catalog rows are JSON.
         "",
     ),
+    (
+        30,
+        "OpenAI's models take no Anthropic extensions (2026-12-06)",
+        // Rust below (`thinking_extensions`): the stored catalog rows are JSON.
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -1000,6 +1006,21 @@ pub(in crate::db) mod responses_api {
     }
 }
 
+/// OpenAI's models told that they take no Anthropic `thinking` or
+/// `output_config` in a Chat body (filter/README.md, "Catalog changes",
+/// 2026-12-06, seventh change): SQLite's migration 30, PostgreSQL's 16, by
+/// migration 24's rule.
+pub(in crate::db) mod thinking_extensions {
+    /// The models this migration updates.
+    pub const MODELS: &[&str] = &["gpt-4o-mini", "gpt-4o", "gpt-6-luna"];
+
+    /// The writes for `stored` (id, JSON of every catalog row): each the
+    /// model's id and its row's new JSON.
+    pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
+        super::capability_as_default(stored, MODELS, |c| &mut c.thinking_extensions)
+    }
+}
+
 /// The writes that give the stored rows of `ids` the default catalog's
 /// value of one capability (`field`), keeping everything else in them:
 /// what a model takes or refuses is a fact about it, not a choice.
@@ -1085,8 +1106,9 @@ pub(super) type ModelsPlan = fn(&[(String, String)]) -> Result<Vec<(String, Stri
 /// SQLite's migrations 18 (`claude_5::plan`), 21 (`scheduled_prices::plan`),
 /// 22 (`scheduled_retirements::plan`), 23 (`luna_in_service::plan`), 24
 /// (`claude_5_prefill::plan`), 25 (`long_context_rates::plan`), 27
-/// (`output_effort::plan`), 28 (`reasoning_effort::plan`) and 29
-/// (`responses_api::plan`): each rewrites the model rows its
+/// (`output_effort::plan`), 28 (`reasoning_effort::plan`), 29
+/// (`responses_api::plan`) and 30 (`thinking_extensions::plan`): each
+/// rewrites the model rows its
 /// pure plan names, one change of the change log if any. Returns the
 /// writes made.
 fn rewrite_models(tx: &Transaction<'_>, plan: ModelsPlan) -> Result<usize> {
@@ -1246,6 +1268,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
                 writes = n,
                 "gpt-6-luna takes tools with an effort over the Responses API"
             );
+        }
+        // A no-op on a new database: migration 1 seeded today's catalog.
+        if version == 30 {
+            let n = rewrite_models(&tx, thinking_extensions::plan)?;
+            tracing::info!(writes = n, "OpenAI's models take no Anthropic extensions");
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
@@ -1521,18 +1548,19 @@ mod tests {
         assert_eq!(claude_5_prefill::plan(&row(&sonnet)).unwrap(), vec![]);
     }
 
-    /// Migrations 27, 28 and 29: the Claude 5.x rows learn that they take
-    /// an effort, the GPT-4o rows that they take no `reasoning_effort`, the
+    /// Migrations 27 to 30: the Claude 5.x rows learn that they take an
+    /// effort, the GPT-4o rows that they take no `reasoning_effort`, the
     /// luna row that it takes tools with one over the Responses API, the
-    /// operator's other changes kept; a row pointed elsewhere, or one that
-    /// already says so, is not written.
+    /// OpenAI rows that they take no Anthropic extensions, the operator's
+    /// other changes kept; a row pointed elsewhere, or one that already says
+    /// so, is not written.
     #[test]
     fn rows_learn_what_effort_they_take() {
         let defaults = aipipe_core::catalog::default_models();
         let row =
             |m: &aipipe_core::table::Model| vec![(m.id.clone(), serde_json::to_string(m).unwrap())];
         type Field = fn(&mut aipipe_core::table::Capabilities) -> &mut bool;
-        let cases: [(ModelsPlan, &[&str], Field); 3] = [
+        let cases: [(ModelsPlan, &[&str], Field); 4] = [
             (output_effort::plan, output_effort::MODELS, |c| {
                 &mut c.output_effort
             }),
@@ -1542,6 +1570,11 @@ mod tests {
             (responses_api::plan, responses_api::MODELS, |c| {
                 &mut c.responses_api
             }),
+            (
+                thinking_extensions::plan,
+                thinking_extensions::MODELS,
+                |c| &mut c.thinking_extensions,
+            ),
         ];
         for (plan, ids, field) in cases {
             for id in ids {

@@ -186,6 +186,14 @@ pub struct Capabilities {
     /// ends in `/chat/completions`.
     #[serde(default, skip_serializing_if = "is_false")]
     pub responses_api: bool,
+    /// Accepts Anthropic's `thinking` and `output_config` as members of a
+    /// Chat Completions body (absent: true, as every model did before this
+    /// was checked). OpenAI's models answer 400 to a parameter they do not
+    /// know, so a Chat client's extension (meant for a Claude model, which
+    /// gets it translated) is left out for them and named in
+    /// `x-aipipe-dropped-params`.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub thinking_extensions: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -213,6 +221,7 @@ impl Default for Capabilities {
             output_effort: false,
             reasoning_effort: true,
             responses_api: false,
+            thinking_extensions: true,
         }
     }
 }
@@ -507,6 +516,7 @@ const ALL: Capabilities = Capabilities {
     output_effort: false,
     reasoning_effort: true,
     responses_api: false,
+    thinking_extensions: true,
 };
 const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     tools: true,
@@ -521,12 +531,14 @@ const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     output_effort: false,
     reasoning_effort: true,
     responses_api: false,
+    thinking_extensions: true,
 };
 /// OpenAI's GPT-4o generation: everything, but no `reasoning_effort`
-/// (OpenAI answers 400 `unsupported_parameter` to it on these models).
+/// (OpenAI answers 400 `unsupported_parameter` to it on these models) and,
+/// as every OpenAI model, no Anthropic extensions.
 const GPT_4O: Capabilities = Capabilities {
     reasoning_effort: false,
-    responses_api: false,
+    thinking_extensions: false,
     ..ALL
 };
 /// Claude 5.x (Sonnet 5.5, Opus 5.5): images and tools, but no forced tool
@@ -547,6 +559,7 @@ const CLAUDE_5: Capabilities = Capabilities {
     output_effort: true,
     reasoning_effort: true,
     responses_api: false,
+    thinking_extensions: true,
 };
 /// Claude Haiku 5.5: what the other Claude 5.x refuse (a forced tool is not
 /// documented either way: refused until it is), and thinking, on by
@@ -573,6 +586,7 @@ const GPT_6: Capabilities = Capabilities {
     output_effort: false,
     reasoning_effort: true,
     responses_api: true,
+    thinking_extensions: false,
 };
 const TEXT_TOOLS: Capabilities = Capabilities {
     tools: true,
@@ -587,6 +601,7 @@ const TEXT_TOOLS: Capabilities = Capabilities {
     output_effort: false,
     reasoning_effort: true,
     responses_api: false,
+    thinking_extensions: true,
 };
 
 struct Entry {

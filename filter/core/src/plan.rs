@@ -12,8 +12,8 @@ use crate::protocol::anthropic::{self, MessagesDraft};
 use crate::protocol::ollama::{self, Endpoint};
 use crate::protocol::{responses, responses_upstream};
 use crate::request::{
-    BodyEdit, BodyShape, ChatRequest, Dropped, Effort, ModelChoice, OutputEffort, Rewrite,
-    Sampling, rewrite_members,
+    BodyEdit, BodyShape, ChatRequest, Dropped, Effort, Extensions, ModelChoice, OutputEffort,
+    Rewrite, Sampling, rewrite_members,
 };
 use crate::route::{needs, no_candidate};
 use crate::score::Score;
@@ -87,6 +87,8 @@ pub struct Plan {
     /// It has tools and a reasoning effort other than none
     /// (`select::Needs::reasoning_with_tools`).
     reasoning_with_tools: bool,
+    /// The Anthropic extensions the Chat Completions body carries.
+    extensions: Extensions,
     /// The client sets Anthropic's `thinking` or `output_config`.
     sets_thinking: bool,
     /// The Chat body's `reasoning_effort` as Anthropic's effort.
@@ -237,6 +239,7 @@ impl Plan {
             sampling: client_sampling.unwrap_or(req.sampling),
             effort: req.effort,
             reasoning_with_tools: needs.reasoning_with_tools,
+            extensions: req.extensions,
             sets_thinking: client_thinking.unwrap_or(req.sets_thinking),
             output_effort: req.output_effort,
             sets_max_tokens: req.sets_max_tokens,
@@ -416,8 +419,10 @@ impl Plan {
     }
 
     /// What of the client's `model` gets without: all its sampling
-    /// parameters when it refuses them, and its `reasoning_effort` (any,
-    /// `"none"` too) when the model does not take one.
+    /// parameters when it refuses them, its `reasoning_effort` (any,
+    /// `"none"` too) when the model does not take one, and Anthropic's
+    /// `thinking` / `output_config` in its Chat body when the model does not
+    /// take those.
     pub fn dropped_for(&self, model: &crate::table::Model) -> Dropped {
         let c = model.capabilities;
         let sampling =
@@ -426,9 +431,15 @@ impl Plan {
             } else {
                 self.sampling
             };
+        let extensions = if c.thinking_extensions {
+            Extensions::default()
+        } else {
+            self.extensions
+        };
         Dropped::new(
             sampling,
             !c.reasoning_effort && self.effort != Effort::Unset,
+            extensions,
         )
     }
 
@@ -459,6 +470,10 @@ impl Plan {
                 Protocol::Responses => rewrite.drop.push("reasoning"),
                 _ => {}
             }
+        }
+        if wire == Protocol::Chat {
+            // The Responses translation never carries them.
+            rewrite.drop.extend(dropped.extensions());
         }
         let c = model.capabilities;
         if wire == Protocol::Messages && !self.sets_thinking {
@@ -774,6 +789,36 @@ mod tests {
         let grok = r#"{"model":"grok-3-mini","reasoning_effort":"low","messages":[{"role":"user","content":"hi"}]}"#;
         let p = plan(&t, Protocol::Chat, grok).unwrap();
         assert!(p.dropped_for(t.model(p.ranked[0]).unwrap()).is_empty());
+    }
+
+    /// OpenAI's models answer 400 to a parameter they do not know: a Chat
+    /// client's Anthropic extensions (`thinking`, `output_config`) reach
+    /// them without, named, and reach a Claude model translated.
+    #[test]
+    fn anthropic_extensions_are_dropped_for_a_model_that_does_not_take_them() {
+        let t = table();
+        let body = |model: &str| {
+            format!(
+                r#"{{"model":"{model}","thinking":{{"type":"enabled","budget_tokens":2048}},"output_config":{{"effort":"low"}},"messages":[{{"role":"user","content":"hi"}}]}}"#
+            )
+        };
+        let (model, out, dropped) = first(&t, Protocol::Chat, &body("gpt-4o-mini"));
+        assert_eq!(model, "gpt-4o-mini");
+        assert_eq!(dropped.names(), "thinking,output_config");
+        assert!(
+            out.get("thinking").is_none() && out.get("output_config").is_none(),
+            "{out}"
+        );
+        assert_eq!(out["messages"][0]["content"], "hi");
+        let (model, out, dropped) = first(&t, Protocol::Chat, &body("claude-sonnet-5-5"));
+        assert_eq!(model, "claude-sonnet-5-5");
+        assert!(dropped.is_empty(), "{}", dropped.names());
+        assert_eq!(out["thinking"]["type"], "enabled", "{out}");
+        assert_eq!(out["output_config"]["effort"], "low", "{out}");
+        // Without them nothing is rewritten.
+        let plain = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+        let (_, _, dropped) = first(&t, Protocol::Chat, plain);
+        assert!(dropped.is_empty());
     }
 
     /// Claude 5.x refuses sampling parameters: a request that sets them

@@ -166,19 +166,54 @@ impl Sampling {
     }
 }
 
+/// Anthropic's `thinking` and `output_config` as members of a Chat
+/// Completions body (extensions a Chat client may send an Anthropic model):
+/// bit 0 and bit 1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extensions(u8);
+
+impl Extensions {
+    pub const NAMES: [&'static str; 2] = ["thinking", "output_config"];
+
+    pub fn of(thinking: bool, output_config: bool) -> Extensions {
+        Extensions(u8::from(thinking) | (u8::from(output_config) << 1))
+    }
+
+    pub fn any(self) -> bool {
+        self.0 != 0
+    }
+}
+
 /// What an attempt's body goes without of what the client set, named in
 /// the answer's `x-aipipe-dropped-params`: the sampling parameters of a
-/// model that refuses them, and a `reasoning_effort` the model does not
-/// take (`catalog::Capabilities`).
+/// model that refuses them, a `reasoning_effort` the model does not take,
+/// and Anthropic's extensions to a model that refuses them
+/// (`catalog::Capabilities`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Dropped(u8);
 
 impl Dropped {
     /// Bit i of the set is `NAMES[i]`.
-    pub const NAMES: [&'static str; 4] = ["temperature", "top_p", "top_k", "reasoning_effort"];
+    pub const NAMES: [&'static str; 6] = [
+        "temperature",
+        "top_p",
+        "top_k",
+        "reasoning_effort",
+        "thinking",
+        "output_config",
+    ];
 
-    pub fn new(sampling: Sampling, reasoning_effort: bool) -> Dropped {
-        Dropped((sampling.0 & 7) | (u8::from(reasoning_effort) << 3))
+    pub fn new(sampling: Sampling, reasoning_effort: bool, extensions: Extensions) -> Dropped {
+        Dropped((sampling.0 & 7) | (u8::from(reasoning_effort) << 3) | ((extensions.0 & 3) << 4))
+    }
+
+    /// The extensions in the set.
+    pub fn extensions(self) -> impl Iterator<Item = &'static str> {
+        Extensions::NAMES
+            .into_iter()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (16 << i) != 0)
+            .map(|(_, name)| name)
     }
 
     pub fn is_empty(self) -> bool {
@@ -195,28 +230,23 @@ impl Dropped {
     }
 
     /// The parameters, comma-separated in `NAMES` order
-    /// (`temperature,reasoning_effort`), without allocating: the answer's
-    /// headers borrow it.
+    /// (`temperature,reasoning_effort`): every combination is written once
+    /// per process, so the answer's headers borrow it.
     pub fn names(self) -> &'static str {
-        const ALL: [&str; 16] = [
-            "",
-            "temperature",
-            "top_p",
-            "temperature,top_p",
-            "top_k",
-            "temperature,top_k",
-            "top_p,top_k",
-            "temperature,top_p,top_k",
-            "reasoning_effort",
-            "temperature,reasoning_effort",
-            "top_p,reasoning_effort",
-            "temperature,top_p,reasoning_effort",
-            "top_k,reasoning_effort",
-            "temperature,top_k,reasoning_effort",
-            "top_p,top_k,reasoning_effort",
-            "temperature,top_p,top_k,reasoning_effort",
-        ];
-        ALL.get(usize::from(self.0 & 15)).copied().unwrap_or("")
+        static ALL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+            (0..1usize << Dropped::NAMES.len())
+                .map(|set| {
+                    let names: Vec<&str> = Dropped::NAMES
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| set & (1 << i) != 0)
+                        .map(|(_, n)| *n)
+                        .collect();
+                    names.join(",")
+                })
+                .collect()
+        });
+        ALL.get(usize::from(self.0)).map_or("", String::as_str)
     }
 }
 
@@ -425,6 +455,8 @@ pub struct ChatRequest<'a> {
     /// Chat body may carry to an Anthropic model): its own say on thinking
     /// (`catalog::Capabilities::disable_thinking`).
     pub sets_thinking: bool,
+    /// Which of the two it sets.
+    pub extensions: Extensions,
     /// Its `reasoning_effort` as Anthropic's `output_config.effort`.
     pub output_effort: Option<OutputEffort>,
     /// It sets `max_tokens` / `max_completion_tokens` (not `null`): what a
@@ -539,6 +571,7 @@ impl ChatRequest<'_> {
             effort: Effort::of(wire.reasoning_effort),
             output_effort: OutputEffort::of(wire.reasoning_effort),
             sets_thinking: [wire.thinking, wire.output_config].into_iter().any(set),
+            extensions: Extensions::of(set(wire.thinking), set(wire.output_config)),
             sets_max_tokens: wire.max_tokens.is_some(),
             sets_max_completion_tokens: wire.max_completion_tokens.is_some(),
         })
@@ -849,7 +882,7 @@ mod tests {
         };
         assert!(sampling("").is_empty());
         assert!(sampling(r#","temperature":null,"top_p":null"#).is_empty());
-        let names = |rest: &str| Dropped::new(sampling(rest), false).names();
+        let names = |rest: &str| Dropped::new(sampling(rest), false, Extensions::default()).names();
         assert_eq!(
             names(r#","top_p":0.9,"temperature":1"#),
             "temperature,top_p"
@@ -859,9 +892,10 @@ mod tests {
             names(r#","top_k":3,"temperature":0,"top_p":1"#),
             "temperature,top_p,top_k"
         );
-        for bits in 0..16u8 {
+        for bits in 0..64u8 {
             let s = Sampling::of([bits & 1 != 0, bits & 2 != 0, bits & 4 != 0]);
-            let d = Dropped::new(s, bits & 8 != 0);
+            let e = Extensions::of(bits & 16 != 0, bits & 32 != 0);
+            let d = Dropped::new(s, bits & 8 != 0, e);
             let expected: Vec<&str> = Dropped::NAMES
                 .iter()
                 .enumerate()
@@ -873,6 +907,27 @@ mod tests {
             assert_eq!(d.sampling(), !s.is_empty());
         }
         assert_eq!(&Dropped::NAMES[..3], &Sampling::PARAMS[..]);
+        assert_eq!(&Dropped::NAMES[4..], &Extensions::NAMES[..]);
+
+        // Anthropic's extensions, as a Chat body sets them (null is unset).
+        let both = parse(
+            r#"{"messages":[{"role":"user","content":"x"}],"temperature":1,"thinking":{"type":"enabled","budget_tokens":1024},"output_config":{"effort":"low"}}"#,
+        )
+        .unwrap();
+        let d = Dropped::new(both.sampling, false, both.extensions);
+        assert_eq!(d.names(), "temperature,thinking,output_config");
+        assert_eq!(
+            d.extensions().collect::<Vec<_>>(),
+            ["thinking", "output_config"]
+        );
+        let one = parse(
+            r#"{"messages":[{"role":"user","content":"x"}],"thinking":{"type":"disabled"},"output_config":null}"#,
+        )
+        .unwrap();
+        assert!(one.sets_thinking);
+        let d = Dropped::new(one.sampling, true, one.extensions);
+        assert_eq!(d.names(), "reasoning_effort,thinking");
+        assert_eq!(d.extensions().collect::<Vec<_>>(), ["thinking"]);
     }
 
     #[test]

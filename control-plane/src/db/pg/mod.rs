@@ -254,6 +254,11 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
                     "gpt-6-luna takes tools with an effort over the Responses API"
                 );
             }
+            if applied.contains(&16) {
+                let plan = crate::db::migrations::thinking_extensions::plan;
+                let n = catalog::rewrite_models(w, plan)?;
+                tracing::info!(writes = n, "OpenAI's models take no Anthropic extensions");
+            }
             Ok(())
         },
         |_, _, _| {},
@@ -261,7 +266,7 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
 }
 
 /// First start, as SQLite's (`db/migrations.rs`: the seed of migration 1 and
-/// what migrations 4 to 15 add to a new database): the default catalog, a
+/// what migrations 4 to 16 add to a new database): the default catalog, a
 /// penalty epoch and a revision that start at the current time (so both stay
 /// increasing across a wiped database), and the global table's first change.
 fn seed(w: &mut Writer<'_>) -> Result<()> {

@@ -391,4 +391,10 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rows only, as 3 (`db::migrations::responses_api`).
         "-- the catalog's rows are written by pg::prepare",
     ),
+    (
+        16,
+        "OpenAI's models take no Anthropic extensions (SQLite's migration 30)",
+        // Rows only, as 3 (`db::migrations::thinking_extensions`).
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];

@@ -125,6 +125,7 @@ impl ChatRequest {
         let tools = function_tools(obj.get("tools"))?;
         check_gpt_6(obj, tools.is_some())?;
         check_gpt_4o(obj)?;
+        check_openai_unknown(obj)?;
         let tool_call = tool_to_call(tools.as_deref(), obj.get("tool_choice"), messages)?;
         let uint = |key: &str| obj.get(key).and_then(Value::as_u64);
         Ok(ChatRequest {
@@ -203,6 +204,26 @@ fn check_gpt_4o(obj: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
         .with_param("reasoning_effort", "unsupported_parameter"));
     }
     Ok(())
+}
+
+/// OpenAI's models (`gpt-*`) answer 400 to a parameter Chat Completions does
+/// not have; the mock checks the two a gateway may pass on from a Chat
+/// client writing for Claude: Anthropic's `thinking` and `output_config`
+/// (filter/README.md, "What a model accepts").
+fn check_openai_unknown(obj: &serde_json::Map<String, Value>) -> Result<(), ApiError> {
+    let model = obj.get("model").and_then(Value::as_str).unwrap_or_default();
+    if !model.starts_with("gpt-") {
+        return Ok(());
+    }
+    match ["thinking", "output_config"]
+        .into_iter()
+        .find(|k| obj.contains_key(*k))
+    {
+        Some(param) => Err(ApiError::invalid_request(format!(
+            "Unrecognized request argument supplied: {param}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The function tools of a request (`(name, parameters)`; `None`: no
@@ -1066,6 +1087,24 @@ mod tests {
 
     /// The GPT-4o generation refuses any `reasoning_effort` as OpenAI
     /// does; other models, and a null, pass.
+    #[test]
+    fn openai_models_refuse_anthropic_extensions() {
+        for param in ["thinking", "output_config"] {
+            for model in ["gpt-4o-mini", "gpt-6-luna"] {
+                let mut body =
+                    json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+                body[param] = json!({"type": "enabled"});
+                let e = ChatRequest::from_json(Some(&body)).err().unwrap();
+                assert_eq!(e.status, StatusCode::BAD_REQUEST);
+                assert!(e.message.contains(param), "{}", e.message);
+            }
+            let mut body =
+                json!({"model": "kimi-k2.5", "messages": [{"role": "user", "content": "hi"}]});
+            body[param] = json!({"type": "enabled"});
+            assert!(ChatRequest::from_json(Some(&body)).is_ok(), "{param}");
+        }
+    }
+
     #[test]
     fn gpt_4o_refuses_a_reasoning_effort() {
         for model in ["gpt-4o-mini", "gpt-4o", "gpt-4o-2024-11-20"] {
