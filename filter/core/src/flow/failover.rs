@@ -335,11 +335,11 @@ pub(super) fn on_call(req: &mut Request, host: &impl Host, token: u32, body_size
         dropped: plan.dropped_for(m),
         ..r.decision
     };
-    let mut meter = Meter::for_plan(start, plan);
+    let wire = plan.wire_for(m, p);
+    let mut meter = Meter::for_attempt(start, plan, wire);
     meter.set_status(status);
     meter.on_body(&body, true, now);
     r.meter = meter;
-    let wire = plan.wire_for(m, p);
     r.reshape = Reshape::new(Shape {
         client,
         provider: wire,

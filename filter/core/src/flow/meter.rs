@@ -6,10 +6,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 
-use crate::protocol::Tokens;
 use crate::protocol::anthropic;
 use crate::protocol::chat::{StreamUsage, openai_usage};
 use crate::protocol::responses_upstream::{may_carry_usage, responses_usage};
+use crate::protocol::{Protocol, Tokens};
 use crate::sse::SseParser;
 use crate::table::Model;
 use crate::usage::{UsageRecord, cost_nusd};
@@ -35,7 +35,10 @@ pub struct Meter {
     sse: SseParser,
     openai: StreamUsage,
     anthropic: anthropic::StreamUsage,
-    /// A Responses API stream's usage (its `response.completed`).
+    /// The answer comes from OpenAI's Responses API (`plan::Attempt::wire`):
+    /// its stream's usage is read from `response.completed`, into
+    /// `responses`. Other streams never look for it.
+    reads_responses: bool,
     responses: Option<Tokens>,
     /// Pass-through: the model is only known from the answer.
     answer_model: Option<Option<String>>,
@@ -80,6 +83,7 @@ impl Meter {
             sse: SseParser::default(),
             openai: StreamUsage::default(),
             anthropic: anthropic::StreamUsage::default(),
+            reads_responses: false,
             responses: None,
             answer_model: None,
             from_cache: false,
@@ -97,6 +101,15 @@ impl Meter {
             input_estimate: plan.input_tokens(),
             max_tokens: plan.max_tokens,
             ..Self::new(start, plan.stream, plan.complexity())
+        }
+    }
+
+    /// The meter of one attempt of a routed request: [`Meter::for_plan`],
+    /// reading the answer in the attempt's wire format.
+    pub fn for_attempt(start: SystemTime, plan: &crate::plan::Plan, wire: Protocol) -> Self {
+        Self {
+            reads_responses: wire == Protocol::Responses,
+            ..Self::for_plan(start, plan)
         }
     }
 
@@ -140,6 +153,7 @@ impl Meter {
             self.first_byte_at(now);
         }
         if self.stream {
+            let reads_responses = self.reads_responses;
             let (openai, anthropic, responses, model, events) = (
                 &mut self.openai,
                 &mut self.anthropic,
@@ -151,7 +165,8 @@ impl Meter {
                 *events += 1;
                 openai.on_event(data);
                 anthropic.on_event(data);
-                if may_carry_usage(data)
+                if reads_responses
+                    && may_carry_usage(data)
                     && let Some(t) = responses_usage(data)
                 {
                     *responses = Some(t);

@@ -1265,7 +1265,7 @@ impl Request {
             model: &model.id,
             created: unix_seconds(self.ctx.start),
         });
-        let meter = Meter::for_plan(self.ctx.start, plan);
+        let meter = Meter::for_attempt(self.ctx.start, plan, attempt.wire);
         let max_attempts = self.max_attempts();
         // By default streams fail over by redirect (their next answer
         // streams); a whole answer fails over faster by call (`make bench`).
