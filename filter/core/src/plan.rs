@@ -240,7 +240,7 @@ impl Plan {
             effort: req.effort,
             reasoning_with_tools: needs.reasoning_with_tools,
             extensions: req.extensions,
-            sets_thinking: client_thinking.unwrap_or(req.sets_thinking),
+            sets_thinking: client_thinking.unwrap_or(req.extensions.any()),
             output_effort: req.output_effort,
             sets_max_tokens: req.sets_max_tokens,
             sets_max_completion_tokens: req.sets_max_completion_tokens,

@@ -451,11 +451,9 @@ pub struct ChatRequest<'a> {
     pub prefill: bool,
     /// The `reasoning_effort` it sets.
     pub effort: Effort,
-    /// It sets Anthropic's `thinking` or `output_config` (extensions a
-    /// Chat body may carry to an Anthropic model): its own say on thinking
-    /// (`catalog::Capabilities::disable_thinking`).
-    pub sets_thinking: bool,
-    /// Which of the two it sets.
+    /// Which of Anthropic's `thinking` and `output_config` it sets
+    /// (extensions a Chat body may carry to an Anthropic model); either is
+    /// its own say on thinking (`catalog::Capabilities::disable_thinking`).
     pub extensions: Extensions,
     /// Its `reasoning_effort` as Anthropic's `output_config.effort`.
     pub output_effort: Option<OutputEffort>,
@@ -570,7 +568,6 @@ impl ChatRequest<'_> {
             prefill,
             effort: Effort::of(wire.reasoning_effort),
             output_effort: OutputEffort::of(wire.reasoning_effort),
-            sets_thinking: [wire.thinking, wire.output_config].into_iter().any(set),
             extensions: Extensions::of(set(wire.thinking), set(wire.output_config)),
             sets_max_tokens: wire.max_tokens.is_some(),
             sets_max_completion_tokens: wire.max_completion_tokens.is_some(),
@@ -924,7 +921,7 @@ mod tests {
             r#"{"messages":[{"role":"user","content":"x"}],"thinking":{"type":"disabled"},"output_config":null}"#,
         )
         .unwrap();
-        assert!(one.sets_thinking);
+        assert!(one.extensions.any());
         let d = Dropped::new(one.sampling, true, one.extensions);
         assert_eq!(d.names(), "reasoning_effort,thinking");
         assert_eq!(d.extensions().collect::<Vec<_>>(), ["thinking"]);
