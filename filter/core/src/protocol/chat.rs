@@ -290,11 +290,58 @@ pub struct JsonSchema<'a> {
 
 // ------------------------------------------------- streamed chunks written
 
+/// OpenAI's Chat Completions `usage`, as the translations to it write it;
+/// reasoning tokens (part of `completion_tokens`, as OpenAI bills them) when
+/// the provider reported them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct UsageOut {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+    prompt_tokens_details: CachedOut,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completion_tokens_details: Option<ReasoningOut>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+struct CachedOut {
+    cached_tokens: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+struct ReasoningOut {
+    reasoning_tokens: u64,
+}
+
+impl From<Tokens> for UsageOut {
+    fn from(t: Tokens) -> Self {
+        UsageOut {
+            prompt_tokens: t.prompt,
+            completion_tokens: t.completion,
+            total_tokens: t.prompt.saturating_add(t.completion),
+            prompt_tokens_details: CachedOut {
+                cached_tokens: t.cached,
+            },
+            completion_tokens_details: None,
+        }
+    }
+}
+
+impl UsageOut {
+    /// The same usage, saying how many of its completion tokens were
+    /// reasoning.
+    pub fn with_reasoning(self, reasoning_tokens: u64) -> Self {
+        UsageOut {
+            completion_tokens_details: Some(ReasoningOut { reasoning_tokens }),
+            ..self
+        }
+    }
+}
+
 /// A `chat.completion.chunk` as the stream translations write it (an
-/// Anthropic or a Responses API stream becoming Chat Completions); `U` is
-/// the translation's `usage` object.
+/// Anthropic or a Responses API stream becoming Chat Completions).
 #[derive(Serialize)]
-pub struct ChunkOut<'a, U> {
+pub struct ChunkOut<'a> {
     pub id: &'a str,
     pub object: &'static str,
     pub created: u64,
@@ -303,7 +350,7 @@ pub struct ChunkOut<'a, U> {
     /// With `include_usage`, OpenAI sends `"usage": null` on every chunk but
     /// the last.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Option<U>>,
+    pub usage: Option<Option<UsageOut>>,
 }
 
 #[derive(Serialize)]
@@ -373,7 +420,7 @@ impl<'a> ToolDeltaOut<'a> {
 
 /// Appends `chunk` as one SSE event (`data: …`); nothing when it cannot be
 /// encoded.
-pub fn write_chunk<U: Serialize>(chunk: &ChunkOut<'_, U>, out: &mut Vec<u8>) {
+pub fn write_chunk(chunk: &ChunkOut<'_>, out: &mut Vec<u8>) {
     let mark = out.len();
     out.extend_from_slice(b"data: ");
     match serde_json::to_writer(&mut *out, chunk) {

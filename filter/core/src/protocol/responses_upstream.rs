@@ -22,7 +22,9 @@ use serde_json::value::RawValue;
 
 use super::Tokens;
 use super::TranslateError;
-use super::chat::{self, ChunkChoiceOut, ChunkOut, DeltaOut, TextOr, ToolDeltaOut, write_chunk};
+use super::chat::{
+    self, ChunkChoiceOut, ChunkOut, DeltaOut, TextOr, ToolDeltaOut, UsageOut, write_chunk,
+};
 use crate::error::ApiError;
 use crate::sse::SseParser;
 
@@ -682,40 +684,10 @@ impl UsageIn {
         }
     }
 
-    fn chat(&self) -> ChatUsage {
-        ChatUsage {
-            prompt_tokens: self.input_tokens,
-            completion_tokens: self.output_tokens,
-            total_tokens: self.input_tokens.saturating_add(self.output_tokens),
-            prompt_tokens_details: Cached {
-                cached_tokens: self.input_tokens_details.map_or(0, |d| d.cached_tokens),
-            },
-            completion_tokens_details: ReasoningTokens {
-                reasoning_tokens: self.output_tokens_details.map_or(0, |d| d.reasoning_tokens),
-            },
-        }
+    fn chat(&self) -> UsageOut {
+        UsageOut::from(self.tokens())
+            .with_reasoning(self.output_tokens_details.map_or(0, |d| d.reasoning_tokens))
     }
-}
-
-/// OpenAI's Chat Completions `usage`, reasoning tokens included (they are
-/// part of `completion_tokens`, as OpenAI bills them).
-#[derive(Serialize)]
-struct ChatUsage {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-    prompt_tokens_details: Cached,
-    completion_tokens_details: ReasoningTokens,
-}
-
-#[derive(Serialize)]
-struct Cached {
-    cached_tokens: u64,
-}
-
-#[derive(Serialize)]
-struct ReasoningTokens {
-    reasoning_tokens: u64,
 }
 
 /// The token counts of a Responses API answer: a whole `response` object,
@@ -769,7 +741,7 @@ struct CompletionOut<'a> {
     model: &'a str,
     choices: [ChoiceOut<'a>; 1],
     #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<ChatUsage>,
+    usage: Option<UsageOut>,
 }
 
 #[derive(Serialize)]
@@ -1151,7 +1123,7 @@ impl StreamState {
     fn emit(
         &self,
         choices: Vec<ChunkChoiceOut<'_>>,
-        usage: Option<Option<ChatUsage>>,
+        usage: Option<Option<UsageOut>>,
         out: &mut Vec<u8>,
     ) {
         // With `include_usage`, OpenAI sends `"usage": null` on every chunk

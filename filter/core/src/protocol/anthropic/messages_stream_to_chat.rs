@@ -2,7 +2,7 @@
 //! one event at a time, whatever the network chunk boundaries.
 
 use super::JSON_TOOL;
-use super::messages_to_chat::{ChatUsage, error_body, error_kind, error_message, finish_reason};
+use super::messages_to_chat::{error_body, error_kind, error_message, finish_reason};
 use super::wire::{BlockDelta, Event, WireUsage};
 use crate::protocol::Tokens;
 use crate::protocol::chat::{
@@ -367,7 +367,7 @@ impl State {
         );
     }
 
-    fn emit(&self, chunk: &ChunkOut<'_, ChatUsage>, out: &mut Vec<u8>) {
+    fn emit(&self, chunk: &ChunkOut<'_>, out: &mut Vec<u8>) {
         write_chunk(chunk, out);
     }
 }

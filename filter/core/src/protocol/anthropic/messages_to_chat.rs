@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::wire::{WireErrorBody, WireMessage};
 use super::{JSON_TOOL, TranslateError};
-use crate::protocol::Tokens;
+use crate::protocol::chat::UsageOut;
 
 #[derive(Serialize)]
 struct Completion<'a> {
@@ -18,7 +18,7 @@ struct Completion<'a> {
     model: &'a str,
     choices: [Choice<'a>; 1],
     #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<ChatUsage>,
+    usage: Option<UsageOut>,
 }
 
 #[derive(Serialize)]
@@ -135,7 +135,7 @@ pub fn messages_to_chat(body: &[u8], model: &str, created: u64) -> Result<Vec<u8
             logprobs: None,
             finish_reason: finish,
         }],
-        usage: msg.usage.map(|u| ChatUsage::from(u.tokens())),
+        usage: msg.usage.map(|u| UsageOut::from(u.tokens())),
     };
     serde_json::to_vec(&completion)
         .map_err(|e| TranslateError(format!("could not encode the chat completion: {e}")))
@@ -170,33 +170,6 @@ pub fn error_to_openai(status: u16, body: &[u8]) -> (u16, Vec<u8>) {
                 "bad_upstream_response",
             ),
         ),
-    }
-}
-
-/// OpenAI's `usage` object.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub(super) struct ChatUsage {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-    prompt_tokens_details: CachedDetails,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-struct CachedDetails {
-    cached_tokens: u64,
-}
-
-impl From<Tokens> for ChatUsage {
-    fn from(t: Tokens) -> Self {
-        ChatUsage {
-            prompt_tokens: t.prompt,
-            completion_tokens: t.completion,
-            total_tokens: t.prompt.saturating_add(t.completion),
-            prompt_tokens_details: CachedDetails {
-                cached_tokens: t.cached,
-            },
-        }
     }
 }
 
