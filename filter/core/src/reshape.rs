@@ -182,28 +182,28 @@ impl Reshape {
         let model = s.model.to_owned();
         // Most answers need no leg: no allocation for them.
         let mut legs = Vec::new();
-        if s.provider == Protocol::Messages && s.client != Protocol::Messages {
-            // Through Chat Completions first. A client that does not speak
-            // it gets the usage chunk: the next leg reads it.
-            let include_usage = s.client != Protocol::Chat || s.include_usage;
-            legs.push(Leg::MessagesToChat {
-                model: model.clone(),
-                created: s.created,
-                stream: s
-                    .stream
-                    .then(|| StreamTranslator::new(s.model, s.created, include_usage)),
-            });
-        }
-        if s.provider == Protocol::Responses {
-            // Through Chat Completions first, as for Anthropic answers.
-            let include_usage = s.client != Protocol::Chat || s.include_usage;
-            legs.push(Leg::ResponsesToChat {
+        // An Anthropic or a Responses API answer goes through Chat
+        // Completions first. A client that does not speak it gets the usage
+        // chunk: the next leg reads it.
+        let include_usage = s.client != Protocol::Chat || s.include_usage;
+        match s.provider {
+            Protocol::Messages if s.client != Protocol::Messages => {
+                legs.push(Leg::MessagesToChat {
+                    model: model.clone(),
+                    created: s.created,
+                    stream: s
+                        .stream
+                        .then(|| StreamTranslator::new(s.model, s.created, include_usage)),
+                });
+            }
+            Protocol::Responses => legs.push(Leg::ResponsesToChat {
                 model: model.clone(),
                 created: s.created,
                 stream: s
                     .stream
                     .then(|| ResponsesToChatStream::new(s.model, s.created, include_usage)),
-            });
+            }),
+            _ => {}
         }
         match s.client {
             Protocol::Chat if s.provider == Protocol::Chat && s.stream && s.hide_usage => {
