@@ -26,14 +26,12 @@
 use std::time::Duration;
 
 use super::host::{Host, now_ms};
-use super::meter::Meter;
 use super::{Course, Decision, Filter, Phase, Request, RequestCtx, Routed, set_header};
 use crate::carry::location;
 use crate::contract::{FAILED_STATUS_HEADER, FAILOVER_LOCATION_HEADER};
 use crate::error::ApiError;
 use crate::plan::Attempt;
 use crate::protocol::{ANTHROPIC_VERSION, Protocol};
-use crate::reshape::{Reshape, Shape};
 use crate::table::{Account, ModelIx, Table};
 use crate::usage::FailedAttempt;
 
@@ -335,20 +333,11 @@ pub(super) fn on_call(req: &mut Request, host: &impl Host, token: u32, body_size
         dropped: plan.dropped_for(m),
         ..r.decision
     };
-    let wire = plan.wire_for(m, p);
-    let mut meter = Meter::for_attempt(start, plan, wire);
+    let (mut meter, reshape) = super::reading(start, client, plan, &m.id, plan.wire_for(m, p));
     meter.set_status(status);
     meter.on_body(&body, true, now);
     r.meter = meter;
-    r.reshape = Reshape::new(Shape {
-        client,
-        provider: wire,
-        stream: plan.stream,
-        include_usage: plan.include_usage,
-        hide_usage: plan.hides_usage(wire),
-        model: &m.id,
-        created: super::unix_seconds(start),
-    });
+    r.reshape = reshape;
     let (status, out) = r.reshape.whole(status, &body);
     let content_type = match r.reshape.content_type() {
         Some(ours) if status < 400 => ours.to_owned(),

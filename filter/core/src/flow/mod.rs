@@ -1256,16 +1256,13 @@ impl Request {
             plan.complexity()
                 .map_or_else(|| "explicit".to_owned(), |c| format!("{c:.3}")),
         );
-        let reshape = Reshape::new(Shape {
-            client: self.ctx.protocol,
-            provider: attempt.wire,
-            stream: plan.stream,
-            include_usage: plan.include_usage,
-            hide_usage: plan.hides_usage(attempt.wire),
-            model: &model.id,
-            created: unix_seconds(self.ctx.start),
-        });
-        let meter = Meter::for_attempt(self.ctx.start, plan, attempt.wire);
+        let (meter, reshape) = reading(
+            self.ctx.start,
+            self.ctx.protocol,
+            plan,
+            &model.id,
+            attempt.wire,
+        );
         let max_attempts = self.max_attempts();
         // By default streams fail over by redirect (their next answer
         // streams); a whole answer fails over faster by call (`make bench`).
@@ -1426,6 +1423,27 @@ fn response_status(host: &impl Host) -> u16 {
     host.response_header(":status")
         .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok())
         .unwrap_or(0)
+}
+
+/// How one attempt's answer (`model`'s, written in `wire`) is metered, and
+/// reshaped for a client speaking `client`.
+fn reading(
+    start: SystemTime,
+    client: Protocol,
+    plan: &crate::plan::Plan,
+    model: &str,
+    wire: Protocol,
+) -> (Meter, Reshape) {
+    let reshape = Reshape::new(Shape {
+        client,
+        provider: wire,
+        stream: plan.stream,
+        include_usage: plan.include_usage,
+        hide_usage: plan.hides_usage(wire),
+        model,
+        created: unix_seconds(start),
+    });
+    (Meter::for_attempt(start, plan, wire), reshape)
 }
 
 /// The upstream path of a body written in `wire`: the provider's chat path,
