@@ -484,26 +484,7 @@ fn add_item(i: usize, item: &Value, messages: &mut Vec<Value>) -> Result<(), Api
         }
         Some("function_call_output") => {
             let call_id = item_str(i, item, "call_id")?;
-            let content = match item.get("output") {
-                Some(Value::String(text)) => Value::from(text.as_str()),
-                Some(Value::Array(parts)) => Value::Array(
-                    parts
-                        .iter()
-                        .enumerate()
-                        .map(|(j, part)| {
-                            content_part(part, format!("input[{i}].output[{j}]"), false)
-                        })
-                        .collect::<Result<_, _>>()?,
-                ),
-                None | Some(Value::Null) => return Err(missing(format!("input[{i}].output"))),
-                Some(other) => {
-                    return Err(invalid_type(
-                        format!("input[{i}].output"),
-                        "a string or an array",
-                        other,
-                    ));
-                }
-            };
+            let content = text_or_parts(item.get("output"), &format!("input[{i}].output"), false)?;
             messages.push(json!({"role": "tool", "tool_call_id": call_id, "content": content}));
             Ok(())
         }
@@ -531,32 +512,29 @@ fn add_message(
             "'assistant', 'system', 'developer', and 'user'",
         ));
     }
-    let content = match item.get("content") {
-        Some(Value::String(text)) => Value::from(text.as_str()),
-        Some(Value::Array(parts)) => Value::Array(
-            parts
-                .iter()
-                .enumerate()
-                .map(|(j, part)| {
-                    content_part(
-                        part,
-                        format!("input[{i}].content[{j}]"),
-                        role == "assistant",
-                    )
-                })
-                .collect::<Result<_, _>>()?,
-        ),
-        None | Some(Value::Null) => return Err(missing(format!("input[{i}].content"))),
-        Some(other) => {
-            return Err(invalid_type(
-                format!("input[{i}].content"),
-                "a string or an array",
-                other,
-            ));
-        }
-    };
+    let content = text_or_parts(
+        item.get("content"),
+        &format!("input[{i}].content"),
+        role == "assistant",
+    )?;
     messages.push(json!({"role": role, "content": content}));
     Ok(())
+}
+
+/// An item's `content` or `output` (named `at`): a string, or parts read by
+/// [`content_part`].
+fn text_or_parts(value: Option<&Value>, at: &str, assistant: bool) -> Result<Value, ApiError> {
+    match value {
+        Some(Value::String(text)) => Ok(Value::from(text.as_str())),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .enumerate()
+            .map(|(j, part)| content_part(part, format!("{at}[{j}]"), assistant))
+            .collect::<Result<_, _>>()
+            .map(Value::Array),
+        None | Some(Value::Null) => Err(missing(at.to_owned())),
+        Some(other) => Err(invalid_type(at.to_owned(), "a string or an array", other)),
+    }
 }
 
 /// One content part as a Chat part (its text is what counts); output text
