@@ -603,7 +603,7 @@ fn gpt_6_luna_reasons_with_tools_over_the_responses_api() {
     let ask = |model: &str, effort: &str, text: &str| {
         json!({
             "model": model, "reasoning_effort": effort, "max_tokens": 500, "temperature": 0.2,
-            "tools": tools, "messages": [{"role": "user", "content": text}]
+            "stop": ["END"], "tools": tools, "messages": [{"role": "user", "content": text}]
         })
     };
     for model in ["gpt-6-luna", "auto"] {
@@ -614,7 +614,11 @@ fn gpt_6_luna_reasons_with_tools_over_the_responses_api() {
         );
         assert_eq!(r.status, 200, "{model}: {}", r.text());
         assert_eq!(r.header("x-aipipe-model"), Some("gpt-6-luna"), "{model}");
-        assert_eq!(r.header("x-aipipe-dropped-params"), Some("temperature"));
+        // The Responses API has no `stop`: the answer says it went.
+        assert_eq!(
+            r.header("x-aipipe-dropped-params"),
+            Some("temperature,stop")
+        );
         let v = r.json();
         assert_eq!(v["object"], "chat.completion", "{v}");
         assert_eq!(v["model"], "gpt-6-luna");
@@ -634,7 +638,13 @@ fn gpt_6_luna_reasons_with_tools_over_the_responses_api() {
         assert_eq!(sent["max_output_tokens"], 500);
         assert_eq!(sent["tools"][0]["name"], "get_weather", "{sent}");
         assert_eq!(sent["input"][0]["content"], "What is the weather in Paris?");
-        for chat_only in ["messages", "max_tokens", "reasoning_effort", "temperature"] {
+        for chat_only in [
+            "messages",
+            "max_tokens",
+            "reasoning_effort",
+            "temperature",
+            "stop",
+        ] {
             assert!(sent.get(chat_only).is_none(), "{chat_only}: {sent}");
         }
         // The usage the client sees is the mock's, reasoning included.
@@ -650,6 +660,29 @@ fn gpt_6_luna_reasons_with_tools_over_the_responses_api() {
         );
         assert!(usage["completion_tokens_details"]["reasoning_tokens"].as_u64() > Some(0));
     }
+
+    // `n` above 1 has no place in the Responses API: routing passes luna by
+    // (another model answers), naming it is a 400 that says why, and no
+    // provider is called for it.
+    let mut two = ask("auto", "high", "What is the weather in Paris?");
+    two["n"] = json!(2);
+    let r = post_json(&s.chat_url(), &ACME.auth(), &two);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_ne!(r.header("x-aipipe-model"), Some("gpt-6-luna"));
+    assert_ne!(s.mock.received().pop().unwrap()["path"], "/v1/responses");
+    two["model"] = json!("gpt-6-luna");
+    let before = s.mock.received().len();
+    let r = post_json(&s.chat_url(), &ACME.auth(), &two);
+    assert_eq!(r.status, 400, "{}", r.text());
+    let message = r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(
+        message.contains("gpt-6-luna") && message.contains("`n` above 1"),
+        "{message}"
+    );
+    assert_eq!(s.mock.received().len(), before);
 
     // Streamed: text, then a tool call, as Chat Completions chunks.
     let mut body = ask("gpt-6-luna", "low", "Tell me about lighthouses.");

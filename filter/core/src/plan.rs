@@ -12,8 +12,8 @@ use crate::protocol::anthropic::{self, MessagesDraft};
 use crate::protocol::ollama::{self, Endpoint};
 use crate::protocol::{responses, responses_upstream};
 use crate::request::{
-    BodyEdit, BodyShape, ChatRequest, Dropped, Effort, Extensions, ModelChoice, OutputEffort,
-    Rewrite, Sampling, rewrite_members,
+    BodyEdit, BodyShape, ChatOnly, ChatRequest, Dropped, Effort, Extensions, ModelChoice,
+    OutputEffort, Rewrite, Sampling, rewrite_members,
 };
 use crate::route::{needs, no_candidate};
 use crate::score::Score;
@@ -82,6 +82,9 @@ pub struct Plan {
     /// Anthropic client's `top_k` too), dropped for a model that refuses
     /// them.
     sampling: Sampling,
+    /// The Chat Completions parameters it sets that the Responses API has
+    /// no equivalent for (`Plan::dropped_for`).
+    chat_only: ChatOnly,
     /// The `reasoning_effort` the Chat Completions body sets.
     effort: Effort,
     /// It has tools and a reasoning effort other than none
@@ -158,9 +161,24 @@ impl Plan {
         let score = table.scorer.score(&req);
         let signal = table.routing_signal(&req, &score, Some(tenant));
         let complexity = signal.complexity;
+        let needs = needs(&req, score.input_tokens);
+        // Tools with a reasoning effort go to a model that takes them only
+        // over OpenAI's Responses API as a translation of this body
+        // (`Plan::wire_for`); a body the translation cannot carry is refused
+        // by such a model here, so routing passes it by instead of failing
+        // on it. Only such requests, and only when a model needs it, pay
+        // for the trial.
+        let responses_refusal = (needs.reasoning_with_tools
+            && table
+                .models
+                .iter()
+                .any(|m| m.enabled && m.capabilities.responses_api))
+        .then(|| responses_upstream::chat_to_request(chat_bytes, "").err())
+        .flatten();
         let needs = select::Needs {
             category: signal.category,
-            ..needs(&req, score.input_tokens)
+            responses_refuses: responses_refusal.is_some(),
+            ..needs
         };
         let policy = tenant.policy.as_deref();
         // A policy's alias names a model, or auto routing under its own cap.
@@ -195,11 +213,16 @@ impl Plan {
                 if !tenant.allows(named) {
                     return Err(ApiError::ModelNotAllowed(name.to_owned()));
                 }
-                if let Some(refused) = table
-                    .model(named)
-                    .and_then(|m| needs.refused_by(m.capabilities))
+                if let Some(m) = table.model(named)
+                    && let Some(refused) = needs.refused_by(m.capabilities)
                 {
-                    return Err(ApiError::Unsupported(refusal(name, refused)));
+                    return Err(ApiError::Unsupported(match &responses_refusal {
+                        Some(why) if m.capabilities.responses_api => format!(
+                            "The model `{name}` takes tools with a reasoning effort only over OpenAI's Responses API, which cannot carry this request: {}. Name another model, or use model \"auto\" to be routed to one that takes it.",
+                            why.message()
+                        ),
+                        _ => refusal(name, refused),
+                    }));
                 }
                 let ranked = if policy.is_some_and(|p| !p.substitute_named_models) {
                     // Retries of the named model only, never another one.
@@ -237,6 +260,7 @@ impl Plan {
             include_usage: req.include_usage,
             deterministic: req.deterministic,
             sampling: client_sampling.unwrap_or(req.sampling),
+            chat_only: req.chat_only,
             effort: req.effort,
             reasoning_with_tools: needs.reasoning_with_tools,
             extensions: req.extensions,
@@ -341,8 +365,8 @@ impl Plan {
             )));
         }
         let name = m.upstream_name();
-        let dropped = self.dropped_for(m);
         let wire = self.wire_for(m, p);
+        let dropped = self.dropped_for(m, wire);
         let mut upstream = match (self.protocol, wire) {
             // Same protocol: the client's body, renamed (and, for a Chat
             // stream, asking for its usage, for exact accounting).
@@ -422,8 +446,9 @@ impl Plan {
     /// parameters when it refuses them, its `reasoning_effort` (any,
     /// `"none"` too) when the model does not take one, and Anthropic's
     /// `thinking` / `output_config` in its Chat body when the model does not
-    /// take those.
-    pub fn dropped_for(&self, model: &crate::table::Model) -> Dropped {
+    /// take those; and over the Responses API, the Chat Completions
+    /// parameters it has no equivalent for.
+    pub fn dropped_for(&self, model: &crate::table::Model, wire: Protocol) -> Dropped {
         let c = model.capabilities;
         let sampling =
             if c.sampling_params && !(c.reasoning_effort_none && self.effort == Effort::Reasons) {
@@ -436,11 +461,17 @@ impl Plan {
         } else {
             self.extensions
         };
+        let chat_only = if wire == Protocol::Responses {
+            self.chat_only
+        } else {
+            ChatOnly::default()
+        };
         Dropped::new(
             sampling,
             !c.reasoning_effort && self.effort != Effort::Unset,
             extensions,
         )
+        .with_chat_only(chat_only)
     }
 
     /// How the body `model` (reached over `wire`) gets differs from the
@@ -788,7 +819,10 @@ mod tests {
         // A model that takes one keeps it.
         let grok = r#"{"model":"grok-3-mini","reasoning_effort":"low","messages":[{"role":"user","content":"hi"}]}"#;
         let p = plan(&t, Protocol::Chat, grok).unwrap();
-        assert!(p.dropped_for(t.model(p.ranked[0]).unwrap()).is_empty());
+        assert!(
+            p.dropped_for(t.model(p.ranked[0]).unwrap(), Protocol::Chat)
+                .is_empty()
+        );
     }
 
     /// OpenAI's models answer 400 to a parameter they do not know: a Chat
@@ -1369,6 +1403,41 @@ mod tests {
         assert!(!routed.ranked.is_empty() && !routed.ranked.contains(&luna));
         let named = plan(&t, Protocol::Chat, &body("gpt-4o", r#""high""#, true)).unwrap();
         assert!(named.ranked.len() > 1 && !named.ranked.contains(&luna));
+
+        // A body the Responses API cannot carry (`n` above 1 here): routing
+        // passes luna by, naming it is a 400 that says why.
+        let n2 = body("auto", r#""high""#, true).replacen('{', r#"{"n":2,"#, 1);
+        let t = table_with_luna();
+        let routed = plan(&t, Protocol::Chat, &n2).unwrap();
+        assert!(!routed.ranked.is_empty() && !routed.ranked.contains(&luna));
+        let e = plan(&t, Protocol::Chat, &n2.replace("auto", "gpt-6-luna")).unwrap_err();
+        let ApiError::Unsupported(message) = &e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            message.contains("`gpt-6-luna`") && message.contains("`n` above 1"),
+            "{message}"
+        );
+        // Without tools it keeps Chat Completions, which takes `n`.
+        let plain = plan(&t, Protocol::Chat, &n2.replace("\"tools\"", "\"x\"")).unwrap();
+        assert_eq!(plain.ranked[0], luna);
+
+        // What the Responses API has no equivalent for is named as dropped;
+        // Chat Completions keeps it.
+        let extra = |b: String| b.replacen('{', r#"{"stop":["END"],"seed":7,"#, 1);
+        let mut p = plan(&t, Protocol::Chat, &extra(body("auto", r#""high""#, true))).unwrap();
+        let a = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
+        assert_eq!(a.wire, Protocol::Responses);
+        assert_eq!(a.dropped.names(), "temperature,stop,seed");
+        let out: serde_json::Value = serde_json::from_slice(&a.upstream.bytes(p.body())).unwrap();
+        assert!(
+            out.get("stop").is_none() && out.get("seed").is_none(),
+            "{out}"
+        );
+        let mut p = plan(&t, Protocol::Chat, &extra(body("auto", r#""none""#, true))).unwrap();
+        let a = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
+        assert_eq!(a.wire, Protocol::Chat);
+        assert!(a.dropped.is_empty(), "{}", a.dropped.names());
 
         // Only an OpenAI-format provider with a chat path to swap has one.
         let mut raw = raw_table();

@@ -44,6 +44,18 @@ struct Wire<'a> {
     #[serde(borrow, default, deserialize_with = "raw_always")]
     seed: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "raw_always")]
+    stop: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
+    frequency_penalty: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
+    presence_penalty: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
+    logit_bias: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
+    logprobs: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
+    top_logprobs: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw_always")]
     tool_choice: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "raw_always")]
     function_call: Option<&'a RawValue>,
@@ -184,27 +196,75 @@ impl Extensions {
     }
 }
 
+/// Which of the Chat Completions parameters that OpenAI's Responses API has
+/// no equivalent for a request sets: what a body translated for it goes
+/// without (`protocol::responses_upstream::chat_to_request`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChatOnly(u8);
+
+impl ChatOnly {
+    pub const PARAMS: [&'static str; 7] = [
+        "stop",
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
+    ];
+
+    /// From whether each of [`Self::PARAMS`] is set.
+    pub fn of(set: [bool; 7]) -> ChatOnly {
+        ChatOnly(
+            set.iter()
+                .enumerate()
+                .fold(0, |bits, (i, &on)| bits | (u8::from(on) << i)),
+        )
+    }
+}
+
 /// What an attempt's body goes without of what the client set, named in
 /// the answer's `x-aipipe-dropped-params`: the sampling parameters of a
 /// model that refuses them, a `reasoning_effort` the model does not take,
-/// and Anthropic's extensions to a model that refuses them
-/// (`catalog::Capabilities`).
+/// Anthropic's extensions to a model that refuses them
+/// (`catalog::Capabilities`), and the Chat Completions parameters a body
+/// sent over the Responses API goes without (`ChatOnly`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Dropped(u8);
+pub struct Dropped(u16);
 
 impl Dropped {
     /// Bit i of the set is `NAMES[i]`.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 13] = [
         "temperature",
         "top_p",
         "top_k",
         "reasoning_effort",
         "thinking",
         "output_config",
+        "stop",
+        "seed",
+        "frequency_penalty",
+        "presence_penalty",
+        "logit_bias",
+        "logprobs",
+        "top_logprobs",
     ];
 
+    /// The sets without a `ChatOnly` parameter (every attempt but one over
+    /// the Responses API) have their names written once per process.
+    const TABULATED: usize = 6;
+
     pub fn new(sampling: Sampling, reasoning_effort: bool, extensions: Extensions) -> Dropped {
-        Dropped((sampling.0 & 7) | (u8::from(reasoning_effort) << 3) | ((extensions.0 & 3) << 4))
+        Dropped(
+            u16::from(sampling.0 & 7)
+                | (u16::from(reasoning_effort) << 3)
+                | (u16::from(extensions.0 & 3) << 4),
+        )
+    }
+
+    /// The set with `chat_only` added.
+    pub fn with_chat_only(self, chat_only: ChatOnly) -> Dropped {
+        Dropped(self.0 | (u16::from(chat_only.0 & 0x7f) << Self::TABULATED))
     }
 
     /// The extensions in the set.
@@ -230,23 +290,25 @@ impl Dropped {
     }
 
     /// The parameters, comma-separated in `NAMES` order
-    /// (`temperature,reasoning_effort`): every combination is written once
-    /// per process, so the answer's headers borrow it.
-    pub fn names(self) -> &'static str {
-        static ALL: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
-            (0..1usize << Dropped::NAMES.len())
-                .map(|set| {
-                    let names: Vec<&str> = Dropped::NAMES
-                        .iter()
-                        .enumerate()
-                        .filter(|(i, _)| set & (1 << i) != 0)
-                        .map(|(_, n)| *n)
-                        .collect();
-                    names.join(",")
-                })
-                .collect()
-        });
-        ALL.get(usize::from(self.0)).map_or("", String::as_str)
+    /// (`temperature,reasoning_effort`): every combination of the first
+    /// `TABULATED` is written once per process, so the answer's headers
+    /// borrow it; a set with a `ChatOnly` parameter is written when asked.
+    pub fn names(self) -> std::borrow::Cow<'static, str> {
+        fn join(set: usize) -> String {
+            let names: Vec<&str> = Dropped::NAMES
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| set & (1 << i) != 0)
+                .map(|(_, n)| *n)
+                .collect();
+            names.join(",")
+        }
+        static ALL: std::sync::LazyLock<Vec<String>> =
+            std::sync::LazyLock::new(|| (0..1usize << Dropped::TABULATED).map(join).collect());
+        match ALL.get(usize::from(self.0)) {
+            Some(names) => std::borrow::Cow::Borrowed(names.as_str()),
+            None => std::borrow::Cow::Owned(join(usize::from(self.0))),
+        }
     }
 }
 
@@ -441,6 +503,9 @@ pub struct ChatRequest<'a> {
     pub deterministic: bool,
     /// The sampling parameters the request sets.
     pub sampling: Sampling,
+    /// The Chat Completions parameters it sets that the Responses API has
+    /// no equivalent for.
+    pub chat_only: ChatOnly,
     /// The request forces a tool call (`tool_choice` `"required"` or a named
     /// function, with tools; or a legacy `function_call` naming one of its
     /// `functions`).
@@ -564,6 +629,18 @@ impl ChatRequest<'_> {
                     .and_then(|t| t.get().parse::<f64>().ok())
                     .is_some_and(|t| t == 0.0),
             sampling,
+            chat_only: ChatOnly::of(
+                [
+                    wire.stop,
+                    wire.seed,
+                    wire.frequency_penalty,
+                    wire.presence_penalty,
+                    wire.logit_bias,
+                    wire.logprobs,
+                    wire.top_logprobs,
+                ]
+                .map(set),
+            ),
             forces_tool,
             prefill,
             effort: Effort::of(wire.reasoning_effort),
@@ -889,7 +966,7 @@ mod tests {
             names(r#","top_k":3,"temperature":0,"top_p":1"#),
             "temperature,top_p,top_k"
         );
-        for bits in 0..64u8 {
+        for bits in 0..64u16 {
             let s = Sampling::of([bits & 1 != 0, bits & 2 != 0, bits & 4 != 0]);
             let e = Extensions::of(bits & 16 != 0, bits & 32 != 0);
             let d = Dropped::new(s, bits & 8 != 0, e);
@@ -904,7 +981,36 @@ mod tests {
             assert_eq!(d.sampling(), !s.is_empty());
         }
         assert_eq!(&Dropped::NAMES[..3], &Sampling::PARAMS[..]);
-        assert_eq!(&Dropped::NAMES[4..], &Extensions::NAMES[..]);
+        assert_eq!(&Dropped::NAMES[4..6], &Extensions::NAMES[..]);
+        assert_eq!(&Dropped::NAMES[6..], &ChatOnly::PARAMS[..]);
+
+        // The parameters the Responses API has no equivalent for are named
+        // after the others, whatever the order in the body (null is unset).
+        let chat_only = |rest: &str| {
+            parse(&format!(
+                r#"{{"messages":[{{"role":"user","content":"x"}}]{rest}}}"#
+            ))
+            .unwrap()
+            .chat_only
+        };
+        assert_eq!(
+            chat_only(r#","seed":null,"logprobs":null"#),
+            ChatOnly::default()
+        );
+        let d = Dropped::new(sampling(r#","temperature":1"#), false, Extensions::default())
+            .with_chat_only(chat_only(
+                r#","top_logprobs":2,"stop":["x"],"seed":1,"frequency_penalty":0.1,"presence_penalty":0,"logit_bias":{},"logprobs":true"#,
+            ));
+        assert_eq!(
+            d.names(),
+            "temperature,stop,seed,frequency_penalty,presence_penalty,logit_bias,logprobs,top_logprobs"
+        );
+        assert_eq!(
+            Dropped::default()
+                .with_chat_only(chat_only(r#","stop":"\n""#))
+                .names(),
+            "stop"
+        );
 
         // Anthropic's extensions, as a Chat body sets them (null is unset).
         let both = parse(

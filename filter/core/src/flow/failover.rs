@@ -324,16 +324,17 @@ pub(super) fn on_call(req: &mut Request, host: &impl Host, token: u32, body_size
         return;
     };
     let plan = &course.plan;
+    let wire = plan.wire_for(m, p);
     // The answer is now this model's: its usage, its translation. (Its
     // cache status stays: a failover answer is not stored.)
     r.decision = Decision {
         model,
         provider,
         failed_over_from: r.decision.failed_over_from.or(Some(r.decision.model)),
-        dropped: plan.dropped_for(m),
+        dropped: plan.dropped_for(m, wire),
         ..r.decision
     };
-    let (mut meter, reshape) = super::reading(start, client, plan, &m.id, plan.wire_for(m, p));
+    let (mut meter, reshape) = super::reading(start, client, plan, &m.id, wire);
     meter.set_status(status);
     meter.on_body(&body, true, now);
     r.meter = meter;

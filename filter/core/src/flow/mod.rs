@@ -1318,8 +1318,8 @@ impl Request {
                 let _ = host.set_response_header(name, Some(&value));
             }
         }
-        let mut complexity = String::new();
-        for (name, value) in answer_headers(self.ctx.table.as_deref(), d, pass, &mut complexity) {
+        let mut text = HeaderText::default();
+        for (name, value) in answer_headers(self.ctx.table.as_deref(), d, pass, &mut text) {
             let _ = host.set_response_header(name, Some(value));
         }
     }
@@ -1355,7 +1355,7 @@ impl Request {
             _ => None,
         };
         let decision = routed.as_ref().map(|r| r.decision);
-        let mut complexity = String::new();
+        let mut text = HeaderText::default();
         let mut headers = vec![
             ("content-type", content_type),
             ("x-aipipe-request-id", self.ctx.id.as_str()),
@@ -1364,7 +1364,7 @@ impl Request {
             self.ctx.table.as_deref(),
             decision,
             None,
-            &mut complexity,
+            &mut text,
         ));
         headers.extend_from_slice(extra);
         if let Err(e) = host.send_response(status, &headers, body) {
@@ -1474,12 +1474,23 @@ fn pass_through_provider(table: &Table, path: &[u8]) -> Option<ProviderIx> {
 
 /// The `x-aipipe-*` response headers: who answered and how it was chosen,
 /// borrowed from the table (`complexity` holds the one value written here).
+/// The text of the answer's headers that is written per answer.
+#[derive(Default)]
+struct HeaderText {
+    complexity: String,
+    dropped: String,
+}
+
 fn answer_headers<'a>(
     table: Option<&'a Table>,
     d: Option<Decision>,
     pass: Option<ProviderIx>,
-    complexity: &'a mut String,
+    text: &'a mut HeaderText,
 ) -> Vec<(&'static str, &'a str)> {
+    let HeaderText {
+        complexity,
+        dropped,
+    } = text;
     let mut headers = Vec::with_capacity(8);
     let name = |m: ModelIx| table.and_then(|t| t.model(m)).map(|m| m.id.as_str());
     let provider = d.map(|d| d.provider).or(pass);
@@ -1520,7 +1531,14 @@ fn answer_headers<'a>(
         headers.push(("x-aipipe-cache", c));
     }
     if !d.dropped.is_empty() {
-        headers.push(("x-aipipe-dropped-params", d.dropped.names()));
+        let names = match d.dropped.names() {
+            std::borrow::Cow::Borrowed(names) => names,
+            std::borrow::Cow::Owned(names) => {
+                *dropped = names;
+                dropped.as_str()
+            }
+        };
+        headers.push(("x-aipipe-dropped-params", names));
     }
     headers
 }

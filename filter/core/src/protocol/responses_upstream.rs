@@ -339,10 +339,12 @@ const MIN_OUTPUT_TOKENS: u64 = 16;
 /// - Always `store: false`.
 ///
 /// Refused with an error naming them: `n` > 1, role `function`, audio, and
-/// non-function tools. Dropped (no Responses equivalent): `stop`, `seed`,
-/// `frequency_penalty`, `presence_penalty`, `logit_bias`, `logprobs`,
-/// `stream_options` (its usage always comes in `response.completed`), and
-/// any other field.
+/// non-function tools (the plan tries this translation first, so routing
+/// passes such a request by: `select::Needs::responses_refuses`). Dropped
+/// (no Responses equivalent; the answer names them: `request::ChatOnly`):
+/// `stop`, `seed`, `frequency_penalty`, `presence_penalty`, `logit_bias`,
+/// `logprobs`, `top_logprobs`; and silently `stream_options` (its usage
+/// always comes in `response.completed`) and any other field.
 pub fn chat_to_request(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, ApiError> {
     let req: ChatIn = chat::parse_request(body, "an OpenAI Chat Completions request")?;
     if req.n.is_some_and(|n| n > 1) {
