@@ -836,6 +836,45 @@ fn gpt_6_luna_reasons_with_tools_over_the_responses_api() {
     assert_eq!(got["path"], "/v1/chat/completions");
     assert!(got["body"].get("reasoning_effort").is_none(), "{got}");
 
+    // An Anthropic client's thinking (Claude Code's "think hard" budget) is
+    // the effort luna reasons at, with its tools over the Responses API; the
+    // answer comes back as an Anthropic message. gpt-4o-mini, which takes no
+    // effort, gets neither, and the answer names the client's field.
+    let anthropic = |model: &str| {
+        json!({"model": model, "max_tokens": 800,
+            "thinking": {"type": "enabled", "budget_tokens": 10000},
+            "tools": [{"name": "get_weather", "input_schema": {"type": "object",
+                "properties": {"city": {"type": "string"}}, "required": ["city"]}}],
+            "messages": [{"role": "user", "content": "What is the weather in Lima?"}]})
+    };
+    let r = post_json(
+        &s.envoy.url("/v1/messages"),
+        &ACME_ANTHROPIC,
+        &anthropic("gpt-6-luna"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-dropped-params"), None);
+    let v = r.json();
+    assert_eq!(v["type"], "message", "{v}");
+    assert_eq!(v["stop_reason"], "tool_use", "{v}");
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["path"], "/v1/responses");
+    assert_eq!(got["body"]["reasoning"], json!({"effort": "medium"}));
+    assert!(got["body"].get("thinking").is_none(), "{got}");
+    let r = post_json(
+        &s.envoy.url("/v1/messages"),
+        &ACME_ANTHROPIC,
+        &anthropic("gpt-4o-mini"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-dropped-params"), Some("thinking"));
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["path"], "/v1/chat/completions");
+    assert!(
+        got["body"].get("reasoning_effort").is_none() && got["body"].get("thinking").is_none(),
+        "{got}"
+    );
+
     // Effort none keeps Chat Completions (where tools are taken with it).
     let r = post_json(
         &s.chat_url(),

@@ -92,8 +92,10 @@ pub struct Plan {
     reasoning_with_tools: bool,
     /// The Anthropic extensions the Chat Completions body carries.
     extensions: Extensions,
-    /// The client sets Anthropic's `thinking` or `output_config`.
-    sets_thinking: bool,
+    /// Which of Anthropic's `thinking` and `output_config` the client sets,
+    /// in its own protocol (a Chat client's are `extensions`; an Anthropic
+    /// client's become the Chat body's `reasoning_effort`).
+    client_extensions: Extensions,
     /// The Chat body's `reasoning_effort` as Anthropic's effort.
     output_effort: Option<OutputEffort>,
     /// The Chat Completions body sets `max_tokens` / `max_completion_tokens`.
@@ -133,14 +135,14 @@ impl Plan {
         penalties: Option<&[f64]>,
         cache: bool,
     ) -> Result<Plan, ApiError> {
-        let (mut client_sampling, mut client_thinking) = (None, None);
+        let (mut client_sampling, mut client_extensions) = (None, None);
         let (chat, client_shape) = match protocol {
             Protocol::Chat => (None, BodyShape::default()),
             Protocol::Messages => {
                 let named = client_model(&body)?;
                 let chat = anthropic::messages_request_to_chat(&body, &named.name)?;
                 client_sampling = Some(named.sampling);
-                client_thinking = Some(named.sets_thinking);
+                client_extensions = Some(named.extensions);
                 (Some(chat), named.shape)
             }
             Protocol::Responses => (
@@ -264,7 +266,7 @@ impl Plan {
             effort: req.effort,
             reasoning_with_tools: needs.reasoning_with_tools,
             extensions: req.extensions,
-            sets_thinking: client_thinking.unwrap_or(req.extensions.any()),
+            client_extensions: client_extensions.unwrap_or(req.extensions),
             output_effort: req.output_effort,
             sets_max_tokens: req.sets_max_tokens,
             sets_max_completion_tokens: req.sets_max_completion_tokens,
@@ -456,22 +458,29 @@ impl Plan {
             } else {
                 self.sampling
             };
-        let extensions = if c.thinking_extensions {
-            Extensions::default()
+        let takes_effort = c.reasoning_effort || self.effort == Effort::Unset;
+        let (reasoning_effort, extensions) = if self.protocol == Protocol::Messages {
+            // An Anthropic client's `thinking` / `output_config`: in its own
+            // body on the Messages wire; elsewhere as the `reasoning_effort`
+            // they ask for, to a model that takes one; else dropped.
+            let kept = wire == Protocol::Messages || (takes_effort && self.effort != Effort::Unset);
+            let dropped = if kept {
+                Extensions::default()
+            } else {
+                self.client_extensions
+            };
+            (false, dropped)
+        } else if c.thinking_extensions {
+            (!takes_effort, Extensions::default())
         } else {
-            self.extensions
+            (!takes_effort, self.extensions)
         };
         let chat_only = if wire == Protocol::Responses {
             self.chat_only
         } else {
             ChatOnly::default()
         };
-        Dropped::new(
-            sampling,
-            !c.reasoning_effort && self.effort != Effort::Unset,
-            extensions,
-        )
-        .with_chat_only(chat_only)
+        Dropped::new(sampling, reasoning_effort, extensions).with_chat_only(chat_only)
     }
 
     /// How the body `model` (reached over `wire`) gets differs from the
@@ -495,7 +504,10 @@ impl Plan {
         if dropped.sampling() {
             rewrite.drop.extend(Sampling::PARAMS);
         }
-        if dropped.reasoning_effort() {
+        let c = model.capabilities;
+        // An effort the model does not take (an Anthropic client's comes from
+        // its thinking, and is named as that: `dropped_for`).
+        if !c.reasoning_effort && self.effort != Effort::Unset {
             match wire {
                 Protocol::Chat => rewrite.drop.push("reasoning_effort"),
                 Protocol::Responses => rewrite.drop.push("reasoning"),
@@ -506,8 +518,7 @@ impl Plan {
             // The Responses translation never carries them.
             rewrite.drop.extend(dropped.extensions());
         }
-        let c = model.capabilities;
-        if wire == Protocol::Messages && !self.sets_thinking {
+        if wire == Protocol::Messages && !self.client_extensions.any() {
             if c.disable_thinking && self.effort != Effort::Reasons {
                 rewrite.add.push(("thinking", r#"{"type":"disabled"}"#));
             }
@@ -573,9 +584,9 @@ struct ClientModel {
     /// The sampling parameters it sets (`top_k` included, which the Chat
     /// translation leaves out).
     sampling: Sampling,
-    /// It sets `thinking` or `output_config` (which the Chat translation
-    /// leaves out).
-    sets_thinking: bool,
+    /// Which of `thinking` and `output_config` it sets (the Chat
+    /// translation carries them as a `reasoning_effort`).
+    extensions: Extensions,
 }
 
 fn client_model(body: &[u8]) -> Result<ClientModel, ApiError> {
@@ -620,7 +631,7 @@ fn client_model(body: &[u8]) -> Result<ClientModel, ApiError> {
     Ok(ClientModel {
         name,
         sampling,
-        sets_thinking: named.thinking.is_some() || named.output_config.is_some(),
+        extensions: Extensions::of(named.thinking.is_some(), named.output_config.is_some()),
         shape: BodyShape {
             object_start,
             model_span,
@@ -853,6 +864,55 @@ mod tests {
         let plain = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
         let (_, _, dropped) = first(&t, Protocol::Chat, plain);
         assert!(dropped.is_empty());
+    }
+
+    /// An Anthropic client's thinking reaches a model that takes a
+    /// `reasoning_effort` as the effort it asks for (luna with tools: over
+    /// the Responses API), a Claude model in the client's own body, and a
+    /// model that takes no effort not at all, named as the client wrote it.
+    #[test]
+    fn an_anthropic_clients_thinking_becomes_an_effort_for_openai_models() {
+        let t = table_with_luna();
+        let body = |model: &str, tools: bool, thinking: &str| {
+            let tools = if tools {
+                r#""tools":[{"name":"f","input_schema":{"type":"object"}}],"#
+            } else {
+                ""
+            };
+            format!(
+                r#"{{"model":"{model}","max_tokens":900,{tools}{thinking},"messages":[{{"role":"user","content":"hi"}}]}}"#
+            )
+        };
+        let budget = r#""thinking":{"type":"enabled","budget_tokens":10000}"#;
+        let (model, out, dropped) =
+            first(&t, Protocol::Messages, &body("gpt-6-luna", true, budget));
+        assert_eq!(model, "gpt-6-luna");
+        assert_eq!(out["reasoning"]["effort"], "medium", "{out}");
+        assert_eq!(out["tools"][0]["name"], "f", "{out}");
+        assert!(dropped.is_empty(), "{}", dropped.names());
+        let adaptive = r#""thinking":{"type":"adaptive"},"output_config":{"effort":"high"}"#;
+        let (_, out, dropped) = first(&t, Protocol::Messages, &body("gpt-6-luna", false, adaptive));
+        assert_eq!(out["reasoning_effort"], "high", "{out}");
+        assert!(out.get("thinking").is_none() && out.get("output_config").is_none());
+        assert!(dropped.is_empty(), "{}", dropped.names());
+
+        let (_, out, dropped) = first(&t, Protocol::Messages, &body("gpt-4o-mini", true, budget));
+        assert!(out.get("reasoning_effort").is_none(), "{out}");
+        assert_eq!(dropped.names(), "thinking");
+        let (_, _, dropped) = first(
+            &t,
+            Protocol::Messages,
+            &body("gpt-4o-mini", false, adaptive),
+        );
+        assert_eq!(dropped.names(), "thinking,output_config");
+
+        for claude in ["claude-sonnet-5-5", "claude-opus-4-5"] {
+            let (model, out, dropped) = first(&t, Protocol::Messages, &body(claude, true, budget));
+            assert_eq!(model, claude);
+            assert_eq!(out["thinking"]["budget_tokens"], 10000, "{out}");
+            assert!(out.get("reasoning_effort").is_none(), "{out}");
+            assert!(dropped.is_empty(), "{claude}: {}", dropped.names());
+        }
     }
 
     /// Claude 5.x refuses sampling parameters: a request that sets them

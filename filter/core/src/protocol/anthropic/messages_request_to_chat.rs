@@ -35,8 +35,10 @@ fn fail<T>(message: impl Into<String>) -> Result<T> {
 /// `tool_choice` (`disable_parallel_tool_use` → `parallel_tool_calls:
 /// false`), `max_tokens`, `stop_sequences`, `temperature`, `top_p`, `stream`
 /// (with `stream_options.include_usage`, which [`ChatToMessagesStream`] needs
-/// for the final usage) and `metadata.user_id` → `user` are mapped; `top_k`,
-/// `thinking`, `service_tier`, `container`, `mcp_servers` and
+/// for the final usage) and `metadata.user_id` → `user` are mapped;
+/// `output_config.effort`, else `thinking`'s budget, becomes the
+/// `reasoning_effort` it asks for ([`reasoning_effort`]); `top_k`,
+/// `thinking` itself, `service_tier`, `container`, `mcp_servers` and
 /// `cache_control` markers are dropped. Server tools (web search, code
 /// execution, …) are rejected.
 pub fn messages_request_to_chat(body: &[u8], upstream_model: &str) -> Result<Vec<u8>> {
@@ -122,6 +124,7 @@ fn translate<'a>(req: &'a MessagesRequest<'a>, model: &'a str) -> Result<ChatReq
         model,
         messages,
         max_tokens,
+        reasoning_effort: reasoning_effort(req),
         tools,
         tool_choice: tool_choice.filter(|_| with_tools),
         parallel_tool_calls: parallel_tool_calls.filter(|_| with_tools),
@@ -135,6 +138,35 @@ fn translate<'a>(req: &'a MessagesRequest<'a>, model: &'a str) -> Result<ChatReq
             include_usage: true,
         }),
     })
+}
+
+/// The Chat Completions `reasoning_effort` an Anthropic request's thinking
+/// asks for: its `output_config.effort` (`low`, `medium`, `high`; `xhigh`
+/// and `max` → `xhigh`), else, for `thinking` of type `enabled`, its
+/// `budget_tokens` (under 4,096 → `low`, under 16,384 → `medium`, more →
+/// `high`: the budgets clients send for "think", "think hard" and
+/// "ultrathink" are about 4K, 10K and 32K). Nothing for thinking that is
+/// `disabled` or `adaptive` without an effort (the model's default).
+fn reasoning_effort(req: &MessagesRequest<'_>) -> Option<&'static str> {
+    let effort = req.output_config.object().and_then(|o| o.effort.as_str());
+    if let Some(effort) = effort {
+        return match effort {
+            "low" => Some("low"),
+            "medium" => Some("medium"),
+            "high" => Some("high"),
+            "xhigh" | "max" => Some("xhigh"),
+            _ => None,
+        };
+    }
+    let thinking = req.thinking.object()?;
+    if thinking.kind.as_str() != Some("enabled") {
+        return None;
+    }
+    match thinking.budget_tokens.as_u64()? {
+        0..4096 => Some("low"),
+        4096..16384 => Some("medium"),
+        _ => Some("high"),
+    }
 }
 
 fn tools<'a>(tools: &'a List<'a, Tool<'a>>) -> Result<Vec<ChatTool<'a>>> {
@@ -365,6 +397,22 @@ struct MessagesRequest<'a> {
     top_p: Lax<'a>,
     metadata: Lax<'a, Metadata<'a>>,
     stream: Lax<'a>,
+    thinking: Lax<'a, Thinking<'a>>,
+    output_config: Lax<'a, OutputConfig<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct Thinking<'a> {
+    #[serde(rename = "type")]
+    kind: Lax<'a>,
+    budget_tokens: Lax<'a>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct OutputConfig<'a> {
+    effort: Lax<'a>,
 }
 
 #[derive(Deserialize, Default)]
@@ -437,6 +485,8 @@ struct ChatRequest<'a> {
     model: &'a str,
     messages: Vec<ChatMessage<'a>>,
     max_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tools: Vec<ChatTool<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -631,6 +681,62 @@ mod tests {
                 "stream_options": {"include_usage": true}
             })
         );
+    }
+
+    /// Thinking becomes the effort it asks for: `output_config.effort` as it
+    /// is, else `thinking`'s budget by size; nothing for thinking that names
+    /// no level.
+    #[test]
+    fn thinking_becomes_the_reasoning_effort_it_asks_for() {
+        let effort = |extra: &str| {
+            let req = format!(
+                r#"{{"max_tokens":64,"messages":[{{"role":"user","content":"hi"}}]{extra}}}"#
+            );
+            let out: Value =
+                serde_json::from_slice(&messages_request_to_chat(req.as_bytes(), "m").unwrap())
+                    .unwrap();
+            out.get("reasoning_effort").cloned()
+        };
+        for (extra, expected) in [
+            ("", None),
+            (r#","output_config":{"effort":"low"}"#, Some("low")),
+            (r#","output_config":{"effort":"medium"}"#, Some("medium")),
+            (r#","output_config":{"effort":"high"}"#, Some("high")),
+            (r#","output_config":{"effort":"max"}"#, Some("xhigh")),
+            (r#","output_config":{"effort":"xhigh"}"#, Some("xhigh")),
+            (r#","output_config":{"effort":"odd"}"#, None),
+            (r#","output_config":{}"#, None),
+            (
+                r#","thinking":{"type":"enabled","budget_tokens":1024}"#,
+                Some("low"),
+            ),
+            (
+                r#","thinking":{"type":"enabled","budget_tokens":4000}"#,
+                Some("low"),
+            ),
+            (
+                r#","thinking":{"type":"enabled","budget_tokens":10000}"#,
+                Some("medium"),
+            ),
+            (
+                r#","thinking":{"type":"enabled","budget_tokens":31999}"#,
+                Some("high"),
+            ),
+            (r#","thinking":{"type":"enabled"}"#, None),
+            (r#","thinking":{"type":"disabled"}"#, None),
+            (r#","thinking":{"type":"adaptive"}"#, None),
+            (r#","thinking":null,"output_config":null"#, None),
+            (
+                r#","thinking":{"type":"adaptive"},"output_config":{"effort":"high"}"#,
+                Some("high"),
+            ),
+            (
+                r#","thinking":{"type":"enabled","budget_tokens":31999},"output_config":{"effort":"low"}"#,
+                Some("low"),
+            ),
+        ] {
+            assert_eq!(effort(extra), expected.map(|e| json!(e)), "{extra}");
+        }
     }
 
     #[test]
