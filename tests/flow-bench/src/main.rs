@@ -5,7 +5,10 @@
 //! compiled to wasm32-wasip1 and run in Node's V8 (`flow-bench.mjs`), where
 //! `node --cpu-prof` shows it function by function.
 //!
-//! `flow-bench [--router] [--seconds N]`
+//! `flow-bench [--router] [--seconds N] [--cold MB]`: with `--cold`, MB
+//! megabytes are written between requests (outside the timed phases), so
+//! each request finds the caches as a lone request at concurrency 1 finds
+//! them after the load generator, the provider and the kernel ran.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -29,6 +32,13 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(3u64);
+    let cold_mb: usize = args
+        .iter()
+        .position(|a| a == "--cold")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut evict = vec![0u8; cold_mb << 20];
     let table = format!(
         r#"{{"table": {{"version": 1 {}, "tenants": [{{"id": "bench",
             "virtual_key_hashes": ["{}"],
@@ -58,6 +68,16 @@ fn main() {
     let start = Instant::now();
     while start.elapsed().as_secs() < seconds {
         for _ in 0..100 {
+            if !evict.is_empty() {
+                // A new value each time, so no page stays as it was.
+                let v = (n as u8).wrapping_add(1);
+                for line in evict.chunks_mut(64) {
+                    if let Some(b) = line.first_mut() {
+                        *b = v;
+                    }
+                }
+                black_box(&evict);
+            }
             host.request(
                 "POST",
                 "/v1/chat/completions",
@@ -102,8 +122,13 @@ fn main() {
     let us = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     let total: Duration = phases.iter().sum();
     println!(
-        "flow-bench{}: {n} requests, µs a request: total {:.2} = request headers {:.2} + body {:.2} + answer {:.2} + log {:.2}",
+        "flow-bench{}{}: {n} requests, µs a request: total {:.2} = request headers {:.2} + body {:.2} + answer {:.2} + log {:.2}",
         if router { " --router" } else { "" },
+        if cold_mb > 0 {
+            format!(" --cold {cold_mb}")
+        } else {
+            String::new()
+        },
         us(total),
         us(phases[0]),
         us(phases[1]),
