@@ -166,11 +166,7 @@ impl Sampling {
 
     /// From whether each of [`Self::PARAMS`] is set.
     pub fn of(set: [bool; 3]) -> Sampling {
-        Sampling(
-            set.iter()
-                .enumerate()
-                .fold(0, |bits, (i, &on)| bits | (u8::from(on) << i)),
-        )
+        Sampling(bits(&set))
     }
 
     pub fn is_empty(self) -> bool {
@@ -215,12 +211,15 @@ impl ChatOnly {
 
     /// From whether each of [`Self::PARAMS`] is set.
     pub fn of(set: [bool; 7]) -> ChatOnly {
-        ChatOnly(
-            set.iter()
-                .enumerate()
-                .fold(0, |bits, (i, &on)| bits | (u8::from(on) << i)),
-        )
+        ChatOnly(bits(&set))
     }
+}
+
+/// Bit i set for each `set[i]` that is true (at most 8).
+fn bits(set: &[bool]) -> u8 {
+    set.iter()
+        .enumerate()
+        .fold(0, |bits, (i, &on)| bits | (u8::from(on) << i))
 }
 
 /// What an attempt's body goes without of what the client set, named in
