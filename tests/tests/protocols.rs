@@ -48,6 +48,23 @@ fn chat_clients_reach_claude_through_the_messages_api_plain_streamed_and_with_to
     assert_eq!(got["path"], "/v1/messages");
     assert_eq!(got["body"]["max_tokens"], 4096, "the default max_tokens");
     assert_eq!(got["body"]["messages"][0]["role"], "user");
+    assert_eq!(r.header("x-aipipe-dropped-params"), None);
+
+    // What Anthropic has no place for is left out and named; `stop` goes as
+    // `stop_sequences`.
+    let mut body = chat("claude-opus-4-5", "hello");
+    body["seed"] = json!(7);
+    body["presence_penalty"] = json!(0.5);
+    body["stop"] = json!(["END"]);
+    let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("x-aipipe-dropped-params"),
+        Some("seed,presence_penalty")
+    );
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["body"]["stop_sequences"], json!(["END"]), "{got}");
+    assert!(got["body"].get("seed").is_none(), "{got}");
 
     // Streamed, without and with the usage chunk.
     for include_usage in [false, true] {
@@ -662,13 +679,14 @@ fn gpt_6_luna_reasons_with_tools_over_the_responses_api() {
     }
 
     // `n` above 1 has no place in the Responses API: routing passes luna by
-    // (another model answers), naming it is a 400 that says why, and no
-    // provider is called for it.
+    // (another model answers, and luna is not named a failover), naming it
+    // is a 400 that says why, and no provider is called for it.
     let mut two = ask("auto", "high", "What is the weather in Paris?");
     two["n"] = json!(2);
     let r = post_json(&s.chat_url(), &ACME.auth(), &two);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_ne!(r.header("x-aipipe-model"), Some("gpt-6-luna"));
+    assert_eq!(r.header("x-aipipe-failover"), None);
     assert_ne!(s.mock.received().pop().unwrap()["path"], "/v1/responses");
     two["model"] = json!("gpt-6-luna");
     let before = s.mock.received().len();
@@ -678,10 +696,7 @@ fn gpt_6_luna_reasons_with_tools_over_the_responses_api() {
         .as_str()
         .unwrap_or("")
         .to_owned();
-    assert!(
-        message.contains("gpt-6-luna") && message.contains("`n` above 1"),
-        "{message}"
-    );
+    assert!(message.contains("`n` above 1"), "{message}");
     assert_eq!(s.mock.received().len(), before);
 
     // Streamed: text, then a tool call, as Chat Completions chunks.

@@ -163,24 +163,9 @@ impl Plan {
         let score = table.scorer.score(&req);
         let signal = table.routing_signal(&req, &score, Some(tenant));
         let complexity = signal.complexity;
-        let needs = needs(&req, score.input_tokens);
-        // Tools with a reasoning effort go to a model that takes them only
-        // over OpenAI's Responses API as a translation of this body
-        // (`Plan::wire_for`); a body the translation cannot carry is refused
-        // by such a model here, so routing passes it by instead of failing
-        // on it. Only such requests, and only when a model needs it, pay
-        // for the trial.
-        let responses_refusal = (needs.reasoning_with_tools
-            && table
-                .models
-                .iter()
-                .any(|m| m.enabled && m.capabilities.responses_api))
-        .then(|| responses_upstream::chat_to_request(chat_bytes, "").err())
-        .flatten();
         let needs = select::Needs {
             category: signal.category,
-            responses_refuses: responses_refusal.is_some(),
-            ..needs
+            ..needs(&req, score.input_tokens)
         };
         let policy = tenant.policy.as_deref();
         // A policy's alias names a model, or auto routing under its own cap.
@@ -215,16 +200,11 @@ impl Plan {
                 if !tenant.allows(named) {
                     return Err(ApiError::ModelNotAllowed(name.to_owned()));
                 }
-                if let Some(m) = table.model(named)
-                    && let Some(refused) = needs.refused_by(m.capabilities)
+                if let Some(refused) = table
+                    .model(named)
+                    .and_then(|m| needs.refused_by(m.capabilities))
                 {
-                    return Err(ApiError::Unsupported(match &responses_refusal {
-                        Some(why) if m.capabilities.responses_api => format!(
-                            "The model `{name}` takes tools with a reasoning effort only over OpenAI's Responses API, which cannot carry this request: {}. Name another model, or use model \"auto\" to be routed to one that takes it.",
-                            why.message()
-                        ),
-                        _ => refusal(name, refused),
-                    }));
+                    return Err(ApiError::Unsupported(refusal(name, refused)));
                 }
                 let ranked = if policy.is_some_and(|p| !p.substitute_named_models) {
                     // Retries of the named model only, never another one.
@@ -321,26 +301,44 @@ impl Plan {
     }
 
     /// The next attempt, within `max_attempts` in all; None when no candidate
-    /// is left. The first attempt's error (a named model without a provider
-    /// key, a body that does not translate) is the client's; a later
-    /// candidate that cannot take the request is passed over (and counts as
-    /// tried).
+    /// is left. A routed candidate that cannot take the request (its
+    /// provider's protocol cannot carry the body: `n` above 1 to an
+    /// Anthropic model or over the Responses API, audio, legacy functions,
+    /// …) is taken out of the ranking — routing chose it, not the client —
+    /// and never counts as an attempt. The error of a model the client named
+    /// (no provider key, a body that does not translate) is the client's, and
+    /// so is the first candidate's when no candidate can take the request.
     pub fn next_attempt(
         &mut self,
         table: &Table,
         tenant: &Account,
         max_attempts: usize,
     ) -> Option<Result<Attempt, ApiError>> {
+        let first = self.taken == 0;
+        let mut refused = None;
         while self.taken < max_attempts {
-            let model = *self.ranked.get(self.taken)?;
-            self.taken += 1;
+            let Some(&model) = self.ranked.get(self.taken) else {
+                break;
+            };
             match self.attempt(table, tenant, model) {
-                Ok(a) => return Some(Ok(a)),
-                Err(e) if self.taken == 1 => return Some(Err(e)),
-                Err(e) => log::debug!("failover candidate {} passed over: {e:?}", model.0),
+                Ok(a) => {
+                    self.taken += 1;
+                    return Some(Ok(a));
+                }
+                Err(e) if first && !self.auto => {
+                    self.taken += 1;
+                    return Some(Err(e));
+                }
+                Err(e) => {
+                    log::debug!("candidate {} passed over: {e:?}", model.0);
+                    self.ranked.remove(self.taken);
+                    if first && refused.is_none() {
+                        refused = Some(e);
+                    }
+                }
             }
         }
-        None
+        refused.map(Err)
     }
 
     /// The body `model` gets.
@@ -448,8 +446,8 @@ impl Plan {
     /// parameters when it refuses them, its `reasoning_effort` (any,
     /// `"none"` too) when the model does not take one, and Anthropic's
     /// `thinking` / `output_config` in its Chat body when the model does not
-    /// take those; and over the Responses API, the Chat Completions
-    /// parameters it has no equivalent for.
+    /// take those; and over the Responses API or Anthropic's Messages API,
+    /// the Chat Completions parameters they have no equivalent for.
     pub fn dropped_for(&self, model: &crate::table::Model, wire: Protocol) -> Dropped {
         let c = model.capabilities;
         let sampling =
@@ -475,10 +473,11 @@ impl Plan {
         } else {
             (!takes_effort, self.extensions)
         };
-        let chat_only = if wire == Protocol::Responses {
-            self.chat_only
-        } else {
-            ChatOnly::default()
+        let chat_only = match wire {
+            Protocol::Responses => self.chat_only,
+            // An Anthropic client's own body has none of them.
+            Protocol::Messages if self.protocol != Protocol::Messages => self.chat_only.but_stop(),
+            _ => ChatOnly::default(),
         };
         Dropped::new(sampling, reasoning_effort, extensions).with_chat_only(chat_only)
     }
@@ -963,6 +962,72 @@ mod tests {
         assert!(model.ends_with("-5-5"), "{model}");
         assert_eq!(dropped.names(), "temperature");
         assert!(out.get("temperature").is_none(), "{out}");
+    }
+
+    /// A Chat client's parameters that Anthropic's Messages API has no
+    /// place for reach a Claude model without them, named; `stop` goes as
+    /// `stop_sequences`.
+    #[test]
+    fn chat_parameters_anthropic_has_no_place_for_are_named() {
+        let t = table();
+        let body = r#"{"model":"claude-opus-4-5","seed":3,"stop":["END"],"frequency_penalty":0.5,"logprobs":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        let (model, out, dropped) = first(&t, Protocol::Chat, body);
+        assert_eq!(model, "claude-opus-4-5");
+        assert_eq!(dropped.names(), "seed,frequency_penalty,logprobs");
+        assert_eq!(out["stop_sequences"][0], "END", "{out}");
+        assert!(
+            out.get("seed").is_none() && out.get("logprobs").is_none(),
+            "{out}"
+        );
+        // OpenAI's models take them all.
+        let (_, out, dropped) = first(
+            &t,
+            Protocol::Chat,
+            &body.replace("claude-opus-4-5", "gpt-4o"),
+        );
+        assert!(dropped.is_empty(), "{}", dropped.names());
+        assert_eq!(out["seed"], 3);
+    }
+
+    /// A routed request whose body a candidate's protocol cannot carry (`n`
+    /// above 1 has no place in Anthropic's Messages API) passes that
+    /// candidate by for the next; naming the model is the client's 400, and
+    /// a body no candidate takes gets the first candidate's error.
+    #[test]
+    fn a_candidate_that_cannot_take_the_body_is_passed_over() {
+        let t = table();
+        let hard = r#"{"model":"auto","n":2,"messages":[{"role":"user","content":"Prove by induction that the sum of the first n odd numbers is n^2, then give a formal complexity analysis of the proof checking and discuss the architecture trade-offs of a verified implementation."}]}"#;
+        let mut p = plan(&t, Protocol::Chat, hard).unwrap();
+        let claude = p.ranked[0];
+        assert_eq!(t.model(claude).unwrap().provider, "anthropic");
+        let a = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
+        assert_eq!(t.model(a.model).unwrap().provider, "openai");
+        // Every Anthropic candidate ranked before it is out of the ranking,
+        // none counted as an attempt.
+        assert_eq!(p.tried(), [a.model]);
+        assert!(!p.ranked.contains(&claude));
+        let out: serde_json::Value = serde_json::from_slice(&a.upstream.bytes(p.body())).unwrap();
+        assert_eq!(out["n"], 2);
+
+        let named = hard.replace("auto", "claude-sonnet-5-5");
+        let mut p = plan(&t, Protocol::Chat, &named).unwrap();
+        let e = p
+            .next_attempt(&t, &t.accounts()[0], 3)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(e.message().contains("`n` greater than 1"), "{e:?}");
+
+        // No candidate takes it: the first one's error.
+        let mut p = plan(&t, Protocol::Chat, hard).unwrap();
+        p.ranked
+            .retain(|&m| t.model(m).unwrap().provider == "anthropic");
+        let e = p
+            .next_attempt(&t, &t.accounts()[0], 3)
+            .unwrap()
+            .unwrap_err();
+        assert!(e.message().contains("`n` greater than 1"), "{e:?}");
+        assert!(p.next_attempt(&t, &t.accounts()[0], 3).is_none());
     }
 
     /// A request that forces a tool is never routed to a model that cannot
@@ -1465,19 +1530,25 @@ mod tests {
         assert!(named.ranked.len() > 1 && !named.ranked.contains(&luna));
 
         // A body the Responses API cannot carry (`n` above 1 here): routing
-        // passes luna by, naming it is a 400 that says why.
+        // passes luna by to the next candidate, which takes it; naming luna
+        // is a 400 that says why, before any provider is called.
         let n2 = body("auto", r#""high""#, true).replacen('{', r#"{"n":2,"#, 1);
         let t = table_with_luna();
-        let routed = plan(&t, Protocol::Chat, &n2).unwrap();
-        assert!(!routed.ranked.is_empty() && !routed.ranked.contains(&luna));
-        let e = plan(&t, Protocol::Chat, &n2.replace("auto", "gpt-6-luna")).unwrap_err();
-        let ApiError::Unsupported(message) = &e else {
-            panic!("{e:?}")
-        };
-        assert!(
-            message.contains("`gpt-6-luna`") && message.contains("`n` above 1"),
-            "{message}"
-        );
+        let mut routed = plan(&t, Protocol::Chat, &n2).unwrap();
+        assert_eq!(routed.ranked[0], luna);
+        let a = routed
+            .next_attempt(&t, &t.accounts()[0], 3)
+            .unwrap()
+            .unwrap();
+        assert_ne!(a.model, luna);
+        assert_eq!(routed.tried(), [a.model]);
+        let mut named = plan(&t, Protocol::Chat, &n2.replace("auto", "gpt-6-luna")).unwrap();
+        let e = named
+            .next_attempt(&t, &t.accounts()[0], 3)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert!(e.message().contains("`n` above 1"), "{e:?}");
         // Without tools it keeps Chat Completions, which takes `n`.
         let plain = plan(&t, Protocol::Chat, &n2.replace("\"tools\"", "\"x\"")).unwrap();
         assert_eq!(plain.ranked[0], luna);

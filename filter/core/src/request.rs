@@ -194,7 +194,10 @@ impl Extensions {
 
 /// Which of the Chat Completions parameters that OpenAI's Responses API has
 /// no equivalent for a request sets: what a body translated for it goes
-/// without (`protocol::responses_upstream::chat_to_request`).
+/// without (`protocol::responses_upstream::chat_to_request`), and all but
+/// `stop` what a body translated for Anthropic's Messages API goes without
+/// (`protocol::anthropic::chat_to_messages`, where `stop` is
+/// `stop_sequences`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChatOnly(u8);
 
@@ -212,6 +215,11 @@ impl ChatOnly {
     /// From whether each of [`Self::PARAMS`] is set.
     pub fn of(set: [bool; 7]) -> ChatOnly {
         ChatOnly(bits(&set))
+    }
+
+    /// The set without `stop`.
+    pub fn but_stop(self) -> ChatOnly {
+        ChatOnly(self.0 & !1)
     }
 }
 
@@ -277,6 +285,14 @@ impl Dropped {
 
     pub fn is_empty(self) -> bool {
         self.0 == 0
+    }
+
+    /// A sampling parameter, the reasoning effort or thinking went: the
+    /// model's answer is not what the request asked for (the cache does not
+    /// keep it). A `ChatOnly` parameter alone (a `seed` to a model without
+    /// one, as before it was named) does not count.
+    pub fn changes_the_answer(self) -> bool {
+        self.0 & ((1 << Self::TABULATED) - 1) != 0
     }
 
     /// Any of the sampling parameters.

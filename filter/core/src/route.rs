@@ -67,7 +67,6 @@ pub fn needs(req: &ChatRequest<'_>, input_tokens: u64) -> Needs {
         forced_tool: req.forces_tool,
         prefill: req.prefill,
         reasoning_with_tools: req.tool_count > 0 && req.effort == crate::request::Effort::Reasons,
-        responses_refuses: false,
         category: None,
     }
 }

@@ -33,11 +33,6 @@ pub struct Needs {
     /// `"none"`: models that take tools only without reasoning
     /// (`Capabilities::reasoning_effort_none`) are not candidates.
     pub reasoning_with_tools: bool,
-    /// Such a request (`reasoning_with_tools`) cannot be written in OpenAI's
-    /// Responses API (`n` above 1, audio, a `function` message, tools other
-    /// than functions): a model that takes tools with reasoning only there
-    /// refuses it too.
-    pub responses_refuses: bool,
     /// The task category the router model predicted: models are ranked by
     /// their quality for it (`Table::quality`).
     pub category: Option<crate::classify::Category>,
@@ -93,10 +88,7 @@ impl Needs {
             Some(Refused::ForcedTool)
         } else if self.prefill && !c.assistant_prefill {
             Some(Refused::Prefill)
-        } else if self.reasoning_with_tools
-            && c.reasoning_effort_none
-            && (!c.responses_api || self.responses_refuses)
-        {
+        } else if self.reasoning_with_tools && c.reasoning_effort_none && !c.responses_api {
             Some(Refused::ReasoningWithTools)
         } else {
             None
@@ -112,12 +104,8 @@ impl Needs {
             (self.forced_tool, "a forced tool choice"),
             (self.prefill, "a final assistant message (a prefill)"),
             (
-                self.reasoning_with_tools && !self.responses_refuses,
+                self.reasoning_with_tools,
                 "tools with a reasoning effort other than none",
-            ),
-            (
-                self.reasoning_with_tools && self.responses_refuses,
-                "tools with a reasoning effort other than none (in a request that OpenAI's Responses API cannot carry: `n` above 1, audio, a `function` message or tools other than functions)",
             ),
         ]
         .into_iter()

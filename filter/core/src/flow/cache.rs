@@ -57,7 +57,7 @@ pub(super) fn lookup(
     // A model that refuses sampling parameters never sees the `temperature`
     // 0 that made the request deterministic: its answer is one sample, not
     // the answer, unless the tenant caches those anyway.
-    if !attempt.dropped.is_empty() && !plan.cache_nondeterministic {
+    if attempt.dropped.changes_the_answer() && !plan.cache_nondeterministic {
         return Lookup::Bypass;
     }
     let (Some(tenant), Some(model), Some(provider)) = (

@@ -339,8 +339,8 @@ const MIN_OUTPUT_TOKENS: u64 = 16;
 /// - Always `store: false`.
 ///
 /// Refused with an error naming them: `n` > 1, role `function`, audio, and
-/// non-function tools (the plan tries this translation first, so routing
-/// passes such a request by: `select::Needs::responses_refuses`). Dropped
+/// non-function tools (a routed request passes such a model by:
+/// `plan::Plan::next_attempt`). Dropped
 /// (no Responses equivalent; the answer names them: `request::ChatOnly`):
 /// `stop`, `seed`, `frequency_penalty`, `presence_penalty`, `logit_bias`,
 /// `logprobs`, `top_logprobs`; and silently `stream_options` (its usage

@@ -70,7 +70,8 @@ fn fail<T>(message: impl Into<String>) -> Result<T> {
 /// and role `function`, `n` > 1, audio input, non-PDF files and file ids,
 /// non-function tools, and any malformed field.
 ///
-/// Dropped (no Anthropic equivalent): `frequency_penalty`,
+/// Dropped (no Anthropic equivalent; the answer names the first six:
+/// `request::ChatOnly`): `frequency_penalty`,
 /// `presence_penalty`, `logit_bias`, `logprobs`, `top_logprobs`, `seed`,
 /// `stream_options` (Anthropic streams always carry usage), `metadata`,
 /// `store`, `service_tier`, `modalities`, `audio`, `prediction`,
