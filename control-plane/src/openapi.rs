@@ -332,6 +332,10 @@ pub struct CandidateDoc {
     /// The penalty of this model with the tenant's own provider key (its
     /// 401/402/403/429 answers); the worse of the two applies.
     key_penalty: f64,
+    /// Why the request cannot be sent to this model (its provider's
+    /// protocol has no form for it, e.g. `n` above 1 to Anthropic): routing
+    /// passes it over. Absent when it can.
+    passed_over: Option<String>,
 }
 
 /// The admin secret, for every /admin route.

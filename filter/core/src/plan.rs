@@ -82,8 +82,9 @@ pub struct Plan {
     /// Anthropic client's `top_k` too), dropped for a model that refuses
     /// them.
     sampling: Sampling,
-    /// The Chat Completions parameters it sets that the Responses API has
-    /// no equivalent for (`Plan::dropped_for`).
+    /// The Chat Completions parameters it sets that the Responses API (and,
+    /// but `stop`, Anthropic's Messages API) has no equivalent for
+    /// (`Plan::dropped_for`).
     chat_only: ChatOnly,
     /// The `reasoning_effort` the Chat Completions body sets.
     effort: Effort,
@@ -342,7 +343,7 @@ impl Plan {
     }
 
     /// The body `model` gets.
-    fn attempt(
+    pub(crate) fn attempt(
         &mut self,
         table: &Table,
         tenant: &Account,
@@ -456,12 +457,13 @@ impl Plan {
             } else {
                 self.sampling
             };
-        let takes_effort = c.reasoning_effort || self.effort == Effort::Unset;
+        let effort_dropped = !c.reasoning_effort && self.effort != Effort::Unset;
         let (reasoning_effort, extensions) = if self.protocol == Protocol::Messages {
             // An Anthropic client's `thinking` / `output_config`: in its own
             // body on the Messages wire; elsewhere as the `reasoning_effort`
             // they ask for, to a model that takes one; else dropped.
-            let kept = wire == Protocol::Messages || (takes_effort && self.effort != Effort::Unset);
+            let kept =
+                wire == Protocol::Messages || (c.reasoning_effort && self.effort != Effort::Unset);
             let dropped = if kept {
                 Extensions::default()
             } else {
@@ -469,9 +471,9 @@ impl Plan {
             };
             (false, dropped)
         } else if c.thinking_extensions {
-            (!takes_effort, Extensions::default())
+            (effort_dropped, Extensions::default())
         } else {
-            (!takes_effort, self.extensions)
+            (effort_dropped, self.extensions)
         };
         let chat_only = match wire {
             Protocol::Responses => self.chat_only,

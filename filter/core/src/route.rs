@@ -148,6 +148,11 @@ pub struct ExplainedCandidate {
     /// The penalty of this model with the tenant's own key for its
     /// provider (the key's 401/402/403/429); the worse of the two applies.
     pub key_penalty: f64,
+    /// Why the request cannot be sent to this model (its provider's
+    /// protocol has no form for it: `n` above 1 to Anthropic, …): routing
+    /// passes it over (`Plan::next_attempt`). Absent when it can.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passed_over: Option<String>,
 }
 
 /// Features the explain API lists, strongest pull first.
@@ -208,11 +213,27 @@ pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanati
         ranked_at_complexity: complexity,
         pin: p.pin.and_then(|m| table.model(m)).map(|m| m.id.clone()),
     });
+    // Each candidate's body, as routing would write it (none when the
+    // request would not be routed at all: a named model it cannot have, no
+    // candidate).
+    let mut plan = crate::plan::Plan::new(
+        table,
+        tenant,
+        crate::protocol::Protocol::Chat,
+        body.to_vec(),
+        None,
+        false,
+    )
+    .ok();
     let candidates: Vec<ExplainedCandidate> = ranked
         .iter()
         .filter_map(|c| {
             let m = table.model(c.model)?;
             Some(ExplainedCandidate {
+                passed_over: plan
+                    .as_mut()
+                    .and_then(|p| p.attempt(table, tenant, c.model).err())
+                    .map(|e| e.message()),
                 model: m.id.clone(),
                 provider: m.provider.clone(),
                 raw_cost_usd: c.raw_cost,
@@ -228,7 +249,10 @@ pub fn explain(table: &Table, tenant: &Account, body: &[u8]) -> Result<Explanati
         score,
         router,
         matched: table.scorer.matches(&req),
-        choice: candidates.first().map(|c| c.model.clone()),
+        choice: candidates
+            .iter()
+            .find(|c| c.passed_over.is_none())
+            .map(|c| c.model.clone()),
         candidates,
         policy: explained_policy,
     })
@@ -281,6 +305,36 @@ mod tests {
             authenticate(Some("vk-off"), |h| t.account_by_key_hash(h)),
             Err(ApiError::TenantDisabled)
         );
+    }
+
+    /// A candidate the body cannot be sent to is listed with the reason,
+    /// and the choice is the first that can take it.
+    #[test]
+    fn explain_says_which_candidates_routing_passes_over() {
+        let t = table();
+        let hard = br#"{"n":2,"messages":[{"role":"user","content":"Prove by induction that the sum of the first n odd numbers is n^2, then give a formal complexity analysis of the proof checking and discuss the architecture trade-offs of a verified implementation."}]}"#;
+        let e = explain(&t, &t.accounts()[0], hard).unwrap();
+        let first = &e.candidates[0];
+        assert_eq!(first.provider, "anthropic");
+        assert!(
+            first
+                .passed_over
+                .as_deref()
+                .is_some_and(|why| why.contains("`n` greater than 1")),
+            "{:?}",
+            first.passed_over
+        );
+        let taker = e
+            .candidates
+            .iter()
+            .find(|c| c.passed_over.is_none())
+            .unwrap();
+        assert_eq!(taker.provider, "openai");
+        assert_eq!(e.choice.as_deref(), Some(taker.model.as_str()));
+        let one = br#"{"messages":[{"role":"user","content":"Prove by induction that the sum of the first n odd numbers is n^2, then give a formal complexity analysis of the proof checking and discuss the architecture trade-offs of a verified implementation."}]}"#;
+        let e = explain(&t, &t.accounts()[0], one).unwrap();
+        assert!(e.candidates.iter().all(|c| c.passed_over.is_none()));
+        assert_eq!(e.choice.as_deref(), Some(e.candidates[0].model.as_str()));
     }
 
     #[test]
