@@ -890,6 +890,22 @@ fn gpt_6_luna_reasons_with_tools_over_the_responses_api() {
         "{got}"
     );
 
+    // An Ollama client's `think` is the effort, as Anthropic's thinking is.
+    let ollama = json!({"model": "gpt-6-luna", "stream": false, "think": "high",
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+        "messages": [{"role": "user", "content": "What is the weather in Oslo?"}]});
+    let r = post_json(&s.envoy.url("/api/chat"), &ACME.auth(), &ollama);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(
+        v["message"]["tool_calls"][0]["function"]["name"], "get_weather",
+        "{v}"
+    );
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(got["path"], "/v1/responses");
+    assert_eq!(got["body"]["reasoning"], json!({"effort": "high"}));
+
     // Effort none keeps Chat Completions (where tools are taken with it).
     let r = post_json(
         &s.chat_url(),

@@ -14,7 +14,8 @@
 //! is refused with a message that says what to send instead: raw prompts,
 //! fill-in-the-middle `suffix`, a `template` and the `context` of an earlier
 //! generate call. Runtime settings (`keep_alive`, `num_ctx`, `num_gpu`, …)
-//! and `think` are accepted and ignored.
+//! are accepted and ignored; `think` becomes the Chat request's
+//! `reasoning_effort` ([`think_effort`]).
 
 use std::borrow::Cow;
 
@@ -65,6 +66,8 @@ struct ChatWire<'a> {
     options: Option<WireOptions<'a>>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(borrow, default)]
+    think: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +86,8 @@ struct GenerateWire<'a> {
     options: Option<WireOptions<'a>>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(borrow, default)]
+    think: Option<&'a RawValue>,
     #[serde(default)]
     raw: Option<bool>,
     #[serde(borrow, default)]
@@ -212,6 +217,7 @@ pub fn chat_request_to_chat(body: &[u8]) -> Result<Vec<u8>, ApiError> {
     req.set_tools(tools, None, None);
     req.response_format = response_format(wire.format)?;
     apply_options(&mut req, wire.options.unwrap_or_default());
+    req.reasoning_effort = think_effort(wire.think);
     req.set_stream(wire.stream.unwrap_or(true));
     req.encode()
 }
@@ -255,6 +261,7 @@ pub fn generate_request_to_chat(body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let mut req = chat::Request::new(model_or_auto(wire.model), messages);
     req.response_format = response_format(wire.format)?;
     apply_options(&mut req, wire.options.unwrap_or_default());
+    req.reasoning_effort = think_effort(wire.think);
     req.set_stream(wire.stream.unwrap_or(true));
     req.encode()
 }
@@ -445,6 +452,19 @@ fn response_format(
         Ok("json") => Ok(Some(chat::ResponseFormat::JsonObject)),
         _ => bad("`format` must be \"json\" or a JSON schema object"),
     }
+}
+
+/// The `reasoning_effort` an Ollama `think` asks for: `"low"`, `"medium"`
+/// and `"high"` as they are, `true` the reasoning models' usual default
+/// (`"medium"`); `false` and anything else nothing (the model's default).
+fn think_effort(think: Option<&RawValue>) -> Option<Cow<'static, str>> {
+    let effort = match think?.get() {
+        "true" | r#""medium""# => "medium",
+        r#""low""# => "low",
+        r#""high""# => "high",
+        _ => return None,
+    };
+    Some(Cow::Borrowed(effort))
 }
 
 fn apply_options<'a>(req: &mut chat::Request<'a>, o: WireOptions<'a>) {
@@ -959,6 +979,32 @@ mod tests {
         match f(body.as_bytes()) {
             Err(ApiError::BadRequest(why)) => why,
             other => panic!("{body}: {other:?}"),
+        }
+    }
+
+    /// `think` is the effort a reasoning model reasons at, from either
+    /// endpoint; `false` leaves the model's default.
+    #[test]
+    fn think_becomes_the_reasoning_effort() {
+        for (think, effort) in [
+            (json!(true), Some("medium")),
+            (json!("low"), Some("low")),
+            (json!("medium"), Some("medium")),
+            (json!("high"), Some("high")),
+            (json!(false), None),
+            (json!(null), None),
+            (json!("max"), None),
+        ] {
+            let chat =
+                chat_req(json!({"think": think, "messages": [{"role": "user", "content": "hi"}]}));
+            let generate = generate_req(json!({"think": think, "prompt": "hi"}));
+            for out in [chat, generate] {
+                assert_eq!(
+                    out.get("reasoning_effort").and_then(Value::as_str),
+                    effort,
+                    "{think}: {out}"
+                );
+            }
         }
     }
 
