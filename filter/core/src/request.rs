@@ -240,22 +240,25 @@ fn bits(set: &[bool]) -> u8 {
 pub struct Dropped(u16);
 
 impl Dropped {
-    /// Bit i of the set is `NAMES[i]`.
-    pub const NAMES: [&'static str; 13] = [
-        "temperature",
-        "top_p",
-        "top_k",
-        "reasoning_effort",
-        "thinking",
-        "output_config",
-        "stop",
-        "seed",
-        "frequency_penalty",
-        "presence_penalty",
-        "logit_bias",
-        "logprobs",
-        "top_logprobs",
-    ];
+    /// Bit i of the set is `NAMES[i]`: `Sampling::PARAMS`,
+    /// `reasoning_effort`, `Extensions::NAMES`, `ChatOnly::PARAMS`.
+    pub const NAMES: [&'static str; 13] = {
+        let mut names = [""; 13];
+        let mut i = 0;
+        while i < 3 {
+            names[i] = Sampling::PARAMS[i];
+            i += 1;
+        }
+        names[3] = "reasoning_effort";
+        names[4] = Extensions::NAMES[0];
+        names[5] = Extensions::NAMES[1];
+        let mut i = 0;
+        while i < 7 {
+            names[Self::TABULATED + i] = ChatOnly::PARAMS[i];
+            i += 1;
+        }
+        names
+    };
 
     /// The sets without a `ChatOnly` parameter (every attempt but one over
     /// the Responses API) have their names written once per process.
