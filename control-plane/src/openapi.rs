@@ -334,7 +334,7 @@ pub struct CandidateDoc {
     key_penalty: f64,
     /// Why the request cannot be sent to this model (its provider's
     /// protocol has no form for it, e.g. `n` above 1 to Anthropic): routing
-    /// passes it over. Absent when it can.
+    /// passes it over. Null when it can.
     passed_over: Option<String>,
 }
 

@@ -150,8 +150,7 @@ pub struct ExplainedCandidate {
     pub key_penalty: f64,
     /// Why the request cannot be sent to this model (its provider's
     /// protocol has no form for it: `n` above 1 to Anthropic, …): routing
-    /// passes it over (`Plan::next_attempt`). Absent when it can.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// passes it over (`Plan::next_attempt`). Null when it can.
     pub passed_over: Option<String>,
 }
 
