@@ -457,13 +457,13 @@ impl Plan {
             } else {
                 self.sampling
             };
-        let effort_dropped = !c.reasoning_effort && self.effort != Effort::Unset;
+        let effort_dropped = self.drops_effort(c);
         let (reasoning_effort, extensions) = if self.protocol == Protocol::Messages {
             // An Anthropic client's `thinking` / `output_config`: in its own
             // body on the Messages wire; elsewhere as the `reasoning_effort`
             // they ask for, to a model that takes one; else dropped.
             let kept =
-                wire == Protocol::Messages || (c.reasoning_effort && self.effort != Effort::Unset);
+                wire == Protocol::Messages || (self.effort != Effort::Unset && !effort_dropped);
             let dropped = if kept {
                 Extensions::default()
             } else {
@@ -482,6 +482,12 @@ impl Plan {
             _ => ChatOnly::default(),
         };
         Dropped::new(sampling, reasoning_effort, extensions).with_chat_only(chat_only)
+    }
+
+    /// The request sets a `reasoning_effort` (any, `"none"` too) that a model
+    /// with `c` does not take.
+    fn drops_effort(&self, c: crate::catalog::Capabilities) -> bool {
+        !c.reasoning_effort && self.effort != Effort::Unset
     }
 
     /// How the body `model` (reached over `wire`) gets differs from the
@@ -508,7 +514,7 @@ impl Plan {
         let c = model.capabilities;
         // An effort the model does not take (an Anthropic client's comes from
         // its thinking, and is named as that: `dropped_for`).
-        if !c.reasoning_effort && self.effort != Effort::Unset {
+        if self.drops_effort(c) {
             match wire {
                 Protocol::Chat => rewrite.drop.push("reasoning_effort"),
                 Protocol::Responses => rewrite.drop.push("reasoning"),
