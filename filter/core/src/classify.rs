@@ -994,30 +994,55 @@ impl Model {
         mut each: impl FnMut(u32, Option<String>),
     ) -> ([f32; OUTPUTS], [f32; DENSE], f32) {
         let mut acc = [0i32; OUTPUTS];
-        let mut n = 0u32;
+        let mut n = 0usize;
         let mut dense = [0.0f32; DENSE];
+        // Buckets are gathered and their rows summed a batch at a time: the
+        // rows are random reads of the table, and a tight loop over them
+        // lets the processor have many in flight at once (with the sum
+        // inside the visit, each waited behind the hashing around it).
+        let mut batch = [0u32; 64];
         visit(
             &self.config,
             req,
             score,
             names,
             |b, name| {
+                if let Some(slot) = batch.get_mut(n % 64) {
+                    *slot = b;
+                }
                 n += 1;
-                let start = b as usize * OUTPUTS;
-                let row: Option<&[i8; OUTPUTS]> = self
-                    .sparse
-                    .get(start..start + OUTPUTS)
-                    .and_then(|r| r.try_into().ok());
-                if let Some(row) = row {
-                    for (a, &q) in acc.iter_mut().zip(row) {
-                        *a += i32::from(q);
-                    }
+                if n % 64 == 0 {
+                    self.add_rows(&batch, &mut acc);
                 }
                 each(b, name);
             },
             &mut dense,
         );
-        let scale = sparse_scale(n as usize, self.config.norm_floor);
+        self.add_rows(batch.get(..n % 64).unwrap_or(&[]), &mut acc);
+        let scale = sparse_scale(n, self.config.norm_floor);
+        (self.finish(acc, scale, &dense), dense, scale)
+    }
+
+    /// Adds the quantised rows of `buckets` to `acc`.
+    fn add_rows(&self, buckets: &[u32], acc: &mut [i32; OUTPUTS]) {
+        let mut sum = *acc;
+        for &b in buckets {
+            let start = b as usize * OUTPUTS;
+            let row: Option<&[i8; OUTPUTS]> = self
+                .sparse
+                .get(start..start + OUTPUTS)
+                .and_then(|r| r.try_into().ok());
+            if let Some(row) = row {
+                for (a, &q) in sum.iter_mut().zip(row) {
+                    *a += i32::from(q);
+                }
+            }
+        }
+        *acc = sum;
+    }
+
+    /// The logits of summed rows `acc` at `scale`, and the dense features.
+    fn finish(&self, acc: [i32; OUTPUTS], scale: f32, dense: &[f32; DENSE]) -> [f32; OUTPUTS] {
         let mut out = self.bias;
         for (j, (o, a)) in out.iter_mut().zip(acc).enumerate() {
             let step = if j < N_TIERS {
@@ -1032,7 +1057,7 @@ impl Model {
                 *o += x * w;
             }
         }
-        (out, dense, scale)
+        out
     }
 
     fn predict_logits(&self, logits: &[f32; OUTPUTS]) -> Prediction {
@@ -1061,29 +1086,8 @@ impl Model {
     /// way, for a trainer that adjusts them (`crate::tenant_router`).
     pub fn raw_logits(&self, f: &Features) -> [f32; OUTPUTS] {
         let mut acc = [0i32; OUTPUTS];
-        for &b in &f.buckets {
-            let start = b as usize * OUTPUTS;
-            if let Some(row) = self.sparse.get(start..start + OUTPUTS) {
-                for (a, &q) in acc.iter_mut().zip(row) {
-                    *a += i32::from(q);
-                }
-            }
-        }
-        let mut out = self.bias;
-        for (j, (o, a)) in out.iter_mut().zip(acc).enumerate() {
-            let step = if j < N_TIERS {
-                self.step[0]
-            } else {
-                self.step[1]
-            };
-            *o += f.scale * step * a as f32;
-        }
-        for (x, row) in f.dense.iter().zip(self.dense.chunks_exact(OUTPUTS)) {
-            for (o, w) in out.iter_mut().zip(row) {
-                *o += x * w;
-            }
-        }
-        out
+        self.add_rows(&f.buckets, &mut acc);
+        self.finish(acc, f.scale, &f.dense)
     }
 
     /// The prediction raw logits give.
