@@ -570,6 +570,197 @@ fn train_one(rows: &[&Row], h: Hyper, seed: u64) -> Weights {
     w
 }
 
+/// Experiment (`--hidden H`): wide and deep — the linear model plus one
+/// hidden layer of H ReLU units over the same features, trained together.
+struct Deep {
+    w: Weights,
+    hidden: usize,
+    /// buckets × H, DENSE × H, H, H × OUTPUTS.
+    emb: Vec<f32>,
+    dense: Vec<f32>,
+    b1: Vec<f32>,
+    w2: Vec<f32>,
+}
+
+impl Deep {
+    fn sparse_of(r: &Row, h: Hyper) -> Vec<(usize, f32)> {
+        let mask = (1u32 << h.bits) - 1;
+        let scale = classify::sparse_scale(r.n, h.norm_floor);
+        let mut m: BTreeMap<u32, f32> = BTreeMap::new();
+        for &(b, c) in &r.sparse {
+            *m.entry(b & mask).or_default() += c * scale;
+        }
+        m.into_iter().map(|(b, x)| (b as usize, x)).collect()
+    }
+    fn hidden_pre(&self, sparse: &[(usize, f32)], dense: &[f32; DENSE]) -> Vec<f32> {
+        let hd = self.hidden;
+        let mut z = self.b1.clone();
+        for &(b, x) in sparse {
+            for (o, e) in z.iter_mut().zip(&self.emb[b * hd..(b + 1) * hd]) {
+                *o += x * e;
+            }
+        }
+        for (d, &x) in dense.iter().enumerate() {
+            if x != 0.0 {
+                for (o, e) in z.iter_mut().zip(&self.dense[d * hd..(d + 1) * hd]) {
+                    *o += x * e;
+                }
+            }
+        }
+        z
+    }
+    fn forward(&self, sparse: &[(usize, f32)], dense: &[f32; DENSE]) -> ([f32; OUTPUTS], Vec<f32>) {
+        let mut logits = self.w.bias;
+        for &(b, x) in sparse {
+            for (o, wv) in logits
+                .iter_mut()
+                .zip(&self.w.sparse[b * OUTPUTS..(b + 1) * OUTPUTS])
+            {
+                *o += x * wv;
+            }
+        }
+        for (x, row) in dense.iter().zip(self.w.dense.chunks_exact(OUTPUTS)) {
+            for (o, wv) in logits.iter_mut().zip(row) {
+                *o += x * wv;
+            }
+        }
+        let z = self.hidden_pre(sparse, dense);
+        for (j, &zj) in z.iter().enumerate() {
+            if zj > 0.0 {
+                for (o, wv) in logits
+                    .iter_mut()
+                    .zip(&self.w2[j * OUTPUTS..(j + 1) * OUTPUTS])
+                {
+                    *o += zj * wv;
+                }
+            }
+        }
+        (logits, z)
+    }
+    fn logits(&self, r: &Row, h: Hyper) -> [f32; OUTPUTS] {
+        self.forward(&Self::sparse_of(r, h), &r.dense).0
+    }
+}
+
+fn train_deep(rows: &[&Row], h: Hyper, hidden: usize) -> Deep {
+    let cfg = FeatureConfig {
+        bits: h.bits,
+        ..FeatureConfig::default()
+    };
+    let buckets = cfg.buckets();
+    let mut rng = Rng(arg("--seed").unwrap_or(SEED) ^ 0x9e37_79b9_7f4a_7c15);
+    let init = arg("--init").unwrap_or(0.1f32);
+    let mut uniform = |n: usize, a: f32| -> Vec<f32> {
+        (0..n)
+            .map(|_| ((rng.next() >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0) * a)
+            .collect()
+    };
+    let mut d = Deep {
+        w: Weights::zeros(&cfg),
+        hidden,
+        emb: if std::env::args().any(|a| a == "--dense-only") {
+            vec![0.0; buckets * hidden]
+        } else {
+            uniform(buckets * hidden, init)
+        },
+        dense: uniform(DENSE * hidden, init),
+        b1: vec![0.0; hidden],
+        w2: uniform(hidden * OUTPUTS, init),
+    };
+    let lr_deep = arg("--lr-deep").unwrap_or(0.05f32);
+    let dense_only = std::env::args().any(|a| a == "--dense-only");
+    let l2_deep = arg("--l2-deep").unwrap_or(h.l2);
+    let mut g_ws = vec![1e-6f32; d.w.sparse.len()];
+    let mut g_wd = vec![1e-6f32; d.w.dense.len()];
+    let mut g_wb = [1e-6f32; OUTPUTS];
+    let mut g_emb = vec![1e-6f32; d.emb.len()];
+    let mut g_dense = vec![1e-6f32; d.dense.len()];
+    let mut g_b1 = vec![1e-6f32; hidden];
+    let mut g_w2 = vec![1e-6f32; d.w2.len()];
+    let step = |wv: &mut f32, acc: &mut f32, g: f32, l2: f32, lr: f32| {
+        let g = g + l2 * *wv;
+        *acc += g * g;
+        *wv -= lr * g / acc.sqrt();
+    };
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    let prepared: Vec<Vec<(usize, f32)>> = rows.iter().map(|r| Deep::sparse_of(r, h)).collect();
+    for _ in 0..h.epochs {
+        rng.shuffle(&mut order);
+        for &i in &order {
+            let r = rows[i];
+            let sparse = &prepared[i];
+            let (logits, z) = d.forward(sparse, &r.dense);
+            let pt = softmax(&logits[..N_TIERS]);
+            let pc = softmax(&logits[N_TIERS..]);
+            let mut grad = [0f32; OUTPUTS];
+            for k in 0..N_TIERS {
+                grad[k] = pt[k] - f32::from(u8::from(k == r.tier.index()));
+            }
+            for k in 0..CATEGORIES.len() {
+                grad[N_TIERS + k] = pc[k] - f32::from(u8::from(k == r.category.index()));
+            }
+            // The hidden layer's gradient, before its weights move.
+            let mut dz = vec![0f32; hidden];
+            for (j, &zj) in z.iter().enumerate() {
+                if zj > 0.0 {
+                    let row = &d.w2[j * OUTPUTS..(j + 1) * OUTPUTS];
+                    dz[j] = row.iter().zip(&grad).map(|(w, g)| w * g).sum();
+                }
+            }
+            // Wide part, as train_one.
+            for k in 0..OUTPUTS {
+                step(&mut d.w.bias[k], &mut g_wb[k], grad[k], h.l2, h.lr);
+            }
+            for &(b, x) in sparse {
+                for k in 0..OUTPUTS {
+                    let at = b * OUTPUTS + k;
+                    step(&mut d.w.sparse[at], &mut g_ws[at], grad[k] * x, h.l2, h.lr);
+                }
+            }
+            for (dd, &x) in r.dense.iter().enumerate() {
+                if x != 0.0 {
+                    for k in 0..OUTPUTS {
+                        let at = dd * OUTPUTS + k;
+                        step(&mut d.w.dense[at], &mut g_wd[at], grad[k] * x, h.l2, h.lr);
+                    }
+                }
+            }
+            // Deep part.
+            for (j, &zj) in z.iter().enumerate() {
+                if zj > 0.0 {
+                    for k in 0..OUTPUTS {
+                        let at = j * OUTPUTS + k;
+                        step(&mut d.w2[at], &mut g_w2[at], grad[k] * zj, l2_deep, lr_deep);
+                    }
+                }
+            }
+            for j in 0..hidden {
+                if dz[j] == 0.0 {
+                    continue;
+                }
+                step(&mut d.b1[j], &mut g_b1[j], dz[j], 0.0, lr_deep);
+                for &(b, x) in sparse.iter().filter(|_| !dense_only) {
+                    let at = b * hidden + j;
+                    step(&mut d.emb[at], &mut g_emb[at], dz[j] * x, l2_deep, lr_deep);
+                }
+                for (dd, &x) in r.dense.iter().enumerate() {
+                    if x != 0.0 {
+                        let at = dd * hidden + j;
+                        step(
+                            &mut d.dense[at],
+                            &mut g_dense[at],
+                            dz[j] * x,
+                            l2_deep,
+                            lr_deep,
+                        );
+                    }
+                }
+            }
+        }
+    }
+    d
+}
+
 #[derive(Default, Clone, Copy)]
 struct Metrics {
     n: usize,
@@ -911,6 +1102,13 @@ fn main() {
         let mut logits = vec![[0f32; OUTPUTS]; pool.len()];
         for k in 0..FOLDS {
             let fit: Vec<&Row> = pool.iter().filter(|r| fold_of(r) != k).copied().collect();
+            if let Some(hidden) = arg::<usize>("--hidden") {
+                let d = train_deep(&fit, h, hidden);
+                for (i, r) in pool.iter().enumerate().filter(|(_, r)| fold_of(r) == k) {
+                    logits[i] = d.logits(r, h);
+                }
+                continue;
+            }
             let w = train(&fit, h);
             for (i, r) in pool.iter().enumerate().filter(|(_, r)| fold_of(r) == k) {
                 logits[i] = w.logits(&masked(r, h.bits, h.norm_floor));
@@ -984,6 +1182,12 @@ fn main() {
         eprintln!("train-router: no hyperparameters tried");
         std::process::exit(1);
     };
+    if arg::<usize>("--hidden").is_some() {
+        // The filter scores the linear model only: a deep trial is
+        // measured out of fold and never written.
+        println!("--hidden: cross-validation only, no model written");
+        return;
+    }
     println!(
         "chosen: {h:?} offsets={offsets:?}\nout-of-fold, with offsets: {}\nunder-routing by fold: {}",
         cv.pooled.line(),
