@@ -367,20 +367,31 @@ pub enum Role {
 
 impl<'de> Deserialize<'de> for Role {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s: Cow<'de, str> = Cow::deserialize(d)?;
-        Ok(match &*s {
-            "system" => Role::System,
-            "developer" => Role::Developer,
-            "user" => Role::User,
-            "assistant" => Role::Assistant,
-            "tool" => Role::Tool,
-            "function" => Role::Function,
-            other => {
-                return Err(de::Error::custom(format_args!(
-                    "unknown message role `{other}`, expected one of system, developer, user, assistant, tool"
-                )));
+        // A visitor, not `Cow::deserialize` (which always copies into a
+        // String): every message's role is read, one allocation each.
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Role;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a message role")
             }
-        })
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Role, E> {
+                Ok(match s {
+                    "system" => Role::System,
+                    "developer" => Role::Developer,
+                    "user" => Role::User,
+                    "assistant" => Role::Assistant,
+                    "tool" => Role::Tool,
+                    "function" => Role::Function,
+                    other => {
+                        return Err(E::custom(format_args!(
+                            "unknown message role `{other}`, expected one of system, developer, user, assistant, tool"
+                        )));
+                    }
+                })
+            }
+        }
+        d.deserialize_str(V)
     }
 }
 
