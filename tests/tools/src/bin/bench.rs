@@ -452,6 +452,40 @@ fn measure_ttft(plain: &Envoy, filtered: &Envoy, requests: u64) -> Ttft {
     }
 }
 
+/// Starts the full mock (OpenAI pacing its stream by `chunk_ms`) and plain
+/// Envoy, the Wasm and the native build on it.
+fn stream_envoys(config: &str, chunk_ms: u64) -> (Mock, Envoy, Envoy, Envoy) {
+    let mock = Mock::start_with(&sibling_binary("mock-provider"), &["--threads", "1"], None);
+    track(mock.process.pid());
+    mock.fault(serde_json::json!({"provider": "openai", "stream_chunk_delay_ms": chunk_ms}));
+    let plain = Envoy::start_rendered("demo.yaml", mock.port, None, false, 1);
+    track(plain.process.pid());
+    let wasm = Envoy::start_rendered("demo.yaml", mock.port, Some(config.to_string()), true, 1);
+    track(wasm.process.pid());
+    let native = start_envoy(FilterBuild::Native, mock.port, Some(config), |y| y);
+    (mock, plain, wasm, native)
+}
+
+/// Measures and prints the time to first byte through plain Envoy and
+/// `build` (`B` the Wasm build, `N` the native one); the medians, ms.
+fn report_ttft(plain: &Envoy, build: &Envoy, name: char, requests: u64) -> (f64, f64) {
+    let ttft = measure_ttft(plain, build, requests);
+    let paired: Vec<f64> = ttft.b.iter().zip(&ttft.a).map(|(b, a)| b - a).collect();
+    let (a, b) = (median(ttft.a.clone()), median(ttft.b.clone()));
+    println!(
+        "first body byte: A plain p50 {a:.3} ms p90 {:.3} ms; {name} p50 {b:.3} ms p90 {:.3} ms; median of paired {name}-A {:.3} ms",
+        percentile(&ttft.a, 90.0),
+        percentile(&ttft.b, 90.0),
+        median(paired)
+    );
+    println!(
+        "response head:   A plain p50 {:.3} ms; {name} p50 {:.3} ms",
+        median(ttft.a_head),
+        median(ttft.b_head)
+    );
+    (a, b)
+}
+
 /// `warmup` unmeasured rounds, then `requests` measured ones, each sending
 /// one request through A and one through B, in turns (A first in even
 /// rounds, B in odd ones), so the machine's drift hits both alike.
@@ -898,6 +932,19 @@ fn main() {
         print_core_profile(&config, &sizes);
         return;
     }
+    // `--ttft-only`: a streamed answer's first byte through plain Envoy and
+    // each build, and nothing else.
+    if std::env::args().any(|a| a == "--ttft-only") {
+        kill_children_on_panic();
+        let requests = env_num("AIPIPE_BENCH_TTFT_REQUESTS", 200);
+        let (_mock, plain, wasm, native) =
+            stream_envoys(&config, env_num("AIPIPE_BENCH_TTFT_CHUNK_MS", 10));
+        let (a, b) = report_ttft(&plain, &wasm, 'B', requests);
+        let (a_n, n) = report_ttft(&plain, &native, 'N', requests);
+        println!("bench: ttft_added_ms {:.3}", b - a);
+        println!("bench: native_ttft_added_ms {:.3}", n - a_n);
+        return;
+    }
     kill_children_on_panic();
     let mock = Mock::start_with(
         &sibling_binary("mock-provider"),
@@ -1254,36 +1301,14 @@ fn main() {
     let ttft_requests = env_num("AIPIPE_BENCH_TTFT_REQUESTS", 200);
     let chunk_ms = env_num("AIPIPE_BENCH_TTFT_CHUNK_MS", 10);
     let cache_requests = env_num("AIPIPE_BENCH_CACHE_REQUESTS", 2000);
-    let full_mock = Mock::start_with(&sibling_binary("mock-provider"), &["--threads", "1"], None);
-    track(full_mock.process.pid());
-    full_mock.fault(serde_json::json!({"provider": "openai", "stream_chunk_delay_ms": chunk_ms}));
-    let plain_full = Envoy::start_rendered("demo.yaml", full_mock.port, None, false, 1);
-    track(plain_full.process.pid());
-    let filtered_full =
-        Envoy::start_rendered("demo.yaml", full_mock.port, Some(config.clone()), true, 1);
-    track(filtered_full.process.pid());
-    let native_full = start_envoy(FilterBuild::Native, full_mock.port, Some(&config), |y| y);
+    let (_full_mock, plain_full, filtered_full, native_full) = stream_envoys(&config, chunk_ms);
 
     println!(
         "\ntime to first body byte of a streamed answer (gpt-4o-mini, the mock pausing {chunk_ms} ms \
          between events), {ttft_requests} requests each way, interleaved, one kept-alive connection each"
     );
-    let ttft = measure_ttft(&plain_full, &filtered_full, ttft_requests);
-    let (ttft_a, ttft_b) = (ttft.a.clone(), ttft.b.clone());
-    let ttft_paired: Vec<f64> = ttft_b.iter().zip(&ttft_a).map(|(b, a)| b - a).collect();
-    println!(
-        "first body byte: A plain p50 {:.3} ms p90 {:.3} ms; B filter p50 {:.3} ms p90 {:.3} ms; median of paired B-A {:.3} ms",
-        median(ttft_a.clone()),
-        percentile(&ttft_a, 90.0),
-        median(ttft_b.clone()),
-        percentile(&ttft_b, 90.0),
-        median(ttft_paired)
-    );
-    println!(
-        "response head:   A plain p50 {:.3} ms; B filter p50 {:.3} ms",
-        median(ttft.a_head),
-        median(ttft.b_head)
-    );
+    let (ttft_plain, ttft_wasm) = report_ttft(&plain_full, &filtered_full, 'B', ttft_requests);
+    let (ttft_plain_n, ttft_native) = report_ttft(&plain_full, &native_full, 'N', ttft_requests);
 
     println!(
         "\ncache hit: {cache_requests} sequential requests (temperature 0) on one kept-alive connection, \
@@ -1455,11 +1480,13 @@ fn main() {
         "bench: budget_and_rate_limits_added_p50_us {:.1}",
         median(governance_added)
     );
-    println!("bench: ttft_plain_ms {:.3}", median(ttft_a.clone()));
-    println!("bench: ttft_filter_ms {:.3}", median(ttft_b.clone()));
+    println!("bench: ttft_plain_ms {ttft_plain:.3}");
+    println!("bench: ttft_filter_ms {ttft_wasm:.3}");
+    println!("bench: ttft_added_ms {:.3}", ttft_wasm - ttft_plain);
+    println!("bench: native_ttft_ms {ttft_native:.3}");
     println!(
-        "bench: ttft_added_ms {:.3}",
-        median(ttft_b) - median(ttft_a)
+        "bench: native_ttft_added_ms {:.3}",
+        ttft_native - ttft_plain_n
     );
     println!("bench: cache_hit_p50_us {:.1}", percentile(&hits, 50.0));
     println!("bench: cache_hit_p99_us {:.1}", percentile(&hits, 99.0));
