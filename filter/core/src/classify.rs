@@ -1011,7 +1011,7 @@ impl Model {
                     *slot = b;
                 }
                 n += 1;
-                if n % 64 == 0 {
+                if n.is_multiple_of(64) {
                     self.add_rows(&batch, &mut acc);
                 }
                 each(b, name);

@@ -708,40 +708,40 @@ fn train_deep(rows: &[&Row], h: Hyper, hidden: usize) -> Deep {
                 }
             }
             // Wide part, as train_one.
-            for k in 0..OUTPUTS {
-                step(&mut d.w.bias[k], &mut g_wb[k], grad[k], h.l2, h.lr);
+            for (k, &g) in grad.iter().enumerate() {
+                step(&mut d.w.bias[k], &mut g_wb[k], g, h.l2, h.lr);
             }
             for &(b, x) in sparse {
-                for k in 0..OUTPUTS {
+                for (k, &g) in grad.iter().enumerate() {
                     let at = b * OUTPUTS + k;
-                    step(&mut d.w.sparse[at], &mut g_ws[at], grad[k] * x, h.l2, h.lr);
+                    step(&mut d.w.sparse[at], &mut g_ws[at], g * x, h.l2, h.lr);
                 }
             }
             for (dd, &x) in r.dense.iter().enumerate() {
                 if x != 0.0 {
-                    for k in 0..OUTPUTS {
+                    for (k, &g) in grad.iter().enumerate() {
                         let at = dd * OUTPUTS + k;
-                        step(&mut d.w.dense[at], &mut g_wd[at], grad[k] * x, h.l2, h.lr);
+                        step(&mut d.w.dense[at], &mut g_wd[at], g * x, h.l2, h.lr);
                     }
                 }
             }
             // Deep part.
             for (j, &zj) in z.iter().enumerate() {
                 if zj > 0.0 {
-                    for k in 0..OUTPUTS {
+                    for (k, &g) in grad.iter().enumerate() {
                         let at = j * OUTPUTS + k;
-                        step(&mut d.w2[at], &mut g_w2[at], grad[k] * zj, l2_deep, lr_deep);
+                        step(&mut d.w2[at], &mut g_w2[at], g * zj, l2_deep, lr_deep);
                     }
                 }
             }
-            for j in 0..hidden {
-                if dz[j] == 0.0 {
+            for (j, &dzj) in dz.iter().enumerate() {
+                if dzj == 0.0 {
                     continue;
                 }
-                step(&mut d.b1[j], &mut g_b1[j], dz[j], 0.0, lr_deep);
+                step(&mut d.b1[j], &mut g_b1[j], dzj, 0.0, lr_deep);
                 for &(b, x) in sparse.iter().filter(|_| !dense_only) {
                     let at = b * hidden + j;
-                    step(&mut d.emb[at], &mut g_emb[at], dz[j] * x, l2_deep, lr_deep);
+                    step(&mut d.emb[at], &mut g_emb[at], dzj * x, l2_deep, lr_deep);
                 }
                 for (dd, &x) in r.dense.iter().enumerate() {
                     if x != 0.0 {
@@ -749,7 +749,7 @@ fn train_deep(rows: &[&Row], h: Hyper, hidden: usize) -> Deep {
                         step(
                             &mut d.dense[at],
                             &mut g_dense[at],
-                            dz[j] * x,
+                            dzj * x,
                             l2_deep,
                             lr_deep,
                         );
