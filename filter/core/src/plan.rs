@@ -1,7 +1,10 @@
 //! Route once: a request body is parsed, scored and ranked one time into a
 //! [`Plan`]; every attempt (the first and each failover) takes the next
 //! candidate from it and builds that provider's body from what the plan
-//! kept. A failover attempt never parses, scores or ranks again.
+//! kept. A failover attempt never parses, scores or ranks again, with one
+//! exception: a named model's fallbacks are ranked when first needed
+//! ([`Plan::rank_fallbacks`]), so the many named requests their model
+//! answers are never scored at all.
 
 use crate::cache::{self, Prompt};
 use crate::classify::Tier;
@@ -16,7 +19,6 @@ use crate::request::{
     OutputEffort, Rewrite, Sampling, rewrite_members,
 };
 use crate::route::{needs, no_candidate};
-use crate::score::Score;
 use crate::select;
 use crate::table::{Account, ModelIx, ProviderIx, Table};
 
@@ -54,6 +56,16 @@ pub struct Attempt {
     /// What the client set that the body goes without because the model
     /// refuses it (`x-aipipe-dropped-params`).
     pub dropped: Dropped,
+}
+
+/// Whether a named model's fallbacks are ranked.
+#[derive(Debug)]
+enum Fallbacks {
+    /// Ranked, or there are none to rank (auto requests, a policy that
+    /// never substitutes a named model).
+    Ranked,
+    /// Not yet: this Envoy's penalties per model when the request came.
+    Pending(Option<Vec<f64>>),
 }
 
 /// Everything routing learned from a request body, kept for every attempt.
@@ -102,11 +114,13 @@ pub struct Plan {
     /// The Chat Completions body sets `max_tokens` / `max_completion_tokens`.
     sets_max_tokens: bool,
     sets_max_completion_tokens: bool,
-    /// The heuristic score (its estimated tokens count the prompt).
-    pub score: Score,
+    /// The prompt in estimated tokens (`score::input_tokens`).
+    input_tokens: u64,
     /// The complexity that ranked the candidates: the router model's when the
-    /// table has one, else the score's (`Table::complexity`).
+    /// table has one, else the score's (`Table::complexity`). Auto only.
     complexity: f64,
+    /// A named model's fallbacks, ranked when they are first needed.
+    fallbacks: Fallbacks,
     /// The client named `auto` (or nothing): the model was chosen by score.
     pub auto: bool,
     /// The router's features of the request, when its tenant learns from
@@ -161,13 +175,7 @@ impl Plan {
         };
         let chat_bytes = chat.as_deref().unwrap_or(&body);
         let req = ChatRequest::parse(chat_bytes).map_err(|e| ApiError::BadRequest(e.0))?;
-        let score = table.scorer.score(&req);
-        let signal = table.routing_signal(&req, &score, Some(tenant));
-        let complexity = signal.complexity;
-        let needs = select::Needs {
-            category: signal.category,
-            ..needs(&req, score.input_tokens)
-        };
+        let input_tokens = crate::score::input_tokens(&req);
         let policy = tenant.policy.as_deref();
         // A policy's alias names a model, or auto routing under its own cap.
         let (named, alias_cap): (Option<(ModelIx, &str)>, Option<Tier>) = match &req.model {
@@ -183,10 +191,10 @@ impl Plan {
             },
             ModelChoice::Auto => (None, None),
         };
-        let tier_cap = crate::policy::tighter(policy.and_then(|p| p.max_tier), alias_cap);
-        let complexity = crate::policy::cap(complexity, tier_cap);
-        let ranking = select::rank_with(table, tenant, &needs, complexity, penalties);
-        let (ranked, auto) = match named {
+        let mut complexity = 0.0;
+        let mut router_features = None;
+        let mut fallbacks = Fallbacks::Ranked;
+        let ranked = match named {
             Some((named, name)) => {
                 if let Some(why) = table.out_of_service(named) {
                     return Err(ApiError::ModelOutOfService {
@@ -203,33 +211,39 @@ impl Plan {
                 }
                 if let Some(refused) = table
                     .model(named)
-                    .and_then(|m| needs.refused_by(m.capabilities))
+                    .and_then(|m| needs(&req, input_tokens).refused_by(m.capabilities))
                 {
                     return Err(ApiError::Unsupported(refusal(name, refused)));
                 }
-                let ranked = if policy.is_some_and(|p| !p.substitute_named_models) {
+                if policy.is_some_and(|p| !p.substitute_named_models) {
                     // Retries of the named model only, never another one.
                     vec![named; crate::config::MAX_ATTEMPTS_LIMIT]
                 } else {
-                    // Failover from a named model goes down the ranking.
-                    let mut ranked = vec![named];
-                    ranked.extend(
-                        ranking
-                            .unwrap_or_default()
-                            .into_iter()
-                            .map(|c| c.model)
-                            .filter(|&m| m != named),
-                    );
-                    ranked
-                };
-                (ranked, false)
+                    // Failover from a named model goes down the ranking,
+                    // which most named requests never need: it is scored
+                    // and ranked when first asked for (`rank_fallbacks`).
+                    fallbacks = Fallbacks::Pending(penalties.map(<[f64]>::to_vec));
+                    vec![named]
+                }
             }
             None => {
-                let mut ranking = ranking.map_err(|e| no_candidate(table, tenant, e))?;
+                let score = table.scorer.score(&req);
+                let signal = table.routing_signal(&req, &score, Some(tenant));
+                let needs = select::Needs {
+                    category: signal.category,
+                    ..needs(&req, input_tokens)
+                };
+                let tier_cap = crate::policy::tighter(policy.and_then(|p| p.max_tier), alias_cap);
+                complexity = crate::policy::cap(signal.complexity, tier_cap);
+                router_features = signal.features;
+                let mut ranking = select::rank_with(table, tenant, &needs, complexity, penalties)
+                    .map_err(|e| no_candidate(table, tenant, e))?;
                 crate::policy::pin_first(policy, &mut ranking);
-                (ranking.into_iter().map(|c| c.model).collect(), true)
+                ranking.into_iter().map(|c| c.model).collect()
             }
         };
+        let auto = named.is_none();
+        let reasoning_with_tools = needs(&req, input_tokens).reasoning_with_tools;
         let any_temperature = policy.is_some_and(|p| p.cache_nondeterministic);
         let prompt = (cache && !req.stream && (req.deterministic || any_temperature))
             .then(|| cache::prepare(chat_bytes, any_temperature).ok())
@@ -245,16 +259,17 @@ impl Plan {
             sampling: client_sampling.unwrap_or(req.sampling),
             chat_only: req.chat_only,
             effort: req.effort,
-            reasoning_with_tools: needs.reasoning_with_tools,
+            reasoning_with_tools,
             extensions: req.extensions,
             client_extensions: client_extensions.unwrap_or(req.extensions),
             output_effort: req.output_effort,
             sets_max_tokens: req.sets_max_tokens,
             sets_max_completion_tokens: req.sets_max_completion_tokens,
-            score,
+            input_tokens,
             complexity,
+            fallbacks,
             auto,
-            router_features: signal.features.filter(|_| auto),
+            router_features,
             max_tokens: req.max_tokens,
             ranked,
             taken: 0,
@@ -272,12 +287,46 @@ impl Plan {
 
     /// The request's prompt, in estimated tokens (the scorer's count).
     pub fn input_tokens(&self) -> u64 {
-        self.score.input_tokens
+        self.input_tokens
     }
 
     /// The complexity, when it chose the model.
     pub fn complexity(&self) -> Option<f64> {
         self.auto.then_some(self.complexity)
+    }
+
+    /// Ranks a named model's fallbacks after it, if they are not yet: the
+    /// request is parsed, scored and ranked then, as an auto request is up
+    /// front. Only a named model that failed, or a budget's reservation
+    /// (which covers every attempt), asks for them.
+    pub fn rank_fallbacks(&mut self, table: &Table, tenant: &Account) {
+        let Fallbacks::Pending(penalties) =
+            std::mem::replace(&mut self.fallbacks, Fallbacks::Ranked)
+        else {
+            return;
+        };
+        let Some(&named) = self.ranked.first() else {
+            return;
+        };
+        let bytes = self.chat.as_deref().unwrap_or(&self.body);
+        // It parsed when the plan was made.
+        let Ok(req) = ChatRequest::parse(bytes) else {
+            return;
+        };
+        let score = table.scorer.score(&req);
+        let signal = table.routing_signal(&req, &score, Some(tenant));
+        let needs = select::Needs {
+            category: signal.category,
+            ..needs(&req, self.input_tokens)
+        };
+        let max_tier = tenant.policy.as_deref().and_then(|p| p.max_tier);
+        let complexity = crate::policy::cap(signal.complexity, max_tier);
+        if let Ok(ranking) =
+            select::rank_with(table, tenant, &needs, complexity, penalties.as_deref())
+        {
+            self.ranked
+                .extend(ranking.into_iter().map(|c| c.model).filter(|&m| m != named));
+        }
     }
 
     /// The models this request may try, in order, within `max_attempts`.
@@ -318,6 +367,9 @@ impl Plan {
         let first = self.taken == 0;
         let mut refused = None;
         while self.taken < max_attempts {
+            if self.taken >= self.ranked.len() {
+                self.rank_fallbacks(table, tenant);
+            }
             let Some(&model) = self.ranked.get(self.taken) else {
                 break;
             };
@@ -717,11 +769,22 @@ mod tests {
     fn a_named_model_comes_first_then_the_ranking_without_it() {
         let t = table();
         let body = r#"{"model":"claude-opus-4-5","messages":[{"role":"user","content":"hi"}]}"#;
+        let before = counters::snapshot();
         let mut p = plan(&t, Protocol::Chat, body).unwrap();
         assert!(!p.auto && p.complexity().is_none());
         let first = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
         assert_eq!(t.model(first.model).unwrap().id, "claude-opus-4-5");
+        assert_eq!(
+            counters::since(before),
+            (1, 0, 0),
+            "a named model is neither scored nor ranked until it fails"
+        );
         let second = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
+        assert_eq!(
+            counters::since(before),
+            (2, 1, 1),
+            "its fallbacks: the request parsed, scored and ranked once more"
+        );
         assert_ne!(second.model, first.model);
         let _third = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
         assert!(
@@ -1227,7 +1290,8 @@ mod tests {
                 p.ranked
             );
             // Named elsewhere, its failover candidates exclude them too.
-            let p = plan(&t, Protocol::Chat, &body("gpt-4o", choice)).unwrap();
+            let mut p = plan(&t, Protocol::Chat, &body("gpt-4o", choice)).unwrap();
+            p.rank_fallbacks(&t, &t.accounts()[0]);
             assert!(p.ranked.len() > 1 && !p.ranked.iter().any(|&m| refuses(m)));
             let e = plan(&t, Protocol::Chat, &body("claude-opus-5-5", choice)).unwrap_err();
             assert_eq!(e.status(), 400);
@@ -1534,7 +1598,8 @@ mod tests {
         );
         let routed = plan(&t, Protocol::Chat, &body("auto", r#""high""#, true)).unwrap();
         assert!(!routed.ranked.is_empty() && !routed.ranked.contains(&luna));
-        let named = plan(&t, Protocol::Chat, &body("gpt-4o", r#""high""#, true)).unwrap();
+        let mut named = plan(&t, Protocol::Chat, &body("gpt-4o", r#""high""#, true)).unwrap();
+        named.rank_fallbacks(&t, &t.accounts()[0]);
         assert!(named.ranked.len() > 1 && !named.ranked.contains(&luna));
 
         // A body the Responses API cannot carry (`n` above 1 here): routing

@@ -174,6 +174,18 @@ pub fn estimate_tokens(text: &str) -> u64 {
     (text.len() as u64).div_ceil(4)
 }
 
+/// The request's prompt in estimated tokens: every message's text and
+/// overhead, and its tool definitions. What budgets, rate limits and the
+/// context-window check count; [`Score::input_tokens`] is this.
+pub fn input_tokens(req: &ChatRequest<'_>) -> u64 {
+    let mut tokens = req.tool_count as u64 * TOOL_DEFINITION_TOKENS;
+    for m in &req.messages {
+        tokens += MESSAGE_OVERHEAD_TOKENS;
+        m.content.for_each_text(|t| tokens += estimate_tokens(t));
+    }
+    tokens
+}
+
 /// Upper bound of each scan window: the scorer's work per request stays bounded.
 const MAX_WINDOW_BYTES: usize = 64 * 1024;
 
@@ -273,13 +285,11 @@ impl Scorer {
         // (pattern, factor) of every match; few per request, deduplicated below.
         let mut matched: Vec<(usize, f64)> = Vec::new();
         let mut text = TextStats::default();
-        let mut tokens = 0u64;
         let mut system_tokens = 0u64;
         let mut user_turns = 0u32;
         let mut tool_results = 0u32;
 
         for (i, m) in req.messages.iter().enumerate() {
-            tokens += MESSAGE_OVERHEAD_TOKENS;
             let factor = match m.role {
                 Role::User if Some(i) == focus => 1.0,
                 Role::User if i >= oldest_history && c.keywords.history_turns > 0 => {
@@ -295,10 +305,8 @@ impl Scorer {
                 _ => {}
             }
             m.content.for_each_text(|t| {
-                let n = estimate_tokens(t);
-                tokens += n;
                 if matches!(m.role, Role::System | Role::Developer) {
-                    system_tokens += n;
+                    system_tokens += estimate_tokens(t);
                 }
                 if factor > 0.0 {
                     if crate::bytes::contains(t.as_bytes(), b"```") {
@@ -313,7 +321,7 @@ impl Scorer {
                 }
             });
         }
-        tokens += req.tool_count as u64 * TOOL_DEFINITION_TOKENS;
+        let tokens = input_tokens(req);
 
         let (mut hard, mut easy, mut code_markers, mut constraints) = (0.0, 0.0, 0.0, 0.0);
         // Each pattern counts once, with the largest factor it matched with.

@@ -5,7 +5,8 @@
 //! compiled to wasm32-wasip1 and run in Node's V8 (`flow-bench.mjs`), where
 //! `node --cpu-prof` shows it function by function.
 //!
-//! `flow-bench [--router] [--seconds N] [--cold MB]`: with `--cold`, MB
+//! `flow-bench [--router] [--named MODEL] [--seconds N] [--cold MB]`:
+//! `--named` names MODEL instead of `auto`; with `--cold`, MB
 //! megabytes are written between requests (outside the timed phases), so
 //! each request finds the caches as a lone request at concurrency 1 finds
 //! them after the load generator, the provider and the kernel ran.
@@ -38,6 +39,10 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
+    let named: Option<&String> = args
+        .iter()
+        .position(|a| a == "--named")
+        .and_then(|i| args.get(i + 1));
     let mut evict = vec![0u8; cold_mb << 20];
     let table = format!(
         r#"{{"table": {{"version": 1 {}, "tenants": [{{"id": "bench",
@@ -59,7 +64,10 @@ fn main() {
     };
     let host = FakeHost::new();
     let filter = Filter::new(config, &host);
-    let body = chat_body(1024);
+    let mut body = chat_body(1024);
+    if let Some(model) = named {
+        body = body.replacen(r#""model":"auto""#, &format!(r#""model":"{model}""#), 1);
+    }
     let auth = format!("Bearer {KEY}");
     // Time in each phase: request headers, request body (the routing
     // decision), the answer (headers and body), the log.
@@ -122,8 +130,9 @@ fn main() {
     let us = |d: Duration| d.as_secs_f64() * 1e6 / n as f64;
     let total: Duration = phases.iter().sum();
     println!(
-        "flow-bench{}{}: {n} requests, µs a request: total {:.2} = request headers {:.2} + body {:.2} + answer {:.2} + log {:.2}",
+        "flow-bench{}{}{}: {n} requests, µs a request: total {:.2} = request headers {:.2} + body {:.2} + answer {:.2} + log {:.2}",
         if router { " --router" } else { "" },
+        named.map(|m| format!(" --named {m}")).unwrap_or_default(),
         if cold_mb > 0 {
             format!(" --cold {cold_mb}")
         } else {

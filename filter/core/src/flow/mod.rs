@@ -1056,7 +1056,11 @@ impl Request {
         let budget = &self.filter.config.budget;
         let key = self.ctx.budgeted_key();
         self.ctx.reserved = budget::reserve(host, budget, &table, &account.id, key, || {
-            // The worst any attempt this request may make can cost.
+            // The worst any attempt this request may make can cost: a named
+            // model's fallbacks included, when it may fail over.
+            if self.max_attempts() > 1 {
+                plan.rank_fallbacks(&table, &account);
+            }
             plan.candidates(self.max_attempts())
                 .iter()
                 .filter_map(|&m| table.model(m))

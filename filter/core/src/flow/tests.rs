@@ -523,8 +523,8 @@ fn failover_by_redirect_streams_the_next_candidate_and_records_once() {
     assert_eq!(h.metric("aipipe.failover.redirects"), 1);
     assert_eq!(
         counters::since(before),
-        (1, 1, 1),
-        "the redirected attempt did not plan again"
+        (2, 1, 1),
+        "the named model's fallbacks were ranked once, when it failed; the redirected attempt did not plan again"
     );
     // The token works once.
     let (_, _) = send_with(&f, &h, &path, &headers, &sent_body);
@@ -1739,6 +1739,50 @@ fn a_budget_reserves_refuses_settles_and_hands_spend_to_the_entry() {
 #[test]
 fn acknowledged_spend_waiting_for_its_entry_survives_a_replaced_singleton() {
     budget_flow(true);
+}
+
+/// A named model is scored and ranked only when its fallbacks are needed;
+/// a budget's reservation needs them (it covers the dearest attempt the
+/// request may make), so a named request under a budget with room to fail
+/// over reserves more than its model alone would cost.
+#[test]
+fn a_named_models_reservation_covers_its_fallbacks() {
+    let hash = hex_hash("vk-b");
+    let h = FakeHost::new();
+    let config = |attempts: u32| {
+        Config::parse(
+            format!(r#"{{"max_attempts": {attempts}, "failover_redirect": "off"}}"#).as_bytes(),
+        )
+        .unwrap()
+    };
+    let (alone, with_fallbacks) = (Filter::new(config(1), &h), Filter::new(config(3), &h));
+    let mut s = singleton(&h, serde_json::json!({"wait_ms": 0}));
+    s.poll(&h);
+    let keys = [("openai", "sk-b"), ("anthropic", "ak-b")];
+    let entries = vec![
+        (Kind::Tenant, "b", tenant_entry(2, false, &keys)),
+        (Kind::Key, hash.as_str(), key_entry(3, false, "b")),
+        (Kind::Budget, "b", budget_entry(4, u64::MAX, 0)),
+    ];
+    answer_changes(&mut s, &h, delta(0, 5, Some(r#"{"version": 1}"#), &entries));
+    let body = r#"{"model":"gpt-4o-mini","max_tokens":100,"messages":[{"role":"user","content":"hello there"}]}"#;
+    let reserve = |f: &std::rc::Rc<Filter>| {
+        let before = counters::snapshot();
+        let (mut r, a) = send(f, &h, "/v1/chat/completions", "vk-b", body);
+        assert_eq!(a, Action::Continue);
+        let worst = held(&h, "b").inflight_nusd;
+        r.on_log(&h); // never answered: handed back
+        assert_eq!(held(&h, "b").inflight_nusd, 0);
+        (worst, counters::since(before))
+    };
+    let (one, counted) = reserve(&alone);
+    assert_eq!(counted, (1, 0, 0), "one attempt: nothing to rank");
+    let (three, counted) = reserve(&with_fallbacks);
+    assert_eq!(counted, (2, 1, 1), "ranked for the reservation");
+    assert!(
+        three > one,
+        "{three} > {one}: a dearer fallback's worst case"
+    );
 }
 
 fn budget_flow(replace_singleton: bool) {
