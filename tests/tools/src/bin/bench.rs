@@ -783,8 +783,12 @@ fn ab(
         loading_instead(build, y, other)
     });
     let dir = TempDir::new("bench-ab");
-    let body = chat_body(1024);
-    let request: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    // `AIPIPE_BENCH_MODEL`: the body names this model instead of `auto`.
+    let mut request: serde_json::Value = serde_json::from_str(&chat_body(1024)).unwrap_or_default();
+    if let Ok(model) = std::env::var("AIPIPE_BENCH_MODEL") {
+        request["model"] = serde_json::json!(model);
+    }
+    let body = request.to_string();
     let headers = [
         ("authorization", "Bearer vk-bench"),
         ("x-aipipe-cluster", "openai"),
