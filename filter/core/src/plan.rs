@@ -176,6 +176,8 @@ impl Plan {
         let chat_bytes = chat.as_deref().unwrap_or(&body);
         let req = ChatRequest::parse(chat_bytes).map_err(|e| ApiError::BadRequest(e.0))?;
         let input_tokens = crate::score::input_tokens(&req);
+        let req_needs = needs(&req, input_tokens);
+        let reasoning_with_tools = req_needs.reasoning_with_tools;
         let policy = tenant.policy.as_deref();
         // A policy's alias names a model, or auto routing under its own cap.
         let (named, alias_cap): (Option<(ModelIx, &str)>, Option<Tier>) = match &req.model {
@@ -211,7 +213,7 @@ impl Plan {
                 }
                 if let Some(refused) = table
                     .model(named)
-                    .and_then(|m| needs(&req, input_tokens).refused_by(m.capabilities))
+                    .and_then(|m| req_needs.refused_by(m.capabilities))
                 {
                     return Err(ApiError::Unsupported(refusal(name, refused)));
                 }
@@ -231,7 +233,7 @@ impl Plan {
                 let signal = table.routing_signal(&req, &score, Some(tenant));
                 let needs = select::Needs {
                     category: signal.category,
-                    ..needs(&req, input_tokens)
+                    ..req_needs
                 };
                 let tier_cap = crate::policy::tighter(policy.and_then(|p| p.max_tier), alias_cap);
                 complexity = crate::policy::cap(signal.complexity, tier_cap);
@@ -243,7 +245,6 @@ impl Plan {
             }
         };
         let auto = named.is_none();
-        let reasoning_with_tools = needs(&req, input_tokens).reasoning_with_tools;
         let any_temperature = policy.is_some_and(|p| p.cache_nondeterministic);
         let prompt = (cache && !req.stream && (req.deterministic || any_temperature))
             .then(|| cache::prepare(chat_bytes, any_temperature).ok())
