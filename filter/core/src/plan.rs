@@ -68,6 +68,42 @@ enum Fallbacks {
     Pending(Option<Vec<f64>>),
 }
 
+/// A request ranked: the complexity it was ranked at, the router's
+/// features, and the candidates.
+struct Ranking {
+    complexity: f64,
+    features: Option<Vec<u8>>,
+    ranking: Result<Vec<select::Candidate>, select::NoCandidate>,
+}
+
+/// Scores `req`, reads the routing signal and ranks the candidates at its
+/// complexity under the policy's tier cap (and an alias's, `alias_cap`).
+fn rank(
+    table: &Table,
+    tenant: &Account,
+    req: &ChatRequest<'_>,
+    needs: select::Needs,
+    alias_cap: Option<Tier>,
+    penalties: Option<&[f64]>,
+) -> Ranking {
+    let score = table.scorer.score(req);
+    let signal = table.routing_signal(req, &score, Some(tenant));
+    let needs = select::Needs {
+        category: signal.category,
+        ..needs
+    };
+    let max_tier = tenant.policy.as_deref().and_then(|p| p.max_tier);
+    let complexity = crate::policy::cap(
+        signal.complexity,
+        crate::policy::tighter(max_tier, alias_cap),
+    );
+    Ranking {
+        complexity,
+        features: signal.features,
+        ranking: select::rank_with(table, tenant, &needs, complexity, penalties),
+    }
+}
+
 /// Everything routing learned from a request body, kept for every attempt.
 #[derive(Debug)]
 pub struct Plan {
@@ -229,17 +265,10 @@ impl Plan {
                 }
             }
             None => {
-                let score = table.scorer.score(&req);
-                let signal = table.routing_signal(&req, &score, Some(tenant));
-                let needs = select::Needs {
-                    category: signal.category,
-                    ..req_needs
-                };
-                let tier_cap = crate::policy::tighter(policy.and_then(|p| p.max_tier), alias_cap);
-                complexity = crate::policy::cap(signal.complexity, tier_cap);
-                router_features = signal.features;
-                let mut ranking = select::rank_with(table, tenant, &needs, complexity, penalties)
-                    .map_err(|e| no_candidate(table, tenant, e))?;
+                let r = rank(table, tenant, &req, req_needs, alias_cap, penalties);
+                complexity = r.complexity;
+                router_features = r.features;
+                let mut ranking = r.ranking.map_err(|e| no_candidate(table, tenant, e))?;
                 crate::policy::pin_first(policy, &mut ranking);
                 ranking.into_iter().map(|c| c.model).collect()
             }
@@ -314,17 +343,8 @@ impl Plan {
         let Ok(req) = ChatRequest::parse(bytes) else {
             return;
         };
-        let score = table.scorer.score(&req);
-        let signal = table.routing_signal(&req, &score, Some(tenant));
-        let needs = select::Needs {
-            category: signal.category,
-            ..needs(&req, self.input_tokens)
-        };
-        let max_tier = tenant.policy.as_deref().and_then(|p| p.max_tier);
-        let complexity = crate::policy::cap(signal.complexity, max_tier);
-        if let Ok(ranking) =
-            select::rank_with(table, tenant, &needs, complexity, penalties.as_deref())
-        {
+        let needs = needs(&req, self.input_tokens);
+        if let Ok(ranking) = rank(table, tenant, &req, needs, None, penalties.as_deref()).ranking {
             self.ranked
                 .extend(ranking.into_iter().map(|c| c.model).filter(|&m| m != named));
         }
