@@ -435,8 +435,13 @@ fn main() {
         println!("  {band:<9} {model:<20} {n}");
     }
     let version = router.as_ref().map(|m| m.version);
-    side_by_side(&items, "test", version, &pricing);
-    side_by_side(&items, HOLDOUT_STEMS, version, &pricing);
+    side_by_side(&items, "test", "", &|_| true, version, &pricing);
+    side_by_side(&items, HOLDOUT_STEMS, "", &|_| true, version, &pricing);
+    // Each round's held-out stems on their own: round 3's were written
+    // after round 2's had been read (RUBRIC.md, "Splits").
+    let r3 = |g: &str| g.starts_with(HOLDOUT_R3);
+    side_by_side(&items, HOLDOUT_STEMS, ", round 2", &|g| !r3(g), version, &pricing);
+    side_by_side(&items, HOLDOUT_STEMS, ", round 3", &r3, version, &pricing);
     if verbose {
         println!("\nmisses (band or tier wrong):");
         for (item, split, tier_ok) in misses {
@@ -463,6 +468,9 @@ fn main() {
 /// The split of the held-out stems (RUBRIC.md, "Splits"): printed only in
 /// its own section, after the test split.
 const HOLDOUT_STEMS: &str = "holdout";
+
+/// The group prefix of round 3's held-out stems (gen/stems_holdout_r3.py).
+const HOLDOUT_R3: &str = "holdout-r3-";
 
 /// The split of a row: its `split` field (the generator's, by a hash of the
 /// stem), else 70/15/15 by a hash of its id (tests/fixtures/routing/RUBRIC.md).
@@ -540,14 +548,19 @@ impl Side {
 }
 
 /// The heuristic and the model side by side on one corpus split (`test`, or
-/// the held-out stems).
+/// the held-out stems), or on the part of it whose stems `groups` keeps.
 fn side_by_side(
     items: &[Item],
     split: &str,
+    part: &str,
+    groups: &dyn Fn(&str) -> bool,
     version: Option<u32>,
     pricing: &aipipe_tests::Pricing,
 ) {
-    let test: Vec<&Item> = items.iter().filter(|i| i.split == split).collect();
+    let test: Vec<&Item> = items
+        .iter()
+        .filter(|i| i.split == split && groups(&i.group))
+        .collect();
     let stems = test
         .iter()
         .map(|i| i.group.as_str())
@@ -594,7 +607,7 @@ fn side_by_side(
     }
     let r = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     println!(
-        "\n{split} split ({} rows, {stems} stems; RUBRIC.md, \"Splits\"): old heuristic vs trained model{}",
+        "\n{split} split{part} ({} rows, {stems} stems; RUBRIC.md, \"Splits\"): old heuristic vs trained model{}",
         test.len(),
         version.map_or(" (no model)".to_owned(), |v| format!(" (version {v:08x})"))
     );
