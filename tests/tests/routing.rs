@@ -400,7 +400,7 @@ fn the_control_planes_router_model_routes_auto_requests_by_what_they_ask() {
     // cheap; the trained model (built in, shipped by the control plane)
     // sends them to the frontier tier.
     for text in [
-        "Why can't you square the circle with ruler and compass?",
+        "Is every even number above 2 a sum of two primes, and why has nobody shown it?",
         "Find every integer n for which n^2 + 1 divides n^3 + 3.",
     ] {
         let body = chat("auto", text);
@@ -456,7 +456,7 @@ fn the_control_planes_router_model_routes_auto_requests_by_what_they_ask() {
     assert_eq!(r.json()["model"], "global");
     let hard = chat(
         "auto",
-        "Why can't you square the circle with ruler and compass?",
+        "Is every even number above 2 a sum of two primes, and why has nobody shown it?",
     );
     assert_eventually!(
         Duration::from_secs(10),

@@ -363,7 +363,7 @@ mod tests {
         };
         let mut t = table();
         t.router = Table::compile(raw).unwrap().router;
-        let body = br#"{"messages":[{"role":"user","content":"Why can't you square the circle with ruler and compass?"}]}"#;
+        let body = br#"{"messages":[{"role":"user","content":"Is every even number above 2 a sum of two primes, and why has nobody shown it?"}]}"#;
         let e = explain(&t, &t.accounts()[0], body).unwrap();
         let r = e.router.as_ref().unwrap();
         assert_eq!(r.model, crate::classify::Source::Builtin);

@@ -764,7 +764,7 @@ fn a_published_table_replaces_the_bootstrap_one() {
 }
 
 /// Short, hard and in plain words: the heuristic scores it cheap.
-const PLAIN_HARD: &str = r#"{"model":"auto","messages":[{"role":"user","content":"Why can't you square the circle with ruler and compass?"}]}"#;
+const PLAIN_HARD: &str = r#"{"model":"auto","messages":[{"role":"user","content":"Is every even number above 2 a sum of two primes, and why has nobody shown it?"}]}"#;
 
 #[test]
 fn a_tables_router_model_routes_auto_requests_and_sets_the_complexity_header() {
@@ -2232,7 +2232,8 @@ fn a_tenants_router_correction_routes_its_pattern_and_only_its_own() {
     );
     let body = format!(
         r#"{{"model":"auto","messages":[{{"role":"user","content":"{}"}}]}}"#,
-        fixtures::UNSEEN[0]
+        // One the global model routes below the frontier tier.
+        fixtures::UNSEEN[1]
     );
     let complexity = |key: &str| {
         let (mut r, a) = send(&f, &h, "/v1/chat/completions", key, &body);

@@ -436,11 +436,36 @@ fn main() {
     }
     let version = router.as_ref().map(|m| m.version);
     side_by_side(&items, "test", "", &|_| true, version, &pricing);
+    // The test stems of earlier rounds, comparable with earlier reports.
+    let r3_train = |g: &str| g.starts_with("r3a-") || g.starts_with("r3b-");
+    side_by_side(
+        &items,
+        "test",
+        ", stems before round 3",
+        &|g| !r3_train(g),
+        version,
+        &pricing,
+    );
+    side_by_side(
+        &items,
+        "test",
+        ", round 3's stems",
+        &r3_train,
+        version,
+        &pricing,
+    );
     side_by_side(&items, HOLDOUT_STEMS, "", &|_| true, version, &pricing);
     // Each round's held-out stems on their own: round 3's were written
     // after round 2's had been read (RUBRIC.md, "Splits").
     let r3 = |g: &str| g.starts_with(HOLDOUT_R3);
-    side_by_side(&items, HOLDOUT_STEMS, ", round 2", &|g| !r3(g), version, &pricing);
+    side_by_side(
+        &items,
+        HOLDOUT_STEMS,
+        ", round 2",
+        &|g| !r3(g),
+        version,
+        &pricing,
+    );
     side_by_side(&items, HOLDOUT_STEMS, ", round 3", &r3, version, &pricing);
     if verbose {
         println!("\nmisses (band or tier wrong):");
