@@ -436,37 +436,41 @@ fn main() {
     }
     let version = router.as_ref().map(|m| m.version);
     side_by_side(&items, "test", "", &|_| true, version, &pricing);
-    // The test stems of earlier rounds, comparable with earlier reports.
-    let r3_train = |g: &str| g.starts_with("r3a-") || g.starts_with("r3b-");
-    side_by_side(
-        &items,
-        "test",
-        ", stems before round 3",
-        &|g| !r3_train(g),
-        version,
-        &pricing,
-    );
-    side_by_side(
-        &items,
-        "test",
-        ", round 3's stems",
-        &r3_train,
-        version,
-        &pricing,
-    );
+    // Each round's stems on their own: the test stems of earlier rounds stay
+    // comparable with earlier reports, and each round's held-out stems were
+    // written after the earlier rounds' had been read (RUBRIC.md, "Splits").
+    let round = |g: &str| match g.get(..3) {
+        Some("r3a" | "r3b") => 3,
+        Some("r4a" | "r4b") => 4,
+        _ => 2,
+    };
+    let held_round = |g: &str| {
+        if g.starts_with(HOLDOUT_R3) {
+            3
+        } else if g.starts_with(HOLDOUT_R4) {
+            4
+        } else {
+            2
+        }
+    };
+    for (name, n) in [
+        (", stems before round 3", 2),
+        (", round 3's stems", 3),
+        (", round 4's stems", 4),
+    ] {
+        side_by_side(&items, "test", name, &|g| round(g) == n, version, &pricing);
+    }
     side_by_side(&items, HOLDOUT_STEMS, "", &|_| true, version, &pricing);
-    // Each round's held-out stems on their own: round 3's were written
-    // after round 2's had been read (RUBRIC.md, "Splits").
-    let r3 = |g: &str| g.starts_with(HOLDOUT_R3);
-    side_by_side(
-        &items,
-        HOLDOUT_STEMS,
-        ", round 2",
-        &|g| !r3(g),
-        version,
-        &pricing,
-    );
-    side_by_side(&items, HOLDOUT_STEMS, ", round 3", &r3, version, &pricing);
+    for (name, n) in [(", round 2", 2), (", round 3", 3), (", round 4", 4)] {
+        side_by_side(
+            &items,
+            HOLDOUT_STEMS,
+            name,
+            &|g| held_round(g) == n,
+            version,
+            &pricing,
+        );
+    }
     if verbose {
         println!("\nmisses (band or tier wrong):");
         for (item, split, tier_ok) in misses {
@@ -494,8 +498,10 @@ fn main() {
 /// its own section, after the test split.
 const HOLDOUT_STEMS: &str = "holdout";
 
-/// The group prefix of round 3's held-out stems (gen/stems_holdout_r3.py).
+/// The group prefixes of rounds 3 and 4's held-out stems
+/// (gen/stems_holdout_r3.py, gen/stems_holdout_r4.py).
 const HOLDOUT_R3: &str = "holdout-r3-";
+const HOLDOUT_R4: &str = "holdout-r4-";
 
 /// The split of a row: its `split` field (the generator's, by a hash of the
 /// stem), else 70/15/15 by a hash of its id (tests/fixtures/routing/RUBRIC.md).
@@ -586,6 +592,9 @@ fn side_by_side(
         .iter()
         .filter(|i| i.split == split && groups(&i.group))
         .collect();
+    if test.is_empty() {
+        return;
+    }
     let stems = test
         .iter()
         .map(|i| i.group.as_str())
