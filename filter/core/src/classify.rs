@@ -323,7 +323,7 @@ fn visit(
             for w in windows(t, h, tl) {
                 if ns == Ns::Latest {
                     fences |= crate::bytes::contains(w.as_bytes(), b"```");
-                    questions += w.matches(['?', '？']).count() as u32;
+                    questions += question_marks(w);
                     if instruction.is_none() {
                         instruction = Some(instruction_of(w));
                     }
@@ -381,17 +381,36 @@ fn instruction_of(w: &str) -> (usize, u32) {
     .flatten()
     .min()
     .unwrap_or(w.len());
-    let text = w.get(..end).unwrap_or(w);
-    let clauses = text
-        .chars()
-        .filter(|c| {
-            matches!(
-                c,
-                ',' | ';' | ':' | '.' | '?' | '，' | '；' | '。' | '、' | '،'
-            )
-        })
-        .count();
-    (text.len(), clauses as u32)
+    let text = w.as_bytes().get(..end).unwrap_or(w.as_bytes());
+    // By bytes, not chars: each mark's UTF-8 form begins with a byte no
+    // other character's encoding has at that place (a lead byte never
+    // continues a character), so this counts what a walk over the chars
+    // would, without decoding them.
+    let mut clauses = 0u32;
+    for (i, &b) in text.iter().enumerate() {
+        let next = |n: usize| text.get(i + n).copied();
+        let mark = match b {
+            b',' | b';' | b':' | b'.' | b'?' => true,
+            // ， ；
+            0xEF => next(1) == Some(0xBC) && matches!(next(2), Some(0x8C | 0x9B)),
+            // 、 。
+            0xE3 => next(1) == Some(0x80) && matches!(next(2), Some(0x81 | 0x82)),
+            // ،
+            0xD8 => next(1) == Some(0x8C),
+            _ => false,
+        };
+        clauses += u32::from(mark);
+    }
+    (text.len(), clauses)
+}
+
+/// The question marks of a text (ASCII and the full-width `？`), by bytes
+/// as [`instruction_of`] counts its marks.
+fn question_marks(w: &str) -> u32 {
+    let b = w.as_bytes();
+    let ascii = memchr::memchr_iter(b'?', b).count();
+    let wide = memchr::memmem::find_iter(b, "？".as_bytes()).count();
+    (ascii + wide) as u32
 }
 
 /// Matches of one concept beyond this count add nothing.
@@ -1318,6 +1337,43 @@ mod tests {
         let scorer = Scorer::compile(&ScoringConfig::default()).unwrap();
         let s = scorer.score(&ChatRequest::parse(b.as_bytes()).unwrap());
         (b, s)
+    }
+
+    /// The byte counts of marks agree with counting chars, in every script
+    /// the lexicon has and next to characters whose encodings share bytes
+    /// with the marks' (U+FF0D, U+3003, U+060D, U+FF1F's neighbours).
+    #[test]
+    fn marks_are_counted_by_bytes_as_by_chars() {
+        let by_chars = |w: &str| {
+            let end = [w.find("\n\n"), w.find("```")]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(w.len());
+            let marks = w[..end]
+                .chars()
+                .filter(|c| {
+                    matches!(
+                        c,
+                        ',' | ';' | ':' | '.' | '?' | '，' | '；' | '。' | '、' | '،'
+                    )
+                })
+                .count() as u32;
+            let questions = w.matches(['?', '？']).count() as u32;
+            ((end, marks), questions)
+        };
+        for w in [
+            "",
+            "plain words, a clause; another: done. why?",
+            "先做这个，然后那个；最后。好吗？、〃",
+            "これは、テストです。－＝？！",
+            "مرحبا، كيف حالك؍ ؟",
+            "first line, ok\n\nsecond, pasted; part.",
+            "ask this: ```code, here; x.``` then?",
+            "Überprüfe das, bitte; Доказать: ∀x. 证明？",
+        ] {
+            assert_eq!((instruction_of(w), question_marks(w)), by_chars(w), "{w}");
+        }
     }
 
     #[test]
