@@ -439,26 +439,19 @@ fn main() {
     // Each round's stems on their own: the test stems of earlier rounds stay
     // comparable with earlier reports, and each round's held-out stems were
     // written after the earlier rounds' had been read (RUBRIC.md, "Splits").
-    let round = |g: &str| match g.get(..3) {
-        Some("r3a" | "r3b") => 3,
-        Some("r4a" | "r4b") => 4,
-        _ => 2,
-    };
-    let held_round = |g: &str| {
-        if g.starts_with(HOLDOUT_R3) {
-            3
-        } else if g.starts_with(HOLDOUT_R4) {
-            4
-        } else {
-            2
-        }
-    };
     for (name, n) in [
         (", stems before round 3", 2),
         (", round 3's stems", 3),
         (", round 4's stems", 4),
     ] {
-        side_by_side(&items, "test", name, &|g| round(g) == n, version, &pricing);
+        side_by_side(
+            &items,
+            "test",
+            name,
+            &|g| round_of(g) == n,
+            version,
+            &pricing,
+        );
     }
     side_by_side(&items, HOLDOUT_STEMS, "", &|_| true, version, &pricing);
     for (name, n) in [(", round 2", 2), (", round 3", 3), (", round 4", 4)] {
@@ -466,7 +459,7 @@ fn main() {
             &items,
             HOLDOUT_STEMS,
             name,
-            &|g| held_round(g) == n,
+            &|g| round_of(g) == n,
             version,
             &pricing,
         );
@@ -498,10 +491,16 @@ fn main() {
 /// its own section, after the test split.
 const HOLDOUT_STEMS: &str = "holdout";
 
-/// The group prefixes of rounds 3 and 4's held-out stems
-/// (gen/stems_holdout_r3.py, gen/stems_holdout_r4.py).
-const HOLDOUT_R3: &str = "holdout-r3-";
-const HOLDOUT_R4: &str = "holdout-r4-";
+/// The round a stem was written in, from its group's prefix (`r3a-…`,
+/// `holdout-r3-…`; gen/build.py): 3 or 4, else 2 (every earlier stem).
+fn round_of(group: &str) -> u8 {
+    let g = group.strip_prefix("holdout-").unwrap_or(group);
+    match g.get(..3) {
+        Some("r3a" | "r3b" | "r3-") => 3,
+        Some("r4a" | "r4b" | "r4-") => 4,
+        _ => 2,
+    }
+}
 
 /// The split of a row: its `split` field (the generator's, by a hash of the
 /// stem), else 70/15/15 by a hash of its id (tests/fixtures/routing/RUBRIC.md).
