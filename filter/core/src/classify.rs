@@ -408,9 +408,10 @@ fn instruction_of(w: &str) -> (usize, u32) {
 /// as [`instruction_of`] counts its marks.
 fn question_marks(w: &str) -> u32 {
     let b = w.as_bytes();
-    let ascii = memchr::memchr_iter(b'?', b).count();
-    let wide = memchr::memmem::find_iter(b, "？".as_bytes()).count();
-    (ascii + wide) as u32
+    // `？` is EF BC 9F: found by its lead byte, with no searcher to build.
+    memchr::memchr2_iter(b'?', 0xEF, b)
+        .filter(|&i| b.get(i) == Some(&b'?') || b.get(i + 1..i + 3) == Some(&[0xBC, 0x9F][..]))
+        .count() as u32
 }
 
 /// Matches of one concept beyond this count add nothing.
