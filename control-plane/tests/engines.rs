@@ -1549,16 +1549,25 @@ async fn two_control_planes_deliver_each_budget_alert_once_and_take_over_a_dead_
     let want: Vec<String> = (0..24).map(|i| format!("{{\"n\":{i}}}")).collect();
     assert_eq!(bodies, want, "each alert delivered once");
 
-    // A control plane claims three alerts for 1.5 s and dies before it
-    // delivers them: the others wait for the lease, then deliver them.
-    // Opened before the rows go in: opening a store takes long enough
-    // (a PostgreSQL pool, under load) for the live workers to claim them.
-    let dead = s.second(1000).await;
-    s.raw_sql(&outbox(24, 27));
-    let claimed = dead.claim_alerts(10, 1_500).await.unwrap();
+    // A control plane claimed three alerts for 1.5 s and died before it
+    // delivered them: the others wait for the lease, then deliver them.
+    // The rows go in as such a claim leaves them (next attempt at the
+    // lease's end), in one statement: inserting them due and claiming them
+    // from a third store raced the live workers' ticks on a loaded machine.
+    // That a claim moves the next attempt is what the first half shows.
     let claimed_at = std::time::Instant::now();
-    drop(dead);
-    assert_eq!(claimed.len(), 3, "{claimed:?}");
+    let lease_end = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+        + 1_500;
+    let rows: Vec<String> = (24..27)
+        .map(|i| format!("('{{\"n\":{i}}}', 0, {lease_end})"))
+        .collect();
+    s.raw_sql(&format!(
+        "INSERT INTO webhook_outbox (body, attempts, next_ms) VALUES {}",
+        rows.join(", ")
+    ));
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(got.lock().unwrap().len(), 24, "delivered inside the lease");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
