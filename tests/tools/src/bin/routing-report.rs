@@ -454,7 +454,12 @@ fn main() {
         );
     }
     side_by_side(&items, HOLDOUT_STEMS, "", &|_| true, version, &pricing);
-    for (name, n) in [(", round 2", 2), (", round 3", 3), (", round 4", 4)] {
+    for (name, n) in [
+        (", round 2", 2),
+        (", round 3", 3),
+        (", round 4", 4),
+        (", round 5", 5),
+    ] {
         side_by_side(
             &items,
             HOLDOUT_STEMS,
@@ -492,12 +497,13 @@ fn main() {
 const HOLDOUT_STEMS: &str = "holdout";
 
 /// The round a stem was written in, from its group's prefix (`r3a-…`,
-/// `holdout-r3-…`; gen/build.py): 3 or 4, else 2 (every earlier stem).
+/// `holdout-r3-…`; gen/build.py): 3, 4 or 5, else 2 (every earlier stem).
 fn round_of(group: &str) -> u8 {
     let g = group.strip_prefix("holdout-").unwrap_or(group);
     match g.get(..3) {
         Some("r3a" | "r3b" | "r3-") => 3,
         Some("r4a" | "r4b" | "r4-") => 4,
+        Some("r5-") => 5,
         _ => 2,
     }
 }
