@@ -911,14 +911,14 @@ impl Eval {
 #[derive(Clone, Copy, Debug)]
 enum Objective {
     /// Tier + category accuracy + saving, minus 10 × the pooled
-    /// out-of-fold under-routing above `cap` (`--objective sum`, the
-    /// default: what chose the shipped model).
+    /// out-of-fold under-routing above `cap` (`--objective sum`: what chose
+    /// the models shipped before round 5; filter/README.md, "Round 5").
     Sum { cap: f64 },
     /// Tier + category accuracy, among the offsets whose out-of-fold
     /// under-routing is at most `cap` in every fold (`per_fold`,
-    /// `--objective per-fold`) or pooled (`--objective accuracy`),
-    /// and whose saving meets SAVING_GOAL; the least violation when none
-    /// does.
+    /// `--objective per-fold`) or pooled (`--objective accuracy`, the
+    /// default), and whose saving meets SAVING_GOAL; the least violation
+    /// when none does.
     Accuracy { cap: f64, per_fold: bool },
 }
 
@@ -926,8 +926,8 @@ impl Objective {
     fn from_args() -> Self {
         let cap = arg("--cap").unwrap_or(UNDER_ROUTING_CAP);
         match arg::<String>("--objective").as_deref() {
-            None | Some("sum") => Objective::Sum { cap },
-            Some("accuracy") => Objective::Accuracy {
+            Some("sum") => Objective::Sum { cap },
+            None | Some("accuracy") => Objective::Accuracy {
                 cap,
                 per_fold: false,
             },
