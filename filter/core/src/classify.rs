@@ -322,7 +322,7 @@ fn visit(
             }
             for w in windows(t, h, tl) {
                 if ns == Ns::Latest {
-                    fences |= crate::bytes::contains(w.as_bytes(), b"```");
+                    fences |= has_fence(w.as_bytes());
                     questions += question_marks(w);
                     if instruction.is_none() {
                         instruction = Some(instruction_of(w));
@@ -511,6 +511,12 @@ fn count_concepts(text: &str, out: &mut [u8; lexicon::COUNT]) {
         });
 }
 
+/// Whether `w` holds a code fence: a byte search for the backtick (most
+/// texts have none), not a substring searcher built per window.
+fn has_fence(w: &[u8]) -> bool {
+    memchr::memchr_iter(b'`', w).any(|i| w.get(i..i + 3) == Some(b"```".as_slice()))
+}
+
 /// Head and tail of a text, cut at char boundaries (all of it when short).
 fn windows(text: &str, head: usize, tail: usize) -> impl Iterator<Item = &str> {
     let whole = text.len() <= head.saturating_add(tail);
@@ -603,12 +609,19 @@ fn text_features(
     };
 
     for c in text.chars() {
-        let c = if c.is_ascii() {
-            c.to_ascii_lowercase()
+        // ASCII first: most text is, and its tests are single compares (no
+        // Unicode tables, never CJK).
+        let (c, cjk, word_char) = if c.is_ascii() {
+            let c = match c.to_ascii_lowercase() {
+                '0'..='9' => '0',
+                c => c,
+            };
+            (c, false, c.is_ascii_alphanumeric() || c == '_')
         } else {
-            c.to_lowercase().next().unwrap_or(c)
+            let c = c.to_lowercase().next().unwrap_or(c);
+            let c = if c.is_ascii_digit() { '0' } else { c };
+            (c, is_cjk(c), c.is_alphanumeric() || c == '_')
         };
-        let c = if c.is_ascii_digit() { '0' } else { c };
         if chars && *chars_left > 0 {
             *chars_left = chars_left.saturating_sub(c.len_utf8());
             let ws = c.is_whitespace();
@@ -628,14 +641,14 @@ fn text_features(
             }
             last_space = ws;
         }
-        if is_cjk(c) {
+        if cjk {
             end_word(&mut word, &mut word_text, &mut prev, sink);
             word = Some((word_seed ^ c as u32).wrapping_mul(FNV));
             if want_names {
                 word_text.push(c);
             }
             end_word(&mut word, &mut word_text, &mut prev, sink);
-        } else if c.is_alphanumeric() || c == '_' {
+        } else if word_char {
             let h = word.unwrap_or(word_seed);
             word = Some((h ^ c as u32).wrapping_mul(FNV));
             if want_names {
