@@ -443,6 +443,7 @@ fn main() {
         (", stems before round 3", 2),
         (", round 3's stems", 3),
         (", round 4's stems", 4),
+        (", round 6's stems", 6),
     ] {
         side_by_side(
             &items,
@@ -459,6 +460,7 @@ fn main() {
         (", round 3", 3),
         (", round 4", 4),
         (", round 5", 5),
+        (", round 6", 6),
     ] {
         side_by_side(
             &items,
@@ -497,13 +499,14 @@ fn main() {
 const HOLDOUT_STEMS: &str = "holdout";
 
 /// The round a stem was written in, from its group's prefix (`r3a-…`,
-/// `holdout-r3-…`; gen/build.py): 3, 4 or 5, else 2 (every earlier stem).
+/// `holdout-r3-…`; gen/build.py): 3 to 6, else 2 (every earlier stem).
 fn round_of(group: &str) -> u8 {
     let g = group.strip_prefix("holdout-").unwrap_or(group);
     match g.get(..3) {
         Some("r3a" | "r3b" | "r3-") => 3,
         Some("r4a" | "r4b" | "r4-") => 4,
         Some("r5-") => 5,
+        Some("r6a" | "r6b" | "r6c" | "r6-") => 6,
         _ => 2,
     }
 }
