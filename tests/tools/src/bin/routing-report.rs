@@ -461,6 +461,7 @@ fn main() {
         (", round 4", 4),
         (", round 5", 5),
         (", round 6", 6),
+        (", round 7", 7),
     ] {
         side_by_side(
             &items,
@@ -499,7 +500,7 @@ fn main() {
 const HOLDOUT_STEMS: &str = "holdout";
 
 /// The round a stem was written in, from its group's prefix (`r3a-…`,
-/// `holdout-r3-…`; gen/build.py): 3 to 6, else 2 (every earlier stem).
+/// `holdout-r3-…`; gen/build.py): 3 to 7, else 2 (every earlier stem).
 fn round_of(group: &str) -> u8 {
     let g = group.strip_prefix("holdout-").unwrap_or(group);
     match g.get(..3) {
@@ -507,6 +508,7 @@ fn round_of(group: &str) -> u8 {
         Some("r4a" | "r4b" | "r4-") => 4,
         Some("r5-") => 5,
         Some("r6a" | "r6b" | "r6c" | "r6-") => 6,
+        Some("r7-") => 7,
         _ => 2,
     }
 }

@@ -9,7 +9,8 @@
 //! under-routing against accuracy) and the softmax temperatures are fitted
 //! on validation too. Test is never used to choose anything; it is printed
 //! once at the end. Also reports 5-fold cross-validation over train and
-//! validation, folds by stem (`group`).
+//! validation, folds by stem (`group`; `--folds author` by who wrote the
+//! stems, filter/README.md "Rounds 6 and 7").
 //!
 //! `cargo run --release -p aipipe-tools --bin train-router [-- --out PATH]`
 //! (`--background-only` writes only the background sample a tenant's
@@ -862,6 +863,27 @@ fn evaluate(logits: &[[f32; OUTPUTS]], rows: &[&Row], offsets: [f32; 2]) -> Metr
     m
 }
 
+/// The fold of a stem by who wrote it (`--folds author`): the first
+/// round's stems, round 2's, round 3's two authors, round 4's, and every
+/// later round's (gen/build.py's group prefixes). Each fold's model then
+/// scores stems of authors it never read, as held-out stems are: folds by
+/// stem put every author's phrasing on both sides.
+fn author_fold(group: &str) -> usize {
+    match group.split('-').next() {
+        Some("r2") => 1,
+        Some("r3a" | "r3b") => 2,
+        Some("r4a" | "r4b") => 3,
+        Some(p)
+            if p.len() == 3
+                && p.starts_with('r')
+                && p.as_bytes().get(1).is_some_and(u8::is_ascii_digit) =>
+        {
+            4
+        }
+        _ => 0,
+    }
+}
+
 /// Out-of-fold metrics, pooled and per fold.
 #[derive(Clone, Copy, Default)]
 struct Eval {
@@ -1096,7 +1118,21 @@ fn main() {
     // every choice sees ~4,900 rows of ~520 stems instead of validation's
     // ~80 stems, which moved the offsets too much to transfer.
     let pool: Vec<&Row> = tr.iter().chain(&va).copied().collect();
-    let fold_of = |r: &Row| (fnv64(r.group.as_bytes()).rotate_left(17) % FOLDS as u64) as usize;
+    let by_author = match arg::<String>("--folds").as_deref() {
+        None | Some("stem") => false,
+        Some("author") => true,
+        Some(other) => {
+            eprintln!("train-router: --folds {other}: expected stem or author");
+            std::process::exit(2);
+        }
+    };
+    let fold_of = |r: &Row| {
+        if by_author {
+            author_fold(&r.group)
+        } else {
+            (fnv64(r.group.as_bytes()).rotate_left(17) % FOLDS as u64) as usize
+        }
+    };
     let pool_folds: Vec<usize> = pool.iter().map(|r| fold_of(r)).collect();
     let out_of_fold = |h: Hyper| -> Vec<[f32; OUTPUTS]> {
         let mut logits = vec![[0f32; OUTPUTS]; pool.len()];
@@ -1121,7 +1157,8 @@ fn main() {
     let mut best: Option<Trial> = None;
     let objective = Objective::from_args();
     println!(
-        "\nhyperparameters (5-fold CV by stem over train + validation; offsets and settings by {objective:?}, saving at least {SAVING_GOAL}):"
+        "\nhyperparameters (5-fold CV by {} over train + validation; offsets and settings by {objective:?}, saving at least {SAVING_GOAL}):",
+        if by_author { "author" } else { "stem" }
     );
     // --quick: one setting, for trying features (the grid is the default).
     let quick = args.iter().any(|a| a == "--quick");
@@ -1130,10 +1167,20 @@ fn main() {
         [arg("--epochs").unwrap_or(6usize)],
     );
     let q_bits = [arg("--bits").unwrap_or(13u8)];
+    // `--bits-grid 13,14` and `--l2-grid 1e-4,3e-4` replace the grid's.
+    let list = |name: &str| -> Option<Vec<String>> {
+        arg::<String>(name).map(|v| v.split(',').map(str::to_owned).collect())
+    };
+    let bits_list: Vec<u8> = list("--bits-grid")
+        .map(|v| v.iter().filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![13, 14]);
+    let l2_list: Vec<f32> = list("--l2-grid")
+        .map(|v| v.iter().filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![3e-5, 1e-4, 3e-4]);
     let (bits_grid, l2_grid, epochs_grid): (&[u8], &[f32], &[usize]) = if quick {
         (&q_bits, &q_l2, &q_epochs)
     } else {
-        (&[13, 14], &[3e-5, 1e-4, 3e-4], &[6, 10])
+        (&bits_list, &l2_list, &[6, 10])
     };
     for &bits in bits_grid {
         for &l2 in l2_grid {
