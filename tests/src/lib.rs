@@ -325,6 +325,19 @@ pub fn percentile(v: &[f64], p: f64) -> f64 {
     v.get(i.min(last)).copied().unwrap_or(f64::NAN)
 }
 
+/// The round a routing corpus stem was written in, from its group's
+/// prefix (`r3a-…`, `holdout-r5-…`; tests/fixtures/routing/gen/build.py):
+/// None for the first round's stems, which carry none. The routing report
+/// prints each round apart; the trainer's `--folds author` folds by it.
+pub fn stem_round(group: &str) -> Option<u8> {
+    let g = group.strip_prefix("holdout-").unwrap_or(group);
+    let digits = g.strip_prefix('r')?;
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits.get(..end)?.parse().ok()
+}
+
 /// What routing picks, priced: the default catalog and selection with
 /// OpenAI + Anthropic keys (filter/README.md, "Model selection"), ranked by
 /// the filter's own `select::rank`. The routing report's and the trainer's
@@ -393,6 +406,26 @@ impl Pricing {
     ) -> f64 {
         self.pick(input_tokens, complexity, category)
             .map_or(0.0, |(_, c)| c)
+    }
+}
+
+#[cfg(test)]
+mod stem_round_tests {
+    use super::stem_round;
+
+    #[test]
+    fn a_stems_round_is_its_groups_prefix() {
+        for (group, round) in [
+            ("en-chat-003", None),
+            ("reason-07", None),
+            ("r2-en-chat-000", Some(2)),
+            ("r3a-de-creative-011", Some(3)),
+            ("r6c-ja-coding-004", Some(6)),
+            ("holdout-en-chat-000", None),
+            ("holdout-r7-en-chat-000", Some(7)),
+        ] {
+            assert_eq!(stem_round(group), round, "{group}");
+        }
     }
 }
 

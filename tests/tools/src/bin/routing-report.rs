@@ -439,34 +439,27 @@ fn main() {
     // Each round's stems on their own: the test stems of earlier rounds stay
     // comparable with earlier reports, and each round's held-out stems were
     // written after the earlier rounds' had been read (RUBRIC.md, "Splits").
-    for (name, n) in [
-        (", stems before round 3", 2),
-        (", round 3's stems", 3),
-        (", round 4's stems", 4),
-        (", round 6's stems", 6),
-    ] {
+    for n in 2..=LAST_ROUND {
+        let name = if n == 2 {
+            ", stems before round 3".to_owned()
+        } else {
+            format!(", round {n}'s stems")
+        };
         side_by_side(
             &items,
             "test",
-            name,
+            &name,
             &|g| round_of(g) == n,
             version,
             &pricing,
         );
     }
     side_by_side(&items, HOLDOUT_STEMS, "", &|_| true, version, &pricing);
-    for (name, n) in [
-        (", round 2", 2),
-        (", round 3", 3),
-        (", round 4", 4),
-        (", round 5", 5),
-        (", round 6", 6),
-        (", round 7", 7),
-    ] {
+    for n in 2..=LAST_ROUND {
         side_by_side(
             &items,
             HOLDOUT_STEMS,
-            name,
+            &format!(", round {n}"),
             &|g| round_of(g) == n,
             version,
             &pricing,
@@ -498,19 +491,14 @@ fn main() {
 /// The split of the held-out stems (RUBRIC.md, "Splits"): printed only in
 /// its own section, after the test split.
 const HOLDOUT_STEMS: &str = "holdout";
+/// The latest round of stems (gen/build.py); a round with no stems in a
+/// split prints nothing there.
+const LAST_ROUND: u8 = 7;
 
-/// The round a stem was written in, from its group's prefix (`r3a-…`,
-/// `holdout-r3-…`; gen/build.py): 3 to 7, else 2 (every earlier stem).
+/// The round a stem was written in (`aipipe_tests::stem_round`), the
+/// first round's counted with round 2's (every stem before round 3).
 fn round_of(group: &str) -> u8 {
-    let g = group.strip_prefix("holdout-").unwrap_or(group);
-    match g.get(..3) {
-        Some("r3a" | "r3b" | "r3-") => 3,
-        Some("r4a" | "r4b" | "r4-") => 4,
-        Some("r5-") => 5,
-        Some("r6a" | "r6b" | "r6c" | "r6-") => 6,
-        Some("r7-") => 7,
-        _ => 2,
-    }
+    aipipe_tests::stem_round(group).unwrap_or(2).max(2)
 }
 
 /// The split of a row: its `split` field (the generator's, by a hash of the

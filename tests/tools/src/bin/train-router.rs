@@ -153,6 +153,18 @@ fn arg<T: std::str::FromStr>(name: &str) -> Option<T> {
         .and_then(|v| v.parse().ok())
 }
 
+/// A comma-separated list flag's values; a value that does not parse is an
+/// error.
+fn arg_list<T: std::str::FromStr>(name: &str) -> Option<Vec<T>> {
+    let v = arg::<String>(name)?;
+    let parsed: Option<Vec<T>> = v.split(',').map(|x| x.trim().parse().ok()).collect();
+    if parsed.is_none() {
+        eprintln!("train-router: {name} {v}: expected a comma-separated list of numbers");
+        std::process::exit(2);
+    }
+    parsed
+}
+
 /// The feature settings: the filter's defaults unless flags say otherwise
 /// (`--char-bytes`, `--head`, `--tail`), for trying features.
 fn base_config() -> FeatureConfig {
@@ -869,18 +881,12 @@ fn evaluate(logits: &[[f32; OUTPUTS]], rows: &[&Row], offsets: [f32; 2]) -> Metr
 /// scores stems of authors it never read, as held-out stems are: folds by
 /// stem put every author's phrasing on both sides.
 fn author_fold(group: &str) -> usize {
-    match group.split('-').next() {
-        Some("r2") => 1,
-        Some("r3a" | "r3b") => 2,
-        Some("r4a" | "r4b") => 3,
-        Some(p)
-            if p.len() == 3
-                && p.starts_with('r')
-                && p.as_bytes().get(1).is_some_and(u8::is_ascii_digit) =>
-        {
-            4
-        }
-        _ => 0,
+    match aipipe_tests::stem_round(group) {
+        None => 0,
+        Some(2) => 1,
+        Some(3) => 2,
+        Some(4) => 3,
+        Some(_) => 4,
     }
 }
 
@@ -1168,15 +1174,8 @@ fn main() {
     );
     let q_bits = [arg("--bits").unwrap_or(13u8)];
     // `--bits-grid 13,14` and `--l2-grid 1e-4,3e-4` replace the grid's.
-    let list = |name: &str| -> Option<Vec<String>> {
-        arg::<String>(name).map(|v| v.split(',').map(str::to_owned).collect())
-    };
-    let bits_list: Vec<u8> = list("--bits-grid")
-        .map(|v| v.iter().filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_else(|| vec![13, 14]);
-    let l2_list: Vec<f32> = list("--l2-grid")
-        .map(|v| v.iter().filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_else(|| vec![3e-5, 1e-4, 3e-4]);
+    let bits_list: Vec<u8> = arg_list("--bits-grid").unwrap_or_else(|| vec![13, 14]);
+    let l2_list: Vec<f32> = arg_list("--l2-grid").unwrap_or_else(|| vec![3e-5, 1e-4, 3e-4]);
     let (bits_grid, l2_grid, epochs_grid): (&[u8], &[f32], &[usize]) = if quick {
         (&q_bits, &q_l2, &q_epochs)
     } else {
