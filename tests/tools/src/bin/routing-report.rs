@@ -493,7 +493,7 @@ fn main() {
 const HOLDOUT_STEMS: &str = "holdout";
 /// The latest round of stems (gen/build.py); a round with no stems in a
 /// split prints nothing there.
-const LAST_ROUND: u8 = 7;
+const LAST_ROUND: u8 = 8;
 
 /// The round a stem was written in (`aipipe_tests::stem_round`), the
 /// first round's counted with round 2's (every stem before round 3).
