@@ -70,7 +70,8 @@ fn env_num(name: &str, default: u64) -> u64 {
 }
 
 /// A ~1 KB request that the heuristic and the trained router model both
-/// send to the same model (a meeting transcript to summarise), so an A/B of
+/// send to the same model (a meeting note to thank for; the router of round
+/// 8 sends a summary of it to the mid tier), so an A/B of
 /// the two measures the classifier and not two different routes (the bench
 /// body, `chat_body`, goes to Claude with the router). Checked at run time.
 fn router_body() -> String {
@@ -81,7 +82,7 @@ fn router_body() -> String {
         "model": "auto",
         "messages": [
             {"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": format!("Summarise this meeting transcript in three bullet points:\n\n{}", turn.repeat(4))},
+            {"role": "user", "content": format!("Reply to this meeting note with a short thanks:\n\n{}", turn.repeat(4))},
         ],
         "temperature": 0.2,
     })
