@@ -98,13 +98,20 @@ fn cost_steps(pricing: &aipipe_tests::Pricing, input_tokens: u64) -> Vec<(f64, f
 /// Where the shipped model's features digest is kept, beside the model.
 const FEATURES_FILE: &str = "filter/core/data/router-model.features";
 
-/// A digest of every training row's features (sparse buckets and counts,
-/// dense values) as the filter's code computes them today: written beside
-/// the shipped model, and checked by a test, so a change of the feature
-/// code that is not followed by a retrain fails the suite.
+/// A digest of the features (sparse buckets and counts, dense values) the
+/// filter's code computes today for the training rows of the hand-labelled
+/// files and the first two rounds' stems: written beside the shipped model,
+/// and checked by a test, so a change of the feature code that is not
+/// followed by a retrain fails the suite. Later rounds are left out: a round
+/// whose retrained model its rule does not ship (filter/README.md, "Round
+/// 9") still adds its stems to the corpus, and the rows it adds must not
+/// read as a change of the code.
 fn features_digest(rows: &[Row]) -> u64 {
     let mut bytes = Vec::new();
-    for r in rows {
+    for r in rows
+        .iter()
+        .filter(|r| aipipe_tests::stem_round(&r.group).is_none_or(|n| n <= 2))
+    {
         for (b, c) in &r.sparse {
             bytes.extend(b.to_le_bytes());
             bytes.extend(c.to_bits().to_le_bytes());
