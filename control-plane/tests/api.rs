@@ -1526,7 +1526,7 @@ async fn explain_ranks_candidates_best_first_with_the_filters_code() {
     )
     .await;
     let body = json!({"tenant": "acme", "request": {"model": "auto", "messages": [
-        {"role": "user", "content": "Prove by induction that 2^n > n for all n, then analyze the complexity."}]}});
+        {"role": "user", "content": "Prove that R(3,3,3) >= 17, then analyze the complexity of checking a colouring."}]}});
     let (s, v, text) = h
         .admin(Method::POST, "/admin/route/explain", Some(body))
         .await;

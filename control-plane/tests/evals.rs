@@ -22,7 +22,8 @@ use tower::ServiceExt;
 
 use common::{ADMIN, Harness, harness_named};
 
-const MATH: &str = "Prove by induction that 2^n > n for all n, then analyze the complexity.";
+const MATH: &str =
+    "Prove that R(3,3,3) >= 17, then analyze the complexity of checking a colouring.";
 
 async fn admin(
     h: &Harness,

@@ -25,7 +25,8 @@ use serde_json::{Value, json};
 /// Classified `coding` at the frontier tier by the built-in router model.
 const HARD_CODING: &str = "Implement a lock-free concurrent hash map in Rust with resizing, and prove its linearizability.";
 /// Classified `math_reasoning` at the frontier tier.
-const HARD_MATH: &str = "Prove by induction that 2^n > n for all n, then analyze the complexity.";
+const HARD_MATH: &str =
+    "Prove that R(3,3,3) >= 17, then analyze the complexity of checking a colouring.";
 
 /// The control plane with its gateway URL set to `listener_port`, then
 /// Envoy on that port polling it.

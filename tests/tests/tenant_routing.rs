@@ -17,9 +17,9 @@ use common::control_plane::{CpStack, tenant_with_own_keys};
 use serde_json::{Value, json};
 
 const UNSEEN: [&str; 3] = [
-    "draft a non-compete clause for a contractor",
-    "draft a liability clause for a catering firm",
-    "draft an exclusivity clause for a distributor",
+    "draft a warranty clause for a furniture maker",
+    "draft a late-payment clause for a printer",
+    "draft a data-protection clause for a payroll provider",
 ];
 
 const OTHERS: [&str; 10] = [

@@ -433,9 +433,9 @@ pub(crate) mod fixtures {
     }
 
     pub const UNSEEN: [&str; 3] = [
-        "draft a non-compete clause for a contractor",
-        "draft a liability clause for a catering firm",
-        "draft an exclusivity clause for a distributor",
+        "draft a warranty clause for a furniture maker",
+        "draft a late-payment clause for a printer",
+        "draft a data-protection clause for a payroll provider",
     ];
 
     pub const OTHERS: [&str; 20] = [
