@@ -103,9 +103,9 @@ const FEATURES_FILE: &str = "filter/core/data/router-model.features";
 /// files and the first two rounds' stems: written beside the shipped model,
 /// and checked by a test, so a change of the feature code that is not
 /// followed by a retrain fails the suite. Later rounds are left out: a round
-/// whose retrained model its rule does not ship (filter/README.md, "Round
-/// 9") still adds its stems to the corpus, and the rows it adds must not
-/// read as a change of the code.
+/// whose retrained model its rule does not ship (filter/README.md, "Rounds
+/// 9 and 10", "Round 12") still adds its stems to the corpus, and the rows
+/// it adds must not read as a change of the code.
 fn features_digest(rows: &[Row]) -> u64 {
     let mut bytes = Vec::new();
     for r in rows
