@@ -915,6 +915,23 @@ fn added_p50(
         .collect()
 }
 
+/// The router model's `bench:` lines: its added p50 at c=1 (Wasm, native)
+/// and its added Envoy CPU per request (`[B, R, N, M]`: Wasm without and
+/// with it, native without and with it).
+fn print_router_lines(wasm_p50: &[f64], native_p50: &[f64], cpu: [f64; 4]) {
+    println!(
+        "bench: router_added_p50_us_1k {:.1}",
+        median(wasm_p50.to_vec())
+    );
+    println!(
+        "bench: native_router_added_p50_us_1k {:.1}",
+        median(native_p50.to_vec())
+    );
+    let [b_cpu, r_cpu, n_cpu, m_cpu] = cpu;
+    println!("bench: router_added_cpu_us_1k {:.1}", r_cpu - b_cpu);
+    println!("bench: native_router_added_cpu_us_1k {:.1}", m_cpu - n_cpu);
+}
+
 fn main() {
     let seconds = env_num("AIPIPE_BENCH_SECONDS", 5);
     let pairs = env_num("AIPIPE_BENCH_PAIRS", 5);
@@ -1062,7 +1079,10 @@ fn main() {
     // `--latency-only`: the c=1 latencies below and nothing else (a quick
     // A/B while working on the filter's cost).
     let latency_only = std::env::args().any(|a| a == "--latency-only");
-    for (name, size) in sizes.into_iter().filter(|_| !latency_only) {
+    // `--router-only`: the router model's rows and nothing else (a quick
+    // check of a new model's cost).
+    let router_only = std::env::args().any(|a| a == "--router-only");
+    for (name, size) in sizes.into_iter().filter(|_| !latency_only && !router_only) {
         let body = chat_body(size);
         let script = write_script(&dir, name, &body);
         // Warm them all (VM JIT, connection pools).
@@ -1101,19 +1121,21 @@ fn main() {
         native_floor_ratios.insert(name, median(d_r));
     }
 
-    println!("\nlatency at concurrency 1 (1 KB body)");
-    // Each Envoy's CPU per request at c=1 too: one request at a time costs
-    // more CPU than under load (tests/README.md, "The latest numbers"), and
-    // the added latency follows the CPU at c=1, not at c=32.
-    println!(
-        "{:>4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}   Envoy CPU µs/request A N B",
-        "pair", "A p50 µs", "N p50 µs", "B p50 µs", "A p99 µs", "N p99 µs", "B p99 µs"
-    );
+    if !router_only {
+        println!("\nlatency at concurrency 1 (1 KB body)");
+        // Each Envoy's CPU per request at c=1 too: one request at a time costs
+        // more CPU than under load (tests/README.md, "The latest numbers"), and
+        // the added latency follows the CPU at c=1, not at c=32.
+        println!(
+            "{:>4} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}   Envoy CPU µs/request A N B",
+            "pair", "A p50 µs", "N p50 µs", "B p50 µs", "A p99 µs", "N p99 µs", "B p99 µs"
+        );
+    }
     let script = write_script(&dir, "lat", &chat_body(1024));
     let (mut p50, mut p99) = (Vec::new(), Vec::new());
     let (mut native_p50, mut native_p99) = (Vec::new(), Vec::new());
     let mut c1_cpu: [Vec<f64>; 3] = Default::default();
-    for pair in 0..pairs {
+    for pair in (0..pairs).filter(|_| !router_only) {
         let (a, a_cpu) = wrk_cpu(&plain, &script, 1, seconds);
         let (n, n_cpu) = wrk_cpu(&native, &script, 1, seconds);
         let (b, b_cpu) = wrk_cpu(&filtered, &script, 1, seconds);
@@ -1227,6 +1249,10 @@ fn main() {
     }
     let router_cpu = router_cpu.map(median);
     drop(router_native);
+    if router_only {
+        print_router_lines(&router_added, &native_router_added, router_cpu);
+        return;
+    }
 
     // The tenant as production finds it: in the tenant directory the control
     // plane pushes (two shared-data reads per request), not in a bootstrap
@@ -1469,14 +1495,7 @@ fn main() {
         "bench: native_cache_hit_p50_us {:.1}",
         percentile(&native_hits, 50.0)
     );
-    println!("bench: router_added_p50_us_1k {:.1}", median(router_added));
-    println!(
-        "bench: native_router_added_p50_us_1k {:.1}",
-        median(native_router_added)
-    );
-    let [b_cpu, r_cpu, n_cpu, m_cpu] = router_cpu;
-    println!("bench: router_added_cpu_us_1k {:.1}", r_cpu - b_cpu);
-    println!("bench: native_router_added_cpu_us_1k {:.1}", m_cpu - n_cpu);
+    print_router_lines(&router_added, &native_router_added, router_cpu);
     println!(
         "bench: directory_lookup_added_p50_us {:.1}",
         median(directory_added)
