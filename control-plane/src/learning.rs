@@ -99,7 +99,9 @@ pub fn features_of(
 }
 
 /// The router model and scorer of the current global table.
-pub async fn current_router(state: &AppState) -> Result<(Arc<crate::routing::Compiled>, Model)> {
+pub async fn current_router(
+    state: &AppState,
+) -> Result<(Arc<crate::routing::Compiled>, Arc<Model>)> {
     let built = state.table_cache.compiled(state.db.global_state().await?)?;
     let model = built
         .table

@@ -16,6 +16,7 @@
 //! panic.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -786,6 +787,17 @@ pub fn bundled() -> Result<Model, DecodeError> {
     Model::decode(BUNDLED)
 }
 
+/// The bundled model, decoded once per process (per VM in Wasm) and shared by
+/// every table that names it: a table version compiles without decoding the
+/// blob again (~0.8 ms natively for a 2^16-row model), and the workers of a
+/// native Envoy share one copy of its weights.
+fn bundled_shared() -> Result<Arc<Model>, DecodeError> {
+    static BUNDLED_MODEL: OnceLock<Result<Arc<Model>, DecodeError>> = OnceLock::new();
+    BUNDLED_MODEL
+        .get_or_init(|| bundled().map(Arc::new))
+        .clone()
+}
+
 const MAGIC: &[u8; 4] = b"AIPR";
 /// 2: character trigrams bounded by `char_bytes`, and the concepts.
 const FORMAT_VERSION: u16 = 2;
@@ -1240,11 +1252,12 @@ pub enum Source {
     Tenant,
 }
 
-/// A routing table's router model, decoded once per table version.
+/// A routing table's router model: a blob decoded once per table version,
+/// the bundled model once per process.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Router {
     pub source: Source,
-    pub model: Model,
+    pub model: Arc<Model>,
 }
 
 impl Router {
@@ -1253,12 +1266,12 @@ impl Router {
     pub fn compile(wire: &RouterModel) -> Result<Router, DecodeError> {
         use base64::Engine as _;
         let (source, model) = match wire {
-            RouterModel::Builtin => (Source::Builtin, bundled()?),
+            RouterModel::Builtin => (Source::Builtin, bundled_shared()?),
             RouterModel::Blob(text) => {
                 let blob = base64::engine::general_purpose::STANDARD
                     .decode(text.trim())
                     .map_err(|_| DecodeError::Invalid("blob is not standard base64"))?;
-                (Source::Global, Model::decode(&blob)?)
+                (Source::Global, Arc::new(Model::decode(&blob)?))
             }
         };
         Ok(Router { source, model })
