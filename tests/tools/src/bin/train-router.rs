@@ -1180,8 +1180,10 @@ fn main() {
         [arg("--epochs").unwrap_or(6usize)],
     );
     let q_bits = [arg("--bits").unwrap_or(13u8)];
-    // `--bits-grid 13,14` and `--l2-grid 1e-4,3e-4` replace the grid's.
-    let bits_list: Vec<u8> = arg_list("--bits-grid").unwrap_or_else(|| vec![13, 14]);
+    // `--bits-grid 14,15` and `--l2-grid 1e-4,3e-4` replace the grid's. Tables
+    // of 2^13 to 2^16 rows since round 14: each doubling has gained
+    // (filter/README.md, "Round 14").
+    let bits_list: Vec<u8> = arg_list("--bits-grid").unwrap_or_else(|| vec![13, 14, 15, 16]);
     let l2_list: Vec<f32> = arg_list("--l2-grid").unwrap_or_else(|| vec![3e-5, 1e-4, 3e-4]);
     let (bits_grid, l2_grid, epochs_grid): (&[u8], &[f32], &[usize]) = if quick {
         (&q_bits, &q_l2, &q_epochs)
