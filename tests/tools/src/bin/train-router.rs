@@ -1185,6 +1185,14 @@ fn main() {
     // (filter/README.md, "Round 14").
     let bits_list: Vec<u8> = arg_list("--bits-grid").unwrap_or_else(|| vec![13, 14, 15, 16]);
     let l2_list: Vec<f32> = arg_list("--l2-grid").unwrap_or_else(|| vec![3e-5, 1e-4, 3e-4]);
+    // Features are extracted once at 2^MAX_BITS and masked down: a wider
+    // table would silently be that one (round 15 asked for 2^17 and got 2^16).
+    if let Some(b) = bits_list.iter().chain(&q_bits).find(|&&b| b > MAX_BITS) {
+        eprintln!(
+            "train-router: {b} bits: at most {MAX_BITS} (features are extracted once at 2^{MAX_BITS}; raise MAX_BITS to try wider tables)"
+        );
+        std::process::exit(2);
+    }
     let (bits_grid, l2_grid, epochs_grid): (&[u8], &[f32], &[usize]) = if quick {
         (&q_bits, &q_l2, &q_epochs)
     } else {
