@@ -918,14 +918,11 @@ fn added_p50(
 /// The router model's `bench:` lines: its added p50 at c=1 (Wasm, native)
 /// and its added Envoy CPU per request (`[B, R, N, M]`: Wasm without and
 /// with it, native without and with it).
-fn print_router_lines(wasm_p50: &[f64], native_p50: &[f64], cpu: [f64; 4]) {
-    println!(
-        "bench: router_added_p50_us_1k {:.1}",
-        median(wasm_p50.to_vec())
-    );
+fn print_router_lines(wasm_p50: Vec<f64>, native_p50: Vec<f64>, cpu: [f64; 4]) {
+    println!("bench: router_added_p50_us_1k {:.1}", median(wasm_p50));
     println!(
         "bench: native_router_added_p50_us_1k {:.1}",
-        median(native_p50.to_vec())
+        median(native_p50)
     );
     let [b_cpu, r_cpu, n_cpu, m_cpu] = cpu;
     println!("bench: router_added_cpu_us_1k {:.1}", r_cpu - b_cpu);
@@ -1250,7 +1247,7 @@ fn main() {
     let router_cpu = router_cpu.map(median);
     drop(router_native);
     if router_only {
-        print_router_lines(&router_added, &native_router_added, router_cpu);
+        print_router_lines(router_added, native_router_added, router_cpu);
         return;
     }
 
@@ -1495,7 +1492,7 @@ fn main() {
         "bench: native_cache_hit_p50_us {:.1}",
         percentile(&native_hits, 50.0)
     );
-    print_router_lines(&router_added, &native_router_added, router_cpu);
+    print_router_lines(router_added, native_router_added, router_cpu);
     println!(
         "bench: directory_lookup_added_p50_us {:.1}",
         median(directory_added)
