@@ -1513,6 +1513,32 @@ async fn the_router_model_is_replaced_through_the_api_and_a_bad_blob_refused() {
         .admin(Method::POST, "/admin/route/explain", Some(ask))
         .await;
     assert_eq!(v["router"]["model"], "builtin");
+
+    // A model wider than axum's default 2 MB body allows (2^17 rows: 1.6 MB,
+    // 2.1 MB in base64) is taken.
+    let cfg = aipipe_core::classify::FeatureConfig {
+        bits: 17,
+        ..Default::default()
+    };
+    let mut w = aipipe_core::classify::Weights::zeros(&cfg);
+    w.bias[0] = 0.5;
+    if let Some(x) = w.sparse.get_mut(5) {
+        *x = 0.25;
+    }
+    let wide = aipipe_core::classify::Model::quantise(17, cfg, &w)
+        .unwrap()
+        .encode();
+    let blob = base64::engine::general_purpose::STANDARD.encode(&wide);
+    assert!(blob.len() > 2 << 20, "{}", blob.len());
+    let (s, v, _) = h
+        .admin(
+            Method::PUT,
+            "/admin/routing/model",
+            Some(json!({"blob": blob})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!((&v["model"], &v["version"]), (&json!("global"), &json!("00000011")));
 }
 
 #[tokio::test]

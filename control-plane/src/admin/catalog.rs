@@ -167,6 +167,14 @@ pub(crate) async fn get_router_model(
     Ok(Json(RouterModelInfo::of(router)))
 }
 
+/// A blob as wide as the filter decodes (2^20 rows, ~12.6 MB; 16.8 MB in
+/// base64) fits: axum's default 2 MB would refuse a 2^17-row model already.
+pub fn router_model_body_limit() -> axum::extract::DefaultBodyLimit {
+    axum::extract::DefaultBodyLimit::max(
+        aipipe_core::classify::MAX_BLOB_BYTES.div_ceil(3) * 4 + 4096,
+    )
+}
+
 #[utoipa::path(put, path = "/admin/routing/model",
     summary = "Replace the router model (a blob is decoded and checked before it is stored)",
     request_body = RouterModelBody,

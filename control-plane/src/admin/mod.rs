@@ -134,7 +134,9 @@ pub fn app(state: AppState) -> Router {
         )
         .route(
             "/admin/routing/model",
-            get(catalog::get_router_model).put(catalog::put_router_model),
+            get(catalog::get_router_model)
+                .put(catalog::put_router_model)
+                .layer(catalog::router_model_body_limit()),
         )
         .route("/admin/penalties", get(penalties::list_penalties))
         .route("/admin/penalties/reset", post(penalties::reset_penalties))

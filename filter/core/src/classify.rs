@@ -805,6 +805,12 @@ const FORMAT_VERSION: u16 = 2;
 /// history, norm floor, char bytes, lexicon fingerprint.
 const HEADER_BYTES: usize = 4 + 2 + 4 + 1 + 1 + 1 + 1 + 4 + 4 + 1 + 1 + 4 + 4;
 const CHECKSUM_BYTES: usize = 8;
+/// The largest blob [`Model::decode`] accepts (a table of `2^MAX_BITS`
+/// rows): what an API that takes blobs must admit.
+pub const MAX_BLOB_BYTES: usize = HEADER_BYTES
+    + 4 * (2 + 2 + OUTPUTS + DENSE * OUTPUTS)
+    + (1 << MAX_BITS) * OUTPUTS
+    + CHECKSUM_BYTES;
 
 /// The shared reader, with this encoding's errors (a weight must be finite).
 struct Reader<'a>(bytes::Reader<'a>);
