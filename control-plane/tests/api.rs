@@ -1538,7 +1538,10 @@ async fn the_router_model_is_replaced_through_the_api_and_a_bad_blob_refused() {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!((&v["model"], &v["version"]), (&json!("global"), &json!("00000011")));
+    assert_eq!(
+        (&v["model"], &v["version"]),
+        (&json!("global"), &json!("00000011"))
+    );
 }
 
 #[tokio::test]

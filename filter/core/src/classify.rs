@@ -15,6 +15,7 @@
 //! writes and the routing table can carry. A corrupt blob is an error, never a
 //! panic.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 
@@ -728,7 +729,10 @@ pub struct Model {
     dense: Vec<f32>,
     /// Per head: the value of one quantisation step.
     step: [f32; 2],
-    sparse: Vec<i8>,
+    /// `buckets` rows of `OUTPUTS` quantised weights (`i8` as bytes):
+    /// borrowed from the blob built into the filter, so a process (a VM in
+    /// Wasm) holds the bundled model's weights once, not a decoded copy too.
+    sparse: Cow<'static, [u8]>,
     temperature: [f32; 2],
 }
 
@@ -784,7 +788,7 @@ pub const BUNDLED: &[u8] = include_bytes!("../data/router-model.bin");
 
 /// The bundled model, decoded.
 pub fn bundled() -> Result<Model, DecodeError> {
-    Model::decode(BUNDLED)
+    Model::decode_with(BUNDLED, Cow::Borrowed)
 }
 
 /// The bundled model, decoded once per process (per VM in Wasm) and shared by
@@ -916,10 +920,11 @@ impl Model {
             .flat_map(|row| {
                 row.iter().enumerate().map(move |(j, v)| {
                     let s = if j < N_TIERS { step[0] } else { step[1] };
-                    (v / s).round().clamp(-127.0, 127.0) as i8
+                    (v / s).round().clamp(-127.0, 127.0) as i8 as u8
                 })
             })
-            .collect();
+            .collect::<Vec<u8>>()
+            .into();
         Ok(Model {
             version,
             config,
@@ -956,13 +961,22 @@ impl Model {
         {
             out.extend_from_slice(&v.to_le_bytes());
         }
-        out.extend(self.sparse.iter().map(|&q| q as u8));
+        out.extend_from_slice(&self.sparse);
         let sum = bytes::fnv1a64(&out);
         out.extend_from_slice(&sum.to_le_bytes());
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Model, DecodeError> {
+        Self::decode_with(bytes, |w| Cow::Owned(w.to_vec()))
+    }
+
+    /// Decodes `bytes`, keeping the weights' bytes as `keep` says (a copy,
+    /// or borrowed from a blob that lives as long as the process).
+    fn decode_with<'a>(
+        bytes: &'a [u8],
+        keep: impl FnOnce(&'a [u8]) -> Cow<'static, [u8]>,
+    ) -> Result<Model, DecodeError> {
         let body_len = bytes
             .len()
             .checked_sub(CHECKSUM_BYTES)
@@ -1019,7 +1033,7 @@ impl Model {
             .buckets()
             .checked_mul(OUTPUTS)
             .ok_or(DecodeError::Truncated)?;
-        let sparse: Vec<i8> = r.take(sparse_len)?.iter().map(|&b| b as i8).collect();
+        let sparse = keep(r.take(sparse_len)?);
         if !r.0.at_end() {
             return Err(DecodeError::Truncated);
         }
@@ -1079,13 +1093,13 @@ impl Model {
         let mut sum = *acc;
         for &b in buckets {
             let start = b as usize * OUTPUTS;
-            let row: Option<&[i8; OUTPUTS]> = self
+            let row: Option<&[u8; OUTPUTS]> = self
                 .sparse
                 .get(start..start + OUTPUTS)
                 .and_then(|r| r.try_into().ok());
             if let Some(row) = row {
                 for (a, &q) in sum.iter_mut().zip(row) {
-                    *a += i32::from(q);
+                    *a += i32::from(q as i8);
                 }
             }
         }
@@ -1192,7 +1206,7 @@ impl Model {
                 .enumerate()
                 .map(|(j, &q)| {
                     scale
-                        * f32::from(q)
+                        * f32::from(q as i8)
                         * if j < N_TIERS {
                             self.step[0]
                         } else {
