@@ -1451,17 +1451,12 @@ async fn the_router_model_is_replaced_through_the_api_and_a_bad_blob_refused() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["model"], "builtin");
     let builtin_version = v["version"].clone();
+    let put_model = |body| h.admin(Method::PUT, "/admin/routing/model", Some(body));
 
     // Another blob (here the built-in one's bytes): every filter routes by
     // it, and explain says a global model scored.
     let blob = base64::engine::general_purpose::STANDARD.encode(aipipe_core::classify::BUNDLED);
-    let (s, v, _) = h
-        .admin(
-            Method::PUT,
-            "/admin/routing/model",
-            Some(json!({"blob": blob})),
-        )
-        .await;
+    let (s, v, _) = put_model(json!({"blob": blob})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(
         (&v["model"], &v["version"]),
@@ -1484,13 +1479,7 @@ async fn the_router_model_is_replaced_through_the_api_and_a_bad_blob_refused() {
         base64::engine::general_purpose::STANDARD.encode(&bad),
         "not base64".to_owned(),
     ] {
-        let (s, v, _) = h
-            .admin(
-                Method::PUT,
-                "/admin/routing/model",
-                Some(json!({"blob": blob})),
-            )
-            .await;
+        let (s, v, _) = put_model(json!({"blob": blob})).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
         assert!(
             v["error"]["message"]
@@ -1504,9 +1493,7 @@ async fn the_router_model_is_replaced_through_the_api_and_a_bad_blob_refused() {
     assert_eq!(v["model"], "global");
 
     // No blob: back to the built-in model.
-    let (s, v, _) = h
-        .admin(Method::PUT, "/admin/routing/model", Some(json!({})))
-        .await;
+    let (s, v, _) = put_model(json!({})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["model"], "builtin");
     let (_, v, _) = h
@@ -1530,13 +1517,7 @@ async fn the_router_model_is_replaced_through_the_api_and_a_bad_blob_refused() {
         .encode();
     let blob = base64::engine::general_purpose::STANDARD.encode(&wide);
     assert!(blob.len() > 2 << 20, "{}", blob.len());
-    let (s, v, _) = h
-        .admin(
-            Method::PUT,
-            "/admin/routing/model",
-            Some(json!({"blob": blob})),
-        )
-        .await;
+    let (s, v, _) = put_model(json!({"blob": blob})).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(
         (&v["model"], &v["version"]),
