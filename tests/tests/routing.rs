@@ -439,7 +439,7 @@ fn the_control_planes_router_model_routes_auto_requests_by_what_they_ask() {
         assert!(c < 0.55, "{text} scored {c}");
     }
 
-    // A model set through the admin API (the bundled blob, 1 MB in base64, in the
+    // A model set through the admin API (the bundled blob, 2.1 MB of base64, in the
     // table) reaches the workers, which load the table, and routes.
     let loaded = || {
         s.envoy
