@@ -809,12 +809,15 @@ const FORMAT_VERSION: u16 = 2;
 /// history, norm floor, char bytes, lexicon fingerprint.
 const HEADER_BYTES: usize = 4 + 2 + 4 + 1 + 1 + 1 + 1 + 4 + 4 + 1 + 1 + 4 + 4;
 const CHECKSUM_BYTES: usize = 8;
+/// The size of a blob with a table of `buckets` rows: the header, the float
+/// parameters (steps, temperatures, bias, dense rows), the `i8` weights and
+/// the checksum.
+const fn blob_bytes(buckets: usize) -> usize {
+    HEADER_BYTES + 4 * (2 + 2 + OUTPUTS + DENSE * OUTPUTS) + buckets * OUTPUTS + CHECKSUM_BYTES
+}
 /// The largest blob [`Model::decode`] accepts (a table of `2^MAX_BITS`
 /// rows): what an API that takes blobs must admit.
-pub const MAX_BLOB_BYTES: usize = HEADER_BYTES
-    + 4 * (2 + 2 + OUTPUTS + DENSE * OUTPUTS)
-    + (1 << MAX_BITS) * OUTPUTS
-    + CHECKSUM_BYTES;
+pub const MAX_BLOB_BYTES: usize = blob_bytes(1 << MAX_BITS);
 
 /// The shared reader, with this encoding's errors (a weight must be finite).
 struct Reader<'a>(bytes::Reader<'a>);
@@ -940,9 +943,7 @@ impl Model {
     /// The compact binary form: header, float parameters, `i8` weights, and
     /// an FNV-1a 64 checksum of everything before it.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(
-            HEADER_BYTES + self.sparse.len() + 4 * (OUTPUTS + self.dense.len() + 4) + 8,
-        );
+        let mut out = Vec::with_capacity(blob_bytes(self.config.buckets()));
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&self.version.to_le_bytes());
@@ -1428,6 +1429,8 @@ mod tests {
         let m = toy_model(10);
         let blob = m.encode();
         assert_eq!(Model::decode(&blob).unwrap(), m);
+        // The size MAX_BLOB_BYTES is computed with.
+        assert_eq!(blob.len(), blob_bytes(m.config.buckets()));
     }
 
     #[test]
