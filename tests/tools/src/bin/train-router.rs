@@ -14,7 +14,11 @@
 //!
 //! `cargo run --release -p aipipe-tools --bin train-router [-- --out PATH]`
 //! (`--background-only` writes only the background sample a tenant's
-//! router correction is fitted against, `control-plane/data/router-background.jsonl`)
+//! router correction is fitted against, `control-plane/data/router-background.jsonl`;
+//! `--dump-oof FILE` writes the chosen setting's out-of-fold logits, one row
+//! a line — fold, tier, category, stem, the 12 logits — for trying a decision
+//! rule on them outside the trainer, as filter/README.md's per-category tier
+//! offsets were)
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -1254,6 +1258,27 @@ fn main() {
         eprintln!("train-router: no hyperparameters tried");
         std::process::exit(1);
     };
+    if let Some(path) = arg::<String>("--dump-oof") {
+        // Tab-separated: fold, tier index, category index, stem, logits.
+        let mut out = String::new();
+        for ((l, r), k) in oof.iter().zip(&pool).zip(&pool_folds) {
+            out.push_str(&format!(
+                "{}\t{}\t{}\t{}\t{}\n",
+                k,
+                r.tier.index(),
+                r.category.index(),
+                r.group,
+                l.iter()
+                    .map(|x| format!("{x:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ));
+        }
+        if let Err(e) = fs::write(&path, out) {
+            eprintln!("train-router: --dump-oof {path}: {e}");
+            std::process::exit(1);
+        }
+    }
     if arg::<usize>("--hidden").is_some() {
         // The filter scores the linear model only: a deep trial is
         // measured out of fold and never written.
