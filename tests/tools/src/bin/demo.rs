@@ -169,7 +169,7 @@ fn run() -> Result<(), String> {
     println!("  curl -sN http://127.0.0.1:{LISTENER}/v1/chat/completions \\");
     println!("    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\");
     println!(
-        "    -d '{{\"model\":\"auto\",\"stream\":true,\"stream_options\":{{\"include_usage\":true}},\"messages\":[{{\"role\":\"user\",\"content\":\"Prove by induction that every tree with n vertices has n-1 edges.\"}}]}}'"
+        "    -d '{{\"model\":\"auto\",\"stream\":true,\"stream_options\":{{\"include_usage\":true}},\"messages\":[{{\"role\":\"user\",\"content\":\"Prove that R(3,3,3) >= 17, then analyze the complexity of checking a colouring.\"}}]}}'"
     );
     println!();
     println!("The admin API (every call needs the admin secret):");
