@@ -401,7 +401,10 @@ fn the_control_planes_router_model_routes_auto_requests_by_what_they_ask() {
     // sends them to the frontier tier.
     for text in [
         "Is every even number above 2 a sum of two primes, and why has nobody shown it?",
-        "Find every integer n for which n^2 + 1 divides n^3 + 3.",
+        // Until round 22's model this was "Find every integer n for which
+        // n^2 + 1 divides n^3 + 3.", which that model calls mid (0.64): a
+        // known method, as the rubric's mid tier (filter/README.md, "Round 22").
+        "Two envelopes hold money, one twice the other. Is switching always better, and where exactly does the argument go wrong?",
     ] {
         let body = chat("auto", text);
         let r = s.chat(&key, &body);
@@ -439,7 +442,7 @@ fn the_control_planes_router_model_routes_auto_requests_by_what_they_ask() {
         assert!(c < 0.55, "{text} scored {c}");
     }
 
-    // A model set through the admin API (the bundled blob, 2.1 MB of base64, in the
+    // A model set through the admin API (the bundled blob, 4.2 MB of base64 since round 22, in the
     // table) reaches the workers, which load the table, and routes.
     let loaded = || {
         s.envoy

@@ -87,6 +87,19 @@ fn complexities(s: &CpStack, key: &str, texts: &[&str]) -> Vec<f64> {
         .collect()
 }
 
+/// The router's tier probabilities (cheap, mid, frontier) for a tenant's
+/// request, from the explain API (the model the filter scores with).
+fn tier_probs(s: &CpStack, tenant: &str, text: &str) -> [f64; 3] {
+    let r = s.cp.admin(
+        "POST",
+        "/admin/route/explain",
+        Some(&json!({"tenant": tenant, "request": common::chat("auto", text)})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let p = &r.json()["router"]["tier_probabilities"];
+    ["cheap", "mid", "frontier"].map(|t| p[t].as_f64().unwrap())
+}
+
 fn two_tenants(s: &CpStack) -> (String, String) {
     let acme = tenant_with_own_keys(&s.cp, "acme", &["openai", "anthropic"]);
     let other = tenant_with_own_keys(&s.cp, "other", &["openai", "anthropic"]);
@@ -111,6 +124,7 @@ fn imported_examples_move_a_tenants_pattern_and_nobody_elses() {
     );
     assert_eq!(complexities(&s, &other, &UNSEEN), before);
     let others_before = complexities(&s, &acme, &OTHERS);
+    let probs_before: Vec<[f64; 3]> = OTHERS.iter().map(|t| tier_probs(&s, "acme", t)).collect();
 
     // Bad imports change nothing.
     let example = |text: &str| json!({"request": common::chat("auto", text), "tier": "frontier"});
@@ -176,8 +190,25 @@ fn imported_examples_move_a_tenants_pattern_and_nobody_elses() {
     // Nobody else moved; nor did the tenant's other kinds of request.
     assert_eq!(complexities(&s, &other, &UNSEEN), before);
     let others_after = complexities(&s, &acme, &OTHERS);
-    for ((t, b), a) in OTHERS.iter().zip(&others_before).zip(&others_after) {
-        assert_eq!(tier(*b), tier(*a), "{t}: {b} -> {a}");
+    // The tenant's other kinds of request keep their probabilities (the
+    // pattern's own move is far larger) and so their tier — except one the
+    // global model holds at a tie, which any push decides (round 22's
+    // model puts "design a database schema for a library with loans and
+    // fines" at 0.35 / 0.31 / 0.34; filter/README.md, "Round 22").
+    for (i, t) in OTHERS.iter().enumerate() {
+        let (b, a) = (others_before[i], others_after[i]);
+        let (pb, pa) = (probs_before[i], tier_probs(&s, "acme", t));
+        let moved = pb
+            .iter()
+            .zip(&pa)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max);
+        assert!(moved <= 0.1, "{t}: {pb:?} -> {pa:?}");
+        let mut sorted = pb;
+        sorted.sort_by(f64::total_cmp);
+        if sorted[2] - sorted[1] >= 0.1 {
+            assert_eq!(tier(b), tier(a), "{t}: {b} -> {a}");
+        }
     }
     // Explain says whose model scored.
     let explain = |tenant: &str| {

@@ -558,12 +558,34 @@ mod tests {
         for e in &unseen {
             assert_eq!(tier_of(&model, Some(&adj), &e.features), Tier::Frontier);
         }
+        // Requests of other kinds keep their probabilities (the pattern's
+        // move by 0.6 to 0.9 with round 22's model) and so their tier —
+        // except where the global model stands at a tie, which any push
+        // decides ("design a database schema for a library with loans and
+        // fines": 0.35 / 0.31 / 0.34 with round 22's model, 0.30 / 0.28 /
+        // 0.42 after; it shares "for a" with the pattern).
+        let probs = |p: Option<Prediction>| p.map(|p| p.tier_probs).unwrap();
         for e in &background {
-            assert_eq!(
-                tier_of(&model, Some(&adj), &e.features),
-                e.tier,
-                "a request of another kind moved"
+            let before = probs(Some(model.predict_raw(&model.raw_logits(&e.features))));
+            let after = probs(adj.predict(&model, &e.features));
+            let moved = before
+                .iter()
+                .zip(&after)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                moved <= 0.1,
+                "a request of another kind moved by {moved:.3}"
             );
+            let mut sorted = before;
+            sorted.sort_by(f64::total_cmp);
+            if sorted[2] - sorted[1] >= 0.1 {
+                assert_eq!(
+                    tier_of(&model, Some(&adj), &e.features),
+                    e.tier,
+                    "a request of another kind changed tier"
+                );
+            }
         }
         // It travels as bytes and comes back the same.
         let bytes = adj.encode();
