@@ -564,10 +564,9 @@ mod tests {
         // decides ("design a database schema for a library with loans and
         // fines": 0.35 / 0.31 / 0.34 with round 22's model, 0.30 / 0.28 /
         // 0.42 after; it shares "for a" with the pattern).
-        let probs = |p: Option<Prediction>| p.map(|p| p.tier_probs).unwrap();
         for e in &background {
-            let before = probs(Some(model.predict_raw(&model.raw_logits(&e.features))));
-            let after = probs(adj.predict(&model, &e.features));
+            let before = model.predict_raw(&model.raw_logits(&e.features)).tier_probs;
+            let after = adj.predict(&model, &e.features).unwrap().tier_probs;
             let moved = before
                 .iter()
                 .zip(&after)
