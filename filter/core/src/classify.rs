@@ -208,7 +208,8 @@ impl Default for FeatureConfig {
 }
 
 const MIN_BITS: u8 = 8;
-const MAX_BITS: u8 = 20;
+/// The widest table a model may have: 2^MAX_BITS rows.
+pub const MAX_BITS: u8 = 20;
 /// Window bound, as the scorer's (score.rs): work per request stays bounded.
 const MAX_WINDOW_BYTES: u32 = 64 * 1024;
 /// Tool results and earlier turns are context: a smaller window each.

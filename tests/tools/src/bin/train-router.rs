@@ -38,8 +38,9 @@ const SAVING_GOAL: f64 = 0.60;
 /// Cross-validation folds (by stem).
 const FOLDS: usize = 5;
 const N_TIERS: usize = TIERS.len();
-/// Features are extracted once at the widest hash and masked down per trial.
-const MAX_BITS: u8 = 20;
+/// Features are extracted once at the widest hash the filter decodes and
+/// masked down per trial.
+const MAX_BITS: u8 = classify::MAX_BITS;
 /// The features digest is taken at this width, so raising MAX_BITS does not
 /// read as a change of the feature code.
 const DIGEST_BITS: u8 = 16;
@@ -1201,8 +1202,8 @@ fn main() {
     let l2_list: Vec<f32> = arg_list("--l2-grid").unwrap_or_else(|| vec![3e-5, 1e-4, 3e-4]);
     // Features are extracted once at 2^MAX_BITS and masked down: a wider
     // table would silently be that one (round 15 asked for 2^17 and got
-    // 2^16; MAX_BITS is 17 since round 16, 18 since round 21, 20 since round
-    // 24: the filter decodes up to 2^20 rows).
+    // 2^16; MAX_BITS was 17 from round 16, 18 from round 21, and is the
+    // filter's own bound since round 24).
     if let Some(b) = bits_list.iter().chain(&q_bits).find(|&&b| b > MAX_BITS) {
         eprintln!(
             "train-router: {b} bits: at most {MAX_BITS} (features are extracted once at 2^{MAX_BITS}; raise MAX_BITS to try wider tables)"
