@@ -56,6 +56,9 @@ impl Learner {
         }
     }
 
+    /// The background as `model` reads it, computed once per model version
+    /// (every background request parsed, scored and predicted): call it from
+    /// a blocking task.
     fn background(&self, model: &Model, scorer: &Scorer) -> Arc<Vec<Example>> {
         let mut slot = self
             .background
@@ -122,10 +125,13 @@ pub async fn refit(state: &AppState, tenant: &str) -> Result<Option<FittedRouter
     // the front keeps the ratings and the newest examples.
     let drop = labelled.len().saturating_sub(MAX_FIT_EXAMPLES);
     labelled.drain(..drop);
-    let background = state.learner.background(&model, &built.table.scorer);
     let version = model.version;
+    let learner = state.clone();
+    // Everything below reads requests and fits: seconds of CPU on a new
+    // model (the background's features), so off the async runtime's threads.
     let fitted = tokio::task::spawn_blocking(move || {
         let scorer = &built.table.scorer;
+        let background = learner.learner.background(&model, scorer);
         let examples: Vec<Example> = labelled
             .into_iter()
             .filter_map(|l| {
