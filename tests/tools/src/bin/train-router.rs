@@ -16,9 +16,9 @@
 //! (`--background-only` writes only the background sample a tenant's
 //! router correction is fitted against, `control-plane/data/router-background.jsonl`;
 //! `--dump-oof FILE` writes the chosen setting's out-of-fold logits, one row
-//! a line — fold, tier, category, stem, the 12 logits — for trying a decision
-//! rule on them outside the trainer, as filter/README.md's per-category tier
-//! offsets were)
+//! a line — fold, tier, category, stem, the 12 logits, the generator's note —
+//! for trying a decision rule on them outside the trainer, as
+//! filter/README.md's per-category tier offsets were)
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -48,6 +48,9 @@ const DIGEST_BITS: u8 = 16;
 struct Row {
     /// The latest user turn's start, for `--misses`.
     text: String,
+    /// How the generator varied its stem (`bare`, `casual`, `system
+    /// prompt`…), for `--dump-oof`.
+    note: String,
     split: String,
     group: String,
     tier: Tier,
@@ -273,6 +276,7 @@ fn load(cfg: &FeatureConfig) -> Result<(Vec<Row>, u64, usize), String> {
                 cost_steps: steps.clone(),
                 frontier_cost: pricing.cost(score.input_tokens, 1.0, None),
                 text,
+                note: v["note"].as_str().unwrap_or("").to_owned(),
                 split,
                 group: v["group"]
                     .as_str()
@@ -1263,11 +1267,12 @@ fn main() {
         std::process::exit(1);
     };
     if let Some(path) = arg::<String>("--dump-oof") {
-        // Tab-separated: fold, tier index, category index, stem, logits.
+        // Tab-separated: fold, tier index, category index, stem, logits,
+        // the generator's note.
         let mut out = String::new();
         for ((l, r), k) in oof.iter().zip(&pool).zip(&pool_folds) {
             out.push_str(&format!(
-                "{}\t{}\t{}\t{}\t{}\n",
+                "{}\t{}\t{}\t{}\t{}\t{}\n",
                 k,
                 r.tier.index(),
                 r.category.index(),
@@ -1275,7 +1280,8 @@ fn main() {
                 l.iter()
                     .map(|x| format!("{x:.4}"))
                     .collect::<Vec<_>>()
-                    .join(",")
+                    .join(","),
+                r.note,
             ));
         }
         if let Err(e) = fs::write(&path, out) {
