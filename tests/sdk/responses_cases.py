@@ -6,7 +6,8 @@
 
 (tests/tests/client_protocols.rs runs the batch form against its own stack).
 
-CASE: plain, stream, tools, stream_tools.
+CASE: plain, stream, tools, stream_tools, reasoning_tools (gpt-6-luna: the
+request and its answer go to and from OpenAI's Responses API as they are).
 MODEL: "auto" (routed by complexity) or a catalog id: gpt-4o-mini (the
 provider answers Chat Completions) or claude-opus-4-5 (the filter also
 translates to and from Anthropic Messages) — the SDK must parse both alike.
@@ -80,7 +81,9 @@ def response_report(r, headers):
     check(r.error is None, f"error {r.error}")
     check(r.created_at > 0, f"created_at {r.created_at}")
     for item in r.output:
-        check(item.type in ("message", "function_call"), f"output item {item.type!r}")
+        check(item.type in ("message", "function_call", "reasoning"), f"output item {item.type!r}")
+        if item.type == "reasoning":
+            check(item.id.startswith("rs_"), f"reasoning id {item.id!r}")
         if item.type == "message":
             check(item.role == "assistant" and item.status == "completed", f"message item {item}")
             check(item.id.startswith("msg_"), f"message id {item.id!r}")
@@ -94,6 +97,7 @@ def response_report(r, headers):
         "status": r.status,
         "content": r.output_text,
         "items": [item.type for item in r.output],
+        "encrypted_reasoning": [item.encrypted_content for item in r.output if item.type == "reasoning"],
         "tool_calls": calls,
         "usage": usage_report(r.usage),
     }
@@ -192,11 +196,42 @@ def tools(client, model, prompt):
     return {"headers": first["headers"], "first": first, "second": second}
 
 
+def reasoning_tools(client, model, prompt):
+    """A reasoning model's tool loop as Codex and the Agents SDK run it
+    without state on OpenAI: `store: false`, the reasoning returned
+    encrypted, and sent back beside the call and its output on the next
+    turn, so the model goes on from its own reasoning."""
+    question = [{"role": "user", "content": prompt or WEATHER}]
+    ask = dict(
+        model=model,
+        tools=[WEATHER_TOOL],
+        reasoning={"effort": "low"},
+        include=["reasoning.encrypted_content"],
+        store=False,
+        max_output_tokens=512,
+    )
+    raw = client.responses.with_raw_response.create(input=question, **ask)
+    first_response = raw.parse()
+    first = response_report(first_response, aipipe_headers(raw.headers))
+    call = check_weather_call(first["tool_calls"], question)
+    check(first["encrypted_reasoning"] and all(first["encrypted_reasoning"]), f"no encrypted reasoning: {first['items']}")
+    conversation = (
+        question
+        + [item.model_dump(exclude_none=True) for item in first_response.output]
+        + [{"type": "function_call_output", "call_id": call["call_id"], "output": WEATHER_RESULT}]
+    )
+    second = create(client, input=conversation, **ask)
+    check(second["tool_calls"] == [], f"a second call after the result: {second['tool_calls']}")
+    check(second["content"], "no answer after the tool result")
+    return {"headers": first["headers"], "first": first, "second": second}
+
+
 CASES = {
     "plain": plain,
     "stream": stream,
     "tools": tools,
     "stream_tools": stream_tools,
+    "reasoning_tools": reasoning_tools,
 }
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use aipipe_tests::{ControlPlane, Mock, eventually};
-use common::control_plane::{envoy_polling, tenant_stats, tenant_with_own_keys, tenants_served};
+use common::control_plane::{
+    envoy_polling, in_service_now, tenant_stats, tenant_with_own_keys, tenants_served,
+};
 use common::scripts::{
     self, Batch, Case, PNG_1X1, SYSTEM, assert_answered_by, assert_mock_text, assert_weather_args,
     caught, png_data_url, python, spec,
@@ -111,6 +113,12 @@ const RESPONSES_OTHERS: &[Case] = &[(
     "auto",
     Some("hi! how is your day going?"),
 )];
+
+/// A reasoning model that takes tools with an effort only over OpenAI's
+/// Responses API (in service from 2027-01-14; put in service for the test).
+const LUNA: &str = "gpt-6-luna";
+/// What the mock's reasoning items carry as `encrypted_content`.
+const ENCRYPTED_REASONING: &str = "gAAAAABmock-provider-encrypted-reasoning";
 
 const OLLAMA_ON_BOTH: OnBoth = &[
     ("chat", None),
@@ -507,6 +515,102 @@ fn responses_stream_tools(id: &str, model: &str) {
     assert_eq!(got["stream"], true);
     assert_responses_usage(&r.out["usage"], got);
     assert_usage_recorded(&r, model);
+}
+
+/// The reasoning case on a stack of its own: gpt-6-luna is put in service
+/// there before its date, where auto routing would send the other cases'
+/// greetings to it.
+fn reasoning_case() -> Result<Run, String> {
+    let python = python()?;
+    let cp = ControlPlane::start();
+    let mock = Mock::start();
+    let envoy = envoy_polling(&mock, "{}", cp.internal_port, &cp.internal_token);
+    in_service_now(&cp, LUNA);
+    let (client, id) = (Client::Responses, "reasoning_tools_luna");
+    let tenant = client.tenant(id);
+    let key = tenant_with_own_keys(&cp, &tenant, &["openai"]);
+    if !tenants_served(&cp, &envoy) {
+        return Err("the routing table with the test tenant never reached Envoy".into());
+    }
+    let mut spec = spec(id, "reasoning_tools", LUNA, None);
+    spec["key"] = json!(key);
+    let scripts = vec![(client.script(), vec![spec])];
+    let batch = Batch::run(&python, scripts, "vk-unused", &envoy, &mock, BATCH_PATIENCE)?;
+    let case = batch.case(client.script(), id);
+    let served = case.upstream.len() as u64;
+    let stats = eventually(Duration::from_secs(20), || {
+        let st = tenant_stats(&cp, &tenant);
+        (st["totals"]["requests"].as_u64() == Some(served)).then_some(st)
+    })
+    .unwrap_or_else(|| tenant_stats(&cp, &tenant));
+    Ok(Run {
+        case,
+        stats,
+        tenant,
+    })
+}
+
+/// A reasoning model's tool loop without state, as Codex runs it: the
+/// client's request goes to OpenAI's Responses API as the client wrote it
+/// (model named, `store: false`) and the answer comes back as OpenAI sent
+/// it, so the reasoning the client got back encrypted reaches the model
+/// again beside the call and its output. (Through Chat Completions both
+/// directions dropped it.)
+#[test]
+fn responses_reasoning_items_go_back_to_gpt_6_luna_with_the_tool_output() {
+    let r = caught("the reasoning case", reasoning_case).unwrap_or_else(|e| panic!("{e}"));
+    assert_answered_by(&r, "openai", LUNA, "explicit");
+    let first = &r.out["first"];
+    assert_eq!(
+        first["items"],
+        json!(["reasoning", "function_call"]),
+        "{first}"
+    );
+    assert_eq!(first["encrypted_reasoning"], json!([ENCRYPTED_REASONING]));
+    assert!(
+        first["usage"]["reasoning_tokens"].as_u64() > Some(0),
+        "{first}"
+    );
+    assert_eq!(r.upstream.len(), 2, "{:#?}", r.upstream);
+    for got in &r.upstream {
+        assert_eq!(got["path"], "/v1/responses", "{got}");
+        assert_eq!(
+            got["authorization"],
+            format!("Bearer sk-{}-openai", r.tenant),
+            "{got}"
+        );
+        assert_eq!(got["model"], LUNA, "{got}");
+        let body = &got["body"];
+        assert_eq!(body["store"], false, "{got}");
+        assert_eq!(body["include"], json!(["reasoning.encrypted_content"]));
+        assert_eq!(body["reasoning"]["effort"], "low", "{got}");
+        assert_eq!(body["tools"][0]["name"], "get_weather", "{got}");
+    }
+    let input = r.upstream[1]["body"]["input"].as_array().unwrap();
+    let kinds: Vec<&str> = input
+        .iter()
+        .map(|i| i["type"].as_str().unwrap_or("message"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "message",
+            "reasoning",
+            "function_call",
+            "function_call_output"
+        ],
+        "{input:?}"
+    );
+    assert_eq!(input[1]["encrypted_content"], ENCRYPTED_REASONING);
+    assert_eq!(input[2]["call_id"], input[3]["call_id"]);
+    assert_eq!(input[2]["call_id"], first["tool_calls"][0]["call_id"]);
+    let second = &r.out["second"];
+    assert_eq!(second["items"], json!(["reasoning", "message"]), "{second}");
+    assert_mock_text(&second["content"], "openai", LUNA);
+    for (answer, got) in [first, second].into_iter().zip(&r.upstream) {
+        assert_responses_usage(&answer["usage"], got);
+    }
+    assert_usage_recorded(&r, LUNA);
 }
 
 #[test]

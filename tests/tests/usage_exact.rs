@@ -32,7 +32,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use common::control_plane::{
-    chat_as, envoy_polling, tenant_stats, tenant_with_own_keys, tenants_served,
+    chat_as, envoy_polling, in_service_now, tenant_stats, tenant_with_own_keys, tenants_served,
 };
 use common::usage::{Counts, expected_cost, read_sent, stored_cost};
 use serde_json::{Value, json};
@@ -319,20 +319,8 @@ fn every_provider_plain_and_streamed_is_recorded_exactly() {
     let catalog = aipipe_core::catalog::default_models();
     let cases = cases();
 
+    in_service_now(&cp, LUNA);
     // Every tenant has keys for all seven providers.
-    let models = cp.admin("GET", "/admin/models", None).json();
-    let mut luna = models["models"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|m| m["id"] == LUNA)
-        .cloned()
-        .unwrap();
-    luna.as_object_mut().unwrap().remove("enabled_from");
-    luna["enabled"] = json!(true);
-    let r = cp.admin("PUT", &format!("/admin/models/{LUNA}"), Some(&luna));
-    assert_eq!(r.status, 200, "{}", r.text());
-
     let mut keys = BTreeMap::new();
     for case in &cases {
         let key = tenant_with_own_keys(&cp, &case.tenant, &PROVIDERS);

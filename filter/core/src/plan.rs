@@ -463,6 +463,10 @@ impl Plan {
                 let max = DEFAULT_MAX_TOKENS.min(m.max_output_tokens.max(1));
                 Upstream::Whole(draft.for_model(name, max)?)
             }
+            // A Responses client's own body: its reasoning items go on.
+            (Protocol::Responses, Protocol::Responses) => {
+                Upstream::Whole(responses_upstream::responses_to_request(&self.body, name)?)
+            }
             (_, Protocol::Responses) => {
                 let chat = self.chat.as_deref().unwrap_or(&self.body);
                 Upstream::Whole(responses_upstream::chat_to_request(chat, name)?)
@@ -1551,6 +1555,86 @@ mod tests {
         assert_eq!(out["max_tokens"], 50);
         assert!(
             out.get("reasoning_effort").is_none() && out.get("max_completion_tokens").is_none()
+        );
+    }
+
+    /// A Responses API client's request that goes to the Responses API is
+    /// its own body: the reasoning items of its earlier turns (with
+    /// `encrypted_content`) and its `include` reach the model, a reasoning
+    /// item OpenAI would have had to store does not, and nothing is stored.
+    /// The answer comes back as the provider sent it.
+    #[test]
+    fn a_responses_client_keeps_its_reasoning_items_on_the_responses_api() {
+        let body = serde_json::json!({
+            "model": "auto",
+            "input": [
+                {"role": "user", "content": "weather in paris?"},
+                {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAA-opaque"},
+                {"type": "reasoning", "id": "rs_0", "summary": []},
+                {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "call_1", "output": "12C"}
+            ],
+            "tools": [{"type": "function", "name": "f", "parameters": {"type": "object"}}],
+            "reasoning": {"effort": "low", "summary": "auto"},
+            "include": ["reasoning.encrypted_content"],
+            "store": true,
+            "max_output_tokens": 8,
+            "temperature": 0.2
+        })
+        .to_string();
+        let t = table_with_luna();
+        let luna = t.resolve_model("gpt-6-luna").unwrap();
+        let mut p = plan(&t, Protocol::Responses, &body).unwrap();
+        assert_eq!(p.ranked[0], luna);
+        let a = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
+        assert_eq!(a.wire, Protocol::Responses);
+        let out: serde_json::Value = serde_json::from_slice(&a.upstream.bytes(p.body())).unwrap();
+        assert_eq!(out["model"], "gpt-6-luna");
+        assert_eq!(out["store"], false);
+        assert_eq!(out["include"][0], "reasoning.encrypted_content");
+        assert_eq!(
+            out["reasoning"],
+            serde_json::json!({"effort": "low", "summary": "auto"})
+        );
+        assert_eq!(out["max_output_tokens"], 16);
+        let kinds: Vec<&str> = out["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["type"].as_str().unwrap_or("message"))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "message",
+                "reasoning",
+                "function_call",
+                "function_call_output"
+            ]
+        );
+        assert_eq!(out["input"][1]["encrypted_content"], "gAAAA-opaque");
+        // A reasoning model with an effort takes no sampling parameters.
+        assert!(out.get("temperature").is_none(), "{out}");
+        assert_eq!(a.dropped.names(), "temperature");
+        let reshape = crate::reshape::Reshape::new(crate::reshape::Shape {
+            client: Protocol::Responses,
+            provider: a.wire,
+            stream: false,
+            include_usage: false,
+            hide_usage: false,
+            model: "gpt-6-luna",
+            created: 0,
+        });
+        assert!(!reshape.changes_body());
+        // On any other wire it is translated through Chat Completions.
+        let chat = body.replace(r#""effort":"low""#, r#""effort":"none""#);
+        let mut p = plan(&t, Protocol::Responses, &chat).unwrap();
+        let a = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
+        assert_eq!(a.wire, Protocol::Chat);
+        let out: serde_json::Value = serde_json::from_slice(&a.upstream.bytes(p.body())).unwrap();
+        assert!(
+            out.get("messages").is_some() && out.get("input").is_none(),
+            "{out}"
         );
     }
 

@@ -196,13 +196,15 @@ impl Reshape {
                         .then(|| StreamTranslator::new(s.model, s.created, include_usage)),
                 });
             }
-            Protocol::Responses => legs.push(Leg::ResponsesToChat {
-                model: model.clone(),
-                created: s.created,
-                stream: s
-                    .stream
-                    .then(|| ResponsesToChatStream::new(s.model, s.created, include_usage)),
-            }),
+            Protocol::Responses if s.client != Protocol::Responses => {
+                legs.push(Leg::ResponsesToChat {
+                    model: model.clone(),
+                    created: s.created,
+                    stream: s
+                        .stream
+                        .then(|| ResponsesToChatStream::new(s.model, s.created, include_usage)),
+                })
+            }
             _ => {}
         }
         match s.client {
@@ -215,6 +217,9 @@ impl Reshape {
                 stream: s.stream.then(|| ChatToMessagesStream::new(s.model)),
                 model,
             }),
+            // The Responses API's answer as it is: its reasoning items with
+            // their `encrypted_content` reach the client for its next turn.
+            Protocol::Responses if s.provider == Protocol::Responses => {}
             Protocol::Responses => legs.push(Leg::ChatToResponses {
                 stream: s
                     .stream

@@ -4,7 +4,8 @@
 //! a streamed one cut at arbitrary points (the output is the same whatever
 //! the cuts; every Responses event is a JSON object, every Ollama line a JSON
 //! object). And through the Responses API upstream: as a Chat Completions
-//! request (a JSON object that stores nothing, or an error), as a whole
+//! request and as a Responses client's own request (a JSON object that
+//! stores nothing, or an error), as a whole
 //! Responses answer (a chat completion the other translations read, or an
 //! error) and as a streamed one cut anywhere (the same chunks whatever the
 //! cuts, each a JSON object or `[DONE]`).
@@ -77,6 +78,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(out) = responses_upstream::chat_to_request(body, "gpt-6-luna") {
         let v: Value = serde_json::from_slice(&out).unwrap_or_default();
         assert_eq!(v["store"], false, "chat_to_request: {v}");
+    }
+    if let Ok(out) = responses_upstream::responses_to_request(body, "gpt-6-luna") {
+        let v: Value = serde_json::from_slice(&out).unwrap_or_default();
+        assert_eq!(v["store"], false, "responses_to_request: {v}");
+        assert_eq!(v["model"], "gpt-6-luna", "responses_to_request: {v}");
     }
     if let Ok(out) = responses_upstream::response_to_chat(body, "gpt-6-luna", 1_763_860_000) {
         assert!(

@@ -91,6 +91,25 @@ pub fn chat_as(envoy: &Envoy, key: &str, body: &Value) -> Reply {
     )
 }
 
+/// Puts a catalog model that the catalog dates for later (gpt-6-luna, from
+/// 2027-01-14) in service now.
+pub fn in_service_now(cp: &ControlPlane, model: &str) {
+    let models = cp.admin("GET", "/admin/models", None).json();
+    let mut m = models["models"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|m| m["id"] == model)
+        .cloned()
+        .unwrap_or_else(|| panic!("{model} is not in the catalog"));
+    if let Some(m) = m.as_object_mut() {
+        m.remove("enabled_from");
+    }
+    m["enabled"] = Value::Bool(true);
+    let r = cp.admin("PUT", &format!("/admin/models/{model}"), Some(&m));
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
 /// Creates `tenant` with a key of its own for each of `providers`
 /// (`sk-<tenant>-<provider>`); returns its virtual key.
 pub fn tenant_with_own_keys(cp: &ControlPlane, tenant: &str, providers: &[&str]) -> String {

@@ -408,7 +408,9 @@ fn add_item<'a>(
             Ok(())
         }
         // The model's own reasoning from an earlier turn: other models
-        // cannot read it, and answers do not depend on it.
+        // cannot read it. (Sent to OpenAI's Responses API, the client's
+        // body goes as it is, these included:
+        // `responses_upstream::responses_to_request`.)
         Some("reasoning") => Ok(()),
         Some("item_reference") => bad(format!(
             "input[{i}]: `item_reference` points at a stored item, and aipipe stores nothing: send the item itself"

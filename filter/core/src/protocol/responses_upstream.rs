@@ -12,7 +12,10 @@
 //! The gateway is stateless, so every request says `store: false` (OpenAI
 //! would otherwise keep the conversation for 30 days) and carries the whole
 //! conversation as input items. The answer's reasoning items are not passed
-//! on: a Chat Completions answer has no place for them.
+//! on to a Chat client: a Chat Completions answer has no place for them. A
+//! Responses API client's own request goes as it is
+//! ([`responses_to_request`]), and its answer back untranslated, reasoning
+//! items and all.
 
 use std::borrow::Cow;
 
@@ -316,6 +319,45 @@ enum FormatOut<'a> {
 
 /// The smallest `max_output_tokens` the Responses API takes.
 const MIN_OUTPUT_TOKENS: u64 = 16;
+
+/// A Responses API client's own body for the provider's Responses API, when
+/// its request is sent there (a reasoning model with tools and an effort):
+/// the request as the client wrote it, with `model` named, `store: false`
+/// and `max_output_tokens` at least 16. What the trip through Chat
+/// Completions would lose stays: the reasoning items of earlier turns with
+/// their `encrypted_content` (what lets the model go on from its own
+/// reasoning between tool calls, as Codex and the Agents SDK send them with
+/// `store: false`), `include`, `reasoning.summary`, `truncation`,
+/// `metadata`. A reasoning item without `encrypted_content` names an item
+/// OpenAI would have stored, and a stateless request cannot use it (OpenAI
+/// answers 404): it is left out, as the Chat Completions path leaves out
+/// every reasoning item.
+///
+/// `body` was read by [`super::responses::request_to_chat`] first: what aipipe
+/// refuses of a Responses request (stored items, `previous_response_id`,
+/// hosted tools) is refused there.
+pub fn responses_to_request(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, ApiError> {
+    let Ok(Value::Object(mut req)) = serde_json::from_slice::<Value>(body) else {
+        return bad("the request body must be a JSON object");
+    };
+    req.insert("model".into(), Value::String(upstream_model.into()));
+    req.insert("store".into(), Value::Bool(false));
+    if let Some(Value::Array(items)) = req.get_mut("input") {
+        items.retain(|item| {
+            item.get("type").and_then(Value::as_str) != Some("reasoning")
+                || item.get("encrypted_content").is_some_and(Value::is_string)
+        });
+    }
+    if req
+        .get("max_output_tokens")
+        .and_then(Value::as_u64)
+        .is_some_and(|n| n < MIN_OUTPUT_TOKENS)
+    {
+        req.insert("max_output_tokens".into(), MIN_OUTPUT_TOKENS.into());
+    }
+    serde_json::to_vec(&req)
+        .map_err(|e| ApiError::Internal(format!("writing the Responses request: {e}")))
+}
 
 /// Translates a Chat Completions request body into a Responses API request
 /// body for `upstream_model`.
