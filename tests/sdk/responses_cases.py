@@ -6,8 +6,9 @@
 
 (tests/tests/client_protocols.rs runs the batch form against its own stack).
 
-CASE: plain, stream, tools, stream_tools, reasoning_tools (gpt-6-luna: the
-request and its answer go to and from OpenAI's Responses API as they are).
+CASE: plain, stream, tools, stream_tools, reasoning_tools and
+stream_reasoning_tools (gpt-6-luna: the request and its answer go to and from
+OpenAI's Responses API as they are).
 MODEL: "auto" (routed by complexity) or a catalog id: gpt-4o-mini (the
 provider answers Chat Completions) or claude-opus-4-5 (the filter also
 translates to and from Anthropic Messages) — the SDK must parse both alike.
@@ -123,14 +124,21 @@ def streamed(client, model, prompt, tools=None):
     """Streams a response, checking the event sequence and rebuilding the
     text and the function calls from the deltas."""
     kwargs = {"tools": tools} if tools else {}
-    raw = client.responses.with_raw_response.create(
+    report, _ = stream_events(
+        client,
         model=model,
         instructions=SYSTEM,
         input=[{"role": "user", "content": prompt or GREETING}],
         max_output_tokens=256,
-        stream=True,
         **kwargs,
     )
+    return report
+
+
+def stream_events(client, **create):
+    """Streams one response of `create`'s parameters; its report and the
+    final response object."""
+    raw = client.responses.with_raw_response.create(stream=True, **create)
     headers = aipipe_headers(raw.headers)
     check_event_stream(raw.headers)
     types, text, arguments, added, done_items = [], [], {}, {}, {}
@@ -160,7 +168,7 @@ def streamed(client, model, prompt, tools=None):
         check(done_items[index].arguments == args, f"item {index}: deltas {args!r}, done {done_items[index].arguments!r}")
     report = response_report(final, headers)
     report.update(events=sorted(set(types)), event_count=len(types))
-    return report
+    return report, final
 
 
 def stream(client, model, prompt):
@@ -196,11 +204,12 @@ def tools(client, model, prompt):
     return {"headers": first["headers"], "first": first, "second": second}
 
 
-def reasoning_tools(client, model, prompt):
+def reasoning_tools(client, model, prompt, stream=False):
     """A reasoning model's tool loop as Codex and the Agents SDK run it
     without state on OpenAI: `store: false`, the reasoning returned
     encrypted, and sent back beside the call and its output on the next
-    turn, so the model goes on from its own reasoning."""
+    turn, so the model goes on from its own reasoning. Streamed, as Codex
+    streams, with `stream`."""
     question = [{"role": "user", "content": prompt or WEATHER}]
     ask = dict(
         model=model,
@@ -210,9 +219,12 @@ def reasoning_tools(client, model, prompt):
         store=False,
         max_output_tokens=512,
     )
-    raw = client.responses.with_raw_response.create(input=question, **ask)
-    first_response = raw.parse()
-    first = response_report(first_response, aipipe_headers(raw.headers))
+    if stream:
+        first, first_response = stream_events(client, input=question, **ask)
+    else:
+        raw = client.responses.with_raw_response.create(input=question, **ask)
+        first_response = raw.parse()
+        first = response_report(first_response, aipipe_headers(raw.headers))
     call = check_weather_call(first["tool_calls"], question)
     check(first["encrypted_reasoning"] and all(first["encrypted_reasoning"]), f"no encrypted reasoning: {first['items']}")
     conversation = (
@@ -220,10 +232,17 @@ def reasoning_tools(client, model, prompt):
         + [item.model_dump(exclude_none=True) for item in first_response.output]
         + [{"type": "function_call_output", "call_id": call["call_id"], "output": WEATHER_RESULT}]
     )
-    second = create(client, input=conversation, **ask)
+    if stream:
+        second, _ = stream_events(client, input=conversation, **ask)
+    else:
+        second = create(client, input=conversation, **ask)
     check(second["tool_calls"] == [], f"a second call after the result: {second['tool_calls']}")
     check(second["content"], "no answer after the tool result")
     return {"headers": first["headers"], "first": first, "second": second}
+
+
+def stream_reasoning_tools(client, model, prompt):
+    return reasoning_tools(client, model, prompt, stream=True)
 
 
 CASES = {
@@ -232,6 +251,7 @@ CASES = {
     "tools": tools,
     "stream_tools": stream_tools,
     "reasoning_tools": reasoning_tools,
+    "stream_reasoning_tools": stream_reasoning_tools,
 }
 
 if __name__ == "__main__":

@@ -517,48 +517,82 @@ fn responses_stream_tools(id: &str, model: &str) {
     assert_usage_recorded(&r, model);
 }
 
-/// The reasoning case on a stack of its own: gpt-6-luna is put in service
-/// there before its date, where auto routing would send the other cases'
-/// greetings to it.
-fn reasoning_case() -> Result<Run, String> {
+/// The reasoning cases (case id, script case), whole and streamed.
+const REASONING_CASES: [(&str, &str); 2] = [
+    ("reasoning_tools_luna", "reasoning_tools"),
+    ("stream_reasoning_tools_luna", "stream_reasoning_tools"),
+];
+
+/// The reasoning cases on a stack of their own: gpt-6-luna is put in
+/// service there before its date, where auto routing would send the other
+/// cases' greetings to it.
+fn reasoning_batches() -> &'static Result<Batches, String> {
+    static BATCHES: OnceLock<Result<Batches, String>> = OnceLock::new();
+    BATCHES.get_or_init(|| caught("the reasoning cases", run_reasoning_batches))
+}
+
+fn run_reasoning_batches() -> Result<Batches, String> {
     let python = python()?;
     let cp = ControlPlane::start();
     let mock = Mock::start();
     let envoy = envoy_polling(&mock, "{}", cp.internal_port, &cp.internal_token);
     in_service_now(&cp, LUNA);
-    let (client, id) = (Client::Responses, "reasoning_tools_luna");
-    let tenant = client.tenant(id);
-    let key = tenant_with_own_keys(&cp, &tenant, &["openai"]);
-    if !tenants_served(&cp, &envoy) {
-        return Err("the routing table with the test tenant never reached Envoy".into());
+    let client = Client::Responses;
+    let mut specs = Vec::new();
+    for (id, case) in REASONING_CASES {
+        let key = tenant_with_own_keys(&cp, &client.tenant(id), &["openai"]);
+        let mut spec = spec(id, case, LUNA, None);
+        spec["key"] = json!(key);
+        specs.push(spec);
     }
-    let mut spec = spec(id, "reasoning_tools", LUNA, None);
-    spec["key"] = json!(key);
-    let scripts = vec![(client.script(), vec![spec])];
+    if !tenants_served(&cp, &envoy) {
+        return Err("the routing table with the test tenants never reached Envoy".into());
+    }
+    let scripts = vec![(client.script(), specs)];
     let batch = Batch::run(&python, scripts, "vk-unused", &envoy, &mock, BATCH_PATIENCE)?;
-    let case = batch.case(client.script(), id);
-    let served = case.upstream.len() as u64;
+    // Two requests a case, each with its usage record.
     let stats = eventually(Duration::from_secs(20), || {
-        let st = tenant_stats(&cp, &tenant);
-        (st["totals"]["requests"].as_u64() == Some(served)).then_some(st)
+        let mut all = HashMap::new();
+        for (id, _) in REASONING_CASES {
+            let tenant = client.tenant(id);
+            let st = tenant_stats(&cp, &tenant);
+            if st["totals"]["requests"].as_u64() != Some(2) {
+                return None;
+            }
+            all.insert(tenant, st);
+        }
+        Some(all)
     })
-    .unwrap_or_else(|| tenant_stats(&cp, &tenant));
-    Ok(Run {
-        case,
-        stats,
-        tenant,
-    })
+    .unwrap_or_else(|| {
+        REASONING_CASES
+            .iter()
+            .map(|(id, _)| {
+                let tenant = client.tenant(id);
+                (tenant.clone(), tenant_stats(&cp, &tenant))
+            })
+            .collect()
+    });
+    Ok(Batches { batch, stats })
 }
 
-/// A reasoning model's tool loop without state, as Codex runs it: the
-/// client's request goes to OpenAI's Responses API as the client wrote it
-/// (model named, `store: false`) and the answer comes back as OpenAI sent
-/// it, so the reasoning the client got back encrypted reaches the model
-/// again beside the call and its output. (Through Chat Completions both
-/// directions dropped it.)
-#[test]
-fn responses_reasoning_items_go_back_to_gpt_6_luna_with_the_tool_output() {
-    let r = caught("the reasoning case", reasoning_case).unwrap_or_else(|e| panic!("{e}"));
+/// A reasoning model's tool loop without state, as Codex runs it (whole or
+/// streamed): the client's request goes to OpenAI's Responses API as the
+/// client wrote it (model named, `store: false`) and the answer comes back
+/// as OpenAI sent it, so the reasoning the client got back encrypted reaches
+/// the model again beside the call and its output. (Through Chat
+/// Completions both directions dropped it.)
+fn assert_reasoning_round_trip(id: &str, stream: bool) {
+    let batches = match reasoning_batches() {
+        Ok(batches) => batches,
+        Err(e) => panic!("{e}"),
+    };
+    let client = Client::Responses;
+    let tenant = client.tenant(id);
+    let r = Run {
+        case: batches.batch.case(client.script(), id),
+        stats: batches.stats.get(&tenant).cloned().unwrap_or(Value::Null),
+        tenant,
+    };
     assert_answered_by(&r, "openai", LUNA, "explicit");
     let first = &r.out["first"];
     assert_eq!(
@@ -580,6 +614,7 @@ fn responses_reasoning_items_go_back_to_gpt_6_luna_with_the_tool_output() {
             "{got}"
         );
         assert_eq!(got["model"], LUNA, "{got}");
+        assert_eq!(got["stream"], stream, "{got}");
         let body = &got["body"];
         assert_eq!(body["store"], false, "{got}");
         assert_eq!(body["include"], json!(["reasoning.encrypted_content"]));
@@ -609,8 +644,26 @@ fn responses_reasoning_items_go_back_to_gpt_6_luna_with_the_tool_output() {
     assert_mock_text(&second["content"], "openai", LUNA);
     for (answer, got) in [first, second].into_iter().zip(&r.upstream) {
         assert_responses_usage(&answer["usage"], got);
+        if stream {
+            // OpenAI's events as they are, the reasoning item's among them.
+            let events = answer["events"].as_array().unwrap();
+            assert!(
+                events.contains(&json!("response.output_item.done")),
+                "{answer}"
+            );
+        }
     }
     assert_usage_recorded(&r, LUNA);
+}
+
+#[test]
+fn responses_reasoning_items_go_back_to_gpt_6_luna_with_the_tool_output() {
+    assert_reasoning_round_trip("reasoning_tools_luna", false);
+}
+
+#[test]
+fn responses_streamed_reasoning_items_go_back_to_gpt_6_luna_with_the_tool_output() {
+    assert_reasoning_round_trip("stream_reasoning_tools_luna", true);
 }
 
 #[test]
