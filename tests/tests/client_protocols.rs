@@ -149,54 +149,60 @@ struct Batches {
 
 fn batches() -> &'static Result<Batches, String> {
     static BATCHES: OnceLock<Result<Batches, String>> = OnceLock::new();
-    BATCHES.get_or_init(|| caught("the client batches", run_batches))
+    BATCHES.get_or_init(|| {
+        let cases: Vec<_> = CLIENTS
+            .iter()
+            .flat_map(|&client| client.cases().into_iter().map(move |c| (client, c)))
+            .collect();
+        caught("the client batches", || {
+            run_batches(&cases, &["openai", "anthropic"], |_| {})
+        })
+    })
 }
 
-/// Starts the stack, gives every case its tenant, runs both scripts, waits
-/// until every case's usage is stored, stops the stack.
-fn run_batches() -> Result<Batches, String> {
+/// One case of a client's script: (client, (case id, script case, model,
+/// prompt)).
+type ClientCase = (
+    Client,
+    (String, &'static str, &'static str, Option<&'static str>),
+);
+
+/// Starts the stack, runs `setup` on its control plane, gives every case its
+/// tenant (with keys for `providers`), runs the scripts, waits until every
+/// case's usage is stored, stops the stack.
+fn run_batches(
+    cases: &[ClientCase],
+    providers: &[&str],
+    setup: fn(&ControlPlane),
+) -> Result<Batches, String> {
     let python = python()?;
     let cp = ControlPlane::start();
     let mock = Mock::start();
     let envoy = envoy_polling(&mock, "{}", cp.internal_port, &cp.internal_token);
-    let mut keys = HashMap::new();
-    for client in CLIENTS {
-        for (id, ..) in client.cases() {
-            let tenant = client.tenant(&id);
-            let key = tenant_with_own_keys(&cp, &tenant, &["openai", "anthropic"]);
-            keys.insert(tenant, key);
+    setup(&cp);
+    let mut scripts: Vec<(&'static str, Vec<Value>)> = Vec::new();
+    for (client, (id, case, model, prompt)) in cases {
+        let key = tenant_with_own_keys(&cp, &client.tenant(id), providers);
+        let mut spec = spec(id, case, model, *prompt);
+        spec["key"] = json!(key);
+        match scripts.iter_mut().find(|(s, _)| *s == client.script()) {
+            Some((_, specs)) => specs.push(spec),
+            None => scripts.push((client.script(), vec![spec])),
         }
     }
     if !tenants_served(&cp, &envoy) {
         return Err("the routing table with the test tenants never reached Envoy".into());
     }
-
-    let scripts = CLIENTS
-        .iter()
-        .map(|&client| {
-            let specs = client
-                .cases()
-                .iter()
-                .map(|(id, case, model, prompt)| {
-                    let mut spec = spec(id, case, model, *prompt);
-                    spec["key"] = json!(keys[&client.tenant(id)]);
-                    spec
-                })
-                .collect();
-            (client.script(), specs)
-        })
-        .collect();
     // Each case names its own key; this one is never used.
     let batch = Batch::run(&python, scripts, "vk-unused", &envoy, &mock, BATCH_PATIENCE)?;
 
     // Each case's records, stored: as many as the requests the mock got.
-    let expected: Vec<(String, usize)> = CLIENTS
+    let expected: Vec<(String, usize)> = cases
         .iter()
-        .flat_map(|&client| client.cases().into_iter().map(move |(id, ..)| (client, id)))
-        .filter_map(|(client, id)| {
-            let line = batch.line(client.script(), &id)?;
+        .filter_map(|(client, (id, ..))| {
+            let line = batch.line(client.script(), id)?;
             let n = line["upstream"].as_array().map_or(0, Vec::len);
-            (n > 0).then(|| (client.tenant(&id), n))
+            (n > 0).then(|| (client.tenant(id), n))
         })
         .collect();
     let stats = eventually(Duration::from_secs(20), || {
@@ -236,7 +242,12 @@ impl Deref for Run {
 /// The result of case `id` of `client`'s script; panics with the script's
 /// message (and the filter's log lines) if the case failed.
 fn run(client: Client, id: &str) -> Run {
-    let batches = match batches() {
+    run_in(batches(), client, id)
+}
+
+/// [`run`] from `batches`.
+fn run_in(batches: &Result<Batches, String>, client: Client, id: &str) -> Run {
+    let batches = match batches {
         Ok(batches) => batches,
         Err(e) => panic!("{e}"),
     };
@@ -528,51 +539,15 @@ const REASONING_CASES: [(&str, &str); 2] = [
 /// cases' greetings to it.
 fn reasoning_batches() -> &'static Result<Batches, String> {
     static BATCHES: OnceLock<Result<Batches, String>> = OnceLock::new();
-    BATCHES.get_or_init(|| caught("the reasoning cases", run_reasoning_batches))
-}
-
-fn run_reasoning_batches() -> Result<Batches, String> {
-    let python = python()?;
-    let cp = ControlPlane::start();
-    let mock = Mock::start();
-    let envoy = envoy_polling(&mock, "{}", cp.internal_port, &cp.internal_token);
-    in_service_now(&cp, LUNA);
-    let client = Client::Responses;
-    let mut specs = Vec::new();
-    for (id, case) in REASONING_CASES {
-        let key = tenant_with_own_keys(&cp, &client.tenant(id), &["openai"]);
-        let mut spec = spec(id, case, LUNA, None);
-        spec["key"] = json!(key);
-        specs.push(spec);
-    }
-    if !tenants_served(&cp, &envoy) {
-        return Err("the routing table with the test tenants never reached Envoy".into());
-    }
-    let scripts = vec![(client.script(), specs)];
-    let batch = Batch::run(&python, scripts, "vk-unused", &envoy, &mock, BATCH_PATIENCE)?;
-    // Two requests a case, each with its usage record.
-    let stats = eventually(Duration::from_secs(20), || {
-        let mut all = HashMap::new();
-        for (id, _) in REASONING_CASES {
-            let tenant = client.tenant(id);
-            let st = tenant_stats(&cp, &tenant);
-            if st["totals"]["requests"].as_u64() != Some(2) {
-                return None;
-            }
-            all.insert(tenant, st);
-        }
-        Some(all)
-    })
-    .unwrap_or_else(|| {
-        REASONING_CASES
+    BATCHES.get_or_init(|| {
+        let cases: Vec<ClientCase> = REASONING_CASES
             .iter()
-            .map(|(id, _)| {
-                let tenant = client.tenant(id);
-                (tenant.clone(), tenant_stats(&cp, &tenant))
-            })
-            .collect()
-    });
-    Ok(Batches { batch, stats })
+            .map(|&(id, case)| (Client::Responses, (id.to_owned(), case, LUNA, None)))
+            .collect();
+        caught("the reasoning cases", || {
+            run_batches(&cases, &["openai"], |cp| in_service_now(cp, LUNA))
+        })
+    })
 }
 
 /// A reasoning model's tool loop without state, as Codex runs it (whole or
@@ -582,17 +557,7 @@ fn run_reasoning_batches() -> Result<Batches, String> {
 /// the model again beside the call and its output. (Through Chat
 /// Completions both directions dropped it.)
 fn assert_reasoning_round_trip(id: &str, stream: bool) {
-    let batches = match reasoning_batches() {
-        Ok(batches) => batches,
-        Err(e) => panic!("{e}"),
-    };
-    let client = Client::Responses;
-    let tenant = client.tenant(id);
-    let r = Run {
-        case: batches.batch.case(client.script(), id),
-        stats: batches.stats.get(&tenant).cloned().unwrap_or(Value::Null),
-        tenant,
-    };
+    let r = run_in(reasoning_batches(), Client::Responses, id);
     assert_answered_by(&r, "openai", LUNA, "explicit");
     let first = &r.out["first"];
     assert_eq!(
