@@ -126,12 +126,12 @@ pub async fn refit(state: &AppState, tenant: &str) -> Result<Option<FittedRouter
     let drop = labelled.len().saturating_sub(MAX_FIT_EXAMPLES);
     labelled.drain(..drop);
     let version = model.version;
-    let learner = state.clone();
+    let app = state.clone();
     // Everything below reads requests and fits: seconds of CPU on a new
     // model (the background's features), so off the async runtime's threads.
     let fitted = tokio::task::spawn_blocking(move || {
         let scorer = &built.table.scorer;
-        let background = learner.learner.background(&model, scorer);
+        let background = app.learner.background(&model, scorer);
         let examples: Vec<Example> = labelled
             .into_iter()
             .filter_map(|l| {
