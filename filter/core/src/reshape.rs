@@ -179,6 +179,13 @@ impl Reshape {
     }
 
     pub fn new(s: Shape<'_>) -> Self {
+        // A non-Chat client answered in its own protocol (an Anthropic
+        // client by Anthropic, a Responses client by the Responses API) gets
+        // the answer as it is: a Responses answer's reasoning items with
+        // their `encrypted_content` reach the client for its next turn.
+        if s.client == s.provider && s.client != Protocol::Chat {
+            return Self::none();
+        }
         let model = s.model.to_owned();
         // Most answers need no leg: no allocation for them.
         let mut legs = Vec::new();
@@ -187,7 +194,7 @@ impl Reshape {
         // chunk: the next leg reads it.
         let include_usage = s.client != Protocol::Chat || s.include_usage;
         match s.provider {
-            Protocol::Messages if s.client != Protocol::Messages => {
+            Protocol::Messages => {
                 legs.push(Leg::MessagesToChat {
                     model: model.clone(),
                     created: s.created,
@@ -196,15 +203,13 @@ impl Reshape {
                         .then(|| StreamTranslator::new(s.model, s.created, include_usage)),
                 });
             }
-            Protocol::Responses if s.client != Protocol::Responses => {
-                legs.push(Leg::ResponsesToChat {
-                    model: model.clone(),
-                    created: s.created,
-                    stream: s
-                        .stream
-                        .then(|| ResponsesToChatStream::new(s.model, s.created, include_usage)),
-                })
-            }
+            Protocol::Responses => legs.push(Leg::ResponsesToChat {
+                model: model.clone(),
+                created: s.created,
+                stream: s
+                    .stream
+                    .then(|| ResponsesToChatStream::new(s.model, s.created, include_usage)),
+            }),
             _ => {}
         }
         match s.client {
@@ -212,14 +217,10 @@ impl Reshape {
                 legs.push(Leg::HideUsage(UsageStripper::default()));
             }
             Protocol::Chat => {}
-            Protocol::Messages if s.provider == Protocol::Messages => {}
             Protocol::Messages => legs.push(Leg::ChatToMessages {
                 stream: s.stream.then(|| ChatToMessagesStream::new(s.model)),
                 model,
             }),
-            // The Responses API's answer as it is: its reasoning items with
-            // their `encrypted_content` reach the client for its next turn.
-            Protocol::Responses if s.provider == Protocol::Responses => {}
             Protocol::Responses => legs.push(Leg::ChatToResponses {
                 stream: s
                     .stream
