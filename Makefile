@@ -31,7 +31,7 @@ NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_p
 	--test control_plane --test rate_limits --test global_rate_limit --test budgets --test policy --test configs --test stop --test reload \
 	--test metrics --test tenant_routing --test evals --test scheduled_prices --test retirements
 
-.PHONY: all help demo demo-ha compose-env ways-tools test future bench flow-bench soak scale train-router routing-report fuzz wasm wasm-floor native native-probe native-floor bins tools lint unit integration clean dashboard-vendor
+.PHONY: all help demo demo-ha compose-env ways-tools peers test future bench flow-bench soak scale train-router routing-report fuzz wasm wasm-floor native native-probe native-floor bins tools lint unit integration clean dashboard-vendor
 
 all: wasm
 
@@ -106,6 +106,25 @@ $(ISTIO_SCHEMAS): tests/istio/package.json tests/istio/package-lock.json
 	mkdir -p .node && cp tests/istio/package.json tests/istio/package-lock.json .node/
 	cd .node && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
+
+# The peers make bench measures beside aipipe (tests/README.md, "Peers"):
+# LiteLLM's proxy from PyPI and Portkey's gateway from npm, each pinned with
+# everything it installs, in .peers/ (never in .venv: LiteLLM pins its own
+# openai and others). Not needed by make test.
+PEERS_PY := .peers/venv/.stamp
+PEERS_JS := .peers/node/.stamp
+$(PEERS_PY): tests/peers/requirements.txt
+	python3 -m venv .peers/venv
+	.peers/venv/bin/pip install --quiet --disable-pip-version-check -r tests/peers/requirements.txt
+	@touch $@
+$(PEERS_JS): tests/peers/package.json tests/peers/package-lock.json
+	command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm; }
+	mkdir -p .peers/node && cp tests/peers/package.json tests/peers/package-lock.json .peers/node/
+	cd .peers/node && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+## peers: install the gateways make bench compares with (LiteLLM proxy, Portkey gateway) into .peers/
+peers: $(PEERS_PY) $(PEERS_JS)
 
 ## ways-tools: what the compose, snippet and Istio tests check with (pinned, project-local)
 ways-tools: $(WAYS_PY) $(ISTIO_SCHEMAS)
@@ -206,10 +225,6 @@ compose-env:
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	@touch $@
 
-# The control plane's bench runs on SQLite, then on a throwaway PostgreSQL
-# server when PostgreSQL's binaries are installed (make .postgresql.stamp), its stats
-# over 1,000,000 records (10,000,000 at its ~3,000 records/s would take ~50 min).
-## bench: throughput and latency against plain Envoy in the same run, then the control plane's
 # The Wasm floor (tests/wasm-floor): a proxy-wasm filter that only holds and
 # reads the request body, which make bench measures beside the filter.
 wasm-floor: .wasm-target.stamp
@@ -226,7 +241,11 @@ flow-bench: .wasm-target.stamp
 	target/release/flow-bench
 	node --no-warnings tests/flow-bench/flow-bench.mjs target/wasm32-wasip1/release/flow-bench.wasm
 
-bench: tools wasm wasm-floor native native-floor bins .wrk.stamp
+# The control plane's bench runs on SQLite, then on a throwaway PostgreSQL
+# server when PostgreSQL's binaries are installed (make .postgresql.stamp), its stats
+# over 1,000,000 records (10,000,000 at its ~3,000 records/s would take ~50 min).
+## bench: throughput and latency against plain Envoy in the same run, beside LiteLLM and Portkey; then the control plane's ingest and stats
+bench: tools wasm wasm-floor native native-floor bins .wrk.stamp peers
 	target/release/bench
 	target/release/aipipe-cp-bench
 	@if [ -n "$$AIPIPE_PG_BIN" ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \

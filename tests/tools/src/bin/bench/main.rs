@@ -42,6 +42,8 @@
 // reason rather than print numbers: panicking with a message is the point.
 #![allow(clippy::panic)]
 
+mod peers;
+
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -174,13 +176,34 @@ fn cpu_seconds(pid: u32) -> f64 {
     (tick(11) + tick(12)) / ticks
 }
 
-/// A throughput run that also reads the Envoy's CPU: µs of Envoy CPU per
+/// What a throughput run can aim at: an Envoy, or a peer gateway
+/// (`peers.rs`). Its process's CPU is read around each run.
+trait Target {
+    fn port(&self) -> u16;
+    fn pid(&self) -> u32;
+}
+
+impl Target for Envoy {
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+}
+
+/// A throughput run that also reads the target's CPU: µs of its CPU per
 /// request, which the other processes on this machine (wrk, the mock, other
 /// builds) do not move the way they move requests per second.
-fn wrk_cpu(envoy: &Envoy, script: &std::path::Path, connections: u64, seconds: u64) -> (Run, f64) {
-    let pid = envoy.process.pid();
+fn wrk_cpu<T: Target + ?Sized>(
+    target: &T,
+    script: &std::path::Path,
+    connections: u64,
+    seconds: u64,
+) -> (Run, f64) {
+    let pid = target.pid();
     let before = cpu_seconds(pid);
-    let run = wrk(envoy.port, script, connections, seconds);
+    let run = wrk(target.port(), script, connections, seconds);
     let used = cpu_seconds(pid) - before;
     let per = if run.requests > 0.0 {
         used * 1e6 / run.requests
@@ -191,9 +214,7 @@ fn wrk_cpu(envoy: &Envoy, script: &std::path::Path, connections: u64, seconds: u
 }
 
 /// One round of throughput runs over N Envoys: requests per second and
-/// Envoy CPU µs per request of each, in `envoys`' order. Each round starts
-/// with another Envoy, so none always runs first (or last) on a machine
-/// whose speed drifts.
+/// Envoy CPU µs per request of each, in `envoys`' order.
 fn rotated_round<const N: usize>(
     envoys: [&Envoy; N],
     script: &std::path::Path,
@@ -201,12 +222,34 @@ fn rotated_round<const N: usize>(
     seconds: u64,
     round: u64,
 ) -> ([f64; N], [f64; N]) {
-    let (mut rps, mut us) = ([0.0f64; N], [0.0f64; N]);
-    for k in 0..N {
-        let i = (k + round as usize) % N;
-        let (run, per) = wrk_cpu(envoys[i], script, connections, seconds);
-        rps[i] = run.rps;
-        us[i] = per;
+    let targets = envoys.map(|e| (e as &dyn Target, script));
+    let (rps, us) = rotated_runs(&targets, connections, seconds, round);
+    let at = |v: &[f64], i: usize| v.get(i).copied().unwrap_or(f64::NAN);
+    (
+        std::array::from_fn(|i| at(&rps, i)),
+        std::array::from_fn(|i| at(&us, i)),
+    )
+}
+
+/// One round of throughput runs over any targets, each with its own request
+/// script: requests per second and CPU µs per request of each, in
+/// `targets`' order. Each round starts with another target, so none always
+/// runs first (or last) on a machine whose speed drifts.
+fn rotated_runs(
+    targets: &[(&dyn Target, &std::path::Path)],
+    connections: u64,
+    seconds: u64,
+    round: u64,
+) -> (Vec<f64>, Vec<f64>) {
+    let n = targets.len();
+    let (mut rps, mut us) = (vec![f64::NAN; n], vec![f64::NAN; n]);
+    for k in 0..n {
+        let i = (k + round as usize) % n;
+        if let Some(&(target, script)) = targets.get(i) {
+            let (run, per) = wrk_cpu(target, script, connections, seconds);
+            rps[i] = run.rps;
+            us[i] = per;
+        }
     }
     (rps, us)
 }
@@ -225,17 +268,38 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn write_script(dir: &TempDir, name: &str, body: &str) -> std::path::PathBuf {
+    // The same request for both Envoys: plain Envoy routes on the cluster
+    // header; the filter strips it and sets its own.
+    write_script_with(
+        dir,
+        name,
+        body,
+        &[
+            ("Authorization", &format!("Bearer {KEY}")),
+            ("x-aipipe-cluster", "openai"),
+            ("Host", "api.openai.com"),
+        ],
+    )
+}
+
+/// A wrk script that POSTs `body` as JSON with `headers`.
+fn write_script_with(
+    dir: &TempDir,
+    name: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> std::path::PathBuf {
     let body_path = dir.path().join(format!("{name}.json"));
     fs::write(&body_path, body).unwrap_or_else(|e| panic!("{e}"));
     let script = dir.path().join(format!("{name}.lua"));
-    // The same request for both Envoys: plain Envoy routes on the cluster
-    // header; the filter strips it and sets its own.
-    let lua = format!(
+    let mut lua = format!(
         "local f = io.open(\"{}\", \"rb\")\nwrk.method = \"POST\"\nwrk.body = f:read(\"*a\")\nf:close()\n\
-         wrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {KEY}\"\n\
-         wrk.headers[\"x-aipipe-cluster\"] = \"openai\"\nwrk.headers[\"Host\"] = \"api.openai.com\"\n",
+         wrk.headers[\"Content-Type\"] = \"application/json\"\n",
         body_path.display()
     );
+    for (name, value) in headers {
+        lua.push_str(&format!("wrk.headers[\"{name}\"] = \"{value}\"\n"));
+    }
     fs::write(&script, lua).unwrap_or_else(|e| panic!("{e}"));
     script
 }
@@ -988,6 +1052,13 @@ fn main() {
     let filtered = Envoy::start_rendered("demo.yaml", mock.port, Some(config.clone()), true, 1);
     track(filtered.process.pid());
     let native = start_envoy(FilterBuild::Native, mock.port, Some(&config), |y| y);
+    // `--peers-only`: the peers' section (peers.rs) and nothing else.
+    if std::env::args().any(|a| a == "--peers-only") {
+        let dir = TempDir::new("bench");
+        let knobs = (seconds, pairs, connections);
+        peers::run([&plain, &native, &filtered], mock.port, &dir, &sizes, knobs);
+        return;
+    }
     let buffered = start_envoy(FilterBuild::Wasm, mock.port, None, with_buffer_filter);
     let floor = start_envoy(FilterBuild::Wasm, mock.port, None, with_wasm_floor);
     let native_floor = start_native_floor(mock.port, &config);
@@ -1169,6 +1240,13 @@ fn main() {
     drop(buffered);
     drop(floor);
     drop(native_floor);
+    peers::run(
+        [&plain, &native, &filtered],
+        mock.port,
+        &dir,
+        &sizes,
+        (seconds, pairs, connections),
+    );
 
     // The trained router model vs the heuristic alone: the same bootstrap
     // table with and without `router_model: "builtin"`, on a body both send
