@@ -29,6 +29,9 @@
 //! ready to redirect costs a stream that does not fail: its first byte
 //! through both (`stream_ttft_ms_*`).
 //!
+//! Then the peers (`peers.rs`): LiteLLM's proxy and Portkey's gateway on the
+//! same mock, in rotated rounds beside plain Envoy and both builds.
+//!
 //! Environment: `AIPIPE_BENCH_SECONDS` (per run, default 5), `AIPIPE_BENCH_PAIRS`
 //! (default 5), `AIPIPE_BENCH_CONNECTIONS` (throughput runs, default 32),
 //! `AIPIPE_BENCH_TTFT_REQUESTS` (each way, default 200),
