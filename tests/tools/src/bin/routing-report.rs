@@ -10,6 +10,10 @@
 //!
 //! `--verbose` lists every miss with its signals; `--split holdout` or
 //! `--split tuning` limits the listing.
+//! `--dump FILE` writes the trained model's prediction for every row, one
+//! tab-separated line each: id, group, split, band, category, predicted
+//! tier, predicted category, complexity (per-stem analyses, e.g. against a
+//! second labeller).
 //!
 //! Then, on the corpus's test split (tests/fixtures/routing/RUBRIC.md,
 //! "Splits"), the old heuristic and the trained classifier
@@ -382,6 +386,13 @@ fn main() {
         tune(&raw_reqs);
         return;
     }
+    if let Some(path) = args
+        .iter()
+        .position(|a| a == "--dump")
+        .and_then(|i| args.get(i + 1))
+    {
+        dump(path, &items);
+    }
     let (mut tuning, mut holdout, mut all) = (Tally::default(), Tally::default(), Tally::default());
     let mut by_band: BTreeMap<&str, (usize, usize, f64)> = BTreeMap::new();
     let mut misses = Vec::new();
@@ -497,6 +508,29 @@ const HOLDOUT_STEMS: &str = "holdout";
 
 /// The round a stem was written in (`aipipe_tests::stem_round`), the
 /// first round's counted with round 2's (every stem before round 3).
+/// `--dump FILE`: the trained model's prediction for every row it scored.
+fn dump(path: &str, items: &[Item]) {
+    let mut out = String::new();
+    for item in items {
+        let Some(p) = &item.prediction else { continue };
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{:.3}\n",
+            item.id,
+            item.group,
+            item.split,
+            item.band,
+            item.category.map_or("?", |c| c.name()),
+            p.tier.name(),
+            p.category.name(),
+            p.complexity,
+        ));
+    }
+    if let Err(e) = fs::write(path, out) {
+        eprintln!("routing-report: {path}: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn round_of(group: &str) -> u8 {
     aipipe_tests::stem_round(group).unwrap_or(2).max(2)
 }
