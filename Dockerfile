@@ -6,7 +6,7 @@
 #   control-plane   the control plane (admin :8082, internal :8083), SQLite in /data
 #   mock-provider   the mock LLM providers (:18000) and `demo-seed`, which seeds
 #                   the demo tenant as `make demo` does
-#   envoy           the official Envoy 1.40 image with filter.wasm and
+#   envoy           the official Envoy 1.40 image with filter.wasm, upstream.wasm and
 #                   envoy/compose.yaml, laid out as in the repository
 #
 # Base images are pinned by version tag (add `@sha256:` digests for
@@ -14,7 +14,7 @@
 # non-root user. tests/tests/compose.rs lints this file with hadolint and
 # checks the pins and users.
 
-# ---- build: the native binaries and filter.wasm -------------------------------
+# ---- build: the native binaries and the Wasm modules --------------------------
 FROM rust:1.95.0-bookworm AS build
 WORKDIR /src
 # The toolchain, its components and the wasm32-wasip1 target come from
@@ -24,11 +24,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --locked --release -p aipipe-control-plane -p aipipe-tests \
         --bin aipipe-control-plane --bin mock-provider --bin demo-seed --bin envoy-graceful \
-    && cargo build --locked --release --target wasm32-wasip1 -p aipipe-proxy-wasm \
+    && cargo build --locked --release --target wasm32-wasip1 -p aipipe-proxy-wasm -p aipipe-upstream-wasm \
     && mkdir -p /out/bin /out/data \
     && cp target/release/aipipe-control-plane target/release/mock-provider \
         target/release/demo-seed target/release/envoy-graceful /out/bin/ \
-    && cp target/wasm32-wasip1/release/filter.wasm /out/filter.wasm
+    && cp target/wasm32-wasip1/release/filter.wasm target/wasm32-wasip1/release/upstream.wasm /out/
 
 # ---- runtime: Debian 12 (the builder's glibc), an unprivileged user ----------
 # The binaries need only glibc and libgcc (SQLite is compiled in). Pinned to a
@@ -61,7 +61,7 @@ FROM envoyproxy/envoy:v1.40.0 AS envoy
 # The repository's layout: envoy/compose.yaml names the module by the same
 # relative path as envoy/demo.yaml.
 WORKDIR /aipipe
-COPY --from=build /out/filter.wasm /aipipe/target/wasm32-wasip1/release/filter.wasm
+COPY --from=build /out/filter.wasm /out/upstream.wasm /aipipe/target/wasm32-wasip1/release/
 # Envoy exits at once on SIGTERM (a container stop), with the usage its filter
 # still holds; envoy-graceful runs it as a child and drains it first
 # (tests/src/bin/envoy-graceful.rs).

@@ -131,9 +131,9 @@ ways-tools: $(WAYS_PY) $(ISTIO_SCHEMAS)
 
 ## ---- build ----------------------------------------------------------------
 
-## wasm: build filter.wasm (target/wasm32-wasip1/release/filter.wasm)
+## wasm: build filter.wasm and upstream.wasm (target/wasm32-wasip1/release/)
 wasm: .wasm-target.stamp
-	$(CARGO) build --release --target wasm32-wasip1 -p aipipe-proxy-wasm
+	$(CARGO) build --release --target wasm32-wasip1 -p aipipe-proxy-wasm -p aipipe-upstream-wasm
 
 ## native: build the native dynamic module (target/native/libaipipe_native.so)
 # Profile `native`: release, but a panic unwinds so that every hook can catch
@@ -164,7 +164,7 @@ bins:
 lint: .wasm-target.stamp
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy -p aipipe-proxy-wasm -p aipipe-wasm-floor --target wasm32-wasip1 -- -D warnings
+	$(CARGO) clippy -p aipipe-proxy-wasm -p aipipe-upstream-wasm -p aipipe-wasm-floor --target wasm32-wasip1 -- -D warnings
 
 ## unit: every crate's tests that need no Envoy, natively (the request flow runs on a fake host)
 unit: .postgresql.stamp

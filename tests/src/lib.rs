@@ -37,6 +37,12 @@ pub fn wasm_path() -> PathBuf {
     )
 }
 
+/// The upstream filter's module (`upstream.wasm`, filter/upstream-wasm), which
+/// the Wasm build's configs load beside filter.wasm.
+pub fn upstream_wasm_path() -> PathBuf {
+    repo_root().join("target/wasm32-wasip1/release/upstream.wasm")
+}
+
 /// Which build of the filter Envoy loads: the Wasm module (the default,
 /// what Istio and sandboxed meshes load) or the native dynamic module.
 /// `AIPIPE_FILTER=native|wasm` chooses for the integration tests, the
@@ -605,11 +611,18 @@ pub fn render_envoy_config_as(build: FilterBuild, file: &str, c: &EnvoyConfig) -
         &format!("port_value: {} }}", c.upstream_port),
     );
     match build {
-        FilterBuild::Wasm => replace(
-            &mut yaml,
-            "filename: target/wasm32-wasip1/release/filter.wasm",
-            &format!("filename: {}", wasm_path().display()),
-        ),
+        FilterBuild::Wasm => {
+            replace(
+                &mut yaml,
+                "filename: target/wasm32-wasip1/release/filter.wasm",
+                &format!("filename: {}", wasm_path().display()),
+            );
+            replace(
+                &mut yaml,
+                "filename: target/wasm32-wasip1/release/upstream.wasm",
+                &format!("filename: {}", upstream_wasm_path().display()),
+            );
+        }
         FilterBuild::Native => replace(
             &mut yaml,
             "filename: target/native/libaipipe_native.so",

@@ -107,6 +107,58 @@ fn a_bad_plugin_configuration_is_refused_naming_the_field() {
     );
 }
 
+/// `filter.wasm` and `upstream.wasm` each serve their own roles: a config
+/// that loads one for the other's is refused at validation, naming the
+/// module to use, rather than running a filter that does nothing.
+#[test]
+fn each_wasm_module_refuses_the_other_ones_role() {
+    let yaml = aipipe_tests::render_envoy_config(
+        "demo.yaml",
+        &aipipe_tests::EnvoyConfig {
+            listener_port: 10000,
+            admin_port: 9901,
+            upstream_port: 18000,
+            plugin_config: None,
+            with_filter: true,
+            control_plane: None,
+        },
+    );
+    let (filter, upstream) = (
+        wasm_path().display().to_string(),
+        aipipe_tests::upstream_wasm_path().display().to_string(),
+    );
+    assert!(yaml.contains(&filter) && yaml.contains(&upstream));
+    let refuses = |yaml: &str, module: &str, message: &str| {
+        let dir = aipipe_tests::TempDir::new("swapped");
+        let path = dir.path().join("swapped.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let out = Command::new(envoy_binary())
+            .args(["--mode", "validate", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !out.status.success(),
+            "{module} took the other role:\n{log}"
+        );
+        assert!(log.contains(message), "{module}: {log}");
+    };
+    // The upstream filter on filter.wasm (the clusters load first) ...
+    refuses(
+        &yaml.replace(&upstream, &filter),
+        "filter.wasm",
+        "root id aipipe_upstream is upstream.wasm's",
+    );
+    // ... and the listener's filter on upstream.wasm.
+    refuses(
+        &yaml.replace(&filter, &upstream),
+        "upstream.wasm",
+        "upstream.wasm serves only root id aipipe_upstream",
+    );
+}
+
 /// The lines of cluster `name` in `yaml`: from `  - name: <name>` to the
 /// next item at that indentation.
 fn cluster_block<'a>(yaml: &'a str, name: &str) -> Option<&'a str> {

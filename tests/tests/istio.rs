@@ -14,7 +14,7 @@ mod common;
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use aipipe_tests::{TempDir, repo_root, wasm_path};
+use aipipe_tests::{TempDir, repo_root, upstream_wasm_path, wasm_path};
 use common::ways::{envoy_validates, tool, yaml, yaml_docs};
 use serde_json::{Value, json};
 
@@ -278,10 +278,16 @@ fn gateway_config() -> Value {
 fn the_envoy_config_the_istio_patches_amount_to_validates() {
     assert!(wasm_path().exists(), "run `make wasm` first");
     // The module is an image volume of the gateway pod; here, the build's.
-    let text = gateway_config().to_string().replace(
-        "/var/lib/aipipe/filter.wasm",
-        &wasm_path().to_string_lossy(),
-    );
+    let text = gateway_config()
+        .to_string()
+        .replace(
+            "/var/lib/aipipe/filter.wasm",
+            &wasm_path().to_string_lossy(),
+        )
+        .replace(
+            "/var/lib/aipipe/upstream.wasm",
+            &upstream_wasm_path().to_string_lossy(),
+        );
     let dir = TempDir::new("istio");
     let path = dir.path().join("gateway.json");
     std::fs::write(&path, &text).unwrap();

@@ -13,7 +13,8 @@ mod common;
 use std::time::Duration;
 
 use aipipe_tests::{
-    ControlPlane, Envoy, Mock, TempDir, eventually, free_port, get, post_json, wasm_path,
+    ControlPlane, Envoy, Mock, TempDir, eventually, free_port, get, post_json, upstream_wasm_path,
+    wasm_path,
 };
 use common::ways::{differences, envoy_validates, yaml};
 use serde_json::{Value, json};
@@ -166,10 +167,16 @@ fn point_at(config: &mut Value, mock: u16, control_plane: u16) {
         cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"] =
             json!({"address": "127.0.0.1", "port_value": port});
     }
-    let text = config.to_string().replace(
-        "\"target/wasm32-wasip1/release/filter.wasm\"",
-        &format!("\"{}\"", wasm_path().display()),
-    );
+    let text = config
+        .to_string()
+        .replace(
+            "\"target/wasm32-wasip1/release/filter.wasm\"",
+            &format!("\"{}\"", wasm_path().display()),
+        )
+        .replace(
+            "\"target/wasm32-wasip1/release/upstream.wasm\"",
+            &format!("\"{}\"", upstream_wasm_path().display()),
+        );
     *config = serde_json::from_str(&text).unwrap();
 }
 

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use aipipe_tests::{Envoy, TempDir, eventually, free_port, get, repo_root, wasm_path};
+use aipipe_tests::{Envoy, TempDir, eventually, free_port, get, repo_root, upstream_wasm_path};
 
 const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -289,8 +289,8 @@ fn openai_cluster_as(name: &str, port: u16, ca_file: &Path) -> String {
         ),
         // The upstream filter, as shipped, from the built module.
         (
-            "filename: target/wasm32-wasip1/release/filter.wasm }",
-            format!("filename: {} }}", wasm_path().display()),
+            "filename: target/wasm32-wasip1/release/upstream.wasm }",
+            format!("filename: {} }}", upstream_wasm_path().display()),
         ),
     ] {
         assert_eq!(

@@ -11,9 +11,9 @@ pub const DEFAULT_CLUSTER_HEADER: &str = "x-aipipe-cluster";
 /// The root id of the module running as the singleton (a bootstrap Wasm
 /// service on the main thread, same `vm_id` as the filter).
 pub const SINGLETON_ROOT_ID: &str = "aipipe_singleton";
-/// The root id of the same module running as an upstream HTTP filter on
-/// each provider cluster: it turns a failed answer into Envoy's internal
-/// redirect to the next candidate.
+/// The root id of the upstream HTTP filter on each provider cluster
+/// (`upstream.wasm`; the native module serves it too): it turns a failed
+/// answer into Envoy's internal redirect to the next candidate.
 pub const UPSTREAM_ROOT_ID: &str = "aipipe_upstream";
 /// The request header carrying an attempt's redirect location from the
 /// filter to the upstream filter (which removes it: providers never see it).

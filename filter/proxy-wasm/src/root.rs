@@ -1,9 +1,9 @@
-//! The root context. The same module serves three roles, chosen by the root
-//! id in Envoy's config, each a type of its own: the filter (aipipe-core's
-//! request flow, one `Filter` per worker VM, one `Request` per stream), the
+//! The root context. The module serves two roles, chosen by the root id in
+//! Envoy's config, each a type of its own: the filter (aipipe-core's request
+//! flow, one `Filter` per worker VM, one `Request` per stream) and the
 //! singleton (`singleton`: table polling and usage shipping on the main
-//! thread) and the upstream filter (`upstream`: failover redirects on the
-//! provider clusters).
+//! thread). The third, the upstream filter on the provider clusters, is a
+//! module of its own (`upstream.wasm`, filter/upstream-wasm).
 
 use std::rc::Rc;
 
@@ -15,7 +15,6 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{self, ContextType};
 
 use crate::host::{USAGE_FLUSH, WasmHost};
-use crate::upstream::Upstream;
 
 /// What this root context turned out to be once configured.
 #[derive(Default)]
@@ -33,7 +32,6 @@ enum Role {
         /// The shared queue the workers put usage records on.
         queue: Option<u32>,
     },
-    Upstream,
 }
 
 #[derive(Default)]
@@ -65,7 +63,7 @@ impl Context for Root {
                 }
                 true
             }
-            Role::Upstream | Role::Unconfigured => true,
+            Role::Unconfigured => true,
         }
     }
 
@@ -121,7 +119,7 @@ impl RootContext for Root {
                 singleton, host, ..
             } => singleton.poll(host),
             Role::Filter { host, .. } => host.flush_usage(),
-            Role::Unconfigured | Role::Upstream => {}
+            Role::Unconfigured => {}
         }
     }
 
@@ -161,9 +159,10 @@ impl RootContext for Root {
             };
         }
         if root_id == UPSTREAM_ROOT_ID.as_bytes() {
-            // Everything it needs comes with each request.
-            self.role = Role::Upstream;
-            return true;
+            log::error!(
+                "root id {UPSTREAM_ROOT_ID} is upstream.wasm's (target/wasm32-wasip1/release/upstream.wasm): point the upstream filter's vm_config.code at it"
+            );
+            return false;
         }
         match Config::parse(&bytes) {
             Ok(config) => {
@@ -200,7 +199,6 @@ impl RootContext for Root {
                     logged: false,
                 }))
             }
-            Role::Upstream => Some(Box::new(Upstream::default())),
             Role::Unconfigured | Role::Singleton { .. } => None,
         }
     }

@@ -1,4 +1,4 @@
-//! The upstream filter: the same module, root id `aipipe_upstream`, running
+//! The upstream filter: `upstream.wasm`, root id `aipipe_upstream`, running
 //! in each provider cluster's upstream HTTP filter chain (after the router
 //! picked the cluster, once per attempt).
 //!
