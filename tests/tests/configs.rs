@@ -8,6 +8,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::process::Command;
 
 use aipipe_tests::{envoy_binary, native_path, repo_root, wasm_path};
@@ -90,17 +92,8 @@ fn a_bad_plugin_configuration_is_refused_naming_the_field() {
             control_plane: None,
         },
     );
-    let dir = aipipe_tests::TempDir::new("bad-config");
-    let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let out = Command::new(envoy_binary())
-        .args(["--mode", "validate", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let log =
-        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let (ok, log) = validates(&yaml);
+    assert!(!ok);
     assert!(
         log.contains("table.tenants[0] (t).virtual_key_hashes[0]: must be 64 hex digits"),
         "{log}"
@@ -129,20 +122,8 @@ fn each_wasm_module_refuses_the_other_ones_role() {
     );
     assert!(yaml.contains(&filter) && yaml.contains(&upstream));
     let refuses = |yaml: &str, module: &str, message: &str| {
-        let dir = aipipe_tests::TempDir::new("swapped");
-        let path = dir.path().join("swapped.yaml");
-        std::fs::write(&path, yaml).unwrap();
-        let out = Command::new(envoy_binary())
-            .args(["--mode", "validate", "-c"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&out.stderr).into_owned()
-            + &String::from_utf8_lossy(&out.stdout);
-        assert!(
-            !out.status.success(),
-            "{module} took the other role:\n{log}"
-        );
+        let (ok, log) = validates(yaml);
+        assert!(!ok, "{module} took the other role:\n{log}");
         assert!(log.contains(message), "{module}: {log}");
     };
     // The upstream filter on filter.wasm (the clusters load first) ...
@@ -157,6 +138,14 @@ fn each_wasm_module_refuses_the_other_ones_role() {
         "upstream.wasm",
         "upstream.wasm serves only root id aipipe_upstream",
     );
+}
+
+/// `envoy --mode validate` on `yaml`, written to a file of its own: (success, log).
+fn validates(yaml: &str) -> (bool, String) {
+    let dir = aipipe_tests::TempDir::new("config");
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    common::ways::envoy_validates(&path)
 }
 
 /// The lines of cluster `name` in `yaml`: from `  - name: <name>` to the
@@ -241,19 +230,10 @@ fn the_fleet_rate_limit_blocks_validate_and_their_headers_never_reach_a_provider
         );
         for deny in [false, true] {
             let merged = aipipe_tests::with_fleet_rate_limits(&yaml, 8081, deny);
-            let dir = aipipe_tests::TempDir::new("ratelimit-config");
-            let path = dir.path().join("ratelimit.yaml");
-            std::fs::write(&path, &merged).unwrap();
-            let out = Command::new(envoy_binary())
-                .args(["--mode", "validate", "--log-level", "error", "-c"])
-                .arg(&path)
-                .output()
-                .unwrap();
+            let (ok, log) = validates(&merged);
             assert!(
-                out.status.success(),
-                "{build:?} with envoy/ratelimit/ does not validate:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+                ok,
+                "{build:?} with envoy/ratelimit/ does not validate:\n{log}"
             );
         }
     }
