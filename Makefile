@@ -31,7 +31,7 @@ NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_p
 	--test control_plane --test rate_limits --test global_rate_limit --test budgets --test policy --test configs --test stop --test reload \
 	--test metrics --test tenant_routing --test evals --test scheduled_prices --test retirements
 
-.PHONY: all help demo demo-ha compose-env ways-tools peers test future bench flow-bench soak scale train-router routing-report fuzz wasm wasm-floor native native-probe native-floor bins tools lint unit integration clean dashboard-vendor
+.PHONY: all help demo demo-ha compose-env ways-tools peers peers-routing test future bench flow-bench soak scale train-router routing-report fuzz wasm wasm-floor native native-probe native-floor bins tools lint unit integration clean dashboard-vendor
 
 all: wasm
 
@@ -125,6 +125,10 @@ $(PEERS_JS): tests/peers/package.json tests/peers/package-lock.json
 
 ## peers: install the gateways make bench compares with (LiteLLM proxy, Portkey gateway) into .peers/
 peers: $(PEERS_PY) $(PEERS_JS)
+
+## peers-routing: LiteLLM's complexity router on the routing corpus, beside make routing-report's model
+peers-routing: $(PEERS_PY)
+	.peers/venv/bin/python tests/peers/litellm_complexity.py
 
 ## ways-tools: what the compose, snippet and Istio tests check with (pinned, project-local)
 ways-tools: $(WAYS_PY) $(ISTIO_SCHEMAS)
