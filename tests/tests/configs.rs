@@ -105,7 +105,9 @@ fn a_bad_plugin_configuration_is_refused_naming_the_field() {
 /// module to use, rather than running a filter that does nothing.
 #[test]
 fn each_wasm_module_refuses_the_other_ones_role() {
-    let yaml = aipipe_tests::render_envoy_config(
+    // The Wasm build's config whichever build the suite runs against.
+    let yaml = aipipe_tests::render_envoy_config_as(
+        aipipe_tests::FilterBuild::Wasm,
         "demo.yaml",
         &aipipe_tests::EnvoyConfig {
             listener_port: 10000,

@@ -48,7 +48,7 @@ impl Peer {
     }
 
     /// Starts `cmd` listening on `port` and waits until it answers a chat
-    /// request from the mock (the mock's own answer, not an error of its).
+    /// request from the mock (the mock's own answer, not an error of the peer's).
     fn start(
         name: &'static str,
         version: String,
