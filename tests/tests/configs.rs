@@ -81,17 +81,7 @@ fn every_shipped_envoy_config_bounds_clients_and_holds_no_secret() {
 fn a_bad_plugin_configuration_is_refused_naming_the_field() {
     // The same check on a rendered copy with a broken bootstrap table.
     let bad = r#"{"table": {"tenants": [{"id": "t", "virtual_key_hashes": ["xyz"]}]}}"#;
-    let yaml = aipipe_tests::render_envoy_config(
-        "demo.yaml",
-        &aipipe_tests::EnvoyConfig {
-            listener_port: 10000,
-            admin_port: 9901,
-            upstream_port: 18000,
-            plugin_config: Some(bad.to_owned()),
-            with_filter: true,
-            control_plane: None,
-        },
-    );
+    let yaml = demo_config(aipipe_tests::filter_build(), Some(bad));
     let (ok, log) = validates(&yaml);
     assert!(!ok);
     assert!(
@@ -106,18 +96,7 @@ fn a_bad_plugin_configuration_is_refused_naming_the_field() {
 #[test]
 fn each_wasm_module_refuses_the_other_ones_role() {
     // The Wasm build's config whichever build the suite runs against.
-    let yaml = aipipe_tests::render_envoy_config_as(
-        aipipe_tests::FilterBuild::Wasm,
-        "demo.yaml",
-        &aipipe_tests::EnvoyConfig {
-            listener_port: 10000,
-            admin_port: 9901,
-            upstream_port: 18000,
-            plugin_config: None,
-            with_filter: true,
-            control_plane: None,
-        },
-    );
+    let yaml = demo_config(aipipe_tests::FilterBuild::Wasm, None);
     let (filter, upstream) = (
         wasm_path().display().to_string(),
         aipipe_tests::upstream_wasm_path().display().to_string(),
@@ -148,6 +127,23 @@ fn validates(yaml: &str) -> (bool, String) {
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, yaml).unwrap();
     common::ways::envoy_validates(&path)
+}
+
+/// `envoy/demo.yaml` rendered for `build` with the filter in, at the file's
+/// own ports, its plugin configuration `plugin_config` (None: the file's).
+fn demo_config(build: aipipe_tests::FilterBuild, plugin_config: Option<&str>) -> String {
+    aipipe_tests::render_envoy_config_as(
+        build,
+        "demo.yaml",
+        &aipipe_tests::EnvoyConfig {
+            listener_port: 10000,
+            admin_port: 9901,
+            upstream_port: 18000,
+            plugin_config: plugin_config.map(str::to_owned),
+            with_filter: true,
+            control_plane: None,
+        },
+    )
 }
 
 /// The lines of cluster `name` in `yaml`: from `  - name: <name>` to the
@@ -218,18 +214,7 @@ fn the_fleet_rate_limit_blocks_validate_and_their_headers_never_reach_a_provider
         aipipe_tests::FilterBuild::Wasm,
         aipipe_tests::FilterBuild::Native,
     ] {
-        let yaml = aipipe_tests::render_envoy_config_as(
-            build,
-            "demo.yaml",
-            &aipipe_tests::EnvoyConfig {
-                listener_port: 10000,
-                admin_port: 9901,
-                upstream_port: 18000,
-                plugin_config: None,
-                with_filter: true,
-                control_plane: None,
-            },
-        );
+        let yaml = demo_config(build, None);
         for deny in [false, true] {
             let merged = aipipe_tests::with_fleet_rate_limits(&yaml, 8081, deny);
             let (ok, log) = validates(&merged);
