@@ -207,10 +207,33 @@ fn start_portkey(mock_port: u16) -> Option<Peer> {
     ))
 }
 
+/// A, N, B and each peer, named as the section prints them, with the
+/// request script each gets for a `size`-byte body (the Envoys the bench's
+/// `auto` body, the peers theirs). The scripts are written into `dir`.
+fn aimed<'a>(
+    [plain, native, wasm]: [&'a Envoy; 3],
+    peers: &'a [Peer],
+    dir: &TempDir,
+    (size_name, size): (&str, usize),
+) -> Vec<(&'a str, &'a dyn Target, PathBuf)> {
+    let envoy_script = write_script(dir, &format!("peers-envoy-{size_name}"), &chat_body(size));
+    let mut targets: Vec<(&str, &dyn Target, PathBuf)> = vec![
+        ("A", plain, envoy_script.clone()),
+        ("N", native, envoy_script.clone()),
+        ("B", wasm, envoy_script),
+    ];
+    for p in peers {
+        let name = format!("peers-{}-{size_name}", p.name);
+        let script = write_script_with(dir, &name, &peer_body(size), &p.header_pairs());
+        targets.push((p.name, p, script));
+    }
+    targets
+}
+
 /// The peers' section: `plain`, `native` and `wasm` are the bench's Envoys
 /// A, N and B (with the bench's `auto` body), the peers beside them.
 pub(super) fn run(
-    [plain, native, wasm]: [&Envoy; 3],
+    envoys: [&Envoy; 3],
     mock_port: u16,
     dir: &TempDir,
     sizes: &[(&str, usize)],
@@ -241,26 +264,9 @@ pub(super) fn run(
     }
     println!("{head}   CPU µs/request A N B {}", names.join(" "));
     for &(size_name, size) in sizes {
-        let envoy_script = write_script(dir, &format!("peers-envoy-{size_name}"), &chat_body(size));
-        let peer_scripts: Vec<PathBuf> = peers
-            .iter()
-            .map(|p| {
-                write_script_with(
-                    dir,
-                    &format!("peers-{}-{size_name}", p.name),
-                    &peer_body(size),
-                    &p.header_pairs(),
-                )
-            })
-            .collect();
-        let mut targets: Vec<(&dyn Target, &Path)> = vec![
-            (plain, &envoy_script),
-            (native, &envoy_script),
-            (wasm, &envoy_script),
-        ];
-        for (p, s) in peers.iter().zip(&peer_scripts) {
-            targets.push((p, s));
-        }
+        let aimed = aimed(envoys, &peers, dir, (size_name, size));
+        let targets: Vec<(&dyn Target, &Path)> =
+            aimed.iter().map(|(_, t, s)| (*t, s.as_path())).collect();
         for &(t, s) in &targets {
             wrk(t.port(), s, connections, 1);
         }
@@ -308,30 +314,15 @@ pub(super) fn run(
     }
 
     println!("\npeers: latency at concurrency 1 (1 KB body): A, N, B, then each peer");
-    let envoy_script = write_script(dir, "peers-envoy-lat", &chat_body(1024));
-    let peer_scripts: Vec<PathBuf> = peers
-        .iter()
-        .map(|p| {
-            let name = format!("peers-{}-lat", p.name);
-            write_script_with(dir, &name, &peer_body(1024), &p.header_pairs())
-        })
-        .collect();
-    let mut targets: Vec<(&str, &dyn Target, &Path)> = vec![
-        ("A", plain, &envoy_script),
-        ("N", native, &envoy_script),
-        ("B", wasm, &envoy_script),
-    ];
-    for (p, s) in peers.iter().zip(&peer_scripts) {
-        targets.push((p.name, p, s));
-    }
+    let targets = aimed(envoys, &peers, dir, ("1k", 1024));
     // What each adds to A's p50, pair by pair.
     let mut added: Vec<Vec<f64>> = vec![Vec::new(); targets.len()];
     for pair in 0..pairs {
         let mut line = format!("{pair:>4}");
         let mut a_p50 = f64::NAN;
-        for (&(name, t, s), v) in targets.iter().zip(added.iter_mut()) {
+        for ((name, t, s), v) in targets.iter().zip(added.iter_mut()) {
             let run = wrk(t.port(), s, 1, seconds);
-            if name == "A" {
+            if *name == "A" {
                 a_p50 = run.p50_us;
             }
             line.push_str(&format!(
@@ -342,11 +333,11 @@ pub(super) fn run(
         }
         println!("{line}");
     }
-    for (&(name, ..), v) in targets.iter().zip(added) {
-        match name {
+    for ((name, ..), v) in targets.iter().zip(added) {
+        match *name {
             "A" => {}
             "N" | "B" => {
-                let build = if name == "N" { "native" } else { "wasm" };
+                let build = if *name == "N" { "native" } else { "wasm" };
                 println!(
                     "bench-info: peers_round_{build}_added_p50_us_1k {:.0}",
                     median(v)
@@ -357,7 +348,7 @@ pub(super) fn run(
     }
     let rss: Vec<String> = targets
         .iter()
-        .map(|&(name, t, _)| format!("{name} {:.0}", rss_mib(t.pid())))
+        .map(|(name, t, _)| format!("{name} {:.0}", rss_mib(t.pid())))
         .collect();
     println!("bench-info: RSS after the runs, MiB: {}", rss.join(", "));
 }
