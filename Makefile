@@ -25,7 +25,7 @@ FILTER_BUILD := $(if $(filter native,$(AIPIPE_FILTER)),native,wasm)
 # api_fuzz (the control plane alone).
 # The control plane's API suites again on a throwaway PostgreSQL (tests/engines.rs runs
 # every storage scenario on both engines already).
-CP_API_SUITE := --test api --test metrics --test evals
+CP_API_SUITE := --test api --test metrics_api --test evals_api
 NATIVE_SUITE := --test routing --test bad_input --test protocols --test client_protocols \
 	--test sdk --test usage_exact --test failover --test cache --test directory \
 	--test control_plane --test rate_limits --test global_rate_limit --test budgets --test policy --test configs --test stop --test reload \
@@ -189,10 +189,13 @@ integration: tools $(SDKS) ways-tools .chromium.stamp .postgresql.stamp wasm nat
 # (--all-targets: there are no doc tests, and their empty "0 tests" sections
 # would otherwise be the run's last word.)
 ## test: everything CI runs: lint, the wasm build, unit and integration tests
+# The second and third runs name their suites with --workspace, not -p: a
+# package alone unifies its dependencies' features differently and would
+# rebuild them (about 40 s each); the test names are unique in the workspace.
 test: tools $(SDKS) ways-tools .chromium.stamp .postgresql.stamp .faketime.stamp lint wasm native native-probe
 	AIPIPE_FILTER=wasm $(CARGO) test --workspace --all-targets
-	AIPIPE_FILTER=native $(CARGO) test -p aipipe-tests $(NATIVE_SUITE)
-	AIPIPE_TEST_DATABASE=postgres $(CARGO) test -p aipipe-control-plane $(CP_API_SUITE)
+	AIPIPE_FILTER=native $(CARGO) test --workspace $(NATIVE_SUITE)
+	AIPIPE_TEST_DATABASE=postgres $(CARGO) test --workspace $(CP_API_SUITE)
 	tests/future.sh
 
 ## future: the suites that start no Envoy, with the clock 400 days ahead (a test that depends on today's date fails now)

@@ -44,7 +44,18 @@ use serde_json::{Value, json};
 struct UsageTap {
     port: u16,
     records: Arc<Mutex<Vec<UsageRecord>>>,
-    _runtime: tokio::runtime::Runtime,
+    /// Taken on drop (below).
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for UsageTap {
+    /// Without waiting for the forwards in flight: one is Envoy's held table
+    /// poll, which dropping the runtime would wait out (20-odd seconds).
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -76,7 +87,7 @@ impl UsageTap {
         Self {
             port,
             records,
-            _runtime: runtime,
+            runtime: Some(runtime),
         }
     }
 
