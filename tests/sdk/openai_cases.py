@@ -6,7 +6,10 @@
 
 (tests/tests/sdk.rs runs the batch form against its own stack).
 
-CASE: plain, stream, stream_usage, tools, stream_tools, image, models.
+CASE: plain, stream, stream_usage, tools, stream_tools, image, models,
+reasoning_tools and stream_reasoning_tools (gpt-6-luna: the gateway answers
+from OpenAI's Responses API, the reasoning in the message's
+`reasoning_details`, and the client sends the message back as the SDK gave it).
 MODEL: "auto" (routed by complexity), a catalog id (gpt-4o-mini,
 claude-opus-4-5, …) — Anthropic models are answered through the filter's
 OpenAI ⇄ Anthropic translation, so the SDK must parse them the same way.
@@ -234,6 +237,65 @@ def stream_tools(client, model, prompt):
     return report
 
 
+def reasoning_details_of(obj):
+    """The `reasoning_details` the SDK kept on a message or a delta (not a
+    field of its models: an extra member, as OpenRouter's clients read it)."""
+    extra = getattr(obj, "model_extra", None) or {}
+    return extra.get("reasoning_details") or []
+
+
+def reasoning_tools(client, model, prompt, stream=False):
+    """A reasoning model's tool loop over Chat Completions: the assistant
+    message goes back as the SDK returned it (streamed: as reassembled from
+    the chunks, `reasoning_details` included), so the model gets its own
+    reasoning again beside the call and its output."""
+    question = [{"role": "user", "content": prompt or WEATHER}]
+    ask = dict(model=model, tools=[WEATHER_TOOL], reasoning_effort="low", max_completion_tokens=512)
+    if stream:
+        raw = client.chat.completions.with_raw_response.create(messages=question, stream=True, **ask)
+        headers = aipipe_headers(raw.headers)
+        calls, details = {}, []
+        for chunk in raw.parse():
+            for ch in chunk.choices:
+                details += reasoning_details_of(ch.delta)
+                for t in ch.delta.tool_calls or []:
+                    slot = calls.setdefault(t.index, {"id": None, "name": "", "arguments": ""})
+                    slot["id"] = t.id or slot["id"]
+                    slot["name"] += (t.function and t.function.name) or ""
+                    slot["arguments"] += (t.function and t.function.arguments) or ""
+        tool_calls = [{**calls[i], "arguments": json.loads(calls[i]["arguments"])} for i in sorted(calls)]
+        first = {"headers": headers, "tool_calls": tool_calls, "reasoning_details": details}
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": c["id"], "type": "function",
+                 "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+                for c in tool_calls
+            ],
+            "reasoning_details": details,
+        }
+    else:
+        raw = client.chat.completions.with_raw_response.create(messages=question, **ask)
+        first = completion_report(raw)
+        message = raw.parse().choices[0].message
+        first["reasoning_details"] = reasoning_details_of(message)
+    call = check_weather_call(first["tool_calls"], question)
+    check(first["reasoning_details"], "no reasoning_details in the first answer")
+    second = completion_report(
+        client.chat.completions.with_raw_response.create(
+            messages=question + [message, {"role": "tool", "tool_call_id": call["id"], "content": WEATHER_RESULT}],
+            **ask,
+        )
+    )
+    check(second["tool_calls"] == [], f"the tool result was answered with more calls: {second['tool_calls']}")
+    return {"first": first, "second": second, "headers": first["headers"]}
+
+
+def stream_reasoning_tools(client, model, prompt):
+    return reasoning_tools(client, model, prompt, stream=True)
+
+
 def image(client, model, prompt):
     raw = client.chat.completions.with_raw_response.create(
         model=model,
@@ -270,6 +332,8 @@ CASES = {
     "tools": tools,
     "stream_tools": stream_tools,
     "image": image,
+    "reasoning_tools": reasoning_tools,
+    "stream_reasoning_tools": stream_reasoning_tools,
     "models": models,
 }
 

@@ -49,6 +49,9 @@ const BATCH_PATIENCE: Duration = Duration::from_secs(180);
 enum Client {
     Responses,
     Ollama,
+    /// The `openai` SDK's Chat Completions, here for the reasoning cases
+    /// only (its other cases are tests/sdk.rs's).
+    Chat,
 }
 
 impl Client {
@@ -56,6 +59,7 @@ impl Client {
         match self {
             Client::Responses => "tests/sdk/responses_cases.py",
             Client::Ollama => "tests/sdk/ollama_cases.py",
+            Client::Chat => "tests/sdk/openai_cases.py",
         }
     }
 
@@ -63,9 +67,10 @@ impl Client {
     /// both models on gpt-4o-mini, then on claude-opus-4-5, then the
     /// others.
     fn cases(self) -> Vec<(String, &'static str, &'static str, Option<&'static str>)> {
-        let (on_both, others) = match self {
+        let (on_both, others): (OnBoth, &[Case]) = match self {
             Client::Responses => (RESPONSES_ON_BOTH, RESPONSES_OTHERS),
             Client::Ollama => (OLLAMA_ON_BOTH, OLLAMA_OTHERS),
+            Client::Chat => (&[], &[]),
         };
         let mut cases = Vec::new();
         for (suffix, model) in BOTH_MODELS {
@@ -84,6 +89,7 @@ impl Client {
         let prefix = match self {
             Client::Responses => "resp",
             Client::Ollama => "ollama",
+            Client::Chat => "chat",
         };
         format!("{prefix}-{}", id.replace('_', "-"))
     }
@@ -529,9 +535,19 @@ fn responses_stream_tools(id: &str, model: &str) {
 }
 
 /// The reasoning cases (case id, script case), whole and streamed.
-const REASONING_CASES: [(&str, &str); 2] = [
-    ("reasoning_tools_luna", "reasoning_tools"),
-    ("stream_reasoning_tools_luna", "stream_reasoning_tools"),
+const REASONING_CASES: [(Client, &str, &str); 4] = [
+    (Client::Responses, "reasoning_tools_luna", "reasoning_tools"),
+    (
+        Client::Responses,
+        "stream_reasoning_tools_luna",
+        "stream_reasoning_tools",
+    ),
+    (Client::Chat, "chat_reasoning_tools_luna", "reasoning_tools"),
+    (
+        Client::Chat,
+        "chat_stream_reasoning_tools_luna",
+        "stream_reasoning_tools",
+    ),
 ];
 
 /// The reasoning cases on a stack of their own: gpt-6-luna is put in
@@ -542,7 +558,7 @@ fn reasoning_batches() -> &'static Result<Batches, String> {
     BATCHES.get_or_init(|| {
         let cases: Vec<ClientCase> = REASONING_CASES
             .iter()
-            .map(|&(id, case)| (Client::Responses, (id.to_owned(), case, LUNA, None)))
+            .map(|&(client, id, case)| (client, (id.to_owned(), case, LUNA, None)))
             .collect();
         caught("the reasoning cases", || {
             run_batches(&cases, &["openai"], |cp| in_service_now(cp, LUNA))
@@ -619,6 +635,65 @@ fn assert_reasoning_round_trip(id: &str, stream: bool) {
         }
     }
     assert_usage_recorded(&r, LUNA);
+}
+
+/// The same loop from a Chat Completions client (the `openai` SDK's chat
+/// API, whole or streamed): the answer comes from OpenAI's Responses API
+/// with the reasoning in the assistant message's `reasoning_details`
+/// (encrypted, as OpenRouter's clients keep it); the message sent back as
+/// the SDK gave it reaches the model with the reasoning item again, before
+/// its call. (Before, Chat Completions had no place for it and the model
+/// started over every turn.)
+fn assert_chat_reasoning_round_trip(id: &str, stream: bool) {
+    let r = run_in(reasoning_batches(), Client::Chat, id);
+    assert_answered_by(&r, "openai", LUNA, "explicit");
+    let first = &r.out["first"];
+    let details = &first["reasoning_details"];
+    assert_eq!(details.as_array().map(Vec::len), Some(1), "{first}");
+    assert_eq!(details[0]["type"], "reasoning.encrypted", "{first}");
+    assert_eq!(details[0]["format"], "openai-responses-v1", "{first}");
+    assert_eq!(details[0]["data"], ENCRYPTED_REASONING, "{first}");
+    assert_eq!(r.upstream.len(), 2, "{:#?}", r.upstream);
+    // (The second turn is asked whole either way.)
+    for (got, streamed) in r.upstream.iter().zip([stream, false]) {
+        assert_eq!(got["path"], "/v1/responses", "{got}");
+        assert_eq!(got["stream"], streamed, "{got}");
+        assert_eq!(got["body"]["store"], false, "{got}");
+        assert_eq!(
+            got["body"]["include"],
+            json!(["reasoning.encrypted_content"])
+        );
+    }
+    let input = r.upstream[1]["body"]["input"].as_array().unwrap();
+    let kinds: Vec<&str> = input
+        .iter()
+        .map(|i| i["type"].as_str().unwrap_or("message"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "message",
+            "reasoning",
+            "function_call",
+            "function_call_output"
+        ],
+        "{input:?}"
+    );
+    assert_eq!(input[1]["id"], details[0]["id"], "{input:?}");
+    assert_eq!(input[1]["encrypted_content"], ENCRYPTED_REASONING);
+    assert_eq!(input[2]["call_id"], first["tool_calls"][0]["id"]);
+    assert_mock_text(&r.out["second"]["content"], "openai", LUNA);
+    assert_usage_recorded(&r, LUNA);
+}
+
+#[test]
+fn chat_reasoning_goes_back_to_gpt_6_luna_with_the_tool_output() {
+    assert_chat_reasoning_round_trip("chat_reasoning_tools_luna", false);
+}
+
+#[test]
+fn chat_streamed_reasoning_goes_back_to_gpt_6_luna_with_the_tool_output() {
+    assert_chat_reasoning_round_trip("chat_stream_reasoning_tools_luna", true);
 }
 
 #[test]

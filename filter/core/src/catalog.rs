@@ -71,6 +71,15 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// Whether the provider's Chat Completions endpoint reads an assistant
+    /// message's `reasoning_details` (MiniMax returns and reads its own;
+    /// OpenRouter's convention is where the member comes from). Other
+    /// providers get messages without it: it is not theirs, and a strict
+    /// schema refuses an unknown member.
+    pub fn reads_reasoning_details(&self) -> bool {
+        matches!(self.id.as_str(), "minimax" | "openrouter")
+    }
+
     /// Where the provider's Responses API is, for a model with
     /// `responses_api`: the chat path with `/responses` for
     /// `/chat/completions`. None for a provider that speaks another

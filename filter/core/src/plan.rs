@@ -115,6 +115,8 @@ pub struct Plan {
     chat: Option<Vec<u8>>,
     /// Where the Chat Completions body's own fields sit.
     chat_shape: BodyShape,
+    /// A message of the Chat Completions body carries `reasoning_details`.
+    reasoning_details: bool,
     /// Where the client body's `model` sits, for a same-protocol edit of a
     /// non-Chat client (an Anthropic client on an Anthropic model).
     client_shape: BodyShape,
@@ -281,6 +283,10 @@ impl Plan {
         Ok(Plan {
             protocol,
             chat_shape: req.shape(),
+            reasoning_details: req
+                .messages
+                .iter()
+                .any(crate::request::Message::has_reasoning_details),
             client_shape,
             messages: None,
             stream: req.stream,
@@ -479,7 +485,7 @@ impl Plan {
                 )));
             }
         };
-        let rewrite = self.rewrite_for(m, wire, dropped);
+        let rewrite = self.rewrite_for(m, p, wire, dropped);
         if !rewrite.is_empty() {
             // A model that refuses sampling parameters gets the body without
             // them, and one that takes its budget or tools otherwise gets
@@ -581,10 +587,16 @@ impl Plan {
     fn rewrite_for(
         &self,
         model: &crate::table::Model,
+        provider: &crate::catalog::Provider,
         wire: Protocol,
         dropped: Dropped,
     ) -> Rewrite<'static> {
         let mut rewrite = Rewrite::default();
+        // Reasoning another model returned goes only where it is read (the
+        // Responses translation reads its own kind and leaves the rest).
+        if wire == Protocol::Chat && self.reasoning_details && !provider.reads_reasoning_details() {
+            rewrite.drop_from_messages.push("reasoning_details");
+        }
         if dropped.sampling() {
             rewrite.drop.extend(Sampling::PARAMS);
         }
@@ -880,6 +892,65 @@ mod tests {
         let a = p.next_attempt(t, &t.accounts()[0], 3).unwrap().unwrap();
         let out = serde_json::from_slice(&a.upstream.bytes(p.body())).unwrap();
         (t.model(a.model).unwrap().id.clone(), out, a.dropped)
+    }
+
+    /// A Chat client's `reasoning_details` (what a luna turn's answer
+    /// carried, or MiniMax's own) reach only a provider that reads them:
+    /// MiniMax keeps its member, OpenAI's Chat Completions gets each message
+    /// without it (nothing else of the body changes), and OpenAI's
+    /// Responses API gets the reasoning item back.
+    #[test]
+    fn reasoning_details_reach_only_a_provider_that_reads_them() {
+        let mut raw = raw_table();
+        raw.tenants = vec![Tenant::with_keys(
+            "acme",
+            "vk-acme",
+            &[
+                ("openai", "sk-a"),
+                ("minimax", "mm-a"),
+                ("anthropic", "ak-a"),
+            ],
+        )];
+        for m in raw.models.iter_mut().filter(|m| m.id == "gpt-6-luna") {
+            m.enabled_from = None;
+        }
+        let t = Table::compile(raw).unwrap();
+        let body = |model: &str, extra: &str| {
+            format!(
+                r#"{{"model":"{model}"{extra},"messages":[{{"role":"user","content":"weather in Oslo?"}},
+                {{"role":"assistant","content":null,"reasoning_details":[{{"type":"reasoning.encrypted","id":"rs_1","data":"gAAAA-one","format":"openai-responses-v1","index":0}}],
+                  "tool_calls":[{{"id":"call_1","type":"function","function":{{"name":"f","arguments":"{{}}"}}}}]}},
+                {{"role":"tool","tool_call_id":"call_1","content":"4 degrees"}}],
+                "tools":[{{"type":"function","function":{{"name":"f"}}}}]}}"#
+            )
+        };
+        let (_, out, _) = first(&t, Protocol::Chat, &body("gpt-4o-mini", ""));
+        assert!(
+            out["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m.get("reasoning_details").is_none()),
+            "{out}"
+        );
+        assert_eq!(out["messages"][1]["tool_calls"][0]["id"], "call_1");
+        let (_, out, _) = first(&t, Protocol::Chat, &body("claude-opus-4-5", ""));
+        assert!(!out.to_string().contains("reasoning"), "{out}");
+        let (_, out, _) = first(&t, Protocol::Chat, &body("MiniMax-M2", ""));
+        assert_eq!(out["messages"][1]["reasoning_details"][0]["id"], "rs_1");
+        let (model, out, _) = first(
+            &t,
+            Protocol::Chat,
+            &body("gpt-6-luna", r#","reasoning_effort":"low""#),
+        );
+        assert_eq!(model, "gpt-6-luna");
+        assert_eq!(out["input"][1]["type"], "reasoning", "{out}");
+        assert_eq!(out["input"][1]["encrypted_content"], "gAAAA-one");
+        // Without the member, a Chat body to OpenAI is only renamed.
+        let plain = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+        let mut p = plan(&t, Protocol::Chat, plain).unwrap();
+        let a = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
+        assert!(matches!(a.upstream, Upstream::Edit(_)));
     }
 
     /// OpenAI's GPT-4o generation answers 400 to `reasoning_effort`, even

@@ -402,11 +402,20 @@ pub struct Message<'a> {
     pub content: Content<'a>,
     #[serde(default)]
     tool_calls: Option<Vec<IgnoredAny>>,
+    /// An assistant message's reasoning as a gateway returned it (OpenRouter's
+    /// convention; this one's over OpenAI's Responses API): only a provider
+    /// that reads it gets it (`plan::Plan::attempt`).
+    #[serde(default)]
+    reasoning_details: Option<IgnoredAny>,
 }
 
 impl Message<'_> {
     pub fn tool_call_count(&self) -> usize {
         self.tool_calls.as_ref().map_or(0, Vec::len)
+    }
+
+    pub fn has_reasoning_details(&self) -> bool {
+        self.reasoning_details.is_some()
     }
 }
 
@@ -840,52 +849,100 @@ pub struct Rewrite<'a> {
     pub rename: Vec<(&'a str, &'a str)>,
     /// Appended (name, raw JSON value), replacing a member of that name.
     pub add: Vec<(&'a str, &'a str)>,
+    /// Left out of every message of `messages`.
+    pub drop_from_messages: Vec<&'a str>,
 }
 
 impl Rewrite<'_> {
     pub fn is_empty(&self) -> bool {
-        self.drop.is_empty() && self.rename.is_empty() && self.add.is_empty()
+        self.drop.is_empty()
+            && self.rename.is_empty()
+            && self.add.is_empty()
+            && self.drop_from_messages.is_empty()
     }
+}
+
+/// The members of a JSON object, raw and in their order.
+struct Members<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Members<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members<'de>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(member) = map.next_entry::<String, &'de RawValue>()? {
+                    out.push(member);
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Appends `"key":` to an object being written (`out` ends inside it).
+fn write_key(out: &mut Vec<u8>, key: &str) {
+    if out.last() != Some(&b'{') {
+        out.push(b',');
+    }
+    out.extend_from_slice(json_string(key).as_bytes());
+    out.push(b':');
+}
+
+/// Appends `"key":value` to an object being written.
+fn write_member(out: &mut Vec<u8>, key: &str, value: &str) {
+    write_key(out, key);
+    out.extend_from_slice(value.as_bytes());
+}
+
+/// Appends `messages` without the members `drop` names in any message; a
+/// message that is not an object is kept as written.
+fn drop_from_messages(
+    out: &mut Vec<u8>,
+    messages: &RawValue,
+    drop: &[&str],
+) -> Result<(), ParseError> {
+    let list: Vec<&RawValue> = serde_json::from_str(messages.get())
+        .map_err(|e| ParseError(format!("invalid `messages`: {e}")))?;
+    out.push(b'[');
+    for (i, message) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match serde_json::from_str::<Members<'_>>(message.get()) {
+            Ok(members) => {
+                out.push(b'{');
+                for (key, value) in members
+                    .0
+                    .iter()
+                    .filter(|(k, _)| !drop.contains(&k.as_str()))
+                {
+                    write_member(out, key, value.get());
+                }
+                out.push(b'}');
+            }
+            Err(_) => out.extend_from_slice(message.get().as_bytes()),
+        }
+    }
+    out.push(b']');
+    Ok(())
 }
 
 /// `body`, a JSON object, rewritten by `rewrite`: the members it does not
 /// touch are kept as written and in their order.
 pub fn rewrite_members(body: &[u8], rewrite: &Rewrite<'_>) -> Result<Vec<u8>, ParseError> {
-    struct Members<'a>(Vec<(String, &'a RawValue)>);
-    impl<'de> Deserialize<'de> for Members<'de> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Members<'de>;
-                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                    f.write_str("a JSON object")
-                }
-                fn visit_map<A: de::MapAccess<'de>>(
-                    self,
-                    mut map: A,
-                ) -> Result<Members<'de>, A::Error> {
-                    let mut out = Vec::new();
-                    while let Some(member) = map.next_entry::<String, &'de RawValue>()? {
-                        out.push(member);
-                    }
-                    Ok(Members(out))
-                }
-            }
-            d.deserialize_map(V)
-        }
-    }
     let members: Members<'_> = serde_json::from_slice(body)
         .map_err(|e| ParseError(format!("invalid request body: {e}")))?;
     let mut out = Vec::with_capacity(body.len());
     out.push(b'{');
-    let member = |out: &mut Vec<u8>, key: &str, value: &str| {
-        if out.len() > 1 {
-            out.push(b',');
-        }
-        out.extend_from_slice(json_string(key).as_bytes());
-        out.push(b':');
-        out.extend_from_slice(value.as_bytes());
-    };
     for (key, value) in members.0.iter().filter(|(k, _)| {
         !rewrite.drop.contains(&k.as_str()) && !rewrite.add.iter().any(|(a, _)| a == k)
     }) {
@@ -894,10 +951,15 @@ pub fn rewrite_members(body: &[u8], rewrite: &Rewrite<'_>) -> Result<Vec<u8>, Pa
             .iter()
             .find(|(from, _)| from == key)
             .map_or(key.as_str(), |(_, to)| to);
-        member(&mut out, key, value.get());
+        if key == "messages" && !rewrite.drop_from_messages.is_empty() {
+            write_key(&mut out, key);
+            drop_from_messages(&mut out, value, &rewrite.drop_from_messages)?;
+        } else {
+            write_member(&mut out, key, value.get());
+        }
     }
     for (key, value) in &rewrite.add {
-        member(&mut out, key, value);
+        write_member(&mut out, key, value);
     }
     out.push(b'}');
     Ok(out)
@@ -1255,6 +1317,7 @@ mod tests {
                 drop: vec![],
                 rename: vec![("max_tokens", "max_completion_tokens")],
                 add: vec![("reasoning_effort", r#""none""#)],
+                drop_from_messages: vec![],
             },
         )
         .unwrap();
@@ -1263,6 +1326,38 @@ mod tests {
             r#"{"model":"m","max_completion_tokens":5,"messages":[],"reasoning_effort":"none"}"#
         );
         assert!(Rewrite::default().is_empty());
+    }
+
+    /// A member left out of every message: the rest of each message, and
+    /// messages that are not objects, stay as written; the reader notices
+    /// the member.
+    #[test]
+    fn a_member_is_left_out_of_every_message() {
+        let body = br#"{"messages":[{"role":"user","content":"a"},
+            {"role":"assistant","reasoning_details":[{"type":"reasoning.encrypted","data":"x"}],"content":"b" , "tool_calls":[]},
+            7],"model":"m"}"#;
+        let out = rewrite_members(
+            body,
+            &Rewrite {
+                drop_from_messages: vec!["reasoning_details"],
+                ..Rewrite::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b","tool_calls":[]},7],"model":"m"}"#
+        );
+        let parsed = |b: &[u8]| {
+            ChatRequest::parse(b)
+                .unwrap()
+                .messages
+                .iter()
+                .map(Message::has_reasoning_details)
+                .collect::<Vec<_>>()
+        };
+        let two = br#"{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b","reasoning_details":[]}]}"#;
+        assert_eq!(parsed(two), [false, true]);
     }
 
     #[test]

@@ -371,6 +371,41 @@ pub struct DeltaOut<'a> {
     pub refusal: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<[ToolDeltaOut<'a>; 1]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_details: Option<[ReasoningDetailOut<'a>; 1]>,
+}
+
+/// One entry of an assistant message's `reasoning_details` (OpenRouter's
+/// convention, which its clients and SDKs send back on the next turn): a
+/// reasoning item of OpenAI's Responses API, kept encrypted
+/// (`protocol::responses_upstream`).
+#[derive(Serialize, Debug, Clone, Copy)]
+pub struct ReasoningDetailOut<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: &'a str,
+    pub data: &'a str,
+    pub format: &'static str,
+    pub index: usize,
+}
+
+/// [`ReasoningDetailOut::kind`] of an encrypted reasoning item.
+pub const ENCRYPTED_REASONING: &str = "reasoning.encrypted";
+/// [`ReasoningDetailOut::format`] of a reasoning item of OpenAI's Responses API.
+pub const RESPONSES_REASONING_FORMAT: &str = "openai-responses-v1";
+
+impl<'a> ReasoningDetailOut<'a> {
+    /// The `index`-th reasoning item of an answer, `id` with its
+    /// `encrypted_content` as `data`.
+    pub fn encrypted(index: usize, id: &'a str, data: &'a str) -> Self {
+        ReasoningDetailOut {
+            kind: ENCRYPTED_REASONING,
+            id,
+            data,
+            format: RESPONSES_REASONING_FORMAT,
+            index,
+        }
+    }
 }
 
 #[derive(Serialize)]

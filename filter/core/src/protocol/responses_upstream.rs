@@ -11,8 +11,12 @@
 //!
 //! The gateway is stateless, so every request says `store: false` (OpenAI
 //! would otherwise keep the conversation for 30 days) and carries the whole
-//! conversation as input items. The answer's reasoning items are not passed
-//! on to a Chat client: a Chat Completions answer has no place for them. A
+//! conversation as input items. The answer's reasoning items come back
+//! encrypted (`include`) and reach a Chat client as the assistant message's
+//! `reasoning_details` (OpenRouter's convention: Chat Completions itself has
+//! no place for them); sent back with that message on the next turn, they
+//! become reasoning items again, so the model goes on from its own
+//! reasoning between tool calls. A
 //! Responses API client's own request goes as it is
 //! ([`responses_to_request`]), and its answer back untranslated, reasoning
 //! items and all.
@@ -26,7 +30,8 @@ use serde_json::value::RawValue;
 use super::Tokens;
 use super::TranslateError;
 use super::chat::{
-    self, ChunkChoiceOut, ChunkOut, DeltaOut, TextOr, ToolDeltaOut, UsageOut, write_chunk,
+    self, ChunkChoiceOut, ChunkOut, DeltaOut, ReasoningDetailOut, TextOr, ToolDeltaOut, UsageOut,
+    write_chunk,
 };
 use crate::error::ApiError;
 use crate::sse::SseParser;
@@ -85,6 +90,38 @@ struct MessageIn<'a> {
     tool_calls: Vec<ToolCallIn<'a>>,
     #[serde(borrow, default)]
     tool_call_id: Option<Cow<'a, str>>,
+    /// An assistant message's reasoning, as this gateway returned it
+    /// ([`chat::ReasoningDetailOut`]); entries of other kinds (another
+    /// provider's reasoning text) are not this API's and are left out.
+    #[serde(borrow, default, deserialize_with = "chat::nullable")]
+    reasoning_details: Vec<ReasoningDetailIn<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ReasoningDetailIn<'a> {
+    #[serde(borrow, default, rename = "type")]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    format: Option<Cow<'a, str>>,
+}
+
+impl ReasoningDetailIn<'_> {
+    /// `(id, encrypted_content)` of an encrypted reasoning item of this API.
+    fn encrypted(&self) -> Option<(&str, &str)> {
+        let ours = self.kind.as_deref() == Some(chat::ENCRYPTED_REASONING)
+            && self
+                .format
+                .as_deref()
+                .is_none_or(|f| f == chat::RESPONSES_REASONING_FORMAT);
+        match (&self.id, &self.data) {
+            (Some(id), Some(data)) if ours => Some((id, data)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -197,6 +234,9 @@ struct RequestOut<'a> {
     text: Option<TextOut<'a>>,
     stream: bool,
     store: bool,
+    /// The reasoning items come back encrypted: `store` is false, so only
+    /// their `encrypted_content` lets the next turn carry them.
+    include: [&'static str; 1],
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -210,6 +250,11 @@ struct RequestOut<'a> {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Item<'a> {
+    Reasoning {
+        id: &'a str,
+        encrypted_content: &'a str,
+        summary: [(); 0],
+    },
     Message {
         role: &'static str,
         content: ContentOut<'a>,
@@ -378,7 +423,11 @@ pub fn responses_to_request(body: &[u8], upstream_model: &str) -> Result<Vec<u8>
 ///   `reasoning.effort`; `response_format` and `verbosity` → `text`;
 ///   `temperature`, `top_p`, `parallel_tool_calls`, `stream`, `user`,
 ///   `safety_identifier`, `prompt_cache_key`, `service_tier` as they are.
-/// - Always `store: false`.
+/// - An assistant message's `reasoning_details` entries of kind
+///   `reasoning.encrypted` (format `openai-responses-v1` or unset) →
+///   `reasoning` items with their `encrypted_content`, before the message's
+///   text and calls; other entries are left out.
+/// - Always `store: false` and `include: ["reasoning.encrypted_content"]`.
 ///
 /// Refused with an error naming them: `n` > 1, role `function`, audio, and
 /// non-function tools (a routed request passes such a model by:
@@ -462,6 +511,7 @@ pub fn chat_to_request(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, Api
         text,
         stream: req.stream.unwrap_or(false),
         store: false,
+        include: ["reasoning.encrypted_content"],
         user: req.user.as_deref(),
         safety_identifier: req.safety_identifier.as_deref(),
         prompt_cache_key: req.prompt_cache_key.as_deref(),
@@ -498,6 +548,21 @@ fn add_message<'a>(
             ));
         }
     };
+    // The reasoning that led to the message and its calls comes before them,
+    // as it came in the answer.
+    if role == "assistant" {
+        for (id, encrypted_content) in m
+            .reasoning_details
+            .iter()
+            .filter_map(ReasoningDetailIn::encrypted)
+        {
+            input.push(Item::Reasoning {
+                id,
+                encrypted_content,
+                summary: [],
+            });
+        }
+    }
     match (role, m.content.as_ref()) {
         (_, None) => {}
         ("user", Some(TextOr::Other(parts))) => {
@@ -682,6 +747,20 @@ struct OutputIn {
     name: Option<String>,
     #[serde(default)]
     arguments: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    encrypted_content: Option<String>,
+}
+
+impl OutputIn {
+    /// `(id, encrypted_content)` of a reasoning item that carries both.
+    fn encrypted_reasoning(&self) -> Option<(&str, &str)> {
+        match (&self.id, &self.encrypted_content) {
+            (Some(id), Some(data)) if self.kind == "reasoning" => Some((id, data)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -803,6 +882,8 @@ struct MessageOut<'a> {
     refusal: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<ToolCallOut<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    reasoning_details: Vec<ReasoningDetailOut<'a>>,
 }
 
 #[derive(Serialize)]
@@ -821,7 +902,10 @@ struct FunctionOut<'a> {
 
 /// A whole Responses API answer as a `chat.completion` for `model` (the
 /// name the client sees). Output text of every message item is joined;
-/// `function_call` items become `tool_calls`; reasoning items are left out.
+/// `function_call` items become `tool_calls`; reasoning items with their
+/// `encrypted_content` become `reasoning_details` entries
+/// ([`ReasoningDetailOut`]), which [`chat_to_request`] turns back into
+/// reasoning items on the next turn.
 pub fn response_to_chat(body: &[u8], model: &str, created: u64) -> Result<Vec<u8>, TranslateError> {
     let r: ResponseIn = serde_json::from_slice(body)
         .map_err(|e| TranslateError(format!("unreadable Responses API answer: {e}")))?;
@@ -833,7 +917,15 @@ pub fn response_to_chat(body: &[u8], model: &str, created: u64) -> Result<Vec<u8
     }
     let (mut text, mut refusal) = (None::<String>, None::<String>);
     let mut tool_calls = Vec::new();
+    let mut reasoning_details = Vec::new();
     for item in &r.output {
+        if let Some((id, data)) = item.encrypted_reasoning() {
+            reasoning_details.push(ReasoningDetailOut::encrypted(
+                reasoning_details.len(),
+                id,
+                data,
+            ));
+        }
         match item.kind.as_str() {
             "message" => {
                 for c in &item.content {
@@ -874,6 +966,7 @@ pub fn response_to_chat(body: &[u8], model: &str, created: u64) -> Result<Vec<u8
                 content: text,
                 refusal,
                 tool_calls,
+                reasoning_details,
             },
             logprobs: None,
             finish_reason: finish,
@@ -918,8 +1011,11 @@ struct EventIn {
 /// - `response.completed` / `response.incomplete` → a chunk with
 ///   `finish_reason`, with `include_usage` a `choices: []` chunk carrying
 ///   the usage, then `data: [DONE]`;
+/// - a reasoning item with its `encrypted_content`
+///   (`response.output_item.done`) → `delta.reasoning_details[{type:
+///   "reasoning.encrypted", id, data, format, index}]`;
 /// - `response.failed` and `error` → `data: {"error":{…}}`, and the stream
-///   ends there; reasoning events and anything else → nothing.
+///   ends there; other reasoning events and anything else → nothing.
 ///
 /// A stream that ends before its response completed ends with an error
 /// chunk.
@@ -940,6 +1036,8 @@ struct StreamState {
     calls: Vec<(usize, usize)>,
     /// Tool calls whose arguments streamed (the others get theirs whole).
     with_arguments: Vec<usize>,
+    /// Reasoning items passed on so far (the next one's `index`).
+    reasoning: usize,
     done: bool,
 }
 
@@ -958,6 +1056,7 @@ impl ResponsesToChatStream {
                 started: false,
                 calls: Vec::new(),
                 with_arguments: Vec::new(),
+                reasoning: 0,
                 done: false,
             },
         }
@@ -1055,9 +1154,23 @@ impl StreamState {
                 self.arguments(index, d, out);
             }
             "response.output_item.done" => {
+                let Some(item) = event.item else {
+                    return;
+                };
+                if let Some((id, data)) = item.encrypted_reasoning() {
+                    let detail = ReasoningDetailOut::encrypted(self.reasoning, id, data);
+                    self.reasoning += 1;
+                    self.delta(
+                        DeltaOut {
+                            reasoning_details: Some([detail]),
+                            ..DeltaOut::default()
+                        },
+                        out,
+                    );
+                    return;
+                }
                 // Arguments that never streamed arrive whole here.
-                let (Some(index), Some(item)) = (self.call_at(event.output_index), event.item)
-                else {
+                let Some(index) = self.call_at(event.output_index) else {
                     return;
                 };
                 if !self.with_arguments.contains(&index) {
@@ -1247,8 +1360,80 @@ mod tests {
                 "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}, "strict": true}},
                 "stream": true,
                 "store": false,
+                "include": ["reasoning.encrypted_content"],
             })
         );
+    }
+
+    /// The reasoning of a tool-calling turn reaches a Chat client as the
+    /// message's `reasoning_details` (whole and streamed), and the message
+    /// sent back with the tool's output carries it to the model as the
+    /// reasoning item it was, before the call; reasoning of another kind
+    /// (MiniMax's text) or without its encrypted content is left out.
+    #[test]
+    fn reasoning_goes_to_a_chat_client_and_back_to_the_model() {
+        let answer = WHOLE.replace(
+            r#"{"type":"reasoning","id":"rs_1","summary":[]}"#,
+            r#"{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"gAAAA-one"},
+               {"type":"reasoning","id":"rs_2","summary":[]}"#,
+        );
+        let chat: Value =
+            serde_json::from_slice(&response_to_chat(answer.as_bytes(), "gpt-6-luna", 7).unwrap())
+                .unwrap();
+        let message = &chat["choices"][0]["message"];
+        assert_eq!(
+            message["reasoning_details"],
+            serde_json::json!([{"type": "reasoning.encrypted", "id": "rs_1", "data": "gAAAA-one",
+                "format": "openai-responses-v1", "index": 0}])
+        );
+        let mut back = message.clone();
+        back["reasoning_details"].as_array_mut().unwrap().extend([
+            serde_json::json!({"type": "reasoning.text", "id": "reasoning-text-1",
+                    "format": "MiniMax-response-v1", "index": 0, "text": "hmm"}),
+            serde_json::json!({"type": "reasoning.encrypted", "id": "x", "data": "y",
+                    "format": "anthropic-claude-v1", "index": 1}),
+        ]);
+        let next = serde_json::json!({"model": "auto", "reasoning_effort": "low",
+            "messages": [{"role": "user", "content": "weather in Oslo?"}, back,
+                {"role": "tool", "tool_call_id": "call_9", "content": "4 degrees"}],
+            "tools": [{"type": "function", "function": {"name": "get_weather"}}]});
+        let out = translate(&next.to_string());
+        assert_eq!(
+            out["input"],
+            serde_json::json!([
+                {"type": "message", "role": "user", "content": "weather in Oslo?"},
+                {"type": "reasoning", "id": "rs_1", "encrypted_content": "gAAAA-one", "summary": []},
+                {"type": "message", "role": "assistant", "content": "Hello there"},
+                {"type": "function_call", "call_id": "call_9", "name": "get_weather", "arguments": "{\"city\":\"Oslo\"}"},
+                {"type": "function_call_output", "call_id": "call_9", "output": "4 degrees"}])
+        );
+        // Without reasoning: no member at all.
+        let plain: Value =
+            serde_json::from_slice(&response_to_chat(WHOLE.as_bytes(), "m", 7).unwrap()).unwrap();
+        assert!(
+            plain["choices"][0]["message"]
+                .get("reasoning_details")
+                .is_none()
+        );
+
+        // Streamed: the item's end carries it, once.
+        let done = serde_json::json!({"type":"response.output_item.done","output_index":0,
+            "item":{"type":"reasoning","id":"rs_1","summary":[],"encrypted_content":"gAAAA-one"}});
+        let stream = sse(&[
+            serde_json::json!({"type":"response.created","response":{"id":"resp_1"}}),
+            serde_json::json!({"type":"response.output_item.added","output_index":0,"item":{"type":"reasoning","id":"rs_1","summary":[]}}),
+            done,
+            serde_json::json!({"type":"response.completed","response":serde_json::from_str::<Value>(WHOLE).unwrap()}),
+        ]);
+        let mut out = Vec::new();
+        let mut t = ResponsesToChatStream::new("gpt-6-luna", 7, false);
+        t.feed(stream.as_bytes(), &mut out);
+        t.finish(&mut out);
+        let details: Vec<Value> = chunks(&out)
+            .iter()
+            .filter_map(|c| c["choices"][0]["delta"].get("reasoning_details").cloned())
+            .collect();
+        assert_eq!(details, [message["reasoning_details"].clone()]);
     }
 
     #[test]
