@@ -602,21 +602,7 @@ fn assert_reasoning_round_trip(id: &str, stream: bool) {
         assert_eq!(body["reasoning"]["effort"], "low", "{got}");
         assert_eq!(body["tools"][0]["name"], "get_weather", "{got}");
     }
-    let input = r.upstream[1]["body"]["input"].as_array().unwrap();
-    let kinds: Vec<&str> = input
-        .iter()
-        .map(|i| i["type"].as_str().unwrap_or("message"))
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            "message",
-            "reasoning",
-            "function_call",
-            "function_call_output"
-        ],
-        "{input:?}"
-    );
+    let input = second_turn_input(&r);
     assert_eq!(input[1]["encrypted_content"], ENCRYPTED_REASONING);
     assert_eq!(input[2]["call_id"], input[3]["call_id"]);
     assert_eq!(input[2]["call_id"], first["tool_calls"][0]["call_id"]);
@@ -635,6 +621,27 @@ fn assert_reasoning_round_trip(id: &str, stream: bool) {
         }
     }
     assert_usage_recorded(&r, LUNA);
+}
+
+/// The input the model got on the second turn: the question, the
+/// reasoning of the first turn, its call and the call's output, in order.
+fn second_turn_input(r: &Run) -> &[Value] {
+    let input = r.upstream[1]["body"]["input"].as_array().unwrap();
+    let kinds: Vec<&str> = input
+        .iter()
+        .map(|i| i["type"].as_str().unwrap_or("message"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "message",
+            "reasoning",
+            "function_call",
+            "function_call_output"
+        ],
+        "{input:?}"
+    );
+    input
 }
 
 /// The same loop from a Chat Completions client (the `openai` SDK's chat
@@ -664,21 +671,7 @@ fn assert_chat_reasoning_round_trip(id: &str, stream: bool) {
             json!(["reasoning.encrypted_content"])
         );
     }
-    let input = r.upstream[1]["body"]["input"].as_array().unwrap();
-    let kinds: Vec<&str> = input
-        .iter()
-        .map(|i| i["type"].as_str().unwrap_or("message"))
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            "message",
-            "reasoning",
-            "function_call",
-            "function_call_output"
-        ],
-        "{input:?}"
-    );
+    let input = second_turn_input(&r);
     assert_eq!(input[1]["id"], details[0]["id"], "{input:?}");
     assert_eq!(input[1]["encrypted_content"], ENCRYPTED_REASONING);
     assert_eq!(input[2]["call_id"], first["tool_calls"][0]["id"]);
