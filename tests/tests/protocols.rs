@@ -1094,3 +1094,100 @@ fn a_reasoning_effort_is_left_out_for_a_model_that_takes_none() {
         "low"
     );
 }
+
+/// A Chat client's tool loop on Claude with thinking on (filter/README.md,
+/// "Client protocols"): Anthropic wants the thinking block of the turn that
+/// called the tool back, unedited, in front of the call — the mock, like
+/// Anthropic, answers 400 without it. The answer carries it in the message's
+/// `reasoning_details` (whole, and streamed at the block's end), and the
+/// message sent back with the tool's output reaches Claude with the block
+/// first again.
+#[test]
+fn claudes_thinking_goes_back_with_the_tool_output() {
+    let s = Stack::start();
+    let question = json!({"role": "user", "content": "What is the weather in Oslo?"});
+    let ask = |messages: Value, stream: bool| {
+        json!({"model": "claude-opus-4-5", "max_tokens": 4096, "stream": stream,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "tools": [{"type": "function", "function": {"name": "get_weather",
+                "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}}],
+            "messages": messages})
+    };
+    for stream in [false, true] {
+        // The first turn: the assistant message as the client reads it.
+        let message = if stream {
+            let lines = complete_stream(&s.chat_url(), &ACME.auth(), &ask(json!([question]), true));
+            let chunks: Vec<Value> = lines
+                .iter()
+                .filter_map(|l| l.strip_prefix("data: "))
+                .filter_map(|d| serde_json::from_str(d).ok())
+                .collect();
+            let delta = |key: &str| -> Vec<Value> {
+                chunks
+                    .iter()
+                    .filter_map(|c| c["choices"][0]["delta"][key].as_array().cloned())
+                    .flatten()
+                    .collect()
+            };
+            let calls = delta("tool_calls");
+            let arguments: String = calls
+                .iter()
+                .filter_map(|c| c["function"]["arguments"].as_str())
+                .collect();
+            json!({"role": "assistant", "content": null, "reasoning_details": delta("reasoning_details"),
+                "tool_calls": [{"id": calls[0]["id"], "type": "function",
+                    "function": {"name": calls[0]["function"]["name"], "arguments": arguments}}]})
+        } else {
+            let r = post_json(&s.chat_url(), &ACME.auth(), &ask(json!([question]), false));
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()["choices"][0]["message"].clone()
+        };
+        let details = &message["reasoning_details"];
+        assert_eq!(details.as_array().map(Vec::len), Some(1), "{message}");
+        assert_eq!(details[0]["type"], "reasoning.text", "{message}");
+        assert_eq!(details[0]["format"], "anthropic-claude-v1", "{message}");
+        let thinking = details[0]["text"].as_str().unwrap_or_default();
+        assert!(thinking.starts_with("Mock thinking"), "{message}");
+        let call = &message["tool_calls"][0];
+        let result = json!({"role": "tool", "tool_call_id": call["id"], "content": "4 degrees"});
+
+        // The second turn, the message as it came: Claude gets the block first.
+        s.mock.clear_received();
+        let r = post_json(
+            &s.chat_url(),
+            &ACME.auth(),
+            &ask(json!([question, message, result]), false),
+        );
+        assert_eq!(r.status, 200, "stream {stream}: {}", r.text());
+        let got = s.mock.received().pop().unwrap();
+        let content = &got["body"]["messages"][1]["content"];
+        assert_eq!(
+            content[0],
+            json!({"type": "thinking", "thinking": thinking, "signature": details[0]["signature"]}),
+            "{got}"
+        );
+        assert_eq!(
+            content
+                .as_array()
+                .and_then(|c| c.last())
+                .map(|b| &b["type"]),
+            Some(&json!("tool_use")),
+            "{got}"
+        );
+
+        // Without it, Claude refuses the turn; the client hears why.
+        let mut bare = message.clone();
+        bare.as_object_mut().unwrap().remove("reasoning_details");
+        let r = post_json(
+            &s.chat_url(),
+            &ACME.auth(),
+            &ask(json!([question, bare, result]), false),
+        );
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert!(
+            r.text().contains("must start with a thinking block"),
+            "{}",
+            r.text()
+        );
+    }
+}

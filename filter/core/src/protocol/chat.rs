@@ -376,33 +376,70 @@ pub struct DeltaOut<'a> {
 }
 
 /// One entry of an assistant message's `reasoning_details` (OpenRouter's
-/// convention, which its clients and SDKs send back on the next turn): a
-/// reasoning item of OpenAI's Responses API, kept encrypted
-/// (`protocol::responses_upstream`).
+/// convention, which its clients and SDKs send back on the next turn): the
+/// reasoning a provider returned in a form it takes back — a reasoning item
+/// of OpenAI's Responses API, kept encrypted
+/// (`protocol::responses_upstream`), or an Anthropic thinking block with
+/// its signature, or a redacted one (`protocol::anthropic`).
 #[derive(Serialize, Debug, Clone, Copy)]
 pub struct ReasoningDetailOut<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub id: &'a str,
-    pub data: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<&'a str>,
     pub format: &'static str,
     pub index: usize,
 }
 
-/// [`ReasoningDetailOut::kind`] of an encrypted reasoning item.
+/// [`ReasoningDetailOut::kind`] of reasoning kept encrypted.
 pub const ENCRYPTED_REASONING: &str = "reasoning.encrypted";
+/// [`ReasoningDetailOut::kind`] of reasoning in plain text.
+pub const TEXT_REASONING: &str = "reasoning.text";
 /// [`ReasoningDetailOut::format`] of a reasoning item of OpenAI's Responses API.
 pub const RESPONSES_REASONING_FORMAT: &str = "openai-responses-v1";
+/// [`ReasoningDetailOut::format`] of an Anthropic thinking block.
+pub const ANTHROPIC_REASONING_FORMAT: &str = "anthropic-claude-v1";
 
 impl<'a> ReasoningDetailOut<'a> {
-    /// The `index`-th reasoning item of an answer, `id` with its
-    /// `encrypted_content` as `data`.
+    /// The `index`-th reasoning item of a Responses API answer, `id` with
+    /// its `encrypted_content` as `data`.
     pub fn encrypted(index: usize, id: &'a str, data: &'a str) -> Self {
         ReasoningDetailOut {
             kind: ENCRYPTED_REASONING,
-            id,
-            data,
+            id: Some(id),
+            text: None,
+            signature: None,
+            data: Some(data),
             format: RESPONSES_REASONING_FORMAT,
+            index,
+        }
+    }
+
+    /// The `index`-th block of an Anthropic answer's reasoning: a thinking
+    /// block (its text and signature), or a redacted one (`data` alone).
+    pub fn anthropic(
+        index: usize,
+        text: Option<&'a str>,
+        signature: Option<&'a str>,
+        data: Option<&'a str>,
+    ) -> Self {
+        ReasoningDetailOut {
+            kind: if data.is_some() {
+                ENCRYPTED_REASONING
+            } else {
+                TEXT_REASONING
+            },
+            id: None,
+            text,
+            signature,
+            data,
+            format: ANTHROPIC_REASONING_FORMAT,
             index,
         }
     }

@@ -22,6 +22,16 @@
 //! Claude 5.x alone (earlier models: 400, as Opus 4.5 takes it only behind
 //! a beta header).
 //!
+//! Thinking: a request that turns it on (`thinking.type` `enabled` or
+//! `adaptive`; the mock leaves a Claude 5.x's own default thinking out) gets
+//! an answer that starts with a `thinking` block (`Mock thinking for
+//! anthropic/<model>: …`, signed by [`thinking_signature`]; streamed as
+//! `thinking_delta`s, then a `signature_delta`), its tokens billed as output.
+//! As on Anthropic, such a request that continues a tool use (its last
+//! message holds a `tool_result`) must bring that thinking back: the last
+//! assistant message must start with a `thinking` or `redacted_thinking`
+//! block, and a thinking block's signature must match its text, else 400.
+//!
 //! Answer: the same text as the OpenAI path (a scripted answer, else `Mock answer from
 //! anthropic/<model>: …`, capped by `max_tokens`), `stop_reason` `end_turn`
 //! — or `stop_sequence` when one of `stop_sequences` occurs in it (the text
@@ -254,6 +264,9 @@ pub struct MessagesRequest {
     pub tool_call: Option<ToolCall>,
     /// A scripted answer ([`crate::answers`]), set after parsing.
     pub answer: Option<String>,
+    /// The request turns thinking on (`thinking.type` `enabled` or
+    /// `adaptive`): the answer starts with a thinking block.
+    pub thinking: bool,
 }
 
 fn json_type(value: &Value) -> &'static str {
@@ -409,6 +422,15 @@ impl MessagesRequest {
         if refuses_sampling_and_forced_tools(&model) {
             check_claude_5(&model, obj, messages)?;
         }
+        let thinking = matches!(
+            obj.get("thinking")
+                .and_then(|t| t.get("type"))
+                .and_then(Value::as_str),
+            Some("enabled" | "adaptive")
+        );
+        if thinking {
+            check_thinking_kept(messages)?;
+        }
         let tool_call = tool_to_call(&tools, obj.get("tool_choice"), messages)?;
 
         let message_chars: usize = messages
@@ -436,8 +458,78 @@ impl MessagesRequest {
             },
             tool_call,
             answer: None,
+            thinking,
         })
     }
+}
+
+/// The signature the mock gives its thinking text, and checks when the text
+/// comes back (Anthropic's is a cryptographic check of the same kind: an
+/// edited block is refused).
+pub fn thinking_signature(thinking: &str) -> String {
+    let hash = thinking.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("mock-signature-{hash:016x}")
+}
+
+/// With thinking on, a tool-use turn continues from the model's thinking:
+/// the assistant message before the last `tool_result` must start with its
+/// thinking block, as Anthropic answered it (a 400 otherwise, in Anthropic's
+/// words).
+fn check_thinking_kept(messages: &[Value]) -> Result<(), AnthropicError> {
+    let blocks = |m: &Value| -> Vec<Value> {
+        m.get("content")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let is_tool_result = |b: &Value| b.get("type").and_then(Value::as_str) == Some("tool_result");
+    let Some(last) = messages.last() else {
+        return Ok(());
+    };
+    if !blocks(last).iter().any(is_tool_result) {
+        return Ok(());
+    }
+    let Some((i, assistant)) = messages
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, m)| m.get("role").and_then(Value::as_str) == Some("assistant"))
+    else {
+        return Ok(());
+    };
+    let content = blocks(assistant);
+    let first = content
+        .first()
+        .and_then(|b| b.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("text");
+    if !matches!(first, "thinking" | "redacted_thinking") {
+        return Err(invalid(
+            &format!("messages.{i}.content.0.type"),
+            &format!(
+                "Expected `thinking` or `redacted_thinking`, but found `{first}`. When `thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from previous turns. To avoid this requirement, disable `thinking`."
+            ),
+        ));
+    }
+    for (j, block) in content.iter().enumerate() {
+        if block.get("type").and_then(Value::as_str) != Some("thinking") {
+            continue;
+        }
+        let text = block
+            .get("thinking")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if block.get("signature").and_then(Value::as_str) != Some(thinking_signature(text).as_str())
+        {
+            return Err(invalid(
+                &format!("messages.{i}.content.{j}"),
+                "Invalid `signature` in `thinking` block",
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_message(message: &Value, path: &str) -> Result<(), AnthropicError> {
@@ -487,6 +579,8 @@ fn check_block(block: &Value, path: &str) -> Result<(), AnthropicError> {
     }
     let needs: &[&str] = match kind {
         "text" => &["text"],
+        "thinking" => &["thinking", "signature"],
+        "redacted_thinking" => &["data"],
         "image" | "document" => &["source"],
         "tool_use" | "server_tool_use" => &["id", "name", "input"],
         "tool_result" => &["tool_use_id"],
@@ -746,6 +840,10 @@ fn sample_value(name: &str, property: &Value) -> Value {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Block {
+    Thinking {
+        thinking: String,
+        signature: String,
+    },
     Text {
         text: String,
     },
@@ -833,9 +931,13 @@ enum Event<'a> {
 
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// The variant names are Anthropic's delta types (the serde tag).
+#[allow(clippy::enum_variant_names)]
 enum BlockDelta<'a> {
     TextDelta { text: &'a str },
     InputJsonDelta { partial_json: &'a str },
+    ThinkingDelta { thinking: &'a str },
+    SignatureDelta { signature: &'a str },
 }
 
 #[derive(Serialize)]
@@ -894,10 +996,26 @@ pub fn fragments(text: &str, max: usize) -> Vec<&str> {
 impl Reply {
     pub fn new(request: &MessagesRequest, id: u64) -> Reply {
         let t = request.tokens;
-        let (content, stop_reason, stop_sequence, output_tokens) = match &request.tool_call {
+        let (mut content, stop_reason, stop_sequence, mut output_tokens) = match &request.tool_call
+        {
             Some(call) => tool_answer(call, id),
             None => text_answer(request),
         };
+        if request.thinking {
+            let thinking = format!(
+                "Mock thinking for anthropic/{}: {} tokens of prompt.",
+                request.model, request.tokens.input
+            );
+            output_tokens += tokens_for_chars(thinking.chars().count());
+            let signature = thinking_signature(&thinking);
+            content.insert(
+                0,
+                Block::Thinking {
+                    thinking,
+                    signature,
+                },
+            );
+        }
         Reply {
             id: format!("msg_mock_{id}"),
             model: request.model.clone(),
@@ -972,6 +1090,31 @@ impl Reply {
         let mut json_inputs = json_inputs.iter();
         for (index, block) in self.content.iter().enumerate() {
             match block {
+                Block::Thinking {
+                    thinking,
+                    signature,
+                } => {
+                    events.push(Event::ContentBlockStart {
+                        index,
+                        content_block: Block::Thinking {
+                            thinking: String::new(),
+                            signature: String::new(),
+                        },
+                    });
+                    if index == 0 {
+                        events.push(Event::Ping);
+                    }
+                    for piece in word_pieces(thinking) {
+                        events.push(Event::ContentBlockDelta {
+                            index,
+                            delta: BlockDelta::ThinkingDelta { thinking: piece },
+                        });
+                    }
+                    events.push(Event::ContentBlockDelta {
+                        index,
+                        delta: BlockDelta::SignatureDelta { signature },
+                    });
+                }
                 Block::Text { text } => {
                     events.push(Event::ContentBlockStart {
                         index,
@@ -1104,6 +1247,7 @@ pub fn fast_message() -> serde_json::Result<Bytes> {
         },
         tool_call: None,
         answer: None,
+        thinking: false,
     };
     Reply::new(&request, 0).message_json().map(Bytes::from)
 }
@@ -1518,6 +1662,63 @@ mod tests {
                 "days": {"type": "integer"}},
               "required": ["location", "unit"]}}
         ])
+    }
+
+    /// Thinking on: the answer starts with a signed thinking block (streamed
+    /// as thinking deltas, then the signature), billed as output; the next
+    /// tool-use turn must start with it again, unedited.
+    #[test]
+    fn thinking_answers_start_with_a_block_that_must_come_back() {
+        let ask = |messages: Value| {
+            json!({"model": "claude-opus-4-5", "max_tokens": 4096,
+                   "thinking": {"type": "enabled", "budget_tokens": 1024},
+                   "tools": weather_tools(), "messages": messages})
+        };
+        let question = json!({"role": "user", "content": "What is the weather in Oslo?"});
+        let first = request(ask(json!([question])));
+        let plain = request(json!({"model": "claude-opus-4-5", "max_tokens": 4096,
+            "tools": weather_tools(), "messages": [question]}));
+        let reply = Reply::new(&first, 1);
+        let Block::Thinking {
+            thinking,
+            signature,
+        } = &reply.content[0]
+        else {
+            panic!("{:?}", reply.content);
+        };
+        assert_eq!(signature, &thinking_signature(thinking));
+        assert!(matches!(reply.content.last(), Some(Block::ToolUse { .. })));
+        assert!(reply.usage.output_tokens > Reply::new(&plain, 1).usage.output_tokens);
+        let e = events(&reply);
+        let deltas: Vec<&str> = e
+            .iter()
+            .filter(|(_, d)| d["index"] == 0 && d["type"] == "content_block_delta")
+            .map(|(_, d)| d["delta"]["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(deltas.last(), Some(&"signature_delta"));
+        assert!(deltas.iter().rev().skip(1).all(|d| *d == "thinking_delta"));
+
+        let m: Value = serde_json::from_slice(&reply.message_json().unwrap()).unwrap();
+        let result = json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_mock_1", "content": "4 degrees"}]});
+        let kept = json!([question, {"role": "assistant", "content": m["content"]}, result]);
+        assert!(MessagesRequest::from_json(Some(&ask(kept.clone()))).is_ok());
+        let mut dropped = kept.clone();
+        dropped[1]["content"].as_array_mut().unwrap().remove(0);
+        let e = error(ask(dropped.clone()));
+        assert!(
+            e.message
+                .starts_with("messages.1.content.0.type: Expected `thinking`"),
+            "{}",
+            e.message
+        );
+        // Without thinking on, the same conversation is fine.
+        let mut off = ask(dropped);
+        off.as_object_mut().unwrap().remove("thinking");
+        assert!(MessagesRequest::from_json(Some(&off)).is_ok());
+        let mut edited = kept;
+        edited[1]["content"][0]["thinking"] = json!("something else");
+        assert!(error(ask(edited)).message.contains("Invalid `signature`"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use serde_json::value::RawValue;
 use super::lax::{Lax, List, is_object, read_request};
 use super::wire::{Block, OPEN_SCHEMA, Schema, Source, ToolInput};
 use super::{JSON_TOOL, TranslateError};
+use crate::protocol::chat;
 
 type Result<T> = std::result::Result<T, TranslateError>;
 
@@ -317,7 +318,18 @@ impl<'a> Conversation<'a> {
                 self.push("user", blocks);
             }
             "assistant" => {
-                let mut blocks = blocks(&m.content, &content_path, Allow::TextOnly)?;
+                // Its thinking first, as the model wrote it.
+                let mut blocks: Vec<Block<'a>> = match &m.reasoning_details {
+                    Lax::Array(details) => details
+                        .iter()
+                        .filter_map(|d| match d {
+                            Lax::Object(d) => d.block(),
+                            _ => None,
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                blocks.extend(self::blocks(&m.content, &content_path, Allow::TextOnly)?);
                 match &m.tool_calls {
                     Lax::Absent | Lax::Null => {}
                     Lax::Array(calls) => {
@@ -827,6 +839,44 @@ struct ChatMessage<'a> {
     content: List<'a, Part<'a>>,
     tool_calls: List<'a, ToolCall<'a>>,
     tool_call_id: Lax<'a>,
+    /// An assistant message's reasoning as this gateway returned it
+    /// (`messages_to_chat`).
+    reasoning_details: List<'a, ReasoningDetail<'a>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct ReasoningDetail<'a> {
+    #[serde(rename = "type")]
+    kind: Lax<'a>,
+    text: Lax<'a>,
+    signature: Lax<'a>,
+    data: Lax<'a>,
+    format: Lax<'a>,
+}
+
+impl<'a> ReasoningDetail<'a> {
+    /// The Anthropic block it was: a thinking block with its signature or a
+    /// redacted one. None for another provider's reasoning, or an entry
+    /// without what Anthropic checks.
+    fn block(&'a self) -> Option<Block<'a>> {
+        if self.format.as_str() != Some(chat::ANTHROPIC_REASONING_FORMAT) {
+            return None;
+        }
+        match (
+            self.kind.as_str()?,
+            self.text.as_str(),
+            self.signature.as_str(),
+            self.data.as_str(),
+        ) {
+            (chat::TEXT_REASONING, Some(thinking), Some(signature), _) => Some(Block::Thinking {
+                thinking,
+                signature,
+            }),
+            (chat::ENCRYPTED_REASONING, _, _, Some(data)) => Some(Block::RedactedThinking { data }),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -1026,6 +1076,40 @@ mod tests {
         chat_to_messages(req.as_bytes(), "claude-sonnet-4-5", 4096)
             .unwrap_err()
             .0
+    }
+
+    /// The thinking a Claude answer carried to a Chat client
+    /// (`reasoning_details`, `messages_to_chat`) goes back as the blocks it
+    /// was, first in the assistant's content and unchanged, as Anthropic
+    /// wants them in a tool-use turn while thinking is on; another
+    /// provider's reasoning and entries without their signature stay out.
+    #[test]
+    fn an_assistant_messages_thinking_goes_back_as_its_blocks() {
+        let out = translate(json!({
+            "messages": [
+                {"role": "user", "content": "Weather in Paris?"},
+                {"role": "assistant", "content": null,
+                 "reasoning_details": [
+                    {"type": "reasoning.text", "text": "The user wants weather.", "signature": "EqQBCgIYAhIM",
+                     "format": "anthropic-claude-v1", "index": 0},
+                    {"type": "reasoning.encrypted", "data": "EmwKAhgBEgy", "format": "anthropic-claude-v1", "index": 1},
+                    {"type": "reasoning.text", "text": "unsigned", "format": "anthropic-claude-v1", "index": 2},
+                    {"type": "reasoning.encrypted", "id": "rs_1", "data": "gAAAA", "format": "openai-responses-v1", "index": 3},
+                    "not an object"],
+                 "tool_calls": [{"id": "toolu_01", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+                {"role": "tool", "tool_call_id": "toolu_01", "content": "18°C"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "get_weather"}}]
+        }));
+        assert_eq!(
+            out["messages"][1]["content"],
+            json!([
+                {"type": "thinking", "thinking": "The user wants weather.", "signature": "EqQBCgIYAhIM"},
+                {"type": "redacted_thinking", "data": "EmwKAhgBEgy"},
+                {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Paris"}}
+            ])
+        );
     }
 
     #[test]

@@ -2,8 +2,10 @@
 //! one event at a time, whatever the network chunk boundaries.
 
 use super::JSON_TOOL;
-use super::messages_to_chat::{error_body, error_kind, error_message, finish_reason};
-use super::wire::{BlockDelta, Event, WireUsage};
+use super::messages_to_chat::{
+    error_body, error_kind, error_message, finish_reason, reasoning_detail,
+};
+use super::wire::{BlockDelta, Event, WireBlock, WireUsage};
 use crate::protocol::Tokens;
 use crate::protocol::chat::{
     ChunkChoiceOut as ChunkChoice, ChunkOut, DeltaOut as Delta, ToolDeltaOut, write_chunk,
@@ -23,8 +25,11 @@ use crate::sse::SseParser;
 ///   never arrived gets `"{}"` so it still parses;
 /// - the [`JSON_TOOL`] block (a `response_format: json_schema` answer) →
 ///   plain `delta.content`;
-/// - `thinking`, `signature` and citation deltas, server-tool blocks and
-///   `ping` → nothing;
+/// - a `thinking` block (its text and signature, gathered from its deltas)
+///   or a `redacted_thinking` block → at its end, a chunk with
+///   `delta.reasoning_details[{type, text, signature | data, format:
+///   "anthropic-claude-v1", index}]`, as the whole answer carries it;
+/// - citation deltas, server-tool blocks and `ping` → nothing;
 /// - `message_delta` → a chunk with `finish_reason`;
 /// - `message_stop` → with `include_usage`, a `choices: []` chunk carrying the
 ///   usage; then `data: [DONE]`;
@@ -49,6 +54,10 @@ struct State {
     blocks: Vec<(usize, Block)>,
     /// Real tool calls announced so far (the next call's OpenAI index).
     tool_calls: usize,
+    /// The thinking block being read, whole so far.
+    thinking: Option<WireBlock>,
+    /// Thinking blocks passed on so far (the next one's `index`).
+    reasoning: usize,
     usage: Option<WireUsage>,
     finished: bool,
     done: bool,
@@ -59,6 +68,7 @@ enum Block {
     Text,
     Tool { index: usize, has_args: bool },
     Json { has_args: bool },
+    Thinking,
     Ignored,
 }
 
@@ -77,6 +87,8 @@ impl StreamTranslator {
                 started: false,
                 blocks: Vec::new(),
                 tool_calls: 0,
+                thinking: None,
+                reasoning: 0,
                 usage: None,
                 finished: false,
                 done: false,
@@ -177,6 +189,10 @@ impl State {
                             has_args,
                         }
                     }
+                    "thinking" | "redacted_thinking" => {
+                        self.thinking = Some(b);
+                        Block::Thinking
+                    }
                     _ => Block::Ignored,
                 };
                 self.blocks.retain(|(i, _)| *i != index);
@@ -207,6 +223,16 @@ impl State {
                         *block = Block::Json { has_args: true };
                         self.content(&partial_json, out);
                     }
+                    (BlockDelta::ThinkingDelta { thinking }, Block::Thinking) => {
+                        if let Some(b) = self.thinking.as_mut() {
+                            b.thinking.get_or_insert_default().push_str(&thinking);
+                        }
+                    }
+                    (BlockDelta::SignatureDelta { signature }, Block::Thinking) => {
+                        if let Some(b) = self.thinking.as_mut() {
+                            b.signature = Some(signature);
+                        }
+                    }
                     _ => {}
                 }
             }
@@ -216,6 +242,7 @@ impl State {
                     has_args: false,
                 }) => self.arguments(tool, "{}", out),
                 Some(Block::Json { has_args: false }) => self.content("{}", out),
+                Some(Block::Thinking) => self.reasoning(out),
                 _ => {}
             },
             Event::MessageDelta { delta, usage } => {
@@ -299,6 +326,24 @@ impl State {
             None,
             out,
         );
+    }
+
+    /// Passes on the thinking block that just ended.
+    fn reasoning(&mut self, out: &mut Vec<u8>) {
+        let Some(block) = self.thinking.take() else {
+            return;
+        };
+        if let Some(detail) = reasoning_detail(self.reasoning, &block) {
+            self.reasoning += 1;
+            self.emit_delta(
+                Delta {
+                    reasoning_details: Some([detail]),
+                    ..Delta::default()
+                },
+                None,
+                out,
+            );
+        }
     }
 
     fn arguments(&mut self, tool: usize, fragment: &str, out: &mut Vec<u8>) {
@@ -447,6 +492,11 @@ mod tests {
         let c = |delta: &str, finish: &str| chunk("msg_01", delta, finish);
         let expected = [
             c(r#"{"role":"assistant","content":""}"#, "null"),
+            // The thinking block whole, at its end, signature and all.
+            c(
+                r#"{"reasoning_details":[{"type":"reasoning.text","text":"The user wants weather.","signature":"EqQBCgIYAhIM","format":"anthropic-claude-v1","index":0}]}"#,
+                "null",
+            ),
             c(r#"{"content":"Let me check "}"#, "null"),
             c("{\"content\":\"the weather \u{2014} \u{2600}\"}", "null"),
             c(

@@ -6,9 +6,9 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::wire::{WireErrorBody, WireMessage};
+use super::wire::{WireBlock, WireErrorBody, WireMessage};
 use super::{JSON_TOOL, TranslateError};
-use crate::protocol::chat::UsageOut;
+use crate::protocol::chat::{ReasoningDetailOut, UsageOut};
 
 #[derive(Serialize)]
 struct Completion<'a> {
@@ -36,6 +36,8 @@ struct ChatMessage<'a> {
     refusal: Option<()>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     tool_calls: Vec<ToolCall<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    reasoning_details: Vec<ReasoningDetailOut<'a>>,
 }
 
 #[derive(Serialize)]
@@ -58,8 +60,12 @@ struct FunctionCall<'a> {
 /// Text blocks are concatenated into `message.content`; `tool_use` blocks
 /// become `message.tool_calls` (`arguments` is the JSON text of `input`),
 /// except the [`JSON_TOOL`] call, whose input is the answer text itself.
-/// `thinking`, `redacted_thinking` and server-tool blocks are dropped. The
-/// Anthropic message id is kept as the completion id.
+/// `thinking` and `redacted_thinking` blocks become the message's
+/// `reasoning_details` ([`ReasoningDetailOut::anthropic`]), which
+/// `chat_to_messages` turns back into those blocks when the client sends the
+/// message again: Anthropic wants them back, unchanged, in a tool-use turn
+/// while thinking is on. Server-tool blocks are dropped. The Anthropic
+/// message id is kept as the completion id.
 pub fn messages_to_chat(body: &[u8], model: &str, created: u64) -> Result<Vec<u8>, TranslateError> {
     // serde would also read a struct from a JSON array.
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
@@ -81,8 +87,14 @@ pub fn messages_to_chat(body: &[u8], model: &str, created: u64) -> Result<Vec<u8
     let mut content: Option<String> = None;
     let mut json_answer: Option<String> = None;
     let mut tool_calls = Vec::new();
+    let mut reasoning_details = Vec::new();
     for block in &msg.content {
         match block.kind.as_str() {
+            "thinking" | "redacted_thinking" => {
+                if let Some(detail) = reasoning_detail(reasoning_details.len(), block) {
+                    reasoning_details.push(detail);
+                }
+            }
             "text" => {
                 if let Some(t) = &block.text {
                     content.get_or_insert_default().push_str(t);
@@ -131,6 +143,7 @@ pub fn messages_to_chat(body: &[u8], model: &str, created: u64) -> Result<Vec<u8
                 content,
                 refusal: None,
                 tool_calls,
+                reasoning_details,
             },
             logprobs: None,
             finish_reason: finish,
@@ -139,6 +152,28 @@ pub fn messages_to_chat(body: &[u8], model: &str, created: u64) -> Result<Vec<u8
     };
     serde_json::to_vec(&completion)
         .map_err(|e| TranslateError(format!("could not encode the chat completion: {e}")))
+}
+
+/// The `index`-th `reasoning_details` entry for a thinking block (it needs
+/// its signature) or a redacted one (its data); None for one without.
+pub(super) fn reasoning_detail(index: usize, block: &WireBlock) -> Option<ReasoningDetailOut<'_>> {
+    match (
+        block.kind.as_str(),
+        &block.thinking,
+        &block.signature,
+        &block.data,
+    ) {
+        ("thinking", Some(text), Some(signature), _) => Some(ReasoningDetailOut::anthropic(
+            index,
+            Some(text),
+            Some(signature),
+            None,
+        )),
+        ("redacted_thinking", _, _, Some(data)) => {
+            Some(ReasoningDetailOut::anthropic(index, None, None, Some(data)))
+        }
+        _ => None,
+    }
 }
 
 /// Translates an Anthropic error answer (HTTP `status`, `body`) into the
@@ -281,12 +316,16 @@ mod tests {
         })
     }
 
+    /// Text blocks joined; the thinking (kept for the next turn, which
+    /// Anthropic wants it back in) in `reasoning_details`.
     #[test]
     fn a_text_answer_becomes_a_chat_completion() {
         let out = chat(json!({
             "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5-20250929",
             "content": [
                 {"type": "thinking", "thinking": "Let me think", "signature": "sig"},
+                {"type": "redacted_thinking", "data": "EmwKAhgBEgy"},
+                {"type": "thinking", "thinking": "no signature, not taken back"},
                 {"type": "text", "text": "Hello"},
                 {"type": "text", "text": ", world"}
             ],
@@ -302,7 +341,12 @@ mod tests {
                 "model": "claude-sonnet-4-5",
                 "choices": [{
                     "index": 0,
-                    "message": {"role": "assistant", "content": "Hello, world", "refusal": null},
+                    "message": {"role": "assistant", "content": "Hello, world", "refusal": null,
+                        "reasoning_details": [
+                            {"type": "reasoning.text", "text": "Let me think", "signature": "sig",
+                             "format": "anthropic-claude-v1", "index": 0},
+                            {"type": "reasoning.encrypted", "data": "EmwKAhgBEgy",
+                             "format": "anthropic-claude-v1", "index": 1}]},
                     "logprobs": null,
                     "finish_reason": "stop"
                 }],

@@ -41,6 +41,14 @@ pub(super) enum Block<'a> {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         content: Vec<Block<'a>>,
     },
+    /// The model's own thinking of an earlier turn, as it answered it.
+    Thinking {
+        thinking: &'a str,
+        signature: &'a str,
+    },
+    RedactedThinking {
+        data: &'a str,
+    },
 }
 
 impl<'a> Block<'a> {
@@ -235,7 +243,7 @@ fn lenient_usage<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<WireUs
 }
 
 /// A content block of an answer, whole or as a streamed `content_block_start`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug)]
 pub(super) struct WireBlock {
     #[serde(rename = "type")]
     pub(super) kind: String,
@@ -250,6 +258,14 @@ pub(super) struct WireBlock {
     /// [`Event`], which serde buffers, and raw fragments cannot be buffered.
     #[serde(default)]
     pub(super) input: Option<Value>,
+    /// A `thinking` block's text and signature; a `redacted_thinking`
+    /// block's `data`.
+    #[serde(default)]
+    pub(super) thinking: Option<String>,
+    #[serde(default)]
+    pub(super) signature: Option<String>,
+    #[serde(default)]
+    pub(super) data: Option<String>,
 }
 
 // --------------------------------------------------------------- errors
@@ -319,6 +335,12 @@ pub(super) enum BlockDelta {
     },
     InputJsonDelta {
         partial_json: String,
+    },
+    ThinkingDelta {
+        thinking: String,
+    },
+    SignatureDelta {
+        signature: String,
     },
     #[serde(other)]
     Other,
