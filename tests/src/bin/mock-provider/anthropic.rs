@@ -1089,73 +1089,50 @@ impl Reply {
         }
         let mut json_inputs = json_inputs.iter();
         for (index, block) in self.content.iter().enumerate() {
+            let opening = match block {
+                Block::Thinking { .. } => Block::Thinking {
+                    thinking: String::new(),
+                    signature: String::new(),
+                },
+                Block::Text { .. } => Block::Text {
+                    text: String::new(),
+                },
+                Block::ToolUse { id, name, .. } => Block::ToolUse {
+                    id: id.clone(),
+                    name: name.clone(),
+                    input: Value::Object(Map::new()),
+                },
+            };
+            events.push(Event::ContentBlockStart {
+                index,
+                content_block: opening,
+            });
+            if index == 0 {
+                events.push(Event::Ping);
+            }
+            let delta = |delta| Event::ContentBlockDelta { index, delta };
             match block {
                 Block::Thinking {
                     thinking,
                     signature,
                 } => {
-                    events.push(Event::ContentBlockStart {
-                        index,
-                        content_block: Block::Thinking {
-                            thinking: String::new(),
-                            signature: String::new(),
-                        },
-                    });
-                    if index == 0 {
-                        events.push(Event::Ping);
-                    }
                     for piece in word_pieces(thinking) {
-                        events.push(Event::ContentBlockDelta {
-                            index,
-                            delta: BlockDelta::ThinkingDelta { thinking: piece },
-                        });
+                        events.push(delta(BlockDelta::ThinkingDelta { thinking: piece }));
                     }
-                    events.push(Event::ContentBlockDelta {
-                        index,
-                        delta: BlockDelta::SignatureDelta { signature },
-                    });
+                    events.push(delta(BlockDelta::SignatureDelta { signature }));
                 }
                 Block::Text { text } => {
-                    events.push(Event::ContentBlockStart {
-                        index,
-                        content_block: Block::Text {
-                            text: String::new(),
-                        },
-                    });
-                    if index == 0 {
-                        events.push(Event::Ping);
-                    }
                     for piece in word_pieces(text) {
-                        events.push(Event::ContentBlockDelta {
-                            index,
-                            delta: BlockDelta::TextDelta { text: piece },
-                        });
+                        events.push(delta(BlockDelta::TextDelta { text: piece }));
                     }
                 }
-                Block::ToolUse { id, name, .. } => {
-                    events.push(Event::ContentBlockStart {
-                        index,
-                        content_block: Block::ToolUse {
-                            id: id.clone(),
-                            name: name.clone(),
-                            input: Value::Object(Map::new()),
-                        },
-                    });
-                    if index == 0 {
-                        events.push(Event::Ping);
-                    }
+                Block::ToolUse { .. } => {
                     let json = json_inputs.next().map_or("", String::as_str);
-                    events.push(Event::ContentBlockDelta {
-                        index,
-                        delta: BlockDelta::InputJsonDelta { partial_json: "" },
-                    });
+                    events.push(delta(BlockDelta::InputJsonDelta { partial_json: "" }));
                     for piece in fragments(json, JSON_FRAGMENT_CHARS) {
-                        events.push(Event::ContentBlockDelta {
-                            index,
-                            delta: BlockDelta::InputJsonDelta {
-                                partial_json: piece,
-                            },
-                        });
+                        events.push(delta(BlockDelta::InputJsonDelta {
+                            partial_json: piece,
+                        }));
                     }
                 }
             }
