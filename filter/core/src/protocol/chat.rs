@@ -422,23 +422,28 @@ impl<'a> ReasoningDetailOut<'a> {
     }
 
     /// The `index`-th block of an Anthropic answer's reasoning: a thinking
-    /// block (its text and signature), or a redacted one (`data` alone).
-    pub fn anthropic(
-        index: usize,
-        text: Option<&'a str>,
-        signature: Option<&'a str>,
-        data: Option<&'a str>,
-    ) -> Self {
+    /// block, its text and signature.
+    pub fn thinking(index: usize, text: &'a str, signature: &'a str) -> Self {
         ReasoningDetailOut {
-            kind: if data.is_some() {
-                ENCRYPTED_REASONING
-            } else {
-                TEXT_REASONING
-            },
+            kind: TEXT_REASONING,
             id: None,
-            text,
-            signature,
-            data,
+            text: Some(text),
+            signature: Some(signature),
+            data: None,
+            format: ANTHROPIC_REASONING_FORMAT,
+            index,
+        }
+    }
+
+    /// The `index`-th block of an Anthropic answer's reasoning: a redacted
+    /// thinking block, its `data`.
+    pub fn redacted(index: usize, data: &'a str) -> Self {
+        ReasoningDetailOut {
+            kind: ENCRYPTED_REASONING,
+            id: None,
+            text: None,
+            signature: None,
+            data: Some(data),
             format: ANTHROPIC_REASONING_FORMAT,
             index,
         }

@@ -61,7 +61,7 @@ struct FunctionCall<'a> {
 /// become `message.tool_calls` (`arguments` is the JSON text of `input`),
 /// except the [`JSON_TOOL`] call, whose input is the answer text itself.
 /// `thinking` and `redacted_thinking` blocks become the message's
-/// `reasoning_details` ([`ReasoningDetailOut::anthropic`]), which
+/// `reasoning_details` ([`ReasoningDetailOut::thinking`], [`ReasoningDetailOut::redacted`]), which
 /// `chat_to_messages` turns back into those blocks when the client sends the
 /// message again: Anthropic wants them back, unchanged, in a tool-use turn
 /// while thinking is on. Server-tool blocks are dropped. The Anthropic
@@ -163,15 +163,10 @@ pub(super) fn reasoning_detail(index: usize, block: &WireBlock) -> Option<Reason
         &block.signature,
         &block.data,
     ) {
-        ("thinking", Some(text), Some(signature), _) => Some(ReasoningDetailOut::anthropic(
-            index,
-            Some(text),
-            Some(signature),
-            None,
-        )),
-        ("redacted_thinking", _, _, Some(data)) => {
-            Some(ReasoningDetailOut::anthropic(index, None, None, Some(data)))
+        ("thinking", Some(text), Some(signature), _) => {
+            Some(ReasoningDetailOut::thinking(index, text, signature))
         }
+        ("redacted_thinking", _, _, Some(data)) => Some(ReasoningDetailOut::redacted(index, data)),
         _ => None,
     }
 }
