@@ -1175,19 +1175,68 @@ fn claudes_thinking_goes_back_with_the_tool_output() {
             "{got}"
         );
 
-        // Without it, Claude refuses the turn; the client hears why.
+        // A client that keeps no reasoning: Claude would refuse the turn, so
+        // it goes on without thinking, and the answer says so.
         let mut bare = message.clone();
         bare.as_object_mut().unwrap().remove("reasoning_details");
+        s.mock.clear_received();
         let r = post_json(
             &s.chat_url(),
             &ACME.auth(),
             &ask(json!([question, bare, result]), false),
         );
-        assert_eq!(r.status, 400, "{}", r.text());
-        assert!(
-            r.text().contains("must start with a thinking block"),
-            "{}",
-            r.text()
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-aipipe-dropped-params"), Some("thinking"));
+        let got = s.mock.received().pop().unwrap();
+        assert!(got["body"].get("thinking").is_none(), "{got}");
+        assert_ne!(
+            got["body"]["messages"][1]["content"][0]["type"], "thinking",
+            "{got}"
         );
+    }
+}
+
+/// An Anthropic client's tool loop with thinking on, its tool called by
+/// another model (routing chose it, here named) and continued on Claude:
+/// there is no thinking to bring back, which Anthropic would refuse, so
+/// Claude gets the turn without `thinking`, named in the answer. The same
+/// loop started on Claude goes back with its thinking block, untouched.
+#[test]
+fn a_tool_loop_another_model_started_reaches_claude_without_thinking() {
+    let s = Stack::start();
+    let url = s.envoy.url("/v1/messages");
+    let question = json!({"role": "user", "content": "What's the weather in Paris?"});
+    let ask = |model: &str, messages: Value| {
+        json!({"model": model, "max_tokens": 4096,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "tools": [anthropic_weather_tool()], "messages": messages})
+    };
+    for starter in ["gpt-4o-mini", "claude-opus-4-5"] {
+        let r = post_json(&url, &ACME_ANTHROPIC, &ask(starter, json!([question])));
+        assert_eq!(r.status, 200, "{starter}: {}", r.text());
+        let v = r.json();
+        assert_eq!(v["stop_reason"], "tool_use", "{starter}: {v}");
+        let call = v["content"]
+            .as_array()
+            .and_then(|c| c.iter().find(|b| b["type"] == "tool_use"))
+            .cloned()
+            .unwrap_or_else(|| panic!("{starter}: {v}"));
+        let turn = json!([question, {"role": "assistant", "content": v["content"]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call["id"], "content": "14 degrees"}]}]);
+
+        s.mock.clear_received();
+        let r = post_json(&url, &ACME_ANTHROPIC, &ask("claude-opus-4-5", turn));
+        assert_eq!(r.status, 200, "{starter}: {}", r.text());
+        let got = s.mock.received().pop().unwrap();
+        let first = &got["body"]["messages"][1]["content"][0]["type"];
+        if starter == "claude-opus-4-5" {
+            assert_eq!(r.header("x-aipipe-dropped-params"), None);
+            assert_eq!(got["body"]["thinking"]["type"], "enabled", "{got}");
+            assert_eq!(first, "thinking", "{got}");
+        } else {
+            assert_eq!(r.header("x-aipipe-dropped-params"), Some("thinking"));
+            assert!(got["body"].get("thinking").is_none(), "{got}");
+            assert_ne!(first, "thinking", "{got}");
+        }
     }
 }

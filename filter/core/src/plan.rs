@@ -485,6 +485,22 @@ impl Plan {
                 )));
             }
         };
+        // A tool turn that did not start from Claude's thinking (another
+        // model called the tool, or the client kept no reasoning) goes on
+        // without it, as Anthropic advises (`anthropic::tool_turn_lacks_thinking`).
+        let sent = match &upstream {
+            // Renamed only: the client's body reads the same.
+            Upstream::Edit(_) => self.body.as_slice(),
+            Upstream::Whole(b) => b.as_slice(),
+        };
+        let dropped = if wire == Protocol::Messages
+            && self.client_extensions.thinking()
+            && anthropic::tool_turn_lacks_thinking(sent)
+        {
+            dropped.with_extensions(Extensions::of(true, false))
+        } else {
+            dropped
+        };
         let rewrite = self.rewrite_for(m, p, wire, dropped);
         if !rewrite.is_empty() {
             // A model that refuses sampling parameters gets the body without
@@ -610,8 +626,9 @@ impl Plan {
                 _ => {}
             }
         }
-        if wire == Protocol::Chat {
-            // The Responses translation never carries them.
+        if wire != Protocol::Responses {
+            // The Responses translation never carries them; on Anthropic's
+            // wire only a tool turn's lost thinking is dropped (`attempt`).
             rewrite.drop.extend(dropped.extensions());
         }
         if wire == Protocol::Messages && !self.client_extensions.any() {
@@ -1079,6 +1096,58 @@ mod tests {
             assert!(out.get("reasoning_effort").is_none(), "{out}");
             assert!(dropped.is_empty(), "{claude}: {}", dropped.names());
         }
+    }
+
+    /// A tool turn whose call Claude did not make with its thinking (another
+    /// model answered it, or the client kept no reasoning) reaches Claude
+    /// without `thinking`, named as dropped: with it Anthropic refuses the
+    /// turn. A turn that starts with its thinking keeps it, the body as the
+    /// client sent it.
+    #[test]
+    fn a_tool_turn_without_claudes_thinking_goes_on_without_thinking() {
+        let t = table();
+        let enabled = r#""thinking":{"type":"enabled","budget_tokens":1024}"#;
+        let messages = |first: &str| {
+            format!(
+                r#"{{"model":"claude-opus-4-5","max_tokens":4096,{enabled},"tools":[{{"name":"f","input_schema":{{"type":"object"}}}}],"messages":[
+                {{"role":"user","content":"weather in Oslo?"}},
+                {{"role":"assistant","content":[{first}{{"type":"tool_use","id":"toolu_1","name":"f","input":{{}}}}]}},
+                {{"role":"user","content":[{{"type":"tool_result","tool_use_id":"toolu_1","content":"4 degrees"}}]}}]}}"#
+            )
+        };
+        let (model, out, dropped) = first(&t, Protocol::Messages, &messages(""));
+        assert_eq!(model, "claude-opus-4-5");
+        assert!(out.get("thinking").is_none(), "{out}");
+        assert_eq!(dropped.names(), "thinking");
+        assert_eq!(
+            out["messages"][1]["content"][0]["type"], "tool_use",
+            "{out}"
+        );
+        let kept = messages(r#"{"type":"thinking","thinking":"t","signature":"s"},"#);
+        let mut p = plan(&t, Protocol::Messages, &kept).unwrap();
+        let a = p.next_attempt(&t, &t.accounts()[0], 3).unwrap().unwrap();
+        assert!(matches!(a.upstream, Upstream::Edit(_)) && a.dropped.is_empty());
+
+        // A Chat client's loop: the same, in its translation.
+        let chat = |details: &str| {
+            format!(
+                r#"{{"model":"claude-opus-4-5",{enabled},"tools":[{{"type":"function","function":{{"name":"f"}}}}],"messages":[
+                {{"role":"user","content":"weather in Oslo?"}},
+                {{"role":"assistant","content":null{details},"tool_calls":[{{"id":"toolu_1","type":"function","function":{{"name":"f","arguments":"{{}}"}}}}]}},
+                {{"role":"tool","tool_call_id":"toolu_1","content":"4 degrees"}}]}}"#
+            )
+        };
+        let (_, out, dropped) = first(&t, Protocol::Chat, &chat(""));
+        assert!(out.get("thinking").is_none(), "{out}");
+        assert_eq!(dropped.names(), "thinking");
+        let details = r#","reasoning_details":[{"type":"reasoning.text","text":"t","signature":"s","format":"anthropic-claude-v1","index":0}]"#;
+        let (_, out, dropped) = first(&t, Protocol::Chat, &chat(details));
+        assert_eq!(out["thinking"]["type"], "enabled", "{out}");
+        assert_eq!(
+            out["messages"][1]["content"][0]["type"], "thinking",
+            "{out}"
+        );
+        assert!(dropped.is_empty(), "{}", dropped.names());
     }
 
     /// Claude 5.x refuses sampling parameters: a request that sets them

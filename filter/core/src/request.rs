@@ -190,6 +190,10 @@ impl Extensions {
     pub fn any(self) -> bool {
         self.0 != 0
     }
+
+    pub fn thinking(self) -> bool {
+        self.0 & 1 != 0
+    }
 }
 
 /// Which of the Chat Completions parameters that OpenAI's Responses API has
@@ -275,6 +279,11 @@ impl Dropped {
     /// The set with `chat_only` added.
     pub fn with_chat_only(self, chat_only: ChatOnly) -> Dropped {
         Dropped(self.0 | (u16::from(chat_only.0 & 0x7f) << Self::TABULATED))
+    }
+
+    /// The set with `extensions` added.
+    pub fn with_extensions(self, extensions: Extensions) -> Dropped {
+        Dropped(self.0 | (u16::from(extensions.0 & 3) << 4))
     }
 
     /// The extensions in the set.

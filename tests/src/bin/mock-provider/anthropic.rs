@@ -28,9 +28,12 @@
 //! anthropic/<model>: …`, signed by [`thinking_signature`]; streamed as
 //! `thinking_delta`s, then a `signature_delta`), its tokens billed as output.
 //! As on Anthropic, such a request that continues a tool use (its last
-//! message holds a `tool_result`) must bring that thinking back: the last
-//! assistant message must start with a `thinking` or `redacted_thinking`
-//! block, and a thinking block's signature must match its text, else 400.
+//! message holds a `tool_result`) brings that thinking back: with `enabled`,
+//! the turn's first assistant message (the one after the last user message
+//! that is not a tool result: Claude thinks at a turn's start) must start
+//! with a `thinking` or `redacted_thinking` block, else 400 (adaptive
+//! thinking is the model's choice each turn, so a turn without it passes);
+//! in both modes a thinking block's signature must match its text, else 400.
 //!
 //! Answer: the same text as the OpenAI path (a scripted answer, else `Mock answer from
 //! anthropic/<model>: …`, capped by `max_tokens`), `stop_reason` `end_turn`
@@ -422,14 +425,13 @@ impl MessagesRequest {
         if refuses_sampling_and_forced_tools(&model) {
             check_claude_5(&model, obj, messages)?;
         }
-        let thinking = matches!(
-            obj.get("thinking")
-                .and_then(|t| t.get("type"))
-                .and_then(Value::as_str),
-            Some("enabled" | "adaptive")
-        );
+        let thinking_type = obj
+            .get("thinking")
+            .and_then(|t| t.get("type"))
+            .and_then(Value::as_str);
+        let thinking = matches!(thinking_type, Some("enabled" | "adaptive"));
         if thinking {
-            check_thinking_kept(messages)?;
+            check_thinking_kept(messages, thinking_type == Some("enabled"))?;
         }
         let tool_call = tool_to_call(&tools, obj.get("tool_choice"), messages)?;
 
@@ -474,10 +476,11 @@ pub fn thinking_signature(thinking: &str) -> String {
 }
 
 /// With thinking on, a tool-use turn continues from the model's thinking:
-/// the assistant message before the last `tool_result` must start with its
-/// thinking block, as Anthropic answered it (a 400 otherwise, in Anthropic's
-/// words).
-fn check_thinking_kept(messages: &[Value]) -> Result<(), AnthropicError> {
+/// the turn's first assistant message starts with its thinking block, as
+/// Anthropic answered it — required when `enabled` says Claude always thinks
+/// (a 400 otherwise, in Anthropic's words), and its signature checked in
+/// both modes.
+fn check_thinking_kept(messages: &[Value], required: bool) -> Result<(), AnthropicError> {
     let blocks = |m: &Value| -> Vec<Value> {
         m.get("content")
             .and_then(Value::as_array)
@@ -485,17 +488,22 @@ fn check_thinking_kept(messages: &[Value]) -> Result<(), AnthropicError> {
             .unwrap_or_default()
     };
     let is_tool_result = |b: &Value| b.get("type").and_then(Value::as_str) == Some("tool_result");
+    let role = |m: &Value, r: &str| m.get("role").and_then(Value::as_str) == Some(r);
     let Some(last) = messages.last() else {
         return Ok(());
     };
     if !blocks(last).iter().any(is_tool_result) {
         return Ok(());
     }
+    let start = messages
+        .iter()
+        .rposition(|m| role(m, "user") && !blocks(m).iter().any(is_tool_result))
+        .map_or(0, |i| i + 1);
     let Some((i, assistant)) = messages
         .iter()
         .enumerate()
-        .rev()
-        .find(|(_, m)| m.get("role").and_then(Value::as_str) == Some("assistant"))
+        .skip(start)
+        .find(|(_, m)| role(m, "assistant"))
     else {
         return Ok(());
     };
@@ -505,7 +513,7 @@ fn check_thinking_kept(messages: &[Value]) -> Result<(), AnthropicError> {
         .and_then(|b| b.get("type"))
         .and_then(Value::as_str)
         .unwrap_or("text");
-    if !matches!(first, "thinking" | "redacted_thinking") {
+    if required && !matches!(first, "thinking" | "redacted_thinking") {
         return Err(invalid(
             &format!("messages.{i}.content.0.type"),
             &format!(
@@ -1689,13 +1697,24 @@ mod tests {
             "{}",
             e.message
         );
-        // Without thinking on, the same conversation is fine.
-        let mut off = ask(dropped);
+        // Without thinking on, or with adaptive thinking (the model's choice
+        // each turn), the same conversation is fine.
+        let mut off = ask(dropped.clone());
         off.as_object_mut().unwrap().remove("thinking");
         assert!(MessagesRequest::from_json(Some(&off)).is_ok());
-        let mut edited = kept;
+        let mut adaptive = ask(dropped);
+        adaptive["thinking"] = json!({"type": "adaptive"});
+        assert!(MessagesRequest::from_json(Some(&adaptive)).is_ok());
+        let mut edited = kept.clone();
         edited[1]["content"][0]["thinking"] = json!("something else");
         assert!(error(ask(edited)).message.contains("Invalid `signature`"));
+        // A later step of the turn needs none: the turn started with it.
+        let mut steps = kept.as_array().unwrap().clone();
+        steps.push(json!({"role": "assistant", "content": [
+            {"type": "tool_use", "id": "toolu_mock_2", "name": "get_weather", "input": {"location": "Bergen"}}]}));
+        steps.push(json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_mock_2", "content": "9 degrees"}]}));
+        assert!(MessagesRequest::from_json(Some(&ask(Value::Array(steps)))).is_ok());
     }
 
     #[test]

@@ -31,6 +31,8 @@
 //!   Anthropic answers and streams.
 //! - `lax.rs`: request fields read without failing on their JSON type, so
 //!   the request translators can name the field at fault.
+//! - `thinking_turn.rs`: whether a Messages body breaks Anthropic's rule for
+//!   thinking in a tool loop (a routed conversation can).
 
 mod chat_response_to_messages;
 mod chat_stream_to_messages;
@@ -39,6 +41,7 @@ mod lax;
 mod messages_request_to_chat;
 mod messages_stream_to_chat;
 mod messages_to_chat;
+mod thinking_turn;
 mod wire;
 
 pub use chat_response_to_messages::{chat_error_to_messages, chat_response_to_messages};
@@ -47,6 +50,7 @@ pub use chat_to_messages::{MessagesDraft, chat_to_messages, chat_to_messages_dra
 pub use messages_request_to_chat::messages_request_to_chat;
 pub use messages_stream_to_chat::StreamTranslator;
 pub use messages_to_chat::{error_to_openai, messages_to_chat};
+pub use thinking_turn::tool_turn_lacks_thinking;
 pub use wire::{StreamUsage, anthropic_usage};
 
 pub use super::TranslateError;

@@ -1,0 +1,213 @@
+//! Anthropic's rule for thinking in a tool loop, read off a Messages body.
+//!
+//! With `thinking` `{"type": "enabled"}`, a tool-use loop is one assistant
+//! turn that goes on from the model's thinking: a request that continues one
+//! (its last message carries a `tool_result`) must bring back the turn's first
+//! assistant message starting with the `thinking` or `redacted_thinking`
+//! block Claude wrote, or Anthropic answers 400 ("a final `assistant` message
+//! must start with a thinking block … To avoid this requirement, disable
+//! `thinking`"). Later assistant messages of the turn need none: without
+//! interleaved thinking Claude thinks once, at the turn's start. Adaptive
+//! thinking is the model's choice on each turn, so a turn without it is
+//! valid there and only `enabled` is checked.
+//!
+//! A routed conversation breaks the rule through no fault of the client: the
+//! turn's tool call was answered by another model, which has no thinking to
+//! bring back, or by Claude to a client that keeps no reasoning. Such a
+//! request reaches Claude without `thinking`, as Anthropic advises, and the
+//! answer names it in `x-aipipe-dropped-params` (`Plan::attempt`;
+//! filter/README.md, "Client protocols").
+
+use super::lax::{Lax, List, read_request};
+
+/// The Messages body turns thinking on (`enabled`) and continues a tool use
+/// whose turn did not start with thinking: Anthropic would refuse it.
+/// False for anything else, a body it cannot read included (the request
+/// goes on and Anthropic names what is wrong).
+pub fn tool_turn_lacks_thinking(body: &[u8]) -> bool {
+    let Ok(req) = read_request::<Request>(body, "") else {
+        return false;
+    };
+    let enabled = req
+        .thinking
+        .object()
+        .is_some_and(|t| t.kind.as_str() == Some("enabled"));
+    let Lax::Array(messages) = &req.messages else {
+        return false;
+    };
+    if !enabled
+        || !messages
+            .last()
+            .is_some_and(|m| role_is(m, "user") && has_tool_result(m))
+    {
+        return false;
+    }
+    // The turn starts after the last user message that is not a tool result.
+    let start = messages
+        .iter()
+        .rposition(|m| role_is(m, "user") && !has_tool_result(m))
+        .map_or(0, |i| i + 1);
+    let Some(first) = messages
+        .iter()
+        .skip(start)
+        .find(|m| role_is(m, "assistant"))
+    else {
+        return false;
+    };
+    let leading = match first.object().map(|m| &m.content) {
+        Some(Lax::Array(blocks)) => blocks
+            .first()
+            .and_then(Lax::object)
+            .and_then(|b| b.kind.as_str()),
+        _ => None,
+    };
+    !matches!(leading, Some("thinking" | "redacted_thinking"))
+}
+
+fn role_is(message: &Lax<'_, Message<'_>>, role: &str) -> bool {
+    message
+        .object()
+        .is_some_and(|m| m.role.as_str() == Some(role))
+}
+
+fn has_tool_result(message: &Lax<'_, Message<'_>>) -> bool {
+    match message.object().map(|m| &m.content) {
+        Some(Lax::Array(blocks)) => blocks
+            .iter()
+            .filter_map(Lax::object)
+            .any(|b| b.kind.as_str() == Some("tool_result")),
+        _ => false,
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct Request<'a> {
+    thinking: Lax<'a, Thinking<'a>>,
+    messages: List<'a, Message<'a>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct Thinking<'a> {
+    #[serde(rename = "type")]
+    kind: Lax<'a>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct Message<'a> {
+    role: Lax<'a>,
+    content: List<'a, Block<'a>>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, bound(deserialize = "'de: 'a"))]
+struct Block<'a> {
+    #[serde(rename = "type")]
+    kind: Lax<'a>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    const QUESTION: &str = r#"{"role":"user","content":"What is the weather in Oslo?"}"#;
+
+    fn body(thinking: &str, messages: &[Value]) -> Vec<u8> {
+        let mut all = vec![serde_json::from_str::<Value>(QUESTION).unwrap()];
+        all.extend_from_slice(messages);
+        format!(
+            r#"{{"model":"claude-opus-4-5","max_tokens":4096,"thinking":{thinking},"messages":{}}}"#,
+            Value::Array(all)
+        )
+        .into_bytes()
+    }
+
+    fn assistant(blocks: &[&str]) -> Value {
+        let content: Vec<Value> = blocks
+            .iter()
+            .map(|kind| match *kind {
+                "thinking" => json!({"type": "thinking", "thinking": "t", "signature": "s"}),
+                "redacted_thinking" => json!({"type": "redacted_thinking", "data": "d"}),
+                "tool_use" => {
+                    json!({"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}})
+                }
+                _ => json!({"type": "text", "text": "x"}),
+            })
+            .collect();
+        json!({"role": "assistant", "content": content})
+    }
+
+    fn result() -> Value {
+        json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "4 degrees"}]})
+    }
+
+    const ENABLED: &str = r#"{"type":"enabled","budget_tokens":1024}"#;
+
+    #[test]
+    fn a_tool_turn_that_did_not_start_with_thinking_is_found() {
+        // Another model called the tool, or the client dropped the block.
+        for first in [&["tool_use"][..], &["text", "tool_use"]] {
+            assert!(tool_turn_lacks_thinking(&body(
+                ENABLED,
+                &[assistant(first), result()]
+            )));
+        }
+        let string = json!({"role": "assistant", "content": "calling"});
+        assert!(tool_turn_lacks_thinking(&body(
+            ENABLED,
+            &[string, result()]
+        )));
+    }
+
+    #[test]
+    fn a_turn_that_starts_with_its_thinking_is_whole() {
+        for first in ["thinking", "redacted_thinking"] {
+            let b = body(ENABLED, &[assistant(&[first, "tool_use"]), result()]);
+            assert!(!tool_turn_lacks_thinking(&b), "{first}");
+        }
+        // Later steps of the turn carry none (Claude thought at its start).
+        let steps = [
+            assistant(&["thinking", "tool_use"]),
+            result(),
+            assistant(&["tool_use"]),
+            result(),
+        ];
+        assert!(!tool_turn_lacks_thinking(&body(ENABLED, &steps)));
+        // The turn is the latest one: an earlier turn's thinking does not count.
+        let later = [
+            assistant(&["thinking", "text"]),
+            json!({"role": "user", "content": "And in Bergen?"}),
+            assistant(&["tool_use"]),
+            result(),
+        ];
+        assert!(tool_turn_lacks_thinking(&body(ENABLED, &later)));
+    }
+
+    #[test]
+    fn only_enabled_thinking_in_a_tool_loop_is_checked() {
+        let bare = [assistant(&["tool_use"]), result()];
+        for thinking in [
+            r#"{"type":"adaptive"}"#,
+            r#"{"type":"disabled"}"#,
+            "null",
+            r#""on""#,
+        ] {
+            assert!(
+                !tool_turn_lacks_thinking(&body(thinking, &bare)),
+                "{thinking}"
+            );
+        }
+        // Not continuing a tool use: a new question after an answer.
+        let asked = [
+            assistant(&["text"]),
+            json!({"role": "user", "content": [{"type": "text", "text": "thanks"}]}),
+        ];
+        assert!(!tool_turn_lacks_thinking(&body(ENABLED, &asked)));
+        for hostile in [&b"not json"[..], b"[]", b"{\"messages\":7}", b"{\"thinking\":{\"type\":\"enabled\"},\"messages\":[1,[],{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\"}]}]}"] {
+            assert!(!tool_turn_lacks_thinking(hostile));
+        }
+    }
+}
