@@ -72,8 +72,12 @@ def message_report(m, headers):
     u = m.usage
     check(u.input_tokens > 0 and u.output_tokens > 0, f"usage {u}")
     text, calls = [], []
-    for b in m.content:
-        if b.type == "text":
+    for i, b in enumerate(m.content):
+        if b.type in ("thinking", "redacted_thinking"):
+            # A Claude 5.x thinks by default: its blocks come first, signed.
+            check(all(p.type in ("thinking", "redacted_thinking") for p in m.content[:i]), f"thinking after an answer block: {m.content}")
+            check(b.signature and isinstance(b.thinking, str) if b.type == "thinking" else b.data, f"unsigned thinking: {b}")
+        elif b.type == "text":
             text.append(b.text)
         elif b.type == "tool_use":
             check(isinstance(b, anthropic.types.ToolUseBlock), f"tool_use parsed to {type(b)}")

@@ -123,6 +123,8 @@ const RESPONSES_OTHERS: &[Case] = &[(
 /// A reasoning model that takes tools with an effort only over OpenAI's
 /// Responses API (in service from 2027-01-14; put in service for the test).
 const LUNA: &str = "gpt-6-luna";
+/// A Claude that thinks unless told not to.
+const SONNET: &str = "claude-sonnet-5-5";
 /// What the mock's reasoning items carry as `encrypted_content`.
 const ENCRYPTED_REASONING: &str = "gAAAAABmock-provider-encrypted-reasoning";
 
@@ -535,18 +537,42 @@ fn responses_stream_tools(id: &str, model: &str) {
 }
 
 /// The reasoning cases (case id, script case), whole and streamed.
-const REASONING_CASES: [(Client, &str, &str); 4] = [
-    (Client::Responses, "reasoning_tools_luna", "reasoning_tools"),
+const REASONING_CASES: [(Client, &str, &str, &str); 6] = [
+    (
+        Client::Responses,
+        "reasoning_tools_luna",
+        "reasoning_tools",
+        LUNA,
+    ),
     (
         Client::Responses,
         "stream_reasoning_tools_luna",
         "stream_reasoning_tools",
+        LUNA,
     ),
-    (Client::Chat, "chat_reasoning_tools_luna", "reasoning_tools"),
+    (
+        Client::Chat,
+        "chat_reasoning_tools_luna",
+        "reasoning_tools",
+        LUNA,
+    ),
     (
         Client::Chat,
         "chat_stream_reasoning_tools_luna",
         "stream_reasoning_tools",
+        LUNA,
+    ),
+    (
+        Client::Responses,
+        "reasoning_tools_sonnet",
+        "reasoning_tools",
+        SONNET,
+    ),
+    (
+        Client::Responses,
+        "stream_reasoning_tools_sonnet",
+        "stream_reasoning_tools",
+        SONNET,
     ),
 ];
 
@@ -558,10 +584,12 @@ fn reasoning_batches() -> &'static Result<Batches, String> {
     BATCHES.get_or_init(|| {
         let cases: Vec<ClientCase> = REASONING_CASES
             .iter()
-            .map(|&(client, id, case)| (client, (id.to_owned(), case, LUNA, None)))
+            .map(|&(client, id, case, model)| (client, (id.to_owned(), case, model, None)))
             .collect();
         caught("the reasoning cases", || {
-            run_batches(&cases, &["openai"], |cp| in_service_now(cp, LUNA))
+            run_batches(&cases, &["openai", "anthropic"], |cp| {
+                in_service_now(cp, LUNA)
+            })
         })
     })
 }
@@ -697,6 +725,59 @@ fn responses_reasoning_items_go_back_to_gpt_6_luna_with_the_tool_output() {
 #[test]
 fn responses_streamed_reasoning_items_go_back_to_gpt_6_luna_with_the_tool_output() {
     assert_reasoning_round_trip("stream_reasoning_tools_luna", true);
+}
+
+/// The same loop, as Codex runs it, on a Claude that thinks: its thinking
+/// block reaches the client as a `reasoning` item (the block carried in
+/// `encrypted_content`), and sent back with the call and its output it is
+/// the block Claude gets first again, its signature checked by the mock as
+/// Anthropic checks it.
+fn assert_claude_reasoning_round_trip(id: &str, stream: bool) {
+    let r = run_in(reasoning_batches(), Client::Responses, id);
+    assert_answered_by(&r, "anthropic", SONNET, "explicit");
+    let first = &r.out["first"];
+    assert_eq!(
+        first["items"],
+        json!(["reasoning", "message", "function_call"]),
+        "{first}"
+    );
+    let carried = first["encrypted_reasoning"][0].as_str().unwrap_or_default();
+    assert!(carried.starts_with("aipipe-reasoning-v1."), "{first}");
+    assert_eq!(r.upstream.len(), 2, "{:#?}", r.upstream);
+    for got in &r.upstream {
+        assert_eq!(got["path"], "/v1/messages", "{got}");
+        assert_eq!(got["stream"], stream, "{got}");
+    }
+    let assistant = &r.upstream[1]["body"]["messages"][1]["content"];
+    assert_eq!(assistant[0]["type"], "thinking", "{assistant}");
+    assert!(
+        assistant[0]["thinking"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Mock thinking for anthropic/claude-sonnet-5-5")),
+        "{assistant}"
+    );
+    assert_eq!(
+        assistant
+            .as_array()
+            .and_then(|a| a.last())
+            .map(|b| &b["type"]),
+        Some(&json!("tool_use")),
+        "{assistant}"
+    );
+    let second = &r.out["second"];
+    assert_eq!(second["items"], json!(["reasoning", "message"]), "{second}");
+    assert_mock_text(&second["content"], "anthropic", SONNET);
+    assert_usage_recorded(&r, SONNET);
+}
+
+#[test]
+fn responses_claude_thinking_goes_back_to_claude_with_the_tool_output() {
+    assert_claude_reasoning_round_trip("reasoning_tools_sonnet", false);
+}
+
+#[test]
+fn responses_streamed_claude_thinking_goes_back_to_claude_with_the_tool_output() {
+    assert_claude_reasoning_round_trip("stream_reasoning_tools_sonnet", true);
 }
 
 #[test]

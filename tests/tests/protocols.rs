@@ -1240,3 +1240,136 @@ fn a_tool_loop_another_model_started_reaches_claude_without_thinking() {
         }
     }
 }
+
+/// The content blocks an Anthropic event stream builds, as the Anthropic
+/// SDK puts them together.
+fn streamed_blocks(lines: &[(std::time::Duration, String)]) -> Vec<Value> {
+    let mut blocks: Vec<Value> = Vec::new();
+    let mut json_input = String::new();
+    for d in stream_data(lines) {
+        match d["type"].as_str() {
+            Some("content_block_start") => {
+                blocks.push(d["content_block"].clone());
+                json_input.clear();
+            }
+            Some("content_block_delta") => {
+                let Some(block) = blocks.last_mut() else {
+                    continue;
+                };
+                let delta = &d["delta"];
+                let append = |block: &mut Value, key: &str, piece: &Value| {
+                    let text = format!(
+                        "{}{}",
+                        block[key].as_str().unwrap_or(""),
+                        piece.as_str().unwrap_or("")
+                    );
+                    block[key] = json!(text);
+                };
+                match delta["type"].as_str() {
+                    Some("text_delta") => append(block, "text", &delta["text"]),
+                    Some("thinking_delta") => append(block, "thinking", &delta["thinking"]),
+                    Some("signature_delta") => append(block, "signature", &delta["signature"]),
+                    Some("input_json_delta") => {
+                        json_input.push_str(delta["partial_json"].as_str().unwrap_or(""));
+                        block["input"] = serde_json::from_str(&json_input).unwrap_or(json!({}));
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    blocks
+}
+
+/// An Anthropic client's tool loop with thinking on gpt-6-luna (Claude Code
+/// routed to it): luna's reasoning reaches the client as a thinking block
+/// that carries it in its signature, whole and streamed; sent back with the
+/// tool result, luna gets its reasoning item again, before its call. A turn
+/// of the same conversation on Claude goes without that block, which is
+/// not Claude's (and so without thinking: the turn did not start with
+/// Claude's).
+#[test]
+fn an_anthropic_clients_loop_on_gpt_6_luna_keeps_its_reasoning() {
+    let s = Stack::start_with_luna();
+    let url = s.envoy.url("/v1/messages");
+    let question = json!({"role": "user", "content": "What's the weather in Paris?"});
+    let ask = |model: &str, messages: Value, stream: bool| {
+        json!({"model": model, "max_tokens": 4096, "stream": stream,
+            "thinking": {"type": "enabled", "budget_tokens": 10000},
+            "tools": [anthropic_weather_tool()], "messages": messages})
+    };
+    for stream in [false, true] {
+        let content = if stream {
+            let (status, lines) = stream_lines(
+                &url,
+                &ACME_ANTHROPIC,
+                &ask("gpt-6-luna", json!([question]), true),
+            );
+            assert_eq!(status, 200, "{lines:?}");
+            Value::Array(streamed_blocks(&lines))
+        } else {
+            let r = post_json(
+                &url,
+                &ACME_ANTHROPIC,
+                &ask("gpt-6-luna", json!([question]), false),
+            );
+            assert_eq!(r.status, 200, "{}", r.text());
+            assert_eq!(r.header("x-aipipe-model"), Some("gpt-6-luna"));
+            r.json()["content"].clone()
+        };
+        assert_eq!(content[0]["type"], "thinking", "stream {stream}: {content}");
+        assert!(
+            content[0]["signature"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("aipipe-reasoning-v1.")),
+            "{content}"
+        );
+        let call = content
+            .as_array()
+            .and_then(|c| c.iter().find(|b| b["type"] == "tool_use"))
+            .cloned()
+            .unwrap_or_else(|| panic!("no call: {content}"));
+        let turn = json!([question, {"role": "assistant", "content": content},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call["id"], "content": "14 degrees"}]}]);
+
+        s.mock.clear_received();
+        let r = post_json(
+            &url,
+            &ACME_ANTHROPIC,
+            &ask("gpt-6-luna", turn.clone(), false),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let got = s.mock.received().pop().unwrap();
+        assert_eq!(got["path"], "/v1/responses", "{got}");
+        let input = got["body"]["input"].as_array().unwrap();
+        let kinds: Vec<&str> = input
+            .iter()
+            .map(|i| i["type"].as_str().unwrap_or("message"))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "message",
+                "reasoning",
+                "function_call",
+                "function_call_output"
+            ],
+            "{got}"
+        );
+        assert_eq!(
+            input[1]["encrypted_content"], "gAAAAABmock-provider-encrypted-reasoning",
+            "{got}"
+        );
+
+        let r = post_json(&url, &ACME_ANTHROPIC, &ask("claude-opus-4-5", turn, false));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-aipipe-dropped-params"), Some("thinking"));
+        let got = s.mock.received().pop().unwrap();
+        assert_eq!(got["path"], "/v1/messages", "{got}");
+        assert!(
+            !got["body"].to_string().contains("aipipe-reasoning"),
+            "{got}"
+        );
+    }
+}

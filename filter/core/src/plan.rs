@@ -454,7 +454,16 @@ impl Plan {
                 Upstream::Edit(self.chat_shape.edit(&self.body, name))
             }
             (Protocol::Messages, Protocol::Messages) => {
-                Upstream::Edit(self.client_shape.edit(&self.body, name))
+                let edit = self.client_shape.edit(&self.body, name);
+                // An Anthropic client's `reasoning_details` came from thinking
+                // blocks that carry another provider's reasoning: not Claude's.
+                match self.reasoning_details {
+                    true => match anthropic::without_carried_thinking(&edit.apply(&self.body)) {
+                        Some(body) => Upstream::Whole(body),
+                        None => Upstream::Edit(edit),
+                    },
+                    false => Upstream::Edit(edit),
+                }
             }
             (_, Protocol::Chat) => {
                 let chat = self.chat.as_deref().unwrap_or(&self.body);
@@ -1096,6 +1105,59 @@ mod tests {
             assert!(out.get("reasoning_effort").is_none(), "{out}");
             assert!(dropped.is_empty(), "{claude}: {}", dropped.names());
         }
+    }
+
+    /// Reasoning carried to an Anthropic client in a thinking block (an
+    /// earlier turn gpt-6-luna answered) goes back to luna as its reasoning
+    /// item, and never to Claude, whose body goes without the block.
+    #[test]
+    fn carried_reasoning_goes_back_to_its_own_model_only() {
+        let t = table_with_luna();
+        let detail = serde_json::json!({"type": "reasoning.encrypted", "id": "rs_1",
+            "data": "gAAAA-one", "format": "openai-responses-v1"});
+        let body = |model: &str| {
+            serde_json::json!({"model": model, "max_tokens": 900,
+                "thinking": {"type": "enabled", "budget_tokens": 10000},
+                "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+                "messages": [{"role": "user", "content": "weather in Oslo?"},
+                    {"role": "assistant", "content": [
+                        {"type": "thinking", "thinking": "", "signature": crate::protocol::chat::carry(&detail)},
+                        {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}]},
+                    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "4C"}]}]})
+            .to_string()
+        };
+        let (model, out, _) = first(&t, Protocol::Messages, &body("gpt-6-luna"));
+        assert_eq!(model, "gpt-6-luna");
+        let kinds: Vec<&str> = out["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["type"].as_str().unwrap_or("message"))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "message",
+                "reasoning",
+                "function_call",
+                "function_call_output"
+            ],
+            "{out}"
+        );
+        assert_eq!(out["input"][1]["encrypted_content"], "gAAAA-one");
+
+        let (_, out, dropped) = first(&t, Protocol::Messages, &body("claude-opus-4-5"));
+        assert_eq!(
+            out["messages"][1]["content"][0]["type"], "tool_use",
+            "{out}"
+        );
+        // What is left is a tool turn Claude did not think in.
+        assert_eq!(dropped.names(), "thinking");
+        let (_, out, _) = first(&t, Protocol::Messages, &body("gpt-4o-mini"));
+        assert!(
+            out["messages"][1].get("reasoning_details").is_none(),
+            "{out}"
+        );
     }
 
     /// A tool turn whose call Claude did not make with its thinking (another

@@ -107,6 +107,10 @@ pub struct Message<'a> {
     pub tool_calls: Vec<ToolCall<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<Cow<'a, str>>,
+    /// An assistant message's reasoning that came back through a protocol
+    /// with no place for it ([`carried`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasoning_details: Vec<Value>,
 }
 
 impl<'a> Message<'a> {
@@ -116,6 +120,7 @@ impl<'a> Message<'a> {
             content: Content::Text(text.into()),
             tool_calls: Vec::new(),
             tool_call_id: None,
+            reasoning_details: Vec::new(),
         }
     }
 
@@ -140,7 +145,41 @@ impl<'a> Message<'a> {
             content: Content::Null,
             tool_calls,
             tool_call_id: None,
+            reasoning_details: Vec::new(),
         }
+    }
+}
+
+/// Adds reasoning that came back ([`carried`]) to the assistant turn it
+/// led to: the previous message when that is an assistant turn, else a new
+/// one, which the turn's text and calls then join ([`push_call`],
+/// [`join_assistant`]).
+pub fn push_reasoning(messages: &mut Vec<Message<'_>>, detail: Value) {
+    match messages.last_mut() {
+        Some(m) if m.role == "assistant" => m.reasoning_details.push(detail),
+        _ => {
+            let mut m = Message::calls(Vec::new());
+            m.reasoning_details.push(detail);
+            messages.push(m);
+        }
+    }
+}
+
+/// Adds an assistant message: into the previous message when that is an
+/// assistant turn holding only reasoning ([`push_reasoning`]), else as a
+/// new message.
+pub fn join_assistant<'a>(messages: &mut Vec<Message<'a>>, message: Message<'a>) {
+    match messages.last_mut() {
+        Some(m)
+            if m.role == "assistant"
+                && matches!(m.content, Content::Null)
+                && m.tool_calls.is_empty()
+                && message.role == "assistant" =>
+        {
+            m.content = message.content;
+            m.tool_calls = message.tool_calls;
+        }
+        _ => messages.push(message),
     }
 }
 
@@ -406,6 +445,55 @@ pub const RESPONSES_REASONING_FORMAT: &str = "openai-responses-v1";
 /// [`ReasoningDetailOut::format`] of an Anthropic thinking block.
 pub const ANTHROPIC_REASONING_FORMAT: &str = "anthropic-claude-v1";
 
+/// What starts a `reasoning_details` entry carried as an opaque string
+/// ([`carry`]).
+const CARRIED: &str = "aipipe-reasoning-v1.";
+
+/// One `reasoning_details` entry of an answer as an opaque string, for a
+/// client protocol that has a place only for its own kind of reasoning: the
+/// `encrypted_content` of a Responses API `reasoning` item, the `signature`
+/// of an Anthropic `thinking` block. The client sends it back as it got it,
+/// and [`carried`] gives the entry again, so the model that reasoned gets
+/// its reasoning back whatever the client speaks (filter/README.md,
+/// "Client protocols"). The entry's JSON in URL-safe base64 behind a
+/// prefix; its `index` is left out (it is the entry's place on the way back).
+pub fn carry(detail: &Value) -> String {
+    use base64::Engine as _;
+    let mut detail = detail.clone();
+    if let Some(d) = detail.as_object_mut() {
+        d.remove("index");
+    }
+    let json = serde_json::to_vec(&detail).unwrap_or_default();
+    let mut out = String::with_capacity(CARRIED.len() + json.len() * 4 / 3 + 4);
+    out.push_str(CARRIED);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(json, &mut out);
+    out
+}
+
+/// The `reasoning_details` entry [`carry`] wrote into `opaque`; None for a
+/// string it did not write (a provider's own signature or encrypted
+/// reasoning), or one that does not decode to a JSON object.
+pub fn carried(opaque: &str) -> Option<Value> {
+    use base64::Engine as _;
+    let encoded = opaque.strip_prefix(CARRIED)?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()?;
+    serde_json::from_slice::<Value>(&json)
+        .ok()
+        .filter(Value::is_object)
+}
+
+/// `opaque` is a string [`carry`] wrote.
+pub fn is_carried(opaque: &str) -> bool {
+    opaque.starts_with(CARRIED)
+}
+
+/// The readable text of a `reasoning_details` entry, if it has one.
+pub fn reasoning_text(detail: &Value) -> &str {
+    detail.get("text").and_then(Value::as_str).unwrap_or("")
+}
+
 impl<'a> ReasoningDetailOut<'a> {
     /// The `index`-th reasoning item of a Responses API answer, `id` with
     /// its `encrypted_content` as `data`.
@@ -564,6 +652,10 @@ pub struct AnswerMessage<'a> {
     pub refusal: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub tool_calls: Vec<AnswerToolCall>,
+    /// Reasoning the provider returned to be sent back (OpenRouter's
+    /// convention; this gateway's Claude and Responses API translations).
+    #[serde(default, deserialize_with = "nullable")]
+    pub reasoning_details: Vec<Value>,
 }
 
 impl AnswerMessage<'_> {
@@ -642,6 +734,8 @@ pub struct Delta {
     pub content: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub tool_calls: Vec<ChunkToolCall>,
+    #[serde(default, deserialize_with = "nullable")]
+    pub reasoning_details: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -853,5 +947,31 @@ mod tests {
                 cache_write: 0
             })
         );
+    }
+
+    #[test]
+    fn a_carried_reasoning_entry_comes_back_whole_and_nothing_else_does() {
+        let detail = serde_json::json!({"type": "reasoning.text", "text": "Ünïcode \"quoted\"",
+            "signature": "EqQB/+=", "format": "anthropic-claude-v1", "index": 3});
+        let opaque = carry(&detail);
+        assert!(is_carried(&opaque));
+        assert!(
+            opaque
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        );
+        let mut back = carried(&opaque).unwrap();
+        assert_eq!(back.get("index"), None, "its place is set on the way back");
+        back["index"] = 3.into();
+        assert_eq!(back, detail);
+        for foreign in [
+            "EqQBCgIYAhIM",
+            "gAAAA-openai",
+            "aipipe-reasoning-v1.!!",
+            "aipipe-reasoning-v1.WzFd",
+            "",
+        ] {
+            assert_eq!(carried(foreign), None, "{foreign}");
+        }
     }
 }

@@ -21,6 +21,7 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::chat::{self, TextOr};
@@ -160,6 +161,12 @@ struct CallOutputItem<'a> {
     output: TextOr<'a, Vec<InputPart<'a>>>,
 }
 
+#[derive(Deserialize)]
+struct ReasoningItem<'a> {
+    #[serde(borrow, default)]
+    encrypted_content: Option<Cow<'a, str>>,
+}
+
 /// A content part of any kind the API defines; which fields matter depends
 /// on `type`.
 #[derive(Deserialize)]
@@ -194,7 +201,10 @@ const STATELESS: &str = "aipipe is stateless and stores no responses or conversa
 /// (URL or data URL, with its `detail`) and `input_file` (`file_data`)
 /// parts), `function_call` → the assistant turn's `tool_calls` (calls in a
 /// row, and the text turn just before them, make one assistant message),
-/// `function_call_output` → a `tool` message; `reasoning` items are dropped.
+/// `function_call_output` → a `tool` message; a `reasoning` item this
+/// gateway wrote (another provider's reasoning, carried in its
+/// `encrypted_content`: [`chat::carry`]) → the assistant turn's
+/// `reasoning_details`, and any other `reasoning` item is dropped.
 /// `tools` (function tools: name, description, parameters, strict),
 /// `tool_choice` (`allowed_tools` keeps only the allowed tools),
 /// `parallel_tool_calls`, `max_output_tokens` → `max_tokens`,
@@ -246,6 +256,12 @@ pub fn request_to_chat(body: &[u8]) -> Result<Vec<u8>, ApiError> {
             for (i, raw) in items.iter().enumerate() {
                 add_item(i, raw, &mut messages)?;
             }
+            // Reasoning that led to no text or call has nothing to go with.
+            messages.retain(|m| {
+                !(m.role == "assistant"
+                    && matches!(m.content, chat::Content::Null)
+                    && m.tool_calls.is_empty())
+            });
         }
     }
     if !messages.iter().any(|m| m.role != "system") {
@@ -407,11 +423,18 @@ fn add_item<'a>(
             messages.push(chat::Message::tool_result(item.call_id, text));
             Ok(())
         }
-        // The model's own reasoning from an earlier turn: other models
-        // cannot read it. (Sent to OpenAI's Responses API, the client's
-        // body goes as it is, these included:
+        // Reasoning from an earlier turn. Another provider's, which this
+        // gateway carried in it, goes back to that turn; OpenAI's own cannot
+        // be read by other models. (Sent to OpenAI's Responses API, the
+        // client's body goes as it is, OpenAI's items included:
         // `responses_upstream::responses_to_request`.)
-        Some("reasoning") => Ok(()),
+        Some("reasoning") => {
+            let item: ReasoningItem<'a> = serde_json::from_str(raw.get()).map_err(at)?;
+            if let Some(detail) = item.encrypted_content.as_deref().and_then(chat::carried) {
+                chat::push_reasoning(messages, detail);
+            }
+            Ok(())
+        }
         Some("item_reference") => bad(format!(
             "input[{i}]: `item_reference` points at a stored item, and aipipe stores nothing: send the item itself"
         )),
@@ -440,7 +463,7 @@ fn add_message<'a>(
     };
     let parts = match item.content {
         TextOr::Text(text) => {
-            messages.push(chat::Message::text(role, text));
+            chat::join_assistant(messages, chat::Message::text(role, text));
             return Ok(());
         }
         TextOr::Other(parts) => parts,
@@ -468,7 +491,7 @@ fn add_message<'a>(
         }
     }
     let separator = if role == "system" { "\n\n" } else { "" };
-    messages.push(chat::Message::text(role, texts.join(separator)));
+    chat::join_assistant(messages, chat::Message::text(role, texts.join(separator)));
     Ok(())
 }
 
@@ -575,6 +598,10 @@ impl Ids {
         format!("fc_{}_{output_index}", self.base)
     }
 
+    fn reasoning(&self, output_index: usize) -> String {
+        format!("rs_{}_{output_index}", self.base)
+    }
+
     /// For a provider that sent a tool call without an id.
     fn call_id(&self, output_index: usize) -> String {
         format!("call_{}_{output_index}", self.base)
@@ -597,6 +624,14 @@ enum OutputItem {
         name: String,
         arguments: String,
     },
+    /// Another provider's reasoning (a Claude thinking block), carried in
+    /// `encrypted_content` ([`chat::carry`]) for the client to send back;
+    /// its text, when it has one, as the summary.
+    Reasoning {
+        id: String,
+        summary: Vec<SummaryText>,
+        encrypted_content: String,
+    },
 }
 
 impl OutputItem {
@@ -605,8 +640,33 @@ impl OutputItem {
             OutputItem::Message { status, .. } | OutputItem::FunctionCall { status, .. } => {
                 *status = to
             }
+            OutputItem::Reasoning { .. } => {}
         }
     }
+
+    /// The reasoning item that carries `detail` (a `reasoning_details`
+    /// entry of the chat answer).
+    fn reasoning(id: String, detail: &Value) -> Self {
+        let text = chat::reasoning_text(detail);
+        OutputItem::Reasoning {
+            id,
+            summary: (!text.is_empty())
+                .then(|| SummaryText {
+                    kind: "summary_text",
+                    text: text.to_owned(),
+                })
+                .into_iter()
+                .collect(),
+            encrypted_content: chat::carry(detail),
+        }
+    }
+}
+
+#[derive(Serialize, Debug, Clone)]
+struct SummaryText {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: String,
 }
 
 #[derive(Serialize, Debug, Clone)]
@@ -776,6 +836,9 @@ pub fn chat_to_response(body: &[u8], model: &str, created: u64) -> Result<Vec<u8
     let message = choice.message.unwrap_or_default();
     let text = message.text();
     let mut output = Vec::with_capacity(1 + message.tool_calls.len());
+    for detail in &message.reasoning_details {
+        output.push(OutputItem::reasoning(ids.reasoning(output.len()), detail));
+    }
     if !text.is_empty() || message.refusal.is_some() || message.tool_calls.is_empty() {
         let mut content = Vec::with_capacity(1);
         if !text.is_empty() || message.refusal.is_none() {
@@ -1013,6 +1076,9 @@ impl StreamState {
             return;
         };
         if let Some(delta) = choice.delta {
+            for detail in &delta.reasoning_details {
+                self.reasoning(detail, out);
+            }
             if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                 self.text(&text, out);
             }
@@ -1104,6 +1170,15 @@ impl StreamState {
             },
             out,
         );
+    }
+
+    /// A reasoning entry arrives whole: its item is added and done at once.
+    fn reasoning(&mut self, detail: &Value, out: &mut Vec<u8>) {
+        self.close_messages(out);
+        let index = self.items.len();
+        let item = OutputItem::reasoning(self.ids().reasoning(index), detail);
+        self.open(item, None, out);
+        self.close(index, "completed", out);
     }
 
     fn tool_call(&mut self, call: chat::ChunkToolCall, out: &mut Vec<u8>) {
@@ -1241,6 +1316,7 @@ impl StreamState {
                     out,
                 );
             }
+            OutputItem::Reasoning { .. } => {}
         }
         emit(
             sequence,
@@ -1953,5 +2029,85 @@ mod tests {
         assert_eq!(output[2]["id"], "msg_x_2");
         assert_eq!(output[2]["content"][0]["text"], "b");
         assert_eq!(output[1]["arguments"], "{}");
+    }
+
+    /// Claude's thinking reaches a Responses client as a `reasoning` item
+    /// (its text the summary, the block carried in `encrypted_content`),
+    /// whole and streamed, before the message and calls; sent back in the
+    /// next request's input, it is the assistant turn's `reasoning_details`
+    /// again, which the Anthropic translation makes the thinking block.
+    /// OpenAI's own reasoning items still go nowhere but OpenAI.
+    #[test]
+    fn another_providers_reasoning_goes_out_and_back_as_a_reasoning_item() {
+        let detail = json!({"type": "reasoning.text", "text": "The user wants weather.",
+            "signature": "EqQBCgIYAhIM", "format": "anthropic-claude-v1", "index": 0});
+        let answer = json!({"id": "chatcmpl-r1", "choices": [{"index": 0, "finish_reason": "tool_calls",
+            "message": {"role": "assistant", "content": null, "reasoning_details": [detail],
+                "tool_calls": [{"id": "toolu_1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"location\":\"Oslo\"}"}}]}}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 20, "total_tokens": 29}});
+        let out = chat_to_response(&serde_json::to_vec(&answer).unwrap(), "auto", 7).unwrap();
+        let out: Value = serde_json::from_slice(&out).unwrap();
+        let item = &out["output"][0];
+        assert_eq!(item["type"], "reasoning", "{out}");
+        assert_eq!(item["id"], "rs_r1_0");
+        assert_eq!(
+            item["summary"],
+            json!([{"type": "summary_text", "text": "The user wants weather."}])
+        );
+        let carried = item["encrypted_content"].as_str().unwrap();
+        assert_eq!(out["output"][1]["type"], "function_call", "{out}");
+
+        let detail_chunk = json!({"id": "chatcmpl-r1", "choices": [{"index": 0, "delta": {"reasoning_details": [detail]}}]});
+        let stream = format!(
+            "data: {detail_chunk}\n\n{}",
+            concat!(
+                "data: {\"id\":\"chatcmpl-r1\",\"choices\":[{\"delta\":{\"content\":\"Sunny.\"}}]}\n\n",
+                "data: {\"id\":\"chatcmpl-r1\",\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+                "data: [DONE]\n\n",
+            )
+        );
+        let (streamed, _) = run(&[stream.as_bytes()]);
+        let ev = events(&streamed);
+        let items: Vec<(&str, &Value)> = ev
+            .iter()
+            .filter(|(n, _)| n.starts_with("response.output_item."))
+            .map(|(n, d)| (n.as_str(), &d["item"]))
+            .collect();
+        assert_eq!(items[0].0, "response.output_item.added");
+        assert_eq!(items[1].0, "response.output_item.done");
+        assert_eq!(items[1].1, item, "the same item as whole");
+        assert_eq!(items[2].1["type"], "message");
+        let done = &ev.last().unwrap().1["response"]["output"];
+        assert_eq!(done[0]["encrypted_content"], carried);
+        assert_eq!(done[1]["content"][0]["text"], "Sunny.");
+
+        // The next turn: the item goes back with the call and its output.
+        let chat = to_chat(json!({"model": "auto", "input": [
+            {"role": "user", "content": "Weather in Oslo?"},
+            item,
+            {"type": "reasoning", "id": "rs_openai", "summary": [], "encrypted_content": "gAAAA-openai"},
+            {"type": "function_call", "call_id": "toolu_1", "name": "get_weather", "arguments": "{}"},
+            {"type": "function_call_output", "call_id": "toolu_1", "output": "4 degrees"}]}));
+        let back = &chat["messages"][1];
+        let mut expected = detail.clone();
+        expected.as_object_mut().unwrap().remove("index");
+        assert_eq!(back["reasoning_details"], json!([expected]), "{chat}");
+        assert_eq!(back["tool_calls"][0]["id"], "toolu_1", "{chat}");
+        assert_eq!(chat["messages"].as_array().unwrap().len(), 3, "{chat}");
+        // Reasoning before an assistant message's text joins that message.
+        let chat = to_chat(json!({"model": "auto", "input": [
+            {"role": "user", "content": "hi"}, item,
+            {"role": "assistant", "content": "hello"},
+            {"role": "user", "content": "and?"}]}));
+        assert_eq!(chat["messages"][1]["content"], "hello", "{chat}");
+        assert_eq!(
+            chat["messages"][1]["reasoning_details"][0]["signature"],
+            "EqQBCgIYAhIM"
+        );
+        // Reasoning with nothing after it is left out.
+        let chat =
+            to_chat(json!({"model": "auto", "input": [{"role": "user", "content": "hi"}, item]}));
+        assert_eq!(chat["messages"].as_array().unwrap().len(), 1, "{chat}");
     }
 }

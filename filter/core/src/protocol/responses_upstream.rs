@@ -375,8 +375,9 @@ const MIN_OUTPUT_TOKENS: u64 = 16;
 /// `store: false`), `include`, `reasoning.summary`, `truncation`,
 /// `metadata`. A reasoning item without `encrypted_content` names an item
 /// OpenAI would have stored, and a stateless request cannot use it (OpenAI
-/// answers 404): it is left out, as the Chat Completions path leaves out
-/// every reasoning item.
+/// answers 404): it is left out, as is one carrying another provider's
+/// reasoning ([`chat::carry`]: a Claude thinking block from an earlier turn
+/// Claude answered), which OpenAI could not decrypt.
 ///
 /// `body` was read by [`super::responses::request_to_chat`] first: what aipipe
 /// refuses of a Responses request (stored items, `previous_response_id`,
@@ -388,9 +389,15 @@ pub fn responses_to_request(body: &[u8], upstream_model: &str) -> Result<Vec<u8>
     req.insert("model".into(), Value::String(upstream_model.into()));
     req.insert("store".into(), Value::Bool(false));
     if let Some(Value::Array(items)) = req.get_mut("input") {
+        // OpenAI's own reasoning goes back; another provider's, which this
+        // gateway carried to the client in one (`chat::carry`), is not
+        // OpenAI's to read.
         items.retain(|item| {
             item.get("type").and_then(Value::as_str) != Some("reasoning")
-                || item.get("encrypted_content").is_some_and(Value::is_string)
+                || item
+                    .get("encrypted_content")
+                    .and_then(Value::as_str)
+                    .is_some_and(|c| !chat::is_carried(c))
         });
     }
     if req
@@ -1647,5 +1654,31 @@ mod tests {
         assert!(!may_carry_usage(
             br#"{"type":"response.output_text.delta"}"#
         ));
+    }
+
+    /// A reasoning item this gateway wrote to carry Claude's thinking is not
+    /// OpenAI's: a Responses client's body for OpenAI goes without it.
+    #[test]
+    fn carried_reasoning_items_do_not_reach_openai() {
+        let carried = chat::carry(
+            &serde_json::json!({"type": "reasoning.text", "text": "t", "signature": "s",
+            "format": "anthropic-claude-v1"}),
+        );
+        let body = serde_json::json!({"model": "auto", "input": [
+            {"role": "user", "content": "hi"},
+            {"type": "reasoning", "id": "rs_c", "summary": [], "encrypted_content": carried},
+            {"type": "reasoning", "id": "rs_o", "summary": [], "encrypted_content": "gAAAA-openai"},
+            {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}]});
+        let out: Value = serde_json::from_slice(
+            &responses_to_request(&serde_json::to_vec(&body).unwrap(), "gpt-6-luna").unwrap(),
+        )
+        .unwrap();
+        let ids: Vec<&str> = out["input"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["id"].as_str())
+            .collect();
+        assert_eq!(ids, ["rs_o"], "{out}");
     }
 }

@@ -23,7 +23,7 @@
 //! a beta header).
 //!
 //! Thinking: a request that turns it on (`thinking.type` `enabled` or
-//! `adaptive`; the mock leaves a Claude 5.x's own default thinking out) gets
+//! `adaptive`, or none to a Claude 5.x, which thinks by default) gets
 //! an answer that starts with a `thinking` block (`Mock thinking for
 //! anthropic/<model>: …`, signed by [`thinking_signature`]; streamed as
 //! `thinking_delta`s, then a `signature_delta`), its tokens billed as output.
@@ -429,7 +429,9 @@ impl MessagesRequest {
             .get("thinking")
             .and_then(|t| t.get("type"))
             .and_then(Value::as_str);
-        let thinking = matches!(thinking_type, Some("enabled" | "adaptive"));
+        // A Claude 5.x thinks unless told not to (adaptive by default).
+        let thinking = matches!(thinking_type, Some("enabled" | "adaptive"))
+            || (thinking_type.is_none() && refuses_sampling_and_forced_tools(&model));
         if thinking {
             check_thinking_kept(messages, thinking_type == Some("enabled"))?;
         }

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use super::TranslateError;
 use super::lax::{Lax, List, is_object};
 use super::wire::{Block, MessagesUsage, ToolInput};
-use crate::protocol::chat::openai_usage;
+use crate::protocol::chat::{self, openai_usage};
 
 type Result<T> = std::result::Result<T, TranslateError>;
 
@@ -42,7 +42,21 @@ pub fn chat_response_to_messages(body: &[u8], model: &str) -> Result<Vec<u8>> {
     let Some(choice) = answer.choices.first() else {
         return fail("the provider's answer has no choices");
     };
-    let mut content = Vec::new();
+    // Another provider's reasoning, first as it came, each in a thinking
+    // block's signature for the client to send back (`chat::carry`).
+    let carried: Vec<(&str, String)> = choice
+        .message
+        .iter()
+        .flat_map(|m| &m.reasoning_details)
+        .map(|d| (chat::reasoning_text(d), chat::carry(d)))
+        .collect();
+    let mut content: Vec<Block> = carried
+        .iter()
+        .map(|(thinking, signature)| Block::Thinking {
+            thinking,
+            signature,
+        })
+        .collect();
     if let Some(m) = &choice.message {
         match &m.content {
             Lax::Str(t) if !t.is_empty() => content.push(Block::text(t.as_ref())),
@@ -157,6 +171,8 @@ struct ChatMessage<'a> {
     content: List<'a, TextPart<'a>>,
     #[serde(default)]
     tool_calls: Vec<ChatToolCall>,
+    #[serde(default, deserialize_with = "chat::nullable")]
+    reasoning_details: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -292,5 +308,28 @@ mod tests {
         let (status, body) = chat_error_to_messages(500, b"<html>");
         assert_eq!(status, 500);
         assert!(String::from_utf8(body).unwrap().contains("HTTP 500"));
+    }
+
+    /// Another provider's reasoning (gpt-6-luna's, over the Responses API)
+    /// reaches an Anthropic client as a thinking block first, carried in its
+    /// signature, which the request translation reads back.
+    #[test]
+    fn reasoning_details_become_thinking_blocks_that_carry_them() {
+        let body = br#"{"id":"chatcmpl-2","choices":[{"index":0,"finish_reason":"tool_calls","message":{
+            "role":"assistant","content":null,"reasoning_details":[{"type":"reasoning.encrypted","id":"rs_1",
+            "data":"gAAAA-one","format":"openai-responses-v1","index":0}],
+            "tool_calls":[{"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]}}]}"#;
+        let out: Value =
+            serde_json::from_slice(&chat_response_to_messages(body, "gpt-6-luna").unwrap())
+                .unwrap();
+        let block = &out["content"][0];
+        assert_eq!(block["type"], "thinking", "{out}");
+        assert_eq!(block["thinking"], "");
+        let detail = chat::carried(block["signature"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            detail,
+            json!({"type": "reasoning.encrypted", "id": "rs_1", "data": "gAAAA-one", "format": "openai-responses-v1"})
+        );
+        assert_eq!(out["content"][1]["type"], "tool_use", "{out}");
     }
 }

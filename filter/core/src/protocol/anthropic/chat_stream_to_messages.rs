@@ -7,14 +7,15 @@ use serde_json::{Value, json};
 use super::chat_response_to_messages::{ChatFunction, stop_reason};
 use super::wire::MessagesUsage;
 use crate::protocol::Tokens;
-use crate::protocol::chat::openai_usage;
+use crate::protocol::chat::{self, openai_usage};
 use crate::sse::SseParser;
 
 /// Translates a streamed OpenAI answer (`chat.completion.chunk` SSE) into
 /// Anthropic's event stream, event by event, whatever the chunk boundaries:
 /// `message_start`, then per text run or tool call a `content_block_start` /
 /// `content_block_delta` (`text_delta`, `input_json_delta`) /
-/// `content_block_stop`, then `message_delta` (stop reason and usage, known
+/// `content_block_stop` — and per `reasoning_details` entry a `thinking`
+/// block carrying it in its signature (`chat::carry`) — then `message_delta` (stop reason and usage, known
 /// only from the final usage chunk) and `message_stop` at `[DONE]` or at the
 /// end of the body. An OpenAI error chunk becomes an `error` event.
 #[derive(Debug)]
@@ -39,6 +40,7 @@ struct State {
 enum Open {
     Text,
     Tool(u64),
+    Thinking,
 }
 
 #[derive(Deserialize)]
@@ -65,6 +67,8 @@ struct ChunkDelta {
     content: Option<String>,
     #[serde(default)]
     tool_calls: Vec<ChunkToolCall>,
+    #[serde(default, deserialize_with = "chat::nullable")]
+    reasoning_details: Vec<Value>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +159,9 @@ impl State {
         self.start(chunk.id.as_deref(), out);
         for choice in chunk.choices.into_iter().take(1) {
             if let Some(delta) = choice.delta {
+                for detail in &delta.reasoning_details {
+                    self.thinking(detail, out);
+                }
                 if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
                     if self.open.map(|(_, o)| o) != Some(Open::Text) {
                         self.open_block(Open::Text, json!({"type": "text", "text": ""}), out);
@@ -201,6 +208,25 @@ impl State {
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }});
         self.event("message_start", &message, out);
+    }
+
+    /// Reasoning another provider returned, whole: a thinking block with
+    /// its text (if any), then the signature that carries it.
+    fn thinking(&mut self, detail: &Value, out: &mut Vec<u8>) {
+        self.open_block(
+            Open::Thinking,
+            json!({"type": "thinking", "thinking": "", "signature": ""}),
+            out,
+        );
+        let text = chat::reasoning_text(detail);
+        if !text.is_empty() {
+            self.delta(json!({"type": "thinking_delta", "thinking": text}), out);
+        }
+        self.delta(
+            json!({"type": "signature_delta", "signature": chat::carry(detail)}),
+            out,
+        );
+        self.close_block(out);
     }
 
     fn open_block(&mut self, kind: Open, block: Value, out: &mut Vec<u8>) {
@@ -334,5 +360,34 @@ mod tests {
         assert!(out.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
         let (out, _) = run(&[b"data: {\"choices\":\"x\"}\n\ndata: \xff\n\n", b"data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":3,\"function\":{\"arguments\":\"x\"}}]}}]}\n\n"]);
         assert!(out.contains("message_stop"));
+    }
+
+    /// Streamed, the reasoning is a whole thinking block: its start, the
+    /// signature that carries it, its stop; the text comes after it.
+    #[test]
+    fn reasoning_details_become_a_streamed_thinking_block() {
+        let stream = concat!(
+            "data: {\"id\":\"c2\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_details\":[{\"type\":\"reasoning.encrypted\",\"id\":\"rs_1\",\"data\":\"gAAAA-one\",\"format\":\"openai-responses-v1\",\"index\":0}]}}]}\n\n",
+            "data: {\"id\":\"c2\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+            "data: {\"id\":\"c2\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let (out, _) = run(&[stream.as_bytes()]);
+        let data: Vec<Value> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect();
+        assert_eq!(
+            data[1]["content_block"],
+            json!({"type": "thinking", "thinking": "", "signature": ""})
+        );
+        assert_eq!(data[1]["index"], 0);
+        assert_eq!(data[2]["delta"]["type"], "signature_delta");
+        let detail = chat::carried(data[2]["delta"]["signature"].as_str().unwrap()).unwrap();
+        assert_eq!(detail["id"], "rs_1");
+        assert_eq!(data[3]["type"], "content_block_stop");
+        assert_eq!(data[4]["content_block"]["type"], "text");
+        assert_eq!(data[4]["index"], 1);
     }
 }

@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use super::TranslateError;
 use super::lax::{Lax, List, raw_keeping_null, read_request};
 use super::wire::{OPEN_SCHEMA, Schema};
+use crate::protocol::chat;
 
 type Result<T> = std::result::Result<T, TranslateError>;
 
@@ -238,6 +239,7 @@ fn add_message<'a>(
     };
     let mut parts = Vec::new();
     let mut tool_calls = Vec::new();
+    let mut reasoning_details = Vec::new();
     for (j, b) in blocks.iter().enumerate() {
         let bpath = format!("{path}.content[{j}]");
         let Some(b) = b.object() else {
@@ -318,6 +320,14 @@ fn add_message<'a>(
                     ..ChatMessage::text("tool", content)
                 });
             }
+            // Claude's own thinking is for Claude alone. Another provider's
+            // reasoning, which this gateway carried to the client in a
+            // thinking block, goes back to it (`chat::carry`).
+            "thinking" if role == "assistant" => {
+                if let Some(detail) = b.signature.as_str().and_then(chat::carried) {
+                    reasoning_details.push(detail);
+                }
+            }
             "thinking" | "redacted_thinking" => {}
             other => {
                 return fail(format!(
@@ -335,6 +345,7 @@ fn add_message<'a>(
                 ChatContent::Text(Cow::Owned(text))
             },
             tool_calls,
+            reasoning_details,
             ..ChatMessage::text("assistant", "")
         });
     } else if !parts.is_empty() {
@@ -435,6 +446,8 @@ struct Block<'a> {
     name: Lax<'a>,
     #[serde(deserialize_with = "raw_keeping_null")]
     input: Option<&'a RawValue>,
+    /// A thinking block's.
+    signature: Lax<'a>,
     tool_use_id: Lax<'a>,
     /// A `tool_result`'s content: a string or blocks.
     content: List<'a, Block<'a>>,
@@ -521,6 +534,10 @@ struct ChatMessage<'a> {
     tool_calls: Vec<ChatToolCall<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_call_id: Option<&'a str>,
+    /// Another provider's reasoning this gateway carried in a thinking
+    /// block's signature (`chat::carried`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    reasoning_details: Vec<serde_json::Value>,
 }
 
 impl<'a> ChatMessage<'a> {
@@ -530,6 +547,7 @@ impl<'a> ChatMessage<'a> {
             content: ChatContent::Text(text.into()),
             tool_calls: Vec::new(),
             tool_call_id: None,
+            reasoning_details: Vec::new(),
         }
     }
 }
@@ -855,5 +873,32 @@ mod tests {
                 .0;
             assert!(e.contains(want), "{body}: {e}");
         }
+    }
+
+    /// A thinking block that carries another provider's reasoning gives the
+    /// assistant message its `reasoning_details` entry again; Claude's own
+    /// thinking (any other signature) goes nowhere else.
+    #[test]
+    fn a_carried_thinking_block_is_reasoning_details_again() {
+        let detail = json!({"type": "reasoning.encrypted", "id": "rs_1", "data": "gAAAA-one",
+            "format": "openai-responses-v1"});
+        let req = json!({"model": "gpt-6-luna", "max_tokens": 100, "messages": [
+            {"role": "user", "content": "Weather?"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "", "signature": chat::carry(&detail)},
+                {"type": "thinking", "thinking": "mine", "signature": "EqQBCgIYAhIM"},
+                {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "4C"}]}]});
+        let out: Value = serde_json::from_slice(
+            &messages_request_to_chat(&serde_json::to_vec(&req).unwrap(), "gpt-6-luna").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            out["messages"][1]["reasoning_details"],
+            json!([detail]),
+            "{out}"
+        );
+        assert_eq!(out["messages"][1]["tool_calls"][0]["id"], "call_1");
+        assert!(out["messages"][0].get("reasoning_details").is_none());
     }
 }

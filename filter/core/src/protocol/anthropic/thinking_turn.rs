@@ -17,8 +17,40 @@
 //! request reaches Claude without `thinking`, as Anthropic advises, and the
 //! answer names it in `x-aipipe-dropped-params` (`Plan::attempt`;
 //! filter/README.md, "Client protocols").
+//!
+//! Thinking blocks this gateway wrote to carry another provider's reasoning
+//! ([`without_carried_thinking`]) are not Claude's, and are taken out of a
+//! body for Claude before the rule is read.
+
+use serde_json::Value;
 
 use super::lax::{Lax, List, read_request};
+use crate::protocol::chat;
+
+/// The Messages body without the thinking blocks that carry another
+/// provider's reasoning (`chat::carry`: an earlier turn answered by, say,
+/// gpt-6-luna, sent back by an Anthropic client): their signatures are not
+/// Claude's, and Claude would refuse them. None when the body is not a JSON
+/// object (it goes on as it is, and Anthropic names what is wrong).
+pub fn without_carried_thinking(body: &[u8]) -> Option<Vec<u8>> {
+    let Ok(Value::Object(mut req)) = serde_json::from_slice::<Value>(body) else {
+        return None;
+    };
+    if let Some(Value::Array(messages)) = req.get_mut("messages") {
+        for message in messages {
+            if let Some(Value::Array(blocks)) = message.get_mut("content") {
+                blocks.retain(|b| {
+                    b.get("type").and_then(Value::as_str) != Some("thinking")
+                        || !b
+                            .get("signature")
+                            .and_then(Value::as_str)
+                            .is_some_and(chat::is_carried)
+                });
+            }
+        }
+    }
+    serde_json::to_vec(&req).ok()
+}
 
 /// The Messages body turns thinking on (`enabled`) and continues a tool use
 /// whose turn did not start with thinking: Anthropic would refuse it.
@@ -209,5 +241,29 @@ mod tests {
         for hostile in [&b"not json"[..], b"[]", b"{\"messages\":7}", b"{\"thinking\":{\"type\":\"enabled\"},\"messages\":[1,[],{\"role\":\"user\",\"content\":[{\"type\":\"tool_result\"}]}]}"] {
             assert!(!tool_turn_lacks_thinking(hostile));
         }
+    }
+
+    /// Thinking blocks that carry another provider's reasoning leave a body
+    /// for Claude; Claude's own stay, as does everything else.
+    #[test]
+    fn carried_thinking_is_taken_out_of_a_body_for_claude() {
+        let carried = crate::protocol::chat::carry(&json!({"type": "reasoning.encrypted",
+            "id": "rs_1", "data": "gAAAA", "format": "openai-responses-v1"}));
+        let luna = json!({"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "", "signature": carried},
+            {"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}]});
+        let b = body(ENABLED, &[luna, result()]);
+        let out: Value = serde_json::from_slice(&without_carried_thinking(&b).unwrap()).unwrap();
+        assert_eq!(
+            out["messages"][1]["content"],
+            json!([{"type": "tool_use", "id": "toolu_1", "name": "w", "input": {}}])
+        );
+        assert_eq!(out["thinking"]["type"], "enabled");
+        // What is left is a turn without thinking, as another model's turn.
+        assert!(tool_turn_lacks_thinking(&serde_json::to_vec(&out).unwrap()));
+        let own = body(ENABLED, &[assistant(&["thinking", "tool_use"]), result()]);
+        let kept: Value = serde_json::from_slice(&without_carried_thinking(&own).unwrap()).unwrap();
+        assert_eq!(kept, serde_json::from_slice::<Value>(&own).unwrap());
+        assert_eq!(without_carried_thinking(b"[1]"), None);
     }
 }
