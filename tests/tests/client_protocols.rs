@@ -33,6 +33,7 @@ use aipipe_tests::{ControlPlane, Mock, eventually};
 use common::control_plane::{
     envoy_polling, in_service_now, tenant_stats, tenant_with_own_keys, tenants_served,
 };
+use common::input_kinds;
 use common::scripts::{
     self, Batch, Case, PNG_1X1, SYSTEM, assert_answered_by, assert_mock_text, assert_weather_args,
     caught, png_data_url, python, spec,
@@ -655,20 +656,7 @@ fn assert_reasoning_round_trip(id: &str, stream: bool) {
 /// reasoning of the first turn, its call and the call's output, in order.
 fn second_turn_input(r: &Run) -> &[Value] {
     let input = r.upstream[1]["body"]["input"].as_array().unwrap();
-    let kinds: Vec<&str> = input
-        .iter()
-        .map(|i| i["type"].as_str().unwrap_or("message"))
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            "message",
-            "reasoning",
-            "function_call",
-            "function_call_output"
-        ],
-        "{input:?}"
-    );
+    assert_eq!(input_kinds(input), common::REASONING_TURN, "{input:?}");
     input
 }
 

@@ -8,7 +8,9 @@
 mod common;
 
 use aipipe_tests::{post_json, request, stream_lines};
-use common::{ACME, BETA, ROUTER, Stack, chat, complete_stream, streamed_content};
+use common::{
+    ACME, BETA, REASONING_TURN, ROUTER, Stack, chat, complete_stream, input_kinds, streamed_content,
+};
 use serde_json::{Value, json};
 
 fn messages_body(model: &str, text: &str) -> Value {
@@ -1343,20 +1345,7 @@ fn an_anthropic_clients_loop_on_gpt_6_luna_keeps_its_reasoning() {
         let got = s.mock.received().pop().unwrap();
         assert_eq!(got["path"], "/v1/responses", "{got}");
         let input = got["body"]["input"].as_array().unwrap();
-        let kinds: Vec<&str> = input
-            .iter()
-            .map(|i| i["type"].as_str().unwrap_or("message"))
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                "message",
-                "reasoning",
-                "function_call",
-                "function_call_output"
-            ],
-            "{got}"
-        );
+        assert_eq!(input_kinds(input), REASONING_TURN, "{got}");
         assert_eq!(
             input[1]["encrypted_content"], "gAAAAABmock-provider-encrypted-reasoning",
             "{got}"

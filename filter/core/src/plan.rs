@@ -913,6 +913,25 @@ mod tests {
         );
     }
 
+    /// The kind of each item of a Responses API body's `input`.
+    fn input_kinds(out: &serde_json::Value) -> Vec<&str> {
+        out["input"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| i["type"].as_str().unwrap_or("message"))
+            .collect()
+    }
+
+    /// A tool loop's second turn: the question, the reasoning, the call and
+    /// its output.
+    const REASONING_TURN: [&str; 4] = [
+        "message",
+        "reasoning",
+        "function_call",
+        "function_call_output",
+    ];
+
     fn first(t: &Table, protocol: Protocol, body: &str) -> (String, serde_json::Value, Dropped) {
         let mut p = plan(t, protocol, body).unwrap();
         let a = p.next_attempt(t, &t.accounts()[0], 3).unwrap().unwrap();
@@ -1128,22 +1147,7 @@ mod tests {
         };
         let (model, out, _) = first(&t, Protocol::Messages, &body("gpt-6-luna"));
         assert_eq!(model, "gpt-6-luna");
-        let kinds: Vec<&str> = out["input"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["type"].as_str().unwrap_or("message"))
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                "message",
-                "reasoning",
-                "function_call",
-                "function_call_output"
-            ],
-            "{out}"
-        );
+        assert_eq!(input_kinds(&out), REASONING_TURN, "{out}");
         assert_eq!(out["input"][1]["encrypted_content"], "gAAAA-one");
 
         let (_, out, dropped) = first(&t, Protocol::Messages, &body("claude-opus-4-5"));
@@ -1799,21 +1803,7 @@ mod tests {
             serde_json::json!({"effort": "low", "summary": "auto"})
         );
         assert_eq!(out["max_output_tokens"], 16);
-        let kinds: Vec<&str> = out["input"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["type"].as_str().unwrap_or("message"))
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                "message",
-                "reasoning",
-                "function_call",
-                "function_call_output"
-            ]
-        );
+        assert_eq!(input_kinds(&out), REASONING_TURN, "{out}");
         assert_eq!(out["input"][1]["encrypted_content"], "gAAAA-opaque");
         // A reasoning model with an effort takes no sampling parameters.
         assert!(out.get("temperature").is_none(), "{out}");

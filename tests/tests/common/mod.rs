@@ -157,6 +157,23 @@ pub fn chat(model: &str, text: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": text}]})
 }
 
+/// The kind of each item of a Responses API `input` (a message has none).
+pub fn input_kinds(input: &[Value]) -> Vec<&str> {
+    input
+        .iter()
+        .map(|i| i["type"].as_str().unwrap_or("message"))
+        .collect()
+}
+
+/// A tool loop's second turn as the Responses API gets it: the question, the
+/// first turn's reasoning, its call and the call's output.
+pub const REASONING_TURN: [&str; 4] = [
+    "message",
+    "reasoning",
+    "function_call",
+    "function_call_output",
+];
+
 /// The text a streamed chat answer spelled out: its chunks' `delta.content`.
 pub fn streamed_content<'a>(lines: impl Iterator<Item = &'a str>) -> String {
     lines
