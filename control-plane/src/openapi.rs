@@ -265,6 +265,12 @@ pub struct CapabilitiesDoc {
     /// `output_config` of its own.
     #[schema(required = false)]
     output_effort: bool,
+    /// An Anthropic model that takes adaptive thinking only and refuses
+    /// `thinking` enabled with a budget (default false; true for the Claude
+    /// 5.x): the filter sends a request's enabled thinking as adaptive, its
+    /// budget as `output_config.effort` unless the request sets one.
+    #[schema(required = false)]
+    adaptive_thinking: bool,
     /// Takes Chat Completions' `reasoning_effort` (default true; false for
     /// OpenAI's GPT-4o generation, which answers 400 to it): false, the
     /// filter sends the request without it and names it in
@@ -513,6 +519,7 @@ mod tests {
         m.capabilities.reasoning_effort_none = true;
         m.capabilities.disable_thinking = true;
         m.capabilities.output_effort = true;
+        m.capabilities.adaptive_thinking = true;
         m.capabilities.reasoning_effort = false;
         m.capabilities.responses_api = true;
         m.capabilities.thinking_extensions = false;

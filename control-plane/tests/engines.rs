@@ -3060,3 +3060,26 @@ async fn openai_models_learn_they_take_no_extensions_on_an_older_sqlite_file() {
 async fn openai_models_learn_they_take_no_extensions_on_an_older_postgres_database() {
     openai_models_learn_they_take_no_extensions_on_an_older_database(Engine::Postgres).await;
 }
+
+/// SQLite's migration 31 and PostgreSQL's 17 (filter/README.md, "Catalog
+/// changes", 2026-12-08: the Claude 5.x take adaptive thinking only).
+async fn claude_5_learns_adaptive_thinking_on_an_older_database(engine: Engine) {
+    rows_learn_a_capability_on_an_older_database(
+        engine,
+        "adaptive-thinking",
+        (31, 17),
+        &["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5"],
+        |c| &mut c.adaptive_thinking,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn claude_5_learns_adaptive_thinking_on_an_older_sqlite_file() {
+    claude_5_learns_adaptive_thinking_on_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn claude_5_learns_adaptive_thinking_on_an_older_postgres_database() {
+    claude_5_learns_adaptive_thinking_on_an_older_database(Engine::Postgres).await;
+}

@@ -1049,7 +1049,7 @@ fn anthropic_extensions_are_left_out_for_openai_models() {
             );
         }
     }
-    let body = json!({"model": "claude-sonnet-5-5", "thinking": thinking,
+    let body = json!({"model": "claude-opus-4-5", "thinking": thinking,
         "messages": [{"role": "user", "content": "hello"}]});
     let r = post_json(&s.chat_url(), &ACME.auth(), &body);
     assert_eq!(r.status, 200, "{}", r.text());
@@ -1057,6 +1057,48 @@ fn anthropic_extensions_are_left_out_for_openai_models() {
     let got = s.mock.received().pop().unwrap();
     assert_eq!(got["path"], "/v1/messages");
     assert_eq!(got["body"]["thinking"], thinking, "{got}");
+    // A Claude 5.x takes adaptive thinking only (the mock, like Anthropic,
+    // answers 400 to a budget): a Chat client's or an Anthropic client's
+    // budget is the effort it asks for.
+    let r = post_json(
+        &s.chat_url(),
+        &ACME.auth(),
+        &json!({"model": "claude-sonnet-5-5", "thinking": thinking,
+            "messages": [{"role": "user", "content": "hello"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-aipipe-dropped-params"), None);
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(
+        got["body"]["thinking"],
+        json!({"type": "adaptive"}),
+        "{got}"
+    );
+    assert_eq!(
+        got["body"]["output_config"],
+        json!({"effort": "low"}),
+        "{got}"
+    );
+    let r = post_json(
+        &s.envoy.url("/v1/messages"),
+        &ACME_ANTHROPIC,
+        &json!({"model": "claude-opus-5-5", "max_tokens": 4096,
+            "thinking": {"type": "enabled", "budget_tokens": 10000},
+            "messages": [{"role": "user", "content": "hello"}]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let got = s.mock.received().pop().unwrap();
+    assert_eq!(
+        got["body"]["thinking"],
+        json!({"type": "adaptive"}),
+        "{got}"
+    );
+    assert_eq!(
+        got["body"]["output_config"],
+        json!({"effort": "medium"}),
+        "{got}"
+    );
+    assert_eq!(r.json()["content"][0]["type"], "thinking", "{}", r.text());
 }
 
 /// OpenAI's GPT-4o generation takes no `reasoning_effort` (filter/README.md,

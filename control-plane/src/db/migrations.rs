@@ -586,6 +586,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`thinking_extensions`): the stored catalog rows are JSON.
         "",
     ),
+    (
+        31,
+        "Claude 5.x take adaptive thinking only (2026-12-08)",
+        // Rust below (`adaptive_thinking`): the stored catalog rows are JSON.
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -1021,6 +1027,21 @@ pub(in crate::db) mod thinking_extensions {
     }
 }
 
+/// The Claude 5.x told that they take adaptive thinking only, and refuse
+/// `thinking` enabled with a budget (filter/README.md, "Catalog changes",
+/// 2026-12-08): SQLite's migration 31, PostgreSQL's 17, by migration 24's
+/// rule.
+pub(in crate::db) mod adaptive_thinking {
+    /// The models this migration updates.
+    pub const MODELS: &[&str] = &["claude-sonnet-5-5", "claude-opus-5-5", "claude-haiku-5-5"];
+
+    /// The writes for `stored` (id, JSON of every catalog row): each the
+    /// model's id and its row's new JSON.
+    pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
+        super::capability_as_default(stored, MODELS, |c| &mut c.adaptive_thinking)
+    }
+}
+
 /// The writes that give the stored rows of `ids` the default catalog's
 /// value of one capability (`field`), keeping everything else in them:
 /// what a model takes or refuses is a fact about it, not a choice.
@@ -1107,7 +1128,8 @@ pub(super) type ModelsPlan = fn(&[(String, String)]) -> Result<Vec<(String, Stri
 /// 22 (`scheduled_retirements::plan`), 23 (`luna_in_service::plan`), 24
 /// (`claude_5_prefill::plan`), 25 (`long_context_rates::plan`), 27
 /// (`output_effort::plan`), 28 (`reasoning_effort::plan`), 29
-/// (`responses_api::plan`) and 30 (`thinking_extensions::plan`): each
+/// (`responses_api::plan`), 30 (`thinking_extensions::plan`) and 31
+/// (`adaptive_thinking::plan`): each
 /// rewrites the model rows its
 /// pure plan names, one change of the change log if any. Returns the
 /// writes made.
@@ -1273,6 +1295,11 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         if version == 30 {
             let n = rewrite_models(&tx, thinking_extensions::plan)?;
             tracing::info!(writes = n, "OpenAI's models take no Anthropic extensions");
+        }
+        // A no-op on a new database: migration 1 seeded today's catalog.
+        if version == 31 {
+            let n = rewrite_models(&tx, adaptive_thinking::plan)?;
+            tracing::info!(writes = n, "Claude 5.x take adaptive thinking only");
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
@@ -1548,8 +1575,8 @@ mod tests {
         assert_eq!(claude_5_prefill::plan(&row(&sonnet)).unwrap(), vec![]);
     }
 
-    /// Migrations 27 to 30: the Claude 5.x rows learn that they take an
-    /// effort, the GPT-4o rows that they take no `reasoning_effort`, the
+    /// Migrations 27 to 31: the Claude 5.x rows learn that they take an
+    /// effort (and adaptive thinking only), the GPT-4o rows that they take no `reasoning_effort`, the
     /// luna row that it takes tools with one over the Responses API, the
     /// OpenAI rows that they take no Anthropic extensions, the operator's
     /// other changes kept; a row pointed elsewhere, or one that already says
@@ -1560,7 +1587,7 @@ mod tests {
         let row =
             |m: &aipipe_core::table::Model| vec![(m.id.clone(), serde_json::to_string(m).unwrap())];
         type Field = fn(&mut aipipe_core::table::Capabilities) -> &mut bool;
-        let cases: [(ModelsPlan, &[&str], Field); 4] = [
+        let cases: [(ModelsPlan, &[&str], Field); 5] = [
             (output_effort::plan, output_effort::MODELS, |c| {
                 &mut c.output_effort
             }),
@@ -1575,6 +1602,9 @@ mod tests {
                 thinking_extensions::MODELS,
                 |c| &mut c.thinking_extensions,
             ),
+            (adaptive_thinking::plan, adaptive_thinking::MODELS, |c| {
+                &mut c.adaptive_thinking
+            }),
         ];
         for (plan, ids, field) in cases {
             for id in ids {

@@ -180,6 +180,13 @@ pub struct Capabilities {
     /// `thinking` or `output_config` of its own.
     #[serde(default, skip_serializing_if = "is_false")]
     pub output_effort: bool,
+    /// Thinks adaptively and refuses `thinking` `{"type": "enabled"}` with a
+    /// `budget_tokens` (the Claude 5.x: Anthropic answers 400 to it): a
+    /// request's enabled thinking is sent as `{"type": "adaptive"}`, its
+    /// budget as the `output_config.effort` it asks for (as for an OpenAI
+    /// model's `reasoning_effort`) unless the request sets an effort.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub adaptive_thinking: bool,
     /// Accepts Chat Completions' `reasoning_effort` (absent: true). A model
     /// that does not — OpenAI's GPT-4o generation answers 400 to it, even
     /// `"none"` — gets the request without it, named in the answer's
@@ -228,6 +235,7 @@ impl Default for Capabilities {
             reasoning_effort_none: false,
             disable_thinking: false,
             output_effort: false,
+            adaptive_thinking: false,
             reasoning_effort: true,
             responses_api: false,
             thinking_extensions: true,
@@ -523,6 +531,7 @@ const ALL: Capabilities = Capabilities {
     reasoning_effort_none: false,
     disable_thinking: false,
     output_effort: false,
+    adaptive_thinking: false,
     reasoning_effort: true,
     responses_api: false,
     thinking_extensions: true,
@@ -538,6 +547,7 @@ const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     reasoning_effort_none: false,
     disable_thinking: false,
     output_effort: false,
+    adaptive_thinking: false,
     reasoning_effort: true,
     responses_api: false,
     thinking_extensions: true,
@@ -566,6 +576,7 @@ const CLAUDE_5: Capabilities = Capabilities {
     reasoning_effort_none: false,
     disable_thinking: false,
     output_effort: true,
+    adaptive_thinking: true,
     reasoning_effort: true,
     responses_api: false,
     thinking_extensions: true,
@@ -593,6 +604,7 @@ const GPT_6: Capabilities = Capabilities {
     reasoning_effort_none: true,
     disable_thinking: false,
     output_effort: false,
+    adaptive_thinking: false,
     reasoning_effort: true,
     responses_api: true,
     thinking_extensions: false,
@@ -608,6 +620,7 @@ const TEXT_TOOLS: Capabilities = Capabilities {
     reasoning_effort_none: false,
     disable_thinking: false,
     output_effort: false,
+    adaptive_thinking: false,
     reasoning_effort: true,
     responses_api: false,
     thinking_extensions: true,

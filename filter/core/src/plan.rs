@@ -494,23 +494,34 @@ impl Plan {
                 )));
             }
         };
-        // A tool turn that did not start from Claude's thinking (another
-        // model called the tool, or the client kept no reasoning) goes on
-        // without it, as Anthropic advises (`anthropic::tool_turn_lacks_thinking`).
         let sent = match &upstream {
             // Renamed only: the client's body reads the same.
             Upstream::Edit(_) => self.body.as_slice(),
             Upstream::Whole(b) => b.as_slice(),
         };
-        let dropped = if wire == Protocol::Messages
-            && self.client_extensions.thinking()
-            && anthropic::tool_turn_lacks_thinking(sent)
-        {
+        let thinks = wire == Protocol::Messages && self.client_extensions.thinking();
+        // Enabled thinking with a budget, to a model that takes adaptive
+        // thinking only: adaptive, at the effort the budget asks for.
+        let budget = (thinks && m.capabilities.adaptive_thinking)
+            .then(|| anthropic::enabled_thinking_budget(sent))
+            .flatten();
+        // A tool turn that did not start from Claude's thinking (another
+        // model called the tool, or the client kept no reasoning) goes on
+        // without it, as Anthropic advises (`anthropic::tool_turn_lacks_thinking`;
+        // adaptive thinking has no such rule).
+        let dropped = if thinks && budget.is_none() && anthropic::tool_turn_lacks_thinking(sent) {
             dropped.with_extensions(Extensions::of(true, false))
         } else {
             dropped
         };
-        let rewrite = self.rewrite_for(m, p, wire, dropped);
+        let mut rewrite = self.rewrite_for(m, p, wire, dropped);
+        if let Some(budget) = budget {
+            rewrite.add.push(("thinking", r#"{"type":"adaptive"}"#));
+            if !self.client_extensions.output_config() {
+                let effort = OutputEffort::of_budget(budget);
+                rewrite.add.push(("output_config", effort.output_config()));
+            }
+        }
         if !rewrite.is_empty() {
             // A model that refuses sampling parameters gets the body without
             // them, and one that takes its budget or tools otherwise gets
@@ -1066,10 +1077,19 @@ mod tests {
             "{out}"
         );
         assert_eq!(out["messages"][0]["content"], "hi");
-        let (model, out, dropped) = first(&t, Protocol::Chat, &body("claude-sonnet-5-5"));
-        assert_eq!(model, "claude-sonnet-5-5");
+        let (model, out, dropped) = first(&t, Protocol::Chat, &body("claude-opus-4-5"));
+        assert_eq!(model, "claude-opus-4-5");
         assert!(dropped.is_empty(), "{}", dropped.names());
         assert_eq!(out["thinking"]["type"], "enabled", "{out}");
+        assert_eq!(out["output_config"]["effort"], "low", "{out}");
+        // A Claude 5.x takes adaptive thinking only: the client's effort stays.
+        let (_, out, dropped) = first(&t, Protocol::Chat, &body("claude-sonnet-5-5"));
+        assert!(dropped.is_empty(), "{}", dropped.names());
+        assert_eq!(
+            out["thinking"],
+            serde_json::json!({"type": "adaptive"}),
+            "{out}"
+        );
         assert_eq!(out["output_config"]["effort"], "low", "{out}");
         // Without them nothing is rewritten.
         let plain = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
@@ -1120,10 +1140,34 @@ mod tests {
         for claude in ["claude-sonnet-5-5", "claude-opus-4-5"] {
             let (model, out, dropped) = first(&t, Protocol::Messages, &body(claude, true, budget));
             assert_eq!(model, claude);
-            assert_eq!(out["thinking"]["budget_tokens"], 10000, "{out}");
             assert!(out.get("reasoning_effort").is_none(), "{out}");
             assert!(dropped.is_empty(), "{claude}: {}", dropped.names());
+            if claude == "claude-opus-4-5" {
+                assert_eq!(out["thinking"]["budget_tokens"], 10000, "{out}");
+                continue;
+            }
+            // Adaptive thinking only: the budget becomes the effort it asks for.
+            assert_eq!(
+                out["thinking"],
+                serde_json::json!({"type": "adaptive"}),
+                "{out}"
+            );
+            assert_eq!(out["output_config"]["effort"], "medium", "{out}");
         }
+        // In a tool loop too, where enabled thinking would need the turn's
+        // thinking block: adaptive thinking does not.
+        let turn = r#"{"model":"claude-opus-5-5","max_tokens":900,"thinking":{"type":"enabled","budget_tokens":40000},
+            "tools":[{"name":"f","input_schema":{"type":"object"}}],"messages":[{"role":"user","content":"w?"},
+            {"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"f","input":{}}]},
+            {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"4C"}]}]}"#;
+        let (_, out, dropped) = first(&t, Protocol::Messages, turn);
+        assert!(dropped.is_empty(), "{}", dropped.names());
+        assert_eq!(
+            out["thinking"],
+            serde_json::json!({"type": "adaptive"}),
+            "{out}"
+        );
+        assert_eq!(out["output_config"]["effort"], "high", "{out}");
     }
 
     /// Reasoning carried to an Anthropic client in a thinking block (an

@@ -106,6 +106,27 @@ impl OutputEffort {
         }
     }
 
+    /// The effort an Anthropic `thinking` budget asks for: under 4,096
+    /// tokens low, under 16,384 medium, more high (the budgets clients send
+    /// for "think", "think hard" and "ultrathink" are about 4K, 10K and 32K).
+    pub fn of_budget(budget_tokens: u64) -> OutputEffort {
+        match budget_tokens {
+            0..4096 => OutputEffort::Low,
+            4096..16384 => OutputEffort::Medium,
+            _ => OutputEffort::High,
+        }
+    }
+
+    /// Its name, as `reasoning_effort` and `output_config.effort` write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputEffort::Low => "low",
+            OutputEffort::Medium => "medium",
+            OutputEffort::High => "high",
+            OutputEffort::XHigh => "xhigh",
+        }
+    }
+
     /// Anthropic's `output_config` member asking for it.
     pub fn output_config(self) -> &'static str {
         match self {
@@ -193,6 +214,10 @@ impl Extensions {
 
     pub fn thinking(self) -> bool {
         self.0 & 1 != 0
+    }
+
+    pub fn output_config(self) -> bool {
+        self.0 & 2 != 0
     }
 }
 

@@ -397,4 +397,10 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rows only, as 3 (`db::migrations::thinking_extensions`).
         "-- the catalog's rows are written by pg::prepare",
     ),
+    (
+        17,
+        "Claude 5.x take adaptive thinking only (SQLite's migration 31)",
+        // Rows only, as 3 (`db::migrations::adaptive_thinking`).
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];

@@ -17,8 +17,10 @@
 //! `tool`): 400 `invalid_request_error` naming the field. Of them only
 //! `claude-haiku-5-5` takes `thinking` `{"type":"disabled"}` (the others,
 //! which think always or whose `between_tools` replaced it, answer 400), and
-//! it refuses `{"type":"enabled"}` (adaptive thinking only; documented for
-//! Haiku 5.5 alone). `output_config.effort` (`low` … `max`) is taken by the
+//! all three refuse `{"type":"enabled"}` with a budget (adaptive thinking
+//! only, steered by `output_config.effort`: Anthropic's migration guides for
+//! Sonnet and Opus 5.5 list the thinking budget among the settings that
+//! return 400). `output_config.effort` (`low` … `max`) is taken by the
 //! Claude 5.x alone (earlier models: 400, as Opus 4.5 takes it only behind
 //! a beta header).
 //!
@@ -686,10 +688,10 @@ fn check_claude_5(
                 "'disabled' is not supported for this model: thinking can't be turned off",
             ));
         }
-        Some("enabled") if model == "claude-haiku-5-5" => {
+        Some("enabled") => {
             return Err(invalid(
                 "thinking.type",
-                "'enabled' is not supported for this model: use 'adaptive'",
+                "'enabled' is not supported for this model: use 'adaptive' and `output_config.effort` to control thinking",
             ));
         }
         _ => {}
@@ -1514,6 +1516,10 @@ mod tests {
                 "messages.1",
             ),
             (json!({"thinking": {"type": "disabled"}}), "thinking.type"),
+            (
+                json!({"thinking": {"type": "enabled", "budget_tokens": 1024}}),
+                "thinking.type",
+            ),
         ] {
             let e = error(body(extra.clone()));
             assert_eq!(e.kind, "invalid_request_error", "{extra}");

@@ -144,9 +144,7 @@ fn translate<'a>(req: &'a MessagesRequest<'a>, model: &'a str) -> Result<ChatReq
 /// The Chat Completions `reasoning_effort` an Anthropic request's thinking
 /// asks for: its `output_config.effort` (`low`, `medium`, `high`; `xhigh`
 /// and `max` → `xhigh`), else, for `thinking` of type `enabled`, its
-/// `budget_tokens` (under 4,096 → `low`, under 16,384 → `medium`, more →
-/// `high`: the budgets clients send for "think", "think hard" and
-/// "ultrathink" are about 4K, 10K and 32K). Nothing for thinking that is
+/// `budget_tokens` (`OutputEffort::of_budget`). Nothing for thinking that is
 /// `disabled` or `adaptive` without an effort (the model's default).
 fn reasoning_effort(req: &MessagesRequest<'_>) -> Option<&'static str> {
     let effort = req.output_config.object().and_then(|o| o.effort.as_str());
@@ -163,11 +161,8 @@ fn reasoning_effort(req: &MessagesRequest<'_>) -> Option<&'static str> {
     if thinking.kind.as_str() != Some("enabled") {
         return None;
     }
-    match thinking.budget_tokens.as_u64()? {
-        0..4096 => Some("low"),
-        4096..16384 => Some("medium"),
-        _ => Some("high"),
-    }
+    let budget = thinking.budget_tokens.as_u64()?;
+    Some(crate::request::OutputEffort::of_budget(budget).name())
 }
 
 fn tools<'a>(tools: &'a List<'a, Tool<'a>>) -> Result<Vec<ChatTool<'a>>> {

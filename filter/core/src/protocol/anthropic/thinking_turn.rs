@@ -52,6 +52,16 @@ pub fn without_carried_thinking(body: &[u8]) -> Option<Vec<u8>> {
     serde_json::to_vec(&req).ok()
 }
 
+/// The `budget_tokens` of a Messages body's `thinking` when it is
+/// `{"type": "enabled"}` (0 when it names none), for a model that takes
+/// adaptive thinking only (`catalog::Capabilities::adaptive_thinking`).
+pub fn enabled_thinking_budget(body: &[u8]) -> Option<u64> {
+    let req = read_request::<Request>(body, "").ok()?;
+    let thinking = req.thinking.object()?;
+    (thinking.kind.as_str() == Some("enabled"))
+        .then(|| thinking.budget_tokens.as_u64().unwrap_or(0))
+}
+
 /// The Messages body turns thinking on (`enabled`) and continues a tool use
 /// whose turn did not start with thinking: Anthropic would refuse it.
 /// False for anything else, a body it cannot read included (the request
@@ -124,6 +134,7 @@ struct Request<'a> {
 struct Thinking<'a> {
     #[serde(rename = "type")]
     kind: Lax<'a>,
+    budget_tokens: Lax<'a>,
 }
 
 #[derive(serde::Deserialize, Default)]
