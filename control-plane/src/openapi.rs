@@ -271,6 +271,12 @@ pub struct CapabilitiesDoc {
     /// budget as `output_config.effort` unless the request sets one.
     #[schema(required = false)]
     adaptive_thinking: bool,
+    /// An Anthropic model that thinks unless told not to and is told with
+    /// `thinking` `between_tools` (default false; true for Claude Sonnet
+    /// 5.5, where disabled is a 400): the filter sends that when the request
+    /// asks for no reasoning, and for a request's own disabled.
+    #[schema(required = false)]
+    between_tools: bool,
     /// Takes Chat Completions' `reasoning_effort` (default true; false for
     /// OpenAI's GPT-4o generation, which answers 400 to it): false, the
     /// filter sends the request without it and names it in
@@ -520,6 +526,7 @@ mod tests {
         m.capabilities.disable_thinking = true;
         m.capabilities.output_effort = true;
         m.capabilities.adaptive_thinking = true;
+        m.capabilities.between_tools = true;
         m.capabilities.reasoning_effort = false;
         m.capabilities.responses_api = true;
         m.capabilities.thinking_extensions = false;

@@ -3083,3 +3083,27 @@ async fn claude_5_learns_adaptive_thinking_on_an_older_sqlite_file() {
 async fn claude_5_learns_adaptive_thinking_on_an_older_postgres_database() {
     claude_5_learns_adaptive_thinking_on_an_older_database(Engine::Postgres).await;
 }
+
+/// SQLite's migration 32 and PostgreSQL's 18 (filter/README.md, "Catalog
+/// changes", 2026-12-08, second change: Claude Sonnet 5.5 turns thinking off
+/// with `between_tools`). Its one row is the changed one.
+async fn claude_sonnet_5_5_learns_between_tools_on_an_older_database(engine: Engine) {
+    rows_learn_a_capability_on_an_older_database(
+        engine,
+        "between-tools",
+        (32, 18),
+        &["claude-sonnet-5-5"],
+        |c| &mut c.between_tools,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn claude_sonnet_5_5_learns_between_tools_on_an_older_sqlite_file() {
+    claude_sonnet_5_5_learns_between_tools_on_an_older_database(Engine::Sqlite).await;
+}
+
+#[tokio::test]
+async fn claude_sonnet_5_5_learns_between_tools_on_an_older_postgres_database() {
+    claude_sonnet_5_5_learns_between_tools_on_an_older_database(Engine::Postgres).await;
+}

@@ -926,10 +926,12 @@ fn gpt_6_luna_reasons_with_tools_over_the_responses_api() {
 /// so a request that asks for no reasoning reaches it with `thinking`
 /// disabled — routed or named, from an OpenAI or an Anthropic client —
 /// where the mock, like Anthropic, takes that only from Haiku 5.5; one that
-/// asks for reasoning gets the model's default. The other Claude 5.x never
-/// get it (the mock answers 400 to them with it).
+/// asks for reasoning gets the model's default. Sonnet 5.5 is told with
+/// `between_tools` (filter/README.md, "Catalog changes", 2026-12-08, second
+/// change), a client's own `disabled` too; Opus 5.5, which cannot stop
+/// thinking, is told nothing.
 #[test]
-fn claude_haiku_5_5_is_told_not_to_think_unless_the_client_asks() {
+fn claude_5_is_told_not_to_think_unless_the_client_asks() {
     let s = Stack::start_enabling(&["claude-haiku-5-5"]);
     let disabled = json!({"type": "disabled"});
     let sent = || s.mock.received().pop().unwrap();
@@ -967,21 +969,37 @@ fn claude_haiku_5_5_is_told_not_to_think_unless_the_client_asks() {
         "{got}"
     );
 
-    // Sonnet 5.5, which refuses it, never gets it.
-    let r = post_json(
-        &s.chat_url(),
-        &ACME.auth(),
-        &chat("claude-sonnet-5-5", "hi"),
-    );
+    // Sonnet 5.5, which refuses it (the mock, like Anthropic, answers 400),
+    // is told its own way: no up-front thinking, so no thinking billed.
+    for own in [None, Some(json!({"type": "disabled"}))] {
+        let mut body = chat("claude-sonnet-5-5", "hi");
+        if let Some(own) = &own {
+            body["thinking"] = own.clone();
+        }
+        let r = post_json(&s.chat_url(), &ACME.auth(), &body);
+        assert_eq!(r.status, 200, "{own:?}: {}", r.text());
+        let got = sent();
+        assert_eq!(
+            got["body"]["thinking"],
+            json!({"type": "between_tools"}),
+            "{got}"
+        );
+        assert!(
+            r.json()["choices"][0]["message"]
+                .get("reasoning_details")
+                .is_none()
+        );
+    }
+    // Opus 5.5 cannot stop thinking: nothing is sent for it.
+    let r = post_json(&s.chat_url(), &ACME.auth(), &chat("claude-opus-5-5", "hi"));
     assert_eq!(r.status, 200, "{}", r.text());
-    let got = sent();
-    assert!(got["body"].get("thinking").is_none(), "{got}");
+    assert!(sent()["body"].get("thinking").is_none());
 }
 
 /// A Chat client's `reasoning_effort` reaches the Claude 5.x as
 /// `output_config.effort` (filter/README.md, "Model selection", "What a
-/// model accepts"): `minimal` as `low`, `"none"` — which Sonnet and Opus 5.5
-/// cannot honour — as the least; the mock, like Anthropic, refuses an
+/// model accepts"): `minimal` as `low`, `"none"` — which Opus 5.5 cannot
+/// honour — as the least; the mock, like Anthropic, refuses an
 /// effort from an earlier model, which gets none.
 #[test]
 fn a_reasoning_effort_reaches_claude_5_as_its_output_effort() {
@@ -1060,43 +1078,30 @@ fn anthropic_extensions_are_left_out_for_openai_models() {
     // A Claude 5.x takes adaptive thinking only (the mock, like Anthropic,
     // answers 400 to a budget): a Chat client's or an Anthropic client's
     // budget is the effort it asks for.
-    let r = post_json(
+    let adaptive_at = |url: &str, key: &[(&str, &str)], body: Value, effort: &str| {
+        let r = post_json(url, key, &body);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-aipipe-dropped-params"), None);
+        let got = s.mock.received().pop().unwrap();
+        let sent = (&got["body"]["thinking"], &got["body"]["output_config"]);
+        let want = (&json!({"type": "adaptive"}), &json!({"effort": effort}));
+        assert_eq!(sent, want, "{got}");
+        r
+    };
+    adaptive_at(
         &s.chat_url(),
         &ACME.auth(),
-        &json!({"model": "claude-sonnet-5-5", "thinking": thinking,
+        json!({"model": "claude-sonnet-5-5", "thinking": thinking,
             "messages": [{"role": "user", "content": "hello"}]}),
+        "low",
     );
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(r.header("x-aipipe-dropped-params"), None);
-    let got = s.mock.received().pop().unwrap();
-    assert_eq!(
-        got["body"]["thinking"],
-        json!({"type": "adaptive"}),
-        "{got}"
-    );
-    assert_eq!(
-        got["body"]["output_config"],
-        json!({"effort": "low"}),
-        "{got}"
-    );
-    let r = post_json(
+    let r = adaptive_at(
         &s.envoy.url("/v1/messages"),
         &ACME_ANTHROPIC,
-        &json!({"model": "claude-opus-5-5", "max_tokens": 4096,
+        json!({"model": "claude-opus-5-5", "max_tokens": 4096,
             "thinking": {"type": "enabled", "budget_tokens": 10000},
             "messages": [{"role": "user", "content": "hello"}]}),
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let got = s.mock.received().pop().unwrap();
-    assert_eq!(
-        got["body"]["thinking"],
-        json!({"type": "adaptive"}),
-        "{got}"
-    );
-    assert_eq!(
-        got["body"]["output_config"],
-        json!({"effort": "medium"}),
-        "{got}"
+        "medium",
     );
     assert_eq!(r.json()["content"][0]["type"], "thinking", "{}", r.text());
 }

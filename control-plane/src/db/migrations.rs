@@ -592,6 +592,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rust below (`adaptive_thinking`): the stored catalog rows are JSON.
         "",
     ),
+    (
+        32,
+        "Claude Sonnet 5.5 turns thinking off with between_tools (2026-12-08)",
+        // Rust below (`between_tools`): the stored catalog rows are JSON.
+        "",
+    ),
 ];
 
 /// The schema version a database has after every migration of this build.
@@ -1042,6 +1048,21 @@ pub(in crate::db) mod adaptive_thinking {
     }
 }
 
+/// Claude Sonnet 5.5 told that it turns up-front thinking off with
+/// `thinking` `between_tools`, not `disabled` (filter/README.md, "Catalog
+/// changes", 2026-12-08, second change): SQLite's migration 32, PostgreSQL's
+/// 18, by migration 24's rule.
+pub(in crate::db) mod between_tools {
+    /// The models this migration updates.
+    pub const MODELS: &[&str] = &["claude-sonnet-5-5"];
+
+    /// The writes for `stored` (id, JSON of every catalog row): each the
+    /// model's id and its row's new JSON.
+    pub fn plan(stored: &[(String, String)]) -> crate::error::Result<Vec<(String, String)>> {
+        super::capability_as_default(stored, MODELS, |c| &mut c.between_tools)
+    }
+}
+
 /// The writes that give the stored rows of `ids` the default catalog's
 /// value of one capability (`field`), keeping everything else in them:
 /// what a model takes or refuses is a fact about it, not a choice.
@@ -1128,8 +1149,8 @@ pub(super) type ModelsPlan = fn(&[(String, String)]) -> Result<Vec<(String, Stri
 /// 22 (`scheduled_retirements::plan`), 23 (`luna_in_service::plan`), 24
 /// (`claude_5_prefill::plan`), 25 (`long_context_rates::plan`), 27
 /// (`output_effort::plan`), 28 (`reasoning_effort::plan`), 29
-/// (`responses_api::plan`), 30 (`thinking_extensions::plan`) and 31
-/// (`adaptive_thinking::plan`): each
+/// (`responses_api::plan`), 30 (`thinking_extensions::plan`), 31
+/// (`adaptive_thinking::plan`) and 32 (`between_tools::plan`): each
 /// rewrites the model rows its
 /// pure plan names, one change of the change log if any. Returns the
 /// writes made.
@@ -1300,6 +1321,14 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
         if version == 31 {
             let n = rewrite_models(&tx, adaptive_thinking::plan)?;
             tracing::info!(writes = n, "Claude 5.x take adaptive thinking only");
+        }
+        // A no-op on a new database: migration 1 seeded today's catalog.
+        if version == 32 {
+            let n = rewrite_models(&tx, between_tools::plan)?;
+            tracing::info!(
+                writes = n,
+                "Claude Sonnet 5.5 turns thinking off with between_tools"
+            );
         }
         tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
@@ -1575,8 +1604,9 @@ mod tests {
         assert_eq!(claude_5_prefill::plan(&row(&sonnet)).unwrap(), vec![]);
     }
 
-    /// Migrations 27 to 31: the Claude 5.x rows learn that they take an
-    /// effort (and adaptive thinking only), the GPT-4o rows that they take no `reasoning_effort`, the
+    /// Migrations 27 to 32: the Claude 5.x rows learn that they take an
+    /// effort (and adaptive thinking only; Sonnet 5.5 that it stops with
+    /// `between_tools`), the GPT-4o rows that they take no `reasoning_effort`, the
     /// luna row that it takes tools with one over the Responses API, the
     /// OpenAI rows that they take no Anthropic extensions, the operator's
     /// other changes kept; a row pointed elsewhere, or one that already says
@@ -1587,7 +1617,7 @@ mod tests {
         let row =
             |m: &aipipe_core::table::Model| vec![(m.id.clone(), serde_json::to_string(m).unwrap())];
         type Field = fn(&mut aipipe_core::table::Capabilities) -> &mut bool;
-        let cases: [(ModelsPlan, &[&str], Field); 5] = [
+        let cases: [(ModelsPlan, &[&str], Field); 6] = [
             (output_effort::plan, output_effort::MODELS, |c| {
                 &mut c.output_effort
             }),
@@ -1604,6 +1634,9 @@ mod tests {
             ),
             (adaptive_thinking::plan, adaptive_thinking::MODELS, |c| {
                 &mut c.adaptive_thinking
+            }),
+            (between_tools::plan, between_tools::MODELS, |c| {
+                &mut c.between_tools
             }),
         ];
         for (plan, ids, field) in cases {

@@ -187,6 +187,14 @@ pub struct Capabilities {
     /// model's `reasoning_effort`) unless the request sets an effort.
     #[serde(default, skip_serializing_if = "is_false")]
     pub adaptive_thinking: bool,
+    /// Thinks unless told not to, and is told with `thinking` `{"type":
+    /// "between_tools"}` — no up-front thinking, only short notes between
+    /// tool calls — where `{"type": "disabled"}` is a 400 (Anthropic's
+    /// Claude Sonnet 5.5): a request that asks for no reasoning is sent that,
+    /// as a `disable_thinking` model is sent disabled, and a request's own
+    /// `disabled` is sent as that.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub between_tools: bool,
     /// Accepts Chat Completions' `reasoning_effort` (absent: true). A model
     /// that does not — OpenAI's GPT-4o generation answers 400 to it, even
     /// `"none"` — gets the request without it, named in the answer's
@@ -236,6 +244,7 @@ impl Default for Capabilities {
             disable_thinking: false,
             output_effort: false,
             adaptive_thinking: false,
+            between_tools: false,
             reasoning_effort: true,
             responses_api: false,
             thinking_extensions: true,
@@ -532,6 +541,7 @@ const ALL: Capabilities = Capabilities {
     disable_thinking: false,
     output_effort: false,
     adaptive_thinking: false,
+    between_tools: false,
     reasoning_effort: true,
     responses_api: false,
     thinking_extensions: true,
@@ -548,6 +558,7 @@ const TEXT_TOOLS_JSON: Capabilities = Capabilities {
     disable_thinking: false,
     output_effort: false,
     adaptive_thinking: false,
+    between_tools: false,
     reasoning_effort: true,
     responses_api: false,
     thinking_extensions: true,
@@ -577,6 +588,7 @@ const CLAUDE_5: Capabilities = Capabilities {
     disable_thinking: false,
     output_effort: true,
     adaptive_thinking: true,
+    between_tools: false,
     reasoning_effort: true,
     responses_api: false,
     thinking_extensions: true,
@@ -584,6 +596,12 @@ const CLAUDE_5: Capabilities = Capabilities {
 /// Claude Haiku 5.5: what the other Claude 5.x refuse (a forced tool is not
 /// documented either way: refused until it is), and thinking, on by
 /// default, turned off unless the client asks for reasoning.
+/// Claude Sonnet 5.5: the other Claude 5.x's, and up-front thinking turned
+/// off with `between_tools` (`disabled` is a 400 there).
+const CLAUDE_SONNET_5_5: Capabilities = Capabilities {
+    between_tools: true,
+    ..CLAUDE_5
+};
 const CLAUDE_HAIKU_5: Capabilities = Capabilities {
     disable_thinking: true,
     ..CLAUDE_5
@@ -605,6 +623,7 @@ const GPT_6: Capabilities = Capabilities {
     disable_thinking: false,
     output_effort: false,
     adaptive_thinking: false,
+    between_tools: false,
     reasoning_effort: true,
     responses_api: true,
     thinking_extensions: false,
@@ -621,6 +640,7 @@ const TEXT_TOOLS: Capabilities = Capabilities {
     disable_thinking: false,
     output_effort: false,
     adaptive_thinking: false,
+    between_tools: false,
     reasoning_effort: true,
     responses_api: false,
     thinking_extensions: true,
@@ -836,7 +856,7 @@ const ENTRIES: &[Entry] = &[
     // 87.0, their launch posts).
     Entry { id: "claude-sonnet-5-5", provider: "anthropic", upstream_id: None,
         prices: (2.00, Some(0.10), 10.00), gpqa: 83.4, tasks: &[],
-        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[], retires: None, enabled_from: None, long_context: None },
+        context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_SONNET_5_5, enabled: true, changes: &[], retires: None, enabled_from: None, long_context: None },
     Entry { id: "claude-opus-5-5", provider: "anthropic", upstream_id: None,
         prices: (4.00, Some(0.20), 20.00), gpqa: 87.0, tasks: &[],
         context_window: 1_000_000, max_output_tokens: 128_000, capabilities: CLAUDE_5, enabled: true, changes: &[], retires: None, enabled_from: None, long_context: None },

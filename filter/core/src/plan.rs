@@ -25,6 +25,10 @@ use crate::table::{Account, ModelIx, ProviderIx, Table};
 /// `max_tokens` for Anthropic, where it is required, when the client set none.
 const DEFAULT_MAX_TOKENS: u64 = 4096;
 
+/// Claude Sonnet 5.5's `thinking` without up-front thinking
+/// (`catalog::Capabilities::between_tools`).
+const BETWEEN_TOOLS: &str = r#"{"type":"between_tools"}"#;
+
 /// The upstream request body of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upstream {
@@ -500,21 +504,30 @@ impl Plan {
             Upstream::Whole(b) => b.as_slice(),
         };
         let thinks = wire == Protocol::Messages && self.client_extensions.thinking();
+        let asked = thinks.then(|| anthropic::asked_thinking(sent)).flatten();
+        let c = m.capabilities;
         // Enabled thinking with a budget, to a model that takes adaptive
         // thinking only: adaptive, at the effort the budget asks for.
-        let budget = (thinks && m.capabilities.adaptive_thinking)
-            .then(|| anthropic::enabled_thinking_budget(sent))
-            .flatten();
+        let budget = match asked {
+            Some(anthropic::AskedThinking::Enabled(budget)) if c.adaptive_thinking => Some(budget),
+            _ => None,
+        };
+        // Thinking disabled, to a model that turns it off its own way.
+        let between_tools = asked == Some(anthropic::AskedThinking::Disabled) && c.between_tools;
         // A tool turn that did not start from Claude's thinking (another
         // model called the tool, or the client kept no reasoning) goes on
         // without it, as Anthropic advises (`anthropic::tool_turn_lacks_thinking`;
         // adaptive thinking has no such rule).
-        let dropped = if thinks && budget.is_none() && anthropic::tool_turn_lacks_thinking(sent) {
+        let enabled = matches!(asked, Some(anthropic::AskedThinking::Enabled(_)));
+        let dropped = if enabled && budget.is_none() && anthropic::tool_turn_lacks_thinking(sent) {
             dropped.with_extensions(Extensions::of(true, false))
         } else {
             dropped
         };
         let mut rewrite = self.rewrite_for(m, p, wire, dropped);
+        if between_tools {
+            rewrite.add.push(("thinking", BETWEEN_TOOLS));
+        }
         if let Some(budget) = budget {
             rewrite.add.push(("thinking", r#"{"type":"adaptive"}"#));
             if !self.client_extensions.output_config() {
@@ -616,8 +629,9 @@ impl Plan {
     /// `max_completion_tokens`, `max_tokens` renamed to it (or left out
     /// beside it); for one that reasons unless told not to, `reasoning_effort`
     /// `"none"` when the client set none; for an Anthropic model that thinks
-    /// unless told not to, `thinking` disabled when the client asked for no
-    /// reasoning and said nothing of thinking; for one that takes an effort,
+    /// unless told not to, `thinking` disabled (or, for Sonnet 5.5,
+    /// `between_tools`) when the client asked for no reasoning and said
+    /// nothing of thinking; for one that takes an effort,
     /// the client's `reasoning_effort` as `output_config.effort`
     /// (`catalog::Capabilities`).
     fn rewrite_for(
@@ -652,13 +666,18 @@ impl Plan {
             rewrite.drop.extend(dropped.extensions());
         }
         if wire == Protocol::Messages && !self.client_extensions.any() {
-            if c.disable_thinking && self.effort != Effort::Reasons {
-                rewrite.add.push(("thinking", r#"{"type":"disabled"}"#));
+            if self.effort != Effort::Reasons {
+                if c.disable_thinking {
+                    rewrite.add.push(("thinking", r#"{"type":"disabled"}"#));
+                } else if c.between_tools {
+                    rewrite.add.push(("thinking", BETWEEN_TOOLS));
+                }
             }
             // The client's effort, or the least for "none" to a model that
             // cannot stop thinking.
+            let stops = c.disable_thinking || c.between_tools;
             let effort = match self.effort {
-                Effort::None if !c.disable_thinking => Some(OutputEffort::Low),
+                Effort::None if !stops => Some(OutputEffort::Low),
                 _ => self.output_effort,
             };
             if let Some(effort) = effort.filter(|_| c.output_effort) {
@@ -1433,7 +1452,7 @@ mod tests {
     /// the model's own default or its own setting. The other Claude 5.x,
     /// which refuse `disabled`, never get it.
     #[test]
-    fn claude_haiku_5_5_is_told_not_to_think_unless_the_client_asks() {
+    fn claude_5_is_told_not_to_think_unless_the_client_asks() {
         let mut raw = raw_table();
         for m in raw.models.iter_mut().filter(|m| m.id == "claude-haiku-5-5") {
             m.enabled = true;
@@ -1483,17 +1502,39 @@ mod tests {
         let (_, out, _) = first(&t, Protocol::Messages, &messages(own));
         assert_eq!(out["thinking"], serde_json::json!({"type": "adaptive"}));
 
-        for model in ["claude-sonnet-5-5", "claude-opus-5-5", "claude-opus-4-5"] {
+        for model in ["claude-opus-5-5", "claude-opus-4-5"] {
             let body = chat("").replace("claude-haiku-5-5", model);
             let (got, out, _) = first(&t, Protocol::Chat, &body);
             assert_eq!(got, model);
             assert!(out.get("thinking").is_none(), "{model}: {out}");
         }
+
+        // Sonnet 5.5 is told its own way, `between_tools` (`disabled` is a
+        // 400 there), a client's own `disabled` too.
+        let between = serde_json::json!({"type": "between_tools"});
+        let sonnet = |extra: &str| chat(extra).replace("claude-haiku-5-5", "claude-sonnet-5-5");
+        for extra in ["", r#","reasoning_effort":"none""#] {
+            let (_, out, _) = first(&t, Protocol::Chat, &sonnet(extra));
+            assert_eq!(out["thinking"], between, "{extra}: {out}");
+            assert!(out.get("output_config").is_none(), "{extra}: {out}");
+        }
+        let (_, out, _) = first(&t, Protocol::Chat, &sonnet(r#","reasoning_effort":"high""#));
+        assert!(out.get("thinking").is_none(), "{out}");
+        let own = r#","thinking":{"type":"disabled"}"#;
+        let (_, out, dropped) = first(&t, Protocol::Chat, &sonnet(own));
+        assert_eq!(out["thinking"], between, "{out}");
+        assert!(dropped.is_empty(), "{}", dropped.names());
+        let body = messages(own).replace("claude-haiku-5-5", "claude-sonnet-5-5");
+        let (_, out, _) = first(&t, Protocol::Messages, &body);
+        assert_eq!(out["thinking"], between, "{out}");
+        // Haiku keeps a client's `disabled` as it is.
+        let (_, out, _) = first(&t, Protocol::Messages, &messages(own));
+        assert_eq!(out["thinking"], disabled, "{out}");
     }
 
     /// The Claude 5.x take a reasoning effort as `output_config.effort`
     /// (`output_effort`): a Chat client's `reasoning_effort` is sent so —
-    /// `"none"`, which Sonnet and Opus 5.5 cannot honour, as the least —
+    /// `"none"`, which Opus 5.5 cannot honour, as the least —
     /// unless the client set `thinking` or `output_config` of its own;
     /// other Claude models never get it.
     #[test]
@@ -1509,7 +1550,8 @@ mod tests {
                 ("medium", Some("medium")),
                 ("high", Some("high")),
                 ("xhigh", Some("xhigh")),
-                ("none", Some("low")),
+                // Sonnet 5.5 stops thinking instead (`between_tools`).
+                ("none", (model == "claude-opus-5-5").then_some("low")),
                 ("turbo", None),
             ] {
                 let extra = format!(r#","reasoning_effort":"{effort}""#);

@@ -264,6 +264,14 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
                 let n = catalog::rewrite_models(w, plan)?;
                 tracing::info!(writes = n, "Claude 5.x take adaptive thinking only");
             }
+            if applied.contains(&18) {
+                let plan = crate::db::migrations::between_tools::plan;
+                let n = catalog::rewrite_models(w, plan)?;
+                tracing::info!(
+                    writes = n,
+                    "Claude Sonnet 5.5 turns thinking off with between_tools"
+                );
+            }
             Ok(())
         },
         |_, _, _| {},
@@ -271,7 +279,7 @@ pub(super) fn prepare(pool: &Pool) -> Result<()> {
 }
 
 /// First start, as SQLite's (`db/migrations.rs`: the seed of migration 1 and
-/// what migrations 4 to 17 add to a new database): the default catalog, a
+/// what migrations 4 to 18 add to a new database): the default catalog, a
 /// penalty epoch and a revision that start at the current time (so both stay
 /// increasing across a wiped database), and the global table's first change.
 fn seed(w: &mut Writer<'_>) -> Result<()> {

@@ -403,4 +403,10 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
         // Rows only, as 3 (`db::migrations::adaptive_thinking`).
         "-- the catalog's rows are written by pg::prepare",
     ),
+    (
+        18,
+        "Claude Sonnet 5.5 turns thinking off with between_tools (SQLite's migration 32)",
+        // Rows only, as 3 (`db::migrations::between_tools`).
+        "-- the catalog's rows are written by pg::prepare",
+    ),
 ];

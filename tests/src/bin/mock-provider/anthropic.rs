@@ -16,7 +16,9 @@
 //! `temperature`, `top_p` or `top_k` and a forced `tool_choice` (`any`,
 //! `tool`): 400 `invalid_request_error` naming the field. Of them only
 //! `claude-haiku-5-5` takes `thinking` `{"type":"disabled"}` (the others,
-//! which think always or whose `between_tools` replaced it, answer 400), and
+//! which think always or whose `between_tools` replaced it, answer 400);
+//! only `claude-sonnet-5-5` takes `{"type":"between_tools"}` (no up-front
+//! thinking; not at effort `xhigh` or `max`); and
 //! all three refuse `{"type":"enabled"}` with a budget (adaptive thinking
 //! only, steered by `output_config.effort`: Anthropic's migration guides for
 //! Sonnet and Opus 5.5 list the thinking budget among the settings that
@@ -682,6 +684,31 @@ fn check_claude_5(
         .and_then(|t| t.get("type"))
         .and_then(Value::as_str);
     match thinking {
+        Some("between_tools") if model != "claude-sonnet-5-5" => {
+            return Err(invalid(
+                "thinking.type",
+                "'between_tools' is not supported for this model",
+            ));
+        }
+        Some("between_tools")
+            if matches!(
+                obj.get("output_config")
+                    .and_then(|o| o.get("effort"))
+                    .and_then(Value::as_str),
+                Some("xhigh" | "max")
+            ) =>
+        {
+            return Err(invalid(
+                "thinking.type",
+                "'between_tools' is not supported at effort 'xhigh' or 'max': use 'adaptive'",
+            ));
+        }
+        Some("disabled") if model == "claude-sonnet-5-5" => {
+            return Err(invalid(
+                "thinking.type",
+                "'disabled' is not supported for this model: use 'between_tools'",
+            ));
+        }
         Some("disabled") if model != "claude-haiku-5-5" => {
             return Err(invalid(
                 "thinking.type",
@@ -1533,6 +1560,17 @@ mod tests {
         // thinking disabled.
         request(body(json!({"tool_choice": {"type": "auto"}})));
         request(body(json!({"thinking": {"type": "adaptive"}})));
+        let mut sonnet = body(json!({"thinking": {"type": "between_tools"}}));
+        sonnet["model"] = json!("claude-sonnet-5-5");
+        let plain = request(sonnet.clone());
+        assert!(!plain.thinking, "no up-front thinking");
+        sonnet["output_config"] = json!({"effort": "max"});
+        assert!(error(sonnet).message.starts_with("thinking.type: "));
+        assert!(
+            error(body(json!({"thinking": {"type": "between_tools"}})))
+                .message
+                .starts_with("thinking.type: ")
+        );
         let mut haiku = body(json!({"thinking": {"type": "disabled"}}));
         haiku["model"] = json!("claude-haiku-5-5");
         request(haiku.clone());

@@ -51,7 +51,7 @@ pub use messages_request_to_chat::messages_request_to_chat;
 pub use messages_stream_to_chat::StreamTranslator;
 pub use messages_to_chat::{error_to_openai, messages_to_chat};
 pub use thinking_turn::{
-    enabled_thinking_budget, tool_turn_lacks_thinking, without_carried_thinking,
+    AskedThinking, asked_thinking, tool_turn_lacks_thinking, without_carried_thinking,
 };
 pub use wire::{StreamUsage, anthropic_usage};
 

@@ -52,14 +52,29 @@ pub fn without_carried_thinking(body: &[u8]) -> Option<Vec<u8>> {
     serde_json::to_vec(&req).ok()
 }
 
-/// The `budget_tokens` of a Messages body's `thinking` when it is
-/// `{"type": "enabled"}` (0 when it names none), for a model that takes
-/// adaptive thinking only (`catalog::Capabilities::adaptive_thinking`).
-pub fn enabled_thinking_budget(body: &[u8]) -> Option<u64> {
+/// What a Messages body's `thinking` asks for, where a model may need it
+/// written another way (`catalog::Capabilities::adaptive_thinking`,
+/// `between_tools`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AskedThinking {
+    /// `{"type": "enabled"}`, with its `budget_tokens` (0 when it names none).
+    Enabled(u64),
+    /// `{"type": "disabled"}`.
+    Disabled,
+}
+
+/// What the Messages body's `thinking` asks for; None for anything else
+/// (adaptive, absent, unreadable).
+pub fn asked_thinking(body: &[u8]) -> Option<AskedThinking> {
     let req = read_request::<Request>(body, "").ok()?;
     let thinking = req.thinking.object()?;
-    (thinking.kind.as_str() == Some("enabled"))
-        .then(|| thinking.budget_tokens.as_u64().unwrap_or(0))
+    match thinking.kind.as_str()? {
+        "enabled" => Some(AskedThinking::Enabled(
+            thinking.budget_tokens.as_u64().unwrap_or(0),
+        )),
+        "disabled" => Some(AskedThinking::Disabled),
+        _ => None,
+    }
 }
 
 /// The Messages body turns thinking on (`enabled`) and continues a tool use
